@@ -1,0 +1,159 @@
+"""The figures of docs/CAPACITY.md: memory per worker, Redis memory per identity and per audit event.
+
+    .venv/bin/python bench/capacity.py [--signups 3000] [--workers 2] [--json]
+
+It starts a redis-server of its own and ``idverify serve --redis-url`` on it, drives real signups
+(the code path production runs, Lua scripts included), then measures:
+
+- RSS and PSS of the supervisor and each worker, idle and after the load (PSS splits the pages
+  the forked workers still share, so it is the honest per-worker figure);
+- Redis ``used_memory`` as the key families are deleted one after another: short-lived keys
+  (sessions, idempotency, counters), then the per-identity keys (account, identity, its
+  accounts), then the audit log, giving bytes per verified identity and per audit event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
+
+# Key families (the part after the hash tag: iv1:{t:T}:<family>:..., see store/keys.py).
+TRANSIENT = frozenset({"vf", "req", "rl", "otpfail"})
+PER_IDENTITY = frozenset({"acct", "id", "idacc"})
+AUDIT = frozenset({"audit"})
+
+
+def memory_of(pid: int) -> dict[str, float]:
+    """RSS and PSS of a process, in MiB."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="ascii").splitlines():
+        name, _, rest = line.partition(":")
+        if name in {"Rss", "Pss"}:
+            fields[name.lower() + "_mib"] = round(int(rest.split()[0]) / 1024, 1)
+    return fields
+
+
+def processes(server: ServerProcess) -> dict[str, int]:
+    """The supervisor and its worker processes."""
+    if server.process is None:
+        msg = "server not started"
+        raise RuntimeError(msg)
+    supervisor = server.process.pid
+    children = [
+        int(child)
+        for task in Path(f"/proc/{supervisor}/task").iterdir()
+        for child in (task / "children").read_text(encoding="ascii").split()
+    ]
+    workers = [pid for pid in children if b"idverify" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return {"supervisor": supervisor, **{f"worker_{n}": pid for n, pid in enumerate(sorted(workers))}}
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def family(key: bytes) -> str:
+    """``acct`` for ``iv1:{t:T}:acct:...`` (the hash tag itself contains colons)."""
+    return key.partition(b"}:")[2].split(b":", 1)[0].decode()
+
+
+def delete_matching(client: redis.Redis, families: frozenset[str]) -> int:
+    """Deletes every key of the given families; returns how many."""
+    doomed = [key for key in client.scan_iter(count=5000) if family(key) in families]
+    for start in range(0, len(doomed), 1000):
+        client.delete(*doomed[start : start + 1000])
+    return len(doomed)
+
+
+def audit_events(client: redis.Redis) -> int:
+    """Entries in the audit log(s): a hash (field per entry) or, in older layouts, a list."""
+    total = 0
+    for key in client.scan_iter(match="*:audit:log", count=1000):
+        kind = client.type(key)
+        total += int(client.hlen(key) if kind == b"hash" else client.llen(key))
+    return total
+
+
+def measure(signups: int, workers: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="idverify-capacity-") as scratch:
+        root = Path(scratch)
+        store = RedisProcess(root / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True))
+        store.start()
+        try:
+            client = redis.Redis(port=store.port)
+            install_bench_sender(root / "site")
+            codes_path = root / "codes.txt"
+            server = ServerProcess(
+                root / "server",
+                config=BENCH_CONFIG.format(codes=codes_path),
+                redis_url=store.url,
+                extra_args=["--workers", str(workers)],
+                env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
+            )
+            with server:
+                time.sleep(1)
+                idle = {name: memory_of(pid) for name, pid in processes(server).items()}
+                empty = used_memory(client)
+                token = server.token("registrar")
+                wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
+                loaded = {name: memory_of(pid) for name, pid in processes(server).items()}
+            full = used_memory(client)
+            transient = delete_matching(client, TRANSIENT)
+            without_transient = used_memory(client)
+            identities = sum(family(key) == "acct" for key in client.scan_iter(count=5000))
+            events = audit_events(client)
+            identity_keys = delete_matching(client, PER_IDENTITY)
+            without_identities = used_memory(client)
+            audit_keys = delete_matching(client, AUDIT)
+            without_audit = used_memory(client)
+        finally:
+            store.stop()
+    per_identity = (without_transient - without_identities) / identities
+    per_event = (without_identities - without_audit) / max(events, 1)
+    return {
+        "signups": signups,
+        "workers": workers,
+        "throughput_per_s": round(signups / wall, 1),
+        "process_memory_idle": idle,
+        "process_memory_after_load": loaded,
+        "redis_used_memory_empty_mib": round(empty / 2**20, 2),
+        "redis_used_memory_after_mib": round(full / 2**20, 2),
+        "transient_keys": transient,
+        "verified_identities": identities,
+        "identity_keys": identity_keys,
+        "audit_events": events,
+        "audit_keys": audit_keys,
+        "bytes_per_identity": round(per_identity),
+        "bytes_per_audit_event": round(per_event),
+        "gib_per_million_identities": round(per_identity * 1e6 / 2**30, 2),
+        "gib_per_million_audit_events": round(per_event * 1e6 / 2**30, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--signups", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    options = parser.parse_args()
+    figures = measure(options.signups, options.workers)
+    print(json.dumps(figures, indent=None if options.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Signup throughput against the floor of the argon2id work each signup needs, in one run.
+
+    .venv/bin/python bench/verify.py [--signups 600] [--concurrency 48] [--workers N] [--json]
+    .venv/bin/python bench/verify.py --compare-workers 1,2
+
+It first measures the floor: how many bare argon2id hashes (the configured profile, one per
+verification) this machine computes per second on all its cores. Then it starts
+``idverify serve`` (embedded Redis, loose rate limits, the benchmark-only code sender) and drives
+concurrent signups (StartVerification + SubmitChallenge) through a grpc.aio client, and prints
+throughput, p50/p99 latency and ``ratio`` = signups per second / argon2 hashes per second.
+
+``--compare-workers 1,2`` measures each worker count in the same run and prints the scaling of
+each over the first (the multi-process target: 2 workers >= 1.7x one on 2 cores). The client
+opens 32 connections, since the kernel balances connections, not calls, over the workers.
+
+The code sender the benchmark uses is not part of the idverify package (see
+``bench/bench_sender``): it is installed only into a throwaway directory for the server started
+here, and refuses to start without ``BENCH_CODE_SENDER_ACK=codes-leave-the-server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from argon2.low_level import Type, hash_secret_raw
+from otlp_sink import OtlpSink
+
+from idverify.privacy.identity_index import DEFAULT
+from idverify.testing import ServerProcess
+from idverify.v1 import common_pb2, verification_pb2, verification_pb2_grpc
+
+HERE = Path(__file__).resolve().parent
+# Enough connections that the kernel's hash spreads them evenly over the workers.
+CHANNELS = 32
+_RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+BENCH_CONFIG = """
+[sms]
+sender = "bench"
+options = {{ path = "{codes}" }}
+
+[rate_limits]
+per_principal_per_minute = 10000000
+per_identity_per_hour = 10000000
+code_sends_per_phone_per_hour = 10000000
+"""
+
+
+def argon2_floor(seconds: float, threads: int) -> float:
+    """Bare argon2id hashes per second with the default profile on ``threads`` threads."""
+
+    def work(deadline: float) -> int:
+        done = 0
+        while time.monotonic() < deadline:
+            hash_secret_raw(
+                b"cn_ric|110105199003071234",
+                os.urandom(16),
+                time_cost=DEFAULT.time_cost,
+                memory_cost=DEFAULT.memory_kib,
+                parallelism=DEFAULT.parallelism,
+                hash_len=32,
+                type=Type.ID,
+            )
+            done += 1
+        return done
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        counts = list(pool.map(work, [began + seconds] * threads))
+    return sum(counts) / (time.monotonic() - began)
+
+
+def ric(n: int) -> str:
+    body = f"440106{1970 + n % 30}{1 + n % 12:02d}{1 + n % 28:02d}{n % 1000:03d}"
+    total = sum(int(c) * w for c, w in zip(body, _RIC_WEIGHTS, strict=True))
+    return body + "10X98765432"[total % 11]
+
+
+class CodeReader:
+    """Follows the bench sender's file and hands out codes by verification id."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+        self._codes: dict[str, str] = {}
+
+    def _refresh(self) -> None:
+        if not self._path.exists():
+            return
+        with self._path.open("r", encoding="ascii") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind("\n") + 1]
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            verification_id, code = line.split()
+            self._codes[verification_id] = code
+
+    async def code(self, verification_id: str) -> str:
+        """The code sent for a verification, waiting briefly for the server to write it."""
+        for _ in range(2000):
+            if verification_id in self._codes:
+                return self._codes.pop(verification_id)
+            self._refresh()
+            if verification_id in self._codes:
+                return self._codes.pop(verification_id)
+            await asyncio.sleep(0.002)
+        msg = f"no code for {verification_id}"
+        raise LookupError(msg)
+
+
+async def drive(
+    target: str, token: str, codes: CodeReader, signups: range, concurrency: int
+) -> tuple[float, list[float]]:
+    """Runs the signups; returns wall seconds and per-signup latencies."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in signups:
+        queue.put_nowait(n)
+    # Several connections: the kernel spreads connections (not calls) over the server's workers,
+    # and channels to one target share a connection unless each has its own subchannel pool.
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CHANNELS)
+    ]
+    try:
+        stubs = [verification_pb2_grpc.VerificationServiceStub(channel) for channel in channels]
+
+        async def one(n: int, stub: verification_pb2_grpc.VerificationServiceAsyncStub) -> None:
+            began = time.perf_counter()
+            subject = common_pb2.Subject(
+                kind=common_pb2.SUBJECT_KIND_PERSON,
+                name=f"测试{n}",
+                document_type=common_pb2.DOCUMENT_TYPE_CN_RIC,
+                document_number=ric(n),
+                phone_number=f"139{n:08d}",
+            )
+            started = await stub.StartVerification(
+                verification_pb2.StartVerificationRequest(
+                    request_id=f"bench-{n}",
+                    account_id=f"bench-acct-{n}",
+                    method_id="sms",
+                    subject=subject,
+                    consents=["identity", "phone"],
+                ),
+                metadata=metadata,
+                timeout=30,
+            )
+            verification_id = started.verification.verification_id
+            answer = await stub.SubmitChallenge(
+                verification_pb2.SubmitChallengeRequest(
+                    verification_id=verification_id, code=await codes.code(verification_id)
+                ),
+                metadata=metadata,
+                timeout=30,
+            )
+            if answer.verification.status != verification_pb2.VERIFICATION_STATUS_VERIFIED:
+                msg = f"signup {n} ended {answer.verification.status} {answer.verification.reason_code}"
+                raise RuntimeError(msg)
+            latencies.append(time.perf_counter() - began)
+
+        async def worker(stub: verification_pb2_grpc.VerificationServiceAsyncStub) -> None:
+            # Each worker keeps its connection, so a less busy server worker takes more signups.
+            while not queue.empty():
+                await one(queue.get_nowait(), stub)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(stubs[i % len(stubs)]) for i in range(concurrency)))
+        return time.perf_counter() - began, latencies
+    finally:
+        for channel in channels:
+            await channel.close(None)
+
+
+def install_bench_sender(site: Path) -> None:
+    """Installs the bench-only sender into a throwaway directory (never into the venv)."""
+    source = site.parent / "bench_sender_src"
+    shutil.copytree(HERE / "bench_sender", source)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
+
+
+TELEMETRY_CONFIG = """
+[telemetry]
+traces = "otlp"
+metrics = "otlp"
+otlp_endpoint = "http://127.0.0.1:{port}"
+"""
+
+
+def measure(
+    signups: int, concurrency: int, workers: int | None, extra_config: str = ""
+) -> tuple[float, list[float]]:
+    """Starts a server and drives the signups; returns (signups per second, latencies)."""
+    with tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch:
+        root = Path(scratch)
+        install_bench_sender(root / "site")
+        codes_path = root / "codes.txt"
+        extra = ["--workers", str(workers)] if workers else []
+        server = ServerProcess(
+            root / "server",
+            config=BENCH_CONFIG.format(codes=codes_path) + extra_config,
+            extra_args=extra,
+            env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
+        )
+        with server:
+            token = server.token("registrar")
+            reader = CodeReader(codes_path)
+            # Warm-up: connections, script loading, thread pools.
+            asyncio.run(
+                drive(server.target, token, reader, range(signups, signups + 40), min(8, concurrency))
+            )
+            wall, latencies = asyncio.run(drive(server.target, token, reader, range(signups), concurrency))
+    return signups / wall, latencies
+
+
+def run(
+    signups: int, concurrency: int, workers: int | None, floor_seconds: float, *, with_telemetry: bool
+) -> dict[str, float]:
+    """Measures the floor and the signup throughput (and, if asked, with telemetry on)."""
+    threads = os.cpu_count() or 1
+    floor_before = argon2_floor(floor_seconds, threads)
+    throughput, latencies = measure(signups, concurrency, workers)
+    figures: dict[str, float] = {}
+    if with_telemetry:
+        with OtlpSink() as sink:
+            traced, _ = measure(signups, concurrency, workers, TELEMETRY_CONFIG.format(port=sink.port))
+            figures |= {
+                "throughput_traced_per_s": round(traced, 1),
+                "otlp_exports_received": sink.exports,
+                "telemetry_cost": round(1 - traced / throughput, 3),
+            }
+    # The floor is measured before and after; the higher one is the fairer (stricter) floor.
+    floor = max(floor_before, argon2_floor(floor_seconds, threads))
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "signups": signups,
+        "concurrency": concurrency,
+        "workers": workers or 0,
+        "cores": threads,
+        "argon2_floor_per_s": round(floor, 1),
+        "throughput_per_s": round(throughput, 1),
+        "p50_ms": round(quantiles[49] * 1000, 1),
+        "p99_ms": round(quantiles[98] * 1000, 1),
+        "ratio": round(throughput / floor, 3),
+        **figures,
+    }
+
+
+def compare_workers(options: argparse.Namespace) -> int:
+    """Throughput for each worker count, and each one's over the first's (``scaling``)."""
+    counts = [int(part) for part in options.compare_workers.split(",")]
+    rows = [
+        run(options.signups, options.concurrency, n, options.floor_seconds, with_telemetry=False)
+        for n in counts
+    ]
+    figures = {
+        **{
+            f"throughput_{n}_workers_per_s": row["throughput_per_s"]
+            for n, row in zip(counts, rows, strict=True)
+        },
+        **{
+            f"scaling_{n}_over_{counts[0]}": round(row["throughput_per_s"] / rows[0]["throughput_per_s"], 2)
+            for n, row in zip(counts[1:], rows[1:], strict=True)
+        },
+        "argon2_floor_per_s": max(row["argon2_floor_per_s"] for row in rows),
+    }
+    if options.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>28}: {value}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--signups", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=None, help="passed to idverify serve when given")
+    parser.add_argument("--floor-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--telemetry", action="store_true", help="also measure with OTLP traces and metrics on"
+    )
+    parser.add_argument(
+        "--compare-workers",
+        default="",
+        help="e.g. 1,2: measure each worker count in this run and print the scaling between them",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
+    options = parser.parse_args()
+    if options.compare_workers:
+        return compare_workers(options)
+    figures = run(
+        options.signups,
+        options.concurrency,
+        options.workers,
+        options.floor_seconds,
+        with_telemetry=options.telemetry,
+    )
+    if options.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

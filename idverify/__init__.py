@@ -1,0 +1,1 @@
+"""idverify: real-name identity verification as a gRPC service."""

@@ -1,0 +1,169 @@
+"""``idverify audit export | verify | public-key``: the auditor's side of the log, on the command line.
+
+``export`` and ``public-key`` talk to a running server with an auditor's (or admin's) token:
+``--token``, else ``IDVERIFY_TOKEN``, else the bootstrap token file in ``--data-dir``.
+``verify`` is offline: it needs only the export file and the log's public key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import grpc
+from tqdm import tqdm
+
+from idverify.audit.checkpoint import (
+    KeyFormatError,
+    SignedHead,
+    TreeHead,
+    public_key_pem,
+    read_private_key_file,
+    read_public_key_file,
+)
+from idverify.audit.export import ExportFormatError, entry_line, head_line, verify_export
+from idverify.client import Client
+from idverify.v1 import audit_pb2
+
+__all__ = ["EXPORT_PAGE", "add_audit_commands"]
+
+EXPORT_PAGE = 50_000
+"""Events per QueryEvents stream: a dropped stream costs at most this much, and resumes after it."""
+
+_STREAM_TIMEOUT_SECONDS = 600.0
+_DEFAULT_SERVER = "127.0.0.1:50051"
+_NANOS_PER_MS = 1_000_000
+
+
+def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``audit`` and its subcommands to the ``idverify`` parser."""
+    audit = commands.add_parser("audit", help="export, verify and check the tamper-evident audit log")
+    audit.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", _DEFAULT_SERVER))
+    audit.add_argument(
+        "--token", default="", help="auditor or admin token (IDVERIFY_TOKEN, else the bootstrap file)"
+    )
+    audit.add_argument("--data-dir", default=None, help="where the bootstrap token file is")
+    audit.add_argument(
+        "--tenant", default="", help="the tenant's log (admins only; default: the token's own)"
+    )
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = sub.add_parser("export", help="write the log and its latest signed head as JSON lines")
+    export.add_argument("--out", required=True, help="the file to write ('-' for standard output)")
+    verify = sub.add_parser("verify", help="check an export offline: signature, tree, every entry")
+    verify.add_argument("file", help="an export written by `idverify audit export`")
+    verify.add_argument("--public-key", required=True, help="the log's Ed25519 public key (PEM file)")
+    public_key = sub.add_parser("public-key", help="print the log's public key (PEM)")
+    public_key.add_argument(
+        "--signing-key-file",
+        default="",
+        help="print the public half of this private key file instead of asking the server",
+    )
+    audit.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if args.audit_command == "verify":
+            return _verify(Path(args.file), Path(args.public_key))
+        if args.audit_command == "public-key":
+            return _public_key(args)
+        return _export(args)
+    except grpc.RpcError as error:
+        print(f"idverify: {error.code().name}: {error.details()}", file=sys.stderr)
+    except (OSError, KeyFormatError, ExportFormatError) as error:
+        print(f"idverify: {error}", file=sys.stderr)
+    return 1
+
+
+def _client(args: argparse.Namespace) -> Client:
+    token = args.token or os.environ.get("IDVERIFY_TOKEN", "")
+    if not token:
+        data_dir = Path(args.data_dir or os.environ.get("IDVERIFY_DATA_DIR", "idverify-data"))
+        path = data_dir / "bootstrap-token"
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+    return Client(args.server, token)
+
+
+def _export(args: argparse.Namespace) -> int:
+    client = _client(args)
+    stub = client.audit
+    try:
+        answer = stub.GetTreeHead(audit_pb2.GetTreeHeadRequest(tenant=args.tenant))
+        signed = _signed_head(answer.head)
+        size = signed.head.size
+        with (
+            contextlib.ExitStack() as files,
+            tqdm(total=size, unit="entry", file=sys.stderr, disable=None) as bar,
+        ):
+            out = sys.stdout.buffer if args.out == "-" else files.enter_context(Path(args.out).open("wb"))
+            out.write(head_line(signed))
+            written = 0
+            while written < size:
+                request = audit_pb2.QueryEventsRequest(
+                    tenant=args.tenant, start_index=written, limit=min(EXPORT_PAGE, size - written)
+                )
+                before = written
+                for item in stub.QueryEvents(request, timeout=_STREAM_TIMEOUT_SECONDS):
+                    if item.event.index != written:
+                        print(
+                            f"idverify: the server skipped from entry {written} to {item.event.index}",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    out.write(entry_line(written, item.leaf, item.leaf_hash))
+                    written += 1
+                    bar.update(1)
+                if written == before:
+                    print(f"idverify: the server sent no entry from {written} on", file=sys.stderr)
+                    return 1
+    finally:
+        client.close()
+    print(f"exported {size} entries of {signed.head.origin} (key {signed.key_id})", file=sys.stderr)
+    return 0
+
+
+def _verify(path: Path, public_key_file: Path) -> int:
+    public_key = read_public_key_file(public_key_file)
+    with path.open("rb") as handle:
+        report = verify_export(_lines(handle), public_key)
+    if report.ok:
+        print(f"OK: {report.entries} entries, tree size {report.tree_size}, signature and root verify")
+        return 0
+    where = f"first bad entry: {report.first_bad}: " if report.first_bad is not None else ""
+    print(f"FAILED: {where}{report.problem}")
+    return 1
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    if args.signing_key_file:
+        pem = public_key_pem(read_private_key_file(args.signing_key_file).public_key()).decode("ascii")
+    else:
+        with _client(args) as client:
+            pem = client.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest(tenant=args.tenant)).public_key
+    print(pem, end="")
+    return 0
+
+
+def _signed_head(message: audit_pb2.SignedTreeHead) -> SignedHead:
+    """A signed head from its proto, with the timestamp in whole milliseconds as signed."""
+    stamp = message.timestamp
+    return SignedHead(
+        head=TreeHead(
+            origin=message.origin,
+            size=message.tree_size,
+            root_hash=message.root_hash,
+            timestamp_ms=stamp.seconds * 1000 + stamp.nanos // _NANOS_PER_MS,
+        ),
+        key_id=message.key_id,
+        signature=message.signature,
+    )
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes]:
+    yield from tqdm(handle, unit="line", file=sys.stderr, disable=None)

@@ -1,0 +1,255 @@
+"""Reading a tenant's audit log on Redis: entries, index postings, and the stored Merkle tree.
+
+Entries are appended by the Lua prelude in the same step as the change they record; the tree is
+built from them by ``idverify.audit.integrator``. Every key is in the tenant's hash slot
+(``idverify.store.keys`` lists them), and each read here is one round trip: a proof reads its
+O(log n) nodes with one script of ``GETRANGE`` calls (``audit_nodes.lua``), never the whole log.
+
+Tree nodes are stored level by level: node ``(level, index)`` is 32 bytes at offset
+``32 * (index % CHUNK_NODES)`` of the string ``audit:tree:<level>:<index // CHUNK_NODES>``. That
+is 32 bytes per node and no per-node overhead (a hash field costs three times that), and
+chunks keep every string far below Redis's 512 MB limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from idverify.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, NodeId
+from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts, script_source
+
+__all__ = ["CHUNK_NODES", "POSTING_WIDTH", "AuditStore", "NodeWrite", "TreeState", "decode_postings"]
+
+CHUNK_NODES = 1 << 20
+"""Nodes per stored string (32 MiB)."""
+
+POSTING_WIDTH = 6
+"""Bytes per sequence number in an index posting (big-endian; up to 2**48 entries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """The integrated part of a log: the tree over its first ``size`` entries.
+
+    Attributes:
+        size: entries hashed into the tree.
+        root: the RFC 6962 root of those entries.
+        compact: the compact range at ``size``, to append from.
+    """
+
+    size: int
+    root: bytes
+    compact: CompactRange
+
+    @classmethod
+    def empty(cls) -> TreeState:
+        """The tree of no entries."""
+        return cls(0, EMPTY_ROOT, CompactRange())
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWrite:
+    """Consecutive nodes of one level, within one stored chunk."""
+
+    level: int
+    first_index: int
+    hashes: bytes
+
+    @property
+    def chunk(self) -> int:
+        """The stored string the nodes go to."""
+        return self.first_index // CHUNK_NODES
+
+    @property
+    def offset(self) -> int:
+        """Byte offset of the first node in its string."""
+        return (self.first_index % CHUNK_NODES) * HASH_SIZE
+
+
+def decode_postings(data: bytes) -> list[int]:
+    """The sequence numbers of a posting's bytes."""
+    return [
+        int.from_bytes(data[i : i + POSTING_WIDTH], "big")
+        for i in range(0, len(data) - len(data) % POSTING_WIDTH, POSTING_WIDTH)
+    ]
+
+
+def group_node_writes(nodes: Iterable[tuple[NodeId, bytes]]) -> list[NodeWrite]:
+    """Packs nodes into runs of consecutive indices per level and chunk, one write each."""
+    ordered = sorted(nodes, key=lambda item: (item[0].level, item[0].index))
+    writes: list[NodeWrite] = []
+    run: list[bytes] = []
+    level = first = -1
+    for node, value in ordered:
+        contiguous = node.level == level and node.index == first + len(run)
+        if contiguous and node.index % CHUNK_NODES != 0:
+            run.append(value)
+            continue
+        if run:
+            writes.append(NodeWrite(level, first, b"".join(run)))
+        level, first, run = node.level, node.index, [value]
+    if run:
+        writes.append(NodeWrite(level, first, b"".join(run)))
+    return writes
+
+
+class AuditStore:
+    """Reads of the audit logs of every tenant, and the tree writes of the integrator."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        # Run directly rather than through Scripts.run: a proof is this one read inside its
+        # RPC's span, and a child span of its own would cost half a Redis round trip.
+        self._read_nodes_script = redis.register_script(script_source("audit_nodes"))
+
+    async def exists(self, tenant: str) -> bool:
+        """Whether the tenant's log has any entry."""
+        async with translate_errors():
+            return bool(await self._redis.exists(TenantKeys(tenant).audit_head()))
+
+    async def size(self, tenant: str) -> int:
+        """Entries in the log (integrated or not).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        async with translate_errors():
+            value = await self._redis.hget(TenantKeys(tenant).audit_head(), "size")
+        return int(value or 0)
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The stored bytes of entries, in order; None where there is no such entry.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if not indices:
+            return []
+        async with translate_errors():
+            found = await self._redis.hmget(TenantKeys(tenant).audit_log(), [str(i) for i in indices])
+        return [_as_bytes(value) for value in found]
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree: size, root and compact range.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+            ValueError: when the stored head is malformed (the store is corrupt).
+        """
+        async with translate_errors():
+            size, root, compact = (
+                _as_bytes(value)
+                for value in await self._redis.hmget(
+                    TenantKeys(tenant).audit_tree_head(), ["size", "root", "range"]
+                )
+            )
+        if size is None or root is None or compact is None:
+            return TreeState.empty()
+        count = int(size)
+        hashes = tuple(compact[i : i + HASH_SIZE] for i in range(0, len(compact), HASH_SIZE))
+        return TreeState(count, root, CompactRange(count, hashes))
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Stored node hashes in one round trip; None for a node not stored (yet).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        return await self._read_runs(tenant, [(node.level, node.index, 1) for node in nodes])
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """Stored leaf hashes of entries, reading each run of consecutive indices at once.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        runs: list[tuple[int, int, int]] = []  # (level 0, first index, count)
+        for index in indices:
+            if runs and index == runs[-1][1] + runs[-1][2] and index % CHUNK_NODES != 0:
+                runs[-1] = (0, runs[-1][1], runs[-1][2] + 1)
+            else:
+                runs.append((0, index, 1))
+        return await self._read_runs(tenant, runs)
+
+    async def _read_runs(self, tenant: str, runs: Sequence[tuple[int, int, int]]) -> list[bytes | None]:
+        """The hashes of runs ``(level, first index, count)`` of consecutive nodes within one chunk."""
+        if not runs:
+            return []
+        packed = b"".join(
+            level.to_bytes(1, "big") + first.to_bytes(POSTING_WIDTH, "big") + count.to_bytes(4, "big")
+            for level, first, count in runs
+        )
+        async with translate_errors():
+            reply = await self._read_nodes_script(
+                keys=[TenantKeys(tenant).audit_tree_head()], args=[CHUNK_NODES, packed]
+            )
+        blob = _as_bytes(reply) or b""
+        values = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+        # SETRANGE pads a string with zero bytes: a zero hash is a node not written.
+        return [v if any(v) else None for v in values]
+
+    async def write_tree(
+        self, tenant: str, old_size: int, state: TreeState, writes: Sequence[NodeWrite]
+    ) -> bool:
+        """Stores completed nodes and moves the tree head, if the tree is still at ``old_size``.
+
+        Returns:
+            False when another process moved the tree first (nothing was written).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        args: list[str | int | bytes] = [old_size, state.size, state.root, b"".join(state.compact.hashes)]
+        for write in writes:
+            args += [write.offset, write.hashes]
+        result = await self._scripts.run(
+            "audit_integrate",
+            [keys.audit_tree_head(), *(keys.audit_tree(w.level, w.chunk) for w in writes)],
+            args,
+        )
+        return bool(result[0] == b"OK")
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """For each time, the index of the first entry at or after it (the size if none).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        found = await self._scripts.run(
+            "audit_seek", [keys.audit_log(), keys.audit_head()], ["time", *times_ms]
+        )
+        return [int(i) for i in found]
+
+    async def seek_postings(self, tenant: str, postings: Sequence[str], index: int) -> list[tuple[int, int]]:
+        """For each posting key, the position of its first index at or after ``index``, and its length.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        found = await self._scripts.run(
+            "audit_seek", [keys.audit_log(), keys.audit_head(), *postings], ["posting", index]
+        )
+        return [(int(found[i]), int(found[i + 1])) for i in range(0, len(found), 2)]
+
+    async def read_posting(self, key: str, position: int, count: int) -> list[int]:
+        """Up to ``count`` indices of a posting from ``position`` on.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        start = position * POSTING_WIDTH
+        async with translate_errors():
+            data = await self._redis.getrange(key, start, start + count * POSTING_WIDTH - 1)
+        return decode_postings(_as_bytes(data) or b"")
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    """A reply as bytes (clients here return bytes; the stubs allow str too)."""
+    return value.encode() if isinstance(value, str) else value

@@ -1,0 +1,185 @@
+"""Filtered reads of an audit log that page through millions of entries in bounded memory.
+
+A query is cut to the log as it was when the query began (so it ends), and to the index range
+its time bounds map to (entry times never decrease, so one binary search in Redis finds each
+end). Every filter field is indexed (a posting of entry numbers per account, type, outcome and
+method); candidates come from the field with the fewest entries in range, as the union of the
+postings of its values, and the other fields filter them. With no filter, every index in range
+is a candidate. Candidates are read ``PAGE`` at a time, decoded and filtered; nothing holds more
+than one page, whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
+from idverify.audit.log_store import AuditStore
+from idverify.store.keys import TenantKeys
+
+__all__ = ["PAGE", "EventFilter", "QueryResult", "run_query"]
+
+PAGE = 256
+"""Entries read per round trip."""
+
+POSTING_BLOCK = 2048
+"""Indices read from one posting per round trip (12 KiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What a query asks for; empty fields match everything.
+
+    Attributes:
+        start_ms: first time included (ms since the epoch), or None.
+        end_ms: first time excluded, or None.
+        types: event types, any of them.
+        outcomes: outcomes, any of them.
+        method: one verification method.
+        accounts: the account's audit pseudonyms (one per pepper version still readable).
+        start_index: the first index to consider.
+        limit: stop after this many events (0: no limit).
+    """
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+    types: frozenset[str] = frozenset()
+    outcomes: frozenset[str] = frozenset()
+    method: str = ""
+    accounts: tuple[str, ...] = ()
+    start_index: int = 0
+    limit: int = 0
+
+    def matches(self, event: AuditEvent) -> bool:
+        """Whether an event passes the filter's non-index conditions."""
+        return (
+            (not self.types or event.type in self.types)
+            and (not self.outcomes or event.outcome in self.outcomes)
+            and (not self.method or event.method == self.method)
+            and (not self.accounts or event.account in self.accounts)
+            and (self.start_ms is None or event.time_ms >= self.start_ms)
+            and (self.end_ms is None or event.time_ms < self.end_ms)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """One matching entry.
+
+    Attributes:
+        event: the decoded entry.
+        leaf: its stored bytes, the Merkle leaf.
+        stored_leaf_hash: its leaf hash as stored in the tree, or None while not integrated.
+    """
+
+    event: AuditEvent
+    leaf: bytes
+    stored_leaf_hash: bytes | None
+
+
+async def run_query(store: AuditStore, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+    """The entries of a tenant's log that match, in index order.
+
+    Raises:
+        EntryFormatError: when a stored entry does not decode (the store was altered).
+        StoreUnavailable: when Redis cannot be reached.
+    """
+    low, high = await _index_range(store, tenant, query)
+    if low >= high:
+        return
+    sent = 0
+    async for page in _candidate_pages(store, tenant, query, low, high):
+        leaves = await store.entries(tenant, page)
+        stored = await store.leaf_hashes(tenant, page)
+        for index, leaf, stored_hash in zip(page, leaves, stored, strict=True):
+            if leaf is None:
+                raise EntryFormatError(f"audit entry {index} is missing")
+            event = parse_entry(leaf)
+            if event.index != index:
+                raise EntryFormatError(f"audit entry {index} says it is entry {event.index}")
+            if not query.matches(event):
+                continue
+            yield QueryResult(event, leaf, stored_hash)
+            sent += 1
+            if query.limit and sent >= query.limit:
+                return
+
+
+async def _index_range(store: AuditStore, tenant: str, query: EventFilter) -> tuple[int, int]:
+    high = await store.size(tenant)
+    low = query.start_index
+    times = [t for t in (query.start_ms, query.end_ms) if t is not None]
+    if times and low < high:
+        found = iter(await store.seek_times(tenant, times))
+        if query.start_ms is not None:
+            low = max(low, next(found))
+        if query.end_ms is not None:
+            high = min(high, next(found))
+    return low, high
+
+
+async def _candidate_pages(
+    store: AuditStore, tenant: str, query: EventFilter, low: int, high: int
+) -> AsyncIterator[list[int]]:
+    keys = TenantKeys(tenant)
+    # Every filter field has postings; candidates come from the field whose postings hold the
+    # fewest indices from ``low`` on (the union of its values), and the others filter them.
+    dimensions = [
+        [keys.audit_index(kind, value) for value in sorted(values)]
+        for kind, values in (
+            ("acct", query.accounts),
+            ("type", query.types),
+            ("outcome", query.outcomes),
+            ("method", (query.method,) if query.method else ()),
+        )
+        if values
+    ]
+    if not dimensions:
+        for first in range(low, high, PAGE):
+            yield list(range(first, min(first + PAGE, high)))
+        return
+    sought = iter(await store.seek_postings(tenant, [key for keys_ in dimensions for key in keys_], low))
+    options = [[(key, *next(sought)) for key in keys_] for keys_ in dimensions]
+    best = min(options, key=lambda postings: sum(length - position for _, position, length in postings))
+    streams = [_posting(store, key, position, high) for key, position, _ in best]
+    page: list[int] = []
+    async for index in _merge(streams):
+        page.append(index)
+        if len(page) == PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+async def _posting(store: AuditStore, key: str, position: int, high: int) -> AsyncIterator[int]:
+    while True:
+        block = await store.read_posting(key, position, POSTING_BLOCK)
+        for index in block:
+            if index >= high:
+                return
+            yield index
+        if len(block) < POSTING_BLOCK:
+            return
+        position += len(block)
+
+
+async def _merge(streams: Sequence[AsyncIterator[int]]) -> AsyncIterator[int]:
+    """The union of ascending streams, ascending, each index once."""
+    heap: list[tuple[int, int]] = []
+    for number, stream in enumerate(streams):
+        first = await anext(stream, None)
+        if first is not None:
+            heap.append((first, number))
+    heapq.heapify(heap)
+    last = -1
+    while heap:
+        index, number = heapq.heappop(heap)
+        if index != last:
+            yield index
+            last = index
+        following = await anext(streams[number], None)
+        if following is not None:
+            heapq.heappush(heap, (following, number))

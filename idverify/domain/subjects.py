@@ -1,0 +1,62 @@
+"""Domain types of the subject being verified, independent of protobuf and storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class SubjectKind(Enum):
+    """A person or an organization."""
+
+    PERSON = "person"
+    ORGANIZATION = "organization"
+
+
+class DocumentType(Enum):
+    """Identity documents idverify can validate."""
+
+    CN_RIC = "cn_ric"
+    CN_RESIDENCE_PERMIT = "cn_residence_permit"
+    CN_FOREIGN_PERMANENT_RESIDENT = "cn_foreign_permanent_resident"
+    PASSPORT = "passport"
+    CN_USCC = "cn_uscc"
+
+
+class AgeBand(Enum):
+    """Derived age facts; the birth date itself is never stored."""
+
+    UNKNOWN = "unknown"
+    UNDER_14 = "under_14"
+    FROM_14_TO_17 = "14_to_17"
+    ADULT = "adult"
+
+
+class AssuranceLevel(Enum):
+    """Confidence a method gives in the claimed identity (eIDAS-style levels)."""
+
+    LOW = "low"
+    SUBSTANTIAL = "substantial"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a caller claims, as received: lives in memory for one request only.
+
+    ``repr`` is disabled on the personal fields so that a stray log of the object leaks nothing.
+    """
+
+    kind: SubjectKind
+    name: str
+    document_type: DocumentType | None
+    document_number: str
+    phone_number: str = ""
+    bank_card_number: str = ""
+    issuing_country: str = ""
+
+    def __repr__(self) -> str:
+        doc = self.document_type.value if self.document_type else "none"
+        return f"Subject(kind={self.kind.value}, document_type={doc}, <personal fields hidden>)"
+
+    __str__ = __repr__

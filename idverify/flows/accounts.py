@@ -1,0 +1,212 @@
+"""Account reads and IP-location display: what a platform may know about an account.
+
+An account record holds derived facts only: verified or not, when, by which method, subject
+kind, age band, and the display label of its last login IP (never the address).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from idverify.domain.errors import InvalidArgument
+from idverify.domain.normalize import normalize_identifier
+from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.store.connection import as_text, translate_errors
+from idverify.store.keys import TenantKeys
+
+MAX_BATCH = 1000
+_IP_FIELDS = ("ip_display", "ip_display_en", "ip_country", "ip_region", "ip_source", "ip_build", "ip_ms")
+
+
+class Located(Protocol):
+    """The display result of one IP lookup (read-only)."""
+
+    @property
+    def display(self) -> str:
+        """Chinese label."""
+        ...
+
+    @property
+    def display_en(self) -> str:
+        """English label."""
+        ...
+
+    @property
+    def country_code(self) -> str:
+        """ISO 3166-1 alpha-2, or empty."""
+        ...
+
+    @property
+    def region_code(self) -> str:
+        """ISO 3166-2 of a mainland province, or empty."""
+        ...
+
+    @property
+    def source(self) -> str:
+        """The database that answered."""
+        ...
+
+    @property
+    def source_build_date(self) -> str:
+        """Its build date, YYYY-MM-DD."""
+        ...
+
+
+class IpLocator(Protocol):
+    """Resolves an IP address text to its display location."""
+
+    async def locate(self, ip: str, *, field: str = "ip") -> Located:
+        """The location; raises InvalidArgument naming ``field`` for a malformed address."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLocation:
+    """A display label as stored on an account."""
+
+    display: str
+    display_en: str
+    country_code: str
+    region_code: str
+    source: str
+    source_build_date: str
+    recorded_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """What GetAccount returns."""
+
+    account_id: str
+    verified: bool
+    verified_ms: int
+    method_id: str
+    assurance: str
+    subject_kind: str
+    age_band: str
+    location: StoredLocation | None
+    # Set once the account is cancelled: when what remains of it is erased (epoch ms).
+    erasure_due_ms: int = 0
+
+
+class AccountFlow:
+    """Account reads and IP labels for every tenant."""
+
+    def __init__(self, deps: FlowDeps, locator: IpLocator) -> None:
+        self._d = deps
+        self._locator = locator
+
+    def _key(self, tenant: str, account_id: str, field: str = "account_id") -> str:
+        account_id = normalize_identifier(account_id, field=field)
+        return TenantKeys(tenant).account(self._d.keyring.pseudonym(tenant, "account", account_id))
+
+    async def get_account(self, tenant: str, account_id: str) -> AccountView:
+        """The account's derived facts; an unknown account reads as not verified.
+
+        Raises:
+            InvalidArgument: on a malformed account id.
+        """
+        key = self._key(tenant, account_id)
+        async with translate_errors():
+            raw = await self._d.redis.hgetall(key)
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        return AccountView(
+            account_id=account_id,
+            verified=bool(record.get("identity")),
+            verified_ms=int(record.get("verified_ms", "0")),
+            method_id=record.get("method", ""),
+            assurance=record.get("assurance", ""),
+            subject_kind=record.get("kind", ""),
+            age_band=record.get("age_band", ""),
+            location=_stored_location(record),
+            erasure_due_ms=int(record.get("erase_due_ms", "0")),
+        )
+
+    async def lookup_ip(self, ip: str) -> Located:
+        """Resolves an address without storing anything.
+
+        Raises:
+            InvalidArgument: on a malformed address.
+        """
+        return await self._locator.locate(ip, field="ip")
+
+    async def record_login_ip(
+        self, tenant: str, account_id: str, ip: str, info: RequestInfo | None = None
+    ) -> Located:
+        """Stores the display label of a login IP on the account (never the address).
+
+        The label and its audit entry are written in one step (``store/lua/login_ip.lua``).
+
+        Raises:
+            InvalidArgument: on a malformed account id or address.
+        """
+        key = self._key(tenant, account_id)
+        location = await self._locator.locate(ip, field="ip")
+        audit_account = self._d.keyring.pseudonym(
+            tenant, "audit", normalize_identifier(account_id, field="account_id")
+        )
+        label = {
+            "ip_display": location.display,
+            "ip_display_en": location.display_en,
+            "ip_country": location.country_code,
+            "ip_region": location.region_code,
+            "ip_source": location.source,
+            "ip_build": location.source_build_date,
+        }
+        request = (info or RequestInfo.internal()).audit_fields()
+        await self._d.scripts.run(
+            "login_ip",
+            [key, TenantKeys(tenant).audit_log()],
+            [json.dumps(label), json.dumps(request), audit_account],
+        )
+        return location
+
+    async def ip_locations(
+        self, tenant: str, account_ids: Sequence[str]
+    ) -> tuple[dict[str, StoredLocation], list[str]]:
+        """Stored labels of up to MAX_BATCH accounts in one script call; the rest are reported unknown.
+
+        Raises:
+            InvalidArgument: on an empty or oversized batch or a malformed id.
+        """
+        if not account_ids:
+            raise InvalidArgument("at least one account id", reason="EMPTY", field="account_ids")
+        if len(account_ids) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} account ids", reason="TOO_MANY", field="account_ids")
+        unique = list(dict.fromkeys(account_ids))
+        keys = [self._key(tenant, a, field="account_ids") for a in unique]
+        rows = json.loads(await self._d.scripts.run("ip_labels", keys, _IP_FIELDS))
+        found: dict[str, StoredLocation] = {}
+        unknown: list[str] = []
+        for account_id, row in zip(unique, rows, strict=True):
+            if not row:
+                unknown.append(account_id)
+                continue
+            record = dict(zip(_IP_FIELDS, row, strict=True))
+            found[account_id] = StoredLocation(
+                display=record["ip_display"],
+                display_en=record["ip_display_en"] or "",
+                country_code=record["ip_country"] or "",
+                region_code=record["ip_region"] or "",
+                source=record["ip_source"] or "",
+                source_build_date=record["ip_build"] or "",
+                recorded_ms=int(record["ip_ms"] or 0),
+            )
+        return found, unknown
+
+
+def _stored_location(record: dict[str, str]) -> StoredLocation | None:
+    if "ip_display" not in record:
+        return None
+    return StoredLocation(
+        display=record["ip_display"],
+        display_en=record.get("ip_display_en", ""),
+        country_code=record.get("ip_country", ""),
+        region_code=record.get("ip_region", ""),
+        source=record.get("ip_source", ""),
+        source_build_date=record.get("ip_build", ""),
+        recorded_ms=int(record.get("ip_ms", "0")),
+    )

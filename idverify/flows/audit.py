@@ -1,0 +1,324 @@
+"""What an auditor may ask of a tenant's log: signed heads, proofs, single events and queries.
+
+Requests are checked here, once, with precise errors: a tenant other than the caller's own
+(PERMISSION_DENIED unless an admin asks), a tenant without a log (NOT_FOUND), a request that
+contradicts itself (INVALID_ARGUMENT: index >= tree size, first > second, a size of 0, a
+reversed time range) and a position the log has not reached yet (OUT_OF_RANGE: the same
+request may succeed later). A proof costs one round trip, reading its O(log n) nodes, when the
+tree is known to have reached its size (stored nodes never change, so that knowledge keeps), and
+two otherwise: the tree head first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner, public_key_pem
+from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.log_store import AuditStore, TreeState
+from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
+from idverify.audit.query import EventFilter, QueryResult, run_query
+from idverify.audit.signing_key import load_signing_key
+from idverify.config import Settings
+from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
+from idverify.domain.normalize import normalize_identifier
+from idverify.privacy.keyring import Keyring
+from idverify.security.principals import Principal, tenant_for
+from idverify.store.connection import RedisClient
+from idverify.store.keys import valid_tenant
+from idverify.store.scripts import Scripts
+
+__all__ = [
+    "AuditFlow",
+    "InclusionProof",
+    "QueryRequest",
+    "build_audit_flow",
+    "integrate_forever",
+    "origin_of",
+]
+
+# A head is re-signed when the tree grew, or when the one at hand is older than this, so that
+# an idle log still shows a fresh timestamp.
+HEAD_MAX_AGE_MS = 60_000
+MAX_FILTER_VALUES = 64
+# How often each replica folds new entries into the tree.
+INTEGRATION_INTERVAL_SECONDS = 0.5
+_MAX_FILTER_TEXT = 64
+
+log = logging.getLogger("idverify.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """An audit path and the leaf hash it starts from."""
+
+    hashes: list[bytes]
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRequest:
+    """A QueryEvents call, as received (not yet validated); times in ms, None when unset."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+    types: Sequence[str] = ()
+    outcomes: Sequence[str] = ()
+    method: str = ""
+    account_id: str = ""
+    start_index: int = 0
+    limit: int = 0
+
+
+def origin_of(tenant: str) -> str:
+    """The checkpoint origin line of a tenant's log."""
+    return f"idverify/{tenant}"
+
+
+class AuditFlow:
+    """Audit reads for every tenant."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        integrator: TreeIntegrator,
+        signer: TreeHeadSigner,
+        keyring: Keyring,
+        *,
+        configured_tenants: Collection[str] = (),
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._store = store
+        self._integrator = integrator
+        self._signer = signer
+        self._keyring = keyring
+        self._configured = frozenset(configured_tenants)
+        self._known = set(self._configured)
+        self._clock_ms = clock_ms
+        self._heads: dict[str, SignedHead] = {}
+        # The largest tree size seen stored per tenant: proofs up to it need not read the head.
+        self._reached_sizes: dict[str, int] = {}
+
+    @property
+    def public_key_pem(self) -> str:
+        """The PEM of the key that verifies this service's tree heads."""
+        return public_key_pem(self._signer.public_key).decode("ascii")
+
+    async def tenant(self, principal: Principal, requested: str) -> str:
+        """The tenant a call reads: the caller's own, or the one an admin names.
+
+        Raises:
+            PermissionDenied: when a non-admin names another tenant.
+            InvalidArgument: when the named tenant is not a valid tenant name.
+            NotFound: when the tenant has no log.
+        """
+        tenant = tenant_for(principal, requested)
+        if not valid_tenant(tenant):
+            raise InvalidArgument("not a tenant name", reason="BAD_TENANT", field="tenant")
+        if tenant not in self._known:
+            if not await self._store.exists(tenant):
+                raise NotFound("no such tenant", reason="UNKNOWN_TENANT", field="tenant")
+            self._known.add(tenant)  # a log is never deleted: one look is enough
+        return tenant
+
+    @property
+    def configured_tenants(self) -> frozenset[str]:
+        """Tenants known from configuration, with or without a log yet."""
+        return self._configured
+
+    async def signed_head(self, tenant: str) -> SignedHead:
+        """A signed head of everything appended so far (integrated first).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+            LogCorrupted: when entries are missing from the store.
+        """
+        state = await self._integrator.integrate(tenant)
+        now = self._clock_ms()
+        cached = self._heads.get(tenant)
+        if (
+            cached is not None
+            and cached.head.size == state.size
+            and now - cached.head.timestamp_ms < HEAD_MAX_AGE_MS
+        ):
+            return cached
+        signed = self._signer.sign(TreeHead(origin_of(tenant), state.size, state.root, now))
+        self._heads[tenant] = signed
+        return signed
+
+    async def inclusion_proof(self, tenant: str, index: int, tree_size: int) -> InclusionProof:
+        """The proof that entry ``index`` is in the tree of ``tree_size`` entries.
+
+        Raises:
+            InvalidArgument: when ``index >= tree_size``.
+            OutOfRange: when the log has not reached ``tree_size``.
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if index >= tree_size:
+            raise InvalidArgument(
+                f"index {index} is not in a tree of {tree_size} entries",
+                reason="INDEX_NOT_IN_TREE",
+                field="index",
+            )
+        plan = inclusion_plan(index, tree_size)
+        hashes = await self._read_proof_nodes(tenant, tree_size, "tree_size", [*plan.nodes, NodeId(0, index)])
+        leaf = hashes[-1]
+        if leaf is None:
+            raise ValueError(f"leaf {index} is missing from the stored tree of {tenant}")
+        return InclusionProof(plan.assemble(hashes[:-1]), leaf)
+
+    async def consistency_proof(self, tenant: str, first: int, second: int) -> list[bytes]:
+        """The proof that the tree of ``second`` entries extends the tree of ``first``.
+
+        Raises:
+            InvalidArgument: when ``first`` is 0 or ``first > second``.
+            OutOfRange: when the log has not reached ``second``.
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if first > second:
+            raise InvalidArgument(
+                f"first ({first}) is after second ({second})", reason="FIRST_AFTER_SECOND", field="first"
+            )
+        if first == 0:
+            # Every tree extends the empty one: there is nothing to prove (RFC 6962 2.1.2).
+            raise InvalidArgument("first must be at least 1", reason="EMPTY_TREE", field="first")
+        plan = consistency_plan(first, second)
+        return plan.assemble(await self._read_proof_nodes(tenant, second, "second", plan.nodes))
+
+    async def event(self, tenant: str, index: int) -> tuple[AuditEvent, bytes]:
+        """One entry, decoded, with its stored bytes.
+
+        Raises:
+            OutOfRange: when the log has no entry ``index`` yet.
+            StoreUnavailable: when Redis cannot be reached.
+            EntryFormatError: when the stored entry does not decode (the store was altered).
+        """
+        size = await self._store.size(tenant)
+        if index >= size:
+            raise OutOfRange(f"the log has {size} entries", reason="INDEX_NOT_REACHED", field="index")
+        (leaf,) = await self._store.entries(tenant, [index])
+        if leaf is None:
+            raise EntryFormatError(f"audit entry {index} is missing")
+        return parse_entry(leaf), leaf
+
+    def query(self, tenant: str, request: QueryRequest) -> AsyncIterator[QueryResult]:
+        """The matching entries, in index order, read a page at a time.
+
+        Raises:
+            InvalidArgument: on a reversed time range, or oversized or malformed filters.
+        """
+        return run_query(self._store, tenant, self._filter(tenant, request))
+
+    def _filter(self, tenant: str, request: QueryRequest) -> EventFilter:
+        start, end = request.start_ms, request.end_ms
+        for value, name in ((start, "start_time"), (end, "end_time")):
+            if value is not None and value < 0:
+                raise InvalidArgument(
+                    "times before 1970 are not in any log", reason="NEGATIVE_TIME", field=name
+                )
+        if start is not None and end is not None and start > end:
+            raise InvalidArgument("start_time is after end_time", reason="REVERSED_RANGE", field="start_time")
+        for values, name in ((request.types, "event_types"), (request.outcomes, "outcomes")):
+            if len(values) > MAX_FILTER_VALUES:
+                raise InvalidArgument(f"at most {MAX_FILTER_VALUES} values", reason="TOO_MANY", field=name)
+            _check_texts(values, name)
+        _check_texts([request.method] if request.method else [], "method_id")
+        accounts: tuple[str, ...] = ()
+        if request.account_id:
+            account_id = normalize_identifier(request.account_id, field="account_id")
+            # An entry carries the pseudonym of the pepper current when it was written.
+            accounts = tuple(
+                self._keyring.pseudonym(tenant, "audit", account_id, pepper_version=version)
+                for version in self._keyring.pepper_versions
+            )
+        return EventFilter(
+            start_ms=start,
+            end_ms=end,
+            types=frozenset(request.types),
+            outcomes=frozenset(request.outcomes),
+            method=request.method,
+            accounts=accounts,
+            start_index=request.start_index,
+            limit=request.limit,
+        )
+
+    async def integrate(self, tenant: str) -> TreeState:
+        """Brings the tenant's tree up to date (the background task's unit of work).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+            LogCorrupted: when entries are missing from the store.
+        """
+        return await self._integrator.integrate(tenant)
+
+    async def _read_proof_nodes(
+        self, tenant: str, size: int, field: str, nodes: Sequence[NodeId]
+    ) -> list[bytes | None]:
+        """The nodes of a proof for a tree of ``size``, once the stored tree has reached it.
+
+        Raises:
+            OutOfRange: when the log has not reached ``size``.
+        """
+        if size <= self._reached_sizes.get(tenant, 0):
+            hashes = await self._store.read_nodes(tenant, nodes)
+            if all(value is not None for value in hashes):
+                return hashes
+            # The store lost nodes it had (a restore, a failover): ask it afresh.
+            self._reached_sizes.pop(tenant, None)
+        state = await self._store.tree_state(tenant)
+        if size > state.size:
+            state = await self._integrator.integrate(tenant, up_to=size)
+        if size > state.size:
+            raise OutOfRange(f"the log has {state.size} entries", reason="TREE_SIZE_NOT_REACHED", field=field)
+        self._reached_sizes[tenant] = state.size
+        return await self._store.read_nodes(tenant, nodes)
+
+
+def _check_texts(values: Sequence[str], field: str) -> None:
+    for value in values:
+        if not value or len(value) > _MAX_FILTER_TEXT or not value.isprintable():
+            raise InvalidArgument(
+                f"each value: 1-{_MAX_FILTER_TEXT} printable characters", reason="BAD_FILTER", field=field
+            )
+
+
+def build_audit_flow(settings: Settings, redis: RedisClient, scripts: Scripts, keyring: Keyring) -> AuditFlow:
+    """The audit flow of a server: its store, integrator and signing key.
+
+    Raises:
+        ConfigError: when the configured signing key cannot be read.
+    """
+    store = AuditStore(redis, scripts)
+    signer = TreeHeadSigner(load_signing_key(settings.data_dir, settings.audit_signing_key_file))
+    # Tenants reached only through mapped client certificates have no client records to list.
+    certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
+    configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}
+    return AuditFlow(store, TreeIntegrator(store), signer, keyring, configured_tenants=configured)
+
+
+async def integrate_forever(
+    flow: AuditFlow,
+    tenants: Callable[[], Awaitable[Collection[str]]],
+    *,
+    interval_seconds: float = INTEGRATION_INTERVAL_SECONDS,
+) -> None:
+    """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
+
+    Runs in every replica; they share the work through the integrator's check-and-set. Failures
+    are logged and retried at the next round (Redis being down is the health watcher's news).
+    """
+    while True:
+        try:
+            for tenant in sorted({*await tenants(), *flow.configured_tenants}):
+                await flow.integrate(tenant)
+        except StoreUnavailable:
+            pass
+        except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
+            # The type, not the message: a foreign exception's text is not ours to log.
+            log.error("audit integration failed: %s", type(error).__name__)  # noqa: TRY400
+        await asyncio.sleep(interval_seconds)

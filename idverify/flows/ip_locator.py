@@ -1,0 +1,128 @@
+"""The IP-location resolver as the server uses it: loaded off the start-up path, reloadable.
+
+Building the in-memory range tables of the bundled GeoLite2 file takes a few seconds of CPU, so
+the server starts serving at once and loads the database in a thread; a lookup that arrives
+before the tables are ready waits for them (bounded). SIGHUP reloads the files; a changed file
+is also picked up by itself (see ``idverify.geo.resolver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from idverify import telemetry
+from idverify.config import GeoSettings
+from idverify.domain.errors import ConfigError, FailedPrecondition, StoreUnavailable
+from idverify.geo import CountryNames, GeoResolver, IpLocation
+from idverify.geo.address import parse_address
+
+log = logging.getLogger("idverify.geo")
+LOAD_WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A display location with its database build date as text (as the API carries it)."""
+
+    display: str
+    display_en: str
+    country_code: str
+    region_code: str
+    source: str
+    source_build_date: str
+
+    @classmethod
+    def of(cls, location: IpLocation) -> Label:
+        """The label of a resolver answer."""
+        built = location.source_build_date.isoformat() if location.source_build_date else ""
+        return cls(
+            location.display,
+            location.display_en,
+            location.country_code,
+            location.region_code,
+            location.source,
+            built,
+        )
+
+
+class BackgroundLocator:
+    """Owns the resolver: loads it in a thread, answers lookups, reloads on SIGHUP."""
+
+    def __init__(self, settings: GeoSettings) -> None:
+        self._paths = [Path(p) for p in settings.database.split(",") if p.strip()]
+        for path in self._paths:
+            if not path.is_file():
+                raise ConfigError(f"geo.database: {path} is not a file")
+        self._kind = settings.type or None
+        self._names: CountryNames = "table" if settings.country_names == "table" else "database"
+        self._resolver: GeoResolver | None = None
+        self._error: Exception | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._load, name="idverify-geo-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            self._resolver = GeoResolver(self._paths, kind=self._kind, country_names_from=self._names)
+        except Exception as exc:
+            self._error = exc
+            log.exception("geo: the IP database could not be loaded")
+        finally:
+            self._ready.set()
+
+    async def _resolved(self) -> GeoResolver:
+        if not self._ready.is_set():
+            await asyncio.to_thread(self._ready.wait, LOAD_WAIT_SECONDS)
+        if self._resolver is None:
+            if self._error is not None:
+                raise FailedPrecondition("the IP database could not be loaded", reason="GEO_UNAVAILABLE")
+            raise StoreUnavailable("the IP database is still loading", reason="GEO_LOADING")
+        return self._resolver
+
+    async def locate(self, ip: str, *, field: str = "ip") -> Label:
+        """The display label of an address.
+
+        Raises:
+            InvalidArgument: on a malformed address (naming ``field``), checked before waiting.
+            StoreUnavailable: when the database is still loading after the wait.
+            FailedPrecondition: when it could not be loaded at all.
+        """
+        parse_address(ip, field=field)
+        resolver = await self._resolved()
+        with telemetry.span("geo.lookup") as current:
+            location = Label.of(resolver.lookup(ip, field=field))
+            current.set_attributes(telemetry.safe_attributes({"idverify.provider": location.source}))
+        telemetry.Instruments.add(telemetry.instruments.ip_lookups, provider=location.source or "policy")
+        return location
+
+    def reload(self) -> None:
+        """Starts a reload of the database files (SIGHUP); the old data serves until it is done."""
+        if self._resolver is not None:
+            log.info("geo: reloading the IP database")
+            self._resolver.request_reload()
+
+    def install_sighup(self) -> None:
+        """Reloads on SIGHUP (only possible from the main thread's event loop)."""
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+
+    def close(self) -> None:
+        """Stops the resolver's background work."""
+        if self._resolver is not None:
+            self._resolver.close()
+
+
+def open_locator(settings: GeoSettings) -> BackgroundLocator:
+    """The server's locator (call inside the running event loop to get SIGHUP reloads).
+
+    Raises:
+        ConfigError: when a configured database file does not exist.
+    """
+    locator = BackgroundLocator(settings)
+    locator.install_sighup()
+    return locator

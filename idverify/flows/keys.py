@@ -1,0 +1,732 @@
+"""Key rotation: moving records to the current wrapping key and pepper, and what the tools need.
+
+Identity records are named by their sealed index, so re-sealing one renames it: the record, its
+account set, every bound account's reference and a pending erasure move together in one script
+(``reseal_identity.lua``). The same move serves three callers: ``idverify keys reindex`` (every
+record, resumable), a verification that meets an identity under an older key (it moves it on the
+spot), and the lazy pepper migration of a presented identity. A running server picks up a new
+keyring file on its own and reports the versions it holds, so that a reindex starts only once
+every server can read what it writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from redis.asyncio.cluster import RedisCluster
+
+from idverify import telemetry
+from idverify.config import Settings
+from idverify.domain.documents import Document
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.privacy.identity_index import IdentityIndexer, IndexValue, parse_index_params
+from idverify.privacy.keyring import KEYRING_ENV_VAR, Keyring, LiveKeyring, load_keyring
+from idverify.privacy.name_binding import name_binding
+from idverify.privacy.sealing import (
+    Sealer,
+    SealError,
+    associated_data,
+    sealed_from_text,
+    sealed_to_text,
+    sealed_version,
+)
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
+from idverify.store.scripts import Scripts
+
+log = logging.getLogger("idverify.keys")
+
+IDENTITY_INDEX: Final = "identity-index"
+NAME_BINDING: Final = "name-binding"
+# The sealed fields of a verification: associated-data purpose, and whether the verification id
+# is part of the context it was sealed in.
+VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, bool]]] = {
+    "identity": (IDENTITY_INDEX, False),
+    "name_binding": (NAME_BINDING, False),
+    "name_binding_seen": (NAME_BINDING, False),
+    "acct_sealed": ("account-id", True),
+    "challenge_sealed": ("vendor-challenge", True),
+}
+_ATTEMPTS: Final = 5
+# Forwarding records chain at most once per rotation; more hops than this means a loop.
+_MAX_HOPS: Final = 6
+# A forwarding record outlives the verifications started before its move by this much.
+_FORWARD_MARGIN_MS: Final = 60_000
+_IDENTITY_PATTERN: Final = f"{PREFIX}:{{t:*}}:id:*"
+_VERIFICATION_PATTERN: Final = f"{PREFIX}:{{t:*}}:vf:*"
+
+
+def keyring_path(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The keyring file a server with these settings reads; None when it comes from the environment."""
+    env = os.environ if environ is None else environ
+    if env.get(KEYRING_ENV_VAR):
+        return None
+    return Path(settings.keyring_file) if settings.keyring_file else settings.data_dir / "keyring.json"
+
+
+def split_key(key: bytes | str) -> tuple[str, str, str]:
+    """``iv1:{t:<tenant>}:<kind>:<rest>`` -> (tenant, kind, rest).
+
+    Raises:
+        ValueError: the key is not a tenant key.
+    """
+    text = as_text(key)
+    head, sep, tail = text.partition("}:")
+    if not sep or not head.startswith(f"{PREFIX}:{{t:"):
+        raise ValueError("not a tenant key")
+    kind, _, rest = tail.partition(":")
+    return head[len(PREFIX) + 4 :], kind, rest
+
+
+class IdentityMover:
+    """Moves identity records between key refs, with everything that points at them."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, sealer: Sealer) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._sealer = sealer
+
+    @property
+    def write_version(self) -> str:
+        """The wrapping-key version records move to."""
+        return self._sealer.current_version
+
+    def resealed(self, tenant: str, text: str, purpose: str, *context: str) -> str:
+        """``text`` (a sealed value) under the current wrapping key; unchanged when it is, or empty.
+
+        Raises:
+            SealError: the value cannot be opened (unknown or retired version, tampered).
+        """
+        if not text:
+            return text
+        sealed = sealed_from_text(text)
+        return sealed_to_text(
+            self._sealer.reseal(sealed, associated=associated_data(tenant, purpose, *context))
+        )
+
+    def current_ref(self, tenant: str, ref: str) -> str:
+        """The key ref of the same identity index under the current wrapping key.
+
+        Raises:
+            SealError: the ref cannot be opened.
+        """
+        return self.resealed(tenant, ref, IDENTITY_INDEX)
+
+    def open_binding(self, tenant: str, text: str) -> bytes | None:
+        """A stored name binding, opened; None when empty or unreadable."""
+        if not text:
+            return None
+        try:
+            return self._sealer.unseal(
+                sealed_from_text(text), associated=associated_data(tenant, NAME_BINDING)
+            )
+        except SealError:
+            return None
+
+    async def move(
+        self,
+        tenant: str,
+        old_ref: str,
+        new_ref: str,
+        *,
+        binding: bytes | None = None,
+        pepper_phc: str = "",
+        forward_ms: int = 0,
+    ) -> str:
+        """Moves the identity at ``old_ref`` to ``new_ref``: 'OK', 'SAME', or 'GONE' (nothing there).
+
+        Args:
+            tenant: the identity's tenant.
+            old_ref: where it is.
+            new_ref: where it goes.
+            binding: its new name binding (a pepper migration); None re-seals the stored one.
+            pepper_phc: its new index parameters (a pepper migration); empty keeps them.
+            forward_ms: how long a forwarding record stays at ``old_ref`` (0: none).
+
+        Raises:
+            SealError: the stored name binding cannot be opened to re-seal it.
+            StoreUnavailable: Redis is down, or the record kept changing under us.
+        """
+        keys = TenantKeys(tenant)
+        for _ in range(_ATTEMPTS):
+            async with translate_errors():
+                stored = await self._redis.hget(keys.identity(old_ref), "name_binding")
+                members = sorted(
+                    as_text(m) for m in await self._redis.smembers(keys.identity_accounts(old_ref))
+                )
+            if stored is None:
+                return "GONE"
+            stored_text = as_text(stored)
+            if binding is None:
+                new_binding = self.resealed(tenant, stored_text, NAME_BINDING)
+            else:
+                new_binding = sealed_to_text(
+                    self._sealer.seal(binding, associated=associated_data(tenant, NAME_BINDING))
+                )
+            result = await self._scripts.run(
+                "reseal_identity",
+                [
+                    keys.identity(old_ref),
+                    keys.identity_accounts(old_ref),
+                    keys.identity(new_ref),
+                    keys.identity_accounts(new_ref),
+                    keys.erasure_due(),
+                    *(keys.account(member) for member in members),
+                ],
+                [old_ref, new_ref, new_binding, pepper_phc, forward_ms, json.dumps(members), stored_text],
+            )
+            outcome = as_text(result[0])
+            if outcome != "RETRY":
+                return outcome
+        raise StoreUnavailable("an identity record kept changing while it moved; retry", reason="CONTENDED")
+
+    async def follow(self, tenant: str, ref: str) -> tuple[str, list[bytes]]:
+        """Where the identity looked up as ``ref`` lives now, moving it to the current key on the way.
+
+        Returns the current ref and the (opened) name bindings it had before each pepper move,
+        which a verification that matched the old binding may carry over.
+
+        Raises:
+            StoreUnavailable: Redis is down.
+        """
+        keys = TenantKeys(tenant)
+        before: list[bytes] = []
+        for _ in range(_MAX_HOPS):
+            async with translate_errors():
+                moved_to, binding_was, binding = await self._redis.hmget(
+                    keys.identity(ref), ["moved_to", "binding_was", "name_binding"]
+                )
+            if moved_to is not None:
+                opened = self.open_binding(tenant, as_text(binding_was or b""))
+                if opened is not None:
+                    before.append(opened)
+                ref = as_text(moved_to)
+                continue
+            try:
+                current = self.current_ref(tenant, ref)
+            except SealError:
+                return ref, before
+            if current == ref:
+                return ref, before
+            if binding is not None:
+                with contextlib.suppress(SealError):
+                    await self.move(tenant, ref, current)
+            ref = current
+        return ref, before
+
+    async def refresh_verification(
+        self, tenant: str, verification_id: str, record: Mapping[str, str]
+    ) -> bool:
+        """Points a verification at where its identity lives now and re-seals its bindings.
+
+        A name the verification saw match the identity's binding before a pepper move still
+        counts as seen. True when something changed (and was written).
+
+        Raises:
+            StoreUnavailable: Redis is down.
+        """
+        keys = TenantKeys(tenant)
+        old_ref = record.get("identity", "")
+        if not old_ref:
+            return False
+        ref, before = await self.follow(tenant, old_ref)
+        async with translate_errors():
+            stored = await self._redis.hget(keys.identity(ref), "name_binding")
+        ours, seen = record.get("name_binding", ""), record.get("name_binding_seen", "")
+        new_seen = ""
+        if stored is not None and seen:
+            opened = {self.open_binding(tenant, ours), self.open_binding(tenant, seen)} - {None}
+            new_seen = as_text(stored) if opened & set(before) else self._quiet_reseal(tenant, seen)
+        changes = {
+            name: [old, new]
+            for name, old, new in (
+                ("identity", old_ref, ref),
+                ("name_binding", ours, self._quiet_reseal(tenant, ours)),
+                ("name_binding_seen", seen, new_seen),
+            )
+            if old != new
+        }
+        if not changes:
+            return False
+        result = await self._scripts.run(
+            "reseal_verification", [keys.verification(verification_id)], [json.dumps(changes)]
+        )
+        return as_text(result[0]) == "OK"
+
+    def _quiet_reseal(self, tenant: str, text: str) -> str:
+        try:
+            return self.resealed(tenant, text, NAME_BINDING)
+        except SealError:
+            return text
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedIdentity:
+    """Where a presented identity's record is, and the name-binding facts a verification stores.
+
+    Attributes:
+        ref: the record's key ref (under the current wrapping key and pepper unless ``mismatch``).
+        binding: the presented name's binding, sealed.
+        seen: the stored binding when the presented name matched it; empty otherwise.
+        phc: the index parameters the record is (or will be) under.
+        exists: whether a record exists.
+        mismatch: a record exists and the presented name does not match its binding.
+        indexes: the index under every pepper version, current first (to look up again for free).
+    """
+
+    ref: str
+    binding: str
+    seen: str
+    phc: str
+    exists: bool
+    mismatch: bool
+    indexes: tuple[IndexValue, ...] = field(repr=False)
+
+
+class IdentityLookup:
+    """Finds a presented identity's record under any readable pepper and wrapping key.
+
+    A record found under an older pepper or wrapping key moves to the current ones on the spot
+    when the presented name matches its binding: this is the only moment the index can be
+    recomputed under a new pepper (the document is never stored). While several peppers are
+    readable, a lookup costs one argon2id per pepper: keep that window short.
+    """
+
+    def __init__(
+        self, keyring: Keyring, sealer: Sealer, indexer: IdentityIndexer, mover: IdentityMover
+    ) -> None:
+        self._keyring = keyring
+        self._sealer = sealer
+        self._indexer = indexer
+        self._mover = mover
+
+    def forward_ms(self, session_ttl_seconds: int) -> int:
+        """How long a forwarding record outlives a pepper move: the verifications started before it."""
+        return session_ttl_seconds * 1000 + _FORWARD_MARGIN_MS
+
+    async def indexes(self, tenant: str, document: Document) -> tuple[IndexValue, ...]:
+        """The document's index under every readable pepper, current first (traced and timed)."""
+        with telemetry.span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
+            found = await self._indexer.candidates_async(tenant, document.document_type, document.number)
+        return tuple(found)
+
+    async def resolve(
+        self,
+        redis: RedisClient,
+        tenant: str,
+        document: Document,
+        name: str,
+        *,
+        forward_ms: int,
+        indexes: tuple[IndexValue, ...] = (),
+    ) -> ResolvedIdentity:
+        """Looks the identity up, moving its record to the current pepper and key if the name matches.
+
+        Raises:
+            StoreUnavailable: Redis is down.
+        """
+        indexes = indexes or await self.indexes(tenant, document)
+        current = indexes[0]
+        keys = TenantKeys(tenant)
+        identity_ad = associated_data(tenant, IDENTITY_INDEX)
+        for _ in range(_ATTEMPTS):
+            candidates = [
+                (index, sealed_to_text(sealed))
+                for index in indexes
+                for sealed in self._sealer.seal_candidates(index.digest, associated=identity_ad)
+            ]
+            async with translate_errors(), redis.pipeline(transaction=False) as pipe:
+                for _, ref in candidates:
+                    pipe.hget(keys.identity(ref), "name_binding")
+                stored_bindings = await pipe.execute()
+            target = sealed_to_text(self._sealer.seal(current.digest, associated=identity_ad))
+            found = next(
+                (
+                    (index, ref, as_text(stored))
+                    for (index, ref), stored in zip(candidates, stored_bindings, strict=True)
+                    if stored is not None
+                ),
+                None,
+            )
+            if found is None:
+                binding = self._binding(tenant, current, name)
+                return ResolvedIdentity(
+                    target,
+                    self._sealed(tenant, binding),
+                    "",
+                    current.phc,
+                    exists=False,
+                    mismatch=False,
+                    indexes=indexes,
+                )
+            index, ref, stored = found
+            binding = self._binding(tenant, index, name)
+            if not hmac.compare_digest(self._mover.open_binding(tenant, stored) or b"", binding):
+                return ResolvedIdentity(
+                    ref,
+                    self._sealed(tenant, binding),
+                    "",
+                    index.phc,
+                    exists=True,
+                    mismatch=True,
+                    indexes=indexes,
+                )
+            if ref == target:
+                return ResolvedIdentity(
+                    ref,
+                    self._sealed(tenant, binding),
+                    stored,
+                    index.phc,
+                    exists=True,
+                    mismatch=False,
+                    indexes=indexes,
+                )
+            new_pepper = index.pepper_version != current.pepper_version
+            new_binding = self._binding(tenant, current, name) if new_pepper else None
+            with contextlib.suppress(SealError):
+                await self._mover.move(
+                    tenant,
+                    ref,
+                    target,
+                    binding=new_binding,
+                    pepper_phc=current.phc if new_pepper else "",
+                    forward_ms=forward_ms if new_pepper else 0,
+                )
+        raise StoreUnavailable(
+            "an identity record kept moving while it was looked up; retry", reason="CONTENDED"
+        )
+
+    def _binding(self, tenant: str, index: IndexValue, name: str) -> bytes:
+        return name_binding(self._keyring, tenant, index.digest, name, pepper_version=index.pepper_version)
+
+    def _sealed(self, tenant: str, binding: bytes) -> str:
+        return sealed_to_text(self._sealer.seal(binding, associated=associated_data(tenant, NAME_BINDING)))
+
+
+@dataclass
+class KeyUsage:
+    """What each key version still protects in one tenant."""
+
+    identities: Counter[str] = field(default_factory=Counter)
+    peppers: Counter[str] = field(default_factory=Counter)
+    verifications: Counter[str] = field(default_factory=Counter)
+    forwarding: Counter[str] = field(default_factory=Counter)
+
+    def wrapping_total(self, version: str) -> int:
+        """Records of any kind sealed under a wrapping-key version."""
+        return self.identities[version] + self.verifications[version] + self.forwarding[version]
+
+
+async def scan_pages(
+    redis: RedisClient, pattern: str, *, cursor: int = 0, count: int = 500
+) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """Pages of the keys matching ``pattern``, each with the cursor that follows it (0 at the end).
+
+    On Redis Cluster the pages come from every primary and the cursor is always 0: the scan
+    cannot be resumed there, but repeating it is safe, because records already moved are skipped.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    if isinstance(redis, RedisCluster):
+        page: list[bytes] = []
+        async with translate_errors():
+            async for key in redis.scan_iter(match=pattern, count=count):
+                page.append(key)
+                if len(page) >= count:
+                    yield 0, page
+                    page = []
+        yield 0, page
+        return
+    while True:
+        async with translate_errors():
+            cursor, keys = await redis.scan(cursor, match=pattern, count=count)
+        yield int(cursor), [key if isinstance(key, bytes) else key.encode() for key in keys]
+        if int(cursor) == 0:
+            return
+
+
+async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
+    """Per tenant, how many records each wrapping-key and pepper version still protects.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    usage: dict[str, KeyUsage] = {}
+    async for _, page in scan_pages(redis, _IDENTITY_PATTERN):
+        async with translate_errors(), redis.pipeline(transaction=False) as pipe:
+            for key in page:
+                pipe.hmget(key, ["pepper", "moved_to"])
+            rows = await pipe.execute()
+        for key, (pepper, moved_to) in zip(page, rows, strict=True):
+            tenant, _, ref = split_key(key)
+            counts = usage.setdefault(tenant, KeyUsage())
+            version = _version_of(ref)
+            if moved_to is not None:
+                counts.forwarding[version] += 1
+                continue
+            counts.identities[version] += 1
+            with contextlib.suppress(ValueError):
+                counts.peppers[parse_index_params(as_text(pepper or b""))[1]] += 1
+    fields = list(VERIFICATION_FIELDS)
+    async for _, page in scan_pages(redis, _VERIFICATION_PATTERN):
+        async with translate_errors(), redis.pipeline(transaction=False) as pipe:
+            for key in page:
+                pipe.hmget(key, fields)
+            rows = await pipe.execute()
+        for key, row in zip(page, rows, strict=True):
+            tenant, _, _ = split_key(key)
+            versions = {_version_of(as_text(value)) for value in row if value}
+            for version in versions - {""}:
+                usage.setdefault(tenant, KeyUsage()).verifications[version] += 1
+    return usage
+
+
+def _version_of(text: str) -> str:
+    try:
+        return sealed_version(text.encode("ascii", "replace"))
+    except SealError:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexReport:
+    """How a reindex run ended."""
+
+    target: str
+    resealed: int
+    unreadable: int
+    finished: bool
+
+
+class Reindexer:
+    """Re-seals every identity and verification under the current wrapping key, resumably.
+
+    The position (phase and SCAN cursor) is saved in Redis after every page, so a run that is
+    stopped (``--limit``, Ctrl-C, a crash) continues where it was; records already under the
+    current key are skipped, so repeating a page is harmless. Servers keep serving throughout:
+    they look identities up under every readable version and move the ones they meet.
+    """
+
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, keyring: Keyring, *, page_size: int = 200
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._mover = IdentityMover(redis, scripts, Sealer(keyring))
+        self._target = keyring.wrapping_current
+        self._page_size = page_size
+
+    async def run(self, *, limit: int = 0, progress: Callable[[int], None] | None = None) -> ReindexReport:
+        """Re-seals until done, or until about ``limit`` records (at a page boundary) when > 0.
+
+        Raises:
+            StoreUnavailable: Redis is down (the checkpoint keeps the progress made).
+        """
+        checkpoint_key = GlobalKeys.reindex_checkpoint()
+        async with translate_errors():
+            saved = {as_text(k): as_text(v) for k, v in (await self._redis.hgetall(checkpoint_key)).items()}
+        resume = saved.get("target") == self._target and saved.get("phase") in {"id", "vf"}
+        phase = saved["phase"] if resume else "id"
+        cursor = int(saved.get("cursor", "0")) if resume else 0
+        resealed = unreadable = 0
+        for name, pattern in (("id", _IDENTITY_PATTERN), ("vf", _VERIFICATION_PATTERN)):
+            if phase == "vf" and name == "id":
+                continue
+            async for next_cursor, page in scan_pages(
+                self._redis, pattern, cursor=cursor, count=self._page_size
+            ):
+                for key in page:
+                    done = await (self._identity(key) if name == "id" else self._verification(key))
+                    resealed += done is True
+                    unreadable += done is None
+                    if progress is not None and done is True:
+                        progress(1)
+                async with translate_errors():
+                    await self._redis.hset(
+                        checkpoint_key,
+                        mapping={"target": self._target, "phase": name, "cursor": next_cursor},
+                    )
+                if limit and resealed >= limit and next_cursor != 0:
+                    return ReindexReport(self._target, resealed, unreadable, finished=False)
+            cursor = 0
+            phase = "vf"
+        async with translate_errors():
+            await self._redis.hset(
+                checkpoint_key, mapping={"target": self._target, "phase": "done", "cursor": 0}
+            )
+        return ReindexReport(self._target, resealed, unreadable, finished=True)
+
+    async def _identity(self, key: bytes) -> bool | None:
+        """True when moved, False when nothing to do, None when unreadable."""
+        tenant, _, ref = split_key(key)
+        if _version_of(ref) == self._target:
+            return False
+        try:
+            new_ref = self._mover.current_ref(tenant, ref)
+            outcome = await self._mover.move(tenant, ref, new_ref)
+        except SealError:
+            return None
+        return outcome == "OK"
+
+    async def _verification(self, key: bytes) -> bool | None:
+        tenant, _, verification_id = split_key(key)
+        names = list(VERIFICATION_FIELDS)
+        async with translate_errors():
+            row = await self._redis.hmget(key, names)
+        changes: dict[str, list[str]] = {}
+        for name, value in zip(names, row, strict=True):
+            old = as_text(value or b"")
+            if not old or _version_of(old) == self._target:
+                continue
+            purpose, with_id = VERIFICATION_FIELDS[name]
+            try:
+                new = self._mover.resealed(tenant, old, purpose, *((verification_id,) if with_id else ()))
+            except SealError:
+                return None
+            changes[name] = [old, new]
+        if not changes:
+            return False
+        result = await self._scripts.run("reseal_verification", [as_text(key)], [json.dumps(changes)])
+        return as_text(result[0]) == "OK"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeyring:
+    """The keyring versions one running server reported."""
+
+    instance: str
+    wrapping_current: str
+    wrapping: tuple[str, ...]
+    pepper_current: str
+
+
+async def running_servers(redis: RedisClient) -> list[ServerKeyring]:
+    """The keyring versions of every server that reported in the last few seconds.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    found: list[ServerKeyring] = []
+    async for _, page in scan_pages(redis, GlobalKeys.keyring_instance("*")):
+        for key in page:
+            async with translate_errors():
+                raw = await redis.get(key)
+            if raw is None:
+                continue
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                report = json.loads(raw)
+                found.append(
+                    ServerKeyring(
+                        instance=as_text(key).rsplit(":", 1)[-1],
+                        wrapping_current=str(report["wrapping_current"]),
+                        wrapping=tuple(report["wrapping"]),
+                        pepper_current=str(report["pepper_current"]),
+                    )
+                )
+    return found
+
+
+class KeyringWatcher:
+    """Keeps a server's live keyring in step with its keyring file, and reports its versions.
+
+    The file is polled (its size, inode and modification time), which works the same for an
+    edited file and a remounted Kubernetes Secret; a keyring that would change the secret of a
+    version the server holds is refused with an error in the log, and the old one stays.
+    """
+
+    def __init__(
+        self, live: LiveKeyring, path: Path | None, redis: RedisClient, interval_seconds: float
+    ) -> None:
+        self._live = live
+        self._path = path
+        self._redis = redis
+        self._interval = interval_seconds
+        self._instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            info = self._path.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def reload_if_changed(self) -> bool:
+        """Reads the keyring file again if it changed; True when new versions were taken."""
+        stamp = self._stamp()
+        if self._path is None or stamp is None or stamp == self._seen:
+            return False
+        self._seen = stamp
+        try:
+            changed = self._live.replace(load_keyring(path=self._path))
+        except ConfigError as exc:
+            log.error("keyring file not taken: %s", exc)  # noqa: TRY400 - the message says it all, without key material
+            return False
+        if changed:
+            log.info(
+                "keyring reloaded: wrapping keys %s (write %s), peppers %s (write %s)",
+                ",".join(self._live.wrapping_versions),
+                self._live.wrapping_current,
+                ",".join(self._live.pepper_versions),
+                self._live.pepper_current,
+            )
+        return changed
+
+    async def report(self) -> None:
+        """Tells the tools which versions this server holds (expires unless repeated)."""
+        report = {
+            "wrapping_current": self._live.wrapping_current,
+            "wrapping": list(self._live.wrapping_versions),
+            "pepper_current": self._live.pepper_current,
+        }
+        async with translate_errors():
+            await self._redis.set(
+                GlobalKeys.keyring_instance(self._instance),
+                json.dumps(report),
+                px=int(max(self._interval * 3, 5.0) * 1000),
+            )
+
+    async def run(self) -> None:
+        """Polls and reports until cancelled."""
+        while True:
+            self.reload_if_changed()
+            with contextlib.suppress(StoreUnavailable):
+                await self.report()
+            await asyncio.sleep(self._interval)
+
+    async def withdraw(self) -> None:
+        """Removes this server's report (on shutdown)."""
+        with contextlib.suppress(StoreUnavailable):
+            async with translate_errors():
+                await self._redis.delete(GlobalKeys.keyring_instance(self._instance))
+
+
+__all__ = [
+    "IdentityLookup",
+    "IdentityMover",
+    "KeyUsage",
+    "KeyringWatcher",
+    "ReindexReport",
+    "Reindexer",
+    "ResolvedIdentity",
+    "ServerKeyring",
+    "count_key_usage",
+    "keyring_path",
+    "running_servers",
+    "scan_pages",
+    "split_key",
+]

@@ -1,0 +1,1012 @@
+"""The signup flow: start a verification, answer its challenge, read it, check an identity.
+
+This is where the parts meet for one request: domain validation, the verifier steps, the
+privacy primitives (one argon2id per verification, sealing, keyed pseudonyms) and the atomic
+store scripts. Personal data lives only in the local variables of these methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from idverify import telemetry
+from idverify.domain import consent as consent_rules
+from idverify.domain.age import age_band, is_under_14, today_in_shanghai
+from idverify.domain.documents import Document, validate_document
+from idverify.domain.errors import (
+    ConsentRequired,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    StoreUnavailable,
+)
+from idverify.domain.methods import MethodSpec, fallback_methods, is_biometric, required_fields
+from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
+from idverify.domain.subjects import DocumentType, Subject, SubjectKind
+from idverify.flows.consent import ConsentFlow
+from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.keys import IdentityLookup, IdentityMover
+from idverify.privacy.identity_index import IndexValue, parse_index_params
+from idverify.privacy.masking import mask_phone
+from idverify.privacy.name_binding import names_match
+from idverify.privacy.sealing import (
+    SealError,
+    associated_data,
+    sealed_from_text,
+    sealed_to_text,
+    sealed_version,
+)
+from idverify.store.connection import as_text, translate_errors
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import decode_flat
+from idverify.verifiers.base import (
+    Challenge,
+    ChallengeVerifier,
+    JudgedChallengeVerifier,
+    Outcome,
+    StepContext,
+    StepResult,
+    Verifier,
+)
+
+CONSENT_PURPOSES = consent_rules.PURPOSES
+# A reservation holds a request id while its first attempt runs (argon2 + SMS send); a crashed
+# attempt frees it after this long.
+RESERVATION_MS = 30_000
+_VERIFICATION_ID_HEX = 32
+# A verification whose identity keeps moving (key rotation racing it) gives up after this many.
+_MOVE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A StartVerification call, as received (not yet validated)."""
+
+    request_id: str
+    account_id: str
+    method_id: str
+    subject: Subject
+    consents: Sequence[str]
+    client_ip: str = ""
+    # For a vendor-run challenge (face liveness): where the vendor's page returns the user, and
+    # the vendor client SDK's environment string. Passed to the step, never stored.
+    return_url: str = ""
+    meta_info: str = ""
+    # The version (hash) of the consent text shown, per purpose in ``consents``.
+    consent_text_versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationView:
+    """What a caller may see of a verification: no personal data beyond the masked phone."""
+
+    verification_id: str
+    status: str
+    reason_code: str
+    next_step: str
+    masked_phone: str
+    attempts_left: int
+    account_id: str
+    method_id: str
+    created_ms: int
+    expires_ms: int
+    fallback_method_ids: list[str] = field(default_factory=list)
+    # A vendor-run challenge's page and session token, while it waits to be completed.
+    challenge_url: str = ""
+    challenge_token: str = ""
+
+
+class VerificationFlow:
+    """Runs verifications for every tenant."""
+
+    def __init__(self, deps: FlowDeps) -> None:
+        self._d = deps
+        self._consent = ConsentFlow(
+            deps, lifetime_ms=RESERVATION_MS + deps.settings.verification.session_ttl_seconds * 1000
+        )
+        self._mover = IdentityMover(deps.redis, deps.scripts, deps.sealer)
+        self._lookup = IdentityLookup(deps.keyring, deps.sealer, deps.indexer, self._mover)
+
+    @property
+    def consent(self) -> ConsentFlow:
+        """The consent records this flow admits verifications under."""
+        return self._consent
+
+    # -- methods ---------------------------------------------------------------------------
+
+    def list_methods(self, tenant: str, kind: SubjectKind) -> list[tuple[MethodSpec, bool, list[str]]]:
+        """The tenant's methods for a subject kind, with biometric flag and required fields."""
+        table = self._d.settings.methods_for(tenant)
+        return [
+            (m, is_biometric(m, self._d.biometric_steps), required_fields(m, self._d.fields_of_step))
+            for m in table.for_kind(kind)
+        ]
+
+    async def methods_for_account(
+        self, tenant: str, kind: SubjectKind, account_id: str
+    ) -> list[tuple[MethodSpec, bool, list[str]]]:
+        """As :meth:`list_methods`, without biometric methods while the account's cool-down runs.
+
+        Raises:
+            InvalidArgument: on a malformed account id.
+        """
+        methods = self.list_methods(tenant, kind)
+        if not await self._consent.biometric_cooldown_until(tenant, account_id):
+            return methods
+        return [item for item in methods if not item[1]]
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self, tenant: str, request: StartRequest, info: RequestInfo) -> VerificationView:
+        """Starts a verification, or returns the one a repeated request id already started.
+
+        Raises:
+            InvalidArgument: on any malformed field (named in the error).
+            ConsentRequired: when a purpose the method needs was not consented to.
+            RateLimited: when the identity or phone is over its limit.
+            StoreUnavailable: when Redis is down.
+        """
+        d = self._d
+        request_id = normalize_identifier(request.request_id, field="request_id")
+        account_id = normalize_identifier(request.account_id, field="account_id")
+        method_id = normalize_identifier(request.method_id, field="method_id", max_length=40)
+        subject = request.subject
+        method = d.settings.methods_for(tenant).get(method_id)
+        if subject.kind not in method.subject_kinds:
+            raise InvalidArgument(
+                "method does not serve this subject kind", reason="KIND_MISMATCH", field="subject.kind"
+            )
+        needed = set(required_fields(method, d.fields_of_step))
+        name = normalize_name(subject.name)
+        if subject.document_type is None:
+            raise InvalidArgument("document type is required", reason="EMPTY", field="subject.document_type")
+        today = today_in_shanghai()
+        document = validate_document(
+            subject.document_type, subject.document_number, subject.issuing_country, today=today
+        )
+        if document.subject_kind is not subject.kind:
+            raise InvalidArgument(
+                "document type does not fit the subject kind",
+                reason="KIND_MISMATCH",
+                field="subject.document_type",
+            )
+        phone = normalize_phone(subject.phone_number) if "phone_number" in needed else ""
+        _check_client_ip(request.client_ip)
+        given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
+        purposes = consent_rules.needed_purposes(
+            needs_phone=bool(phone), biometric=is_biometric(method, d.biometric_steps)
+        )
+        keys = TenantKeys(tenant)
+
+        existing = await self._existing_for_request(tenant, keys, request_id)
+        if existing is not None:
+            return existing
+        verification_id = secrets.token_hex(16)
+        request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
+        async with translate_errors():
+            # The reservation holds our verification id; its record appears when the start commits.
+            reserved = await d.redis.set(request_key, verification_id, nx=True, px=RESERVATION_MS)
+        if not reserved:
+            return await self._wait_for_request(tenant, keys, request_id)
+        try:
+            return await self._start_reserved(
+                tenant=tenant,
+                keys=keys,
+                request_key=request_key,
+                verification_id=verification_id,
+                method=method,
+                account_id=account_id,
+                document=document,
+                name=name,
+                phone=phone,
+                info=info,
+                today=today,
+                consents=(purposes, given),
+                extras=_StepExtras(
+                    bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
+                    return_url=request.return_url,
+                    meta_info=request.meta_info,
+                ),
+            )
+        except BaseException:
+            # Free the request id so that the caller's retry can run; a crash frees it by TTL.
+            async with translate_errors():
+                await d.redis.delete(request_key)
+            raise
+
+    async def _start_reserved(
+        self,
+        *,
+        tenant: str,
+        keys: TenantKeys,
+        request_key: str,
+        verification_id: str,
+        method: MethodSpec,
+        account_id: str,
+        document: Document,
+        name: str,
+        phone: str,
+        info: RequestInfo,
+        today: date,
+        consents: tuple[frozenset[str], Mapping[str, str]],
+        extras: _StepExtras,
+    ) -> VerificationView:
+        d = self._d
+        purposes, given = consents
+        await self._admit(
+            tenant=tenant,
+            account_id=account_id,
+            verification_id=verification_id,
+            method=method,
+            purposes=purposes,
+            given=given,
+            document=document,
+            info=info,
+        )
+        limits = d.settings.rate_limits
+        identity_secret = f"{document.document_type.value}|{document.number}"
+        await d.window_limiter.hit(
+            keys,
+            "identity",
+            d.keyring.pseudonym(tenant, "rl-identity", identity_secret),
+            limit=limits.per_identity_per_hour,
+            window_seconds=3600,
+            request=info.audit_fields(),
+        )
+        forward_ms = self._lookup.forward_ms(d.settings.verification.session_ttl_seconds)
+        found = await self._lookup.resolve(d.redis, tenant, document, name, forward_ms=forward_ms)
+        minor = is_under_14(document.birth_date, today)
+        account_ps = d.keyring.pseudonym(tenant, "account", account_id)
+        record: dict[str, str] = {
+            "status": "PENDING",
+            "reason": "",
+            "next_step": "",
+            "method": method.id,
+            "assurance": method.assurance.value,
+            "kind": document.subject_kind.value,
+            "acct": account_ps,
+            "acct_audit": d.keyring.pseudonym(tenant, "audit", account_id),
+            "acct_sealed": sealed_to_text(
+                d.sealer.seal(
+                    account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
+                )
+            ),
+            "identity": found.ref,
+            "name_binding": found.binding,
+            "name_binding_seen": found.seen,
+            "pepper": found.phc,
+            "purposes": ",".join(sorted(purposes)),
+            "age_band": age_band(document.birth_date, today).value,
+            "minor": "1" if minor else "0",
+            "masked_phone": mask_phone(phone) if phone else "",
+            "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
+            "attempts_left": "0",
+            "fallbacks": json.dumps(
+                fallback_methods(
+                    d.settings.methods_for(tenant), method, document.subject_kind, d.biometric_steps
+                )
+            ),
+        }
+        steps: list[dict[str, str]] = []
+        mode = "bind"
+        if found.mismatch:
+            steps.append(
+                {"verifier": "name_binding", "outcome": Outcome.FAIL.value, "reason": "NAME_MISMATCH"}
+            )
+            record["reason"] = "NAME_MISMATCH"
+            mode = "rejected"
+        else:
+            subject = Subject(
+                document.subject_kind,
+                name,
+                document.document_type,
+                document.number,
+                phone,
+                bank_card_number=extras.bank_card,
+            )
+            context = StepContext(
+                tenant,
+                verification_id,
+                subject,
+                document,
+                today,
+                return_url=extras.return_url,
+                meta_info=extras.meta_info,
+            )
+            mode = await self._run_steps(
+                tenant=tenant,
+                keys=keys,
+                method=method,
+                context=context,
+                record=record,
+                steps=steps,
+                info=info,
+                mode=mode,
+            )
+        if mode == "bind" and minor:
+            mode = "guardian"
+            record.update(
+                status="NEEDS_GUARDIAN_CONSENT",
+                reason="GUARDIAN_CONSENT_REQUIRED",
+                next_step="guardian_consent",
+            )
+        record["steps"] = json.dumps(steps)
+        for _ in range(_MOVE_ATTEMPTS):
+            result = await d.scripts.run(
+                "start",
+                [
+                    request_key,
+                    keys.verification(verification_id),
+                    keys.audit_log(),
+                    keys.account(account_ps),
+                    keys.identity(record["identity"]),
+                    keys.identity_accounts(record["identity"]),
+                ],
+                [
+                    verification_id,
+                    d.settings.verification.session_ttl_seconds * 1000,
+                    json.dumps(record),
+                    d.settings.verification.binding_limit,
+                    json.dumps(info.audit_fields()),
+                    mode,
+                ],
+            )
+            if result[0] != b"MOVED":
+                break
+            # Key rotation moved the identity between our lookup and the commit: look again.
+            found = await self._lookup.resolve(
+                d.redis, tenant, document, name, forward_ms=forward_ms, indexes=found.indexes
+            )
+            record.update(
+                identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
+            )
+        else:
+            raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+        if result[0] == b"EXISTS":
+            return await self.get(tenant, as_text(result[1]), info)
+        view = self._view(tenant, verification_id, decode_flat(result[1]))
+        if view.status == "VERIFIED":
+            await self._consent.keep(tenant, account_ps)
+        _count_start(method.id, view)
+        return view
+
+    async def _admit(
+        self,
+        *,
+        tenant: str,
+        account_id: str,
+        verification_id: str,
+        method: MethodSpec,
+        purposes: frozenset[str],
+        given: Mapping[str, str],
+        document: Document,
+        info: RequestInfo,
+    ) -> None:
+        """Checks and records the consents; a refusal names the non-biometric methods to offer."""
+        try:
+            await self._consent.admit_start(
+                tenant,
+                account_id=account_id,
+                verification_id=verification_id,
+                method_id=method.id,
+                needed=purposes,
+                given=given,
+                info=info,
+            )
+        except (ConsentRequired, FailedPrecondition) as refused:
+            if consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
+                fallbacks = fallback_methods(
+                    self._d.settings.methods_for(tenant),
+                    method,
+                    document.subject_kind,
+                    self._d.biometric_steps,
+                )
+                refused.metadata["fallback_method_ids"] = ",".join(fallbacks)
+            raise
+
+    async def _run_binding_script(
+        self,
+        name: str,
+        tenant: str,
+        verification_id: str,
+        record: dict[str, str],
+        *,
+        keys_for: Callable[[Mapping[str, str]], list[str]],
+        args: Sequence[str | int | bytes],
+    ) -> Any:
+        """Runs a script that may bind the verification's identity, pointed at where it lives now.
+
+        Identities move when keys rotate or a new pepper is adopted. A reference under an older
+        wrapping key is moved on before the script runs; a move that races the script makes it
+        answer MOVED instead of binding a stale reference, and the verification is pointed anew.
+        """
+        for _ in range(_MOVE_ATTEMPTS):
+            identity = record.get("identity", "")
+            if identity and _version_of(identity) != self._d.sealer.current_version:
+                await self._refresh(tenant, verification_id, record)
+            result = await self._d.scripts.run(name, keys_for(record), args)
+            if result[0] == b"OK" and decode_flat(result[1]).get("status") == "VERIFIED":
+                await self._consent.keep(tenant, record["acct"])
+            if result[0] != b"MOVED":
+                return result
+            await self._refresh(tenant, verification_id, record)
+        raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+
+    async def _refresh(self, tenant: str, verification_id: str, record: dict[str, str]) -> None:
+        if await self._mover.refresh_verification(tenant, verification_id, record):
+            async with translate_errors():
+                raw = await self._d.redis.hgetall(TenantKeys(tenant).verification(verification_id))
+            record.clear()
+            record.update({as_text(k): as_text(v) for k, v in raw.items()})
+
+    async def _hash_identity(
+        self, tenant: str, document: Document, *, pepper_version: str | None = None
+    ) -> IndexValue:
+        """The one argon2id of a verification, off the event loop, traced and timed."""
+        with telemetry.span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
+            return await self._d.indexer.compute_async(
+                tenant, document.document_type, document.number, pepper_version=pepper_version
+            )
+
+    async def _run_steps(
+        self,
+        *,
+        tenant: str,
+        keys: TenantKeys,
+        method: MethodSpec,
+        context: StepContext,
+        record: dict[str, str],
+        steps: list[dict[str, str]],
+        info: RequestInfo,
+        mode: str,
+    ) -> str:
+        d = self._d
+        for step_name in method.steps:
+            verifier = d.verifiers[step_name]
+            if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
+                await self._guard_code_send(tenant, keys, record, context.subject.phone_number, info)
+                if record["status"] == "REJECTED":
+                    steps.append(
+                        {"verifier": step_name, "outcome": Outcome.FAIL.value, "reason": record["reason"]}
+                    )
+                    return "rejected"
+            with telemetry.span(f"verifier.{step_name}", verifier=step_name) as current:
+                result: StepResult = await verifier.check(context)
+                current.set_attributes(
+                    telemetry.safe_attributes(
+                        {
+                            "idverify.outcome": result.outcome.value,
+                            "idverify.reason": result.reason,
+                            "idverify.vendor_code": result.vendor_code,
+                        }
+                    )
+                )
+            step = {"verifier": step_name, "outcome": result.outcome.value, "reason": result.reason}
+            if result.vendor_code:
+                step["vendor_code"] = result.vendor_code
+            steps.append(step)
+            if result.outcome in {Outcome.PASS, Outcome.NOT_APPLICABLE}:
+                continue
+            if result.outcome is Outcome.UNAVAILABLE:
+                # Methods needing the same vendor would fail the same way: offer only the others.
+                record["fallbacks"] = json.dumps(
+                    fallback_methods(
+                        d.settings.methods_for(tenant),
+                        method,
+                        context.subject.kind,
+                        d.biometric_steps,
+                        unavailable_steps=_same_provider(d.verifiers, step_name),
+                    )
+                )
+            if (
+                result.outcome is Outcome.CHALLENGE
+                and result.challenge is not None
+                and isinstance(verifier, JudgedChallengeVerifier)
+            ):
+                self._record_vendor_challenge(
+                    tenant, context.verification_id, step_name, result.challenge, record
+                )
+                return "challenge"
+            if result.outcome is Outcome.CHALLENGE and result.challenge is not None:
+                challenge = result.challenge
+                record.update(
+                    status="CHALLENGE_SENT",
+                    next_step="submit_challenge",
+                    step_verifier=step_name,
+                    digest=challenge.expected_digest.hex(),
+                    salt=challenge.salt.hex(),
+                    challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
+                    max_attempts=str(challenge.max_attempts),
+                    masked_phone=challenge.masked_destination or record["masked_phone"],
+                    attempts_left=record.get("attempts_left_now", str(challenge.max_attempts)),
+                )
+                record.pop("attempts_left_now", None)
+                return "challenge"
+            record.update(status="REJECTED", reason=result.reason or "STEP_FAILED")
+            return "rejected"
+        record.update(status="PENDING")
+        return mode
+
+    def _record_vendor_challenge(
+        self, tenant: str, verification_id: str, step_name: str, challenge: Challenge, record: dict[str, str]
+    ) -> None:
+        """Keeps a vendor-run challenge's page and token, sealed: they are handles on the vendor's record."""
+        sealed = self._d.sealer.seal(
+            json.dumps({"url": challenge.url, "token": challenge.token}).encode(),
+            associated=associated_data(tenant, "vendor-challenge", verification_id),
+        )
+        record.update(
+            status="CHALLENGE_SENT",
+            next_step="vendor_challenge",
+            step_verifier=step_name,
+            digest="",
+            salt="",
+            challenge_sealed=sealed_to_text(sealed),
+            challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
+            max_attempts=str(challenge.max_attempts),
+            attempts_left=str(challenge.max_attempts),
+        )
+        record.pop("attempts_left_now", None)
+
+    def _vendor_challenge(
+        self, tenant: str, verification_id: str, record: Mapping[str, str]
+    ) -> tuple[str, str]:
+        """The (url, token) of a pending vendor-run challenge, or empty strings."""
+        sealed = record.get("challenge_sealed", "")
+        if not sealed:
+            return "", ""
+        try:
+            opened = json.loads(
+                self._d.sealer.unseal(
+                    sealed_from_text(sealed),
+                    associated=associated_data(tenant, "vendor-challenge", verification_id),
+                )
+            )
+        except (SealError, ValueError):
+            return "", ""
+        return str(opened.get("url", "")), str(opened.get("token", ""))
+
+    async def _guard_code_send(
+        self, tenant: str, keys: TenantKeys, record: dict[str, str], phone: str, info: RequestInfo
+    ) -> None:
+        """Refuses to send a code to a locked-out account+phone, and rate-limits sends per phone."""
+        d = self._d
+        async with translate_errors():
+            failures = int(await d.redis.get(keys.otp_failures(record["otp_ps"])) or 0)
+        max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
+        if failures >= max_attempts:
+            record.update(status="REJECTED", reason="OTP_LOCKED")
+            return
+        record["attempts_left_now"] = str(max_attempts - failures)
+        await d.window_limiter.hit(
+            keys,
+            "phone",
+            d.keyring.pseudonym(tenant, "rl-phone", phone),
+            limit=d.settings.rate_limits.code_sends_per_phone_per_hour,
+            window_seconds=3600,
+            request=info.audit_fields(),
+        )
+
+    async def _existing_for_request(
+        self, tenant: str, keys: TenantKeys, request_id: str
+    ) -> VerificationView | None:
+        d = self._d
+        request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
+        async with translate_errors():
+            current = await d.redis.get(request_key)
+        if current is None:
+            return None
+        try:
+            return await self.get(tenant, as_text(current), RequestInfo.internal())
+        except NotFound:
+            return None  # reserved by an attempt still running (or crashed: the TTL frees it)
+
+    async def _wait_for_request(self, tenant: str, keys: TenantKeys, request_id: str) -> VerificationView:
+        """A concurrent call holds the request id: wait briefly for its verification."""
+        for _ in range(60):
+            existing = await self._existing_for_request(tenant, keys, request_id)
+            if existing is not None:
+                return existing
+            await asyncio.sleep(0.05)
+        raise StoreUnavailable("the same request is still in progress; retry", reason="REQUEST_IN_PROGRESS")
+
+    # -- submit / get ----------------------------------------------------------------------
+
+    async def submit(
+        self, tenant: str, verification_id: str, code: str, info: RequestInfo
+    ) -> VerificationView:
+        """Judges one answer to the verification's challenge.
+
+        A vendor-run challenge (face liveness) takes no code: an empty one asks the vendor for
+        its verdict, which the store then records like an answer.
+
+        Raises:
+            InvalidArgument: on a malformed id or code.
+            NotFound: when the verification does not exist (or has expired away).
+            FailedPrecondition: when the verification is not waiting for a code.
+            StoreUnavailable: when Redis, or the vendor judging the challenge, is unreachable.
+        """
+        d = self._d
+        verification_id = _check_verification_id(verification_id)
+        bad_code = InvalidArgument("code: 1-16 digits", reason="BAD_CODE", field="code")
+        if code and (len(code) > 16 or not code.strip().isdigit()):  # noqa: PLR2004
+            raise bad_code
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            raw = await d.redis.hgetall(keys.verification(verification_id))
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        judged = d.verifiers.get(record.get("step_verifier", ""))
+        if isinstance(judged, JudgedChallengeVerifier):
+            return await self._submit_judged(
+                tenant=tenant,
+                keys=keys,
+                verification_id=verification_id,
+                record=record,
+                verifier=judged,
+                info=info,
+            )
+        if not code:
+            raise bad_code
+        if not raw:
+            raise NotFound("no such verification", field="verification_id")
+        if record.get("status") != "CHALLENGE_SENT":
+            raise FailedPrecondition(
+                f"verification is {record.get('status', 'unknown')}, not awaiting a code",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        verifier = d.verifiers[record["step_verifier"]]
+        assert isinstance(verifier, ChallengeVerifier)  # noqa: S101 - recorded only for challenge steps
+        digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record["salt"]), code.strip())
+        result = await self._run_binding_script(
+            "submit",
+            tenant,
+            verification_id,
+            record,
+            keys_for=lambda r: [
+                keys.verification(verification_id),
+                keys.audit_log(),
+                keys.account(r["acct"]),
+                keys.identity(r["identity"]),
+                keys.identity_accounts(r["identity"]),
+                keys.otp_failures(r["otp_ps"]),
+            ],
+            args=[
+                digest.hex(),
+                d.settings.verification.binding_limit,
+                d.settings.verification.otp_failure_window_seconds * 1000,
+                json.dumps(info.audit_fields()),
+            ],
+        )
+        if result[0] == b"STATE":
+            # Another answer changed the state between our read and the script: same answer as above.
+            raise FailedPrecondition(
+                "verification is no longer awaiting a code",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        return self._script_view(tenant, verification_id, result)
+
+    async def _submit_judged(
+        self,
+        *,
+        tenant: str,
+        keys: TenantKeys,
+        verification_id: str,
+        record: Mapping[str, str],
+        verifier: JudgedChallengeVerifier,
+        info: RequestInfo,
+    ) -> VerificationView:
+        """Asks the vendor for the verdict of its challenge and records it like an answer."""
+        d = self._d
+        if record.get("status") != "CHALLENGE_SENT":
+            raise FailedPrecondition(
+                f"verification is {record.get('status', 'unknown')}, not awaiting a challenge",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        _, token = self._vendor_challenge(tenant, verification_id, record)
+        step_name = record["step_verifier"]
+        with telemetry.span(f"verifier.{step_name}.judge", verifier=step_name) as current:
+            result = await verifier.judge(tenant, verification_id, token)
+            current.set_attributes(
+                telemetry.safe_attributes(
+                    {"idverify.outcome": result.outcome.value, "idverify.vendor_code": result.vendor_code}
+                )
+            )
+        if result.outcome is Outcome.CHALLENGE:
+            # The user has not finished at the vendor yet: nothing changes.
+            return await self.get(tenant, verification_id, info)
+        if result.outcome is Outcome.UNAVAILABLE:
+            raise StoreUnavailable(
+                "the vendor judging the challenge is unavailable; retry", reason=result.reason
+            )
+        verdict = "pass" if result.outcome is Outcome.PASS else "fail"
+        outcome = await self._run_binding_script(
+            "submit",
+            tenant,
+            verification_id,
+            dict(record),
+            keys_for=lambda r: [
+                keys.verification(verification_id),
+                keys.audit_log(),
+                keys.account(r["acct"]),
+                keys.identity(r["identity"]),
+                keys.identity_accounts(r["identity"]),
+                keys.otp_failures(r.get("otp_ps", "")),
+            ],
+            args=[
+                "",
+                d.settings.verification.binding_limit,
+                d.settings.verification.otp_failure_window_seconds * 1000,
+                json.dumps(info.audit_fields()),
+                verdict,
+                result.reason or ("" if verdict == "pass" else "STEP_FAILED"),
+                result.vendor_code,
+            ],
+        )
+        if outcome[0] == b"STATE":
+            raise FailedPrecondition(
+                "verification is no longer awaiting a challenge",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        return self._script_view(tenant, verification_id, outcome)
+
+    async def get(self, tenant: str, verification_id: str, info: RequestInfo) -> VerificationView:
+        """The current state of a verification.
+
+        Raises:
+            InvalidArgument: on a malformed id.
+            NotFound: when the verification does not exist (or has expired away).
+        """
+        verification_id = _check_verification_id(verification_id)
+        keys = TenantKeys(tenant)
+        result = await self._d.scripts.run(
+            "get", [keys.verification(verification_id), keys.audit_log()], [json.dumps(info.audit_fields())]
+        )
+        return self._script_view(tenant, verification_id, result, count=False)
+
+    async def grant_guardian_consent(
+        self,
+        *,
+        tenant: str,
+        account_id: str,
+        verification_id: str,
+        guardian_account_id: str,
+        text_version: str,
+        info: RequestInfo,
+    ) -> VerificationView:
+        """A verified adult's consent completes a minor's verification.
+
+        Raises:
+            InvalidArgument: on malformed ids.
+            NotFound: when the verification does not exist or belongs to another account.
+            FailedPrecondition: when it does not wait for consent, or the guardian does not qualify.
+        """
+        d = self._d
+        account_id = normalize_identifier(account_id, field="account_id")
+        guardian_id = normalize_identifier(guardian_account_id, field="guardian_account_id")
+        verification_id = _check_verification_id(verification_id)
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            raw = await d.redis.hgetall(keys.verification(verification_id))
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        account_ps = d.keyring.pseudonym(tenant, "account", account_id)
+        if not record or not hmac.compare_digest(record.get("acct", ""), account_ps):
+            raise NotFound("no such verification for this account", field="verification_id")
+        if guardian_id == account_id:
+            raise FailedPrecondition(
+                "a guardian must be another account",
+                reason="GUARDIAN_IS_SUBJECT",
+                field="guardian_account_id",
+            )
+        result = await self._run_binding_script(
+            "guardian",
+            tenant,
+            verification_id,
+            record,
+            keys_for=lambda r: [
+                keys.verification(verification_id),
+                keys.audit_log(),
+                keys.account(account_ps),
+                keys.identity(r["identity"]),
+                keys.identity_accounts(r["identity"]),
+                keys.account(d.keyring.pseudonym(tenant, "account", guardian_id)),
+            ],
+            args=[d.settings.verification.binding_limit, json.dumps(info.audit_fields()), text_version],
+        )
+        if result[0] == b"GUARDIAN":
+            raise FailedPrecondition(
+                "the guardian account does not qualify",
+                reason=as_text(result[1]),
+                field="guardian_account_id",
+            )
+        if result[0] == b"STATE":
+            raise FailedPrecondition(
+                "verification is not waiting for guardian consent",
+                reason="NOT_AWAITING_GUARDIAN",
+                field="verification_id",
+            )
+        return self._script_view(tenant, verification_id, result)
+
+    # -- check identity --------------------------------------------------------------------
+
+    async def check_identity(self, tenant: str, account_id: str, subject: Subject) -> bool:
+        """Whether a claimed name + document match the identity bound to an account.
+
+        The answer has one shape and the same cost (one argon2id) whether or not the account
+        exists or is bound, so it cannot be used to enumerate accounts or identities.
+
+        Raises:
+            InvalidArgument: on malformed input.
+        """
+        d = self._d
+        account_id = normalize_identifier(account_id, field="account_id")
+        name = normalize_name(subject.name)
+        if subject.document_type is None:
+            raise InvalidArgument("document type is required", reason="EMPTY", field="subject.document_type")
+        document = validate_document(
+            subject.document_type, subject.document_number, subject.issuing_country, today=today_in_shanghai()
+        )
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            bound_ref = await d.redis.hget(
+                keys.account(d.keyring.pseudonym(tenant, "account", account_id)), "identity"
+            )
+            stored, phc = (
+                await d.redis.hmget(keys.identity(as_text(bound_ref)), ["name_binding", "pepper"])
+                if bound_ref is not None
+                else (None, None)
+            )
+        # The record's own pepper: it may not have moved to the current one yet (that happens
+        # when the identity is next verified), and the cost stays one argon2id either way.
+        try:
+            pepper_version = parse_index_params(as_text(phc or b""))[1]
+        except ValueError:
+            pepper_version = None
+        if pepper_version not in d.keyring.pepper_versions:
+            pepper_version = None
+        index = await self._hash_identity(tenant, document, pepper_version=pepper_version)
+        if bound_ref is None:
+            return False
+        try:
+            bound_digest = d.sealer.unseal(
+                sealed_from_text(as_text(bound_ref)), associated=associated_data(tenant, "identity-index")
+            )
+        except SealError:
+            return False
+        if stored is None or not hmac.compare_digest(bound_digest, index.digest):
+            return False
+        try:
+            binding = d.sealer.unseal(
+                sealed_from_text(as_text(stored)), associated=associated_data(tenant, "name-binding")
+            )
+        except SealError:
+            return False
+        return names_match(
+            d.keyring, tenant, index.digest, name, binding, pepper_version=index.pepper_version
+        )
+
+    # -- views -----------------------------------------------------------------------------
+
+    def _script_view(
+        self, tenant: str, verification_id: str, result: Sequence[object], *, count: bool = True
+    ) -> VerificationView:
+        if result[0] == b"NOT_FOUND":
+            raise NotFound("no such verification", field="verification_id")
+        view = self._view(tenant, verification_id, decode_flat(result[1]))  # type: ignore[arg-type]
+        if count:
+            _count_finish(view)
+        return view
+
+    def _view(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> VerificationView:
+        try:
+            account_id = self._d.sealer.unseal(
+                sealed_from_text(record["acct_sealed"]),
+                associated=associated_data(tenant, "account-id", verification_id),
+            ).decode()
+        except (SealError, KeyError):
+            account_id = ""
+        status = record.get("status", "PENDING")
+        challenge_url, challenge_token = (
+            self._vendor_challenge(tenant, verification_id, record)
+            if status == "CHALLENGE_SENT"
+            else ("", "")
+        )
+        return VerificationView(
+            verification_id=verification_id,
+            status=status,
+            reason_code=record.get("reason", ""),
+            next_step=record.get("next_step", ""),
+            masked_phone=record.get("masked_phone", ""),
+            attempts_left=int(record.get("attempts_left", "0") or 0),
+            account_id=account_id,
+            method_id=record.get("method", ""),
+            created_ms=int(record.get("created_ms", "0")),
+            expires_ms=int(record.get("expires_ms", "0")),
+            fallback_method_ids=json.loads(record.get("fallbacks", "[]")) if status == "REJECTED" else [],
+            challenge_url=challenge_url,
+            challenge_token=challenge_token,
+        )
+
+
+_FINAL = frozenset({"VERIFIED", "REJECTED", "EXPIRED", "NEEDS_GUARDIAN_CONSENT"})
+
+
+@dataclass(frozen=True, slots=True)
+class _StepExtras:
+    """Request fields only some steps read: kept in memory for the steps, never stored."""
+
+    bank_card: str = ""
+    return_url: str = ""
+    meta_info: str = ""
+
+    def __repr__(self) -> str:
+        return "_StepExtras(<hidden>)"
+
+
+def _same_provider(verifiers: Mapping[str, Verifier], step_name: str) -> frozenset[str]:
+    """The step and every configured step that depends on the same outside provider."""
+    provider = getattr(verifiers[step_name], "provider", "")
+    if not isinstance(provider, str) or not provider:
+        return frozenset({step_name})
+    return frozenset(
+        name for name, verifier in verifiers.items() if getattr(verifier, "provider", "") == provider
+    ) | {step_name}
+
+
+def _count_start(method_id: str, view: VerificationView) -> None:
+    metrics = telemetry.instruments
+    telemetry.Instruments.add(metrics.verifications_started, method=method_id)
+    if view.status == "CHALLENGE_SENT":
+        telemetry.Instruments.add(metrics.challenge_sends, method=method_id)
+    _count_finish(view)
+
+
+def _count_finish(view: VerificationView) -> None:
+    metrics = telemetry.instruments
+    if view.reason_code == "OTP_MISMATCH":
+        telemetry.Instruments.add(metrics.challenge_failures, method=view.method_id)
+    if view.status in _FINAL:
+        telemetry.Instruments.add(
+            metrics.verifications_finished, method=view.method_id, status=view.status, reason=view.reason_code
+        )
+    if view.reason_code in {"BINDING_LIMIT_REACHED", "ACCOUNT_BOUND_TO_OTHER_IDENTITY", "NAME_MISMATCH"}:
+        telemetry.Instruments.add(metrics.binding_refusals, reason=view.reason_code)
+
+
+def _check_verification_id(value: str) -> str:
+    if len(value) != _VERIFICATION_ID_HEX or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidArgument(
+            "verification_id: 32 lower-case hex characters", reason="BAD_ID", field="verification_id"
+        )
+    return value
+
+
+def _version_of(sealed_text: str) -> str:
+    try:
+        return sealed_version(sealed_text.encode("ascii", "replace"))
+    except SealError:
+        return ""
+
+
+def _check_client_ip(value: str) -> None:
+    import ipaddress  # noqa: PLC0415 - cheap, and only this check needs it
+
+    if not value:
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidArgument("client_ip: not an IP address", reason="BAD_IP", field="client_ip") from None
+
+
+__all__ = ["CONSENT_PURPOSES", "DocumentType", "StartRequest", "VerificationFlow", "VerificationView"]

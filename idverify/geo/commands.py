@@ -1,0 +1,140 @@
+"""The ``idverify geo`` command line: ``geo lookup IP...`` and ``geo info``.
+
+``idverify.cli`` calls ``add_geo_commands``; each handler returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from idverify.domain.errors import InvalidArgument
+from idverify.geo.database import KINDS
+from idverify.geo.location import IpLocation
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError
+from idverify.geo.resolver import GeoResolver
+
+__all__ = ["add_geo_commands"]
+
+# sysexits.h: EX_USAGE for a bad address, EX_DATAERR-like for a bad database.
+_EXIT_BAD_ADDRESS = 64
+_EXIT_BAD_DATABASE = 65
+
+
+def add_geo_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``geo lookup`` and ``geo info`` on the ``idverify`` command's subparsers.
+
+    Each leaf parser sets ``handler``: a function of the parsed arguments that returns the
+    exit code.
+    """
+    geo = subparsers.add_parser("geo", help="look up IP locations and inspect the IP database")
+    commands = geo.add_subparsers(dest="geo_command", required=True, metavar="COMMAND")
+
+    lookup = commands.add_parser("lookup", help="print the location label of each address")
+    lookup.add_argument("ips", nargs="+", metavar="IP", help="IPv4 or IPv6 address")
+    lookup.add_argument("--json", action="store_true", help="print one JSON object per line")
+    _add_database_options(lookup)
+    lookup.set_defaults(handler=run_lookup)
+
+    info = commands.add_parser("info", help="print which IP database is loaded")
+    info.add_argument("--json", action="store_true", help="print one JSON object per database")
+    _add_database_options(info)
+    info.set_defaults(handler=run_info)
+
+
+def _add_database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="an .mmdb or .xdb file; repeat for separate IPv4 and IPv6 files "
+        "(default: the bundled GeoLite2 City)",
+    )
+    parser.add_argument(
+        "--type", choices=KINDS, default=None, help="the file type (default: from its contents)"
+    )
+
+
+def run_lookup(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``idverify geo lookup``: one line per address, in the order given.
+
+    Returns:
+        0 when every address was answered, 64 if one is malformed, 65 if the database is unusable.
+    """
+    out = out or sys.stdout
+    resolver = _open(args)
+    if resolver is None:
+        return _EXIT_BAD_DATABASE
+    status = 0
+    for ip in args.ips:
+        try:
+            location = resolver.lookup(ip)
+        except InvalidArgument as error:
+            _print_error(f"{ip}: {error.message}")
+            status = _EXIT_BAD_ADDRESS
+            continue
+        if args.json:
+            out.write(json.dumps({"ip": ip, **_location_fields(location)}, ensure_ascii=False) + "\n")
+        else:
+            fields = _location_fields(location)
+            out.write("\t".join([ip, *(str(value or "-") for value in fields.values())]) + "\n")
+    return status
+
+
+def run_info(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``idverify geo info``: type, path, build date and record count of each loaded database.
+
+    Returns:
+        0, or 65 if the database is unusable.
+    """
+    out = out or sys.stdout
+    resolver = _open(args)
+    if resolver is None:
+        return _EXIT_BAD_DATABASE
+    for info in resolver.info():
+        fields = _info_fields(info)
+        if args.json:
+            out.write(json.dumps(fields, ensure_ascii=False) + "\n")
+        else:
+            for name, value in fields.items():
+                out.write(f"{name}: {value}\n")
+    return 0
+
+
+def _open(args: argparse.Namespace) -> GeoResolver | None:
+    try:
+        return GeoResolver(args.database, kind=args.type, check_interval=0)
+    except GeoDatabaseError as error:
+        _print_error(str(error))
+        return None
+
+
+def _location_fields(location: IpLocation) -> dict[str, Any]:
+    return {
+        "display": location.display,
+        "display_en": location.display_en,
+        "country_code": location.country_code,
+        "region_code": location.region_code,
+        "source": location.source,
+        "source_build_date": location.source_build_date.isoformat() if location.source_build_date else "",
+    }
+
+
+def _info_fields(info: DatabaseInfo) -> dict[str, Any]:
+    return {
+        "type": info.type,
+        "path": str(info.path) if info.path else "",
+        "name": info.name,
+        "build_date": info.build_date.isoformat() if info.build_date else "",
+        "record_count": info.record_count,
+        "ip_versions": sorted(info.ip_versions),
+    }
+
+
+def _print_error(message: str) -> None:
+    sys.stderr.write(f"idverify geo: {message}\n")

@@ -1,0 +1,111 @@
+"""The small interface every IP database sits behind, and the raw answer it gives.
+
+A provider says what its file says about an address; deciding what to show is the display
+policy's job (``idverify.geo.policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import Literal, Protocol
+
+from idverify.domain.errors import ConfigError
+
+__all__ = ["SUBDIVIDED_COUNTRIES", "DatabaseInfo", "GeoDatabaseError", "GeoProvider", "IpRange", "RawGeo"]
+
+# The display policy shows a subdivision only for these countries ("" is a record whose country
+# code is missing), so ``GeoProvider.ranges`` may leave subdivisions out everywhere else: that
+# spares decoding them at load and lets neighbouring networks of one country merge.
+SUBDIVIDED_COUNTRIES = frozenset({"CN", ""})
+
+
+class GeoDatabaseError(ConfigError):
+    """A database file cannot be used: unreadable, of an unknown type, corrupt or truncated."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawGeo:
+    """What a database says about an address, before the display policy.
+
+    Every field is empty when the database does not say.
+
+    Attributes:
+        country_code: ISO 3166-1 alpha-2 code, upper case (``CN``).
+        country_zh: the database's Chinese name of the country (``中国``).
+        country_en: its English name (``China``).
+        subdivision_code: the first-level subdivision's code as the database gives it
+            (``GD``, ``CN-GD`` or ``44``).
+        subdivision_zh: its Chinese name (``广东省``).
+        subdivision_en: its English name (``Guangdong``).
+    """
+
+    country_code: str = ""
+    country_zh: str = ""
+    country_en: str = ""
+    subdivision_code: str = ""
+    subdivision_zh: str = ""
+    subdivision_en: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    """Which database a provider serves.
+
+    Attributes:
+        type: ``mmdb`` or ``xdb``.
+        path: the file it was read from, or None when it came from memory.
+        name: what the file calls itself (``GeoLite2-City``, ``ip2region``).
+        build_date: the day the file was built (UTC), or None if it does not say.
+        record_count: address ranges with data: networks of an mmdb search tree, segments of
+            an xdb index.
+        ip_versions: the IP versions it has data for.
+    """
+
+    type: Literal["mmdb", "xdb"]
+    path: Path | None
+    name: str
+    build_date: date | None
+    record_count: int
+    ip_versions: frozenset[int]
+
+
+# first address, last address (both as integers), and what the database says about them.
+IpRange = tuple[int, int, RawGeo | None]
+
+
+class GeoProvider(Protocol):
+    """An IP database fully loaded into memory."""
+
+    def lookup(self, address: IPv4Address | IPv6Address) -> RawGeo | None:
+        """What the database says about one address.
+
+        Args:
+            address: the address; IPv4-mapped IPv6 addresses are expected as IPv4.
+
+        Returns:
+            The database's answer, or None when it has no data for the address.
+        """
+        ...
+
+    def ranges(self, version: Literal[4, 6]) -> Iterator[IpRange]:
+        """Every range of the address space with its answer, ascending and not overlapping.
+
+        Adjacent ranges with the same answer may come as one, and subdivisions may be left out
+        for countries outside ``SUBDIVIDED_COUNTRIES``. Addresses that no range covers are
+        answered by ``lookup`` (an mmdb file's aliases of its IPv4 tree, for one).
+
+        Args:
+            version: 4 or 6.
+
+        Raises:
+            GeoDatabaseError: the file's index is corrupt.
+        """
+        ...
+
+    def info(self) -> DatabaseInfo:
+        """Which database this is."""
+        ...

@@ -1,0 +1,293 @@
+"""Answers "where is this IP address" from the loaded databases, and swaps in new files live.
+
+Each load builds an immutable snapshot: the providers plus a compact range table per IP
+version that answers almost every lookup with one bisection. A lookup reads the current
+snapshot once, so a reload that swaps it in never disturbs a call in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from idverify.geo._range_table import RangeTable, RangeTableBuilder
+from idverify.geo.address import parse_address
+from idverify.geo.database import FileIdentity, open_database_with_identity
+from idverify.geo.location import UNKNOWN, IpLocation
+from idverify.geo.policy import CountryNames, display_location, is_special
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, RawGeo
+
+__all__ = ["GeoResolver"]
+
+logger = logging.getLogger("idverify.geo")
+
+# Networks smaller than a /64 are rare in every database seen; keying IPv6 on its top 64 bits
+# keeps the table in a C array, and the few split /64s get small tables of their own.
+_IPV6_KEY_BITS = 64
+
+
+class _Snapshot:
+    """Everything one load produced; never changed after it is built."""
+
+    def __init__(
+        self,
+        providers: Sequence[GeoProvider],
+        identities: tuple[FileIdentity | None, ...],
+        country_names_from: CountryNames,
+    ) -> None:
+        self.providers = tuple(providers)
+        self.identities = identities
+        self.infos = tuple(provider.info() for provider in providers)
+        self._country_names_from = country_names_from
+        self._labels: dict[tuple[int, RawGeo | None], IpLocation] = {}
+        self._distinct: dict[IpLocation, IpLocation] = {}
+        self._by_version: dict[int, tuple[GeoProvider | None, DatabaseInfo | None]] = {}
+        tables: dict[int, RangeTable[IpLocation]] = {}
+        for version, bits, key_bits in ((4, 32, 32), (6, 128, _IPV6_KEY_BITS)):
+            chosen = next(
+                (
+                    (provider, info)
+                    for provider, info in zip(providers, self.infos, strict=True)
+                    if version in info.ip_versions
+                ),
+                (None, None),
+            )
+            self._by_version[version] = chosen
+            builder: RangeTableBuilder[IpLocation] = RangeTableBuilder(bits, key_bits)
+            provider, info = chosen
+            if provider is None or info is None:
+                builder.add(0, (1 << bits) - 1, UNKNOWN)
+            else:
+                for first, last, raw in provider.ranges(4 if version == 4 else 6):  # noqa: PLR2004
+                    builder.add(first, last, self._label(version, raw))
+            tables[version] = builder.build()
+        self.table_v4 = tables[4]
+        self.table_v6 = tables[6]
+
+    def locate(self, version: int, value: int) -> IpLocation:
+        if version == 4:  # noqa: PLR2004 - an IP version
+            if is_special(4, value):
+                return UNKNOWN
+            found = self.table_v4.find(value)
+        else:
+            if is_special(6, value):
+                return UNKNOWN
+            found = self.table_v6.find(value)
+        if found is None:
+            found = self._ask_provider(version, value)
+        return found
+
+    def _ask_provider(self, version: int, value: int) -> IpLocation:
+        provider = self._by_version[version][0]
+        if provider is None:
+            return UNKNOWN
+        address = IPv4Address(value) if version == 4 else IPv6Address(value)  # noqa: PLR2004
+        return self._label(version, provider.lookup(address))
+
+    def _label(self, version: int, raw: RawGeo | None) -> IpLocation:
+        key = (version, raw)
+        label = self._labels.get(key)
+        if label is None:
+            info = self._by_version[version][1]
+            label = display_location(
+                raw,
+                source=info.name if info else "",
+                build_date=info.build_date if info else None,
+                country_names_from=self._country_names_from,
+            )
+            # Equal labels share one object, so the range table merges their neighbours.
+            label = self._labels[key] = self._distinct.setdefault(label, label)
+        return label
+
+
+class GeoResolver:
+    """Turns IP addresses into the location labels the display policy allows.
+
+    Args:
+        databases: database files, each IPv4, IPv6 or both; for each IP version the first file
+            that has it answers. Empty (and no providers): the bundled GeoLite2 City of
+            December 2019 (a warning is logged that it is out of date), never reloaded.
+        kind: ``mmdb`` or ``xdb`` for every file; None to tell each from its contents.
+        providers: providers already in memory, instead of files; nothing to watch or reload.
+        country_names_from: ``database`` to show a database's own Chinese country names where
+            it has them, ``table`` to always show the ISO 3166 table's.
+        check_interval: seconds between checks of the files for a new version, made by
+            lookups (a stat call); 0 turns the checks off (``reload`` still works).
+        clock: a monotonic clock, replaceable in tests.
+
+    Raises:
+        GeoDatabaseError: a file cannot be read or is not a usable database.
+        ValueError: both files and providers given.
+    """
+
+    def __init__(
+        self,
+        databases: Sequence[Path] = (),
+        *,
+        kind: str | None = None,
+        providers: Sequence[GeoProvider] = (),
+        country_names_from: CountryNames = "database",
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if databases and providers:
+            raise ValueError("give database files or providers, not both")
+        self._paths = tuple(Path(path) for path in databases)
+        self._kind = kind
+        self._country_names_from: CountryNames = country_names_from
+        self._interval = check_interval
+        self._watching = bool(self._paths) and check_interval > 0
+        self._clock = clock
+        self._next_check = clock() + check_interval
+        self._check_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._background: threading.Thread | None = None
+        self._changed: tuple[FileIdentity | None, ...] | None = None
+        self._refused: tuple[FileIdentity | None, ...] | None = None
+        self._closed = False
+        self._snapshot = _Snapshot(providers, (), country_names_from) if providers else self._load()
+
+    def lookup(self, ip: str, *, field: str = "ip") -> IpLocation:
+        """The location label of an address.
+
+        Args:
+            ip: IPv4 or IPv6 text; IPv4-mapped IPv6 addresses answer as their IPv4 address.
+            field: the request field the address came from, named in errors.
+
+        Returns:
+            The location: 未知 for special-purpose addresses and for ones no database knows.
+
+        Raises:
+            InvalidArgument: ``ip`` is not an IP address (reason ``BAD_IP``, ``field`` set).
+        """
+        if self._watching:
+            now = self._clock()
+            if now >= self._next_check:
+                self._check_files(now)
+        version, value = parse_address(ip, field)
+        return self._snapshot.locate(version, value)
+
+    def info(self) -> tuple[DatabaseInfo, ...]:
+        """The databases in use, in the order given."""
+        return self._snapshot.infos
+
+    def reload(self) -> bool:
+        """Read the database files again now and switch to them if they are usable.
+
+        Blocks for the load (seconds for a full GeoLite2 City file); lookups go on meanwhile
+        on the current data. For a signal handler use ``request_reload``.
+
+        Returns:
+            True if the new files are in use; False if one was unusable, which is logged as an
+            error while the previous data stays in use.
+        """
+        if not self._paths:
+            return False
+        with self._reload_lock:
+            try:
+                snapshot = self._load()
+            except _RefusedLoadError as refused:
+                self._refused = refused.identities
+                logger.error(  # noqa: TRY400 - the cause is in the message; a traceback adds nothing
+                    "refused the new IP database, still serving the previous one: %s", refused.reason
+                )
+                return False
+            self._snapshot = snapshot
+            self._changed = None
+            for info in snapshot.infos:
+                logger.info(
+                    "IP database loaded: %s %s built %s from %s (%d ranges)",
+                    info.type,
+                    info.name,
+                    info.build_date,
+                    info.path,
+                    info.record_count,
+                )
+            return True
+
+    def request_reload(self) -> None:
+        """Start ``reload`` in a background thread unless one is running; returns at once."""
+        if not self._paths or self._closed:
+            return
+        with self._check_lock:
+            if self._background is not None and self._background.is_alive():
+                return
+            self._background = threading.Thread(
+                target=self._reload_quietly, name="idverify-geo-reload", daemon=True
+            )
+            self._background.start()
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until no background reload is running (for shutdown and tests)."""
+        background = self._background
+        if background is not None:
+            background.join(timeout)
+
+    def close(self) -> None:
+        """Stop checking the files and wait for a running reload to end."""
+        self._closed = True
+        self._watching = False
+        self.wait_idle()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a background thread has no caller to raise to
+            logger.exception("IP database reload failed; still serving the previous one")
+
+    def _check_files(self, now: float) -> None:
+        if not self._check_lock.acquire(blocking=False):
+            return
+        try:
+            if now < self._next_check:
+                return
+            self._next_check = now + self._interval
+            current = tuple(_identity_of(path) for path in self._paths)
+            if current in (self._snapshot.identities, self._refused):
+                self._changed = None
+                return
+            if current != self._changed:
+                # Wait until the file has held still for one interval: a copy may be under way.
+                self._changed = current
+                return
+        finally:
+            self._check_lock.release()
+        self.request_reload()
+
+    def _load(self) -> _Snapshot:
+        paths: Sequence[Path | None] = self._paths or (None,)
+        providers: list[GeoProvider] = []
+        identities: list[FileIdentity | None] = []
+        for path in paths:
+            try:
+                provider, identity = open_database_with_identity(path, self._kind)
+            except GeoDatabaseError as error:
+                if not hasattr(self, "_snapshot"):
+                    raise  # the first load: the caller is starting up and must know
+                identities.extend(
+                    _identity_of(other) for other in paths[len(identities) :] if other is not None
+                )
+                raise _RefusedLoadError(tuple(identities), str(error)) from error
+            providers.append(provider)
+            identities.append(identity if path is not None else None)
+        return _Snapshot(providers, tuple(identities), self._country_names_from)
+
+
+class _RefusedLoadError(Exception):
+    """A reload found an unusable file; carries the file versions it saw."""
+
+    def __init__(self, identities: tuple[FileIdentity | None, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.identities = identities
+        self.reason = reason
+
+
+def _identity_of(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(path.stat())
+    except OSError:
+        return None

@@ -1,0 +1,343 @@
+"""The ``idverify keys`` and ``idverify erasure`` commands: key rotation and the erasure queue.
+
+They act on the keyring file and on Redis directly, not through a running server, and read the
+same settings as ``idverify serve`` (``--config``, ``--data-dir``, ``--redis-url``). With the
+embedded default they use a running server's Redis socket, or start the embedded Redis for the
+time of the command when no server runs. Rotating the wrapping key online::
+
+    idverify keys add        # w2, readable by every server once they reload (a few seconds)
+    idverify keys rotate     # w2 becomes the write version
+    idverify keys reindex    # re-seals every record under w2; stop and run again to resume
+    idverify keys retire w1  # refused while anything is still sealed under w1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from idverify.config import Settings, load_settings
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.privacy.keyring import (
+    KEYRING_ENV_VAR,
+    Keyring,
+    UnknownKeyVersion,
+    load_keyring,
+    save_keyring_file,
+)
+from idverify.store.connection import RedisClient, connect
+
+_PROGRESS_WIDTH = 30
+
+
+def add_lifecycle_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Registers ``keys`` and ``erasure`` on the ``idverify`` parser."""
+    keys = commands.add_parser("keys", help="rotate wrapping keys and peppers; re-seal stored records")
+    _store_options(keys)
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    add = key_commands.add_parser(
+        "add", help="add a wrapping-key version (readable at once, not yet written under)"
+    )
+    add.add_argument("--pepper", action="store_true", help="add a pepper version instead")
+    rotate = key_commands.add_parser("rotate", help="make a version the write version")
+    rotate.add_argument("version", nargs="?", default="", help="w<n> or p<n> (default: the newest)")
+    rotate.add_argument("--pepper", action="store_true", help="the newest pepper, not wrapping key")
+    key_commands.add_parser("status", help="how many records remain under each version")
+    reindex = key_commands.add_parser("reindex", help="re-seal every record under the write version")
+    reindex.add_argument("--limit", type=int, default=0, help="stop after about this many (resume later)")
+    reindex.add_argument("--batch", type=int, default=200, help="keys per SCAN page (and checkpoint)")
+    reindex.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for running servers to load the keyring"
+    )
+    reindex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    retire = key_commands.add_parser("retire", help="remove a version nothing is stored under any more")
+    retire.add_argument("version")
+    keys.set_defaults(handler=_keys)
+
+    erasure = commands.add_parser("erasure", help="the erasure queue of cancelled accounts")
+    _store_options(erasure)
+    erasure_commands = erasure.add_subparsers(dest="erasure_command", required=True)
+    erasure_commands.add_parser("status", help="list pending and overdue erasures")
+    erasure.set_defaults(handler=_erasure)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
+    parser.add_argument("--data-dir", default=None, help="IDVERIFY_DATA_DIR")
+    parser.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        Path(args.config) if args.config else None,
+        overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
+    )
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"idverify: {text}\n")
+
+
+def _keys(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        if args.keys_command in {"add", "rotate"}:
+            return _edit_keyring(settings, args)
+        return asyncio.run(_keys_with_store(settings, args))
+    except (ConfigError, UnknownKeyVersion, OSError) as exc:
+        _err(str(exc))
+        return 2
+    except StoreUnavailable as exc:
+        _err(f"redis: {exc.message}")
+        return 1
+
+
+def _erasure(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        return asyncio.run(_erasure_status(settings))
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    except StoreUnavailable as exc:
+        _err(f"redis: {exc.message}")
+        return 1
+
+
+def _keyring_file(settings: Settings) -> Path:
+    from idverify.flows.keys import keyring_path  # noqa: PLC0415 - keeps `idverify --help` fast
+
+    path = keyring_path(settings)
+    if path is None:
+        raise ConfigError(f"the keyring comes from {KEYRING_ENV_VAR}: change that secret, then restart")
+    return path
+
+
+def _load(settings: Settings) -> Keyring:
+    if os.environ.get(KEYRING_ENV_VAR):
+        return load_keyring(text=os.environ[KEYRING_ENV_VAR])
+    return load_keyring(path=_keyring_file(settings))
+
+
+def _edit_keyring(settings: Settings, args: argparse.Namespace) -> int:
+    path = _keyring_file(settings)
+    keyring = load_keyring(path=path)
+    if args.keys_command == "add":
+        updated = (
+            keyring.with_new_pepper(make_current=False)
+            if args.pepper
+            else keyring.with_new_wrapping_key(make_current=False)
+        )
+        versions = updated.pepper_versions if args.pepper else updated.wrapping_versions
+        added = max(versions, key=lambda v: int(v[1:]))
+        save_keyring_file(updated, path)
+        _out(
+            f"added {added}; running servers read it within keyring_reload_seconds; "
+            "next: idverify keys rotate"
+        )
+        return 0
+    version = args.version or max(
+        keyring.pepper_versions if args.pepper else keyring.wrapping_versions, key=lambda v: int(v[1:])
+    )
+    pepper = version.startswith("p")
+    updated = keyring.with_current(pepper=version) if pepper else keyring.with_current(wrapping=version)
+    save_keyring_file(updated, path)
+    if pepper:
+        _out(f"{version} is the pepper of new identity indexes; existing ones move when next presented")
+    else:
+        _out(f"{version} is the write version; next: idverify keys reindex")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
+    """A Redis client for the settings: the configured URL, or the embedded server's socket."""
+    from idverify.store.embedded import RedisProcess  # noqa: PLC0415
+
+    url, started = settings.redis_url, None
+    if not url:
+        process = RedisProcess(settings.data_dir / "redis")
+        url = process.url
+        probe = connect(url, pool_size=1)
+        try:
+            await probe.ping()
+        except Exception:  # noqa: BLE001 - no server answers: start the embedded one for this command
+            started = process
+        finally:
+            await probe.aclose(close_connection_pool=True)
+        if started is not None:
+            await asyncio.to_thread(started.start)
+    client = connect(url, pool_size=4)
+    try:
+        yield client
+    finally:
+        await client.aclose(close_connection_pool=True)
+        if started is not None:
+            await asyncio.to_thread(started.stop)
+
+
+async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
+    keyring = _load(settings)
+    async with _store(settings) as redis:
+        if args.keys_command == "status":
+            return await _status(redis, keyring)
+        if args.keys_command == "reindex":
+            return await _reindex(redis, keyring, args)
+        return await _retire(redis, settings, keyring, args.version)
+
+
+async def _status(redis: RedisClient, keyring: Keyring) -> int:
+    from idverify.flows.keys import count_key_usage, running_servers  # noqa: PLC0415
+
+    _out(f"wrapping keys: {', '.join(keyring.wrapping_versions)} (write: {keyring.wrapping_current})")
+    _out(
+        f"peppers: {', '.join(keyring.pepper_versions)} (index: {keyring.pepper_current}, "
+        f"pseudonyms: {keyring.pseudonym_pepper})"
+    )
+    for server in await running_servers(redis):
+        reads = ", ".join(server.wrapping)
+        _out(
+            f"server {server.instance}: writes {server.wrapping_current} (reads {reads}), "
+            f"index pepper {server.pepper_current}"
+        )
+    usage = await count_key_usage(redis)
+    if not usage:
+        _out("no records")
+    for tenant, counts in sorted(usage.items()):
+        _out(f"tenant {tenant}:")
+        for version in sorted(set(counts.identities) | set(counts.verifications) | set(counts.forwarding)):
+            _out(
+                f"  {version}: {counts.identities[version]} identities, "
+                f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding"
+            )
+        for version, count in sorted(counts.peppers.items()):
+            _out(f"  {version}: {count} identity indexes")
+    return 0
+
+
+async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> list[str]:
+    """Instances that still do not write under ``target`` when the wait is over."""
+    from idverify.flows.keys import running_servers  # noqa: PLC0415
+
+    deadline = time.monotonic() + seconds
+    while True:
+        behind = [s.instance for s in await running_servers(redis) if s.wrapping_current != target]
+        if not behind or time.monotonic() >= deadline:
+            return behind
+        await asyncio.sleep(0.5)
+
+
+async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespace) -> int:
+    from idverify.flows.keys import Reindexer, count_key_usage  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
+
+    target = keyring.wrapping_current
+    behind = await _wait_for_servers(redis, target, args.wait)
+    if behind:
+        # A server that cannot read the target version would lose the records moved to it.
+        _err(f"servers {', '.join(behind)} do not write under {target} yet; try again once they reload")
+        return 1
+    usage = await count_key_usage(redis)
+    total = sum(
+        counts.identities[v] + counts.verifications[v]
+        for counts in usage.values()
+        for v in set(counts.identities) | set(counts.verifications)
+        if v != target
+    )
+    bar = _Progress(total, enabled=not args.no_progress)
+    report = await Reindexer(redis, Scripts(redis), keyring, page_size=max(args.batch, 1)).run(
+        limit=max(args.limit, 0), progress=bar.advance
+    )
+    bar.close()
+    state = "done" if report.finished else "stopped; run it again to resume"
+    _out(f"re-sealed {report.resealed} record(s) under {target}: {state}")
+    if report.unreadable:
+        _err(f"{report.unreadable} record(s) sealed under a version this keyring lacks were left")
+    return 0
+
+
+async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
+    from idverify.flows.keys import count_key_usage, running_servers  # noqa: PLC0415
+
+    usage = await count_key_usage(redis)
+    if version.startswith("p"):
+        remaining = sum(counts.peppers[version] for counts in usage.values())
+        what = "identity indexes"
+    else:
+        remaining = sum(counts.wrapping_total(version) for counts in usage.values())
+        what = "records (identities, verifications, forwarding records that expire)"
+    if remaining:
+        _err(f"{remaining} {what} remain under {version}; not retired")
+        return 1
+    users = [s.instance for s in await running_servers(redis) if s.wrapping_current == version]
+    if users:
+        _err(f"servers {', '.join(users)} still write under {version}; not retired")
+        return 1
+    updated = keyring.without(version)
+    save_keyring_file(updated, _keyring_file(settings))
+    _out(f"retired {version}")
+    return 0
+
+
+async def _erasure_status(settings: Settings) -> int:
+    from idverify.flows.erasure import pending_erasures  # noqa: PLC0415
+
+    zone = ZoneInfo(settings.erasure.timezone)
+    async with _store(settings) as redis:
+        pending = await pending_erasures(redis, settings.erasure.overdue_after_seconds)
+    if not pending:
+        _out("no pending erasures")
+        return 0
+    _out("tenant\tkind\tsubject\tdue\tstate")
+    for item in pending:
+        due = datetime.fromtimestamp(item.due_ms / 1000, UTC).astimezone(zone)
+        state = "OVERDUE" if item.overdue else "pending"
+        _out(f"{item.tenant}\t{item.kind}\t{item.subject[:16]}\t{due:%Y-%m-%d %H:%M %z}\t{state}")
+    overdue = sum(item.overdue for item in pending)
+    _out(f"{len(pending)} pending, {overdue} overdue")
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._total = max(total, 1)
+        self._done = 0
+        self._enabled = enabled and sys.stderr.isatty()
+        self._shown = -1.0
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        now = time.monotonic()
+        if self._enabled and now - self._shown >= 0.1:  # noqa: PLR2004 - ten redraws a second at most
+            self._shown = now
+            self._draw()
+
+    def _draw(self) -> None:
+        share = min(self._done / self._total, 1.0)
+        filled = int(share * _PROGRESS_WIDTH)
+        bar = "#" * filled + "." * (_PROGRESS_WIDTH - filled)
+        sys.stderr.write(f"\rreindex [{bar}] {self._done}/{self._total} ({share:.0%})")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._enabled:
+            self._draw()
+            sys.stderr.write("\n")
+
+
+__all__ = ["add_lifecycle_commands"]

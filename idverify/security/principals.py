@@ -1,0 +1,102 @@
+"""Who is calling: principals (tenant, role) and the rights of each role per RPC.
+
+The tenant always comes from the principal, never from a request body (DESIGN 5).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from enum import Enum
+
+from idverify.domain.errors import PermissionDenied, Unauthenticated
+
+
+class Role(Enum):
+    """What a client may do."""
+
+    REGISTRAR = "registrar"  # verification, consent, binding
+    PLATFORM = "platform"  # account reads, IP location, cancellation
+    AUDITOR = "auditor"  # the audit log of its own tenant
+    ADMIN = "admin"  # everything, any tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    tenant: str
+    role: Role
+    client_id: str
+
+    @property
+    def label(self) -> str:
+        """How the principal appears in audit entries and logs (no secrets)."""
+        return f"{self.tenant}/{self.role.value}/{self.client_id}"
+
+
+_REGISTRAR = frozenset({Role.REGISTRAR, Role.ADMIN})
+_PLATFORM = frozenset({Role.PLATFORM, Role.ADMIN})
+_AUDITOR = frozenset({Role.AUDITOR, Role.ADMIN})
+_ADMIN = frozenset({Role.ADMIN})
+
+_SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
+    "idverify.v1.VerificationService": _REGISTRAR,
+    "idverify.v1.ConsentService": _REGISTRAR,
+    "idverify.v1.AccountService": _PLATFORM,
+    "idverify.v1.AuditService": _AUDITOR,
+    "idverify.v1.AdminService": _ADMIN,
+}
+# Services anyone may call without a token: probes and tooling discovery.
+PUBLIC_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+
+
+def is_public(full_method: str) -> bool:
+    """True for RPCs that need no credentials (health, reflection)."""
+    return service_of(full_method) in PUBLIC_SERVICES
+
+
+def service_of(full_method: str) -> str:
+    """``/pkg.Service/Method`` -> ``pkg.Service``."""
+    return full_method.lstrip("/").split("/", 1)[0]
+
+
+def authorize(principal: Principal | None, full_method: str) -> None:
+    """Checks that the principal's role may call the method.
+
+    Raises:
+        Unauthenticated: when there is no principal.
+        PermissionDenied: when the role may not call it (or the method is unknown).
+    """
+    if principal is None:
+        raise Unauthenticated("missing or invalid credentials")
+    allowed = _SERVICE_RIGHTS.get(service_of(full_method), frozenset())
+    if principal.role not in allowed:
+        raise PermissionDenied(f"role {principal.role.value} may not call {full_method}")
+
+
+current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("idverify_principal")
+
+
+def caller() -> Principal:
+    """The principal of the running RPC (set by the auth interceptor)."""
+    return current_principal.get()
+
+
+def tenant_for(principal: Principal, requested: str) -> str:
+    """The tenant a call acts on: the caller's own; admins may name another.
+
+    Raises:
+        PermissionDenied: when a non-admin names a tenant other than its own.
+    """
+    if not requested or requested == principal.tenant:
+        return principal.tenant
+    if principal.role is Role.ADMIN:
+        return requested
+    raise PermissionDenied("a principal may only act on its own tenant", reason="OTHER_TENANT")

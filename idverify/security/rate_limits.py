@@ -1,0 +1,93 @@
+"""Rate limits: an in-process token bucket per principal, shared Redis windows for the rest.
+
+Per-principal limits guard each worker's CPU, so a local bucket is enough and costs no round
+trip; per-identity and per-phone limits must hold across replicas, so they are fixed-window
+counters in Redis (one atomic script that also audits the first hit of each window).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from idverify import telemetry
+from idverify.domain.errors import RateLimited
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class PrincipalLimiter:
+    """Token bucket per client id: ``per_minute`` calls, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._rate = per_minute / 60.0
+        self._capacity = float(per_minute)
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, client_id: str) -> None:
+        """Spends one token.
+
+        Raises:
+            RateLimited: when the bucket is empty, with the time until the next token.
+        """
+        if self._rate <= 0:
+            return
+        now = time.monotonic()
+        bucket = self._buckets.get(client_id)
+        if bucket is None:
+            bucket = self._buckets[client_id] = _Bucket(self._capacity, now)
+        bucket.tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit="principal")
+            raise RateLimited(
+                "too many calls for this client",
+                retry_after=(1 - bucket.tokens) / self._rate,
+                reason="PRINCIPAL_RATE_LIMITED",
+            )
+        bucket.tokens -= 1
+
+
+class WindowLimiter:
+    """Fixed-window counters in Redis, keyed by a pseudonym (never the plain value)."""
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
+
+    async def hit(
+        self,
+        keys: TenantKeys,
+        purpose: str,
+        pseudonym: str,
+        *,
+        limit: int,
+        window_seconds: int,
+        request: dict[str, str],
+    ) -> None:
+        """Counts one event against the window.
+
+        Raises:
+            RateLimited: when the window's count is over the limit (reason ``<PURPOSE>_RATE_LIMITED``).
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if limit <= 0:
+            return
+        count, ttl_ms = await self._scripts.run(
+            "rate_limit",
+            [keys.rate_limit(purpose, pseudonym), keys.audit_log()],
+            [limit, window_seconds * 1000, json.dumps({**request, "limit": purpose})],
+        )
+        if int(count) > limit:
+            telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
+            raise RateLimited(
+                f"rate limit for {purpose} reached",
+                retry_after=max(int(ttl_ms), 0) / 1000,
+                reason=f"{purpose.upper()}_RATE_LIMITED",
+            )

@@ -1,0 +1,362 @@
+"""Assembles and runs the grpc.aio server: store, keys, verifiers, servicers, health, reflection.
+
+Start-up validates everything it can before listening (configuration, verifier plugins, the
+non-biometric rule), so a bad deployment fails at once with a message instead of at the
+first call. SIGTERM drains: in-flight calls finish within the grace period, new ones are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace.export import SpanExporter
+from redis.exceptions import RedisError
+
+from idverify import telemetry
+from idverify.config import Settings
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.domain.methods import check_non_biometric_coverage
+from idverify.flows.accounts import AccountFlow
+from idverify.flows.audit import build_audit_flow, integrate_forever
+from idverify.flows.context import FlowDeps
+from idverify.flows.erasure import ErasureFlow, ErasureWorker
+from idverify.flows.ip_locator import open_locator
+from idverify.flows.keys import KeyringWatcher, keyring_path
+from idverify.flows.verification import VerificationFlow
+from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
+from idverify.privacy.keyring import Keyring, LiveKeyring, ensure_keyring_file, load_keyring
+from idverify.privacy.sealing import Sealer
+from idverify.security.clients import ClientRegistry
+from idverify.security.principals import Role
+from idverify.security.rate_limits import PrincipalLimiter, WindowLimiter
+from idverify.services.account import AccountServicer
+from idverify.services.admin import AdminServicer
+from idverify.services.audit import AuditServicer
+from idverify.services.consent import ConsentServicer
+from idverify.services.interceptor import CertificatePrincipals, ServiceInterceptor
+from idverify.services.verification import VerificationServicer
+from idverify.store.connection import RedisClient, connect
+from idverify.store.embedded import RedisProcess
+from idverify.store.keys import GlobalKeys
+from idverify.store.scripts import Scripts
+from idverify.store.topology import parse_redis_url
+from idverify.transport import server_credentials, server_options
+from idverify.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    consent_pb2,
+    consent_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
+from idverify.vendors.registry import EXTRAS_KEY, VendorRegistry
+from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Verifier, VerifierDeps
+from idverify.verifiers.registry import build_verifier, load_sms_sender, load_verifier_factories
+
+log = logging.getLogger("idverify.server")
+
+SERVICE_NAMES = (
+    verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name,
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+HEALTH_PROBE_SECONDS = 1.0
+BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
+
+
+def load_keyring_for(settings: Settings, environ: dict[str, str] | None = None) -> Keyring:
+    """The keyring from ``IDVERIFY_KEYRING``, the configured file, or ``<data_dir>/keyring.json``.
+
+    Raises:
+        ConfigError: when the keyring cannot be read or is invalid.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("IDVERIFY_KEYRING"):
+        return load_keyring(text=env["IDVERIFY_KEYRING"])
+    if settings.keyring_file:
+        return load_keyring(path=Path(settings.keyring_file))
+    return ensure_keyring_file(settings.data_dir / "keyring.json")
+
+
+def build_verifiers(settings: Settings, keyring: Keyring) -> dict[str, Verifier]:
+    """Loads and builds every verifier the configured methods use, and checks the method rules.
+
+    Raises:
+        ConfigError: on an unknown or broken plugin, a challenge step that is not last, or a
+            subject kind left with only biometric methods.
+    """
+    names = sorted({step for table in settings.tenants.values() for m in table.methods for step in m.steps})
+    factories = load_verifier_factories(names)
+    deps = VerifierDeps(
+        keyed=keyring,
+        sms_sender=load_sms_sender(settings.sms.sender, settings.sms.options),
+        # Vendor verifiers lease their vendor here: one pool, budget and breaker per vendor.
+        extras={EXTRAS_KEY: VendorRegistry(settings.vendors)},
+    )
+    verifiers = {
+        name: build_verifier(name, factory, settings.verifiers.get(name, {}), deps)
+        for name, factory in factories.items()
+    }
+    biometric = [name for name, v in verifiers.items() if v.biometric]
+    for table in settings.tenants.values():
+        check_non_biometric_coverage(table, biometric)
+        for method in table.methods:
+            for step in method.steps[:-1]:
+                if isinstance(verifiers[step], ChallengeVerifier | JudgedChallengeVerifier):
+                    raise ConfigError(
+                        f"tenants.{table.tenant}.methods.{method.id}: "
+                        f"challenge step {step!r} must be the last step"
+                    )
+    return verifiers
+
+
+@dataclass
+class Application:
+    """Everything a running server owns, for orderly shutdown."""
+
+    settings: Settings
+    redis: RedisClient
+    clients: ClientRegistry
+    indexer: IdentityIndexer
+    health: HealthServicer
+    server: grpc.aio.Server
+    port: int
+    embedded: RedisProcess | None = None
+    telemetry: telemetry.Telemetry | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    verifiers: Mapping[str, Verifier] = field(default_factory=dict)
+
+
+async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, data_dir: Path) -> str | None:
+    """Creates the bootstrap admin client on first start; returns its token, or None if it exists.
+
+    The token is written to ``<data_dir>/bootstrap-token`` (mode 0600) and returned to be printed
+    once; only its keyed hash is stored in Redis.
+    """
+    if await redis.exists(GlobalKeys.bootstrap()):
+        return None
+    record, token = await clients.create("default", Role.ADMIN, "bootstrap admin")
+    if not await redis.set(GlobalKeys.bootstrap(), record.client_id, nx=True):
+        # Another replica won the race: ours must not stay usable.
+        await clients.revoke(record.client_id)
+        return None
+    path = data_dir / BOOTSTRAP_TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+async def start(
+    settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
+) -> Application:
+    """Builds everything and starts listening (sharing the port with ``reuse_port``: workers).
+
+    Raises:
+        ConfigError: on invalid configuration or plugins.
+        RuntimeError: when the embedded Redis cannot start or the port cannot be bound.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    installed_telemetry = telemetry.configure(settings.telemetry, span_exporters)
+    # One live keyring for every component, so a new key version in the file reaches them all.
+    keyring = LiveKeyring(load_keyring_for(settings))
+    verifiers = build_verifiers(settings, keyring)
+    geo = open_locator(settings.geo)
+    embedded = None
+    url = settings.redis_url
+    if not url:
+        embedded = RedisProcess(settings.data_dir / "redis")
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+    redis = connect(url)
+    scripts = Scripts(redis, ack=parse_redis_url(url).ack)
+    clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)
+    params = Argon2Params.from_config(
+        memory_kib=settings.argon2.memory_kib,
+        time_cost=settings.argon2.time_cost,
+        parallelism=settings.argon2.parallelism,
+    )
+    indexer = IdentityIndexer(keyring, params, max_workers=settings.argon2.threads or None)
+    deps = FlowDeps(
+        settings=settings,
+        redis=redis,
+        scripts=scripts,
+        keyring=keyring,
+        sealer=Sealer(keyring),
+        indexer=indexer,
+        verifiers=verifiers,
+        window_limiter=WindowLimiter(scripts),
+    )
+    flow = VerificationFlow(deps)
+    audit = build_audit_flow(settings, redis, scripts, keyring)
+    try:
+        token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
+    except (RedisError, OSError, StoreUnavailable):
+        # An external Redis may come up after us: the health watcher retries the bootstrap.
+        log.warning("redis not reachable at start-up; bootstrap token not checked yet")
+        token = None
+    if token:
+        print(  # noqa: T201 - printed once, by design, to the operator's terminal
+            "idverify: bootstrap admin token (shown once; a copy is in "
+            f"{settings.data_dir / BOOTSTRAP_TOKEN_FILE}):\n  {token}",
+            file=sys.stderr,
+            flush=True,
+        )
+    interceptor = ServiceInterceptor(
+        clients,
+        PrincipalLimiter(settings.rate_limits.per_principal_per_minute),
+        certificates=CertificatePrincipals(dict(settings.tls.client_principals)),
+        rpc_timeout_seconds=settings.grpc.rpc_timeout_seconds,
+    )
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        options=server_options(settings.grpc, reuse_port=reuse_port),
+    )
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(VerificationServicer(flow), server)
+    account_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(AccountFlow(deps, geo), ErasureFlow(deps)), server
+    )
+    consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(clients), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if settings.grpc.reflection:
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
+        )
+    host, port = settings.listen_host_port
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if settings.tls.enabled:
+        bound = server.add_secure_port(address, server_credentials(settings.tls))
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise RuntimeError(f"cannot listen on {settings.listen}")
+    await server.start()
+    app = Application(
+        settings,
+        redis,
+        clients,
+        indexer,
+        health,
+        server,
+        bound,
+        embedded,
+        installed_telemetry,
+        verifiers=verifiers,
+    )
+    app.tasks += [
+        asyncio.create_task(_watch_redis(app, token is None)),
+        asyncio.create_task(integrate_forever(audit, clients.tenants)),
+        *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
+    ]
+    log.info("idverify listening on %s:%d (redis: %s)", host, bound, "embedded" if embedded else "external")
+    return app
+
+
+def _lifecycle_tasks(
+    settings: Settings, keyring: LiveKeyring, redis: RedisClient, erasure: ErasureFlow
+) -> list[asyncio.Task[None]]:
+    """The keyring file watcher and, unless switched off, the erasure worker."""
+    watcher = KeyringWatcher(keyring, keyring_path(settings), redis, settings.keyring_reload_seconds)
+    tasks = [asyncio.create_task(watcher.run())]
+    if settings.erasure.worker:
+        tasks.append(asyncio.create_task(ErasureWorker(erasure, settings.erasure.poll_seconds).run()))
+    return tasks
+
+
+async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
+    """Keeps gRPC health in step with Redis reachability."""
+    serving: bool | None = None
+    while True:
+        try:
+            await asyncio.wait_for(app.redis.ping(), timeout=HEALTH_PROBE_SECONDS)
+            now_serving = True
+        except Exception:  # noqa: BLE001 - any failure to answer means not serving
+            now_serving = False
+        if now_serving != serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if now_serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", *SERVICE_NAMES):
+                await app.health.set(name, status)
+            if serving is not None:
+                log.warning("redis is %s", "reachable again" if now_serving else "unreachable")
+            serving = now_serving
+        if now_serving and bootstrap_pending:
+            token = await ensure_bootstrap_token(app.clients, app.redis, app.settings.data_dir)
+            bootstrap_pending = False
+            if token:
+                print(f"idverify: bootstrap admin token: {token}", file=sys.stderr, flush=True)  # noqa: T201
+        await asyncio.sleep(HEALTH_PROBE_SECONDS)
+
+
+async def stop(app: Application) -> None:
+    """Drains and releases everything: calls in flight finish within the grace period."""
+    await app.health.enter_graceful_shutdown()
+    await app.server.stop(app.settings.grace_seconds)
+    for task in app.tasks:
+        task.cancel()
+    for task in app.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for verifier in app.verifiers.values():
+        close = getattr(verifier, "aclose", None)  # optional: verifiers holding connections
+        if close is not None:
+            await close()
+    # The pool was passed in explicitly, so closing the client alone would leave its sockets open.
+    await app.redis.aclose(close_connection_pool=True)
+    app.indexer.close()
+    if app.telemetry is not None:
+        app.telemetry.shutdown()
+    if app.embedded is not None:
+        await asyncio.to_thread(app.embedded.stop)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, span_exporters: Sequence[SpanExporter] = ()
+) -> AsyncIterator[Application]:
+    """Starts a server for the duration of a block (tests, benchmarks)."""
+    app = await start(settings, span_exporters=span_exporters)
+    try:
+        yield app
+    finally:
+        await stop(app)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then drains."""
+    app = await start(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("draining (grace %.0fs)", settings.grace_seconds)
+    await stop(app)
+    log.info("stopped")

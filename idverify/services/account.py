@@ -1,0 +1,90 @@
+"""AccountService: account reads and IP-location display for the platform role."""
+
+from __future__ import annotations
+
+from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
+from idverify.flows.accounts import AccountFlow, Located, StoredLocation
+from idverify.flows.erasure import ErasureFlow
+from idverify.security.principals import caller
+from idverify.services.convert import ASSURANCE_TO_PROTO, KIND_TO_PROTO, timestamp_ms
+from idverify.services.grpc_types import Context
+from idverify.services.request_info import request_info
+from idverify.v1 import account_pb2 as pb
+from idverify.v1 import account_pb2_grpc, common_pb2
+
+_AGE_BANDS = {
+    AgeBand.UNDER_14.value: pb.AGE_BAND_UNDER_14,
+    AgeBand.FROM_14_TO_17.value: pb.AGE_BAND_14_TO_17,
+    AgeBand.ADULT.value: pb.AGE_BAND_ADULT,
+}
+
+
+def location_to_proto(location: Located | StoredLocation) -> common_pb2.IpLocation:
+    """The wire form of a display location."""
+    return common_pb2.IpLocation(
+        display=location.display,
+        display_en=location.display_en,
+        country_code=location.country_code,
+        region_code=location.region_code,
+        source=location.source,
+        source_build_date=location.source_build_date,
+    )
+
+
+class AccountServicer(account_pb2_grpc.AccountServiceServicer):
+    """Platform-facing account RPCs."""
+
+    def __init__(self, flow: AccountFlow, erasure: ErasureFlow) -> None:
+        self._flow = flow
+        self._erasure = erasure
+
+    async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
+        """What a platform may know about an account."""
+        del context
+        view = await self._flow.get_account(caller().tenant, request.account_id)
+        account = pb.Account(account_id=view.account_id, verified=view.verified, method_id=view.method_id)
+        if view.verified_ms:
+            account.verified_at.CopyFrom(timestamp_ms(view.verified_ms))
+        if view.assurance:
+            account.assurance = ASSURANCE_TO_PROTO[AssuranceLevel(view.assurance)]
+        if view.subject_kind:
+            account.subject_kind = KIND_TO_PROTO[SubjectKind(view.subject_kind)]
+        account.age_band = _AGE_BANDS.get(view.age_band, pb.AGE_BAND_UNSPECIFIED)
+        if view.location is not None:
+            account.ip_location.CopyFrom(location_to_proto(view.location))
+            account.ip_recorded_at.CopyFrom(timestamp_ms(view.location.recorded_ms))
+        if view.erasure_due_ms:
+            account.erasure_due_at.CopyFrom(timestamp_ms(view.erasure_due_ms))
+        return pb.GetAccountResponse(account=account)
+
+    async def LookupIp(self, request: pb.LookupIpRequest, context: Context) -> pb.LookupIpResponse:
+        """Resolves an IP without storing anything."""
+        del context
+        return pb.LookupIpResponse(location=location_to_proto(await self._flow.lookup_ip(request.ip)))
+
+    async def RecordLoginIp(
+        self, request: pb.RecordLoginIpRequest, context: Context
+    ) -> pb.RecordLoginIpResponse:
+        """Stores a login IP's display label on the account."""
+        location = await self._flow.record_login_ip(
+            caller().tenant, request.account_id, request.ip, request_info(context)
+        )
+        return pb.RecordLoginIpResponse(location=location_to_proto(location))
+
+    async def GetIpLocations(
+        self, request: pb.GetIpLocationsRequest, context: Context
+    ) -> pb.GetIpLocationsResponse:
+        """Stored labels of many accounts at once."""
+        del context
+        found, unknown = await self._flow.ip_locations(caller().tenant, list(request.account_ids))
+        response = pb.GetIpLocationsResponse(unknown_account_ids=unknown)
+        for account_id, location in found.items():
+            response.locations[account_id].CopyFrom(location_to_proto(location))
+        return response
+
+    async def CancelAccount(
+        self, request: pb.CancelAccountRequest, context: Context
+    ) -> pb.CancelAccountResponse:
+        """Unbinds the account now and schedules the erasure of what is stored about it."""
+        due_ms = await self._erasure.cancel(caller().tenant, request.account_id, request_info(context))
+        return pb.CancelAccountResponse(erasure_due_at=timestamp_ms(due_ms))

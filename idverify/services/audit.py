@@ -1,0 +1,124 @@
+"""AuditService: the tenant's log, its signed heads and its proofs, for auditors and admins.
+
+Times cross the wire as whole milliseconds, exactly: a head's timestamp is the number its
+signature covers, so ``Timestamp`` <-> milliseconds must not round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from idverify.audit.checkpoint import SignedHead
+from idverify.audit.events import AuditEvent
+from idverify.flows.audit import AuditFlow, QueryRequest
+from idverify.security.principals import caller
+from idverify.services.convert import timestamp_ms
+from idverify.services.grpc_types import Context
+from idverify.v1 import audit_pb2 as pb
+from idverify.v1 import audit_pb2_grpc
+
+_NANOS_PER_MS = 1_000_000
+
+
+def ms_from_timestamp(stamp: Timestamp) -> int:
+    """Milliseconds of a Timestamp, rounded up.
+
+    An entry at millisecond ``m`` is at or after ``stamp`` exactly when ``m >= result``.
+    """
+    return stamp.seconds * 1000 + -(-stamp.nanos // _NANOS_PER_MS)
+
+
+def event_to_proto(event: AuditEvent) -> pb.AuditEvent:
+    """The wire form of an entry."""
+    return pb.AuditEvent(
+        index=event.index,
+        time=timestamp_ms(event.time_ms),
+        type=event.type,
+        verification_id=event.verification_id,
+        account_pseudonym=event.account,
+        method_id=event.method,
+        outcome=event.outcome,
+        reason_code=event.reason,
+        steps=[
+            pb.StepOutcome(verifier=s.verifier, outcome=s.outcome, reason_code=s.reason) for s in event.steps
+        ],
+        principal=event.principal,
+        request_id=event.request_id,
+        trace_id=event.trace_id,
+        attributes=dict(event.attributes),
+    )
+
+
+def head_to_proto(signed: SignedHead) -> pb.SignedTreeHead:
+    """The wire form of a signed head."""
+    return pb.SignedTreeHead(
+        tree_size=signed.head.size,
+        root_hash=signed.head.root_hash,
+        timestamp=timestamp_ms(signed.head.timestamp_ms),
+        key_id=signed.key_id,
+        signature=signed.signature,
+        origin=signed.head.origin,
+    )
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    """Audit RPCs for the auditor and admin roles."""
+
+    def __init__(self, flow: AuditFlow) -> None:
+        self._flow = flow
+
+    async def QueryEvents(
+        self, request: pb.QueryEventsRequest, context: Context
+    ) -> AsyncIterator[pb.QueryEventsResponse]:
+        """Streams the matching events with their leaf bytes, in index order."""
+        del context
+        tenant = await self._flow.tenant(caller(), request.tenant)
+        query = QueryRequest(
+            start_ms=ms_from_timestamp(request.start_time) if request.HasField("start_time") else None,
+            end_ms=ms_from_timestamp(request.end_time) if request.HasField("end_time") else None,
+            types=list(request.event_types),
+            outcomes=list(request.outcomes),
+            method=request.method_id,
+            account_id=request.account_id,
+            start_index=request.start_index,
+            limit=request.limit,
+        )
+        async for found in self._flow.query(tenant, query):
+            yield pb.QueryEventsResponse(
+                event=event_to_proto(found.event), leaf=found.leaf, leaf_hash=found.stored_leaf_hash or b""
+            )
+
+    async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
+        """One entry and its exact bytes."""
+        del context
+        tenant = await self._flow.tenant(caller(), request.tenant)
+        event, leaf = await self._flow.event(tenant, request.index)
+        return pb.GetEventResponse(event=event_to_proto(event), leaf=leaf)
+
+    async def GetTreeHead(self, request: pb.GetTreeHeadRequest, context: Context) -> pb.GetTreeHeadResponse:
+        """A signed head of the whole log, and the key that verifies it."""
+        del context
+        tenant = await self._flow.tenant(caller(), request.tenant)
+        signed = await self._flow.signed_head(tenant)
+        return pb.GetTreeHeadResponse(head=head_to_proto(signed), public_key=self._flow.public_key_pem)
+
+    async def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: Context
+    ) -> pb.GetInclusionProofResponse:
+        """The RFC 6962 audit path of one entry in a tree of a given size."""
+        del context
+        tenant = await self._flow.tenant(caller(), request.tenant)
+        proof = await self._flow.inclusion_proof(tenant, request.index, request.tree_size)
+        return pb.GetInclusionProofResponse(hashes=proof.hashes, leaf_hash=proof.leaf_hash)
+
+    async def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: Context
+    ) -> pb.GetConsistencyProofResponse:
+        """The RFC 6962 proof that a larger tree extends a smaller one."""
+        del context
+        tenant = await self._flow.tenant(caller(), request.tenant)
+        return pb.GetConsistencyProofResponse(
+            hashes=await self._flow.consistency_proof(tenant, request.first, request.second)
+        )

@@ -1,0 +1,71 @@
+"""ConsentService: consent per account and purpose, and a guardian's consent for a minor."""
+
+from __future__ import annotations
+
+from idverify.domain import consent as rules
+from idverify.domain.consent import ConsentState
+from idverify.flows.verification import VerificationFlow
+from idverify.security.principals import caller
+from idverify.services.convert import timestamp_ms
+from idverify.services.grpc_types import Context
+from idverify.services.request_info import request_info
+from idverify.v1 import consent_pb2 as pb
+from idverify.v1 import consent_pb2_grpc
+
+
+class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
+    """Consent RPCs for the registrar role."""
+
+    def __init__(self, flow: VerificationFlow) -> None:
+        self._flow = flow
+        self._consent = flow.consent
+
+    async def GrantConsent(
+        self, request: pb.GrantConsentRequest, context: Context
+    ) -> pb.GrantConsentResponse:
+        """Grants one purpose; purpose ``guardian`` with a verification completes a minor's."""
+        purpose = rules.check_purpose(request.purpose)
+        text_version = rules.check_text_version(request.text_version)
+        tenant, info = caller().tenant, request_info(context)
+        if purpose == rules.GUARDIAN:
+            await self._flow.grant_guardian_consent(
+                tenant=tenant,
+                account_id=request.account_id,
+                verification_id=request.verification_id,
+                guardian_account_id=request.guardian_account_id,
+                text_version=text_version,
+                info=info,
+            )
+        # The guardian step audited its consent already; the record is kept the same way.
+        state = await self._consent.grant(
+            tenant, request.account_id, purpose, text_version, info, audit=purpose != rules.GUARDIAN
+        )
+        return pb.GrantConsentResponse(consent=self._to_proto(state))
+
+    async def WithdrawConsent(
+        self, request: pb.WithdrawConsentRequest, context: Context
+    ) -> pb.WithdrawConsentResponse:
+        """Withdraws (or refuses) one purpose, at once."""
+        state = await self._consent.withdraw(
+            caller().tenant, request.account_id, request.purpose, request_info(context)
+        )
+        return pb.WithdrawConsentResponse(consent=self._to_proto(state))
+
+    async def ListConsents(
+        self, request: pb.ListConsentsRequest, context: Context
+    ) -> pb.ListConsentsResponse:
+        """Every purpose on record for the account."""
+        del context
+        states = await self._consent.list(caller().tenant, request.account_id)
+        return pb.ListConsentsResponse(consents=[self._to_proto(state) for state in states])
+
+    def _to_proto(self, state: ConsentState) -> pb.Consent:
+        consent = pb.Consent(purpose=state.purpose, text_version=state.text_version, granted=state.granted)
+        if state.granted_ms:
+            consent.granted_at.CopyFrom(timestamp_ms(state.granted_ms))
+        if state.withdrawn_ms:
+            consent.withdrawn_at.CopyFrom(timestamp_ms(state.withdrawn_ms))
+        until = state.cooldown_until_ms(self._consent.cooldown_ms)
+        if until:
+            consent.cooldown_until.CopyFrom(timestamp_ms(until))
+        return consent

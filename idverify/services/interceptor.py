@@ -1,0 +1,297 @@
+"""The one server interceptor: authenticates, authorizes, rate-limits, and maps domain errors.
+
+Every domain error becomes its gRPC status with ``google.rpc`` details (BadRequest naming the
+field, ErrorInfo carrying the reason code, RetryInfo for rate limits); anything unexpected
+becomes INTERNAL with a generic message and a log line that carries no request data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry import trace
+
+from idverify import telemetry
+from idverify.domain.errors import IdverifyError, InvalidArgument, RateLimited, Unauthenticated
+from idverify.security.clients import ClientRegistry
+from idverify.security.principals import Principal, Role, authorize, current_principal, is_public
+from idverify.security.rate_limits import PrincipalLimiter
+from idverify.services.grpc_types import Context, Handler
+from idverify.telemetry import request_id_var
+
+log = logging.getLogger("idverify.rpc")
+ERROR_DOMAIN = "idverify.dev"
+
+
+def status_for(error: IdverifyError) -> grpc.Status:
+    """The rich gRPC status of a domain error."""
+    code = getattr(code_pb2, error.status.value)
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+    info.metadata.update(error.metadata)
+    if error.field:
+        info.metadata["field"] = error.field
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.reason)
+            ]
+        )
+        details.append(bad)
+    details.append(info)
+    if isinstance(error, RateLimited):
+        retry = duration_pb2.Duration()
+        retry.FromMilliseconds(max(int(error.retry_after * 1000), 1))
+        details.append(error_details_pb2.RetryInfo(retry_delay=retry))
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    message = (
+        f"{error.field}: {error.message}"
+        if error.field and error.field not in error.message
+        else error.message
+    )
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=packed))
+
+
+def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return ""
+
+
+def _request_id(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == "x-request-id" and isinstance(value, str) and len(value) <= 128 and value.isprintable():  # noqa: PLR2004
+            return value
+    return ""
+
+
+class CertificatePrincipals:
+    """Maps verified client certificates (mutual TLS) to principals through configuration.
+
+    A certificate matches by its subject common name (``CN=...``) or by any of its subject
+    alternative names (URI or DNS), exactly as written in ``tls.client_principals``.
+    """
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self._mapping: dict[str, Principal] = {}
+        for name, target in mapping.items():
+            tenant, role = target.split("/")
+            self._mapping[name] = Principal(tenant, Role(role), f"cert:{len(self._mapping)}")
+
+    def __bool__(self) -> bool:
+        return bool(self._mapping)
+
+    def principal(self, context: Context) -> Principal | None:
+        """The principal of the call's client certificate, if it is mapped."""
+        auth = context.auth_context()
+        names = [f"CN={cn.decode()}" for cn in auth.get("x509_common_name", [])]
+        names += [san.decode() for san in auth.get("x509_subject_alternative_name", [])]
+        for name in names:
+            if name in self._mapping:
+                return self._mapping[name]
+        return None
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Tracing, authentication, authorization, limits, deadlines and error mapping for every RPC."""
+
+    def __init__(
+        self,
+        clients: ClientRegistry,
+        limiter: PrincipalLimiter,
+        *,
+        certificates: CertificatePrincipals | None = None,
+        rpc_timeout_seconds: float = 15.0,
+    ) -> None:
+        self._clients = clients
+        self._limiter = limiter
+        self._certificates = certificates
+        self._timeout = rpc_timeout_seconds
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        """Wraps the handler of one call."""
+        handler = await continuation(details)
+        if handler is None or is_public(details.method):
+            return handler
+        call = _Call(self, details)
+        if handler.unary_unary:
+            return _wrap_unary(handler, call)
+        if handler.unary_stream:
+            return _wrap_stream(handler, call)
+        return handler
+
+    async def admit(self, call: _Call, context: Context) -> None:
+        """Authenticates and authorizes the caller, and spends its rate-limit token."""
+        token = _bearer(call.metadata)
+        principal = await self._clients.authenticate(token) if token else None
+        if principal is None and token:
+            raise Unauthenticated("invalid or revoked token", reason="INVALID_TOKEN")
+        if principal is None and self._certificates:
+            principal = self._certificates.principal(context)
+        authorize(principal, call.method)
+        assert principal is not None  # noqa: S101 - authorize() raised otherwise
+        self._limiter.take(principal.client_id)
+        current_principal.set(principal)
+        trace.get_current_span().set_attributes(
+            telemetry.safe_attributes(
+                {"idverify.tenant": principal.tenant, "idverify.role": principal.role.value}
+            )
+        )
+
+    @property
+    def timeout(self) -> float:
+        """The server-side limit of one call."""
+        return self._timeout
+
+
+class _Call:
+    """One intercepted call's facts."""
+
+    __slots__ = ("interceptor", "metadata", "method")
+
+    def __init__(self, interceptor: ServiceInterceptor, details: grpc.HandlerCallDetails) -> None:
+        self.interceptor = interceptor
+        self.method: str = details.method
+        self.metadata = details.invocation_metadata
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse (bad wire format or invalid UTF-8)."""
+
+    __slots__ = ()
+
+
+_MALFORMED = _Malformed()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Parses requests without letting a DecodeError become gRPC's UNKNOWN with its text."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _MALFORMED
+
+    return parse
+
+
+def _refuse_malformed(request: Any) -> None:
+    if request is _MALFORMED:
+        raise InvalidArgument(
+            "the request is not a valid protobuf message (wire format or UTF-8)",
+            reason="MALFORMED",
+            field="request",
+        )
+
+
+def _record(method: str, code: str, began: float) -> None:
+    telemetry.Instruments.record(
+        telemetry.instruments.rpc_duration,
+        time.perf_counter() - began,
+        **{"rpc.method": method, "rpc.grpc.status_code": code},
+    )
+
+
+def _wrap_unary(handler: Handler, call: _Call) -> Handler:
+    inner: Any = handler.unary_unary
+
+    async def unary(request: Any, context: Context) -> Any:
+        began = time.perf_counter()
+        request_id_var.set(_request_id(call.metadata))
+        with telemetry.server_span(call.method, call.metadata) as current:
+            code = "OK"
+            try:
+                await call.interceptor.admit(call, context)
+                _refuse_malformed(request)
+                result = inner(request, context)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, call.interceptor.timeout)
+            except Exception as exc:
+                code = _code_of(exc)
+                await _abort(context, call.method, exc)
+                raise  # unreachable: _abort always raises
+            finally:
+                telemetry.end_rpc(current, code)
+                _record(call.method, code, began)
+            return result
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _wrap_stream(handler: Handler, call: _Call) -> Handler:
+    inner: Any = handler.unary_stream
+
+    async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+        began = time.perf_counter()
+        request_id_var.set(_request_id(call.metadata))
+        with telemetry.server_span(call.method, call.metadata) as current:
+            code = "OK"
+            try:
+                await call.interceptor.admit(call, context)
+                _refuse_malformed(request)
+                async for item in inner(request, context):
+                    yield item
+            except Exception as exc:  # noqa: BLE001 - every failure must become a precise status
+                code = _code_of(exc)
+                await _abort(context, call.method, exc)
+            finally:
+                telemetry.end_rpc(current, code)
+                _record(call.method, code, began)
+
+    return grpc.unary_stream_rpc_method_handler(
+        stream,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _code_of(exc: BaseException) -> str:
+    if isinstance(exc, IdverifyError):
+        return exc.status.value
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED"
+    if isinstance(exc, grpc.aio.AbortError):
+        return "ABORTED_BY_HANDLER"
+    return "INTERNAL"
+
+
+async def _abort(context: Context, method: str, exc: BaseException) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if isinstance(exc, IdverifyError):
+        status = status_for(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(exc, TimeoutError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{method} took longer than the server allows")
+    if isinstance(exc, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    # The message of a foreign exception may echo request data: log its type and frames only.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected %s in %s\n%s", type(exc).__name__, method, frames)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")

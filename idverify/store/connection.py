@@ -1,0 +1,81 @@
+"""Redis connections from one URL, and the translation of Redis failures into domain errors.
+
+``redis://`` and ``rediss://`` reach a standalone server; ``unix://`` a local socket (the
+embedded default); ``redis+cluster://`` and ``redis+sentinel://`` a Cluster or a
+Sentinel-managed primary (``idverify.store.topology`` reads the URL and builds the client).
+Clients are created inside the running event loop (redis.asyncio objects are bound to one loop)
+with a *blocking* pool, because redis-py's default asyncio pool raises when exhausted instead of
+waiting. Commands are not retried here: only the caller knows whether a step is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis import exceptions as redis_errors
+
+from idverify import telemetry
+from idverify.domain.errors import StoreUnavailable
+from idverify.store.topology import (
+    COMMAND_TIMEOUT_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
+    POOL_WAIT_SECONDS,
+    RedisClient,
+    open_client,
+    parse_redis_url,
+)
+
+POOL_SIZE = 64
+
+__all__ = [
+    "COMMAND_TIMEOUT_SECONDS",
+    "CONNECT_TIMEOUT_SECONDS",
+    "POOL_SIZE",
+    "POOL_WAIT_SECONDS",
+    "RedisClient",
+    "as_text",
+    "connect",
+    "translate_errors",
+]
+
+
+def connect(url: str, *, pool_size: int = POOL_SIZE) -> RedisClient:
+    """A client for ``url`` with a bounded, blocking connection pool.
+
+    Raises:
+        ConfigError: when the URL is not one of the accepted forms.
+    """
+    return open_client(parse_redis_url(url), pool_size=pool_size)
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here return bytes; the stubs allow str too)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turns connection-level Redis failures into StoreUnavailable (gRPC UNAVAILABLE).
+
+    Raises:
+        StoreUnavailable: when Redis is down, slow, read-only or out of connections.
+    """
+    try:
+        yield
+    except (redis_errors.CrossSlotTransactionError, redis_errors.InvalidPipelineStack):
+        raise  # a bug in a step's keys, not an outage: never disguise it as UNAVAILABLE
+    except (
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        redis_errors.BusyLoadingError,
+        redis_errors.ReadOnlyError,
+        # Cluster: a shard without a primary, slots in migration, no reachable node, or slots
+        # not covered (MasterNotFoundError of Sentinel is a ConnectionError already).
+        redis_errors.ClusterError,
+        redis_errors.TryAgainError,
+        redis_errors.RedisClusterException,
+        OSError,
+    ) as exc:
+        telemetry.Instruments.add(telemetry.instruments.redis_errors, error=type(exc).__name__)
+        raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc

@@ -1,0 +1,163 @@
+"""The Redis key schema, in one place.
+
+Every key starts with the versioned prefix ``iv1:`` and a hash tag: ``{t:<tenant>}`` for
+everything a tenant owns (its API clients too), ``{global}`` for the few keys no tenant owns.
+All keys an atomic step touches share
+the tenant's tag, so each step is one Lua script in one hash slot and the same code runs on
+Redis Cluster. Identifiers inside keys are pseudonyms (keyed hashes) or sealed values, never
+personal data or raw account ids.
+
+| key | type | what |
+|---|---|---|
+| ``iv1:{t:T}:vf:<verification id>`` | hash | a verification session (TTL) |
+| ``iv1:{t:T}:req:<request pseudonym>`` | string | idempotency: request id -> verification id (TTL) |
+| ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding and derived facts |
+| ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding) |
+| ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity |
+| ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
+| ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
+| ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
+| ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
+| ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
+| ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
+| ``iv1:{t:T}:audit:head`` | hash | the log's ``size`` and the ``last_ms`` of its newest entry |
+| ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
+| ``iv1:{t:T}:audit:ix:acct:<audit pseudonym>`` | string | an account's entry numbers, likewise |
+| ``iv1:{t:T}:audit:ix:outcome:<outcome>`` | string | the entry numbers of an outcome, likewise |
+| ``iv1:{t:T}:audit:ix:method:<method id>`` | string | the entry numbers of a method, likewise |
+| ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
+| ``iv1:{t:T}:audit:treehead`` | hash | the integrated tree: ``size``, ``root``, compact ``range`` |
+| ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
+| ``iv1:{t:T}:clients`` | set | the tenant's client ids |
+| ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
+| ``iv1:{global}:bootstrap`` | string | set once the bootstrap admin token exists |
+| ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
+| ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
+| ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
+
+The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys from the
+``audit:log`` key a script is given (same prefix, same hash tag), so callers pass that one key.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "iv1"
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def valid_tenant(tenant: str) -> bool:
+    """Tenants are short lower-case names so that they can sit inside a hash tag."""
+    return bool(_TENANT.match(tenant))
+
+
+class TenantKeys:
+    """Key names of one tenant; every one shares the tenant's hash slot."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, tenant: str) -> None:
+        if not valid_tenant(tenant):
+            msg = f"invalid tenant name {tenant!r}"
+            raise ValueError(msg)
+        self._base = f"{PREFIX}:{{t:{tenant}}}"
+
+    def verification(self, verification_id: str) -> str:
+        """A verification session."""
+        return f"{self._base}:vf:{verification_id}"
+
+    def request(self, request_pseudonym: str) -> str:
+        """Idempotency record of a caller's request id."""
+        return f"{self._base}:req:{request_pseudonym}"
+
+    def account(self, account_pseudonym: str) -> str:
+        """An account's binding."""
+        return f"{self._base}:acct:{account_pseudonym}"
+
+    def identity(self, identity_ref: str) -> str:
+        """An identity record."""
+        return f"{self._base}:id:{identity_ref}"
+
+    def identity_accounts(self, identity_ref: str) -> str:
+        """The accounts bound to an identity."""
+        return f"{self._base}:idacc:{identity_ref}"
+
+    def otp_failures(self, pseudonym: str) -> str:
+        """Wrong-code counter for one account and phone."""
+        return f"{self._base}:otpfail:{pseudonym}"
+
+    def rate_limit(self, purpose: str, pseudonym: str) -> str:
+        """A fixed-window counter."""
+        return f"{self._base}:rl:{purpose}:{pseudonym}"
+
+    def consent(self, account_pseudonym: str) -> str:
+        """An account's consent records, per purpose."""
+        return f"{self._base}:consent:{account_pseudonym}"
+
+    def account_verifications(self, account_pseudonym: str) -> str:
+        """An account's live verification ids (so erasure and withdrawal find them in O(1))."""
+        return f"{self._base}:acctvf:{account_pseudonym}"
+
+    def erasure_due(self) -> str:
+        """The tenant's pending erasures, by due time."""
+        return f"{self._base}:erasure:due"
+
+    def audit_log(self) -> str:
+        """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""
+        return f"{self._base}:audit:log"
+
+    def audit_head(self) -> str:
+        """The audit log's size and newest time."""
+        return f"{self._base}:audit:head"
+
+    def audit_index(self, kind: str, value: str) -> str:
+        """The entry numbers of one value of a filter: ``type``, ``outcome``, ``method`` or ``acct``."""
+        return f"{self._base}:audit:ix:{kind}:{value}"
+
+    def audit_tree(self, level: int | str, chunk: int | str) -> str:
+        """One chunk of one level of the Merkle tree's stored nodes."""
+        return f"{self._base}:audit:tree:{level}:{chunk}"
+
+    def audit_tree_head(self) -> str:
+        """The integrated tree's size, root and compact range."""
+        return f"{self._base}:audit:treehead"
+
+    def client(self, client_id: str) -> str:
+        """An API client of the tenant."""
+        return f"{self._base}:client:{client_id}"
+
+    def clients(self) -> str:
+        """The tenant's client ids."""
+        return f"{self._base}:clients"
+
+
+class GlobalKeys:
+    """Keys not owned by a tenant."""
+
+    base = f"{PREFIX}:{{global}}"
+
+    @classmethod
+    def client_tenants(cls) -> str:
+        """Client id -> tenant, for every client."""
+        return f"{cls.base}:client-tenant"
+
+    @classmethod
+    def bootstrap(cls) -> str:
+        """Marker that the bootstrap admin token was created."""
+        return f"{cls.base}:bootstrap"
+
+    @classmethod
+    def erasure_tenants(cls) -> str:
+        """Tenants whose erasure queues the erasure worker visits."""
+        return f"{cls.base}:erasure:tenants"
+
+    @classmethod
+    def keyring_instance(cls, instance: str) -> str:
+        """A running server's report of the keyring versions it holds."""
+        return f"{cls.base}:keyring:{instance}"
+
+    @classmethod
+    def reindex_checkpoint(cls) -> str:
+        """Where ``idverify keys reindex`` records how far it got."""
+        return f"{cls.base}:keys:reindex"

@@ -1,0 +1,33 @@
+-- Performs one due erasure, once: the queue entry is removed in the same step, so a second
+-- worker racing for it finds it gone. An account's erasure deletes its record (IP label, facts),
+-- consent records, live and finished verifications and their wrong-code counters; an identity's
+-- deletes the identity record and its account set, unless an account is bound to it again.
+-- KEYS: erasure queue, audit log, account, consent, account verifications, identity, identity
+--   accounts, then the verification keys and wrong-code counters to delete
+-- ARGV: queue member ('a:<account pseudonym>' or 'i:<identity ref>'), request json, verification
+--   ids json (every id of the account's set, as read by the caller, who retries when it changed)
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > NOW then return {'GONE'} end
+local base = cjson.decode(ARGV[2])
+local kind = string.sub(ARGV[1], 1, 2)
+if kind == 'a:' then
+  local ids = redis.call('ZRANGE', KEYS[5], 0, -1)
+  local passed = cjson.decode(ARGV[3])
+  if #ids ~= #passed then return {'RETRY'} end
+  local listed = {}
+  for _, id in ipairs(passed) do listed[id] = true end
+  for _, id in ipairs(ids) do
+    if not listed[id] then return {'RETRY'} end
+  end
+  base.account = redis.call('HGET', KEYS[3], 'audit') or ''
+  for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  audit(KEYS[2], base, {type = 'account.erased', outcome = 'erased', reason = ''})
+elseif redis.call('SCARD', KEYS[7]) == 0 then
+  redis.call('DEL', KEYS[6], KEYS[7])
+  audit(KEYS[2], base, {type = 'identity.erased', outcome = 'erased', reason = ''})
+else
+  audit(KEYS[2], base, {type = 'identity.erased', outcome = 'kept', reason = 'IDENTITY_IN_USE'})
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return {'OK'}

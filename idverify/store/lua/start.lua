@@ -1,0 +1,43 @@
+-- Commits a new verification: its record, the idempotency key, its audit entries and, for a
+-- method with no challenge, the binding itself.
+-- KEYS: request, verification, audit log, account, identity, identity accounts
+-- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
+--   mode: challenge | bind | guardian | rejected
+local existing = redis.call('GET', KEYS[1])
+if existing and existing ~= ARGV[1] then return {'EXISTS', existing} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'EXISTS', ARGV[1]} end
+
+local ttl = tonumber(ARGV[2])
+local vf = cjson.decode(ARGV[3])
+local mode = ARGV[6]
+-- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
+if mode == 'bind' and (redis.call('HEXISTS', KEYS[5], 'moved_to') == 1
+  or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[5]) == 0)) then
+  return {'MOVED'}
+end
+vf.id = ARGV[1]
+vf.created_ms = NOW
+vf.expires_ms = NOW + ttl
+local base = event_base(vf, ARGV[5])
+
+audit(KEYS[3], base, {type = 'verification.started', outcome = 'started', reason = ''})
+for _, step in ipairs(cjson.decode(vf.steps)) do
+  audit(KEYS[3], base, {type = 'verification.step', outcome = step.outcome, reason = step.reason,
+    vendor_code = step.vendor_code, steps = {step}})
+end
+if mode == 'challenge' then
+  vf.challenge_expires_ms = NOW + tonumber(vf.challenge_ttl_ms)
+  audit(KEYS[3], base, {type = 'challenge.sent', outcome = 'sent', reason = ''})
+elseif mode == 'guardian' then
+  audit(KEYS[3], base, {type = 'verification.needs_guardian', outcome = 'pending', reason = ''})
+end
+set_fields(KEYS[2], vf)
+if mode == 'bind' then
+  local status, reason = bind(KEYS[4], KEYS[5], KEYS[6], vf, ARGV[4])
+  finish(KEYS[2], KEYS[3], base, vf, status, reason, true)
+elseif mode == 'rejected' then
+  finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', vf.reason, false)
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+return {'OK', redis.call('HGETALL', KEYS[2])}

@@ -1,0 +1,89 @@
+"""Loads the Lua scripts of ``store/lua`` (each prefixed with the shared prelude) and runs them.
+
+Scripts run by SHA (EVALSHA) and are reloaded transparently after a Redis restart
+(redis-py's script objects handle NOSCRIPT). The steps in ``ACKNOWLEDGED_SCRIPTS`` are reported
+done only once the configured number of replicas hold their writes (``store.replication``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+from redis.commands.core import AsyncScript
+
+from idverify import telemetry
+from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.replication import run_acknowledged
+from idverify.store.topology import ReplicaAck
+
+SCRIPT_NAMES = (
+    "start",
+    "submit",
+    "get",
+    "guardian",
+    "rate_limit",
+    "client",
+    "login_ip",
+    "ip_labels",
+    "audit_integrate",
+    "audit_seek",
+    # The personal-data lifecycle: consent, cancellation and erasure, key rotation.
+    "consent_start",
+    "consent_grant",
+    "consent_withdraw",
+    "cancel",
+    "erase",
+    "reseal_identity",
+    "reseal_verification",
+)
+# Steps whose loss in a failover would take back an answer the caller was given: a start (it
+# binds at once for methods without a challenge), an answer and a guardian's consent, each with
+# its audit entries. Reads and rate-limit counters do not wait.
+# A client's creation too: its token is shown once; and its revocation must not come undone.
+# Consent, cancellation and erasure too: a withdrawal or an erasure that a failover took back
+# would be a promise broken to the person concerned.
+ACKNOWLEDGED_SCRIPTS = frozenset(
+    {"start", "submit", "guardian", "client", "consent_grant", "consent_withdraw", "cancel", "erase"}
+)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full source of a script: prelude + body."""
+    folder = resources.files("idverify.store") / "lua"
+    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{prelude}\n{body}"
+
+
+class Scripts:
+    """The registered scripts of one Redis client."""
+
+    def __init__(self, client: RedisClient, *, ack: ReplicaAck | None = None) -> None:
+        self._client = client
+        self._ack = ack or ReplicaAck()
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
+        """Runs one script atomically.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached, or an acknowledged step's writes did
+                not reach enough replicas in time.
+        """
+        with telemetry.span(f"redis.{name}", kind=SpanKind.CLIENT, script=name):
+            async with translate_errors():
+                if self._ack.replicas and name in ACKNOWLEDGED_SCRIPTS:
+                    return await run_acknowledged(self._client, self._scripts[name], keys, args, self._ack)
+                return await self._scripts[name](keys=list(keys), args=list(args))
+
+
+def decode_flat(flat: Sequence[bytes]) -> dict[str, str]:
+    """Turns an HGETALL-style flat list of bytes into a dict of str."""
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}

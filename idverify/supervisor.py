@@ -1,0 +1,419 @@
+"""``idverify serve``: one supervisor process and N worker processes sharing the gRPC port.
+
+Python runs one thread of Python code at a time, so a server uses more than one core only as
+several processes. The supervisor creates no gRPC or Redis object itself (both are bound to the
+process and event loop that made them, and gRPC does not survive a fork with live objects):
+
+1. it reads the settings, creates the keyring file if needed, and holds the port with a bound,
+   non-listening ``SO_REUSEPORT`` socket (so that a restart never loses the port, and port 0
+   picks one port for every worker);
+2. without ``redis_url`` it starts the embedded redis-server once and hands its URL to the
+   workers (and restarts it if it dies);
+3. it forks one worker, waits until that one serves (so start-up errors and the bootstrap token
+   appear once), then forks the others; each worker builds its own server with
+   ``SO_REUSEPORT``, and the kernel spreads connections over them;
+4. a worker that dies is forked again (with a growing pause if it keeps dying young); one that
+   fails before the service ever served ends the supervisor with its exit code (2 for a
+   configuration error);
+5. SIGTERM or SIGINT drains: every worker gets SIGTERM and finishes its calls within
+   ``grace_seconds``; stragglers are killed; then the embedded Redis stops. SIGHUP is passed on
+   to every worker (which reloads its IP database files).
+
+Each worker holds one end of a socket pair with the supervisor: it writes a byte when serving,
+and reads end-of-file when the supervisor is gone, so no worker outlives a killed supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from idverify import server
+from idverify.config import Settings
+from idverify.domain.errors import ConfigError
+from idverify.store.embedded import RedisProcess
+
+log = logging.getLogger("idverify.supervisor")
+
+READY = b"R"
+CONFIG_ERROR_EXIT = 2
+# A worker that dies sooner than this after its start is restarted after a growing pause.
+MIN_HEALTHY_SECONDS = 10.0
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+# Beyond the grace period, what a worker gets to close its Redis pool and threads.
+EXIT_MARGIN_SECONDS = 5.0
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota.
+
+    A container limited to 2 CPUs on a 64-core node sees 64 in ``os.cpu_count()``; running 64
+    workers there would only add memory and contention, so the quota (``cpu.max``) counts.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = _CGROUP_CPU_MAX.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, cores)
+
+
+@dataclass
+class _Worker:
+    """One slot of the pool and the process currently filling it."""
+
+    index: int
+    pid: int = 0
+    channel: socket.socket | None = None
+    started: float = 0.0
+    ready: bool = False
+    backoff: float = 0.0
+    restart_at: float | None = None
+
+
+@dataclass
+class Supervisor:
+    """Starts, watches and drains the workers of one ``idverify serve``.
+
+    Attributes:
+        settings: the validated settings (``workers`` 0 means one per available core).
+        workers: how many worker processes.
+    """
+
+    settings: Settings
+    workers: int
+    embedded: RedisProcess | None = None
+    _slots: list[_Worker] = field(default_factory=list)
+    _port_hold: socket.socket | None = None
+    _worker_settings: Settings | None = None
+    _signals_r: int = -1
+    _signals_w: int = -1
+    _stopping: bool = False
+    _served: bool = False
+    _exit_code: int = 0
+    _cpus: set[int] = field(default_factory=set)
+
+    def run(self) -> int:
+        """Runs until a signal or a fatal start-up failure; returns the process exit code."""
+        try:
+            self._prepare()
+            self._install_signal_handlers()
+            self._spawn(self._slots[0])
+            self._loop()
+        except ConfigError as exc:
+            print(f"idverify: configuration error: {exc}", file=sys.stderr, flush=True)  # noqa: T201
+            self._exit_code = CONFIG_ERROR_EXIT
+        finally:
+            self._drain()
+            self._release()
+        return self._exit_code
+
+    def _prepare(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Once, before any worker exists: the first start creates the keyring file.
+        server.load_keyring_for(settings)
+        host, port = settings.listen_host_port
+        self._port_hold = _hold_port(host, port)
+        port = self._port_hold.getsockname()[1]
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        url = settings.redis_url
+        if not url:
+            self.embedded = RedisProcess(settings.data_dir / "redis")
+            self.embedded.start()
+            url = self.embedded.url
+        self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url)
+        self._slots = [_Worker(index) for index in range(self.workers)]
+        if self.workers < available_cores() and hasattr(os, "sched_setaffinity"):
+            # Fewer workers than cores asks for that many cores, not for the hashing threads
+            # of a few workers to spread over all of them.
+            self._cpus = set(sorted(os.sched_getaffinity(0))[: self.workers])
+        log.info(
+            "supervisor %d: %d worker(s) on %s (redis: %s%s)",
+            os.getpid(),
+            self.workers,
+            listen,
+            "embedded" if self.embedded else "external",
+            f"; CPUs {sorted(self._cpus)}" if self._cpus else "",
+        )
+
+    def _install_signal_handlers(self) -> None:
+        # The handlers only wake the loop: the signal number arrives on the pipe.
+        self._signals_r, self._signals_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._signals_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+            signal.signal(signum, lambda *_: None)
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            channels = {w.channel.fileno(): w for w in self._slots if w.channel is not None}
+            timeout = self._next_timeout()
+            try:
+                readable, _, _ = select.select([self._signals_r, *channels], [], [], timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
+                readable = []
+            for fd in readable:
+                if fd == self._signals_r:
+                    self._on_signals()
+                elif fd in channels:
+                    self._on_channel(channels[fd])
+            self._reap()
+            self._watch_embedded()
+            self._restart_due()
+
+    def _next_timeout(self) -> float:
+        due = [w.restart_at for w in self._slots if w.restart_at is not None]
+        if not due:
+            return 1.0
+        return max(0.0, min(min(due) - time.monotonic(), 1.0))
+
+    def _on_signals(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            received = os.read(self._signals_r, 64)
+            if signal.SIGTERM in received or signal.SIGINT in received:
+                log.info("draining %d worker(s) (grace %.0fs)", self.workers, self.settings.grace_seconds)
+                self._stopping = True
+            elif signal.SIGHUP in received:
+                # Each worker reloads what it reloads on SIGHUP (the IP database files).
+                for worker in self._slots:
+                    if worker.pid:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(worker.pid, signal.SIGHUP)
+
+    def _on_channel(self, worker: _Worker) -> None:
+        assert worker.channel is not None  # noqa: S101 - only channels of live workers are polled
+        try:
+            data = worker.channel.recv(16)
+        except OSError:
+            data = b""
+        if READY in data and not worker.ready:
+            worker.ready = True
+            log.info("worker %d (pid %d) serving", worker.index, worker.pid)
+            if not self._served:
+                self._served = True
+                for other in self._slots[1:]:
+                    self._spawn(other)
+        if not data:
+            worker.channel.close()
+            worker.channel = None
+
+    def _reap(self) -> None:
+        for worker in self._slots:
+            if not worker.pid:
+                continue
+            try:
+                pid, status = os.waitpid(worker.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = worker.pid, 0
+            if pid == 0:
+                continue
+            self._on_exit(worker, os.waitstatus_to_exitcode(status))
+
+    def _on_exit(self, worker: _Worker, code: int) -> None:
+        lived = time.monotonic() - worker.started
+        worker.pid = 0
+        worker.ready = False
+        if worker.channel is not None:
+            worker.channel.close()
+            worker.channel = None
+        if self._stopping:
+            return
+        if not self._served:
+            # Nothing has served yet: the same failure would repeat, so report it and stop.
+            log.error("worker %d failed to start (exit %d)", worker.index, code)
+            self._exit_code = code if code > 0 else 1
+            self._stopping = True
+            return
+        worker.backoff = (
+            min(max(worker.backoff * 2, FIRST_BACKOFF_SECONDS), MAX_BACKOFF_SECONDS)
+            if lived < MIN_HEALTHY_SECONDS
+            else 0.0
+        )
+        worker.restart_at = time.monotonic() + worker.backoff
+        how = f"signal {-code}" if code < 0 else f"exit {code}"
+        log.warning(
+            "worker %d died (%s) after %.1fs; restarting in %.1fs", worker.index, how, lived, worker.backoff
+        )
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for worker in self._slots:
+            if worker.restart_at is not None and worker.restart_at <= now and not self._stopping:
+                worker.restart_at = None
+                self._spawn(worker)
+
+    def _watch_embedded(self) -> None:
+        process = self.embedded.process if self.embedded is not None else None
+        if self.embedded is None or process is None or process.poll() is None or self._stopping:
+            return
+        # The workers report NOT_SERVING meanwhile; the AOF brings the data back.
+        log.error("embedded redis-server exited with %s; restarting it", process.returncode)
+        try:
+            self.embedded.start()
+        except RuntimeError:
+            log.exception("embedded redis-server does not restart")
+            self._exit_code = 1
+            self._stopping = True
+
+    def _spawn(self, worker: _Worker) -> None:
+        assert self._worker_settings is not None  # noqa: S101 - set by _prepare
+        ours, theirs = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            ours.close()
+            self._become_worker(worker, theirs)
+        theirs.close()
+        worker.pid, worker.channel, worker.started, worker.ready = pid, ours, time.monotonic(), False
+
+    def _become_worker(self, worker: _Worker, channel: socket.socket) -> NoReturn:  # pragma: no cover
+        code = 1
+        try:
+            for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.set_wakeup_fd(-1)
+            for fd in (self._signals_r, self._signals_w):
+                os.close(fd)
+            for other in self._slots:
+                if other.channel is not None:
+                    other.channel.close()
+            if self._port_hold is not None:
+                self._port_hold.close()
+            assert self._worker_settings is not None  # noqa: S101
+            if self._cpus:
+                os.sched_setaffinity(0, self._cpus)
+            settings = _settings_for_worker(self._worker_settings, worker.index)
+            asyncio.run(_serve_worker(settings, channel))
+            code = 0
+        except ConfigError as exc:
+            print(f"idverify: configuration error: {exc}", file=sys.stderr, flush=True)  # noqa: T201
+            code = CONFIG_ERROR_EXIT
+        except KeyboardInterrupt:
+            code = 0
+        except BaseException:
+            log.exception("worker %d crashed", worker.index)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Never return into the supervisor's stack, nor run its exit handlers.
+            os._exit(code)
+
+    def _drain(self) -> None:
+        live = [w for w in self._slots if w.pid]
+        for worker in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace_seconds + EXIT_MARGIN_SECONDS
+        while any(w.pid for w in live) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for worker in live:
+            if worker.pid:
+                log.warning("worker %d did not stop in time; killing it", worker.index)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(worker.pid, 0)
+                worker.pid = 0
+
+    def _release(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+        if self._port_hold is not None:
+            self._port_hold.close()
+        if self._signals_w >= 0:
+            signal.set_wakeup_fd(-1)
+            os.close(self._signals_r)
+            os.close(self._signals_w)
+        log.info("stopped")
+
+
+def _hold_port(host: str, port: int) -> socket.socket:
+    """A bound, non-listening socket on the port, shared with the workers through SO_REUSEPORT.
+
+    Linux only spreads connections over *listening* sockets, so this one receives none; it only
+    keeps the port ours between worker restarts and fixes the number when ``port`` is 0.
+
+    Raises:
+        RuntimeError: when the port is taken by a process without SO_REUSEPORT (or another user).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    hold = socket.socket(family, socket.SOCK_STREAM)
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        hold.bind((host, port))
+    except OSError as exc:
+        hold.close()
+        if exc.errno in {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}:
+            raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise
+    return hold
+
+
+def _settings_for_worker(settings: Settings, index: int) -> Settings:
+    """A worker's own view: its share of hashing threads and its own metrics port."""
+    argon2, telemetry = settings.argon2, settings.telemetry
+    if argon2.threads == 0:
+        # A worker is a core: one hashing thread keeps it busy while the event loop handles the
+        # calls (argon2-cffi releases the GIL); more threads would only fight over the cores.
+        argon2 = dataclasses.replace(argon2, threads=1)
+    if "prometheus" in telemetry.metrics and index:
+        # One scrape port per worker: a shared port would answer from a random worker.
+        telemetry = dataclasses.replace(telemetry, prometheus_port=telemetry.prometheus_port + index)
+    return dataclasses.replace(settings, argon2=argon2, telemetry=telemetry)
+
+
+async def _serve_worker(settings: Settings, channel: socket.socket) -> None:  # pragma: no cover
+    """A worker's life: start, say ready, serve until SIGTERM or the supervisor's end, drain."""
+    app = await server.start(settings, reuse_port=True)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    channel.setblocking(False)  # noqa: FBT003 - the socket API's own flag
+
+    def on_supervisor() -> None:
+        try:
+            if not channel.recv(16):
+                stopping.set()  # end of file: the supervisor is gone
+        except BlockingIOError:
+            return
+        except OSError:
+            stopping.set()
+
+    loop.add_reader(channel.fileno(), on_supervisor)
+    channel.send(READY)
+    await stopping.wait()
+    loop.remove_reader(channel.fileno())
+    await server.stop(app)
+
+
+def supervise(settings: Settings) -> int:
+    """Runs ``idverify serve`` with ``settings.workers`` workers (0: one per available core).
+
+    Returns:
+        the exit code: 0 after a drain, 2 on a configuration error, else the failing worker's.
+    """
+    workers = settings.workers or available_cores()
+    try:
+        return Supervisor(settings, workers).run()
+    except RuntimeError as exc:
+        print(f"idverify: {exc}", file=sys.stderr, flush=True)  # noqa: T201
+        return 1

@@ -1,0 +1,337 @@
+"""OpenTelemetry traces and metrics behind one PII-safe attribute allow-list.
+
+Every span, metric and log attribute idverify emits passes :func:`safe_attributes`: only
+allow-listed keys survive, and only with short, plain values (ids, codes, enum names), so a
+name, document number or phone can never ride along even if a caller passes one by mistake.
+Spans exported by anything else in the process pass the same filter in the exporter.
+
+Exporters are chosen by config: ``none`` (default), ``console``, ``otlp`` (gRPC) or
+``otlp-http``; metrics also through a Prometheus scrape endpoint on its own port.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from idverify.config import TelemetrySettings
+
+ALLOWED_ATTRIBUTES = frozenset(
+    {
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "idverify.tenant",
+        "idverify.role",
+        "idverify.method",
+        "idverify.verifier",
+        "idverify.outcome",
+        "idverify.reason",
+        "idverify.status",
+        "idverify.script",
+        "idverify.limit",
+        "idverify.provider",
+        "idverify.display",
+        "idverify.event",
+        "idverify.request_id",
+        "idverify.verification_id",
+        "idverify.vendor_code",
+        "error.type",
+    }
+)
+# Values are short codes: ASCII letters, digits and a few separators; never free text. The
+# display label of an IP location (a province or country name) is the one exception allowed by
+# key, because it is itself the minimised, published form.
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/\-]{0,80}$")
+_FREE_TEXT_KEYS = frozenset({"idverify.display"})
+# Six or more digits in a row could be a phone, document or card number: never exported, except
+# in identifiers idverify generates itself (random hex).
+_DIGIT_RUN = re.compile(r"\d{6,}")
+_GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
+_GENERATED_ID_KEYS = frozenset({"idverify.verification_id"})
+_MAX_DISPLAY = 16
+_TRACER_NAME = "idverify"
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("idverify_request_id", default="")
+
+
+def safe_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    """The allow-listed subset of ``attributes`` whose values look like codes, not data."""
+    kept: dict[str, AttributeValue] = {}
+    for key, value in attributes.items():
+        if key not in ALLOWED_ATTRIBUTES:
+            continue
+        if isinstance(value, bool | int | float):
+            kept[key] = value
+        elif isinstance(value, str):
+            if key in _FREE_TEXT_KEYS:
+                if len(value) <= _MAX_DISPLAY and not any(c.isdigit() for c in value):
+                    kept[key] = value
+            elif key in _GENERATED_ID_KEYS:
+                if _GENERATED_ID.match(value):
+                    kept[key] = value
+            elif _SAFE_VALUE.match(value) and not _DIGIT_RUN.search(value):
+                kept[key] = value
+    return kept
+
+
+class AllowListSpanExporter(SpanExporter):
+    """Wraps an exporter so that no span leaves the process with a non-allow-listed attribute."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Exports filtered copies of the spans."""
+        return self._inner.export([_filtered(span) for span in spans])
+
+    def shutdown(self) -> None:
+        """Shuts the wrapped exporter down."""
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flushes the wrapped exporter."""
+        return self._inner.force_flush(timeout_millis)
+
+
+def _filtered(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name if _SAFE_VALUE.match(span.name.replace(" ", "_")) else "redacted",
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=safe_attributes(span.attributes or {}),
+        events=[],
+        links=(),
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class Instruments:
+    """The service's metrics (OpenTelemetry instruments; no-ops until a provider is set)."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.verifications_started = meter.create_counter(
+            "idverify.verifications.started", description="verifications started, by method"
+        )
+        self.verifications_finished = meter.create_counter(
+            "idverify.verifications.finished", description="verifications ended, by method, status and reason"
+        )
+        self.challenge_sends = meter.create_counter("idverify.challenges.sent", description="codes sent")
+        self.challenge_failures = meter.create_counter(
+            "idverify.challenges.failed", description="wrong answers to challenges"
+        )
+        self.binding_refusals = meter.create_counter(
+            "idverify.bindings.refused", description="bindings refused, by reason"
+        )
+        self.rate_limit_hits = meter.create_counter(
+            "idverify.rate_limits.hit", description="calls over a limit"
+        )
+        self.rpc_duration = meter.create_histogram(
+            "idverify.rpc.duration", unit="s", description="server-side RPC latency, by method and code"
+        )
+        self.argon2_duration = meter.create_histogram(
+            "idverify.argon2.duration", unit="s", description="wall time of one identity-index hash"
+        )
+        self.ip_lookups = meter.create_counter("idverify.ip.lookups", description="IP lookups, by provider")
+        self.redis_errors = meter.create_counter("idverify.redis.errors", description="Redis failures")
+
+    @staticmethod
+    def add(counter: metrics.Counter, value: int = 1, **attributes: Any) -> None:
+        """Adds to a counter with allow-listed attributes only."""
+        counter.add(value, safe_attributes({f"idverify.{k}": v for k, v in attributes.items()}))
+
+    @staticmethod
+    def record(histogram: metrics.Histogram, value: float, **attributes: Any) -> None:
+        """Records a histogram value with allow-listed attributes only."""
+        histogram.record(value, safe_attributes(attributes))
+
+
+instruments = Instruments(metrics.get_meter(_TRACER_NAME))
+
+
+def tracer() -> trace.Tracer:
+    """The idverify tracer (a no-op until :func:`configure` installs a provider)."""
+    return trace.get_tracer(_TRACER_NAME)
+
+
+@contextmanager
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[trace.Span]:
+    """A child span with allow-listed attributes (keys given without the ``idverify.`` prefix)."""
+    with tracer().start_as_current_span(
+        name, kind=kind, attributes=safe_attributes({f"idverify.{k}": v for k, v in attributes.items()})
+    ) as current:
+        yield current
+
+
+@contextmanager
+def timed(histogram: metrics.Histogram, **attributes: Any) -> Iterator[None]:
+    """Records the wall time of a block into a histogram."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        Instruments.record(histogram, time.perf_counter() - began, **attributes)
+
+
+def extract_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Any:
+    """The W3C trace context carried by incoming gRPC metadata (empty when none)."""
+    carrier = {k: v for k, v in metadata or () if isinstance(v, str) and k in {"traceparent", "tracestate"}}
+    return propagate.extract(carrier) if carrier else None
+
+
+def server_span(full_method: str, metadata: Sequence[tuple[str, str | bytes]] | None) -> Any:
+    """Starts the server span of one RPC, continuing an incoming W3C trace."""
+    service, _, method = full_method.lstrip("/").partition("/")
+    return tracer().start_as_current_span(
+        method,
+        context=extract_context(metadata),
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def end_rpc(current: trace.Span, code: str) -> None:
+    """Marks the RPC's outcome on its span."""
+    current.set_attribute("rpc.grpc.status_code", code)
+    if code not in {
+        "OK",
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "FAILED_PRECONDITION",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "RESOURCE_EXHAUSTED",
+        "ALREADY_EXISTS",
+    }:
+        current.set_status(Status(StatusCode.ERROR))
+
+
+def current_ids() -> tuple[str, str]:
+    """(trace id, span id) of the current span as hex, or empty strings."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return "", ""
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+@dataclass
+class Telemetry:
+    """What :func:`configure` installed, for shutdown."""
+
+    tracer_provider: TracerProvider | None = None
+    meter_provider: Any = None
+    prometheus_server: Any = None
+
+    def shutdown(self) -> None:
+        """Flushes and stops exporters."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+        if self.prometheus_server is not None:
+            self.prometheus_server.shutdown()
+
+
+def configure(settings: TelemetrySettings, extra_span_exporters: Sequence[SpanExporter] = ()) -> Telemetry:
+    """Installs tracer and meter providers with the chosen exporters.
+
+    Raises:
+        ValueError: on an unknown exporter name.
+    """
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415 - only when telemetry is on
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased  # noqa: PLC0415
+
+    resource = Resource.create({"service.name": settings.service_name})
+    installed = Telemetry()
+    exporters = [*_span_exporters(settings), *extra_span_exporters]
+    if exporters:
+        provider = TracerProvider(
+            resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio))
+        )
+        for exporter in exporters:
+            provider.add_span_processor(BatchSpanProcessor(AllowListSpanExporter(exporter)))
+        trace.set_tracer_provider(provider)
+        installed.tracer_provider = provider
+    readers, installed.prometheus_server = _metric_readers(settings)
+    if readers:
+        # Instruments made earlier through the API's proxy meter start recording from here on.
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        metrics.set_meter_provider(meter_provider)
+        installed.meter_provider = meter_provider
+    return installed
+
+
+def _span_exporters(settings: TelemetrySettings) -> list[SpanExporter]:
+    kind = settings.traces
+    if kind == "none":
+        return []
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter  # noqa: PLC0415
+
+        return [ConsoleSpanExporter()]
+    if kind == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+
+        return [OTLPSpanExporter(endpoint=settings.otlp_endpoint or None, insecure=True)]
+    if kind == "otlp-http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as HttpSpanExporter,
+        )
+
+        return [HttpSpanExporter(endpoint=settings.otlp_endpoint or None)]
+    msg = f"telemetry.traces: unknown exporter {kind!r} (none, console, otlp, otlp-http)"
+    raise ValueError(msg)
+
+
+def _metric_readers(settings: TelemetrySettings) -> tuple[list[Any], Any]:
+    readers: list[Any] = []
+    server = None
+    for kind in filter(None, (k.strip() for k in settings.metrics.split(","))):
+        if kind == "none":
+            continue
+        if kind == "prometheus":
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+            from prometheus_client import start_http_server  # noqa: PLC0415
+
+            readers.append(PrometheusMetricReader())
+            server, _thread = start_http_server(settings.prometheus_port, addr="0.0.0.0")  # noqa: S104
+        elif kind in {"otlp", "otlp-http"}:
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+
+            if kind == "otlp":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+                    OTLPMetricExporter,
+                )
+
+                exporter: Any = OTLPMetricExporter(endpoint=settings.otlp_endpoint or None, insecure=True)
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+                    OTLPMetricExporter as HttpMetricExporter,
+                )
+
+                exporter = HttpMetricExporter(endpoint=settings.otlp_endpoint or None)
+            readers.append(PeriodicExportingMetricReader(exporter))
+        else:
+            msg = f"telemetry.metrics: unknown exporter {kind!r} (none, prometheus, otlp, otlp-http)"
+            raise ValueError(msg)
+    return readers, server

@@ -1,0 +1,223 @@
+"""Test helpers that ship with the package, for idverify's own tests and for its callers' tests.
+
+``ServerProcess`` runs ``idverify serve`` as a real process on a free port with its own data
+directory, captures its log, and hands out tokens for each role:
+
+    with ServerProcess(tmp_path) as server:
+        with server.client("registrar") as client:
+            client.verification.ListMethods(...)
+
+``LocalCluster`` and ``LocalSentinel`` start a 3-primary Redis Cluster or a Sentinel-managed
+primary with replicas on loopback ports, for ``ServerProcess(redis_url=cluster.url)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from idverify.client import Client
+from idverify.store.embedded import RedisProcess, free_port, redis_server_binary
+from idverify.store.local_topologies import LocalCluster, LocalSentinel
+from idverify.v1 import admin_pb2
+
+__all__ = [
+    "LocalCluster",
+    "LocalSentinel",
+    "RedisProcess",
+    "ServerProcess",
+    "free_port",
+    "redis_server_binary",
+]
+
+START_TIMEOUT_SECONDS = 30.0
+_CODE_LINE = re.compile(r"console SMS sender: code (\d+) for \S+ \(verification ([0-9a-f]+)\)")
+
+
+@dataclass
+class ServerProcess:
+    """``idverify serve`` in a child process.
+
+    Attributes:
+        directory: holds the data directory, the config file and the captured log.
+        config: TOML text for ``--config`` (empty: none, the embedded defaults).
+        redis_url: external Redis, or empty for the embedded one.
+        env: extra environment variables.
+        extra_args: more ``idverify serve`` arguments (``--workers 2``).
+        credentials: channel credentials for a TLS server (None: plaintext).
+    """
+
+    directory: Path
+    config: str = ""
+    redis_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    credentials: grpc.ChannelCredentials | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    _tokens: dict[str, str] = field(default_factory=dict)
+    _codes: dict[str, str] = field(default_factory=dict)
+    _log_offset: int = 0
+    _code_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def data_dir(self) -> Path:
+        """The server's data directory."""
+        return self.directory / "data"
+
+    @property
+    def log_path(self) -> Path:
+        """Where stdout and stderr of the server go."""
+        return self.directory / "server.log"
+
+    @property
+    def target(self) -> str:
+        """The gRPC address."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Starts the server and waits until its health service answers SERVING.
+
+        Raises:
+            RuntimeError: when it exits or is not serving in time (the log tail is included).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "idverify",
+            "serve",
+            "--listen",
+            self.target,
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.config:
+            config_path = self.directory / "idverify.toml"
+            config_path.write_text(self.config, encoding="utf-8")
+            args += ["--config", str(config_path)]
+        if self.redis_url:
+            args += ["--redis-url", self.redis_url]
+        args += self.extra_args
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")} | self.env
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+        self.wait_serving()
+
+    def wait_serving(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Waits until the overall health status is SERVING.
+
+        Raises:
+            RuntimeError: when the process exits or the deadline passes.
+        """
+        deadline = time.monotonic() + timeout
+        channel = (
+            grpc.secure_channel(self.target, self.credentials)
+            if self.credentials is not None
+            else grpc.insecure_channel(self.target)
+        )
+        with channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    msg = f"server exited with {self.process.returncode}:\n{self.log_tail()}"
+                    raise RuntimeError(msg)
+                try:
+                    answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        msg = f"server not serving after {timeout}s:\n{self.log_tail()}"
+        raise RuntimeError(msg)
+
+    def log_text(self) -> str:
+        """Everything the server has written so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the log."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def sms_code(self, verification_id: str, timeout: float = 15.0) -> str:
+        """The code the console sender logged for a verification (the newest one).
+
+        The log is read incrementally, so polling stays cheap however long the server has run.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._code_lock:
+                self._read_new_codes()
+                code = self._codes.get(verification_id)
+            if code is not None:
+                return code
+            if time.monotonic() >= deadline:
+                msg = f"no code logged for verification {verification_id}"
+                raise LookupError(msg)
+            time.sleep(0.02)
+
+    def _read_new_codes(self) -> None:
+        if not self.log_path.exists():
+            return
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        for match in _CODE_LINE.finditer(complete.decode("utf-8", errors="replace")):
+            self._codes[match.group(2)] = match.group(1)
+
+    def bootstrap_token(self) -> str:
+        """The admin token created on first start."""
+        return (self.data_dir / "bootstrap-token").read_text(encoding="utf-8").strip()
+
+    def token(self, role: str, tenant: str = "default") -> str:
+        """A token for a role in a tenant, created once through the admin API."""
+        key = f"{tenant}/{role}"
+        if key not in self._tokens:
+            if role == "admin" and tenant == "default":
+                self._tokens[key] = self.bootstrap_token()
+            else:
+                with Client(self.target, self.bootstrap_token(), credentials=self.credentials) as admin:
+                    created = admin.admin.CreateClient(
+                        admin_pb2.CreateClientRequest(tenant=tenant, role=role, description="test")
+                    )
+                self._tokens[key] = created.token
+        return self._tokens[key]
+
+    def client(self, role: str = "registrar", tenant: str = "default") -> Client:
+        """A client authenticated as the role."""
+        return Client(self.target, self.token(role, tenant), credentials=self.credentials)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Stops the server with a signal and returns its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

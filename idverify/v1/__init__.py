@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for idverify.v1. Never edit by hand."""

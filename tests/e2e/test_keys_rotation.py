@@ -1,0 +1,199 @@
+"""Key rotation online: a new wrapping key with an interrupted and resumed reindex, and a lazy pepper."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from idverify.client import Client
+from idverify.privacy.keyring import load_keyring
+from idverify.testing import ServerProcess
+from idverify.v1 import account_pb2, verification_pb2
+
+from .conftest import Identity, embedded_redis, person, start, submit, verify
+
+pytestmark = pytest.mark.e2e
+STATUS = verification_pb2.VerificationStatus
+VERIFIED = STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+CONFIG = """
+keyring_reload_seconds = 0.3
+
+[rate_limits]
+per_principal_per_minute = 100000
+per_identity_per_hour = 100000
+code_sends_per_phone_per_hour = 100000
+"""
+_USAGE = re.compile(r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding$", re.MULTILINE)
+_PEPPERS = re.compile(r"^\s+(p\d+): (\d+) identity indexes$", re.MULTILINE)
+
+
+def keys(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``idverify keys ...`` against a server's data directory and configuration."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "idverify",
+            "keys",
+            "--data-dir",
+            str(server.data_dir),
+            "--config",
+            str(server.directory / "idverify.toml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
+    )
+
+
+def ok(server: ServerProcess, *args: str) -> str:
+    done = keys(server, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Identities and verifications per wrapping key, identities per pepper (``keys status``)."""
+    text = ok(server, "status")
+    identities: Counter[str] = Counter()
+    verifications: Counter[str] = Counter()
+    peppers: Counter[str] = Counter()
+    for version, ids, vfs, _ in _USAGE.findall(text):
+        identities[version] += int(ids)
+        verifications[version] += int(vfs)
+    for version, count in _PEPPERS.findall(text):
+        peppers[version] += int(count)
+    return identities, verifications, peppers
+
+
+def wait_for_servers(server: ServerProcess, condition: Callable[[dict[str, object]], bool]) -> None:
+    """Waits until every running server reports a keyring that satisfies ``condition``."""
+    store = embedded_redis(server)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        reports = [
+            json.loads(store.get(k) or b"{}") for k in store.scan_iter(match=b"iv1:{global}:keyring:*")
+        ]
+        if reports and all(condition(report) for report in reports):
+            return
+        time.sleep(0.1)
+    raise AssertionError("servers did not load the keyring in time")
+
+
+def check(client: Client, account: str, identity: Identity) -> bool:
+    return client.verification.CheckIdentity(
+        verification_pb2.CheckIdentityRequest(account_id=account, subject=identity.subject())
+    ).match
+
+
+class TestWrappingKeyRotation:
+    def test_reindex_interrupted_and_resumed_while_lookups_stay_right(self, tmp_path: Path) -> None:
+        """add, rotate, half a reindex, lookups and bindings across both keys, resume, retire."""
+        people = [person() for _ in range(10)]
+        stranger, late = person(), person()
+        with ServerProcess(tmp_path, config=CONFIG) as server, server.client() as registrar:
+            for n, someone in enumerate(people):
+                assert verify(server, registrar, someone, f"rot-{n}").status == VERIFIED
+            pending = start(registrar, late, "rot-pending")
+            code = server.sms_code(pending.verification_id)
+
+            assert "added w2" in ok(server, "add")
+            assert "w2 is the write version" in ok(server, "rotate")
+            wait_for_servers(server, lambda report: report["wrapping_current"] == "w2")
+
+            assert "stopped" in ok(server, "reindex", "--limit", "3", "--batch", "2", "--no-progress")
+            identities, _, _ = usage(server)
+            assert identities["w1"] > 0
+            assert identities["w2"] > 0
+            retire = keys(server, "retire", "w1")
+            assert retire.returncode == 1
+            assert "remain under w1" in retire.stderr
+
+            # Lookups under both keys, halfway through.
+            for n, someone in enumerate(people):
+                assert check(registrar, f"rot-{n}", someone)
+            assert not check(registrar, "rot-0", stranger)
+            assert not check(registrar, "rot-0", people[1])
+            # Verifying again, or on a new account, finds the identity wherever it is sealed.
+            assert verify(server, registrar, people[-1], "rot-9").status == VERIFIED
+            assert verify(server, registrar, people[0], "rot-0-second").status == VERIFIED
+            refused = start(registrar, people[1], "rot-1-impostor", name=stranger.name)
+            assert refused.reason_code == "NAME_MISMATCH"
+            # A challenge sent under the old key still completes.
+            assert submit(registrar, pending.verification_id, code).status == VERIFIED
+
+            assert "done" in ok(server, "reindex", "--no-progress")
+            identities, verifications, _ = usage(server)
+            assert identities["w1"] == 0
+            assert verifications["w1"] == 0
+            assert identities["w2"] == len(people) + 1
+            assert "retired w1" in ok(server, "retire", "w1")
+            wait_for_servers(server, lambda report: report["wrapping"] == ["w2"])
+            assert load_keyring(path=server.data_dir / "keyring.json").wrapping_versions == ("w2",)
+
+            for n, someone in enumerate(people):
+                assert check(registrar, f"rot-{n}", someone)
+            assert check(registrar, "rot-0-second", people[0])
+            assert check(registrar, "rot-pending", late)
+            assert verify(server, registrar, person(), "rot-after").status == VERIFIED
+            with server.client("platform") as platform:
+                assert platform.account.GetAccount(
+                    account_pb2.GetAccountRequest(account_id="rot-3")
+                ).account.verified
+
+    def test_reindex_waits_for_servers_that_have_not_loaded_the_key(self, tmp_path: Path) -> None:
+        """A reindex refuses to start while a running server does not write under the new key yet."""
+        with ServerProcess(tmp_path, config=CONFIG) as server:
+            store = embedded_redis(server)
+            store.set(
+                "iv1:{global}:keyring:stale",
+                json.dumps({"wrapping_current": "w1", "wrapping": ["w1"], "pepper_current": "p1"}),
+                px=60_000,
+            )
+            ok(server, "add")
+            ok(server, "rotate")
+            refused = keys(server, "reindex", "--wait", "1", "--no-progress")
+            assert refused.returncode == 1
+            assert "stale" in refused.stderr
+
+
+class TestPepperRotation:
+    def test_a_new_pepper_is_adopted_when_an_identity_is_next_presented(self, tmp_path: Path) -> None:
+        """Old records stay readable; each moves to the new pepper at its next verification."""
+        alice, bob = person(), person()
+        with ServerProcess(tmp_path, config=CONFIG) as server, server.client() as registrar:
+            verify(server, registrar, alice, "pep-a")
+            verify(server, registrar, bob, "pep-b")
+            assert "added p2" in ok(server, "add", "--pepper")
+            ok(server, "rotate", "--pepper")
+            wait_for_servers(server, lambda report: report["pepper_current"] == "p2")
+            assert usage(server)[2] == Counter({"p1": 2})
+
+            # Tokens and pseudonyms are pinned: the same client and accounts keep working.
+            assert check(registrar, "pep-a", alice)
+            assert check(registrar, "pep-b", bob)
+            assert verify(server, registrar, alice, "pep-a").status == VERIFIED
+            assert usage(server)[2] == Counter({"p1": 1, "p2": 1})
+            assert check(registrar, "pep-a", alice)
+            assert not check(registrar, "pep-a", bob)
+            assert check(registrar, "pep-b", bob)
+
+            assert verify(server, registrar, bob, "pep-b-second").status == VERIFIED
+            assert usage(server)[2] == Counter({"p2": 2})
+            assert check(registrar, "pep-b", bob)
+            assert check(registrar, "pep-b-second", bob)
+            refused = keys(server, "retire", "p1")
+            assert refused.returncode == 2
+            assert "pinned" in refused.stderr

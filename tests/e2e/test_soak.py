@@ -1,0 +1,91 @@
+"""Soak: a bounded signup and read load for ten minutes, with memory and descriptors sampled.
+
+``SOAK_SECONDS`` sets the duration (default 600). The server's resident memory and
+open file descriptors are sampled every few seconds; after a one-minute warm-up neither may grow
+beyond the stated bound (RSS 64 MiB, 32 descriptors), while Redis grows only with the data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from idverify.testing import ServerProcess
+from idverify.v1 import account_pb2, verification_pb2
+
+from .conftest import person, start, submit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
+WARM_UP = min(60.0, SECONDS / 5)
+RSS_BOUND_KIB = 64 * 1024
+FD_BOUND = 32
+SIGNUPS_PER_SECOND = 10
+LOOSE = """
+[rate_limits]
+per_principal_per_minute = 100000000
+per_identity_per_hour = 100000000
+code_sends_per_phone_per_hour = 100000000
+"""
+
+
+def sample(pid: int) -> tuple[int, int]:
+    """(resident KiB, open file descriptors) of a process."""
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return rss, sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+def test_ten_minutes_of_load_do_not_grow_memory_or_descriptors(tmp_path: Path) -> None:
+    """Bounded load for the soak duration: no error, and RSS and fds stay within their bounds."""
+    errors: list[str] = []
+    samples: list[tuple[float, int, int]] = []
+    stop = threading.Event()
+    with ServerProcess(tmp_path, config=LOOSE) as server:
+        assert server.process is not None
+        pid = server.process.pid
+
+        def load(worker: int) -> None:
+            with server.client() as registrar, server.client("platform") as platform:
+                n = 0
+                while not stop.is_set():
+                    began = time.monotonic()
+                    n += 1
+                    account = f"soak-{worker}-{n}"
+                    try:
+                        started = start(registrar, person(), account)
+                        submit(registrar, started.verification_id, server.sms_code(started.verification_id))
+                        registrar.verification.GetVerification(
+                            verification_pb2.GetVerificationRequest(verification_id=started.verification_id)
+                        )
+                        platform.account.GetAccount(account_pb2.GetAccountRequest(account_id=account))
+                    except Exception as error:  # noqa: BLE001 - every failure is reported at the end
+                        errors.append(f"{type(error).__name__}: {error}")
+                    time.sleep(max(0.0, 2 / SIGNUPS_PER_SECOND - (time.monotonic() - began)))
+
+        workers = [threading.Thread(target=load, args=(w,)) for w in range(2)]
+        for worker in workers:
+            worker.start()
+        began = time.monotonic()
+        while time.monotonic() - began < SECONDS:
+            time.sleep(min(5.0, SECONDS / 20))
+            rss, fds = sample(pid)
+            samples.append((time.monotonic() - began, rss, fds))
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert errors[:5] == []
+    settled = [s for s in samples if s[0] >= WARM_UP]
+    assert len(settled) >= 3
+    baseline_rss, baseline_fds = settled[0][1], settled[0][2]
+    growth = max(rss - baseline_rss for _, rss, _ in settled)
+    fd_growth = max(fds - baseline_fds for _, _, fds in settled)
+    print(f"soak: {len(samples)} samples, RSS growth {growth} KiB, fd growth {fd_growth}")  # noqa: T201
+    assert growth < RSS_BOUND_KIB, samples
+    assert fd_growth < FD_BOUND, samples

@@ -1,0 +1,257 @@
+"""`idverify serve --workers N`: processes sharing the port, restarts, draining, and start-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from idverify.testing import ServerProcess, free_port
+from idverify.v1 import verification_pb2
+
+from .conftest import person, start, submit, verify
+
+pytestmark = pytest.mark.e2e
+STATUS = verification_pb2.VerificationStatus
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text(encoding="ascii")
+        found.extend(int(child) for child in text.split())
+    return found
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def workers_of(server: ServerProcess) -> list[int]:
+    """The worker processes: the supervisor's children that run idverify (not redis-server)."""
+    assert server.process is not None
+    return sorted(pid for pid in children(server.process.pid) if "idverify" in command_of(pid))
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (its parent has not reaped it yet).
+    return Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def serving_workers(server: ServerProcess) -> int:
+    """How many times a worker reported serving (restarts count again)."""
+    return server.log_text().count(") serving")
+
+
+def wait_for(check: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    pytest.fail(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with two workers on its embedded Redis."""
+    with ServerProcess(tmp_path_factory.mktemp("workers"), extra_args=["--workers", "2"]) as running:
+        wait_for(lambda: serving_workers(running) == 2)
+        yield running
+
+
+class TestPortSharing:
+    def test_n_workers_listen_on_one_port(self, two_workers: ServerProcess) -> None:
+        """The supervisor runs the asked number of workers and starts the embedded Redis once."""
+        assert two_workers.process is not None
+        kids = children(two_workers.process.pid)
+        assert len(workers_of(two_workers)) == 2
+        assert sum("redis-server" in command_of(pid) for pid in kids) == 1
+        assert two_workers.log_text().count("shown once") == 1
+
+    def test_new_connections_are_spread_over_the_workers(self, two_workers: ServerProcess) -> None:
+        """Connections (not calls) are balanced by the kernel: separate channels reach both workers."""
+        pids = workers_of(two_workers)
+        before = {pid: cpu_ticks(pid) for pid in pids}
+        token = two_workers.token("registrar")
+        for _ in range(40):
+            # A local subchannel pool forces a fresh TCP connection per channel.
+            with grpc.insecure_channel(
+                two_workers.target, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
+                stub = channel.unary_unary(
+                    "/idverify.v1.VerificationService/ListMethods",
+                    request_serializer=verification_pb2.ListMethodsRequest.SerializeToString,
+                    response_deserializer=verification_pb2.ListMethodsResponse.FromString,
+                )
+                for _ in range(20):
+                    stub(
+                        verification_pb2.ListMethodsRequest(),
+                        metadata=(("authorization", f"Bearer {token}"),),
+                    )
+        used = {pid: cpu_ticks(pid) - before[pid] for pid in pids}
+        assert all(ticks > 0 for ticks in used.values()), used
+
+    def test_a_signup_works_across_workers(self, two_workers: ServerProcess) -> None:
+        """Start on one connection and answer on another: the workers share everything through Redis."""
+        identity = person()
+        with two_workers.client() as first:
+            started = start(first, identity, "workers-acct")
+        with two_workers.client() as second:
+            done = submit(second, started.verification_id, two_workers.sms_code(started.verification_id))
+        assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+
+
+class TestSupervision:
+    def test_a_killed_worker_is_replaced_and_service_continues(self, two_workers: ServerProcess) -> None:
+        """SIGKILL of a worker: the other keeps serving, and the supervisor forks a new one."""
+        victim, survivor = workers_of(two_workers)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: not alive(victim))
+        # A client whose connection went to the dead worker gets UNAVAILABLE until it has
+        # reconnected (to a live one): as after any lost connection, it retries.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with two_workers.client() as registrar:
+                    answer = verify(two_workers, registrar, person(), "after-kill")
+                break
+            except grpc.RpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert answer.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+        wait_for(lambda: serving_workers(two_workers) == 3)
+        assert victim not in workers_of(two_workers)
+        assert survivor in workers_of(two_workers)
+        assert len(workers_of(two_workers)) == 2
+        assert "died (signal 9)" in two_workers.log_text()
+
+    def test_sighup_reaches_the_workers_and_stops_nothing(self, two_workers: ServerProcess) -> None:
+        """SIGHUP (reload the IP database) is passed on; supervisor and workers keep running."""
+        assert two_workers.process is not None
+        before = workers_of(two_workers)
+        os.kill(two_workers.process.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert two_workers.process.poll() is None
+        assert workers_of(two_workers) == before
+        two_workers.wait_serving()
+
+    def test_one_worker_when_asked(self, tmp_path: Path) -> None:
+        """--workers 1 runs a single worker process."""
+        with ServerProcess(tmp_path, extra_args=["--workers", "1"]) as server:
+            assert len(workers_of(server)) == 1
+
+
+class TestShutdown:
+    def test_sigterm_drains_every_worker_and_the_embedded_redis(self, tmp_path: Path) -> None:
+        """SIGTERM: every worker and the embedded redis-server exit, and the supervisor exits 0."""
+        server = ServerProcess(tmp_path, extra_args=["--workers", "2"])
+        server.start()
+        assert server.process is not None
+        wait_for(lambda: serving_workers(server) == 2)
+        everything = children(server.process.pid)
+        assert server.stop(signal.SIGTERM) == 0
+        assert not [pid for pid in everything if alive(pid)]
+        assert "stopped" in server.log_text()
+
+    def test_workers_do_not_outlive_a_killed_supervisor(self, tmp_path: Path) -> None:
+        """SIGKILL of the supervisor: its workers notice the closed channel and exit."""
+        server = ServerProcess(tmp_path, extra_args=["--workers", "2"])
+        server.start()
+        assert server.process is not None
+        wait_for(lambda: serving_workers(server) == 2)
+        workers = workers_of(server)
+        redis = [pid for pid in children(server.process.pid) if "redis-server" in command_of(pid)]
+        server.stop(signal.SIGKILL)
+        try:
+            wait_for(lambda: not any(alive(pid) for pid in workers))
+        finally:
+            # Nobody is left to stop the embedded Redis of a killed supervisor (as before workers).
+            for pid in redis:
+                os.kill(pid, signal.SIGTERM)
+
+
+class TestStartup:
+    def test_a_configuration_error_is_reported_once_with_exit_2(self, tmp_path: Path) -> None:
+        """A bad setting found by a worker ends the supervisor with exit 2 and one message."""
+        config = tmp_path / "bad.toml"
+        config.write_text('[tenants.default.methods.face]\nsteps = ["face_magic"]\n', encoding="utf-8")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "idverify",
+                "serve",
+                "--workers",
+                "2",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert done.stderr.count("face_magic") == 1
+
+    def test_a_port_taken_without_reuseport_is_refused(self, tmp_path: Path) -> None:
+        """Another process listening on the port: start-up fails at once instead of sharing it."""
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            port = squatter.getsockname()[1]
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "idverify",
+                    "serve",
+                    "--data-dir",
+                    str(tmp_path / "d"),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert done.returncode == 1
+        assert "cannot listen" in done.stderr
+
+    def test_a_negative_worker_count_is_refused(self, tmp_path: Path) -> None:
+        """--workers -1 is a configuration error."""
+        done = subprocess.run(
+            [sys.executable, "-m", "idverify", "serve", "--workers", "-1", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert "workers" in done.stderr

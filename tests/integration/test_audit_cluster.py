@@ -1,0 +1,59 @@
+"""The audit log on Redis Cluster: appends, integration, proofs and queries stay in the tenant's slot."""
+
+from __future__ import annotations
+
+import pytest
+from redis.crc import key_slot
+
+from idverify.audit import merkle
+from idverify.audit.events import parse_entry
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.log_store import AuditStore
+from idverify.audit.query import EventFilter, run_query
+from idverify.security.clients import ClientRegistry
+from idverify.security.principals import Role
+from idverify.store.connection import connect
+from idverify.store.keys import TenantKeys
+from idverify.store.local_topologies import LocalCluster
+from idverify.store.scripts import Scripts
+
+pytestmark = pytest.mark.slow
+
+
+class _Keyed:
+    def mac(self, tenant: str, purpose: str, data: bytes, *, pepper_version: str | None = None) -> bytes:
+        del pepper_version
+        return f"{tenant}|{purpose}|".encode() + data
+
+
+class TestAuditOnCluster:
+    async def test_tenants_on_several_shards_keep_provable_logs(self, redis_cluster: LocalCluster) -> None:
+        """Client changes of tenants spread over the shards are logged, integrated and proven per tenant."""
+        client = connect(redis_cluster.url)
+        try:
+            scripts = Scripts(client)
+            clients = ClientRegistry(client, _Keyed(), scripts=scripts)
+            store = AuditStore(client, scripts)
+            tenants = [f"audit-shard-{n}" for n in range(6)]
+            assert len({key_slot(TenantKeys(t).audit_log().encode()) for t in tenants}) > 1
+            for tenant in tenants:
+                for role in (Role.AUDITOR, Role.PLATFORM, Role.REGISTRAR):
+                    record, _ = await clients.create(tenant, role, "", {"principal": "test"})
+                await clients.revoke(record.client_id, {"principal": "test"})
+            for tenant in tenants:
+                state = await TreeIntegrator(store).integrate(tenant)
+                leaves = [leaf for leaf in await store.entries(tenant, list(range(state.size))) if leaf]
+                assert [parse_entry(x).type for x in leaves] == ["client.created"] * 3 + ["client.revoked"]
+                hashes = [merkle.leaf_hash(x) for x in leaves]
+                assert state.root == merkle.root(hashes)
+                plan = merkle.inclusion_plan(2, 4)
+                proof = plan.assemble(await store.read_nodes(tenant, plan.nodes))
+                merkle.verify_inclusion(hashes[2], 2, 4, proof, state.root)
+                found = [
+                    r.event.index
+                    async for r in run_query(store, tenant, EventFilter(outcomes=frozenset({"revoked"})))
+                ]
+                assert found == [3]
+                assert await store.seek_times(tenant, [0]) == [0]
+        finally:
+            await client.aclose()

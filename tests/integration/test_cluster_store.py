@@ -1,0 +1,110 @@
+"""The store on Redis Cluster: one hash slot per step, cluster-wide commands, failures, WAIT."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+
+import pytest
+from redis.crc import key_slot
+
+from idverify.domain.errors import StoreUnavailable
+from idverify.store.connection import connect, translate_errors
+from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.local_topologies import LocalCluster
+from idverify.store.scripts import SCRIPT_NAMES, Scripts
+from idverify.store.topology import ReplicaAck, is_cluster
+
+pytestmark = pytest.mark.slow
+
+
+def every_key(keys: object) -> list[str]:
+    """Calls every key method of a key-schema object with a sample argument."""
+    names = [name for name, _ in inspect.getmembers(keys, callable) if not name.startswith("_")]
+    made = []
+    for name in names:
+        method = getattr(keys, name)
+        arity = len(inspect.signature(method).parameters)
+        made.append(method(*(["sample"] * arity)))
+    return made
+
+
+class TestHashSlots:
+    def test_every_tenant_key_is_in_the_tenant_slot(self) -> None:
+        """All keys of one tenant share a slot, so each step is one script on one shard."""
+        for tenant in ("default", "t-2", "x"):
+            slots = {key_slot(key.encode()) for key in every_key(TenantKeys(tenant))}
+            assert len(slots) == 1, tenant
+
+    def test_tenants_spread_over_slots_and_global_keys_share_one(self) -> None:
+        """Different tenants land on different slots; the client keys are one slot of their own."""
+        assert len({key_slot(TenantKeys(f"tenant-{n}").audit_log().encode()) for n in range(50)}) > 40
+        assert len({key_slot(key.encode()) for key in every_key(GlobalKeys)}) == 1
+
+
+class TestOnCluster:
+    async def test_the_commands_idverify_sends_work_on_a_cluster(self, redis_cluster: LocalCluster) -> None:
+        """PING, TIME, single-key commands, scripts and same-slot pipelines all route on Cluster."""
+        client = connect(redis_cluster.url)
+        try:
+            assert is_cluster(client)
+            assert await client.ping()
+            seconds, _ = await client.time()
+            assert abs(seconds - time.time()) < 5
+            keys = TenantKeys("cluster-check")
+            scripts = Scripts(client)
+            assert sorted(scripts._scripts) == sorted(SCRIPT_NAMES)
+            counted = await scripts.run(
+                "rate_limit", [keys.rate_limit("t", "p"), keys.audit_log()], [5, 60000, "{}"]
+            )
+            assert counted
+            async with client.pipeline(transaction=False) as pipe:
+                for n in range(20):
+                    pipe.hmget(keys.account(f"a{n}"), ["identity"])
+                assert await pipe.execute() == [[None]] * 20
+            assert await client.set(GlobalKeys.bootstrap(), "x", nx=True)
+            assert await client.exists(GlobalKeys.bootstrap()) == 1
+        finally:
+            await client.aclose()
+
+    async def test_waiting_for_a_replica_that_does_not_exist_fails_as_unavailable(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        """An acknowledged step on a primary without replicas times out into StoreUnavailable."""
+        client = connect(redis_cluster.url)
+        try:
+            keys = TenantKeys("cluster-wait")
+            scripts = Scripts(client, ack=ReplicaAck(replicas=1, timeout_ms=100))
+            with pytest.raises(StoreUnavailable, match="0 of 1 replica"):
+                await scripts.run(
+                    "submit",
+                    [keys.verification("v"), keys.audit_log(), *(keys.account(f"k{n}") for n in range(4))],
+                    ["00", 1, 1000, "{}"],
+                )
+        finally:
+            await client.aclose()
+
+
+class TestClusterOutage:
+    async def test_a_lost_shard_fails_fast_as_unavailable(self, tmp_path: Path) -> None:
+        """With one primary down, calls on its slots answer StoreUnavailable within seconds."""
+        with LocalCluster(tmp_path / "c", node_timeout_ms=1000) as cluster:
+            client = connect(cluster.url)
+            try:
+                tenants = [f"tenant-{n}" for n in range(30)]
+                for tenant in tenants:
+                    await client.set(TenantKeys(tenant).rate_limit("x", "y"), 1)
+                cluster.primary_nodes[0].stop(hard=True)
+                failures = 0
+                for tenant in tenants:
+                    began = time.monotonic()
+                    try:
+                        async with translate_errors():
+                            await client.get(TenantKeys(tenant).rate_limit("x", "y"))
+                    except StoreUnavailable:
+                        failures += 1
+                    assert time.monotonic() - began < 4
+                assert failures > 0
+            finally:
+                await client.aclose()

@@ -1,0 +1,237 @@
+"""AuditFlow: tenant rules, precise errors for bad positions, signed heads and account queries."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from idverify.audit import merkle
+from idverify.audit.checkpoint import TreeHeadSigner, checkpoint_bytes, verify_signed_head
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.log_store import AuditStore
+from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
+from idverify.audit.synthetic import SyntheticAppender
+from idverify.domain.errors import ConfigError, InvalidArgument, NotFound, OutOfRange, PermissionDenied
+from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
+from idverify.privacy.keyring import Keyring
+from idverify.security.principals import Principal, Role
+from idverify.store.connection import RedisClient, connect
+from idverify.store.scripts import Scripts
+from idverify.testing import RedisProcess
+
+_tenants = itertools.count()
+KEYRING = Keyring.generate()
+KEY = Ed25519PrivateKey.generate()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
+    client = connect(redis_server.url)
+    yield client
+    await client.aclose(close_connection_pool=True)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def flow(redis: RedisClient, clock: Clock) -> AuditFlow:
+    store = AuditStore(redis, Scripts(redis))
+    return AuditFlow(
+        store,
+        TreeIntegrator(store),
+        TreeHeadSigner(KEY),
+        KEYRING,
+        configured_tenants={"default"},
+        clock_ms=clock,
+    )
+
+
+@pytest.fixture
+async def tenant(redis: RedisClient) -> str:
+    """A tenant with ten entries, two of them about account ``alice``."""
+    name = f"flow-{next(_tenants)}"
+    alice = KEYRING.pseudonym(name, "audit", "alice")
+    events = [
+        (
+            {"principal": "p", "account": alice if n in {2, 7} else f"other{n}"},
+            {"type": "t.x", "outcome": "o"},
+        )
+        for n in range(10)
+    ]
+    await SyntheticAppender(redis).append(name, events)
+    return name
+
+
+def auditor(tenant: str) -> Principal:
+    return Principal(tenant, Role.AUDITOR, "c1")
+
+
+class TestTenants:
+    async def test_an_auditor_reads_its_own_tenant(self, flow: AuditFlow, tenant: str) -> None:
+        """No tenant named, or its own: the caller's tenant."""
+        assert await flow.tenant(auditor(tenant), "") == tenant
+        assert await flow.tenant(auditor(tenant), tenant) == tenant
+
+    async def test_an_auditor_may_not_name_another_tenant(self, flow: AuditFlow, tenant: str) -> None:
+        """Naming another tenant is PERMISSION_DENIED, whether or not it exists."""
+        for other in ("default", "no-such-tenant"):
+            with pytest.raises(PermissionDenied):
+                await flow.tenant(auditor(tenant), other)
+
+    async def test_an_admin_may_name_any_existing_tenant(self, flow: AuditFlow, tenant: str) -> None:
+        """Admins read any tenant with a log, and configured tenants even before their first entry."""
+        admin = Principal("default", Role.ADMIN, "root")
+        assert await flow.tenant(admin, tenant) == tenant
+        assert await flow.tenant(admin, "default") == "default"
+        with pytest.raises(NotFound) as unknown:
+            await flow.tenant(admin, "no-such-tenant")
+        assert unknown.value.reason == "UNKNOWN_TENANT"
+        with pytest.raises(InvalidArgument):
+            await flow.tenant(admin, "Not A Tenant")
+
+
+class TestHeadsAndProofs:
+    async def test_the_head_is_signed_over_the_whole_log(
+        self, flow: AuditFlow, tenant: str, clock: Clock
+    ) -> None:
+        """GetTreeHead integrates, signs the checkpoint, and re-signs only when stale or grown."""
+        signed = await flow.signed_head(tenant)
+        verify_signed_head(signed, KEY.public_key())
+        assert signed.head.size == 10
+        assert signed.head.origin == origin_of(tenant)
+        assert checkpoint_bytes(signed.head).startswith(f"idverify/{tenant}\n10\n".encode())
+        assert await flow.signed_head(tenant) is signed
+        clock.now += 61_000
+        assert (await flow.signed_head(tenant)).head.timestamp_ms == clock.now
+
+    async def test_proofs_verify_against_signed_heads(
+        self, flow: AuditFlow, tenant: str, redis: RedisClient
+    ) -> None:
+        """Inclusion and consistency proofs verify against the roots of signed heads."""
+        old = await flow.signed_head(tenant)
+        await SyntheticAppender(redis).append(tenant, [({}, {"type": "t.y"})] * 5)
+        new = await flow.signed_head(tenant)
+        event, leaf = await flow.event(tenant, 3)
+        proof = await flow.inclusion_proof(tenant, 3, new.head.size)
+        assert proof.leaf_hash == merkle.leaf_hash(leaf)
+        merkle.verify_inclusion(proof.leaf_hash, event.index, new.head.size, proof.hashes, new.head.root_hash)
+        hashes = await flow.consistency_proof(tenant, old.head.size, new.head.size)
+        merkle.verify_consistency(
+            old.head.size, new.head.size, hashes, old.head.root_hash, new.head.root_hash
+        )
+        assert await flow.consistency_proof(tenant, 4, 4) == []
+
+    async def test_a_proof_for_an_appended_but_unsigned_size_integrates_first(
+        self, flow: AuditFlow, tenant: str
+    ) -> None:
+        """A size the log has reached but the tree has not yet is integrated on demand."""
+        proof = await flow.inclusion_proof(tenant, 9, 10)
+        head = await flow.signed_head(tenant)
+        merkle.verify_inclusion(proof.leaf_hash, 9, 10, proof.hashes, head.head.root_hash)
+
+    @pytest.mark.parametrize(
+        ("index", "size", "error", "field"),
+        [
+            (0, 0, InvalidArgument, "index"),
+            (5, 5, InvalidArgument, "index"),
+            (7, 3, InvalidArgument, "index"),
+            (0, 11, OutOfRange, "tree_size"),
+            (2**64 - 2, 2**64 - 1, OutOfRange, "tree_size"),
+        ],
+    )
+    async def test_bad_inclusion_requests_get_precise_errors(
+        self, flow: AuditFlow, tenant: str, index: int, size: int, error: type[Exception], field: str
+    ) -> None:
+        """An index past the tree size is INVALID_ARGUMENT; a size not reached yet is OUT_OF_RANGE."""
+        with pytest.raises(error) as raised:
+            await flow.inclusion_proof(tenant, index, size)
+        assert getattr(raised.value, "field", "") == field
+
+    @pytest.mark.parametrize(
+        ("first", "second", "error", "reason"),
+        [
+            (5, 3, InvalidArgument, "FIRST_AFTER_SECOND"),
+            (0, 3, InvalidArgument, "EMPTY_TREE"),
+            (0, 0, InvalidArgument, "EMPTY_TREE"),
+            (3, 11, OutOfRange, "TREE_SIZE_NOT_REACHED"),
+        ],
+    )
+    async def test_bad_consistency_requests_get_precise_errors(
+        self, flow: AuditFlow, tenant: str, first: int, second: int, error: type[Exception], reason: str
+    ) -> None:
+        """Reversed or empty ranges are INVALID_ARGUMENT; a size not reached yet is OUT_OF_RANGE."""
+        with pytest.raises(error) as raised:
+            await flow.consistency_proof(tenant, first, second)
+        assert getattr(raised.value, "reason", "") == reason
+
+    async def test_an_event_past_the_end_is_out_of_range(self, flow: AuditFlow, tenant: str) -> None:
+        """GetEvent beyond the log's size is OUT_OF_RANGE."""
+        with pytest.raises(OutOfRange):
+            await flow.event(tenant, 10)
+
+
+class TestQueries:
+    async def test_an_account_id_is_matched_through_its_audit_pseudonym(
+        self, flow: AuditFlow, tenant: str
+    ) -> None:
+        """The server hashes the account id; entries carry only the pseudonym."""
+        found = [r.event.index async for r in flow.query(tenant, QueryRequest(account_id="alice"))]
+        assert found == [2, 7]
+
+    @pytest.mark.parametrize(
+        ("request_", "field"),
+        [
+            (QueryRequest(start_ms=10, end_ms=5), "start_time"),
+            (QueryRequest(start_ms=-1), "start_time"),
+            (QueryRequest(types=["x"] * 65), "event_types"),
+            (QueryRequest(outcomes=[""]), "outcomes"),
+            (QueryRequest(method="m" * 65), "method_id"),
+            (QueryRequest(account_id=" "), "account_id"),
+        ],
+    )
+    def test_malformed_queries_are_invalid(
+        self, flow: AuditFlow, tenant: str, request_: QueryRequest, field: str
+    ) -> None:
+        """A reversed or negative time range and oversized filters are INVALID_ARGUMENT."""
+        with pytest.raises(InvalidArgument) as raised:
+            flow.query(tenant, request_)
+        assert raised.value.field == field
+
+
+class TestSigningKey:
+    def test_the_default_key_is_generated_once_with_mode_0600(self, tmp_path: Path) -> None:
+        """First start creates the key file; later starts read the same key."""
+        first = load_signing_key(tmp_path, environ={})
+        assert (tmp_path / DEFAULT_KEY_FILE).stat().st_mode & 0o777 == 0o600
+        again = load_signing_key(tmp_path, environ={})
+        assert first.private_bytes_raw() == again.private_bytes_raw()
+
+    def test_the_environment_wins_and_bad_keys_are_config_errors(self, tmp_path: Path) -> None:
+        """IDVERIFY_AUDIT_SIGNING_KEY overrides files; garbage stops start-up with ConfigError."""
+        from idverify.audit.checkpoint import private_key_pem  # noqa: PLC0415
+
+        pem = private_key_pem(KEY).decode()
+        assert (
+            load_signing_key(tmp_path, environ={SIGNING_KEY_ENV: pem}).private_bytes_raw()
+            == KEY.private_bytes_raw()
+        )
+        assert not (tmp_path / DEFAULT_KEY_FILE).exists()
+        with pytest.raises(ConfigError, match=SIGNING_KEY_ENV):
+            load_signing_key(tmp_path, environ={SIGNING_KEY_ENV: "not a key"})
+        with pytest.raises(ConfigError, match="audit_signing_key_file"):
+            load_signing_key(tmp_path, str(tmp_path / "missing.pem"), environ={})

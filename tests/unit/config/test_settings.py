@@ -1,0 +1,83 @@
+"""Settings: defaults < TOML < environment < overrides, validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from idverify.config import load_settings
+from idverify.domain.errors import ConfigError
+from idverify.domain.subjects import SubjectKind
+
+
+class TestLayers:
+    def test_defaults_are_the_embedded_setup(self) -> None:
+        """With nothing given: loopback port 50051, embedded Redis, OWASP argon2, default methods."""
+        settings = load_settings(environ={})
+        assert settings.listen == "127.0.0.1:50051"
+        assert settings.redis_url == ""
+        assert (settings.argon2.memory_kib, settings.argon2.time_cost, settings.argon2.parallelism) == (
+            19456,
+            2,
+            1,
+        )
+        assert [m.id for m in settings.methods_for("default").for_kind(SubjectKind.PERSON)] == ["sms"]
+
+    def test_environment_beats_file_and_overrides_beat_environment(self, tmp_path: Path) -> None:
+        """IDVERIFY_* variables override the TOML file; command-line overrides win over both."""
+        path = tmp_path / "c.toml"
+        path.write_text('listen = "127.0.0.1:1"\n[verification]\nbinding_limit = 2\n', encoding="utf-8")
+        env = {"IDVERIFY_LISTEN": "127.0.0.1:2", "IDVERIFY_VERIFICATION__BINDING_LIMIT": "3"}
+        settings = load_settings(path, environ=env)
+        assert settings.listen == "127.0.0.1:2"
+        assert settings.verification.binding_limit == 3
+        assert load_settings(path, environ=env, overrides={"listen": "127.0.0.1:3"}).listen == "127.0.0.1:3"
+
+    def test_config_file_from_environment(self, tmp_path: Path) -> None:
+        """IDVERIFY_CONFIG names the file when no path is passed."""
+        path = tmp_path / "c.toml"
+        path.write_text('log_format = "json"\n', encoding="utf-8")
+        assert load_settings(environ={"IDVERIFY_CONFIG": str(path)}).log_format == "json"
+
+    def test_unknown_tenant_uses_the_default_methods(self, tmp_path: Path) -> None:
+        """A tenant without its own table gets the default tenant's methods."""
+        path = tmp_path / "c.toml"
+        path.write_text(
+            '[tenants.acme.methods.org]\nsubject_kinds = ["organization"]\nsteps = ["document"]\n',
+            encoding="utf-8",
+        )
+        settings = load_settings(path, environ={})
+        assert [m.id for m in settings.methods_for("acme").methods] == ["org"]
+        assert [m.id for m in settings.methods_for("other").methods] == ["sms", "org_document"]
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("text", "fragment"),
+        [
+            ("bogus = 1\n", "bogus"),
+            ("[verification]\nbinding_limt = 3\n", "binding_limt"),
+            ("[verification]\nbinding_limit = 0\n", "binding_limit"),
+            ('listen = "nowhere"\n', "listen"),
+            ('redis_url = "http://x"\n', "redis_url"),
+            ('log_format = "xml"\n', "log_format"),
+            ("[tenants.default.methods.x]\nsteps = []\n", "steps"),
+            ('[tenants.default.methods.x]\nassurance = "ultra"\nsteps = ["document"]\n', "ultra"),
+            ('[tenants.default.methods.BAD]\nsteps = ["document"]\n', "ids are lower-case"),
+            ('[tls]\ncert_file = "a"\n', "go together"),
+            ('[telemetry]\ntraces = "carrier-pigeon"\n', "telemetry.traces"),
+            ("not toml ===", "config file"),
+        ],
+    )
+    def test_bad_settings_name_the_culprit(self, tmp_path: Path, text: str, fragment: str) -> None:
+        """Each invalid setting is refused at start-up with a message naming it."""
+        path = tmp_path / "c.toml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=fragment):
+            load_settings(path, environ={})
+
+    def test_bad_environment_values_are_refused(self) -> None:
+        """A non-numeric number in the environment is a configuration error, not a crash."""
+        with pytest.raises(ConfigError, match="binding_limit"):
+            load_settings(environ={"IDVERIFY_VERIFICATION__BINDING_LIMIT": "many"})

@@ -1,0 +1,108 @@
+"""Consent rules: one purpose per grant, only the purposes a method needs, the biometric cool-down."""
+
+from __future__ import annotations
+
+import pytest
+
+from idverify.domain import consent as rules
+from idverify.domain.consent import ConsentState
+from idverify.domain.errors import ConsentRequired, FailedPrecondition, InvalidArgument
+
+DAY = 86_400_000
+COOLDOWN = rules.cooldown_ms(30)
+NOW = 1_800_000_000_000
+
+
+class TestPurpose:
+    @pytest.mark.parametrize(
+        "raw", ["identity,phone", "identity phone", "biometric+identity", "phone;guardian"]
+    )
+    def test_a_bundled_grant_is_refused(self, raw: str) -> None:
+        """Several purposes in one grant are refused: each needs its own agreement."""
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_purpose(raw)
+        assert refused.value.reason == "BUNDLED_CONSENT"
+
+    @pytest.mark.parametrize("raw", ["", "everything", "identity,marketing", "IDENTITY"])
+    def test_an_unknown_purpose_is_refused(self, raw: str) -> None:
+        """Only the four purposes exist."""
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_purpose(raw)
+        assert refused.value.reason == "UNKNOWN_PURPOSE"
+
+    @pytest.mark.parametrize("raw", ["", "x" * 129, "v1\n"])
+    def test_a_text_version_is_short_printable_text(self, raw: str) -> None:
+        """The version of the text shown is required, printable and bounded."""
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_text_version(raw)
+        assert refused.value.reason == "BAD_TEXT_VERSION"
+
+
+class TestNeededPurposes:
+    def test_a_method_asks_only_for_what_it_uses(self) -> None:
+        """Identity always; phone only with a phone step; biometric only with a biometric step."""
+        assert rules.needed_purposes(needs_phone=False, biometric=False) == {"identity"}
+        assert rules.needed_purposes(needs_phone=True, biometric=False) == {"identity", "phone"}
+        assert rules.needed_purposes(needs_phone=False, biometric=True) == {"identity", "biometric"}
+
+
+class TestStartConsents:
+    def check(self, needed: set[str], given: dict[str, str], stored: dict[str, ConsentState]) -> None:
+        rules.check_start_consents(
+            frozenset(needed), given, stored, now_ms=NOW, biometric_cooldown_ms=COOLDOWN
+        )
+
+    def test_consents_given_now_or_on_record_both_count(self) -> None:
+        """A purpose is covered by the request or by a standing grant."""
+        self.check({"identity", "phone"}, {"identity": ""}, {"phone": ConsentState("phone", "v1", NOW - DAY)})
+
+    def test_a_missing_purpose_is_named(self) -> None:
+        """Missing purposes are listed in the error."""
+        with pytest.raises(ConsentRequired, match="phone"):
+            self.check({"identity", "phone"}, {"identity": ""}, {})
+
+    def test_a_withdrawn_grant_does_not_count(self) -> None:
+        """A grant withdrawn since no longer covers its purpose."""
+        withdrawn = ConsentState("phone", "v1", NOW - 2 * DAY, NOW - DAY)
+        with pytest.raises(ConsentRequired):
+            self.check({"identity", "phone"}, {"identity": ""}, {"phone": withdrawn})
+
+    def test_biometric_consent_needs_its_text_version(self) -> None:
+        """A biometric consent given without the version of its text is not accepted."""
+        with pytest.raises(ConsentRequired) as refused:
+            self.check({"identity", "biometric"}, {"identity": "", "biometric": ""}, {})
+        assert refused.value.reason == "CONSENT_VERSION_REQUIRED"
+        self.check({"identity", "biometric"}, {"identity": "", "biometric": "v2"}, {})
+
+    def test_biometric_is_not_asked_again_during_the_cool_down(self) -> None:
+        """After a refusal, biometrics may not be asked for (nor used) for the cool-down period."""
+        refused = {"biometric": ConsentState("biometric", "", 0, NOW - DAY)}
+        with pytest.raises(FailedPrecondition) as blocked:
+            self.check({"identity", "biometric"}, {"identity": "", "biometric": "v2"}, refused)
+        assert blocked.value.reason == "BIOMETRIC_COOLDOWN"
+        self.check({"identity"}, {"identity": ""}, refused)
+
+    def test_the_cool_down_ends(self) -> None:
+        """Once the cool-down is over, biometric consent may be asked for again."""
+        refused = {"biometric": ConsentState("biometric", "", 0, NOW - COOLDOWN - 1)}
+        self.check({"identity", "biometric"}, {"identity": "", "biometric": "v2"}, refused)
+
+
+class TestConsentState:
+    def test_granted_withdrawn_and_refused(self) -> None:
+        """A grant stands until withdrawn; a withdrawal without a grant is a refusal."""
+        assert ConsentState("phone", "v1", 5).granted
+        assert not ConsentState("phone", "v1", 5, 6).granted
+        assert ConsentState("biometric", "", 0, 6).refused
+        assert ConsentState("biometric", "", 0, 6).cooldown_until_ms(COOLDOWN) == 6 + COOLDOWN
+        assert ConsentState("phone", "", 0, 6).cooldown_until_ms(COOLDOWN) == 0
+
+    def test_states_from_the_stored_fields(self) -> None:
+        """The stored hash reads back as one state per purpose on record."""
+        states = rules.states_from_fields(
+            {"identity:g": "10", "identity:v": "sha256:a", "biometric:w": "12", "rev": "3"}
+        )
+        assert states == {
+            "identity": ConsentState("identity", "sha256:a", 10, 0),
+            "biometric": ConsentState("biometric", "", 0, 12),
+        }

@@ -1,0 +1,68 @@
+"""The bundled GeoLite2 City of December 2019, for well-known addresses (as that file has them)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from idverify.geo import GeoResolver
+
+
+class TestBundledDatabase:
+    @pytest.mark.parametrize(
+        ("ip", "display", "display_en", "country", "region"),
+        [
+            ("8.8.8.8", "美国", "United States", "US", ""),
+            ("2001:4860:4860::8888", "美国", "United States", "US", ""),
+            ("::ffff:8.8.8.8", "美国", "United States", "US", ""),
+            ("1.1.1.1", "澳大利亚", "Australia", "AU", ""),
+            ("9.9.9.9", "法国", "France", "FR", ""),
+            ("202.12.27.33", "日本", "Japan", "JP", ""),
+            ("193.99.144.80", "德国", "Germany", "DE", ""),
+            ("202.96.128.86", "广东", "Guangdong", "CN", "CN-GD"),
+            ("210.21.4.130", "广东", "Guangdong", "CN", "CN-GD"),
+            ("180.76.76.76", "北京", "Beijing", "CN", "CN-BJ"),
+            ("61.135.169.121", "北京", "Beijing", "CN", "CN-BJ"),
+            ("2001:da8::1", "北京", "Beijing", "CN", "CN-BJ"),
+            ("223.5.5.5", "浙江", "Zhejiang", "CN", "CN-ZJ"),
+            ("221.7.92.98", "重庆", "Chongqing", "CN", "CN-CQ"),
+            ("202.100.64.68", "陕西", "Shaanxi", "CN", "CN-SN"),
+            ("124.31.0.1", "西藏", "Xizang", "CN", "CN-XZ"),
+            ("114.114.114.114", "中国", "China", "CN", ""),
+            ("2400:da00::6666", "中国", "China", "CN", ""),
+            ("202.45.84.58", "中国香港", "Hong Kong, China", "HK", ""),
+            ("202.175.3.3", "中国澳门", "Macao, China", "MO", ""),
+            ("168.95.1.1", "中国台湾", "Taiwan, China", "TW", ""),
+        ],
+    )
+    def test_well_known_addresses(
+        self, default_resolver: GeoResolver, ip: str, display: str, display_en: str, country: str, region: str
+    ) -> None:
+        """Public resolvers and carriers' DNS servers land where the 2019 file puts them."""
+        location = default_resolver.lookup(ip)
+        assert (location.display, location.display_en, location.country_code, location.region_code) == (
+            display,
+            display_en,
+            country,
+            region,
+        )
+        assert (location.source, location.source_build_date) == ("GeoLite2-City", date(2019, 12, 24))
+
+    @pytest.mark.parametrize(
+        "ip", ["10.0.0.1", "192.168.0.1", "100.64.0.1", "198.51.100.1", "fd00::1", "::1"]
+    )
+    def test_special_addresses(self, default_resolver: GeoResolver, ip: str) -> None:
+        """Special-purpose addresses are 未知 there too."""
+        assert default_resolver.lookup(ip).display == "未知"
+
+    def test_info(self, default_resolver: GeoResolver) -> None:
+        """The bundled file is a GeoLite2 City mmdb of 24 December 2019 with both IP versions."""
+        (info,) = default_resolver.info()
+        assert (info.type, info.name, info.build_date, info.ip_versions) == (
+            "mmdb",
+            "GeoLite2-City",
+            date(2019, 12, 24),
+            {4, 6},
+        )
+        assert info.record_count > 3_000_000

@@ -1,0 +1,111 @@
+"""The country and province tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from idverify.geo.regions import (
+    COUNTRIES,
+    PROVINCES,
+    TERRITORIES,
+    country_code_for_name,
+    country_names,
+    province_for,
+)
+
+
+class TestCountries:
+    def test_complete(self) -> None:
+        """All 249 officially assigned ISO 3166-1 codes, each with both names."""
+        assert len(COUNTRIES) == 249
+        assert all(len(code) == 2 and code.isupper() and zh and en for code, (zh, en) in COUNTRIES.items())
+
+    @pytest.mark.parametrize(
+        ("code", "names"),
+        [
+            ("US", ("美国", "United States")),
+            ("JP", ("日本", "Japan")),
+            ("DE", ("德国", "Germany")),
+            ("HK", ("中国香港", "Hong Kong, China")),
+        ],
+    )
+    def test_names(self, code: str, names: tuple[str, str]) -> None:
+        """A few names, as shown."""
+        assert country_names(code) == names
+
+    @pytest.mark.parametrize(
+        ("name", "code"),
+        [
+            ("美国", "US"),
+            ("美利坚合众国", "US"),
+            ("United States of America", "US"),
+            ("韩国", "KR"),
+            ("Korea, Republic of", "KR"),
+            ("Côte d'Ivoire", "CI"),
+            ("cote divoire", "CI"),
+            ("Viet Nam", "VN"),
+            ("中国", "CN"),
+            ("台湾", "TW"),
+            ("Ｊａｐａｎ", "JP"),  # noqa: RUF001 - full-width letters must match
+        ],
+    )
+    def test_code_for_name(self, name: str, code: str) -> None:
+        """Chinese, English and alias spellings, in any case, width or accents, find the code."""
+        assert country_code_for_name(name) == code
+
+    @pytest.mark.parametrize("name", ["", "Atlantis", "0"])
+    def test_unknown_name(self, name: str) -> None:
+        """Names of no country find nothing."""
+        assert country_code_for_name(name) is None
+
+    def test_every_table_name_round_trips(self) -> None:
+        """Every name in the table leads back to its own code."""
+        for code, (zh, en) in COUNTRIES.items():
+            assert (country_code_for_name(zh), country_code_for_name(en)) == (code, code)
+
+
+class TestProvinces:
+    def test_all_provincial_divisions(self) -> None:
+        """31 mainland divisions plus Hong Kong, Macau and Taiwan, codes unique."""
+        assert len(PROVINCES) == 31
+        codes = [province.code for province in (*PROVINCES, *TERRITORIES)]
+        assert len(set(codes)) == 34
+        assert all(province.is_mainland for province in PROVINCES)
+        assert not any(territory.is_mainland for territory in TERRITORIES)
+
+    @pytest.mark.parametrize("province", PROVINCES, ids=lambda province: province.code)
+    def test_each_by_every_spelling(self, province) -> None:  # type: ignore[no-untyped-def]
+        """Each division is found by its letter code, old number, and names with their suffixes."""
+        suffix = province.code.removeprefix("CN-")
+        for code in (suffix, suffix.lower(), province.code, province.gb_code, f"CN-{province.gb_code}"):
+            assert province_for(code) is province
+        for name in (
+            province.name_zh,
+            province.name_en,
+            province.name_zh + "省",
+            province.name_en + " Province",
+        ):
+            assert province_for("", [name]) is province
+
+    @pytest.mark.parametrize(
+        ("name", "code"),
+        [
+            ("Shaanxi", "CN-SN"),
+            ("Shanxi", "CN-SX"),
+            ("陕西省", "CN-SN"),
+            ("山西", "CN-SX"),
+            ("Anhui", "CN-AH"),
+            ("Nei Mongol Zizhiqu", "CN-NM"),
+        ],
+    )
+    def test_similar_names_kept_apart(self, name: str, code: str) -> None:
+        """Shaanxi is not Shanxi, and Anhui keeps its 'hui'."""
+        province = province_for("", [name])
+        assert province is not None
+        assert province.code == code
+
+    def test_code_wins_over_names_and_names_are_tried_in_order(self) -> None:
+        """A known code decides; otherwise the first name that matches."""
+        assert province_for("GD", ["Beijing"]).code == "CN-GD"  # type: ignore[union-attr]
+        assert province_for("ZZ", ["", "nowhere", "Beijing"]).code == "CN-BJ"  # type: ignore[union-attr]
+        assert province_for("", []) is None
