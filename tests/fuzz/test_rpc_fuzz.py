@@ -81,14 +81,16 @@ def send_batch(channel: grpc.Channel, token: str, batch: list[tuple[object, obje
         path = f"/{service.full_name}/{method.name}"  # type: ignore[attr-defined]
         if method.server_streaming:  # type: ignore[attr-defined]
             stub = channel.unary_stream(path, request_serializer=bytes, response_deserializer=bytes)
-            pending.append((path, stub(payload, metadata=metadata, timeout=20)))
+            pending.append((path, True, stub(payload, metadata=metadata, timeout=20)))
         else:
             stub = channel.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
-            pending.append((path, stub.future(payload, metadata=metadata, timeout=20)))
+            pending.append((path, False, stub.future(payload, metadata=metadata, timeout=20)))
     bad = []
-    for path, call in pending:
+    for path, streaming, call in pending:
         try:
-            if hasattr(call, "result"):
+            # A stream's call object is a future too, but its result() waits for a stream that
+            # nobody reads: the kind of a call decides, not its attributes.
+            if not streaming:
                 call.result()
             else:
                 # A reader of a stream takes what it needs and hangs up, as real clients do: an
