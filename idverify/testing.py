@@ -13,6 +13,7 @@ primary with replicas on loopback ports, for ``ServerProcess(redis_url=cluster.u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -43,6 +44,13 @@ __all__ = [
 
 START_TIMEOUT_SECONDS = 30.0
 _CODE_LINE = re.compile(r"console SMS sender: code (\d+) for \S+ \(verification ([0-9a-f]+)\)")
+
+
+def _command_of(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 @dataclass
@@ -143,6 +151,41 @@ class ServerProcess:
                 time.sleep(0.1)
         msg = f"server not serving after {timeout}s:\n{self.log_tail()}"
         raise RuntimeError(msg)
+
+    def server_pids(self) -> list[int]:
+        """The supervisor and its worker processes (not the embedded Redis), for resource checks.
+
+        Raises:
+            RuntimeError: when the server is not running.
+        """
+        if self.process is None or self.process.poll() is not None:
+            msg = "the server is not running"
+            raise RuntimeError(msg)
+        found = [self.process.pid]
+        for pid in found:  # grows while it is walked: children of children too
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    children = (task / "children").read_text().split()
+                    found.extend(int(c) for c in children if _command_of(c) != "redis-server")
+        return found
+
+    def resident_kib(self) -> int:
+        """Resident memory of the supervisor and its workers together, in KiB."""
+        total = 0
+        for pid in self.server_pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+    def open_fds(self) -> int:
+        """Open file descriptors of the supervisor and its workers together."""
+        total = 0
+        for pid in self.server_pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+        return total
 
     def log_text(self) -> str:
         """Everything the server has written so far."""

@@ -10,7 +10,7 @@ import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import grpc
 import pytest
@@ -57,9 +57,18 @@ class Identity:
 IDENTITIES: list[Identity] = []
 
 
-def person(birth: date = date(1990, 3, 7), region: str = "440106") -> Identity:
-    """A fresh, unique test person (recorded for the privacy scan)."""
+ADULT_BIRTH = date(1990, 3, 7)
+
+
+def person(birth: date = ADULT_BIRTH, region: str = "440106") -> Identity:
+    """A fresh, unique test person (recorded for the privacy scan).
+
+    A region and birth date hold 1,000 sequence numbers; an adult of the default birth date
+    moves a day on every thousand so that long runs (the soak) never repeat a number.
+    """
     n = next(_counter)
+    if birth == ADULT_BIRTH:
+        birth += timedelta(days=n // 1000)
     rng = random.Random(n)  # noqa: S311 - deterministic test names, not secrets
     name = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
     identity = Identity(name=name, number=ric(region, birth, n % 1000), phone=f"139{n:08d}")

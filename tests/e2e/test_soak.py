@@ -19,10 +19,11 @@ from idverify.v1 import account_pb2, verification_pb2
 
 from .conftest import person, start, submit
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
+# The suite's 300 s per-test limit would cut the default ten minutes short.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(SECONDS + 180)]
 WARM_UP = min(60.0, SECONDS / 5)
-RSS_BOUND_KIB = 64 * 1024
+RSS_BOUND_KIB = 96 * 1024  # supervisor and both workers together
 FD_BOUND = 32
 SIGNUPS_PER_SECOND = 10
 LOOSE = """
@@ -33,15 +34,6 @@ code_sends_per_phone_per_hour = 100000000
 """
 
 
-def sample(pid: int) -> tuple[int, int]:
-    """(resident KiB, open file descriptors) of a process."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return rss, sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
-
-
 def test_ten_minutes_of_load_do_not_grow_memory_or_descriptors(tmp_path: Path) -> None:
     """Bounded load for the soak duration: no error, and RSS and fds stay within their bounds."""
     errors: list[str] = []
@@ -49,7 +41,6 @@ def test_ten_minutes_of_load_do_not_grow_memory_or_descriptors(tmp_path: Path) -
     stop = threading.Event()
     with ServerProcess(tmp_path, config=LOOSE) as server:
         assert server.process is not None
-        pid = server.process.pid
 
         def load(worker: int) -> None:
             with server.client() as registrar, server.client("platform") as platform:
@@ -75,7 +66,8 @@ def test_ten_minutes_of_load_do_not_grow_memory_or_descriptors(tmp_path: Path) -
         began = time.monotonic()
         while time.monotonic() - began < SECONDS:
             time.sleep(min(5.0, SECONDS / 20))
-            rss, fds = sample(pid)
+            # The supervisor and every worker: a leak in any worker counts.
+            rss, fds = server.resident_kib(), server.open_fds()
             samples.append((time.monotonic() - began, rss, fds))
         stop.set()
         for worker in workers:

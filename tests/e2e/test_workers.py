@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,10 @@ import grpc
 import pytest
 
 from idverify.testing import ServerProcess, free_port
-from idverify.v1 import verification_pb2
+from idverify.v1 import account_pb2, audit_pb2, verification_pb2
 
 from .conftest import person, start, submit, verify
+from .test_binding import LOOSE_LIMITS
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -255,3 +257,63 @@ class TestStartup:
         )
         assert done.returncode == 2
         assert "workers" in done.stderr
+
+
+class TestWorkerCrashUnderLoad:
+    @pytest.mark.slow
+    def test_a_worker_killed_mid_load_leaves_no_half_done_binding(self, tmp_path: Path) -> None:
+        """A SIGKILL of a busy worker: each account is bound with its audit entry, or not at all."""
+        attempted: list[str] = []
+        unexpected: list[str] = []
+        stop = threading.Event()
+        with ServerProcess(tmp_path, config=LOOSE_LIMITS, extra_args=["--workers", "2"]) as server:
+            wait_for(lambda: serving_workers(server) == 2)
+
+            def load(thread: int) -> None:
+                n = 0
+                while not stop.is_set():
+                    # A client (a connection) per signup, so that both workers take signups.
+                    with server.client() as registrar:
+                        n += 1
+                        account = f"crash-{thread}-{n}"
+                        attempted.append(account)
+                        try:
+                            started = start(registrar, person(), account)
+                            code = server.sms_code(started.verification_id, 3)
+                            submit(registrar, started.verification_id, code)
+                        except grpc.RpcError as error:
+                            # The killed worker's connections break: UNAVAILABLE or CANCELLED.
+                            if error.code() not in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}:
+                                unexpected.append(f"{account}: {error.code()} {error.details()}")
+                        except LookupError:
+                            pass  # the worker died between sending the code and logging it
+
+            threads = [threading.Thread(target=load, args=(t,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            try:
+                wait_for(lambda: len(attempted) >= 20, timeout=60)
+                victim = workers_of(server)[0]
+                os.kill(victim, signal.SIGKILL)
+                wait_for(lambda: serving_workers(server) == 3 and victim not in workers_of(server))
+                count_at_restart = len(attempted)
+                wait_for(lambda: len(attempted) >= count_at_restart + 20, timeout=60)
+            finally:
+                stop.set()
+                for thread in threads:
+                    thread.join(timeout=30)
+            assert unexpected == []
+            with server.client("platform") as platform, server.client("auditor") as auditor:
+                verified = 0
+                for account in attempted:
+                    bound = platform.account.GetAccount(
+                        account_pb2.GetAccountRequest(account_id=account)
+                    ).account.verified
+                    entries = list(
+                        auditor.audit.QueryEvents(
+                            audit_pb2.QueryEventsRequest(account_id=account, event_types=["account.bound"])
+                        )
+                    )
+                    assert len(entries) == (1 if bound else 0), account
+                    verified += bound
+            assert verified >= 30

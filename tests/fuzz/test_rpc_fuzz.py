@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -48,20 +47,6 @@ per_principal_per_minute = 100000000
 per_identity_per_hour = 100000000
 code_sends_per_phone_per_hour = 100000000
 """
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of the server: the supervisor and its workers, not the embedded Redis."""
-    if Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server":
-        return 0
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total += int(line.split()[1])
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += rss_kib(int(child))
-    return total
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +201,9 @@ def test_memory_stays_flat_under_generated_load(
     batches = [volume_batch(pool, rng) for _ in range(30)]
     for batch in batches:
         send_batch(channel, token, batch)
-    before = rss_kib(server.process.pid)
+    before = server.resident_kib()
     for _ in range(5):
         for batch in batches:
             assert send_batch(channel, token, batch) == []
-    after = rss_kib(server.process.pid)
+    after = server.resident_kib()
     assert after - before < 40 * 1024, (before, after)
