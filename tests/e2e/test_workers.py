@@ -40,8 +40,7 @@ def command_of(pid: int) -> str:
 
 def workers_of(server: ServerProcess) -> list[int]:
     """The worker processes: the supervisor's children that run idverify (not redis-server)."""
-    assert server.process is not None
-    return sorted(pid for pid in children(server.process.pid) if "idverify" in command_of(pid))
+    return sorted(server.server_pids()[1:])
 
 
 def cpu_ticks(pid: int) -> int:
