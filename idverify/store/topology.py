@@ -23,6 +23,8 @@ steps are idempotent.
 from __future__ import annotations
 
 import os
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,7 +32,9 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -44,6 +48,8 @@ CONNECT_TIMEOUT_SECONDS = 1.0
 COMMAND_TIMEOUT_SECONDS = 3.0
 POOL_WAIT_SECONDS = 2.0
 DEFAULT_WAIT_TIMEOUT_MS = 500
+# A connection idle this long answers a PING before it carries a command (one round trip).
+IDLE_PROBE_SECONDS = 1.0
 # redis-py's cluster client has no blocking pool: it raises when a node's pool is exhausted.
 # Each call holds at most one connection at a time, so this many per node exceeds what the
 # server's max_concurrent_rpcs (256 by default) and the health probe can ever ask for at once.
@@ -213,7 +219,47 @@ def _ack(options: Mapping[str, str], default_replicas: int) -> ReplicaAck:
     return ReplicaAck(replicas=replicas, timeout_ms=timeout_ms)
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+class _CheckedPool(aioredis.BlockingConnectionPool):
+    """A blocking pool that never hands out a connection Redis has already dropped.
+
+    redis-py checks a pooled connection for a clean end of stream it has already read, which
+    misses two cases after Redis restarts: a reset (``kill -9`` of a busy Redis makes the
+    kernel answer with RST, and the next command fails writing) and a close the worker's loop
+    has not read yet. Either way the next command would fail although Redis is back. A
+    connection whose transport has closed is reopened, and one idle longer than
+    ``IDLE_PROBE_SECONDS`` answers a PING first. Only the probe is repeated, never a command:
+    a script that ran but whose reply was lost must not run twice.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle_since: weakref.WeakKeyDictionary[AbstractConnection, float] = weakref.WeakKeyDictionary()
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        """Reopens a connection that is closed or fails its probe, then lets redis-py check it."""
+        idle_since = self._idle_since.pop(connection, None)
+        writer = getattr(connection, "_writer", None)
+        if writer is not None and writer.transport.is_closing():
+            await connection.disconnect()
+        elif (
+            writer is not None
+            and idle_since is not None
+            and time.monotonic() - idle_since > IDLE_PROBE_SECONDS
+        ):
+            try:
+                await connection.send_command("PING", check_health=False)
+                await connection.read_response()
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+                await connection.disconnect()
+        await super().ensure_connection(connection)
+
+    async def release(self, connection: AbstractConnection) -> None:
+        """Notes when the connection went idle."""
+        self._idle_since[connection] = time.monotonic()
+        await super().release(connection)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, _CheckedPool):
     """A sentinel-managed pool that waits for a free connection instead of raising.
 
     The method resolution order puts the sentinel's address discovery in front of the blocking
@@ -240,7 +286,7 @@ def open_client(topology: RedisTopology, *, pool_size: int) -> RedisClient:
     sends names keys of one hash slot (or none), which both clients serve with the same API.
     """
     if topology.kind is TopologyKind.STANDALONE:
-        pool = aioredis.BlockingConnectionPool.from_url(
+        pool = _CheckedPool.from_url(
             topology.url,
             max_connections=pool_size,
             timeout=POOL_WAIT_SECONDS,
@@ -250,7 +296,7 @@ def open_client(topology: RedisTopology, *, pool_size: int) -> RedisClient:
             decode_responses=False,
             **({"password": topology.password} if topology.password else {}),
         )
-        return aioredis.Redis(connection_pool=pool)
+        return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
     common: dict[str, Any] = {
         "username": topology.username or None,
         "password": topology.password or None,
