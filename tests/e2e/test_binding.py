@@ -83,10 +83,10 @@ class TestLimits:
 
 
 class TestRace:
-    def test_hundred_concurrent_verifications_bind_exactly_one(self, limit_one: ServerProcess) -> None:
-        """100 concurrent signups of one identity with a limit of 1 bind exactly one account."""
+    def test_two_hundred_concurrent_verifications_bind_exactly_one(self, limit_one: ServerProcess) -> None:
+        """200 concurrent signups of one identity with a limit of 1 bind exactly one account."""
         identity = person()
-        accounts = [f"race-{n}" for n in range(100)]
+        accounts = [f"race-{n}" for n in range(200)]
         with limit_one.client() as registrar, ThreadPoolExecutor(max_workers=32) as pool:
             started = list(
                 pool.map(lambda a: start(registrar, identity, a, phone_number=person().phone), accounts)
@@ -101,4 +101,4 @@ class TestRace:
             )
         verified = [a for a in answers if a.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")]
         refused = [a for a in answers if a.reason_code == "BINDING_LIMIT_REACHED"]
-        assert (len(verified), len(refused)) == (1, 99)
+        assert (len(verified), len(refused)) == (1, 199)

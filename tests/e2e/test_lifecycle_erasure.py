@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +25,7 @@ from idverify.privacy.keyring import Keyring, load_keyring
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, consent_pb2, verification_pb2
 
-from .conftest import embedded_redis, person, rich_error, start, submit, verify, wrong_code
+from .conftest import Identity, embedded_redis, person, rich_error, start, submit, verify, wrong_code
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -335,3 +338,74 @@ class TestRace:
             assert len(erased) == len(accounts)
             assert len(audit_entries(store, "identity.erased")) == len(accounts)
             assert json.loads(erased[0])["type"] == "account.erased"
+
+
+@pytest.fixture(scope="module")
+def one_account_each(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server where an identity binds one account, so a binding left behind would show."""
+    config = "[verification]\nbinding_limit = 1\n" + NO_WORKER
+    with ServerProcess(tmp_path_factory.mktemp("one-account"), config=config) as running:
+        yield running
+
+
+class TestCancelRaces:
+    ROUNDS = 25
+
+    @pytest.mark.parametrize("already_bound", [False, True], ids=["first-signup", "re-verification"])
+    def test_cancel_racing_a_verification_leaves_the_account_cancelled_and_unbound(
+        self, one_account_each: ServerProcess, already_bound: bool
+    ) -> None:
+        """CancelAccount and the code submission that binds the account, at once.
+
+        Whichever lands first, the account ends cancelled and unbound, and its identity (one
+        account allowed) is free to bind another: no binding outlives the cancellation.
+        """
+        server = one_account_each
+        outcomes: list[str] = []
+        with server.client() as registrar, server.client("platform") as platform:
+            for round_number in range(self.ROUNDS):
+                identity = person()
+                account = f"cancel-race-{already_bound}-{round_number}"
+                if already_bound:
+                    verify(server, registrar, identity, account)
+                outcomes.append(self.race(server, registrar, platform, identity, account))
+
+                after = get_account(platform, account)
+                assert not after.verified, account
+                assert after.HasField("erasure_due_at"), account
+                assert not check(registrar, account, identity.subject()), account
+                assert verify(server, registrar, identity, f"{account}-next").status == STATUS.Value(
+                    "VERIFICATION_STATUS_VERIFIED"
+                ), f"{account}: the cancelled account still holds the identity's only binding"
+        assert set(outcomes) <= {"VERIFICATION_STATUS_VERIFIED", "FAILED_PRECONDITION"}, outcomes
+
+    @staticmethod
+    def race(
+        server: ServerProcess, registrar: Client, platform: Client, identity: Identity, account: str
+    ) -> str:
+        """Submits the code that binds ``account`` while cancelling it; the submission's outcome.
+
+        Each side waits a random few milliseconds (about one step's time) so that both orders,
+        and overlaps of the two steps, come up over the rounds.
+        """
+        started = start(registrar, identity, account)
+        code = server.sms_code(started.verification_id)
+        starting_line = threading.Barrier(2)
+
+        def bind() -> str:
+            starting_line.wait()
+            time.sleep(random.uniform(0, 0.01))  # noqa: S311 - jitter, not a secret
+            try:
+                return STATUS.Name(submit(registrar, started.verification_id, code).status)
+            except grpc.RpcError as error:
+                return error.code().name
+
+        def cancel_soon() -> None:
+            starting_line.wait()
+            time.sleep(random.uniform(0, 0.01))  # noqa: S311 - jitter, not a secret
+            cancel(platform, account)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            bound = pool.submit(bind)
+            pool.submit(cancel_soon).result()
+            return bound.result()
