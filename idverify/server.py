@@ -40,7 +40,7 @@ from idverify.privacy.keyring import Keyring, LiveKeyring, ensure_keyring_file, 
 from idverify.privacy.sealing import Sealer
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
-from idverify.security.rate_limits import PrincipalLimiter, WindowLimiter
+from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter, WindowLimiter
 from idverify.services.account import AccountServicer
 from idverify.services.admin import AdminServicer
 from idverify.services.audit import AuditServicer
@@ -225,6 +225,7 @@ async def start(
     interceptor = ServiceInterceptor(
         clients,
         PrincipalLimiter(settings.rate_limits.per_principal_per_minute),
+        lockouts=LockoutAuditor(scripts),
         certificates=CertificatePrincipals(dict(settings.tls.client_principals)),
         rpc_timeout_seconds=settings.grpc.rpc_timeout_seconds,
     )

@@ -2,7 +2,9 @@
 
 Per-principal limits guard each worker's CPU, so a local bucket is enough and costs no round
 trip; per-identity and per-phone limits must hold across replicas, so they are fixed-window
-counters in Redis (one atomic script that also audits the first hit of each window).
+counters in Redis (one atomic script that also audits the first hit of each window). A
+principal's lock-out is audited through the same script, at most once a window for all workers
+and replicas together, so that a client hammering the service cannot flood the audit log.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from idverify.domain.errors import RateLimited
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
+# A principal locked out again within this time is not audited again.
+LOCKOUT_AUDIT_WINDOW_SECONDS = 60
+
 
 @dataclass
 class _Bucket:
     tokens: float
     updated: float
+    lockout_audited_until: float = 0.0
 
 
 class PrincipalLimiter:
@@ -53,6 +59,36 @@ class PrincipalLimiter:
                 reason="PRINCIPAL_RATE_LIMITED",
             )
         bucket.tokens -= 1
+
+    def lockout_to_audit(self, client_id: str) -> bool:
+        """Whether a refusal of this client is the first of a window in this worker."""
+        bucket = self._buckets.get(client_id)
+        now = time.monotonic()
+        if bucket is None or now < bucket.lockout_audited_until:
+            return False
+        bucket.lockout_audited_until = now + LOCKOUT_AUDIT_WINDOW_SECONDS
+        return True
+
+
+class LockoutAuditor:
+    """Writes a principal's lock-out to its tenant's audit log, once a window across replicas."""
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
+
+    async def record(self, tenant: str, client_id: str, request: dict[str, str]) -> None:
+        """Audits the lock-out unless another worker or replica did in this window.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        # A limit of 0 makes the window's first call the one over the limit: the script audits it.
+        await self._scripts.run(
+            "rate_limit",
+            [keys.rate_limit("principal_lockout", client_id), keys.audit_log()],
+            [0, LOCKOUT_AUDIT_WINDOW_SECONDS * 1000, json.dumps({**request, "limit": "principal"})],
+        )
 
 
 class WindowLimiter:

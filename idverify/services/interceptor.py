@@ -23,11 +23,18 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 
 from idverify import telemetry
-from idverify.domain.errors import IdverifyError, InvalidArgument, RateLimited, Unauthenticated
+from idverify.domain.errors import (
+    IdverifyError,
+    InvalidArgument,
+    RateLimited,
+    StoreUnavailable,
+    Unauthenticated,
+)
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, Role, authorize, current_principal, is_public
-from idverify.security.rate_limits import PrincipalLimiter
+from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter
 from idverify.services.grpc_types import Context, Handler
+from idverify.services.request_info import request_info
 from idverify.telemetry import request_id_var
 
 log = logging.getLogger("idverify.rpc")
@@ -115,11 +122,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         clients: ClientRegistry,
         limiter: PrincipalLimiter,
         *,
+        lockouts: LockoutAuditor | None = None,
         certificates: CertificatePrincipals | None = None,
         rpc_timeout_seconds: float = 15.0,
     ) -> None:
         self._clients = clients
         self._limiter = limiter
+        self._lockouts = lockouts
         self._certificates = certificates
         self._timeout = rpc_timeout_seconds
 
@@ -149,13 +158,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             principal = self._certificates.principal(context)
         authorize(principal, call.method)
         assert principal is not None  # noqa: S101 - authorize() raised otherwise
-        self._limiter.take(principal.client_id)
         current_principal.set(principal)
+        try:
+            self._limiter.take(principal.client_id)
+        except RateLimited:
+            await self._audit_lockout(principal, call, context)
+            raise
         trace.get_current_span().set_attributes(
             telemetry.safe_attributes(
                 {"idverify.tenant": principal.tenant, "idverify.role": principal.role.value}
             )
         )
+
+    async def _audit_lockout(self, principal: Principal, call: _Call, context: Context) -> None:
+        if self._lockouts is None or not self._limiter.lockout_to_audit(principal.client_id):
+            return
+        info = request_info(context, _request_id(call.metadata))
+        try:
+            await self._lockouts.record(principal.tenant, principal.client_id, info.audit_fields())
+        except StoreUnavailable:
+            # The refusal stands: an outage must not turn RESOURCE_EXHAUSTED into UNAVAILABLE.
+            log.warning("lock-out of a client not audited: redis unavailable")
 
     @property
     def timeout(self) -> float:

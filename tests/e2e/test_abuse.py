@@ -6,6 +6,7 @@ its Prometheus endpoint) must grow by exactly one per CheckIdentity, known or un
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from idverify.client import Client
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import verification_pb2
 
-from .conftest import person, rich_error, start, submit, verify, wrong_code
+from .conftest import embedded_redis, person, rich_error, start, submit, verify, wrong_code
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -76,14 +77,19 @@ class TestBruteForce:
     def test_code_guessing_is_bounded_across_restarts_of_the_verification(
         self, server: ServerProcess
     ) -> None:
-        """Wrong codes are capped per account and phone; starting over does not buy more guesses."""
+        """Wrong codes are capped per account and phone; starting over does not buy more guesses.
+
+        The lock-out and the refusal to send again are both in the audit log.
+        """
         target = person()
         guesses = 0
+        locked_id = ""
         with server.client() as registrar:
             for _ in range(4):
                 started = start(registrar, target, "brute-acct")
                 if started.status == STATUS.Value("VERIFICATION_STATUS_REJECTED"):
                     assert started.reason_code == "OTP_LOCKED"
+                    locked_id = started.verification_id
                     break
                 code = server.sms_code(started.verification_id)
                 while True:
@@ -92,11 +98,21 @@ class TestBruteForce:
                     if answer.status != STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT"):
                         break
         assert guesses == 5
+        with embedded_redis(server) as store:
+            log = [json.loads(entry) for entry in store.hvals("iv1:{t:default}:audit:log")]
+        rejected = [entry for entry in log if entry["type"] == "verification.rejected"]
+        rejections = {(entry["verification_id"], entry["reason"]) for entry in rejected}
+        assert "OTP_ATTEMPTS_EXHAUSTED" in {reason for _, reason in rejections}
+        assert locked_id
+        assert (locked_id, "OTP_LOCKED") in rejections
 
     def test_a_principal_hammering_the_service_is_limited(
         self, tmp_path_factory: pytest.TempPathFactory
     ) -> None:
-        """Past its per-minute budget a client gets RESOURCE_EXHAUSTED with PRINCIPAL_RATE_LIMITED."""
+        """Past its per-minute budget a client gets RESOURCE_EXHAUSTED with PRINCIPAL_RATE_LIMITED.
+
+        The lock-out is audited once, however many refusals and workers saw it.
+        """
         config = "[rate_limits]\nper_principal_per_minute = 30\n"
         codes: list[grpc.StatusCode] = []
         reasons: list[str] = []
@@ -109,6 +125,12 @@ class TestBruteForce:
                     except grpc.RpcError as error:
                         codes.append(error.code())
                         reasons.append(rich_error(error)[0])
+            with embedded_redis(server) as store:
+                log = [json.loads(entry) for entry in store.hvals("iv1:{t:default}:audit:log")]
+        lockouts = [entry for entry in log if entry["type"] == "rate_limit.hit"]
+        assert len(lockouts) == 1, lockouts
+        assert lockouts[0]["principal"].startswith("default/registrar/")
+        assert lockouts[0]["attributes"] == {"limit": "principal"}
         assert 60 <= len(codes) <= 71
         assert set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert set(reasons) == {"PRINCIPAL_RATE_LIMITED"}

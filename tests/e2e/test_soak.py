@@ -2,7 +2,8 @@
 
 ``SOAK_SECONDS`` sets the duration (default 600). The server's resident memory and
 open file descriptors are sampled every few seconds; after a one-minute warm-up neither may grow
-beyond the stated bound (RSS 64 MiB, 32 descriptors), while Redis grows only with the data.
+beyond the stated bound (RSS 96 MiB over the supervisor and its workers, 32 descriptors), while
+Redis grows only with the data.
 """
 
 from __future__ import annotations
