@@ -293,7 +293,10 @@ async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
     serving: bool | None = None
     while True:
         try:
-            await asyncio.wait_for(app.redis.ping(), timeout=HEALTH_PROBE_SECONDS)
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+            # lands as the ping completes, and this loop would then outlive stop().
+            async with asyncio.timeout(HEALTH_PROBE_SECONDS):
+                await app.redis.ping()
             now_serving = True
         except Exception:  # noqa: BLE001 - any failure to answer means not serving
             now_serving = False
@@ -316,15 +319,25 @@ async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
         await asyncio.sleep(HEALTH_PROBE_SECONDS)
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancels a background task and waits for its end, cancelling again if one was swallowed.
+
+    A library call that completes just as the cancellation arrives may return instead of
+    raising it; a loop around such a call would then run on, and a plain ``await task`` with it.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a background task had failed before shutdown: %s", type(task.exception()).__name__)
+
+
 async def stop(app: Application) -> None:
     """Drains and releases everything: calls in flight finish within the grace period."""
     await app.health.enter_graceful_shutdown()
     await app.server.stop(app.settings.grace_seconds)
     for task in app.tasks:
-        task.cancel()
-    for task in app.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled(task)
     for verifier in app.verifiers.values():
         close = getattr(verifier, "aclose", None)  # optional: verifiers holding connections
         if close is not None:
