@@ -137,7 +137,9 @@ def normalize_identifier(raw: str, *, field: str, max_length: int = 128) -> str:
         raise InvalidArgument(
             f"{field} is longer than {max_length} characters", reason="TOO_LONG", field=field
         )
-    if not all(_FIRST_PRINTABLE <= char <= _LAST_PRINTABLE for char in raw):
+    # isascii/isprintable run in C; with no space that is exactly "!".."~", on a hot path
+    # (a batch of a thousand account ids checks each one).
+    if not (raw.isascii() and raw.isprintable() and " " not in raw):
         raise InvalidArgument(
             f"{field} must be printable ASCII without spaces", reason="BAD_CHARACTERS", field=field
         )

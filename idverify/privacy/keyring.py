@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from idverify.domain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
@@ -257,6 +257,18 @@ class Keyring:
         digest = self.mac(tenant, purpose, value.encode("utf-8"), pepper_version=pepper_version)
         return digest[:PSEUDONYM_BYTES].hex()
 
+    def pseudonyms(self, tenant: str, purpose: str, values: Sequence[str]) -> list[str]:
+        """:meth:`pseudonym` of each value under the pinned pepper, deriving the subkey once.
+
+        Raises:
+            ValueError: ``tenant`` or ``purpose`` is empty.
+        """
+        key = self.subkey(tenant, purpose)
+        return [
+            hmac.digest(key, value.encode("utf-8"), hashlib.sha256)[:PSEUDONYM_BYTES].hex()
+            for value in values
+        ]
+
     def wrapping_key(self, version: str) -> bytes:
         """Return the 64-byte wrapping key of ``version``; for :mod:`idverify.privacy.sealing` only.
 
@@ -464,6 +476,14 @@ class LiveKeyring(Keyring):
             UnknownKeyVersion: ``pepper_version`` is not in the keyring.
         """
         return self._live.pseudonym(tenant, purpose, value, pepper_version=pepper_version)
+
+    def pseudonyms(self, tenant: str, purpose: str, values: Sequence[str]) -> list[str]:
+        """As :meth:`Keyring.pseudonyms`.
+
+        Raises:
+            ValueError: ``tenant`` or ``purpose`` is empty.
+        """
+        return self._live.pseudonyms(tenant, purpose, values)
 
     def wrapping_key(self, version: str) -> bytes:
         """As :meth:`Keyring.wrapping_key`.

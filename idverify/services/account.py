@@ -21,14 +21,23 @@ _AGE_BANDS = {
 
 def location_to_proto(location: Located | StoredLocation) -> common_pb2.IpLocation:
     """The wire form of a display location."""
-    return common_pb2.IpLocation(
-        display=location.display,
-        display_en=location.display_en,
-        country_code=location.country_code,
-        region_code=location.region_code,
-        source=location.source,
-        source_build_date=location.source_build_date,
-    )
+    return fill_location(common_pb2.IpLocation(), location)
+
+
+def fill_location(
+    message: common_pb2.IpLocation, location: Located | StoredLocation
+) -> common_pb2.IpLocation:
+    """Sets a display location's fields on a message in place (a map entry of a batch reply).
+
+    Filling the map's own entries costs half of building messages and copying them in.
+    """
+    message.display = location.display
+    message.display_en = location.display_en
+    message.country_code = location.country_code
+    message.region_code = location.region_code
+    message.source = location.source
+    message.source_build_date = location.source_build_date
+    return message
 
 
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):
@@ -78,8 +87,9 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         del context
         found, unknown = await self._flow.ip_locations(caller().tenant, list(request.account_ids))
         response = pb.GetIpLocationsResponse(unknown_account_ids=unknown)
+        entries = response.locations
         for account_id, location in found.items():
-            response.locations[account_id].CopyFrom(location_to_proto(location))
+            fill_location(entries[account_id], location)
         return response
 
     async def CancelAccount(

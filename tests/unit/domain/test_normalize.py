@@ -7,7 +7,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idverify.domain.errors import InvalidArgument
@@ -232,6 +232,19 @@ class TestNormalizeIdentifier:
         with pytest.raises(InvalidArgument) as caught:
             normalize_identifier(raw, field="account_id")
         assert caught.value.reason == "BAD_CHARACTERS"
+
+    @settings(database=None, max_examples=300)
+    @given(st.text(max_size=20))
+    def test_accepted_exactly_when_every_character_is_bang_to_tilde(self, raw: str) -> None:
+        """The fast check accepts exactly the ids made of "!" through "~"."""
+        expected = bool(raw) and all("!" <= char <= "~" for char in raw)
+        try:
+            normalize_identifier(raw, field="account_id")
+        except InvalidArgument:
+            accepted = False
+        else:
+            accepted = True
+        assert accepted == expected
 
     def test_bound_below_one_is_a_programming_error(self) -> None:
         """A max_length below 1 raises ValueError, not InvalidArgument."""

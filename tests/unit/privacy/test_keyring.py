@@ -244,6 +244,14 @@ class TestMacAndPseudonym:
         assert len(pseudonym) == 32
         assert pseudonym == keyring.pseudonym("t", "account", "acct-1")
 
+    @settings(database=None, max_examples=50)
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=20))
+    def test_a_batch_of_pseudonyms_is_each_one_pseudonym(self, values: list[str]) -> None:
+        """pseudonyms() (one subkey for the batch) agrees with pseudonym() value by value."""
+        keyring = fixed_keyring()
+        expected = [keyring.pseudonym("t", "account", value) for value in values]
+        assert keyring.pseudonyms("t", "account", values) == expected
+
     def test_pseudonyms_cannot_be_joined_across_tenants(self) -> None:
         """The same account id gets unrelated pseudonyms in two tenants."""
         keyring = fixed_keyring()
