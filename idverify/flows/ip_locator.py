@@ -94,7 +94,7 @@ class BackgroundLocator:
         """
         parse_address(ip, field=field)
         resolver = await self._resolved()
-        with telemetry.span("geo.lookup") as current:
+        with telemetry.leaf_span("geo.lookup") as current:
             location = Label.of(resolver.lookup(ip, field=field))
             current.set_attributes(telemetry.safe_attributes({"idverify.provider": location.source}))
         telemetry.Instruments.add(telemetry.instruments.ip_lookups, provider=location.source or "policy")

@@ -317,7 +317,7 @@ class IdentityLookup:
 
     async def indexes(self, tenant: str, document: Document) -> tuple[IndexValue, ...]:
         """The document's index under every readable pepper, current first (traced and timed)."""
-        with telemetry.span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
+        with telemetry.leaf_span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
             found = await self._indexer.candidates_async(tenant, document.document_type, document.number)
         return tuple(found)
 

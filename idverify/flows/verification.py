@@ -450,7 +450,7 @@ class VerificationFlow:
         self, tenant: str, document: Document, *, pepper_version: str | None = None
     ) -> IndexValue:
         """The one argon2id of a verification, off the event loop, traced and timed."""
-        with telemetry.span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
+        with telemetry.leaf_span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
             return await self._d.indexer.compute_async(
                 tenant, document.document_type, document.number, pepper_version=pepper_version
             )

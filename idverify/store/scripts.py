@@ -77,7 +77,7 @@ class Scripts:
             StoreUnavailable: when Redis cannot be reached, or an acknowledged step's writes did
                 not reach enough replicas in time.
         """
-        with telemetry.span(f"redis.{name}", kind=SpanKind.CLIENT, script=name):
+        with telemetry.leaf_span(f"redis.{name}", kind=SpanKind.CLIENT, script=name):
             async with translate_errors():
                 if self._ack.replicas and name in ACKNOWLEDGED_SCRIPTS:
                     return await run_acknowledged(self._client, self._scripts[name], keys, args, self._ack)

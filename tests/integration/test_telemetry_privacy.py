@@ -10,7 +10,7 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -18,7 +18,9 @@ import pytest
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from idverify.config import load_settings
 from idverify.logs import JsonFormatter
@@ -46,6 +48,16 @@ async def app(
     )
     async with running(settings, span_exporters=[exporter]) as application:
         yield application, exporter
+
+
+def assert_rpc_spans_are_one_tree_each(spans: Sequence[ReadableSpan]) -> None:
+    """Every span in an RPC's trace (steps, scripts, hashes) hangs from a span of that trace."""
+    rpc_traces = {s.context.trace_id for s in spans if s.kind is SpanKind.SERVER}
+    span_ids = {(s.context.trace_id, s.context.span_id) for s in spans}
+    for child in spans:
+        if child.kind is not SpanKind.SERVER and child.context.trace_id in rpc_traces:
+            assert child.parent is not None, child.name
+            assert (child.context.trace_id, child.parent.span_id) in span_ids, child.name
 
 
 def identity_forms() -> set[str]:
@@ -132,6 +144,7 @@ async def test_signup_telemetry_is_complete_and_private(
         "redis.start",
         "redis.submit",
     } <= names
+    assert_rpc_spans_are_one_tree_each(application_spans)
     server_span = next(s for s in application_spans if s.name == "StartVerification")
     assert f"{server_span.context.trace_id:032x}" == TRACEPARENT.split("-")[1]
     assert server_span.attributes is not None
