@@ -5,12 +5,14 @@ Measured in one run, all against ``idverify serve`` on its embedded default:
 - the floor: throughput of an empty gRPC call (the health service's Check: no auth, no work);
 - ``GetIpLocations`` with 100 accounts: throughput, its ratio to the floor, p50/p99 latency;
 - ``LookupIp`` throughput with telemetry off, and with traces and metrics on (OTLP to a
-  collector stand-in that drops the data): the cost of telemetry on that call.
+  collector stand-in that drops the data): the cost of telemetry on that call, as lost
+  throughput and as the share of the server's CPU per call that telemetry takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -56,57 +58,116 @@ async def _load(
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
-async def _measure(server: ServerProcess, seconds: float, *, with_batch: bool) -> dict[str, float]:
-    metadata = (("authorization", f"Bearer {server.token('platform')}"),)
-    figures: dict[str, float] = {}
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        accounts = account_pb2_grpc.AccountServiceStub(channel)
-        ids = [f"bench-geo-{n}" for n in range(ACCOUNTS)]
-        for n, account in enumerate(ids):
-            await accounts.RecordLoginIp(
-                account_pb2.RecordLoginIpRequest(account_id=account, ip=f"8.8.{n % 250}.8"), metadata=metadata
+class _Target:
+    """One running server with the stubs and requests the measurements send it."""
+
+    def __init__(self, server: ServerProcess, channel: grpc.aio.Channel) -> None:
+        self.server = server
+        self.metadata = (("authorization", f"Bearer {server.token('platform')}"),)
+        self.health = health_pb2_grpc.HealthStub(channel)
+        self.accounts = account_pb2_grpc.AccountServiceStub(channel)
+        self.ids = [f"bench-geo-{n}" for n in range(ACCOUNTS)]
+        self.batch = account_pb2.GetIpLocationsRequest(account_ids=self.ids)
+        self.lookup = account_pb2.LookupIpRequest(ip="8.8.8.8")
+
+    async def prepare(self) -> None:
+        for n, account in enumerate(self.ids):
+            await self.accounts.RecordLoginIp(
+                account_pb2.RecordLoginIpRequest(account_id=account, ip=f"8.8.{n % 250}.8"),
+                metadata=self.metadata,
             )
-        lookup = account_pb2.LookupIpRequest(ip="8.8.8.8")
-        await accounts.LookupIp(lookup, metadata=metadata)  # waits for the database to be loaded
-        if with_batch:
-            empty, _ = await _load(lambda: health.Check(health_pb2.HealthCheckRequest()), seconds, 16)
-            batch_request = account_pb2.GetIpLocationsRequest(account_ids=ids)
-            batch, latencies = await _load(
-                lambda: accounts.GetIpLocations(batch_request, metadata=metadata), seconds, 16
-            )
-            quantiles = statistics.quantiles(latencies, n=100)
-            # p99 on an idle machine: one caller at a time.
-            _, idle = await _load(
-                lambda: accounts.GetIpLocations(batch_request, metadata=metadata), seconds / 2, 1
-            )
-            idle_quantiles = statistics.quantiles(idle, n=100)
-            figures |= {
-                "empty_call_per_s": empty,
-                "get_ip_locations_100_per_s": batch,
-                "batch_ratio_to_empty_call": batch / empty,
-                "batch_p50_ms_loaded": quantiles[49] * 1000,
-                "batch_p99_ms_loaded": quantiles[98] * 1000,
-                "batch_p99_ms_idle": idle_quantiles[98] * 1000,
-            }
-        figures["lookup_ip_per_s"], _ = await _load(
-            lambda: accounts.LookupIp(lookup, metadata=metadata), seconds, 16
+        await self.accounts.LookupIp(self.lookup, metadata=self.metadata)  # waits for the database
+
+    async def empty_calls(self, seconds: float) -> float:
+        calls_per_s, _ = await _load(lambda: self.health.Check(health_pb2.HealthCheckRequest()), seconds, 16)
+        return calls_per_s
+
+    async def batches(self, seconds: float, concurrency: int) -> tuple[float, list[float]]:
+        return await _load(
+            lambda: self.accounts.GetIpLocations(self.batch, metadata=self.metadata), seconds, concurrency
         )
-    return figures
+
+    async def lookups(self, seconds: float) -> tuple[float, float]:
+        """LookupIp calls per second, and the server's CPU microseconds per call."""
+        cpu_before = _server_cpu_seconds(self.server)
+        calls_per_s, latencies = await _load(
+            lambda: self.accounts.LookupIp(self.lookup, metadata=self.metadata), seconds, 16
+        )
+        return calls_per_s, (_server_cpu_seconds(self.server) - cpu_before) / len(latencies) * 1e6
 
 
-def measure_grpc(seconds: float = 3.0) -> dict[str, float]:
-    """Starts servers (telemetry off, then on) and measures; returns rounded figures."""
+def _server_cpu_seconds(server: ServerProcess) -> float:
+    """CPU time the supervisor and its workers have used (Linux /proc), in seconds."""
+    ticks = 0
+    for pid in server.server_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    plain: ServerProcess, traced: ServerProcess, seconds: float, rounds: int
+) -> dict[str, float]:
+    """Alternates the measurements over ``rounds`` and keeps each one's median.
+
+    The machine's speed drifts by tens of percent within a minute here; comparing figures taken
+    side by side, round after round, keeps that drift out of the ratios.
+    """
+    samples: dict[str, list[float]] = {}
+
+    def keep(name: str, value: float) -> None:
+        samples.setdefault(name, []).append(value)
+
+    async with (
+        grpc.aio.insecure_channel(plain.target) as plain_channel,
+        grpc.aio.insecure_channel(traced.target) as traced_channel,
+    ):
+        off, on = _Target(plain, plain_channel), _Target(traced, traced_channel)
+        await off.prepare()
+        await on.prepare()
+        for _ in range(rounds):
+            empty = await off.empty_calls(seconds)
+            batch, latencies = await off.batches(seconds, 16)
+            keep("empty_call_per_s", empty)
+            keep("get_ip_locations_100_per_s", batch)
+            keep("batch_ratio_to_empty_call", batch / empty)
+            quantiles = statistics.quantiles(latencies, n=100)
+            keep("batch_p50_ms_loaded", quantiles[49] * 1000)
+            keep("batch_p99_ms_loaded", quantiles[98] * 1000)
+            # p99 on an idle machine: one caller at a time.
+            _, idle = await off.batches(seconds / 2, 1)
+            keep("batch_p99_ms_idle", statistics.quantiles(idle, n=100)[98] * 1000)
+            plain_rate, plain_cpu = await off.lookups(seconds)
+            traced_rate, traced_cpu = await on.lookups(seconds)
+            keep("lookup_ip_per_s", plain_rate)
+            keep("lookup_ip_traced_per_s", traced_rate)
+            keep("lookup_ip_telemetry_cost", 1 - traced_rate / plain_rate)
+            # The same cost as the server's own CPU per call: on two cores the load generator,
+            # Redis and the collector stand-in share the other core, and throughput counts them.
+            keep("lookup_ip_server_cpu_us", plain_cpu)
+            keep("lookup_ip_traced_server_cpu_us", traced_cpu)
+            keep("lookup_ip_telemetry_cpu_cost", 1 - plain_cpu / traced_cpu)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_grpc(seconds: float = 3.0, rounds: int = 3) -> dict[str, float]:
+    """Starts a server with telemetry off and one with it on, and measures both; rounded figures.
+
+    Each server runs one worker, which the supervisor pins to one core: the load generator's one
+    connection reaches one worker anyway, and an unpinned one sometimes shared a core with the
+    load generator, which halved a run's figures at random.
+    """
+    one_worker = ["--workers", "1"]
     with tempfile.TemporaryDirectory(prefix="idverify-geo-grpc-") as scratch:
         root = Path(scratch)
-        with ServerProcess(root / "plain", config=LOOSE) as plain:
-            figures = asyncio.run(_measure(plain, seconds, with_batch=True))
         with (
             OtlpSink() as sink,
-            ServerProcess(root / "traced", config=LOOSE + TELEMETRY.format(port=sink.port)) as traced,
+            ServerProcess(root / "plain", config=LOOSE, extra_args=one_worker) as plain,
+            ServerProcess(
+                root / "traced", config=LOOSE + TELEMETRY.format(port=sink.port), extra_args=one_worker
+            ) as traced,
         ):
-            traced_figures = asyncio.run(_measure(traced, seconds, with_batch=False))
+            figures = asyncio.run(_measure(plain, traced, seconds, rounds))
+            figures["rounds"] = rounds
             figures["otlp_exports_received"] = sink.exports
-    figures["lookup_ip_traced_per_s"] = traced_figures["lookup_ip_per_s"]
-    figures["lookup_ip_telemetry_cost"] = 1 - traced_figures["lookup_ip_per_s"] / figures["lookup_ip_per_s"]
     return {key: round(value, 3) for key, value in figures.items()}

@@ -10,8 +10,9 @@ concurrent signups (StartVerification + SubmitChallenge) through a grpc.aio clie
 throughput, p50/p99 latency and ``ratio`` = signups per second / argon2 hashes per second.
 
 ``--compare-workers 1,2`` measures each worker count in the same run and prints the scaling of
-each over the first (the multi-process target: 2 workers >= 1.7x one on 2 cores). The client
-opens 32 connections, since the kernel balances connections, not calls, over the workers.
+each over the first (the multi-process target: 2 workers >= 1.7x one on 2 cores), beside the
+scaling of bare argon2 from one core to all (the hardware's own ceiling). The client opens 32
+connections, since the kernel balances connections, not calls, over the workers.
 
 The code sender the benchmark uses is not part of the idverify package (see
 ``bench/bench_sender``): it is installed only into a throwaway directory for the server started
@@ -291,6 +292,12 @@ def compare_workers(options: argparse.Namespace) -> int:
             for n, row in zip(counts[1:], rows[1:], strict=True)
         },
         "argon2_floor_per_s": max(row["argon2_floor_per_s"] for row in rows),
+        # The ceiling the cores themselves set: bare argon2 on all of them over on one (two
+        # hyperthreads or a shared memory bus give less than 2x before any service code runs).
+        "argon2_scaling_all_cores_over_one": round(
+            argon2_floor(options.floor_seconds, os.cpu_count() or 1) / argon2_floor(options.floor_seconds, 1),
+            2,
+        ),
     }
     if options.json:
         print(json.dumps(figures))
