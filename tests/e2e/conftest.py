@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
 from idverify.testing import ServerProcess
-from idverify.v1 import common_pb2, verification_pb2
+from idverify.v1 import account_pb2, common_pb2, verification_pb2
 
 _RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _counter = itertools.count(1)
@@ -136,6 +136,22 @@ def rich_error(error: grpc.RpcError) -> tuple[str, str]:
                     detail.Unpack(bad)
                     field = bad.field_violations[0].field
     return reason, field
+
+
+def record_login_ip(client: Client, account: str, ip: str = "8.8.8.8") -> common_pb2.IpLocation:
+    """RecordLoginIp, patient with a worker that is still loading its IP database.
+
+    Each worker builds its lookup tables from the database at start (about ten seconds for the
+    bundled one on a busy test machine) and holds calls that need them meanwhile.
+    """
+    for _ in range(6):
+        try:
+            request = account_pb2.RecordLoginIpRequest(account_id=account, ip=ip)
+            return client.account.RecordLoginIp(request).location
+        except grpc.RpcError as error:
+            if error.code() not in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}:
+                raise
+    raise AssertionError("RecordLoginIp kept timing out")
 
 
 def embedded_redis(server: ServerProcess) -> redis.Redis:

@@ -12,7 +12,7 @@ import pytest
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2
 
-from .conftest import embedded_redis, rich_error
+from .conftest import embedded_redis, record_login_ip, rich_error
 
 pytestmark = pytest.mark.e2e
 
@@ -67,9 +67,7 @@ class TestAccounts:
     def test_login_ip_is_stored_as_its_label_only(self, server: ServerProcess) -> None:
         """RecordLoginIp keeps the label on the account, and the address appears nowhere in Redis."""
         with server.client("platform") as platform:
-            recorded = platform.account.RecordLoginIp(
-                account_pb2.RecordLoginIpRequest(account_id="geo-acct", ip="8.8.4.4")
-            ).location
+            recorded = record_login_ip(platform, "geo-acct", "8.8.4.4")
             account = platform.account.GetAccount(
                 account_pb2.GetAccountRequest(account_id="geo-acct")
             ).account
@@ -84,12 +82,7 @@ class TestAccounts:
     def test_batch_of_a_thousand_with_unknown_accounts(self, server: ServerProcess) -> None:
         """GetIpLocations answers up to 1,000 accounts at once and lists the unknown ones."""
         with server.client("platform") as platform:
-            recorded = [
-                platform.account.RecordLoginIp(
-                    account_pb2.RecordLoginIpRequest(account_id=f"batch-{n}", ip="1.1.1.1")
-                ).location
-                for n in range(3)
-            ]
+            recorded = [record_login_ip(platform, f"batch-{n}", "1.1.1.1") for n in range(3)]
             ids = [f"batch-{n}" for n in range(999)] + ["batch-1"]  # a repeated id is answered once
             answer = platform.account.GetIpLocations(account_pb2.GetIpLocationsRequest(account_ids=ids))
         assert set(answer.locations) == {"batch-0", "batch-1", "batch-2"}

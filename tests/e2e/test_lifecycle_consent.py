@@ -18,7 +18,7 @@ from idverify.privacy.masking import mask_document, mask_phone
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
-from .conftest import embedded_redis, person, rich_error, start, submit, verify
+from .conftest import embedded_redis, person, record_login_ip, rich_error, start, submit, verify
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -312,9 +312,7 @@ class TestGetAccount:
         teen = person(birth=date(2011, 2, 3))
         verify(server, registrar, teen, "account-facts")
         with server.client("platform") as platform:
-            platform.account.RecordLoginIp(
-                account_pb2.RecordLoginIpRequest(account_id="account-facts", ip="8.8.8.8")
-            )
+            record_login_ip(platform, "account-facts")
             answer = platform.account.GetAccount(account_pb2.GetAccountRequest(account_id="account-facts"))
         account = answer.account
         assert account.verified

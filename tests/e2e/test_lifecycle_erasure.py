@@ -25,7 +25,17 @@ from idverify.privacy.keyring import Keyring, load_keyring
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, consent_pb2, verification_pb2
 
-from .conftest import Identity, embedded_redis, person, rich_error, start, submit, verify, wrong_code
+from .conftest import (
+    Identity,
+    embedded_redis,
+    person,
+    record_login_ip,
+    rich_error,
+    start,
+    submit,
+    verify,
+    wrong_code,
+)
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -44,19 +54,6 @@ LASTING_KINDS = {"acct", "id", "idacc", "consent", "audit", "client", "clients",
 def cancel(client: Client, account: str) -> datetime:
     answer = client.account.CancelAccount(account_pb2.CancelAccountRequest(account_id=account))
     return answer.erasure_due_at.ToDatetime(tzinfo=UTC)
-
-
-def record_login_ip(client: Client, account: str) -> None:
-    """RecordLoginIp, patient with a worker that is still loading its IP database."""
-    for _ in range(5):
-        try:
-            client.account.RecordLoginIp(account_pb2.RecordLoginIpRequest(account_id=account, ip="8.8.8.8"))
-        except grpc.RpcError as error:
-            if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise
-        else:
-            return
-    raise AssertionError("RecordLoginIp kept timing out")
 
 
 def get_account(client: Client, account: str) -> account_pb2.Account:
