@@ -31,8 +31,6 @@ _PHONE_SEPARATORS: Final = str.maketrans("", "", " -().")
 _MAINLAND_MOBILE: Final = re.compile(r"1[3-9]\d{9}")
 _INTERNATIONAL: Final = re.compile(r"[1-9]\d{7,14}")
 _CHINA_CODE: Final = "86"
-_FIRST_PRINTABLE: Final = "!"
-_LAST_PRINTABLE: Final = "~"
 
 
 def normalize_name(raw: str) -> str:

@@ -249,7 +249,13 @@ class _CheckedPool(aioredis.BlockingConnectionPool):
             try:
                 await connection.send_command("PING", check_health=False)
                 await connection.read_response()
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            except (
+                redis_errors.ConnectionError,
+                redis_errors.TimeoutError,
+                redis_errors.ResponseError,
+                OSError,
+            ):
+                # Any answer but PONG: start afresh, and let the reconnect report what is wrong.
                 await connection.disconnect()
         await super().ensure_connection(connection)
 
