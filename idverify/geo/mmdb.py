@@ -149,6 +149,8 @@ class _TreeWalker:
         self._record_size = record_size
         self._section = section
         self._ipv4_root = -1
+        # Shared by the IPv4 and IPv6 walks: most records are reached from both trees.
+        self._answer_of: dict[int, RawGeo | None] = {}
 
     def read_node(self, node: int) -> tuple[int, int]:  # used once per load: walk() inlines it
         """The left and right records of a node."""
@@ -188,7 +190,7 @@ class _TreeWalker:
         split_nibbles = self._record_size == 28  # noqa: PLR2004 - the record size
         stop = self._ipv4_root if bits == 128 else -1  # noqa: PLR2004 - IPv6 width
         budget = 2 * node_count + 2
-        answer_of: dict[int, RawGeo | None] = {}
+        answer_of = self._answer_of
         networks = 0
         last_answer: object = _NOT_YET
         # Entries are (record, depth, prefix); a record below node_count is a node to expand.
