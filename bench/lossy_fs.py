@@ -85,19 +85,7 @@ class LossyFs(fuse.Operations):  # type: ignore[misc]
 
     def statfs(self, path: str) -> dict[str, Any]:
         st = os.statvfs(self._real(path))
-        return {
-            key: getattr(st, key)
-            for key in (
-                "f_bsize",
-                "f_frsize",
-                "f_blocks",
-                "f_bfree",
-                "f_bavail",
-                "f_files",
-                "f_ffree",
-                "f_namemax",
-            )
-        }
+        return {key: getattr(st, key) for key in _STATVFS_FIELDS}
 
     def mkdir(self, path: str, mode: int) -> None:
         self._real(path).mkdir(mode)
