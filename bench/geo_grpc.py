@@ -12,7 +12,6 @@ Measured in one run, all against ``idverify serve`` on its embedded default:
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -89,20 +88,11 @@ class _Target:
 
     async def lookups(self, seconds: float) -> tuple[float, float]:
         """LookupIp calls per second, and the server's CPU microseconds per call."""
-        cpu_before = _server_cpu_seconds(self.server)
+        cpu_before = self.server.cpu_seconds()
         calls_per_s, latencies = await _load(
             lambda: self.accounts.LookupIp(self.lookup, metadata=self.metadata), seconds, 16
         )
-        return calls_per_s, (_server_cpu_seconds(self.server) - cpu_before) / len(latencies) * 1e6
-
-
-def _server_cpu_seconds(server: ServerProcess) -> float:
-    """CPU time the supervisor and its workers have used (Linux /proc), in seconds."""
-    ticks = 0
-    for pid in server.server_pids():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return calls_per_s, (self.server.cpu_seconds() - cpu_before) / len(latencies) * 1e6
 
 
 async def _measure(

@@ -187,6 +187,15 @@ class ServerProcess:
                 total += sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the supervisor and its workers have used so far."""
+        ticks = 0
+        for pid in self.server_pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def log_text(self) -> str:
         """Everything the server has written so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
