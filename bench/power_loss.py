@@ -14,7 +14,6 @@ A ``kill -9`` alone cannot show this: the page cache outlives the process (docs/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from report import print_figures
 
 from idverify.store.embedded import RedisProcess, free_port, redis_server_binary
 
@@ -102,11 +102,7 @@ def main() -> int:
             "max_lost": max(c["lost"] for c in cuts),
             "median_lost_ms": statistics.median(c["lost_ms"] for c in cuts),
         }
-    if options.json:
-        print(json.dumps(figures))
-    else:
-        for policy, row in figures.items():
-            print(f"{policy:>9}: {row}")
+    print_figures(figures, as_json=options.json)
     return 0
 
 

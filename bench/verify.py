@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -37,6 +36,7 @@ from pathlib import Path
 import grpc
 from argon2.low_level import Type, hash_secret_raw
 from otlp_sink import OtlpSink
+from report import print_figures
 
 from idverify.privacy.identity_index import DEFAULT
 from idverify.testing import ServerProcess
@@ -299,11 +299,7 @@ def compare_workers(options: argparse.Namespace) -> int:
             2,
         ),
     }
-    if options.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:>28}: {value}")
+    print_figures(figures, as_json=options.json)
     return 0
 
 
@@ -334,11 +330,7 @@ def main() -> int:
         options.floor_seconds,
         with_telemetry=options.telemetry,
     )
-    if options.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:>20}: {value}")
+    print_figures(figures, as_json=options.json)
     return 0
 
 
