@@ -75,6 +75,11 @@ class RedisProcess:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        # redis-server changes into --dir before it opens the log file and the socket, so a
+        # relative directory (the default ./idverify-data) would name them twice over.
+        self.directory = self.directory.absolute()
+
     @property
     def socket_path(self) -> Path:
         """The Unix socket (used when port is 0)."""
