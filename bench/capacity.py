@@ -19,7 +19,6 @@ import asyncio
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
@@ -103,7 +102,7 @@ def measure(signups: int, workers: int) -> dict[str, object]:
                 env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
             )
             with server:
-                time.sleep(1)
+                server.wait_quiet()  # IP tables built: idle memory includes them
                 idle = {name: memory_of(pid) for name, pid in processes(server).items()}
                 empty = used_memory(client)
                 token = server.token("registrar")

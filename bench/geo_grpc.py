@@ -76,6 +76,7 @@ class _Target:
                 metadata=self.metadata,
             )
         await self.accounts.LookupIp(self.lookup, metadata=self.metadata)  # waits for the database
+        await asyncio.to_thread(self.server.wait_quiet)
 
     async def empty_calls(self, seconds: float) -> float:
         calls_per_s, _ = await _load(lambda: self.health.Check(health_pb2.HealthCheckRequest()), seconds, 16)

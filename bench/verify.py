@@ -9,10 +9,15 @@ verification) this machine computes per second on all its cores. Then it starts
 concurrent signups (StartVerification + SubmitChallenge) through a grpc.aio client, and prints
 throughput, p50/p99 latency and ``ratio`` = signups per second / argon2 hashes per second.
 
-``--compare-workers 1,2`` measures each worker count in the same run and prints the scaling of
-each over the first (the multi-process target: 2 workers >= 1.7x one on 2 cores), beside the
-scaling of bare argon2 from one core to all (the hardware's own ceiling). The client opens 32
-connections, since the kernel balances connections, not calls, over the workers.
+``--compare-workers 1,2`` measures each worker count in the same run, the counts taking turns
+over ``--rounds`` rounds, and prints the scaling of each over the first (the multi-process
+target: 2 workers >= 1.7x one on 2 cores), beside the scaling of bare argon2 from one core to
+all (the hardware's own ceiling). The client opens 32 connections, since the kernel balances
+connections, not calls, over the workers.
+
+Every server is measured only once it is quiet: each worker builds its IP tables in the
+background for several CPU-seconds after it starts serving, and signups measured during that
+build measured the build too (it took a fifth of a worker's samples in a profile).
 
 The code sender the benchmark uses is not part of the idverify package (see
 ``bench/bench_sender``): it is installed only into a throwaway directory for the server started
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -32,6 +38,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 import grpc
 from argon2.low_level import Type, hash_secret_raw
@@ -45,6 +52,8 @@ from idverify.v1 import common_pb2, verification_pb2, verification_pb2_grpc
 HERE = Path(__file__).resolve().parent
 # Enough connections that the kernel's hash spreads them evenly over the workers.
 CHANNELS = 32
+# Warm-up signups are numbered above any measured ones (ric() repeats after 21,000).
+WARM_UP_FROM = 20_000
 _RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 BENCH_CONFIG = """
 [sms]
@@ -216,30 +225,58 @@ otlp_endpoint = "http://127.0.0.1:{port}"
 """
 
 
+class SignupServer:
+    """``idverify serve`` started for the benchmark (bench code sender, loose limits), warmed up.
+
+    It can be driven several times, so that measurements of two servers can alternate.
+    """
+
+    def __init__(self, root: Path, workers: int | None, extra_config: str = "") -> None:
+        self._root = root
+        self._workers = workers
+        self._extra_config = extra_config
+        self._server: ServerProcess | None = None
+        self._token = ""
+        self._codes = CodeReader(root / "codes.txt")
+
+    def __enter__(self) -> Self:
+        install_bench_sender(self._root / "site")
+        extra = ["--workers", str(self._workers)] if self._workers else []
+        self._server = ServerProcess(
+            self._root / "server",
+            config=BENCH_CONFIG.format(codes=self._root / "codes.txt") + self._extra_config,
+            extra_args=extra,
+            env={"PYTHONPATH": str(self._root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
+        )
+        self._server.start()
+        self._server.wait_quiet()
+        self._token = self._server.token("registrar")
+        # Warm-up: connections, script loading, thread pools.
+        self.drive(range(WARM_UP_FROM, WARM_UP_FROM + 40), 8)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def drive(self, signups: range, concurrency: int) -> tuple[float, list[float]]:
+        """Runs the signups numbered ``signups``; (signups per second, latencies)."""
+        assert self._server is not None  # noqa: S101 - only inside the with block
+        wall, latencies = asyncio.run(
+            drive(self._server.target, self._token, self._codes, signups, concurrency)
+        )
+        return len(signups) / wall, latencies
+
+
 def measure(
     signups: int, concurrency: int, workers: int | None, extra_config: str = ""
 ) -> tuple[float, list[float]]:
     """Starts a server and drives the signups; returns (signups per second, latencies)."""
-    with tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch:
-        root = Path(scratch)
-        install_bench_sender(root / "site")
-        codes_path = root / "codes.txt"
-        extra = ["--workers", str(workers)] if workers else []
-        server = ServerProcess(
-            root / "server",
-            config=BENCH_CONFIG.format(codes=codes_path) + extra_config,
-            extra_args=extra,
-            env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
-        )
-        with server:
-            token = server.token("registrar")
-            reader = CodeReader(codes_path)
-            # Warm-up: connections, script loading, thread pools.
-            asyncio.run(
-                drive(server.target, token, reader, range(signups, signups + 40), min(8, concurrency))
-            )
-            wall, latencies = asyncio.run(drive(server.target, token, reader, range(signups), concurrency))
-    return signups / wall, latencies
+    with (
+        tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
+        SignupServer(Path(scratch), workers, extra_config) as server,
+    ):
+        return server.drive(range(signups), concurrency)
 
 
 def run(
@@ -276,22 +313,41 @@ def run(
 
 
 def compare_workers(options: argparse.Namespace) -> int:
-    """Throughput for each worker count, and each one's over the first's (``scaling``)."""
+    """Throughput for each worker count, and each one's over the first's (``scaling``).
+
+    One server per worker count runs for the whole comparison, and the counts take turns over
+    ``--rounds`` rounds of ``--signups / --rounds`` signups each: the machine's speed drifts by
+    tens of percent within a minute here, and a ratio of runs taken a minute apart measured the
+    drift as much as the workers (1.45 to 1.83 for the same code). Each figure is the median of
+    its rounds; a scaling is the median of the rounds' own ratios.
+    """
     counts = [int(part) for part in options.compare_workers.split(",")]
-    rows = [
-        run(options.signups, options.concurrency, n, options.floor_seconds, with_telemetry=False)
-        for n in counts
-    ]
+    per_round = options.signups // options.rounds
+    samples: dict[int, list[float]] = {n: [] for n in counts}
+    with tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch, contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(SignupServer(Path(scratch) / f"workers-{n}", n)) for n in counts}
+        for round_number in range(options.rounds):
+            signups = range(round_number * per_round, (round_number + 1) * per_round)
+            for n in counts:
+                samples[n].append(servers[n].drive(signups, options.concurrency)[0])
+    first = samples[counts[0]]
     figures = {
+        "rounds": options.rounds,
+        "signups_per_round": per_round,
+        **{f"throughput_{n}_workers_per_s": round(statistics.median(samples[n]), 1) for n in counts},
         **{
-            f"throughput_{n}_workers_per_s": row["throughput_per_s"]
-            for n, row in zip(counts, rows, strict=True)
+            f"scaling_{n}_over_{counts[0]}": round(
+                statistics.median(a / b for a, b in zip(samples[n], first, strict=True)), 2
+            )
+            for n in counts[1:]
         },
         **{
-            f"scaling_{n}_over_{counts[0]}": round(row["throughput_per_s"] / rows[0]["throughput_per_s"], 2)
-            for n, row in zip(counts[1:], rows[1:], strict=True)
+            f"scaling_{n}_over_{counts[0]}_by_round": [
+                round(a / b, 2) for a, b in zip(samples[n], first, strict=True)
+            ]
+            for n in counts[1:]
         },
-        "argon2_floor_per_s": max(row["argon2_floor_per_s"] for row in rows),
+        "argon2_floor_per_s": round(argon2_floor(options.floor_seconds, os.cpu_count() or 1), 1),
         # The ceiling the cores themselves set: bare argon2 on all of them over on one (two
         # hyperthreads or a shared memory bus give less than 2x before any service code runs).
         "argon2_scaling_all_cores_over_one": round(
@@ -318,6 +374,9 @@ def main() -> int:
         "--compare-workers",
         default="",
         help="e.g. 1,2: measure each worker count in this run and print the scaling between them",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="with --compare-workers: turns each worker count takes"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     options = parser.parse_args()

@@ -196,6 +196,26 @@ class ServerProcess:
                 ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
 
+    def wait_quiet(self, *, below_cores: float = 0.05, window: float = 1.0, timeout: float = 120.0) -> None:
+        """Waits until the server uses less than ``below_cores`` of CPU over ``window`` seconds.
+
+        A worker builds its IP tables in the background for several seconds after it starts
+        serving: a measurement taken before then measures that build as much as the calls.
+
+        Raises:
+            TimeoutError: the server was still busy after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(window)
+            now = self.cpu_seconds()
+            if now - before < below_cores * window:
+                return
+            before = now
+        msg = f"the server was still busy after {timeout:.0f} s"
+        raise TimeoutError(msg)
+
     def log_text(self) -> str:
         """Everything the server has written so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
