@@ -165,7 +165,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             await self._audit_lockout(principal, call, context)
             raise
         trace.get_current_span().set_attributes(
-            telemetry.safe_attributes(
+            telemetry.cached_safe_attributes(
                 {"idverify.tenant": principal.tenant, "idverify.role": principal.role.value}
             )
         )

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from idverify.telemetry import AllowListSpanExporter, Tally
 
 
-class _Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def _exported(emit: str) -> tuple[ReadableSpan, ReadableSpan]:
     """(the span as the SDK ended it, the span as the exporter received it)."""
-    received = _Keep()
-    ended = _Keep()
+    received = InMemorySpanExporter()
+    ended = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ended))
     provider.add_span_processor(SimpleSpanProcessor(AllowListSpanExporter(received)))
@@ -36,7 +27,7 @@ def _exported(emit: str) -> tuple[ReadableSpan, ReadableSpan]:
             span.set_attribute("user.name", "张三")
             span.set_attribute("idverify.tenant", "13800138000")
             span.add_event("query", {"sql": "SELECT * FROM people WHERE phone = '13800138000'"})
-    return ended.spans[0], received.spans[0]
+    return ended.get_finished_spans()[0], received.get_finished_spans()[0]
 
 
 class TestAllowListSpanExporter:
