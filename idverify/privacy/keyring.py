@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from idverify.domain.errors import ConfigError
+from idverify.privacy.hmac_batch import hmac_sha256_each
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -263,11 +264,8 @@ class Keyring:
         Raises:
             ValueError: ``tenant`` or ``purpose`` is empty.
         """
-        key = self.subkey(tenant, purpose)
-        return [
-            hmac.digest(key, value.encode("utf-8"), hashlib.sha256)[:PSEUDONYM_BYTES].hex()
-            for value in values
-        ]
+        digests = hmac_sha256_each(self.subkey(tenant, purpose), [value.encode("utf-8") for value in values])
+        return [digest[:PSEUDONYM_BYTES].hex() for digest in digests]
 
     def wrapping_key(self, version: str) -> bytes:
         """Return the 64-byte wrapping key of ``version``; for :mod:`idverify.privacy.sealing` only.
