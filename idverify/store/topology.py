@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -219,6 +220,36 @@ def _ack(options: Mapping[str, str], default_replicas: int) -> ReplicaAck:
     return ReplicaAck(replicas=replicas, timeout_ms=timeout_ms)
 
 
+class _HiredisPacking:
+    """Packs commands with hiredis, as redis-py's synchronous client does and its asyncio one not.
+
+    A batch read sends a hundred keys and more in one script call; redis-py's Python packer takes
+    ten times as long as hiredis' for such a command (127 µs against 12 µs for 103 arguments).
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """The command in the Redis protocol, as one buffer."""
+        if isinstance(args[0], str):
+            args = tuple(args[0].encode().split()) + args[1:]
+        elif b" " in args[0]:
+            args = tuple(args[0].split()) + args[1:]
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise redis_errors.DataError(str(exc)) from exc
+
+
+_HIREDIS_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _packing_with_hiredis(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    packing = _HIREDIS_PACKING.get(connection_class)
+    if packing is None:
+        name = f"Hiredis{connection_class.__name__}"
+        packing = _HIREDIS_PACKING[connection_class] = type(name, (_HiredisPacking, connection_class), {})
+    return packing
+
+
 class _CheckedPool(aioredis.BlockingConnectionPool):
     """A blocking pool that never hands out a connection Redis has already dropped.
 
@@ -233,6 +264,7 @@ class _CheckedPool(aioredis.BlockingConnectionPool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.connection_class = _packing_with_hiredis(self.connection_class)
         self._idle_since: weakref.WeakKeyDictionary[AbstractConnection, float] = weakref.WeakKeyDictionary()
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
