@@ -46,6 +46,7 @@ from idverify.services.admin import AdminServicer
 from idverify.services.audit import AuditServicer
 from idverify.services.consent import ConsentServicer
 from idverify.services.interceptor import CertificatePrincipals, ServiceInterceptor
+from idverify.services.location_wire import encode_location
 from idverify.services.verification import VerificationServicer
 from idverify.store.connection import RedisClient, connect
 from idverify.store.embedded import RedisProcess
@@ -236,7 +237,7 @@ async def start(
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(VerificationServicer(flow), server)
     account_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(AccountFlow(deps, geo), ErasureFlow(deps)), server
+        AccountServicer(AccountFlow(deps, geo, encode_location), ErasureFlow(deps)), server
     )
     consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)

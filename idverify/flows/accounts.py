@@ -7,7 +7,7 @@ kind, age band, and the display label of its last login IP (never the address).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,9 +95,18 @@ class AccountView:
 class AccountFlow:
     """Account reads and IP labels for every tenant."""
 
-    def __init__(self, deps: FlowDeps, locator: IpLocator) -> None:
+    def __init__(self, deps: FlowDeps, locator: IpLocator, encode_label: Callable[[Located], bytes]) -> None:
+        """Builds the flow.
+
+        Args:
+            deps: Redis, scripts and keyring.
+            locator: resolves login addresses.
+            encode_label: a label's wire form, stored beside its parts so that batch reads
+                (:meth:`ip_locations`) hand it on without decoding and encoding it again.
+        """
         self._d = deps
         self._locator = locator
+        self._encode_label = encode_label
 
     def _key(self, tenant: str, account_id: str, field: str = "account_id") -> str:
         account_id = normalize_identifier(account_id, field=field)
@@ -160,14 +169,18 @@ class AccountFlow:
         await self._d.scripts.run(
             "login_ip",
             [key, TenantKeys(tenant).audit_log()],
-            [json.dumps(label), json.dumps(request), audit_account],
+            [json.dumps(label), json.dumps(request), audit_account, self._encode_label(location)],
         )
         return location
 
     async def ip_locations(
         self, tenant: str, account_ids: Sequence[str]
-    ) -> tuple[dict[str, StoredLocation], list[str]]:
-        """Stored labels of up to MAX_BATCH accounts in one script call; the rest are reported unknown.
+    ) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """Stored labels, in wire form, of up to MAX_BATCH accounts in one script call.
+
+        Returns:
+            (account id, encoded label) of each account with a label, each id once, and the ids of
+            the others.
 
         Raises:
             InvalidArgument: on an empty or oversized batch or a malformed id.
@@ -179,25 +192,23 @@ class AccountFlow:
         unique = [normalize_identifier(a, field="account_ids") for a in dict.fromkeys(account_ids)]
         tenant_keys = TenantKeys(tenant)
         keys = [tenant_keys.account(ps) for ps in self._d.keyring.pseudonyms(tenant, "account", unique)]
-        rows = json.loads(await self._d.scripts.run("ip_labels", keys, _IP_FIELDS))
-        found: dict[str, StoredLocation] = {}
+        rows = await self._d.scripts.run("ip_labels", keys, _IP_FIELDS)
+        found: list[tuple[str, bytes]] = []
         unknown: list[str] = []
         for account_id, row in zip(unique, rows, strict=True):
-            if not row:
+            if row is None:
                 unknown.append(account_id)
-                continue
-            # Positional, in _IP_FIELDS order: a thousand rows make a dict per row show.
-            display, display_en, country, region, source, build, recorded_ms = row
-            found[account_id] = StoredLocation(
-                display,
-                display_en or "",
-                country or "",
-                region or "",
-                source or "",
-                build or "",
-                int(recorded_ms or 0),
-            )
+            elif isinstance(row, bytes):
+                found.append((account_id, row))
+            else:
+                found.append((account_id, self._encode_label(_location_of_parts(row))))
         return found, unknown
+
+
+def _location_of_parts(row: Sequence[bytes | None]) -> StoredLocation:
+    """A label recorded before labels were stored in wire form, from its parts in _IP_FIELDS order."""
+    display, display_en, country, region, source, build, recorded_ms = (as_text(part or b"") for part in row)
+    return StoredLocation(display, display_en, country, region, source, build, int(recorded_ms or 0))
 
 
 def _stored_location(record: dict[str, str]) -> StoredLocation | None:

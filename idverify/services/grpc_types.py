@@ -14,3 +14,15 @@ else:
     Context = grpc.aio.ServicerContext
     Handler = grpc.RpcMethodHandler
     ServerInterceptorBase = grpc.aio.ServerInterceptor
+
+
+class EncodedReply:
+    """A reply already serialized: the interceptor sends its bytes as they are.
+
+    A wrapper, not a bytes subclass: gRPC takes nothing but exact bytes from a serializer.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire

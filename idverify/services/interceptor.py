@@ -33,7 +33,7 @@ from idverify.domain.errors import (
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, Role, authorize, current_principal, is_public
 from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter
-from idverify.services.grpc_types import Context, Handler
+from idverify.services.grpc_types import Context, EncodedReply, Handler
 from idverify.services.request_info import request_info
 from idverify.telemetry import request_id_var
 
@@ -220,6 +220,19 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return parse
 
 
+def _passing_encoded(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """Serializes replies, except those a servicer assembled in wire form itself (EncodedReply)."""
+    if serializer is None:
+        return None
+
+    def serialize(reply: Any) -> bytes:
+        if type(reply) is EncodedReply:
+            return reply.wire
+        return serializer(reply)
+
+    return serialize
+
+
 def _refuse_malformed(request: Any) -> None:
     if request is _MALFORMED:
         raise InvalidArgument(
@@ -250,7 +263,9 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
                 _refuse_malformed(request)
                 result = inner(request, context)
                 if inspect.isawaitable(result):
-                    result = await asyncio.wait_for(result, call.interceptor.timeout)
+                    # asyncio.timeout, unlike wait_for, does not wrap the call in a task of its own.
+                    async with asyncio.timeout(call.interceptor.timeout):
+                        result = await result
             except Exception as exc:
                 code = _code_of(exc)
                 await _abort(context, call.method, exc)
@@ -263,7 +278,7 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
     return grpc.unary_unary_rpc_method_handler(
         unary,
         request_deserializer=_tolerant(handler.request_deserializer),
-        response_serializer=handler.response_serializer,
+        response_serializer=_passing_encoded(handler.response_serializer),
     )
 
 

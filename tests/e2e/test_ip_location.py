@@ -10,6 +10,8 @@ import grpc
 import pytest
 
 from idverify.flows.ip_locator import LOAD_WAIT_SECONDS
+from idverify.privacy.keyring import load_keyring
+from idverify.store.keys import TenantKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2
 
@@ -96,6 +98,29 @@ class TestAccounts:
         assert len(answer.unknown_account_ids) == 996
         assert recorded[0].source
         assert [answer.locations[f"batch-{n}"] for n in range(3)] == recorded
+
+    def test_batch_reads_labels_from_their_parts_where_the_wire_form_is_missing_or_stale(
+        self, server: ServerProcess
+    ) -> None:
+        """A label stored without its wire form, or updated by an older worker, reads from its parts."""
+        keyring = load_keyring(path=server.data_dir / "keyring.json")
+        store = embedded_redis(server)
+        with server.client("platform") as platform:
+            for account in ("wire-gone", "wire-stale", "wire-kept"):
+                record_login_ip(platform, account, "8.8.8.8")
+            key = {
+                a: TenantKeys("default").account(keyring.pseudonym("default", "account", a))
+                for a in ("wire-gone", "wire-stale", "wire-kept")
+            }
+            store.hdel(key["wire-gone"], "ip_wire")
+            # What an older worker leaves: new parts and time, the previous wire form.
+            store.hset(key["wire-stale"], mapping={"ip_display": "日本", "ip_country": "JP", "ip_ms": "1"})
+            answer = platform.account.GetIpLocations(
+                account_pb2.GetIpLocationsRequest(account_ids=list(key))
+            ).locations
+        assert (answer["wire-gone"].display, answer["wire-gone"].country_code) == ("美国", "US")
+        assert (answer["wire-stale"].display, answer["wire-stale"].country_code) == ("日本", "JP")
+        assert answer["wire-gone"] == answer["wire-kept"]
 
 
 class TestCommandLine:

@@ -1,0 +1,72 @@
+"""IP locations in wire form: stored once at login, copied as they are into batch replies.
+
+A timeline asks for the labels of hundreds of accounts at once. Building a protobuf message per
+account and serializing the reply cost four times the lookups themselves, so each account keeps
+its label as the encoded ``idverify.v1.IpLocation`` it was recorded with, and a
+``GetIpLocationsResponse`` is assembled from those bytes by the few lines of wire format below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from idverify.flows.accounts import Located
+from idverify.services.grpc_types import EncodedReply
+from idverify.v1 import common_pb2
+
+# GetIpLocationsResponse: map<string, IpLocation> locations = 1; repeated string unknown = 2.
+# A map entry is a message of key = 1 and value = 2. All of them are length-delimited (type 2).
+_LOCATIONS_TAG = b"\x0a"
+_UNKNOWN_TAG = b"\x12"
+_ENTRY_KEY_TAG = b"\x0a"
+_ENTRY_VALUE_TAG = b"\x12"
+_VARINT_BYTE_LIMIT = 0x80  # lengths below it take one byte
+_SHORT_LENGTHS = [bytes([n]) for n in range(_VARINT_BYTE_LIMIT)]
+
+
+def location_to_proto(location: Located) -> common_pb2.IpLocation:
+    """The message of a display location."""
+    return common_pb2.IpLocation(
+        display=location.display,
+        display_en=location.display_en,
+        country_code=location.country_code,
+        region_code=location.region_code,
+        source=location.source,
+        source_build_date=location.source_build_date,
+    )
+
+
+def encode_location(location: Located) -> bytes:
+    """The ``IpLocation`` message of a display location, serialized."""
+    message: bytes = location_to_proto(location).SerializeToString()
+    return message
+
+
+def _length(n: int) -> bytes:
+    if n < _VARINT_BYTE_LIMIT:
+        return _SHORT_LENGTHS[n]
+    out = bytearray()
+    while n >= _VARINT_BYTE_LIMIT:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_batch_reply(found: Sequence[tuple[str, bytes]], unknown: Sequence[str]) -> EncodedReply:
+    """A serialized ``GetIpLocationsResponse`` of (account id, encoded location) pairs.
+
+    Args:
+        found: account ids with the ``IpLocation`` bytes of :func:`encode_location`; unique ids.
+        unknown: account ids with no stored label.
+    """
+    parts: list[bytes] = []
+    for account_id, location in found:
+        key = account_id.encode()
+        entry = _ENTRY_KEY_TAG + _length(len(key)) + key + _ENTRY_VALUE_TAG + _length(len(location))
+        entry += location
+        parts.append(_LOCATIONS_TAG + _length(len(entry)) + entry)
+    for account_id in unknown:
+        key = account_id.encode()
+        parts.append(_UNKNOWN_TAG + _length(len(key)) + key)
+    return EncodedReply(b"".join(parts))
