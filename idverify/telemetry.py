@@ -113,13 +113,34 @@ def _is_clean(span: ReadableSpan) -> bool:
 
     Copying every span cost as much as encoding it for OTLP; only foreign spans need the copy.
     """
-    attributes = span.attributes or {}
     return (
         not span.events
         and not span.links
         and _SAFE_VALUE.match(span.name) is not None
-        and len(safe_attributes(attributes)) == len(attributes)
+        and all(_is_safe_pair(key, value) for key, value in (span.attributes or {}).items())
     )
+
+
+# Exported spans carry the same few attribute values over and over (methods, codes, tenants):
+# pairs the filter keeps are remembered, up to a bound, instead of running its patterns on every
+# span. Pairs it drops are not remembered, so that nothing it refuses is held here.
+_SAFE_PAIRS: set[tuple[str, Any]] = set()
+_MAX_SAFE_PAIRS = 4096
+
+
+def _is_safe_pair(key: str, value: Any) -> bool:
+    pair = (key, value)
+    try:
+        if pair in _SAFE_PAIRS:
+            return True
+    except TypeError:  # an unhashable value (a sequence attribute): checked every time
+        return len(safe_attributes({key: value})) == 1
+    if len(safe_attributes({key: value})) != 1:
+        return False
+    if len(_SAFE_PAIRS) >= _MAX_SAFE_PAIRS:
+        _SAFE_PAIRS.clear()
+    _SAFE_PAIRS.add(pair)
+    return True
 
 
 def _filtered(span: ReadableSpan) -> ReadableSpan:
@@ -393,6 +414,10 @@ def configure(settings: TelemetrySettings, extra_span_exporters: Sequence[SpanEx
             provider.add_span_processor(BatchSpanProcessor(AllowListSpanExporter(exporter)))
         trace.set_tracer_provider(provider)
         installed.tracer_provider = provider
+        # The API's proxy tracer forwards every start_span through a property and *args: once a
+        # provider is in place, its own tracer (the global one, should this not have been first).
+        global _TRACER  # noqa: PLW0603 - rebound once, at start-up
+        _TRACER = trace.get_tracer(_TRACER_NAME)
     readers, installed.prometheus_server = _metric_readers(settings)
     if readers:
         # Instruments made earlier through the API's proxy meter start recording from here on.

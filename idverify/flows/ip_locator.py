@@ -96,7 +96,7 @@ class BackgroundLocator:
         resolver = await self._resolved()
         with telemetry.leaf_span("geo.lookup") as current:
             location = Label.of(resolver.lookup(ip, field=field))
-            current.set_attributes(telemetry.safe_attributes({"idverify.provider": location.source}))
+            current.set_attributes(telemetry.cached_safe_attributes({"idverify.provider": location.source}))
         telemetry.Instruments.add(telemetry.instruments.ip_lookups, provider=location.source or "policy")
         return location
 
