@@ -24,10 +24,12 @@ from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from idverify.config import TelemetrySettings
+from idverify.light_spans import LightTracer
 
 ALLOWED_ATTRIBUTES = frozenset(
     {
@@ -249,10 +251,10 @@ def cached_safe_attributes(attributes: dict[str, Any]) -> dict[str, AttributeVal
 instruments = Instruments(metrics.get_meter(_TRACER_NAME))
 
 
-# A proxy until configure() installs a provider, then it forwards to the provider's tracer.
+# A no-op proxy until configure() replaces it with the LightTracer of the exporters it sets up.
 # Asking the SDK for a tracer on every span cost more than the span itself (it builds a new
 # Tracer and its instrumentation scope, under a warnings filter, each time).
-_TRACER = trace.get_tracer(_TRACER_NAME)
+_TRACER: trace.Tracer = trace.get_tracer(_TRACER_NAME)
 
 
 def tracer() -> trace.Tracer:
@@ -409,15 +411,22 @@ def configure(settings: TelemetrySettings, extra_span_exporters: Sequence[SpanEx
     if exporters:
         # A ratio of 1 samples everything: ALWAYS_ON says so without hashing each trace id.
         root_sampler = ALWAYS_ON if settings.sample_ratio >= 1 else TraceIdRatioBased(settings.sample_ratio)
-        provider = TracerProvider(resource=resource, sampler=ParentBased(root_sampler))
-        for exporter in exporters:
-            provider.add_span_processor(BatchSpanProcessor(AllowListSpanExporter(exporter)))
+        sampler = ParentBased(root_sampler)
+        provider = TracerProvider(resource=resource, sampler=sampler)
+        processors = [BatchSpanProcessor(AllowListSpanExporter(exporter)) for exporter in exporters]
+        for processor in processors:
+            provider.add_span_processor(processor)
+        # The provider serves other libraries' spans, and flushes and shuts the processors down.
         trace.set_tracer_provider(provider)
         installed.tracer_provider = provider
-        # The API's proxy tracer forwards every start_span through a property and *args: once a
-        # provider is in place, its own tracer (the global one, should this not have been first).
+        # idverify's own spans skip the SDK's per-span machinery (idverify/light_spans.py).
         global _TRACER  # noqa: PLW0603 - rebound once, at start-up
-        _TRACER = trace.get_tracer(_TRACER_NAME)
+        _TRACER = LightTracer(
+            sampler=sampler,
+            resource=resource,
+            scope=InstrumentationScope(_TRACER_NAME),
+            processors=processors,
+        )
     readers, installed.prometheus_server = _metric_readers(settings)
     if readers:
         # Instruments made earlier through the API's proxy meter start recording from here on.
