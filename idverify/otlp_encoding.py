@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext
 
+from idverify.protobuf_wire import length_delimited, varint
+
 # A span's flags say whether its parent was remote (SpanFlags in trace.proto).
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
@@ -36,28 +38,10 @@ _fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 
 
-_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 # Attribute pairs repeat from span to span (method names, codes, tenants): their encodings are
 # remembered, up to a bound, since unique values (request ids) would otherwise fill the memo.
 _KEY_VALUES: dict[tuple[str, type, Any], bytes] = {}
 _MAX_KEY_VALUES = 4096
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:  # noqa: PLR2004 - one byte holds seven bits
-        return _ONE_BYTE[value]
-    out = bytearray()
-    while value >= 0x80:  # noqa: PLR2004
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: its tag, the payload's length, the payload."""
-    size = len(payload)
-    return tag + (_ONE_BYTE[size] if size < 0x80 else _varint(size)) + payload  # noqa: PLR2004
 
 
 def _any_value(value: Any) -> bytes:  # noqa: PLR0911 - a return per case of the oneof
@@ -66,17 +50,21 @@ def _any_value(value: Any) -> bytes:  # noqa: PLR0911 - a return per case of the
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, str):
-        return _field(b"\x0a", value.encode())
+        return length_delimited(b"\x0a", value.encode())
     if isinstance(value, int):
-        return b"\x18" + _varint(value if value >= 0 else value + _INT64_WRAP)
+        return b"\x18" + varint(value if value >= 0 else value + _INT64_WRAP)
     if isinstance(value, float):
         return b"\x21" + _double(value)
     if isinstance(value, bytes):
-        return _field(b"\x3a", value)
+        return length_delimited(b"\x3a", value)
     if isinstance(value, Sequence):
-        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(item)) for item in value))
+        return length_delimited(
+            b"\x2a", b"".join(length_delimited(b"\x0a", _any_value(item)) for item in value)
+        )
     if isinstance(value, Mapping):
-        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in value.items()))
+        return length_delimited(
+            b"\x32", b"".join(length_delimited(b"\x0a", _key_value(k, v)) for k, v in value.items())
+        )
     msg = f"no OTLP encoding for a {type(value).__name__} value"
     raise TypeError(msg)
 
@@ -87,9 +75,9 @@ def _key_value(key: str, value: Any) -> bytes:
         memo = (key, type(value), value)  # the type: True == 1 and both hash alike
         encoded = _KEY_VALUES.get(memo)
     except TypeError:  # an unhashable value (a list)
-        return _field(b"\x0a", str(key).encode()) + _field(b"\x12", _any_value(value))
+        return length_delimited(b"\x0a", str(key).encode()) + length_delimited(b"\x12", _any_value(value))
     if encoded is None:
-        encoded = _field(b"\x0a", str(key).encode()) + _field(b"\x12", _any_value(value))
+        encoded = length_delimited(b"\x0a", str(key).encode()) + length_delimited(b"\x12", _any_value(value))
         if len(_KEY_VALUES) < _MAX_KEY_VALUES:
             _KEY_VALUES[memo] = encoded
     return encoded
@@ -99,7 +87,7 @@ def _key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated KeyValue fields under ``tag``."""
     if not attributes:
         return b""
-    return b"".join([_field(tag, _key_value(key, value)) for key, value in attributes.items()])
+    return b"".join([length_delimited(tag, _key_value(key, value)) for key, value in attributes.items()])
 
 
 def _span_flags(parent: SpanContext | None) -> bytes:
@@ -109,21 +97,21 @@ def _span_flags(parent: SpanContext | None) -> bytes:
 
 
 def _event(event: Event) -> bytes:
-    body = b"\x09" + _fixed64(event.timestamp) + _field(b"\x12", event.name.encode())
+    body = b"\x09" + _fixed64(event.timestamp) + length_delimited(b"\x12", event.name.encode())
     body += _key_values(b"\x1a", event.attributes)
     if event.dropped_attributes:
-        body += b"\x20" + _varint(event.dropped_attributes)
+        body += b"\x20" + varint(event.dropped_attributes)
     return body
 
 
 def _link(link: Link) -> bytes:
     context = link.context
-    body = _field(b"\x0a", context.trace_id.to_bytes(16, "big")) + _field(
+    body = length_delimited(b"\x0a", context.trace_id.to_bytes(16, "big")) + length_delimited(
         b"\x12", context.span_id.to_bytes(8, "big")
     )
     body += _key_values(b"\x22", link.attributes)
     if link.dropped_attributes:
-        body += b"\x28" + _varint(link.dropped_attributes)
+        body += b"\x28" + varint(link.dropped_attributes)
     return body + b"\x35" + _span_flags(context)
 
 
@@ -138,37 +126,39 @@ def encode_span(span: ReadableSpan) -> bytes:
         context.span_id.to_bytes(8, "big"),
     ]
     if context.trace_state:
-        parts.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in context.trace_state.items()).encode()))
+        parts.append(
+            length_delimited(b"\x1a", ",".join(f"{k}={v}" for k, v in context.trace_state.items()).encode())
+        )
     parent = span.parent
     if parent is not None:
         parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-    parts += (_field(b"\x2a", span.name.encode()), b"\x30", _varint(span.kind.value + 1))
+    parts += (length_delimited(b"\x2a", span.name.encode()), b"\x30", varint(span.kind.value + 1))
     parts += (b"\x39", _fixed64(span.start_time or 0), b"\x41", _fixed64(span.end_time or 0))
     parts.append(_key_values(b"\x4a", span.attributes))
     if span.dropped_attributes:
-        parts += (b"\x50", _varint(span.dropped_attributes))
+        parts += (b"\x50", varint(span.dropped_attributes))
     for event in span.events:
-        parts.append(_field(b"\x5a", _event(event)))
+        parts.append(length_delimited(b"\x5a", _event(event)))
     if span.dropped_events:
-        parts += (b"\x60", _varint(span.dropped_events))
+        parts += (b"\x60", varint(span.dropped_events))
     for link in span.links:
-        parts.append(_field(b"\x6a", _link(link)))
+        parts.append(length_delimited(b"\x6a", _link(link)))
     if span.dropped_links:
-        parts += (b"\x70", _varint(span.dropped_links))
+        parts += (b"\x70", varint(span.dropped_links))
     status = span.status
-    status_body = _field(b"\x12", status.description.encode()) if status.description else b""
+    status_body = length_delimited(b"\x12", status.description.encode()) if status.description else b""
     if status.status_code.value:
-        status_body += b"\x18" + _varint(status.status_code.value)
-    parts += (_field(b"\x7a", status_body), b"\x85\x01", _span_flags(parent))
+        status_body += b"\x18" + varint(status.status_code.value)
+    parts += (length_delimited(b"\x7a", status_body), b"\x85\x01", _span_flags(parent))
     return b"".join(parts)
 
 
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
-    body = _field(b"\x0a", scope.name.encode()) if scope.name else b""
+    body = length_delimited(b"\x0a", scope.name.encode()) if scope.name else b""
     if scope.version:
-        body += _field(b"\x12", scope.version.encode())
+        body += length_delimited(b"\x12", scope.version.encode())
     return body + _key_values(b"\x1a", scope.attributes)
 
 
@@ -191,17 +181,17 @@ def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
         encoded[1].append(encode_span(span))
     request = []
     for resource, scopes in grouped.values():
-        body = _field(b"\x0a", _key_values(b"\x0a", resource.attributes))
+        body = length_delimited(b"\x0a", _key_values(b"\x0a", resource.attributes))
         for scope, encoded_spans in scopes.values():
-            scope_body = _field(b"\x0a", _scope(scope)) + b"".join(
-                _field(b"\x12", span) for span in encoded_spans
+            scope_body = length_delimited(b"\x0a", _scope(scope)) + b"".join(
+                length_delimited(b"\x12", span) for span in encoded_spans
             )
             if scope is not None and scope.schema_url:
-                scope_body += _field(b"\x1a", scope.schema_url.encode())
-            body += _field(b"\x12", scope_body)
+                scope_body += length_delimited(b"\x1a", scope.schema_url.encode())
+            body += length_delimited(b"\x12", scope_body)
         if resource.schema_url:
-            body += _field(b"\x1a", resource.schema_url.encode())
-        request.append(_field(b"\x0a", body))
+            body += length_delimited(b"\x1a", resource.schema_url.encode())
+        request.append(length_delimited(b"\x0a", body))
     return b"".join(request)
 
 

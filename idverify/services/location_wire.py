@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from idverify.flows.accounts import Located
+from idverify.protobuf_wire import length_delimited
 from idverify.services.grpc_types import EncodedReply
 from idverify.v1 import common_pb2
 
@@ -20,8 +21,6 @@ _LOCATIONS_TAG = b"\x0a"
 _UNKNOWN_TAG = b"\x12"
 _ENTRY_KEY_TAG = b"\x0a"
 _ENTRY_VALUE_TAG = b"\x12"
-_VARINT_BYTE_LIMIT = 0x80  # lengths below it take one byte
-_SHORT_LENGTHS = [bytes([n]) for n in range(_VARINT_BYTE_LIMIT)]
 
 
 def location_to_proto(location: Located) -> common_pb2.IpLocation:
@@ -42,17 +41,6 @@ def encode_location(location: Located) -> bytes:
     return message
 
 
-def _length(n: int) -> bytes:
-    if n < _VARINT_BYTE_LIMIT:
-        return _SHORT_LENGTHS[n]
-    out = bytearray()
-    while n >= _VARINT_BYTE_LIMIT:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def encode_batch_reply(found: Sequence[tuple[str, bytes]], unknown: Sequence[str]) -> EncodedReply:
     """A serialized ``GetIpLocationsResponse`` of (account id, encoded location) pairs.
 
@@ -62,11 +50,9 @@ def encode_batch_reply(found: Sequence[tuple[str, bytes]], unknown: Sequence[str
     """
     parts: list[bytes] = []
     for account_id, location in found:
-        key = account_id.encode()
-        entry = _ENTRY_KEY_TAG + _length(len(key)) + key + _ENTRY_VALUE_TAG + _length(len(location))
-        entry += location
-        parts.append(_LOCATIONS_TAG + _length(len(entry)) + entry)
-    for account_id in unknown:
-        key = account_id.encode()
-        parts.append(_UNKNOWN_TAG + _length(len(key)) + key)
+        entry = length_delimited(_ENTRY_KEY_TAG, account_id.encode()) + length_delimited(
+            _ENTRY_VALUE_TAG, location
+        )
+        parts.append(length_delimited(_LOCATIONS_TAG, entry))
+    parts += [length_delimited(_UNKNOWN_TAG, account_id.encode()) for account_id in unknown]
     return EncodedReply(b"".join(parts))
