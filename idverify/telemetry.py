@@ -115,34 +115,13 @@ def _is_clean(span: ReadableSpan) -> bool:
 
     Copying every span cost as much as encoding it for OTLP; only foreign spans need the copy.
     """
+    attributes = dict(span.attributes or {})
     return (
         not span.events
         and not span.links
         and _SAFE_VALUE.match(span.name) is not None
-        and all(_is_safe_pair(key, value) for key, value in (span.attributes or {}).items())
+        and len(cached_safe_attributes(attributes)) == len(attributes)
     )
-
-
-# Exported spans carry the same few attribute values over and over (methods, codes, tenants):
-# pairs the filter keeps are remembered, up to a bound, instead of running its patterns on every
-# span. Pairs it drops are not remembered, so that nothing it refuses is held here.
-_SAFE_PAIRS: set[tuple[str, Any]] = set()
-_MAX_SAFE_PAIRS = 4096
-
-
-def _is_safe_pair(key: str, value: Any) -> bool:
-    pair = (key, value)
-    try:
-        if pair in _SAFE_PAIRS:
-            return True
-    except TypeError:  # an unhashable value (a sequence attribute): checked every time
-        return len(safe_attributes({key: value})) == 1
-    if len(safe_attributes({key: value})) != 1:
-        return False
-    if len(_SAFE_PAIRS) >= _MAX_SAFE_PAIRS:
-        _SAFE_PAIRS.clear()
-    _SAFE_PAIRS.add(pair)
-    return True
 
 
 def _filtered(span: ReadableSpan) -> ReadableSpan:
