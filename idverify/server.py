@@ -135,6 +135,7 @@ class Application:
 
     settings: Settings
     redis: RedisClient
+    scripts: Scripts
     clients: ClientRegistry
     indexer: IdentityIndexer
     health: HealthServicer
@@ -190,7 +191,7 @@ async def start(
         await asyncio.to_thread(embedded.start)
         url = embedded.url
     redis = connect(url)
-    scripts = Scripts(redis, ack=parse_redis_url(url).ack)
+    scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
     clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)
     params = Argon2Params.from_config(
         memory_kib=settings.argon2.memory_kib,
@@ -260,6 +261,7 @@ async def start(
     app = Application(
         settings,
         redis,
+        scripts,
         clients,
         indexer,
         health,
@@ -343,6 +345,7 @@ async def stop(app: Application) -> None:
         close = getattr(verifier, "aclose", None)  # optional: verifiers holding connections
         if close is not None:
             await close()
+    await app.scripts.aclose()
     # The pool was passed in explicitly, so closing the client alone would leave its sockets open.
     await app.redis.aclose(close_connection_pool=True)
     app.indexer.close()

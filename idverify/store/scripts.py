@@ -1,8 +1,12 @@
 """Loads the Lua scripts of ``store/lua`` (each prefixed with the shared prelude) and runs them.
 
-Scripts run by SHA (EVALSHA) and are reloaded transparently after a Redis restart
-(redis-py's script objects handle NOSCRIPT). The steps in ``ACKNOWLEDGED_SCRIPTS`` are reported
+Scripts run by SHA (EVALSHA) and are reloaded transparently after a Redis restart (NOSCRIPT
+is answered with the script's source). The steps in ``ACKNOWLEDGED_SCRIPTS`` are reported
 done only once the configured number of replicas hold their writes (``store.replication``).
+
+A server's scripts share one pipelined connection (``store.shared_connection``) on a standalone
+or Sentinel-managed Redis; acknowledged steps keep pooled connections, because their WAIT
+blocks the connection it runs on, and Cluster keeps redis-py's client, which routes by slot.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from idverify import telemetry
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.replication import run_acknowledged
-from idverify.store.topology import ReplicaAck
+from idverify.store.shared_connection import SharedConnection
+from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
 
 SCRIPT_NAMES = (
     "start",
@@ -61,14 +67,28 @@ def script_source(name: str) -> str:
 
 
 class Scripts:
-    """The registered scripts of one Redis client."""
+    """The registered scripts of one Redis client.
 
-    def __init__(self, client: RedisClient, *, ack: ReplicaAck | None = None) -> None:
+    Args:
+        client: the client whose pool (or Cluster nodes) the scripts run on.
+        ack: replica acknowledgement of the steps in ``ACKNOWLEDGED_SCRIPTS``.
+        share_connection: run the other steps on one pipelined connection (not on Cluster);
+            its owner calls :meth:`aclose`.
+    """
+
+    def __init__(
+        self, client: RedisClient, *, ack: ReplicaAck | None = None, share_connection: bool = False
+    ) -> None:
         self._client = client
         self._ack = ack or ReplicaAck()
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
+        self._shared = (
+            SharedConnection(client.connection_pool, command_timeout=COMMAND_TIMEOUT_SECONDS)
+            if share_connection and not is_cluster(client)
+            else None
+        )
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         """Runs one script atomically.
@@ -81,7 +101,25 @@ class Scripts:
             async with translate_errors():
                 if self._ack.replicas and name in ACKNOWLEDGED_SCRIPTS:
                     return await run_acknowledged(self._client, self._scripts[name], keys, args, self._ack)
+                if self._shared is not None:
+                    return await self._run_shared(self._shared, self._scripts[name], keys, args)
                 return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def aclose(self) -> None:
+        """Closes the shared connection, if there is one."""
+        if self._shared is not None:
+            await self._shared.aclose()
+
+    @staticmethod
+    async def _run_shared(
+        shared: SharedConnection, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
+        try:
+            return await shared.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A restarted or promoted server has an empty script cache, and NOSCRIPT means the
+            # step did not run: EVAL runs it and caches it for the next EVALSHA.
+            return await shared.execute("EVAL", script.script, len(keys), *keys, *args)
 
 
 def decode_flat(flat: Sequence[bytes]) -> dict[str, str]:
