@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from idverify.domain.errors import InvalidArgument
-from idverify.domain.normalize import normalize_identifier
+from idverify.domain.normalize import normalize_identifier, normalize_identifiers
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
@@ -189,9 +189,8 @@ class AccountFlow:
             raise InvalidArgument("at least one account id", reason="EMPTY", field="account_ids")
         if len(account_ids) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} account ids", reason="TOO_MANY", field="account_ids")
-        unique = [normalize_identifier(a, field="account_ids") for a in dict.fromkeys(account_ids)]
-        tenant_keys = TenantKeys(tenant)
-        keys = [tenant_keys.account(ps) for ps in self._d.keyring.pseudonyms(tenant, "account", unique)]
+        unique = normalize_identifiers(list(dict.fromkeys(account_ids)), field="account_ids")
+        keys = TenantKeys(tenant).accounts(self._d.keyring.pseudonyms(tenant, "account", unique))
         rows = await self._d.scripts.run("ip_labels", keys, _IP_FIELDS)
         found: list[tuple[str, bytes]] = []
         unknown: list[str] = []

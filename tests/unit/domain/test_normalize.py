@@ -15,6 +15,7 @@ from idverify.domain.normalize import (
     NAME_FIELD,
     PHONE_FIELD,
     normalize_identifier,
+    normalize_identifiers,
     normalize_name,
     normalize_phone,
 )
@@ -261,3 +262,29 @@ class TestNormalizeIdentifier:
         assert result == raw
         assert 0 < len(result) <= 128
         assert all(33 <= ord(char) <= 126 for char in result)
+
+
+class TestNormalizeIdentifiers:
+    @settings(database=None, max_examples=300)
+    @given(st.lists(st.text(max_size=12), max_size=6), st.integers(min_value=1, max_value=10))
+    def test_a_batch_is_checked_as_each_id_alone(self, raws: list[str], max_length: int) -> None:
+        """The batch check accepts, or refuses with the first bad id's reason, as one by one would."""
+        try:
+            expected: list[str] | tuple[str, str] = [
+                normalize_identifier(raw, field="account_ids", max_length=max_length) for raw in raws
+            ]
+        except InvalidArgument as one_by_one:
+            expected = (one_by_one.reason, one_by_one.field)
+        try:
+            got: list[str] | tuple[str, str] = normalize_identifiers(
+                raws, field="account_ids", max_length=max_length
+            )
+        except InvalidArgument as batch:
+            got = (batch.reason, batch.field)
+        assert got == expected
+
+    def test_an_empty_id_among_good_ones_is_found(self) -> None:
+        """Joined, an empty id would vanish; its length gives it away."""
+        with pytest.raises(InvalidArgument) as caught:
+            normalize_identifiers(["a", "", "b"], field="account_ids")
+        assert (caught.value.reason, caught.value.field) == ("EMPTY", "account_ids")
