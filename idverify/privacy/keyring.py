@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from idverify.domain.errors import ConfigError
 from idverify.privacy.hmac_batch import hmac_sha256_each
+from idverify.privacy.pseudonym_memo import PseudonymMemo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -108,6 +109,7 @@ class Keyring:
     __slots__ = (
         "_pepper_current",
         "_peppers",
+        "_pseudonym_memos",
         "_pseudonym_pepper",
         "_subkeys",
         "_wrapping_current",
@@ -160,6 +162,7 @@ class Keyring:
         self._pepper_current = pepper_current
         self._wrapping_current = wrapping_current
         self._subkeys: dict[tuple[str, str, str], bytes] = {}
+        self._pseudonym_memos: dict[tuple[str, str], PseudonymMemo] = {}
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -259,13 +262,24 @@ class Keyring:
         return digest[:PSEUDONYM_BYTES].hex()
 
     def pseudonyms(self, tenant: str, purpose: str, values: Sequence[str]) -> list[str]:
-        """:meth:`pseudonym` of each value under the pinned pepper, deriving the subkey once.
+        """:meth:`pseudonym` of each value under the pinned pepper, remembered for repeated batches.
+
+        The keyring remembers the pseudonyms it derived here (``privacy.pseudonym_memo``): a
+        batch read names the same accounts again and again.
 
         Raises:
             ValueError: ``tenant`` or ``purpose`` is empty.
         """
-        digests = hmac_sha256_each(self.subkey(tenant, purpose), [value.encode("utf-8") for value in values])
-        return [digest[:PSEUDONYM_BYTES].hex() for digest in digests]
+        memo = self._pseudonym_memos.get((tenant, purpose))
+        if memo is None:
+            subkey = self.subkey(tenant, purpose)
+            memo = self._pseudonym_memos[tenant, purpose] = PseudonymMemo(
+                lambda missing: [
+                    digest[:PSEUDONYM_BYTES].hex()
+                    for digest in hmac_sha256_each(subkey, [value.encode("utf-8") for value in missing])
+                ]
+            )
+        return memo.of(values)
 
     def wrapping_key(self, version: str) -> bytes:
         """Return the 64-byte wrapping key of ``version``; for :mod:`idverify.privacy.sealing` only.

@@ -252,6 +252,26 @@ class TestMacAndPseudonym:
         expected = [keyring.pseudonym("t", "account", value) for value in values]
         assert keyring.pseudonyms("t", "account", values) == expected
 
+    @settings(database=None, max_examples=50)
+    @given(st.lists(st.lists(st.sampled_from([f"acct-{n}" for n in range(12)]), max_size=8), max_size=6))
+    def test_remembered_pseudonyms_agree_with_fresh_ones(self, batches: list[list[str]]) -> None:
+        """Batches that repeat values, partly or wholly, get the same pseudonyms as fresh ones."""
+        keyring = fixed_keyring()
+        for values in batches:
+            assert keyring.pseudonyms("t", "account", values) == [
+                keyring.pseudonym("t", "account", value) for value in values
+            ]
+
+    def test_remembered_pseudonyms_stay_in_their_tenant_and_purpose(self) -> None:
+        """A value seen in one tenant or purpose is not answered from another's memory."""
+        keyring = fixed_keyring()
+        seen = keyring.pseudonyms("tenant-a", "account", ["acct-1"])
+        assert keyring.pseudonyms("tenant-b", "account", ["acct-1"]) != seen
+        assert keyring.pseudonyms("tenant-a", "request", ["acct-1"]) != seen
+        assert keyring.pseudonyms("tenant-b", "account", ["acct-1"]) == [
+            keyring.pseudonym("tenant-b", "account", "acct-1")
+        ]
+
     def test_pseudonyms_cannot_be_joined_across_tenants(self) -> None:
         """The same account id gets unrelated pseudonyms in two tenants."""
         keyring = fixed_keyring()
