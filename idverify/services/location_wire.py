@@ -21,6 +21,11 @@ _LOCATIONS_TAG = b"\x0a"
 _UNKNOWN_TAG = b"\x12"
 _ENTRY_KEY_TAG = b"\x0a"
 _ENTRY_VALUE_TAG = b"\x12"
+# An entry whose lengths all fit in one-byte varints (below 128: every realistic one) is
+# written by one formatting: tag, entry length, key tag, key length, key, value tag, length, value.
+_SHORT_ENTRY = _LOCATIONS_TAG + b"%c" + _ENTRY_KEY_TAG + b"%c%b" + _ENTRY_VALUE_TAG + b"%c%b"
+_SHORT = 0x80
+_ENTRY_TAGS_AND_LENGTHS = 4  # key tag, key length, value tag, value length inside the entry
 
 
 def location_to_proto(location: Located) -> common_pb2.IpLocation:
@@ -50,9 +55,12 @@ def encode_batch_reply(found: Sequence[tuple[str, bytes]], unknown: Sequence[str
     """
     parts: list[bytes] = []
     for account_id, location in found:
-        entry = length_delimited(_ENTRY_KEY_TAG, account_id.encode()) + length_delimited(
-            _ENTRY_VALUE_TAG, location
-        )
-        parts.append(length_delimited(_LOCATIONS_TAG, entry))
+        key = account_id.encode()
+        size = len(key) + len(location) + _ENTRY_TAGS_AND_LENGTHS
+        if size < _SHORT:
+            parts.append(_SHORT_ENTRY % (size, len(key), key, len(location), location))
+        else:
+            entry = length_delimited(_ENTRY_KEY_TAG, key) + length_delimited(_ENTRY_VALUE_TAG, location)
+            parts.append(length_delimited(_LOCATIONS_TAG, entry))
     parts += [length_delimited(_UNKNOWN_TAG, account_id.encode()) for account_id in unknown]
     return EncodedReply(b"".join(parts))

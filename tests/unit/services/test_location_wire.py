@@ -44,3 +44,18 @@ class TestEncodeBatchReply:
         """A location's wire form is protobuf's own, so empty fields cost nothing."""
         assert encode_location(UNKNOWN) == location_to_proto(UNKNOWN).SerializeToString()
         assert b"CN-" not in encode_location(UNKNOWN)
+
+    def test_entries_on_either_side_of_the_one_byte_length(self) -> None:
+        """Entries of 124 to 131 bytes: the short form up to 127, varint lengths from 128."""
+        location = encode_location(GUANGDONG)
+        for entry_size in range(124, 132):
+            account_id = "k" * (entry_size - len(location) - 4)
+            wire = encode_batch_reply([(account_id, location)], []).wire
+
+            assert (
+                wire[1] == entry_size
+                if entry_size < 128
+                else wire[1:3] == bytes((entry_size & 0x7F | 0x80, 1))
+            )
+            parsed = account_pb2.GetIpLocationsResponse.FromString(wire)
+            assert parsed == expected({account_id: location_to_proto(GUANGDONG)}, [])
