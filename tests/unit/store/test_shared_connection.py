@@ -17,6 +17,7 @@ from idverify.store.connection import RedisClient, connect
 from idverify.store.scripts import Scripts
 from idverify.store.shared_connection import SharedConnection
 from idverify.testing import RedisProcess, free_port, redis_server_binary
+from tests.e2e.test_tls import Authority
 from tests.unit.store.test_reset_connections import ResettingRelay
 
 
@@ -163,6 +164,36 @@ class TestLostConnections:
         finally:
             await shared.aclose()
             await client.aclose()
+
+
+class TestTls:
+    async def test_a_tls_connection_is_taken_over_like_a_plain_one(self, tmp_path: Path) -> None:
+        """redis-py makes the TLS connection; the replies then come through the shared reader."""
+        authority = Authority()
+        cert, key, _ = authority.issue("redis", server=True)
+        files = {"ca.pem": authority.pem, "cert.pem": cert, "key.pem": key}
+        for name, pem in files.items():
+            (tmp_path / name).write_bytes(pem)
+        tls_port = free_port()
+        tls_args = ["--tls-port", str(tls_port), "--tls-auth-clients", "no"]
+        tls_args += [
+            "--tls-cert-file",
+            str(tmp_path / "cert.pem"),
+            "--tls-key-file",
+            str(tmp_path / "key.pem"),
+        ]
+        tls_args += ["--tls-ca-cert-file", str(tmp_path / "ca.pem")]
+        binary = redis_server_binary(prefer_system=True)
+        with RedisProcess(tmp_path / "redis", binary=binary, extra_args=tls_args):
+            client = connect(f"rediss://127.0.0.1:{tls_port}?ssl_ca_certs={tmp_path / 'ca.pem'}", pool_size=2)
+            shared = SharedConnection(client.connection_pool, command_timeout=3.0)
+            try:
+                replies = await asyncio.gather(*(shared.execute("ECHO", f"tls-{n}") for n in range(200)))
+
+                assert replies == [f"tls-{n}".encode() for n in range(200)]
+            finally:
+                await shared.aclose()
+                await client.aclose()
 
 
 class TestScriptsOnTheSharedConnection:
