@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from idverify.domain.errors import ConfigError
 from idverify.privacy.hmac_batch import hmac_sha256_each
-from idverify.privacy.pseudonym_memo import PseudonymMemo
+from idverify.privacy.pseudonym_memo import MAX_PSEUDONYM_MEMOS, PseudonymMemo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -273,6 +273,9 @@ class Keyring:
         memo = self._pseudonym_memos.get((tenant, purpose))
         if memo is None:
             subkey = self.subkey(tenant, purpose)
+            if len(self._pseudonym_memos) >= MAX_PSEUDONYM_MEMOS:
+                # Bounds the memory of many tenants: the memo made longest ago goes.
+                del self._pseudonym_memos[next(iter(self._pseudonym_memos))]
             memo = self._pseudonym_memos[tenant, purpose] = PseudonymMemo(
                 lambda missing: [
                     digest[:PSEUDONYM_BYTES].hex()

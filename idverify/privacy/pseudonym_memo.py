@@ -6,8 +6,9 @@ the rest of the call's own work. Pseudonyms never change for the life of a keyri
 pepper is pinned), so each keyring keeps its own memo and a reloaded keyring starts afresh.
 
 The memo is bounded: once full, the oldest quarter of its entries (in order of first sight) is
-forgotten. It holds account ids and their pseudonyms in the worker's memory only, beside the
-keys that derive them; nothing of it is written anywhere.
+forgotten, and a keyring keeps the memos of a few tenants and purposes at once. It holds account
+ids and their pseudonyms in the worker's memory only, beside the keys that derive them; nothing
+of it is written anywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import cast
 
-DEFAULT_ENTRIES = 1 << 15  # ~8 MB per worker at 64-character ids
+DEFAULT_ENTRIES = 1 << 14  # ~4 MB at 64-character ids
+# Memos a keyring keeps at once (one per tenant and purpose): at most ~32 MB per worker.
+MAX_PSEUDONYM_MEMOS = 8
 
 
 class PseudonymMemo:

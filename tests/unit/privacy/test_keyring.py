@@ -27,6 +27,7 @@ from idverify.privacy.keyring import (
     load_keyring,
     save_keyring_file,
 )
+from idverify.privacy.pseudonym_memo import MAX_PSEUDONYM_MEMOS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -271,6 +272,18 @@ class TestMacAndPseudonym:
         assert keyring.pseudonyms("tenant-b", "account", ["acct-1"]) == [
             keyring.pseudonym("tenant-b", "account", "acct-1")
         ]
+
+    def test_many_tenants_keep_getting_the_right_pseudonyms(self) -> None:
+        """More tenants than the keyring keeps memos for: each memo made again gives the same answers."""
+        keyring = fixed_keyring()
+        for round_number in range(2):
+            for n in range(3 * MAX_PSEUDONYM_MEMOS):
+                tenant = f"tenant-{n}"
+                assert keyring.pseudonyms(tenant, "account", ["acct-1", f"acct-{round_number}"]) == [
+                    keyring.pseudonym(tenant, "account", "acct-1"),
+                    keyring.pseudonym(tenant, "account", f"acct-{round_number}"),
+                ]
+                assert len(keyring._pseudonym_memos) <= MAX_PSEUDONYM_MEMOS
 
     def test_pseudonyms_cannot_be_joined_across_tenants(self) -> None:
         """The same account id gets unrelated pseudonyms in two tenants."""
