@@ -7,16 +7,16 @@ stored IP labels) write their bytes with these.
 
 from __future__ import annotations
 
-_ONE_BYTE_LIMIT = 0x80  # values below it take one byte
-_ONE_BYTE = [bytes((value,)) for value in range(_ONE_BYTE_LIMIT)]
+ONE_BYTE_LIMIT = 0x80  # values below it take one byte
+_ONE_BYTE = [bytes((value,)) for value in range(ONE_BYTE_LIMIT)]
 
 
 def varint(value: int) -> bytes:
     """A non-negative integer as a base-128 varint."""
-    if value < _ONE_BYTE_LIMIT:
+    if value < ONE_BYTE_LIMIT:
         return _ONE_BYTE[value]
     out = bytearray()
-    while value >= _ONE_BYTE_LIMIT:
+    while value >= ONE_BYTE_LIMIT:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
@@ -26,4 +26,4 @@ def varint(value: int) -> bytes:
 def length_delimited(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the payload's length, the payload."""
     size = len(payload)
-    return tag + (_ONE_BYTE[size] if size < _ONE_BYTE_LIMIT else varint(size)) + payload
+    return tag + (_ONE_BYTE[size] if size < ONE_BYTE_LIMIT else varint(size)) + payload

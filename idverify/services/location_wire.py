@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from idverify.flows.accounts import Located
-from idverify.protobuf_wire import length_delimited
+from idverify.protobuf_wire import ONE_BYTE_LIMIT, length_delimited
 from idverify.services.grpc_types import EncodedReply
 from idverify.v1 import common_pb2
 
@@ -24,7 +24,6 @@ _ENTRY_VALUE_TAG = b"\x12"
 # An entry whose lengths all fit in one-byte varints (below 128: every realistic one) is
 # written by one formatting: tag, entry length, key tag, key length, key, value tag, length, value.
 _SHORT_ENTRY = _LOCATIONS_TAG + b"%c" + _ENTRY_KEY_TAG + b"%c%b" + _ENTRY_VALUE_TAG + b"%c%b"
-_SHORT = 0x80
 _ENTRY_TAGS_AND_LENGTHS = 4  # key tag, key length, value tag, value length inside the entry
 
 
@@ -57,7 +56,7 @@ def encode_batch_reply(found: Sequence[tuple[str, bytes]], unknown: Sequence[str
     for account_id, location in found:
         key = account_id.encode()
         size = len(key) + len(location) + _ENTRY_TAGS_AND_LENGTHS
-        if size < _SHORT:
+        if size < ONE_BYTE_LIMIT:
             parts.append(_SHORT_ENTRY % (size, len(key), key, len(location), location))
         else:
             entry = length_delimited(_ENTRY_KEY_TAG, key) + length_delimited(_ENTRY_VALUE_TAG, location)
