@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from idverify.supervisor import worker_cores
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import account_pb2, audit_pb2, verification_pb2
 
@@ -146,6 +147,19 @@ class TestSupervision:
         assert survivor in workers_of(two_workers)
         assert len(workers_of(two_workers)) == 2
         assert "died (signal 9)" in two_workers.log_text()
+
+    def test_each_worker_runs_on_a_core_of_its_own(self, two_workers: ServerProcess) -> None:
+        """Worker i is pinned to core i of the affinity, a restarted one too.
+
+        This runs after the kill test. Under a cgroup quota narrower than the affinity nothing is
+        pinned.
+        """
+        pinned = sorted(sorted(os.sched_getaffinity(pid)) for pid in workers_of(two_workers))
+        expected = worker_cores(2)
+        if expected:
+            assert pinned == sorted([core] for core in expected)
+        else:
+            assert pinned == [sorted(os.sched_getaffinity(0))] * 2
 
     def test_sighup_reaches_the_workers_and_stops_nothing(self, two_workers: ServerProcess) -> None:
         """SIGHUP (reload the IP database) is passed on; supervisor and workers keep running."""

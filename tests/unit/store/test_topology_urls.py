@@ -8,7 +8,7 @@ import pytest
 
 from idverify.domain.errors import ConfigError
 from idverify.store.topology import PASSWORD_ENV, PASSWORD_FILE_ENV, TopologyKind, parse_redis_url
-from idverify.supervisor import available_cores
+from idverify.supervisor import available_cores, worker_cores
 
 
 class TestStandalone:
@@ -111,3 +111,29 @@ class TestCores:
         assert available_cores() == 64
         cpu_max.unlink()
         assert available_cores() == 64
+
+    def test_workers_take_the_cores_of_the_affinity_in_turn(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Worker i gets core i of the affinity, wrapping round when there are more workers."""
+        monkeypatch.setattr("idverify.supervisor._CGROUP_CPU_MAX", tmp_path / "absent")
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {7, 2, 4})
+        assert worker_cores(1) == [2]
+        assert worker_cores(3) == [2, 4, 7]
+        assert worker_cores(5) == [2, 4, 7, 2, 4]
+
+    def test_a_quota_narrower_than_the_affinity_pins_nothing(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Under a quota narrower than the affinity, the kernel places the workers.
+
+        Containers on one node see the same cores: pinning each one's workers to the first of
+        them would pile the containers onto those cores.
+        """
+        cpu_max = tmp_path / "cpu.max"
+        monkeypatch.setattr("idverify.supervisor._CGROUP_CPU_MAX", cpu_max)
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(64)))
+        cpu_max.write_text("200000 100000\n", encoding="ascii")
+        assert worker_cores(2) == []
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1})
+        assert worker_cores(2) == [0, 1]
