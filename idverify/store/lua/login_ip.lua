@@ -6,10 +6,7 @@
 --   the label as an encoded IpLocation (batch reads copy it into their replies)
 local fields = cjson.decode(ARGV[1])
 fields.ip_ms = NOW
-if ARGV[4] then
-  fields.ip_wire = ARGV[4]
-  fields.ip_wire_ms = NOW
-end
+if ARGV[4] then fields.ip_wire = ARGV[4] end
 set_fields(KEYS[1], fields)
 local base = cjson.decode(ARGV[2])
 base.account = ARGV[3]
