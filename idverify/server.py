@@ -147,6 +147,14 @@ class Application:
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
 
 
+def _redis_kind(settings: Settings, url: str) -> str:
+    """Which Redis a server uses, for its start-up line: embedded or external.
+
+    A worker reaches the embedded server its supervisor started by URL, so the URL decides.
+    """
+    return "embedded" if url == RedisProcess(settings.data_dir / "redis").url else "external"
+
+
 async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, data_dir: Path) -> str | None:
     """Creates the bootstrap admin client on first start; returns its token, or None if it exists.
 
@@ -276,7 +284,7 @@ async def start(
         asyncio.create_task(integrate_forever(audit, clients.tenants)),
         *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
     ]
-    log.info("idverify listening on %s:%d (redis: %s)", host, bound, "embedded" if embedded else "external")
+    log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
 
 

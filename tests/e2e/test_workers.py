@@ -89,6 +89,9 @@ class TestPortSharing:
         assert len(workers_of(two_workers)) == 2
         assert sum("redis-server" in command_of(pid) for pid in kids) == 1
         assert two_workers.log_text().count("shown once") == 1
+        # Each worker says which Redis it uses: the supervisor's embedded one, not an external one.
+        assert two_workers.log_text().count("(redis: embedded)") == 2
+        assert "(redis: external)" not in two_workers.log_text()
 
     def test_new_connections_are_spread_over_the_workers(self, two_workers: ServerProcess) -> None:
         """Connections (not calls) are balanced by the kernel: separate channels reach both workers."""
