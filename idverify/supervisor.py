@@ -77,10 +77,9 @@ def worker_cores(workers: int) -> list[int]:
     """The core each worker is pinned to, round robin over the CPU affinity; empty: no pinning.
 
     A worker alone on its core keeps its event loop and its hashing thread on one core's caches;
-    left to the kernel, two workers' threads wandered over both cores, and a signup cost each
-    worker a third more CPU (idverify's benchmark on 2 vCPUs: 43 ms against 34 ms a signup,
-    throughput 42-48 against 52-54 a second). It also keeps fewer workers than cores on that many
-    cores, not spread thin over all of them.
+    left to the kernel, two workers' threads wandered over both cores and a signup cost the
+    workers more CPU (on 2 vCPUs: 37-43 ms against 34-35 ms, two runs each). It also keeps
+    fewer workers than cores on that many cores, not spread thin over all of them.
 
     Not under a cgroup CPU quota narrower than the affinity: every container on a node sees the
     node's cores, and pinning each one's first worker to the node's first core would pile them
