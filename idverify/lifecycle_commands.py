@@ -169,7 +169,7 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
 
     url, started = settings.redis_url, None
     if not url:
-        process = RedisProcess(settings.data_dir / "redis")
+        process = RedisProcess.of_data_dir(settings.data_dir)
         url = process.url
         probe = connect(url, pool_size=1)
         try:

@@ -152,7 +152,7 @@ def _redis_kind(settings: Settings, url: str) -> str:
 
     A worker reaches the embedded server its supervisor started by URL, so the URL decides.
     """
-    return "embedded" if url == RedisProcess(settings.data_dir / "redis").url else "external"
+    return "embedded" if url == RedisProcess.of_data_dir(settings.data_dir).url else "external"
 
 
 async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, data_dir: Path) -> str | None:
@@ -195,7 +195,7 @@ async def start(
     embedded = None
     url = settings.redis_url
     if not url:
-        embedded = RedisProcess(settings.data_dir / "redis")
+        embedded = RedisProcess.of_data_dir(settings.data_dir)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
     redis = connect(url)

@@ -155,7 +155,7 @@ class Supervisor:
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = settings.redis_url
         if not url:
-            self.embedded = RedisProcess(settings.data_dir / "redis")
+            self.embedded = RedisProcess.of_data_dir(settings.data_dir)
             self.embedded.start()
             url = self.embedded.url
         self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url)

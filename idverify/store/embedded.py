@@ -75,6 +75,11 @@ class RedisProcess:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def of_data_dir(cls, data_dir: Path) -> RedisProcess:
+        """The embedded server of an idverify data directory (its ``redis`` folder)."""
+        return cls(data_dir / "redis")
+
     def __post_init__(self) -> None:
         # redis-server changes into --dir before it opens the log file and the socket, so a
         # relative directory (the default ./idverify-data) would name them twice over.
