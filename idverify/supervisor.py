@@ -86,7 +86,7 @@ def worker_cores(workers: int) -> list[int]:
     all onto it. There the kernel places the workers. (A Kubernetes static CPU manager sets the
     pod's cpuset, which narrows the affinity itself, and pinning applies again.)
     """
-    if workers < 1 or not hasattr(os, "sched_setaffinity"):
+    if not hasattr(os, "sched_setaffinity"):
         return []
     cpus = sorted(os.sched_getaffinity(0))
     if available_cores() < len(cpus):
