@@ -5,7 +5,7 @@ from idverify.geo.database import DEFAULT_DATABASE_WARNING, default_database_pat
 from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.mmdb import MmdbProvider
 from idverify.geo.policy import CountryNames, display_location, is_special
-from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, RawGeo
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
 from idverify.geo.resolver import GeoResolver
 from idverify.geo.xdb import XdbProvider
 
@@ -19,6 +19,7 @@ __all__ = [
     "GeoProvider",
     "GeoResolver",
     "IpLocation",
+    "Ipv4Alias",
     "MmdbProvider",
     "RawGeo",
     "XdbProvider",

@@ -29,7 +29,7 @@ class RangeTable(Generic[T]):
     /64 split into smaller networks) gets a table of its own, keyed by the remaining bits.
     """
 
-    __slots__ = ("_blocks", "_labels", "_low_mask", "_shift", "_starts", "_values")
+    __slots__ = ("_blocks", "_labels", "_low_mask", "_shift", "_starts", "_values", "complete")
 
     def __init__(
         self,
@@ -38,7 +38,11 @@ class RangeTable(Generic[T]):
         labels: tuple[T | None, ...],
         shift: int,
         blocks: dict[int, RangeTable[T]],
+        *,
+        complete: bool,
     ) -> None:
+        #: True when every address has an answer: ``find`` never returns None.
+        self.complete = complete
         self._starts = starts
         self._values = values
         self._labels = labels
@@ -91,6 +95,7 @@ class RangeTableBuilder(Generic[T]):
         self._labels: list[T | None] = [None]
         self._block_ranges: dict[int, list[tuple[int, int, T]]] = {}
         self._next = 0
+        self._gaps = False
 
     def add(self, first: int, last: int, label: T | None) -> None:
         """Add the range ``first..last`` (inclusive); ranges must come in ascending order.
@@ -101,7 +106,10 @@ class RangeTableBuilder(Generic[T]):
         if first < self._next or last < first or last >= self._address_end:
             raise ValueError("ranges must ascend without overlapping, inside the address space")
         if first > self._next:
+            self._gaps = True
             self._put_range(self._next, first - 1, _NONE, None)
+        if label is None:
+            self._gaps = True
         label_id = self._ids.get(label)
         if label_id is None:
             label_id = self._ids[label] = len(self._labels)
@@ -118,6 +126,7 @@ class RangeTableBuilder(Generic[T]):
     def build(self) -> RangeTable[T]:
         """The table; addresses no range covered map to None."""
         if self._next < self._address_end:
+            self._gaps = True
             self._put_range(self._next, self._address_end - 1, _NONE, None)
             self._next = self._address_end
         blocks: dict[int, RangeTable[T]] = {}
@@ -126,7 +135,11 @@ class RangeTableBuilder(Generic[T]):
                 self._shift, min(key for key in _KEY_BITS if key >= self._shift)
             )
             blocks[key] = builder.add_all(ranges).build()
-        return RangeTable(self._starts, self._values, tuple(self._labels), self._shift, blocks)
+        # A split block's ranges are the parent's, so a gap in one was a gap here too.
+        complete = not self._gaps
+        return RangeTable(
+            self._starts, self._values, tuple(self._labels), self._shift, blocks, complete=complete
+        )
 
     def _put_range(self, first: int, last: int, label_id: int, label: T | None) -> None:
         shift, low_mask = self._shift, self._low_mask

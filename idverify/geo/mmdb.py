@@ -17,7 +17,7 @@ from typing import Any, Literal
 import maxminddb
 
 from idverify.geo._mmdb_data import DataSection
-from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, IpRange, RawGeo
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, IpRange, Ipv4Alias, RawGeo
 
 __all__ = ["METADATA_MARKER", "MmdbProvider"]
 
@@ -48,14 +48,14 @@ class MmdbProvider:
         walker = _TreeWalker(
             data, node_count, metadata.record_size, DataSection(data, tree_size + _SEPARATOR, marker)
         )
-        self._runs: dict[int, tuple[array[int] | list[int], list[RawGeo | None]]] = {}
+        self._runs: dict[int, tuple[array[int] | list[int], list[RawGeo | Ipv4Alias | None]]] = {}
         self._record_count = 0
         for version in (4, 6):
             if version == 6 and metadata.ip_version != 6:  # noqa: PLR2004 - an IP version
                 continue
             root, bits = walker.root(version, metadata.ip_version)
             starts: array[int] | list[int] = array("I") if version == 4 else []  # noqa: PLR2004
-            answers: list[RawGeo | None] = []
+            answers: list[RawGeo | Ipv4Alias | None] = []
             self._record_count += walker.walk(root, bits, starts, answers)
             self._runs[version] = (starts, answers)
 
@@ -93,8 +93,6 @@ class MmdbProvider:
         end = 1 << (32 if version == 4 else 128)  # noqa: PLR2004 - an IP version
         for index, first in enumerate(starts):
             answer = answers[index]
-            if answer is _ALIAS:
-                continue
             last = starts[index + 1] - 1 if index + 1 < len(starts) else end - 1
             yield (first, last, answer)
 
@@ -133,9 +131,10 @@ def _place(value: object) -> tuple[str, str, str]:
     )
 
 
-# Marks a run that the walk left out (an alias of the IPv4 tree); lookups there ask the reader.
-_ALIAS: Any = object()
 _NOT_YET: Any = object()
+# An alias of the IPv4 tree at depth d of the IPv6 tree reads the IPv4 address from the 32 bits
+# after the first d; one object per depth, so that neighbouring aliases merge into one run.
+_ALIASES = {depth: Ipv4Alias(96 - depth) for depth in range(97)}
 
 
 class _TreeWalker:
@@ -176,7 +175,9 @@ class _TreeWalker:
         self._ipv4_root = node
         return node, 32
 
-    def walk(self, root: int, bits: int, starts: array[int] | list[int], answers: list[RawGeo | None]) -> int:
+    def walk(
+        self, root: int, bits: int, starts: array[int] | list[int], answers: list[RawGeo | Ipv4Alias | None]
+    ) -> int:
         """Append the runs under ``root`` to ``starts``/``answers``; returns the networks with data.
 
         Raises:
@@ -215,7 +216,8 @@ class _TreeWalker:
                 push((left, depth, prefix))
                 continue
             if record == stop:
-                answer: object = _ALIAS
+                # Deeper than /96 leaves fewer than 32 bits for the IPv4 tree: no answer there.
+                answer: object = _ALIASES.get(depth)
             elif record == node_count:
                 answer = None
             else:

@@ -15,7 +15,15 @@ from typing import Literal, Protocol
 
 from idverify.domain.errors import ConfigError
 
-__all__ = ["SUBDIVIDED_COUNTRIES", "DatabaseInfo", "GeoDatabaseError", "GeoProvider", "IpRange", "RawGeo"]
+__all__ = [
+    "SUBDIVIDED_COUNTRIES",
+    "DatabaseInfo",
+    "GeoDatabaseError",
+    "GeoProvider",
+    "IpRange",
+    "Ipv4Alias",
+    "RawGeo",
+]
 
 # The display policy shows a subdivision only for these countries ("" is a record whose country
 # code is missing), so ``GeoProvider.ranges`` may leave subdivisions out everywhere else: that
@@ -73,8 +81,21 @@ class DatabaseInfo:
     ip_versions: frozenset[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Ipv4Alias:
+    """An IPv6 range the file answers from its IPv4 data (an mmdb file's alias of its IPv4 tree).
+
+    The answer for an address there is the file's answer for the IPv4 address in its bits
+    ``(address >> shift) & 0xFFFFFFFF``: ``::ffff:0:0/96`` and ``::/96`` carry it in their last
+    32 bits (shift 0), 6to4's ``2002::/16`` right after the prefix (shift 80), Teredo's
+    ``2001::/32`` likewise (shift 64).
+    """
+
+    shift: int
+
+
 # first address, last address (both as integers), and what the database says about them.
-IpRange = tuple[int, int, RawGeo | None]
+IpRange = tuple[int, int, RawGeo | Ipv4Alias | None]
 
 
 class GeoProvider(Protocol):
@@ -95,8 +116,9 @@ class GeoProvider(Protocol):
         """Every range of the address space with its answer, ascending and not overlapping.
 
         Adjacent ranges with the same answer may come as one, and subdivisions may be left out
-        for countries outside ``SUBDIVIDED_COUNTRIES``. Addresses that no range covers are
-        answered by ``lookup`` (an mmdb file's aliases of its IPv4 tree, for one).
+        for countries outside ``SUBDIVIDED_COUNTRIES``. An IPv6 range the file answers from its
+        IPv4 data comes as an ``Ipv4Alias``. Addresses that no range covers are answered by
+        ``lookup``.
 
         Args:
             version: 4 or 6.

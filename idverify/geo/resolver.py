@@ -1,8 +1,9 @@
 """Answers "where is this IP address" from the loaded databases, and swaps in new files live.
 
-Each load builds an immutable snapshot: the providers plus a compact range table per IP
-version that answers almost every lookup with one bisection. A lookup reads the current
-snapshot once, so a reload that swaps it in never disturbs a call in flight.
+Each load builds an immutable snapshot: a compact range table per IP version that answers a
+lookup with one bisection (two for an IPv6 alias of the IPv4 data, such as 6to4), and the
+providers only where a table leaves addresses to them. A lookup reads the current snapshot
+once, so a reload that swaps it in never disturbs a call in flight.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import cast
 
 from idverify.geo._range_table import RangeTable, RangeTableBuilder
 from idverify.geo.address import parse_address
 from idverify.geo.database import FileIdentity, open_database_with_identity
 from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.policy import CountryNames, display_location, is_special
-from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, RawGeo
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
 
 __all__ = ["GeoResolver"]
 
@@ -31,7 +33,11 @@ _IPV6_KEY_BITS = 64
 
 
 class _Snapshot:
-    """Everything one load produced; never changed after it is built."""
+    """Everything one load produced; never changed after it is built.
+
+    Where the range tables answer every address, the snapshot keeps no provider: a provider
+    holds its whole file (tens of MB in every worker), and it would never be asked.
+    """
 
     def __init__(
         self,
@@ -39,14 +45,13 @@ class _Snapshot:
         identities: tuple[FileIdentity | None, ...],
         country_names_from: CountryNames,
     ) -> None:
-        self.providers = tuple(providers)
         self.identities = identities
         self.infos = tuple(provider.info() for provider in providers)
         self._country_names_from = country_names_from
         self._labels: dict[tuple[int, RawGeo | None], IpLocation] = {}
         self._distinct: dict[IpLocation, IpLocation] = {}
         self._by_version: dict[int, tuple[GeoProvider | None, DatabaseInfo | None]] = {}
-        tables: dict[int, RangeTable[IpLocation]] = {}
+        tables: dict[int, RangeTable[IpLocation | Ipv4Alias]] = {}
         for version, bits, key_bits in ((4, 32, 32), (6, 128, _IPV6_KEY_BITS)):
             chosen = next(
                 (
@@ -57,16 +62,26 @@ class _Snapshot:
                 (None, None),
             )
             self._by_version[version] = chosen
-            builder: RangeTableBuilder[IpLocation] = RangeTableBuilder(bits, key_bits)
+            builder: RangeTableBuilder[IpLocation | Ipv4Alias] = RangeTableBuilder(bits, key_bits)
             provider, info = chosen
             if provider is None or info is None:
                 builder.add(0, (1 << bits) - 1, UNKNOWN)
             else:
+                # An alias answers from the IPv4 table only where that table is the same file's
+                # (and an IPv4 range that calls itself one is left to its provider).
+                aliases_resolvable = version == 6 and provider is self._by_version[4][0]  # noqa: PLR2004
                 for first, last, raw in provider.ranges(4 if version == 4 else 6):  # noqa: PLR2004
-                    builder.add(first, last, self._label(version, raw))
+                    if isinstance(raw, Ipv4Alias):
+                        builder.add(first, last, raw if aliases_resolvable else None)
+                    else:
+                        builder.add(first, last, self._label(version, raw))
             tables[version] = builder.build()
-        self.table_v4 = tables[4]
+        # No alias went into the IPv4 table.
+        self.table_v4 = cast("RangeTable[IpLocation]", tables[4])
         self.table_v6 = tables[6]
+        self.answers_from_tables_alone = self.table_v4.complete and self.table_v6.complete
+        if self.answers_from_tables_alone:
+            self._by_version = {version: (None, info) for version, (_, info) in self._by_version.items()}
 
     def locate(self, version: int, value: int) -> IpLocation:
         if version == 4:  # noqa: PLR2004 - an IP version
@@ -76,9 +91,15 @@ class _Snapshot:
         else:
             if is_special(6, value):
                 return UNKNOWN
-            found = self.table_v6.find(value)
+            in_v6 = self.table_v6.find(value)
+            if isinstance(in_v6, Ipv4Alias):
+                # As the file's own reader does: the IPv4 answer, with no special-purpose check
+                # of the embedded address (the file decides what a 6to4 or Teredo address shows).
+                found = self.table_v4.find((value >> in_v6.shift) & 0xFFFFFFFF)
+            else:
+                found = in_v6
         if found is None:
-            found = self._ask_provider(version, value)
+            return self._ask_provider(version, value)
         return found
 
     def _ask_provider(self, version: int, value: int) -> IpLocation:
@@ -174,6 +195,15 @@ class GeoResolver:
     def info(self) -> tuple[DatabaseInfo, ...]:
         """The databases in use, in the order given."""
         return self._snapshot.infos
+
+    @property
+    def answers_from_tables_alone(self) -> bool:
+        """Whether the range tables answer every address, so that no file stayed in memory.
+
+        True for an mmdb or xdb file that covers its whole address space (IPv4 aliases
+        included): after the load only the tables (a few MB) remain, not the file.
+        """
+        return self._snapshot.answers_from_tables_alone
 
     def reload(self) -> bool:
         """Read the database files again now and switch to them if they are usable.

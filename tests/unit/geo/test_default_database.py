@@ -16,6 +16,7 @@ class TestBundledDatabase:
             ("8.8.8.8", "美国", "United States", "US", ""),
             ("2001:4860:4860::8888", "美国", "United States", "US", ""),
             ("::ffff:8.8.8.8", "美国", "United States", "US", ""),
+            ("2002:808:808::1", "美国", "United States", "US", ""),
             ("1.1.1.1", "澳大利亚", "Australia", "AU", ""),
             ("9.9.9.9", "法国", "France", "FR", ""),
             ("202.12.27.33", "日本", "Japan", "JP", ""),
@@ -55,6 +56,10 @@ class TestBundledDatabase:
     def test_special_addresses(self, default_resolver: GeoResolver, ip: str) -> None:
         """Special-purpose addresses are 未知 there too."""
         assert default_resolver.lookup(ip).display == "未知"
+
+    def test_only_the_tables_stay_in_memory(self, default_resolver: GeoResolver) -> None:
+        """Its tables answer every address (aliases of the IPv4 tree included): the file is freed."""
+        assert default_resolver.answers_from_tables_alone
 
     def test_info(self, default_resolver: GeoResolver) -> None:
         """The bundled file is a GeoLite2 City mmdb of 24 December 2019 with both IP versions."""

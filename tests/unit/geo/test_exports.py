@@ -19,6 +19,7 @@ class TestExports:
                 "GeoProvider",
                 "GeoResolver",
                 "IpLocation",
+                "Ipv4Alias",
                 "MmdbProvider",
                 "RawGeo",
                 "XdbProvider",

@@ -86,3 +86,37 @@ class TestRangeTable:
                 assert table.find(value) == label
         assert table.find(size) is None
         assert table.find((1 << (32 + shift)) - 1) is None
+
+    @given(
+        st.integers(0, 8),
+        st.lists(st.integers(1, 2**40 - 1), max_size=30, unique=True),
+        st.lists(st.sampled_from(["a", "b", "c", None]), min_size=31, max_size=31),
+    )
+    def test_complete_only_without_gaps(self, shift: int, cuts: list[int], labels: list[str | None]) -> None:
+        """A table is complete exactly when ranges cover the whole space, split blocks included."""
+        size = 1 << (32 + shift)
+        bounds = [0, *sorted({cut % size for cut in cuts} - {0}), size]
+        segments = [
+            (first, following - 1, labels[index])
+            for index, (first, following) in enumerate(itertools.pairwise(bounds))
+        ]
+        builder = RangeTableBuilder[str](32 + shift, 32)
+        for first, last, label in segments:
+            if label is not None:
+                builder.add(first, last, label)
+        table = builder.build()
+        assert table.complete == all(label is not None for _, _, label in segments)
+        for first, last, label in segments:
+            assert table.find(first) == label
+            assert table.find(last) == label
+
+    def test_a_range_without_an_answer_is_a_gap(self) -> None:
+        """A range added with None leaves its addresses to the database, like a hole."""
+        table = (
+            RangeTableBuilder[str](32, 32)
+            .add_all([(0, 9, "a"), (10, 19, None), (20, 2**32 - 1, "b")])
+            .build()
+        )
+        assert (table.complete, table.find(15)) == (False, None)
+        whole = RangeTableBuilder[str](32, 32).add_all([(0, 9, "a"), (10, 2**32 - 1, "b")]).build()
+        assert (whole.complete, whole.find(15)) == (True, "b")

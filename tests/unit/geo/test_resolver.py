@@ -7,7 +7,11 @@ import logging
 import os
 import random
 import threading
+import weakref
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
@@ -15,19 +19,68 @@ from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
 from idverify.domain.errors import InvalidArgument
 from idverify.geo import (
     UNKNOWN,
+    DatabaseInfo,
     GeoDatabaseError,
     GeoResolver,
     IpLocation,
+    Ipv4Alias,
+    RawGeo,
     display_location,
     is_special,
     open_database,
 )
+from idverify.geo.provider import IpRange
 from idverify.geo.xdb_writer import write_xdb
 
 REPLACEMENT = {
     "1.0.0.0/24": city(place("JP", "日本", "Japan")),
     "2400::/16": city(CHINA, place("SH", "上海", "Shanghai")),
 }
+
+
+SIX_TO_FOUR = (0x2002 << 112, (0x2003 << 112) - 1)
+
+
+class RangesProvider:
+    """A provider given as its ranges; an Ipv4Alias range answers from its own IPv4 ranges."""
+
+    def __init__(self, name: str, v4: list[IpRange], v6: list[IpRange] | None = None) -> None:
+        self.name = name
+        self._ranges: dict[int, list[IpRange]] = {4: v4} if v6 is None else {4: v4, 6: v6}
+        self.asked: list[str] = []
+
+    def lookup(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RawGeo | None:
+        self.asked.append(str(address))
+        value = int(address)
+        for first, last, answer in self._ranges.get(address.version, []):
+            if first <= value <= last:
+                if isinstance(answer, Ipv4Alias):
+                    return self.lookup(ipaddress.IPv4Address((value >> answer.shift) & 0xFFFFFFFF))
+                return answer
+        return None
+
+    def ranges(self, version: Literal[4, 6]) -> Iterator[IpRange]:
+        yield from self._ranges.get(version, [(0, (1 << 128) - 1, None)])
+
+    def info(self) -> DatabaseInfo:
+        return DatabaseInfo("mmdb", None, self.name, date(2026, 1, 1), 1, frozenset(self._ranges))
+
+
+def guangdong_with_6to4(name: str) -> RangesProvider:
+    """1.0.0.0/8 in Guangdong, and 2002::/16 aliased to the IPv4 ranges as an mmdb file has it."""
+    return RangesProvider(
+        name,
+        [
+            (0, (1 << 24) - 1, None),
+            (1 << 24, (2 << 24) - 1, RawGeo("CN", "中国", "China", "GD")),
+            (2 << 24, 2**32 - 1, None),
+        ],
+        [
+            (0, SIX_TO_FOUR[0] - 1, None),
+            (*SIX_TO_FOUR, Ipv4Alias(80)),
+            (SIX_TO_FOUR[1] + 1, 2**128 - 1, None),
+        ],
+    )
 
 
 class FakeClock:
@@ -127,6 +180,37 @@ class TestLookup:
                 raw = provider.lookup(address)
                 expected = display_location(raw, source=info.name, build_date=info.build_date)
             assert resolver.lookup(str(address)) == expected, address
+
+    def test_6to4_answers_as_the_ipv4_address_it_carries(self) -> None:
+        """An alias of the IPv4 data answers from the IPv4 table, and the file is never asked."""
+        provider = guangdong_with_6to4("one")
+        resolver = GeoResolver(providers=[provider])
+        assert resolver.lookup("2002:100:1::1").display == "广东"
+        assert resolver.lookup("2002:200:1::1") == resolver.lookup("2.0.0.1")
+        assert resolver.lookup("2.0.0.1").display == UNKNOWN.display
+        assert resolver.answers_from_tables_alone
+        assert provider.asked == []
+
+    def test_an_alias_answers_from_its_own_file(self) -> None:
+        """With IPv4 from another file, an alias asks its own file, which the resolver keeps."""
+        v4 = RangesProvider("v4", [(0, 2**32 - 1, RawGeo("CN", "中国", "China", "BJ"))])
+        both = guangdong_with_6to4("both")
+        resolver = GeoResolver(providers=[v4, both])
+        assert resolver.lookup("1.0.0.1").display == "北京"
+        assert resolver.lookup("2002:100:1::1").display == "广东"
+        assert both.asked == ["2002:100:1::1", "1.0.0.1"]
+        assert not resolver.answers_from_tables_alone
+
+    def test_keeps_no_provider_its_tables_replace(self, small_mmdb: Path) -> None:
+        """Once the tables answer every address, the provider (the whole file) can be freed."""
+        provider = open_database(small_mmdb)
+        freed = weakref.ref(provider)
+        resolver = GeoResolver(providers=[provider])
+        del provider
+        assert freed() is None
+        assert resolver.answers_from_tables_alone
+        assert resolver.lookup("1.0.0.1").display == "广东"
+        assert resolver.lookup("2a00:1:0:1::5").display == "法国"
 
     def test_separate_ipv4_and_ipv6_files(self, tmp_path: Path) -> None:
         """ip2region ships IPv4 and IPv6 in two files; each answers its own version."""
