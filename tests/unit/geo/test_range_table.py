@@ -8,7 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idverify.geo._range_table import RangeTableBuilder
+from idverify.geo._range_table import RangeTable, RangeTableBuilder
+
+
+def segments_and_table(
+    bounds: list[int], labels: list[str | None], address_bits: int
+) -> tuple[list[tuple[int, int, str | None]], RangeTable[str]]:
+    """The segments between ``bounds`` with ``labels``, and a 32-bit-keyed table of the labelled ones."""
+    segments = [
+        (first, following - 1, labels[index])
+        for index, (first, following) in enumerate(itertools.pairwise(bounds))
+    ]
+    builder = RangeTableBuilder[str](address_bits, 32)
+    for first, last, label in segments:
+        if label is not None:
+            builder.add(first, last, label)
+    return segments, builder.build()
 
 
 class TestRangeTable:
@@ -70,15 +85,7 @@ class TestRangeTable:
         """For any ranges and key width, every address maps to its range's answer, None in gaps."""
         size = 40 << shift
         bounds = [0, *sorted(cut for cut in cuts if cut < size), size]
-        segments = [
-            (first, following - 1, labels[index])
-            for index, (first, following) in enumerate(itertools.pairwise(bounds))
-        ]
-        builder = RangeTableBuilder[str](32 + shift, 32)
-        for first, last, label in segments:
-            if label is not None:
-                builder.add(first, last, label)
-        table = builder.build()
+        segments, table = segments_and_table(bounds, labels, 32 + shift)
         for first, last, label in segments:
             for value in {first, last, (first + last) // 2, first + 1, last - 1} & set(
                 range(first, last + 1)
@@ -96,15 +103,7 @@ class TestRangeTable:
         """A table is complete exactly when ranges cover the whole space, split blocks included."""
         size = 1 << (32 + shift)
         bounds = [0, *sorted({cut % size for cut in cuts} - {0}), size]
-        segments = [
-            (first, following - 1, labels[index])
-            for index, (first, following) in enumerate(itertools.pairwise(bounds))
-        ]
-        builder = RangeTableBuilder[str](32 + shift, 32)
-        for first, last, label in segments:
-            if label is not None:
-                builder.add(first, last, label)
-        table = builder.build()
+        segments, table = segments_and_table(bounds, labels, 32 + shift)
         assert table.complete == all(label is not None for _, _, label in segments)
         for first, last, label in segments:
             assert table.find(first) == label
