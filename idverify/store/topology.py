@@ -353,7 +353,7 @@ def open_client(topology: RedisTopology, *, pool_size: int) -> RedisClient:
         )
         return cast("RedisClient", cluster)
     sentinel_auth = {"password": topology.password} if topology.password else {}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(
         list(topology.nodes),
         sentinel_kwargs={
             "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
