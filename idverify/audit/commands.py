@@ -57,6 +57,11 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     verify = sub.add_parser("verify", help="check an export offline: signature, tree, every entry")
     verify.add_argument("file", help="an export written by `idverify audit export`")
     verify.add_argument("--public-key", required=True, help="the log's Ed25519 public key (PEM file)")
+    verify.add_argument(
+        "--origin",
+        default=None,
+        help="the log the export must be of, e.g. idverify/default (one key may sign every tenant's log)",
+    )
     public_key = sub.add_parser("public-key", help="print the log's public key (PEM)")
     public_key.add_argument(
         "--signing-key-file",
@@ -69,7 +74,7 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.audit_command == "verify":
-            return _verify(Path(args.file), Path(args.public_key))
+            return _verify(Path(args.file), Path(args.public_key), args.origin)
         if args.audit_command == "public-key":
             return _public_key(args)
         return _export(args)
@@ -128,15 +133,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(path: Path, public_key_file: Path) -> int:
+def _verify(path: Path, public_key_file: Path, expected_origin: str | None) -> int:
     public_key = read_public_key_file(public_key_file)
     with path.open("rb") as handle:
-        report = verify_export(_lines(handle), public_key)
+        report = verify_export(_lines(handle), public_key, expected_origin=expected_origin)
+    # The origin says whose log this is: the key alone does not, when it signs every tenant's.
+    log_name = f"{report.origin}: " if report.origin else ""
     if report.ok:
-        print(f"OK: {report.entries} entries, tree size {report.tree_size}, signature and root verify")
+        print(
+            f"OK: {log_name}{report.entries} entries, tree size {report.tree_size}, signature and root verify"
+        )
         return 0
     where = f"first bad entry: {report.first_bad}: " if report.first_bad is not None else ""
-    print(f"FAILED: {where}{report.problem}")
+    print(f"FAILED: {log_name}{where}{report.problem}")
     return 1
 
 

@@ -11,19 +11,24 @@ in index order, up to the head's tree size::
 verifier hashes exactly the bytes the server hashed; it is cut out of the line, never
 re-encoded. ``leaf_hash`` is the hash the server's tree holds for the entry.
 
-Verification recomputes every leaf hash and the root, and checks the Ed25519 signature over
-the checkpoint. It then names the first bad entry: a line whose position, index or ``seq``
-disagree (entries removed, reordered or inserted), a line past the signed tree size (appended
-after the head), or an entry that does not hash to its ``leaf_hash`` when those leaf hashes
-themselves fold to the signed root (an entry altered, here or in the server's store). Only
-someone who also rewrites the leaf hashes hides *which* entry changed; the signature still
-shows *that* one did. Memory stays O(log n): two compact ranges, whatever the file's size.
+Verification recomputes every leaf hash and the root, checks the Ed25519 signature over
+the checkpoint, and (when the caller names one) that the head's origin is the log expected: one
+key may sign every tenant's log, so the signature alone does not say whose export it is. It then
+names the first bad entry: a malformed line (by its line number), a line whose position, index or
+``seq`` disagree (entries removed, reordered or inserted), a line past the signed tree size
+(appended after the head), or an entry that does not hash to its stated ``leaf_hash``. Which
+side of such a mismatch changed is told by which of the two trees folds to the signed root: the
+entries' (the stated hash was altered) or the stated hashes' (the entry was altered, here or in
+the server's store). Only someone who also rewrites the leaf hashes to match hides *which* entry
+changed; the signature still shows *that* one did. Memory stays O(log n): two compact ranges,
+whatever the file's size.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
@@ -55,6 +60,7 @@ EXPORT_FORMAT = "idverify-audit-export"
 EXPORT_VERSION = 1
 _ENTRY_LINE = re.compile(rb'\{"index":(0|[1-9][0-9]*),"leaf_hash":"([0-9a-f]{64})","entry":(.*)\}')
 _ENTRY_SEQ = re.compile(rb'\{"v":1,"seq":(0|[1-9][0-9]*),')
+_FIRST_ENTRY_LINE = 2  # the signed head is line 1
 
 
 class ExportFormatError(ValueError):
@@ -71,6 +77,8 @@ class VerifyReport:
         entries: entry lines read.
         first_bad: the index of the first bad entry, or None (all good, or not locatable).
         problem: what is wrong, in words; empty when ``ok``.
+        origin: the log the signed head names (``idverify/<tenant>``); empty when the head
+            could not be read or its signature does not verify.
     """
 
     ok: bool
@@ -78,6 +86,7 @@ class VerifyReport:
     entries: int
     first_bad: int | None = None
     problem: str = ""
+    origin: str = ""
 
 
 def head_line(signed: SignedHead) -> bytes:
@@ -143,15 +152,20 @@ def read_head_line(line: bytes) -> SignedHead:
         ) from None
 
 
-def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> VerifyReport:
+def verify_export(
+    lines: Iterable[bytes], public_key: Ed25519PublicKey, *, expected_origin: str | None = None
+) -> VerifyReport:
     """Checks an export against the log's public key.
 
     Args:
         lines: the file's lines (with or without their newlines), head first.
         public_key: the log's key, obtained apart from the file.
+        expected_origin: the log the export must be of (``idverify/<tenant>``); None accepts
+            any log the key signs (the report's ``origin`` says which).
 
     Returns:
-        The report; ``ok`` only when the signature verifies and every entry is in place.
+        The report; ``ok`` only when the signature verifies, the origin is the one expected,
+        and every entry is in place.
     """
     stream = iter(lines)
     first = next(stream, None)
@@ -162,12 +176,41 @@ def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> Verif
         verify_signed_head(signed, public_key)
     except (ExportFormatError, SignatureError) as error:
         return VerifyReport(ok=False, tree_size=0, entries=0, problem=str(error))
-    size = signed.head.size
+    size, origin = signed.head.size, signed.head.origin
+    if expected_origin is not None and origin != expected_origin:
+        return VerifyReport(
+            ok=False,
+            tree_size=size,
+            entries=0,
+            problem=f"the export is of log {origin!r}, not {expected_origin!r}",
+            origin=origin,
+        )
     scan = _Scan(size)
     for line in stream:
         if not scan.add(line.rstrip(b"\r\n")):
             break
-    return scan.report(signed.head.root_hash)
+    return dataclasses.replace(scan.report(signed.head.root_hash), origin=origin)
+
+
+def _malformed(position: int, why: str) -> tuple[int, str]:
+    """The finding for a malformed line: the file's line number (the head is line 1) and why."""
+    return position, f"line {position + _FIRST_ENTRY_LINE} is malformed: {why}"
+
+
+def _entry_json_problem(entry: bytes) -> str | None:
+    """Why an entry is not a JSON object, or None when it is one.
+
+    Parsed only for a line already found wrong (a JSON parse costs five times the leaf hash):
+    a malformed entry that hashes to a signed leaf cannot exist, since the server stores
+    canonical JSON, so the root check covers the lines never parsed.
+    """
+    try:
+        document = json.loads(entry)
+    except ValueError:
+        return "its entry is not JSON"
+    if not isinstance(document, dict):
+        return "its entry is not a JSON object"
+    return None
 
 
 class _Scan:
@@ -190,23 +233,39 @@ class _Scan:
             return False
         matched = _ENTRY_LINE.fullmatch(line)
         if matched is None:
-            self.misplaced = (position, f"line of entry {position} is not an export entry line")
+            self.misplaced = _malformed(position, "not an export entry line")
             return False
         index, stated, entry = int(matched[1]), bytes.fromhex(matched[2].decode()), matched[3]
         seq = _ENTRY_SEQ.match(entry)
         if index != position or seq is None or int(seq[1]) != position:
-            found = index if index != position else (int(seq[1]) if seq else None)
-            self.misplaced = (
-                position,
-                f"position {position} holds entry {found}: entries were removed, reordered or inserted",
-            )
+            self.misplaced = self._out_of_place(position, index, seq, entry)
             return False
         computed = leaf_hash(entry)
         if computed != stated and self.first_mismatch is None:
+            malformed = _entry_json_problem(entry)
+            if malformed is not None:
+                self.misplaced = _malformed(position, malformed)
+                return False
             self.first_mismatch = position
         self.computed = self.computed.append(computed)[0]
         self.stated = self.stated.append(stated)[0]
         return True
+
+    @staticmethod
+    def _out_of_place(
+        position: int, index: int, seq: re.Match[bytes] | None, entry: bytes
+    ) -> tuple[int, str]:
+        """The finding for a line whose index or seq is not its position, or that has no seq."""
+        malformed = _entry_json_problem(entry)
+        if malformed is not None:
+            return _malformed(position, malformed)
+        if seq is None:
+            return _malformed(position, 'its entry does not begin {"v":1,"seq":<n>,')
+        found = index if index != position else int(seq[1])
+        return (
+            position,
+            f"position {position} holds entry {found}: entries were removed, reordered or inserted",
+        )
 
     def report(self, root: bytes) -> VerifyReport:
         if self.misplaced is None and self.count < self.size:
@@ -214,21 +273,14 @@ class _Scan:
                 self.count,
                 f"the file ends after {self.count} of {self.size} entries: entries were removed",
             )
-        if self.misplaced is None and self.computed.root() == root:
+        entries_signed = self.computed.root() == root
+        if self.misplaced is None and self.first_mismatch is None and entries_signed:
             return VerifyReport(ok=True, tree_size=self.size, entries=self.count)
         candidates: list[tuple[int, str]] = []
         if self.misplaced is not None:
             candidates.append(self.misplaced)
-        # The stated leaf hashes are trustworthy only if they fold to the signed root; then the
-        # first entry that does not hash to its own is the first one altered.
-        stated_trusted = self.stated.size == self.size and self.stated.root() == root
-        if stated_trusted and self.first_mismatch is not None:
-            candidates.append(
-                (
-                    self.first_mismatch,
-                    f"entry {self.first_mismatch} was altered: it does not hash to its signed leaf",
-                )
-            )
+        if self.first_mismatch is not None:
+            candidates.append((self.first_mismatch, self._mismatch(self.first_mismatch, root)))
         if candidates:
             index, problem = min(candidates)
             return VerifyReport(
@@ -241,3 +293,12 @@ class _Scan:
             problem="the entries do not fold to the signed root and their leaf hashes were altered "
             "too: which entry changed cannot be told",
         )
+
+    def _mismatch(self, index: int, root: bytes) -> str:
+        """What an entry that does not hash to its stated leaf_hash means, by which tree is signed."""
+        complete = self.misplaced is None and self.computed.size == self.size
+        if complete and self.computed.root() == root:
+            return f"the leaf_hash stated for entry {index} was altered: the entries are the signed log"
+        if self.stated.size == self.size and self.stated.root() == root:
+            return f"entry {index} was altered: it does not hash to its signed leaf"
+        return f"entry {index} does not hash to its stated leaf_hash"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
+import io
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit import merkle
-from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner
+from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner, public_key_pem
+from idverify.audit.commands import add_audit_commands
 from idverify.audit.export import (
     ExportFormatError,
     entry_line,
@@ -179,3 +184,115 @@ class TestHeadChecks:
         assert not ok
         assert problem
         assert isinstance(read_head_line(lines[0]), SignedHead)
+
+
+class TestStatedLeafHashes:
+    @pytest.mark.parametrize("index", [0, 6, SIZE - 1])
+    def test_a_changed_leaf_hash_with_its_entry_untouched_fails_at_that_entry(self, index: int) -> None:
+        """One hex digit of a stated leaf_hash changed names that entry, though the entries verify."""
+        lines = export()
+        line = lines[1 + index]
+        start = line.index(b'"leaf_hash":"') + len(b'"leaf_hash":"')
+        digit = b"0" if line[start : start + 1] != b"0" else b"1"
+        lines[1 + index] = line[:start] + digit + line[start + 1 :]
+        ok, first_bad, problem = check(lines)
+        assert (ok, first_bad) == (False, index)
+        assert "leaf_hash" in problem
+
+    def test_an_altered_entry_and_leaf_hash_pair_is_named_when_only_one_changed(self) -> None:
+        """An entry altered under its old leaf hash is still named as altered, not as a hash problem."""
+        lines = export()
+        lines[3] = lines[3].replace(b'"reason":""', b'"reason":"Y"')
+        ok, first_bad, problem = check(lines)
+        assert (ok, first_bad) == (False, 2)
+        assert "altered" in problem
+
+
+class TestMalformedLines:
+    @pytest.mark.parametrize(
+        "line",
+        [
+            b'{"index":2,"leaf_hash":"' + b"0" * 64 + b'","entry":[}',
+            b'{"index":2,"leaf_hash":"' + b"0" * 64 + b'","entry": [',
+            b'{"index":2,"leaf_hash":"' + b"0" * 64 + b'","entry":{"v":1,"seq":2,',
+            b'{"index":2,"leaf_hash":"' + b"0" * 64 + b'","entry":{"v":1,"seq":2},"more":1}',
+            b'{"index":2,"leaf_hash":"' + b"0" * 64 + b'","entry":{"seq":2}}',
+            b"not json at all",
+            b"",
+        ],
+    )
+    def test_a_malformed_line_is_reported_as_malformed_at_its_line(self, line: bytes) -> None:
+        """A line that is not a well-formed entry line names its position and file line, not a reordering."""
+        lines = export()
+        lines[3] = line
+        ok, first_bad, problem = check(lines)
+        assert (ok, first_bad) == (False, 2)
+        assert "malformed" in problem
+        assert "line 4" in problem
+        assert "removed" not in problem
+        assert "reordered" not in problem
+
+
+class TestOrigin:
+    def test_the_report_carries_the_origin(self) -> None:
+        """The report says which log the export is of."""
+        report = verify_export(export(), KEY.public_key())
+        assert report.ok
+        assert report.origin == "idverify/default"
+
+    def test_an_expected_origin_that_matches_verifies(self) -> None:
+        """Naming the log the export is of verifies."""
+        assert verify_export(export(), KEY.public_key(), expected_origin="idverify/default").ok
+
+    def test_another_tenants_export_fails(self) -> None:
+        """An export of another tenant's log, signed by the same key, fails when the origin is named."""
+        report = verify_export(export(), KEY.public_key(), expected_origin="idverify/tenant-b")
+        assert not report.ok
+        assert report.first_bad is None
+        assert "idverify/default" in report.problem
+        assert "idverify/tenant-b" in report.problem
+
+
+def run_verify(*argv: str) -> tuple[int, str]:
+    """Runs ``idverify audit verify`` in process; returns the exit code and standard output."""
+    parser = argparse.ArgumentParser(prog="idverify")
+    add_audit_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", "verify", *argv])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = args.handler(args)
+    return status, out.getvalue()
+
+
+class TestVerifyCommand:
+    @pytest.fixture
+    def files(self, tmp_path: Path) -> tuple[Path, Path]:
+        path, key = tmp_path / "audit.jsonl", tmp_path / "log.pub"
+        path.write_bytes(b"".join(line.rstrip(b"\n") + b"\n" for line in export()))
+        key.write_bytes(public_key_pem(KEY.public_key()))
+        return path, key
+
+    def test_ok_prints_the_origin(self, files: tuple[Path, Path]) -> None:
+        """A good export prints OK with the log's origin."""
+        status, output = run_verify(str(files[0]), "--public-key", str(files[1]))
+        assert status == 0
+        assert output.startswith("OK: idverify/default:")
+
+    def test_origin_flag_checks_the_log(self, files: tuple[Path, Path]) -> None:
+        """--origin naming another log fails with exit 1; naming this one passes."""
+        status, output = run_verify(str(files[0]), "--public-key", str(files[1]), "--origin", "idverify/x")
+        assert status == 1
+        assert output.startswith("FAILED:")
+        assert "idverify/x" in output
+        ok, _ = run_verify(str(files[0]), "--public-key", str(files[1]), "--origin", "idverify/default")
+        assert ok == 0
+
+    def test_a_changed_leaf_hash_fails_naming_the_entry(self, files: tuple[Path, Path]) -> None:
+        """The CLI fails on a changed leaf hash and names the entry."""
+        lines = files[0].read_bytes().splitlines(keepends=True)
+        start = lines[5].index(b'"leaf_hash":"') + len(b'"leaf_hash":"')
+        lines[5] = lines[5][:start] + (b"a" if lines[5][start] != ord("a") else b"b") + lines[5][start + 1 :]
+        files[0].write_bytes(b"".join(lines))
+        status, output = run_verify(str(files[0]), "--public-key", str(files[1]))
+        assert status == 1
+        assert "first bad entry: 4:" in output
