@@ -21,13 +21,36 @@ from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts, script_source
 
-__all__ = ["CHUNK_NODES", "POSTING_WIDTH", "AuditStore", "NodeWrite", "TreeState", "decode_postings"]
+__all__ = [
+    "CHUNK_NODES",
+    "POSTING_WIDTH",
+    "AuditStore",
+    "NodeWrite",
+    "StoredHead",
+    "TreeState",
+    "decode_postings",
+]
 
 CHUNK_NODES = 1 << 20
 """Nodes per stored string (32 MiB)."""
 
 POSTING_WIDTH = 6
 """Bytes per sequence number in an index posting (big-endian; up to 2**48 entries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """The last signed tree head a replica stored, as stored (not yet checked).
+
+    Attributes:
+        checkpoint: the canonical checkpoint bytes the signature covers.
+        key_id: the id of the key that signed it.
+        signature: the Ed25519 signature over ``checkpoint``.
+    """
+
+    checkpoint: bytes
+    key_id: str
+    signature: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +61,14 @@ class TreeState:
         size: entries hashed into the tree.
         root: the RFC 6962 root of those entries.
         compact: the compact range at ``size``, to append from.
+        last_head: the last signed head stored, read with the tree (None: none yet, or a
+            state computed rather than read).
     """
 
     size: int
     root: bytes
     compact: CompactRange
+    last_head: StoredHead | None = None
 
     @classmethod
     def empty(cls) -> TreeState:
@@ -141,17 +167,24 @@ class AuditStore:
             ValueError: when the stored head is malformed (the store is corrupt).
         """
         async with translate_errors():
-            size, root, compact = (
+            size, root, compact, checkpoint, key_id, signature = (
                 _as_bytes(value)
                 for value in await self._redis.hmget(
-                    TenantKeys(tenant).audit_tree_head(), ["size", "root", "range"]
+                    TenantKeys(tenant).audit_tree_head(),
+                    ["size", "root", "range", "head_checkpoint", "head_key_id", "head_signature"],
                 )
             )
+        # Read in the same step as the tree, so that a head request costs no extra round trip.
+        last_head = (
+            StoredHead(checkpoint, key_id.decode("ascii", "replace"), signature)
+            if checkpoint is not None and key_id is not None and signature is not None
+            else None
+        )
         if size is None or root is None or compact is None:
-            return TreeState.empty()
+            return TreeState(0, EMPTY_ROOT, CompactRange(), last_head)
         count = int(size)
         hashes = tuple(compact[i : i + HASH_SIZE] for i in range(0, len(compact), HASH_SIZE))
-        return TreeState(count, root, CompactRange(count, hashes))
+        return TreeState(count, root, CompactRange(count, hashes), last_head)
 
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """Stored node hashes in one round trip; None for a node not stored (yet).
@@ -211,6 +244,23 @@ class AuditStore:
             "audit_integrate",
             [keys.audit_tree_head(), *(keys.audit_tree(w.level, w.chunk) for w in writes)],
             args,
+        )
+        return bool(result[0] == b"OK")
+
+    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
+        """Stores a newly signed head, if the stored one is still ``previous``.
+
+        Returns:
+            False when another process stored a head first (nothing was written).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        expected = previous.checkpoint if previous is not None else b""
+        result = await self._scripts.run(
+            "audit_head",
+            [TenantKeys(tenant).audit_tree_head()],
+            [expected, signed.checkpoint, signed.key_id, signed.signature],
         )
         return bool(result[0] == b"OK")
 

@@ -17,10 +17,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner, public_key_pem
+from idverify.audit.checkpoint import (
+    CheckpointError,
+    SignatureError,
+    SignedHead,
+    TreeHead,
+    TreeHeadSigner,
+    parse_checkpoint,
+    public_key_pem,
+    verify_signed_head,
+)
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore, TreeState
+from idverify.audit.log_store import AuditStore, StoredHead, TreeState
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
 from idverify.audit.query import EventFilter, QueryResult, run_query
 from idverify.audit.signing_key import load_signing_key
@@ -45,6 +54,9 @@ __all__ = [
 # A head is re-signed when the tree grew, or when the one at hand is older than this, so that
 # an idle log still shows a fresh timestamp.
 HEAD_MAX_AGE_MS = 60_000
+# Rounds of read-sign-store before giving up: a round is lost only to a replica that stored a
+# head meanwhile, which the next round then hands out, so a second round nearly always ends it.
+_HEAD_ATTEMPTS = 8
 MAX_FILTER_VALUES = 64
 # How often each replica folds new entries into the tree.
 INTEGRATION_INTERVAL_SECONDS = 0.5
@@ -134,20 +146,59 @@ class AuditFlow:
     async def signed_head(self, tenant: str) -> SignedHead:
         """A signed head of everything appended so far (integrated first).
 
+        Every worker and replica hands out the head stored last while it is fresh, and signs a
+        new one only of at least its size and no earlier than its time (``max(now, its
+        time)``), stored with a check-and-set: a caller switching between them never sees a head
+        go back in size or time, whatever their clocks say.
+
         Raises:
-            StoreUnavailable: when Redis cannot be reached.
+            StoreUnavailable: when Redis cannot be reached, or other replicas kept storing heads
+                first (the caller may simply ask again).
             LogCorrupted: when entries are missing from the store.
         """
-        state = await self._integrator.integrate(tenant)
-        now = self._clock_ms()
-        cached = self._heads.get(tenant)
+        for _ in range(_HEAD_ATTEMPTS):
+            state = await self._integrator.integrate(tenant)
+            last = self._trusted_head(tenant, state.last_head)
+            now = self._clock_ms()
+            if last is not None and (
+                last.head.size > state.size
+                or (last.head.size == state.size and now - last.head.timestamp_ms < HEAD_MAX_AGE_MS)
+            ):
+                return last
+            floor_ms = last.head.timestamp_ms if last is not None else 0
+            head = TreeHead(origin_of(tenant), state.size, state.root, max(now, floor_ms))
+            signed = self._signer.sign(head)
+            stored = StoredHead(signed.checkpoint, signed.key_id, signed.signature)
+            if await self._store.replace_signed_head(tenant, state.last_head, stored):
+                self._heads[tenant] = signed
+                return signed
+            # Another replica stored a head since the read: it is the one to hand out, or to pass.
+        raise StoreUnavailable("other replicas kept signing tree heads first; ask again")
+
+    def _trusted_head(self, tenant: str, stored: StoredHead | None) -> SignedHead | None:
+        """The stored head when it is this log's and verifies under this service's key, else None.
+
+        A head this process signed or checked before is not checked again (an Ed25519
+        verification costs more than the rest of a head request).
+        """
+        if stored is None:
+            return None
+        known = self._heads.get(tenant)
         if (
-            cached is not None
-            and cached.head.size == state.size
-            and now - cached.head.timestamp_ms < HEAD_MAX_AGE_MS
+            known is not None
+            and known.checkpoint == stored.checkpoint
+            and known.signature == stored.signature
         ):
-            return cached
-        signed = self._signer.sign(TreeHead(origin_of(tenant), state.size, state.root, now))
+            return known
+        try:
+            signed = SignedHead(parse_checkpoint(stored.checkpoint), stored.key_id, stored.signature)
+            verify_signed_head(signed, self._signer.public_key)
+        except (CheckpointError, SignatureError):
+            # Signed under a previous key (a key change), or not a head at all: sign afresh, from
+            # this clock. An unverified time is no floor: a far-future one would stop the log.
+            return None
+        if signed.head.origin != origin_of(tenant):
+            return None
         self._heads[tenant] = signed
         return signed
 

@@ -26,7 +26,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:ix:outcome:<outcome>`` | string | the entry numbers of an outcome, likewise |
 | ``iv1:{t:T}:audit:ix:method:<method id>`` | string | the entry numbers of a method, likewise |
 | ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
-| ``iv1:{t:T}:audit:treehead`` | hash | the integrated tree: ``size``, ``root``, compact ``range`` |
+| ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
@@ -126,7 +126,7 @@ class TenantKeys:
         return f"{self._base}:audit:tree:{level}:{chunk}"
 
     def audit_tree_head(self) -> str:
-        """The integrated tree's size, root and compact range."""
+        """The integrated tree's size, root and compact range, and the last signed head."""
         return f"{self._base}:audit:treehead"
 
     def client(self, client_id: str) -> str:

@@ -36,6 +36,7 @@ SCRIPT_NAMES = (
     "login_ip",
     "ip_labels",
     "audit_integrate",
+    "audit_head",
     "audit_seek",
     # The personal-data lifecycle: consent, cancellation and erasure, key rotation.
     "consent_start",

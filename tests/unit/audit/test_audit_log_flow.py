@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,6 +184,89 @@ class TestHeadsAndProofs:
         """GetEvent beyond the log's size is OUT_OF_RANGE."""
         with pytest.raises(OutOfRange):
             await flow.event(tenant, 10)
+
+
+class TestHeadsNeverGoBack:
+    """Heads from several processes on one Redis, as callers switching between them see them."""
+
+    @staticmethod
+    def replica(redis: RedisClient, clock: Clock) -> AuditFlow:
+        store = AuditStore(redis, Scripts(redis))
+        return AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(KEY), KEYRING, clock_ms=clock)
+
+    async def test_a_head_is_never_older_than_one_another_replica_gave_out(
+        self, redis: RedisClient, tenant: str
+    ) -> None:
+        """Replicas that signed one size at different times never hand out the older head after the newer."""
+        clock = Clock()
+        first, second = self.replica(redis, clock), self.replica(redis, clock)
+        seen = [await first.signed_head(tenant)]
+        clock.now += 1_000
+        seen.append(await second.signed_head(tenant))
+        clock.now += 1_000
+        seen.append(await first.signed_head(tenant))
+        stamps = [signed.head.timestamp_ms for signed in seen]
+        assert stamps == sorted(stamps)
+
+    async def test_a_replica_whose_clock_is_behind_never_signs_into_the_past(
+        self, redis: RedisClient, tenant: str
+    ) -> None:
+        """A head signed on a slow clock, even of a grown log, is no older than the last head given out."""
+        fast, slow = Clock(), Clock()
+        slow.now -= 30_000
+        ahead, behind = self.replica(redis, fast), self.replica(redis, slow)
+        seen = []
+        for round_number in range(6):
+            await SyntheticAppender(redis).append(tenant, [({}, {"type": "t.z"})])
+            seen.append(await (ahead if round_number % 2 else behind).signed_head(tenant))
+            seen.append(await (behind if round_number % 2 else ahead).signed_head(tenant))
+            fast.now += 70_000
+            slow.now += 70_000
+        for earlier, later in itertools.pairwise(seen):
+            assert later.head.size >= earlier.head.size
+            assert later.head.timestamp_ms >= earlier.head.timestamp_ms
+            verify_signed_head(later, KEY.public_key())
+        assert seen[-1].head.size == 16
+
+    async def test_concurrent_signers_agree_on_one_head(self, redis: RedisClient, tenant: str) -> None:
+        """Replicas with clocks apart, asked at once for a stale head, all give out the head stored first."""
+        clocks = [Clock() for _ in range(6)]
+        replicas = [self.replica(redis, clock) for clock in clocks]
+        await replicas[0].signed_head(tenant)
+        for skew, clock in enumerate(clocks):
+            clock.now += 61_000 + 100 * skew
+        heads = await asyncio.gather(*(replica.signed_head(tenant) for replica in replicas))
+        assert len({signed.head.timestamp_ms for signed in heads}) == 1
+        assert all(signed.head.size == 10 for signed in heads)
+
+    async def test_a_head_stored_by_another_key_is_not_given_out(
+        self, redis: RedisClient, tenant: str
+    ) -> None:
+        """After a key change, a replica signs afresh with its own key rather than hand out a foreign head."""
+        clock = Clock()
+        store = AuditStore(redis, Scripts(redis))
+        other_key = Ed25519PrivateKey.generate()
+        old = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(other_key), KEYRING, clock_ms=clock)
+        await old.signed_head(tenant)
+        fresh = await self.replica(redis, clock).signed_head(tenant)
+        verify_signed_head(fresh, KEY.public_key())
+        assert await self.replica(redis, clock).signed_head(tenant) == fresh
+
+    async def test_a_stored_head_that_is_no_head_is_replaced(
+        self, redis: RedisClient, tenant: str, clock: Clock
+    ) -> None:
+        """Garbage where the last head is kept is signed over, not handed out and not taken as a time."""
+        await redis.hset(
+            f"iv1:{{t:{tenant}}}:audit:treehead",
+            mapping={
+                "head_checkpoint": b"x\n99\n\n9999999999999999\n",
+                "head_key_id": "k",
+                "head_signature": "s",
+            },
+        )
+        signed = await self.replica(redis, clock).signed_head(tenant)
+        verify_signed_head(signed, KEY.public_key())
+        assert signed.head.timestamp_ms == clock.now
 
 
 class TestQueries:
