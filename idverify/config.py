@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
 from idverify.domain.errors import ConfigError
 from idverify.domain.methods import MethodSpec, TenantMethods, parse_methods
+from idverify.security.principals import Role
 
 ENV_PREFIX = "IDVERIFY_"
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -31,6 +32,8 @@ DEFAULT_DATA_DIR = Path("idverify-data")
 # Identity checks by name can be enumerated unless every binding is counted; 5 is the common
 # per-person account cap of Chinese platforms.
 DEFAULT_BINDING_LIMIT = 5
+# The kinds of client certificate name that tls.client_principals keys are written with.
+CLIENT_NAME_TYPES = ("cn", "uri", "dns", "email")
 # Variables with the prefix that are read elsewhere: a config path and secrets, never settings.
 _NOT_SETTINGS = frozenset(
     {
@@ -120,8 +123,9 @@ class TlsSettings:
     key_file: str = ""
     # Setting this requires client certificates signed by that CA (mutual TLS).
     client_ca_file: str = ""
-    # Maps a client certificate's subject common name (written CN=name) or one of its SANs
-    # (URI or DNS) to the principal it acts as, written tenant/role.
+    # Maps a client certificate's name to the principal it acts as, written tenant/role. A key
+    # says which name it matches: "cn:name" (the subject's one common name), "uri:...", "dns:..."
+    # or "email:..." (a subject alternative name of that type), so no SAN can pass for a CN.
     client_principals: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -399,13 +403,44 @@ def _tls(value: Any) -> TlsSettings:
     if not isinstance(value, Mapping):
         raise ConfigError("tls: expected a table")
     principals = value.get("client_principals", {})
-    if not isinstance(principals, Mapping) or not all(
-        isinstance(v, str) and v.count("/") == 1 for v in principals.values()
-    ):
-        raise ConfigError('tls.client_principals: expected "subject or SAN" = "tenant/role" entries')
+    if not isinstance(principals, Mapping) or not all(isinstance(v, str) for v in principals.values()):
+        raise ConfigError('tls.client_principals: expected "cn:name" = "tenant/role" entries')
+    for key, target in principals.items():
+        _check_client_principal(str(key), target)
     flat = {k: v for k, v in value.items() if k != "client_principals"}
     section: TlsSettings = _section("tls", TlsSettings, flat)
     return dataclasses.replace(section, client_principals=dict(principals))
+
+
+def _check_client_principal(key: str, target: str) -> None:
+    """Refuses an entry whose key is not a typed certificate name or whose target is no principal."""
+    kind, typed, name = key.partition(":")
+    if not typed or kind not in CLIENT_NAME_TYPES:
+        if kind in {"ip", "ipaddress"}:
+            raise ConfigError(f"tls.client_principals: {key!r}: IP address SANs do not name principals")
+        raise ConfigError(
+            f'tls.client_principals: untyped key "{key}": write "{_typed_key(key)}"'
+            " (keys are cn:, uri:, dns: or email: and the name)"
+        )
+    if not name:
+        raise ConfigError(f"tls.client_principals: {key!r} names nothing")
+    tenant, slash, role = target.partition("/")
+    if not tenant or not slash or role not in {r.value for r in Role}:
+        raise ConfigError(
+            f"tls.client_principals: {key!r} = {target!r}: expected tenant/role"
+            f" (roles: {', '.join(r.value for r in Role)})"
+        )
+
+
+def _typed_key(key: str) -> str:
+    """The typed form an untyped client principal key most likely meant."""
+    if key[:3].upper() == "CN=":
+        return f"cn:{key[3:]}"
+    if "://" in key or key.startswith("urn:"):
+        return f"uri:{key}"
+    if "@" in key:
+        return f"email:{key}"
+    return f"dns:{key}"
 
 
 def _erasure(value: Any) -> ErasureSettings:

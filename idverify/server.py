@@ -38,6 +38,7 @@ from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring, LiveKeyring, ensure_keyring_file, load_keyring
 from idverify.privacy.sealing import Sealer
+from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter, WindowLimiter
@@ -45,7 +46,7 @@ from idverify.services.account import AccountServicer
 from idverify.services.admin import AdminServicer
 from idverify.services.audit import AuditServicer
 from idverify.services.consent import ConsentServicer
-from idverify.services.interceptor import CertificatePrincipals, ServiceInterceptor
+from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
 from idverify.services.verification import VerificationServicer
 from idverify.store.connection import RedisClient, connect

@@ -30,8 +30,9 @@ from idverify.domain.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
-from idverify.security.principals import Principal, Role, authorize, current_principal, is_public
+from idverify.security.principals import Principal, authorize, current_principal, is_public
 from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter
 from idverify.services.grpc_types import Context, EncodedReply, Handler
 from idverify.services.request_info import request_info
@@ -87,31 +88,9 @@ def _request_id(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     return ""
 
 
-class CertificatePrincipals:
-    """Maps verified client certificates (mutual TLS) to principals through configuration.
-
-    A certificate matches by its subject common name (``CN=...``) or by any of its subject
-    alternative names (URI or DNS), exactly as written in ``tls.client_principals``.
-    """
-
-    def __init__(self, mapping: dict[str, str]) -> None:
-        self._mapping: dict[str, Principal] = {}
-        for name, target in mapping.items():
-            tenant, role = target.split("/")
-            self._mapping[name] = Principal(tenant, Role(role), f"cert:{len(self._mapping)}")
-
-    def __bool__(self) -> bool:
-        return bool(self._mapping)
-
-    def principal(self, context: Context) -> Principal | None:
-        """The principal of the call's client certificate, if it is mapped."""
-        auth = context.auth_context()
-        names = [f"CN={cn.decode()}" for cn in auth.get("x509_common_name", [])]
-        names += [san.decode() for san in auth.get("x509_subject_alternative_name", [])]
-        for name in names:
-            if name in self._mapping:
-                return self._mapping[name]
-        return None
+def _client_certificate(context: Context) -> bytes | None:
+    """The PEM of the call's verified client certificate (mutual TLS), if there is one."""
+    return next(iter(context.auth_context().get("x509_pem_cert", ())), None)
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -154,8 +133,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         principal = await self._clients.authenticate(token) if token else None
         if principal is None and token:
             raise Unauthenticated("invalid or revoked token", reason="INVALID_TOKEN")
-        if principal is None and self._certificates:
-            principal = self._certificates.principal(context)
+        if principal is None and self._certificates and (pem := _client_certificate(context)):
+            principal = self._certificates.principal(pem)
         authorize(principal, call.method)
         assert principal is not None  # noqa: S101 - authorize() raised otherwise
         current_principal.set(principal)

@@ -6,7 +6,10 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from idverify.client import Client
-from idverify.testing import ServerProcess
-from idverify.v1 import verification_pb2
+from idverify.testing import ServerProcess, free_port
+from idverify.v1 import account_pb2, admin_pb2, verification_pb2
 
 pytestmark = pytest.mark.e2e
 
@@ -48,25 +51,32 @@ class Authority:
 
     def issue(self, common_name: str, *, server: bool = False, uri: str = "") -> tuple[bytes, bytes, int]:
         """A leaf certificate and key (PEM) and its serial number."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        serial = x509.random_serial_number()
         names: list[x509.GeneralName] = []
         if server:
             names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
         if uri:
             names.append(x509.UniformResourceIdentifier(uri))
+        return self.issue_names([common_name], names)
+
+    def issue_names(
+        self, common_names: list[str], alternatives: list[x509.GeneralName]
+    ) -> tuple[bytes, bytes, int]:
+        """A leaf certificate with these subject common names (in order) and SANs, its key, its serial."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        serial = x509.random_serial_number()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name) for name in common_names])
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(serial)
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
         )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        if alternatives:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -88,6 +98,21 @@ def served_serial(port: int, ca: Authority, client: tuple[Path, Path]) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
+# Client certificates by file name: (subject common names, subject alternative names). The
+# server maps cn:admin-svc to an admin and dns:platform.test to a platform (tls_config).
+CLIENT_CERTIFICATES: dict[str, tuple[list[str], list[x509.GeneralName]]] = {
+    "admin-svc": (["admin-svc"], []),
+    "platform": (["platform client"], [x509.DNSName("Platform.Test")]),
+    "uri-spoof": (["nobody"], [x509.UniformResourceIdentifier("CN=admin-svc")]),
+    "dns-spoof": (["nobody"], [x509.DNSName("CN=admin-svc"), x509.DNSName("admin-svc")]),
+    "email-spoof": (["nobody"], [x509.RFC822Name("CN=admin-svc")]),
+    "no-cn-spoof": ([], [x509.UniformResourceIdentifier("CN=admin-svc"), x509.DNSName("spoof.test")]),
+    "two-cns-admin-first": (["admin-svc", "nobody"], []),
+    "two-cns-admin-last": (["nobody", "admin-svc"], []),
+    "two-principals": (["admin-svc"], [x509.DNSName("platform.test")]),
+}
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Path]:
     ca = Authority()
@@ -98,6 +123,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Path]:
     (directory / "server.key").write_bytes(key)
     for name, uri in (("registrar-client", "spiffe://test/registrar"), ("stranger", "")):
         cert, key, _ = ca.issue(name, uri=uri)
+        (directory / f"{name}.pem").write_bytes(cert)
+        (directory / f"{name}.key").write_bytes(key)
+    for name, (common_names, alternatives) in CLIENT_CERTIFICATES.items():
+        cert, key, _ = ca.issue_names(common_names, alternatives)
         (directory / f"{name}.pem").write_bytes(cert)
         (directory / f"{name}.key").write_bytes(key)
     return ca, directory
@@ -119,7 +148,9 @@ def tls_config(directory: Path, *, mutual: bool) -> str:
         lines += [
             f'client_ca_file = "{directory / "ca.pem"}"',
             "[tls.client_principals]",
-            '"spiffe://test/registrar" = "default/registrar"',
+            '"uri:spiffe://test/registrar" = "default/registrar"',
+            '"cn:admin-svc" = "default/admin"',
+            '"dns:platform.test" = "default/platform"',
         ]
     return "\n".join(lines) + "\n"
 
@@ -198,3 +229,73 @@ class TestMutualTls:
                 assert client.verification.ListMethods(verification_pb2.ListMethodsRequest()).methods
         assert before != serial
         assert seen == serial
+
+
+@pytest.fixture(scope="module")
+def mutual_server(
+    pki: tuple[Authority, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server that requires client certificates and maps some of them to principals."""
+    ca, directory = pki
+    with ServerProcess(
+        tmp_path_factory.mktemp("mtls"),
+        config=tls_config(directory, mutual=True),
+        credentials=credentials(ca, directory, "registrar-client"),
+    ) as server:
+        yield server
+
+
+def list_clients(server: ServerProcess, ca: Authority, directory: Path, client: str) -> grpc.StatusCode:
+    """The status of an admin-only call made with a client certificate and no token."""
+    with Client(server.target, credentials=credentials(ca, directory, client), timeout=5) as by_cert:
+        try:
+            by_cert.admin.ListClients(admin_pb2.ListClientsRequest())
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+class TestCertificateNames:
+    def test_each_typed_name_maps_its_own_kind(
+        self, pki: tuple[Authority, Path], mutual_server: ServerProcess
+    ) -> None:
+        """cn:admin-svc matches the common name; dns:platform.test matches a DNS SAN in any case."""
+        ca, directory = pki
+        assert list_clients(mutual_server, ca, directory, "admin-svc") is grpc.StatusCode.OK
+        assert list_clients(mutual_server, ca, directory, "platform") is grpc.StatusCode.PERMISSION_DENIED
+        with Client(mutual_server.target, credentials=credentials(ca, directory, "platform")) as platform:
+            platform.account.GetAccount(account_pb2.GetAccountRequest(account_id="nobody-yet"))
+
+    @pytest.mark.parametrize(
+        "client",
+        ["uri-spoof", "dns-spoof", "email-spoof", "no-cn-spoof", "two-cns-admin-first", "two-cns-admin-last"],
+    )
+    def test_a_san_or_second_common_name_never_passes_for_a_common_name(
+        self, pki: tuple[Authority, Path], mutual_server: ServerProcess, client: str
+    ) -> None:
+        """A SAN reading CN=admin-svc, or a subject with two CNs, is not the admin-svc principal."""
+        ca, directory = pki
+        assert list_clients(mutual_server, ca, directory, client) is grpc.StatusCode.UNAUTHENTICATED
+
+    def test_names_mapped_to_different_principals_name_none(
+        self, pki: tuple[Authority, Path], mutual_server: ServerProcess
+    ) -> None:
+        """A certificate whose CN maps to an admin and whose DNS SAN maps to a platform is refused."""
+        ca, directory = pki
+        assert list_clients(mutual_server, ca, directory, "two-principals") is grpc.StatusCode.UNAUTHENTICATED
+
+    def test_untyped_principal_keys_stop_start_up_with_one_line(
+        self, pki: tuple[Authority, Path], tmp_path: Path
+    ) -> None:
+        """A configuration written before typed keys fails at once, naming each key's new form."""
+        _, directory = pki
+        config = tls_config(directory, mutual=True).replace('"cn:admin-svc"', '"CN=admin-svc"')
+        (tmp_path / "idverify.toml").write_text(config, encoding="utf-8")
+        command = [sys.executable, "-m", "idverify", "serve", "--config", str(tmp_path / "idverify.toml")]
+        command += ["--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{free_port()}"]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert finished.returncode != 0
+        lines = finished.stderr.strip().splitlines()
+        assert len(lines) == 1, finished.stderr
+        assert '"cn:admin-svc"' in lines[0]
+        assert "Traceback" not in finished.stderr

@@ -242,7 +242,8 @@ class TestSettings:
         settings = config_of(helm.template(["external-secrets"]), tmp_path)
         assert settings.tls.cert_file == "/var/run/secrets/idverify/tls/tls.crt"
         assert settings.tls.client_ca_file == "/var/run/secrets/idverify/client-ca/ca.crt"
-        assert settings.tls.client_principals["CN=signup-service"] == "default/registrar"
+        assert settings.tls.client_principals["cn:signup-service"] == "default/registrar"
+        assert settings.tls.client_principals["uri:spiffe://prod/ns/chat/sa/messaging"] == "default/platform"
 
     def test_generated_secrets_are_usable(self, helm: Helm) -> None:
         """The generated keyring loads, the audit key is Ed25519, the certificate names the service."""
@@ -303,6 +304,10 @@ class TestValuesSchema:
             ),
             (["externalRedis.url=redis://r:6379", "geoip.enabled=true"], "geoip.existingClaim"),
             (["externalRedis.url=redis://r:6379", "replicas=3"], "replicas"),
+            (
+                ["externalRedis.url=redis://r:6379", "tls.clientPrincipals.admin-svc=default/admin"],
+                "admin-svc",
+            ),
         ],
     )
     def test_bad_values_are_refused_with_a_message(self, helm: Helm, sets: list[str], message: str) -> None:

@@ -81,3 +81,58 @@ class TestValidation:
         """A non-numeric number in the environment is a configuration error, not a crash."""
         with pytest.raises(ConfigError, match="binding_limit"):
             load_settings(environ={"IDVERIFY_VERIFICATION__BINDING_LIMIT": "many"})
+
+
+class TestClientPrincipals:
+    def test_typed_keys_are_accepted(self, tmp_path: Path) -> None:
+        """Keys name the kind of certificate name they match: cn:, uri:, dns: or email:."""
+        path = tmp_path / "c.toml"
+        path.write_text(
+            "[tls.client_principals]\n"
+            '"cn:admin-svc" = "default/admin"\n'
+            '"uri:spiffe://prod/ns/chat/sa/signup" = "default/registrar"\n'
+            '"dns:platform.internal" = "default/platform"\n'
+            '"email:audit@example.com" = "default/auditor"\n',
+            encoding="utf-8",
+        )
+        principals = load_settings(path, environ={}).tls.client_principals
+        assert principals["cn:admin-svc"] == "default/admin"
+        assert principals["uri:spiffe://prod/ns/chat/sa/signup"] == "default/registrar"
+
+    @pytest.mark.parametrize(
+        ("key", "typed"),
+        [
+            ("CN=admin-svc", "cn:admin-svc"),
+            ("spiffe://prod/ns/chat/sa/signup", "uri:spiffe://prod/ns/chat/sa/signup"),
+            ("platform.internal", "dns:platform.internal"),
+            ("audit@example.com", "email:audit@example.com"),
+        ],
+    )
+    def test_untyped_keys_are_refused_with_their_typed_form(
+        self, tmp_path: Path, key: str, typed: str
+    ) -> None:
+        """An old untyped key stops start-up with one line that names the key's new form."""
+        path = tmp_path / "c.toml"
+        path.write_text(f'[tls.client_principals]\n"{key}" = "default/registrar"\n', encoding="utf-8")
+        with pytest.raises(ConfigError) as refused:
+            load_settings(path, environ={})
+        message = str(refused.value)
+        assert "\n" not in message
+        assert f'"{typed}"' in message
+        assert "tls.client_principals" in message
+
+    @pytest.mark.parametrize(
+        ("key", "target", "fragment"),
+        [
+            ("ip:10.0.0.1", "default/registrar", "ip:10.0.0.1"),
+            ("cn:", "default/registrar", "names nothing"),
+            ("cn:admin-svc", "default/superuser", "superuser"),
+            ("cn:admin-svc", "default", "tenant/role"),
+        ],
+    )
+    def test_bad_entries_are_refused(self, tmp_path: Path, key: str, target: str, fragment: str) -> None:
+        """An unknown name type, an empty name or a target that is not tenant/role stops start-up."""
+        path = tmp_path / "c.toml"
+        path.write_text(f'[tls.client_principals]\n"{key}" = "{target}"\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=fragment):
+            load_settings(path, environ={})
