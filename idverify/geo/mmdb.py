@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 from array import array
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import maxminddb
 
 from idverify.geo._mmdb_data import DataSection
-from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, IpRange, Ipv4Alias, RawGeo
+from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, IpRange, Ipv4Alias, RawGeo, build_date_of
 
 __all__ = ["METADATA_MARKER", "MmdbProvider"]
 
@@ -99,12 +98,11 @@ class MmdbProvider:
     def info(self) -> DatabaseInfo:
         """Which database this is (see ``GeoProvider.info``)."""
         metadata = self._metadata
-        built = datetime.fromtimestamp(metadata.build_epoch, tz=UTC).date() if metadata.build_epoch else None
         return DatabaseInfo(
             type="mmdb",
             path=self._path,
             name=str(metadata.database_type),
-            build_date=built,
+            build_date=build_date_of(metadata.build_epoch),
             record_count=self._record_count,
             ip_versions=frozenset(self._runs),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Literal, Protocol
@@ -23,6 +23,7 @@ __all__ = [
     "IpRange",
     "Ipv4Alias",
     "RawGeo",
+    "build_date_of",
 ]
 
 # The display policy shows a subdivision only for these countries ("" is a record whose country
@@ -92,6 +93,20 @@ class Ipv4Alias:
     """
 
     shift: int
+
+
+def build_date_of(epoch: object) -> date | None:
+    """The UTC day of a file's build time in Unix seconds, or None when it does not say one.
+
+    A file's header is data like any other: a time of 0, of another type than an integer, or
+    past what a date holds (MaxMind's test file of a ``2**64 - 1`` epoch) is no build date.
+    """
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, tz=UTC).date()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 # first address, last address (both as integers), and what the database says about them.

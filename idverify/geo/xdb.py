@@ -10,9 +10,9 @@ import re
 import struct
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Literal
@@ -20,7 +20,14 @@ from typing import Literal
 from ip2region import searcher as xdb_searcher
 from ip2region import util as xdb_util
 
-from idverify.geo.provider import SUBDIVIDED_COUNTRIES, DatabaseInfo, GeoDatabaseError, IpRange, RawGeo
+from idverify.geo.provider import (
+    SUBDIVIDED_COUNTRIES,
+    DatabaseInfo,
+    GeoDatabaseError,
+    IpRange,
+    RawGeo,
+    build_date_of,
+)
 from idverify.geo.regions import country_code_for_name, country_names
 
 __all__ = ["HEADER_SIZE", "VECTOR_INDEX_SIZE", "XdbHeader", "XdbProvider", "parse_region"]
@@ -106,6 +113,7 @@ class XdbProvider:
         self._check_vector_index()
         # Reading every segment once checks the index and fills the region cache.
         self._runs = list(self._read_segments())
+        self._run_firsts = [first for first, _, _ in self._runs]
 
     @classmethod
     def from_bytes(cls, data: bytes, path: Path | None = None) -> XdbProvider:
@@ -124,6 +132,12 @@ class XdbProvider:
         """What the file says about one address (see ``GeoProvider.lookup``)."""
         if address.version != self._header.ip_version:
             return None
+        # Only addresses a segment covers go to the searcher: past the last segment of the
+        # file's last cell, its binary search reads beyond the index and raises IndexError.
+        value = int(address)
+        run = bisect_right(self._run_firsts, value) - 1
+        if run < 0 or value > self._runs[run][1]:
+            return None
         region = self._searcher.search(address.packed)
         return parse_region(region) if region else None
 
@@ -137,12 +151,11 @@ class XdbProvider:
     def info(self) -> DatabaseInfo:
         """Which database this is (see ``GeoProvider.info``)."""
         header = self._header
-        built = datetime.fromtimestamp(header.created_at, tz=UTC).date() if header.created_at else None
         return DatabaseInfo(
             type="xdb",
             path=self._path,
             name="ip2region",
-            build_date=built,
+            build_date=build_date_of(header.created_at),
             record_count=header.segment_count,
             ip_versions=frozenset({header.ip_version}),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import maxminddb
 import pytest
 
 from idverify.geo import GeoResolver
@@ -56,6 +57,24 @@ class TestBundledDatabase:
     def test_special_addresses(self, default_resolver: GeoResolver, ip: str) -> None:
         """Special-purpose addresses are 未知 there too."""
         assert default_resolver.lookup(ip).display == "未知"
+
+    @pytest.mark.parametrize("ip", ["2001:0:808:808::1", "2001:0:808:808:8000:f227:bec5:dd5c"])
+    def test_teredo_is_unknown_though_the_file_aliases_it(
+        self, default_resolver: GeoResolver, ip: str
+    ) -> None:
+        """Teredo (2001::/32) is special-purpose: 未知, where the file's reader answers its relay's place.
+
+        The file aliases Teredo to its IPv4 data at the relay server's address (bits 32-63, here
+        8.8.8.8), which says where the relay is, not the client.
+        """
+        path = default_resolver.info()[0].path
+        assert path is not None
+        with maxminddb.open_database(str(path)) as reader:
+            record = reader.get(ip)
+        assert isinstance(record, dict)
+        assert record["country"]["iso_code"] == "US"
+        location = default_resolver.lookup(ip)
+        assert (location.display, location.country_code) == ("未知", "")
 
     def test_only_the_tables_stay_in_memory(self, default_resolver: GeoResolver) -> None:
         """Its tables answer every address (aliases of the IPv4 tree included): the file is freed."""

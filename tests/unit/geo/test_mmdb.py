@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import ipaddress
 import itertools
+import json
 from pathlib import Path
+from typing import Any
 
+import maxminddb
 import pytest
 from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
-from idverify.geo import GeoDatabaseError, Ipv4Alias, MmdbProvider, RawGeo
+from idverify.geo import GeoDatabaseError, GeoResolver, Ipv4Alias, MmdbProvider, RawGeo
+from idverify.geo.commands import add_geo_commands
 from idverify.geo.mmdb import raw_geo_of_record
 
 
@@ -139,3 +147,79 @@ def _both_records(value: int, record_size: int) -> bytes:
         left, right = value.to_bytes(4, "big"), value.to_bytes(4, "big")
         return left[1:] + bytes([(left[0] << 4) | right[0]]) + right[1:]
     return (value << record_size | value).to_bytes(record_size // 4, "big")
+
+
+UINT64_MAX = 2**64 - 1
+
+
+def write_mmdb_with_epoch(path: Path, build_epoch: int) -> Path:
+    """A small mmdb file whose metadata says it was built at ``build_epoch`` (a uint64).
+
+    ``build_epoch = 2**64 - 1`` is what MaxMind's test file ``libmaxminddb-uint64-max-epoch.mmdb``
+    holds; the ``maxminddb`` reader opens it.
+    """
+
+    class EpochWriter(MMDBWriter):
+        def _build_meta(self) -> dict[str, Any]:
+            return {**super()._build_meta(), "build_epoch": build_epoch}
+
+    writer = EpochWriter(
+        ip_version=6, database_type="Test-Epoch", languages=["en"], description="x", ipv4_compatible=True
+    )
+    writer.insert_network(IPSet(["1.0.0.0/24"]), city(CHINA, place("GD", "广东省", "Guangdong")))
+    writer.to_db_file(str(path))
+    return path
+
+
+def with_epoch_as_bytes(data: bytes) -> bytes:
+    """The file with its build_epoch's uint64 replaced by a byte string of the same length."""
+    key = data.rindex(b"build_epoch") + len(b"build_epoch")
+    control, extended = data[key], data[key + 1]
+    size = control & 0x1F
+    assert (control >> 5, extended) == (0, 9 - 7)  # an extended type: uint64
+    # Type 4 (bytes) of size + 1: one control byte and the payload fill the same span.
+    return data[:key] + bytes([4 << 5 | (size + 1)]) + b"\x00" + data[key + 2 :]
+
+
+class TestOddMetadata:
+    def test_the_uint64_max_epoch_file_loads_with_no_build_date(self, tmp_path: Path) -> None:
+        """A build time past what a date can hold is no build date, not a crash."""
+        path = write_mmdb_with_epoch(tmp_path / "uint64-max-epoch.mmdb", UINT64_MAX)
+        assert maxminddb.open_database(str(path)).metadata().build_epoch == UINT64_MAX
+        provider = load(path)
+        assert provider.info().build_date is None
+        location = GeoResolver([path], check_interval=0).lookup("1.0.0.1")
+        assert (location.display, location.source, location.source_build_date) == ("广东", "Test-Epoch", None)
+
+    def test_geo_lookup_answers_with_the_uint64_max_epoch_file(self, tmp_path: Path) -> None:
+        """``idverify geo lookup`` answers from that file and prints no build date."""
+        path = write_mmdb_with_epoch(tmp_path / "uint64-max-epoch.mmdb", UINT64_MAX)
+        parser = argparse.ArgumentParser(prog="idverify")
+        add_geo_commands(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(["geo", "lookup", "--json", "--database", str(path), "1.0.0.1"])
+        out = io.StringIO()
+        assert args.handler(args, out) == 0
+        answer = json.loads(out.getvalue())
+        assert (answer["display"], answer["source_build_date"]) == ("广东", "")
+
+    @pytest.mark.parametrize("build_epoch", [10**12, 253402300800])
+    def test_epochs_past_year_9999_are_no_build_date(self, tmp_path: Path, build_epoch: int) -> None:
+        """Times a date cannot hold (after 9999-12-31) load as no build date."""
+        assert load(write_mmdb_with_epoch(tmp_path / "late.mmdb", build_epoch)).info().build_date is None
+
+    def test_an_epoch_that_is_not_a_number_is_no_build_date(self, tmp_path: Path) -> None:
+        """A build_epoch of the wrong type loads as no build date."""
+        path = tmp_path / "bytes-epoch.mmdb"
+        path.write_bytes(with_epoch_as_bytes(write_mmdb_with_epoch(tmp_path / "x.mmdb", 1).read_bytes()))
+        # The pure-Python reader, which the provider uses over the bytes in memory, takes it.
+        reader = maxminddb.open_database(io.BytesIO(path.read_bytes()), maxminddb.MODE_FD)
+        assert isinstance(reader.metadata().build_epoch, bytes)
+        assert load(path).info().build_date is None
+        assert GeoResolver([path], check_interval=0).lookup("1.0.0.1").display == "广东"
+
+    def test_a_reload_to_the_uint64_max_epoch_file_is_served(self, tmp_path: Path, small_mmdb: Path) -> None:
+        """Reloading to such a file switches to it."""
+        resolver = GeoResolver([small_mmdb], check_interval=0)
+        small_mmdb.write_bytes(write_mmdb_with_epoch(tmp_path / "late.mmdb", UINT64_MAX).read_bytes())
+        assert resolver.reload()
+        assert resolver.info()[0].name == "Test-Epoch"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import ipaddress
+import random
 import struct
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -10,7 +13,8 @@ from pathlib import Path
 import pytest
 from ip2region import searcher, util
 
-from idverify.geo import GeoDatabaseError, RawGeo, XdbProvider
+from idverify.geo import UNKNOWN, GeoDatabaseError, GeoResolver, RawGeo, XdbProvider
+from idverify.geo.commands import add_geo_commands
 from idverify.geo.xdb import DATA_START, parse_region
 from idverify.geo.xdb_writer import write_xdb, xdb_bytes
 
@@ -212,3 +216,54 @@ class TestParseRegion:
     def test_no_country(self, region: str) -> None:
         """Rows that name no country give None."""
         assert parse_region(region) is None
+
+
+class TestPartialCoverage:
+    """Files that leave addresses out, as the project's own writer makes them: those are no data."""
+
+    @pytest.mark.parametrize(
+        ("version", "ranges", "after_last"),
+        [
+            (4, V4_RANGES[:4], ["8.8.9.1", "8.8.255.255"]),
+            (6, V6_RANGES, ["240e:0:0:100::100", "240e:0:ffff::1"]),
+        ],
+    )
+    def test_addresses_after_the_last_segment_are_no_data(
+        self, tmp_path: Path, version: int, ranges: list[tuple[int, int, str]], after_last: list[str]
+    ) -> None:
+        """Past the last segment of the file's last cell, lookup answers None and the resolver 未知."""
+        path = write_xdb(tmp_path / f"v{version}.xdb", ranges, ip_version=version)
+        provider = XdbProvider.from_bytes(path.read_bytes(), path)
+        resolver = GeoResolver([path], check_interval=0)
+        for address in after_last:
+            assert provider.lookup(ipaddress.ip_address(address)) is None, address
+            location = resolver.lookup(address)
+            assert (location.display, location.country_code) == (UNKNOWN.display, ""), address
+        resolver.close()
+
+    def test_lookup_agrees_with_the_ranges_everywhere(self, tmp_path: Path) -> None:
+        """Around and inside every segment, and at random, lookup answers exactly where a range does."""
+        path = write_xdb(tmp_path / "v4.xdb", V4_RANGES[:4])
+        provider = XdbProvider.from_bytes(path.read_bytes(), path)
+        covered = [(first, last) for first, last, _ in V4_RANGES[:4]]
+        generator = random.Random(18)  # noqa: S311 - reproducible probes, not secrets
+        probes = [value for first, last in covered for value in (first - 1, first, last, last + 1)]
+        probes += [generator.getrandbits(32) for _ in range(3000)]
+        probes += [(8 << 24 | 8 << 16) + generator.getrandbits(16) for _ in range(1000)]
+        for value in probes:
+            inside = any(first <= value <= last for first, last in covered)
+            answer = provider.lookup(ipaddress.IPv4Address(value))
+            assert (answer is not None) == inside, ipaddress.IPv4Address(value)
+
+    def test_geo_lookup_command_answers_unknown(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``idverify geo lookup`` prints 未知 for an address past the file's last segment."""
+        path = write_xdb(tmp_path / "v4.xdb", V4_RANGES[:4])
+        parser = argparse.ArgumentParser(prog="idverify")
+        add_geo_commands(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(["geo", "lookup", "--database", str(path), "8.8.9.1"])
+        out = io.StringIO()
+        assert args.handler(args, out) == 0
+        assert out.getvalue().split("\t")[:2] == ["8.8.9.1", "未知"]
+        assert capsys.readouterr().err == ""
