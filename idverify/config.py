@@ -144,6 +144,16 @@ class GrpcSettings:
     keepalive_timeout_seconds: int = 20
     # Every call is cut off after this long on the server, whatever deadline the client set.
     rpc_timeout_seconds: float = 15.0
+    # Calls without credentials (health, reflection) have shares of their own in each worker,
+    # apart from those with credentials (max_concurrent_rpcs), so that none can starve another.
+    # Health/Watch and reflection streams open at once on one connection, and in one worker:
+    public_streams_per_connection: int = 4
+    public_streams_per_worker: int = 128
+    # A public stream is ended (DEADLINE_EXCEEDED) after this long; rpc_timeout_seconds does not
+    # bound it, and a client opens a new one.
+    public_stream_lifetime_seconds: float = 300.0
+    # Health/Check calls in progress at once in one worker: a share reserved for probes.
+    health_checks_per_worker: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,7 @@ class Settings:
     audit_signing_key_file: str = ""
     log_level: str = "info"
     log_format: str = "text"
+    # Calls with credentials in progress at once in one worker (grpc.* sets the public shares).
     max_concurrent_rpcs: int = 256
     grace_seconds: float = 10.0
     # Tokens are looked up on every call; a short cache keeps that off Redis, and bounds how
@@ -528,6 +539,20 @@ def _validate_transport(settings: Settings) -> None:
         raise ConfigError("telemetry.sample_ratio: between 0 and 1")
     if settings.max_concurrent_rpcs < 1 or settings.grace_seconds < 0:
         raise ConfigError("max_concurrent_rpcs >= 1 and grace_seconds >= 0")
+    shares = settings.grpc
+    if (
+        min(
+            shares.public_streams_per_connection,
+            shares.public_streams_per_worker,
+            shares.health_checks_per_worker,
+        )
+        < 1
+        or shares.public_stream_lifetime_seconds <= 0
+    ):
+        raise ConfigError(
+            "grpc: public_streams_per_connection, public_streams_per_worker and"
+            " health_checks_per_worker >= 1; public_stream_lifetime_seconds > 0"
+        )
 
 
 def all_method_specs(settings: Settings) -> list[MethodSpec]:

@@ -45,6 +45,7 @@ from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter, Wind
 from idverify.services.account import AccountServicer
 from idverify.services.admin import AdminServicer
 from idverify.services.audit import AuditServicer
+from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.consent import ConsentServicer
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
@@ -239,10 +240,12 @@ async def start(
         lockouts=LockoutAuditor(scripts),
         certificates=CertificatePrincipals(dict(settings.tls.client_principals)),
         rpc_timeout_seconds=settings.grpc.rpc_timeout_seconds,
+        budgets=CallBudgets(call_limits(settings)),
     )
     server = grpc.aio.server(
         interceptors=[interceptor],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        # Every share and a margin: the shares, counted by the interceptor, refuse first.
+        maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit,
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(VerificationServicer(flow), server)
@@ -287,6 +290,17 @@ async def start(
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
+
+
+def call_limits(settings: Settings) -> CallLimits:
+    """The shares of calls in progress a worker admits, from ``max_concurrent_rpcs`` and ``grpc``."""
+    return CallLimits(
+        authenticated=settings.max_concurrent_rpcs,
+        public_streams_per_connection=settings.grpc.public_streams_per_connection,
+        public_streams=settings.grpc.public_streams_per_worker,
+        public_stream_lifetime_seconds=settings.grpc.public_stream_lifetime_seconds,
+        health_checks=settings.grpc.health_checks_per_worker,
+    )
 
 
 def _lifecycle_tasks(

@@ -34,6 +34,7 @@ from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, authorize, current_principal, is_public
 from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter
+from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.grpc_types import Context, EncodedReply, Handler
 from idverify.services.request_info import request_info
 from idverify.telemetry import request_id_var
@@ -94,7 +95,10 @@ def _client_certificate(context: Context) -> bytes | None:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Tracing, authentication, authorization, limits, deadlines and error mapping for every RPC."""
+    """Tracing, authentication, authorization, limits, deadlines and error mapping for every RPC.
+
+    Public calls (health, reflection) skip all of it but the budgets of calls in progress.
+    """
 
     def __init__(
         self,
@@ -104,12 +108,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         lockouts: LockoutAuditor | None = None,
         certificates: CertificatePrincipals | None = None,
         rpc_timeout_seconds: float = 15.0,
+        budgets: CallBudgets | None = None,
     ) -> None:
         self._clients = clients
         self._limiter = limiter
         self._lockouts = lockouts
         self._certificates = certificates
         self._timeout = rpc_timeout_seconds
+        self.budgets = budgets or CallBudgets(CallLimits())
 
     async def intercept_service(
         self,
@@ -118,8 +124,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Handler:
         """Wraps the handler of one call."""
         handler = await continuation(details)
-        if handler is None or is_public(details.method):
+        if handler is None:
             return handler
+        if is_public(details.method):
+            return self.budgets.guard_public(details.method, handler)
         call = _Call(self, details)
         if handler.unary_unary:
             return _wrap_unary(handler, call)
@@ -237,7 +245,9 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
         request_id_var.set(_request_id(call.metadata))
         with telemetry.server_span(call.method, call.metadata) as current:
             code = "OK"
+            budgets = call.interceptor.budgets
             try:
+                budgets.enter_call()
                 await call.interceptor.admit(call, context)
                 _refuse_malformed(request)
                 result = inner(request, context)
@@ -250,6 +260,7 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
                 await _abort(context, call.method, exc)
                 raise  # unreachable: _abort always raises
             finally:
+                budgets.leave_call()
                 telemetry.end_rpc(current, code)
                 _record(call.method, code, began)
             return result
@@ -269,7 +280,9 @@ def _wrap_stream(handler: Handler, call: _Call) -> Handler:
         request_id_var.set(_request_id(call.metadata))
         with telemetry.server_span(call.method, call.metadata) as current:
             code = "OK"
+            budgets = call.interceptor.budgets
             try:
+                budgets.enter_call()
                 await call.interceptor.admit(call, context)
                 _refuse_malformed(request)
                 async for item in inner(request, context):
@@ -278,6 +291,7 @@ def _wrap_stream(handler: Handler, call: _Call) -> Handler:
                 code = _code_of(exc)
                 await _abort(context, call.method, exc)
             finally:
+                budgets.leave_call()
                 telemetry.end_rpc(current, code)
                 _record(call.method, code, began)
 

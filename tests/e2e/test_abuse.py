@@ -1,4 +1,4 @@
-"""Abuse resistance: identity enumeration through CheckIdentity, and brute force of codes.
+"""Abuse resistance: identity enumeration, brute force of codes, and floods of no-token streams.
 
 Equal work is shown by counting, not timing: the server's own argon2 histogram (scraped from
 its Prometheus endpoint) must grow by exactly one per CheckIdentity, known or unknown.
@@ -6,13 +6,23 @@ its Prometheus endpoint) must grow by exactly one per CheckIdentity, known or un
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
+import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Self
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from idverify.client import Client
 from idverify.testing import ServerProcess, free_port
@@ -134,3 +144,225 @@ class TestBruteForce:
         assert 60 <= len(codes) <= 71
         assert set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert set(reasons) == {"PRINCIPAL_RATE_LIMITED"}
+
+
+class StreamFlood:
+    """Health/Watch streams held open from a background event loop, as an anonymous attacker would.
+
+    Each channel is its own connection (a local subchannel pool), so per-connection and
+    per-worker limits can be told apart. ``outcomes`` counts "open" for a stream that got its
+    first answer and is still running, and the status code name of each stream that ended.
+    """
+
+    def __init__(self, target: str, *, channels: int, streams_per_channel: int) -> None:
+        self.target = target
+        self.channels = channels
+        self.streams_per_channel = streams_per_channel
+        self.outcomes: Counter[str] = Counter()
+        self.open_by_channel: Counter[int] = Counter()
+        self._settled = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete, args=(self._main(),), daemon=True
+        )
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        assert self._settled.wait(60), f"streams still starting: {self.outcomes}"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        channels = [
+            grpc.aio.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(self.channels)
+        ]
+        started: list[asyncio.Future[None]] = []
+        tasks = []
+        for index, channel in enumerate(channels):
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(self.streams_per_channel):
+                first: asyncio.Future[None] = self._loop.create_future()
+                started.append(first)
+                tasks.append(asyncio.create_task(self._watch(health, index, first)))
+        await asyncio.wait_for(asyncio.gather(*started), 50)
+        self._settled.set()
+        await self._stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+
+    async def _watch(
+        self, health: health_pb2_grpc.HealthStub, channel: int, first: asyncio.Future[None]
+    ) -> None:
+        call = health.Watch(health_pb2.HealthCheckRequest())
+        try:
+            await call.read()
+            self.outcomes["open"] += 1
+            self.open_by_channel[channel] += 1
+            first.set_result(None)
+            while await call.read() is not grpc.aio.EOF:
+                pass
+            self.outcomes["open"] -= 1
+            self.outcomes["OK"] += 1
+        except grpc.aio.AioRpcError as error:
+            if first.done():
+                self.outcomes["open"] -= 1
+            else:
+                first.set_result(None)
+            self.outcomes[error.code().name] += 1
+
+
+class TestAnonymousStreams:
+    def test_a_thousand_watch_streams_leave_signups_and_health_checks_working(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """1,000 open Health/Watch streams get a small budget of their own; the service serves on.
+
+        One worker, so that every stream lands on it: past 4 streams on a connection and 128 in
+        the worker, more are refused with RESOURCE_EXHAUSTED, and signups and Health/Check
+        still answer in time.
+        """
+        with (
+            ServerProcess(tmp_path_factory.mktemp("watch-flood"), extra_args=["--workers", "1"]) as server,
+            StreamFlood(server.target, channels=100, streams_per_channel=10) as flood,
+        ):
+            with grpc.insecure_channel(server.target) as channel:
+                began = time.monotonic()
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+                assert time.monotonic() - began < 2
+            with server.client() as registrar:
+                began = time.monotonic()
+                for _ in range(3):
+                    verified = verify(server, registrar, person(), f"flood-{time.monotonic_ns()}")
+                    assert verified.status == STATUS.VERIFICATION_STATUS_VERIFIED
+                assert time.monotonic() - began < 20
+            outcomes = dict(flood.outcomes)
+            busiest_connection = max(flood.open_by_channel.values())
+        assert outcomes == {"open": 128, "RESOURCE_EXHAUSTED": 872}, outcomes
+        assert busiest_connection == 4
+
+    def test_a_public_stream_ends_after_its_lifetime(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        """A Health/Watch stream is ended with DEADLINE_EXCEEDED once public_stream_lifetime_seconds pass."""
+        config = "[grpc]\npublic_stream_lifetime_seconds = 1\n"
+        with (
+            ServerProcess(tmp_path_factory.mktemp("lifetime"), config=config) as server,
+            grpc.insecure_channel(server.target) as channel,
+        ):
+            stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            began = time.monotonic()
+            assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as ended:
+                next(stream)
+            lasted = time.monotonic() - began
+        assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert 0.5 < lasted < 10
+
+    def test_reflection_streams_share_the_connection_budget(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """With a connection's public streams all in use by Watch, a reflection stream is refused."""
+        config = "[grpc]\npublic_streams_per_connection = 2\n"
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        with (
+            ServerProcess(
+                tmp_path_factory.mktemp("reflection"), config=config, extra_args=["--workers", "1"]
+            ) as server,
+            grpc.insecure_channel(server.target) as channel,
+        ):
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            listed = next(reflection.ServerReflectionInfo(iter([request]), timeout=5))
+            assert listed.list_services_response.service
+            watches = [
+                health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+                for _ in range(2)
+            ]
+            for watch in watches:
+                next(watch)
+            with pytest.raises(grpc.RpcError) as refused:
+                next(reflection.ServerReflectionInfo(iter([request]), timeout=5))
+            for watch in watches:
+                watch.cancel()
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class HeldGateway:
+    """An SMS gateway on loopback that holds every request until released: calls that stay busy."""
+
+    def __init__(self) -> None:
+        self.received = threading.Semaphore(0)
+        self.release = threading.Event()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                held.received.release()
+                held.release.wait(20)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+    def config(self, secret_file: Path) -> str:
+        """The [sms] table that sends codes here."""
+        url = f"http://127.0.0.1:{self.http.server_address[1]}/send"
+        return (
+            '[sms]\nsender = "http"\n'
+            f'options = {{ url = "{url}", secret_file = "{secret_file}", timeout_seconds = 30 }}\n'
+        )
+
+
+class TestCallShares:
+    def test_busy_calls_with_credentials_leave_health_checks_their_share(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """With max_concurrent_rpcs calls busy, one more is SERVER_BUSY and Health/Check still answers."""
+        directory = tmp_path_factory.mktemp("shares")
+        secret = directory / "gateway-secret"
+        secret.write_text("s" * 40, encoding="utf-8")
+        with HeldGateway() as gateway:
+            config = "max_concurrent_rpcs = 2\n" + gateway.config(secret)
+            with (
+                ServerProcess(directory, config=config, extra_args=["--workers", "1"]) as server,
+                server.client() as registrar,
+                ThreadPoolExecutor(2) as pool,
+                grpc.insecure_channel(server.target) as channel,
+            ):
+                busy = [pool.submit(start, registrar, person(), f"busy-{n}") for n in range(2)]
+                for _ in busy:
+                    assert gateway.received.acquire(timeout=20)
+                with pytest.raises(grpc.RpcError) as refused:
+                    registrar.verification.ListMethods(verification_pb2.ListMethodsRequest())
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                gateway.release.set()
+                started = [future.result(timeout=30) for future in busy]
+                assert registrar.verification.ListMethods(verification_pb2.ListMethodsRequest()).methods
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert rich_error(refused.value)[0] == "SERVER_BUSY"
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert {s.status for s in started} == {STATUS.VERIFICATION_STATUS_CHALLENGE_SENT}

@@ -67,6 +67,8 @@ class TestValidation:
             ('[tenants.default.methods.BAD]\nsteps = ["document"]\n', "ids are lower-case"),
             ('[tls]\ncert_file = "a"\n', "go together"),
             ('[telemetry]\ntraces = "carrier-pigeon"\n', "telemetry.traces"),
+            ("[grpc]\npublic_streams_per_worker = 0\n", "public_streams_per_worker"),
+            ("[grpc]\npublic_stream_lifetime_seconds = 0\n", "public_stream_lifetime_seconds"),
             ("not toml ===", "config file"),
         ],
     )
