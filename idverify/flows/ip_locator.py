@@ -19,7 +19,7 @@ from pathlib import Path
 from idverify import telemetry
 from idverify.config import GeoSettings
 from idverify.domain.errors import ConfigError, FailedPrecondition, StoreUnavailable
-from idverify.geo import CountryNames, GeoResolver, IpLocation
+from idverify.geo import CountryNames, GeoDatabaseError, GeoResolver, IpLocation
 from idverify.geo.address import parse_address
 
 log = logging.getLogger("idverify.geo")
@@ -69,6 +69,10 @@ class BackgroundLocator:
     def _load(self) -> None:
         try:
             self._resolver = GeoResolver(self._paths, kind=self._kind, country_names_from=self._names)
+        except GeoDatabaseError as exc:
+            # The file's fault, and the message names it and says why: a traceback adds nothing.
+            self._error = exc
+            log.error("geo: the IP database could not be loaded: %s", exc)  # noqa: TRY400
         except Exception as exc:
             self._error = exc
             log.exception("geo: the IP database could not be loaded")
