@@ -338,6 +338,31 @@ class TestExport:
         assert done.returncode == 1
         assert f"first bad entry: {expected}:" in done.stdout
 
+    def test_the_origin_is_printed_and_checked(self, exported: tuple[Path, Path]) -> None:
+        """`audit verify` prints whose log it is; --origin naming another log fails, its own passes."""
+        out, key = exported
+        done = cli("verify", str(out), "--public-key", str(key), "--origin", "idverify/default")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("OK: idverify/default:")
+        other = cli("verify", str(out), "--public-key", str(key), "--origin", "idverify/tenant-b")
+        assert other.returncode == 1
+        assert "'idverify/default', not 'idverify/tenant-b'" in other.stdout
+
+    def test_a_changed_leaf_hash_is_found_at_its_entry(
+        self, exported: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        """One hex digit of one entry's leaf_hash changed, the entry untouched: fails naming that entry."""
+        out, key = exported
+        lines = out.read_bytes().splitlines(keepends=True)
+        start = lines[4].index(b'"leaf_hash":"') + len(b'"leaf_hash":"')
+        digit = b"1" if lines[4][start : start + 1] == b"0" else b"0"
+        lines[4] = lines[4][:start] + digit + lines[4][start + 1 :]
+        forged = tmp_path / "forged.jsonl"
+        forged.write_bytes(b"".join(lines))
+        done = cli("verify", str(forged), "--public-key", str(key))
+        assert done.returncode == 1
+        assert "first bad entry: 3:" in done.stdout
+
     def test_a_wrong_key_fails(self, exported: tuple[Path, Path], tmp_path: Path) -> None:
         """Verifying with another log's key fails."""
         other = tmp_path / "other-signing.pem"
