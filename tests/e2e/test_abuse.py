@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import re
 import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import grpc
 import pytest
@@ -147,38 +149,56 @@ class TestBruteForce:
 
 
 class StreamFlood:
-    """Health/Watch streams held open from a background event loop, as an anonymous attacker would.
+    """Health/Watch streams held open by another process, as an anonymous attacker would.
 
-    Each channel is its own connection (a local subchannel pool), so per-connection and
-    per-worker limits can be told apart. ``outcomes`` counts "open" for a stream that got its
-    first answer and is still running, and the status code name of each stream that ended.
+    The streams run on grpc.aio in a process of their own: gRPC's asyncio and blocking stacks in
+    one process (the test's own calls are blocking) can stall each other. Each channel is its
+    own connection (a local subchannel pool), so per-connection and per-worker limits can be
+    told apart. ``report()`` counts "open" for each stream that got its first answer and is
+    still running, and the status code name of each stream that ended.
     """
 
     def __init__(self, target: str, *, channels: int, streams_per_channel: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_hold_streams, args=(target, channels, streams_per_channel, child), daemon=True
+        )
+
+    def __enter__(self) -> Self:
+        self._process.start()
+        assert self._pipe.poll(90), "streams still starting"
+        assert self._pipe.recv() == "settled"
+        return self
+
+    def report(self) -> tuple[Counter[str], Counter[int]]:
+        """(outcomes of the streams, streams open per channel) now."""
+        self._pipe.send("report")
+        outcomes, open_by_channel = self._pipe.recv()
+        return Counter(outcomes), Counter(open_by_channel)
+
+    def __exit__(self, *_: object) -> None:
+        self._pipe.send("stop")
+        self._process.join(30)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _hold_streams(target: str, channels: int, streams_per_channel: int, pipe: Connection) -> None:
+    """The flood process: opens the streams, says when all got an answer, reports until told to stop."""
+    asyncio.run(_StreamHolder(target, channels, streams_per_channel).run(pipe))
+
+
+class _StreamHolder:
+    def __init__(self, target: str, channels: int, streams_per_channel: int) -> None:
         self.target = target
         self.channels = channels
         self.streams_per_channel = streams_per_channel
         self.outcomes: Counter[str] = Counter()
         self.open_by_channel: Counter[int] = Counter()
-        self._settled = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(
-            target=self._loop.run_until_complete, args=(self._main(),), daemon=True
-        )
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        assert self._settled.wait(60), f"streams still starting: {self.outcomes}"
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
+    async def run(self, pipe: Connection) -> None:
+        loop = asyncio.get_running_loop()
         channels = [
             grpc.aio.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
             for _ in range(self.channels)
@@ -188,12 +208,13 @@ class StreamFlood:
         for index, channel in enumerate(channels):
             health = health_pb2_grpc.HealthStub(channel)
             for _ in range(self.streams_per_channel):
-                first: asyncio.Future[None] = self._loop.create_future()
+                first: asyncio.Future[None] = loop.create_future()
                 started.append(first)
                 tasks.append(asyncio.create_task(self._watch(health, index, first)))
-        await asyncio.wait_for(asyncio.gather(*started), 50)
-        self._settled.set()
-        await self._stop.wait()
+        await asyncio.wait_for(asyncio.gather(*started), 80)
+        pipe.send("settled")
+        while await loop.run_in_executor(None, pipe.recv) == "report":
+            pipe.send((dict(self.outcomes), dict(self.open_by_channel)))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -246,9 +267,9 @@ class TestAnonymousStreams:
                     verified = verify(server, registrar, person(), f"flood-{time.monotonic_ns()}")
                     assert verified.status == STATUS.VERIFICATION_STATUS_VERIFIED
                 assert time.monotonic() - began < 20
-            outcomes = dict(flood.outcomes)
-            busiest_connection = max(flood.open_by_channel.values())
-        assert outcomes == {"open": 128, "RESOURCE_EXHAUSTED": 872}, outcomes
+            outcomes, open_by_channel = flood.report()
+        busiest_connection = max(open_by_channel.values())
+        assert dict(outcomes) == {"open": 128, "RESOURCE_EXHAUSTED": 872}, outcomes
         assert busiest_connection == 4
 
     def test_a_public_stream_ends_after_its_lifetime(self, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -328,6 +349,18 @@ class HeldGateway:
         self.http.shutdown()
         self.http.server_close()
 
+    def wait_for(self, requests: int, calls: list[Future[Any]], timeout: float = 30) -> None:
+        """Waits until this many requests are held, failing at once with the error of a call that ended."""
+        deadline = time.monotonic() + timeout
+        while requests:
+            if self.received.acquire(timeout=0.1):
+                requests -= 1
+                continue
+            for call in calls:
+                if call.done():
+                    raise AssertionError(f"a call ended before reaching the gateway: {call.result()}")
+            assert time.monotonic() < deadline, "the calls never reached the gateway"
+
     def config(self, secret_file: Path) -> str:
         """The [sms] table that sends codes here."""
         url = f"http://127.0.0.1:{self.http.server_address[1]}/send"
@@ -354,8 +387,7 @@ class TestCallShares:
                 grpc.insecure_channel(server.target) as channel,
             ):
                 busy = [pool.submit(start, registrar, person(), f"busy-{n}") for n in range(2)]
-                for _ in busy:
-                    assert gateway.received.acquire(timeout=20)
+                gateway.wait_for(2, busy)
                 with pytest.raises(grpc.RpcError) as refused:
                     registrar.verification.ListMethods(verification_pb2.ListMethodsRequest())
                 answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
