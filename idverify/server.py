@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from idverify import telemetry
 from idverify.config import Settings
+from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.domain.methods import check_non_biometric_coverage
 from idverify.flows.accounts import AccountFlow
@@ -49,6 +50,7 @@ from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.consent import ConsentServicer
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
+from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.connection import RedisClient, connect
 from idverify.store.embedded import RedisProcess
@@ -145,6 +147,7 @@ class Application:
     port: int
     embedded: RedisProcess | None = None
     telemetry: telemetry.Telemetry | None = None
+    data_lock: DataDirLock | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
 
@@ -185,18 +188,22 @@ async def start(
     """Builds everything and starts listening (sharing the port with ``reuse_port``: workers).
 
     Raises:
-        ConfigError: on invalid configuration or plugins.
+        ConfigError: on invalid configuration or plugins, or an unusable data directory.
+        DataDirInUse: when it would start the embedded Redis on a data directory in use.
         RuntimeError: when the embedded Redis cannot start or the port cannot be bound.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_data_dir(settings.data_dir)
     installed_telemetry = telemetry.configure(settings.telemetry, span_exporters)
     # One live keyring for every component, so a new key version in the file reaches them all.
     keyring = LiveKeyring(load_keyring_for(settings))
     verifiers = build_verifiers(settings, keyring)
     geo = open_locator(settings.geo)
-    embedded = None
+    embedded, data_lock = None, None
     url = settings.redis_url
     if not url:
+        # A worker's supervisor holds the data directory; a server that starts the embedded
+        # Redis itself (in-process: tests, benchmarks) holds it for its life, as a supervisor does.
+        data_lock = DataDirLock.acquire(settings.data_dir)
         embedded = RedisProcess.of_data_dir(settings.data_dir)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
@@ -248,7 +255,9 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit,
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
-    verification_pb2_grpc.add_VerificationServiceServicer_to_server(VerificationServicer(flow), server)
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(
+        VerificationServicer(flow, RequestIdPseudonyms(keyring)), server
+    )
     account_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(AccountFlow(deps, geo, encode_location), ErasureFlow(deps)), server
     )
@@ -281,6 +290,7 @@ async def start(
         bound,
         embedded,
         installed_telemetry,
+        data_lock,
         verifiers=verifiers,
     )
     app.tasks += [
@@ -376,6 +386,8 @@ async def stop(app: Application) -> None:
         app.telemetry.shutdown()
     if app.embedded is not None:
         await asyncio.to_thread(app.embedded.stop)
+    if app.data_lock is not None:
+        app.data_lock.release()
 
 
 @contextlib.asynccontextmanager

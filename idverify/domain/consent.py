@@ -9,6 +9,7 @@ store keeps the state, this module decides.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,12 @@ GUARDIAN: Final = "guardian"
 PURPOSES: Final = frozenset({IDENTITY, PHONE, BIOMETRIC, GUARDIAN})
 """Every purpose a consent can be given for."""
 
-MAX_TEXT_VERSION: Final = 128
+TEXT_VERSION_FORMAT: Final = re.compile(r"sha256:[0-9a-f]{64}")
+"""A consent text's version is the SHA-256 of the text shown, in lower-case hex after ``sha256:``.
+
+Only a digest is accepted: the version reaches Redis and the permanent audit log, so a free-text
+field there would let a caller write anything (an ID number) where erasure cannot reach.
+"""
 _DAY_MS: Final = 86_400_000
 # Separators that turn one purpose field into a list: "identity,phone" is a bundled grant.
 _BUNDLE_SEPARATORS: Final = re.compile(r"[\s,;|+&/]+")
@@ -90,15 +96,22 @@ def check_purpose(raw: str, *, field: str = "purpose") -> str:
     )
 
 
+def text_version_of(text: str) -> str:
+    """The version of a consent text as callers send it: ``sha256:`` and the text's digest."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def check_text_version(raw: str, *, field: str = "text_version") -> str:
-    """The version (hash) of the consent text shown: printable, 1 to 128 characters.
+    """The version of the consent text shown: ``sha256:`` and the text's digest in lower-case hex.
 
     Raises:
         InvalidArgument: ``BAD_TEXT_VERSION`` otherwise.
     """
-    if not raw or len(raw) > MAX_TEXT_VERSION or not raw.isprintable():
+    if TEXT_VERSION_FORMAT.fullmatch(raw) is None:
         raise InvalidArgument(
-            "the version (hash) of the consent text shown", reason="BAD_TEXT_VERSION", field=field
+            "the consent text's version: sha256: and 64 lower-case hex digits of the text's digest",
+            reason="BAD_TEXT_VERSION",
+            field=field,
         )
     return raw
 

@@ -149,7 +149,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         try:
             self._limiter.take(principal.client_id)
         except RateLimited:
-            await self._audit_lockout(principal, call, context)
+            await self._audit_lockout(principal, context)
             raise
         trace.get_current_span().set_attributes(
             telemetry.cached_safe_attributes(
@@ -157,10 +157,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         )
 
-    async def _audit_lockout(self, principal: Principal, call: _Call, context: Context) -> None:
+    async def _audit_lockout(self, principal: Principal, context: Context) -> None:
         if self._lockouts is None or not self._limiter.lockout_to_audit(principal.client_id):
             return
-        info = request_info(context, _request_id(call.metadata))
+        info = request_info(context)  # a lock-out sums up a minute: no one call's request id
         try:
             await self._lockouts.record(principal.tenant, principal.client_id, info.audit_fields())
         except StoreUnavailable:

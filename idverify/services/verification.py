@@ -12,7 +12,7 @@ from idverify.services.convert import (
     verification_to_proto,
 )
 from idverify.services.grpc_types import Context
-from idverify.services.request_info import request_info
+from idverify.services.request_info import RequestIdPseudonyms, request_info
 from idverify.v1 import verification_pb2 as pb
 from idverify.v1 import verification_pb2_grpc
 
@@ -20,8 +20,9 @@ from idverify.v1 import verification_pb2_grpc
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Signup-flow RPCs for the registrar role."""
 
-    def __init__(self, flow: VerificationFlow) -> None:
+    def __init__(self, flow: VerificationFlow, request_ids: RequestIdPseudonyms) -> None:
         self._flow = flow
+        self._request_ids = request_ids
 
     async def ListMethods(self, request: pb.ListMethodsRequest, context: Context) -> pb.ListMethodsResponse:
         """The methods the caller's tenant offers for a subject kind (and account, if named)."""
@@ -60,7 +61,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
             meta_info=request.challenge_client.meta_info,
             consent_text_versions=dict(request.consent_text_versions),
         )
-        info = request_info(context, request.request_id)
+        info = self._request_ids.request_info(context, request.request_id)
         view = await self._flow.start(caller().tenant, start, info)
         return pb.StartVerificationResponse(verification=verification_to_proto(view))
 

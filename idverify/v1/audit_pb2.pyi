@@ -94,6 +94,7 @@ class AuditEvent(_message.Message):
     reason_code: _builtins.str
     principal: _builtins.str
     request_id: _builtins.str
+    """A keyed pseudonym (32 hex digits) of the caller's request id, never the id itself."""
     trace_id: _builtins.str
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...

@@ -32,7 +32,7 @@ class Consent(_message.Message):
     purpose: _builtins.str
     """identity, phone, biometric or guardian."""
     text_version: _builtins.str
-    """Version (hash) of the consent text that was shown."""
+    """Version of the consent text that was shown: "sha256:" and the text's SHA-256 in lower-case hex."""
     granted: _builtins.bool
     @_builtins.property
     def granted_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -75,6 +75,9 @@ class GrantConsentRequest(_message.Message):
     purpose: _builtins.str
     """Exactly one purpose: identity, phone, biometric or guardian."""
     text_version: _builtins.str
+    """"sha256:" and the SHA-256 of the consent text shown, in lower-case hex (anything else is
+    INVALID_ARGUMENT / BAD_TEXT_VERSION: the version is kept in the permanent audit log).
+    """
     verification_id: _builtins.str
     """For purpose guardian: the minor's verification waiting for consent."""
     guardian_account_id: _builtins.str

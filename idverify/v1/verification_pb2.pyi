@@ -169,7 +169,9 @@ class StartVerificationRequest(_message.Message):
     CHALLENGE_CLIENT_FIELD_NUMBER: _builtins.int
     CONSENT_TEXT_VERSIONS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Caller-chosen idempotency key: a repeated request id returns the same verification."""
+    """Caller-chosen idempotency key: a repeated request id returns the same verification. Audit
+    entries carry only a keyed pseudonym of it.
+    """
     account_id: _builtins.str
     """The platform's account id to bind on success."""
     method_id: _builtins.str
@@ -187,7 +189,8 @@ class StartVerificationRequest(_message.Message):
 
     @_builtins.property
     def consent_text_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Purpose -> version (hash) of the consent text shown, for purposes in consents. Each purpose
+        """Purpose -> version of the consent text shown ("sha256:" + 64 lower-case hex digits of the
+        text's SHA-256), for purposes in consents. Each purpose
         given here is recorded as a grant of the account (ConsentService.ListConsents shows it);
         biometric consent is accepted only with its version.
         """

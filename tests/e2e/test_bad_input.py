@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
@@ -234,7 +235,9 @@ def _calls(client: Client) -> list[tuple[str, Callable[[], object], grpc.StatusC
         (
             "consent: bundled purposes",
             lambda: client.consent.GrantConsent(
-                consent_pb2.GrantConsentRequest(account_id="a", purpose="identity,phone", text_version="v1")
+                consent_pb2.GrantConsentRequest(
+                    account_id="a", purpose="identity,phone", text_version=text_version_of("v1")
+                )
             ),
             INVALID,
             "purpose",
@@ -245,7 +248,7 @@ def _calls(client: Client) -> list[tuple[str, Callable[[], object], grpc.StatusC
                 consent_pb2.GrantConsentRequest(
                     account_id="a",
                     purpose="guardian",
-                    text_version="v1",
+                    text_version=text_version_of("v1"),
                     verification_id=unknown,
                     guardian_account_id="b",
                 )

@@ -13,6 +13,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.privacy.keyring import load_keyring
 from idverify.privacy.masking import mask_document, mask_phone
 from idverify.testing import ServerProcess
@@ -100,7 +101,10 @@ def face_registrar(face_server: ServerProcess) -> Iterator[Client]:
         yield client
 
 
-def grant(client: Client, account: str, purpose: str, version: str = "sha256:text-v1") -> consent_pb2.Consent:
+TEXT_V1 = text_version_of("text-v1")
+
+
+def grant(client: Client, account: str, purpose: str, version: str = TEXT_V1) -> consent_pb2.Consent:
     return client.consent.GrantConsent(
         consent_pb2.GrantConsentRequest(account_id=account, purpose=purpose, text_version=version)
     ).consent
@@ -145,11 +149,15 @@ def method_ids(client: Client, account: str = "") -> list[str]:
 class TestGrants:
     def test_grant_list_and_withdraw_one_purpose_at_a_time(self, registrar: Client) -> None:
         """A grant records its purpose and text version; a withdrawal takes it back and is listed."""
-        given = grant(registrar, "consent-a", "identity", "sha256:aaa")
-        assert (given.purpose, given.text_version, given.granted) == ("identity", "sha256:aaa", True)
+        given = grant(registrar, "consent-a", "identity", text_version_of("aaa"))
+        assert (given.purpose, given.text_version, given.granted) == (
+            "identity",
+            text_version_of("aaa"),
+            True,
+        )
         assert given.HasField("granted_at")
         assert not given.HasField("withdrawn_at")
-        grant(registrar, "consent-a", "phone", "sha256:bbb")
+        grant(registrar, "consent-a", "phone", text_version_of("bbb"))
         taken_back = withdraw(registrar, "consent-a", "phone")
         assert not taken_back.granted
         assert taken_back.HasField("withdrawn_at")
@@ -157,15 +165,19 @@ class TestGrants:
         assert set(records) == {"identity", "phone"}
         assert records["identity"].granted
         assert not records["phone"].granted
-        assert records["phone"].text_version == "sha256:bbb"
+        assert records["phone"].text_version == text_version_of("bbb")
 
     @pytest.mark.parametrize(
         ("purpose", "version", "reason", "field"),
         [
-            ("identity,phone", "v1", "BUNDLED_CONSENT", "purpose"),
-            ("identity phone biometric", "v1", "BUNDLED_CONSENT", "purpose"),
-            ("marketing", "v1", "UNKNOWN_PURPOSE", "purpose"),
+            ("identity,phone", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
+            ("identity phone biometric", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
+            ("marketing", text_version_of("v1"), "UNKNOWN_PURPOSE", "purpose"),
             ("identity", "", "BAD_TEXT_VERSION", "text_version"),
+            # Free text would reach the permanent audit log: only a digest is a version.
+            ("identity", "110101199003074514", "BAD_TEXT_VERSION", "text_version"),
+            ("identity", "sha256:" + "A" * 64, "BAD_TEXT_VERSION", "text_version"),
+            ("identity", "sha256:" + "a" * 63, "BAD_TEXT_VERSION", "text_version"),
         ],
     )
     def test_bundled_or_unversioned_grants_are_refused(
@@ -189,14 +201,17 @@ class TestGrants:
                 method_id="sms",
                 subject=person().subject(),
                 consents=["identity", "phone"],
-                consent_text_versions={"identity": "sha256:id-2026", "phone": "sha256:ph-2026"},
+                consent_text_versions={
+                    "identity": text_version_of("id-2026"),
+                    "phone": text_version_of("ph-2026"),
+                },
             )
         ).verification
         assert started.status == STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
         records = listed(registrar, "consent-recorded")
         assert {p: (c.granted, c.text_version) for p, c in records.items()} == {
-            "identity": (True, "sha256:id-2026"),
-            "phone": (True, "sha256:ph-2026"),
+            "identity": (True, text_version_of("id-2026")),
+            "phone": (True, text_version_of("ph-2026")),
         }
         del server
 
@@ -246,7 +261,7 @@ class TestBiometrics:
 
     def test_granted_biometric_consent_lets_the_face_method_verify(self, face_registrar: Client) -> None:
         """A standing biometric grant, or one given with the request and its version, admits the method."""
-        grant(face_registrar, "bio-granted", "biometric", "sha256:face-v3")
+        grant(face_registrar, "bio-granted", "biometric", text_version_of("face-v3"))
         assert start_face(face_registrar, "bio-granted").status == STATUS.Value(
             "VERIFICATION_STATUS_VERIFIED"
         )
@@ -254,10 +269,12 @@ class TestBiometrics:
             face_registrar,
             "bio-in-request",
             consents=("identity", "biometric"),
-            versions={"biometric": "sha256:face-v3"},
+            versions={"biometric": text_version_of("face-v3")},
         )
         assert in_request.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
-        assert listed(face_registrar, "bio-in-request")["biometric"].text_version == "sha256:face-v3"
+        assert listed(face_registrar, "bio-in-request")["biometric"].text_version == text_version_of(
+            "face-v3"
+        )
 
     def test_a_refusal_keeps_biometrics_away_and_sms_still_works(
         self, face_server: ServerProcess, face_registrar: Client
@@ -277,7 +294,7 @@ class TestBiometrics:
                 face_registrar,
                 account,
                 consents=("identity", "biometric"),
-                versions={"biometric": "sha256:face-v3"},
+                versions={"biometric": text_version_of("face-v3")},
             )
         assert rich_error(refused.value) == ("BIOMETRIC_COOLDOWN", "method_id")
         assert error_metadata(refused.value)["fallback_method_ids"] == "sms"

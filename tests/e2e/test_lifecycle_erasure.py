@@ -21,6 +21,7 @@ import redis
 
 from idverify.client import Client
 from idverify.domain.calendar import WorkingCalendar, erasure_due_at
+from idverify.domain.consent import text_version_of
 from idverify.privacy.keyring import Keyring, load_keyring
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, consent_pb2, verification_pb2
@@ -226,7 +227,9 @@ class TestErasure:
             verify(eraser, registrar, bob, "erase-me")
             record_login_ip(platform, "erase-me")
             registrar.consent.GrantConsent(
-                consent_pb2.GrantConsentRequest(account_id="erase-me", purpose="biometric", text_version="v9")
+                consent_pb2.GrantConsentRequest(
+                    account_id="erase-me", purpose="biometric", text_version=text_version_of("v9")
+                )
             )
             pending = start(registrar, person(), "erase-me")
             keyring = load_keyring(path=eraser.data_dir / "keyring.json")

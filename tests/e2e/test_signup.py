@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
@@ -225,7 +226,7 @@ class TestMinors:
         grant = consent_pb2.GrantConsentRequest(
             account_id="acct-child",
             purpose="guardian",
-            text_version="sha256:abc",
+            text_version=text_version_of("abc"),
             verification_id=started.verification_id,
             guardian_account_id="acct-parent",
         )
@@ -251,7 +252,7 @@ class TestMinors:
                 consent_pb2.GrantConsentRequest(
                     account_id="acct-child-2",
                     purpose="guardian",
-                    text_version="v1",
+                    text_version=text_version_of("v1"),
                     verification_id=started.verification_id,
                     guardian_account_id="acct-teen",
                 )

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import verification_pb2
 from idverify.vendors.fakes import Drop, FakeTencent, Person
@@ -18,7 +19,7 @@ from .conftest import Identity, embedded_redis, person, start, submit
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
-BIOMETRIC_TEXT = {"identity": "sha256:id-e2e", "biometric": "sha256:bio-e2e"}
+BIOMETRIC_TEXT = {"identity": text_version_of("id-e2e"), "biometric": text_version_of("bio-e2e")}
 
 CONFIG = """
 [vendors.tencent]

@@ -30,12 +30,32 @@ class TestPurpose:
             rules.check_purpose(raw)
         assert refused.value.reason == "UNKNOWN_PURPOSE"
 
-    @pytest.mark.parametrize("raw", ["", "x" * 129, "v1\n"])
-    def test_a_text_version_is_short_printable_text(self, raw: str) -> None:
-        """The version of the text shown is required, printable and bounded."""
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "",
+            "v1",
+            "x" * 129,
+            "110101199003074514",  # free text would reach the permanent audit log
+            "sha256:" + "a" * 63,
+            "sha256:" + "a" * 65,
+            "sha256:" + "A" * 64,
+            "SHA256:" + "a" * 64,
+            "sha256:" + "a" * 63 + "\n",
+        ],
+    )
+    def test_a_text_version_is_a_digest(self, raw: str) -> None:
+        """The version of the text shown is sha256: and 64 lower-case hex digits, nothing else."""
         with pytest.raises(InvalidArgument) as refused:
             rules.check_text_version(raw)
         assert refused.value.reason == "BAD_TEXT_VERSION"
+
+    def test_a_text_versions_digest_is_accepted(self) -> None:
+        """The digest of the text shown, as text_version_of makes it, is a version."""
+        version = rules.text_version_of("我们收集您的身份信息用于实名认证。")
+        assert rules.check_text_version(version) == version
+        assert version.startswith("sha256:")
+        assert len(version) == 7 + 64
 
 
 class TestNeededPurposes:
@@ -72,7 +92,7 @@ class TestStartConsents:
         with pytest.raises(ConsentRequired) as refused:
             self.check({"identity", "biometric"}, {"identity": "", "biometric": ""}, {})
         assert refused.value.reason == "CONSENT_VERSION_REQUIRED"
-        self.check({"identity", "biometric"}, {"identity": "", "biometric": "v2"}, {})
+        self.check({"identity", "biometric"}, {"identity": "", "biometric": rules.text_version_of("v2")}, {})
 
     def test_biometric_is_not_asked_again_during_the_cool_down(self) -> None:
         """After a refusal, biometrics may not be asked for (nor used) for the cool-down period."""
