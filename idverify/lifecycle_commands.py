@@ -2,8 +2,10 @@
 
 They act on the keyring file and on Redis directly, not through a running server, and read the
 same settings as ``idverify serve`` (``--config``, ``--data-dir``, ``--redis-url``). With the
-embedded default they use a running server's Redis socket, or start the embedded Redis for the
-time of the command when no server runs. Rotating the wrapping key online::
+embedded default they use the Redis socket of the server that holds the data directory, or, when
+none does, lock the directory and start the embedded Redis for the time of the command: never a
+second Redis on the same files. A directory where no server kept data is refused, not read as
+empty. Rotating the wrapping key online::
 
     idverify keys add        # w2, readable by every server once they reload (a few seconds)
     idverify keys rotate     # w2 becomes the write version
@@ -26,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from idverify.config import Settings, load_settings
+from idverify.data_dir import DataDirInUse, DataDirLock
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.privacy.keyring import (
     KEYRING_ENV_VAR,
@@ -37,6 +40,8 @@ from idverify.privacy.keyring import (
 from idverify.store.connection import RedisClient, connect
 
 _PROGRESS_WIDTH = 30
+# How long a running server's Redis gets to answer PING before the command gives up on it.
+_PROBE_SECONDS = 2.0
 
 
 def add_lifecycle_commands(commands: argparse._SubParsersAction[Any]) -> None:
@@ -103,6 +108,9 @@ def _keys(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         _err(f"redis: {exc.message}")
         return 1
+    except RuntimeError as exc:  # the data directory is in use, or the embedded Redis failed
+        _err(str(exc))
+        return 1
 
 
 def _erasure(args: argparse.Namespace) -> int:
@@ -114,6 +122,9 @@ def _erasure(args: argparse.Namespace) -> int:
         return 2
     except StoreUnavailable as exc:
         _err(f"redis: {exc.message}")
+        return 1
+    except RuntimeError as exc:  # the data directory is in use, or the embedded Redis failed
+        _err(str(exc))
         return 1
 
 
@@ -162,24 +173,65 @@ def _edit_keyring(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_embedded_data(settings: Settings) -> None:
+    """Refuses a data directory where no server kept data with its embedded Redis.
+
+    Run from another working directory, the default ``./idverify-data`` names nothing: an empty
+    Redis started there would answer "no pending erasures" or "no records", which is false.
+
+    Raises:
+        ConfigError: naming ``data_dir``.
+    """
+    from idverify.store.embedded import RedisProcess  # noqa: PLC0415 - keeps `idverify --help` fast
+
+    if not settings.redis_url and not RedisProcess.of_data_dir(settings.data_dir).directory.is_dir():
+        hint = "pass the server's --data-dir, or --redis-url"
+        raise ConfigError(f"data_dir: no idverify data in {settings.data_dir} ({hint})")
+
+
+async def _answers(url: str) -> bool:
+    probe = connect(url, pool_size=1)
+    try:
+        async with asyncio.timeout(_PROBE_SECONDS):
+            await probe.ping()
+    except Exception:  # noqa: BLE001 - any failure to answer is "does not answer"
+        return False
+    else:
+        return True
+    finally:
+        await probe.aclose(close_connection_pool=True)
+
+
 @contextlib.asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
-    """A Redis client for the settings: the configured URL, or the embedded server's socket."""
+    """A Redis client for the settings: the configured URL, or the embedded server's socket.
+
+    Raises:
+        ConfigError: the data directory holds no embedded Redis data.
+        RuntimeError: a server holds the data directory and its Redis does not answer, or the
+            embedded Redis does not start.
+    """
     from idverify.store.embedded import RedisProcess  # noqa: PLC0415
 
-    url, started = settings.redis_url, None
+    _require_embedded_data(settings)
+    url, started, lock = settings.redis_url, None, None
     if not url:
         process = RedisProcess.of_data_dir(settings.data_dir)
         url = process.url
-        probe = connect(url, pool_size=1)
         try:
-            await probe.ping()
-        except Exception:  # noqa: BLE001 - no server answers: start the embedded one for this command
+            lock = DataDirLock.acquire(settings.data_dir)
+        except DataDirInUse as in_use:
+            # A server holds the directory: its Redis is the only one that may open these files.
+            if not await _answers(url):
+                msg = f"{in_use}, whose Redis does not answer; try again when it serves"
+                raise RuntimeError(msg) from None
+        else:
             started = process
-        finally:
-            await probe.aclose(close_connection_pool=True)
-        if started is not None:
-            await asyncio.to_thread(started.start)
+            try:
+                await asyncio.to_thread(started.start)
+            except BaseException:
+                lock.release()
+                raise
     client = connect(url, pool_size=4)
     try:
         yield client
@@ -187,9 +239,12 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
         await client.aclose(close_connection_pool=True)
         if started is not None:
             await asyncio.to_thread(started.stop)
+        if lock is not None:
+            lock.release()
 
 
 async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
+    _require_embedded_data(settings)
     keyring = _load(settings)
     async with _store(settings) as redis:
         if args.keys_command == "status":

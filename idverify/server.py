@@ -182,6 +182,21 @@ async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, da
     return token
 
 
+async def _redis_url(settings: Settings) -> tuple[str, RedisProcess | None, DataDirLock | None]:
+    """The configured Redis, else the embedded one started here, on a data directory locked here.
+
+    A worker's supervisor holds the data directory and passes the URL of the embedded Redis it
+    started; a server that starts that Redis itself (in-process: tests, benchmarks) holds the
+    directory for its life, as a supervisor does.
+    """
+    if settings.redis_url:
+        return settings.redis_url, None, None
+    data_lock = DataDirLock.acquire(settings.data_dir)
+    embedded = RedisProcess.of_data_dir(settings.data_dir)
+    await asyncio.to_thread(embedded.start)
+    return embedded.url, embedded, data_lock
+
+
 async def start(
     settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
 ) -> Application:
@@ -198,15 +213,7 @@ async def start(
     keyring = LiveKeyring(load_keyring_for(settings))
     verifiers = build_verifiers(settings, keyring)
     geo = open_locator(settings.geo)
-    embedded, data_lock = None, None
-    url = settings.redis_url
-    if not url:
-        # A worker's supervisor holds the data directory; a server that starts the embedded
-        # Redis itself (in-process: tests, benchmarks) holds it for its life, as a supervisor does.
-        data_lock = DataDirLock.acquire(settings.data_dir)
-        embedded = RedisProcess.of_data_dir(settings.data_dir)
-        await asyncio.to_thread(embedded.start)
-        url = embedded.url
+    url, embedded, data_lock = await _redis_url(settings)
     redis = connect(url)
     scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
     clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)

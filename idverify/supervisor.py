@@ -4,9 +4,12 @@ Python runs one thread of Python code at a time, so a server uses more than one 
 several processes. The supervisor creates no gRPC or Redis object itself (both are bound to the
 process and event loop that made them, and gRPC does not survive a fork with live objects):
 
-1. it reads the settings, creates the keyring file if needed, and holds the port with a bound,
-   non-listening ``SO_REUSEPORT`` socket (so that a restart never loses the port, and port 0
-   picks one port for every worker);
+1. it reads the settings, locks the data directory for its life (a second server there is
+   refused: it would start a second Redis on the same files), holds the port with a bound,
+   non-listening socket, and creates the keyring file if needed. The port is bound *before*
+   ``SO_REUSEPORT`` is set, so the bind fails while anything else is bound there (a second
+   server among them), and only then opened to the workers: a restart never loses the port,
+   port 0 picks one port for every worker, and no other server shares it;
 2. without ``redis_url`` it starts the embedded redis-server once and hands its URL to the
    workers (and restarts it if it dies);
 3. it forks one worker, waits until that one serves (so start-up errors and the bootstrap token
@@ -43,6 +46,7 @@ from typing import NoReturn
 
 from idverify import server
 from idverify.config import Settings
+from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.store.embedded import RedisProcess
 
@@ -121,6 +125,7 @@ class Supervisor:
     embedded: RedisProcess | None = None
     _slots: list[_Worker] = field(default_factory=list)
     _port_hold: socket.socket | None = None
+    _data_lock: DataDirLock | None = None
     _worker_settings: Settings | None = None
     _signals_r: int = -1
     _signals_w: int = -1
@@ -146,12 +151,14 @@ class Supervisor:
 
     def _prepare(self) -> None:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Once, before any worker exists: the first start creates the keyring file.
-        server.load_keyring_for(settings)
+        prepare_data_dir(settings.data_dir)
+        # Held until the supervisor has stopped everything; the forked workers share it.
+        self._data_lock = DataDirLock.acquire(settings.data_dir)
         host, port = settings.listen_host_port
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]
+        # Once, before any worker exists: the first start creates the keyring file.
+        server.load_keyring_for(settings)
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = settings.redis_url
         if not url:
@@ -352,6 +359,7 @@ class Supervisor:
                 worker.pid = 0
 
     def _release(self) -> None:
+        started = bool(self._slots)
         if self.embedded is not None:
             self.embedded.stop()
         if self._port_hold is not None:
@@ -360,28 +368,45 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             os.close(self._signals_r)
             os.close(self._signals_w)
-        log.info("stopped")
+        if self._data_lock is not None:
+            # Last: the embedded Redis has written its files and let go of them.
+            self._data_lock.release()
+        if started:
+            # A start-up refusal stays the one line that says why.
+            log.info("stopped")
 
 
 def _hold_port(host: str, port: int) -> socket.socket:
     """A bound, non-listening socket on the port, shared with the workers through SO_REUSEPORT.
 
     Linux only spreads connections over *listening* sockets, so this one receives none; it only
-    keeps the port ours between worker restarts and fixes the number when ``port`` is 0.
+    keeps the port ours between worker restarts and fixes the number when ``port`` is 0. It is
+    bound without SO_REUSEPORT, so the bind fails while any other socket is bound to the port,
+    even one of a process that set SO_REUSEPORT itself (a second server, which would otherwise
+    join the port and receive a share of new connections); set after the bind, the option lets
+    this server's own workers join (the kernel checks it on the bound socket at each later bind).
 
     Raises:
-        RuntimeError: when the port is taken by a process without SO_REUSEPORT (or another user).
+        ConfigError: naming ``listen`` when the host does not resolve or is not this machine's.
+        RuntimeError: when another process is bound to the port (or the port needs privileges).
     """
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     hold = socket.socket(family, socket.SOCK_STREAM)
-    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         hold.bind((host, port))
     except OSError as exc:
         hold.close()
-        if exc.errno in {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}:
-            raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        raise
+        if isinstance(exc, socket.gaierror):
+            raise ConfigError(f"listen: {host} is not an IP address nor a host name that resolves") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"listen: {host} is not an address of this machine") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise RuntimeError(
+                f"cannot listen on {address}: another process listens there ({exc.strerror})"
+            ) from None
+        raise RuntimeError(f"cannot listen on {address}: {exc.strerror}") from None
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return hold
 
 

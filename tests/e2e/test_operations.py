@@ -1,4 +1,4 @@
-"""Operating the server: Redis outages, restarts, shutdown, plugins and start-up checks."""
+"""Operating the server: Redis outages, restarts, shutdown, plugins, start-up checks, one data dir."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from idverify.data_dir import DataDirLock
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import account_pb2, verification_pb2
 
@@ -23,6 +24,32 @@ from .conftest import person, start, verify
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def idverify(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs the ``idverify`` command to its end (a server that starts is stopped and fails the test)."""
+    command = subprocess.Popen(
+        [sys.executable, "-m", "idverify", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
+    )
+    try:
+        stdout, stderr = command.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: a server drains and stops its embedded Redis, which holds the pipes.
+        command.terminate()
+        command.communicate(timeout=60)
+        pytest.fail(f"idverify {' '.join(args)} still ran after {timeout}s")
+    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
+
+
+def redis_starts(server: ServerProcess) -> int:
+    """How many times a redis-server has started on the server's data directory (its log says)."""
+    log = server.data_dir / "redis" / "redis.log"
+    return log.read_text(encoding="utf-8", errors="replace").count("Server initialized")
 
 
 def health_status(target: str) -> int:
@@ -198,3 +225,125 @@ class TestStartupChecks:
         done = self._serve(tmp_path, "[verification]\nbinding_limt = 3\n")
         assert done.returncode == 2
         assert "binding_limt" in done.stderr
+
+
+class TestUnusableSettings:
+    @pytest.mark.parametrize("host", ["256.1.1.1", "nohost.invalid"])
+    def test_a_listen_host_that_is_no_address_is_a_configuration_error(
+        self, tmp_path: Path, host: str
+    ) -> None:
+        """--listen with a host that is neither an IP address nor a resolvable name: one line, exit 2."""
+        done = idverify("serve", "--listen", f"{host}:{free_port()}", "--data-dir", str(tmp_path / "d"))
+        assert done.returncode == 2
+        expected = f"listen: {host} is not an IP address nor a host name that resolves"
+        assert done.stderr.splitlines() == [f"idverify: configuration error: {expected}"]
+
+    @pytest.mark.parametrize(
+        ("data_dir", "problem"),
+        [
+            ("a-file", "is not a directory"),
+            ("a-file/data", "is not a directory"),
+            ("missing/data", "does not exist"),
+            # Read-only for root too: what a read-only mount looks like.
+            ("/sys/kernel", "is not writable (Permission denied)"),
+        ],
+    )
+    def test_an_unusable_data_dir_is_a_configuration_error(
+        self, tmp_path: Path, data_dir: str, problem: str
+    ) -> None:
+        """A data dir that is a file, lies in a file or missing folder, or is read-only: one line, exit 2."""
+        (tmp_path / "a-file").write_text("not a directory\n", encoding="utf-8")
+        path = Path(data_dir) if data_dir.startswith("/") else tmp_path / data_dir
+        done = idverify("serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(path))
+        assert done.returncode == 2
+        [line] = done.stderr.splitlines()
+        assert line.startswith("idverify: configuration error: data_dir: ")
+        assert problem in line
+        assert not (tmp_path / "missing").exists()
+
+
+@pytest.fixture(scope="module")
+def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A running server on its embedded Redis: the one that holds its data directory."""
+    with ServerProcess(tmp_path_factory.mktemp("holder"), extra_args=["--workers", "1"]) as running:
+        yield running
+
+
+class TestOneServerPerDataDir:
+    def test_a_second_server_on_the_data_dir_is_refused(self, holder: ServerProcess) -> None:
+        """A second serve on a data dir in use exits with one line and starts no Redis of its own.
+
+        It used to start a second redis-server on the same append-only file, and on its exit that
+        one deleted the first server's Redis socket.
+        """
+        assert holder.process is not None
+        starts = redis_starts(holder)
+        done = idverify(
+            "serve",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(holder.data_dir),
+            "--workers",
+            "1",
+        )
+        assert done.returncode == 1
+        in_use = f"data directory {holder.data_dir} is in use by another idverify process"
+        assert done.stderr.splitlines() == [f"idverify: {in_use} (pid {holder.process.pid})"]
+        assert redis_starts(holder) == starts
+        assert (holder.data_dir / "redis" / "redis.sock").is_socket()
+        with holder.client() as registrar:
+            assert verify(holder, registrar, person(), "after-second-serve").status == STATUS.Value(
+                "VERIFICATION_STATUS_VERIFIED"
+            )
+
+    @pytest.mark.parametrize("command", [("erasure", "status"), ("keys", "status")])
+    def test_commands_use_the_running_servers_redis(
+        self, holder: ServerProcess, command: tuple[str, ...]
+    ) -> None:
+        """The keys and erasure commands on a data dir in use talk to the server's Redis, not a second one."""
+        starts = redis_starts(holder)
+        done = idverify(command[0], "--data-dir", str(holder.data_dir), *command[1:])
+        assert done.returncode == 0, done.stderr
+        assert redis_starts(holder) == starts
+        assert (holder.data_dir / "redis" / "redis.sock").is_socket()
+        holder.wait_serving(timeout=5)
+
+    def test_a_command_refuses_a_data_dir_whose_server_does_not_answer(self, tmp_path: Path) -> None:
+        """A locked data dir whose Redis does not answer (a server starting): refused, no Redis started."""
+        stopped = ServerProcess(tmp_path)
+        with stopped:
+            pass
+        starts = redis_starts(stopped)
+        with DataDirLock.acquire(stopped.data_dir):
+            done = idverify("erasure", "--data-dir", str(stopped.data_dir), "status")
+        assert done.returncode == 1
+        in_use = (
+            f"data directory {stopped.data_dir} is in use by another idverify process (pid {os.getpid()})"
+        )
+        assert done.stderr.splitlines() == [
+            f"idverify: {in_use}, whose Redis does not answer; try again when it serves"
+        ]
+        assert redis_starts(stopped) == starts
+        # Free again: the command starts the embedded Redis for its own time, as before.
+        assert idverify("erasure", "--data-dir", str(stopped.data_dir), "status").returncode == 0
+        assert redis_starts(stopped) == starts + 1
+
+    @pytest.mark.parametrize("command", [("erasure", "status"), ("keys", "status")])
+    def test_a_command_on_a_directory_without_data_says_so(
+        self, tmp_path: Path, command: tuple[str, ...]
+    ) -> None:
+        """Run where no server kept data (another working directory): one line, exit 2, nothing made."""
+        default = idverify(*command, cwd=tmp_path)
+        assert default.returncode == 2
+        hint = "(pass the server's --data-dir, or --redis-url)"
+        assert default.stderr.splitlines() == [
+            f"idverify: data_dir: no idverify data in idverify-data {hint}"
+        ]
+        assert not (tmp_path / "idverify-data").exists()
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        named = idverify(command[0], "--data-dir", str(empty), *command[1:])
+        assert named.returncode == 2
+        assert f"no idverify data in {empty}" in named.stderr
+        assert list(empty.iterdir()) == []

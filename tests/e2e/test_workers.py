@@ -262,6 +262,56 @@ class TestStartup:
         assert done.returncode == 1
         assert "cannot listen" in done.stderr
 
+    def test_a_second_server_on_a_busy_port_is_refused_and_takes_no_connection(
+        self, two_workers: ServerProcess, tmp_path: Path
+    ) -> None:
+        """A second ``idverify serve`` on the port of a running one exits at once with one line.
+
+        Both set SO_REUSEPORT, so before the check the second one joined the port and the kernel
+        gave it a share of new connections, which it answered with its own tokens (or collected).
+        """
+        stranger = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "idverify",
+                "serve",
+                "--data-dir",
+                str(tmp_path / "stranger"),
+                "--listen",
+                two_workers.target,
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _, stderr = stranger.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # SIGTERM, not SIGKILL: it drains and stops its embedded Redis, which holds the pipes.
+            stranger.terminate()
+            stranger.communicate(timeout=60)
+            pytest.fail("a second server started on a port in use")
+        assert stranger.returncode == 1
+        taken = f"cannot listen on {two_workers.target}: another process listens there"
+        assert stderr.splitlines() == [f"idverify: {taken} (Address already in use)"]
+        token = two_workers.token("registrar")
+        for _ in range(20):
+            # A local subchannel pool forces a fresh TCP connection per channel.
+            with grpc.insecure_channel(
+                two_workers.target, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
+                list_methods = channel.unary_unary(
+                    "/idverify.v1.VerificationService/ListMethods",
+                    request_serializer=verification_pb2.ListMethodsRequest.SerializeToString,
+                    response_deserializer=verification_pb2.ListMethodsResponse.FromString,
+                )
+                list_methods(
+                    verification_pb2.ListMethodsRequest(), metadata=(("authorization", f"Bearer {token}"),)
+                )
+
     def test_a_negative_worker_count_is_refused(self, tmp_path: Path) -> None:
         """--workers -1 is a configuration error."""
         done = subprocess.run(
