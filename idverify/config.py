@@ -32,6 +32,8 @@ DEFAULT_DATA_DIR = Path("idverify-data")
 # Identity checks by name can be enumerated unless every binding is counted; 5 is the common
 # per-person account cap of Chinese platforms.
 DEFAULT_BINDING_LIMIT = 5
+# A phone locked by wrong codes (anyone's) opens again within this; never locked for good.
+MAX_PHONE_LOCK_SECONDS = 86_400
 # The kinds of client certificate name that tls.client_principals keys are written with.
 CLIENT_NAME_TYPES = ("cn", "uri", "dns", "email")
 # Variables with the prefix that are read elsewhere: a config path and secrets, never settings.
@@ -65,8 +67,12 @@ class VerificationSettings:
     session_ttl_seconds: int = 1800
     binding_limit: int = DEFAULT_BINDING_LIMIT
     # Wrong codes are counted per account and phone over this window, across restarts of a
-    # verification, so that starting again does not reset the count.
+    # verification, so that starting again does not reset the count. It is also how long a
+    # phone stays locked once it reaches otp_failures_per_phone (at most a day).
     otp_failure_window_seconds: int = 900
+    # Wrong codes for one phone from every tenant and account within the window; at the limit
+    # the phone is locked for the window (no codes sent to it, no answers judged). 0 disables.
+    otp_failures_per_phone: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,14 @@ class RateLimitSettings:
     per_principal_per_minute: int = 1200
     per_identity_per_hour: int = 20
     code_sends_per_phone_per_hour: int = 5
+    # Codes sent to one phone by all tenants together (a deployment-wide counter).
+    code_sends_per_phone_all_tenants_per_hour: int = 10
+    code_sends_per_phone_all_tenants_per_day: int = 20
+    # Codes one API client, and one tenant, may have sent: sized for a large platform's signups.
+    code_sends_per_principal_per_minute: int = 1000
+    code_sends_per_principal_per_day: int = 200_000
+    code_sends_per_tenant_per_minute: int = 5000
+    code_sends_per_tenant_per_day: int = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,8 @@ class TelemetrySettings:
     # Empty: the exporter's default (OTEL_EXPORTER_OTLP_ENDPOINT or localhost).
     otlp_endpoint: str = ""
     prometheus_port: int = 9464
+    # Empty: the host of ``listen`` (never every interface unless gRPC listens on every one).
+    prometheus_host: str = ""
     service_name: str = "idverify"
     sample_ratio: float = 1.0
 
@@ -204,6 +220,9 @@ class Settings:
     # Empty: <data_dir>/audit-signing-key.pem, created on first start (one machine only: replicas
     # must share a key). IDVERIFY_AUDIT_SIGNING_KEY (the PEM text) wins.
     audit_signing_key_file: str = ""
+    # A keyring or signing key file that other users can read stops start-up unless this is on
+    # (then a warning): for a mount whose mode the operator cannot change.
+    allow_readable_key_files: bool = False
     log_level: str = "info"
     log_format: str = "text"
     # Calls with credentials in progress at once in one worker (grpc.* sets the public shares).
@@ -230,6 +249,9 @@ class Settings:
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Methods per tenant; a tenant without its own table uses the "default" one.
     tenants: Mapping[str, TenantMethods] = field(default_factory=dict)
+    # Country calling codes a tenant may send codes to besides mainland mobiles (+86), e.g.
+    # [sms_destinations] acme = ["852", "853"]; a tenant not listed sends to +86 mobiles only.
+    sms_destinations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def methods_for(self, tenant: str) -> TenantMethods:
         """The method table of a tenant (its own, else the default tenant's)."""
@@ -337,6 +359,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "tls": _tls,
             "erasure": _erasure,
             "tenants": _tenants,
+            "sms_destinations": _sms_destinations,
             "verifiers": lambda v: _table("verifiers", v),
             "vendors": lambda v: _table("vendors", v),
         }
@@ -352,6 +375,11 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         tenants["default"] = parse_methods("default", DEFAULT_METHODS)
         settings = dataclasses.replace(settings, tenants=tenants)
     _validate(settings)
+    if not settings.telemetry.prometheus_host:
+        # The metrics endpoint is as reachable as the gRPC port, no more: 127.0.0.1 in
+        # development, every interface only where the service listens on every interface.
+        telemetry = dataclasses.replace(settings.telemetry, prometheus_host=settings.listen_host_port[0])
+        settings = dataclasses.replace(settings, telemetry=telemetry)
     return settings
 
 
@@ -483,6 +511,24 @@ def _tenants(value: Any) -> Mapping[str, TenantMethods]:
     return tenants
 
 
+def _sms_destinations(value: Any) -> Mapping[str, tuple[str, ...]]:
+    """Tenant -> calling codes (1 to 3 digits, no leading 0); comma-separated from the environment."""
+    if not isinstance(value, Mapping):
+        raise ConfigError('sms_destinations: expected a table of tenant = ["852", ...]')
+    destinations: dict[str, tuple[str, ...]] = {}
+    for tenant, listed in value.items():
+        codes = [part.strip() for part in listed.split(",")] if isinstance(listed, str) else listed
+        if not isinstance(codes, list | tuple) or not all(
+            isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3 and code[0] != "0"  # noqa: PLR2004
+            for code in codes
+        ):
+            raise ConfigError(
+                f'sms_destinations.{tenant}: expected a list of country calling codes such as "852"'
+            )
+        destinations[str(tenant)] = tuple(codes)
+    return destinations
+
+
 def _validate(settings: Settings) -> None:
     split_host_port(settings.listen)
     if settings.redis_url:
@@ -501,6 +547,24 @@ def _validate(settings: Settings) -> None:
     v = settings.verification
     if v.binding_limit < 1 or v.session_ttl_seconds < 60 or v.otp_failure_window_seconds < 60:  # noqa: PLR2004
         raise ConfigError("verification: binding_limit >= 1, ttl and window >= 60 seconds")
+    if v.otp_failure_window_seconds > MAX_PHONE_LOCK_SECONDS or v.otp_failures_per_phone < 0:
+        # The window is also a phone's lock: a stranger may delay its codes, never bar them for good.
+        raise ConfigError(
+            "verification: otp_failure_window_seconds at most 86400 (a day), otp_failures_per_phone >= 0"
+        )
+    sends = settings.rate_limits
+    if (
+        min(
+            sends.code_sends_per_phone_all_tenants_per_hour,
+            sends.code_sends_per_phone_all_tenants_per_day,
+            sends.code_sends_per_principal_per_minute,
+            sends.code_sends_per_principal_per_day,
+            sends.code_sends_per_tenant_per_minute,
+            sends.code_sends_per_tenant_per_day,
+        )
+        < 0
+    ):
+        raise ConfigError("rate_limits: code_sends_* limits are 0 (off) or more")
     _validate_transport(settings)
     _validate_lifecycle(settings)
 

@@ -57,6 +57,7 @@ VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, bool]]] = {
     "name_binding_seen": (NAME_BINDING, False),
     "acct_sealed": ("account-id", True),
     "challenge_sealed": ("vendor-challenge", True),
+    "phone_ps_sealed": ("phone-pseudonym", True),
 }
 _ATTEMPTS: Final = 5
 # Forwarding records chain at most once per rotation; more hops than this means a loop.

@@ -29,11 +29,13 @@ from idverify.domain.errors import (
 )
 from idverify.domain.methods import MethodSpec, fallback_methods, is_biometric, required_fields
 from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
+from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import IdentityLookup, IdentityMover
 from idverify.privacy.identity_index import IndexValue, parse_index_params
+from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
 from idverify.privacy.name_binding import names_match
 from idverify.privacy.sealing import (
@@ -43,6 +45,7 @@ from idverify.privacy.sealing import (
     sealed_to_text,
     sealed_version,
 )
+from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import decode_flat
@@ -113,6 +116,21 @@ class VerificationFlow:
         )
         self._mover = IdentityMover(deps.redis, deps.scripts, deps.sealer)
         self._lookup = IdentityLookup(deps.keyring, deps.sealer, deps.indexer, self._mover)
+        limits, verification = deps.settings.rate_limits, deps.settings.verification
+        self._sends = CodeSendCounter(
+            deps.scripts,
+            SendLimits(
+                per_phone_per_hour=limits.code_sends_per_phone_per_hour,
+                per_phone_all_tenants_per_hour=limits.code_sends_per_phone_all_tenants_per_hour,
+                per_phone_all_tenants_per_day=limits.code_sends_per_phone_all_tenants_per_day,
+                per_principal_per_minute=limits.code_sends_per_principal_per_minute,
+                per_principal_per_day=limits.code_sends_per_principal_per_day,
+                per_tenant_per_minute=limits.code_sends_per_tenant_per_minute,
+                per_tenant_per_day=limits.code_sends_per_tenant_per_day,
+                phone_failure_limit=verification.otp_failures_per_phone,
+                failure_window_ms=verification.otp_failure_window_seconds * 1000,
+            ),
+        )
 
     @property
     def consent(self) -> ConsentFlow:
@@ -178,6 +196,8 @@ class VerificationFlow:
                 field="subject.document_type",
             )
         phone = normalize_phone(subject.phone_number) if "phone_number" in needed else ""
+        if phone:
+            check_phone_destination(phone, d.settings.sms_destinations.get(tenant, ()))
         _check_client_ip(request.client_ip)
         given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
         purposes = consent_rules.needed_purposes(
@@ -287,6 +307,16 @@ class VerificationFlow:
             "minor": "1" if minor else "0",
             "masked_phone": mask_phone(phone) if phone else "",
             "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
+            # The phone's deployment-wide pseudonym, sealed to this verification: it counts wrong
+            # codes across tenants, and in the clear it would join tenants' records.
+            "phone_ps_sealed": sealed_to_text(
+                d.sealer.seal(
+                    d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone).encode(),
+                    associated=associated_data(tenant, "phone-pseudonym", verification_id),
+                )
+            )
+            if phone
+            else "",
             "attempts_left": "0",
             "fallbacks": json.dumps(
                 fallback_methods(
@@ -576,23 +606,44 @@ class VerificationFlow:
     async def _guard_code_send(
         self, tenant: str, keys: TenantKeys, record: dict[str, str], phone: str, info: RequestInfo
     ) -> None:
-        """Refuses to send a code to a locked-out account+phone, and rate-limits sends per phone."""
+        """Counts the code about to be sent; a locked account+phone or phone gets none.
+
+        Counting comes first and the code is sent only after every count said yes: a count that
+        fails raises, and nothing is sent.
+        """
         d = self._d
-        async with translate_errors():
-            failures = int(await d.redis.get(keys.otp_failures(record["otp_ps"])) or 0)
         max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
-        if failures >= max_attempts:
-            record.update(status="REJECTED", reason="OTP_LOCKED")
-            return
-        record["attempts_left_now"] = str(max_attempts - failures)
-        await d.window_limiter.hit(
+        verdict, failures = await self._sends.count_send(
             keys,
-            "phone",
-            d.keyring.pseudonym(tenant, "rl-phone", phone),
-            limit=d.settings.rate_limits.code_sends_per_phone_per_hour,
-            window_seconds=3600,
+            SendPseudonyms(
+                account_phone=record["otp_ps"],
+                tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),
+                phone=d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone),
+            ),
+            principal=info.principal,
+            max_attempts=max_attempts,
             request=info.audit_fields(),
         )
+        if verdict != "OK":
+            record.update(status="REJECTED", reason=verdict)
+            return
+        record["attempts_left_now"] = str(max_attempts - failures)
+
+    def _phone_pseudonym(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> str:
+        """The phone's deployment-wide pseudonym a verification holds sealed ("" if none)."""
+        sealed = record.get("phone_ps_sealed", "")
+        if not sealed:
+            return ""
+        try:
+            return self._d.sealer.unseal(
+                sealed_from_text(sealed),
+                associated=associated_data(tenant, "phone-pseudonym", verification_id),
+            ).decode()
+        except SealError:
+            # Uncounted wrong codes would slip past the phone's limit: judge nothing instead.
+            raise StoreUnavailable(
+                "the verification's phone counter cannot be opened", reason="NOT_COUNTED"
+            ) from None
 
     async def _existing_for_request(
         self, tenant: str, keys: TenantKeys, request_id: str
@@ -665,6 +716,12 @@ class VerificationFlow:
         verifier = d.verifiers[record["step_verifier"]]
         assert isinstance(verifier, ChallengeVerifier)  # noqa: S101 - recorded only for challenge steps
         digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record["salt"]), code.strip())
+        # Counted for its phone across tenants before the tenant's step judges it; the same
+        # digest decides there, so a code is wrong here exactly when it is wrong there.
+        await self._sends.count_answer(
+            self._phone_pseudonym(tenant, verification_id, record),
+            wrong=not hmac.compare_digest(record.get("digest", ""), digest.hex()),
+        )
         result = await self._run_binding_script(
             "submit",
             tenant,

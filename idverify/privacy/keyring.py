@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "DEPLOYMENT_LABEL",
     "KEYRING_ENV_VAR",
     "PEPPER_MIN_BYTES",
     "PSEUDONYM_BYTES",
@@ -49,6 +50,13 @@ _log = logging.getLogger(__name__)
 
 KEYRING_ENV_VAR: Final = "IDVERIFY_KEYRING"
 """Environment variable that may hold the keyring JSON (the config layer reads it, not this module)."""
+
+DEPLOYMENT_LABEL: Final = "*deployment"
+"""The tenant label of deployment-wide pseudonyms (a phone's counters shared by all tenants).
+
+No tenant can have it: tenant names are lower-case letters, digits, ``-`` and ``_``
+(``store.keys.valid_tenant``), so its subkeys are never any tenant's.
+"""
 
 PEPPER_MIN_BYTES: Final = 32
 WRAPPING_KEY_BYTES: Final = 64  # AES-256-SIV: two 256-bit halves (S2V MAC key + CTR key)

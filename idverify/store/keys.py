@@ -1,7 +1,8 @@
 """The Redis key schema, in one place.
 
 Every key starts with the versioned prefix ``iv1:`` and a hash tag: ``{t:<tenant>}`` for
-everything a tenant owns (its API clients too), ``{global}`` for the few keys no tenant owns.
+everything a tenant owns (its API clients too), ``{ph:<phone pseudonym>}`` for the counters of
+one phone number that all tenants share, ``{global}`` for the few other keys no tenant owns.
 All keys an atomic step touches share
 the tenant's tag, so each step is one Lua script in one hash slot and the same code runs on
 Redis Cluster. Identifiers inside keys are pseudonyms (keyed hashes) or sealed values, never
@@ -29,11 +30,17 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
+| ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
+| ``iv1:{ph:P}:otpfail`` | string | wrong codes for a phone from all tenants; at the limit, its lock (TTL) |
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
 | ``iv1:{global}:bootstrap`` | string | set once the bootstrap admin token exists |
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
 | ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
+
+``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
+these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
+has its own hash slot, so the counters of a busy deployment spread over a Cluster's shards.
 
 The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys from the
 ``audit:log`` key a script is given (same prefix, same hash tag), so callers pass that one key.
@@ -136,6 +143,30 @@ class TenantKeys:
     def clients(self) -> str:
         """The tenant's client ids."""
         return f"{self._base}:clients"
+
+
+class PhoneKeys:
+    """Key names of one phone's deployment-wide counters; every one shares the phone's hash slot."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, phone_pseudonym: str) -> None:
+        if not re.fullmatch(r"[0-9a-f]{32}", phone_pseudonym):
+            msg = "a phone's keys take its 32-hex-digit deployment pseudonym"
+            raise ValueError(msg)
+        self._base = f"{PREFIX}:{{ph:{phone_pseudonym}}}"
+
+    def sends_this_hour(self) -> str:
+        """Codes sent to the phone by every tenant in the current hour window."""
+        return f"{self._base}:sends:h"
+
+    def sends_this_day(self) -> str:
+        """Codes sent to the phone by every tenant in the current day window."""
+        return f"{self._base}:sends:d"
+
+    def otp_failures(self) -> str:
+        """Wrong codes for the phone from every tenant and account; its lock once at the limit."""
+        return f"{self._base}:otpfail"
 
 
 class GlobalKeys:

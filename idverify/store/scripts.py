@@ -32,6 +32,10 @@ SCRIPT_NAMES = (
     "get",
     "guardian",
     "rate_limit",
+    # A code send is counted in the tenant's slot, then in the phone's (deployment-wide) slot.
+    "send_budget",
+    "phone_send",
+    "phone_guess",
     "client",
     "login_ip",
     "ip_labels",
