@@ -11,7 +11,7 @@ from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.store.connection import connect, translate_errors
-from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.keys import GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
@@ -44,6 +44,12 @@ class TestHashSlots:
         assert len({key_slot(TenantKeys(f"tenant-{n}").audit_log().encode()) for n in range(50)}) > 40
         assert len({key_slot(key.encode()) for key in every_key(GlobalKeys)}) == 1
 
+    def test_a_phones_counters_share_a_slot_of_their_own(self) -> None:
+        """A phone's deployment-wide counters are one slot; phones spread over the slots."""
+        phones = [PhoneKeys(f"{n:032x}") for n in range(50)]
+        assert all(len({key_slot(key.encode()) for key in every_key(phone)}) == 1 for phone in phones)
+        assert len({key_slot(phone.otp_failures().encode()) for phone in phones}) > 40
+
 
 class TestOnCluster:
     async def test_the_commands_idverify_sends_work_on_a_cluster(self, redis_cluster: LocalCluster) -> None:
@@ -61,6 +67,15 @@ class TestOnCluster:
                 "rate_limit", [keys.rate_limit("t", "p"), keys.audit_log()], [5, 60000, "{}"]
             )
             assert counted
+            # A code send: the tenant's step in its slot, then the phone's in the phone's slot.
+            budget = [keys.otp_failures("o"), *(keys.rate_limit("s", str(n)) for n in range(5))]
+            assert (await scripts.run("send_budget", [*budget, keys.audit_log()], [5, 1, 1, 1, 1, 1, "{}"]))[
+                0
+            ] == b"OK"
+            phone = PhoneKeys(f"{time.time_ns():032x}")  # its own: the cluster is shared
+            shared = [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()]
+            assert (await scripts.run("phone_send", shared, [5, 10, 20]))[0] == b"OK"
+            assert (await scripts.run("phone_guess", [phone.otp_failures()], ["count", 5, 60000]))[0] == b"OK"
             async with client.pipeline(transaction=False) as pipe:
                 for n in range(20):
                     pipe.hmget(keys.account(f"a{n}"), ["identity"])
