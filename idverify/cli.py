@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "data_dir": args.data_dir,
                 "redis_url": args.redis_url,
                 "workers": args.workers,
+                "allow_readable_key_files": True if args.allow_readable_key_files else None,
             },
         )
     except ConfigError as exc:
@@ -125,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="worker processes sharing the port (IDVERIFY_WORKERS; default: one per available core)",
+    )
+    serve.add_argument(
+        "--allow-readable-key-files",
+        action="store_true",
+        help="start although the keyring or audit signing key file is readable by other users "
+        "(with a warning; IDVERIFY_ALLOW_READABLE_KEY_FILES)",
     )
     serve.set_defaults(handler=_serve)
 

@@ -48,6 +48,7 @@ from idverify import server
 from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError
+from idverify.security.file_modes import secure_data_and_keys
 from idverify.store.embedded import RedisProcess
 
 log = logging.getLogger("idverify.supervisor")
@@ -154,6 +155,7 @@ class Supervisor:
         prepare_data_dir(settings.data_dir)
         # Held until the supervisor has stopped everything; the forked workers share it.
         self._data_lock = DataDirLock.acquire(settings.data_dir)
+        secure_data_and_keys(settings)
         host, port = settings.listen_host_port
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]

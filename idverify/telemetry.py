@@ -452,7 +452,8 @@ def _metric_readers(settings: TelemetrySettings) -> tuple[list[Any], Any]:
             from prometheus_client import start_http_server  # noqa: PLC0415
 
             readers.append(PrometheusMetricReader())
-            server, _thread = start_http_server(settings.prometheus_port, addr="0.0.0.0")  # noqa: S104
+            host = settings.prometheus_host or "127.0.0.1"
+            server, _thread = start_http_server(settings.prometheus_port, addr=host)
         elif kind in {"otlp", "otlp-http"}:
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
 

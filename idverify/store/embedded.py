@@ -142,7 +142,11 @@ class RedisProcess:
         if not self.port:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         args += self.extra_args
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+        # umask 077: the AOF, its rewrites and the log are the server's alone (0600), like the
+        # folder they are in.
+        self.process = subprocess.Popen(  # noqa: S603
+            args, stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
