@@ -159,6 +159,27 @@ def embedded_redis(server: ServerProcess) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(server.data_dir / "redis" / "redis.sock"))
 
 
+def everything_stored(store: redis.Redis) -> list[bytes]:
+    """Every key and every value in ``store`` (hash fields as ``field=value``), for privacy scans."""
+    found: list[bytes] = []
+    for key in store.scan_iter(count=1000):
+        found.append(key)
+        kind = store.type(key)
+        if kind == b"string":
+            found.append(store.get(key) or b"")
+        elif kind == b"hash":
+            found.extend(b"%s=%s" % item for item in store.hgetall(key).items())
+        elif kind == b"set":
+            found.extend(store.smembers(key))
+        elif kind == b"zset":
+            found.extend(store.zrange(key, 0, -1))
+        elif kind == b"list":
+            found.extend(store.lrange(key, 0, -1))
+        elif kind == b"stream":
+            found.extend(str(entry).encode() for entry in store.xrange(key))
+    return found
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`idverify serve` on its embedded default."""

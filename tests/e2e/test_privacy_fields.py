@@ -25,7 +25,7 @@ from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
-from .conftest import Identity, embedded_redis, person
+from .conftest import Identity, embedded_redis, everything_stored, person
 
 pytestmark = pytest.mark.e2e
 
@@ -166,21 +166,7 @@ class TestEveryFreeField:
         finally:
             for client in clients.values():
                 client.close()
-        store = embedded_redis(server)
-        haystack = list(audit)
-        for key in store.scan_iter(count=1000):
-            haystack.append(key)
-            kind = store.type(key)
-            if kind == b"string":
-                haystack.append(store.get(key) or b"")
-            elif kind == b"hash":
-                haystack.extend(b"%s=%s" % item for item in store.hgetall(key).items())
-            elif kind in {b"set", b"zset"}:
-                haystack.extend(store.smembers(key) if kind == b"set" else store.zrange(key, 0, -1))
-            elif kind == b"list":
-                haystack.extend(store.lrange(key, 0, -1))
-            elif kind == b"stream":
-                haystack.extend(str(entry).encode() for entry in store.xrange(key))
+        haystack = [*audit, *everything_stored(embedded_redis(server))]
         server.stop()  # flushes the spans still batched into the log
         haystack.append(server.log_text().encode())
         assert b'"trace_id"' in haystack[-1] or b"trace_id" in haystack[-1]  # the spans were printed

@@ -17,7 +17,17 @@ from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
-from .conftest import IDENTITIES, embedded_redis, person, rich_error, start, submit, verify, wrong_code
+from .conftest import (
+    IDENTITIES,
+    embedded_redis,
+    everything_stored,
+    person,
+    rich_error,
+    start,
+    submit,
+    verify,
+    wrong_code,
+)
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -301,19 +311,7 @@ class TestPrivacy:
                     hashlib.sha256(raw).hexdigest().encode(),
                     hashlib.md5(raw).hexdigest().encode(),  # noqa: S324 - finding MD5 forms is the point
                 }
-        store = embedded_redis(server)
-        haystack = [server.log_text().encode()]
-        for key in store.scan_iter(count=1000):
-            haystack.append(key)
-            kind = store.type(key)
-            if kind == b"string":
-                haystack.append(store.get(key) or b"")
-            elif kind == b"hash":
-                haystack.extend(b"%s=%s" % item for item in store.hgetall(key).items())
-            elif kind == b"set":
-                haystack.extend(store.smembers(key))
-            elif kind == b"list":
-                haystack.extend(store.lrange(key, 0, -1))
+        haystack = [server.log_text().encode(), *everything_stored(embedded_redis(server))]
         aof = (server.data_dir / "redis").glob("*.aof*")
         haystack.extend(path.read_bytes() for path in aof if path.is_file())
         blob = b"\n".join(haystack)
