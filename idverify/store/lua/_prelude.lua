@@ -1,5 +1,6 @@
 -- Shared by every script (prepended at load time). All keys a script touches are passed in
--- KEYS and share the tenant's hash slot, so each script is one atomic step, also on Cluster.
+-- KEYS and share one hash slot (the tenant's; a phone's own for its deployment-wide counters),
+-- so each script is one atomic step, also on Cluster.
 
 local NOW = (function()
   local t = redis.call('TIME')
