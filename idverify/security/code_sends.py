@@ -127,8 +127,15 @@ class CodeSendCounter:
         if shared[0] == b"LOCKED":
             return "PHONE_LOCKED", 0
         if shared[0] == b"LIMITED":
+            ttl_ms = int(shared[1])
+            # Audited in the refused tenant's log, once a window (a limit of 0 audits the first).
+            await self._scripts.run(
+                "rate_limit",
+                [keys.rate_limit("phone_all_tenants_audited", names.tenant_phone), keys.audit_log()],
+                [0, max(ttl_ms, 1000), json.dumps({**request, "limit": "phone_all_tenants"})],
+            )
             # The same reason as the tenant's own window: a caller learns nothing of other tenants.
-            raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", int(shared[1]))
+            raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", ttl_ms)
         return "OK", failures
 
     async def count_answer(self, phone_pseudonym: str, *, wrong: bool) -> None:
