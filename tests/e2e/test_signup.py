@@ -187,7 +187,7 @@ class TestWrongCodes:
     def test_concurrent_wrong_guesses_never_exceed_the_limit(
         self, server: ServerProcess, registrar: Client
     ) -> None:
-        """Twenty wrong codes at once: exactly five are counted, the rest find the challenge dead."""
+        """Twenty wrong codes at once: exactly five are counted, the rest are refused."""
         ivan = person()
         started = start(registrar, ivan, "acct-concurrent")
         wrong = wrong_code(server.sms_code(started.verification_id))
@@ -204,7 +204,11 @@ class TestWrongCodes:
             outcomes = sorted(pool.map(guess, range(20)))
         assert outcomes.count("VERIFICATION_STATUS_CHALLENGE_SENT") == 4
         assert outcomes.count("VERIFICATION_STATUS_REJECTED") == 1
-        assert outcomes.count("FAILED_PRECONDITION") == 15
+        # The rest are refused uncounted: the challenge is dead (FAILED_PRECONDITION), or, for a
+        # guess that read the challenge alive just before, the phone's own count of wrong codes
+        # (five, across tenants) already locked it (RESOURCE_EXHAUSTED / PHONE_LOCKED).
+        refused = outcomes.count("FAILED_PRECONDITION") + outcomes.count("RESOURCE_EXHAUSTED")
+        assert refused == 15, outcomes
         store = embedded_redis(server)
         counts = [int(store.get(key) or 0) for key in store.keys("*:otpfail:*")]
         assert 5 in counts
