@@ -243,6 +243,10 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
             lock.release()
 
 
+open_store = _store
+"""A Redis client for the settings, for other commands (``idverify audit rotate-key``)."""
+
+
 async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
     _require_embedded_data(settings)
     keyring = _load(settings)
@@ -325,6 +329,7 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
 
 
 async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
+    from idverify.flows.key_check import forget_key_version  # noqa: PLC0415
     from idverify.flows.keys import count_key_usage, running_servers  # noqa: PLC0415
 
     usage = await count_key_usage(redis)
@@ -342,6 +347,9 @@ async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, vers
         _err(f"servers {', '.join(users)} still write under {version}; not retired")
         return 1
     updated = keyring.without(version)
+    # First the key-check value, then the file: a crash between them leaves a version that the
+    # next start records again, never a recorded version that no keyring holds.
+    await forget_key_version(redis, version)
     save_keyring_file(updated, _keyring_file(settings))
     _out(f"retired {version}")
     return 0

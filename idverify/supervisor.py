@@ -48,6 +48,7 @@ from idverify import server
 from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError
+from idverify.flows.key_check import check_keys_before_workers
 from idverify.security.file_modes import secure_data_and_keys
 from idverify.store.embedded import RedisProcess
 
@@ -159,14 +160,15 @@ class Supervisor:
         host, port = settings.listen_host_port
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]
-        # Once, before any worker exists: the first start creates the keyring file.
-        server.load_keyring_for(settings)
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = settings.redis_url
         if not url:
             self.embedded = RedisProcess.of_data_dir(settings.data_dir)
             self.embedded.start()
             url = self.embedded.url
+        # Once, before any worker exists, against the store: the keys must open what it holds,
+        # and the first start over an empty store creates the keyring and signing key files.
+        check_keys_before_workers(settings, url)
         self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url)
         self._slots = [_Worker(index) for index in range(self.workers)]
         self._cores = worker_cores(self.workers)

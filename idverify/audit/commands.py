@@ -1,4 +1,4 @@
-"""``idverify audit export | verify | public-key``: the auditor's side of the log, on the command line.
+"""``idverify audit export | verify | public-key | rotate-key``: the log on the command line.
 
 ``export`` and ``public-key`` talk to a running server with an auditor's (or admin's) token:
 ``--token``, else ``IDVERIFY_TOKEN``, else the bootstrap token file in ``--data-dir``.
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import sys
@@ -22,12 +23,15 @@ from idverify.audit.checkpoint import (
     KeyFormatError,
     SignedHead,
     TreeHead,
+    key_id_for,
     public_key_pem,
     read_private_key_file,
     read_public_key_file,
 )
 from idverify.audit.export import ExportFormatError, entry_line, head_line, verify_export
+from idverify.audit.signing_key import load_signing_key
 from idverify.client import Client
+from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.v1 import audit_pb2
 
 __all__ = ["EXPORT_PAGE", "add_audit_commands"]
@@ -68,6 +72,12 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default="",
         help="print the public half of this private key file instead of asking the server",
     )
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="make the configured (or a newly generated) signing key the log's; run on the server's host",
+    )
+    rotate.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
+    rotate.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
     audit.set_defaults(handler=_run)
 
 
@@ -77,12 +87,45 @@ def _run(args: argparse.Namespace) -> int:
             return _verify(Path(args.file), Path(args.public_key), args.origin)
         if args.audit_command == "public-key":
             return _public_key(args)
+        if args.audit_command == "rotate-key":
+            return asyncio.run(_rotate_key(args))
         return _export(args)
     except grpc.RpcError as error:
         print(f"idverify: {error.code().name}: {error.details()}", file=sys.stderr)
-    except (OSError, KeyFormatError, ExportFormatError) as error:
+    except (OSError, KeyFormatError, ExportFormatError, RuntimeError, StoreUnavailable) as error:
         print(f"idverify: {error}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"idverify: configuration error: {error}", file=sys.stderr)
+        return 2
     return 1
+
+
+async def _rotate_key(args: argparse.Namespace) -> int:
+    """Records the signing key a server would load (generating the default one when it is gone).
+
+    Servers refuse a key other than the recorded one, so a new key is never an accident; heads
+    signed from now on use the new key, earlier ones stay verifiable with the old public key.
+    """
+    from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.flows.key_check import record_signing_key  # noqa: PLC0415
+    from idverify.lifecycle_commands import open_store  # noqa: PLC0415
+
+    settings = load_settings(
+        Path(args.config) if args.config else None,
+        overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
+    )
+    key_id = key_id_for(load_signing_key(settings.data_dir, settings.audit_signing_key_file).public_key())
+    async with open_store(settings) as redis:
+        previous = await record_signing_key(redis, key_id)
+    if previous == key_id:
+        print(f"key {key_id} already signs the log; nothing rotated")
+        return 0
+    print(
+        f"the audit log's signing key is now {key_id} (was {previous or 'not recorded'}); restart the "
+        "servers and give auditors the new public key (`idverify audit public-key`); heads signed "
+        "before stay verifiable with the old one"
+    )
+    return 0
 
 
 def _client(args: argparse.Namespace) -> Client:

@@ -1,0 +1,280 @@
+"""Start-up guard: a lost keyring or audit signing key is refused, never silently replaced.
+
+Redis keeps a key-check value per key version (``iv1:{global}:keycheck``: an HMAC of a fixed
+label under each pepper and wrapping key, and the pinned pseudonym pepper's id) and the id of
+the key that signs the audit log (``iv1:{global}:audit-key``). A server refuses to start when
+the keyring it was given lacks a recorded version or holds another secret for one, and when its
+signing key is not the recorded one. A keyring or signing key is generated in the data
+directory only when the store holds no data: a store "holds data" when it has a key-check
+record, the bootstrap marker or the client index, or when a bounded SCAN finds a tenant's key
+(a store written by a build that kept no key-check values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from redis.typing import EncodableT, FieldT
+
+from idverify.audit.checkpoint import key_id_for
+from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
+from idverify.config import Settings
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.flows.keys import scan_pages
+from idverify.privacy.keyring import Keyring, ensure_keyring_file, load_keyring
+from idverify.store.connection import RedisClient, as_text, connect, translate_errors
+from idverify.store.keys import PREFIX, GlobalKeys
+
+__all__ = [
+    "KEYRING_ENV",
+    "SCAN_PAGES",
+    "check_keys_before_workers",
+    "check_signing_key",
+    "forget_key_version",
+    "key_check_values",
+    "open_keyring",
+    "record_key_versions",
+    "record_signing_key",
+]
+
+KEYRING_ENV = "IDVERIFY_KEYRING"
+SCAN_COUNT = 1000
+SCAN_PAGES = 100
+"""At most this many SCAN pages (of ``SCAN_COUNT``) look for a tenant's key in a store without a
+key-check record: enough for any store an older build wrote, bounded for a Redis shared with
+other applications."""
+
+_LABEL = b"idverify key check v1"
+_CHECK_TENANT = "_keycheck"
+_CHECK_PURPOSE = "keycheck"
+_PSEUDONYM_FIELD = "pseudonym"
+_TENANT_KEYS = f"{PREFIX}:{{t:*"
+_AUDIT_LOGS = f"{PREFIX}:{{t:*}}:audit:log"
+_RESTORE = (
+    "restore the keyring that wrote the data (the file from a backup, or the same "
+    f"{KEYRING_ENV} or keyring_file); nothing was changed"
+)
+
+log = logging.getLogger("idverify.keys")
+
+
+def key_check_values(keyring: Keyring) -> dict[str, str]:
+    """The key-check fields of ``keyring``: ``p:<version>``, ``w:<version>`` and ``pseudonym``.
+
+    Each value is a truncated HMAC of a fixed label, so it shows whether a secret is the same
+    without revealing anything about it.
+    """
+    values = {
+        f"p:{version}": keyring.mac(_CHECK_TENANT, _CHECK_PURPOSE, _LABEL, pepper_version=version).hex()[:32]
+        for version in keyring.pepper_versions
+    }
+    for version in keyring.wrapping_versions:
+        values[f"w:{version}"] = hmac.new(keyring.wrapping_key(version), _LABEL, hashlib.sha256).hexdigest()[
+            :32
+        ]
+    values[_PSEUDONYM_FIELD] = keyring.pseudonym_pepper
+    return values
+
+
+async def _store_holds_data(redis: RedisClient) -> bool:
+    """Whether the store has idverify data (see the module docstring).
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    async with translate_errors():
+        if await redis.exists(GlobalKeys.keycheck(), GlobalKeys.bootstrap(), GlobalKeys.client_tenants()):
+            return True
+    return await _any_key(redis, _TENANT_KEYS)
+
+
+async def _any_key(redis: RedisClient, pattern: str) -> bool:
+    """Whether a bounded SCAN finds a key matching ``pattern``.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    pages = 0
+    async for _, page in scan_pages(redis, pattern, count=SCAN_COUNT):
+        if page:
+            return True
+        pages += 1
+        if pages >= SCAN_PAGES:
+            break
+    return False
+
+
+def _keyring_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Keyring | None, Path | None]:
+    """Where the keyring comes from, the keyring when configured, else the default file's path.
+
+    Raises:
+        ConfigError: a configured keyring cannot be read or is invalid.
+    """
+    if env.get(KEYRING_ENV):
+        return KEYRING_ENV, load_keyring(text=env[KEYRING_ENV]), None
+    if settings.keyring_file:
+        return f"keyring_file {settings.keyring_file}", load_keyring(path=Path(settings.keyring_file)), None
+    path = settings.data_dir / "keyring.json"
+    return f"the generated keyring {path}", None, path
+
+
+async def open_keyring(
+    settings: Settings, redis: RedisClient, environ: Mapping[str, str] | None = None
+) -> Keyring:
+    """The keyring from ``IDVERIFY_KEYRING``, ``keyring_file`` or ``<data_dir>/keyring.json``, checked.
+
+    ``keyring.json`` is generated only over an empty store. The keyring must open what the store
+    holds; its new versions are recorded. A store that cannot be reached is checked at the next
+    start (a warning says so), except that no keyring is generated without the check.
+
+    Raises:
+        ConfigError: the keyring cannot be read, is missing over data, or cannot open the data.
+    """
+    env = os.environ if environ is None else environ
+    source, keyring, default_path = _keyring_source(settings, env)
+    try:
+        if keyring is None:
+            assert default_path is not None  # noqa: S101 - set whenever no keyring was configured
+            if not default_path.exists() and await _store_holds_data(redis):
+                raise ConfigError(
+                    f"keyring file {default_path} is missing, but Redis holds data written under a "
+                    f"keyring; a new one would make all of it unreadable: {_RESTORE}, or set "
+                    f"{KEYRING_ENV} or keyring_file to it"
+                )
+            keyring = ensure_keyring_file(default_path)
+        await record_key_versions(redis, keyring, source)
+    except StoreUnavailable:
+        if keyring is None:
+            msg = f"Redis cannot be reached to check that it holds no data before generating {source}"
+            raise ConfigError(msg) from None
+        log.warning("redis not reachable at start-up; the keyring is checked against it at the next start")
+    return keyring
+
+
+async def record_key_versions(redis: RedisClient, keyring: Keyring, source: str) -> None:
+    """Checks ``keyring`` against the recorded key-check values, then records its new versions.
+
+    Raises:
+        ConfigError: a recorded version is missing from ``keyring`` or has another secret there.
+        StoreUnavailable: Redis is down.
+    """
+    expected = key_check_values(keyring)
+    async with translate_errors():
+        raw = await redis.hgetall(GlobalKeys.keycheck())
+    recorded = {as_text(field): as_text(value) for field, value in raw.items()}
+    missing = sorted(field for field in recorded if field not in expected)
+    other = sorted(
+        field
+        for field, value in recorded.items()
+        if field in expected and not hmac.compare_digest(value.encode(), expected[field].encode())
+    )
+    if missing or other:
+        named = [f"{field.partition(':')[2] or field} (missing)" for field in missing]
+        named += [f"{field.partition(':')[2] or field} (another secret)" for field in other]
+        raise ConfigError(
+            f"{source} cannot open the data in Redis: key versions {', '.join(named)}; {_RESTORE}"
+        )
+    new: dict[FieldT, EncodableT] = {
+        field: value for field, value in expected.items() if field not in recorded
+    }
+    if new:
+        async with translate_errors():
+            await redis.hset(GlobalKeys.keycheck(), mapping=new)
+
+
+async def forget_key_version(redis: RedisClient, version: str) -> None:
+    """Removes a retired version's key-check value (before the keyring file loses the version).
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    async with translate_errors():
+        await redis.hdel(GlobalKeys.keycheck(), f"p:{version}", f"w:{version}")
+
+
+def _signing_key_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Path | None]:
+    if env.get(SIGNING_KEY_ENV):
+        return SIGNING_KEY_ENV, None
+    if settings.audit_signing_key_file:
+        return f"audit_signing_key_file {settings.audit_signing_key_file}", None
+    path = settings.data_dir / DEFAULT_KEY_FILE
+    return f"the generated audit signing key {path}", path
+
+
+async def check_signing_key(
+    settings: Settings, redis: RedisClient, environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuses a signing key other than the one that signed the log; records the first one.
+
+    Raises:
+        ConfigError: the generated key is missing while a log exists, or the configured key is
+            not the recorded one; a new key is an explicit ``idverify audit rotate-key``.
+    """
+    env = os.environ if environ is None else environ
+    source, default_path = _signing_key_source(settings, env)
+    rotate = "or make the new key the log's explicitly with `idverify audit rotate-key`"
+    try:
+        async with translate_errors():
+            stored = await redis.get(GlobalKeys.audit_key())
+        recorded = as_text(stored) if stored is not None else None
+        if (
+            default_path is not None
+            and not default_path.exists()
+            and (recorded is not None or await _any_key(redis, _AUDIT_LOGS))
+        ):
+            raise ConfigError(
+                f"audit signing key {default_path} is missing, but the audit log in Redis is signed "
+                f"by key {recorded or 'of an earlier start'}: restore the file (or set "
+                f"audit_signing_key_file or {SIGNING_KEY_ENV} to that key), {rotate}"
+            )
+        key_id = key_id_for(
+            load_signing_key(settings.data_dir, settings.audit_signing_key_file, env).public_key()
+        )
+        if recorded is None:
+            async with translate_errors():
+                await redis.set(GlobalKeys.audit_key(), key_id, nx=True)
+        elif recorded != key_id:
+            raise ConfigError(
+                f"{source} is key {key_id}, but the audit log in Redis is signed by key {recorded}: "
+                f"use that key, {rotate}"
+            )
+    except StoreUnavailable:
+        log.warning("redis not reachable at start-up; the audit signing key is checked at the next start")
+
+
+async def record_signing_key(redis: RedisClient, key_id: str) -> str | None:
+    """Makes ``key_id`` the log's recorded signing key; returns the one it replaces.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    async with translate_errors():
+        previous = await redis.set(GlobalKeys.audit_key(), key_id, get=True)
+    # SET with GET answers the old value (None when there was none), never a bare OK.
+    return as_text(previous) if isinstance(previous, bytes | str) else None
+
+
+def check_keys_before_workers(settings: Settings, url: str) -> None:
+    """:func:`open_keyring` and :func:`check_signing_key` from a supervisor, before it forks.
+
+    The event loop and the Redis client live only for this call: workers create their own.
+
+    Raises:
+        ConfigError: as :func:`open_keyring` and :func:`check_signing_key`.
+    """
+
+    async def check() -> None:
+        redis = connect(url, pool_size=1)
+        try:
+            await open_keyring(settings, redis)
+            await check_signing_key(settings, redis)
+        finally:
+            await redis.aclose(close_connection_pool=True)
+
+    asyncio.run(check())
