@@ -34,11 +34,10 @@ from idverify.flows.audit import build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.ip_locator import open_locator
-from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
-from idverify.privacy.keyring import Keyring, LiveKeyring
+from idverify.privacy.keyring import Keyring, LiveKeyring, ensure_keyring_file, load_keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
@@ -86,6 +85,20 @@ SERVICE_NAMES = (
 )
 HEALTH_PROBE_SECONDS = 1.0
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
+
+
+def load_keyring_for(settings: Settings, environ: dict[str, str] | None = None) -> Keyring:
+    """The keyring from ``IDVERIFY_KEYRING``, the configured file, or ``<data_dir>/keyring.json``.
+
+    Raises:
+        ConfigError: when the keyring cannot be read or is invalid.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("IDVERIFY_KEYRING"):
+        return load_keyring(text=env["IDVERIFY_KEYRING"])
+    if settings.keyring_file:
+        return load_keyring(path=Path(settings.keyring_file))
+    return ensure_keyring_file(settings.data_dir / "keyring.json")
 
 
 def build_verifiers(settings: Settings, keyring: Keyring) -> dict[str, Verifier]:
@@ -148,10 +161,12 @@ def _redis_kind(settings: Settings, url: str) -> str:
 
 
 async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, data_dir: Path) -> str | None:
-    """Creates the bootstrap admin client on first start; returns its token, or None if it exists.
+    """Creates the bootstrap client on first start; returns its token, or None if it exists.
 
-    The token is written to ``<data_dir>/bootstrap-token`` (mode 0600) and returned to be printed
-    once; only its keyed hash is stored in Redis.
+    The token is written to ``<data_dir>/bootstrap-token`` (mode 0600) and returned to be shown
+    once on a terminal; only its keyed hash is stored in Redis. Its record says admin of
+    ``default`` (what earlier versions read); the id in ``GlobalKeys.bootstrap()`` makes it the
+    bootstrap principal, which may only create operators and admins until an operator exists.
     """
     if await redis.exists(GlobalKeys.bootstrap()):
         return None
@@ -169,6 +184,25 @@ async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, da
     return token
 
 
+def announce_bootstrap_token(token: str, data_dir: Path) -> None:
+    """Says where the new bootstrap token is; shows the token itself only on a terminal.
+
+    Logs are collected, shipped and kept (the JSON format included): a token there outlives
+    any care taken with the 0600 file, so the log line names the file, never the token.
+    """
+    path = data_dir / BOOTSTRAP_TOKEN_FILE
+    log.warning(
+        "bootstrap token created in %s: it may create operator and admin clients until an operator exists",
+        path,
+    )
+    if sys.stderr.isatty():
+        print(  # noqa: T201 - shown once, by design, to the operator's terminal only
+            f"idverify: bootstrap token (shown once; a copy is in {path}):\n  {token}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 async def _redis_url(settings: Settings) -> tuple[str, RedisProcess | None, DataDirLock | None]:
     """The configured Redis, else the embedded one started here, on a data directory locked here.
 
@@ -184,17 +218,6 @@ async def _redis_url(settings: Settings) -> tuple[str, RedisProcess | None, Data
     return embedded.url, embedded, data_lock
 
 
-async def _release_store(
-    redis: RedisClient, embedded: RedisProcess | None, data_lock: DataDirLock | None
-) -> None:
-    """Lets go of the store when start-up fails after reaching it (nothing may outlive a refusal)."""
-    await redis.aclose(close_connection_pool=True)
-    if embedded is not None:
-        await asyncio.to_thread(embedded.stop)
-    if data_lock is not None:
-        data_lock.release()
-
-
 async def start(
     settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
 ) -> Application:
@@ -207,18 +230,12 @@ async def start(
     """
     prepare_data_dir(settings.data_dir)
     installed_telemetry = telemetry.configure(settings.telemetry, span_exporters)
+    # One live keyring for every component, so a new key version in the file reaches them all.
+    keyring = LiveKeyring(load_keyring_for(settings))
+    verifiers = build_verifiers(settings, keyring)
+    geo = open_locator(settings.geo)
     url, embedded, data_lock = await _redis_url(settings)
     redis = connect(url)
-    try:
-        # Keys are checked against the store first: a lost keyring or signing key is refused.
-        # One live keyring for every component, so a new key version in the file reaches them all.
-        keyring = LiveKeyring(await open_keyring(settings, redis))
-        await check_signing_key(settings, redis)
-        verifiers = build_verifiers(settings, keyring)
-        geo = open_locator(settings.geo)
-    except BaseException:
-        await _release_store(redis, embedded, data_lock)
-        raise
     scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
     clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)
     params = Argon2Params.from_config(
@@ -246,12 +263,7 @@ async def start(
         log.warning("redis not reachable at start-up; bootstrap token not checked yet")
         token = None
     if token:
-        print(  # noqa: T201 - printed once, by design, to the operator's terminal
-            "idverify: bootstrap admin token (shown once; a copy is in "
-            f"{settings.data_dir / BOOTSTRAP_TOKEN_FILE}):\n  {token}",
-            file=sys.stderr,
-            flush=True,
-        )
+        announce_bootstrap_token(token, settings.data_dir)
     interceptor = ServiceInterceptor(
         clients,
         PrincipalLimiter(settings.rate_limits.per_principal_per_minute),
@@ -362,7 +374,7 @@ async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
             token = await ensure_bootstrap_token(app.clients, app.redis, app.settings.data_dir)
             bootstrap_pending = False
             if token:
-                print(f"idverify: bootstrap admin token: {token}", file=sys.stderr, flush=True)  # noqa: T201
+                announce_bootstrap_token(token, app.settings.data_dir)
         await asyncio.sleep(HEALTH_PROBE_SECONDS)
 
 

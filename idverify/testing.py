@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 START_TIMEOUT_SECONDS = 30.0
+# Bootstrap token -> the operator it created: it creates one only, and replicas share it.
+_OPERATORS: dict[str, str] = {}
 _CODE_LINE = re.compile(r"console SMS sender: code (\d+) for \S+ \(verification ([0-9a-f]+)\)")
 
 
@@ -253,22 +255,38 @@ class ServerProcess:
             self._codes[match.group(2)] = match.group(1)
 
     def bootstrap_token(self) -> str:
-        """The admin token created on first start."""
+        """The bootstrap token created on first start (creates operators and admins only)."""
         return (self.data_dir / "bootstrap-token").read_text(encoding="utf-8").strip()
 
     def token(self, role: str, tenant: str = "default") -> str:
-        """A token for a role in a tenant, created once through the admin API."""
+        """A token for a role in a tenant, created once through the admin API.
+
+        The bootstrap token creates one operator (the first call, which retires it), and the
+        operator creates every other client. Servers that share a Redis and the bootstrap file
+        (a cluster's replicas) share that operator.
+        """
         key = f"{tenant}/{role}"
         if key not in self._tokens:
-            if role == "admin" and tenant == "default":
-                self._tokens[key] = self.bootstrap_token()
+            if role == "operator":
+                # One operator, in default: the bootstrap token creates no second one.
+                self._tokens[key] = self._operator_token()
             else:
-                with Client(self.target, self.bootstrap_token(), credentials=self.credentials) as admin:
+                with Client(self.target, self._operator_token(), credentials=self.credentials) as admin:
                     created = admin.admin.CreateClient(
                         admin_pb2.CreateClientRequest(tenant=tenant, role=role, description="test")
                     )
                 self._tokens[key] = created.token
         return self._tokens[key]
+
+    def _operator_token(self) -> str:
+        bootstrap = self.bootstrap_token()
+        if bootstrap not in _OPERATORS:
+            with Client(self.target, bootstrap, credentials=self.credentials) as first:
+                created = first.admin.CreateClient(
+                    admin_pb2.CreateClientRequest(tenant="default", role="operator", description="test")
+                )
+            _OPERATORS[bootstrap] = created.token
+        return _OPERATORS[bootstrap]
 
     def client(self, role: str = "registrar", tenant: str = "default") -> Client:
         """A client authenticated as the role."""

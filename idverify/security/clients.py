@@ -10,6 +10,11 @@ writes the record and its audit entry together (``store/lua/client.lua``). A glo
 client ids to tenants so that an admin can list and revoke by id; it is written before the
 tenant's step, so a crash between the two leaves an id that names no client, which listing
 skips and revoking reports as not found.
+
+The bootstrap token's client is recognised by the id in ``GlobalKeys.bootstrap()`` and
+authenticates as ``Role.BOOTSTRAP`` whatever its record says. Creating the first operator sets
+``GlobalKeys.bootstrap_retired()``; from then on the bootstrap token is refused for good
+(revoking every operator does not bring it back: the break-glass CLI does that job).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class ClientRegistry:
         self._scripts = scripts or Scripts(redis)
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # Set once, never changed: one read per process once it exists.
+        self._bootstrap_id: str | None = None
 
     def _digest(self, secret: str) -> str:
         return self._keyed.mac(_GLOBAL_TENANT, _TOKEN_PURPOSE, secret.encode()).hex()
@@ -96,8 +103,30 @@ class ClientRegistry:
             ],
         )
         created_ms = int(result[1]) if result[0] == b"OK" else int(time.time() * 1000)
+        if role is Role.OPERATOR:
+            # After the operator exists, so that a failed creation leaves the bootstrap usable.
+            async with translate_errors():
+                await self._redis.set(GlobalKeys.bootstrap_retired(), client_id)
         record = ClientRecord(client_id, tenant, role, description, created_ms, revoked=False)
         return record, f"{TOKEN_PREFIX}{tenant}.{client_id}.{secret}"
+
+    async def bootstrap_retired(self) -> bool:
+        """True once an operator client has been created.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        async with translate_errors():
+            return bool(await self._redis.exists(GlobalKeys.bootstrap_retired()))
+
+    async def _is_bootstrap(self, client_id: str) -> bool:
+        if self._bootstrap_id is None:
+            async with translate_errors():
+                found = await self._redis.get(GlobalKeys.bootstrap())
+            if found is None:
+                return False
+            self._bootstrap_id = as_text(found)
+        return client_id == self._bootstrap_id
 
     async def get(self, client_id: str) -> ClientRecord:
         """One client.
@@ -182,7 +211,8 @@ class ClientRegistry:
                 and fields.get("revoked") == "0"
                 and hmac.compare_digest(fields.get("secret_mac", ""), self._digest(secret))
             ):
-                principal = Principal(tenant, Role(fields["role"]), client_id)
+                role = Role.BOOTSTRAP if await self._is_bootstrap(client_id) else Role(fields["role"])
+                principal = Principal(tenant, role, client_id)
         if len(self._cache) > 10_000:  # noqa: PLR2004 - bound memory under token spraying
             self._cache.clear()
         self._cache[token] = (now + self._cache_seconds, principal)

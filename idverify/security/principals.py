@@ -1,6 +1,10 @@
 """Who is calling: principals (tenant, role) and the rights of each role per RPC.
 
-The tenant always comes from the principal, never from a request body (DESIGN 5).
+The tenant always comes from the principal, never from a request body (DESIGN 5). Every role
+acts on its own tenant only, admins included; the one exception is the operator, whose only
+right is client administration of any tenant (it reads no identities and no audit log).
+Operators are created by the bootstrap token, until the first one exists, or by
+``idverify clients create --role operator --break-glass`` on the server's host.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ class Role(Enum):
     REGISTRAR = "registrar"  # verification, consent, binding
     PLATFORM = "platform"  # account reads, IP location, cancellation
     AUDITOR = "auditor"  # the audit log of its own tenant
-    ADMIN = "admin"  # everything, any tenant
+    ADMIN = "admin"  # everything of its own tenant, its clients included
+    OPERATOR = "operator"  # client administration of every tenant, nothing else
+    # The bootstrap token's client: never stored as a role (its record says admin, for servers
+    # of earlier versions), recognised by id. It may only create operators and admins, and only
+    # until an operator exists.
+    BOOTSTRAP = "bootstrap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +47,9 @@ class Principal:
 _REGISTRAR = frozenset({Role.REGISTRAR, Role.ADMIN})
 _PLATFORM = frozenset({Role.PLATFORM, Role.ADMIN})
 _AUDITOR = frozenset({Role.AUDITOR, Role.ADMIN})
-_ADMIN = frozenset({Role.ADMIN})
+_ADMIN = frozenset({Role.ADMIN, Role.OPERATOR, Role.BOOTSTRAP})
+# Roles that administer clients of any tenant (AdminService only: authorize keeps them there).
+CROSS_TENANT = frozenset({Role.OPERATOR, Role.BOOTSTRAP})
 
 _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
     "idverify.v1.VerificationService": _REGISTRAR,
@@ -47,6 +58,8 @@ _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
     "idverify.v1.AuditService": _AUDITOR,
     "idverify.v1.AdminService": _ADMIN,
 }
+# The only RPC the bootstrap token reaches.
+BOOTSTRAP_METHOD = "/idverify.v1.AdminService/CreateClient"
 # Services anyone may call without a token: probes and tooling discovery.
 PUBLIC_SERVICES = frozenset(
     {
@@ -77,7 +90,9 @@ def authorize(principal: Principal | None, full_method: str) -> None:
     if principal is None:
         raise Unauthenticated("missing or invalid credentials")
     allowed = _SERVICE_RIGHTS.get(service_of(full_method), frozenset())
-    if principal.role not in allowed:
+    if principal.role not in allowed or (
+        principal.role is Role.BOOTSTRAP and full_method != BOOTSTRAP_METHOD
+    ):
         raise PermissionDenied(f"role {principal.role.value} may not call {full_method}")
 
 
@@ -90,13 +105,13 @@ def caller() -> Principal:
 
 
 def tenant_for(principal: Principal, requested: str) -> str:
-    """The tenant a call acts on: the caller's own; admins may name another.
+    """The tenant a call acts on: the caller's own; only operators (and bootstrap) may name another.
 
     Raises:
-        PermissionDenied: when a non-admin names a tenant other than its own.
+        PermissionDenied: when any other role names a tenant other than its own.
     """
     if not requested or requested == principal.tenant:
         return principal.tenant
-    if principal.role is Role.ADMIN:
+    if principal.role in CROSS_TENANT:
         return requested
     raise PermissionDenied("a principal may only act on its own tenant", reason="OTHER_TENANT")

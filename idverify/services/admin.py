@@ -1,15 +1,37 @@
-"""AdminService: API clients (tokens) for operators."""
+"""AdminService: API clients (tokens), for admins of their own tenant and for operators.
+
+Who may do what (DESIGN: principals):
+
+* an admin creates registrar, platform, auditor and admin clients of its own tenant, and lists
+  and revokes its own tenant's clients except operators; another tenant's client is NOT_FOUND
+  to it, as every other tenant's object is;
+* an operator does the same for every tenant, and may revoke operators, but creates none;
+* the bootstrap token creates operators and admins of any tenant, nothing else, until the
+  first operator exists (then ``BOOTSTRAP_RETIRED``);
+* operators are also created by ``idverify clients create --role operator --break-glass`` on
+  the server's host.
+"""
 
 from __future__ import annotations
 
-from idverify.domain.errors import InvalidArgument
+from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from idverify.security.clients import ClientRecord, ClientRegistry
-from idverify.security.principals import Role
+from idverify.security.principals import CROSS_TENANT, Principal, Role, caller, tenant_for
 from idverify.services.convert import timestamp_ms
 from idverify.services.grpc_types import Context
 from idverify.services.request_info import request_info
 from idverify.v1 import admin_pb2 as pb
 from idverify.v1 import admin_pb2_grpc
+
+# The roles a client may be created with, and who may create each.
+_CREATABLE = {
+    Role.REGISTRAR: frozenset({Role.ADMIN, Role.OPERATOR}),
+    Role.PLATFORM: frozenset({Role.ADMIN, Role.OPERATOR}),
+    Role.AUDITOR: frozenset({Role.ADMIN, Role.OPERATOR}),
+    Role.ADMIN: frozenset({Role.ADMIN, Role.OPERATOR, Role.BOOTSTRAP}),
+    Role.OPERATOR: frozenset({Role.BOOTSTRAP}),
+}
+_ROLE_NAMES = ", ".join(role.value for role in _CREATABLE)
 
 
 def _client(record: ClientRecord) -> pb.Client:
@@ -24,7 +46,7 @@ def _client(record: ClientRecord) -> pb.Client:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    """Client management for the admin role."""
+    """Client management for admins (own tenant), operators (any tenant) and the bootstrap token."""
 
     def __init__(self, clients: ClientRegistry) -> None:
         self._clients = clients
@@ -33,21 +55,35 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.CreateClientRequest, context: Context
     ) -> pb.CreateClientResponse:
         """Creates a client and returns its token once."""
+        principal = caller()
+        if principal.role is Role.BOOTSTRAP and await self._clients.bootstrap_retired():
+            raise PermissionDenied(
+                "an operator client exists, so the bootstrap token is retired: use an operator token",
+                reason="BOOTSTRAP_RETIRED",
+            )
         try:
             role = Role(request.role)
         except ValueError:
-            raise InvalidArgument(
-                "one of registrar, platform, auditor, admin", reason="UNKNOWN_ROLE", field="role"
-            ) from None
+            role = None
+        if role not in _CREATABLE:
+            raise InvalidArgument(f"one of {_ROLE_NAMES}", reason="UNKNOWN_ROLE", field="role")
+        if principal.role not in _CREATABLE[role]:
+            raise PermissionDenied(
+                f"role {principal.role.value} may not create {role.value} clients", reason="ROLE_NOT_GRANTED"
+            )
+        tenant = tenant_for(principal, request.tenant)
         record, token = await self._clients.create(
-            request.tenant, role, request.description, request_info(context).audit_fields()
+            tenant, role, request.description, request_info(context).audit_fields()
         )
         return pb.CreateClientResponse(client=_client(record), token=token)
 
     async def ListClients(self, request: pb.ListClientsRequest, context: Context) -> pb.ListClientsResponse:
-        """Lists clients (never their tokens)."""
+        """Lists clients (never their tokens): an admin's own tenant's, or any an operator names."""
         del context
-        return pb.ListClientsResponse(clients=[_client(r) for r in await self._clients.list(request.tenant)])
+        principal = caller()
+        # An operator's empty tenant means every tenant; an admin's means its own.
+        tenant = request.tenant if principal.role in CROSS_TENANT else tenant_for(principal, request.tenant)
+        return pb.ListClientsResponse(clients=[_client(r) for r in await self._clients.list(tenant)])
 
     async def RevokeClient(
         self, request: pb.RevokeClientRequest, context: Context
@@ -55,5 +91,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """Revokes a client's token."""
         if not request.client_id.isalnum() or len(request.client_id) > 32:  # noqa: PLR2004
             raise InvalidArgument("client ids are short hex strings", reason="BAD_ID", field="client_id")
+        _may_revoke(caller(), await self._clients.get(request.client_id))
         revoked = await self._clients.revoke(request.client_id, request_info(context).audit_fields())
         return pb.RevokeClientResponse(client=_client(revoked))
+
+
+def _may_revoke(principal: Principal, target: ClientRecord) -> None:
+    """Checks that the principal may revoke the client.
+
+    Raises:
+        NotFound: when the client belongs to another tenant than an admin's (as if absent).
+        PermissionDenied: when an admin names an operator of its own tenant.
+    """
+    if principal.role in CROSS_TENANT:
+        return
+    if target.tenant != principal.tenant:
+        raise NotFound("no such client", field="client_id")
+    if target.role is Role.OPERATOR:
+        raise PermissionDenied("only an operator may revoke an operator", reason="ROLE_NOT_GRANTED")

@@ -33,12 +33,11 @@ personal data or raw account ids.
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
 | ``iv1:{ph:P}:otpfail`` | string | wrong codes for a phone from all tenants; at the limit, its lock (TTL) |
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
-| ``iv1:{global}:bootstrap`` | string | set once the bootstrap admin token exists |
+| ``iv1:{global}:bootstrap`` | string | the bootstrap token's client id, set once it exists |
+| ``iv1:{global}:bootstrap-retired`` | string | set once an operator exists: the bootstrap token is retired |
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
 | ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
-| ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
-| ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |
 
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
@@ -187,6 +186,11 @@ class GlobalKeys:
         return f"{cls.base}:bootstrap"
 
     @classmethod
+    def bootstrap_retired(cls) -> str:
+        """Marker that an operator client was created, which retires the bootstrap token for good."""
+        return f"{cls.base}:bootstrap-retired"
+
+    @classmethod
     def erasure_tenants(cls) -> str:
         """Tenants whose erasure queues the erasure worker visits."""
         return f"{cls.base}:erasure:tenants"
@@ -195,16 +199,6 @@ class GlobalKeys:
     def keyring_instance(cls, instance: str) -> str:
         """A running server's report of the keyring versions it holds."""
         return f"{cls.base}:keyring:{instance}"
-
-    @classmethod
-    def keycheck(cls) -> str:
-        """Key-check values of every key version data was written under (a lost keyring is refused)."""
-        return f"{cls.base}:keycheck"
-
-    @classmethod
-    def audit_key(cls) -> str:
-        """The id of the audit log's signing key (another key is an explicit rotation)."""
-        return f"{cls.base}:audit-key"
 
     @classmethod
     def reindex_checkpoint(cls) -> str:

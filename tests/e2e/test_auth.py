@@ -136,3 +136,39 @@ class TestRateLimits:
             with pytest.raises(grpc.RpcError) as limited:
                 start(registrar, identity, "acct-id-3", phone_number=person().phone)
         assert rich_error(limited.value)[0] == "IDENTITY_RATE_LIMITED"
+
+
+class TestBootstrapToken:
+    def test_it_creates_operators_and_admins_only_and_retires_when_an_operator_exists(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """Before an operator: admins and operators, nothing else; after: BOOTSTRAP_RETIRED."""
+        with ServerProcess(tmp_path_factory.mktemp("bootstrap")) as fresh:
+            with Client(fresh.target, fresh.bootstrap_token()) as bootstrap:
+                for refused_call in (
+                    lambda: bootstrap.admin.ListClients(admin_pb2.ListClientsRequest()),
+                    lambda: bootstrap.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()),
+                    lambda: bootstrap.account.GetAccount(account_pb2.GetAccountRequest(account_id="a")),
+                    lambda: bootstrap.admin.CreateClient(
+                        admin_pb2.CreateClientRequest(tenant="default", role="registrar")
+                    ),
+                ):
+                    with pytest.raises(grpc.RpcError) as refused:
+                        refused_call()
+                    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+                admin = bootstrap.admin.CreateClient(admin_pb2.CreateClientRequest(tenant="tb", role="admin"))
+                assert (admin.client.tenant, admin.client.role) == ("tb", "admin")
+                bootstrap.admin.CreateClient(admin_pb2.CreateClientRequest(tenant="default", role="operator"))
+                with pytest.raises(grpc.RpcError) as retired:
+                    bootstrap.admin.CreateClient(admin_pb2.CreateClientRequest(tenant="tb", role="admin"))
+            assert retired.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert rich_error(retired.value)[0] == "BOOTSTRAP_RETIRED"
+            assert "operator" in (retired.value.details() or "")
+            with Client(fresh.target, admin.token) as tb_admin:  # what it created still works
+                tb_admin.admin.CreateClient(admin_pb2.CreateClientRequest(role="registrar"))
+
+    def test_it_is_never_written_to_the_log(self, server: ServerProcess) -> None:
+        """The log (stderr, not a terminal) names the 0600 file, never the token."""
+        log = server.log_text()
+        assert server.bootstrap_token() not in log
+        assert f"bootstrap token created in {server.data_dir / 'bootstrap-token'}" in log

@@ -55,7 +55,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
         ServerProcess(tmp_path_factory.mktemp("fuzz"), config=LOOSE) as server,
         grpc.insecure_channel(server.target) as channel,
     ):
-        yield server, channel, server.bootstrap_token()
+        yield server, channel, server.token("admin")  # every RPC of its tenant
 
 
 def send_batch(channel: grpc.Channel, token: str, batch: list[tuple[object, object, bytes]]) -> list[str]:
