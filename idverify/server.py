@@ -34,10 +34,11 @@ from idverify.flows.audit import build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.ip_locator import open_locator
+from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
-from idverify.privacy.keyring import Keyring, LiveKeyring, ensure_keyring_file, load_keyring
+from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
@@ -85,20 +86,6 @@ SERVICE_NAMES = (
 )
 HEALTH_PROBE_SECONDS = 1.0
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
-
-
-def load_keyring_for(settings: Settings, environ: dict[str, str] | None = None) -> Keyring:
-    """The keyring from ``IDVERIFY_KEYRING``, the configured file, or ``<data_dir>/keyring.json``.
-
-    Raises:
-        ConfigError: when the keyring cannot be read or is invalid.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("IDVERIFY_KEYRING"):
-        return load_keyring(text=env["IDVERIFY_KEYRING"])
-    if settings.keyring_file:
-        return load_keyring(path=Path(settings.keyring_file))
-    return ensure_keyring_file(settings.data_dir / "keyring.json")
 
 
 def build_verifiers(settings: Settings, keyring: Keyring) -> dict[str, Verifier]:
@@ -218,6 +205,17 @@ async def _redis_url(settings: Settings) -> tuple[str, RedisProcess | None, Data
     return embedded.url, embedded, data_lock
 
 
+async def _release_store(
+    redis: RedisClient, embedded: RedisProcess | None, data_lock: DataDirLock | None
+) -> None:
+    """Lets go of the store when start-up fails after reaching it (nothing may outlive a refusal)."""
+    await redis.aclose(close_connection_pool=True)
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+    if data_lock is not None:
+        data_lock.release()
+
+
 async def start(
     settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
 ) -> Application:
@@ -230,12 +228,18 @@ async def start(
     """
     prepare_data_dir(settings.data_dir)
     installed_telemetry = telemetry.configure(settings.telemetry, span_exporters)
-    # One live keyring for every component, so a new key version in the file reaches them all.
-    keyring = LiveKeyring(load_keyring_for(settings))
-    verifiers = build_verifiers(settings, keyring)
-    geo = open_locator(settings.geo)
     url, embedded, data_lock = await _redis_url(settings)
     redis = connect(url)
+    try:
+        # Keys are checked against the store first: a lost keyring or signing key is refused.
+        # One live keyring for every component, so a new key version in the file reaches them all.
+        keyring = LiveKeyring(await open_keyring(settings, redis))
+        await check_signing_key(settings, redis)
+        verifiers = build_verifiers(settings, keyring)
+        geo = open_locator(settings.geo)
+    except BaseException:
+        await _release_store(redis, embedded, data_lock)
+        raise
     scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
     clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)
     params = Argon2Params.from_config(

@@ -38,6 +38,8 @@ personal data or raw account ids.
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
 | ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
+| ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
+| ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |
 
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
@@ -199,6 +201,16 @@ class GlobalKeys:
     def keyring_instance(cls, instance: str) -> str:
         """A running server's report of the keyring versions it holds."""
         return f"{cls.base}:keyring:{instance}"
+
+    @classmethod
+    def keycheck(cls) -> str:
+        """Key-check values of every key version data was written under (a lost keyring is refused)."""
+        return f"{cls.base}:keycheck"
+
+    @classmethod
+    def audit_key(cls) -> str:
+        """The id of the audit log's signing key (another key is an explicit rotation)."""
+        return f"{cls.base}:audit-key"
 
     @classmethod
     def reindex_checkpoint(cls) -> str:
