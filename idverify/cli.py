@@ -2,7 +2,9 @@
 
 ``serve`` flags fall back to ``IDVERIFY_*`` environment variables and then to the config file.
 Admin commands talk to a running server over gRPC with an admin token: ``--token``, else
-``IDVERIFY_TOKEN``, else the bootstrap token file in the data directory.
+``IDVERIFY_TOKEN``, else the bootstrap token file in the data directory. The one exception,
+``clients create --role operator --break-glass``, writes to the store directly on the server's
+host (``idverify.security.break_glass``).
 """
 
 from __future__ import annotations
@@ -55,9 +57,37 @@ def _admin_client(args: argparse.Namespace) -> object:
     return Client(args.server, token)
 
 
+def _break_glass(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from idverify.domain.errors import IdverifyError  # noqa: PLC0415
+    from idverify.security.break_glass import create_operator  # noqa: PLC0415
+
+    if args.role != "operator":
+        print("idverify: --break-glass creates operators only (--role operator)", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(
+            Path(args.config) if args.config else None,
+            overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
+        )
+        record, token = asyncio.run(create_operator(settings, args.tenant, args.description))
+    except ConfigError as exc:
+        print(f"idverify: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (IdverifyError, RuntimeError, OSError) as exc:
+        print(f"idverify: {exc}", file=sys.stderr)
+        return 1
+    print(f"client {record.client_id} ({record.tenant}/{record.role.value}), created by break-glass")
+    print(f"token (shown once): {token}")
+    return 0
+
+
 def _clients(args: argparse.Namespace) -> int:
     from idverify.v1 import admin_pb2  # noqa: PLC0415
 
+    if args.clients_command == "create" and args.break_glass:
+        return _break_glass(args)
     client = _admin_client(args)
     try:
         if args.clients_command == "create":
@@ -142,8 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     client_commands = clients.add_subparsers(dest="clients_command", required=True)
     create = client_commands.add_parser("create", help="create a client and print its token once")
     create.add_argument("--tenant", default="default")
-    create.add_argument("--role", required=True, choices=["registrar", "platform", "auditor", "admin"])
+    create.add_argument(
+        "--role", required=True, choices=["registrar", "platform", "auditor", "admin", "operator"]
+    )
     create.add_argument("--description", default="")
+    create.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="create an operator in the store directly, on the server's host, without a token "
+        "(uses --data-dir, --config, --redis-url like `idverify serve`; audited)",
+    )
+    create.add_argument("--config", default=None, help="with --break-glass: TOML file (IDVERIFY_CONFIG)")
+    create.add_argument("--redis-url", default=None, help="with --break-glass: IDVERIFY_REDIS_URL")
     listing = client_commands.add_parser("list", help="list clients")
     listing.add_argument("--tenant", default="")
     revoke = client_commands.add_parser("revoke", help="revoke a client's token")
