@@ -34,7 +34,7 @@ class Client(_message.Message):
     client_id: _builtins.str
     tenant: _builtins.str
     role: _builtins.str
-    """registrar, platform, auditor or admin."""
+    """registrar, platform, auditor, admin or operator."""
     description: _builtins.str
     revoked: _builtins.bool
     @_builtins.property
@@ -112,7 +112,7 @@ class ListClientsRequest(_message.Message):
 
     TENANT_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
-    """Empty lists every tenant's clients."""
+    """Empty: the admin's own tenant; for an operator, every tenant."""
     def __init__(
         self,
         *,

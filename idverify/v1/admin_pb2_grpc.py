@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """Client (API token) management for operators; admin role only.
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
     """
 
     def __init__(self, channel):
@@ -53,7 +57,11 @@ class AdminServiceStub:
 
 
 class AdminServiceServicer:
-    """Client (API token) management for operators; admin role only.
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
     """
 
     def CreateClient(self, request, context):
@@ -101,7 +109,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Client (API token) management for operators; admin role only.
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
     """
 
     @staticmethod

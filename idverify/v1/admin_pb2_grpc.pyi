@@ -27,7 +27,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AdminServiceStub:
-    """Client (API token) management for operators; admin role only."""
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -39,7 +44,12 @@ class AdminServiceStub:
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
-    """Client (API token) management for operators; admin role only."""
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateClient: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateClientRequest, _admin_pb2.CreateClientResponse]  # type: ignore[assignment]
@@ -47,7 +57,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     RevokeClient: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeClientRequest, _admin_pb2.RevokeClientResponse]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Client (API token) management for operators; admin role only."""
+    """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
+    auditor, admin; never operators); an operator manages every tenant's clients and creates no
+    operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
+    an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
+    is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    """
 
     @_abc_1.abstractmethod
     def CreateClient(
