@@ -85,6 +85,12 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 HEALTH_PROBE_SECONDS = 1.0
+# The services that cannot answer without writing: a Redis at its memory limit (noeviction)
+# refuses their writes, while AuditService, a reader, and the overall health go on serving.
+WRITE_SERVICE_NAMES = tuple(name for name in SERVICE_NAMES if not name.endswith(".AuditService"))
+# Overwritten in place each probe, so the probe itself never grows the store; it expires ten
+# probes after the last one, so a stopped server leaves nothing behind.
+WRITE_PROBE_KEY = f"{GlobalKeys.base}:health:write-probe"
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
 
 
@@ -351,30 +357,45 @@ def _lifecycle_tasks(
     return tasks
 
 
+async def _probe_redis(redis: RedisClient) -> tuple[bool, bool]:
+    """Whether Redis answers, and whether it takes a write (a full one refuses with OOM)."""
+    try:
+        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+        # lands as the ping completes, and the watcher would then outlive stop().
+        async with asyncio.timeout(HEALTH_PROBE_SECONDS):
+            await redis.ping()
+    except Exception:  # noqa: BLE001 - any failure to answer means not serving
+        return False, False
+    try:
+        async with asyncio.timeout(HEALTH_PROBE_SECONDS):
+            await redis.set(WRITE_PROBE_KEY, b"1", px=int(HEALTH_PROBE_SECONDS * 10_000))
+    except Exception:  # noqa: BLE001 - any refused write means the writers are not serving
+        return True, False
+    return True, True
+
+
 async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
-    """Keeps gRPC health in step with Redis reachability."""
-    serving: bool | None = None
+    """Keeps gRPC health in step with Redis: reachable for all, writable for the writers."""
+    serving: tuple[bool, bool] | None = None  # (reachable, writable) as last published
     while True:
-        try:
-            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
-            # lands as the ping completes, and this loop would then outlive stop().
-            async with asyncio.timeout(HEALTH_PROBE_SECONDS):
-                await app.redis.ping()
-            now_serving = True
-        except Exception:  # noqa: BLE001 - any failure to answer means not serving
-            now_serving = False
+        now_serving = await _probe_redis(app.redis)
         if now_serving != serving:
-            status = (
-                health_pb2.HealthCheckResponse.SERVING
-                if now_serving
-                else health_pb2.HealthCheckResponse.NOT_SERVING
-            )
+            reachable, writable = now_serving
             for name in ("", *SERVICE_NAMES):
+                up = writable if name in WRITE_SERVICE_NAMES else reachable
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if up
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
                 await app.health.set(name, status)
             if serving is not None:
-                log.warning("redis is %s", "reachable again" if now_serving else "unreachable")
+                log.warning(
+                    "redis is %s",
+                    "unreachable" if not reachable else "taking writes" if writable else "refusing writes",
+                )
             serving = now_serving
-        if now_serving and bootstrap_pending:
+        if all(now_serving) and bootstrap_pending:
             token = await ensure_bootstrap_token(app.clients, app.redis, app.settings.data_dir)
             bootstrap_pending = False
             if token:

@@ -194,6 +194,9 @@ class Instruments:
         )
         self.ip_lookups = Tally(meter, "idverify.ip.lookups", description="IP lookups, by provider")
         self.redis_errors = Tally(meter, "idverify.redis.errors", description="Redis failures")
+        self.store_full = Tally(
+            meter, "idverify.redis.store_full", description="writes refused by a Redis at its memory limit"
+        )
 
     @staticmethod
     def add(counter: Tally, value: int = 1, **attributes: Any) -> None:

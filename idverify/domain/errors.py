@@ -134,5 +134,19 @@ class StoreUnavailable(IdverifyError):
     default_reason = "STORE_UNAVAILABLE"
 
 
+class StoreFull(StoreUnavailable):
+    """Redis is at its memory limit and refuses writes (``maxmemory`` with ``noeviction``).
+
+    The refused step stored nothing: Redis refuses a script at its first write, and a script
+    that has written runs to its end. Reads still work; ``retry_after`` says when to try again.
+    """
+
+    default_reason = "STORE_FULL"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConfigError(Exception):
     """The configuration is invalid; raised at start-up only, never during a call."""

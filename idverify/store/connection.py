@@ -10,13 +10,16 @@ waiting. Commands are not retried here: only the caller knows whether a step is 
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis import exceptions as redis_errors
 
 from idverify import telemetry
-from idverify.domain.errors import StoreUnavailable
+from idverify.domain.errors import StoreFull, StoreUnavailable
 from idverify.store.topology import (
     COMMAND_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -27,12 +30,21 @@ from idverify.store.topology import (
 )
 
 POOL_SIZE = 64
+# What a caller refused by a full Redis is told to wait: long enough for an operator's alert to
+# matter, short enough that a freed Redis is used again soon (health is probed every second).
+STORE_FULL_RETRY_SECONDS = 5.0
+# A full Redis refuses every write of every call: one log line a minute says so, the
+# ``idverify.redis.store_full`` counter says how often.
+STORE_FULL_LOG_SECONDS = 60.0
+
+log = logging.getLogger("idverify.store")
 
 __all__ = [
     "COMMAND_TIMEOUT_SECONDS",
     "CONNECT_TIMEOUT_SECONDS",
     "POOL_SIZE",
     "POOL_WAIT_SECONDS",
+    "STORE_FULL_RETRY_SECONDS",
     "RedisClient",
     "as_text",
     "connect",
@@ -54,17 +66,49 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _FullLog:
+    """Logs that Redis is full at most once per ``STORE_FULL_LOG_SECONDS``, with the count since."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._unlogged = 0
+
+    def refused(self) -> None:
+        """Notes one refused write, and logs when the last line is old enough."""
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += 1
+            if self._last is not None and now - self._last < STORE_FULL_LOG_SECONDS:
+                return
+            self._last, count, self._unlogged = now, self._unlogged, 0
+        log.warning(
+            "redis is full (maxmemory reached): writes refused with STORE_FULL, %d since the last line",
+            count,
+        )
+
+
+_full_log = _FullLog()
+
+
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turns connection-level Redis failures into StoreUnavailable (gRPC UNAVAILABLE).
 
     Raises:
+        StoreFull: when Redis refuses a write because it is at its memory limit.
         StoreUnavailable: when Redis is down, slow, read-only or out of connections.
     """
     try:
         yield
     except (redis_errors.CrossSlotTransactionError, redis_errors.InvalidPipelineStack):
         raise  # a bug in a step's keys, not an outage: never disguise it as UNAVAILABLE
+    except redis_errors.OutOfMemoryError as exc:
+        # OOM refuses a command, or a script at its first write, before anything is stored:
+        # the step may be retried as a whole once memory is freed.
+        telemetry.Instruments.add(telemetry.instruments.store_full)
+        _full_log.refused()
+        raise StoreFull("redis is full: writes are refused", retry_after=STORE_FULL_RETRY_SECONDS) from exc
     except (
         redis_errors.ConnectionError,
         redis_errors.TimeoutError,
