@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
 from idverify.domain.errors import ConfigError
 from idverify.domain.methods import MethodSpec, TenantMethods, parse_methods
-from idverify.security.principals import Role
+from idverify.security.principals import GRANTABLE_ROLES
 
 ENV_PREFIX = "IDVERIFY_"
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -465,10 +465,11 @@ def _check_client_principal(key: str, target: str) -> None:
     if not name:
         raise ConfigError(f"tls.client_principals: {key!r} names nothing")
     tenant, slash, role = target.partition("/")
-    if not tenant or not slash or role not in {r.value for r in Role}:
+    grantable = sorted(r.value for r in GRANTABLE_ROLES)
+    if not tenant or not slash or role not in grantable:
         raise ConfigError(
             f"tls.client_principals: {key!r} = {target!r}: expected tenant/role"
-            f" (roles: {', '.join(r.value for r in Role)})"
+            f" (roles: {', '.join(grantable)})"
         )
 
 

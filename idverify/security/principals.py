@@ -48,6 +48,8 @@ _REGISTRAR = frozenset({Role.REGISTRAR, Role.ADMIN})
 _PLATFORM = frozenset({Role.PLATFORM, Role.ADMIN})
 _AUDITOR = frozenset({Role.AUDITOR, Role.ADMIN})
 _ADMIN = frozenset({Role.ADMIN, Role.OPERATOR, Role.BOOTSTRAP})
+# Roles a client or a certificate may be given: every one but the bootstrap token's own.
+GRANTABLE_ROLES = frozenset(role for role in Role if role is not Role.BOOTSTRAP)
 # Roles that administer clients of any tenant (AdminService only: authorize keeps them there).
 CROSS_TENANT = frozenset({Role.OPERATOR, Role.BOOTSTRAP})
 

@@ -94,16 +94,20 @@ class TestTenants:
             with pytest.raises(PermissionDenied):
                 await flow.tenant(auditor(tenant), other)
 
-    async def test_an_admin_may_name_any_existing_tenant(self, flow: AuditFlow, tenant: str) -> None:
-        """Admins read any tenant with a log, and configured tenants even before their first entry."""
-        admin = Principal("default", Role.ADMIN, "root")
+    async def test_an_admin_names_its_own_tenant_only(self, flow: AuditFlow, tenant: str) -> None:
+        """Admins read their own tenant's log; naming any other is PERMISSION_DENIED (issue 18)."""
+        admin = Principal(tenant, Role.ADMIN, "root")
         assert await flow.tenant(admin, tenant) == tenant
-        assert await flow.tenant(admin, "default") == "default"
+        for other in ("default", "no-such-tenant", "Not A Tenant"):
+            with pytest.raises(PermissionDenied) as refused:
+                await flow.tenant(admin, other)
+            assert refused.value.reason == "OTHER_TENANT"
+
+    async def test_a_tenant_without_a_log_is_not_found(self, flow: AuditFlow) -> None:
+        """A principal (a certificate's, say) of a tenant that has no log yet gets NOT_FOUND."""
         with pytest.raises(NotFound) as unknown:
-            await flow.tenant(admin, "no-such-tenant")
+            await flow.tenant(Principal("no-such-tenant", Role.AUDITOR, "cert:0"), "")
         assert unknown.value.reason == "UNKNOWN_TENANT"
-        with pytest.raises(InvalidArgument):
-            await flow.tenant(admin, "Not A Tenant")
 
 
 class TestHeadsAndProofs:

@@ -130,6 +130,8 @@ class TestClientPrincipals:
             ("cn:", "default/registrar", "names nothing"),
             ("cn:admin-svc", "default/superuser", "superuser"),
             ("cn:admin-svc", "default", "tenant/role"),
+            # The bootstrap principal is the bootstrap token's client, never granted by name.
+            ("cn:admin-svc", "default/bootstrap", "default/bootstrap"),
         ],
     )
     def test_bad_entries_are_refused(self, tmp_path: Path, key: str, target: str, fragment: str) -> None:
