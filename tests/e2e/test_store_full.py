@@ -30,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import verification_pb2
 
-from .conftest import person, start
+from .conftest import person, start, submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STATUS = verification_pb2.VerificationStatus
@@ -48,7 +48,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-@dataclass
+@dataclass(frozen=True)
 class Refusal:
     code: grpc.StatusCode
     reason: str
@@ -169,19 +169,36 @@ class TestStoreFull:
         ]
         assert not unexpected, unexpected[:5]
 
-        # Still full: the write services say so by name, the overall health and reads do not.
+        # Still full, and firmly: with the load gone, expiring keys could let a write through.
+        # The write services say so by name, the overall health and reads do not.
+        admin.config_set("maxmemory", 1)
         wait_health(server.target, VERIFICATION_SERVICE, NOT_SERVING, within=5)
         assert health(server.target) == SERVING
         assert health(server.target, AUDIT_SERVICE) == SERVING
+        first = load.started[0]
+        code = server.sms_code(first)
         with server.client() as registrar:
             read = registrar.verification.GetVerification(
-                verification_pb2.GetVerificationRequest(verification_id=load.started[0])
+                verification_pb2.GetVerificationRequest(verification_id=first)
             ).verification
+            # An answer is taken whole or refused whole: submit.lua's first write (HDEL) is not
+            # one Redis refuses, and a script that has written runs to its end.
+            answered: int | Refusal
+            try:
+                answered = submit(registrar, first, code).status
+            except grpc.RpcError as error:
+                answered = refusal(error)
         assert read.status == STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
+        assert answered in {
+            STATUS.Value("VERIFICATION_STATUS_VERIFIED"),
+            Refusal(grpc.StatusCode.UNAVAILABLE, "STORE_FULL", 5.0),
+        }
 
         admin.config_set("maxmemory", 0)
         wait_health(server.target, VERIFICATION_SERVICE, SERVING, within=5)
         with server.client() as registrar:
+            if isinstance(answered, Refusal):  # it changed nothing: the same code verifies now
+                assert submit(registrar, first, code).status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
             for n in range(5):
                 after = start(registrar, person(), f"after-{n}")
                 assert after.status == STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
@@ -191,11 +208,11 @@ class TestStoreFull:
         lines = server.log_text().count("redis is full")
         assert 1 <= lines <= len(server.server_pids()), server.log_tail()
 
-        assert_stored_whole(admin, load.started)
+        assert_stored_whole(admin, load.started, verified=first)
         assert_log_verifies(server, tmp_path)
 
 
-def assert_stored_whole(admin: redis.Redis, started: list[str]) -> None:
+def assert_stored_whole(admin: redis.Redis, started: list[str], *, verified: str) -> None:
     """Exactly the accepted starts were stored and audited, each with its entries."""
     # A start's consents are admitted (and audited) before its verification commits, and by
     # design a start that fails after that keeps those audit entries and nothing else.
@@ -206,6 +223,7 @@ def assert_stored_whole(admin: redis.Redis, started: list[str]) -> None:
             audited.setdefault(entry["verification_id"], set()).add(entry["type"])
     for verification_id in started:
         assert {"consent.granted", "verification.started", "challenge.sent"} <= audited[verification_id]
+    assert {"verification.verified", "account.bound"} <= audited[verified], audited[verified]
     refused_after_admission = {v: t for v, t in audited.items() if v not in started}
     assert all(types == {"consent.granted"} for types in refused_after_admission.values())
     stored = {key.decode().rsplit(":", 1)[1] for key in admin.scan_iter("iv1:{t:default}:vf:*")}
