@@ -48,7 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def another_registrar(server: ServerProcess, tenant: str = "default") -> Client:
     """A second registrar client of a tenant: another principal."""
-    with server.client("admin") as admin:
+    with server.client("admin", tenant=tenant) as admin:  # an admin manages its own tenant only
         created = admin.admin.CreateClient(
             admin_pb2.CreateClientRequest(tenant=tenant, role="registrar", description="second")
         )
