@@ -45,6 +45,8 @@ __all__ = [
 START_TIMEOUT_SECONDS = 30.0
 # Bootstrap token -> the operator it created: it creates one only, and replicas share it.
 _OPERATORS: dict[str, str] = {}
+# Threads of one test ask for tokens at once: the first operator must be created once.
+_TOKENS_LOCK = threading.RLock()
 _CODE_LINE = re.compile(r"console SMS sender: code (\d+) for \S+ \(verification ([0-9a-f]+)\)")
 
 
@@ -266,6 +268,10 @@ class ServerProcess:
         (a cluster's replicas) share that operator.
         """
         key = f"{tenant}/{role}"
+        with _TOKENS_LOCK:
+            return self._token_locked(key, role, tenant)
+
+    def _token_locked(self, key: str, role: str, tenant: str) -> str:
         if key not in self._tokens:
             if role == "operator":
                 # One operator, in default: the bootstrap token creates no second one.
