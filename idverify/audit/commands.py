@@ -1,7 +1,8 @@
 """``idverify audit export | verify | public-key | rotate-key``: the log on the command line.
 
 ``export`` and ``public-key`` talk to a running server with an auditor's (or admin's) token:
-``--token``, else ``IDVERIFY_TOKEN``, else the bootstrap token file in ``--data-dir``.
+``--token``, else ``IDVERIFY_TOKEN``. (Not the bootstrap token: it may create operators and
+admins only, and reads no log.)
 ``verify`` is offline: it needs only the export file and the log's public key.
 """
 
@@ -48,10 +49,8 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     """Adds ``audit`` and its subcommands to the ``idverify`` parser."""
     audit = commands.add_parser("audit", help="export, verify and check the tamper-evident audit log")
     audit.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", _DEFAULT_SERVER))
-    audit.add_argument(
-        "--token", default="", help="auditor or admin token (IDVERIFY_TOKEN, else the bootstrap file)"
-    )
-    audit.add_argument("--data-dir", default=None, help="where the bootstrap token file is")
+    audit.add_argument("--token", default="", help="an auditor's or admin's token (IDVERIFY_TOKEN)")
+    audit.add_argument("--data-dir", default=None, help="the server's data directory (rotate-key)")
     audit.add_argument(
         "--tenant", default="", help="the tenant's log (admins only; default: the token's own)"
     )
@@ -129,12 +128,14 @@ async def _rotate_key(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    """A client with the auditor's or admin's token.
+
+    Raises:
+        ConfigError: without a token (a one-line message, exit 2).
+    """
     token = args.token or os.environ.get("IDVERIFY_TOKEN", "")
     if not token:
-        data_dir = Path(args.data_dir or os.environ.get("IDVERIFY_DATA_DIR", "idverify-data"))
-        path = data_dir / "bootstrap-token"
-        if path.exists():
-            token = path.read_text(encoding="utf-8").strip()
+        raise ConfigError("token: an auditor's or admin's token is needed (--token or IDVERIFY_TOKEN)")
     return Client(args.server, token)
 
 

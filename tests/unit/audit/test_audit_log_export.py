@@ -296,3 +296,23 @@ class TestVerifyCommand:
         status, output = run_verify(str(files[0]), "--public-key", str(files[1]))
         assert status == 1
         assert "first bad entry: 4:" in output
+
+
+class TestTokenlessCommands:
+    @pytest.mark.parametrize("command", [["public-key"], ["export", "--out", "-"]])
+    def test_a_log_read_without_a_token_is_one_line_and_exit_2(
+        self,
+        command: list[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """No fallback to the bootstrap token file: that token reads no log."""
+        monkeypatch.delenv("IDVERIFY_TOKEN", raising=False)
+        (tmp_path / "bootstrap-token").write_text("ivk_default.x.y\n", encoding="utf-8")
+        parser = argparse.ArgumentParser()
+        add_audit_commands(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["audit", "--data-dir", str(tmp_path), *command])
+        assert args.handler(args) == 2
+        expected = "token: an auditor's or admin's token is needed (--token or IDVERIFY_TOKEN)"
+        assert capsys.readouterr().err.splitlines() == [f"idverify: configuration error: {expected}"]
