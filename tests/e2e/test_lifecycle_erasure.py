@@ -19,6 +19,7 @@ import grpc
 import pytest
 import redis
 
+from idverify.audit.checkpoint import generate_signing_key_file
 from idverify.client import Client
 from idverify.domain.calendar import WorkingCalendar, erasure_due_at
 from idverify.domain.consent import text_version_of
@@ -301,7 +302,11 @@ class TestRace:
     def test_two_servers_racing_erase_each_account_once(self, tmp_path: Path) -> None:
         """Two servers (two worker processes each) on one Redis erase every due account once."""
         keyring_text = Keyring.generate().to_json()
-        env = {"IDVERIFY_KEYRING": keyring_text}
+        # Replicas on one Redis share the keyring and the audit signing key, as production does:
+        # a server with a key of its own over the log is refused.
+        signing_key = tmp_path / "audit-signing-key.pem"
+        generate_signing_key_file(signing_key)
+        env = {"IDVERIFY_KEYRING": keyring_text, "IDVERIFY_AUDIT_SIGNING_KEY": signing_key.read_text()}
         keyring = load_keyring(text=keyring_text)
         with RedisProcess(tmp_path / "redis", port=free_port()) as store_process:
             url = store_process.url
