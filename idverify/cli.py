@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from idverify.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_settings
+from idverify.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, development_mode_refusals, load_settings
 from idverify.domain.errors import ConfigError
 from idverify.logs import configure_logging
 
@@ -27,6 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             Path(args.config) if args.config else None,
             overrides={
+                "mode": "development" if args.dev else None,
                 "listen": args.listen,
                 "data_dir": args.data_dir,
                 "redis_url": args.redis_url,
@@ -36,6 +37,14 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         print(f"idverify: configuration error: {exc}", file=sys.stderr)
+        return 2
+    refusals = development_mode_refusals(settings)
+    if refusals:
+        print(
+            f"idverify: configuration error: {'; '.join(refusals)}; production mode refuses this"
+            " (set a real sms.sender, or --dev / IDVERIFY_MODE=development on a developer's machine)",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_level, settings.log_format)
     from idverify.supervisor import supervise  # noqa: PLC0415 - keep `idverify --help` fast
@@ -162,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start although the keyring or audit signing key file is readable by other users "
         "(with a warning; IDVERIFY_ALLOW_READABLE_KEY_FILES)",
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: allows the console SMS sender (codes in the log) and plain HTTP "
+        "to gateways; never in production (IDVERIFY_MODE=development)",
     )
     serve.set_defaults(handler=_serve)
 

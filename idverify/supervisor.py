@@ -180,6 +180,10 @@ class Supervisor:
             "embedded" if self.embedded else "external",
             f"; worker cores {self._cores}" if self._cores else "",
         )
+        if settings.development:
+            log.warning("development mode: console SMS sender and plain HTTP allowed; never in production")
+        else:
+            log.info("production mode")
 
     def _install_signal_handlers(self) -> None:
         # The handlers only wake the loop: the signal number arrives on the pipe.

@@ -68,6 +68,8 @@ class ServerProcess:
         env: extra environment variables.
         extra_args: more ``idverify serve`` arguments (``--workers 2``).
         credentials: channel credentials for a TLS server (None: plaintext).
+        development: start with ``--dev`` (the console sender the tests read codes from, plain
+            HTTP to fakes); False for production mode, which needs a real ``sms.sender``.
     """
 
     directory: Path
@@ -76,6 +78,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     credentials: grpc.ChannelCredentials | None = None
+    development: bool = True
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _tokens: dict[str, str] = field(default_factory=dict)
@@ -122,6 +125,8 @@ class ServerProcess:
             args += ["--config", str(config_path)]
         if self.redis_url:
             args += ["--redis-url", self.redis_url]
+        if self.development:
+            args.append("--dev")
         args += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")} | self.env
         with self.log_path.open("ab") as log:

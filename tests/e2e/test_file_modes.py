@@ -62,7 +62,14 @@ class TestKeyFiles:
         config.write_text(f'{setting} = "{key}"\n', encoding="utf-8")
         data = tmp_path / "d"
         done = idverify(
-            "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data), "--config", str(config)
+            "serve",
+            "--dev",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(data),
+            "--config",
+            str(config),
         )
         assert done.returncode == 2
         [line] = done.stderr.splitlines()

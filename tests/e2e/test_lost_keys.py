@@ -27,7 +27,16 @@ def serve_refused(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")} | (env or {})
     data_dir = ["--data-dir", str(server.data_dir)]
     command = subprocess.Popen(
-        [sys.executable, "-m", "idverify", "serve", "--listen", f"127.0.0.1:{free_port()}", *data_dir],
+        [
+            sys.executable,
+            "-m",
+            "idverify",
+            "serve",
+            "--dev",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            *data_dir,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

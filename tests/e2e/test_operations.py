@@ -195,6 +195,7 @@ class TestStartupChecks:
                 "-m",
                 "idverify",
                 "serve",
+                "--dev",
                 "--data-dir",
                 str(tmp_path / "d"),
                 "--config",
@@ -235,7 +236,9 @@ class TestUnusableSettings:
         self, tmp_path: Path, host: str
     ) -> None:
         """--listen with a host that is neither an IP address nor a resolvable name: one line, exit 2."""
-        done = idverify("serve", "--listen", f"{host}:{free_port()}", "--data-dir", str(tmp_path / "d"))
+        done = idverify(
+            "serve", "--dev", "--listen", f"{host}:{free_port()}", "--data-dir", str(tmp_path / "d")
+        )
         assert done.returncode == 2
         expected = f"listen: {host} is not an IP address nor a host name that resolves"
         assert done.stderr.splitlines() == [f"idverify: configuration error: {expected}"]
@@ -256,7 +259,7 @@ class TestUnusableSettings:
         """A data dir that is a file, lies in a file or missing folder, or is read-only: one line, exit 2."""
         (tmp_path / "a-file").write_text("not a directory\n", encoding="utf-8")
         path = Path(data_dir) if data_dir.startswith("/") else tmp_path / data_dir
-        done = idverify("serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(path))
+        done = idverify("serve", "--dev", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(path))
         assert done.returncode == 2
         [line] = done.stderr.splitlines()
         assert line.startswith("idverify: configuration error: data_dir: ")
@@ -282,6 +285,7 @@ class TestOneServerPerDataDir:
         starts = redis_starts(holder)
         done = idverify(
             "serve",
+            "--dev",
             "--listen",
             f"127.0.0.1:{free_port()}",
             "--data-dir",
