@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from idverify.config import load_settings
+from idverify.config import development_mode_refusals, load_settings
 from idverify.privacy.keyring import load_keyring
 from idverify.store.topology import parse_redis_url
 
@@ -223,8 +223,10 @@ def config_grace(docs: list[dict[str, Any]]) -> float:
 class TestSettings:
     @pytest.mark.parametrize("values", VALUES_FILES)
     def test_the_rendered_config_is_valid_for_idverify(self, helm: Helm, values: str, tmp_path: Path) -> None:
-        """Idverify's own loader accepts every rendered idverify.toml (no unknown or bad setting)."""
+        """Idverify's own loader accepts every rendered idverify.toml, and production mode serves it."""
         settings = config_of(helm.template([values]), tmp_path)
+        assert not settings.development
+        assert development_mode_refusals(settings) == []
         assert settings.data_dir == Path("/var/lib/idverify")
         assert settings.keyring_file.startswith("/var/run/secrets/idverify/keyring/")
         parse_redis_url(settings.redis_url)
@@ -308,11 +310,18 @@ class TestValuesSchema:
                 ["externalRedis.url=redis://r:6379", "tls.clientPrincipals.admin-svc=default/admin"],
                 "admin-svc",
             ),
+            (["externalRedis.url=redis://r:6379", "config.sms.sender="], "config.sms.sender is required"),
+            (
+                ["externalRedis.url=redis://r:6379", "config.sms.sender=console"],
+                "config.sms.sender: the console sender writes every code to the log",
+            ),
+            (["externalRedis.url=redis://r:6379", "config.mode=development"], "config.mode"),
         ],
     )
     def test_bad_values_are_refused_with_a_message(self, helm: Helm, sets: list[str], message: str) -> None:
         """Helm refuses values the schema or the templates rule out, naming the value."""
-        args = ["template", RELEASE, str(helm.chart)]
+        # A sender, which the chart cannot default, so that each case meets its own refusal.
+        args = ["template", RELEASE, str(helm.chart), "--set", "config.sms.sender=http"]
         for pair in sets:
             args += ["--set", pair]
         done = helm.run(*args, check=False)

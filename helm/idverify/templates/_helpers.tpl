@@ -99,6 +99,16 @@ geoip: /var/lib/idverify-geoip
 {{/* idverify.toml: the chart's settings over the user's `config`. */}}
 {{- define "idverify.config" -}}
 {{- $paths := include "idverify.paths" . | fromYaml }}
+{{- /* Production mode only: codes in the log, or plain HTTP off the host, let log readers and the network verify anyone. */}}
+{{- $sender := dig "sms" "sender" "" .Values.config }}
+{{- if not $sender }}
+{{- fail "config.sms.sender is required: set an SMS sender (e.g. http, with config.sms.options)" }}
+{{- else if eq (toString $sender) "console" }}
+{{- fail "config.sms.sender: the console sender writes every code to the log and runs only in development mode; set a real sender (e.g. http, with config.sms.options)" }}
+{{- end }}
+{{- if hasKey .Values.config "mode" }}
+{{- fail "config.mode: the chart deploys production mode only (development mode is for a developer's machine)" }}
+{{- end }}
 {{- $chart := dict
   "listen" (printf "%s:%d" .Values.listenHost (int .Values.containerPort))
   "data_dir" $paths.data
