@@ -37,7 +37,7 @@ from idverify.privacy.keyring import (
     load_keyring,
     save_keyring_file,
 )
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient, close_client, connect
 
 _PROGRESS_WIDTH = 30
 # How long a running server's Redis gets to answer PING before the command gives up on it.
@@ -199,7 +199,7 @@ async def _answers(url: str) -> bool:
     else:
         return True
     finally:
-        await probe.aclose(close_connection_pool=True)
+        await close_client(probe)
 
 
 @contextlib.asynccontextmanager
@@ -236,7 +236,7 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
     try:
         yield client
     finally:
-        await client.aclose(close_connection_pool=True)
+        await close_client(client)
         if started is not None:
             await asyncio.to_thread(started.stop)
         if lock is not None:

@@ -53,7 +53,7 @@ from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient, close_client, connect
 from idverify.store.embedded import RedisProcess
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
@@ -215,7 +215,7 @@ async def _release_store(
     redis: RedisClient, embedded: RedisProcess | None, data_lock: DataDirLock | None
 ) -> None:
     """Lets go of the store when start-up fails after reaching it (nothing may outlive a refusal)."""
-    await redis.aclose(close_connection_pool=True)
+    await close_client(redis)
     if embedded is not None:
         await asyncio.to_thread(embedded.stop)
     if data_lock is not None:
@@ -427,8 +427,7 @@ async def stop(app: Application) -> None:
         if close is not None:
             await close()
     await app.scripts.aclose()
-    # The pool was passed in explicitly, so closing the client alone would leave its sockets open.
-    await app.redis.aclose(close_connection_pool=True)
+    await close_client(app.redis)
     app.indexer.close()
     if app.telemetry is not None:
         app.telemetry.shutdown()

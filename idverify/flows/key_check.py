@@ -28,7 +28,7 @@ from idverify.config import Settings
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.keys import scan_pages
 from idverify.privacy.keyring import Keyring, ensure_keyring_file, load_keyring
-from idverify.store.connection import RedisClient, as_text, connect, translate_errors
+from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys
 
 __all__ = [
@@ -275,6 +275,6 @@ def check_keys_before_workers(settings: Settings, url: str) -> None:
             await open_keyring(settings, redis)
             await check_signing_key(settings, redis)
         finally:
-            await redis.aclose(close_connection_pool=True)
+            await close_client(redis)
 
     asyncio.run(check())

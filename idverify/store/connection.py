@@ -25,6 +25,7 @@ from idverify.store.topology import (
     CONNECT_TIMEOUT_SECONDS,
     POOL_WAIT_SECONDS,
     RedisClient,
+    close_client,
     open_client,
     parse_redis_url,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "STORE_FULL_RETRY_SECONDS",
     "RedisClient",
     "as_text",
+    "close_client",
     "connect",
     "translate_errors",
 ]

@@ -317,6 +317,18 @@ class _SentinelManagedRedis(aioredis.Redis):
             await self.sentinels.aclose()
 
 
+async def close_client(client: RedisClient) -> None:
+    """Closes a client :func:`open_client` made, with its connections.
+
+    A cluster client closes its nodes' connections itself and takes no argument; the others were
+    given their pool explicitly, so closing the client alone would leave its sockets open.
+    """
+    if isinstance(client, aioredis.RedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
+
+
 def open_client(topology: RedisTopology, *, pool_size: int) -> RedisClient:
     """A client for the topology, with a bounded pool and no retries.
 
