@@ -6,6 +6,7 @@ so that the privacy scan can look for it afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from collections.abc import Iterator
@@ -157,6 +158,19 @@ def record_login_ip(client: Client, account: str, ip: str = "8.8.8.8") -> common
 def embedded_redis(server: ServerProcess) -> redis.Redis:
     """A client of the server's embedded Redis (its Unix socket), to inspect what was stored."""
     return redis.Redis(unix_socket_path=str(server.data_dir / "redis" / "redis.sock"))
+
+
+def needles_of(identity: Identity) -> set[bytes]:
+    """A person's name, number and phone in the clear and as SHA-256 / MD5 hex: what a scan seeks."""
+    needles: set[bytes] = set()
+    for value in (identity.name, identity.number, identity.phone, f"+86{identity.phone}"):
+        raw = value.encode()
+        needles |= {
+            raw,
+            hashlib.sha256(raw).hexdigest().encode(),
+            hashlib.md5(raw).hexdigest().encode(),  # noqa: S324 - finding MD5 forms is the point
+        }
+    return needles
 
 
 def everything_stored(store: redis.Redis) -> list[bytes]:

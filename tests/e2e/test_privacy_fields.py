@@ -11,7 +11,6 @@ as an auditor reads it are searched for each value, in the clear and as SHA-256 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import grpc
@@ -25,7 +24,7 @@ from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
-from .conftest import Identity, embedded_redis, everything_stored, person
+from .conftest import Identity, embedded_redis, everything_stored, needles_of, person
 
 pytestmark = pytest.mark.e2e
 
@@ -128,19 +127,6 @@ def signup_with_identity_in_free_fields(server: ServerProcess, registrar: Client
         consent_pb2.GrantConsentRequest(account_id=victim.phone, purpose="phone", text_version=PHONE_TEXT),
         metadata=metadata,
     )
-
-
-def needles_of(victim: Identity) -> set[bytes]:
-    """The victim's identity in the clear and as SHA-256 / MD5 hex."""
-    needles: set[bytes] = set()
-    for value in (victim.name, victim.number, victim.phone, f"+86{victim.phone}"):
-        raw = value.encode()
-        needles |= {
-            raw,
-            hashlib.sha256(raw).hexdigest().encode(),
-            hashlib.md5(raw).hexdigest().encode(),  # noqa: S324 - finding MD5 forms is the point
-        }
-    return needles
 
 
 @pytest.fixture(scope="module")
