@@ -19,6 +19,8 @@ LOOSE_LIMITS = """
 per_principal_per_minute = 100000
 per_identity_per_hour = 100000
 code_sends_per_phone_per_hour = 100000
+code_sends_per_phone_all_tenants_per_hour = 100000
+code_sends_per_phone_all_tenants_per_day = 100000
 """
 
 
