@@ -12,8 +12,6 @@ has exactly the audit entries of its state.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port, redis_serve
 from idverify.v1 import verification_pb2
 
 from .conftest import person, start, submit
+from .test_audit import cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STATUS = verification_pb2.VerificationStatus
@@ -91,16 +90,6 @@ def wait_health(target: str, service: str, wanted: int, within: float) -> None:
     while (status := health(target, service)) != wanted:
         assert time.monotonic() < deadline, f"{service or 'overall'} health still {status} after {within} s"
         time.sleep(0.1)
-
-
-def audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idverify", "audit", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -234,11 +223,11 @@ def assert_log_verifies(server: ServerProcess, directory: Path) -> None:
     """The audit log, exported through the CLI, verifies offline against the server's key."""
     token = server.token("auditor")
     out = directory / "audit.jsonl"
-    done = audit_cli("--server", server.target, "--token", token, "export", "--out", str(out))
+    done = cli("--server", server.target, "--token", token, "export", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    key = audit_cli("--server", server.target, "--token", token, "public-key")
+    key = cli("--server", server.target, "--token", token, "public-key")
     assert key.returncode == 0, key.stderr
     (directory / "log.pub").write_text(key.stdout)
-    verified = audit_cli("verify", str(out), "--public-key", str(directory / "log.pub"))
+    verified = cli("verify", str(out), "--public-key", str(directory / "log.pub"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("OK:")
