@@ -33,6 +33,7 @@ from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
+from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.ip_locator import open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.keys import KeyringWatcher, keyring_path
@@ -289,7 +290,7 @@ async def start(
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(flow, RequestIdPseudonyms(keyring)), server
+        VerificationServicer(flow, IdentityCheckFlow(deps), RequestIdPseudonyms(keyring)), server
     )
     account_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(AccountFlow(deps, geo, encode_location), ErasureFlow(deps)), server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from idverify.flows.context import RequestInfo
+from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.verification import StartRequest, VerificationFlow
 from idverify.security.principals import caller
 from idverify.services.convert import (
@@ -20,8 +21,11 @@ from idverify.v1 import verification_pb2_grpc
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Signup-flow RPCs for the registrar role."""
 
-    def __init__(self, flow: VerificationFlow, request_ids: RequestIdPseudonyms) -> None:
+    def __init__(
+        self, flow: VerificationFlow, identity_check: IdentityCheckFlow, request_ids: RequestIdPseudonyms
+    ) -> None:
         self._flow = flow
+        self._identity_check = identity_check
         self._request_ids = request_ids
 
     async def ListMethods(self, request: pb.ListMethodsRequest, context: Context) -> pb.ListMethodsResponse:
@@ -86,7 +90,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     ) -> pb.CheckIdentityResponse:
         """Whether a claim matches the identity bound to an account."""
         del context
-        match = await self._flow.check_identity(
+        match = await self._identity_check.check_identity(
             caller().tenant, request.account_id, subject_from_proto(request.subject)
         )
         return pb.CheckIdentityResponse(match=match)
