@@ -1,4 +1,4 @@
-"""The signup flow: start a verification, answer its challenge, read it, check an identity.
+"""The signup flow: start a verification, answer its challenge, read it.
 
 This is where the parts meet for one request: domain validation, the verifier steps, the
 privacy primitives (one argon2id per verification, sealing, keyed pseudonyms) and the atomic
@@ -27,17 +27,16 @@ from idverify.domain.errors import (
     NotFound,
     StoreUnavailable,
 )
-from idverify.domain.methods import MethodSpec, fallback_methods, is_biometric, required_fields
+from idverify.domain.methods import MethodSpec, fallback_methods, is_biometric, required_fields, steps_reading
 from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import IdentityLookup, IdentityMover
-from idverify.privacy.identity_index import IndexValue, parse_index_params
+from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
-from idverify.privacy.name_binding import names_match
 from idverify.privacy.sealing import (
     SealError,
     associated_data,
@@ -200,9 +199,7 @@ class VerificationFlow:
             check_phone_destination(phone, d.settings.sms_destinations.get(tenant, ()))
         _check_client_ip(request.client_ip)
         given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
-        purposes = consent_rules.needed_purposes(
-            needs_phone=bool(phone), biometric=is_biometric(method, d.biometric_steps)
-        )
+        purposes = consent_rules.needed_purposes(needed, biometric=is_biometric(method, d.biometric_steps))
         keys = TenantKeys(tenant)
 
         existing = await self._existing_for_request(tenant, keys, request_id)
@@ -419,7 +416,10 @@ class VerificationFlow:
         document: Document,
         info: RequestInfo,
     ) -> None:
-        """Checks and records the consents; a refusal names the non-biometric methods to offer."""
+        """Checks and records the consents; a refusal names the other methods to offer.
+
+        Those need neither biometrics nor, when this method reads a card, a card of their own.
+        """
         try:
             await self._consent.admit_start(
                 tenant,
@@ -431,12 +431,15 @@ class VerificationFlow:
                 info=info,
             )
         except (ConsentRequired, FailedPrecondition) as refused:
-            if consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
+            financial = consent_rules.FINANCIAL in purposes
+            if financial or consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
+                card_steps = steps_reading(consent_rules.CARD_FIELDS, self._d.fields_of_step)
                 fallbacks = fallback_methods(
                     self._d.settings.methods_for(tenant),
                     method,
                     document.subject_kind,
                     self._d.biometric_steps,
+                    card_steps if financial else frozenset(),
                 )
                 refused.metadata["fallback_method_ids"] = ",".join(fallbacks)
             raise
@@ -893,64 +896,6 @@ class VerificationFlow:
                 field="verification_id",
             )
         return self._script_view(tenant, verification_id, result)
-
-    # -- check identity --------------------------------------------------------------------
-
-    async def check_identity(self, tenant: str, account_id: str, subject: Subject) -> bool:
-        """Whether a claimed name + document match the identity bound to an account.
-
-        The answer has one shape and the same cost (one argon2id) whether or not the account
-        exists or is bound, so it cannot be used to enumerate accounts or identities.
-
-        Raises:
-            InvalidArgument: on malformed input.
-        """
-        d = self._d
-        account_id = normalize_identifier(account_id, field="account_id")
-        name = normalize_name(subject.name)
-        if subject.document_type is None:
-            raise InvalidArgument("document type is required", reason="EMPTY", field="subject.document_type")
-        document = validate_document(
-            subject.document_type, subject.document_number, subject.issuing_country, today=today_in_shanghai()
-        )
-        keys = TenantKeys(tenant)
-        async with translate_errors():
-            bound_ref = await d.redis.hget(
-                keys.account(d.keyring.pseudonym(tenant, "account", account_id)), "identity"
-            )
-            stored, phc = (
-                await d.redis.hmget(keys.identity(as_text(bound_ref)), ["name_binding", "pepper"])
-                if bound_ref is not None
-                else (None, None)
-            )
-        # The record's own pepper: it may not have moved to the current one yet (that happens
-        # when the identity is next verified), and the cost stays one argon2id either way.
-        try:
-            pepper_version = parse_index_params(as_text(phc or b""))[1]
-        except ValueError:
-            pepper_version = None
-        if pepper_version not in d.keyring.pepper_versions:
-            pepper_version = None
-        index = await self._hash_identity(tenant, document, pepper_version=pepper_version)
-        if bound_ref is None:
-            return False
-        try:
-            bound_digest = d.sealer.unseal(
-                sealed_from_text(as_text(bound_ref)), associated=associated_data(tenant, "identity-index")
-            )
-        except SealError:
-            return False
-        if stored is None or not hmac.compare_digest(bound_digest, index.digest):
-            return False
-        try:
-            binding = d.sealer.unseal(
-                sealed_from_text(as_text(stored)), associated=associated_data(tenant, "name-binding")
-            )
-        except SealError:
-            return False
-        return names_match(
-            d.keyring, tenant, index.digest, name, binding, pepper_version=index.pepper_version
-        )
 
     # -- views -----------------------------------------------------------------------------
 
