@@ -1,7 +1,8 @@
 """Consent rules: one purpose per grant, the purposes a method needs, the biometric cool-down.
 
 Consent is recorded per account and purpose with the version (hash) of the text shown. A grant
-names exactly one purpose (bundling several into one agreement is refused), a method asks only
+names exactly one purpose (bundling several into one agreement is refused: the sensitive
+``biometric`` and ``financial`` are always agreed to on their own), a method asks only
 for the purposes it needs, and a refused or withdrawn biometric consent is not asked again for a
 cool-down period, during which biometric methods are not offered to that account. Pure: the
 store keeps the state, this module decides.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,8 +22,11 @@ IDENTITY: Final = "identity"
 PHONE: Final = "phone"
 BIOMETRIC: Final = "biometric"
 GUARDIAN: Final = "guardian"
-PURPOSES: Final = frozenset({IDENTITY, PHONE, BIOMETRIC, GUARDIAN})
+FINANCIAL: Final = "financial"
+PURPOSES: Final = frozenset({IDENTITY, PHONE, BIOMETRIC, GUARDIAN, FINANCIAL})
 """Every purpose a consent can be given for."""
+CARD_FIELDS: Final = frozenset({"bank_card_number"})
+"""Subject fields that are financial data: a step that reads one needs ``financial`` consent."""
 
 TEXT_VERSION_FORMAT: Final = re.compile(r"sha256:[0-9a-f]{64}")
 """A consent text's version is the SHA-256 of the text shown, in lower-case hex after ``sha256:``.
@@ -91,9 +95,7 @@ def check_purpose(raw: str, *, field: str = "purpose") -> str:
         raise InvalidArgument(
             "one purpose per consent: grant each purpose on its own", reason="BUNDLED_CONSENT", field=field
         )
-    raise InvalidArgument(
-        "one of identity, phone, biometric, guardian", reason="UNKNOWN_PURPOSE", field=field
-    )
+    raise InvalidArgument(f"one of {', '.join(sorted(PURPOSES))}", reason="UNKNOWN_PURPOSE", field=field)
 
 
 def text_version_of(text: str) -> str:
@@ -139,13 +141,20 @@ def check_request_consents(consents: Iterable[str], text_versions: Mapping[str, 
     return given
 
 
-def needed_purposes(*, needs_phone: bool, biometric: bool) -> frozenset[str]:
-    """The purposes a method needs, and no more (asking for others would bundle them)."""
+def needed_purposes(fields: Collection[str], *, biometric: bool) -> frozenset[str]:
+    """The purposes a method needs, and no more (asking for others would bundle them).
+
+    Args:
+        fields: the subject fields the method's steps read.
+        biometric: a step is biometric.
+    """
     needed = {IDENTITY}
-    if needs_phone:
+    if "phone_number" in fields:
         needed.add(PHONE)
     if biometric:
         needed.add(BIOMETRIC)
+    if CARD_FIELDS.intersection(fields):
+        needed.add(FINANCIAL)
     return frozenset(needed)
 
 
@@ -208,6 +217,8 @@ def _int(value: str | None) -> int:
 
 __all__ = [
     "BIOMETRIC",
+    "CARD_FIELDS",
+    "FINANCIAL",
     "GUARDIAN",
     "IDENTITY",
     "PHONE",

@@ -44,6 +44,9 @@ class TenantMethods:
 
     tenant: str
     methods: tuple[MethodSpec, ...]
+    # A method at or above this level establishes a document's name claim (README "Identity
+    # claims"); below it, a verification binds at its own level and establishes nothing.
+    claim_assurance: AssuranceLevel = AssuranceLevel.SUBSTANTIAL
 
     def get(self, method_id: str) -> MethodSpec:
         """The method with this id.
@@ -59,6 +62,25 @@ class TenantMethods:
     def for_kind(self, kind: SubjectKind) -> list[MethodSpec]:
         """Methods that serve a subject kind."""
         return [m for m in self.methods if kind in m.subject_kinds]
+
+
+def establishes_claim(method: MethodSpec, tenant: TenantMethods) -> bool:
+    """True when a verification by ``method`` establishes its document's name claim."""
+    return method.assurance.at_least(tenant.claim_assurance)
+
+
+def parse_claim_assurance(tenant: str, value: Any) -> AssuranceLevel:
+    """Parses ``[tenants.<tenant>] claim_assurance``.
+
+    Raises:
+        ConfigError: naming the tenant when the value is not a level.
+    """
+    try:
+        return AssuranceLevel(value)
+    except ValueError:
+        raise ConfigError(
+            f"tenants.{tenant}.claim_assurance: expected one of low, substantial, high"
+        ) from None
 
 
 def parse_methods(tenant: str, table: Mapping[str, Any]) -> TenantMethods:
@@ -132,6 +154,12 @@ def required_fields(method: MethodSpec, fields_of_step: Mapping[str, frozenset[s
     return sorted(needed & _KNOWN_FIELDS) + sorted(needed - _KNOWN_FIELDS)
 
 
+def steps_reading(fields: Iterable[str], fields_of_step: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The steps that read any of ``fields`` (those needing the same consent as they do)."""
+    wanted = frozenset(fields)
+    return frozenset(step for step, read in fields_of_step.items() if read & wanted)
+
+
 def fallback_methods(
     tenant: TenantMethods,
     current: MethodSpec,
@@ -142,7 +170,8 @@ def fallback_methods(
     """Other non-biometric methods for the same subject kind, offered when one fails.
 
     ``unavailable_steps`` names steps that cannot run now (every verifier of a vendor that is
-    down): a method that needs one of them would fail the same way, so it is not offered.
+    down, or the steps reading a card when financial consent is missing): a method that needs
+    one of them would fail the same way, so it is not offered.
     """
     return [
         m.id

@@ -25,7 +25,7 @@ class TestPurpose:
 
     @pytest.mark.parametrize("raw", ["", "everything", "identity,marketing", "IDENTITY"])
     def test_an_unknown_purpose_is_refused(self, raw: str) -> None:
-        """Only the four purposes exist."""
+        """Only the five purposes exist."""
         with pytest.raises(InvalidArgument) as refused:
             rules.check_purpose(raw)
         assert refused.value.reason == "UNKNOWN_PURPOSE"
@@ -61,9 +61,31 @@ class TestPurpose:
 class TestNeededPurposes:
     def test_a_method_asks_only_for_what_it_uses(self) -> None:
         """Identity always; phone only with a phone step; biometric only with a biometric step."""
-        assert rules.needed_purposes(needs_phone=False, biometric=False) == {"identity"}
-        assert rules.needed_purposes(needs_phone=True, biometric=False) == {"identity", "phone"}
-        assert rules.needed_purposes(needs_phone=False, biometric=True) == {"identity", "biometric"}
+        document = {"name", "document_type", "document_number"}
+        assert rules.needed_purposes(document, biometric=False) == {"identity"}
+        assert rules.needed_purposes(document | {"phone_number"}, biometric=False) == {"identity", "phone"}
+        assert rules.needed_purposes(document, biometric=True) == {"identity", "biometric"}
+
+    def test_a_step_reading_a_card_number_needs_financial_consent(self) -> None:
+        """bank_card_4factor's fields (a card and a phone) need financial consent beside the others."""
+        bank_card = {"name", "document_type", "document_number", "phone_number", "bank_card_number"}
+        assert rules.needed_purposes(bank_card, biometric=False) == {"identity", "phone", "financial"}
+        assert rules.needed_purposes({"bank_card_number"}, biometric=True) == {
+            "identity",
+            "biometric",
+            "financial",
+        }
+
+    def test_financial_is_a_purpose_of_its_own(self) -> None:
+        """Financial consent is granted on its own; bundled with another purpose it is refused."""
+        assert rules.check_purpose("financial") == "financial"
+        for bundle in ("identity,financial", "financial phone", "biometric+financial"):
+            with pytest.raises(InvalidArgument) as refused:
+                rules.check_purpose(bundle)
+            assert refused.value.reason == "BUNDLED_CONSENT"
+        assert rules.states_from_fields({"financial:g": "10", "financial:v": "sha256:f"}) == {
+            "financial": ConsentState("financial", "sha256:f", 10, 0)
+        }
 
 
 class TestStartConsents:

@@ -11,6 +11,7 @@ from idverify.domain.methods import (
     is_biometric,
     parse_methods,
     required_fields,
+    steps_reading,
 )
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
 
@@ -62,3 +63,24 @@ class TestBiometricRule:
             "name",
             "phone_number",
         ]
+
+    def test_card_methods_are_no_fallback_when_the_card_is_what_was_refused(self) -> None:
+        """The steps reading a card number are found, and methods using them are left out."""
+        table = parse_methods(
+            "t",
+            {
+                **TABLE,
+                "card": {"steps": ["document", "bank_card_4factor"]},
+                "card2": {"steps": ["bank_card_4factor", "sms_otp"]},
+            },
+        )
+        fields = {
+            "document": frozenset({"name", "document_number"}),
+            "sms_otp": frozenset({"phone_number"}),
+            "bank_card_4factor": frozenset({"name", "phone_number", "bank_card_number"}),
+        }
+        card_steps = steps_reading({"bank_card_number"}, fields)
+        assert card_steps == {"bank_card_4factor"}
+        card, person, biometric = table.get("card"), SubjectKind.PERSON, frozenset({"face_liveness"})
+        assert fallback_methods(table, card, person, biometric, card_steps) == ["sms"]
+        assert fallback_methods(table, card, person, biometric) == ["sms", "card2"]
