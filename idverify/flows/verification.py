@@ -27,7 +27,13 @@ from idverify.domain.errors import (
     NotFound,
     StoreUnavailable,
 )
-from idverify.domain.methods import MethodSpec, fallback_methods, is_biometric, required_fields
+from idverify.domain.methods import (
+    MethodSpec,
+    fallback_methods,
+    is_biometric,
+    required_fields,
+    steps_reading,
+)
 from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
@@ -199,9 +205,7 @@ class VerificationFlow:
             check_phone_destination(phone, d.settings.sms_destinations.get(tenant, ()))
         _check_client_ip(request.client_ip)
         given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
-        purposes = consent_rules.needed_purposes(
-            needs_phone=bool(phone), biometric=is_biometric(method, d.biometric_steps)
-        )
+        purposes = consent_rules.needed_purposes(needed, biometric=is_biometric(method, d.biometric_steps))
         keys = TenantKeys(tenant)
 
         existing = await self._existing_for_request(tenant, keys, request_id)
@@ -418,7 +422,10 @@ class VerificationFlow:
         document: Document,
         info: RequestInfo,
     ) -> None:
-        """Checks and records the consents; a refusal names the non-biometric methods to offer."""
+        """Checks and records the consents; a refusal names the other methods to offer.
+
+        Those need neither biometrics nor, when this method reads a card, a card of their own.
+        """
         try:
             await self._consent.admit_start(
                 tenant,
@@ -430,12 +437,15 @@ class VerificationFlow:
                 info=info,
             )
         except (ConsentRequired, FailedPrecondition) as refused:
-            if consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
+            financial = consent_rules.FINANCIAL in purposes
+            if financial or consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
+                card_steps = steps_reading(consent_rules.CARD_FIELDS, self._d.fields_of_step)
                 fallbacks = fallback_methods(
                     self._d.settings.methods_for(tenant),
                     method,
                     document.subject_kind,
                     self._d.biometric_steps,
+                    card_steps if financial else frozenset(),
                 )
                 refused.metadata["fallback_method_ids"] = ",".join(fallbacks)
             raise
