@@ -13,7 +13,6 @@ deciding again when the record changed in between.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,7 +85,7 @@ class ConsentFlow:
         states, _, _ = await self._read(tenant, account_ps)
         state = states.get(rules.BIOMETRIC, ConsentState(rules.BIOMETRIC))
         until = state.cooldown_until_ms(self.cooldown_ms)
-        return until if until > time.time() * 1000 else 0
+        return until if until > await self._d.scripts.clock.now_ms() else 0
 
     async def grant(
         self,
@@ -137,7 +136,7 @@ class ConsentFlow:
             async with translate_errors():
                 live = _texts(
                     await self._d.redis.zrangebyscore(
-                        keys.account_verifications(account_ps), int(time.time() * 1000), "+inf"
+                        keys.account_verifications(account_ps), await self._d.scripts.clock.now_ms(), "+inf"
                     )
                 )
             result = await self._d.scripts.run(
@@ -195,7 +194,7 @@ class ConsentFlow:
                 needed,
                 given,
                 stored,
-                now_ms=int(time.time() * 1000),
+                now_ms=await self._d.scripts.clock.now_ms(),
                 biometric_cooldown_ms=self.cooldown_ms,
             )
             grants = [

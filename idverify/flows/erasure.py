@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from idverify.domain.normalize import normalize_identifier
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.scripts import Scripts
 
 log = logging.getLogger("idverify.erasure")
 
@@ -94,7 +94,8 @@ class ErasureFlow:
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
         audit_ps = d.keyring.pseudonym(tenant, "audit", account_id)
         keys = TenantKeys(tenant)
-        due_ms = int(self.due_at(datetime.now(UTC)).timestamp() * 1000)
+        now_ms = await d.scripts.clock.now_ms()
+        due_ms = int(self.due_at(datetime.fromtimestamp(now_ms / 1000, UTC)).timestamp() * 1000)
         async with translate_errors():
             # First, so that the worker visits the tenant; a crash before the script leaves only
             # a harmless name in the set.
@@ -104,7 +105,7 @@ class ErasureFlow:
                 ref = as_text(await d.redis.hget(keys.account(account_ps), "identity") or b"")
                 live = _texts(
                     await d.redis.zrangebyscore(
-                        keys.account_verifications(account_ps), int(time.time() * 1000), "+inf"
+                        keys.account_verifications(account_ps), await d.scripts.clock.now_ms(), "+inf"
                     )
                 )
             result = await d.scripts.run(
@@ -134,7 +135,7 @@ class ErasureFlow:
         for tenant in await self.tenants():
             keys = TenantKeys(tenant)
             while True:
-                now = int(time.time() * 1000) if now_ms is None else now_ms
+                now = await self._d.scripts.clock.now_ms() if now_ms is None else now_ms
                 async with translate_errors():
                     members = _texts(
                         await self._d.redis.zrangebyscore(keys.erasure_due(), "-inf", now, start=0, num=_PAGE)
@@ -206,7 +207,9 @@ class ErasureFlow:
             StoreUnavailable: Redis is down.
         """
         return await pending_erasures(
-            self._d.redis, self._d.settings.erasure.overdue_after_seconds, now_ms=now_ms
+            self._d.redis,
+            self._d.settings.erasure.overdue_after_seconds,
+            now_ms=await self._d.scripts.clock.now_ms() if now_ms is None else now_ms,
         )
 
     async def overdue_count(self) -> int:
@@ -215,7 +218,9 @@ class ErasureFlow:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        limit = int(time.time() * 1000 - self._d.settings.erasure.overdue_after_seconds * 1000)
+        limit = await self._d.scripts.clock.now_ms() - int(
+            self._d.settings.erasure.overdue_after_seconds * 1000
+        )
         total = 0
         for tenant in await self.tenants():
             async with translate_errors():
@@ -241,7 +246,7 @@ async def pending_erasures(
     Raises:
         StoreUnavailable: Redis is down.
     """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = await Scripts(redis).clock.now_ms() if now_ms is None else now_ms
     late_ms = int(overdue_after_seconds * 1000)
     found: list[PendingErasure] = []
     for tenant in await erasure_tenants(redis):

@@ -102,7 +102,7 @@ class ClientRegistry:
                 self._digest(secret),
             ],
         )
-        created_ms = int(result[1]) if result[0] == b"OK" else int(time.time() * 1000)
+        created_ms = int(result[1]) if result[0] == b"OK" else await self._scripts.clock.now_ms()
         if role is Role.OPERATOR:
             # After the operator exists, so that a failed creation leaves the bootstrap usable.
             async with translate_errors():

@@ -193,6 +193,11 @@ class GlobalKeys:
         return f"{cls.base}:bootstrap-retired"
 
     @classmethod
+    def clock_floor(cls) -> str:
+        """The store time already seen while Redis's clock is behind it (store/clock.py)."""
+        return f"{cls.base}:clock-floor"
+
+    @classmethod
     def erasure_tenants(cls) -> str:
         """Tenants whose erasure queues the erasure worker visits."""
         return f"{cls.base}:erasure:tenants"

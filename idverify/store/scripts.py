@@ -7,11 +7,13 @@ done only once the configured number of replicas hold their writes (``store.repl
 A server's scripts share one pipelined connection (``store.shared_connection``) on a standalone
 or Sentinel-managed Redis; acknowledged steps keep pooled connections, because their WAIT
 blocks the connection it runs on, and Cluster keeps redis-py's client, which routes by slot.
+Every script is given the process's clock floor (``store.clock``) as its last argument.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -21,7 +23,9 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from idverify import telemetry
+from idverify.store.clock import StoreClock
 from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.keys import GlobalKeys
 from idverify.store.replication import run_acknowledged
 from idverify.store.shared_connection import SharedConnection
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
@@ -50,6 +54,8 @@ SCRIPT_NAMES = (
     "erase",
     "reseal_identity",
     "reseal_verification",
+    # Samples the store's time for the clock floor.
+    "clock",
 )
 # Steps whose loss in a failover would take back an answer the caller was given: a start (it
 # binds at once for methods without a challenge), an answer and a guardian's consent, each with
@@ -79,10 +85,19 @@ class Scripts:
         ack: replica acknowledgement of the steps in ``ACKNOWLEDGED_SCRIPTS``.
         share_connection: run the other steps on one pipelined connection (not on Cluster);
             its owner calls :meth:`aclose`.
+        monotonic: the clock floor's monotonic clock (injected by tests).
+
+    Attributes:
+        clock: the store's time, for Python code that compares with stored times.
     """
 
     def __init__(
-        self, client: RedisClient, *, ack: ReplicaAck | None = None, share_connection: bool = False
+        self,
+        client: RedisClient,
+        *,
+        ack: ReplicaAck | None = None,
+        share_connection: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._ack = ack or ReplicaAck()
@@ -94,6 +109,7 @@ class Scripts:
             if share_connection and not is_cluster(client)
             else None
         )
+        self.clock = StoreClock(self._sample_clock, monotonic=monotonic)
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         """Runs one script atomically.
@@ -102,6 +118,10 @@ class Scripts:
             StoreUnavailable: when Redis cannot be reached, or an acknowledged step's writes did
                 not reach enough replicas in time.
         """
+        floor = await self.clock.script_floor_ms()
+        return await self._run(name, keys, [*args, f"floor_ms={floor}"])
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         with telemetry.leaf_span(f"redis.{name}", kind=SpanKind.CLIENT, script=name):
             async with translate_errors():
                 if self._ack.replicas and name in ACKNOWLEDGED_SCRIPTS:
@@ -109,6 +129,10 @@ class Scripts:
                 if self._shared is not None:
                     return await self._run_shared(self._shared, self._scripts[name], keys, args)
                 return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def _sample_clock(self, floor_ms: int) -> tuple[int, int]:
+        store_ms, redis_ms = await self._run("clock", [GlobalKeys.clock_floor()], [f"floor_ms={floor_ms}"])
+        return int(store_ms), int(redis_ms)
 
     async def aclose(self) -> None:
         """Closes the shared connection, if there is one."""

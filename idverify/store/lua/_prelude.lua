@@ -2,9 +2,19 @@
 -- KEYS and share one hash slot (the tenant's; a phone's own for its deployment-wide counters),
 -- so each script is one atomic step, also on Cluster.
 
-local NOW = (function()
+local REDIS_TIME_MS = (function()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end)()
+-- The time of every stored state and deadline: Redis's clock, but never before the floor that
+-- Scripts.run appends as the last ARGV ('floor_ms=<ms>', taken off here), the store time the
+-- caller has seen counted on by its monotonic clock. So a step back of Redis's clock neither
+-- revives nor extends a code (idverify/store/clock.py).
+local NOW = (function()
+  local floor = string.match(ARGV[#ARGV] or '', '^floor_ms=(%d+)$')
+  if not floor then return REDIS_TIME_MS end
+  table.remove(ARGV)
+  return math.max(REDIS_TIME_MS, tonumber(floor))
 end)()
 
 local function hgetall(key)
