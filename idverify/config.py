@@ -175,6 +175,13 @@ class GrpcSettings:
     public_stream_lifetime_seconds: float = 300.0
     # Health/Check calls in progress at once in one worker: a share reserved for probes.
     health_checks_per_worker: int = 32
+    # Connections one worker accepts at once (more are closed at once): with the streams a
+    # connection may open, it bounds the calls still arriving (headers sent, message not yet).
+    max_connections_per_worker: int = 256
+    # A connection is sent GOAWAY after this long (calls in flight get rpc_timeout_seconds to
+    # finish), so a connection holding calls that never send their message ends, and clients
+    # behind a load balancer spread again over new servers.
+    max_connection_age_seconds: int = 1800
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,13 +664,16 @@ def _validate_transport(settings: Settings) -> None:
             shares.public_streams_per_connection,
             shares.public_streams_per_worker,
             shares.health_checks_per_worker,
+            shares.max_connections_per_worker,
+            shares.max_connection_age_seconds,
         )
         < 1
         or shares.public_stream_lifetime_seconds <= 0
     ):
         raise ConfigError(
-            "grpc: public_streams_per_connection, public_streams_per_worker and"
-            " health_checks_per_worker >= 1; public_stream_lifetime_seconds > 0"
+            "grpc: public_streams_per_connection, public_streams_per_worker,"
+            " health_checks_per_worker, max_connections_per_worker and max_connection_age_seconds"
+            " >= 1; public_stream_lifetime_seconds > 0"
         )
 
 

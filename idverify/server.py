@@ -59,7 +59,7 @@ from idverify.store.embedded import RedisProcess
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
 from idverify.store.topology import parse_redis_url
-from idverify.transport import server_credentials, server_options
+from idverify.transport import calls_still_arriving, server_credentials, server_options
 from idverify.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -285,8 +285,9 @@ async def start(
     )
     server = grpc.aio.server(
         interceptors=[interceptor],
-        # Every share and a margin: the shares, counted by the interceptor, refuse first.
-        maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit,
+        # Every share, a margin, and every call whose message may still be arriving: the shares,
+        # counted by the interceptor, refuse first, and slow senders cannot fill it.
+        maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(

@@ -8,6 +8,7 @@ takes effect without a restart; connections already open keep their session.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -20,18 +21,50 @@ from idverify.domain.errors import ConfigError
 
 log = logging.getLogger("idverify.transport")
 _CHECK_INTERVAL_SECONDS = 1.0
+# Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client with
+# more in flight waits for a stream or opens another connection.
+STREAMS_PER_CONNECTION = 32
+# A connection must finish its TLS handshake and HTTP/2 preface within this long.
+HANDSHAKE_SECONDS = 10
+# A connection without calls for this long is sent GOAWAY; clients reconnect when next needed.
+IDLE_CONNECTION_SECONDS = 300
+# Client pings on a connection without calls come at most this often; more are strikes, and
+# a client with too many strikes is sent GOAWAY.
+MIN_CLIENT_PING_SECONDS = 10
+PING_STRIKES = 2
+
+
+def calls_still_arriving(settings: GrpcSettings) -> int:
+    """The most calls one worker can hold whose request message has not arrived yet.
+
+    gRPC starts a call when its headers arrive and counts it in its own concurrency limit from
+    then, before any share of the interceptor can (the message it needs is still missing): a
+    client sending headers only on many streams once filled that limit and starved every other
+    caller. The streams of every connection a worker accepts fit under the limit instead; the
+    connection age ends such calls (see ``server_options``).
+    """
+    return settings.max_connections_per_worker * STREAMS_PER_CONNECTION
 
 
 def server_options(settings: GrpcSettings, *, reuse_port: bool) -> list[tuple[str, Any]]:
-    """Channel arguments of the server: message sizes, keepalive, port sharing."""
+    """Channel arguments of the server: message sizes, keepalive, connection bounds, port sharing."""
     return [
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.keepalive_time_ms", settings.keepalive_time_seconds * 1000),
         ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_seconds * 1000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_SECONDS * 1000),
+        ("grpc.http2.max_ping_strikes", PING_STRIKES),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.max_concurrent_streams", STREAMS_PER_CONNECTION),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections_per_worker),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_SECONDS * 1000),
+        ("grpc.max_connection_idle_ms", IDLE_CONNECTION_SECONDS * 1000),
+        ("grpc.max_connection_age_ms", settings.max_connection_age_seconds * 1000),
+        # Calls in flight at GOAWAY may finish (none runs longer than the RPC timeout); then the
+        # connection closes, with any call whose message never came.
+        ("grpc.max_connection_age_grace_ms", math.ceil(settings.rpc_timeout_seconds * 1000)),
     ]
 
 

@@ -1,0 +1,86 @@
+"""Slow senders: connections that open calls and never send their message, or send nothing at all.
+
+gRPC counts a call in its own concurrency limit from its headers, before the interceptor's
+shares can (they need the message); 480 such calls once filled a worker's limit and every
+other caller was refused. The transport now bounds them per connection and ends them with
+the connection's age, and a worker's limit holds every call its connections can open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from idverify.services.call_budgets import CallLimits
+from idverify.testing import ServerProcess
+from idverify.transport import STREAMS_PER_CONNECTION
+from idverify.v1 import verification_pb2
+
+from .conftest import person, verify
+from .slow_http2 import SlowSenders
+
+pytestmark = pytest.mark.e2e
+STATUS = verification_pb2.VerificationStatus
+SLOW_PATH = "/idverify.v1.VerificationService/ListMethods"
+CONNECTIONS = 24
+STREAMS_TRIED = 48  # per connection, more than it may open
+IDLE_CONNECTIONS = 4
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_calls_without_their_message_leave_signups_and_health_checks_working(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """768 calls held without a message on 24 connections (one worker), and 4 silent connections.
+
+    The worker's old limit was 480 calls of every kind. Each connection keeps 32 streams and has
+    the rest refused; Health/Check and signups answer in time meanwhile; the connection age
+    (20 s here) and its grace (the RPC timeout, 5 s) end the held calls, and the handshake
+    timeout closes the connections that never sent the HTTP/2 preface.
+    """
+    config = "[grpc]\nmax_connection_age_seconds = 20\nrpc_timeout_seconds = 5\n"
+    with (
+        ServerProcess(
+            tmp_path_factory.mktemp("slow-senders"), config=config, extra_args=["--workers", "1"]
+        ) as server,
+        SlowSenders(
+            server.target, SLOW_PATH, connections=CONNECTIONS, streams=STREAMS_TRIED, idle=IDLE_CONNECTIONS
+        ) as senders,
+    ):
+        held = CONNECTIONS * STREAMS_PER_CONNECTION
+        assert wait_until(lambda: sum(senders.open_per_connection()) <= held, 15), senders.endings()
+        open_now = senders.open_per_connection()
+        assert sum(open_now) == held, senders.endings()
+        assert held > CallLimits().grpc_limit  # the calls that once starved a worker
+        with grpc.insecure_channel(server.target) as channel:
+            began = time.monotonic()
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            assert time.monotonic() - began < 2
+        with server.client() as registrar:
+            began = time.monotonic()
+            for _ in range(3):
+                verified = verify(server, registrar, person(), f"slow-{time.monotonic_ns()}")
+                assert verified.status == STATUS.VERIFICATION_STATUS_VERIFIED
+            assert time.monotonic() - began < 20
+        # Still held while the service answered others: nothing here ended them early.
+        assert sum(senders.open_per_connection()) == held, senders.endings()
+        ended = wait_until(lambda: not any(senders.open_per_connection()), 60)
+        endings = senders.endings()
+        idle_closed = senders.idle_closed()
+    assert ended, endings
+    assert endings.get("reset") == CONNECTIONS * (STREAMS_TRIED - STREAMS_PER_CONNECTION), endings
+    assert set(endings) <= {"reset", "trailers", "connection closed"}, endings
+    assert idle_closed == IDLE_CONNECTIONS
