@@ -45,6 +45,7 @@ from argon2.low_level import Type, hash_secret_raw
 from otlp_sink import OtlpSink
 from report import print_figures
 
+from idverify.domain.consent import text_version_of
 from idverify.privacy.identity_index import DEFAULT
 from idverify.testing import ServerProcess
 from idverify.v1 import common_pb2, verification_pb2, verification_pb2_grpc
@@ -54,6 +55,10 @@ HERE = Path(__file__).resolve().parent
 CHANNELS = 32
 # Warm-up signups are numbered above any measured ones (ric() repeats after 21,000).
 WARM_UP_FROM = 20_000
+# Every consent names the version of the text shown (0.2.0).
+CONSENT_TEXTS = {
+    purpose: text_version_of(f"bench {purpose} consent text") for purpose in ("identity", "phone")
+}
 _RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 BENCH_CONFIG = """
 [sms]
@@ -164,6 +169,7 @@ async def drive(
                     method_id="sms",
                     subject=subject,
                     consents=["identity", "phone"],
+                    consent_text_versions=CONSENT_TEXTS,
                 ),
                 metadata=metadata,
                 timeout=30,

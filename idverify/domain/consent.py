@@ -1,11 +1,12 @@
 """Consent rules: one purpose per grant, the purposes a method needs, the biometric cool-down.
 
-Consent is recorded per account and purpose with the version (hash) of the text shown. A grant
-names exactly one purpose (bundling several into one agreement is refused: the sensitive
-``biometric`` and ``financial`` are always agreed to on their own), a method asks only
-for the purposes it needs, and a refused or withdrawn biometric consent is not asked again for a
-cool-down period, during which biometric methods are not offered to that account. Pure: the
-store keeps the state, this module decides.
+Consent is recorded per account and purpose with the version (hash) of the text shown, which
+every grant must name: a consent without its text cannot be shown later to have been informed.
+A grant names exactly one purpose (bundling several into one agreement is refused), so the
+sensitive ones, ``biometric`` (a face) and ``financial`` (a bank card number), are always agreed
+to on their own. A method asks only for the purposes it needs, and a refused or withdrawn
+biometric consent is not asked again for a cool-down period, during which biometric methods are
+not offered to that account. Pure: the store keeps the state, this module decides.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class ConsentState:
 
     Attributes:
         purpose: one of :data:`PURPOSES`.
-        text_version: the version (hash) of the consent text of the latest grant; empty when the
-            grant came in a StartVerification that named no version.
+        text_version: the version (hash) of the consent text of the latest grant; empty only for
+            a grant that 0.1.0 recorded from a StartVerification naming no version.
         granted_ms: when it was last granted (epoch ms), 0 if never.
         withdrawn_ms: when it was withdrawn or refused after that (epoch ms), 0 if not.
     """
@@ -107,8 +108,15 @@ def check_text_version(raw: str, *, field: str = "text_version") -> str:
     """The version of the consent text shown: ``sha256:`` and the text's digest in lower-case hex.
 
     Raises:
-        InvalidArgument: ``BAD_TEXT_VERSION`` otherwise.
+        InvalidArgument: ``TEXT_VERSION_REQUIRED`` when there is none, ``BAD_TEXT_VERSION`` when
+            it is not such a digest.
     """
+    if not raw:
+        raise InvalidArgument(
+            "every consent names the version of the text shown (sha256: and its digest)",
+            reason="TEXT_VERSION_REQUIRED",
+            field=field,
+        )
     if TEXT_VERSION_FORMAT.fullmatch(raw) is None:
         raise InvalidArgument(
             "the consent text's version: sha256: and 64 lower-case hex digits of the text's digest",
@@ -119,25 +127,27 @@ def check_text_version(raw: str, *, field: str = "text_version") -> str:
 
 
 def check_request_consents(consents: Iterable[str], text_versions: Mapping[str, str]) -> dict[str, str]:
-    """The purposes a StartVerification consents to now, each with its text version (may be empty).
+    """The purposes a StartVerification consents to now, each with its text version.
+
+    Each purpose is a grant like GrantConsent's, so each names the version of its text.
 
     Raises:
-        InvalidArgument: an unknown purpose, or a text version for a purpose not consented to or
-            malformed.
+        InvalidArgument: an unknown or bundled purpose (``consents``), a text version for a
+            purpose not consented to (``consent_text_versions``), or a purpose whose version is
+            missing or malformed (``consent_text_versions[<purpose>]``).
     """
-    given: dict[str, str] = {}
-    for purpose in consents:
-        if purpose not in PURPOSES:
-            raise InvalidArgument("consents: unknown purpose", reason="UNKNOWN_PURPOSE", field="consents")
-        given[purpose] = ""
-    for purpose, version in text_versions.items():
+    given = {check_purpose(purpose, field="consents"): "" for purpose in consents}
+    for purpose in text_versions:
         if purpose not in given:
             raise InvalidArgument(
                 "a text version for a purpose not in consents",
                 reason="UNKNOWN_PURPOSE",
                 field="consent_text_versions",
             )
-        given[purpose] = check_text_version(version, field="consent_text_versions")
+    for purpose in given:
+        given[purpose] = check_text_version(
+            text_versions.get(purpose, ""), field=f"consent_text_versions[{purpose}]"
+        )
     return given
 
 
@@ -168,15 +178,15 @@ def check_start_consents(
 ) -> None:
     """Whether a verification may start with the consents given now and those on record.
 
-    A purpose is covered by a consent given with the request or by a standing grant. Biometric
-    consent must name the text version it was given for, and is refused while a refusal or
-    withdrawal is in its cool-down: the platform must not ask again within that time.
+    A purpose is covered by a consent given with the request (``given``, as
+    :func:`check_request_consents` returns it) or by a standing grant. Biometric consent is
+    refused while a refusal or withdrawal is in its cool-down: the platform must not ask again
+    within that time.
 
     Raises:
         FailedPrecondition: ``BIOMETRIC_COOLDOWN`` while the cool-down runs and the method or the
             request involves biometrics.
-        ConsentRequired: naming the purposes still missing (``CONSENT_REQUIRED``), or a biometric
-            consent given without its text version (``CONSENT_VERSION_REQUIRED``).
+        ConsentRequired: naming the purposes still missing (``CONSENT_REQUIRED``).
     """
     biometric = stored.get(BIOMETRIC, ConsentState(BIOMETRIC))
     involved = BIOMETRIC in needed or BIOMETRIC in given
@@ -185,12 +195,6 @@ def check_start_consents(
             "biometric consent was refused or withdrawn recently; offer a non-biometric method",
             reason="BIOMETRIC_COOLDOWN",
             field="method_id",
-        )
-    if BIOMETRIC in given and not given[BIOMETRIC]:
-        raise ConsentRequired(
-            "biometric consent needs the version of the text shown",
-            reason="CONSENT_VERSION_REQUIRED",
-            field="consent_text_versions",
         )
     missing = sorted(p for p in needed if p not in given and not stored.get(p, ConsentState(p)).granted)
     if missing:

@@ -3,9 +3,9 @@
 Records live in the tenant's slot under the account's pseudonym; every change is one script with
 its audit entry. How consents given with a StartVerification relate to stored grants: each
 purpose given with the request is recorded as a grant (with the text version the request names
-for it, if any) in the same step that admits the verification; a standing grant covers a purpose
-the request does not repeat. Biometric consent must name its text version, and after a refusal
-or withdrawal it may not be asked again for the cool-down period. The rules themselves live in
+for it, which every grant must) in the same step that admits the verification; a standing grant
+covers a purpose the request does not repeat. After a refusal or withdrawal, biometric consent
+may not be asked again for the cool-down period. The rules themselves live in
 :mod:`idverify.domain.consent`; this module reads the state, applies them, and writes atomically,
 deciding again when the record changed in between.
 """
@@ -180,8 +180,7 @@ class ConsentFlow:
 
         Raises:
             FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
-            ConsentRequired: a needed purpose is not consented to, or a biometric consent lacks
-                its text version.
+            ConsentRequired: a needed purpose is not consented to.
             StoreUnavailable: Redis is down, or the consent record kept changing.
         """
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
@@ -231,7 +230,7 @@ def _is_news(state: ConsentState | None, version: str) -> bool:
     """Whether a consent given with a request changes the record (a guardian's never does here)."""
     if state is None or not state.granted:
         return True
-    return bool(version) and version != state.text_version
+    return version != state.text_version
 
 
 def _cancelled() -> FailedPrecondition:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -19,6 +19,7 @@ import redis
 from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, verification_pb2
 
@@ -77,6 +78,11 @@ def person(birth: date = ADULT_BIRTH, region: str = "440106") -> Identity:
     return identity
 
 
+def text_versions(purposes: Iterable[str]) -> dict[str, str]:
+    """The version of a consent text for each purpose, as every consent given must name one."""
+    return {purpose: text_version_of(f"consent text for {purpose}, e2e") for purpose in purposes}
+
+
 def start(
     client: Client,
     identity: Identity,
@@ -85,9 +91,10 @@ def start(
     request_id: str | None = None,
     method: str = "sms",
     consents: tuple[str, ...] = ("identity", "phone"),
+    versions: dict[str, str] | None = None,
     **subject_changes: object,
 ) -> verification_pb2.Verification:
-    """StartVerification for a person."""
+    """StartVerification for a person, each consent with its text version unless ``versions``."""
     return client.verification.StartVerification(
         verification_pb2.StartVerificationRequest(
             request_id=request_id or f"req-{next(_counter)}",
@@ -95,6 +102,7 @@ def start(
             method_id=method,
             subject=identity.subject(**subject_changes),
             consents=list(consents),
+            consent_text_versions=text_versions(consents) if versions is None else versions,
             client_ip="203.0.113.9",
         )
     ).verification
@@ -137,6 +145,18 @@ def rich_error(error: grpc.RpcError) -> tuple[str, str]:
                     detail.Unpack(bad)
                     field = bad.field_violations[0].field
     return reason, field
+
+
+def error_metadata(error: grpc.RpcError) -> dict[str, str]:
+    """The ErrorInfo metadata of a status (``fallback_method_ids`` of a refused start...)."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return dict(info.metadata)
+    return {}
 
 
 def record_login_ip(client: Client, account: str, ip: str = "8.8.8.8") -> common_pb2.IpLocation:

@@ -14,7 +14,7 @@ from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
-from .conftest import embedded_redis, person, rich_error, verify
+from .conftest import embedded_redis, person, rich_error, text_versions, verify
 
 pytestmark = pytest.mark.e2e
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -38,8 +38,12 @@ def valid_request(**changes: Any) -> verification_pb2.StartVerificationRequest:
         if isinstance(value, list):
             del field[:]
             field.extend(value)
+        elif isinstance(value, dict):
+            field.update(value)
         else:
             setattr(request, name, value)
+    if "consent_text_versions" not in changes:
+        request.consent_text_versions.update(text_versions(request.consents))
     return request
 
 
@@ -126,6 +130,27 @@ START_CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str, str]] = [
         INVALID,
         "consents",
         "UNKNOWN_PURPOSE",
+    ),
+    (
+        "bundled consent",
+        {"consents": ["identity,financial", "phone"]},
+        INVALID,
+        "consents",
+        "BUNDLED_CONSENT",
+    ),
+    (
+        "consent without its text version",
+        {"consent_text_versions": text_versions(["identity"])},
+        INVALID,
+        "consent_text_versions[phone]",
+        "TEXT_VERSION_REQUIRED",
+    ),
+    (
+        "consent text version not a digest",
+        {"consent_text_versions": {**text_versions(["identity"]), "phone": "v2"}},
+        INVALID,
+        "consent_text_versions[phone]",
+        "BAD_TEXT_VERSION",
     ),
     (
         "missing phone consent",
@@ -241,6 +266,14 @@ def _calls(client: Client) -> list[tuple[str, Callable[[], object], grpc.StatusC
             ),
             INVALID,
             "purpose",
+        ),
+        (
+            "consent: no text version",
+            lambda: client.consent.GrantConsent(
+                consent_pb2.GrantConsentRequest(account_id="a", purpose="financial")
+            ),
+            INVALID,
+            "text_version",
         ),
         (
             "consent: unknown verification",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
 from idverify.domain.consent import text_version_of
@@ -19,7 +18,17 @@ from idverify.privacy.masking import mask_document, mask_phone
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
 
-from .conftest import embedded_redis, person, record_login_ip, rich_error, start, submit, verify
+from .conftest import (
+    embedded_redis,
+    error_metadata,
+    person,
+    record_login_ip,
+    rich_error,
+    start,
+    submit,
+    text_versions,
+    verify,
+)
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -73,18 +82,6 @@ def install_face_plugin(site: Path) -> None:
     (info / "entry_points.txt").write_text("[idverify.verifiers]\ntest_face = idverify_test_face:TestFace\n")
 
 
-def error_metadata(error: grpc.RpcError) -> dict[str, str]:
-    """The ErrorInfo metadata of a status."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return dict(info.metadata)
-    return {}
-
-
 @pytest.fixture(scope="module")
 def face_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server that offers a biometric method (``face``) beside ``sms``."""
@@ -136,7 +133,7 @@ def start_face(
             method_id="face",
             subject=identity.subject(phone_number=""),
             consents=list(consents),
-            consent_text_versions=versions or {},
+            consent_text_versions=text_versions(consents) if versions is None else versions,
         )
     ).verification
 
@@ -173,7 +170,10 @@ class TestGrants:
             ("identity,phone", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
             ("identity phone biometric", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
             ("marketing", text_version_of("v1"), "UNKNOWN_PURPOSE", "purpose"),
-            ("identity", "", "BAD_TEXT_VERSION", "text_version"),
+            ("identity,financial", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
+            ("financial biometric", text_version_of("v1"), "BUNDLED_CONSENT", "purpose"),
+            ("identity", "", "TEXT_VERSION_REQUIRED", "text_version"),
+            ("financial", "", "TEXT_VERSION_REQUIRED", "text_version"),
             # Free text would reach the permanent audit log: only a digest is a version.
             ("identity", "110101199003074514", "BAD_TEXT_VERSION", "text_version"),
             ("identity", "sha256:" + "A" * 64, "BAD_TEXT_VERSION", "text_version"),
@@ -256,8 +256,15 @@ class TestBiometrics:
         assert rich_error(refused.value) == ("CONSENT_REQUIRED", "consents")
         assert error_metadata(refused.value)["fallback_method_ids"] == "sms"
         with pytest.raises(grpc.RpcError) as unversioned:
-            start_face(face_registrar, "bio-none", consents=("identity", "biometric"))
-        assert rich_error(unversioned.value) == ("CONSENT_VERSION_REQUIRED", "consent_text_versions")
+            start_face(
+                face_registrar,
+                "bio-none",
+                consents=("identity", "biometric"),
+                versions=text_versions(["identity"]),
+            )
+        assert unversioned.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert rich_error(unversioned.value) == ("TEXT_VERSION_REQUIRED", "consent_text_versions[biometric]")
+        assert listed(face_registrar, "bio-none") == {}
 
     def test_granted_biometric_consent_lets_the_face_method_verify(self, face_registrar: Client) -> None:
         """A standing biometric grant, or one given with the request and its version, admits the method."""
@@ -269,7 +276,7 @@ class TestBiometrics:
             face_registrar,
             "bio-in-request",
             consents=("identity", "biometric"),
-            versions={"biometric": text_version_of("face-v3")},
+            versions={"identity": TEXT_V1, "biometric": text_version_of("face-v3")},
         )
         assert in_request.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
         assert listed(face_registrar, "bio-in-request")["biometric"].text_version == text_version_of(
@@ -294,7 +301,7 @@ class TestBiometrics:
                 face_registrar,
                 account,
                 consents=("identity", "biometric"),
-                versions={"biometric": text_version_of("face-v3")},
+                versions={"identity": TEXT_V1, "biometric": text_version_of("face-v3")},
             )
         assert rich_error(refused.value) == ("BIOMETRIC_COOLDOWN", "method_id")
         assert error_metadata(refused.value)["fallback_method_ids"] == "sms"

@@ -110,7 +110,7 @@ def signup_with_identity_in_free_fields(server: ServerProcess, registrar: Client
             method_id="sms",
             subject=victim.subject(),
             consents=["identity", "phone"],
-            consent_text_versions={"identity": IDENTITY_TEXT},
+            consent_text_versions={"identity": IDENTITY_TEXT, "phone": PHONE_TEXT},
             client_ip="203.0.113.9",
         ),
         metadata=metadata,

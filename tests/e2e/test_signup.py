@@ -25,6 +25,7 @@ from .conftest import (
     rich_error,
     start,
     submit,
+    text_versions,
     verify,
     wrong_code,
 )
@@ -101,6 +102,7 @@ class TestHappyPath:
                 account_id="acct-org",
                 method_id="org_document",
                 consents=["identity"],
+                consent_text_versions=text_versions(["identity"]),
                 subject=common_pb2.Subject(
                     kind=common_pb2.SUBJECT_KIND_ORGANIZATION,
                     name="示例科技有限公司",

@@ -24,6 +24,8 @@ INTERESTING_TEXT = [
     "phone",
     "biometric",
     "guardian",
+    "financial",
+    "sha256:" + "0" * 64,
     "registrar",
     "platform",
     "auditor",

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from idverify.config import load_settings
+from idverify.domain.consent import text_version_of
 from idverify.logs import JsonFormatter
 from idverify.security.principals import Role
 from idverify.server import Application, running
@@ -95,6 +96,10 @@ async def test_signup_telemetry_is_complete_and_private(
                     account_id="acct-otel",
                     method_id="sms",
                     consents=["identity", "phone"],
+                    consent_text_versions={
+                        "identity": text_version_of("identity text"),
+                        "phone": text_version_of("phone text"),
+                    },
                     subject=common_pb2.Subject(
                         kind=common_pb2.SUBJECT_KIND_PERSON,
                         name=NAME,

@@ -33,7 +33,6 @@ class TestPurpose:
     @pytest.mark.parametrize(
         "raw",
         [
-            "",
             "v1",
             "x" * 129,
             "110101199003074514",  # free text would reach the permanent audit log
@@ -49,6 +48,12 @@ class TestPurpose:
         with pytest.raises(InvalidArgument) as refused:
             rules.check_text_version(raw)
         assert refused.value.reason == "BAD_TEXT_VERSION"
+
+    def test_a_grant_without_a_text_version_is_refused(self) -> None:
+        """No version at all is its own reason, naming the field it was missing from."""
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_text_version("")
+        assert (refused.value.reason, refused.value.field) == ("TEXT_VERSION_REQUIRED", "text_version")
 
     def test_a_text_versions_digest_is_accepted(self) -> None:
         """The digest of the text shown, as text_version_of makes it, is a version."""
@@ -88,6 +93,52 @@ class TestNeededPurposes:
         }
 
 
+IDENTITY_TEXT = rules.text_version_of("identity text")
+CARD_TEXT = rules.text_version_of("financial text")
+
+
+class TestRequestConsents:
+    def test_each_purpose_comes_with_its_text_version(self) -> None:
+        """Consents given with a start are grants: each with the version of the text shown."""
+        given = rules.check_request_consents(
+            ["identity", "financial"], {"identity": IDENTITY_TEXT, "financial": CARD_TEXT}
+        )
+        assert given == {"identity": IDENTITY_TEXT, "financial": CARD_TEXT}
+        assert rules.check_request_consents([], {}) == {}
+
+    @pytest.mark.parametrize("purpose", ["identity", "phone", "biometric", "financial", "guardian"])
+    def test_a_purpose_without_its_version_is_refused(self, purpose: str) -> None:
+        """Every purpose, not only biometric, needs its version; the error names the purpose."""
+        others = {"identity": IDENTITY_TEXT} if purpose != "identity" else {}
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_request_consents([*others, purpose], others)
+        assert refused.value.reason == "TEXT_VERSION_REQUIRED"
+        assert refused.value.field == f"consent_text_versions[{purpose}]"
+
+    def test_a_malformed_version_names_its_purpose(self) -> None:
+        """Free text is no version, whichever purpose it is given for."""
+        with pytest.raises(InvalidArgument) as refused:
+            rules.check_request_consents(
+                ["identity", "financial"], {"identity": IDENTITY_TEXT, "financial": "v1"}
+            )
+        assert (refused.value.reason, refused.value.field) == (
+            "BAD_TEXT_VERSION",
+            "consent_text_versions[financial]",
+        )
+
+    def test_a_bundled_or_unknown_purpose_is_refused(self) -> None:
+        """One entry, one purpose, as in GrantConsent; a version for no consent is refused too."""
+        with pytest.raises(InvalidArgument) as bundled:
+            rules.check_request_consents(["identity,financial"], {})
+        assert (bundled.value.reason, bundled.value.field) == ("BUNDLED_CONSENT", "consents")
+        with pytest.raises(InvalidArgument) as unknown:
+            rules.check_request_consents(["identity", "marketing"], {"identity": IDENTITY_TEXT})
+        assert (unknown.value.reason, unknown.value.field) == ("UNKNOWN_PURPOSE", "consents")
+        with pytest.raises(InvalidArgument) as stray:
+            rules.check_request_consents(["identity"], {"identity": IDENTITY_TEXT, "financial": CARD_TEXT})
+        assert (stray.value.reason, stray.value.field) == ("UNKNOWN_PURPOSE", "consent_text_versions")
+
+
 class TestStartConsents:
     def check(self, needed: set[str], given: dict[str, str], stored: dict[str, ConsentState]) -> None:
         rules.check_start_consents(
@@ -109,12 +160,22 @@ class TestStartConsents:
         with pytest.raises(ConsentRequired):
             self.check({"identity", "phone"}, {"identity": ""}, {"phone": withdrawn})
 
-    def test_biometric_consent_needs_its_text_version(self) -> None:
-        """A biometric consent given without the version of its text is not accepted."""
-        with pytest.raises(ConsentRequired) as refused:
-            self.check({"identity", "biometric"}, {"identity": "", "biometric": ""}, {})
-        assert refused.value.reason == "CONSENT_VERSION_REQUIRED"
-        self.check({"identity", "biometric"}, {"identity": "", "biometric": rules.text_version_of("v2")}, {})
+    def test_a_missing_financial_consent_refuses_a_card_method(self) -> None:
+        """A card method needs financial consent, given now or on record, like any needed purpose."""
+        needed = {"identity", "phone", "financial"}
+        given = {"identity": IDENTITY_TEXT, "phone": IDENTITY_TEXT}
+        with pytest.raises(ConsentRequired, match="financial") as refused:
+            self.check(needed, given, {})
+        assert (refused.value.reason, refused.value.field) == ("CONSENT_REQUIRED", "consents")
+        self.check(needed, {**given, "financial": CARD_TEXT}, {})
+        self.check(needed, given, {"financial": ConsentState("financial", CARD_TEXT, NOW - DAY)})
+        withdrawn = ConsentState("financial", CARD_TEXT, NOW - 2 * DAY, NOW - DAY)
+        with pytest.raises(ConsentRequired):
+            self.check(needed, given, {"financial": withdrawn})
+
+    def test_a_withdrawn_financial_consent_has_no_cool_down(self) -> None:
+        """Only biometrics wait after a refusal: financial consent may be asked again at once."""
+        assert ConsentState("financial", "", 0, NOW - DAY).cooldown_until_ms(COOLDOWN) == 0
 
     def test_biometric_is_not_asked_again_during_the_cool_down(self) -> None:
         """After a refusal, biometrics may not be asked for (nor used) for the cool-down period."""
