@@ -54,7 +54,7 @@ from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
-from idverify.store.connection import RedisClient, close_client, connect
+from idverify.store.connection import RedisClient, cannot_persist, close_client, connect
 from idverify.store.embedded import RedisProcess
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
@@ -366,8 +366,9 @@ async def _probe_redis(redis: RedisClient) -> tuple[bool, bool]:
         # lands as the ping completes, and the watcher would then outlive stop().
         async with asyncio.timeout(HEALTH_PROBE_SECONDS):
             await redis.ping()
-    except Exception:  # noqa: BLE001 - any failure to answer means not serving
-        return False, False
+    except Exception as exc:  # noqa: BLE001 - any failure to answer means not serving
+        if not cannot_persist(exc):  # a Redis that cannot write its disk refuses PING, yet reads
+            return False, False
     try:
         async with asyncio.timeout(HEALTH_PROBE_SECONDS):
             await redis.set(WRITE_PROBE_KEY, b"1", px=int(HEALTH_PROBE_SECONDS * 10_000))

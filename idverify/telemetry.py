@@ -197,6 +197,11 @@ class Instruments:
         self.store_full = Tally(
             meter, "idverify.redis.store_full", description="writes refused by a Redis at its memory limit"
         )
+        self.store_cannot_persist = Tally(
+            meter,
+            "idverify.redis.store_cannot_persist",
+            description="writes refused (MISCONF) by a Redis that cannot write its disk",
+        )
 
     @staticmethod
     def add(counter: Tally, value: int = 1, **attributes: Any) -> None:

@@ -134,18 +134,32 @@ class StoreUnavailable(IdverifyError):
     default_reason = "STORE_UNAVAILABLE"
 
 
-class StoreFull(StoreUnavailable):
-    """Redis is at its memory limit and refuses writes (``maxmemory`` with ``noeviction``).
+class StoreRefusesWrites(StoreUnavailable):
+    """Redis answers and serves reads but refuses writes for now; ``retry_after`` says when to try again.
 
     The refused step stored nothing: Redis refuses a script at its first write, and a script
-    that has written runs to its end. Reads still work; ``retry_after`` says when to try again.
+    that has written runs to its end.
     """
-
-    default_reason = "STORE_FULL"
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreFull(StoreRefusesWrites):
+    """Redis is at its memory limit and refuses writes (``maxmemory`` with ``noeviction``)."""
+
+    default_reason = "STORE_FULL"
+
+
+class StoreCannotPersist(StoreRefusesWrites):
+    """Redis cannot write its append-only or RDB file (a full or failing disk): MISCONF to writes.
+
+    Only with ``appendfsync everysec``, or after a failed RDB save: with ``always`` Redis exits
+    instead (plain StoreUnavailable). It takes writes again by itself once its file can be written.
+    """
+
+    default_reason = "STORE_CANNOT_PERSIST"
 
 
 class ConfigError(Exception):

@@ -1,8 +1,9 @@
 """The one server interceptor: authenticates, authorizes, rate-limits, and maps domain errors.
 
 Every domain error becomes its gRPC status with ``google.rpc`` details (BadRequest naming the
-field, ErrorInfo carrying the reason code, RetryInfo for rate limits and a full store); anything
-unexpected becomes INTERNAL with a generic message and a log line that carries no request data.
+field, ErrorInfo carrying the reason code, RetryInfo for rate limits and a store refusing
+writes); anything unexpected becomes INTERNAL with a generic message and a log line that carries
+no request data.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from idverify.domain.errors import (
     IdverifyError,
     InvalidArgument,
     RateLimited,
-    StoreFull,
+    StoreRefusesWrites,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -59,7 +60,7 @@ def status_for(error: IdverifyError) -> grpc.Status:
         )
         details.append(bad)
     details.append(info)
-    if isinstance(error, RateLimited | StoreFull):
+    if isinstance(error, RateLimited | StoreRefusesWrites):
         retry = duration_pb2.Duration()
         retry.FromMilliseconds(max(int(error.retry_after * 1000), 1))
         details.append(error_details_pb2.RetryInfo(retry_delay=retry))

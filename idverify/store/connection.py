@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from redis import exceptions as redis_errors
 
 from idverify import telemetry
-from idverify.domain.errors import StoreFull, StoreUnavailable
+from idverify.domain.errors import StoreCannotPersist, StoreFull, StoreUnavailable
 from idverify.store.topology import (
     COMMAND_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -34,9 +34,13 @@ POOL_SIZE = 64
 # What a caller refused by a full Redis is told to wait: long enough for an operator's alert to
 # matter, short enough that a freed Redis is used again soon (health is probed every second).
 STORE_FULL_RETRY_SECONDS = 5.0
-# A full Redis refuses every write of every call: one log line a minute says so, the
-# ``idverify.redis.store_full`` counter says how often.
-STORE_FULL_LOG_SECONDS = 60.0
+# What a caller refused by a Redis that cannot write its disk is told to wait: Redis retries its
+# append-only file every second and takes writes once that succeeds, but space rarely returns
+# without an operator.
+STORE_CANNOT_PERSIST_RETRY_SECONDS = 5.0
+# A Redis that refuses writes refuses every write of every call: one log line a minute says so,
+# the ``idverify.redis.store_full`` or ``idverify.redis.store_cannot_persist`` counter how often.
+REFUSAL_LOG_SECONDS = 60.0
 
 log = logging.getLogger("idverify.store")
 
@@ -45,9 +49,11 @@ __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "POOL_SIZE",
     "POOL_WAIT_SECONDS",
+    "STORE_CANNOT_PERSIST_RETRY_SECONDS",
     "STORE_FULL_RETRY_SECONDS",
     "RedisClient",
     "as_text",
+    "cannot_persist",
     "close_client",
     "connect",
     "translate_errors",
@@ -68,10 +74,11 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _FullLog:
-    """Logs that Redis is full at most once per ``STORE_FULL_LOG_SECONDS``, with the count since."""
+class _RefusalLog:
+    """Logs one kind of refused write at most once per ``REFUSAL_LOG_SECONDS``, with the count since."""
 
-    def __init__(self) -> None:
+    def __init__(self, line: str) -> None:
+        self._line = line  # a %-format with one %d: the refusals since the last line
         self._lock = threading.Lock()
         self._last: float | None = None
         self._unlogged = 0
@@ -81,17 +88,30 @@ class _FullLog:
         now = time.monotonic()
         with self._lock:
             self._unlogged += 1
-            if self._last is not None and now - self._last < STORE_FULL_LOG_SECONDS:
+            if self._last is not None and now - self._last < REFUSAL_LOG_SECONDS:
                 return
             self._last, count, self._unlogged = now, self._unlogged, 0
-        log.warning(
-            "redis is full (maxmemory reached): writes refused with STORE_FULL, %d since the last line",
-            count,
-        )
+        log.warning(self._line, count)
 
 
-_full_log = _FullLog()
+_full_log = _RefusalLog(
+    "redis is full (maxmemory reached): writes refused with STORE_FULL, %d since the last line"
+)
+_persist_log = _RefusalLog(
+    "redis cannot write to its disk (MISCONF): writes refused with STORE_CANNOT_PERSIST, "
+    "%d since the last line"
+)
 _OOM_REPLY = "OOM command not allowed"
+# Redis 7 replies MISCONF to a command or script; 6.2 wraps it in a script error ("-MISCONF").
+_MISCONF_REPLY = "MISCONF "
+
+
+def cannot_persist(error: BaseException) -> bool:
+    """Whether Redis refused a command because it cannot write its AOF or RDB file.
+
+    Such a Redis refuses PING too, yet still answers reads: health must not take it for gone.
+    """
+    return isinstance(error, redis_errors.ResponseError) and _MISCONF_REPLY in str(error)
 
 
 def _store_full() -> StoreFull:
@@ -101,12 +121,22 @@ def _store_full() -> StoreFull:
     return StoreFull("redis is full: writes are refused", retry_after=STORE_FULL_RETRY_SECONDS)
 
 
+def _store_cannot_persist() -> StoreCannotPersist:
+    """Counts and logs a write refused by a Redis that cannot persist, and the error for the caller."""
+    telemetry.Instruments.add(telemetry.instruments.store_cannot_persist)
+    _persist_log.refused()
+    return StoreCannotPersist(
+        "redis cannot write to its disk: writes are refused", retry_after=STORE_CANNOT_PERSIST_RETRY_SECONDS
+    )
+
+
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turns connection-level Redis failures into StoreUnavailable (gRPC UNAVAILABLE).
 
     Raises:
         StoreFull: when Redis refuses a write because it is at its memory limit.
+        StoreCannotPersist: when Redis refuses a write because it cannot write its disk (MISCONF).
         StoreUnavailable: when Redis is down, slow, read-only or out of connections.
     """
     try:
@@ -136,4 +166,7 @@ async def translate_errors() -> AsyncIterator[None]:
         # write as a script error that carries the OOM reply; nothing was stored either.
         if _OOM_REPLY in str(exc):
             raise _store_full() from exc
+        # MISCONF refuses a command, or a script at its first write, like OOM: nothing stored.
+        if cannot_persist(exc):
+            raise _store_cannot_persist() from exc
         raise

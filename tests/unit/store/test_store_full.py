@@ -48,7 +48,7 @@ async def redis(full_server: RedisProcess) -> AsyncIterator[RedisClient]:
 @pytest.fixture(autouse=True)
 def fresh_log(monkeypatch: pytest.MonkeyPatch) -> None:
     """A log limiter that has not logged yet in this process."""
-    monkeypatch.setattr(connection, "_full_log", connection._FullLog())
+    monkeypatch.setattr(connection, "_full_log", connection._RefusalLog(connection._full_log._line))
 
 
 def refused_total() -> int:
