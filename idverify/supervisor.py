@@ -4,9 +4,10 @@ Python runs one thread of Python code at a time, so a server uses more than one 
 several processes. The supervisor creates no gRPC or Redis object itself (both are bound to the
 process and event loop that made them, and gRPC does not survive a fork with live objects):
 
-1. it reads the settings, locks the data directory for its life (a second server there is
-   refused: it would start a second Redis on the same files), holds the port with a bound,
-   non-listening socket, and creates the keyring file if needed. The port is bound *before*
+1. it reads the settings, holds the port with a bound, non-listening socket (first, so that a
+   bad listen address creates nothing), locks the data directory for its life (a second
+   server there is refused: it would start a second Redis on the same files), and creates the
+   keyring file if needed. The port is bound *before*
    ``SO_REUSEPORT`` is set, so the bind fails while anything else is bound there (a second
    server among them), and only then opened to the workers: a restart never loses the port,
    port 0 picks one port for every worker, and no other server shares it;
@@ -153,13 +154,15 @@ class Supervisor:
 
     def _prepare(self) -> None:
         settings = self.settings
+        host, port = settings.listen_host_port
+        # The port first: a listen address that does not resolve, is not this machine's or is
+        # taken fails before anything is created, so no empty data directory is left behind.
+        self._port_hold = _hold_port(host, port)
+        port = self._port_hold.getsockname()[1]
         prepare_data_dir(settings.data_dir)
         # Held until the supervisor has stopped everything; the forked workers share it.
         self._data_lock = DataDirLock.acquire(settings.data_dir)
         secure_data_and_keys(settings)
-        host, port = settings.listen_host_port
-        self._port_hold = _hold_port(host, port)
-        port = self._port_hold.getsockname()[1]
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = settings.redis_url
         if not url:

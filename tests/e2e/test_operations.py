@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,6 +243,22 @@ class TestUnusableSettings:
         assert done.returncode == 2
         expected = f"listen: {host} is not an IP address nor a host name that resolves"
         assert done.stderr.splitlines() == [f"idverify: configuration error: {expected}"]
+        # Refused before anything was made: no empty data directory with a lock file in it.
+        assert not (tmp_path / "d").exists()
+
+    def test_a_busy_port_leaves_no_data_dir(self, tmp_path: Path) -> None:
+        """A port another process listens on is refused (exit 1) before the data dir is created."""
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            done = idverify(
+                "serve", "--dev", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d")
+            )
+        assert done.returncode == 1
+        [line] = done.stderr.splitlines()
+        assert "another process listens there" in line
+        assert not (tmp_path / "d").exists()
 
     @pytest.mark.parametrize(
         ("data_dir", "problem"),
