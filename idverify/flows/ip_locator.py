@@ -3,7 +3,9 @@
 Building the in-memory range tables of the bundled GeoLite2 file takes a few seconds of CPU, so
 the server starts serving at once and loads the database in a thread; a lookup that arrives
 before the tables are ready waits for them (bounded). SIGHUP reloads the files; a changed file
-is also picked up by itself (see ``idverify.geo.resolver``).
+is also picked up by itself (see ``idverify.geo.resolver``). When the load at start fails, no
+resolver exists to watch the files: the locator does it, and loads again on SIGHUP or when a
+lookup finds the files changed since the failure (a file made readable, or replaced).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +24,12 @@ from idverify.config import GeoSettings
 from idverify.domain.errors import ConfigError, FailedPrecondition, StoreUnavailable
 from idverify.geo import CountryNames, GeoDatabaseError, GeoResolver, IpLocation
 from idverify.geo.address import parse_address
+from idverify.geo.database import FileIdentity
 
 log = logging.getLogger("idverify.geo")
 LOAD_WAIT_SECONDS = 30.0
+# After a failed load, lookups look at the files (a stat each) at most this often.
+RETRY_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +70,60 @@ class BackgroundLocator:
         self._resolver: GeoResolver | None = None
         self._error: Exception | None = None
         self._ready = threading.Event()
+        self._loading_lock = threading.Lock()
+        self._loading = False
+        self._failed_files: tuple[FileIdentity | None, ...] = ()
+        self._next_retry_check = 0.0
+        self._start_load()
+
+    def _start_load(self) -> None:
+        """Loads the files in a thread, unless a load is under way or one has succeeded."""
+        with self._loading_lock:
+            if self._loading or self._resolver is not None:
+                return
+            self._loading = True
+            self._ready.clear()
         threading.Thread(target=self._load, name="idverify-geo-load", daemon=True).start()
 
     def _load(self) -> None:
+        files = self._file_identities()
         try:
             self._resolver = GeoResolver(self._paths, kind=self._kind, country_names_from=self._names)
+            self._error = None
         except GeoDatabaseError as exc:
             # The file's fault, and the message names it and says why: a traceback adds nothing.
-            self._error = exc
+            self._error, self._failed_files = exc, files
             log.error("geo: the IP database could not be loaded: %s", exc)  # noqa: TRY400
         except Exception as exc:
-            self._error = exc
+            self._error, self._failed_files = exc, files
             log.exception("geo: the IP database could not be loaded")
         finally:
+            with self._loading_lock:
+                self._loading = False
             self._ready.set()
 
+    def _file_identities(self) -> tuple[FileIdentity | None, ...]:
+        identities: list[FileIdentity | None] = []
+        for path in self._paths:
+            try:
+                identities.append(FileIdentity.of(path.stat()))
+            except OSError:
+                identities.append(None)
+        return tuple(identities)
+
+    def _retry_if_files_changed(self) -> None:
+        """After a failed load, loads again once the files differ from those that failed."""
+        now = time.monotonic()
+        if now < self._next_retry_check:
+            return
+        self._next_retry_check = now + RETRY_CHECK_SECONDS
+        if self._file_identities() != self._failed_files:
+            log.info("geo: the IP database files changed since they failed to load; loading them again")
+            self._start_load()
+
     async def _resolved(self) -> GeoResolver:
+        if self._resolver is None and self._error is not None and self._ready.is_set():
+            self._retry_if_files_changed()
         if not self._ready.is_set():
             await asyncio.to_thread(self._ready.wait, LOAD_WAIT_SECONDS)
         if self._resolver is None:
@@ -105,10 +149,15 @@ class BackgroundLocator:
         return location
 
     def reload(self) -> None:
-        """Starts a reload of the database files (SIGHUP); the old data serves until it is done."""
+        """Starts a reload of the database files (SIGHUP); the old data serves until it is done.
+
+        When no database could be loaded yet, this loads it again (the files may be fixed now).
+        """
+        log.info("geo: reloading the IP database")
         if self._resolver is not None:
-            log.info("geo: reloading the IP database")
             self._resolver.request_reload()
+        else:
+            self._start_load()
 
     def install_sighup(self) -> None:
         """Reloads on SIGHUP (only possible from the main thread's event loop)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from geo_builders import SMALL_MMDB, write_mmdb
 
 from idverify.config import GeoSettings
 from idverify.domain.errors import FailedPrecondition
+from idverify.flows import ip_locator
 from idverify.flows.ip_locator import BackgroundLocator
 
 
@@ -46,3 +48,58 @@ class TestLoadErrors:
             assert wait_loaded(locator) == "广东"
         locator.close()
         assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+class TestRetryAfterAFailedLoad:
+    """A database that could not be loaded at start is loaded once it is fixed, without a restart."""
+
+    def test_a_lookup_loads_a_file_fixed_after_the_failed_load(self, tmp_path: Path) -> None:
+        """The file is replaced by a good one: a later lookup sees the change and answers from it."""
+        path = tmp_path / "late.mmdb"
+        path.write_bytes(b"not yet a database" * 100)
+        locator = BackgroundLocator(GeoSettings(database=str(path)))
+        with pytest.raises(FailedPrecondition):
+            wait_loaded(locator)
+        write_mmdb(path, SMALL_MMDB)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                label = wait_loaded(locator)
+                break
+            except FailedPrecondition:
+                assert time.monotonic() < deadline, "the fixed file was never loaded"
+                time.sleep(0.1)
+        locator.close()
+        assert label == "广东"
+
+    def test_a_reload_loads_a_file_fixed_after_the_failed_load(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With lookups not looking at the files, SIGHUP's reload loads the fixed file."""
+        monkeypatch.setattr(ip_locator, "RETRY_CHECK_SECONDS", 3600.0)
+        path = tmp_path / "late.mmdb"
+        path.write_bytes(b"not yet a database" * 100)
+        locator = BackgroundLocator(GeoSettings(database=str(path)))
+        for _ in range(2):  # the second lookup looks at the files, then not for an hour
+            with pytest.raises(FailedPrecondition):
+                wait_loaded(locator)
+        write_mmdb(path, SMALL_MMDB)
+        with pytest.raises(FailedPrecondition):
+            wait_loaded(locator)
+        locator.reload()
+        assert wait_loaded(locator) == "广东"
+        locator.close()
+
+    def test_an_unchanged_bad_file_is_not_loaded_again(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Lookups after a failed load do not read the same bad file again: one error in the log."""
+        path = tmp_path / "bad.mmdb"
+        path.write_bytes(b"not a database" * 100)
+        with caplog.at_level(logging.ERROR, logger="idverify.geo"):
+            locator = BackgroundLocator(GeoSettings(database=str(path)))
+            for _ in range(3):
+                with pytest.raises(FailedPrecondition):
+                    wait_loaded(locator)
+                time.sleep(ip_locator.RETRY_CHECK_SECONDS)
+        assert len([record for record in caplog.records if record.levelno >= logging.ERROR]) == 1
