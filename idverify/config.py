@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
 from idverify.domain.errors import ConfigError
-from idverify.domain.methods import MethodSpec, TenantMethods, parse_methods
+from idverify.domain.methods import MethodSpec, TenantMethods, parse_claim_assurance, parse_methods
 from idverify.security.principals import GRANTABLE_ROLES
 
 ENV_PREFIX = "IDVERIFY_"
@@ -84,7 +84,13 @@ class RateLimitSettings:
     """Fixed-window rate limits; 0 disables one."""
 
     per_principal_per_minute: int = 1200
+    # Starts per (document, name) pair: a squatter's starts under a false name never use up
+    # the owner's, who presents the true one.
     per_identity_per_hour: int = 20
+    # Refusals that depend on other accounts (NAME_MISMATCH, BINDING_LIMIT_REACHED, which come
+    # only after the right code) per (document, name) pair in a day; at the limit its starts are
+    # refused RESOURCE_EXHAUSTED until the day ends.
+    claim_refusals_per_day: int = 3
     code_sends_per_phone_per_hour: int = 5
     # Codes sent to one phone by all tenants together (a deployment-wide counter).
     code_sends_per_phone_all_tenants_per_hour: int = 10
@@ -286,7 +292,8 @@ class Settings:
 DEFAULT_METHODS: Mapping[str, Any] = {
     "sms": {
         "display_name": "ID document + SMS code",
-        "assurance": "substantial",
+        # A checksum and a code to any phone prove neither the name nor the document: low.
+        "assurance": "low",
         "subject_kinds": ["person"],
         "steps": ["document", "sms_otp"],
     },
@@ -526,9 +533,14 @@ def _tenants(value: Any) -> Mapping[str, TenantMethods]:
         raise ConfigError("tenants: expected a table")
     tenants: dict[str, TenantMethods] = {}
     for tenant, table in value.items():
-        if not isinstance(table, Mapping) or set(table) - {"methods"}:
-            raise ConfigError(f"tenants.{tenant}: expected a table with only 'methods'")
-        tenants[str(tenant)] = parse_methods(str(tenant), table.get("methods", {}))
+        if not isinstance(table, Mapping) or set(table) - {"methods", "claim_assurance"}:
+            raise ConfigError(f"tenants.{tenant}: expected a table with only 'methods' and 'claim_assurance'")
+        # A tenant table that sets only claim_assurance keeps the built-in methods.
+        methods = parse_methods(str(tenant), table.get("methods", DEFAULT_METHODS))
+        if "claim_assurance" in table:
+            claim = parse_claim_assurance(str(tenant), table["claim_assurance"])
+            methods = dataclasses.replace(methods, claim_assurance=claim)
+        tenants[str(tenant)] = methods
     return tenants
 
 

@@ -44,6 +44,9 @@ class TenantMethods:
 
     tenant: str
     methods: tuple[MethodSpec, ...]
+    # A method at or above this level establishes a document's name claim (README "Identity
+    # claims"); below it, a verification binds at its own level and establishes nothing.
+    claim_assurance: AssuranceLevel = AssuranceLevel.SUBSTANTIAL
 
     def get(self, method_id: str) -> MethodSpec:
         """The method with this id.
@@ -59,6 +62,25 @@ class TenantMethods:
     def for_kind(self, kind: SubjectKind) -> list[MethodSpec]:
         """Methods that serve a subject kind."""
         return [m for m in self.methods if kind in m.subject_kinds]
+
+
+def establishes_claim(method: MethodSpec, tenant: TenantMethods) -> bool:
+    """True when a verification by ``method`` establishes its document's name claim."""
+    return method.assurance.at_least(tenant.claim_assurance)
+
+
+def parse_claim_assurance(tenant: str, value: Any) -> AssuranceLevel:
+    """Parses ``[tenants.<tenant>] claim_assurance``.
+
+    Raises:
+        ConfigError: naming the tenant when the value is not a level.
+    """
+    try:
+        return AssuranceLevel(value)
+    except ValueError:
+        raise ConfigError(
+            f"tenants.{tenant}.claim_assurance: expected one of low, substantial, high"
+        ) from None
 
 
 def parse_methods(tenant: str, table: Mapping[str, Any]) -> TenantMethods:

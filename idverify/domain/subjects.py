@@ -39,6 +39,18 @@ class AssuranceLevel(Enum):
     SUBSTANTIAL = "substantial"
     HIGH = "high"
 
+    @property
+    def rank(self) -> int:
+        """1, 2, 3 from low to high: levels compare by rank, never by name."""
+        return _ASSURANCE_RANKS[self]
+
+    def at_least(self, other: AssuranceLevel) -> bool:
+        """True when this level is ``other`` or above."""
+        return self.rank >= other.rank
+
+
+_ASSURANCE_RANKS = {AssuranceLevel.LOW: 1, AssuranceLevel.SUBSTANTIAL: 2, AssuranceLevel.HIGH: 3}
+
 
 @dataclass(frozen=True, slots=True)
 class Subject:

@@ -90,6 +90,8 @@ class AccountView:
     location: StoredLocation | None
     # Set once the account is cancelled: when what remains of it is erased (epoch ms).
     erasure_due_ms: int = 0
+    # Set when an established claim superseded the account's binding (epoch ms).
+    superseded_ms: int = 0
 
 
 class AccountFlow:
@@ -132,6 +134,7 @@ class AccountFlow:
             age_band=record.get("age_band", ""),
             location=_stored_location(record),
             erasure_due_ms=int(record.get("erase_due_ms", "0")),
+            superseded_ms=0 if record.get("identity") else int(record.get("superseded_ms", "0")),
         )
 
     async def lookup_ip(self, ip: str) -> Located:

@@ -29,6 +29,7 @@ from idverify.domain.errors import (
 )
 from idverify.domain.methods import (
     MethodSpec,
+    establishes_claim,
     fallback_methods,
     is_biometric,
     required_fields,
@@ -51,6 +52,7 @@ from idverify.privacy.sealing import (
     sealed_version,
 )
 from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms
+from idverify.security.rate_limits import refuse_at_limit
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import decode_flat
@@ -274,11 +276,15 @@ class VerificationFlow:
             info=info,
         )
         limits = d.settings.rate_limits
-        identity_secret = f"{document.document_type.value}|{document.number}"
+        # Every counter that refuses a start counts per (document, name) pair, so that a
+        # squatter's failures under a false name never refuse the owner who presents the true one.
+        claim = f"{document.document_type.value}|{document.number}|{name}"
+        name_tag = d.keyring.pseudonym(tenant, "claim-name", claim)
+        await refuse_at_limit(d.redis, keys, "claim_refusals", name_tag, limit=limits.claim_refusals_per_day)
         await d.window_limiter.hit(
             keys,
             "identity",
-            d.keyring.pseudonym(tenant, "rl-identity", identity_secret),
+            d.keyring.pseudonym(tenant, "rl-identity", claim),
             limit=limits.per_identity_per_hour,
             window_seconds=3600,
             request=info.audit_fields(),
@@ -302,6 +308,8 @@ class VerificationFlow:
                 )
             ),
             "identity": found.ref,
+            "name_tag": name_tag,
+            "establishes": "1" if establishes_claim(method, d.settings.methods_for(tenant)) else "0",
             "name_binding": found.binding,
             "name_binding_seen": found.seen,
             "pepper": found.phc,
@@ -328,41 +336,36 @@ class VerificationFlow:
             ),
         }
         steps: list[dict[str, str]] = []
-        mode = "bind"
-        if found.mismatch:
-            steps.append(
-                {"verifier": "name_binding", "outcome": Outcome.FAIL.value, "reason": "NAME_MISMATCH"}
-            )
-            record["reason"] = "NAME_MISMATCH"
-            mode = "rejected"
-        else:
-            subject = Subject(
-                document.subject_kind,
-                name,
-                document.document_type,
-                document.number,
-                phone,
-                bank_card_number=extras.bank_card,
-            )
-            context = StepContext(
-                tenant,
-                verification_id,
-                subject,
-                document,
-                today,
-                return_url=extras.return_url,
-                meta_info=extras.meta_info,
-            )
-            mode = await self._run_steps(
-                tenant=tenant,
-                keys=keys,
-                method=method,
-                context=context,
-                record=record,
-                steps=steps,
-                info=info,
-                mode=mode,
-            )
+        # Whatever this service holds about the document (another name, its limit reached) is
+        # judged only when the binding commits, after the caller proved possession: the first
+        # reply is the same for every document (no identity oracle).
+        subject = Subject(
+            document.subject_kind,
+            name,
+            document.document_type,
+            document.number,
+            phone,
+            bank_card_number=extras.bank_card,
+        )
+        context = StepContext(
+            tenant,
+            verification_id,
+            subject,
+            document,
+            today,
+            return_url=extras.return_url,
+            meta_info=extras.meta_info,
+        )
+        mode = await self._run_steps(
+            tenant=tenant,
+            keys=keys,
+            method=method,
+            context=context,
+            record=record,
+            steps=steps,
+            info=info,
+            mode="bind",
+        )
         if mode == "bind" and minor:
             mode = "guardian"
             record.update(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from idverify import telemetry
 from idverify.domain.errors import RateLimited
+from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
@@ -127,3 +128,28 @@ class WindowLimiter:
                 retry_after=max(int(ttl_ms), 0) / 1000,
                 reason=f"{purpose.upper()}_RATE_LIMITED",
             )
+
+
+async def refuse_at_limit(
+    redis: RedisClient, keys: TenantKeys, purpose: str, pseudonym: str, *, limit: int
+) -> None:
+    """Refuses when a counter that something else increments has reached ``limit`` (0: never).
+
+    Raises:
+        RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
+        StoreUnavailable: when Redis cannot be reached.
+    """
+    if limit <= 0:
+        return
+    key = keys.rate_limit(purpose, pseudonym)
+    async with translate_errors(), redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.pttl(key)
+        count, ttl_ms = await pipe.execute()
+    if count is not None and int(count) >= limit:
+        telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
+        raise RateLimited(
+            f"limit for {purpose} reached",
+            retry_after=max(int(ttl_ms), 0) / 1000,
+            reason=f"{purpose.upper()}_LIMIT_REACHED",
+        )

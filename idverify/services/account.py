@@ -44,6 +44,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             account.ip_recorded_at.CopyFrom(timestamp_ms(view.location.recorded_ms))
         if view.erasure_due_ms:
             account.erasure_due_at.CopyFrom(timestamp_ms(view.erasure_due_ms))
+        if view.verified:
+            account.binding_state = pb.BINDING_STATE_BOUND
+        elif view.superseded_ms:
+            account.binding_state = pb.BINDING_STATE_SUPERSEDED
+            account.superseded_at.CopyFrom(timestamp_ms(view.superseded_ms))
+        else:
+            account.binding_state = pb.BINDING_STATE_UNBOUND
         return pb.GetAccountResponse(account=account)
 
     async def LookupIp(self, request: pb.LookupIpRequest, context: Context) -> pb.LookupIpResponse:

@@ -41,6 +41,36 @@ AGE_BAND_14_TO_17: AgeBand.ValueType  # 2
 AGE_BAND_ADULT: AgeBand.ValueType  # 3
 Global___AgeBand: _TypeAlias = AgeBand  # noqa: Y015
 
+class _BindingState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BindingStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BindingState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BINDING_STATE_UNSPECIFIED: _BindingState.ValueType  # 0
+    BINDING_STATE_UNBOUND: _BindingState.ValueType  # 1
+    """Never bound, or unbound by cancellation."""
+    BINDING_STATE_BOUND: _BindingState.ValueType  # 2
+    BINDING_STATE_SUPERSEDED: _BindingState.ValueType  # 3
+    """Its binding was made under a name that a verification at or above the tenant's claim
+    assurance then proved wrong for the document: unbound at superseded_at. The account may
+    verify again with the established name.
+    """
+
+class BindingState(_BindingState, metaclass=_BindingStateEnumTypeWrapper):
+    """Where an account stands with its identity."""
+
+BINDING_STATE_UNSPECIFIED: BindingState.ValueType  # 0
+BINDING_STATE_UNBOUND: BindingState.ValueType  # 1
+"""Never bound, or unbound by cancellation."""
+BINDING_STATE_BOUND: BindingState.ValueType  # 2
+BINDING_STATE_SUPERSEDED: BindingState.ValueType  # 3
+"""Its binding was made under a name that a verification at or above the tenant's claim
+assurance then proved wrong for the document: unbound at superseded_at. The account may
+verify again with the established name.
+"""
+Global___BindingState: _TypeAlias = BindingState  # noqa: Y015
+
 @_typing.final
 class Account(_message.Message):
     """What a platform may know about an account: never a name, number or phone."""
@@ -57,12 +87,15 @@ class Account(_message.Message):
     IP_LOCATION_FIELD_NUMBER: _builtins.int
     IP_RECORDED_AT_FIELD_NUMBER: _builtins.int
     ERASURE_DUE_AT_FIELD_NUMBER: _builtins.int
+    BINDING_STATE_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_AT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     verified: _builtins.bool
     method_id: _builtins.str
     assurance: _common_pb2.AssuranceLevel.ValueType
     subject_kind: _common_pb2.SubjectKind.ValueType
     age_band: Global___AgeBand.ValueType
+    binding_state: Global___BindingState.ValueType
     @_builtins.property
     def verified_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -72,6 +105,10 @@ class Account(_message.Message):
     @_builtins.property
     def erasure_due_at(self) -> _timestamp_pb2.Timestamp:
         """Set once the account is cancelled: when what is still stored about it will be erased."""
+
+    @_builtins.property
+    def superseded_at(self) -> _timestamp_pb2.Timestamp:
+        """Set while binding_state is SUPERSEDED."""
 
     def __init__(
         self,
@@ -86,10 +123,12 @@ class Account(_message.Message):
         ip_location: _common_pb2.IpLocation | None = ...,
         ip_recorded_at: _timestamp_pb2.Timestamp | None = ...,
         erasure_due_at: _timestamp_pb2.Timestamp | None = ...,
+        binding_state: Global___BindingState.ValueType = ...,
+        superseded_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "verified_at", b"verified_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "superseded_at", b"superseded_at", "verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "age_band", b"age_band", "assurance", b"assurance", "erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "method_id", b"method_id", "subject_kind", b"subject_kind", "verified", b"verified", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "age_band", b"age_band", "assurance", b"assurance", "binding_state", b"binding_state", "erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "method_id", b"method_id", "subject_kind", b"subject_kind", "superseded_at", b"superseded_at", "verified", b"verified", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

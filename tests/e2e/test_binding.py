@@ -27,7 +27,8 @@ code_sends_per_phone_all_tenants_per_day = 100000
 @pytest.fixture(scope="module")
 def limit_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server where an identity binds at most two accounts."""
-    config = "[verification]\nbinding_limit = 2\n"
+    # sms establishes names here (claim_assurance = low), so that another name is refused.
+    config = '[verification]\nbinding_limit = 2\n\n[tenants.default]\nclaim_assurance = "low"\n'
     with ServerProcess(tmp_path_factory.mktemp("limit2"), config=config) as running:
         yield running
 
@@ -74,12 +75,14 @@ class TestLimits:
         assert other.status == STATUS.Value("VERIFICATION_STATUS_REJECTED")
         assert other.reason_code == "ACCOUNT_BOUND_TO_OTHER_IDENTITY"
 
-    def test_another_name_for_a_bound_number_is_refused(self, limit_two: ServerProcess) -> None:
-        """A document already bound under one name cannot be claimed under another."""
+    def test_another_name_for_an_established_number_is_refused(self, limit_two: ServerProcess) -> None:
+        """A document whose name is established cannot be claimed under another, after the code."""
         identity, impostor = person(), person()
         with limit_two.client() as registrar:
             verify(limit_two, registrar, identity, "bind-name-1")
-            refused = start(registrar, identity, "bind-name-2", name=impostor.name)
+            started = start(registrar, identity, "bind-name-2", name=impostor.name)
+            assert started.status == STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
+            refused = submit(registrar, started.verification_id, limit_two.sms_code(started.verification_id))
         assert refused.status == STATUS.Value("VERIFICATION_STATUS_REJECTED")
         assert refused.reason_code == "NAME_MISMATCH"
 

@@ -342,7 +342,8 @@ class TestGetAccount:
         assert account.verified
         assert account.verified_at.ToSeconds() > time.time() - 120
         assert account.method_id == "sms"
-        assert account.assurance == common_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
+        assert account.assurance == common_pb2.ASSURANCE_LEVEL_LOW
+        assert account.binding_state == account_pb2.BINDING_STATE_BOUND
         assert account.subject_kind == common_pb2.SUBJECT_KIND_PERSON
         assert account.age_band == account_pb2.AGE_BAND_14_TO_17
         assert account.ip_location.display == "美国"

@@ -36,13 +36,16 @@ STATUS = verification_pb2.VerificationStatus
 
 class TestMethods:
     def test_list_methods_offers_a_non_biometric_method_with_its_fields(self, registrar: Client) -> None:
-        """ListMethods describes the default document + SMS method, which is not biometric."""
+        """ListMethods describes the default document + SMS method: not biometric, and LOW.
+
+        A checksum and a code to any phone prove neither the name nor the document.
+        """
         methods = registrar.verification.ListMethods(verification_pb2.ListMethodsRequest()).methods
         assert any(not m.biometric for m in methods)
         sms = next(m for m in methods if m.id == "sms")
         assert list(sms.steps) == ["document", "sms_otp"]
         assert set(sms.required_fields) == {"name", "document_type", "document_number", "phone_number"}
-        assert sms.assurance == common_pb2.ASSURANCE_LEVEL_SUBSTANTIAL
+        assert sms.assurance == common_pb2.ASSURANCE_LEVEL_LOW
 
     def test_organizations_get_their_own_methods(self, registrar: Client) -> None:
         """Organization subjects are offered the social-credit-code method only."""

@@ -122,29 +122,104 @@ local function set_fields(key, t)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
+-- Identity claims (README "Identity claims"). An identity's name claim is *established* only by
+-- a verification whose method is at or above the tenant's claim assurance (vf.establishes).
+-- Until then every (document, name) pair has its own places under the binding limit, so
+-- bindings under a false name never take the owner's; establishing a claim supersedes the
+-- bindings under any other name. Accounts carry the pair's tag (vf.name_tag, a keyed
+-- pseudonym); an account bound before tags existed carries the identity's first name.
+local ASSURANCE_RANK = {low = 1, substantial = 2, high = 3}
+local CLAIM_REFUSALS_WINDOW_MS = 86400000
+
+local function account_tag(acct_key, first_name_is_ours, vf)
+  local tag = redis.call('HGET', acct_key, 'name_tag')
+  if tag then return tag end
+  if first_name_is_ours then return vf.name_tag end
+  return ''
+end
+
+local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
+  redis.call('SREM', idacc_key, member)
+  local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
+  redis.call('HDEL', acct_key, 'identity', 'name_tag', 'verified_ms', 'method', 'assurance',
+    'age_band', 'claim')
+  redis.call('HSET', acct_key, 'superseded_ms', NOW)
+  local event = {}
+  for k, v in pairs(base) do event[k] = v end
+  -- The superseded account's own pseudonym: its entry belongs to its history, not the caller's.
+  event.account = audit_ps
+  audit(log_key, event, {type = 'binding.superseded', outcome = 'superseded', reason = 'CLAIM_ESTABLISHED'})
+end
+
 -- Binds the verification's account to its identity unless a rule forbids it.
 -- Returns status, reason.
-local function bind(acct_key, id_key, idacc_key, vf, limit)
+local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
+  local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
+  local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
+  local function refuse(reason)
+    if redis.call('INCR', refusals_key) == 1 then
+      redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
+    end
+    return 'REJECTED', reason
+  end
   local current = redis.call('HGET', acct_key, 'identity')
   if current and current ~= vf.identity then
     return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
   end
-  local stored = redis.call('HGET', id_key, 'name_binding')
-  if stored and stored ~= vf.name_binding and stored ~= (vf.name_binding_seen or '') then
-    return 'REJECTED', 'NAME_MISMATCH'
-  end
-  if not current then
-    if redis.call('SISMEMBER', idacc_key, vf.acct) == 0
-      and redis.call('SCARD', idacc_key) >= tonumber(limit) then
-      return 'REJECTED', 'BINDING_LIMIT_REACHED'
+  local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
+  local stored, established, claim_tag = id[1], id[2] == '1', id[3]
+  local first_name_is_ours = stored and (stored == vf.name_binding or stored == (vf.name_binding_seen or ''))
+  if established and claim_tag ~= vf.name_tag then return refuse('NAME_MISMATCH') end
+
+  if vf.establishes == '1' and not established then
+    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
+      local member_key = acct_prefix .. member
+      local tag = account_tag(member_key, first_name_is_ours, vf)
+      if tag ~= vf.name_tag then
+        unbind_superseded(member_key, idacc_key, member, log_key, base)
+      elseif redis.call('HEXISTS', member_key, 'name_tag') == 0 then
+        redis.call('HSET', member_key, 'name_tag', tag)
+      end
     end
+    redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'established', '1',
+      'claim_tag', vf.name_tag, 'claim_ms', NOW, 'claim_assurance', vf.assurance)
+    if not stored then redis.call('HSET', id_key, 'pepper', vf.pepper, 'created_ms', NOW) end
+    audit(log_key, base, {type = 'claim.established', outcome = 'established', reason = ''})
+    stored, established, first_name_is_ours = vf.name_binding, true, true
+    current = redis.call('HGET', acct_key, 'identity')
+  end
+
+  local mine = current and account_tag(acct_key, first_name_is_ours, vf) == vf.name_tag
+  if not mine then
+    -- A new binding, or this account moving to another name of an unestablished document.
+    local taken = 0
+    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
+      if member ~= vf.acct and (established
+          or account_tag(acct_prefix .. member, first_name_is_ours, vf) == vf.name_tag) then
+        taken = taken + 1
+      end
+    end
+    if taken >= tonumber(limit) then return refuse('BINDING_LIMIT_REACHED') end
     redis.call('SADD', idacc_key, vf.acct)
     if not stored then
       redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
     end
-    redis.call('HSET', acct_key,
-      'identity', vf.identity, 'verified_ms', NOW, 'method', vf.method, 'assurance', vf.assurance,
-      'kind', vf.kind, 'age_band', vf.age_band, 'audit', vf.acct_audit)
+    redis.call('HSET', acct_key, 'identity', vf.identity, 'name_tag', vf.name_tag, 'verified_ms', NOW,
+      'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'age_band', vf.age_band,
+      'audit', vf.acct_audit)
+    redis.call('HDEL', acct_key, 'superseded_ms')
+    return 'VERIFIED', ''
+  end
+  -- Verified again: the account shows this verification's method and time, and the highest
+  -- assurance of its binding.
+  local was = redis.call('HMGET', acct_key, 'assurance', 'method')
+  local assurance = vf.assurance
+  if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
+  redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance,
+    'age_band', vf.age_band, 'name_tag', vf.name_tag)
+  if was[1] ~= assurance or was[2] ~= vf.method then
+    audit(log_key, base, {type = 'account.updated', outcome = 'updated', reason = '',
+      assurance = assurance, previous_method = was[2] or ''})
   end
   return 'VERIFIED', ''
 end

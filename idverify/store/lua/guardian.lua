@@ -16,6 +16,6 @@ if guardian.identity == vf.identity then return {'GUARDIAN', 'GUARDIAN_IS_SUBJEC
 local base = event_base(vf, ARGV[2])
 audit(KEYS[2], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = 'guardian',
   guardian = guardian.audit, text_version = ARGV[3]})
-local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[1])
+local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[1], KEYS[2], base)
 finish(KEYS[1], KEYS[2], base, vf, status, reason, true)
 return {'OK', redis.call('HGETALL', KEYS[1])}

@@ -33,7 +33,7 @@ elseif mode == 'guardian' then
 end
 set_fields(KEYS[2], vf)
 if mode == 'bind' then
-  local status, reason = bind(KEYS[4], KEYS[5], KEYS[6], vf, ARGV[4])
+  local status, reason = bind(KEYS[4], KEYS[5], KEYS[6], vf, ARGV[4], KEYS[3], base)
   finish(KEYS[2], KEYS[3], base, vf, status, reason, true)
 elseif mode == 'rejected' then
   finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', vf.reason, false)

@@ -54,6 +54,6 @@ if vf.minor == '1' then
   audit(KEYS[2], base, {type = 'verification.needs_guardian', outcome = 'pending', reason = ''})
   return {'OK', redis.call('HGETALL', KEYS[1])}
 end
-local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[2])
+local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[2], KEYS[2], base)
 finish(KEYS[1], KEYS[2], base, vf, status, reason, true)
 return {'OK', redis.call('HGETALL', KEYS[1])}

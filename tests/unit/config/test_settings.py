@@ -8,7 +8,8 @@ import pytest
 
 from idverify.config import load_settings
 from idverify.domain.errors import ConfigError
-from idverify.domain.subjects import SubjectKind
+from idverify.domain.methods import establishes_claim
+from idverify.domain.subjects import AssuranceLevel, SubjectKind
 
 
 class TestLayers:
@@ -50,6 +51,30 @@ class TestLayers:
         settings = load_settings(path, environ={})
         assert [m.id for m in settings.methods_for("acme").methods] == ["org"]
         assert [m.id for m in settings.methods_for("other").methods] == ["sms", "org_document"]
+
+
+class TestClaimAssurance:
+    def test_sms_is_low_and_claims_need_substantial_by_default(self) -> None:
+        """The built-in sms method proves no name: it is LOW and establishes no claim."""
+        methods = load_settings(environ={}).methods_for("default")
+        assert methods.get("sms").assurance is AssuranceLevel.LOW
+        assert methods.claim_assurance is AssuranceLevel.SUBSTANTIAL
+        assert not establishes_claim(methods.get("sms"), methods)
+
+    def test_a_tenant_sets_its_claim_assurance(self, tmp_path: Path) -> None:
+        """[tenants.<t>] claim_assurance alone keeps the built-in methods and lowers the bar."""
+        path = tmp_path / "c.toml"
+        path.write_text('[tenants.acme]\nclaim_assurance = "low"\n', encoding="utf-8")
+        methods = load_settings(path, environ={}).methods_for("acme")
+        assert [m.id for m in methods.methods] == ["sms", "org_document"]
+        assert establishes_claim(methods.get("sms"), methods)
+
+    def test_an_unknown_level_is_one_line_naming_the_tenant(self, tmp_path: Path) -> None:
+        """A misspelt level names the setting and the levels there are."""
+        path = tmp_path / "c.toml"
+        path.write_text('[tenants.acme]\nclaim_assurance = "medium"\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"tenants\.acme\.claim_assurance: expected one of low"):
+            load_settings(path, environ={})
 
 
 class TestValidation:
