@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import grpc
 from tqdm import tqdm
@@ -34,6 +35,9 @@ from idverify.audit.signing_key import load_signing_key
 from idverify.client import Client
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.v1 import audit_pb2
+
+if TYPE_CHECKING:
+    from idverify.store.connection import RedisClient
 
 __all__ = ["EXPORT_PAGE", "add_audit_commands"]
 
@@ -104,9 +108,12 @@ async def _rotate_key(args: argparse.Namespace) -> int:
 
     Servers refuse a key other than the recorded one, so a new key is never an accident; heads
     signed from now on use the new key, earlier ones stay verifiable with the old public key.
+    Every tenant's log gets an ``audit.key_rotated`` entry (key ids only, which are public)
+    *before* the key is recorded, so no rotation takes effect unaudited; a run that fails
+    part-way is run again, and tenants that have their entry are skipped.
     """
     from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
-    from idverify.flows.key_check import record_signing_key  # noqa: PLC0415
+    from idverify.flows.key_check import record_signing_key, recorded_signing_key  # noqa: PLC0415
     from idverify.lifecycle_commands import open_store  # noqa: PLC0415
 
     settings = load_settings(
@@ -115,16 +122,38 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     )
     key_id = key_id_for(load_signing_key(settings.data_dir, settings.audit_signing_key_file).public_key())
     async with open_store(settings) as redis:
-        previous = await record_signing_key(redis, key_id)
-    if previous == key_id:
-        print(f"key {key_id} already signs the log; nothing rotated")
-        return 0
+        previous = await recorded_signing_key(redis)
+        if previous == key_id:
+            print(f"key {key_id} already signs the log; nothing rotated")
+            return 0
+        tenants = await _audit_rotation(redis, key_id, previous or "")
+        await record_signing_key(redis, key_id)
     print(
-        f"the audit log's signing key is now {key_id} (was {previous or 'not recorded'}); restart the "
-        "servers and give auditors the new public key (`idverify audit public-key`); heads signed "
-        "before stay verifiable with the old one"
+        f"the audit log's signing key is now {key_id} (was {previous or 'not recorded'}; recorded in "
+        f"the audit log of {tenants} tenant(s)); restart the servers and give auditors the new public "
+        "key (`idverify audit public-key`); heads signed before stay verifiable with the old one"
     )
     return 0
+
+
+async def _audit_rotation(redis: RedisClient, key_id: str, previous: str) -> int:
+    """Writes the rotation to every tenant's log (once per key); returns how many tenants have logs."""
+    from idverify.security.break_glass import host_principal  # noqa: PLC0415
+    from idverify.store.connection import as_text, translate_errors  # noqa: PLC0415
+    from idverify.store.keys import GlobalKeys, TenantKeys  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
+
+    scripts = Scripts(redis)
+    request = json.dumps({"principal": host_principal("audit-rotate-key"), "request_id": "", "trace_id": ""})
+    # Every tenant that has (or had) a client: every tenant with an audit log.
+    async with translate_errors():
+        tenants = {as_text(tenant) for tenant in await redis.hvals(GlobalKeys.client_tenants())}
+    for tenant in sorted(tenants):
+        keys = TenantKeys(tenant)
+        await scripts.run(
+            "audit_key", [keys.audit_signing_key(), keys.audit_log()], [key_id, previous, request]
+        )
+    return len(tenants)
 
 
 def _client(args: argparse.Namespace) -> Client:

@@ -55,6 +55,7 @@ class EventType(StrEnum):
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
     RATE_LIMIT_HIT = "rate_limit.hit"
+    AUDIT_KEY_ROTATED = "audit.key_rotated"
 
 
 class EntryFormatError(ValueError):

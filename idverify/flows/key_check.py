@@ -41,6 +41,7 @@ __all__ = [
     "open_keyring",
     "record_key_versions",
     "record_signing_key",
+    "recorded_signing_key",
 ]
 
 KEYRING_ENV = "IDVERIFY_KEYRING"
@@ -246,6 +247,17 @@ async def check_signing_key(
             )
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the audit signing key is checked at the next start")
+
+
+async def recorded_signing_key(redis: RedisClient) -> str | None:
+    """The id of the key recorded as the log's signing key, if one is.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    async with translate_errors():
+        stored = await redis.get(GlobalKeys.audit_key())
+    return as_text(stored) if stored is not None else None
 
 
 async def record_signing_key(redis: RedisClient, key_id: str) -> str | None:

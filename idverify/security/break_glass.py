@@ -21,11 +21,16 @@ from idverify.security.principals import Role
 
 def break_glass_principal() -> str:
     """How the audit entry names who did it: the local user and host (no token is behind it)."""
+    return host_principal("break-glass")
+
+
+def host_principal(command: str) -> str:
+    """``<command>/<user>@<host>``: who ran a command on the server's host, for its audit entry."""
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no login name in a bare container: the uid still says who
         user = f"uid {os.getuid()}"
-    return f"break-glass/{user}@{socket.gethostname()}"
+    return f"{command}/{user}@{socket.gethostname()}"
 
 
 async def create_operator(settings: Settings, tenant: str, description: str) -> tuple[ClientRecord, str]:

@@ -28,6 +28,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:ix:method:<method id>`` | string | the entry numbers of a method, likewise |
 | ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
+| ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
@@ -138,6 +139,10 @@ class TenantKeys:
     def audit_tree_head(self) -> str:
         """The integrated tree's size, root and compact range, and the last signed head."""
         return f"{self._base}:audit:treehead"
+
+    def audit_signing_key(self) -> str:
+        """The signing key id the log last recorded a rotation to (each rotation is one entry)."""
+        return f"{self._base}:audit:signing-key"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""

@@ -46,6 +46,7 @@ SCRIPT_NAMES = (
     "audit_integrate",
     "audit_head",
     "audit_seek",
+    "audit_key",
     # The personal-data lifecycle: consent, cancellation and erasure, key rotation.
     "consent_start",
     "consent_grant",

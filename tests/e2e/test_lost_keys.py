@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from idverify.privacy.keyring import Keyring
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import audit_pb2, verification_pb2
 
-from .conftest import person, verify
+from .conftest import embedded_redis, person, verify
 
 pytestmark = pytest.mark.e2e
 CONFIG_ERROR_EXIT = 2
@@ -153,3 +154,33 @@ class TestLostSigningKey:
         assert head.size >= 1
         assert message.key_id == key_id_for(new_key.public_key())
         new_key.public_key().verify(message.signature, checkpoint_bytes(head))
+
+    def test_rotate_key_leaves_one_entry_in_each_tenants_log(self, used_server: ServerProcess) -> None:
+        """Each tenant's log says which key replaced which, and by whom; no key material; once only."""
+        with used_server:
+            used_server.token("registrar", "tb")  # a second tenant, with a log of its own
+        key_file = used_server.data_dir / "audit-signing-key.pem"
+        old_id = key_id_for(read_private_key_file(key_file).public_key())
+        key_file.unlink()
+        rotated = idverify("audit", "--data-dir", str(used_server.data_dir), "rotate-key")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "2 tenant(s)" in rotated.stdout
+        new_id = key_id_for(read_private_key_file(key_file).public_key())
+        secret_lines = [line for line in key_file.read_text().splitlines() if not line.startswith("-----")]
+        again = idverify("audit", "--data-dir", str(used_server.data_dir), "rotate-key")
+        assert again.returncode == 0, again.stderr
+        assert "nothing rotated" in again.stdout
+        with used_server, embedded_redis(used_server) as store:
+            logs = {
+                tenant: [json.loads(entry) for entry in store.hvals(f"iv1:{{t:{tenant}}}:audit:log")]
+                for tenant in ("default", "tb")
+            }
+        for tenant, log in logs.items():
+            rotations = [entry for entry in log if entry["type"] == "audit.key_rotated"]
+            assert len(rotations) == 1, (tenant, rotations)
+            [entry] = rotations
+            assert entry["attributes"] == {"key_id": new_id, "previous_key_id": old_id}
+            assert entry["outcome"] == "rotated"
+            assert entry["principal"].startswith("audit-rotate-key/")
+            text = json.dumps(entry)
+            assert not any(line in text for line in secret_lines)
