@@ -8,6 +8,7 @@ store scripts. Personal data lives only in the local variables of these methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import secrets
@@ -241,9 +242,13 @@ class VerificationFlow:
                 ),
             )
         except BaseException:
-            # Free the request id so that the caller's retry can run; a crash frees it by TTL.
-            async with translate_errors():
-                await d.redis.delete(request_key)
+            # Free the request id so that the caller's retry can run, unless the start committed
+            # although its caller was told otherwise (a lost reply: the retry must find that
+            # verification). A release lost as well leaves the request id to the reservation's TTL.
+            with contextlib.suppress(StoreUnavailable):
+                await d.scripts.run(
+                    "release_request", [request_key, keys.verification(verification_id)], [verification_id]
+                )
             raise
 
     async def _start_reserved(

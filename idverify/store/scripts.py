@@ -32,6 +32,8 @@ from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_clus
 
 SCRIPT_NAMES = (
     "start",
+    # Frees a failed start's request id, unless the start ran although its reply was lost.
+    "release_request",
     "submit",
     "get",
     "guardian",
