@@ -16,7 +16,7 @@ from idverify.domain.normalize import normalize_identifier, normalize_name
 from idverify.domain.subjects import Subject
 from idverify.flows.context import FlowDeps
 from idverify.privacy.identity_index import IndexValue, parse_index_params
-from idverify.privacy.name_binding import names_match
+from idverify.privacy.name_binding import claim_tag, names_match
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
@@ -44,8 +44,8 @@ class IdentityCheckFlow:
         )
         keys = TenantKeys(tenant)
         async with translate_errors():
-            bound_ref = await d.redis.hget(
-                keys.account(d.keyring.pseudonym(tenant, "account", account_id)), "identity"
+            bound_ref, name_tag = await d.redis.hmget(
+                keys.account(d.keyring.pseudonym(tenant, "account", account_id)), ["identity", "name_tag"]
             )
             stored, phc = (
                 await d.redis.hmget(keys.identity(as_text(bound_ref)), ["name_binding", "pepper"])
@@ -71,6 +71,11 @@ class IdentityCheckFlow:
             return False
         if stored is None or not hmac.compare_digest(bound_digest, index.digest):
             return False
+        if name_tag is not None:
+            # The name the account bound under, which is the identity's established name once
+            # there is one (README "Identity claims"); the identity's first name otherwise.
+            presented = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
+            return hmac.compare_digest(as_text(name_tag), presented)
         try:
             binding = d.sealer.unseal(
                 sealed_from_text(as_text(stored)), associated=associated_data(tenant, "name-binding")

@@ -45,6 +45,7 @@ from idverify.flows.keys import IdentityLookup, IdentityMover
 from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
+from idverify.privacy.name_binding import claim_tag
 from idverify.privacy.sealing import (
     SealError,
     associated_data,
@@ -283,13 +284,12 @@ class VerificationFlow:
         limits = d.settings.rate_limits
         # Every counter that refuses a start counts per (document, name) pair, so that a
         # squatter's failures under a false name never refuse the owner who presents the true one.
-        claim = f"{document.document_type.value}|{document.number}|{name}"
-        name_tag = d.keyring.pseudonym(tenant, "claim-name", claim)
+        name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
         await refuse_at_limit(d.redis, keys, "claim_refusals", name_tag, limit=limits.claim_refusals_per_day)
         await d.window_limiter.hit(
             keys,
             "identity",
-            d.keyring.pseudonym(tenant, "rl-identity", claim),
+            d.keyring.pseudonym(tenant, "rl-identity", name_tag),
             limit=limits.per_identity_per_hour,
             window_seconds=3600,
             request=info.audit_fields(),

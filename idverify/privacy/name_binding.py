@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from idverify.privacy.keyring import Keyring
 
-__all__ = ["NAME_PURPOSE", "name_binding", "names_match"]
+__all__ = ["CLAIM_TAG_PURPOSE", "NAME_PURPOSE", "claim_tag", "name_binding", "names_match"]
 
 NAME_PURPOSE: Final = "name"
 """Keyring purpose of the name-binding subkey."""
+
+CLAIM_TAG_PURPOSE: Final = "claim-name"
+"""Pseudonym purpose of a (document, name) pair's tag."""
 
 
 def _check_normalized(normalized_name: str) -> None:
@@ -85,3 +88,17 @@ def names_match(
     """
     expected = name_binding(keyring, tenant, index, normalized_name, pepper_version=pepper_version)
     return hmac.compare_digest(expected, binding)
+
+
+def claim_tag(keyring: Keyring, tenant: str, document_type: str, number: str, normalized_name: str) -> str:
+    """The pseudonym of a (document, name) pair: the places and refusals a claim counts under.
+
+    Unlike a name binding it is keyed by the pinned pepper, so it stays the same when peppers
+    rotate and a pair's counters and accounts' tags keep matching. The document inside keeps two
+    people of the same name apart.
+
+    Raises:
+        ValueError: as :func:`name_binding`.
+    """
+    _check_normalized(normalized_name)
+    return keyring.pseudonym(tenant, CLAIM_TAG_PURPOSE, f"{document_type}|{number}|{normalized_name}")

@@ -271,3 +271,29 @@ class TestReverification:
         assert verify(server, registrar, owner, "rv-1").status == VERIFIED
         third = account(platform, "rv-1")
         assert (third.method_id, third.assurance) == ("sms", 2)
+
+
+class TestCheckIdentity:
+    def test_each_account_matches_the_name_it_bound_under(
+        self, server: ServerProcess, registrar: Client, faceid: FakeTencent
+    ) -> None:
+        """Before a claim is established, an account matches its own name; after, only the true one."""
+        owner = known(faceid)
+        assert squat(server, registrar, owner, "ci-sq").status == VERIFIED
+        assert verify(server, registrar, owner, "ci-own").status == VERIFIED
+
+        def matches(account_id: str, name: str) -> bool:
+            request = verification_pb2.CheckIdentityRequest(
+                account_id=account_id, subject=owner.subject(name=name)
+            )
+            return registrar.verification.CheckIdentity(request).match
+
+        assert matches("ci-sq", false_name(owner))
+        assert not matches("ci-sq", owner.name)
+        assert matches("ci-own", owner.name)
+        assert not matches("ci-own", false_name(owner))
+        assert (
+            start(registrar, owner, "ci-auth", method="authority", consents=("identity",)).status == VERIFIED
+        )
+        assert not matches("ci-sq", false_name(owner))
+        assert matches("ci-own", owner.name)
