@@ -101,6 +101,11 @@ class RateLimitSettings:
     code_sends_per_principal_per_day: int = 1_000_000
     code_sends_per_tenant_per_minute: int = 12_000
     code_sends_per_tenant_per_day: int = 3_000_000
+    # Wrong claims CheckIdentity answers per account, and per API client, in a day. At either
+    # limit it answers RESOURCE_EXHAUSTED whatever the claim until the window ends: otherwise a
+    # caller recovers an account's document number by trying them. Neither can be turned off.
+    check_identity_mismatches_per_account_per_day: int = 5
+    check_identity_mismatches_per_principal_per_day: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,7 +624,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "verification: otp_failure_window_seconds at most 86400 (a day), otp_failures_per_phone >= 0"
         )
-    sends = settings.rate_limits
+    _validate_rate_limits(settings.rate_limits)
+    _validate_transport(settings)
+    _validate_lifecycle(settings)
+
+
+def _validate_rate_limits(sends: RateLimitSettings) -> None:
     if (
         min(
             sends.code_sends_per_phone_all_tenants_per_hour,
@@ -632,8 +642,14 @@ def _validate(settings: Settings) -> None:
         < 0
     ):
         raise ConfigError("rate_limits: code_sends_* limits are 0 (off) or more")
-    _validate_transport(settings)
-    _validate_lifecycle(settings)
+    checks = (
+        sends.check_identity_mismatches_per_account_per_day,
+        sends.check_identity_mismatches_per_principal_per_day,
+    )
+    if min(checks) < 1:
+        raise ConfigError(
+            "rate_limits: check_identity_mismatches_* limits are 1 or more (they cannot be off)"
+        )
 
 
 def _validate_lifecycle(settings: Settings) -> None:

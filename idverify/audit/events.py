@@ -56,6 +56,7 @@ class EventType(StrEnum):
     CLIENT_REVOKED = "client.revoked"
     RATE_LIMIT_HIT = "rate_limit.hit"
     AUDIT_KEY_ROTATED = "audit.key_rotated"
+    IDENTITY_CHECKED = "identity.checked"
 
 
 class EntryFormatError(ValueError):

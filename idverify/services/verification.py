@@ -89,9 +89,8 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         self, request: pb.CheckIdentityRequest, context: Context
     ) -> pb.CheckIdentityResponse:
         """Whether a claim matches the identity bound to an account."""
-        del context
         match = await self._identity_check.check_identity(
-            caller().tenant, request.account_id, subject_from_proto(request.subject)
+            caller().tenant, request.account_id, subject_from_proto(request.subject), request_info(context)
         )
         return pb.CheckIdentityResponse(match=match)
 

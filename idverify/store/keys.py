@@ -17,6 +17,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity |
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
 | ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
+| ``iv1:{t:T}:chkfail:<scope>:<ps>`` | string | CheckIdentity mismatches per ``acct`` or ``principal`` (TTL) |
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
@@ -107,6 +108,10 @@ class TenantKeys:
     def rate_limit(self, purpose: str, pseudonym: str) -> str:
         """A fixed-window counter."""
         return f"{self._base}:rl:{purpose}:{pseudonym}"
+
+    def check_mismatches(self, scope: str, pseudonym: str) -> str:
+        """CheckIdentity's wrong claims against one account (``acct``) or from one caller (``principal``)."""
+        return f"{self._base}:chkfail:{scope}:{pseudonym}"
 
     def consent(self, account_pseudonym: str) -> str:
         """An account's consent records, per purpose."""

@@ -42,6 +42,8 @@ SCRIPT_NAMES = (
     "send_budget",
     "phone_send",
     "phone_guess",
+    # CheckIdentity's mismatches per account and principal, and its audit entry.
+    "identity_check",
     "client",
     "login_ip",
     "ip_labels",
