@@ -188,7 +188,7 @@ class GrpcSettings:
     health_checks_per_worker: int = 32
     # Connections one worker accepts at once (more are closed at once): with the streams a
     # connection may open, it bounds the calls still arriving (headers sent, message not yet).
-    max_connections_per_worker: int = 256
+    max_connections_per_worker: int = 128
     # A connection is sent GOAWAY after this long (calls in flight get rpc_timeout_seconds to
     # finish), so a connection holding calls that never send their message ends, and clients
     # behind a load balancer spread again over new servers.

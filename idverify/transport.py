@@ -22,8 +22,11 @@ from idverify.domain.errors import ConfigError
 log = logging.getLogger("idverify.transport")
 _CHECK_INTERVAL_SECONDS = 1.0
 # Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client with
-# more in flight waits for a stream or opens another connection.
-STREAMS_PER_CONNECTION = 32
+# more in flight waits for a stream or opens another connection. 100 is RFC 9113's recommended
+# minimum: gRPC's C-core clients do not wait for a stream reliably (a fresh channel firing 200
+# calls had up to 79 refused, UNAVAILABLE, at 32; and 1-2 of 64), so an honest client with up to
+# ~90 calls in flight on one channel must never come near it.
+STREAMS_PER_CONNECTION = 100
 # A connection must finish its TLS handshake and HTTP/2 preface within this long.
 HANDSHAKE_SECONDS = 10
 # A connection without calls for this long is sent GOAWAY; clients reconnect when next needed.
