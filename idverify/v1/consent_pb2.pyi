@@ -30,7 +30,7 @@ class Consent(_message.Message):
     WITHDRAWN_AT_FIELD_NUMBER: _builtins.int
     COOLDOWN_UNTIL_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
-    """identity, phone, biometric or guardian."""
+    """identity, phone, biometric, financial or guardian."""
     text_version: _builtins.str
     """Version of the consent text that was shown: "sha256:" and the text's SHA-256 in lower-case hex."""
     granted: _builtins.bool
@@ -73,10 +73,11 @@ class GrantConsentRequest(_message.Message):
     GUARDIAN_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     purpose: _builtins.str
-    """Exactly one purpose: identity, phone, biometric or guardian."""
+    """Exactly one purpose: identity, phone, biometric, financial or guardian."""
     text_version: _builtins.str
-    """"sha256:" and the SHA-256 of the consent text shown, in lower-case hex (anything else is
-    INVALID_ARGUMENT / BAD_TEXT_VERSION: the version is kept in the permanent audit log).
+    """Required: "sha256:" and the SHA-256 of the consent text shown, in lower-case hex (missing is
+    INVALID_ARGUMENT / TEXT_VERSION_REQUIRED, anything else BAD_TEXT_VERSION: the version is
+    kept in the permanent audit log).
     """
     verification_id: _builtins.str
     """For purpose guardian: the minor's verification waiting for consent."""

@@ -181,7 +181,7 @@ class StartVerificationRequest(_message.Message):
     def subject(self) -> _common_pb2.Subject: ...
     @_builtins.property
     def consents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Purposes consented to now: identity, phone, biometric, guardian."""
+        """Purposes consented to now, one per entry: identity, phone, biometric, financial, guardian."""
 
     @_builtins.property
     def challenge_client(self) -> Global___ChallengeClient:
@@ -190,9 +190,9 @@ class StartVerificationRequest(_message.Message):
     @_builtins.property
     def consent_text_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Purpose -> version of the consent text shown ("sha256:" + 64 lower-case hex digits of the
-        text's SHA-256), for purposes in consents. Each purpose
-        given here is recorded as a grant of the account (ConsentService.ListConsents shows it);
-        biometric consent is accepted only with its version.
+        text's SHA-256), for purposes in consents: every purpose given needs its version
+        (INVALID_ARGUMENT / TEXT_VERSION_REQUIRED naming consent_text_versions[<purpose>]). Each
+        purpose given here is recorded as a grant of the account (ConsentService.ListConsents shows it).
         """
 
     def __init__(
