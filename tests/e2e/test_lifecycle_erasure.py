@@ -23,7 +23,9 @@ from idverify.audit.checkpoint import generate_signing_key_file
 from idverify.client import Client
 from idverify.domain.calendar import WorkingCalendar, erasure_due_at
 from idverify.domain.consent import text_version_of
+from idverify.domain.subjects import DocumentType
 from idverify.privacy.keyring import Keyring, load_keyring
+from idverify.privacy.name_binding import claim_tag
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, consent_pb2, verification_pb2
 
@@ -239,10 +241,13 @@ class TestErasure:
             audit_ps = keyring.pseudonym("default", "audit", "erase-me")
             ref = store.hget(f"iv1:{{t:default}}:acct:{account_ps}", "identity")
             assert ref
+            tag = claim_tag(keyring, "default", DocumentType.CN_RIC.value, bob.number, bob.name)
+            assert store.hget(f"iv1:{{t:default}}:acct:{account_ps}", "name_tag") == tag.encode()
             cancel(platform, "erase-me")
             wait_for(lambda: _erased(store, audit_ps) and not store.zcard("iv1:{t:default}:erasure:due"))
             for needle in (
                 account_ps.encode(),
+                tag.encode(),
                 ref,
                 ref.split(b":", 1)[1],
                 b"erase-me",

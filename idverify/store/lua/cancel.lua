@@ -38,7 +38,8 @@ if ARGV[5] ~= '' then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[1], 'i:' .. ARGV[5])
   end
 end
-redis.call('HDEL', KEYS[1], 'identity', 'verified_ms', 'method', 'assurance', 'kind', 'age_band')
+redis.call('HDEL', KEYS[1], 'identity', 'name_tag', 'verified_ms', 'method', 'assurance', 'kind', 'age_band',
+  'superseded_ms')
 redis.call('HSET', KEYS[1], 'cancelled_ms', NOW, 'erase_due_ms', ARGV[1], 'audit', audit_ps)
 redis.call('ZADD', KEYS[3], ARGV[1], 'a:' .. ARGV[3])
 local base = cjson.decode(ARGV[2])
