@@ -738,6 +738,13 @@ class VerificationFlow:
         await self._sends.count_answer(
             self._phone_pseudonym(tenant, verification_id, record),
             wrong=not hmac.compare_digest(record.get("digest", ""), digest.hex()),
+            keys=keys,
+            lock_pseudonym=record.get("otp_ps", ""),
+            request={
+                **info.audit_fields(),
+                "verification_id": verification_id,
+                "account": record.get("acct_audit", ""),
+            },
         )
         result = await self._run_binding_script(
             "submit",

@@ -138,10 +138,20 @@ class CodeSendCounter:
             raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", ttl_ms)
         return "OK", failures
 
-    async def count_answer(self, phone_pseudonym: str, *, wrong: bool) -> None:
+    async def count_answer(
+        self,
+        phone_pseudonym: str,
+        *,
+        wrong: bool,
+        keys: TenantKeys,
+        lock_pseudonym: str,
+        request: dict[str, str],
+    ) -> None:
         """Counts a wrong code for its phone across tenants, or checks the phone's lock for a right one.
 
-        Every code meets the lock alike, so a locked phone is no oracle of the right code.
+        Every code meets the lock alike, so a locked phone is no oracle of the right code. A
+        refusal is audited in the tenant's log once a window per ``lock_pseudonym`` (the
+        account and phone), so that answers hammering a locked phone cannot flood the log.
 
         Raises:
             RateLimited: reason ``PHONE_LOCKED`` while the phone is locked (nothing was judged).
@@ -157,7 +167,14 @@ class CodeSendCounter:
                 ["count" if wrong else "check", limits.phone_failure_limit, limits.failure_window_ms],
             )
         if answer[0] == b"LOCKED":
-            raise _limited("phone_locked", "PHONE_LOCKED", int(answer[1]))
+            ttl_ms = int(answer[1])
+            async with _counted_or_unavailable():
+                await self._scripts.run(
+                    "rate_limit",
+                    [keys.rate_limit("phone_locked_audited", lock_pseudonym), keys.audit_log()],
+                    [0, max(ttl_ms, 1000), json.dumps({**request, "limit": "phone_locked"})],
+                )
+            raise _limited("phone_locked", "PHONE_LOCKED", ttl_ms)
 
 
 def _limited(window: str, reason: str, ttl_ms: int) -> RateLimited:

@@ -183,6 +183,13 @@ class TestWrongCodesPerPhone:
         assert codes_sent(server) == before
         rejected = [e for e in audit_log(server, "guess-b") if e["type"] == "verification.rejected"]
         assert [e["reason"] for e in rejected] == ["PHONE_LOCKED"]
+        # The two answers refused at the lock: one entry, naming the verification they were for.
+        locked = [
+            e
+            for e in audit_log(server, "guess-b")
+            if e["type"] == "rate_limit.hit" and e["attributes"].get("limit") == "phone_locked"  # type: ignore[attr-defined]
+        ]
+        assert [e["verification_id"] for e in locked] == [last]
 
     def test_the_lock_lasts_one_failure_window(self, server: ServerProcess) -> None:
         """A locked phone opens again after the failure window (15 minutes by default), never later."""
