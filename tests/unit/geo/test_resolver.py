@@ -181,6 +181,30 @@ class TestLookup:
                 expected = display_location(raw, source=info.name, build_date=info.build_date)
             assert resolver.lookup(str(address)) == expected, address
 
+    def test_table_agrees_with_the_xdb_provider(self, tmp_path: Path) -> None:
+        """For an xdb file with gaps, the table answers as policy(py-ip2region's searcher) does."""
+        segments = [
+            (1 << 24, (1 << 24) + 255, "澳大利亚|0|0|0|0"),
+            ((1 << 24) + 256, (1 << 24) + 1023, "中国|0|福建省|福州市|电信"),
+            ((1 << 24) + 1024, (2 << 24) - 1, "中国|0|广西壮族自治区|南宁市|电信"),
+            (8 << 24, (9 << 24) - 1, "United States|California|0|Google LLC|US"),
+        ]
+        path = write_xdb(tmp_path / "v4.xdb", segments)
+        resolver = GeoResolver([path], check_interval=0)
+        provider = open_database(path)
+        info = provider.info()
+        generator = random.Random(7)  # noqa: S311 - reproducible probes, not secrets
+        probes = [value for first, last, _ in segments for value in (first - 1, first, last, last + 1)]
+        probes += [generator.getrandbits(32) for _ in range(2000)]
+        for value in probes:
+            address = ipaddress.IPv4Address(value)
+            if is_special(4, value):
+                expected = UNKNOWN
+            else:
+                raw = provider.lookup(address)
+                expected = display_location(raw, source=info.name, build_date=info.build_date)
+            assert resolver.lookup(str(address)) == expected, address
+
     def test_6to4_answers_as_the_ipv4_address_it_carries(self) -> None:
         """An alias of the IPv4 data answers from the IPv4 table, and the file is never asked."""
         provider = guangdong_with_6to4("one")
