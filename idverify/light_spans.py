@@ -1,8 +1,8 @@
 """A tracer for idverify's own spans that skips the SDK's per-span machinery.
 
 The SDK's span keeps its attributes in a locked, bounded, validating mapping, its events and
-links in locked bounded lists, and takes a lock to end: on a LookupIp call that was about two
-thirds of what tracing cost (callgrind: ~430k of ~690k instructions a call for two spans). The
+links in locked bounded lists, and takes a lock to end: on a LookupIp call that was most of
+what tracing cost (docs/PERFORMANCE.md). The
 spans made here have the same sampling, ids, parents, resource and scope, and reach the same
 span processors as :class:`opentelemetry.sdk.trace.ReadableSpan` objects, so exporters cannot
 tell them apart. Attribute values are checked against the types OpenTelemetry allows (others

@@ -1,16 +1,16 @@
 """OTLP trace export requests written straight to protobuf wire format.
 
 The OpenTelemetry exporters build a protobuf object for every span, attribute and value before
-serializing them: about 24 µs a span here, more than creating and ending the span itself, and on
-a LookupIp call of some 300 µs that was the largest part of what tracing cost. Writing the bytes
-directly costs a fraction of that. The output is the same message the stock encoder builds
+serializing them: more than creating and ending the span itself, and on a LookupIp call the
+largest part of what tracing cost. Writing the bytes directly costs a fraction of that
+(docs/PERFORMANCE.md has the figures). The output is the same message the stock encoder builds
 (``tests/unit/telemetry/test_otlp_encoding.py`` parses both and compares them).
 
 :class:`HandEncodedSpanExporter` is the stock OTLP/gRPC exporter (retries, timeouts,
 compression, headers) with this encoding. The OTLP/HTTP exporter offers no such seam and keeps
 its own encoder.
 
-Wire format: https://protobuf.dev/programming-guides/encoding/ ; messages:
+Wire format: protobuf's encoding guide; messages:
 ``opentelemetry/proto/collector/trace/v1/trace_service.proto`` and the files it imports.
 """
 

@@ -1,6 +1,6 @@
 """The two pieces of protobuf's wire format that idverify writes by hand.
 
-Varints and length-delimited fields (https://protobuf.dev/programming-guides/encoding/). Hot
+Varints and length-delimited fields, as protobuf's encoding guide defines them. Hot
 paths that would otherwise build a message object per item (OTLP span export, batch replies of
 stored IP labels) write their bytes with these.
 """

@@ -85,7 +85,7 @@ def worker_cores(workers: int) -> list[int]:
 
     A worker alone on its core keeps its event loop and its hashing thread on one core's caches;
     left to the kernel, two workers' threads wandered over both cores and a signup cost the
-    workers more CPU (on 2 vCPUs: 37-43 ms against 34-35 ms, two runs each). It also keeps
+    workers more CPU (docs/PERFORMANCE.md). It also keeps
     fewer workers than cores on that many cores, not spread thin over all of them.
 
     Not under a cgroup CPU quota narrower than the affinity: every container on a node sees the

@@ -418,7 +418,7 @@ def configure(settings: TelemetrySettings, extra_span_exporters: Sequence[SpanEx
     if readers:
         # Instruments made earlier through the API's proxy meter start recording from here on.
         # Exemplars would sample every measurement taken inside a sampled span: on LookupIp that
-        # cost a tenth of the call. Traces and metrics still correlate through the logs' ids.
+        # was a measurable share of the call. Traces and metrics still correlate through the logs' ids.
         meter_provider = MeterProvider(
             resource=resource, metric_readers=readers, exemplar_filter=AlwaysOffExemplarFilter()
         )

@@ -130,7 +130,7 @@ class Argon2Params:
 
 
 DEFAULT: Final = Argon2Params(memory_kib=19456, time_cost=2, parallelism=1)
-"""OWASP's recommended argon2id minimum: 19 MiB, 2 passes, 1 lane (about 20-25 ms of one core)."""
+"""OWASP's recommended argon2id minimum: 19 MiB, 2 passes, 1 lane (most of a signup's CPU)."""
 
 TEST_ONLY_FAST: Final = Argon2Params(memory_kib=8, time_cost=1, parallelism=1)
 """The cheapest profile argon2 accepts. For tests only: it protects nothing."""

@@ -1,8 +1,8 @@
 """Remembers the pseudonyms of recently seen values, so that a repeated batch costs no HMAC.
 
 A timeline or a comment thread shows the same accounts over and over, and a batch read of their
-IP labels pseudonymizes every id it names: at about 0.7 µs an HMAC, a hundred ids cost more than
-the rest of the call's own work. Pseudonyms never change for the life of a keyring (their
+IP labels pseudonymizes every id it names, and a hundred HMACs cost more than the rest of the
+call's own work (docs/PERFORMANCE.md). Pseudonyms never change for the life of a keyring (their
 pepper is pinned), so each keyring keeps its own memo and a reloaded keyring starts afresh.
 
 The memo is bounded: once full, the oldest quarter of its entries (in order of first sight) is

@@ -1,7 +1,7 @@
 """IP locations in wire form: stored once at login, copied as they are into batch replies.
 
 A timeline asks for the labels of hundreds of accounts at once. Building a protobuf message per
-account and serializing the reply cost four times the lookups themselves, so each account keeps
+account and serializing the reply cost several times the lookups themselves, so each account keeps
 its label as the encoded ``idverify.v1.IpLocation`` it was recorded with, and a
 ``GetIpLocationsResponse`` is assembled from those bytes by the few lines of wire format below.
 """

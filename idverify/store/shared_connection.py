@@ -3,9 +3,8 @@
 Redis answers the commands of one connection in the order it received them, so callers need
 not take turns: each writes its command and waits for the reply at its place in the queue.
 Compared with taking a connection from redis-py's pool for every command, this skips the pool's
-checkout, the stream reader and a timer per command: a 100-key script call costs the worker
-about 40 µs of CPU instead of 110 to 130 µs (``bench/geo.py`` measures the effect on the batch
-read).
+checkout, the stream reader and a timer per command, which cost a script call most of its CPU
+in the worker (docs/PERFORMANCE.md; ``bench/geo.py`` measures the effect on the batch read).
 
 redis-py still makes the connection (address discovery through Sentinel, TLS, AUTH, database
 selection are all its own), and the connection is then read by :class:`_ReplyQueue`, a protocol

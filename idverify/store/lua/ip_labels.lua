@@ -4,8 +4,8 @@
 -- Returns, per key: the label's encoded IpLocation; for a label stored without one, an array of
 -- its field values (false where absent); false when the account has no label.
 -- One HGET a key: reading the wire form's time beside it, to catch a label an earlier version
--- updated during a rolling upgrade, took 40 % of this script's time in Redis (README, "Decisions
--- worth knowing").
+-- updated during a rolling upgrade, took a large share of this script's time in Redis and no
+-- release needs it (docs/ARCHITECTURE.md, docs/PERFORMANCE.md).
 local rows = {}
 for i, key in ipairs(KEYS) do
   local wire = redis.call('HGET', key, 'ip_wire')
