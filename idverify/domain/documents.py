@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 from stdnum import numdb
 from stdnum.cn import ric, uscc
 
-from idverify.domain._iso3166 import ALPHA2_BY_ALPHA3, ALPHA2_BY_NUMERIC, to_alpha2
+from idverify.domain.countries import ALPHA2_BY_ALPHA3, ALPHA2_BY_NUMERIC, to_alpha2
 from idverify.domain.errors import ChecksumMismatch, InvalidDocument
 from idverify.domain.subjects import DocumentType, SubjectKind
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from idverify.geo._iso3166 import COUNTRIES, EXTRA_COUNTRIES
+from idverify.geo.country_names import COUNTRIES, EXTRA_COUNTRIES
 
 __all__ = [
     "COUNTRIES",

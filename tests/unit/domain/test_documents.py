@@ -4,13 +4,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idverify.domain._iso3166 import ALPHA2_BY_ALPHA3, ALPHA2_BY_NUMERIC, COUNTRIES, to_alpha2
+from idverify.domain.countries import ALPHA2_BY_ALPHA3, ALPHA2_BY_NUMERIC, ALPHA2_CODES, to_alpha2
 from idverify.domain.documents import COUNTRY_FIELD, NUMBER_FIELD, Document, validate_document
 from idverify.domain.errors import ChecksumMismatch, InvalidArgument, InvalidDocument
 from idverify.domain.subjects import DocumentType, SubjectKind
@@ -501,15 +503,28 @@ class TestIssuingCountryOfChineseDocuments:
         assert (caught.value.reason, caught.value.field) == ("BAD_COUNTRY", COUNTRY_FIELD)
 
 
+# Every code the service accepted before its codes came from pycountry (a frozen copy).
+PINNED_CODES: dict[str, list[str]] = json.loads(
+    (Path(__file__).parents[2] / "fixtures" / "iso3166_pinned.json").read_text(encoding="utf-8")
+)["codes"]
+
+
 class TestIsoTable:
-    def test_table_is_complete_and_consistent(self) -> None:
-        """All 249 assigned codes are present, unique, and round-trip between forms."""
-        assert len(COUNTRIES) == 249
-        assert len({alpha2 for alpha2, _, _ in COUNTRIES}) == 249
-        assert len(ALPHA2_BY_ALPHA3) == 249
-        assert len(ALPHA2_BY_NUMERIC) == 249
-        assert all(to_alpha2(alpha3) == alpha2 for alpha2, alpha3, _ in COUNTRIES)
+    def test_codes_are_the_pinned_ones(self) -> None:
+        """Exactly the 249 pinned codes are accepted, in every form, so a pycountry upgrade changes none."""
+        assert len(PINNED_CODES) == 249
+        assert set(PINNED_CODES) == ALPHA2_CODES
+        assert dict(ALPHA2_BY_ALPHA3) == {alpha3: alpha2 for alpha2, (alpha3, _) in PINNED_CODES.items()}
+        assert dict(ALPHA2_BY_NUMERIC) == {numeric: alpha2 for alpha2, (_, numeric) in PINNED_CODES.items()}
+        assert all(
+            to_alpha2(alpha3) == to_alpha2(alpha2) == alpha2 for alpha2, (alpha3, _) in PINNED_CODES.items()
+        )
         assert (to_alpha2("CHN"), to_alpha2("TW"), ALPHA2_BY_NUMERIC["156"]) == ("CN", "TW", "CN")
+
+    @pytest.mark.parametrize("code", ["XK", "XXA", "D", "ZZ", "ZZZ", "chn"])
+    def test_unassigned_codes_are_none(self, code: str) -> None:
+        """User-assigned, ICAO-only, unassigned and lower-case codes name no country."""
+        assert to_alpha2(code) is None
 
 
 STRONG_CHECKSUMS = [

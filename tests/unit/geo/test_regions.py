@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from idverify.geo.regions import (
@@ -13,8 +16,24 @@ from idverify.geo.regions import (
     province_for,
 )
 
+# Every label the service showed before its names came from pycountry (a frozen copy).
+PINNED_LABELS: dict[str, list[str]] = json.loads(
+    (Path(__file__).parents[2] / "fixtures" / "iso3166_pinned.json").read_text(encoding="utf-8")
+)["labels"]
+
 
 class TestCountries:
+    def test_labels_are_the_pinned_ones(self) -> None:
+        """Every code shows exactly its pinned Chinese and English label, and no code is added or lost."""
+        shown = {code: list(names) for code in PINNED_LABELS if (names := country_names(code)) is not None}
+        assert shown == PINNED_LABELS
+        assert set(COUNTRIES) == set(PINNED_LABELS) - {"XK"}
+
+    def test_pinned_labels_lead_back_to_their_code(self) -> None:
+        """Every pinned label, Chinese or English, finds its own code."""
+        for code, (zh, en) in PINNED_LABELS.items():
+            assert (country_code_for_name(zh), country_code_for_name(en)) == (code, code)
+
     def test_complete(self) -> None:
         """All 249 officially assigned ISO 3166-1 codes, each with both names."""
         assert len(COUNTRIES) == 249
