@@ -6,6 +6,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from idverify.privacy.hmac_batch import hmac_sha256_each
 
@@ -18,6 +20,17 @@ class TestHmacSha256Each:
         """Every key length (shorter than, equal to and longer than a block) gives HMAC's bytes."""
         key = bytes(range(256))[:key_length] if key_length <= 256 else b"k" * key_length
         assert hmac_sha256_each(key, MESSAGES) == [hmac.digest(key, m, hashlib.sha256) for m in MESSAGES]
+
+    @given(key=st.binary(max_size=200), messages=st.lists(st.binary(max_size=300), max_size=20))
+    def test_equals_a_copy_of_a_keyed_hmac(self, key: bytes, messages: list[bytes]) -> None:
+        """Any key and batch give what copying one ``hmac.new`` object per message gives."""
+        keyed = hmac.new(key, digestmod=hashlib.sha256)
+        expected = []
+        for message in messages:
+            mac = keyed.copy()
+            mac.update(message)
+            expected.append(mac.digest())
+        assert hmac_sha256_each(key, messages) == expected
 
     def test_messages_do_not_leak_into_each_other(self) -> None:
         """A message's digest does not depend on the messages before it in the batch."""
