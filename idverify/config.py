@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from idverify.domain.birth_dates import parse_policy as parse_declared_policy
 from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
 from idverify.domain.errors import ConfigError
 from idverify.domain.methods import MethodSpec, TenantMethods, parse_claim_assurance, parse_methods
@@ -533,18 +534,27 @@ def _erasure(value: Any) -> ErasureSettings:
     )
 
 
+_TENANT_KEYS = frozenset({"methods", "claim_assurance", "declared_birth_date"})
+
+
 def _tenants(value: Any) -> Mapping[str, TenantMethods]:
     if not isinstance(value, Mapping):
         raise ConfigError("tenants: expected a table")
     tenants: dict[str, TenantMethods] = {}
     for tenant, table in value.items():
-        if not isinstance(table, Mapping) or set(table) - {"methods", "claim_assurance"}:
-            raise ConfigError(f"tenants.{tenant}: expected a table with only 'methods' and 'claim_assurance'")
+        if not isinstance(table, Mapping) or set(table) - _TENANT_KEYS:
+            raise ConfigError(
+                f"tenants.{tenant}: expected a table with only 'methods', 'claim_assurance' and"
+                " 'declared_birth_date'"
+            )
         # A tenant table that sets only claim_assurance keeps the built-in methods.
         methods = parse_methods(str(tenant), table.get("methods", DEFAULT_METHODS))
         if "claim_assurance" in table:
             claim = parse_claim_assurance(str(tenant), table["claim_assurance"])
             methods = dataclasses.replace(methods, claim_assurance=claim)
+        if "declared_birth_date" in table:
+            policy = parse_declared_policy(str(tenant), table["declared_birth_date"])
+            methods = dataclasses.replace(methods, declared_birth_date=policy)
         tenants[str(tenant)] = methods
     return tenants
 

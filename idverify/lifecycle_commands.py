@@ -277,10 +277,12 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
         _out("no records")
     for tenant, counts in sorted(usage.items()):
         _out(f"tenant {tenant}:")
-        for version in sorted(set(counts.identities) | set(counts.verifications) | set(counts.forwarding)):
+        kinds = (counts.identities, counts.verifications, counts.forwarding, counts.accounts)
+        for version in sorted(set().union(*kinds)):
             _out(
                 f"  {version}: {counts.identities[version]} identities, "
-                f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding"
+                f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding, "
+                f"{counts.accounts[version]} accounts"
             )
         for version, count in sorted(counts.peppers.items()):
             _out(f"  {version}: {count} identity indexes")
@@ -311,9 +313,9 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
         return 1
     usage = await count_key_usage(redis)
     total = sum(
-        counts.identities[v] + counts.verifications[v]
+        counts.identities[v] + counts.verifications[v] + counts.accounts[v]
         for counts in usage.values()
-        for v in set(counts.identities) | set(counts.verifications)
+        for v in set(counts.identities) | set(counts.verifications) | set(counts.accounts)
         if v != target
     )
     bar = _Progress(total, enabled=not args.no_progress)
@@ -338,7 +340,7 @@ async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, vers
         what = "identity indexes"
     else:
         remaining = sum(counts.wrapping_total(version) for counts in usage.values())
-        what = "records (identities, verifications, forwarding records that expire)"
+        what = "records (identities, verifications, accounts, forwarding records that expire)"
     if remaining:
         _err(f"{remaining} {what} remain under {version}; not retired")
         return 1

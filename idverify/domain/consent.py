@@ -26,6 +26,8 @@ GUARDIAN: Final = "guardian"
 FINANCIAL: Final = "financial"
 PURPOSES: Final = frozenset({IDENTITY, PHONE, BIOMETRIC, GUARDIAN, FINANCIAL})
 """Every purpose a consent can be given for."""
+RELATIONSHIPS: Final = ("parent", "legal_guardian")
+"""How a guardian stands to the minor: every guardian consent states one (it is audited)."""
 CARD_FIELDS: Final = frozenset({"bank_card_number"})
 """Subject fields that are financial data: a step that reads one needs ``financial`` consent."""
 

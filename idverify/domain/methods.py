@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from idverify.domain.birth_dates import DeclaredBirthDates
 from idverify.domain.errors import ConfigError, InvalidArgument
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
 
@@ -47,6 +48,8 @@ class TenantMethods:
     # A method at or above this level establishes a document's name claim (README "Identity
     # claims"); below it, a verification binds at its own level and establishes nothing.
     claim_assurance: AssuranceLevel = AssuranceLevel.SUBSTANTIAL
+    # What a birth date the person declares may unlock (README "Age").
+    declared_birth_date: DeclaredBirthDates = DeclaredBirthDates.ACCEPT
 
     def get(self, method_id: str) -> MethodSpec:
         """The method with this id.

@@ -24,7 +24,7 @@ class DocumentType(Enum):
 
 
 class AgeBand(Enum):
-    """Derived age facts; the birth date itself is never stored."""
+    """Age facts on a given day; the birth date itself is only ever stored sealed."""
 
     UNKNOWN = "unknown"
     UNDER_14 = "under_14"
@@ -66,6 +66,8 @@ class Subject:
     phone_number: str = ""
     bank_card_number: str = ""
     issuing_country: str = ""
+    # Declared, YYYY-MM-DD as received (validated by idverify.domain.birth_dates).
+    birth_date: str = ""
 
     def __repr__(self) -> str:
         doc = self.document_type.value if self.document_type else "none"

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from idverify.domain.errors import InvalidArgument
 from idverify.domain.normalize import normalize_identifier, normalize_identifiers
+from idverify.flows.account_age import AccountAges
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
@@ -86,12 +87,15 @@ class AccountView:
     method_id: str
     assurance: str
     subject_kind: str
+    # The band on the day asked ("" when unbound) and where its birth date came from
+    # (document, authority, declared, none; legacy: the band of the binding day).
     age_band: str
     location: StoredLocation | None
     # Set once the account is cancelled: when what remains of it is erased (epoch ms).
     erasure_due_ms: int = 0
     # Set when an established claim superseded the account's binding (epoch ms).
     superseded_ms: int = 0
+    age_source: str = ""
 
 
 class AccountFlow:
@@ -109,6 +113,7 @@ class AccountFlow:
         self._d = deps
         self._locator = locator
         self._encode_label = encode_label
+        self._ages = AccountAges(deps.sealer)
 
     def _key(self, tenant: str, account_id: str, field: str = "account_id") -> str:
         account_id = normalize_identifier(account_id, field=field)
@@ -120,10 +125,12 @@ class AccountFlow:
         Raises:
             InvalidArgument: on a malformed account id.
         """
-        key = self._key(tenant, account_id)
+        account_id = normalize_identifier(account_id, field="account_id")
+        account_ps = self._d.keyring.pseudonym(tenant, "account", account_id)
         async with translate_errors():
-            raw = await self._d.redis.hgetall(key)
+            raw = await self._d.redis.hgetall(TenantKeys(tenant).account(account_ps))
         record = {as_text(k): as_text(v) for k, v in raw.items()}
+        age = self._ages.read(tenant, account_ps, record, self._d.today())
         return AccountView(
             account_id=account_id,
             verified=bool(record.get("identity")),
@@ -131,10 +138,11 @@ class AccountFlow:
             method_id=record.get("method", ""),
             assurance=record.get("assurance", ""),
             subject_kind=record.get("kind", ""),
-            age_band=record.get("age_band", ""),
+            age_band=age.band.value if age.band else "",
             location=_stored_location(record),
             erasure_due_ms=int(record.get("erase_due_ms", "0")),
             superseded_ms=0 if record.get("identity") else int(record.get("superseded_ms", "0")),
+            age_source=age.source.value if age.source else "",
         )
 
     async def lookup_ip(self, ip: str) -> Located:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from idverify.config import Settings
+from idverify.domain.age import today_in_shanghai
 from idverify.privacy.identity_index import IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
@@ -27,6 +29,8 @@ class FlowDeps:
     indexer: IdentityIndexer
     verifiers: Mapping[str, Verifier]
     window_limiter: WindowLimiter
+    # The calendar day ages are computed on (Asia/Shanghai); tests move it across birthdays.
+    today: Callable[[], date] = today_in_shanghai
 
     @property
     def biometric_steps(self) -> frozenset[str]:

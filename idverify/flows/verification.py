@@ -18,8 +18,9 @@ from datetime import date
 from typing import Any
 
 from idverify import telemetry
+from idverify.domain import birth_dates
 from idverify.domain import consent as consent_rules
-from idverify.domain.age import age_band, is_under_14, today_in_shanghai
+from idverify.domain.age import age_band, is_under_14
 from idverify.domain.documents import Document, validate_document
 from idverify.domain.errors import (
     ConsentRequired,
@@ -38,7 +39,8 @@ from idverify.domain.methods import (
 )
 from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
 from idverify.domain.phone_destinations import check_phone_destination
-from idverify.domain.subjects import DocumentType, Subject, SubjectKind
+from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
+from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import IdentityLookup, IdentityMover
@@ -125,6 +127,7 @@ class VerificationFlow:
         )
         self._mover = IdentityMover(deps.redis, deps.scripts, deps.sealer)
         self._lookup = IdentityLookup(deps.keyring, deps.sealer, deps.indexer, self._mover)
+        self._ages = AccountAges(deps.sealer)
         limits, verification = deps.settings.rate_limits, deps.settings.verification
         self._sends = CodeSendCounter(
             deps.scripts,
@@ -194,7 +197,7 @@ class VerificationFlow:
         name = normalize_name(subject.name)
         if subject.document_type is None:
             raise InvalidArgument("document type is required", reason="EMPTY", field="subject.document_type")
-        today = today_in_shanghai()
+        today = d.today()
         document = validate_document(
             subject.document_type, subject.document_number, subject.issuing_country, today=today
         )
@@ -204,6 +207,13 @@ class VerificationFlow:
                 reason="KIND_MISMATCH",
                 field="subject.document_type",
             )
+        if subject.birth_date.strip() and document.subject_kind is not SubjectKind.PERSON:
+            raise InvalidArgument(
+                "only a person has a birth date", reason="KIND_MISMATCH", field=birth_dates.FIELD
+            )
+        declared = birth_dates.parse_declared(
+            subject.birth_date, today=today, document_birth=document.birth_date
+        )
         phone = normalize_phone(subject.phone_number) if "phone_number" in needed else ""
         if phone:
             check_phone_destination(phone, d.settings.sms_destinations.get(tenant, ()))
@@ -235,6 +245,7 @@ class VerificationFlow:
                 phone=phone,
                 info=info,
                 today=today,
+                declared=declared,
                 consents=(purposes, given),
                 extras=_StepExtras(
                     bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
@@ -266,6 +277,7 @@ class VerificationFlow:
         phone: str,
         info: RequestInfo,
         today: date,
+        declared: date | None,
         consents: tuple[frozenset[str], Mapping[str, str]],
         extras: _StepExtras,
     ) -> VerificationView:
@@ -296,7 +308,6 @@ class VerificationFlow:
         )
         forward_ms = self._lookup.forward_ms(d.settings.verification.session_ttl_seconds)
         found = await self._lookup.resolve(d.redis, tenant, document, name, forward_ms=forward_ms)
-        minor = is_under_14(document.birth_date, today)
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
         record: dict[str, str] = {
             "status": "PENDING",
@@ -319,8 +330,6 @@ class VerificationFlow:
             "name_binding_seen": found.seen,
             "pepper": found.phc,
             "purposes": ",".join(sorted(purposes)),
-            "age_band": age_band(document.birth_date, today).value,
-            "minor": "1" if minor else "0",
             "masked_phone": mask_phone(phone) if phone else "",
             "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
             # The phone's deployment-wide pseudonym, sealed to this verification: it counts wrong
@@ -341,6 +350,7 @@ class VerificationFlow:
             ),
         }
         steps: list[dict[str, str]] = []
+        authority: list[date] = []
         # Whatever this service holds about the document (another name, its limit reached) is
         # judged only when the binding commits, after the caller proved possession: the first
         # reply is the same for every document (no identity oracle).
@@ -351,6 +361,8 @@ class VerificationFlow:
             document.number,
             phone,
             bank_card_number=extras.bank_card,
+            # The document step validates the number again, and a passport needs its country.
+            issuing_country=document.issuing_country,
         )
         context = StepContext(
             tenant,
@@ -370,6 +382,27 @@ class VerificationFlow:
             steps=steps,
             info=info,
             mode="bind",
+            authority=authority,
+        )
+        minor = False
+        try:
+            birth, source = birth_dates.choose(
+                document=document.birth_date, authorities=authority, declared=declared
+            )
+        except birth_dates.BirthDateMismatch:
+            birth, source = None, birth_dates.AgeSource.NONE
+            if mode != "rejected":
+                mode = "rejected"
+                record.update(status="REJECTED", reason="BIRTH_DATE_MISMATCH", next_step="")
+        else:
+            minor = is_under_14(birth, today)
+        record.update(
+            # The band of the start day serves only a server of an older version finishing it:
+            # accounts take the sealed date and compute the band when read.
+            age_band=age_band(birth, today).value,
+            minor="1" if minor else "0",
+            age_source=source.value,
+            birth_sealed=self._ages.seal(tenant, account_ps, birth) if birth else "",
         )
         if mode == "bind" and minor:
             mode = "guardian"
@@ -513,7 +546,9 @@ class VerificationFlow:
         steps: list[dict[str, str]],
         info: RequestInfo,
         mode: str,
+        authority: list[date],
     ) -> str:
+        """Runs the method's steps; a birth date an authority returned lands in ``authority``."""
         d = self._d
         for step_name in method.steps:
             verifier = d.verifiers[step_name]
@@ -539,6 +574,8 @@ class VerificationFlow:
             if result.vendor_code:
                 step["vendor_code"] = result.vendor_code
             steps.append(step)
+            if result.outcome is Outcome.PASS and result.birth_date is not None:
+                authority.append(result.birth_date)
             if result.outcome in {Outcome.PASS, Outcome.NOT_APPLICABLE}:
                 continue
             if result.outcome is Outcome.UNAVAILABLE:
@@ -863,12 +900,14 @@ class VerificationFlow:
         verification_id: str,
         guardian_account_id: str,
         text_version: str,
+        relationship: str,
         info: RequestInfo,
     ) -> VerificationView:
-        """A verified adult's consent completes a minor's verification.
+        """The consent of a verified person who is an adult today completes a minor's verification.
 
         Raises:
-            InvalidArgument: on malformed ids.
+            InvalidArgument: on malformed ids, or a relationship that is not one of
+                ``consent.RELATIONSHIPS``.
             NotFound: when the verification does not exist or belongs to another account.
             FailedPrecondition: when it does not wait for consent, or the guardian does not qualify.
         """
@@ -876,6 +915,10 @@ class VerificationFlow:
         account_id = normalize_identifier(account_id, field="account_id")
         guardian_id = normalize_identifier(guardian_account_id, field="guardian_account_id")
         verification_id = _check_verification_id(verification_id)
+        if relationship not in consent_rules.RELATIONSHIPS:
+            raise InvalidArgument(
+                "relationship: parent or legal guardian", reason="RELATIONSHIP_REQUIRED", field="relationship"
+            )
         keys = TenantKeys(tenant)
         async with translate_errors():
             raw = await d.redis.hgetall(keys.verification(verification_id))
@@ -889,21 +932,36 @@ class VerificationFlow:
                 reason="GUARDIAN_IS_SUBJECT",
                 field="guardian_account_id",
             )
-        result = await self._run_binding_script(
-            "guardian",
-            tenant,
-            verification_id,
-            record,
-            keys_for=lambda r: [
-                keys.verification(verification_id),
-                keys.audit_log(),
-                keys.account(account_ps),
-                keys.identity(r["identity"]),
-                keys.identity_accounts(r["identity"]),
-                keys.account(d.keyring.pseudonym(tenant, "account", guardian_id)),
-            ],
-            args=[d.settings.verification.binding_limit, json.dumps(info.audit_fields()), text_version],
-        )
+        guardian_ps = d.keyring.pseudonym(tenant, "account", guardian_id)
+        for _ in range(_MOVE_ATTEMPTS):
+            guardian, refusal = await self._guardian_today(tenant, guardian_ps)
+            result = await self._run_binding_script(
+                "guardian",
+                tenant,
+                verification_id,
+                record,
+                keys_for=lambda r: [
+                    keys.verification(verification_id),
+                    keys.audit_log(),
+                    keys.account(account_ps),
+                    keys.identity(r["identity"]),
+                    keys.identity_accounts(r["identity"]),
+                    keys.account(guardian_ps),
+                ],
+                args=[
+                    d.settings.verification.binding_limit,
+                    json.dumps(info.audit_fields()),
+                    text_version,
+                    relationship,
+                    json.dumps(guardian),
+                    refusal,
+                ],
+            )
+            # The guardian's account changed since we judged it (verified again, key rotation).
+            if result[0] != b"CHANGED":
+                break
+        else:
+            raise StoreUnavailable("the guardian's account kept changing; retry", reason="CONTENDED")
         if result[0] == b"GUARDIAN":
             raise FailedPrecondition(
                 "the guardian account does not qualify",
@@ -917,6 +975,24 @@ class VerificationFlow:
                 field="verification_id",
             )
         return self._script_view(tenant, verification_id, result)
+
+    async def _guardian_today(self, tenant: str, guardian_ps: str) -> tuple[dict[str, str], str]:
+        """The guardian account's age fields as read, and why it may not consent today ('' if it may)."""
+        d = self._d
+        async with translate_errors():
+            row = await d.redis.hmget(TenantKeys(tenant).account(guardian_ps), list(_GUARDIAN_FIELDS))
+        fields = {name: as_text(value) for name, value in zip(_GUARDIAN_FIELDS, row, strict=True) if value}
+        if not fields.get("identity"):
+            return fields, "GUARDIAN_NOT_VERIFIED"
+        age = self._ages.read(tenant, guardian_ps, fields, d.today())
+        refusal = birth_dates.guardian_refusal(
+            age.birth,
+            age.source or birth_dates.AgeSource.NONE,
+            legacy_adult=age.band is AgeBand.ADULT,
+            policy=d.settings.methods_for(tenant).declared_birth_date,
+            today=d.today(),
+        )
+        return fields, refusal
 
     # -- views -----------------------------------------------------------------------------
 
@@ -961,6 +1037,8 @@ class VerificationFlow:
         )
 
 
+# What a guardian's qualification is judged on; the consent script checks they did not change.
+_GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
 _FINAL = frozenset({"VERIFIED", "REJECTED", "EXPIRED", "NEEDS_GUARDIAN_CONSENT"})
 
 

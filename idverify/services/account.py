@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from idverify.domain.birth_dates import AgeSource
 from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.erasure import ErasureFlow
@@ -17,6 +18,12 @@ _AGE_BANDS = {
     AgeBand.UNDER_14.value: pb.AGE_BAND_UNDER_14,
     AgeBand.FROM_14_TO_17.value: pb.AGE_BAND_14_TO_17,
     AgeBand.ADULT.value: pb.AGE_BAND_ADULT,
+}
+_AGE_SOURCES = {
+    AgeSource.DOCUMENT.value: pb.AGE_SOURCE_DOCUMENT,
+    AgeSource.AUTHORITY.value: pb.AGE_SOURCE_AUTHORITY,
+    AgeSource.DECLARED.value: pb.AGE_SOURCE_DECLARED,
+    AgeSource.LEGACY.value: pb.AGE_SOURCE_LEGACY,
 }
 
 
@@ -39,6 +46,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         if view.subject_kind:
             account.subject_kind = KIND_TO_PROTO[SubjectKind(view.subject_kind)]
         account.age_band = _AGE_BANDS.get(view.age_band, pb.AGE_BAND_UNSPECIFIED)
+        account.age_source = _AGE_SOURCES.get(view.age_source, pb.AGE_SOURCE_UNSPECIFIED)
         if view.location is not None:
             account.ip_location.CopyFrom(location_to_proto(view.location))
             account.ip_recorded_at.CopyFrom(timestamp_ms(view.location.recorded_ms))

@@ -12,6 +12,11 @@ from idverify.services.request_info import request_info
 from idverify.v1 import consent_pb2 as pb
 from idverify.v1 import consent_pb2_grpc
 
+_RELATIONSHIPS = {
+    pb.GUARDIAN_RELATIONSHIP_PARENT: "parent",
+    pb.GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN: "legal_guardian",
+}
+
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     """Consent RPCs for the registrar role."""
@@ -34,6 +39,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 verification_id=request.verification_id,
                 guardian_account_id=request.guardian_account_id,
                 text_version=text_version,
+                relationship=_RELATIONSHIPS.get(request.relationship, ""),
                 info=info,
             )
         # The guardian step audited its consent already; the record is kept the same way.

@@ -41,6 +41,7 @@ _MAX_FIELD = {
     "phone_number": 32,
     "bank_card_number": 32,
     "issuing_country": 3,
+    "birth_date": 32,
 }
 
 
@@ -81,6 +82,7 @@ def subject_from_proto(message: common_pb2.Subject, field: str = "subject") -> S
         phone_number=message.phone_number,
         bank_card_number=message.bank_card_number,
         issuing_country=message.issuing_country,
+        birth_date=message.birth_date,
     )
 
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from idverify.v1 import common_pb2 as idverify_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/account.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18idverify/v1/common.proto\"\xf6\x03\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12/\n\x0bverified_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmethod_id\x18\x04 \x01(\t\x12.\n\tassurance\x18\x05 \x01(\x0e\x32\x1b.idverify.v1.AssuranceLevel\x12.\n\x0csubject_kind\x18\x06 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12&\n\x08\x61ge_band\x18\x07 \x01(\x0e\x32\x14.idverify.v1.AgeBand\x12,\n\x0bip_location\x18\x08 \x01(\x0b\x32\x17.idverify.v1.IpLocation\x12\x32\n\x0eip_recorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65rasure_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbinding_state\x18\x0b \x01(\x0e\x32\x19.idverify.v1.BindingState\x12\x31\n\rsuperseded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x12GetAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Account\"6\n\x14RecordLoginIpRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"B\n\x15RecordLoginIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\",\n\x15GetIpLocationsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"\xc7\x01\n\x16GetIpLocationsResponse\x12\x45\n\tlocations\x18\x01 \x03(\x0b\x32\x32.idverify.v1.GetIpLocationsResponse.LocationsEntry\x12\x1b\n\x13unknown_account_ids\x18\x02 \x03(\t\x1aI\n\x0eLocationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.idverify.v1.IpLocation:\x02\x38\x01\"\x1d\n\x0fLookupIpRequest\x12\n\n\x02ip\x18\x01 \x01(\t\"=\n\x10LookupIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\"*\n\x14\x43\x61ncelAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x15\x43\x61ncelAccountResponse\x12\x32\n\x0e\x65rasure_due_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*e\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_14\x10\x01\x12\x15\n\x11\x41GE_BAND_14_TO_17\x10\x02\x12\x12\n\x0e\x41GE_BAND_ADULT\x10\x03*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x01\x12\x17\n\x13\x42INDING_STATE_BOUND\x10\x02\x12\x1c\n\x18\x42INDING_STATE_SUPERSEDED\x10\x03\x32\xb3\x03\n\x0e\x41\x63\x63ountService\x12M\n\nGetAccount\x12\x1e.idverify.v1.GetAccountRequest\x1a\x1f.idverify.v1.GetAccountResponse\x12V\n\rRecordLoginIp\x12!.idverify.v1.RecordLoginIpRequest\x1a\".idverify.v1.RecordLoginIpResponse\x12Y\n\x0eGetIpLocations\x12\".idverify.v1.GetIpLocationsRequest\x1a#.idverify.v1.GetIpLocationsResponse\x12G\n\x08LookupIp\x12\x1c.idverify.v1.LookupIpRequest\x1a\x1d.idverify.v1.LookupIpResponse\x12V\n\rCancelAccount\x12!.idverify.v1.CancelAccountRequest\x1a\".idverify.v1.CancelAccountResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/account.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18idverify/v1/common.proto\"\xa2\x04\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12/\n\x0bverified_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmethod_id\x18\x04 \x01(\t\x12.\n\tassurance\x18\x05 \x01(\x0e\x32\x1b.idverify.v1.AssuranceLevel\x12.\n\x0csubject_kind\x18\x06 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12&\n\x08\x61ge_band\x18\x07 \x01(\x0e\x32\x14.idverify.v1.AgeBand\x12,\n\x0bip_location\x18\x08 \x01(\x0b\x32\x17.idverify.v1.IpLocation\x12\x32\n\x0eip_recorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65rasure_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbinding_state\x18\x0b \x01(\x0e\x32\x19.idverify.v1.BindingState\x12\x31\n\rsuperseded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\nage_source\x18\r \x01(\x0e\x32\x16.idverify.v1.AgeSource\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x12GetAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Account\"6\n\x14RecordLoginIpRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"B\n\x15RecordLoginIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\",\n\x15GetIpLocationsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"\xc7\x01\n\x16GetIpLocationsResponse\x12\x45\n\tlocations\x18\x01 \x03(\x0b\x32\x32.idverify.v1.GetIpLocationsResponse.LocationsEntry\x12\x1b\n\x13unknown_account_ids\x18\x02 \x03(\t\x1aI\n\x0eLocationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.idverify.v1.IpLocation:\x02\x38\x01\"\x1d\n\x0fLookupIpRequest\x12\n\n\x02ip\x18\x01 \x01(\t\"=\n\x10LookupIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\"*\n\x14\x43\x61ncelAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x15\x43\x61ncelAccountResponse\x12\x32\n\x0e\x65rasure_due_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*e\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_14\x10\x01\x12\x15\n\x11\x41GE_BAND_14_TO_17\x10\x02\x12\x12\n\x0e\x41GE_BAND_ADULT\x10\x03*\x8a\x01\n\tAgeSource\x12\x1a\n\x16\x41GE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GE_SOURCE_DOCUMENT\x10\x01\x12\x18\n\x14\x41GE_SOURCE_AUTHORITY\x10\x02\x12\x17\n\x13\x41GE_SOURCE_DECLARED\x10\x03\x12\x15\n\x11\x41GE_SOURCE_LEGACY\x10\x04*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x01\x12\x17\n\x13\x42INDING_STATE_BOUND\x10\x02\x12\x1c\n\x18\x42INDING_STATE_SUPERSEDED\x10\x03\x32\xb3\x03\n\x0e\x41\x63\x63ountService\x12M\n\nGetAccount\x12\x1e.idverify.v1.GetAccountRequest\x1a\x1f.idverify.v1.GetAccountResponse\x12V\n\rRecordLoginIp\x12!.idverify.v1.RecordLoginIpRequest\x1a\".idverify.v1.RecordLoginIpResponse\x12Y\n\x0eGetIpLocations\x12\".idverify.v1.GetIpLocationsRequest\x1a#.idverify.v1.GetIpLocationsResponse\x12G\n\x08LookupIp\x12\x1c.idverify.v1.LookupIpRequest\x1a\x1d.idverify.v1.LookupIpResponse\x12V\n\rCancelAccount\x12!.idverify.v1.CancelAccountRequest\x1a\".idverify.v1.CancelAccountResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._loaded_options = None
   _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_AGEBAND']._serialized_start=1295
-  _globals['_AGEBAND']._serialized_end=1396
-  _globals['_BINDINGSTATE']._serialized_start=1398
-  _globals['_BINDINGSTATE']._serialized_end=1525
+  _globals['_AGEBAND']._serialized_start=1339
+  _globals['_AGEBAND']._serialized_end=1440
+  _globals['_AGESOURCE']._serialized_start=1443
+  _globals['_AGESOURCE']._serialized_end=1581
+  _globals['_BINDINGSTATE']._serialized_start=1583
+  _globals['_BINDINGSTATE']._serialized_end=1710
   _globals['_ACCOUNT']._serialized_start=102
-  _globals['_ACCOUNT']._serialized_end=604
-  _globals['_GETACCOUNTREQUEST']._serialized_start=606
-  _globals['_GETACCOUNTREQUEST']._serialized_end=645
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=647
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=706
-  _globals['_RECORDLOGINIPREQUEST']._serialized_start=708
-  _globals['_RECORDLOGINIPREQUEST']._serialized_end=762
-  _globals['_RECORDLOGINIPRESPONSE']._serialized_start=764
-  _globals['_RECORDLOGINIPRESPONSE']._serialized_end=830
-  _globals['_GETIPLOCATIONSREQUEST']._serialized_start=832
-  _globals['_GETIPLOCATIONSREQUEST']._serialized_end=876
-  _globals['_GETIPLOCATIONSRESPONSE']._serialized_start=879
-  _globals['_GETIPLOCATIONSRESPONSE']._serialized_end=1078
-  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_start=1005
-  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_end=1078
-  _globals['_LOOKUPIPREQUEST']._serialized_start=1080
-  _globals['_LOOKUPIPREQUEST']._serialized_end=1109
-  _globals['_LOOKUPIPRESPONSE']._serialized_start=1111
-  _globals['_LOOKUPIPRESPONSE']._serialized_end=1172
-  _globals['_CANCELACCOUNTREQUEST']._serialized_start=1174
-  _globals['_CANCELACCOUNTREQUEST']._serialized_end=1216
-  _globals['_CANCELACCOUNTRESPONSE']._serialized_start=1218
-  _globals['_CANCELACCOUNTRESPONSE']._serialized_end=1293
-  _globals['_ACCOUNTSERVICE']._serialized_start=1528
-  _globals['_ACCOUNTSERVICE']._serialized_end=1963
+  _globals['_ACCOUNT']._serialized_end=648
+  _globals['_GETACCOUNTREQUEST']._serialized_start=650
+  _globals['_GETACCOUNTREQUEST']._serialized_end=689
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=691
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=750
+  _globals['_RECORDLOGINIPREQUEST']._serialized_start=752
+  _globals['_RECORDLOGINIPREQUEST']._serialized_end=806
+  _globals['_RECORDLOGINIPRESPONSE']._serialized_start=808
+  _globals['_RECORDLOGINIPRESPONSE']._serialized_end=874
+  _globals['_GETIPLOCATIONSREQUEST']._serialized_start=876
+  _globals['_GETIPLOCATIONSREQUEST']._serialized_end=920
+  _globals['_GETIPLOCATIONSRESPONSE']._serialized_start=923
+  _globals['_GETIPLOCATIONSRESPONSE']._serialized_end=1122
+  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_start=1049
+  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_end=1122
+  _globals['_LOOKUPIPREQUEST']._serialized_start=1124
+  _globals['_LOOKUPIPREQUEST']._serialized_end=1153
+  _globals['_LOOKUPIPRESPONSE']._serialized_start=1155
+  _globals['_LOOKUPIPRESPONSE']._serialized_end=1216
+  _globals['_CANCELACCOUNTREQUEST']._serialized_start=1218
+  _globals['_CANCELACCOUNTREQUEST']._serialized_end=1260
+  _globals['_CANCELACCOUNTRESPONSE']._serialized_start=1262
+  _globals['_CANCELACCOUNTRESPONSE']._serialized_end=1337
+  _globals['_ACCOUNTSERVICE']._serialized_start=1713
+  _globals['_ACCOUNTSERVICE']._serialized_end=2148
 # @@protoc_insertion_point(module_scope)

@@ -33,13 +33,49 @@ class _AgeBandEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgeBand.Value
     AGE_BAND_ADULT: _AgeBand.ValueType  # 3
 
 class AgeBand(_AgeBand, metaclass=_AgeBandEnumTypeWrapper):
-    """Age bands derived from the birth date; the date itself is never stored."""
+    """Age bands on the day asked (Asia/Shanghai), from the birth date kept sealed."""
 
 AGE_BAND_UNSPECIFIED: AgeBand.ValueType  # 0
 AGE_BAND_UNDER_14: AgeBand.ValueType  # 1
 AGE_BAND_14_TO_17: AgeBand.ValueType  # 2
 AGE_BAND_ADULT: AgeBand.ValueType  # 3
 Global___AgeBand: _TypeAlias = AgeBand  # noqa: Y015
+
+class _AgeSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AgeSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgeSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGE_SOURCE_UNSPECIFIED: _AgeSource.ValueType  # 0
+    """No birth date known (an organization, or a document without one and none declared)."""
+    AGE_SOURCE_DOCUMENT: _AgeSource.ValueType  # 1
+    """Encoded in the document number."""
+    AGE_SOURCE_AUTHORITY: _AgeSource.ValueType  # 2
+    """Returned by an authority that a verification step asked."""
+    AGE_SOURCE_DECLARED: _AgeSource.ValueType  # 3
+    """Declared by the person (Subject.birth_date); the tenant's policy says what it may unlock."""
+    AGE_SOURCE_LEGACY: _AgeSource.ValueType  # 4
+    """Bound before ages were computed when read: age_band is the band on the day of binding,
+    until the account verifies again.
+    """
+
+class AgeSource(_AgeSource, metaclass=_AgeSourceEnumTypeWrapper):
+    """Where the birth date behind an account's age band came from."""
+
+AGE_SOURCE_UNSPECIFIED: AgeSource.ValueType  # 0
+"""No birth date known (an organization, or a document without one and none declared)."""
+AGE_SOURCE_DOCUMENT: AgeSource.ValueType  # 1
+"""Encoded in the document number."""
+AGE_SOURCE_AUTHORITY: AgeSource.ValueType  # 2
+"""Returned by an authority that a verification step asked."""
+AGE_SOURCE_DECLARED: AgeSource.ValueType  # 3
+"""Declared by the person (Subject.birth_date); the tenant's policy says what it may unlock."""
+AGE_SOURCE_LEGACY: AgeSource.ValueType  # 4
+"""Bound before ages were computed when read: age_band is the band on the day of binding,
+until the account verifies again.
+"""
+Global___AgeSource: _TypeAlias = AgeSource  # noqa: Y015
 
 class _BindingState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -89,13 +125,16 @@ class Account(_message.Message):
     ERASURE_DUE_AT_FIELD_NUMBER: _builtins.int
     BINDING_STATE_FIELD_NUMBER: _builtins.int
     SUPERSEDED_AT_FIELD_NUMBER: _builtins.int
+    AGE_SOURCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     verified: _builtins.bool
     method_id: _builtins.str
     assurance: _common_pb2.AssuranceLevel.ValueType
     subject_kind: _common_pb2.SubjectKind.ValueType
     age_band: Global___AgeBand.ValueType
+    """The band on the day asked, except for AGE_SOURCE_LEGACY accounts."""
     binding_state: Global___BindingState.ValueType
+    age_source: Global___AgeSource.ValueType
     @_builtins.property
     def verified_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -125,10 +164,11 @@ class Account(_message.Message):
         erasure_due_at: _timestamp_pb2.Timestamp | None = ...,
         binding_state: Global___BindingState.ValueType = ...,
         superseded_at: _timestamp_pb2.Timestamp | None = ...,
+        age_source: Global___AgeSource.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "superseded_at", b"superseded_at", "verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "age_band", b"age_band", "assurance", b"assurance", "binding_state", b"binding_state", "erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "method_id", b"method_id", "subject_kind", b"subject_kind", "superseded_at", b"superseded_at", "verified", b"verified", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "age_band", b"age_band", "age_source", b"age_source", "assurance", b"assurance", "binding_state", b"binding_state", "erasure_due_at", b"erasure_due_at", "ip_location", b"ip_location", "ip_recorded_at", b"ip_recorded_at", "method_id", b"method_id", "subject_kind", b"subject_kind", "superseded_at", b"superseded_at", "verified", b"verified", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

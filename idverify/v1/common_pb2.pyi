@@ -102,6 +102,7 @@ class Subject(_message.Message):
     PHONE_NUMBER_FIELD_NUMBER: _builtins.int
     BANK_CARD_NUMBER_FIELD_NUMBER: _builtins.int
     ISSUING_COUNTRY_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
     kind: Global___SubjectKind.ValueType
     name: _builtins.str
     document_type: Global___DocumentType.ValueType
@@ -110,6 +111,11 @@ class Subject(_message.Message):
     bank_card_number: _builtins.str
     issuing_country: _builtins.str
     """ISO 3166-1 alpha-2 or alpha-3 code of the issuing country (passports)."""
+    birth_date: _builtins.str
+    """The birth date the person declares, YYYY-MM-DD: taken when the document carries none
+    (passports) and no step's authority returns one. With a document that carries one it must
+    be the same date.
+    """
     def __init__(
         self,
         *,
@@ -120,10 +126,11 @@ class Subject(_message.Message):
         phone_number: _builtins.str = ...,
         bank_card_number: _builtins.str = ...,
         issuing_country: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_card_number", b"bank_card_number", "document_number", b"document_number", "document_type", b"document_type", "issuing_country", b"issuing_country", "kind", b"kind", "name", b"name", "phone_number", b"phone_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_card_number", b"bank_card_number", "birth_date", b"birth_date", "document_number", b"document_number", "document_type", b"document_type", "issuing_country", b"issuing_country", "kind", b"kind", "name", b"name", "phone_number", b"phone_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

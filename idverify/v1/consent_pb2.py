@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/consent.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x07\x43onsent\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x14\n\x0ctext_version\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12.\n\ngranted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cwithdrawn_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63ooldown_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x13GrantConsentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x14\n\x0ctext_version\x18\x03 \x01(\t\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12\x1b\n\x13guardian_account_id\x18\x05 \x01(\t\"=\n\x14GrantConsentResponse\x12%\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Consent\"=\n\x16WithdrawConsentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"@\n\x17WithdrawConsentResponse\x12%\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Consent\")\n\x13ListConsentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x14ListConsentsResponse\x12&\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x14.idverify.v1.Consent2\x98\x02\n\x0e\x43onsentService\x12S\n\x0cGrantConsent\x12 .idverify.v1.GrantConsentRequest\x1a!.idverify.v1.GrantConsentResponse\x12\\\n\x0fWithdrawConsent\x12#.idverify.v1.WithdrawConsentRequest\x1a$.idverify.v1.WithdrawConsentResponse\x12S\n\x0cListConsents\x12 .idverify.v1.ListConsentsRequest\x1a!.idverify.v1.ListConsentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/consent.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x07\x43onsent\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x14\n\x0ctext_version\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12.\n\ngranted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cwithdrawn_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63ooldown_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x13GrantConsentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x14\n\x0ctext_version\x18\x03 \x01(\t\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12\x1b\n\x13guardian_account_id\x18\x05 \x01(\t\x12\x37\n\x0crelationship\x18\x06 \x01(\x0e\x32!.idverify.v1.GuardianRelationship\"=\n\x14GrantConsentResponse\x12%\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Consent\"=\n\x16WithdrawConsentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"@\n\x17WithdrawConsentResponse\x12%\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Consent\")\n\x13ListConsentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x14ListConsentsResponse\x12&\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x14.idverify.v1.Consent*\x89\x01\n\x14GuardianRelationship\x12%\n!GUARDIAN_RELATIONSHIP_UNSPECIFIED\x10\x00\x12 \n\x1cGUARDIAN_RELATIONSHIP_PARENT\x10\x01\x12(\n$GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN\x10\x02\x32\x98\x02\n\x0e\x43onsentService\x12S\n\x0cGrantConsent\x12 .idverify.v1.GrantConsentRequest\x1a!.idverify.v1.GrantConsentResponse\x12\\\n\x0fWithdrawConsent\x12#.idverify.v1.WithdrawConsentRequest\x1a$.idverify.v1.WithdrawConsentResponse\x12S\n\x0cListConsents\x12 .idverify.v1.ListConsentsRequest\x1a!.idverify.v1.ListConsentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'idverify.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GUARDIANRELATIONSHIP']._serialized_start=787
+  _globals['_GUARDIANRELATIONSHIP']._serialized_end=924
   _globals['_CONSENT']._serialized_start=76
   _globals['_CONSENT']._serialized_end=291
   _globals['_GRANTCONSENTREQUEST']._serialized_start=294
-  _globals['_GRANTCONSENTREQUEST']._serialized_end=428
-  _globals['_GRANTCONSENTRESPONSE']._serialized_start=430
-  _globals['_GRANTCONSENTRESPONSE']._serialized_end=491
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=493
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=554
-  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_start=556
-  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_end=620
-  _globals['_LISTCONSENTSREQUEST']._serialized_start=622
-  _globals['_LISTCONSENTSREQUEST']._serialized_end=663
-  _globals['_LISTCONSENTSRESPONSE']._serialized_start=665
-  _globals['_LISTCONSENTSRESPONSE']._serialized_end=727
-  _globals['_CONSENTSERVICE']._serialized_start=730
-  _globals['_CONSENTSERVICE']._serialized_end=1010
+  _globals['_GRANTCONSENTREQUEST']._serialized_end=485
+  _globals['_GRANTCONSENTRESPONSE']._serialized_start=487
+  _globals['_GRANTCONSENTRESPONSE']._serialized_end=548
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=550
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=611
+  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_start=613
+  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_end=677
+  _globals['_LISTCONSENTSREQUEST']._serialized_start=679
+  _globals['_LISTCONSENTSREQUEST']._serialized_end=720
+  _globals['_LISTCONSENTSRESPONSE']._serialized_start=722
+  _globals['_LISTCONSENTSRESPONSE']._serialized_end=784
+  _globals['_CONSENTSERVICE']._serialized_start=927
+  _globals['_CONSENTSERVICE']._serialized_end=1207
 # @@protoc_insertion_point(module_scope)

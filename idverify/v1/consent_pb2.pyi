@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,24 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _GuardianRelationship:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GuardianRelationshipEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GuardianRelationship.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GUARDIAN_RELATIONSHIP_UNSPECIFIED: _GuardianRelationship.ValueType  # 0
+    GUARDIAN_RELATIONSHIP_PARENT: _GuardianRelationship.ValueType  # 1
+    GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN: _GuardianRelationship.ValueType  # 2
+
+class GuardianRelationship(_GuardianRelationship, metaclass=_GuardianRelationshipEnumTypeWrapper):
+    """How a guardian stands to the minor they consent for."""
+
+GUARDIAN_RELATIONSHIP_UNSPECIFIED: GuardianRelationship.ValueType  # 0
+GUARDIAN_RELATIONSHIP_PARENT: GuardianRelationship.ValueType  # 1
+GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN: GuardianRelationship.ValueType  # 2
+Global___GuardianRelationship: _TypeAlias = GuardianRelationship  # noqa: Y015
 
 @_typing.final
 class Consent(_message.Message):
@@ -71,6 +90,7 @@ class GrantConsentRequest(_message.Message):
     TEXT_VERSION_FIELD_NUMBER: _builtins.int
     VERIFICATION_ID_FIELD_NUMBER: _builtins.int
     GUARDIAN_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     purpose: _builtins.str
     """Exactly one purpose: identity, phone, biometric, financial or guardian."""
@@ -82,7 +102,11 @@ class GrantConsentRequest(_message.Message):
     verification_id: _builtins.str
     """For purpose guardian: the minor's verification waiting for consent."""
     guardian_account_id: _builtins.str
-    """For purpose guardian: an account bound to a verified adult, who grants the consent."""
+    """For purpose guardian: an account bound to a person who is an adult on the day of the
+    consent, who grants it.
+    """
+    relationship: Global___GuardianRelationship.ValueType
+    """For purpose guardian, required (INVALID_ARGUMENT naming relationship when unspecified)."""
     def __init__(
         self,
         *,
@@ -91,10 +115,11 @@ class GrantConsentRequest(_message.Message):
         text_version: _builtins.str = ...,
         verification_id: _builtins.str = ...,
         guardian_account_id: _builtins.str = ...,
+        relationship: Global___GuardianRelationship.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "guardian_account_id", b"guardian_account_id", "purpose", b"purpose", "text_version", b"text_version", "verification_id", b"verification_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "guardian_account_id", b"guardian_account_id", "purpose", b"purpose", "relationship", b"relationship", "text_version", b"text_version", "verification_id", b"verification_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

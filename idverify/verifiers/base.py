@@ -69,17 +69,21 @@ class StepResult:
 
     ``vendor_code`` is the answering vendor's own result or error code (``-1``,
     ``FailedOperation.IdNameMisMatch``), kept in the audit entry of the step; never personal data.
+    ``birth_date`` is the birth date an authority returned with a passed check, if it did: the
+    verification takes it (source ``authority``) when the document carries none, and refuses a
+    document or declared date that contradicts it. It is never logged or stored in the clear.
     """
 
     outcome: Outcome
     reason: str = ""
     challenge: Challenge | None = None
     vendor_code: str = ""
+    birth_date: date | None = field(default=None, repr=False)
 
     @classmethod
-    def passed(cls, vendor_code: str = "") -> StepResult:
-        """A step that succeeded."""
-        return cls(Outcome.PASS, vendor_code=vendor_code)
+    def passed(cls, vendor_code: str = "", *, birth_date: date | None = None) -> StepResult:
+        """A step that succeeded (with the birth date its authority returned, if any)."""
+        return cls(Outcome.PASS, vendor_code=vendor_code, birth_date=birth_date)
 
     @classmethod
     def failed(cls, reason: str, vendor_code: str = "") -> StepResult:

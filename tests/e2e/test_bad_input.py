@@ -113,6 +113,27 @@ START_CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str, str]] = [
     ("empty document number", {"subject": {"document_number": ""}}, INVALID, "subject.document_number", ""),
     ("bad phone", {"subject": {"phone_number": "12345"}}, INVALID, "subject.phone_number", ""),
     (
+        "declared date not a date",
+        {"subject": {"birth_date": "1990-02-30"}},
+        INVALID,
+        "subject.birth_date",
+        "BAD_BIRTH_DATE",
+    ),
+    (
+        "declared date in the future",
+        {"subject": {"birth_date": "2999-01-01"}},
+        INVALID,
+        "subject.birth_date",
+        "BIRTH_DATE_IN_FUTURE",
+    ),
+    (
+        "declared date not the document's",
+        {"subject": {"birth_date": "1970-01-01"}},
+        INVALID,
+        "subject.birth_date",
+        "BIRTH_DATE_MISMATCH",
+    ),
+    (
         "organization code for a person",
         {
             "subject": {
@@ -284,10 +305,25 @@ def _calls(client: Client) -> list[tuple[str, Callable[[], object], grpc.StatusC
                     text_version=text_version_of("v1"),
                     verification_id=unknown,
                     guardian_account_id="b",
+                    relationship=consent_pb2.GUARDIAN_RELATIONSHIP_PARENT,
                 )
             ),
             grpc.StatusCode.NOT_FOUND,
             "verification_id",
+        ),
+        (
+            "consent: a guardian who states no relationship",
+            lambda: client.consent.GrantConsent(
+                consent_pb2.GrantConsentRequest(
+                    account_id="a",
+                    purpose="guardian",
+                    text_version=text_version_of("v1"),
+                    verification_id=unknown,
+                    guardian_account_id="b",
+                )
+            ),
+            INVALID,
+            "relationship",
         ),
     ]
 

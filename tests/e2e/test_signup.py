@@ -248,6 +248,7 @@ class TestMinors:
             text_version=text_version_of("abc"),
             verification_id=started.verification_id,
             guardian_account_id="acct-parent",
+            relationship=consent_pb2.GUARDIAN_RELATIONSHIP_PARENT,
         )
         with pytest.raises(grpc.RpcError) as unverified:
             registrar.consent.GrantConsent(grant)
@@ -274,6 +275,7 @@ class TestMinors:
                     text_version=text_version_of("v1"),
                     verification_id=started.verification_id,
                     guardian_account_id="acct-teen",
+                    relationship=consent_pb2.GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN,
                 )
             )
         assert rich_error(refused.value)[0] == "GUARDIAN_NOT_ADULT"

@@ -142,13 +142,37 @@ local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
   redis.call('SREM', idacc_key, member)
   local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
   redis.call('HDEL', acct_key, 'identity', 'name_tag', 'verified_ms', 'method', 'assurance',
-    'age_band', 'claim')
+    'age_band', 'age_source', 'birth_sealed', 'claim')
   redis.call('HSET', acct_key, 'superseded_ms', NOW)
   local event = {}
   for k, v in pairs(base) do event[k] = v end
   -- The superseded account's own pseudonym: its entry belongs to its history, not the caller's.
   event.account = audit_ps
   audit(log_key, event, {type = 'binding.superseded', outcome = 'superseded', reason = 'CLAIM_ESTABLISHED'})
+end
+
+-- The account takes the verification's birth date, sealed to the account as it is (the band is
+-- computed when read: idverify/flows/account_age.py). A verification again never replaces a
+-- date from a document or an authority by a declared one. A verification started by a server
+-- that froze the band at binding (no age_source) still writes that band.
+local AGE_SOURCE_RANK = {none = 0, declared = 1, authority = 2, document = 2}
+
+local function set_age(acct_key, vf, again)
+  if not vf.age_source then
+    redis.call('HSET', acct_key, 'age_band', vf.age_band)
+    return
+  end
+  if again then
+    local was = redis.call('HGET', acct_key, 'age_source') or 'none'
+    if (AGE_SOURCE_RANK[was] or 0) > (AGE_SOURCE_RANK[vf.age_source] or 0) then return end
+  end
+  redis.call('HSET', acct_key, 'age_source', vf.age_source)
+  if (vf.birth_sealed or '') ~= '' then
+    redis.call('HSET', acct_key, 'birth_sealed', vf.birth_sealed)
+    redis.call('HDEL', acct_key, 'age_band')
+  else
+    redis.call('HDEL', acct_key, 'age_band', 'birth_sealed')
+  end
 end
 
 -- Binds the verification's account to its identity unless a rule forbids it.
@@ -205,8 +229,8 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
       redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
     end
     redis.call('HSET', acct_key, 'identity', vf.identity, 'name_tag', vf.name_tag, 'verified_ms', NOW,
-      'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'age_band', vf.age_band,
-      'audit', vf.acct_audit)
+      'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)
+    set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
     return 'VERIFIED', ''
   end
@@ -216,7 +240,8 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local assurance = vf.assurance
   if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance,
-    'age_band', vf.age_band, 'name_tag', vf.name_tag)
+    'name_tag', vf.name_tag)
+  set_age(acct_key, vf, true)
   if was[1] ~= assurance or was[2] ~= vf.method then
     audit(log_key, base, {type = 'account.updated', outcome = 'updated', reason = '',
       assurance = assurance, previous_method = was[2] or ''})

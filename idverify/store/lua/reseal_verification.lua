@@ -1,6 +1,6 @@
--- Replaces sealed fields of a verification (re-sealed under the current wrapping key, or pointed
--- at where its identity moved), only if they still hold what the caller read.
--- KEYS: verification
+-- Replaces sealed fields of a verification or an account (re-sealed under the current wrapping key,
+-- or pointed at where its identity moved), only if they still hold what the caller read.
+-- KEYS: verification or account
 -- ARGV: changes json {field: [value read, new value]}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
 local changes = cjson.decode(ARGV[1])
