@@ -35,7 +35,7 @@ from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.ip_locator import open_locator
-from idverify.flows.key_check import check_signing_key, open_keyring
+from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
 from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
@@ -352,7 +352,14 @@ def _lifecycle_tasks(
     settings: Settings, keyring: LiveKeyring, redis: RedisClient, erasure: ErasureFlow
 ) -> list[asyncio.Task[None]]:
     """The keyring file watcher and, unless switched off, the erasure worker."""
-    watcher = KeyringWatcher(keyring, keyring_path(settings), redis, settings.keyring_reload_seconds)
+    path = keyring_path(settings)
+    watcher = KeyringWatcher(
+        keyring,
+        path,
+        redis,
+        settings.keyring_reload_seconds,
+        record=lambda candidate: record_key_versions(redis, candidate, f"keyring file {path}"),
+    )
     tasks = [asyncio.create_task(watcher.run())]
     if settings.erasure.worker:
         tasks.append(asyncio.create_task(ErasureWorker(erasure, settings.erasure.poll_seconds).run()))

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from idverify.client import Client
-from idverify.privacy.keyring import load_keyring
+from idverify.privacy.keyring import load_keyring, save_keyring_file
+from idverify.store.keys import GlobalKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, verification_pb2
 
@@ -36,9 +37,7 @@ code_sends_per_phone_per_hour = 100000
 [tenants.default]
 claim_assurance = "low"
 """
-_USAGE = re.compile(
-    r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding, (\d+) accounts$", re.MULTILINE
-)
+_USAGE = re.compile(r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding$", re.MULTILINE)
 _PEPPERS = re.compile(r"^\s+(p\d+): (\d+) identity indexes$", re.MULTILINE)
 
 
@@ -76,7 +75,7 @@ def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[st
     identities: Counter[str] = Counter()
     verifications: Counter[str] = Counter()
     peppers: Counter[str] = Counter()
-    for version, ids, vfs, _, _ in _USAGE.findall(text):
+    for version, ids, vfs, _ in _USAGE.findall(text):
         identities[version] += int(ids)
         verifications[version] += int(vfs)
     for version, count in _PEPPERS.findall(text):
@@ -204,3 +203,32 @@ class TestPepperRotation:
             refused = keys(server, "retire", "p1")
             assert refused.returncode == 2
             assert "pinned" in refused.stderr
+
+
+class TestKeyringFileEdits:
+    def test_a_version_added_to_the_file_is_recorded_before_it_is_taken(self, tmp_path: Path) -> None:
+        """A hand-edited keyring: its new version's key check lands in Redis; a clashing one is refused."""
+        with ServerProcess(tmp_path, config=CONFIG) as server:
+            path = server.data_dir / "keyring.json"
+            store = embedded_redis(server)
+            first = load_keyring(path=path)
+            grown = first.with_new_wrapping_key(make_current=False)
+            (added,) = set(grown.wrapping_versions) - set(first.wrapping_versions)
+            save_keyring_file(grown, path)
+            wait_for_servers(server, lambda report: added in report["wrapping"])  # type: ignore[operator]
+            assert store.hexists(GlobalKeys.keycheck(), f"w:{added}")
+
+            # Another server recorded the next version with another secret: this file cannot be taken.
+            clashing = grown.with_new_wrapping_key(make_current=False)
+            (other,) = set(clashing.wrapping_versions) - set(grown.wrapping_versions)
+            store.hset(GlobalKeys.keycheck(), f"w:{other}", "0" * 32)
+            save_keyring_file(clashing, path)
+            deadline = time.monotonic() + 20
+            while "keyring file not taken" not in server.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert f"{other} (another secret)" in server.log_text()
+            reports = [
+                json.loads(store.get(k) or b"{}") for k in store.scan_iter(match=b"iv1:{global}:keyring:*")
+            ]
+            assert reports
+            assert all(other not in report["wrapping"] for report in reports), reports
