@@ -4,9 +4,10 @@ Identity records are named by their sealed index, so re-sealing one renames it: 
 account set, every bound account's reference and a pending erasure move together in one script
 (``reseal_identity.lua``). The same move serves three callers: ``idverify keys reindex`` (every
 record, resumable), a verification that meets an identity under an older key (it moves it on the
-spot), and the lazy pepper migration of a presented identity. A running server picks up a new
-keyring file on its own and reports the versions it holds, so that a reindex starts only once
-every server can read what it writes.
+spot), and the lazy pepper migration of a presented identity. Verifications and accounts (an
+account's birth date) keep other sealed values, re-sealed in place by the reindex. A running
+server picks up a new keyring file on its own and reports the versions it holds, so that a
+reindex starts only once every server can read what it writes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -30,6 +31,7 @@ from idverify import telemetry
 from idverify.config import Settings
 from idverify.domain.documents import Document
 from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.flows.account_age import BIRTH_DATE
 from idverify.privacy.identity_index import IdentityIndexer, IndexValue, parse_index_params
 from idverify.privacy.keyring import KEYRING_ENV_VAR, Keyring, LiveKeyring, load_keyring
 from idverify.privacy.name_binding import name_binding
@@ -49,16 +51,20 @@ log = logging.getLogger("idverify.keys")
 
 IDENTITY_INDEX: Final = "identity-index"
 NAME_BINDING: Final = "name-binding"
-# The sealed fields of a verification: associated-data purpose, and whether the verification id
-# is part of the context it was sealed in.
-VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, bool]]] = {
-    "identity": (IDENTITY_INDEX, False),
-    "name_binding": (NAME_BINDING, False),
-    "name_binding_seen": (NAME_BINDING, False),
-    "acct_sealed": ("account-id", True),
-    "challenge_sealed": ("vendor-challenge", True),
-    "phone_ps_sealed": ("phone-pseudonym", True),
+# The sealed fields of a verification: associated-data purpose, and what else its context holds:
+# nothing, the verification id, or the account pseudonym (a birth date, sealed for the account
+# it is copied to).
+VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
+    "identity": (IDENTITY_INDEX, ""),
+    "name_binding": (NAME_BINDING, ""),
+    "name_binding_seen": (NAME_BINDING, ""),
+    "acct_sealed": ("account-id", "verification"),
+    "challenge_sealed": ("vendor-challenge", "verification"),
+    "phone_ps_sealed": ("phone-pseudonym", "verification"),
+    "birth_sealed": (BIRTH_DATE, "account"),
 }
+# The sealed fields of an account, each sealed with the account pseudonym as its context.
+ACCOUNT_FIELDS: Final[Mapping[str, str]] = {"birth_sealed": BIRTH_DATE}
 _ATTEMPTS: Final = 5
 # Forwarding records chain at most once per rotation; more hops than this means a loop.
 _MAX_HOPS: Final = 6
@@ -66,6 +72,7 @@ _MAX_HOPS: Final = 6
 _FORWARD_MARGIN_MS: Final = 60_000
 _IDENTITY_PATTERN: Final = f"{PREFIX}:{{t:*}}:id:*"
 _VERIFICATION_PATTERN: Final = f"{PREFIX}:{{t:*}}:vf:*"
+_ACCOUNT_PATTERN: Final = f"{PREFIX}:{{t:*}}:acct:*"
 
 
 def keyring_path(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -423,10 +430,16 @@ class KeyUsage:
     peppers: Counter[str] = field(default_factory=Counter)
     verifications: Counter[str] = field(default_factory=Counter)
     forwarding: Counter[str] = field(default_factory=Counter)
+    accounts: Counter[str] = field(default_factory=Counter)
 
     def wrapping_total(self, version: str) -> int:
         """Records of any kind sealed under a wrapping-key version."""
-        return self.identities[version] + self.verifications[version] + self.forwarding[version]
+        return (
+            self.identities[version]
+            + self.verifications[version]
+            + self.forwarding[version]
+            + self.accounts[version]
+        )
 
 
 async def scan_pages(
@@ -480,18 +493,31 @@ async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
             counts.identities[version] += 1
             with contextlib.suppress(ValueError):
                 counts.peppers[parse_index_params(as_text(pepper or b""))[1]] += 1
-    fields = list(VERIFICATION_FIELDS)
-    async for _, page in scan_pages(redis, _VERIFICATION_PATTERN):
+    await _count_sealed(
+        redis, _VERIFICATION_PATTERN, list(VERIFICATION_FIELDS), usage, lambda u: u.verifications
+    )
+    await _count_sealed(redis, _ACCOUNT_PATTERN, list(ACCOUNT_FIELDS), usage, lambda u: u.accounts)
+    return usage
+
+
+async def _count_sealed(
+    redis: RedisClient,
+    pattern: str,
+    fields: list[str],
+    usage: dict[str, KeyUsage],
+    counter_of: Callable[[KeyUsage], Counter[str]],
+) -> None:
+    """Counts each record matching ``pattern`` once per wrapping-key version its ``fields`` use."""
+    async for _, page in scan_pages(redis, pattern):
         async with translate_errors(), redis.pipeline(transaction=False) as pipe:
             for key in page:
                 pipe.hmget(key, fields)
             rows = await pipe.execute()
         for key, row in zip(page, rows, strict=True):
             tenant, _, _ = split_key(key)
-            versions = {_version_of(as_text(value)) for value in row if value}
-            for version in versions - {""}:
-                usage.setdefault(tenant, KeyUsage()).verifications[version] += 1
-    return usage
+            counter = counter_of(usage.setdefault(tenant, KeyUsage()))
+            for version in {_version_of(as_text(value)) for value in row if value} - {""}:
+                counter[version] += 1
 
 
 def _version_of(text: str) -> str:
@@ -512,7 +538,7 @@ class ReindexReport:
 
 
 class Reindexer:
-    """Re-seals every identity and verification under the current wrapping key, resumably.
+    """Re-seals every identity, verification and account under the current wrapping key, resumably.
 
     The position (phase and SCAN cursor) is saved in Redis after every page, so a run that is
     stopped (``--limit``, Ctrl-C, a crash) continues where it was; records already under the
@@ -538,18 +564,18 @@ class Reindexer:
         checkpoint_key = GlobalKeys.reindex_checkpoint()
         async with translate_errors():
             saved = {as_text(k): as_text(v) for k, v in (await self._redis.hgetall(checkpoint_key)).items()}
-        resume = saved.get("target") == self._target and saved.get("phase") in {"id", "vf"}
+        phases = {"id": _IDENTITY_PATTERN, "vf": _VERIFICATION_PATTERN, "acct": _ACCOUNT_PATTERN}
+        workers = {"id": self._identity, "vf": self._verification, "acct": self._account}
+        resume = saved.get("target") == self._target and saved.get("phase") in phases
         phase = saved["phase"] if resume else "id"
         cursor = int(saved.get("cursor", "0")) if resume else 0
         resealed = unreadable = 0
-        for name, pattern in (("id", _IDENTITY_PATTERN), ("vf", _VERIFICATION_PATTERN)):
-            if phase == "vf" and name == "id":
-                continue
+        for name, pattern in list(phases.items())[list(phases).index(phase) :]:
             async for next_cursor, page in scan_pages(
                 self._redis, pattern, cursor=cursor, count=self._page_size
             ):
                 for key in page:
-                    done = await (self._identity(key) if name == "id" else self._verification(key))
+                    done = await workers[name](key)
                     resealed += done is True
                     unreadable += done is None
                     if progress is not None and done is True:
@@ -562,7 +588,6 @@ class Reindexer:
                 if limit and resealed >= limit and next_cursor != 0:
                     return ReindexReport(self._target, resealed, unreadable, finished=False)
             cursor = 0
-            phase = "vf"
         async with translate_errors():
             await self._redis.hset(
                 checkpoint_key, mapping={"target": self._target, "phase": "done", "cursor": 0}
@@ -585,15 +610,37 @@ class Reindexer:
         tenant, _, verification_id = split_key(key)
         names = list(VERIFICATION_FIELDS)
         async with translate_errors():
+            row = await self._redis.hmget(key, [*names, "acct"])
+        account_ps = as_text(row[-1] or b"")
+        contexts = {"": (), "verification": (verification_id,), "account": (account_ps,)}
+        fields = {
+            name: (purpose, contexts[context]) for name, (purpose, context) in VERIFICATION_FIELDS.items()
+        }
+        return await self._reseal_fields(tenant, key, fields, row)
+
+    async def _account(self, key: bytes) -> bool | None:
+        tenant, _, account_ps = split_key(key)
+        names = list(ACCOUNT_FIELDS)
+        async with translate_errors():
             row = await self._redis.hmget(key, names)
+        fields = {name: (purpose, (account_ps,)) for name, purpose in ACCOUNT_FIELDS.items()}
+        return await self._reseal_fields(tenant, key, fields, row)
+
+    async def _reseal_fields(
+        self,
+        tenant: str,
+        key: bytes,
+        fields: Mapping[str, tuple[str, tuple[str, ...]]],
+        row: Sequence[bytes | str | None],
+    ) -> bool | None:
+        """Re-seals the fields of one record as read (``row``, in ``fields`` order), compare-and-set."""
         changes: dict[str, list[str]] = {}
-        for name, value in zip(names, row, strict=True):
+        for (name, (purpose, context)), value in zip(fields.items(), row, strict=False):
             old = as_text(value or b"")
             if not old or _version_of(old) == self._target:
                 continue
-            purpose, with_id = VERIFICATION_FIELDS[name]
             try:
-                new = self._mover.resealed(tenant, old, purpose, *((verification_id,) if with_id else ()))
+                new = self._mover.resealed(tenant, old, purpose, *context)
             except SealError:
                 return None
             changes[name] = [old, new]

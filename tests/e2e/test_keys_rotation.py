@@ -37,7 +37,9 @@ code_sends_per_phone_per_hour = 100000
 [tenants.default]
 claim_assurance = "low"
 """
-_USAGE = re.compile(r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding$", re.MULTILINE)
+_USAGE = re.compile(
+    r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding, (\d+) accounts$", re.MULTILINE
+)
 _PEPPERS = re.compile(r"^\s+(p\d+): (\d+) identity indexes$", re.MULTILINE)
 
 
@@ -75,7 +77,7 @@ def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[st
     identities: Counter[str] = Counter()
     verifications: Counter[str] = Counter()
     peppers: Counter[str] = Counter()
-    for version, ids, vfs, _ in _USAGE.findall(text):
+    for version, ids, vfs, _, _ in _USAGE.findall(text):
         identities[version] += int(ids)
         verifications[version] += int(vfs)
     for version, count in _PEPPERS.findall(text):
