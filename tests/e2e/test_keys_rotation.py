@@ -71,18 +71,20 @@ def ok(server: ServerProcess, *args: str) -> str:
     return done.stdout
 
 
-def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[str]]:
-    """Identities and verifications per wrapping key, identities per pepper (``keys status``)."""
+def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
+    """Identities, verifications and accounts per wrapping key, identities per pepper (``keys status``)."""
     text = ok(server, "status")
     identities: Counter[str] = Counter()
     verifications: Counter[str] = Counter()
     peppers: Counter[str] = Counter()
-    for version, ids, vfs, _, _ in _USAGE.findall(text):
+    accounts: Counter[str] = Counter()
+    for version, ids, vfs, _, accts in _USAGE.findall(text):
         identities[version] += int(ids)
         verifications[version] += int(vfs)
+        accounts[version] += int(accts)
     for version, count in _PEPPERS.findall(text):
         peppers[version] += int(count)
-    return identities, verifications, peppers
+    return identities, verifications, peppers, accounts
 
 
 def wait_for_servers(server: ServerProcess, condition: Callable[[dict[str, object]], bool]) -> None:
@@ -121,7 +123,7 @@ class TestWrappingKeyRotation:
             wait_for_servers(server, lambda report: report["wrapping_current"] == "w2")
 
             assert "stopped" in ok(server, "reindex", "--limit", "3", "--batch", "2", "--no-progress")
-            identities, _, _ = usage(server)
+            identities, _, _, _ = usage(server)
             assert identities["w1"] > 0
             assert identities["w2"] > 0
             retire = keys(server, "retire", "w1")
@@ -143,9 +145,10 @@ class TestWrappingKeyRotation:
             assert submit(registrar, pending.verification_id, code).status == VERIFIED
 
             assert "done" in ok(server, "reindex", "--no-progress")
-            identities, verifications, _ = usage(server)
+            identities, verifications, _, accounts = usage(server)
             assert identities["w1"] == 0
             assert verifications["w1"] == 0
+            assert accounts["w1"] == 0
             assert identities["w2"] == len(people) + 1
             assert "retired w1" in ok(server, "retire", "w1")
             wait_for_servers(server, lambda report: report["wrapping"] == ["w2"])
@@ -175,6 +178,42 @@ class TestWrappingKeyRotation:
             refused = keys(server, "reindex", "--wait", "1", "--no-progress")
             assert refused.returncode == 1
             assert "stale" in refused.stderr
+
+    def test_a_key_is_not_retired_while_an_account_birth_date_is_sealed_under_it(
+        self, tmp_path: Path
+    ) -> None:
+        """Accounts' birth dates are counted by status and retire, and re-sealed by a reindex."""
+        with ServerProcess(tmp_path, config=CONFIG) as server, server.client() as registrar:
+            assert verify(server, registrar, person(), "born").status == VERIFIED
+            store = embedded_redis(server)
+            keyring = load_keyring(path=server.data_dir / "keyring.json")
+            key = f"iv1:{{t:default}}:acct:{keyring.pseudonym('default', 'account', 'born')}"
+            under_w1 = store.hget(key, "birth_sealed")
+            assert under_w1
+            assert under_w1.startswith(b"w1:")
+            ok(server, "add")
+            ok(server, "rotate")
+            wait_for_servers(server, lambda report: report["wrapping_current"] == "w2")
+            assert "done" in ok(server, "reindex", "--no-progress")
+            assert (store.hget(key, "birth_sealed") or b"").startswith(b"w2:")
+
+            # An account the reindex did not reach (as if it stopped there): w1 cannot go.
+            store.hset(key, "birth_sealed", under_w1)
+            assert usage(server)[3]["w1"] == 1
+            refused = keys(server, "retire", "w1")
+            assert refused.returncode == 1
+            assert "remain under w1" in refused.stderr
+
+            assert "done" in ok(server, "reindex", "--no-progress")
+            assert usage(server)[3]["w1"] == 0
+            assert "retired w1" in ok(server, "retire", "w1")
+            wait_for_servers(server, lambda report: report["wrapping"] == ["w2"])
+            with server.client("platform") as platform:
+                found = platform.account.GetAccount(account_pb2.GetAccountRequest(account_id="born")).account
+            assert (found.age_band, found.age_source) == (
+                account_pb2.AGE_BAND_ADULT,
+                account_pb2.AGE_SOURCE_DOCUMENT,
+            )
 
 
 class TestPepperRotation:
