@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from idverify.domain.birth_dates import parse_policy as parse_declared_policy
@@ -427,9 +427,7 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
     """Converts env-var strings (and TOML values) to the type of the default."""
     try:
         if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in {"1", "true", "yes", "on"}
-            return bool(value)
+            return parse_bool(name, value)
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
@@ -594,7 +592,7 @@ def development_mode_refusals(settings: Settings) -> list[str]:
         where
         for where, options in [("sms.options", settings.sms.options)]
         + [(f"vendors.{name}", table) for name, table in sorted(settings.vendors.items())]
-        if _truthy(options.get("allow_plain_http", False))
+        if parse_bool(f"{where}.allow_plain_http", options.get("allow_plain_http", False))
     ]
     refusals += [
         f"{where}.allow_plain_http: codes and identities would cross the network unencrypted"
@@ -603,10 +601,25 @@ def development_mode_refusals(settings: Settings) -> list[str]:
     return refusals
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):  # from the environment
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    """A TOML boolean, or one of the words the environment spells them with.
+
+    Raises:
+        ConfigError: naming the setting for anything else (a misspelt ``flase`` is not False).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
 
 
 def _validate(settings: Settings) -> None:

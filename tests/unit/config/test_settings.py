@@ -109,6 +109,26 @@ class TestValidation:
         with pytest.raises(ConfigError, match="binding_limit"):
             load_settings(environ={"IDVERIFY_VERIFICATION__BINDING_LIMIT": "many"})
 
+    @pytest.mark.parametrize("word", ["flase", "ture", "2", ""])
+    def test_a_misspelt_boolean_is_refused_not_read_as_false(self, word: str) -> None:
+        """Only true/false (and 1/0, yes/no, on/off from the environment) are booleans."""
+        with pytest.raises(ConfigError, match=r"grpc\.reflection: expected true or false"):
+            load_settings(environ={"IDVERIFY_GRPC__REFLECTION": word})
+
+    def test_a_boolean_setting_is_not_a_number_in_toml(self, tmp_path: Path) -> None:
+        """``reflection = 3`` is refused, not taken as true."""
+        path = tmp_path / "c.toml"
+        path.write_text("[grpc]\nreflection = 3\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="reflection"):
+            load_settings(path, environ={})
+
+    @pytest.mark.parametrize(
+        ("word", "expected"), [("yes", True), ("Off", False), ("0", False), ("TRUE", True)]
+    )
+    def test_the_environment_spells_booleans_several_ways(self, word: str, expected: bool) -> None:
+        """The words an operator types in an environment variable still work."""
+        assert load_settings(environ={"IDVERIFY_GRPC__REFLECTION": word}).grpc.reflection is expected
+
 
 class TestClientPrincipals:
     def test_typed_keys_are_accepted(self, tmp_path: Path) -> None:
