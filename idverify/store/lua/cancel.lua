@@ -39,7 +39,7 @@ if ARGV[5] ~= '' then
   end
 end
 redis.call('HDEL', KEYS[1], 'identity', 'name_tag', 'verified_ms', 'method', 'assurance', 'kind', 'age_band',
-  'superseded_ms')
+  'age_source', 'birth_sealed', 'superseded_ms')
 redis.call('HSET', KEYS[1], 'cancelled_ms', NOW, 'erase_due_ms', ARGV[1], 'audit', audit_ps)
 redis.call('ZADD', KEYS[3], ARGV[1], 'a:' .. ARGV[3])
 local base = cjson.decode(ARGV[2])
