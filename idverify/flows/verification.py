@@ -297,7 +297,15 @@ class VerificationFlow:
         # Every counter that refuses a start counts per (document, name) pair, so that a
         # squatter's failures under a false name never refuse the owner who presents the true one.
         name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
-        await refuse_at_limit(d.redis, keys, "claim_refusals", name_tag, limit=limits.claim_refusals_per_day)
+        await refuse_at_limit(
+            d.redis,
+            d.scripts,
+            keys,
+            "claim_refusals",
+            name_tag,
+            limit=limits.claim_refusals_per_day,
+            request={**info.audit_fields(), "account": d.keyring.pseudonym(tenant, "audit", account_id)},
+        )
         await d.window_limiter.hit(
             keys,
             "identity",

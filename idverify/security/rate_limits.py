@@ -131,9 +131,19 @@ class WindowLimiter:
 
 
 async def refuse_at_limit(
-    redis: RedisClient, keys: TenantKeys, purpose: str, pseudonym: str, *, limit: int
+    redis: RedisClient,
+    scripts: Scripts,
+    keys: TenantKeys,
+    purpose: str,
+    pseudonym: str,
+    *,
+    limit: int,
+    request: dict[str, str],
 ) -> None:
     """Refuses when a counter that something else increments has reached ``limit`` (0: never).
+
+    The first refusal of each window is audited (``rate_limit.hit``), as the windows of
+    :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log.
 
     Raises:
         RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
@@ -146,10 +156,16 @@ async def refuse_at_limit(
         pipe.get(key)
         pipe.pttl(key)
         count, ttl_ms = await pipe.execute()
-    if count is not None and int(count) >= limit:
-        telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
-        raise RateLimited(
-            f"limit for {purpose} reached",
-            retry_after=max(int(ttl_ms), 0) / 1000,
-            reason=f"{purpose.upper()}_LIMIT_REACHED",
-        )
+    if count is None or int(count) < limit:
+        return
+    ttl_ms = max(int(ttl_ms), 1000)
+    # A limit of 0 makes the window's first call the one over it: the script audits that one.
+    await scripts.run(
+        "rate_limit",
+        [keys.rate_limit(f"{purpose}_audited", pseudonym), keys.audit_log()],
+        [0, ttl_ms, json.dumps({**request, "limit": purpose})],
+    )
+    telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
+    raise RateLimited(
+        f"limit for {purpose} reached", retry_after=ttl_ms / 1000, reason=f"{purpose.upper()}_LIMIT_REACHED"
+    )

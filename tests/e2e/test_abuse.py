@@ -39,7 +39,11 @@ STATUS = verification_pb2.VerificationStatus
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
     port = free_port()
-    config = f'[telemetry]\nmetrics = "prometheus"\nprometheus_port = {port}\n'
+    # Tenant "est" takes sms as establishing names, so that one document's name is established.
+    config = (
+        f'[telemetry]\nmetrics = "prometheus"\nprometheus_port = {port}\n'
+        '\n[tenants.est]\nclaim_assurance = "low"\n'
+    )
     # One worker: each worker has its own metrics endpoint (base port + worker index), and the
     # test must see every hash the server computes.
     with ServerProcess(
@@ -83,6 +87,30 @@ class TestEnumeration:
         sizes = {len(r.SerializeToString()) for r in replies[1:]}
         assert len(sizes) == 1
         assert all(set(r.DESCRIPTOR.fields_by_name) == {"match"} for r in replies)
+
+    def test_a_start_costs_one_argon2_whatever_the_store_holds_of_the_document(
+        self, observed: tuple[ServerProcess, int]
+    ) -> None:
+        """Another name of an established document, a document at its limit, an unknown one: alike."""
+        server, port = observed
+        established, full, unknown = person(), person(), person()
+        with server.client(tenant="est") as registrar:
+            verify(server, registrar, established, "enum-est")
+            for n in range(5):
+                verify(server, registrar, full, f"enum-full-{n}")
+            cases = [
+                (established, "enum-s1", {"name": unknown.name, "phone_number": person().phone}),
+                (full, "enum-s2", {"phone_number": person().phone}),
+                (unknown, "enum-s3", {}),
+            ]
+            shapes = set()
+            for identity, account, changes in cases:
+                before = argon2_count(port)
+                reply = start(registrar, identity, account, **changes)
+                assert argon2_count(port) - before == 1, account
+                fields = tuple(sorted(d.name for d, _ in reply.ListFields()))
+                shapes.add((reply.status, reply.reason_code, reply.next_step, reply.attempts_left, fields))
+        assert len(shapes) == 1, shapes
 
 
 class TestBruteForce:

@@ -172,6 +172,17 @@ class TestSquatters:
             start(registrar, owner, "est-sq-9", name=false_name(owner), phone_number=person().phone)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert rich_error(refused.value)[0] == "CLAIM_REFUSALS_LIMIT_REACHED"
+        with pytest.raises(grpc.RpcError):
+            start(registrar, owner, "est-sq-10", name=false_name(owner), phone_number=person().phone)
+        # The first refusal of the day is audited, once, under the account that asked.
+        with server.client("auditor") as auditor:
+            hits = [
+                found.event
+                for found in auditor.audit.QueryEvents(
+                    audit_pb2.QueryEventsRequest(event_types=["rate_limit.hit"], account_id="est-sq-9")
+                )
+            ]
+        assert [hit.attributes["limit"] for hit in hits] == ["claim_refusals"]
         # ... and the owner, who presents the established name, is never refused by them.
         assert verify(server, registrar, owner, "est-owner-2").status == VERIFIED
 
