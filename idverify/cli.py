@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     from idverify.lifecycle_commands import add_lifecycle_commands  # noqa: PLC0415
 
     add_lifecycle_commands(commands)
+    from idverify.tenant_commands import add_tenant_commands  # noqa: PLC0415
+
+    add_tenant_commands(commands)
     return parser
 
 

@@ -57,6 +57,9 @@ class EventType(StrEnum):
     RATE_LIMIT_HIT = "rate_limit.hit"
     AUDIT_KEY_ROTATED = "audit.key_rotated"
     IDENTITY_CHECKED = "identity.checked"
+    TENANT_REMOVAL_SCHEDULED = "tenant.removal_scheduled"
+    TENANT_REMOVAL_CANCELLED = "tenant.removal_cancelled"
+    TENANT_REMOVED = "tenant.removed"
 
 
 class EntryFormatError(ValueError):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from idverify.domain.errors import InvalidArgument, NotFound
+from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from idverify.security.principals import Principal, Role
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys, valid_tenant
@@ -78,6 +78,7 @@ class ClientRegistry:
 
         Raises:
             InvalidArgument: on a bad tenant name or description.
+            FailedPrecondition: the tenant is being removed or was removed (``TENANT_REMOVED``).
             StoreUnavailable: when Redis cannot be reached.
         """
         if not valid_tenant(tenant):
@@ -88,10 +89,13 @@ class ClientRegistry:
         secret = secrets.token_urlsafe(32)
         keys = TenantKeys(tenant)
         async with translate_errors():
+            # Checked again in the step; here too, so that the global map names no removed tenant.
+            if await self._redis.exists(keys.removal()):
+                raise _tenant_removed(tenant)
             await self._redis.hset(GlobalKeys.client_tenants(), client_id, tenant)
         result = await self._scripts.run(
             "client",
-            [keys.client(client_id), keys.clients(), keys.audit_log()],
+            [keys.client(client_id), keys.clients(), keys.audit_log(), keys.removal()],
             [
                 "create",
                 client_id,
@@ -102,6 +106,10 @@ class ClientRegistry:
                 self._digest(secret),
             ],
         )
+        if result[0] == b"TENANT_REMOVED":
+            async with translate_errors():
+                await self._redis.hdel(GlobalKeys.client_tenants(), client_id)
+            raise _tenant_removed(tenant)
         created_ms = int(result[1]) if result[0] == b"OK" else await self._scripts.clock.now_ms()
         if role is Role.OPERATOR:
             # After the operator exists, so that a failed creation leaves the bootstrap usable.
@@ -217,6 +225,12 @@ class ClientRegistry:
             self._cache.clear()
         self._cache[token] = (now + self._cache_seconds, principal)
         return principal
+
+
+def _tenant_removed(tenant: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"tenant {tenant} is being removed or was removed", reason="TENANT_REMOVED", field="tenant"
+    )
 
 
 def _request_json(request: Mapping[str, str] | None) -> str:

@@ -30,6 +30,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
 | ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
+| ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
@@ -38,6 +39,7 @@ personal data or raw account ids.
 | ``iv1:{global}:bootstrap`` | string | the bootstrap token's client id, set once it exists |
 | ``iv1:{global}:bootstrap-retired`` | string | set once an operator exists: the bootstrap token is retired |
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
+| ``iv1:{global}:tenant-removals`` | zset | tenants whose removal is scheduled or under way, by due ms |
 | ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
 | ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
@@ -149,6 +151,10 @@ class TenantKeys:
         """The signing key id the log last recorded a rotation to (each rotation is one entry)."""
         return f"{self._base}:audit:signing-key"
 
+    def removal(self) -> str:
+        """The tenant's removal record, kept with the audit log it closed (``tenants remove``)."""
+        return f"{self._base}:audit:removal"
+
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""
         return f"{self._base}:client:{client_id}"
@@ -211,6 +217,11 @@ class GlobalKeys:
     def erasure_tenants(cls) -> str:
         """Tenants whose erasure queues the erasure worker visits."""
         return f"{cls.base}:erasure:tenants"
+
+    @classmethod
+    def tenant_removals(cls) -> str:
+        """Tenants whose removal is scheduled or under way, by due time (``tenants status``)."""
+        return f"{cls.base}:tenant-removals"
 
     @classmethod
     def keyring_instance(cls, instance: str) -> str:

@@ -59,17 +59,21 @@ SCRIPT_NAMES = (
     "erase",
     "reseal_identity",
     "reseal_verification",
+    # A tenant's removal: scheduled (its clients revoked), cancelled, its log closed.
+    "tenant_removal",
     # Samples the store's time for the clock floor.
     "clock",
 )
 # Steps whose loss in a failover would take back an answer the caller was given: a start (it
 # binds at once for methods without a challenge), an answer and a guardian's consent, each with
 # its audit entries. Reads and rate-limit counters do not wait.
-# A client's creation too: its token is shown once; and its revocation must not come undone.
+# A client's creation too: its token is shown once; and its revocation must not come undone
+# (a tenant's removal revokes them all).
 # Consent, cancellation and erasure too: a withdrawal or an erasure that a failover took back
 # would be a promise broken to the person concerned.
 ACKNOWLEDGED_SCRIPTS = frozenset(
     {"start", "submit", "guardian", "client", "consent_grant", "consent_withdraw", "cancel", "erase"}
+    | {"tenant_removal"}
 )
 
 
