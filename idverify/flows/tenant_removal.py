@@ -45,6 +45,7 @@ from idverify.flows.keys import scan_pages
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
+from idverify.store.topology import is_cluster
 
 __all__ = ["EraseReport", "Removal", "TenantRemoval", "export_paths"]
 
@@ -312,7 +313,9 @@ class TenantRemoval:
                 await self._redis.hincrby(record, "erased", len(doomed))
             erased += len(doomed)
             progress(len(doomed))
-            if limit and erased >= limit and next_cursor != 0:
+            # A cursor of 0 ends a scan, except on Cluster, where it is always 0 (the next run
+            # scans again from the start, and finds only what is left).
+            if limit and erased >= limit and (next_cursor != 0 or is_cluster(self._redis)):
                 return EraseReport(erased, finished=False)
         await self._forget_globally(tenant)
         async with translate_errors():
