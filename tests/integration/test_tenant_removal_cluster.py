@@ -1,0 +1,75 @@
+"""A tenant's removal on Redis Cluster: its steps stay in its slot, and a stopped erasure resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.asyncio.cluster import RedisCluster
+
+from idverify.audit.checkpoint import TreeHeadSigner, load_public_key
+from idverify.audit.export import verify_export
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.log_store import AuditStore
+from idverify.flows.audit import AuditFlow
+from idverify.flows.tenant_removal import TenantRemoval, export_paths
+from idverify.privacy.keyring import Keyring
+from idverify.security.clients import ClientRegistry
+from idverify.security.principals import Role
+from idverify.store.connection import connect
+from idverify.store.local_topologies import LocalCluster
+from idverify.store.scripts import Scripts
+
+pytestmark = pytest.mark.slow
+REQUEST = {"principal": "tenants-remove/test@host", "request_id": "", "trace_id": ""}
+
+
+async def keys_of(client: RedisCluster, tenant: str) -> dict[bytes, bytes | None]:
+    """Every key of the tenant on every primary, with its DUMP."""
+    return {
+        key: await client.dump(key)
+        async for key in client.scan_iter(match=f"iv1:{{t:{tenant}}}:*", count=100)
+    }
+
+
+async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+    client = connect(redis_cluster.url)
+    assert isinstance(client, RedisCluster)
+    leaver, stayer = "cluster-leaver", "cluster-stayer"
+    try:
+        scripts = Scripts(client)
+        keyring = Keyring.generate()
+        registry = ClientRegistry(client, keyring, scripts=scripts)
+        for tenant in (leaver, stayer):
+            await registry.create(tenant, Role.REGISTRAR, "", REQUEST)
+            for n in range(120):
+                await client.hset(f"iv1:{{t:{tenant}}}:acct:{n:032x}", mapping={"bound": "1"})
+        store = AuditStore(client, scripts)
+        audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+        removal = TenantRemoval(client, scripts, audit)
+        before = await keys_of(client, stayer)
+
+        await removal.schedule(leaver, 0, REQUEST)
+        head = await removal.close(leaver, REQUEST)
+        exported = await removal.export(leaver, head, tmp_path, lambda _: None)
+        await removal.start_erasing(leaver)
+        stopped = await removal.erase(leaver, page_size=20, limit=30, progress=lambda _: None)
+        assert not stopped.finished
+        assert await removal.count_remaining(leaver) > 0
+        finished = await removal.erase(leaver, page_size=20, limit=0, progress=lambda _: None)
+        assert finished.finished
+
+        left = await keys_of(client, leaver)
+        assert left
+        assert all(b":audit:" in key for key in left), sorted(left)[:5]
+        assert await keys_of(client, stayer) == before
+        assert leaver.encode() not in await client.hvals("iv1:{global}:client-tenant")
+        with exported.open("rb") as handle:
+            report = verify_export(
+                handle, load_public_key(audit.public_key_pem.encode()), expected_origin=f"idverify/{leaver}"
+            )
+        assert report.ok, report.problem
+        assert exported == export_paths(tmp_path, leaver)[0]
+    finally:
+        await client.aclose()
