@@ -44,7 +44,6 @@ from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import IdentityLookup, IdentityMover
-from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
 from idverify.privacy.name_binding import claim_tag
@@ -533,15 +532,6 @@ class VerificationFlow:
                 raw = await self._d.redis.hgetall(TenantKeys(tenant).verification(verification_id))
             record.clear()
             record.update({as_text(k): as_text(v) for k, v in raw.items()})
-
-    async def _hash_identity(
-        self, tenant: str, document: Document, *, pepper_version: str | None = None
-    ) -> IndexValue:
-        """The one argon2id of a verification, off the event loop, traced and timed."""
-        with telemetry.leaf_span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
-            return await self._d.indexer.compute_async(
-                tenant, document.document_type, document.number, pepper_version=pepper_version
-            )
 
     async def _run_steps(
         self,
