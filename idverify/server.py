@@ -25,12 +25,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from redis.exceptions import RedisError
 
 from idverify import telemetry
+from idverify.audit.published_heads import HeadsFileError
 from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.domain.methods import check_non_biometric_coverage
 from idverify.flows.accounts import AccountFlow
-from idverify.flows.audit import build_audit_flow, integrate_forever
+from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
@@ -266,7 +267,7 @@ async def start(
         window_limiter=WindowLimiter(scripts),
     )
     flow = VerificationFlow(deps)
-    audit = build_audit_flow(settings, redis, scripts, keyring)
+    audit = await _audit_flow(settings, redis, scripts, keyring)
     try:
         token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
     except (RedisError, OSError, StoreUnavailable):
@@ -335,6 +336,27 @@ async def start(
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
+
+
+async def _audit_flow(
+    settings: Settings, redis: RedisClient, scripts: Scripts, keyring: Keyring
+) -> AuditFlow:
+    """The audit flow, its logs compared with their published heads before anything is appended.
+
+    A log found behind then says exactly which entries it lost (``idverify.audit.rollback``);
+    reads and verifications are served all the same.
+
+    Raises:
+        ConfigError: when the signing key cannot be read or the heads file is damaged.
+    """
+    audit = build_audit_flow(settings, redis, scripts, keyring)
+    try:
+        await audit.find_rollbacks()
+    except StoreUnavailable:
+        log.warning("redis not reachable at start-up; the audit logs are compared with their heads later")
+    except HeadsFileError as error:
+        raise ConfigError(str(error)) from None
+    return audit
 
 
 def call_limits(settings: Settings) -> CallLimits:

@@ -1,9 +1,10 @@
-"""``idverify audit export | verify | public-key | rotate-key``: the log on the command line.
+"""``idverify audit ...``: the log on the command line (export, verify, public-key, rotate-key...).
 
 ``export`` and ``public-key`` talk to a running server with an auditor's (or admin's) token:
 ``--token``, else ``IDVERIFY_TOKEN``. (Not the bootstrap token: it may create operators and
 admins only, and reads no log.)
 ``verify`` is offline: it needs only the export file and the log's public key.
+``rotate-key`` and ``acknowledge-rollback`` run on the server's host, on its data directory and store.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from idverify.audit.checkpoint import (
     read_public_key_file,
 )
 from idverify.audit.export import ExportFormatError, entry_line, head_line, verify_export
+from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.client import Client
 from idverify.domain.errors import ConfigError, StoreUnavailable
@@ -81,6 +83,13 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     rotate.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
     rotate.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+    acknowledge = sub.add_parser(
+        "acknowledge-rollback",
+        help="accept the entries lost by a restore behind a published head (audited); "
+        "run on the server's host",
+    )
+    acknowledge.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
+    acknowledge.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
     audit.set_defaults(handler=_run)
 
 
@@ -90,12 +99,20 @@ def _run(args: argparse.Namespace) -> int:
             return _verify(Path(args.file), Path(args.public_key), args.origin)
         if args.audit_command == "public-key":
             return _public_key(args)
-        if args.audit_command == "rotate-key":
-            return asyncio.run(_rotate_key(args))
+        if args.audit_command in {"rotate-key", "acknowledge-rollback"}:
+            on_host = _rotate_key if args.audit_command == "rotate-key" else _acknowledge_rollback
+            return asyncio.run(on_host(args))
         return _export(args)
     except grpc.RpcError as error:
         print(f"idverify: {error.code().name}: {error.details()}", file=sys.stderr)
-    except (OSError, KeyFormatError, ExportFormatError, RuntimeError, StoreUnavailable) as error:
+    except (
+        OSError,
+        KeyFormatError,
+        ExportFormatError,
+        HeadsFileError,
+        RuntimeError,
+        StoreUnavailable,
+    ) as error:
         print(f"idverify: {error}", file=sys.stderr)
     except ConfigError as error:
         print(f"idverify: configuration error: {error}", file=sys.stderr)
@@ -154,6 +171,27 @@ async def _audit_rotation(redis: RedisClient, key_id: str, previous: str) -> int
             "audit_key", [keys.audit_signing_key(), keys.audit_log()], [key_id, previous, request]
         )
     return len(tenants)
+
+
+async def _acknowledge_rollback(args: argparse.Namespace) -> int:
+    """Audits and clears every rollback found (``idverify.audit.acknowledge``); prints each."""
+    from idverify.audit.acknowledge import acknowledge_rollbacks  # noqa: PLC0415
+    from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
+
+    settings = load_settings(
+        Path(args.config) if args.config else None,
+        overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
+    )
+    done = await acknowledge_rollbacks(settings, args.tenant)
+    if not done:
+        print("no audit log is behind its published head; nothing to acknowledge")
+    for item in done:
+        how = "recorded as" if item.written else "already recorded as"
+        print(
+            f"acknowledged: {item.rollback.describe()}; {how} entry {item.entry} of the log "
+            f"(audit.rollback_acknowledged); servers sign heads of tenant {item.rollback.tenant} again"
+        )
+    return 0
 
 
 def _client(args: argparse.Namespace) -> Client:

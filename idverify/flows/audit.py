@@ -31,7 +31,9 @@ from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore, StoredHead, TreeState
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
+from idverify.audit.published_heads import PublishedHeads
 from idverify.audit.query import EventFilter, QueryResult, run_query
+from idverify.audit.rollback import Rollback, RollbackGuard
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
@@ -103,6 +105,7 @@ class AuditFlow:
         keyring: Keyring,
         *,
         configured_tenants: Collection[str] = (),
+        guard: RollbackGuard | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._store = store
@@ -112,6 +115,7 @@ class AuditFlow:
         self._configured = frozenset(configured_tenants)
         self._known = set(self._configured)
         self._clock_ms = clock_ms
+        self._guard = guard
         self._heads: dict[str, SignedHead] = {}
         # The largest tree size seen stored per tenant: proofs up to it need not read the head.
         self._reached_sizes: dict[str, int] = {}
@@ -155,15 +159,21 @@ class AuditFlow:
             StoreUnavailable: when Redis cannot be reached, or other replicas kept storing heads
                 first (the caller may simply ask again).
             LogCorrupted: when entries are missing from the store.
+            FailedPrecondition: ``AUDIT_LOG_ROLLED_BACK`` when the log is behind a head it
+                published before (``idverify.audit.rollback``), until that is acknowledged.
+            OSError: when the published head cannot be recorded (none is handed out then).
         """
         for _ in range(_HEAD_ATTEMPTS):
             state = await self._integrator.integrate(tenant)
+            if self._guard is not None:
+                await self._guard.require(tenant, state)
             last = self._trusted_head(tenant, state.last_head)
             now = self._clock_ms()
             if last is not None and (
                 last.head.size > state.size
                 or (last.head.size == state.size and now - last.head.timestamp_ms < HEAD_MAX_AGE_MS)
             ):
+                await self._publish(tenant, last)
                 return last
             floor_ms = last.head.timestamp_ms if last is not None else 0
             head = TreeHead(origin_of(tenant), state.size, state.root, max(now, floor_ms))
@@ -171,9 +181,26 @@ class AuditFlow:
             stored = StoredHead(signed.checkpoint, signed.key_id, signed.signature)
             if await self._store.replace_signed_head(tenant, state.last_head, stored):
                 self._heads[tenant] = signed
+                await self._publish(tenant, signed)
                 return signed
             # Another replica stored a head since the read: it is the one to hand out, or to pass.
         raise StoreUnavailable("other replicas kept signing tree heads first; ask again")
+
+    async def _publish(self, tenant: str, signed: SignedHead) -> None:
+        if self._guard is not None:
+            await self._guard.publish(tenant, signed)
+
+    async def find_rollbacks(self) -> list[Rollback]:
+        """The logs behind the head they published (each recorded in the heads file and logged).
+
+        Run at start, before anything is appended: a log found behind then says exactly where
+        its loss begins.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+            HeadsFileError, OSError: when the heads file cannot be read or written.
+        """
+        return [] if self._guard is None else await self._guard.find_all()
 
     def _trusted_head(self, tenant: str, stored: StoredHead | None) -> SignedHead | None:
         """The stored head when it is this log's and verifies under this service's key, else None.
@@ -346,10 +373,12 @@ def build_audit_flow(settings: Settings, redis: RedisClient, scripts: Scripts, k
     """
     store = AuditStore(redis, scripts)
     signer = TreeHeadSigner(load_signing_key(settings.data_dir, settings.audit_signing_key_file))
+    integrator = TreeIntegrator(store)
+    guard = RollbackGuard(store, integrator, PublishedHeads(settings.data_dir))
     # Tenants reached only through mapped client certificates have no client records to list.
     certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
     configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}
-    return AuditFlow(store, TreeIntegrator(store), signer, keyring, configured_tenants=configured)
+    return AuditFlow(store, integrator, signer, keyring, configured_tenants=configured, guard=guard)
 
 
 async def integrate_forever(
