@@ -1,4 +1,4 @@
-"""The ``idverify`` command: ``serve``, ``clients``, ``geo``.
+"""The ``idverify`` command: ``serve``, ``clients``, ``geo``, ``audit``, ``keys``, ``backup``...
 
 ``serve`` flags fall back to ``IDVERIFY_*`` environment variables and then to the config file.
 Admin commands talk to a running server over gRPC with an admin token: ``--token``, else
@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     from idverify.tenant_commands import add_tenant_commands  # noqa: PLC0415
 
     add_tenant_commands(commands)
+    from idverify.backup.commands import add_backup_commands  # noqa: PLC0415
+
+    add_backup_commands(commands)
     return parser
 
 

@@ -246,6 +246,9 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
 open_store = _store
 """A Redis client for the settings, for other commands (``idverify audit rotate-key``)."""
 
+require_embedded_data = _require_embedded_data
+"""Refuses a data directory without data, for other commands (``idverify backup create``)."""
+
 
 async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
     _require_embedded_data(settings)

@@ -1,0 +1,143 @@
+"""``idverify backup verify DIR``: a backup is complete and consistent, or the first reason not.
+
+In order: the manifest; every file it names, present with its size and SHA-256; the signing
+key being the one the manifest recorded; then, in a throwaway redis-server over the snapshot,
+the keyring opening the data (its key-check values), the snapshot's recorded signing key, and
+every tenant's log replayed from its entries to the manifest's size and root, agreeing with the
+stored tree, the stored signed head and the published head the backup holds.
+
+Keys that came from the environment when the backup was made are taken from it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from idverify.audit.checkpoint import KeyFormatError, key_id_for, load_private_key, read_private_key_file
+from idverify.audit.log_store import AuditStore
+from idverify.audit.published_heads import HEADS_FILE, HeadsFileError, PublishedHead, read_heads_file
+from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV
+from idverify.backup.logs import LogProblem, audit_tenants, check_log
+from idverify.backup.manifest import RDB, Manifest, ManifestError, describe_file
+from idverify.backup.snapshot import KEYRING_FILE
+from idverify.backup.throwaway import opened_snapshot
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.flows.key_check import KEYRING_ENV, record_key_versions, recorded_signing_key
+from idverify.privacy.keyring import Keyring, load_keyring
+from idverify.store.connection import RedisClient
+from idverify.store.scripts import Scripts
+
+__all__ = ["BackupInconsistent", "VerifiedBackup", "verify_backup"]
+
+
+class BackupInconsistent(Exception):
+    """The first thing found wrong with a backup, as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBackup:
+    """A backup that verifies: its manifest, and the audit entries replayed."""
+
+    manifest: Manifest
+    entries: int
+
+
+def verify_backup(folder: Path) -> VerifiedBackup:
+    """Checks the backup in ``folder``.
+
+    Raises:
+        BackupInconsistent: naming the first problem found.
+    """
+    try:
+        manifest = Manifest.read(folder)
+        for name, expected in sorted(manifest.files.items()):
+            path = folder / name
+            if not path.is_file():
+                raise BackupInconsistent(f"{name} is missing")
+            if describe_file(path) != expected:
+                raise BackupInconsistent(f"{name} is not the file backed up (its size or SHA-256 differs)")
+        public_key = _public_key(folder, manifest)
+        if manifest.redis != "embedded":
+            return VerifiedBackup(manifest, 0)
+        keyring = _keyring(folder, manifest)
+        published = read_heads_file(folder / HEADS_FILE) if HEADS_FILE in manifest.files else {}
+        entries = asyncio.run(_check_snapshot(folder, manifest, keyring, public_key, published))
+    except (ManifestError, KeyFormatError, HeadsFileError, ConfigError, LogProblem) as error:
+        raise BackupInconsistent(str(error)) from None
+    except (OSError, RuntimeError, StoreUnavailable) as error:
+        raise BackupInconsistent(f"cannot be read: {error}") from None
+    return VerifiedBackup(manifest, entries)
+
+
+def _public_key(folder: Path, manifest: Manifest) -> Ed25519PublicKey:
+    if manifest.signing_key == "file":
+        source = DEFAULT_KEY_FILE
+        key = read_private_key_file(folder / DEFAULT_KEY_FILE).public_key()
+    elif os.environ.get(SIGNING_KEY_ENV):
+        source = SIGNING_KEY_ENV
+        key = load_private_key(os.environ[SIGNING_KEY_ENV].encode()).public_key()
+    else:
+        raise BackupInconsistent(f"the signing key came from {SIGNING_KEY_ENV}: set it to check the logs")
+    if key_id_for(key) != manifest.signing_key_id:
+        raise BackupInconsistent(f"{source} is key {key_id_for(key)}, not {manifest.signing_key_id}")
+    return key
+
+
+def _keyring(folder: Path, manifest: Manifest) -> Keyring:
+    if manifest.keyring == "file":
+        return load_keyring(path=folder / KEYRING_FILE)
+    if not os.environ.get(KEYRING_ENV):
+        raise BackupInconsistent(
+            f"the keyring came from {KEYRING_ENV}: set it to check that it opens the data"
+        )
+    return load_keyring(text=os.environ[KEYRING_ENV])
+
+
+async def _check_snapshot(
+    folder: Path,
+    manifest: Manifest,
+    keyring: Keyring,
+    public_key: Ed25519PublicKey,
+    published: dict[str, PublishedHead],
+) -> int:
+    async with opened_snapshot(folder / RDB) as redis:
+        source = KEYRING_FILE if manifest.keyring == "file" else KEYRING_ENV
+        # Raises ConfigError naming the versions it cannot open (it records nothing that counts:
+        # the throwaway server is gone afterwards).
+        await record_key_versions(redis, keyring, source)
+        recorded = await recorded_signing_key(redis)
+        if recorded is not None and recorded != manifest.signing_key_id:
+            raise BackupInconsistent(
+                f"the snapshot's logs are signed by key {recorded}, not {manifest.signing_key_id}"
+            )
+        return await _check_logs(redis, manifest, public_key, published)
+
+
+async def _check_logs(
+    redis: RedisClient, manifest: Manifest, public_key: Ed25519PublicKey, published: dict[str, PublishedHead]
+) -> int:
+    store = AuditStore(redis, Scripts(redis))
+    tenants = await audit_tenants(redis)
+    if tenants != sorted(manifest.audit_logs):
+        raise BackupInconsistent(
+            f"the snapshot holds the logs of {', '.join(tenants) or 'no tenant'}, the manifest of "
+            f"{', '.join(sorted(manifest.audit_logs)) or 'no tenant'}"
+        )
+    total = 0
+    for tenant in tenants:
+        record = published.get(tenant)
+        extra = {record.signed.head.size: record.signed.head.root_hash} if record is not None else {}
+        checked = await check_log(store, tenant, public_key, extra)
+        if checked.summary != manifest.audit_logs[tenant]:
+            expected = manifest.audit_logs[tenant]
+            raise BackupInconsistent(
+                f"tenant {tenant}: the snapshot's log has {checked.summary.size} entries of root "
+                f"{checked.summary.root[:16]}..., the manifest {expected.size} of {expected.root[:16]}..."
+            )
+        total += checked.summary.size
+    return total

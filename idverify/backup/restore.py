@@ -1,0 +1,96 @@
+"""``idverify backup restore DIR --data-dir NEW``: a verified backup into a fresh data directory.
+
+The backup is verified first. The snapshot becomes the embedded Redis's data: a redis-server
+loads the RDB with the append-only file off, turns it on (which writes the AOF from the data
+loaded) and stops, so the server started on ``NEW`` finds its usual AOF. The published heads
+put in ``NEW`` are the newest of the backup's and of ``--heads`` (the old data directory's
+file, or any later copy): a restore behind a head published after the backup must be found
+(``idverify.audit.rollback``), not forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from idverify.audit.published_heads import HEADS_FILE, merge_heads_files, read_heads_file, write_heads_file
+from idverify.audit.signing_key import DEFAULT_KEY_FILE
+from idverify.backup.check import VerifiedBackup, verify_backup
+from idverify.backup.manifest import RDB, copy_private
+from idverify.backup.snapshot import BOOTSTRAP_TOKEN_FILE, KEYRING_FILE
+from idverify.data_dir import DataDirLock, prepare_data_dir
+from idverify.store.embedded import RedisProcess
+
+__all__ = ["RestoreRefused", "restore_backup"]
+
+_AOF_TIMEOUT_SECONDS = 600.0
+_POLL_SECONDS = 0.05
+
+
+class RestoreRefused(Exception):
+    """A restore that would overwrite data or cannot be done by this command (a usage error)."""
+
+
+def restore_backup(folder: Path, data_dir: Path, heads_from: Path | None = None) -> VerifiedBackup:
+    """Restores the backup in ``folder`` into the new data directory ``data_dir``.
+
+    Raises:
+        BackupInconsistent: when the backup does not verify (nothing is written).
+        RestoreRefused: when ``data_dir`` is not empty, or the backup holds no Redis snapshot.
+        ConfigError: when ``data_dir`` cannot be created.
+        HeadsFileError, OSError: when ``heads_from`` cannot be read.
+        RuntimeError: when the redis-server cannot convert the snapshot.
+    """
+    extra = read_heads_file(heads_from) if heads_from is not None else {}
+    verified = verify_backup(folder)
+    if verified.manifest.redis != "embedded":
+        raise RestoreRefused(
+            "the backup holds no Redis snapshot (the server used an external Redis): restore Redis "
+            f"from its own backup, and copy {KEYRING_FILE}, {DEFAULT_KEY_FILE} and {HEADS_FILE}"
+        )
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise RestoreRefused(f"{data_dir} is not empty: restore into a new data directory")
+    prepare_data_dir(data_dir)
+    with DataDirLock.acquire(data_dir):
+        for name in (KEYRING_FILE, DEFAULT_KEY_FILE, BOOTSTRAP_TOKEN_FILE):
+            if name in verified.manifest.files:
+                copy_private(folder / name, data_dir / name)
+        embedded = RedisProcess.of_data_dir(data_dir)
+        copy_private(folder / RDB, embedded.directory / "idverify.rdb")
+        _rdb_to_aof(embedded)
+        backed_up = read_heads_file(folder / HEADS_FILE) if HEADS_FILE in verified.manifest.files else {}
+        heads = merge_heads_files(backed_up, extra)
+        if heads:
+            write_heads_file(data_dir / HEADS_FILE, heads)
+    return verified
+
+
+def _rdb_to_aof(process: RedisProcess) -> None:
+    """Loads the RDB in ``process.directory`` and writes the append-only file the server reads.
+
+    Raises:
+        RuntimeError: when the server does not start or the AOF is not written in time.
+    """
+    process.extra_args = ["--appendonly", "no"]
+    with process:
+        client = redis.Redis(unix_socket_path=str(process.socket_path))
+        try:
+            client.config_set("appendonly", "yes")
+            deadline = time.monotonic() + _AOF_TIMEOUT_SECONDS
+            while True:
+                info = client.info("persistence")
+                if (
+                    int(info["aof_enabled"])
+                    and not int(info["aof_rewrite_in_progress"])
+                    and not int(info["aof_rewrite_scheduled"])
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis did not write the append-only file in time")
+                time.sleep(_POLL_SECONDS)
+            if info.get("aof_last_bgrewrite_status", "ok") != "ok":
+                raise RuntimeError(f"redis could not write the append-only file; see {process.directory}")
+        finally:
+            client.close()

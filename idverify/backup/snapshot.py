@@ -1,0 +1,132 @@
+"""``idverify backup create DIR``: a consistent copy of a data directory, with its manifest.
+
+The embedded Redis writes an RDB snapshot (``BGSAVE``: a fork, so serving goes on), which is
+copied (Redis renames a finished snapshot into place, so the copy is whole). The published
+heads file is copied *before* the snapshot, so every head it names is in the snapshot's log.
+The keyring and signing key files are copied unless they come from the environment, and the
+bootstrap token file while it exists. The logs'
+sizes and roots are then computed from the copy itself, in a throwaway redis-server.
+
+With an external Redis, the operator backs Redis up (its own RDB or AOF); the backup holds the
+rest, and the logs' sizes and roots as read live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from redis.exceptions import ResponseError
+
+from idverify.audit.checkpoint import key_id_for
+from idverify.audit.log_store import AuditStore
+from idverify.audit.published_heads import HEADS_FILE
+from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
+from idverify.backup.logs import audit_tenants, replay
+from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, describe_file
+from idverify.backup.throwaway import opened_snapshot
+from idverify.config import Settings
+from idverify.flows.keys import keyring_path
+from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.embedded import RedisProcess
+from idverify.store.scripts import Scripts
+
+__all__ = ["BOOTSTRAP_TOKEN_FILE", "KEYRING_FILE", "create_backup"]
+
+KEYRING_FILE = "keyring.json"
+BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name (idverify.server's)
+_SAVE_TIMEOUT_SECONDS = 600.0
+_POLL_SECONDS = 0.05
+
+
+def create_backup(settings: Settings, folder: Path) -> Manifest:
+    """Writes a backup of the settings' data directory into the new folder ``folder``.
+
+    Raises:
+        FileExistsError: when ``folder`` exists and is not empty.
+        ConfigError: when the data directory holds no data, or a key cannot be read.
+        RuntimeError: when Redis cannot snapshot, or the embedded one cannot be reached.
+        StoreUnavailable: when Redis cannot be reached.
+    """
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty: a backup goes into a new folder")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    heads = settings.data_dir / HEADS_FILE
+    if heads.exists():
+        copy_private(heads, folder / HEADS_FILE)
+    keyring_file = keyring_path(settings)
+    if keyring_file is not None:
+        copy_private(keyring_file, folder / KEYRING_FILE)
+    # Until an operator exists, the bootstrap token is the way in; the store keeps only its hash.
+    if (settings.data_dir / BOOTSTRAP_TOKEN_FILE).exists():
+        copy_private(settings.data_dir / BOOTSTRAP_TOKEN_FILE, folder / BOOTSTRAP_TOKEN_FILE)
+    signing_key = load_signing_key(settings.data_dir, settings.audit_signing_key_file)
+    from_environment = bool(os.environ.get(SIGNING_KEY_ENV))
+    if not from_environment:
+        key_file = Path(settings.audit_signing_key_file or settings.data_dir / DEFAULT_KEY_FILE)
+        copy_private(key_file, folder / DEFAULT_KEY_FILE)
+    manifest = Manifest(
+        created_ms=time.time_ns() // 1_000_000,
+        redis="external" if settings.redis_url else "embedded",
+        keyring="file" if keyring_file is not None else "environment",
+        signing_key="environment" if from_environment else "file",
+        signing_key_id=key_id_for(signing_key.public_key()),
+    )
+    manifest.audit_logs = asyncio.run(_copy_store(settings, folder))
+    manifest.files = {
+        str(path.relative_to(folder)): describe_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    manifest.write(folder)
+    return manifest
+
+
+async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]:
+    """Snapshots the embedded Redis into the backup; returns the logs of the copy (or the live ones)."""
+    from idverify.lifecycle_commands import open_store  # noqa: PLC0415 - it imports the CLI's modules
+
+    async with open_store(settings) as redis:
+        if settings.redis_url:
+            return await summarize(redis)
+        await _snapshot(redis)
+        copy_private(RedisProcess.of_data_dir(settings.data_dir).directory / "idverify.rdb", folder / RDB)
+    async with opened_snapshot(folder / RDB) as snapshot:
+        return await summarize(snapshot)
+
+
+async def summarize(redis: RedisClient) -> dict[str, LogSummary]:
+    """Every tenant's log size and root, replayed from its entries."""
+    store = AuditStore(redis, Scripts(redis))
+    return {tenant: (await replay(store, tenant))[0] for tenant in await audit_tenants(redis)}
+
+
+async def _snapshot(redis: RedisClient) -> None:
+    """Has Redis write a fresh RDB snapshot and waits for it.
+
+    Raises:
+        RuntimeError: when the snapshot fails or does not finish in time.
+    """
+    deadline = time.monotonic() + _SAVE_TIMEOUT_SECONDS
+    while True:
+        try:
+            async with translate_errors():
+                await redis.bgsave()
+            break
+        except ResponseError as error:
+            # Another snapshot or an AOF rewrite is running: ours starts after it.
+            if "in progress" not in str(error) or time.monotonic() > deadline:
+                raise RuntimeError(f"redis cannot snapshot: {error}") from None
+            await asyncio.sleep(_POLL_SECONDS)
+    while True:
+        async with translate_errors():
+            info = await redis.info("persistence")
+        if not int(info["rdb_bgsave_in_progress"]):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis's snapshot did not finish in time")
+        await asyncio.sleep(_POLL_SECONDS)
+    if info["rdb_last_bgsave_status"] != "ok":
+        raise RuntimeError("redis's snapshot failed; see its log (redis/redis.log in the data directory)")
