@@ -22,6 +22,7 @@ from idverify.client import Client
 from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, common_pb2, verification_pb2
+from idverify.vendors.fakes import FakeTencent
 
 _RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _counter = itertools.count(1)
@@ -226,3 +227,10 @@ def registrar(server: ServerProcess) -> Iterator[Client]:
     """A registrar of the default tenant."""
     with server.client("registrar") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def faceid() -> Iterator[FakeTencent]:
+    """The local fake FaceID, one per test module (its people and plans are the module's)."""
+    with FakeTencent() as fake:
+        yield fake

@@ -16,9 +16,10 @@ import pytest
 from idverify.client import Client
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, audit_pb2, verification_pb2
-from idverify.vendors.fakes import FakeTencent, Person
+from idverify.vendors.fakes import FakeTencent
 
 from .conftest import Identity, person, rich_error, start, submit, verify
+from .faceid import faceid_server, known
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -37,15 +38,6 @@ code_sends_per_phone_per_hour = 100000
 code_sends_per_phone_all_tenants_per_hour = 100000
 code_sends_per_phone_all_tenants_per_day = 100000
 
-[vendors.tencent]
-endpoint = "{url}"
-secret_id_env = "E2E_FACEID_SECRET_ID"
-secret_key_env = "E2E_FACEID_SECRET_KEY"
-timeout_seconds = 2
-connect_timeout_seconds = 1
-backoff_seconds = 0
-max_retries = 0
-breaker_failures = 1000
 
 [verifiers.authority]
 vendor = "tencent"
@@ -60,17 +52,8 @@ steps = ["document", "authority"]
 
 
 @pytest.fixture(scope="module")
-def faceid() -> Iterator[FakeTencent]:
-    with FakeTencent() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, faceid: FakeTencent) -> Iterator[ServerProcess]:
-    env = {"E2E_FACEID_SECRET_ID": faceid.key_id, "E2E_FACEID_SECRET_KEY": faceid.secret}
-    with ServerProcess(
-        tmp_path_factory.mktemp("claims"), config=CONFIG.format(url=faceid.url), env=env
-    ) as running:
+    with faceid_server(tmp_path_factory.mktemp("claims"), faceid, CONFIG) as running:
         yield running
 
 
@@ -84,13 +67,6 @@ def registrar(server: ServerProcess) -> Iterator[Client]:
 def platform(server: ServerProcess) -> Iterator[Client]:
     with server.client("platform") as client:
         yield client
-
-
-def known(faceid: FakeTencent) -> Identity:
-    """A fresh person the fake authority knows under their true name."""
-    identity = person()
-    faceid.people[identity.number] = Person(identity.name, identity.number, identity.phone[-11:])
-    return identity
 
 
 def false_name(identity: Identity) -> str:

@@ -28,6 +28,7 @@ from .conftest import (
     submit,
     text_versions,
 )
+from .faceid import faceid_server
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -35,16 +36,6 @@ CARD_TEXT = text_version_of("我们将您的银行卡号发送至发卡行仅用
 _cards = itertools.count(1)
 
 CONFIG = """
-[vendors.tencent]
-endpoint = "{url}"
-secret_id_env = "E2E_FACEID_SECRET_ID"
-secret_key_env = "E2E_FACEID_SECRET_KEY"
-timeout_seconds = 2
-connect_timeout_seconds = 1
-backoff_seconds = 0
-max_retries = 0
-breaker_failures = 50
-
 [verifiers.authority]
 vendor = "tencent"
 
@@ -69,17 +60,8 @@ steps = ["document", "bank_card_4factor", "sms_otp"]
 
 
 @pytest.fixture(scope="module")
-def faceid() -> Iterator[FakeTencent]:
-    with FakeTencent() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def card_server(tmp_path_factory: pytest.TempPathFactory, faceid: FakeTencent) -> Iterator[ServerProcess]:
-    env = {"E2E_FACEID_SECRET_ID": faceid.key_id, "E2E_FACEID_SECRET_KEY": faceid.secret}
-    with ServerProcess(
-        tmp_path_factory.mktemp("cards"), config=CONFIG.format(url=faceid.url), env=env
-    ) as server:
+    with faceid_server(tmp_path_factory.mktemp("cards"), faceid, CONFIG) as server:
         yield server
 
 

@@ -13,26 +13,16 @@ from idverify.client import Client
 from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
 from idverify.v1 import verification_pb2
-from idverify.vendors.fakes import Drop, FakeTencent, Person
+from idverify.vendors.fakes import Drop, FakeTencent
 
-from .conftest import Identity, embedded_redis, person, start, submit
+from .conftest import embedded_redis, start, submit
+from .faceid import faceid_server, known
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
 BIOMETRIC_TEXT = {"identity": text_version_of("id-e2e"), "biometric": text_version_of("bio-e2e")}
 
 CONFIG = """
-[vendors.tencent]
-endpoint = "{url}"
-secret_id_env = "E2E_FACEID_SECRET_ID"
-secret_key_env = "E2E_FACEID_SECRET_KEY"
-liveness_rule_id = "1"
-timeout_seconds = 2
-connect_timeout_seconds = 1
-backoff_seconds = 0
-max_retries = 0
-breaker_failures = 50
-
 [verifiers.authority]
 vendor = "tencent"
 
@@ -65,16 +55,8 @@ steps = ["document"]
 
 
 @pytest.fixture(scope="module")
-def faceid() -> Iterator[FakeTencent]:
-    with FakeTencent() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def vendor_server(tmp_path_factory: pytest.TempPathFactory, faceid: FakeTencent) -> Iterator[ServerProcess]:
-    env = {"E2E_FACEID_SECRET_ID": faceid.key_id, "E2E_FACEID_SECRET_KEY": faceid.secret}
-    config = CONFIG.format(url=faceid.url)
-    with ServerProcess(tmp_path_factory.mktemp("vendors"), config=config, env=env) as server:
+    with faceid_server(tmp_path_factory.mktemp("vendors"), faceid, CONFIG) as server:
         yield server
 
 
@@ -82,13 +64,6 @@ def vendor_server(tmp_path_factory: pytest.TempPathFactory, faceid: FakeTencent)
 def client(vendor_server: ServerProcess) -> Iterator[Client]:
     with vendor_server.client("registrar") as registrar:
         yield registrar
-
-
-def known(faceid: FakeTencent) -> Identity:
-    """A fresh test person the fake authority knows."""
-    identity = person()
-    faceid.people[identity.number] = Person(identity.name, identity.number, identity.phone[-11:])
-    return identity
 
 
 class TestAuthority:
