@@ -27,6 +27,15 @@ from idverify.store.scripts import decode_flat
 
 _ATTEMPTS = 5
 
+# An account's consent states, the record's revision, and whether the account is cancelled.
+ConsentRead = tuple[dict[str, ConsentState], str, bool]
+
+
+def consent_read(raw: Mapping[Any, Any], cancelled: object) -> ConsentRead:
+    """The replies of :meth:`ConsentFlow.queue_read`'s two reads, as states and revision."""
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    return rules.states_from_fields(fields), fields.get("rev", ""), bool(cancelled)
+
 
 class ConsentFlow:
     """Consent for every tenant."""
@@ -56,14 +65,22 @@ class ConsentFlow:
             keyring.pseudonym(tenant, "audit", account_id),
         )
 
-    async def _read(self, tenant: str, account_ps: str) -> tuple[dict[str, ConsentState], str, bool]:
-        """The account's consent states, the record's revision, and whether it is cancelled."""
+    @staticmethod
+    def queue_read(pipe: Any, tenant: str, account_ps: str) -> None:
+        """Queues the reads of an account's consents on ``pipe`` (:func:`consent_read` reads them).
+
+        A caller with other reads in the account's tenant makes them all one round trip.
+        """
         keys = TenantKeys(tenant)
-        async with translate_errors():
-            raw = await self._d.redis.hgetall(keys.consent(account_ps))
-            cancelled = await self._d.redis.hexists(keys.account(account_ps), "cancelled_ms")
-        fields = {as_text(k): as_text(v) for k, v in raw.items()}
-        return rules.states_from_fields(fields), fields.get("rev", ""), bool(cancelled)
+        pipe.hgetall(keys.consent(account_ps))
+        pipe.hexists(keys.account(account_ps), "cancelled_ms")
+
+    async def _read(self, tenant: str, account_ps: str) -> ConsentRead:
+        """The account's consent states, the record's revision, and whether it is cancelled."""
+        async with translate_errors(), self._d.redis.pipeline(transaction=False) as pipe:
+            self.queue_read(pipe, tenant, account_ps)
+            raw, cancelled = await pipe.execute()
+        return consent_read(raw, cancelled)
 
     async def list(self, tenant: str, account_id: str) -> list[ConsentState]:
         """Every purpose with a record for the account (granted, withdrawn or refused).
@@ -175,8 +192,12 @@ class ConsentFlow:
         needed: frozenset[str],
         given: Mapping[str, str],
         info: RequestInfo,
+        read: ConsentRead | None = None,
     ) -> None:
         """Lets a verification start under the account's consents, recording those given now.
+
+        ``read`` is the record as the caller read it (:meth:`queue_read`), judged first; the
+        script refuses it if it changed since, and the record is read again.
 
         Raises:
             FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
@@ -186,7 +207,8 @@ class ConsentFlow:
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
         keys = TenantKeys(tenant)
         for _ in range(_ATTEMPTS):
-            stored, revision, cancelled = await self._read(tenant, account_ps)
+            stored, revision, cancelled = read or await self._read(tenant, account_ps)
+            read = None
             if cancelled:
                 raise _cancelled()
             rules.check_start_consents(
@@ -239,7 +261,7 @@ def _cancelled() -> FailedPrecondition:
     )
 
 
-__all__ = ["ConsentFlow"]
+__all__ = ["ConsentFlow", "ConsentRead", "consent_read"]
 
 
 def _texts(values: Any) -> list[str]:

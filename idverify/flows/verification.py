@@ -41,7 +41,7 @@ from idverify.domain.normalize import normalize_identifier, normalize_name, norm
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import ConsentFlow
+from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import IdentityLookup, IdentityMover
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
@@ -55,7 +55,7 @@ from idverify.privacy.sealing import (
     sealed_version,
 )
 from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms
-from idverify.security.rate_limits import refuse_at_limit
+from idverify.security.rate_limits import refuse_counted
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import decode_flat
@@ -220,17 +220,25 @@ class VerificationFlow:
         given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
         purposes = consent_rules.needed_purposes(needed, biometric=is_biometric(method, d.biometric_steps))
         keys = TenantKeys(tenant)
-
-        existing = await self._existing_for_request(tenant, keys, request_id)
-        if existing is not None:
-            return existing
         verification_id = secrets.token_hex(16)
         request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
-        async with translate_errors():
+        # Every counter that refuses a start counts per (document, name) pair, so that a
+        # squatter's failures under a false name never refuse the owner who presents the true one.
+        name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
+        claims_key = keys.rate_limit("claim_refusals", name_tag)
+        # What the start reads before its scripts, all in the tenant's slot: one round trip.
+        async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
+            pipe.get(request_key)
             # The reservation holds our verification id; its record appears when the start commits.
-            reserved = await d.redis.set(request_key, verification_id, nx=True, px=RESERVATION_MS)
+            pipe.set(request_key, verification_id, nx=True, px=RESERVATION_MS)
+            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
+            pipe.get(claims_key)
+            pipe.pttl(claims_key)
+            holder, reserved, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
         if not reserved:
-            return await self._wait_for_request(tenant, keys, request_id)
+            # A repeated request id: the verification it started, or wait for the attempt running.
+            existing = await self._verification_for_request(tenant, holder) if holder is not None else None
+            return existing or await self._wait_for_request(tenant, keys, request_id)
         try:
             return await self._start_reserved(
                 tenant=tenant,
@@ -245,7 +253,8 @@ class VerificationFlow:
                 info=info,
                 today=today,
                 declared=declared,
-                consents=(purposes, given),
+                consents=(purposes, given, consent_read(consent_raw, cancelled)),
+                claims=(name_tag, (claims, int(claims_ttl_ms))),
                 extras=_StepExtras(
                     bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
                     return_url=request.return_url,
@@ -277,12 +286,15 @@ class VerificationFlow:
         info: RequestInfo,
         today: date,
         declared: date | None,
-        consents: tuple[frozenset[str], Mapping[str, str]],
+        consents: tuple[frozenset[str], Mapping[str, str], ConsentRead],
+        claims: tuple[str, tuple[bytes | None, int]],
         extras: _StepExtras,
     ) -> VerificationView:
         d = self._d
-        purposes, given = consents
+        purposes, given, consent_record = consents
+        name_tag, claims_counted = claims
         await self._admit(
+            consent_record,
             tenant=tenant,
             account_id=account_id,
             verification_id=verification_id,
@@ -293,15 +305,12 @@ class VerificationFlow:
             info=info,
         )
         limits = d.settings.rate_limits
-        # Every counter that refuses a start counts per (document, name) pair, so that a
-        # squatter's failures under a false name never refuse the owner who presents the true one.
-        name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
-        await refuse_at_limit(
-            d.redis,
+        await refuse_counted(
             d.scripts,
             keys,
             "claim_refusals",
             name_tag,
+            claims_counted,
             limit=limits.claim_refusals_per_day,
             request={**info.audit_fields(), "account": d.keyring.pseudonym(tenant, "audit", account_id)},
         )
@@ -460,6 +469,7 @@ class VerificationFlow:
 
     async def _admit(
         self,
+        record: ConsentRead,
         *,
         tenant: str,
         account_id: str,
@@ -483,6 +493,7 @@ class VerificationFlow:
                 needed=purposes,
                 given=given,
                 info=info,
+                read=record,
             )
         except (ConsentRequired, FailedPrecondition) as refused:
             financial = consent_rules.FINANCIAL in purposes
@@ -519,7 +530,8 @@ class VerificationFlow:
             if identity and _version_of(identity) != self._d.sealer.current_version:
                 await self._refresh(tenant, verification_id, record)
             result = await self._d.scripts.run(name, keys_for(record), args)
-            if result[0] == b"OK" and decode_flat(result[1]).get("status") == "VERIFIED":
+            # The submit script makes the consents lasting itself, in the same step.
+            if name != "submit" and result[0] == b"OK" and decode_flat(result[1]).get("status") == "VERIFIED":
                 await self._consent.keep(tenant, record["acct"])
             if result[0] != b"MOVED":
                 return result
@@ -706,8 +718,12 @@ class VerificationFlow:
             current = await d.redis.get(request_key)
         if current is None:
             return None
+        return await self._verification_for_request(tenant, current)
+
+    async def _verification_for_request(self, tenant: str, holder: bytes | str) -> VerificationView | None:
+        """The verification whose id holds a request id, if it was started yet."""
         try:
-            return await self.get(tenant, as_text(current), RequestInfo.internal())
+            return await self.get(tenant, as_text(holder), RequestInfo.internal())
         except NotFound:
             return None  # reserved by an attempt still running (or crashed: the TTL frees it)
 
@@ -793,6 +809,7 @@ class VerificationFlow:
                 keys.identity(r["identity"]),
                 keys.identity_accounts(r["identity"]),
                 keys.otp_failures(r["otp_ps"]),
+                keys.consent(r["acct"]),
             ],
             args=[
                 digest.hex(),
@@ -857,6 +874,7 @@ class VerificationFlow:
                 keys.identity(r["identity"]),
                 keys.identity_accounts(r["identity"]),
                 keys.otp_failures(r.get("otp_ps", "")),
+                keys.consent(r["acct"]),
             ],
             args=[
                 "",

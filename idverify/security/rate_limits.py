@@ -156,7 +156,27 @@ async def refuse_at_limit(
         pipe.get(key)
         pipe.pttl(key)
         count, ttl_ms = await pipe.execute()
-    if count is None or int(count) < limit:
+    await refuse_counted(scripts, keys, purpose, pseudonym, (count, ttl_ms), limit=limit, request=request)
+
+
+async def refuse_counted(
+    scripts: Scripts,
+    keys: TenantKeys,
+    purpose: str,
+    pseudonym: str,
+    counted: tuple[bytes | None, int],
+    *,
+    limit: int,
+    request: dict[str, str],
+) -> None:
+    """As :func:`refuse_at_limit`, given the counter's GET and PTTL as the caller read them.
+
+    Raises:
+        RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
+        StoreUnavailable: when Redis cannot be reached.
+    """
+    count, ttl_ms = counted
+    if limit <= 0 or count is None or int(count) < limit:
         return
     ttl_ms = max(int(ttl_ms), 1000)
     # A limit of 0 makes the window's first call the one over it: the script audits that one.

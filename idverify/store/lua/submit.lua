@@ -1,6 +1,7 @@
 -- Judges one answer to a verification's challenge. Counting, comparing and the binding that a
 -- right answer leads to are one atomic step, so concurrent guesses can never exceed the limit.
--- KEYS: verification, audit log, account, identity, identity accounts, failure counter
+-- KEYS: verification, audit log, account, identity, identity accounts, failure counter, the
+--   account's consent record (made lasting once the account is bound, as ConsentFlow.keep does)
 -- ARGV: answer digest (hex), binding limit, failure window ms, request json
 --   [, verdict, reason, vendor code]: a vendor-judged challenge (face liveness) passes the
 --   vendor's verdict ('pass' or 'fail') instead of a digest; it is final either way and never
@@ -56,4 +57,5 @@ if vf.minor == '1' then
 end
 local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[2], KEYS[2], base)
 finish(KEYS[1], KEYS[2], base, vf, status, reason, true)
+if KEYS[7] and redis.call('HGET', KEYS[1], 'status') == 'VERIFIED' then redis.call('PERSIST', KEYS[7]) end
 return {'OK', redis.call('HGETALL', KEYS[1])}
