@@ -35,7 +35,7 @@ from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
-from idverify.flows.ip_locator import open_locator
+from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
 from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.verification import VerificationFlow
@@ -244,7 +244,7 @@ async def start(
         keyring = LiveKeyring(await open_keyring(settings, redis))
         await check_signing_key(settings, redis)
         verifiers = build_verifiers(settings, keyring)
-        geo = open_locator(settings.geo)
+        geo = open_locator(settings.geo, table_cache=settings.data_dir / GEO_TABLE_CACHE)
     except BaseException:
         await _release_store(redis, embedded, data_lock)
         raise

@@ -1,7 +1,8 @@
 """The IP-location resolver as the server uses it: loaded off the start-up path, reloadable.
 
-Building the in-memory range tables of the bundled GeoLite2 file takes a few seconds of CPU, so
-the server starts serving at once and loads the database in a thread; a lookup that arrives
+Building the range tables of the bundled GeoLite2 file takes a few seconds of CPU, once per file
+with a table cache (the data directory's ``geo-tables``: the workers map what the first built),
+so the server starts serving at once and loads the database in a thread; a lookup that arrives
 before the tables are ready waits for them (bounded). SIGHUP reloads the files; a changed file
 is also picked up by itself (see ``idverify.geo.resolver``). When the load at start fails, no
 resolver exists to watch the files: the locator does it, and loads again on SIGHUP or when a
@@ -28,6 +29,8 @@ from idverify.geo.database import FileIdentity
 
 log = logging.getLogger("idverify.geo")
 LOAD_WAIT_SECONDS = 30.0
+#: The table cache's directory under the data directory.
+GEO_TABLE_CACHE = "geo-tables"
 # After a failed load, lookups look at the files (a stat each) at most this often.
 RETRY_CHECK_SECONDS = 1.0
 
@@ -58,15 +61,21 @@ class Label:
 
 
 class BackgroundLocator:
-    """Owns the resolver: loads it in a thread, answers lookups, reloads on SIGHUP."""
+    """Owns the resolver: loads it in a thread, answers lookups, reloads on SIGHUP.
 
-    def __init__(self, settings: GeoSettings) -> None:
+    Args:
+        settings: the database files and how to read them.
+        table_cache: the directory of the table cache; None to build the tables in this process.
+    """
+
+    def __init__(self, settings: GeoSettings, table_cache: Path | None = None) -> None:
         self._paths = [Path(p) for p in settings.database.split(",") if p.strip()]
         for path in self._paths:
             if not path.is_file():
                 raise ConfigError(f"geo.database: {path} is not a file")
         self._kind = settings.type or None
         self._names: CountryNames = "table" if settings.country_names == "table" else "database"
+        self._table_cache = table_cache
         self._resolver: GeoResolver | None = None
         self._error: Exception | None = None
         self._ready = threading.Event()
@@ -87,9 +96,18 @@ class BackgroundLocator:
 
     def _load(self) -> None:
         files = self._file_identities()
+        started = time.monotonic()
         try:
-            self._resolver = GeoResolver(self._paths, kind=self._kind, country_names_from=self._names)
-            self._error = None
+            resolver = GeoResolver(
+                self._paths, kind=self._kind, country_names_from=self._names, table_cache=self._table_cache
+            )
+            mapped = resolver.mapped_from
+            log.info(
+                "geo: IP tables ready in %.2f s, %s",
+                time.monotonic() - started,
+                f"mapped from {mapped}" if mapped else "built in this process",
+            )
+            self._resolver, self._error = resolver, None
         except GeoDatabaseError as exc:
             # The file's fault, and the message names it and says why: a traceback adds nothing.
             self._error, self._failed_files = exc, files
@@ -170,12 +188,16 @@ class BackgroundLocator:
             self._resolver.close()
 
 
-def open_locator(settings: GeoSettings) -> BackgroundLocator:
+def open_locator(settings: GeoSettings, table_cache: Path | None = None) -> BackgroundLocator:
     """The server's locator (call inside the running event loop to get SIGHUP reloads).
+
+    Args:
+        settings: the database files and how to read them.
+        table_cache: the directory of the table cache (see ``BackgroundLocator``).
 
     Raises:
         ConfigError: when a configured database file does not exist.
     """
-    locator = BackgroundLocator(settings)
+    locator = BackgroundLocator(settings, table_cache)
     locator.install_sighup()
     return locator

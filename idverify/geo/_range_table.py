@@ -9,11 +9,13 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["RangeTable", "RangeTableBuilder"]
+__all__ = ["IntArray", "RangeTable", "RangeTableBuilder"]
 
 T = TypeVar("T", bound=Hashable)
+#: A table's integers: an array while it is built, a memoryview over a mapped cache file after.
+IntArray: TypeAlias = "array[int] | memoryview"
 
 # Array type codes that hold a key of each width.
 _KEY_BITS = {32: "I", 64: "Q"}
@@ -33,8 +35,8 @@ class RangeTable(Generic[T]):
 
     def __init__(
         self,
-        starts: array[int],
-        values: array[int],
+        starts: IntArray,
+        values: IntArray,
         labels: tuple[T | None, ...],
         shift: int,
         blocks: dict[int, RangeTable[T]],
@@ -59,6 +61,31 @@ class RangeTable(Generic[T]):
             if block is not None:
                 return block.find(address & self._low_mask)
         return label
+
+    @property
+    def starts(self) -> IntArray:
+        """The first key of each run, ascending."""
+        return self._starts
+
+    @property
+    def values(self) -> IntArray:
+        """The label id of each run (an index into ``labels``; 0 for none)."""
+        return self._values
+
+    @property
+    def labels(self) -> tuple[T | None, ...]:
+        """The answers, by label id."""
+        return self._labels
+
+    @property
+    def shift(self) -> int:
+        """How far an address is shifted right to make its key."""
+        return self._shift
+
+    @property
+    def blocks(self) -> dict[int, RangeTable[T]]:
+        """The tables of key blocks shared by several ranges, by key."""
+        return self._blocks
 
     def __len__(self) -> int:
         return len(self._starts) + sum(len(block) for block in self._blocks.values())

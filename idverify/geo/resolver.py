@@ -2,8 +2,10 @@
 
 Each load builds an immutable snapshot: a compact range table per IP version that answers a
 lookup with one bisection (two for an IPv6 alias of the IPv4 data, such as 6to4), and the
-providers only where a table leaves addresses to them. A lookup reads the current snapshot
-once, so a reload that swaps it in never disturbs a call in flight.
+providers only where a table leaves addresses to them. With a table cache, the tables are built
+once per database file and mapped from the cache by every process (see ``table_cache``). A
+lookup reads the current snapshot once, so a reload that swaps it in never disturbs a call in
+flight.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import cast
 
+from idverify.geo import database
 from idverify.geo._range_table import RangeTable, RangeTableBuilder
 from idverify.geo.address import parse_address
-from idverify.geo.database import FileIdentity, open_database_with_identity
+from idverify.geo.database import DEFAULT_DATABASE_WARNING, FileIdentity, provider_from_bytes, read_database
 from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.policy import CountryNames, display_location, is_special
 from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
+from idverify.geo.table_cache import MappedTables, TableCache, tables_key
 
 __all__ = ["GeoResolver"]
 
@@ -83,6 +88,29 @@ class _Snapshot:
         if self.answers_from_tables_alone:
             self._by_version = {version: (None, info) for version, (_, info) in self._by_version.items()}
 
+    @classmethod
+    def mapped(
+        cls, tables: MappedTables, identities: tuple[FileIdentity | None, ...], paths: Sequence[Path]
+    ) -> _Snapshot:
+        """The snapshot of tables that answer every address, read from a table cache."""
+        snapshot = cls.__new__(cls)
+        snapshot.identities = identities
+        snapshot.infos = tuple(
+            replace(info, path=path) for info, path in zip(tables.infos, paths, strict=True)
+        )
+        snapshot.table_v4 = tables.table_v4
+        snapshot.table_v6 = tables.table_v6
+        snapshot.answers_from_tables_alone = True
+        snapshot.mapped_from = tables.path
+        snapshot._by_version = {  # noqa: SLF001 - its own class, built another way
+            version: (None, next((info for info in snapshot.infos if version in info.ip_versions), None))
+            for version in (4, 6)
+        }
+        return snapshot
+
+    #: The table cache file the tables are mapped from; None when they are this process's own.
+    mapped_from: Path | None = None
+
     def locate(self, version: int, value: int) -> IpLocation:
         if version == 4:  # noqa: PLR2004 - an IP version
             if is_special(4, value):
@@ -138,6 +166,9 @@ class GeoResolver:
             it has them, ``table`` to always show the ISO 3166 table's.
         check_interval: seconds between checks of the files for a new version, made by
             lookups (a stat call); 0 turns the checks off (``reload`` still works).
+        table_cache: a directory where the tables of each database file are built once and
+            mapped by every process that loads the same file (see ``table_cache``); None to
+            build them in this process alone.
         clock: a monotonic clock, replaceable in tests.
 
     Raises:
@@ -154,6 +185,7 @@ class GeoResolver:
         country_names_from: CountryNames = "database",
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        table_cache: Path | None = None,
     ) -> None:
         if databases and providers:
             raise ValueError("give database files or providers, not both")
@@ -163,6 +195,7 @@ class GeoResolver:
         self._interval = check_interval
         self._watching = bool(self._paths) and check_interval > 0
         self._clock = clock
+        self._cache = TableCache(table_cache) if table_cache is not None else None
         self._next_check = clock() + check_interval
         self._check_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -204,6 +237,11 @@ class GeoResolver:
         included): after the load only the tables (a few MB) remain, not the file.
         """
         return self._snapshot.answers_from_tables_alone
+
+    @property
+    def mapped_from(self) -> Path | None:
+        """The table cache file the current tables are mapped from, or None if they are private."""
+        return self._snapshot.mapped_from
 
     def reload(self) -> bool:
         """Read the database files again now and switch to them if they are usable.
@@ -290,21 +328,72 @@ class GeoResolver:
 
     def _load(self) -> _Snapshot:
         paths: Sequence[Path | None] = self._paths or (None,)
+        try:
+            files = [self._read(path) for path in paths]
+            built: list[_Snapshot] = []
+            if self._cache is not None:
+                mapped = self._load_mapped(self._cache, files, built)
+                if mapped is not None:
+                    return mapped
+            return built[0] if built else self._build(files)
+        except GeoDatabaseError as error:
+            if not hasattr(self, "_snapshot"):
+                raise  # the first load: the caller is starting up and must know
+            identities = tuple(_identity_of(path) for path in paths if path is not None)
+            raise _RefusedLoadError(identities, str(error)) from error
+
+    @staticmethod
+    def _read(path: Path | None) -> tuple[Path, bytes, FileIdentity | None]:
+        """A file's path, contents and identity (None for the bundled file, never reloaded)."""
+        if path is None:
+            logger.warning(DEFAULT_DATABASE_WARNING)
+            # Looked up in its module at each load, where tests replace it.
+            bundled = database.default_database_path()
+            return (bundled, read_database(bundled)[0], None)
+        data, identity = read_database(path)
+        return (path, data, identity)
+
+    def _build(self, files: Sequence[tuple[Path, bytes, FileIdentity | None]]) -> _Snapshot:
         providers: list[GeoProvider] = []
-        identities: list[FileIdentity | None] = []
-        for path in paths:
+        for path, data, _ in files:
             try:
-                provider, identity = open_database_with_identity(path, self._kind)
+                providers.append(provider_from_bytes(data, self._kind, path))
             except GeoDatabaseError as error:
-                if not hasattr(self, "_snapshot"):
-                    raise  # the first load: the caller is starting up and must know
-                identities.extend(
-                    _identity_of(other) for other in paths[len(identities) :] if other is not None
-                )
-                raise _RefusedLoadError(tuple(identities), str(error)) from error
-            providers.append(provider)
-            identities.append(identity if path is not None else None)
-        return _Snapshot(providers, tuple(identities), self._country_names_from)
+                raise GeoDatabaseError(f"{path}: {error}") from error
+        return _Snapshot(providers, tuple(identity for _, _, identity in files), self._country_names_from)
+
+    def _load_mapped(
+        self,
+        cache: TableCache,
+        files: Sequence[tuple[Path, bytes, FileIdentity | None]],
+        built: list[_Snapshot],
+    ) -> _Snapshot | None:
+        """The snapshot mapped from the cache, or None where it cannot answer alone.
+
+        What this process built on a miss is left in ``built``.
+        """
+        key = tables_key([data for _, data, _ in files], self._kind, self._country_names_from)
+
+        def build() -> tuple[
+            tuple[DatabaseInfo, ...], RangeTable[IpLocation], RangeTable[IpLocation | Ipv4Alias]
+        ]:
+            built.append(self._build(files))
+            return built[0].infos, built[0].table_v4, built[0].table_v6
+
+        try:
+            tables = cache.load_or_build(key, build)
+        except OSError as error:
+            logger.warning(
+                "geo: cannot use the table cache in %s (%s); building the tables in this process",
+                cache.directory,
+                error.strerror or error,
+            )
+            return None
+        if not tables.complete:
+            # Tables with holes leave addresses to the files, which every process must then hold.
+            return None
+        identities = tuple(identity for _, _, identity in files)
+        return _Snapshot.mapped(tables, identities, [path for path, _, _ in files])
 
 
 class _RefusedLoadError(Exception):

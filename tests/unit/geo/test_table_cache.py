@@ -1,0 +1,168 @@
+"""The table cache: tables built once per database file, mapped (not copied) by every process."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import mmap
+import multiprocessing
+import random
+from pathlib import Path
+
+import pytest
+from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
+
+from idverify.geo import GeoResolver
+from idverify.geo.resolver import _Snapshot
+from idverify.geo.xdb_writer import write_xdb
+
+
+def mapping_lines(path: Path) -> list[str]:
+    """The lines of this process's memory map that map ``path``."""
+    return [line for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(str(path))]
+
+
+def assert_mapped(snapshot: _Snapshot) -> None:
+    """Every array of every table is a memoryview over a read-only mapping of the cache file."""
+    assert snapshot.mapped_from is not None
+    tables = [snapshot.table_v4, snapshot.table_v6]
+    while tables:
+        table = tables.pop()
+        for numbers in (table.starts, table.values):
+            assert isinstance(numbers, memoryview)
+            assert numbers.readonly
+            assert isinstance(numbers.obj, mmap.mmap)
+        tables.extend(table.blocks.values())
+    lines = mapping_lines(snapshot.mapped_from)
+    assert lines
+    assert all(line.split()[1].startswith("r--s") for line in lines)  # read-only, shared
+
+
+def probes(count: int, seed: int) -> list[str]:
+    generator = random.Random(seed)  # noqa: S311 - reproducible probes, not secrets
+    addresses = [str(ipaddress.IPv4Address(generator.getrandbits(32))) for _ in range(count)]
+    # IPv6: random, and inside the ranges real files split (2000::/3, 6to4, IPv4-mapped).
+    addresses += [str(ipaddress.IPv6Address(generator.getrandbits(128))) for _ in range(count // 4)]
+    addresses += [str(ipaddress.IPv6Address((1 << 125) | generator.getrandbits(125))) for _ in range(count)]
+    addresses += [
+        str(ipaddress.IPv6Address((0x2002 << 112) | generator.getrandbits(112))) for _ in range(count // 4)
+    ]
+    addresses += [f"::ffff:{ipaddress.IPv4Address(generator.getrandbits(32))}" for _ in range(count // 4)]
+    return addresses
+
+
+class TestAnswers:
+    def test_the_bundled_database_answers_alike_from_the_cache(
+        self, default_resolver: GeoResolver, tmp_path: Path
+    ) -> None:
+        """Over many addresses, mapped tables answer exactly as tables built in memory."""
+        assert default_resolver.mapped_from is None
+        mapped = GeoResolver(table_cache=tmp_path)
+        assert_mapped(mapped._snapshot)
+        assert mapped.info() == default_resolver.info()
+        for address in probes(100_000, seed=25):
+            assert mapped.lookup(address) == default_resolver.lookup(address), address
+
+    def test_a_small_file_answers_alike_from_the_cache(self, small_mmdb: Path, tmp_path: Path) -> None:
+        """Split /64 blocks and aliases included; built first, then mapped by a second process's load."""
+        built = GeoResolver([small_mmdb], check_interval=0)
+        first = GeoResolver([small_mmdb], check_interval=0, table_cache=tmp_path / "cache")
+        second = GeoResolver([small_mmdb], check_interval=0, table_cache=tmp_path / "cache")
+        assert first.mapped_from == second.mapped_from
+        assert_mapped(second._snapshot)
+        edges = ["2a00:1:0:1::", "2a00:1:0:1:7fff:ffff:ffff:ffff", "2a00:1:0:1:8000::", "2a00:1:0:2::1"]
+        for address in [*edges, *probes(5_000, seed=3)]:
+            assert second.lookup(address) == built.lookup(address), address
+
+
+def load_in_a_process(database: Path, cache: Path) -> tuple[str, int, str]:
+    resolver = GeoResolver([database], check_interval=0, table_cache=cache)
+    assert resolver.mapped_from is not None
+    return str(resolver.mapped_from), resolver.mapped_from.stat().st_ino, resolver.lookup("1.0.0.1").display
+
+
+class TestSharing:
+    def test_processes_loading_at_once_build_once_and_map_one_file(
+        self, small_mmdb: Path, tmp_path: Path
+    ) -> None:
+        """Every process maps the same file, written once (a second write would be a new inode)."""
+        cache = tmp_path / "cache"
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            results = pool.starmap(load_in_a_process, [(small_mmdb, cache)] * 4)
+        assert len(set(results)) == 1
+        assert results[0][2] == "广东"
+        assert [path.name for path in cache.glob("*.tables")] == [Path(results[0][0]).name]
+
+    def test_a_new_file_gets_new_tables_and_the_old_ones_go(self, small_mmdb: Path, tmp_path: Path) -> None:
+        cache = tmp_path / "cache"
+        resolver = GeoResolver([small_mmdb], check_interval=0, table_cache=cache)
+        old = resolver.mapped_from
+        assert old is not None
+        write_mmdb(small_mmdb, {**SMALL_MMDB, "1.0.0.0/24": city(place("JP", "日本", "Japan"))})
+        assert resolver.reload()
+        assert resolver.lookup("1.0.0.1").display == "日本"
+        assert resolver.mapped_from not in (None, old)
+        assert not old.exists()
+        assert_mapped(resolver._snapshot)
+
+    def test_country_names_setting_has_tables_of_its_own(self, tmp_path: Path) -> None:
+        database = write_mmdb(tmp_path / "t.mmdb", {"5.0.0.0/16": city(place("TW", "中华民国", "Taiwan"))})
+        cache = tmp_path / "cache"
+        by_table = GeoResolver([database], check_interval=0, table_cache=cache, country_names_from="table")
+        by_file = GeoResolver([database], check_interval=0, table_cache=cache)
+        assert by_table.mapped_from != by_file.mapped_from
+        assert by_table.lookup("5.0.0.1") == GeoResolver([database], country_names_from="table").lookup(
+            "5.0.0.1"
+        )
+
+
+class TestFallbacks:
+    @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage"])
+    def test_a_damaged_cache_file_is_rebuilt(
+        self, small_mmdb: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+    ) -> None:
+        cache = tmp_path / "cache"
+        path = GeoResolver([small_mmdb], check_interval=0, table_cache=cache).mapped_from
+        assert path is not None
+        contents = path.read_bytes()
+        damaged = {
+            "truncate": contents[: len(contents) - 9],
+            "flip": contents[:-5] + bytes([contents[-5] ^ 1]) + contents[-4:],
+            "empty": b"",
+            "garbage": b"\x00" * 64,
+        }[damage]
+        path.write_bytes(damaged)
+        with caplog.at_level(logging.WARNING, logger="idverify.geo"):
+            resolver = GeoResolver([small_mmdb], check_interval=0, table_cache=cache)
+        assert "unusable" in caplog.text
+        assert resolver.lookup("1.0.0.1").display == "广东"
+        assert path.read_bytes() == contents
+        assert_mapped(resolver._snapshot)
+
+    def test_an_unusable_cache_directory_builds_in_the_process(
+        self, small_mmdb: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        with caplog.at_level(logging.WARNING, logger="idverify.geo"):
+            resolver = GeoResolver([small_mmdb], check_interval=0, table_cache=blocker / "cache")
+        assert "cannot use the table cache" in caplog.text
+        assert resolver.mapped_from is None
+        assert resolver.lookup("1.0.0.1").display == "广东"
+
+    def test_tables_with_holes_keep_their_file(self, tmp_path: Path) -> None:
+        """An xdb file with gaps leaves addresses to its searcher, so it is not served from the map."""
+        segments = [(1 << 24, (2 << 24) - 1, "中国|0|广西壮族自治区|南宁市|电信")]
+        path = write_xdb(tmp_path / "v4.xdb", segments)
+        resolver = GeoResolver([path], check_interval=0, table_cache=tmp_path / "cache")
+        assert resolver.mapped_from is None
+        assert not resolver.answers_from_tables_alone
+        assert resolver.lookup("1.0.0.1").display == "广西"
+        assert resolver.lookup("9.0.0.1").display == "未知"
+
+    def test_china_label_survives_the_cache(self, tmp_path: Path) -> None:
+        database = write_mmdb(tmp_path / "cn.mmdb", {"1.0.0.0/8": city(CHINA)})
+        resolver = GeoResolver([database], check_interval=0, table_cache=tmp_path / "cache")
+        assert resolver.mapped_from is not None
+        location = resolver.lookup("1.2.3.4")
+        assert (location.display, location.country_code, location.source) == ("中国", "CN", "GeoLite2-City")
