@@ -38,6 +38,7 @@ from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
 from idverify.flows.keys import KeyringWatcher, keyring_path
+from idverify.flows.schema_version import ensure_schema
 from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring, LiveKeyring
@@ -224,6 +225,22 @@ async def _release_store(
         data_lock.release()
 
 
+async def _check_store(settings: Settings, redis: RedisClient) -> LiveKeyring:
+    """The keyring, once the store's schema version is recorded and the keys checked against it.
+
+    A schema newer than this release's is refused before anything is written or generated; then
+    a lost keyring or signing key is refused. One live keyring serves every component, so a new
+    key version in the file reaches them all.
+
+    Raises:
+        ConfigError: a key does not open the store, or its schema is newer than this release's.
+    """
+    await ensure_schema(redis)
+    keyring = LiveKeyring(await open_keyring(settings, redis))
+    await check_signing_key(settings, redis)
+    return keyring
+
+
 async def start(
     settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
 ) -> Application:
@@ -239,10 +256,7 @@ async def start(
     url, embedded, data_lock = await _redis_url(settings)
     redis = connect(url)
     try:
-        # Keys are checked against the store first: a lost keyring or signing key is refused.
-        # One live keyring for every component, so a new key version in the file reaches them all.
-        keyring = LiveKeyring(await open_keyring(settings, redis))
-        await check_signing_key(settings, redis)
+        keyring = await _check_store(settings, redis)
         verifiers = build_verifiers(settings, keyring)
         geo = open_locator(settings.geo, table_cache=settings.data_dir / GEO_TABLE_CACHE)
     except BaseException:

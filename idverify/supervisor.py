@@ -50,6 +50,7 @@ from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_keys_before_workers
+from idverify.flows.schema_version import ensure_schema_before_workers
 from idverify.security.file_modes import secure_data_and_keys
 from idverify.store.embedded import RedisProcess
 
@@ -169,8 +170,10 @@ class Supervisor:
             self.embedded = RedisProcess.of_data_dir(settings.data_dir)
             self.embedded.start()
             url = self.embedded.url
-        # Once, before any worker exists, against the store: the keys must open what it holds,
-        # and the first start over an empty store creates the keyring and signing key files.
+        # Once, before any worker exists, against the store: its schema must not be newer than
+        # ours, the keys must open what it holds, and the first start over an empty store
+        # creates the keyring and signing key files.
+        ensure_schema_before_workers(url)
         check_keys_before_workers(settings, url)
         self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url)
         self._slots = [_Worker(index) for index in range(self.workers)]

@@ -42,6 +42,7 @@ __all__ = [
     "record_key_versions",
     "record_signing_key",
     "recorded_signing_key",
+    "store_holds_data",
 ]
 
 KEYRING_ENV = "IDVERIFY_KEYRING"
@@ -83,7 +84,7 @@ def key_check_values(keyring: Keyring) -> dict[str, str]:
     return values
 
 
-async def _store_holds_data(redis: RedisClient) -> bool:
+async def store_holds_data(redis: RedisClient) -> bool:
     """Whether the store has idverify data (see the module docstring).
 
     Raises:
@@ -142,7 +143,7 @@ async def open_keyring(
     try:
         if keyring is None:
             assert default_path is not None  # noqa: S101 - set whenever no keyring was configured
-            if not default_path.exists() and await _store_holds_data(redis):
+            if not default_path.exists() and await store_holds_data(redis):
                 raise ConfigError(
                     f"keyring file {default_path} is missing, but Redis holds data written under a "
                     f"keyring; a new one would make all of it unreadable: {_RESTORE}, or set "

@@ -38,12 +38,14 @@ personal data or raw account ids.
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
 | ``iv1:{global}:bootstrap`` | string | the bootstrap token's client id, set once it exists |
 | ``iv1:{global}:bootstrap-retired`` | string | set once an operator exists: the bootstrap token is retired |
+| ``iv1:{global}:clock-floor`` | string | the store time already seen while Redis's clock is behind it |
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
 | ``iv1:{global}:tenant-removals`` | zset | tenants whose removal is scheduled or under way, by due ms |
 | ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
 | ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
 | ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |
+| ``iv1:{global}:schema`` | string | schema version of the data (flows/schema_version.py) |
 
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
@@ -237,6 +239,11 @@ class GlobalKeys:
     def audit_key(cls) -> str:
         """The id of the audit log's signing key (another key is an explicit rotation)."""
         return f"{cls.base}:audit-key"
+
+    @classmethod
+    def schema(cls) -> str:
+        """The schema version of the data (a newer one than a release knows is refused at start)."""
+        return f"{cls.base}:schema"
 
     @classmethod
     def reindex_checkpoint(cls) -> str:

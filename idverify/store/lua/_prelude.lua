@@ -138,6 +138,11 @@ local function account_tag(acct_key, first_name_is_ours, vf)
   return ''
 end
 
+-- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name.
+local function set_tag(acct_key, tag)
+  if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
+end
+
 local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
   redis.call('SREM', idacc_key, member)
   local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
@@ -179,13 +184,6 @@ end
 -- Returns status, reason.
 local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
-  local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
-  local function refuse(reason)
-    if redis.call('INCR', refusals_key) == 1 then
-      redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
-    end
-    return 'REJECTED', reason
-  end
   local current = redis.call('HGET', acct_key, 'identity')
   if current and current ~= vf.identity then
     return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
@@ -193,6 +191,20 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
   local stored, established, claim_tag = id[1], id[2] == '1', id[3]
   local first_name_is_ours = stored and (stored == vf.name_binding or stored == (vf.name_binding_seen or ''))
+  if not vf.name_tag then
+    -- Started by 0.1.0, which computed no tag and refused at the start any name but the
+    -- identity's first: it binds under the first name, untagged like the accounts 0.1.0 bound
+    -- (an established claim's tag when that is the first name), and establishes nothing.
+    if established and not first_name_is_ours then return 'REJECTED', 'NAME_MISMATCH' end
+    vf.name_tag, vf.establishes = established and claim_tag or '', '0'
+  end
+  local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
+  local function refuse(reason)
+    if vf.name_tag ~= '' and redis.call('INCR', refusals_key) == 1 then
+      redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
+    end
+    return 'REJECTED', reason
+  end
   if established and claim_tag ~= vf.name_tag then return refuse('NAME_MISMATCH') end
 
   if vf.establishes == '1' and not established then
@@ -228,8 +240,9 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
     if not stored then
       redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
     end
-    redis.call('HSET', acct_key, 'identity', vf.identity, 'name_tag', vf.name_tag, 'verified_ms', NOW,
+    redis.call('HSET', acct_key, 'identity', vf.identity, 'verified_ms', NOW,
       'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)
+    set_tag(acct_key, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
     return 'VERIFIED', ''
@@ -239,8 +252,8 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local was = redis.call('HMGET', acct_key, 'assurance', 'method')
   local assurance = vf.assurance
   if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
-  redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance,
-    'name_tag', vf.name_tag)
+  redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
+  set_tag(acct_key, vf.name_tag)
   set_age(acct_key, vf, true)
   if was[1] ~= assurance or was[2] ~= vf.method then
     audit(log_key, base, {type = 'account.updated', outcome = 'updated', reason = '',

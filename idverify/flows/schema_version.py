@@ -1,0 +1,90 @@
+"""The schema version of the data in Redis: recorded at start, raised by upgrades, never lowered.
+
+``iv1:{global}:schema`` holds the version of the newest release's data layout that has run on
+the store. Version 1 is 0.1.0's layout, which recorded no version: a store with data and no
+record is version 1. A server raises the record to its own version first thing at start
+(after any migration that version needs), and refuses to start on a version newer than its own,
+before it writes or generates anything: that data may hold records it would misread or
+overwrite.
+
+0.1.0 -> 0.2.0 (version 2) rewrites nothing: every change is read lazily from the old records,
+which the code handles where it reads them (docs/ARCHITECTURE.md, "Upgrades"). A release whose
+change cannot be read that way migrates in :func:`ensure_schema` before raising the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.flows.key_check import store_holds_data
+from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
+from idverify.store.keys import GlobalKeys
+from idverify.store.scripts import script_source
+
+__all__ = ["FIRST_VERSION", "SCHEMA_VERSION", "ensure_schema", "ensure_schema_before_workers"]
+
+SCHEMA_VERSION = 2
+"""This release's data layout (0.2.0)."""
+FIRST_VERSION = 1
+"""0.1.0's layout: what a store with data and no recorded version holds."""
+
+log = logging.getLogger("idverify.schema")
+
+
+async def ensure_schema(redis: RedisClient) -> int:
+    """Reads the store's schema version, refuses a newer one, and records this release's.
+
+    Returns:
+        The version the store held before (0 for an empty store; ``FIRST_VERSION`` for 0.1.0's
+        data), or -1 when Redis could not be reached (checked at the next start, like the keys).
+
+    Raises:
+        ConfigError: the store holds a schema newer than this release knows.
+    """
+    try:
+        async with translate_errors():
+            raw = await redis.get(GlobalKeys.schema())
+        held = int(as_text(raw)) if raw is not None else FIRST_VERSION if await store_holds_data(redis) else 0
+        _refuse_newer(held)
+        async with translate_errors():
+            # The script answers what the key held as it ran: a newer server may have started meanwhile.
+            raced = int(
+                await redis.register_script(script_source("schema"))(
+                    keys=[GlobalKeys.schema()], args=[SCHEMA_VERSION]
+                )
+            )
+        _refuse_newer(raced)
+    except StoreUnavailable:
+        log.warning("redis not reachable at start-up; the schema version is checked at the next start")
+        return -1
+    if 0 < held < SCHEMA_VERSION:
+        log.info("store schema version %d raised to %d (no record needed rewriting)", held, SCHEMA_VERSION)
+    return held
+
+
+def ensure_schema_before_workers(url: str) -> None:
+    """:func:`ensure_schema` from a supervisor, before it forks (a refusal is one line, exit 2).
+
+    Raises:
+        ConfigError: as :func:`ensure_schema`.
+    """
+
+    async def ensure() -> None:
+        redis = connect(url, pool_size=1)
+        try:
+            await ensure_schema(redis)
+        finally:
+            await close_client(redis)
+
+    asyncio.run(ensure())
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        msg = (
+            f"Redis holds data of schema version {version}, newer than this release's "
+            f"{SCHEMA_VERSION}: run a release that knows it (an older one cannot read it safely)"
+        )
+        raise ConfigError(msg)
