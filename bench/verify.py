@@ -8,6 +8,8 @@ verification) this machine computes per second on all its cores. Then it starts
 ``idverify serve`` (embedded Redis, loose rate limits, the benchmark-only code sender) and drives
 concurrent signups (StartVerification + SubmitChallenge) through a grpc.aio client, and prints
 throughput, p50/p99 latency and ``ratio`` = signups per second / argon2 hashes per second.
+Beside them ``cpu_ratio`` = the CPU of one bare hash (as many at once as there are workers) /
+the CPU the server (workers, supervisor and Redis, from /proc) spent per signup.
 
 ``--compare-workers 1,2`` measures each worker count in the same run, the counts taking turns
 over ``--rounds`` rounds, and prints the scaling of each over the first (the multi-process
@@ -94,6 +96,57 @@ def argon2_floor(seconds: float, threads: int) -> float:
     with ThreadPoolExecutor(threads) as pool:
         counts = list(pool.map(work, [began + seconds] * threads))
     return sum(counts) / (time.monotonic() - began)
+
+
+def argon2_cpu_per_hash(seconds: float, threads: int) -> float:
+    """CPU seconds of one bare argon2id hash (the default profile), ``threads`` hashing at once.
+
+    As many at once as the server has workers: hashes side by side slow each other through the
+    shared memory bus, and a signup's hash runs beside the other workers' too.
+    """
+
+    def work(deadline: float) -> tuple[int, float]:
+        done, began = 0, time.thread_time()
+        while time.monotonic() < deadline:
+            hash_secret_raw(
+                b"cn_ric|110105199003071234",
+                os.urandom(16),
+                time_cost=DEFAULT.time_cost,
+                memory_cost=DEFAULT.memory_kib,
+                parallelism=DEFAULT.parallelism,
+                hash_len=32,
+                type=Type.ID,
+            )
+            done += 1
+        return done, time.thread_time() - began
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(work, [time.monotonic() + seconds] * threads))
+    return sum(cpu for _, cpu in results) / max(sum(done for done, _ in results), 1)
+
+
+def _cpu_seconds_of(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _command_of(pid: str) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def _embedded_redis_pids(server: ServerProcess) -> list[int]:
+    """The redis-server processes the server's supervisor started (its embedded store)."""
+    found: list[int] = []
+    for pid in server.server_pids():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                found.extend(int(c) for c in children if _command_of(c) == "redis-server")
+    return found
 
 
 def ric(n: int) -> str:
@@ -244,6 +297,7 @@ class SignupServer:
         self._server: ServerProcess | None = None
         self._token = ""
         self._codes = CodeReader(root / "codes.txt")
+        self.cpu_per_signup = 0.0
 
     def __enter__(self) -> Self:
         install_bench_sender(self._root / "site")
@@ -265,24 +319,42 @@ class SignupServer:
         if self._server is not None:
             self._server.stop()
 
-    def drive(self, signups: range, concurrency: int) -> tuple[float, list[float]]:
-        """Runs the signups numbered ``signups``; (signups per second, latencies)."""
+    @property
+    def workers(self) -> int:
+        """How many worker processes serve (the supervisor serves itself when there are none)."""
         assert self._server is not None  # noqa: S101 - only inside the with block
+        return max(len(self._server.server_pids()) - 1, 1)
+
+    def drive(self, signups: range, concurrency: int) -> tuple[float, list[float]]:
+        """Runs the signups numbered ``signups``; (signups per second, latencies).
+
+        :attr:`cpu_per_signup` is then the CPU seconds the server spent per signup meanwhile:
+        supervisor, workers and embedded Redis, from /proc, not the load generator.
+        """
+        assert self._server is not None  # noqa: S101 - only inside the with block
+        server_pids = [*self._server.server_pids(), *_embedded_redis_pids(self._server)]
+        before = _cpu_seconds_of(server_pids)
         wall, latencies = asyncio.run(
             drive(self._server.target, self._token, self._codes, signups, concurrency)
         )
+        self.cpu_per_signup = (_cpu_seconds_of(server_pids) - before) / len(signups)
         return len(signups) / wall, latencies
 
 
 def measure(
     signups: int, concurrency: int, workers: int | None, extra_config: str = ""
-) -> tuple[float, list[float]]:
-    """Starts a server and drives the signups; returns (signups per second, latencies)."""
+) -> tuple[float, list[float], float, int]:
+    """Starts a server and drives the signups.
+
+    Returns:
+        (signups per second, latencies, server CPU seconds per signup, worker processes).
+    """
     with (
         tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
         SignupServer(Path(scratch), workers, extra_config) as server,
     ):
-        return server.drive(range(signups), concurrency)
+        throughput, latencies = server.drive(range(signups), concurrency)
+        return throughput, latencies, server.cpu_per_signup, server.workers
 
 
 def compare_telemetry(signups: int, concurrency: int, workers: int | None, rounds: int) -> dict[str, Any]:
@@ -327,7 +399,8 @@ def run(
     """Measures the floor and the signup throughput (and, if asked, with telemetry on)."""
     threads = os.cpu_count() or 1
     floor_before = argon2_floor(floor_seconds, threads)
-    throughput, latencies = measure(signups, concurrency, workers)
+    throughput, latencies, cpu_per_signup, serving = measure(signups, concurrency, workers)
+    hash_cpu = argon2_cpu_per_hash(floor_seconds, serving)
     figures: dict[str, Any] = {}
     if with_telemetry:
         figures |= compare_telemetry(signups, concurrency, workers, rounds)
@@ -344,6 +417,10 @@ def run(
         "p50_ms": round(quantiles[49] * 1000, 1),
         "p99_ms": round(quantiles[98] * 1000, 1),
         "ratio": round(throughput / floor, 3),
+        "server_cpu_per_signup_ms": round(cpu_per_signup * 1000, 2),
+        "argon2_cpu_per_hash_ms": round(hash_cpu * 1000, 2),
+        # The hash is what a signup must pay; the rest of the server's CPU is overhead.
+        "cpu_ratio": round(hash_cpu / cpu_per_signup, 3),
         **figures,
     }
 
