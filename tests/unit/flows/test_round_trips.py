@@ -32,7 +32,7 @@ from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
-from idverify.store.connection import connect
+from idverify.store.connection import RedisClient, connect
 from idverify.store.scripts import SCRIPT_NAMES, Scripts, script_source
 from idverify.testing import RedisProcess
 
@@ -126,7 +126,7 @@ async def proxy(redis_server: RedisProcess) -> AsyncIterator[CountingProxy]:
         yield running
 
 
-def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts]:
+def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisClient]:
     settings = load_settings(None, environ={})
     keyring = Keyring.generate()
     redis = connect(url)
@@ -143,7 +143,7 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts]:
         window_limiter=WindowLimiter(scripts),
     )
     del tmp_path
-    return VerificationFlow(deps), scripts
+    return VerificationFlow(deps), scripts, redis
 
 
 def _person() -> Subject:
@@ -191,13 +191,14 @@ _last_trips: list[list[list[str]]] = []
 async def test_a_signup_makes_few_round_trips(
     proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    flow, scripts = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path)
+    flow, scripts, flow_redis = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path)
     try:
         # The first signup makes the connections and loads the scripts; the second is the count.
         await _signup(flow, caplog, proxy.wire)
         start_trips, submit_trips = await _signup(flow, caplog, proxy.wire)
     finally:
         await scripts.aclose()
+        await flow_redis.aclose(close_connection_pool=True)
     start_calls, submit_calls = _last_trips
     assert start_trips <= START_ROUND_TRIPS, start_calls
     assert submit_trips <= SUBMIT_ROUND_TRIPS, submit_calls
