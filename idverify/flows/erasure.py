@@ -163,6 +163,9 @@ class ErasureFlow:
             ids: list[str] = []
             extra: list[str] = []
             if kind == ACCOUNT:
+                # Counters under the account's pseudonyms would outlive it by up to their window
+                # (a day): they go with it.
+                extra.append(keys.check_mismatches("acct", account_ps))
                 async with translate_errors():
                     ids = _texts(await d.redis.zrange(keys.account_verifications(account_ps), 0, -1))
                     for verification_id in ids:
@@ -170,6 +173,7 @@ class ErasureFlow:
                         extra.append(keys.verification(verification_id))
                         if otp_ps:
                             extra.append(keys.otp_failures(as_text(otp_ps)))
+                            extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
             result = await d.scripts.run(
                 "erase",
                 [

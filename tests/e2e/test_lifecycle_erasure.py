@@ -262,6 +262,65 @@ class TestErasure:
             assert again.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
             assert check(registrar, "erase-me-again", bob.subject())
 
+    def test_every_key_tied_to_the_account_is_gone_but_the_audit_log(self, eraser: ServerProcess) -> None:
+        """Lists every key tied to an account in each of its stores before erasure, none after.
+
+        The account has a binding with its claim tag and sealed birth date, consents, an IP
+        label, a CheckIdentity mismatch counted against it, and a verification refused because
+        its phone was locked. Afterwards its pseudonyms, identity and sealed birth date are in
+        the audit log's keys only.
+        """
+        erin = person()
+        with eraser.client() as registrar, eraser.client("platform") as platform:
+            verify(eraser, registrar, erin, "erase-all")
+            record_login_ip(platform, "erase-all")
+            registrar.consent.GrantConsent(
+                consent_pb2.GrantConsentRequest(
+                    account_id="erase-all", purpose="biometric", text_version=text_version_of("v9")
+                )
+            )
+            assert not check(registrar, "erase-all", erin.subject(name=erin.name + "明"))
+            locked = lock_phone_of_a_verification(eraser, registrar, "erase-all")
+            keyring = load_keyring(path=eraser.data_dir / "keyring.json")
+            store = embedded_redis(eraser)
+            account_key = f"iv1:{{t:default}}:acct:{keyring.pseudonym('default', 'account', 'erase-all')}"
+            ref, birth_sealed = store.hmget(account_key, "identity", "birth_sealed")
+            assert ref
+            assert birth_sealed
+            needles = {
+                keyring.pseudonym("default", "account", "erase-all").encode(),
+                keyring.pseudonym("default", "audit", "erase-all").encode(),
+                claim_tag(keyring, "default", DocumentType.CN_RIC.value, erin.number, erin.name).encode(),
+                ref,
+                ref.split(b":", 1)[1],
+                birth_sealed,
+                store.hget(f"iv1:{{t:default}}:vf:{locked}", "otp_ps") or b"?",
+                b"erase-all",
+            }
+            before = families(tied_keys(store, needles))
+            assert {
+                "acct",
+                "id",
+                "idacc",
+                "consent",
+                "acctvf",
+                "vf",
+                "otpfail",
+                "chkfail:acct",
+                "rl:phone_locked_audited",
+                "audit:log",
+            } <= before, before
+            cancel(platform, "erase-all")
+            wait_for(
+                lambda: (
+                    _erased(store, keyring.pseudonym("default", "audit", "erase-all"))
+                    and not store.zcard("iv1:{t:default}:erasure:due")
+                )
+            )
+            after = families(tied_keys(store, needles))
+            assert after, "the audit log keeps the account's pseudonymous entries"
+            assert {family for family in after if not family.startswith("audit:")} == set(), after
+
     def test_an_identity_still_bound_elsewhere_is_kept(self, eraser: ServerProcess) -> None:
         """Erasing one of two accounts of an identity keeps the identity for the other."""
         carol = person()
@@ -274,6 +333,41 @@ class TestErasure:
             wait_for(lambda: _erased(store, keyring.pseudonym("default", "audit", "shared-1")))
             assert check(registrar, "shared-2", carol.subject())
             assert get_account(platform, "shared-2").verified
+
+
+def lock_phone_of_a_verification(server: ServerProcess, registrar: Client, account: str) -> str:
+    """Starts a verification for ``account``, then locks its phone with another account's wrong codes.
+
+    One wrong code of its own is counted under the account and phone; its right code is then
+    refused PHONE_LOCKED, which leaves the lock's audit marker under the
+    account's (account, phone) pseudonym. Returns the verification id.
+    """
+    someone = person()
+    mine = start(registrar, someone, account)
+    code = server.sms_code(mine.verification_id)
+    submit(registrar, mine.verification_id, wrong_code(code))
+    other = start(registrar, someone, f"{account}-neighbour")
+    for _ in range(4):  # the phone's fifth wrong code (otp_failures_per_phone) locks it
+        submit(registrar, other.verification_id, wrong_code(server.sms_code(other.verification_id)))
+    with pytest.raises(grpc.RpcError) as refused:
+        submit(registrar, mine.verification_id, code)
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rich_error(refused.value)[0] == "PHONE_LOCKED"
+    return mine.verification_id
+
+
+def tied_keys(store: redis.Redis, needles: set[bytes]) -> set[bytes]:
+    """Every key whose name or value holds one of ``needles``."""
+    return {key for needle in needles for key in holders(store, needle)}
+
+
+def families(keys: set[bytes]) -> set[str]:
+    """Each key's kind: its name after the hash tag up to its identifier (``rl:phone_locked_audited``)."""
+    found = set()
+    for key in keys:
+        parts = key.split(b"}:", 1)[1].decode().split(":")
+        found.add(":".join(parts[:2]) if parts[0] in {"rl", "chkfail", "audit"} else parts[0])
+    return found
 
 
 def _erased(store: redis.Redis, audit_ps: str) -> bool:
