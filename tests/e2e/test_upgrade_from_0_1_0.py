@@ -221,7 +221,7 @@ class TestUpgradeFrom010:
 
 class TestNewerSchema:
     def test_a_store_of_a_newer_schema_is_refused_in_one_line(self, tmp_path: Path) -> None:
-        """Exit 2 naming both versions; the store's version is left as it was."""
+        """Exit 2 naming both versions, before anything is written to the store or generated."""
         with RedisProcess(tmp_path / "redis", port=free_port()) as store_process:
             store = redis.Redis.from_url(store_process.url)
             store.set(GlobalKeys.schema(), SCHEMA_VERSION + 1)
@@ -252,6 +252,8 @@ class TestNewerSchema:
             assert f"schema version {SCHEMA_VERSION + 1}" in lines[0]
             assert f"this release's {SCHEMA_VERSION}" in lines[0]
             assert store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION + 1).encode()
+            assert store.dbsize() == 1, "nothing was written"
+            assert not (tmp_path / "data" / "keyring.json").exists(), "no keyring was generated"
 
     def test_an_empty_store_starts_at_this_releases_version(self, server: ServerProcess) -> None:
         """A new deployment records the version at its first start."""
