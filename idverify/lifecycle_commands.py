@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from idverify.config import Settings, load_settings
 from idverify.data_dir import DataDirInUse, DataDirLock
 from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.flows.schema_version import refuse_newer_schema
 from idverify.privacy.keyring import (
     KEYRING_ENV_VAR,
     Keyring,
@@ -234,6 +235,7 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
                 raise
     client = connect(url, pool_size=4)
     try:
+        await refuse_newer_schema(client)
         yield client
     finally:
         await close_client(client)

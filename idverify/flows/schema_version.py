@@ -23,7 +23,13 @@ from idverify.store.connection import RedisClient, as_text, close_client, connec
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import script_source
 
-__all__ = ["FIRST_VERSION", "SCHEMA_VERSION", "ensure_schema", "ensure_schema_before_workers"]
+__all__ = [
+    "FIRST_VERSION",
+    "SCHEMA_VERSION",
+    "ensure_schema",
+    "ensure_schema_before_workers",
+    "refuse_newer_schema",
+]
 
 SCHEMA_VERSION = 2
 """This release's data layout (0.2.0)."""
@@ -79,6 +85,21 @@ def ensure_schema_before_workers(url: str) -> None:
             await close_client(redis)
 
     asyncio.run(ensure())
+
+
+async def refuse_newer_schema(redis: RedisClient) -> None:
+    """Refuses data newer than this release for a command on the store, writing nothing.
+
+    Commands (keys, erasure, tenants, audit, backup) leave raising the version to the servers.
+
+    Raises:
+        ConfigError: the store holds a schema newer than this release knows.
+        StoreUnavailable: Redis is down.
+    """
+    async with translate_errors():
+        raw = await redis.get(GlobalKeys.schema())
+    if raw is not None:
+        _refuse_newer(int(as_text(raw)))
 
 
 def _refuse_newer(version: int) -> None:

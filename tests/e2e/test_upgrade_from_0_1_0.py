@@ -255,6 +255,33 @@ class TestNewerSchema:
             assert store.dbsize() == 1, "nothing was written"
             assert not (tmp_path / "data" / "keyring.json").exists(), "no keyring was generated"
 
+    @pytest.mark.parametrize("command", [["erasure", "status"], ["tenants", "status"]])
+    def test_commands_on_the_store_refuse_it_too(self, tmp_path: Path, command: list[str]) -> None:
+        """A command run with an older release (keys, erasure, tenants...) refuses it in one line, exit 2."""
+        with RedisProcess(tmp_path / "redis", port=free_port()) as store_process:
+            redis.Redis.from_url(store_process.url).set(GlobalKeys.schema(), SCHEMA_VERSION + 1)
+            refused = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "idverify",
+                    command[0],
+                    "--data-dir",
+                    str(tmp_path / "data"),
+                    "--redis-url",
+                    store_process.url,
+                    *command[1:],
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
+            )
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert f"schema version {SCHEMA_VERSION + 1}" in refused.stderr
+
     def test_an_empty_store_starts_at_this_releases_version(self, server: ServerProcess) -> None:
         """A new deployment records the version at its first start."""
         assert embedded_redis(server).get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
