@@ -1,10 +1,13 @@
-"""The figures of docs/CAPACITY.md: memory per worker, Redis memory per identity and per audit event.
+"""The figures of docs/CAPACITY.md: start-up, memory per worker, Redis memory per identity and audit event.
 
     .venv/bin/python bench/capacity.py [--signups 3000] [--workers 2] [--json]
 
 It starts a redis-server of its own and ``idverify serve --redis-url`` on it, drives real signups
 (the code path production runs, Lua scripts included), then measures:
 
+- start-up: seconds from launch to SERVING, and to every worker answering IP lookups from the
+  bundled database, cold (a new data directory: the IP table cache is built) and warm (the same
+  directory again: the workers map the cache);
 - RSS and PSS of the supervisor and each worker, idle and after the load (PSS splits the pages
   the forked workers still share, so it is the honest per-worker figure);
 - Redis ``used_memory`` as the key families are deleted one after another: short-lived keys
@@ -19,11 +22,13 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import redis
 
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.v1 import account_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
@@ -32,6 +37,9 @@ from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
 TRANSIENT = frozenset({"vf", "req", "rl", "otpfail"})
 PER_IDENTITY = frozenset({"acct", "id", "idacc"})
 AUDIT = frozenset({"audit"})
+# What a worker logs once its IP tables answer (see idverify/flows/ip_locator.py).
+TABLES_READY = "geo: IP tables ready"
+START_TIMEOUT_SECONDS = 120.0
 
 
 def memory_of(pid: int) -> dict[str, float]:
@@ -57,6 +65,27 @@ def processes(server: ServerProcess) -> dict[str, int]:
     ]
     workers = [pid for pid in children if b"idverify" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     return {"supervisor": supervisor, **{f"worker_{n}": pid for n, pid in enumerate(sorted(workers))}}
+
+
+def start_up(server: ServerProcess, workers: int) -> dict[str, float]:
+    """Starts the server; seconds from launch to SERVING and to IP lookups in every worker."""
+    before = server.log_text().count(TABLES_READY)
+    launched = time.monotonic()
+    server.start()
+    serving = time.monotonic() - launched
+    deadline = launched + START_TIMEOUT_SECONDS
+    while server.log_text().count(TABLES_READY) < before + workers:
+        if time.monotonic() > deadline:
+            msg = f"IP tables not ready in {START_TIMEOUT_SECONDS:.0f} s:\n{server.log_tail()}"
+            raise TimeoutError(msg)
+        time.sleep(0.02)
+    lookups = time.monotonic() - launched
+    with server.client("platform") as platform:
+        answer = platform.account.LookupIp(account_pb2.LookupIpRequest(ip="8.8.8.8"), timeout=30)
+    if answer.location.country_code != "US":
+        msg = f"8.8.8.8 answered {answer.location}"
+        raise RuntimeError(msg)
+    return {"serving_s": round(serving, 2), "ip_lookups_s": round(lookups, 2)}
 
 
 def used_memory(client: redis.Redis) -> int:
@@ -94,20 +123,32 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             client = redis.Redis(port=store.port)
             install_bench_sender(root / "site")
             codes_path = root / "codes.txt"
-            server = ServerProcess(
-                root / "server",
-                config=BENCH_CONFIG.format(codes=codes_path),
-                redis_url=store.url,
-                extra_args=["--workers", str(workers)],
-                env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
-            )
-            with server:
-                server.wait_quiet()  # IP tables built: idle memory includes them
+
+            def server_process() -> ServerProcess:
+                return ServerProcess(
+                    root / "server",
+                    config=BENCH_CONFIG.format(codes=codes_path),
+                    redis_url=store.url,
+                    extra_args=["--workers", str(workers)],
+                    env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
+                )
+
+            cold_server = server_process()
+            try:
+                cold = start_up(cold_server, workers)
+            finally:
+                cold_server.stop()
+            server = server_process()
+            try:
+                warm = start_up(server, workers)
+                server.wait_quiet()
                 idle = {name: memory_of(pid) for name, pid in processes(server).items()}
                 empty = used_memory(client)
                 token = server.token("registrar")
                 wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
                 loaded = {name: memory_of(pid) for name, pid in processes(server).items()}
+            finally:
+                server.stop()
             full = used_memory(client)
             transient = delete_matching(client, TRANSIENT)
             without_transient = used_memory(client)
@@ -121,9 +162,14 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             store.stop()
     per_identity = (without_transient - without_identities) / identities
     per_event = (without_identities - without_audit) / max(events, 1)
+    worker_pss = [figures["pss_mib"] for name, figures in idle.items() if name.startswith("worker_")]
     return {
         "signups": signups,
         "workers": workers,
+        "start_up_cold": cold,
+        "start_up_warm": warm,
+        "worker_pss_idle_mib": worker_pss,
+        "worker_pss_idle_max_mib": max(worker_pss),
         "throughput_per_s": round(signups / wall, 1),
         "process_memory_idle": idle,
         "process_memory_after_load": loaded,

@@ -25,6 +25,7 @@ import os
 import struct
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -160,9 +161,11 @@ class TableCache:
             found = self.load(key)
             if found is not None:
                 return found
+            started = time.monotonic()
             infos, table_v4, table_v6 = build()
             path = self._write(key, infos, table_v4, table_v6)
             self._remove_all_but(path)
+            logger.info("geo: built the IP tables into %s in %.2f s", path, time.monotonic() - started)
         found = self.load(key)
         if found is None:
             raise OSError(f"the table cache {path} just written cannot be read back")
