@@ -67,8 +67,11 @@ def processes(server: ServerProcess) -> dict[str, int]:
     return {"supervisor": supervisor, **{f"worker_{n}": pid for n, pid in enumerate(sorted(workers))}}
 
 
-def start_up(server: ServerProcess, workers: int) -> dict[str, float]:
-    """Starts the server; seconds from launch to SERVING and to IP lookups in every worker."""
+def start_up(server: ServerProcess, workers: int) -> dict[str, object]:
+    """Starts the server; seconds from launch to SERVING and to IP lookups in every worker.
+
+    Also each worker's PSS then: after a cold start, one of them built the tables.
+    """
     before = server.log_text().count(TABLES_READY)
     launched = time.monotonic()
     server.start()
@@ -85,7 +88,15 @@ def start_up(server: ServerProcess, workers: int) -> dict[str, float]:
     if answer.location.country_code != "US":
         msg = f"8.8.8.8 answered {answer.location}"
         raise RuntimeError(msg)
-    return {"serving_s": round(serving, 2), "ip_lookups_s": round(lookups, 2)}
+    pss = [
+        figures["pss_mib"] for name, figures in process_memory(server).items() if name.startswith("worker_")
+    ]
+    return {"serving_s": round(serving, 2), "ip_lookups_s": round(lookups, 2), "worker_pss_mib": pss}
+
+
+def process_memory(server: ServerProcess) -> dict[str, dict[str, float]]:
+    """RSS and PSS of the supervisor and each worker."""
+    return {name: memory_of(pid) for name, pid in processes(server).items()}
 
 
 def used_memory(client: redis.Redis) -> int:
@@ -142,11 +153,11 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             try:
                 warm = start_up(server, workers)
                 server.wait_quiet()
-                idle = {name: memory_of(pid) for name, pid in processes(server).items()}
+                idle = process_memory(server)
                 empty = used_memory(client)
                 token = server.token("registrar")
                 wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
-                loaded = {name: memory_of(pid) for name, pid in processes(server).items()}
+                loaded = process_memory(server)
             finally:
                 server.stop()
             full = used_memory(client)
