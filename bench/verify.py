@@ -11,6 +11,11 @@ throughput, p50/p99 latency and ``ratio`` = signups per second / argon2 hashes p
 Beside them ``cpu_ratio`` = the CPU of one bare hash (as many at once as there are workers) /
 the CPU the server (workers, supervisor and Redis, from /proc) spent per signup.
 
+``--rate`` measures latency under load: after the capacity (the closed loop above), signups
+arrive on a fixed schedule at 25, 50 and 75 % of it for ``--seconds`` each (an open loop, see
+``bench/open_loop.py``), and it prints p50/p99 of StartVerification (from each signup's scheduled
+start) and of SubmitChallenge (from when the code is in hand), beside one bare hash's time.
+
 ``--compare-workers 1,2`` measures each worker count in the same run, the counts taking turns
 over ``--rounds`` rounds, and prints the scaling of each over the first (the multi-process
 target: 2 workers >= 1.7x one on 2 cores), beside the scaling of bare argon2 from one core to
@@ -44,6 +49,7 @@ from typing import Any, Self
 
 import grpc
 from argon2.low_level import Type, hash_secret_raw
+from open_loop import latency_summary, run_on_schedule, schedule
 from otlp_sink import OtlpSink
 from report import print_figures
 
@@ -188,6 +194,34 @@ class CodeReader:
         raise LookupError(msg)
 
 
+def start_request(n: int) -> verification_pb2.StartVerificationRequest:
+    """Signup ``n``'s StartVerification: its own person, account and phone, SMS method."""
+    subject = common_pb2.Subject(
+        kind=common_pb2.SUBJECT_KIND_PERSON,
+        name=f"测试{n}",
+        document_type=common_pb2.DOCUMENT_TYPE_CN_RIC,
+        document_number=ric(n),
+        phone_number=f"139{n:08d}",
+    )
+    return verification_pb2.StartVerificationRequest(
+        request_id=f"bench-{n}",
+        account_id=f"bench-acct-{n}",
+        method_id="sms",
+        subject=subject,
+        consents=["identity", "phone"],
+        consent_text_versions=CONSENT_TEXTS,
+    )
+
+
+def _channels(target: str) -> list[grpc.aio.Channel]:
+    # Several connections: the kernel spreads connections (not calls) over the server's workers,
+    # and channels to one target share a connection unless each has its own subchannel pool.
+    return [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CHANNELS)
+    ]
+
+
 async def drive(
     target: str, token: str, codes: CodeReader, signups: range, concurrency: int
 ) -> tuple[float, list[float]]:
@@ -197,36 +231,13 @@ async def drive(
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in signups:
         queue.put_nowait(n)
-    # Several connections: the kernel spreads connections (not calls) over the server's workers,
-    # and channels to one target share a connection unless each has its own subchannel pool.
-    channels = [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(CHANNELS)
-    ]
+    channels = _channels(target)
     try:
         stubs = [verification_pb2_grpc.VerificationServiceStub(channel) for channel in channels]
 
         async def one(n: int, stub: verification_pb2_grpc.VerificationServiceAsyncStub) -> None:
             began = time.perf_counter()
-            subject = common_pb2.Subject(
-                kind=common_pb2.SUBJECT_KIND_PERSON,
-                name=f"测试{n}",
-                document_type=common_pb2.DOCUMENT_TYPE_CN_RIC,
-                document_number=ric(n),
-                phone_number=f"139{n:08d}",
-            )
-            started = await stub.StartVerification(
-                verification_pb2.StartVerificationRequest(
-                    request_id=f"bench-{n}",
-                    account_id=f"bench-acct-{n}",
-                    method_id="sms",
-                    subject=subject,
-                    consents=["identity", "phone"],
-                    consent_text_versions=CONSENT_TEXTS,
-                ),
-                metadata=metadata,
-                timeout=30,
-            )
+            started = await stub.StartVerification(start_request(n), metadata=metadata, timeout=30)
             verification_id = started.verification.verification_id
             answer = await stub.SubmitChallenge(
                 verification_pb2.SubmitChallengeRequest(
@@ -251,6 +262,57 @@ async def drive(
     finally:
         for channel in channels:
             await channel.close(None)
+
+
+async def drive_at_rate(
+    target: str, token: str, codes: CodeReader, *, first: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Signups numbered from ``first`` arriving ``rate`` a second for ``seconds`` (an open loop).
+
+    StartVerification is timed from the signup's scheduled start, so a call that waited for the
+    client or for a busy worker counts its wait; SubmitChallenge from when the code is in hand,
+    as a person would send it. A failed call is counted by its status, not timed.
+    """
+    metadata = (("authorization", f"Bearer {token}"),)
+    starts: list[float] = []
+    submits: list[float] = []
+    failures: dict[str, int] = {}
+    channels = _channels(target)
+    try:
+        stubs = [verification_pb2_grpc.VerificationServiceStub(channel) for channel in channels]
+
+        async def one(i: int, due: float) -> None:
+            n, stub = first + i, stubs[i % len(stubs)]
+            try:
+                started = await stub.StartVerification(start_request(n), metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as error:
+                failures[f"start {error.code().name}"] = failures.get(f"start {error.code().name}", 0) + 1
+                return
+            starts.append(time.perf_counter() - due)
+            verification_id = started.verification.verification_id
+            request = verification_pb2.SubmitChallengeRequest(
+                verification_id=verification_id, code=await codes.code(verification_id)
+            )
+            sent = time.perf_counter()
+            try:
+                answer = await stub.SubmitChallenge(request, metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as error:
+                failures[f"submit {error.code().name}"] = failures.get(f"submit {error.code().name}", 0) + 1
+                return
+            submits.append(time.perf_counter() - sent)
+            if answer.verification.status != verification_pb2.VERIFICATION_STATUS_VERIFIED:
+                failures["not verified"] = failures.get("not verified", 0) + 1
+
+        worst_lag = await run_on_schedule(rate, seconds, one)
+    finally:
+        for channel in channels:
+            await channel.close(None)
+    return {
+        "start": latency_summary(starts),
+        "submit": latency_summary(submits),
+        "failures": failures,
+        "client_worst_lag_ms": round(worst_lag * 1000, 1),
+    }
 
 
 def install_bench_sender(site: Path) -> None:
@@ -340,6 +402,15 @@ class SignupServer:
         self.cpu_per_signup = (_cpu_seconds_of(server_pids) - before) / len(signups)
         return len(signups) / wall, latencies
 
+    def drive_at_rate(self, first: int, rate: float, seconds: float) -> dict[str, Any]:
+        """Runs signups numbered from ``first`` at ``rate`` a second; see :func:`drive_at_rate`."""
+        assert self._server is not None  # noqa: S101 - only inside the with block
+        return asyncio.run(
+            drive_at_rate(
+                self._server.target, self._token, self._codes, first=first, rate=rate, seconds=seconds
+            )
+        )
+
 
 def measure(
     signups: int, concurrency: int, workers: int | None, extra_config: str = ""
@@ -425,6 +496,51 @@ def run(
     }
 
 
+LOAD_LEVELS = (25, 50, 75)
+# Issue 25's targets at half the capacity.
+START_P99_OVER_HASH_TARGET = 5.0
+SUBMIT_P99_TARGET_MS = 10.0
+
+
+def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
+    """Capacity (the closed loop), then p50/p99 per RPC at 25, 50 and 75 % of it (open loops).
+
+    One bare hash's time is one thread's hashes per second, inverted, taken before and after the
+    loads; the shorter is the stricter yardstick for StartVerification's p99.
+    """
+    hash_before = 1 / argon2_floor(options.floor_seconds, 1)
+    figures: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
+        SignupServer(Path(scratch), options.workers) as server,
+    ):
+        capacity, _ = server.drive(range(options.signups), options.concurrency)
+        figures |= {"workers": server.workers, "cores": os.cpu_count() or 1}
+        figures["capacity_per_s"] = round(capacity, 1)
+        first = options.signups
+        for level in LOAD_LEVELS:
+            rate = capacity * level / 100
+            if first + len(schedule(rate, options.seconds)) > WARM_UP_FROM:
+                msg = f"--seconds {options.seconds} needs more signups than ric() numbers apart"
+                raise SystemExit(msg)
+            measured = server.drive_at_rate(first, rate, options.seconds)
+            first += len(schedule(rate, options.seconds))
+            figures[f"at_{level}_rate_per_s"] = round(rate, 1)
+            for rpc in ("start", "submit"):
+                for name, value in measured[rpc].items():
+                    figures[f"at_{level}_{rpc}_{name}"] = value
+            figures[f"at_{level}_failures"] = measured["failures"]
+            figures[f"at_{level}_client_worst_lag_ms"] = measured["client_worst_lag_ms"]
+    bare_hash_ms = 1000 * min(hash_before, 1 / argon2_floor(options.floor_seconds, 1))
+    figures["bare_hash_ms"] = round(bare_hash_ms, 2)
+    # Against the targets at 50 %: at most 1.0 meets them.
+    figures["at_50_start_p99_over_target"] = round(
+        figures["at_50_start_p99_ms"] / (START_P99_OVER_HASH_TARGET * bare_hash_ms), 2
+    )
+    figures["at_50_submit_p99_over_target"] = round(figures["at_50_submit_p99_ms"] / SUBMIT_P99_TARGET_MS, 2)
+    return figures
+
+
 def compare_workers(options: argparse.Namespace) -> int:
     """Throughput for each worker count, and each one's over the first's (``scaling``).
 
@@ -494,8 +610,17 @@ def main() -> int:
         default=5,
         help="with --compare-workers or --telemetry: turns each server takes",
     )
+    parser.add_argument(
+        "--rate",
+        action="store_true",
+        help="latency under open-loop load at 25, 50 and 75 %% of the measured capacity",
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="with --rate: seconds per load level")
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     options = parser.parse_args()
+    if options.rate:
+        print_figures(latency_under_load(options), as_json=options.json)
+        return 0
     if options.compare_workers:
         return compare_workers(options)
     figures = run(
