@@ -30,6 +30,7 @@ from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.domain.methods import check_non_biometric_coverage
+from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
@@ -308,8 +309,15 @@ async def start(
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(flow, IdentityCheckFlow(deps), RequestIdPseudonyms(keyring)), server
     )
+    accounts = AccountFlow(deps, geo, encode_location)
     account_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(AccountFlow(deps, geo, encode_location), ErasureFlow(deps)), server
+        AccountServicer(
+            accounts,
+            ErasureFlow(deps),
+            AccountExportFlow(deps, accounts, flow.consent, audit),
+            consent_cooldown_ms=flow.consent.cooldown_ms,
+        ),
+        server,
     )
     consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)

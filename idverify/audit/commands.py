@@ -3,7 +3,8 @@
 ``export`` and ``public-key`` talk to a running server with an auditor's (or admin's) token:
 ``--token``, else ``IDVERIFY_TOKEN``. (Not the bootstrap token: it may create operators and
 admins only, and reads no log.)
-``verify`` is offline: it needs only the export file and the log's public key.
+``verify`` and ``verify-bundle`` (a person's account data export) are offline: they need only
+the file and the log's public key.
 ``rotate-key`` and ``acknowledge-rollback`` run on the server's host, on its data directory and store.
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import grpc
 from tqdm import tqdm
 
+from idverify.audit.bundle import BundleFormatError, verify_bundle
 from idverify.audit.checkpoint import (
     KeyFormatError,
     SignedHead,
@@ -71,6 +73,12 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default=None,
         help="the log the export must be of, e.g. idverify/default (one key may sign every tenant's log)",
     )
+    bundle = sub.add_parser(
+        "verify-bundle", help="check a person's account data export offline: signature, every proof"
+    )
+    bundle.add_argument("file", help="an ExportAccountData reply as protobuf JSON")
+    bundle.add_argument("--public-key", required=True, help="the log's Ed25519 public key (PEM file)")
+    bundle.add_argument("--origin", default=None, help="the log the bundle must be of, e.g. idverify/default")
     public_key = sub.add_parser("public-key", help="print the log's public key (PEM)")
     public_key.add_argument(
         "--signing-key-file",
@@ -95,8 +103,9 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.audit_command == "verify":
-            return _verify(Path(args.file), Path(args.public_key), args.origin)
+        if args.audit_command in {"verify", "verify-bundle"}:
+            check = _verify if args.audit_command == "verify" else _verify_bundle
+            return check(Path(args.file), Path(args.public_key), args.origin)
         if args.audit_command == "public-key":
             return _public_key(args)
         if args.audit_command in {"rotate-key", "acknowledge-rollback"}:
@@ -109,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         OSError,
         KeyFormatError,
         ExportFormatError,
+        BundleFormatError,
         HeadsFileError,
         RuntimeError,
         StoreUnavailable,
@@ -257,6 +267,21 @@ def _verify(path: Path, public_key_file: Path, expected_origin: str | None) -> i
         return 0
     where = f"first bad entry: {report.first_bad}: " if report.first_bad is not None else ""
     print(f"FAILED: {log_name}{where}{report.problem}")
+    return 1
+
+
+def _verify_bundle(path: Path, public_key_file: Path, expected_origin: str | None) -> int:
+    report = verify_bundle(
+        path.read_bytes(), read_public_key_file(public_key_file), expected_origin=expected_origin
+    )
+    if report.ok:
+        print(
+            f"OK: {report.origin}: {report.entries} entries proven in tree size {report.tree_size}, "
+            "signature verifies"
+        )
+        return 0
+    where = f"first bad entry: {report.first_bad}: " if report.first_bad is not None else ""
+    print(f"FAILED: {report.origin}: {where}{report.problem}")
     return 1
 
 

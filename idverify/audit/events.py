@@ -54,6 +54,7 @@ class EventType(StrEnum):
     LOGIN_IP_RECORDED = "login_ip.recorded"
     ACCOUNT_CANCELLED = "account.cancelled"
     ACCOUNT_ERASED = "account.erased"
+    ACCOUNT_EXPORTED = "account.exported"
     IDENTITY_ERASED = "identity.erased"
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from idverify.domain.birth_dates import AgeSource
 from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
-from idverify.flows.accounts import AccountFlow
+from idverify.flows.account_export import AccountExportFlow, ErasureState, HeldForm
+from idverify.flows.accounts import AccountFlow, AccountView
 from idverify.flows.erasure import ErasureFlow
 from idverify.security.principals import caller
+from idverify.services.audit import head_to_proto
+from idverify.services.consent import consent_to_proto
 from idverify.services.convert import ASSURANCE_TO_PROTO, KIND_TO_PROTO, timestamp_ms
 from idverify.services.grpc_types import Context, EncodedReply
 from idverify.services.location_wire import encode_batch_reply, location_to_proto
@@ -25,41 +28,30 @@ _AGE_SOURCES = {
     AgeSource.DECLARED.value: pb.AGE_SOURCE_DECLARED,
     AgeSource.LEGACY.value: pb.AGE_SOURCE_LEGACY,
 }
+_ERASURE_STATES = {
+    ErasureState.NOT_SCHEDULED: pb.ERASURE_STATE_NOT_SCHEDULED,
+    ErasureState.SCHEDULED: pb.ERASURE_STATE_SCHEDULED,
+    ErasureState.ERASED: pb.ERASURE_STATE_ERASED,
+}
+_HELD_FORMS = {HeldForm.KEYED_HASH: pb.HELD_FORM_KEYED_HASH, HeldForm.SEALED: pb.HELD_FORM_SEALED}
 
 
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     """Platform-facing account RPCs."""
 
-    def __init__(self, flow: AccountFlow, erasure: ErasureFlow) -> None:
+    def __init__(
+        self, flow: AccountFlow, erasure: ErasureFlow, export: AccountExportFlow, *, consent_cooldown_ms: int
+    ) -> None:
         self._flow = flow
         self._erasure = erasure
+        self._export = export
+        self._cooldown_ms = consent_cooldown_ms
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         """What a platform may know about an account."""
         del context
         view = await self._flow.get_account(caller().tenant, request.account_id)
-        account = pb.Account(account_id=view.account_id, verified=view.verified, method_id=view.method_id)
-        if view.verified_ms:
-            account.verified_at.CopyFrom(timestamp_ms(view.verified_ms))
-        if view.assurance:
-            account.assurance = ASSURANCE_TO_PROTO[AssuranceLevel(view.assurance)]
-        if view.subject_kind:
-            account.subject_kind = KIND_TO_PROTO[SubjectKind(view.subject_kind)]
-        account.age_band = _AGE_BANDS.get(view.age_band, pb.AGE_BAND_UNSPECIFIED)
-        account.age_source = _AGE_SOURCES.get(view.age_source, pb.AGE_SOURCE_UNSPECIFIED)
-        if view.location is not None:
-            account.ip_location.CopyFrom(location_to_proto(view.location))
-            account.ip_recorded_at.CopyFrom(timestamp_ms(view.location.recorded_ms))
-        if view.erasure_due_ms:
-            account.erasure_due_at.CopyFrom(timestamp_ms(view.erasure_due_ms))
-        if view.verified:
-            account.binding_state = pb.BINDING_STATE_BOUND
-        elif view.superseded_ms:
-            account.binding_state = pb.BINDING_STATE_SUPERSEDED
-            account.superseded_at.CopyFrom(timestamp_ms(view.superseded_ms))
-        else:
-            account.binding_state = pb.BINDING_STATE_UNBOUND
-        return pb.GetAccountResponse(account=account)
+        return pb.GetAccountResponse(account=account_to_proto(view))
 
     async def LookupIp(self, request: pb.LookupIpRequest, context: Context) -> pb.LookupIpResponse:
         """Resolves an IP without storing anything."""
@@ -89,3 +81,53 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         """Unbinds the account now and schedules the erasure of what is stored about it."""
         due_ms = await self._erasure.cancel(caller().tenant, request.account_id, request_info(context))
         return pb.CancelAccountResponse(erasure_due_at=timestamp_ms(due_ms))
+
+    async def ExportAccountData(
+        self, request: pb.ExportAccountDataRequest, context: Context
+    ) -> pb.ExportAccountDataResponse:
+        """A person's copy of their account's data, its audit entries proven; the export is audited."""
+        bundle = await self._export.export(
+            caller().tenant, request.account_id, request.start_index, request_info(context)
+        )
+        return pb.ExportAccountDataResponse(
+            account=account_to_proto(bundle.view),
+            consents=[consent_to_proto(state, self._cooldown_ms) for state in bundle.consents],
+            erasure_state=_ERASURE_STATES[bundle.erasure],
+            held_values=[
+                pb.HeldValue(item=held.item, form=_HELD_FORMS[held.form], record=held.record)
+                for held in bundle.held
+            ],
+            audit_pseudonyms=bundle.audit_pseudonyms,
+            head=head_to_proto(bundle.head),
+            audit_entries=[
+                pb.ProvenAuditEntry(index=entry.index, leaf=entry.leaf, inclusion_proof=entry.proof)
+                for entry in bundle.entries
+            ],
+            next_start_index=bundle.next_start_index,
+        )
+
+
+def account_to_proto(view: AccountView) -> pb.Account:
+    """The wire form of an account view."""
+    account = pb.Account(account_id=view.account_id, verified=view.verified, method_id=view.method_id)
+    if view.verified_ms:
+        account.verified_at.CopyFrom(timestamp_ms(view.verified_ms))
+    if view.assurance:
+        account.assurance = ASSURANCE_TO_PROTO[AssuranceLevel(view.assurance)]
+    if view.subject_kind:
+        account.subject_kind = KIND_TO_PROTO[SubjectKind(view.subject_kind)]
+    account.age_band = _AGE_BANDS.get(view.age_band, pb.AGE_BAND_UNSPECIFIED)
+    account.age_source = _AGE_SOURCES.get(view.age_source, pb.AGE_SOURCE_UNSPECIFIED)
+    if view.location is not None:
+        account.ip_location.CopyFrom(location_to_proto(view.location))
+        account.ip_recorded_at.CopyFrom(timestamp_ms(view.location.recorded_ms))
+    if view.erasure_due_ms:
+        account.erasure_due_at.CopyFrom(timestamp_ms(view.erasure_due_ms))
+    if view.verified:
+        account.binding_state = pb.BINDING_STATE_BOUND
+    elif view.superseded_ms:
+        account.binding_state = pb.BINDING_STATE_SUPERSEDED
+        account.superseded_at.CopyFrom(timestamp_ms(view.superseded_ms))
+    else:
+        account.binding_state = pb.BINDING_STATE_UNBOUND
+    return account

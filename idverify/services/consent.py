@@ -66,12 +66,17 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return pb.ListConsentsResponse(consents=[self._to_proto(state) for state in states])
 
     def _to_proto(self, state: ConsentState) -> pb.Consent:
-        consent = pb.Consent(purpose=state.purpose, text_version=state.text_version, granted=state.granted)
-        if state.granted_ms:
-            consent.granted_at.CopyFrom(timestamp_ms(state.granted_ms))
-        if state.withdrawn_ms:
-            consent.withdrawn_at.CopyFrom(timestamp_ms(state.withdrawn_ms))
-        until = state.cooldown_until_ms(self._consent.cooldown_ms)
-        if until:
-            consent.cooldown_until.CopyFrom(timestamp_ms(until))
-        return consent
+        return consent_to_proto(state, self._consent.cooldown_ms)
+
+
+def consent_to_proto(state: ConsentState, cooldown_ms: int) -> pb.Consent:
+    """The wire form of one purpose's consent record."""
+    consent = pb.Consent(purpose=state.purpose, text_version=state.text_version, granted=state.granted)
+    if state.granted_ms:
+        consent.granted_at.CopyFrom(timestamp_ms(state.granted_ms))
+    if state.withdrawn_ms:
+        consent.withdrawn_at.CopyFrom(timestamp_ms(state.withdrawn_ms))
+    until = state.cooldown_until_ms(cooldown_ms)
+    if until:
+        consent.cooldown_until.CopyFrom(timestamp_ms(until))
+    return consent

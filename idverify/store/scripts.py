@@ -47,6 +47,8 @@ SCRIPT_NAMES = (
     "client",
     "login_ip",
     "ip_labels",
+    # A person's copy of their account's data: the export's own audit entry.
+    "account_export",
     "audit_integrate",
     "audit_head",
     "audit_seek",

@@ -23,10 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from idverify.v1 import audit_pb2 as idverify_dot_v1_dot_audit__pb2
 from idverify.v1 import common_pb2 as idverify_dot_v1_dot_common__pb2
+from idverify.v1 import consent_pb2 as idverify_dot_v1_dot_consent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/account.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18idverify/v1/common.proto\"\xa2\x04\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12/\n\x0bverified_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmethod_id\x18\x04 \x01(\t\x12.\n\tassurance\x18\x05 \x01(\x0e\x32\x1b.idverify.v1.AssuranceLevel\x12.\n\x0csubject_kind\x18\x06 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12&\n\x08\x61ge_band\x18\x07 \x01(\x0e\x32\x14.idverify.v1.AgeBand\x12,\n\x0bip_location\x18\x08 \x01(\x0b\x32\x17.idverify.v1.IpLocation\x12\x32\n\x0eip_recorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65rasure_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbinding_state\x18\x0b \x01(\x0e\x32\x19.idverify.v1.BindingState\x12\x31\n\rsuperseded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\nage_source\x18\r \x01(\x0e\x32\x16.idverify.v1.AgeSource\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x12GetAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Account\"6\n\x14RecordLoginIpRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"B\n\x15RecordLoginIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\",\n\x15GetIpLocationsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"\xc7\x01\n\x16GetIpLocationsResponse\x12\x45\n\tlocations\x18\x01 \x03(\x0b\x32\x32.idverify.v1.GetIpLocationsResponse.LocationsEntry\x12\x1b\n\x13unknown_account_ids\x18\x02 \x03(\t\x1aI\n\x0eLocationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.idverify.v1.IpLocation:\x02\x38\x01\"\x1d\n\x0fLookupIpRequest\x12\n\n\x02ip\x18\x01 \x01(\t\"=\n\x10LookupIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\"*\n\x14\x43\x61ncelAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x15\x43\x61ncelAccountResponse\x12\x32\n\x0e\x65rasure_due_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*e\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_14\x10\x01\x12\x15\n\x11\x41GE_BAND_14_TO_17\x10\x02\x12\x12\n\x0e\x41GE_BAND_ADULT\x10\x03*\x8a\x01\n\tAgeSource\x12\x1a\n\x16\x41GE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GE_SOURCE_DOCUMENT\x10\x01\x12\x18\n\x14\x41GE_SOURCE_AUTHORITY\x10\x02\x12\x17\n\x13\x41GE_SOURCE_DECLARED\x10\x03\x12\x15\n\x11\x41GE_SOURCE_LEGACY\x10\x04*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x01\x12\x17\n\x13\x42INDING_STATE_BOUND\x10\x02\x12\x1c\n\x18\x42INDING_STATE_SUPERSEDED\x10\x03\x32\xb3\x03\n\x0e\x41\x63\x63ountService\x12M\n\nGetAccount\x12\x1e.idverify.v1.GetAccountRequest\x1a\x1f.idverify.v1.GetAccountResponse\x12V\n\rRecordLoginIp\x12!.idverify.v1.RecordLoginIpRequest\x1a\".idverify.v1.RecordLoginIpResponse\x12Y\n\x0eGetIpLocations\x12\".idverify.v1.GetIpLocationsRequest\x1a#.idverify.v1.GetIpLocationsResponse\x12G\n\x08LookupIp\x12\x1c.idverify.v1.LookupIpRequest\x1a\x1d.idverify.v1.LookupIpResponse\x12V\n\rCancelAccount\x12!.idverify.v1.CancelAccountRequest\x1a\".idverify.v1.CancelAccountResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idverify/v1/account.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17idverify/v1/audit.proto\x1a\x18idverify/v1/common.proto\x1a\x19idverify/v1/consent.proto\"\xa2\x04\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12/\n\x0bverified_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmethod_id\x18\x04 \x01(\t\x12.\n\tassurance\x18\x05 \x01(\x0e\x32\x1b.idverify.v1.AssuranceLevel\x12.\n\x0csubject_kind\x18\x06 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12&\n\x08\x61ge_band\x18\x07 \x01(\x0e\x32\x14.idverify.v1.AgeBand\x12,\n\x0bip_location\x18\x08 \x01(\x0b\x32\x17.idverify.v1.IpLocation\x12\x32\n\x0eip_recorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65rasure_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbinding_state\x18\x0b \x01(\x0e\x32\x19.idverify.v1.BindingState\x12\x31\n\rsuperseded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\nage_source\x18\r \x01(\x0e\x32\x16.idverify.v1.AgeSource\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x12GetAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Account\"6\n\x14RecordLoginIpRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"B\n\x15RecordLoginIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\",\n\x15GetIpLocationsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"\xc7\x01\n\x16GetIpLocationsResponse\x12\x45\n\tlocations\x18\x01 \x03(\x0b\x32\x32.idverify.v1.GetIpLocationsResponse.LocationsEntry\x12\x1b\n\x13unknown_account_ids\x18\x02 \x03(\t\x1aI\n\x0eLocationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.idverify.v1.IpLocation:\x02\x38\x01\"\x1d\n\x0fLookupIpRequest\x12\n\n\x02ip\x18\x01 \x01(\t\"=\n\x10LookupIpResponse\x12)\n\x08location\x18\x01 \x01(\x0b\x32\x17.idverify.v1.IpLocation\"*\n\x14\x43\x61ncelAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x15\x43\x61ncelAccountResponse\x12\x32\n\x0e\x65rasure_due_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x18\x45xportAccountDataRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0bstart_index\x18\x02 \x01(\x04\"N\n\tHeldValue\x12\x0c\n\x04item\x18\x01 \x01(\t\x12#\n\x04\x66orm\x18\x02 \x01(\x0e\x32\x15.idverify.v1.HeldForm\x12\x0e\n\x06record\x18\x03 \x01(\t\"H\n\x10ProvenAuditEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x17\n\x0finclusion_proof\x18\x03 \x03(\x0c\"\xde\x02\n\x19\x45xportAccountDataResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.idverify.v1.Account\x12&\n\x08\x63onsents\x18\x02 \x03(\x0b\x32\x14.idverify.v1.Consent\x12\x30\n\rerasure_state\x18\x03 \x01(\x0e\x32\x19.idverify.v1.ErasureState\x12+\n\x0bheld_values\x18\x04 \x03(\x0b\x32\x16.idverify.v1.HeldValue\x12\x18\n\x10\x61udit_pseudonyms\x18\x05 \x03(\t\x12)\n\x04head\x18\x06 \x01(\x0b\x32\x1b.idverify.v1.SignedTreeHead\x12\x34\n\raudit_entries\x18\x07 \x03(\x0b\x32\x1d.idverify.v1.ProvenAuditEntry\x12\x18\n\x10next_start_index\x18\x08 \x01(\x04*e\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_14\x10\x01\x12\x15\n\x11\x41GE_BAND_14_TO_17\x10\x02\x12\x12\n\x0e\x41GE_BAND_ADULT\x10\x03*\x8a\x01\n\tAgeSource\x12\x1a\n\x16\x41GE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GE_SOURCE_DOCUMENT\x10\x01\x12\x18\n\x14\x41GE_SOURCE_AUTHORITY\x10\x02\x12\x17\n\x13\x41GE_SOURCE_DECLARED\x10\x03\x12\x15\n\x11\x41GE_SOURCE_LEGACY\x10\x04*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x01\x12\x17\n\x13\x42INDING_STATE_BOUND\x10\x02\x12\x1c\n\x18\x42INDING_STATE_SUPERSEDED\x10\x03*\x85\x01\n\x0c\x45rasureState\x12\x1d\n\x19\x45RASURE_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RASURE_STATE_NOT_SCHEDULED\x10\x01\x12\x1b\n\x17\x45RASURE_STATE_SCHEDULED\x10\x02\x12\x18\n\x14\x45RASURE_STATE_ERASED\x10\x03*U\n\x08HeldForm\x12\x19\n\x15HELD_FORM_UNSPECIFIED\x10\x00\x12\x18\n\x14HELD_FORM_KEYED_HASH\x10\x01\x12\x14\n\x10HELD_FORM_SEALED\x10\x02\x32\x97\x04\n\x0e\x41\x63\x63ountService\x12M\n\nGetAccount\x12\x1e.idverify.v1.GetAccountRequest\x1a\x1f.idverify.v1.GetAccountResponse\x12V\n\rRecordLoginIp\x12!.idverify.v1.RecordLoginIpRequest\x1a\".idverify.v1.RecordLoginIpResponse\x12Y\n\x0eGetIpLocations\x12\".idverify.v1.GetIpLocationsRequest\x1a#.idverify.v1.GetIpLocationsResponse\x12G\n\x08LookupIp\x12\x1c.idverify.v1.LookupIpRequest\x1a\x1d.idverify.v1.LookupIpResponse\x12V\n\rCancelAccount\x12!.idverify.v1.CancelAccountRequest\x1a\".idverify.v1.CancelAccountResponse\x12\x62\n\x11\x45xportAccountData\x12%.idverify.v1.ExportAccountDataRequest\x1a&.idverify.v1.ExportAccountDataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +37,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._loaded_options = None
   _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_AGEBAND']._serialized_start=1339
-  _globals['_AGEBAND']._serialized_end=1440
-  _globals['_AGESOURCE']._serialized_start=1443
-  _globals['_AGESOURCE']._serialized_end=1581
-  _globals['_BINDINGSTATE']._serialized_start=1583
-  _globals['_BINDINGSTATE']._serialized_end=1710
-  _globals['_ACCOUNT']._serialized_start=102
-  _globals['_ACCOUNT']._serialized_end=648
-  _globals['_GETACCOUNTREQUEST']._serialized_start=650
-  _globals['_GETACCOUNTREQUEST']._serialized_end=689
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=691
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=750
-  _globals['_RECORDLOGINIPREQUEST']._serialized_start=752
-  _globals['_RECORDLOGINIPREQUEST']._serialized_end=806
-  _globals['_RECORDLOGINIPRESPONSE']._serialized_start=808
-  _globals['_RECORDLOGINIPRESPONSE']._serialized_end=874
-  _globals['_GETIPLOCATIONSREQUEST']._serialized_start=876
-  _globals['_GETIPLOCATIONSREQUEST']._serialized_end=920
-  _globals['_GETIPLOCATIONSRESPONSE']._serialized_start=923
-  _globals['_GETIPLOCATIONSRESPONSE']._serialized_end=1122
-  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_start=1049
-  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_end=1122
-  _globals['_LOOKUPIPREQUEST']._serialized_start=1124
-  _globals['_LOOKUPIPREQUEST']._serialized_end=1153
-  _globals['_LOOKUPIPRESPONSE']._serialized_start=1155
-  _globals['_LOOKUPIPRESPONSE']._serialized_end=1216
-  _globals['_CANCELACCOUNTREQUEST']._serialized_start=1218
-  _globals['_CANCELACCOUNTREQUEST']._serialized_end=1260
-  _globals['_CANCELACCOUNTRESPONSE']._serialized_start=1262
-  _globals['_CANCELACCOUNTRESPONSE']._serialized_end=1337
-  _globals['_ACCOUNTSERVICE']._serialized_start=1713
-  _globals['_ACCOUNTSERVICE']._serialized_end=2148
+  _globals['_AGEBAND']._serialized_start=1967
+  _globals['_AGEBAND']._serialized_end=2068
+  _globals['_AGESOURCE']._serialized_start=2071
+  _globals['_AGESOURCE']._serialized_end=2209
+  _globals['_BINDINGSTATE']._serialized_start=2211
+  _globals['_BINDINGSTATE']._serialized_end=2338
+  _globals['_ERASURESTATE']._serialized_start=2341
+  _globals['_ERASURESTATE']._serialized_end=2474
+  _globals['_HELDFORM']._serialized_start=2476
+  _globals['_HELDFORM']._serialized_end=2561
+  _globals['_ACCOUNT']._serialized_start=154
+  _globals['_ACCOUNT']._serialized_end=700
+  _globals['_GETACCOUNTREQUEST']._serialized_start=702
+  _globals['_GETACCOUNTREQUEST']._serialized_end=741
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=743
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=802
+  _globals['_RECORDLOGINIPREQUEST']._serialized_start=804
+  _globals['_RECORDLOGINIPREQUEST']._serialized_end=858
+  _globals['_RECORDLOGINIPRESPONSE']._serialized_start=860
+  _globals['_RECORDLOGINIPRESPONSE']._serialized_end=926
+  _globals['_GETIPLOCATIONSREQUEST']._serialized_start=928
+  _globals['_GETIPLOCATIONSREQUEST']._serialized_end=972
+  _globals['_GETIPLOCATIONSRESPONSE']._serialized_start=975
+  _globals['_GETIPLOCATIONSRESPONSE']._serialized_end=1174
+  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_start=1101
+  _globals['_GETIPLOCATIONSRESPONSE_LOCATIONSENTRY']._serialized_end=1174
+  _globals['_LOOKUPIPREQUEST']._serialized_start=1176
+  _globals['_LOOKUPIPREQUEST']._serialized_end=1205
+  _globals['_LOOKUPIPRESPONSE']._serialized_start=1207
+  _globals['_LOOKUPIPRESPONSE']._serialized_end=1268
+  _globals['_CANCELACCOUNTREQUEST']._serialized_start=1270
+  _globals['_CANCELACCOUNTREQUEST']._serialized_end=1312
+  _globals['_CANCELACCOUNTRESPONSE']._serialized_start=1314
+  _globals['_CANCELACCOUNTRESPONSE']._serialized_end=1389
+  _globals['_EXPORTACCOUNTDATAREQUEST']._serialized_start=1391
+  _globals['_EXPORTACCOUNTDATAREQUEST']._serialized_end=1458
+  _globals['_HELDVALUE']._serialized_start=1460
+  _globals['_HELDVALUE']._serialized_end=1538
+  _globals['_PROVENAUDITENTRY']._serialized_start=1540
+  _globals['_PROVENAUDITENTRY']._serialized_end=1612
+  _globals['_EXPORTACCOUNTDATARESPONSE']._serialized_start=1615
+  _globals['_EXPORTACCOUNTDATARESPONSE']._serialized_end=1965
+  _globals['_ACCOUNTSERVICE']._serialized_start=2564
+  _globals['_ACCOUNTSERVICE']._serialized_end=3099
 # @@protoc_insertion_point(module_scope)

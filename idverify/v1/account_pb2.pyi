@@ -9,7 +9,9 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from idverify.v1 import audit_pb2 as _audit_pb2
 from idverify.v1 import common_pb2 as _common_pb2
+from idverify.v1 import consent_pb2 as _consent_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -106,6 +108,54 @@ assurance then proved wrong for the document: unbound at superseded_at. The acco
 verify again with the established name.
 """
 Global___BindingState: _TypeAlias = BindingState  # noqa: Y015
+
+class _ErasureState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErasureStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErasureState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERASURE_STATE_UNSPECIFIED: _ErasureState.ValueType  # 0
+    ERASURE_STATE_NOT_SCHEDULED: _ErasureState.ValueType  # 1
+    """Not cancelled: nothing is scheduled."""
+    ERASURE_STATE_SCHEDULED: _ErasureState.ValueType  # 2
+    """Cancelled: Account.erasure_due_at says when."""
+    ERASURE_STATE_ERASED: _ErasureState.ValueType  # 3
+    """Erased: only audit entries (pseudonyms) remain."""
+
+class ErasureState(_ErasureState, metaclass=_ErasureStateEnumTypeWrapper):
+    """Where an account stands with the erasure of what is stored about it."""
+
+ERASURE_STATE_UNSPECIFIED: ErasureState.ValueType  # 0
+ERASURE_STATE_NOT_SCHEDULED: ErasureState.ValueType  # 1
+"""Not cancelled: nothing is scheduled."""
+ERASURE_STATE_SCHEDULED: ErasureState.ValueType  # 2
+"""Cancelled: Account.erasure_due_at says when."""
+ERASURE_STATE_ERASED: ErasureState.ValueType  # 3
+"""Erased: only audit entries (pseudonyms) remain."""
+Global___ErasureState: _TypeAlias = ErasureState  # noqa: Y015
+
+class _HeldForm:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HeldFormEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HeldForm.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HELD_FORM_UNSPECIFIED: _HeldForm.ValueType  # 0
+    HELD_FORM_KEYED_HASH: _HeldForm.ValueType  # 1
+    """A keyed one-way hash (HMAC or argon2id): it can be matched, never read back."""
+    HELD_FORM_SEALED: _HeldForm.ValueType  # 2
+    """Encrypted under the deployment's key (AES-SIV)."""
+
+class HeldForm(_HeldForm, metaclass=_HeldFormEnumTypeWrapper):
+    """How a held value is kept: never in the clear, so it cannot be shown, only named."""
+
+HELD_FORM_UNSPECIFIED: HeldForm.ValueType  # 0
+HELD_FORM_KEYED_HASH: HeldForm.ValueType  # 1
+"""A keyed one-way hash (HMAC or argon2id): it can be matched, never read back."""
+HELD_FORM_SEALED: HeldForm.ValueType  # 2
+"""Encrypted under the deployment's key (AES-SIV)."""
+Global___HeldForm: _TypeAlias = HeldForm  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
@@ -403,3 +453,145 @@ class CancelAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelAccountResponse: _TypeAlias = CancelAccountResponse  # noqa: Y015
+
+@_typing.final
+class ExportAccountDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    START_INDEX_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    start_index: _builtins.int
+    """The first audit entry index to include: 0, or the previous page's next_start_index."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        start_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "start_index", b"start_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAccountDataRequest: _TypeAlias = ExportAccountDataRequest  # noqa: Y015
+
+@_typing.final
+class HeldValue(_message.Message):
+    """One piece of personal data held about the account, named, not revealed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    FORM_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    """What it is: account_id, document_number, name, birth_date, phone_number, one_time_code."""
+    form: Global___HeldForm.ValueType
+    record: _builtins.str
+    """The record that holds it: account, identity or verification."""
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        form: Global___HeldForm.ValueType = ...,
+        record: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["form", b"form", "item", b"item", "record", b"record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldValue: _TypeAlias = HeldValue  # noqa: Y015
+
+@_typing.final
+class ProvenAuditEntry(_message.Message):
+    """One audit entry about the account, with its proof against the bundle's signed head."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    LEAF_FIELD_NUMBER: _builtins.int
+    INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    leaf: _builtins.bytes
+    """The entry's exact bytes: the RFC 6962 leaf (one JSON line, see idverify/audit/events.py)."""
+    @_builtins.property
+    def inclusion_proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The audit path from the leaf to head.root_hash, bottom-up (RFC 6962 section 2.1.1)."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        leaf: _builtins.bytes = ...,
+        inclusion_proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inclusion_proof", b"inclusion_proof", "index", b"index", "leaf", b"leaf"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvenAuditEntry: _TypeAlias = ProvenAuditEntry  # noqa: Y015
+
+@_typing.final
+class ExportAccountDataResponse(_message.Message):
+    """The bundle; serialized as JSON (protobuf's JSON mapping) it is what `idverify audit
+    verify-bundle` checks offline.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    CONSENTS_FIELD_NUMBER: _builtins.int
+    ERASURE_STATE_FIELD_NUMBER: _builtins.int
+    HELD_VALUES_FIELD_NUMBER: _builtins.int
+    AUDIT_PSEUDONYMS_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    AUDIT_ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_START_INDEX_FIELD_NUMBER: _builtins.int
+    erasure_state: Global___ErasureState.ValueType
+    next_start_index: _builtins.int
+    """Set when more entries follow: ask again with this start_index (each page is audited)."""
+    @_builtins.property
+    def account(self) -> Global___Account:
+        """The account view, as GetAccount returns it (IP label and its time included)."""
+
+    @_builtins.property
+    def consents(self) -> _containers.RepeatedCompositeFieldContainer[_consent_pb2.Consent]: ...
+    @_builtins.property
+    def held_values(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldValue]: ...
+    @_builtins.property
+    def audit_pseudonyms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The account's audit pseudonyms (one per pseudonym pepper): the `account` of its entries."""
+
+    @_builtins.property
+    def head(self) -> _audit_pb2.SignedTreeHead:
+        """The signed head every proof leads to; its tree includes this export's own entry."""
+
+    @_builtins.property
+    def audit_entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProvenAuditEntry]:
+        """Every entry about the account from start_index on, in index order, at most 500 a page."""
+
+    def __init__(
+        self,
+        *,
+        account: Global___Account | None = ...,
+        consents: _abc.Iterable[_consent_pb2.Consent] | None = ...,
+        erasure_state: Global___ErasureState.ValueType = ...,
+        held_values: _abc.Iterable[Global___HeldValue] | None = ...,
+        audit_pseudonyms: _abc.Iterable[_builtins.str] | None = ...,
+        head: _audit_pb2.SignedTreeHead | None = ...,
+        audit_entries: _abc.Iterable[Global___ProvenAuditEntry] | None = ...,
+        next_start_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "audit_entries", b"audit_entries", "audit_pseudonyms", b"audit_pseudonyms", "consents", b"consents", "erasure_state", b"erasure_state", "head", b"head", "held_values", b"held_values", "next_start_index", b"next_start_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAccountDataResponse: _TypeAlias = ExportAccountDataResponse  # noqa: Y015

@@ -60,6 +60,11 @@ class AccountServiceStub:
                 request_serializer=idverify_dot_v1_dot_account__pb2.CancelAccountRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_account__pb2.CancelAccountResponse.FromString,
                 _registered_method=True)
+        self.ExportAccountData = channel.unary_unary(
+                '/idverify.v1.AccountService/ExportAccountData',
+                request_serializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -100,6 +105,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportAccountData(self, request, context):
+        """A person's copy of what is held about their account (the platform authenticates the person),
+        with every audit entry about it proven against a signed tree head; the export is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.CancelAccount,
                     request_deserializer=idverify_dot_v1_dot_account__pb2.CancelAccountRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_account__pb2.CancelAccountResponse.SerializeToString,
+            ),
+            'ExportAccountData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAccountData,
+                    request_deserializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +283,33 @@ class AccountService:
             '/idverify.v1.AccountService/CancelAccount',
             idverify_dot_v1_dot_account__pb2.CancelAccountRequest.SerializeToString,
             idverify_dot_v1_dot_account__pb2.CancelAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAccountData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AccountService/ExportAccountData',
+            idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.SerializeToString,
+            idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

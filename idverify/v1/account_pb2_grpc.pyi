@@ -42,6 +42,10 @@ class AccountServiceStub:
     """Resolves an IP address without storing anything."""
     CancelAccount: _grpc.UnaryUnaryMultiCallable[_account_pb2.CancelAccountRequest, _account_pb2.CancelAccountResponse]
     """Unbinds an account now and schedules erasure of what is stored about it."""
+    ExportAccountData: _grpc.UnaryUnaryMultiCallable[_account_pb2.ExportAccountDataRequest, _account_pb2.ExportAccountDataResponse]
+    """A person's copy of what is held about their account (the platform authenticates the person),
+    with every audit entry about it proven against a signed tree head; the export is audited.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -57,6 +61,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Resolves an IP address without storing anything."""
     CancelAccount: _aio.UnaryUnaryMultiCallable[_account_pb2.CancelAccountRequest, _account_pb2.CancelAccountResponse]  # type: ignore[assignment]
     """Unbinds an account now and schedules erasure of what is stored about it."""
+    ExportAccountData: _aio.UnaryUnaryMultiCallable[_account_pb2.ExportAccountDataRequest, _account_pb2.ExportAccountDataResponse]  # type: ignore[assignment]
+    """A person's copy of what is held about their account (the platform authenticates the person),
+    with every audit entry about it proven against a signed tree head; the export is audited.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Account reads, IP-location display and cancellation for platforms."""
@@ -99,5 +107,15 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_pb2.CancelAccountResponse, _abc.Awaitable[_account_pb2.CancelAccountResponse]]:
         """Unbinds an account now and schedules erasure of what is stored about it."""
+
+    @_abc_1.abstractmethod
+    def ExportAccountData(
+        self,
+        request: _account_pb2.ExportAccountDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_pb2.ExportAccountDataResponse, _abc.Awaitable[_account_pb2.ExportAccountDataResponse]]:
+        """A person's copy of what is held about their account (the platform authenticates the person),
+        with every audit entry about it proven against a signed tree head; the export is audited.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

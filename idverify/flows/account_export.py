@@ -1,0 +1,207 @@
+"""A person's copy of what is held about their account, with its audit entries proven.
+
+The bundle joins what a platform may read about the account (its view, consents, erasure state)
+with every audit entry about it, each with an RFC 6962 inclusion proof to one signed tree head,
+and names the personal data held only as keyed hashes or sealed values without revealing it.
+The export is audited first, so the head taken after it proves the export's own entry too.
+An account's entries are few; a page holds at most ``MAX_ENTRIES`` (about 1 KiB each with its
+proof), and the caller asks again from ``next_start_index`` for the rest, each page audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from idverify.audit.checkpoint import SignedHead
+from idverify.audit.events import EventType
+from idverify.audit.query import EventFilter
+from idverify.domain.consent import ConsentState
+from idverify.domain.normalize import normalize_identifier
+from idverify.flows.accounts import AccountFlow, AccountView
+from idverify.flows.audit import AuditFlow
+from idverify.flows.consent import ConsentFlow
+from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.store.connection import as_text, translate_errors
+from idverify.store.keys import TenantKeys
+
+__all__ = ["MAX_ENTRIES", "AccountBundle", "AccountExportFlow", "ErasureState", "HeldValue", "ProvenEntry"]
+
+MAX_ENTRIES = 500
+"""Audit entries per page: with their proofs, well under gRPC's 4 MiB message limit."""
+
+
+class ErasureState(StrEnum):
+    """Where the account stands with the erasure of what is stored about it."""
+
+    NOT_SCHEDULED = "not_scheduled"
+    SCHEDULED = "scheduled"
+    ERASED = "erased"
+
+
+class HeldForm(StrEnum):
+    """How a held value is kept."""
+
+    KEYED_HASH = "keyed_hash"
+    SEALED = "sealed"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldValue:
+    """One piece of personal data held about the account, named and never shown."""
+
+    item: str
+    form: HeldForm
+    record: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenEntry:
+    """An audit entry's exact bytes and its audit path to the bundle's head."""
+
+    index: int
+    leaf: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBundle:
+    """What ExportAccountData returns."""
+
+    view: AccountView
+    consents: list[ConsentState]
+    erasure: ErasureState
+    held: list[HeldValue]
+    audit_pseudonyms: tuple[str, ...]
+    head: SignedHead
+    entries: list[ProvenEntry]
+    next_start_index: int
+
+
+# What each record holds of a person, by the account-record field that says it is there; the
+# identity and verification records hold theirs whenever they exist (ARCHITECTURE's retention table).
+_ACCOUNT_FIELDS = (
+    ("identity", HeldValue("document_number", HeldForm.KEYED_HASH, "account")),
+    ("name_tag", HeldValue("name", HeldForm.KEYED_HASH, "account")),
+    ("birth_sealed", HeldValue("birth_date", HeldForm.SEALED, "account")),
+)
+_IDENTITY_RECORD = (
+    HeldValue("document_number", HeldForm.SEALED, "identity"),
+    HeldValue("name", HeldForm.KEYED_HASH, "identity"),
+)
+_VERIFICATION_RECORD = (
+    HeldValue("document_number", HeldForm.SEALED, "verification"),
+    HeldValue("name", HeldForm.KEYED_HASH, "verification"),
+    HeldValue("birth_date", HeldForm.SEALED, "verification"),
+    HeldValue("account_id", HeldForm.SEALED, "verification"),
+    HeldValue("one_time_code", HeldForm.KEYED_HASH, "verification"),
+)
+
+
+class AccountExportFlow:
+    """Account data exports for every tenant."""
+
+    def __init__(self, deps: FlowDeps, accounts: AccountFlow, consent: ConsentFlow, audit: AuditFlow) -> None:
+        self._d = deps
+        self._accounts = accounts
+        self._consent = consent
+        self._audit = audit
+
+    async def export(
+        self, tenant: str, account_id: str, start_index: int, info: RequestInfo
+    ) -> AccountBundle:
+        """The account's bundle, its entries from ``start_index`` on (at most ``MAX_ENTRIES``).
+
+        An unknown account (or another tenant's: account ids are the tenant's own) reads as an
+        unverified account with no consents, exactly as GetAccount; its bundle still proves the
+        export's own entry.
+
+        Raises:
+            InvalidArgument: on a malformed account id.
+            FailedPrecondition: when the log is behind a head it published (AUDIT_LOG_ROLLED_BACK).
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        account_id = normalize_identifier(account_id, field="account_id")
+        keyring = self._d.keyring
+        account_ps = keyring.pseudonym(tenant, "account", account_id)
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            raw = await self._d.redis.hgetall(keys.account(account_ps))
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        current = keyring.pseudonym(tenant, "audit", account_id)
+        # Entries carry the audit pseudonym of the pepper current when they were written.
+        versions = keyring.pepper_versions
+        older = [keyring.pseudonym(tenant, "audit", account_id, pepper_version=v) for v in versions]
+        recorded = [record["audit"]] if record.get("audit") else []
+        pseudonyms = tuple(dict.fromkeys([current, *older, *recorded]))
+        request = json.dumps(info.audit_fields())
+        await self._d.scripts.run(
+            "account_export", [keys.audit_log()], [request, record.get("audit") or current, str(start_index)]
+        )
+        head = await self._audit.signed_head(tenant)
+        entries, next_start = await self._entries(tenant, pseudonyms, start_index, head.head.size)
+        view = await self._accounts.get_account(tenant, account_id)
+        consents = await self._consent.list(tenant, account_id)
+        return AccountBundle(
+            view=view,
+            consents=consents,
+            erasure=await self._erasure_state(tenant, record, pseudonyms),
+            held=await self._held(tenant, account_ps, record),
+            audit_pseudonyms=pseudonyms,
+            head=head,
+            entries=entries,
+            next_start_index=next_start,
+        )
+
+    async def _entries(
+        self, tenant: str, pseudonyms: tuple[str, ...], start_index: int, size: int
+    ) -> tuple[list[ProvenEntry], int]:
+        """The account's entries below ``size`` from ``start_index``, proven, and the next page's start."""
+        found: list[tuple[int, bytes]] = []
+        query = EventFilter(accounts=pseudonyms, start_index=start_index, limit=MAX_ENTRIES + 1)
+        next_start = 0
+        async for result in self._audit.entries(tenant, query):
+            if result.event.index >= size:
+                break
+            if len(found) == MAX_ENTRIES:
+                next_start = result.event.index
+                break
+            found.append((result.event.index, result.leaf))
+        proofs = await asyncio.gather(*(self._audit.inclusion_proof(tenant, i, size) for i, _ in found))
+        entries = [
+            ProvenEntry(index, leaf, proof.hashes) for (index, leaf), proof in zip(found, proofs, strict=True)
+        ]
+        return entries, next_start
+
+    async def _erasure_state(
+        self, tenant: str, record: dict[str, str], pseudonyms: tuple[str, ...]
+    ) -> ErasureState:
+        if record.get("erase_due_ms"):
+            return ErasureState.SCHEDULED
+        if record:
+            return ErasureState.NOT_SCHEDULED
+        erased = EventFilter(types=frozenset({EventType.ACCOUNT_ERASED.value}), accounts=pseudonyms, limit=1)
+        async for _ in self._audit.entries(tenant, erased):
+            return ErasureState.ERASED
+        return ErasureState.NOT_SCHEDULED
+
+    async def _held(self, tenant: str, account_ps: str, record: dict[str, str]) -> list[HeldValue]:
+        if not record:
+            return []
+        held = [HeldValue("account_id", HeldForm.KEYED_HASH, "account")]
+        held += [value for field, value in _ACCOUNT_FIELDS if record.get(field)]
+        keys = TenantKeys(tenant)
+        now_ms = await self._d.scripts.clock.now_ms()
+        async with translate_errors(), self._d.redis.pipeline(transaction=False) as pipe:
+            if record.get("identity"):
+                pipe.exists(keys.identity(record["identity"]))
+            # Ids stay listed past their records' lifetime; the live ones have records.
+            pipe.zcount(keys.account_verifications(account_ps), now_ms, "+inf")
+            replies = await pipe.execute()
+        if record.get("identity") and replies[0]:
+            held += _IDENTITY_RECORD
+        if replies[-1]:
+            held += _VERIFICATION_RECORD
+        return held
