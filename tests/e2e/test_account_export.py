@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -335,3 +336,36 @@ class TestWhoMayExport:
         assert answer.erasure_state == account_pb2.ERASURE_STATE_SCHEDULED
         assert answer.account.erasure_due_at == due.erasure_due_at
         assert "account.cancelled" in [json.loads(e.leaf)["type"] for e in answer.audit_entries]
+
+
+ERASE_AT_ONCE = "[erasure]\nworking_days = 0\npoll_seconds = 0.2\n"
+
+
+def test_an_erased_account_shows_it_was_erased_and_keeps_its_proven_entries(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """After the erasure only audit entries remain: the bundle says erased and proves them."""
+    with (
+        ServerProcess(tmp_path_factory.mktemp("export-erased"), config=ERASE_AT_ONCE) as eraser,
+        eraser.client() as registrar,
+        eraser.client("platform") as platform,
+    ):
+        verify(eraser, registrar, person(), "export-erased")
+        platform.account.CancelAccount(account_pb2.CancelAccountRequest(account_id="export-erased"))
+        with eraser.client("auditor") as auditor:
+            pem = auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).public_key.encode()
+            erased = audit_pb2.QueryEventsRequest(account_id="export-erased", event_types=["account.erased"])
+            deadline = time.monotonic() + 60
+            while not list(auditor.audit.QueryEvents(erased)):
+                assert time.monotonic() < deadline, "the account was not erased within a minute"
+                time.sleep(0.2)
+        answer = platform.account.ExportAccountData(
+            account_pb2.ExportAccountDataRequest(account_id="export-erased")
+        )
+    assert answer.erasure_state == account_pb2.ERASURE_STATE_ERASED
+    assert not answer.account.verified
+    assert list(answer.consents) == []
+    assert list(answer.held_values) == []
+    types = [json.loads(entry.leaf)["type"] for entry in answer.audit_entries]
+    assert {"account.bound", "account.cancelled", "account.erased", "account.exported"} <= set(types)
+    assert independently_verified(as_json(answer), pem)
