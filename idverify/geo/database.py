@@ -6,12 +6,13 @@ ships, which dates from December 2019, and warns that it does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from idverify.geo.mmdb import METADATA_MARKER, MmdbProvider
 from idverify.geo.provider import GeoDatabaseError, GeoProvider
@@ -20,6 +21,7 @@ from idverify.geo.xdb import XdbHeader, XdbProvider
 __all__ = [
     "DEFAULT_DATABASE_WARNING",
     "DatabaseKind",
+    "DigestedFile",
     "FileIdentity",
     "default_database_path",
     "open_database",
@@ -91,6 +93,58 @@ def read_database(path: Path) -> tuple[bytes, FileIdentity]:
     except OSError as error:
         raise GeoDatabaseError(f"cannot read IP database {path}: {error.strerror or error}") from error
     return data, identity
+
+
+class DigestedFile:
+    """An open database file with its identity and the SHA-256 of its contents.
+
+    The digest is streamed, so knowing it costs no copy of the file in memory; ``contents`` reads
+    the same open file, so a replacement of the path cannot slip in between, and a rewrite in
+    place that does is refused. Use as a context manager.
+
+    Raises:
+        GeoDatabaseError: the file cannot be read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file = path.open("rb")
+        except OSError as error:
+            raise GeoDatabaseError(f"cannot read IP database {path}: {error.strerror or error}") from error
+        try:
+            self.identity = FileIdentity.of(os.fstat(self._file.fileno()))
+            self.digest = hashlib.file_digest(self._file, "sha256").hexdigest()
+        except OSError as error:
+            self._file.close()
+            raise GeoDatabaseError(f"cannot read IP database {path}: {error.strerror or error}") from error
+
+    def contents(self) -> bytes:
+        """The whole file, as digested.
+
+        Raises:
+            GeoDatabaseError: it cannot be read, or it changed since it was digested.
+        """
+        try:
+            self._file.seek(0)
+            data = self._file.read()
+        except OSError as error:
+            raise GeoDatabaseError(
+                f"cannot read IP database {self.path}: {error.strerror or error}"
+            ) from error
+        if hashlib.sha256(data).hexdigest() != self.digest:
+            raise GeoDatabaseError(f"IP database {self.path} changed while it was read")
+        return data
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def sniff_kind(data: bytes) -> DatabaseKind:

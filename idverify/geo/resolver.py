@@ -11,7 +11,6 @@ flight.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import threading
 import time
@@ -24,10 +23,11 @@ from typing import cast
 from idverify.geo import database
 from idverify.geo._range_table import RangeTable, RangeTableBuilder
 from idverify.geo.address import parse_address
-from idverify.geo.database import DEFAULT_DATABASE_WARNING, FileIdentity, provider_from_bytes, read_database
+from idverify.geo.database import DEFAULT_DATABASE_WARNING, DigestedFile, FileIdentity, provider_from_bytes
 from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.policy import CountryNames, display_location, is_special
 from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
+from idverify.geo.table_builder import build_in_own_process
 from idverify.geo.table_cache import MappedTables, TableCache, tables_key
 
 __all__ = ["GeoResolver"]
@@ -331,16 +331,19 @@ class GeoResolver:
     def _load(self) -> _Snapshot:
         paths: Sequence[Path | None] = self._paths or (None,)
         try:
-            files = [self._read(path) for path in paths]
-            built: list[_Snapshot] = []
-            if self._cache is not None:
-                mapped = self._load_mapped(self._cache, files, built)
-                if mapped is not None:
-                    if built:
-                        built.clear()
-                        _return_freed_heap()
-                    return mapped
-            return built[0] if built else self._build(files)
+            with contextlib.ExitStack() as stack:
+                files = [stack.enter_context(DigestedFile(self._resolve(path))) for path in paths]
+                identities = tuple(
+                    file.identity if path is not None else None
+                    for file, path in zip(files, paths, strict=True)
+                )
+                if self._cache is None:
+                    return self._build(files, identities)
+                built: list[_Snapshot] = []
+                mapped = self._load_mapped(self._cache, files, identities, built)
+                if mapped is None:
+                    return built[0] if built else self._build(files, identities)
+                return mapped
         except GeoDatabaseError as error:
             if not hasattr(self, "_snapshot"):
                 raise  # the first load: the caller is starting up and must know
@@ -348,42 +351,37 @@ class GeoResolver:
             raise _RefusedLoadError(identities, str(error)) from error
 
     @staticmethod
-    def _read(path: Path | None) -> tuple[Path, bytes, FileIdentity | None]:
-        """A file's path, contents and identity (None for the bundled file, never reloaded)."""
-        if path is None:
-            logger.warning(DEFAULT_DATABASE_WARNING)
-            # Looked up in its module at each load, where tests replace it.
-            bundled = database.default_database_path()
-            return (bundled, read_database(bundled)[0], None)
-        data, identity = read_database(path)
-        return (path, data, identity)
+    def _resolve(path: Path | None) -> Path:
+        """The file to read: None is the bundled file (with its warning), never reloaded."""
+        if path is not None:
+            return path
+        logger.warning(DEFAULT_DATABASE_WARNING)
+        return database.default_database_path()  # looked up at each load, where tests replace it
 
-    def _build(self, files: Sequence[tuple[Path, bytes, FileIdentity | None]]) -> _Snapshot:
-        providers: list[GeoProvider] = []
-        for path, data, _ in files:
-            try:
-                providers.append(provider_from_bytes(data, self._kind, path))
-            except GeoDatabaseError as error:
-                raise GeoDatabaseError(f"{path}: {error}") from error
-        return _Snapshot(providers, tuple(identity for _, _, identity in files), self._country_names_from)
+    def _build(self, files: Sequence[DigestedFile], identities: tuple[FileIdentity | None, ...]) -> _Snapshot:
+        return build_snapshot(files, identities, self._kind, self._country_names_from)
 
     def _load_mapped(
         self,
         cache: TableCache,
-        files: Sequence[tuple[Path, bytes, FileIdentity | None]],
+        files: Sequence[DigestedFile],
+        identities: tuple[FileIdentity | None, ...],
         built: list[_Snapshot],
     ) -> _Snapshot | None:
         """The snapshot mapped from the cache, or None where it cannot answer alone.
 
         What this process built on a miss is left in ``built``.
         """
-        key = tables_key([data for _, data, _ in files], self._kind, self._country_names_from)
+        key = tables_key([file.digest for file in files], self._kind, self._country_names_from)
 
-        def build() -> tuple[
-            tuple[DatabaseInfo, ...], RangeTable[IpLocation], RangeTable[IpLocation | Ipv4Alias]
-        ]:
-            built.append(self._build(files))
-            return built[0].infos, built[0].table_v4, built[0].table_v6
+        def build() -> None:
+            paths = [file.path for file in files]
+            try:
+                build_in_own_process(cache, key, paths, self._kind, self._country_names_from)
+            except OSError as error:
+                logger.warning("geo: %s; building the IP tables in this process", error)
+                built.append(self._build(files, identities))
+                cache.write(key, built[0].infos, built[0].table_v4, built[0].table_v6)
 
         try:
             tables = cache.load_or_build(key, build)
@@ -397,8 +395,7 @@ class GeoResolver:
         if not tables.complete:
             # Tables with holes leave addresses to the files, which every process must then hold.
             return None
-        identities = tuple(identity for _, _, identity in files)
-        return _Snapshot.mapped(tables, identities, [path for path, _, _ in files])
+        return _Snapshot.mapped(tables, identities, [file.path for file in files])
 
 
 class _RefusedLoadError(Exception):
@@ -410,13 +407,25 @@ class _RefusedLoadError(Exception):
         self.reason = reason
 
 
-def _return_freed_heap() -> None:
-    """Hands the heap a build used back to the kernel, which glibc would otherwise keep (~12 MiB).
+def build_snapshot(
+    files: Sequence[DigestedFile],
+    identities: tuple[FileIdentity | None, ...],
+    kind: str | None,
+    country_names_from: CountryNames,
+) -> _Snapshot:
+    """The tables of database files, built in this process.
 
-    Without it the process that built the tables for the others stays that much bigger.
+    Raises:
+        GeoDatabaseError: a file is unusable (named in the message) or changed while read.
     """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
+    providers: list[GeoProvider] = []
+    for file in files:
+        data = file.contents()
+        try:
+            providers.append(provider_from_bytes(data, kind, file.path))
+        except GeoDatabaseError as error:
+            raise GeoDatabaseError(f"{file.path}: {error}") from error
+    return _Snapshot(providers, identities, country_names_from)
 
 
 def _identity_of(path: Path) -> FileIdentity | None:

@@ -85,11 +85,11 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def tables_key(contents: Sequence[bytes], kind: str | None, country_names_from: str) -> str:
-    """The cache key of the tables of these database files' contents, read this way."""
+def tables_key(file_digests: Sequence[str], kind: str | None, country_names_from: str) -> str:
+    """The cache key of the tables of database files (their SHA-256s, in order) read this way."""
     digest = hashlib.sha256()
     parts = [str(FORMAT_VERSION), sys.byteorder, _code_digest(), kind or "", country_names_from]
-    parts += [hashlib.sha256(data).hexdigest() for data in contents]
+    parts += file_digests
     digest.update("\n".join(parts).encode())
     return digest.hexdigest()
 
@@ -137,16 +137,13 @@ class TableCache:
             logger.warning("geo: the table cache %s is unusable (%s); building the tables", path, error)
             return None
 
-    def load_or_build(
-        self,
-        key: str,
-        build: Callable[[], tuple[tuple[DatabaseInfo, ...], RangeTable[IpLocation], RangeTable[Answer]]],
-    ) -> MappedTables:
+    def load_or_build(self, key: str, build: Callable[[], None]) -> MappedTables:
         """The mapped tables of a key; the first process to miss builds them, the others wait.
 
         Args:
             key: from ``tables_key``.
-            build: makes the infos and the tables (IPv4, IPv6) when no file has them.
+            build: writes the key's file (with ``write``) when there is none; called under the
+                directory's lock.
 
         Raises:
             OSError: the directory or the file cannot be made or written.
@@ -162,8 +159,8 @@ class TableCache:
             if found is not None:
                 return found
             started = time.monotonic()
-            infos, table_v4, table_v6 = build()
-            path = self._write(key, infos, table_v4, table_v6)
+            build()
+            path = self.path_of(key)
             self._remove_all_but(path)
             logger.info("geo: built the IP tables into %s in %.2f s", path, time.monotonic() - started)
         found = self.load(key)
@@ -184,13 +181,18 @@ class TableCache:
         finally:
             os.close(descriptor)  # closing drops the lock
 
-    def _write(
+    def write(
         self,
         key: str,
         infos: tuple[DatabaseInfo, ...],
         table_v4: RangeTable[IpLocation],
         table_v6: RangeTable[Answer],
     ) -> Path:
+        """Writes the file of a key atomically (a temporary file renamed into place); returns its path.
+
+        Raises:
+            OSError: it cannot be written.
+        """
         arrays = bytearray()
         pool = _LabelPool()
         description = {

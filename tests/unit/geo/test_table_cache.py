@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
 
-from idverify.geo import GeoResolver
+from idverify.geo import GeoDatabaseError, GeoResolver
 from idverify.geo.resolver import _Snapshot
 from idverify.geo.xdb_writer import write_xdb
 
@@ -149,6 +149,23 @@ class TestFallbacks:
         assert "cannot use the table cache" in caplog.text
         assert resolver.mapped_from is None
         assert resolver.lookup("1.0.0.1").display == "广东"
+
+    def test_an_unusable_file_is_named_by_the_build(self, tmp_path: Path) -> None:
+        """The build runs in a process of its own; its reason comes back as the same error."""
+        bad = tmp_path / "bad.mmdb"
+        bad.write_bytes(b"not a database" * 100)
+        with pytest.raises(GeoDatabaseError, match=r"bad\.mmdb: not an mmdb or xdb file"):
+            GeoResolver([bad], check_interval=0, table_cache=tmp_path / "cache")
+        assert not list((tmp_path / "cache").glob("*.tables"))
+
+    def test_an_unusable_replacement_is_refused_and_the_mapped_tables_serve_on(
+        self, small_mmdb: Path, tmp_path: Path
+    ) -> None:
+        resolver = GeoResolver([small_mmdb], check_interval=0, table_cache=tmp_path / "cache")
+        small_mmdb.write_bytes(b"\x00" * 4096)
+        assert resolver.reload() is False
+        assert resolver.lookup("1.0.0.1").display == "广东"
+        assert_mapped(resolver._snapshot)
 
     def test_tables_with_holes_keep_their_file(self, tmp_path: Path) -> None:
         """An xdb file with gaps leaves addresses to its searcher, so it is not served from the map."""
