@@ -237,7 +237,9 @@ class VerificationFlow:
             holder, reserved, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
         if not reserved:
             # A repeated request id: the verification it started, or wait for the attempt running.
-            existing = await self._verification_for_request(tenant, holder) if holder is not None else None
+            existing = None
+            if holder is not None:
+                existing = await self._verification_for_request(tenant, holder, request_key)
             return existing or await self._wait_for_request(tenant, keys, request_id)
         try:
             return await self._start_reserved(
@@ -718,14 +720,26 @@ class VerificationFlow:
             current = await d.redis.get(request_key)
         if current is None:
             return None
-        return await self._verification_for_request(tenant, current)
+        return await self._verification_for_request(tenant, current, request_key)
 
-    async def _verification_for_request(self, tenant: str, holder: bytes | str) -> VerificationView | None:
-        """The verification whose id holds a request id, if it was started yet."""
+    async def _verification_for_request(
+        self, tenant: str, holder: bytes | str, request_key: str
+    ) -> VerificationView | None:
+        """The verification whose id holds a request id, if it was started yet.
+
+        Where steps wait for replicas, the answer waits too: the attempt that wrote it may have
+        been refused for want of replicas, and a failover would take back what it wrote.
+
+        Raises:
+            StoreUnavailable: the verification has not reached enough replicas in time.
+        """
         try:
-            return await self.get(tenant, as_text(holder), RequestInfo.internal())
+            existing = await self.get(tenant, as_text(holder), RequestInfo.internal())
         except NotFound:
             return None  # reserved by an attempt still running (or crashed: the TTL frees it)
+        if self._d.scripts.acknowledges:
+            await self._d.scripts.run("confirm_request", [request_key], [])
+        return existing
 
     async def _wait_for_request(self, tenant: str, keys: TenantKeys, request_id: str) -> VerificationView:
         """A concurrent call holds the request id: wait briefly for its verification."""

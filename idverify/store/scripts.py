@@ -34,6 +34,8 @@ SCRIPT_NAMES = (
     "start",
     # Frees a failed start's request id, unless the start ran although its reply was lost.
     "release_request",
+    # Answers a repeated request id only once its verification is on the replicas.
+    "confirm_request",
     "submit",
     "get",
     "guardian",
@@ -74,7 +76,8 @@ SCRIPT_NAMES = (
 # Consent, cancellation and erasure too: a withdrawal or an erasure that a failover took back
 # would be a promise broken to the person concerned.
 ACKNOWLEDGED_SCRIPTS = frozenset(
-    {"start", "submit", "guardian", "client", "consent_grant", "consent_withdraw", "cancel", "erase"}
+    {"start", "confirm_request", "submit", "guardian", "client", "consent_grant", "consent_withdraw"}
+    | {"cancel", "erase"}
     | {"tenant_removal"}
 )
 
@@ -121,6 +124,11 @@ class Scripts:
             else None
         )
         self.clock = StoreClock(self._sample_clock, monotonic=monotonic)
+
+    @property
+    def acknowledges(self) -> bool:
+        """True when acknowledged steps wait for replicas (a Sentinel or configured URL)."""
+        return self._ack.replicas > 0
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         """Runs one script atomically.
