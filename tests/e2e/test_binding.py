@@ -14,6 +14,9 @@ from .conftest import person, start, submit, verify
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
+# Two accounts per identity; sms establishes names here (claim_assurance = low), so that
+# another name of a bound document is refused.
+LIMIT_TWO = '[verification]\nbinding_limit = 2\n\n[tenants.default]\nclaim_assurance = "low"\n'
 LOOSE_LIMITS = """
 [rate_limits]
 per_principal_per_minute = 100000
@@ -27,9 +30,7 @@ code_sends_per_phone_all_tenants_per_day = 100000
 @pytest.fixture(scope="module")
 def limit_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server where an identity binds at most two accounts."""
-    # sms establishes names here (claim_assurance = low), so that another name is refused.
-    config = '[verification]\nbinding_limit = 2\n\n[tenants.default]\nclaim_assurance = "low"\n'
-    with ServerProcess(tmp_path_factory.mktemp("limit2"), config=config) as running:
+    with ServerProcess(tmp_path_factory.mktemp("limit2"), config=LIMIT_TWO) as running:
         yield running
 
 

@@ -40,9 +40,9 @@ def registrar(server: ServerProcess) -> Iterator[Client]:
 
 @pytest.fixture(scope="module")
 def limit_two(topology_servers: TopologyServers, server: ServerProcess) -> ServerProcess:
-    """At most two accounts per identity (started after ``server``, whose keyring it shares)."""
+    """Two accounts per identity, sms establishing names (after ``server``, whose keyring it shares)."""
     del server
-    return topology_servers.start("limit2", "[verification]\nbinding_limit = 2\n")
+    return topology_servers.start("limit2", e2e_binding.LIMIT_TWO)
 
 
 @pytest.fixture(scope="module")
