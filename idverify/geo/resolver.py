@@ -27,7 +27,6 @@ from idverify.geo.database import DEFAULT_DATABASE_WARNING, DigestedFile, FileId
 from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.policy import CountryNames, display_location, is_special
 from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
-from idverify.geo.table_builder import build_in_own_process
 from idverify.geo.table_cache import MappedTables, TableCache, tables_key
 
 __all__ = ["GeoResolver"]
@@ -375,6 +374,9 @@ class GeoResolver:
         key = tables_key([file.digest for file in files], self._kind, self._country_names_from)
 
         def build() -> None:
+            # Imported here: ``python -m idverify.geo.table_builder`` must find it not yet imported.
+            from idverify.geo.table_builder import build_in_own_process  # noqa: PLC0415
+
             paths = [file.path for file in files]
             try:
                 build_in_own_process(cache, key, paths, self._kind, self._country_names_from)

@@ -22,6 +22,7 @@ from pathlib import Path
 import idverify
 from idverify.geo.database import DigestedFile
 from idverify.geo.provider import GeoDatabaseError
+from idverify.geo.resolver import build_snapshot
 from idverify.geo.table_cache import TableCache, tables_key
 
 __all__ = ["build_in_own_process"]
@@ -64,9 +65,6 @@ def build_in_own_process(
 
 def main(argv: Sequence[str]) -> int:
     """Builds and writes; returns the exit status (see the module's description)."""
-    # Here, not at the top: the resolver imports this module to call build_in_own_process.
-    from idverify.geo.resolver import build_snapshot  # noqa: PLC0415
-
     directory, key, kind, country_names_from, *paths = argv
     if country_names_from not in {"database", "table"}:
         sys.stderr.write(f"country names come from database or table, not {country_names_from!r}\n")
