@@ -151,7 +151,7 @@ class TestFallbacks:
         assert resolver.lookup("1.0.0.1").display == "广东"
 
     def test_an_unusable_file_is_named_by_the_build(self, tmp_path: Path) -> None:
-        """The build runs in a process of its own; its reason comes back as the same error."""
+        """A file the build cannot use is refused as without a cache, and no cache file is left."""
         bad = tmp_path / "bad.mmdb"
         bad.write_bytes(b"not a database" * 100)
         with pytest.raises(GeoDatabaseError, match=r"bad\.mmdb: not an mmdb or xdb file"):
