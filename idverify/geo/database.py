@@ -96,11 +96,11 @@ def read_database(path: Path) -> tuple[bytes, FileIdentity]:
 
 
 class DigestedFile:
-    """An open database file with its identity and the SHA-256 of its contents.
+    """An open database file with its identity and, when asked, the SHA-256 of its contents.
 
     The digest is streamed, so knowing it costs no copy of the file in memory; ``contents`` reads
     the same open file, so a replacement of the path cannot slip in between, and a rewrite in
-    place that does is refused. Use as a context manager.
+    place after the digest was taken is refused. Use as a context manager.
 
     Raises:
         GeoDatabaseError: the file cannot be read.
@@ -114,10 +114,27 @@ class DigestedFile:
             raise GeoDatabaseError(f"cannot read IP database {path}: {error.strerror or error}") from error
         try:
             self.identity = FileIdentity.of(os.fstat(self._file.fileno()))
-            self.digest = hashlib.file_digest(self._file, "sha256").hexdigest()
         except OSError as error:
             self._file.close()
             raise GeoDatabaseError(f"cannot read IP database {path}: {error.strerror or error}") from error
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the contents, in hex (read once, on first use).
+
+        Raises:
+            GeoDatabaseError: the file cannot be read.
+        """
+        if self._digest is None:
+            try:
+                self._file.seek(0)
+                self._digest = hashlib.file_digest(self._file, "sha256").hexdigest()
+            except OSError as error:
+                raise GeoDatabaseError(
+                    f"cannot read IP database {self.path}: {error.strerror or error}"
+                ) from error
+        return self._digest
 
     def contents(self) -> bytes:
         """The whole file, as digested.
@@ -132,7 +149,7 @@ class DigestedFile:
             raise GeoDatabaseError(
                 f"cannot read IP database {self.path}: {error.strerror or error}"
             ) from error
-        if hashlib.sha256(data).hexdigest() != self.digest:
+        if self._digest is not None and hashlib.sha256(data).hexdigest() != self._digest:
             raise GeoDatabaseError(f"IP database {self.path} changed while it was read")
         return data
 

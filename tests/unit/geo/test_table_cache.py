@@ -13,6 +13,7 @@ import pytest
 from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
 
 from idverify.geo import GeoDatabaseError, GeoResolver
+from idverify.geo.database import DigestedFile
 from idverify.geo.resolver import _Snapshot
 from idverify.geo.xdb_writer import write_xdb
 
@@ -166,6 +167,16 @@ class TestFallbacks:
         assert resolver.reload() is False
         assert resolver.lookup("1.0.0.1").display == "广东"
         assert_mapped(resolver._snapshot)
+
+    def test_a_file_rewritten_after_its_digest_is_refused(self, small_mmdb: Path) -> None:
+        """The tables of one version of a file never go into the cache under another's digest."""
+        with DigestedFile(small_mmdb) as file:
+            digest = file.digest
+            small_mmdb.write_bytes(small_mmdb.read_bytes()[:-1] + b"\x00")
+            with pytest.raises(GeoDatabaseError, match="changed while it was read"):
+                file.contents()
+        with DigestedFile(small_mmdb) as rewritten:
+            assert rewritten.digest != digest
 
     def test_tables_with_holes_keep_their_file(self, tmp_path: Path) -> None:
         """An xdb file with gaps leaves addresses to its searcher, so it is not served from the map."""
