@@ -20,6 +20,7 @@ from idverify.vendors.fakes import FakeTencent
 
 from .conftest import Identity, person, rich_error, start, submit, verify
 from .faceid import faceid_server, known
+from .test_binding import LOOSE_LIMITS
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -27,17 +28,11 @@ VERIFIED = STATUS.Value("VERIFICATION_STATUS_VERIFIED")
 REJECTED = STATUS.Value("VERIFICATION_STATUS_REJECTED")
 CHALLENGE_SENT = STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
 
-CONFIG = """
+CONFIG = (
+    LOOSE_LIMITS
+    + """
 [verification]
 binding_limit = 5
-
-[rate_limits]
-per_principal_per_minute = 100000
-per_identity_per_hour = 100000
-code_sends_per_phone_per_hour = 100000
-code_sends_per_phone_all_tenants_per_hour = 100000
-code_sends_per_phone_all_tenants_per_day = 100000
-
 
 [verifiers.authority]
 vendor = "tencent"
@@ -49,18 +44,13 @@ steps = ["document", "sms_otp"]
 assurance = "substantial"
 steps = ["document", "authority"]
 """
+)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, faceid: FakeTencent) -> Iterator[ServerProcess]:
     with faceid_server(tmp_path_factory.mktemp("claims"), faceid, CONFIG) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def registrar(server: ServerProcess) -> Iterator[Client]:
-    with server.client("registrar") as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
