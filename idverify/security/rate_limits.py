@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from idverify import telemetry
 from idverify.domain.errors import RateLimited
-from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
@@ -130,35 +129,6 @@ class WindowLimiter:
             )
 
 
-async def refuse_at_limit(
-    redis: RedisClient,
-    scripts: Scripts,
-    keys: TenantKeys,
-    purpose: str,
-    pseudonym: str,
-    *,
-    limit: int,
-    request: dict[str, str],
-) -> None:
-    """Refuses when a counter that something else increments has reached ``limit`` (0: never).
-
-    The first refusal of each window is audited (``rate_limit.hit``), as the windows of
-    :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log.
-
-    Raises:
-        RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
-        StoreUnavailable: when Redis cannot be reached.
-    """
-    if limit <= 0:
-        return
-    key = keys.rate_limit(purpose, pseudonym)
-    async with translate_errors(), redis.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.pttl(key)
-        count, ttl_ms = await pipe.execute()
-    await refuse_counted(scripts, keys, purpose, pseudonym, (count, ttl_ms), limit=limit, request=request)
-
-
 async def refuse_counted(
     scripts: Scripts,
     keys: TenantKeys,
@@ -169,7 +139,11 @@ async def refuse_counted(
     limit: int,
     request: dict[str, str],
 ) -> None:
-    """As :func:`refuse_at_limit`, given the counter's GET and PTTL as the caller read them.
+    """Refuses when a counter that something else increments has reached ``limit`` (0: never).
+
+    ``counted`` is the counter's GET and PTTL as the caller read them (in the pipeline of its
+    other reads). The first refusal of each window is audited (``rate_limit.hit``), as the
+    windows of :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log.
 
     Raises:
         RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
