@@ -816,15 +816,7 @@ class VerificationFlow:
             tenant,
             verification_id,
             record,
-            keys_for=lambda r: [
-                keys.verification(verification_id),
-                keys.audit_log(),
-                keys.account(r["acct"]),
-                keys.identity(r["identity"]),
-                keys.identity_accounts(r["identity"]),
-                keys.otp_failures(r["otp_ps"]),
-                keys.consent(r["acct"]),
-            ],
+            keys_for=lambda r: _submit_keys(keys, verification_id, r),
             args=[
                 digest.hex(),
                 d.settings.verification.binding_limit,
@@ -881,15 +873,7 @@ class VerificationFlow:
             tenant,
             verification_id,
             dict(record),
-            keys_for=lambda r: [
-                keys.verification(verification_id),
-                keys.audit_log(),
-                keys.account(r["acct"]),
-                keys.identity(r["identity"]),
-                keys.identity_accounts(r["identity"]),
-                keys.otp_failures(r.get("otp_ps", "")),
-                keys.consent(r["acct"]),
-            ],
+            keys_for=lambda r: _submit_keys(keys, verification_id, r),
             args=[
                 "",
                 d.settings.verification.binding_limit,
@@ -1082,6 +1066,19 @@ class _StepExtras:
 
     def __repr__(self) -> str:
         return "_StepExtras(<hidden>)"
+
+
+def _submit_keys(keys: TenantKeys, verification_id: str, record: Mapping[str, str]) -> list[str]:
+    """The keys of the ``submit`` script, for a code and for a vendor's verdict alike."""
+    return [
+        keys.verification(verification_id),
+        keys.audit_log(),
+        keys.account(record["acct"]),
+        keys.identity(record["identity"]),
+        keys.identity_accounts(record["identity"]),
+        keys.otp_failures(record.get("otp_ps", "")),
+        keys.consent(record["acct"]),
+    ]
 
 
 def _same_provider(verifiers: Mapping[str, Verifier], step_name: str) -> frozenset[str]:
