@@ -15,7 +15,6 @@ from datetime import date
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
 from idverify.testing import ServerProcess
@@ -31,6 +30,7 @@ from .conftest import (
     ric,
     verify,
 )
+from .test_store_full import refusal as store_refusal
 
 pytestmark = pytest.mark.e2e
 
@@ -72,21 +72,9 @@ def check(client: Client, account: str, subject: common_pb2.Subject) -> str:
 
 
 def refusal(error: grpc.RpcError) -> tuple[str, float]:
-    """The ErrorInfo reason and RetryInfo delay (seconds) of a refused call."""
-    reason, delay = "", -1.0
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key != "grpc-status-details-bin":
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                delay = retry.retry_delay.ToMilliseconds() / 1000
-    return reason, delay
+    """The ErrorInfo reason and RetryInfo delay (seconds; -1 without one) of a refused call."""
+    details = store_refusal(error)
+    return details.reason, -1.0 if details.retry is None else details.retry
 
 
 def refused_call(call: Callable[[], object]) -> grpc.RpcError:
