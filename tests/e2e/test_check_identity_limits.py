@@ -74,7 +74,7 @@ def check(client: Client, account: str, subject: common_pb2.Subject) -> str:
 def refusal(error: grpc.RpcError) -> tuple[str, float]:
     """The ErrorInfo reason and RetryInfo delay (seconds; -1 without one) of a refused call."""
     details = store_refusal(error)
-    return details.reason, -1.0 if details.retry is None else details.retry
+    return details.reason, -1.0 if details.retry_seconds is None else details.retry_seconds
 
 
 def refused_call(call: Callable[[], object]) -> grpc.RpcError:
