@@ -229,12 +229,17 @@ class VerificationFlow:
         # What the start reads before its scripts, all in the tenant's slot: one round trip.
         async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
             pipe.get(request_key)
-            # The reservation holds our verification id; its record appears when the start commits.
-            pipe.set(request_key, verification_id, nx=True, px=RESERVATION_MS)
             self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
             pipe.get(claims_key)
             pipe.pttl(claims_key)
-            holder, reserved, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
+            holder, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
+        reserved = False
+        if holder is None:
+            # The reservation holds our verification id; its record appears when the start
+            # commits. It is taken only once the reads answered: sent with them, a stalled Redis
+            # ran it after the caller had given up, and the id stayed reserved for its retries.
+            async with translate_errors():
+                reserved = bool(await d.redis.set(request_key, verification_id, nx=True, px=RESERVATION_MS))
         if not reserved:
             # A repeated request id: the verification it started, or wait for the attempt running.
             existing = None
