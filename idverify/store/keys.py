@@ -31,6 +31,9 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
 | ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
 | ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
+| ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
+| ``iv1:{t:T}:reads:<hour>:<client id>:<category>:i`` | HLL | identity refs of the bound accounts it read |
+| ``iv1:{t:T}:reads:<hour>:who`` | set | client ids that read the tenant's data in that hour (TTL) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
@@ -46,6 +49,11 @@ personal data or raw account ids.
 | ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
 | ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |
 | ``iv1:{global}:schema`` | string | schema version of the data (flows/schema_version.py) |
+
+``<hour>`` is the store clock's epoch ms floor-divided by 3 600 000, in decimal; ``<category>``
+is one of ``flows.read_accounting.Category``. A client id may hold a colon (``cert:0``), so a
+reader splits a ``reads`` key from the right. Every ``reads`` key has the retention period
+(``[reads] retention_days``) as its TTL.
 
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
@@ -156,6 +164,18 @@ class TenantKeys:
     def removal(self) -> str:
         """The tenant's removal record, kept with the audit log it closed (``tenants remove``)."""
         return f"{self._base}:audit:removal"
+
+    def reads_accounts(self, hour: int, client_id: str, category: str) -> str:
+        """HyperLogLog of the account pseudonyms one client read in one hour, in one category."""
+        return f"{self._base}:reads:{hour}:{client_id}:{category}:a"
+
+    def reads_identities(self, hour: int, client_id: str, category: str) -> str:
+        """HyperLogLog of the identity refs of the accounts one client read in one hour, in one category."""
+        return f"{self._base}:reads:{hour}:{client_id}:{category}:i"
+
+    def reads_who(self, hour: int) -> str:
+        """The client ids that read the tenant's data in one hour."""
+        return f"{self._base}:reads:{hour}:who"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""
