@@ -247,6 +247,11 @@ class Settings:
     # Empty: <data_dir>/audit-signing-key.pem, created on first start (one machine only: replicas
     # must share a key). IDVERIFY_AUDIT_SIGNING_KEY (the PEM text) wins.
     audit_signing_key_file: str = ""
+    # Directories outside data_dir (and outside its backups) that keep a copy of the last audit
+    # tree head published per tenant: a witness a restored backup cannot roll back, and the
+    # heads of every replica where they all mount it (idverify.audit.published_heads). Each must
+    # exist and be writable; a witness that cannot be written stops heads from being signed.
+    audit_witness_dirs: tuple[str, ...] = ()
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.
     allow_readable_key_files: bool = False
@@ -395,6 +400,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "sms_destinations": _sms_destinations,
             "verifiers": lambda v: _table("verifiers", v),
             "vendors": lambda v: _table("vendors", v),
+            "audit_witness_dirs": _witness_dirs,
         }
         if item.name in sections:
             values[item.name] = _section(item.name, sections[item.name], value)
@@ -449,6 +455,17 @@ def _section(name: str, cls: type[Any], value: Any) -> Any:
     if unknown:
         raise ConfigError(f"{name}: unknown setting(s): {', '.join(sorted(unknown))}")
     return cls(**{k: _coerce(f"{name}.{k}", _default_of(fields[k]), v) for k, v in value.items()})
+
+
+def _witness_dirs(value: Any) -> tuple[str, ...]:
+    """A TOML list of absolute paths, or the environment's comma-separated ones."""
+    items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ConfigError("audit_witness_dirs: expected a list of directory paths")
+    for item in items:
+        if not Path(item).is_absolute():
+            raise ConfigError(f"audit_witness_dirs: {item!r} is not an absolute path")
+    return tuple(items)
 
 
 def _table(name: str, value: Any) -> Mapping[str, Mapping[str, Any]]:

@@ -62,6 +62,23 @@ def prepare_data_dir(data_dir: Path) -> None:
         raise ConfigError(f"data_dir: cannot create {data_dir} ({exc.strerror})") from None
 
 
+def check_witness_dirs(witness_dirs: tuple[str, ...]) -> None:
+    """Each audit witness directory exists and this process may write in it.
+
+    They are never created: a witness is another machine's mount, and a missing one is a mount
+    that failed, where a fresh directory would witness nothing.
+
+    Raises:
+        ConfigError: naming the first directory that is missing or not writable.
+    """
+    for item in witness_dirs:
+        witness = Path(item)
+        if not witness.is_dir():
+            raise ConfigError(f"audit_witness_dirs: {witness} is not a directory (is it mounted?)")
+        if not os.access(witness, os.W_OK | os.X_OK):
+            raise ConfigError(f"audit_witness_dirs: {witness} is not writable by this user")
+
+
 def _first_non_directory(path: Path) -> Path | None:
     """The first component of ``path`` that is missing or not a directory, if any."""
     for ancestor in (*reversed(path.parents), path):

@@ -47,7 +47,7 @@ from typing import NoReturn
 
 from idverify import server
 from idverify.config import Settings
-from idverify.data_dir import DataDirLock, prepare_data_dir
+from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_keys_before_workers
 from idverify.flows.schema_version import ensure_schema_before_workers
@@ -161,6 +161,7 @@ class Supervisor:
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]
         prepare_data_dir(settings.data_dir)
+        check_witness_dirs(settings.audit_witness_dirs)
         # Held until the supervisor has stopped everything; the forked workers share it.
         self._data_lock = DataDirLock.acquire(settings.data_dir)
         secure_data_and_keys(settings)

@@ -52,7 +52,7 @@ async def acknowledge_rollbacks(settings: Settings, tenant: str = "") -> list[Ac
     """
     from idverify.lifecycle_commands import open_store  # noqa: PLC0415 - it imports the CLI's modules
 
-    heads = PublishedHeads(settings.data_dir)
+    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
     done: list[Acknowledged] = []
     async with open_store(settings) as redis:
         store = AuditStore(redis, Scripts(redis))

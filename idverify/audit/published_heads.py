@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,48 +90,52 @@ class PublishedHead:
 
 
 class PublishedHeads:
-    """The heads file of one data directory.
+    """The heads file of one data directory, and its copies in the configured witnesses.
 
-    Reads are cached by the file's identity (inode, size, modification time), so a check
-    before every signature costs one ``stat``, and a change by another worker or by
-    ``acknowledge-rollback`` is seen at once.
+    A witness is a directory outside the data directory and outside any backup (another
+    machine's mount, shared by every replica): it holds an ``audit-heads.json`` of its own,
+    written with the data directory's. Restoring a backup brings an old data directory back;
+    it cannot bring back an old witness, so the newest head published still stands against the
+    restored log. Replicas on several machines each know only the heads they handed out
+    themselves; a shared witness knows every replica's.
+
+    Reads merge every file (per tenant the largest head, a recorded rollback winning at equal
+    heads) and are cached by each file's identity (inode, size, modification time), so a check
+    before every signature costs a ``stat`` per file, and a change by another worker, another
+    replica or ``acknowledge-rollback`` is seen at once. Writes take every file's lock (the data
+    directory's first, then the witnesses' in configured order: one order everywhere, so two
+    writers never wait on each other), apply the change to the merged records and write them to
+    every file: a witness that cannot be written stops the head from being handed out, like the
+    data directory would.
     """
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / HEADS_FILE
-        self._lock_path = data_dir / _LOCK_FILE
-        self._cached: tuple[tuple[int, int, int], dict[str, PublishedHead]] | None = None
+    def __init__(self, data_dir: Path, witnesses: Sequence[str | Path] = ()) -> None:
+        self._files = [_HeadsFile(data_dir), *(_HeadsFile(Path(w)) for w in witnesses)]
+        self.path = self._files[0].path
 
     def read(self) -> dict[str, PublishedHead]:
-        """Every tenant's record (empty when the file does not exist yet).
+        """Every tenant's record, merged over the files (empty when none exists yet).
 
         Raises:
-            HeadsFileError: when the file is not one this code wrote.
-            OSError: when it cannot be read.
+            HeadsFileError: when a file is not one this code wrote.
+            OSError: when one cannot be read.
         """
-        try:
-            status = self.path.stat()
-        except FileNotFoundError:
-            return {}
-        identity = (status.st_ino, status.st_size, status.st_mtime_ns)
-        if self._cached is not None and self._cached[0] == identity:
-            return self._cached[1]
-        records = _parse(self.path.read_bytes())
-        self._cached = (identity, records)
-        return records
+        if len(self._files) == 1:
+            return self._files[0].read()
+        return merge_heads_files(*(heads_file.read() for heads_file in self._files))
 
     def get(self, tenant: str) -> PublishedHead | None:
         """The tenant's record, if any (see :meth:`read`)."""
         return self.read().get(tenant)
 
     def record(self, tenant: str, signed: SignedHead) -> bool:
-        """Records a head about to be handed out, unless the file holds a larger one or a rollback.
+        """Records a head about to be handed out, unless a file holds a larger one or a rollback.
 
         Returns:
-            Whether the file changed.
+            Whether the files changed.
 
         Raises:
-            OSError: when the file cannot be written (the head must not be handed out then).
+            OSError: when a file cannot be written (the head must not be handed out then).
         """
 
         def change(records: dict[str, PublishedHead]) -> bool:
@@ -152,7 +156,7 @@ class PublishedHeads:
         restored one) and would no longer say where the loss begins.
 
         Returns:
-            Whether the file changed.
+            Whether the files changed.
         """
 
         def change(records: dict[str, PublishedHead]) -> bool:
@@ -168,7 +172,7 @@ class PublishedHeads:
         """Forgets the head of ``checkpoint`` and its rollback: the next head signed is recorded afresh.
 
         Returns:
-            Whether the file changed (False: the record is another head by now).
+            Whether the files changed (False: the record is another head by now).
         """
 
         def change(records: dict[str, PublishedHead]) -> bool:
@@ -181,16 +185,45 @@ class PublishedHeads:
         return self._update(change)
 
     def _update(self, change: Callable[[dict[str, PublishedHead]], bool]) -> bool:
-        with self._locked():
-            self._cached = None
-            records = dict(self.read())
+        with contextlib.ExitStack() as locks:
+            for heads_file in self._files:
+                locks.enter_context(heads_file.locked())
+            per_file = [heads_file.read(fresh=True) for heads_file in self._files]
+            records = merge_heads_files(*per_file)
             if not change(records):
                 return False
-            write_heads_file(self.path, records)
+            for heads_file, held in zip(self._files, per_file, strict=True):
+                # A file already holding the result is left alone: an acknowledged rollback
+                # must leave no stale head behind in any file, a new head must reach all.
+                if held != records:
+                    write_heads_file(heads_file.path, records)
             return True
 
+
+class _HeadsFile:
+    """One ``audit-heads.json`` and its lock file, read through a cache of its identity."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / HEADS_FILE
+        self._lock_path = directory / _LOCK_FILE
+        self._cached: tuple[tuple[int, int, int], dict[str, PublishedHead]] | None = None
+
+    def read(self, *, fresh: bool = False) -> dict[str, PublishedHead]:
+        if fresh:
+            self._cached = None
+        try:
+            status = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        identity = (status.st_ino, status.st_size, status.st_mtime_ns)
+        if self._cached is not None and self._cached[0] == identity:
+            return self._cached[1]
+        records = _parse(self.path.read_bytes())
+        self._cached = (identity, records)
+        return records
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)

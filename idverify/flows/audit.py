@@ -36,6 +36,7 @@ from idverify.audit.query import EventFilter, QueryResult, run_query
 from idverify.audit.rollback import Rollback, RollbackGuard
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
+from idverify.data_dir import check_witness_dirs
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
 from idverify.privacy.keyring import Keyring
@@ -373,12 +374,14 @@ def build_audit_flow(settings: Settings, redis: RedisClient, scripts: Scripts, k
     """The audit flow of a server: its store, integrator and signing key.
 
     Raises:
-        ConfigError: when the configured signing key cannot be read.
+        ConfigError: when the configured signing key cannot be read, or a witness directory is
+            missing or not writable.
     """
+    check_witness_dirs(settings.audit_witness_dirs)
     store = AuditStore(redis, scripts)
     signer = TreeHeadSigner(load_signing_key(settings.data_dir, settings.audit_signing_key_file))
     integrator = TreeIntegrator(store)
-    guard = RollbackGuard(store, integrator, PublishedHeads(settings.data_dir))
+    guard = RollbackGuard(store, integrator, PublishedHeads(settings.data_dir, settings.audit_witness_dirs))
     # Tenants reached only through mapped client certificates have no client records to list.
     certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
     configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}

@@ -183,6 +183,65 @@ def test_a_restore_behind_a_published_head_is_refused_until_acknowledged(tmp_pat
         assert "was acknowledged" in server.log_text()
 
 
+def test_a_witness_refuses_a_restore_that_forgot_the_newest_heads(tmp_path: Path) -> None:
+    """A restore without ``--heads`` (the old data directory lost with its machine): the witness knows."""
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    config = f'audit_witness_dirs = ["{witness}"]\n'
+    backup = tmp_path / "backup"
+    with ServerProcess(tmp_path / "live", config=config) as server:
+        with server.client("registrar") as client:
+            signups(server, client, 2, "early")
+        head(server)
+        assert idverify("backup", "create", str(backup), "--data-dir", str(server.data_dir)).returncode == 0
+        with server.client("registrar") as client:
+            signups(server, client, 2, "late")
+        published = head(server)
+    assert (witness / "audit-heads.json").exists()
+    backed_up = int(manifest_log(backup)["size"])  # type: ignore[call-overload]
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    restored = idverify("backup", "restore", str(backup), "--data-dir", str(restored_dir / "data"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    lost = f"{backed_up}-{published.tree_size - 1}"
+    with ServerProcess(restored_dir, config=config) as server:
+        with pytest.raises(grpc.RpcError) as refused:
+            head(server)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_metadata(refused.value)["lost_entries"] == lost
+        acknowledged = idverify(
+            "audit",
+            "--data-dir",
+            str(server.data_dir),
+            "acknowledge-rollback",
+            "--config",
+            str(server.directory / "idverify.toml"),
+        )
+        assert acknowledged.returncode == 0, acknowledged.stdout + acknowledged.stderr
+        assert f"entries {lost}" in acknowledged.stdout
+        assert head(server).tree_size > backed_up
+    # The same restore without the witness configured would have signed on over the loss.
+    assert idverify("backup", "verify", str(backup)).returncode == 0
+
+
+def test_a_missing_witness_stops_the_server_at_start(tmp_path: Path) -> None:
+    """A witness mount that failed is not silently replaced by an empty directory."""
+    config = tmp_path / "idverify.toml"
+    config.write_text(f'audit_witness_dirs = ["{tmp_path / "not-mounted"}"]\n', encoding="utf-8")
+    serve = [sys.executable, "-m", "idverify", "serve", "--dev", "--data-dir", str(tmp_path / "data")]
+    started = subprocess.run(
+        [*serve, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert started.stderr.strip().splitlines()[-1].endswith("not-mounted is not a directory (is it mounted?)")
+    assert "Traceback" not in started.stderr
+    assert not (tmp_path / "not-mounted").exists()
+
+
 @pytest.fixture(scope="module")
 def small_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A backup of a server with a few signups."""

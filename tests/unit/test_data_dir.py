@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from idverify.data_dir import LOCK_FILE, DataDirInUse, DataDirLock, prepare_data_dir
+from idverify.data_dir import LOCK_FILE, DataDirInUse, DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
 
 
@@ -91,3 +91,15 @@ class TestDataDirLock:
         """A directory root cannot write into either (sysfs, like a read-only mount) names data_dir."""
         with pytest.raises(ConfigError, match=r"^data_dir: /sys/kernel is not writable \("):
             DataDirLock.acquire(Path("/sys/kernel"))
+
+
+class TestWitnessDirs:
+    def test_an_existing_writable_directory_passes(self, tmp_path: Path) -> None:
+        check_witness_dirs((str(tmp_path),))
+
+    def test_a_missing_witness_is_refused_not_created(self, tmp_path: Path) -> None:
+        """A witness that is not there is a mount that failed: making one would witness nothing."""
+        refused = r"^audit_witness_dirs: .*/gone is not a directory \(is it mounted\?\)$"
+        with pytest.raises(ConfigError, match=refused):
+            check_witness_dirs((str(tmp_path / "gone"),))
+        assert not (tmp_path / "gone").exists()

@@ -86,3 +86,67 @@ def test_a_damaged_file_is_refused(tmp_path: Path, text: str) -> None:
     (tmp_path / HEADS_FILE).write_text(text)
     with pytest.raises(HeadsFileError):
         PublishedHeads(tmp_path).read()
+
+
+def test_a_witness_keeps_the_newest_head_when_the_data_directory_goes_back(tmp_path: Path) -> None:
+    data, witness = tmp_path / "data", tmp_path / "witness"
+    data.mkdir()
+    witness.mkdir()
+    heads = PublishedHeads(data, [witness])
+    heads.record("default", signed(4))
+    older = (data / HEADS_FILE).read_bytes()
+    heads.record("default", signed(9))
+    assert read_heads_file(witness / HEADS_FILE)["default"].signed == signed(9)
+    # A restore brings back the data directory as it was; the witness is not in the backup.
+    (data / HEADS_FILE).write_bytes(older)
+    record = PublishedHeads(data, [witness]).get("default")
+    assert record is not None
+    assert record.signed == signed(9)
+    # Without the witness the restored directory would have forgotten the larger head.
+    alone = PublishedHeads(data).get("default")
+    assert alone is not None
+    assert alone.signed == signed(4)
+
+
+def test_replicas_sharing_a_witness_see_each_others_heads(tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    for directory in ("a", "b", "witness"):
+        (tmp_path / directory).mkdir()
+    first, second = PublishedHeads(tmp_path / "a", [witness]), PublishedHeads(tmp_path / "b", [witness])
+    assert first.record("default", signed(7))
+    assert not second.record("default", signed(5))
+    record = second.get("default")
+    assert record is not None
+    assert record.signed.head.size == 7
+    # The next write of the second replica brings the first one's head into its own file too.
+    assert second.record("other", signed(1))
+    assert read_heads_file(second.path)["default"].signed == signed(7)
+
+
+def test_a_rollback_and_its_acknowledgement_reach_every_file(tmp_path: Path) -> None:
+    data, witness = tmp_path / "data", tmp_path / "witness"
+    data.mkdir()
+    witness.mkdir()
+    heads = PublishedHeads(data, [witness])
+    heads.record("default", signed(9))
+    checkpoint = signed(9).checkpoint
+    assert heads.mark_rolled_back("default", checkpoint, 3)
+    for path in (data / HEADS_FILE, witness / HEADS_FILE):
+        assert read_heads_file(path)["default"].found_size == 3
+    assert heads.acknowledge("default", checkpoint)
+    # No stale head is left in the witness to raise the same rollback again.
+    assert read_heads_file(data / HEADS_FILE) == {}
+    assert read_heads_file(witness / HEADS_FILE) == {}
+    assert PublishedHeads(data, [witness]).get("default") is None
+
+
+def test_a_witness_that_cannot_be_written_stops_the_head(tmp_path: Path) -> None:
+    data, witness = tmp_path / "data", tmp_path / "witness"
+    data.mkdir()
+    witness.mkdir()
+    heads = PublishedHeads(data, [witness])
+    heads.record("default", signed(2))
+    (witness / HEADS_FILE).unlink()
+    (witness / HEADS_FILE).mkdir()  # replacing a directory fails for every user, root included
+    with pytest.raises(IsADirectoryError):
+        heads.record("default", signed(5))

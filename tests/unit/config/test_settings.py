@@ -185,3 +185,26 @@ class TestClientPrincipals:
         path.write_text(f'[tls.client_principals]\n"{key}" = "{target}"\n', encoding="utf-8")
         with pytest.raises(ConfigError, match=fragment):
             load_settings(path, environ={})
+
+
+def test_witness_dirs_come_from_a_list_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "idverify.toml"
+    config.write_text('audit_witness_dirs = ["/mnt/a", "/mnt/b"]\n', encoding="utf-8")
+    assert load_settings(config, environ={}).audit_witness_dirs == ("/mnt/a", "/mnt/b")
+    from_env = load_settings(environ={"IDVERIFY_AUDIT_WITNESS_DIRS": "/mnt/a, /mnt/c"})
+    assert from_env.audit_witness_dirs == ("/mnt/a", "/mnt/c")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('audit_witness_dirs = ["rel/dir"]', "audit_witness_dirs: 'rel/dir' is not an absolute path"),
+        ("audit_witness_dirs = [1]", "audit_witness_dirs: expected a list of directory paths"),
+        ("audit_witness_dirs = 3", "audit_witness_dirs: expected a list of directory paths"),
+    ],
+)
+def test_bad_witness_dirs_are_named(tmp_path: Path, toml: str, message: str) -> None:
+    config = tmp_path / "idverify.toml"
+    config.write_text(toml + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        load_settings(config, environ={})
