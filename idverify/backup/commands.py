@@ -30,6 +30,12 @@ def add_backup_commands(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
     verify = sub.add_parser("verify", help="check that a backup is complete and consistent")
     verify.add_argument("dir")
+    verify.add_argument(
+        "--redis-rdb",
+        default=None,
+        help="for a server on an external Redis: that Redis's RDB, taken after `backup create` "
+        "(redis-cli --rdb FILE); its logs must extend the backup's",
+    )
     restore = sub.add_parser("restore", help="restore a verified backup into a new data directory")
     restore.add_argument("dir")
     restore.add_argument("--data-dir", required=True, help="the new data directory (must be empty)")
@@ -84,19 +90,25 @@ def _create(args: argparse.Namespace, folder: Path) -> int:
 
 
 def _verify(args: argparse.Namespace, folder: Path) -> int:
-    del args
     _require_folder(folder)
     from idverify.backup.check import verify_backup  # noqa: PLC0415
 
-    verified = verify_backup(folder)
+    rdb = Path(args.redis_rdb) if args.redis_rdb else None
+    verified = verify_backup(folder, rdb)
     manifest = verified.manifest
     when = datetime.fromtimestamp(manifest.created_ms / 1000, UTC).isoformat(timespec="seconds")
-    snapshot = (
-        f"the keyring opens the data; {len(manifest.audit_logs)} audit logs ({verified.entries} entries) "
-        "verify against their roots"
-        if manifest.redis == "embedded"
-        else "no Redis snapshot (external Redis): files and keys only"
-    )
+    if manifest.redis == "embedded":
+        snapshot = (
+            f"the keyring opens the data; {len(manifest.audit_logs)} audit logs ({verified.entries} "
+            "entries) verify against their roots"
+        )
+    elif rdb is not None:
+        snapshot = (
+            f"the keyring opens {rdb}; its audit logs ({verified.entries} entries) verify and extend "
+            "the backup's"
+        )
+    else:
+        snapshot = "no Redis snapshot (external Redis: pass its RDB with --redis-rdb): files and keys only"
     _out(
         f"OK: backup of {when}: {len(manifest.files)} files match the manifest; signing key "
         f"{manifest.signing_key_id}; {snapshot}"

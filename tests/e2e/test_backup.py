@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 from idverify.audit.merkle import verify_consistency
 from idverify.client import Client
 from idverify.privacy.keyring import Keyring
-from idverify.testing import ServerProcess
+from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import audit_pb2, verification_pb2
 
 from .conftest import error_metadata, person, rich_error, verify
@@ -240,6 +242,65 @@ def test_a_missing_witness_stops_the_server_at_start(tmp_path: Path) -> None:
     assert started.stderr.strip().splitlines()[-1].endswith("not-mounted is not a directory (is it mounted?)")
     assert "Traceback" not in started.stderr
     assert not (tmp_path / "not-mounted").exists()
+
+
+def test_an_external_redis_backup_is_verified_with_its_rdb(tmp_path: Path) -> None:
+    """An external Redis's RDB, taken after ``backup create``, is checked like an embedded snapshot."""
+    backup = tmp_path / "backup"
+    with (
+        RedisProcess(tmp_path / "redis", port=free_port()) as store,
+        ServerProcess(tmp_path / "live", redis_url=store.url) as server,
+    ):
+        direct = redis.Redis(host="127.0.0.1", port=store.port)
+        with server.client("registrar") as client:
+            signups(server, client, 2, "early")
+        direct.save()
+        before = tmp_path / "before.rdb"
+        shutil.copyfile(store.directory / "idverify.rdb", before)
+        with server.client("registrar") as client:
+            signups(server, client, 1, "middle")
+        head(server)
+        created = idverify(
+            "backup", "create", str(backup), "--data-dir", str(server.data_dir), "--redis-url", store.url
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        with server.client("registrar") as client:
+            signups(server, client, 1, "late")
+        direct.save()
+        after = tmp_path / "after.rdb"
+        shutil.copyfile(store.directory / "idverify.rdb", after)
+    files_only = idverify("backup", "verify", str(backup))
+    assert files_only.returncode == 0, files_only.stdout
+    assert "pass its RDB with --redis-rdb" in files_only.stdout
+    checked = idverify("backup", "verify", str(backup), "--redis-rdb", str(after))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "verify and extend the backup's" in checked.stdout
+    # Taken before the backup: behind the head it holds, and the line says what to do.
+    early = idverify("backup", "verify", str(backup), "--redis-rdb", str(before))
+    assert early.returncode == 1, early.stdout
+    assert "behind a published head" in early.stdout
+    assert "after `idverify backup create`" in early.stdout
+    # Another deployment's snapshot: its logs do not extend this backup's.
+    with (
+        RedisProcess(tmp_path / "other-redis", port=free_port()) as store,
+        ServerProcess(tmp_path / "other", redis_url=store.url) as other,
+        other.client("registrar") as client,
+    ):
+        signups(other, client, 5, "other")
+        head(other)
+        redis.Redis(host="127.0.0.1", port=store.port).save()
+        foreign_rdb = store.directory / "idverify.rdb"
+        foreign = idverify("backup", "verify", str(backup), "--redis-rdb", str(foreign_rdb))
+    assert foreign.returncode == 1, foreign.stdout
+    assert foreign.stdout.startswith("FAILED: ")
+
+
+def test_an_embedded_backup_refuses_another_rdb(small_backup: Path, tmp_path: Path) -> None:
+    rdb = tmp_path / "x.rdb"
+    rdb.write_bytes(b"REDIS")
+    refused = idverify("backup", "verify", str(small_backup), "--redis-rdb", str(rdb))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith("its own Redis snapshot (the server used the embedded Redis)")
 
 
 @pytest.fixture(scope="module")
