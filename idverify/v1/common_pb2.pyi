@@ -151,7 +151,11 @@ class IpLocation(_message.Message):
     display: _builtins.str
     """Chinese display label: 广东, 中国香港, 美国, 未知."""
     display_en: _builtins.str
-    """English display label: Guangdong, Hong Kong SAR, United States, Unknown."""
+    """English display label, in the same granularity as display: a mainland province's name
+    (Guangdong), China when the province is unknown, Hong Kong, China / Macao, China /
+    Taiwan, China, a country's everyday English name (United States; the database's own
+    English name when it has one), or Unknown.
+    """
     country_code: _builtins.str
     """ISO 3166-1 alpha-2 country code, empty when unknown."""
     region_code: _builtins.str
