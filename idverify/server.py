@@ -20,7 +20,6 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace.export import SpanExporter
 from redis.exceptions import RedisError
 
@@ -55,6 +54,7 @@ from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.consent import ConsentServicer
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
+from idverify.services.reflection import enable_reflection
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.connection import RedisClient, cannot_persist, close_client, connect
@@ -325,9 +325,7 @@ async def start(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if settings.grpc.reflection:
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
-        )
+        enable_reflection((*SERVICE_NAMES, "grpc.health.v1.Health"), server)
     host, port = settings.listen_host_port
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if settings.tls.enabled:
