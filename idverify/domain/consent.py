@@ -134,11 +134,11 @@ def check_request_consents(consents: Iterable[str], text_versions: Mapping[str, 
     Each purpose is a grant like GrantConsent's, so each names the version of its text.
 
     Raises:
-        InvalidArgument: an unknown or bundled purpose (``consents``), a text version for a
+        InvalidArgument: an unknown or bundled purpose (``consents[<index>]``), a text version for a
             purpose not consented to (``consent_text_versions``), or a purpose whose version is
             missing or malformed (``consent_text_versions[<purpose>]``).
     """
-    given = {check_purpose(purpose, field="consents"): "" for purpose in consents}
+    given = {check_purpose(purpose, field=f"consents[{index}]"): "" for index, purpose in enumerate(consents)}
     for purpose in text_versions:
         if purpose not in given:
             raise InvalidArgument(

@@ -150,10 +150,12 @@ def normalize_identifiers(raws: Sequence[str], *, field: str, max_length: int = 
 
     A batch read checks up to a thousand ids per call. Joined, they are printable ASCII without
     spaces exactly when each one is, so the common case costs a handful of C-level passes; the
-    first bad id is then found one by one, for an error naming its reason.
+    first bad id is then found one by one, for an error naming its reason and its index
+    (``account_ids[3]``), so that a caller need not search a thousand ids for it.
 
     Raises:
-        InvalidArgument: as :func:`normalize_identifier`, for the first bad id.
+        InvalidArgument: as :func:`normalize_identifier`, for the first bad id, its field
+            ``field[<index>]``.
     """
     if not raws:
         return []
@@ -167,7 +169,10 @@ def normalize_identifiers(raws: Sequence[str], *, field: str, max_length: int = 
         and " " not in joined
     ):
         return list(raws)
-    return [normalize_identifier(raw, field=field, max_length=max_length) for raw in raws]
+    return [
+        normalize_identifier(raw, field=f"{field}[{index}]", max_length=max_length)
+        for index, raw in enumerate(raws)
+    ]
 
 
 def _has_rejected_character(text: str) -> bool:

@@ -200,7 +200,8 @@ class AccountFlow:
             raise InvalidArgument("at least one account id", reason="EMPTY", field="account_ids")
         if len(account_ids) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} account ids", reason="TOO_MANY", field="account_ids")
-        unique = normalize_identifiers(list(dict.fromkeys(account_ids)), field="account_ids")
+        # Checked before duplicates go, so that a bad id's index is the one the caller sent.
+        unique = list(dict.fromkeys(normalize_identifiers(account_ids, field="account_ids")))
         keys = TenantKeys(tenant).accounts(self._d.keyring.pseudonyms(tenant, "account", unique))
         rows = await self._d.scripts.run("ip_labels", keys, _IP_FIELDS)
         found: list[tuple[str, bytes]] = []

@@ -310,7 +310,7 @@ class AuditFlow:
             if len(values) > MAX_FILTER_VALUES:
                 raise InvalidArgument(f"at most {MAX_FILTER_VALUES} values", reason="TOO_MANY", field=name)
             _check_texts(values, name)
-        _check_texts([request.method] if request.method else [], "method_id")
+        _check_texts([request.method] if request.method else [], "method_id", indexed=False)
         accounts: tuple[str, ...] = ()
         if request.account_id:
             account_id = normalize_identifier(request.account_id, field="account_id")
@@ -362,11 +362,13 @@ class AuditFlow:
         return await self._store.read_nodes(tenant, nodes)
 
 
-def _check_texts(values: Sequence[str], field: str) -> None:
-    for value in values:
+def _check_texts(values: Sequence[str], field: str, *, indexed: bool = True) -> None:
+    for index, value in enumerate(values):
         if not value or len(value) > _MAX_FILTER_TEXT or not value.isprintable():
             raise InvalidArgument(
-                f"each value: 1-{_MAX_FILTER_TEXT} printable characters", reason="BAD_FILTER", field=field
+                f"each value: 1-{_MAX_FILTER_TEXT} printable characters",
+                reason="BAD_FILTER",
+                field=f"{field}[{index}]" if indexed else field,
             )
 
 

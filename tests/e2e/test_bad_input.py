@@ -12,7 +12,7 @@ import redis
 from idverify.client import Client
 from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, common_pb2, consent_pb2, verification_pb2
+from idverify.v1 import account_pb2, audit_pb2, common_pb2, consent_pb2, verification_pb2
 
 from .conftest import embedded_redis, person, rich_error, text_versions, verify
 
@@ -149,14 +149,14 @@ START_CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str, str]] = [
         "unknown consent purpose",
         {"consents": ["identity", "phone", "everything"]},
         INVALID,
-        "consents",
+        "consents[2]",
         "UNKNOWN_PURPOSE",
     ),
     (
         "bundled consent",
         {"consents": ["identity,financial", "phone"]},
         INVALID,
-        "consents",
+        "consents[0]",
         "BUNDLED_CONSENT",
     ),
     (
@@ -346,6 +346,37 @@ class TestOtherCalls:
             )
         assert refused.value.code() is INVALID
         assert rich_error(refused.value) == ("TOO_MANY", "account_ids")
+
+    def test_a_bad_entry_in_a_batch_is_named_by_its_index(self, server: ServerProcess) -> None:
+        """A caller sending a thousand ids learns which one is bad: its index as sent.
+
+        The duplicates before it count, so the index is the caller's, not the deduplicated one's.
+        """
+        ids = ["a1", "a2", "a1", "a 4", "a5"]
+        with server.client("platform") as platform, pytest.raises(grpc.RpcError) as refused:
+            platform.account.GetIpLocations(account_pb2.GetIpLocationsRequest(account_ids=ids))
+        assert refused.value.code() is INVALID
+        assert rich_error(refused.value) == ("BAD_CHARACTERS", "account_ids[3]")
+        with server.client("platform") as platform, pytest.raises(grpc.RpcError) as refused:
+            platform.account.GetIpLocations(account_pb2.GetIpLocationsRequest(account_ids=["a1", ""]))
+        assert rich_error(refused.value) == ("EMPTY", "account_ids[1]")
+
+    @pytest.mark.parametrize(
+        ("filters", "field"),
+        [
+            ({"event_types": ["verification.started", "\x00"]}, "event_types[1]"),
+            ({"outcomes": ["x" * 1000]}, "outcomes[0]"),
+            ({"method_id": "\x00"}, "method_id"),
+        ],
+    )
+    def test_a_bad_audit_filter_value_is_named_by_its_index(
+        self, server: ServerProcess, filters: dict[str, Any], field: str
+    ) -> None:
+        """QueryEvents names the list entry at fault; a single value keeps its plain field."""
+        with server.client("auditor") as auditor, pytest.raises(grpc.RpcError) as refused:
+            list(auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(**filters)))
+        assert refused.value.code() is INVALID
+        assert rich_error(refused.value) == ("BAD_FILTER", field)
 
     def test_oversized_messages_are_refused(self, registrar: Client) -> None:
         """A message over the 1 MiB limit is refused before any work."""

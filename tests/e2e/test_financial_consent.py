@@ -176,7 +176,7 @@ class TestGrants:
                 bank_card_number=card,
             )
         assert started.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert rich_error(started.value) == ("BUNDLED_CONSENT", "consents")
+        assert rich_error(started.value) == ("BUNDLED_CONSENT", "consents[0]")
         assert listed(client, "fin-bundle") == {}
 
     def test_a_grant_without_its_text_version_is_refused(self, client: Client, faceid: FakeTencent) -> None:

@@ -130,10 +130,10 @@ class TestRequestConsents:
         """One entry, one purpose, as in GrantConsent; a version for no consent is refused too."""
         with pytest.raises(InvalidArgument) as bundled:
             rules.check_request_consents(["identity,financial"], {})
-        assert (bundled.value.reason, bundled.value.field) == ("BUNDLED_CONSENT", "consents")
+        assert (bundled.value.reason, bundled.value.field) == ("BUNDLED_CONSENT", "consents[0]")
         with pytest.raises(InvalidArgument) as unknown:
             rules.check_request_consents(["identity", "marketing"], {"identity": IDENTITY_TEXT})
-        assert (unknown.value.reason, unknown.value.field) == ("UNKNOWN_PURPOSE", "consents")
+        assert (unknown.value.reason, unknown.value.field) == ("UNKNOWN_PURPOSE", "consents[1]")
         with pytest.raises(InvalidArgument) as stray:
             rules.check_request_consents(["identity"], {"identity": IDENTITY_TEXT, "financial": CARD_TEXT})
         assert (stray.value.reason, stray.value.field) == ("UNKNOWN_PURPOSE", "consent_text_versions")

@@ -268,10 +268,11 @@ class TestNormalizeIdentifiers:
     @settings(database=None, max_examples=300)
     @given(st.lists(st.text(max_size=12), max_size=6), st.integers(min_value=1, max_value=10))
     def test_a_batch_is_checked_as_each_id_alone(self, raws: list[str], max_length: int) -> None:
-        """The batch check accepts, or refuses with the first bad id's reason, as one by one would."""
+        """The batch check accepts, or refuses with the first bad id's reason and index, as one by one."""
         try:
             expected: list[str] | tuple[str, str] = [
-                normalize_identifier(raw, field="account_ids", max_length=max_length) for raw in raws
+                normalize_identifier(raw, field=f"account_ids[{index}]", max_length=max_length)
+                for index, raw in enumerate(raws)
             ]
         except InvalidArgument as one_by_one:
             expected = (one_by_one.reason, one_by_one.field)
@@ -284,7 +285,7 @@ class TestNormalizeIdentifiers:
         assert got == expected
 
     def test_an_empty_id_among_good_ones_is_found(self) -> None:
-        """Joined, an empty id would vanish; its length gives it away."""
+        """Joined, an empty id would vanish; its length gives it away, and its index is named."""
         with pytest.raises(InvalidArgument) as caught:
             normalize_identifiers(["a", "", "b"], field="account_ids")
-        assert (caught.value.reason, caught.value.field) == ("EMPTY", "account_ids")
+        assert (caught.value.reason, caught.value.field) == ("EMPTY", "account_ids[1]")
