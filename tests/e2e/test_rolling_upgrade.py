@@ -1,0 +1,158 @@
+"""A rolling upgrade: 0.1.0 and this release serve one Redis at the same time, and nothing breaks.
+
+Servers of both releases share an external Redis, the keyring and the signing key, as replicas
+do while an upgrade replaces them one by one. Each binds, re-binds, reads and completes what the
+other started; afterwards this release's answers are those of a store written by one release,
+and the one audit log both appended to verifies from either's heads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from idverify.audit import merkle
+from idverify.client import Client
+from idverify.flows.schema_version import SCHEMA_VERSION
+from idverify.privacy.keyring import load_keyring
+from idverify.store.keys import GlobalKeys
+from idverify.testing import RedisProcess, ServerProcess, free_port
+from idverify.v1 import account_pb2, audit_pb2, verification_pb2
+
+from .conftest import Identity, person, start, submit, verify
+from .test_lifecycle_erasure import _erased, cancel, check, get_account, holders, wait_for
+from .test_upgrade_from_0_1_0 import old_code, release_0_1_0
+
+pytestmark = pytest.mark.e2e
+
+STATUS = verification_pb2.VerificationStatus
+# Erasures here are the old release's to do: its worker must erase what the new one bound.
+NEW_CONFIG = "[erasure]\nworking_days = 0\nworker = false\n"
+OLD_WORKER = "[erasure]\nworking_days = 0\npoll_seconds = 0.2\n"
+ROLES = ("registrar", "platform", "auditor")
+
+
+@dataclass
+class Pair:
+    """A server of each release on one Redis."""
+
+    old: ServerProcess
+    new: ServerProcess
+    store: redis.Redis
+
+    def clients(self, server: ServerProcess) -> tuple[Client, Client]:
+        return server.client("registrar"), server.client("platform")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tree = release_0_1_0(tmp_path_factory.mktemp("idverify-0.1.0"))
+    directory = tmp_path_factory.mktemp("rolling")
+    with RedisProcess(directory / "redis", port=free_port()) as store:
+        new = ServerProcess(directory / "new", config=NEW_CONFIG, redis_url=store.url)
+        with new:
+            for role in ROLES:
+                new.token(role)
+            # Replicas share the keys: the old one gets the files the new one created.
+            (directory / "old" / "data").mkdir(parents=True, mode=0o700)
+            for name in ("keyring.json", "audit-signing-key.pem"):
+                shutil.copy2(new.data_dir / name, directory / "old" / "data" / name)
+            old = ServerProcess(directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree))
+            old._tokens = dict(new._tokens)
+            with old:
+                yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port))
+
+
+def bind(server: ServerProcess, identity: Identity, account: str) -> None:
+    with server.client("registrar") as registrar:
+        assert verify(server, registrar, identity, account).status == STATUS.Value(
+            "VERIFICATION_STATUS_VERIFIED"
+        )
+
+
+class TestRollingUpgrade:
+    def test_the_store_keeps_this_releases_schema(self, pair: Pair) -> None:
+        """The old server does not lower the version; the new one started first raised it."""
+        bind(pair.old, person(), "rolling-schema")
+        assert pair.store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
+
+    def test_each_reads_what_the_other_bound(self, pair: Pair) -> None:
+        alice, bob = person(), person()
+        bind(pair.new, alice, "rolling-new")
+        bind(pair.old, bob, "rolling-old")
+        for server in (pair.old, pair.new):
+            with server.client("platform") as platform, server.client("registrar") as registrar:
+                for account, identity, other in (("rolling-new", alice, bob), ("rolling-old", bob, alice)):
+                    assert get_account(platform, account).verified, (server.directory.name, account)
+                    assert check(registrar, account, identity.subject()), (server.directory.name, account)
+                    assert not check(registrar, account, other.subject()), (server.directory.name, account)
+
+    def test_both_refuse_to_rebind_an_account_to_another_person(self, pair: Pair) -> None:
+        """The rule is the same in both releases, so neither can leave the other's claim on a stranger."""
+        alice, carol = person(), person()
+        bind(pair.new, alice, "rolling-rebound")
+        for server in (pair.old, pair.new):
+            with server.client("registrar") as registrar:
+                refused = verify(server, registrar, carol, "rolling-rebound")
+            assert refused.status == STATUS.Value("VERIFICATION_STATUS_REJECTED"), server.directory.name
+            assert refused.reason_code == "ACCOUNT_BOUND_TO_OTHER_IDENTITY", server.directory.name
+        # The same person again, through the old release: the new release's fields still fit.
+        bind(pair.old, alice, "rolling-rebound")
+        with pair.new.client("registrar") as registrar, pair.new.client("platform") as platform:
+            account = get_account(platform, "rolling-rebound")
+            assert account.verified
+            assert account.age_band == account_pb2.AGE_BAND_ADULT
+            assert check(registrar, "rolling-rebound", alice.subject())
+            assert not check(registrar, "rolling-rebound", carol.subject())
+
+    @pytest.mark.parametrize(("first", "second"), [("old", "new"), ("new", "old")])
+    def test_a_verification_started_by_one_is_completed_by_the_other(
+        self, pair: Pair, first: str, second: str
+    ) -> None:
+        starter, finisher = getattr(pair, first), getattr(pair, second)
+        dave = person()
+        account = f"rolling-{first}-{second}"
+        with starter.client("registrar") as registrar:
+            started = start(registrar, dave, account)
+        code = starter.sms_code(started.verification_id)
+        with finisher.client("registrar") as registrar, finisher.client("platform") as platform:
+            done = submit(registrar, started.verification_id, code)
+            assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+            assert get_account(platform, account).verified
+            assert check(registrar, account, dave.subject())
+
+    def test_one_log_verifies_from_both_releases_heads(self, pair: Pair) -> None:
+        heads = []
+        for server in (pair.old, pair.new, pair.old):
+            bind(server, person(), f"rolling-log-{len(heads)}")
+            with server.client("auditor") as auditor:
+                heads.append(auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head)
+        assert [head.tree_size for head in heads] == sorted(head.tree_size for head in heads)
+        with pair.new.client("auditor") as auditor:
+            for older, newer in itertools.pairwise(heads):
+                if older.tree_size == newer.tree_size:
+                    assert older.root_hash == newer.root_hash
+                    continue
+                proof = auditor.audit.GetConsistencyProof(
+                    audit_pb2.GetConsistencyProofRequest(first=older.tree_size, second=newer.tree_size)
+                )
+                merkle.verify_consistency(
+                    older.tree_size, newer.tree_size, list(proof.hashes), older.root_hash, newer.root_hash
+                )
+
+    def test_the_old_worker_erases_an_account_the_new_release_bound(self, pair: Pair) -> None:
+        """Nothing of it is left but audit entries and counters that expire within a day."""
+        erin = person()
+        bind(pair.new, erin, "rolling-erased")
+        keyring = load_keyring(path=pair.new.data_dir / "keyring.json")
+        with pair.new.client("platform") as platform:
+            cancel(platform, "rolling-erased")
+        wait_for(lambda: _erased(pair.store, keyring.pseudonym("default", "audit", "rolling-erased")))
+        account_ps = keyring.pseudonym("default", "account", "rolling-erased").encode()
+        left = [key for key in holders(pair.store, account_ps) if b":audit:" not in key]
+        assert all(pair.store.ttl(key) > 0 for key in left), left
