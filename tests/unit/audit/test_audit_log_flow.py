@@ -287,7 +287,7 @@ class TestQueries:
             (QueryRequest(start_ms=10, end_ms=5), "start_time"),
             (QueryRequest(start_ms=-1), "start_time"),
             (QueryRequest(types=["x"] * 65), "event_types"),
-            (QueryRequest(outcomes=[""]), "outcomes"),
+            (QueryRequest(outcomes=[""]), "outcomes[0]"),
             (QueryRequest(method="m" * 65), "method_id"),
             (QueryRequest(account_id=" "), "account_id"),
         ],
