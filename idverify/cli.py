@@ -143,6 +143,18 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
+def _add_health_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = commands.add_parser("health", help="exit 0 when a server's gRPC health is SERVING (probes)")
+    health.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
+    health.add_argument("--service", default="", help="a service name; empty for the whole server")
+    health.add_argument("--tls-ca", default="", help="CA bundle: connect with TLS and verify with it")
+    health.add_argument("--tls-server-name", default="", help="name the server certificate must carry")
+    health.add_argument("--tls-cert", default="", help="client certificate (mutual TLS)")
+    health.add_argument("--tls-key", default="", help="client certificate's key")
+    health.add_argument("--timeout", type=float, default=2.0)
+    health.set_defaults(handler=_health)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``idverify`` command."""
     parser = argparse.ArgumentParser(prog="idverify", description="Real-name identity verification service")
@@ -205,15 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("client_id")
     clients.set_defaults(handler=_clients)
 
-    health = commands.add_parser("health", help="exit 0 when a server's gRPC health is SERVING (probes)")
-    health.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
-    health.add_argument("--service", default="", help="a service name; empty for the whole server")
-    health.add_argument("--tls-ca", default="", help="CA bundle: connect with TLS and verify with it")
-    health.add_argument("--tls-server-name", default="", help="name the server certificate must carry")
-    health.add_argument("--tls-cert", default="", help="client certificate (mutual TLS)")
-    health.add_argument("--tls-key", default="", help="client certificate's key")
-    health.add_argument("--timeout", type=float, default=2.0)
-    health.set_defaults(handler=_health)
+    _add_health_command(commands)
 
     from idverify.geo.commands import add_geo_commands  # noqa: PLC0415
 
@@ -233,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     from idverify.backup.commands import add_backup_commands  # noqa: PLC0415
 
     add_backup_commands(commands)
+    from idverify.incident_commands import add_incident_commands  # noqa: PLC0415
+
+    add_incident_commands(commands)
     return parser
 
 

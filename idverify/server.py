@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 
 from idverify import telemetry
 from idverify.audit.published_heads import HeadsFileError
+from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
@@ -35,6 +37,7 @@ from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
+from idverify.flows.incident import IncidentFlow
 from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
 from idverify.flows.keys import KeyringWatcher, keyring_path
@@ -321,7 +324,10 @@ async def start(
     )
     consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(clients), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(clients, IncidentFlow(redis, scripts, audit, _report_key(settings), settings.incident)),
+        server,
+    )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if settings.grpc.reflection:
@@ -377,6 +383,11 @@ async def _audit_flow(
     except HeadsFileError as error:
         raise ConfigError(str(error)) from None
     return audit
+
+
+def _report_key(settings: Settings) -> Ed25519PrivateKey:
+    """The audit log's signing key, which signs incident reports too (checked against the store at start)."""
+    return load_signing_key(settings.data_dir, settings.audit_signing_key_file)
 
 
 def call_limits(settings: Settings) -> CallLimits:

@@ -65,6 +65,7 @@ class EventType(StrEnum):
     TENANT_REMOVAL_SCHEDULED = "tenant.removal_scheduled"
     TENANT_REMOVAL_CANCELLED = "tenant.removal_cancelled"
     TENANT_REMOVED = "tenant.removed"
+    INCIDENT_REPORTED = "incident.reported"
 
 
 class EntryFormatError(ValueError):

@@ -60,6 +60,12 @@ _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
     "idverify.v1.AuditService": _AUDITOR,
     "idverify.v1.AdminService": _ADMIN,
 }
+# RPCs narrower than their service: an incident report counts what the tenant's clients read
+# and what it holds, which operators (client administration only) and the bootstrap token may
+# not see.
+_METHOD_RIGHTS: dict[str, frozenset[Role]] = {
+    "/idverify.v1.AdminService/CreateIncidentReport": frozenset({Role.ADMIN}),
+}
 # The only RPC the bootstrap token reaches.
 BOOTSTRAP_METHOD = "/idverify.v1.AdminService/CreateClient"
 # Services anyone may call without a token: probes and tooling discovery.
@@ -91,7 +97,7 @@ def authorize(principal: Principal | None, full_method: str) -> None:
     """
     if principal is None:
         raise Unauthenticated("missing or invalid credentials")
-    allowed = _SERVICE_RIGHTS.get(service_of(full_method), frozenset())
+    allowed = _METHOD_RIGHTS.get(full_method) or _SERVICE_RIGHTS.get(service_of(full_method), frozenset())
     if principal.role not in allowed or (
         principal.role is Role.BOOTSTRAP and full_method != BOOTSTRAP_METHOD
     ):

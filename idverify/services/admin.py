@@ -9,12 +9,18 @@ Who may do what (DESIGN: principals):
 * the bootstrap token creates operators and admins of any tenant, nothing else, until the
   first operator exists (then ``BOOTSTRAP_RETIRED``);
 * operators are also created by ``idverify clients create --role operator --break-glass`` on
-  the server's host.
+  the server's host;
+* an incident report (``CreateIncidentReport``) is an admin's, of its own tenant: it counts what
+  the tenant's clients read and what it holds, which operators may not see
+  (``security.principals`` keeps them and the bootstrap token out).
 """
 
 from __future__ import annotations
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from idverify.flows.incident import IncidentFlow, IncidentRequest, client_ids
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import CROSS_TENANT, Principal, Role, caller, tenant_for
 from idverify.services.convert import timestamp_ms
@@ -48,8 +54,9 @@ def _client(record: ClientRecord) -> pb.Client:
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Client management for admins (own tenant), operators (any tenant) and the bootstrap token."""
 
-    def __init__(self, clients: ClientRegistry) -> None:
+    def __init__(self, clients: ClientRegistry, incidents: IncidentFlow) -> None:
         self._clients = clients
+        self._incidents = incidents
 
     async def CreateClient(
         self, request: pb.CreateClientRequest, context: Context
@@ -94,6 +101,36 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         _may_revoke(caller(), await self._clients.get(request.client_id))
         revoked = await self._clients.revoke(request.client_id, request_info(context).audit_fields())
         return pb.RevokeClientResponse(client=_client(revoked))
+
+    async def CreateIncidentReport(
+        self, request: pb.CreateIncidentReportRequest, context: Context
+    ) -> pb.CreateIncidentReportResponse:
+        """The signed incident report of the admin's own tenant, and its Markdown."""
+        tenant = tenant_for(caller(), request.tenant)
+        asked = IncidentRequest(
+            principals=client_ids(request.principals),
+            since_ms=_ms(request, "since"),
+            until_ms=_ms(request, "until"),
+            detected_ms=_ms(request, "detected_at"),
+            critical_infrastructure=request.critical_infrastructure,
+            store_breach=request.store_breach,
+        )
+        signed, markdown = await self._incidents.create(tenant, asked, request_info(context))
+        return pb.CreateIncidentReportResponse(signed_report=signed, markdown=markdown)
+
+
+def _ms(request: pb.CreateIncidentReportRequest, field: str) -> int:
+    """A timestamp field in ms (0 when unset; the flow says it is required).
+
+    Raises:
+        InvalidArgument: the time is before 1970 or not a valid timestamp.
+    """
+    if not request.HasField(field):  # type: ignore[arg-type]
+        return 0
+    stamp: Timestamp = getattr(request, field)
+    if stamp.seconds <= 0 or not 0 <= stamp.nanos < 1_000_000_000:  # noqa: PLR2004
+        raise InvalidArgument("a time after 1970", reason="BAD_TIME", field=field)
+    return stamp.seconds * 1000 + stamp.nanos // 1_000_000
 
 
 def _may_revoke(principal: Principal, target: ClientRecord) -> None:

@@ -51,6 +51,9 @@ SCRIPT_NAMES = (
     "ip_labels",
     # A person's copy of their account's data: the export's own audit entry.
     "account_export",
+    # An incident report: what a page of the tenant's records holds, and the report's own entry.
+    "incident_holdings",
+    "incident_report",
     "audit_integrate",
     "audit_head",
     "audit_seek",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17idverify/v1/admin.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"H\n\x13\x43reateClientRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"J\n\x14\x43reateClientResponse\x12#\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x13.idverify.v1.Client\x12\r\n\x05token\x18\x02 \x01(\t\"$\n\x12ListClientsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\";\n\x13ListClientsResponse\x12$\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x13.idverify.v1.Client\"(\n\x13RevokeClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\";\n\x14RevokeClientResponse\x12#\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x13.idverify.v1.Client2\x8a\x02\n\x0c\x41\x64minService\x12S\n\x0c\x43reateClient\x12 .idverify.v1.CreateClientRequest\x1a!.idverify.v1.CreateClientResponse\x12P\n\x0bListClients\x12\x1f.idverify.v1.ListClientsRequest\x1a .idverify.v1.ListClientsResponse\x12S\n\x0cRevokeClient\x12 .idverify.v1.RevokeClientRequest\x1a!.idverify.v1.RevokeClientResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17idverify/v1/admin.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"H\n\x13\x43reateClientRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"J\n\x14\x43reateClientResponse\x12#\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x13.idverify.v1.Client\x12\r\n\x05token\x18\x02 \x01(\t\"$\n\x12ListClientsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\";\n\x13ListClientsResponse\x12$\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x13.idverify.v1.Client\"(\n\x13RevokeClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\";\n\x14RevokeClientResponse\x12#\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x13.idverify.v1.Client\"\xff\x01\n\x1b\x43reateIncidentReportRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nprincipals\x18\x02 \x03(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65tected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63ritical_infrastructure\x18\x06 \x01(\x08\x12\x14\n\x0cstore_breach\x18\x07 \x01(\x08\"G\n\x1c\x43reateIncidentReportResponse\x12\x15\n\rsigned_report\x18\x01 \x01(\x0c\x12\x10\n\x08markdown\x18\x02 \x01(\t2\xf7\x02\n\x0c\x41\x64minService\x12S\n\x0c\x43reateClient\x12 .idverify.v1.CreateClientRequest\x1a!.idverify.v1.CreateClientResponse\x12P\n\x0bListClients\x12\x1f.idverify.v1.ListClientsRequest\x1a .idverify.v1.ListClientsResponse\x12S\n\x0cRevokeClient\x12 .idverify.v1.RevokeClientRequest\x1a!.idverify.v1.RevokeClientResponse\x12k\n\x14\x43reateIncidentReport\x12(.idverify.v1.CreateIncidentReportRequest\x1a).idverify.v1.CreateIncidentReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKECLIENTREQUEST']._serialized_end=508
   _globals['_REVOKECLIENTRESPONSE']._serialized_start=510
   _globals['_REVOKECLIENTRESPONSE']._serialized_end=569
-  _globals['_ADMINSERVICE']._serialized_start=572
-  _globals['_ADMINSERVICE']._serialized_end=838
+  _globals['_CREATEINCIDENTREPORTREQUEST']._serialized_start=572
+  _globals['_CREATEINCIDENTREPORTREQUEST']._serialized_end=827
+  _globals['_CREATEINCIDENTREPORTRESPONSE']._serialized_start=829
+  _globals['_CREATEINCIDENTREPORTRESPONSE']._serialized_end=900
+  _globals['_ADMINSERVICE']._serialized_start=903
+  _globals['_ADMINSERVICE']._serialized_end=1278
 # @@protoc_insertion_point(module_scope)

@@ -184,3 +184,81 @@ class RevokeClientResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeClientResponse: _TypeAlias = RevokeClientResponse  # noqa: Y015
+
+@_typing.final
+class CreateIncidentReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    DETECTED_AT_FIELD_NUMBER: _builtins.int
+    CRITICAL_INFRASTRUCTURE_FIELD_NUMBER: _builtins.int
+    STORE_BREACH_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """Empty: the admin's own tenant (another tenant is PERMISSION_DENIED, OTHER_TENANT)."""
+    critical_infrastructure: _builtins.bool
+    """The operator is critical information infrastructure (a shorter deadline, configurable)."""
+    store_breach: _builtins.bool
+    """The whole store was exposed (a breach of Redis or a backup), not only the clients' reads:
+    the scale reported is everything the tenant holds.
+    """
+    @_builtins.property
+    def principals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The client ids whose reads are counted (e.g. a leaked token's); empty: every client that read."""
+
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """The window of reads [since, until); counted by whole hours of the store's clock, so the
+        report states the hours it covers (since rounded down, until rounded up to the hour).
+        """
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def detected_at(self) -> _timestamp_pb2.Timestamp:
+        """When the incident was detected: the reporting deadline runs from it."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        principals: _abc.Iterable[_builtins.str] | None = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        detected_at: _timestamp_pb2.Timestamp | None = ...,
+        critical_infrastructure: _builtins.bool = ...,
+        store_breach: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["detected_at", b"detected_at", "since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_infrastructure", b"critical_infrastructure", "detected_at", b"detected_at", "principals", b"principals", "since", b"since", "store_breach", b"store_breach", "tenant", b"tenant", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateIncidentReportRequest: _TypeAlias = CreateIncidentReportRequest  # noqa: Y015
+
+@_typing.final
+class CreateIncidentReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_REPORT_FIELD_NUMBER: _builtins.int
+    MARKDOWN_FIELD_NUMBER: _builtins.int
+    signed_report: _builtins.bytes
+    """The signed report (JSON, UTF-8): what `idverify incident verify` checks."""
+    markdown: _builtins.str
+    """The same report rendered as Markdown for people, with fields for the operator to fill."""
+    def __init__(
+        self,
+        *,
+        signed_report: _builtins.bytes = ...,
+        markdown: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["markdown", b"markdown", "signed_report", b"signed_report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateIncidentReportResponse: _TypeAlias = CreateIncidentReportResponse  # noqa: Y015

@@ -54,6 +54,11 @@ class AdminServiceStub:
                 request_serializer=idverify_dot_v1_dot_admin__pb2.RevokeClientRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_admin__pb2.RevokeClientResponse.FromString,
                 _registered_method=True)
+        self.CreateIncidentReport = channel.unary_unary(
+                '/idverify.v1.AdminService/CreateIncidentReport',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -82,6 +87,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateIncidentReport(self, request, context):
+        """An incident report of the admin's own tenant (admins only: operators and the bootstrap token
+        read no tenant's data): how many accounts and persons the named clients read in a window, by
+        data category, and what the tenant holds, against the reporting threshold and deadline;
+        signed with the audit log's key (`idverify incident verify` checks it offline).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +114,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeClient,
                     request_deserializer=idverify_dot_v1_dot_admin__pb2.RevokeClientRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_admin__pb2.RevokeClientResponse.SerializeToString,
+            ),
+            'CreateIncidentReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIncidentReport,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -187,6 +207,33 @@ class AdminService:
             '/idverify.v1.AdminService/RevokeClient',
             idverify_dot_v1_dot_admin__pb2.RevokeClientRequest.SerializeToString,
             idverify_dot_v1_dot_admin__pb2.RevokeClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIncidentReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/CreateIncidentReport',
+            idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class AdminServiceStub:
     CreateClient: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateClientRequest, _admin_pb2.CreateClientResponse]
     ListClients: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListClientsRequest, _admin_pb2.ListClientsResponse]
     RevokeClient: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeClientRequest, _admin_pb2.RevokeClientResponse]
+    CreateIncidentReport: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateIncidentReportRequest, _admin_pb2.CreateIncidentReportResponse]
+    """An incident report of the admin's own tenant (admins only: operators and the bootstrap token
+    read no tenant's data): how many accounts and persons the named clients read in a window, by
+    data category, and what the tenant holds, against the reporting threshold and deadline;
+    signed with the audit log's key (`idverify incident verify` checks it offline).
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -55,6 +61,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     CreateClient: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateClientRequest, _admin_pb2.CreateClientResponse]  # type: ignore[assignment]
     ListClients: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListClientsRequest, _admin_pb2.ListClientsResponse]  # type: ignore[assignment]
     RevokeClient: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeClientRequest, _admin_pb2.RevokeClientResponse]  # type: ignore[assignment]
+    CreateIncidentReport: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateIncidentReportRequest, _admin_pb2.CreateIncidentReportResponse]  # type: ignore[assignment]
+    """An incident report of the admin's own tenant (admins only: operators and the bootstrap token
+    read no tenant's data): how many accounts and persons the named clients read in a window, by
+    data category, and what the tenant holds, against the reporting threshold and deadline;
+    signed with the audit log's key (`idverify incident verify` checks it offline).
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Client (API token) management. An admin manages its own tenant's clients (registrar, platform,
@@ -84,5 +96,17 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.RevokeClientRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RevokeClientResponse, _abc.Awaitable[_admin_pb2.RevokeClientResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateIncidentReport(
+        self,
+        request: _admin_pb2.CreateIncidentReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateIncidentReportResponse, _abc.Awaitable[_admin_pb2.CreateIncidentReportResponse]]:
+        """An incident report of the admin's own tenant (admins only: operators and the bootstrap token
+        read no tenant's data): how many accounts and persons the named clients read in a window, by
+        data category, and what the tenant holds, against the reporting threshold and deadline;
+        signed with the audit log's key (`idverify incident verify` checks it offline).
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -208,3 +208,29 @@ def test_bad_witness_dirs_are_named(tmp_path: Path, toml: str, message: str) -> 
     config.write_text(toml + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=f"^{message}$"):
         load_settings(config, environ={})
+
+
+class TestIncident:
+    def test_defaults_are_100000_people_and_4_hours_1_for_critical_infrastructure(self) -> None:
+        incident = load_settings(environ={}).incident
+        assert (incident.threshold_people, incident.report_hours, incident.critical_report_hours) == (
+            100_000,
+            4.0,
+            1.0,
+        )
+
+    def test_the_2021_drafts_8_hours_is_a_setting(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.toml"
+        path.write_text("[incident]\nreport_hours = 8\nthreshold_people = 1000\n", encoding="utf-8")
+        incident = load_settings(path, environ={}).incident
+        assert (incident.report_hours, incident.threshold_people) == (8.0, 1000)
+
+    @pytest.mark.parametrize(
+        "line", ["threshold_people = 0", "report_hours = 0", "critical_report_hours = -1", "hours = 4"]
+    )
+    def test_nonsense_is_refused_in_one_line(self, tmp_path: Path, line: str) -> None:
+        path = tmp_path / "c.toml"
+        path.write_text(f"[incident]\n{line}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="incident") as refused:
+            load_settings(path, environ={})
+        assert "\n" not in str(refused.value)
