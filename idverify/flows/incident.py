@@ -63,13 +63,11 @@ SCAN_PAGE = 2000
 """Keys per SCAN page, and so per holdings script: one script call stays well under a millisecond."""
 
 _HOLDINGS_FIELDS = (
-    "accounts",
     "bound_accounts",
     "accounts_ip_location",
     "accounts_birth_date",
     "identities",
     "identities_name_binding",
-    "verifications",
     "vf_document_number",
     "vf_name_binding",
     "vf_birth_date",
@@ -266,6 +264,7 @@ class IncidentFlow:
         """
         base = f"{PREFIX}:{{t:{tenant}}}:"
         totals = dict.fromkeys(_HOLDINGS_FIELDS, 0)
+        records_of = dict.fromkeys(_KIND_OF_RECORD.values(), 0)
         consents = audited = scanned = 0
         async for _, page in scan_pages(self._redis, base + "*", count=SCAN_PAGE):
             scanned += len(page)
@@ -277,6 +276,7 @@ class IncidentFlow:
                 if record in _KIND_OF_RECORD:
                     records.append(base + rest)
                     kinds.append(_KIND_OF_RECORD[record])
+                    records_of[_KIND_OF_RECORD[record]] += 1
                 elif record == "consent":
                     consents += 1
                 elif rest.startswith("audit:ix:acct:"):
@@ -289,9 +289,9 @@ class IncidentFlow:
             "method": "one SCAN of the tenant's keys when the report was made: exact counts at that moment",
             "keys_scanned": scanned,
             "identities": totals["identities"],
-            "accounts": totals["accounts"],
+            "accounts": records_of["a"],
             "bound_accounts": totals["bound_accounts"],
-            "verifications_in_progress": totals["verifications"],
+            "verifications_in_progress": records_of["v"],
             "by_category": {
                 "verification": totals["bound_accounts"],
                 "ip_location": totals["accounts_ip_location"],
