@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -117,12 +117,12 @@ class IncidentRequest:
             raise InvalidArgument(
                 f"at most {MAX_PRINCIPALS} principals", reason="TOO_MANY_PRINCIPALS", field="principals"
             )
-        for principal in self.principals:
+        for index, principal in enumerate(self.principals):
             if not _CLIENT_ID.fullmatch(principal):
                 raise InvalidArgument(
                     "principals are client ids (a token's hex id, or cert:<n>)",
                     reason="BAD_ID",
-                    field="principals",
+                    field=f"principals[{index}]",
                 )
 
 
@@ -187,7 +187,7 @@ class IncidentFlow:
                     if request.store_breach
                     else "reads by the clients concerned (e.g. a leaked token)"
                 ),
-                "principals": list(request.principals),
+                "principals": list(dict.fromkeys(request.principals)),
                 "detected_at": _iso(request.detected_ms),
                 "critical_infrastructure": request.critical_infrastructure,
             },
@@ -369,8 +369,3 @@ def _request_json(info: RequestInfo) -> str:
     import json  # noqa: PLC0415 - one use
 
     return json.dumps(info.audit_fields())
-
-
-def client_ids(values: Iterable[str]) -> tuple[str, ...]:
-    """The principals named, once each, in the order given."""
-    return tuple(dict.fromkeys(value.strip() for value in values))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
-from idverify.flows.incident import IncidentFlow, IncidentRequest, client_ids
+from idverify.flows.incident import IncidentFlow, IncidentRequest
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import CROSS_TENANT, Principal, Role, caller, tenant_for
 from idverify.services.convert import timestamp_ms
@@ -108,7 +108,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """The signed incident report of the admin's own tenant, and its Markdown."""
         tenant = tenant_for(caller(), request.tenant)
         asked = IncidentRequest(
-            principals=client_ids(request.principals),
+            principals=tuple(request.principals),
             since_ms=_ms(request, "since"),
             until_ms=_ms(request, "until"),
             detected_ms=_ms(request, "detected_at"),

@@ -297,7 +297,7 @@ class TestAbuse:
         [
             ("since", "MISSING_FIELD"),
             ("until", "EMPTY_WINDOW"),
-            ("principals", "BAD_ID"),
+            ("principals[1]", "BAD_ID"),
             ("detected_at", ""),
         ],
     )
@@ -309,8 +309,8 @@ class TestAbuse:
             asked.ClearField("since")
         elif field == "until":
             asked.until.CopyFrom(asked.since)
-        elif field == "principals":
-            asked.principals.append("../../etc")
+        elif field == "principals[1]":
+            asked.principals.extend(["c0ffee01", "../../etc"])
         else:
             asked.ClearField("detected_at")
         with pytest.raises(grpc.RpcError) as refused:
