@@ -17,7 +17,19 @@ from idverify.domain.errors import ConfigError, InvalidArgument
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
 
 _METHOD_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_KNOWN_FIELDS = frozenset({"name", "document_type", "document_number", "phone_number", "bank_card_number"})
+_KNOWN_FIELDS = frozenset(
+    {
+        "name",
+        "document_type",
+        "document_number",
+        "phone_number",
+        "bank_card_number",
+        "legal_representative_name",
+        "legal_representative_document_type",
+        "legal_representative_document_number",
+        "registered_address",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,12 @@ class Subject:
     issuing_country: str = ""
     # Declared, YYYY-MM-DD as received (validated by idverify.domain.birth_dates).
     birth_date: str = ""
+    # Organizations: the legal representative as the registry records them, and (optional) the
+    # registered address; validated by idverify.domain.organizations.
+    legal_representative_name: str = ""
+    legal_representative_document_type: DocumentType | None = None
+    legal_representative_document_number: str = ""
+    registered_address: str = ""
 
     def __repr__(self) -> str:
         doc = self.document_type.value if self.document_type else "none"

@@ -38,6 +38,7 @@ from idverify.domain.methods import (
     steps_reading,
 )
 from idverify.domain.normalize import normalize_identifier, normalize_name, normalize_phone
+from idverify.domain.organizations import OrganizationParticulars, organization_particulars
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.flows.account_age import AccountAges
@@ -200,19 +201,11 @@ class VerificationFlow:
         document = validate_document(
             subject.document_type, subject.document_number, subject.issuing_country, today=today
         )
-        if document.subject_kind is not subject.kind:
-            raise InvalidArgument(
-                "document type does not fit the subject kind",
-                reason="KIND_MISMATCH",
-                field="subject.document_type",
-            )
-        if subject.birth_date.strip() and document.subject_kind is not SubjectKind.PERSON:
-            raise InvalidArgument(
-                "only a person has a birth date", reason="KIND_MISMATCH", field=birth_dates.FIELD
-            )
+        _check_kind(subject, document)
         declared = birth_dates.parse_declared(
             subject.birth_date, today=today, document_birth=document.birth_date
         )
+        particulars = organization_particulars(subject, needed, today=today)
         phone = normalize_phone(subject.phone_number) if "phone_number" in needed else ""
         if phone:
             check_phone_destination(phone, d.settings.sms_destinations.get(tenant, ()))
@@ -264,6 +257,7 @@ class VerificationFlow:
                 claims=(name_tag, (claims, int(claims_ttl_ms))),
                 extras=_StepExtras(
                     bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
+                    organization=particulars,
                     return_url=request.return_url,
                     meta_info=request.meta_info,
                 ),
@@ -377,6 +371,7 @@ class VerificationFlow:
         # Whatever this service holds about the document (another name, its limit reached) is
         # judged only when the binding commits, after the caller proved possession: the first
         # reply is the same for every document (no identity oracle).
+        rep = extras.organization.legal_representative_document
         subject = Subject(
             document.subject_kind,
             name,
@@ -384,6 +379,10 @@ class VerificationFlow:
             document.number,
             phone,
             bank_card_number=extras.bank_card,
+            legal_representative_name=extras.organization.legal_representative_name,
+            legal_representative_document_type=rep.document_type if rep else None,
+            legal_representative_document_number=rep.number if rep else "",
+            registered_address=extras.organization.registered_address,
             # The document step validates the number again, and a passport needs its country.
             issuing_country=document.issuing_country,
         )
@@ -1061,6 +1060,24 @@ _GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
 _FINAL = frozenset({"VERIFIED", "REJECTED", "EXPIRED", "NEEDS_GUARDIAN_CONSENT"})
 
 
+def _check_kind(subject: Subject, document: Document) -> None:
+    """Refuses a document of the other kind of subject, and a birth date for an organization.
+
+    Raises:
+        InvalidArgument: ``KIND_MISMATCH`` naming the field at fault.
+    """
+    if document.subject_kind is not subject.kind:
+        raise InvalidArgument(
+            "document type does not fit the subject kind",
+            reason="KIND_MISMATCH",
+            field="subject.document_type",
+        )
+    if subject.birth_date.strip() and document.subject_kind is not SubjectKind.PERSON:
+        raise InvalidArgument(
+            "only a person has a birth date", reason="KIND_MISMATCH", field=birth_dates.FIELD
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _StepExtras:
     """Request fields only some steps read: kept in memory for the steps, never stored."""
@@ -1068,6 +1085,7 @@ class _StepExtras:
     bank_card: str = ""
     return_url: str = ""
     meta_info: str = ""
+    organization: OrganizationParticulars = field(default_factory=OrganizationParticulars)
 
     def __repr__(self) -> str:
         return "_StepExtras(<hidden>)"

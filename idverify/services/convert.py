@@ -42,6 +42,9 @@ _MAX_FIELD = {
     "bank_card_number": 32,
     "issuing_country": 3,
     "birth_date": 32,
+    "legal_representative_name": 200,
+    "legal_representative_document_number": 64,
+    "registered_address": 400,
 }
 
 
@@ -66,14 +69,10 @@ def subject_from_proto(message: common_pb2.Subject, field: str = "subject") -> S
     for name, limit in _MAX_FIELD.items():
         if len(getattr(message, name)) > limit:
             raise InvalidArgument(f"at most {limit} characters", reason="TOO_LONG", field=f"{field}.{name}")
-    document_type = None
-    if message.document_type != common_pb2.DOCUMENT_TYPE_UNSPECIFIED:
-        try:
-            document_type = _DOCUMENTS[message.document_type]
-        except KeyError:
-            raise InvalidArgument(
-                "unknown document type", reason="UNKNOWN_ENUM", field=f"{field}.document_type"
-            ) from None
+    document_type = _document_type(message.document_type, f"{field}.document_type")
+    rep_document_type = _document_type(
+        message.legal_representative_document_type, f"{field}.legal_representative_document_type"
+    )
     return Subject(
         kind=subject_kind(message.kind, f"{field}.kind"),
         name=message.name,
@@ -83,7 +82,25 @@ def subject_from_proto(message: common_pb2.Subject, field: str = "subject") -> S
         bank_card_number=message.bank_card_number,
         issuing_country=message.issuing_country,
         birth_date=message.birth_date,
+        legal_representative_name=message.legal_representative_name,
+        legal_representative_document_type=rep_document_type,
+        legal_representative_document_number=message.legal_representative_document_number,
+        registered_address=message.registered_address,
     )
+
+
+def _document_type(value: int, field: str) -> DocumentType | None:
+    """The document type of a proto enum value (None when unspecified).
+
+    Raises:
+        InvalidArgument: on an unknown enum number.
+    """
+    if value == common_pb2.DOCUMENT_TYPE_UNSPECIFIED:
+        return None
+    try:
+        return _DOCUMENTS[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument("unknown document type", reason="UNKNOWN_ENUM", field=field) from None
 
 
 def timestamp_ms(ms: int) -> Timestamp:

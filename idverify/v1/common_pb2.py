@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18idverify/v1/common.proto\x12\x0bidverify.v1\"\xe7\x01\n\x07Subject\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\rdocument_type\x18\x03 \x01(\x0e\x32\x19.idverify.v1.DocumentType\x12\x17\n\x0f\x64ocument_number\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x18\n\x10\x62\x61nk_card_number\x18\x06 \x01(\t\x12\x17\n\x0fissuing_country\x18\x07 \x01(\t\x12\x12\n\nbirth_date\x18\x08 \x01(\t\"\x87\x01\n\nIpLocation\x12\x0f\n\x07\x64isplay\x18\x01 \x01(\t\x12\x12\n\ndisplay_en\x18\x02 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x19\n\x11source_build_date\x18\x06 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x01\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x02*\xd6\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44OCUMENT_TYPE_CN_RIC\x10\x01\x12%\n!DOCUMENT_TYPE_CN_RESIDENCE_PERMIT\x10\x02\x12/\n+DOCUMENT_TYPE_CN_FOREIGN_PERMANENT_RESIDENT\x10\x03\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x04\x12\x19\n\x15\x44OCUMENT_TYPE_CN_USCC\x10\x05*\x85\x01\n\x0e\x41ssuranceLevel\x12\x1f\n\x1b\x41SSURANCE_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41SSURANCE_LEVEL_LOW\x10\x01\x12\x1f\n\x1b\x41SSURANCE_LEVEL_SUBSTANTIAL\x10\x02\x12\x18\n\x14\x41SSURANCE_LEVEL_HIGH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18idverify/v1/common.proto\x12\x0bidverify.v1\"\x9b\x03\n\x07Subject\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.idverify.v1.SubjectKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\rdocument_type\x18\x03 \x01(\x0e\x32\x19.idverify.v1.DocumentType\x12\x17\n\x0f\x64ocument_number\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x18\n\x10\x62\x61nk_card_number\x18\x06 \x01(\t\x12\x17\n\x0fissuing_country\x18\x07 \x01(\t\x12\x12\n\nbirth_date\x18\x08 \x01(\t\x12!\n\x19legal_representative_name\x18\t \x01(\t\x12\x45\n\"legal_representative_document_type\x18\n \x01(\x0e\x32\x19.idverify.v1.DocumentType\x12,\n$legal_representative_document_number\x18\x0b \x01(\t\x12\x1a\n\x12registered_address\x18\x0c \x01(\t\"\x87\x01\n\nIpLocation\x12\x0f\n\x07\x64isplay\x18\x01 \x01(\t\x12\x12\n\ndisplay_en\x18\x02 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x19\n\x11source_build_date\x18\x06 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x01\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x02*\xd6\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44OCUMENT_TYPE_CN_RIC\x10\x01\x12%\n!DOCUMENT_TYPE_CN_RESIDENCE_PERMIT\x10\x02\x12/\n+DOCUMENT_TYPE_CN_FOREIGN_PERMANENT_RESIDENT\x10\x03\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x04\x12\x19\n\x15\x44OCUMENT_TYPE_CN_USCC\x10\x05*\x85\x01\n\x0e\x41ssuranceLevel\x12\x1f\n\x1b\x41SSURANCE_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41SSURANCE_LEVEL_LOW\x10\x01\x12\x1f\n\x1b\x41SSURANCE_LEVEL_SUBSTANTIAL\x10\x02\x12\x18\n\x14\x41SSURANCE_LEVEL_HIGH\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'idverify.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBJECTKIND']._serialized_start=413
-  _globals['_SUBJECTKIND']._serialized_end=512
-  _globals['_DOCUMENTTYPE']._serialized_start=515
-  _globals['_DOCUMENTTYPE']._serialized_end=729
-  _globals['_ASSURANCELEVEL']._serialized_start=732
-  _globals['_ASSURANCELEVEL']._serialized_end=865
+  _globals['_SUBJECTKIND']._serialized_start=593
+  _globals['_SUBJECTKIND']._serialized_end=692
+  _globals['_DOCUMENTTYPE']._serialized_start=695
+  _globals['_DOCUMENTTYPE']._serialized_end=909
+  _globals['_ASSURANCELEVEL']._serialized_start=912
+  _globals['_ASSURANCELEVEL']._serialized_end=1045
   _globals['_SUBJECT']._serialized_start=42
-  _globals['_SUBJECT']._serialized_end=273
-  _globals['_IPLOCATION']._serialized_start=276
-  _globals['_IPLOCATION']._serialized_end=411
+  _globals['_SUBJECT']._serialized_end=453
+  _globals['_IPLOCATION']._serialized_start=456
+  _globals['_IPLOCATION']._serialized_end=591
 # @@protoc_insertion_point(module_scope)

@@ -103,6 +103,10 @@ class Subject(_message.Message):
     BANK_CARD_NUMBER_FIELD_NUMBER: _builtins.int
     ISSUING_COUNTRY_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    LEGAL_REPRESENTATIVE_NAME_FIELD_NUMBER: _builtins.int
+    LEGAL_REPRESENTATIVE_DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    LEGAL_REPRESENTATIVE_DOCUMENT_NUMBER_FIELD_NUMBER: _builtins.int
+    REGISTERED_ADDRESS_FIELD_NUMBER: _builtins.int
     kind: Global___SubjectKind.ValueType
     name: _builtins.str
     document_type: Global___DocumentType.ValueType
@@ -116,6 +120,17 @@ class Subject(_message.Message):
     (passports) and no step's authority returns one. With a document that carries one it must
     be the same date.
     """
+    legal_representative_name: _builtins.str
+    """Organizations: the legal representative (法定代表人) or person in charge as the registry
+    records them. The registry check (org_registry) compares the name in ENT_3META and the
+    document too in ENT_4META. Empty for a person.
+    """
+    legal_representative_document_type: Global___DocumentType.ValueType
+    legal_representative_document_number: _builtins.str
+    registered_address: _builtins.str
+    """Organizations, optional: the registered address (住所) as on the business licence. Only an
+    operator's gateway (org_elements) receives it; never stored.
+    """
     def __init__(
         self,
         *,
@@ -127,10 +142,14 @@ class Subject(_message.Message):
         bank_card_number: _builtins.str = ...,
         issuing_country: _builtins.str = ...,
         birth_date: _builtins.str = ...,
+        legal_representative_name: _builtins.str = ...,
+        legal_representative_document_type: Global___DocumentType.ValueType = ...,
+        legal_representative_document_number: _builtins.str = ...,
+        registered_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_card_number", b"bank_card_number", "birth_date", b"birth_date", "document_number", b"document_number", "document_type", b"document_type", "issuing_country", b"issuing_country", "kind", b"kind", "name", b"name", "phone_number", b"phone_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_card_number", b"bank_card_number", "birth_date", b"birth_date", "document_number", b"document_number", "document_type", b"document_type", "issuing_country", b"issuing_country", "kind", b"kind", "legal_representative_document_number", b"legal_representative_document_number", "legal_representative_document_type", b"legal_representative_document_type", "legal_representative_name", b"legal_representative_name", "name", b"name", "phone_number", b"phone_number", "registered_address", b"registered_address"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -15,7 +15,17 @@ from typing import Protocol
 from idverify.domain.subjects import DocumentType
 from idverify.vendors.verdicts import Verdict
 
-__all__ = ["Check", "Claim", "IdentityVendor", "LivenessRequest", "LivenessSession", "ProbeReport"]
+__all__ = [
+    "Check",
+    "Claim",
+    "IdentityVendor",
+    "LivenessRequest",
+    "LivenessSession",
+    "OrgClaim",
+    "OrgMode",
+    "OrganizationVendor",
+    "ProbeReport",
+]
 
 
 class Check(Enum):
@@ -25,6 +35,18 @@ class Check(Enum):
     CARRIER = "carrier"
     BANK_CARD = "bank_card"
     LIVENESS = "liveness"
+    ORGANIZATION = "organization"
+
+
+class OrgMode(Enum):
+    """Which elements an enterprise registry check compares (Alibaba's InfoVerifyType values)."""
+
+    # Name + unified social credit code.
+    ENT_2META = "ENT_2META"
+    # + the legal representative's (or person in charge's) name.
+    ENT_3META = "ENT_3META"
+    # + the legal representative's ID number.
+    ENT_4META = "ENT_4META"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +70,36 @@ class Claim:
 
     def __repr__(self) -> str:
         return f"Claim(document_type={self.document_type.value}, <personal fields hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class OrgClaim:
+    """What an enterprise registry check sends, in memory for one call only.
+
+    Attributes:
+        reference: our verification id (Alibaba's MerchantBizId; never an account id).
+        mode: the elements compared.
+        name: the organization's normalized name.
+        code: its unified social credit code, normalized.
+        legal_representative_name: normalized; empty in ENT_2META.
+        legal_representative_document_type: the representative's document type (ENT_4META).
+        legal_representative_document_number: normalized; empty below ENT_4META.
+        registered_address: normalized, optional (only a gateway receives it).
+    """
+
+    reference: str
+    mode: OrgMode
+    name: str
+    code: str
+    legal_representative_name: str = ""
+    legal_representative_document_type: DocumentType | None = None
+    legal_representative_document_number: str = ""
+    registered_address: str = ""
+
+    def __repr__(self) -> str:
+        return f"OrgClaim(mode={self.mode.value}, <personal fields hidden>)"
 
     __str__ = __repr__
 
@@ -159,4 +211,30 @@ class IdentityVendor(Protocol):
 
     async def aclose(self) -> None:
         """Close pooled connections."""
+        ...
+
+
+class OrganizationVendor(Protocol):
+    """A vendor adapter that also offers the enterprise registry check.
+
+    Attributes:
+        name: the configured vendor name.
+    """
+
+    name: str
+
+    def supports(self, check: Check, document_type: DocumentType) -> bool:
+        """Whether the vendor offers ``check`` for documents of this type."""
+        ...
+
+    async def check_organization(self, claim: OrgClaim) -> Verdict:
+        """Name, code (and legal representative) against the enterprise registry.
+
+        Returns:
+            MATCH only for a match of an operating organization; REJECTED (``ORG_NOT_ACTIVE``)
+            for a match of one deregistered, revoked, relocated or otherwise not operating.
+
+        Raises:
+            VendorUnavailable: when no verdict could be had.
+        """
         ...

@@ -12,6 +12,9 @@ or a connection dropped without an answer::
         options = fake.vendor_options()          # a [vendors.tencent] table pointing at it
         fake.plan(Slow(2.0), Drop(), ErrorCode("RequestLimitExceeded"))
 
+The Cloudauth fake and the gateway also answer the enterprise registry check from a table of
+:class:`Organization` (name, code, legal representative, business status).
+
 Nothing is logged: the identities live in memory for the life of the fake.
 """
 
@@ -39,11 +42,13 @@ from idverify.verifiers.sms_senders import SIGNATURE_HEADER, TIMESTAMP_HEADER, s
 
 __all__ = [
     "Drop",
+    "EntResult",
     "ErrorCode",
     "FakeAlibaba",
     "FakeGateway",
     "FakeTencent",
     "HttpStatus",
+    "Organization",
     "Person",
     "ResultCode",
     "Seen",
@@ -51,7 +56,28 @@ __all__ = [
 ]
 
 _SKEW_SECONDS = 300
-_GATEWAY_STATUS = {"ServiceUnavailable": 503, "InternalError": 500, "Throttling.User": 400}
+_GATEWAY_STATUS = {
+    "ServiceUnavailable": 503,
+    "InternalError": 500,
+    "Throttling.User": 400,
+    # The enterprise check's own error codes, with the HTTP statuses its reference gives them.
+    "MissingParameter": 400,
+    "InvalidParameter": 401,
+    "Forbidden.AccountAccessDenied": 403,
+    "Forbidden.RAMUserAccessDenied": 403,
+}
+# Cloudauth's Status values and the gateway's business_status words for them.
+_BUSINESS_STATUS = {
+    "1": "operating",
+    "2": "relocated",
+    "3": "deregistered",
+    "4": "revoked",
+    "5": "cancelled",
+    "6": "suspended",
+    "0": "other",
+}
+# The business term of the references' example answer.
+_OPEN_TIME = "2018-09-25/9999-09-09"
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,29 @@ class Person:
 
     def __repr__(self) -> str:
         return "Person(<test identity>)"
+
+
+@dataclass(frozen=True)
+class Organization:
+    """A test organization the fake registry knows.
+
+    Attributes:
+        name: its registered name.
+        code: its unified social credit code.
+        legal_representative: the legal representative's name.
+        legal_representative_id: their resident ID number.
+        status: Cloudauth's business status (``1`` in operation, ``3`` deregistered, ``4``
+            revoked ...; any other string to test an undocumented one).
+    """
+
+    name: str
+    code: str
+    legal_representative: str
+    legal_representative_id: str = ""
+    status: str = "1"
+
+    def __repr__(self) -> str:
+        return "Organization(<test organization>)"
 
 
 @dataclass(frozen=True)
@@ -102,7 +151,16 @@ class ResultCode:
     detail: str = ""
 
 
-Behaviour = Slow | Drop | HttpStatus | ErrorCode | ResultCode
+@dataclass(frozen=True)
+class EntResult:
+    """Answer an enterprise check with Code Success and exactly this Result object."""
+
+    result: Mapping[str, Any]
+
+
+Behaviour = Slow | Drop | HttpStatus | ErrorCode | ResultCode | EntResult
+# What reaches a fake's answer (the rest is handled before it).
+_Scripted = ErrorCode | ResultCode | EntResult | None
 
 
 @dataclass
@@ -167,10 +225,18 @@ class _FakeBase:
 
     default_key_id: ClassVar[str] = "AKIDfakefakefakefakefake"
 
-    def __init__(self, *, people: Iterable[Person] = (), key_id: str = "", secret: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        people: Iterable[Person] = (),
+        key_id: str = "",
+        secret: str = "",
+        organizations: Iterable[Organization] = (),
+    ) -> None:
         self.key_id = key_id or self.default_key_id
         self.secret = secret or "fake-secret-" + uuid.uuid4().hex
         self.people = {person.id_number: person for person in people}
+        self.organizations = {organization.code: organization for organization in organizations}
         self.requests: list[Seen] = []
         self._plan: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -245,9 +311,7 @@ class _FakeBase:
     def _record_only(self, path: str, headers: Mapping[str, str], body: bytes) -> None:
         self.answer(path, headers, body, ErrorCode("recorded-only"))
 
-    def answer(
-        self, path: str, headers: Mapping[str, str], body: bytes, behaviour: ErrorCode | ResultCode | None
-    ) -> _Reply:
+    def answer(self, path: str, headers: Mapping[str, str], body: bytes, behaviour: _Scripted) -> _Reply:
         """The vendor's answer (subclasses)."""
         raise NotImplementedError
 
@@ -275,9 +339,7 @@ class FakeTencent(_FakeBase):
         with self._lock:
             self.flows[token]["state"] = "passed" if passed else ("face" if live else "live")
 
-    def answer(
-        self, path: str, headers: Mapping[str, str], body: bytes, behaviour: ErrorCode | ResultCode | None
-    ) -> _Reply:
+    def answer(self, path: str, headers: Mapping[str, str], body: bytes, behaviour: _Scripted) -> _Reply:
         """Check the TC3 signature, then answer the action."""
         action = headers.get("x-tc-action", "")
         ok = path == "/" and self._signature_ok(headers, body)
@@ -349,9 +411,7 @@ class FakeTencent(_FakeBase):
         names = list(envelope.get("EncryptList", []))
         return decrypt_fields(self.private_key, payload, envelope), names
 
-    def _result(
-        self, behaviour: ErrorCode | ResultCode | None, code: str, detail: str = ""
-    ) -> dict[str, Any]:
+    def _result(self, behaviour: _Scripted, code: str, detail: str = "") -> dict[str, Any]:
         if isinstance(behaviour, ResultCode):
             code, detail = behaviour.code, behaviour.detail
         out: dict[str, Any] = {"Result": code, "Description": "fake"}
@@ -359,14 +419,12 @@ class FakeTencent(_FakeBase):
             out["ResultDetail"] = detail
         return out
 
-    def _id_card(
-        self, payload: Mapping[str, Any], behaviour: ErrorCode | ResultCode | None
-    ) -> dict[str, Any]:
+    def _id_card(self, payload: Mapping[str, Any], behaviour: _Scripted) -> dict[str, Any]:
         person = self.people.get(str(payload.get("IdCard", "")))
         code = "-5" if person is None else ("0" if person.name == payload.get("Name") else "-1")
         return self._result(behaviour, code)
 
-    def _phone(self, payload: Mapping[str, Any], behaviour: ErrorCode | ResultCode | None) -> dict[str, Any]:
+    def _phone(self, payload: Mapping[str, Any], behaviour: _Scripted) -> dict[str, Any]:
         person = self.people.get(str(payload.get("IdCard", "")))
         holder = next((p for p in self.people.values() if p.phone == payload.get("Phone")), None)
         if person is None and holder is None:
@@ -382,9 +440,7 @@ class FakeTencent(_FakeBase):
             detail = "PhoneNameMismatch"
         return self._result(behaviour, "-4", detail if payload.get("VerifyMode") == "1" else "")
 
-    def _bank_card(
-        self, payload: Mapping[str, Any], behaviour: ErrorCode | ResultCode | None
-    ) -> dict[str, Any]:
+    def _bank_card(self, payload: Mapping[str, Any], behaviour: _Scripted) -> dict[str, Any]:
         holder = next((p for p in self.people.values() if p.bank_card == payload.get("BankCard")), None)
         match = holder is not None and (holder.name, holder.id_number, holder.phone) == (
             payload.get("Name"),
@@ -393,9 +449,7 @@ class FakeTencent(_FakeBase):
         )
         return self._result(behaviour, "0" if match else "-1")
 
-    def _detect_auth(
-        self, payload: Mapping[str, Any], behaviour: ErrorCode | ResultCode | None
-    ) -> dict[str, Any]:
+    def _detect_auth(self, payload: Mapping[str, Any], behaviour: _Scripted) -> dict[str, Any]:
         del behaviour
         person = self.people.get(str(payload.get("IdCard", "")))
         if person is None or person.name != payload.get("Name"):
@@ -405,9 +459,7 @@ class FakeTencent(_FakeBase):
             self.flows[token] = {"state": "pending", "extra": payload.get("Extra", "")}
         return {"Url": f"https://faceid.example/h5?token={token}", "BizToken": token}
 
-    def _detect_info(
-        self, payload: Mapping[str, Any], behaviour: ErrorCode | ResultCode | None
-    ) -> dict[str, Any]:
+    def _detect_info(self, payload: Mapping[str, Any], behaviour: _Scripted) -> dict[str, Any]:
         del behaviour
         flow = self.flows.get(str(payload.get("BizToken", "")))
         if flow is None:
@@ -434,8 +486,8 @@ class FakeAlibaba(_FakeBase):
 
     default_key_id: ClassVar[str] = "LTAIfakefakefakefake"
 
-    def __init__(self, *, people: Iterable[Person] = ()) -> None:
-        super().__init__(people=people)
+    def __init__(self, *, people: Iterable[Person] = (), organizations: Iterable[Organization] = ()) -> None:
+        super().__init__(people=people, organizations=organizations)
         self.flows: dict[str, str] = {}
         self._nonces: set[str] = set()
 
@@ -448,9 +500,7 @@ class FakeAlibaba(_FakeBase):
         with self._lock:
             self.flows[token] = "200" if passed else sub_code
 
-    def answer(
-        self, path: str, headers: Mapping[str, str], body: bytes, behaviour: ErrorCode | ResultCode | None
-    ) -> _Reply:
+    def answer(self, path: str, headers: Mapping[str, str], body: bytes, behaviour: _Scripted) -> _Reply:
         """Check the ACS3 signature, then answer the action."""
         action = headers.get("x-acs-action", "")
         ok = self._signature_ok(path, headers, body)
@@ -464,6 +514,8 @@ class FakeAlibaba(_FakeBase):
             # Business codes come with HTTP 200; the OpenAPI gateway's own errors with 4xx/5xx.
             status = 200 if behaviour.code.isdigit() else _GATEWAY_STATUS.get(behaviour.code, 400)
             return self._reply(status, {"Code": behaviour.code, "Message": "fake"})
+        if action in {"EntElementVerify", "EntElementVerifyV2"}:
+            return self._enterprise(action, headers, params, behaviour)
         handler = {
             "Id2MetaVerify": self._id2meta,
             "Mobile3MetaDetailVerify": self._mobile3,
@@ -515,18 +567,14 @@ class FakeAlibaba(_FakeBase):
         )
         return hmac.compare_digest(expected.signature, parsed.signature)
 
-    def _id2meta(
-        self, params: Mapping[str, str], behaviour: ErrorCode | ResultCode | None
-    ) -> tuple[str, Any]:
+    def _id2meta(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:
         person = self.people.get(params.get("IdentifyNum", ""))
         biz = "3" if person is None else ("1" if person.name == params.get("UserName") else "2")
         if isinstance(behaviour, ResultCode):
             biz = behaviour.code
         return "200", {"BizCode": biz}
 
-    def _mobile3(
-        self, params: Mapping[str, str], behaviour: ErrorCode | ResultCode | None
-    ) -> tuple[str, Any]:
+    def _mobile3(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:
         holder = next((p for p in self.people.values() if p.phone == params.get("Mobile")), None)
         if holder is None:
             biz, sub = "3", "301"
@@ -541,7 +589,7 @@ class FakeAlibaba(_FakeBase):
             biz, sub = behaviour.code, behaviour.detail or sub
         return "200", {"BizCode": biz, "SubCode": sub, "IspName": "CMCC"}
 
-    def _bank(self, params: Mapping[str, str], behaviour: ErrorCode | ResultCode | None) -> tuple[str, Any]:
+    def _bank(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:
         holder = next((p for p in self.people.values() if p.bank_card == params.get("BankCard")), None)
         match = holder is not None and (holder.name, holder.id_number, holder.phone) == (
             params.get("UserName"),
@@ -553,9 +601,7 @@ class FakeAlibaba(_FakeBase):
             biz, sub = behaviour.code, behaviour.detail or sub
         return "200", {"BizCode": biz, "SubCode": sub}
 
-    def _init_face(
-        self, params: Mapping[str, str], behaviour: ErrorCode | ResultCode | None
-    ) -> tuple[str, Any]:
+    def _init_face(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:
         del behaviour
         if not params.get("MetaInfo"):
             return "401", None
@@ -564,9 +610,7 @@ class FakeAlibaba(_FakeBase):
             self.flows[certify_id] = "pending"
         return "200", {"CertifyId": certify_id, "CertifyUrl": f"https://cloudauth.example/{certify_id}"}
 
-    def _describe_face(
-        self, params: Mapping[str, str], behaviour: ErrorCode | ResultCode | None
-    ) -> tuple[str, Any]:
+    def _describe_face(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:
         del behaviour
         state = self.flows.get(params.get("CertifyId", ""))
         if state is None:
@@ -575,6 +619,59 @@ class FakeAlibaba(_FakeBase):
             return "424", None
         return "200", {"Passed": "T" if state == "200" else "F", "SubCode": state, "MaterialInfo": None}
 
+    def _enterprise(
+        self, action: str, headers: Mapping[str, str], params: Mapping[str, str], behaviour: _Scripted
+    ) -> _Reply:
+        """EntElementVerify(V2), Cloudauth 2022-11-25: Code Success and a Result, as documented."""
+        if headers.get("x-acs-version") != "2022-11-25":
+            return self._reply(400, {"Code": "InvalidVersion", "Message": "fake"})
+        mode = params.get("InfoVerifyType", "")
+        rep_name, rep_id = mode in {"ENT_3META", "ENT_4META"}, mode == "ENT_4META"
+        required = ["SceneCode", "MerchantBizId", "MerchantUserId", "EntName", "LicenseNo"]
+        required += ["LegalPersonName"] if rep_name else []
+        required += ["LegalPersonCertNo"] if rep_id else []
+        valid = mode in {"ENT_2META", "ENT_3META", "ENT_4META"} and params.get("UserAuthorization") == "1"
+        if not valid or not all(params.get(name) for name in required):
+            return self._reply(400, {"Code": "MissingParameter", "Message": "fake"})
+        if isinstance(behaviour, EntResult):
+            result: dict[str, Any] = dict(behaviour.result)
+        else:
+            result = self._registry_result(params, rep_name=rep_name, rep_id=rep_id)
+            if isinstance(behaviour, ResultCode):
+                result.update(BizCode=behaviour.code, ReasonDetail=behaviour.detail)
+            if action == "EntElementVerifyV2":
+                result.pop("ReasonCode", None)  # V2 answers without the retired field
+        return self._reply(200, {"Code": "Success", "Message": "success", "Result": result})
+
+    def _registry_result(self, params: Mapping[str, str], *, rep_name: bool, rep_id: bool) -> dict[str, Any]:
+        organization = self.organizations.get(params.get("LicenseNo", ""))
+        if organization is None:
+            # Looked up by name as well: a name on record under another code is a code mismatch.
+            named = next((o for o in self.organizations.values() if o.name == params.get("EntName")), None)
+            if named is None:
+                return {"BizCode": "3", "ReasonCode": "301", "ReasonDetail": ""}
+            return {
+                "BizCode": "2",
+                "ReasonCode": "202",
+                "ReasonDetail": "LicenseNoFlag",
+                "Status": named.status,
+            }
+        flags = []
+        if organization.name != params.get("EntName"):
+            flags.append("EntNameFlag")
+        if rep_name and organization.legal_representative != params.get("LegalPersonName"):
+            flags.append("LegalPersonNameFlag")
+        if rep_id and organization.legal_representative_id != params.get("LegalPersonCertNo"):
+            flags.append("LegalPersonCertNoFlag")
+        reason_code = "100" if not flags else ("202" if "EntNameFlag" in flags else "201")
+        return {
+            "BizCode": "2" if flags else "1",
+            "ReasonCode": reason_code,
+            "ReasonDetail": ",".join(flags),
+            "Status": organization.status,
+            "OpenTime": _OPEN_TIME,
+        }
+
     def _reply(self, status: int, body: Mapping[str, Any]) -> _Reply:
         return _Reply(status, json.dumps({"RequestId": str(uuid.uuid4()), **body}).encode())
 
@@ -582,13 +679,15 @@ class FakeAlibaba(_FakeBase):
 class FakeGateway(_FakeBase):
     """An operator's identity gateway speaking :mod:`idverify.vendors.gateway`'s protocol."""
 
-    def __init__(self, *, people: Iterable[Person] = (), secret: str = "") -> None:
-        super().__init__(people=people, secret=secret or "gateway-secret-" + uuid.uuid4().hex)
+    def __init__(
+        self, *, people: Iterable[Person] = (), secret: str = "", organizations: Iterable[Organization] = ()
+    ) -> None:
+        super().__init__(
+            people=people, secret=secret or "gateway-secret-" + uuid.uuid4().hex, organizations=organizations
+        )
         self.sign_responses = True
 
-    def answer(
-        self, path: str, headers: Mapping[str, str], body: bytes, behaviour: ErrorCode | ResultCode | None
-    ) -> _Reply:
+    def answer(self, path: str, headers: Mapping[str, str], body: bytes, behaviour: _Scripted) -> _Reply:
         """Check the request's signature, then answer with a signed body."""
         del path
         timestamp = headers.get(TIMESTAMP_HEADER.lower(), "")
@@ -607,12 +706,13 @@ class FakeGateway(_FakeBase):
             self.requests.append(seen)
         if not ok:
             return _Reply(401, b'{"error":"bad signature"}')
-        if isinstance(behaviour, ErrorCode):
-            return self._signed({"result": behaviour.code, "billed": False})
-        if isinstance(behaviour, ResultCode):
-            return self._signed({"result": behaviour.code, "code": behaviour.detail, "billed": True})
+        scripted = _scripted_gateway_answer(behaviour)
+        if scripted is not None:
+            return self._signed(scripted)
         if seen.action == "ping":
             return self._signed({"result": "pong"})
+        if seen.action == "org_elements":
+            return self._signed(self._org_elements(seen.fields))
         claim = seen.fields
         person = self.people.get(str(claim.get("document_number", "")))
         if person is None:
@@ -625,6 +725,34 @@ class FakeGateway(_FakeBase):
             {"result": "match" if match else "mismatch", "code": "0" if match else "1", "billed": True}
         )
 
+    def _org_elements(self, claim: Mapping[str, Any]) -> dict[str, Any]:
+        organization = self.organizations.get(str(claim.get("code", "")))
+        if organization is None:
+            if any(o.name == claim.get("name") for o in self.organizations.values()):
+                return {"result": "mismatch", "reason": "ORG_CODE_MISMATCH", "code": "2", "billed": True}
+            return {"result": "no_record", "reason": "ORG_NOT_FOUND", "code": "3", "billed": False}
+        mode = claim.get("mode")
+        checks = [("ORG_NAME_MISMATCH", organization.name == claim.get("name"))]
+        if mode in {"ENT_3META", "ENT_4META"}:
+            checks.append(
+                (
+                    "LEGAL_REP_NAME_MISMATCH",
+                    organization.legal_representative == claim.get("legal_representative_name"),
+                )
+            )
+        if mode == "ENT_4META":
+            checks.append(
+                (
+                    "LEGAL_REP_ID_MISMATCH",
+                    organization.legal_representative_id == claim.get("legal_representative_document_number"),
+                )
+            )
+        failed = [reason for reason, ok in checks if not ok]
+        if failed:
+            return {"result": "mismatch", "reason": failed[0], "code": "2", "billed": True}
+        status = _BUSINESS_STATUS.get(organization.status, organization.status)
+        return {"result": "match", "business_status": status, "code": "1", "billed": True}
+
     def _signed(self, answer: Mapping[str, Any]) -> _Reply:
         body = json.dumps(answer).encode()
         timestamp = str(int(self.now()))
@@ -632,3 +760,14 @@ class FakeGateway(_FakeBase):
         if self.sign_responses:
             headers[SIGNATURE_HEADER] = sign_request(self.secret.encode(), timestamp, body)
         return _Reply(200, body, headers)
+
+
+def _scripted_gateway_answer(behaviour: _Scripted) -> Mapping[str, Any] | None:
+    """The gateway answer a test scripted, if it did."""
+    if isinstance(behaviour, ErrorCode):
+        return {"result": behaviour.code, "billed": False}
+    if isinstance(behaviour, ResultCode):
+        return {"result": behaviour.code, "code": behaviour.detail, "billed": True}
+    if isinstance(behaviour, EntResult):
+        return behaviour.result
+    return None

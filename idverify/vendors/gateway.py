@@ -8,10 +8,14 @@ full, with examples):
 
 * ``POST <url>``, ``Content-Type: application/json``, body ``{"check": ..., "reference": ...,
   "claim": {...}}``, where ``check`` is ``name_id``, ``carrier``, ``bank_card``,
-  ``liveness_start``, ``liveness_result`` or ``ping``, ``reference`` our verification id, and
-  ``claim`` only the fields the check needs (``name``, ``document_type``, ``document_number``,
-  ``phone``, ``bank_card``); ``liveness_start`` adds ``"liveness": {"return_url", "meta_info"}``
-  and ``liveness_result`` sends ``"token"`` instead of a claim.
+  ``liveness_start``, ``liveness_result``, ``org_elements`` or ``ping``, ``reference`` our
+  verification id, and ``claim`` only the fields the check needs (``name``, ``document_type``,
+  ``document_number``, ``phone``, ``bank_card``); ``liveness_start`` adds ``"liveness":
+  {"return_url", "meta_info"}`` and ``liveness_result`` sends ``"token"`` instead of a claim.
+  ``org_elements`` (the enterprise registry check) sends ``"claim": {"mode", "name", "code",
+  "legal_representative_name", "legal_representative_document_type",
+  "legal_representative_document_number", "registered_address"}`` with only the fields given
+  and the mode needs (``ENT_2META``, ``ENT_3META``, ``ENT_4META``).
 * Requests and responses are signed alike: ``X-Idverify-Timestamp`` (Unix seconds) and
   ``X-Idverify-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>``, the scheme
   of the SMS gateway. Each side checks the other's signature in constant time and refuses a
@@ -22,6 +26,9 @@ full, with examples):
   reason code>", "code": "<the provider's code>", "billed": true|false}``; ``liveness_start``
   answers ``{"result": "started", "url": ..., "token": ...}``; ``ping`` answers
   ``{"result": "pong"}``. ``busy`` with ``billed: false`` is retried with backoff.
+  ``org_elements`` answers ``match`` only with ``"business_status": "operating"`` (else
+  ``relocated``, ``deregistered``, ``revoked``, ``cancelled``, ``suspended`` or ``other``, all
+  ``ORG_NOT_ACTIVE``); its ``reason`` is one of the organization reasons of docs/VENDORS.md.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import httpx
 
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
-from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, ProbeReport
+from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, OrgClaim, ProbeReport
 from idverify.vendors.credentials import read_secret
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
@@ -63,7 +70,28 @@ _MISMATCH_REASONS: Final[Mapping[str, str]] = {
     "bank_card": "BANK_CARD_MISMATCH",
     "liveness_start": "AUTHORITY_MISMATCH",
     "liveness_result": "LIVENESS_FAILED",
+    "org_elements": "ORG_MISMATCH",
 }
+# What an org_elements answer may say, by kind; anything else gets the kind's default.
+_ORG_REASONS: Final[Mapping[VerdictKind, frozenset[str]]] = {
+    VerdictKind.MISMATCH: frozenset(
+        {
+            "ORG_MISMATCH",
+            "ORG_NAME_MISMATCH",
+            "ORG_CODE_MISMATCH",
+            "LEGAL_REP_MISMATCH",
+            "LEGAL_REP_NAME_MISMATCH",
+            "LEGAL_REP_ID_MISMATCH",
+        }
+    ),
+    VerdictKind.NO_RECORD: frozenset({"ORG_NOT_FOUND", "LEGAL_REP_NOT_FOUND"}),
+}
+_ORG_DEFAULT_REASONS: Final[Mapping[VerdictKind, str]] = {
+    VerdictKind.MISMATCH: "ORG_MISMATCH",
+    VerdictKind.NO_RECORD: "ORG_NOT_FOUND",
+    VerdictKind.REJECTED: "ORG_NOT_ACTIVE",
+}
+_NOT_OPERATING: Final = frozenset({"relocated", "deregistered", "revoked", "cancelled", "suspended", "other"})
 _DEFAULT_REASONS: Final[Mapping[VerdictKind, str]] = {
     VerdictKind.NO_RECORD: "NO_RECORD",
     VerdictKind.INVALID_INPUT: "INVALID_INPUT",
@@ -151,6 +179,37 @@ class HttpGateway:
         """
         fields = {"name", "document_type", "document_number", "phone", "bank_card"}
         return await self._verdict("bank_card", claim, fields)
+
+    async def check_organization(self, claim: OrgClaim) -> Verdict:
+        """The ``org_elements`` check.
+
+        Raises:
+            VendorUnavailable: when no verdict could be had.
+
+        """
+        fields = {
+            "mode": claim.mode.value,
+            "name": claim.name,
+            "code": claim.code,
+            "legal_representative_name": claim.legal_representative_name,
+            "legal_representative_document_type": (
+                claim.legal_representative_document_type.value
+                if claim.legal_representative_document_type
+                else ""
+            ),
+            "legal_representative_document_number": claim.legal_representative_document_number,
+            "registered_address": claim.registered_address,
+        }
+        body = {
+            "check": "org_elements",
+            "reference": claim.reference,
+            "claim": {key: value for key, value in fields.items() if value},
+        }
+        return await self._transport.exchange(
+            "org_elements",
+            lambda: self._prepare(body),
+            lambda response: _organization_verdict(self._answer(response)),
+        )
 
     async def start_liveness(self, claim: Claim, request: LivenessRequest) -> LivenessSession | Verdict:
         """The ``liveness_start`` check.
@@ -286,3 +345,31 @@ def _verdict_of(answer: Mapping[str, Any], check: str) -> Verdict:
         default = _MISMATCH_REASONS[check] if kind is VerdictKind.MISMATCH else _DEFAULT_REASONS.get(kind, "")
         reason = default
     return Verdict(kind, reason if kind is not VerdictKind.MATCH else "", code, billed)
+
+
+def _organization_verdict(answer: Mapping[str, Any]) -> Verdict:
+    """The verdict of an ``org_elements`` answer: a match counts only for an operating organization.
+
+    Raises:
+        RetryableAnswer: ``busy`` and not billed.
+        VendorUnavailable: ``busy`` but billed, an unknown result, or a match whose business
+            status is missing or unknown.
+
+    """
+    verdict = _verdict_of(answer, "org_elements")
+    if verdict.kind is VerdictKind.MATCH:
+        status = answer.get("business_status")
+        if status == "operating":
+            return verdict
+        if status in _NOT_OPERATING:
+            return Verdict(VerdictKind.REJECTED, "ORG_NOT_ACTIVE", verdict.vendor_code, verdict.billed)
+        raise VendorUnavailable("VENDOR_ERROR", "UNKNOWN_STATUS")
+    allowed = _ORG_REASONS.get(verdict.kind)
+    if allowed is not None or verdict.kind is VerdictKind.REJECTED:
+        reason = (
+            verdict.reason
+            if allowed is not None and verdict.reason in allowed
+            else _ORG_DEFAULT_REASONS[verdict.kind]
+        )
+        return Verdict(verdict.kind, reason, verdict.vendor_code, verdict.billed)
+    return verdict
