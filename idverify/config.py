@@ -324,11 +324,32 @@ DEFAULT_METHODS: Mapping[str, Any] = {
     },
     "org_document": {
         "display_name": "Unified social credit code",
+        # A check character proves the code well-formed, not that it is this organization's:
+        # LOW, and a checksum-only method never establishes a name claim (methods.py).
         "assurance": "low",
         "subject_kinds": ["organization"],
         "steps": ["document"],
     },
+    # Offered only where [verifiers.org_registry] names a vendor (default_methods): the registry
+    # confirms name, code and legal representative of an operating organization.
+    "org_registry": {
+        "display_name": "Unified social credit code checked against the enterprise registry",
+        "assurance": "substantial",
+        "subject_kinds": ["organization"],
+        "steps": ["document", "org_registry"],
+    },
 }
+
+
+def default_methods(verifiers: Any) -> Mapping[str, Any]:
+    """The built-in method table: DEFAULT_METHODS, less ``org_registry`` when it has no vendor.
+
+    Without a ``[verifiers.org_registry]`` table the step could not be built and the server would
+    not start, so a default configuration offers the checksum-only ``org_document`` alone.
+    """
+    if isinstance(verifiers, Mapping) and "org_registry" in verifiers:
+        return DEFAULT_METHODS
+    return {method: spec for method, spec in DEFAULT_METHODS.items() if method != "org_registry"}
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -411,7 +432,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "sms": _sms,
             "tls": _tls,
             "erasure": _erasure,
-            "tenants": _tenants,
+            "tenants": lambda v: _tenants(v, default_methods(raw.get("verifiers"))),
             "sms_destinations": _sms_destinations,
             "verifiers": lambda v: _table("verifiers", v),
             "vendors": lambda v: _table("vendors", v),
@@ -426,7 +447,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     settings = Settings(**values)
     if "default" not in settings.tenants:
         tenants = dict(settings.tenants)
-        tenants["default"] = parse_methods("default", DEFAULT_METHODS)
+        tenants["default"] = parse_methods("default", default_methods(raw.get("verifiers")))
         settings = dataclasses.replace(settings, tenants=tenants)
     _validate(settings)
     if not settings.telemetry.prometheus_host:
@@ -567,7 +588,7 @@ def _erasure(value: Any) -> ErasureSettings:
 _TENANT_KEYS = frozenset({"methods", "claim_assurance", "declared_birth_date"})
 
 
-def _tenants(value: Any) -> Mapping[str, TenantMethods]:
+def _tenants(value: Any, built_in: Mapping[str, Any]) -> Mapping[str, TenantMethods]:
     if not isinstance(value, Mapping):
         raise ConfigError("tenants: expected a table")
     tenants: dict[str, TenantMethods] = {}
@@ -578,7 +599,7 @@ def _tenants(value: Any) -> Mapping[str, TenantMethods]:
                 " 'declared_birth_date'"
             )
         # A tenant table that sets only claim_assurance keeps the built-in methods.
-        methods = parse_methods(str(tenant), table.get("methods", DEFAULT_METHODS))
+        methods = parse_methods(str(tenant), table.get("methods", built_in))
         if "claim_assurance" in table:
             claim = parse_claim_assurance(str(tenant), table["claim_assurance"])
             methods = dataclasses.replace(methods, claim_assurance=claim)

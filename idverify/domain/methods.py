@@ -79,8 +79,18 @@ class TenantMethods:
         return [m for m in self.methods if kind in m.subject_kinds]
 
 
+CHECKSUM_STEPS = frozenset({"document"})
+"""Steps that judge only a document's form: a method of nothing else proves no name."""
+
+
 def establishes_claim(method: MethodSpec, tenant: TenantMethods) -> bool:
-    """True when a verification by ``method`` establishes its document's name claim."""
+    """True when a verification by ``method`` establishes its document's name claim.
+
+    A method of checksum steps alone (``org_document``) never does, whatever its rating and the
+    tenant's ``claim_assurance``: a check character says nothing about whose code it is.
+    """
+    if set(method.steps) <= CHECKSUM_STEPS:
+        return False
     return method.assurance.at_least(tenant.claim_assurance)
 
 

@@ -69,6 +69,38 @@ class TestClaimAssurance:
         assert [m.id for m in methods.methods] == ["sms", "org_document"]
         assert establishes_claim(methods.get("sms"), methods)
 
+    def test_org_document_is_low_and_never_establishes_a_claim(self, tmp_path: Path) -> None:
+        """A checksum judges no name: not by default, and not where claims need only LOW."""
+        path = tmp_path / "c.toml"
+        path.write_text('[tenants.acme]\nclaim_assurance = "low"\n', encoding="utf-8")
+        settings = load_settings(path, environ={})
+        for tenant in ("default", "acme"):
+            methods = settings.methods_for(tenant)
+            assert methods.get("org_document").assurance is AssuranceLevel.LOW
+            assert not establishes_claim(methods.get("org_document"), methods)
+
+    def test_org_registry_is_offered_once_it_has_a_vendor(self, tmp_path: Path) -> None:
+        """[verifiers.org_registry] adds the SUBSTANTIAL registry method, which establishes claims."""
+        assert "org_registry" not in [m.id for m in load_settings(environ={}).methods_for("default").methods]
+        path = tmp_path / "c.toml"
+        path.write_text(
+            '[verifiers.org_registry]\nvendor = "alibaba"\n[tenants.acme]\nclaim_assurance = "high"\n',
+            encoding="utf-8",
+        )
+        settings = load_settings(path, environ={})
+        methods = settings.methods_for("default")
+        assert [m.id for m in methods.for_kind(SubjectKind.ORGANIZATION)] == ["org_document", "org_registry"]
+        registry = methods.get("org_registry")
+        assert (registry.assurance, registry.steps) == (
+            AssuranceLevel.SUBSTANTIAL,
+            ("document", "org_registry"),
+        )
+        assert establishes_claim(registry, methods)
+        # A tenant table without methods keeps the same built-in ones.
+        acme = settings.methods_for("acme")
+        assert "org_registry" in [m.id for m in acme.methods]
+        assert not establishes_claim(acme.get("org_registry"), acme)
+
     def test_an_unknown_level_is_one_line_naming_the_tenant(self, tmp_path: Path) -> None:
         """A misspelt level names the setting and the levels there are."""
         path = tmp_path / "c.toml"
