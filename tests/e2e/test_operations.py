@@ -224,6 +224,32 @@ class TestStartupChecks:
         assert done.returncode == 2
         assert "must be the last step" in done.stderr
 
+    @pytest.mark.parametrize(
+        ("config", "fragment"),
+        [
+            # FaceID offers no enterprise registry check (its credentials: any variable that is set).
+            (
+                (
+                    '[vendors.tencent]\nsecret_id_env = "PATH"\nsecret_key_env = "PATH"\n'
+                    '[verifiers.org_registry]\nvendor = "tencent"\n'
+                ),
+                "no enterprise registry check",
+            ),
+            ('[verifiers.org_registry]\nvendor = "alibaba"\nmode = "ENT_5META"\n', "org_registry.mode"),
+            ("[verifiers.org_registry]\n", "set vendor"),
+        ],
+    )
+    def test_a_careless_registry_configuration_is_one_line(
+        self, tmp_path: Path, config: str, fragment: str
+    ) -> None:
+        """The registry step with a vendor that has no such check, a misspelt mode, no vendor: exit 2."""
+        done = self._serve(tmp_path, config)
+        assert done.returncode == 2
+        assert fragment in done.stderr
+        assert "Traceback" not in done.stderr
+        # One line says it, whatever else start-up logged before.
+        assert len([line for line in done.stderr.splitlines() if fragment in line]) == 1, done.stderr
+
     def test_an_unknown_setting_is_refused(self, tmp_path: Path) -> None:
         """A typo in the config file stops start-up with the setting's name."""
         done = self._serve(tmp_path, "[verification]\nbinding_limt = 3\n")

@@ -9,12 +9,14 @@ enterprise check's own error codes, a timeout, a malformed answer and an unknown
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
 from idverify.vendors import acs3
+from idverify.vendors.alibaba import AlibabaCloudauth
 from idverify.vendors.alibaba_enterprise_codes import ENT_REASON_FLAGS, NOT_OPERATING_STATUSES
 from idverify.vendors.api import Check, OrgClaim, OrgMode
 from idverify.vendors.fakes import (
@@ -109,6 +111,50 @@ class TestCloudauth:
             "LicenseNo": ACME.code,
             "LegalPersonName": ACME.legal_representative,
         }
+
+    async def test_the_signature_recomputed_by_hand(self, credentials_env, fake_alibaba) -> None:
+        """The ACS3 steps of the signature page, done here without the signer, give the same value.
+
+        No example is published for the enterprise actions; this rebuilds their canonical request
+        (POST, path /, empty query, the six x-acs-* and host headers, the body's SHA-256) from
+        the page's rules with a fixed clock and nonce, so a wrong version or header would differ.
+        """
+        vendor = AlibabaCloudauth(
+            "alibaba",
+            {
+                **fake_alibaba.vendor_options(),
+                **credentials_env("ALI", "YourAccessKeyId", "YourAccessKeySecret"),
+            },
+            clock=lambda: 1_698_315_752.0,  # 2023-10-26T10:22:32Z, the page's date
+            nonce=lambda: "3156853299f313e23d1673dc12e1703d",
+        )
+        try:
+            request = vendor._prepare(
+                "EntElementVerifyV2", {"EntName": "示例", "InfoVerifyType": "ENT_2META"}, version="2022-11-25"
+            )
+        finally:
+            await vendor.aclose()
+        body_hash = hashlib.sha256(b"EntName=%E7%A4%BA%E4%BE%8B&InfoVerifyType=ENT_2META").hexdigest()
+        assert request.body == b"EntName=%E7%A4%BA%E4%BE%8B&InfoVerifyType=ENT_2META"
+        host = fake_alibaba.url.removeprefix("http://")
+        names = ["content-type", "host", "x-acs-action", "x-acs-content-sha256", "x-acs-date"]
+        signed = ";".join([*names, "x-acs-signature-nonce", "x-acs-version"])
+        canonical = (
+            "POST\n/\n\n"
+            "content-type:application/x-www-form-urlencoded\n"
+            f"host:{host}\n"
+            "x-acs-action:EntElementVerifyV2\n"
+            f"x-acs-content-sha256:{body_hash}\n"
+            "x-acs-date:2023-10-26T10:22:32Z\n"
+            "x-acs-signature-nonce:3156853299f313e23d1673dc12e1703d\n"
+            "x-acs-version:2022-11-25\n\n"
+            f"{signed}\n{body_hash}"
+        )
+        to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode()).hexdigest()
+        signature = hmac.new(b"YourAccessKeySecret", to_sign.encode(), hashlib.sha256).hexdigest()
+        assert request.headers["Authorization"] == (
+            f"ACS3-HMAC-SHA256 Credential=YourAccessKeyId,SignedHeaders={signed},Signature={signature}"
+        )
 
     @pytest.mark.parametrize("status", sorted(NOT_OPERATING_STATUSES))
     async def test_a_match_that_does_not_operate(
