@@ -27,6 +27,9 @@ if _version_not_supported:
 
 class AccountServiceStub:
     """Account reads, IP-location display and cancellation for platforms.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel):
@@ -69,6 +72,9 @@ class AccountServiceStub:
 
 class AccountServiceServicer:
     """Account reads, IP-location display and cancellation for platforms.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def GetAccount(self, request, context):
@@ -156,6 +162,9 @@ def add_AccountServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AccountService:
     """Account reads, IP-location display and cancellation for platforms.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @staticmethod

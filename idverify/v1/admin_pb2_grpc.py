@@ -31,6 +31,9 @@ class AdminServiceStub:
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel):
@@ -67,6 +70,9 @@ class AdminServiceServicer:
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def CreateClient(self, request, context):
@@ -134,6 +140,9 @@ class AdminService:
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @staticmethod

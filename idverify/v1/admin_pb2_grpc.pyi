@@ -32,6 +32,9 @@ class AdminServiceStub:
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @_typing.overload
@@ -55,6 +58,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -74,6 +80,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     operators; the bootstrap token may only call CreateClient, for operator and admin clients, until
     an operator exists (then PERMISSION_DENIED, reason BOOTSTRAP_RETIRED). Another tenant's client
     is NOT_FOUND to an admin; naming another tenant is PERMISSION_DENIED (OTHER_TENANT).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @_abc_1.abstractmethod

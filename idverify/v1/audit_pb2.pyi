@@ -31,6 +31,7 @@ class StepOutcome(_message.Message):
     verifier: _builtins.str
     outcome: _builtins.str
     reason_code: _builtins.str
+    """A code of docs/REASON_CODES.md, empty when none."""
     def __init__(
         self,
         *,
@@ -92,6 +93,7 @@ class AuditEvent(_message.Message):
     method_id: _builtins.str
     outcome: _builtins.str
     reason_code: _builtins.str
+    """A code of docs/REASON_CODES.md, empty when none."""
     principal: _builtins.str
     request_id: _builtins.str
     """A keyed pseudonym (32 hex digits) of the caller's request id, never the id itself."""

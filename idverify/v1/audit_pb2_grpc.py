@@ -33,6 +33,9 @@ class AuditServiceStub:
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel):
@@ -76,6 +79,9 @@ class AuditServiceServicer:
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def QueryEvents(self, request, context):
@@ -152,6 +158,9 @@ class AuditService:
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @staticmethod

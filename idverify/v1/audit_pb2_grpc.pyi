@@ -34,6 +34,9 @@ class AuditServiceStub:
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @_typing.overload
@@ -55,6 +58,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -72,6 +78,9 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     log, INVALID_ARGUMENT for a request that contradicts itself (index >= tree_size, first >
     second, a size of 0, a reversed time range), OUT_OF_RANGE for an index or tree size the log
     has not reached yet (the same request may succeed later).
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @_abc_1.abstractmethod

@@ -27,6 +27,9 @@ if _version_not_supported:
 
 class ConsentServiceStub:
     """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel):
@@ -54,6 +57,9 @@ class ConsentServiceStub:
 
 class ConsentServiceServicer:
     """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def GrantConsent(self, request, context):
@@ -102,6 +108,9 @@ def add_ConsentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ConsentService:
     """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @staticmethod

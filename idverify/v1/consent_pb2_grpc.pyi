@@ -27,7 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ConsentServiceStub:
-    """Consent per account and purpose; one call grants one purpose."""
+    """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -39,7 +43,11 @@ class ConsentServiceStub:
 
 @_typing.type_check_only
 class ConsentServiceAsyncStub(ConsentServiceStub):
-    """Consent per account and purpose; one call grants one purpose."""
+    """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GrantConsent: _aio.UnaryUnaryMultiCallable[_consent_pb2.GrantConsentRequest, _consent_pb2.GrantConsentResponse]  # type: ignore[assignment]
@@ -47,7 +55,11 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     ListConsents: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListConsentsRequest, _consent_pb2.ListConsentsResponse]  # type: ignore[assignment]
 
 class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Consent per account and purpose; one call grants one purpose."""
+    """Consent per account and purpose; one call grants one purpose.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     @_abc_1.abstractmethod
     def GrantConsent(

@@ -263,7 +263,9 @@ class Verification(_message.Message):
     verification_id: _builtins.str
     status: Global___VerificationStatus.ValueType
     reason_code: _builtins.str
-    """Stable machine-readable reason (OTP_MISMATCH, BINDING_LIMIT_REACHED, ...), empty when none."""
+    """Stable machine-readable reason (OTP_MISMATCH, BINDING_LIMIT_REACHED, ...), empty when none;
+    every code is in docs/REASON_CODES.md.
+    """
     next_step: _builtins.str
     """What the caller does next: submit_challenge, guardian_consent, or empty when final."""
     masked_phone: _builtins.str

@@ -27,6 +27,9 @@ if _version_not_supported:
 
 class VerificationServiceStub:
     """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def __init__(self, channel):
@@ -64,6 +67,9 @@ class VerificationServiceStub:
 
 class VerificationServiceServicer:
     """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     def ListMethods(self, request, context):
@@ -140,6 +146,9 @@ def add_VerificationServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class VerificationService:
     """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
     """
 
     @staticmethod

@@ -27,7 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class VerificationServiceStub:
-    """Real-name verification for signup flows."""
+    """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -48,7 +52,11 @@ class VerificationServiceStub:
 
 @_typing.type_check_only
 class VerificationServiceAsyncStub(VerificationServiceStub):
-    """Real-name verification for signup flows."""
+    """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListMethods: _aio.UnaryUnaryMultiCallable[_verification_pb2.ListMethodsRequest, _verification_pb2.ListMethodsResponse]  # type: ignore[assignment]
@@ -65,7 +73,11 @@ class VerificationServiceAsyncStub(VerificationServiceStub):
     """Answers whether a claimed name and document match the identity bound to an account."""
 
 class VerificationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Real-name verification for signup flows."""
+    """Real-name verification for signup flows.
+    A refusal carries google.rpc.ErrorInfo (its reason code; domain idverify.dev), BadRequest
+    naming the field, and RetryInfo when waiting helps (proto/google/rpc). Every reason code,
+    with its status, meaning, what to do and which RPCs return it: docs/REASON_CODES.md.
+    """
 
     @_abc_1.abstractmethod
     def ListMethods(

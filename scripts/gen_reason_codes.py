@@ -1,0 +1,1120 @@
+"""Generates docs/REASON_CODES.md, the catalogue of every reason code, from the code itself.
+
+Run from anywhere: ``python scripts/gen_reason_codes.py``. ``--check`` exits non-zero when the
+committed catalogue differs from what the code says now (CI runs it, as gen_protos --check).
+
+Nothing here is a list kept by hand: the codes are found by reading the source.
+
+- **Python** (``idverify/**/*.py``, parsed, never imported): a code is a literal that reaches a
+  ``reason`` slot: the ``reason=`` of any call, a positional argument in a parameter named
+  ``reason``, an exception class's ``default_reason``, a name holding reasons (``_REASONS = {...}``),
+  a module constant used as one; a reason that is a parameter of its function (``reason=reason``,
+  ``f"{purpose.upper()}_RATE_LIMITED"``) takes the literals its callers pass.
+- **Lua** (``idverify/store/lua/*.lua``): ``reason = 'X'`` (audit entries), ``'reason', 'X'``
+  (a stored verification's reason), ``return 'REJECTED', 'X'``, a literal in a function's
+  ``reason`` parameter, and lists named after reasons.
+
+Each code's status comes from the exception that carries it (its class's ``status``); a code a
+Lua script hands to Python, which raises it, takes the status of that raise. The RPCs that can
+return a code come from a call graph: every servicer method, the functions it calls (resolved
+through annotations, attributes and imports), and the Lua scripts those run; the interceptor's
+codes reach every RPC that needs a token. Meaning and advice are the raise site's own message
+and field, the exception's docstring, and per-status advice, refined by NOTES below where a
+code needs more than that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = ROOT / "docs" / "REASON_CODES.md"
+CODE_SHAPE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+ERROR_ROOT = "IdverifyError"
+VERIFICATION_STATUSES = {
+    "REJECTED",
+    "EXPIRED",
+    "VERIFIED",
+    "NEEDS_GUARDIAN_CONSENT",
+    "PENDING",
+    "CHALLENGE_SENT",
+}
+# A method called on an object of unknown type is taken for every function of its name when so
+# few share it: more, and the name is too common (get, run) to say which.
+UNTYPED_CANDIDATES = 2
+# The interceptor runs before every RPC that needs a token: what it can raise, every such RPC can.
+INTERCEPTOR_MODULE = "idverify.services.interceptor"
+# Modules that are no part of a running server's answers: local fakes of vendors, test helpers.
+NOT_SERVER = {"idverify.vendors.fakes", "idverify.testing"}
+# Literals that look like codes but are answers between the server's own parts, never sent.
+NOT_CODES = {"OK", "GONE", "CHANGED", "RETRY", "STATE", "MOVED", "LIMITED", "LOCKED"}
+# Kinds of place a code appears in, as a caller sees it.
+ERROR, OUTCOME, AUDIT = "error", "outcome", "audit"
+
+# What the caller should do, by gRPC status, unless NOTES says more.
+ADVICE = {
+    "INVALID_ARGUMENT": "Fix the field named in BadRequest (and ErrorInfo's `field`) and send again; "
+    "the same request fails the same way.",
+    "NOT_FOUND": "Check the id; it may be unknown, expired, or another tenant's. Do not retry unchanged.",
+    "FAILED_PRECONDITION": "Do not retry unchanged: the state must change first (see the meaning).",
+    "ALREADY_EXISTS": "Use the existing resource.",
+    "RESOURCE_EXHAUSTED": "Wait for RetryInfo's retry_delay, then retry; do not loop sooner.",
+    "UNAUTHENTICATED": "Send `authorization: Bearer <token>` with a live client's token.",
+    "PERMISSION_DENIED": "Use a client whose role and tenant allow the call; retrying does not help.",
+    "UNAVAILABLE": "Retry with backoff (StartVerification with the same request_id); "
+    "RetryInfo, when sent, says when.",
+    "UNIMPLEMENTED": "The server does not offer this; do not retry.",
+    "OUT_OF_RANGE": "The log has not reached that position yet: retry later, or ask for a smaller one.",
+    OUTCOME: "Final for this verification: tell the person, and start a new one if it makes sense "
+    "(fallback_method_ids lists methods that may still work).",
+    AUDIT: "Nothing: it explains an audit entry (QueryEvents).",
+}
+
+# Where the code's own words are not enough for a caller, a note on meaning or on what to do.
+NOTES: dict[str, tuple[str, str]] = {
+    # Errors whose advice is more than their status says.
+    "REQUEST_IN_PROGRESS": (
+        "",
+        "Retry the same StartVerification, with the same request_id, after a moment.",
+    ),
+    "CONTENDED": ("", "Retry at once: the same request is safe to send again."),
+    "CONSENT_REQUIRED": (
+        "",
+        "Show the consent text, then send its purpose in `consents` with the text's version.",
+    ),
+    "BOOTSTRAP_RETIRED": ("", "Use an operator's token: the bootstrap token made one and retired."),
+    "NOT_COUNTED": ("", "Retry later: nothing was sent, and the counter's store must answer first."),
+    "STORE_FULL": ("", "Retry after RetryInfo's delay; operators must free memory or raise maxmemory."),
+    "STORE_CANNOT_PERSIST": ("", "Retry after RetryInfo's delay; operators must fix the disk."),
+    "BIOMETRIC_COOLDOWN": ("", "Offer a method that is not biometric (ListMethods with the account_id)."),
+    "PHONE_DESTINATION_NOT_ALLOWED": (
+        "",
+        "Ask for a mainland mobile number, or have the tenant allow the country.",
+    ),
+    # Outcomes: Verification.reason_code of a REJECTED or EXPIRED verification.
+    "ACCOUNT_BOUND_TO_OTHER_IDENTITY": ("The account is already bound to another identity.", ""),
+    "BINDING_LIMIT_REACHED": (
+        "The identity already binds as many accounts of this tenant as its policy allows.",
+        "",
+    ),
+    "NAME_MISMATCH": ("The document is established under another name in this tenant.", ""),
+    "CONSENT_WITHDRAWN": ("A consent the verification needed was withdrawn while it ran.", ""),
+    "OTP_MISMATCH": (
+        "The code was wrong; the verification still awaits one (`attempts_left` says how many tries remain).",
+        "Ask the person for the code again.",
+    ),
+    "OTP_ATTEMPTS_EXHAUSTED": ("Too many wrong codes for this verification.", ""),
+    "OTP_EXPIRED": ("The code's time ran out before a right answer.", ""),
+    "OTP_LOCKED": ("Too many wrong codes for this account and phone: no code is sent for a while.", ""),
+    "PHONE_LOCKED": (
+        "Too many wrong codes for this phone, from any tenant: no code is sent for a while.",
+        "",
+    ),
+    "SMS_SEND_FAILED": ("The SMS sender could not send the code.", ""),
+    "STEP_FAILED": ("A verification step failed without a reason of its own.", ""),
+    "GUARDIAN_CONSENT_REQUIRED": (
+        "The person is a minor: the verification waits for a guardian's consent (NEEDS_GUARDIAN_CONSENT).",
+        "Have a verified adult account grant guardian consent (ConsentService.GrantConsent).",
+    ),
+    "CHALLENGE_PENDING": (
+        "The vendor-run challenge (face liveness) is not finished yet.",
+        "Let the person finish at the vendor, then SubmitChallenge again.",
+    ),
+    "AUTHORITY_MISMATCH": ("The name and ID number do not belong together (the authority says so).", ""),
+    "NO_RECORD": ("The authority (or carrier) has no such record.", ""),
+    "CARRIER_MISMATCH": ("The mobile number is registered, but not to this person.", ""),
+    "CARRIER_NAME_MISMATCH": ("The mobile number is registered, but not to this name.", ""),
+    "CARRIER_ID_MISMATCH": ("The mobile number is registered, but not to this ID number.", ""),
+    "CARRIER_NAME_ID_MISMATCH": (
+        "The mobile number is registered, but to neither this name nor this ID.",
+        "",
+    ),
+    "BANK_CARD_MISMATCH": ("The card's holder details disagree.", ""),
+    "BANK_CARD_REJECTED": ("The card exists but cannot be used (lost, expired, restricted).", ""),
+    "INVALID_NAME": ("The vendor refused the name.", ""),
+    "INVALID_DOCUMENT": ("The document number is malformed, or the vendor refused it.", ""),
+    "INVALID_PHONE": ("The vendor refused the phone number.", ""),
+    "INVALID_BANK_CARD": ("The vendor refused the card number.", ""),
+    "INVALID_INPUT": ("The vendor refused a field.", ""),
+    "DEVICE_UNSUPPORTED": ("The person's device cannot run the vendor's liveness check.", ""),
+    "LIVENESS_FAILED": ("The liveness check failed.", ""),
+    "FACE_MISMATCH": ("The face does not match the document's photo.", ""),
+    "LIVENESS_REFUSED": ("The person left or refused the liveness check.", ""),
+    "CHALLENGE_EXPIRED": ("The vendor-run challenge expired.", ""),
+    "CHALLENGE_INVALID": ("The vendor-run challenge's answer does not belong to this verification.", ""),
+    "DOCUMENT_TYPE_UNSUPPORTED": (
+        "The method's vendor cannot check this document type: nothing was sent.",
+        "",
+    ),
+    "PHONE_NOT_SUPPORTED": ("The method cannot check this phone number: nothing was sent.", ""),
+    "PHONE_REQUIRED": ("The method needs a phone number: nothing was sent.", ""),
+    "BANK_CARD_REQUIRED": ("The method needs a bank card number: nothing was sent.", ""),
+    "NAME_REQUIRED": ("The method needs a name: nothing was sent.", ""),
+    "NO_DOCUMENT": ("The method needs a document: nothing was checked.", ""),
+    "INVALID_RETURN_URL": ("challenge_client.return_url is not an https URL the tenant allows.", ""),
+    "VENDOR_UNAVAILABLE": ("The vendor is unreachable (connection, HTTP 5xx, or its circuit is open).", ""),
+    "VENDOR_TIMEOUT": ("The vendor did not answer in time.", ""),
+    "VENDOR_BUSY": ("The vendor throttled, or the local QPS budget for it is spent.", ""),
+    "VENDOR_SOURCE_UNAVAILABLE": ("The authority behind the vendor is down.", ""),
+    "VENDOR_DAILY_LIMIT": ("This identity was checked too often today at the vendor.", ""),
+    "VENDOR_UNSUPPORTED": ("The vendor cannot check this claim (number range, card, document).", ""),
+    "VENDOR_AUTH_FAILED": ("The vendor refused idverify's credentials.", ""),
+    "VENDOR_ACCOUNT_ERROR": ("The vendor account is in arrears or lacks a permission.", ""),
+    "VENDOR_CONFIG_ERROR": ("The vendor's console configuration is incomplete.", ""),
+    "VENDOR_ERROR": (
+        "A vendor error, or a vendor code idverify does not know (never taken for a match).",
+        "",
+    ),
+    # Audit entries only.
+    "CLAIM_ESTABLISHED": (
+        "An account was superseded because another established the claim (binding.superseded).",
+        "",
+    ),
+    "IDENTITY_IN_USE": (
+        "An erased account's identity was kept: other accounts still bind it (identity.erased).",
+        "",
+    ),
+    "RATE_LIMITED": ("A rate limit's first refusal in its window (rate_limit.hit).", ""),
+    "TENANT_REMOVAL": ("The tenant's removal was scheduled, begun or finished.", ""),
+    "AUDIT_LOG_ROLLED_BACK": (
+        "The audit log is behind a tree head the service had published (a restore without --heads?).",
+        "Nothing from a caller: an operator must run `idverify audit acknowledge-rollback` after checking.",
+    ),
+}
+
+# The command line's modules: a code only they reach is no caller's concern, but is listed.
+COMMAND_MODULES = ("cli", "_commands", ".commands")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place a code is given: what it is, how it reaches the caller, and from where."""
+
+    code: str
+    kind: str
+    status: str
+    where: str  # path:line
+    owner: str  # the function (module.Class.method) or "lua:<script>" it belongs to
+    message: str = ""
+    field: str = ""
+    # Held or returned for a raise elsewhere to send (a name holding reasons, a Lua script's list):
+    # it takes the status of the raise that sends it, and is no verification outcome of its own.
+    handed: bool = False
+
+
+@dataclass
+class Function:
+    """A function or method (or a module-level table, read where it is named)."""
+
+    qualname: str
+    module: Module
+    node: ast.FunctionDef | ast.AsyncFunctionDef
+    cls: Klass | None
+    params: list[str] = field(default_factory=list)
+    calls: set[str] = field(default_factory=set)  # qualnames of functions and classes called
+    scripts: set[str] = field(default_factory=set)  # Lua scripts run
+    templates: list[tuple[str, str, str, ast.AST]] = field(
+        default_factory=list
+    )  # (param, pattern, status, node)
+
+
+@dataclass
+class Klass:
+    """A class: its methods, bases, attribute types, and as an error its status and default reason."""
+
+    qualname: str
+    name: str
+    module: Module
+    node: ast.ClassDef
+    bases: list[str] = field(default_factory=list)  # simple names
+    methods: dict[str, Function] = field(default_factory=dict)
+    attrs: dict[str, str] = field(default_factory=dict)  # attribute -> class simple name
+    fields: list[str] = field(default_factory=list)  # dataclass fields, in order
+    status: str = ""
+    default_reason: str = ""
+
+
+@dataclass
+class Module:
+    """A parsed module with its imports, constant codes and module-level tables."""
+
+    name: str
+    path: Path
+    tree: ast.Module
+    imports: dict[str, str] = field(default_factory=dict)  # local name -> dotted target
+    constants: dict[str, str] = field(default_factory=dict)  # NAME -> code-shaped literal
+    tables: dict[str, ast.AST] = field(default_factory=dict)  # module-level name -> its value
+
+
+def _rel(path: Path) -> str:
+    """A path as the catalogue names it: from the package directory on (idverify/...)."""
+    parts = path.parts
+    return "/".join(parts[len(parts) - 1 - parts[::-1].index("idverify") :])
+
+
+def _literal_codes(node: ast.AST | None) -> list[str]:  # noqa: PLR0911 - a return per kind of node
+    """Code-shaped string literals of an expression (through `or`, `if`, tuples, dict values)."""
+    if node is None:
+        return []
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value] if CODE_SHAPE.fullmatch(node.value) else []
+    if isinstance(node, ast.BoolOp):
+        return [c for value in node.values for c in _literal_codes(value)]
+    if isinstance(node, ast.IfExp):
+        return _literal_codes(node.body) + _literal_codes(node.orelse)
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [c for element in node.elts for c in _literal_codes(element)]
+    if isinstance(node, ast.Dict):
+        return [c for value in node.values for c in _literal_codes(value)]
+    return []
+
+
+def _type_name(annotation: ast.AST | None) -> str:  # noqa: PLR0911 - a return per kind of node
+    """The first class name an annotation mentions (``X | None`` -> X, ``"X"`` -> X)."""
+    if annotation is None:
+        return ""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            return _type_name(ast.parse(annotation.value, mode="eval").body)
+        except SyntaxError:
+            return ""
+    if isinstance(annotation, ast.Name):
+        return annotation.id
+    if isinstance(annotation, ast.Attribute):
+        return annotation.attr
+    if isinstance(annotation, ast.BinOp):
+        return _type_name(annotation.left) or _type_name(annotation.right)
+    if isinstance(annotation, ast.Subscript):
+        # Final[X], X | None, and containers: an element of Mapping[str, Verifier] is a Verifier.
+        inner = annotation.slice.elts[-1] if isinstance(annotation.slice, ast.Tuple) else annotation.slice
+        if _type_name(annotation.value) in _WRAPPERS:
+            return _type_name(inner)
+        return _type_name(annotation.value)
+    return ""
+
+
+_WRAPPERS = {
+    "Final",
+    "Optional",
+    "ClassVar",
+    "Mapping",
+    "MutableMapping",
+    "dict",
+    "Sequence",
+    "list",
+    "tuple",
+    "Iterable",
+    "Iterator",
+    "set",
+    "frozenset",
+    "Awaitable",
+    "Coroutine",
+    "AsyncIterator",
+    "type",
+}
+
+
+def _message(call: ast.Call) -> str:
+    """An exception's message as written: literal text, ``…`` for what is filled in."""
+    if not call.args:
+        return ""
+    first = call.args[0]
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        return first.value
+    if isinstance(first, ast.JoinedStr):
+        return "".join(
+            part.value if isinstance(part, ast.Constant) and isinstance(part.value, str) else "…"
+            for part in first.values
+        )
+    return ""
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _template(node: ast.AST, params: list[str]) -> tuple[str, str] | None:
+    """``f"{p.upper()}_X"`` or ``f"{p}_X"`` over a parameter: (parameter, pattern with {})."""
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    param, pattern = "", ""
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            pattern += part.value
+            continue
+        assert isinstance(part, ast.FormattedValue)  # noqa: S101 - the only other part an f-string has
+        value = part.value
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "upper"
+        ):
+            value = value.func.value
+        if not isinstance(value, ast.Name) or value.id not in params or param:
+            return None
+        param, pattern = value.id, pattern + "{}"
+    return (param, pattern) if param else None
+
+
+class Source:
+    """The parsed package: modules, classes, functions, and the sites of codes."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.modules: dict[str, Module] = {}
+        self.classes: dict[str, list[Klass]] = defaultdict(list)  # simple name -> classes
+        self.functions: dict[str, Function] = {}
+        self.by_name: dict[str, list[Function]] = defaultdict(list)
+        self.sites: list[Site] = []
+        self.lua_sites: dict[str, list[Site]] = {}
+        self.lua_calls: dict[str, set[str]] = {}
+        self.root = root
+        self.lua_dir = root / "idverify" / "store" / "lua"
+        self.lua_names = {path.stem for path in self.lua_dir.glob("*.lua")}
+        for path in sorted((root / "idverify").rglob("*.py")):
+            relative = path.relative_to(root).with_suffix("")
+            if relative.parts[:2] == ("idverify", "v1") or ".".join(relative.parts) in NOT_SERVER:
+                continue  # generated from the contract, or stand-ins for tests
+            name = ".".join(relative.parts).removesuffix(".__init__")
+            self.modules[name] = Module(name, path, ast.parse(path.read_text(encoding="utf-8")))
+        for module in self.modules.values():
+            self._index(module)
+        for klass in (k for group in self.classes.values() for k in group):
+            self._class_facts(klass)
+        for function in self.functions.values():
+            self._scan(function)
+        self._read_lua()
+
+    # ---- the index
+    def _index(self, module: Module) -> None:
+        for node in module.tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module.imports.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+            elif isinstance(node, ast.Import):
+                module.imports.update({a.asname or a.name.split(".")[0]: a.name for a in node.names})
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                self._index_assignment(module, node)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                self._add_function(module, node, None)
+            elif isinstance(node, ast.ClassDef):
+                klass = Klass(f"{module.name}.{node.name}", node.name, module, node)
+                klass.bases = [_type_name(base) for base in node.bases]
+                self.classes[node.name].append(klass)
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        klass.methods[item.name] = self._add_function(module, item, klass)
+
+    def _index_assignment(self, module: Module, node: ast.Assign | ast.AnnAssign) -> None:
+        """A module-level name: a constant code, or a table read where it is named."""
+        value = node.value
+        if value is None:
+            return
+        for target in (t for t in _targets(node) if isinstance(t, ast.Name)):
+            module.tables[target.id] = value
+            self._add_function(module, _as_function(target.id, node), None)
+            if _literal_codes(value) and isinstance(value, ast.Constant):
+                module.constants[target.id] = str(value.value)
+
+    def _add_function(
+        self, module: Module, node: ast.FunctionDef | ast.AsyncFunctionDef, klass: Klass | None
+    ) -> Function:
+        qualname = f"{klass.qualname if klass else module.name}.{node.name}"
+        arguments = node.args
+        params = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+        function = Function(qualname, module, node, klass, params)
+        self.functions[qualname] = function
+        self.by_name[node.name].append(function)
+        return function
+
+    def _class_facts(self, klass: Klass) -> None:
+        for item in klass.node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                klass.attrs[item.target.id] = _type_name(item.annotation)
+                klass.fields.append(item.target.id)
+            names = [t.id for t in _targets(item) if isinstance(t, ast.Name)]
+            value = getattr(item, "value", None)
+            if "status" in names and isinstance(value, ast.Attribute):
+                klass.status = value.attr
+            if "default_reason" in names and isinstance(value, ast.Constant):
+                klass.default_reason = str(value.value)
+        for method in klass.methods.values():
+            self._attribute_types(klass, method)
+
+    def _attribute_types(self, klass: Klass, method: Function) -> None:
+        """``self.x: T``, ``self.x = param`` (annotated) and ``self.x = T(...)`` in a method."""
+        arguments = method.node.args
+        annotations = {a.arg: _type_name(a.annotation) for a in (*arguments.args, *arguments.kwonlyargs)}
+        for node in ast.walk(method.node):
+            targets = [t for t in _targets(node) if isinstance(t, ast.Attribute) and _is_self_attr(t)]
+            if len(targets) != 1:
+                continue
+            attribute = targets[0]
+            assert isinstance(attribute, ast.Attribute)  # noqa: S101 - filtered above
+            value = getattr(node, "value", None)
+            if isinstance(node, ast.AnnAssign):
+                klass.attrs.setdefault(attribute.attr, _type_name(node.annotation))
+            elif isinstance(value, ast.Name) and annotations.get(value.id):
+                klass.attrs.setdefault(attribute.attr, annotations[value.id])
+            elif isinstance(value, ast.Call):
+                klass.attrs.setdefault(attribute.attr, _type_name(value.func))
+
+    # ---- classes and types
+    def klass(self, name: str) -> Klass | None:
+        """The class of a simple name (the first, if several share it)."""
+        found = self.classes.get(name)
+        return found[0] if found else None
+
+    def ancestry(self, klass: Klass) -> Iterator[Klass]:
+        """The class and its bases, nearest first."""
+        seen: set[str] = set()
+        todo = [klass]
+        while todo:
+            current = todo.pop(0)
+            if current.qualname in seen:
+                continue
+            seen.add(current.qualname)
+            yield current
+            todo.extend(k for base in current.bases if (k := self.klass(base)) is not None)
+
+    def is_error(self, klass: Klass) -> bool:
+        """Whether the class is an IdverifyError, whose reason reaches the caller."""
+        return any(k.name == ERROR_ROOT for k in self.ancestry(klass))
+
+    def status_of(self, klass: Klass) -> str:
+        """The gRPC status an error class maps to."""
+        return next((k.status for k in self.ancestry(klass) if k.status), "FAILED_PRECONDITION")
+
+    def attr_type(self, klass: Klass, attr: str) -> str:
+        """The class name an attribute is typed with, here or in a base."""
+        return next((k.attrs[attr] for k in self.ancestry(klass) if attr in k.attrs), "")
+
+    def subclasses(self, klass: Klass) -> list[Klass]:
+        """The classes that name it as a base."""
+        return [k for group in self.classes.values() for k in group if klass.name in k.bases]
+
+    def methods_named(self, klass: Klass, name: str) -> list[Function]:
+        """What ``obj.name()`` may run for an ``obj`` of this class: its own, overrides, implementers."""
+        found = [k.methods[name] for k in self.ancestry(klass) if name in k.methods][:1]
+        found += [k.methods[name] for k in self.subclasses(klass) if name in k.methods]
+        if "Protocol" in klass.bases:  # structural: the classes that define all it declares
+            declared = {m for k in self.ancestry(klass) for m in k.methods}
+            found += [
+                f
+                for f in self.by_name.get(name, [])
+                if f.cls is not None
+                and "Protocol" not in f.cls.bases
+                and declared <= {m for k in self.ancestry(f.cls) for m in k.methods}
+            ]
+        return found
+
+    def _type_of(  # noqa: PLR0911 - a return per kind of expression
+        self, expr: ast.AST, function: Function, local_types: dict[str, str]
+    ) -> Klass | None:
+        if isinstance(expr, ast.Name):
+            if expr.id == "self" and function.cls is not None:
+                return function.cls
+            name = local_types.get(expr.id, "")
+            return self.klass(name) if name else None
+        if isinstance(expr, ast.Attribute):
+            owner = self._type_of(expr.value, function, local_types)
+            return self.klass(self.attr_type(owner, expr.attr)) if owner else None
+        if isinstance(expr, ast.Subscript):  # an element of a container typed by its elements
+            return self._type_of(expr.value, function, local_types)
+        if isinstance(expr, ast.Await):
+            return self._type_of(expr.value, function, local_types)
+        if isinstance(expr, ast.Call):
+            made = self.klass(_type_name(expr.func))
+            if made is not None:
+                return made
+            for callee in self._callees(expr, function, local_types):
+                if isinstance(callee, Function) and (returned := self.klass(_type_name(callee.node.returns))):
+                    return returned
+        return None
+
+    def _callees(  # noqa: PLR0911 - a return per way of naming a callee
+        self, call: ast.Call, function: Function, local_types: dict[str, str]
+    ) -> list[Function | Klass]:
+        """What a call may run: resolved through imports and types, else by a name few functions have."""
+        func = call.func
+        module = function.module
+        if isinstance(func, ast.Name):
+            target = module.imports.get(func.id, f"{module.name}.{func.id}")
+            if target in self.functions:
+                return [self.functions[target]]
+            klass = self.klass(func.id)
+            if klass is not None and (target.endswith(f".{func.id}")):
+                return [klass]
+            return []
+        if not isinstance(func, ast.Attribute):
+            return []
+        if isinstance(func.value, ast.Name) and func.value.id in module.imports:
+            dotted = f"{module.imports[func.value.id]}.{func.attr}"
+            if dotted in self.functions:
+                return [self.functions[dotted]]
+            klass = self.klass(func.value.id)
+            if klass is not None and func.attr in klass.methods:
+                return [klass.methods[func.attr]]
+        owner = self._type_of(func.value, function, local_types)
+        if owner is not None:
+            return list(self.methods_named(owner, func.attr))
+        candidates = self.by_name.get(func.attr, [])
+        unique_enough = 0 < len(candidates) <= UNTYPED_CANDIDATES and not func.attr.startswith("__")
+        return list(candidates) if unique_enough else []
+
+    def _referenced(self, module: Module, name: str) -> set[str]:
+        """What a name stands for where it is not called: a callback, or a module-level table."""
+        target = module.imports.get(name, f"{module.name}.{name}")
+        return {target} if target in self.functions else set()
+
+    # ---- the sites of one function
+    def _scan(self, function: Function) -> None:
+        """The sites, calls, Lua scripts and reason templates of one function."""
+        local_types = self._local_types(function)
+        where = _rel(function.module.path)
+        for item in ast.walk(function.node):
+            self.sites += self._held_codes(function, item, where)
+            if isinstance(item, ast.Name) and isinstance(item.ctx, ast.Load):
+                function.calls |= self._referenced(function.module, item.id)
+            if isinstance(item, ast.Call):
+                self._scan_call(function, item, local_types, where)
+
+    def _local_types(self, function: Function) -> dict[str, str]:
+        arguments = function.node.args
+        types = {
+            a.arg: _type_name(a.annotation)
+            for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
+        }
+        for item in ast.walk(function.node):
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                types[item.target.id] = _type_name(item.annotation)
+            elif (
+                isinstance(item, ast.Assign)
+                and len(item.targets) == 1
+                and isinstance(item.targets[0], ast.Name)
+            ):
+                name = item.targets[0].id
+                if name not in types and (found := self._type_of(item.value, function, types)) is not None:
+                    types[name] = found.name
+        return types
+
+    def _held_codes(self, function: Function, item: ast.AST, where: str) -> list[Site]:
+        """Codes held for a raise elsewhere: names of reasons, returned tags, vendor code tables."""
+        owner = function.qualname
+        if isinstance(item, ast.Assign | ast.AnnAssign) and any(
+            _names_reasons(t.id) for t in _targets(item) if isinstance(t, ast.Name)
+        ):
+            return [
+                Site(c, OUTCOME, "", f"{where}:{item.lineno}", owner, handed=True)
+                for c in _literal_codes(item.value)
+            ]
+        if isinstance(item, ast.Dict) and _is_code_table(function.module):
+            return [
+                Site(code, OUTCOME, "", f"{where}:{value.lineno}", owner)
+                for value in item.values
+                if isinstance(value, ast.Constant)
+                for code in _literal_codes(value)
+            ]
+        if isinstance(item, ast.Return) and function.module.name != INTERCEPTOR_MODULE:
+            returned = item.value.elts if isinstance(item.value, ast.Tuple) else [item.value]
+            constants = [
+                v.value for v in returned if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            ]
+            return [
+                Site(c, OUTCOME, "", f"{where}:{item.lineno}", owner, handed=True)
+                for c in constants
+                if CODE_SHAPE.fullmatch(c) and c not in NOT_CODES
+            ]
+        return []
+
+    def _error_class(self, callees: list[Function | Klass]) -> tuple[Klass | None, bool]:
+        """The error a call makes: (class, whether the call is its constructor)."""
+        for callee in callees:
+            if isinstance(callee, Klass) and self.is_error(callee):
+                return callee, True
+        for callee in callees:
+            made = self.klass(_type_name(callee.node.returns)) if isinstance(callee, Function) else None
+            if made is not None and self.is_error(made):
+                return made, False
+        return None, False
+
+    def _reason_slots(self, call: ast.Call, callees: list[Function | Klass]) -> list[ast.expr]:
+        """The arguments that land in a ``reason``: by keyword, or by position in a callee."""
+        reason = _keyword(call, "reason")
+        slots = [reason] if reason is not None else []
+        for callee in callees:
+            names = callee.params if isinstance(callee, Function) else _init_params(self, callee)
+            if isinstance(callee, Function) and callee.cls is not None and names[:1] in (["self"], ["cls"]):
+                names = names[1:]
+            slots += [
+                arg for index, arg in enumerate(call.args) if index < len(names) and names[index] == "reason"
+            ]
+        return slots
+
+    def _scan_call(self, function: Function, call: ast.Call, local_types: dict[str, str], where: str) -> None:
+        callees = self._callees(call, function, local_types)
+        function.calls |= {callee.qualname for callee in callees}
+        first = call.args[0] if call.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value in self.lua_names:
+            function.scripts.add(first.value)
+        error, constructed = self._error_class(callees)
+        kind, status = (ERROR, self.status_of(error)) if error else (OUTCOME, "")
+        field_node = _keyword(call, "field")
+        field_text = str(field_node.value) if isinstance(field_node, ast.Constant) and constructed else ""
+
+        def site(code: str) -> Site:
+            message = _message(call) if constructed else ""
+            return Site(code, kind, status, f"{where}:{call.lineno}", function.qualname, message, field_text)
+
+        slots = self._reason_slots(call, callees)
+        if error is not None and constructed and not slots:
+            code = next((k.default_reason for k in self.ancestry(error) if k.default_reason), "")
+            self.sites += [site(code)] if code else []
+        for slot in slots:
+            codes = (
+                _literal_codes(slot)
+                + _table_codes(slot, function.module)
+                + self._constant(slot, function.module)
+            )
+            self.sites += [site(code) for code in codes]
+            if codes:
+                continue
+            template = _template(slot, function.params)
+            if isinstance(slot, ast.Name) and slot.id in function.params:
+                template = (slot.id, "{}")
+            # A code handed over at run time (a Lua script's answer, a function's) when no
+            # template: the raise gives it its status; a stored reason makes it an outcome.
+            param, pattern = template or ("", "")
+            function.templates.append((param, pattern, status, call))
+
+    def _constant(self, slot: ast.AST, module: Module) -> list[str]:
+        """The code a module constant holds (``reason=BAD_IP``), here or where it is imported from."""
+        if not isinstance(slot, ast.Name):
+            return []
+        if slot.id in module.constants:
+            return [module.constants[slot.id]]
+        home = self.modules.get(module.imports.get(slot.id, "").rsplit(".", 1)[0])
+        return [home.constants[slot.id]] if home is not None and slot.id in home.constants else []
+
+    # ---- Lua
+    def _read_lua(self) -> None:
+        prelude = (self.lua_dir / "_prelude.lua").read_text(encoding="utf-8")
+        lua_params = _lua_params(prelude)
+        for path in sorted(self.lua_dir.glob("*.lua")):
+            text = path.read_text(encoding="utf-8")
+            params = {**lua_params, **_lua_params(text)}
+            sites: list[Site] = []
+            for line_number, line in enumerate(text.splitlines(), 1):
+                where = f"{_rel(path)}:{line_number}"
+                sites += _lua_line_sites(line.split("--", 1)[0], params, where, f"lua:{path.stem}")
+            self.lua_sites[path.stem] = sites
+            self.lua_calls[path.stem] = set(re.findall(r"\b(\w+)\(", text)) & set(lua_params)
+        self.lua_prelude_sites = _lua_function_sites(prelude, self.lua_sites.get("_prelude", []))
+        for name, body in _lua_bodies(prelude).items():
+            self.lua_calls[f"_prelude:{name}"] = set(re.findall(r"\b(\w+)\(", body)) & set(lua_params) - {
+                name
+            }
+
+    def script_sites(self, script: str) -> list[Site]:
+        """The sites of a script, with those of the prelude functions it calls (and they call)."""
+        found = list(self.lua_sites.get(script, []))
+        todo, seen = list(self.lua_calls.get(script, set())), set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            found += self.lua_prelude_sites.get(name, [])
+            todo += list(self.lua_calls.get(f"_prelude:{name}", set()))
+        return found
+
+
+def _lua_line_sites(code: str, params: dict[str, list[str]], where: str, owner: str) -> list[Site]:
+    """The codes of one line of Lua (its comment cut off)."""
+    sites = [
+        Site(m.group(1), AUDIT, "", where, owner) for m in re.finditer(r"\breason\s*=\s*'([A-Z0-9_]+)'", code)
+    ]
+    sites += [
+        Site(m.group(1), OUTCOME, "", where, owner) for m in re.finditer(r"'reason',\s*'([A-Z0-9_]+)'", code)
+    ]
+    sites += [
+        Site(m.group(1), OUTCOME, "", where, owner, handed=True)
+        for m in re.finditer(r"return\s*\{'[A-Z_]+',\s*'([A-Z0-9_]+)'", code)
+    ]
+    sites += [
+        Site(m.group(2), OUTCOME, "", where, owner)
+        for m in re.finditer(r"return\s+'([A-Z_]+)',\s*'([A-Z0-9_]+)'", code)
+        if m.group(1) in VERIFICATION_STATUSES
+    ]
+    sites += [
+        Site(c, OUTCOME, "", where, owner, handed=True)
+        for m in re.finditer(r"local\s+(\w*reason\w*)\s*=\s*\{([^}]*)\}", code, re.IGNORECASE)
+        for c in re.findall(r"'([A-Z0-9_]+)'", m.group(2))
+    ]
+    for match in re.finditer(r"\b(\w+)\(((?:[^()]|\([^()]*\))*)\)", code):
+        names = params.get(match.group(1), [])
+        arguments = [a.strip() for a in re.split(r",(?![^()]*\))", match.group(2))]
+        index = names.index("reason") if "reason" in names else len(arguments)
+        literal = re.fullmatch(r"'([A-Z0-9_]+)'", arguments[index]) if index < len(arguments) else None
+        sites += [Site(literal.group(1), OUTCOME, "", where, owner)] if literal else []
+    return [s for s in sites if CODE_SHAPE.fullmatch(s.code)]
+
+
+def _lua_params(text: str) -> dict[str, list[str]]:
+    return {
+        m.group(1): [p.strip() for p in m.group(2).split(",")]
+        for m in re.finditer(r"function\s+(\w+)\(([^)]*)\)", text)
+    }
+
+
+def _lua_bodies(prelude: str) -> dict[str, str]:
+    """The prelude's top-level functions, by name, with their text up to the next one."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"^local function (\w+)\(", prelude, re.MULTILINE)]
+    ends = [start for start, _ in starts[1:]] + [len(prelude)]
+    return {name: prelude[start:end] for (start, name), end in zip(starts, ends, strict=True)}
+
+
+def _lua_function_sites(prelude: str, sites: list[Site]) -> dict[str, list[Site]]:
+    """The prelude's sites by the top-level function whose body holds them."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"^local function (\w+)\(", prelude, re.MULTILINE)]
+    lines = [prelude.count("\n", 0, start) + 1 for start, _ in starts]
+    by_function: dict[str, list[Site]] = defaultdict(list)
+    for site in sites:
+        line = int(site.where.rsplit(":", 1)[1])
+        owner = next(
+            (
+                name
+                for (_, name), first in zip(reversed(starts), reversed(lines), strict=True)
+                if first <= line
+            ),
+            "",
+        )
+        by_function[owner].append(site)
+    return by_function
+
+
+def _as_function(name: str, statement: ast.stmt) -> ast.FunctionDef:
+    """A module-level assignment as a function of its own (a code table is read where it is named)."""
+    arguments = ast.arguments(
+        posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]
+    )
+    function = ast.FunctionDef(name=name, args=arguments, body=[statement], decorator_list=[], returns=None)
+    return ast.copy_location(function, statement)
+
+
+def _targets(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        return list(node.targets)
+    if isinstance(node, ast.AnnAssign):
+        return [node.target]
+    return []
+
+
+def _is_self_attr(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def _table_codes(node: ast.AST, module: Module) -> list[str]:
+    """The codes of ``TABLE[key]`` where TABLE is a module-level table of codes."""
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        table = module.tables.get(node.value.id)
+        return _literal_codes(table) if table is not None else []
+    return []
+
+
+def _is_code_table(module: Module) -> bool:
+    """A vendor's code table (idverify/vendors/*codes*.py): its string values are reason codes."""
+    return module.name.startswith("idverify.vendors.") and "codes" in module.name.rsplit(".", 1)[1]
+
+
+def _names_reasons(name: str) -> bool:
+    lowered = name.lower()
+    return "reason" in lowered or lowered.endswith("refusal")
+
+
+def _init_params(source: Source, klass: Klass) -> list[str]:
+    for k in source.ancestry(klass):
+        if "__init__" in k.methods:
+            return k.methods["__init__"].params[1:]
+    return next((k.fields for k in source.ancestry(klass) if k.fields), [])
+
+
+@dataclass
+class Entry:
+    """A catalogue row."""
+
+    code: str
+    kinds: set[str] = field(default_factory=set)
+    statuses: set[str] = field(default_factory=set)
+    messages: list[str] = field(default_factory=list)
+    fields: set[str] = field(default_factory=set)
+    rpcs: set[str] = field(default_factory=set)
+    sites: list[Site] = field(default_factory=list)
+    origins: list[Site] = field(default_factory=list)  # where a code handed to a raise is written
+
+
+def _rpc_roots(source: Source) -> dict[str, str]:
+    """Servicer method -> ``Service/Method``, for every servicer in idverify.services."""
+    roots: dict[str, str] = {}
+    for function in source.functions.values():
+        klass = function.cls
+        if klass is None or not function.module.name.startswith("idverify.services."):
+            continue
+        base = next((b for b in klass.bases if b.endswith("Servicer")), "")
+        if base and function.node.name[:1].isupper():
+            roots[function.qualname] = f"{base.removesuffix('Servicer')}/{function.node.name}"
+    return roots
+
+
+def collect(source: Source | None = None) -> dict[str, Entry]:
+    """Every code, its kinds, statuses, meanings, fields and RPCs."""
+    source = source or Source()
+    sites = list(source.sites)
+    sites += _template_sites(source)
+    sites += _claimed_sites(source)
+    for script_sites in source.lua_sites.values():
+        sites += script_sites
+    # A handed code some raise or stored reason claimed arrives as they say, not on its own.
+    raised = {site.code for site in sites if not site.handed}
+    entries: dict[str, Entry] = {}
+    for site in sites:
+        entry = entries.setdefault(site.code, Entry(site.code))
+        if site.handed and site.code in raised:
+            entry.origins.append(site)  # the raise that sends it says how it arrives
+            continue
+        entry.kinds.add(site.kind)
+        if site.status:
+            entry.statuses.add(site.status)
+        if site.message and site.message not in entry.messages:
+            entry.messages.append(site.message)
+        if site.field:
+            entry.fields.add(site.field)
+        entry.sites.append(site)
+    _attach_rpcs(source, entries)
+    return entries
+
+
+def _callers(source: Source) -> dict[str, list[tuple[Function, ast.Call]]]:
+    found: dict[str, list[tuple[Function, ast.Call]]] = defaultdict(list)
+    for function in source.functions.values():
+        args = function.node.args
+        local_types = {
+            a.arg: _type_name(a.annotation) for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)
+        }
+        for item in ast.walk(function.node):
+            if isinstance(item, ast.Call):
+                for callee in source._callees(item, function, local_types):  # noqa: SLF001 - same module
+                    if isinstance(callee, Function) and callee.templates:
+                        found[callee.qualname].append((function, item))
+    return found
+
+
+def _template_sites(source: Source) -> list[Site]:
+    """A reason that is a parameter (``reason=reason``, an f-string over one): what callers pass."""
+    sites: list[Site] = []
+    callers = _callers(source)
+    for function in source.functions.values():
+        names = function.params[1:] if function.cls is not None else function.params
+        for param, pattern, status, node in function.templates:
+            if not param:
+                continue
+            for caller, call in callers.get(function.qualname, []):
+                argument = _argument(call, names, param)
+                message_node = _argument(call, names, "message")
+                message = (
+                    message_node.value
+                    if isinstance(message_node, ast.Constant) and isinstance(message_node.value, str)
+                    else _message(node)
+                    if isinstance(node, ast.Call)
+                    else ""
+                )
+                codes = _literal_codes(argument) + (_table_codes(argument, caller.module) if argument else [])
+                for value in codes or _plain_literals(argument):
+                    code = pattern.format(value.upper())
+                    if CODE_SHAPE.fullmatch(code):
+                        where = f"{_rel(caller.module.path)}:{call.lineno}"
+                        kind = ERROR if status else OUTCOME
+                        sites.append(Site(code, kind, status, where, caller.qualname, message))
+    return sites
+
+
+def _argument(call: ast.Call, names: list[str], param: str) -> ast.expr | None:
+    found = _keyword(call, param)
+    if found is None and param in names and names.index(param) < len(call.args):
+        found = call.args[names.index(param)]
+    return found
+
+
+def _claimed_sites(source: Source) -> list[Site]:
+    """Codes handed to a raise at run time (a Lua answer, a function naming a refusal) take its status.
+
+    A raise whose reason is neither a literal nor a parameter claims the handed codes of the Lua
+    scripts its function runs and of the functions it reaches in two calls.
+    """
+    sites: list[Site] = []
+    handed: dict[str, list[Site]] = defaultdict(list)
+    for site in source.sites:
+        if site.handed:
+            handed[site.owner].append(site)
+    for function in source.functions.values():
+        for param, _pattern, status, node in function.templates:
+            if param:
+                continue
+            found = [s for script in function.scripts for s in source.script_sites(script) if s.handed]
+            near, ring = set(), {function.qualname}
+            for _ in range(2 if status else 1):  # a stored reason takes it from a direct call only
+                ring = {c for name in ring if (f := source.functions.get(name)) is not None for c in f.calls}
+                near |= ring
+            found += [s for name in near - {function.qualname} for s in handed.get(name, [])]
+            where = f"{_rel(function.module.path)}:{getattr(node, 'lineno', 0)}"
+            message = _message(node) if isinstance(node, ast.Call) and status else ""
+            kind = ERROR if status else OUTCOME
+            sites += [Site(s.code, kind, status, where, function.qualname, message) for s in found]
+    return sites
+
+
+def _plain_literals(node: ast.AST | None) -> list[str]:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"[a-z][a-z0-9_]*", node.value)
+    ):
+        return [node.value]
+    return []
+
+
+def _reach(source: Source, roots: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The functions and Lua scripts reachable from ``roots``."""
+    seen: set[str] = set()
+    scripts: set[str] = set()
+    todo = list(roots)
+    constructors = {k.qualname: k for group in source.classes.values() for k in group}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        function = source.functions.get(name)
+        if function is not None:
+            todo.extend(function.calls)
+            scripts |= function.scripts
+        elif (klass := constructors.get(name)) is not None:
+            for k in source.ancestry(klass):
+                todo.extend(k.methods[m].qualname for m in ("__init__", "__post_init__") if m in k.methods)
+    return seen, scripts
+
+
+EVERY_RPC = "every RPC with a token"
+COMMAND_LINE_ONLY = "`idverify` command line"
+
+
+def _attach_rpcs(source: Source, entries: dict[str, Entry]) -> None:
+    owners: dict[str, set[str]] = defaultdict(set)  # owner -> codes
+    for entry in entries.values():
+        for site in entry.sites:
+            owners[site.owner].add(entry.code)
+
+    def codes(roots: Iterable[str]) -> set[str]:
+        functions, scripts = _reach(source, roots)
+        found = {code for name in functions for code in owners.get(name, set())}
+        for script in scripts:
+            found |= {site.code for site in source.script_sites(script)}
+            found |= owners.get(f"lua:{script}", set())
+        return found & set(entries)
+
+    interceptor = [f.qualname for f in source.functions.values() if f.module.name == INTERCEPTOR_MODULE]
+    for code in codes(interceptor):
+        entries[code].rpcs.add(EVERY_RPC)
+    for root, rpc in _rpc_roots(source).items():
+        for code in codes([root]):
+            entries[code].rpcs.add(rpc)
+    command_line = [f.qualname for f in source.functions.values() if f.module.name.endswith(COMMAND_MODULES)]
+    for code in codes(command_line):
+        if not entries[code].rpcs:
+            entries[code].rpcs.add(COMMAND_LINE_ONLY)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(entries: dict[str, Entry]) -> str:
+    """The Markdown catalogue."""
+    lines = [
+        "# Reason codes",
+        "",
+        "<!-- Generated by scripts/gen_reason_codes.py from the code; do not edit by hand. -->",
+        "",
+        "Every reason code idverify can send a caller, found in the code by",
+        "`scripts/gen_reason_codes.py` (which says how) and checked by `tests/unit/test_reason_codes.py`.",
+        "A code reaches a caller in one of three places:",
+        "",
+        "- **an error**: the `reason` of the `google.rpc.ErrorInfo` in the status details (domain",
+        "  `idverify.dev`), with a `google.rpc.BadRequest` naming the field when there is one and a",
+        "  `google.rpc.RetryInfo` when waiting helps (the protos are under `proto/google/rpc`);",
+        "- **a verification's outcome** (`reason_code` below): `Verification.reason_code` of a",
+        "  REJECTED, EXPIRED or waiting verification, and `StepOutcome.reason_code` of its steps;",
+        "- **an audit entry**: `AuditEvent.reason_code` (QueryEvents).",
+        "",
+        "Codes are stable: a code keeps its meaning, and new ones may appear, so a caller treats an",
+        "unknown code by its gRPC status. *RPCs* are those whose code path can return the code, as a",
+        "call graph of the source finds them: it may name an RPC that in practice never meets a code,",
+        "and a verifier plugin installed from outside this repository may return codes of its own.",
+        "",
+        "| Code | Returned as | Meaning | What the caller should do | RPCs |",
+        "|---|---|---|---|---|",
+    ]
+    for code in sorted(entries):
+        entry = entries[code]
+        returned = [f"`{s}`" for s in sorted(entry.statuses)]
+        if OUTCOME in entry.kinds:
+            returned.append("`reason_code`")
+        if AUDIT in entry.kinds:
+            returned.append("audit entry")
+        note_meaning, note_action = NOTES.get(code, ("", ""))
+        meaning = note_meaning or "; ".join(entry.messages[:3]) or _default_meaning(entry)
+        if entry.fields:
+            meaning += " (field " + ", ".join(f"`{f}`" for f in sorted(entry.fields)) + ")"
+        if note_action:
+            action = note_action
+        elif entry.statuses:
+            action = " ".join(ADVICE.get(s, "") for s in sorted(entry.statuses))
+        elif OUTCOME in entry.kinds:
+            action = ADVICE[OUTCOME]
+        else:
+            action = ADVICE[AUDIT]
+        rpcs = ", ".join(sorted(entry.rpcs)) or "none: background work, seen in the audit log"
+        lines.append(f"| `{code}` | {' '.join(returned)} | {_cell(meaning)} | {_cell(action)} | {rpcs} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _default_meaning(entry: Entry) -> str:
+    if entry.kinds == {AUDIT}:
+        return "Why an audit entry was written (its `reason_code`)."
+    places = ", ".join(sorted({s.where.split(":")[0] for s in entry.sites}))
+    return f"A verification step's outcome, as {places} names it."
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Writes the catalogue, or with --check compares it; returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--check", action="store_true", help="fail when docs/REASON_CODES.md is stale")
+    options = parser.parse_args(list(argv) if argv is not None else None)
+    text = render(collect())
+    if options.check:
+        if not CATALOGUE.exists() or CATALOGUE.read_text(encoding="utf-8") != text:
+            print("docs/REASON_CODES.md is stale; run scripts/gen_reason_codes.py", file=sys.stderr)
+            return 1
+        return 0
+    CATALOGUE.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
