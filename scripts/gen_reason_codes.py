@@ -462,7 +462,7 @@ class Source:
             elif isinstance(value, ast.Name) and annotations.get(value.id):
                 klass.attrs.setdefault(attribute.attr, annotations[value.id])
             elif isinstance(value, ast.Call):
-                klass.attrs.setdefault(attribute.attr, _type_name(value.func))
+                klass.attrs.setdefault(attribute.attr, _made_type(value))
 
     # ---- classes and types
     def klass(self, name: str) -> Klass | None:
@@ -502,16 +502,24 @@ class Source:
         """What ``obj.name()`` may run for an ``obj`` of this class: its own, overrides, implementers."""
         found = [k.methods[name] for k in self.ancestry(klass) if name in k.methods][:1]
         found += [k.methods[name] for k in self.subclasses(klass) if name in k.methods]
-        if "Protocol" in klass.bases:  # structural: the classes that define all it declares
-            declared = {m for k in self.ancestry(klass) for m in k.methods}
+        # Structural: the classes that define every method a Protocol declares, each taking as
+        # many parameters (a Verifier's check(context) is not a request's check()).
+        if "Protocol" in klass.bases:
+            declared = {m: len(f.params) for k in self.ancestry(klass) for m, f in k.methods.items()}
             found += [
                 f
                 for f in self.by_name.get(name, [])
-                if f.cls is not None
-                and "Protocol" not in f.cls.bases
-                and declared <= {m for k in self.ancestry(f.cls) for m in k.methods}
+                if f.cls is not None and "Protocol" not in f.cls.bases and self._implements(f.cls, declared)
             ]
         return found
+
+    def _implements(self, klass: Klass, declared: dict[str, int]) -> bool:
+        """Whether a class has each declared method (its own or inherited) with as many parameters."""
+        for name, count in declared.items():
+            method = next((k.methods[name] for k in self.ancestry(klass) if name in k.methods), None)
+            if method is None or len(method.params) != count:
+                return False
+        return True
 
     def _type_of(  # noqa: PLR0911 - a return per kind of expression
         self, expr: ast.AST, function: Function, local_types: dict[str, str]
@@ -529,7 +537,7 @@ class Source:
         if isinstance(expr, ast.Await):
             return self._type_of(expr.value, function, local_types)
         if isinstance(expr, ast.Call):
-            made = self.klass(_type_name(expr.func))
+            made = self.klass(_made_type(expr))
             if made is not None:
                 return made
             for callee in self._callees(expr, function, local_types):
@@ -805,6 +813,13 @@ def _as_function(name: str, statement: ast.stmt) -> ast.FunctionDef:
     )
     function = ast.FunctionDef(name=name, args=arguments, body=[statement], decorator_list=[], returns=None)
     return ast.copy_location(function, statement)
+
+
+def _made_type(call: ast.Call) -> str:
+    """The class a call makes: its callee, or the type a ``cast(T, value)`` names."""
+    if _type_name(call.func) == "cast" and call.args:
+        return _type_name(call.args[0])
+    return _type_name(call.func)
 
 
 def _targets(node: ast.AST) -> list[ast.expr]:
