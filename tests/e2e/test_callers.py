@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc as v1alpha_grpc
 
@@ -103,6 +104,31 @@ class TestReflection:
         """A symbol no file defines gets NOT_FOUND in the answer, the stream stays healthy."""
         answer = v1.ask(file_containing_symbol="idverify.v1.NoSuchService")
         assert answer.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+    def test_v1_streams_share_the_connection_budget_of_anonymous_calls(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """An anonymous network client gets no more v1 streams than v1alpha or Health/Watch ones."""
+        config = "[grpc]\npublic_streams_per_connection = 2\n"
+        with (
+            ServerProcess(
+                tmp_path_factory.mktemp("v1-budget"), config=config, extra_args=["--workers", "1"]
+            ) as other,
+            grpc.insecure_channel(other.target) as channel,
+        ):
+            client = V1Client(channel)
+            assert client.ask(list_services="").list_services_response.service
+            watches = [
+                health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+                for _ in range(2)
+            ]
+            for watch in watches:
+                next(watch)
+            with pytest.raises(grpc.RpcError) as refused:
+                client.ask(list_services="")
+            for watch in watches:
+                watch.cancel()
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
     def test_v1alpha_still_answers(self, server: ServerProcess) -> None:
         """Older tools keep v1alpha: the same answers under the old package."""
