@@ -36,6 +36,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:reads:<hour>:who`` | set | client ids that read the tenant's data in that hour (TTL) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
+| ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
 | ``iv1:{ph:P}:otpfail`` | string | wrong codes for a phone from all tenants; at the limit, its lock (TTL) |
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
@@ -160,6 +161,10 @@ class TenantKeys:
     def audit_signing_key(self) -> str:
         """The signing key id the log last recorded a rotation to (each rotation is one entry)."""
         return f"{self._base}:audit:signing-key"
+
+    def incident_merge(self, token: str) -> str:
+        """A partial union of ``reads`` HyperLogLogs an incident report merges into (short TTL)."""
+        return f"{self._base}:incident:merge:{token}"
 
     def removal(self) -> str:
         """The tenant's removal record, kept with the audit log it closed (``tenants remove``)."""

@@ -23,6 +23,7 @@ from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument
+from idverify.flows import incident
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.incident import MAX_WINDOW_HOURS, IncidentFlow, IncidentRequest
@@ -280,3 +281,32 @@ def test_certificate_principals_are_client_ids() -> None:
         until_ms=request.until_ms,
         detected_ms=request.detected_ms,
     ).check()
+
+
+async def test_many_hours_and_clients_are_merged_in_chunks_and_leave_nothing_behind(
+    redis: RedisClient, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long window's keys are merged a chunk at a time, to the same union, leaving nothing.
+
+    No PFCOUNT then holds Redis for long, and the scratch keys are gone once the report is made.
+    """
+    monkeypatch.setattr(incident, "MERGE_CHUNK", 3)
+    merges_before = await merges(redis)
+    for hour in range(H0, H0 + 20):
+        for client in (LEAKED, OTHER):
+            first = (hour - H0) * 100
+            await read(redis, tenant, hour, client, Category.IP_LOCATION, range(first, first + 150))
+    request = IncidentRequest(
+        principals=(), since_ms=H0 * HOUR_MS, until_ms=(H0 + 20) * HOUR_MS, detected_ms=1
+    )
+    report = json.loads((await incidents(redis).create(tenant, request, INFO))[0])["report"]
+    assert within(report["reads"]["by_category"]["ip_location"]["accounts"], 19 * 100 + 150)
+    assert within(report["reads"]["all_categories"]["accounts"], 19 * 100 + 150)
+    assert [key async for key in redis.scan_iter(match=f"iv1:{{t:{tenant}}}:incident:*")] == []
+    # 40 keys a category in chunks of 3: 14 merges, then 5, then 2; the union of the 4 categories more.
+    assert await merges(redis) - merges_before > 4 * (14 + 5 + 2)
+
+
+async def merges(redis: RedisClient) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_pfmerge", {}).get("calls", 0))
