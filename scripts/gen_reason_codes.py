@@ -19,8 +19,8 @@ Lua script hands to Python, which raises it, takes the status of that raise. The
 return a code come from a call graph: every servicer method, the functions it calls (resolved
 through annotations, attributes and imports), and the Lua scripts those run; the interceptor's
 codes reach every RPC that needs a token. Meaning and advice are the raise site's own message
-and field, the exception's docstring, and per-status advice, refined by NOTES below where a
-code needs more than that.
+and field, docs/VENDORS.md's tables of step outcomes for a vendor's reasons, and per-status
+advice, refined by NOTES below where a code needs more than that.
 """
 
 from __future__ import annotations
@@ -158,6 +158,11 @@ NOTES: dict[str, tuple[str, str]] = {
     "BANK_CARD_REQUIRED": ("The method needs a bank card number: nothing was sent.", ""),
     "NAME_REQUIRED": ("The method needs a name: nothing was sent.", ""),
     "NO_DOCUMENT": ("The method needs a document: nothing was checked.", ""),
+    "LEGAL_REP_REQUIRED": ("The method needs the legal representative's name: nothing was sent.", ""),
+    "LEGAL_REP_DOCUMENT_REQUIRED": (
+        "The method needs the legal representative's document: nothing was sent.",
+        "",
+    ),
     "INVALID_RETURN_URL": ("challenge_client.return_url is not an https URL the tenant allows.", ""),
     "VENDOR_UNAVAILABLE": ("The vendor is unreachable (connection, HTTP 5xx, or its circuit is open).", ""),
     "VENDOR_TIMEOUT": ("The vendor did not answer in time.", ""),
@@ -1058,8 +1063,22 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def vendor_meanings() -> dict[str, str]:
+    """What docs/VENDORS.md's tables of step outcomes say each vendor reason means."""
+    meanings: dict[str, str] = {}
+    text = (ROOT / "docs" / "VENDORS.md").read_text(encoding="utf-8")
+    for row in text.splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] not in {"FAIL", "UNAVAILABLE"}:  # noqa: PLR2004 - outcome, reason, meaning
+            continue
+        for code in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1]):
+            meanings.setdefault(code, f"{cells[2][:1].upper()}{cells[2][1:]} (a vendor step's {cells[0]}).")
+    return meanings
+
+
 def render(entries: dict[str, Entry]) -> str:
     """The Markdown catalogue."""
+    vendors = vendor_meanings()
     lines = [
         "# Reason codes",
         "",
@@ -1092,7 +1111,9 @@ def render(entries: dict[str, Entry]) -> str:
         if AUDIT in entry.kinds:
             returned.append("audit entry")
         note_meaning, note_action = NOTES.get(code, ("", ""))
-        meaning = note_meaning or "; ".join(entry.messages[:3]) or _default_meaning(entry)
+        meaning = (
+            note_meaning or "; ".join(entry.messages[:3]) or vendors.get(code) or _default_meaning(entry)
+        )
         if entry.fields:
             meaning += " (field " + ", ".join(f"`{f}`" for f in sorted(entry.fields)) + ")"
         if note_action:
