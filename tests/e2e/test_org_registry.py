@@ -22,7 +22,7 @@ import pytest
 from idverify.client import Client
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, audit_pb2, common_pb2, verification_pb2
-from idverify.vendors.fakes import Drop, FakeAlibaba, Organization, Slow
+from idverify.vendors.fakes import Drop, FakeAlibaba, FakeGateway, Organization, Slow
 
 from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions
 from .test_binding import LOOSE_LIMITS
@@ -108,7 +108,7 @@ class Company:
 COMPANIES: list[Company] = []
 
 
-def company(fake: FakeAlibaba, *, status: str = "1", registered: bool = True) -> Company:
+def company(fake: FakeAlibaba | FakeGateway, *, status: str = "1", registered: bool = True) -> Company:
     """A fresh company the fake registry knows (unless ``registered`` is false)."""
     n = next(_counter)
     rep = person()
@@ -304,6 +304,50 @@ class TestClaims:
             established = {found.event.verification_id for found in auditor.audit.QueryEvents(request)}
         assert established.isdisjoint({true_name.verification_id, false_name.verification_id})
         assert established  # the registry's verifications of this module did establish theirs
+
+
+GATEWAY_CONFIG = """
+[vendors.idgw]
+kind = "http"
+url = "{url}"
+secret_env = "E2E_IDGW_SECRET"
+documents = ["cn_uscc", "cn_ric"]
+timeout_seconds = 2
+backoff_seconds = 0
+max_retries = 0
+
+[verifiers.org_registry]
+vendor = "idgw"
+mode = "ENT_4META"
+"""
+
+
+class TestGateway:
+    def test_org_elements_through_an_operators_gateway(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """ENT_4META through a signed-JSON gateway: a match passes, the representative's ID is compared."""
+        with FakeGateway() as gateway:
+            org = company(gateway)
+            config = GATEWAY_CONFIG.replace("{url}", gateway.url)
+            env = {"E2E_IDGW_SECRET": gateway.secret}
+            with (
+                ServerProcess(tmp_path_factory.mktemp("orggw"), config=config, env=env) as running,
+                running.client("registrar") as registrar,
+            ):
+                assert start_org(registrar, org, "gw-ok").status == VERIFIED
+                wrong = start_org(
+                    registrar, org, "gw-id", legal_representative_document_number=person().number
+                )
+                gateway.sign_responses = False
+                forged = start_org(registrar, company(gateway), "gw-forged")
+        assert (wrong.status, wrong.reason_code) == (REJECTED, "LEGAL_REP_ID_MISMATCH")
+        # An answer without the gateway's signature is never taken for a match.
+        assert (forged.status, forged.reason_code) == (REJECTED, "VENDOR_AUTH_FAILED")
+        sent = gateway.requests[0]
+        assert (sent.action, sent.signature_ok) == ("org_elements", True)
+        assert sent.fields["legal_representative_document_number"] == org.rep_id
+        assert sent.fields["registered_address"] == org.address
 
 
 class TestPrivacy:
