@@ -22,6 +22,7 @@ report's own ``incident.reported`` entry was appended.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -32,11 +33,12 @@ from fractions import Fraction
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.exceptions import LockError, RedisError
 
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.incident_report import render_markdown, sign_report
 from idverify.config import IncidentSettings
-from idverify.domain.errors import InvalidArgument
+from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailable
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.keys import scan_pages
@@ -58,6 +60,9 @@ _STANDARD_ERROR = Fraction(str(HLL_STANDARD_ERROR))  # exact, so the bounds are 
 MAX_WINDOW_HOURS = 366 * 24
 """A window of at most a year (the reads are kept 180 days by default): bounds one report's work."""
 MAX_PRINCIPALS = 1000
+REPORT_SECONDS = 600.0
+"""The longest a report may take (its holdings scan the whole store; docs/PERFORMANCE.md): the
+RPC's own limit, and the lock's, so a crashed worker holds the tenant's reports no longer."""
 # Client ids: a token client's hex id, or a certificate's ``cert:<n>``.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_-]{0,63}")
 MERGE_CHUNK = 256
@@ -162,9 +167,29 @@ class IncidentFlow:
 
         Raises:
             InvalidArgument: the request names no window, no detection time, or bad principals.
+            RateLimited: another report of the tenant is being made (``REPORT_IN_PROGRESS``).
             StoreUnavailable: when Redis cannot be reached.
         """
         request.check()
+        keys = TenantKeys(tenant)
+        # One report of a tenant at a time: each scans the whole store.
+        lock = self._redis.lock(keys.incident_lock(), timeout=REPORT_SECONDS, blocking=False)
+        async with translate_errors():
+            acquired = await lock.acquire()
+        if not acquired:
+            raise RateLimited(
+                "an incident report of this tenant is being made; ask again once it is done",
+                retry_after=30.0,
+                reason="REPORT_IN_PROGRESS",
+            )
+        try:
+            return await self._create(tenant, request, info)
+        finally:
+            with contextlib.suppress(LockError, RedisError, StoreUnavailable):
+                async with translate_errors():
+                    await lock.release()
+
+    async def _create(self, tenant: str, request: IncidentRequest, info: RequestInfo) -> tuple[bytes, str]:
         reads = await self._reads(tenant, request)
         holdings = await self.holdings(tenant)
         keys = TenantKeys(tenant)

@@ -32,6 +32,7 @@ from idverify.domain.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from idverify.flows.incident import REPORT_SECONDS
 from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, authorize, current_principal, is_public
@@ -43,6 +44,9 @@ from idverify.telemetry import request_id_var
 
 log = logging.getLogger("idverify.rpc")
 ERROR_DOMAIN = "idverify.dev"
+# Calls allowed longer than [grpc] rpc_timeout_seconds: an incident report's holdings scan the
+# whole store, which takes tens of seconds at millions of keys (docs/PERFORMANCE.md).
+_LONG_CALLS = {"/idverify.v1.AdminService/CreateIncidentReport": REPORT_SECONDS}
 
 
 def status_for(error: IdverifyError) -> grpc.Status:
@@ -174,6 +178,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         """The server-side limit of one call."""
         return self._timeout
 
+    def timeout_of(self, method: str) -> float:
+        """The server-side limit of a call of ``method``: an incident report scans the whole store."""
+        return _LONG_CALLS.get(method, self._timeout)
+
 
 class _Call:
     """One intercepted call's facts."""
@@ -255,7 +263,7 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
                 result = inner(request, context)
                 if inspect.isawaitable(result):
                     # asyncio.timeout, unlike wait_for, does not wrap the call in a task of its own.
-                    async with asyncio.timeout(call.interceptor.timeout):
+                    async with asyncio.timeout(call.interceptor.timeout_of(call.method)):
                         result = await result
             except Exception as exc:
                 code = _code_of(exc)

@@ -37,6 +37,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
+| ``iv1:{t:T}:incident:lock`` | string | held while a report of the tenant is made (redis-py lock, TTL) |
 | ``iv1:{ph:P}:sends:h`` / ``:sends:d`` | string | codes sent to a phone by all tenants, per hour / day |
 | ``iv1:{ph:P}:otpfail`` | string | wrong codes for a phone from all tenants; at the limit, its lock (TTL) |
 | ``iv1:{global}:client-tenant`` | hash | client id -> tenant, to list and revoke by id alone |
@@ -165,6 +166,10 @@ class TenantKeys:
     def incident_merge(self, token: str) -> str:
         """A partial union of ``reads`` HyperLogLogs an incident report merges into (short TTL)."""
         return f"{self._base}:incident:merge:{token}"
+
+    def incident_lock(self) -> str:
+        """Held while an incident report of the tenant is made: one at a time (it scans the store)."""
+        return f"{self._base}:incident:lock"
 
     def removal(self) -> str:
         """The tenant's removal record, kept with the audit log it closed (``tenants remove``)."""

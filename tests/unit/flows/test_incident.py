@@ -22,13 +22,14 @@ from idverify.audit.incident_report import verify_report
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
-from idverify.domain.errors import InvalidArgument
+from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows import incident
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.incident import MAX_WINDOW_HOURS, IncidentFlow, IncidentRequest
+from idverify.flows.incident import MAX_WINDOW_HOURS, REPORT_SECONDS, IncidentFlow, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.privacy.keyring import Keyring
+from idverify.services.interceptor import ServiceInterceptor
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
@@ -310,3 +311,25 @@ async def test_many_hours_and_clients_are_merged_in_chunks_and_leave_nothing_beh
 async def merges(redis: RedisClient) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_pfmerge", {}).get("calls", 0))
+
+
+async def test_one_report_of_a_tenant_at_a_time(redis: RedisClient, tenant: str) -> None:
+    """A report scans the whole store: a second one asked meanwhile is refused, not queued."""
+    await read(redis, tenant, H0, LEAKED, Category.IP_LOCATION, range(10))
+    flow = incidents(redis)
+    held = redis.lock(TenantKeys(tenant).incident_lock(), timeout=60, blocking=False)
+    assert await held.acquire()
+    with pytest.raises(RateLimited) as refused:
+        await flow.create(tenant, window(), INFO)
+    assert refused.value.reason == "REPORT_IN_PROGRESS"
+    assert refused.value.retry_after > 0
+    await held.release()
+    await flow.create(tenant, window(), INFO)
+    await flow.create(tenant, window(), INFO)  # the first one let go of the lock
+    assert not await redis.exists(TenantKeys(tenant).incident_lock())
+
+
+def test_a_report_may_outlast_the_rpc_limit_of_other_calls() -> None:
+    interceptor = ServiceInterceptor(None, None, rpc_timeout_seconds=15.0)  # type: ignore[arg-type]
+    assert interceptor.timeout_of("/idverify.v1.AdminService/CreateIncidentReport") == REPORT_SECONDS
+    assert interceptor.timeout_of("/idverify.v1.AdminService/ListClients") == 15.0
