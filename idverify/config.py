@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from idverify.domain.birth_dates import parse_policy as parse_declared_policy
 from idverify.domain.calendar import MAX_ERASURE_WORKING_DAYS, WorkingCalendar
+from idverify.domain.display_names import parse_display_name_policy
 from idverify.domain.errors import ConfigError
 from idverify.domain.methods import MethodSpec, TenantMethods, parse_claim_assurance, parse_methods
 from idverify.security.principals import GRANTABLE_ROLES
@@ -107,6 +108,10 @@ class RateLimitSettings:
     # caller recovers an account's document number by trying them. Neither can be turned off.
     check_identity_mismatches_per_account_per_day: int = 5
     check_identity_mismatches_per_principal_per_day: int = 100
+    # CheckDisplayName calls per API client in a day: each verdict tells whether a candidate
+    # name is protected, so a client probing the index of verified names stops here. Cannot
+    # be turned off.
+    display_name_checks_per_principal_per_day: int = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,7 +590,7 @@ def _erasure(value: Any) -> ErasureSettings:
     )
 
 
-_TENANT_KEYS = frozenset({"methods", "claim_assurance", "declared_birth_date"})
+_TENANT_KEYS = frozenset({"methods", "claim_assurance", "declared_birth_date", "display_names"})
 
 
 def _tenants(value: Any, built_in: Mapping[str, Any]) -> Mapping[str, TenantMethods]:
@@ -595,8 +600,8 @@ def _tenants(value: Any, built_in: Mapping[str, Any]) -> Mapping[str, TenantMeth
     for tenant, table in value.items():
         if not isinstance(table, Mapping) or set(table) - _TENANT_KEYS:
             raise ConfigError(
-                f"tenants.{tenant}: expected a table with only 'methods', 'claim_assurance' and"
-                " 'declared_birth_date'"
+                f"tenants.{tenant}: expected a table with only 'methods', 'claim_assurance',"
+                " 'declared_birth_date' and 'display_names'"
             )
         # A tenant table that sets only claim_assurance keeps the built-in methods.
         methods = parse_methods(str(tenant), table.get("methods", built_in))
@@ -606,6 +611,9 @@ def _tenants(value: Any, built_in: Mapping[str, Any]) -> Mapping[str, TenantMeth
         if "declared_birth_date" in table:
             policy = parse_declared_policy(str(tenant), table["declared_birth_date"])
             methods = dataclasses.replace(methods, declared_birth_date=policy)
+        if "display_names" in table:
+            names = parse_display_name_policy(str(tenant), table["display_names"])
+            methods = dataclasses.replace(methods, display_names=names)
         tenants[str(tenant)] = methods
     return tenants
 
@@ -725,6 +733,10 @@ def _validate_rate_limits(sends: RateLimitSettings) -> None:
     if min(checks) < 1:
         raise ConfigError(
             "rate_limits: check_identity_mismatches_* limits are 1 or more (they cannot be off)"
+        )
+    if sends.display_name_checks_per_principal_per_day < 1:
+        raise ConfigError(
+            "rate_limits: display_name_checks_per_principal_per_day is 1 or more (it cannot be off)"
         )
 
 

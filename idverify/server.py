@@ -35,6 +35,7 @@ from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
+from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.incident import IncidentFlow
@@ -319,13 +320,18 @@ async def start(
             ErasureFlow(deps),
             AccountExportFlow(deps, accounts, flow.consent, audit),
             consent_cooldown_ms=flow.consent.cooldown_ms,
+            display_names=DisplayNameFlow(deps),
         ),
         server,
     )
     consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(clients, IncidentFlow(redis, scripts, audit, _report_key(settings), settings.incident)),
+        AdminServicer(
+            clients,
+            IncidentFlow(redis, scripts, audit, _report_key(settings), settings.incident),
+            DisplayNameFlow(deps),
+        ),
         server,
     )
     health = HealthServicer()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from idverify.domain.birth_dates import DeclaredBirthDates
+from idverify.domain.display_names import DisplayNamePolicy
 from idverify.domain.errors import ConfigError, InvalidArgument
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
 
@@ -62,6 +63,8 @@ class TenantMethods:
     claim_assurance: AssuranceLevel = AssuranceLevel.SUBSTANTIAL
     # What a birth date the person declares may unlock (README "Age").
     declared_birth_date: DeclaredBirthDates = DeclaredBirthDates.ACCEPT
+    # Reserved names and the platform's brands (README "Display names").
+    display_names: DisplayNamePolicy = field(default_factory=DisplayNamePolicy)
 
     def get(self, method_id: str) -> MethodSpec:
         """The method with this id.

@@ -44,6 +44,7 @@ from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
@@ -326,6 +327,7 @@ class VerificationFlow:
         forward_ms = self._lookup.forward_ms(d.settings.verification.session_ttl_seconds)
         found = await self._lookup.resolve(d.redis, tenant, document, name, forward_ms=forward_ms)
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
+        establishes = establishes_claim(method, d.settings.methods_for(tenant))
         record: dict[str, str] = {
             "status": "PENDING",
             "reason": "",
@@ -342,7 +344,12 @@ class VerificationFlow:
             ),
             "identity": found.ref,
             "name_tag": name_tag,
-            "establishes": "1" if establishes_claim(method, d.settings.methods_for(tenant)) else "0",
+            "establishes": "1" if establishes else "0",
+            # The keyed hashes of the organization's name forms: the index of verified names
+            # takes them in the step that establishes its claim (store/lua/_prelude.lua bind()).
+            "org_names": organization_name_hashes(d.keyring, tenant, name)
+            if establishes and document.subject_kind is SubjectKind.ORGANIZATION
+            else "",
             "name_binding": found.binding,
             "name_binding_seen": found.seen,
             "pepper": found.phc,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from idverify.domain.birth_dates import AgeSource
+from idverify.domain.display_names import Verdict
 from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
 from idverify.flows.account_export import AccountExportFlow, ErasureState, HeldForm
 from idverify.flows.accounts import AccountFlow, AccountView
+from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow
 from idverify.security.principals import caller
 from idverify.services.audit import head_to_proto
@@ -33,6 +35,13 @@ _ERASURE_STATES = {
     ErasureState.SCHEDULED: pb.ERASURE_STATE_SCHEDULED,
     ErasureState.ERASED: pb.ERASURE_STATE_ERASED,
 }
+_VERDICTS = {
+    Verdict.CONSISTENT: pb.DISPLAY_NAME_VERDICT_CONSISTENT,
+    Verdict.INCONSISTENT: pb.DISPLAY_NAME_VERDICT_INCONSISTENT,
+    Verdict.IMPERSONATION: pb.DISPLAY_NAME_VERDICT_IMPERSONATION,
+    Verdict.UNVERIFIED: pb.DISPLAY_NAME_VERDICT_UNVERIFIED,
+    Verdict.NOT_APPLICABLE: pb.DISPLAY_NAME_VERDICT_NOT_APPLICABLE,
+}
 _HELD_FORMS = {HeldForm.KEYED_HASH: pb.HELD_FORM_KEYED_HASH, HeldForm.SEALED: pb.HELD_FORM_SEALED}
 
 
@@ -40,9 +49,16 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     """Platform-facing account RPCs."""
 
     def __init__(
-        self, flow: AccountFlow, erasure: ErasureFlow, export: AccountExportFlow, *, consent_cooldown_ms: int
+        self,
+        flow: AccountFlow,
+        erasure: ErasureFlow,
+        export: AccountExportFlow,
+        *,
+        consent_cooldown_ms: int,
+        display_names: DisplayNameFlow,
     ) -> None:
         self._flow = flow
+        self._display_names = display_names
         self._erasure = erasure
         self._export = export
         self._cooldown_ms = consent_cooldown_ms
@@ -105,6 +121,17 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             ],
             next_start_index=bundle.next_start_index,
         )
+
+    async def CheckDisplayName(
+        self, request: pb.CheckDisplayNameRequest, context: Context
+    ) -> pb.CheckDisplayNameResponse:
+        """Whether a display name fits the account's verified identity: a verdict, never a name."""
+        del context
+        principal = caller()
+        judgement = await self._display_names.check(
+            principal.tenant, principal.client_id, request.account_id, request.display_name
+        )
+        return pb.CheckDisplayNameResponse(verdict=_VERDICTS[judgement.verdict], reason_code=judgement.reason)
 
 
 def account_to_proto(view: AccountView) -> pb.Account:

@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from idverify.flows.incident import IncidentFlow, IncidentRequest
+from idverify.flows.display_names import DisplayNameFlow
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import CROSS_TENANT, Principal, Role, caller, tenant_for
 from idverify.services.convert import timestamp_ms
@@ -54,9 +55,12 @@ def _client(record: ClientRecord) -> pb.Client:
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Client management for admins (own tenant), operators (any tenant) and the bootstrap token."""
 
-    def __init__(self, clients: ClientRegistry, incidents: IncidentFlow) -> None:
+    def __init__(
+        self, clients: ClientRegistry, incidents: IncidentFlow, display_names: DisplayNameFlow
+    ) -> None:
         self._clients = clients
         self._incidents = incidents
+        self._display_names = display_names
 
     async def CreateClient(
         self, request: pb.CreateClientRequest, context: Context
@@ -117,6 +121,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         signed, markdown = await self._incidents.create(tenant, asked, request_info(context))
         return pb.CreateIncidentReportResponse(signed_report=signed, markdown=markdown)
+
+    async def SetApprovedNames(
+        self, request: pb.SetApprovedNamesRequest, context: Context
+    ) -> pb.SetApprovedNamesResponse:
+        """Records the short names and brands a tenant approves for an organization account."""
+        tenant = tenant_for(caller(), request.tenant)
+        count = await self._display_names.set_approved(
+            tenant, request.account_id, list(request.names), request_info(context)
+        )
+        return pb.SetApprovedNamesResponse(approved_count=count)
 
 
 def _ms(request: pb.CreateIncidentReportRequest, field: str) -> int:

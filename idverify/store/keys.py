@@ -34,6 +34,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:i`` | HLL | identity refs of the bound accounts it read |
 | ``iv1:{t:T}:reads:<hour>:who`` | set | client ids that read the tenant's data in that hour (TTL) |
+| ``iv1:{t:T}:orgname`` | hash | verified organization names: a name's keyed hash -> its claim tags |
+| ``iv1:{t:T}:orgnames:<claim tag>`` | hash | one organization's names there: hash -> ``v``/``a`` (approved) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
@@ -60,6 +62,9 @@ reader splits a ``reads`` key from the right. Every ``reads`` key has the retent
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
 has its own hash slot, so the counters of a busy deployment spread over a Cluster's shards.
+
+The prelude's ``index_org_names()`` / ``drop_org_names()`` derive ``orgname`` and ``orgnames:*`` from
+the account key they are given, in the same way.
 
 The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys from the
 ``audit:log`` key a script is given (same prefix, same hash tag), so callers pass that one key.
@@ -186,6 +191,14 @@ class TenantKeys:
     def reads_who(self, hour: int) -> str:
         """The client ids that read the tenant's data in one hour."""
         return f"{self._base}:reads:{hour}:who"
+
+    def organization_names(self) -> str:
+        """The index of verified organization names (keyed hashes) and who owns each."""
+        return f"{self._base}:orgname"
+
+    def organization_own_names(self, claim_tag: str) -> str:
+        """The names one organization (its claim tag) holds in :meth:`organization_names`."""
+        return f"{self._base}:orgnames:{claim_tag}"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""

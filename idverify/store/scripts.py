@@ -48,6 +48,10 @@ SCRIPT_NAMES = (
     "identity_check",
     "client",
     "login_ip",
+    # CheckDisplayName's lookups in the index of verified organization names, and the
+    # approval of an organization's short names and brands.
+    "display_name",
+    "approved_names",
     "ip_labels",
     # A person's copy of their account's data: the export's own audit entry.
     "account_export",

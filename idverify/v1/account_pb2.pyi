@@ -157,6 +157,44 @@ HELD_FORM_SEALED: HeldForm.ValueType  # 2
 """Encrypted under the deployment's key (AES-SIV)."""
 Global___HeldForm: _TypeAlias = HeldForm  # noqa: Y015
 
+class _DisplayNameVerdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisplayNameVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisplayNameVerdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISPLAY_NAME_VERDICT_UNSPECIFIED: _DisplayNameVerdict.ValueType  # 0
+    DISPLAY_NAME_VERDICT_CONSISTENT: _DisplayNameVerdict.ValueType  # 1
+    """An organization's display name is, or contains, its verified name, or is a short name or
+    brand the tenant approved for it.
+    """
+    DISPLAY_NAME_VERDICT_INCONSISTENT: _DisplayNameVerdict.ValueType  # 2
+    """An organization's display name that does not fit its verified name."""
+    DISPLAY_NAME_VERDICT_IMPERSONATION: _DisplayNameVerdict.ValueType  # 3
+    """The display name is, or contains, another organization's protected name or a reserved name."""
+    DISPLAY_NAME_VERDICT_UNVERIFIED: _DisplayNameVerdict.ValueType  # 4
+    """No verified identity, or an organization bound below the tenant's claim assurance."""
+    DISPLAY_NAME_VERDICT_NOT_APPLICABLE: _DisplayNameVerdict.ValueType  # 5
+    """A person's display name that uses no protected name (a nickname is not a real name)."""
+
+class DisplayNameVerdict(_DisplayNameVerdict, metaclass=_DisplayNameVerdictEnumTypeWrapper):
+    """How a display name stands with the verified names of the tenant (README "Display names")."""
+
+DISPLAY_NAME_VERDICT_UNSPECIFIED: DisplayNameVerdict.ValueType  # 0
+DISPLAY_NAME_VERDICT_CONSISTENT: DisplayNameVerdict.ValueType  # 1
+"""An organization's display name is, or contains, its verified name, or is a short name or
+brand the tenant approved for it.
+"""
+DISPLAY_NAME_VERDICT_INCONSISTENT: DisplayNameVerdict.ValueType  # 2
+"""An organization's display name that does not fit its verified name."""
+DISPLAY_NAME_VERDICT_IMPERSONATION: DisplayNameVerdict.ValueType  # 3
+"""The display name is, or contains, another organization's protected name or a reserved name."""
+DISPLAY_NAME_VERDICT_UNVERIFIED: DisplayNameVerdict.ValueType  # 4
+"""No verified identity, or an organization bound below the tenant's claim assurance."""
+DISPLAY_NAME_VERDICT_NOT_APPLICABLE: DisplayNameVerdict.ValueType  # 5
+"""A person's display name that uses no protected name (a nickname is not a real name)."""
+Global___DisplayNameVerdict: _TypeAlias = DisplayNameVerdict  # noqa: Y015
+
 @_typing.final
 class Account(_message.Message):
     """What a platform may know about an account: never a name, number or phone."""
@@ -595,3 +633,51 @@ class ExportAccountDataResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportAccountDataResponse: _TypeAlias = ExportAccountDataResponse  # noqa: Y015
+
+@_typing.final
+class CheckDisplayNameRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    display_name: _builtins.str
+    """At most 64 characters once normalized."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "display_name", b"display_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckDisplayNameRequest: _TypeAlias = CheckDisplayNameRequest  # noqa: Y015
+
+@_typing.final
+class CheckDisplayNameResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    verdict: Global___DisplayNameVerdict.ValueType
+    reason_code: _builtins.str
+    """Stable: VERIFIED_NAME, APPROVED_NAME, NAME_NOT_CONTAINED, OTHER_ORGANIZATION_NAME,
+    RESERVED_NAME, NO_VERIFIED_IDENTITY, NAME_NOT_ESTABLISHED, PERSON_ACCOUNT.
+    """
+    def __init__(
+        self,
+        *,
+        verdict: Global___DisplayNameVerdict.ValueType = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason_code", b"reason_code", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckDisplayNameResponse: _TypeAlias = CheckDisplayNameResponse  # noqa: Y015

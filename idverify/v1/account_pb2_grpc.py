@@ -68,6 +68,11 @@ class AccountServiceStub:
                 request_serializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.FromString,
                 _registered_method=True)
+        self.CheckDisplayName = channel.unary_unary(
+                '/idverify.v1.AccountService/CheckDisplayName',
+                request_serializer=idverify_dot_v1_dot_account__pb2.CheckDisplayNameRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_account__pb2.CheckDisplayNameResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -119,6 +124,15 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckDisplayName(self, request, context):
+        """Whether a display name fits the account's verified identity: a verdict and a reason code,
+        never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
+        verified names cannot be probed beyond the verdicts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +165,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ExportAccountData,
                     request_deserializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.SerializeToString,
+            ),
+            'CheckDisplayName': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckDisplayName,
+                    request_deserializer=idverify_dot_v1_dot_account__pb2.CheckDisplayNameRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_account__pb2.CheckDisplayNameResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,6 +338,33 @@ class AccountService:
             '/idverify.v1.AccountService/ExportAccountData',
             idverify_dot_v1_dot_account__pb2.ExportAccountDataRequest.SerializeToString,
             idverify_dot_v1_dot_account__pb2.ExportAccountDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckDisplayName(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AccountService/CheckDisplayName',
+            idverify_dot_v1_dot_account__pb2.CheckDisplayNameRequest.SerializeToString,
+            idverify_dot_v1_dot_account__pb2.CheckDisplayNameResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,11 @@ class AccountServiceStub:
     """A person's copy of what is held about their account (the platform authenticates the person),
     with every audit entry about it proven against a signed tree head; the export is audited.
     """
+    CheckDisplayName: _grpc.UnaryUnaryMultiCallable[_account_pb2.CheckDisplayNameRequest, _account_pb2.CheckDisplayNameResponse]
+    """Whether a display name fits the account's verified identity: a verdict and a reason code,
+    never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
+    verified names cannot be probed beyond the verdicts.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -72,6 +77,11 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ExportAccountData: _aio.UnaryUnaryMultiCallable[_account_pb2.ExportAccountDataRequest, _account_pb2.ExportAccountDataResponse]  # type: ignore[assignment]
     """A person's copy of what is held about their account (the platform authenticates the person),
     with every audit entry about it proven against a signed tree head; the export is audited.
+    """
+    CheckDisplayName: _aio.UnaryUnaryMultiCallable[_account_pb2.CheckDisplayNameRequest, _account_pb2.CheckDisplayNameResponse]  # type: ignore[assignment]
+    """Whether a display name fits the account's verified identity: a verdict and a reason code,
+    never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
+    verified names cannot be probed beyond the verdicts.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -128,6 +138,17 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_pb2.ExportAccountDataResponse, _abc.Awaitable[_account_pb2.ExportAccountDataResponse]]:
         """A person's copy of what is held about their account (the platform authenticates the person),
         with every audit entry about it proven against a signed tree head; the export is audited.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckDisplayName(
+        self,
+        request: _account_pb2.CheckDisplayNameRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_pb2.CheckDisplayNameResponse, _abc.Awaitable[_account_pb2.CheckDisplayNameResponse]]:
+        """Whether a display name fits the account's verified identity: a verdict and a reason code,
+        never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
+        verified names cannot be probed beyond the verdicts.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

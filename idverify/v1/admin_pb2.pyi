@@ -262,3 +262,52 @@ class CreateIncidentReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateIncidentReportResponse: _TypeAlias = CreateIncidentReportResponse  # noqa: Y015
+
+@_typing.final
+class SetApprovedNamesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """Empty: the admin's own tenant (an operator names one)."""
+    account_id: _builtins.str
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 16, each 2 to 64 characters once normalized."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "names", b"names", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetApprovedNamesRequest: _TypeAlias = SetApprovedNamesRequest  # noqa: Y015
+
+@_typing.final
+class SetApprovedNamesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVED_COUNT_FIELD_NUMBER: _builtins.int
+    approved_count: _builtins.int
+    """How many distinct names are approved for the account now."""
+    def __init__(
+        self,
+        *,
+        approved_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_count", b"approved_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetApprovedNamesResponse: _TypeAlias = SetApprovedNamesResponse  # noqa: Y015

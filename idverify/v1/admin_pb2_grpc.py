@@ -62,6 +62,11 @@ class AdminServiceStub:
                 request_serializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.FromString,
                 _registered_method=True)
+        self.SetApprovedNames = channel.unary_unary(
+                '/idverify.v1.AdminService/SetApprovedNames',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -103,6 +108,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetApprovedNames(self, request, context):
+        """Records the short names and brands the tenant approves for an organization account whose
+        name is established (replacing the ones approved before; none clears them). They are then
+        protected like the verified name (AccountService.CheckDisplayName). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +139,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CreateIncidentReport,
                     request_deserializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.SerializeToString,
+            ),
+            'SetApprovedNames': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetApprovedNames,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -243,6 +262,33 @@ class AdminService:
             '/idverify.v1.AdminService/CreateIncidentReport',
             idverify_dot_v1_dot_admin__pb2.CreateIncidentReportRequest.SerializeToString,
             idverify_dot_v1_dot_admin__pb2.CreateIncidentReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetApprovedNames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/SetApprovedNames',
+            idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.FromString,
             options,
             channel_credentials,
             insecure,

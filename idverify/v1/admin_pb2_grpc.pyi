@@ -50,6 +50,11 @@ class AdminServiceStub:
     data category, and what the tenant holds, against the reporting threshold and deadline;
     signed with the audit log's key (`idverify incident verify` checks it offline).
     """
+    SetApprovedNames: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetApprovedNamesRequest, _admin_pb2.SetApprovedNamesResponse]
+    """Records the short names and brands the tenant approves for an organization account whose
+    name is established (replacing the ones approved before; none clears them). They are then
+    protected like the verified name (AccountService.CheckDisplayName). Audited.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -72,6 +77,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     read no tenant's data): how many accounts and persons the named clients read in a window, by
     data category, and what the tenant holds, against the reporting threshold and deadline;
     signed with the audit log's key (`idverify incident verify` checks it offline).
+    """
+    SetApprovedNames: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetApprovedNamesRequest, _admin_pb2.SetApprovedNamesResponse]  # type: ignore[assignment]
+    """Records the short names and brands the tenant approves for an organization account whose
+    name is established (replacing the ones approved before; none clears them). They are then
+    protected like the verified name (AccountService.CheckDisplayName). Audited.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +126,17 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         read no tenant's data): how many accounts and persons the named clients read in a window, by
         data category, and what the tenant holds, against the reporting threshold and deadline;
         signed with the audit log's key (`idverify incident verify` checks it offline).
+        """
+
+    @_abc_1.abstractmethod
+    def SetApprovedNames(
+        self,
+        request: _admin_pb2.SetApprovedNamesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetApprovedNamesResponse, _abc.Awaitable[_admin_pb2.SetApprovedNamesResponse]]:
+        """Records the short names and brands the tenant approves for an organization account whose
+        name is established (replacing the ones approved before; none clears them). They are then
+        protected like the verified name (AccountService.CheckDisplayName). Audited.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,6 +6,8 @@ approved short names and brands are recorded through AdminService before the row
 The platform's own brand is configured as ``星河社区``; the tenant keeps the default reserved list.
 """
 
+# ruff: noqa: RUF001 - full-width letters and brackets are what these rows test
+
 from __future__ import annotations
 
 from typing import Final

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from stdnum.cn import uscc
 
@@ -19,7 +18,7 @@ from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, common_pb2, verification_pb2
 
 from . import display_name_table as table
-from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions, verify
+from .conftest import person, text_versions, verify
 from .test_binding import LOOSE_LIMITS
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,9 @@ def verify_organization(
 
 
 def approve(admin: Client, account: str, names: tuple[str, ...]) -> admin_pb2.SetApprovedNamesResponse:
-    return admin.admin.SetApprovedNames(admin_pb2.SetApprovedNamesRequest(account_id=account, names=list(names)))
+    return admin.admin.SetApprovedNames(
+        admin_pb2.SetApprovedNamesRequest(account_id=account, names=list(names))
+    )
 
 
 def check(platform: Client, account: str, display_name: str) -> account_pb2.CheckDisplayNameResponse:
@@ -129,7 +130,7 @@ class TestTable:
     def test_every_row_gets_its_verdict(self, platform: Client, organizations: dict[str, str]) -> None:
         """At least 200 display names, each answered with the table's verdict."""
         del organizations
-        assert len(table.ROWS) >= 200  # noqa: PLR2004 - the issue's floor
+        assert len(table.ROWS) >= 200
         wrong = []
         for account, display_name, expected in table.ROWS:
             answer = check(platform, account, display_name)

@@ -180,6 +180,54 @@ local function set_age(acct_key, vf, again)
   end
 end
 
+-- The index of verified organization names (idverify/store/keys.py: orgname, orgnames:<tag>).
+-- Its keys are derived from an account key (same prefix and hash tag). An index field is a
+-- keyed hash of a folded name; its value the space-separated claim tags of the organizations
+-- that hold it (two companies of different cities may share a short form).
+local function org_name_keys(acct_key)
+  local base = string.match(acct_key, '^(.*:)acct:[^:]*$')
+  return base .. 'orgname', base .. 'orgnames:'
+end
+
+local function add_org_name(index_key, own_key, hash, tag, kind)
+  local owners = redis.call('HGET', index_key, hash) or ''
+  if not string.find(' ' .. owners .. ' ', ' ' .. tag .. ' ', 1, true) then
+    redis.call('HSET', index_key, hash, owners == '' and tag or (owners .. ' ' .. tag))
+  end
+  redis.call('HSET', own_key, hash, kind)
+end
+
+local function remove_org_name(index_key, own_key, hash, tag)
+  local kept = {}
+  for owner in string.gmatch(redis.call('HGET', index_key, hash) or '', '%S+') do
+    if owner ~= tag then kept[#kept + 1] = owner end
+  end
+  if #kept == 0 then redis.call('HDEL', index_key, hash)
+  else redis.call('HSET', index_key, hash, table.concat(kept, ' ')) end
+  redis.call('HDEL', own_key, hash)
+end
+
+-- An organization whose claim a verification establishes (or confirms) holds its names'
+-- forms (comma-separated hex hashes, computed while its name was in memory).
+local function index_org_names(acct_key, tag, hashes)
+  if (hashes or '') == '' or (tag or '') == '' then return end
+  local index_key, own_prefix = org_name_keys(acct_key)
+  for hash in string.gmatch(hashes, '[^,]+') do
+    add_org_name(index_key, own_prefix .. tag, hash, tag, 'v')
+  end
+end
+
+-- Its names leave the index with the last account bound to its identity.
+local function drop_org_names(acct_key, tag)
+  if (tag or '') == '' then return end
+  local index_key, own_prefix = org_name_keys(acct_key)
+  local own_key = own_prefix .. tag
+  for _, hash in ipairs(redis.call('HKEYS', own_key)) do
+    remove_org_name(index_key, own_key, hash, tag)
+  end
+  redis.call('DEL', own_key)
+end
+
 -- Binds the verification's account to its identity unless a rule forbids it.
 -- Returns status, reason.
 local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
@@ -245,6 +293,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
     set_tag(acct_key, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
+    if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
     return 'VERIFIED', ''
   end
   -- Verified again: the account shows this verification's method and time, and the highest
@@ -255,6 +304,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
   set_tag(acct_key, vf.name_tag)
   set_age(acct_key, vf, true)
+  if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
   if was[1] ~= assurance or was[2] ~= vf.method then
     audit(log_key, base, {type = 'account.updated', outcome = 'updated', reason = '',
       assurance = assurance, previous_method = was[2] or ''})

@@ -36,6 +36,8 @@ if ARGV[5] ~= '' then
   redis.call('SREM', KEYS[6], ARGV[3])
   if redis.call('SCARD', KEYS[6]) == 0 then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[1], 'i:' .. ARGV[5])
+    -- An organization's names are protected while an account is bound to it.
+    drop_org_names(KEYS[1], acct.name_tag)
   end
 end
 redis.call('HDEL', KEYS[1], 'identity', 'name_tag', 'verified_ms', 'method', 'assurance', 'kind', 'age_band',

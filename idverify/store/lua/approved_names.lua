@@ -1,0 +1,39 @@
+-- Records the short names and brands a tenant approves for an organization account, replacing
+-- those approved before, with its audit entry. The names join the organization's verified names
+-- in the index (never downgrading one: a verified form stays verified).
+-- KEYS: account, organization name index, audit log
+-- ARGV: request json, the tenant's claim assurance, then the names' hashes (hex)
+-- Returns {'OK', approved count} or {refusal}: NOT_BOUND, NOT_ORGANIZATION, NOT_ESTABLISHED,
+--   NAME_TAKEN (another organization holds one of the names)
+local acct = redis.call('HMGET', KEYS[1], 'identity', 'kind', 'assurance', 'name_tag', 'audit')
+if not acct[1] then return {'NOT_BOUND'} end
+if acct[2] ~= 'organization' then return {'NOT_ORGANIZATION'} end
+local tag = acct[4] or ''
+local _, own_prefix = org_name_keys(KEYS[1])
+local own_key = own_prefix .. tag
+if (ASSURANCE_RANK[acct[3] or ''] or 0) < (ASSURANCE_RANK[ARGV[2]] or 99) or tag == ''
+    or redis.call('EXISTS', own_key) == 0 then
+  return {'NOT_ESTABLISHED'}
+end
+local wanted = {}
+for i = 3, #ARGV do
+  local owners = redis.call('HGET', KEYS[2], ARGV[i])
+  if owners and not string.find(' ' .. owners .. ' ', ' ' .. tag .. ' ', 1, true) then return {'NAME_TAKEN'} end
+  wanted[ARGV[i]] = true
+end
+local flat = redis.call('HGETALL', own_key)
+for i = 1, #flat, 2 do
+  if flat[i + 1] == 'a' and not wanted[flat[i]] then remove_org_name(KEYS[2], own_key, flat[i], tag) end
+end
+local approved = 0
+for hash in pairs(wanted) do
+  if redis.call('HGET', own_key, hash) ~= 'v' then
+    add_org_name(KEYS[2], own_key, hash, tag, 'a')
+    approved = approved + 1
+  end
+end
+local base = cjson.decode(ARGV[1])
+base.account = acct[5] or ''
+audit(KEYS[3], base, {type = 'names.approved', outcome = 'approved', reason = '',
+  approved_count = tostring(approved)})
+return {'OK', approved}
