@@ -7,18 +7,21 @@ stays LOW and establishes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from stdnum.cn import uscc
 
 from idverify.client import Client
+from idverify.domain.display_names import protected_forms
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, admin_pb2, common_pb2, verification_pb2
+from idverify.v1 import account_pb2, admin_pb2, audit_pb2, common_pb2, verification_pb2
 
 from . import display_name_table as table
-from .conftest import person, text_versions, verify
+from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions, verify
 from .test_binding import LOOSE_LIMITS
 
 pytestmark = pytest.mark.e2e
@@ -138,3 +141,204 @@ class TestTable:
             if got != expected:
                 wrong.append(f"{account} {display_name!r}: {got} ({answer.reason_code}), expected {expected}")
         assert not wrong, "\n".join(wrong)
+
+
+def verdict(platform: Client, account: str, display_name: str) -> tuple[str, str]:
+    answer = check(platform, account, display_name)
+    return VERDICT.Name(answer.verdict).removeprefix("DISPLAY_NAME_VERDICT_"), answer.reason_code
+
+
+def refusal(call: object) -> tuple[grpc.StatusCode, str, str]:
+    """The status code, reason and field of a refused call."""
+    with pytest.raises(grpc.RpcError) as refused:
+        call()  # type: ignore[operator]
+    return (refused.value.code(), *rich_error(refused.value))  # type: ignore[attr-defined]
+
+
+class TestHostileActors:
+    def test_a_person_cannot_use_a_verified_organizations_name_however_written(
+        self, platform: Client, organizations: dict[str, str]
+    ) -> None:
+        """Spaces, zero-width characters, full-width and traditional forms all read as the name."""
+        del organizations
+        for written in (
+            "华为技术有限公司",
+            "华 为 技 术",
+            "华\u200d为\u2060技术",
+            "華為技術",
+            "ＨＵＡＷＥＩ華為",
+            "@華為!",
+        ):
+            assert verdict(platform, table.PERSON, written) == ("IMPERSONATION", "OTHER_ORGANIZATION_NAME"), (
+                written
+            )
+        assert verdict(platform, table.PERSON, "国务院") == ("IMPERSONATION", "RESERVED_NAME")
+
+    def test_a_checksum_binding_establishes_and_protects_nothing(
+        self, registrar: Client, platform: Client, organizations: dict[str, str]
+    ) -> None:
+        """A dishonest registrar binds a famous name by org_document: UNVERIFIED, it locks nothing."""
+        del organizations
+        answer = verify_organization(
+            registrar, "squat-org", "中国工商银行股份有限公司", method="org_document"
+        )
+        assert answer.status == VERIFIED
+        assert verdict(platform, "squat-org", "中国工商银行") == ("UNVERIFIED", "NAME_NOT_ESTABLISHED")
+        # The name entered no index: nobody else is told it is taken.
+        assert verdict(platform, table.PERSON, "中国工商银行") == ("NOT_APPLICABLE", "PERSON_ACCOUNT")
+        # The real organization, verified at the claim assurance, holds it from then on.
+        assert verify_organization(registrar, "icbc", "中国工商银行股份有限公司").status == VERIFIED
+        assert verdict(platform, "icbc", "中国工商银行") == ("CONSISTENT", "VERIFIED_NAME")
+        assert verdict(platform, table.PERSON, "中国工商银行") == ("IMPERSONATION", "OTHER_ORGANIZATION_NAME")
+
+    def test_registrar_and_auditor_tokens_cannot_check(self, server: ServerProcess) -> None:
+        """Only the platform role (and admin) reaches CheckDisplayName."""
+        for role in ("registrar", "auditor"):
+            with server.client(role) as client:
+                code, _, _ = refusal(lambda c=client: check(c, table.PERSON, "抖音"))
+                assert code is grpc.StatusCode.PERMISSION_DENIED, role
+
+    def test_bad_input_gets_a_precise_status(self, platform: Client) -> None:
+        """Empty, symbol-only, overlong names, bad account ids: INVALID_ARGUMENT naming the field."""
+        for display_name, reason in (
+            ("", "EMPTY"),
+            ("  !!! 🐧 ", "EMPTY"),
+            ("字" * 65, "TOO_LONG"),
+            ("x" * 300, "TOO_LONG"),
+        ):
+            assert refusal(lambda d=display_name: check(platform, table.PERSON, d)) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                reason,
+                "display_name",
+            )
+        code, _, field = refusal(lambda: check(platform, "bad id", "抖音"))
+        assert (code, field) == (grpc.StatusCode.INVALID_ARGUMENT, "account_id")
+
+    def test_another_tenants_names_are_not_this_tenants(
+        self, server: ServerProcess, organizations: dict[str, str]
+    ) -> None:
+        """The index is per tenant: a name verified in one tenant protects nothing in another."""
+        del organizations
+        with (
+            server.client("registrar", tenant="other") as registrar,
+            server.client("platform", tenant="other") as platform,
+        ):
+            assert verify_organization(registrar, "other-org", "上海星辰文化传媒有限公司").status == VERIFIED
+            assert verdict(platform, "other-org", "星辰文化传媒") == ("CONSISTENT", "VERIFIED_NAME")
+            assert verdict(platform, "someone", "抖音") == ("UNVERIFIED", "NO_VERIFIED_IDENTITY")
+            assert verdict(platform, "org-bytedance", "北京字节跳动科技有限公司") == (
+                "UNVERIFIED",
+                "NO_VERIFIED_IDENTITY",
+            )
+
+    def test_nothing_is_stored_in_the_clear(
+        self, server: ServerProcess, platform: Client, organizations: dict[str, str]
+    ) -> None:
+        """No registered name, form, brand or display name asked about is in Redis, plain or hashed."""
+        del organizations
+        check(platform, table.PERSON, "星辰文化传媒官方旗舰店")
+        needles: set[bytes] = set()
+        plain = ["星辰文化传媒官方旗舰店"]
+        for name, brands in table.ORGANIZATIONS.values():
+            plain += [name, *brands]
+        plain += [form for name, _ in table.ORGANIZATIONS.values() for form in protected_forms(name)]
+        for value in plain:
+            raw = value.encode()
+            needles |= {raw, hashlib.sha256(raw).hexdigest().encode(), hashlib.md5(raw).hexdigest().encode()}  # noqa: S324 - finding MD5 forms is the point
+        stored = b"\n".join(everything_stored(embedded_redis(server)))
+        assert [n.decode(errors="replace") for n in needles if n in stored] == []
+
+
+class TestApprovedNames:
+    def test_approvals_are_checked_replaced_and_audited(
+        self,
+        server: ServerProcess,
+        registrar: Client,
+        platform: Client,
+        admin: Client,
+        organizations: dict[str, str],
+    ) -> None:
+        """Only an established organization gets approved names; a new list replaces the old; audited."""
+        del organizations
+        assert verify_organization(registrar, "brand-org", "杭州青柠网络科技有限公司").status == VERIFIED
+        assert approve(admin, "brand-org", ("青柠", "柠檬派")).approved_count == 2
+        assert verdict(platform, "brand-org", "柠檬派") == ("CONSISTENT", "APPROVED_NAME")
+        assert verdict(platform, table.PERSON, "青柠小铺") == ("IMPERSONATION", "OTHER_ORGANIZATION_NAME")
+        assert approve(admin, "brand-org", ("青柠",)).approved_count == 1
+        assert verdict(platform, "brand-org", "柠檬派") == ("INCONSISTENT", "NAME_NOT_CONTAINED")
+        assert verdict(platform, table.PERSON, "柠檬派") == ("NOT_APPLICABLE", "PERSON_ACCOUNT")
+        refusals = {
+            "person": refusal(lambda: approve(admin, table.PERSON, ("青柠",))),
+            "low": refusal(lambda: approve(admin, "org-low-chenxi", ("晨曦",))),
+            "unbound": refusal(lambda: approve(admin, "never-bound", ("晨曦",))),
+            "reserved": refusal(lambda: approve(admin, "brand-org", ("青柠官方",))),
+            "taken": refusal(lambda: approve(admin, "brand-org", ("抖音",))),
+            "short": refusal(lambda: approve(admin, "brand-org", ("柠",))),
+            "many": refusal(lambda: approve(admin, "brand-org", tuple(f"品牌{n}" for n in range(17)))),
+        }
+        failed = grpc.StatusCode.FAILED_PRECONDITION
+        assert refusals == {
+            "person": (failed, "NOT_ORGANIZATION", ""),
+            "low": (failed, "NOT_ESTABLISHED", ""),
+            "unbound": (failed, "NOT_BOUND", ""),
+            "reserved": (failed, "NAME_RESERVED", ""),
+            "taken": (failed, "NAME_TAKEN", ""),
+            "short": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_SHORT", "names"),
+            "many": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY", "names"),
+        }
+        with server.client("auditor") as auditor:
+            entries = list(
+                auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(event_types=["names.approved"]))
+            )
+        assert len(entries) >= 2
+        assert all(
+            "青柠" not in entry.event.SerializeToString().decode(errors="replace") for entry in entries
+        )
+
+    def test_a_platform_cannot_approve(self, platform: Client) -> None:
+        """SetApprovedNames is an admin's call."""
+        code, _, _ = refusal(
+            lambda: platform.admin.SetApprovedNames(
+                admin_pb2.SetApprovedNamesRequest(account_id="org-cmb", names=["招行"])
+            )
+        )
+        assert code is grpc.StatusCode.PERMISSION_DENIED
+
+
+class TestLifecycle:
+    def test_a_cancelled_organizations_names_leave_the_index(
+        self, registrar: Client, platform: Client, admin: Client, organizations: dict[str, str]
+    ) -> None:
+        """With its last account cancelled, its names and brands are nobody's again."""
+        del organizations
+        assert verify_organization(registrar, "gone-org", "深圳市远航物流有限公司").status == VERIFIED
+        approve(admin, "gone-org", ("远航快运",))
+        assert verdict(platform, table.PERSON, "远航物流") == ("IMPERSONATION", "OTHER_ORGANIZATION_NAME")
+        platform.account.CancelAccount(account_pb2.CancelAccountRequest(account_id="gone-org"))
+        assert verdict(platform, table.PERSON, "远航物流") == ("NOT_APPLICABLE", "PERSON_ACCOUNT")
+        assert verdict(platform, table.PERSON, "远航快运") == ("NOT_APPLICABLE", "PERSON_ACCOUNT")
+        unbound = ("UNVERIFIED", "NO_VERIFIED_IDENTITY")
+        assert verdict(platform, "gone-org", "深圳市远航物流有限公司") == unbound
+
+
+class TestProbing:
+    def test_a_client_probing_the_index_is_stopped_at_its_daily_limit(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """A client's sixth check of five a day is RESOURCE_EXHAUSTED; another client is still served."""
+        config = CONFIG.replace(
+            "[rate_limits]\n", "[rate_limits]\ndisplay_name_checks_per_principal_per_day = 5\n", 1
+        )
+        with ServerProcess(tmp_path_factory.mktemp("probing"), config=config) as server:
+            with server.client("platform") as prober:
+                for n in range(5):
+                    assert verdict(prober, "probe", f"候选公司{n}")[0] == "UNVERIFIED"
+                code, reason, _ = refusal(lambda: check(prober, "probe", "候选公司9"))
+                assert (code, reason) == (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "DISPLAY_NAME_CHECKS_RATE_LIMITED",
+                )
+            with server.client("admin") as admin:
+                token = admin.admin.CreateClient(admin_pb2.CreateClientRequest(role="platform")).token
+            with Client(server.target, token, credentials=server.credentials) as other:
+                assert verdict(other, "probe", "候选公司9")[0] == "UNVERIFIED"
