@@ -23,6 +23,7 @@ from idverify.v1 import account_pb2, admin_pb2, audit_pb2, common_pb2, verificat
 from . import display_name_table as table
 from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions, verify
 from .test_binding import LOOSE_LIMITS
+from .test_keys_rotation import ok, wait_for_servers
 
 pytestmark = pytest.mark.e2e
 VERDICT = account_pb2.DisplayNameVerdict
@@ -342,3 +343,41 @@ class TestProbing:
                 token = admin.admin.CreateClient(admin_pb2.CreateClientRequest(role="platform")).token
             with Client(server.target, token, credentials=server.credentials) as other:
                 assert verdict(other, "probe", "候选公司9")[0] == "UNVERIFIED"
+
+
+class TestKeyRotation:
+    def test_verdicts_hold_across_a_new_pepper_and_a_new_wrapping_key(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """The index is keyed by the pinned pepper, nothing in it sealed: rotations change no verdict."""
+        config = "keyring_reload_seconds = 0.3\n" + CONFIG
+        with (
+            ServerProcess(tmp_path_factory.mktemp("rotation"), config=config) as server,
+            server.client("registrar") as registrar,
+            server.client("platform") as platform,
+            server.client("admin") as admin,
+        ):
+            code = new_code()
+            name = "成都市蓝鲸数据科技有限公司"
+            assert verify_organization(registrar, "rot-org", name, code=code).status == VERIFIED
+            approve(admin, "rot-org", ("蓝鲸云",))
+            asked = {
+                ("rot-org", "蓝鲸数据科技"): ("CONSISTENT", "VERIFIED_NAME"),
+                ("rot-org", "蓝鲸云"): ("CONSISTENT", "APPROVED_NAME"),
+                ("someone", "蓝鲸数据科技客服"): ("IMPERSONATION", "OTHER_ORGANIZATION_NAME"),
+            }
+            assert {key: verdict(platform, *key) for key in asked} == asked
+            index = embedded_redis(server).hgetall("iv1:{t:default}:orgname")
+            assert "added p2" in ok(server, "add", "--pepper")
+            ok(server, "rotate", "--pepper")
+            wait_for_servers(server, lambda report: report["pepper_current"] == "p2")
+            assert "added w2" in ok(server, "add")
+            ok(server, "rotate")
+            wait_for_servers(server, lambda report: report["wrapping_current"] == "w2")
+            assert "done" in ok(server, "reindex", "--no-progress")
+            assert {key: verdict(platform, *key) for key in asked} == asked
+            # Another account of the organization, verified under the new keys, writes the same
+            # hashes: the index is unchanged and the account's own names are its own.
+            assert verify_organization(registrar, "rot-org-2", name, code=code).status == VERIFIED
+            assert verdict(platform, "rot-org-2", "蓝鲸数据科技") == ("CONSISTENT", "VERIFIED_NAME")
+            assert embedded_redis(server).hgetall("iv1:{t:default}:orgname") == index
