@@ -3,13 +3,14 @@
 Usage: python bench/display_name.py [--seconds S] [--rounds N] [--organizations N] [--json]
 
 One server (one worker, pinned to a core by the supervisor, its embedded Redis counted with it)
-holds ``--organizations`` organizations verified at the claim assurance, each with two approved
-brands. Each round measures, side by side, the server's CPU per call (from /proc) of:
+holds ``--organizations`` organizations verified through ``org_registry`` (against the Cloudauth
+fake), each with two approved brands. Each round measures, side by side, the server's CPU per
+call (from /proc) of:
 
 - the floor: the empty call (Health/Check: no credentials, no work);
 - GetAccount, the cheapest authenticated read (one HGETALL), for scale;
 - CheckDisplayName over the display names of tests/e2e/display_name_table.py (a realistic mix:
-  2 to 24 characters, median 6; every substring of each is hashed and looked up);
+  2 to 24 characters, median 4; every substring of each is hashed and looked up);
 - CheckDisplayName of a 64-character name, the longest accepted (2,016 substrings): the bound.
 
 The target is CheckDisplayName's median under 1 ms of server CPU. In-process figures beside
@@ -50,18 +51,25 @@ from idverify.v1 import (
     verification_pb2,
     verification_pb2_grpc,
 )
+from idverify.vendors.fakes import FakeAlibaba, Organization
 from tests.e2e.display_name_table import ROWS
 
 CONFIG = """
 [rate_limits]
 per_principal_per_minute = 1000000000
+per_identity_per_hour = 1000000000
 display_name_checks_per_principal_per_day = 1000000000
 
-[tenants.default.methods.org_checked]
-assurance = "substantial"
-subject_kinds = ["organization"]
-steps = ["document"]
+[vendors.alibaba]
+kind = "alibaba"
+endpoint = "{url}"
+secret_id_env = "BENCH_ALI_ID"
+secret_key_env = "BENCH_ALI_KEY"
+
+[verifiers.org_registry]
+vendor = "alibaba"
 """
+REPRESENTATIVE = ("王伟", "44010619900307001X")
 LONGEST = "北京字节跳动科技有限公司官方旗舰店" + "星" * 47  # 64 characters once folded
 CITIES = ("北京市", "上海市", "深圳市", "杭州市", "成都市", "武汉市", "南京市", "西安市")
 TRADES = ("网络科技", "文化传媒", "信息技术", "电子商务", "餐饮管理", "物流", "教育科技", "生物医药")
@@ -83,8 +91,9 @@ async def _load(call: Callable[[], Awaitable[Any]], seconds: float, concurrency:
 
 
 class _Target:
-    def __init__(self, server: ServerProcess, channel: grpc.aio.Channel) -> None:
+    def __init__(self, server: ServerProcess, channel: grpc.aio.Channel, registry: FakeAlibaba) -> None:
         self.server = server
+        self.registry = registry
         self.platform = (("authorization", f"Bearer {server.token('platform')}"),)
         self.registrar = (("authorization", f"Bearer {server.token('registrar')}"),)
         self.admin = (("authorization", f"Bearer {server.token('admin')}"),)
@@ -99,20 +108,23 @@ class _Target:
     async def prepare(self, organizations: int) -> None:
         for n in range(organizations):
             body = f"91110000{n:09d}"
+            code = body + uscc.calc_check_digit(body)
             name = f"{CITIES[n % len(CITIES)]}星{n:04d}{TRADES[n % len(TRADES)]}有限公司"
             account = f"org-{n}"
+            self.registry.organizations[code] = Organization(name, code, *REPRESENTATIVE, "1")
             answer = await self.verifications.StartVerification(
                 verification_pb2.StartVerificationRequest(
                     request_id=f"bench-{n}",
                     account_id=account,
-                    method_id="org_checked",
+                    method_id="org_registry",
                     consents=["identity"],
                     consent_text_versions={"identity": text_version_of("bench consent text")},
                     subject=common_pb2.Subject(
                         kind=common_pb2.SUBJECT_KIND_ORGANIZATION,
                         name=name,
                         document_type=common_pb2.DOCUMENT_TYPE_CN_USCC,
-                        document_number=body + uscc.calc_check_digit(body),
+                        document_number=code,
+                        legal_representative_name=REPRESENTATIVE[0],
                     ),
                 ),
                 metadata=self.registrar,
@@ -152,10 +164,12 @@ class _Target:
         return self.accounts.CheckDisplayName(request, metadata=self.platform)
 
 
-async def _measure(server: ServerProcess, organizations: int, seconds: float, rounds: int) -> dict[str, Any]:
+async def _measure(
+    server: ServerProcess, registry: FakeAlibaba, organizations: int, seconds: float, rounds: int
+) -> dict[str, Any]:
     samples: dict[str, list[float]] = {}
     async with grpc.aio.insecure_channel(server.target) as channel:
-        target = _Target(server, channel)
+        target = _Target(server, channel, registry)
         await target.prepare(organizations)
         for _ in range(rounds):
             empty = await target.cpu_us_per_call(target.empty, seconds)
@@ -215,9 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {"in_process": measure_in_process()}
     with (
         tempfile.TemporaryDirectory(prefix="idverify-display-name-bench-") as scratch,
-        ServerProcess(Path(scratch), config=CONFIG, extra_args=["--workers", "1"]) as server,
+        FakeAlibaba() as registry,
+        ServerProcess(
+            Path(scratch),
+            config=CONFIG.replace("{url}", registry.url),
+            extra_args=["--workers", "1"],
+            env={"BENCH_ALI_ID": registry.key_id, "BENCH_ALI_KEY": registry.secret},
+        ) as server,
     ):
-        figures["grpc"] = asyncio.run(_measure(server, args.organizations, args.seconds, args.rounds))
+        figures["grpc"] = asyncio.run(
+            _measure(server, registry, args.organizations, args.seconds, args.rounds)
+        )
     figures["machine"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

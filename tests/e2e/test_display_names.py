@@ -1,8 +1,7 @@
 """CheckDisplayName through the real server: the 200-name table, then the hostile actors.
 
-Until the registry verifier exists, ``org_checked`` (the checksum, rated at the tenant's claim
-assurance) stands in for a method that establishes an organization's name; ``org_document``
-stays LOW and establishes nothing.
+Organizations establish their names through ``org_registry`` (SUBSTANTIAL, the enterprise check)
+against the Cloudauth fake; ``org_document`` (the checksum, LOW) establishes nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,6 +19,7 @@ from idverify.client import Client
 from idverify.domain.display_names import protected_forms
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, audit_pb2, common_pb2, verification_pb2
+from idverify.vendors.fakes import FakeAlibaba, Organization
 
 from . import display_name_table as table
 from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions, verify
@@ -28,33 +29,35 @@ from .test_keys_rotation import ok, wait_for_servers
 pytestmark = pytest.mark.e2e
 VERDICT = account_pb2.DisplayNameVerdict
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
-ESTABLISHING_METHOD = "org_checked"
+ESTABLISHING_METHOD = "org_registry"
+REPRESENTATIVE = person()
 
 CONFIG = (
     LOOSE_LIMITS
     + """
-[tenants.default.methods.sms]
-steps = ["document", "sms_otp"]
+[vendors.alibaba]
+kind = "alibaba"
+endpoint = "{url}"
+secret_id_env = "E2E_ALI_ID"
+secret_key_env = "E2E_ALI_KEY"
+timeout_seconds = 2
+max_retries = 0
+breaker_failures = 50
 
-[tenants.default.methods.org_document]
-subject_kinds = ["organization"]
-steps = ["document"]
-
-[tenants.default.methods.org_checked]
-assurance = "substantial"
-subject_kinds = ["organization"]
-steps = ["document"]
+[verifiers.org_registry]
+vendor = "alibaba"
 
 [tenants.default.display_names]
 platform_brands = ["星河社区"]
 
-[tenants.other.methods.org_checked]
-assurance = "substantial"
-subject_kinds = ["organization"]
-steps = ["document"]
+[tenants.other]
+claim_assurance = "substantial"
 """
 )
 _codes = itertools.count(1)
+# The Cloudauth fake of the module: an organization verified through org_registry is registered
+# with it first, under the name presented.
+_REGISTRY: list[FakeAlibaba] = []
 
 
 def new_code() -> str:
@@ -66,6 +69,18 @@ def new_code() -> str:
 def verify_organization(
     registrar: Client, account: str, name: str, *, code: str | None = None, method: str = ESTABLISHING_METHOD
 ) -> verification_pb2.Verification:
+    code = code or new_code()
+    subject = common_pb2.Subject(
+        kind=common_pb2.SUBJECT_KIND_ORGANIZATION,
+        name=name,
+        document_type=common_pb2.DOCUMENT_TYPE_CN_USCC,
+        document_number=code,
+    )
+    if method == ESTABLISHING_METHOD:
+        _REGISTRY[-1].organizations[code] = Organization(
+            name, code, REPRESENTATIVE.name, REPRESENTATIVE.number, "1"
+        )
+        subject.legal_representative_name = REPRESENTATIVE.name
     return registrar.verification.StartVerification(
         verification_pb2.StartVerificationRequest(
             request_id=f"req-{account}-{next(_codes)}",
@@ -73,12 +88,7 @@ def verify_organization(
             method_id=method,
             consents=["identity"],
             consent_text_versions=text_versions(["identity"]),
-            subject=common_pb2.Subject(
-                kind=common_pb2.SUBJECT_KIND_ORGANIZATION,
-                name=name,
-                document_type=common_pb2.DOCUMENT_TYPE_CN_USCC,
-                document_number=code or new_code(),
-            ),
+            subject=subject,
         )
     ).verification
 
@@ -96,8 +106,22 @@ def check(platform: Client, account: str, display_name: str) -> account_pb2.Chec
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("display-names"), config=CONFIG) as running:
+def cloudauth() -> Iterator[FakeAlibaba]:
+    with FakeAlibaba() as fake:
+        _REGISTRY.append(fake)
+        yield fake
+        _REGISTRY.remove(fake)
+
+
+def registry_server(directory: Path, fake: FakeAlibaba, config: str = CONFIG) -> ServerProcess:
+    """A server whose org_registry asks ``fake``."""
+    env = {"E2E_ALI_ID": fake.key_id, "E2E_ALI_KEY": fake.secret}
+    return ServerProcess(directory, config=config.replace("{url}", fake.url), env=env)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cloudauth: FakeAlibaba) -> Iterator[ServerProcess]:
+    with registry_server(tmp_path_factory.mktemp("display-names"), cloudauth) as running:
         yield running
 
 
@@ -324,13 +348,13 @@ class TestLifecycle:
 
 class TestProbing:
     def test_a_client_probing_the_index_is_stopped_at_its_daily_limit(
-        self, tmp_path_factory: pytest.TempPathFactory
+        self, tmp_path_factory: pytest.TempPathFactory, cloudauth: FakeAlibaba
     ) -> None:
         """A client's sixth check of five a day is RESOURCE_EXHAUSTED; another client is still served."""
         config = CONFIG.replace(
             "[rate_limits]\n", "[rate_limits]\ndisplay_name_checks_per_principal_per_day = 5\n", 1
         )
-        with ServerProcess(tmp_path_factory.mktemp("probing"), config=config) as server:
+        with registry_server(tmp_path_factory.mktemp("probing"), cloudauth, config) as server:
             with server.client("platform") as prober:
                 for n in range(5):
                     assert verdict(prober, "probe", f"候选公司{n}")[0] == "UNVERIFIED"
@@ -347,12 +371,12 @@ class TestProbing:
 
 class TestKeyRotation:
     def test_verdicts_hold_across_a_new_pepper_and_a_new_wrapping_key(
-        self, tmp_path_factory: pytest.TempPathFactory
+        self, tmp_path_factory: pytest.TempPathFactory, cloudauth: FakeAlibaba
     ) -> None:
         """The index is keyed by the pinned pepper, nothing in it sealed: rotations change no verdict."""
         config = "keyring_reload_seconds = 0.3\n" + CONFIG
         with (
-            ServerProcess(tmp_path_factory.mktemp("rotation"), config=config) as server,
+            registry_server(tmp_path_factory.mktemp("rotation"), cloudauth, config) as server,
             server.client("registrar") as registrar,
             server.client("platform") as platform,
             server.client("admin") as admin,
