@@ -66,6 +66,7 @@ class EventType(StrEnum):
     TENANT_REMOVAL_CANCELLED = "tenant.removal_cancelled"
     TENANT_REMOVED = "tenant.removed"
     INCIDENT_REPORTED = "incident.reported"
+    NAMES_APPROVED = "names.approved"
 
 
 class EntryFormatError(ValueError):

@@ -86,6 +86,8 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     {"start", "confirm_request", "submit", "guardian", "client", "consent_grant", "consent_withdraw"}
     | {"cancel", "erase"}
     | {"tenant_removal"}
+    # An approval the admin was told of, with its audit entry.
+    | {"approved_names"}
 )
 
 
