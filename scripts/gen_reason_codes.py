@@ -78,6 +78,8 @@ ADVICE = {
 }
 
 # Where the code's own words are not enough for a caller, a note on meaning or on what to do.
+# What a caller does with the reason of a display name's verdict.
+_VERDICT = 'None: it explains CheckDisplayName\'s verdict (README "Display names").'
 NOTES: dict[str, tuple[str, str]] = {
     # Errors whose advice is more than their status says.
     "REQUEST_IN_PROGRESS": (
@@ -98,6 +100,27 @@ NOTES: dict[str, tuple[str, str]] = {
         "",
         "Ask for a mainland mobile number, or have the tenant allow the country.",
     ),
+    # CheckDisplayNameResponse.reason_code: why a display name got its verdict.
+    "VERIFIED_NAME": (
+        "CONSISTENT: the display name contains a form of the organization's verified name.",
+        _VERDICT,
+    ),
+    "APPROVED_NAME": (
+        "CONSISTENT: the display name contains a short name or brand approved for it.",
+        _VERDICT,
+    ),
+    "NAME_NOT_CONTAINED": ("INCONSISTENT: an organization's display name uses none of its names.", _VERDICT),
+    "OTHER_ORGANIZATION_NAME": (
+        "IMPERSONATION: the display name uses another organization's name.",
+        _VERDICT,
+    ),
+    "RESERVED_NAME": ("IMPERSONATION: the display name uses a name on the tenant's reserved list.", _VERDICT),
+    "NO_VERIFIED_IDENTITY": ("UNVERIFIED: the account is bound to no identity.", _VERDICT),
+    "NAME_NOT_ESTABLISHED": (
+        "UNVERIFIED: an organization bound below the tenant's claim assurance, or not indexed yet.",
+        _VERDICT,
+    ),
+    "PERSON_ACCOUNT": ("NOT_APPLICABLE: a person's display name that uses no protected name.", _VERDICT),
     # Outcomes: Verification.reason_code of a REJECTED or EXPIRED verification.
     "ACCOUNT_BOUND_TO_OTHER_IDENTITY": ("The account is already bound to another identity.", ""),
     "BINDING_LIMIT_REACHED": (

@@ -159,7 +159,7 @@ def substrings(folded: str) -> Iterator[tuple[int, int]]:
             yield start, end
 
 
-class Verdict(enum.Enum):
+class NameVerdict(enum.Enum):
     """What CheckDisplayName answers."""
 
     CONSISTENT = "CONSISTENT"
@@ -207,7 +207,7 @@ class AccountFacts:
 class Judgement:
     """A verdict and its stable reason code."""
 
-    verdict: Verdict
+    verdict: NameVerdict
     reason: str
 
 
@@ -346,16 +346,16 @@ def judge(account: AccountFacts, found: Sequence[Found]) -> Judgement:  # noqa: 
     if foreign:
         organization_name = any(f.owners for f in foreign)
         return Judgement(
-            Verdict.IMPERSONATION, "OTHER_ORGANIZATION_NAME" if organization_name else "RESERVED_NAME"
+            NameVerdict.IMPERSONATION, "OTHER_ORGANIZATION_NAME" if organization_name else "RESERVED_NAME"
         )
     if not account.bound:
-        return Judgement(Verdict.UNVERIFIED, "NO_VERIFIED_IDENTITY")
+        return Judgement(NameVerdict.UNVERIFIED, "NO_VERIFIED_IDENTITY")
     if not account.organization:
-        return Judgement(Verdict.NOT_APPLICABLE, "PERSON_ACCOUNT")
+        return Judgement(NameVerdict.NOT_APPLICABLE, "PERSON_ACCOUNT")
     if not (account.at_claim_assurance and account.names_indexed):
-        return Judgement(Verdict.UNVERIFIED, "NAME_NOT_ESTABLISHED")
+        return Judgement(NameVerdict.UNVERIFIED, "NAME_NOT_ESTABLISHED")
     if any(f.kind is NameKind.VERIFIED for f in own):
-        return Judgement(Verdict.CONSISTENT, "VERIFIED_NAME")
+        return Judgement(NameVerdict.CONSISTENT, "VERIFIED_NAME")
     if own:
-        return Judgement(Verdict.CONSISTENT, "APPROVED_NAME")
-    return Judgement(Verdict.INCONSISTENT, "NAME_NOT_CONTAINED")
+        return Judgement(NameVerdict.CONSISTENT, "APPROVED_NAME")
+    return Judgement(NameVerdict.INCONSISTENT, "NAME_NOT_CONTAINED")

@@ -38,12 +38,6 @@ NAME_PURPOSE: Final = "org-name"
 _HASH_HEX: Final = 32  # 128 bits of HMAC-SHA256: no collision among a tenant's few million forms
 _DAY_MS: Final = 86_400_000
 _ASSURANCE_RANK: Final = {AssuranceLevel.LOW: 1, AssuranceLevel.SUBSTANTIAL: 2, AssuranceLevel.HIGH: 3}
-_APPROVAL_REFUSALS: Final = {
-    "NOT_BOUND": "the account is not bound to an identity",
-    "NOT_ORGANIZATION": "the account is not an organization's",
-    "NOT_ESTABLISHED": "the organization's name is not established at the tenant's claim assurance",
-    "NAME_TAKEN": "another organization holds one of the names",
-}
 
 
 def name_hashes(keyring: Keyring, tenant: str, folded_names: list[str]) -> list[str]:
@@ -176,10 +170,20 @@ class DisplayNameFlow:
                 *name_hashes(d.keyring, tenant, folded),
             ],
         )
-        status = as_text(reply[0])
-        if status != "OK":
-            raise FailedPrecondition(_APPROVAL_REFUSALS[status], reason=status)
-        return int(reply[1])
+        match as_text(reply[0]):
+            case "OK":
+                return int(reply[1])
+            case "NOT_BOUND":
+                raise FailedPrecondition("the account is not bound to an identity", reason="NOT_BOUND")
+            case "NOT_ORGANIZATION":
+                raise FailedPrecondition("the account is not an organization's", reason="NOT_ORGANIZATION")
+            case "NAME_TAKEN":
+                raise FailedPrecondition("another organization holds one of the names", reason="NAME_TAKEN")
+            case _:
+                raise FailedPrecondition(
+                    "the organization's name is not established at the tenant's claim assurance",
+                    reason="NOT_ESTABLISHED",
+                )
 
 
 def _rank(assurance: str) -> int:

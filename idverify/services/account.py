@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from idverify.domain.birth_dates import AgeSource
-from idverify.domain.display_names import Verdict
+from idverify.domain.display_names import NameVerdict
 from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
 from idverify.flows.account_export import AccountExportFlow, ErasureState, HeldForm
 from idverify.flows.accounts import AccountFlow, AccountView
@@ -36,11 +36,11 @@ _ERASURE_STATES = {
     ErasureState.ERASED: pb.ERASURE_STATE_ERASED,
 }
 _VERDICTS = {
-    Verdict.CONSISTENT: pb.DISPLAY_NAME_VERDICT_CONSISTENT,
-    Verdict.INCONSISTENT: pb.DISPLAY_NAME_VERDICT_INCONSISTENT,
-    Verdict.IMPERSONATION: pb.DISPLAY_NAME_VERDICT_IMPERSONATION,
-    Verdict.UNVERIFIED: pb.DISPLAY_NAME_VERDICT_UNVERIFIED,
-    Verdict.NOT_APPLICABLE: pb.DISPLAY_NAME_VERDICT_NOT_APPLICABLE,
+    NameVerdict.CONSISTENT: pb.DISPLAY_NAME_VERDICT_CONSISTENT,
+    NameVerdict.INCONSISTENT: pb.DISPLAY_NAME_VERDICT_INCONSISTENT,
+    NameVerdict.IMPERSONATION: pb.DISPLAY_NAME_VERDICT_IMPERSONATION,
+    NameVerdict.UNVERIFIED: pb.DISPLAY_NAME_VERDICT_UNVERIFIED,
+    NameVerdict.NOT_APPLICABLE: pb.DISPLAY_NAME_VERDICT_NOT_APPLICABLE,
 }
 _HELD_FORMS = {HeldForm.KEYED_HASH: pb.HELD_FORM_KEYED_HASH, HeldForm.SEALED: pb.HELD_FORM_SEALED}
 

@@ -12,7 +12,7 @@ from idverify.domain.display_names import (
     DisplayNamePolicy,
     Found,
     NameKind,
-    Verdict,
+    NameVerdict,
     fold,
     judge,
     protected_forms,
@@ -86,12 +86,12 @@ class TestJudge:
         mine = Found(0, 2, NameKind.VERIFIED, frozenset({"me"}))
         theirs = Found(0, 2, NameKind.VERIFIED, frozenset({"them"}))
         official = Found(2, 4, NameKind.OFFICIAL)
-        assert judge(ORG, [mine]).verdict is Verdict.CONSISTENT
-        assert judge(ORG, [mine, official]).verdict is Verdict.CONSISTENT
-        assert judge(ORG, [official]).verdict is Verdict.IMPERSONATION
+        assert judge(ORG, [mine]).verdict is NameVerdict.CONSISTENT
+        assert judge(ORG, [mine, official]).verdict is NameVerdict.CONSISTENT
+        assert judge(ORG, [official]).verdict is NameVerdict.IMPERSONATION
         assert judge(ORG, [theirs]).reason == "OTHER_ORGANIZATION_NAME"
-        assert judge(ORG, []).verdict is Verdict.INCONSISTENT
-        assert judge(PERSON, []).verdict is Verdict.NOT_APPLICABLE
+        assert judge(ORG, []).verdict is NameVerdict.INCONSISTENT
+        assert judge(PERSON, []).verdict is NameVerdict.NOT_APPLICABLE
         assert judge(PERSON, [Found(0, 2, NameKind.RESERVED)]).reason == "RESERVED_NAME"
         unbound = AccountFacts(
             bound=False, organization=False, name_tag="", at_claim_assurance=False, names_indexed=False
@@ -108,8 +108,8 @@ class TestJudge:
         own = Found(0, 8, NameKind.VERIFIED, frozenset({"me"}))
         inside = Found(0, 4, NameKind.VERIFIED, frozenset({"bank"}))
         beside = Found(8, 12, NameKind.VERIFIED, frozenset({"bank"}))
-        assert judge(ORG, [own, inside]).verdict is Verdict.CONSISTENT
-        assert judge(ORG, [own, beside]).verdict is Verdict.IMPERSONATION
+        assert judge(ORG, [own, inside]).verdict is NameVerdict.CONSISTENT
+        assert judge(ORG, [own, beside]).verdict is NameVerdict.IMPERSONATION
 
 
 class TestPolicy:
