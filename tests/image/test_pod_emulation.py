@@ -110,6 +110,19 @@ def test_the_bundled_ip_database_is_in_the_install(pod: Pod) -> None:
     assert database["record_count"] > 1_000_000
 
 
+def test_the_images_own_default_command_refuses_to_run_without_a_real_sms_sender(pod: Pod) -> None:
+    """A careless `docker run idverify` (no settings at all) gets one line and exit 2.
+
+    Not a server that writes every SMS code to its log.
+    """
+    done = pod.exec(*pod.image.entrypoint, *pod.image.cmd)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("idverify: configuration error:")
+    assert "production mode refuses this" in line
+
+
 def test_it_runs_as_the_pods_user_without_privileges(pod: Pod) -> None:
     """The server's process: the chart's user, group and fsGroup, no capabilities, no_new_privs."""
     wait_serving(pod)
