@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     from idverify.incident_commands import add_incident_commands  # noqa: PLC0415
 
     add_incident_commands(commands)
+    from idverify.display_name_commands import add_display_name_commands  # noqa: PLC0415
+
+    add_display_name_commands(commands)
     return parser
 
 

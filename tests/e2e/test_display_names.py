@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -405,3 +408,35 @@ class TestKeyRotation:
             assert verify_organization(registrar, "rot-org-2", name, code=code).status == VERIFIED
             assert verdict(platform, "rot-org-2", "蓝鲸数据科技") == ("CONSISTENT", "VERIFIED_NAME")
             assert embedded_redis(server).hgetall("iv1:{t:default}:orgname") == index
+
+
+class TestCommandLine:
+    def test_an_admin_approves_names_from_the_command_line(
+        self, server: ServerProcess, registrar: Client, platform: Client, organizations: dict[str, str]
+    ) -> None:
+        """`idverify display-names approve` records names; a refusal or a missing token is one line."""
+        del organizations
+        assert verify_organization(registrar, "cli-org", "广州市木棉花餐饮管理有限公司").status == VERIFIED
+
+        def run(*args: str, token: str | None = server.token("admin")) -> subprocess.CompletedProcess[str]:
+            flags = ["--server", server.target] + (["--token", token] if token else [])
+            env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
+            return subprocess.run(
+                [sys.executable, "-m", "idverify", "display-names", "approve", *args, *flags],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=env,
+            )
+
+        done = run("cli-org", "木棉花", "花城小馆")
+        assert (done.returncode, done.stdout) == (0, "2 name(s) approved for cli-org\n"), done.stderr
+        assert verdict(platform, "cli-org", "花城小馆") == ("CONSISTENT", "APPROVED_NAME")
+        refused = run(table.PERSON, "木棉花")
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("idverify: FAILED_PRECONDITION:")
+        assert len(refused.stderr.splitlines()) == 1
+        missing = run("cli-org", "木棉花", token=None)
+        assert missing.returncode == 2
+        assert "--token" in missing.stderr
