@@ -440,3 +440,21 @@ class TestCommandLine:
         missing = run("cli-org", "木棉花", token=None)
         assert missing.returncode == 2
         assert "--token" in missing.stderr
+
+
+class TestReadme:
+    def test_the_worked_example_answers_as_written(
+        self, platform: Client, organizations: dict[str, str]
+    ) -> None:
+        """README "Display names": every answer of the worked example (org-1 is org-bytedance here)."""
+        del organizations
+        example = {
+            ("org-bytedance", "字节跳动科技官方"): ("CONSISTENT", "VERIFIED_NAME"),
+            ("org-bytedance", "抖音"): ("CONSISTENT", "APPROVED_NAME"),
+            ("org-bytedance", "字节跳动"): ("INCONSISTENT", "NAME_NOT_CONTAINED"),
+            (table.PERSON, "抖 音 小助手"): ("IMPERSONATION", "OTHER_ORGANIZATION_NAME"),
+            (table.PERSON, "星河社区客服"): ("IMPERSONATION", "RESERVED_NAME"),
+            (table.PERSON, "快乐的小王"): ("NOT_APPLICABLE", "PERSON_ACCOUNT"),
+            ("new-user", "快乐的小王"): ("UNVERIFIED", "NO_VERIFIED_IDENTITY"),
+        }
+        assert {key: verdict(platform, *key) for key in example} == example
