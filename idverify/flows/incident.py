@@ -69,6 +69,7 @@ MERGE_CHUNK = 256
 """HyperLogLogs merged by one PFMERGE or counted by one PFCOUNT: each holds Redis for ~10 ms at
 most, where one PFCOUNT over a year of hours and clients would hold it for seconds."""
 _MERGES_PER_ROUND_TRIP = 8
+_CLOCK_SKEW_MS = 300_000  # the caller's clock may run ahead of the store's by this much
 _MERGE_TTL_MS = 60_000
 SCAN_PAGE = 2000
 """Keys per SCAN page, and so per holdings script: one script call stays well under a millisecond."""
@@ -166,11 +167,17 @@ class IncidentFlow:
         """The signed report file and its Markdown.
 
         Raises:
-            InvalidArgument: the request names no window, no detection time, or bad principals.
+            InvalidArgument: the request names no window, no detection time, bad principals, or a
+                detection or window start in the future.
             RateLimited: another report of the tenant is being made (``REPORT_IN_PROGRESS``).
             StoreUnavailable: when Redis cannot be reached.
         """
         request.check()
+        now_ms = await self._scripts.clock.now_ms()
+        # A typo in a year would set a deadline years away, or count a window with nothing in it.
+        for field, ms in (("detected_at", request.detected_ms), ("since", request.since_ms)):
+            if ms > now_ms + _CLOCK_SKEW_MS:
+                raise InvalidArgument("a time in the future", reason="IN_THE_FUTURE", field=field)
         keys = TenantKeys(tenant)
         # One report of a tenant at a time: each scans the whole store.
         lock = self._redis.lock(keys.incident_lock(), timeout=REPORT_SECONDS, blocking=False)

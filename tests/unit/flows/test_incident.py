@@ -243,6 +243,21 @@ async def test_the_report_is_signed_and_audited(redis: RedisClient, tenant: str)
     assert "## Measures taken" in markdown
 
 
+@pytest.mark.parametrize("field", ["detected_at", "since"])
+async def test_a_time_in_the_future_is_a_typo(redis: RedisClient, tenant: str, field: str) -> None:
+    base = window()
+    later = 4_000_000_000_000  # 2096
+    request = IncidentRequest(
+        principals=base.principals,
+        since_ms=later if field == "since" else base.since_ms,
+        until_ms=later + HOUR_MS if field == "since" else base.until_ms,
+        detected_ms=later if field == "detected_at" else base.detected_ms,
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        await incidents(redis).create(tenant, request, INFO)
+    assert (refused.value.field, refused.value.reason) == (field, "IN_THE_FUTURE")
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
