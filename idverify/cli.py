@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
             overrides={
                 "mode": "development" if args.dev else None,
                 "listen": args.listen,
+                "console.listen": args.console_listen,
                 "data_dir": args.data_dir,
                 "redis_url": args.redis_url,
                 "workers": args.workers,
@@ -50,6 +51,18 @@ def _serve(args: argparse.Namespace) -> int:
     from idverify.supervisor import supervise  # noqa: PLC0415 - keep `idverify --help` fast
 
     return supervise(settings)
+
+
+def _add_listen_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--listen", default=None, help=f"HOST:PORT (IDVERIFY_LISTEN; default {DEFAULT_LISTEN})"
+    )
+    serve.add_argument(
+        "--console-listen",
+        default=None,
+        help="HOST:PORT of the auditor's console (IDVERIFY_CONSOLE__LISTEN; default: the gRPC host, "
+        "port 50052; on in --dev, else with console.enabled = on)",
+    )
 
 
 def _admin_client(args: argparse.Namespace) -> object:
@@ -161,9 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gRPC server")
-    serve.add_argument(
-        "--listen", default=None, help=f"HOST:PORT (IDVERIFY_LISTEN; default {DEFAULT_LISTEN})"
-    )
+    _add_listen_flags(serve)
     serve.add_argument("--data-dir", default=None, help=f"IDVERIFY_DATA_DIR (default ./{DEFAULT_DATA_DIR})")
     serve.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
     serve.add_argument(

@@ -173,6 +173,25 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The auditor's console: a read-only web page on a port of its own (idverify/console)."""
+
+    # "auto": on in development mode, off in production; "on" or "off" to choose.
+    enabled: str = "auto"
+    # HOST:PORT. Empty: the host of ``listen`` and port 50052 (port 0 when gRPC's port is 0).
+    listen: str = ""
+    # A sign-in lasts this long; then the auditor signs in again with a token.
+    session_seconds: float = 1800.0
+    # Failed sign-ins one address may make a minute in each worker before it is refused (HTTP 429).
+    signin_failures_per_minute: int = 10
+
+
+CONSOLE_PORT = 50052
+_CONSOLE_SWITCH = {"auto": None, "on": True, "true": True, "off": False, "false": False}
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True, slots=True)
 class GrpcSettings:
     """Transport knobs of the gRPC server."""
 
@@ -288,6 +307,7 @@ class Settings:
     geo: GeoSettings = field(default_factory=GeoSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     consent: ConsentSettings = field(default_factory=ConsentSettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
@@ -317,6 +337,26 @@ class Settings:
     def listen_host_port(self) -> tuple[str, int]:
         """``listen`` split into host and port."""
         return split_host_port(self.listen)
+
+    @property
+    def console_enabled(self) -> bool:
+        """Whether ``idverify serve`` serves the auditor's console (``console.enabled``).
+
+        "auto" serves it in development mode where it can be served safely: over TLS, or on a
+        loopback address (a browser's secure context without a certificate).
+        """
+        switch = _CONSOLE_SWITCH[self.console.enabled.lower()]
+        if switch is None:
+            return self.development and (self.tls.enabled or self.console_host_port[0] in _LOOPBACK_HOSTS)
+        return switch
+
+    @property
+    def console_host_port(self) -> tuple[str, int]:
+        """Where the console listens (``console.listen``, else the gRPC host on port 50052)."""
+        if self.console.listen:
+            return split_host_port(self.console.listen)
+        host, port = self.listen_host_port
+        return host, CONSOLE_PORT if port else 0
 
 
 DEFAULT_METHODS: Mapping[str, Any] = {
@@ -380,7 +420,8 @@ def load_settings(
     Args:
         config_file: TOML file; when None, ``IDVERIFY_CONFIG`` names one if set.
         environ: environment to read (``os.environ`` when None).
-        overrides: top-level values from the command line; None values are ignored.
+        overrides: values from the command line (``section.name`` for a nested one); None
+            values are ignored.
 
     Raises:
         ConfigError: on an unreadable file, an unknown key or an invalid value.
@@ -395,8 +436,13 @@ def load_settings(
             raise ConfigError(f"config file {path}: {exc}") from exc
     _merge_environment(raw, env)
     for key, value in (overrides or {}).items():
-        if value is not None:
-            raw[key] = value
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        target = raw.setdefault(section, {}) if section else raw
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: expected a table")
+        target[name] = value
     return _build(raw)
 
 
@@ -420,6 +466,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         "rate_limits": RateLimitSettings,
         "geo": GeoSettings,
         "telemetry": TelemetrySettings,
+        "console": ConsoleSettings,
         "grpc": GrpcSettings,
         "consent": ConsentSettings,
         "incident": IncidentSettings,
@@ -710,6 +757,7 @@ def _validate(settings: Settings) -> None:
         )
     _validate_rate_limits(settings.rate_limits)
     _validate_transport(settings)
+    _validate_console(settings)
     _validate_lifecycle(settings)
 
 
@@ -793,6 +841,30 @@ def _validate_transport(settings: Settings) -> None:
             "grpc: public_streams_per_connection, public_streams_per_worker,"
             " health_checks_per_worker, max_connections_per_worker and max_connection_age_seconds"
             " >= 1; public_stream_lifetime_seconds > 0"
+        )
+
+
+def _validate_console(settings: Settings) -> None:
+    console = settings.console
+    if console.enabled.lower() not in _CONSOLE_SWITCH:
+        raise ConfigError(f"console.enabled: auto, on or off, got {console.enabled!r}")
+    if console.listen:
+        try:
+            split_host_port(console.listen)
+        except ConfigError:
+            raise ConfigError(f"console.listen: expected HOST:PORT, got {console.listen!r}") from None
+    if not 60 <= console.session_seconds <= 86_400 or console.signin_failures_per_minute < 1:  # noqa: PLR2004
+        raise ConfigError("console: session_seconds from 60 to 86400, signin_failures_per_minute >= 1")
+    if not settings.console_enabled or settings.tls.enabled:
+        return
+    # Without a certificate the console would be plain HTTP: its cookie and the tokens typed into
+    # it would cross the network in the clear. A browser treats a loopback address as secure, so
+    # a developer's machine may do without; nothing else may.
+    if not settings.development:
+        raise ConfigError("console: HTTPS needs tls.cert_file and tls.key_file (or console.enabled = off)")
+    if settings.console_host_port[0] not in _LOOPBACK_HOSTS:
+        raise ConfigError(
+            "console.listen: without tls.cert_file the console listens on a loopback address only"
         )
 
 

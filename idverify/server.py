@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from redis.exceptions import RedisError
 
 from idverify import telemetry
+from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
@@ -82,6 +84,9 @@ from idverify.v1 import (
 from idverify.vendors.registry import EXTRAS_KEY, VendorRegistry
 from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Verifier, VerifierDeps
 from idverify.verifiers.registry import build_verifier, load_sms_sender, load_verifier_factories
+
+if TYPE_CHECKING:
+    from idverify.console.server import Console
 
 log = logging.getLogger("idverify.server")
 
@@ -151,6 +156,7 @@ class Application:
     data_lock: DataDirLock | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
+    console: Console | None = None
 
 
 def _redis_kind(settings: Settings, url: str) -> str:
@@ -360,6 +366,9 @@ async def start(
         installed_telemetry,
         data_lock,
         verifiers=verifiers,
+        console=await _start_console(
+            settings, audit, redis, scripts, clients, reuse_port=reuse_port, server=server
+        ),
     )
     app.tasks += [
         asyncio.create_task(_watch_redis(app, token is None)),
@@ -368,6 +377,44 @@ async def start(
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
+
+
+async def _start_console(
+    settings: Settings,
+    audit: AuditFlow,
+    redis: RedisClient,
+    scripts: Scripts,
+    clients: ClientRegistry,
+    *,
+    reuse_port: bool,
+    server: grpc.aio.Server,
+) -> Console | None:
+    """The auditor's console when it is on (aiohttp is imported only then: start-up time).
+
+    Raises:
+        RuntimeError: when its port cannot be bound and it was asked for (the gRPC server is
+            stopped first); development mode's own console is left out with a warning instead.
+    """
+    if not settings.console_enabled:
+        return None
+    from idverify.console.server import start_console  # noqa: PLC0415 - only when the console is on
+
+    try:
+        console = await start_console(
+            settings, audit, redis, AuditStore(redis, scripts), clients, reuse_port=reuse_port
+        )
+    except RuntimeError as busy:
+        if settings.console.enabled.lower() == "auto":
+            # Development mode's own console gives way (a second server on the machine).
+            log.warning("auditor's console left out: %s (set console.listen)", busy)
+            return None
+        await server.stop(None)
+        raise
+    except BaseException:
+        await server.stop(None)
+        raise
+    log.info("auditor's console on %s", console.url)
+    return console
 
 
 async def _audit_flow(
@@ -488,6 +535,8 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 async def stop(app: Application) -> None:
     """Drains and releases everything: calls in flight finish within the grace period."""
     await app.health.enter_graceful_shutdown()
+    if app.console is not None:
+        await app.console.stop()
     await app.server.stop(app.settings.grace_seconds)
     for task in app.tasks:
         await _cancelled(task)

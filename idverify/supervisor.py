@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from idverify import server
-from idverify.config import Settings
+from idverify.config import ConsoleSettings, Settings
 from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_keys_before_workers
@@ -129,6 +129,7 @@ class Supervisor:
     embedded: RedisProcess | None = None
     _slots: list[_Worker] = field(default_factory=list)
     _port_hold: socket.socket | None = None
+    _console_hold: socket.socket | None = None
     _data_lock: DataDirLock | None = None
     _worker_settings: Settings | None = None
     _signals_r: int = -1
@@ -160,6 +161,7 @@ class Supervisor:
         # taken fails before anything is created, so no empty data directory is left behind.
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]
+        console = self._hold_console_port()
         prepare_data_dir(settings.data_dir)
         check_witness_dirs(settings.audit_witness_dirs)
         # Held until the supervisor has stopped everything; the forked workers share it.
@@ -176,7 +178,7 @@ class Supervisor:
         # creates the keyring and signing key files.
         ensure_schema_before_workers(url)
         check_keys_before_workers(settings, url)
-        self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url)
+        self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url, console=console)
         self._slots = [_Worker(index) for index in range(self.workers)]
         self._cores = worker_cores(self.workers)
         log.info(
@@ -191,6 +193,28 @@ class Supervisor:
             log.warning("development mode: console SMS sender and plain HTTP allowed; never in production")
         else:
             log.info("production mode")
+
+    def _hold_console_port(self) -> ConsoleSettings:
+        """The workers' console settings, its port held like the gRPC port (port 0: one for all).
+
+        A busy port stops the start when the console was asked for (``console.enabled = on``);
+        the development mode's own console ("auto") is left out with a warning instead, so that
+        a second development server on the same machine still starts.
+        """
+        settings = self.settings
+        if not settings.console_enabled:
+            return settings.console
+        host, port = settings.console_host_port
+        try:
+            self._console_hold = _hold_port(host, port, setting="console.listen")
+        except RuntimeError as busy:
+            if settings.console.enabled.lower() != "auto":
+                raise
+            log.warning("auditor's console left out: %s (set console.listen)", busy)
+            return dataclasses.replace(settings.console, enabled="off")
+        bound = self._console_hold.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        return dataclasses.replace(settings.console, listen=f"{shown}:{bound}")
 
     def _install_signal_handlers(self) -> None:
         # The handlers only wake the loop: the signal number arrives on the pipe.
@@ -334,8 +358,7 @@ class Supervisor:
             for other in self._slots:
                 if other.channel is not None:
                     other.channel.close()
-            if self._port_hold is not None:
-                self._port_hold.close()
+            self._close_held_ports()
             assert self._worker_settings is not None  # noqa: S101
             if self._cores:
                 os.sched_setaffinity(0, {self._cores[worker.index]})
@@ -373,12 +396,16 @@ class Supervisor:
                     os.waitpid(worker.pid, 0)
                 worker.pid = 0
 
+    def _close_held_ports(self) -> None:
+        for hold in (self._port_hold, self._console_hold):
+            if hold is not None:
+                hold.close()
+
     def _release(self) -> None:
         started = bool(self._slots)
         if self.embedded is not None:
             self.embedded.stop()
-        if self._port_hold is not None:
-            self._port_hold.close()
+        self._close_held_ports()
         if self._signals_w >= 0:
             signal.set_wakeup_fd(-1)
             os.close(self._signals_r)
@@ -391,7 +418,7 @@ class Supervisor:
             log.info("stopped")
 
 
-def _hold_port(host: str, port: int) -> socket.socket:
+def _hold_port(host: str, port: int, *, setting: str = "listen") -> socket.socket:
     """A bound, non-listening socket on the port, shared with the workers through SO_REUSEPORT.
 
     Linux only spreads connections over *listening* sockets, so this one receives none; it only
@@ -413,9 +440,11 @@ def _hold_port(host: str, port: int) -> socket.socket:
     except OSError as exc:
         hold.close()
         if isinstance(exc, socket.gaierror):
-            raise ConfigError(f"listen: {host} is not an IP address nor a host name that resolves") from None
+            raise ConfigError(
+                f"{setting}: {host} is not an IP address nor a host name that resolves"
+            ) from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise ConfigError(f"listen: {host} is not an address of this machine") from None
+            raise ConfigError(f"{setting}: {host} is not an address of this machine") from None
         if exc.errno == errno.EADDRINUSE:
             raise RuntimeError(
                 f"cannot listen on {address}: another process listens there ({exc.strerror})"

@@ -80,6 +80,7 @@ class ServerProcess:
     credentials: grpc.ChannelCredentials | None = None
     development: bool = True
     port: int = 0
+    console_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _tokens: dict[str, str] = field(default_factory=dict)
     _codes: dict[str, str] = field(default_factory=dict)
@@ -101,6 +102,12 @@ class ServerProcess:
         """The gRPC address."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def console_url(self) -> str:
+        """The auditor's console (served in development mode, or with console.enabled = on)."""
+        scheme = "https" if self.credentials is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.console_port}"
+
     def start(self) -> None:
         """Starts the server and waits until its health service answers SERVING.
 
@@ -109,6 +116,7 @@ class ServerProcess:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        self.console_port = self.console_port or free_port()
         args = [
             sys.executable,
             "-m",
@@ -118,6 +126,8 @@ class ServerProcess:
             self.target,
             "--data-dir",
             str(self.data_dir),
+            "--console-listen",
+            f"127.0.0.1:{self.console_port}",
         ]
         if self.config:
             config_path = self.directory / "idverify.toml"

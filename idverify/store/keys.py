@@ -249,6 +249,11 @@ class GlobalKeys:
         return f"{cls.base}:bootstrap"
 
     @classmethod
+    def console_session(cls, digest: str) -> str:
+        """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""
+        return f"{cls.base}:console:session:{digest}"
+
+    @classmethod
     def bootstrap_retired(cls) -> str:
         """Marker that an operator client was created, which retires the bootstrap token for good."""
         return f"{cls.base}:bootstrap-retired"

@@ -1,0 +1,522 @@
+"""The console's HTTP(S) server: sign-in, the page and its JSON reads, on a port of its own.
+
+Read-only by construction: the only state it changes is its own sessions. Every read goes through
+the AuditFlow that serves AuditService, so a filter is checked, an account id pseudonymized and a
+tenant chosen exactly as QueryEvents does; the tenant is the signed-in principal's own, never a
+request parameter. Every answer carries a strict Content-Security-Policy: the page runs only the
+scripts shipped in ``static/``, talks only to this origin, and cannot be framed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hmac
+import html
+import io
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from idverify.audit.events import EntryFormatError, EventType
+from idverify.audit.log_store import AuditStore
+from idverify.audit.merkle import leaf_hash
+from idverify.config import Settings
+from idverify.console.charts import DAY_MS, ChartData, Charts
+from idverify.console.sessions import CONSOLE_ROLES, ConsoleSessions, Session, SignInLimiter
+from idverify.domain.errors import (
+    IdverifyError,
+    InvalidArgument,
+    NotFound,
+    RateLimited,
+    StatusKind,
+)
+from idverify.flows.audit import AuditFlow, QueryRequest
+from idverify.security.clients import ClientRegistry
+from idverify.store.connection import RedisClient
+
+__all__ = ["COOKIE", "CSP", "Console", "start_console"]
+
+log = logging.getLogger("idverify.console")
+
+COOKIE = "idverify_console"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_SIZE = 50
+MAX_PAGE = 200
+MAX_DAYS = 90
+_STATIC = resources.files("idverify.console") / "static"
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+_SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+_HTTP_STATUS = {
+    StatusKind.INVALID_ARGUMENT: 400,
+    StatusKind.NOT_FOUND: 404,
+    StatusKind.OUT_OF_RANGE: 400,
+    StatusKind.PERMISSION_DENIED: 403,
+    StatusKind.UNAUTHENTICATED: 401,
+    StatusKind.RESOURCE_EXHAUSTED: 429,
+    StatusKind.FAILED_PRECONDITION: 409,
+    StatusKind.UNAVAILABLE: 503,
+}
+
+
+@dataclass
+class Console:
+    """A running console: its port, and how to stop it."""
+
+    runner: web.AppRunner
+    port: int
+    url: str
+
+    async def stop(self) -> None:
+        """Closes the port and the connections (sessions live on in Redis)."""
+        await self.runner.cleanup()
+
+
+def _static(name: str) -> bytes:
+    return (_STATIC / name).read_bytes()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _Handlers:
+    """The routes; each reads the session the middleware found."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        audit: AuditFlow,
+        charts: Charts,
+        sessions: ConsoleSessions,
+        clients: ClientRegistry,
+        *,
+        secure: bool,
+    ) -> None:
+        self._settings = settings
+        self._audit = audit
+        self._charts = charts
+        self._sessions = sessions
+        self._clients = clients
+        self._limiter = SignInLimiter(settings.console.signin_failures_per_minute)
+        self._secure = secure
+        self._signin_page = _static("signin.html").decode("utf-8")
+
+    # -- sign-in and out ------------------------------------------------------------------------
+
+    def signin_form(self, message: str = "", status: int = 200) -> web.Response:
+        body = self._signin_page.replace("{{message}}", html.escape(message))
+        return web.Response(text=body, status=status, content_type="text/html")
+
+    async def get_signin(self, request: web.Request) -> web.Response:
+        del request
+        return self.signin_form()
+
+    async def post_signin(self, request: web.Request) -> web.StreamResponse:
+        address = request.remote or "unknown"
+        try:
+            self._limiter.check(address)
+        except RateLimited as refused:
+            return self._too_many(refused)
+        form = await request.post()
+        token = form.get("token")
+        token = token.strip() if isinstance(token, str) else ""
+        principal = await self._clients.authenticate(token) if token else None
+        if principal is None or principal.role not in CONSOLE_ROLES:
+            try:
+                self._limiter.failed(address)
+            except RateLimited as refused:
+                log.warning("console: sign-ins from one address refused for %.0fs", refused.retry_after)
+                return self._too_many(refused)
+            if principal is None:
+                return self.signin_form("That token is not valid (or was revoked).", 401)
+            return self.signin_form("Only auditor and admin tokens may sign in to the console.", 403)
+        session_id, session = await self._sessions.open(principal)
+        response = web.HTTPSeeOther("/")
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=int(self._settings.console.session_seconds),
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="Strict",
+        )
+        log.info("console: %s signed in", session.principal.label)
+        return response
+
+    def _too_many(self, refused: RateLimited) -> web.Response:
+        response = self.signin_form("Too many failed sign-ins: wait a minute and try again.", 429)
+        response.headers["Retry-After"] = str(max(1, int(refused.retry_after + 0.999)))
+        return response
+
+    async def post_signout(self, request: web.Request) -> web.StreamResponse:
+        session_id = request.cookies.get(COOKIE, "")
+        if session_id:
+            await self._sessions.close(session_id)
+        response = web.HTTPSeeOther("/signin")
+        response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+        return response
+
+    # -- the page -------------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        del request
+        return web.Response(body=_static("index.html"), content_type="text/html")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if suffix not in _STATIC_TYPES or "/" in name or name.startswith("."):
+            raise web.HTTPNotFound
+        try:
+            body = _static(name)
+        except (FileNotFoundError, IsADirectoryError):
+            raise web.HTTPNotFound from None
+        return web.Response(body=body, content_type=_STATIC_TYPES[suffix], charset="utf-8")
+
+    # -- JSON reads -----------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        session = request[_SESSION_KEY]
+        principal = session.principal
+        return web.json_response(
+            {
+                "tenant": principal.tenant,
+                "role": principal.role.value,
+                "expires_ms": session.expires_ms,
+                "event_types": [kind.value for kind in EventType],
+                "methods": [m.id for m in self._settings.methods_for(principal.tenant).methods],
+            }
+        )
+
+    async def events(self, request: web.Request) -> web.Response:
+        tenant = request[_SESSION_KEY].principal.tenant
+        query = request.query
+        limit = _int(query, "limit", PAGE_SIZE, maximum=MAX_PAGE, minimum=1)
+        wanted = QueryRequest(
+            start_ms=_optional_int(query, "start_ms"),
+            end_ms=_optional_int(query, "end_ms"),
+            types=[t for t in query.getall("type", []) if t],
+            outcomes=[o for o in query.getall("outcome", []) if o],
+            method=query.get("method", ""),
+            account_id=query.get("account_id", ""),
+            start_index=_int(query, "from_index", 0),
+            limit=limit + 1,
+        )
+        if not await self._has_log(request):
+            return web.json_response({"events": [], "next_index": None})
+        found = [item async for item in self._audit.query(tenant, wanted)]
+        page = found[:limit]
+        return web.json_response(
+            {
+                "events": [
+                    {
+                        "index": item.event.index,
+                        "time_ms": item.event.time_ms,
+                        "type": item.event.type,
+                        "outcome": item.event.outcome,
+                        "method": item.event.method,
+                        "reason": item.event.reason,
+                        "account": item.event.account,
+                    }
+                    for item in page
+                ],
+                "next_index": found[limit].event.index if len(found) > limit else None,
+            }
+        )
+
+    async def event(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        index = _path_int(request, "index")
+        _, leaf = await self._audit.event(tenant, index)
+        return web.json_response(
+            {"index": index, "entry": leaf.decode("utf-8"), "leaf_hash": _b64(leaf_hash(leaf))}
+        )
+
+    async def head(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        signed = await self._audit.signed_head(tenant)
+        return web.json_response(
+            {
+                "origin": signed.head.origin,
+                "size": signed.head.size,
+                "root_hash": _b64(signed.head.root_hash),
+                "timestamp_ms": signed.head.timestamp_ms,
+                "key_id": signed.key_id,
+                "signature": _b64(signed.signature),
+                "public_key_pem": self._audit.public_key_pem,
+            }
+        )
+
+    async def inclusion(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        index = _int(request.query, "index", None)
+        size = _int(request.query, "tree_size", None)
+        proof = await self._audit.inclusion_proof(tenant, index, size)
+        return web.json_response(
+            {"hashes": [_b64(h) for h in proof.hashes], "leaf_hash": _b64(proof.leaf_hash)}
+        )
+
+    async def consistency(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        first = _int(request.query, "first", None)
+        second = _int(request.query, "second", None)
+        hashes = await self._audit.consistency_proof(tenant, first, second)
+        return web.json_response({"hashes": [_b64(h) for h in hashes]})
+
+    async def charts(self, request: web.Request) -> web.Response:
+        charts = await self._all_charts(request)
+        return web.json_response({name: _chart_json(chart) for name, chart in charts.items()})
+
+    async def chart_csv(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        charts = await self._all_charts(request)
+        chart = charts.get(name)
+        if chart is None:
+            raise NotFound(f"no chart named {name}", reason="UNKNOWN_CHART", field="name")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["label", *(series.label for series in chart.series)])
+        for i, label in enumerate(chart.labels):
+            writer.writerow([label, *(series.counts[i] for series in chart.series)])
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+
+    async def _all_charts(self, request: web.Request) -> dict[str, ChartData]:
+        tenant = request[_SESSION_KEY].principal.tenant
+        days = _int(request.query, "days", 30, maximum=MAX_DAYS, minimum=1)
+        now_ms = time.time_ns() // 1_000_000
+        first_day = (now_ms // DAY_MS - days + 1) * DAY_MS
+        methods = [m.id for m in self._settings.methods_for(tenant).methods]
+        erasures = await self._charts.erasures(
+            tenant, now_ms, int(self._settings.erasure.overdue_after_seconds * 1000)
+        )
+        if not await self._has_log(request):
+            daily: list[ChartData] = []
+            reasons = ChartData("Top reason codes", [], [])
+        else:
+            daily = await self._charts.daily(tenant, first_day, days, methods)
+            reasons = await self._charts.top_reasons(tenant, first_day, now_ms + 1)
+        names = ["outcomes", "methods", "refusals", "rate_limits"]
+        return {**dict(zip(names, daily, strict=False)), "reasons": reasons, "erasures": erasures}
+
+    async def _tenant(self, request: web.Request) -> str:
+        """The signed-in tenant, once its log is known to exist (NOT_FOUND otherwise)."""
+        return await self._audit.tenant(request[_SESSION_KEY].principal, "")
+
+    async def _has_log(self, request: web.Request) -> bool:
+        try:
+            await self._tenant(request)
+        except NotFound:
+            return False
+        return True
+
+    # -- middleware -----------------------------------------------------------------------------
+
+    @web.middleware
+    async def guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Security headers on every answer; a session for all but the sign-in page and assets."""
+        try:
+            response = await self._guarded(request, handler)
+        except web.HTTPException as http_error:
+            response = http_error
+        except IdverifyError as error:
+            response = _error_response(error)
+        except EntryFormatError:
+            log.error("console: a stored audit entry does not decode")  # noqa: TRY400 - no data in logs
+            response = web.json_response(
+                {"reason": "LOG_CORRUPTED", "message": "a stored entry does not decode"}, status=500
+            )
+        headers = response.headers
+        headers["Content-Security-Policy"] = CSP
+        headers["X-Content-Type-Options"] = "nosniff"
+        # Same-origin, not no-referrer: with no-referrer a browser posts forms with "Origin: null",
+        # which the same-origin check of a sign-in must refuse.
+        headers["Referrer-Policy"] = "same-origin"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        headers.setdefault("Cache-Control", "no-store")
+        if self._secure:
+            headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response
+
+    async def _guarded(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.method == "POST" and not _same_origin(request):
+            # SameSite=Strict keeps the cookie off cross-site posts; this refuses them outright.
+            raise web.HTTPForbidden(text="cross-origin form refused")
+        public = request.path in {"/signin", "/favicon.ico"} or request.path.startswith("/static/")
+        if public:
+            return await handler(request)
+        session = await self._sessions.find(request.cookies.get(COOKIE, ""))
+        if session is None:
+            if request.path.startswith("/api/"):
+                return web.json_response(
+                    {"reason": "UNAUTHENTICATED", "message": "sign in first"}, status=401
+                )
+            if request.path == "/signout":
+                raise web.HTTPSeeOther("/signin")
+            raise web.HTTPSeeOther("/signin")
+        request[_SESSION_KEY] = session
+        return await handler(request)
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        # Browsers send Origin on every POST; a form posted from a sandbox says "null".
+        return origin is None
+    return hmac.compare_digest(origin, f"{request.scheme}://{request.host}")
+
+
+def _error_response(error: IdverifyError) -> web.Response:
+    status = _HTTP_STATUS.get(error.status, 400)
+    response = web.json_response(
+        {"reason": error.reason, "field": error.field, "message": error.message}, status=status
+    )
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
+    return response
+
+
+def _chart_json(chart: ChartData) -> dict[str, Any]:
+    return {
+        "title": chart.title,
+        "labels": chart.labels,
+        "series": [{"label": s.label, "counts": s.counts} for s in chart.series],
+        "note": chart.note,
+        "extra": chart.extra,
+    }
+
+
+def _int(query: Any, name: str, default: int | None, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
+    text = query.get(name, "")
+    if text == "":
+        if default is None:
+            raise InvalidArgument(f"{name} is required", reason="MISSING", field=name)
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 19:  # noqa: PLR2004 - int64 digits
+        raise InvalidArgument(f"{name}: a whole number", reason="NOT_A_NUMBER", field=name)
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise InvalidArgument(f"{name}: from {minimum} to {maximum}", reason="OUT_OF_BOUNDS", field=name)
+    return value
+
+
+def _optional_int(query: Any, name: str) -> int | None:
+    return _int(query, name, None) if query.get(name, "") != "" else None
+
+
+def _path_int(request: web.Request, name: str) -> int:
+    return _int(request.match_info, name, None)
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The certificate and key of gRPC, and its client CA when it asks for client certificates."""
+    tls = settings.tls
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.client_ca_file)
+    return context
+
+
+def build_app(
+    settings: Settings,
+    audit: AuditFlow,
+    redis: RedisClient,
+    store: AuditStore,
+    clients: ClientRegistry,
+    *,
+    secure: bool,
+) -> web.Application:
+    """The console's routes behind its guard."""
+    handlers = _Handlers(
+        settings,
+        audit,
+        Charts(store, redis),
+        ConsoleSessions(redis, clients, settings.console.session_seconds),
+        clients,
+        secure=secure,
+    )
+    app = web.Application(middlewares=[handlers.guard], client_max_size=16 * 1024)
+    app.add_routes(
+        [
+            web.get("/signin", handlers.get_signin),
+            web.post("/signin", handlers.post_signin),
+            web.post("/signout", handlers.post_signout),
+            web.get("/", handlers.index),
+            web.get("/static/{name}", handlers.static),
+            web.get("/api/me", handlers.me),
+            web.get("/api/events", handlers.events),
+            web.get("/api/events/{index}", handlers.event),
+            web.get("/api/head", handlers.head),
+            web.get("/api/proof/inclusion", handlers.inclusion),
+            web.get("/api/proof/consistency", handlers.consistency),
+            web.get("/api/charts", handlers.charts),
+            web.get("/api/charts/{name}.csv", handlers.chart_csv),
+        ]
+    )
+    return app
+
+
+async def start_console(
+    settings: Settings,
+    audit: AuditFlow,
+    redis: RedisClient,
+    store: AuditStore,
+    clients: ClientRegistry,
+    *,
+    reuse_port: bool = False,
+) -> Console:
+    """Starts serving the console where ``settings.console_host_port`` says.
+
+    Raises:
+        RuntimeError: when the port cannot be bound.
+        ConfigError: when the TLS files cannot be read.
+    """
+    context = _tls_context(settings)
+    app = build_app(settings, audit, redis, store, clients, secure=context is not None)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = settings.console_host_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        await runner.cleanup()
+        raise RuntimeError(f"cannot listen on console port {host}:{port}: {exc.strerror}") from None
+    bound = sock.getsockname()[1]
+    site = web.SockSite(runner, sock, ssl_context=context)
+    await site.start()
+    scheme = "https" if context is not None else "http"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{bound}/"
+    return Console(runner, bound, url)

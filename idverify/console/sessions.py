@@ -1,0 +1,154 @@
+"""Console sign-ins: sessions held server-side in Redis, and the limit on failed sign-ins.
+
+The cookie carries a random session id, never the token: a stolen cookie dies with its session
+(expiry, sign-out, or the client's revocation, checked on every request), and a Redis dump holds
+only the SHA-256 of each id, which opens nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from idverify.domain.errors import NotFound, RateLimited
+from idverify.security.clients import ClientRegistry
+from idverify.security.principals import Principal, Role
+from idverify.security.rate_limits import PrincipalLimiter
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import GlobalKeys
+
+__all__ = ["CONSOLE_ROLES", "ConsoleSessions", "Session", "SignInLimiter"]
+
+CONSOLE_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})
+"""The roles that may sign in: the same as AuditService's."""
+
+_SESSION_ID_BYTES = 32
+_SESSION_ID_LENGTH = 43  # token_urlsafe(32)
+# Failures counted before the buckets start afresh (their memory stays bounded).
+_FORGET_AFTER = 100_000
+_URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in auditor: who, and until when (ms since the epoch)."""
+
+    principal: Principal
+    expires_ms: int
+
+
+class ConsoleSessions:
+    """Opens, reads and closes console sessions; every replica and worker sees the same ones."""
+
+    def __init__(self, redis: RedisClient, clients: ClientRegistry, lifetime_seconds: float) -> None:
+        self._redis = redis
+        self._clients = clients
+        self._lifetime_ms = int(lifetime_seconds * 1000)
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return GlobalKeys.console_session(hashlib.sha256(session_id.encode("ascii")).hexdigest())
+
+    async def open(self, principal: Principal) -> tuple[str, Session]:
+        """A new session for the principal, and the id its cookie carries.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
+        expires_ms = time.time_ns() // 1_000_000 + self._lifetime_ms
+        key = self._key(session_id)
+        async with translate_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "tenant": principal.tenant,
+                    "role": principal.role.value,
+                    "client_id": principal.client_id,
+                    "expires_ms": str(expires_ms),
+                },
+            )
+            pipe.pexpire(key, self._lifetime_ms)
+            await pipe.execute()
+        return session_id, Session(principal, expires_ms)
+
+    async def find(self, session_id: str) -> Session | None:
+        """The live session a cookie names; None when it is unknown, expired or its client revoked.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if len(session_id) != _SESSION_ID_LENGTH or not set(session_id) <= _URLSAFE:
+            return None
+        async with translate_errors():
+            raw = await self._redis.hgetall(self._key(session_id))
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        if not fields or int(fields.get("expires_ms", "0")) <= time.time_ns() // 1_000_000:
+            return None
+        try:
+            record = await self._clients.get(fields["client_id"])
+        except NotFound:
+            return None
+        if record.revoked or record.tenant != fields["tenant"] or record.role.value != fields["role"]:
+            return None
+        principal = Principal(record.tenant, record.role, record.client_id)
+        return Session(principal, int(fields["expires_ms"]))
+
+    async def close(self, session_id: str) -> None:
+        """Ends a session (sign-out); an unknown id is no error.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if len(session_id) == _SESSION_ID_LENGTH and set(session_id) <= _URLSAFE:
+            async with translate_errors():
+                await self._redis.delete(self._key(session_id))
+
+
+class SignInLimiter:
+    """Failed sign-ins per client address, in each worker: a token bucket, as gRPC's per client.
+
+    While an address is over its limit every sign-in from it is refused unchecked, so a right
+    token guessed then is worth nothing to the guesser.
+    """
+
+    def __init__(self, failures_per_minute: int) -> None:
+        self._per_minute = failures_per_minute
+        self._buckets = PrincipalLimiter(failures_per_minute)
+        self._locked_until: dict[str, float] = {}
+        self._seen = 0
+
+    def check(self, address: str) -> None:
+        """Refuses an address that is over its limit.
+
+        Raises:
+            RateLimited: with the seconds until it may try again.
+        """
+        until = self._locked_until.get(address)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left > 0:
+            raise RateLimited("too many failed sign-ins", retry_after=left, reason="SIGN_IN_RATE_LIMITED")
+        del self._locked_until[address]
+
+    def failed(self, address: str) -> None:
+        """Counts one failed sign-in of an address.
+
+        Raises:
+            RateLimited: when that failure went over the limit.
+        """
+        self._seen += 1
+        if self._seen > _FORGET_AFTER:
+            # Bounds memory under address spraying; the addresses locked now stay locked.
+            self._buckets = PrincipalLimiter(self._per_minute)
+            self._seen = 0
+        try:
+            self._buckets.take(f"signin:{address}")
+        except RateLimited as refused:
+            self._locked_until[address] = time.monotonic() + refused.retry_after
+            raise RateLimited(
+                "too many failed sign-ins", retry_after=refused.retry_after, reason="SIGN_IN_RATE_LIMITED"
+            ) from None

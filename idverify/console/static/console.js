@@ -1,0 +1,282 @@
+// The console page: the log, one entry and its proof, the signed tree head, the charts.
+// Everything it shows comes from this origin's /api; every proof is checked here (merkle.js).
+
+import {
+  ProofError, fromBase64, leafHash, utf8, verifyInclusion, verifyConsistency,
+  verifyHeadSignature, keyId, toBase64,
+} from "./merkle.js";
+
+const $ = (id) => document.getElementById(id);
+const pages = ["log", "entry", "head", "charts"];
+let me = null;
+let pageStart = 0;
+
+async function api(path) {
+  const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (response.status === 401) { window.location.assign("/signin"); throw new Error("signed out"); }
+  const body = await response.json();
+  if (!response.ok) throw new Error(`${body.reason || response.status}: ${body.message || ""}${body.field ? ` (${body.field})` : ""}`);
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function utc(ms) { return new Date(ms).toISOString().replace("T", " ").replace(".000Z", "").replace("Z", ""); }
+
+function verdict(id, kind, text) {
+  const box = $(id);
+  box.className = `verdict ${kind}`;
+  box.textContent = text;
+}
+
+// -- pinned key and last head (localStorage, per log) ------------------------------------------
+
+const pinKey = (origin) => `idverify.pinned-key.${origin}`;
+const lastHeadKey = (origin) => `idverify.last-head.${origin}`;
+
+async function trustedHead() {
+  const head = await api("/api/head");
+  let pinned = localStorage.getItem(pinKey(head.origin));
+  let firstUse = false;
+  if (!pinned) { pinned = head.public_key_pem; localStorage.setItem(pinKey(head.origin), pinned); firstUse = true; }
+  await verifyHeadSignature(head, pinned);
+  return { head, pinned, firstUse };
+}
+
+// -- the log ----------------------------------------------------------------------------------
+
+function filterQuery() {
+  const q = new URLSearchParams();
+  const start = $("f-start").value; const end = $("f-end").value;
+  if (start) q.set("start_ms", String(Date.parse(`${start}Z`)));
+  if (end) q.set("end_ms", String(Date.parse(`${end}Z`)));
+  for (const option of $("f-types").selectedOptions) q.append("type", option.value);
+  for (const o of $("f-outcomes").value.split(",").map((s) => s.trim()).filter(Boolean)) q.append("outcome", o);
+  if ($("f-method").value.trim()) q.set("method", $("f-method").value.trim());
+  if ($("f-account").value.trim()) q.set("account_id", $("f-account").value.trim());
+  return q;
+}
+
+async function loadLog(fromIndex = 0) {
+  pageStart = fromIndex;
+  const q = filterQuery();
+  q.set("from_index", String(fromIndex));
+  $("log-status").textContent = "Loading…";
+  try {
+    const page = await api(`/api/events?${q}`);
+    const rows = $("log-rows");
+    rows.replaceChildren();
+    for (const e of page.events) {
+      const row = el("tr", { "data-index": String(e.index) },
+        el("td", {}, String(e.index)), el("td", {}, utc(e.time_ms)), el("td", {}, e.type),
+        el("td", {}, e.outcome), el("td", {}, e.method), el("td", {}, e.reason),
+        el("td", { class: "pseudonym", title: e.account }, e.account));
+      row.addEventListener("click", () => { window.location.hash = `#entry/${e.index}`; });
+      rows.append(row);
+    }
+    $("next-page").disabled = page.next_index === null;
+    $("next-page").dataset.next = page.next_index ?? "";
+    $("log-status").textContent = page.events.length
+      ? `Entries ${page.events[0].index}–${page.events[page.events.length - 1].index} (${page.events.length} shown${page.next_index === null ? ", last page" : ""})`
+      : "No entries match.";
+  } catch (error) {
+    $("log-status").textContent = `Cannot read the log: ${error.message}`;
+  }
+}
+
+// -- one entry and its proof ------------------------------------------------------------------
+
+async function showEntry(index) {
+  $("entry-title").textContent = `Entry ${index}`;
+  $("entry-json").textContent = "";
+  $("entry-steps").replaceChildren();
+  $("entry-verdict").className = "verdict";
+  $("verify-entry").dataset.index = String(index);
+  try {
+    const entry = await api(`/api/events/${index}`);
+    $("entry-json").textContent = entry.entry;
+    $("entry-json").dataset.entry = entry.entry;
+  } catch (error) {
+    verdict("entry-verdict", "bad", `Cannot read entry ${index}: ${error.message}`);
+  }
+}
+
+async function verifyEntry() {
+  const index = Number($("verify-entry").dataset.index);
+  const steps = $("entry-steps");
+  steps.replaceChildren();
+  const step = (text) => steps.append(el("li", {}, text));
+  verdict("entry-verdict", "info", "Checking…");
+  try {
+    const entry = await api(`/api/events/${index}`);
+    const leaf = await leafHash(utf8(entry.entry));
+    step(`Leaf hash computed here from the entry's bytes: ${toBase64(leaf)}`);
+    const { head, firstUse } = await trustedHead();
+    step(`Tree head of ${head.size} entries signed by key ${head.key_id}: signature checked (Ed25519)${firstUse ? "; key pinned on this first visit" : ""}`);
+    const proof = await api(`/api/proof/inclusion?index=${index}&tree_size=${head.size}`);
+    const hashes = proof.hashes.map(fromBase64);
+    await verifyInclusion(leaf, index, head.size, hashes, fromBase64(head.root_hash));
+    step(`Audit path of ${hashes.length} hashes leads to the signed root ${head.root_hash}`);
+    verdict("entry-verdict", "ok", `VERIFIED: entry ${index} is in the signed log of ${head.size} entries.`);
+  } catch (error) {
+    const why = error instanceof ProofError || error.name === "ProofError" ? error.message : `${error.name}: ${error.message}`;
+    verdict("entry-verdict", "bad", `NOT VERIFIED: ${why}`);
+  }
+}
+
+// -- the tree head and the consistency with the last visit ----------------------------------
+
+async function showHead() {
+  const fields = $("head-fields");
+  fields.replaceChildren();
+  $("consistency-verdict").className = "verdict";
+  let result;
+  try {
+    result = await trustedHead();
+  } catch (error) {
+    verdict("head-verdict", "bad", `NOT VERIFIED: ${error.message}`);
+    return;
+  }
+  const { head, pinned, firstUse } = result;
+  for (const [name, value] of [
+    ["Log", head.origin], ["Entries", String(head.size)], ["Root hash", head.root_hash],
+    ["Signed at (UTC)", utc(head.timestamp_ms)], ["Key id", head.key_id], ["Signature", head.signature],
+  ]) fields.append(el("dt", {}, name), el("dd", {}, value));
+  $("pinned-key").textContent = `${pinned.trim()}\nkey id ${await keyId(pinned)}`;
+  verdict("head-verdict", "ok", `VERIFIED: the head's signature checks under the pinned key${firstUse ? " (pinned now, on this first visit: compare its key id below with your operator's)" : ""}.`);
+  const stored = localStorage.getItem(lastHeadKey(head.origin));
+  const now = { size: head.size, root_hash: head.root_hash, timestamp_ms: head.timestamp_ms };
+  if (!stored) {
+    localStorage.setItem(lastHeadKey(head.origin), JSON.stringify(now));
+    verdict("consistency-verdict", "info", "First visit from this browser: this head is remembered for the next one.");
+    return;
+  }
+  const last = JSON.parse(stored);
+  try {
+    if (last.size > head.size) throw new ProofError(`the log shrank: ${last.size} entries at your last visit, ${head.size} now`);
+    let hashes = [];
+    if (last.size > 0 && last.size < head.size) {
+      hashes = (await api(`/api/proof/consistency?first=${last.size}&second=${head.size}`)).hashes.map(fromBase64);
+    }
+    await verifyConsistency(last.size, head.size, hashes, fromBase64(last.root_hash), fromBase64(head.root_hash));
+    localStorage.setItem(lastHeadKey(head.origin), JSON.stringify(now));
+    verdict("consistency-verdict", "ok", `CONSISTENT: the log of ${head.size} entries extends the ${last.size} you saw on ${utc(last.timestamp_ms)} UTC.`);
+  } catch (error) {
+    // The last head stays remembered: the alarm is raised again on every visit until explained.
+    verdict("consistency-verdict", "bad", `INCONSISTENT with your last visit: ${error.message}`);
+  }
+}
+
+async function repin() {
+  const head = await api("/api/head");
+  localStorage.setItem(pinKey(head.origin), head.public_key_pem);
+  await showHead();
+}
+
+// -- charts (plain SVG) -----------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function barChart(chart, name) {
+  const box = el("div", { class: "chart", id: `chart-${name}` });
+  const csv = el("a", { href: `/api/charts/${name}.csv`, download: `${name}.csv`, class: "csv" }, "Download CSV");
+  box.append(el("h3", {}, chart.title), csv);
+  if (chart.extra && Object.keys(chart.extra).length) {
+    box.append(el("p", { class: "totals" }, Object.entries(chart.extra).map(([k, v]) => `${k}: ${v}`).join(" · ")));
+  }
+  const legend = el("div", { class: "legend" });
+  chart.series.forEach((s, i) => {
+    const total = s.counts.reduce((a, b) => a + b, 0);
+    legend.append(el("span", { "data-series": s.label }, el("i", { class: `c${i % 6}` }), `${s.label} (${total})`));
+  });
+  box.append(legend);
+  const width = 500; const height = 180; const left = 34; const bottom = 40;
+  const n = Math.max(chart.labels.length, 1);
+  const totals = chart.labels.map((_, i) => chart.series.reduce((a, s) => a + s.counts[i], 0));
+  const max = Math.max(1, ...totals);
+  const plot = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": chart.title });
+  const step = (width - left) / n;
+  for (const tick of [0, max]) {
+    const y = height - bottom - (tick / max) * (height - bottom - 10);
+    plot.append(svg("line", { x1: left, x2: width, y1: y, y2: y, stroke: "#d9dee7" }));
+    const t = svg("text", { x: 2, y: y + 3 }); t.textContent = String(tick); plot.append(t);
+  }
+  chart.labels.forEach((label, i) => {
+    let y = height - bottom;
+    chart.series.forEach((s, k) => {
+      const h = (s.counts[i] / max) * (height - bottom - 10);
+      if (h > 0) {
+        const bar = svg("rect", { x: left + i * step + 1, y: y - h, width: Math.max(step - 2, 1), height: h, class: `c${k % 6}` });
+        const tip = svg("title"); tip.textContent = `${label} ${s.label}: ${s.counts[i]}`; bar.append(tip);
+        plot.append(bar);
+      }
+      y -= h;
+    });
+    if (n <= 12 || i % Math.ceil(n / 8) === 0) {
+      const t = svg("text", { x: left + i * step, y: height - bottom + 12, transform: `rotate(30 ${left + i * step} ${height - bottom + 12})` });
+      t.textContent = label.length > 14 ? `${label.slice(0, 13)}…` : label;
+      plot.append(t);
+    }
+  });
+  box.append(plot);
+  if (chart.note) box.append(el("p", { class: "note" }, chart.note));
+  if (!chart.labels.length) box.append(el("p", { class: "note" }, "Nothing to show yet."));
+  return box;
+}
+
+async function showCharts() {
+  $("charts-status").textContent = "Counting…";
+  try {
+    const charts = await api("/api/charts?days=30");
+    const holder = $("charts");
+    holder.replaceChildren();
+    for (const name of ["outcomes", "methods", "reasons", "refusals", "rate_limits", "erasures"]) {
+      if (charts[name]) holder.append(barChart(charts[name], name));
+    }
+    $("charts-status").textContent = "The last 30 days (UTC), counted from the log's indexes.";
+  } catch (error) {
+    $("charts-status").textContent = `Cannot count: ${error.message}`;
+  }
+}
+
+// -- routing ----------------------------------------------------------------------------------
+
+function route() {
+  const hash = window.location.hash || "#log";
+  const [name, arg] = hash.slice(1).split("/");
+  const page = pages.includes(name) ? name : "log";
+  for (const p of pages) $(`page-${p}`).hidden = p !== page;
+  for (const p of ["log", "head", "charts"]) $(`nav-${p}`).classList.toggle("current", p === page || (p === "log" && page === "entry"));
+  if (page === "log") loadLog(pageStart);
+  if (page === "entry") showEntry(Number(arg));
+  if (page === "head") showHead();
+  if (page === "charts") showCharts();
+}
+
+async function main() {
+  me = await api("/api/me");
+  $("who").textContent = `${me.tenant} · ${me.role}`;
+  for (const type of me.event_types) $("f-types").append(el("option", { value: type }, type));
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); loadLog(0); });
+  $("f-clear").addEventListener("click", () => { $("filters").reset(); loadLog(0); });
+  $("first-page").addEventListener("click", () => loadLog(0));
+  $("next-page").addEventListener("click", () => loadLog(Number($("next-page").dataset.next)));
+  $("verify-entry").addEventListener("click", verifyEntry);
+  $("repin").addEventListener("click", repin);
+  window.addEventListener("hashchange", route);
+  route();
+  document.body.dataset.ready = "1";
+}
+
+main();
