@@ -12,7 +12,10 @@ tree, and then measures, beside the median PING round trip of the same run:
   nodes); the target is three round trips plus hashing;
 - the first page (100 events) of filtered queries: by a rare event type, by account (its whole
   answer), by type from a time on, by outcome and method from a time on; the target is < 20 ms;
-- a signed tree head (integration check + Ed25519).
+- a signed tree head (integration check + Ed25519);
+- the auditor's console charts over the whole log: the daily counts from the index postings
+  (30 days, no method), verifications by method (two postings intersected) and the top reason
+  codes (entries read, at most ``REASON_SAMPLE``).
 
 With ``--json`` it prints one JSON object of its figures and nothing else.
 """
@@ -38,6 +41,7 @@ from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.audit.synthetic import SyntheticAppender
+from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
@@ -201,7 +205,24 @@ async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, 
             pages[name] = await timed(functools.partial(first_page, flow, request), 20) * 1e3
     figures["first_page_ms"] = pages
     figures["first_page_round_trips"] = {name: ms / 1e3 / rtt for name, ms in pages.items()}
+    figures |= await console_charts(store, redis, rtt)
     return figures
+
+
+async def console_charts(store: AuditStore, redis: RedisClient, rtt: float) -> dict[str, Any]:
+    """The console's charts over the whole log, each once (they are not cached), and in round trips."""
+    charts = Charts(store, redis)
+    now = time.time_ns() // 1_000_000
+    first_day = (now // DAY_MS - 29) * DAY_MS
+    timings = {
+        "daily_from_indexes": await timed(lambda: charts.daily(TENANT, first_day, 30, []), 3),
+        "daily_with_method_sms": await timed(lambda: charts.daily(TENANT, first_day, 30, ["sms"]), 1),
+        "top_reasons": await timed(lambda: charts.top_reasons(TENANT, first_day, now + 1), 1),
+    }
+    return {
+        "console_charts_ms": {name: seconds * 1e3 for name, seconds in timings.items()},
+        "console_charts_round_trips": {name: seconds / rtt for name, seconds in timings.items()},
+    }
 
 
 async def _drain(flow: AuditFlow, request: QueryRequest) -> int:
@@ -236,6 +257,9 @@ def main() -> int:
     for name, ms in figures["first_page_ms"].items():
         trips = figures["first_page_round_trips"][name]
         print(f"  {'first page, ' + name:<32}{ms:>12,.3f} ms = {trips:.1f} round trips (target: < 20 ms)")
+    for name, ms in figures["console_charts_ms"].items():
+        trips = figures["console_charts_round_trips"][name]
+        print(f"  {'console chart, ' + name:<32}{ms:>12,.3f} ms = {trips:.1f} round trips")
     return 0
 
 
