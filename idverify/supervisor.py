@@ -212,6 +212,10 @@ class Supervisor:
                 raise
             log.warning("auditor's console left out: %s (set console.listen)", busy)
             return dataclasses.replace(settings.console, enabled="off")
+        # Imported once here, before the fork: each worker then starts without importing aiohttp
+        # (about half a second on a loaded machine), and shares its pages with the others.
+        import idverify.console.server  # noqa: F401, PLC0415 - only when the console is on
+
         bound = self._console_hold.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         return dataclasses.replace(settings.console, listen=f"{shown}:{bound}")
