@@ -15,6 +15,7 @@ import hmac
 import html
 import io
 import logging
+import math
 import socket
 import ssl
 import time
@@ -33,7 +34,6 @@ from idverify.console.charts import DAY_MS, ChartData, Charts
 from idverify.console.sessions import CONSOLE_ROLES, ConsoleSessions, Session, SignInLimiter
 from idverify.domain.errors import (
     IdverifyError,
-    InvalidArgument,
     NotFound,
     RateLimited,
     StatusKind,
@@ -124,20 +124,18 @@ class _Handlers:
 
     async def post_signin(self, request: web.Request) -> web.StreamResponse:
         address = request.remote or "unknown"
-        try:
-            self._limiter.check(address)
-        except RateLimited as refused:
-            return self._too_many(refused)
+        wait = self._limiter.wait(address)
+        if wait:
+            return self._too_many(wait)
         form = await request.post()
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
         principal = await self._clients.authenticate(token) if token else None
         if principal is None or principal.role not in CONSOLE_ROLES:
-            try:
-                self._limiter.failed(address)
-            except RateLimited as refused:
-                log.warning("console: sign-ins from one address refused for %.0fs", refused.retry_after)
-                return self._too_many(refused)
+            wait = self._limiter.failed(address)
+            if wait:
+                log.warning("console: sign-ins from one address refused for %.0fs", wait)
+                return self._too_many(wait)
             if principal is None:
                 return self.signin_form("That token is not valid (or was revoked).", 401)
             return self.signin_form("Only auditor and admin tokens may sign in to the console.", 403)
@@ -155,9 +153,9 @@ class _Handlers:
         log.info("console: %s signed in", session.principal.label)
         return response
 
-    def _too_many(self, refused: RateLimited) -> web.Response:
+    def _too_many(self, wait: float) -> web.Response:
         response = self.signin_form("Too many failed sign-ins: wait a minute and try again.", 429)
-        response.headers["Retry-After"] = str(max(1, int(refused.retry_after + 0.999)))
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return response
 
     async def post_signout(self, request: web.Request) -> web.StreamResponse:
@@ -284,7 +282,7 @@ class _Handlers:
         charts = await self._all_charts(request)
         chart = charts.get(name)
         if chart is None:
-            raise NotFound(f"no chart named {name}", reason="UNKNOWN_CHART", field="name")
+            raise web.HTTPNotFound(text=f"no chart named {name}")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["label", *(series.label for series in chart.series)])
@@ -338,6 +336,10 @@ class _Handlers:
             response = http_error
         except IdverifyError as error:
             response = _error_response(error)
+        except _BadParameter as bad:
+            response = web.json_response(
+                {"reason": "BAD_PARAMETER", "field": bad.field, "message": str(bad)}, status=400
+            )
         except EntryFormatError:
             log.error("console: a stored audit entry does not decode")  # noqa: TRY400 - no data in logs
             response = web.json_response(
@@ -407,17 +409,28 @@ def _chart_json(chart: ChartData) -> dict[str, Any]:
     }
 
 
+class _BadParameter(ValueError):
+    """A query parameter of the console's own (not a QueryEvents field): HTTP 400 naming it.
+
+    Not an IdverifyError: these answers are the page's, not reason codes of the gRPC contract.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _int(query: Any, name: str, default: int | None, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
     text = query.get(name, "")
     if text == "":
         if default is None:
-            raise InvalidArgument(f"{name} is required", reason="MISSING", field=name)
+            raise _BadParameter(name, f"{name} is required")
         return default
     if not text.isascii() or not text.isdigit() or len(text) > 19:  # noqa: PLR2004 - int64 digits
-        raise InvalidArgument(f"{name}: a whole number", reason="NOT_A_NUMBER", field=name)
+        raise _BadParameter(name, f"{name}: a whole number")
     value = int(text)
     if not minimum <= value <= maximum:
-        raise InvalidArgument(f"{name}: from {minimum} to {maximum}", reason="OUT_OF_BOUNDS", field=name)
+        raise _BadParameter(name, f"{name}: from {minimum} to {maximum}")
     return value
 
 

@@ -120,26 +120,19 @@ class SignInLimiter:
         self._locked_until: dict[str, float] = {}
         self._seen = 0
 
-    def check(self, address: str) -> None:
-        """Refuses an address that is over its limit.
-
-        Raises:
-            RateLimited: with the seconds until it may try again.
-        """
+    def wait(self, address: str) -> float:
+        """Seconds an address must wait before it may try again (0: it may now)."""
         until = self._locked_until.get(address)
         if until is None:
-            return
+            return 0.0
         left = until - time.monotonic()
         if left > 0:
-            raise RateLimited("too many failed sign-ins", retry_after=left, reason="SIGN_IN_RATE_LIMITED")
+            return left
         del self._locked_until[address]
+        return 0.0
 
-    def failed(self, address: str) -> None:
-        """Counts one failed sign-in of an address.
-
-        Raises:
-            RateLimited: when that failure went over the limit.
-        """
+    def failed(self, address: str) -> float:
+        """Counts one failed sign-in of an address; the seconds it must now wait (0: none)."""
         self._seen += 1
         if self._seen > _FORGET_AFTER:
             # Bounds memory under address spraying; the addresses locked now stay locked.
@@ -149,6 +142,5 @@ class SignInLimiter:
             self._buckets.take(f"signin:{address}")
         except RateLimited as refused:
             self._locked_until[address] = time.monotonic() + refused.retry_after
-            raise RateLimited(
-                "too many failed sign-ins", retry_after=refused.retry_after, reason="SIGN_IN_RATE_LIMITED"
-            ) from None
+            return refused.retry_after
+        return 0.0
