@@ -278,7 +278,7 @@ class TestReads:
             ({"limit": "0"}, "limit"),
             ({"limit": "100000"}, "limit"),
             ({"start_ms": "-5"}, "start_ms"),
-            ({"type": "x" * 65}, "event_types"),
+            ({"type": "x" * 65}, "event_types[0]"),
             ({"account_id": "\u0000"}, "account_id"),
         ],
     )
