@@ -493,10 +493,15 @@ class Source:
                 klass.attrs.setdefault(attribute.attr, _made_type(value))
 
     # ---- classes and types
-    def klass(self, name: str) -> Klass | None:
-        """The class of a simple name (the first, if several share it)."""
+    def klass(self, name: str, module: Module | None = None) -> Klass | None:
+        """The class a name stands for in ``module`` (its import, or its own); else the first of the name."""
         found = self.classes.get(name)
-        return found[0] if found else None
+        if not found:
+            return None
+        if module is not None and len(found) > 1:
+            target = module.imports.get(name, f"{module.name}.{name}")
+            return next((k for k in found if k.qualname == target), found[0])
+        return found[0]
 
     def ancestry(self, klass: Klass) -> Iterator[Klass]:
         """The class and its bases, nearest first."""
@@ -508,7 +513,7 @@ class Source:
                 continue
             seen.add(current.qualname)
             yield current
-            todo.extend(k for base in current.bases if (k := self.klass(base)) is not None)
+            todo.extend(k for base in current.bases if (k := self.klass(base, current.module)) is not None)
 
     def is_error(self, klass: Klass) -> bool:
         """Whether the class is an IdverifyError, whose reason reaches the caller."""
@@ -556,20 +561,25 @@ class Source:
             if expr.id == "self" and function.cls is not None:
                 return function.cls
             name = local_types.get(expr.id, "")
-            return self.klass(name) if name else None
+            return self.klass(name, function.module) if name else None
         if isinstance(expr, ast.Attribute):
             owner = self._type_of(expr.value, function, local_types)
-            return self.klass(self.attr_type(owner, expr.attr)) if owner else None
+            return self.klass(self.attr_type(owner, expr.attr), owner.module) if owner else None
         if isinstance(expr, ast.Subscript):  # an element of a container typed by its elements
             return self._type_of(expr.value, function, local_types)
         if isinstance(expr, ast.Await):
             return self._type_of(expr.value, function, local_types)
         if isinstance(expr, ast.Call):
-            made = self.klass(_made_type(expr))
+            made = self.klass(_made_type(expr), function.module)
             if made is not None:
                 return made
             for callee in self._callees(expr, function, local_types):
-                if isinstance(callee, Function) and (returned := self.klass(_type_name(callee.node.returns))):
+                returned = (
+                    self.klass(_type_name(callee.node.returns), callee.module)
+                    if isinstance(callee, Function)
+                    else None
+                )
+                if returned is not None:
                     return returned
         return None
 
@@ -583,7 +593,7 @@ class Source:
             target = module.imports.get(func.id, f"{module.name}.{func.id}")
             if target in self.functions:
                 return [self.functions[target]]
-            klass = self.klass(func.id)
+            klass = self.klass(func.id, module)
             if klass is not None and (target.endswith(f".{func.id}")):
                 return [klass]
             return []
@@ -593,7 +603,7 @@ class Source:
             dotted = f"{module.imports[func.value.id]}.{func.attr}"
             if dotted in self.functions:
                 return [self.functions[dotted]]
-            klass = self.klass(func.value.id)
+            klass = self.klass(func.value.id, module)
             if klass is not None and func.attr in klass.methods:
                 return [klass.methods[func.attr]]
         owner = self._type_of(func.value, function, local_types)
@@ -674,7 +684,11 @@ class Source:
             if isinstance(callee, Klass) and self.is_error(callee):
                 return callee, True
         for callee in callees:
-            made = self.klass(_type_name(callee.node.returns)) if isinstance(callee, Function) else None
+            made = (
+                self.klass(_type_name(callee.node.returns), callee.module)
+                if isinstance(callee, Function)
+                else None
+            )
             if made is not None and self.is_error(made):
                 return made, False
         return None, False

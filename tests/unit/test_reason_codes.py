@@ -133,7 +133,7 @@ def test_the_catalogue_has_what_a_caller_needs(entries: dict[str, object]) -> No
 
 
 def test_a_new_code_is_picked_up_by_regenerating(tmp_path: Path) -> None:
-    """Self-maintaining: a code added anywhere in the tree appears, with its status and RPC, unprompted."""
+    """Self-maintaining: a code added anywhere appears, with its status and RPC; a class name may repeat."""
     tree = tmp_path / "tree"
     shutil.copytree(ROOT / "idverify", tree / "idverify", ignore=shutil.ignore_patterns("__pycache__"))
     (tree / "idverify" / "flows" / "new_rule.py").write_text(
@@ -150,6 +150,10 @@ def test_a_new_code_is_picked_up_by_regenerating(tmp_path: Path) -> None:
     )
     assert replaced == 1
     servicer.write_text(text, encoding="utf-8")
+    # A class named like another (the vendors' Verdict) elsewhere changes nothing for the first.
+    (tree / "idverify" / "domain" / "aaa_verdicts.py").write_text(
+        'from enum import Enum\n\n\nclass Verdict(Enum):\n    CONSISTENT = "consistent"\n', encoding="utf-8"
+    )
     lua = tree / "idverify" / "store" / "lua" / "new_step.lua"
     lua.write_text(
         "finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'BRAND_NEW_OUTCOME', false)\n", encoding="utf-8"
@@ -160,3 +164,5 @@ def test_a_new_code_is_picked_up_by_regenerating(tmp_path: Path) -> None:
     assert found["BRAND_NEW_RULE"].rpcs == {"AccountService/GetAccount"}
     assert found["BRAND_NEW_OUTCOME"].kinds == {gen.OUTCOME}
     assert "BRAND_NEW_RULE" in gen.render(found)
+    assert "LIVENESS_REFUSED" in found  # only ever a vendors' Verdict(kind, "LIVENESS_REFUSED")
+    assert "VerificationService/StartVerification" in found["AUTHORITY_MISMATCH"].rpcs
