@@ -1,21 +1,30 @@
 """The ``idverify geo`` command line: ``geo lookup IP...`` and ``geo info``.
 
 ``idverify.cli`` calls ``add_geo_commands``; each handler returns the process exit code.
+``lookup`` asks the files' readers directly (``idverify.geo.direct``): a server's range tables
+take seconds to build and pay off only over many lookups. The bundled database's warning that it
+is old is printed once per user and database file, not on every call: a stamp in the user's cache
+directory (``$XDG_CACHE_HOME/idverify``, else ``~/.cache/idverify``) records that it was shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from idverify.domain.errors import InvalidArgument
-from idverify.geo.database import KINDS
+from idverify.geo.database import DEFAULT_DATABASE_WARNING, KINDS, default_database_path
+from idverify.geo.direct import DirectLookups
 from idverify.geo.location import IpLocation
 from idverify.geo.provider import DatabaseInfo, GeoDatabaseError
-from idverify.geo.resolver import GeoResolver
+
+if TYPE_CHECKING:
+    from idverify.geo.resolver import GeoResolver
 
 __all__ = ["add_geo_commands"]
 
@@ -67,22 +76,30 @@ def run_lookup(args: argparse.Namespace, out: TextIO | None = None) -> int:
         0 when every address was answered, 64 if one is malformed, 65 if the database is unusable.
     """
     out = out or sys.stdout
-    resolver = _open(args)
-    if resolver is None:
+    try:
+        lookups = DirectLookups(_database_paths(args), kind=args.type)
+    except GeoDatabaseError as error:
+        _print_error(str(error))
         return _EXIT_BAD_DATABASE
     status = 0
-    for ip in args.ips:
-        try:
-            location = resolver.lookup(ip)
-        except InvalidArgument as error:
-            _print_error(f"{ip}: {error.message}")
-            status = _EXIT_BAD_ADDRESS
-            continue
-        if args.json:
-            out.write(json.dumps({"ip": ip, **_location_fields(location)}, ensure_ascii=False) + "\n")
-        else:
-            fields = _location_fields(location)
-            out.write("\t".join([ip, *(str(value or "-") for value in fields.values())]) + "\n")
+    try:
+        for ip in args.ips:
+            try:
+                location = lookups.lookup(ip)
+            except InvalidArgument as error:
+                _print_error(f"{ip}: {error.message}")
+                status = _EXIT_BAD_ADDRESS
+                continue
+            if args.json:
+                out.write(json.dumps({"ip": ip, **_location_fields(location)}, ensure_ascii=False) + "\n")
+            else:
+                fields = _location_fields(location)
+                out.write("\t".join([ip, *(str(value or "-") for value in fields.values())]) + "\n")
+    except GeoDatabaseError as error:
+        _print_error(str(error))
+        return _EXIT_BAD_DATABASE
+    finally:
+        lookups.close()
     return status
 
 
@@ -107,11 +124,51 @@ def run_info(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _open(args: argparse.Namespace) -> GeoResolver | None:
+    from idverify.geo.resolver import GeoResolver  # noqa: PLC0415 - `geo lookup` builds no tables
+
     try:
-        return GeoResolver(args.database, kind=args.type, check_interval=0)
+        return GeoResolver(_database_paths(args), kind=args.type, check_interval=0)
     except GeoDatabaseError as error:
         _print_error(str(error))
         return None
+
+
+def _database_paths(args: argparse.Namespace) -> list[Path]:
+    """The files given, else the bundled one (with its warning, once).
+
+    Raises:
+        GeoDatabaseError: none given and the bundled one is not installed.
+    """
+    if args.database:
+        return list(args.database)
+    path = default_database_path()
+    _warn_once(path, DEFAULT_DATABASE_WARNING)
+    return [path]
+
+
+def _warn_once(path: Path, warning: str) -> None:
+    """Prints ``warning`` about a database file unless this user was shown it for this file.
+
+    Where no stamp can be written (no home directory, a read-only one), it is printed each time.
+    """
+    try:
+        status = path.stat()
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "idverify"
+    except (OSError, RuntimeError):
+        cache = None
+    if cache is not None:
+        version = f"{path.absolute()}\0{status.st_size}\0{status.st_mtime_ns}"
+        stamp = cache / f"geo-warned-{hashlib.sha256(version.encode()).hexdigest()[:16]}"
+        if stamp.exists():
+            return
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+        except OSError:
+            pass
+        else:
+            warning += f" (shown once; {stamp} records it)"
+    sys.stderr.write(f"idverify geo: warning: {warning}\n")
 
 
 def _location_fields(location: IpLocation) -> dict[str, Any]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,74 @@ class TestGeoInfo:
         status, output = run("geo", "info", "--json", "--database", str(small_mmdb))
         assert status == 0
         assert json.loads(output)["ip_versions"] == [4, 6]
+
+
+class TestOldDatabaseWarning:
+    """The bundled database's warning that it is old: once per user and file, not every call."""
+
+    @staticmethod
+    def lookup(cache: Path) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
+        return subprocess.run(
+            [sys.executable, "-m", "idverify", "geo", "lookup", "8.8.8.8"],
+            capture_output=True,
+            text=True,
+            env={**env, "XDG_CACHE_HOME": str(cache)},
+            timeout=60,
+            check=False,
+        )
+
+    def test_said_once(self, tmp_path: Path) -> None:
+        first = self.lookup(tmp_path / "cache")
+        assert first.returncode == 0
+        assert first.stdout.startswith("8.8.8.8\t美国")
+        assert first.stderr.startswith("idverify geo: warning: IP locations come from the bundled")
+        assert len(first.stderr.splitlines()) == 1
+        stamps = list((tmp_path / "cache" / "idverify").iterdir())
+        assert len(stamps) == 1
+        assert str(stamps[0]) in first.stderr
+        again = self.lookup(tmp_path / "cache")
+        assert (again.returncode, again.stdout, again.stderr) == (0, first.stdout, "")
+        # Another user (another cache) is told too.
+        assert "warning" in self.lookup(tmp_path / "other").stderr
+
+    def test_said_every_time_where_no_stamp_can_be_kept(self, tmp_path: Path) -> None:
+        """A cache path that cannot be a directory: the warning every time, no traceback."""
+        blocker = tmp_path / "file"
+        blocker.write_text("", encoding="utf-8")
+        for _ in range(2):
+            done = self.lookup(blocker)
+            assert done.returncode == 0
+            assert done.stderr.startswith("idverify geo: warning:")
+            assert "shown once" not in done.stderr
+            assert len(done.stderr.splitlines()) == 1
+
+    def test_a_file_given_is_not_warned_about(self, small_mmdb: Path, tmp_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "idverify", "geo", "lookup", "--database", str(small_mmdb), "1.0.0.1"],
+            capture_output=True,
+            text=True,
+            env={**env, "XDG_CACHE_HOME": str(tmp_path)},
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert not (tmp_path / "idverify").exists()
+
+    def test_a_corrupt_file_is_one_line(self, small_mmdb: Path, tmp_path: Path) -> None:
+        """Truncated in its tree or its metadata: exit 65 and one line naming the file."""
+        data = small_mmdb.read_bytes()
+        for name, contents in (("head.mmdb", data[:200]), ("tail.mmdb", data[: len(data) - 40])):
+            broken = tmp_path / name
+            broken.write_bytes(contents)
+            done = subprocess.run(
+                [sys.executable, "-m", "idverify", "geo", "lookup", "--database", str(broken), "1.0.0.1"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 65
+            assert done.stderr.startswith(f"idverify geo: {broken}")
+            assert len(done.stderr.splitlines()) == 1
