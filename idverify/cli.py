@@ -1,28 +1,118 @@
 """The ``idverify`` command: ``serve``, ``clients``, ``geo``, ``audit``, ``keys``, ``backup``...
 
 ``serve`` flags fall back to ``IDVERIFY_*`` environment variables and then to the config file.
-Admin commands talk to a running server over gRPC with an admin token: ``--token``, else
-``IDVERIFY_TOKEN``, else the bootstrap token file in the data directory. The one exception,
-``clients create --role operator --break-glass``, writes to the store directly on the server's
-host (``idverify.security.break_glass``).
+Admin commands talk to a running server over gRPC (``idverify.client_options``: address, TLS)
+with an admin token: ``--token``, else ``IDVERIFY_TOKEN``, else the bootstrap token file in the
+data directory. The one exception, ``clients create --role operator --break-glass``, writes to
+the store directly on the server's host (``idverify.security.break_glass``).
+
+A command's options are accepted before or after its subcommand (``clients --server X list`` and
+``clients list --server X``): ``build_parser`` hands every group's options down to its
+subcommands. The modules of the other commands are imported only when their command runs, so
+``idverify --version`` and ``idverify geo lookup`` do not pay for Redis, gRPC and the audit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import copy
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
+from typing import Any, NoReturn
 
-import grpc
-
-from idverify.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, development_mode_refusals, load_settings
 from idverify.domain.errors import ConfigError
-from idverify.logs import configure_logging
+
+#: Every command: name -> (module, function that adds it, its help). Only the module of the
+#: command that runs is imported; ``idverify --help`` shows the others' help from here (a test
+#: keeps it the one they register).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "serve": ("idverify.cli", "add_serve", "run the gRPC server"),
+    "clients": ("idverify.cli", "add_clients", "manage API clients (tokens) of a running server"),
+    "health": (
+        "idverify.cli",
+        "add_health",
+        "exit 0 when a server's gRPC health is SERVING (probes)",
+    ),
+    "geo": (
+        "idverify.geo.commands",
+        "add_geo_commands",
+        "look up IP locations and inspect the IP database",
+    ),
+    "vendors": (
+        "idverify.vendors.cli",
+        "add_vendor_commands",
+        "identity vendors (Tencent Cloud, Alibaba Cloud, HTTP gateways)",
+    ),
+    "audit": (
+        "idverify.audit.commands",
+        "add_audit_commands",
+        "export, verify and check the tamper-evident audit log",
+    ),
+    "keys": (
+        "idverify.lifecycle_commands",
+        "add_lifecycle_commands",
+        "rotate wrapping keys and peppers; re-seal stored records",
+    ),
+    "erasure": (
+        "idverify.lifecycle_commands",
+        "add_lifecycle_commands",
+        "the erasure queue of cancelled accounts",
+    ),
+    "tenants": (
+        "idverify.tenant_commands",
+        "add_tenant_commands",
+        "remove a tenant that leaves (on the server's host)",
+    ),
+    "backup": (
+        "idverify.backup.commands",
+        "add_backup_commands",
+        "back up, verify and restore a data directory",
+    ),
+    "incident": (
+        "idverify.incident_commands",
+        "add_incident_commands",
+        "data-security incident reports: make one, check one",
+    ),
+    "display-names": (
+        "idverify.display_name_commands",
+        "add_display_name_commands",
+        "approved short names and brands of organization accounts (admin token)",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Says what is wrong in one line, naming where the help is, instead of usage and error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        super().__init__(
+            option_strings, dest, default=argparse.SUPPRESS, nargs=0, help="print the version and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            print(f"idverify {version('idverify')}")
+        except PackageNotFoundError:
+            parser.exit(1, "idverify: not installed (no package metadata), so no version to print\n")
+        parser.exit()
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from idverify.config import development_mode_refusals, load_settings  # noqa: PLC0415
+    from idverify.logs import configure_logging  # noqa: PLC0415
+
     try:
         settings = load_settings(
             Path(args.config) if args.config else None,
@@ -53,35 +143,10 @@ def _serve(args: argparse.Namespace) -> int:
     return supervise(settings)
 
 
-def _add_listen_flags(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument(
-        "--listen", default=None, help=f"HOST:PORT (IDVERIFY_LISTEN; default {DEFAULT_LISTEN})"
-    )
-    serve.add_argument(
-        "--console-listen",
-        default=None,
-        help="HOST:PORT of the auditor's console (IDVERIFY_CONSOLE__LISTEN; default: the gRPC host, "
-        "port 50052; on in --dev, else with console.enabled = on)",
-    )
-
-
-def _admin_client(args: argparse.Namespace) -> object:
-    from idverify.client import Client  # noqa: PLC0415
-
-    token = args.token or os.environ.get("IDVERIFY_TOKEN", "")
-    if not token:
-        path = (
-            Path(args.data_dir or os.environ.get("IDVERIFY_DATA_DIR", str(DEFAULT_DATA_DIR)))
-            / "bootstrap-token"
-        )
-        if path.exists():
-            token = path.read_text(encoding="utf-8").strip()
-    return Client(args.server, token)
-
-
 def _break_glass(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
+    from idverify.config import load_settings  # noqa: PLC0415
     from idverify.domain.errors import IdverifyError  # noqa: PLC0415
     from idverify.security.break_glass import create_operator  # noqa: PLC0415
 
@@ -106,32 +171,65 @@ def _break_glass(args: argparse.Namespace) -> int:
 
 
 def _clients(args: argparse.Namespace) -> int:
+    import grpc  # noqa: PLC0415 - keeps `idverify --help` fast
+
+    from idverify.client_options import admin_token, open_client  # noqa: PLC0415
     from idverify.v1 import admin_pb2  # noqa: PLC0415
 
     if args.clients_command == "create" and args.break_glass:
         return _break_glass(args)
-    client = _admin_client(args)
     try:
-        if args.clients_command == "create":
-            created = client.admin.CreateClient(  # type: ignore[attr-defined]
-                admin_pb2.CreateClientRequest(
-                    tenant=args.tenant, role=args.role, description=args.description
+        client = open_client(args, admin_token(args))
+    except ConfigError as exc:
+        print(f"idverify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client:
+            if args.clients_command == "create":
+                created = client.admin.CreateClient(
+                    admin_pb2.CreateClientRequest(
+                        tenant=args.tenant, role=args.role, description=args.description
+                    )
                 )
-            )
-            print(f"client {created.client.client_id} ({created.client.tenant}/{created.client.role})")
-            print(f"token (shown once): {created.token}")
-        elif args.clients_command == "list":
-            listed = client.admin.ListClients(admin_pb2.ListClientsRequest(tenant=args.tenant))  # type: ignore[attr-defined]
-            for item in listed.clients:
-                state = "revoked" if item.revoked else "active"
-                print(f"{item.client_id}\t{item.tenant}\t{item.role}\t{state}\t{item.description}")
-        else:
-            revoked = client.admin.RevokeClient(admin_pb2.RevokeClientRequest(client_id=args.client_id))  # type: ignore[attr-defined]
-            print(f"revoked {revoked.client.client_id}")
+                print(f"client {created.client.client_id} ({created.client.tenant}/{created.client.role})")
+                print(f"token (shown once): {created.token}")
+            elif args.clients_command == "list":
+                listed = client.admin.ListClients(admin_pb2.ListClientsRequest(tenant=args.tenant))
+                print(_client_table(listed.clients))
+            else:
+                revoked = client.admin.RevokeClient(admin_pb2.RevokeClientRequest(client_id=args.client_id))
+                print(f"revoked {revoked.client.client_id}")
     except grpc.RpcError as exc:
         print(f"idverify: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     return 0
+
+
+_CLIENT_COLUMNS = ("CLIENT ID", "TENANT", "ROLE", "STATE", "CREATED (UTC)", "DESCRIPTION")
+
+
+def _client_table(clients: Sequence[Any]) -> str:
+    """``clients list``: a header, then one aligned row per client, oldest first."""
+    rows: list[tuple[str, ...]] = [_CLIENT_COLUMNS]
+    for item in sorted(clients, key=lambda item: (item.created_at.seconds, item.created_at.nanos)):
+        created = (
+            item.created_at.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if item.HasField("created_at")
+            else "-"
+        )
+        state = "revoked" if item.revoked else "active"
+        cells = (item.client_id, item.tenant, item.role, state, created, item.description)
+        rows.append(tuple(_printable(cell) for cell in cells))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_CLIENT_COLUMNS) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    )
+
+
+def _printable(text: str) -> str:
+    """Text as one line a terminal shows as it is: what a server sent is not trusted to be."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -156,25 +254,49 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def _add_health_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    health = commands.add_parser("health", help="exit 0 when a server's gRPC health is SERVING (probes)")
-    health.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
-    health.add_argument("--service", default="", help="a service name; empty for the whole server")
-    health.add_argument("--tls-ca", default="", help="CA bundle: connect with TLS and verify with it")
-    health.add_argument("--tls-server-name", default="", help="name the server certificate must carry")
-    health.add_argument("--tls-cert", default="", help="client certificate (mutual TLS)")
-    health.add_argument("--tls-key", default="", help="client certificate's key")
-    health.add_argument("--timeout", type=float, default=2.0)
-    health.set_defaults(handler=_health)
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``idverify`` command.
+
+    Args:
+        command: the command about to run: only its module is imported, the other commands
+            of ``COMMANDS`` are listed by name and help. None: every command, complete.
+    """
+    parser = _Parser(prog="idverify", description="Real-name identity verification service")
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str) -> None:
+        module, function, _ = COMMANDS[name]
+        adder: Callable[[Any], None] = getattr(importlib.import_module(module), function)
+        adder(commands)
+
+    if command in COMMANDS:
+        add(command)  # first: it may add other commands of its module too (keys and erasure)
+    for name, (_, _, help_text) in COMMANDS.items():
+        if name in commands.choices:
+            continue  # added with another command of its module
+        if command is None:
+            add(name)
+        else:
+            commands.add_parser(name, help=help_text, add_help=False)
+    _hand_options_down(parser)
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``idverify`` command."""
-    parser = argparse.ArgumentParser(prog="idverify", description="Real-name identity verification service")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_serve(commands: argparse._SubParsersAction[Any]) -> None:
+    """Adds ``serve``."""
+    from idverify.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN  # noqa: PLC0415
 
     serve = commands.add_parser("serve", help="run the gRPC server")
-    _add_listen_flags(serve)
+    serve.add_argument(
+        "--listen", default=None, help=f"HOST:PORT (IDVERIFY_LISTEN; default {DEFAULT_LISTEN})"
+    )
+    serve.add_argument(
+        "--console-listen",
+        default=None,
+        help="HOST:PORT of the auditor's console (IDVERIFY_CONSOLE__LISTEN; default: the gRPC host, "
+        "port 50052; on in --dev, else with console.enabled = on)",
+    )
     serve.add_argument("--data-dir", default=None, help=f"IDVERIFY_DATA_DIR (default ./{DEFAULT_DATA_DIR})")
     serve.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
     serve.add_argument(
@@ -187,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="worker processes sharing the port (IDVERIFY_WORKERS; default: one per available core)",
+        help="worker processes sharing the port (IDVERIFY_WORKERS); 0 or unset: one per available "
+        "core (a CPU quota counted)",
     )
     serve.add_argument(
         "--allow-readable-key-files",
@@ -203,17 +326,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+
+def add_clients(commands: argparse._SubParsersAction[Any]) -> None:
+    """Adds ``clients`` and its subcommands."""
+    from idverify.client_options import add_client_options  # noqa: PLC0415
+    from idverify.config import DEFAULT_DATA_DIR  # noqa: PLC0415
+
     clients = commands.add_parser("clients", help="manage API clients (tokens) of a running server")
-    clients.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
-    clients.add_argument("--token", default="", help="admin token (IDVERIFY_TOKEN, else the bootstrap file)")
-    clients.add_argument("--data-dir", default=None, help="where the bootstrap token file is")
-    client_commands = clients.add_subparsers(dest="clients_command", required=True)
-    create = client_commands.add_parser("create", help="create a client and print its token once")
-    create.add_argument("--tenant", default="default")
-    create.add_argument(
-        "--role", required=True, choices=["registrar", "platform", "auditor", "admin", "operator"]
+    add_client_options(clients)
+    clients.add_argument(
+        "--token",
+        default="",
+        help="admin token (IDVERIFY_TOKEN; default: the bootstrap token file in the data directory)",
     )
-    create.add_argument("--description", default="")
+    clients.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"the server's data directory, where the bootstrap token file is "
+        f"(IDVERIFY_DATA_DIR; default ./{DEFAULT_DATA_DIR})",
+    )
+    client_commands = clients.add_subparsers(dest="clients_command", required=True, metavar="COMMAND")
+    create = client_commands.add_parser("create", help="create a client and print its token once")
+    create.add_argument("--tenant", default="default", help="the client's tenant (default: default)")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=["registrar", "platform", "auditor", "admin", "operator"],
+        help="what the client may do (docs: README, roles)",
+    )
+    create.add_argument("--description", default="", help="a note for people: who holds the token")
     create.add_argument(
         "--break-glass",
         action="store_true",
@@ -222,44 +363,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--config", default=None, help="with --break-glass: TOML file (IDVERIFY_CONFIG)")
     create.add_argument("--redis-url", default=None, help="with --break-glass: IDVERIFY_REDIS_URL")
-    listing = client_commands.add_parser("list", help="list clients")
-    listing.add_argument("--tenant", default="")
+    listing = client_commands.add_parser("list", help="list clients, with a header and creation times")
+    listing.add_argument("--tenant", default="", help="only this tenant's clients (default: every one)")
     revoke = client_commands.add_parser("revoke", help="revoke a client's token")
-    revoke.add_argument("client_id")
+    revoke.add_argument("client_id", help="the client's id, as `clients list` shows it")
     clients.set_defaults(handler=_clients)
 
-    _add_health_command(commands)
 
-    from idverify.geo.commands import add_geo_commands  # noqa: PLC0415
+def add_health(commands: argparse._SubParsersAction[Any]) -> None:
+    """Adds ``health``."""
+    from idverify.client_options import add_client_options  # noqa: PLC0415
 
-    add_geo_commands(commands)
-    from idverify.vendors.cli import add_vendor_commands  # noqa: PLC0415 - keep `idverify --help` fast
+    health = commands.add_parser("health", help="exit 0 when a server's gRPC health is SERVING (probes)")
+    add_client_options(health)
+    health.add_argument("--service", default="", help="a service name; empty for the whole server")
+    health.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)"
+    )
+    health.set_defaults(handler=_health)
 
-    add_vendor_commands(commands)
-    from idverify.audit.commands import add_audit_commands  # noqa: PLC0415
 
-    add_audit_commands(commands)
-    from idverify.lifecycle_commands import add_lifecycle_commands  # noqa: PLC0415
+def _hand_options_down(parser: argparse.ArgumentParser) -> None:
+    """Accepts a group's options after its subcommands too (``clients list --server X``).
 
-    add_lifecycle_commands(commands)
-    from idverify.tenant_commands import add_tenant_commands  # noqa: PLC0415
+    Each subcommand gets a copy of every option of its group that it does not define itself,
+    with no default: given after the subcommand it wins, left out the group's value stays.
+    """
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]  # noqa: SLF001
+    if not groups:
+        return
+    options = [
+        action
+        for action in parser._actions  # noqa: SLF001
+        if action.option_strings and not isinstance(action, argparse._HelpAction | _Version)  # noqa: SLF001
+    ]
+    for group in groups:
+        for child in dict.fromkeys(group.choices.values()):
+            own = child._option_string_actions  # noqa: SLF001
+            for option in options:
+                if any(string in own for string in option.option_strings):
+                    continue
+                inherited = copy.copy(option)
+                inherited.default = argparse.SUPPRESS
+                inherited.required = False
+                child._add_action(inherited)  # noqa: SLF001
+            _hand_options_down(child)
 
-    add_tenant_commands(commands)
-    from idverify.backup.commands import add_backup_commands  # noqa: PLC0415
 
-    add_backup_commands(commands)
-    from idverify.incident_commands import add_incident_commands  # noqa: PLC0415
-
-    add_incident_commands(commands)
-    from idverify.display_name_commands import add_display_name_commands  # noqa: PLC0415
-
-    add_display_name_commands(commands)
-    return parser
+def _command_in(arguments: Sequence[str]) -> str | None:
+    """The command named in ``arguments``: the first word that is not an option."""
+    return next((word for word in arguments if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``idverify`` command."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(arguments)
+    parser = build_parser(command if command in COMMANDS else "")
+    args = parser.parse_args(arguments)
     return int(args.handler(args))
 
 

@@ -9,7 +9,7 @@ none by itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import grpc
@@ -65,9 +65,12 @@ class Client:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._channel = (
-            grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+            grpc.secure_channel(target, credentials, options=options)
+            if credentials
+            else grpc.insecure_channel(target, options=options)
         )
         channel = grpc.intercept_channel(self._channel, _Auth(token, timeout))
         self.verification = verification_pb2_grpc.VerificationServiceStub(channel)

@@ -12,7 +12,8 @@ import sys
 
 import grpc
 
-from idverify.config import DEFAULT_LISTEN
+from idverify.client_options import add_client_options, open_client
+from idverify.domain.errors import ConfigError
 
 __all__ = ["add_display_name_commands"]
 
@@ -26,9 +27,9 @@ def add_display_name_commands(commands: argparse._SubParsersAction[argparse.Argu
     approve = sub.add_parser(
         "approve", help="set the names approved for an organization account (replaces; none clears)"
     )
-    approve.add_argument("account_id")
+    approve.add_argument("account_id", help="the organization's account id")
     approve.add_argument("names", nargs="*", metavar="NAME", help="a short name or brand (up to 16)")
-    approve.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
+    add_client_options(approve)
     approve.add_argument("--token", default="", help="an admin's token (IDVERIFY_TOKEN)")
     approve.add_argument(
         "--tenant", default="", help="the admin's own tenant (the default); an operator names one"
@@ -37,8 +38,7 @@ def add_display_name_commands(commands: argparse._SubParsersAction[argparse.Argu
 
 
 def _run(args: argparse.Namespace) -> int:
-    from idverify.client import Client  # noqa: PLC0415 - keeps `idverify --help` fast
-    from idverify.v1 import admin_pb2  # noqa: PLC0415
+    from idverify.v1 import admin_pb2  # noqa: PLC0415 - keeps `idverify --help` fast
 
     token = args.token or os.environ.get("IDVERIFY_TOKEN", "")
     if not token:
@@ -48,7 +48,12 @@ def _run(args: argparse.Namespace) -> int:
         tenant=args.tenant, account_id=args.account_id, names=args.names
     )
     try:
-        with Client(args.server, token) as client:
+        client = open_client(args, token)
+    except ConfigError as error:
+        sys.stderr.write(f"idverify: {error}\n")
+        return 2
+    try:
+        with client:
             answer = client.admin.SetApprovedNames(request)
     except grpc.RpcError as error:
         sys.stderr.write(f"idverify: {error.code().name}: {error.details()}\n")

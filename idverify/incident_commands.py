@@ -21,7 +21,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.audit.checkpoint import KeyFormatError, read_public_key_file
 from idverify.audit.incident_report import ReportFormatError, verify_report
-from idverify.config import DEFAULT_LISTEN
+from idverify.client_options import add_client_options, open_client
+from idverify.domain.errors import ConfigError
 
 __all__ = ["add_incident_commands", "parse_time"]
 
@@ -34,7 +35,7 @@ def add_incident_commands(commands: argparse._SubParsersAction[argparse.Argument
         "report",
         help="count what clients read (or what the tenant holds) and write a signed report (admin token)",
     )
-    report.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", DEFAULT_LISTEN))
+    add_client_options(report)
     report.add_argument("--token", default="", help="an admin's token (IDVERIFY_TOKEN)")
     report.add_argument("--tenant", default="", help="the admin's own tenant (the default)")
     report.add_argument(
@@ -104,15 +105,14 @@ def _run(args: argparse.Namespace) -> int:
         _err(f"{error.code().name}: {error.details()}")
     except (OSError, KeyFormatError, ReportFormatError) as error:
         _err(str(error))
-    except ValueError as error:  # bad flags: one line, as argparse's own
+    except (ValueError, ConfigError) as error:  # bad flags: one line, as argparse's own
         _err(str(error))
         return 2
     return 1
 
 
 def _report(args: argparse.Namespace) -> int:
-    from idverify.client import Client  # noqa: PLC0415 - keeps `idverify --help` fast
-    from idverify.v1 import admin_pb2  # noqa: PLC0415
+    from idverify.v1 import admin_pb2  # noqa: PLC0415 - keeps `idverify --help` fast
 
     request = admin_pb2.CreateIncidentReportRequest(
         tenant=args.tenant,
@@ -129,7 +129,7 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise ValueError(f"--out: {out} is not a directory")
-    with Client(args.server, token) as client:
+    with open_client(args, token) as client:
         answer = client.admin.CreateIncidentReport(request, timeout=300)
     report = json.loads(answer.signed_report)["report"]
     stem = f"incident-{report['tenant']}-{report['generated_at'].replace(':', '').replace('.', '')}"

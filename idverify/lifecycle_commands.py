@@ -66,7 +66,7 @@ def add_lifecycle_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     reindex.add_argument("--no-progress", action="store_true", help="no progress bar")
     retire = key_commands.add_parser("retire", help="remove a version nothing is stored under any more")
-    retire.add_argument("version")
+    retire.add_argument("version", help="w<n> or p<n>, as `keys status` lists them")
     keys.set_defaults(handler=_keys)
 
     erasure = commands.add_parser("erasure", help="the erasure queue of cancelled accounts")

@@ -46,7 +46,7 @@ def add_tenant_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="first run: revoke the tenant's clients and schedule the erasure; once due: close and "
         "export its audit log, then erase everything else of it (run again to resume)",
     )
-    remove.add_argument("tenant")
+    remove.add_argument("tenant", help="the tenant's name")
     remove.add_argument(
         "--grace",
         type=int,

@@ -37,6 +37,7 @@ from idverify.audit.export import ExportFormatError, entry_line, head_line, veri
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.client import Client
+from idverify.client_options import add_client_options, open_client
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.v1 import audit_pb2
 
@@ -49,14 +50,13 @@ EXPORT_PAGE = 50_000
 """Events per QueryEvents stream: a dropped stream costs at most this much, and resumes after it."""
 
 _STREAM_TIMEOUT_SECONDS = 600.0
-_DEFAULT_SERVER = "127.0.0.1:50051"
 _NANOS_PER_MS = 1_000_000
 
 
 def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``audit`` and its subcommands to the ``idverify`` parser."""
     audit = commands.add_parser("audit", help="export, verify and check the tamper-evident audit log")
-    audit.add_argument("--server", default=os.environ.get("IDVERIFY_SERVER", _DEFAULT_SERVER))
+    add_client_options(audit)
     audit.add_argument("--token", default="", help="an auditor's or admin's token (IDVERIFY_TOKEN)")
     audit.add_argument("--data-dir", default=None, help="the server's data directory (rotate-key)")
     audit.add_argument(
@@ -213,7 +213,7 @@ def _client(args: argparse.Namespace) -> Client:
     token = args.token or os.environ.get("IDVERIFY_TOKEN", "")
     if not token:
         raise ConfigError("token: an auditor's or admin's token is needed (--token or IDVERIFY_TOKEN)")
-    return Client(args.server, token)
+    return open_client(args, token)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def add_backup_commands(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument("--data-dir", default=None, help="IDVERIFY_DATA_DIR")
     create.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
     verify = sub.add_parser("verify", help="check that a backup is complete and consistent")
-    verify.add_argument("dir")
+    verify.add_argument("dir", help="a folder written by `idverify backup create`")
     verify.add_argument(
         "--redis-rdb",
         default=None,
@@ -37,7 +37,7 @@ def add_backup_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "(redis-cli --rdb FILE); its logs must extend the backup's",
     )
     restore = sub.add_parser("restore", help="restore a verified backup into a new data directory")
-    restore.add_argument("dir")
+    restore.add_argument("dir", help="a backup folder that `idverify backup verify` accepts")
     restore.add_argument("--data-dir", required=True, help="the new data directory (must be empty)")
     restore.add_argument(
         "--heads",
