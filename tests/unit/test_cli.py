@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from idverify.cli import COMMANDS, build_parser
+from idverify.cli import COMMANDS, _client_table, build_parser
+from idverify.v1 import admin_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -245,3 +247,22 @@ class TestTlsOptions:
         assert done.stderr == "idverify: --tls-cert and --tls-key: give both (mutual TLS) or neither\n"
         done = idverify("clients", "list", "--token", "t", "--tls-server-name", "x")
         assert done.stderr == "idverify: --tls-cert and --tls-server-name need --tls-ca (TLS)\n"
+
+
+def test_clients_list_shows_what_a_server_sent_as_one_line_each() -> None:
+    """A hostile server (or a plaintext path) cannot forge rows or drive the terminal."""
+    made = Timestamp(seconds=1_796_000_000)
+    forged = "x\nc9  t  operator"
+    clients = [
+        admin_pb2.Client(client_id="c2", tenant="t", role="admin", description=forged, created_at=made),
+        admin_pb2.Client(
+            client_id="c1", tenant="t", role="platform", description="\x1b[2Jgone", revoked=True
+        ),
+    ]
+    lines = _client_table(clients).splitlines()
+    assert len(lines) == 3
+    assert lines[0].split() == ["CLIENT", "ID", "TENANT", "ROLE", "STATE", "CREATED", "(UTC)", "DESCRIPTION"]
+    assert lines[1].split()[:5] == ["c1", "t", "platform", "revoked", "-"]  # no creation time: first
+    assert lines[1].endswith("\\x1b[2Jgone")
+    assert lines[2].split()[:6] == ["c2", "t", "admin", "active", "2026-11-30", "00:53:20"]
+    assert lines[2].endswith("x\\nc9  t  operator")
