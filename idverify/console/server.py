@@ -9,7 +9,9 @@ scripts shipped in ``static/``, talks only to this origin, and cannot be framed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import csv
 import hmac
 import html
@@ -22,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +36,7 @@ from idverify.config import Settings
 from idverify.console.charts import DAY_MS, ChartData, Charts
 from idverify.console.sessions import CONSOLE_ROLES, ConsoleSessions, Session, SignInLimiter
 from idverify.domain.errors import (
+    ConfigError,
     IdverifyError,
     NotFound,
     RateLimited,
@@ -54,6 +58,7 @@ CSP = (
 PAGE_SIZE = 50
 MAX_PAGE = 200
 MAX_DAYS = 90
+TLS_CHECK_SECONDS = 1.0
 _STATIC = resources.files("idverify.console") / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 _SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
@@ -76,9 +81,14 @@ class Console:
     runner: web.AppRunner
     port: int
     url: str
+    certificates: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         """Closes the port and the connections (sessions live on in Redis)."""
+        if self.certificates is not None:
+            self.certificates.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.certificates
         await self.runner.cleanup()
 
 
@@ -443,17 +453,60 @@ def _path_int(request: web.Request, name: str) -> int:
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """The certificate and key of gRPC, and its client CA when it asks for client certificates."""
+    """The certificate and key of gRPC, and its client CA when it asks for client certificates.
+
+    Raises:
+        ConfigError: when the files cannot be read.
+    """
     tls = settings.tls
     if not tls.enabled:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(tls.cert_file, tls.key_file)
+    _load_certificates(context, settings)
     if tls.client_ca_file:
         context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(tls.client_ca_file)
     return context
+
+
+def _load_certificates(context: ssl.SSLContext, settings: Settings) -> None:
+    tls = settings.tls
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            context.load_verify_locations(tls.client_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"tls: cannot load the certificate files for the console: {exc}") from None
+
+
+def _tls_stamps(settings: Settings) -> tuple[int, ...]:
+    tls = settings.tls
+    return tuple(Path(p).stat().st_mtime_ns for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p)
+
+
+async def _follow_certificates(context: ssl.SSLContext, settings: Settings) -> None:
+    """Loads the certificate files again when they change, as gRPC's credentials do.
+
+    New handshakes use the new files; connections already open keep theirs. A new client CA is
+    added to the trusted ones (OpenSSL has no way to drop one from a live context): rotating a
+    client CA out takes a restart.
+    """
+    try:
+        stamps = _tls_stamps(settings)
+    except OSError:
+        stamps = ()
+    while True:
+        await asyncio.sleep(TLS_CHECK_SECONDS)
+        try:
+            now = _tls_stamps(settings)
+            if now == stamps:
+                continue
+            _load_certificates(context, settings)
+        except (OSError, ConfigError):
+            log.exception("console: keeping the current certificate; the new files cannot be read")
+            continue
+        stamps = now
+        log.info("console: certificate files changed; new handshakes use them")
 
 
 def build_app(
@@ -532,4 +585,5 @@ async def start_console(
     scheme = "https" if context is not None else "http"
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{bound}/"
-    return Console(runner, bound, url)
+    follow = asyncio.create_task(_follow_certificates(context, settings)) if context is not None else None
+    return Console(runner, bound, url, follow)

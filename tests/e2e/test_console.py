@@ -11,12 +11,15 @@ import csv
 import hashlib
 import io
 import re
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from idverify.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from idverify.console.server import COOKIE, CSP
@@ -377,6 +380,18 @@ class TestReads:
             assert needle not in everything, needle
 
 
+def console_serial(port: int, ca: Authority) -> int:
+    """The serial number of the certificate the console presents to a new connection."""
+    context = ssl.create_default_context(cadata=ca.pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
 class TestProductionConsole:
     def test_https_with_the_grpc_certificate(self, pki: tuple[Authority, Path], tmp_path: Path) -> None:
         """In production the console is HTTPS with the gRPC port's certificate, and HSTS."""
@@ -398,6 +413,15 @@ class TestProductionConsole:
             assert answer.headers["strict-transport-security"].startswith("max-age=")
             with pytest.raises(httpx.HTTPError), httpx.Client() as plain:
                 plain.get(f"http://127.0.0.1:{server.console_port}/signin")
+            # A renewed certificate, as gRPC's: new handshakes get it without a restart.
+            first = console_serial(server.console_port, ca)
+            cert, key, renewed = ca.issue("idverify server", server=True)
+            (directory / "server.key").write_bytes(key)
+            (directory / "server.pem").write_bytes(cert)
+            deadline = time.monotonic() + 15
+            while console_serial(server.console_port, ca) != renewed and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert console_serial(server.console_port, ca) == renewed != first
 
     def test_production_refuses_a_console_without_tls(self, tmp_path: Path) -> None:
         """console.enabled = on without a certificate stops the start with one line naming why."""
