@@ -233,7 +233,7 @@ class TestConsoleInBrowser:
         assert driver.find_elements(By.CSS_SELECTOR, "#chart-outcomes svg rect")
         assert "pending:" in driver.find_element(By.CSS_SELECTOR, "#chart-erasures .totals").text
         reasons = driver.find_element(By.ID, "chart-reasons").text
-        assert "entries (" in reasons
+        assert "entries (2)" in reasons  # the two wrong codes (OTP_MISMATCH)
         links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#charts a.csv")]
         assert len(links) == 6
         assert all(str(link).endswith(".csv") for link in links)
