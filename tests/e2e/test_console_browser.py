@@ -37,11 +37,14 @@ DRIVER = shutil.which("chromedriver")
 SCREENSHOTS = os.environ.get("IDVERIFY_CONSOLE_SCREENSHOTS", "")
 WAIT_SECONDS = 20
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="!!! NO BROWSER: the auditor's console is NOT tested in a browser here. Install Debian's "
-    "chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run does) !!!",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="!!! NO BROWSER: the auditor's console is NOT tested in a browser here. Install Debian's "
+        "chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run does) !!!",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
