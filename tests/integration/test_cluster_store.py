@@ -76,6 +76,9 @@ class TestOnCluster:
             shared = [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()]
             assert (await scripts.run("phone_send", shared, [5, 10, 20]))[0] == b"OK"
             assert (await scripts.run("phone_guess", [phone.otp_failures()], ["count", 5, 60000]))[0] == b"OK"
+            # CheckDisplayName's lookup derives the organization's own key from the account's.
+            looked_up = [keys.account("a0"), keys.organization_names(), keys.rate_limit("checks", "p")]
+            assert (await scripts.run("display_name", looked_up, [5, 60000, "00" * 16]))[0] == b"OK"
             async with client.pipeline(transaction=False) as pipe:
                 for n in range(20):
                     pipe.hmget(keys.account(f"a{n}"), ["identity"])
