@@ -70,6 +70,10 @@ class ServerProcess:
         credentials: channel credentials for a TLS server (None: plaintext).
         development: start with ``--dev`` (the console sender the tests read codes from, plain
             HTTP to fakes); False for production mode, which needs a real ``sms.sender``.
+        console: serve the auditor's console on ``console_port`` as development mode does (or
+            as the config says); False (the default) switches it off unless ``env`` or the
+            config sets ``console.enabled``, so a test that does not look at it does not pay
+            for it.
     """
 
     directory: Path
@@ -80,6 +84,7 @@ class ServerProcess:
     credentials: grpc.ChannelCredentials | None = None
     development: bool = True
     port: int = 0
+    console: bool = False
     console_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _tokens: dict[str, str] = field(default_factory=dict)
@@ -138,7 +143,10 @@ class ServerProcess:
         if self.development:
             args.append("--dev")
         args += self.extra_args
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")} | self.env
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
+        if not self.console and "[console]" not in self.config:
+            env["IDVERIFY_CONSOLE__ENABLED"] = "off"
+        env |= self.env
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         self.wait_serving()

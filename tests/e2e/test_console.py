@@ -46,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A development server whose console allows few failed sign-ins."""
     with ServerProcess(
         tmp_path_factory.mktemp("console"),
+        console=True,
         extra_args=["--workers", "1"],
         env={"IDVERIFY_CONSOLE__SIGNIN_FAILURES_PER_MINUTE": str(SIGNIN_LIMIT)},
     ) as running:

@@ -50,7 +50,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A development server with a few signups, a refusal, a cancellation: something to look at."""
-    with ServerProcess(tmp_path_factory.mktemp("console-browser"), extra_args=["--workers", "1"]) as running:
+    directory = tmp_path_factory.mktemp("console-browser")
+    with ServerProcess(directory, extra_args=["--workers", "1"], console=True) as running:
         with running.client("registrar") as registrar:
             for n in range(4):
                 verify(running, registrar, person(), f"browser-account-{n}")
