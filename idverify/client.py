@@ -19,6 +19,7 @@ from idverify.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
     consent_pb2_grpc,
+    events_pb2_grpc,
     verification_pb2_grpc,
 )
 
@@ -78,6 +79,7 @@ class Client:
         self.consent = consent_pb2_grpc.ConsentServiceStub(channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self.events = events_pb2_grpc.EventServiceStub(channel)
         self.channel = self._channel
 
     def close(self) -> None:

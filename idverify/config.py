@@ -250,6 +250,21 @@ class ErasureSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    """Events for platforms: how long the outbox keeps them, and the streams that read them."""
+
+    # Events are kept this long for streams to resume from and for replay, then trimmed.
+    retention_days: float = 3.0
+    # Event streams (StreamEvents, WatchVerification) one client may hold open at once, over
+    # every worker and replica.
+    streams_per_client: int = 8
+    # A stream ends (DEADLINE_EXCEEDED, with the cursor to resume from) after this long.
+    stream_lifetime_seconds: float = 300.0
+    # How often a worker with open streams looks for new events (one read per tenant).
+    poll_milliseconds: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentSettings:
     """When a data-security incident must be reported, and how soon (``idverify incident report``)."""
 
@@ -312,6 +327,7 @@ class Settings:
     consent: ConsentSettings = field(default_factory=ConsentSettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
     incident: IncidentSettings = field(default_factory=IncidentSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     # Options per verifier name, passed to its factory.
     verifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Identity vendors per name ([vendors.tencent], [vendors.alibaba], kind = "http"): endpoint,
@@ -470,6 +486,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         "grpc": GrpcSettings,
         "consent": ConsentSettings,
         "incident": IncidentSettings,
+        "events": EventSettings,
     }
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = set(raw) - known
@@ -759,6 +776,7 @@ def _validate(settings: Settings) -> None:
     _validate_transport(settings)
     _validate_console(settings)
     _validate_lifecycle(settings)
+    _validate_events(settings.events)
 
 
 def _validate_rate_limits(sends: RateLimitSettings) -> None:
@@ -786,6 +804,15 @@ def _validate_rate_limits(sends: RateLimitSettings) -> None:
         raise ConfigError(
             "rate_limits: display_name_checks_per_principal_per_day is 1 or more (it cannot be off)"
         )
+
+
+def _validate_events(events: EventSettings) -> None:
+    if not 0 < events.retention_days <= 366:  # noqa: PLR2004
+        raise ConfigError("events.retention_days: more than 0, at most 366")
+    if events.streams_per_client < 1 or events.stream_lifetime_seconds < 1:
+        raise ConfigError("events: streams_per_client >= 1 and stream_lifetime_seconds >= 1")
+    if not 1 <= events.poll_milliseconds <= 10_000:  # noqa: PLR2004
+        raise ConfigError("events.poll_milliseconds: 1 to 10000")
 
 
 def _validate_lifecycle(settings: Settings) -> None:

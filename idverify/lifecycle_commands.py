@@ -282,12 +282,18 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
         _out("no records")
     for tenant, counts in sorted(usage.items()):
         _out(f"tenant {tenant}:")
-        kinds = (counts.identities, counts.verifications, counts.forwarding, counts.accounts)
+        kinds = (
+            counts.identities,
+            counts.verifications,
+            counts.forwarding,
+            counts.accounts,
+            counts.event_accounts,
+        )
         for version in sorted(set().union(*kinds)):
             _out(
                 f"  {version}: {counts.identities[version]} identities, "
                 f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding, "
-                f"{counts.accounts[version]} accounts"
+                f"{counts.accounts[version]} accounts, {counts.event_accounts[version]} event accounts"
             )
         for version, count in sorted(counts.peppers.items()):
             _out(f"  {version}: {count} identity indexes")
@@ -318,9 +324,9 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
         return 1
     usage = await count_key_usage(redis)
     total = sum(
-        counts.identities[v] + counts.verifications[v] + counts.accounts[v]
+        counts.identities[v] + counts.verifications[v] + counts.accounts[v] + counts.event_accounts[v]
         for counts in usage.values()
-        for v in set(counts.identities) | set(counts.verifications) | set(counts.accounts)
+        for v in set().union(counts.identities, counts.verifications, counts.accounts, counts.event_accounts)
         if v != target
     )
     bar = _Progress(total, enabled=not args.no_progress)

@@ -33,6 +33,9 @@ from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.domain.methods import check_non_biometric_coverage
+from idverify.events.outbox import Outbox, trim_forever
+from idverify.events.streams import EventStreams
+from idverify.events.tail import OutboxTail
 from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
@@ -58,6 +61,7 @@ from idverify.services.admin import AdminServicer
 from idverify.services.audit import AuditServicer
 from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.consent import ConsentServicer
+from idverify.services.events import EventServicer
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.services.location_wire import encode_location
 from idverify.services.reflection import enable_reflection
@@ -78,6 +82,8 @@ from idverify.v1 import (
     audit_pb2_grpc,
     consent_pb2,
     consent_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     verification_pb2,
     verification_pb2_grpc,
 )
@@ -96,6 +102,7 @@ SERVICE_NAMES = (
     consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 HEALTH_PROBE_SECONDS = 1.0
 # The services that cannot answer without writing: a Redis at its memory limit (noeviction)
@@ -316,8 +323,9 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
+    streams = _event_services(server, deps)
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(flow, IdentityCheckFlow(deps), RequestIdPseudonyms(keyring)), server
+        VerificationServicer(flow, IdentityCheckFlow(deps), RequestIdPseudonyms(keyring), streams), server
     )
     accounts = AccountFlow(deps, geo, encode_location)
     account_pb2_grpc.add_AccountServiceServicer_to_server(
@@ -340,10 +348,7 @@ async def start(
         ),
         server,
     )
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    if settings.grpc.reflection:
-        enable_reflection((*SERVICE_NAMES, "grpc.health.v1.Health"), server)
+    health = _health_and_reflection(server, settings)
     host, port = settings.listen_host_port
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if settings.tls.enabled:
@@ -374,6 +379,7 @@ async def start(
         asyncio.create_task(_watch_redis(app, token is None)),
         asyncio.create_task(integrate_forever(audit, clients.tenants)),
         *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
+        asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
@@ -441,6 +447,25 @@ async def _audit_flow(
 def _report_key(settings: Settings) -> Ed25519PrivateKey:
     """The audit log's signing key, which signs incident reports too (checked against the store at start)."""
     return load_signing_key(settings.data_dir, settings.audit_signing_key_file)
+
+
+def _health_and_reflection(server: grpc.aio.Server, settings: Settings) -> HealthServicer:
+    """The health service on ``server``, and reflection unless switched off."""
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if settings.grpc.reflection:
+        enable_reflection((*SERVICE_NAMES, "grpc.health.v1.Health"), server)
+    return health
+
+
+def _event_services(server: grpc.aio.Server, deps: FlowDeps) -> EventStreams:
+    """EventService on ``server``, and the streams it shares with WatchVerification."""
+    outbox = Outbox(deps.redis, deps.sealer)
+    settings = deps.settings.events
+    tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
+    streams = EventStreams(outbox, tail, deps.scripts, settings)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams), server)
+    return streams
 
 
 def call_limits(settings: Settings) -> CallLimits:

@@ -23,6 +23,7 @@ class StatusKind(Enum):
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     OUT_OF_RANGE = "OUT_OF_RANGE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 class IdverifyError(Exception):
@@ -118,6 +119,12 @@ class OutOfRange(IdverifyError):
 
     status = StatusKind.OUT_OF_RANGE
     default_reason = "OUT_OF_RANGE"
+
+
+class StreamEnded(IdverifyError):
+    """A stream reached its maximum lifetime; its metadata says where to resume."""
+
+    status = StatusKind.DEADLINE_EXCEEDED
 
 
 class PermissionDenied(IdverifyError):

@@ -20,6 +20,7 @@ from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
+from idverify.events.accounts import request_naming_account
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
@@ -55,6 +56,11 @@ class ConsentFlow:
     def cooldown_ms(self) -> int:
         """The biometric cool-down in milliseconds."""
         return rules.cooldown_ms(self._d.settings.consent.biometric_cooldown_days)
+
+    def _request(self, info: RequestInfo, tenant: str, account_id: str) -> str:
+        """The audit request of a consent change, with the account's id sealed for its event."""
+        d = self._d
+        return request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id)
 
     def _pseudonyms(self, tenant: str, account_id: str) -> tuple[str, str, str]:
         account_id = normalize_identifier(account_id, field="account_id")
@@ -129,7 +135,7 @@ class ConsentFlow:
         result = await self._d.scripts.run(
             "consent_grant",
             [keys.account(account_ps), keys.consent(account_ps), keys.audit_log()],
-            [purpose, text_version, json.dumps(info.audit_fields()), audit_ps, "1" if audit else "0"],
+            [purpose, text_version, self._request(info, tenant, account_id), audit_ps, "1" if audit else "0"],
         )
         if result[0] == b"CANCELLED":
             raise _cancelled()
@@ -164,7 +170,7 @@ class ConsentFlow:
                     keys.audit_log(),
                     *(keys.verification(v) for v in live),
                 ],
-                [purpose, json.dumps(info.audit_fields()), audit_ps, json.dumps(live)],
+                [purpose, self._request(info, tenant, account_id), audit_ps, json.dumps(live)],
             )
             if result[0] == b"OK":
                 return rules.states_from_fields(decode_flat(result[1]))[purpose]

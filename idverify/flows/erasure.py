@@ -28,6 +28,7 @@ from opentelemetry import metrics
 from idverify.domain.calendar import WorkingCalendar, erasure_due_at
 from idverify.domain.errors import StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
+from idverify.events.accounts import request_naming_account
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys
@@ -119,7 +120,14 @@ class ErasureFlow:
                     keys.identity_accounts(ref),
                     *(keys.verification(v) for v in live),
                 ],
-                [due_ms, json.dumps(info.audit_fields()), account_ps, audit_ps, ref, json.dumps(live)],
+                [
+                    due_ms,
+                    request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id),
+                    account_ps,
+                    audit_ps,
+                    ref,
+                    json.dumps(live),
+                ],
             )
             if result[0] == b"OK":
                 return int(result[1])

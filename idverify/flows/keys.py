@@ -31,6 +31,7 @@ from idverify import telemetry
 from idverify.config import Settings
 from idverify.domain.documents import Document
 from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.events.accounts import EVENT_ACCOUNT
 from idverify.flows.account_age import BIRTH_DATE
 from idverify.privacy.identity_index import IdentityIndexer, IndexValue, parse_index_params
 from idverify.privacy.keyring import KEYRING_ENV_VAR, Keyring, LiveKeyring, load_keyring
@@ -70,9 +71,12 @@ _ATTEMPTS: Final = 5
 _MAX_HOPS: Final = 6
 # A forwarding record outlives the verifications started before its move by this much.
 _FORWARD_MARGIN_MS: Final = 60_000
+_EVENT_ACCOUNTS_PAGE: Final = 500
 _IDENTITY_PATTERN: Final = f"{PREFIX}:{{t:*}}:id:*"
 _VERIFICATION_PATTERN: Final = f"{PREFIX}:{{t:*}}:vf:*"
 _ACCOUNT_PATTERN: Final = f"{PREFIX}:{{t:*}}:acct:*"
+# Each tenant's one hash of account ids sealed for events (field: the audit pseudonym).
+_EVENT_ACCOUNTS_PATTERN: Final = f"{PREFIX}:{{t:*}}:events:acct"
 
 
 def keyring_path(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -431,6 +435,8 @@ class KeyUsage:
     verifications: Counter[str] = field(default_factory=Counter)
     forwarding: Counter[str] = field(default_factory=Counter)
     accounts: Counter[str] = field(default_factory=Counter)
+    # Account ids sealed for events (idverify/events/accounts.py), one per account.
+    event_accounts: Counter[str] = field(default_factory=Counter)
 
     def wrapping_total(self, version: str) -> int:
         """Records of any kind sealed under a wrapping-key version."""
@@ -439,6 +445,7 @@ class KeyUsage:
             + self.verifications[version]
             + self.forwarding[version]
             + self.accounts[version]
+            + self.event_accounts[version]
         )
 
 
@@ -497,7 +504,25 @@ async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
         redis, _VERIFICATION_PATTERN, list(VERIFICATION_FIELDS), usage, lambda u: u.verifications
     )
     await _count_sealed(redis, _ACCOUNT_PATTERN, list(ACCOUNT_FIELDS), usage, lambda u: u.accounts)
+    async for _, page in scan_pages(redis, _EVENT_ACCOUNTS_PATTERN):
+        for key in page:
+            tenant, _, _ = split_key(key)
+            counter = usage.setdefault(tenant, KeyUsage()).event_accounts
+            async for _, values in _hash_pages(redis, key):
+                counter.update(_version_of(as_text(value)) for value in values.values())
     return usage
+
+
+async def _hash_pages(redis: RedisClient, key: bytes | str) -> AsyncIterator[tuple[int, dict[bytes, bytes]]]:
+    """HSCAN of one hash, a page at a time: (next cursor, fields)."""
+    cursor = 0
+    while True:
+        async with translate_errors():
+            cursor, values = await redis.hscan(key, cursor, count=_EVENT_ACCOUNTS_PAGE)
+        assert isinstance(values, dict)  # noqa: S101 - HSCAN answers a mapping
+        yield int(cursor), {_as_bytes(k): _as_bytes(v) for k, v in values.items()}
+        if int(cursor) == 0:
+            return
 
 
 async def _count_sealed(
@@ -518,6 +543,10 @@ async def _count_sealed(
             counter = counter_of(usage.setdefault(tenant, KeyUsage()))
             for version in {_version_of(as_text(value)) for value in row if value} - {""}:
                 counter[version] += 1
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _version_of(text: str) -> str:
@@ -564,8 +593,18 @@ class Reindexer:
         checkpoint_key = GlobalKeys.reindex_checkpoint()
         async with translate_errors():
             saved = {as_text(k): as_text(v) for k, v in (await self._redis.hgetall(checkpoint_key)).items()}
-        phases = {"id": _IDENTITY_PATTERN, "vf": _VERIFICATION_PATTERN, "acct": _ACCOUNT_PATTERN}
-        workers = {"id": self._identity, "vf": self._verification, "acct": self._account}
+        phases = {
+            "id": _IDENTITY_PATTERN,
+            "vf": _VERIFICATION_PATTERN,
+            "acct": _ACCOUNT_PATTERN,
+            "events": _EVENT_ACCOUNTS_PATTERN,
+        }
+        workers = {
+            "id": self._identity,
+            "vf": self._verification,
+            "acct": self._account,
+            "events": self._event_accounts,
+        }
         resume = saved.get("target") == self._target and saved.get("phase") in phases
         phase = saved["phase"] if resume else "id"
         cursor = int(saved.get("cursor", "0")) if resume else 0
@@ -625,6 +664,18 @@ class Reindexer:
             row = await self._redis.hmget(key, names)
         fields = {name: (purpose, (account_ps,)) for name, purpose in ACCOUNT_FIELDS.items()}
         return await self._reseal_fields(tenant, key, fields, row)
+
+    async def _event_accounts(self, key: bytes) -> bool | None:
+        """Re-seals a tenant's account ids kept for events, a page of fields per step."""
+        tenant, _, _ = split_key(key)
+        fields = {}
+        async for _, values in _hash_pages(self._redis, key):
+            page = {as_text(ps): value for ps, value in values.items()}
+            fields = {ps: (EVENT_ACCOUNT, (ps,)) for ps in page}
+            done = await self._reseal_fields(tenant, key, fields, list(page.values()))
+            if done is None:
+                return None
+        return bool(fields)
 
     async def _reseal_fields(
         self,

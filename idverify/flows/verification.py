@@ -41,6 +41,7 @@ from idverify.domain.normalize import normalize_identifier, normalize_name, norm
 from idverify.domain.organizations import OrganizationParticulars, organization_particulars
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
+from idverify.events.accounts import request_naming_account
 from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
@@ -457,7 +458,7 @@ class VerificationFlow:
                     d.settings.verification.session_ttl_seconds * 1000,
                     json.dumps(record),
                     d.settings.verification.binding_limit,
-                    json.dumps(info.audit_fields()),
+                    request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id),
                     mode,
                 ],
             )

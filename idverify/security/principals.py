@@ -59,6 +59,8 @@ _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
     "idverify.v1.AccountService": _PLATFORM,
     "idverify.v1.AuditService": _AUDITOR,
     "idverify.v1.AdminService": _ADMIN,
+    # Registrars follow their verifications, platforms their accounts; both may stream events.
+    "idverify.v1.EventService": _REGISTRAR | _PLATFORM,
 }
 # RPCs narrower than their service: an incident report counts what the tenant's clients read
 # and what it holds, which operators (client administration only) and the bootstrap token may

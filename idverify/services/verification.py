@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from idverify.events.streams import EventStreams
 from idverify.flows.context import RequestInfo
 from idverify.flows.identity_check import IdentityCheckFlow
-from idverify.flows.verification import StartRequest, VerificationFlow
+from idverify.flows.verification import StartRequest, VerificationFlow, VerificationView
 from idverify.security.principals import caller
 from idverify.services.convert import (
     ASSURANCE_TO_PROTO,
@@ -22,11 +25,16 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Signup-flow RPCs for the registrar role."""
 
     def __init__(
-        self, flow: VerificationFlow, identity_check: IdentityCheckFlow, request_ids: RequestIdPseudonyms
+        self,
+        flow: VerificationFlow,
+        identity_check: IdentityCheckFlow,
+        request_ids: RequestIdPseudonyms,
+        streams: EventStreams,
     ) -> None:
         self._flow = flow
         self._identity_check = identity_check
         self._request_ids = request_ids
+        self._streams = streams
 
     async def ListMethods(self, request: pb.ListMethodsRequest, context: Context) -> pb.ListMethodsResponse:
         """The methods the caller's tenant offers for a subject kind (and account, if named)."""
@@ -84,6 +92,23 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         """Reads a verification."""
         view = await self._flow.get(caller().tenant, request.verification_id, request_info(context))
         return pb.GetVerificationResponse(verification=verification_to_proto(view))
+
+    async def WatchVerification(
+        self, request: pb.WatchVerificationRequest, context: Context
+    ) -> AsyncIterator[pb.WatchVerificationResponse]:
+        """The verification's state now and at each change, until it is final."""
+        principal = caller()
+        info = request_info(context)
+
+        async def read() -> VerificationView:
+            return await self._flow.get(principal.tenant, request.verification_id, info)
+
+        sent: pb.Verification | None = None
+        async for view in self._streams.watch(principal, read, request.verification_id):
+            message = verification_to_proto(view)
+            if message != sent:
+                sent = message
+                yield pb.WatchVerificationResponse(verification=message)
 
     async def CheckIdentity(
         self, request: pb.CheckIdentityRequest, context: Context

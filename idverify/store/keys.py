@@ -36,6 +36,10 @@ personal data or raw account ids.
 | ``iv1:{t:T}:reads:<hour>:who`` | set | client ids that read the tenant's data in that hour (TTL) |
 | ``iv1:{t:T}:orgname`` | hash | verified organization names: a name's keyed hash -> its claim tags |
 | ``iv1:{t:T}:orgnames:<claim tag>`` | hash | one organization's names there: hash -> ``v``/``a`` (approved) |
+| ``iv1:{t:T}:events:outbox`` | stream | per event: ``s`` its entry's number, ``a`` an erased id |
+| ``iv1:{t:T}:events:trimmed`` | string | the cursor below which the outbox was trimmed by age |
+| ``iv1:{t:T}:events:acct`` | hash | audit pseudonym -> the account id, sealed (until erased) |
+| ``iv1:{t:T}:events:streams:<client id>`` | zset | a client's open event streams, by lease end (ms) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
@@ -199,6 +203,22 @@ class TenantKeys:
     def organization_own_names(self, claim_tag: str) -> str:
         """The names one organization (its claim tag) holds in :meth:`organization_names`."""
         return f"{self._base}:orgnames:{claim_tag}"
+
+    def events_outbox(self) -> str:
+        """The outbox stream: one record per event, written with its audit entry."""
+        return f"{self._base}:events:outbox"
+
+    def events_accounts(self) -> str:
+        """Audit pseudonym -> the platform's account id, sealed, for the events of the account."""
+        return f"{self._base}:events:acct"
+
+    def events_trimmed(self) -> str:
+        """The cursor below which the outbox was trimmed (its records were older than kept)."""
+        return f"{self._base}:events:trimmed"
+
+    def event_streams(self, client_id: str) -> str:
+        """The open event streams of one client, by the time their lease ends."""
+        return f"{self._base}:events:streams:{client_id}"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""

@@ -74,6 +74,9 @@ SCRIPT_NAMES = (
     "tenant_removal",
     # Samples the store's time for the clock floor.
     "clock",
+    # Events: a client's lease on one more open stream; trimming the outbox by age.
+    "event_stream_lease",
+    "events_trim",
 )
 # Steps whose loss in a failover would take back an answer the caller was given: a start (it
 # binds at once for methods without a challenge), an answer and a guardian's consent, each with

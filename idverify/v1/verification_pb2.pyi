@@ -416,6 +416,45 @@ class GetVerificationResponse(_message.Message):
 Global___GetVerificationResponse: _TypeAlias = GetVerificationResponse  # noqa: Y015
 
 @_typing.final
+class WatchVerificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFICATION_ID_FIELD_NUMBER: _builtins.int
+    verification_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        verification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["verification_id", b"verification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchVerificationRequest: _TypeAlias = WatchVerificationRequest  # noqa: Y015
+
+@_typing.final
+class WatchVerificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verification(self) -> Global___Verification: ...
+    def __init__(
+        self,
+        *,
+        verification: Global___Verification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verification", b"verification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["verification", b"verification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchVerificationResponse: _TypeAlias = WatchVerificationResponse  # noqa: Y015
+
+@_typing.final
 class CheckIdentityRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -63,6 +63,11 @@ class VerificationServiceStub:
                 request_serializer=idverify_dot_v1_dot_verification__pb2.CheckIdentityRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_verification__pb2.CheckIdentityResponse.FromString,
                 _registered_method=True)
+        self.WatchVerification = channel.unary_stream(
+                '/idverify.v1.VerificationService/WatchVerification',
+                request_serializer=idverify_dot_v1_dot_verification__pb2.WatchVerificationRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_verification__pb2.WatchVerificationResponse.FromString,
+                _registered_method=True)
 
 
 class VerificationServiceServicer:
@@ -108,6 +113,15 @@ class VerificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchVerification(self, request, context):
+        """Streams the verification's state now and at each change, until it is final (VERIFIED,
+        REJECTED, EXPIRED), then ends. Counts against the caller's stream budget like
+        EventService.StreamEvents, and ends at the same maximum lifetime: call it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +149,11 @@ def add_VerificationServiceServicer_to_server(servicer, server):
                     servicer.CheckIdentity,
                     request_deserializer=idverify_dot_v1_dot_verification__pb2.CheckIdentityRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_verification__pb2.CheckIdentityResponse.SerializeToString,
+            ),
+            'WatchVerification': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchVerification,
+                    request_deserializer=idverify_dot_v1_dot_verification__pb2.WatchVerificationRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_verification__pb2.WatchVerificationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +295,33 @@ class VerificationService:
             '/idverify.v1.VerificationService/CheckIdentity',
             idverify_dot_v1_dot_verification__pb2.CheckIdentityRequest.SerializeToString,
             idverify_dot_v1_dot_verification__pb2.CheckIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/idverify.v1.VerificationService/WatchVerification',
+            idverify_dot_v1_dot_verification__pb2.WatchVerificationRequest.SerializeToString,
+            idverify_dot_v1_dot_verification__pb2.WatchVerificationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class VerificationServiceStub:
     """Reads the current state of a verification."""
     CheckIdentity: _grpc.UnaryUnaryMultiCallable[_verification_pb2.CheckIdentityRequest, _verification_pb2.CheckIdentityResponse]
     """Answers whether a claimed name and document match the identity bound to an account."""
+    WatchVerification: _grpc.UnaryStreamMultiCallable[_verification_pb2.WatchVerificationRequest, _verification_pb2.WatchVerificationResponse]
+    """Streams the verification's state now and at each change, until it is final (VERIFIED,
+    REJECTED, EXPIRED), then ends. Counts against the caller's stream budget like
+    EventService.StreamEvents, and ends at the same maximum lifetime: call it again.
+    """
 
 @_typing.type_check_only
 class VerificationServiceAsyncStub(VerificationServiceStub):
@@ -71,6 +76,11 @@ class VerificationServiceAsyncStub(VerificationServiceStub):
     """Reads the current state of a verification."""
     CheckIdentity: _aio.UnaryUnaryMultiCallable[_verification_pb2.CheckIdentityRequest, _verification_pb2.CheckIdentityResponse]  # type: ignore[assignment]
     """Answers whether a claimed name and document match the identity bound to an account."""
+    WatchVerification: _aio.UnaryStreamMultiCallable[_verification_pb2.WatchVerificationRequest, _verification_pb2.WatchVerificationResponse]  # type: ignore[assignment]
+    """Streams the verification's state now and at each change, until it is final (VERIFIED,
+    REJECTED, EXPIRED), then ends. Counts against the caller's stream budget like
+    EventService.StreamEvents, and ends at the same maximum lifetime: call it again.
+    """
 
 class VerificationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Real-name verification for signup flows.
@@ -120,5 +130,16 @@ class VerificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_verification_pb2.CheckIdentityResponse, _abc.Awaitable[_verification_pb2.CheckIdentityResponse]]:
         """Answers whether a claimed name and document match the identity bound to an account."""
+
+    @_abc_1.abstractmethod
+    def WatchVerification(
+        self,
+        request: _verification_pb2.WatchVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_verification_pb2.WatchVerificationResponse], _abc.AsyncIterator[_verification_pb2.WatchVerificationResponse]]:
+        """Streams the verification's state now and at each change, until it is final (VERIFIED,
+        REJECTED, EXPIRED), then ends. Counts against the caller's stream budget like
+        EventService.StreamEvents, and ends at the same maximum lifetime: call it again.
+        """
 
 def add_VerificationServiceServicer_to_server(servicer: VerificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -38,7 +38,9 @@ code_sends_per_phone_per_hour = 100000
 claim_assurance = "low"
 """
 _USAGE = re.compile(
-    r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding, (\d+) accounts$", re.MULTILINE
+    r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding, (\d+) accounts, "
+    r"(\d+) event accounts$",
+    re.MULTILINE,
 )
 _PEPPERS = re.compile(r"^\s+(p\d+): (\d+) identity indexes$", re.MULTILINE)
 
@@ -78,10 +80,11 @@ def usage(server: ServerProcess) -> tuple[Counter[str], Counter[str], Counter[st
     verifications: Counter[str] = Counter()
     peppers: Counter[str] = Counter()
     accounts: Counter[str] = Counter()
-    for version, ids, vfs, _, accts in _USAGE.findall(text):
+    for version, ids, vfs, _, accts, event_accts in _USAGE.findall(text):
         identities[version] += int(ids)
         verifications[version] += int(vfs)
-        accounts[version] += int(accts)
+        # Accounts' own sealed values and their ids kept for events: both must move on.
+        accounts[version] += int(accts) + int(event_accts)
     for version, count in _PEPPERS.findall(text):
         peppers[version] += int(count)
     return identities, verifications, peppers, accounts

@@ -46,7 +46,8 @@ end
 -- so the script stays in the tenant's slot on Cluster (idverify/store/keys.py lists them).
 local AUDIT_TEXT_FIELDS = {'type', 'verification_id', 'account', 'method', 'outcome', 'reason'}
 local AUDIT_REQUEST_FIELDS = {'principal', 'request_id', 'trace_id'}
-local AUDIT_NOT_ATTRIBUTES = {v = true, seq = true, time_ms = true, steps = true}
+local AUDIT_NOT_ATTRIBUTES = {v = true, seq = true, time_ms = true, steps = true, event_account = true,
+  event_account_for = true}
 for _, name in ipairs(AUDIT_TEXT_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 for _, name in ipairs(AUDIT_REQUEST_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 
@@ -64,6 +65,56 @@ local function u48(n)
     n = math.floor(n / 256)
   end
   return string.char(unpack(b))
+end
+
+-- Events for platforms (idverify/events): every entry of these types is also added to the
+-- tenant's outbox stream in the same step, so an event exists exactly when its state change
+-- and entry do, and delivery (webhooks, StreamEvents) reads from there. An outbox record names
+-- its entry (s = sequence number); the entry is the event's content. The platform's account id,
+-- which no entry holds, is kept sealed per audit pseudonym in events:acct: a request that knows
+-- it passes base.event_account (sealed) and base.event_account_for (the audit pseudonym it is
+-- the id of; neither goes into the entry), later entries of the account find
+-- it there. Erasing the account drops it from the map (forget_event_account); its
+-- account.erased record carries a copy (a = sealed id), so the platform still learns which
+-- account was erased, for as long as the outbox keeps the record.
+local EVENT_TYPES = {}
+for _, name in ipairs({
+  'verification.started', 'challenge.sent', 'verification.needs_guardian', 'verification.verified',
+  'verification.rejected', 'verification.expired', 'account.bound', 'binding.superseded',
+  'account.cancelled', 'account.erased', 'consent.granted', 'consent.withdrawn',
+}) do EVENT_TYPES[name] = true end
+
+-- 'iv1:{t:T}:audit:log' -> 'iv1:{t:T}:' (the tenant's keys; same hash tag).
+local function tenant_prefix_of(log_key)
+  return string.sub(log_key, 1, -10)
+end
+
+local function outbox(log_key, index, ev)
+  local prefix = tenant_prefix_of(log_key)
+  local record = {'s', index}
+  local account = ev.account or ''
+  if account ~= '' then
+    local map = prefix .. 'events:acct'
+    -- The sealed id is the request's account's; an entry about another account (one a claim
+    -- superseded) is not given it.
+    local sealed = ev.event_account_for == account and ev.event_account or ''
+    if sealed ~= '' then
+      redis.call('HSET', map, account, sealed)
+    end
+    if ev.type == 'account.erased' then
+      sealed = sealed ~= '' and sealed or (redis.call('HGET', map, account) or '')
+      record[#record + 1] = 'a'
+      record[#record + 1] = sealed
+    end
+  end
+  -- '*': Redis orders the ids itself, whatever its clock or a restored log's numbers do.
+  redis.call('XADD', prefix .. 'events:outbox', '*', unpack(record))
+end
+
+local function forget_event_account(log_key, account)
+  if account and account ~= '' then
+    redis.call('HDEL', tenant_prefix_of(log_key) .. 'events:acct', account)
+  end
 end
 
 local function audit(log_key, base, fields)
@@ -103,6 +154,7 @@ local function audit(log_key, base, fields)
   parts[#parts + 1] = ',"attributes":{' .. table.concat(attributes, ',') .. '}}'
   local index = string.format('%d', seq)
   redis.call('HSET', log_key, index, table.concat(parts))
+  if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
   redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', string.format('%d', time_ms))
   -- Each filter QueryEvents offers has a posting, so that a query reads only what may match.
   local posting = u48(seq)

@@ -23,6 +23,7 @@ if kind == 'a:' then
   for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   audit(KEYS[2], base, {type = 'account.erased', outcome = 'erased', reason = ''})
+  forget_event_account(KEYS[2], base.account)
 elseif redis.call('SCARD', KEYS[7]) == 0 then
   redis.call('DEL', KEYS[6], KEYS[7])
   audit(KEYS[2], base, {type = 'identity.erased', outcome = 'erased', reason = ''})

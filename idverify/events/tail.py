@@ -1,0 +1,81 @@
+"""Waking a worker's event streams when a tenant's outbox grows.
+
+Each worker polls the newest cursor of a tenant's outbox, once per interval, only while a stream
+of that tenant waits in it: one small read per tenant, however many streams are open. A blocking
+read would hold a Redis connection per tenant, and the service shares one connection among all
+calls (idverify/store/shared_connection.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from idverify.domain.errors import StoreUnavailable
+from idverify.events.outbox import Outbox, cursor_key
+
+__all__ = ["OutboxTail"]
+
+log = logging.getLogger("idverify.events")
+
+
+@dataclass
+class _Tenant:
+    newest: str = ""
+    waiting: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    poller: asyncio.Task[None] | None = None
+
+
+class OutboxTail:
+    """Tells waiting streams that a tenant's outbox has records past their cursor."""
+
+    def __init__(self, outbox: Outbox, poll_seconds: float) -> None:
+        self._outbox = outbox
+        self._poll_seconds = poll_seconds
+        self._tenants: dict[str, _Tenant] = {}
+
+    async def wait_past(self, tenant: str, cursor: str, seconds: float) -> bool:
+        """Waits until the outbox holds a record after ``cursor``, at most ``seconds``.
+
+        Returns:
+            Whether it does (False: the time ran out first).
+        """
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = _Tenant()
+        state.waiting += 1
+        if state.poller is None or state.poller.done():
+            state.poller = asyncio.create_task(self._poll(tenant, state), name=f"events-tail-{tenant}")
+        try:
+            async with asyncio.timeout(max(seconds, 0.0)):
+                while cursor_key(state.newest) <= cursor_key(cursor):
+                    await state.changed.wait()
+        except TimeoutError:
+            return False
+        finally:
+            state.waiting -= 1
+        return True
+
+    async def _poll(self, tenant: str, state: _Tenant) -> None:
+        while state.waiting > 0:
+            try:
+                newest = await self._outbox.last_cursor(tenant)
+            except StoreUnavailable:
+                newest = state.newest  # streams wait on; the next round tries again
+            if newest != state.newest:
+                state.newest = newest
+                woken, state.changed = state.changed, asyncio.Event()
+                woken.set()
+            await asyncio.sleep(self._poll_seconds)
+        if self._tenants.get(tenant) is state and state.waiting == 0:
+            del self._tenants[tenant]
+
+    async def aclose(self) -> None:
+        """Stops every poller (at shutdown)."""
+        pollers = [state.poller for state in self._tenants.values() if state.poller is not None]
+        for poller in pollers:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        self._tenants.clear()
