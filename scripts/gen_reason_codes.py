@@ -96,6 +96,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "STORE_FULL": ("", "Retry after RetryInfo's delay; operators must free memory or raise maxmemory."),
     "STORE_CANNOT_PERSIST": ("", "Retry after RetryInfo's delay; operators must fix the disk."),
     "BIOMETRIC_COOLDOWN": ("", "Offer a method that is not biometric (ListMethods with the account_id)."),
+    "CURSOR_EXPIRED": ("", "Its events were trimmed: stream again from the empty cursor and re-read state."),
+    "STREAM_LIFETIME_ENDED": ("", "Open the stream again after the `cursor` in ErrorInfo's metadata."),
+    "STREAM_BUDGET_EXHAUSTED": ("", "Close a stream this client no longer reads, or wait and retry."),
     "PHONE_DESTINATION_NOT_ALLOWED": (
         "",
         "Ask for a mainland mobile number, or have the tenant allow the country.",
