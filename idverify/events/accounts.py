@@ -1,9 +1,9 @@
 """The platform's account id an event names, sealed in the store, opened when the event is read.
 
 No audit entry holds an account id (only its audit pseudonym), yet a platform needs its own id
-on each event. A request that knows the id hands it to the step that writes the entry, sealed,
-with the pseudonym it belongs to; the prelude keeps it per pseudonym (``events:acct``) for the
-account's later events, until the account is erased.
+on each event. A step that knows the id passes it sealed, with the pseudonym it belongs to; the
+prelude's ``outbox()`` puts it in the event's outbox record, and keeps it per pseudonym in
+``events:acct`` once the account is bound, for the steps that do not know it, until erasure.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Reading events: the outbox records after a cursor, each turned into its event.
 
 An outbox record (``XADD`` by the prelude's ``outbox()``, in the step that changes the state and
-writes the audit entry) names the entry; the entry says what happened; ``events:acct`` gives the
-account's id. A cursor is the record's stream id (``<ms>-<n>``): reading after it returns the
+writes the audit entry) names the entry, which says what happened, and holds the account's id
+sealed. A cursor is the record's stream id (``<ms>-<n>``): reading after it returns the
 records Redis ordered behind it, so a client resuming from the last cursor it received misses
 none and sees none twice.
 """
@@ -168,13 +168,7 @@ class Outbox:
                 continue
             if not types or parsed.type in types:
                 wanted.append((record_id, fields, parsed))
-        accounts = sorted({entry.account for _, _, entry in wanted if entry.account})
-        sealed: dict[str, str] = {}
-        if accounts:
-            async with translate_errors():
-                values = await self._redis.hmget(keys.events_accounts(), accounts)
-            sealed = {ps: as_text(v) for ps, v in zip(accounts, values, strict=True) if isinstance(v, bytes)}
-        events = [self._event(tenant, cursor, fields, entry, sealed) for cursor, fields, entry in wanted]
+        events = [self._event(tenant, cursor, fields, entry) for cursor, fields, entry in wanted]
         return events, records[-1][0]
 
     def _event(
@@ -183,12 +177,10 @@ class Outbox:
         cursor: str,
         fields: Mapping[bytes, bytes],
         entry: AuditEvent,
-        sealed: Mapping[str, str],
     ) -> Event:
         account_id = ""
-        if entry.account:
-            text = as_text(fields[b"a"]) if b"a" in fields else sealed.get(entry.account, "")
-            account_id = open_event_account(self._sealer, tenant, entry.account, text)
+        if entry.account and b"a" in fields:
+            account_id = open_event_account(self._sealer, tenant, entry.account, as_text(fields[b"a"]))
         return Event(
             cursor=cursor,
             type=entry.type,

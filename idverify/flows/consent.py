@@ -242,7 +242,7 @@ class ConsentFlow:
                     self._lifetime_ms,
                     revision,
                     json.dumps(grants),
-                    json.dumps(info.audit_fields()),
+                    self._request(info, tenant, account_id),
                     audit_ps,
                     method_id,
                 ],

@@ -53,8 +53,8 @@ log = logging.getLogger("idverify.keys")
 IDENTITY_INDEX: Final = "identity-index"
 NAME_BINDING: Final = "name-binding"
 # The sealed fields of a verification: associated-data purpose, and what else its context holds:
-# nothing, the verification id, or the account pseudonym (a birth date, sealed for the account
-# it is copied to).
+# nothing, the verification id, the account pseudonym (a birth date, sealed for the account it
+# is copied to) or the account's audit pseudonym (its id, for its events).
 VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
     "identity": (IDENTITY_INDEX, ""),
     "name_binding": (NAME_BINDING, ""),
@@ -63,6 +63,7 @@ VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
     "challenge_sealed": ("vendor-challenge", "verification"),
     "phone_ps_sealed": ("phone-pseudonym", "verification"),
     "birth_sealed": (BIRTH_DATE, "account"),
+    "event_account": (EVENT_ACCOUNT, "audit"),
 }
 # The sealed fields of an account, each sealed with the account pseudonym as its context.
 ACCOUNT_FIELDS: Final[Mapping[str, str]] = {"birth_sealed": BIRTH_DATE}
@@ -649,9 +650,14 @@ class Reindexer:
         tenant, _, verification_id = split_key(key)
         names = list(VERIFICATION_FIELDS)
         async with translate_errors():
-            row = await self._redis.hmget(key, [*names, "acct"])
-        account_ps = as_text(row[-1] or b"")
-        contexts = {"": (), "verification": (verification_id,), "account": (account_ps,)}
+            row = await self._redis.hmget(key, [*names, "acct", "acct_audit"])
+        account_ps, audit_ps = as_text(row[-2] or b""), as_text(row[-1] or b"")
+        contexts = {
+            "": (),
+            "verification": (verification_id,),
+            "account": (account_ps,),
+            "audit": (audit_ps,),
+        }
         fields = {
             name: (purpose, contexts[context]) for name, (purpose, context) in VERIFICATION_FIELDS.items()
         }

@@ -41,7 +41,7 @@ from idverify.domain.normalize import normalize_identifier, normalize_name, norm
 from idverify.domain.organizations import OrganizationParticulars, organization_particulars
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
-from idverify.events.accounts import request_naming_account
+from idverify.events.accounts import event_account_fields
 from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
@@ -338,6 +338,8 @@ class VerificationFlow:
             "kind": document.subject_kind.value,
             "acct": account_ps,
             "acct_audit": d.keyring.pseudonym(tenant, "audit", account_id),
+            # The account id its events name (idverify/events/accounts.py), for as long as it lives.
+            "event_account": event_account_fields(d.keyring, d.sealer, tenant, account_id)["event_account"],
             "acct_sealed": sealed_to_text(
                 d.sealer.seal(
                     account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
@@ -458,7 +460,7 @@ class VerificationFlow:
                     d.settings.verification.session_ttl_seconds * 1000,
                     json.dumps(record),
                     d.settings.verification.binding_limit,
-                    request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id),
+                    json.dumps(info.audit_fields()),
                     mode,
                 ],
             )

@@ -36,9 +36,9 @@ personal data or raw account ids.
 | ``iv1:{t:T}:reads:<hour>:who`` | set | client ids that read the tenant's data in that hour (TTL) |
 | ``iv1:{t:T}:orgname`` | hash | verified organization names: a name's keyed hash -> its claim tags |
 | ``iv1:{t:T}:orgnames:<claim tag>`` | hash | one organization's names there: hash -> ``v``/``a`` (approved) |
-| ``iv1:{t:T}:events:outbox`` | stream | per event: ``s`` its entry's number, ``a`` an erased id |
+| ``iv1:{t:T}:events:outbox`` | stream | per event: ``s`` its entry's number, ``a`` the sealed account id |
 | ``iv1:{t:T}:events:trimmed`` | string | the cursor below which the outbox was trimmed by age |
-| ``iv1:{t:T}:events:acct`` | hash | audit pseudonym -> the account id, sealed (until erased) |
+| ``iv1:{t:T}:events:acct`` | hash | audit pseudonym -> a bound account's id, sealed (until erased) |
 | ``iv1:{t:T}:events:streams:<client id>`` | zset | a client's open event streams, by lease end (ms) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
@@ -209,7 +209,7 @@ class TenantKeys:
         return f"{self._base}:events:outbox"
 
     def events_accounts(self) -> str:
-        """Audit pseudonym -> the platform's account id, sealed, for the events of the account."""
+        """Audit pseudonym -> a bound account's id, sealed, for events of steps that lack it."""
         return f"{self._base}:events:acct"
 
     def events_trimmed(self) -> str:

@@ -69,14 +69,15 @@ end
 
 -- Events for platforms (idverify/events): every entry of these types is also added to the
 -- tenant's outbox stream in the same step, so an event exists exactly when its state change
--- and entry do, and delivery (webhooks, StreamEvents) reads from there. An outbox record names
--- its entry (s = sequence number); the entry is the event's content. The platform's account id,
--- which no entry holds, is kept sealed per audit pseudonym in events:acct: a request that knows
--- it passes base.event_account (sealed) and base.event_account_for (the audit pseudonym it is
--- the id of; neither goes into the entry), later entries of the account find
--- it there. Erasing the account drops it from the map (forget_event_account); its
--- account.erased record carries a copy (a = sealed id), so the platform still learns which
--- account was erased, for as long as the outbox keeps the record.
+-- and entry do, and delivery (StreamEvents, webhooks) reads from there. An outbox record names
+-- its entry (s = sequence number), which is the event's content, and carries the platform's
+-- account id sealed (a), which no entry holds. A step that knows the id gets it from its request
+-- or its verification as base.event_account, with base.event_account_for (the audit pseudonym it
+-- is the id of; neither goes into the entry). Once an account is bound, its id is also kept per
+-- audit pseudonym in events:acct (lasting like the account), for the events of steps that do
+-- not know it (its erasure; a binding superseded by a claim established elsewhere); erasure
+-- drops it (forget_event_account). An account never bound keeps nothing past its verification
+-- but outbox records, which are trimmed by age.
 local EVENT_TYPES = {}
 for _, name in ipairs({
   'verification.started', 'challenge.sent', 'verification.needs_guardian', 'verification.verified',
@@ -95,14 +96,15 @@ local function outbox(log_key, index, ev)
   local account = ev.account or ''
   if account ~= '' then
     local map = prefix .. 'events:acct'
-    -- The sealed id is the request's account's; an entry about another account (one a claim
-    -- superseded) is not given it.
+    -- The step's sealed id is the request's account's; an entry about another account (one a
+    -- claim superseded) is not given it.
     local sealed = ev.event_account_for == account and ev.event_account or ''
-    if sealed ~= '' then
+    if sealed ~= '' and ev.type == 'account.bound' then
       redis.call('HSET', map, account, sealed)
+    elseif sealed == '' then
+      sealed = redis.call('HGET', map, account) or ''
     end
-    if ev.type == 'account.erased' then
-      sealed = sealed ~= '' and sealed or (redis.call('HGET', map, account) or '')
+    if sealed ~= '' then
       record[#record + 1] = 'a'
       record[#record + 1] = sealed
     end
@@ -387,5 +389,9 @@ local function event_base(vf, request)
   base.verification_id = vf.id
   base.account = vf.acct_audit
   base.method = vf.method
+  if vf.event_account and vf.event_account ~= '' then
+    base.event_account = vf.event_account
+    base.event_account_for = vf.acct_audit
+  end
   return base
 end
