@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from redis.exceptions import RedisError
 
 from idverify import telemetry
-from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
@@ -406,9 +405,7 @@ async def _start_console(
     from idverify.console.server import start_console  # noqa: PLC0415 - only when the console is on
 
     try:
-        console = await start_console(
-            settings, audit, redis, AuditStore(redis, scripts), clients, reuse_port=reuse_port
-        )
+        console = await start_console(settings, audit, redis, scripts, clients, reuse_port=reuse_port)
     except RuntimeError as busy:
         if settings.console.enabled.lower() == "auto":
             # Development mode's own console gives way (a second server on the machine).

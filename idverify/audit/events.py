@@ -58,6 +58,8 @@ class EventType(StrEnum):
     IDENTITY_ERASED = "identity.erased"
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
+    CONSOLE_SIGNED_IN = "console.signed_in"
+    CONSOLE_SIGNED_OUT = "console.signed_out"
     RATE_LIMIT_HIT = "rate_limit.hit"
     AUDIT_KEY_ROTATED = "audit.key_rotated"
     AUDIT_ROLLBACK_ACKNOWLEDGED = "audit.rollback_acknowledged"

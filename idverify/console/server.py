@@ -45,6 +45,7 @@ from idverify.domain.errors import (
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.security.clients import ClientRegistry
 from idverify.store.connection import RedisClient
+from idverify.store.scripts import Scripts
 
 __all__ = ["COOKIE", "CSP", "Console", "start_console"]
 
@@ -149,7 +150,7 @@ class _Handlers:
             if principal is None:
                 return self.signin_form("That token is not valid (or was revoked).", 401)
             return self.signin_form("Only auditor and admin tokens may sign in to the console.", 403)
-        session_id, session = await self._sessions.open(principal)
+        session_id, session = await self._sessions.open(principal, {"principal": principal.label})
         response = web.HTTPSeeOther("/")
         response.set_cookie(
             COOKIE,
@@ -169,9 +170,9 @@ class _Handlers:
         return response
 
     async def post_signout(self, request: web.Request) -> web.StreamResponse:
-        session_id = request.cookies.get(COOKIE, "")
-        if session_id:
-            await self._sessions.close(session_id)
+        session = await self._sessions.find(request.cookies.get(COOKIE, ""))
+        if session is not None:
+            await self._sessions.close(request.cookies[COOKIE], {"principal": session.principal.label})
         response = web.HTTPSeeOther("/signin")
         response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
         return response
@@ -513,7 +514,7 @@ def build_app(
     settings: Settings,
     audit: AuditFlow,
     redis: RedisClient,
-    store: AuditStore,
+    scripts: Scripts,
     clients: ClientRegistry,
     *,
     secure: bool,
@@ -522,8 +523,8 @@ def build_app(
     handlers = _Handlers(
         settings,
         audit,
-        Charts(store, redis),
-        ConsoleSessions(redis, clients, settings.console.session_seconds),
+        Charts(AuditStore(redis, scripts), redis),
+        ConsoleSessions(redis, scripts, clients, settings.console.session_seconds),
         clients,
         secure=secure,
     )
@@ -552,7 +553,7 @@ async def start_console(
     settings: Settings,
     audit: AuditFlow,
     redis: RedisClient,
-    store: AuditStore,
+    scripts: Scripts,
     clients: ClientRegistry,
     *,
     reuse_port: bool = False,
@@ -564,7 +565,7 @@ async def start_console(
         ConfigError: when the TLS files cannot be read.
     """
     context = _tls_context(settings)
-    app = build_app(settings, audit, redis, store, clients, secure=context is not None)
+    app = build_app(settings, audit, redis, scripts, clients, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = settings.console_host_port

@@ -1,15 +1,18 @@
 """Console sign-ins: sessions held server-side in Redis, and the limit on failed sign-ins.
 
-The cookie carries a random session id, never the token: a stolen cookie dies with its session
-(expiry, sign-out, or the client's revocation, checked on every request), and a Redis dump holds
-only the SHA-256 of each id, which opens nothing.
+The cookie carries the tenant and a random session id, never the token: a stolen cookie dies
+with its session (expiry, sign-out, or the client's revocation, checked on every request), and a
+Redis dump holds only the SHA-256 of each id, which opens nothing. Every sign-in and sign-out is
+an entry of the tenant's audit log.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from idverify.domain.errors import NotFound, RateLimited
@@ -17,7 +20,8 @@ from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, Role
 from idverify.security.rate_limits import PrincipalLimiter
 from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import GlobalKeys
+from idverify.store.keys import TenantKeys, valid_tenant
+from idverify.store.scripts import Scripts
 
 __all__ = ["CONSOLE_ROLES", "ConsoleSessions", "Session", "SignInLimiter"]
 
@@ -40,50 +44,70 @@ class Session:
 
 
 class ConsoleSessions:
-    """Opens, reads and closes console sessions; every replica and worker sees the same ones."""
+    """Opens, reads and closes console sessions; every replica and worker sees the same ones.
 
-    def __init__(self, redis: RedisClient, clients: ClientRegistry, lifetime_seconds: float) -> None:
+    A cookie is ``<tenant>.<random id>``: the tenant finds the session in its own hash slot, where
+    one script writes it with its audit entry (``console.signed_in``, ``console.signed_out``).
+    """
+
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, clients: ClientRegistry, lifetime_seconds: float
+    ) -> None:
         self._redis = redis
+        self._scripts = scripts
         self._clients = clients
         self._lifetime_ms = int(lifetime_seconds * 1000)
 
     @staticmethod
-    def _key(session_id: str) -> str:
-        return GlobalKeys.console_session(hashlib.sha256(session_id.encode("ascii")).hexdigest())
+    def _parse(cookie: str) -> tuple[str, str] | None:
+        tenant, _, session_id = cookie.rpartition(".")
+        if (
+            not valid_tenant(tenant)
+            or len(session_id) != _SESSION_ID_LENGTH
+            or not set(session_id) <= _URLSAFE
+        ):
+            return None
+        return tenant, session_id
 
-    async def open(self, principal: Principal) -> tuple[str, Session]:
-        """A new session for the principal, and the id its cookie carries.
+    @staticmethod
+    def _key(tenant: str, session_id: str) -> str:
+        return TenantKeys(tenant).console_session(hashlib.sha256(session_id.encode("ascii")).hexdigest())
+
+    async def open(self, principal: Principal, request: Mapping[str, str]) -> tuple[str, Session]:
+        """A new session for the principal (audited), and the value its cookie carries.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
         session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
         expires_ms = time.time_ns() // 1_000_000 + self._lifetime_ms
-        key = self._key(session_id)
-        async with translate_errors(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "tenant": principal.tenant,
-                    "role": principal.role.value,
-                    "client_id": principal.client_id,
-                    "expires_ms": str(expires_ms),
-                },
-            )
-            pipe.pexpire(key, self._lifetime_ms)
-            await pipe.execute()
-        return session_id, Session(principal, expires_ms)
+        keys = TenantKeys(principal.tenant)
+        await self._scripts.run(
+            "console_session",
+            [self._key(principal.tenant, session_id), keys.audit_log()],
+            [
+                "open",
+                json.dumps(dict(request)),
+                principal.role.value,
+                principal.client_id,
+                expires_ms,
+                self._lifetime_ms,
+            ],
+        )
+        return f"{principal.tenant}.{session_id}", Session(principal, expires_ms)
 
-    async def find(self, session_id: str) -> Session | None:
+    async def find(self, cookie: str) -> Session | None:
         """The live session a cookie names; None when it is unknown, expired or its client revoked.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        if len(session_id) != _SESSION_ID_LENGTH or not set(session_id) <= _URLSAFE:
+        parsed = self._parse(cookie)
+        if parsed is None:
             return None
+        tenant, session_id = parsed
         async with translate_errors():
-            raw = await self._redis.hgetall(self._key(session_id))
+            raw = await self._redis.hgetall(self._key(tenant, session_id))
         fields = {as_text(k): as_text(v) for k, v in raw.items()}
         if not fields or int(fields.get("expires_ms", "0")) <= time.time_ns() // 1_000_000:
             return None
@@ -91,20 +115,24 @@ class ConsoleSessions:
             record = await self._clients.get(fields["client_id"])
         except NotFound:
             return None
-        if record.revoked or record.tenant != fields["tenant"] or record.role.value != fields["role"]:
+        if record.revoked or record.tenant != tenant or record.role.value != fields["role"]:
             return None
-        principal = Principal(record.tenant, record.role, record.client_id)
-        return Session(principal, int(fields["expires_ms"]))
+        return Session(Principal(record.tenant, record.role, record.client_id), int(fields["expires_ms"]))
 
-    async def close(self, session_id: str) -> None:
-        """Ends a session (sign-out); an unknown id is no error.
+    async def close(self, cookie: str, request: Mapping[str, str]) -> None:
+        """Ends a session (sign-out, audited); an unknown one is no error.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        if len(session_id) == _SESSION_ID_LENGTH and set(session_id) <= _URLSAFE:
-            async with translate_errors():
-                await self._redis.delete(self._key(session_id))
+        parsed = self._parse(cookie)
+        if parsed is not None:
+            tenant, session_id = parsed
+            await self._scripts.run(
+                "console_session",
+                [self._key(tenant, session_id), TenantKeys(tenant).audit_log()],
+                ["close", json.dumps(dict(request))],
+            )
 
 
 class SignInLimiter:

@@ -152,6 +152,10 @@ class TenantKeys:
         """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""
         return f"{self._base}:audit:log"
 
+    def console_session(self, digest: str) -> str:
+        """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""
+        return f"{self._base}:console:session:{digest}"
+
     def audit_head(self) -> str:
         """The audit log's size and newest time."""
         return f"{self._base}:audit:head"
@@ -267,11 +271,6 @@ class GlobalKeys:
     def bootstrap(cls) -> str:
         """Marker that the bootstrap admin token was created."""
         return f"{cls.base}:bootstrap"
-
-    @classmethod
-    def console_session(cls, digest: str) -> str:
-        """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""
-        return f"{cls.base}:console:session:{digest}"
 
     @classmethod
     def bootstrap_retired(cls) -> str:

@@ -47,6 +47,8 @@ SCRIPT_NAMES = (
     # CheckIdentity's mismatches per account and principal, and its audit entry.
     "identity_check",
     "client",
+    # The auditor's console: a session opened or closed, with its audit entry.
+    "console_session",
     "login_ip",
     # CheckDisplayName's lookups in the index of verified organization names, and the
     # approval of an organization's short names and brands.
@@ -91,6 +93,8 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
     | {"approved_names"}
+    # A console sign-in or sign-out, whose audit entry the auditor was shown.
+    | {"console_session"}
 )
 
 

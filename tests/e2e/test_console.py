@@ -140,9 +140,11 @@ class TestSignIn:
             with carrying(server, value) as session:
                 me = session.get("/api/me").json()
             assert (me["tenant"], me["role"]) == ("default", "auditor")
+        tenant, session_id = value.split(".", 1)
+        assert tenant == "default"
         stored = b"\n".join(everything_stored(embedded_redis(server)))
-        assert value.encode() not in stored
-        assert hashlib.sha256(value.encode()).hexdigest().encode() in stored
+        assert session_id.encode() not in stored
+        assert hashlib.sha256(session_id.encode()).hexdigest().encode() in stored
 
     def test_admin_may_sign_in(self, server: ServerProcess) -> None:
         """An admin token of the tenant signs in too (AuditService's roles)."""
@@ -176,14 +178,26 @@ class TestSignIn:
             assert client.get("/api/me").status_code == 200
 
     def test_sign_out_ends_the_session_on_the_server(self, server: ServerProcess) -> None:
-        """After sign-out the old cookie, replayed, opens nothing."""
-        with signed_in(server) as client:
+        """After sign-out the old cookie, replayed, opens nothing; both ends are in the audit log."""
+        with signed_in(server, "admin") as client:
             stolen = client.headers["Cookie"].split("=", 1)[1]
+            me = client.get("/api/me").json()
             answer = client.post("/signout")
             assert answer.status_code == 303
             assert f'{COOKIE}=""' in answer.headers["set-cookie"]
         with carrying(server, stolen) as replay:
             assert replay.get("/api/me").status_code == 401
+        with signed_in(server) as auditor:
+            entries = auditor.get(
+                "/api/events", params={"type": ["console.signed_in", "console.signed_out"], "limit": 200}
+            ).json()["events"]
+            ends = [e["type"] for e in entries]
+            assert "console.signed_out" in ends
+            last_out = next(e for e in reversed(entries) if e["type"] == "console.signed_out")
+            entry = auditor.get(f"/api/events/{last_out['index']}").json()["entry"]
+            assert f'"role":"{me["role"]}"' in entry
+            assert '"principal":"default/admin/' in entry
+            assert stolen.split(".", 1)[1] not in entry
 
     def test_revoking_the_client_ends_its_sessions(self, server: ServerProcess) -> None:
         """A leaked auditor token revoked: the sessions it opened stop at once."""
