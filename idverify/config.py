@@ -186,6 +186,23 @@ class ConsoleSettings:
     signin_failures_per_minute: int = 10
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackSettings:
+    """Vendor callbacks: an HTTP(S) endpoint on a port of its own where vendors push verdicts."""
+
+    # HOST:PORT the endpoint listens on. Empty: off (no vendor is given a callback URL).
+    listen: str = ""
+    # The address vendors are given, e.g. https://idv.example.com/callbacks: what the public
+    # side of a proxy or load balancer forwards to ``listen``. https only outside development.
+    public_url: str = ""
+    # Requests one source address may make a minute in each worker before answers are 429.
+    per_source_per_minute: int = 60
+    # A vendor's callback carries its parameters in the URL: a larger body is refused (413).
+    max_body_bytes: int = 4096
+    # A request must arrive whole within this long, its headers included.
+    timeout_seconds: float = 10.0
+
+
 CONSOLE_PORT = 50052
 _CONSOLE_SWITCH = {"auto": None, "on": True, "true": True, "off": False, "false": False}
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -323,6 +340,7 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     consent: ConsentSettings = field(default_factory=ConsentSettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
@@ -365,6 +383,16 @@ class Settings:
         if switch is None:
             return self.development and (self.tls.enabled or self.console_host_port[0] in _LOOPBACK_HOSTS)
         return switch
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        """Whether vendors are given a callback URL and the endpoint listens (``callbacks.listen``)."""
+        return bool(self.callbacks.listen)
+
+    @property
+    def callbacks_host_port(self) -> tuple[str, int]:
+        """Where the vendor callback endpoint listens."""
+        return split_host_port(self.callbacks.listen)
 
     @property
     def console_host_port(self) -> tuple[str, int]:
@@ -483,6 +511,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         "geo": GeoSettings,
         "telemetry": TelemetrySettings,
         "console": ConsoleSettings,
+        "callbacks": CallbackSettings,
         "grpc": GrpcSettings,
         "consent": ConsentSettings,
         "incident": IncidentSettings,
@@ -775,6 +804,7 @@ def _validate(settings: Settings) -> None:
     _validate_rate_limits(settings.rate_limits)
     _validate_transport(settings)
     _validate_console(settings)
+    _validate_callbacks(settings)
     _validate_lifecycle(settings)
     _validate_events(settings.events)
 
@@ -892,6 +922,34 @@ def _validate_console(settings: Settings) -> None:
     if settings.console_host_port[0] not in _LOOPBACK_HOSTS:
         raise ConfigError(
             "console.listen: without tls.cert_file the console listens on a loopback address only"
+        )
+
+
+def _validate_callbacks(settings: Settings) -> None:
+    callbacks = settings.callbacks
+    if not callbacks.listen:
+        if callbacks.public_url:
+            raise ConfigError("callbacks.public_url is set but callbacks.listen is not: set both or neither")
+        return
+    try:
+        split_host_port(callbacks.listen)
+    except ConfigError:
+        raise ConfigError(f"callbacks.listen: expected HOST:PORT, got {callbacks.listen!r}") from None
+    url = callbacks.public_url
+    schemes = ("https://", "http://") if settings.development else ("https://",)
+    if not url.startswith(schemes) or "?" in url or "#" in url or len(url) > 512:  # noqa: PLR2004
+        raise ConfigError(
+            "callbacks.public_url: the https:// address vendors call (http:// in development mode only),"
+            " without a query, at most 512 characters"
+        )
+    if (
+        callbacks.per_source_per_minute < 1
+        or not 256 <= callbacks.max_body_bytes <= 65_536  # noqa: PLR2004
+        or not 1 <= callbacks.timeout_seconds <= 120  # noqa: PLR2004
+    ):
+        raise ConfigError(
+            "callbacks: per_source_per_minute >= 1, max_body_bytes from 256 to 65536,"
+            " timeout_seconds from 1 to 120"
         )
 
 

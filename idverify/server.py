@@ -28,6 +28,8 @@ from redis.exceptions import RedisError
 from idverify import telemetry
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
+from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
+from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
@@ -91,6 +93,7 @@ from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, 
 from idverify.verifiers.registry import build_verifier, load_sms_sender, load_verifier_factories
 
 if TYPE_CHECKING:
+    from idverify.callbacks.server import CallbackServer
     from idverify.console.server import Console
 
 log = logging.getLogger("idverify.server")
@@ -113,6 +116,13 @@ WRITE_PROBE_KEY = f"{GlobalKeys.base}:health:write-probe"
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
 
 
+def _callback_links(settings: Settings, keyring: Keyring) -> dict[str, CallbackLinks]:
+    """The callback links for vendor-run steps, when the callback endpoint is on."""
+    if not settings.callbacks_enabled:
+        return {}
+    return {CALLBACK_LINKS: CallbackLinks(settings.callbacks.public_url, keyring)}
+
+
 def build_verifiers(settings: Settings, keyring: Keyring) -> dict[str, Verifier]:
     """Loads and builds every verifier the configured methods use, and checks the method rules.
 
@@ -126,7 +136,7 @@ def build_verifiers(settings: Settings, keyring: Keyring) -> dict[str, Verifier]
         keyed=keyring,
         sms_sender=load_sms_sender(settings.sms.sender, settings.sms.options),
         # Vendor verifiers lease their vendor here: one pool, budget and breaker per vendor.
-        extras={EXTRAS_KEY: VendorRegistry(settings.vendors)},
+        extras={EXTRAS_KEY: VendorRegistry(settings.vendors), **_callback_links(settings, keyring)},
     )
     verifiers = {
         name: build_verifier(name, factory, settings.verifiers.get(name, {}), deps)
@@ -163,6 +173,7 @@ class Application:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
     console: Console | None = None
+    callbacks: CallbackServer | None = None
 
 
 def _redis_kind(settings: Settings, url: str) -> str:
@@ -374,6 +385,7 @@ async def start(
             settings, audit, redis, scripts, clients, reuse_port=reuse_port, server=server
         ),
     )
+    app.callbacks = await _start_callbacks(settings, flow, keyring, reuse_port=reuse_port, app=app)
     app.tasks += [
         asyncio.create_task(_watch_redis(app, token is None)),
         asyncio.create_task(integrate_forever(audit, clients.tenants)),
@@ -418,6 +430,30 @@ async def _start_console(
         raise
     log.info("auditor's console on %s", console.url)
     return console
+
+
+async def _start_callbacks(
+    settings: Settings, flow: VerificationFlow, keyring: Keyring, *, reuse_port: bool, app: Application
+) -> CallbackServer | None:
+    """The vendor callback endpoint when ``callbacks.listen`` is set (aiohttp imported only then).
+
+    Raises:
+        RuntimeError: when its port cannot be bound (the gRPC server and console are stopped first).
+    """
+    if not settings.callbacks_enabled:
+        return None
+    from idverify.callbacks.server import start_callbacks  # noqa: PLC0415 - only when callbacks are on
+
+    links = CallbackLinks(settings.callbacks.public_url, keyring)
+    try:
+        callbacks = await start_callbacks(settings, flow, links, reuse_port=reuse_port)
+    except BaseException:
+        await app.server.stop(None)
+        if app.console is not None:
+            await app.console.stop()
+        raise
+    log.info("vendor callbacks on %s (vendors call %s)", callbacks.url, settings.callbacks.public_url)
+    return callbacks
 
 
 async def _audit_flow(
@@ -559,6 +595,8 @@ async def stop(app: Application) -> None:
     await app.health.enter_graceful_shutdown()
     if app.console is not None:
         await app.console.stop()
+    if app.callbacks is not None:
+        await app.callbacks.stop()
     await app.server.stop(app.settings.grace_seconds)
     for task in app.tasks:
         await _cancelled(task)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from idverify import server
-from idverify.config import ConsoleSettings, Settings
+from idverify.config import CallbackSettings, ConsoleSettings, Settings
 from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_keys_before_workers
@@ -130,6 +130,7 @@ class Supervisor:
     _slots: list[_Worker] = field(default_factory=list)
     _port_hold: socket.socket | None = None
     _console_hold: socket.socket | None = None
+    _callbacks_hold: socket.socket | None = None
     _data_lock: DataDirLock | None = None
     _worker_settings: Settings | None = None
     _signals_r: int = -1
@@ -162,6 +163,7 @@ class Supervisor:
         self._port_hold = _hold_port(host, port)
         port = self._port_hold.getsockname()[1]
         console = self._hold_console_port()
+        callbacks = self._hold_callbacks_port()
         prepare_data_dir(settings.data_dir)
         check_witness_dirs(settings.audit_witness_dirs)
         # Held until the supervisor has stopped everything; the forked workers share it.
@@ -178,7 +180,9 @@ class Supervisor:
         # creates the keyring and signing key files.
         ensure_schema_before_workers(url)
         check_keys_before_workers(settings, url)
-        self._worker_settings = dataclasses.replace(settings, listen=listen, redis_url=url, console=console)
+        self._worker_settings = dataclasses.replace(
+            settings, listen=listen, redis_url=url, console=console, callbacks=callbacks
+        )
         self._slots = [_Worker(index) for index in range(self.workers)]
         self._cores = worker_cores(self.workers)
         log.info(
@@ -219,6 +223,20 @@ class Supervisor:
         bound = self._console_hold.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         return dataclasses.replace(settings.console, listen=f"{shown}:{bound}")
+
+    def _hold_callbacks_port(self) -> CallbackSettings:
+        """The workers' callback settings, its port held like the gRPC port (port 0: one for all)."""
+        settings = self.settings
+        if not settings.callbacks_enabled:
+            return settings.callbacks
+        host, port = settings.callbacks_host_port
+        self._callbacks_hold = _hold_port(host, port, setting="callbacks.listen")
+        # Imported before the fork, as the console is: the workers share aiohttp's pages.
+        import idverify.callbacks.server  # noqa: F401, PLC0415 - only when callbacks are on
+
+        bound = self._callbacks_hold.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        return dataclasses.replace(settings.callbacks, listen=f"{shown}:{bound}")
 
     def _install_signal_handlers(self) -> None:
         # The handlers only wake the loop: the signal number arrives on the pipe.
@@ -401,7 +419,7 @@ class Supervisor:
                 worker.pid = 0
 
     def _close_held_ports(self) -> None:
-        for hold in (self._port_hold, self._console_hold):
+        for hold in (self._port_hold, self._console_hold, self._callbacks_hold):
             if hold is not None:
                 hold.close()
 

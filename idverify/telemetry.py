@@ -186,6 +186,9 @@ class Instruments:
             meter, "idverify.bindings.refused", description="bindings refused, by reason"
         )
         self.rate_limit_hits = Tally(meter, "idverify.rate_limits.hit", description="calls over a limit")
+        self.vendor_callbacks = Tally(
+            meter, "idverify.callbacks.received", description="vendor callbacks, by outcome or refusal"
+        )
         self.rpc_duration = meter.create_histogram(
             "idverify.rpc.duration", unit="s", description="server-side RPC latency, by method and code"
         )

@@ -47,7 +47,7 @@ from idverify.security.clients import ClientRegistry
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 
-__all__ = ["COOKIE", "CSP", "Console", "start_console"]
+__all__ = ["COOKIE", "CSP", "Console", "follow_certificates", "start_console", "tls_context"]
 
 log = logging.getLogger("idverify.console")
 
@@ -453,8 +453,10 @@ def _path_int(request: web.Request, name: str) -> int:
     return _int(request.match_info, name, None)
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: Settings, *, client_certificates: bool = True) -> ssl.SSLContext | None:
     """The certificate and key of gRPC, and its client CA when it asks for client certificates.
+
+    ``client_certificates=False`` never asks for one (vendor callbacks: a vendor has none).
 
     Raises:
         ConfigError: when the files cannot be read.
@@ -465,7 +467,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_certificates(context, settings)
-    if tls.client_ca_file:
+    if tls.client_ca_file and client_certificates:
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
@@ -485,7 +487,7 @@ def _tls_stamps(settings: Settings) -> tuple[int, ...]:
     return tuple(Path(p).stat().st_mtime_ns for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p)
 
 
-async def _follow_certificates(context: ssl.SSLContext, settings: Settings) -> None:
+async def follow_certificates(context: ssl.SSLContext, settings: Settings) -> None:
     """Loads the certificate files again when they change, as gRPC's credentials do.
 
     New handshakes use the new files; connections already open keep theirs. A new client CA is
@@ -564,7 +566,7 @@ async def start_console(
         RuntimeError: when the port cannot be bound.
         ConfigError: when the TLS files cannot be read.
     """
-    context = _tls_context(settings)
+    context = tls_context(settings)
     app = build_app(settings, audit, redis, scripts, clients, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -586,5 +588,5 @@ async def start_console(
     scheme = "https" if context is not None else "http"
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{bound}/"
-    follow = asyncio.create_task(_follow_certificates(context, settings)) if context is not None else None
+    follow = asyncio.create_task(follow_certificates(context, settings)) if context is not None else None
     return Console(runner, bound, url, follow)

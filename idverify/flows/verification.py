@@ -847,6 +847,54 @@ class VerificationFlow:
             )
         return self._script_view(tenant, verification_id, result)
 
+    async def finish_by_callback(
+        self, tenant: str, verification_id: str, vendor_token: str, info: RequestInfo
+    ) -> str:
+        """Finishes a vendor-run challenge the vendor says is done, as an empty SubmitChallenge does.
+
+        The vendor's callback only says when to look: the verdict is fetched from the vendor by
+        the token recorded at the start, and only when the callback names that same token.
+
+        Returns:
+            ``finished`` (the verdict is recorded), ``pending`` (the vendor says the user is not
+            done), ``final`` (nothing waits for a verdict: already finished, a replay),
+            ``unknown`` (no such verification) or ``mismatch`` (another flow's token, or a
+            verification without a vendor-run challenge).
+
+        Raises:
+            InvalidArgument: on a malformed verification id.
+            StoreUnavailable: when Redis, or the vendor asked for the verdict, is unreachable;
+                the verification stays as it was and SubmitChallenge still finishes it.
+        """
+        verification_id = _check_verification_id(verification_id)
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            raw = await self._d.redis.hgetall(keys.verification(verification_id))
+        if not raw:
+            return "unknown"
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        judged = self._d.verifiers.get(record.get("step_verifier", ""))
+        if record.get("status") != "CHALLENGE_SENT":
+            return "final"
+        if not isinstance(judged, JudgedChallengeVerifier):
+            return "mismatch"
+        _, token = self._vendor_challenge(tenant, verification_id, record)
+        if not token or not hmac.compare_digest(token.encode(), vendor_token.encode("utf-8", "replace")):
+            return "mismatch"
+        try:
+            view = await self._submit_judged(
+                tenant=tenant,
+                keys=keys,
+                verification_id=verification_id,
+                record=record,
+                verifier=judged,
+                info=info,
+            )
+        except FailedPrecondition:
+            # Another callback or SubmitChallenge recorded the verdict in between: once is enough.
+            return "final"
+        return "pending" if view.status == "CHALLENGE_SENT" else "finished"
+
     async def _submit_judged(
         self,
         *,

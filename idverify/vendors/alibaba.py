@@ -154,6 +154,9 @@ class AlibabaCloudauth:
         self._nonce = nonce
         self._transport = VendorTransport(name, settings)
 
+    # The face flow pushes its end to a CallbackUrl (idverify.callbacks.server's /alibaba/ route).
+    callback_kind: Final = "alibaba"
+
     def __repr__(self) -> str:
         return f"AlibabaCloudauth(name={self.name!r}, endpoint={str(self._url)!r})"
 
@@ -277,6 +280,11 @@ class AlibabaCloudauth:
             params["MetaInfo"] = request.meta_info
         if request.return_url:
             params["ReturnUrl"] = request.return_url
+        if request.callback_url:
+            # Cloudauth calls it when the user finishes, adding certifyId, passed, subcode and
+            # callbackToken to its query; the verdict is then fetched, never read from it.
+            params["CallbackUrl"] = request.callback_url
+            params["CallbackToken"] = request.callback_token
 
         def interpret(response: httpx.Response) -> LivenessSession | Verdict:
             result = self._result(response, FACE_CODES)

@@ -112,11 +112,18 @@ class LivenessRequest:
         reference: our verification id, handed to the vendor to tie its session to ours.
         return_url: where the vendor's page sends the user back (empty: the vendor's default).
         meta_info: the vendor client SDK's environment string (Alibaba's MetaInfo).
+        callback_url: where the vendor pushes that the user finished (empty: no callback).
+        callback_token: the token the vendor echoes in that callback (idverify.callbacks.links).
     """
 
     reference: str
     return_url: str = ""
     meta_info: str = ""
+    callback_url: str = ""
+    callback_token: str = ""
+
+    def __repr__(self) -> str:
+        return f"LivenessRequest(reference={self.reference!r}, <client fields hidden>)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.error import HTTPError, URLError
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.request import urlopen
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -489,16 +491,51 @@ class FakeAlibaba(_FakeBase):
     def __init__(self, *, people: Iterable[Person] = (), organizations: Iterable[Organization] = ()) -> None:
         super().__init__(people=people, organizations=organizations)
         self.flows: dict[str, str] = {}
+        # CertifyId -> (CallbackUrl, CallbackToken) of the flows started with a callback.
+        self.callbacks: dict[str, tuple[str, str]] = {}
         self._nonces: set[str] = set()
 
     def vendor_options(self, **extra: Any) -> dict[str, Any]:
         """A ``[vendors.<name>]`` table for this fake (secrets passed as files by the caller)."""
         return {"kind": "alibaba", "endpoint": self.url, "liveness_scene_id": 1000000006, **extra}
 
-    def complete_liveness(self, token: str, *, passed: bool, sub_code: str = "204") -> None:
-        """Finish an InitFaceVerify flow as the user would."""
+    def complete_liveness(
+        self, token: str, *, passed: bool, sub_code: str = "204", call_back: bool = False
+    ) -> int | None:
+        """Finish an InitFaceVerify flow as the user would.
+
+        With ``call_back``, then call the flow's CallbackUrl as Cloudauth does, and return the
+        HTTP status it answered (None: no callback URL was given, or it could not be reached).
+        """
         with self._lock:
             self.flows[token] = "200" if passed else sub_code
+        return self.call_back(token) if call_back else None
+
+    def call_back(self, token: str, **overrides: str) -> int | None:
+        """GET the flow's CallbackUrl with certifyId, passed, subcode and callbackToken added.
+
+        ``overrides`` replace or add query parameters (a forged token, another certifyId ...).
+        """
+        with self._lock:
+            target = self.callbacks.get(token)
+            state = self.flows.get(token, "pending")
+        if target is None:
+            return None
+        url, callback_token = target
+        query = {
+            "certifyId": token,
+            "passed": "T" if state == "200" else "F",
+            "subcode": state,
+            "callbackToken": callback_token,
+            **overrides,
+        }
+        try:
+            with urlopen(f"{url}?{urlencode(query)}", timeout=10) as answer:  # noqa: S310 - a test URL
+                return int(answer.status)
+        except HTTPError as refused:
+            return refused.code
+        except URLError:
+            return None
 
     def answer(self, path: str, headers: Mapping[str, str], body: bytes, behaviour: _Scripted) -> _Reply:
         """Check the ACS3 signature, then answer the action."""
@@ -608,6 +645,8 @@ class FakeAlibaba(_FakeBase):
         certify_id = uuid.uuid4().hex
         with self._lock:
             self.flows[certify_id] = "pending"
+            if params.get("CallbackUrl"):
+                self.callbacks[certify_id] = (params["CallbackUrl"], params.get("CallbackToken", ""))
         return "200", {"CertifyId": certify_id, "CertifyUrl": f"https://cloudauth.example/{certify_id}"}
 
     def _describe_face(self, params: Mapping[str, str], behaviour: _Scripted) -> tuple[str, Any]:

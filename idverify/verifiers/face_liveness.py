@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
+from idverify.callbacks.links import CallbackLinks
 from idverify.domain.errors import ConfigError
 from idverify.vendors.api import Check, Claim, LivenessRequest
 from idverify.vendors.steps import VendorStep
@@ -61,6 +63,8 @@ class FaceLivenessVerifier(VendorStep):
                 f"verifiers.face_liveness.ttl_seconds: an integer from {_TTL_BOUNDS[0]} to {_TTL_BOUNDS[1]}"
             )
         self.ttl_seconds = ttl
+        links = deps.extras.get(CALLBACK_LINKS)
+        self._links = links if isinstance(links, CallbackLinks) else None
 
     async def check(self, context: StepContext) -> StepResult:
         """Start the vendor's flow for the claimed identity.
@@ -81,7 +85,7 @@ class FaceLivenessVerifier(VendorStep):
         claim = self.claim(context)
         if not isinstance(claim, Claim):
             return claim
-        request = LivenessRequest(context.verification_id, context.return_url, context.meta_info)
+        request = self._request(context)
         try:
             started = await self.vendor.start_liveness(claim, request)
         except VendorUnavailable as exc:
@@ -101,6 +105,19 @@ class FaceLivenessVerifier(VendorStep):
             token=started.token,
         )
         return StepResult(Outcome.CHALLENGE, challenge=challenge)
+
+    def _request(self, context: StepContext) -> LivenessRequest:
+        """The flow's request; with a callback address when callbacks are on and the vendor pushes."""
+        links, kind = self._links, getattr(self.vendor, "callback_kind", "")
+        if links is None or not kind:
+            return LivenessRequest(context.verification_id, context.return_url, context.meta_info)
+        return LivenessRequest(
+            context.verification_id,
+            context.return_url,
+            context.meta_info,
+            callback_url=links.url(kind, context.tenant, context.verification_id),
+            callback_token=links.token(context.tenant, context.verification_id),
+        )
 
     async def judge(self, tenant: str, verification_id: str, token: str) -> StepResult:
         """Fetch the flow's verdict by token.
