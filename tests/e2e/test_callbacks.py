@@ -11,11 +11,13 @@ the result, a flood from one address, an oversized body, and a vendor down when 
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,10 @@ from idverify.v1 import verification_pb2
 from idverify.vendors.fakes import Drop, FakeAlibaba
 
 from .conftest import Identity, needles_of, person, submit
+from .test_console import PRODUCTION_SMS
+from .test_tls import Authority, credentials, pki, tls_config
+
+__all__ = ["pki"]  # the TLS tests' fixture, used here too
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -289,3 +295,46 @@ class TestHostile:
         answers = [_get(f"{url}?certifyId=abc&callbackToken={'A' * 43}") for _ in range(PER_SOURCE + 5)]
         assert 429 in answers
         assert answers.count(403) <= PER_SOURCE
+
+
+def test_https_with_the_grpc_certificate_and_no_client_certificate_asked(
+    pki: tuple[Authority, Path], tmp_path: Path
+) -> None:
+    """Production with mutual TLS on gRPC: the endpoint is HTTPS and asks Alibaba for no certificate."""
+    ca, directory = pki
+    port = free_port()
+    config = (
+        PRODUCTION_SMS
+        + tls_config(directory, mutual=True)
+        + f'[callbacks]\nlisten = "127.0.0.1:{port}"\npublic_url = "https://idv.example/cb"\n'
+    )
+    server = ServerProcess(
+        tmp_path,
+        config=config,
+        credentials=credentials(ca, directory, "registrar-client"),
+        development=False,
+        env={"SMS_SECRET": "s" * 32},
+        extra_args=["--workers", "1"],
+    )
+    with server:
+        url = f"https://localhost:{port}/cb/alibaba/default/{'0' * 32}?certifyId=a&callbackToken={'A' * 43}"
+        context = ssl.create_default_context(cadata=ca.pem.decode())
+        try:
+            with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+                status = int(answer.status)
+        except urllib.error.HTTPError as refused:
+            status = refused.code
+        assert status == 403
+        with pytest.raises(ConnectionError):  # plain HTTP to the TLS port: the connection is dropped
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/cb/alibaba/default/{'0' * 32}", timeout=10)
+
+
+def test_production_refuses_a_plain_http_public_url(tmp_path: Path) -> None:
+    config = (
+        PRODUCTION_SMS
+        + f'[callbacks]\nlisten = "127.0.0.1:{free_port()}"\npublic_url = "http://idv.example"\n'
+    )
+    server = ServerProcess(tmp_path, config=config, development=False, env={"SMS_SECRET": "s" * 32})
+    with pytest.raises(RuntimeError, match=r"callbacks\.public_url"):
+        server.start()
+    server.stop()
