@@ -40,6 +40,8 @@ CONSOLE_SENDER = "console"
 DEFAULT_BINDING_LIMIT = 5
 # A phone locked by wrong codes (anyone's) opens again within this; never locked for good.
 MAX_PHONE_LOCK_SECONDS = 86_400
+# Read records are kept at most ten years: a longer period is taken for a typo.
+MAX_READS_RETENTION_DAYS = 3650
 # The kinds of client certificate name that tls.client_principals keys are written with.
 CLIENT_NAME_TYPES = ("cn", "uri", "dns", "email")
 # Variables with the prefix that are read elsewhere: a config path and secrets, never settings.
@@ -247,6 +249,15 @@ class ConsentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadsSettings:
+    """How long the record of who read which accounts is kept (``flows/read_accounting.py``)."""
+
+    # Days each hour's distinct-count estimates, and a minute not yet summarized, are kept: the
+    # window an incident report can look back over.
+    retention_days: int = 180
+
+
+@dataclass(frozen=True, slots=True)
 class ErasureSettings:
     """When a cancelled account's data is erased, and the worker that erases it."""
 
@@ -346,6 +357,7 @@ class Settings:
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    reads: ReadsSettings = field(default_factory=ReadsSettings)
     # Options per verifier name, passed to its factory.
     verifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Identity vendors per name ([vendors.tencent], [vendors.alibaba], kind = "http"): endpoint,
@@ -516,6 +528,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         "consent": ConsentSettings,
         "incident": IncidentSettings,
         "events": EventSettings,
+        "reads": ReadsSettings,
     }
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = set(raw) - known
@@ -866,6 +879,8 @@ def _validate_lifecycle(settings: Settings) -> None:
         raise ConfigError("consent.biometric_cooldown_days: 0 or more")
     if settings.keyring_reload_seconds <= 0:
         raise ConfigError("keyring_reload_seconds: more than 0")
+    if not 1 <= settings.reads.retention_days <= MAX_READS_RETENTION_DAYS:
+        raise ConfigError(f"reads.retention_days: 1 to {MAX_READS_RETENTION_DAYS}")
 
 
 def _validate_transport(settings: Settings) -> None:

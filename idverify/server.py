@@ -48,6 +48,7 @@ from idverify.flows.incident import IncidentFlow
 from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
 from idverify.flows.keys import KeyringWatcher, keyring_path
+from idverify.flows.read_accounting import ReadLedger, close_minutes_forever
 from idverify.flows.schema_version import ensure_schema
 from idverify.flows.verification import VerificationFlow
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
@@ -309,6 +310,7 @@ async def start(
         window_limiter=WindowLimiter(scripts),
     )
     flow = VerificationFlow(deps)
+    reads = ReadLedger(redis, scripts, keyring, settings.reads.retention_days)
     audit = await _audit_flow(settings, redis, scripts, keyring)
     try:
         token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
@@ -334,22 +336,9 @@ async def start(
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
     streams = _event_services(server, deps)
-    verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(flow, IdentityCheckFlow(deps), RequestIdPseudonyms(keyring), streams), server
+    _add_data_services(
+        server, deps, flow, audit, reads, accounts=AccountFlow(deps, geo, encode_location), streams=streams
     )
-    accounts = AccountFlow(deps, geo, encode_location)
-    account_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(
-            accounts,
-            ErasureFlow(deps),
-            AccountExportFlow(deps, accounts, flow.consent, audit),
-            consent_cooldown_ms=flow.consent.cooldown_ms,
-            display_names=DisplayNameFlow(deps),
-        ),
-        server,
-    )
-    consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow), server)
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
             clients,
@@ -389,6 +378,7 @@ async def start(
     app.tasks += [
         asyncio.create_task(_watch_redis(app, token is None)),
         asyncio.create_task(integrate_forever(audit, clients.tenants)),
+        asyncio.create_task(close_minutes_forever(reads, clients.tenants)),
         *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
         asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
     ]
@@ -454,6 +444,38 @@ async def _start_callbacks(
         raise
     log.info("vendor callbacks on %s (vendors call %s)", callbacks.url, settings.callbacks.public_url)
     return callbacks
+
+
+def _add_data_services(
+    server: grpc.aio.Server,
+    deps: FlowDeps,
+    flow: VerificationFlow,
+    audit: AuditFlow,
+    reads: ReadLedger,
+    *,
+    accounts: AccountFlow,
+    streams: EventStreams,
+) -> None:
+    """The services that read and change the tenants' data, each recording its reads in ``reads``."""
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(
+        VerificationServicer(
+            flow, IdentityCheckFlow(deps), RequestIdPseudonyms(deps.keyring), streams, reads
+        ),
+        server,
+    )
+    account_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(
+            accounts,
+            ErasureFlow(deps),
+            AccountExportFlow(deps, accounts, flow.consent, audit),
+            reads,
+            consent_cooldown_ms=flow.consent.cooldown_ms,
+            display_names=DisplayNameFlow(deps),
+        ),
+        server,
+    )
+    consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow, reads), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, reads), server)
 
 
 async def _audit_flow(

@@ -64,6 +64,8 @@ class EventType(StrEnum):
     AUDIT_KEY_ROTATED = "audit.key_rotated"
     AUDIT_ROLLBACK_ACKNOWLEDGED = "audit.rollback_acknowledged"
     IDENTITY_CHECKED = "identity.checked"
+    # One principal's reads of one minute: calls and reads per RPC, distinct accounts, digest.
+    READS_SUMMARIZED = "reads.summarized"
     TENANT_REMOVAL_SCHEDULED = "tenant.removal_scheduled"
     TENANT_REMOVAL_CANCELLED = "tenant.removal_cancelled"
     TENANT_REMOVED = "tenant.removed"

@@ -15,10 +15,12 @@ from idverify.domain.errors import InvalidArgument
 from idverify.domain.normalize import normalize_identifier, normalize_identifiers
 from idverify.flows.account_age import AccountAges
 from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 
 MAX_BATCH = 1000
+_IP_CATEGORIES = (Category.IP_LOCATION,)
 _IP_FIELDS = ("ip_display", "ip_display_en", "ip_country", "ip_region", "ip_source", "ip_build", "ip_ms")
 
 
@@ -185,9 +187,11 @@ class AccountFlow:
         return location
 
     async def ip_locations(
-        self, tenant: str, account_ids: Sequence[str]
+        self, tenant: str, account_ids: Sequence[str], reader: Reader | None = None
     ) -> tuple[list[tuple[str, bytes]], list[str]]:
         """Stored labels, in wire form, of up to MAX_BATCH accounts in one script call.
+
+        The same call records ``reader``'s read of the accounts that have a label.
 
         Returns:
             (account id, encoded label) of each account with a label, each id once, and the ids of
@@ -203,7 +207,8 @@ class AccountFlow:
         # Checked before duplicates go, so that a bad id's index is the one the caller sent.
         unique = list(dict.fromkeys(normalize_identifiers(account_ids, field="account_ids")))
         keys = TenantKeys(tenant).accounts(self._d.keyring.pseudonyms(tenant, "account", unique))
-        rows = await self._d.scripts.run("ip_labels", keys, _IP_FIELDS)
+        spec = read_spec(reader, _IP_CATEGORIES, self._d.settings.reads.retention_days)
+        rows = await self._d.scripts.run("ip_labels", keys, [*spec, *_IP_FIELDS])
         found: list[tuple[str, bytes]] = []
         unknown: list[str] = []
         for account_id, row in zip(unique, rows, strict=True):

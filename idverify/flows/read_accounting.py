@@ -1,29 +1,59 @@
-"""Who read which accounts: the per-hour distinct-count estimates, their keys and their readers.
+"""Who read which accounts: each read recorded per principal, per minute and per hour.
 
-Every RPC that returns verified data adds the account pseudonyms it read, and the identity refs
-bound to them, to HyperLogLogs kept per tenant, hour, client and data category, with the
-retention period as their TTL. The incident report counts from them; nothing in them is
-personal data (the elements are the pseudonyms and refs that already name ``acct:`` and ``id:``
-keys, and a HyperLogLog keeps only register maxima of their hashes).
+Every RPC that returns verified data records, in the tenant's slot and in the step that read or
+right after it (``store/lua/_prelude.lua``'s ``record_reads``):
+
+- per hour, client and data category, HyperLogLogs of the account pseudonyms read and of the
+  identity refs bound to them, and the hour's set of readers, kept for the retention period:
+  what the incident report counts from (:class:`ReadKeys`);
+- per minute and client, the accounts read and the calls and reads per RPC, which
+  :meth:`ReadLedger.close_minutes` turns into one ``reads.summarized`` audit entry with a
+  SHA-256 digest of the minute's sorted account pseudonyms (:func:`accounts_digest`).
+
+Nothing here is personal data: the elements are the pseudonyms and refs that already name
+``acct:`` and ``id:`` keys, and a HyperLogLog keeps only register maxima of their hashes. The
+minute's records live in Redis, not in a worker, so a worker's crash loses none of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
+from idverify.domain.errors import StoreUnavailable
+from idverify.domain.normalize import normalize_identifier
+from idverify.privacy.keyring import Keyring
+from idverify.security.principals import Principal
+from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
 
 __all__ = [
+    "ALL_CATEGORIES",
     "HLL_STANDARD_ERROR",
     "HOUR_MS",
+    "MINUTE_MS",
     "Category",
     "ReadKeys",
+    "ReadLedger",
+    "Reader",
+    "accounts_digest",
+    "close_minutes_forever",
     "hour_of",
+    "read_spec",
 ]
 
 HOUR_MS = 3_600_000
 """An hour of the store clock: the HyperLogLogs' bucket."""
+
+MINUTE_MS = 60_000
+"""A minute of the store clock: one summary entry per principal and minute."""
 
 HLL_STANDARD_ERROR = 0.0081
 """Redis's HyperLogLog standard error (1.04 / sqrt(16384)); a count is within 3 of them ~99.7 %."""
@@ -37,6 +67,9 @@ class Category(StrEnum):
     CONSENT = "consent"  # ListConsents
     AUDIT = "audit"  # audit queries: the accounts whose entries were returned
     # ExportAccountData reads every category: it is counted in each of them.
+
+
+ALL_CATEGORIES: tuple[Category, ...] = tuple(Category)
 
 
 def hour_of(store_ms: int) -> int:
@@ -77,3 +110,164 @@ class ReadKeys:
         """:meth:`identities` of every hour and client given."""
         clients = list(client_ids)
         return [self.identities(hour, client, category) for hour in hours for client in clients]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads, and through which RPC (a read's summary is per principal and minute)."""
+
+    client_id: str
+    principal: str
+    rpc: str
+
+    @classmethod
+    def of(cls, principal: Principal, rpc: str) -> Reader:
+        """The reader of an authenticated call."""
+        return cls(principal.client_id, principal.label, rpc)
+
+
+def read_spec(reader: Reader | None, categories: Sequence[Category], retention_days: int) -> list[str]:
+    """The arguments a script records a read with (the prelude's ``read_spec``).
+
+    No reader (a read the service makes for itself, such as an export's own reads) records
+    nothing.
+    """
+    ttl = str(retention_days * 86_400)
+    if reader is None:
+        return ["", "", "", "", ttl]
+    return [reader.client_id, reader.principal, reader.rpc, ",".join(categories), ttl]
+
+
+def accounts_digest(pseudonyms: Iterable[str | bytes]) -> str:
+    """SHA-256 (hex) over the sorted account pseudonyms, each followed by a newline.
+
+    A summary entry's ``digest``: whoever holds the list of accounts a principal was suspected
+    to have read in a minute can check it against the entry, without the entry naming them.
+    """
+    digest = hashlib.sha256()
+    for pseudonym in sorted(as_text(p) for p in pseudonyms):
+        digest.update(pseudonym.encode() + b"\n")
+    return digest.hexdigest()
+
+
+class ReadLedger:
+    """Records reads (for the scripts that cannot do it themselves) and closes their minutes."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, keyring: Keyring, retention_days: int) -> None:
+        """Builds the ledger.
+
+        Args:
+            redis: reads a minute's accounts to digest them.
+            scripts: the ``reads`` and ``reads_close`` steps.
+            keyring: account pseudonyms of the account ids a call named.
+            retention_days: how long the records are kept (``[reads] retention_days``).
+        """
+        self._redis = redis
+        self._scripts = scripts
+        self._keyring = keyring
+        self._retention_days = retention_days
+
+    def pseudonym(self, tenant: str, account_id: str) -> str:
+        """The account pseudonym of an account id (the ``acct:`` key's).
+
+        Raises:
+            InvalidArgument: on a malformed account id.
+        """
+        return self._keyring.pseudonym(
+            tenant, "account", normalize_identifier(account_id, field="account_id")
+        )
+
+    async def record(
+        self,
+        tenant: str,
+        reader: Reader,
+        categories: Sequence[Category],
+        account_ids: Sequence[str] = (),
+        *,
+        only_existing: bool = True,
+    ) -> int:
+        """Records a read of ``account_ids`` (none: a read that returned no account's data).
+
+        Args:
+            tenant: the reader's tenant.
+            reader: who read, through which RPC.
+            categories: the kinds of data the read returned.
+            account_ids: the accounts whose data it returned.
+            only_existing: count only accounts that have a record (an unknown one returned
+                nothing of anyone); False when the caller knows data was returned.
+
+        Returns:
+            The number of accounts counted.
+
+        Raises:
+            InvalidArgument: on a malformed account id.
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        accounts = keys.accounts(self.pseudonym(tenant, account_id) for account_id in account_ids)
+        counted = await self._scripts.run(
+            "reads",
+            [keys.reads_open(), *accounts],
+            [*read_spec(reader, categories, self._retention_days), "1" if only_existing else "0"],
+        )
+        return int(counted)
+
+    async def close_minutes(self, tenant: str) -> int:
+        """Writes the summary entry of every minute of reads of ``tenant`` that may be closed.
+
+        Any number of workers may run this at once: each minute is closed by the first.
+
+        Returns:
+            The number of summaries this call wrote.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        now_minute = await self._scripts.clock.now_ms() // MINUTE_MS
+        async with translate_errors():
+            members = cast(
+                "list[bytes]", await self._redis.zrangebyscore(keys.reads_open(), "-inf", now_minute - 2)
+            )
+        closed = 0
+        for raw in members:
+            member = as_text(raw)
+            async with translate_errors():
+                accounts = await self._redis.smembers(keys.reads_minute_accounts(member))
+            answer = await self._scripts.run(
+                "reads_close",
+                [
+                    keys.reads_open(),
+                    keys.reads_minute_accounts(member),
+                    keys.reads_minute_counts(member),
+                    keys.audit_log(),
+                ],
+                [member, str(len(accounts)), accounts_digest(accounts)],
+            )
+            closed += as_text(answer) == "CLOSED"
+        return closed
+
+
+log = logging.getLogger("idverify.reads")
+
+CLOSE_INTERVAL_SECONDS = 15.0
+"""How often each worker closes minutes: a summary is written 1-2.25 minutes after its minute."""
+
+
+async def close_minutes_forever(
+    ledger: ReadLedger,
+    tenants: Callable[[], Awaitable[Collection[str]]],
+    *,
+    interval_seconds: float = CLOSE_INTERVAL_SECONDS,
+) -> None:
+    """Closes every tenant's minutes of reads now and then, in every worker; the first closes each."""
+    while True:
+        try:
+            for tenant in sorted(await tenants()):
+                await ledger.close_minutes(tenant)
+        except StoreUnavailable:
+            pass
+        except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
+            log.warning("closing minutes of reads failed: %s", type(error).__name__)
+        # Jitter keeps the workers from arriving together.
+        await asyncio.sleep(interval_seconds * random.uniform(0.8, 1.2))  # noqa: S311 - not a secret

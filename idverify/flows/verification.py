@@ -47,6 +47,7 @@ from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover
+from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
 from idverify.privacy.name_binding import claim_tag
@@ -954,8 +955,10 @@ class VerificationFlow:
             )
         return self._script_view(tenant, verification_id, outcome)
 
-    async def get(self, tenant: str, verification_id: str, info: RequestInfo) -> VerificationView:
-        """The current state of a verification.
+    async def get(
+        self, tenant: str, verification_id: str, info: RequestInfo, reader: Reader | None = None
+    ) -> VerificationView:
+        """The current state of a verification; the same step records ``reader``'s read of its account.
 
         Raises:
             InvalidArgument: on a malformed id.
@@ -963,8 +966,11 @@ class VerificationFlow:
         """
         verification_id = _check_verification_id(verification_id)
         keys = TenantKeys(tenant)
+        spec = read_spec(reader, (Category.VERIFICATION,), self._d.settings.reads.retention_days)
         result = await self._d.scripts.run(
-            "get", [keys.verification(verification_id), keys.audit_log()], [json.dumps(info.audit_fields())]
+            "get",
+            [keys.verification(verification_id), keys.audit_log()],
+            [json.dumps(info.audit_fields()), *(spec if reader is not None else ())],
         )
         return self._script_view(tenant, verification_id, result, count=False)
 

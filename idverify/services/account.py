@@ -9,6 +9,7 @@ from idverify.flows.account_export import AccountExportFlow, ErasureState, HeldF
 from idverify.flows.accounts import AccountFlow, AccountView
 from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow
+from idverify.flows.read_accounting import ALL_CATEGORIES, Category, Reader, ReadLedger
 from idverify.security.principals import caller
 from idverify.services.audit import head_to_proto
 from idverify.services.consent import consent_to_proto
@@ -42,6 +43,7 @@ _VERDICTS = {
     NameVerdict.UNVERIFIED: pb.DISPLAY_NAME_VERDICT_UNVERIFIED,
     NameVerdict.NOT_APPLICABLE: pb.DISPLAY_NAME_VERDICT_NOT_APPLICABLE,
 }
+_VERIFICATION = (Category.VERIFICATION,)
 _HELD_FORMS = {HeldForm.KEYED_HASH: pb.HELD_FORM_KEYED_HASH, HeldForm.SEALED: pb.HELD_FORM_SEALED}
 
 
@@ -53,11 +55,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         flow: AccountFlow,
         erasure: ErasureFlow,
         export: AccountExportFlow,
+        reads: ReadLedger,
         *,
         consent_cooldown_ms: int,
         display_names: DisplayNameFlow,
     ) -> None:
         self._flow = flow
+        self._reads = reads
         self._display_names = display_names
         self._erasure = erasure
         self._export = export
@@ -66,7 +70,11 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         """What a platform may know about an account."""
         del context
-        view = await self._flow.get_account(caller().tenant, request.account_id)
+        principal = caller()
+        view = await self._flow.get_account(principal.tenant, request.account_id)
+        await self._reads.record(
+            principal.tenant, Reader.of(principal, "GetAccount"), _VERIFICATION, [request.account_id]
+        )
         return pb.GetAccountResponse(account=account_to_proto(view))
 
     async def LookupIp(self, request: pb.LookupIpRequest, context: Context) -> pb.LookupIpResponse:
@@ -88,7 +96,10 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     ) -> EncodedReply:
         """Stored labels of many accounts at once, as a reply assembled from their wire forms."""
         del context
-        found, unknown = await self._flow.ip_locations(caller().tenant, request.account_ids)
+        principal = caller()
+        found, unknown = await self._flow.ip_locations(
+            principal.tenant, request.account_ids, Reader.of(principal, "GetIpLocations")
+        )
         return encode_batch_reply(found, unknown)
 
     async def CancelAccount(
@@ -102,8 +113,12 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         self, request: pb.ExportAccountDataRequest, context: Context
     ) -> pb.ExportAccountDataResponse:
         """A person's copy of their account's data, its audit entries proven; the export is audited."""
+        principal = caller()
         bundle = await self._export.export(
-            caller().tenant, request.account_id, request.start_index, request_info(context)
+            principal.tenant, request.account_id, request.start_index, request_info(context)
+        )
+        await self._reads.record(
+            principal.tenant, Reader.of(principal, "ExportAccountData"), ALL_CATEGORIES, [request.account_id]
         )
         return pb.ExportAccountDataResponse(
             account=account_to_proto(bundle.view),

@@ -13,13 +13,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from idverify.audit.checkpoint import SignedHead
 from idverify.audit.events import AuditEvent
 from idverify.flows.audit import AuditFlow, QueryRequest
-from idverify.security.principals import caller
+from idverify.flows.read_accounting import Category, Reader, ReadLedger
+from idverify.security.principals import Principal, caller
 from idverify.services.convert import timestamp_ms
 from idverify.services.grpc_types import Context
 from idverify.v1 import audit_pb2 as pb
 from idverify.v1 import audit_pb2_grpc
 
 _NANOS_PER_MS = 1_000_000
+_AUDIT = (Category.AUDIT,)
 
 
 def ms_from_timestamp(stamp: Timestamp) -> int:
@@ -66,15 +68,26 @@ def head_to_proto(signed: SignedHead) -> pb.SignedTreeHead:
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     """Audit RPCs for the auditor and admin roles."""
 
-    def __init__(self, flow: AuditFlow) -> None:
+    def __init__(self, flow: AuditFlow, reads: ReadLedger) -> None:
         self._flow = flow
+        self._reads = reads
+
+    async def _record(self, principal: Principal, tenant: str, rpc: str, account_id: str = "") -> None:
+        """Records an audit read.
+
+        Its accounts are known only when the query named one: entries carry audit pseudonyms,
+        which (by design) lead back to no account pseudonym.
+        """
+        accounts = [account_id] if account_id else []
+        await self._reads.record(tenant, Reader.of(principal, rpc), _AUDIT, accounts)
 
     async def QueryEvents(
         self, request: pb.QueryEventsRequest, context: Context
     ) -> AsyncIterator[pb.QueryEventsResponse]:
         """Streams the matching events with their leaf bytes, in index order."""
         del context
-        tenant = await self._flow.tenant(caller(), request.tenant)
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
         query = QueryRequest(
             start_ms=ms_from_timestamp(request.start_time) if request.HasField("start_time") else None,
             end_ms=ms_from_timestamp(request.end_time) if request.HasField("end_time") else None,
@@ -85,23 +98,35 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             start_index=request.start_index,
             limit=request.limit,
         )
+        # Recorded before the first entry goes out: a caller that cancels the stream part-way
+        # has its read recorded all the same.
+        recorded = False
         async for found in self._flow.query(tenant, query):
+            if not recorded:
+                await self._record(principal, tenant, "QueryEvents", request.account_id)
+                recorded = True
             yield pb.QueryEventsResponse(
                 event=event_to_proto(found.event), leaf=found.leaf, leaf_hash=found.stored_leaf_hash or b""
             )
+        if not recorded:
+            await self._record(principal, tenant, "QueryEvents", request.account_id)
 
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
         """One entry and its exact bytes."""
         del context
-        tenant = await self._flow.tenant(caller(), request.tenant)
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
         event, leaf = await self._flow.event(tenant, request.index)
+        await self._record(principal, tenant, "GetEvent")
         return pb.GetEventResponse(event=event_to_proto(event), leaf=leaf)
 
     async def GetTreeHead(self, request: pb.GetTreeHeadRequest, context: Context) -> pb.GetTreeHeadResponse:
         """A signed head of the whole log, and the key that verifies it."""
         del context
-        tenant = await self._flow.tenant(caller(), request.tenant)
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
         signed = await self._flow.signed_head(tenant)
+        await self._record(principal, tenant, "GetTreeHead")
         return pb.GetTreeHeadResponse(head=head_to_proto(signed), public_key=self._flow.public_key_pem)
 
     async def GetInclusionProof(
@@ -109,8 +134,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     ) -> pb.GetInclusionProofResponse:
         """The RFC 6962 audit path of one entry in a tree of a given size."""
         del context
-        tenant = await self._flow.tenant(caller(), request.tenant)
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
         proof = await self._flow.inclusion_proof(tenant, request.index, request.tree_size)
+        await self._record(principal, tenant, "GetInclusionProof")
         return pb.GetInclusionProofResponse(hashes=proof.hashes, leaf_hash=proof.leaf_hash)
 
     async def GetConsistencyProof(
@@ -118,7 +145,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     ) -> pb.GetConsistencyProofResponse:
         """The RFC 6962 proof that a larger tree extends a smaller one."""
         del context
-        tenant = await self._flow.tenant(caller(), request.tenant)
-        return pb.GetConsistencyProofResponse(
-            hashes=await self._flow.consistency_proof(tenant, request.first, request.second)
-        )
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
+        hashes = await self._flow.consistency_proof(tenant, request.first, request.second)
+        await self._record(principal, tenant, "GetConsistencyProof")
+        return pb.GetConsistencyProofResponse(hashes=hashes)

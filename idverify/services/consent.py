@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
+from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.flows.verification import VerificationFlow
 from idverify.security.principals import caller
 from idverify.services.convert import timestamp_ms
@@ -12,6 +13,7 @@ from idverify.services.request_info import request_info
 from idverify.v1 import consent_pb2 as pb
 from idverify.v1 import consent_pb2_grpc
 
+_CONSENT = (Category.CONSENT,)
 _RELATIONSHIPS = {
     pb.GUARDIAN_RELATIONSHIP_PARENT: "parent",
     pb.GUARDIAN_RELATIONSHIP_LEGAL_GUARDIAN: "legal_guardian",
@@ -21,9 +23,10 @@ _RELATIONSHIPS = {
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     """Consent RPCs for the registrar role."""
 
-    def __init__(self, flow: VerificationFlow) -> None:
+    def __init__(self, flow: VerificationFlow, reads: ReadLedger) -> None:
         self._flow = flow
         self._consent = flow.consent
+        self._reads = reads
 
     async def GrantConsent(
         self, request: pb.GrantConsentRequest, context: Context
@@ -62,7 +65,16 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> pb.ListConsentsResponse:
         """Every purpose on record for the account."""
         del context
-        states = await self._consent.list(caller().tenant, request.account_id)
+        principal = caller()
+        states = await self._consent.list(principal.tenant, request.account_id)
+        if states:
+            await self._reads.record(
+                principal.tenant,
+                Reader.of(principal, "ListConsents"),
+                _CONSENT,
+                [request.account_id],
+                only_existing=False,
+            )
         return pb.ListConsentsResponse(consents=[self._to_proto(state) for state in states])
 
     def _to_proto(self, state: ConsentState) -> pb.Consent:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from idverify.events.streams import EventStreams
 from idverify.flows.context import RequestInfo
 from idverify.flows.identity_check import IdentityCheckFlow
+from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.flows.verification import StartRequest, VerificationFlow, VerificationView
 from idverify.security.principals import caller
 from idverify.services.convert import (
@@ -20,6 +21,8 @@ from idverify.services.request_info import RequestIdPseudonyms, request_info
 from idverify.v1 import verification_pb2 as pb
 from idverify.v1 import verification_pb2_grpc
 
+_VERIFICATION = (Category.VERIFICATION,)
+
 
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Signup-flow RPCs for the registrar role."""
@@ -30,8 +33,10 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         identity_check: IdentityCheckFlow,
         request_ids: RequestIdPseudonyms,
         streams: EventStreams,
+        reads: ReadLedger,
     ) -> None:
         self._flow = flow
+        self._reads = reads
         self._identity_check = identity_check
         self._request_ids = request_ids
         self._streams = streams
@@ -90,7 +95,13 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         self, request: pb.GetVerificationRequest, context: Context
     ) -> pb.GetVerificationResponse:
         """Reads a verification."""
-        view = await self._flow.get(caller().tenant, request.verification_id, request_info(context))
+        principal = caller()
+        view = await self._flow.get(
+            principal.tenant,
+            request.verification_id,
+            request_info(context),
+            reader=Reader.of(principal, "GetVerification"),
+        )
         return pb.GetVerificationResponse(verification=verification_to_proto(view))
 
     async def WatchVerification(
@@ -114,8 +125,13 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         self, request: pb.CheckIdentityRequest, context: Context
     ) -> pb.CheckIdentityResponse:
         """Whether a claim matches the identity bound to an account."""
+        principal = caller()
         match = await self._identity_check.check_identity(
-            caller().tenant, request.account_id, subject_from_proto(request.subject), request_info(context)
+            principal.tenant, request.account_id, subject_from_proto(request.subject), request_info(context)
+        )
+        # Answered, so read: a refused check (its limit reached) told nothing of the account.
+        await self._reads.record(
+            principal.tenant, Reader.of(principal, "CheckIdentity"), _VERIFICATION, [request.account_id]
         )
         return pb.CheckIdentityResponse(match=match)
 

@@ -40,6 +40,9 @@ personal data or raw account ids.
 | ``iv1:{t:T}:events:trimmed`` | string | the cursor below which the outbox was trimmed by age |
 | ``iv1:{t:T}:events:acct`` | hash | audit pseudonym -> a bound account's id, sealed (until erased) |
 | ``iv1:{t:T}:events:streams:<client id>`` | zset | a client's open event streams, by lease end (ms) |
+| ``iv1:{t:T}:readmin:<minute>:<client id>:a`` | set | account pseudonyms a client read in a minute |
+| ``iv1:{t:T}:readmin:<minute>:<client id>:n`` | hash | its calls and reads per RPC, its principal |
+| ``iv1:{t:T}:readmin:open`` | zset | ``<minute>:<client id>`` not yet summarized, by minute |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
@@ -61,7 +64,8 @@ personal data or raw account ids.
 ``<hour>`` is the store clock's epoch ms floor-divided by 3 600 000, in decimal; ``<category>``
 is one of ``flows.read_accounting.Category``. A client id may hold a colon (``cert:0``), so a
 reader splits a ``reads`` key from the right. Every ``reads`` key has the retention period
-(``[reads] retention_days``) as its TTL.
+(``[reads] retention_days``) as its TTL, and so do the ``readmin`` records of a minute until its
+summary entry replaces them (``<minute>``: epoch ms floor-divided by 60 000).
 
 ``P`` is the phone's deployment-wide pseudonym (``keyring.DEPLOYMENT_LABEL``): it keys only
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
@@ -223,6 +227,18 @@ class TenantKeys:
     def event_streams(self, client_id: str) -> str:
         """The open event streams of one client, by the time their lease ends."""
         return f"{self._base}:events:streams:{client_id}"
+
+    def reads_open(self) -> str:
+        """The minutes of reads not yet summarized, ``<minute>:<client id>`` by minute."""
+        return f"{self._base}:readmin:open"
+
+    def reads_minute_accounts(self, open_member: str) -> str:
+        """The account pseudonyms one client read in one minute (``<minute>:<client id>``)."""
+        return f"{self._base}:readmin:{open_member}:a"
+
+    def reads_minute_counts(self, open_member: str) -> str:
+        """Calls and account reads per RPC of one client in one minute, and its principal label."""
+        return f"{self._base}:readmin:{open_member}:n"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""

@@ -55,6 +55,10 @@ SCRIPT_NAMES = (
     "display_name",
     "approved_names",
     "ip_labels",
+    # Who read which accounts: a read recorded apart from the script that read, and a minute's
+    # summary entry.
+    "reads",
+    "reads_close",
     # A person's copy of their account's data: the export's own audit entry.
     "account_export",
     # An incident report: what a page of the tenant's records holds, and the report's own entry.

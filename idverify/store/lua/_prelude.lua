@@ -395,3 +395,55 @@ local function event_base(vf, request)
   end
   return base
 end
+
+-- Read accounting (idverify/flows/read_accounting.py). A script that returns verified data
+-- records the accounts it returned, in the same step: per hour, HyperLogLogs of the account
+-- pseudonyms and of their identity refs per client and data category, and the hour's set of
+-- readers (keys.py: reads:*); per minute, the accounts and calls that the minute's summary
+-- entry is made of (readmin:*, closed by reads_close.lua). Every key is the caller's tenant's,
+-- named from its base ('iv1:{t:T}:'), so the step stays in the tenant's slot.
+-- The read is described by READ_SPEC_SIZE arguments (ReadLedger.spec): client id (empty: a read
+-- the service makes for itself, not recorded), principal label, RPC name, categories joined
+-- by ',', retention in seconds.
+local READ_SPEC_SIZE = 5
+local HOUR_MS, MINUTE_MS = 3600000, 60000
+-- unpack() is bounded by Lua's C stack; a batch is added in slices well under it.
+local READ_SLICE = 1000
+
+local function read_spec(first)
+  return {client = ARGV[first], principal = ARGV[first + 1], rpc = ARGV[first + 2],
+    categories = ARGV[first + 3], ttl = ARGV[first + 4]}
+end
+
+local function add_all(command, key, members, ttl)
+  for i = 1, #members, READ_SLICE do
+    redis.call(command, key, unpack(members, i, math.min(i + READ_SLICE - 1, #members)))
+  end
+  redis.call('EXPIRE', key, ttl)
+end
+
+-- base: the tenant's key base; accounts: the pseudonyms read; identities: their bound identity
+-- refs (unbound accounts have none).
+local function record_reads(base, spec, accounts, identities)
+  if spec.client == '' then return end
+  local reads = base .. 'reads:' .. string.format('%d', math.floor(NOW / HOUR_MS)) .. ':'
+  if #accounts > 0 then
+    for category in string.gmatch(spec.categories, '[^,]+') do
+      local prefix = reads .. spec.client .. ':' .. category .. ':'
+      add_all('PFADD', prefix .. 'a', accounts, spec.ttl)
+      if #identities > 0 then add_all('PFADD', prefix .. 'i', identities, spec.ttl) end
+    end
+  end
+  redis.call('SADD', reads .. 'who', spec.client)
+  redis.call('EXPIRE', reads .. 'who', spec.ttl)
+  local minute = string.format('%d', math.floor(NOW / MINUTE_MS))
+  local open = minute .. ':' .. spec.client
+  local summary = base .. 'readmin:' .. open
+  if #accounts > 0 then add_all('SADD', summary .. ':a', accounts, spec.ttl) end
+  redis.call('HINCRBY', summary .. ':n', 'calls:' .. spec.rpc, 1)
+  redis.call('HINCRBY', summary .. ':n', 'accounts:' .. spec.rpc, #accounts)
+  redis.call('HSET', summary .. ':n', 'principal', spec.principal)
+  redis.call('EXPIRE', summary .. ':n', spec.ttl)
+  redis.call('ZADD', base .. 'readmin:open', minute, open)
+  redis.call('EXPIRE', base .. 'readmin:open', spec.ttl)
+end
