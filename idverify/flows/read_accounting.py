@@ -212,6 +212,18 @@ class ReadLedger:
         )
         return int(counted)
 
+    async def record_call(self, tenant: str, reader: Reader, categories: Sequence[Category]) -> None:
+        """Records a read that returned no account's data (an audit proof, a tree head): a call.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        await self._scripts.run(
+            "reads",
+            [TenantKeys(tenant).reads_open()],
+            [*read_spec(reader, categories, self._retention_days), "1"],
+        )
+
     async def close_minutes(self, tenant: str) -> int:
         """Writes the summary entry of every minute of reads of ``tenant`` that may be closed.
 

@@ -72,14 +72,17 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self._flow = flow
         self._reads = reads
 
-    async def _record(self, principal: Principal, tenant: str, rpc: str, account_id: str = "") -> None:
-        """Records an audit read.
+    async def _record_query(self, principal: Principal, tenant: str, account_id: str) -> None:
+        """Records a query.
 
-        Its accounts are known only when the query named one: entries carry audit pseudonyms,
-        which (by design) lead back to no account pseudonym.
+        Its accounts are known only when it named one: entries carry audit pseudonyms, which (by
+        design) lead back to no account pseudonym.
         """
-        accounts = [account_id] if account_id else []
-        await self._reads.record(tenant, Reader.of(principal, rpc), _AUDIT, accounts)
+        reader = Reader.of(principal, "QueryEvents")
+        if account_id:
+            await self._reads.record(tenant, reader, _AUDIT, [account_id])
+        else:
+            await self._reads.record_call(tenant, reader, _AUDIT)
 
     async def QueryEvents(
         self, request: pb.QueryEventsRequest, context: Context
@@ -103,13 +106,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         recorded = False
         async for found in self._flow.query(tenant, query):
             if not recorded:
-                await self._record(principal, tenant, "QueryEvents", request.account_id)
+                await self._record_query(principal, tenant, request.account_id)
                 recorded = True
             yield pb.QueryEventsResponse(
                 event=event_to_proto(found.event), leaf=found.leaf, leaf_hash=found.stored_leaf_hash or b""
             )
         if not recorded:
-            await self._record(principal, tenant, "QueryEvents", request.account_id)
+            await self._record_query(principal, tenant, request.account_id)
 
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
         """One entry and its exact bytes."""
@@ -117,7 +120,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         principal = caller()
         tenant = await self._flow.tenant(principal, request.tenant)
         event, leaf = await self._flow.event(tenant, request.index)
-        await self._record(principal, tenant, "GetEvent")
+        await self._reads.record_call(tenant, Reader.of(principal, "GetEvent"), _AUDIT)
         return pb.GetEventResponse(event=event_to_proto(event), leaf=leaf)
 
     async def GetTreeHead(self, request: pb.GetTreeHeadRequest, context: Context) -> pb.GetTreeHeadResponse:
@@ -126,7 +129,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         principal = caller()
         tenant = await self._flow.tenant(principal, request.tenant)
         signed = await self._flow.signed_head(tenant)
-        await self._record(principal, tenant, "GetTreeHead")
+        await self._reads.record_call(tenant, Reader.of(principal, "GetTreeHead"), _AUDIT)
         return pb.GetTreeHeadResponse(head=head_to_proto(signed), public_key=self._flow.public_key_pem)
 
     async def GetInclusionProof(
@@ -137,7 +140,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         principal = caller()
         tenant = await self._flow.tenant(principal, request.tenant)
         proof = await self._flow.inclusion_proof(tenant, request.index, request.tree_size)
-        await self._record(principal, tenant, "GetInclusionProof")
+        await self._reads.record_call(tenant, Reader.of(principal, "GetInclusionProof"), _AUDIT)
         return pb.GetInclusionProofResponse(hashes=proof.hashes, leaf_hash=proof.leaf_hash)
 
     async def GetConsistencyProof(
@@ -148,5 +151,5 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         principal = caller()
         tenant = await self._flow.tenant(principal, request.tenant)
         hashes = await self._flow.consistency_proof(tenant, request.first, request.second)
-        await self._record(principal, tenant, "GetConsistencyProof")
+        await self._reads.record_call(tenant, Reader.of(principal, "GetConsistencyProof"), _AUDIT)
         return pb.GetConsistencyProofResponse(hashes=hashes)
