@@ -146,6 +146,10 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         judgement = await self._display_names.check(
             principal.tenant, principal.client_id, request.account_id, request.display_name
         )
+        # A verdict against the account's verified identity is a read of it.
+        await self._reads.record(
+            principal.tenant, Reader.of(principal, "CheckDisplayName"), _VERIFICATION, [request.account_id]
+        )
         return pb.CheckDisplayNameResponse(verdict=_VERDICTS[judgement.verdict], reason_code=judgement.reason)
 
 

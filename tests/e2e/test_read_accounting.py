@@ -130,6 +130,9 @@ def world(server: ServerProcess, callers: Principals) -> World:
     ids = ["rd-a0", "rd-a1", "rd-b0", "rd-u0", "rd-never-seen"]
     platform.account.GetIpLocations(account_pb2.GetIpLocationsRequest(account_ids=ids))
     platform.account.ExportAccountData(account_pb2.ExportAccountDataRequest(account_id="rd-b0"))
+    platform.account.CheckDisplayName(
+        account_pb2.CheckDisplayNameRequest(account_id="rd-a0", display_name="Sunny")
+    )
     registrar.verification.GetVerification(
         verification_pb2.GetVerificationRequest(verification_id=w.verification_id)
     )
@@ -192,7 +195,8 @@ def summarized(server: ServerProcess, world: World) -> Summaries:
 class TestHourlyEstimates:
     def test_each_read_rpc_counts_its_accounts_and_persons_in_its_category(self, world: World) -> None:
         """Accounts (and the persons bound to them) per principal and data category, at once."""
-        assert world.count("platform", Category.VERIFICATION) == 2  # GetAccount a0, export b0
+        # GetAccount and CheckDisplayName a0, the export b0.
+        assert world.count("platform", Category.VERIFICATION) == 2
         assert world.count("platform", Category.VERIFICATION, "i") == 2
         # GetIpLocations: the four with a label (not the unknown id), and the export's b0.
         assert world.count("platform", Category.IP_LOCATION) == 4
@@ -274,6 +278,7 @@ class TestMinuteSummaries:
         assert platform["calls:GetIpLocations"] == 1
         assert platform["accounts:GetIpLocations"] == 4
         assert platform["calls:ExportAccountData"] == 1
+        assert platform["calls:CheckDisplayName"] == platform["accounts:CheckDisplayName"] == 1
         assert platform["accounts:ExportAccountData"] == 1
         assert registrar["calls:GetVerification"] == registrar["calls:CheckIdentity"] == 1
         assert registrar["calls:ListConsents"] == registrar["accounts:ListConsents"] == 1
