@@ -19,15 +19,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from idverify.client import Client
 from idverify.domain.consent import text_version_of
 from idverify.testing import ServerProcess, free_port
-from idverify.v1 import verification_pb2
+from idverify.v1 import events_pb2, verification_pb2
 from idverify.vendors.fakes import Drop, FakeAlibaba
 
-from .conftest import Identity, needles_of, person, submit
+from .conftest import Identity, embedded_redis, everything_stored, needles_of, person, submit
 from .test_console import PRODUCTION_SMS
 from .test_tls import Authority, credentials, pki, tls_config
 
@@ -279,6 +280,46 @@ class TestHostile:
         query = f"?certifyId={started.challenge_token}&callbackToken={token}"
         assert _get(url + query, data=b"x" * 100_000) == 413
         assert _status(registrar, started.verification_id) == CHALLENGE_SENT
+
+    def test_a_redis_dump_holds_no_callback_token(
+        self, server: ServerProcess, registrar: Client, cloudauth: FakeAlibaba
+    ) -> None:
+        """A thief with the store cannot call back: the token is computed, never stored."""
+        started = _face(registrar)
+        _, token = cloudauth.callbacks[started.challenge_token]
+        stored = b"\n".join(everything_stored(embedded_redis(server)))
+        assert token.encode() not in stored
+        assert started.verification_id.encode() in stored  # the scan does see the verification
+
+    def test_a_callback_racing_submit_finishes_once(self, registrar: Client, cloudauth: FakeAlibaba) -> None:
+        started = _face(registrar)
+        cloudauth.complete_liveness(started.challenge_token, passed=True)
+        answers: list[object] = []
+
+        def by_callback() -> None:
+            answers.append(cloudauth.call_back(started.challenge_token))
+
+        def by_submit() -> None:
+            try:
+                answers.append(submit(registrar, started.verification_id, "").status)
+            except grpc.RpcError as refused:
+                answers.append(refused.code())
+
+        threads = [threading.Thread(target=by_callback), threading.Thread(target=by_submit)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert _status(registrar, started.verification_id) == VERIFIED
+        assert 200 in answers  # the callback: finished, or already final
+        assert VERIFIED in answers or grpc.StatusCode.FAILED_PRECONDITION in answers
+        request = events_pb2.StreamEventsRequest(types=["verification.verified"], until_caught_up=True)
+        verified = [
+            reply.event
+            for reply in registrar.events.StreamEvents(request, timeout=STREAM_TIMEOUT)
+            if reply.event.verification_id == started.verification_id
+        ]
+        assert len(verified) == 1
 
     def test_no_identity_in_the_server_log(self, server: ServerProcess) -> None:
         from .conftest import IDENTITIES  # noqa: PLC0415 - every person this run made

@@ -137,6 +137,24 @@ class TestFace:
         fake_alibaba.complete_liveness(session.token, passed=True)
         assert (await vendor.liveness_result(session.token, REF)).kind is VerdictKind.MATCH
 
+    async def test_callback_url_and_token_only_when_given(
+        self, alibaba, fake_alibaba: FakeAlibaba, make_claim
+    ) -> None:
+        """CallbackUrl and CallbackToken go to InitFaceVerify with callbacks on, and not otherwise."""
+        vendor = alibaba()
+        await vendor.start_liveness(make_claim(), LivenessRequest(REF, meta_info="{}"))
+        assert "CallbackUrl" not in fake_alibaba.requests[-1].fields
+        request = LivenessRequest(
+            REF,
+            meta_info="{}",
+            callback_url="https://idv.example/cb/alibaba/t/x",
+            callback_token="tok",  # noqa: S106
+        )
+        await vendor.start_liveness(make_claim(), request)
+        sent = fake_alibaba.requests[-1].fields
+        assert (sent["CallbackUrl"], sent["CallbackToken"]) == ("https://idv.example/cb/alibaba/t/x", "tok")
+        assert "tok" not in repr(request)
+
     async def test_face_mismatch_and_invalid_id(self, alibaba, fake_alibaba: FakeAlibaba, make_claim) -> None:
         """Passed F with SubCode 204 is FACE_MISMATCH; an unknown CertifyId (406) is CHALLENGE_INVALID."""
         vendor = alibaba()
