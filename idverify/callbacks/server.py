@@ -214,5 +214,9 @@ async def start_callbacks(
     await site.start()
     scheme = "https" if context is not None else "http"
     shown = f"[{host}]" if ":" in host else host
-    follow = asyncio.create_task(follow_certificates(context, settings)) if context is not None else None
+    follow = (
+        asyncio.create_task(follow_certificates(context, settings, "callbacks"))
+        if context is not None
+        else None
+    )
     return CallbackServer(runner, bound, f"{scheme}://{shown}:{bound}/", follow)

@@ -479,7 +479,7 @@ def _load_certificates(context: ssl.SSLContext, settings: Settings) -> None:
         if tls.client_ca_file:
             context.load_verify_locations(tls.client_ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"tls: cannot load the certificate files for the console: {exc}") from None
+        raise ConfigError(f"tls: cannot load the certificate files for HTTPS: {exc}") from None
 
 
 def _tls_stamps(settings: Settings) -> tuple[int, ...]:
@@ -487,8 +487,10 @@ def _tls_stamps(settings: Settings) -> tuple[int, ...]:
     return tuple(Path(p).stat().st_mtime_ns for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p)
 
 
-async def follow_certificates(context: ssl.SSLContext, settings: Settings) -> None:
+async def follow_certificates(context: ssl.SSLContext, settings: Settings, server: str = "console") -> None:
     """Loads the certificate files again when they change, as gRPC's credentials do.
+
+    ``server`` names the HTTPS server in the log (the console, vendor callbacks).
 
     New handshakes use the new files; connections already open keep theirs. A new client CA is
     added to the trusted ones (OpenSSL has no way to drop one from a live context): rotating a
@@ -506,10 +508,10 @@ async def follow_certificates(context: ssl.SSLContext, settings: Settings) -> No
                 continue
             _load_certificates(context, settings)
         except (OSError, ConfigError):
-            log.exception("console: keeping the current certificate; the new files cannot be read")
+            log.exception("%s: keeping the current certificate; the new files cannot be read", server)
             continue
         stamps = now
-        log.info("console: certificate files changed; new handshakes use them")
+        log.info("%s: certificate files changed; new handshakes use them", server)
 
 
 def build_app(
