@@ -3,8 +3,11 @@
 The scale is ``IDVERIFY_INCIDENT_ACCOUNTS`` accounts read by one token (3,000 by default, with a
 threshold of 1,000 persons configured so that it is crossed); the issue's full scale is
 150,000 against the default threshold of 100,000 (README, "For compliance teams").
-The reads are generated in the read accounting's key schema, in the server's own store, for the
-current hours of the store's clock.
+The reads come two ways: through the server (a second platform token reads labelled accounts
+with GetIpLocations, and verified persons' accounts with GetAccount), and generated straight into
+the read accounting's key schema in the server's own store for the current hours of the store's
+clock, with persons behind the accounts (unbound labelled accounts have none), so that the
+persons' threshold is crossed at scale.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ import redis
 from idverify.client import Client
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.testing import ServerProcess
-from idverify.v1 import admin_pb2, audit_pb2
+from idverify.v1 import account_pb2, admin_pb2, audit_pb2
 
 from .conftest import Identity, embedded_redis, needles_of, person, record_login_ip, rich_error, verify
 
@@ -37,7 +42,10 @@ PERSONS = ACCOUNTS * 9 // 10  # one person in ten holds two accounts
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    config = f"[incident]\nthreshold_people = {THRESHOLD}\n"
+    # The owner platform labels every account, one call each: far past the per-minute default.
+    config = (
+        f"[incident]\nthreshold_people = {THRESHOLD}\n[rate_limits]\nper_principal_per_minute = 1000000\n"
+    )
     with ServerProcess(tmp_path_factory.mktemp("server"), config=config) as running:
         yield running
 
@@ -262,6 +270,56 @@ class TestStoreBreach:
             for needle in needles_of(who):
                 assert all(needle not in text for text in texts), needle
         assert all(b"incident-acct-" not in text for text in texts)
+
+
+@pytest.fixture(scope="module")
+def read_through_the_server(server: ServerProcess, admin: Client, persons: list[Identity]) -> str:
+    """A second platform token reads, through the server, every account a platform labelled.
+
+    The labels are recorded by the tenant's own platform (RecordLoginIp is a write, not a read);
+    the leaked token then reads them in batches of 1,000 (GetIpLocations) and the two verified
+    persons' accounts (GetAccount). Returns the leaked token's client id.
+    """
+    del persons
+    created = admin.admin.CreateClient(admin_pb2.CreateClientRequest(role="platform", description="leaked 2"))
+    ids = [f"incident-read-{n}" for n in range(ACCOUNTS)]
+    with server.client("platform") as owner, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda account: record_login_ip(owner, account), ids))
+    with Client(server.target, created.token) as leaked:
+        for first in range(0, ACCOUNTS, 1000):
+            leaked.account.GetIpLocations(
+                account_pb2.GetIpLocationsRequest(account_ids=ids[first : first + 1000])
+            )
+        for n in range(2):
+            leaked.account.GetAccount(account_pb2.GetAccountRequest(account_id=f"incident-acct-{n}"))
+    return str(created.client.client_id)
+
+
+class TestReadsThroughTheServer:
+    def test_a_tokens_real_reads_are_counted_within_the_stated_error(
+        self, admin: Client, store: redis.Redis, read_through_the_server: str
+    ) -> None:
+        client_id = read_through_the_server
+        request = admin_pb2.CreateIncidentReportRequest(principals=[client_id])
+        now = datetime.now(UTC)
+        request.since.FromDatetime(now - timedelta(hours=1))
+        request.until.FromDatetime(now + timedelta(minutes=1))
+        request.detected_at.FromDatetime(now)
+        hours = range(int(store.time()[0]) * 1000 // HOUR_MS - 1, int(store.time()[0]) * 1000 // HOUR_MS + 1)
+        keys = ReadKeys("default")
+        deadline = time.monotonic() + 30
+        # GetAccount's reads are recorded once it has answered: wait for them.
+        while not any(store.exists(keys.identities(h, client_id, Category.VERIFICATION)) for h in hours):
+            assert time.monotonic() < deadline, "the GetAccount reads were never recorded"
+            time.sleep(0.2)
+        report = json.loads(admin.admin.CreateIncidentReport(request).signed_report)["report"]
+        reads = report["reads"]
+        assert reads["clients_that_read"] == [client_id]
+        assert within(reads["by_category"]["ip_location"]["accounts"], ACCOUNTS)
+        assert reads["by_category"]["ip_location"]["identities"]["estimate"] == 0  # labelled, never bound
+        assert within(reads["by_category"]["verification"]["accounts"], 2)
+        assert within(reads["by_category"]["verification"]["identities"], 2)
+        assert within(reads["all_categories"]["accounts"], ACCOUNTS + 2)
 
 
 class TestAbuse:
