@@ -73,7 +73,8 @@ class ServerProcess:
         console: serve the auditor's console on ``console_port`` as development mode does (or
             as the config says); False (the default) switches it off unless ``env`` or the
             config sets ``console.enabled``, so a test that does not look at it does not pay
-            for it.
+            for it; None passes no console option at all, for a release that has no console
+            (0.1.0, run by the upgrade tests).
     """
 
     directory: Path
@@ -84,7 +85,7 @@ class ServerProcess:
     credentials: grpc.ChannelCredentials | None = None
     development: bool = True
     port: int = 0
-    console: bool = False
+    console: bool | None = False
     console_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _tokens: dict[str, str] = field(default_factory=dict)
@@ -131,9 +132,9 @@ class ServerProcess:
             self.target,
             "--data-dir",
             str(self.data_dir),
-            "--console-listen",
-            f"127.0.0.1:{self.console_port}",
         ]
+        if self.console is not None:
+            args += ["--console-listen", f"127.0.0.1:{self.console_port}"]
         if self.config:
             config_path = self.directory / "idverify.toml"
             config_path.write_text(self.config, encoding="utf-8")
@@ -144,7 +145,7 @@ class ServerProcess:
             args.append("--dev")
         args += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
-        if not self.console and "[console]" not in self.config:
+        if self.console is False and "[console]" not in self.config:
             env["IDVERIFY_CONSOLE__ENABLED"] = "off"
         env |= self.env
         with self.log_path.open("ab") as log:

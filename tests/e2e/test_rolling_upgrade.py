@@ -62,7 +62,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             (directory / "old" / "data").mkdir(parents=True, mode=0o700)
             for name in ("keyring.json", "audit-signing-key.pem"):
                 shutil.copy2(new.data_dir / name, directory / "old" / "data" / name)
-            old = ServerProcess(directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree))
+            old = ServerProcess(
+                directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree), console=None
+            )
             old._tokens = dict(new._tokens)
             with old:
                 yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port))

@@ -108,7 +108,7 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgraded]:
     tree = release_0_1_0(tmp_path_factory.mktemp("idverify-0.1.0"))
     directory = tmp_path_factory.mktemp("upgrade")
     alice, bob, carol = person(), person(), person()
-    old = ServerProcess(directory, config=OLD_CONFIG, env=old_code(tree))
+    old = ServerProcess(directory, config=OLD_CONFIG, env=old_code(tree), console=None)
     with old, old.client() as registrar, old.client("platform") as platform, old.client("auditor") as auditor:
         verify(old, registrar, alice, "legacy-alice")
         verify(old, registrar, alice, "legacy-alice-again")
