@@ -335,7 +335,7 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
-    streams = _event_services(server, deps)
+    streams = _event_services(server, deps, reads)
     _add_data_services(
         server, deps, flow, audit, reads, accounts=AccountFlow(deps, geo, encode_location), streams=streams
     )
@@ -513,13 +513,13 @@ def _health_and_reflection(server: grpc.aio.Server, settings: Settings) -> Healt
     return health
 
 
-def _event_services(server: grpc.aio.Server, deps: FlowDeps) -> EventStreams:
+def _event_services(server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger) -> EventStreams:
     """EventService on ``server``, and the streams it shares with WatchVerification."""
     outbox = Outbox(deps.redis, deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
     streams = EventStreams(outbox, tail, deps.scripts, settings)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams, reads), server)
     return streams
 
 

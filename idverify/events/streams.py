@@ -65,9 +65,17 @@ class EventStreams:
                 await self._scripts.run("event_stream_lease", [key], ["give", token, 0, 0])
 
     async def events(
-        self, principal: Principal, types: list[str], after: str, *, until_caught_up: bool
+        self,
+        principal: Principal,
+        types: list[str],
+        after: str,
+        *,
+        until_caught_up: bool,
+        on_batch: Callable[[list[Event]], Awaitable[None]] | None = None,
     ) -> AsyncIterator[Event]:
         """The tenant's events after ``after`` (of ``types``), then new ones, until the lifetime ends.
+
+        ``on_batch`` is told each batch read before it is sent (the read accounting).
 
         Raises:
             InvalidArgument: an unknown type (naming its index) or a malformed cursor.
@@ -83,6 +91,8 @@ class EventStreams:
             deadline = asyncio.get_running_loop().time() + self._settings.stream_lifetime_seconds
             while True:
                 events, read_to = await self._outbox.read(tenant, cursor, _BATCH, wanted)
+                if events and on_batch is not None:
+                    await on_batch(events)
                 for event in events:
                     yield event
                 if read_to != cursor:

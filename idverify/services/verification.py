@@ -111,8 +111,10 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         principal = caller()
         info = request_info(context)
 
+        reader = Reader.of(principal, "WatchVerification")
+
         async def read() -> VerificationView:
-            return await self._flow.get(principal.tenant, request.verification_id, info)
+            return await self._flow.get(principal.tenant, request.verification_id, info, reader=reader)
 
         sent: pb.Verification | None = None
         async for view in self._streams.watch(principal, read, request.verification_id):

@@ -325,3 +325,30 @@ class TestWatchVerification:
                 )
             )
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+class TestStreamsAreReads:
+    def test_streamed_events_and_watches_are_recorded_as_reads_of_their_accounts(
+        self, server: ServerProcess
+    ) -> None:
+        """A leaked token streaming events leaves the same trace as one calling GetAccount."""
+        from idverify.flows.read_accounting import Category, ReadKeys, hour_of  # noqa: PLC0415
+
+        with server.client("registrar", tenant="readers") as registrar:
+            done = [verify(server, registrar, person(), f"events-read-{n}") for n in range(3)]
+            token = server.token("registrar", tenant="readers")
+            caught_up(registrar)
+            list(
+                registrar.verification.WatchVerification(
+                    verification_pb2.WatchVerificationRequest(verification_id=done[0].verification_id),
+                    timeout=STREAM_TIMEOUT,
+                )
+            )
+        store = embedded_redis(server)
+        seconds, micros = store.time()
+        hours = [hour_of(seconds * 1000 + micros // 1000) - back for back in (1, 0)]
+        client = token.split(".")[1]
+        keys = ReadKeys("readers")
+        assert int(store.pfcount(*keys.accounts_over(hours, [client], Category.VERIFICATION))) == 3
+        assert int(store.pfcount(*keys.identities_over(hours, [client], Category.VERIFICATION))) == 3
+        assert int(store.pfcount(*keys.accounts_over(hours, [client], Category.CONSENT))) == 3
