@@ -81,6 +81,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_display_name_commands",
         "approved short names and brands of organization accounts (admin token)",
     ),
+    "webhooks": (
+        "idverify.webhook_commands",
+        "add_webhook_commands",
+        "webhook subscriptions of a tenant (admin token)",
+    ),
+    "events": (
+        "idverify.webhook_commands",
+        "add_event_commands",
+        "events for platforms: replay a webhook subscription",
+    ),
 }
 
 

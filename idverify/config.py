@@ -293,6 +293,31 @@ class EventSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Webhook delivery (idverify/webhooks): retries, timeouts and the destinations allowed."""
+
+    # A subscription whose receiver answers no 2xx for this long is marked failing (Stripe's 3
+    # days). Its events must still be in the outbox to be replayed: events.retention_days is
+    # checked to be at least this long.
+    retry_hours: float = 72.0
+    # The first retry waits about this long, each next one twice as long (with jitter), up to
+    # retry_max_seconds.
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 600.0
+    # The default wait for a receiver's answer (a subscription may set its own, at most 30 s).
+    timeout_seconds: float = 10.0
+    # Deliveries in flight at once in one worker, over all its subscriptions (bounded memory).
+    max_concurrent_deliveries: int = 64
+    # Private, loopback, link-local and other non-public destinations: refused unless true (a
+    # receiver on the same private network; tests). Checked at creation and at every delivery.
+    allow_private_destinations: bool = False
+    # How often a worker looks for subscriptions no worker delivers (a killed worker's lease
+    # ends after lease_seconds, then another takes its subscriptions over).
+    scan_seconds: float = 1.0
+    lease_seconds: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentSettings:
     """When a data-security incident must be reported, and how soon (``idverify incident report``)."""
 
@@ -358,6 +383,7 @@ class Settings:
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     events: EventSettings = field(default_factory=EventSettings)
     reads: ReadsSettings = field(default_factory=ReadsSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # Options per verifier name, passed to its factory.
     verifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Identity vendors per name ([vendors.tencent], [vendors.alibaba], kind = "http"): endpoint,
@@ -529,6 +555,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         "incident": IncidentSettings,
         "events": EventSettings,
         "reads": ReadsSettings,
+        "webhooks": WebhookSettings,
     }
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = set(raw) - known
@@ -820,6 +847,21 @@ def _validate(settings: Settings) -> None:
     _validate_callbacks(settings)
     _validate_lifecycle(settings)
     _validate_events(settings.events)
+    _validate_webhooks(settings.webhooks, settings.events)
+
+
+def _validate_webhooks(webhooks: WebhookSettings, events: EventSettings) -> None:
+    if not 0 < webhooks.retry_hours <= events.retention_days * 24:
+        # A failing subscription is replayed from the outbox: its events must still be there.
+        raise ConfigError("webhooks.retry_hours: more than 0, at most events.retention_days * 24")
+    if not 0 < webhooks.retry_initial_seconds <= webhooks.retry_max_seconds:
+        raise ConfigError("webhooks: 0 < retry_initial_seconds <= retry_max_seconds")
+    if not 0 < webhooks.timeout_seconds <= 30:  # noqa: PLR2004
+        raise ConfigError("webhooks.timeout_seconds: more than 0, at most 30")
+    if webhooks.max_concurrent_deliveries < 1:
+        raise ConfigError("webhooks.max_concurrent_deliveries: 1 or more")
+    if not 0 < webhooks.scan_seconds < webhooks.lease_seconds:
+        raise ConfigError("webhooks: 0 < scan_seconds < lease_seconds")
 
 
 def _validate_rate_limits(sends: RateLimitSettings) -> None:

@@ -288,12 +288,14 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
             counts.forwarding,
             counts.accounts,
             counts.event_accounts,
+            counts.webhook_secrets,
         )
         for version in sorted(set().union(*kinds)):
             _out(
                 f"  {version}: {counts.identities[version]} identities, "
                 f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding, "
-                f"{counts.accounts[version]} accounts, {counts.event_accounts[version]} event accounts"
+                f"{counts.accounts[version]} accounts, {counts.event_accounts[version]} event accounts, "
+                f"{counts.webhook_secrets[version]} webhook secrets"
             )
         for version, count in sorted(counts.peppers.items()):
             _out(f"  {version}: {count} identity indexes")
@@ -324,9 +326,16 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
         return 1
     usage = await count_key_usage(redis)
     total = sum(
-        counts.identities[v] + counts.verifications[v] + counts.accounts[v] + counts.event_accounts[v]
+        counts.wrapping_total(v)
         for counts in usage.values()
-        for v in set().union(counts.identities, counts.verifications, counts.accounts, counts.event_accounts)
+        for v in set().union(
+            counts.identities,
+            counts.verifications,
+            counts.forwarding,
+            counts.accounts,
+            counts.event_accounts,
+            counts.webhook_secrets,
+        )
         if v != target
     )
     bar = _Progress(total, enabled=not args.no_progress)

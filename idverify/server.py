@@ -92,6 +92,8 @@ from idverify.v1 import (
 from idverify.vendors.registry import EXTRAS_KEY, VendorRegistry
 from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Verifier, VerifierDeps
 from idverify.verifiers.registry import build_verifier, load_sms_sender, load_verifier_factories
+from idverify.webhooks.delivery import WebhookDispatcher
+from idverify.webhooks.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
     from idverify.callbacks.server import CallbackServer
@@ -175,6 +177,7 @@ class Application:
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
     console: Console | None = None
     callbacks: CallbackServer | None = None
+    webhooks: WebhookDispatcher | None = None
 
 
 def _redis_kind(settings: Settings, url: str) -> str:
@@ -335,7 +338,10 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
-    streams = _event_services(server, deps, reads)
+    streams, outbox, tail = _event_services(server, deps, reads)
+    webhooks = Subscriptions(
+        redis, scripts, deps.sealer, outbox, settings.webhooks, development=settings.development
+    )
     _add_data_services(
         server, deps, flow, audit, reads, accounts=AccountFlow(deps, geo, encode_location), streams=streams
     )
@@ -344,8 +350,18 @@ async def start(
             clients,
             IncidentFlow(redis, scripts, audit, _report_key(settings), settings.incident),
             DisplayNameFlow(deps),
+            webhooks,
         ),
         server,
+    )
+    dispatcher = WebhookDispatcher(
+        webhooks,
+        outbox,
+        tail,
+        scripts,
+        clients.tenants,
+        settings=settings.webhooks,
+        development=settings.development,
     )
     health = _health_and_reflection(server, settings)
     host, port = settings.listen_host_port
@@ -370,6 +386,7 @@ async def start(
         installed_telemetry,
         data_lock,
         verifiers=verifiers,
+        webhooks=dispatcher,
         console=await _start_console(
             settings, audit, redis, scripts, clients, reuse_port=reuse_port, server=server
         ),
@@ -381,6 +398,7 @@ async def start(
         asyncio.create_task(close_minutes_forever(reads, clients.tenants)),
         *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
         asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
+        asyncio.create_task(dispatcher.run()),
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
     return app
@@ -513,14 +531,16 @@ def _health_and_reflection(server: grpc.aio.Server, settings: Settings) -> Healt
     return health
 
 
-def _event_services(server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger) -> EventStreams:
-    """EventService on ``server``, and the streams it shares with WatchVerification."""
+def _event_services(
+    server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger
+) -> tuple[EventStreams, Outbox, OutboxTail]:
+    """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
     outbox = Outbox(deps.redis, deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
     streams = EventStreams(outbox, tail, deps.scripts, settings)
     events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams, reads), server)
-    return streams
+    return streams, outbox, tail
 
 
 def call_limits(settings: Settings) -> CallLimits:
@@ -622,6 +642,8 @@ async def stop(app: Application) -> None:
     await app.server.stop(app.settings.grace_seconds)
     for task in app.tasks:
         await _cancelled(task)
+    if app.webhooks is not None:
+        await app.webhooks.aclose()  # gives its leases back: another worker goes on at once
     for verifier in app.verifiers.values():
         close = getattr(verifier, "aclose", None)  # optional: verifiers holding connections
         if close is not None:

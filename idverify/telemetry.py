@@ -51,6 +51,7 @@ ALLOWED_ATTRIBUTES = frozenset(
         "idverify.event",
         "idverify.request_id",
         "idverify.verification_id",
+        "idverify.webhook_id",
         "idverify.vendor_code",
         "error.type",
     }
@@ -64,7 +65,8 @@ _FREE_TEXT_KEYS = frozenset({"idverify.display"})
 # in identifiers idverify generates itself (random hex).
 _DIGIT_RUN = re.compile(r"\d{6,}")
 _GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-_GENERATED_ID_KEYS = frozenset({"idverify.verification_id"})
+# Webhook subscription ids are 16 random hex digits (webhooks/subscriptions.py).
+_ID_FORMS = {"idverify.verification_id": _GENERATED_ID, "idverify.webhook_id": re.compile(r"^[0-9a-f]{16}$")}
 _MAX_DISPLAY = 16
 _TRACER_NAME = "idverify"
 
@@ -83,8 +85,8 @@ def safe_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
             if key in _FREE_TEXT_KEYS:
                 if len(value) <= _MAX_DISPLAY and not any(c.isdigit() for c in value):
                     kept[key] = value
-            elif key in _GENERATED_ID_KEYS:
-                if _GENERATED_ID.match(value):
+            elif key in _ID_FORMS:
+                if _ID_FORMS[key].match(value):
                     kept[key] = value
             elif _SAFE_VALUE.match(value) and not _DIGIT_RUN.search(value):
                 kept[key] = value
@@ -204,6 +206,34 @@ class Instruments:
             meter,
             "idverify.redis.store_cannot_persist",
             description="writes refused (MISCONF) by a Redis that cannot write its disk",
+        )
+
+        self.webhook_attempts = Tally(
+            meter,
+            "idverify.webhooks.attempts",
+            description="webhook deliveries tried, by subscription and outcome",
+        )
+        self.webhook_failures = Tally(
+            meter,
+            "idverify.webhooks.failures",
+            description="webhook deliveries without a 2xx, by subscription and reason",
+        )
+        self.webhook_failing = Tally(
+            meter,
+            "idverify.webhooks.failing",
+            description="subscriptions marked failing after the retry period",
+        )
+        self.webhook_pending = meter.create_up_down_counter(
+            "idverify.webhooks.pending",
+            description="events read for a subscription and not yet acknowledged (up to a batch of 200)",
+        )
+        self.webhook_latency = meter.create_histogram(
+            "idverify.webhooks.latency",
+            unit="s",
+            description="from an event's state change to its receiver's 2xx",
+        )
+        self.webhook_request_duration = meter.create_histogram(
+            "idverify.webhooks.request.duration", unit="s", description="wall time of one webhook POST"
         )
 
     @staticmethod

@@ -71,6 +71,11 @@ class EventType(StrEnum):
     TENANT_REMOVED = "tenant.removed"
     INCIDENT_REPORTED = "incident.reported"
     NAMES_APPROVED = "names.approved"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_REPLAYED = "webhook.replayed"
+    WEBHOOK_FAILING = "webhook.failing"
 
 
 class EntryFormatError(ValueError):

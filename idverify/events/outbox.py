@@ -73,6 +73,8 @@ class Event:
     outcome: str = ""
     reason: str = ""
     attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The W3C trace id of the call that made the change (its audit entry's), for delivery spans.
+    trace_id: str = ""
 
 
 def check_cursor(after: str, field_name: str = "after") -> str:
@@ -194,6 +196,7 @@ class Outbox:
             attributes=MappingProxyType(
                 {k: v for k, v in entry.attributes.items() if k not in _NOT_EVENT_ATTRIBUTES}
             ),
+            trace_id=entry.trace_id,
         )
 
 

@@ -47,6 +47,7 @@ from idverify.privacy.sealing import (
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
+from idverify.webhooks.subscriptions import WEBHOOK_SECRET
 
 log = logging.getLogger("idverify.keys")
 
@@ -76,6 +77,7 @@ _EVENT_ACCOUNTS_PAGE: Final = 500
 _IDENTITY_PATTERN: Final = f"{PREFIX}:{{t:*}}:id:*"
 _VERIFICATION_PATTERN: Final = f"{PREFIX}:{{t:*}}:vf:*"
 _ACCOUNT_PATTERN: Final = f"{PREFIX}:{{t:*}}:acct:*"
+_WEBHOOK_PATTERN: Final = f"{PREFIX}:{{t:*}}:webhook:*"
 # Each tenant's one hash of account ids sealed for events (field: the audit pseudonym).
 _EVENT_ACCOUNTS_PATTERN: Final = f"{PREFIX}:{{t:*}}:events:acct"
 
@@ -438,6 +440,8 @@ class KeyUsage:
     accounts: Counter[str] = field(default_factory=Counter)
     # Account ids sealed for events (idverify/events/accounts.py), one per account.
     event_accounts: Counter[str] = field(default_factory=Counter)
+    # Webhook subscriptions' secrets (idverify/webhooks/subscriptions.py), one per subscription.
+    webhook_secrets: Counter[str] = field(default_factory=Counter)
 
     def wrapping_total(self, version: str) -> int:
         """Records of any kind sealed under a wrapping-key version."""
@@ -447,6 +451,7 @@ class KeyUsage:
             + self.forwarding[version]
             + self.accounts[version]
             + self.event_accounts[version]
+            + self.webhook_secrets[version]
         )
 
 
@@ -505,6 +510,7 @@ async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
         redis, _VERIFICATION_PATTERN, list(VERIFICATION_FIELDS), usage, lambda u: u.verifications
     )
     await _count_sealed(redis, _ACCOUNT_PATTERN, list(ACCOUNT_FIELDS), usage, lambda u: u.accounts)
+    await _count_sealed(redis, _WEBHOOK_PATTERN, ["secret"], usage, lambda u: u.webhook_secrets)
     async for _, page in scan_pages(redis, _EVENT_ACCOUNTS_PATTERN):
         for key in page:
             tenant, _, _ = split_key(key)
@@ -599,12 +605,14 @@ class Reindexer:
             "vf": _VERIFICATION_PATTERN,
             "acct": _ACCOUNT_PATTERN,
             "events": _EVENT_ACCOUNTS_PATTERN,
+            "webhooks": _WEBHOOK_PATTERN,
         }
         workers = {
             "id": self._identity,
             "vf": self._verification,
             "acct": self._account,
             "events": self._event_accounts,
+            "webhooks": self._webhook_secret,
         }
         resume = saved.get("target") == self._target and saved.get("phase") in phases
         phase = saved["phase"] if resume else "id"
@@ -682,6 +690,13 @@ class Reindexer:
             if done is None:
                 return None
         return bool(fields)
+
+    async def _webhook_secret(self, key: bytes) -> bool | None:
+        """Re-seals a webhook subscription's secret (bound to its tenant and id)."""
+        tenant, _, webhook_id = split_key(key)
+        async with translate_errors():
+            row = await self._redis.hmget(key, ["secret"])
+        return await self._reseal_fields(tenant, key, {"secret": (WEBHOOK_SECRET, (webhook_id,))}, row)
 
     async def _reseal_fields(
         self,

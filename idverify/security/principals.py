@@ -67,6 +67,11 @@ _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
 # not see.
 _METHOD_RIGHTS: dict[str, frozenset[Role]] = {
     "/idverify.v1.AdminService/CreateIncidentReport": frozenset({Role.ADMIN}),
+    # Webhooks send a tenant's events where the tenant says: its admin's decision alone.
+    **{
+        f"/idverify.v1.AdminService/{name}": frozenset({Role.ADMIN})
+        for name in ("CreateWebhook", "ListWebhooks", "UpdateWebhook", "DeleteWebhook", "ReplayWebhook")
+    },
 }
 # The only RPC the bootstrap token reaches.
 BOOTSTRAP_METHOD = "/idverify.v1.AdminService/CreateClient"

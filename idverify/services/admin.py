@@ -10,6 +10,8 @@ Who may do what (DESIGN: principals):
   first operator exists (then ``BOOTSTRAP_RETIRED``);
 * operators are also created by ``idverify clients create --role operator --break-glass`` on
   the server's host;
+* webhook subscriptions (``*Webhook*``) are an admin's, of its own tenant: where its events go
+  is the tenant's decision, and a secret is shown once to whoever makes it;
 * an incident report (``CreateIncidentReport``) is an admin's, of its own tenant: it counts what
   the tenant's clients read and what it holds, which operators may not see
   (``security.principals`` keeps them and the bootstrap token out).
@@ -29,6 +31,7 @@ from idverify.services.grpc_types import Context
 from idverify.services.request_info import request_info
 from idverify.v1 import admin_pb2 as pb
 from idverify.v1 import admin_pb2_grpc
+from idverify.webhooks.subscriptions import Subscription, Subscriptions
 
 # The roles a client may be created with, and who may create each.
 _CREATABLE = {
@@ -39,6 +42,25 @@ _CREATABLE = {
     Role.OPERATOR: frozenset({Role.BOOTSTRAP}),
 }
 _ROLE_NAMES = ", ".join(role.value for role in _CREATABLE)
+
+
+def _webhook(subscription: Subscription) -> pb.Webhook:
+    answer = pb.Webhook(
+        webhook_id=subscription.webhook_id,
+        tenant=subscription.tenant,
+        url=subscription.url,
+        event_types=sorted(subscription.types),
+        enabled=subscription.enabled,
+        state=subscription.state,
+        cursor=subscription.cursor,
+        created_at=timestamp_ms(subscription.created_ms),
+        timeout_seconds=subscription.timeout_ms // 1000,
+        last_error=subscription.last_error,
+    )
+    since = subscription.failing_ms or subscription.first_failure_ms
+    if since:
+        answer.failing_since.CopyFrom(timestamp_ms(since))
+    return answer
 
 
 def _client(record: ClientRecord) -> pb.Client:
@@ -56,11 +78,71 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Client management for admins (own tenant), operators (any tenant) and the bootstrap token."""
 
     def __init__(
-        self, clients: ClientRegistry, incidents: IncidentFlow, display_names: DisplayNameFlow
+        self,
+        clients: ClientRegistry,
+        incidents: IncidentFlow,
+        display_names: DisplayNameFlow,
+        webhooks: Subscriptions,
     ) -> None:
         self._clients = clients
         self._incidents = incidents
         self._display_names = display_names
+        self._webhooks = webhooks
+
+    async def CreateWebhook(
+        self, request: pb.CreateWebhookRequest, context: Context
+    ) -> pb.CreateWebhookResponse:
+        """Subscribes a URL to the tenant's events; the secret is in this answer only."""
+        tenant = tenant_for(caller(), request.tenant)
+        subscription, secret = await self._webhooks.create(
+            tenant,
+            request.url,
+            list(request.event_types),
+            request.timeout_seconds,
+            request_info(context).audit_fields(),
+            from_oldest=request.from_oldest,
+        )
+        return pb.CreateWebhookResponse(webhook=_webhook(subscription), secret=secret)
+
+    async def ListWebhooks(
+        self, request: pb.ListWebhooksRequest, context: Context
+    ) -> pb.ListWebhooksResponse:
+        """The tenant's subscriptions and their state (never a secret)."""
+        del context
+        tenant = tenant_for(caller(), request.tenant)
+        return pb.ListWebhooksResponse(webhooks=[_webhook(s) for s in await self._webhooks.list(tenant)])
+
+    async def UpdateWebhook(
+        self, request: pb.UpdateWebhookRequest, context: Context
+    ) -> pb.UpdateWebhookResponse:
+        """Enables, disables or re-keys a subscription (a new secret is in this answer only)."""
+        tenant = tenant_for(caller(), request.tenant)
+        subscription, secret = await self._webhooks.update(
+            tenant, request.webhook_id, request.action, request_info(context).audit_fields()
+        )
+        return pb.UpdateWebhookResponse(webhook=_webhook(subscription), secret=secret)
+
+    async def DeleteWebhook(
+        self, request: pb.DeleteWebhookRequest, context: Context
+    ) -> pb.DeleteWebhookResponse:
+        """Deletes a subscription."""
+        tenant = tenant_for(caller(), request.tenant)
+        await self._webhooks.delete(tenant, request.webhook_id, request_info(context).audit_fields())
+        return pb.DeleteWebhookResponse()
+
+    async def ReplayWebhook(
+        self, request: pb.ReplayWebhookRequest, context: Context
+    ) -> pb.ReplayWebhookResponse:
+        """Moves a subscription's cursor so its events after it are delivered again."""
+        tenant = tenant_for(caller(), request.tenant)
+        subscription = await self._webhooks.replay(
+            tenant,
+            request.webhook_id,
+            request.after,
+            _ms(request, "since"),
+            request_info(context).audit_fields(),
+        )
+        return pb.ReplayWebhookResponse(webhook=_webhook(subscription))
 
     async def CreateClient(
         self, request: pb.CreateClientRequest, context: Context
@@ -133,7 +215,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return pb.SetApprovedNamesResponse(approved_count=count)
 
 
-def _ms(request: pb.CreateIncidentReportRequest, field: str) -> int:
+def _ms(request: pb.CreateIncidentReportRequest | pb.ReplayWebhookRequest, field: str) -> int:
     """A timestamp field in ms (0 when unset; the flow says it is required).
 
     Raises:

@@ -43,6 +43,9 @@ personal data or raw account ids.
 | ``iv1:{t:T}:readmin:<minute>:<client id>:a`` | set | account pseudonyms a client read in a minute |
 | ``iv1:{t:T}:readmin:<minute>:<client id>:n`` | hash | its calls and reads per RPC, its principal |
 | ``iv1:{t:T}:readmin:open`` | zset | ``<minute>:<client id>`` not yet summarized, by minute |
+| ``iv1:{t:T}:webhooks`` | set | the tenant's webhook subscription ids |
+| ``iv1:{t:T}:webhook:<id>`` | hash | a subscription: url, types, sealed ``secret``, ``cursor``, ``gen`` |
+| ``iv1:{t:T}:webhooklease:<id>`` | string | the token of the worker delivering it (TTL: its lease) |
 | ``iv1:{t:T}:client:<client id>`` | hash | an API client of the tenant (keyed hash of its token, role) |
 | ``iv1:{t:T}:clients`` | set | the tenant's client ids |
 | ``iv1:{t:T}:incident:merge:<token>`` | HLL | a partial union of ``reads`` HLLs for a report (TTL) |
@@ -239,6 +242,18 @@ class TenantKeys:
     def reads_minute_counts(self, open_member: str) -> str:
         """Calls and account reads per RPC of one client in one minute, and its principal label."""
         return f"{self._base}:readmin:{open_member}:n"
+
+    def webhooks(self) -> str:
+        """The tenant's webhook subscription ids."""
+        return f"{self._base}:webhooks"
+
+    def webhook(self, webhook_id: str) -> str:
+        """A webhook subscription (its secret sealed) and its delivery cursor."""
+        return f"{self._base}:webhook:{webhook_id}"
+
+    def webhook_lease(self, webhook_id: str) -> str:
+        """The lease of the one worker delivering a subscription."""
+        return f"{self._base}:webhooklease:{webhook_id}"
 
     def client(self, client_id: str) -> str:
         """An API client of the tenant."""

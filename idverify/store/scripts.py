@@ -83,6 +83,9 @@ SCRIPT_NAMES = (
     # Events: a client's lease on one more open stream; trimming the outbox by age.
     "event_stream_lease",
     "events_trim",
+    # Webhooks: a subscription's changes with their audit entries; its lease and cursor.
+    "webhook_manage",
+    "webhook_delivery",
 )
 # Steps whose loss in a failover would take back an answer the caller was given: a start (it
 # binds at once for methods without a challenge), an answer and a guardian's consent, each with
@@ -99,6 +102,8 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"approved_names"}
     # A console sign-in or sign-out, whose audit entry the auditor was shown.
     | {"console_session"}
+    # A subscription the admin was shown a secret for, a replay it was told of.
+    | {"webhook_manage"}
 )
 
 

@@ -67,6 +67,31 @@ class AdminServiceStub:
                 request_serializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/idverify.v1.AdminService/CreateWebhook',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/idverify.v1.AdminService/ListWebhooks',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.UpdateWebhook = channel.unary_unary(
+                '/idverify.v1.AdminService/UpdateWebhook',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.UpdateWebhookRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.UpdateWebhookResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/idverify.v1.AdminService/DeleteWebhook',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.ReplayWebhook = channel.unary_unary(
+                '/idverify.v1.AdminService/ReplayWebhook',
+                request_serializer=idverify_dot_v1_dot_admin__pb2.ReplayWebhookRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_admin__pb2.ReplayWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -117,6 +142,42 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhook(self, request, context):
+        """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
+        events delivered in the Standard Webhooks format to the subscription's URL, signed with its
+        secret (`whsec_...`, shown once at creation and rotation, stored sealed). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhook(self, request, context):
+        """Enables, disables (deliveries stop; events wait) or rotates the secret of a subscription.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayWebhook(self, request, context):
+        """Moves a subscription's cursor back (or on), so its events after it are delivered again, and
+        clears its failing state (`idverify events replay`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +205,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetApprovedNames,
                     request_deserializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'UpdateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhook,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.UpdateWebhookRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.UpdateWebhookResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ReplayWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayWebhook,
+                    request_deserializer=idverify_dot_v1_dot_admin__pb2.ReplayWebhookRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_admin__pb2.ReplayWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -289,6 +375,141 @@ class AdminService:
             '/idverify.v1.AdminService/SetApprovedNames',
             idverify_dot_v1_dot_admin__pb2.SetApprovedNamesRequest.SerializeToString,
             idverify_dot_v1_dot_admin__pb2.SetApprovedNamesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/CreateWebhook',
+            idverify_dot_v1_dot_admin__pb2.CreateWebhookRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/ListWebhooks',
+            idverify_dot_v1_dot_admin__pb2.ListWebhooksRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/UpdateWebhook',
+            idverify_dot_v1_dot_admin__pb2.UpdateWebhookRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.UpdateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/DeleteWebhook',
+            idverify_dot_v1_dot_admin__pb2.DeleteWebhookRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AdminService/ReplayWebhook',
+            idverify_dot_v1_dot_admin__pb2.ReplayWebhookRequest.SerializeToString,
+            idverify_dot_v1_dot_admin__pb2.ReplayWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

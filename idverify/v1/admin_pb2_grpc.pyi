@@ -55,6 +55,19 @@ class AdminServiceStub:
     name is established (replacing the ones approved before; none clears them). They are then
     protected like the verified name (AccountService.CheckDisplayName). Audited.
     """
+    CreateWebhook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateWebhookRequest, _admin_pb2.CreateWebhookResponse]
+    """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
+    events delivered in the Standard Webhooks format to the subscription's URL, signed with its
+    secret (`whsec_...`, shown once at creation and rotation, stored sealed). Audited.
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListWebhooksRequest, _admin_pb2.ListWebhooksResponse]
+    UpdateWebhook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateWebhookRequest, _admin_pb2.UpdateWebhookResponse]
+    """Enables, disables (deliveries stop; events wait) or rotates the secret of a subscription."""
+    DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteWebhookRequest, _admin_pb2.DeleteWebhookResponse]
+    ReplayWebhook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReplayWebhookRequest, _admin_pb2.ReplayWebhookResponse]
+    """Moves a subscription's cursor back (or on), so its events after it are delivered again, and
+    clears its failing state (`idverify events replay`).
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -82,6 +95,19 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Records the short names and brands the tenant approves for an organization account whose
     name is established (replacing the ones approved before; none clears them). They are then
     protected like the verified name (AccountService.CheckDisplayName). Audited.
+    """
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateWebhookRequest, _admin_pb2.CreateWebhookResponse]  # type: ignore[assignment]
+    """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
+    events delivered in the Standard Webhooks format to the subscription's URL, signed with its
+    secret (`whsec_...`, shown once at creation and rotation, stored sealed). Audited.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListWebhooksRequest, _admin_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    UpdateWebhook: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateWebhookRequest, _admin_pb2.UpdateWebhookResponse]  # type: ignore[assignment]
+    """Enables, disables (deliveries stop; events wait) or rotates the secret of a subscription."""
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteWebhookRequest, _admin_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
+    ReplayWebhook: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReplayWebhookRequest, _admin_pb2.ReplayWebhookResponse]  # type: ignore[assignment]
+    """Moves a subscription's cursor back (or on), so its events after it are delivered again, and
+    clears its failing state (`idverify events replay`).
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +163,49 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records the short names and brands the tenant approves for an organization account whose
         name is established (replacing the ones approved before; none clears them). They are then
         protected like the verified name (AccountService.CheckDisplayName). Audited.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _admin_pb2.CreateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateWebhookResponse, _abc.Awaitable[_admin_pb2.CreateWebhookResponse]]:
+        """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
+        events delivered in the Standard Webhooks format to the subscription's URL, signed with its
+        secret (`whsec_...`, shown once at creation and rotation, stored sealed). Audited.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _admin_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListWebhooksResponse, _abc.Awaitable[_admin_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateWebhook(
+        self,
+        request: _admin_pb2.UpdateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UpdateWebhookResponse, _abc.Awaitable[_admin_pb2.UpdateWebhookResponse]]:
+        """Enables, disables (deliveries stop; events wait) or rotates the secret of a subscription."""
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _admin_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteWebhookResponse, _abc.Awaitable[_admin_pb2.DeleteWebhookResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReplayWebhook(
+        self,
+        request: _admin_pb2.ReplayWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ReplayWebhookResponse, _abc.Awaitable[_admin_pb2.ReplayWebhookResponse]]:
+        """Moves a subscription's cursor back (or on), so its events after it are delivered again, and
+        clears its failing state (`idverify events replay`).
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

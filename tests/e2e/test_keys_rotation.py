@@ -18,9 +18,10 @@ from idverify.client import Client
 from idverify.privacy.keyring import load_keyring, save_keyring_file
 from idverify.store.keys import GlobalKeys
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, verification_pb2
+from idverify.v1 import account_pb2, admin_pb2, verification_pb2
 
 from .conftest import Identity, embedded_redis, person, start, submit, verify
+from .webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 STATUS = verification_pb2.VerificationStatus
@@ -39,9 +40,10 @@ claim_assurance = "low"
 """
 _USAGE = re.compile(
     r"^\s+(w\d+): (\d+) identities, (\d+) verifications, (\d+) forwarding, (\d+) accounts, "
-    r"(\d+) event accounts$",
+    r"(\d+) event accounts, \d+ webhook secrets$",
     re.MULTILINE,
 )
+_WEBHOOK_SECRETS = re.compile(r"^\s+(w\d+): .* (\d+) webhook secrets$", re.MULTILINE)
 _PEPPERS = re.compile(r"^\s+(p\d+): (\d+) identity indexes$", re.MULTILINE)
 
 
@@ -166,6 +168,33 @@ class TestWrappingKeyRotation:
                 assert platform.account.GetAccount(
                     account_pb2.GetAccountRequest(account_id="rot-3")
                 ).account.verified
+
+    def test_webhook_secrets_are_resealed_and_still_sign_after_the_old_key_is_retired(
+        self, tmp_path: Path
+    ) -> None:
+        config = (
+            CONFIG
+            + "\n[webhooks]\nallow_private_destinations = true\nscan_seconds = 0.2\nlease_seconds = 2\n"
+        )
+        with ServerProcess(tmp_path, config=config) as server, Receiver() as receiver:
+            with server.client("admin") as admin:
+                created = admin.admin.CreateWebhook(
+                    admin_pb2.CreateWebhookRequest(url=receiver.url, event_types=["verification.verified"])
+                )
+            receiver.secret = created.secret
+            assert "added w2" in ok(server, "add")
+            assert "w2 is the write version" in ok(server, "rotate")
+            wait_for_servers(server, lambda report: report["wrapping_current"] == "w2")
+            assert dict(_WEBHOOK_SECRETS.findall(ok(server, "status"))) == {"w1": "1"}
+            assert "done" in ok(server, "reindex", "--no-progress")
+            assert dict(_WEBHOOK_SECRETS.findall(ok(server, "status"))) == {"w2": "1"}
+            assert "retired w1" in ok(server, "retire", "w1")
+            wait_for_servers(server, lambda report: report["wrapping"] == ["w2"])
+            with server.client() as registrar:
+                assert verify(server, registrar, person(), "hook-after").status == VERIFIED
+            (delivered,) = receiver.wait_for(lambda d: len(d) >= 1)
+            assert delivered.payload["data"]["accountId"] == "hook-after"
+            assert not receiver.refused
 
     def test_reindex_waits_for_servers_that_have_not_loaded_the_key(self, tmp_path: Path) -> None:
         """A reindex refuses to start while a running server does not write under the new key yet."""

@@ -1,0 +1,375 @@
+"""Delivering each subscription's events, in order, at least once, from any worker of any replica.
+
+A worker takes a subscription's lease (``webhook_delivery.lua``) and, while it holds it, reads
+the tenant's outbox after the subscription's cursor, posts each event of its types to the URL,
+and moves the cursor past an event only once the receiver answered it with a 2xx. A failure is
+retried with exponential backoff and jitter, the same event again, so the order is strict per
+subscription (hence per account); after ``webhooks.retry_hours`` without a 2xx the subscription
+is marked failing (audited) and waits, its events kept for a replay. A worker that dies stops
+renewing its lease; another takes the subscription over from the cursor once it ends, so an
+event acknowledged is never sent again by the next worker, and one not acknowledged is.
+
+Every delivery runs in this worker's background tasks, never on a caller's request: a slow or
+hanging receiver holds only its own subscription's task (and one of the worker's
+``max_concurrent_deliveries`` slots, for at most its timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+from idverify import telemetry
+from idverify.config import WebhookSettings
+from idverify.domain.errors import NotFound, StoreUnavailable
+from idverify.events.outbox import Event, Outbox
+from idverify.events.tail import OutboxTail
+from idverify.privacy.sealing import SealError
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.telemetry import Instruments, instruments
+from idverify.webhooks.destinations import DestinationRefused, resolve
+from idverify.webhooks.signing import signature
+from idverify.webhooks.subscriptions import Subscription, Subscriptions
+
+__all__ = ["WebhookDispatcher", "payload"]
+
+log = logging.getLogger("idverify.webhooks")
+BATCH: Final = 200
+_USER_AGENT: Final = "idverify-webhooks"
+_SUCCESS = range(200, 300)
+
+
+def payload(event: Event) -> bytes:
+    """The JSON body of an event's delivery: Standard Webhooks' ``type``/``timestamp``/``data``.
+
+    ``data`` has the fields of the proto ``Event`` (their JSON names); no personal data.
+    """
+    time_text = datetime.fromtimestamp(event.time_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    data = {
+        "cursor": event.cursor,
+        "type": event.type,
+        "time": time_text.replace("+00:00", "Z"),
+        "auditIndex": str(event.audit_index),
+        "verificationId": event.verification_id,
+        "accountId": event.account_id,
+        "methodId": event.method,
+        "outcome": event.outcome,
+        "reasonCode": event.reason,
+        "attributes": dict(event.attributes),
+    }
+    body = {"type": event.type, "timestamp": data["time"], "data": data}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def message_id(subscription: Subscription, event: Event) -> str:
+    """``webhook-id``: the same for every attempt of one event to one subscription."""
+    return f"{subscription.webhook_id}_{event.cursor}"
+
+
+def _trace_link(trace_id: str) -> list[trace.Link]:
+    """A link to the trace of the change the event reflects (its audit entry's trace id)."""
+    try:
+        value = int(trace_id, 16)
+    except ValueError:
+        return []
+    if not value:
+        return []
+    # The entry keeps the trace id only; the link names that trace, with a span id of our own.
+    context = SpanContext(value, secrets.randbits(63) + 1, is_remote=True, trace_flags=TraceFlags(1))
+    return [trace.Link(context)]
+
+
+class _Pending:
+    """The pending-events metric of one batch: up by what was read, down as each is acknowledged."""
+
+    def __init__(self, subscription: Subscription, count: int) -> None:
+        self._attributes = telemetry.cached_safe_attributes(
+            {"idverify.tenant": subscription.tenant, "idverify.webhook_id": subscription.webhook_id}
+        )
+        self._left = count
+
+    def __enter__(self) -> None:
+        instruments.webhook_pending.add(self._left, self._attributes)
+
+    def done(self) -> None:
+        self._left -= 1
+        instruments.webhook_pending.add(-1, self._attributes)
+
+    def __exit__(self, *_: object) -> None:
+        instruments.webhook_pending.add(-self._left, self._attributes)
+
+
+class WebhookDispatcher:
+    """The subscriptions one worker delivers."""
+
+    def __init__(
+        self,
+        subscriptions: Subscriptions,
+        outbox: Outbox,
+        tail: OutboxTail,
+        scripts: Scripts,
+        tenants: Callable[[], Awaitable[Collection[str]]],
+        *,
+        settings: WebhookSettings,
+        development: bool,
+    ) -> None:
+        self._subscriptions = subscriptions
+        self._outbox = outbox
+        self._tail = tail
+        self._scripts = scripts
+        self._tenants = tenants
+        self._settings = settings
+        self._development = development
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        self._lease_ms = int(settings.lease_seconds * 1000)
+        self._http = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(
+                max_connections=settings.max_concurrent_deliveries, max_keepalive_connections=16
+            ),
+            headers={"user-agent": _USER_AGENT},
+        )
+
+    async def run(self) -> None:
+        """Takes over every deliverable subscription no worker delivers, every ``scan_seconds``."""
+        while True:
+            try:
+                await self._scan()
+            except StoreUnavailable:
+                pass
+            except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
+                log.error("webhook scan failed: %s", type(error).__name__)  # noqa: TRY400
+            await asyncio.sleep(self._settings.scan_seconds)
+
+    async def _scan(self) -> None:
+        for tenant in sorted(await self._tenants()):
+            for subscription in await self._subscriptions.list(tenant):
+                key = (tenant, subscription.webhook_id)
+                if key in self._running or subscription.state != "active":
+                    continue
+                token = secrets.token_hex(8)
+                if int(await self._lease(subscription, "take", token)):
+                    task = asyncio.create_task(
+                        self._deliver_subscription(tenant, subscription.webhook_id, token),
+                        name=f"webhook-{subscription.webhook_id}",
+                    )
+                    self._running[key] = task
+                    task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+
+    async def _lease(self, subscription: Subscription, op: str, token: str, *more: str) -> Any:
+        keys = TenantKeys(subscription.tenant)
+        return await self._scripts.run(
+            "webhook_delivery",
+            [keys.webhook(subscription.webhook_id), keys.webhook_lease(subscription.webhook_id)],
+            [op, token, *(more or (str(self._lease_ms),))],
+        )
+
+    async def _keep_lease(self, subscription: Subscription, token: str, holder: asyncio.Task[None]) -> None:
+        """Renews the lease; when it is lost (another worker took over), stops the holder."""
+        while True:
+            await asyncio.sleep(self._settings.lease_seconds / 3)
+            try:
+                kept = await self._lease(subscription, "renew", token)
+            except StoreUnavailable:
+                continue  # the lease may end meanwhile: then another worker goes on from the cursor
+            if not int(kept):
+                holder.cancel()
+                return
+
+    async def _deliver_subscription(self, tenant: str, webhook_id: str, token: str) -> None:
+        current = asyncio.current_task()
+        assert current is not None  # noqa: S101 - called as a task
+        keeper: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    subscription = await self._subscriptions.get(tenant, webhook_id)
+                except NotFound:
+                    return
+                if keeper is None:
+                    keeper = asyncio.create_task(self._keep_lease(subscription, token, current))
+                if subscription.state != "active":
+                    return
+                try:
+                    await self._deliver_batch(subscription, token)
+                except StoreUnavailable:
+                    await asyncio.sleep(self._settings.retry_initial_seconds)
+        except SealError:
+            log.error("webhook %s: its secret does not open with this keyring", webhook_id)  # noqa: TRY400
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+            with contextlib.suppress(Exception):
+                await self._scripts.run(
+                    "webhook_delivery",
+                    [TenantKeys(tenant).webhook(webhook_id), TenantKeys(tenant).webhook_lease(webhook_id)],
+                    ["give", token],
+                )
+
+    async def _deliver_batch(self, subscription: Subscription, token: str) -> None:
+        """Delivers the events after the cursor, or waits for some; returns to reload the subscription."""
+        events, next_cursor = await self._outbox.read(
+            subscription.tenant, subscription.cursor, BATCH, subscription.types
+        )
+        if next_cursor == subscription.cursor:
+            await self._tail.wait_past(
+                subscription.tenant, subscription.cursor, self._settings.lease_seconds / 3
+            )
+            return
+        secret = self._subscriptions.secret_of(subscription)
+        pending = _Pending(subscription, len(events))
+        with pending:
+            for event in events:
+                if not await self._deliver_until_acknowledged(subscription, secret, event, token):
+                    return
+                if not await self._advance(subscription, token, event.cursor):
+                    return
+                pending.done()
+        if not events or events[-1].cursor != next_cursor:
+            # Records of other types were read past: the cursor moves over them too.
+            await self._advance(subscription, token, next_cursor)
+
+    async def _advance(self, subscription: Subscription, token: str, cursor: str) -> bool:
+        moved = await self._lease(subscription, "advance", token, subscription.generation, cursor)
+        return bool(int(moved))
+
+    async def _deliver_until_acknowledged(
+        self, subscription: Subscription, secret: str, event: Event, token: str
+    ) -> bool:
+        """Posts the event until a 2xx (True), or until the subscription changed or failed (False)."""
+        retry_ms = self._settings.retry_hours * 3_600_000
+        attempt = 0
+        while True:
+            error = await self._attempt(subscription, secret, event)
+            if not error:
+                return True
+            failed = await self._lease(subscription, "failed", token, subscription.generation, error)
+            if not failed:
+                return False  # changed (replayed, disabled, re-keyed) or lost: reload
+            first_ms, now_ms = int(failed[0]), int(failed[1])
+            if now_ms - first_ms >= retry_ms:
+                if await self._subscriptions.fail(subscription, error, first_ms):
+                    Instruments.add(instruments.webhook_failing, tenant=subscription.tenant)
+                    log.warning("webhook %s is failing (%s): deliveries stop", subscription.webhook_id, error)
+                return False
+            ceiling = min(self._settings.retry_max_seconds, self._settings.retry_initial_seconds * 2**attempt)
+            attempt += 1
+            # Equal jitter: at least half the backoff, so receivers coming back are not stormed.
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not a secret
+            if not await self._sleep_unless_changed(subscription, delay):
+                return False
+
+    async def _sleep_unless_changed(self, subscription: Subscription, seconds: float) -> bool:
+        """Waits ``seconds``; False as soon as the subscription's generation changes (a replay...)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, self._settings.scan_seconds))
+            try:
+                current = await self._subscriptions.get(subscription.tenant, subscription.webhook_id)
+            except NotFound:
+                return False
+            except StoreUnavailable:
+                continue
+            if current.generation != subscription.generation:
+                return False
+        return True
+
+    async def _attempt(self, subscription: Subscription, secret: str, event: Event) -> str:
+        """One POST of the event; empty on a 2xx, else a short error code."""
+        attributes = {"idverify.tenant": subscription.tenant, "idverify.webhook_id": subscription.webhook_id}
+        with telemetry.tracer().start_as_current_span(
+            "webhook.deliver",
+            kind=SpanKind.CLIENT,
+            links=_trace_link(event.trace_id),
+            attributes=telemetry.safe_attributes({**attributes, "idverify.event": event.type}),
+        ) as current:
+            began = time.perf_counter()
+            error = await self._post(subscription, secret, event)
+            tenant, webhook_id = subscription.tenant, subscription.webhook_id
+            Instruments.add(
+                instruments.webhook_attempts, outcome=error or "ok", tenant=tenant, webhook_id=webhook_id
+            )
+            if error:
+                current.set_status(trace.Status(trace.StatusCode.ERROR))
+                Instruments.add(
+                    instruments.webhook_failures, reason=error, tenant=tenant, webhook_id=webhook_id
+                )
+            else:
+                Instruments.record(instruments.webhook_request_duration, time.perf_counter() - began)
+                lag = max(time.time() * 1000 - event.time_ms, 0) / 1000
+                Instruments.record(instruments.webhook_latency, lag)
+            return error
+
+    async def _post(self, subscription: Subscription, secret: str, event: Event) -> str:
+        try:
+            destination = await resolve(
+                subscription.url,
+                development=self._development,
+                allow_private=self._settings.allow_private_destinations,
+            )
+        except DestinationRefused as refused:
+            return refused.code.lower()
+        body = payload(event)
+        identifier = message_id(subscription, event)
+        stamp = int(time.time())
+        # The request goes to the address just checked; the name stays the Host and TLS name.
+        address = f"[{destination.address}]" if ":" in destination.address else destination.address
+        default_port = 443 if destination.scheme == "https" else 80
+        host = (
+            destination.host if destination.port == default_port else f"{destination.host}:{destination.port}"
+        )
+        headers = {
+            "host": host,
+            "content-type": "application/json",
+            "webhook-id": identifier,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature(secret, identifier, stamp, body),
+        }
+        extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
+        url = f"{destination.scheme}://{address}:{destination.port}{destination.target}"
+        try:
+            # The answer's body is never read: a receiver cannot make this worker hold much.
+            async with (
+                self._slots,
+                self._http.stream(
+                    "POST",
+                    url,
+                    content=body,
+                    headers=headers,
+                    timeout=subscription.timeout_ms / 1000,
+                    extensions=extensions,
+                ) as response,
+            ):
+                status = response.status_code
+        except httpx.TimeoutException:
+            return "timeout"
+        except httpx.HTTPError:
+            return "connection"
+        return "" if status in _SUCCESS else f"http_{status}"
+
+    async def aclose(self) -> None:
+        """Stops every delivery (their leases are given back) and closes the connections."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.aclose()
