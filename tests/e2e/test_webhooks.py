@@ -387,3 +387,30 @@ def test_the_cli_manages_subscriptions_and_replays_one(server: ServerProcess, re
     assert "INVALID_ARGUMENT" in wrong.stderr
     assert _cli(server, "webhooks", "delete", webhook_id).returncode == 0
     assert webhook_id not in _cli(server, "webhooks", "list").stdout
+
+
+def test_a_destination_is_checked_again_at_each_delivery(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> None:
+    """A subscription made while private destinations were allowed is refused once they are not.
+
+    The same check runs at every delivery as at creation (a name re-pointed at an internal
+    address after it was checked is refused the same way): here, the configuration changes.
+    """
+    directory = tmp_path_factory.mktemp("webhooks-recheck")
+    with ServerProcess(directory, config=CONFIG) as server:
+        webhook = subscribe(server, receiver)
+    strict = CONFIG.replace("allow_private_destinations = true", "allow_private_destinations = false")
+    with ServerProcess(directory, config=strict) as server:
+        signups(server, 1, "recheck")
+        deadline = time.monotonic() + 30
+        with server.client("admin") as admin:
+            while True:
+                (listed,) = admin.admin.ListWebhooks(admin_pb2.ListWebhooksRequest()).webhooks
+                if listed.last_error:
+                    break
+                assert time.monotonic() < deadline, listed
+                time.sleep(0.2)
+        assert listed.last_error == "private_destination"
+        assert listed.cursor == webhook.cursor
+        assert receiver.requests == 0
