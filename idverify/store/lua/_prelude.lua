@@ -434,16 +434,22 @@ local function record_reads(base, spec, accounts, identities)
       if #identities > 0 then add_all('PFADD', prefix .. 'i', identities, spec.ttl) end
     end
   end
-  redis.call('SADD', reads .. 'who', spec.client)
-  redis.call('EXPIRE', reads .. 'who', spec.ttl)
   local minute = string.format('%d', math.floor(NOW / MINUTE_MS))
   local open = minute .. ':' .. spec.client
   local summary = base .. 'readmin:' .. open
   if #accounts > 0 then add_all('SADD', summary .. ':a', accounts, spec.ttl) end
-  redis.call('HINCRBY', summary .. ':n', 'calls:' .. spec.rpc, 1)
-  redis.call('HINCRBY', summary .. ':n', 'accounts:' .. spec.rpc, #accounts)
-  redis.call('HSET', summary .. ':n', 'principal', spec.principal)
-  redis.call('EXPIRE', summary .. ':n', spec.ttl)
-  redis.call('ZADD', base .. 'readmin:open', minute, open)
-  redis.call('EXPIRE', base .. 'readmin:open', spec.ttl)
+  local first = redis.call('HINCRBY', summary .. ':n', 'calls:' .. spec.rpc, 1) == 1
+  if #accounts > 0 or first then
+    redis.call('HINCRBY', summary .. ':n', 'accounts:' .. spec.rpc, #accounts)
+  end
+  -- What stays the same for the whole minute is written by the minute's first call of each RPC
+  -- only (a minute is within an hour): a batch read's recording is mostly these small writes.
+  if first then
+    redis.call('HSET', summary .. ':n', 'principal', spec.principal)
+    redis.call('EXPIRE', summary .. ':n', spec.ttl)
+    redis.call('ZADD', base .. 'readmin:open', minute, open)
+    redis.call('EXPIRE', base .. 'readmin:open', spec.ttl)
+    redis.call('SADD', reads .. 'who', spec.client)
+    redis.call('EXPIRE', reads .. 'who', spec.ttl)
+  end
 end
