@@ -345,6 +345,10 @@ def test_a_subscription_that_keeps_failing_is_marked_failing_then_replayed(
         assert cursors_in_order(deliveries) == [e.cursor for e in expected]
         log = server.log_text()
         assert "is failing (http_500)" in log
+        entries = b"\n".join(embedded_redis(server).hvals("iv1:{t:default}:audit:log"))
+        for kind in (b"webhook.created", b"webhook.failing", b"webhook.replayed"):
+            assert kind in entries
+        assert receiver.secret.encode() not in entries
 
 
 def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
