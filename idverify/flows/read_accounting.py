@@ -210,6 +210,7 @@ class ReadLedger:
             [keys.reads_open(), *accounts],
             [*read_spec(reader, categories, self._retention_days), "1" if only_existing else "0"],
         )
+        # A Redis refusing writes lets the script answer unrecorded (record_reads in the prelude).
         return int(counted)
 
     async def record_call(self, tenant: str, reader: Reader, categories: Sequence[Category]) -> None:

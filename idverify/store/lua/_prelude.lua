@@ -424,8 +424,7 @@ end
 
 -- base: the tenant's key base; accounts: the pseudonyms read; identities: their bound identity
 -- refs (unbound accounts have none).
-local function record_reads(base, spec, accounts, identities)
-  if spec.client == '' then return end
+local function record_reads_now(base, spec, accounts, identities)
   local reads = base .. 'reads:' .. string.format('%d', math.floor(NOW / HOUR_MS)) .. ':'
   if #accounts > 0 then
     for category in string.gmatch(spec.categories, '[^,]+') do
@@ -452,4 +451,12 @@ local function record_reads(base, spec, accounts, identities)
     redis.call('SADD', reads .. 'who', spec.client)
     redis.call('EXPIRE', reads .. 'who', spec.ttl)
   end
+end
+
+-- A Redis that refuses writes (full, or unable to persist) refuses a script's first write; the
+-- read is then answered unrecorded rather than refused, as a full store keeps serving reads
+-- (docs/RELIABILITY.md). Its write health is down meanwhile, which is what operators watch.
+local function record_reads(base, spec, accounts, identities)
+  if spec.client == '' then return end
+  pcall(record_reads_now, base, spec, accounts, identities)
 end
