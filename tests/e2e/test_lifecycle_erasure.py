@@ -312,6 +312,8 @@ class TestErasure:
                 "otpfail",
                 "chkfail:acct",
                 "rl:phone_locked_audited",
+                # The account's id kept for its events (under its audit pseudonym).
+                "events",
                 "audit:log",
             } <= before, before
             cancel(platform, "erase-all")
