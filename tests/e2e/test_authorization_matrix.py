@@ -29,7 +29,14 @@ RIGHTS = {
     "AdminService": {"admin", "operator"},
 }
 # RPCs narrower than their service's rights.
-METHOD_RIGHTS = {"CreateIncidentReport": {"admin"}}
+METHOD_RIGHTS = {
+    "CreateIncidentReport": {"admin"},
+    # Webhooks send a tenant's events where the tenant says: its admin's decision alone.
+    **{
+        name: {"admin"}
+        for name in ("CreateWebhook", "ListWebhooks", "UpdateWebhook", "DeleteWebhook", "ReplayWebhook")
+    },
+}
 ROLES = ("registrar", "platform", "auditor", "admin", "operator", "bootstrap")
 SERVICES = [
     verification_pb2.DESCRIPTOR.services_by_name["VerificationService"],
