@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -28,7 +27,7 @@ from aiohttp import web
 from idverify import telemetry
 from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
-from idverify.console.server import follow_certificates, tls_context
+from idverify.console.server import start_site, tls_context
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.flows.context import RequestInfo
 from idverify.flows.verification import VerificationFlow
@@ -196,27 +195,7 @@ async def start_callbacks(
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, keepalive_timeout=settings.callbacks.timeout_seconds
     )
-    await runner.setup()
-    host, port = settings.callbacks_host_port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        await runner.cleanup()
-        raise RuntimeError(f"cannot listen on callbacks port {host}:{port}: {exc.strerror}") from None
-    bound = sock.getsockname()[1]
-    site = web.SockSite(runner, sock, ssl_context=context)
-    await site.start()
-    scheme = "https" if context is not None else "http"
-    shown = f"[{host}]" if ":" in host else host
-    follow = (
-        asyncio.create_task(follow_certificates(context, settings, "callbacks"))
-        if context is not None
-        else None
+    site = await start_site(
+        runner, settings, settings.callbacks_host_port, context, "callbacks", reuse_port=reuse_port
     )
-    return CallbackServer(runner, bound, f"{scheme}://{shown}:{bound}/", follow)
+    return CallbackServer(runner, site.port, site.url, site.follow)

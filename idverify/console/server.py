@@ -571,8 +571,40 @@ async def start_console(
     context = tls_context(settings)
     app = build_app(settings, audit, redis, scripts, clients, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    site = await start_site(
+        runner, settings, settings.console_host_port, context, "console", reuse_port=reuse_port
+    )
+    return Console(runner, site.port, site.url, site.follow)
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSite:
+    """An HTTP(S) site serving: its bound port, its URL, and the task that reloads its certificate."""
+
+    port: int
+    url: str
+    follow: asyncio.Task[None] | None
+
+
+async def start_site(
+    runner: web.AppRunner,
+    settings: Settings,
+    host_port: tuple[str, int],
+    context: ssl.SSLContext | None,
+    server: str,
+    *,
+    reuse_port: bool = False,
+) -> StartedSite:
+    """Sets ``runner`` up and serves it on ``host_port`` (the console's and the callbacks' port).
+
+    The socket is bound here (SO_REUSEPORT when the supervisor's workers share the port), so a
+    port that cannot be bound is one line naming ``server``, and the runner is cleaned up.
+
+    Raises:
+        RuntimeError: when the port cannot be bound.
+    """
     await runner.setup()
-    host, port = settings.console_host_port
+    host, port = host_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -583,12 +615,12 @@ async def start_console(
     except OSError as exc:
         sock.close()
         await runner.cleanup()
-        raise RuntimeError(f"cannot listen on console port {host}:{port}: {exc.strerror}") from None
+        raise RuntimeError(f"cannot listen on {server} port {host}:{port}: {exc.strerror}") from None
     bound = sock.getsockname()[1]
-    site = web.SockSite(runner, sock, ssl_context=context)
-    await site.start()
+    await web.SockSite(runner, sock, ssl_context=context).start()
     scheme = "https" if context is not None else "http"
     shown = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{shown}:{bound}/"
-    follow = asyncio.create_task(follow_certificates(context, settings)) if context is not None else None
-    return Console(runner, bound, url, follow)
+    follow = (
+        asyncio.create_task(follow_certificates(context, settings, server)) if context is not None else None
+    )
+    return StartedSite(bound, f"{scheme}://{shown}:{bound}/", follow)
