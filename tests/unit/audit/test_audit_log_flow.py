@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ from idverify.domain.errors import ConfigError, InvalidArgument, NotFound, OutOf
 from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, Role
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess
 
 _tenants = itertools.count()
 KEYRING = Keyring.generate()
@@ -35,13 +33,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now
-
-
-@pytest.fixture
-async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,10 +19,9 @@ from idverify.audit.query import EventFilter, run_query
 from idverify.audit.synthetic import SyntheticAppender
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess
 
 _tenants = itertools.count()
 REQUEST = {
@@ -39,13 +37,6 @@ class _Keyed:
     def mac(self, tenant: str, purpose: str, data: bytes, *, pepper_version: str | None = None) -> bytes:
         del pepper_version
         return f"{tenant}|{purpose}|".encode() + data
-
-
-@pytest.fixture
-async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,21 +13,13 @@ from idverify.events.accounts import event_account_fields
 from idverify.events.outbox import Outbox, check_cursor, check_types, trim
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess
 
 KEYRING = Keyring.generate()
 SEALER = Sealer(KEYRING)
 _tenants = itertools.count()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ across its 14th and 18th birthdays without waiting years or touching the process
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
@@ -130,13 +129,6 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
         redis,
         deps,
     )
-
-
-@pytest.fixture
-async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -30,10 +29,9 @@ from idverify.flows.incident import MAX_WINDOW_HOURS, REPORT_SECONDS, IncidentFl
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess
 
 _tenants = itertools.count()
 KEY = Ed25519PrivateKey.generate()
@@ -41,13 +39,6 @@ LEAKED = "c0ffee01"
 OTHER = "beef0002"
 H0 = 490_000  # an hour bucket (2025-11-24): the window under test starts in it
 INFO = RequestInfo(principal="t/admin/x")
-
-
-@pytest.fixture
-async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture
