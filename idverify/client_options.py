@@ -2,14 +2,17 @@
 
 Where the server is (``--server``, ``IDVERIFY_SERVER``) and how to reach it: plaintext, or TLS
 verified with ``--tls-ca`` (a client certificate with ``--tls-cert``/``--tls-key`` for mutual
-TLS), as ``idverify health`` does. Commands add them with ``add_client_options`` and connect with
-``open_client``; which token a command sends is the command's own choice (``admin_token`` for
-the admin commands).
+TLS), as ``idverify health`` does. A token is never sent in the clear to a host other than this
+one unless ``--plaintext`` says the network between is trusted (a pod's sidecar, a private
+link): a bearer token read off the wire is a leaked token. Commands add them with
+``add_client_options`` and connect with ``open_client``; which token a command sends is the
+command's own choice (``admin_token`` for the admin commands).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +23,7 @@ from idverify.domain.errors import ConfigError
 if TYPE_CHECKING:
     from idverify.client import Client
 
-__all__ = ["BOOTSTRAP_TOKEN_FILE", "add_client_options", "admin_token", "open_client"]
+__all__ = ["BOOTSTRAP_TOKEN_FILE", "add_client_options", "admin_token", "is_loopback", "open_client"]
 
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name (idverify.server's)
 
@@ -44,6 +47,30 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", default="", metavar="PEM", help="client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default="", metavar="PEM", help="client certificate's private key")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="send the token without TLS to a host other than this one (a trusted network only)",
+    )
+
+
+def is_loopback(server: str) -> bool:
+    """Whether the gRPC target ``server`` (``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH``) is this host.
+
+    Only what cannot leave the machine counts: a Unix socket, ``localhost`` and loopback
+    addresses. Other names are not resolved: what a name resolves to can change under DNS an
+    attacker controls.
+    """
+    if server.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = server.rsplit(":", 1)[0] if server.count(":") == 1 or server.startswith("[") else server
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read(option: str, path: str) -> bytes:
@@ -57,7 +84,8 @@ def open_client(args: argparse.Namespace, token: str) -> Client:
     """A client of the server ``args`` name, over TLS when ``--tls-ca`` is given.
 
     Raises:
-        ConfigError: a certificate file cannot be read, or the TLS options do not go together.
+        ConfigError: a certificate file cannot be read, the TLS options do not go together, or
+            a token would cross the network in the clear without ``--plaintext``.
     """
     import grpc  # noqa: PLC0415 - keeps commands that never connect fast
 
@@ -68,6 +96,11 @@ def open_client(args: argparse.Namespace, token: str) -> Client:
     if not args.tls_ca:
         if args.tls_cert or args.tls_server_name:
             raise ConfigError("--tls-cert and --tls-server-name need --tls-ca (TLS)")
+        if token and not args.plaintext and not is_loopback(args.server):
+            raise ConfigError(
+                f"--server {args.server}: the token would cross the network in the clear; "
+                "give --tls-ca, or --plaintext if the network between is trusted"
+            )
         return Client(args.server, token)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read("--tls-ca", args.tls_ca),

@@ -14,6 +14,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.cli import COMMANDS, _client_table, build_parser
+from idverify.client_options import is_loopback
 from idverify.v1 import admin_pb2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,3 +272,42 @@ def test_clients_list_shows_what_a_server_sent_as_one_line_each() -> None:
     assert lines[1].endswith("\\x1b[2Jgone")
     assert lines[2].split()[:6] == ["c2", "t", "admin", "active", "2026-11-30", "00:53:20"]
     assert lines[2].endswith("x\\nc9  t  operator")
+
+
+class TestTokenInTheClear:
+    """A leaked token is a bearer's: the CLI never sends one unencrypted off this host unasked."""
+
+    @pytest.mark.parametrize(
+        ("server", "loopback"),
+        [
+            ("127.0.0.1:50051", True),
+            ("127.9.9.9:1", True),
+            ("localhost:50051", True),
+            ("[::1]:50051", True),
+            ("::1", True),
+            ("unix:/run/idverify.sock", True),
+            ("10.0.0.5:50051", False),
+            ("[2001:db8::1]:50051", False),
+            ("idverify.example:50051", False),
+            ("localhost.attacker.example:50051", False),
+            ("dns:///localhost:50051", False),
+        ],
+    )
+    def test_only_what_cannot_leave_the_machine_is_loopback(self, server: str, loopback: bool) -> None:
+        assert is_loopback(server) is loopback
+
+    def test_a_token_to_another_host_without_tls_is_refused_in_one_line(self) -> None:
+        done = idverify("clients", "list", "--token", "t", "--server", "idverify.invalid:50051")
+        assert done.returncode == 2
+        assert done.stderr == (
+            "idverify: --server idverify.invalid:50051: the token would cross the network in the clear; "
+            "give --tls-ca, or --plaintext if the network between is trusted\n"
+        )
+
+    def test_plaintext_says_the_network_is_trusted(self) -> None:
+        """With --plaintext the command connects (here: to nothing) instead of refusing."""
+        done = idverify(
+            "clients", "list", "--token", "t", "--server", "idverify.invalid:50051", "--plaintext"
+        )
+        assert done.returncode != 0
+        assert "in the clear" not in done.stderr
