@@ -7,6 +7,10 @@ and the whole object may be logged.
 
 Environment variables: ``IDVERIFY_<NAME>`` for a top-level setting (``IDVERIFY_LISTEN``), and
 ``IDVERIFY_<SECTION>__<NAME>`` for a nested one (``IDVERIFY_ARGON2__MEMORY_KIB``).
+
+The coercion is written here rather than with pydantic-settings: importing that library costs
+every start of the server and of each command more CPU than this whole module, and its errors are
+not the one line naming the setting that operators get (docs/PERFORMANCE.md, bench/import_cost.py).
 """
 
 from __future__ import annotations
