@@ -2,7 +2,8 @@
 
 ``report`` asks a running server (``AdminService.CreateIncidentReport``, an admin's token:
 ``--token``, else ``IDVERIFY_TOKEN``) and writes the signed JSON report and its Markdown into
-``--out``. ``verify`` is offline: the report file and the audit log's public key, no server.
+``--out`` (with ``--html``, a self-contained HTML page too, rendered here from the signed
+report). ``verify`` is offline: the report file and the audit log's public key, no server.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def add_incident_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="the store itself was exposed: the scale is everything the tenant holds",
     )
     report.add_argument("--out", default=".", help="directory for the report files (default: here)")
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="also write the report as one self-contained HTML page (.html beside the .md)",
+    )
     verify = sub.add_parser("verify", help="check a report's signature offline (no server)")
     verify.add_argument("file", help="a report written by `idverify incident report`")
     verify.add_argument("--public-key", required=True, help="the audit log's Ed25519 public key (PEM file)")
@@ -135,12 +141,18 @@ def _report(args: argparse.Namespace) -> int:
     stem = f"incident-{report['tenant']}-{report['generated_at'].replace(':', '').replace('.', '')}"
     (out / f"{stem}.json").write_bytes(answer.signed_report)
     (out / f"{stem}.md").write_text(answer.markdown, encoding="utf-8")
-    for line in _summary(report, out / f"{stem}.json", out / f"{stem}.md"):
+    readable = [out / f"{stem}.md"]
+    if args.html:
+        from idverify.audit.incident_html import render_html  # noqa: PLC0415 - only when asked
+
+        readable.append(out / f"{stem}.html")
+        readable[-1].write_text(render_html(report), encoding="utf-8")
+    for line in _summary(report, out / f"{stem}.json", readable):
         _out(line)
     return 0
 
 
-def _summary(report: dict[str, Any], json_path: Path, markdown_path: Path) -> Sequence[str]:
+def _summary(report: dict[str, Any], json_path: Path, readable: Sequence[Path]) -> Sequence[str]:
     threshold, deadline = report["threshold"], report["deadline"]
     affected = threshold["affected"]
     return (
@@ -151,7 +163,7 @@ def _summary(report: dict[str, Any], json_path: Path, markdown_path: Path) -> Se
         f"threshold of {threshold['people']:,} crossed: {threshold['state']}",
         f"report due: {deadline['due']} ({deadline['hours']} hours after detection)",
         f"signed report: {json_path}",
-        f"for people (fill in the measures): {markdown_path}",
+        *(f"for people (fill in the measures): {path}" for path in readable),
     )
 
 

@@ -28,10 +28,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from idverify.audit.checkpoint import key_id_for
 
 __all__ = [
+    "CATEGORY_NAMES",
     "FORMAT",
     "ReportFormatError",
     "VerifiedReport",
     "canonical_json",
+    "count_text",
     "render_markdown",
     "sign_report",
     "verify_report",
@@ -143,14 +145,14 @@ def _refuse_floats(value: object) -> None:
             _refuse_floats(item)
 
 
-def _count(value: Mapping[str, Any]) -> str:
+def count_text(value: Mapping[str, Any]) -> str:
     """One counted figure in words: exact, or the estimate with its bounds."""
     if value.get("exact"):
         return f"{value['estimate']:,} (exact)"
     return f"{value['estimate']:,} (between {value['low']:,} and {value['high']:,})"
 
 
-_CATEGORY_NAMES = {
+CATEGORY_NAMES = {
     "verification": "verification status",
     "ip_location": "IP location",
     "consent": "consents",
@@ -194,11 +196,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "|---|---|---|",
     ]
     for category, counts in reads["by_category"].items():
-        name = _CATEGORY_NAMES.get(category, category)
-        lines.append(f"| {name} | {_count(counts['accounts'])} | {_count(counts['identities'])} |")
+        name = CATEGORY_NAMES.get(category, category)
+        lines.append(f"| {name} | {count_text(counts['accounts'])} | {count_text(counts['identities'])} |")
     every = reads["all_categories"]
     lines += [
-        f"| **any category** | {_count(every['accounts'])} | {_count(every['identities'])} |",
+        f"| **any category** | {count_text(every['accounts'])} | {count_text(every['identities'])} |",
         "",
         f"Everything the tenant holds ({holdings['method']}):",
         "",
@@ -206,7 +208,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- accounts: {holdings['accounts']:,}, of which bound to a person: {holdings['bound_accounts']:,}",
     ]
     for category, count in holdings["by_category"].items():
-        lines.append(f"- accounts with {_CATEGORY_NAMES.get(category, category)} held: {count:,}")
+        lines.append(f"- accounts with {CATEGORY_NAMES.get(category, category)} held: {count:,}")
     lines += ["", "Sealed values (encrypted; counted by record):", ""]
     lines += [f"- {item}: {count:,}" for item, count in holdings["sealed_values"].items()]
     lines += [
@@ -222,7 +224,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "## Reporting threshold and deadline",
         "",
         (
-            f"- Threshold: {threshold['people']:,} persons; affected: {_count(threshold['affected'])} "
+            f"- Threshold: {threshold['people']:,} persons; affected: {count_text(threshold['affected'])} "
             f"({threshold['basis']})"
         ),
         f"- Threshold crossed: {threshold['state']}",

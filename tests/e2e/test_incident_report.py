@@ -27,10 +27,12 @@ import grpc
 import pytest
 import redis
 
+from idverify.audit.incident_html import OPERATOR_FIELDS
 from idverify.client import Client
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, audit_pb2
+from tests.unit.audit.test_incident_html import Page
 
 from .conftest import Identity, embedded_redis, needles_of, person, record_login_ip, rich_error, verify
 
@@ -145,6 +147,7 @@ def written(
         iso(hour, 5),
         "--out",
         str(out),
+        "--html",
         token=server.token("admin"),
     )
     assert done.returncode == 0, done.stderr
@@ -190,6 +193,19 @@ class TestLeakedToken:
         text = written[1].read_text(encoding="utf-8")
         assert "## Measures taken\n\n*to be filled by the operator*" in text
         assert "## Measures to be taken\n\n*to be filled by the operator*" in text
+
+    def test_the_html_page_is_written_beside_with_the_same_figures(
+        self, written: tuple[Path, Path, subprocess.CompletedProcess[str]]
+    ) -> None:
+        (page_file,) = written[0].parent.glob("incident-default-*.html")
+        assert f"for people (fill in the measures): {page_file}" in written[2].stdout
+        report = json.loads(written[0].read_bytes())["report"]
+        page = Page(page_file.read_text(encoding="utf-8"))
+        assert page.textareas == dict.fromkeys(OPERATOR_FIELDS, "")
+        assert report["deadline"]["due"] in page.sections["threshold"]
+        accounts = report["reads"]["by_category"]["ip_location"]["accounts"]
+        assert f"{accounts['estimate']:,} (between {accounts['low']:,}" in page.sections["scale"]
+        assert not {tag for tag, _ in page.tags} & {"script", "link", "img"}
 
     def test_it_verifies_offline_and_any_tampering_fails(
         self,
