@@ -388,7 +388,7 @@ async def start(
         verifiers=verifiers,
         webhooks=dispatcher,
         console=await _start_console(
-            settings, audit, redis, scripts, clients, reuse_port=reuse_port, server=server
+            settings, audit, redis, scripts, clients, reads=reads, reuse_port=reuse_port, server=server
         ),
     )
     app.callbacks = await _start_callbacks(settings, flow, keyring, reuse_port=reuse_port, app=app)
@@ -411,6 +411,7 @@ async def _start_console(
     scripts: Scripts,
     clients: ClientRegistry,
     *,
+    reads: ReadLedger,
     reuse_port: bool,
     server: grpc.aio.Server,
 ) -> Console | None:
@@ -425,7 +426,9 @@ async def _start_console(
     from idverify.console.server import start_console  # noqa: PLC0415 - only when the console is on
 
     try:
-        console = await start_console(settings, audit, redis, scripts, clients, reuse_port=reuse_port)
+        console = await start_console(
+            settings, audit, redis, scripts, clients, reads=reads, reuse_port=reuse_port
+        )
     except RuntimeError as busy:
         if settings.console.enabled.lower() == "auto":
             # Development mode's own console gives way (a second server on the machine).

@@ -4,7 +4,10 @@ Read-only by construction: the only state it changes is its own sessions. Every 
 the AuditFlow that serves AuditService, so a filter is checked, an account id pseudonymized and a
 tenant chosen exactly as QueryEvents does; the tenant is the signed-in principal's own, never a
 request parameter. Every answer carries a strict Content-Security-Policy: the page runs only the
-scripts shipped in ``static/``, talks only to this origin, and cannot be framed.
+scripts shipped in ``static/``, talks only to this origin, and cannot be framed. Every read of the
+log is recorded like the AuditService call it mirrors (``flows/read_accounting.py``), under the
+signed-in token's client id, with the RPC named ``Console.<call>``: an auditor reading entries in
+a browser leaves the same trace as one reading them over gRPC.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from idverify.domain.errors import (
     StatusKind,
 )
 from idverify.flows.audit import AuditFlow, QueryRequest
+from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.security.clients import ClientRegistry
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
@@ -63,6 +67,7 @@ TLS_CHECK_SECONDS = 1.0
 _STATIC = resources.files("idverify.console") / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 _SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+_AUDIT = (Category.AUDIT,)
 _HTTP_STATUS = {
     StatusKind.INVALID_ARGUMENT: 400,
     StatusKind.NOT_FOUND: 404,
@@ -112,10 +117,12 @@ class _Handlers:
         sessions: ConsoleSessions,
         clients: ClientRegistry,
         *,
+        reads: ReadLedger,
         secure: bool,
     ) -> None:
         self._settings = settings
         self._audit = audit
+        self._reads = reads
         self._charts = charts
         self._sessions = sessions
         self._clients = clients
@@ -224,8 +231,10 @@ class _Handlers:
             limit=limit + 1,
         )
         if not await self._has_log(request):
+            await self._record(request, "QueryEvents", wanted.account_id)
             return web.json_response({"events": [], "next_index": None})
         found = [item async for item in self._audit.query(tenant, wanted)]
+        await self._record(request, "QueryEvents", wanted.account_id)
         page = found[:limit]
         return web.json_response(
             {
@@ -249,6 +258,7 @@ class _Handlers:
         tenant = await self._tenant(request)
         index = _path_int(request, "index")
         _, leaf = await self._audit.event(tenant, index)
+        await self._record(request, "GetEvent")
         return web.json_response(
             {"index": index, "entry": leaf.decode("utf-8"), "leaf_hash": _b64(leaf_hash(leaf))}
         )
@@ -256,6 +266,7 @@ class _Handlers:
     async def head(self, request: web.Request) -> web.Response:
         tenant = await self._tenant(request)
         signed = await self._audit.signed_head(tenant)
+        await self._record(request, "GetTreeHead")
         return web.json_response(
             {
                 "origin": signed.head.origin,
@@ -273,6 +284,7 @@ class _Handlers:
         index = _int(request.query, "index", None)
         size = _int(request.query, "tree_size", None)
         proof = await self._audit.inclusion_proof(tenant, index, size)
+        await self._record(request, "GetInclusionProof")
         return web.json_response(
             {"hashes": [_b64(h) for h in proof.hashes], "leaf_hash": _b64(proof.leaf_hash)}
         )
@@ -282,6 +294,7 @@ class _Handlers:
         first = _int(request.query, "first", None)
         second = _int(request.query, "second", None)
         hashes = await self._audit.consistency_proof(tenant, first, second)
+        await self._record(request, "GetConsistencyProof")
         return web.json_response({"hashes": [_b64(h) for h in hashes]})
 
     async def charts(self, request: web.Request) -> web.Response:
@@ -320,8 +333,22 @@ class _Handlers:
         else:
             daily = await self._charts.daily(tenant, first_day, days, methods)
             reasons = await self._charts.top_reasons(tenant, first_day, now_ms + 1)
+        await self._record(request, "Charts")
         names = ["outcomes", "methods", "refusals", "rate_limits"]
         return {**dict(zip(names, daily, strict=False)), "reasons": reasons, "erasures": erasures}
+
+    async def _record(self, request: web.Request, call: str, account_id: str = "") -> None:
+        """Records a read of the log by the signed-in client, as AuditService records its own.
+
+        Entries carry audit pseudonyms, which lead back to no account: the accounts read are
+        known only when the query named one.
+        """
+        principal = request[_SESSION_KEY].principal
+        reader = Reader.of(principal, f"Console.{call}")
+        if account_id:
+            await self._reads.record(principal.tenant, reader, _AUDIT, [account_id])
+        else:
+            await self._reads.record_call(principal.tenant, reader, _AUDIT)
 
     async def _tenant(self, request: web.Request) -> str:
         """The signed-in tenant, once its log is known to exist (NOT_FOUND otherwise)."""
@@ -521,6 +548,7 @@ def build_app(
     scripts: Scripts,
     clients: ClientRegistry,
     *,
+    reads: ReadLedger,
     secure: bool,
 ) -> web.Application:
     """The console's routes behind its guard."""
@@ -530,6 +558,7 @@ def build_app(
         Charts(AuditStore(redis, scripts), redis),
         ConsoleSessions(redis, scripts, clients, settings.console.session_seconds),
         clients,
+        reads=reads,
         secure=secure,
     )
     app = web.Application(middlewares=[handlers.guard], client_max_size=16 * 1024)
@@ -560,6 +589,7 @@ async def start_console(
     scripts: Scripts,
     clients: ClientRegistry,
     *,
+    reads: ReadLedger,
     reuse_port: bool = False,
 ) -> Console:
     """Starts serving the console where ``settings.console_host_port`` says.
@@ -569,7 +599,7 @@ async def start_console(
         ConfigError: when the TLS files cannot be read.
     """
     context = tls_context(settings)
-    app = build_app(settings, audit, redis, scripts, clients, secure=context is not None)
+    app = build_app(settings, audit, redis, scripts, clients, reads=reads, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     site = await start_site(
         runner, settings, settings.console_host_port, context, "console", reuse_port=reuse_port

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -23,6 +24,8 @@ from cryptography import x509
 
 from idverify.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from idverify.console.server import COOKIE, CSP
+from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
+from idverify.store.keys import TenantKeys
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import account_pb2, admin_pb2
 from tests.e2e.conftest import embedded_redis, everything_stored, needles_of, person, verify
@@ -405,6 +408,76 @@ def console_serial(port: int, ca: Authority) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+class TestReadsAreRecorded:
+    """The console's reads of the log are accounted to the signed-in client, as AuditService's are."""
+
+    @staticmethod
+    def own_auditor(server: ServerProcess) -> tuple[httpx.Client, str]:
+        """A client signed in with a token of its own, and that token's client id."""
+        with server.client("admin") as admin:
+            token = admin.admin.CreateClient(
+                admin_pb2.CreateClientRequest(role="auditor", description="console reader")
+            ).token
+        with browser(server) as client:
+            answer = client.post("/signin", data={"token": token})
+        assert answer.status_code == 303, answer.text
+        return carrying(server, session_cookie(answer)), token.split(".")[1]
+
+    @staticmethod
+    def recorded(server: ServerProcess, client_id: str) -> dict[str, int]:
+        """The client's calls and accounts per RPC, over its open minutes of reads."""
+        store = embedded_redis(server)
+        keys = TenantKeys("default")
+        summed: dict[str, int] = {}
+        members = cast("list[bytes]", store.zrange(keys.reads_open(), 0, -1))
+        for member in (m.decode() for m in members):
+            if member.split(":", 1)[1] != client_id:
+                continue
+            counts = cast("dict[bytes, bytes]", store.hgetall(keys.reads_minute_counts(member)))
+            assert counts[b"principal"].decode() == f"default/auditor/{client_id}"
+            for name, value in ((n.decode(), v) for n, v in counts.items()):
+                if name.startswith(("calls:", "accounts:")):
+                    summed[name] = summed.get(name, 0) + int(value)
+        return summed
+
+    def test_each_read_is_recorded_under_the_signed_in_client(
+        self, server: ServerProcess, signup: tuple[object, str]
+    ) -> None:
+        _, account = signup
+        client, client_id = self.own_auditor(server)
+        with client:
+            assert client.get("/api/events", params={"account_id": account}).json()["events"]
+            size = client.get("/api/head").json()["size"]
+            client.get("/api/events/0").raise_for_status()
+            client.get("/api/proof/inclusion", params={"index": 0, "tree_size": size}).raise_for_status()
+            client.get("/api/proof/consistency", params={"first": 1, "second": size}).raise_for_status()
+            client.get("/api/charts").raise_for_status()
+            client.get("/api/charts/outcomes.csv").raise_for_status()
+        counts = self.recorded(server, client_id)
+        for call in ("QueryEvents", "GetTreeHead", "GetEvent", "GetInclusionProof", "GetConsistencyProof"):
+            assert counts[f"calls:Console.{call}"] == 1, call
+        assert counts["calls:Console.Charts"] == 2
+        assert counts["accounts:Console.QueryEvents"] == 1  # the account the query named
+        store = embedded_redis(server)
+        seconds, _ = store.time()
+        hours = [seconds * 1000 // HOUR_MS + d for d in (-1, 0)]
+        read = ReadKeys("default").accounts_over(hours, [client_id], Category.AUDIT)
+        assert store.pfcount(*read) == 1
+        assert client_id.encode() in store.smembers(ReadKeys("default").who(hours[-1]))
+
+    def test_a_refused_read_is_not_recorded_and_a_stranger_records_nothing(
+        self, server: ServerProcess
+    ) -> None:
+        """A bad filter (400) reads nothing; no session, no reader: nothing is recorded."""
+        client, client_id = self.own_auditor(server)
+        with client:
+            assert client.get("/api/events", params={"limit": "0"}).status_code == 400
+            assert client.get("/api/events/99999999").status_code == 400
+        with browser(server) as stranger:
+            assert stranger.get("/api/events").status_code == 401
+        assert self.recorded(server, client_id) == {}
 
 
 class TestProductionConsole:
