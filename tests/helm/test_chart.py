@@ -133,6 +133,35 @@ class TestRender:
         egress_ports = sorted(p["port"] for rule in policy["egress"] for p in rule["ports"])
         assert egress_ports == [53, 53, 443, 6379, 26379]
 
+    def test_the_console_and_callbacks_get_ports_settings_and_their_own_ingress(
+        self, helm: Helm, tmp_path: Path
+    ) -> None:
+        """Each portal: a named port on the pod and the Service, its listen setting, its peers."""
+        docs = helm.template(["console-callbacks"])
+        ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
+        assert ports == {"grpc": 50051, "console": 50052, "callbacks": 8443}
+        assert {p["name"] for p in one(docs, "Service")["spec"]["ports"]} == set(ports)
+        settings = config_of(docs, tmp_path)
+        assert settings.console_enabled
+        assert settings.console.listen == "0.0.0.0:50052"
+        assert (settings.callbacks.listen, settings.callbacks.public_url) == (
+            "0.0.0.0:8443",
+            "https://idv.example.com/callbacks",
+        )
+        rules = {rule["ports"][0]["port"]: rule for rule in one(docs, "NetworkPolicy")["spec"]["ingress"]}
+        compliance = {"kubernetes.io/metadata.name": "compliance"}
+        assert rules["console"]["from"] == [{"namespaceSelector": {"matchLabels": compliance}}]
+        assert "from" not in rules["callbacks"]  # the vendor calls from outside the cluster
+
+    def test_without_them_no_port_is_opened_and_the_console_is_off(self, helm: Helm, tmp_path: Path) -> None:
+        docs = helm.template(["tls"])
+        assert {p["name"] for p in container(docs)["ports"]} == {"grpc"}
+        rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+        assert [rule["ports"][0]["port"] for rule in rules] == ["grpc"]
+        settings = config_of(docs, tmp_path)
+        assert not settings.console_enabled
+        assert not settings.callbacks_enabled
+
     def test_the_ip_database_volume_is_mounted_read_only(self, helm: Helm, tmp_path: Path) -> None:
         """Geoip mounts a claim (or any volume) and points geo.database at the file in it."""
         docs = helm.template(["cluster"])
@@ -316,6 +345,18 @@ class TestValuesSchema:
                 "config.sms.sender: the console sender writes every code to the log",
             ),
             (["externalRedis.url=redis://r:6379", "config.mode=development"], "config.mode"),
+            (
+                ["externalRedis.url=redis://r:6379", "console.enabled=true"],
+                "console.enabled needs tls.enabled",
+            ),
+            (
+                ["externalRedis.url=redis://r:6379", "callbacks.enabled=true"],
+                "callbacks.publicUrl is required",
+            ),
+            (
+                ["externalRedis.url=redis://r:6379", "callbacks.publicUrl=http://idv.example.com/cb"],
+                "callbacks.publicUrl",
+            ),
         ],
     )
     def test_bad_values_are_refused_with_a_message(self, helm: Helm, sets: list[str], message: str) -> None:

@@ -134,6 +134,21 @@ geoip: /var/lib/idverify-geoip
 {{- if .Values.metrics.enabled }}
 {{- $_ := set $chart "telemetry" (dict "metrics" "prometheus" "prometheus_port" (int .Values.metrics.prometheusPort)) }}
 {{- end }}
+{{- /* The console signs auditors in with a token: over HTTPS only, with the gRPC certificate. */}}
+{{- if .Values.console.enabled }}
+{{- if not .Values.tls.enabled }}
+{{- fail "console.enabled needs tls.enabled: the console signs auditors in with a token, which must not cross the network in the clear" }}
+{{- end }}
+{{- $_ := set $chart "console" (dict "enabled" "on" "listen" (printf "%s:%d" .Values.listenHost (int .Values.console.port))) }}
+{{- else }}
+{{- $_ := set $chart "console" (dict "enabled" "off") }}
+{{- end }}
+{{- if .Values.callbacks.enabled }}
+{{- if not .Values.callbacks.publicUrl }}
+{{- fail "callbacks.publicUrl is required when callbacks.enabled: the https:// address the vendor calls (forwarded to callbacks.port)" }}
+{{- end }}
+{{- $_ := set $chart "callbacks" (dict "listen" (printf "%s:%d" .Values.listenHost (int .Values.callbacks.port)) "public_url" .Values.callbacks.publicUrl) }}
+{{- end }}
 {{- mergeOverwrite (deepCopy .Values.config) $chart | toToml }}
 {{- end }}
 
