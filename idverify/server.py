@@ -96,8 +96,7 @@ from idverify.webhooks.delivery import WebhookDispatcher
 from idverify.webhooks.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
-    from idverify.callbacks.server import CallbackServer
-    from idverify.console.server import Console
+    from idverify.console.server import RunningSite
 
 log = logging.getLogger("idverify.server")
 
@@ -175,8 +174,8 @@ class Application:
     data_lock: DataDirLock | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     verifiers: Mapping[str, Verifier] = field(default_factory=dict)
-    console: Console | None = None
-    callbacks: CallbackServer | None = None
+    console: RunningSite | None = None
+    callbacks: RunningSite | None = None
     webhooks: WebhookDispatcher | None = None
 
 
@@ -414,7 +413,7 @@ async def _start_console(
     reads: ReadLedger,
     reuse_port: bool,
     server: grpc.aio.Server,
-) -> Console | None:
+) -> RunningSite | None:
     """The auditor's console when it is on (aiohttp is imported only then: start-up time).
 
     Raises:
@@ -445,7 +444,7 @@ async def _start_console(
 
 async def _start_callbacks(
     settings: Settings, flow: VerificationFlow, keyring: Keyring, *, reuse_port: bool, app: Application
-) -> CallbackServer | None:
+) -> RunningSite | None:
     """The vendor callback endpoint when ``callbacks.listen`` is set (aiohttp imported only then).
 
     Raises:

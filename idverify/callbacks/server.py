@@ -14,11 +14,9 @@ verification as it was and is logged with its tenant and reason only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -27,13 +25,13 @@ from aiohttp import web
 from idverify import telemetry
 from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
-from idverify.console.server import start_site, tls_context
+from idverify.console.server import RunningSite, start_site, tls_context
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.flows.context import RequestInfo
 from idverify.flows.verification import VerificationFlow
 from idverify.security.rate_limits import PrincipalLimiter
 
-__all__ = ["CallbackServer", "build_app", "start_callbacks"]
+__all__ = ["build_app", "start_callbacks"]
 
 log = logging.getLogger("idverify.callbacks")
 
@@ -51,24 +49,6 @@ _ANSWERS: Final = {
     "mismatch": (403, "not this verification's flow"),
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class CallbackServer:
-    """A running callback endpoint: its port, and how to stop it."""
-
-    runner: web.AppRunner
-    port: int
-    url: str
-    certificates: asyncio.Task[None] | None = None
-
-    async def stop(self) -> None:
-        """Closes the port and the connections."""
-        if self.certificates is not None:
-            self.certificates.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.certificates
-        await self.runner.cleanup()
 
 
 class _SourceLimiter:
@@ -183,7 +163,7 @@ def build_app(settings: Settings, flow: VerificationFlow, links: CallbackLinks) 
 
 async def start_callbacks(
     settings: Settings, flow: VerificationFlow, links: CallbackLinks, *, reuse_port: bool = False
-) -> CallbackServer:
+) -> RunningSite:
     """Starts the endpoint where ``callbacks.listen`` says, over TLS when ``[tls]`` is set.
 
     Raises:
@@ -195,7 +175,6 @@ async def start_callbacks(
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, keepalive_timeout=settings.callbacks.timeout_seconds
     )
-    site = await start_site(
+    return await start_site(
         runner, settings, settings.callbacks_host_port, context, "callbacks", reuse_port=reuse_port
     )
-    return CallbackServer(runner, site.port, site.url, site.follow)

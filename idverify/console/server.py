@@ -51,7 +51,15 @@ from idverify.security.clients import ClientRegistry
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 
-__all__ = ["COOKIE", "CSP", "Console", "follow_certificates", "start_console", "tls_context"]
+__all__ = [
+    "COOKIE",
+    "CSP",
+    "RunningSite",
+    "follow_certificates",
+    "start_console",
+    "start_site",
+    "tls_context",
+]
 
 log = logging.getLogger("idverify.console")
 
@@ -78,24 +86,6 @@ _HTTP_STATUS = {
     StatusKind.FAILED_PRECONDITION: 409,
     StatusKind.UNAVAILABLE: 503,
 }
-
-
-@dataclass
-class Console:
-    """A running console: its port, and how to stop it."""
-
-    runner: web.AppRunner
-    port: int
-    url: str
-    certificates: asyncio.Task[None] | None = None
-
-    async def stop(self) -> None:
-        """Closes the port and the connections (sessions live on in Redis)."""
-        if self.certificates is not None:
-            self.certificates.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.certificates
-        await self.runner.cleanup()
 
 
 def _static(name: str) -> bytes:
@@ -591,7 +581,7 @@ async def start_console(
     *,
     reads: ReadLedger,
     reuse_port: bool = False,
-) -> Console:
+) -> RunningSite:
     """Starts serving the console where ``settings.console_host_port`` says.
 
     Raises:
@@ -601,19 +591,27 @@ async def start_console(
     context = tls_context(settings)
     app = build_app(settings, audit, redis, scripts, clients, reads=reads, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    site = await start_site(
+    return await start_site(
         runner, settings, settings.console_host_port, context, "console", reuse_port=reuse_port
     )
-    return Console(runner, site.port, site.url, site.follow)
 
 
 @dataclass(frozen=True, slots=True)
-class StartedSite:
-    """An HTTP(S) site serving: its bound port, its URL, and the task that reloads its certificate."""
+class RunningSite:
+    """An HTTP(S) site serving (the console, the callbacks): its port and URL, and how to stop it."""
 
+    runner: web.AppRunner
     port: int
     url: str
-    follow: asyncio.Task[None] | None
+    certificates: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Stops following the certificate, then closes the port and the connections."""
+        if self.certificates is not None:
+            self.certificates.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.certificates
+        await self.runner.cleanup()
 
 
 async def start_site(
@@ -624,7 +622,7 @@ async def start_site(
     server: str,
     *,
     reuse_port: bool = False,
-) -> StartedSite:
+) -> RunningSite:
     """Sets ``runner`` up and serves it on ``host_port`` (the console's and the callbacks' port).
 
     The socket is bound here (SO_REUSEPORT when the supervisor's workers share the port), so a
@@ -653,4 +651,4 @@ async def start_site(
     follow = (
         asyncio.create_task(follow_certificates(context, settings, server)) if context is not None else None
     )
-    return StartedSite(bound, f"{scheme}://{shown}:{bound}/", follow)
+    return RunningSite(runner, bound, f"{scheme}://{shown}:{bound}/", follow)

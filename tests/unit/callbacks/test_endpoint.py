@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from idverify.callbacks.links import CallbackLinks
-from idverify.callbacks.server import CallbackServer, start_callbacks
+from idverify.callbacks.server import start_callbacks
 from idverify.config import load_settings
+from idverify.console.server import RunningSite
 from idverify.privacy.keyring import Keyring
 
 ENV = {
@@ -33,7 +34,7 @@ def links() -> CallbackLinks:
 
 
 @pytest.fixture
-async def endpoint(links: CallbackLinks) -> AsyncIterator[CallbackServer]:
+async def endpoint(links: CallbackLinks) -> AsyncIterator[RunningSite]:
     # No flow: every request here must be refused before a verification would be read.
     running = await start_callbacks(load_settings(environ=ENV), None, links)  # type: ignore[arg-type]
     yield running
@@ -50,7 +51,7 @@ def test_tokens_are_bound_to_tenant_and_verification(links: CallbackLinks) -> No
     assert links.url("alibaba", "acme", ID) == f"https://idv.example/cb/alibaba/acme/{ID}"
 
 
-async def test_a_half_sent_request_is_closed_after_the_timeout(endpoint: CallbackServer) -> None:
+async def test_a_half_sent_request_is_closed_after_the_timeout(endpoint: RunningSite) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
     writer.write(b"GET /cb/alibaba/acme/" + ID.encode() + b" HTTP/1.1\r\nHost: x\r\n")
     await writer.drain()
@@ -61,7 +62,7 @@ async def test_a_half_sent_request_is_closed_after_the_timeout(endpoint: Callbac
 
 
 async def test_forged_and_malformed_then_a_flood_is_cut_off(
-    endpoint: CallbackServer, links: CallbackLinks
+    endpoint: RunningSite, links: CallbackLinks
 ) -> None:
     base = f"http://127.0.0.1:{endpoint.port}/cb/alibaba"
     async with httpx.AsyncClient() as client:
