@@ -37,9 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +53,7 @@ from report import print_figures
 
 from idverify.domain.consent import text_version_of
 from idverify.privacy.identity_index import DEFAULT
-from idverify.testing import ServerProcess
+from idverify.testing import ServerProcess, install_offline
 from idverify.v1 import common_pb2, verification_pb2, verification_pb2_grpc
 
 HERE = Path(__file__).resolve().parent
@@ -314,25 +312,7 @@ async def drive_at_rate(
 
 def install_bench_sender(site: Path) -> None:
     """Installs the bench-only sender into a throwaway directory (never into the venv)."""
-    source = site.parent / "bench_sender_src"
-    shutil.copytree(HERE / "bench_sender", source)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-    )
+    install_offline(HERE / "bench_sender", site)
 
 
 TELEMETRY_CONFIG = """

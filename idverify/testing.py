@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ __all__ = [
     "RedisProcess",
     "ServerProcess",
     "free_port",
+    "install_offline",
     "redis_server_binary",
 ]
 
@@ -48,6 +51,45 @@ _OPERATORS: dict[str, str] = {}
 # Threads of one test ask for tokens at once: the first operator must be created once.
 _TOKENS_LOCK = threading.RLock()
 _CODE_LINE = re.compile(r"console SMS sender: code (\d+) for \S+ \(verification ([0-9a-f]+)\)")
+
+
+def install_offline(source: Path, target: Path) -> None:
+    """pip-installs the package ``source`` into the directory ``target``, never into the venv.
+
+    What a third party's plugin goes through (a plugin, the bench's SMS sender): its entry points
+    are found once ``target`` is on ``PYTHONPATH``. No index and no build isolation: it needs
+    nothing that is not installed already, and no network. The package is built in a copy, so
+    ``source`` (a fixture) keeps no ``build/`` or ``*.egg-info``.
+
+    Raises:
+        RuntimeError: pip's own message, when the install fails.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / source.name
+        shutil.copytree(source, copy)
+        done = subprocess.run(  # noqa: S603 - this interpreter's pip, on a path the caller gave
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--no-build-isolation",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--target",
+                str(target),
+                str(copy),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {source} failed: {done.stderr.strip()}")
 
 
 def _command_of(pid: str) -> str:

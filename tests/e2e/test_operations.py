@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idverify.data_dir import DataDirLock
-from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.testing import RedisProcess, ServerProcess, free_port, install_offline, redis_server_binary
 from idverify.v1 import account_pb2, verification_pb2
 
 from .conftest import person, start, verify
@@ -145,26 +144,8 @@ class TestShutdown:
 class TestPlugins:
     def test_a_third_party_verifier_appears_in_list_methods(self, tmp_path: Path) -> None:
         """A pip-installed package's verifier is offered once a method uses it."""
-        source = tmp_path / "src"
-        shutil.copytree(FIXTURES / "example_verifier", source)
         site = tmp_path / "site"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--no-index",
-                "--no-build-isolation",
-                "--disable-pip-version-check",
-                "--target",
-                str(site),
-                str(source),
-            ],
-            check=True,
-        )
+        install_offline(FIXTURES / "example_verifier", site)
         config = """
 [verifiers.example_kba]
 known_names = ["测试"]

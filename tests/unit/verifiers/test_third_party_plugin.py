@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
+from idverify.testing import install_offline
 
 EXAMPLE_SOURCE = Path(__file__).resolve().parents[2] / "fixtures" / "example_verifier"
 
@@ -62,32 +63,8 @@ _SNIPPET = textwrap.dedent(
 class TestThirdPartyPlugin:
     def test_installed_plugin_is_loaded_by_entry_point(self, tmp_path: Path) -> None:
         """pip-installing the example package is all it takes for the registry to build it."""
-        package = tmp_path / "example_verifier"
-        # Building writes build/ and *.egg-info next to the sources; keep the fixture clean.
-        shutil.copytree(EXAMPLE_SOURCE, package)
         site = tmp_path / "site"
-        install = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-index",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "--target",
-                str(site),
-                str(package),
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert install.returncode == 0, install.stderr
+        install_offline(EXAMPLE_SOURCE, site)
         env = {**os.environ, "PYTHONPATH": str(site)}
         run = subprocess.run(
             [sys.executable, "-W", "error", "-c", _SNIPPET],
