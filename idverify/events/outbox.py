@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -32,6 +32,7 @@ __all__ = [
     "check_cursor",
     "check_types",
     "cursor_key",
+    "records_of",
     "trim",
     "trim_forever",
 ]
@@ -115,7 +116,7 @@ class Outbox:
             StoreUnavailable: when Redis cannot be reached.
         """
         async with translate_errors():
-            newest = _records(await self._redis.xrevrange(TenantKeys(tenant).events_outbox(), count=1))
+            newest = records_of(await self._redis.xrevrange(TenantKeys(tenant).events_outbox(), count=1))
         return newest[0][0] if newest else ""
 
     async def check_kept(self, tenant: str, after: str) -> None:
@@ -128,7 +129,7 @@ class Outbox:
         if not after:
             return
         async with translate_errors():
-            first = _records(await self._redis.xrange(TenantKeys(tenant).events_outbox(), count=1))
+            first = records_of(await self._redis.xrange(TenantKeys(tenant).events_outbox(), count=1))
             trimmed = await self._redis.get(TenantKeys(tenant).events_trimmed())
         # Below the newest record trimmed, some record after the cursor is gone.
         if isinstance(trimmed, bytes) and cursor_key(after) < cursor_key(as_text(trimmed)):
@@ -154,12 +155,22 @@ class Outbox:
         lowest = f"({after}" if after else "-"
         async with translate_errors():
             raw = await self._redis.xrange(keys.events_outbox(), min=lowest, max="+", count=count)
-        records = _records(raw)
+        records = records_of(raw)
         if not records:
             return [], after
         numbers = [as_text(fields[b"s"]) for _, fields in records]
         async with translate_errors():
             entries = await self._redis.hmget(keys.audit_log(), numbers)
+        return self.events_of(tenant, records, entries, types), records[-1][0]
+
+    def events_of(
+        self,
+        tenant: str,
+        records: list[tuple[str, dict[bytes, bytes]]],
+        entries: Sequence[object],
+        types: frozenset[str] = frozenset(),
+    ) -> list[Event]:
+        """The events of outbox records and their audit entries (of ``types`` only, when given)."""
         wanted = []
         for (record_id, fields), entry in zip(records, entries, strict=True):
             if not isinstance(entry, bytes):
@@ -170,8 +181,7 @@ class Outbox:
                 continue
             if not types or parsed.type in types:
                 wanted.append((record_id, fields, parsed))
-        events = [self._event(tenant, cursor, fields, entry) for cursor, fields, entry in wanted]
-        return events, records[-1][0]
+        return [self._event(tenant, cursor, fields, entry) for cursor, fields, entry in wanted]
 
     def _event(
         self,
@@ -200,11 +210,18 @@ class Outbox:
         )
 
 
-def _records(raw: object) -> list[tuple[str, dict[bytes, bytes]]]:
-    """XRANGE's reply, typed: (record id, fields) in order."""
+def records_of(raw: object) -> list[tuple[str, dict[bytes, bytes]]]:
+    """XRANGE's reply, typed: (record id, fields) in order (a script's reply: fields flat)."""
     if not isinstance(raw, list):
         return []
-    return [(as_text(record_id), dict(fields)) for record_id, fields in raw]
+    return [(as_text(record_id), _fields(fields)) for record_id, fields in raw]
+
+
+def _fields(fields: object) -> dict[bytes, bytes]:
+    if isinstance(fields, dict):
+        return fields
+    assert isinstance(fields, list)  # noqa: S101 - Redis's reply shape
+    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:

@@ -35,14 +35,14 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from idverify import telemetry
 from idverify.config import WebhookSettings
 from idverify.domain.errors import NotFound, StoreUnavailable
-from idverify.events.outbox import Event, Outbox
+from idverify.events.outbox import Event, Outbox, records_of
 from idverify.events.tail import OutboxTail
 from idverify.privacy.sealing import SealError
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.telemetry import Instruments, instruments
 from idverify.webhooks.destinations import DestinationRefused, resolve
-from idverify.webhooks.signing import signature
+from idverify.webhooks.signing import Signer
 from idverify.webhooks.subscriptions import Subscription, Subscriptions
 
 __all__ = ["WebhookDispatcher", "payload"]
@@ -218,7 +218,7 @@ class WebhookDispatcher:
                 if subscription.state != "active":
                     return
                 try:
-                    await self._deliver_batch(subscription, token)
+                    await self._deliver_generation(subscription, token)
                 except StoreUnavailable:
                     await asyncio.sleep(self._settings.retry_initial_seconds)
         except SealError:
@@ -233,39 +233,77 @@ class WebhookDispatcher:
                     ["give", token],
                 )
 
-    async def _deliver_batch(self, subscription: Subscription, token: str) -> None:
-        """Delivers the events after the cursor, or waits for some; returns to reload the subscription."""
-        events, next_cursor = await self._outbox.read(
-            subscription.tenant, subscription.cursor, BATCH, subscription.types
+    async def _deliver_generation(self, subscription: Subscription, token: str) -> None:
+        """Delivers batch after batch while the subscription stays as loaded; returns to reload it.
+
+        The subscription, its opened secret and its keyed HMAC are kept until the delivery script
+        refuses the generation (a change bumps it: webhook_manage.lua), and each round trip
+        records the previous batch's progress and reads the next batch (``next``).
+        """
+        sign = Signer(self._subscriptions.secret_of(subscription))
+        cursor, acknowledged = subscription.cursor, ""
+        while True:
+            batch = await self._next(subscription, token, acknowledged, cursor)
+            if batch is None:
+                return  # changed (replayed, disabled, re-keyed, deleted) or the lease lost
+            acknowledged = ""
+            events, next_cursor = batch
+            if next_cursor == cursor:
+                await self._tail.wait_past(subscription.tenant, cursor, self._settings.lease_seconds / 3)
+                continue
+            if not await self._deliver_batch(subscription, sign, token, events):
+                return
+            # Past the records of other types read with them too.
+            cursor = acknowledged = next_cursor
+
+    async def _next(
+        self, subscription: Subscription, token: str, acknowledged: str, after: str
+    ) -> tuple[list[Event], str] | None:
+        """Records ``acknowledged`` (unless empty) and reads the batch after ``after``; None when stale."""
+        keys = TenantKeys(subscription.tenant)
+        reply = await self._scripts.run(
+            "webhook_delivery",
+            [
+                keys.webhook(subscription.webhook_id),
+                keys.webhook_lease(subscription.webhook_id),
+                keys.events_outbox(),
+                keys.audit_log(),
+            ],
+            ["next", token, subscription.generation, acknowledged, after, str(BATCH)],
         )
-        if next_cursor == subscription.cursor:
-            await self._tail.wait_past(
-                subscription.tenant, subscription.cursor, self._settings.lease_seconds / 3
-            )
-            return
-        secret = self._subscriptions.secret_of(subscription)
-        # The cursor moves once per batch (a step per event cost a tenth of a signup's CPU with
-        # every type subscribed), and before any retry: a crash repeats at most one batch.
+        if not isinstance(reply, list) or len(reply) != 2:  # noqa: PLR2004 - records, entries
+            return None
+        records = records_of(reply[0])
+        if not records:
+            return [], after
+        events = self._outbox.events_of(subscription.tenant, records, reply[1], subscription.types)
+        return events, records[-1][0]
+
+    async def _deliver_batch(
+        self, subscription: Subscription, sign: Signer, token: str, events: list[Event]
+    ) -> bool:
+        """Delivers a batch in order; False when the subscription changed or failed meanwhile."""
+        # The cursor moves once per batch (with the next read), and before any retry: a crash
+        # repeats at most one batch.
         acknowledged = ""
         with _Pending(subscription, len(events)) as pending:
             for event in events:
-                error = await self._attempt(subscription, secret, event)
+                error = await self._attempt(subscription, sign, event)
                 if error:
                     if acknowledged and not await self._advance(subscription, token, acknowledged):
-                        return
-                    if not await self._retry(subscription, secret, event, token, error):
-                        return
+                        return False
+                    if not await self._retry(subscription, sign, event, token, error):
+                        return False
                 acknowledged = event.cursor
                 pending.done()
-        # Past the records of other types read with them too.
-        await self._advance(subscription, token, next_cursor)
+        return True
 
     async def _advance(self, subscription: Subscription, token: str, cursor: str) -> bool:
         moved = await self._lease(subscription, "advance", token, subscription.generation, cursor)
         return bool(int(moved))
 
     async def _retry(
-        self, subscription: Subscription, secret: str, event: Event, token: str, error: str
+        self, subscription: Subscription, sign: Signer, event: Event, token: str, error: str
     ) -> bool:
         """Posts a failed event again until a 2xx (True), or until the subscription changed or failed."""
         retry_ms = self._settings.retry_hours * 3_600_000
@@ -286,7 +324,7 @@ class WebhookDispatcher:
             delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not a secret
             if not await self._sleep_unless_changed(subscription, delay):
                 return False
-            error = await self._attempt(subscription, secret, event)
+            error = await self._attempt(subscription, sign, event)
             if not error:
                 return True
 
@@ -305,7 +343,7 @@ class WebhookDispatcher:
                 return False
         return True
 
-    async def _attempt(self, subscription: Subscription, secret: str, event: Event) -> str:
+    async def _attempt(self, subscription: Subscription, sign: Signer, event: Event) -> str:
         """One POST of the event; empty on a 2xx, else a short error code."""
         attributes = {"idverify.tenant": subscription.tenant, "idverify.webhook_id": subscription.webhook_id}
         with telemetry.tracer().start_as_current_span(
@@ -315,7 +353,7 @@ class WebhookDispatcher:
             attributes=telemetry.safe_attributes({**attributes, "idverify.event": event.type}),
         ) as current:
             began = time.perf_counter()
-            error = await self._post(subscription, secret, event)
+            error = await self._post(subscription, sign, event)
             tenant, webhook_id = subscription.tenant, subscription.webhook_id
             Instruments.add(
                 instruments.webhook_attempts, outcome=error or "ok", tenant=tenant, webhook_id=webhook_id
@@ -331,7 +369,7 @@ class WebhookDispatcher:
                 Instruments.record(instruments.webhook_latency, lag)
             return error
 
-    async def _post(self, subscription: Subscription, secret: str, event: Event) -> str:
+    async def _post(self, subscription: Subscription, sign: Signer, event: Event) -> str:
         try:
             destination = await resolve(
                 subscription.url,
@@ -354,7 +392,7 @@ class WebhookDispatcher:
             "content-type": "application/json",
             "webhook-id": identifier,
             "webhook-timestamp": str(stamp),
-            "webhook-signature": signature(secret, identifier, stamp, body),
+            "webhook-signature": sign(identifier, stamp, body),
         }
         url = f"{destination.scheme}://{address}:{destination.port}{destination.target}"
         try:
