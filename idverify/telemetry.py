@@ -120,7 +120,7 @@ def _is_clean(span: ReadableSpan) -> bool:
     attributes = dict(span.attributes or {})
     return (
         not span.events
-        and not span.links
+        and not any(link.attributes for link in span.links)
         and _SAFE_VALUE.match(span.name) is not None
         and len(cached_safe_attributes(attributes)) == len(attributes)
     )
@@ -134,7 +134,9 @@ def _filtered(span: ReadableSpan) -> ReadableSpan:
         resource=span.resource,
         attributes=safe_attributes(span.attributes or {}),
         events=[],
-        links=(),
+        # A link is two random ids and flags (a webhook delivery's to the change's span): kept,
+        # without attributes.
+        links=[trace.Link(link.context) for link in span.links],
         kind=span.kind,
         status=span.status,
         start_time=span.start_time,
@@ -388,6 +390,18 @@ def end_rpc(current: trace.Span, code: str) -> None:
         "ALREADY_EXISTS",
     }:
         current.set_status(Status(StatusCode.ERROR))
+
+
+def current_span_context() -> str:
+    """The current span's context as ``<trace id>-<span id>-<flags>`` in hex, or empty.
+
+    Random ids and the sampled flag, nothing about the call: an outbox record keeps it so that a
+    webhook delivery's span links to the span of the change (idverify/webhooks/delivery.py).
+    """
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return ""
+    return f"{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def current_ids() -> tuple[str, str]:

@@ -48,6 +48,13 @@ def add_webhook_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--timeout", type=int, default=0, metavar="SECONDS", help="wait for an answer (max 30)"
     )
     create.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="deliveries in flight at once (max 16; one account's events stay in order)",
+    )
+    create.add_argument(
         "--from-oldest", action="store_true", help="deliver the events still kept too, not only new ones"
     )
     _common(create)
@@ -128,6 +135,7 @@ def _run_webhooks(args: argparse.Namespace) -> int:
                 event_types=args.types,
                 timeout_seconds=max(args.timeout, 0),
                 from_oldest=args.from_oldest,
+                concurrency=max(args.concurrency, 0),
             )
             created = client.admin.CreateWebhook(request)
             _out(f"webhook {created.webhook.webhook_id} created for {created.webhook.url}")

@@ -76,6 +76,12 @@ class Event:
     attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The W3C trace id of the call that made the change (its audit entry's), for delivery spans.
     trace_id: str = ""
+    # The span context of the change (``<trace id>-<span id>-<flags>``, its outbox record's),
+    # which a delivery span links to; empty for records older than it.
+    span_context: str = ""
+    # What orders deliveries: the account's audit pseudonym (else the verification's id). Events
+    # with the same key never overtake each other; never sent to platforms.
+    order_key: str = ""
 
 
 def check_cursor(after: str, field_name: str = "after") -> str:
@@ -207,6 +213,8 @@ class Outbox:
                 {k: v for k, v in entry.attributes.items() if k not in _NOT_EVENT_ATTRIBUTES}
             ),
             trace_id=entry.trace_id,
+            span_context=as_text(fields.get(b"c", b"")),
+            order_key=entry.account or entry.verification_id,
         )
 
 

@@ -14,6 +14,7 @@ from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
+from idverify.telemetry import current_span_context
 from idverify.verifiers.base import Verifier
 
 
@@ -57,5 +58,14 @@ class RequestInfo:
         return cls(principal="idverify")
 
     def audit_fields(self) -> dict[str, str]:
-        """The request's fields for an audit entry."""
-        return {"principal": self.principal, "request_id": self.request_id, "trace_id": self.trace_id}
+        """The request's fields for an audit entry, and the span making the change for its event.
+
+        ``span`` never enters the entry (the prelude's AUDIT_NOT_ATTRIBUTES): an event's outbox
+        record keeps it, for the delivery span's link.
+        """
+        return {
+            "principal": self.principal,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "span": current_span_context(),
+        }

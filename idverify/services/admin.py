@@ -55,6 +55,7 @@ def _webhook(subscription: Subscription) -> pb.Webhook:
         cursor=subscription.cursor,
         created_at=timestamp_ms(subscription.created_ms),
         timeout_seconds=subscription.timeout_ms // 1000,
+        concurrency=subscription.concurrency,
         last_error=subscription.last_error,
     )
     since = subscription.failing_ms or subscription.first_failure_ms
@@ -101,6 +102,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             request.timeout_seconds,
             request_info(context).audit_fields(),
             from_oldest=request.from_oldest,
+            concurrency=request.concurrency,
         )
         return pb.CreateWebhookResponse(webhook=_webhook(subscription), secret=secret)
 

@@ -329,6 +329,7 @@ class Webhook(_message.Message):
     FAILING_SINCE_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
     webhook_id: _builtins.str
     tenant: _builtins.str
     url: _builtins.str
@@ -343,6 +344,10 @@ class Webhook(_message.Message):
     """Seconds a delivery waits for the receiver's answer."""
     last_error: _builtins.str
     """The last failure's short code (http_500, timeout, refused_destination...), if any."""
+    concurrency: _builtins.int
+    """Deliveries in flight at once: events of different accounts may go side by side, those of
+    one account always one after the other, in order.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty: every event type."""
@@ -367,10 +372,11 @@ class Webhook(_message.Message):
         failing_since: _timestamp_pb2.Timestamp | None = ...,
         timeout_seconds: _builtins.int = ...,
         last_error: _builtins.str = ...,
+        concurrency: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "failing_since", b"failing_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "cursor", b"cursor", "enabled", b"enabled", "event_types", b"event_types", "failing_since", b"failing_since", "last_error", b"last_error", "state", b"state", "tenant", b"tenant", "timeout_seconds", b"timeout_seconds", "url", b"url", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "created_at", b"created_at", "cursor", b"cursor", "enabled", b"enabled", "event_types", b"event_types", "failing_since", b"failing_since", "last_error", b"last_error", "state", b"state", "tenant", b"tenant", "timeout_seconds", b"timeout_seconds", "url", b"url", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,6 +391,7 @@ class CreateWebhookRequest(_message.Message):
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     FROM_OLDEST_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """Empty: the admin's own tenant (an operator names one)."""
     url: _builtins.str
@@ -395,6 +402,10 @@ class CreateWebhookRequest(_message.Message):
     """0: the configured default (webhooks.timeout_seconds); at most 30."""
     from_oldest: _builtins.bool
     """Deliver from the oldest event the outbox keeps instead of the events from now on."""
+    concurrency: _builtins.int
+    """Deliveries in flight at once (0: one, strictly in order); at most 16. Events of one
+    account never overtake each other, whatever the concurrency.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty: every event type; otherwise EventService's types (unknown: INVALID_ARGUMENT naming
@@ -409,10 +420,11 @@ class CreateWebhookRequest(_message.Message):
         event_types: _abc.Iterable[_builtins.str] | None = ...,
         timeout_seconds: _builtins.int = ...,
         from_oldest: _builtins.bool = ...,
+        concurrency: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_oldest", b"from_oldest", "tenant", b"tenant", "timeout_seconds", b"timeout_seconds", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "event_types", b"event_types", "from_oldest", b"from_oldest", "tenant", b"tenant", "timeout_seconds", b"timeout_seconds", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -80,17 +80,24 @@ def message_id(subscription: Subscription, event: Event) -> str:
     return f"{subscription.webhook_id}_{event.cursor}"
 
 
-def _trace_link(trace_id: str) -> list[trace.Link]:
-    """A link to the trace of the change the event reflects (its audit entry's trace id)."""
+def _change_link(event: Event) -> list[trace.Link]:
+    """A link to the span of the change the event reflects (kept in its outbox record).
+
+    A record written before records kept it names the trace only (its entry's trace id): the
+    link then names that trace with a span id of our own.
+    """
+    trace_text, _, rest = event.span_context.partition("-")
+    span_text, _, flags_text = rest.partition("-")
     try:
-        value = int(trace_id, 16)
+        if trace_text:
+            trace_id, span_id, flags = int(trace_text, 16), int(span_text, 16), int(flags_text, 16)
+        else:
+            trace_id, span_id, flags = int(event.trace_id or "0", 16), secrets.randbits(63) + 1, 1
     except ValueError:
         return []
-    if not value:
+    if not trace_id or not span_id or trace_id >> 128 or span_id >> 64 or flags >> 8:
         return []
-    # The entry keeps the trace id only; the link names that trace, with a span id of our own.
-    context = SpanContext(value, secrets.randbits(63) + 1, is_remote=True, trace_flags=TraceFlags(1))
-    return [trace.Link(context)]
+    return [trace.Link(SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags)))]
 
 
 class _Pending:
@@ -112,6 +119,40 @@ class _Pending:
 
     def __exit__(self, *_: object) -> None:
         instruments.webhook_pending.add(-self._left, self._attributes)
+
+
+class _Stale(Exception):
+    """A lane's subscription changed or failed: the batch's other lanes stop too."""
+
+
+class _Progress:
+    """Which events of a batch delivered side by side are acknowledged, and how far the cursor may move."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self._events = events
+        self._acknowledged = [False] * len(events)
+        self._prefix = 0  # events[:_prefix] are all acknowledged
+        self._recorded = 0  # the cursor is stored past events[:_recorded]
+        self._lock = asyncio.Lock()
+
+    def acknowledge(self, index: int) -> None:
+        self._acknowledged[index] = True
+        while self._prefix < len(self._events) and self._acknowledged[self._prefix]:
+            self._prefix += 1
+
+    async def record(self, dispatcher: WebhookDispatcher, subscription: Subscription, token: str) -> bool:
+        """Moves the cursor past the acknowledged prefix, if it grew; False when stale.
+
+        One lane at a time: two advances racing could otherwise store the smaller cursor last.
+        """
+        async with self._lock:
+            prefix = self._prefix
+            if prefix <= self._recorded:
+                return True
+            if not await dispatcher.advance(subscription, token, self._events[prefix - 1].cursor):
+                return False
+            self._recorded = prefix
+            return True
 
 
 class WebhookDispatcher:
@@ -283,6 +324,8 @@ class WebhookDispatcher:
         self, subscription: Subscription, sign: Signer, token: str, events: list[Event]
     ) -> bool:
         """Delivers a batch in order; False when the subscription changed or failed meanwhile."""
+        if subscription.concurrency > 1:
+            return await self._deliver_side_by_side(subscription, sign, token, events)
         # The cursor moves once per batch (with the next read), and before any retry: a crash
         # repeats at most one batch.
         acknowledged = ""
@@ -290,7 +333,7 @@ class WebhookDispatcher:
             for event in events:
                 error = await self._attempt(subscription, sign, event)
                 if error:
-                    if acknowledged and not await self._advance(subscription, token, acknowledged):
+                    if acknowledged and not await self.advance(subscription, token, acknowledged):
                         return False
                     if not await self._retry(subscription, sign, event, token, error):
                         return False
@@ -298,7 +341,50 @@ class WebhookDispatcher:
                 pending.done()
         return True
 
-    async def _advance(self, subscription: Subscription, token: str, cursor: str) -> bool:
+    async def _deliver_side_by_side(
+        self, subscription: Subscription, sign: Signer, token: str, events: list[Event]
+    ) -> bool:
+        """Delivers a batch ``concurrency`` accounts at a time, each account's events in order.
+
+        The events are split by account (``Event.order_key``); up to ``concurrency`` accounts'
+        deliveries run at once, each one event after the other. The batch ends when every account's
+        events are acknowledged. Before a failed event is retried, the cursor is moved past the
+        events acknowledged without a gap before it (``_Progress``), never past one not acknowledged.
+        """
+        lanes: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            lanes.setdefault(event.order_key, []).append(index)
+        progress = _Progress(events)
+        slots = asyncio.Semaphore(subscription.concurrency)
+
+        async def deliver_lane(indexes: list[int]) -> None:
+            async with slots:
+                for index in indexes:
+                    event = events[index]
+                    error = await self._attempt(subscription, sign, event)
+                    if error:
+                        if not await progress.record(self, subscription, token):
+                            raise _Stale
+                        if not await self._retry(subscription, sign, event, token, error):
+                            raise _Stale
+                    progress.acknowledge(index)
+                    pending.done()
+
+        with _Pending(subscription, len(events)) as pending:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for indexes in lanes.values():
+                        group.create_task(deliver_lane(indexes))
+            except ExceptionGroup as stopped:
+                # A stale lane cancels the others; anything else (Redis gone) goes on up as itself.
+                others = [error for error in stopped.exceptions if not isinstance(error, _Stale)]
+                if others:
+                    raise others[0] from stopped
+                return False
+        return True
+
+    async def advance(self, subscription: Subscription, token: str, cursor: str) -> bool:
+        """Stores the cursor (under the lease and generation loaded); False when stale."""
         moved = await self._lease(subscription, "advance", token, subscription.generation, cursor)
         return bool(int(moved))
 
@@ -349,7 +435,7 @@ class WebhookDispatcher:
         with telemetry.tracer().start_as_current_span(
             "webhook.deliver",
             kind=SpanKind.CLIENT,
-            links=_trace_link(event.trace_id),
+            links=_change_link(event),
             attributes=telemetry.safe_attributes({**attributes, "idverify.event": event.type}),
         ) as current:
             began = time.perf_counter()

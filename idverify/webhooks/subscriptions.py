@@ -31,6 +31,7 @@ WEBHOOK_SECRET: Final = "webhook-secret"  # noqa: S105 - a sealing purpose
 ACTIONS: Final = ("enable", "disable", "rotate_secret")
 MAX_SUBSCRIPTIONS: Final = 16
 MAX_TIMEOUT_SECONDS: Final = 30
+MAX_CONCURRENCY: Final = 16
 _ID_LENGTH: Final = 16
 
 
@@ -48,6 +49,8 @@ class Subscription:
     created_ms: int
     generation: str
     timeout_ms: int
+    # Deliveries in flight at once, each account's events still one after the other.
+    concurrency: int = 1
     failing_ms: int = 0
     first_failure_ms: int = 0
     last_error: str = ""
@@ -127,18 +130,24 @@ class Subscriptions:
         request: dict[str, str],
         *,
         from_oldest: bool = False,
+        concurrency: int = 0,
     ) -> tuple[Subscription, str]:
         """Makes a subscription; returns it and its secret (the only time the secret is shown).
 
         Raises:
             InvalidArgument: the URL (``url``: not https, a private destination...), an unknown
-                event type (``event_types[i]``), or a timeout over 30 s (``timeout_seconds``).
+                event type (``event_types[i]``), a timeout over 30 s (``timeout_seconds``) or
+                a concurrency over 16 (``concurrency``).
             FailedPrecondition: the tenant holds its maximum of subscriptions.
         """
         wanted = check_types(types, "event_types")
         if timeout_seconds > MAX_TIMEOUT_SECONDS:
             raise InvalidArgument(
                 f"at most {MAX_TIMEOUT_SECONDS} seconds", reason="BAD_TIMEOUT", field="timeout_seconds"
+            )
+        if concurrency > MAX_CONCURRENCY:
+            raise InvalidArgument(
+                f"at most {MAX_CONCURRENCY} deliveries at once", reason="BAD_CONCURRENCY", field="concurrency"
             )
         await check_destination(
             url, development=self._development, allow_private=self._settings.allow_private_destinations
@@ -166,6 +175,7 @@ class Subscriptions:
             self._seal(tenant, webhook_id, secret),
             str(timeout_ms),
             start,
+            str(max(concurrency, 1)),
         )
         return await self.get(tenant, webhook_id), secret
 
@@ -274,6 +284,7 @@ def _subscription(tenant: str, webhook_id: str, fields: dict[str, str]) -> Subsc
         created_ms=int(fields.get("created_ms", "0")),
         generation=fields.get("gen", "0"),
         timeout_ms=int(fields.get("timeout_ms", "10000")),
+        concurrency=int(fields.get("concurrency", "1")),
         failing_ms=int(fields.get("failing_ms", "0")),
         first_failure_ms=int(fields.get("first_failure_ms", "0")),
         last_error=fields.get("last_error", ""),

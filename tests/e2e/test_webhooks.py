@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,14 +18,17 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from idverify.client import Client
+from idverify.events.outbox import cursor_key
 from idverify.testing import ServerProcess
 from idverify.v1 import admin_pb2, events_pb2
 from idverify.webhooks.signing import signature
 
 from .conftest import embedded_redis, everything_stored, person, rich_error, verify
+from .otlp_collector import OtlpCollector
 from .webhook_receiver import Delivery, Receiver
 
 pytestmark = pytest.mark.e2e
@@ -418,3 +422,167 @@ def test_a_destination_is_checked_again_at_each_delivery(
         assert listed.last_error == "private_destination"
         assert listed.cursor == webhook.cursor
         assert receiver.requests == 0
+
+
+# --- deliveries side by side ----------------------------------------------------------------------
+
+
+def subscribe_paused(server: ServerProcess, receiver: Receiver, concurrency: int) -> admin_pb2.Webhook:
+    """A subscription created disabled-at-once, so that the events made meanwhile go as one batch."""
+    with server.client("admin") as admin:
+        created = admin.admin.CreateWebhook(
+            admin_pb2.CreateWebhookRequest(url=receiver.url, concurrency=concurrency)
+        )
+        admin.admin.UpdateWebhook(
+            admin_pb2.UpdateWebhookRequest(webhook_id=created.webhook.webhook_id, action="disable")
+        )
+    receiver.secret = created.secret
+    assert created.webhook.concurrency == concurrency
+    return created.webhook
+
+
+def resume(server: ServerProcess, webhook: admin_pb2.Webhook) -> None:
+    with server.client("admin") as admin:
+        admin.admin.UpdateWebhook(
+            admin_pb2.UpdateWebhookRequest(webhook_id=webhook.webhook_id, action="enable")
+        )
+
+
+def per_account(cursors: list[str], events: list[events_pb2.Event]) -> dict[str, list[str]]:
+    """The cursors of each account's events, in the order given."""
+    account_of = {e.cursor: e.account_id for e in events}
+    grouped: dict[str, list[str]] = {}
+    for cursor in cursors:
+        grouped.setdefault(account_of[cursor], []).append(cursor)
+    return grouped
+
+
+def stored_cursor(server: ServerProcess, webhook: admin_pb2.Webhook, at_least: str) -> str:
+    """The subscription's stored cursor, once it reached ``at_least`` (stored after the batch)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with server.client("admin") as admin:
+            (listed,) = [
+                w
+                for w in admin.admin.ListWebhooks(admin_pb2.ListWebhooksRequest()).webhooks
+                if w.webhook_id == webhook.webhook_id
+            ]
+        if cursor_key(listed.cursor) >= cursor_key(at_least) or time.monotonic() > deadline:
+            return listed.cursor
+        time.sleep(0.05)
+
+
+def test_a_slow_receiver_gets_different_accounts_side_by_side_and_each_account_in_order(
+    server: ServerProcess, receiver: Receiver
+) -> None:
+    webhook = subscribe_paused(server, receiver, 4)
+    signups(server, 6, "side")
+    expected = expected_after(server, webhook.cursor)
+    assert len({e.account_id for e in expected}) == 6
+    receiver.delay = 0.2
+    resume(server, webhook)
+    deliveries = receiver.wait_for(all_of(expected), timeout=60)
+    cursor = stored_cursor(server, webhook, expected[-1].cursor)
+    delete(server, webhook)
+    assert not receiver.refused
+    assert 2 <= receiver.most_in_flight <= 4  # side by side, never more than asked
+    assert per_account(cursors_in_order(deliveries), expected) == per_account(
+        [e.cursor for e in expected], expected
+    )
+    # The progress is stored once the batch is acknowledged (a repeat is allowed: a timeout on
+    # the loaded machine is retried), and only this batch's events were sent.
+    assert cursor_key(cursor) >= cursor_key(expected[-1].cursor)
+    assert {d.payload["data"]["cursor"] for d in deliveries} == {e.cursor for e in expected}
+
+
+def test_one_account_refused_holds_back_only_its_own_events(
+    server: ServerProcess, receiver: Receiver
+) -> None:
+    """A receiver refusing one account's events (hostile or broken): the others go on, it waits in order."""
+    webhook = subscribe_paused(server, receiver, 4)
+    signups(server, 4, "held")
+    expected = expected_after(server, webhook.cursor)
+    held = [e.cursor for e in expected if e.account_id == "held-0"]
+    others = [e for e in expected if e.account_id != "held-0"]
+    assert held
+    receiver.fail_account = {"held-0": 10**6}
+    resume(server, webhook)
+    receiver.wait_for(all_of(others), timeout=60)
+    assert len(receiver.failed) >= 1
+    assert set(receiver.failed) == {held[0]}  # retried, and none of its later events went first
+    # Not past the refused event: a crash now would send it again.
+    assert cursor_key(stored_cursor(server, webhook, held[0])) < cursor_key(held[0])
+    receiver.fail_account = {}
+    deliveries = receiver.wait_for(all_of(expected), timeout=60)
+    delete(server, webhook)
+    assert not receiver.refused
+    assert per_account(cursors_in_order(deliveries), expected) == per_account(
+        [e.cursor for e in expected], expected
+    )
+
+
+def test_a_concurrency_over_16_is_refused_naming_it(server: ServerProcess) -> None:
+    with server.client("admin") as admin, pytest.raises(grpc.RpcError) as refused:
+        admin.admin.CreateWebhook(admin_pb2.CreateWebhookRequest(url="http://127.0.0.1:9/", concurrency=17))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_error(refused.value) == ("BAD_CONCURRENCY", "concurrency")
+
+
+# --- the delivery span ------------------------------------------------------------------------------
+
+
+def attribute(span: trace_pb2.Span, key: str) -> str:
+    return next((a.value.string_value for a in span.attributes if a.key == key), "")
+
+
+def call_of(span: trace_pb2.Span, by_id: dict[tuple[bytes, bytes], trace_pb2.Span]) -> trace_pb2.Span:
+    """The server span of the call a span belongs to (itself, or its nearest server ancestor)."""
+    while span.kind != trace_pb2.Span.SPAN_KIND_SERVER:
+        span = by_id[(span.trace_id, span.parent_span_id)]
+    return span
+
+
+def test_each_delivery_span_links_to_the_span_of_the_change(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> None:
+    """The link names the span that made the change (trace, span id, flags), not only its trace."""
+    with OtlpCollector() as collector:
+        config = CONFIG + f'\n[telemetry]\ntraces = "otlp"\notlp_endpoint = "{collector.endpoint}"\n'
+        with ServerProcess(tmp_path_factory.mktemp("webhooks-spans"), config=config) as server:
+            webhook = subscribe(server, receiver)
+            signups(server, 2, "traced")
+            expected = expected_after(server, webhook.cursor)
+            receiver.wait_for(all_of(expected))
+
+            def delivered(spans: list[trace_pb2.Span]) -> bool:
+                # Each worker exports on its own: the change's span may come after the delivery's.
+                exported = {(s.trace_id, s.span_id) for s in spans}
+                deliveries = [s for s in spans if s.name == "webhook.deliver"]
+                types = [attribute(s, "idverify.event") for s in deliveries]
+                linked = all((k.trace_id, k.span_id) in exported for s in deliveries for k in s.links)
+                return types.count("verification.verified") >= 2 and linked
+
+            spans = collector.wait_for(delivered)
+            store = embedded_redis(server)
+            records = store.xrange("iv1:{t:default}:events:outbox")
+            entries = b"\n".join(store.hvals("iv1:{t:default}:audit:log"))
+    # What a Redis dump shows of it: random ids and flags in the outbox record, nothing in entries.
+    assert records
+    for _, fields in records:
+        assert re.fullmatch(rb"[0-9a-f]{32}-[0-9a-f]{16}-01", fields[b"c"]), fields
+    assert b'"span"' not in entries
+    by_id = {(s.trace_id, s.span_id): s for s in spans}
+    deliveries = [s for s in spans if s.name == "webhook.deliver"]
+    verified = [s for s in deliveries if attribute(s, "idverify.event") == "verification.verified"]
+    changed_by = set()
+    for delivery in verified:
+        (link,) = delivery.links
+        assert link.trace_id != delivery.trace_id  # a trace of its own, linked
+        # The linked span was exported: it is (in) the call that made the change.
+        assert call_of(by_id[(link.trace_id, link.span_id)], by_id).name == "SubmitChallenge"
+        changed_by.add(link.span_id)
+    assert len(changed_by) == 2  # each event links to its own change
+    # Every event type links to a span that was exported (none to a made-up id).
+    for delivery in deliveries:
+        (link,) = delivery.links
+        assert (link.trace_id, link.span_id) in by_id

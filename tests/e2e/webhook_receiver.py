@@ -2,7 +2,9 @@
 
 The stock Standard Webhooks library verifies each delivery (never the project's own signing
 code); a request it refuses is kept apart, so a test sees it. ``mode`` makes the receiver
-misbehave as real ones do: answer 500, hang past the timeout, or close the connection unanswered.
+misbehave as real ones do: answer 500, hang past the timeout, or close the connection unanswered;
+``delay`` makes it slow (it notes how many requests it held at once), and ``fail_account`` makes
+it refuse one account's events with a 500 a number of times.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class Receiver:
         self.deliveries: list[Delivery] = []
         self.refused: list[tuple[dict[str, str], bytes, str]] = []
         self.requests = 0
+        self.delay = 0.0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.fail_account: dict[str, int] = {}
+        self.failed: list[str] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         receiver = self
@@ -70,6 +77,24 @@ class Receiver:
         with self._lock:
             self.requests += 1
             mode = self.mode
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._answer(handler, headers, body, mode)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(
+        self, handler: BaseHTTPRequestHandler, headers: dict[str, str], body: bytes, mode: str
+    ) -> None:
+        time.sleep(self.delay)
+        account = event_json(body)["data"]["accountId"] if self.fail_account else ""
+        with self._lock:
+            if self.fail_account.get(account, 0) > 0:
+                self.fail_account[account] -= 1
+                self.failed.append(event_json(body)["data"]["cursor"])
+                mode = "500"
         if mode == "hang":
             time.sleep(HANG_SECONDS)
             handler.close_connection = True

@@ -47,7 +47,7 @@ end
 local AUDIT_TEXT_FIELDS = {'type', 'verification_id', 'account', 'method', 'outcome', 'reason'}
 local AUDIT_REQUEST_FIELDS = {'principal', 'request_id', 'trace_id'}
 local AUDIT_NOT_ATTRIBUTES = {v = true, seq = true, time_ms = true, steps = true, event_account = true,
-  event_account_for = true}
+  event_account_for = true, span = true}
 for _, name in ipairs(AUDIT_TEXT_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 for _, name in ipairs(AUDIT_REQUEST_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 
@@ -77,7 +77,9 @@ end
 -- audit pseudonym in events:acct (lasting like the account), for the events of steps that do
 -- not know it (its erasure; a binding superseded by a claim established elsewhere); erasure
 -- drops it (forget_event_account). An account never bound keeps nothing past its verification
--- but outbox records, which are trimmed by age.
+-- but outbox records, which are trimmed by age. A record also keeps the span context of the call
+-- that made the change (c = '<trace id>-<span id>-<flags>', the request's span; random ids, no
+-- data), which the entry does not hold, so that a webhook delivery's span links to it.
 local EVENT_TYPES = {}
 for _, name in ipairs({
   'verification.started', 'challenge.sent', 'verification.needs_guardian', 'verification.verified',
@@ -108,6 +110,10 @@ local function outbox(log_key, index, ev)
       record[#record + 1] = 'a'
       record[#record + 1] = sealed
     end
+  end
+  if ev.span and ev.span ~= '' then
+    record[#record + 1] = 'c'
+    record[#record + 1] = ev.span
   end
   -- '*': Redis orders the ids itself, whatever its clock or a restored log's numbers do.
   redis.call('XADD', prefix .. 'events:outbox', '*', unpack(record))

@@ -4,7 +4,7 @@
 -- subscription's generation: the worker's next cursor advance is refused and it reloads.
 -- KEYS: the tenant's subscription ids (set), the subscription (hash), audit log
 -- ARGV: operation, request json, subscription id, then per operation:
---   create: url, event types (space-separated), sealed secret, timeout ms, start cursor
+--   create: url, event types (space-separated), sealed secret, timeout ms, start cursor, concurrency
 --   update: action (enable, disable, rotate_secret), sealed secret (rotate_secret only)
 --   delete: -
 --   replay: cursor to deliver after
@@ -14,7 +14,7 @@ local op, base, id = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
 local entry = {type = 'webhook.' .. op, outcome = op, reason = '', webhook_id = id}
 if op == 'create' then
   redis.call('HSET', KEYS[2], 'url', ARGV[4], 'types', ARGV[5], 'secret', ARGV[6], 'timeout_ms', ARGV[7],
-    'cursor', ARGV[8], 'enabled', '1', 'created_ms', NOW, 'gen', 1)
+    'cursor', ARGV[8], 'concurrency', ARGV[9], 'enabled', '1', 'created_ms', NOW, 'gen', 1)
   redis.call('SADD', KEYS[1], id)
   entry.type = 'webhook.created'
   entry.outcome = 'created'
