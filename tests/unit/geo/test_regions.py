@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pycountry
 import pytest
 
 from idverify.geo.regions import (
@@ -91,6 +92,19 @@ class TestProvinces:
         assert len(set(codes)) == 34
         assert all(province.is_mainland for province in PROVINCES)
         assert not any(territory.is_mainland for territory in TERRITORIES)
+
+    def test_codes_are_iso_3166_2_cn_as_pycountry_lists_them(self) -> None:
+        """The table's codes are exactly ISO 3166-2:CN's (one source): it adds only the policy's names."""
+        iso = {subdivision.code for subdivision in pycountry.subdivisions.get(country_code="CN")}
+        assert {province.code for province in (*PROVINCES, *TERRITORIES)} == iso
+        assert all(territory.country_code in COUNTRIES for territory in TERRITORIES)
+
+    def test_found_by_the_iso_name(self) -> None:
+        """A database that spells a division as ISO does ("Guangdong Sheng", "Hong Kong SAR") finds it."""
+        for subdivision in pycountry.subdivisions.get(country_code="CN"):
+            found = province_for("", [subdivision.name])
+            assert found is not None, subdivision.name
+            assert found.code == subdivision.code
 
     @pytest.mark.parametrize("province", PROVINCES, ids=lambda province: province.code)
     def test_each_by_every_spelling(self, province) -> None:  # type: ignore[no-untyped-def]
