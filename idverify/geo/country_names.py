@@ -69,23 +69,43 @@ _EN_OVERRIDES: Mapping[str, str] = {
 }
 
 
+# fallback=False: a pycountry build without its zh_CN catalogue fails at start, not in a label.
+_CHINESE = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["zh_CN"], fallback=False)
+# In code order, as the name index is built in (a later code would win a shared name).
+_BY_CODE = sorted(pycountry.countries, key=lambda country: country.alpha_2)
+
+
 def _names() -> dict[str, tuple[str, str]]:
-    # fallback=False: a pycountry build without its zh_CN catalogue fails at start, not in a label.
-    chinese = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["zh_CN"], fallback=False)
     names: dict[str, tuple[str, str]] = {}
-    # In code order, as the name index is built in (a later code would win a shared name).
-    for country in sorted(pycountry.countries, key=lambda country: country.alpha_2):
+    for country in _BY_CODE:
         code = country.alpha_2
         english = getattr(country, "common_name", country.name)
         names[code] = (
-            _ZH_OVERRIDES.get(code) or chinese.gettext(english),
+            _ZH_OVERRIDES.get(code) or _CHINESE.gettext(english),
             _EN_OVERRIDES.get(code) or english,
         )
     return names
 
 
+def _iso_names() -> dict[str, tuple[str, ...]]:
+    names: dict[str, tuple[str, ...]] = {}
+    for country in _BY_CODE:
+        english = [
+            getattr(country, kind)
+            for kind in ("name", "official_name", "common_name")
+            if hasattr(country, kind)
+        ]
+        names[country.alpha_2] = tuple(dict.fromkeys([*english, *map(_CHINESE.gettext, english)]))
+    return names
+
+
 # code: (Chinese name, English name); every officially assigned code.
 COUNTRIES: Mapping[str, tuple[str, str]] = MappingProxyType(_names())
+
+# code: every name ISO gives it (short, official, common) in English and its Chinese translations:
+# names that databases use ("Russian Federation", "Korea, Republic of", 大韩民国), which find the
+# code but are never shown.
+ISO_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(_iso_names())
 
 # Codes outside ISO 3166-1 that databases use anyway (user-assigned or reserved codes).
 EXTRA_COUNTRIES: Mapping[str, tuple[str, str]] = MappingProxyType(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from idverify.geo.country_names import COUNTRIES, EXTRA_COUNTRIES
+from idverify.geo.country_names import COUNTRIES, EXTRA_COUNTRIES, ISO_NAMES
 
 __all__ = [
     "COUNTRIES",
@@ -132,83 +132,55 @@ _EN_SUFFIX_WORDS = frozenset(
     }
 )
 
-# Country names databases use that differ from the table's (ip2region uses Chinese names,
-# its newer files English ones; neither carries codes for every row).
+# Country names databases use that are neither the table's nor ISO's (ISO_NAMES: official names,
+# "Korea, Republic of", their Chinese translations): ip2region uses Chinese names, its newer
+# files English ones, and neither carries codes for every row.
 _COUNTRY_ALIASES: Mapping[str, tuple[str, ...]] = {
     "AE": ("阿拉伯联合酋长国", "UAE"),
     "AX": ("Åland",),
     "BA": ("波黑", "波斯尼亚和黑山共和国"),
-    "BD": ("孟加拉",),
     "BV": ("布维特岛",),
-    "BO": ("Bolivia, Plurinational State of",),
-    "BN": ("Brunei Darussalam",),
-    "BQ": ("Bonaire, Sint Eustatius, and Saba", "博奈尔岛、圣尤斯达蒂斯和萨巴"),
-    "CD": (
-        "扎伊尔",
-        "刚果民主共和国",
-        "Democratic Republic of the Congo",
-        "Congo, The Democratic Republic of the",
-    ),
-    "CC": ("科科斯群岛", "Cocos [Keeling] Islands"),
-    "CF": ("中非共和国",),
-    "CG": ("刚果", "刚果共和国", "Congo", "Congo Republic"),
+    "BQ": ("博奈尔岛、圣尤斯达蒂斯和萨巴",),
+    "CD": ("扎伊尔", "Democratic Republic of the Congo"),
+    "CC": ("科科斯群岛",),
+    "CG": ("Congo Republic",),
     "CI": ("象牙海岸", "Ivory Coast"),
-    "CN": ("中华人民共和国", "People's Republic of China"),
     "CV": ("Cape Verde",),
-    "CZ": ("捷克共和国", "Czech Republic"),
-    "DO": ("多米尼加共和国",),
-    "FM": ("密克罗尼西亚联邦", "Federated States of Micronesia", "Micronesia, Federated States of"),
-    "GB": ("大不列颠及北爱尔兰联合王国", "UK", "Great Britain", "Britain"),
+    "CZ": ("捷克共和国",),
+    "GB": ("UK", "Great Britain", "Britain"),
     "GG": ("格恩西岛",),
     "GP": ("瓜德罗普岛",),
     "GS": ("南乔治亚岛和南桑威齐群岛",),
-    "HK": (
-        "香港",
-        "香港特别行政区",
-        "中国香港特别行政区",
-        "Hong Kong",
-        "Hong Kong SAR",
-        "Hong Kong SAR China",
-    ),
+    "HK": ("香港特别行政区", "Hong Kong SAR", "Hong Kong SAR China"),
     "HM": ("赫德与麦克唐纳群岛",),
-    "IM": ("曼岛",),
-    "IR": ("伊朗伊斯兰共和国", "Iran, Islamic Republic of"),
-    "JO": ("Hashemite Kingdom of Jordan",),
     "KG": ("吉尔吉克斯坦",),
     "KN": ("St Kitts and Nevis",),
-    "KP": ("朝鲜民主主义人民共和国", "朝鲜民主共和国", "Democratic People's Republic of Korea"),
-    "KR": ("大韩民国", "Korea", "Republic of Korea", "Korea, Republic of"),
-    "LA": ("老挝人民民主共和国", "Lao People's Democratic Republic"),
-    "LT": ("Republic of Lithuania",),
+    "KP": ("朝鲜民主共和国",),
+    "KR": ("Korea", "Republic of Korea"),
     "LY": ("阿拉伯利比亚民众国",),
-    "MD": ("摩尔多瓦共和国", "Republic of Moldova", "Moldova, Republic of"),
     "ME": ("黑山共和国",),
-    "MF": ("圣马丁", "Saint Martin (French part)"),
+    "MF": ("圣马丁",),
     "MK": ("马其顿", "前南斯拉夫马其顿共和国", "Macedonia"),
-    "MO": ("澳门", "澳门特别行政区", "中国澳门特别行政区", "Macau", "Macao", "Macao SAR China"),
+    "MO": ("澳门特别行政区", "Macau", "Macao SAR China"),
     "MM": ("Burma",),
     "MQ": ("马提尼克群岛",),
     "MS": ("蒙塞拉特群岛",),
-    "PS": ("巴勒斯坦领土", "Palestinian Territory", "Palestine, State of"),
-    "RU": ("俄罗斯联邦", "Russian Federation"),
+    "PS": ("巴勒斯坦领土", "Palestinian Territory"),
+    "RU": ("俄罗斯联邦",),
     "SC": ("塞舌尔群岛",),
     "SJ": ("斯瓦尔巴特和扬马延",),
-    "SK": ("斯洛伐克共和国",),
-    "SX": ("圣马丁岛", "Sint Maarten (Dutch part)"),
-    "SY": ("叙利亚阿拉伯共和国", "Syrian Arab Republic"),
+    "SX": ("圣马丁岛",),
+    "SY": ("叙利亚阿拉伯共和国",),
     "SZ": ("埃斯瓦蒂尼", "Swaziland"),
     "TF": ("法属南部领土",),
     "TL": ("East Timor",),
     "TR": ("Turkey",),
-    "TW": ("台湾", "台湾省", "中华民国", "Taiwan", "Taiwan, Province of China"),
-    "TZ": ("Tanzania, United Republic of",),
-    "UM": ("美国边远小岛", "United States Minor Outlying Islands", "U.S. Minor Outlying Islands"),
-    "US": ("美利坚合众国", "United States of America", "USA"),
+    "TW": ("台湾省", "中华民国"),
+    "UM": ("美国边远小岛", "U.S. Minor Outlying Islands"),
+    "US": ("USA",),
     "VA": ("圣座", "圣座（梵蒂冈）", "梵蒂冈城国", "Holy See", "Vatican"),  # noqa: RUF001 - Chinese brackets
-    "VE": ("Venezuela, Bolivarian Republic of",),
-    "VG": ("英属维京群岛", "Virgin Islands, British"),
-    "VI": ("美属维京群岛", "Virgin Islands, U.S."),
-    "VN": ("越南社会主义共和国", "Viet Nam"),
+    "VG": ("英属维京群岛",),
+    "VI": ("美属维京群岛",),
 }
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -239,9 +211,11 @@ def _index_countries() -> dict[str, str]:
         for code, (name_zh, name_en) in table.items():
             index[_normalized(name_zh)] = code
             index[_normalized(name_en)] = code
-    for code, names in _COUNTRY_ALIASES.items():
-        for name in names:
-            index.setdefault(_normalized(name), code)
+    # Names shown win, then the spellings kept here, then ISO's own names.
+    for aliases in (_COUNTRY_ALIASES, ISO_NAMES):
+        for code, names in aliases.items():
+            for name in names:
+                index.setdefault(_normalized(name), code)
     return index
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pycountry
 import pytest
 
+from idverify.geo.country_names import ISO_NAMES
 from idverify.geo.regions import (
     COUNTRIES,
     PROVINCES,
@@ -23,6 +24,49 @@ PINNED_LABELS: dict[str, list[str]] = json.loads(
 )["labels"]
 
 
+# Spellings databases use that the hand-kept aliases held until ISO's own names (pycountry's) gave
+# them: a pycountry release that drops one fails here rather than leaving an address unlabelled.
+ISO_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "BD": ("孟加拉",),
+    "BO": ("Bolivia, Plurinational State of",),
+    "BN": ("Brunei Darussalam",),
+    "BQ": ("Bonaire, Sint Eustatius, and Saba",),
+    "CD": ("刚果民主共和国", "Congo, The Democratic Republic of the"),
+    "CC": ("Cocos [Keeling] Islands",),
+    "CF": ("中非共和国",),
+    "CG": ("刚果", "刚果共和国", "Congo"),
+    "CN": ("中华人民共和国", "People's Republic of China"),
+    "CZ": ("Czech Republic",),
+    "DO": ("多米尼加共和国",),
+    "FM": ("密克罗尼西亚联邦", "Federated States of Micronesia", "Micronesia, Federated States of"),
+    "GB": ("大不列颠及北爱尔兰联合王国",),
+    "HK": ("香港", "中国香港特别行政区", "Hong Kong"),
+    "IM": ("曼岛",),
+    "IR": ("伊朗伊斯兰共和国", "Iran, Islamic Republic of"),
+    "JO": ("Hashemite Kingdom of Jordan",),
+    "KP": ("朝鲜民主主义人民共和国", "Democratic People's Republic of Korea"),
+    "KR": ("大韩民国", "Korea, Republic of"),
+    "LA": ("老挝人民民主共和国", "Lao People's Democratic Republic"),
+    "LT": ("Republic of Lithuania",),
+    "MD": ("摩尔多瓦共和国", "Republic of Moldova", "Moldova, Republic of"),
+    "MF": ("Saint Martin (French part)",),
+    "MO": ("澳门", "中国澳门特别行政区", "Macao"),
+    "PS": ("Palestine, State of",),
+    "RU": ("Russian Federation",),
+    "SK": ("斯洛伐克共和国",),
+    "SX": ("Sint Maarten (Dutch part)",),
+    "SY": ("Syrian Arab Republic",),
+    "TW": ("台湾", "Taiwan", "Taiwan, Province of China"),
+    "TZ": ("Tanzania, United Republic of",),
+    "UM": ("United States Minor Outlying Islands",),
+    "US": ("美利坚合众国", "United States of America"),
+    "VE": ("Venezuela, Bolivarian Republic of",),
+    "VG": ("Virgin Islands, British",),
+    "VI": ("Virgin Islands, U.S.",),
+    "VN": ("越南社会主义共和国", "Viet Nam"),
+}
+
+
 class TestCountries:
     def test_labels_are_the_pinned_ones(self) -> None:
         """Every code shows exactly its pinned Chinese and English label, and no code is added or lost."""
@@ -34,6 +78,21 @@ class TestCountries:
         """Every pinned label, Chinese or English, finds its own code."""
         for code, (zh, en) in PINNED_LABELS.items():
             assert (country_code_for_name(zh), country_code_for_name(en)) == (code, code)
+
+    @pytest.mark.parametrize(("code", "names"), ISO_SPELLINGS.items(), ids=list(ISO_SPELLINGS))
+    def test_iso_spellings_find_their_code(self, code: str, names: tuple[str, ...]) -> None:
+        assert [country_code_for_name(name) for name in names] == [code] * len(names)
+
+    def test_every_iso_name_finds_its_code(self) -> None:
+        """Official names ("Argentine Republic", 阿根廷共和国) find their code, none another's."""
+        wrong = {
+            name: found
+            for code, names in ISO_NAMES.items()
+            for name in names
+            if (found := country_code_for_name(name)) != code
+        }
+        assert wrong == {}
+        assert country_code_for_name("Argentine Republic") == "AR"
 
     def test_complete(self) -> None:
         """All 249 officially assigned ISO 3166-1 codes, each with both names."""
