@@ -479,6 +479,11 @@ START_P99_OVER_HASH_TARGET = 5.0
 SUBMIT_P99_TARGET_MS = 10.0
 
 
+def _niceness_config(options: argparse.Namespace) -> str:
+    """The server's hashing priority when ``--argon2-niceness`` names one, else its default."""
+    return "" if options.argon2_niceness is None else f"\n[argon2]\nniceness = {options.argon2_niceness}\n"
+
+
 def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
     """Capacity (the closed loop), then p50/p99 per RPC at 25, 50 and 75 % of it (open loops).
 
@@ -491,10 +496,12 @@ def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
-        SignupServer(Path(scratch), options.workers) as server,
+        SignupServer(Path(scratch), options.workers, _niceness_config(options)) as server,
     ):
         capacity, _ = server.drive(range(options.signups), options.concurrency)
         figures |= {"workers": server.workers, "cores": os.cpu_count() or 1}
+        if options.argon2_niceness is not None:
+            figures["argon2_niceness"] = options.argon2_niceness
         figures["capacity_per_s"] = round(capacity, 1)
         first = options.signups
         for level in LOAD_LEVELS:
@@ -596,6 +603,12 @@ def main() -> int:
         help="latency under open-loop load at 25, 50 and 75 %% of the measured capacity",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="with --rate: seconds per load level")
+    parser.add_argument(
+        "--argon2-niceness",
+        type=int,
+        default=None,
+        help="with --rate: the server's [argon2] niceness (0 hashes at the server's priority)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     options = parser.parse_args()
     if options.rate:

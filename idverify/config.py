@@ -69,6 +69,9 @@ class Argon2Settings:
     parallelism: int = 1
     # Hashing threads; 0 means one per core (argon2-cffi releases the GIL).
     threads: int = 0
+    # The nice value of the hashing threads and the IP table build: 19 lets a worker's event loop
+    # preempt a hash (idverify/priority.py); 0, the default, keeps them at the server's priority.
+    niceness: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -837,6 +840,8 @@ def _validate(settings: Settings) -> None:
     a = settings.argon2
     if a.memory_kib < 8 * a.parallelism or a.time_cost < 1 or a.parallelism < 1 or a.threads < 0:
         raise ConfigError("argon2: memory_kib >= 8 * parallelism, time_cost >= 1, parallelism >= 1")
+    if not 0 <= a.niceness <= 19:  # noqa: PLR2004 - Linux's range of nice values a process may take
+        raise ConfigError("argon2: niceness between 0 (the server's priority) and 19 (the lowest)")
     v = settings.verification
     if v.binding_limit < 1 or v.session_ttl_seconds < 60 or v.otp_failure_window_seconds < 60:  # noqa: PLR2004
         raise ConfigError("verification: binding_limit >= 1, ttl and window >= 60 seconds")

@@ -25,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from opentelemetry.sdk.trace.export import SpanExporter
 from redis.exceptions import RedisError
 
-from idverify import telemetry
+from idverify import priority, telemetry
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
@@ -289,6 +289,7 @@ async def start(
     try:
         keyring = await _check_store(settings, redis)
         verifiers = build_verifiers(settings, keyring)
+        priority.set_background_niceness(settings.argon2.niceness)
         geo = open_locator(settings.geo, table_cache=settings.data_dir / GEO_TABLE_CACHE)
     except BaseException:
         await _release_store(redis, embedded, data_lock)
@@ -300,7 +301,9 @@ async def start(
         time_cost=settings.argon2.time_cost,
         parallelism=settings.argon2.parallelism,
     )
-    indexer = IdentityIndexer(keyring, params, max_workers=settings.argon2.threads or None)
+    indexer = IdentityIndexer(
+        keyring, params, max_workers=settings.argon2.threads or None, niceness=settings.argon2.niceness
+    )
     deps = FlowDeps(
         settings=settings,
         redis=redis,

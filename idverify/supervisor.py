@@ -385,6 +385,14 @@ class Supervisor:
             if self._cores:
                 os.sched_setaffinity(0, {self._cores[worker.index]})
             settings = _settings_for_worker(self._worker_settings, worker.index)
+            if settings.argon2.niceness:
+                # A session of its own is a scheduling group of its own where the kernel groups
+                # by session (autogroup). Linux splits a group's weight over the cores by the
+                # weight of its threads on each: in the supervisor's group, a nice-19 hash alone
+                # on its core would get a sliver of the group's weight against other programs
+                # while the other worker's event loop is busy on the other core. Alone in its
+                # group, the worker weighs as one program, and its hash yields to its loop only.
+                os.setsid()
             asyncio.run(_serve_worker(settings, channel))
             code = 0
         except ConfigError as exc:

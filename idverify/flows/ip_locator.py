@@ -26,6 +26,7 @@ from idverify.domain.errors import ConfigError, FailedPrecondition, StoreUnavail
 from idverify.geo import CountryNames, GeoDatabaseError, GeoResolver, IpLocation
 from idverify.geo.address import parse_address
 from idverify.geo.database import FileIdentity
+from idverify.priority import run_in_background
 
 log = logging.getLogger("idverify.geo")
 LOAD_WAIT_SECONDS = 30.0
@@ -95,6 +96,8 @@ class BackgroundLocator:
         threading.Thread(target=self._load, name="idverify-geo-load", daemon=True).start()
 
     def _load(self) -> None:
+        # Seconds of CPU on the worker's one core: the calls' event loop goes first.
+        run_in_background("idverify-geo")
         files = self._file_identities()
         started = time.monotonic()
         try:

@@ -29,6 +29,7 @@ from idverify.geo.location import UNKNOWN, IpLocation
 from idverify.geo.policy import CountryNames, display_location, is_special
 from idverify.geo.provider import DatabaseInfo, GeoDatabaseError, GeoProvider, Ipv4Alias, RawGeo
 from idverify.geo.table_cache import MappedTables, TableCache, tables_key
+from idverify.priority import run_in_background
 
 __all__ = ["GeoResolver"]
 
@@ -304,6 +305,8 @@ class GeoResolver:
         self.wait_idle()
 
     def _reload_quietly(self) -> None:
+        # A rebuild is seconds of CPU on the worker's one core: the calls' event loop goes first.
+        run_in_background("idverify-geo")
         try:
             self.reload()
         except Exception:  # a background thread has no caller to raise to

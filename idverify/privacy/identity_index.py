@@ -18,12 +18,14 @@ from argon2.low_level import ARGON2_VERSION, Type, hash_secret_raw
 
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
+from idverify.priority import LOWEST, run_in_background
 
 if TYPE_CHECKING:
     from idverify.privacy.keyring import Keyring
 
 __all__ = [
     "DEFAULT",
+    "HASH_THREAD_NAME",
     "INDEX_BYTES",
     "INDEX_PURPOSE",
     "TEST_ONLY_FAST",
@@ -51,6 +53,9 @@ _MAX_PARALLELISM: Final = 64
 # 9 MiB x4, 7 MiB x5); every one of them clears this product and memory floor.
 _MIN_MEMORY_KIB: Final = 7 * 1024
 _MIN_MEMORY_TIME_PRODUCT: Final = 7 * 1024 * 5
+
+HASH_THREAD_NAME: Final = "idverify-argon2"
+"""The hashing threads' name, in Python and to the OS (``top -H``, ``/proc/<pid>/task/*/comm``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +191,19 @@ class IdentityIndexer:
     """Computes identity indexes under a keyring and an argon2id profile.
 
     The indexer owns a bounded thread pool: argon2-cffi releases the GIL while hashing, so
-    :meth:`compute_async` keeps the event loop responsive and uses the other cores. Memory in use
-    peaks at ``max_workers x params.memory_kib``. Call :meth:`close` (or use ``with``) on shutdown.
+    :meth:`compute_async` keeps the event loop responsive and uses the other cores. The pool's
+    threads run at nice ``niceness`` (see :mod:`idverify.priority`), so the event loop's short
+    calls preempt a hash on a shared core. Memory in use peaks at ``max_workers x params.memory_kib``.
+    Call :meth:`close` (or use ``with``) on shutdown.
     """
 
     def __init__(
-        self, keyring: Keyring, params: Argon2Params = DEFAULT, *, max_workers: int | None = None
+        self,
+        keyring: Keyring,
+        params: Argon2Params = DEFAULT,
+        *,
+        max_workers: int | None = None,
+        niceness: int = 0,
     ) -> None:
         """Create the indexer and its thread pool.
 
@@ -199,18 +211,27 @@ class IdentityIndexer:
             keyring: the peppers whose index subkeys salt the hashes.
             params: the argon2id profile new indexes are computed under.
             max_workers: hashing threads; the number of CPUs when None.
+            niceness: the hashing threads' nice value (0 to 19) unless the process is nicer already;
+                19 lets the event loop preempt a hash (the server's ``[argon2] niceness``).
 
         Raises:
-            ValueError: ``max_workers`` is less than 1.
+            ValueError: ``max_workers`` is less than 1, or ``niceness`` outside 0 to 19.
 
         """
         workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
         if workers < 1:
             raise ValueError("max_workers must be at least 1")
+        if not 0 <= niceness <= LOWEST:
+            raise ValueError("niceness must be between 0 and 19")
         self._keyring = keyring
         self._params = params
         self._max_workers = workers
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="idverify-argon2")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix=HASH_THREAD_NAME,
+            initializer=run_in_background,
+            initargs=(HASH_THREAD_NAME, niceness),
+        )
 
     @property
     def params(self) -> Argon2Params:

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from idverify.privacy.identity_index import HASH_THREAD_NAME
 from idverify.supervisor import worker_cores
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import account_pb2, audit_pb2, verification_pb2
@@ -138,6 +139,61 @@ class TestPortSharing:
         with two_workers.client() as second:
             done = submit(second, started.verification_id, two_workers.sms_code(started.verification_id))
         assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+
+
+def threads_of(pid: int) -> dict[int, tuple[str, int]]:
+    """A process's threads: OS name and nice value of each (Linux /proc, stat field 19)."""
+    found: dict[int, tuple[str, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "stat").read_text(encoding="ascii")
+        found[int(task.name)] = (
+            text[text.index("(") + 1 : text.rindex(")")],
+            int(text.rsplit(")", 1)[1].split()[16]),
+        )
+    return found
+
+
+class TestHashPriority:
+    @staticmethod
+    def hashing_nices(server: ServerProcess) -> dict[int, list[int]]:
+        """Each worker's argon2 threads' nice values, once signups on new connections reached all."""
+        hashers: dict[int, list[int]] = {}
+        for n in range(40):
+            with server.client() as client:
+                verify(server, client, person(), f"nice-acct-{n}")
+            hashers = {
+                pid: [nice for name, nice in threads_of(pid).values() if name == HASH_THREAD_NAME]
+                for pid in workers_of(server)
+            }
+            if all(hashers.values()):
+                break
+        assert len(hashers) == 2
+        return hashers
+
+    def test_with_niceness_19_every_workers_hashes_yield_to_its_event_loop(self, tmp_path: Path) -> None:
+        """[argon2] niceness = 19: a worker's argon2 threads at nice 19, its event loop at the server's.
+
+        Worker and hash share one core; at equal priority an answer behind a hash gets half the
+        core. Each worker leads a session (its own scheduling group where the kernel groups by
+        session), so its niced hash is weighed against its own event loop only.
+        """
+        with ServerProcess(
+            tmp_path, extra_args=["--workers", "2"], config="[argon2]\nniceness = 19\n"
+        ) as niced:
+            wait_for(lambda: serving_workers(niced) == 2)
+            server_nice = os.getpriority(os.PRIO_PROCESS, niced.server_pids()[0])
+            hashers = self.hashing_nices(niced)
+            assert all(nices == [max(19, server_nice)] for nices in hashers.values()), hashers
+            assert all(threads_of(pid)[pid][1] == server_nice for pid in hashers)
+            assert all(os.getsid(pid) == pid for pid in hashers)
+
+    def test_by_default_hashes_run_at_the_servers_priority(self, two_workers: ServerProcess) -> None:
+        """Without the setting nothing is niced and the workers stay in the supervisor's session."""
+        supervisor = two_workers.server_pids()[0]
+        server_nice = os.getpriority(os.PRIO_PROCESS, supervisor)
+        hashers = self.hashing_nices(two_workers)
+        assert all(nices == [server_nice] for nices in hashers.values()), hashers
+        assert all(os.getsid(pid) == os.getsid(supervisor) for pid in hashers)
 
 
 class TestSupervision:

@@ -266,3 +266,19 @@ class TestIncident:
         with pytest.raises(ConfigError, match="incident") as refused:
             load_settings(path, environ={})
         assert "\n" not in str(refused.value)
+
+
+class TestArgon2Niceness:
+    def test_hashes_run_at_the_servers_priority_unless_told(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.toml"
+        path.write_text("[argon2]\nniceness = 19\n", encoding="utf-8")
+        assert load_settings(None, environ={}).argon2.niceness == 0
+        assert load_settings(path, environ={}).argon2.niceness == 19
+
+    @pytest.mark.parametrize("value", ["-5", "20"])
+    def test_a_nice_value_linux_would_not_take_is_refused(self, tmp_path: Path, value: str) -> None:
+        """-5 would ask for more than the server's priority (it needs privileges); 19 is the lowest."""
+        path = tmp_path / "c.toml"
+        path.write_text(f"[argon2]\nniceness = {value}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="argon2: niceness"):
+            load_settings(path, environ={})

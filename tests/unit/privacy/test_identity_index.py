@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -330,3 +331,57 @@ class TestAsyncIndexing:
         indexer.close()
         with pytest.raises(RuntimeError):
             await indexer.compute_async("t", "cn_ric", RIC)
+
+
+def _thread_stat(tid: int) -> tuple[str, int]:
+    """A thread of this process: its OS name and nice value, from /proc (Linux's stat field 19)."""
+    text = Path(f"/proc/self/task/{tid}/stat").read_text(encoding="ascii")
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    return name, int(text.rsplit(")", 1)[1].split()[16])
+
+
+def _record_hashing_threads(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The OS ids of the threads that run hashes from now on."""
+    hashing: set[int] = set()
+
+    def recording_hash(**kwargs: object) -> bytes:
+        hashing.add(threading.get_native_id())
+        return hash_secret_raw(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(identity_index, "hash_secret_raw", recording_hash)
+    return hashing
+
+
+class TestHashThreadPriority:
+    async def test_hashes_run_in_named_threads_at_the_lowest_priority(
+        self, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each pool thread is named for the OS and runs at nice 19; the event loop's thread keeps its own."""
+        loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        hashing = _record_hashing_threads(monkeypatch)
+        with IdentityIndexer(keyring.with_new_pepper(), TEST_ONLY_FAST, max_workers=2, niceness=19) as fast:
+            for _ in range(20):
+                await fast.candidates_async("t", "cn_ric", RIC)
+            stats = {tid: _thread_stat(tid) for tid in hashing}
+
+        assert hashing
+        assert threading.get_native_id() not in hashing
+        assert set(stats.values()) == {(identity_index.HASH_THREAD_NAME, max(19, loop_nice))}
+        assert _thread_stat(threading.get_native_id())[1] == loop_nice
+
+    async def test_by_default_hashes_keep_the_callers_priority(
+        self, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without niceness the hash runs at the process's priority (the server's default)."""
+        loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        hashing = _record_hashing_threads(monkeypatch)
+        with IdentityIndexer(keyring, TEST_ONLY_FAST, max_workers=1) as fast:
+            await fast.compute_async("t", "cn_ric", RIC)
+            (tid,) = hashing
+            assert _thread_stat(tid) == (identity_index.HASH_THREAD_NAME, loop_nice)
+
+    def test_niceness_outside_linux_range_is_refused(self, keyring: Keyring) -> None:
+        """A nice value Linux would not take is refused at construction, not at the first hash."""
+        for niceness in (-1, 20):
+            with pytest.raises(ValueError, match="niceness"):
+                IdentityIndexer(keyring, TEST_ONLY_FAST, niceness=niceness)
