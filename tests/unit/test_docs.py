@@ -29,14 +29,14 @@ def test_layout_names_every_package() -> None:
     packages = sorted(path.parent.name for path in (REPO / "idverify").glob("*/__init__.py"))
     assert packages
     missing = [name for name in packages if not re.search(rf"^\s+{name}/", layout(), re.MULTILINE)]
-    assert missing == []
+    assert missing == [], "name them in docs/ARCHITECTURE.md's Layout"
 
 
 def test_layout_names_every_root_module() -> None:
     modules = sorted(path.stem for path in (REPO / "idverify").glob("*.py") if path.stem != "__init__")
     assert modules
     missing = [name for name in modules if not re.search(rf"\b{re.escape(name)}\b", layout())]
-    assert missing == []
+    assert missing == [], "name them in docs/ARCHITECTURE.md's Layout"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.relative_to(REPO).as_posix())
