@@ -12,13 +12,13 @@ command's own choice (``admin_token`` for the admin commands).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from idverify.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 from idverify.domain.errors import ConfigError
+from idverify.security.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from idverify.client import Client
@@ -57,20 +57,13 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 def is_loopback(server: str) -> bool:
     """Whether the gRPC target ``server`` (``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH``) is this host.
 
-    Only what cannot leave the machine counts: a Unix socket, ``localhost`` and loopback
-    addresses. Other names are not resolved: what a name resolves to can change under DNS an
-    attacker controls.
+    A Unix socket, ``localhost`` and the loopback addresses; names are not resolved
+    (idverify.security.loopback says why).
     """
     if server.startswith(("unix:", "unix-abstract:")):
         return True
     host = server.rsplit(":", 1)[0] if server.count(":") == 1 or server.startswith("[") else server
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def _read(option: str, path: str) -> bytes:

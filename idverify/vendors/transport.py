@@ -11,7 +11,6 @@ billed. Every final failure counts towards the circuit breaker; an open circuit 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 import ssl
 import time
@@ -23,6 +22,7 @@ import httpx
 
 from idverify import telemetry
 from idverify.domain.errors import ConfigError
+from idverify.security.loopback import is_loopback_host
 from idverify.vendors.circuit import CircuitBreaker
 from idverify.vendors.qps import QpsBudget
 from idverify.vendors.verdicts import RetryableAnswer, VendorUnavailable
@@ -160,7 +160,7 @@ def check_endpoint(where: str, raw: object, *, allow_plain_http: bool) -> httpx.
     if url.scheme not in {"http", "https"} or not url.host:
         raise ConfigError(f"{where}: expected an absolute http(s) URL")
     # Names, ID numbers and card numbers cross this link.
-    if url.scheme == "http" and not _is_loopback(url.host) and not allow_plain_http:
+    if url.scheme == "http" and not is_loopback_host(url.host) and not allow_plain_http:
         raise ConfigError(f"{where}: must use https (or set allow_plain_http = true)")
     return url
 
@@ -178,15 +178,6 @@ def fail_on_http_status(response: httpx.Response) -> None:
         raise RetryableAnswer("VENDOR_BUSY" if status == 429 else "VENDOR_UNAVAILABLE", f"HTTP_{status}")  # noqa: PLR2004
     if not response.is_success:
         raise VendorUnavailable("VENDOR_UNAVAILABLE", f"HTTP_{status}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class VendorTransport:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import httpx
 
 from idverify.domain.errors import ConfigError
 from idverify.privacy.masking import mask_phone
+from idverify.security.loopback import is_loopback_host
 from idverify.verifiers.base import SendFailed
 
 if TYPE_CHECKING:
@@ -140,15 +140,6 @@ def _read_secret(options: Mapping[str, Any]) -> bytes:
     return secret
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _gateway_url(options: Mapping[str, Any]) -> httpx.URL:
     raw = options.get("url")
     if not isinstance(raw, str) or not raw:
@@ -164,7 +155,7 @@ def _gateway_url(options: Mapping[str, Any]) -> httpx.URL:
         raise ConfigError("http SMS sender: 'allow_plain_http' must be true or false")
     # Phone numbers and live codes cross this link; plain HTTP is only safe on the same host
     # (or on a network the operator vouches for explicitly).
-    if url.scheme == "http" and not _is_loopback(url.host) and not allow_plain_http:
+    if url.scheme == "http" and not is_loopback_host(url.host) and not allow_plain_http:
         raise ConfigError("http SMS sender: 'url' must use https (or set allow_plain_http = true)")
     return url
 
