@@ -279,6 +279,11 @@ instruments = Instruments(metrics.get_meter(_TRACER_NAME))
 _TRACER: trace.Tracer = trace.get_tracer(_TRACER_NAME)
 
 
+def tracing() -> bool:
+    """Whether spans are exported (a tracer other than the no-op one is installed)."""
+    return isinstance(_TRACER, LightTracer)
+
+
 def tracer() -> trace.Tracer:
     """The idverify tracer (a no-op until :func:`configure` installs a provider)."""
     return _TRACER
