@@ -46,6 +46,8 @@ DEFAULT_BINDING_LIMIT = 5
 MAX_PHONE_LOCK_SECONDS = 86_400
 # Read records are kept at most ten years: a longer period is taken for a typo.
 MAX_READS_RETENTION_DAYS = 3650
+# A minute's summary waits at most an hour: the delay only covers clocks a little apart.
+MAX_SUMMARY_DELAY_SECONDS = 3600
 # The kinds of client certificate name that tls.client_principals keys are written with.
 CLIENT_NAME_TYPES = ("cn", "uri", "dns", "email")
 # Variables with the prefix that are read elsewhere: a config path and secrets, never settings.
@@ -262,6 +264,12 @@ class ReadsSettings:
     # Days each hour's distinct-count estimates, and a minute not yet summarized, are kept: the
     # window an incident report can look back over.
     retention_days: int = 180
+    # A minute's summary entry is written once this long has passed since the minute's end (a
+    # worker's clock floor may run a little ahead of another's: a read still running in the
+    # minute must not land after its summary), by the first worker to look; each looks every
+    # close_interval_seconds. Tests that await summaries shorten both.
+    summary_delay_seconds: float = 60.0
+    close_interval_seconds: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -932,6 +940,9 @@ def _validate_lifecycle(settings: Settings) -> None:
         raise ConfigError("keyring_reload_seconds: more than 0")
     if not 1 <= settings.reads.retention_days <= MAX_READS_RETENTION_DAYS:
         raise ConfigError(f"reads.retention_days: 1 to {MAX_READS_RETENTION_DAYS}")
+    reads = settings.reads
+    if not 0 <= reads.summary_delay_seconds <= MAX_SUMMARY_DELAY_SECONDS or reads.close_interval_seconds <= 0:
+        raise ConfigError("reads: summary_delay_seconds from 0 to 3600, close_interval_seconds > 0")
 
 
 def _validate_transport(settings: Settings) -> None:

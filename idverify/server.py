@@ -315,7 +315,13 @@ async def start(
         window_limiter=WindowLimiter(scripts),
     )
     flow = VerificationFlow(deps)
-    reads = ReadLedger(redis, scripts, keyring, settings.reads.retention_days)
+    reads = ReadLedger(
+        redis,
+        scripts,
+        keyring,
+        settings.reads.retention_days,
+        summary_delay_seconds=settings.reads.summary_delay_seconds,
+    )
     audit = await _audit_flow(settings, redis, scripts, keyring)
     try:
         token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
@@ -397,7 +403,11 @@ async def start(
     app.tasks += [
         asyncio.create_task(_watch_redis(app, token is None)),
         asyncio.create_task(integrate_forever(audit, clients.tenants)),
-        asyncio.create_task(close_minutes_forever(reads, clients.tenants)),
+        asyncio.create_task(
+            close_minutes_forever(
+                reads, clients.tenants, interval_seconds=settings.reads.close_interval_seconds
+            )
+        ),
         *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
         asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
         asyncio.create_task(dispatcher.run()),

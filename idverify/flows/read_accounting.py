@@ -55,6 +55,9 @@ HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 """A minute of the store clock: one summary entry per principal and minute."""
 
+SUMMARY_DELAY_SECONDS = 60.0
+"""How long after its end a minute is closed by default: a whole minute (``[reads]``)."""
+
 HLL_STANDARD_ERROR = 0.0081
 """Redis's HyperLogLog standard error (1.04 / sqrt(16384)); a count is within 3 of them ~99.7 %."""
 
@@ -153,7 +156,15 @@ def accounts_digest(pseudonyms: Iterable[str | bytes]) -> str:
 class ReadLedger:
     """Records reads (for the scripts that cannot do it themselves) and closes their minutes."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, keyring: Keyring, retention_days: int) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        keyring: Keyring,
+        retention_days: int,
+        *,
+        summary_delay_seconds: float = SUMMARY_DELAY_SECONDS,
+    ) -> None:
         """Builds the ledger.
 
         Args:
@@ -161,11 +172,14 @@ class ReadLedger:
             scripts: the ``reads`` and ``reads_close`` steps.
             keyring: account pseudonyms of the account ids a call named.
             retention_days: how long the records are kept (``[reads] retention_days``).
+            summary_delay_seconds: how long after its end a minute may be closed
+                (``[reads] summary_delay_seconds``).
         """
         self._redis = redis
         self._scripts = scripts
         self._keyring = keyring
         self._retention_days = retention_days
+        self._summary_delay_ms = round(summary_delay_seconds * 1000)
 
     def pseudonym(self, tenant: str, account_id: str) -> str:
         """The account pseudonym of an account id (the ``acct:`` key's).
@@ -237,11 +251,10 @@ class ReadLedger:
             StoreUnavailable: when Redis cannot be reached.
         """
         keys = TenantKeys(tenant)
-        now_minute = await self._scripts.clock.now_ms() // MINUTE_MS
+        # The last minute whose end is at least the delay past.
+        last = (await self._scripts.clock.now_ms() - self._summary_delay_ms) // MINUTE_MS - 1
         async with translate_errors():
-            members = cast(
-                "list[bytes]", await self._redis.zrangebyscore(keys.reads_open(), "-inf", now_minute - 2)
-            )
+            members = cast("list[bytes]", await self._redis.zrangebyscore(keys.reads_open(), "-inf", last))
         closed = 0
         for raw in members:
             member = as_text(raw)
@@ -255,7 +268,7 @@ class ReadLedger:
                     keys.reads_minute_counts(member),
                     keys.audit_log(),
                 ],
-                [member, str(len(accounts)), accounts_digest(accounts)],
+                [member, str(len(accounts)), accounts_digest(accounts), str(self._summary_delay_ms)],
             )
             closed += as_text(answer) == "CLOSED"
         return closed
@@ -264,7 +277,8 @@ class ReadLedger:
 log = logging.getLogger("idverify.reads")
 
 CLOSE_INTERVAL_SECONDS = 15.0
-"""How often each worker closes minutes: a summary is written 1-2.25 minutes after its minute."""
+"""How often each worker closes minutes by default: with the default delay, a summary is written
+1-2.25 minutes after its minute."""
 
 
 async def close_minutes_forever(

@@ -1,17 +1,17 @@
 -- Closes one principal's minute of reads into its summary entry ('reads.summarized'): the calls
 -- and account reads per RPC, the distinct accounts, and the digest the caller computed over
--- them (SHA-256: Lua here has none). A minute is closed only once a whole minute has passed
--- since its end, so no read still running can add to it, and only by the first closer: the
--- others find it gone.
+-- them (SHA-256: Lua here has none). A minute is closed only once the delay (a whole minute by
+-- default) has passed since its end, so no read still running can add to it, and only by the
+-- first closer: the others find it gone.
 -- KEYS: the tenant's readmin:open, the minute's accounts set, its counts hash, the audit log
 -- ARGV: the open member ('<minute>:<client id>'), the number of accounts the digest covers,
---   the digest (hex)
+--   the digest (hex), the delay (ms)
 -- Returns 'CLOSED', 'GONE' (another closer was first, or its records expired), 'OPEN' (too
 -- recent) or 'CHANGED' (the set is not the one digested).
 local member = ARGV[1]
 local minute = tonumber(redis.call('ZSCORE', KEYS[1], member))
 if not minute then return 'GONE' end
-if minute >= math.floor(NOW / MINUTE_MS) - 1 then return 'OPEN' end
+if (minute + 1) * MINUTE_MS + tonumber(ARGV[4]) > NOW then return 'OPEN' end
 local counts = hgetall(KEYS[3])
 if not counts.principal then
   redis.call('ZREM', KEYS[1], member)

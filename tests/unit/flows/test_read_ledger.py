@@ -75,6 +75,12 @@ async def later_ledger(redis: RedisClient, minutes: int = 3) -> ReadLedger:
     return await ledger(redis)
 
 
+async def ledger_at(redis: RedisClient, store_ms: int, **options: float) -> ReadLedger:
+    """A ledger whose scripts run at ``store_ms``, a time ahead of Redis's clock."""
+    await redis.set(GlobalKeys.clock_floor(), store_ms)
+    return ReadLedger(redis, Scripts(redis), KEYRING, RETENTION_DAYS, **options)
+
+
 async def summaries(redis: RedisClient, tenant: str) -> list[dict[str, str]]:
     """The attributes of the tenant's reads.summarized entries, with their principal."""
     found = []
@@ -198,6 +204,43 @@ class TestMinuteSummaries:
         assert summary["account"] == ""  # no account is named, not even by its audit pseudonym
         assert [k async for k in redis.scan_iter(match=f"iv1:{{t:{tenant}}}:readmin:*")] == []
 
+    @pytest.mark.parametrize(
+        ("options", "delay_ms"),
+        [({}, MINUTE_MS), ({"summary_delay_seconds": 1.0}, 1000)],
+        ids=["default", "1s"],
+    )
+    async def test_a_minute_is_closed_once_the_delay_has_passed_since_its_end(
+        self, redis: RedisClient, tenant: str, options: dict[str, float], delay_ms: int
+    ) -> None:
+        """A whole minute after the minute's end by default (clocks a little apart), else the delay set.
+
+        Half a second before, neither the closer's range nor the step itself takes the minute.
+        """
+        await bind(redis, tenant, "a0", "ref-0")
+        seconds, _ = await redis.time()
+        minute = seconds // 60 + 5  # the clocks below run ahead of Redis's, each later than the last
+        reads = await ledger_at(redis, minute * MINUTE_MS + 30_000, **options)
+        await reads.record(tenant, LEAKED, [Category.VERIFICATION], ["a0"])
+        keys = TenantKeys(tenant)
+        [member] = [m.decode() for m in await redis.zrange(keys.reads_open(), 0, -1)]
+        closes_at = (minute + 1) * MINUTE_MS + delay_ms
+
+        early = await ledger_at(redis, closes_at - 500, **options)
+        assert await early.close_minutes(tenant) == 0
+        step = await early._scripts.run(
+            "reads_close",
+            [
+                keys.reads_open(),
+                keys.reads_minute_accounts(member),
+                keys.reads_minute_counts(member),
+                keys.audit_log(),
+            ],
+            [member, "1", accounts_digest([reads.pseudonym(tenant, "a0")]), str(delay_ms)],
+        )
+        assert step == b"OPEN"
+        assert await (await ledger_at(redis, closes_at, **options)).close_minutes(tenant) == 1
+        assert len(await summaries(redis, tenant)) == 1
+
     async def test_each_principal_has_its_own_summary(self, redis: RedisClient, tenant: str) -> None:
         """Two clients reading in the same minute get one entry each, with their own counts."""
         reads = await ledger(redis)
@@ -243,7 +286,7 @@ class TestMinuteSummaries:
                 keys.reads_minute_counts(member),
                 keys.audit_log(),
             ],
-            [member, "2", accounts_digest([])],
+            [member, "2", accounts_digest([]), str(60_000)],
         )
 
         assert answer == b"CHANGED"
