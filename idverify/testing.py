@@ -13,7 +13,10 @@ primary with replicas on loopback ports, for ``ServerProcess(redis_url=cluster.u
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -31,6 +35,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idverify.client import Client
+from idverify.config import load_settings
+from idverify.domain.errors import StoreUnavailable
+from idverify.flows.ip_locator import GEO_TABLE_CACHE, BackgroundLocator
 from idverify.store.embedded import RedisProcess, free_port, redis_server_binary
 from idverify.store.local_topologies import LocalCluster, LocalSentinel
 from idverify.v1 import admin_pb2
@@ -46,6 +53,8 @@ __all__ = [
 ]
 
 START_TIMEOUT_SECONDS = 30.0
+# Bounded waits for the shared IP tables' build (seconds of CPU; minutes on a loaded machine).
+GEO_BUILD_WAITS = 10
 # Bootstrap token -> the operator it created: it creates one only, and replicas share it.
 _OPERATORS: dict[str, str] = {}
 # Threads of one test ask for tokens at once: the first operator must be created once.
@@ -92,6 +101,32 @@ def install_offline(source: Path, target: Path) -> None:
         raise RuntimeError(f"pip install {source} failed: {done.stderr.strip()}")
 
 
+@functools.cache
+def _shared_geo_tables() -> Path:
+    """The IP tables of the bundled database, built once by this process (removed at exit).
+
+    Built here, by the code the servers run, rather than taken from a server: most test servers
+    stop before their workers finish building.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="idverify-geo-tables-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    locator = BackgroundLocator(load_settings(environ={}).geo, directory)
+    try:
+        # In a thread of its own: a test's event loop may be running in this one.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(_wait_until_located, locator).result()
+    finally:
+        locator.close()
+    return directory
+
+
+def _wait_until_located(locator: BackgroundLocator) -> None:
+    for _ in range(GEO_BUILD_WAITS):
+        with contextlib.suppress(StoreUnavailable):  # still building (each wait is bounded)
+            asyncio.run(locator.locate("8.8.8.8"))
+            return
+
+
 def _command_of(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -117,6 +152,10 @@ class ServerProcess:
             config sets ``console.enabled``, so a test that does not look at it does not pay
             for it; None passes no console option at all, for a release that has no console
             (0.1.0, run by the upgrade tests).
+        shared_geo_tables: on the bundled IP database (no ``[geo]`` setting, this release's
+            code), start with the IP tables this process built once, copied into the new data
+            directory as a restart finds them: building them costs seconds of CPU at every
+            start, beside whatever the test is doing. False lets the server build them.
     """
 
     directory: Path
@@ -129,6 +168,7 @@ class ServerProcess:
     port: int = 0
     console: bool | None = False
     console_port: int = 0
+    shared_geo_tables: bool = True
     process: subprocess.Popen[bytes] | None = None
     _tokens: dict[str, str] = field(default_factory=dict)
     _codes: dict[str, str] = field(default_factory=dict)
@@ -190,6 +230,11 @@ class ServerProcess:
         if self.console is False and "[console]" not in self.config:
             env["IDVERIFY_CONSOLE__ENABLED"] = "off"
         env |= self.env
+        cache = self.data_dir / GEO_TABLE_CACHE
+        if self._on_bundled_geo() and not cache.exists():  # a restart keeps what it has
+            self.data_dir.mkdir(mode=0o700, exist_ok=True)
+            cache.mkdir(mode=0o700)
+            self._copy_geo_tables(_shared_geo_tables(), cache)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         self.wait_serving()
@@ -376,6 +421,21 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+    def _on_bundled_geo(self) -> bool:
+        """True when this server's IP tables are those of the bundled database and this code."""
+        return (
+            self.shared_geo_tables
+            and "[geo" not in self.config
+            and not any(name.startswith(("IDVERIFY_GEO", "PYTHON")) for name in self.env)
+        )
+
+    @staticmethod
+    def _copy_geo_tables(source: Path, target: Path) -> None:
+        """Copies the finished table files (each written whole, then renamed into place)."""
+        for path in sorted(source.glob("*.tables")):
+            shutil.copyfile(path, target / path.name)
+            (target / path.name).chmod(0o600)
 
     def __enter__(self) -> Self:
         self.start()
