@@ -78,7 +78,7 @@ class _Target:
                 await self.accounts.LookupIp(self.lookup, metadata=self.metadata)
                 break
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                if error.code() not in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}:
                     raise
         for n, account in enumerate(self.ids):
             await self.accounts.RecordLoginIp(

@@ -290,7 +290,11 @@ async def start(
         keyring = await _check_store(settings, redis)
         verifiers = build_verifiers(settings, keyring)
         priority.set_background_niceness(settings.argon2.niceness)
-        geo = open_locator(settings.geo, table_cache=settings.data_dir / GEO_TABLE_CACHE)
+        geo = open_locator(
+            settings.geo,
+            table_cache=settings.data_dir / GEO_TABLE_CACHE,
+            call_limit_seconds=settings.grpc.rpc_timeout_seconds,
+        )
     except BaseException:
         await _release_store(redis, embedded, data_lock)
         raise

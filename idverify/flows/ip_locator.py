@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,11 @@ from idverify.geo.database import FileIdentity
 from idverify.priority import run_in_background
 
 log = logging.getLogger("idverify.geo")
-LOAD_WAIT_SECONDS = 30.0
+# How long a lookup waits for tables still loading before it is UNAVAILABLE (GEO_LOADING, retry):
+# well inside the server's call limit ([grpc] rpc_timeout_seconds, 15 s by default) and the
+# deadline callers commonly set (idverify.client's 10 s), so that a caller hears why and when to
+# retry rather than a bare DEADLINE_EXCEEDED.
+LOAD_WAIT_SECONDS = 5.0
 #: The table cache's directory under the data directory.
 GEO_TABLE_CACHE = "geo-tables"
 # After a failed load, lookups look at the files (a stat each) at most this often.
@@ -67,9 +72,17 @@ class BackgroundLocator:
     Args:
         settings: the database files and how to read them.
         table_cache: the directory of the table cache; None to build the tables in this process.
+        load_wait_seconds: how long a lookup waits for tables still loading.
     """
 
-    def __init__(self, settings: GeoSettings, table_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: GeoSettings,
+        table_cache: Path | None = None,
+        *,
+        load_wait_seconds: float = LOAD_WAIT_SECONDS,
+    ) -> None:
+        self._load_wait_seconds = load_wait_seconds
         self._paths = [Path(p) for p in settings.database.split(",") if p.strip()]
         for path in self._paths:
             if not path.is_file():
@@ -80,6 +93,8 @@ class BackgroundLocator:
         self._resolver: GeoResolver | None = None
         self._error: Exception | None = None
         self._ready = threading.Event()
+        # Lookups waiting on their event loops for the load under way (see _wait_ready).
+        self._wakers: list[Callable[[], None]] = []
         self._loading_lock = threading.Lock()
         self._loading = False
         self._failed_files: tuple[FileIdentity | None, ...] = ()
@@ -121,7 +136,10 @@ class BackgroundLocator:
         finally:
             with self._loading_lock:
                 self._loading = False
-            self._ready.set()
+                self._ready.set()
+                wakers, self._wakers = self._wakers, []
+            for wake in wakers:
+                wake()
 
     def _file_identities(self) -> tuple[FileIdentity | None, ...]:
         identities: list[FileIdentity | None] = []
@@ -142,11 +160,36 @@ class BackgroundLocator:
             log.info("geo: the IP database files changed since they failed to load; loading them again")
             self._start_load()
 
+    async def _wait_ready(self) -> None:
+        """Waits (at most ``load_wait_seconds``) until the load under way has ended.
+
+        A burst of lookups at start waits on the event loop, not in a thread each: the default
+        executor's few threads would be held for the whole wait, and every other use of it too.
+        """
+        loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the waiter's loop has closed meanwhile
+                loop.call_soon_threadsafe(ended.set)
+
+        with self._loading_lock:
+            if self._ready.is_set():
+                return
+            self._wakers.append(wake)
+        try:
+            await asyncio.wait_for(ended.wait(), self._load_wait_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            with self._loading_lock, contextlib.suppress(ValueError):
+                self._wakers.remove(wake)
+
     async def _resolved(self) -> GeoResolver:
         if self._resolver is None and self._error is not None and self._ready.is_set():
             self._retry_if_files_changed()
         if not self._ready.is_set():
-            await asyncio.to_thread(self._ready.wait, LOAD_WAIT_SECONDS)
+            await self._wait_ready()
         if self._resolver is None:
             if self._error is not None:
                 raise FailedPrecondition("the IP database could not be loaded", reason="GEO_UNAVAILABLE")
@@ -191,16 +234,25 @@ class BackgroundLocator:
             self._resolver.close()
 
 
-def open_locator(settings: GeoSettings, table_cache: Path | None = None) -> BackgroundLocator:
+def open_locator(
+    settings: GeoSettings, table_cache: Path | None = None, *, call_limit_seconds: float | None = None
+) -> BackgroundLocator:
     """The server's locator (call inside the running event loop to get SIGHUP reloads).
 
     Args:
         settings: the database files and how to read them.
         table_cache: the directory of the table cache (see ``BackgroundLocator``).
+        call_limit_seconds: the server's limit on a call: a lookup waits for the tables at most
+            two thirds of it (and at most ``LOAD_WAIT_SECONDS``), then answers GEO_LOADING.
 
     Raises:
         ConfigError: when a configured database file does not exist.
     """
-    locator = BackgroundLocator(settings, table_cache)
+    wait = (
+        LOAD_WAIT_SECONDS
+        if call_limit_seconds is None
+        else min(LOAD_WAIT_SECONDS, call_limit_seconds * 2 / 3)
+    )
+    locator = BackgroundLocator(settings, table_cache, load_wait_seconds=wait)
     locator.install_sighup()
     return locator

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -160,20 +162,29 @@ def error_metadata(error: grpc.RpcError) -> dict[str, str]:
     return {}
 
 
-def record_login_ip(client: Client, account: str, ip: str = "8.8.8.8") -> common_pb2.IpLocation:
-    """RecordLoginIp, patient with a worker that is still loading its IP database.
+# A worker builds its lookup tables at start (seconds on a quiet machine, many more on a busy
+# one); meanwhile an IP call waits a while, then answers UNAVAILABLE with GEO_LOADING: retry.
+GEO_PATIENCE_SECONDS = 180.0
+T = TypeVar("T")
 
-    Each worker builds its lookup tables from the database at start (about ten seconds for the
-    bundled one on a busy test machine) and holds calls that need them meanwhile.
-    """
-    for _ in range(6):
+
+def when_geo_loaded(call: Callable[[], T]) -> T:
+    """``call``'s answer, retried while the worker answering says its IP tables are loading."""
+    deadline = time.monotonic() + GEO_PATIENCE_SECONDS
+    while True:
         try:
-            request = account_pb2.RecordLoginIpRequest(account_id=account, ip=ip)
-            return client.account.RecordLoginIp(request).location
+            return call()
         except grpc.RpcError as error:
-            if error.code() not in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}:
+            loading = error.code() is grpc.StatusCode.UNAVAILABLE and rich_error(error)[0] == "GEO_LOADING"
+            if not loading or time.monotonic() > deadline:
                 raise
-    raise AssertionError("RecordLoginIp kept timing out")
+        time.sleep(0.5)
+
+
+def record_login_ip(client: Client, account: str, ip: str = "8.8.8.8") -> common_pb2.IpLocation:
+    """RecordLoginIp, patient with a worker that is still loading its IP database."""
+    request = account_pb2.RecordLoginIpRequest(account_id=account, ip=ip)
+    return when_geo_loaded(lambda: client.account.RecordLoginIp(request).location)
 
 
 def embedded_redis(server: ServerProcess) -> redis.Redis:

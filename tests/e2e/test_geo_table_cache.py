@@ -14,7 +14,7 @@ from idverify.geo import default_database_path
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2
 
-from .test_ip_location import LOAD_PATIENCE_SECONDS
+from .conftest import when_geo_loaded
 
 pytestmark = pytest.mark.e2e
 # A cold build takes seconds on a quiet machine and can take many times that on a busy one.
@@ -35,8 +35,8 @@ def every_worker_answers(server: ServerProcess, workers: int) -> None:
     """Lookups on fresh connections, which the kernel spreads over the workers."""
     for _ in range(4 * workers):
         with server.client("platform") as platform:
-            answer = platform.account.LookupIp(
-                account_pb2.LookupIpRequest(ip="8.8.8.8"), timeout=LOAD_PATIENCE_SECONDS
+            answer = when_geo_loaded(
+                lambda: platform.account.LookupIp(account_pb2.LookupIpRequest(ip="8.8.8.8"))
             )
         assert answer.location.country_code == "US"
 

@@ -9,26 +9,20 @@ import sys
 import grpc
 import pytest
 
-from idverify.flows.ip_locator import LOAD_WAIT_SECONDS
 from idverify.privacy.keyring import load_keyring
 from idverify.store.keys import TenantKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2
 
-from .conftest import embedded_redis, record_login_ip, rich_error
+from .conftest import embedded_redis, record_login_ip, rich_error, when_geo_loaded
 
 pytestmark = pytest.mark.e2e
 
 
-# A worker builds its lookup tables at start (about six seconds on a quiet machine, over ten on
-# a busy one) and holds lookups meanwhile, for up to LOAD_WAIT_SECONDS.
-LOAD_PATIENCE_SECONDS = LOAD_WAIT_SECONDS + 5
-
-
 def lookup(server: ServerProcess, ip: str) -> account_pb2.LookupIpResponse:
-    """LookupIp with a deadline past the server's wait for a worker still loading its database."""
+    """LookupIp, retried while the worker answering is still loading its database."""
     with server.client("platform") as platform:
-        return platform.account.LookupIp(account_pb2.LookupIpRequest(ip=ip), timeout=LOAD_PATIENCE_SECONDS)
+        return when_geo_loaded(lambda: platform.account.LookupIp(account_pb2.LookupIpRequest(ip=ip)))
 
 
 class TestLookup:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from geo_builders import SMALL_MMDB, write_mmdb
 
 from idverify.config import GeoSettings
-from idverify.domain.errors import FailedPrecondition
+from idverify.domain.errors import FailedPrecondition, StoreUnavailable
 from idverify.flows import ip_locator
 from idverify.flows.ip_locator import BackgroundLocator
+from idverify.geo import GeoResolver
 
 
 def wait_loaded(locator: BackgroundLocator, ip: str = "1.0.0.1") -> str:
@@ -103,3 +106,55 @@ class TestRetryAfterAFailedLoad:
                     wait_loaded(locator)
                 time.sleep(ip_locator.RETRY_CHECK_SECONDS)
         assert len([record for record in caplog.records if record.levelno >= logging.ERROR]) == 1
+
+
+class TestWaitingForTheLoad:
+    """Lookups that arrive while the tables load wait on the event loop, bounded, then GEO_LOADING."""
+
+    def test_a_burst_waits_without_a_thread_each_and_hears_geo_loading(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_mmdb(tmp_path / "small.mmdb", SMALL_MMDB)
+        release = threading.Event()
+        real_resolver = ip_locator.GeoResolver
+
+        def slow_resolver(*args: Any, **kwargs: Any) -> GeoResolver:
+            release.wait(60)  # a build that takes as long as the test says
+            return real_resolver(*args, **kwargs)
+
+        monkeypatch.setattr(ip_locator, "GeoResolver", slow_resolver)
+        locator = BackgroundLocator(GeoSettings(database=str(path)), load_wait_seconds=0.5)
+
+        async def burst() -> tuple[list[BaseException | ip_locator.Label], int]:
+            threads_before = threading.active_count()
+            calls = [asyncio.ensure_future(locator.locate("1.0.0.1")) for _ in range(200)]
+            await asyncio.sleep(0.2)
+            threads_while_waiting = threading.active_count() - threads_before
+            return await asyncio.gather(*calls, return_exceptions=True), threads_while_waiting
+
+        answers, extra_threads = asyncio.run(burst())
+        assert extra_threads == 0
+        assert all(isinstance(a, StoreUnavailable) and a.reason == "GEO_LOADING" for a in answers)
+
+        async def one_waiting_through_the_end() -> str:
+            waiting = asyncio.ensure_future(locator.locate("1.0.0.1"))
+            await asyncio.sleep(0.1)
+            release.set()
+            return (await waiting).display
+
+        locator._load_wait_seconds = 60.0
+        assert asyncio.run(one_waiting_through_the_end()) == "广东"
+        locator.close()
+
+    def test_the_wait_fits_inside_the_servers_call_limit(self, tmp_path: Path) -> None:
+        path = write_mmdb(tmp_path / "small.mmdb", SMALL_MMDB)
+        assert (
+            ip_locator.open_locator(GeoSettings(database=str(path)), call_limit_seconds=3)._load_wait_seconds
+            == 2
+        )
+        assert (
+            ip_locator.open_locator(
+                GeoSettings(database=str(path)), call_limit_seconds=600
+            )._load_wait_seconds
+            == ip_locator.LOAD_WAIT_SECONDS
+        )
