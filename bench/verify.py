@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from typing import Any, Self
 
 import grpc
 from argon2.low_level import Type, hash_secret_raw
+from loop_callbacks import read_window
 from open_loop import latency_summary, run_on_schedule, schedule
 from otlp_sink import OtlpSink
 from report import print_figures
@@ -329,10 +331,13 @@ class SignupServer:
     It can be driven several times, so that measurements of two servers can alternate.
     """
 
-    def __init__(self, root: Path, workers: int | None, extra_config: str = "") -> None:
+    def __init__(
+        self, root: Path, workers: int | None, extra_config: str = "", *, loop_callbacks: bool = False
+    ) -> None:
         self._root = root
         self._workers = workers
         self._extra_config = extra_config
+        self._loop_callbacks = loop_callbacks
         self._server: ServerProcess | None = None
         self._token = ""
         self._codes = CodeReader(root / "codes.txt")
@@ -340,6 +345,8 @@ class SignupServer:
 
     def __enter__(self) -> Self:
         install_bench_sender(self._root / "site")
+        if self._loop_callbacks:
+            shutil.copy(HERE / "loop_callbacks.py", self._root / "site" / "sitecustomize.py")
         extra = ["--workers", str(self._workers)] if self._workers else []
         self._server = ServerProcess(
             self._root / "server",
@@ -496,7 +503,9 @@ def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
-        SignupServer(Path(scratch), options.workers, _niceness_config(options)) as server,
+        SignupServer(
+            Path(scratch), options.workers, _niceness_config(options), loop_callbacks=options.loop_callbacks
+        ) as server,
     ):
         capacity, _ = server.drive(range(options.signups), options.concurrency)
         figures |= {"workers": server.workers, "cores": os.cpu_count() or 1}
@@ -504,6 +513,7 @@ def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
             figures["argon2_niceness"] = options.argon2_niceness
         figures["capacity_per_s"] = round(capacity, 1)
         first = options.signups
+        loads_began = time.monotonic()
         for level in LOAD_LEVELS:
             rate = capacity * level / 100
             if first + len(schedule(rate, options.seconds)) > WARM_UP_FROM:
@@ -517,6 +527,10 @@ def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
                     figures[f"at_{level}_{rpc}_{name}"] = value
             figures[f"at_{level}_failures"] = measured["failures"]
             figures[f"at_{level}_client_worst_lag_ms"] = measured["client_worst_lag_ms"]
+        if options.loop_callbacks:
+            loads_ended = time.monotonic()
+            time.sleep(1.5)  # the processes write their counts every second
+            figures |= read_window(Path(scratch) / "site", loads_began, loads_ended)
     bare_hash_ms = 1000 * min(hash_before, 1 / argon2_floor(options.floor_seconds, 1))
     figures["bare_hash_ms"] = round(bare_hash_ms, 2)
     figures["bare_hash_cpu_ms"] = round(hash_cpu_ms, 2)
@@ -603,6 +617,11 @@ def main() -> int:
         help="latency under open-loop load at 25, 50 and 75 %% of the measured capacity",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="with --rate: seconds per load level")
+    parser.add_argument(
+        "--loop-callbacks",
+        action="store_true",
+        help="with --rate: count the server's event-loop callbacks by CPU time over the loads",
+    )
     parser.add_argument(
         "--argon2-niceness",
         type=int,
