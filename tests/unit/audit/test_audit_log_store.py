@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 from typing import Any
@@ -147,6 +148,36 @@ class TestIntegration:
             assert state.root == merkle.root(leaves)
             assert state.compact.root() == state.root
             assert await store.tree_state(tenant) == state
+
+    async def test_a_round_lets_the_event_loop_take_turns_between_slices(
+        self, redis: RedisClient, store: AuditStore, tenant: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At most FOLD_SLICE entries are hashed without a turn of the loop, and the root is the same."""
+        monkeypatch.setattr(integrator_module, "FOLD_SLICE", 4)
+        await fill(redis, tenant, 30)
+        turns = 0
+        hashed_at_turn: list[int] = []
+
+        def counting_leaf_hash(entry: bytes) -> bytes:
+            hashed_at_turn.append(turns)
+            return merkle.leaf_hash(entry)
+
+        async def other_calls() -> None:
+            nonlocal turns
+            while not done.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        monkeypatch.setattr(integrator_module, "leaf_hash", counting_leaf_hash)
+        done = asyncio.Event()
+        ticking = asyncio.create_task(other_calls())
+        state = await TreeIntegrator(store).integrate(tenant)
+        done.set()
+        await ticking
+
+        assert state.root == merkle.root([merkle.leaf_hash(leaf) for leaf in await all_leaves(store, tenant)])
+        assert len(hashed_at_turn) == 30
+        assert max(collections.Counter(hashed_at_turn).values()) == 4
 
     async def test_racing_integrators_agree(
         self, redis: RedisClient, scripts: Scripts, tenant: str, monkeypatch: pytest.MonkeyPatch
