@@ -500,6 +500,7 @@ def _settings_for_worker(settings: Settings, index: int) -> Settings:
 async def _serve_worker(settings: Settings, channel: socket.socket) -> None:  # pragma: no cover
     """A worker's life: start, say ready, serve until SIGTERM or the supervisor's end, drain."""
     app = await server.start(settings, reuse_port=True)
+    server.freeze_heap()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
