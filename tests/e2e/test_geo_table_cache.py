@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -90,3 +91,18 @@ class TestTableCache:
             assert [path.stat().st_ino for path in cache.glob("*.tables")] == [inode]
             for pid in again.server_pids()[1:]:
                 assert mapped_files(pid, cache) == {f"r--s {files[0]}"}
+
+
+class TestTestServers:
+    def test_a_test_server_on_the_bundled_database_maps_the_tables_built_once(self, tmp_path: Path) -> None:
+        """``ServerProcess`` copies the tables its test process built: no worker builds them (CI's time)."""
+        with ServerProcess(tmp_path, extra_args=["--workers", "2"]) as server:
+            lines = wait_ready_lines(server, 2)
+            every_worker_answers(server, 2)
+            assert all("mapped from" in line for line in lines)
+            assert "geo: built the IP tables" not in server.log_text()
+            cache = server.data_dir / GEO_TABLE_CACHE
+            assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+            files = list(cache.glob("*.tables"))
+            assert len(files) == 1
+            assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
