@@ -24,7 +24,7 @@ from idverify.events.accounts import request_naming_account
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import decode_flat
+from idverify.store.scripts import ChainStep, decode_flat
 
 _ATTEMPTS = 5
 
@@ -210,48 +210,92 @@ class ConsentFlow:
             ConsentRequired: a needed purpose is not consented to.
             StoreUnavailable: Redis is down, or the consent record kept changing.
         """
+        _, account_ps, _ = self._pseudonyms(tenant, account_id)
+        for _ in range(_ATTEMPTS):
+            step = await self.start_step(
+                tenant,
+                account_id=account_id,
+                verification_id=verification_id,
+                method_id=method_id,
+                needed=needed,
+                given=given,
+                info=info,
+                read=read or await self._read(tenant, account_ps),
+            )
+            read = None
+            result = await self._d.scripts.run(step.name, step.keys, step.args)
+            if self.admitted(result):
+                return
+        raise StoreUnavailable("the consent record kept changing; retry", reason="CONTENDED")
+
+    async def start_step(
+        self,
+        tenant: str,
+        *,
+        account_id: str,
+        verification_id: str,
+        method_id: str,
+        needed: frozenset[str],
+        given: Mapping[str, str],
+        info: RequestInfo,
+        read: ConsentRead,
+    ) -> ChainStep:
+        """Judges the record as read; the step that admits the verification if it did not change.
+
+        A chain may run the step and go on only once it answered ``OK``; :meth:`admitted`
+        reads its reply.
+
+        Raises:
+            FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
+            ConsentRequired: a needed purpose is not consented to.
+        """
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
         keys = TenantKeys(tenant)
-        for _ in range(_ATTEMPTS):
-            stored, revision, cancelled = read or await self._read(tenant, account_ps)
-            read = None
-            if cancelled:
-                raise _cancelled()
-            rules.check_start_consents(
-                needed,
-                given,
-                stored,
-                now_ms=await self._d.scripts.clock.now_ms(),
-                biometric_cooldown_ms=self.cooldown_ms,
-            )
-            grants = [
-                {"purpose": purpose, "version": version}
-                for purpose, version in sorted(given.items())
-                if purpose != rules.GUARDIAN and _is_news(stored.get(purpose), version)
-            ]
-            result = await self._d.scripts.run(
-                "consent_start",
-                [
-                    keys.account(account_ps),
-                    keys.consent(account_ps),
-                    keys.account_verifications(account_ps),
-                    keys.audit_log(),
-                ],
-                [
-                    verification_id,
-                    self._lifetime_ms,
-                    revision,
-                    json.dumps(grants),
-                    self._request(info, tenant, account_id),
-                    audit_ps,
-                    method_id,
-                ],
-            )
-            if result[0] == b"OK":
-                return
-            if result[0] == b"CANCELLED":
-                raise _cancelled()
-        raise StoreUnavailable("the consent record kept changing; retry", reason="CONTENDED")
+        stored, revision, cancelled = read
+        if cancelled:
+            raise _cancelled()
+        rules.check_start_consents(
+            needed,
+            given,
+            stored,
+            now_ms=await self._d.scripts.clock.now_ms(),
+            biometric_cooldown_ms=self.cooldown_ms,
+        )
+        grants = [
+            {"purpose": purpose, "version": version}
+            for purpose, version in sorted(given.items())
+            if purpose != rules.GUARDIAN and _is_news(stored.get(purpose), version)
+        ]
+        return ChainStep(
+            "consent_start",
+            [
+                keys.account(account_ps),
+                keys.consent(account_ps),
+                keys.account_verifications(account_ps),
+                keys.audit_log(),
+            ],
+            [
+                verification_id,
+                self._lifetime_ms,
+                revision,
+                json.dumps(grants),
+                self._request(info, tenant, account_id),
+                audit_ps,
+                method_id,
+            ],
+            proceed_on=("OK",),
+        )
+
+    @staticmethod
+    def admitted(result: Any) -> bool:
+        """Whether the step of :meth:`start_step` admitted the verification (False: judge again).
+
+        Raises:
+            FailedPrecondition: ``ACCOUNT_CANCELLED``.
+        """
+        if result[0] == b"CANCELLED":
+            raise _cancelled()
+        return bool(result[0] == b"OK")
 
 
 def _is_news(state: ConsentState | None, version: str) -> bool:

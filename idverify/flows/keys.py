@@ -309,6 +309,23 @@ class ResolvedIdentity:
     indexes: tuple[IndexValue, ...] = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityProbe:
+    """The keys an identity's record may be under, one per readable pepper and wrapping key.
+
+    Attributes:
+        candidates: (index, ref) of each key, in the order of ``keys``.
+        target: the ref under the current pepper and wrapping key.
+        keys: the records' keys, whose ``name_binding`` the lookup reads.
+        indexes: the index under every pepper version, current first.
+    """
+
+    candidates: tuple[tuple[IndexValue, str], ...]
+    target: str
+    keys: tuple[str, ...]
+    indexes: tuple[IndexValue, ...] = field(repr=False)
+
+
 class IdentityLookup:
     """Finds a presented identity's record under any readable pepper and wrapping key.
 
@@ -352,75 +369,107 @@ class IdentityLookup:
             StoreUnavailable: Redis is down.
         """
         indexes = indexes or await self.indexes(tenant, document)
-        current = indexes[0]
-        keys = TenantKeys(tenant)
-        identity_ad = associated_data(tenant, IDENTITY_INDEX)
         for _ in range(_ATTEMPTS):
-            candidates = [
-                (index, sealed_to_text(sealed))
-                for index in indexes
-                for sealed in self._sealer.seal_candidates(index.digest, associated=identity_ad)
-            ]
+            probe = self.probe(tenant, indexes)
             async with translate_errors(), redis.pipeline(transaction=False) as pipe:
-                for _, ref in candidates:
-                    pipe.hget(keys.identity(ref), "name_binding")
+                for key in probe.keys:
+                    pipe.hget(key, "name_binding")
                 stored_bindings = await pipe.execute()
-            target = sealed_to_text(self._sealer.seal(current.digest, associated=identity_ad))
-            found = next(
-                (
-                    (index, ref, as_text(stored))
-                    for (index, ref), stored in zip(candidates, stored_bindings, strict=True)
-                    if stored is not None
-                ),
-                None,
-            )
-            if found is None:
-                binding = self._binding(tenant, current, name)
-                return ResolvedIdentity(
-                    target,
-                    self._sealed(tenant, binding),
-                    "",
-                    current.phc,
-                    exists=False,
-                    mismatch=False,
-                    indexes=indexes,
-                )
-            index, ref, stored = found
-            binding = self._binding(tenant, index, name)
-            if not hmac.compare_digest(self._mover.open_binding(tenant, stored) or b"", binding):
-                return ResolvedIdentity(
-                    ref,
-                    self._sealed(tenant, binding),
-                    "",
-                    index.phc,
-                    exists=True,
-                    mismatch=True,
-                    indexes=indexes,
-                )
-            if ref == target:
-                return ResolvedIdentity(
-                    ref,
-                    self._sealed(tenant, binding),
-                    stored,
-                    index.phc,
-                    exists=True,
-                    mismatch=False,
-                    indexes=indexes,
-                )
-            new_pepper = index.pepper_version != current.pepper_version
-            new_binding = self._binding(tenant, current, name) if new_pepper else None
-            with contextlib.suppress(SealError):
-                await self._mover.move(
-                    tenant,
-                    ref,
-                    target,
-                    binding=new_binding,
-                    pepper_phc=current.phc if new_pepper else "",
-                    forward_ms=forward_ms if new_pepper else 0,
-                )
+            found = self.settle(tenant, probe, name, stored_bindings)
+            if found is not None:
+                return found
+            await self.move(tenant, probe, name, stored_bindings, forward_ms=forward_ms)
         raise StoreUnavailable(
             "an identity record kept moving while it was looked up; retry", reason="CONTENDED"
         )
+
+    def probe(self, tenant: str, indexes: tuple[IndexValue, ...]) -> IdentityProbe:
+        """Where the identity's record may be: read each key's ``name_binding``, then :meth:`settle`."""
+        identity_ad = associated_data(tenant, IDENTITY_INDEX)
+        keys = TenantKeys(tenant)
+        candidates = tuple(
+            (index, sealed_to_text(sealed))
+            for index in indexes
+            for sealed in self._sealer.seal_candidates(index.digest, associated=identity_ad)
+        )
+        target = sealed_to_text(self._sealer.seal(indexes[0].digest, associated=identity_ad))
+        return IdentityProbe(candidates, target, tuple(keys.identity(ref) for _, ref in candidates), indexes)
+
+    def settle(
+        self, tenant: str, probe: IdentityProbe, name: str, stored_bindings: Sequence[bytes | str | None]
+    ) -> ResolvedIdentity | None:
+        """The identity from the probe's reads; None when its record must move first (:meth:`move`)."""
+        indexes, current = probe.indexes, probe.indexes[0]
+        found = next(
+            (
+                (index, ref, as_text(stored))
+                for (index, ref), stored in zip(probe.candidates, stored_bindings, strict=True)
+                if stored is not None
+            ),
+            None,
+        )
+        if found is None:
+            binding = self._binding(tenant, current, name)
+            return ResolvedIdentity(
+                probe.target,
+                self._sealed(tenant, binding),
+                "",
+                current.phc,
+                exists=False,
+                mismatch=False,
+                indexes=indexes,
+            )
+        index, ref, stored = found
+        binding = self._binding(tenant, index, name)
+        if not hmac.compare_digest(self._mover.open_binding(tenant, stored) or b"", binding):
+            return ResolvedIdentity(
+                ref,
+                self._sealed(tenant, binding),
+                "",
+                index.phc,
+                exists=True,
+                mismatch=True,
+                indexes=indexes,
+            )
+        if ref == probe.target:
+            return ResolvedIdentity(
+                ref,
+                self._sealed(tenant, binding),
+                stored,
+                index.phc,
+                exists=True,
+                mismatch=False,
+                indexes=indexes,
+            )
+        return None
+
+    async def move(
+        self,
+        tenant: str,
+        probe: IdentityProbe,
+        name: str,
+        stored_bindings: Sequence[bytes | str | None],
+        *,
+        forward_ms: int,
+    ) -> None:
+        """Moves the record the probe found under an older pepper or key to the current ones."""
+        current = probe.indexes[0]
+        index, ref = next(
+            candidate
+            for candidate, stored in zip(probe.candidates, stored_bindings, strict=True)
+            if stored is not None
+        )
+        new_pepper = index.pepper_version != current.pepper_version
+        new_binding = self._binding(tenant, current, name) if new_pepper else None
+        with contextlib.suppress(SealError):
+            await self._mover.move(
+                tenant,
+                ref,
+                probe.target,
+                binding=new_binding,
+                pepper_phc=current.phc if new_pepper else "",
+                forward_ms=forward_ms if new_pepper else 0,
+            )
 
     def _binding(self, tenant: str, index: IndexValue, name: str) -> bytes:
         return name_binding(self._keyring, tenant, index.digest, name, pepper_version=index.pepper_version)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -46,7 +47,7 @@ from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
-from idverify.flows.keys import IdentityLookup, IdentityMover
+from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
 from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
@@ -58,11 +59,11 @@ from idverify.privacy.sealing import (
     sealed_to_text,
     sealed_version,
 )
-from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms
+from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms, counted_or_unavailable
 from idverify.security.rate_limits import refuse_counted
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import decode_flat
+from idverify.store.scripts import ChainStep, Scripts, decode_flat
 from idverify.verifiers.base import (
     Challenge,
     ChallengeVerifier,
@@ -229,20 +230,26 @@ class VerificationFlow:
             pipe.get(claims_key)
             pipe.pttl(claims_key)
             holder, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
-        reserved = False
-        if holder is None:
-            # The reservation holds our verification id; its record appears when the start
-            # commits. It is taken only once the reads answered: sent with them, a stalled Redis
-            # ran it after the caller had given up, and the id stayed reserved for its retries.
-            async with translate_errors():
-                reserved = bool(await d.redis.set(request_key, verification_id, nx=True, px=RESERVATION_MS))
-        if not reserved:
+        if holder is not None:
             # A repeated request id: the verification it started, or wait for the attempt running.
-            existing = None
-            if holder is not None:
-                existing = await self._verification_for_request(tenant, holder, request_key)
+            existing = await self._verification_for_request(tenant, holder, request_key)
             return existing or await self._wait_for_request(tenant, keys, request_id)
+        admission = await self._admission(
+            tenant,
+            keys,
+            request_key=request_key,
+            verification_id=verification_id,
+            method=method,
+            account_id=account_id,
+            consents=(purposes, given, consent_read(consent_raw, cancelled)),
+            kind=document.subject_kind,
+            claims=(name_tag, (claims, int(claims_ttl_ms))),
+            info=info,
+        )
         try:
+            if not await admission.run(d.scripts):
+                # Another attempt with the same request id took it since our read.
+                return await self._wait_for_request(tenant, keys, request_id)
             return await self._start_reserved(
                 tenant=tenant,
                 keys=keys,
@@ -256,8 +263,8 @@ class VerificationFlow:
                 info=info,
                 today=today,
                 declared=declared,
-                consents=(purposes, given, consent_read(consent_raw, cancelled)),
-                claims=(name_tag, (claims, int(claims_ttl_ms))),
+                purposes=purposes,
+                name_tag=name_tag,
                 extras=_StepExtras(
                     bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
                     organization=particulars,
@@ -269,11 +276,114 @@ class VerificationFlow:
             # Free the request id so that the caller's retry can run, unless the start committed
             # although its caller was told otherwise (a lost reply: the retry must find that
             # verification). A release lost as well leaves the request id to the reservation's TTL.
-            with contextlib.suppress(StoreUnavailable):
-                await d.scripts.run(
-                    "release_request", [request_key, keys.verification(verification_id)], [verification_id]
-                )
+            # Only our own reservation is freed (release_request.lua compares the id it holds).
+            if admission.may_hold:
+                release = [request_key, keys.verification(verification_id)]
+                with contextlib.suppress(StoreUnavailable):
+                    await d.scripts.run("release_request", release, [verification_id])
             raise
+
+    async def _identity_found(
+        self, tenant: str, document: Document, name: str, identity: _IdentityRead, forward_ms: int
+    ) -> ResolvedIdentity:
+        """The identity from the read made with the code send, else looked up now."""
+        if identity.bindings is not None:
+            found = self._lookup.settle(tenant, identity.probe, name, identity.bindings)
+            if found is not None:
+                return found
+        return await self._lookup.resolve(
+            self._d.redis, tenant, document, name, forward_ms=forward_ms, indexes=identity.probe.indexes
+        )
+
+    async def _admission(
+        self,
+        tenant: str,
+        keys: TenantKeys,
+        *,
+        request_key: str,
+        verification_id: str,
+        method: MethodSpec,
+        account_id: str,
+        consents: tuple[frozenset[str], Mapping[str, str], ConsentRead],
+        kind: SubjectKind,
+        claims: tuple[str, tuple[bytes | None, int]],
+        info: RequestInfo,
+    ) -> _Admission:
+        """Judges a start on its reads; the step that reserves its request id and admits it.
+
+        Nothing is written before that step, so a refusal here takes no reservation.
+
+        Raises:
+            ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
+            RateLimited: the name and document's claim refusals reached their limit.
+        """
+        d = self._d
+        purposes, given, read = consents
+        name_tag, claims_counted = claims
+        limits = d.settings.rate_limits
+        fallbacks = functools.partial(self._offering_fallbacks, tenant, method, purposes, kind)
+        admit = functools.partial(
+            self._consent.admit_start,
+            tenant,
+            account_id=account_id,
+            verification_id=verification_id,
+            method_id=method.id,
+            needed=purposes,
+            given=given,
+            info=info,
+        )
+        with fallbacks():
+            consent_step = await self._consent.start_step(
+                tenant,
+                account_id=account_id,
+                verification_id=verification_id,
+                method_id=method.id,
+                needed=purposes,
+                given=given,
+                info=info,
+                read=read,
+            )
+        await refuse_counted(
+            d.scripts,
+            keys,
+            "claim_refusals",
+            name_tag,
+            claims_counted,
+            limit=limits.claim_refusals_per_day,
+            request={**info.audit_fields(), "account": d.keyring.pseudonym(tenant, "audit", account_id)},
+        )
+        identity_ps = d.keyring.pseudonym(tenant, "rl-identity", name_tag)
+        window = functools.partial(
+            d.window_limiter.hit,
+            keys,
+            "identity",
+            identity_ps,
+            limit=limits.per_identity_per_hour,
+            window_seconds=3600,
+            request=info.audit_fields(),
+        )
+        window_step = d.window_limiter.step(
+            keys,
+            "identity",
+            identity_ps,
+            limit=limits.per_identity_per_hour,
+            window_seconds=3600,
+            request=info.audit_fields(),
+        )
+        return _Admission(
+            reserve=ChainStep(
+                "reserve_request", [request_key], [verification_id, RESERVATION_MS], proceed_on=("OK",)
+            ),
+            consent=consent_step,
+            window=window_step,
+            consents_again=admit,
+            window_again=window,
+            judge_window=functools.partial(
+                d.window_limiter.judge, purpose="identity", limit=limits.per_identity_per_hour
+            ),
+            fallbacks=fallbacks,
+            admitted=self._consent.admitted,
+        )
 
     async def _start_reserved(
         self,
@@ -290,44 +400,15 @@ class VerificationFlow:
         info: RequestInfo,
         today: date,
         declared: date | None,
-        consents: tuple[frozenset[str], Mapping[str, str], ConsentRead],
-        claims: tuple[str, tuple[bytes | None, int]],
+        purposes: frozenset[str],
+        name_tag: str,
         extras: _StepExtras,
     ) -> VerificationView:
         d = self._d
-        purposes, given, consent_record = consents
-        name_tag, claims_counted = claims
-        await self._admit(
-            consent_record,
-            tenant=tenant,
-            account_id=account_id,
-            verification_id=verification_id,
-            method=method,
-            purposes=purposes,
-            given=given,
-            document=document,
-            info=info,
-        )
-        limits = d.settings.rate_limits
-        await refuse_counted(
-            d.scripts,
-            keys,
-            "claim_refusals",
-            name_tag,
-            claims_counted,
-            limit=limits.claim_refusals_per_day,
-            request={**info.audit_fields(), "account": d.keyring.pseudonym(tenant, "audit", account_id)},
-        )
-        await d.window_limiter.hit(
-            keys,
-            "identity",
-            d.keyring.pseudonym(tenant, "rl-identity", name_tag),
-            limit=limits.per_identity_per_hour,
-            window_seconds=3600,
-            request=info.audit_fields(),
-        )
         forward_ms = self._lookup.forward_ms(d.settings.verification.session_ttl_seconds)
-        found = await self._lookup.resolve(d.redis, tenant, document, name, forward_ms=forward_ms)
+        # The identity's record is read with the code send's counts where they are one round
+        # trip (_guard_code_send), else on its own after the steps; the hash comes first either way.
+        identity = _IdentityRead(self._lookup.probe(tenant, await self._lookup.indexes(tenant, document)))
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
         establishes = establishes_claim(method, d.settings.methods_for(tenant))
         record: dict[str, str] = {
@@ -346,7 +427,6 @@ class VerificationFlow:
                     account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
                 )
             ),
-            "identity": found.ref,
             "name_tag": name_tag,
             "establishes": "1" if establishes else "0",
             # The keyed hashes of the organization's name forms: the index of verified names
@@ -354,9 +434,6 @@ class VerificationFlow:
             "org_names": organization_name_hashes(d.keyring, tenant, name)
             if establishes and document.subject_kind is SubjectKind.ORGANIZATION
             else "",
-            "name_binding": found.binding,
-            "name_binding_seen": found.seen,
-            "pepper": found.phc,
             "purposes": ",".join(sorted(purposes)),
             "masked_phone": mask_phone(phone) if phone else "",
             "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
@@ -416,6 +493,11 @@ class VerificationFlow:
             info=info,
             mode="bind",
             authority=authority,
+            identity=identity,
+        )
+        found = await self._identity_found(tenant, document, name, identity, forward_ms)
+        record.update(
+            identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
         )
         minor = False
         try:
@@ -484,34 +566,16 @@ class VerificationFlow:
         _count_start(method.id, view)
         return view
 
-    async def _admit(
-        self,
-        record: ConsentRead,
-        *,
-        tenant: str,
-        account_id: str,
-        verification_id: str,
-        method: MethodSpec,
-        purposes: frozenset[str],
-        given: Mapping[str, str],
-        document: Document,
-        info: RequestInfo,
-    ) -> None:
-        """Checks and records the consents; a refusal names the other methods to offer.
+    @contextlib.contextmanager
+    def _offering_fallbacks(
+        self, tenant: str, method: MethodSpec, purposes: frozenset[str], kind: SubjectKind
+    ) -> Iterator[None]:
+        """A consent refusal inside names the other methods to offer.
 
         Those need neither biometrics nor, when this method reads a card, a card of their own.
         """
         try:
-            await self._consent.admit_start(
-                tenant,
-                account_id=account_id,
-                verification_id=verification_id,
-                method_id=method.id,
-                needed=purposes,
-                given=given,
-                info=info,
-                read=record,
-            )
+            yield
         except (ConsentRequired, FailedPrecondition) as refused:
             financial = consent_rules.FINANCIAL in purposes
             if financial or consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
@@ -519,7 +583,7 @@ class VerificationFlow:
                 fallbacks = fallback_methods(
                     self._d.settings.methods_for(tenant),
                     method,
-                    document.subject_kind,
+                    kind,
                     self._d.biometric_steps,
                     card_steps if financial else frozenset(),
                 )
@@ -535,18 +599,31 @@ class VerificationFlow:
         *,
         keys_for: Callable[[Mapping[str, str]], list[str]],
         args: Sequence[str | int | bytes],
+        before: tuple[ChainStep, Callable[[Any], Awaitable[None]]] | None = None,
     ) -> Any:
         """Runs a script that may bind the verification's identity, pointed at where it lives now.
 
         Identities move when keys rotate or a new pepper is adopted. A reference under an older
         wrapping key is moved on before the script runs; a move that races the script makes it
         answer MOVED instead of binding a stale reference, and the verification is pointed anew.
+
+        ``before`` is a step that runs once, in the same script ahead of the first attempt
+        (:meth:`Scripts.run_chain`), and the check of its reply, which may refuse.
         """
         for _ in range(_MOVE_ATTEMPTS):
             identity = record.get("identity", "")
             if identity and _version_of(identity) != self._d.sealer.current_version:
                 await self._refresh(tenant, verification_id, record)
-            result = await self._d.scripts.run(name, keys_for(record), args)
+            if before is not None:
+                step, judge = before
+                before = None
+                # A count Redis refused is a count not made: nothing is judged (fail closed).
+                async with counted_or_unavailable():
+                    replies = await self._d.scripts.run_chain([step, ChainStep(name, keys_for(record), args)])
+                await judge(replies[0])
+                result = replies[1]
+            else:
+                result = await self._d.scripts.run(name, keys_for(record), args)
             # The submit script makes the consents lasting itself, in the same step.
             if name != "submit" and result[0] == b"OK" and decode_flat(result[1]).get("status") == "VERIFIED":
                 await self._consent.keep(tenant, record["acct"])
@@ -574,13 +651,19 @@ class VerificationFlow:
         info: RequestInfo,
         mode: str,
         authority: list[date],
+        identity: _IdentityRead | None = None,
     ) -> str:
-        """Runs the method's steps; a birth date an authority returned lands in ``authority``."""
+        """Runs the method's steps; a birth date an authority returned lands in ``authority``.
+
+        ``identity``'s record is read with a code send's counts, when one is made.
+        """
         d = self._d
         for step_name in method.steps:
             verifier = d.verifiers[step_name]
             if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
-                await self._guard_code_send(tenant, keys, record, context.subject.phone_number, info)
+                await self._guard_code_send(
+                    tenant, keys, record, context.subject.phone_number, info, identity=identity
+                )
                 if record["status"] == "REJECTED":
                     steps.append(
                         {"verifier": step_name, "outcome": Outcome.FAIL.value, "reason": record["reason"]}
@@ -685,16 +768,27 @@ class VerificationFlow:
         return str(opened.get("url", "")), str(opened.get("token", ""))
 
     async def _guard_code_send(
-        self, tenant: str, keys: TenantKeys, record: dict[str, str], phone: str, info: RequestInfo
+        self,
+        tenant: str,
+        keys: TenantKeys,
+        record: dict[str, str],
+        phone: str,
+        info: RequestInfo,
+        *,
+        identity: _IdentityRead | None,
     ) -> None:
         """Counts the code about to be sent; a locked account+phone or phone gets none.
 
         Counting comes first and the code is sent only after every count said yes: a count that
-        fails raises, and nothing is sent.
+        fails raises, and nothing is sent. On one server the same script reads ``identity``'s
+        record first (whatever the counts say).
         """
         d = self._d
         max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
-        verdict, failures = await self._sends.count_send(
+        read = None
+        if identity is not None and identity.bindings is None and d.scripts.one_node:
+            read = ChainStep("hget_each", identity.probe.keys, ["name_binding"], proceed_on=("OK",))
+        verdict, failures, read_reply = await self._sends.count_send(
             keys,
             SendPseudonyms(
                 account_phone=record["otp_ps"],
@@ -704,7 +798,10 @@ class VerificationFlow:
             principal=info.principal,
             max_attempts=max_attempts,
             request=info.audit_fields(),
+            before=read,
         )
+        if identity is not None and read_reply is not None:
+            identity.bindings = list(read_reply[1:])
         if verdict != "OK":
             record.update(status="REJECTED", reason=verdict)
             return
@@ -815,17 +912,27 @@ class VerificationFlow:
         digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record["salt"]), code.strip())
         # Counted for its phone across tenants before the tenant's step judges it; the same
         # digest decides there, so a code is wrong here exactly when it is wrong there.
-        await self._sends.count_answer(
-            self._phone_pseudonym(tenant, verification_id, record),
-            wrong=not hmac.compare_digest(record.get("digest", ""), digest.hex()),
-            keys=keys,
-            lock_pseudonym=record.get("otp_ps", ""),
-            request={
-                **info.audit_fields(),
-                "verification_id": verification_id,
-                "account": record.get("acct_audit", ""),
-            },
-        )
+        phone_ps = self._phone_pseudonym(tenant, verification_id, record)
+        wrong = not hmac.compare_digest(record.get("digest", ""), digest.hex())
+        count_request = {
+            **info.audit_fields(),
+            "verification_id": verification_id,
+            "account": record.get("acct_audit", ""),
+        }
+        lock_ps = record.get("otp_ps", "")
+        count = self._sends.answer_step(phone_ps, wrong=wrong)
+        if count is not None and not d.scripts.one_node:
+            # On Cluster the phone's slot is another server's: its count is a step of its own.
+            await self._sends.count_answer(
+                phone_ps, wrong=wrong, keys=keys, lock_pseudonym=lock_ps, request=count_request
+            )
+            count = None
+
+        async def judge_count(answer: Any) -> None:
+            await self._sends.judge_answer_count(
+                answer, keys=keys, lock_pseudonym=lock_ps, request=count_request
+            )
+
         result = await self._run_binding_script(
             "submit",
             tenant,
@@ -838,6 +945,7 @@ class VerificationFlow:
                 d.settings.verification.otp_failure_window_seconds * 1000,
                 json.dumps(info.audit_fields()),
             ],
+            before=(count, judge_count) if count is not None else None,
         )
         if result[0] == b"STATE":
             # Another answer changed the state between our read and the script: same answer as above.
@@ -1140,6 +1248,60 @@ def _check_kind(subject: Subject, document: Document) -> None:
         raise InvalidArgument(
             "only a person has a birth date", reason="KIND_MISMATCH", field=birth_dates.FIELD
         )
+
+
+@dataclass(slots=True)
+class _IdentityRead:
+    """A start's identity lookup: where the record may be, and its keys' bindings once read."""
+
+    probe: IdentityProbe
+    bindings: list[bytes | None] | None = None
+
+
+@dataclass(slots=True)
+class _Admission:
+    """A start's reservation, consents and identity window: one chain of scripts, one round trip.
+
+    The chain is sent only once the start's reads answered, so a Redis that stalled on them never
+    takes a reservation for a caller who gave up; a caller who gives up while the chain is on its
+    way releases what it may have taken (``release_request``, after it on the same connection).
+    """
+
+    reserve: ChainStep
+    consent: ChainStep
+    window: ChainStep | None
+    # When the consent record changed since it was read: judged again, then the window, alone.
+    consents_again: Callable[[], Awaitable[None]]
+    window_again: Callable[[], Awaitable[None]]
+    judge_window: Callable[[Any], None]
+    fallbacks: Callable[[], contextlib.AbstractContextManager[None]]
+    admitted: Callable[[Any], bool]
+    may_hold: bool = False
+
+    async def run(self, scripts: Scripts) -> bool:
+        """Reserves and admits; False when another attempt holds the request id.
+
+        Raises:
+            ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
+                run; a reservation taken stays to be released by the caller.
+        """
+        self.may_hold = True
+        window = [self.window] if self.window else []
+        replies = await scripts.run_chain([self.reserve, self.consent, *window])
+        if replies[0][0] != b"OK":
+            self.may_hold = False
+            return False
+        with self.fallbacks():
+            if not self.admitted(replies[1]):
+                await self.consents_again()
+                replies = replies[:2]
+        if self.window is None:
+            return True
+        if len(replies) > 2:  # noqa: PLR2004 - reservation, consents, window
+            self.judge_window(replies[2])
+        else:
+            await self.window_again()
+        return True
 
 
 @dataclass(frozen=True, slots=True)

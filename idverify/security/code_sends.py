@@ -5,7 +5,9 @@ account+phone lock-out, the tenant's per-phone window, the send budgets of the p
 of the tenant) and in the phone's own slot (its lock and its windows shared by all tenants,
 keyed by a deployment-wide pseudonym). The code goes out only after both answered yes: a step
 that fails raises, and nothing is sent (fail closed). Wrong codes are counted per phone across
-tenants in the phone's slot before the tenant's step judges them.
+tenants in the phone's slot before the tenant's step judges them. Where one server holds every
+slot (not Cluster), each pair runs as one chain (``Scripts.run_chain``): one round trip, the
+second script only after the first said yes.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from redis import exceptions as redis_errors
 
 from idverify import telemetry
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.store.keys import PhoneKeys, TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripts import ChainStep, Scripts
 
 # The refusal reason of each of the tenant step's windows.
 _WINDOW_REASONS = {
@@ -72,12 +75,16 @@ class CodeSendCounter:
         principal: str,
         max_attempts: int,
         request: dict[str, str],
-    ) -> tuple[str, int]:
-        """Counts one code about to be sent; send it only when this returns ``("OK", failures)``.
+        before: ChainStep | None = None,
+    ) -> tuple[str, int, Any]:
+        """Counts one code about to be sent; send it only when this returns ``("OK", failures, _)``.
+
+        ``before`` is a step (a read) that runs ahead of the counts in the same script, on one
+        server only (its reply is the third element; None when it did not run).
 
         Returns:
-            ``("OK", wrong codes so far for the account and phone)``, or ``("OTP_LOCKED", n)``
-            when the account and phone used up their wrong codes, or ``("PHONE_LOCKED", 0)``
+            ``("OK", wrong codes so far for the account and phone, _)``, or ``("OTP_LOCKED", n, _)``
+            when the account and phone used up their wrong codes, or ``("PHONE_LOCKED", 0, _)``
             when the phone is locked by wrong codes from anyone: the verification is refused.
 
         Raises:
@@ -86,7 +93,8 @@ class CodeSendCounter:
             StoreUnavailable: a count could not be made; nothing may be sent.
         """
         limits = self._limits
-        answer = await self._scripts.run(
+        phone = PhoneKeys(names.phone)
+        tenant_step = ChainStep(
             "send_budget",
             [
                 keys.otp_failures(names.account_phone),
@@ -106,26 +114,43 @@ class CodeSendCounter:
                 limits.per_tenant_per_day,
                 json.dumps(request),
             ],
+            proceed_on=("OK",),
         )
+        phone_step = ChainStep(
+            "phone_send",
+            [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()],
+            [
+                limits.phone_failure_limit,
+                limits.per_phone_all_tenants_per_hour,
+                limits.per_phone_all_tenants_per_day,
+            ],
+        )
+        shared: Any = None
+        before_reply: Any = None
+        if self._scripts.one_node:
+            # One server holds the phone's slot too: both counts in one round trip, the phone's
+            # only after the tenant's said yes, as below.
+            first = [before] if before is not None else []
+            async with counted_or_unavailable():
+                replies = await self._scripts.run_chain([*first, tenant_step, phone_step])
+            if first:
+                before_reply, replies = replies[0], replies[1:]
+            answer = replies[0]
+            if len(replies) > 1:
+                shared = replies[1]
+        else:
+            answer = await self._scripts.run(tenant_step.name, tenant_step.keys, tenant_step.args)
         if answer[0] == b"LOCKED":
-            return "OTP_LOCKED", int(answer[1])
+            return "OTP_LOCKED", int(answer[1]), before_reply
         if answer[0] == b"LIMITED":
             window = answer[1].decode()
             raise _limited(window, _WINDOW_REASONS[window], int(answer[2]))
         failures = int(answer[1])
-        phone = PhoneKeys(names.phone)
-        async with _counted_or_unavailable():
-            shared = await self._scripts.run(
-                "phone_send",
-                [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()],
-                [
-                    limits.phone_failure_limit,
-                    limits.per_phone_all_tenants_per_hour,
-                    limits.per_phone_all_tenants_per_day,
-                ],
-            )
+        if shared is None:
+            async with counted_or_unavailable():
+                shared = await self._scripts.run(phone_step.name, phone_step.keys, phone_step.args)
         if shared[0] == b"LOCKED":
-            return "PHONE_LOCKED", 0
+            return "PHONE_LOCKED", 0, before_reply
         if shared[0] == b"LIMITED":
             ttl_ms = int(shared[1])
             # Audited in the refused tenant's log, once a window (a limit of 0 audits the first).
@@ -136,7 +161,7 @@ class CodeSendCounter:
             )
             # The same reason as the tenant's own window: a caller learns nothing of other tenants.
             raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", ttl_ms)
-        return "OK", failures
+        return "OK", failures, before_reply
 
     async def count_answer(
         self,
@@ -157,18 +182,40 @@ class CodeSendCounter:
             RateLimited: reason ``PHONE_LOCKED`` while the phone is locked (nothing was judged).
             StoreUnavailable: the count could not be made; the code must not be judged.
         """
+        step = self.answer_step(phone_pseudonym, wrong=wrong)
+        if step is None:
+            return
+        async with counted_or_unavailable():
+            answer = await self._scripts.run(step.name, step.keys, step.args)
+        await self.judge_answer_count(answer, keys=keys, lock_pseudonym=lock_pseudonym, request=request)
+
+    def answer_step(self, phone_pseudonym: str, *, wrong: bool) -> ChainStep | None:
+        """The count of :meth:`count_answer` as a step a chain may run first (None: nothing to count).
+
+        The chain's next step (the tenant's judgement) may follow only an ``OK``.
+        """
         limits = self._limits
         if limits.phone_failure_limit <= 0 or not phone_pseudonym:
-            return
-        async with _counted_or_unavailable():
-            answer = await self._scripts.run(
-                "phone_guess",
-                [PhoneKeys(phone_pseudonym).otp_failures()],
-                ["count" if wrong else "check", limits.phone_failure_limit, limits.failure_window_ms],
-            )
+            return None
+        return ChainStep(
+            "phone_guess",
+            [PhoneKeys(phone_pseudonym).otp_failures()],
+            ["count" if wrong else "check", limits.phone_failure_limit, limits.failure_window_ms],
+            proceed_on=("OK",),
+        )
+
+    async def judge_answer_count(
+        self, answer: Any, *, keys: TenantKeys, lock_pseudonym: str, request: dict[str, str]
+    ) -> None:
+        """Refuses the answer whose count (:meth:`answer_step`) found its phone locked.
+
+        Raises:
+            RateLimited: as :meth:`count_answer`.
+            StoreUnavailable: as :meth:`count_answer`.
+        """
         if answer[0] == b"LOCKED":
             ttl_ms = int(answer[1])
-            async with _counted_or_unavailable():
+            async with counted_or_unavailable():
                 await self._scripts.run(
                     "rate_limit",
                     [keys.rate_limit("phone_locked_audited", lock_pseudonym), keys.audit_log()],
@@ -183,7 +230,7 @@ def _limited(window: str, reason: str, ttl_ms: int) -> RateLimited:
 
 
 @asynccontextmanager
-async def _counted_or_unavailable() -> AsyncIterator[None]:
+async def counted_or_unavailable() -> AsyncIterator[None]:
     """A count Redis refused (out of memory, a damaged key) is a count not made: fail closed."""
     try:
         yield
@@ -193,4 +240,4 @@ async def _counted_or_unavailable() -> AsyncIterator[None]:
         ) from exc
 
 
-__all__ = ["CodeSendCounter", "SendLimits", "SendPseudonyms"]
+__all__ = ["CodeSendCounter", "SendLimits", "SendPseudonyms", "counted_or_unavailable"]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from idverify import telemetry
 from idverify.domain.errors import RateLimited
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripts import ChainStep, Scripts
 
 # A principal locked out again within this time is not audited again.
 LOCKOUT_AUDIT_WINDOW_SECONDS = 60
@@ -113,13 +114,39 @@ class WindowLimiter:
             RateLimited: when the window's count is over the limit (reason ``<PURPOSE>_RATE_LIMITED``).
             StoreUnavailable: when Redis cannot be reached.
         """
+        step = self.step(
+            keys, purpose, pseudonym, limit=limit, window_seconds=window_seconds, request=request
+        )
+        if step is not None:
+            self.judge(await self._scripts.run(step.name, step.keys, step.args), purpose, limit=limit)
+
+    @staticmethod
+    def step(
+        keys: TenantKeys,
+        purpose: str,
+        pseudonym: str,
+        *,
+        limit: int,
+        window_seconds: int,
+        request: dict[str, str],
+    ) -> ChainStep | None:
+        """The count of :meth:`hit` as a step a chain may run (None: the limit is off)."""
         if limit <= 0:
-            return
-        count, ttl_ms = await self._scripts.run(
+            return None
+        return ChainStep(
             "rate_limit",
             [keys.rate_limit(purpose, pseudonym), keys.audit_log()],
             [limit, window_seconds * 1000, json.dumps({**request, "limit": purpose})],
         )
+
+    @staticmethod
+    def judge(reply: Any, purpose: str, *, limit: int) -> None:
+        """Refuses when the count of :meth:`step` went over the limit.
+
+        Raises:
+            RateLimited: as :meth:`hit`.
+        """
+        count, ttl_ms = reply
         if int(count) > limit:
             telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
             raise RateLimited(

@@ -12,8 +12,10 @@ Every script is given the process's clock floor (``store.clock``) as its last ar
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -32,6 +34,8 @@ from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_clus
 
 SCRIPT_NAMES = (
     "start",
+    # Holds a request id for the attempt that starts its verification.
+    "reserve_request",
     # Frees a failed start's request id, unless the start ran although its reply was lost.
     "release_request",
     # Answers a repeated request id only once its verification is on the replicas.
@@ -43,6 +47,8 @@ SCRIPT_NAMES = (
     # A code send is counted in the tenant's slot, then in the phone's (deployment-wide) slot.
     "send_budget",
     "phone_send",
+    # Reads a field of several hashes: a chain's read before its writes.
+    "hget_each",
     "phone_guess",
     # CheckIdentity's mismatches per account and principal, and its audit entry.
     "identity_check",
@@ -108,12 +114,38 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
 
 
 @cache
+def _lua(name: str) -> str:
+    return (resources.files("idverify.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
 def script_source(name: str) -> str:
     """The full source of a script: prelude + body."""
-    folder = resources.files("idverify.store") / "lua"
-    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{prelude}\n{body}"
+    return f"{_lua('_prelude')}\n{_lua(name)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStep:
+    """One script of a chain: its keys and arguments, and the replies after which the next runs."""
+
+    name: str
+    keys: Sequence[str]
+    args: Sequence[str | int | bytes]
+    # The first element of this step's reply that lets the chain go on (none: the last step).
+    proceed_on: tuple[str, ...] = ()
+
+
+@cache
+def chain_source(names: tuple[str, ...]) -> str:
+    """One script running the named scripts' bodies in turn (``store/lua/_chain.lua``).
+
+    Each body becomes a function of its own KEYS and ARGV, so the scripts stay as they are
+    written and tested alone; the prelude (and the clock floor it takes off ARGV) runs once.
+    """
+    steps = "".join(
+        f"CHAIN_STEPS[{i}] = function(KEYS, ARGV)\n{_lua(name)}\nend\n" for i, name in enumerate(names, 1)
+    )
+    return f"{_lua('_prelude')}\nlocal CHAIN_STEPS = {{}}\n{steps}{_lua('_chain')}"
 
 
 class Scripts:
@@ -143,6 +175,7 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
+        self._chains: dict[tuple[str, ...], AsyncScript] = {}
         self._shared = (
             SharedConnection(client.connection_pool, command_timeout=COMMAND_TIMEOUT_SECONDS)
             if share_connection and not is_cluster(client)
@@ -155,6 +188,11 @@ class Scripts:
         """True when acknowledged steps wait for replicas (a Sentinel or configured URL)."""
         return self._ack.replicas > 0
 
+    @property
+    def one_node(self) -> bool:
+        """True when every key lives on one server (not Cluster): a chain may join any slots."""
+        return not is_cluster(self._client)
+
     async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         """Runs one script atomically.
 
@@ -165,14 +203,50 @@ class Scripts:
         floor = await self.clock.script_floor_ms()
         return await self._run(name, keys, [*args, f"floor_ms={floor}"])
 
+    async def run_chain(self, steps: Sequence[ChainStep]) -> list[Any]:
+        """Runs scripts one after the other as one atomic script: one round trip for them all.
+
+        A step runs only when the one before answered one of its ``proceed_on`` replies, so a
+        refusal stops the chain where the separate calls would have stopped. The replies are
+        those of the steps that ran, in order. The keys of all the steps must share a hash slot
+        on Cluster (see :attr:`one_node`). The chain waits for replicas when any step would.
+
+        Raises:
+            StoreUnavailable: as :meth:`run`.
+        """
+        names = tuple(step.name for step in steps)
+        script = self._chains.get(names)
+        if script is None:
+            script = self._chains[names] = self._client.register_script(chain_source(names))
+        layout = [[len(step.keys), len(step.args), list(step.proceed_on)] for step in steps]
+        keys = [key for step in steps for key in step.keys]
+        floor = await self.clock.script_floor_ms()
+        args = [json.dumps(layout), *(arg for step in steps for arg in step.args), f"floor_ms={floor}"]
+        label = "+".join(names)
+        acknowledged = any(name in ACKNOWLEDGED_SCRIPTS for name in names)
+        return list(await self._run_script(label, script, keys, args, acknowledged=acknowledged))
+
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
+        return await self._run_script(
+            name, self._scripts[name], keys, args, acknowledged=name in ACKNOWLEDGED_SCRIPTS
+        )
+
+    async def _run_script(
+        self,
+        name: str,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        *,
+        acknowledged: bool,
+    ) -> Any:
         with telemetry.leaf_span(f"redis.{name}", kind=SpanKind.CLIENT, script=name):
             async with translate_errors():
-                if self._ack.replicas and name in ACKNOWLEDGED_SCRIPTS:
-                    return await run_acknowledged(self._client, self._scripts[name], keys, args, self._ack)
+                if self._ack.replicas and acknowledged:
+                    return await run_acknowledged(self._client, script, keys, args, self._ack)
                 if self._shared is not None:
-                    return await self._run_shared(self._shared, self._scripts[name], keys, args)
-                return await self._scripts[name](keys=list(keys), args=list(args))
+                    return await self._run_shared(self._shared, script, keys, args)
+                return await script(keys=list(keys), args=list(args))
 
     async def _sample_clock(self, floor_ms: int) -> tuple[int, int]:
         store_ms, redis_ms = await self._run("clock", [GlobalKeys.clock_floor()], [f"floor_ms={floor_ms}"])
