@@ -14,6 +14,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -44,7 +45,7 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.events.accounts import event_account_fields
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
+from idverify.flows.consent import NO_CONSENT_RECORD, ConsentFlow, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
@@ -60,7 +61,7 @@ from idverify.privacy.sealing import (
     sealed_version,
 )
 from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms, counted_or_unavailable
-from idverify.security.rate_limits import refuse_counted
+from idverify.security.rate_limits import counted_step, judge_counted
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep, Scripts, decode_flat
@@ -222,18 +223,6 @@ class VerificationFlow:
         # Every counter that refuses a start counts per (document, name) pair, so that a
         # squatter's failures under a false name never refuse the owner who presents the true one.
         name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
-        claims_key = keys.rate_limit("claim_refusals", name_tag)
-        # What the start reads before its scripts, all in the tenant's slot: one round trip.
-        async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
-            pipe.get(request_key)
-            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
-            pipe.get(claims_key)
-            pipe.pttl(claims_key)
-            holder, consent_raw, cancelled, claims, claims_ttl_ms = await pipe.execute()
-        if holder is not None:
-            # A repeated request id: the verification it started, or wait for the attempt running.
-            existing = await self._verification_for_request(tenant, holder, request_key)
-            return existing or await self._wait_for_request(tenant, keys, request_id)
         admission = await self._admission(
             tenant,
             keys,
@@ -241,47 +230,53 @@ class VerificationFlow:
             verification_id=verification_id,
             method=method,
             account_id=account_id,
-            consents=(purposes, given, consent_read(consent_raw, cancelled)),
+            consents=(purposes, given),
             kind=document.subject_kind,
-            claims=(name_tag, (claims, int(claims_ttl_ms))),
+            name_tag=name_tag,
             info=info,
         )
+        if isinstance(admission, bytes):
+            # A repeated request id: the verification it started, or wait for the attempt running.
+            existing = await self._verification_for_request(tenant, admission, request_key)
+            return existing or await self._wait_for_request(tenant, keys, request_id)
         try:
-            if not await admission.run(d.scripts):
-                # Another attempt with the same request id took it since our read.
-                return await self._wait_for_request(tenant, keys, request_id)
-            return await self._start_reserved(
-                tenant=tenant,
-                keys=keys,
-                request_key=request_key,
-                verification_id=verification_id,
-                method=method,
-                account_id=account_id,
-                document=document,
-                name=name,
-                phone=phone,
-                info=info,
-                today=today,
-                declared=declared,
-                purposes=purposes,
-                name_tag=name_tag,
-                extras=_StepExtras(
-                    bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
-                    organization=particulars,
-                    return_url=request.return_url,
-                    meta_info=request.meta_info,
-                ),
-            )
+            held = await admission.run(d.scripts)
+            if held is None:
+                return await self._start_reserved(
+                    tenant=tenant,
+                    keys=keys,
+                    request_key=request_key,
+                    verification_id=verification_id,
+                    method=method,
+                    account_id=account_id,
+                    document=document,
+                    name=name,
+                    phone=phone,
+                    info=info,
+                    today=today,
+                    declared=declared,
+                    purposes=purposes,
+                    name_tag=name_tag,
+                    extras=_StepExtras(
+                        bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
+                        organization=particulars,
+                        return_url=request.return_url,
+                        meta_info=request.meta_info,
+                    ),
+                )
         except BaseException:
-            # Free the request id so that the caller's retry can run, unless the start committed
-            # although its caller was told otherwise (a lost reply: the retry must find that
-            # verification). A release lost as well leaves the request id to the reservation's TTL.
-            # Only our own reservation is freed (release_request.lua compares the id it holds).
+            # Release the request id so that the caller's retry can run, unless the start
+            # committed although its caller was told otherwise (a lost reply: the retry must find
+            # that verification). The release also turns away this attempt's own steps still on
+            # their way (release_request.lua). One lost as well leaves the id to the reservation's TTL.
             if admission.may_hold:
                 release = [request_key, keys.verification(verification_id)]
                 with contextlib.suppress(StoreUnavailable):
-                    await d.scripts.run("release_request", release, [verification_id])
+                    await d.scripts.run("release_request", release, [verification_id, RESERVATION_MS])
             raise
+        # A repeated request id: the verification it started, or wait for the attempt running.
+        existing = await self._verification_for_request(tenant, held, request_key)
+        return existing or await self._wait_for_request(tenant, keys, request_id)
 
     async def _identity_found(
         self, tenant: str, document: Document, name: str, identity: _IdentityRead, forward_ms: int
@@ -304,26 +299,27 @@ class VerificationFlow:
         verification_id: str,
         method: MethodSpec,
         account_id: str,
-        consents: tuple[frozenset[str], Mapping[str, str], ConsentRead],
+        consents: tuple[frozenset[str], Mapping[str, str]],
         kind: SubjectKind,
-        claims: tuple[str, tuple[bytes | None, int]],
+        name_tag: str,
         info: RequestInfo,
-    ) -> _Admission:
-        """Judges a start on its reads; the step that reserves its request id and admits it.
+    ) -> _Admission | bytes:
+        """The step that reserves a start's request id and admits it: one chain, one round trip.
 
-        Nothing is written before that step, so a refusal here takes no reservation.
+        A signup's account has no consent record yet, so the consents are judged on the request
+        alone when it admits the start that way, and the step checks the guess by the record's
+        revision (a wrong guess costs one more step, :meth:`_Admission.run`). Otherwise the
+        account's record is read and judged first: the verification id a repeated request id
+        holds is then the answer.
 
         Raises:
             ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
-            RateLimited: the name and document's claim refusals reached their limit.
         """
         d = self._d
-        purposes, given, read = consents
-        name_tag, claims_counted = claims
         limits = d.settings.rate_limits
-        fallbacks = functools.partial(self._offering_fallbacks, tenant, method, purposes, kind)
-        admit = functools.partial(
-            self._consent.admit_start,
+        purposes, given = consents
+        judge = functools.partial(
+            self._consent.start_step,
             tenant,
             account_id=account_id,
             verification_id=verification_id,
@@ -332,8 +328,42 @@ class VerificationFlow:
             given=given,
             info=info,
         )
-        with fallbacks():
-            consent_step = await self._consent.start_step(
+        fallbacks = functools.partial(self._offering_fallbacks, tenant, method, purposes, kind)
+        consent_step = None
+        with contextlib.suppress(ConsentRequired, FailedPrecondition):
+            consent_step = await judge(read=NO_CONSENT_RECORD)
+        if consent_step is None:
+            async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
+                pipe.get(request_key)
+                self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
+                holder, consent_raw, cancelled = await pipe.execute()
+            if _live_holder(holder) is not None:
+                return bytes(holder)
+            with fallbacks():
+                consent_step = await judge(read=consent_read(consent_raw, cancelled))
+        identity_ps = d.keyring.pseudonym(tenant, "rl-identity", name_tag)
+        per_hour = limits.per_identity_per_hour
+        request = info.audit_fields()
+        return _Admission(
+            reserve=ChainStep(
+                "reserve_request", [request_key], [verification_id, RESERVATION_MS], proceed_on=("OK",)
+            ),
+            # Every counter that refuses a start counts per (document, name) pair, so that a
+            # squatter's failures under a false name never refuse the owner who presents the true one.
+            claims=counted_step(
+                keys,
+                "claim_refusals",
+                name_tag,
+                limit=limits.claim_refusals_per_day,
+                request={**request, "account": d.keyring.pseudonym(tenant, "audit", account_id)},
+            ),
+            consent=consent_step,
+            window=d.window_limiter.step(
+                keys, "identity", identity_ps, limit=per_hour, window_seconds=3600, request=request
+            ),
+            judge_consent=judge,
+            consents_again=functools.partial(
+                self._consent.admit_start,
                 tenant,
                 account_id=account_id,
                 verification_id=verification_id,
@@ -341,46 +371,17 @@ class VerificationFlow:
                 needed=purposes,
                 given=given,
                 info=info,
-                read=read,
-            )
-        await refuse_counted(
-            d.scripts,
-            keys,
-            "claim_refusals",
-            name_tag,
-            claims_counted,
-            limit=limits.claim_refusals_per_day,
-            request={**info.audit_fields(), "account": d.keyring.pseudonym(tenant, "audit", account_id)},
-        )
-        identity_ps = d.keyring.pseudonym(tenant, "rl-identity", name_tag)
-        window = functools.partial(
-            d.window_limiter.hit,
-            keys,
-            "identity",
-            identity_ps,
-            limit=limits.per_identity_per_hour,
-            window_seconds=3600,
-            request=info.audit_fields(),
-        )
-        window_step = d.window_limiter.step(
-            keys,
-            "identity",
-            identity_ps,
-            limit=limits.per_identity_per_hour,
-            window_seconds=3600,
-            request=info.audit_fields(),
-        )
-        return _Admission(
-            reserve=ChainStep(
-                "reserve_request", [request_key], [verification_id, RESERVATION_MS], proceed_on=("OK",)
             ),
-            consent=consent_step,
-            window=window_step,
-            consents_again=admit,
-            window_again=window,
-            judge_window=functools.partial(
-                d.window_limiter.judge, purpose="identity", limit=limits.per_identity_per_hour
+            window_again=functools.partial(
+                d.window_limiter.hit,
+                keys,
+                "identity",
+                identity_ps,
+                limit=per_hour,
+                window_seconds=3600,
+                request=request,
             ),
+            judge_window=functools.partial(d.window_limiter.judge, purpose="identity", limit=per_hour),
             fallbacks=fallbacks,
             admitted=self._consent.admitted,
         )
@@ -558,6 +559,9 @@ class VerificationFlow:
             )
         else:
             raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+        if result[0] == b"RELEASED":
+            # Only after this attempt gave up (release_request.lua): nobody waits for this answer.
+            raise StoreUnavailable("the request was released by its caller; retry")
         if result[0] == b"EXISTS":
             return await self.get(tenant, as_text(result[1]), info)
         view = self._view(tenant, verification_id, decode_flat(result[1]))
@@ -829,7 +833,7 @@ class VerificationFlow:
         d = self._d
         request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
         async with translate_errors():
-            current = await d.redis.get(request_key)
+            current = _live_holder(await d.redis.get(request_key))
         if current is None:
             return None
         return await self._verification_for_request(tenant, current, request_key)
@@ -1260,48 +1264,68 @@ class _IdentityRead:
 
 @dataclass(slots=True)
 class _Admission:
-    """A start's reservation, consents and identity window: one chain of scripts, one round trip.
+    """A start's reservation, claim refusals, consents and identity window: one chain of scripts.
 
-    The chain is sent only once the start's reads answered, so a Redis that stalled on them never
-    takes a reservation for a caller who gave up; a caller who gives up while the chain is on its
-    way releases what it may have taken (``release_request``, after it on the same connection).
+    Nothing is read before it when the request alone admits the start (a signup's account has
+    no consent record): the consents' step checks that guess by the record's revision and, when
+    it was wrong, answers the record, which is judged again (ConsentRequired, FailedPrecondition)
+    and admitted in one more step with the window. A caller who gives up while the chain is on
+    its way releases the request id (release_request.lua), and the chain arriving later finds it
+    released and takes nothing (reserve_request.lua).
     """
 
     reserve: ChainStep
+    claims: ChainStep
     consent: ChainStep
     window: ChainStep | None
-    # When the consent record changed since it was read: judged again, then the window, alone.
+    judge_consent: Callable[..., Awaitable[ChainStep]]
+    # When the consent record keeps changing: judged and admitted again, then the window, alone.
     consents_again: Callable[[], Awaitable[None]]
     window_again: Callable[[], Awaitable[None]]
     judge_window: Callable[[Any], None]
-    fallbacks: Callable[[], contextlib.AbstractContextManager[None]]
+    fallbacks: Callable[[], AbstractContextManager[None]]
     admitted: Callable[[Any], bool]
     may_hold: bool = False
 
-    async def run(self, scripts: Scripts) -> bool:
-        """Reserves and admits; False when another attempt holds the request id.
+    async def run(self, scripts: Scripts) -> bytes | None:
+        """Reserves and admits; None when it did, else the id of the attempt holding the request id.
 
         Raises:
             ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
-                run; a reservation taken stays to be released by the caller.
+                run; a reservation taken stays to be released by the caller (``may_hold``).
         """
         self.may_hold = True
         window = [self.window] if self.window else []
-        replies = await scripts.run_chain([self.reserve, self.consent, *window])
-        if replies[0][0] != b"OK":
+        replies = await scripts.run_chain([self.reserve, self.claims, self.consent, *window])
+        if replies[0][0] == b"HELD":
             self.may_hold = False
-            return False
+            return bytes(replies[0][1])
+        if replies[0][0] != b"OK":
+            raise StoreUnavailable("the request was released by its caller; retry")
+        judge_counted(replies[1], "claim_refusals")
         with self.fallbacks():
-            if not self.admitted(replies[1]):
-                await self.consents_again()
-                replies = replies[:2]
+            if not self.admitted(replies[2]):
+                replies = await self._admit_on_record(scripts, replies[2], window)
         if self.window is None:
-            return True
-        if len(replies) > 2:  # noqa: PLR2004 - reservation, consents, window
-            self.judge_window(replies[2])
+            return None
+        if len(replies) > 3:  # noqa: PLR2004 - reservation, claims, consents, window
+            self.judge_window(replies[3])
         else:
             await self.window_again()
-        return True
+        return None
+
+    async def _admit_on_record(self, scripts: Scripts, changed: Any, window: list[ChainStep]) -> list[Any]:
+        """Judges the consents on the record the step answered; the replies as the chain's would be."""
+        if len(changed) < 2:  # noqa: PLR2004 - an older script's CHANGED carries no record
+            await self.consents_again()
+            return []
+        read = consent_read(decode_flat(changed[1]), cancelled=False)
+        again = await self.judge_consent(read=read)
+        replies = await scripts.run_chain([again, *window])
+        if self.admitted(replies[0]):
+            return [None, None, *replies]
+        await self.consents_again()
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -1373,6 +1397,14 @@ def _version_of(sealed_text: str) -> str:
         return sealed_version(sealed_text.encode("ascii", "replace"))
     except SealError:
         return ""
+
+
+def _live_holder(holder: bytes | str | None) -> bytes | None:
+    """The verification id a request id holds; None when free or released (release_request.lua)."""
+    if holder is None:
+        return None
+    held = holder.encode() if isinstance(holder, str) else holder
+    return None if held.startswith(b"x:") else held
 
 
 def _check_client_ip(value: str) -> None:

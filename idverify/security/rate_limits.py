@@ -156,36 +156,36 @@ class WindowLimiter:
             )
 
 
-async def refuse_counted(
-    scripts: Scripts,
-    keys: TenantKeys,
-    purpose: str,
-    pseudonym: str,
-    counted: tuple[bytes | None, int],
-    *,
-    limit: int,
-    request: dict[str, str],
-) -> None:
-    """Refuses when a counter that something else increments has reached ``limit`` (0: never).
+def counted_step(
+    keys: TenantKeys, purpose: str, pseudonym: str, *, limit: int, request: dict[str, str]
+) -> ChainStep:
+    """A step that refuses when a counter something else increments has reached ``limit`` (0: never).
 
-    ``counted`` is the counter's GET and PTTL as the caller read them (in the pipeline of its
-    other reads). The first refusal of each window is audited (``rate_limit.hit``), as the
-    windows of :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log.
+    The first refusal of each window is audited (``rate_limit.hit``), as the windows of
+    :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log. A chain
+    may go on after it only when it answered ``OK``; :func:`judge_counted` reads its reply.
+    """
+    return ChainStep(
+        "refuse_counted",
+        [
+            keys.rate_limit(purpose, pseudonym),
+            keys.rate_limit(f"{purpose}_audited", pseudonym),
+            keys.audit_log(),
+        ],
+        [limit, json.dumps({**request, "limit": purpose})],
+        proceed_on=("OK",),
+    )
+
+
+def judge_counted(reply: Any, purpose: str) -> None:
+    """Refuses when the step of :func:`counted_step` found the counter at its limit.
 
     Raises:
         RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
-        StoreUnavailable: when Redis cannot be reached.
     """
-    count, ttl_ms = counted
-    if limit <= 0 or count is None or int(count) < limit:
+    if reply[0] != b"LIMITED":
         return
-    ttl_ms = max(int(ttl_ms), 1000)
-    # A limit of 0 makes the window's first call the one over it: the script audits that one.
-    await scripts.run(
-        "rate_limit",
-        [keys.rate_limit(f"{purpose}_audited", pseudonym), keys.audit_log()],
-        [0, ttl_ms, json.dumps({**request, "limit": purpose})],
-    )
+    ttl_ms = int(reply[1])
     telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
     raise RateLimited(
         f"limit for {purpose} reached", retry_after=ttl_ms / 1000, reason=f"{purpose.upper()}_LIMIT_REACHED"

@@ -44,6 +44,8 @@ SCRIPT_NAMES = (
     "get",
     "guardian",
     "rate_limit",
+    # Refuses at a counter's limit that another step counts (a name and document's refused claims).
+    "refuse_counted",
     # A code send is counted in the tenant's slot, then in the phone's (deployment-wide) slot.
     "send_budget",
     "phone_send",

@@ -5,8 +5,9 @@
 -- KEYS: account, consent, account verifications, audit log
 -- ARGV: verification id, lifetime ms, consent revision read, grants json [{purpose, version}],
 --   request json, account audit pseudonym, method id
+-- Returns {'OK'} | {'CANCELLED'} | {'CHANGED', the consent record as it is now} (judge again)
 if redis.call('HEXISTS', KEYS[1], 'cancelled_ms') == 1 then return {'CANCELLED'} end
-if (redis.call('HGET', KEYS[2], 'rev') or '') ~= ARGV[3] then return {'CHANGED'} end
+if (redis.call('HGET', KEYS[2], 'rev') or '') ~= ARGV[3] then return {'CHANGED', redis.call('HGETALL', KEYS[2])} end
 local base = cjson.decode(ARGV[5])
 base.verification_id = ARGV[1]
 base.account = ARGV[6]

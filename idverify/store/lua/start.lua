@@ -3,8 +3,11 @@
 -- KEYS: request, verification, audit log, account, identity, identity accounts
 -- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
 --   mode: challenge | bind | guardian | rejected
+-- Returns {'OK', record} | {'EXISTS', verification id} | {'MOVED'} | {'RELEASED'}
 local existing = redis.call('GET', KEYS[1])
-if existing and existing ~= ARGV[1] then return {'EXISTS', existing} end
+-- This attempt gave up and released its request id before its start arrived (release_request.lua).
+if existing == 'x:' .. ARGV[1] then return {'RELEASED'} end
+if existing and existing ~= ARGV[1] and string.sub(existing, 1, 2) ~= 'x:' then return {'EXISTS', existing} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'EXISTS', ARGV[1]} end
 
 local ttl = tonumber(ARGV[2])

@@ -1,0 +1,232 @@
+"""A start's admission, the one step that reserves, checks claims, admits and counts.
+
+That step reserves the request id, checks the name and document's refused claims, admits the
+start under the account's consents and counts the identity's window.
+
+Nothing is read before that step when the request alone admits the start, so these tests hold
+it to what the separate steps guaranteed: a refusal stops the steps after it, a returning
+account's record is judged (not the guess), and an attempt that gave up leaves its request id to
+the caller's retry even when its own steps reach Redis after the release. Real Redis throughout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from stdnum.cn import ric
+
+from idverify.config import load_settings
+from idverify.domain.consent import text_version_of
+from idverify.domain.errors import ConsentRequired, RateLimited
+from idverify.domain.normalize import normalize_name
+from idverify.domain.subjects import DocumentType, Subject, SubjectKind
+from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.verification import StartRequest, VerificationFlow
+from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.name_binding import claim_tag
+from idverify.privacy.sealing import Sealer
+from idverify.security.rate_limits import WindowLimiter
+from idverify.server import build_verifiers
+from idverify.store.connection import RedisClient
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import ChainStep, Scripts
+from idverify.testing import RedisProcess
+
+TENANT = "default"
+INFO = RequestInfo(principal="admission")
+KEYS = TenantKeys(TENANT)
+_n = itertools.count(1)
+
+
+@dataclass
+class Rig:
+    flow: VerificationFlow
+    scripts: Scripts
+    keyring: Keyring
+    redis: RedisClient
+
+
+@pytest.fixture
+async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[Rig]:
+    settings = load_settings(None, environ={})
+    keyring = Keyring.generate()
+    scripts = Scripts(redis, share_connection=True)
+    deps = FlowDeps(
+        settings=settings,
+        redis=redis,
+        scripts=scripts,
+        keyring=keyring,
+        sealer=Sealer(keyring),
+        indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
+        verifiers=build_verifiers(settings, keyring),
+        window_limiter=WindowLimiter(scripts),
+    )
+    del redis_server
+    yield Rig(VerificationFlow(deps), scripts, keyring, redis)
+    await scripts.aclose()
+
+
+def _person() -> Subject:
+    n = next(_n) + 5000
+    body = f"110105198807{n % 28 + 1:02d}{n % 1000:03d}"
+    return Subject(
+        SubjectKind.PERSON,
+        f"准入{n}",
+        DocumentType.CN_RIC,
+        body + ric.calc_check_digit(body + "0"),
+        phone_number=f"137{n:08d}",
+    )
+
+
+def _start(
+    account: str, subject: Subject, *, consents: tuple[str, ...] = ("identity", "phone")
+) -> StartRequest:
+    return StartRequest(
+        request_id=f"req-{next(_n)}",
+        account_id=account,
+        method_id="sms",
+        subject=subject,
+        consents=consents,
+        client_ip="203.0.113.9",
+        consent_text_versions={p: text_version_of(f"text of {p}") for p in consents},
+    )
+
+
+def _code(caplog: pytest.LogCaptureFixture, verification_id: str) -> str:
+    found = re.search(rf"code (\d+) for .* \(verification {verification_id}\)", caplog.text)
+    assert found is not None, caplog.text
+    return found.group(1)
+
+
+async def _audit_types(redis: RedisClient) -> list[str]:
+    return [json.loads(raw)["type"] for raw in await redis.hvals(KEYS.audit_log())]
+
+
+class TestARefusalStopsTheStepsAfterIt:
+    async def test_claims_at_their_limit_take_no_consent_no_window_and_leave_the_id_free(
+        self, rig: Rig
+    ) -> None:
+        """A name and document refused too often: refused before its consents or window are written."""
+        subject, account = _person(), f"acct-claims-{next(_n)}"
+        name_tag = claim_tag(
+            rig.keyring,
+            TENANT,
+            DocumentType.CN_RIC.value,
+            subject.document_number,
+            normalize_name(subject.name),
+        )
+        limit = rig.flow._d.settings.rate_limits.claim_refusals_per_day
+        await rig.redis.set(KEYS.rate_limit("claim_refusals", name_tag), limit, px=3_600_000)
+        audited_before = (await _audit_types(rig.redis)).count("rate_limit.hit")
+        request = _start(account, subject)
+
+        for _ in range(2):
+            with pytest.raises(RateLimited) as refused:
+                await rig.flow.start(TENANT, request, INFO)
+            assert refused.value.reason == "CLAIM_REFUSALS_LIMIT_REACHED"
+
+        account_ps = rig.keyring.pseudonym(TENANT, "account", account)
+        assert await rig.redis.exists(KEYS.consent(account_ps), KEYS.account_verifications(account_ps)) == 0
+        identity_ps = rig.keyring.pseudonym(TENANT, "rl-identity", name_tag)
+        assert await rig.redis.exists(KEYS.rate_limit("identity", identity_ps)) == 0
+        # The first refusal of the window is audited, the second is not (no flood).
+        assert (await _audit_types(rig.redis)).count("rate_limit.hit") == audited_before + 1
+        # The request id is not held: the same request, once the counter's window ends, starts.
+        await rig.redis.delete(KEYS.rate_limit("claim_refusals", name_tag))
+        assert (await rig.flow.start(TENANT, request, INFO)).status == "CHALLENGE_SENT"
+
+
+class TestAReturningAccountIsJudgedOnItsRecord:
+    async def test_standing_grants_admit_a_request_that_repeats_none(
+        self, rig: Rig, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        subject, account = _person(), f"acct-back-{next(_n)}"
+        with caplog.at_level(logging.WARNING, logger="idverify.sms.console"):
+            first = await rig.flow.start(TENANT, _start(account, subject), INFO)
+            done = await rig.flow.submit(
+                TENANT, first.verification_id, _code(caplog, first.verification_id), INFO
+            )
+            assert done.status == "VERIFIED"
+            # The grants are lasting now: a new verification needs no consent repeated.
+            again = await rig.flow.start(TENANT, _start(account, subject, consents=()), INFO)
+        assert again.status == "CHALLENGE_SENT"
+
+    async def test_a_withdrawn_consent_is_not_taken_for_absent(
+        self, rig: Rig, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The guess (no record) would admit the request; the record says phone was withdrawn."""
+        subject, account = _person(), f"acct-withdrawn-{next(_n)}"
+        with caplog.at_level(logging.WARNING, logger="idverify.sms.console"):
+            first = await rig.flow.start(TENANT, _start(account, subject), INFO)
+            await rig.flow.submit(TENANT, first.verification_id, _code(caplog, first.verification_id), INFO)
+        await rig.flow.consent.withdraw(TENANT, account, "phone", INFO)
+
+        with pytest.raises(ConsentRequired):
+            await rig.flow.start(TENANT, _start(account, subject, consents=("identity",)), INFO)
+        # Given again with the request, it is granted again.
+        again = await rig.flow.start(TENANT, _start(account, subject), INFO)
+        assert again.status == "CHALLENGE_SENT"
+        states = {s.purpose: s.granted for s in await rig.flow.consent.list(TENANT, account)}
+        assert states["phone"] is True
+
+
+class TestAnAttemptThatGaveUp:
+    """Its steps may reach Redis after its release (a stalled Redis): they must take nothing."""
+
+    async def test_its_late_reservation_takes_nothing_and_the_retry_starts(self, rig: Rig) -> None:
+        request = KEYS.request(f"gave-up-{next(_n)}")
+        verification = KEYS.verification("a" * 32)
+        # The caller gave up first: its release arrived before its chain.
+        await rig.scripts.run("release_request", [request, verification], ["a" * 32, 30_000])
+        late = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["a" * 32, 30_000])])
+        assert late == [[b"RELEASED"]]
+        retry = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])])
+        assert retry == [[b"OK"]]
+        assert await rig.redis.get(request) == b"b" * 32
+
+    async def test_its_release_after_its_reservation_frees_the_id_for_the_retry_only(self, rig: Rig) -> None:
+        request = KEYS.request(f"gave-up-{next(_n)}")
+        reserve = [ChainStep("reserve_request", [request], ["a" * 32, 30_000])]
+        assert await rig.scripts.run_chain(reserve) == [[b"OK"]]
+        released = await rig.scripts.run(
+            "release_request", [request, KEYS.verification("a" * 32)], ["a" * 32, 30_000]
+        )
+        assert released == 1
+        # Its own start, late, commits nothing; the retry takes the id.
+        start = await rig.scripts.run(
+            "start",
+            [request, KEYS.verification("a" * 32), KEYS.audit_log(), "acct", "identity", "identity-accounts"],
+            ["a" * 32, 60_000, json.dumps({"steps": "[]"}), 1, json.dumps(INFO.audit_fields()), "challenge"],
+        )
+        assert start == [b"RELEASED"]
+        assert await rig.redis.exists(KEYS.verification("a" * 32)) == 0
+        assert await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])]) == [
+            [b"OK"]
+        ]
+
+    async def test_a_release_never_frees_another_attempts_reservation(self, rig: Rig) -> None:
+        request = KEYS.request(f"gave-up-{next(_n)}")
+        assert await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])]) == [
+            [b"OK"]
+        ]
+        released = await rig.scripts.run(
+            "release_request", [request, KEYS.verification("a" * 32)], ["a" * 32, 30_000]
+        )
+        assert released == 0
+        assert await rig.redis.get(request) == b"b" * 32
+        held = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["c" * 32, 30_000])])
+        assert held == [[b"HELD", b"b" * 32]]
+
+    async def test_the_flow_answers_a_repeated_request_with_its_verification(self, rig: Rig) -> None:
+        subject, account = _person(), f"acct-repeat-{next(_n)}"
+        request = _start(account, subject)
+        first = await rig.flow.start(TENANT, request, INFO)
+        again = await rig.flow.start(TENANT, request, INFO)
+        assert again.verification_id == first.verification_id
