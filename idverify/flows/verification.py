@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -45,7 +43,7 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.events.accounts import event_account_fields
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import NO_CONSENT_RECORD, ConsentFlow, consent_read
+from idverify.flows.consent import NO_CONSENT_RECORD, ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
@@ -64,7 +62,7 @@ from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudo
 from idverify.security.rate_limits import counted_step, judge_counted
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, Scripts, decode_flat
+from idverify.store.scripts import ChainStep, decode_flat
 from idverify.verifiers.base import (
     Challenge,
     ChallengeVerifier,
@@ -240,7 +238,7 @@ class VerificationFlow:
             existing = await self._verification_for_request(tenant, admission, request_key)
             return existing or await self._wait_for_request(tenant, keys, request_id)
         try:
-            held = await admission.run(d.scripts)
+            held = await self._admit(admission)
             if held is None:
                 return await self._start_reserved(
                     tenant=tenant,
@@ -308,9 +306,9 @@ class VerificationFlow:
 
         A signup's account has no consent record yet, so the consents are judged on the request
         alone when it admits the start that way, and the step checks the guess by the record's
-        revision (a wrong guess costs one more step, :meth:`_Admission.run`). Otherwise the
-        account's record is read and judged first: the verification id a repeated request id
-        holds is then the answer.
+        revision (a wrong guess costs one more step, :meth:`_admit`). Otherwise the account's
+        record is read and judged first: the verification id a repeated request id holds is
+        then the answer.
 
         Raises:
             ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
@@ -318,33 +316,18 @@ class VerificationFlow:
         d = self._d
         limits = d.settings.rate_limits
         purposes, given = consents
-        judge = functools.partial(
-            self._consent.start_step,
-            tenant,
+        request = info.audit_fields()
+        admission = _Admission(
+            tenant=tenant,
+            keys=keys,
             account_id=account_id,
             verification_id=verification_id,
-            method_id=method.id,
-            needed=purposes,
+            method=method,
+            purposes=purposes,
             given=given,
+            kind=kind,
             info=info,
-        )
-        fallbacks = functools.partial(self._offering_fallbacks, tenant, method, purposes, kind)
-        consent_step = None
-        with contextlib.suppress(ConsentRequired, FailedPrecondition):
-            consent_step = await judge(read=NO_CONSENT_RECORD)
-        if consent_step is None:
-            async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
-                pipe.get(request_key)
-                self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
-                holder, consent_raw, cancelled = await pipe.execute()
-            if _live_holder(holder) is not None:
-                return bytes(holder)
-            with fallbacks():
-                consent_step = await judge(read=consent_read(consent_raw, cancelled))
-        identity_ps = d.keyring.pseudonym(tenant, "rl-identity", name_tag)
-        per_hour = limits.per_identity_per_hour
-        request = info.audit_fields()
-        return _Admission(
+            identity_ps=d.keyring.pseudonym(tenant, "rl-identity", name_tag),
             reserve=ChainStep(
                 "reserve_request", [request_key], [verification_id, RESERVATION_MS], proceed_on=("OK",)
             ),
@@ -357,34 +340,102 @@ class VerificationFlow:
                 limit=limits.claim_refusals_per_day,
                 request={**request, "account": d.keyring.pseudonym(tenant, "audit", account_id)},
             ),
-            consent=consent_step,
-            window=d.window_limiter.step(
-                keys, "identity", identity_ps, limit=per_hour, window_seconds=3600, request=request
-            ),
-            judge_consent=judge,
-            consents_again=functools.partial(
-                self._consent.admit_start,
-                tenant,
-                account_id=account_id,
-                verification_id=verification_id,
-                method_id=method.id,
-                needed=purposes,
-                given=given,
-                info=info,
-            ),
-            window_again=functools.partial(
-                d.window_limiter.hit,
-                keys,
-                "identity",
-                identity_ps,
-                limit=per_hour,
-                window_seconds=3600,
-                request=request,
-            ),
-            judge_window=functools.partial(d.window_limiter.judge, purpose="identity", limit=per_hour),
-            fallbacks=fallbacks,
-            admitted=self._consent.admitted,
         )
+        with contextlib.suppress(ConsentRequired, FailedPrecondition):
+            admission.consent = await self._consent_step(admission, NO_CONSENT_RECORD)
+        if admission.consent is None:
+            async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
+                pipe.get(request_key)
+                self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
+                holder, consent_raw, cancelled = await pipe.execute()
+            if _live_holder(holder) is not None:
+                return bytes(holder)
+            with self._offering_fallbacks(tenant, method, purposes, kind):
+                admission.consent = await self._consent_step(admission, consent_read(consent_raw, cancelled))
+        admission.window = d.window_limiter.step(
+            keys,
+            "identity",
+            admission.identity_ps,
+            limit=limits.per_identity_per_hour,
+            window_seconds=3600,
+            request=request,
+        )
+        return admission
+
+    async def _consent_step(self, admission: _Admission, read: ConsentRead) -> ChainStep:
+        """The admission's consents judged on ``read`` (ConsentFlow.start_step)."""
+        return await self._consent.start_step(
+            admission.tenant,
+            account_id=admission.account_id,
+            verification_id=admission.verification_id,
+            method_id=admission.method.id,
+            needed=admission.purposes,
+            given=admission.given,
+            info=admission.info,
+            read=read,
+        )
+
+    async def _admit(self, admission: _Admission) -> bytes | None:
+        """Runs the admission; None when it reserved and admitted, else the request id's holder.
+
+        Raises:
+            ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
+                run; a reservation taken stays to be released by the caller (``may_hold``).
+        """
+        assert admission.consent is not None  # noqa: S101 - _admission judged them
+        window = [admission.window] if admission.window else []
+        admission.may_hold = True
+        replies = await self._d.scripts.run_chain(
+            [admission.reserve, admission.claims, admission.consent, *window]
+        )
+        if replies[0][0] == b"HELD":
+            admission.may_hold = False
+            return bytes(replies[0][1])
+        if replies[0][0] != b"OK":
+            raise StoreUnavailable("the request was released by its caller; retry")
+        judge_counted(replies[1], purpose="claim_refusals")
+        with self._offering_fallbacks(admission.tenant, admission.method, admission.purposes, admission.kind):
+            if not self._consent.admitted(replies[2]):
+                replies = await self._admit_on_record(admission, replies[2], window)
+        if admission.window is None:
+            return None
+        d = self._d
+        limit = d.settings.rate_limits.per_identity_per_hour
+        if len(replies) > 3:  # noqa: PLR2004 - reservation, claims, consents, window
+            d.window_limiter.refuse_over_limit(replies[3], purpose="identity", limit=limit)
+        else:
+            await d.window_limiter.hit(
+                admission.keys,
+                "identity",
+                admission.identity_ps,
+                limit=limit,
+                window_seconds=3600,
+                request=admission.info.audit_fields(),
+            )
+        return None
+
+    async def _admit_on_record(
+        self, admission: _Admission, changed: Any, window: list[ChainStep]
+    ) -> list[Any]:
+        """Judges the consents on the record their step answered; the replies as the chain's would be.
+
+        Empty when the record kept changing: then judged and admitted alone, and the window
+        counted after.
+        """
+        again = await self._consent_step(admission, consent_read(decode_flat(changed[1]), cancelled=False))
+        replies = await self._d.scripts.run_chain([again, *window])
+        if self._consent.admitted(replies[0]):
+            return [None, None, *replies]
+        await self._consent.admit_start(
+            admission.tenant,
+            account_id=admission.account_id,
+            verification_id=admission.verification_id,
+            method_id=admission.method.id,
+            needed=admission.purposes,
+            given=admission.given,
+            info=admission.info,
+        )
+        return []
 
     async def _start_reserved(
         self,
@@ -603,7 +654,7 @@ class VerificationFlow:
         *,
         keys_for: Callable[[Mapping[str, str]], list[str]],
         args: Sequence[str | int | bytes],
-        before: tuple[ChainStep, Callable[[Any], Awaitable[None]]] | None = None,
+        first: Callable[[list[str], Sequence[str | int | bytes]], Awaitable[Any]] | None = None,
     ) -> Any:
         """Runs a script that may bind the verification's identity, pointed at where it lives now.
 
@@ -611,21 +662,16 @@ class VerificationFlow:
         wrapping key is moved on before the script runs; a move that races the script makes it
         answer MOVED instead of binding a stale reference, and the verification is pointed anew.
 
-        ``before`` is a step that runs once, in the same script ahead of the first attempt
-        (:meth:`Scripts.run_chain`), and the check of its reply, which may refuse.
+        ``first`` runs the first attempt in place of the script alone, given its keys and
+        arguments (the answer's count joins it, :meth:`submit`); it may refuse.
         """
         for _ in range(_MOVE_ATTEMPTS):
             identity = record.get("identity", "")
             if identity and _version_of(identity) != self._d.sealer.current_version:
                 await self._refresh(tenant, verification_id, record)
-            if before is not None:
-                step, judge = before
-                before = None
-                # A count Redis refused is a count not made: nothing is judged (fail closed).
-                async with counted_or_unavailable():
-                    replies = await self._d.scripts.run_chain([step, ChainStep(name, keys_for(record), args)])
-                await judge(replies[0])
-                result = replies[1]
+            if first is not None:
+                result = await first(keys_for(record), args)
+                first = None
             else:
                 result = await self._d.scripts.run(name, keys_for(record), args)
             # The submit script makes the consents lasting itself, in the same step.
@@ -932,10 +978,16 @@ class VerificationFlow:
             )
             count = None
 
-        async def judge_count(answer: Any) -> None:
+        async def counted_and_judged(submit_keys: list[str], args: Sequence[str | int | bytes]) -> Any:
+            """The answer's count in the phone's slot and its judgement, one chain on one server."""
+            assert count is not None  # noqa: S101 - only passed with a count to make
+            # A count Redis refused is a count not made: nothing is judged (fail closed).
+            async with counted_or_unavailable():
+                replies = await d.scripts.run_chain([count, ChainStep("submit", submit_keys, args)])
             await self._sends.judge_answer_count(
-                answer, keys=keys, lock_pseudonym=lock_ps, request=count_request
+                replies[0], keys=keys, lock_pseudonym=lock_ps, request=count_request
             )
+            return replies[1]
 
         result = await self._run_binding_script(
             "submit",
@@ -949,7 +1001,7 @@ class VerificationFlow:
                 d.settings.verification.otp_failure_window_seconds * 1000,
                 json.dumps(info.audit_fields()),
             ],
-            before=(count, judge_count) if count is not None else None,
+            first=counted_and_judged if count is not None else None,
         )
         if result[0] == b"STATE":
             # Another answer changed the state between our read and the script: same answer as above.
@@ -1274,58 +1326,22 @@ class _Admission:
     released and takes nothing (reserve_request.lua).
     """
 
+    tenant: str
+    keys: TenantKeys
+    account_id: str
+    verification_id: str
+    method: MethodSpec
+    purposes: frozenset[str]
+    given: Mapping[str, str]
+    kind: SubjectKind
+    info: RequestInfo
+    identity_ps: str
     reserve: ChainStep
     claims: ChainStep
-    consent: ChainStep
-    window: ChainStep | None
-    judge_consent: Callable[..., Awaitable[ChainStep]]
-    # When the consent record keeps changing: judged and admitted again, then the window, alone.
-    consents_again: Callable[[], Awaitable[None]]
-    window_again: Callable[[], Awaitable[None]]
-    judge_window: Callable[[Any], None]
-    fallbacks: Callable[[], AbstractContextManager[None]]
-    admitted: Callable[[Any], bool]
+    consent: ChainStep | None = None
+    window: ChainStep | None = None
+    # Whether the request id may be ours to release (the chain was sent, and not answered HELD).
     may_hold: bool = False
-
-    async def run(self, scripts: Scripts) -> bytes | None:
-        """Reserves and admits; None when it did, else the id of the attempt holding the request id.
-
-        Raises:
-            ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
-                run; a reservation taken stays to be released by the caller (``may_hold``).
-        """
-        self.may_hold = True
-        window = [self.window] if self.window else []
-        replies = await scripts.run_chain([self.reserve, self.claims, self.consent, *window])
-        if replies[0][0] == b"HELD":
-            self.may_hold = False
-            return bytes(replies[0][1])
-        if replies[0][0] != b"OK":
-            raise StoreUnavailable("the request was released by its caller; retry")
-        judge_counted(replies[1], "claim_refusals")
-        with self.fallbacks():
-            if not self.admitted(replies[2]):
-                replies = await self._admit_on_record(scripts, replies[2], window)
-        if self.window is None:
-            return None
-        if len(replies) > 3:  # noqa: PLR2004 - reservation, claims, consents, window
-            self.judge_window(replies[3])
-        else:
-            await self.window_again()
-        return None
-
-    async def _admit_on_record(self, scripts: Scripts, changed: Any, window: list[ChainStep]) -> list[Any]:
-        """Judges the consents on the record the step answered; the replies as the chain's would be."""
-        if len(changed) < 2:  # noqa: PLR2004 - an older script's CHANGED carries no record
-            await self.consents_again()
-            return []
-        read = consent_read(decode_flat(changed[1]), cancelled=False)
-        again = await self.judge_consent(read=read)
-        replies = await scripts.run_chain([again, *window])
-        if self.admitted(replies[0]):
-            return [None, None, *replies]
-        await self.consents_again()
-        return []
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,9 @@ class WindowLimiter:
             keys, purpose, pseudonym, limit=limit, window_seconds=window_seconds, request=request
         )
         if step is not None:
-            self.judge(await self._scripts.run(step.name, step.keys, step.args), purpose, limit=limit)
+            self.refuse_over_limit(
+                await self._scripts.run(step.name, step.keys, step.args), purpose=purpose, limit=limit
+            )
 
     @staticmethod
     def step(
@@ -139,8 +141,7 @@ class WindowLimiter:
             [limit, window_seconds * 1000, json.dumps({**request, "limit": purpose})],
         )
 
-    @staticmethod
-    def judge(reply: Any, purpose: str, *, limit: int) -> None:
+    def refuse_over_limit(self, reply: Any, *, purpose: str, limit: int) -> None:
         """Refuses when the count of :meth:`step` went over the limit.
 
         Raises:
