@@ -32,11 +32,6 @@ _ATTEMPTS = 5
 ConsentRead = tuple[dict[str, ConsentState], str, bool]
 
 
-# An account without a consent record and not cancelled: a signup's, as a start may guess it
-# (the admitting step checks the guess by the record's revision).
-NO_CONSENT_RECORD: ConsentRead = ({}, "", False)
-
-
 def consent_read(raw: Mapping[Any, Any], cancelled: object) -> ConsentRead:
     """The replies of :meth:`ConsentFlow.queue_read`'s two reads, as states and revision."""
     fields = {as_text(k): as_text(v) for k, v in raw.items()}
@@ -316,7 +311,7 @@ def _cancelled() -> FailedPrecondition:
     )
 
 
-__all__ = ["NO_CONSENT_RECORD", "ConsentFlow", "ConsentRead", "consent_read"]
+__all__ = ["ConsentFlow", "ConsentRead", "consent_read"]
 
 
 def _texts(values: Any) -> list[str]:

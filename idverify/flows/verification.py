@@ -43,7 +43,7 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.events.accounts import event_account_fields
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import NO_CONSENT_RECORD, ConsentFlow, ConsentRead, consent_read
+from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
@@ -304,11 +304,10 @@ class VerificationFlow:
     ) -> _Admission | bytes:
         """The step that reserves a start's request id and admits it: one chain, one round trip.
 
-        A signup's account has no consent record yet, so the consents are judged on the request
-        alone when it admits the start that way, and the step checks the guess by the record's
-        revision (a wrong guess costs one more step, :meth:`_admit`). Otherwise the account's
-        record is read and judged first: the verification id a repeated request id holds is
-        then the answer.
+        The request id and the account's consent record are read first (one round trip): the
+        verification id a repeated request id holds is then the answer; otherwise the consents
+        are judged on the record, and the step checks that it did not change since (its
+        revision; a changed record is answered and judged again, :meth:`_admit`).
 
         Raises:
             ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
@@ -341,17 +340,17 @@ class VerificationFlow:
                 request={**request, "account": d.keyring.pseudonym(tenant, "audit", account_id)},
             ),
         )
-        with contextlib.suppress(ConsentRequired, FailedPrecondition):
-            admission.consent = await self._consent_step(admission, NO_CONSENT_RECORD)
-        if admission.consent is None:
-            async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
-                pipe.get(request_key)
-                self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
-                holder, consent_raw, cancelled = await pipe.execute()
-            if _live_holder(holder) is not None:
-                return bytes(holder)
-            with self._offering_fallbacks(tenant, method, purposes, kind):
-                admission.consent = await self._consent_step(admission, consent_read(consent_raw, cancelled))
+        # What the start reads before its admission, all in the tenant's slot: one round trip.
+        # The admission (its first write) is sent only once these answered, so a Redis that
+        # stalls on them never runs a reservation for a caller who gave up.
+        async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
+            pipe.get(request_key)
+            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
+            holder, consent_raw, cancelled = await pipe.execute()
+        if _live_holder(holder) is not None:
+            return bytes(holder)
+        with self._offering_fallbacks(tenant, method, purposes, kind):
+            admission.consent = await self._consent_step(admission, consent_read(consent_raw, cancelled))
         admission.window = d.window_limiter.step(
             keys,
             "identity",
@@ -1318,12 +1317,12 @@ class _IdentityRead:
 class _Admission:
     """A start's reservation, claim refusals, consents and identity window: one chain of scripts.
 
-    Nothing is read before it when the request alone admits the start (a signup's account has
-    no consent record): the consents' step checks that guess by the record's revision and, when
-    it was wrong, answers the record, which is judged again (ConsentRequired, FailedPrecondition)
-    and admitted in one more step with the window. A caller who gives up while the chain is on
-    its way releases the request id (release_request.lua), and the chain arriving later finds it
-    released and takes nothing (reserve_request.lua).
+    Sent once the start's reads answered. The consents' step checks that the record did not
+    change since it was read (its revision) and otherwise answers the record, which is judged
+    again (ConsentRequired, FailedPrecondition) and admitted in one more step with the window.
+    A caller who gives up while the chain is on its way releases the request id
+    (release_request.lua), and the chain arriving later finds it released and takes nothing
+    (reserve_request.lua).
     """
 
     tenant: str

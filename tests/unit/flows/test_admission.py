@@ -3,10 +3,10 @@
 That step reserves the request id, checks the name and document's refused claims, admits the
 start under the account's consents and counts the identity's window.
 
-Nothing is read before that step when the request alone admits the start, so these tests hold
-it to what the separate steps guaranteed: a refusal stops the steps after it, a returning
-account's record is judged (not the guess), and an attempt that gave up leaves its request id to
-the caller's retry even when its own steps reach Redis after the release. Real Redis throughout.
+These tests hold it to what the separate steps guaranteed: a refusal stops the steps after it,
+the account's record (not a stale read of it) is judged, and an attempt that gave up leaves its
+request id to the caller's retry even when its own steps reach Redis after the release. Real
+Redis throughout.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class TestAReturningAccountIsJudgedOnItsRecord:
     async def test_a_withdrawn_consent_is_not_taken_for_absent(
         self, rig: Rig, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """The guess (no record) would admit the request; the record says phone was withdrawn."""
+        """The request repeats only identity: the record says phone was withdrawn, so it is refused."""
         subject, account = _person(), f"acct-withdrawn-{next(_n)}"
         with caplog.at_level(logging.WARNING, logger="idverify.sms.console"):
             first = await rig.flow.start(TENANT, _start(account, subject), INFO)

@@ -37,12 +37,14 @@ from idverify.store.scripts import SCRIPT_NAMES, Scripts, chain_source, script_s
 from idverify.testing import RedisProcess
 
 # StartVerification + SubmitChallenge with the SMS method on a standalone Redis: 15 before issue
-# 25, whose target is 5. The start: its admission (one chain: the request id's reservation, the
-# name and document's refused claims, the consents judged on the request alone and checked by
-# the record's revision, the identity's window); after the hash, the identity's read with the
-# code send's counts in the tenant's and the phone's slots (one chain); start. The answer: its
-# record (HGETALL), then its count in the phone's slot and the judgement (one chain).
-START_ROUND_TRIPS = 3
+# 25, whose target is 5. The start: its reads (one pipeline: the request id, the consent
+# record); its admission (one chain, sent after the reads answered so that a stalled Redis never
+# takes a reservation for a caller who gave up: the reservation, the name and document's refused
+# claims, the consents checked by the record's revision, the identity's window); after the hash,
+# the identity's read with the code send's counts in the tenant's and the phone's slots (one
+# chain); start. The answer: its record (HGETALL, the phone's pseudonym is sealed in it), then
+# its count in the phone's slot and the judgement (one chain).
+START_ROUND_TRIPS = 4
 SUBMIT_ROUND_TRIPS = 2
 INFO = RequestInfo(principal="round-trips")
 _n = itertools.count(1)
