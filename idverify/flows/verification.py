@@ -379,19 +379,20 @@ class VerificationFlow:
 
         Raises:
             ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
-                run; a reservation taken stays to be released by the caller (``may_hold``).
+                run; a reservation it answered stays to be released by the caller (``may_hold``).
         """
         assert admission.consent is not None  # noqa: S101 - _admission judged them
         window = [admission.window] if admission.window else []
-        admission.may_hold = True
+        # A chain that failed unanswered is not released, as a reservation never was: the call
+        # fails at once (a stalled chain that runs later holds the id for its 30 s).
         replies = await self._d.scripts.run_chain(
             [admission.reserve, admission.claims, admission.consent, *window]
         )
         if replies[0][0] == b"HELD":
-            admission.may_hold = False
             return bytes(replies[0][1])
         if replies[0][0] != b"OK":
             raise StoreUnavailable("the request was released by its caller; retry")
+        admission.may_hold = True
         judge_counted(replies[1], purpose="claim_refusals")
         with self._offering_fallbacks(admission.tenant, admission.method, admission.purposes, admission.kind):
             if not self._consent.admitted(replies[2]):
@@ -1320,9 +1321,8 @@ class _Admission:
     Sent once the start's reads answered. The consents' step checks that the record did not
     change since it was read (its revision) and otherwise answers the record, which is judged
     again (ConsentRequired, FailedPrecondition) and admitted in one more step with the window.
-    A caller who gives up while the chain is on its way releases the request id
-    (release_request.lua), and the chain arriving later finds it released and takes nothing
-    (reserve_request.lua).
+    A caller who gives up after it answered releases the request id (release_request.lua), and
+    its own steps arriving later find it released and take nothing.
     """
 
     tenant: str
@@ -1339,7 +1339,7 @@ class _Admission:
     claims: ChainStep
     consent: ChainStep | None = None
     window: ChainStep | None = None
-    # Whether the request id may be ours to release (the chain was sent, and not answered HELD).
+    # Whether the request id is ours to release (the chain answered that it reserved it).
     may_hold: bool = False
 
 
