@@ -237,7 +237,13 @@ class ServerProcess:
             self._copy_geo_tables(_shared_geo_tables(), cache)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
-        self.wait_serving()
+        try:
+            self.wait_serving()
+        except RuntimeError:
+            # A server that never served must not outlive the test that gave up on it: left
+            # running, such servers pile up and load the machine for every test after.
+            self.stop(timeout=10)
+            raise
 
     def wait_serving(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Waits until the overall health status is SERVING.
