@@ -222,8 +222,16 @@ class WebhookDispatcher:
                     self._running[key] = task
                     task.add_done_callback(functools.partial(self._finished, key))
 
-    def _finished(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+    def _finished(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
+        # The next scan takes the subscription again; a delivery that keeps failing the same way
+        # would otherwise stall it with nothing in the log (the task's exception is its only trace).
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error(
+                "webhook %s: delivery stopped on %s; it resumes from the cursor at the next scan",
+                key[1],
+                type(error).__name__,
+            )
 
     async def _lease(self, subscription: Subscription, op: str, token: str, *more: str) -> Any:
         keys = TenantKeys(subscription.tenant)
