@@ -224,7 +224,8 @@ class Scripts:
         keys = [key for step in steps for key in step.keys]
         floor = await self.clock.script_floor_ms()
         args = [json.dumps(layout), *(arg for step in steps for arg in step.args), f"floor_ms={floor}"]
-        label = "+".join(names)
+        # The span is named after the scripts: "/" is exported as it is, "+" would be redacted.
+        label = "/".join(names)
         acknowledged = any(name in ACKNOWLEDGED_SCRIPTS for name in names)
         return list(await self._run_script(label, script, keys, args, acknowledged=acknowledged))
 
