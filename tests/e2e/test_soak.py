@@ -1,9 +1,13 @@
-"""Soak: a bounded signup and read load for ten minutes, with memory and descriptors sampled.
+"""Soak: a bounded signup and read load, with memory and descriptors sampled.
 
-``SOAK_SECONDS`` sets the duration (default 600). The server's resident memory and
-open file descriptors are sampled every few seconds; after a one-minute warm-up neither may grow
-beyond the stated bound (RSS 96 MiB over the supervisor and its workers, 32 descriptors), while
-Redis grows only with the data.
+``SOAK_SECONDS`` sets the duration. CI runs the short variant (150 s, the default: about 1,200
+signups after the warm-up, so a leak of 80 KiB a signup or a descriptor per 35 signups crosses
+its bound). The documented slow run is ten minutes
+(``SOAK_SECONDS=600 ./scripts/test tests/e2e/test_soak.py``): run it before a release and after
+any change to connection, cache or worker lifetimes. The server's resident memory and open file
+descriptors are sampled every few seconds; after a warm-up (a fifth of the run, at most a
+minute) neither may grow beyond the stated bound (RSS 96 MiB over the supervisor and its
+workers, 32 descriptors), while Redis grows only with the data.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from idverify.v1 import account_pb2, verification_pb2
 
 from .conftest import person, start, submit
 
-SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
-# The suite's 300 s per-test limit would cut the default ten minutes short.
+SECONDS = float(os.environ.get("SOAK_SECONDS", "150"))
+# The suite's 300 s per-test limit would cut the ten-minute run short.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(SECONDS + 180)]
 WARM_UP = min(60.0, SECONDS / 5)
 RSS_BOUND_KIB = 96 * 1024  # supervisor and both workers together
@@ -35,7 +39,7 @@ code_sends_per_phone_per_hour = 100000000
 """
 
 
-def test_ten_minutes_of_load_do_not_grow_memory_or_descriptors(tmp_path: Path) -> None:
+def test_bounded_load_does_not_grow_memory_or_descriptors(tmp_path: Path) -> None:
     """Bounded load for the soak duration: no error, and RSS and fds stay within their bounds."""
     errors: list[str] = []
     samples: list[tuple[float, int, int]] = []
