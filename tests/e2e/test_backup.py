@@ -222,7 +222,14 @@ def test_a_witness_refuses_a_restore_that_forgot_the_newest_heads(tmp_path: Path
         assert acknowledged.returncode == 0, acknowledged.stdout + acknowledged.stderr
         assert f"entries {lost}" in acknowledged.stdout
         assert head(server).tree_size > backed_up
-    # The same restore without the witness configured would have signed on over the loss.
+    # The same restore without the witness signs on over the loss: the witness alone refused it.
+    unguarded_dir = tmp_path / "unguarded"
+    unguarded_dir.mkdir()
+    restored = idverify("backup", "restore", str(backup), "--data-dir", str(unguarded_dir / "data"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    with ServerProcess(unguarded_dir) as server:
+        forked = head(server)
+    assert backed_up <= forked.tree_size < published.tree_size
     assert idverify("backup", "verify", str(backup)).returncode == 0
 
 
