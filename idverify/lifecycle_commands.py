@@ -264,18 +264,31 @@ async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _status(redis: RedisClient, keyring: Keyring) -> int:
-    from idverify.flows.keys import count_key_usage, running_servers  # noqa: PLC0415
+    from idverify.flows.keys import UNREPORTED_SCHEMA, count_key_usage, running_servers  # noqa: PLC0415
+    from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
 
     _out(f"wrapping keys: {', '.join(keyring.wrapping_versions)} (write: {keyring.wrapping_current})")
     _out(
         f"peppers: {', '.join(keyring.pepper_versions)} (index: {keyring.pepper_current}, "
         f"pseudonyms: {keyring.pseudonym_pepper})"
     )
+    older = 0
     for server in await running_servers(redis):
         reads = ", ".join(server.wrapping)
+        release = f"schema {server.schema}"
+        if server.schema == UNREPORTED_SCHEMA:
+            release += " (0.1.0: it reports none)"
+        older += server.schema < SCHEMA_VERSION
         _out(
-            f"server {server.instance}: writes {server.wrapping_current} (reads {reads}), "
+            f"server {server.instance}: {release}, writes {server.wrapping_current} (reads {reads}), "
             f"index pepper {server.pepper_current}"
+        )
+    if older:
+        # A rolling upgrade is under way or was left half done: those servers serve requests by
+        # their own release's rules (README, "Upgrading"), which the operator must know.
+        _out(
+            f"{older} server(s) of an older release (schema below {SCHEMA_VERSION}) still serve "
+            "this Redis: their requests follow that release's rules until they are replaced"
         )
     usage = await count_key_usage(redis)
     if not usage:

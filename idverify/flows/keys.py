@@ -771,14 +771,26 @@ class Reindexer:
         return as_text(result[0]) == "OK"
 
 
+REPORTED_SCHEMA = "schema"
+"""The report's field naming the data layout its server's release writes (absent: 0.1.0)."""
+UNREPORTED_SCHEMA = 1
+"""What a report without :data:`REPORTED_SCHEMA` means: 0.1.0 wrote it (the field came in 0.2.0)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerKeyring:
-    """The keyring versions one running server reported."""
+    """The keyring versions one running server reported, and its release's schema version.
+
+    The schema version lets tools and later releases see which releases serve a Redis during a
+    rolling upgrade: 0.1.0 reads no schema version and cannot refuse anything, but it does
+    report its keyring, without this field, so it is never invisible.
+    """
 
     instance: str
     wrapping_current: str
     wrapping: tuple[str, ...]
     pepper_current: str
+    schema: int = UNREPORTED_SCHEMA
 
 
 async def running_servers(redis: RedisClient) -> list[ServerKeyring]:
@@ -802,6 +814,7 @@ async def running_servers(redis: RedisClient) -> list[ServerKeyring]:
                         wrapping_current=str(report["wrapping_current"]),
                         wrapping=tuple(report["wrapping"]),
                         pepper_current=str(report["pepper_current"]),
+                        schema=int(report.get(REPORTED_SCHEMA, UNREPORTED_SCHEMA)),
                     )
                 )
     return found
@@ -887,10 +900,14 @@ class KeyringWatcher:
 
     async def report(self) -> None:
         """Tells the tools which versions this server holds (expires unless repeated)."""
+        # Imported here: schema_version imports this module (through key_check).
+        from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
+
         report = {
             "wrapping_current": self._live.wrapping_current,
             "wrapping": list(self._live.wrapping_versions),
             "pepper_current": self._live.pepper_current,
+            REPORTED_SCHEMA: SCHEMA_VERSION,
         }
         async with translate_errors():
             await self._redis.set(
@@ -915,6 +932,8 @@ class KeyringWatcher:
 
 
 __all__ = [
+    "REPORTED_SCHEMA",
+    "UNREPORTED_SCHEMA",
     "IdentityLookup",
     "IdentityMover",
     "KeyUsage",

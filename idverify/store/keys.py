@@ -58,7 +58,7 @@ personal data or raw account ids.
 | ``iv1:{global}:clock-floor`` | string | the store time already seen while Redis's clock is behind it |
 | ``iv1:{global}:erasure:tenants`` | set | tenants that have had erasures scheduled |
 | ``iv1:{global}:tenant-removals`` | zset | tenants whose removal is scheduled or under way, by due ms |
-| ``iv1:{global}:keyring:<instance>`` | string | keyring versions a running server holds (TTL) |
+| ``iv1:{global}:keyring:<instance>`` | string | a running server's keyring and schema versions (TTL) |
 | ``iv1:{global}:keys:reindex`` | hash | ``idverify keys reindex`` checkpoint: target, phase, cursor |
 | ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
 | ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |

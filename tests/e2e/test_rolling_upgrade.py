@@ -9,7 +9,10 @@ and the one audit log both appended to verifies from either's heads.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,6 +47,7 @@ class Pair:
     old: ServerProcess
     new: ServerProcess
     store: redis.Redis
+    url: str
 
     def clients(self, server: ServerProcess) -> tuple[Client, Client]:
         return server.client("registrar"), server.client("platform")
@@ -67,7 +71,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             )
             old._tokens = dict(new._tokens)
             with old:
-                yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port))
+                yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port), store.url)
 
 
 def bind(server: ServerProcess, identity: Identity, account: str) -> None:
@@ -82,6 +86,27 @@ class TestRollingUpgrade:
         """The old server does not lower the version; the new one started first raised it."""
         bind(pair.old, person(), "rolling-schema")
         assert pair.store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
+
+    def test_keys_status_names_the_old_release(self, pair: Pair) -> None:
+        """0.1.0 reports its keyring without a schema version, so an operator sees it still serve."""
+        command = ["keys", "status", "--data-dir", str(pair.new.data_dir), "--redis-url", pair.url]
+        status = subprocess.run(
+            [sys.executable, "-m", "idverify", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
+        )
+        assert status.returncode == 0, status.stderr
+        # One line per worker process that reported in the last few seconds.
+        servers = [line for line in status.stdout.splitlines() if line.startswith("server ")]
+        old = [line for line in servers if ": schema 1 (0.1.0: it reports none), " in line]
+        new = [line for line in servers if f": schema {SCHEMA_VERSION}, " in line]
+        assert old, servers
+        assert new, servers
+        assert len(old) + len(new) == len(servers), servers
+        assert f"{len(old)} server(s) of an older release" in status.stdout
 
     def test_each_reads_what_the_other_bound(self, pair: Pair) -> None:
         alice, bob = person(), person()
