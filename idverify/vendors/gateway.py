@@ -361,7 +361,8 @@ def _organization_verdict(answer: Mapping[str, Any]) -> Verdict:
         status = answer.get("business_status")
         if status == "operating":
             return verdict
-        if status in _NOT_OPERATING:
+        # A signed answer may still carry a list or an object here: not hashable, not a status.
+        if isinstance(status, str) and status in _NOT_OPERATING:
             return Verdict(VerdictKind.REJECTED, "ORG_NOT_ACTIVE", verdict.vendor_code, verdict.billed)
         raise VendorUnavailable("VENDOR_ERROR", "UNKNOWN_STATUS")
     allowed = _ORG_REASONS.get(verdict.kind)

@@ -408,6 +408,30 @@ class TestGateway:
             await gateway().check_organization(org_claim())
         assert (raised.value.reason, raised.value.vendor_code) == ("VENDOR_ERROR", code)
 
+    @pytest.mark.parametrize(
+        ("answer", "code"),
+        [
+            # Signed by the gateway, yet not an answer: never a verdict on the organization.
+            ([1, 2], "MALFORMED_RESPONSE"),
+            ("match", "MALFORMED_RESPONSE"),
+            ({"result": ["match"]}, "UNKNOWN_RESULT"),
+            ({"result": "match", "business_status": ["operating"]}, "UNKNOWN_STATUS"),
+            ({"result": "match", "business_status": {"operating": True}}, "UNKNOWN_STATUS"),
+            ({"result": "match", "business_status": 1}, "UNKNOWN_STATUS"),
+        ],
+    )
+    async def test_a_malformed_answer(self, gateway, fake_gateway: FakeGateway, answer, code) -> None:
+        fake_gateway.plan(EntResult(answer))
+        with pytest.raises(VendorUnavailable) as raised:
+            await gateway().check_organization(org_claim())
+        assert (raised.value.reason, raised.value.vendor_code) == ("VENDOR_ERROR", code)
+
+    async def test_a_timeout(self, gateway, fake_gateway: FakeGateway) -> None:
+        fake_gateway.plan(Slow(1.5))
+        with pytest.raises(VendorUnavailable) as raised:
+            await gateway(max_retries=0).check_organization(org_claim())
+        assert raised.value.reason == "VENDOR_TIMEOUT"
+
     async def test_an_unsigned_match_is_refused(self, gateway, fake_gateway: FakeGateway) -> None:
         """A forged "match" injected on the way is not believed."""
         fake_gateway.sign_responses = False
