@@ -329,8 +329,9 @@ def judge(account: AccountFacts, found: Sequence[Found]) -> Judgement:  # noqa: 
     """The verdict on a display name in which ``found`` are the protected names.
 
     A protected name is the account's own when its organization owns it. Another's name, or a
-    reserved name, outside every span of the account's own names is an impersonation, whoever
-    the account is; an official word is one only where no own name stands. Then: no identity is
+    reserved name, outside every span of the account's own verified names is an impersonation,
+    whoever the account is (a registered name may contain another's, a brand approved for it may
+    not); an official word is one only where no own name stands. Then: no identity is
     UNVERIFIED, a person is NOT_APPLICABLE, an organization below the claim assurance (or with no
     indexed name) is UNVERIFIED, and an organization is CONSISTENT when an own name stands in
     its display name, else INCONSISTENT.
@@ -341,7 +342,7 @@ def judge(account: AccountFacts, found: Sequence[Found]) -> Judgement:  # noqa: 
         for f in found
         if f not in own
         and not (f.kind is NameKind.OFFICIAL and own)
-        and not any(o.start <= f.start and f.end <= o.end for o in own)
+        and not any(o.kind is NameKind.VERIFIED and o.start <= f.start and f.end <= o.end for o in own)
     ]
     if foreign:
         organization_name = any(f.owners for f in foreign)

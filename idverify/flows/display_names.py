@@ -141,7 +141,8 @@ class DisplayNameFlow:
         Raises:
             InvalidArgument: a malformed account id or name, too many names (field ``names``).
             FailedPrecondition: the account is not an organization established at the claim
-                assurance, a name is reserved (NAME_RESERVED) or another organization's (NAME_TAKEN).
+                assurance, a name is or contains a reserved name (NAME_RESERVED) or another
+                organization's name (NAME_TAKEN).
         """
         d = self._d
         account_id = normalize_identifier(account_id, field="account_id")
@@ -156,6 +157,9 @@ class DisplayNameFlow:
         reserved = policy.display_names.reserved()
         if any(reserved.holds(name) for name in folded):
             raise FailedPrecondition("a name is, or contains, a reserved name", reason="NAME_RESERVED")
+        # Every substring too: a brand that contains another organization's name would make
+        # that name the approved organization's own wherever its brand stands.
+        parts = sorted({name[start:end] for name in folded for start, end in substrings(name)} - set(folded))
         keys = TenantKeys(tenant)
         reply = await d.scripts.run(
             "approved_names",
@@ -167,7 +171,8 @@ class DisplayNameFlow:
             [
                 json.dumps({**info.audit_fields(), "account": ""}),
                 policy.claim_assurance.value,
-                *name_hashes(d.keyring, tenant, folded),
+                len(folded),
+                *name_hashes(d.keyring, tenant, [*folded, *parts]),
             ],
         )
         match as_text(reply[0]):
@@ -178,7 +183,9 @@ class DisplayNameFlow:
             case "NOT_ORGANIZATION":
                 raise FailedPrecondition("the account is not an organization's", reason="NOT_ORGANIZATION")
             case "NAME_TAKEN":
-                raise FailedPrecondition("another organization holds one of the names", reason="NAME_TAKEN")
+                raise FailedPrecondition(
+                    "a name is, or contains, another organization's name", reason="NAME_TAKEN"
+                )
             case _:
                 raise FailedPrecondition(
                     "the organization's name is not established at the tenant's claim assurance",

@@ -301,6 +301,9 @@ class TestApprovedNames:
             "unbound": refusal(lambda: approve(admin, "never-bound", ("晨曦",))),
             "reserved": refusal(lambda: approve(admin, "brand-org", ("青柠官方",))),
             "taken": refusal(lambda: approve(admin, "brand-org", ("抖音",))),
+            # A brand carrying another's name would make that name the account's own there.
+            "contains": refusal(lambda: approve(admin, "brand-org", ("青柠抖音", "柠檬派"))),
+            "contains full-width": refusal(lambda: approve(admin, "brand-org", ("青柠 華為 旗舰",))),
             "short": refusal(lambda: approve(admin, "brand-org", ("柠",))),
             "many": refusal(lambda: approve(admin, "brand-org", tuple(f"品牌{n}" for n in range(17)))),
         }
@@ -311,6 +314,8 @@ class TestApprovedNames:
             "unbound": (failed, "NOT_BOUND", ""),
             "reserved": (failed, "NAME_RESERVED", ""),
             "taken": (failed, "NAME_TAKEN", ""),
+            "contains": (failed, "NAME_TAKEN", ""),
+            "contains full-width": (failed, "NAME_TAKEN", ""),
             "short": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_SHORT", "names"),
             "many": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY", "names"),
         }
@@ -331,6 +336,29 @@ class TestApprovedNames:
             )
         )
         assert code is grpc.StatusCode.PERMISSION_DENIED
+
+    def test_a_brand_approved_before_a_name_was_indexed_does_not_carry_it(
+        self, registrar: Client, platform: Client, admin: Client, organizations: dict[str, str]
+    ) -> None:
+        """An approved brand never makes another organization's name the account's own.
+
+        星港优选 is approved while no organization holds 优选; then 上海优选有限公司 is verified
+        through the registry. The first organization's 星港优选 now carries the other's name:
+        IMPERSONATION, as for anyone else; its registered name is still its own.
+        """
+        del organizations
+        assert verify_organization(registrar, "early-brand", "杭州市星港贸易有限公司").status == VERIFIED
+        assert approve(admin, "early-brand", ("星港优选",)).approved_count == 1
+        assert verdict(platform, "early-brand", "星港优选") == ("CONSISTENT", "APPROVED_NAME")
+        assert verify_organization(registrar, "later-name", "上海优选有限公司").status == VERIFIED
+        assert verdict(platform, "early-brand", "星港优选") == ("IMPERSONATION", "OTHER_ORGANIZATION_NAME")
+        assert verdict(platform, "early-brand", "星港贸易") == ("CONSISTENT", "VERIFIED_NAME")
+        assert verdict(platform, "later-name", "优选") == ("CONSISTENT", "VERIFIED_NAME")
+        # Approving it again now is refused outright.
+        assert refusal(lambda: approve(admin, "early-brand", ("星港优选",)))[:2] == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "NAME_TAKEN",
+        )
 
 
 class TestLifecycle:

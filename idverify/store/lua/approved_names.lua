@@ -2,9 +2,11 @@
 -- those approved before, with its audit entry. The names join the organization's verified names
 -- in the index (never downgrading one: a verified form stays verified).
 -- KEYS: account, organization name index, audit log
--- ARGV: request json, the tenant's claim assurance, then the names' hashes (hex)
+-- ARGV: request json, the tenant's claim assurance, how many names, the names' hashes (hex),
+--   then the hashes of every substring of two characters or more of the names
 -- Returns {'OK', approved count} or {refusal}: NOT_BOUND, NOT_ORGANIZATION, NOT_ESTABLISHED,
---   NAME_TAKEN (another organization holds one of the names)
+--   NAME_TAKEN (one of the names is, or contains, a name another organization holds: approved,
+--   it would let this organization's display names carry the other's)
 local acct = redis.call('HMGET', KEYS[1], 'identity', 'kind', 'assurance', 'name_tag', 'audit')
 if not acct[1] then return {'NOT_BOUND'} end
 if acct[2] ~= 'organization' then return {'NOT_ORGANIZATION'} end
@@ -15,12 +17,23 @@ if (ASSURANCE_RANK[acct[3] or ''] or 0) < (ASSURANCE_RANK[ARGV[2]] or 99) or tag
     or redis.call('EXISTS', own_key) == 0 then
   return {'NOT_ESTABLISHED'}
 end
-local wanted = {}
-for i = 3, #ARGV do
-  local owners = redis.call('HGET', KEYS[2], ARGV[i])
-  if owners and not string.find(' ' .. owners .. ' ', ' ' .. tag .. ' ', 1, true) then return {'NAME_TAKEN'} end
-  wanted[ARGV[i]] = true
+local names = tonumber(ARGV[3])
+-- Every hash after the count, the names' and their substrings', is checked. HMGET in slices:
+-- unpack's stack holds a few thousand.
+local first = 4
+while first <= #ARGV do
+  local last = math.min(first + 999, #ARGV)
+  local owners = redis.call('HMGET', KEYS[2], unpack(ARGV, first, last))
+  for i = 1, last - first + 1 do
+    local holders = owners[i]
+    if holders and not string.find(' ' .. holders .. ' ', ' ' .. tag .. ' ', 1, true) then
+      return {'NAME_TAKEN'}
+    end
+  end
+  first = last + 1
 end
+local wanted = {}
+for i = 4, 3 + names do wanted[ARGV[i]] = true end
 local flat = redis.call('HGETALL', own_key)
 for i = 1, #flat, 2 do
   if flat[i + 1] == 'a' and not wanted[flat[i]] then remove_org_name(KEYS[2], own_key, flat[i], tag) end

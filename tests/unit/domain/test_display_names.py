@@ -11,6 +11,7 @@ from idverify.domain.display_names import (
     AccountFacts,
     DisplayNamePolicy,
     Found,
+    Judgement,
     NameKind,
     NameVerdict,
     fold,
@@ -110,6 +111,19 @@ class TestJudge:
         beside = Found(8, 12, NameKind.VERIFIED, frozenset({"bank"}))
         assert judge(ORG, [own, inside]).verdict is NameVerdict.CONSISTENT
         assert judge(ORG, [own, beside]).verdict is NameVerdict.IMPERSONATION
+
+    def test_an_approved_brand_never_covers_another_name(self) -> None:
+        """A brand approved before another organization held 抖音 does not make 星辰抖音 its own.
+
+        SetApprovedNames refuses a brand containing a name already held (NAME_TAKEN); a name
+        indexed after the approval is still another's inside the brand, as is a reserved name.
+        """
+        brand = Found(0, 4, NameKind.APPROVED, frozenset({"me"}))
+        theirs = Found(2, 4, NameKind.VERIFIED, frozenset({"them"}))
+        reserved = Found(0, 3, NameKind.RESERVED)
+        assert judge(ORG, [brand]) == Judgement(NameVerdict.CONSISTENT, "APPROVED_NAME")
+        assert judge(ORG, [brand, theirs]) == Judgement(NameVerdict.IMPERSONATION, "OTHER_ORGANIZATION_NAME")
+        assert judge(ORG, [brand, reserved]) == Judgement(NameVerdict.IMPERSONATION, "RESERVED_NAME")
 
 
 class TestPolicy:
