@@ -140,6 +140,22 @@ class TestPolicy:
         }
         assert DisplayNamePolicy().reserved().holds("公安部")
 
+    def test_a_tenant_replaces_the_reserved_list_and_the_official_words(self) -> None:
+        """A tenant's lists replace the defaults; other tenants keep them.
+
+        reserved_names replaces the state bodies (then the tenant's choice), official_words 官方.
+        """
+        table = {"reserved_names": ["市场监管总局"], "official_words": ["官方", "認證"]}
+        settings = load_settings(environ={}, overrides={"tenants": {"acme": {"display_names": table}}})
+        acme = settings.methods_for("acme").display_names.reserved()
+        assert [f.kind for f in acme.find(fold("市场监管总局客服"))] == [NameKind.RESERVED]
+        assert not acme.holds(fold("国务院"))
+        assert [f.kind for f in acme.find(fold("认证商家"))] == [NameKind.OFFICIAL]
+        default = settings.methods_for("default").display_names.reserved()
+        assert default.holds(fold("国务院"))
+        assert default.holds(fold("官方"))
+        assert not default.holds(fold("市场监管总局"))
+
     @pytest.mark.parametrize(
         "table",
         [
