@@ -67,6 +67,9 @@ _SERVICE_RIGHTS: dict[str, frozenset[Role]] = {
 # not see.
 _METHOD_RIGHTS: dict[str, frozenset[Role]] = {
     "/idverify.v1.AdminService/CreateIncidentReport": frozenset({Role.ADMIN}),
+    # Approved names are the tenant's decision, and each refusal says whether another
+    # organization of the tenant holds a name: an operator administers clients only.
+    "/idverify.v1.AdminService/SetApprovedNames": frozenset({Role.ADMIN}),
     # Webhooks send a tenant's events where the tenant says: its admin's decision alone.
     **{
         f"/idverify.v1.AdminService/{name}": frozenset({Role.ADMIN})

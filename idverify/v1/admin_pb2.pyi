@@ -271,7 +271,7 @@ class SetApprovedNamesRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     NAMES_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
-    """Empty: the admin's own tenant (an operator names one)."""
+    """Empty or the admin's own tenant (another is PERMISSION_DENIED, OTHER_TENANT)."""
     account_id: _builtins.str
     @_builtins.property
     def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

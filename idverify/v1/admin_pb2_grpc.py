@@ -136,7 +136,9 @@ class AdminServiceServicer:
     def SetApprovedNames(self, request, context):
         """Records the short names and brands the tenant approves for an organization account whose
         name is established (replacing the ones approved before; none clears them). They are then
-        protected like the verified name (AccountService.CheckDisplayName). Audited.
+        protected like the verified name (AccountService.CheckDisplayName). A name that is, or
+        contains, another organization's name is refused (NAME_TAKEN). Admins only: the tenant's
+        decision, and a refusal tells of the tenant's other organizations. Audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

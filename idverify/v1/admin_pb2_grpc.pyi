@@ -53,7 +53,9 @@ class AdminServiceStub:
     SetApprovedNames: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetApprovedNamesRequest, _admin_pb2.SetApprovedNamesResponse]
     """Records the short names and brands the tenant approves for an organization account whose
     name is established (replacing the ones approved before; none clears them). They are then
-    protected like the verified name (AccountService.CheckDisplayName). Audited.
+    protected like the verified name (AccountService.CheckDisplayName). A name that is, or
+    contains, another organization's name is refused (NAME_TAKEN). Admins only: the tenant's
+    decision, and a refusal tells of the tenant's other organizations. Audited.
     """
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateWebhookRequest, _admin_pb2.CreateWebhookResponse]
     """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
@@ -94,7 +96,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     SetApprovedNames: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetApprovedNamesRequest, _admin_pb2.SetApprovedNamesResponse]  # type: ignore[assignment]
     """Records the short names and brands the tenant approves for an organization account whose
     name is established (replacing the ones approved before; none clears them). They are then
-    protected like the verified name (AccountService.CheckDisplayName). Audited.
+    protected like the verified name (AccountService.CheckDisplayName). A name that is, or
+    contains, another organization's name is refused (NAME_TAKEN). Admins only: the tenant's
+    decision, and a refusal tells of the tenant's other organizations. Audited.
     """
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateWebhookRequest, _admin_pb2.CreateWebhookResponse]  # type: ignore[assignment]
     """Webhook subscriptions of the admin's own tenant (admins only; an operator names a tenant):
@@ -162,7 +166,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.SetApprovedNamesResponse, _abc.Awaitable[_admin_pb2.SetApprovedNamesResponse]]:
         """Records the short names and brands the tenant approves for an organization account whose
         name is established (replacing the ones approved before; none clears them). They are then
-        protected like the verified name (AccountService.CheckDisplayName). Audited.
+        protected like the verified name (AccountService.CheckDisplayName). A name that is, or
+        contains, another organization's name is refused (NAME_TAKEN). Admins only: the tenant's
+        decision, and a refusal tells of the tenant's other organizations. Audited.
         """
 
     @_abc_1.abstractmethod

@@ -31,6 +31,8 @@ RIGHTS = {
 # RPCs narrower than their service's rights.
 METHOD_RIGHTS = {
     "CreateIncidentReport": {"admin"},
+    # A tenant's approved names, and what a refusal says of its other organizations.
+    "SetApprovedNames": {"admin"},
     # Webhooks send a tenant's events where the tenant says: its admin's decision alone.
     **{
         name: {"admin"}

@@ -328,14 +328,26 @@ class TestApprovedNames:
             "青柠" not in entry.event.SerializeToString().decode(errors="replace") for entry in entries
         )
 
-    def test_a_platform_cannot_approve(self, platform: Client) -> None:
-        """SetApprovedNames is an admin's call."""
+    def test_a_platform_or_an_operator_cannot_approve(self, server: ServerProcess, platform: Client) -> None:
+        """SetApprovedNames is the tenant admin's call, nobody else's.
+
+        An operator (clients of every tenant) may not approve, nor learn from NAME_TAKEN which
+        names another organization holds.
+        """
         code, _, _ = refusal(
             lambda: platform.admin.SetApprovedNames(
                 admin_pb2.SetApprovedNamesRequest(account_id="org-cmb", names=["招行"])
             )
         )
         assert code is grpc.StatusCode.PERMISSION_DENIED
+        with server.client("operator") as operator:
+            for tenant in ("", "default"):
+                code, _, _ = refusal(
+                    lambda t=tenant: operator.admin.SetApprovedNames(
+                        admin_pb2.SetApprovedNamesRequest(tenant=t, account_id="org-cmb", names=["招行"])
+                    )
+                )
+                assert code is grpc.StatusCode.PERMISSION_DENIED, tenant
 
     def test_a_brand_approved_before_a_name_was_indexed_does_not_carry_it(
         self, registrar: Client, platform: Client, admin: Client, organizations: dict[str, str]
