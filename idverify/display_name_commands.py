@@ -32,7 +32,7 @@ def add_display_name_commands(commands: argparse._SubParsersAction[argparse.Argu
     add_client_options(approve)
     approve.add_argument("--token", default="", help="an admin's token (IDVERIFY_TOKEN)")
     approve.add_argument(
-        "--tenant", default="", help="the admin's own tenant (the default); an operator names one"
+        "--tenant", default="", help="the admin's own tenant (the default; another is refused)"
     )
     display_names.set_defaults(handler=_run)
 
