@@ -126,8 +126,10 @@ class AccountServiceServicer:
 
     def CheckDisplayName(self, request, context):
         """Whether a display name fits the account's verified identity: a verdict and a reason code,
-        never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
-        verified names cannot be probed beyond the verdicts.
+        never a stored name. Platform (and admin) tokens only; each call is recorded as a read of
+        the account's verification data, like GetAccount. Rate-limited per client and day
+        (RESOURCE_EXHAUSTED, DISPLAY_NAME_CHECKS_RATE_LIMITED) so that the index of verified names
+        cannot be probed beyond the verdicts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

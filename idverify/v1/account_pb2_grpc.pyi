@@ -52,8 +52,10 @@ class AccountServiceStub:
     """
     CheckDisplayName: _grpc.UnaryUnaryMultiCallable[_account_pb2.CheckDisplayNameRequest, _account_pb2.CheckDisplayNameResponse]
     """Whether a display name fits the account's verified identity: a verdict and a reason code,
-    never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
-    verified names cannot be probed beyond the verdicts.
+    never a stored name. Platform (and admin) tokens only; each call is recorded as a read of
+    the account's verification data, like GetAccount. Rate-limited per client and day
+    (RESOURCE_EXHAUSTED, DISPLAY_NAME_CHECKS_RATE_LIMITED) so that the index of verified names
+    cannot be probed beyond the verdicts.
     """
 
 @_typing.type_check_only
@@ -80,8 +82,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """
     CheckDisplayName: _aio.UnaryUnaryMultiCallable[_account_pb2.CheckDisplayNameRequest, _account_pb2.CheckDisplayNameResponse]  # type: ignore[assignment]
     """Whether a display name fits the account's verified identity: a verdict and a reason code,
-    never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
-    verified names cannot be probed beyond the verdicts.
+    never a stored name. Platform (and admin) tokens only; each call is recorded as a read of
+    the account's verification data, like GetAccount. Rate-limited per client and day
+    (RESOURCE_EXHAUSTED, DISPLAY_NAME_CHECKS_RATE_LIMITED) so that the index of verified names
+    cannot be probed beyond the verdicts.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -147,8 +151,10 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_pb2.CheckDisplayNameResponse, _abc.Awaitable[_account_pb2.CheckDisplayNameResponse]]:
         """Whether a display name fits the account's verified identity: a verdict and a reason code,
-        never a stored name. Rate-limited per client (RESOURCE_EXHAUSTED) so that the index of
-        verified names cannot be probed beyond the verdicts.
+        never a stored name. Platform (and admin) tokens only; each call is recorded as a read of
+        the account's verification data, like GetAccount. Rate-limited per client and day
+        (RESOURCE_EXHAUSTED, DISPLAY_NAME_CHECKS_RATE_LIMITED) so that the index of verified names
+        cannot be probed beyond the verdicts.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
