@@ -19,12 +19,14 @@ import logging
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import store_holds_data
+from idverify.flows.keys import running_servers
 from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import script_source
 
 __all__ = [
     "FIRST_VERSION",
+    "OLDEST_SCHEMA_BESIDE",
     "SCHEMA_VERSION",
     "ensure_schema",
     "ensure_schema_before_workers",
@@ -35,25 +37,42 @@ SCHEMA_VERSION = 2
 """This release's data layout (0.2.0)."""
 FIRST_VERSION = 1
 """0.1.0's layout: what a store with data and no recorded version holds."""
+OLDEST_SCHEMA_BESIDE = FIRST_VERSION
+"""The oldest release, by schema version, whose servers may go on serving beside this one.
+
+0.2.0 serves beside 0.1.0 (``tests/e2e/test_rolling_upgrade.py``). A release that cannot serve
+beside the previous one sets this to its own version: its first start on older data then
+refuses while a server of an older release still reports in (``flows.keys.running_servers``:
+every release reports, 0.1.0 without a version), naming it, rather than raise the version
+under a server that would misread what this release writes.
+"""
 
 log = logging.getLogger("idverify.schema")
 
 
-async def ensure_schema(redis: RedisClient) -> int:
+async def ensure_schema(redis: RedisClient, *, oldest_beside: int = OLDEST_SCHEMA_BESIDE) -> int:
     """Reads the store's schema version, refuses a newer one, and records this release's.
+
+    Raising an older version, it looks for servers of an older release still serving the store
+    (a rolling upgrade): below ``oldest_beside`` they stop this start; otherwise they are logged.
 
     Returns:
         The version the store held before (0 for an empty store; ``FIRST_VERSION`` for 0.1.0's
         data), or -1 when Redis could not be reached (checked at the next start, like the keys).
 
     Raises:
-        ConfigError: the store holds a schema newer than this release knows.
+        ConfigError: the store holds a schema newer than this release knows, or servers of a
+            release older than ``oldest_beside`` still serve it.
     """
     try:
         async with translate_errors():
             raw = await redis.get(GlobalKeys.schema())
         held = int(as_text(raw)) if raw is not None else FIRST_VERSION if await store_holds_data(redis) else 0
         _refuse_newer(held)
+        if 0 < held < SCHEMA_VERSION:
+            # Only while raising: once raised, an older release restarted refuses by itself (from
+            # 0.2.0 on), and a start need not scan the keyspace for reports every time.
+            await _judge_older_servers(redis, oldest_beside)
         async with translate_errors():
             # The script answers what the key held as it ran: a newer server may have started meanwhile.
             raced = int(
@@ -100,6 +119,31 @@ async def refuse_newer_schema(redis: RedisClient) -> None:
         raw = await redis.get(GlobalKeys.schema())
     if raw is not None:
         _refuse_newer(int(as_text(raw)))
+
+
+async def _judge_older_servers(redis: RedisClient, oldest_beside: int) -> None:
+    """Refuses servers of a release older than ``oldest_beside`` that still report; logs the others.
+
+    Raises:
+        ConfigError: naming the servers and their schema versions.
+        StoreUnavailable: Redis is down.
+    """
+    older = [server for server in await running_servers(redis) if server.schema < SCHEMA_VERSION]
+    if not older:
+        return
+    named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)
+    if any(server.schema < oldest_beside for server in older):
+        msg = (
+            f"servers of an older release still serve this Redis: {named}; this release (schema "
+            f"{SCHEMA_VERSION}) cannot serve beside a release older than schema {oldest_beside}: "
+            "stop them, then start this one"
+        )
+        raise ConfigError(msg)
+    log.warning(
+        "servers of an older release serve this Redis beside this one: %s; their requests follow "
+        "their own release's rules until they are replaced (`idverify keys status` lists them)",
+        named,
+    )
 
 
 def _refuse_newer(version: int) -> None:
