@@ -139,7 +139,8 @@ class DisplayNameFlow:
             How many names are approved now (a name that is a verified form counts as verified).
 
         Raises:
-            InvalidArgument: a malformed account id or name, too many names (field ``names``).
+            InvalidArgument: a malformed account id or name (field ``names[i]``, its index as sent),
+                too many names (field ``names``).
             FailedPrecondition: the account is not an organization established at the claim
                 assurance, a name is or contains a reserved name (NAME_RESERVED) or another
                 organization's name (NAME_TAKEN).
@@ -148,15 +149,21 @@ class DisplayNameFlow:
         account_id = normalize_identifier(account_id, field="account_id")
         if len(names) > MAX_APPROVED_NAMES:
             raise InvalidArgument(f"at most {MAX_APPROVED_NAMES} names", reason="TOO_MANY", field="names")
-        folded = sorted({fold(name, field="names") for name in names})
-        if any(len(name) < MIN_PROTECTED_LENGTH for name in folded):
-            raise InvalidArgument(
-                "a name needs at least two letters or digits", reason="TOO_SHORT", field="names"
-            )
+        # Each refusal names the entry at fault by its index as sent (names[3]), as other lists do.
+        forms = [fold(name, field=f"names[{index}]") for index, name in enumerate(names)]
+        for index, form in enumerate(forms):
+            if len(form) < MIN_PROTECTED_LENGTH:
+                raise InvalidArgument(
+                    "a name needs at least two letters or digits", reason="TOO_SHORT", field=f"names[{index}]"
+                )
         policy = d.settings.methods_for(tenant)
         reserved = policy.display_names.reserved()
-        if any(reserved.holds(name) for name in folded):
-            raise FailedPrecondition("a name is, or contains, a reserved name", reason="NAME_RESERVED")
+        for index, form in enumerate(forms):
+            if reserved.holds(form):
+                raise FailedPrecondition(
+                    "a name is, or contains, a reserved name", reason="NAME_RESERVED", field=f"names[{index}]"
+                )
+        folded = sorted(set(forms))
         # Every substring too: a brand that contains another organization's name would make
         # that name the approved organization's own wherever its brand stands.
         parts = sorted({name[start:end] for name in folded for start, end in substrings(name)} - set(folded))

@@ -299,12 +299,14 @@ class TestApprovedNames:
             "person": refusal(lambda: approve(admin, table.PERSON, ("青柠",))),
             "low": refusal(lambda: approve(admin, "org-low-chenxi", ("晨曦",))),
             "unbound": refusal(lambda: approve(admin, "never-bound", ("晨曦",))),
-            "reserved": refusal(lambda: approve(admin, "brand-org", ("青柠官方",))),
+            "reserved": refusal(lambda: approve(admin, "brand-org", ("青柠", "青柠官方"))),
             "taken": refusal(lambda: approve(admin, "brand-org", ("抖音",))),
             # A brand carrying another's name would make that name the account's own there.
             "contains": refusal(lambda: approve(admin, "brand-org", ("青柠抖音", "柠檬派"))),
             "contains full-width": refusal(lambda: approve(admin, "brand-org", ("青柠 華為 旗舰",))),
             "short": refusal(lambda: approve(admin, "brand-org", ("柠",))),
+            "short second": refusal(lambda: approve(admin, "brand-org", ("青柠", "柠檬派", "柠"))),
+            "empty second": refusal(lambda: approve(admin, "brand-org", ("青柠", "· !"))),
             "many": refusal(lambda: approve(admin, "brand-org", tuple(f"品牌{n}" for n in range(17)))),
         }
         failed = grpc.StatusCode.FAILED_PRECONDITION
@@ -312,11 +314,14 @@ class TestApprovedNames:
             "person": (failed, "NOT_ORGANIZATION", ""),
             "low": (failed, "NOT_ESTABLISHED", ""),
             "unbound": (failed, "NOT_BOUND", ""),
-            "reserved": (failed, "NAME_RESERVED", ""),
+            # A bad entry is named by its index as sent: no search through the list for it.
+            "reserved": (failed, "NAME_RESERVED", "names[1]"),
             "taken": (failed, "NAME_TAKEN", ""),
             "contains": (failed, "NAME_TAKEN", ""),
             "contains full-width": (failed, "NAME_TAKEN", ""),
-            "short": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_SHORT", "names"),
+            "short": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_SHORT", "names[0]"),
+            "short second": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_SHORT", "names[2]"),
+            "empty second": (grpc.StatusCode.INVALID_ARGUMENT, "EMPTY", "names[1]"),
             "many": (grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY", "names"),
         }
         with server.client("auditor") as auditor:
