@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import date
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
@@ -287,3 +290,62 @@ class TestSpecialRanges:
             or address.is_unspecified
         )
         assert is_special(6, value) if flagged else True
+
+
+class TestTheContractSaysWhatIsShown:
+    """IpLocation's comments in proto/idverify/v1/common.proto are what callers read: they match.
+
+    Each example label the comments give is what the policy returns for such a place, so a
+    comment that drifts from the server (it once promised "Hong Kong SAR") fails here.
+    """
+
+    # A place of each kind the comments name, and what it shows in Chinese and English.
+    PLACES: ClassVar[list[tuple[RawGeo | None, str, str]]] = [
+        (china("GD", "广东省", "Guangdong"), "广东", "Guangdong"),
+        (china(), "中国", "China"),
+        (RawGeo("HK", "香港", "Hong Kong"), "中国香港", "Hong Kong, China"),
+        (RawGeo("MO", "澳门", "Macao"), "中国澳门", "Macao, China"),
+        (RawGeo("TW", "台湾", "Taiwan"), "中国台湾", "Taiwan, China"),
+        (RawGeo("US", "美国", "United States", "CA", "加利福尼亚州", "California"), "美国", "United States"),
+        (None, "未知", "Unknown"),
+    ]
+
+    @staticmethod
+    def comment(field: str) -> str:
+        """The comment lines above ``field`` in message IpLocation, joined with spaces."""
+        text = (Path(__file__).resolve().parents[3] / "proto/idverify/v1/common.proto").read_text(
+            encoding="utf-8"
+        )
+        message = text[text.index("message IpLocation {") :]
+        lines: list[str] = []
+        for line in message.splitlines()[1:]:
+            stripped = line.strip()
+            if stripped.startswith("//"):
+                lines.append(stripped.removeprefix("//").strip())
+            elif re.fullmatch(rf"string {field} = \d+;", stripped):
+                return " ".join(lines)
+            else:
+                lines = []
+        raise AssertionError(f"no field {field} in IpLocation")
+
+    def test_the_places_show_as_listed_here(self) -> None:
+        for raw, display, display_en in self.PLACES:
+            assert (show(raw).display, show(raw).display_en) == (display, display_en), raw
+
+    def test_every_chinese_example_is_a_label_shown(self) -> None:
+        """``display``'s comment lists examples after its colon: each is one of the labels."""
+        examples = [e.strip() for e in self.comment("display").split(":", 1)[1].rstrip(".").split(",")]
+        assert len(examples) >= 3
+        assert set(examples) <= {display for _, display, _ in self.PLACES}
+
+    def test_every_english_label_is_in_the_comment_and_every_example_is_shown(self) -> None:
+        comment = self.comment("display_en")
+        for _, _, display_en in self.PLACES:
+            assert display_en in comment, display_en
+        shown = {display_en for _, _, display_en in self.PLACES}
+        # The "X, China" labels and the examples in parentheses, e.g. (Guangdong).
+        examples = re.findall(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)*, China\b", comment)
+        examples += re.findall(r"\(([A-Z][A-Za-z ]+)[;)]", comment)
+        assert len(examples) >= 4
+        assert set(examples) <= shown, set(examples) - shown
+        assert "SAR" not in comment
