@@ -267,7 +267,7 @@ class TestErasure:
             assert check(registrar, "erase-me-again", bob.subject())
 
     def test_every_key_tied_to_the_account_is_gone_but_the_audit_log(self, eraser: ServerProcess) -> None:
-        """Lists every key tied to an account in each of its stores before erasure, none after.
+        """Lists every key and file tied to an account in each of its stores before erasure, none after.
 
         The account has a binding with its claim tag and sealed birth date, consents, an IP
         label, a CheckIdentity mismatch counted against it, and a verification refused because
@@ -302,6 +302,9 @@ class TestErasure:
                 b"erase-all",
             }
             before = families(tied_keys(store, needles))
+            # Files: only Redis's own (their keys are listed here; the AOF keeps erased writes
+            # until rewritten, as ARCHITECTURE's retention table says) may hold any of them.
+            assert files_holding(eraser.data_dir, needles) == set()
             assert {
                 "acct",
                 "id",
@@ -324,6 +327,7 @@ class TestErasure:
                 )
             )
             after = families(tied_keys(store, needles))
+            assert files_holding(eraser.data_dir, needles) == set()
             assert after, "the audit log keeps the account's pseudonymous entries"
             assert {family for family in after if not family.startswith("audit:")} == set(), after
 
@@ -365,6 +369,19 @@ def lock_phone_of_a_verification(server: ServerProcess, registrar: Client, accou
 def tied_keys(store: redis.Redis, needles: set[bytes]) -> set[bytes]:
     """Every key whose name or value holds one of ``needles``."""
     return {key for needle in needles for key in holders(store, needle)}
+
+
+def files_holding(data_dir: Path, needles: set[bytes]) -> set[str]:
+    """The files of a data directory, Redis's aside, whose name or bytes hold one of ``needles``."""
+    found = set()
+    for path in data_dir.rglob("*"):
+        relative = path.relative_to(data_dir)
+        if relative.parts[0] == "redis" or not path.is_file():
+            continue
+        data = path.read_bytes() + str(relative).encode()
+        found |= {str(relative) for needle in needles if needle in data}
+    assert any(data_dir.iterdir()), data_dir
+    return found
 
 
 def families(keys: set[bytes]) -> set[str]:
