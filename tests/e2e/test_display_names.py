@@ -328,10 +328,16 @@ class TestApprovedNames:
             entries = list(
                 auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(event_types=["names.approved"]))
             )
+            mine = auditor.audit.QueryEvents(
+                audit_pb2.QueryEventsRequest(event_types=["names.approved"], account_id="brand-org")
+            )
+            outcomes = [(found.event.outcome, found.event.reason_code) for found in mine]
         assert len(entries) >= 2
         assert all(
             "青柠" not in entry.event.SerializeToString().decode(errors="replace") for entry in entries
         )
+        # Each NAME_TAKEN told the admin that some organization holds a name: audited too.
+        assert outcomes == [("approved", ""), ("approved", "")] + [("refused", "NAME_TAKEN")] * 3
 
     def test_a_platform_or_an_operator_cannot_approve(self, server: ServerProcess, platform: Client) -> None:
         """SetApprovedNames is the tenant admin's call, nobody else's.

@@ -4,9 +4,10 @@
 -- KEYS: account, organization name index, audit log
 -- ARGV: request json, the tenant's claim assurance, how many names, the names' hashes (hex),
 --   then the hashes of every substring of two characters or more of the names
--- Returns {'OK', approved count} or {refusal}: NOT_BOUND, NOT_ORGANIZATION, NOT_ESTABLISHED,
---   NAME_TAKEN (one of the names is, or contains, a name another organization holds: approved,
---   it would let this organization's display names carry the other's)
+-- Returns {'OK', approved count} or {refusal}: NOT_BOUND, NOT_ORGANIZATION, NOT_ESTABLISHED
+--   (these tell nothing of other organizations and are not audited), NAME_TAKEN (one of the
+--   names is, or contains, a name another organization holds: approved, it would let this
+--   organization's display names carry the other's; audited as a refused names.approved)
 local acct = redis.call('HMGET', KEYS[1], 'identity', 'kind', 'assurance', 'name_tag', 'audit')
 if not acct[1] then return {'NOT_BOUND'} end
 if acct[2] ~= 'organization' then return {'NOT_ORGANIZATION'} end
@@ -18,6 +19,8 @@ if (ASSURANCE_RANK[acct[3] or ''] or 0) < (ASSURANCE_RANK[ARGV[2]] or 99) or tag
   return {'NOT_ESTABLISHED'}
 end
 local names = tonumber(ARGV[3])
+local base = cjson.decode(ARGV[1])
+base.account = acct[5] or ''
 -- Every hash after the count, the names' and their substrings', is checked. HMGET in slices:
 -- unpack's stack holds a few thousand.
 local first = 4
@@ -27,6 +30,9 @@ while first <= #ARGV do
   for i = 1, last - first + 1 do
     local holders = owners[i]
     if holders and not string.find(' ' .. holders .. ' ', ' ' .. tag .. ' ', 1, true) then
+      -- The refusal tells the admin that some organization holds the name: a read of the
+      -- index, audited so that an admin probing names through approvals leaves a trace.
+      audit(KEYS[3], base, {type = 'names.approved', outcome = 'refused', reason = 'NAME_TAKEN'})
       return {'NAME_TAKEN'}
     end
   end
@@ -45,8 +51,6 @@ for hash in pairs(wanted) do
     approved = approved + 1
   end
 end
-local base = cjson.decode(ARGV[1])
-base.account = acct[5] or ''
 audit(KEYS[3], base, {type = 'names.approved', outcome = 'approved', reason = '',
   approved_count = tostring(approved)})
 return {'OK', approved}
