@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc as v1alpha_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_tools import protoc
 
 from idverify.services.reflection import V1_FILE_NAME, V1_SERVICE_NAME, v1_file_descriptor
 from idverify.testing import ServerProcess
@@ -29,6 +31,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE_TIMEOUT = 120.0
+# gRPC's own reflection v1 definition, as Debian's grpc-proto ships it (.ci/run installs it).
+OFFICIAL_V1_PROTO = Path("/usr/share/grpc-proto/grpc/reflection/v1/reflection.proto")
 
 V1_METHOD = f"/{V1_SERVICE_NAME}/ServerReflectionInfo"
 OUR_SERVICES = {
@@ -62,6 +66,80 @@ class V1Client:
     def ask(self, **request: Any) -> Any:
         """One request on a stream of its own, and its answer."""
         return next(iter(self._call(iter([self.request_class(**request)]), timeout=10)))
+
+
+class OfficialV1:
+    """Reflection v1 as gRPC publishes it (Debian's grpc-proto), compiled here with grpcio-tools."""
+
+    def __init__(self, file: descriptor_pb2.FileDescriptorProto) -> None:
+        self.file = file
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        (service,) = file.service
+        (method,) = service.method
+        self.method = f"/{file.package}.{service.name}/{method.name}"
+        self.request_class: Any = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(method.input_type.lstrip("."))
+        )
+        self.response_class: Any = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(method.output_type.lstrip("."))
+        )
+
+    def ask(self, channel: grpc.Channel, **request: Any) -> Any:
+        call = channel.stream_stream(
+            self.method,
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=self.response_class.FromString,
+        )
+        return next(iter(call(iter([self.request_class(**request)]), timeout=10)))
+
+
+@pytest.fixture(scope="module")
+def official_v1(tmp_path_factory: pytest.TempPathFactory) -> OfficialV1:
+    if not OFFICIAL_V1_PROTO.exists():
+        # Loud on purpose: .ci/run installs grpc-proto; without it v1 is checked only against
+        # the server's own descriptor.
+        pytest.skip(
+            f"NO {OFFICIAL_V1_PROTO}: reflection v1 NOT checked against gRPC's own proto "
+            "(apt-get install grpc-proto)"
+        )
+    out = tmp_path_factory.mktemp("official-v1") / "reflection.pb"
+    include = OFFICIAL_V1_PROTO.parents[3]
+    status = protoc.main(["protoc", f"-I{include}", f"--descriptor_set_out={out}", str(OFFICIAL_V1_PROTO)])
+    assert status == 0
+    (file,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    return OfficialV1(file)
+
+
+def _layout(file: descriptor_pb2.FileDescriptorProto) -> object:
+    """What the wire depends on: services, methods, and every message's fields (nested too)."""
+
+    def fields(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> dict[str, object]:
+        layout: dict[str, object] = {}
+        for message in messages:
+            name = f"{prefix}{message.name}"
+            layout[name] = sorted(
+                (
+                    f.number,
+                    f.name,
+                    f.type,
+                    f.label,
+                    f.type_name,
+                    f.oneof_index if f.HasField("oneof_index") else -1,
+                )
+                for f in message.field
+            )
+            layout.update(fields(message.nested_type, f"{name}."))
+        return layout
+
+    services = {
+        service.name: sorted(
+            (m.name, m.input_type, m.output_type, m.client_streaming, m.server_streaming)
+            for m in service.method
+        )
+        for service in file.service
+    }
+    return services, fields(file.message_type, "")
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +207,44 @@ class TestReflection:
             for watch in watches:
                 watch.cancel()
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def test_the_official_v1_proto_speaks_to_it(self, server: ServerProcess, official_v1: OfficialV1) -> None:
+        """A client built from gRPC's own v1 reflection.proto (not the server's renamed copy).
+
+        Its service path and message layouts come from that file alone, as grpcurl's compiled-in
+        ones do: it lists the services and resolves a symbol to a parseable file.
+        """
+        with grpc.insecure_channel(server.target) as channel:
+            names = {
+                s.name for s in official_v1.ask(channel, list_services="").list_services_response.service
+            }
+            assert OUR_SERVICES | {"grpc.reflection.v1.ServerReflection"} <= names
+            answer = official_v1.ask(channel, file_containing_symbol="idverify.v1.AccountService")
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in answer.file_descriptor_response.file_descriptor_proto
+        ]
+        assert "AccountService" in {service.name for f in files for service in f.service}
+
+    def test_the_served_v1_file_has_the_official_layout(self, v1: V1Client, official_v1: OfficialV1) -> None:
+        """The v1 file the server describes itself with: the official one's package, service and fields."""
+        own = v1.ask(file_containing_symbol=V1_SERVICE_NAME).file_descriptor_response
+        (served,) = [
+            parsed
+            for raw in own.file_descriptor_proto
+            if (parsed := descriptor_pb2.FileDescriptorProto.FromString(raw)).name == V1_FILE_NAME
+        ]
+        assert served.package == official_v1.file.package
+        assert _layout(served) == _layout(official_v1.file)
+
+    def test_a_grpcio_reflection_client_resolves_every_service(self, server: ServerProcess) -> None:
+        """grpcio-reflection's own client (a descriptor database over reflection) finds each method."""
+        with grpc.insecure_channel(server.target) as channel:
+            pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            for name in OUR_SERVICES - {"grpc.health.v1.Health"}:
+                assert pool.FindServiceByName(name).methods, name
+            start = pool.FindMethodByName("idverify.v1.VerificationService.StartVerification")
+            assert start.input_type.fields_by_name["subject"].message_type.full_name == "idverify.v1.Subject"
 
     def test_v1alpha_still_answers(self, server: ServerProcess) -> None:
         """Older tools keep v1alpha: the same answers under the old package."""
