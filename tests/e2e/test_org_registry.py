@@ -350,6 +350,66 @@ class TestGateway:
         assert sent.fields["registered_address"] == org.address
 
 
+class TestReadme:
+    def test_the_worked_example_answers_as_written(
+        self, server: ServerProcess, registrar: Client, cloudauth: FakeAlibaba
+    ) -> None:
+        """README "Organizations": the example's subject, its three answers and their vendor codes."""
+        address = ADDRESS.format(n=next(_counter))  # not in the example's request: never sent
+        readme = Company("杭州示例网络科技有限公司", "91330106673959654P", "张三", person().number, address)
+        COMPANIES.append(readme)
+        cloudauth.organizations[readme.code] = Organization(
+            readme.name, readme.code, readme.rep_name, readme.rep_id, "1"
+        )
+
+        def start(account: str, rep_name: str) -> verification_pb2.Verification:
+            # The README's request, field for field (only the representative's name varies).
+            company = common_pb2.Subject(
+                kind=common_pb2.SUBJECT_KIND_ORGANIZATION,
+                name=readme.name,
+                document_type=common_pb2.DOCUMENT_TYPE_CN_USCC,
+                document_number=readme.code,
+                legal_representative_name=rep_name,
+            )
+            return registrar.verification.StartVerification(
+                verification_pb2.StartVerificationRequest(
+                    request_id=f"req-readme-{next(_counter)}",
+                    account_id=account,
+                    method_id="org_registry",
+                    subject=company,
+                    consents=["identity"],
+                    consent_text_versions=text_versions(["identity"]),
+                    client_ip="203.0.113.9",
+                )
+            ).verification
+
+        done = start("shop-1", "张三")
+        misspelt = start("shop-2", "张四")
+        cloudauth.organizations[readme.code] = Organization(
+            readme.name, readme.code, readme.rep_name, readme.rep_id, "3"
+        )
+        deregistered = start("shop-3", "张三")
+        answers = [(v.status, v.reason_code) for v in (done, misspelt, deregistered)]
+        assert answers == [
+            (VERIFIED, ""),
+            (REJECTED, "LEGAL_REP_NAME_MISMATCH"),
+            (REJECTED, "ORG_NOT_ACTIVE"),
+        ]
+        with server.client("auditor") as auditor:
+            steps = {
+                found.event.verification_id: found.event.attributes.get("vendor_code", "")
+                for found in auditor.audit.QueryEvents(
+                    audit_pb2.QueryEventsRequest(event_types=["verification.step"], limit=1000)
+                )
+                if found.event.steps and found.event.steps[0].verifier == "org_registry"
+            }
+        assert [steps[v.verification_id] for v in (done, misspelt, deregistered)] == [
+            "1/1",
+            "2/LegalPersonNameFlag",
+            "1/3",
+        ]
+
+
 class TestPrivacy:
     def test_nothing_of_the_organizations_is_kept_in_the_clear(
         self, server: ServerProcess, registrar: Client, cloudauth: FakeAlibaba
