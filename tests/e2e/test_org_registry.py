@@ -306,6 +306,42 @@ class TestClaims:
         assert established  # the registry's verifications of this module did establish theirs
 
 
+class TestTwoElements:
+    def test_ent_2meta_asks_for_name_and_code_only(
+        self, tmp_path_factory: pytest.TempPathFactory, cloudauth: FakeAlibaba
+    ) -> None:
+        """With ENT_2META no representative is required or sent; the name is still compared."""
+        config = CONFIG.replace("{url}", cloudauth.url).replace(
+            'vendor = "alibaba"\n', 'vendor = "alibaba"\nmode = "ENT_2META"\n'
+        )
+        env = {"E2E_ALI_ID": cloudauth.key_id, "E2E_ALI_KEY": cloudauth.secret}
+        org = company(cloudauth)
+        with (
+            ServerProcess(tmp_path_factory.mktemp("org2meta"), config=config, env=env) as running,
+            running.client("registrar") as registrar,
+        ):
+            listed = registrar.verification.ListMethods(
+                verification_pb2.ListMethodsRequest(subject_kind=common_pb2.SUBJECT_KIND_ORGANIZATION)
+            ).methods
+            required = next(m.required_fields for m in listed if m.id == "org_registry")
+            calls = len(cloudauth.requests)
+            bare = {
+                "legal_representative_name": "",
+                "legal_representative_document_type": common_pb2.DOCUMENT_TYPE_UNSPECIFIED,
+                "legal_representative_document_number": "",
+                "registered_address": "",
+            }
+            done = start_org(registrar, org, "two-ok", **bare)
+            sent = cloudauth.requests[calls]
+            wrong = start_org(registrar, org, "two-name", name="杭州冒名二要素科技有限公司", **bare)
+        assert "legal_representative_name" not in required
+        assert done.status == VERIFIED, done
+        assert sent.fields["InfoVerifyType"] == "ENT_2META"
+        assert "LegalPersonName" not in sent.fields
+        assert "LegalPersonCertNo" not in sent.fields
+        assert (wrong.status, wrong.reason_code) == (REJECTED, "ORG_NAME_MISMATCH")
+
+
 GATEWAY_CONFIG = """
 [vendors.idgw]
 kind = "http"
