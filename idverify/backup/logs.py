@@ -23,9 +23,9 @@ from idverify.audit.checkpoint import (
 from idverify.audit.log_store import AuditStore, StoredHead
 from idverify.audit.merkle import CompactRange, leaf_hash
 from idverify.backup.manifest import LogSummary
-from idverify.flows.keys import scan_pages
 from idverify.store.connection import RedisClient
 from idverify.store.keys import PREFIX
+from idverify.store.scan import scan_pages
 
 __all__ = ["CheckedLog", "LogProblem", "audit_tenants", "check_log", "replay"]
 

@@ -41,10 +41,10 @@ from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailable
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.keys import scan_pages
 from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category, ReadKeys, hour_of
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, TenantKeys
+from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 
 __all__ = [

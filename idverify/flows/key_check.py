@@ -26,10 +26,10 @@ from idverify.audit.checkpoint import key_id_for
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.config import Settings
 from idverify.domain.errors import ConfigError, StoreUnavailable
-from idverify.flows.keys import scan_pages
 from idverify.privacy.keyring import Keyring, ensure_keyring_file, load_keyring
 from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys
+from idverify.store.scan import scan_pages
 
 __all__ = [
     "KEYRING_ENV",

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from redis.asyncio.cluster import RedisCluster
-
 from idverify import telemetry
 from idverify.config import Settings
 from idverify.domain.documents import Document
@@ -46,6 +44,7 @@ from idverify.privacy.sealing import (
 )
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
+from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 from idverify.webhooks.subscriptions import WEBHOOK_SECRET
 
@@ -504,35 +503,6 @@ class KeyUsage:
         )
 
 
-async def scan_pages(
-    redis: RedisClient, pattern: str, *, cursor: int = 0, count: int = 500
-) -> AsyncIterator[tuple[int, list[bytes]]]:
-    """Pages of the keys matching ``pattern``, each with the cursor that follows it (0 at the end).
-
-    On Redis Cluster the pages come from every primary and the cursor is always 0: the scan
-    cannot be resumed there, but repeating it is safe, because records already moved are skipped.
-
-    Raises:
-        StoreUnavailable: Redis is down.
-    """
-    if isinstance(redis, RedisCluster):
-        page: list[bytes] = []
-        async with translate_errors():
-            async for key in redis.scan_iter(match=pattern, count=count):
-                page.append(key)
-                if len(page) >= count:
-                    yield 0, page
-                    page = []
-        yield 0, page
-        return
-    while True:
-        async with translate_errors():
-            cursor, keys = await redis.scan(cursor, match=pattern, count=count)
-        yield int(cursor), [key if isinstance(key, bytes) else key.encode() for key in keys]
-        if int(cursor) == 0:
-            return
-
-
 async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
     """Per tenant, how many records each wrapping-key and pepper version still protects.
 
@@ -945,6 +915,5 @@ __all__ = [
     "count_key_usage",
     "keyring_path",
     "running_servers",
-    "scan_pages",
     "split_key",
 ]

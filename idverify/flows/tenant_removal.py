@@ -41,9 +41,9 @@ from idverify.audit.integrator import BATCH
 from idverify.audit.log_store import AuditStore
 from idverify.domain.errors import FailedPrecondition, NotFound
 from idverify.flows.audit import AuditFlow, origin_of
-from idverify.flows.keys import scan_pages
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
+from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 from idverify.store.topology import is_cluster
 

@@ -26,7 +26,6 @@ NOT_YET_MOVED = frozenset(
         "idverify/backup/snapshot.py",
         "idverify/flows/incident.py",
         "idverify/flows/key_check.py",
-        "idverify/flows/keys.py",
         "idverify/security/code_sends.py",
         "idverify/server.py",
     }
