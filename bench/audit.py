@@ -40,12 +40,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
-from idverify.audit.synthetic import SyntheticAppender
 from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
 from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticAppender
 from idverify.testing import RedisProcess, free_port, redis_server_binary
 
 TENANT = "bench"

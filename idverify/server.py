@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry.sdk.trace.export import SpanExporter
-from redis.exceptions import RedisError
 
 from idverify import priority, telemetry
 from idverify.audit.published_heads import HeadsFileError
@@ -70,7 +69,13 @@ from idverify.services.location_wire import encode_location
 from idverify.services.reflection import enable_reflection
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
-from idverify.store.connection import RedisClient, cannot_persist, close_client, connect
+from idverify.store.connection import (
+    RedisClient,
+    cannot_persist,
+    close_client,
+    connect,
+    failures_as_unavailable,
+)
 from idverify.store.embedded import RedisProcess
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
@@ -329,8 +334,9 @@ async def start(
     )
     audit = await _audit_flow(settings, redis, scripts, keyring)
     try:
-        token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
-    except (RedisError, OSError, StoreUnavailable):
+        async with failures_as_unavailable():
+            token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
+    except (OSError, StoreUnavailable):
         # An external Redis may come up after us: the health watcher retries the bootstrap.
         log.warning("redis not reachable at start-up; bootstrap token not checked yet")
         token = None

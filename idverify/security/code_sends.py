@@ -18,10 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis import exceptions as redis_errors
-
 from idverify import telemetry
 from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.store.connection import refusals_as
 from idverify.store.keys import PhoneKeys, TenantKeys
 from idverify.store.scripts import ChainStep, Scripts
 
@@ -232,12 +231,10 @@ def _limited(window: str, reason: str, ttl_ms: int) -> RateLimited:
 @asynccontextmanager
 async def counted_or_unavailable() -> AsyncIterator[None]:
     """A count Redis refused (out of memory, a damaged key) is a count not made: fail closed."""
-    try:
+    async with refusals_as(
+        lambda: StoreUnavailable("the code could not be counted; nothing was sent", reason="NOT_COUNTED")
+    ):
         yield
-    except redis_errors.ResponseError as exc:
-        raise StoreUnavailable(
-            "the code could not be counted; nothing was sent", reason="NOT_COUNTED"
-        ) from exc
 
 
 __all__ = ["CodeSendCounter", "SendLimits", "SendPseudonyms", "counted_or_unavailable"]

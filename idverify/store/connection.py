@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from redis import exceptions as redis_errors
 
 from idverify import telemetry
-from idverify.domain.errors import StoreCannotPersist, StoreFull, StoreUnavailable
+from idverify.domain.errors import IdverifyError, StoreCannotPersist, StoreFull, StoreUnavailable
 from idverify.store.topology import (
     COMMAND_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -56,6 +56,8 @@ __all__ = [
     "cannot_persist",
     "close_client",
     "connect",
+    "failures_as_unavailable",
+    "refusals_as",
     "translate_errors",
 ]
 
@@ -170,3 +172,36 @@ async def translate_errors() -> AsyncIterator[None]:
         if cannot_persist(exc):
             raise _store_cannot_persist() from exc
         raise
+
+
+@asynccontextmanager
+async def refusals_as(error: Callable[[], IdverifyError]) -> AsyncIterator[None]:
+    """Turns a command or script Redis refused with an error reply into ``error()``.
+
+    :func:`translate_errors` leaves such replies alone (they are not outages); a step that must
+    fail closed on them (a count not made) names its own error here, so it needs no redis types.
+
+    Raises:
+        IdverifyError: ``error()``, from the refusal.
+    """
+    try:
+        yield
+    except redis_errors.ResponseError as exc:
+        raise error() from exc
+
+
+@asynccontextmanager
+async def failures_as_unavailable() -> AsyncIterator[None]:
+    """Any Redis error left untranslated (an outage or a refused command) as StoreUnavailable.
+
+    For a best-effort step that is retried later whatever went wrong in Redis (the bootstrap
+    token at start-up): its caller handles StoreUnavailable alone and needs no redis types.
+    Errors already translated, and an OSError from outside Redis, pass through unchanged.
+
+    Raises:
+        StoreUnavailable: for any Redis error.
+    """
+    try:
+        yield
+    except redis_errors.RedisError as exc:
+        raise StoreUnavailable(f"redis failed: {type(exc).__name__}") from exc

@@ -14,13 +14,13 @@ from idverify.audit.checkpoint import TreeHeadSigner, checkpoint_bytes, verify_s
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
-from idverify.audit.synthetic import SyntheticAppender
 from idverify.domain.errors import ConfigError, InvalidArgument, NotFound, OutOfRange, PermissionDenied
 from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, Role
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticAppender
 
 _tenants = itertools.count()
 KEYRING = Keyring.generate()

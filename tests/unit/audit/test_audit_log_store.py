@@ -17,12 +17,12 @@ from idverify.audit.events import parse_entry
 from idverify.audit.integrator import LogCorrupted, TreeIntegrator
 from idverify.audit.log_store import AuditStore, TreeState, decode_postings
 from idverify.audit.query import EventFilter, run_query
-from idverify.audit.synthetic import SyntheticAppender
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticAppender
 
 _tenants = itertools.count()
 REQUEST = {

@@ -2,7 +2,8 @@
 
 The service never appends an entry without a state change; these helpers do, to fill a log
 quickly (a million entries for ``bench/audit.py``) with exactly the bytes and indexes the
-production scripts write, because they run the same Lua function.
+production scripts write, because they run the same Lua function. It registers its own script,
+so it lives with the store's other scripts rather than with the audit log's readers.
 """
 
 from __future__ import annotations
