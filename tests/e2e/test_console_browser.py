@@ -243,6 +243,30 @@ class TestConsoleInBrowser:
         assert all(str(link).endswith(".csv") for link in links)
         snapshot(driver, "charts")
 
+    def test_every_chart_label_is_inside_its_picture(self, server: ServerProcess, driver: WebDriver) -> None:
+        """No axis label (a day, a reason code) is cut off by the edge of its chart."""
+        driver.get(f"{server.console_url}/#charts")
+        wait_for(driver, "charts-status", "counted from the log's indexes")
+        cut = driver.execute_script(
+            """
+            const cut = [];
+            for (const plot of document.querySelectorAll("#charts svg")) {
+              const box = plot.getBoundingClientRect();
+              for (const text of plot.querySelectorAll("text")) {
+                const r = text.getBoundingClientRect();
+                const outside = r.left < box.left - 1 || r.right > box.right + 1;
+                if (outside || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+                  cut.push(`${plot.getAttribute("aria-label")}: ${text.textContent}`);
+              }
+            }
+            return cut;
+            """
+        )
+        labels = driver.find_elements(By.CSS_SELECTOR, "#charts svg text")
+        assert len(labels) > 20
+        assert "OTP_MISMATCH" in {label.text for label in labels}
+        assert cut == []
+
     def test_no_request_leaves_the_origin(self, server: ServerProcess, driver: WebDriver) -> None:
         """Every resource the page loaded came from the console's own origin."""
         urls = driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")

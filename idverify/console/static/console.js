@@ -201,15 +201,17 @@ function barChart(chart, name) {
     legend.append(el("span", { "data-series": s.label }, el("i", { class: `c${i % 6}` }), `${s.label} (${total})`));
   });
   box.append(legend);
-  const width = 500; const height = 180; const left = 34; const bottom = 40;
+  // Margins leave room for the slanted axis labels (14 characters at most) below the plot and
+  // past its right end, so that no label is cut off by the picture's edge.
+  const width = 500; const height = 210; const left = 34; const right = 72; const bottom = 70;
   const n = Math.max(chart.labels.length, 1);
   const totals = chart.labels.map((_, i) => chart.series.reduce((a, s) => a + s.counts[i], 0));
   const max = Math.max(1, ...totals);
   const plot = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": chart.title });
-  const step = (width - left) / n;
+  const step = (width - left - right) / n;
   for (const tick of [0, max]) {
     const y = height - bottom - (tick / max) * (height - bottom - 10);
-    plot.append(svg("line", { x1: left, x2: width, y1: y, y2: y, stroke: "#d9dee7" }));
+    plot.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, stroke: "#d9dee7" }));
     const t = svg("text", { x: 2, y: y + 3 }); t.textContent = String(tick); plot.append(t);
   }
   chart.labels.forEach((label, i) => {
@@ -224,7 +226,8 @@ function barChart(chart, name) {
       y -= h;
     });
     if (n <= 12 || i % Math.ceil(n / 8) === 0) {
-      const t = svg("text", { x: left + i * step, y: height - bottom + 12, transform: `rotate(30 ${left + i * step} ${height - bottom + 12})` });
+      const x = left + i * step + step / 2; // under the middle of its bar
+      const t = svg("text", { x, y: height - bottom + 12, transform: `rotate(30 ${x} ${height - bottom + 12})` });
       t.textContent = label.length > 14 ? `${label.slice(0, 13)}…` : label;
       plot.append(t);
     }
