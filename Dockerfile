@@ -42,7 +42,9 @@ ENV PATH=/opt/idverify/bin:$PATH \
     IDVERIFY_DATA_DIR=/var/lib/idverify
 WORKDIR /var/lib/idverify
 USER 10001:10001
-EXPOSE 50051
+# gRPC, and the auditor's console's default port (off until console.enabled is on; HTTPS only in
+# production). Vendor callbacks and metrics listen only on ports their settings name.
+EXPOSE 50051 50052
 # The writable paths: the data directory (bootstrap token, IP range tables) and /tmp. With
 # `docker run --read-only` these stay writable; the chart mounts emptyDirs there.
 VOLUME ["/var/lib/idverify", "/tmp"]

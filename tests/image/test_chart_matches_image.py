@@ -69,10 +69,17 @@ class TestTheChartRunsTheImage:
     def test_on_the_exposed_port(self, helm: Helm, image: Image, values: str) -> None:
         docs = helm.template([values])
         main = _container(docs)
-        grpc_port = next(port for port in main["ports"] if port["name"] == "grpc")
-        assert {grpc_port["containerPort"]} == image.exposed_ports
+        ports = {port["name"]: port["containerPort"] for port in main["ports"]}
         listen = _config(docs)["listen"]
-        assert int(listen.rpartition(":")[2]) in image.exposed_ports
+        assert (
+            ports["grpc"]
+            == int(listen.rpartition(":")[2])
+            == int(image.env["IDVERIFY_LISTEN"].rpartition(":")[2])
+        )
+        assert ports["grpc"] in image.exposed_ports
+        # The console, where the values switch it on, on the port the image exposes for it.
+        if "console" in ports:
+            assert ports["console"] in image.exposed_ports - {ports["grpc"]}
         # Every interface of the pod: the Service and the kubelet's probes come from outside it.
         all_interfaces = "0.0.0.0"  # noqa: S104
         assert listen.rpartition(":")[0] == image.env["IDVERIFY_LISTEN"].rpartition(":")[0] == all_interfaces
@@ -85,7 +92,7 @@ class TestTheChartRunsTheImage:
         for name in ("startupProbe", "readinessProbe"):
             probe = main[name]
             if "grpc" in probe:
-                assert {probe["grpc"]["port"]} == image.exposed_ports
+                assert probe["grpc"]["port"] == int(image.env["IDVERIFY_LISTEN"].rpartition(":")[2])
                 assert probe["grpc"]["service"] == ""
             else:
                 command = probe["exec"]["command"]

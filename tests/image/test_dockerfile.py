@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from idverify.config import CONSOLE_PORT
+
 from .image import DOCKERFILE, DOCKERIGNORE, ROOT, load_image
 
 # Packages that would put a compiler or a toolchain into an image.
@@ -123,10 +125,20 @@ def test_the_health_check_is_idverify_health_on_the_exposed_port() -> None:
     server = command[command.index("--server") + 1]
     host, _, port = server.rpartition(":")
     assert host == "127.0.0.1"
-    assert {int(port)} == image.exposed_ports
     listen_port = int(image.env["IDVERIFY_LISTEN"].rpartition(":")[2])
     assert listen_port == int(port)
+    assert listen_port in image.exposed_ports
     assert set(options) == {"interval", "timeout", "start-period", "retries"}
+
+
+def test_it_exposes_grpc_and_the_consoles_default_port() -> None:
+    """The ports the server listens on by default in the image: gRPC, and the console once enabled.
+
+    The console's port is the one the server picks when console.listen is empty (the gRPC host).
+    """
+    image = load_image()
+    listen_port = int(image.env["IDVERIFY_LISTEN"].rpartition(":")[2])
+    assert image.exposed_ports == {listen_port, CONSOLE_PORT}
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
