@@ -52,3 +52,22 @@ def test_links_stay_in_the_repository_and_resolve(doc: Path) -> None:
     ]
     assert broken == [], "links to files a clone does not have"
     assert "../shared" not in text
+
+
+def test_clients_commands_without_a_token_ask_only_what_the_bootstrap_token_may() -> None:
+    """``idverify clients create`` with no --token sends the bootstrap token (or breaks glass).
+
+    The bootstrap token may create operators and admins only, so a README command that asks it
+    for an auditor or registrar fails for the new user who types it (PERMISSION_DENIED).
+    """
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    # Commands in code blocks and in inline code, a command broken over two lines joined.
+    commands = re.findall(r"idverify clients\b[^`\n#]*(?:\n[^`\n#]*)?", text)
+    creates = [" ".join(c.split()) for c in commands if " create" in c]
+    assert len(creates) >= 4
+    for command in creates:
+        if "--token" in command or "--break-glass" in command:
+            continue
+        role = re.search(r"--role (\w+)", command)
+        assert role is not None, command
+        assert role.group(1) in {"operator", "admin"}, command
