@@ -8,6 +8,10 @@ signing key is not the recorded one. A keyring or signing key is generated in th
 directory only when the store holds no data: a store "holds data" when it has a key-check
 record, the bootstrap marker or the client index, or when a bounded SCAN finds a tenant's key
 (a store written by a build that kept no key-check values).
+
+The guard reads and writes those records through :class:`KeyCheckStore`, the port declared here;
+``store.key_checks.RedisKeyChecks`` implements it over Redis. Each function takes the port or,
+for the callers that hold only a client, a Redis client it wraps.
 """
 
 from __future__ import annotations
@@ -19,21 +23,19 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-from redis.typing import EncodableT, FieldT
+from typing import Protocol, runtime_checkable
 
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.config import Settings
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.privacy.keyring import Keyring, ensure_keyring_file, load_keyring
-from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
-from idverify.store.keys import PREFIX, GlobalKeys
-from idverify.store.scan import scan_pages
+from idverify.store.connection import RedisClient, close_client, connect
+from idverify.store.key_checks import RedisKeyChecks
 
 __all__ = [
     "KEYRING_ENV",
-    "SCAN_PAGES",
+    "KeyCheckStore",
     "check_keys_before_workers",
     "check_signing_key",
     "forget_key_version",
@@ -46,24 +48,66 @@ __all__ = [
 ]
 
 KEYRING_ENV = "IDVERIFY_KEYRING"
-SCAN_COUNT = 1000
-SCAN_PAGES = 100
-"""At most this many SCAN pages (of ``SCAN_COUNT``) look for a tenant's key in a store without a
-key-check record: enough for any store an older build wrote, bounded for a Redis shared with
-other applications."""
 
 _LABEL = b"idverify key check v1"
 _CHECK_TENANT = "_keycheck"
 _CHECK_PURPOSE = "keycheck"
 _PSEUDONYM_FIELD = "pseudonym"
-_TENANT_KEYS = f"{PREFIX}:{{t:*"
-_AUDIT_LOGS = f"{PREFIX}:{{t:*}}:audit:log"
 _RESTORE = (
     "restore the keyring that wrote the data (the file from a backup, or the same "
     f"{KEYRING_ENV} or keyring_file); nothing was changed"
 )
 
 log = logging.getLogger("idverify.keys")
+
+
+@runtime_checkable
+class KeyCheckStore(Protocol):
+    """The records the guard keeps: key-check values, the signing key's id, signs of data.
+
+    Every method may raise StoreUnavailable when the store cannot be reached.
+    """
+
+    async def holds_markers(self) -> bool:
+        """Whether a key-check record, the bootstrap marker or the client index exists."""
+        ...
+
+    async def any_tenant_key(self) -> bool:
+        """Whether a bounded search finds any tenant's key."""
+        ...
+
+    async def any_audit_log(self) -> bool:
+        """Whether a bounded search finds any tenant's audit log."""
+        ...
+
+    async def recorded_values(self) -> dict[str, str]:
+        """The key-check fields recorded so far (``p:<v>``, ``w:<v>``, ``pseudonym``)."""
+        ...
+
+    async def add_values(self, values: Mapping[str, str]) -> None:
+        """Records key-check fields."""
+        ...
+
+    async def forget_version(self, version: str) -> None:
+        """Removes a version's ``p:`` and ``w:`` fields."""
+        ...
+
+    async def signing_key(self) -> str | None:
+        """The id of the recorded signing key, if any."""
+        ...
+
+    async def record_first_signing_key(self, key_id: str) -> None:
+        """Records ``key_id`` unless a signing key is recorded already."""
+        ...
+
+    async def replace_signing_key(self, key_id: str) -> str | None:
+        """Records ``key_id``; returns the id it replaces."""
+        ...
+
+
+def _port(store: KeyCheckStore | RedisClient) -> KeyCheckStore:
+    """The port itself, or the Redis implementation over a client."""
+    return store if isinstance(store, KeyCheckStore) else RedisKeyChecks(store)
 
 
 def key_check_values(keyring: Keyring) -> dict[str, str]:
@@ -84,32 +128,14 @@ def key_check_values(keyring: Keyring) -> dict[str, str]:
     return values
 
 
-async def store_holds_data(redis: RedisClient) -> bool:
+async def store_holds_data(store: KeyCheckStore | RedisClient) -> bool:
     """Whether the store has idverify data (see the module docstring).
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    async with translate_errors():
-        if await redis.exists(GlobalKeys.keycheck(), GlobalKeys.bootstrap(), GlobalKeys.client_tenants()):
-            return True
-    return await _any_key(redis, _TENANT_KEYS)
-
-
-async def _any_key(redis: RedisClient, pattern: str) -> bool:
-    """Whether a bounded SCAN finds a key matching ``pattern``.
-
-    Raises:
-        StoreUnavailable: Redis is down.
-    """
-    pages = 0
-    async for _, page in scan_pages(redis, pattern, count=SCAN_COUNT):
-        if page:
-            return True
-        pages += 1
-        if pages >= SCAN_PAGES:
-            break
-    return False
+    checks = _port(store)
+    return await checks.holds_markers() or await checks.any_tenant_key()
 
 
 def _keyring_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Keyring | None, Path | None]:
@@ -127,7 +153,7 @@ def _keyring_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Ke
 
 
 async def open_keyring(
-    settings: Settings, redis: RedisClient, environ: Mapping[str, str] | None = None
+    settings: Settings, store: KeyCheckStore | RedisClient, environ: Mapping[str, str] | None = None
 ) -> Keyring:
     """The keyring from ``IDVERIFY_KEYRING``, ``keyring_file`` or ``<data_dir>/keyring.json``, checked.
 
@@ -138,19 +164,20 @@ async def open_keyring(
     Raises:
         ConfigError: the keyring cannot be read, is missing over data, or cannot open the data.
     """
+    checks = _port(store)
     env = os.environ if environ is None else environ
     source, keyring, default_path = _keyring_source(settings, env)
     try:
         if keyring is None:
             assert default_path is not None  # noqa: S101 - set whenever no keyring was configured
-            if not default_path.exists() and await store_holds_data(redis):
+            if not default_path.exists() and await store_holds_data(checks):
                 raise ConfigError(
                     f"keyring file {default_path} is missing, but Redis holds data written under a "
                     f"keyring; a new one would make all of it unreadable: {_RESTORE}, or set "
                     f"{KEYRING_ENV} or keyring_file to it"
                 )
             keyring = ensure_keyring_file(default_path)
-        await record_key_versions(redis, keyring, source)
+        await record_key_versions(checks, keyring, source)
     except StoreUnavailable:
         if keyring is None:
             msg = f"Redis cannot be reached to check that it holds no data before generating {source}"
@@ -159,17 +186,16 @@ async def open_keyring(
     return keyring
 
 
-async def record_key_versions(redis: RedisClient, keyring: Keyring, source: str) -> None:
+async def record_key_versions(store: KeyCheckStore | RedisClient, keyring: Keyring, source: str) -> None:
     """Checks ``keyring`` against the recorded key-check values, then records its new versions.
 
     Raises:
         ConfigError: a recorded version is missing from ``keyring`` or has another secret there.
         StoreUnavailable: Redis is down.
     """
+    checks = _port(store)
     expected = key_check_values(keyring)
-    async with translate_errors():
-        raw = await redis.hgetall(GlobalKeys.keycheck())
-    recorded = {as_text(field): as_text(value) for field, value in raw.items()}
+    recorded = await checks.recorded_values()
     missing = sorted(field for field in recorded if field not in expected)
     other = sorted(
         field
@@ -182,22 +208,18 @@ async def record_key_versions(redis: RedisClient, keyring: Keyring, source: str)
         raise ConfigError(
             f"{source} cannot open the data in Redis: key versions {', '.join(named)}; {_RESTORE}"
         )
-    new: dict[FieldT, EncodableT] = {
-        field: value for field, value in expected.items() if field not in recorded
-    }
+    new = {field: value for field, value in expected.items() if field not in recorded}
     if new:
-        async with translate_errors():
-            await redis.hset(GlobalKeys.keycheck(), mapping=new)
+        await checks.add_values(new)
 
 
-async def forget_key_version(redis: RedisClient, version: str) -> None:
+async def forget_key_version(store: KeyCheckStore | RedisClient, version: str) -> None:
     """Removes a retired version's key-check value (before the keyring file loses the version).
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    async with translate_errors():
-        await redis.hdel(GlobalKeys.keycheck(), f"p:{version}", f"w:{version}")
+    await _port(store).forget_version(version)
 
 
 def _signing_key_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Path | None]:
@@ -210,7 +232,7 @@ def _signing_key_source(settings: Settings, env: Mapping[str, str]) -> tuple[str
 
 
 async def check_signing_key(
-    settings: Settings, redis: RedisClient, environ: Mapping[str, str] | None = None
+    settings: Settings, store: KeyCheckStore | RedisClient, environ: Mapping[str, str] | None = None
 ) -> None:
     """Refuses a signing key other than the one that signed the log; records the first one.
 
@@ -218,17 +240,16 @@ async def check_signing_key(
         ConfigError: the generated key is missing while a log exists, or the configured key is
             not the recorded one; a new key is an explicit ``idverify audit rotate-key``.
     """
+    checks = _port(store)
     env = os.environ if environ is None else environ
     source, default_path = _signing_key_source(settings, env)
     rotate = "or make the new key the log's explicitly with `idverify audit rotate-key`"
     try:
-        async with translate_errors():
-            stored = await redis.get(GlobalKeys.audit_key())
-        recorded = as_text(stored) if stored is not None else None
+        recorded = await checks.signing_key()
         if (
             default_path is not None
             and not default_path.exists()
-            and (recorded is not None or await _any_key(redis, _AUDIT_LOGS))
+            and (recorded is not None or await checks.any_audit_log())
         ):
             raise ConfigError(
                 f"audit signing key {default_path} is missing, but the audit log in Redis is signed "
@@ -239,8 +260,7 @@ async def check_signing_key(
             load_signing_key(settings.data_dir, settings.audit_signing_key_file, env).public_key()
         )
         if recorded is None:
-            async with translate_errors():
-                await redis.set(GlobalKeys.audit_key(), key_id, nx=True)
+            await checks.record_first_signing_key(key_id)
         elif recorded != key_id:
             raise ConfigError(
                 f"{source} is key {key_id}, but the audit log in Redis is signed by key {recorded}: "
@@ -250,27 +270,22 @@ async def check_signing_key(
         log.warning("redis not reachable at start-up; the audit signing key is checked at the next start")
 
 
-async def recorded_signing_key(redis: RedisClient) -> str | None:
+async def recorded_signing_key(store: KeyCheckStore | RedisClient) -> str | None:
     """The id of the key recorded as the log's signing key, if one is.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    async with translate_errors():
-        stored = await redis.get(GlobalKeys.audit_key())
-    return as_text(stored) if stored is not None else None
+    return await _port(store).signing_key()
 
 
-async def record_signing_key(redis: RedisClient, key_id: str) -> str | None:
+async def record_signing_key(store: KeyCheckStore | RedisClient, key_id: str) -> str | None:
     """Makes ``key_id`` the log's recorded signing key; returns the one it replaces.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    async with translate_errors():
-        previous = await redis.set(GlobalKeys.audit_key(), key_id, get=True)
-    # SET with GET answers the old value (None when there was none), never a bare OK.
-    return as_text(previous) if isinstance(previous, bytes | str) else None
+    return await _port(store).replace_signing_key(key_id)
 
 
 def check_keys_before_workers(settings: Settings, url: str) -> None:
@@ -285,8 +300,9 @@ def check_keys_before_workers(settings: Settings, url: str) -> None:
     async def check() -> None:
         redis = connect(url, pool_size=1)
         try:
-            await open_keyring(settings, redis)
-            await check_signing_key(settings, redis)
+            checks = RedisKeyChecks(redis)
+            await open_keyring(settings, checks)
+            await check_signing_key(settings, checks)
         finally:
             await close_client(redis)
 
