@@ -268,7 +268,11 @@ class VerificationFlow:
             # that verification). The release also turns away this attempt's own steps still on
             # their way (release_request.lua). One lost as well leaves the id to the reservation's TTL.
             if admission.may_hold:
-                release = [request_key, keys.verification(verification_id)]
+                release = [
+                    request_key,
+                    keys.verification(verification_id),
+                    keys.request_released(verification_id),
+                ]
                 with contextlib.suppress(StoreUnavailable):
                     await d.scripts.run("release_request", release, [verification_id, RESERVATION_MS])
             raise
@@ -328,7 +332,10 @@ class VerificationFlow:
             info=info,
             identity_ps=d.keyring.pseudonym(tenant, "rl-identity", name_tag),
             reserve=ChainStep(
-                "reserve_request", [request_key], [verification_id, RESERVATION_MS], proceed_on=("OK",)
+                "reserve_request",
+                [request_key, keys.request_released(verification_id)],
+                [verification_id, RESERVATION_MS],
+                proceed_on=("OK",),
             ),
             # Every counter that refuses a start counts per (document, name) pair, so that a
             # squatter's failures under a false name never refuse the owner who presents the true one.
@@ -347,7 +354,7 @@ class VerificationFlow:
             pipe.get(request_key)
             self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
             holder, consent_raw, cancelled = await pipe.execute()
-        if _live_holder(holder) is not None:
+        if _holder(holder) is not None:
             return bytes(holder)
         with self._offering_fallbacks(tenant, method, purposes, kind):
             admission.consent = await self._consent_step(admission, consent_read(consent_raw, cancelled))
@@ -589,6 +596,7 @@ class VerificationFlow:
                     keys.account(account_ps),
                     keys.identity(record["identity"]),
                     keys.identity_accounts(record["identity"]),
+                    keys.request_released(verification_id),
                 ],
                 [
                     verification_id,
@@ -879,7 +887,7 @@ class VerificationFlow:
         d = self._d
         request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
         async with translate_errors():
-            current = _live_holder(await d.redis.get(request_key))
+            current = _holder(await d.redis.get(request_key))
         if current is None:
             return None
         return await self._verification_for_request(tenant, current, request_key)
@@ -1414,12 +1422,11 @@ def _version_of(sealed_text: str) -> str:
         return ""
 
 
-def _live_holder(holder: bytes | str | None) -> bytes | None:
-    """The verification id a request id holds; None when free or released (release_request.lua)."""
+def _holder(holder: bytes | str | None) -> bytes | None:
+    """The verification id a request id holds; None when free (a released one is: release_request.lua)."""
     if holder is None:
         return None
-    held = holder.encode() if isinstance(holder, str) else holder
-    return None if held.startswith(b"x:") else held
+    return holder.encode() if isinstance(holder, str) else holder
 
 
 def _check_client_ip(value: str) -> None:

@@ -12,6 +12,7 @@ personal data or raw account ids.
 |---|---|---|
 | ``iv1:{t:T}:vf:<verification id>`` | hash | a verification session (TTL) |
 | ``iv1:{t:T}:req:<request pseudonym>`` | string | idempotency: request id -> verification id (TTL) |
+| ``iv1:{t:T}:released:<verification id>`` | string | a start attempt that released its request id (TTL) |
 | ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding and derived facts |
 | ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding) |
 | ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity |
@@ -113,6 +114,10 @@ class TenantKeys:
     def request(self, request_pseudonym: str) -> str:
         """Idempotency record of a caller's request id."""
         return f"{self._base}:req:{request_pseudonym}"
+
+    def request_released(self, verification_id: str) -> str:
+        """The mark of a start attempt that gave up and released its request id (release_request.lua)."""
+        return f"{self._base}:released:{verification_id}"
 
     def account(self, account_pseudonym: str) -> str:
         """An account's binding."""

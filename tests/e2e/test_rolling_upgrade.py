@@ -8,8 +8,10 @@ and the one audit log both appended to verifies from either's heads.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,7 +25,9 @@ from idverify.audit import merkle
 from idverify.client import Client
 from idverify.flows.schema_version import SCHEMA_VERSION
 from idverify.privacy.keyring import load_keyring
-from idverify.store.keys import GlobalKeys
+from idverify.store.connection import close_client, connect
+from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.scripts import ChainStep, Scripts
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, audit_pb2, verification_pb2
 
@@ -72,6 +76,21 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             old._tokens = dict(new._tokens)
             with old:
                 yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port), store.url)
+
+
+async def reserve_and_release(url: str, keys: TenantKeys, request: str, verification_id: str) -> None:
+    """What a start of this release whose caller gave up leaves: reserved, then released."""
+    client = connect(url, pool_size=1)
+    scripts = Scripts(client)
+    try:
+        marker = keys.request_released(verification_id)
+        reserve = ChainStep("reserve_request", [request, marker], [verification_id, 30_000])
+        assert await scripts.run_chain([reserve]) == [[b"OK"]]
+        release = [request, keys.verification(verification_id), marker]
+        assert await scripts.run("release_request", release, [verification_id, 30_000]) == 1
+    finally:
+        await scripts.aclose()
+        await close_client(client)
 
 
 def bind(server: ServerProcess, identity: Identity, account: str) -> None:
@@ -152,6 +171,31 @@ class TestRollingUpgrade:
             assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
             assert get_account(platform, account).verified
             assert check(registrar, account, dave.subject())
+
+    def test_a_retry_reaching_the_old_release_after_the_new_one_gave_up_starts_there(
+        self, pair: Pair
+    ) -> None:
+        """A 0.2.0 attempt that gave up leaves the request id free, as 0.1.0 reads it: not BAD_ID.
+
+        The reservation and release are this release's own scripts, as an attempt whose caller
+        gave up runs them; 0.1.0 then gets the caller's retry with the same request id.
+        """
+        keyring = load_keyring(path=pair.new.data_dir / "keyring.json")
+        keys = TenantKeys("default")
+        request_id = f"rolling-released-{secrets.token_hex(4)}"
+        request = keys.request(keyring.pseudonym("default", "request", request_id))
+        gave_up = secrets.token_hex(16)
+        asyncio.run(reserve_and_release(pair.url, keys, request, gave_up))
+        assert pair.store.exists(keys.request_released(gave_up))
+
+        with pair.old.client("registrar") as registrar:
+            retried = start(registrar, person(), "rolling-released", request_id=request_id)
+        assert retried.verification_id != gave_up
+        assert pair.store.get(request) == retried.verification_id.encode()
+        code = pair.old.sms_code(retried.verification_id)
+        with pair.new.client("registrar") as registrar:
+            done = submit(registrar, retried.verification_id, code)
+        assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
 
     def test_one_log_verifies_from_both_releases_heads(self, pair: Pair) -> None:
         heads = []

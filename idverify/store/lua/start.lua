@@ -1,13 +1,14 @@
 -- Commits a new verification: its record, the idempotency key, its audit entries and, for a
 -- method with no challenge, the binding itself.
--- KEYS: request, verification, audit log, account, identity, identity accounts
+-- KEYS: request, verification, audit log, account, identity, identity accounts, this attempt's
+--   release marker
 -- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
 --   mode: challenge | bind | guardian | rejected
 -- Returns {'OK', record} | {'EXISTS', verification id} | {'MOVED'} | {'RELEASED'}
 local existing = redis.call('GET', KEYS[1])
 -- This attempt gave up and released its request id before its start arrived (release_request.lua).
-if existing == 'x:' .. ARGV[1] then return {'RELEASED'} end
-if existing and existing ~= ARGV[1] and string.sub(existing, 1, 2) ~= 'x:' then return {'EXISTS', existing} end
+if redis.call('EXISTS', KEYS[7]) == 1 then return {'RELEASED'} end
+if existing and existing ~= ARGV[1] then return {'EXISTS', existing} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'EXISTS', ARGV[1]} end
 
 local ttl = tonumber(ARGV[2])

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -177,52 +178,67 @@ class TestAReturningAccountIsJudgedOnItsRecord:
         assert states["phone"] is True
 
 
+def _attempt() -> str:
+    """A fresh verification id: an attempt's release mark outlives the test that left it."""
+    return secrets.token_hex(16)
+
+
+def _reserve(request: str, attempt: str) -> list[ChainStep]:
+    return [ChainStep("reserve_request", [request, KEYS.request_released(attempt)], [attempt, 30_000])]
+
+
+async def _release(rig: Rig, request: str, attempt: str) -> object:
+    keys = [request, KEYS.verification(attempt), KEYS.request_released(attempt)]
+    return await rig.scripts.run("release_request", keys, [attempt, 30_000])
+
+
 class TestAnAttemptThatGaveUp:
     """Its steps may reach Redis after its release (a stalled Redis): they must take nothing."""
 
     async def test_its_late_reservation_takes_nothing_and_the_retry_starts(self, rig: Rig) -> None:
         request = KEYS.request(f"gave-up-{next(_n)}")
-        verification = KEYS.verification("a" * 32)
+        gave_up, retry = _attempt(), _attempt()
         # The caller gave up first: its release arrived before its chain.
-        await rig.scripts.run("release_request", [request, verification], ["a" * 32, 30_000])
-        late = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["a" * 32, 30_000])])
-        assert late == [[b"RELEASED"]]
-        retry = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])])
-        assert retry == [[b"OK"]]
-        assert await rig.redis.get(request) == b"b" * 32
+        assert await _release(rig, request, gave_up) == 1
+        assert await rig.redis.get(request) is None, "the request id is left free"
+        assert await rig.scripts.run_chain(_reserve(request, gave_up)) == [[b"RELEASED"]]
+        assert await rig.scripts.run_chain(_reserve(request, retry)) == [[b"OK"]]
+        assert await rig.redis.get(request) == retry.encode()
 
     async def test_its_release_after_its_reservation_frees_the_id_for_the_retry_only(self, rig: Rig) -> None:
         request = KEYS.request(f"gave-up-{next(_n)}")
-        reserve = [ChainStep("reserve_request", [request], ["a" * 32, 30_000])]
-        assert await rig.scripts.run_chain(reserve) == [[b"OK"]]
-        released = await rig.scripts.run(
-            "release_request", [request, KEYS.verification("a" * 32)], ["a" * 32, 30_000]
-        )
-        assert released == 1
+        gave_up = _attempt()
+        assert await rig.scripts.run_chain(_reserve(request, gave_up)) == [[b"OK"]]
+        assert await _release(rig, request, gave_up) == 1
+        # Free as 0.1.0 leaves a request id it releases: a retry there does not misread it.
+        assert await rig.redis.get(request) is None
         # Its own start, late, commits nothing; the retry takes the id.
         start = await rig.scripts.run(
             "start",
-            [request, KEYS.verification("a" * 32), KEYS.audit_log(), "acct", "identity", "identity-accounts"],
-            ["a" * 32, 60_000, json.dumps({"steps": "[]"}), 1, json.dumps(INFO.audit_fields()), "challenge"],
+            [
+                request,
+                KEYS.verification(gave_up),
+                KEYS.audit_log(),
+                "acct",
+                "identity",
+                "identity-accounts",
+                KEYS.request_released(gave_up),
+            ],
+            [gave_up, 60_000, json.dumps({"steps": "[]"}), 1, json.dumps(INFO.audit_fields()), "challenge"],
         )
         assert start == [b"RELEASED"]
-        assert await rig.redis.exists(KEYS.verification("a" * 32)) == 0
-        assert await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])]) == [
-            [b"OK"]
-        ]
+        assert await rig.redis.exists(KEYS.verification(gave_up)) == 0
+        assert await rig.scripts.run_chain(_reserve(request, _attempt())) == [[b"OK"]]
 
     async def test_a_release_never_frees_another_attempts_reservation(self, rig: Rig) -> None:
         request = KEYS.request(f"gave-up-{next(_n)}")
-        assert await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["b" * 32, 30_000])]) == [
-            [b"OK"]
-        ]
-        released = await rig.scripts.run(
-            "release_request", [request, KEYS.verification("a" * 32)], ["a" * 32, 30_000]
-        )
-        assert released == 0
-        assert await rig.redis.get(request) == b"b" * 32
-        held = await rig.scripts.run_chain([ChainStep("reserve_request", [request], ["c" * 32, 30_000])])
-        assert held == [[b"HELD", b"b" * 32]]
+        holder, other = _attempt(), _attempt()
+        assert await rig.scripts.run_chain(_reserve(request, holder)) == [[b"OK"]]
+        assert await _release(rig, request, other) == 0
+        assert await rig.redis.get(request) == holder.encode()
+        assert await rig.redis.exists(KEYS.request_released(other)) == 0
+        held = await rig.scripts.run_chain(_reserve(request, _attempt()))
+        assert held == [[b"HELD", holder.encode()]]
 
     async def test_the_flow_answers_a_repeated_request_with_its_verification(self, rig: Rig) -> None:
         subject, account = _person(), f"acct-repeat-{next(_n)}"

@@ -45,6 +45,7 @@ async def test_a_step_whose_reply_is_late_fails_unavailable_and_ran_once(
 ) -> None:
     keys = TenantKeys("late-replies")
     request, verification = keys.request(f"r-{share_connection}"), keys.verification("v")
+    released = keys.request_released(f"v-{share_connection}")
     client = connect(f"redis://127.0.0.1:{relay.port}/0", pool_size=4)
     scripts = Scripts(client, share_connection=share_connection)
     try:
@@ -52,17 +53,21 @@ async def test_a_step_whose_reply_is_late_fails_unavailable_and_ran_once(
         await direct.set(keys.request("loaded"), b"other")
         # Once first, so that Redis has the script cached and the late one goes as one EVALSHA.
         assert (
-            await scripts.run("release_request", [keys.request("loaded"), verification], ["v", 30_000]) == 0
+            await scripts.run(
+                "release_request", [keys.request("loaded"), verification, released], ["v", 30_000]
+            )
+            == 0
         )
         sha = hashlib.sha1(script_source("release_request").encode()).hexdigest().encode()  # noqa: S324 - Redis names scripts so
         relay.late_after(sha, LATE_SECONDS)
 
         async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS + 5):
             with pytest.raises(StoreUnavailable):
-                await scripts.run("release_request", [request, verification], ["v", 30_000])
+                await scripts.run("release_request", [request, verification, released], ["v", 30_000])
         relay.on_time()
 
-        assert await direct.get(request) == b"x:v", "the step did not run"
+        assert await direct.exists(released), "the step did not run"
+        assert await direct.get(request) is None
         await asyncio.sleep(LATE_SECONDS - COMMAND_TIMEOUT_SECONDS + 0.5)  # the late reply came
         assert relay.seen[sha] == 1
     finally:
