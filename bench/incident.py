@@ -38,10 +38,11 @@ from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.incident import SCAN_PAGE, IncidentFlow, IncidentRequest
+from idverify.flows.incident import IncidentFlow, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
+from idverify.store.incident_reads import SCAN_PAGE, RedisIncidentStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess, free_port, redis_server_binary
@@ -105,7 +106,7 @@ async def measure(redis: RedisClient, accounts: int, tenants: int, *, quiet: boo
     store = AuditStore(redis, scripts)
     key = Ed25519PrivateKey.generate()
     audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(key), Keyring.generate())
-    flow = IncidentFlow(redis, scripts, audit, key, IncidentSettings())
+    flow = IncidentFlow(RedisIncidentStore(redis, scripts), audit, key, IncidentSettings())
 
     began = time.perf_counter()
     scanned = await bare_scan(redis)

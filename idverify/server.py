@@ -77,6 +77,7 @@ from idverify.store.connection import (
     failures_as_unavailable,
 )
 from idverify.store.embedded import RedisProcess
+from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
 from idverify.store.topology import parse_redis_url
@@ -367,7 +368,7 @@ async def start(
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
             clients,
-            IncidentFlow(redis, scripts, audit, _report_key(settings), settings.incident),
+            IncidentFlow(RedisIncidentStore(redis, scripts), audit, _report_key(settings), settings.incident),
             DisplayNameFlow(deps),
             webhooks,
         ),

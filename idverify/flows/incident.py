@@ -18,40 +18,39 @@ Two counts answer "how many people":
 
 The report is signed with the audit log's key and names the log's signed head, taken after the
 report's own ``incident.reported`` entry was appended.
+
+The flow reads the store through :class:`IncidentStore`, the port declared here, in typed values;
+``store.incident_reads.RedisIncidentStore`` implements it (the key names, PFCOUNT, the lock, the
+holdings script).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from redis.exceptions import LockError, RedisError
 
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.incident_report import render_markdown, sign_report
 from idverify.config import IncidentSettings
-from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailable
+from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category, ReadKeys, hour_of
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import PREFIX, TenantKeys
-from idverify.store.scan import scan_pages
-from idverify.store.scripts import Scripts
+from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category, hour_of
+from idverify.store.incident_reads import Holdings, ReadFigure, ReportEntry, ReportLock
 
 __all__ = [
     "MAX_PRINCIPALS",
     "MAX_WINDOW_HOURS",
     "IncidentFlow",
     "IncidentRequest",
+    "IncidentStore",
     "estimate",
 ]
 
@@ -65,29 +64,35 @@ REPORT_SECONDS = 600.0
 RPC's own limit, and the lock's, so a crashed worker holds the tenant's reports no longer."""
 # Client ids: a token client's hex id, or a certificate's ``cert:<n>``.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_-]{0,63}")
-MERGE_CHUNK = 256
-"""HyperLogLogs merged by one PFMERGE or counted by one PFCOUNT: each holds Redis for ~10 ms at
-most, where one PFCOUNT over a year of hours and clients would hold it for seconds."""
-_MERGES_PER_ROUND_TRIP = 8
 _CLOCK_SKEW_MS = 300_000  # the caller's clock may run ahead of the store's by this much
-_MERGE_TTL_MS = 60_000
-SCAN_PAGE = 2000
-"""Keys per SCAN page, and so per holdings script: one script call stays well under a millisecond."""
 
-_HOLDINGS_FIELDS = (
-    "bound_accounts",
-    "accounts_ip_location",
-    "accounts_birth_date",
-    "identities",
-    "identities_name_binding",
-    "vf_document_number",
-    "vf_name_binding",
-    "vf_birth_date",
-    "vf_account_id",
-    "vf_phone",
-    "vf_vendor_challenge",
-)
-_KIND_OF_RECORD = {"acct": "a", "id": "i", "vf": "v"}
+
+class IncidentStore(Protocol):
+    """What a report reads and writes; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def try_lock(self, tenant: str, seconds: float) -> ReportLock | None:
+        """The tenant's report lock for at most ``seconds``, or None while another report holds it."""
+        ...
+
+    async def readers(self, tenant: str, hours: Sequence[int]) -> list[list[str]]:
+        """The clients that read in each of ``hours`` (hour buckets), sorted."""
+        ...
+
+    async def read_figures(self, tenant: str, pairs: Sequence[tuple[int, str]]) -> list[ReadFigure]:
+        """Distinct accounts and identities read by the ``(hour, client)`` pairs: per category, then any."""
+        ...
+
+    async def append_report(self, tenant: str, entry: ReportEntry) -> None:
+        """Appends the report's ``incident.reported`` entry to the tenant's audit log."""
+        ...
+
+    async def holdings(self, tenant: str) -> Holdings:
+        """Exact counts of what the tenant holds."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +156,12 @@ class IncidentFlow:
 
     def __init__(
         self,
-        redis: RedisClient,
-        scripts: Scripts,
+        store: IncidentStore,
         audit: AuditFlow,
         signing_key: Ed25519PrivateKey,
         settings: IncidentSettings,
     ) -> None:
-        self._redis = redis
-        self._scripts = scripts
+        self._store = store
         self._audit = audit
         self._key = signing_key
         self._settings = settings
@@ -173,17 +176,14 @@ class IncidentFlow:
             StoreUnavailable: when Redis cannot be reached.
         """
         request.check()
-        now_ms = await self._scripts.clock.now_ms()
+        now_ms = await self._store.now_ms()
         # A typo in a year would set a deadline years away, or count a window with nothing in it.
         for field, ms in (("detected_at", request.detected_ms), ("since", request.since_ms)):
             if ms > now_ms + _CLOCK_SKEW_MS:
                 raise InvalidArgument("a time in the future", reason="IN_THE_FUTURE", field=field)
-        keys = TenantKeys(tenant)
         # One report of a tenant at a time: each scans the whole store.
-        lock = self._redis.lock(keys.incident_lock(), timeout=REPORT_SECONDS, blocking=False)
-        async with translate_errors():
-            acquired = await lock.acquire()
-        if not acquired:
+        lock = await self._store.try_lock(tenant, REPORT_SECONDS)
+        if lock is None:
             raise RateLimited(
                 "an incident report of this tenant is being made; ask again once it is done",
                 retry_after=30.0,
@@ -192,28 +192,18 @@ class IncidentFlow:
         try:
             return await self._create(tenant, request, info)
         finally:
-            with contextlib.suppress(LockError, RedisError, StoreUnavailable):
-                async with translate_errors():
-                    await lock.release()
+            await lock.release()
 
     async def _create(self, tenant: str, request: IncidentRequest, info: RequestInfo) -> tuple[bytes, str]:
         reads = await self._reads(tenant, request)
         holdings = await self.holdings(tenant)
-        keys = TenantKeys(tenant)
         kind = "store_breach" if request.store_breach else "reads"
-        await self._scripts.run(
-            "incident_report",
-            [keys.audit_log()],
-            [
-                _request_json(info),
-                kind,
-                str(request.since_ms),
-                str(request.until_ms),
-                str(len(request.principals)),
-            ],
+        entry = ReportEntry(
+            _request_json(info), kind, request.since_ms, request.until_ms, len(request.principals)
         )
+        await self._store.append_report(tenant, entry)
         head = await self._audit.signed_head(tenant)
-        now_ms = await self._scripts.clock.now_ms()
+        now_ms = await self._store.now_ms()
         report = {
             "tenant": tenant,
             "generated_at": _iso(now_ms),
@@ -248,39 +238,21 @@ class IncidentFlow:
     async def _reads(self, tenant: str, request: IncidentRequest) -> dict[str, Any]:
         """Distinct accounts and identities the clients read in the window's hours, by category."""
         hours = _hours(request.since_ms, request.until_ms)
-        keys = ReadKeys(tenant)
-        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
-            for hour in hours:
-                pipe.smembers(keys.who(hour))
-            readers = await pipe.execute()
+        readers = await self._store.readers(tenant, hours)
         wanted = set(request.principals)
         pairs = [
             (hour, client)
-            for hour, members in zip(hours, readers, strict=True)
-            for client in sorted(as_text(member) for member in members)
+            for hour, clients in zip(hours, readers, strict=True)
+            for client in clients
             if not wanted or client in wanted
         ]
-        scratch = _Scratch(TenantKeys(tenant))
-        figures: list[tuple[str, str, bool, int]] = []  # (category or "*" for any, kind, exact, count)
-        try:
-            for kind, key_of in (("accounts", keys.accounts), ("identities", keys.identities)):
-                reduced: list[str] = []
-                for member in Category:
-                    listed = [key_of(h, c, member) for h, c in pairs]
-                    merged = await self._reduce(listed, scratch)
-                    reduced += merged
-                    figures.append((str(member), kind, not listed, await self._pfcount(merged)))
-                figures.append(
-                    ("*", kind, not pairs, await self._pfcount(await self._reduce(reduced, scratch)))
-                )
-        finally:
-            await scratch.drop(self._redis)
+        figures = await self._store.read_figures(tenant, pairs)
         by_category: dict[str, dict[str, Any]] = {str(category): {} for category in Category}
         every: dict[str, Any] = {}
-        for category, kind, nothing_listed, count in figures:
+        for read in figures:
             # No key at all: nothing was read, which is exact; any count from an HLL is not.
-            figure = estimate(count, exact=nothing_listed or count == 0)
-            (every if category == "*" else by_category[category])[kind] = figure
+            figure = estimate(read.count, exact=read.nothing_listed or read.count == 0)
+            (every if read.category == "*" else by_category[read.category])[read.kind] = figure
         return {
             "method": "HyperLogLog per client, hour and data category",
             "error_bound": (
@@ -292,69 +264,27 @@ class IncidentFlow:
             "all_categories": every,
         }
 
-    async def _pfcount(self, keys: Sequence[str]) -> int:
-        if not keys:
-            return 0
-        async with translate_errors():
-            return int(await self._redis.pfcount(*keys))
-
-    async def _reduce(self, keys: list[str], scratch: _Scratch) -> list[str]:
-        """At most ``MERGE_CHUNK`` keys whose union is that of ``keys`` (chunks merged into scratch keys)."""
-        while len(keys) > MERGE_CHUNK:
-            chunks = [keys[i : i + MERGE_CHUNK] for i in range(0, len(keys), MERGE_CHUNK)]
-            keys = []
-            for first in range(0, len(chunks), _MERGES_PER_ROUND_TRIP):
-                async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
-                    for chunk in chunks[first : first + _MERGES_PER_ROUND_TRIP]:
-                        target = scratch.new()
-                        pipe.pfmerge(target, *chunk)
-                        pipe.pexpire(target, _MERGE_TTL_MS)
-                        keys.append(target)
-                    await pipe.execute()
-        return keys
-
     async def holdings(self, tenant: str) -> dict[str, Any]:
         """Exact counts of what the tenant holds, from one SCAN of its keys.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        base = f"{PREFIX}:{{t:{tenant}}}:"
-        totals = dict.fromkeys(_HOLDINGS_FIELDS, 0)
-        records_of = dict.fromkeys(_KIND_OF_RECORD.values(), 0)
-        consents = audited = scanned = 0
-        async for _, page in scan_pages(self._redis, base + "*", count=SCAN_PAGE):
-            scanned += len(page)
-            records: list[str] = []
-            kinds: list[str] = []
-            for raw in page:
-                rest = as_text(raw)[len(base) :]
-                record = rest.split(":", 1)[0]
-                if record in _KIND_OF_RECORD:
-                    records.append(base + rest)
-                    kinds.append(_KIND_OF_RECORD[record])
-                    records_of[_KIND_OF_RECORD[record]] += 1
-                elif record == "consent":
-                    consents += 1
-                elif rest.startswith("audit:ix:acct:"):
-                    audited += 1
-            if records:
-                counted = await self._scripts.run("incident_holdings", records, ["".join(kinds)])
-                for name, value in zip(_HOLDINGS_FIELDS, counted, strict=True):
-                    totals[name] += int(value)
+        held = await self._store.holdings(tenant)
+        totals = held.fields
         return {
             "method": "one SCAN of the tenant's keys when the report was made: exact counts at that moment",
-            "keys_scanned": scanned,
+            "keys_scanned": held.keys_scanned,
             "identities": totals["identities"],
-            "accounts": records_of["a"],
+            "accounts": held.accounts,
             "bound_accounts": totals["bound_accounts"],
-            "verifications_in_progress": records_of["v"],
+            "verifications_in_progress": held.verifications,
             "by_category": {
                 "verification": totals["bound_accounts"],
                 "ip_location": totals["accounts_ip_location"],
-                "consent": consents,
+                "consent": held.consents,
                 # Audit pseudonyms with entries: one per account and pseudonym pepper.
-                "audit": audited,
+                "audit": held.audited,
             },
             "sealed_values": {
                 "document_number": totals["vf_document_number"],
@@ -399,25 +329,6 @@ class IncidentFlow:
             basis = "[incident] report_hours"
         due_ms = request.detected_ms + round(hours * HOUR_MS)
         return {"hours": f"{hours:g}", "basis": basis, "due": _iso(due_ms)}
-
-
-class _Scratch:
-    """The scratch keys of one report, dropped when it is done (their TTL covers a crash)."""
-
-    def __init__(self, keys: TenantKeys) -> None:
-        self._keys = keys
-        self._prefix = secrets.token_hex(8)
-        self.made: list[str] = []
-
-    def new(self) -> str:
-        key = self._keys.incident_merge(f"{self._prefix}:{len(self.made)}")
-        self.made.append(key)
-        return key
-
-    async def drop(self, redis: RedisClient) -> None:
-        if self.made:
-            async with translate_errors():
-                await redis.unlink(*self.made)
 
 
 def _hours(since_ms: int, until_ms: int) -> list[int]:

@@ -23,7 +23,6 @@ NOT_YET_MOVED = frozenset(
     {
         "idverify/backup/restore.py",
         "idverify/backup/snapshot.py",
-        "idverify/flows/incident.py",
     }
 )
 

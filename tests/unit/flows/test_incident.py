@@ -22,14 +22,15 @@ from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
-from idverify.flows import incident
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.incident import MAX_WINDOW_HOURS, REPORT_SECONDS, IncidentFlow, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
 from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
+from idverify.store import incident_reads
 from idverify.store.connection import RedisClient
+from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
@@ -50,7 +51,9 @@ def incidents(redis: RedisClient, threshold: int = 1000) -> IncidentFlow:
     scripts = Scripts(redis)
     store = AuditStore(redis, scripts)
     audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(KEY), Keyring.generate())
-    return IncidentFlow(redis, scripts, audit, KEY, IncidentSettings(threshold_people=threshold))
+    return IncidentFlow(
+        RedisIncidentStore(redis, scripts), audit, KEY, IncidentSettings(threshold_people=threshold)
+    )
 
 
 async def read(
@@ -297,7 +300,7 @@ async def test_many_hours_and_clients_are_merged_in_chunks_and_leave_nothing_beh
 
     No PFCOUNT then holds Redis for long, and the scratch keys are gone once the report is made.
     """
-    monkeypatch.setattr(incident, "MERGE_CHUNK", 3)
+    monkeypatch.setattr(incident_reads, "MERGE_CHUNK", 3)
     merges_before = await merges(redis)
     for hour in range(H0, H0 + 20):
         for client in (LEAKED, OTHER):
