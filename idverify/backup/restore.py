@@ -10,10 +10,7 @@ file, or any later copy): a restore behind a head published after the backup mus
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-
-import redis
 
 from idverify.audit.published_heads import HEADS_FILE, merge_heads_files, read_heads_file, write_heads_file
 from idverify.audit.signing_key import DEFAULT_KEY_FILE
@@ -22,11 +19,9 @@ from idverify.backup.manifest import RDB, copy_private
 from idverify.backup.snapshot import BOOTSTRAP_TOKEN_FILE, KEYRING_FILE
 from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.store.embedded import RedisProcess
+from idverify.store.persistence import rdb_to_aof
 
 __all__ = ["RestoreRefused", "restore_backup"]
-
-_AOF_TIMEOUT_SECONDS = 600.0
-_POLL_SECONDS = 0.05
 
 
 class RestoreRefused(Exception):
@@ -59,38 +54,9 @@ def restore_backup(folder: Path, data_dir: Path, heads_from: Path | None = None)
                 copy_private(folder / name, data_dir / name)
         embedded = RedisProcess.of_data_dir(data_dir)
         copy_private(folder / RDB, embedded.directory / "idverify.rdb")
-        _rdb_to_aof(embedded)
+        rdb_to_aof(embedded)
         backed_up = read_heads_file(folder / HEADS_FILE) if HEADS_FILE in verified.manifest.files else {}
         heads = merge_heads_files(backed_up, extra)
         if heads:
             write_heads_file(data_dir / HEADS_FILE, heads)
     return verified
-
-
-def _rdb_to_aof(process: RedisProcess) -> None:
-    """Loads the RDB in ``process.directory`` and writes the append-only file the server reads.
-
-    Raises:
-        RuntimeError: when the server does not start or the AOF is not written in time.
-    """
-    process.extra_args = ["--appendonly", "no"]
-    with process:
-        client = redis.Redis(unix_socket_path=str(process.socket_path))
-        try:
-            client.config_set("appendonly", "yes")
-            deadline = time.monotonic() + _AOF_TIMEOUT_SECONDS
-            while True:
-                info = client.info("persistence")
-                if (
-                    int(info["aof_enabled"])
-                    and not int(info["aof_rewrite_in_progress"])
-                    and not int(info["aof_rewrite_scheduled"])
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis did not write the append-only file in time")
-                time.sleep(_POLL_SECONDS)
-            if info.get("aof_last_bgrewrite_status", "ok") != "ok":
-                raise RuntimeError(f"redis could not write the append-only file; see {process.directory}")
-        finally:
-            client.close()

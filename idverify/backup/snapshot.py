@@ -18,8 +18,6 @@ import os
 import time
 from pathlib import Path
 
-from redis.exceptions import ResponseError
-
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import HEADS_FILE
@@ -29,16 +27,15 @@ from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, de
 from idverify.backup.throwaway import opened_snapshot
 from idverify.config import Settings
 from idverify.flows.keys import keyring_path
-from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.connection import RedisClient
 from idverify.store.embedded import RedisProcess
+from idverify.store.persistence import snapshot_rdb
 from idverify.store.scripts import Scripts
 
 __all__ = ["BOOTSTRAP_TOKEN_FILE", "KEYRING_FILE", "create_backup"]
 
 KEYRING_FILE = "keyring.json"
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name (idverify.server's)
-_SAVE_TIMEOUT_SECONDS = 600.0
-_POLL_SECONDS = 0.05
 
 
 def create_backup(settings: Settings, folder: Path) -> Manifest:
@@ -91,7 +88,7 @@ async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]
     async with open_store(settings) as redis:
         if settings.redis_url:
             return await summarize(redis)
-        await _snapshot(redis)
+        await snapshot_rdb(redis)
         copy_private(RedisProcess.of_data_dir(settings.data_dir).directory / "idverify.rdb", folder / RDB)
     async with opened_snapshot(folder / RDB) as snapshot:
         return await summarize(snapshot)
@@ -101,32 +98,3 @@ async def summarize(redis: RedisClient) -> dict[str, LogSummary]:
     """Every tenant's log size and root, replayed from its entries."""
     store = AuditStore(redis, Scripts(redis))
     return {tenant: (await replay(store, tenant))[0] for tenant in await audit_tenants(redis)}
-
-
-async def _snapshot(redis: RedisClient) -> None:
-    """Has Redis write a fresh RDB snapshot and waits for it.
-
-    Raises:
-        RuntimeError: when the snapshot fails or does not finish in time.
-    """
-    deadline = time.monotonic() + _SAVE_TIMEOUT_SECONDS
-    while True:
-        try:
-            async with translate_errors():
-                await redis.bgsave()
-            break
-        except ResponseError as error:
-            # Another snapshot or an AOF rewrite is running: ours starts after it.
-            if "in progress" not in str(error) or time.monotonic() > deadline:
-                raise RuntimeError(f"redis cannot snapshot: {error}") from None
-            await asyncio.sleep(_POLL_SECONDS)
-    while True:
-        async with translate_errors():
-            info = await redis.info("persistence")
-        if not int(info["rdb_bgsave_in_progress"]):
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis's snapshot did not finish in time")
-        await asyncio.sleep(_POLL_SECONDS)
-    if info["rdb_last_bgsave_status"] != "ok":
-        raise RuntimeError("redis's snapshot failed; see its log (redis/redis.log in the data directory)")

