@@ -25,7 +25,7 @@ from idverify.testing import redis_server_binary
 from tests.helm.conftest import Helm
 from tests.helm.tools import CACHE
 
-from .image import Image, load_image
+from .image import ROOT, Image, load_image
 from .pod import INSTALL, Pod, ensure_wheelhouse, install_like_the_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -108,6 +108,23 @@ def test_the_bundled_ip_database_is_in_the_install(pod: Pod) -> None:
     assert database["name"] == "GeoLite2-City"
     assert database["path"].startswith(f"{INSTALL}/lib/")
     assert database["record_count"] > 1_000_000
+
+
+def test_the_consoles_assets_are_in_the_install(pod: Pod) -> None:
+    """Every file the auditor's console serves ships in the installed package, not only the checkout.
+
+    The console sends nothing from elsewhere, so a page or script left out of the package data
+    would be a console that cannot load once the chart switches it on.
+    """
+    shipped = sorted(path.name for path in (ROOT / "idverify" / "console" / "static").iterdir())
+    assert {"index.html", "signin.html", "console.js", "merkle.js", "console.css"} <= set(shipped)
+    script = (
+        "import pathlib, idverify.console as c; "
+        "print(*sorted(p.name for p in (pathlib.Path(c.__file__).parent / 'static').iterdir()))"
+    )
+    listing = pod.exec(f"{INSTALL}/bin/python", "-c", script)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split() == shipped
 
 
 def test_the_images_own_default_command_refuses_to_run_without_a_real_sms_sender(pod: Pod) -> None:
