@@ -36,21 +36,22 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from idverify.audit.checkpoint import key_id_for
+from idverify.audit.checkpoint import SignedHead, key_id_for
 from idverify.audit.incident_report import render_markdown, sign_report
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
-from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category, hour_of
-from idverify.store.incident_reads import Holdings, ReadFigure, ReportEntry, ReportLock
+from idverify.store.incident_reads import Holdings, ReadFigure, ReportEntry
 
 __all__ = [
     "MAX_PRINCIPALS",
     "MAX_WINDOW_HOURS",
+    "HeldLock",
     "IncidentFlow",
     "IncidentRequest",
     "IncidentStore",
+    "SignedHeads",
     "estimate",
 ]
 
@@ -67,6 +68,22 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_-]{0,63}")
 _CLOCK_SKEW_MS = 300_000  # the caller's clock may run ahead of the store's by this much
 
 
+class HeldLock(Protocol):
+    """A tenant's report lock, held by one report."""
+
+    async def release(self) -> None:
+        """Releases the lock; one that expired, or a store gone, leaves it to its timeout."""
+        ...
+
+
+class SignedHeads(Protocol):
+    """The audit log's signed heads (``flows.audit.AuditFlow``)."""
+
+    async def signed_head(self, tenant: str) -> SignedHead:
+        """A signed head of everything appended so far."""
+        ...
+
+
 class IncidentStore(Protocol):
     """What a report reads and writes; every method may raise StoreUnavailable."""
 
@@ -74,7 +91,7 @@ class IncidentStore(Protocol):
         """The store's clock, in ms of the epoch."""
         ...
 
-    async def try_lock(self, tenant: str, seconds: float) -> ReportLock | None:
+    async def try_lock(self, tenant: str, seconds: float) -> HeldLock | None:
         """The tenant's report lock for at most ``seconds``, or None while another report holds it."""
         ...
 
@@ -157,7 +174,7 @@ class IncidentFlow:
     def __init__(
         self,
         store: IncidentStore,
-        audit: AuditFlow,
+        audit: SignedHeads,
         signing_key: Ed25519PrivateKey,
         settings: IncidentSettings,
     ) -> None:
