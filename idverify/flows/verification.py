@@ -571,8 +571,9 @@ class VerificationFlow:
         else:
             minor = is_under_14(birth, today)
         record.update(
-            # The band of the start day serves only a server of an older version finishing it:
-            # accounts take the sealed date and compute the band when read.
+            # The band of the start day serves only servers of an older version: one finishing
+            # this verification, and 0.1.0 reading the account it is copied to (bind() in
+            # _prelude.lua). This release computes the band from the sealed date when read.
             age_band=age_band(birth, today).value,
             minor="1" if minor else "0",
             age_source=source.value,

@@ -17,19 +17,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 import redis
 
 from idverify.audit import merkle
 from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.flows.schema_version import SCHEMA_VERSION
 from idverify.privacy.keyring import load_keyring
 from idverify.store.connection import close_client, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import ChainStep, Scripts
 from idverify.testing import RedisProcess, ServerProcess, free_port
-from idverify.v1 import account_pb2, audit_pb2, verification_pb2
+from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
 from .conftest import Identity, person, start, submit, verify
 from .test_lifecycle_erasure import _erased, cancel, check, get_account, holders, wait_for
@@ -134,9 +136,38 @@ class TestRollingUpgrade:
         for server in (pair.old, pair.new):
             with server.client("platform") as platform, server.client("registrar") as registrar:
                 for account, identity, other in (("rolling-new", alice, bob), ("rolling-old", bob, alice)):
-                    assert get_account(platform, account).verified, (server.directory.name, account)
+                    found = get_account(platform, account)
+                    assert found.verified, (server.directory.name, account)
+                    # 0.1.0 reads the stored band: 0.2.0 writes its binding day's beside the date.
+                    assert found.age_band == account_pb2.AGE_BAND_ADULT, (server.directory.name, account)
                     assert check(registrar, account, identity.subject()), (server.directory.name, account)
                     assert not check(registrar, account, other.subject()), (server.directory.name, account)
+
+    @pytest.mark.parametrize(("child_on", "guardian_on"), [("old", "new"), ("new", "old")])
+    def test_an_adult_bound_by_one_is_a_guardian_on_the_other(
+        self, pair: Pair, child_on: str, guardian_on: str
+    ) -> None:
+        """0.1.0 judges a guardian by the stored band; an adult 0.2.0 bound is not refused."""
+        guardian, child = f"rolling-guardian-{guardian_on}", f"rolling-child-{child_on}"
+        bind(getattr(pair, guardian_on), person(), guardian)
+        server = getattr(pair, child_on)
+        with server.client("registrar") as registrar:
+            waiting = start(registrar, person(birth=date(2020, 3, 1)), child)
+            waiting = submit(registrar, waiting.verification_id, server.sms_code(waiting.verification_id))
+            assert waiting.status == STATUS.Value("VERIFICATION_STATUS_NEEDS_GUARDIAN_CONSENT")
+            registrar.consent.GrantConsent(
+                consent_pb2.GrantConsentRequest(
+                    account_id=child,
+                    purpose="guardian",
+                    text_version=text_version_of("guardian consent text"),
+                    verification_id=waiting.verification_id,
+                    guardian_account_id=guardian,
+                    relationship=consent_pb2.GUARDIAN_RELATIONSHIP_PARENT,
+                )
+            )
+        with pair.new.client("platform") as platform:
+            assert get_account(platform, child).verified
+            assert get_account(platform, child).age_band == account_pb2.AGE_BAND_UNDER_14
 
     def test_both_refuse_to_rebind_an_account_to_another_person(self, pair: Pair) -> None:
         """The rule is the same in both releases, so neither can leave the other's claim on a stranger."""

@@ -220,6 +220,10 @@ end
 -- computed when read: idverify/flows/account_age.py). A verification again never replaces a
 -- date from a document or an authority by a declared one. A verification started by a server
 -- that froze the band at binding (no age_source) still writes that band.
+-- The start day's band is written beside the date, though this release never reads it where
+-- age_source is set: a 0.1.0 server on the same Redis during a rolling upgrade reads only it
+-- (GetAccount's band, and its guardian check, which refused an adult bound without it as
+-- GUARDIAN_NOT_ADULT). A release that no longer serves beside 0.1.0 can stop writing it.
 local AGE_SOURCE_RANK = {none = 0, declared = 1, authority = 2, document = 2}
 
 local function set_age(acct_key, vf, again)
@@ -232,11 +236,15 @@ local function set_age(acct_key, vf, again)
     if (AGE_SOURCE_RANK[was] or 0) > (AGE_SOURCE_RANK[vf.age_source] or 0) then return end
   end
   redis.call('HSET', acct_key, 'age_source', vf.age_source)
+  if (vf.age_band or '') ~= '' then
+    redis.call('HSET', acct_key, 'age_band', vf.age_band)
+  else
+    redis.call('HDEL', acct_key, 'age_band')
+  end
   if (vf.birth_sealed or '') ~= '' then
     redis.call('HSET', acct_key, 'birth_sealed', vf.birth_sealed)
-    redis.call('HDEL', acct_key, 'age_band')
   else
-    redis.call('HDEL', acct_key, 'age_band', 'birth_sealed')
+    redis.call('HDEL', acct_key, 'birth_sealed')
   end
 end
 
