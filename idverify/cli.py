@@ -121,7 +121,7 @@ class _Version(argparse.Action):
 
 def _serve(args: argparse.Namespace) -> int:
     from idverify.config import development_mode_refusals, load_settings  # noqa: PLC0415
-    from idverify.logs import configure_logging  # noqa: PLC0415
+    from idverify.observability.logs import configure_logging  # noqa: PLC0415
 
     try:
         settings = load_settings(

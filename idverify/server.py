@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from idverify import priority, telemetry
+from idverify import priority
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
@@ -51,6 +51,7 @@ from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.read_accounting import ReadLedger, close_minutes_forever
 from idverify.flows.schema_version import ensure_schema
 from idverify.flows.verification import VerificationFlow
+from idverify.observability import telemetry
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.privacy.sealing import Sealer

@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from idverify import telemetry
 from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
 from idverify.console.server import RunningSite, start_site, tls_context
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.flows.context import RequestInfo
 from idverify.flows.verification import VerificationFlow
+from idverify.observability import telemetry
 from idverify.security.rate_limits import PrincipalLimiter
 
 __all__ = ["build_app", "start_callbacks"]

@@ -8,13 +8,13 @@ from datetime import date
 
 from idverify.config import Settings
 from idverify.domain.age import today_in_shanghai
+from idverify.observability.telemetry import current_span_context
 from idverify.privacy.identity_index import IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
-from idverify.telemetry import current_span_context
 from idverify.verifiers.base import Verifier
 
 

@@ -14,13 +14,13 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from idverify import telemetry
 from idverify.domain.age import today_in_shanghai
 from idverify.domain.documents import Document, validate_document
 from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.domain.normalize import normalize_identifier, normalize_name
 from idverify.domain.subjects import Subject
 from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.observability import telemetry
 from idverify.privacy.identity_index import IndexValue, parse_index_params
 from idverify.privacy.name_binding import claim_tag, names_match
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text

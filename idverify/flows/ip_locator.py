@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from idverify import telemetry
 from idverify.config import GeoSettings
 from idverify.domain.errors import ConfigError, FailedPrecondition, StoreUnavailable
 from idverify.geo import CountryNames, GeoDatabaseError, GeoResolver, IpLocation
 from idverify.geo.address import parse_address
 from idverify.geo.database import FileIdentity
+from idverify.observability import telemetry
 from idverify.priority import run_in_background
 
 log = logging.getLogger("idverify.geo")

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from idverify import telemetry
 from idverify.config import Settings
 from idverify.domain.documents import Document
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.events.accounts import EVENT_ACCOUNT
 from idverify.flows.account_age import BIRTH_DATE
+from idverify.observability import telemetry
 from idverify.privacy.identity_index import IdentityIndexer, IndexValue, parse_index_params
 from idverify.privacy.keyring import KEYRING_ENV_VAR, Keyring, LiveKeyring, load_keyring
 from idverify.privacy.name_binding import name_binding

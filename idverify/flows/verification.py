@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from idverify import telemetry
 from idverify.domain import birth_dates
 from idverify.domain import consent as consent_rules
 from idverify.domain.age import age_band, is_under_14
@@ -48,6 +47,7 @@ from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
 from idverify.flows.read_accounting import Category, Reader, read_spec
+from idverify.observability import telemetry
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
 from idverify.privacy.name_binding import claim_tag

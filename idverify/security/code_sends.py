@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from idverify import telemetry
 from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.observability import telemetry
 from idverify.store.connection import refusals_as
 from idverify.store.keys import PhoneKeys, TenantKeys
 from idverify.store.scripts import ChainStep, Scripts

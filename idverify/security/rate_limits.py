@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from idverify import telemetry
 from idverify.domain.errors import RateLimited
+from idverify.observability import telemetry
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep, Scripts
 

@@ -23,7 +23,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from idverify import telemetry
 from idverify.domain.errors import (
     IdverifyError,
     InvalidArgument,
@@ -33,6 +32,8 @@ from idverify.domain.errors import (
     Unauthenticated,
 )
 from idverify.flows.incident import REPORT_SECONDS
+from idverify.observability import telemetry
+from idverify.observability.telemetry import request_id_var
 from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, authorize, current_principal, is_public
@@ -40,7 +41,6 @@ from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter
 from idverify.services.call_budgets import CallBudgets, CallLimits
 from idverify.services.grpc_types import Context, EncodedReply, Handler
 from idverify.services.request_info import request_info
-from idverify.telemetry import request_id_var
 
 log = logging.getLogger("idverify.rpc")
 ERROR_DOMAIN = "idverify.dev"

@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 
 from redis import exceptions as redis_errors
 
-from idverify import telemetry
 from idverify.domain.errors import IdverifyError, StoreCannotPersist, StoreFull, StoreUnavailable
+from idverify.observability import telemetry
 from idverify.store.topology import (
     COMMAND_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,

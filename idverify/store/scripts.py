@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from idverify import telemetry
+from idverify.observability import telemetry
 from idverify.store.clock import StoreClock
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import GlobalKeys

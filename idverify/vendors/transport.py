@@ -20,8 +20,8 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
-from idverify import telemetry
 from idverify.domain.errors import ConfigError
+from idverify.observability import telemetry
 from idverify.security.loopback import is_loopback_host
 from idverify.vendors.circuit import CircuitBreaker
 from idverify.vendors.qps import QpsBudget

@@ -32,15 +32,15 @@ import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from idverify import telemetry
 from idverify.config import WebhookSettings
 from idverify.domain.errors import NotFound, StoreUnavailable
 from idverify.events.outbox import Event, Outbox, records_of
 from idverify.events.tail import OutboxTail
+from idverify.observability import telemetry
+from idverify.observability.telemetry import Instruments, instruments
 from idverify.privacy.sealing import SealError
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.telemetry import Instruments, instruments
 from idverify.webhooks.destinations import DestinationRefused, resolve
 from idverify.webhooks.signing import Signer
 from idverify.webhooks.subscriptions import Subscription, Subscriptions

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from idverify.config import load_settings
 from idverify.domain.consent import text_version_of
-from idverify.logs import JsonFormatter
+from idverify.observability.logs import JsonFormatter
 from idverify.security.principals import Role
 from idverify.server import Application, running
 from idverify.testing import RedisProcess

@@ -18,8 +18,9 @@ import pytest
 import redis as redis_sync
 from google.rpc import error_details_pb2, status_pb2
 
-from idverify import server, telemetry
+from idverify import server
 from idverify.domain.errors import StoreCannotPersist
+from idverify.observability import telemetry
 from idverify.services.interceptor import status_for
 from idverify.store import connection
 from idverify.store.connection import (

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from idverify import telemetry
 from idverify.domain.errors import StoreFull
+from idverify.observability import telemetry
 from idverify.services.interceptor import status_for
 from idverify.store import connection
 from idverify.store.connection import STORE_FULL_RETRY_SECONDS, RedisClient, connect, translate_errors

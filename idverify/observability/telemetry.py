@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from idverify.config import TelemetrySettings
-from idverify.light_spans import LightTracer
+from idverify.observability.light_spans import LightTracer
 
 ALLOWED_ATTRIBUTES = frozenset(
     {
@@ -458,7 +458,7 @@ def configure(settings: TelemetrySettings, extra_span_exporters: Sequence[SpanEx
         # The provider serves other libraries' spans, and flushes and shuts the processors down.
         trace.set_tracer_provider(provider)
         installed.tracer_provider = provider
-        # idverify's own spans skip the SDK's per-span machinery (idverify/light_spans.py).
+        # idverify's own spans skip the SDK's per-span machinery (idverify/observability/light_spans.py).
         global _TRACER  # noqa: PLW0603 - rebound once, at start-up
         _TRACER = LightTracer(
             sampler=sampler,
@@ -488,7 +488,7 @@ def _span_exporters(settings: TelemetrySettings) -> list[SpanExporter]:
 
         return [ConsoleSpanExporter()]
     if kind == "otlp":
-        from idverify.otlp_encoding import HandEncodedSpanExporter  # noqa: PLC0415
+        from idverify.observability.otlp_encoding import HandEncodedSpanExporter  # noqa: PLC0415
 
         return [HandEncodedSpanExporter(endpoint=settings.otlp_endpoint or None, insecure=True)]
     if kind == "otlp-http":

@@ -29,7 +29,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from idverify.otlp_encoding import HandEncodedSpanExporter, encode_export_request
+from idverify.observability.otlp_encoding import HandEncodedSpanExporter, encode_export_request
 
 
 def _spans() -> list[ReadableSpan]:

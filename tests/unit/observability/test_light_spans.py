@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from idverify.light_spans import MAX_ATTRIBUTES, LightTracer
+from idverify.observability.light_spans import MAX_ATTRIBUTES, LightTracer
 
 RESOURCE = Resource.create({"service.name": "light-test"})
 SCOPE = InstrumentationScope("idverify")

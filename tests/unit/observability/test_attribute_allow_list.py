@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idverify.telemetry import ALLOWED_ATTRIBUTES, safe_attributes
+from idverify.observability.telemetry import ALLOWED_ATTRIBUTES, safe_attributes
 
 
 class TestSafeAttributes:

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from idverify.telemetry import current_ids, request_id_var, safe_attributes
+from idverify.observability.telemetry import current_ids, request_id_var, safe_attributes
 
 
 class JsonFormatter(logging.Formatter):

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from idverify.telemetry import AllowListSpanExporter, Tally
+from idverify.observability.telemetry import AllowListSpanExporter, Tally
 
 
 def _exported(emit: str) -> tuple[ReadableSpan, ReadableSpan]:

@@ -4,7 +4,7 @@ The OpenTelemetry exporters build a protobuf object for every span, attribute an
 serializing them: more than creating and ending the span itself, and on a LookupIp call the
 largest part of what tracing cost. Writing the bytes directly costs a fraction of that
 (docs/PERFORMANCE.md has the figures). The output is the same message the stock encoder builds
-(``tests/unit/telemetry/test_otlp_encoding.py`` parses both and compares them).
+(``tests/unit/observability/test_otlp_encoding.py`` parses both and compares them).
 
 :class:`HandEncodedSpanExporter` is the stock OTLP/gRPC exporter (retries, timeouts,
 compression, headers) with this encoding. The OTLP/HTTP exporter offers no such seam and keeps
