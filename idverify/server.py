@@ -51,6 +51,7 @@ from idverify.flows.keys import KeyringWatcher, keyring_path
 from idverify.flows.read_accounting import ReadLedger, close_minutes_forever
 from idverify.flows.schema_version import ensure_schema
 from idverify.flows.verification import VerificationFlow
+from idverify.grpc_transport import calls_still_arriving, server_credentials, server_options
 from idverify.observability import telemetry
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring, LiveKeyring
@@ -82,7 +83,6 @@ from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
 from idverify.store.topology import parse_redis_url
-from idverify.transport import calls_still_arriving, server_credentials, server_options
 from idverify.v1 import (
     account_pb2,
     account_pb2_grpc,

@@ -1,8 +1,8 @@
 """The exception tree of idverify: one root, specific leaves with stable reason codes.
 
-Every leaf names the gRPC status it maps to; the one mapping lives in
-``idverify.services.errors``. Messages never contain personal data: they name the field and
-the reason, not the value.
+Every leaf names the gRPC status it maps to; the one mapping to a rich gRPC status lives in
+``idverify.services.interceptor.status_for``. Messages never contain personal data: they name
+the field and the reason, not the value.
 """
 
 from __future__ import annotations

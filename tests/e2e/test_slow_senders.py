@@ -18,9 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from idverify.grpc_transport import STREAMS_PER_CONNECTION
 from idverify.services.call_budgets import CallLimits
 from idverify.testing import ServerProcess
-from idverify.transport import STREAMS_PER_CONNECTION
 from idverify.v1 import verification_pb2
 
 from .conftest import person, verify

@@ -19,6 +19,7 @@ import grpc
 from idverify.config import GrpcSettings, TlsSettings
 from idverify.domain.errors import ConfigError
 
+# The logger keeps the name it had before the module was renamed: log filters select it.
 log = logging.getLogger("idverify.transport")
 _CHECK_INTERVAL_SECONDS = 1.0
 # Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client with
