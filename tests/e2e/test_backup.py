@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 import redis
 
@@ -24,6 +25,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import audit_pb2, verification_pb2
 
 from .conftest import error_metadata, person, rich_error, verify
+from .test_console import signed_in
 
 LOAD_THREADS = 3
 
@@ -49,6 +51,12 @@ def signups(server: ServerProcess, client: Client, count: int, prefix: str) -> l
 def head(server: ServerProcess) -> audit_pb2.SignedTreeHead:
     with server.client("auditor") as auditor:
         return auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head
+
+
+def console_head(server: ServerProcess) -> httpx.Response:
+    """The head as the auditor's console's head page asks for it."""
+    with signed_in(server) as console:
+        return console.get("/api/head")
 
 
 def manifest_log(backup: Path, tenant: str = "default") -> dict[str, object]:
@@ -146,7 +154,7 @@ def test_a_restore_behind_a_published_head_is_refused_until_acknowledged(tmp_pat
     )
     assert restored.returncode == 0, restored.stdout + restored.stderr
     lost = f"{backed_up}-{published.tree_size - 1}"
-    with ServerProcess(restored_dir) as server:
+    with ServerProcess(restored_dir, console=True) as server:
         with server.client("registrar") as client:
             # Reads and verifications go on; their entries go into the restored log.
             signups(server, client, 1, "meanwhile")
@@ -157,6 +165,11 @@ def test_a_restore_behind_a_published_head_is_refused_until_acknowledged(tmp_pat
         assert error_metadata(refused.value)["lost_entries"] == lost
         assert f"entries {lost}" in (refused.value.details() or "")
         assert f"entries {lost}" in server.log_text()
+        # The auditor's console says the same where its head page shows the head.
+        answer = console_head(server)
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["reason"] == "AUDIT_LOG_ROLLED_BACK"
+        assert f"entries {lost}" in answer.json()["message"]
 
         acknowledged = idverify("audit", "--data-dir", str(server.data_dir), "acknowledge-rollback")
         assert acknowledged.returncode == 0, acknowledged.stdout + acknowledged.stderr
@@ -166,6 +179,8 @@ def test_a_restore_behind_a_published_head_is_refused_until_acknowledged(tmp_pat
 
         signed = head(server)
         assert signed.tree_size > backed_up
+        # Signed again (the sign-in itself may be a new entry meanwhile).
+        assert console_head(server).json()["size"] >= signed.tree_size
         with server.client("auditor") as auditor:
             proof = auditor.audit.GetConsistencyProof(
                 audit_pb2.GetConsistencyProofRequest(first=backed_up, second=signed.tree_size)
