@@ -64,19 +64,20 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tree = release_0_1_0(tmp_path_factory.mktemp("idverify-0.1.0"))
     directory = tmp_path_factory.mktemp("rolling")
     with RedisProcess(directory / "redis", port=free_port()) as store:
-        new = ServerProcess(directory / "new", config=NEW_CONFIG, redis_url=store.url)
-        with new:
+        # As a rollout goes: 0.1.0 serves first, and this release joins it on 0.1.0's data.
+        old = ServerProcess(
+            directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree), console=None
+        )
+        with old:
             for role in ROLES:
-                new.token(role)
-            # Replicas share the keys: the old one gets the files the new one created.
-            (directory / "old" / "data").mkdir(parents=True, mode=0o700)
+                old.token(role)
+            # Replicas share the keys: the new one gets the files the old one created.
+            (directory / "new" / "data").mkdir(parents=True, mode=0o700)
             for name in ("keyring.json", "audit-signing-key.pem"):
-                shutil.copy2(new.data_dir / name, directory / "old" / "data" / name)
-            old = ServerProcess(
-                directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree), console=None
-            )
-            old._tokens = dict(new._tokens)
-            with old:
+                shutil.copy2(old.data_dir / name, directory / "new" / "data" / name)
+            new = ServerProcess(directory / "new", config=NEW_CONFIG, redis_url=store.url)
+            new._tokens = dict(old._tokens)
+            with new:
                 yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port), store.url)
 
 
@@ -104,9 +105,12 @@ def bind(server: ServerProcess, identity: Identity, account: str) -> None:
 
 class TestRollingUpgrade:
     def test_the_store_keeps_this_releases_schema(self, pair: Pair) -> None:
-        """The old server does not lower the version; the new one started first raised it."""
+        """The new server raised the version of 0.1.0's data, naming the 0.1.0 server it found."""
         bind(pair.old, person(), "rolling-schema")
         assert pair.store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
+        log = pair.new.log_text()
+        assert "servers of an older release serve this Redis beside this one" in log
+        assert "(schema 1)" in log
 
     def test_keys_status_names_the_old_release(self, pair: Pair) -> None:
         """0.1.0 reports its keyring without a schema version, so an operator sees it still serve."""
