@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
@@ -25,6 +25,10 @@ from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep, decode_flat
+
+if TYPE_CHECKING:
+    # Only the type: the verification flow builds its consents on this module.
+    from idverify.flows.verification import StartPlan
 
 _ATTEMPTS = 5
 
@@ -188,18 +192,7 @@ class ConsentFlow:
         async with translate_errors():
             await self._d.redis.persist(TenantKeys(tenant).consent(account_ps))
 
-    async def admit_start(
-        self,
-        tenant: str,
-        *,
-        account_id: str,
-        verification_id: str,
-        method_id: str,
-        needed: frozenset[str],
-        given: Mapping[str, str],
-        info: RequestInfo,
-        read: ConsentRead | None = None,
-    ) -> None:
+    async def admit_start(self, plan: StartPlan, read: ConsentRead | None = None) -> None:
         """Lets a verification start under the account's consents, recording those given now.
 
         ``read`` is the record as the caller read it (:meth:`queue_read`), judged first; the
@@ -210,36 +203,16 @@ class ConsentFlow:
             ConsentRequired: a needed purpose is not consented to.
             StoreUnavailable: Redis is down, or the consent record kept changing.
         """
-        _, account_ps, _ = self._pseudonyms(tenant, account_id)
+        _, account_ps, _ = self._pseudonyms(plan.tenant, plan.account_id)
         for _ in range(_ATTEMPTS):
-            step = await self.start_step(
-                tenant,
-                account_id=account_id,
-                verification_id=verification_id,
-                method_id=method_id,
-                needed=needed,
-                given=given,
-                info=info,
-                read=read or await self._read(tenant, account_ps),
-            )
+            step = await self.start_step(plan, read or await self._read(plan.tenant, account_ps))
             read = None
             result = await self._d.scripts.run(step.name, step.keys, step.args)
             if self.admitted(result):
                 return
         raise StoreUnavailable("the consent record kept changing; retry", reason="CONTENDED")
 
-    async def start_step(
-        self,
-        tenant: str,
-        *,
-        account_id: str,
-        verification_id: str,
-        method_id: str,
-        needed: frozenset[str],
-        given: Mapping[str, str],
-        info: RequestInfo,
-        read: ConsentRead,
-    ) -> ChainStep:
+    async def start_step(self, plan: StartPlan, read: ConsentRead) -> ChainStep:
         """Judges the record as read; the step that admits the verification if it did not change.
 
         A chain may run the step and go on only once it answered ``OK``; :meth:`admitted`
@@ -249,13 +222,14 @@ class ConsentFlow:
             FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
             ConsentRequired: a needed purpose is not consented to.
         """
+        tenant, account_id, given = plan.tenant, plan.account_id, plan.given
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
         keys = TenantKeys(tenant)
         stored, revision, cancelled = read
         if cancelled:
             raise _cancelled()
         rules.check_start_consents(
-            needed,
+            plan.purposes,
             given,
             stored,
             now_ms=await self._d.scripts.clock.now_ms(),
@@ -275,13 +249,13 @@ class ConsentFlow:
                 keys.audit_log(),
             ],
             [
-                verification_id,
+                plan.verification_id,
                 self._lifetime_ms,
                 revision,
                 json.dumps(grants),
-                self._request(info, tenant, account_id),
+                self._request(plan.info, tenant, account_id),
                 audit_ps,
-                method_id,
+                plan.method.id,
             ],
             proceed_on=("OK",),
         )

@@ -42,7 +42,7 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import AgeBand, DocumentType, Subject, SubjectKind
 from idverify.events.accounts import event_account_fields
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import ConsentFlow, ConsentRead, consent_read
+from idverify.flows.consent import ConsentFlow, consent_read
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.keys import IdentityLookup, IdentityMover, IdentityProbe, ResolvedIdentity
@@ -218,21 +218,33 @@ class VerificationFlow:
         keys = TenantKeys(tenant)
         verification_id = secrets.token_hex(16)
         request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
-        # Every counter that refuses a start counts per (document, name) pair, so that a
-        # squatter's failures under a false name never refuse the owner who presents the true one.
-        name_tag = claim_tag(d.keyring, tenant, document.document_type.value, document.number, name)
-        admission = await self._admission(
-            tenant,
-            keys,
+        plan = StartPlan(
+            tenant=tenant,
+            keys=keys,
+            request_id=request_id,
             request_key=request_key,
             verification_id=verification_id,
-            method=method,
             account_id=account_id,
-            consents=(purposes, given),
-            kind=document.subject_kind,
-            name_tag=name_tag,
+            method=method,
+            document=document,
+            name=name,
+            phone=phone,
+            today=today,
+            declared=declared,
+            purposes=purposes,
+            given=given,
+            # Every counter that refuses a start counts per (document, name) pair, so that a
+            # squatter's failures under a false name never refuse the owner who presents the true one.
+            name_tag=claim_tag(d.keyring, tenant, document.document_type.value, document.number, name),
             info=info,
+            extras=_StepExtras(
+                bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
+                organization=particulars,
+                return_url=request.return_url,
+                meta_info=request.meta_info,
+            ),
         )
+        admission = await self._admission(plan)
         if isinstance(admission, bytes):
             # A repeated request id: the verification it started, or wait for the attempt running.
             existing = await self._verification_for_request(tenant, admission, request_key)
@@ -240,28 +252,7 @@ class VerificationFlow:
         try:
             held = await self._admit(admission)
             if held is None:
-                return await self._start_reserved(
-                    tenant=tenant,
-                    keys=keys,
-                    request_key=request_key,
-                    verification_id=verification_id,
-                    method=method,
-                    account_id=account_id,
-                    document=document,
-                    name=name,
-                    phone=phone,
-                    info=info,
-                    today=today,
-                    declared=declared,
-                    purposes=purposes,
-                    name_tag=name_tag,
-                    extras=_StepExtras(
-                        bank_card=subject.bank_card_number.strip() if "bank_card_number" in needed else "",
-                        organization=particulars,
-                        return_url=request.return_url,
-                        meta_info=request.meta_info,
-                    ),
-                )
+                return await self._start_reserved(plan)
         except BaseException:
             # Release the request id so that the caller's retry can run, unless the start
             # committed although its caller was told otherwise (a lost reply: the retry must find
@@ -292,20 +283,7 @@ class VerificationFlow:
             self._d.redis, tenant, document, name, forward_ms=forward_ms, indexes=identity.probe.indexes
         )
 
-    async def _admission(
-        self,
-        tenant: str,
-        keys: TenantKeys,
-        *,
-        request_key: str,
-        verification_id: str,
-        method: MethodSpec,
-        account_id: str,
-        consents: tuple[frozenset[str], Mapping[str, str]],
-        kind: SubjectKind,
-        name_tag: str,
-        info: RequestInfo,
-    ) -> _Admission | bytes:
+    async def _admission(self, plan: StartPlan) -> _Admission | bytes:
         """The step that reserves a start's request id and admits it: one chain, one round trip.
 
         The request id and the account's consent record are read first (one round trip): the
@@ -317,24 +295,16 @@ class VerificationFlow:
             ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
         """
         d = self._d
+        tenant, keys = plan.tenant, plan.keys
         limits = d.settings.rate_limits
-        purposes, given = consents
-        request = info.audit_fields()
+        request = plan.info.audit_fields()
         admission = _Admission(
-            tenant=tenant,
-            keys=keys,
-            account_id=account_id,
-            verification_id=verification_id,
-            method=method,
-            purposes=purposes,
-            given=given,
-            kind=kind,
-            info=info,
-            identity_ps=d.keyring.pseudonym(tenant, "rl-identity", name_tag),
+            plan=plan,
+            identity_ps=d.keyring.pseudonym(tenant, "rl-identity", plan.name_tag),
             reserve=ChainStep(
                 "reserve_request",
-                [request_key, keys.request_released(verification_id)],
-                [verification_id, RESERVATION_MS],
+                [plan.request_key, keys.request_released(plan.verification_id)],
+                [plan.verification_id, RESERVATION_MS],
                 proceed_on=("OK",),
             ),
             # Every counter that refuses a start counts per (document, name) pair, so that a
@@ -342,22 +312,22 @@ class VerificationFlow:
             claims=counted_step(
                 keys,
                 "claim_refusals",
-                name_tag,
+                plan.name_tag,
                 limit=limits.claim_refusals_per_day,
-                request={**request, "account": d.keyring.pseudonym(tenant, "audit", account_id)},
+                request={**request, "account": d.keyring.pseudonym(tenant, "audit", plan.account_id)},
             ),
         )
         # What the start reads before its admission, all in the tenant's slot: one round trip.
         # The admission (its first write) is sent only once these answered, so a Redis that
         # stalls on them never runs a reservation for a caller who gave up.
         async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
-            pipe.get(request_key)
-            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", account_id))
+            pipe.get(plan.request_key)
+            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", plan.account_id))
             holder, consent_raw, cancelled = await pipe.execute()
         if _holder(holder) is not None:
             return bytes(holder)
-        with self._offering_fallbacks(tenant, method, purposes, kind):
-            admission.consent = await self._consent_step(admission, consent_read(consent_raw, cancelled))
+        with self._offering_fallbacks(plan):
+            admission.consent = await self._consent.start_step(plan, consent_read(consent_raw, cancelled))
         admission.window = d.window_limiter.step(
             keys,
             "identity",
@@ -367,19 +337,6 @@ class VerificationFlow:
             request=request,
         )
         return admission
-
-    async def _consent_step(self, admission: _Admission, read: ConsentRead) -> ChainStep:
-        """The admission's consents judged on ``read`` (ConsentFlow.start_step)."""
-        return await self._consent.start_step(
-            admission.tenant,
-            account_id=admission.account_id,
-            verification_id=admission.verification_id,
-            method_id=admission.method.id,
-            needed=admission.purposes,
-            given=admission.given,
-            info=admission.info,
-            read=read,
-        )
 
     async def _admit(self, admission: _Admission) -> bytes | None:
         """Runs the admission; None when it reserved and admitted, else the request id's holder.
@@ -401,7 +358,7 @@ class VerificationFlow:
             raise StoreUnavailable("the request was released by its caller; retry")
         admission.may_hold = True
         judge_counted(replies[1], purpose="claim_refusals")
-        with self._offering_fallbacks(admission.tenant, admission.method, admission.purposes, admission.kind):
+        with self._offering_fallbacks(admission.plan):
             if not self._consent.admitted(replies[2]):
                 replies = await self._admit_on_record(admission, replies[2], window)
         if admission.window is None:
@@ -412,12 +369,12 @@ class VerificationFlow:
             d.window_limiter.refuse_over_limit(replies[3], purpose="identity", limit=limit)
         else:
             await d.window_limiter.hit(
-                admission.keys,
+                admission.plan.keys,
                 "identity",
                 admission.identity_ps,
                 limit=limit,
                 window_seconds=3600,
-                request=admission.info.audit_fields(),
+                request=admission.plan.info.audit_fields(),
             )
         return None
 
@@ -429,41 +386,25 @@ class VerificationFlow:
         Empty when the record kept changing: then judged and admitted alone, and the window
         counted after.
         """
-        again = await self._consent_step(admission, consent_read(decode_flat(changed[1]), cancelled=False))
+        read = consent_read(decode_flat(changed[1]), cancelled=False)
+        again = await self._consent.start_step(admission.plan, read)
         replies = await self._d.scripts.run_chain([again, *window])
         if self._consent.admitted(replies[0]):
             return [None, None, *replies]
-        await self._consent.admit_start(
-            admission.tenant,
-            account_id=admission.account_id,
-            verification_id=admission.verification_id,
-            method_id=admission.method.id,
-            needed=admission.purposes,
-            given=admission.given,
-            info=admission.info,
-        )
+        await self._consent.admit_start(admission.plan)
         return []
 
-    async def _start_reserved(
-        self,
-        *,
-        tenant: str,
-        keys: TenantKeys,
-        request_key: str,
-        verification_id: str,
-        method: MethodSpec,
-        account_id: str,
-        document: Document,
-        name: str,
-        phone: str,
-        info: RequestInfo,
-        today: date,
-        declared: date | None,
-        purposes: frozenset[str],
-        name_tag: str,
-        extras: _StepExtras,
-    ) -> VerificationView:
+    async def _start_reserved(self, plan: StartPlan) -> VerificationView:
+        """Runs the method's steps for a start its admission reserved, and commits the verification."""
         d = self._d
+        tenant, keys, verification_id = plan.tenant, plan.keys, plan.verification_id
+        account_id, method, document, name, phone = (
+            plan.account_id,
+            plan.method,
+            plan.document,
+            plan.name,
+            plan.phone,
+        )
         forward_ms = self._lookup.forward_ms(d.settings.verification.session_ttl_seconds)
         # The identity's record is read with the code send's counts where they are one round
         # trip (_guard_code_send), else on its own after the steps; the hash comes first either way.
@@ -486,14 +427,14 @@ class VerificationFlow:
                     account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
                 )
             ),
-            "name_tag": name_tag,
+            "name_tag": plan.name_tag,
             "establishes": "1" if establishes else "0",
             # The keyed hashes of the organization's name forms: the index of verified names
             # takes them in the step that establishes its claim (store/lua/_prelude.lua bind()).
             "org_names": organization_name_hashes(d.keyring, tenant, name)
             if establishes and document.subject_kind is SubjectKind.ORGANIZATION
             else "",
-            "purposes": ",".join(sorted(purposes)),
+            "purposes": ",".join(sorted(plan.purposes)),
             "masked_phone": mask_phone(phone) if phone else "",
             "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
             # The phone's deployment-wide pseudonym, sealed to this verification: it counts wrong
@@ -518,6 +459,7 @@ class VerificationFlow:
         # Whatever this service holds about the document (another name, its limit reached) is
         # judged only when the binding commits, after the caller proved possession: the first
         # reply is the same for every document (no identity oracle).
+        extras = plan.extras
         rep = extras.organization.legal_representative_document
         subject = Subject(
             document.subject_kind,
@@ -538,22 +480,11 @@ class VerificationFlow:
             verification_id,
             subject,
             document,
-            today,
+            plan.today,
             return_url=extras.return_url,
             meta_info=extras.meta_info,
         )
-        mode = await self._run_steps(
-            tenant=tenant,
-            keys=keys,
-            method=method,
-            context=context,
-            record=record,
-            steps=steps,
-            info=info,
-            mode="bind",
-            authority=authority,
-            identity=identity,
-        )
+        mode = await self._run_steps(plan, context, _StepsRun(record, steps, authority, identity))
         found = await self._identity_found(tenant, document, name, identity, forward_ms)
         record.update(
             identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
@@ -561,7 +492,7 @@ class VerificationFlow:
         minor = False
         try:
             birth, source = birth_dates.choose(
-                document=document.birth_date, authorities=authority, declared=declared
+                document=document.birth_date, authorities=authority, declared=plan.declared
             )
         except birth_dates.BirthDateMismatch:
             birth, source = None, birth_dates.AgeSource.NONE
@@ -569,12 +500,12 @@ class VerificationFlow:
                 mode = "rejected"
                 record.update(status="REJECTED", reason="BIRTH_DATE_MISMATCH", next_step="")
         else:
-            minor = is_under_14(birth, today)
+            minor = is_under_14(birth, plan.today)
         record.update(
             # The band of the start day serves only servers of an older version: one finishing
             # this verification, and 0.1.0 reading the account it is copied to (bind() in
             # _prelude.lua). This release computes the band from the sealed date when read.
-            age_band=age_band(birth, today).value,
+            age_band=age_band(birth, plan.today).value,
             minor="1" if minor else "0",
             age_source=source.value,
             birth_sealed=self._ages.seal(tenant, account_ps, birth) if birth else "",
@@ -591,7 +522,7 @@ class VerificationFlow:
             result = await d.scripts.run(
                 "start",
                 [
-                    request_key,
+                    plan.request_key,
                     keys.verification(verification_id),
                     keys.audit_log(),
                     keys.account(account_ps),
@@ -604,7 +535,7 @@ class VerificationFlow:
                     d.settings.verification.session_ttl_seconds * 1000,
                     json.dumps(record),
                     d.settings.verification.binding_limit,
-                    json.dumps(info.audit_fields()),
+                    json.dumps(plan.info.audit_fields()),
                     mode,
                 ],
             )
@@ -623,7 +554,7 @@ class VerificationFlow:
             # Only after this attempt gave up (release_request.lua): nobody waits for this answer.
             raise StoreUnavailable("the request was released by its caller; retry")
         if result[0] == b"EXISTS":
-            return await self.get(tenant, as_text(result[1]), info)
+            return await self.get(tenant, as_text(result[1]), plan.info)
         view = self._view(tenant, verification_id, decode_flat(result[1]))
         if view.status == "VERIFIED":
             await self._consent.keep(tenant, account_ps)
@@ -631,9 +562,7 @@ class VerificationFlow:
         return view
 
     @contextlib.contextmanager
-    def _offering_fallbacks(
-        self, tenant: str, method: MethodSpec, purposes: frozenset[str], kind: SubjectKind
-    ) -> Iterator[None]:
+    def _offering_fallbacks(self, plan: StartPlan) -> Iterator[None]:
         """A consent refusal inside names the other methods to offer.
 
         Those need neither biometrics nor, when this method reads a card, a card of their own.
@@ -641,13 +570,14 @@ class VerificationFlow:
         try:
             yield
         except (ConsentRequired, FailedPrecondition) as refused:
+            purposes = plan.purposes
             financial = consent_rules.FINANCIAL in purposes
             if financial or consent_rules.BIOMETRIC in purposes or refused.reason == "BIOMETRIC_COOLDOWN":
                 card_steps = steps_reading(consent_rules.CARD_FIELDS, self._d.fields_of_step)
                 fallbacks = fallback_methods(
-                    self._d.settings.methods_for(tenant),
-                    method,
-                    kind,
+                    self._d.settings.methods_for(plan.tenant),
+                    plan.method,
+                    plan.document.subject_kind,
                     self._d.biometric_steps,
                     card_steps if financial else frozenset(),
                 )
@@ -698,31 +628,20 @@ class VerificationFlow:
             record.clear()
             record.update({as_text(k): as_text(v) for k, v in raw.items()})
 
-    async def _run_steps(
-        self,
-        *,
-        tenant: str,
-        keys: TenantKeys,
-        method: MethodSpec,
-        context: StepContext,
-        record: dict[str, str],
-        steps: list[dict[str, str]],
-        info: RequestInfo,
-        mode: str,
-        authority: list[date],
-        identity: _IdentityRead | None = None,
-    ) -> str:
-        """Runs the method's steps; a birth date an authority returned lands in ``authority``.
+    async def _run_steps(self, plan: StartPlan, context: StepContext, run: _StepsRun) -> str:
+        """Runs the method's steps: ``bind``, ``challenge`` or ``rejected``.
 
-        ``identity``'s record is read with a code send's counts, when one is made.
+        Each step's outcome lands in ``run.steps``, a birth date an authority returned in
+        ``run.authority``; ``run.identity``'s record is read with a code send's counts, when one
+        is made.
         """
         d = self._d
+        tenant, method = plan.tenant, plan.method
+        record, steps = run.record, run.steps
         for step_name in method.steps:
             verifier = d.verifiers[step_name]
             if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
-                await self._guard_code_send(
-                    tenant, keys, record, context.subject.phone_number, info, identity=identity
-                )
+                await self._guard_code_send(plan, record, identity=run.identity)
                 if record["status"] == "REJECTED":
                     steps.append(
                         {"verifier": step_name, "outcome": Outcome.FAIL.value, "reason": record["reason"]}
@@ -744,7 +663,7 @@ class VerificationFlow:
                 step["vendor_code"] = result.vendor_code
             steps.append(step)
             if result.outcome is Outcome.PASS and result.birth_date is not None:
-                authority.append(result.birth_date)
+                run.authority.append(result.birth_date)
             if result.outcome in {Outcome.PASS, Outcome.NOT_APPLICABLE}:
                 continue
             if result.outcome is Outcome.UNAVAILABLE:
@@ -785,7 +704,7 @@ class VerificationFlow:
             record.update(status="REJECTED", reason=result.reason or "STEP_FAILED")
             return "rejected"
         record.update(status="PENDING")
-        return mode
+        return "bind"
 
     def _record_vendor_challenge(
         self, tenant: str, verification_id: str, step_name: str, challenge: Challenge, record: dict[str, str]
@@ -827,14 +746,7 @@ class VerificationFlow:
         return str(opened.get("url", "")), str(opened.get("token", ""))
 
     async def _guard_code_send(
-        self,
-        tenant: str,
-        keys: TenantKeys,
-        record: dict[str, str],
-        phone: str,
-        info: RequestInfo,
-        *,
-        identity: _IdentityRead | None,
+        self, plan: StartPlan, record: dict[str, str], *, identity: _IdentityRead | None
     ) -> None:
         """Counts the code about to be sent; a locked account+phone or phone gets none.
 
@@ -843,12 +755,13 @@ class VerificationFlow:
         record first (whatever the counts say).
         """
         d = self._d
+        tenant, phone, info = plan.tenant, plan.phone, plan.info
         max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
         read = None
         if identity is not None and identity.bindings is None and d.scripts.one_node:
             read = ChainStep("hget_each", identity.probe.keys, ["name_binding"], proceed_on=("OK",))
         verdict, failures, read_reply = await self._sends.count_send(
-            keys,
+            plan.keys,
             SendPseudonyms(
                 account_phone=record["otp_ps"],
                 tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),
@@ -1324,6 +1237,20 @@ class _IdentityRead:
 
 
 @dataclass(slots=True)
+class _StepsRun:
+    """What a start's steps leave behind for its commit.
+
+    The record, each step's outcome, the birth dates authorities returned, and the identity's
+    record when it was read with a code send.
+    """
+
+    record: dict[str, str]
+    steps: list[dict[str, str]]
+    authority: list[date]
+    identity: _IdentityRead
+
+
+@dataclass(slots=True)
 class _Admission:
     """A start's reservation, claim refusals, consents and identity window: one chain of scripts.
 
@@ -1334,15 +1261,7 @@ class _Admission:
     its own steps arriving later find it released and take nothing.
     """
 
-    tenant: str
-    keys: TenantKeys
-    account_id: str
-    verification_id: str
-    method: MethodSpec
-    purposes: frozenset[str]
-    given: Mapping[str, str]
-    kind: SubjectKind
-    info: RequestInfo
+    plan: StartPlan
     identity_ps: str
     reserve: ChainStep
     claims: ChainStep
@@ -1363,6 +1282,40 @@ class _StepExtras:
 
     def __repr__(self) -> str:
         return "_StepExtras(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlan:
+    """A validated start, decided once and read by its admission, steps and commit.
+
+    It carries the request's personal data (name, document, phone) in memory only, for as long
+    as the start runs; its repr names none of it.
+    """
+
+    tenant: str
+    keys: TenantKeys
+    request_id: str
+    # The request id's key: its pseudonym, never the id.
+    request_key: str
+    verification_id: str
+    account_id: str
+    method: MethodSpec
+    document: Document
+    name: str
+    # Normalized, or "" when no step of the method reads a phone.
+    phone: str
+    # The calendar day (Asia/Shanghai) ages are judged on, fixed for the whole start.
+    today: date
+    declared: date | None
+    # The consent purposes the method needs, and the text versions given with the request.
+    purposes: frozenset[str]
+    given: Mapping[str, str]
+    name_tag: str
+    info: RequestInfo
+    extras: _StepExtras
+
+    def __repr__(self) -> str:
+        return f"StartPlan(tenant={self.tenant!r}, verification_id={self.verification_id!r}, <hidden>)"
 
 
 def _submit_keys(keys: TenantKeys, verification_id: str, record: Mapping[str, str]) -> list[str]:
