@@ -237,4 +237,5 @@ __all__ = [
     "cooldown_ms",
     "needed_purposes",
     "states_from_fields",
+    "text_version_of",
 ]
