@@ -28,7 +28,7 @@ from idverify.store.scripts import ChainStep, decode_flat
 
 if TYPE_CHECKING:
     # Only the type: the verification flow builds its consents on this module.
-    from idverify.flows.verification import StartPlan
+    from idverify.flows.verification.plan import StartPlan
 
 _ATTEMPTS = 5
 

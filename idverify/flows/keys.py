@@ -40,7 +40,7 @@ from idverify.privacy.sealing import (
     associated_data,
     sealed_from_text,
     sealed_to_text,
-    sealed_version,
+    text_version,
 )
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
@@ -518,7 +518,7 @@ async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
         for key, (pepper, moved_to) in zip(page, rows, strict=True):
             tenant, _, ref = split_key(key)
             counts = usage.setdefault(tenant, KeyUsage())
-            version = _version_of(ref)
+            version = text_version(ref)
             if moved_to is not None:
                 counts.forwarding[version] += 1
                 continue
@@ -535,7 +535,7 @@ async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
             tenant, _, _ = split_key(key)
             counter = usage.setdefault(tenant, KeyUsage()).event_accounts
             async for _, values in _hash_pages(redis, key):
-                counter.update(_version_of(as_text(value)) for value in values.values())
+                counter.update(text_version(as_text(value)) for value in values.values())
     return usage
 
 
@@ -567,19 +567,12 @@ async def _count_sealed(
         for key, row in zip(page, rows, strict=True):
             tenant, _, _ = split_key(key)
             counter = counter_of(usage.setdefault(tenant, KeyUsage()))
-            for version in {_version_of(as_text(value)) for value in row if value} - {""}:
+            for version in {text_version(as_text(value)) for value in row if value} - {""}:
                 counter[version] += 1
 
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
-
-
-def _version_of(text: str) -> str:
-    try:
-        return sealed_version(text.encode("ascii", "replace"))
-    except SealError:
-        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,7 +657,7 @@ class Reindexer:
     async def _identity(self, key: bytes) -> bool | None:
         """True when moved, False when nothing to do, None when unreadable."""
         tenant, _, ref = split_key(key)
-        if _version_of(ref) == self._target:
+        if text_version(ref) == self._target:
             return False
         try:
             new_ref = self._mover.current_ref(tenant, ref)
@@ -728,7 +721,7 @@ class Reindexer:
         changes: dict[str, list[str]] = {}
         for (name, (purpose, context)), value in zip(fields.items(), row, strict=False):
             old = as_text(value or b"")
-            if not old or _version_of(old) == self._target:
+            if not old or text_version(old) == self._target:
                 continue
             try:
                 new = self._mover.resealed(tenant, old, purpose, *context)

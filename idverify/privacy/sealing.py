@@ -26,6 +26,7 @@ __all__ = [
     "sealed_from_text",
     "sealed_to_text",
     "sealed_version",
+    "text_version",
 ]
 
 _SEPARATOR: Final = b":"
@@ -74,6 +75,17 @@ def sealed_version(sealed: bytes) -> str:
     if match is None:
         raise UnknownSealVersion("sealed value has no wrapping-key version header")
     return match.group(1).decode("ascii")
+
+
+def text_version(text: str) -> str:
+    """Return the wrapping-key version a stored sealed reference (text form) was made under.
+
+    "" when it is not a sealed value: callers treat that as "not current" and move it on.
+    """
+    try:
+        return sealed_version(text.encode("ascii", "replace"))
+    except SealError:
+        return ""
 
 
 def sealed_to_text(sealed: bytes) -> str:

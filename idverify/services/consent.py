@@ -5,7 +5,7 @@ from __future__ import annotations
 from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
-from idverify.flows.verification import VerificationFlow
+from idverify.flows.verification import GuardianConsent, VerificationFlow
 from idverify.security.principals import caller
 from idverify.services.convert import timestamp_ms
 from idverify.services.grpc_types import Context
@@ -37,13 +37,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         tenant, info = caller().tenant, request_info(context)
         if purpose == rules.GUARDIAN:
             await self._flow.grant_guardian_consent(
-                tenant=tenant,
-                account_id=request.account_id,
-                verification_id=request.verification_id,
-                guardian_account_id=request.guardian_account_id,
-                text_version=text_version,
-                relationship=_RELATIONSHIPS.get(request.relationship, ""),
-                info=info,
+                GuardianConsent(
+                    tenant=tenant,
+                    account_id=request.account_id,
+                    verification_id=request.verification_id,
+                    guardian_account_id=request.guardian_account_id,
+                    text_version=text_version,
+                    relationship=_RELATIONSHIPS.get(request.relationship, ""),
+                    info=info,
+                )
             )
         # The guardian step audited its consent already; the record is kept the same way.
         state = await self._consent.grant(

@@ -22,7 +22,7 @@ from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.accounts import AccountFlow, Located
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.keys import Reindexer, count_key_usage
-from idverify.flows.verification import StartRequest, VerificationFlow, VerificationView
+from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
@@ -178,13 +178,15 @@ async def consent(
     world: World, child: str, verification_id: str, guardian: str, relationship: str = "parent"
 ) -> VerificationView:
     return await world.verification.grant_guardian_consent(
-        tenant=world.tenant,
-        account_id=child,
-        verification_id=verification_id,
-        guardian_account_id=guardian,
-        text_version=text_version_of("guardian text"),
-        relationship=relationship,
-        info=INFO,
+        GuardianConsent(
+            tenant=world.tenant,
+            account_id=child,
+            verification_id=verification_id,
+            guardian_account_id=guardian,
+            text_version=text_version_of("guardian text"),
+            relationship=relationship,
+            info=INFO,
+        )
     )
 
 

@@ -1,0 +1,249 @@
+"""Answers to a verification's challenge: a code, or a vendor-run challenge's verdict.
+
+A code is counted for its phone across tenants before the tenant's step judges it. A vendor-run
+challenge (face liveness) is judged by asking the vendor, when the caller submits an empty code
+or when the vendor's callback says the user is done; the store records the verdict like an answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable
+from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.verification.binding import BindingScripts
+from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
+from idverify.observability import telemetry
+from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
+from idverify.security.code_sends import CodeSendCounter, counted_or_unavailable
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import ChainStep
+from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFlow:
+    """Judges answers to verifications' challenges."""
+
+    deps: FlowDeps
+    sends: CodeSendCounter
+    reader: VerificationReader
+    binding: BindingScripts
+
+    async def submit(
+        self, tenant: str, verification_id: str, code: str, info: RequestInfo
+    ) -> VerificationView:
+        """Judges one answer to the verification's challenge.
+
+        A vendor-run challenge (face liveness) takes no code: an empty one asks the vendor for
+        its verdict, which the store then records like an answer.
+
+        Raises:
+            InvalidArgument: on a malformed id or code.
+            NotFound: when the verification does not exist (or has expired away).
+            FailedPrecondition: when the verification is not waiting for a code.
+            StoreUnavailable: when Redis, or the vendor judging the challenge, is unreachable.
+        """
+        d = self.deps
+        verification_id = check_verification_id(verification_id)
+        bad_code = InvalidArgument("code: 1-16 digits", reason="BAD_CODE", field="code")
+        if code and (len(code) > 16 or not code.strip().isdigit()):  # noqa: PLR2004
+            raise bad_code
+        keys = TenantKeys(tenant)
+        record = await self.reader.record(tenant, verification_id)
+        judged = d.verifiers.get(record.get("step_verifier", ""))
+        if isinstance(judged, JudgedChallengeVerifier):
+            return await self._submit_judged(tenant, verification_id, record, judged, info)
+        if not code:
+            raise bad_code
+        if not record:
+            raise NotFound("no such verification", field="verification_id")
+        if record.get("status") != "CHALLENGE_SENT":
+            raise FailedPrecondition(
+                f"verification is {record.get('status', 'unknown')}, not awaiting a code",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        verifier = d.verifiers[record["step_verifier"]]
+        assert isinstance(verifier, ChallengeVerifier)  # noqa: S101 - recorded only for challenge steps
+        digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record["salt"]), code.strip())
+        # Counted for its phone across tenants before the tenant's step judges it; the same
+        # digest decides there, so a code is wrong here exactly when it is wrong there.
+        phone_ps = self._phone_pseudonym(tenant, verification_id, record)
+        wrong = not hmac.compare_digest(record.get("digest", ""), digest.hex())
+        count_request = {
+            **info.audit_fields(),
+            "verification_id": verification_id,
+            "account": record.get("acct_audit", ""),
+        }
+        lock_ps = record.get("otp_ps", "")
+        count = self.sends.answer_step(phone_ps, wrong=wrong)
+        if count is not None and not d.scripts.one_node:
+            # On Cluster the phone's slot is another server's: its count is a step of its own.
+            await self.sends.count_answer(
+                phone_ps, wrong=wrong, keys=keys, lock_pseudonym=lock_ps, request=count_request
+            )
+            count = None
+
+        async def counted_and_judged(submit_keys: list[str], args: Sequence[str | int | bytes]) -> Any:
+            """The answer's count in the phone's slot and its judgement, one chain on one server."""
+            assert count is not None  # noqa: S101 - only passed with a count to make
+            # A count Redis refused is a count not made: nothing is judged (fail closed).
+            async with counted_or_unavailable():
+                replies = await d.scripts.run_chain([count, ChainStep("submit", submit_keys, args)])
+            await self.sends.judge_answer_count(
+                replies[0], keys=keys, lock_pseudonym=lock_ps, request=count_request
+            )
+            return replies[1]
+
+        result = await self.binding.run(
+            "submit",
+            tenant,
+            verification_id,
+            record,
+            keys_for=lambda r: _submit_keys(keys, verification_id, r),
+            args=[
+                digest.hex(),
+                d.settings.verification.binding_limit,
+                d.settings.verification.otp_failure_window_seconds * 1000,
+                json.dumps(info.audit_fields()),
+            ],
+            first=counted_and_judged if count is not None else None,
+        )
+        if result[0] == b"STATE":
+            # Another answer changed the state between our read and the script: same answer as above.
+            raise FailedPrecondition(
+                "verification is no longer awaiting a code",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        return self.reader.script_view(tenant, verification_id, result)
+
+    async def finish_by_callback(
+        self, tenant: str, verification_id: str, vendor_token: str, info: RequestInfo
+    ) -> str:
+        """Finishes a vendor-run challenge the vendor says is done, as an empty SubmitChallenge does.
+
+        The vendor's callback only says when to look: the verdict is fetched from the vendor by
+        the token recorded at the start, and only when the callback names that same token.
+
+        Returns:
+            ``finished`` (the verdict is recorded), ``pending`` (the vendor says the user is not
+            done), ``final`` (nothing waits for a verdict: already finished, a replay),
+            ``unknown`` (no such verification) or ``mismatch`` (another flow's token, or a
+            verification without a vendor-run challenge).
+
+        Raises:
+            InvalidArgument: on a malformed verification id.
+            StoreUnavailable: when Redis, or the vendor asked for the verdict, is unreachable;
+                the verification stays as it was and SubmitChallenge still finishes it.
+        """
+        verification_id = check_verification_id(verification_id)
+        record = await self.reader.record(tenant, verification_id)
+        if not record:
+            return "unknown"
+        judged = self.deps.verifiers.get(record.get("step_verifier", ""))
+        if record.get("status") != "CHALLENGE_SENT":
+            return "final"
+        if not isinstance(judged, JudgedChallengeVerifier):
+            return "mismatch"
+        _, token = self.reader.vendor_challenge(tenant, verification_id, record)
+        if not token or not hmac.compare_digest(token.encode(), vendor_token.encode("utf-8", "replace")):
+            return "mismatch"
+        try:
+            view = await self._submit_judged(tenant, verification_id, record, judged, info)
+        except FailedPrecondition:
+            # Another callback or SubmitChallenge recorded the verdict in between: once is enough.
+            return "final"
+        return "pending" if view.status == "CHALLENGE_SENT" else "finished"
+
+    async def _submit_judged(
+        self,
+        tenant: str,
+        verification_id: str,
+        record: Mapping[str, str],
+        verifier: JudgedChallengeVerifier,
+        info: RequestInfo,
+    ) -> VerificationView:
+        """Asks the vendor for the verdict of its challenge and records it like an answer."""
+        d = self.deps
+        if record.get("status") != "CHALLENGE_SENT":
+            raise FailedPrecondition(
+                f"verification is {record.get('status', 'unknown')}, not awaiting a challenge",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        _, token = self.reader.vendor_challenge(tenant, verification_id, record)
+        step_name = record["step_verifier"]
+        with telemetry.span(f"verifier.{step_name}.judge", verifier=step_name) as current:
+            result = await verifier.judge(tenant, verification_id, token)
+            current.set_attributes(
+                telemetry.safe_attributes(
+                    {"idverify.outcome": result.outcome.value, "idverify.vendor_code": result.vendor_code}
+                )
+            )
+        if result.outcome is Outcome.CHALLENGE:
+            # The user has not finished at the vendor yet: nothing changes.
+            return await self.reader.get(tenant, verification_id, info)
+        if result.outcome is Outcome.UNAVAILABLE:
+            raise StoreUnavailable(
+                "the vendor judging the challenge is unavailable; retry", reason=result.reason
+            )
+        verdict = "pass" if result.outcome is Outcome.PASS else "fail"
+        keys = TenantKeys(tenant)
+        outcome = await self.binding.run(
+            "submit",
+            tenant,
+            verification_id,
+            dict(record),
+            keys_for=lambda r: _submit_keys(keys, verification_id, r),
+            args=[
+                "",
+                d.settings.verification.binding_limit,
+                d.settings.verification.otp_failure_window_seconds * 1000,
+                json.dumps(info.audit_fields()),
+                verdict,
+                result.reason or ("" if verdict == "pass" else "STEP_FAILED"),
+                result.vendor_code,
+            ],
+        )
+        if outcome[0] == b"STATE":
+            raise FailedPrecondition(
+                "verification is no longer awaiting a challenge",
+                reason="NOT_AWAITING_CHALLENGE",
+                field="verification_id",
+            )
+        return self.reader.script_view(tenant, verification_id, outcome)
+
+    def _phone_pseudonym(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> str:
+        """The phone's deployment-wide pseudonym a verification holds sealed ("" if none)."""
+        sealed = record.get("phone_ps_sealed", "")
+        if not sealed:
+            return ""
+        try:
+            return self.deps.sealer.unseal(
+                sealed_from_text(sealed),
+                associated=associated_data(tenant, "phone-pseudonym", verification_id),
+            ).decode()
+        except SealError:
+            # Uncounted wrong codes would slip past the phone's limit: judge nothing instead.
+            raise StoreUnavailable(
+                "the verification's phone counter cannot be opened", reason="NOT_COUNTED"
+            ) from None
+
+
+def _submit_keys(keys: TenantKeys, verification_id: str, record: Mapping[str, str]) -> list[str]:
+    """The keys of the ``submit`` script, for a code and for a vendor's verdict alike."""
+    return [
+        keys.verification(verification_id),
+        keys.audit_log(),
+        keys.account(record["acct"]),
+        keys.identity(record["identity"]),
+        keys.identity_accounts(record["identity"]),
+        keys.otp_failures(record.get("otp_ps", "")),
+        keys.consent(record["acct"]),
+    ]

@@ -1,0 +1,268 @@
+"""A start's steps and commit, once its admission reserved the request id.
+
+The steps run first and decide the mode (``bind``, ``challenge``, ``rejected``, or ``guardian``
+for a minor); the identity is looked up (one argon2id) and the ``start`` script stores the
+verification and, where the mode says so, binds the account, all in one step. Whatever this
+service holds about the document (another name, its limit reached) is judged only then, after
+the caller proved possession: the first reply is the same for every document (no identity
+oracle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from idverify.domain import birth_dates
+from idverify.domain.age import age_band, is_under_14
+from idverify.domain.errors import StoreUnavailable
+from idverify.domain.methods import establishes_claim, fallback_methods
+from idverify.domain.subjects import Subject, SubjectKind
+from idverify.events.accounts import event_account_fields
+from idverify.flows.account_age import AccountAges
+from idverify.flows.consent import ConsentFlow
+from idverify.flows.context import FlowDeps
+from idverify.flows.display_names import organization_name_hashes
+from idverify.flows.keys import IdentityLookup, ResolvedIdentity
+from idverify.flows.verification.binding import MOVE_ATTEMPTS
+from idverify.flows.verification.plan import StartPlan
+from idverify.flows.verification.steps import IdentityRead, StepRunner, StepsRun
+from idverify.flows.verification.views import VerificationReader, VerificationView, count_start
+from idverify.privacy.keyring import DEPLOYMENT_LABEL
+from idverify.privacy.masking import mask_phone
+from idverify.privacy.sealing import associated_data, sealed_to_text
+from idverify.store.connection import as_text
+from idverify.store.scripts import decode_flat
+from idverify.verifiers.base import StepContext
+
+
+@dataclass(frozen=True, slots=True)
+class StartCommit:
+    """Runs a reserved start's steps, looks its identity up, and stores it in one step."""
+
+    deps: FlowDeps
+    consent: ConsentFlow
+    lookup: IdentityLookup
+    ages: AccountAges
+    steps: StepRunner
+    reader: VerificationReader
+
+    async def run(self, plan: StartPlan) -> VerificationView:
+        """Runs the method's steps for a start its admission reserved, and commits the verification.
+
+        Raises:
+            RateLimited: a code send over its limit.
+            StoreUnavailable: Redis is down, the caller released the request, or the identity
+                kept moving.
+        """
+        d = self.deps
+        tenant = plan.tenant
+        forward_ms = self.lookup.forward_ms(d.settings.verification.session_ttl_seconds)
+        # The identity's record is read with the code send's counts where they are one round
+        # trip (StepRunner's code-send guard), else on its own after the steps; the hash comes
+        # first either way.
+        probe = self.lookup.probe(tenant, await self.lookup.indexes(tenant, plan.document))
+        account_ps = d.keyring.pseudonym(tenant, "account", plan.account_id)
+        run = StepsRun(self._stored_record(plan, account_ps), [], [], IdentityRead(probe))
+        mode = await self.steps.run(plan, _step_context(plan), run)
+        found = await self._identity_found(plan, run.identity, forward_ms)
+        _point_at(run.record, found)
+        mode = self._judge_age(plan, account_ps, run, mode)
+        run.record["steps"] = json.dumps(run.steps)
+        result = await self._store(plan, account_ps, run.record, mode, (found, forward_ms))
+        if result[0] == b"RELEASED":
+            # Only after this attempt gave up (release_request.lua): nobody waits for this answer.
+            raise StoreUnavailable("the request was released by its caller; retry")
+        if result[0] == b"EXISTS":
+            return await self.reader.get(tenant, as_text(result[1]), plan.info)
+        view = self.reader.view(tenant, plan.verification_id, decode_flat(result[1]))
+        if view.status == "VERIFIED":
+            await self.consent.keep(tenant, account_ps)
+        count_start(plan.method.id, view)
+        return view
+
+    def _stored_record(self, plan: StartPlan, account_ps: str) -> dict[str, str]:
+        """The verification's record as the start stores it: pseudonyms, sealed values, no personal data."""
+        d = self.deps
+        tenant, verification_id, account_id = plan.tenant, plan.verification_id, plan.account_id
+        method, document, name, phone = plan.method, plan.document, plan.name, plan.phone
+        establishes = establishes_claim(method, d.settings.methods_for(tenant))
+        return {
+            "status": "PENDING",
+            "reason": "",
+            "next_step": "",
+            "method": method.id,
+            "assurance": method.assurance.value,
+            "kind": document.subject_kind.value,
+            "acct": account_ps,
+            "acct_audit": d.keyring.pseudonym(tenant, "audit", account_id),
+            # The account id its events name (idverify/events/accounts.py), for as long as it lives.
+            "event_account": event_account_fields(d.keyring, d.sealer, tenant, account_id)["event_account"],
+            "acct_sealed": sealed_to_text(
+                d.sealer.seal(
+                    account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
+                )
+            ),
+            "name_tag": plan.name_tag,
+            "establishes": "1" if establishes else "0",
+            # The keyed hashes of the organization's name forms: the index of verified names
+            # takes them in the step that establishes its claim (store/lua/_prelude.lua bind()).
+            "org_names": organization_name_hashes(d.keyring, tenant, name)
+            if establishes and document.subject_kind is SubjectKind.ORGANIZATION
+            else "",
+            "purposes": ",".join(sorted(plan.purposes)),
+            "masked_phone": mask_phone(phone) if phone else "",
+            "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
+            # The phone's deployment-wide pseudonym, sealed to this verification: it counts wrong
+            # codes across tenants, and in the clear it would join tenants' records.
+            "phone_ps_sealed": sealed_to_text(
+                d.sealer.seal(
+                    d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone).encode(),
+                    associated=associated_data(tenant, "phone-pseudonym", verification_id),
+                )
+            )
+            if phone
+            else "",
+            "attempts_left": "0",
+            "fallbacks": json.dumps(
+                fallback_methods(
+                    d.settings.methods_for(tenant), method, document.subject_kind, d.biometric_steps
+                )
+            ),
+        }
+
+    async def _identity_found(
+        self, plan: StartPlan, identity: IdentityRead, forward_ms: int
+    ) -> ResolvedIdentity:
+        """The identity from the read made with the code send, else looked up now."""
+        if identity.bindings is not None:
+            found = self.lookup.settle(plan.tenant, identity.probe, plan.name, identity.bindings)
+            if found is not None:
+                return found
+        return await self.lookup.resolve(
+            self.deps.redis,
+            plan.tenant,
+            plan.document,
+            plan.name,
+            forward_ms=forward_ms,
+            indexes=identity.probe.indexes,
+        )
+
+    def _judge_age(self, plan: StartPlan, account_ps: str, run: StepsRun, mode: str) -> str:
+        """Records the birth date chosen from the document, authorities and declaration; the mode.
+
+        Sources that disagree reject the verification; a minor's waits for a guardian's consent.
+        """
+        record = run.record
+        minor = False
+        try:
+            birth, source = birth_dates.choose(
+                document=plan.document.birth_date, authorities=run.authority, declared=plan.declared
+            )
+        except birth_dates.BirthDateMismatch:
+            birth, source = None, birth_dates.AgeSource.NONE
+            if mode != "rejected":
+                mode = "rejected"
+                record.update(status="REJECTED", reason="BIRTH_DATE_MISMATCH", next_step="")
+        else:
+            minor = is_under_14(birth, plan.today)
+        record.update(
+            # The band of the start day serves only servers of an older version: one finishing
+            # this verification, and 0.1.0 reading the account it is copied to (bind() in
+            # _prelude.lua). This release computes the band from the sealed date when read.
+            age_band=age_band(birth, plan.today).value,
+            minor="1" if minor else "0",
+            age_source=source.value,
+            birth_sealed=self.ages.seal(plan.tenant, account_ps, birth) if birth else "",
+        )
+        if mode == "bind" and minor:
+            mode = "guardian"
+            record.update(
+                status="NEEDS_GUARDIAN_CONSENT",
+                reason="GUARDIAN_CONSENT_REQUIRED",
+                next_step="guardian_consent",
+            )
+        return mode
+
+    async def _store(
+        self,
+        plan: StartPlan,
+        account_ps: str,
+        record: dict[str, str],
+        mode: str,
+        identity: tuple[ResolvedIdentity, int],
+    ) -> Any:
+        """Runs the ``start`` script, looking the identity up again if key rotation moved it.
+
+        ``identity`` is the one found and the lookup's forward window. The binding scripts of a
+        stored verification retry differently (BindingScripts): they re-read a record, while
+        this one is not stored yet and has the document to look up with.
+        """
+        d, keys = self.deps, plan.keys
+        found, forward_ms = identity
+        for _ in range(MOVE_ATTEMPTS):
+            result = await d.scripts.run(
+                "start",
+                [
+                    plan.request_key,
+                    keys.verification(plan.verification_id),
+                    keys.audit_log(),
+                    keys.account(account_ps),
+                    keys.identity(record["identity"]),
+                    keys.identity_accounts(record["identity"]),
+                    keys.request_released(plan.verification_id),
+                ],
+                [
+                    plan.verification_id,
+                    d.settings.verification.session_ttl_seconds * 1000,
+                    json.dumps(record),
+                    d.settings.verification.binding_limit,
+                    json.dumps(plan.info.audit_fields()),
+                    mode,
+                ],
+            )
+            if result[0] != b"MOVED":
+                return result
+            # Key rotation moved the identity between our lookup and the commit: look again.
+            found = await self.lookup.resolve(
+                d.redis, plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
+            )
+            _point_at(record, found)
+        raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+
+
+def _point_at(record: dict[str, str], found: ResolvedIdentity) -> None:
+    """Points the record at the identity found, with its name binding and pepper."""
+    record.update(
+        identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
+    )
+
+
+def _step_context(plan: StartPlan) -> StepContext:
+    """What the steps see: the subject as validated, and the vendor-run challenge's return."""
+    document, extras = plan.document, plan.extras
+    rep = extras.organization.legal_representative_document
+    subject = Subject(
+        document.subject_kind,
+        plan.name,
+        document.document_type,
+        document.number,
+        plan.phone,
+        bank_card_number=extras.bank_card,
+        legal_representative_name=extras.organization.legal_representative_name,
+        legal_representative_document_type=rep.document_type if rep else None,
+        legal_representative_document_number=rep.number if rep else "",
+        registered_address=extras.organization.registered_address,
+        # The document step validates the number again, and a passport needs its country.
+        issuing_country=document.issuing_country,
+    )
+    return StepContext(
+        plan.tenant,
+        plan.verification_id,
+        subject,
+        document,
+        plan.today,
+        return_url=extras.return_url,
+        meta_info=extras.meta_info,
+    )

@@ -1,0 +1,205 @@
+"""A start's verifier steps, run in the method's order before anything is stored.
+
+A step that sends a code is counted first (per account and phone, phone, principal, tenant), and
+the code goes out only once every count said yes. A vendor-run challenge keeps its page and token
+sealed in the record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from idverify.domain.methods import fallback_methods
+from idverify.flows.context import FlowDeps
+from idverify.flows.keys import IdentityProbe
+from idverify.flows.verification.plan import StartPlan
+from idverify.observability import telemetry
+from idverify.privacy.keyring import DEPLOYMENT_LABEL
+from idverify.privacy.sealing import associated_data, sealed_to_text
+from idverify.security.code_sends import CodeSendCounter, SendPseudonyms
+from idverify.store.scripts import ChainStep
+from idverify.verifiers.base import (
+    Challenge,
+    ChallengeVerifier,
+    JudgedChallengeVerifier,
+    Outcome,
+    StepContext,
+    StepResult,
+    Verifier,
+)
+
+
+@dataclass(slots=True)
+class IdentityRead:
+    """A start's identity lookup: where the record may be, and its keys' bindings once read."""
+
+    probe: IdentityProbe
+    bindings: list[bytes | None] | None = None
+
+
+@dataclass(slots=True)
+class StepsRun:
+    """What a start's steps leave behind for its commit.
+
+    The record, each step's outcome, the birth dates authorities returned, and the identity's
+    record when it was read with a code send.
+    """
+
+    record: dict[str, str]
+    steps: list[dict[str, str]]
+    authority: list[date]
+    identity: IdentityRead
+
+
+class StepRunner:
+    """Runs a start's verifier steps into its record."""
+
+    def __init__(self, deps: FlowDeps, sends: CodeSendCounter) -> None:
+        self._d = deps
+        self._sends = sends
+
+    async def run(self, plan: StartPlan, context: StepContext, run: StepsRun) -> str:
+        """Runs the method's steps: ``bind``, ``challenge`` or ``rejected``.
+
+        Each step's outcome lands in ``run.steps``, a birth date an authority returned in
+        ``run.authority``; ``run.identity``'s record is read with a code send's counts, when one
+        is made.
+        """
+        d = self._d
+        tenant, method = plan.tenant, plan.method
+        record, steps = run.record, run.steps
+        for step_name in method.steps:
+            verifier = d.verifiers[step_name]
+            if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
+                await self._guard_code_send(plan, record, identity=run.identity)
+                if record["status"] == "REJECTED":
+                    steps.append(
+                        {"verifier": step_name, "outcome": Outcome.FAIL.value, "reason": record["reason"]}
+                    )
+                    return "rejected"
+            with telemetry.span(f"verifier.{step_name}", verifier=step_name) as current:
+                result: StepResult = await verifier.check(context)
+                current.set_attributes(
+                    telemetry.safe_attributes(
+                        {
+                            "idverify.outcome": result.outcome.value,
+                            "idverify.reason": result.reason,
+                            "idverify.vendor_code": result.vendor_code,
+                        }
+                    )
+                )
+            step = {"verifier": step_name, "outcome": result.outcome.value, "reason": result.reason}
+            if result.vendor_code:
+                step["vendor_code"] = result.vendor_code
+            steps.append(step)
+            if result.outcome is Outcome.PASS and result.birth_date is not None:
+                run.authority.append(result.birth_date)
+            if result.outcome in {Outcome.PASS, Outcome.NOT_APPLICABLE}:
+                continue
+            if result.outcome is Outcome.UNAVAILABLE:
+                # Methods needing the same vendor would fail the same way: offer only the others.
+                record["fallbacks"] = json.dumps(
+                    fallback_methods(
+                        d.settings.methods_for(tenant),
+                        method,
+                        context.subject.kind,
+                        d.biometric_steps,
+                        unavailable_steps=_same_provider(d.verifiers, step_name),
+                    )
+                )
+            if (
+                result.outcome is Outcome.CHALLENGE
+                and result.challenge is not None
+                and isinstance(verifier, JudgedChallengeVerifier)
+            ):
+                self._record_vendor_challenge(
+                    tenant, context.verification_id, step_name, result.challenge, record
+                )
+                return "challenge"
+            if result.outcome is Outcome.CHALLENGE and result.challenge is not None:
+                challenge = result.challenge
+                record.update(
+                    status="CHALLENGE_SENT",
+                    next_step="submit_challenge",
+                    step_verifier=step_name,
+                    digest=challenge.expected_digest.hex(),
+                    salt=challenge.salt.hex(),
+                    challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
+                    max_attempts=str(challenge.max_attempts),
+                    masked_phone=challenge.masked_destination or record["masked_phone"],
+                    attempts_left=record.get("attempts_left_now", str(challenge.max_attempts)),
+                )
+                record.pop("attempts_left_now", None)
+                return "challenge"
+            record.update(status="REJECTED", reason=result.reason or "STEP_FAILED")
+            return "rejected"
+        record.update(status="PENDING")
+        return "bind"
+
+    def _record_vendor_challenge(
+        self, tenant: str, verification_id: str, step_name: str, challenge: Challenge, record: dict[str, str]
+    ) -> None:
+        """Keeps a vendor-run challenge's page and token, sealed: they are handles on the vendor's record."""
+        sealed = self._d.sealer.seal(
+            json.dumps({"url": challenge.url, "token": challenge.token}).encode(),
+            associated=associated_data(tenant, "vendor-challenge", verification_id),
+        )
+        record.update(
+            status="CHALLENGE_SENT",
+            next_step="vendor_challenge",
+            step_verifier=step_name,
+            digest="",
+            salt="",
+            challenge_sealed=sealed_to_text(sealed),
+            challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
+            max_attempts=str(challenge.max_attempts),
+            attempts_left=str(challenge.max_attempts),
+        )
+        record.pop("attempts_left_now", None)
+
+    async def _guard_code_send(
+        self, plan: StartPlan, record: dict[str, str], *, identity: IdentityRead | None
+    ) -> None:
+        """Counts the code about to be sent; a locked account+phone or phone gets none.
+
+        Counting comes first and the code is sent only after every count said yes: a count that
+        fails raises, and nothing is sent. On one server the same script reads ``identity``'s
+        record first (whatever the counts say).
+        """
+        d = self._d
+        tenant, phone, info = plan.tenant, plan.phone, plan.info
+        max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
+        read = None
+        if identity is not None and identity.bindings is None and d.scripts.one_node:
+            read = ChainStep("hget_each", identity.probe.keys, ["name_binding"], proceed_on=("OK",))
+        verdict, failures, read_reply = await self._sends.count_send(
+            plan.keys,
+            SendPseudonyms(
+                account_phone=record["otp_ps"],
+                tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),
+                phone=d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone),
+            ),
+            principal=info.principal,
+            max_attempts=max_attempts,
+            request=info.audit_fields(),
+            before=read,
+        )
+        if identity is not None and read_reply is not None:
+            identity.bindings = list(read_reply[1:])
+        if verdict != "OK":
+            record.update(status="REJECTED", reason=verdict)
+            return
+        record["attempts_left_now"] = str(max_attempts - failures)
+
+
+def _same_provider(verifiers: Mapping[str, Verifier], step_name: str) -> frozenset[str]:
+    """The step and every configured step that depends on the same outside provider."""
+    provider = getattr(verifiers[step_name], "provider", "")
+    if not isinstance(provider, str) or not provider:
+        return frozenset({step_name})
+    return frozenset(
+        name for name, verifier in verifiers.items() if getattr(verifier, "provider", "") == provider
+    ) | {step_name}
