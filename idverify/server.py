@@ -563,7 +563,7 @@ def _event_services(
     server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger
 ) -> tuple[EventStreams, Outbox, OutboxTail]:
     """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
-    outbox = Outbox(deps.redis, deps.sealer)
+    outbox = Outbox(deps.redis, deps.sealer, deps.scripts)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
     streams = EventStreams(outbox, tail, deps.scripts, settings)

@@ -111,9 +111,12 @@ def check_types(types: Collection[str], field_name: str = "types") -> frozenset[
 class Outbox:
     """The events of each tenant, read from its outbox."""
 
-    def __init__(self, redis: RedisClient, sealer: Sealer) -> None:
+    def __init__(self, redis: RedisClient, sealer: Sealer, scripts: Scripts | None = None) -> None:
         self._redis = redis
         self._sealer = sealer
+        # The tail polls last_cursor 50 times a second while a subscription or stream waits:
+        # on the scripts' shared connection when given (Scripts.command), not the pool's.
+        self._scripts = scripts
 
     async def last_cursor(self, tenant: str) -> str:
         """The newest record's cursor, or empty while the outbox is empty.
@@ -121,8 +124,12 @@ class Outbox:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            newest = records_of(await self._redis.xrevrange(TenantKeys(tenant).events_outbox(), count=1))
+        key = TenantKeys(tenant).events_outbox()
+        if self._scripts is not None:
+            newest = records_of(await self._scripts.command("XREVRANGE", key, "+", "-", "COUNT", 1))
+        else:
+            async with translate_errors():
+                newest = records_of(await self._redis.xrevrange(key, count=1))
         return newest[0][0] if newest else ""
 
     async def check_kept(self, tenant: str, after: str) -> None:
