@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Final, Self
 
-import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
@@ -42,6 +41,7 @@ from idverify.privacy.sealing import SealError
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.webhooks.destinations import DestinationRefused, resolve
+from idverify.webhooks.http_client import Poster, PostError
 from idverify.webhooks.signing import Signer
 from idverify.webhooks.subscriptions import Subscription, Subscriptions
 
@@ -49,7 +49,6 @@ __all__ = ["WebhookDispatcher", "payload"]
 
 log = logging.getLogger("idverify.webhooks")
 BATCH: Final = 200
-_USER_AGENT: Final = "idverify-webhooks"
 _SUCCESS = range(200, 300)
 
 
@@ -180,21 +179,8 @@ class WebhookDispatcher:
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self._lease_ms = int(settings.lease_seconds * 1000)
-        # aiohttp's client (C parser) costs the worker about half of httpx's CPU per request; it
-        # is made on the first delivery, inside the running loop.
-        self._http: aiohttp.ClientSession | None = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._settings.max_concurrent_deliveries, use_dns_cache=False
-                ),
-                trust_env=False,  # no proxy from the environment
-                auto_decompress=False,
-                headers={"user-agent": _USER_AGENT},
-            )
-        return self._http
+        # Kept-alive connections, at most one idle per delivery slot for each checked address.
+        self._poster = Poster(keep=settings.max_concurrent_deliveries)
 
     async def run(self) -> None:
         """Takes over every deliverable subscription no worker delivers, every ``scan_seconds``."""
@@ -484,39 +470,17 @@ class WebhookDispatcher:
         body = payload(event)
         identifier = message_id(subscription, event)
         stamp = int(time.time())
-        # The request goes to the address just checked; the name stays the Host and TLS name.
-        address = f"[{destination.address}]" if ":" in destination.address else destination.address
-        default_port = 443 if destination.scheme == "https" else 80
-        host = (
-            destination.host if destination.port == default_port else f"{destination.host}:{destination.port}"
-        )
-        headers = {
-            "host": host,
-            "content-type": "application/json",
-            "webhook-id": identifier,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(identifier, stamp, body),
-        }
-        url = f"{destination.scheme}://{address}:{destination.port}{destination.target}"
+        headers = (
+            f"webhook-id: {identifier}\r\n"
+            f"webhook-timestamp: {stamp}\r\n"
+            f"webhook-signature: {sign(identifier, stamp, body)}\r\n"
+        ).encode("ascii")
         try:
-            # The answer's body is never read (leaving it closes the connection instead): a
-            # receiver cannot make this worker hold much. The checked name is the TLS server name.
-            async with (
-                self._slots,
-                self._session().post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=subscription.timeout_ms / 1000),
-                    server_hostname=destination.host if destination.scheme == "https" else None,
-                ) as response,
-            ):
-                status = response.status
-        except TimeoutError:
-            return "timeout"
-        except aiohttp.ClientError:
-            return "connection"
+            # The request goes to the address just checked; the name stays the Host and TLS name.
+            async with self._slots:
+                status = await self._poster.post(destination, headers, body, subscription.timeout_ms / 1000)
+        except PostError as failed:
+            return failed.code
         return "" if status in _SUCCESS else f"http_{status}"
 
     async def aclose(self) -> None:
@@ -525,5 +489,4 @@ class WebhookDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
+        self._poster.close()
