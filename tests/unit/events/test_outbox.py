@@ -97,3 +97,22 @@ def test_bad_cursors_and_types_name_their_field() -> None:
         check_types(["account.bound", "client.created"])
     assert types.value.field == "types[1]"
     assert check_types([]) == frozenset()
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-connection", "pool"])
+async def test_the_last_cursor_is_the_newest_records_on_either_connection(
+    redis: RedisClient, tenant: str, shared: bool
+) -> None:
+    # The tail polls it on the scripts' shared connection (Scripts.command), a reply parsed by
+    # hiredis there rather than by redis-py: both must name the same record.
+    scripts = Scripts(redis, share_connection=shared)
+    outbox = Outbox(redis, SEALER, scripts)
+    try:
+        assert await outbox.last_cursor(tenant) == ""
+        for n in range(3):
+            await grant(scripts, tenant, f"acct-{n}")
+        events, _ = await Outbox(redis, SEALER).read(tenant, "", 100)
+        assert await outbox.last_cursor(tenant) == events[-1].cursor
+        assert await Outbox(redis, SEALER).last_cursor(tenant) == events[-1].cursor
+    finally:
+        await scripts.aclose()
