@@ -150,7 +150,7 @@ async def test_a_kept_connection_the_receiver_closed_is_replaced() -> None:
     async with Receiver(keepalive=0.05) as running:
         poster = Poster(keep=4)
         assert await poster.post(running.destination(), EVENT_HEADERS, b"{}", 5) == 204
-        await asyncio.sleep(0.3)  # the server closes the idle connection
+        await asyncio.sleep(1.0)  # the server closes the idle connection
         assert await poster.post(running.destination(), EVENT_HEADERS, b"{}", 5) == 204
         poster.close()
     assert len(running.requests) == 2
@@ -225,3 +225,33 @@ async def test_an_interim_answer_is_skipped_and_http_1_0_is_not_kept() -> None:
     poster.close()
     await settled(server)
     assert connections == 2
+
+
+async def test_a_kept_connection_closed_as_the_request_went_out_is_tried_once_on_a_new_one() -> None:
+    # The race the idle check cannot see: the receiver closes the kept connection just as the
+    # next request is written, with no answer; the request goes again on a new connection.
+    connections = 0
+    requests = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections, requests
+        connections += 1
+        first = connections == 1
+        for _ in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            requests += 1
+            if first and requests == 2:  # the second request, on the kept connection
+                break
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await raw_server(answer)
+    poster = Poster(keep=4)
+    statuses = [await poster.post(destination_of(server), EVENT_HEADERS, b"{}", 2) for _ in range(2)]
+    poster.close()
+    await settled(server)
+    assert statuses == [204, 204]
+    assert (connections, requests) == (2, 3)
