@@ -220,8 +220,10 @@ NOTES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# The command line's modules: a code only they reach is no caller's concern, but is listed.
-COMMAND_MODULES = ("cli", "_commands", ".commands")
+# The command line's modules (idverify/cli/, and the audit and backup commands beside their
+# code): a code only they reach is no caller's concern, but is listed.
+COMMAND_PACKAGE = "idverify.cli."
+COMMAND_MODULES = (".commands",)
 
 
 @dataclass(frozen=True)
@@ -1093,7 +1095,11 @@ def _attach_rpcs(source: Source, entries: dict[str, Entry]) -> None:
     for root, rpc in _rpc_roots(source).items():
         for code in codes([root]):
             entries[code].rpcs.add(rpc)
-    command_line = [f.qualname for f in source.functions.values() if f.module.name.endswith(COMMAND_MODULES)]
+    command_line = [
+        f.qualname
+        for f in source.functions.values()
+        if f.module.name.startswith(COMMAND_PACKAGE) or f.module.name.endswith(COMMAND_MODULES)
+    ]
     for code in codes(command_line):
         if not entries[code].rpcs:
             entries[code].rpcs.add(COMMAND_LINE_ONLY)

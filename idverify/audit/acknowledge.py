@@ -50,7 +50,7 @@ async def acknowledge_rollbacks(settings: Settings, tenant: str = "") -> list[Ac
         HeadsFileError, OSError: when the heads file cannot be read or written.
         RuntimeError: when the embedded Redis cannot be reached or started.
     """
-    from idverify.lifecycle_commands import open_store  # noqa: PLC0415 - it imports the CLI's modules
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415 - it imports the CLI's modules
 
     heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
     done: list[Acknowledged] = []

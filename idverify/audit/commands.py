@@ -36,8 +36,8 @@ from idverify.audit.checkpoint import (
 from idverify.audit.export import ExportFormatError, entry_line, head_line, verify_export
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
+from idverify.cli.client_options import add_client_options, open_client
 from idverify.client import Client
-from idverify.client_options import add_client_options, open_client
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.v1 import audit_pb2
 
@@ -139,9 +139,9 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     *before* the key is recorded, so no rotation takes effect unaudited; a run that fails
     part-way is run again, and tenants that have their entry are skipped.
     """
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import record_signing_key, recorded_signing_key  # noqa: PLC0415
-    from idverify.lifecycle_commands import open_store  # noqa: PLC0415
 
     settings = load_settings(
         Path(args.config) if args.config else None,

@@ -70,8 +70,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _create(args: argparse.Namespace, folder: Path) -> int:
     from idverify.backup.snapshot import create_backup  # noqa: PLC0415
+    from idverify.cli.lifecycle import require_embedded_data  # noqa: PLC0415
     from idverify.config import load_settings  # noqa: PLC0415
-    from idverify.lifecycle_commands import require_embedded_data  # noqa: PLC0415
 
     settings = load_settings(
         Path(args.config) if args.config else None,

@@ -83,7 +83,7 @@ def create_backup(settings: Settings, folder: Path) -> Manifest:
 
 async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]:
     """Snapshots the embedded Redis into the backup; returns the logs of the copy (or the live ones)."""
-    from idverify.lifecycle_commands import open_store  # noqa: PLC0415 - it imports the CLI's modules
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415 - it imports the CLI's modules
 
     async with open_store(settings) as redis:
         if settings.redis_url:

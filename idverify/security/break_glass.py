@@ -44,8 +44,8 @@ async def create_operator(settings: Settings, tenant: str, description: str) -> 
         InvalidArgument: a bad tenant name or description.
         StoreUnavailable: Redis cannot be reached.
     """
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.flows.key_check import open_keyring  # noqa: PLC0415 - keeps `idverify --help` fast
-    from idverify.lifecycle_commands import open_store  # noqa: PLC0415
 
     async with open_store(settings) as redis:
         keyring = await open_keyring(settings, redis)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from idverify.cli import COMMANDS, _client_table, build_parser
-from idverify.client_options import is_loopback
+from idverify.cli.app import COMMANDS, _client_table, build_parser
+from idverify.cli.client_options import is_loopback
 from idverify.v1 import admin_pb2
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from idverify.geo.commands import add_geo_commands
+from idverify.cli.geo import add_geo_commands
 
 
 def run(*argv: str) -> tuple[int, str]:

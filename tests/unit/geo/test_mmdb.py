@@ -16,8 +16,8 @@ from geo_builders import CHINA, SMALL_MMDB, city, place, write_mmdb
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
+from idverify.cli.geo import add_geo_commands
 from idverify.geo import GeoDatabaseError, GeoResolver, Ipv4Alias, MmdbProvider, RawGeo
-from idverify.geo.commands import add_geo_commands
 from idverify.geo.mmdb import raw_geo_of_record
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ip2region import searcher, util
 
+from idverify.cli.geo import add_geo_commands
 from idverify.geo import UNKNOWN, GeoDatabaseError, GeoResolver, RawGeo, XdbProvider
-from idverify.geo.commands import add_geo_commands
 from idverify.geo.xdb import DATA_START, parse_region
 from idverify.geo.xdb_writer import write_xdb, xdb_bytes
 

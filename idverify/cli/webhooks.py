@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from idverify.client_options import add_client_options, open_client
+from idverify.cli.client_options import add_client_options, open_client
 from idverify.domain.errors import ConfigError
 
 __all__ = ["add_event_commands", "add_webhook_commands"]

@@ -45,11 +45,11 @@ def run_check(args: argparse.Namespace) -> int:
         registry = VendorRegistry(settings.vendors)
         names = list(args.vendor) or registry.names
         if not names:
-            print("idverify: no [vendors.*] table is configured", file=sys.stderr)  # noqa: T201
+            print("idverify: no [vendors.*] table is configured", file=sys.stderr)
             return 2
         return asyncio.run(_check(registry, names, dry_run=bool(args.dry_run)))
     except ConfigError as exc:
-        print(f"idverify: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"idverify: configuration error: {exc}", file=sys.stderr)
         return 2
 
 
@@ -59,14 +59,14 @@ async def _check(registry: VendorRegistry, names: list[str], *, dry_run: bool) -
         for name in names:
             vendor = registry.get(name)
             if dry_run:
-                print(f"{name}: signed, not sent:\n{vendor.dry_run()}")  # noqa: T201
+                print(f"{name}: signed, not sent:\n{vendor.dry_run()}")
                 continue
             started = time.monotonic()
             report = await vendor.probe()
             elapsed_ms = (time.monotonic() - started) * 1000
             code = f", vendor code {report.vendor_code}" if report.vendor_code else ""
             state = "ok" if report.ok else "FAILED"
-            print(f"{name}: {state}: {report.detail} ({elapsed_ms:.0f} ms{code})")  # noqa: T201
+            print(f"{name}: {state}: {report.detail} ({elapsed_ms:.0f} ms{code})")
             failed += not report.ok
     finally:
         await registry.aclose()

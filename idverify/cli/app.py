@@ -1,7 +1,7 @@
 """The ``idverify`` command: ``serve``, ``clients``, ``geo``, ``audit``, ``keys``, ``backup``...
 
 ``serve`` flags fall back to ``IDVERIFY_*`` environment variables and then to the config file.
-Admin commands talk to a running server over gRPC (``idverify.client_options``: address, TLS)
+Admin commands talk to a running server over gRPC (``idverify.cli.client_options``: address, TLS)
 with an admin token: ``--token``, else ``IDVERIFY_TOKEN``, else the bootstrap token file in the
 data directory. The one exception, ``clients create --role operator --break-glass``, writes to
 the store directly on the server's host (``idverify.security.break_glass``).
@@ -29,20 +29,20 @@ from idverify.domain.errors import ConfigError
 #: command that runs is imported; ``idverify --help`` shows the others' help from here (a test
 #: keeps it the one they register).
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "serve": ("idverify.cli", "add_serve", "run the gRPC server"),
-    "clients": ("idverify.cli", "add_clients", "manage API clients (tokens) of a running server"),
+    "serve": ("idverify.cli.app", "add_serve", "run the gRPC server"),
+    "clients": ("idverify.cli.app", "add_clients", "manage API clients (tokens) of a running server"),
     "health": (
-        "idverify.cli",
+        "idverify.cli.app",
         "add_health",
         "exit 0 when a server's gRPC health is SERVING (probes)",
     ),
     "geo": (
-        "idverify.geo.commands",
+        "idverify.cli.geo",
         "add_geo_commands",
         "look up IP locations and inspect the IP database",
     ),
     "vendors": (
-        "idverify.vendors.cli",
+        "idverify.cli.vendors",
         "add_vendor_commands",
         "identity vendors (Tencent Cloud, Alibaba Cloud, HTTP gateways)",
     ),
@@ -52,17 +52,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "export, verify and check the tamper-evident audit log",
     ),
     "keys": (
-        "idverify.lifecycle_commands",
+        "idverify.cli.lifecycle",
         "add_lifecycle_commands",
         "rotate wrapping keys and peppers; re-seal stored records",
     ),
     "erasure": (
-        "idverify.lifecycle_commands",
+        "idverify.cli.lifecycle",
         "add_lifecycle_commands",
         "the erasure queue of cancelled accounts",
     ),
     "tenants": (
-        "idverify.tenant_commands",
+        "idverify.cli.tenants",
         "add_tenant_commands",
         "remove a tenant that leaves (on the server's host)",
     ),
@@ -72,22 +72,22 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "back up, verify and restore a data directory",
     ),
     "incident": (
-        "idverify.incident_commands",
+        "idverify.cli.incidents",
         "add_incident_commands",
         "data-security incident reports: make one, check one",
     ),
     "display-names": (
-        "idverify.display_name_commands",
+        "idverify.cli.display_names",
         "add_display_name_commands",
         "approved short names and brands of organization accounts (admin token)",
     ),
     "webhooks": (
-        "idverify.webhook_commands",
+        "idverify.cli.webhooks",
         "add_webhook_commands",
         "webhook subscriptions of a tenant (admin token)",
     ),
     "events": (
-        "idverify.webhook_commands",
+        "idverify.cli.webhooks",
         "add_event_commands",
         "events for platforms: replay a webhook subscription",
     ),
@@ -183,7 +183,7 @@ def _break_glass(args: argparse.Namespace) -> int:
 def _clients(args: argparse.Namespace) -> int:
     import grpc  # noqa: PLC0415 - keeps `idverify --help` fast
 
-    from idverify.client_options import admin_token, open_client  # noqa: PLC0415
+    from idverify.cli.client_options import admin_token, open_client  # noqa: PLC0415
     from idverify.v1 import admin_pb2  # noqa: PLC0415
 
     if args.clients_command == "create" and args.break_glass:
@@ -243,7 +243,7 @@ def _printable(text: str) -> str:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from idverify.health_probe import ProbeTarget, check  # noqa: PLC0415
+    from idverify.cli.health_probe import ProbeTarget, check  # noqa: PLC0415
 
     try:
         status = check(
@@ -339,7 +339,7 @@ def add_serve(commands: argparse._SubParsersAction[Any]) -> None:
 
 def add_clients(commands: argparse._SubParsersAction[Any]) -> None:
     """Adds ``clients`` and its subcommands."""
-    from idverify.client_options import add_client_options  # noqa: PLC0415
+    from idverify.cli.client_options import add_client_options  # noqa: PLC0415
     from idverify.config import DEFAULT_DATA_DIR  # noqa: PLC0415
 
     clients = commands.add_parser("clients", help="manage API clients (tokens) of a running server")
@@ -382,7 +382,7 @@ def add_clients(commands: argparse._SubParsersAction[Any]) -> None:
 
 def add_health(commands: argparse._SubParsersAction[Any]) -> None:
     """Adds ``health``."""
-    from idverify.client_options import add_client_options  # noqa: PLC0415
+    from idverify.cli.client_options import add_client_options  # noqa: PLC0415
 
     health = commands.add_parser("health", help="exit 0 when a server's gRPC health is SERVING (probes)")
     add_client_options(health)

@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.audit.checkpoint import KeyFormatError, read_public_key_file
 from idverify.audit.incident_report import ReportFormatError, verify_report
-from idverify.client_options import add_client_options, open_client
+from idverify.cli.client_options import add_client_options, open_client
 from idverify.domain.errors import ConfigError
 
 __all__ = ["add_incident_commands", "parse_time"]

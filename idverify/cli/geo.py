@@ -1,6 +1,6 @@
 """The ``idverify geo`` command line: ``geo lookup IP...`` and ``geo info``.
 
-``idverify.cli`` calls ``add_geo_commands``; each handler returns the process exit code.
+``idverify.cli.app`` calls ``add_geo_commands``; each handler returns the process exit code.
 ``lookup`` asks the files' readers directly (``idverify.geo.direct``): a server's range tables
 take seconds to build and pay off only over many lookups. The bundled database's warning that it
 is old is printed once per user and database file, not on every call: a stamp in the user's cache

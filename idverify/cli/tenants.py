@@ -107,10 +107,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.flows.audit import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
-    from idverify.lifecycle_commands import open_store  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     async with open_store(settings) as redis:

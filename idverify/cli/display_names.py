@@ -12,7 +12,7 @@ import sys
 
 import grpc
 
-from idverify.client_options import add_client_options, open_client
+from idverify.cli.client_options import add_client_options, open_client
 from idverify.domain.errors import ConfigError
 
 __all__ = ["add_display_name_commands"]
