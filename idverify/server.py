@@ -47,7 +47,7 @@ from idverify.flows.identity_check import IdentityCheckFlow
 from idverify.flows.incident import IncidentFlow
 from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
-from idverify.flows.keys import KeyringWatcher, keyring_path
+from idverify.flows.keyring_watcher import KeyringWatcher, keyring_path
 from idverify.flows.read_accounting import ReadLedger, close_minutes_forever
 from idverify.flows.schema_version import ensure_schema
 from idverify.flows.verification import VerificationFlow

@@ -26,7 +26,7 @@ from idverify.backup.logs import audit_tenants, replay
 from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, describe_file
 from idverify.backup.throwaway import opened_snapshot
 from idverify.config import Settings
-from idverify.flows.keys import keyring_path
+from idverify.flows.keyring_watcher import keyring_path
 from idverify.store.connection import RedisClient
 from idverify.store.embedded import RedisProcess
 from idverify.store.persistence import snapshot_rdb

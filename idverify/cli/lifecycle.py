@@ -130,7 +130,7 @@ def _erasure(args: argparse.Namespace) -> int:
 
 
 def _keyring_file(settings: Settings) -> Path:
-    from idverify.flows.keys import keyring_path  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.flows.keyring_watcher import keyring_path  # noqa: PLC0415 - keeps `idverify --help` fast
 
     path = keyring_path(settings)
     if path is None:
@@ -264,7 +264,8 @@ async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _status(redis: RedisClient, keyring: Keyring) -> int:
-    from idverify.flows.keys import UNREPORTED_SCHEMA, count_key_usage, running_servers  # noqa: PLC0415
+    from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, running_servers  # noqa: PLC0415
+    from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
     from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
 
     _out(f"wrapping keys: {', '.join(keyring.wrapping_versions)} (write: {keyring.wrapping_current})")
@@ -317,7 +318,7 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
 
 async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> list[str]:
     """Instances that still do not write under ``target`` when the wait is over."""
-    from idverify.flows.keys import running_servers  # noqa: PLC0415
+    from idverify.flows.keyring_watcher import running_servers  # noqa: PLC0415
 
     deadline = time.monotonic() + seconds
     while True:
@@ -328,7 +329,7 @@ async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> 
 
 
 async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespace) -> int:
-    from idverify.flows.keys import Reindexer, count_key_usage  # noqa: PLC0415
+    from idverify.flows.reindex import Reindexer, count_key_usage  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     target = keyring.wrapping_current
@@ -365,7 +366,8 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
 
 async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
     from idverify.flows.key_check import forget_key_version  # noqa: PLC0415
-    from idverify.flows.keys import count_key_usage, running_servers  # noqa: PLC0415
+    from idverify.flows.keyring_watcher import running_servers  # noqa: PLC0415
+    from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
 
     usage = await count_key_usage(redis)
     if version.startswith("p"):

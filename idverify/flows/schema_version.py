@@ -19,7 +19,7 @@ import logging
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import store_holds_data
-from idverify.flows.keys import running_servers
+from idverify.flows.keyring_watcher import running_servers
 from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import script_source
@@ -42,7 +42,7 @@ OLDEST_SCHEMA_BESIDE = FIRST_VERSION
 
 0.2.0 serves beside 0.1.0 (``tests/e2e/test_rolling_upgrade.py``). A release that cannot serve
 beside the previous one sets this to its own version: its first start on older data then
-refuses while a server of an older release still reports in (``flows.keys.running_servers``:
+refuses while a server of an older release still reports in (``flows.keyring_watcher.running_servers``:
 every release reports, 0.1.0 without a version), naming it, rather than raise the version
 under a server that would misread what this release writes.
 """

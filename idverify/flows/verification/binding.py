@@ -9,7 +9,7 @@ from typing import Any
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps
-from idverify.flows.keys import IdentityMover
+from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.verification.views import VerificationReader
 from idverify.privacy.sealing import text_version
 from idverify.store.scripts import decode_flat

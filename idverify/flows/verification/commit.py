@@ -24,7 +24,7 @@ from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import organization_name_hashes
-from idverify.flows.keys import IdentityLookup, ResolvedIdentity
+from idverify.flows.identity_lookup import IdentityLookup, ResolvedIdentity
 from idverify.flows.verification.binding import MOVE_ATTEMPTS
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.steps import IdentityRead, StepRunner, StepsRun

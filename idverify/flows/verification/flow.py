@@ -12,7 +12,8 @@ from idverify.domain.subjects import SubjectKind
 from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.keys import IdentityLookup, IdentityMover
+from idverify.flows.identity_lookup import IdentityLookup
+from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.read_accounting import Reader
 from idverify.flows.verification.admission import RESERVATION_MS, StartAdmission
 from idverify.flows.verification.answers import AnswerFlow

@@ -14,7 +14,7 @@ from datetime import date
 
 from idverify.domain.methods import fallback_methods
 from idverify.flows.context import FlowDeps
-from idverify.flows.keys import IdentityProbe
+from idverify.flows.identity_lookup import IdentityProbe
 from idverify.flows.verification.plan import StartPlan
 from idverify.observability import telemetry
 from idverify.privacy.keyring import DEPLOYMENT_LABEL

@@ -21,7 +21,7 @@ from idverify.domain.errors import FailedPrecondition, InvalidArgument
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.accounts import AccountFlow, Located
 from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.keys import Reindexer, count_key_usage
+from idverify.flows.reindex import Reindexer, count_key_usage
 from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring

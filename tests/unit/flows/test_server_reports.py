@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from idverify.domain.errors import ConfigError
-from idverify.flows.keys import UNREPORTED_SCHEMA, KeyringWatcher, running_servers
+from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, KeyringWatcher, running_servers
 from idverify.flows.schema_version import FIRST_VERSION, SCHEMA_VERSION, ensure_schema
 from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.store.connection import RedisClient, connect
