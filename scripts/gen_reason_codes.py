@@ -220,10 +220,9 @@ NOTES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# The command line's modules (idverify/cli/, and the audit and backup commands beside their
-# code): a code only they reach is no caller's concern, but is listed.
+# The command line's modules (idverify/cli/): a code only they reach is no caller's concern,
+# but is listed.
 COMMAND_PACKAGE = "idverify.cli."
-COMMAND_MODULES = (".commands",)
 
 
 @dataclass(frozen=True)
@@ -1096,9 +1095,7 @@ def _attach_rpcs(source: Source, entries: dict[str, Entry]) -> None:
         for code in codes([root]):
             entries[code].rpcs.add(rpc)
     command_line = [
-        f.qualname
-        for f in source.functions.values()
-        if f.module.name.startswith(COMMAND_PACKAGE) or f.module.name.endswith(COMMAND_MODULES)
+        f.qualname for f in source.functions.values() if f.module.name.startswith(COMMAND_PACKAGE)
     ]
     for code in codes(command_line):
         if not entries[code].rpcs:

@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "identity vendors (Tencent Cloud, Alibaba Cloud, HTTP gateways)",
     ),
     "audit": (
-        "idverify.audit.commands",
+        "idverify.cli.audit",
         "add_audit_commands",
         "export, verify and check the tamper-evident audit log",
     ),
@@ -67,7 +67,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "remove a tenant that leaves (on the server's host)",
     ),
     "backup": (
-        "idverify.backup.commands",
+        "idverify.cli.backup",
         "add_backup_commands",
         "back up, verify and restore a data directory",
     ),

@@ -149,7 +149,7 @@ def test_geo_lookup_and_version_leave_redis_grpc_and_the_server_unimported(tmp_p
         "for argv in (['--version'], ['geo', 'lookup', '8.8.8.8']):\n"
         "    try: main(argv)\n"
         "    except SystemExit: pass\n"
-        "print(sorted(m for m in ('redis', 'grpc', 'idverify.server', 'idverify.audit.commands',"
+        "print(sorted(m for m in ('redis', 'grpc', 'idverify.server', 'idverify.cli.audit',"
         " 'idverify.store.connection') if m in sys.modules))"
     )
     done = subprocess.run(

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit import merkle
 from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner, public_key_pem
-from idverify.audit.commands import add_audit_commands
 from idverify.audit.export import (
     ExportFormatError,
     entry_line,
@@ -22,6 +21,7 @@ from idverify.audit.export import (
     read_head_line,
     verify_export,
 )
+from idverify.cli.audit import add_audit_commands
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 SIZE = 13
