@@ -1,28 +1,28 @@
 """IncidentFlow over an in-memory IncidentStore: what a report says, decided without Redis or gRPC.
 
-The store's answers are set here as plain values (who read in which hour, how many distinct
-accounts and identities, what the tenant holds), so each test shows one decision of the use case:
-the window and principals it asks about, the exact and estimated figures, the threshold, the
-deadline, one report of a tenant at a time. ``tests/unit/flows/test_incident.py`` runs the flow
+The store is the shared in-memory one (``idverify.testing.memory_incident``); its answers are set
+here as plain values (who read in which hour, how many distinct accounts and identities, what the
+tenant holds), so each test shows one decision of the use case: the window and principals it
+asks about, the exact and estimated figures, the threshold, the deadline, one report of a tenant
+at a time. ``tests/unit/flows/test_incident.py`` runs the flow
 over Redis with the real read accounting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from idverify.audit.checkpoint import SignedHead, TreeHead
 from idverify.audit.incident_report import verify_report
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailable
 from idverify.flows.context import RequestInfo
 from idverify.flows.incident import IncidentFlow, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
-from idverify.store.incident_reads import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
+from idverify.store.incident_reads import HOLDINGS_FIELDS, Holdings
+from idverify.testing.memory_incident import FixedHeads, MemoryIncidentStore
 
 KEY = Ed25519PrivateKey.generate()
 H0 = 490_000  # an hour bucket (2025-11-24)
@@ -32,75 +32,22 @@ OTHER = "beef0002"
 INFO = RequestInfo(principal="admin01", request_id="r1")
 
 
-class MemoryLock:
-    def __init__(self, locks: set[str], tenant: str) -> None:
-        self._locks = locks
-        self._tenant = tenant
-
-    async def release(self) -> None:
-        self._locks.discard(self._tenant)
-
-
-class MemoryIncidentStore:
-    """An IncidentStore of one tenant whose reads are sets: ``reads[(hour, client, category)]``."""
-
-    def __init__(self) -> None:
-        self.now = NOW_MS
-        self.locks: set[str] = set()
-        self.lock_seconds: list[float] = []
-        # (hour, client, category) -> (accounts read, identities read)
-        self.reads: dict[tuple[int, str, str], tuple[set[str], set[str]]] = {}
-        self.held = Holdings(0, 0, 0, 0, 0, dict.fromkeys(HOLDINGS_FIELDS, 0))
-        self.entries: list[tuple[str, ReportEntry]] = []
-        self.fail_holdings = False
-
-    def read(self, hour: int, client: str, category: Category, accounts: range) -> None:
-        held = self.reads.setdefault((hour, client, str(category)), (set(), set()))
-        held[0].update(f"a{n}" for n in accounts)
-        held[1].update(f"i{n}" for n in accounts)  # one identity per account
-
-    async def now_ms(self) -> int:
-        return self.now
-
-    async def try_lock(self, tenant: str, seconds: float) -> MemoryLock | None:
-        if tenant in self.locks:
-            return None
-        self.locks.add(tenant)
-        self.lock_seconds.append(seconds)
-        return MemoryLock(self.locks, tenant)
-
-    async def readers(self, tenant: str, hours: Sequence[int]) -> list[list[str]]:  # noqa: ARG002
-        return [sorted({client for h, client, _ in self.reads if h == hour}) for hour in hours]
-
-    async def read_figures(self, tenant: str, pairs: Sequence[tuple[int, str]]) -> list[ReadFigure]:  # noqa: ARG002
-        figures = []
-        for index, kind in enumerate(("accounts", "identities")):
-            every: set[str] = set()
-            for category in Category:
-                union: set[str] = set()
-                for hour, client in pairs:
-                    union |= self.reads.get((hour, client, str(category)), (set(), set()))[index]
-                every |= union
-                figures.append(ReadFigure(str(category), kind, not pairs, len(union)))
-            figures.append(ReadFigure("*", kind, not pairs, len(every)))
-        return figures
-
-    async def append_report(self, tenant: str, entry: ReportEntry) -> None:
-        self.entries.append((tenant, entry))
-
-    async def holdings(self, tenant: str) -> Holdings:  # noqa: ARG002
-        if self.fail_holdings:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
-        return self.held
-
-
-class Heads:
-    async def signed_head(self, tenant: str) -> SignedHead:
-        return SignedHead(TreeHead(f"idverify/{tenant}", 7, b"\x01" * 32, NOW_MS), "key1", b"\x00" * 64)
+def read(store: MemoryIncidentStore, hour: int, client: str, category: Category, accounts: range) -> None:
+    """``client`` of acme read accounts ``a<n>``, each bound to one identity ``i<n>``, in ``hour``."""
+    store.read(
+        "acme",
+        hour,
+        client,
+        category,
+        accounts=(f"a{n}" for n in accounts),
+        identities=(f"i{n}" for n in accounts),
+    )
 
 
 def flow(store: MemoryIncidentStore, threshold: int = 1000, **settings: Any) -> IncidentFlow:
-    return IncidentFlow(store, Heads(), KEY, IncidentSettings(threshold_people=threshold, **settings))
+    return IncidentFlow(
+        store, FixedHeads(7, NOW_MS), KEY, IncidentSettings(threshold_people=threshold, **settings)
+    )
 
 
 def request(*principals: str, hours: int = 24, **more: Any) -> IncidentRequest:
@@ -124,11 +71,11 @@ async def report(
 
 
 async def test_only_the_named_clients_reads_in_the_window_are_counted() -> None:
-    store = MemoryIncidentStore()
-    store.read(H0, LEAKED, Category.IP_LOCATION, range(100))
-    store.read(H0 + 1, LEAKED, Category.IP_LOCATION, range(50, 150))  # 50 read again
-    store.read(H0 + 1, OTHER, Category.IP_LOCATION, range(1000, 1900))
-    store.read(H0 + 30, LEAKED, Category.IP_LOCATION, range(5000, 9000))  # after the window
+    store = MemoryIncidentStore(NOW_MS)
+    read(store, H0, LEAKED, Category.IP_LOCATION, range(100))
+    read(store, H0 + 1, LEAKED, Category.IP_LOCATION, range(50, 150))  # 50 read again
+    read(store, H0 + 1, OTHER, Category.IP_LOCATION, range(1000, 1900))
+    read(store, H0 + 30, LEAKED, Category.IP_LOCATION, range(5000, 9000))  # after the window
     reads = (await report(store, request(LEAKED)))["reads"]
     assert reads["clients_that_read"] == [LEAKED]
     assert reads["all_categories"]["accounts"] == {"estimate": 150, "low": 146, "high": 154, "exact": False}
@@ -139,16 +86,16 @@ async def test_only_the_named_clients_reads_in_the_window_are_counted() -> None:
 
 
 async def test_no_principal_named_counts_every_client() -> None:
-    store = MemoryIncidentStore()
-    store.read(H0, LEAKED, Category.IP_LOCATION, range(100))
-    store.read(H0, OTHER, Category.IP_LOCATION, range(1000, 1900))
+    store = MemoryIncidentStore(NOW_MS)
+    read(store, H0, LEAKED, Category.IP_LOCATION, range(100))
+    read(store, H0, OTHER, Category.IP_LOCATION, range(1000, 1900))
     reads = (await report(store, request()))["reads"]
     assert reads["clients_that_read"] == [OTHER, LEAKED]
     assert reads["all_categories"]["identities"]["estimate"] == 1000
 
 
 async def test_nothing_read_is_an_exact_zero_below_the_threshold() -> None:
-    body = await report(MemoryIncidentStore(), request(LEAKED))
+    body = await report(MemoryIncidentStore(NOW_MS), request(LEAKED))
     assert body["reads"]["all_categories"]["identities"] == {
         "estimate": 0,
         "low": 0,
@@ -164,15 +111,15 @@ async def test_nothing_read_is_an_exact_zero_below_the_threshold() -> None:
     [(970, "no"), (990, "possibly: the threshold lies within the estimate's bounds; report"), (1030, "yes")],
 )
 async def test_the_threshold_is_judged_on_the_estimates_bounds(distinct: int, state: str) -> None:
-    store = MemoryIncidentStore()
-    store.read(H0, LEAKED, Category.IP_LOCATION, range(distinct))
+    store = MemoryIncidentStore(NOW_MS)
+    read(store, H0, LEAKED, Category.IP_LOCATION, range(distinct))
     assert (await report(store, request(LEAKED)))["threshold"]["state"] == state
 
 
 async def test_a_store_breach_counts_what_the_tenant_holds_exactly() -> None:
-    store = MemoryIncidentStore()
+    store = MemoryIncidentStore(NOW_MS)
     fields = dict.fromkeys(HOLDINGS_FIELDS, 0) | {"identities": 1200, "bound_accounts": 1300, "vf_phone": 4}
-    store.held = Holdings(
+    store.held["acme"] = Holdings(
         keys_scanned=9000, accounts=1400, verifications=5, consents=3, audited=11, fields=fields
     )
     body = await report(store, request(LEAKED, store_breach=True))
@@ -190,7 +137,7 @@ async def test_a_store_breach_counts_what_the_tenant_holds_exactly() -> None:
 
 
 async def test_the_report_entry_is_appended_and_the_head_named() -> None:
-    store = MemoryIncidentStore()
+    store = MemoryIncidentStore(NOW_MS)
     body = await report(store, request(LEAKED, OTHER, LEAKED))
     [(tenant, entry)] = store.entries
     assert tenant == "acme"
@@ -206,7 +153,7 @@ async def test_the_report_entry_is_appended_and_the_head_named() -> None:
 
 
 async def test_the_deadline_runs_from_detection() -> None:
-    store = MemoryIncidentStore()
+    store = MemoryIncidentStore(NOW_MS)
     plain = await flow(store, report_hours=4).create("acme", request(LEAKED), INFO)
     critical = await flow(store, critical_report_hours=1).create(
         "acme", request(LEAKED, critical_infrastructure=True), INFO
@@ -218,23 +165,24 @@ async def test_the_deadline_runs_from_detection() -> None:
 
 
 async def test_one_report_of_a_tenant_at_a_time_and_the_lock_is_released_even_on_failure() -> None:
-    store = MemoryIncidentStore()
-    store.locks.add("acme")  # another worker's report
+    store = MemoryIncidentStore(NOW_MS)
+    await store.try_lock("acme", 600.0)  # another worker's report
     with pytest.raises(RateLimited) as refused:
         await flow(store).create("acme", request(LEAKED), INFO)
     assert refused.value.reason == "REPORT_IN_PROGRESS"
     store.locks.clear()
+    store.lock_seconds.clear()
     store.fail_holdings = True
     with pytest.raises(StoreUnavailable):
         await flow(store).create("acme", request(LEAKED), INFO)
-    assert store.locks == set()
+    assert store.locks == {}
     assert store.lock_seconds == [600.0]
     assert store.entries == []
 
 
 @pytest.mark.parametrize("field", ["detected_ms", "since_ms"])
 async def test_a_time_in_the_future_is_refused_before_any_lock(field: str) -> None:
-    store = MemoryIncidentStore()
+    store = MemoryIncidentStore(NOW_MS)
     future = NOW_MS + 3_600_000
     wanted = request(LEAKED, hours=1)
     changed = IncidentRequest(

@@ -1,8 +1,9 @@
 """The start-up guard (``flows.key_check``) over its port: without Redis, and the port's contract.
 
-The use-case tests run the guard on :class:`MemoryKeyChecks`, an in-memory ``KeyCheckStore``; the
-contract tests run the same assertions on it and on ``store.key_checks.RedisKeyChecks`` over a
-real redis-server, so what the guard is shown to do here it does over Redis too.
+The use-case tests run the guard on ``idverify.testing.memory_key_checks.MemoryKeyChecks``, the
+shared in-memory ``KeyCheckStore``; the contract tests run the same assertions on it and on
+``store.key_checks.RedisKeyChecks`` over a real redis-server, so what the guard is shown to do
+here it does over Redis too.
 """
 
 from __future__ import annotations
@@ -33,63 +34,9 @@ from idverify.store.connection import connect
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
 from idverify.testing import RedisProcess, free_port, redis_server_binary
+from idverify.testing.memory_key_checks import MemoryKeyChecks
 
 NO_ENV: Mapping[str, str] = {}
-
-
-class MemoryKeyChecks:
-    """The guard's records; ``tenant_keys``/``audit_logs`` stand for a store's tenant data."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.audit_key: str | None = None
-        self.markers = False  # the bootstrap marker or the client index
-        self.tenant_keys = False
-        self.audit_logs = False
-        self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
-
-    def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
-
-    async def holds_markers(self) -> bool:
-        self._reach()
-        return self.markers or bool(self.values)
-
-    async def any_tenant_key(self) -> bool:
-        self._reach()
-        return self.tenant_keys or self.audit_logs
-
-    async def any_audit_log(self) -> bool:
-        self._reach()
-        return self.audit_logs
-
-    async def recorded_values(self) -> dict[str, str]:
-        self._reach()
-        return dict(self.values)
-
-    async def add_values(self, values: Mapping[str, str]) -> None:
-        self._reach()
-        self.values.update(values)
-
-    async def forget_version(self, version: str) -> None:
-        self._reach()
-        self.values.pop(f"p:{version}", None)
-        self.values.pop(f"w:{version}", None)
-
-    async def signing_key(self) -> str | None:
-        self._reach()
-        return self.audit_key
-
-    async def record_first_signing_key(self, key_id: str) -> None:
-        self._reach()
-        if self.audit_key is None:
-            self.audit_key = key_id
-
-    async def replace_signing_key(self, key_id: str) -> str | None:
-        self._reach()
-        previous, self.audit_key = self.audit_key, key_id
-        return previous
 
 
 # --- the use case, without Redis -------------------------------------------------------------
