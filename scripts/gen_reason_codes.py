@@ -411,9 +411,12 @@ class Source:
         self.lua_names = {path.stem for path in self.lua_dir.glob("*.lua")}
         for path in sorted((root / "idverify").rglob("*.py")):
             relative = path.relative_to(root).with_suffix("")
-            if relative.parts[:2] == ("idverify", "v1") or ".".join(relative.parts) in NOT_SERVER:
-                continue  # generated from the contract, or stand-ins for tests
             name = ".".join(relative.parts).removesuffix(".__init__")
+            # A package in NOT_SERVER takes its modules with it (idverify.testing's in-memory ports).
+            if relative.parts[:2] == ("idverify", "v1") or any(
+                name == excluded or name.startswith(f"{excluded}.") for excluded in NOT_SERVER
+            ):
+                continue  # generated from the contract, or stand-ins for tests
             self.modules[name] = Module(name, path, ast.parse(path.read_text(encoding="utf-8")))
         for module in self.modules.values():
             self._index(module)
