@@ -79,6 +79,7 @@ from idverify.store.connection import (
     failures_as_unavailable,
 )
 from idverify.store.embedded import RedisProcess
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
@@ -421,7 +422,7 @@ async def start(
                 reads, clients.tenants, interval_seconds=settings.reads.close_interval_seconds
             )
         ),
-        *_lifecycle_tasks(settings, keyring, redis, ErasureFlow(deps)),
+        *_lifecycle_tasks(settings, keyring, redis, _erasure_flow(deps)),
         asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
         asyncio.create_task(dispatcher.run()),
     ]
@@ -512,7 +513,7 @@ def _add_data_services(
     account_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(
             accounts,
-            ErasureFlow(deps),
+            _erasure_flow(deps),
             AccountExportFlow(deps, accounts, flow.consent, audit),
             reads,
             consent_cooldown_ms=flow.consent.cooldown_ms,
@@ -579,6 +580,13 @@ def call_limits(settings: Settings) -> CallLimits:
         public_streams=settings.grpc.public_streams_per_worker,
         public_stream_lifetime_seconds=settings.grpc.public_stream_lifetime_seconds,
         health_checks=settings.grpc.health_checks_per_worker,
+    )
+
+
+def _erasure_flow(deps: FlowDeps) -> ErasureFlow:
+    """Cancellation and erasure over the store's erasure queue."""
+    return ErasureFlow(
+        RedisErasureStore(deps.redis, deps.scripts), deps.settings.erasure, deps.keyring, deps.sealer
     )
 
 

@@ -394,10 +394,14 @@ async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, vers
 
 async def _erasure_status(settings: Settings) -> int:
     from idverify.flows.erasure import pending_erasures  # noqa: PLC0415
+    from idverify.store.erasures import RedisErasureStore  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     zone = ZoneInfo(settings.erasure.timezone)
     async with _store(settings) as redis:
-        pending = await pending_erasures(redis, settings.erasure.overdue_after_seconds)
+        pending = await pending_erasures(
+            RedisErasureStore(redis, Scripts(redis)), settings.erasure.overdue_after_seconds
+        )
     if not pending:
         _out("no pending erasures")
         return 0

@@ -8,6 +8,10 @@ it. A global set names the tenants to visit. What the erasure removes: the accou
 binding facts and IP label), its consent records, its verifications and their wrong-code
 counters, and the identity record once no account is bound to it. The audit log keeps the
 events, which hold pseudonyms only and never the identity's key.
+
+The flow reads and writes the store through :class:`ErasureStore`, the port declared here, in
+typed values; ``store.erasures.RedisErasureStore`` implements it (the queue's keys, the snapshot
+each script is given, ``cancel.lua`` and ``erase.lua`` and their replies).
 """
 
 from __future__ import annotations
@@ -20,24 +24,36 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from enum import Enum
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from opentelemetry import metrics
 
+from idverify.config import ErasureSettings
 from idverify.domain.calendar import WorkingCalendar, erasure_due_at
 from idverify.domain.errors import StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
 from idverify.events.accounts import request_naming_account
-from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import GlobalKeys, TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.flows.context import RequestInfo
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.sealing import Sealer
+
+__all__ = [
+    "Cancellation",
+    "EraseOutcome",
+    "ErasureFlow",
+    "ErasureItem",
+    "ErasureKind",
+    "ErasureStore",
+    "ErasureWorker",
+    "PendingErasure",
+    "ScheduledErasure",
+    "pending_erasures",
+]
 
 log = logging.getLogger("idverify.erasure")
 
-ACCOUNT = "a:"
-IDENTITY = "i:"
 _ATTEMPTS = 5
 _PAGE = 100
 _meter = metrics.get_meter("idverify")
@@ -57,6 +73,87 @@ _meter.create_observable_gauge(
 )
 
 
+class ErasureKind(Enum):
+    """What a queued erasure removes: a cancelled account, or an identity no account is bound to."""
+
+    ACCOUNT = "account"
+    IDENTITY = "identity"
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureItem:
+    """One queued erasure: its kind and its subject (an account pseudonym or an identity ref)."""
+
+    kind: ErasureKind
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledErasure:
+    """A queued erasure and when it is due (epoch ms)."""
+
+    item: ErasureItem
+    due_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What cancelling one account writes: its pseudonyms, its erasure's due time, the audit request."""
+
+    account_pseudonym: str
+    audit_pseudonym: str
+    due_ms: int
+    request_json: str  # the request's audit fields, the account named in them sealed, as JSON
+
+
+class EraseOutcome(Enum):
+    """How one erasure went."""
+
+    ERASED = "erased"  # done (an identity bound again is kept, and its entry still leaves the queue)
+    GONE = "gone"  # not queued (another worker did it) or not due by the store's clock
+    CHANGED = "changed"  # the account's verifications changed while it was read: try again
+
+
+class ErasureStore(Protocol):
+    """The erasure queue and the records it removes; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def note_tenant(self, tenant: str) -> None:
+        """Names ``tenant`` among the tenants the workers visit."""
+        ...
+
+    async def tenants(self) -> list[str]:
+        """Tenants that have had erasures scheduled, sorted."""
+        ...
+
+    async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
+        """Cancels an account, audited; its erasure's due time, or None when it changed while read.
+
+        Unbinds it, ends its pending verifications and queues its erasure, and its identity's once
+        no account is bound to it; one cancelled before keeps its first due time.
+        """
+        ...
+
+    async def due(self, tenant: str, until_ms: int, limit: int) -> list[ErasureItem]:
+        """At most ``limit`` queued erasures due by ``until_ms``, soonest first."""
+        ...
+
+    async def erase(self, tenant: str, item: ErasureItem, request_json: str) -> EraseOutcome:
+        """Removes what ``item`` names and its queue entry in one step, audited, when it is due."""
+        ...
+
+    async def scheduled(self, tenant: str) -> list[ScheduledErasure]:
+        """Every queued erasure of ``tenant``, soonest first."""
+        ...
+
+    async def count_due(self, tenant: str, until_ms: int) -> int:
+        """How many queued erasures of ``tenant`` are due by ``until_ms``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PendingErasure:
     """One scheduled erasure, as ``idverify erasure status`` lists it (pseudonyms only)."""
@@ -71,15 +168,19 @@ class PendingErasure:
 class ErasureFlow:
     """Cancellation, and the erasures it schedules, for every tenant."""
 
-    def __init__(self, deps: FlowDeps) -> None:
-        self._d = deps
-        settings = deps.settings.erasure
+    def __init__(
+        self, store: ErasureStore, settings: ErasureSettings, keyring: Keyring, sealer: Sealer
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._keyring = keyring
+        self._sealer = sealer
         self._calendar = WorkingCalendar.from_iso(settings.holidays, settings.makeup_working_days)
         self._zone = ZoneInfo(settings.timezone)
 
     def due_at(self, cancelled_at: datetime) -> datetime:
         """When an account cancelled at ``cancelled_at`` is erased."""
-        return erasure_due_at(cancelled_at, self._d.settings.erasure.working_days, self._calendar, self._zone)
+        return erasure_due_at(cancelled_at, self._settings.working_days, self._calendar, self._zone)
 
     async def cancel(self, tenant: str, account_id: str, info: RequestInfo) -> int:
         """Unbinds an account now and schedules its erasure; returns the due time (epoch ms).
@@ -90,47 +191,24 @@ class ErasureFlow:
             InvalidArgument: on a malformed account id.
             StoreUnavailable: Redis is down, or the account kept changing.
         """
-        d = self._d
         account_id = normalize_identifier(account_id, field="account_id")
-        account_ps = d.keyring.pseudonym(tenant, "account", account_id)
-        audit_ps = d.keyring.pseudonym(tenant, "audit", account_id)
-        keys = TenantKeys(tenant)
-        now_ms = await d.scripts.clock.now_ms()
+        now_ms = await self._store.now_ms()
         due_ms = int(self.due_at(datetime.fromtimestamp(now_ms / 1000, UTC)).timestamp() * 1000)
-        async with translate_errors():
-            # First, so that the worker visits the tenant; a crash before the script leaves only
-            # a harmless name in the set.
-            await d.redis.sadd(GlobalKeys.erasure_tenants(), tenant)
+        cancellation = Cancellation(
+            account_pseudonym=self._keyring.pseudonym(tenant, "account", account_id),
+            audit_pseudonym=self._keyring.pseudonym(tenant, "audit", account_id),
+            due_ms=due_ms,
+            request_json=request_naming_account(
+                info.audit_fields(), self._keyring, self._sealer, tenant, account_id
+            ),
+        )
+        # First, so that the worker visits the tenant; a crash before the cancel leaves only a
+        # harmless name in the set.
+        await self._store.note_tenant(tenant)
         for _ in range(_ATTEMPTS):
-            async with translate_errors():
-                ref = as_text(await d.redis.hget(keys.account(account_ps), "identity") or b"")
-                live = _texts(
-                    await d.redis.zrangebyscore(
-                        keys.account_verifications(account_ps), await d.scripts.clock.now_ms(), "+inf"
-                    )
-                )
-            result = await d.scripts.run(
-                "cancel",
-                [
-                    keys.account(account_ps),
-                    keys.account_verifications(account_ps),
-                    keys.erasure_due(),
-                    keys.audit_log(),
-                    keys.identity(ref),
-                    keys.identity_accounts(ref),
-                    *(keys.verification(v) for v in live),
-                ],
-                [
-                    due_ms,
-                    request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id),
-                    account_ps,
-                    audit_ps,
-                    ref,
-                    json.dumps(live),
-                ],
-            )
-            if result[0] == b"OK":
-                return int(result[1])
+            first_due = await self._store.cancel(tenant, cancellation)
+            if first_due is not None:
+                return first_due
         raise StoreUnavailable("the account kept changing while it was cancelled; retry", reason="CONTENDED")
 
     async def erase_due(self, *, now_ms: int | None = None) -> int:
@@ -141,66 +219,30 @@ class ErasureFlow:
         """
         done = 0
         for tenant in await self.tenants():
-            keys = TenantKeys(tenant)
             while True:
-                now = await self._d.scripts.clock.now_ms() if now_ms is None else now_ms
-                async with translate_errors():
-                    members = _texts(
-                        await self._d.redis.zrangebyscore(keys.erasure_due(), "-inf", now, start=0, num=_PAGE)
-                    )
-                if not members:
+                now = await self._store.now_ms() if now_ms is None else now_ms
+                items = await self._store.due(tenant, now, _PAGE)
+                if not items:
                     break
-                erased = [await self.erase(tenant, member) for member in members]
+                erased = [await self.erase(tenant, item) for item in items]
                 done += sum(erased)
                 if not any(erased):
                     break  # raced away by other workers, or not due yet by the store's clock
         return done
 
-    async def erase(self, tenant: str, member: str) -> bool:
+    async def erase(self, tenant: str, item: ErasureItem) -> bool:
         """Performs one due erasure; False when another worker did it first (or it is not due).
 
         Raises:
             StoreUnavailable: Redis is down, or the account kept changing.
         """
-        d = self._d
-        keys = TenantKeys(tenant)
-        kind, subject = member[:2], member[2:]
+        request_json = json.dumps(RequestInfo.internal().audit_fields())
         for _ in range(_ATTEMPTS):
-            account_ps = subject if kind == ACCOUNT else ""
-            ref = subject if kind == IDENTITY else ""
-            ids: list[str] = []
-            extra: list[str] = []
-            if kind == ACCOUNT:
-                # Counters under the account's pseudonyms would outlive it by up to their window
-                # (a day): they go with it.
-                extra.append(keys.check_mismatches("acct", account_ps))
-                async with translate_errors():
-                    ids = _texts(await d.redis.zrange(keys.account_verifications(account_ps), 0, -1))
-                    for verification_id in ids:
-                        otp_ps = await d.redis.hget(keys.verification(verification_id), "otp_ps")
-                        extra.append(keys.verification(verification_id))
-                        if otp_ps:
-                            extra.append(keys.otp_failures(as_text(otp_ps)))
-                            extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
-            result = await d.scripts.run(
-                "erase",
-                [
-                    keys.erasure_due(),
-                    keys.audit_log(),
-                    keys.account(account_ps),
-                    keys.consent(account_ps),
-                    keys.account_verifications(account_ps),
-                    keys.identity(ref),
-                    keys.identity_accounts(ref),
-                    *extra,
-                ],
-                [member, json.dumps(RequestInfo.internal().audit_fields()), json.dumps(ids)],
-            )
-            if result[0] == b"OK":
-                telemetry_kind = "account" if kind == ACCOUNT else "identity"
-                _erased.add(1, {"idverify.event": f"{telemetry_kind}.erased"})
+            outcome = await self._store.erase(tenant, item, request_json)
+            if outcome is EraseOutcome.ERASED:
+                _erased.add(1, {"idverify.event": f"{item.kind.value}.erased"})
                 return True
-            if result[0] == b"GONE":
+            if outcome is EraseOutcome.GONE:
                 return False
         raise StoreUnavailable("an account kept changing while it was erased; retry", reason="CONTENDED")
 
@@ -210,7 +252,7 @@ class ErasureFlow:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        return await erasure_tenants(self._d.redis)
+        return await self._store.tenants()
 
     async def pending(self, *, now_ms: int | None = None) -> list[PendingErasure]:
         """Every scheduled erasure, soonest first, with whether it is overdue.
@@ -218,11 +260,7 @@ class ErasureFlow:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        return await pending_erasures(
-            self._d.redis,
-            self._d.settings.erasure.overdue_after_seconds,
-            now_ms=await self._d.scripts.clock.now_ms() if now_ms is None else now_ms,
-        )
+        return await pending_erasures(self._store, self._settings.overdue_after_seconds, now_ms=now_ms)
 
     async def overdue_count(self) -> int:
         """How many pending erasures are overdue, in every tenant.
@@ -230,54 +268,34 @@ class ErasureFlow:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        limit = await self._d.scripts.clock.now_ms() - int(
-            self._d.settings.erasure.overdue_after_seconds * 1000
-        )
+        limit = await self._store.now_ms() - int(self._settings.overdue_after_seconds * 1000)
         total = 0
         for tenant in await self.tenants():
-            async with translate_errors():
-                total += int(await self._d.redis.zcount(TenantKeys(tenant).erasure_due(), "-inf", limit))
+            total += await self._store.count_due(tenant, limit)
         return total
 
 
-async def erasure_tenants(redis: RedisClient) -> list[str]:
-    """Tenants that have had erasures scheduled.
-
-    Raises:
-        StoreUnavailable: Redis is down.
-    """
-    async with translate_errors():
-        return sorted(_texts(await redis.smembers(GlobalKeys.erasure_tenants())))
-
-
 async def pending_erasures(
-    redis: RedisClient, overdue_after_seconds: float, *, now_ms: int | None = None
+    store: ErasureStore, overdue_after_seconds: float, *, now_ms: int | None = None
 ) -> list[PendingErasure]:
     """Every scheduled erasure of every tenant, soonest first, with whether it is overdue.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    now = await Scripts(redis).clock.now_ms() if now_ms is None else now_ms
+    now = await store.now_ms() if now_ms is None else now_ms
     late_ms = int(overdue_after_seconds * 1000)
-    found: list[PendingErasure] = []
-    for tenant in await erasure_tenants(redis):
-        async with translate_errors():
-            rows = cast(
-                "list[tuple[bytes, float]]",
-                await redis.zrange(TenantKeys(tenant).erasure_due(), 0, -1, withscores=True),
-            )
-        for member, score in rows:
-            text = as_text(member)
-            found.append(
-                PendingErasure(
-                    tenant=tenant,
-                    kind="account" if text.startswith(ACCOUNT) else "identity",
-                    subject=text[2:],
-                    due_ms=int(score),
-                    overdue=now > int(score) + late_ms,
-                )
-            )
+    found = [
+        PendingErasure(
+            tenant=tenant,
+            kind=scheduled.item.kind.value,
+            subject=scheduled.item.subject,
+            due_ms=scheduled.due_ms,
+            overdue=now > scheduled.due_ms + late_ms,
+        )
+        for tenant in await store.tenants()
+        for scheduled in await store.scheduled(tenant)
+    ]
     return sorted(found, key=lambda item: (item.due_ms, item.tenant, item.subject))
 
 
@@ -306,11 +324,3 @@ class ErasureWorker:
                 await self.run_once()
             # Jitter keeps the workers of many replicas from arriving together.
             await asyncio.sleep(self._poll * random.uniform(0.8, 1.2))  # noqa: S311 - not a secret
-
-
-__all__ = ["ErasureFlow", "ErasureWorker", "PendingErasure", "erasure_tenants", "pending_erasures"]
-
-
-def _texts(values: Any) -> list[str]:
-    """A Redis array reply as text."""
-    return [as_text(value) for value in values]

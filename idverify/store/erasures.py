@@ -1,0 +1,162 @@
+"""The erasure queue and its scripts in Redis, for ``flows.erasure``.
+
+``flows.erasure`` decides (when an account is erased, how often a changed account is retried,
+what is overdue); this adapter reads and writes the records in typed values: the global set of
+tenants with erasures (``iv1:{global}:erasure:tenants``), each tenant's queue (a sorted set of
+``a:<account pseudonym>`` and ``i:<identity ref>`` members scored by their due time, in the
+tenant's slot), and ``cancel.lua`` and ``erase.lua``, whose replies are decoded here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, cast
+
+from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind, ScheduledErasure
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.scripts import Scripts
+
+__all__ = ["RedisErasureStore"]
+
+_MEMBER_PREFIX = {"account": "a:", "identity": "i:"}
+
+
+def _member(item: ErasureItem) -> str:
+    """The queue's member for ``item``: its kind's two-character prefix, then its subject."""
+    return _MEMBER_PREFIX[item.kind.value] + item.subject
+
+
+def _item(member: Any) -> ErasureItem:
+    """The queued erasure a queue member names."""
+    text = as_text(member)
+    kind = ErasureKind.ACCOUNT if text.startswith(_MEMBER_PREFIX["account"]) else ErasureKind.IDENTITY
+    return ErasureItem(kind, text[2:])
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    """A Redis array reply as text."""
+    return [as_text(value) for value in values]
+
+
+class RedisErasureStore:
+    """``flows.erasure.ErasureStore`` over one Redis client and its scripts.
+
+    Every method may raise StoreUnavailable when Redis cannot be reached.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+
+    async def now_ms(self) -> int:
+        """The store's clock."""
+        return await self._scripts.clock.now_ms()
+
+    async def note_tenant(self, tenant: str) -> None:
+        """Names ``tenant`` among those the workers visit."""
+        async with translate_errors():
+            await self._redis.sadd(GlobalKeys.erasure_tenants(), tenant)
+
+    async def tenants(self) -> list[str]:
+        """Tenants that have had erasures scheduled, sorted."""
+        async with translate_errors():
+            return sorted(_texts(await self._redis.smembers(GlobalKeys.erasure_tenants())))
+
+    async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
+        """Runs ``cancel.lua`` over the account as read just before; None when it changed meanwhile."""
+        keys = TenantKeys(tenant)
+        account_ps = cancellation.account_pseudonym
+        async with translate_errors():
+            ref = as_text(await self._redis.hget(keys.account(account_ps), "identity") or b"")
+            live = _texts(
+                await self._redis.zrangebyscore(
+                    keys.account_verifications(account_ps), await self._scripts.clock.now_ms(), "+inf"
+                )
+            )
+        result = await self._scripts.run(
+            "cancel",
+            [
+                keys.account(account_ps),
+                keys.account_verifications(account_ps),
+                keys.erasure_due(),
+                keys.audit_log(),
+                keys.identity(ref),
+                keys.identity_accounts(ref),
+                *(keys.verification(v) for v in live),
+            ],
+            [
+                cancellation.due_ms,
+                cancellation.request_json,
+                account_ps,
+                cancellation.audit_pseudonym,
+                ref,
+                json.dumps(live),
+            ],
+        )
+        # {'OK', due ms} once cancelled (now or before); {'RETRY'} when the read above went stale.
+        return int(result[1]) if result[0] == b"OK" else None
+
+    async def due(self, tenant: str, until_ms: int, limit: int) -> list[ErasureItem]:
+        """At most ``limit`` queued erasures due by ``until_ms``, soonest first."""
+        async with translate_errors():
+            members = await self._redis.zrangebyscore(
+                TenantKeys(tenant).erasure_due(), "-inf", until_ms, start=0, num=limit
+            )
+        return [_item(member) for member in members]
+
+    async def erase(self, tenant: str, item: ErasureItem, request_json: str) -> EraseOutcome:
+        """Runs ``erase.lua`` over ``item`` and what it holds as read just before."""
+        keys = TenantKeys(tenant)
+        account_ps = item.subject if item.kind is ErasureKind.ACCOUNT else ""
+        ref = item.subject if item.kind is ErasureKind.IDENTITY else ""
+        ids: list[str] = []
+        extra: list[str] = []
+        if item.kind is ErasureKind.ACCOUNT:
+            # Counters under the account's pseudonyms would outlive it by up to their window
+            # (a day): they go with it.
+            extra.append(keys.check_mismatches("acct", account_ps))
+            async with translate_errors():
+                ids = _texts(await self._redis.zrange(keys.account_verifications(account_ps), 0, -1))
+                for verification_id in ids:
+                    otp_ps = await self._redis.hget(keys.verification(verification_id), "otp_ps")
+                    extra.append(keys.verification(verification_id))
+                    if otp_ps:
+                        extra.append(keys.otp_failures(as_text(otp_ps)))
+                        extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
+        result = await self._scripts.run(
+            "erase",
+            [
+                keys.erasure_due(),
+                keys.audit_log(),
+                keys.account(account_ps),
+                keys.consent(account_ps),
+                keys.account_verifications(account_ps),
+                keys.identity(ref),
+                keys.identity_accounts(ref),
+                *extra,
+            ],
+            [_member(item), request_json, json.dumps(ids)],
+        )
+        # {'OK'} erased (or an identity kept in use), {'GONE'} not queued or not due, {'RETRY'}
+        # the account's verifications changed since they were read.
+        if result[0] == b"OK":
+            return EraseOutcome.ERASED
+        if result[0] == b"GONE":
+            return EraseOutcome.GONE
+        return EraseOutcome.CHANGED
+
+    async def scheduled(self, tenant: str) -> list[ScheduledErasure]:
+        """Every queued erasure of ``tenant`` with its due time, in the queue's order."""
+        async with translate_errors():
+            rows = cast(
+                "list[tuple[bytes, float]]",
+                await self._redis.zrange(TenantKeys(tenant).erasure_due(), 0, -1, withscores=True),
+            )
+        return [ScheduledErasure(_item(member), int(score)) for member, score in rows]
+
+    async def count_due(self, tenant: str, until_ms: int) -> int:
+        """How many queued erasures of ``tenant`` are due by ``until_ms``."""
+        async with translate_errors():
+            return int(await self._redis.zcount(TenantKeys(tenant).erasure_due(), "-inf", until_ms))
