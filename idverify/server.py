@@ -71,6 +71,7 @@ from idverify.services.location_wire import encode_location
 from idverify.services.reflection import enable_reflection
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
+from idverify.store.account_exports import RedisAccountExports
 from idverify.store.connection import (
     RedisClient,
     cannot_persist,
@@ -514,7 +515,9 @@ def _add_data_services(
         AccountServicer(
             accounts,
             _erasure_flow(deps),
-            AccountExportFlow(deps, accounts, flow.consent, audit),
+            AccountExportFlow(
+                RedisAccountExports(deps.redis, deps.scripts), deps.keyring, accounts, flow.consent, audit
+            ),
             reads,
             consent_cooldown_ms=flow.consent.cooldown_ms,
             display_names=DisplayNameFlow(deps),

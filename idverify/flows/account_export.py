@@ -6,28 +6,45 @@ and names the personal data held only as keyed hashes or sealed values without r
 The export is audited first, so the head taken after it proves the export's own entry too.
 An account's entries are few; a page holds at most ``MAX_ENTRIES`` (about 1 KiB each with its
 proof), and the caller asks again from ``next_start_index`` for the rest, each page audited.
+
+The flow reads the store through :class:`AccountExportStore`, the port declared here, in typed
+values (``store.account_exports.RedisAccountExports`` implements it over Redis), and the other
+use cases through the narrow ports :class:`AccountViews`, :class:`ConsentLists` and
+:class:`ProvenLog`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from idverify.audit.checkpoint import SignedHead
 from idverify.audit.events import EventType
-from idverify.audit.query import EventFilter
+from idverify.audit.query import EventFilter, QueryResult
 from idverify.domain.consent import ConsentState
 from idverify.domain.normalize import normalize_identifier
-from idverify.flows.accounts import AccountFlow, AccountView
-from idverify.flows.audit import AuditFlow
-from idverify.flows.consent import ConsentFlow
-from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
+from idverify.flows.accounts import AccountView
+from idverify.flows.audit import InclusionProof
+from idverify.flows.context import RequestInfo
+from idverify.privacy.keyring import Keyring
+from idverify.store.account_exports import AccountRecord, HeldRecords
 
-__all__ = ["MAX_ENTRIES", "AccountBundle", "AccountExportFlow", "ErasureState", "HeldValue", "ProvenEntry"]
+__all__ = [
+    "MAX_ENTRIES",
+    "AccountBundle",
+    "AccountExportFlow",
+    "AccountExportStore",
+    "AccountViews",
+    "ConsentLists",
+    "ErasureState",
+    "HeldValue",
+    "ProvenEntry",
+    "ProvenLog",
+]
 
 MAX_ENTRIES = 500
 """Audit entries per page: with their proofs, well under gRPC's 4 MiB message limit."""
@@ -80,13 +97,61 @@ class AccountBundle:
     next_start_index: int
 
 
+class AccountExportStore(Protocol):
+    """What an export reads and writes; every method may raise StoreUnavailable."""
+
+    async def account(self, tenant: str, account_ps: str) -> AccountRecord | None:
+        """The account record of pseudonym ``account_ps``, or None when there is none."""
+        ...
+
+    async def append_export(
+        self, tenant: str, request_fields: str, audit_pseudonym: str, start_index: int
+    ) -> None:
+        """Appends the ``account.exported`` entry (request fields as JSON) to the tenant's log."""
+        ...
+
+    async def held_records(self, tenant: str, account_ps: str, identity_ref: str) -> HeldRecords:
+        """Whether identity ``identity_ref`` (none when "") and a live verification of the account exist."""
+        ...
+
+
+class AccountViews(Protocol):
+    """An account as a platform reads it (``flows.accounts.AccountFlow``)."""
+
+    async def get_account(self, tenant: str, account_id: str) -> AccountView:
+        """The account's view; an unknown one reads as unverified."""
+        ...
+
+
+class ConsentLists(Protocol):
+    """An account's consents (``flows.consent.ConsentFlow``)."""
+
+    async def list(self, tenant: str, account_id: str) -> list[ConsentState]:
+        """The account's consents."""
+        ...
+
+
+class ProvenLog(Protocol):
+    """The audit log's heads, entries and proofs (``flows.audit.AuditFlow``)."""
+
+    async def signed_head(self, tenant: str) -> SignedHead:
+        """A signed head of everything appended so far."""
+        ...
+
+    def entries(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """The entries matching ``query``, in index order."""
+        ...
+
+    async def inclusion_proof(self, tenant: str, index: int, tree_size: int) -> InclusionProof:
+        """The proof that entry ``index`` is in the tree of ``tree_size`` entries."""
+        ...
+
+
 # What each record holds of a person, by the account-record field that says it is there; the
 # identity and verification records hold theirs whenever they exist (ARCHITECTURE's retention table).
-_ACCOUNT_FIELDS = (
-    ("identity", HeldValue("document_number", HeldForm.KEYED_HASH, "account")),
-    ("name_tag", HeldValue("name", HeldForm.KEYED_HASH, "account")),
-    ("birth_sealed", HeldValue("birth_date", HeldForm.SEALED, "account")),
-)
+_ACCOUNT_DOCUMENT = HeldValue("document_number", HeldForm.KEYED_HASH, "account")
+_ACCOUNT_NAME = HeldValue("name", HeldForm.KEYED_HASH, "account")
+_ACCOUNT_BIRTH = HeldValue("birth_date", HeldForm.SEALED, "account")
 _IDENTITY_RECORD = (
     HeldValue("document_number", HeldForm.SEALED, "identity"),
     HeldValue("name", HeldForm.KEYED_HASH, "identity"),
@@ -103,8 +168,16 @@ _VERIFICATION_RECORD = (
 class AccountExportFlow:
     """Account data exports for every tenant."""
 
-    def __init__(self, deps: FlowDeps, accounts: AccountFlow, consent: ConsentFlow, audit: AuditFlow) -> None:
-        self._d = deps
+    def __init__(
+        self,
+        store: AccountExportStore,
+        keyring: Keyring,
+        accounts: AccountViews,
+        consent: ConsentLists,
+        audit: ProvenLog,
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
         self._accounts = accounts
         self._consent = consent
         self._audit = audit
@@ -124,22 +197,17 @@ class AccountExportFlow:
             StoreUnavailable: when Redis cannot be reached.
         """
         account_id = normalize_identifier(account_id, field="account_id")
-        keyring = self._d.keyring
+        keyring = self._keyring
         account_ps = keyring.pseudonym(tenant, "account", account_id)
-        keys = TenantKeys(tenant)
-        async with translate_errors():
-            raw = await self._d.redis.hgetall(keys.account(account_ps))
-        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        record = await self._store.account(tenant, account_ps)
         current = keyring.pseudonym(tenant, "audit", account_id)
         # Entries carry the audit pseudonym of the pepper current when they were written.
         versions = keyring.pepper_versions
         older = [keyring.pseudonym(tenant, "audit", account_id, pepper_version=v) for v in versions]
-        recorded = [record["audit"]] if record.get("audit") else []
-        pseudonyms = tuple(dict.fromkeys([current, *older, *recorded]))
+        recorded = record.audit_pseudonym if record is not None else ""
+        pseudonyms = tuple(dict.fromkeys([current, *older, *([recorded] if recorded else [])]))
         request = json.dumps(info.audit_fields())
-        await self._d.scripts.run(
-            "account_export", [keys.audit_log()], [request, record.get("audit") or current, str(start_index)]
-        )
+        await self._store.append_export(tenant, request, recorded or current, start_index)
         head = await self._audit.signed_head(tenant)
         entries, next_start = await self._entries(tenant, pseudonyms, start_index, head.head.size)
         view = await self._accounts.get_account(tenant, account_id)
@@ -176,32 +244,31 @@ class AccountExportFlow:
         return entries, next_start
 
     async def _erasure_state(
-        self, tenant: str, record: dict[str, str], pseudonyms: tuple[str, ...]
+        self, tenant: str, record: AccountRecord | None, pseudonyms: tuple[str, ...]
     ) -> ErasureState:
-        if record.get("erase_due_ms"):
-            return ErasureState.SCHEDULED
-        if record:
-            return ErasureState.NOT_SCHEDULED
+        if record is not None:
+            return ErasureState.SCHEDULED if record.erasure_due else ErasureState.NOT_SCHEDULED
         erased = EventFilter(types=frozenset({EventType.ACCOUNT_ERASED.value}), accounts=pseudonyms, limit=1)
         async for _ in self._audit.entries(tenant, erased):
             return ErasureState.ERASED
         return ErasureState.NOT_SCHEDULED
 
-    async def _held(self, tenant: str, account_ps: str, record: dict[str, str]) -> list[HeldValue]:
-        if not record:
+    async def _held(self, tenant: str, account_ps: str, record: AccountRecord | None) -> list[HeldValue]:
+        if record is None:
             return []
         held = [HeldValue("account_id", HeldForm.KEYED_HASH, "account")]
-        held += [value for field, value in _ACCOUNT_FIELDS if record.get(field)]
-        keys = TenantKeys(tenant)
-        now_ms = await self._d.scripts.clock.now_ms()
-        async with translate_errors(), self._d.redis.pipeline(transaction=False) as pipe:
-            if record.get("identity"):
-                pipe.exists(keys.identity(record["identity"]))
-            # Ids stay listed past their records' lifetime; the live ones have records.
-            pipe.zcount(keys.account_verifications(account_ps), now_ms, "+inf")
-            replies = await pipe.execute()
-        if record.get("identity") and replies[0]:
+        held += [
+            value
+            for present, value in (
+                (bool(record.identity_ref), _ACCOUNT_DOCUMENT),
+                (record.name_tag, _ACCOUNT_NAME),
+                (record.birth_sealed, _ACCOUNT_BIRTH),
+            )
+            if present
+        ]
+        records = await self._store.held_records(tenant, account_ps, record.identity_ref)
+        if records.identity:
             held += _IDENTITY_RECORD
-        if replies[-1]:
+        if records.verifications:
             held += _VERIFICATION_RECORD
         return held

@@ -1,0 +1,81 @@
+"""What an account export reads and writes in Redis: the account record, its export entry, what is held.
+
+``flows.account_export`` decides what the bundle says; this adapter answers its questions in
+typed values: the account record's fields the bundle needs, the ``account_export`` script that
+appends the export's audit entry, and whether the bound identity record and any live
+verification record exist (one round trip for both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+
+__all__ = ["AccountRecord", "HeldRecords", "RedisAccountExports"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """What an account record says, as far as an export tells of it."""
+
+    audit_pseudonym: str  # the audit pseudonym recorded with the account, or ""
+    identity_ref: str  # the identity record the account is bound to, or ""
+    name_tag: bool  # a keyed hash of the name is held
+    birth_sealed: bool  # the birth date is held sealed
+    erasure_due: bool  # an erasure is scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecords:
+    """Which of the account's other records exist."""
+
+    identity: bool  # the identity record it is bound to
+    verifications: bool  # any verification record not yet expired
+
+
+class RedisAccountExports:
+    """``flows.account_export.AccountExportStore`` over Redis; every method may raise StoreUnavailable."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+
+    async def account(self, tenant: str, account_ps: str) -> AccountRecord | None:
+        """The account record of pseudonym ``account_ps``, or None when there is none."""
+        async with translate_errors():
+            raw = await self._redis.hgetall(TenantKeys(tenant).account(account_ps))
+        if not raw:
+            return None
+        record = {as_text(k): as_text(v) for k, v in raw.items()}
+        return AccountRecord(
+            audit_pseudonym=record.get("audit", ""),
+            identity_ref=record.get("identity", ""),
+            name_tag=bool(record.get("name_tag")),
+            birth_sealed=bool(record.get("birth_sealed")),
+            erasure_due=bool(record.get("erase_due_ms")),
+        )
+
+    async def append_export(
+        self, tenant: str, request_fields: str, audit_pseudonym: str, start_index: int
+    ) -> None:
+        """Appends the ``account.exported`` entry (request fields as JSON) to the tenant's log."""
+        await self._scripts.run(
+            "account_export",
+            [TenantKeys(tenant).audit_log()],
+            [request_fields, audit_pseudonym, str(start_index)],
+        )
+
+    async def held_records(self, tenant: str, account_ps: str, identity_ref: str) -> HeldRecords:
+        """Whether identity ``identity_ref`` (none when "") and a live verification of the account exist."""
+        keys = TenantKeys(tenant)
+        now_ms = await self._scripts.clock.now_ms()
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            if identity_ref:
+                pipe.exists(keys.identity(identity_ref))
+            # Ids stay listed past their records' lifetime; the live ones have records.
+            pipe.zcount(keys.account_verifications(account_ps), now_ms, "+inf")
+            replies = await pipe.execute()
+        return HeldRecords(identity=bool(identity_ref) and bool(replies[0]), verifications=bool(replies[-1]))
