@@ -81,6 +81,7 @@ from idverify.store.connection import (
 )
 from idverify.store.embedded import RedisProcess
 from idverify.store.erasures import RedisErasureStore
+from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
@@ -507,7 +508,17 @@ def _add_data_services(
     """The services that read and change the tenants' data, each recording its reads in ``reads``."""
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(
-            flow, IdentityCheckFlow(deps), RequestIdPseudonyms(deps.keyring), streams, reads
+            flow,
+            IdentityCheckFlow(
+                RedisIdentityChecks(deps.redis, deps.scripts),
+                keyring=deps.keyring,
+                sealer=deps.sealer,
+                indexer=deps.indexer,
+                limits=deps.settings.rate_limits,
+            ),
+            RequestIdPseudonyms(deps.keyring),
+            streams,
+            reads,
         ),
         server,
     )

@@ -1035,6 +1035,17 @@ def _claimed_sites(source: Source) -> list[Site]:
                 ring = {c for name in ring if (f := source.functions.get(name)) is not None for c in f.calls}
                 near |= ring
             found += [s for name in near - {function.qualname} for s in handed.get(name, [])]
+            if status:
+                # A raise also claims what the scripts it reaches answer: a use case raises
+                # what its store port's script refused with (flows.identity_check).
+                found += [
+                    s
+                    for name in near - {function.qualname}
+                    if (f := source.functions.get(name)) is not None
+                    for script in f.scripts
+                    for s in source.script_sites(script)
+                    if s.handed
+                ]
             where = f"{_rel(function.module.path)}:{getattr(node, 'lineno', 0)}"
             message = _message(node) if isinstance(node, ast.Call) and status else ""
             kind = ERROR if status else OUTCOME
