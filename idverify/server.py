@@ -84,6 +84,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
+from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.store.topology import parse_redis_url
 from idverify.v1 import (
@@ -331,8 +332,7 @@ async def start(
     )
     flow = VerificationFlow(deps)
     reads = ReadLedger(
-        redis,
-        scripts,
+        RedisReadRecords(redis, scripts),
         keyring,
         settings.reads.retention_days,
         summary_delay_seconds=settings.reads.summary_delay_seconds,

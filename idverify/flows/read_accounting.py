@@ -24,15 +24,13 @@ import random
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import Protocol
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal
-from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 
 __all__ = [
     "ALL_CATEGORIES",
@@ -40,8 +38,10 @@ __all__ = [
     "HOUR_MS",
     "MINUTE_MS",
     "Category",
+    "MinuteClose",
     "ReadKeys",
     "ReadLedger",
+    "ReadRecords",
     "Reader",
     "accounts_digest",
     "close_minutes_forever",
@@ -148,9 +148,60 @@ def accounts_digest(pseudonyms: Iterable[str | bytes]) -> str:
     to have read in a minute can check it against the entry, without the entry naming them.
     """
     digest = hashlib.sha256()
-    for pseudonym in sorted(as_text(p) for p in pseudonyms):
+    for pseudonym in sorted(p.decode() if isinstance(p, bytes) else p for p in pseudonyms):
         digest.update(pseudonym.encode() + b"\n")
     return digest.hexdigest()
+
+
+class MinuteClose(StrEnum):
+    """What closing a minute of reads did."""
+
+    CLOSED = "CLOSED"  # its summary entry was written
+    GONE = "GONE"  # another closer was first, or its records expired
+    OPEN = "OPEN"  # too recent: reads may still arrive
+    CHANGED = "CHANGED"  # its accounts are not those digested
+
+
+class ReadRecords(Protocol):
+    """What the ledger records and closes; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def record(
+        self,
+        tenant: str,
+        reader: Reader,
+        categories: Sequence[Category],
+        retention_days: int,
+        account_pseudonyms: Sequence[str],
+        *,
+        only_existing: bool,
+    ) -> int:
+        """Records a read of the accounts (none: a call); the number of accounts counted.
+
+        ``only_existing`` counts only accounts with a record; a store refusing writes answers
+        the count unrecorded.
+        """
+        ...
+
+    async def open_minutes(self, tenant: str, through_minute: int) -> list[str]:
+        """The open minutes (``<minute>:<client id>``) up to ``through_minute``, oldest first."""
+        ...
+
+    async def minute_accounts(self, tenant: str, minute: str) -> frozenset[str]:
+        """The account pseudonyms read in an open minute."""
+        ...
+
+    async def close_minute(
+        self, tenant: str, minute: str, accounts: int, digest: str, delay_ms: int
+    ) -> MinuteClose:
+        """Writes the minute's summary entry, if it is still open, ``delay_ms`` past its end.
+
+        A minute whose accounts are no longer the ``accounts`` that ``digest`` covers is CHANGED.
+        """
+        ...
 
 
 class ReadLedger:
@@ -158,8 +209,7 @@ class ReadLedger:
 
     def __init__(
         self,
-        redis: RedisClient,
-        scripts: Scripts,
+        store: ReadRecords,
         keyring: Keyring,
         retention_days: int,
         *,
@@ -168,15 +218,13 @@ class ReadLedger:
         """Builds the ledger.
 
         Args:
-            redis: reads a minute's accounts to digest them.
-            scripts: the ``reads`` and ``reads_close`` steps.
+            store: the read records (``store.read_records.RedisReadRecords`` over Redis).
             keyring: account pseudonyms of the account ids a call named.
             retention_days: how long the records are kept (``[reads] retention_days``).
             summary_delay_seconds: how long after its end a minute may be closed
                 (``[reads] summary_delay_seconds``).
         """
-        self._redis = redis
-        self._scripts = scripts
+        self._store = store
         self._keyring = keyring
         self._retention_days = retention_days
         self._summary_delay_ms = round(summary_delay_seconds * 1000)
@@ -217,15 +265,10 @@ class ReadLedger:
             InvalidArgument: on a malformed account id.
             StoreUnavailable: when Redis cannot be reached.
         """
-        keys = TenantKeys(tenant)
-        accounts = keys.accounts(self.pseudonym(tenant, account_id) for account_id in account_ids)
-        counted = await self._scripts.run(
-            "reads",
-            [keys.reads_open(), *accounts],
-            [*read_spec(reader, categories, self._retention_days), "1" if only_existing else "0"],
+        pseudonyms = [self.pseudonym(tenant, account_id) for account_id in account_ids]
+        return await self._store.record(
+            tenant, reader, categories, self._retention_days, pseudonyms, only_existing=only_existing
         )
-        # A Redis refusing writes lets the script answer unrecorded (record_reads in the prelude).
-        return int(counted)
 
     async def record_call(self, tenant: str, reader: Reader, categories: Sequence[Category]) -> None:
         """Records a read that returned no account's data (an audit proof, a tree head): a call.
@@ -233,11 +276,7 @@ class ReadLedger:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        await self._scripts.run(
-            "reads",
-            [TenantKeys(tenant).reads_open()],
-            [*read_spec(reader, categories, self._retention_days), "1"],
-        )
+        await self._store.record(tenant, reader, categories, self._retention_days, (), only_existing=True)
 
     async def close_minutes(self, tenant: str) -> int:
         """Writes the summary entry of every minute of reads of ``tenant`` that may be closed.
@@ -250,27 +289,15 @@ class ReadLedger:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        keys = TenantKeys(tenant)
         # The last minute whose end is at least the delay past.
-        last = (await self._scripts.clock.now_ms() - self._summary_delay_ms) // MINUTE_MS - 1
-        async with translate_errors():
-            members = cast("list[bytes]", await self._redis.zrangebyscore(keys.reads_open(), "-inf", last))
+        last = (await self._store.now_ms() - self._summary_delay_ms) // MINUTE_MS - 1
         closed = 0
-        for raw in members:
-            member = as_text(raw)
-            async with translate_errors():
-                accounts = await self._redis.smembers(keys.reads_minute_accounts(member))
-            answer = await self._scripts.run(
-                "reads_close",
-                [
-                    keys.reads_open(),
-                    keys.reads_minute_accounts(member),
-                    keys.reads_minute_counts(member),
-                    keys.audit_log(),
-                ],
-                [member, str(len(accounts)), accounts_digest(accounts), str(self._summary_delay_ms)],
+        for minute in await self._store.open_minutes(tenant, last):
+            accounts = await self._store.minute_accounts(tenant, minute)
+            answer = await self._store.close_minute(
+                tenant, minute, len(accounts), accounts_digest(accounts), self._summary_delay_ms
             )
-            closed += as_text(answer) == "CLOSED"
+            closed += answer is MinuteClose.CLOSED
         return closed
 
 

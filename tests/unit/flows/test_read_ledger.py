@@ -18,6 +18,7 @@ from idverify.flows.read_accounting import (
     HOUR_MS,
     MINUTE_MS,
     Category,
+    MinuteClose,
     Reader,
     ReadKeys,
     ReadLedger,
@@ -27,6 +28,7 @@ from idverify.flows.read_accounting import (
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
 
@@ -51,8 +53,12 @@ def tenant() -> str:
     return f"reads-{next(_tenants)}"
 
 
+def records(redis: RedisClient) -> RedisReadRecords:
+    return RedisReadRecords(redis, Scripts(redis))
+
+
 async def ledger(redis: RedisClient) -> ReadLedger:
-    return ReadLedger(redis, Scripts(redis), KEYRING, RETENTION_DAYS)
+    return ReadLedger(records(redis), KEYRING, RETENTION_DAYS)
 
 
 async def bind(redis: RedisClient, tenant: str, account_id: str, identity_ref: str | None) -> str:
@@ -78,7 +84,7 @@ async def later_ledger(redis: RedisClient, minutes: int = 3) -> ReadLedger:
 async def ledger_at(redis: RedisClient, store_ms: int, **options: float) -> ReadLedger:
     """A ledger whose scripts run at ``store_ms``, a time ahead of Redis's clock."""
     await redis.set(GlobalKeys.clock_floor(), store_ms)
-    return ReadLedger(redis, Scripts(redis), KEYRING, RETENTION_DAYS, **options)
+    return ReadLedger(RedisReadRecords(redis, Scripts(redis)), KEYRING, RETENTION_DAYS, **options)
 
 
 async def summaries(redis: RedisClient, tenant: str) -> list[dict[str, str]]:
@@ -227,17 +233,9 @@ class TestMinuteSummaries:
 
         early = await ledger_at(redis, closes_at - 500, **options)
         assert await early.close_minutes(tenant) == 0
-        step = await early._scripts.run(
-            "reads_close",
-            [
-                keys.reads_open(),
-                keys.reads_minute_accounts(member),
-                keys.reads_minute_counts(member),
-                keys.audit_log(),
-            ],
-            [member, "1", accounts_digest([reads.pseudonym(tenant, "a0")]), str(delay_ms)],
-        )
-        assert step == b"OPEN"
+        digest = accounts_digest([reads.pseudonym(tenant, "a0")])
+        step = await records(redis).close_minute(tenant, member, 1, digest, delay_ms)
+        assert step is MinuteClose.OPEN
         assert await (await ledger_at(redis, closes_at, **options)).close_minutes(tenant) == 1
         assert len(await summaries(redis, tenant)) == 1
 
@@ -278,18 +276,9 @@ class TestMinuteSummaries:
         [member] = [m.decode() for m in await redis.zrange(keys.reads_open(), 0, -1)]
 
         # The step itself, given a count the set no longer has.
-        answer = await later._scripts.run(
-            "reads_close",
-            [
-                keys.reads_open(),
-                keys.reads_minute_accounts(member),
-                keys.reads_minute_counts(member),
-                keys.audit_log(),
-            ],
-            [member, "2", accounts_digest([]), str(60_000)],
-        )
+        answer = await records(redis).close_minute(tenant, member, 2, accounts_digest([]), 60_000)
 
-        assert answer == b"CHANGED"
+        assert answer is MinuteClose.CHANGED
         assert await summaries(redis, tenant) == []
         assert await later.close_minutes(tenant) == 1
 
