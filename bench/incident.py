@@ -39,11 +39,12 @@ from idverify.config import IncidentSettings
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.incident import IncidentFlow, IncidentRequest
-from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
+from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
 from idverify.store.incident_reads import SCAN_PAGE, RedisIncidentStore
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess, free_port, redis_server_binary
 

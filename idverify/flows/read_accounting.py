@@ -5,7 +5,7 @@ right after it (``store/lua/_prelude.lua``'s ``record_reads``):
 
 - per hour, client and data category, HyperLogLogs of the account pseudonyms read and of the
   identity refs bound to them, and the hour's set of readers, kept for the retention period:
-  what the incident report counts from (:class:`ReadKeys`);
+  what the incident report counts from (``store.read_keys.ReadKeys`` names them);
 - per minute and client, the accounts read and the calls and reads per RPC, which
   :meth:`ReadLedger.close_minutes` turns into one ``reads.summarized`` audit entry with a
   SHA-256 digest of the minute's sorted account pseudonyms (:func:`accounts_digest`).
@@ -30,7 +30,6 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal
-from idverify.store.keys import TenantKeys
 
 __all__ = [
     "ALL_CATEGORIES",
@@ -39,7 +38,6 @@ __all__ = [
     "MINUTE_MS",
     "Category",
     "MinuteClose",
-    "ReadKeys",
     "ReadLedger",
     "ReadRecords",
     "Reader",
@@ -78,41 +76,6 @@ ALL_CATEGORIES: tuple[Category, ...] = tuple(Category)
 def hour_of(store_ms: int) -> int:
     """The hour bucket of a store-clock time (epoch ms)."""
     return store_ms // HOUR_MS
-
-
-class ReadKeys:
-    """The ``reads`` keys of one tenant (``idverify/store/keys.py`` documents the schema)."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, tenant: str) -> None:
-        self._keys = TenantKeys(tenant)
-
-    def accounts(self, hour: int, client_id: str, category: Category | str) -> str:
-        """HyperLogLog of the account pseudonyms ``client_id`` read in ``hour``."""
-        return self._keys.reads_accounts(hour, client_id, str(category))
-
-    def identities(self, hour: int, client_id: str, category: Category | str) -> str:
-        """HyperLogLog of the identity refs bound to the accounts ``client_id`` read in ``hour``."""
-        return self._keys.reads_identities(hour, client_id, str(category))
-
-    def who(self, hour: int) -> str:
-        """The set of client ids that read in ``hour``."""
-        return self._keys.reads_who(hour)
-
-    def accounts_over(
-        self, hours: Iterable[int], client_ids: Iterable[str], category: Category | str
-    ) -> list[str]:
-        """:meth:`accounts` of every hour and client given (PFCOUNT of them all is their union)."""
-        clients = list(client_ids)
-        return [self.accounts(hour, client, category) for hour in hours for client in clients]
-
-    def identities_over(
-        self, hours: Iterable[int], client_ids: Iterable[str], category: Category | str
-    ) -> list[str]:
-        """:meth:`identities` of every hour and client given."""
-        clients = list(client_ids)
-        return [self.identities(hour, client, category) for hour in hours for client in clients]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,10 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from idverify.domain.errors import StoreUnavailable
-from idverify.flows.read_accounting import Category, ReadKeys
+from idverify.flows.read_accounting import Category
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 

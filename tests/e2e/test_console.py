@@ -24,8 +24,9 @@ from cryptography import x509
 
 from idverify.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from idverify.console.server import COOKIE, CSP
-from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
+from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.testing import ServerProcess, free_port
 from idverify.v1 import account_pb2, admin_pb2
 from tests.e2e.conftest import embedded_redis, everything_stored, needles_of, person, verify

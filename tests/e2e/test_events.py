@@ -332,7 +332,8 @@ class TestStreamsAreReads:
         self, server: ServerProcess
     ) -> None:
         """A leaked token streaming events leaves the same trace as one calling GetAccount."""
-        from idverify.flows.read_accounting import Category, ReadKeys, hour_of  # noqa: PLC0415
+        from idverify.flows.read_accounting import Category, hour_of  # noqa: PLC0415
+        from idverify.store.read_keys import ReadKeys  # noqa: PLC0415
 
         with server.client("registrar", tenant="readers") as registrar:
             done = [verify(server, registrar, person(), f"events-read-{n}") for n in range(3)]

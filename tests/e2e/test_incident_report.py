@@ -29,7 +29,8 @@ import redis
 
 from idverify.audit.incident_html import OPERATOR_FIELDS
 from idverify.client import Client
-from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
+from idverify.flows.read_accounting import HOUR_MS, Category
+from idverify.store.read_keys import ReadKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, audit_pb2
 from tests.unit.audit.test_incident_html import Page

@@ -19,9 +19,10 @@ import redis
 
 from idverify.audit.events import EventType
 from idverify.client import Client
-from idverify.flows.read_accounting import Category, ReadKeys, accounts_digest, hour_of
+from idverify.flows.read_accounting import Category, accounts_digest, hour_of
 from idverify.privacy.keyring import load_keyring
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, audit_pb2, consent_pb2, verification_pb2
 

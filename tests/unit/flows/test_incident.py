@@ -1,7 +1,7 @@
 """IncidentFlow on a real Redis: distinct reads from the read accounting, holdings, the signed report.
 
 The reads are written here with PFADD and SADD in the read accounting's key schema
-(``flows.read_accounting.ReadKeys``), as many as the issue's full scale (150,000 accounts read by
+(``store.read_keys.ReadKeys``), as many as the issue's full scale (150,000 accounts read by
 one token), so the estimate's bounds are checked where they matter; the end-to-end test drives
 reads through a server.
 """
@@ -25,13 +25,14 @@ from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
 from idverify.flows.incident import MAX_WINDOW_HOURS, REPORT_SECONDS, IncidentFlow, IncidentRequest
-from idverify.flows.read_accounting import HOUR_MS, Category, ReadKeys
+from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.store import incident_reads
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.store.scripts import Scripts
 
 _tenants = itertools.count()

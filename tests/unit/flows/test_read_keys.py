@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from idverify.flows.read_accounting import Category, ReadKeys, hour_of
+from idverify.flows.read_accounting import Category, hour_of
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 
 
 class TestReadKeys:

@@ -20,7 +20,6 @@ from idverify.flows.read_accounting import (
     Category,
     MinuteClose,
     Reader,
-    ReadKeys,
     ReadLedger,
     accounts_digest,
     hour_of,
@@ -28,6 +27,7 @@ from idverify.flows.read_accounting import (
 from idverify.privacy.keyring import Keyring
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess

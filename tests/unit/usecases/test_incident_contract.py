@@ -20,10 +20,11 @@ import pytest
 
 from idverify.audit.events import parse_entry
 from idverify.flows.incident import IncidentStore
-from idverify.flows.read_accounting import HLL_STANDARD_ERROR, Category, ReadKeys
+from idverify.flows.read_accounting import HLL_STANDARD_ERROR, Category
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import MERGE_CHUNK, ReadFigure, RedisIncidentStore, ReportEntry
 from idverify.store.keys import TenantKeys
+from idverify.store.read_keys import ReadKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_incident import MemoryIncidentStore, nothing_held
 
