@@ -72,6 +72,7 @@ from idverify.services.reflection import enable_reflection
 from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
+from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import (
     RedisClient,
     cannot_persist,
@@ -367,7 +368,20 @@ async def start(
         redis, scripts, deps.sealer, outbox, settings.webhooks, development=settings.development
     )
     _add_data_services(
-        server, deps, flow, audit, reads, accounts=AccountFlow(deps, geo, encode_location), streams=streams
+        server,
+        deps,
+        flow,
+        audit,
+        reads,
+        accounts=AccountFlow(
+            RedisAccounts(redis, scripts, settings.reads.retention_days),
+            keyring=deps.keyring,
+            sealer=deps.sealer,
+            locator=geo,
+            encode_label=encode_location,
+            today=deps.today,
+        ),
+        streams=streams,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(

@@ -2,26 +2,28 @@
 
 An account record holds derived facts only: verified or not, when, by which method, subject
 kind, age band, and the display label of its last login IP (never the address).
+
+The flow reads and writes accounts through :class:`AccountStore`, the port declared here, in
+typed records; ``store.accounts.RedisAccounts`` implements it over Redis (the account hash,
+``login_ip.lua`` and ``ip_labels.lua``, which also records the reads).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
 from idverify.domain.errors import InvalidArgument
 from idverify.domain.normalize import normalize_identifier, normalize_identifiers
 from idverify.flows.account_age import AccountAges
-from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.read_accounting import Category, Reader, read_spec
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
+from idverify.flows.context import RequestInfo
+from idverify.flows.read_accounting import Reader
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.sealing import Sealer
 
 MAX_BATCH = 1000
-_IP_CATEGORIES = (Category.IP_LOCATION,)
-_IP_FIELDS = ("ip_display", "ip_display_en", "ip_country", "ip_region", "ip_source", "ip_build", "ip_ms")
 
 
 class Located(Protocol):
@@ -100,26 +102,92 @@ class AccountView:
     age_source: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account as stored: what GetAccount derives its view from ("" / 0 where a field is absent)."""
+
+    identity: str  # the bound identity's ref; "" when unbound
+    verified_ms: int
+    method: str
+    assurance: str
+    kind: str
+    age_band: str  # the band of the binding day (legacy records)
+    age_source: str | None  # None on records written before sources were kept
+    birth_sealed: str  # the sealed birth date, in text
+    location: StoredLocation | None
+    erase_due_ms: int
+    superseded_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLabel:
+    """A login IP's display label as recorded on an account (never the address)."""
+
+    display: str
+    display_en: str
+    country_code: str
+    region_code: str
+    source: str
+    source_build_date: str
+    wire: bytes  # the label's encoded IpLocation, handed on as it is by batch reads
+
+
+class AccountStore(Protocol):
+    """What account reads and IP labels read and write; every method may raise StoreUnavailable."""
+
+    async def account(self, tenant: str, account: str) -> AccountRecord | None:
+        """The account (by pseudonym), or None when nothing is stored for it."""
+        ...
+
+    async def record_login_label(
+        self, tenant: str, account: str, label: LoginLabel, audit: Mapping[str, str]
+    ) -> None:
+        """Stores the label (and the store's time) on the account with its ``login_ip.recorded`` entry.
+
+        ``audit`` holds the request's audit fields and the account's audit pseudonym (``account``).
+        """
+        ...
+
+    async def ip_labels(
+        self, tenant: str, accounts: Sequence[str], reader: Reader | None
+    ) -> list[bytes | StoredLocation | None]:
+        """Each account's label: its wire form, its parts (a label stored without one), or None.
+
+        Records ``reader``'s read (IP location) of the accounts that have a label.
+        """
+        ...
+
+
 class AccountFlow:
     """Account reads and IP labels for every tenant."""
 
-    def __init__(self, deps: FlowDeps, locator: IpLocator, encode_label: Callable[[Located], bytes]) -> None:
+    def __init__(
+        self,
+        store: AccountStore,
+        *,
+        keyring: Keyring,
+        sealer: Sealer,
+        locator: IpLocator,
+        encode_label: Callable[[Located], bytes],
+        today: Callable[[], date],
+    ) -> None:
         """Builds the flow.
 
         Args:
-            deps: Redis, scripts and keyring.
+            store: the accounts.
+            keyring: the tenants' pseudonyms.
+            sealer: opens sealed birth dates.
             locator: resolves login addresses.
             encode_label: a label's wire form, stored beside its parts so that batch reads
                 (:meth:`ip_locations`) hand it on without decoding and encoding it again.
+            today: the calendar day ages are computed on.
         """
-        self._d = deps
+        self._store = store
+        self._keyring = keyring
         self._locator = locator
         self._encode_label = encode_label
-        self._ages = AccountAges(deps.sealer)
-
-    def _key(self, tenant: str, account_id: str, field: str = "account_id") -> str:
-        account_id = normalize_identifier(account_id, field=field)
-        return TenantKeys(tenant).account(self._d.keyring.pseudonym(tenant, "account", account_id))
+        self._today = today
+        self._ages = AccountAges(sealer)
 
     async def get_account(self, tenant: str, account_id: str) -> AccountView:
         """The account's derived facts; an unknown account reads as not verified.
@@ -128,22 +196,20 @@ class AccountFlow:
             InvalidArgument: on a malformed account id.
         """
         account_id = normalize_identifier(account_id, field="account_id")
-        account_ps = self._d.keyring.pseudonym(tenant, "account", account_id)
-        async with translate_errors():
-            raw = await self._d.redis.hgetall(TenantKeys(tenant).account(account_ps))
-        record = {as_text(k): as_text(v) for k, v in raw.items()}
-        age = self._ages.read(tenant, account_ps, record, self._d.today())
+        account_ps = self._keyring.pseudonym(tenant, "account", account_id)
+        record = await self._store.account(tenant, account_ps) or _NOTHING
+        age = self._ages.read(tenant, account_ps, _age_fields(record), self._today())
         return AccountView(
             account_id=account_id,
-            verified=bool(record.get("identity")),
-            verified_ms=int(record.get("verified_ms", "0")),
-            method_id=record.get("method", ""),
-            assurance=record.get("assurance", ""),
-            subject_kind=record.get("kind", ""),
+            verified=bool(record.identity),
+            verified_ms=record.verified_ms,
+            method_id=record.method,
+            assurance=record.assurance,
+            subject_kind=record.kind,
             age_band=age.band.value if age.band else "",
-            location=_stored_location(record),
-            erasure_due_ms=int(record.get("erase_due_ms", "0")),
-            superseded_ms=0 if record.get("identity") else int(record.get("superseded_ms", "0")),
+            location=record.location,
+            erasure_due_ms=record.erase_due_ms,
+            superseded_ms=0 if record.identity else record.superseded_ms,
             age_source=age.source.value if age.source else "",
         )
 
@@ -165,25 +231,23 @@ class AccountFlow:
         Raises:
             InvalidArgument: on a malformed account id or address.
         """
-        key = self._key(tenant, account_id)
+        account_id = normalize_identifier(account_id, field="account_id")
+        account_ps = self._keyring.pseudonym(tenant, "account", account_id)
         location = await self._locator.locate(ip, field="ip")
-        audit_account = self._d.keyring.pseudonym(
-            tenant, "audit", normalize_identifier(account_id, field="account_id")
+        label = LoginLabel(
+            display=location.display,
+            display_en=location.display_en,
+            country_code=location.country_code,
+            region_code=location.region_code,
+            source=location.source,
+            source_build_date=location.source_build_date,
+            wire=self._encode_label(location),
         )
-        label = {
-            "ip_display": location.display,
-            "ip_display_en": location.display_en,
-            "ip_country": location.country_code,
-            "ip_region": location.region_code,
-            "ip_source": location.source,
-            "ip_build": location.source_build_date,
+        audit = {
+            **(info or RequestInfo.internal()).audit_fields(),
+            "account": self._keyring.pseudonym(tenant, "audit", account_id),
         }
-        request = (info or RequestInfo.internal()).audit_fields()
-        await self._d.scripts.run(
-            "login_ip",
-            [key, TenantKeys(tenant).audit_log()],
-            [json.dumps(label), json.dumps(request), audit_account, self._encode_label(location)],
-        )
+        await self._store.record_login_label(tenant, account_ps, label, audit)
         return location
 
     async def ip_locations(
@@ -206,36 +270,27 @@ class AccountFlow:
             raise InvalidArgument(f"at most {MAX_BATCH} account ids", reason="TOO_MANY", field="account_ids")
         # Checked before duplicates go, so that a bad id's index is the one the caller sent.
         unique = list(dict.fromkeys(normalize_identifiers(account_ids, field="account_ids")))
-        keys = TenantKeys(tenant).accounts(self._d.keyring.pseudonyms(tenant, "account", unique))
-        spec = read_spec(reader, _IP_CATEGORIES, self._d.settings.reads.retention_days)
-        rows = await self._d.scripts.run("ip_labels", keys, [*spec, *_IP_FIELDS])
+        labels = await self._store.ip_labels(
+            tenant, self._keyring.pseudonyms(tenant, "account", unique), reader
+        )
         found: list[tuple[str, bytes]] = []
         unknown: list[str] = []
-        for account_id, row in zip(unique, rows, strict=True):
-            if row is None:
+        for account_id, label in zip(unique, labels, strict=True):
+            if label is None:
                 unknown.append(account_id)
-            elif isinstance(row, bytes):
-                found.append((account_id, row))
+            elif isinstance(label, bytes):
+                found.append((account_id, label))
             else:
-                found.append((account_id, self._encode_label(_location_of_parts(row))))
+                found.append((account_id, self._encode_label(label)))
         return found, unknown
 
 
-def _location_of_parts(row: Sequence[bytes | None]) -> StoredLocation:
-    """A label recorded before labels were stored in wire form, from its parts in _IP_FIELDS order."""
-    display, display_en, country, region, source, build, recorded_ms = (as_text(part or b"") for part in row)
-    return StoredLocation(display, display_en, country, region, source, build, int(recorded_ms or 0))
+_NOTHING = AccountRecord("", 0, "", "", "", "", None, "", None, 0, 0)
 
 
-def _stored_location(record: dict[str, str]) -> StoredLocation | None:
-    if "ip_display" not in record:
-        return None
-    return StoredLocation(
-        display=record["ip_display"],
-        display_en=record.get("ip_display_en", ""),
-        country_code=record.get("ip_country", ""),
-        region_code=record.get("ip_region", ""),
-        source=record.get("ip_source", ""),
-        source_build_date=record.get("ip_build", ""),
-        recorded_ms=int(record.get("ip_ms", "0")),
-    )
+def _age_fields(record: AccountRecord) -> dict[str, str]:
+    """The fields AccountAges reads, as the account hash holds them."""
+    fields = {"identity": record.identity, "age_band": record.age_band, "birth_sealed": record.birth_sealed}
+    if record.age_source is not None:
+        fields["age_source"] = record.age_source
+    return fields

@@ -28,6 +28,7 @@ from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
+from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
@@ -97,6 +98,18 @@ class _NoLocator:
         raise AssertionError(f"no IP lookups here ({field})", ip)
 
 
+def _accounts(deps: FlowDeps) -> AccountFlow:
+    """GetAccount over Redis, as the server builds it."""
+    return AccountFlow(
+        RedisAccounts(deps.redis, deps.scripts, deps.settings.reads.retention_days),
+        keyring=deps.keyring,
+        sealer=deps.sealer,
+        locator=_NoLocator(),
+        encode_label=lambda _: b"",
+        today=deps.today,
+    )
+
+
 def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
     tenant = f"ages{next(_n)}"
     config = tmp_path / "idverify.toml"
@@ -122,7 +135,7 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
     )
     return World(
         VerificationFlow(deps),
-        AccountFlow(deps, _NoLocator(), lambda _: b""),
+        _accounts(deps),
         today,
         authority,
         tenant,
@@ -379,12 +392,10 @@ class TestSealedBirthDates:
         usage = await count_key_usage(world.redis)
         assert usage[world.tenant].accounts["w1"] == 0
         assert usage[world.tenant].wrapping_total("w1") == 0
-        reader = AccountFlow(
+        reader = _accounts(
             FlowDeps(
                 **{**_deps_fields(world.deps), "keyring": rotated, "sealer": Sealer(rotated.without("w1"))}
-            ),
-            _NoLocator(),
-            lambda _: b"",
+            )
         )
         view = await reader.get_account(world.tenant, "sealed")
         assert (view.age_band, view.age_source) == ("adult", "declared")
