@@ -8,89 +8,229 @@ covers a purpose the request does not repeat. After a refusal or withdrawal, bio
 may not be asked again for the cool-down period. The rules themselves live in
 :mod:`idverify.domain.consent`; this module reads the state, applies them, and writes atomically,
 deciding again when the record changed in between.
+
+The flow reads and writes the records through :class:`ConsentStore`, the port declared here, in
+typed values; ``store.consents.RedisConsentStore`` implements it (the record's fields, the three
+scripts and their replies) and gives a verification's start the pieces that put the read and the
+admission into its own pipeline and chain.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
 
+from idverify.config import ConsentSettings
 from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
+from idverify.domain.methods import MethodSpec
 from idverify.domain.normalize import normalize_identifier
 from idverify.events.accounts import request_naming_account
-from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, decode_flat
+from idverify.flows.context import RequestInfo
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.sealing import Sealer
 
-if TYPE_CHECKING:
-    # Only the type: the verification flow builds its consents on this module.
-    from idverify.flows.verification.plan import StartPlan
+__all__ = [
+    "AdmitOutcome",
+    "AdmitReply",
+    "ConsentAdmission",
+    "ConsentFlow",
+    "ConsentGrant",
+    "ConsentRecord",
+    "ConsentStore",
+    "ConsentWithdrawal",
+    "ConsentedStart",
+]
 
 _ATTEMPTS = 5
 
-# An account's consent states, the record's revision, and whether the account is cancelled.
-ConsentRead = tuple[dict[str, ConsentState], str, bool]
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """An account's consent states by purpose, the record's revision, and whether it is cancelled."""
+
+    states: Mapping[str, ConsentState]
+    revision: str
+    cancelled: bool
 
 
-def consent_read(raw: Mapping[Any, Any], cancelled: object) -> ConsentRead:
-    """The replies of :meth:`ConsentFlow.queue_read`'s two reads, as states and revision."""
-    fields = {as_text(k): as_text(v) for k, v in raw.items()}
-    return rules.states_from_fields(fields), fields.get("rev", ""), bool(cancelled)
+@dataclass(frozen=True, slots=True)
+class ConsentGrant:
+    """One purpose granted, with the version of the text shown."""
+
+    account_pseudonym: str
+    audit_pseudonym: str
+    purpose: str
+    text_version: str
+    request_json: str  # the request's audit fields, the account named in them sealed, as JSON
+    audit: bool  # False when the step that made the grant audited it already (a guardian's)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentWithdrawal:
+    """One purpose withdrawn (or refused, when it was never granted)."""
+
+    account_pseudonym: str
+    audit_pseudonym: str
+    purpose: str
+    request_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAdmission:
+    """A verification admitted under the record as judged: the grants it adds and where it is listed."""
+
+    account_pseudonym: str
+    audit_pseudonym: str
+    verification_id: str
+    lifetime_ms: int  # how long it is listed among the account's live verifications
+    revision: str  # of the record judged: a record changed since is not admitted on
+    grants: tuple[tuple[str, str], ...]  # (purpose, text version) given with the request, news only
+    request_json: str
+    method_id: str
+
+
+class AdmitOutcome(Enum):
+    """How an admission went."""
+
+    ADMITTED = "admitted"
+    CANCELLED = "cancelled"  # the account is cancelled
+    CHANGED = "changed"  # the record changed since it was judged: judge it again
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitReply:
+    """An admission's outcome, and the record as it is now when it changed."""
+
+    outcome: AdmitOutcome
+    record: ConsentRecord | None = None
+
+
+class ConsentedStart(Protocol):
+    """What a verification's start tells its consents (``flows.verification.plan.StartPlan`` is one)."""
+
+    @property
+    def tenant(self) -> str:
+        """The tenant it starts in."""
+        ...
+
+    @property
+    def account_id(self) -> str:
+        """The account it binds, as the caller named it."""
+        ...
+
+    @property
+    def verification_id(self) -> str:
+        """The verification it starts."""
+        ...
+
+    @property
+    def method(self) -> MethodSpec:
+        """The method it runs."""
+        ...
+
+    @property
+    def purposes(self) -> frozenset[str]:
+        """The purposes the method needs."""
+        ...
+
+    @property
+    def given(self) -> Mapping[str, str]:
+        """The purposes consented to with the request, each with its text version."""
+        ...
+
+    @property
+    def info(self) -> RequestInfo:
+        """Who asked, for the audit entries."""
+        ...
+
+
+class ConsentStore(Protocol):
+    """Accounts' consent records; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def read(self, tenant: str, account_ps: str) -> ConsentRecord:
+        """The account's consent record, and whether the account is cancelled."""
+        ...
+
+    async def grant(self, tenant: str, grant: ConsentGrant) -> ConsentState | None:
+        """Records the grant, lasting; the purpose's state, or None when the account is cancelled.
+
+        Audited unless ``grant.audit`` is False.
+        """
+        ...
+
+    async def withdraw(self, tenant: str, withdrawal: ConsentWithdrawal) -> ConsentState | None:
+        """Records the withdrawal, lasting and audited; the purpose's state, or None: try again.
+
+        Ends the account's pending verifications that rely on the purpose; None when those
+        changed while they were read.
+        """
+        ...
+
+    async def keep(self, tenant: str, account_ps: str) -> None:
+        """Makes the account's record lasting (consents given with a start expire with it until then)."""
+        ...
+
+    async def admit(self, tenant: str, admission: ConsentAdmission) -> AdmitReply:
+        """Records the admission's grants, audited, and lists its verification as live.
+
+        Refused when the account is cancelled or the record's revision changed.
+        """
+        ...
 
 
 class ConsentFlow:
     """Consent for every tenant."""
 
-    def __init__(self, deps: FlowDeps, *, lifetime_ms: int) -> None:
+    def __init__(
+        self,
+        store: ConsentStore,
+        settings: ConsentSettings,
+        keyring: Keyring,
+        sealer: Sealer,
+        *,
+        lifetime_ms: int,
+    ) -> None:
         """Builds the flow.
 
         Args:
-            deps: the shared services.
+            store: the consent records.
+            settings: the biometric cool-down.
+            keyring: the accounts' pseudonyms.
+            sealer: seals the account's id for a change's event.
             lifetime_ms: how long a verification stays live (its session plus the start's
                 reservation): how long it is listed among the account's live verifications.
         """
-        self._d = deps
+        self._store = store
+        self._settings = settings
+        self._keyring = keyring
+        self._sealer = sealer
         self._lifetime_ms = lifetime_ms
 
     @property
     def cooldown_ms(self) -> int:
         """The biometric cool-down in milliseconds."""
-        return rules.cooldown_ms(self._d.settings.consent.biometric_cooldown_days)
+        return rules.cooldown_ms(self._settings.biometric_cooldown_days)
 
     def _request(self, info: RequestInfo, tenant: str, account_id: str) -> str:
         """The audit request of a consent change, with the account's id sealed for its event."""
-        d = self._d
-        return request_naming_account(info.audit_fields(), d.keyring, d.sealer, tenant, account_id)
+        return request_naming_account(info.audit_fields(), self._keyring, self._sealer, tenant, account_id)
 
     def _pseudonyms(self, tenant: str, account_id: str) -> tuple[str, str, str]:
         account_id = normalize_identifier(account_id, field="account_id")
-        keyring = self._d.keyring
+        keyring = self._keyring
         return (
             account_id,
             keyring.pseudonym(tenant, "account", account_id),
             keyring.pseudonym(tenant, "audit", account_id),
         )
-
-    @staticmethod
-    def queue_read(pipe: Any, tenant: str, account_ps: str) -> None:
-        """Queues the reads of an account's consents on ``pipe`` (:func:`consent_read` reads them).
-
-        A caller with other reads in the account's tenant makes them all one round trip.
-        """
-        keys = TenantKeys(tenant)
-        pipe.hgetall(keys.consent(account_ps))
-        pipe.hexists(keys.account(account_ps), "cancelled_ms")
-
-    async def _read(self, tenant: str, account_ps: str) -> ConsentRead:
-        """The account's consent states, the record's revision, and whether it is cancelled."""
-        async with translate_errors(), self._d.redis.pipeline(transaction=False) as pipe:
-            self.queue_read(pipe, tenant, account_ps)
-            raw, cancelled = await pipe.execute()
-        return consent_read(raw, cancelled)
 
     async def list(self, tenant: str, account_id: str) -> list[ConsentState]:
         """Every purpose with a record for the account (granted, withdrawn or refused).
@@ -99,7 +239,7 @@ class ConsentFlow:
             InvalidArgument: on a malformed account id.
         """
         _, account_ps, _ = self._pseudonyms(tenant, account_id)
-        states, _, _ = await self._read(tenant, account_ps)
+        states = (await self._store.read(tenant, account_ps)).states
         return [states[p] for p in sorted(states)]
 
     async def biometric_cooldown_until(self, tenant: str, account_id: str) -> int:
@@ -109,10 +249,10 @@ class ConsentFlow:
             InvalidArgument: on a malformed account id.
         """
         _, account_ps, _ = self._pseudonyms(tenant, account_id)
-        states, _, _ = await self._read(tenant, account_ps)
+        states = (await self._store.read(tenant, account_ps)).states
         state = states.get(rules.BIOMETRIC, ConsentState(rules.BIOMETRIC))
         until = state.cooldown_until_ms(self.cooldown_ms)
-        return until if until > await self._d.scripts.clock.now_ms() else 0
+        return until if until > await self._store.now_ms() else 0
 
     async def grant(
         self,
@@ -133,17 +273,18 @@ class ConsentFlow:
             FailedPrecondition: ``ACCOUNT_CANCELLED``.
         """
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
-        purpose = rules.check_purpose(purpose)
-        text_version = rules.check_text_version(text_version)
-        keys = TenantKeys(tenant)
-        result = await self._d.scripts.run(
-            "consent_grant",
-            [keys.account(account_ps), keys.consent(account_ps), keys.audit_log()],
-            [purpose, text_version, self._request(info, tenant, account_id), audit_ps, "1" if audit else "0"],
+        grant = ConsentGrant(
+            account_pseudonym=account_ps,
+            audit_pseudonym=audit_ps,
+            purpose=rules.check_purpose(purpose),
+            text_version=rules.check_text_version(text_version),
+            request_json=self._request(info, tenant, account_id),
+            audit=audit,
         )
-        if result[0] == b"CANCELLED":
+        state = await self._store.grant(tenant, grant)
+        if state is None:
             raise _cancelled()
-        return rules.states_from_fields(decode_flat(result[1]))[purpose]
+        return state
 
     async def withdraw(self, tenant: str, account_id: str, purpose: str, info: RequestInfo) -> ConsentState:
         """Withdraws one purpose (or records its refusal when it was never granted), at once.
@@ -158,26 +299,13 @@ class ConsentFlow:
         """
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
         purpose = rules.check_purpose(purpose)
-        keys = TenantKeys(tenant)
         for _ in range(_ATTEMPTS):
-            async with translate_errors():
-                live = _texts(
-                    await self._d.redis.zrangebyscore(
-                        keys.account_verifications(account_ps), await self._d.scripts.clock.now_ms(), "+inf"
-                    )
-                )
-            result = await self._d.scripts.run(
-                "consent_withdraw",
-                [
-                    keys.consent(account_ps),
-                    keys.account_verifications(account_ps),
-                    keys.audit_log(),
-                    *(keys.verification(v) for v in live),
-                ],
-                [purpose, self._request(info, tenant, account_id), audit_ps, json.dumps(live)],
+            withdrawal = ConsentWithdrawal(
+                account_ps, audit_ps, purpose, self._request(info, tenant, account_id)
             )
-            if result[0] == b"OK":
-                return rules.states_from_fields(decode_flat(result[1]))[purpose]
+            state = await self._store.withdraw(tenant, withdrawal)
+            if state is not None:
+                return state
         raise StoreUnavailable("the account's verifications kept changing; retry", reason="CONTENDED")
 
     async def keep(self, tenant: str, account_ps: str) -> None:
@@ -189,14 +317,13 @@ class ConsentFlow:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        async with translate_errors():
-            await self._d.redis.persist(TenantKeys(tenant).consent(account_ps))
+        await self._store.keep(tenant, account_ps)
 
-    async def admit_start(self, plan: StartPlan, read: ConsentRead | None = None) -> None:
+    async def admit_start(self, plan: ConsentedStart, record: ConsentRecord | None = None) -> None:
         """Lets a verification start under the account's consents, recording those given now.
 
-        ``read`` is the record as the caller read it (:meth:`queue_read`), judged first; the
-        script refuses it if it changed since, and the record is read again.
+        ``record`` is the record as the caller read it, judged first; the store refuses it if it
+        changed since, and the record is read again.
 
         Raises:
             FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
@@ -205,18 +332,18 @@ class ConsentFlow:
         """
         _, account_ps, _ = self._pseudonyms(plan.tenant, plan.account_id)
         for _ in range(_ATTEMPTS):
-            step = await self.start_step(plan, read or await self._read(plan.tenant, account_ps))
-            read = None
-            result = await self._d.scripts.run(step.name, step.keys, step.args)
-            if self.admitted(result):
+            admission = await self.judge_start(
+                plan, record or await self._store.read(plan.tenant, account_ps)
+            )
+            record = None
+            if self.admitted(await self._store.admit(plan.tenant, admission)):
                 return
         raise StoreUnavailable("the consent record kept changing; retry", reason="CONTENDED")
 
-    async def start_step(self, plan: StartPlan, read: ConsentRead) -> ChainStep:
-        """Judges the record as read; the step that admits the verification if it did not change.
+    async def judge_start(self, plan: ConsentedStart, record: ConsentRecord) -> ConsentAdmission:
+        """Judges the record as read; the admission to make if it did not change since.
 
-        A chain may run the step and go on only once it answered ``OK``; :meth:`admitted`
-        reads its reply.
+        :meth:`admitted` reads the store's reply to it.
 
         Raises:
             FailedPrecondition: ``ACCOUNT_CANCELLED`` or ``BIOMETRIC_COOLDOWN``.
@@ -224,52 +351,42 @@ class ConsentFlow:
         """
         tenant, account_id, given = plan.tenant, plan.account_id, plan.given
         _, account_ps, audit_ps = self._pseudonyms(tenant, account_id)
-        keys = TenantKeys(tenant)
-        stored, revision, cancelled = read
-        if cancelled:
+        if record.cancelled:
             raise _cancelled()
+        stored = record.states
         rules.check_start_consents(
             plan.purposes,
             given,
             stored,
-            now_ms=await self._d.scripts.clock.now_ms(),
+            now_ms=await self._store.now_ms(),
             biometric_cooldown_ms=self.cooldown_ms,
         )
-        grants = [
-            {"purpose": purpose, "version": version}
+        grants = tuple(
+            (purpose, version)
             for purpose, version in sorted(given.items())
             if purpose != rules.GUARDIAN and _is_news(stored.get(purpose), version)
-        ]
-        return ChainStep(
-            "consent_start",
-            [
-                keys.account(account_ps),
-                keys.consent(account_ps),
-                keys.account_verifications(account_ps),
-                keys.audit_log(),
-            ],
-            [
-                plan.verification_id,
-                self._lifetime_ms,
-                revision,
-                json.dumps(grants),
-                self._request(plan.info, tenant, account_id),
-                audit_ps,
-                plan.method.id,
-            ],
-            proceed_on=("OK",),
+        )
+        return ConsentAdmission(
+            account_pseudonym=account_ps,
+            audit_pseudonym=audit_ps,
+            verification_id=plan.verification_id,
+            lifetime_ms=self._lifetime_ms,
+            revision=record.revision,
+            grants=grants,
+            request_json=self._request(plan.info, tenant, account_id),
+            method_id=plan.method.id,
         )
 
     @staticmethod
-    def admitted(result: Any) -> bool:
-        """Whether the step of :meth:`start_step` admitted the verification (False: judge again).
+    def admitted(reply: AdmitReply) -> bool:
+        """Whether the admission of :meth:`judge_start` was made (False: judge again).
 
         Raises:
             FailedPrecondition: ``ACCOUNT_CANCELLED``.
         """
-        if result[0] == b"CANCELLED":
+        if reply.outcome is AdmitOutcome.CANCELLED:
             raise _cancelled()
-        return bool(result[0] == b"OK")
+        return reply.outcome is AdmitOutcome.ADMITTED
 
 
 def _is_news(state: ConsentState | None, version: str) -> bool:
@@ -283,11 +400,3 @@ def _cancelled() -> FailedPrecondition:
     return FailedPrecondition(
         "the account is cancelled and awaits erasure", reason="ACCOUNT_CANCELLED", field="account_id"
     )
-
-
-__all__ = ["ConsentFlow", "ConsentRead", "consent_read"]
-
-
-def _texts(values: Any) -> list[str]:
-    """A Redis array reply as text."""
-    return [as_text(value) for value in values]

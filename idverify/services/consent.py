@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
+from idverify.flows.consent import ConsentFlow
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.flows.verification import GuardianConsent, VerificationFlow
 from idverify.security.principals import caller
@@ -25,7 +26,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
     def __init__(self, flow: VerificationFlow, reads: ReadLedger) -> None:
         self._flow = flow
-        self._consent = flow.consent
+        # Typed for the reason-code catalogue, which follows calls by their receivers' types.
+        self._consent: ConsentFlow = flow.consent
         self._reads = reads
 
     async def GrantConsent(

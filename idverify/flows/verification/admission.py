@@ -16,14 +16,15 @@ from typing import Any
 from idverify.domain import consent as consent_rules
 from idverify.domain.errors import ConsentRequired, FailedPrecondition, NotFound, StoreUnavailable
 from idverify.domain.methods import fallback_methods, steps_reading
-from idverify.flows.consent import ConsentFlow, consent_read
+from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.views import VerificationReader, VerificationView
 from idverify.security.rate_limits import counted_step, judge_counted
 from idverify.store.connection import as_text, translate_errors
+from idverify.store.consents import RedisConsentStore
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, decode_flat
+from idverify.store.scripts import ChainStep
 
 # A reservation holds a request id while its first attempt runs (argon2 + SMS send); a crashed
 # attempt frees it after this long.
@@ -54,9 +55,13 @@ class Admission:
 class StartAdmission:
     """Reserves a start's request id and admits it, or answers for a repeated one."""
 
-    def __init__(self, deps: FlowDeps, consent: ConsentFlow, reader: VerificationReader) -> None:
+    def __init__(
+        self, deps: FlowDeps, consent: ConsentFlow, consents: RedisConsentStore, reader: VerificationReader
+    ) -> None:
         self._d = deps
         self._consent = consent
+        # The store's own pieces: the start reads the record in its pipeline and admits in its chain.
+        self._consents = consents
         self._reader = reader
 
     async def prepare(self, plan: StartPlan) -> Admission | bytes:
@@ -98,12 +103,13 @@ class StartAdmission:
         # stalls on them never runs a reservation for a caller who gave up.
         async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
             pipe.get(plan.request_key)
-            self._consent.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", plan.account_id))
+            self._consents.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", plan.account_id))
             holder, consent_raw, cancelled = await pipe.execute()
         if _holder(holder) is not None:
             return bytes(holder)
         with self.offering_fallbacks(plan):
-            admission.consent = await self._consent.start_step(plan, consent_read(consent_raw, cancelled))
+            judged = await self._consent.judge_start(plan, self._consents.record_of(consent_raw, cancelled))
+            admission.consent = self._consents.start_step(tenant, judged)
         admission.window = d.window_limiter.step(
             keys,
             "identity",
@@ -135,7 +141,7 @@ class StartAdmission:
         admission.may_hold = True
         judge_counted(replies[1], purpose="claim_refusals")
         with self.offering_fallbacks(admission.plan):
-            if not self._consent.admitted(replies[2]):
+            if not self._consent.admitted(self._consents.reply_of(replies[2])):
                 replies = await self._admit_on_record(admission, replies[2], window)
         if admission.window is None:
             return None
@@ -162,10 +168,13 @@ class StartAdmission:
         Empty when the record kept changing: then judged and admitted alone, and the window
         counted after.
         """
-        read = consent_read(decode_flat(changed[1]), cancelled=False)
-        again = await self._consent.start_step(admission.plan, read)
-        replies = await self._d.scripts.run_chain([again, *window])
-        if self._consent.admitted(replies[0]):
+        record = self._consents.reply_of(changed).record
+        assert record is not None  # noqa: S101 - a reply not admitted nor refused is CHANGED, with the record
+        again = await self._consent.judge_start(admission.plan, record)
+        replies = await self._d.scripts.run_chain(
+            [self._consents.start_step(admission.plan.tenant, again), *window]
+        )
+        if self._consent.admitted(self._consents.reply_of(replies[0])):
             return [None, None, *replies]
         await self._consent.admit_start(admission.plan)
         return []

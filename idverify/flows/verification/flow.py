@@ -24,6 +24,7 @@ from idverify.flows.verification.plan import StartRequest, plan_start
 from idverify.flows.verification.steps import StepRunner
 from idverify.flows.verification.views import VerificationReader, VerificationView
 from idverify.security.code_sends import CodeSendCounter, SendLimits
+from idverify.store.consents import RedisConsentStore
 
 
 class VerificationFlow:
@@ -31,8 +32,13 @@ class VerificationFlow:
 
     def __init__(self, deps: FlowDeps) -> None:
         self._d = deps
+        consents = RedisConsentStore(deps.redis, deps.scripts)
         self._consent = ConsentFlow(
-            deps, lifetime_ms=RESERVATION_MS + deps.settings.verification.session_ttl_seconds * 1000
+            consents,
+            deps.settings.consent,
+            deps.keyring,
+            deps.sealer,
+            lifetime_ms=RESERVATION_MS + deps.settings.verification.session_ttl_seconds * 1000,
         )
         mover = IdentityMover(deps.redis, deps.scripts, deps.sealer)
         ages = AccountAges(deps.sealer)
@@ -53,7 +59,7 @@ class VerificationFlow:
         )
         self._reader = VerificationReader(deps)
         binding = BindingScripts(deps, self._consent, mover, self._reader)
-        self._admission = StartAdmission(deps, self._consent, self._reader)
+        self._admission = StartAdmission(deps, self._consent, consents, self._reader)
         self._commit = StartCommit(
             deps,
             consent=self._consent,

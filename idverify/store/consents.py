@@ -1,0 +1,170 @@
+"""Consent records in Redis, for ``flows.consent``.
+
+``flows.consent`` decides (which purposes a start needs, what a request's consents add, the
+biometric cool-down, how often a changed record is judged again); this adapter reads and writes
+an account's consent record (``{t}:consent:<account pseudonym>``, a hash of ``<purpose>:g``,
+``:v`` and ``:w`` fields and a revision), runs ``consent_grant.lua``, ``consent_withdraw.lua`` and
+``consent_start.lua`` and decodes their replies once.
+
+A verification's start reads the record in the pipeline of its other reads and admits it in the
+chain of its other scripts (``flows.verification.admission``): :meth:`RedisConsentStore.queue_read`,
+:meth:`~RedisConsentStore.record_of`, :meth:`~RedisConsentStore.start_step` and
+:meth:`~RedisConsentStore.reply_of` are those pieces, so that the start keeps its round trips.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from idverify.domain import consent as rules
+from idverify.domain.consent import ConsentState
+from idverify.flows.consent import (
+    AdmitOutcome,
+    AdmitReply,
+    ConsentAdmission,
+    ConsentGrant,
+    ConsentRecord,
+    ConsentWithdrawal,
+)
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import ChainStep, Scripts, decode_flat
+
+__all__ = ["RedisConsentStore"]
+
+
+class RedisConsentStore:
+    """``flows.consent.ConsentStore`` over one Redis client and its scripts.
+
+    Every method may raise StoreUnavailable when Redis cannot be reached.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+
+    async def now_ms(self) -> int:
+        """The store's clock."""
+        return await self._scripts.clock.now_ms()
+
+    @staticmethod
+    def queue_read(pipe: Any, tenant: str, account_ps: str) -> None:
+        """Queues the reads of an account's consent record on ``pipe`` (:meth:`record_of` reads them).
+
+        A caller with other reads in the account's tenant makes them all one round trip.
+        """
+        keys = TenantKeys(tenant)
+        pipe.hgetall(keys.consent(account_ps))
+        pipe.hexists(keys.account(account_ps), "cancelled_ms")
+
+    @staticmethod
+    def record_of(raw: Mapping[Any, Any], cancelled: object) -> ConsentRecord:
+        """The replies of :meth:`queue_read`'s two reads as a record."""
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        return ConsentRecord(rules.states_from_fields(fields), fields.get("rev", ""), bool(cancelled))
+
+    async def read(self, tenant: str, account_ps: str) -> ConsentRecord:
+        """The account's consent record, and whether the account is cancelled: one round trip."""
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            self.queue_read(pipe, tenant, account_ps)
+            raw, cancelled = await pipe.execute()
+        return self.record_of(raw, cancelled)
+
+    async def grant(self, tenant: str, grant: ConsentGrant) -> ConsentState | None:
+        """Runs ``consent_grant.lua``; the purpose's state after it, or None: the account is cancelled."""
+        keys = TenantKeys(tenant)
+        result = await self._scripts.run(
+            "consent_grant",
+            [keys.account(grant.account_pseudonym), keys.consent(grant.account_pseudonym), keys.audit_log()],
+            [
+                grant.purpose,
+                grant.text_version,
+                grant.request_json,
+                grant.audit_pseudonym,
+                "1" if grant.audit else "0",
+            ],
+        )
+        # {'CANCELLED'} | {'OK', the record's fields}
+        if result[0] == b"CANCELLED":
+            return None
+        return rules.states_from_fields(decode_flat(result[1]))[grant.purpose]
+
+    async def withdraw(self, tenant: str, withdrawal: ConsentWithdrawal) -> ConsentState | None:
+        """Runs ``consent_withdraw.lua`` over the live verifications as read just before.
+
+        None when they changed in between (the caller tries again).
+        """
+        keys = TenantKeys(tenant)
+        account_ps = withdrawal.account_pseudonym
+        async with translate_errors():
+            replies = await self._redis.zrangebyscore(
+                keys.account_verifications(account_ps), await self._scripts.clock.now_ms(), "+inf"
+            )
+        live = [as_text(v) for v in cast("list[bytes]", replies)]
+        result = await self._scripts.run(
+            "consent_withdraw",
+            [
+                keys.consent(account_ps),
+                keys.account_verifications(account_ps),
+                keys.audit_log(),
+                *(keys.verification(v) for v in live),
+            ],
+            [withdrawal.purpose, withdrawal.request_json, withdrawal.audit_pseudonym, json.dumps(live)],
+        )
+        # {'OK', the record's fields, verifications ended} | {'RETRY'}
+        if result[0] == b"OK":
+            return rules.states_from_fields(decode_flat(result[1]))[withdrawal.purpose]
+        return None
+
+    async def keep(self, tenant: str, account_ps: str) -> None:
+        """Makes the record lasting (the consents given with a start expire with it until then)."""
+        async with translate_errors():
+            await self._redis.persist(TenantKeys(tenant).consent(account_ps))
+
+    @staticmethod
+    def start_step(tenant: str, admission: ConsentAdmission) -> ChainStep:
+        """``consent_start.lua`` for ``admission``, as a step a chain goes on from when it answered OK."""
+        keys = TenantKeys(tenant)
+        account_ps = admission.account_pseudonym
+        return ChainStep(
+            "consent_start",
+            [
+                keys.account(account_ps),
+                keys.consent(account_ps),
+                keys.account_verifications(account_ps),
+                keys.audit_log(),
+            ],
+            [
+                admission.verification_id,
+                admission.lifetime_ms,
+                admission.revision,
+                json.dumps(
+                    [{"purpose": purpose, "version": version} for purpose, version in admission.grants]
+                ),
+                admission.request_json,
+                admission.audit_pseudonym,
+                admission.method_id,
+            ],
+            proceed_on=("OK",),
+        )
+
+    @staticmethod
+    def reply_of(reply: Any) -> AdmitReply:
+        """``consent_start.lua``'s reply: {'OK'} | {'CANCELLED'} | {'CHANGED', the record's fields}."""
+        if reply[0] == b"OK":
+            return AdmitReply(AdmitOutcome.ADMITTED)
+        if reply[0] == b"CANCELLED":
+            return AdmitReply(AdmitOutcome.CANCELLED)
+        # A CHANGED reply comes from the script, which refuses a cancelled account first.
+        fields = decode_flat(reply[1])
+        return AdmitReply(
+            AdmitOutcome.CHANGED,
+            ConsentRecord(rules.states_from_fields(fields), fields.get("rev", ""), cancelled=False),
+        )
+
+    async def admit(self, tenant: str, admission: ConsentAdmission) -> AdmitReply:
+        """Runs ``consent_start.lua`` alone."""
+        step = self.start_step(tenant, admission)
+        return self.reply_of(await self._scripts.run(step.name, step.keys, step.args))
