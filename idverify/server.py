@@ -80,6 +80,7 @@ from idverify.store.connection import (
     connect,
     failures_as_unavailable,
 )
+from idverify.store.display_names import RedisDisplayNames
 from idverify.store.embedded import RedisProcess
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
@@ -387,7 +388,7 @@ async def start(
         AdminServicer(
             clients,
             IncidentFlow(RedisIncidentStore(redis, scripts), audit, _report_key(settings), settings.incident),
-            DisplayNameFlow(deps),
+            DisplayNameFlow(RedisDisplayNames(deps.scripts), keyring=deps.keyring, settings=deps.settings),
             webhooks,
         ),
         server,
@@ -545,7 +546,9 @@ def _add_data_services(
             ),
             reads,
             consent_cooldown_ms=flow.consent.cooldown_ms,
-            display_names=DisplayNameFlow(deps),
+            display_names=DisplayNameFlow(
+                RedisDisplayNames(deps.scripts), keyring=deps.keyring, settings=deps.settings
+            ),
         ),
         server,
     )

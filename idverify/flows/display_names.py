@@ -3,14 +3,20 @@
 Names are held only as keyed hashes of their folded forms (idverify/domain/display_names.py),
 so "contains" is answered by hashing every substring of the folded display name and looking all
 of them up in the tenant's index in one script (docs/ARCHITECTURE.md "Display names").
+
+The flow reads and writes the index through :class:`DisplayNameStore`, the port declared here, in
+typed records; ``store.display_names.RedisDisplayNames`` implements it over Redis
+(``display_name.lua`` and ``approved_names.lua``, their keys and replies).
 """
 
 from __future__ import annotations
 
-import json
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
+from idverify.config import Settings
 from idverify.domain.display_names import (
     MAX_APPROVED_NAMES,
     MIN_PROTECTED_LENGTH,
@@ -26,11 +32,9 @@ from idverify.domain.display_names import (
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, RateLimited
 from idverify.domain.normalize import normalize_identifier
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
-from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.context import RequestInfo
 from idverify.privacy.hmac_batch import hmac_sha256_each
 from idverify.privacy.keyring import Keyring
-from idverify.store.connection import as_text
-from idverify.store.keys import TenantKeys
 
 NAME_PURPOSE: Final = "org-name"
 """Keyring purpose of the keyed hashes in the index of organization names (the pinned pepper)."""
@@ -62,16 +66,90 @@ def organization_name_hashes(keyring: Keyring, tenant: str, registered_name: str
 
 
 @dataclass(frozen=True, slots=True)
-class _Lookup:
-    facts: AccountFacts
-    found: list[Found]
+class NameQuery:
+    """One CheckDisplayName's lookup: the account and caller by pseudonym, the substrings' hashes."""
+
+    tenant: str
+    account: str
+    caller: str
+    hashes: tuple[str, ...]
+    limit: int  # calls a caller may make per window
+    window_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamesApproval:
+    """One SetApprovedNames: the names' hashes and their substrings' (``parts``)."""
+
+    tenant: str
+    account: str
+    names: tuple[str, ...]
+    parts: tuple[str, ...]
+    claim_assurance: AssuranceLevel  # the organization must be established at it
+    audit: Mapping[str, str]  # the request's audit fields
+
+
+@dataclass(frozen=True, slots=True)
+class NameHit:
+    """A looked-up hash the index holds."""
+
+    position: int  # its index in the hashes asked about
+    owners: frozenset[str]  # the claim tags of the organizations holding it
+    own: str  # the asking account's own kind of it ("v", "a"), or "" when not its own
+
+
+@dataclass(frozen=True, slots=True)
+class NameLookup:
+    """What a check reads: the account's facts as stored, and the hashes the index holds."""
+
+    bound: bool
+    kind: str  # the subject kind ("person", "organization"), "" when unbound
+    assurance: str
+    name_tag: str
+    names_indexed: bool  # the account's organization holds names in the index
+    hits: tuple[NameHit, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksLimited:
+    """The client used up its checks of the window (this call counted too)."""
+
+    retry_after_ms: int
+
+
+class Approval(enum.Enum):
+    """How an approval of names ended."""
+
+    APPROVED = "OK"
+    NOT_BOUND = "NOT_BOUND"
+    NOT_ORGANIZATION = "NOT_ORGANIZATION"
+    NOT_ESTABLISHED = "NOT_ESTABLISHED"
+    NAME_TAKEN = "NAME_TAKEN"  # audited as a refused names.approved
+
+
+class DisplayNameStore(Protocol):
+    """The tenant's index of organization names; every method may raise StoreUnavailable."""
+
+    async def look_up(self, query: NameQuery) -> NameLookup | ChecksLimited:
+        """Counts the call against the caller's window, then reads the account and the hashes."""
+        ...
+
+    async def approve(self, approval: NamesApproval) -> tuple[Approval, int]:
+        """Replaces the organization's approved names with ``approval.names``; how many are approved now.
+
+        Refused unless the account is an organization's established at the claim assurance, and
+        when a name or one of its parts is another organization's.
+        """
+        ...
 
 
 class DisplayNameFlow:
     """CheckDisplayName (platform) and SetApprovedNames (admin), for every tenant."""
 
-    def __init__(self, deps: FlowDeps) -> None:
-        self._d = deps
+    def __init__(self, store: DisplayNameStore, *, keyring: Keyring, settings: Settings) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._settings = settings
 
     async def check(self, tenant: str, client_id: str, account_id: str, display_name: str) -> Judgement:
         """The verdict on an account's display name, never a stored name.
@@ -81,56 +159,43 @@ class DisplayNameFlow:
             RateLimited: the client used up its checks of the day (DISPLAY_NAME_CHECKS_RATE_LIMITED).
             StoreUnavailable: when Redis is down.
         """
-        d = self._d
         account_id = normalize_identifier(account_id, field="account_id")
         folded = fold(display_name)
         spans = list(substrings(folded))
-        hashes = name_hashes(d.keyring, tenant, [folded[start:end] for start, end in spans])
-        keys = TenantKeys(tenant)
-        limit = d.settings.rate_limits.display_name_checks_per_principal_per_day
-        reply = await d.scripts.run(
-            "display_name",
-            [
-                keys.account(d.keyring.pseudonym(tenant, "account", account_id)),
-                keys.organization_names(),
-                keys.rate_limit("display_checks", d.keyring.pseudonym(tenant, "principal", client_id)),
-            ],
-            [limit, _DAY_MS, *hashes],
+        hashes = name_hashes(self._keyring, tenant, [folded[start:end] for start, end in spans])
+        looked = await self._store.look_up(
+            NameQuery(
+                tenant,
+                self._keyring.pseudonym(tenant, "account", account_id),
+                self._keyring.pseudonym(tenant, "principal", client_id),
+                tuple(hashes),
+                self._settings.rate_limits.display_name_checks_per_principal_per_day,
+                _DAY_MS,
+            )
         )
-        lookup = self._read(tenant, reply, spans)
-        policy = d.settings.methods_for(tenant).display_names
-        return judge(lookup.facts, [*lookup.found, *policy.reserved().find(folded)])
-
-    def _read(self, tenant: str, reply: list[bytes], spans: list[tuple[int, int]]) -> _Lookup:
-        status = as_text(reply[0])
-        if status == "LIMIT":
+        if isinstance(looked, ChecksLimited):
             raise RateLimited(
                 "CheckDisplayName calls of this client reached the day's limit",
-                retry_after=max(int(reply[1]), 0) / 1000,
+                retry_after=max(looked.retry_after_ms, 0) / 1000,
                 reason="DISPLAY_NAME_CHECKS_RATE_LIMITED",
             )
-        bound, kind, assurance, tag, indexed = (as_text(value) for value in reply[1:6])
-        claim = self._d.settings.methods_for(tenant).claim_assurance
+        methods = self._settings.methods_for(tenant)
         facts = AccountFacts(
-            bound=bound == "1",
-            organization=kind == SubjectKind.ORGANIZATION.value,
-            name_tag=tag,
-            at_claim_assurance=_rank(assurance) >= _ASSURANCE_RANK[claim],
-            names_indexed=indexed == "1",
+            bound=looked.bound,
+            organization=looked.kind == SubjectKind.ORGANIZATION.value,
+            name_tag=looked.name_tag,
+            at_claim_assurance=_rank(looked.assurance) >= _ASSURANCE_RANK[methods.claim_assurance],
+            names_indexed=looked.names_indexed,
         )
-        found = []
-        for at in range(6, len(reply), 3):
-            start, end = spans[int(reply[at]) - 1]
-            own = as_text(reply[at + 2])
-            found.append(
-                Found(
-                    start,
-                    end,
-                    NameKind.APPROVED if own == NameKind.APPROVED.value else NameKind.VERIFIED,
-                    frozenset(as_text(reply[at + 1]).split()),
-                )
+        found = [
+            Found(
+                *spans[hit.position],
+                NameKind.APPROVED if hit.own == NameKind.APPROVED.value else NameKind.VERIFIED,
+                hit.owners,
             )
-        return _Lookup(facts, found)
+            for hit in looked.hits
+        ]
+        return judge(facts, [*found, *methods.display_names.reserved().find(folded)])
 
     async def set_approved(self, tenant: str, account_id: str, names: list[str], info: RequestInfo) -> int:
         """Records the short names and brands approved for an organization account (audited).
@@ -145,7 +210,6 @@ class DisplayNameFlow:
                 assurance, a name is or contains a reserved name (NAME_RESERVED) or another
                 organization's name (NAME_TAKEN).
         """
-        d = self._d
         account_id = normalize_identifier(account_id, field="account_id")
         if len(names) > MAX_APPROVED_NAMES:
             raise InvalidArgument(f"at most {MAX_APPROVED_NAMES} names", reason="TOO_MANY", field="names")
@@ -156,7 +220,7 @@ class DisplayNameFlow:
                 raise InvalidArgument(
                     "a name needs at least two letters or digits", reason="TOO_SHORT", field=f"names[{index}]"
                 )
-        policy = d.settings.methods_for(tenant)
+        policy = self._settings.methods_for(tenant)
         reserved = policy.display_names.reserved()
         for index, form in enumerate(forms):
             if reserved.holds(form):
@@ -167,29 +231,25 @@ class DisplayNameFlow:
         # Every substring too: a brand that contains another organization's name would make
         # that name the approved organization's own wherever its brand stands.
         parts = sorted({name[start:end] for name in folded for start, end in substrings(name)} - set(folded))
-        keys = TenantKeys(tenant)
-        reply = await d.scripts.run(
-            "approved_names",
-            [
-                keys.account(d.keyring.pseudonym(tenant, "account", account_id)),
-                keys.organization_names(),
-                keys.audit_log(),
-            ],
-            [
-                json.dumps({**info.audit_fields(), "account": ""}),
-                policy.claim_assurance.value,
-                len(folded),
-                *name_hashes(d.keyring, tenant, [*folded, *parts]),
-            ],
+        hashes = name_hashes(self._keyring, tenant, [*folded, *parts])
+        outcome, approved = await self._store.approve(
+            NamesApproval(
+                tenant,
+                self._keyring.pseudonym(tenant, "account", account_id),
+                tuple(hashes[: len(folded)]),
+                tuple(hashes[len(folded) :]),
+                policy.claim_assurance,
+                {**info.audit_fields(), "account": ""},
+            )
         )
-        match as_text(reply[0]):
-            case "OK":
-                return int(reply[1])
-            case "NOT_BOUND":
+        match outcome:
+            case Approval.APPROVED:
+                return approved
+            case Approval.NOT_BOUND:
                 raise FailedPrecondition("the account is not bound to an identity", reason="NOT_BOUND")
-            case "NOT_ORGANIZATION":
+            case Approval.NOT_ORGANIZATION:
                 raise FailedPrecondition("the account is not an organization's", reason="NOT_ORGANIZATION")
-            case "NAME_TAKEN":
+            case Approval.NAME_TAKEN:
                 raise FailedPrecondition(
                     "a name is, or contains, another organization's name", reason="NAME_TAKEN"
                 )
