@@ -79,11 +79,29 @@ class Receiver:
             mode = self.mode
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            with self._lock:
+                if not ended:
+                    ended = True
+                    self.in_flight -= 1
+
+        send_headers = handler.end_headers
+
+        def end_headers() -> None:
+            # The answer leaves with its headers, and the sender may send its next request as soon
+            # as it reads them, before this thread gets back here: counted as ended from now, or
+            # a sender that keeps to its concurrency would be seen one over it.
+            end()
+            send_headers()
+
+        handler.end_headers = end_headers  # type: ignore[method-assign]
         try:
             self._answer(handler, headers, body, mode)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            end()
 
     def _answer(
         self, handler: BaseHTTPRequestHandler, headers: dict[str, str], body: bytes, mode: str
