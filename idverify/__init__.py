@@ -14,41 +14,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+# Type checkers cannot read an ``__all__`` computed from the table below: ``import X as X`` tells
+# them each name is re-exported.
 if TYPE_CHECKING:
-    from idverify.client import Client
-    from idverify.domain.consent import text_version_of
-    from idverify.domain.errors import ConfigError, IdverifyError
-    from idverify.verifiers.base import (
-        Challenge,
-        ChallengeVerifier,
-        JudgedChallengeVerifier,
-        Outcome,
-        SendFailed,
-        SmsSender,
-        StepContext,
-        StepResult,
-        Verifier,
-        VerifierDeps,
-        VerifierFactory,
-    )
-
-__all__ = [
-    "Challenge",
-    "ChallengeVerifier",
-    "Client",
-    "ConfigError",
-    "IdverifyError",
-    "JudgedChallengeVerifier",
-    "Outcome",
-    "SendFailed",
-    "SmsSender",
-    "StepContext",
-    "StepResult",
-    "Verifier",
-    "VerifierDeps",
-    "VerifierFactory",
-    "text_version_of",
-]
+    from idverify.client import Client as Client
+    from idverify.domain.consent import text_version_of as text_version_of
+    from idverify.domain.errors import ConfigError as ConfigError
+    from idverify.domain.errors import IdverifyError as IdverifyError
+    from idverify.verifiers.base import Challenge as Challenge
+    from idverify.verifiers.base import ChallengeVerifier as ChallengeVerifier
+    from idverify.verifiers.base import JudgedChallengeVerifier as JudgedChallengeVerifier
+    from idverify.verifiers.base import Outcome as Outcome
+    from idverify.verifiers.base import SendFailed as SendFailed
+    from idverify.verifiers.base import SmsSender as SmsSender
+    from idverify.verifiers.base import StepContext as StepContext
+    from idverify.verifiers.base import StepResult as StepResult
+    from idverify.verifiers.base import Verifier as Verifier
+    from idverify.verifiers.base import VerifierDeps as VerifierDeps
+    from idverify.verifiers.base import VerifierFactory as VerifierFactory
 
 # Where each public name lives.
 _HOMES = {
@@ -73,6 +56,7 @@ _HOMES = {
         "idverify.verifiers.base",
     ),
 }
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str) -> object:

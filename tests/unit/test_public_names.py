@@ -6,6 +6,7 @@ so the list is written out here and a change to it must change this test too.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import subprocess
@@ -59,6 +60,19 @@ def test_other_names_are_errors_and_submodules_still_import() -> None:
 
     assert priority.__name__ == "idverify.priority"
     assert set(idverify.__all__) <= set(dir(idverify))
+
+
+def test_type_checkers_see_each_public_name_re_exported_from_its_home() -> None:
+    """``__all__`` is computed, so mypy learns the names only from the ``import X as X`` lines."""
+    tree = ast.parse((REPO / "idverify" / "__init__.py").read_text(encoding="utf-8"))
+    re_exported = {
+        alias.name: node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    }
+    assert re_exported == PUBLIC
 
 
 def test_importing_the_package_loads_no_grpc_and_no_public_module() -> None:
