@@ -1,0 +1,256 @@
+"""The audit log's tiles and entry bundles kept as files, and the tree read back from them.
+
+Every file is written once: a full tile never changes, and a partial tile is a new file for each
+width it reaches (``audit/tiles.py`` names them), so a reader holding an old tree head still
+finds what that head covered, and a crashed integration is repeated by writing the same bytes
+again. A write that would give an existing name other bytes is refused (``TileConflict``): two
+integrators that disagree mean the log or the store is corrupt, and overwriting would hide it.
+
+``TileStore`` is the seam: ``DirectoryTiles`` keeps the files on a filesystem volume; an
+S3-compatible bucket implements the same two calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from idverify.audit.merkle import EMPTY_ROOT, HASH_SIZE, NodeId, frontier_nodes, node_hash
+from idverify.audit.tiles import (
+    TILE_WIDTH,
+    BundleId,
+    TileId,
+    bundle_entries,
+    node_from_tile,
+    node_in_tile,
+    parse_path,
+    read_bundle,
+    tile_appends,
+    tile_width,
+)
+
+__all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog"]
+
+
+class TileConflict(RuntimeError):
+    """A tile or bundle exists with other bytes than those being written."""
+
+
+class TileMissing(RuntimeError):
+    """A tile or bundle that the log's size says exists cannot be read, or is short."""
+
+
+class TileStore(Protocol):
+    """Write-once files by tile path (``TileId.path``, ``BundleId.path``)."""
+
+    async def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is none."""
+        ...
+
+    async def write(self, path: str, data: bytes) -> None:
+        """Stores the file unless it exists with the same bytes.
+
+        Raises:
+            TileConflict: it exists with other bytes.
+        """
+        ...
+
+
+class DirectoryTiles:
+    """Tiles as files below one directory (a PersistentVolume in the chart).
+
+    Reads run on the event loop: a tile is at most 8 KiB, read from the page cache in
+    microseconds, less than handing it to a thread would cost. Writes go to a thread, as they
+    wait for the disk (each file and its directory are synced before the write returns).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _file(self, path: str) -> Path:
+        parse_path(path)  # only canonical tile names: nothing can climb out of the directory
+        return self._root / path
+
+    async def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is none."""
+        try:
+            return self._file(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def write(self, path: str, data: bytes) -> None:
+        """Stores the file unless it exists with the same bytes (then ``TileConflict``)."""
+        await asyncio.to_thread(self._write, self._file(path), data)
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
+        _make_private_dirs(target.parent)
+        # mkstemp makes the file 0600; linking it into place fails if the name exists, so two
+        # writers never replace each other's file.
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tile-", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                if target.read_bytes() != data:
+                    raise TileConflict(f"{target} exists with other bytes") from None
+                return
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+class TiledLog:
+    """One log's tree and entries over a ``TileStore``: integrations in, nodes and entries out."""
+
+    def __init__(self, store: TileStore) -> None:
+        self._store = store
+
+    async def append(
+        self, old_size: int, entries: Sequence[bytes], completed: Mapping[NodeId, bytes]
+    ) -> None:
+        """Writes entries ``old_size`` onwards and the tree's growth over them.
+
+        Bundles first, then tiles from the leaves up: whatever a crash leaves written is a
+        prefix of what a repeat writes again, byte for byte.
+
+        Args:
+            old_size: entries already written.
+            entries: the next entries, in order.
+            completed: the perfect subtrees folding those entries completed
+                (``CompactRange.extend``).
+
+        Raises:
+            TileMissing: a tile or bundle ``old_size`` promises is missing or short.
+            TileConflict: a file exists with other bytes (see the module's docstring).
+            ValueError: ``completed`` lacks a node the tiles need, or an entry is too long.
+        """
+        new_size = old_size + len(entries)
+        first_bundle = old_size // TILE_WIDTH
+        for index in range(first_bundle, (new_size + TILE_WIDTH - 1) // TILE_WIDTH):
+            start = max(old_size, index * TILE_WIDTH)
+            end = min(new_size, (index + 1) * TILE_WIDTH)
+            kept = b""
+            if start > index * TILE_WIDTH:
+                kept = await self._read_exact(BundleId(index, start - index * TILE_WIDTH).path)
+            added = bundle_entries(entries[start - old_size : end - old_size])
+            await self._store.write(BundleId(index, end - index * TILE_WIDTH).path, kept + added)
+        for grown in tile_appends(old_size, new_size, completed):
+            kept = b""
+            if grown.old_width:
+                kept = await self._read_exact(TileId(grown.level, grown.index, grown.old_width).path)
+                if len(kept) != grown.old_width * HASH_SIZE:
+                    raise TileMissing(f"tile {grown.level}/{grown.index} is {len(kept)} bytes")
+            await self._store.write(
+                TileId(grown.level, grown.index, grown.new_width).path, kept + grown.hashes
+            )
+
+    async def read_nodes(self, size: int, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """The hashes of perfect subtrees of the tree of ``size`` leaves, one tile read per tile.
+
+        A node the tree of that size does not hold completely answers None.
+        """
+        tiles: dict[tuple[int, int], bytes | None] = {}
+        hashes: list[bytes | None] = []
+        for node in nodes:
+            level, index, first, count = node_in_tile(node)
+            width = tile_width(level, index, size)
+            if first + count > width:
+                hashes.append(None)
+                continue
+            if (level, index) not in tiles:
+                tiles[level, index] = await self._read_at_least(TileId(level, index, width))
+            data = tiles[level, index]
+            hashes.append(None if data is None else node_from_tile(data, first, count))
+        return hashes
+
+    async def root(self, size: int) -> bytes:
+        """The root of the tree of ``size`` leaves, from its tiles.
+
+        Raises:
+            TileMissing: a tile the size needs is missing or short.
+        """
+        nodes = frontier_nodes(size)
+        hashes = await self.read_nodes(size, nodes)
+        if any(value is None for value in hashes):
+            raise TileMissing(f"the tiles do not hold a tree of {size} entries")
+        checked = [value for value in hashes if value is not None]
+        if not checked:
+            return EMPTY_ROOT
+        value = checked[-1]
+        for left in reversed(checked[:-1]):
+            value = node_hash(left, value)
+        return value
+
+    async def read_entries(self, size: int, indices: Sequence[int]) -> list[bytes | None]:
+        """Entries by number, of a log of ``size`` entries; one bundle read per bundle.
+
+        An index at or past ``size`` answers None.
+
+        Raises:
+            TileMissing: a bundle the size promises is missing or short.
+            ValueError: a bundle's bytes are malformed.
+        """
+        bundles: dict[int, Sequence[bytes]] = {}
+        found: list[bytes | None] = []
+        for number in indices:
+            if not 0 <= number < size:
+                found.append(None)
+                continue
+            index, position = divmod(number, TILE_WIDTH)
+            if index not in bundles:
+                width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+                data = await self._read_at_least(BundleId(index, width))
+                if data is None:
+                    raise TileMissing(f"entry bundle {index} of a log of {size} is missing")
+                bundles[index] = read_bundle(data)
+            entries = bundles[index]
+            if position >= len(entries):
+                raise TileMissing(f"entry bundle {index} holds {len(entries)} entries, short of {number}")
+            found.append(entries[position])
+        return found
+
+    async def _read_exact(self, path: str) -> bytes:
+        data = await self._store.read(path)
+        if data is None:
+            raise TileMissing(f"{path} is missing")
+        return data
+
+    async def _read_at_least(self, tile: TileId | BundleId) -> bytes | None:
+        """The file at that width, or the full one: a wider file starts with the same bytes."""
+        data = await self._store.read(tile.path)
+        if data is None and not tile.full:
+            full = (
+                TileId(tile.level, tile.index, TILE_WIDTH)
+                if isinstance(tile, TileId)
+                else BundleId(tile.index, TILE_WIDTH)
+            )
+            data = await self._store.read(full.path)
+        return data
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Creates the directory and its missing parents, each 0700.
+
+    ``mkdir(parents=True)`` would give the parents the umask's mode.
+    """
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
+            path.mkdir(mode=0o700)
