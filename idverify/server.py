@@ -88,6 +88,7 @@ from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
 from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
+from idverify.store.server_reports import RedisServerReports
 from idverify.store.topology import parse_redis_url
 from idverify.v1 import (
     account_pb2,
@@ -629,7 +630,7 @@ def _lifecycle_tasks(
     watcher = KeyringWatcher(
         keyring,
         path,
-        redis,
+        RedisServerReports(redis),
         settings.keyring_reload_seconds,
         record=lambda candidate: record_key_versions(redis, candidate, f"keyring file {path}"),
     )

@@ -264,9 +264,10 @@ async def _keys_with_store(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _status(redis: RedisClient, keyring: Keyring) -> int:
-    from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, running_servers  # noqa: PLC0415
+    from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA  # noqa: PLC0415
     from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
     from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
+    from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
     _out(f"wrapping keys: {', '.join(keyring.wrapping_versions)} (write: {keyring.wrapping_current})")
     _out(
@@ -274,7 +275,7 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
         f"pseudonyms: {keyring.pseudonym_pepper})"
     )
     older = 0
-    for server in await running_servers(redis):
+    for server in await RedisServerReports(redis).running():
         reads = ", ".join(server.wrapping)
         release = f"schema {server.schema}"
         if server.schema == UNREPORTED_SCHEMA:
@@ -318,11 +319,12 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
 
 async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> list[str]:
     """Instances that still do not write under ``target`` when the wait is over."""
-    from idverify.flows.keyring_watcher import running_servers  # noqa: PLC0415
+    from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
+    reports = RedisServerReports(redis)
     deadline = time.monotonic() + seconds
     while True:
-        behind = [s.instance for s in await running_servers(redis) if s.wrapping_current != target]
+        behind = [s.instance for s in await reports.running() if s.wrapping_current != target]
         if not behind or time.monotonic() >= deadline:
             return behind
         await asyncio.sleep(0.5)
@@ -366,8 +368,8 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
 
 async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
     from idverify.flows.key_check import forget_key_version  # noqa: PLC0415
-    from idverify.flows.keyring_watcher import running_servers  # noqa: PLC0415
     from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
+    from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
     usage = await count_key_usage(redis)
     if version.startswith("p"):
@@ -379,7 +381,7 @@ async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, vers
     if remaining:
         _err(f"{remaining} {what} remain under {version}; not retired")
         return 1
-    users = [s.instance for s in await running_servers(redis) if s.wrapping_current == version]
+    users = [s.instance for s in await RedisServerReports(redis).running() if s.wrapping_current == version]
     if users:
         _err(f"servers {', '.join(users)} still write under {version}; not retired")
         return 1

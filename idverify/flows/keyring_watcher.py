@@ -2,35 +2,34 @@
 
 A running server picks up a new keyring file on its own (:class:`KeyringWatcher`) and reports the
 versions it holds, so that a reindex starts only once every server can read what it writes;
-``idverify keys status`` and the schema check read those reports (:func:`running_servers`).
+``idverify keys status`` and the schema check read those reports (:meth:`ServerReports.running`).
+
+The reports are kept through :class:`ServerReports`, the port declared here, in typed values;
+``store.server_reports.RedisServerReports`` implements it (the report's key, its JSON and expiry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from idverify.config import Settings
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.privacy.keyring import KEYRING_ENV_VAR, Keyring, LiveKeyring, load_keyring
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import GlobalKeys
-from idverify.store.scan import scan_pages
 
 __all__ = [
-    "REPORTED_SCHEMA",
     "UNREPORTED_SCHEMA",
     "KeyringWatcher",
     "ServerKeyring",
+    "ServerReports",
     "keyring_path",
-    "running_servers",
 ]
 
 # Named for key handling, as flows/key_check.py's is: log filters select "idverify.keys".
@@ -45,10 +44,8 @@ def keyring_path(settings: Settings, environ: Mapping[str, str] | None = None) -
     return Path(settings.keyring_file) if settings.keyring_file else settings.data_dir / "keyring.json"
 
 
-REPORTED_SCHEMA = "schema"
-"""The report's field naming the data layout its server's release writes (absent: 0.1.0)."""
 UNREPORTED_SCHEMA = 1
-"""What a report without :data:`REPORTED_SCHEMA` means: 0.1.0 wrote it (the field came in 0.2.0)."""
+"""The schema of a report that names none: 0.1.0 wrote it (the field came in 0.2.0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,31 +64,26 @@ class ServerKeyring:
     schema: int = UNREPORTED_SCHEMA
 
 
-async def running_servers(redis: RedisClient) -> list[ServerKeyring]:
-    """The keyring versions of every server that reported in the last few seconds.
+class ServerReports(Protocol):
+    """The running servers' reports, each expiring unless repeated.
 
-    Raises:
-        StoreUnavailable: Redis is down.
+    Every method may raise StoreUnavailable.
     """
-    found: list[ServerKeyring] = []
-    async for _, page in scan_pages(redis, GlobalKeys.keyring_instance("*")):
-        for key in page:
-            async with translate_errors():
-                raw = await redis.get(key)
-            if raw is None:
-                continue
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                report = json.loads(raw)
-                found.append(
-                    ServerKeyring(
-                        instance=as_text(key).rsplit(":", 1)[-1],
-                        wrapping_current=str(report["wrapping_current"]),
-                        wrapping=tuple(report["wrapping"]),
-                        pepper_current=str(report["pepper_current"]),
-                        schema=int(report.get(REPORTED_SCHEMA, UNREPORTED_SCHEMA)),
-                    )
-                )
-    return found
+
+    async def publish(self, report: ServerKeyring, ttl_ms: int) -> None:
+        """Stores ``report`` under its instance for ``ttl_ms``, replacing that instance's last one."""
+        ...
+
+    async def withdraw(self, instance: str) -> None:
+        """Removes the instance's report."""
+        ...
+
+    async def running(self) -> list[ServerKeyring]:
+        """The reports of every server that reported within its report's lifetime.
+
+        Reports that cannot be read are left out.
+        """
+        ...
 
 
 class KeyringWatcher:
@@ -106,7 +98,7 @@ class KeyringWatcher:
         self,
         live: LiveKeyring,
         path: Path | None,
-        redis: RedisClient,
+        reports: ServerReports,
         interval_seconds: float,
         *,
         record: Callable[[Keyring], Awaitable[None]] | None = None,
@@ -116,7 +108,7 @@ class KeyringWatcher:
         Args:
             live: the keyring the server uses.
             path: the keyring file; None when the keyring came from the environment.
-            redis: where the report goes.
+            reports: where the report goes.
             interval_seconds: how often the file is looked at.
             record: checks a new keyring against the store's key-check values and records its
                 new versions before it is taken (raises ConfigError to refuse it); without it
@@ -124,7 +116,7 @@ class KeyringWatcher:
         """
         self._live = live
         self._path = path
-        self._redis = redis
+        self._reports = reports
         self._interval = interval_seconds
         self._record = record
         self._instance = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -174,21 +166,18 @@ class KeyringWatcher:
 
     async def report(self) -> None:
         """Tells the tools which versions this server holds (expires unless repeated)."""
-        # Imported here: schema_version imports this module (for running_servers).
+        # Imported here: schema_version reads the reports through store.server_reports, which
+        # imports this module.
         from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
 
-        report = {
-            "wrapping_current": self._live.wrapping_current,
-            "wrapping": list(self._live.wrapping_versions),
-            "pepper_current": self._live.pepper_current,
-            REPORTED_SCHEMA: SCHEMA_VERSION,
-        }
-        async with translate_errors():
-            await self._redis.set(
-                GlobalKeys.keyring_instance(self._instance),
-                json.dumps(report),
-                px=int(max(self._interval * 3, 5.0) * 1000),
-            )
+        report = ServerKeyring(
+            instance=self._instance,
+            wrapping_current=self._live.wrapping_current,
+            wrapping=tuple(self._live.wrapping_versions),
+            pepper_current=self._live.pepper_current,
+            schema=SCHEMA_VERSION,
+        )
+        await self._reports.publish(report, int(max(self._interval * 3, 5.0) * 1000))
 
     async def run(self) -> None:
         """Polls and reports until cancelled."""
@@ -201,5 +190,4 @@ class KeyringWatcher:
     async def withdraw(self) -> None:
         """Removes this server's report (on shutdown)."""
         with contextlib.suppress(StoreUnavailable):
-            async with translate_errors():
-                await self._redis.delete(GlobalKeys.keyring_instance(self._instance))
+            await self._reports.withdraw(self._instance)

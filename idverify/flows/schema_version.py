@@ -19,10 +19,10 @@ import logging
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import store_holds_data
-from idverify.flows.keyring_watcher import running_servers
 from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import script_source
+from idverify.store.server_reports import RedisServerReports
 
 __all__ = [
     "FIRST_VERSION",
@@ -42,7 +42,7 @@ OLDEST_SCHEMA_BESIDE = FIRST_VERSION
 
 0.2.0 serves beside 0.1.0 (``tests/e2e/test_rolling_upgrade.py``). A release that cannot serve
 beside the previous one sets this to its own version: its first start on older data then
-refuses while a server of an older release still reports in (``flows.keyring_watcher.running_servers``:
+refuses while a server of an older release still reports in (``flows.keyring_watcher.ServerReports``:
 every release reports, 0.1.0 without a version), naming it, rather than raise the version
 under a server that would misread what this release writes.
 """
@@ -128,7 +128,7 @@ async def _judge_older_servers(redis: RedisClient, oldest_beside: int) -> None:
         ConfigError: naming the servers and their schema versions.
         StoreUnavailable: Redis is down.
     """
-    older = [server for server in await running_servers(redis) if server.schema < SCHEMA_VERSION]
+    older = [server for server in await RedisServerReports(redis).running() if server.schema < SCHEMA_VERSION]
     if not older:
         return
     named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from idverify.domain.errors import ConfigError
-from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, KeyringWatcher, running_servers
+from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, KeyringWatcher
 from idverify.flows.schema_version import FIRST_VERSION, SCHEMA_VERSION, ensure_schema
 from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import GlobalKeys
+from idverify.store.server_reports import RedisServerReports
 from idverify.testing import RedisProcess, free_port
 
 OLD = "old-0.1.0-report"
@@ -44,10 +45,10 @@ async def test_a_report_without_a_schema_is_read_as_0_1_0s(redis: RedisClient) -
     """A 0.1.0 server beside this release is listed as schema 1, this release's as its own."""
     old = GlobalKeys.keyring_instance(OLD)
     await redis.set(old, LEGACY_REPORT, px=60_000)
-    watcher = KeyringWatcher(LiveKeyring(Keyring.generate()), None, redis, 1.0)
+    watcher = KeyringWatcher(LiveKeyring(Keyring.generate()), None, RedisServerReports(redis), 1.0)
     try:
         await watcher.report()
-        servers = {server.instance: server for server in await running_servers(redis)}
+        servers = {server.instance: server for server in await RedisServerReports(redis).running()}
     finally:
         await watcher.withdraw()
         await redis.delete(old)
