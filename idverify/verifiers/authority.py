@@ -11,19 +11,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from idverify.vendors.api import Check, Claim
-from idverify.vendors.steps import VendorStep
+from idverify.vendors.api import Check
+from idverify.vendors.steps import ClaimStep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from idverify.verifiers.base import StepContext, StepResult, VerifierDeps
+    from idverify.verifiers.base import VerifierDeps
 
 __all__ = ["AuthorityVerifier"]
 
 
-class AuthorityVerifier(VendorStep):
+class AuthorityVerifier(ClaimStep):
     """Name + ID number against the authority, through ``vendor`` (the only option).
+
+    Its step answers PASS on a match; FAIL with ``AUTHORITY_MISMATCH``, ``NO_RECORD``,
+    ``INVALID_NAME``, ``INVALID_DOCUMENT``, ``DOCUMENT_TYPE_UNSUPPORTED`` or ``NAME_REQUIRED``;
+    UNAVAILABLE with a ``VENDOR_*`` reason when the vendor cannot decide (down, timed out, busy,
+    daily limit). The vendor's code rides along.
 
     Raises:
         ConfigError: ``vendor`` is missing or not configured, or another option is given.
@@ -31,28 +36,4 @@ class AuthorityVerifier(VendorStep):
     """
 
     def __init__(self, options: Mapping[str, Any], deps: VerifierDeps) -> None:
-        super().__init__(
-            "authority",
-            options,
-            deps,
-            check=Check.NAME_ID,
-            required_fields=frozenset({"name", "document_type", "document_number"}),
-        )
-
-    async def check(self, context: StepContext) -> StepResult:
-        """Ask the vendor whether name and number belong together.
-
-        Args:
-            context: the verification's subject.
-
-        Returns:
-            PASS on a match; FAIL with ``AUTHORITY_MISMATCH``, ``NO_RECORD``,
-            ``INVALID_NAME``, ``INVALID_DOCUMENT``, ``DOCUMENT_TYPE_UNSUPPORTED`` or
-            ``NAME_REQUIRED``; UNAVAILABLE with a ``VENDOR_*`` reason when the vendor cannot
-            decide (down, timed out, busy, daily limit). The vendor's code rides along.
-
-        """
-        claim = self.claim(context)
-        if not isinstance(claim, Claim):
-            return claim
-        return await self.ask(lambda: self.vendor.check_name_id(claim))
+        super().__init__("authority", options, deps, check=Check.NAME_ID)

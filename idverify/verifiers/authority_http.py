@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from idverify.vendors.api import Check
 from idverify.vendors.gateway import HttpGateway
 from idverify.vendors.registry import VendorRegistry
-from idverify.vendors.steps import VendorStep
+from idverify.vendors.steps import ClaimStep
 from idverify.verifiers.authority import AuthorityVerifier
 
 if TYPE_CHECKING:
@@ -41,12 +41,6 @@ class AuthorityHttpVerifier(AuthorityVerifier):
         gateway = HttpGateway("authority_http", options, where="verifiers.authority_http")
         # A one-vendor registry of its own: the lease closes the gateway's pool at shutdown.
         registry = VendorRegistry({"authority_http": {}}, build=lambda _name, _options: gateway)
-        VendorStep.__init__(
-            self,
-            "authority_http",
-            {},
-            deps,
-            check=Check.NAME_ID,
-            required_fields=frozenset({"name", "document_type", "document_number"}),
-            lease=registry.acquire("authority_http"),
+        ClaimStep.__init__(
+            self, "authority_http", {}, deps, check=Check.NAME_ID, lease=registry.acquire("authority_http")
         )

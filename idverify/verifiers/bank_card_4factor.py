@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from idverify.vendors.api import Check, Claim
-from idverify.vendors.steps import VendorStep
+from idverify.vendors.api import Check
+from idverify.vendors.steps import ClaimStep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from idverify.verifiers.base import StepContext, StepResult, VerifierDeps
+    from idverify.verifiers.base import VerifierDeps
 
 __all__ = ["BankCard4FactorVerifier"]
 
 
-class BankCard4FactorVerifier(VendorStep):
+class BankCard4FactorVerifier(ClaimStep):
     """Name + ID number + mobile number + card number against the issuing bank, through ``vendor``.
+
+    Its step answers PASS on a match; FAIL with ``BANK_CARD_MISMATCH``, ``BANK_CARD_REJECTED``
+    (lost, expired, restricted ...), an ``INVALID_*`` reason, ``BANK_CARD_REQUIRED``,
+    ``PHONE_REQUIRED`` or ``PHONE_NOT_SUPPORTED``; UNAVAILABLE with a ``VENDOR_*`` reason.
 
     Raises:
         ConfigError: ``vendor`` is missing or not configured, or another option is given.
@@ -31,30 +35,4 @@ class BankCard4FactorVerifier(VendorStep):
     """
 
     def __init__(self, options: Mapping[str, Any], deps: VerifierDeps) -> None:
-        super().__init__(
-            "bank_card_4factor",
-            options,
-            deps,
-            check=Check.BANK_CARD,
-            required_fields=frozenset(
-                {"name", "document_type", "document_number", "phone_number", "bank_card_number"}
-            ),
-        )
-
-    async def check(self, context: StepContext) -> StepResult:
-        """Ask the vendor whether the four factors belong together.
-
-        Args:
-            context: the verification's subject.
-
-        Returns:
-            PASS on a match; FAIL with ``BANK_CARD_MISMATCH``, ``BANK_CARD_REJECTED`` (lost,
-            expired, restricted ...), an ``INVALID_*`` reason, ``BANK_CARD_REQUIRED``,
-            ``PHONE_REQUIRED`` or ``PHONE_NOT_SUPPORTED``; UNAVAILABLE with a ``VENDOR_*``
-            reason.
-
-        """
-        claim = self.claim(context, phone=True, card=True)
-        if not isinstance(claim, Claim):
-            return claim
-        return await self.ask(lambda: self.vendor.check_bank_card(claim))
+        super().__init__("bank_card_4factor", options, deps, check=Check.BANK_CARD)

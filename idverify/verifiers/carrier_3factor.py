@@ -11,19 +11,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from idverify.vendors.api import Check, Claim
-from idverify.vendors.steps import VendorStep
+from idverify.vendors.api import Check
+from idverify.vendors.steps import ClaimStep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from idverify.verifiers.base import StepContext, StepResult, VerifierDeps
+    from idverify.verifiers.base import VerifierDeps
 
 __all__ = ["Carrier3FactorVerifier"]
 
 
-class Carrier3FactorVerifier(VendorStep):
+class Carrier3FactorVerifier(ClaimStep):
     """Name + ID number + mainland mobile number against the carrier, through ``vendor``.
+
+    Its step answers PASS on a match; FAIL with ``CARRIER_NAME_MISMATCH``, ``CARRIER_ID_MISMATCH``,
+    ``CARRIER_NAME_ID_MISMATCH``, ``CARRIER_MISMATCH``, ``NO_RECORD``, an ``INVALID_*`` reason,
+    ``PHONE_REQUIRED`` or ``PHONE_NOT_SUPPORTED`` (not a mainland mobile); UNAVAILABLE with a
+    ``VENDOR_*`` reason (``VENDOR_UNSUPPORTED`` for a number range the carrier check does not
+    cover).
 
     Raises:
         ConfigError: ``vendor`` is missing or not configured, or another option is given.
@@ -31,29 +37,4 @@ class Carrier3FactorVerifier(VendorStep):
     """
 
     def __init__(self, options: Mapping[str, Any], deps: VerifierDeps) -> None:
-        super().__init__(
-            "carrier_3factor",
-            options,
-            deps,
-            check=Check.CARRIER,
-            required_fields=frozenset({"name", "document_type", "document_number", "phone_number"}),
-        )
-
-    async def check(self, context: StepContext) -> StepResult:
-        """Ask the vendor whether the number is registered to the claimed identity.
-
-        Args:
-            context: the verification's subject (phone in E.164).
-
-        Returns:
-            PASS on a match; FAIL with ``CARRIER_NAME_MISMATCH``, ``CARRIER_ID_MISMATCH``,
-            ``CARRIER_NAME_ID_MISMATCH``, ``CARRIER_MISMATCH``, ``NO_RECORD``, an ``INVALID_*``
-            reason, ``PHONE_REQUIRED`` or ``PHONE_NOT_SUPPORTED`` (not a mainland mobile);
-            UNAVAILABLE with a ``VENDOR_*`` reason (``VENDOR_UNSUPPORTED`` for a number range the
-            carrier check does not cover).
-
-        """
-        claim = self.claim(context, phone=True)
-        if not isinstance(claim, Claim):
-            return claim
-        return await self.ask(lambda: self.vendor.check_carrier(claim))
+        super().__init__("carrier_3factor", options, deps, check=Check.CARRIER)
