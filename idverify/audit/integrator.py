@@ -20,14 +20,15 @@ from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 __all__ = ["BATCH", "FOLD_SLICE", "LogCorrupted", "TreeIntegrator"]
 
 BATCH = 4096
-"""Entries hashed per round: about 1.6 MB read and 8,000 hashes."""
+"""Entries hashed per round: a read of a few megabytes at most and two hashes an entry."""
 
 FOLD_SLICE = 256
 """Entries folded between two turns of the event loop.
 
-A whole round is 40-80 ms of CPU in Python, and the integrator runs in every worker's event loop:
-folded at once, it held back every call that arrived meanwhile (the one callback of 10 ms or more
-that ``bench/verify.py --rate --loop-callbacks`` found in a run). A slice is a few milliseconds.
+A whole round is tens of milliseconds of CPU in Python, and the integrator runs in every
+worker's event loop: folded at once, it held back every call that arrived meanwhile (the longest
+callback ``bench/verify.py --rate --loop-callbacks`` found; docs/PERFORMANCE.md). A slice is a
+few milliseconds.
 """
 
 log = logging.getLogger("idverify.audit")

@@ -1,10 +1,9 @@
 """The HTTP/1.1 POST a webhook delivery makes, on asyncio streams, with kept-alive connections.
 
 Written for the one request delivery needs rather than taken from aiohttp: aiohttp's client
-cost the worker about 185 µs of CPU per POST to a loopback receiver against about 65 µs for
-this one, the socket's system calls included (docs/PERFORMANCE.md, "Webhooks"), and a signup
-with every event type subscribed makes about six POSTs. ``tests/unit/webhooks/test_http_client.py``
-checks it against aiohttp's server.
+cost the worker about twice the CPU per POST (docs/PERFORMANCE.md, "Code written by hand in
+place of a library"), and a signup with every event type subscribed makes about six POSTs.
+``tests/unit/webhooks/test_http_client.py`` checks it against aiohttp's server.
 
 What it does, and no more:
 
