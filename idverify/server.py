@@ -73,6 +73,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
+from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
     cannot_persist,
@@ -314,7 +315,9 @@ async def start(
         await _release_store(redis, embedded, data_lock)
         raise
     scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
-    clients = ClientRegistry(redis, keyring, cache_seconds=settings.token_cache_seconds, scripts=scripts)
+    clients = ClientRegistry(
+        RedisClientStore(redis, scripts), keyring, cache_seconds=settings.token_cache_seconds
+    )
     params = Argon2Params.from_config(
         memory_kib=settings.argon2.memory_kib,
         time_cost=settings.argon2.time_cost,

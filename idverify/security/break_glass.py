@@ -17,6 +17,7 @@ import socket
 from idverify.config import Settings
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.clients import RedisClientStore
 
 
 def break_glass_principal() -> str:
@@ -49,6 +50,6 @@ async def create_operator(settings: Settings, tenant: str, description: str) -> 
 
     async with open_store(settings) as redis:
         keyring = await open_keyring(settings, redis)
-        registry = ClientRegistry(redis, keyring)
+        registry = ClientRegistry(RedisClientStore(redis), keyring)
         request = {"principal": break_glass_principal(), "request_id": "", "trace_id": ""}
         return await registry.create(tenant, Role.OPERATOR, description or "break-glass operator", request)

@@ -15,6 +15,11 @@ The bootstrap token's client is recognised by the id in ``GlobalKeys.bootstrap()
 authenticates as ``Role.BOOTSTRAP`` whatever its record says. Creating the first operator sets
 ``GlobalKeys.bootstrap_retired()``; from then on the bootstrap token is refused for good
 (revoking every operator does not bring it back: the break-glass CLI does that job).
+
+The registry decides (the token's form and digest, who may be bootstrap, the cache) and keeps
+its records through :class:`ClientStore`, the port declared here, in typed values;
+``store.clients.RedisClientStore`` implements it (the client hash, the global map of ids to
+tenants, the bootstrap keys, ``client.lua`` and its replies).
 """
 
 from __future__ import annotations
@@ -25,13 +30,23 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
 
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from idverify.security.principals import Principal, Role
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import GlobalKeys, TenantKeys, valid_tenant
-from idverify.store.scripts import Scripts
+from idverify.store.keys import valid_tenant
 from idverify.verifiers.base import Keyed
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "ClientCreation",
+    "ClientRecord",
+    "ClientRegistry",
+    "ClientStore",
+    "NewClient",
+    "StoredCredentials",
+]
 
 TOKEN_PREFIX = "ivk_"  # noqa: S105 - a prefix, not a secret
 _GLOBAL_TENANT = "_global"
@@ -52,15 +67,97 @@ class ClientRecord:
     revoked: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NewClient:
+    """A client to create, with the keyed hash of its secret and its audit entry's request."""
+
+    tenant: str
+    client_id: str
+    role: Role
+    description: str
+    secret_mac: str
+    request_json: str
+
+
+class ClientCreation(Enum):
+    """How a creation went."""
+
+    CREATED = "created"
+    EXISTS = "exists"  # a client of that id was there already: nothing was written
+    TENANT_REMOVED = "tenant_removed"  # the tenant is being removed, or was: nothing was written
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredentials:
+    """What a token is checked against: the client's stored role, whether it is live, its secret's hash."""
+
+    role: str  # as stored; read as a Role only once the secret matched
+    live: bool  # stored as not revoked
+    secret_mac: str
+
+
+class ClientStore(Protocol):
+    """API clients' records; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def tenant_removed(self, tenant: str) -> bool:
+        """Whether the tenant is being removed or was removed."""
+        ...
+
+    async def map_client(self, client_id: str, tenant: str) -> None:
+        """Records which tenant the client id belongs to (before the client is created)."""
+        ...
+
+    async def unmap_client(self, client_id: str) -> None:
+        """Forgets which tenant the client id belongs to (its creation was refused)."""
+        ...
+
+    async def create(self, client: NewClient) -> tuple[ClientCreation, int]:
+        """Creates the client and its audit entry in one step; how it went, and when (0 unless created)."""
+        ...
+
+    async def revoke(self, tenant: str, client_id: str, request_json: str) -> bool:
+        """Revokes the client with its audit entry (once); False when the tenant has no such client."""
+        ...
+
+    async def client(self, client_id: str) -> ClientRecord | None:
+        """The client's record, or None when no tenant holds one for its id."""
+        ...
+
+    async def owners(self) -> dict[str, str]:
+        """Every client id mapped to its tenant (some may name no client: their creation did not finish)."""
+        ...
+
+    async def tenants(self) -> set[str]:
+        """Every tenant a client id is mapped to."""
+        ...
+
+    async def credentials(self, tenant: str, client_id: str) -> StoredCredentials | None:
+        """What the tenant's client's token is checked against; None when there is no such client."""
+        ...
+
+    async def bootstrap_id(self) -> str | None:
+        """The bootstrap client's id, once it was created."""
+        ...
+
+    async def retire_bootstrap(self, operator_id: str) -> None:
+        """Records that an operator exists, which retires the bootstrap token for good."""
+        ...
+
+    async def bootstrap_retired(self) -> bool:
+        """Whether an operator was ever created."""
+        ...
+
+
 class ClientRegistry:
     """Creates, lists, revokes and authenticates API clients."""
 
-    def __init__(
-        self, redis: RedisClient, keyed: Keyed, *, cache_seconds: float = 2.0, scripts: Scripts | None = None
-    ) -> None:
-        self._redis = redis
+    def __init__(self, store: ClientStore, keyed: Keyed, *, cache_seconds: float = 2.0) -> None:
+        self._store = store
         self._keyed = keyed
-        self._scripts = scripts or Scripts(redis)
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         # Set once, never changed: one read per process once it exists.
@@ -87,34 +184,22 @@ class ClientRegistry:
             raise InvalidArgument("description: printable, at most 200 characters", field="description")
         client_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        keys = TenantKeys(tenant)
-        async with translate_errors():
-            # Checked again in the step; here too, so that the global map names no removed tenant.
-            if await self._redis.exists(keys.removal()):
-                raise _tenant_removed(tenant)
-            await self._redis.hset(GlobalKeys.client_tenants(), client_id, tenant)
-        result = await self._scripts.run(
-            "client",
-            [keys.client(client_id), keys.clients(), keys.audit_log(), keys.removal()],
-            [
-                "create",
-                client_id,
-                _request_json(request),
-                tenant,
-                role.value,
-                description,
-                self._digest(secret),
-            ],
-        )
-        if result[0] == b"TENANT_REMOVED":
-            async with translate_errors():
-                await self._redis.hdel(GlobalKeys.client_tenants(), client_id)
+        store = self._store
+        # Checked again in the step; here too, so that the global map names no removed tenant.
+        if await store.tenant_removed(tenant):
             raise _tenant_removed(tenant)
-        created_ms = int(result[1]) if result[0] == b"OK" else await self._scripts.clock.now_ms()
+        await store.map_client(client_id, tenant)
+        outcome, created_ms = await store.create(
+            NewClient(tenant, client_id, role, description, self._digest(secret), _request_json(request))
+        )
+        if outcome is ClientCreation.TENANT_REMOVED:
+            await store.unmap_client(client_id)
+            raise _tenant_removed(tenant)
+        if outcome is not ClientCreation.CREATED:
+            created_ms = await store.now_ms()
         if role is Role.OPERATOR:
             # After the operator exists, so that a failed creation leaves the bootstrap usable.
-            async with translate_errors():
-                await self._redis.set(GlobalKeys.bootstrap_retired(), client_id)
+            await store.retire_bootstrap(client_id)
         record = ClientRecord(client_id, tenant, role, description, created_ms, revoked=False)
         return record, f"{TOKEN_PREFIX}{tenant}.{client_id}.{secret}"
 
@@ -124,16 +209,14 @@ class ClientRegistry:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            return bool(await self._redis.exists(GlobalKeys.bootstrap_retired()))
+        return await self._store.bootstrap_retired()
 
     async def _is_bootstrap(self, client_id: str) -> bool:
         if self._bootstrap_id is None:
-            async with translate_errors():
-                found = await self._redis.get(GlobalKeys.bootstrap())
+            found = await self._store.bootstrap_id()
             if found is None:
                 return False
-            self._bootstrap_id = as_text(found)
+            self._bootstrap_id = found
         return client_id == self._bootstrap_id
 
     async def get(self, client_id: str) -> ClientRecord:
@@ -143,12 +226,10 @@ class ClientRegistry:
             NotFound: when there is no such client.
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            tenant = await self._redis.hget(GlobalKeys.client_tenants(), client_id)
-            raw = await self._redis.hgetall(TenantKeys(as_text(tenant)).client(client_id)) if tenant else {}
-        if not raw:
+        record = await self._store.client(client_id)
+        if record is None:
             raise NotFound("no such client", field="client_id")
-        return _record(client_id, {as_text(k): as_text(v) for k, v in raw.items()})
+        return record
 
     async def list(self, tenant: str = "") -> list[ClientRecord]:
         """All clients, or a tenant's.
@@ -156,11 +237,7 @@ class ClientRegistry:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            owners = {
-                as_text(k): as_text(v)
-                for k, v in (await self._redis.hgetall(GlobalKeys.client_tenants())).items()
-            }
+        owners = await self._store.owners()
         records = []
         for client_id in sorted(owners):
             if tenant and owners[client_id] != tenant:
@@ -177,8 +254,7 @@ class ClientRegistry:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            return {as_text(t) for t in await self._redis.hvals(GlobalKeys.client_tenants())}
+        return await self._store.tenants()
 
     async def revoke(self, client_id: str, request: Mapping[str, str] | None = None) -> ClientRecord:
         """Revokes a client, with its audit entry; its token stops working within the cache time.
@@ -188,13 +264,7 @@ class ClientRegistry:
             StoreUnavailable: when Redis cannot be reached.
         """
         record = await self.get(client_id)
-        keys = TenantKeys(record.tenant)
-        result = await self._scripts.run(
-            "client",
-            [keys.client(client_id), keys.clients(), keys.audit_log()],
-            ["revoke", client_id, _request_json(request)],
-        )
-        if result[0] == b"NOT_FOUND":
+        if not await self._store.revoke(record.tenant, client_id, _request_json(request)):
             raise NotFound("no such client", field="client_id")
         self._cache.clear()
         return await self.get(client_id)
@@ -211,15 +281,13 @@ class ClientRegistry:
         principal = None
         if len(parts) == _TOKEN_PARTS and valid_tenant(parts[0]) and parts[1].isalnum() and parts[2]:
             tenant, client_id, secret = parts
-            async with translate_errors():
-                raw = await self._redis.hgetall(TenantKeys(tenant).client(client_id))
-            fields = {as_text(k): as_text(v) for k, v in raw.items()}
+            stored = await self._store.credentials(tenant, client_id)
             if (
-                fields
-                and fields.get("revoked") == "0"
-                and hmac.compare_digest(fields.get("secret_mac", ""), self._digest(secret))
+                stored is not None
+                and stored.live
+                and hmac.compare_digest(stored.secret_mac, self._digest(secret))
             ):
-                role = Role.BOOTSTRAP if await self._is_bootstrap(client_id) else Role(fields["role"])
+                role = Role.BOOTSTRAP if await self._is_bootstrap(client_id) else Role(stored.role)
                 principal = Principal(tenant, role, client_id)
         if len(self._cache) > 10_000:  # noqa: PLR2004 - bound memory under token spraying
             self._cache.clear()
@@ -236,14 +304,3 @@ def _tenant_removed(tenant: str) -> FailedPrecondition:
 def _request_json(request: Mapping[str, str] | None) -> str:
     """The audit entry's request fields; the service itself when no call is behind it (bootstrap)."""
     return json.dumps(dict(request) if request is not None else {"principal": "idverify"})
-
-
-def _record(client_id: str, fields: dict[str, str]) -> ClientRecord:
-    return ClientRecord(
-        client_id=client_id,
-        tenant=fields["tenant"],
-        role=Role(fields["role"]),
-        description=fields.get("description", ""),
-        created_ms=int(fields.get("created_ms", "0")),
-        revoked=fields.get("revoked") == "1",
-    )

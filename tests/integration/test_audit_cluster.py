@@ -12,6 +12,7 @@ from idverify.audit.log_store import AuditStore
 from idverify.audit.query import EventFilter, run_query
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.keys import TenantKeys
 from idverify.store.local_topologies import LocalCluster
@@ -32,7 +33,7 @@ class TestAuditOnCluster:
         client = connect(redis_cluster.url)
         try:
             scripts = Scripts(client)
-            clients = ClientRegistry(client, _Keyed(), scripts=scripts)
+            clients = ClientRegistry(RedisClientStore(client, scripts), _Keyed())
             store = AuditStore(client, scripts)
             tenants = [f"audit-shard-{n}" for n in range(6)]
             assert len({key_slot(TenantKeys(t).audit_log().encode()) for t in tenants}) > 1

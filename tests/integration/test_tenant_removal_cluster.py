@@ -17,6 +17,7 @@ from idverify.flows.tenant_removal import TenantRemoval, export_paths
 from idverify.privacy.keyring import Keyring
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
@@ -40,7 +41,7 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
     try:
         scripts = Scripts(client)
         keyring = Keyring.generate()
-        registry = ClientRegistry(client, keyring, scripts=scripts)
+        registry = ClientRegistry(RedisClientStore(client, scripts), keyring)
         for tenant in (leaver, stayer):
             await registry.create(tenant, Role.REGISTRAR, "", REQUEST)
             for n in range(120):

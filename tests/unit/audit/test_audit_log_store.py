@@ -19,6 +19,7 @@ from idverify.audit.log_store import AuditStore, TreeState, decode_postings
 from idverify.audit.query import EventFilter, run_query
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.clients import RedisClientStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
@@ -344,7 +345,7 @@ class TestAuditedSteps:
         self, redis: RedisClient, scripts: Scripts, store: AuditStore, tenant: str
     ) -> None:
         """Client create and revoke write their entries; a second revoke writes none."""
-        clients = ClientRegistry(redis, _Keyed(), scripts=scripts)
+        clients = ClientRegistry(RedisClientStore(redis, scripts), _Keyed())
         record, token = await clients.create(tenant, Role.AUDITOR, "for the regulator", REQUEST)
         assert token.startswith(f"ivk_{tenant}.{record.client_id}.")
         principal = await clients.authenticate(token)
@@ -369,7 +370,7 @@ class TestAuditedSteps:
         self, redis: RedisClient, scripts: Scripts, token: str
     ) -> None:
         """A token not of the form ivk_<tenant>.<id>.<secret> authenticates no one."""
-        assert await ClientRegistry(redis, _Keyed(), scripts=scripts).authenticate(token) is None
+        assert await ClientRegistry(RedisClientStore(redis, scripts), _Keyed()).authenticate(token) is None
 
     async def test_a_login_ip_label_is_stored_with_its_entry(
         self, redis: RedisClient, scripts: Scripts, store: AuditStore, tenant: str
