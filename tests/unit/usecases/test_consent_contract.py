@@ -8,7 +8,6 @@ and ``store.consents.RedisConsentStore`` over a real redis-server (``consent_gra
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,11 +23,10 @@ from idverify.flows.consent import (
     ConsentWithdrawal,
 )
 from idverify.flows.context import RequestInfo
-from idverify.store.connection import RedisClient, as_text, connect
+from idverify.store.connection import RedisClient, as_text
 from idverify.store.consents import RedisConsentStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_consents import MemoryConsentStore
 
 REQUEST = json.dumps(RequestInfo(principal="registrar01").audit_fields())
@@ -83,24 +81,12 @@ class Port:
     world: World
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("consent-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
-
-
 @pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
+def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
     if request.param == "memory":
         memory = MemoryConsentStore()
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    yield Port(RedisConsentStore(client, Scripts(client)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+        return Port(memory, MemoryWorld(memory))
+    return Port(RedisConsentStore(own_client, Scripts(own_client)), RedisWorld(own_client))
 
 
 def grant(purpose: str, version: str = V1, account_ps: str = "a1", *, audit: bool = True) -> ConsentGrant:

@@ -9,7 +9,6 @@ decides on the other.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,11 +23,10 @@ from idverify.flows.erasure import (
     ErasureStore,
     ScheduledErasure,
 )
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_erasures import MemoryErasureStore
 
 DAY_MS = 86_400_000
@@ -82,24 +80,12 @@ class Port:
     world: World
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own: the tenants' set is a global key no other test may share."""
-    directory = tmp_path_factory.mktemp("erasure-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
-
-
 @pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
+def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
     if request.param == "memory":
         memory = MemoryErasureStore()
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    yield Port(RedisErasureStore(client, Scripts(client)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+        return Port(memory, MemoryWorld(memory))
+    return Port(RedisErasureStore(own_client, Scripts(own_client)), RedisWorld(own_client))
 
 
 def cancellation(account_ps: str, due_ms: int) -> Cancellation:

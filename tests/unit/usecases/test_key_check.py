@@ -9,7 +9,7 @@ here it does over Redis too.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -30,10 +30,9 @@ from idverify.flows.key_check import (
     store_holds_data,
 )
 from idverify.privacy.keyring import Keyring
-from idverify.store.connection import connect
+from idverify.store.connection import RedisClient, connect
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_key_checks import MemoryKeyChecks
 
 NO_ENV: Mapping[str, str] = {}
@@ -161,20 +160,12 @@ async def test_an_unreachable_store_leaves_the_signing_key_to_the_next_start(
 # --- the port's contract: the in-memory store and Redis answer alike --------------------------
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own: the guard's records are global keys no other test may share."""
-    directory = tmp_path_factory.mktemp("key-check-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
-
-
 Seed = Callable[[str], Awaitable[None]]
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def port(
-    request: pytest.FixtureRequest, own_redis: RedisProcess
+    request: pytest.FixtureRequest, own_client: RedisClient
 ) -> AsyncIterator[tuple[KeyCheckStore, Seed]]:
     """A key-check store, empty, and how to give it a marker, a tenant's key or an audit log."""
     if request.param == "memory":
@@ -185,8 +176,6 @@ async def port(
 
         yield memory, seed_memory
         return
-    client = connect(own_redis.url)
-    await client.flushall()
     keys = {
         "markers": GlobalKeys.bootstrap(),
         "tenant_keys": "iv1:{t:acme}:acct:1",
@@ -194,10 +183,9 @@ async def port(
     }
 
     async def seed_redis(kind: str) -> None:
-        await client.set(keys[kind], b"1")
+        await own_client.set(keys[kind], b"1")
 
-    yield RedisKeyChecks(client), seed_redis
-    await client.aclose(close_connection_pool=True)
+    yield RedisKeyChecks(own_client), seed_redis
 
 
 async def test_contract_an_empty_store(port: tuple[KeyCheckStore, Seed]) -> None:

@@ -10,46 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, ServerKeyring, ServerReports
-from idverify.store.connection import RedisClient, connect
+from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys
 from idverify.store.server_reports import RedisServerReports
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_server_reports import MemoryServerReports
 
 ONE = ServerKeyring("111-aa", "w2", ("w1", "w2"), "p1", schema=2)
 TWO = ServerKeyring("222-bb", "w1", ("w1",), "p1", schema=2)
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("server-reports-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
-
-
 @pytest.fixture
-async def client(own_redis: RedisProcess) -> AsyncIterator[RedisClient]:
-    redis = connect(own_redis.url)
-    await redis.flushall()
-    yield redis
-    await redis.aclose(close_connection_pool=True)
+def client(own_client: RedisClient) -> RedisClient:
+    return own_client
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def reports(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[ServerReports]:
+def reports(request: pytest.FixtureRequest, own_client: RedisClient) -> ServerReports:
     if request.param == "memory":
-        yield MemoryServerReports()
-        return
-    redis = connect(own_redis.url)
-    await redis.flushall()
-    yield RedisServerReports(redis)
-    await redis.aclose(close_connection_pool=True)
+        return MemoryServerReports()
+    return RedisServerReports(own_client)
 
 
 def by_instance(found: list[ServerKeyring]) -> dict[str, ServerKeyring]:
