@@ -2,7 +2,8 @@
 
 A verification looks its identity up here (flows/verification/commit.py) and, when the record is
 under an older pepper or wrapping key and the presented name matches, moves it to the current
-ones on the spot (through flows/identity_mover.py).
+ones on the spot (through flows/identity_mover.py). The records' name bindings are read through
+the mover's port (``flows.identity_mover.IdentityRecords``), in one round trip.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from idverify.privacy.identity_index import IdentityIndexer, IndexValue
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import name_binding
 from idverify.privacy.sealing import Sealer, SealError, associated_data, sealed_to_text
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys
 
 __all__ = ["IdentityLookup", "IdentityProbe", "ResolvedIdentity"]
 
@@ -61,7 +60,8 @@ class IdentityProbe:
     Attributes:
         candidates: (index, ref) of each key, in the order of ``keys``.
         target: the ref under the current pepper and wrapping key.
-        keys: the records' keys, whose ``name_binding`` the lookup reads.
+        keys: the names the records are stored under (``IdentityRecords.keys``), for a caller
+            that reads their name bindings in a step of its own (a start's chain).
         indexes: the index under every pepper version, current first.
     """
 
@@ -100,7 +100,6 @@ class IdentityLookup:
 
     async def resolve(
         self,
-        redis: RedisClient,
         tenant: str,
         document: Document,
         name: str,
@@ -116,10 +115,7 @@ class IdentityLookup:
         indexes = indexes or await self.indexes(tenant, document)
         for _ in range(_ATTEMPTS):
             probe = self.probe(tenant, indexes)
-            async with translate_errors(), redis.pipeline(transaction=False) as pipe:
-                for key in probe.keys:
-                    pipe.hget(key, "name_binding")
-                stored_bindings = await pipe.execute()
+            stored_bindings = await self._mover.records.bindings(tenant, [ref for _, ref in probe.candidates])
             found = self.settle(tenant, probe, name, stored_bindings)
             if found is not None:
                 return found
@@ -131,14 +127,14 @@ class IdentityLookup:
     def probe(self, tenant: str, indexes: tuple[IndexValue, ...]) -> IdentityProbe:
         """Where the identity's record may be: read each key's ``name_binding``, then :meth:`settle`."""
         identity_ad = associated_data(tenant, IDENTITY_INDEX)
-        keys = TenantKeys(tenant)
         candidates = tuple(
             (index, sealed_to_text(sealed))
             for index in indexes
             for sealed in self._sealer.seal_candidates(index.digest, associated=identity_ad)
         )
         target = sealed_to_text(self._sealer.seal(indexes[0].digest, associated=identity_ad))
-        return IdentityProbe(candidates, target, tuple(keys.identity(ref) for _, ref in candidates), indexes)
+        keys = self._mover.records.keys(tenant, [ref for _, ref in candidates])
+        return IdentityProbe(candidates, target, keys, indexes)
 
     def settle(
         self, tenant: str, probe: IdentityProbe, name: str, stored_bindings: Sequence[bytes | str | None]
@@ -147,7 +143,7 @@ class IdentityLookup:
         indexes, current = probe.indexes, probe.indexes[0]
         found = next(
             (
-                (index, ref, as_text(stored))
+                (index, ref, stored.decode() if isinstance(stored, bytes) else stored)
                 for (index, ref), stored in zip(probe.candidates, stored_bindings, strict=True)
                 if stored is not None
             ),

@@ -6,22 +6,31 @@ account set, every bound account's reference and a pending erasure move together
 record, resumable: flows/reindex.py), a verification that meets an identity under an older key
 (it moves it on the spot), and the lazy pepper migration of a presented identity (both
 flows/identity_lookup.py).
+
+The records are read and written through :class:`IdentityRecords`, the port declared here, in
+typed values; ``store.identity_records.RedisIdentityRecords`` implements it (the keys, the reads,
+``reseal_identity.lua`` and ``reseal_verification.lua`` and their replies).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.privacy.sealing import Sealer, SealError, associated_data, sealed_from_text, sealed_to_text
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 
-__all__ = ["IDENTITY_INDEX", "NAME_BINDING", "IdentityMover"]
+__all__ = [
+    "IDENTITY_INDEX",
+    "NAME_BINDING",
+    "HeldIdentity",
+    "IdentityLocation",
+    "IdentityMove",
+    "IdentityMover",
+    "IdentityRecords",
+]
 
 IDENTITY_INDEX: Final = "identity-index"
 NAME_BINDING: Final = "name-binding"
@@ -30,13 +39,86 @@ _ATTEMPTS: Final = 5
 _MAX_HOPS: Final = 6
 
 
+@dataclass(frozen=True, slots=True)
+class HeldIdentity:
+    """An identity record as a move reads it: its sealed name binding and its bound accounts."""
+
+    binding: str
+    accounts: tuple[str, ...]  # account pseudonyms, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMove:
+    """One record moved from ``old_ref`` to ``new_ref``, if it still holds what was read."""
+
+    old_ref: str
+    new_ref: str
+    binding: str  # the sealed name binding it gets
+    pepper_phc: str  # its new index parameters; empty keeps them
+    forward_ms: int  # how long a forwarding record stays at ``old_ref`` (0: none)
+    read: HeldIdentity  # the record as read before the move
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLocation:
+    """What is stored under a ref: a forwarding record's destination, or whether a record is there."""
+
+    moved_to: str | None  # where a pepper move took the record (a forwarding record)
+    binding_was: str  # a forwarding record's binding before the move (sealed; may be empty)
+    bound: bool  # a record with a name binding is there
+
+
+class IdentityRecords(Protocol):
+    """Identity records by tenant and key ref, and the verifications pointing at them.
+
+    Every method but :meth:`keys` may raise StoreUnavailable.
+    """
+
+    def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:
+        """The names the records are stored under, for a caller that reads them in a step of its own."""
+        ...
+
+    async def bindings(self, tenant: str, refs: Sequence[str]) -> list[str | None]:
+        """Each ref's sealed name binding (None: no record), read together in one round trip."""
+        ...
+
+    async def held(self, tenant: str, ref: str) -> HeldIdentity | None:
+        """The record's name binding and bound accounts; None when no record is there."""
+        ...
+
+    async def move(self, tenant: str, move: IdentityMove) -> str:
+        """Moves the record with its accounts, their references and a pending erasure.
+
+        'OK'; 'SAME' (the same ref); 'GONE' (no record, or a forwarding one); 'RETRY' (it
+        changed since it was read).
+        """
+        ...
+
+    async def location(self, tenant: str, ref: str) -> IdentityLocation:
+        """What is stored under ``ref``."""
+        ...
+
+    async def reseal_verification(
+        self, tenant: str, verification_id: str, changes: Mapping[str, tuple[str, str]]
+    ) -> bool:
+        """Sets each field to its new value if all still hold the value read (field: (read, new)).
+
+        True when written; False when the verification is gone or changed.
+        """
+        ...
+
+
 class IdentityMover:
     """Moves identity records between key refs, with everything that points at them."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, sealer: Sealer) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, records: IdentityRecords, sealer: Sealer) -> None:
+        self._records = records
         self._sealer = sealer
+
+    @property
+    def records(self) -> IdentityRecords:
+        """The identity records it moves (which a lookup reads too)."""
+        return self._records
 
     @property
     def write_version(self) -> str:
@@ -99,35 +181,19 @@ class IdentityMover:
             SealError: the stored name binding cannot be opened to re-seal it.
             StoreUnavailable: Redis is down, or the record kept changing under us.
         """
-        keys = TenantKeys(tenant)
         for _ in range(_ATTEMPTS):
-            async with translate_errors():
-                stored = await self._redis.hget(keys.identity(old_ref), "name_binding")
-                members = sorted(
-                    as_text(m) for m in await self._redis.smembers(keys.identity_accounts(old_ref))
-                )
-            if stored is None:
+            held = await self._records.held(tenant, old_ref)
+            if held is None:
                 return "GONE"
-            stored_text = as_text(stored)
             if binding is None:
-                new_binding = self.resealed(tenant, stored_text, NAME_BINDING)
+                new_binding = self.resealed(tenant, held.binding, NAME_BINDING)
             else:
                 new_binding = sealed_to_text(
                     self._sealer.seal(binding, associated=associated_data(tenant, NAME_BINDING))
                 )
-            result = await self._scripts.run(
-                "reseal_identity",
-                [
-                    keys.identity(old_ref),
-                    keys.identity_accounts(old_ref),
-                    keys.identity(new_ref),
-                    keys.identity_accounts(new_ref),
-                    keys.erasure_due(),
-                    *(keys.account(member) for member in members),
-                ],
-                [old_ref, new_ref, new_binding, pepper_phc, forward_ms, json.dumps(members), stored_text],
+            outcome = await self._records.move(
+                tenant, IdentityMove(old_ref, new_ref, new_binding, pepper_phc, forward_ms, held)
             )
-            outcome = as_text(result[0])
             if outcome != "RETRY":
                 return outcome
         raise StoreUnavailable("an identity record kept changing while it moved; retry", reason="CONTENDED")
@@ -141,18 +207,14 @@ class IdentityMover:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        keys = TenantKeys(tenant)
         before: list[bytes] = []
         for _ in range(_MAX_HOPS):
-            async with translate_errors():
-                moved_to, binding_was, binding = await self._redis.hmget(
-                    keys.identity(ref), ["moved_to", "binding_was", "name_binding"]
-                )
-            if moved_to is not None:
-                opened = self.open_binding(tenant, as_text(binding_was or b""))
+            location = await self._records.location(tenant, ref)
+            if location.moved_to is not None:
+                opened = self.open_binding(tenant, location.binding_was)
                 if opened is not None:
                     before.append(opened)
-                ref = as_text(moved_to)
+                ref = location.moved_to
                 continue
             try:
                 current = self.current_ref(tenant, ref)
@@ -160,7 +222,7 @@ class IdentityMover:
                 return ref, before
             if current == ref:
                 return ref, before
-            if binding is not None:
+            if location.bound:
                 with contextlib.suppress(SealError):
                     await self.move(tenant, ref, current)
             ref = current
@@ -177,20 +239,18 @@ class IdentityMover:
         Raises:
             StoreUnavailable: Redis is down.
         """
-        keys = TenantKeys(tenant)
         old_ref = record.get("identity", "")
         if not old_ref:
             return False
         ref, before = await self.follow(tenant, old_ref)
-        async with translate_errors():
-            stored = await self._redis.hget(keys.identity(ref), "name_binding")
+        [stored] = await self._records.bindings(tenant, [ref])
         ours, seen = record.get("name_binding", ""), record.get("name_binding_seen", "")
         new_seen = ""
         if stored is not None and seen:
             opened = {self.open_binding(tenant, ours), self.open_binding(tenant, seen)} - {None}
-            new_seen = as_text(stored) if opened & set(before) else self._quiet_reseal(tenant, seen)
+            new_seen = stored if opened & set(before) else self._quiet_reseal(tenant, seen)
         changes = {
-            name: [old, new]
+            name: (old, new)
             for name, old, new in (
                 ("identity", old_ref, ref),
                 ("name_binding", ours, self._quiet_reseal(tenant, ours)),
@@ -200,10 +260,7 @@ class IdentityMover:
         }
         if not changes:
             return False
-        result = await self._scripts.run(
-            "reseal_verification", [keys.verification(verification_id)], [json.dumps(changes)]
-        )
-        return as_text(result[0]) == "OK"
+        return await self._records.reseal_verification(tenant, verification_id, changes)
 
     def _quiet_reseal(self, tenant: str, text: str) -> str:
         try:

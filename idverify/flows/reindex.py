@@ -22,6 +22,7 @@ from idverify.privacy.identity_index import parse_index_params
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer, SealError, text_version
 from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import PREFIX, GlobalKeys
 from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
@@ -197,7 +198,7 @@ class Reindexer:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._mover = IdentityMover(redis, scripts, Sealer(keyring))
+        self._mover = IdentityMover(RedisIdentityRecords(redis, scripts), Sealer(keyring))
         self._target = keyring.wrapping_current
         self._page_size = page_size
 

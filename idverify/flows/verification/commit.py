@@ -141,7 +141,6 @@ class StartCommit:
             if found is not None:
                 return found
         return await self.lookup.resolve(
-            self.deps.redis,
             plan.tenant,
             plan.document,
             plan.name,
@@ -226,7 +225,7 @@ class StartCommit:
                 return result
             # Key rotation moved the identity between our lookup and the commit: look again.
             found = await self.lookup.resolve(
-                d.redis, plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
+                plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
             )
             _point_at(record, found)
         raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")

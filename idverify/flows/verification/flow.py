@@ -25,6 +25,7 @@ from idverify.flows.verification.steps import StepRunner
 from idverify.flows.verification.views import VerificationReader, VerificationView
 from idverify.security.code_sends import CodeSendCounter, SendLimits
 from idverify.store.consents import RedisConsentStore
+from idverify.store.identity_records import RedisIdentityRecords
 
 
 class VerificationFlow:
@@ -40,7 +41,7 @@ class VerificationFlow:
             deps.sealer,
             lifetime_ms=RESERVATION_MS + deps.settings.verification.session_ttl_seconds * 1000,
         )
-        mover = IdentityMover(deps.redis, deps.scripts, deps.sealer)
+        mover = IdentityMover(RedisIdentityRecords(deps.redis, deps.scripts), deps.sealer)
         ages = AccountAges(deps.sealer)
         limits, verification = deps.settings.rate_limits, deps.settings.verification
         sends = CodeSendCounter(
