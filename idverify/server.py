@@ -87,6 +87,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import GlobalKeys
+from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.store.server_reports import RedisServerReports
@@ -334,7 +335,7 @@ async def start(
         sealer=Sealer(keyring),
         indexer=indexer,
         verifiers=verifiers,
-        window_limiter=WindowLimiter(scripts),
+        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     flow = VerificationFlow(deps)
     reads = ReadLedger(
@@ -356,7 +357,7 @@ async def start(
     interceptor = ServiceInterceptor(
         clients,
         PrincipalLimiter(settings.rate_limits.per_principal_per_minute),
-        lockouts=LockoutAuditor(scripts),
+        lockouts=LockoutAuditor(RedisRateWindows(scripts)),
         certificates=CertificatePrincipals(dict(settings.tls.client_principals)),
         rpc_timeout_seconds=settings.grpc.rpc_timeout_seconds,
         budgets=CallBudgets(call_limits(settings)),

@@ -5,19 +5,35 @@ trip; per-identity and per-phone limits must hold across replicas, so they are f
 counters in Redis (one atomic script that also audits the first hit of each window). A
 principal's lock-out is audited through the same script, at most once a window for all workers
 and replicas together, so that a client hammering the service cannot flood the audit log.
+
+The shared windows are counted through :class:`RateWindows`, the port declared here, in typed
+values; ``store.rate_limits.RedisRateWindows`` implements it (the counters' keys,
+``rate_limit.lua`` and ``refuse_counted.lua`` and their replies) and gives a chain of scripts
+(a verification's admission) the same counts as steps of its own.
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from idverify.domain.errors import RateLimited
 from idverify.observability import telemetry
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, Scripts
+
+__all__ = [
+    "LOCKOUT_AUDIT_WINDOW_SECONDS",
+    "CounterCheck",
+    "LockoutAuditor",
+    "PrincipalLimiter",
+    "RateWindows",
+    "WindowCount",
+    "WindowHit",
+    "WindowLimiter",
+    "refuse_at_limit",
+    "refuse_over_limit",
+]
 
 # A principal locked out again within this time is not audited again.
 LOCKOUT_AUDIT_WINDOW_SECONDS = 60
@@ -71,11 +87,60 @@ class PrincipalLimiter:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class WindowHit:
+    """One event to count in a fixed window of a tenant, keyed by a pseudonym (never the plain value)."""
+
+    tenant: str
+    purpose: str  # names the counter (with the pseudonym) and the audited limit
+    pseudonym: str
+    limit: int  # the count the window allows; the first count over it is audited (0: the first)
+    window_ms: int
+    request: Mapping[str, str]  # the audit fields of the call behind it, and the limit's name
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """A window's count with the event in it, and how long the window has left."""
+
+    count: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterCheck:
+    """Whether a counter something else increments has reached its limit, and its window's time left.
+
+    ``ttl_ms`` is at least 1000 when limited, 0 otherwise.
+    """
+
+    limited: bool
+    ttl_ms: int = 0
+
+
+class RateWindows(Protocol):
+    """Fixed-window counters shared by every worker and replica; every method may raise StoreUnavailable."""
+
+    async def count(self, hit: WindowHit) -> WindowCount:
+        """Counts the event; the window's first count over ``hit.limit`` is audited in the same step."""
+        ...
+
+    async def check(
+        self, tenant: str, purpose: str, pseudonym: str, *, limit: int, request: Mapping[str, str]
+    ) -> CounterCheck:
+        """Whether the counter ``purpose``/``pseudonym`` reached ``limit`` (0: never), counting nothing.
+
+        The first refusal of the counter's window is audited in the same step, with ``request``
+        (the call's audit fields and the limit's name).
+        """
+        ...
+
+
 class LockoutAuditor:
     """Writes a principal's lock-out to its tenant's audit log, once a window across replicas."""
 
-    def __init__(self, scripts: Scripts) -> None:
-        self._scripts = scripts
+    def __init__(self, windows: RateWindows) -> None:
+        self._windows = windows
 
     async def record(self, tenant: str, client_id: str, request: dict[str, str]) -> None:
         """Audits the lock-out unless another worker or replica did in this window.
@@ -83,24 +148,28 @@ class LockoutAuditor:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        keys = TenantKeys(tenant)
-        # A limit of 0 makes the window's first call the one over the limit: the script audits it.
-        await self._scripts.run(
-            "rate_limit",
-            [keys.rate_limit("principal_lockout", client_id), keys.audit_log()],
-            [0, LOCKOUT_AUDIT_WINDOW_SECONDS * 1000, json.dumps({**request, "limit": "principal"})],
+        # A limit of 0 makes the window's first call the one over the limit: it is audited.
+        await self._windows.count(
+            WindowHit(
+                tenant,
+                "principal_lockout",
+                client_id,
+                limit=0,
+                window_ms=LOCKOUT_AUDIT_WINDOW_SECONDS * 1000,
+                request={**request, "limit": "principal"},
+            )
         )
 
 
 class WindowLimiter:
-    """Fixed-window counters in Redis, keyed by a pseudonym (never the plain value)."""
+    """Fixed-window limits across replicas, keyed by a pseudonym (never the plain value)."""
 
-    def __init__(self, scripts: Scripts) -> None:
-        self._scripts = scripts
+    def __init__(self, windows: RateWindows) -> None:
+        self._windows = windows
 
     async def hit(
         self,
-        keys: TenantKeys,
+        tenant: str,
         purpose: str,
         pseudonym: str,
         *,
@@ -108,86 +177,53 @@ class WindowLimiter:
         window_seconds: int,
         request: dict[str, str],
     ) -> None:
-        """Counts one event against the window.
+        """Counts one event against the window (nothing when ``limit`` is 0: the limit is off).
 
         Raises:
             RateLimited: when the window's count is over the limit (reason ``<PURPOSE>_RATE_LIMITED``).
             StoreUnavailable: when Redis cannot be reached.
         """
-        step = self.step(
-            keys, purpose, pseudonym, limit=limit, window_seconds=window_seconds, request=request
-        )
-        if step is not None:
-            self.refuse_over_limit(
-                await self._scripts.run(step.name, step.keys, step.args), purpose=purpose, limit=limit
-            )
-
-    @staticmethod
-    def step(
-        keys: TenantKeys,
-        purpose: str,
-        pseudonym: str,
-        *,
-        limit: int,
-        window_seconds: int,
-        request: dict[str, str],
-    ) -> ChainStep | None:
-        """The count of :meth:`hit` as a step a chain may run (None: the limit is off)."""
         if limit <= 0:
-            return None
-        return ChainStep(
-            "rate_limit",
-            [keys.rate_limit(purpose, pseudonym), keys.audit_log()],
-            [limit, window_seconds * 1000, json.dumps({**request, "limit": purpose})],
+            return
+        count = await self._windows.count(
+            WindowHit(
+                tenant,
+                purpose,
+                pseudonym,
+                limit=limit,
+                window_ms=window_seconds * 1000,
+                request={**request, "limit": purpose},
+            )
+        )
+        refuse_over_limit(count, purpose=purpose, limit=limit)
+
+
+def refuse_over_limit(count: WindowCount, *, purpose: str, limit: int) -> None:
+    """Refuses when a window's count went over its limit.
+
+    Raises:
+        RateLimited: reason ``<PURPOSE>_RATE_LIMITED``, retry after the window's time left.
+    """
+    if count.count > limit:
+        telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
+        raise RateLimited(
+            f"rate limit for {purpose} reached",
+            retry_after=max(count.ttl_ms, 0) / 1000,
+            reason=f"{purpose.upper()}_RATE_LIMITED",
         )
 
-    def refuse_over_limit(self, reply: Any, *, purpose: str, limit: int) -> None:
-        """Refuses when the count of :meth:`step` went over the limit.
 
-        Raises:
-            RateLimited: as :meth:`hit`.
-        """
-        count, ttl_ms = reply
-        if int(count) > limit:
-            telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
-            raise RateLimited(
-                f"rate limit for {purpose} reached",
-                retry_after=max(int(ttl_ms), 0) / 1000,
-                reason=f"{purpose.upper()}_RATE_LIMITED",
-            )
-
-
-def counted_step(
-    keys: TenantKeys, purpose: str, pseudonym: str, *, limit: int, request: dict[str, str]
-) -> ChainStep:
-    """A step that refuses when a counter something else increments has reached ``limit`` (0: never).
-
-    The first refusal of each window is audited (``rate_limit.hit``), as the windows of
-    :class:`WindowLimiter` are; the rest are not, so that hammering cannot flood the log. A chain
-    may go on after it only when it answered ``OK``; :func:`judge_counted` reads its reply.
-    """
-    return ChainStep(
-        "refuse_counted",
-        [
-            keys.rate_limit(purpose, pseudonym),
-            keys.rate_limit(f"{purpose}_audited", pseudonym),
-            keys.audit_log(),
-        ],
-        [limit, json.dumps({**request, "limit": purpose})],
-        proceed_on=("OK",),
-    )
-
-
-def judge_counted(reply: Any, purpose: str) -> None:
-    """Refuses when the step of :func:`counted_step` found the counter at its limit.
+def refuse_at_limit(check: CounterCheck, purpose: str) -> None:
+    """Refuses when a counter was found at its limit (:meth:`RateWindows.check`).
 
     Raises:
         RateLimited: reason ``<PURPOSE>_LIMIT_REACHED``, retry after the counter's window.
     """
-    if reply[0] != b"LIMITED":
+    if not check.limited:
         return
-    ttl_ms = int(reply[1])
     telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=purpose)
     raise RateLimited(
-        f"limit for {purpose} reached", retry_after=ttl_ms / 1000, reason=f"{purpose.upper()}_LIMIT_REACHED"
+        f"limit for {purpose} reached",
+        retry_after=check.ttl_ms / 1000,
+        reason=f"{purpose.upper()}_LIMIT_REACHED",
     )

@@ -20,10 +20,10 @@ from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.views import VerificationReader, VerificationView
-from idverify.security.rate_limits import counted_step, judge_counted
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.consents import RedisConsentStore
 from idverify.store.keys import TenantKeys
+from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
 from idverify.store.scripts import ChainStep
 
 # A reservation holds a request id while its first attempt runs (argon2 + SMS send); a crashed
@@ -110,7 +110,7 @@ class StartAdmission:
         with self.offering_fallbacks(plan):
             judged = await self._consent.judge_start(plan, self._consents.record_of(consent_raw, cancelled))
             admission.consent = self._consents.start_step(tenant, judged)
-        admission.window = d.window_limiter.step(
+        admission.window = RedisRateWindows.step(
             keys,
             "identity",
             admission.identity_ps,
@@ -148,10 +148,10 @@ class StartAdmission:
         d = self._d
         limit = d.settings.rate_limits.per_identity_per_hour
         if len(replies) > 3:  # noqa: PLR2004 - reservation, claims, consents, window
-            d.window_limiter.refuse_over_limit(replies[3], purpose="identity", limit=limit)
+            RedisRateWindows.refuse_over_limit(replies[3], purpose="identity", limit=limit)
         else:
             await d.window_limiter.hit(
-                admission.plan.keys,
+                admission.plan.tenant,
                 "identity",
                 admission.identity_ps,
                 limit=limit,

@@ -37,6 +37,7 @@ from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import ChainStep, Scripts
 from idverify.testing import RedisProcess
 
@@ -67,7 +68,7 @@ async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[R
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
         verifiers=build_verifiers(settings, keyring),
-        window_limiter=WindowLimiter(scripts),
+        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del redis_server
     yield Rig(VerificationFlow(deps), scripts, keyring, redis)

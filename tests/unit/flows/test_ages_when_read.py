@@ -31,6 +31,7 @@ from idverify.server import build_verifiers
 from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
 from idverify.verifiers.base import StepContext, StepResult
@@ -130,7 +131,7 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
         verifiers=verifiers,  # type: ignore[dict-item]
-        window_limiter=WindowLimiter(scripts),
+        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
         today=today,
     )
     return World(

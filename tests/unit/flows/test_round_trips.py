@@ -33,6 +33,7 @@ from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
 from idverify.store.connection import RedisClient, connect
+from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import SCRIPT_NAMES, Scripts, chain_source, script_source
 from idverify.testing import RedisProcess
 
@@ -153,7 +154,7 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisCli
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
         verifiers=build_verifiers(settings, keyring),
-        window_limiter=WindowLimiter(scripts),
+        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del tmp_path
     return VerificationFlow(deps), scripts, redis
