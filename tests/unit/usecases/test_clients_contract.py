@@ -8,7 +8,6 @@ hash, the global map and the bootstrap keys) answer every assertion here the sam
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,10 +16,9 @@ import pytest
 from idverify.security.clients import ClientCreation, ClientRecord, ClientStore, NewClient, StoredCredentials
 from idverify.security.principals import Role
 from idverify.store.clients import RedisClientStore
-from idverify.store.connection import RedisClient, as_text, connect
+from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_clients import MemoryClientStore
 
 REQUEST = json.dumps({"principal": "admin01", "request_id": "r1", "trace_id": ""})
@@ -72,24 +70,12 @@ class Port:
     world: World
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("clients-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
-
-
 @pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
+def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
     if request.param == "memory":
         memory = MemoryClientStore()
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    yield Port(RedisClientStore(client, Scripts(client)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+        return Port(memory, MemoryWorld(memory))
+    return Port(RedisClientStore(own_client, Scripts(own_client)), RedisWorld(own_client))
 
 
 def new(client_id: str = "c1", tenant: str = "acme", role: Role = Role.ADMIN) -> NewClient:
