@@ -112,13 +112,15 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
+    from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
 
     async with open_store(settings) as redis:
         keyring = await open_keyring(settings, redis)
         # The log's own key signs its final head: never one generated here by mistake.
         await check_signing_key(settings, redis)
         scripts = Scripts(redis)
-        removal = TenantRemoval(redis, scripts, build_audit_flow(settings, redis, scripts, keyring))
+        audit = build_audit_flow(settings, redis, scripts, keyring)
+        removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)
         if args.tenants_command == "status":
             return await _status(removal)
         return await _remove(removal, settings, args)

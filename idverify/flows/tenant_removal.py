@@ -21,33 +21,39 @@ The steps, each safe to repeat, so that a run stopped anywhere is finished by ru
 
 The record stays with the log (``iv1:{t:T}:audit:removal``): the tenant's name takes no new
 client again, since a new tenant of that name would append to a closed log.
+
+The flow reads and writes through :class:`RemovalStore`, the port declared here, in typed values;
+``store.tenant_removals.RedisRemovalStore`` implements it (the record's fields, the removal list,
+``tenant_removal.lua`` and its replies, the SCAN pages of the erasure).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
-from idverify.audit.checkpoint import SignedHead, load_public_key, parse_checkpoint
-from idverify.audit.export import VerifyReport, entry_line, head_line, verify_export
-from idverify.audit.integrator import BATCH
-from idverify.audit.log_store import AuditStore
+from idverify.audit.checkpoint import SignedHead
 from idverify.domain.errors import FailedPrecondition, NotFound
-from idverify.flows.audit import AuditFlow, origin_of
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
-from idverify.store.scan import scan_pages
-from idverify.store.scripts import Scripts
-from idverify.store.topology import is_cluster
+from idverify.flows.tenant_log_export import LogSigner, export_log, export_paths
 
-__all__ = ["EraseReport", "Removal", "TenantRemoval", "export_paths"]
+__all__ = [
+    "CLOSED",
+    "ERASING",
+    "REMOVED",
+    "SCHEDULED",
+    "ErasePosition",
+    "EraseReport",
+    "ErasedPage",
+    "Removal",
+    "RemovalStore",
+    "StepOutcome",
+    "StepReply",
+    "TenantRemoval",
+    "export_paths",
+]
 
 MS_PER_DAY = 86_400_000
 SCHEDULED, CLOSED, ERASING, REMOVED = "scheduled", "closed", "erasing", "removed"
@@ -82,19 +88,141 @@ class EraseReport:
     finished: bool
 
 
-def export_paths(directory: Path, tenant: str) -> tuple[Path, Path]:
-    """Where the export of a tenant's log and the key that verifies it are written."""
-    return directory / f"audit-{tenant}.jsonl", directory / "audit-public-key.pem"
+class StepOutcome(Enum):
+    """How one of the removal's audited steps (schedule, cancel, close) went."""
+
+    DONE = "done"
+    IN_STATE = "in_state"  # the record is not in the state the step starts from
+    HOLDS_OPERATORS = "holds_operators"  # schedule: the tenant holds live operators
+    NOT_DUE = "not_due"  # close: the grace period has not ended
+
+
+@dataclass(frozen=True, slots=True)
+class StepReply:
+    """A step's outcome, with what the flow tells of it.
+
+    Attributes:
+        outcome: how it went.
+        state: IN_STATE: the record's state ('' when there is none).
+        operators: HOLDS_OPERATORS: the live operators' client ids, sorted.
+        due_ms: NOT_DUE: when the grace period ends.
+        revoked: a schedule DONE: clients revoked.
+    """
+
+    outcome: StepOutcome
+    state: str = ""
+    operators: tuple[str, ...] = ()
+    due_ms: int = 0
+    revoked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ErasePosition:
+    """Where an erasure stands: the record's state ('' for none) and the cursor to resume from."""
+
+    state: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedPage:
+    """One page of the tenant's keys erased, its cursor recorded.
+
+    Attributes:
+        erased: keys erased from the page.
+        more: whether keys may be left after it (a run stopped here resumes after it).
+    """
+
+    erased: int
+    more: bool
+
+
+class RemovalStore(Protocol):
+    """Removal records, the tenant's keys and its log's entries; every method may raise StoreUnavailable."""
+
+    async def now_ms(self) -> int:
+        """The store's clock, in ms of the epoch."""
+        ...
+
+    async def known(self, tenant: str) -> bool:
+        """Whether the tenant has a client or an audit log."""
+        ...
+
+    async def read(self, tenant: str) -> Removal | None:
+        """The tenant's removal record, or None."""
+        ...
+
+    async def listed(self) -> list[str]:
+        """The tenants on the list of removals, by due time."""
+        ...
+
+    async def enlist(self, tenant: str, due_ms: int) -> None:
+        """Puts the tenant on the list of removals."""
+        ...
+
+    async def unlist(self, tenant: str) -> None:
+        """Takes the tenant off the list of removals."""
+        ...
+
+    async def schedule(
+        self, tenant: str, request: Mapping[str, str], due_ms: int, grace_days: int
+    ) -> StepReply:
+        """Records the removal as scheduled and revokes the tenant's clients, audited; in one step.
+
+        Refused (IN_STATE) when a record exists, or (HOLDS_OPERATORS) for live operators.
+        """
+        ...
+
+    async def cancel(self, tenant: str, request: Mapping[str, str]) -> StepReply:
+        """Deletes a record still scheduled, audited; IN_STATE otherwise."""
+        ...
+
+    async def close(self, tenant: str, request: Mapping[str, str]) -> StepReply:
+        """Appends the log's last entry and moves a due record to closed; IN_STATE or NOT_DUE otherwise."""
+        ...
+
+    async def keep_final_head(self, tenant: str, head: SignedHead) -> None:
+        """Keeps the log's final signed head in the record."""
+        ...
+
+    async def mark_erasing(self, tenant: str) -> None:
+        """Moves the record to erasing."""
+        ...
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The log's entries, as stored; None where there is none."""
+        ...
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The log's stored leaf hashes; None where there is none."""
+        ...
+
+    async def count_remaining(self, tenant: str) -> int:
+        """The tenant's keys but its audit log's (one walk over them)."""
+        ...
+
+    async def erase_position(self, tenant: str) -> ErasePosition:
+        """The record's state and the cursor its erasure resumes from."""
+        ...
+
+    def erase_pages(self, tenant: str, cursor: int, page_size: int) -> AsyncIterator[ErasedPage]:
+        """Erases the tenant's keys but its audit log's, a page at a time from ``cursor``.
+
+        Each page's erasure and next cursor are recorded before the page is yielded.
+        """
+        ...
+
+    async def forget(self, tenant: str) -> None:
+        """Drops the tenant from the global keys and moves its record to removed."""
+        ...
 
 
 class TenantRemoval:
     """Schedules, cancels and carries out the removal of tenants."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, audit: AuditFlow) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, store: RemovalStore, audit: LogSigner) -> None:
+        self._store = store
         self._audit = audit
-        self._store = AuditStore(redis, scripts)
 
     async def get(self, tenant: str) -> Removal | None:
         """The tenant's removal record, or None when none is scheduled.
@@ -102,26 +230,7 @@ class TenantRemoval:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            raw = await self._redis.hgetall(TenantKeys(tenant).removal())
-        fields = {as_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
-        if not fields:
-            return None
-        head = None
-        if "final_checkpoint" in fields:
-            head = SignedHead(
-                parse_checkpoint(fields["final_checkpoint"]),
-                as_text(fields["final_key_id"]),
-                fields["final_signature"],
-            )
-        return Removal(
-            tenant=tenant,
-            state=as_text(fields["state"]),
-            due_ms=int(fields["due_ms"]),
-            scheduled_by=as_text(fields.get("scheduled_by", b"")),
-            erased=int(fields.get("erased", b"0")),
-            final_head=head,
-        )
+        return await self._store.read(tenant)
 
     async def pending(self) -> list[Removal]:
         """Removals scheduled or under way, by due time.
@@ -129,10 +238,7 @@ class TenantRemoval:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            listed = await self._redis.zrange(GlobalKeys.tenant_removals(), 0, -1)
-        tenants = [as_text(tenant) for tenant in listed if isinstance(tenant, bytes | str)]
-        found = [await self.get(tenant) for tenant in tenants]
+        found = [await self.get(tenant) for tenant in await self._store.listed()]
         # A tenant listed without a record: its scheduling failed or was cancelled part-way.
         return [removal for removal in found if removal is not None and removal.state != REMOVED]
 
@@ -145,30 +251,25 @@ class TenantRemoval:
                 ``TENANT_REMOVED``), or the tenant holds a live operator (``HOLDS_OPERATORS``).
             StoreUnavailable: when Redis cannot be reached.
         """
-        keys = TenantKeys(tenant)
-        async with translate_errors():
-            if not await self._redis.exists(keys.clients(), keys.audit_head()):
-                raise NotFound(f"tenant {tenant} has no client and no audit log", field="tenant")
-        now_ms = await self._scripts.clock.now_ms()
-        due_ms = now_ms + grace_days * MS_PER_DAY
-        existing = await self.get(tenant)
-        if existing is None:
+        store = self._store
+        if not await store.known(tenant):
+            raise NotFound(f"tenant {tenant} has no client and no audit log", field="tenant")
+        due_ms = await store.now_ms() + grace_days * MS_PER_DAY
+        if await self.get(tenant) is None:
             # Listed first, so that a crash after the tenant's step leaves it listed, never lost.
-            async with translate_errors():
-                await self._redis.zadd(GlobalKeys.tenant_removals(), {tenant: due_ms})
-        result = await self._run(tenant, "schedule", request, str(due_ms), str(grace_days))
-        if result[0] == b"OPERATORS":
-            async with translate_errors():
-                await self._redis.zrem(GlobalKeys.tenant_removals(), tenant)
+            await store.enlist(tenant, due_ms)
+        reply = await store.schedule(tenant, request, due_ms, grace_days)
+        if reply.outcome is StepOutcome.HOLDS_OPERATORS:
+            await store.unlist(tenant)
             raise FailedPrecondition(
-                f"tenant {tenant} holds operator client(s) {as_text(result[1])}: create an operator in "
-                "another tenant and revoke these first",
+                f"tenant {tenant} holds operator client(s) {','.join(reply.operators)}: create an "
+                "operator in another tenant and revoke these first",
                 reason="HOLDS_OPERATORS",
                 field="tenant",
             )
-        if result[0] == b"STATE":
-            raise _in_state(tenant, as_text(result[1]))
-        return due_ms, int(result[2])
+        if reply.outcome is StepOutcome.IN_STATE:
+            raise _in_state(tenant, reply.state)
+        return due_ms, reply.revoked
 
     async def cancel(self, tenant: str, request: dict[str, str]) -> None:
         """Cancels a removal whose log is not closed yet.
@@ -177,11 +278,10 @@ class TenantRemoval:
             FailedPrecondition: no removal is scheduled (``NO_REMOVAL``), or it has begun.
             StoreUnavailable: when Redis cannot be reached.
         """
-        result = await self._run(tenant, "cancel", request)
-        if result[0] == b"STATE":
-            raise _in_state(tenant, as_text(result[1]))
-        async with translate_errors():
-            await self._redis.zrem(GlobalKeys.tenant_removals(), tenant)
+        reply = await self._store.cancel(tenant, request)
+        if reply.outcome is StepOutcome.IN_STATE:
+            raise _in_state(tenant, reply.state)
+        await self._store.unlist(tenant)
 
     async def close(self, tenant: str, request: dict[str, str]) -> SignedHead:
         """Closes the log (once due) and returns its final signed head, signing it if need be.
@@ -198,23 +298,15 @@ class TenantRemoval:
         if removal.final_head is not None:
             return removal.final_head
         if removal.state == SCHEDULED:
-            result = await self._run(tenant, "close", request)
-            if result[0] == b"NOT_DUE":
+            reply = await self._store.close(tenant, request)
+            if reply.outcome is StepOutcome.NOT_DUE:
                 raise FailedPrecondition(
-                    f"the grace period of tenant {tenant}'s removal ends at {int(result[1])} ms",
+                    f"the grace period of tenant {tenant}'s removal ends at {reply.due_ms} ms",
                     reason="REMOVAL_NOT_DUE",
                     field="tenant",
                 )
         head = await self._audit.signed_head(tenant)
-        async with translate_errors():
-            await self._redis.hset(
-                TenantKeys(tenant).removal(),
-                mapping={
-                    "final_checkpoint": head.checkpoint,
-                    "final_key_id": head.key_id,
-                    "final_signature": head.signature,
-                },
-            )
+        await self._store.keep_final_head(tenant, head)
         return head
 
     async def export(
@@ -230,32 +322,7 @@ class TenantRemoval:
             OSError: the directory or files cannot be written.
             StoreUnavailable: when Redis cannot be reached.
         """
-        log_path, key_path = export_paths(directory, tenant)
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        with _replacing(log_path) as out:
-            out.write(head_line(head))
-            for start in range(0, head.head.size, BATCH):
-                indices = list(range(start, min(start + BATCH, head.head.size)))
-                entries = await self._store.entries(tenant, indices)
-                hashes = await self._store.leaf_hashes(tenant, indices)
-                for index, entry, stored in zip(indices, entries, hashes, strict=True):
-                    if entry is None or stored is None:
-                        raise FailedPrecondition(
-                            f"audit entry {index} of tenant {tenant} is missing from the store",
-                            reason="EXPORT_DOES_NOT_VERIFY",
-                        )
-                    out.write(entry_line(index, entry, stored))
-                progress(len(indices))
-        pem = self._audit.public_key_pem.encode("ascii")
-        with _replacing(key_path) as out:
-            out.write(pem)
-        report = await asyncio.to_thread(_verify_file, log_path, pem, origin_of(tenant))
-        if not report.ok:
-            raise FailedPrecondition(
-                f"the export of tenant {tenant}'s log does not verify: {report.problem}",
-                reason="EXPORT_DOES_NOT_VERIFY",
-            )
-        return log_path
+        return await export_log(self._store, self._audit, tenant, head, directory, progress=progress)
 
     async def start_erasing(self, tenant: str) -> None:
         """Marks the log exported: from now on runs erase (and need no export directory).
@@ -263,8 +330,7 @@ class TenantRemoval:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            await self._redis.hset(TenantKeys(tenant).removal(), "state", ERASING)
+        await self._store.mark_erasing(tenant)
 
     async def count_remaining(self, tenant: str) -> int:
         """Keys of the tenant still to erase (one SCAN over its keys).
@@ -272,10 +338,7 @@ class TenantRemoval:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        count = 0
-        async for _, page in scan_pages(self._redis, _pattern(tenant)):
-            count += sum(not key.startswith(_kept_prefix(tenant)) for key in page)
-        return count
+        return await self._store.count_remaining(tenant)
 
     async def erase(
         self, tenant: str, *, page_size: int, limit: int, progress: Callable[[int], object]
@@ -292,83 +355,17 @@ class TenantRemoval:
             FailedPrecondition: the removal is not at the erasing step.
             StoreUnavailable: when Redis cannot be reached.
         """
-        record = TenantKeys(tenant).removal()
-        async with translate_errors():
-            state, cursor = (
-                as_text(v) if v is not None else ""
-                for v in await self._redis.hmget(record, ["state", "cursor"])
-            )
-        if state != ERASING:
-            raise _in_state(tenant, state)
+        position = await self._store.erase_position(tenant)
+        if position.state != ERASING:
+            raise _in_state(tenant, position.state)
         erased = 0
-        kept = _kept_prefix(tenant)
-        async for next_cursor, page in scan_pages(
-            self._redis, _pattern(tenant), cursor=int(cursor or 0), count=page_size
-        ):
-            doomed = [key for key in page if not key.startswith(kept)]
-            async with translate_errors():
-                if doomed:
-                    await self._redis.unlink(*doomed)
-                await self._redis.hset(record, "cursor", str(next_cursor))
-                await self._redis.hincrby(record, "erased", len(doomed))
-            erased += len(doomed)
-            progress(len(doomed))
-            # A cursor of 0 ends a scan, except on Cluster, where it is always 0 (the next run
-            # scans again from the start, and finds only what is left).
-            if limit and erased >= limit and (next_cursor != 0 or is_cluster(self._redis)):
+        async for page in self._store.erase_pages(tenant, position.cursor, page_size):
+            erased += page.erased
+            progress(page.erased)
+            if limit and erased >= limit and page.more:
                 return EraseReport(erased, finished=False)
-        await self._forget_globally(tenant)
-        async with translate_errors():
-            await self._redis.hset(record, mapping={"state": REMOVED, "cursor": "0"})
+        await self._store.forget(tenant)
         return EraseReport(erased, finished=True)
-
-    async def _forget_globally(self, tenant: str) -> None:
-        """Drops the tenant from the global keys: its client ids, the erasure and removal lists."""
-        async with translate_errors():
-            owners = await self._redis.hgetall(GlobalKeys.client_tenants())
-            ids = [client_id for client_id, owner in owners.items() if as_text(owner) == tenant]
-            if ids:
-                await self._redis.hdel(GlobalKeys.client_tenants(), *ids)
-            await self._redis.srem(GlobalKeys.erasure_tenants(), tenant)
-            await self._redis.zrem(GlobalKeys.tenant_removals(), tenant)
-
-    async def _run(self, tenant: str, step: str, request: dict[str, str], *args: str) -> list[bytes]:
-        keys = TenantKeys(tenant)
-        result: list[bytes] = await self._scripts.run(
-            "tenant_removal",
-            [keys.removal(), keys.clients(), keys.audit_log()],
-            [step, json.dumps(request), *args],
-        )
-        return result
-
-
-def _verify_file(path: Path, pem: bytes, origin: str) -> VerifyReport:
-    with path.open("rb") as handle:
-        return verify_export(handle, load_public_key(pem), expected_origin=origin)
-
-
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[BinaryIO]:
-    """A new file that takes ``path``'s place whole once written (a stopped run leaves no half file)."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            os.fchmod(out.fileno(), 0o644)
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        Path(temporary).replace(path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _pattern(tenant: str) -> str:
-    return f"{PREFIX}:{{t:{tenant}}}:*"
-
-
-def _kept_prefix(tenant: str) -> bytes:
-    """What stays: the audit log's keys (its entries, indexes, tree and this removal record)."""
-    return f"{PREFIX}:{{t:{tenant}}}:audit:".encode()
 
 
 def _in_state(tenant: str, state: str) -> FailedPrecondition:

@@ -21,6 +21,7 @@ from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
+from idverify.store.tenant_removals import RedisRemovalStore
 
 pytestmark = pytest.mark.slow
 REQUEST = {"principal": "tenants-remove/test@host", "request_id": "", "trace_id": ""}
@@ -48,7 +49,7 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
                 await client.hset(f"iv1:{{t:{tenant}}}:acct:{n:032x}", mapping={"bound": "1"})
         store = AuditStore(client, scripts)
         audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
-        removal = TenantRemoval(client, scripts, audit)
+        removal = TenantRemoval(RedisRemovalStore(client, scripts), audit)
         before = await keys_of(client, stayer)
 
         await removal.schedule(leaver, 0, REQUEST)
