@@ -267,6 +267,8 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
     from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA  # noqa: PLC0415
     from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
     from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
+    from idverify.store.sealed_records import RedisSealedRecords  # noqa: PLC0415
     from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
     _out(f"wrapping keys: {', '.join(keyring.wrapping_versions)} (write: {keyring.wrapping_current})")
@@ -292,7 +294,7 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
             f"{older} server(s) of an older release (schema below {SCHEMA_VERSION}) still serve "
             "this Redis: their requests follow that release's rules until they are replaced"
         )
-    usage = await count_key_usage(redis)
+    usage = await count_key_usage(RedisSealedRecords(redis, Scripts(redis)))
     if not usage:
         _out("no records")
     for tenant, counts in sorted(usage.items()):
@@ -331,8 +333,12 @@ async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> 
 
 
 async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespace) -> int:
+    from idverify.flows.identity_mover import IdentityMover  # noqa: PLC0415
     from idverify.flows.reindex import Reindexer, count_key_usage  # noqa: PLC0415
+    from idverify.privacy.sealing import Sealer  # noqa: PLC0415
+    from idverify.store.identity_records import RedisIdentityRecords  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
+    from idverify.store.sealed_records import RedisSealedRecords  # noqa: PLC0415
 
     target = keyring.wrapping_current
     behind = await _wait_for_servers(redis, target, args.wait)
@@ -340,7 +346,9 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
         # A server that cannot read the target version would lose the records moved to it.
         _err(f"servers {', '.join(behind)} do not write under {target} yet; try again once they reload")
         return 1
-    usage = await count_key_usage(redis)
+    scripts = Scripts(redis)
+    records = RedisSealedRecords(redis, scripts)
+    usage = await count_key_usage(records)
     total = sum(
         counts.wrapping_total(v)
         for counts in usage.values()
@@ -355,7 +363,8 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
         if v != target
     )
     bar = _Progress(total, enabled=not args.no_progress)
-    report = await Reindexer(redis, Scripts(redis), keyring, page_size=max(args.batch, 1)).run(
+    mover = IdentityMover(RedisIdentityRecords(redis, scripts), Sealer(keyring))
+    report = await Reindexer(records, keyring, mover, page_size=max(args.batch, 1)).run(
         limit=max(args.limit, 0), progress=bar.advance
     )
     bar.close()
@@ -369,9 +378,11 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
 async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
     from idverify.flows.key_check import forget_key_version  # noqa: PLC0415
     from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
+    from idverify.store.sealed_records import RedisSealedRecords  # noqa: PLC0415
     from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
-    usage = await count_key_usage(redis)
+    usage = await count_key_usage(RedisSealedRecords(redis, Scripts(redis)))
     if version.startswith("p"):
         remaining = sum(counts.peppers[version] for counts in usage.values())
         what = "identity indexes"

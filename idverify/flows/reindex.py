@@ -4,38 +4,40 @@
 version still protects (:func:`count_key_usage`); ``idverify keys reindex`` re-seals every
 identity (moved, flows/identity_mover.py), verification, account, tenant's event account ids and
 webhook secret under the current wrapping key, resumably (:class:`Reindexer`).
+
+Both read and write the records through :class:`SealedRecords`, the port declared here, in typed
+values; ``store.sealed_records.RedisSealedRecords`` implements it (the key patterns, SCAN and
+HSCAN pages, the pipelined reads, ``reseal_verification.lua`` and the checkpoint's hash).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from enum import Enum
+from typing import Final, Protocol
 
 from idverify.events.accounts import EVENT_ACCOUNT
 from idverify.flows.account_age import BIRTH_DATE
 from idverify.flows.identity_mover import IDENTITY_INDEX, NAME_BINDING, IdentityMover
 from idverify.privacy.identity_index import parse_index_params
 from idverify.privacy.keyring import Keyring
-from idverify.privacy.sealing import Sealer, SealError, text_version
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.identity_records import RedisIdentityRecords
-from idverify.store.keys import PREFIX, GlobalKeys
-from idverify.store.scan import scan_pages
-from idverify.store.scripts import Scripts
+from idverify.privacy.sealing import SealError, text_version
 from idverify.webhooks.subscriptions import WEBHOOK_SECRET
 
 __all__ = [
     "ACCOUNT_FIELDS",
     "VERIFICATION_FIELDS",
     "KeyUsage",
+    "RecordKind",
+    "ReindexCheckpoint",
     "ReindexReport",
     "Reindexer",
+    "SealedRecord",
+    "SealedRecords",
     "count_key_usage",
-    "split_key",
 ]
 
 # The sealed fields of a verification: associated-data purpose, and what else its context holds:
@@ -53,27 +55,76 @@ VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
 }
 # The sealed fields of an account, each sealed with the account pseudonym as its context.
 ACCOUNT_FIELDS: Final[Mapping[str, str]] = {"birth_sealed": BIRTH_DATE}
-_EVENT_ACCOUNTS_PAGE: Final = 500
-_IDENTITY_PATTERN: Final = f"{PREFIX}:{{t:*}}:id:*"
-_VERIFICATION_PATTERN: Final = f"{PREFIX}:{{t:*}}:vf:*"
-_ACCOUNT_PATTERN: Final = f"{PREFIX}:{{t:*}}:acct:*"
-_WEBHOOK_PATTERN: Final = f"{PREFIX}:{{t:*}}:webhook:*"
-# Each tenant's one hash of account ids sealed for events (field: the audit pseudonym).
-_EVENT_ACCOUNTS_PATTERN: Final = f"{PREFIX}:{{t:*}}:events:acct"
 
 
-def split_key(key: bytes | str) -> tuple[str, str, str]:
-    """``iv1:{t:<tenant>}:<kind>:<rest>`` -> (tenant, kind, rest).
+class RecordKind(Enum):
+    """The kinds of records holding sealed values, named as their keys name them."""
 
-    Raises:
-        ValueError: the key is not a tenant key.
+    IDENTITY = "id"
+    VERIFICATION = "vf"
+    ACCOUNT = "acct"
+    EVENT_ACCOUNTS = "events"  # each tenant's one hash of account ids sealed for events
+    WEBHOOK = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """One record: its kind, its tenant, and its name within them.
+
+    The name is an identity's ref, a verification's id, an account's pseudonym or a webhook's
+    id; ``acct`` for a tenant's event accounts.
     """
-    text = as_text(key)
-    head, sep, tail = text.partition("}:")
-    if not sep or not head.startswith(f"{PREFIX}:{{t:"):
-        raise ValueError("not a tenant key")
-    kind, _, rest = tail.partition(":")
-    return head[len(PREFIX) + 4 :], kind, rest
+
+    kind: RecordKind
+    tenant: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexCheckpoint:
+    """Where a reindex stopped: the version it sealed under, its phase and the scan's cursor."""
+
+    target: str
+    phase: str
+    cursor: int
+
+
+class SealedRecords(Protocol):
+    """The records holding sealed values, across tenants; every method may raise StoreUnavailable."""
+
+    def records(
+        self, kind: RecordKind, *, cursor: int = 0, count: int = 500
+    ) -> AsyncIterator[tuple[int, list[SealedRecord]]]:
+        """Pages of every record of ``kind`` from ``cursor``, each with the cursor after it (0: the end).
+
+        A page may repeat records of an earlier one; a cursor may not resume everywhere (0 then).
+        """
+        ...
+
+    async def read_fields(
+        self, records: Sequence[SealedRecord], fields: Sequence[str]
+    ) -> list[list[str | None]]:
+        """Each record's ``fields`` (None: absent), in order, read together."""
+        ...
+
+    def hash_pages(self, record: SealedRecord) -> AsyncIterator[dict[str, str]]:
+        """All the fields of one (large) record, a page at a time."""
+        ...
+
+    async def reseal(self, record: SealedRecord, changes: Mapping[str, tuple[str, str]]) -> bool:
+        """Sets each field to its new value if all still hold the value read (field: (read, new)).
+
+        True when written; False when the record is gone or changed.
+        """
+        ...
+
+    async def checkpoint(self) -> ReindexCheckpoint | None:
+        """The last reindex's checkpoint, if any."""
+        ...
+
+    async def save_checkpoint(self, checkpoint: ReindexCheckpoint) -> None:
+        """Records the checkpoint."""
+        ...
 
 
 @dataclass
@@ -102,76 +153,51 @@ class KeyUsage:
         )
 
 
-async def count_key_usage(redis: RedisClient) -> dict[str, KeyUsage]:
+async def count_key_usage(store: SealedRecords) -> dict[str, KeyUsage]:
     """Per tenant, how many records each wrapping-key and pepper version still protects.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
     usage: dict[str, KeyUsage] = {}
-    async for _, page in scan_pages(redis, _IDENTITY_PATTERN):
-        async with translate_errors(), redis.pipeline(transaction=False) as pipe:
-            for key in page:
-                pipe.hmget(key, ["pepper", "moved_to"])
-            rows = await pipe.execute()
-        for key, (pepper, moved_to) in zip(page, rows, strict=True):
-            tenant, _, ref = split_key(key)
-            counts = usage.setdefault(tenant, KeyUsage())
-            version = text_version(ref)
+    async for _, page in store.records(RecordKind.IDENTITY):
+        rows = await store.read_fields(page, ["pepper", "moved_to"])
+        for record, (pepper, moved_to) in zip(page, rows, strict=True):
+            counts = usage.setdefault(record.tenant, KeyUsage())
+            version = text_version(record.name)
             if moved_to is not None:
                 counts.forwarding[version] += 1
                 continue
             counts.identities[version] += 1
             with contextlib.suppress(ValueError):
-                counts.peppers[parse_index_params(as_text(pepper or b""))[1]] += 1
+                counts.peppers[parse_index_params(pepper or "")[1]] += 1
     await _count_sealed(
-        redis, _VERIFICATION_PATTERN, list(VERIFICATION_FIELDS), usage, lambda u: u.verifications
+        store, RecordKind.VERIFICATION, list(VERIFICATION_FIELDS), usage, lambda u: u.verifications
     )
-    await _count_sealed(redis, _ACCOUNT_PATTERN, list(ACCOUNT_FIELDS), usage, lambda u: u.accounts)
-    await _count_sealed(redis, _WEBHOOK_PATTERN, ["secret"], usage, lambda u: u.webhook_secrets)
-    async for _, page in scan_pages(redis, _EVENT_ACCOUNTS_PATTERN):
-        for key in page:
-            tenant, _, _ = split_key(key)
-            counter = usage.setdefault(tenant, KeyUsage()).event_accounts
-            async for _, values in _hash_pages(redis, key):
-                counter.update(text_version(as_text(value)) for value in values.values())
+    await _count_sealed(store, RecordKind.ACCOUNT, list(ACCOUNT_FIELDS), usage, lambda u: u.accounts)
+    await _count_sealed(store, RecordKind.WEBHOOK, ["secret"], usage, lambda u: u.webhook_secrets)
+    async for _, page in store.records(RecordKind.EVENT_ACCOUNTS):
+        for record in page:
+            counter = usage.setdefault(record.tenant, KeyUsage()).event_accounts
+            async for values in store.hash_pages(record):
+                counter.update(text_version(value) for value in values.values())
     return usage
 
 
-async def _hash_pages(redis: RedisClient, key: bytes | str) -> AsyncIterator[tuple[int, dict[bytes, bytes]]]:
-    """HSCAN of one hash, a page at a time: (next cursor, fields)."""
-    cursor = 0
-    while True:
-        async with translate_errors():
-            cursor, values = await redis.hscan(key, cursor, count=_EVENT_ACCOUNTS_PAGE)
-        assert isinstance(values, dict)  # noqa: S101 - HSCAN answers a mapping
-        yield int(cursor), {_as_bytes(k): _as_bytes(v) for k, v in values.items()}
-        if int(cursor) == 0:
-            return
-
-
 async def _count_sealed(
-    redis: RedisClient,
-    pattern: str,
+    store: SealedRecords,
+    kind: RecordKind,
     fields: list[str],
     usage: dict[str, KeyUsage],
     counter_of: Callable[[KeyUsage], Counter[str]],
 ) -> None:
-    """Counts each record matching ``pattern`` once per wrapping-key version its ``fields`` use."""
-    async for _, page in scan_pages(redis, pattern):
-        async with translate_errors(), redis.pipeline(transaction=False) as pipe:
-            for key in page:
-                pipe.hmget(key, fields)
-            rows = await pipe.execute()
-        for key, row in zip(page, rows, strict=True):
-            tenant, _, _ = split_key(key)
-            counter = counter_of(usage.setdefault(tenant, KeyUsage()))
-            for version in {text_version(as_text(value)) for value in row if value} - {""}:
+    """Counts each record of ``kind`` once per wrapping-key version its ``fields`` use."""
+    async for _, page in store.records(kind):
+        rows = await store.read_fields(page, fields)
+        for record, row in zip(page, rows, strict=True):
+            counter = counter_of(usage.setdefault(record.tenant, KeyUsage()))
+            for version in {text_version(value) for value in row if value} - {""}:
                 counter[version] += 1
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +220,11 @@ class Reindexer:
     """
 
     def __init__(
-        self, redis: RedisClient, scripts: Scripts, keyring: Keyring, *, page_size: int = 200
+        self, store: SealedRecords, keyring: Keyring, mover: IdentityMover, *, page_size: int = 200
     ) -> None:
-        self._redis = redis
-        self._scripts = scripts
-        self._mover = IdentityMover(RedisIdentityRecords(redis, scripts), Sealer(keyring))
+        """Re-seals under ``keyring``'s current wrapping key; ``mover`` moves identities (under it too)."""
+        self._store = store
+        self._mover = mover
         self._target = keyring.wrapping_current
         self._page_size = page_size
 
@@ -208,15 +234,13 @@ class Reindexer:
         Raises:
             StoreUnavailable: Redis is down (the checkpoint keeps the progress made).
         """
-        checkpoint_key = GlobalKeys.reindex_checkpoint()
-        async with translate_errors():
-            saved = {as_text(k): as_text(v) for k, v in (await self._redis.hgetall(checkpoint_key)).items()}
+        saved = await self._store.checkpoint()
         phases = {
-            "id": _IDENTITY_PATTERN,
-            "vf": _VERIFICATION_PATTERN,
-            "acct": _ACCOUNT_PATTERN,
-            "events": _EVENT_ACCOUNTS_PATTERN,
-            "webhooks": _WEBHOOK_PATTERN,
+            "id": RecordKind.IDENTITY,
+            "vf": RecordKind.VERIFICATION,
+            "acct": RecordKind.ACCOUNT,
+            "events": RecordKind.EVENT_ACCOUNTS,
+            "webhooks": RecordKind.WEBHOOK,
         }
         workers = {
             "id": self._identity,
@@ -225,37 +249,28 @@ class Reindexer:
             "events": self._event_accounts,
             "webhooks": self._webhook_secret,
         }
-        resume = saved.get("target") == self._target and saved.get("phase") in phases
-        phase = saved["phase"] if resume else "id"
-        cursor = int(saved.get("cursor", "0")) if resume else 0
+        resume = saved is not None and saved.target == self._target and saved.phase in phases
+        phase = saved.phase if saved is not None and resume else "id"
+        cursor = saved.cursor if saved is not None and resume else 0
         resealed = unreadable = 0
-        for name, pattern in list(phases.items())[list(phases).index(phase) :]:
-            async for next_cursor, page in scan_pages(
-                self._redis, pattern, cursor=cursor, count=self._page_size
-            ):
-                for key in page:
-                    done = await workers[name](key)
+        for name, kind in list(phases.items())[list(phases).index(phase) :]:
+            async for next_cursor, page in self._store.records(kind, cursor=cursor, count=self._page_size):
+                for record in page:
+                    done = await workers[name](record)
                     resealed += done is True
                     unreadable += done is None
                     if progress is not None and done is True:
                         progress(1)
-                async with translate_errors():
-                    await self._redis.hset(
-                        checkpoint_key,
-                        mapping={"target": self._target, "phase": name, "cursor": next_cursor},
-                    )
+                await self._store.save_checkpoint(ReindexCheckpoint(self._target, name, next_cursor))
                 if limit and resealed >= limit and next_cursor != 0:
                     return ReindexReport(self._target, resealed, unreadable, finished=False)
             cursor = 0
-        async with translate_errors():
-            await self._redis.hset(
-                checkpoint_key, mapping={"target": self._target, "phase": "done", "cursor": 0}
-            )
+        await self._store.save_checkpoint(ReindexCheckpoint(self._target, "done", 0))
         return ReindexReport(self._target, resealed, unreadable, finished=True)
 
-    async def _identity(self, key: bytes) -> bool | None:
+    async def _identity(self, record: SealedRecord) -> bool | None:
         """True when moved, False when nothing to do, None when unreadable."""
-        tenant, _, ref = split_key(key)
+        tenant, ref = record.tenant, record.name
         if text_version(ref) == self._target:
             return False
         try:
@@ -265,69 +280,58 @@ class Reindexer:
             return None
         return outcome == "OK"
 
-    async def _verification(self, key: bytes) -> bool | None:
-        tenant, _, verification_id = split_key(key)
+    async def _verification(self, record: SealedRecord) -> bool | None:
         names = list(VERIFICATION_FIELDS)
-        async with translate_errors():
-            row = await self._redis.hmget(key, [*names, "acct", "acct_audit"])
-        account_ps, audit_ps = as_text(row[-2] or b""), as_text(row[-1] or b"")
+        [row] = await self._store.read_fields([record], [*names, "acct", "acct_audit"])
+        account_ps, audit_ps = row[-2] or "", row[-1] or ""
         contexts = {
             "": (),
-            "verification": (verification_id,),
+            "verification": (record.name,),
             "account": (account_ps,),
             "audit": (audit_ps,),
         }
         fields = {
             name: (purpose, contexts[context]) for name, (purpose, context) in VERIFICATION_FIELDS.items()
         }
-        return await self._reseal_fields(tenant, key, fields, row)
+        return await self._reseal_fields(record, fields, row)
 
-    async def _account(self, key: bytes) -> bool | None:
-        tenant, _, account_ps = split_key(key)
-        names = list(ACCOUNT_FIELDS)
-        async with translate_errors():
-            row = await self._redis.hmget(key, names)
-        fields = {name: (purpose, (account_ps,)) for name, purpose in ACCOUNT_FIELDS.items()}
-        return await self._reseal_fields(tenant, key, fields, row)
+    async def _account(self, record: SealedRecord) -> bool | None:
+        [row] = await self._store.read_fields([record], list(ACCOUNT_FIELDS))
+        fields = {name: (purpose, (record.name,)) for name, purpose in ACCOUNT_FIELDS.items()}
+        return await self._reseal_fields(record, fields, row)
 
-    async def _event_accounts(self, key: bytes) -> bool | None:
+    async def _event_accounts(self, record: SealedRecord) -> bool | None:
         """Re-seals a tenant's account ids kept for events, a page of fields per step."""
-        tenant, _, _ = split_key(key)
         fields = {}
-        async for _, values in _hash_pages(self._redis, key):
-            page = {as_text(ps): value for ps, value in values.items()}
+        async for page in self._store.hash_pages(record):
             fields = {ps: (EVENT_ACCOUNT, (ps,)) for ps in page}
-            done = await self._reseal_fields(tenant, key, fields, list(page.values()))
+            done = await self._reseal_fields(record, fields, list(page.values()))
             if done is None:
                 return None
         return bool(fields)
 
-    async def _webhook_secret(self, key: bytes) -> bool | None:
+    async def _webhook_secret(self, record: SealedRecord) -> bool | None:
         """Re-seals a webhook subscription's secret (bound to its tenant and id)."""
-        tenant, _, webhook_id = split_key(key)
-        async with translate_errors():
-            row = await self._redis.hmget(key, ["secret"])
-        return await self._reseal_fields(tenant, key, {"secret": (WEBHOOK_SECRET, (webhook_id,))}, row)
+        [row] = await self._store.read_fields([record], ["secret"])
+        return await self._reseal_fields(record, {"secret": (WEBHOOK_SECRET, (record.name,))}, row)
 
     async def _reseal_fields(
         self,
-        tenant: str,
-        key: bytes,
+        record: SealedRecord,
         fields: Mapping[str, tuple[str, tuple[str, ...]]],
-        row: Sequence[bytes | str | None],
+        row: Sequence[str | None],
     ) -> bool | None:
         """Re-seals the fields of one record as read (``row``, in ``fields`` order), compare-and-set."""
-        changes: dict[str, list[str]] = {}
+        changes: dict[str, tuple[str, str]] = {}
         for (name, (purpose, context)), value in zip(fields.items(), row, strict=False):
-            old = as_text(value or b"")
+            old = value or ""
             if not old or text_version(old) == self._target:
                 continue
             try:
-                new = self._mover.resealed(tenant, old, purpose, *context)
+                new = self._mover.resealed(record.tenant, old, purpose, *context)
             except SealError:
                 return None
-            changes[name] = [old, new]
+            changes[name] = (old, new)
         if not changes:
             return False
-        result = await self._scripts.run("reseal_verification", [as_text(key)], [json.dumps(changes)])
-        return as_text(result[0]) == "OK"
+        return await self._store.reseal(record, changes)

@@ -21,6 +21,7 @@ from idverify.domain.errors import FailedPrecondition, InvalidArgument
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.accounts import AccountFlow, Located
 from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.reindex import Reindexer, count_key_usage
 from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
 from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
@@ -30,9 +31,11 @@ from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
 from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import RedisClient
+from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import Scripts
+from idverify.store.sealed_records import RedisSealedRecords
 from idverify.testing import RedisProcess
 from idverify.verifiers.base import StepContext, StepResult
 
@@ -386,11 +389,13 @@ class TestSealedBirthDates:
             assert needle.encode() not in blob
 
         rotated = world.deps.keyring.with_new_wrapping_key(make_current=True)
-        usage = await count_key_usage(world.redis)
+        records = RedisSealedRecords(world.redis, world.deps.scripts)
+        usage = await count_key_usage(records)
         assert usage[world.tenant].accounts["w1"] == 1
-        report = await Reindexer(world.redis, world.deps.scripts, rotated).run()
+        mover = IdentityMover(RedisIdentityRecords(world.redis, world.deps.scripts), Sealer(rotated))
+        report = await Reindexer(records, rotated, mover).run()
         assert report.finished
-        usage = await count_key_usage(world.redis)
+        usage = await count_key_usage(records)
         assert usage[world.tenant].accounts["w1"] == 0
         assert usage[world.tenant].wrapping_total("w1") == 0
         reader = _accounts(
