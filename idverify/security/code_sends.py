@@ -8,21 +8,36 @@ that fails raises, and nothing is sent (fail closed). Wrong codes are counted pe
 tenants in the phone's slot before the tenant's step judges them. Where one server holds every
 slot (not Cluster), each pair runs as one chain (``Scripts.run_chain``): one round trip, the
 second script only after the first said yes.
+
+The counts are made through :class:`CodeSendStore`, the port declared here, in typed values;
+this module decides what they mean (a lock, a full window's reason, the refusals audited).
+``store.code_sends`` implements it over Redis (the counters' keys, ``send_budget.lua``,
+``phone_send.lua``, ``phone_guess.lua`` and their replies) and gives the verification flow the
+same counts folded into its chains (``CodeSendChains``), so that a signup keeps its round trips.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Protocol
 
-from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.domain.errors import RateLimited
 from idverify.observability import telemetry
-from idverify.store.connection import refusals_as
-from idverify.store.keys import PhoneKeys, TenantKeys
-from idverify.store.scripts import ChainStep, Scripts
+
+__all__ = [
+    "AnswerCount",
+    "CodeSendCounter",
+    "CodeSendStore",
+    "Count",
+    "PhoneCount",
+    "SendCounts",
+    "SendLimits",
+    "SendPseudonyms",
+    "SendToCount",
+    "TenantCount",
+]
 
 # The refusal reason of each of the tenant step's windows.
 _WINDOW_REASONS = {
@@ -59,31 +74,106 @@ class SendPseudonyms:
     phone: str  # the deployment-wide pseudonym of the phone (shared counters)
 
 
+@dataclass(frozen=True, slots=True)
+class SendToCount:
+    """A code about to be sent, as it is counted."""
+
+    tenant: str
+    names: SendPseudonyms
+    principal: str  # the caller, whose send budget it spends
+    max_attempts: int  # wrong codes that lock the account and phone
+    request: Mapping[str, str]  # the audit fields of the call behind it
+
+
+class Count(Enum):
+    """What a counting step answered."""
+
+    OK = "ok"  # counted
+    LOCKED = "locked"  # refused uncounted: locked by wrong codes
+    LIMITED = "limited"  # refused: a window is full
+
+
+@dataclass(frozen=True, slots=True)
+class TenantCount:
+    """The count in the tenant's slot."""
+
+    outcome: Count
+    failures: int = 0  # the account and phone's wrong codes so far (OK, LOCKED)
+    window: str = ""  # the full window (LIMITED): phone, principal_sends_minute, ... tenant_sends_day
+    ttl_ms: int = 0  # the full window's time left (LIMITED)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneCount:
+    """The count in the phone's own slot, shared by every tenant."""
+
+    outcome: Count
+    ttl_ms: int = 0  # LIMITED: the full window's time left
+
+
+@dataclass(frozen=True, slots=True)
+class SendCounts:
+    """A send's two counts; the phone's is made only after the tenant's answered OK."""
+
+    tenant: TenantCount
+    phone: PhoneCount | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCount:
+    """An answer's count for its phone across tenants: whether the phone is locked, and for how long."""
+
+    locked: bool
+    ttl_ms: int = 0
+
+
+class CodeSendStore(Protocol):
+    """The counters of code sends and wrong codes, under the limits it was made with.
+
+    Every method may raise StoreUnavailable (reason ``NOT_COUNTED`` for a count Redis refused):
+    then nothing may be sent or judged.
+    """
+
+    async def count_send(self, send: SendToCount) -> SendCounts:
+        """Counts the send in the tenant's slot, then, only after an OK there, in the phone's."""
+        ...
+
+    async def audit_phone_limited(self, send: SendToCount, ttl_ms: int) -> None:
+        """Audits in the tenant's log that the phone's shared windows refused the send.
+
+        Once a window (``ttl_ms``, at least a second) per tenant and phone.
+        """
+        ...
+
+    async def count_answer(self, phone_pseudonym: str, *, wrong: bool) -> AnswerCount | None:
+        """Counts a wrong code for its phone across tenants, or checks the lock for a right one.
+
+        None when nothing is counted: the phone lock is off, or there is no phone.
+        """
+        ...
+
+    async def audit_phone_locked(
+        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
+    ) -> None:
+        """Audits in the tenant's log that an answer met a locked phone.
+
+        Once a window (``ttl_ms``, at least a second) per ``lock_pseudonym`` (the account and phone).
+        """
+        ...
+
+
 class CodeSendCounter:
-    """The two counting steps before a code send, and the per-phone count of wrong codes."""
+    """The two counts before a code send, and the per-phone count of wrong codes, judged."""
 
-    def __init__(self, scripts: Scripts, limits: SendLimits) -> None:
-        self._scripts = scripts
-        self._limits = limits
+    def __init__(self, store: CodeSendStore) -> None:
+        self._store = store
 
-    async def count_send(
-        self,
-        keys: TenantKeys,
-        names: SendPseudonyms,
-        *,
-        principal: str,
-        max_attempts: int,
-        request: dict[str, str],
-        before: ChainStep | None = None,
-    ) -> tuple[str, int, Any]:
-        """Counts one code about to be sent; send it only when this returns ``("OK", failures, _)``.
-
-        ``before`` is a step (a read) that runs ahead of the counts in the same script, on one
-        server only (its reply is the third element; None when it did not run).
+    async def count_send(self, send: SendToCount) -> tuple[str, int]:
+        """Counts one code about to be sent; send it only when this returns ``("OK", failures)``.
 
         Returns:
-            ``("OK", wrong codes so far for the account and phone, _)``, or ``("OTP_LOCKED", n, _)``
-            when the account and phone used up their wrong codes, or ``("PHONE_LOCKED", 0, _)``
+            ``("OK", wrong codes so far for the account and phone)``, or ``("OTP_LOCKED", n)``
+            when the account and phone used up their wrong codes, or ``("PHONE_LOCKED", 0)``
             when the phone is locked by wrong codes from anyone: the verification is refused.
 
         Raises:
@@ -91,85 +181,39 @@ class CodeSendCounter:
                 or ``TENANT_SEND_BUDGET_EXCEEDED``).
             StoreUnavailable: a count could not be made; nothing may be sent.
         """
-        limits = self._limits
-        phone = PhoneKeys(names.phone)
-        tenant_step = ChainStep(
-            "send_budget",
-            [
-                keys.otp_failures(names.account_phone),
-                keys.rate_limit("phone", names.tenant_phone),
-                keys.rate_limit("sends-principal-minute", principal),
-                keys.rate_limit("sends-principal-day", principal),
-                keys.rate_limit("sends-tenant", "minute"),
-                keys.rate_limit("sends-tenant", "day"),
-                keys.audit_log(),
-            ],
-            [
-                max_attempts,
-                limits.per_phone_per_hour,
-                limits.per_principal_per_minute,
-                limits.per_principal_per_day,
-                limits.per_tenant_per_minute,
-                limits.per_tenant_per_day,
-                json.dumps(request),
-            ],
-            proceed_on=("OK",),
-        )
-        phone_step = ChainStep(
-            "phone_send",
-            [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()],
-            [
-                limits.phone_failure_limit,
-                limits.per_phone_all_tenants_per_hour,
-                limits.per_phone_all_tenants_per_day,
-            ],
-        )
-        shared: Any = None
-        before_reply: Any = None
-        if self._scripts.one_node:
-            # One server holds the phone's slot too: both counts in one round trip, the phone's
-            # only after the tenant's said yes, as below.
-            first = [before] if before is not None else []
-            async with counted_or_unavailable():
-                replies = await self._scripts.run_chain([*first, tenant_step, phone_step])
-            if first:
-                before_reply, replies = replies[0], replies[1:]
-            answer = replies[0]
-            if len(replies) > 1:
-                shared = replies[1]
-        else:
-            answer = await self._scripts.run(tenant_step.name, tenant_step.keys, tenant_step.args)
-        if answer[0] == b"LOCKED":
-            return "OTP_LOCKED", int(answer[1]), before_reply
-        if answer[0] == b"LIMITED":
-            window = answer[1].decode()
-            raise _limited(window, _WINDOW_REASONS[window], int(answer[2]))
-        failures = int(answer[1])
-        if shared is None:
-            async with counted_or_unavailable():
-                shared = await self._scripts.run(phone_step.name, phone_step.keys, phone_step.args)
-        if shared[0] == b"LOCKED":
-            return "PHONE_LOCKED", 0, before_reply
-        if shared[0] == b"LIMITED":
-            ttl_ms = int(shared[1])
-            # Audited in the refused tenant's log, once a window (a limit of 0 audits the first).
-            await self._scripts.run(
-                "rate_limit",
-                [keys.rate_limit("phone_all_tenants_audited", names.tenant_phone), keys.audit_log()],
-                [0, max(ttl_ms, 1000), json.dumps({**request, "limit": "phone_all_tenants"})],
-            )
+        return await self.judge_send(send, await self._store.count_send(send))
+
+    async def judge_send(self, send: SendToCount, counts: SendCounts) -> tuple[str, int]:
+        """What :meth:`count_send` answers for counts made (in a chain of the caller's, say).
+
+        Raises:
+            RateLimited: as :meth:`count_send`.
+            StoreUnavailable: the refusal's audit could not be written.
+        """
+        tenant = counts.tenant
+        if tenant.outcome is Count.LOCKED:
+            return "OTP_LOCKED", tenant.failures
+        if tenant.outcome is Count.LIMITED:
+            raise _limited(tenant.window, _WINDOW_REASONS[tenant.window], tenant.ttl_ms)
+        phone = counts.phone
+        assert phone is not None  # noqa: S101 - counted after every OK of the tenant's
+        if phone.outcome is Count.LOCKED:
+            return "PHONE_LOCKED", 0
+        if phone.outcome is Count.LIMITED:
+            # Audited in the refused tenant's log, once a window.
+            await self._store.audit_phone_limited(send, max(phone.ttl_ms, 1000))
             # The same reason as the tenant's own window: a caller learns nothing of other tenants.
-            raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", ttl_ms)
-        return "OK", failures, before_reply
+            raise _limited("phone_all_tenants", "PHONE_RATE_LIMITED", phone.ttl_ms)
+        return "OK", tenant.failures
 
     async def count_answer(
         self,
+        tenant: str,
         phone_pseudonym: str,
         *,
         wrong: bool,
-        keys: TenantKeys,
         lock_pseudonym: str,
-        request: dict[str, str],
+        request: Mapping[str, str],
     ) -> None:
         """Counts a wrong code for its phone across tenants, or checks the phone's lock for a right one.
 
@@ -181,60 +225,24 @@ class CodeSendCounter:
             RateLimited: reason ``PHONE_LOCKED`` while the phone is locked (nothing was judged).
             StoreUnavailable: the count could not be made; the code must not be judged.
         """
-        step = self.answer_step(phone_pseudonym, wrong=wrong)
-        if step is None:
-            return
-        async with counted_or_unavailable():
-            answer = await self._scripts.run(step.name, step.keys, step.args)
-        await self.judge_answer_count(answer, keys=keys, lock_pseudonym=lock_pseudonym, request=request)
+        count = await self._store.count_answer(phone_pseudonym, wrong=wrong)
+        if count is not None:
+            await self.judge_answer(count, tenant=tenant, lock_pseudonym=lock_pseudonym, request=request)
 
-    def answer_step(self, phone_pseudonym: str, *, wrong: bool) -> ChainStep | None:
-        """The count of :meth:`count_answer` as a step a chain may run first (None: nothing to count).
-
-        The chain's next step (the tenant's judgement) may follow only an ``OK``.
-        """
-        limits = self._limits
-        if limits.phone_failure_limit <= 0 or not phone_pseudonym:
-            return None
-        return ChainStep(
-            "phone_guess",
-            [PhoneKeys(phone_pseudonym).otp_failures()],
-            ["count" if wrong else "check", limits.phone_failure_limit, limits.failure_window_ms],
-            proceed_on=("OK",),
-        )
-
-    async def judge_answer_count(
-        self, answer: Any, *, keys: TenantKeys, lock_pseudonym: str, request: dict[str, str]
+    async def judge_answer(
+        self, count: AnswerCount, *, tenant: str, lock_pseudonym: str, request: Mapping[str, str]
     ) -> None:
-        """Refuses the answer whose count (:meth:`answer_step`) found its phone locked.
+        """Refuses the answer whose count found its phone locked.
 
         Raises:
             RateLimited: as :meth:`count_answer`.
             StoreUnavailable: as :meth:`count_answer`.
         """
-        if answer[0] == b"LOCKED":
-            ttl_ms = int(answer[1])
-            async with counted_or_unavailable():
-                await self._scripts.run(
-                    "rate_limit",
-                    [keys.rate_limit("phone_locked_audited", lock_pseudonym), keys.audit_log()],
-                    [0, max(ttl_ms, 1000), json.dumps({**request, "limit": "phone_locked"})],
-                )
-            raise _limited("phone_locked", "PHONE_LOCKED", ttl_ms)
+        if count.locked:
+            await self._store.audit_phone_locked(tenant, lock_pseudonym, max(count.ttl_ms, 1000), request)
+            raise _limited("phone_locked", "PHONE_LOCKED", count.ttl_ms)
 
 
 def _limited(window: str, reason: str, ttl_ms: int) -> RateLimited:
     telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=window)
     return RateLimited(f"limit {window} reached", retry_after=max(ttl_ms, 0) / 1000, reason=reason)
-
-
-@asynccontextmanager
-async def counted_or_unavailable() -> AsyncIterator[None]:
-    """A count Redis refused (out of memory, a damaged key) is a count not made: fail closed."""
-    async with refusals_as(
-        lambda: StoreUnavailable("the code could not be counted; nothing was sent", reason="NOT_COUNTED")
-    ):
-        yield
-
-
-__all__ = ["CodeSendCounter", "SendLimits", "SendPseudonyms", "counted_or_unavailable"]

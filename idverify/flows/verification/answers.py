@@ -19,7 +19,7 @@ from idverify.flows.verification.binding import BindingScripts
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
-from idverify.security.code_sends import CodeSendCounter, counted_or_unavailable
+from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep
 from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Outcome
@@ -30,7 +30,7 @@ class AnswerFlow:
     """Judges answers to verifications' challenges."""
 
     deps: FlowDeps
-    sends: CodeSendCounter
+    sends: CodeSendChains
     reader: VerificationReader
     binding: BindingScripts
 
@@ -85,7 +85,7 @@ class AnswerFlow:
         if count is not None and not d.scripts.one_node:
             # On Cluster the phone's slot is another server's: its count is a step of its own.
             await self.sends.count_answer(
-                phone_ps, wrong=wrong, keys=keys, lock_pseudonym=lock_ps, request=count_request
+                phone_ps, wrong=wrong, tenant=tenant, lock_pseudonym=lock_ps, request=count_request
             )
             count = None
 
@@ -96,7 +96,7 @@ class AnswerFlow:
             async with counted_or_unavailable():
                 replies = await d.scripts.run_chain([count, ChainStep("submit", submit_keys, args)])
             await self.sends.judge_answer_count(
-                replies[0], keys=keys, lock_pseudonym=lock_ps, request=count_request
+                replies[0], tenant=tenant, lock_pseudonym=lock_ps, request=count_request
             )
             return replies[1]
 

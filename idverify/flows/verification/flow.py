@@ -23,7 +23,8 @@ from idverify.flows.verification.guardian import GuardianConsent, GuardianConsen
 from idverify.flows.verification.plan import StartRequest, plan_start
 from idverify.flows.verification.steps import StepRunner
 from idverify.flows.verification.views import VerificationReader, VerificationView
-from idverify.security.code_sends import CodeSendCounter, SendLimits
+from idverify.security.code_sends import SendLimits
+from idverify.store.code_sends import CodeSendChains
 from idverify.store.consents import RedisConsentStore
 from idverify.store.identity_records import RedisIdentityRecords
 
@@ -44,7 +45,7 @@ class VerificationFlow:
         mover = IdentityMover(RedisIdentityRecords(deps.redis, deps.scripts), deps.sealer)
         ages = AccountAges(deps.sealer)
         limits, verification = deps.settings.rate_limits, deps.settings.verification
-        sends = CodeSendCounter(
+        sends = CodeSendChains(
             deps.scripts,
             SendLimits(
                 per_phone_per_hour=limits.code_sends_per_phone_per_hour,

@@ -19,7 +19,8 @@ from idverify.flows.verification.plan import StartPlan
 from idverify.observability import telemetry
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.sealing import associated_data, sealed_to_text
-from idverify.security.code_sends import CodeSendCounter, SendPseudonyms
+from idverify.security.code_sends import SendPseudonyms
+from idverify.store.code_sends import CodeSendChains
 from idverify.store.scripts import ChainStep
 from idverify.verifiers.base import (
     Challenge,
@@ -57,7 +58,7 @@ class StepsRun:
 class StepRunner:
     """Runs a start's verifier steps into its record."""
 
-    def __init__(self, deps: FlowDeps, sends: CodeSendCounter) -> None:
+    def __init__(self, deps: FlowDeps, sends: CodeSendChains) -> None:
         self._d = deps
         self._sends = sends
 
@@ -176,7 +177,7 @@ class StepRunner:
         if identity is not None and identity.bindings is None and d.scripts.one_node:
             read = ChainStep("hget_each", identity.probe.keys, ["name_binding"], proceed_on=("OK",))
         verdict, failures, read_reply = await self._sends.count_send(
-            plan.keys,
+            tenant,
             SendPseudonyms(
                 account_phone=record["otp_ps"],
                 tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),

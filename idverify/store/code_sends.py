@@ -1,0 +1,259 @@
+"""The counters of code sends and wrong codes in Redis, for ``security.code_sends``.
+
+``security.code_sends`` decides what a count means (a lock, a full window's reason, which
+refusals are audited); this adapter keeps the counters (the tenant's in its slot, the phone's
+shared ones in the phone's own slot, ``PhoneKeys``), runs ``send_budget.lua``, ``phone_send.lua``,
+``phone_guess.lua`` and ``rate_limit.lua`` (a refusal audited once a window) and decodes their
+replies once. A count Redis refused (out of memory, a damaged key) is a count not made:
+``counted_or_unavailable`` turns it into StoreUnavailable (``NOT_COUNTED``), and nothing is sent.
+
+The verification flow folds these counts into its own chains of scripts (a send's counts after
+the identity's read, an answer's count before its judgement): :class:`CodeSendChains` is that
+flow's counter, with the steps and replies those chains need, so that a signup keeps its round
+trips.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from idverify.domain.errors import StoreUnavailable
+from idverify.security.code_sends import (
+    AnswerCount,
+    CodeSendCounter,
+    Count,
+    PhoneCount,
+    SendCounts,
+    SendLimits,
+    SendPseudonyms,
+    SendToCount,
+    TenantCount,
+)
+from idverify.store.connection import refusals_as
+from idverify.store.keys import PhoneKeys, TenantKeys
+from idverify.store.scripts import ChainStep, Scripts
+
+__all__ = ["CodeSendChains", "RedisCodeSends", "counted_or_unavailable"]
+
+
+@asynccontextmanager
+async def counted_or_unavailable() -> AsyncIterator[None]:
+    """A count Redis refused (out of memory, a damaged key) is a count not made: fail closed."""
+    async with refusals_as(
+        lambda: StoreUnavailable("the code could not be counted; nothing was sent", reason="NOT_COUNTED")
+    ):
+        yield
+
+
+class RedisCodeSends:
+    """``security.code_sends.CodeSendStore`` over the scripts of one Redis deployment."""
+
+    def __init__(self, scripts: Scripts, limits: SendLimits) -> None:
+        self._scripts = scripts
+        self._limits = limits
+
+    def _tenant_step(self, send: SendToCount) -> ChainStep:
+        limits, names, keys = self._limits, send.names, TenantKeys(send.tenant)
+        return ChainStep(
+            "send_budget",
+            [
+                keys.otp_failures(names.account_phone),
+                keys.rate_limit("phone", names.tenant_phone),
+                keys.rate_limit("sends-principal-minute", send.principal),
+                keys.rate_limit("sends-principal-day", send.principal),
+                keys.rate_limit("sends-tenant", "minute"),
+                keys.rate_limit("sends-tenant", "day"),
+                keys.audit_log(),
+            ],
+            [
+                send.max_attempts,
+                limits.per_phone_per_hour,
+                limits.per_principal_per_minute,
+                limits.per_principal_per_day,
+                limits.per_tenant_per_minute,
+                limits.per_tenant_per_day,
+                json.dumps(dict(send.request)),
+            ],
+            proceed_on=("OK",),
+        )
+
+    def _phone_step(self, send: SendToCount) -> ChainStep:
+        limits, phone = self._limits, PhoneKeys(send.names.phone)
+        return ChainStep(
+            "phone_send",
+            [phone.otp_failures(), phone.sends_this_hour(), phone.sends_this_day()],
+            [
+                limits.phone_failure_limit,
+                limits.per_phone_all_tenants_per_hour,
+                limits.per_phone_all_tenants_per_day,
+            ],
+        )
+
+    async def count_send(self, send: SendToCount) -> SendCounts:
+        """``send_budget.lua``, then ``phone_send.lua`` after its OK: one chain on one server."""
+        return (await self.count_send_after(None, send))[1]
+
+    async def count_send_after(self, before: ChainStep | None, send: SendToCount) -> tuple[Any, SendCounts]:
+        """:meth:`count_send` with ``before`` (a read) ahead of the counts in the same chain.
+
+        ``before`` runs on one server only; its reply comes first (None when it did not run).
+        """
+        tenant_step, phone_step = self._tenant_step(send), self._phone_step(send)
+        shared: Any = None
+        before_reply: Any = None
+        if self._scripts.one_node:
+            # One server holds the phone's slot too: both counts in one round trip, the phone's
+            # only after the tenant's said yes, as below.
+            first = [before] if before is not None else []
+            async with counted_or_unavailable():
+                replies = await self._scripts.run_chain([*first, tenant_step, phone_step])
+            if first:
+                before_reply, replies = replies[0], replies[1:]
+            answer = replies[0]
+            if len(replies) > 1:
+                shared = replies[1]
+        else:
+            answer = await self._scripts.run(tenant_step.name, tenant_step.keys, tenant_step.args)
+        # {'OK', failures} | {'LOCKED', failures} | {'LIMITED', window name, ttl ms}
+        if answer[0] == b"LOCKED":
+            return before_reply, SendCounts(TenantCount(Count.LOCKED, failures=int(answer[1])))
+        if answer[0] == b"LIMITED":
+            window = TenantCount(Count.LIMITED, window=answer[1].decode(), ttl_ms=int(answer[2]))
+            return before_reply, SendCounts(window)
+        counted = TenantCount(Count.OK, failures=int(answer[1]))
+        if shared is None:
+            async with counted_or_unavailable():
+                shared = await self._scripts.run(phone_step.name, phone_step.keys, phone_step.args)
+        # {'OK'} | {'LOCKED', ttl ms} | {'LIMITED', ttl ms}
+        if shared[0] == b"LOCKED":
+            return before_reply, SendCounts(counted, PhoneCount(Count.LOCKED))
+        if shared[0] == b"LIMITED":
+            return before_reply, SendCounts(counted, PhoneCount(Count.LIMITED, ttl_ms=int(shared[1])))
+        return before_reply, SendCounts(counted, PhoneCount(Count.OK))
+
+    async def audit_phone_limited(self, send: SendToCount, ttl_ms: int) -> None:
+        """``rate_limit.lua`` with a limit of 0 on a marker of the tenant's phone: the window's first."""
+        keys = TenantKeys(send.tenant)
+        await self._scripts.run(
+            "rate_limit",
+            [keys.rate_limit("phone_all_tenants_audited", send.names.tenant_phone), keys.audit_log()],
+            [0, ttl_ms, json.dumps({**send.request, "limit": "phone_all_tenants"})],
+        )
+
+    def answer_step(self, phone_pseudonym: str, *, wrong: bool) -> ChainStep | None:
+        """:meth:`count_answer` as a step a chain may run first (None: nothing to count).
+
+        The chain's next step (the tenant's judgement) may follow only an ``OK``; :meth:`answer_of`
+        reads its reply.
+        """
+        limits = self._limits
+        if limits.phone_failure_limit <= 0 or not phone_pseudonym:
+            return None
+        return ChainStep(
+            "phone_guess",
+            [PhoneKeys(phone_pseudonym).otp_failures()],
+            ["count" if wrong else "check", limits.phone_failure_limit, limits.failure_window_ms],
+            proceed_on=("OK",),
+        )
+
+    @staticmethod
+    def answer_of(reply: Any) -> AnswerCount:
+        """``phone_guess.lua``'s reply: {'OK', failures} | {'LOCKED', ttl ms}."""
+        if reply[0] == b"LOCKED":
+            return AnswerCount(locked=True, ttl_ms=int(reply[1]))
+        return AnswerCount(locked=False)
+
+    async def count_answer(self, phone_pseudonym: str, *, wrong: bool) -> AnswerCount | None:
+        """``phone_guess.lua`` alone."""
+        step = self.answer_step(phone_pseudonym, wrong=wrong)
+        if step is None:
+            return None
+        async with counted_or_unavailable():
+            return self.answer_of(await self._scripts.run(step.name, step.keys, step.args))
+
+    async def audit_phone_locked(
+        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
+    ) -> None:
+        """``rate_limit.lua`` with a limit of 0 on a marker of the account and phone."""
+        keys = TenantKeys(tenant)
+        async with counted_or_unavailable():
+            await self._scripts.run(
+                "rate_limit",
+                [keys.rate_limit("phone_locked_audited", lock_pseudonym), keys.audit_log()],
+                [0, ttl_ms, json.dumps({**request, "limit": "phone_locked"})],
+            )
+
+
+class CodeSendChains:
+    """The verification flow's counter of code sends: ``CodeSendCounter`` over Redis, chain by chain.
+
+    The flow's chains carry the counts as steps of their own (a send's counts after the
+    identity's read, an answer's count before its judgement); the judgements are the counter's.
+    """
+
+    def __init__(self, scripts: Scripts, limits: SendLimits) -> None:
+        self._store = RedisCodeSends(scripts, limits)
+        self._counter = CodeSendCounter(self._store)
+
+    async def count_send(
+        self,
+        tenant: str,
+        names: SendPseudonyms,
+        *,
+        principal: str,
+        max_attempts: int,
+        request: Mapping[str, str],
+        before: ChainStep | None = None,
+    ) -> tuple[str, int, Any]:
+        """``CodeSendCounter.count_send``, with ``before``'s reply third (None when it did not run).
+
+        ``before`` is a step (a read) that runs ahead of the counts in the same chain, on one
+        server only.
+
+        Raises:
+            RateLimited, StoreUnavailable: as ``CodeSendCounter.count_send``.
+        """
+        send = SendToCount(tenant, names, principal, max_attempts, request)
+        before_reply, counts = await self._store.count_send_after(before, send)
+        verdict, failures = await self._counter.judge_send(send, counts)
+        return verdict, failures, before_reply
+
+    def answer_step(self, phone_pseudonym: str, *, wrong: bool) -> ChainStep | None:
+        """The count of :meth:`count_answer` as a step a chain may run first (None: nothing to count).
+
+        The chain's next step may follow only an ``OK``; :meth:`judge_answer_count` reads its reply.
+        """
+        return self._store.answer_step(phone_pseudonym, wrong=wrong)
+
+    async def count_answer(
+        self,
+        phone_pseudonym: str,
+        *,
+        wrong: bool,
+        tenant: str,
+        lock_pseudonym: str,
+        request: Mapping[str, str],
+    ) -> None:
+        """``CodeSendCounter.count_answer``, the count a step of its own (the phone's slot is elsewhere).
+
+        Raises:
+            RateLimited, StoreUnavailable: as ``CodeSendCounter.count_answer``.
+        """
+        await self._counter.count_answer(
+            tenant, phone_pseudonym, wrong=wrong, lock_pseudonym=lock_pseudonym, request=request
+        )
+
+    async def judge_answer_count(
+        self, reply: Any, *, tenant: str, lock_pseudonym: str, request: Mapping[str, str]
+    ) -> None:
+        """Refuses the answer whose count (:meth:`answer_step`, run in a chain) found its phone locked.
+
+        Raises:
+            RateLimited, StoreUnavailable: as ``CodeSendCounter.judge_answer``.
+        """
+        await self._counter.judge_answer(
+            RedisCodeSends.answer_of(reply), tenant=tenant, lock_pseudonym=lock_pseudonym, request=request
+        )
