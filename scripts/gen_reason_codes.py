@@ -1017,8 +1017,10 @@ def _argument(call: ast.Call, names: list[str], param: str) -> ast.expr | None:
 def _claimed_sites(source: Source) -> list[Site]:
     """Codes handed to a raise at run time (a Lua answer, a function naming a refusal) take its status.
 
-    A raise whose reason is neither a literal nor a parameter claims the handed codes of the Lua
-    scripts its function runs and of the functions it reaches in two calls.
+    A raise or a stored reason whose reason is neither a literal nor a parameter claims the handed
+    codes of the Lua scripts its function runs and of the functions it reaches in two calls (a
+    verdict a use case returns may reach its flow through the store's adapter, as a code send's
+    does through ``store.code_sends.CodeSendChains``).
     """
     sites: list[Site] = []
     handed: dict[str, list[Site]] = defaultdict(list)
@@ -1031,7 +1033,7 @@ def _claimed_sites(source: Source) -> list[Site]:
                 continue
             found = [s for script in function.scripts for s in source.script_sites(script) if s.handed]
             near, ring = set(), {function.qualname}
-            for _ in range(2 if status else 1):  # a stored reason takes it from a direct call only
+            for _ in range(2):
                 ring = {c for name in ring if (f := source.functions.get(name)) is not None for c in f.calls}
                 near |= ring
             found += [s for name in near - {function.qualname} for s in handed.get(name, [])]
