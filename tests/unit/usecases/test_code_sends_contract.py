@@ -2,7 +2,8 @@
 
 ``testing.memory_code_sends.MemoryCodeSends`` (what ``test_code_sends_usecase.py`` runs the
 counter on) and ``store.code_sends.RedisCodeSends`` over a real redis-server (``send_budget.lua``,
-``phone_send.lua``, ``phone_guess.lua``, ``rate_limit.lua``) answer every assertion here the same way.
+``phone_send.lua``, ``phone_guess.lua``, ``rate_limit.lua``), its counts chained as on one server
+or made one by one as on Cluster, answer every assertion here the same way.
 """
 
 from __future__ import annotations
@@ -95,12 +96,21 @@ class Port:
     world: World
 
 
-@pytest.fixture(params=["memory", "redis"])
+class StepByStep(Scripts):
+    """Scripts that run each count alone, as on Cluster where the phone's slot is another server's."""
+
+    @property
+    def one_node(self) -> bool:
+        return False
+
+
+@pytest.fixture(params=["memory", "redis", "redis-step-by-step"])
 def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
     if request.param == "memory":
         memory = MemoryCodeSends(LIMITS)
         return Port(memory, MemoryWorld(memory))
-    return Port(RedisCodeSends(Scripts(own_client), LIMITS), RedisWorld(own_client))
+    scripts = Scripts(own_client) if request.param == "redis" else StepByStep(own_client)
+    return Port(RedisCodeSends(scripts, LIMITS), RedisWorld(own_client))
 
 
 def hexed(phone: str) -> str:
