@@ -43,6 +43,7 @@ from idverify.audit.log_store import AuditStore
 from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient, connect
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
@@ -160,7 +161,7 @@ async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, 
     scripts = Scripts(redis)
     store = AuditStore(redis, scripts)
     integrator = TreeIntegrator(store)
-    flow = AuditFlow(store, integrator, TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+    flow = AuditFlow(RedisAuditLog(store, integrator), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
     rtt = await timed(redis.ping, 2000)
     figures: dict[str, Any] = {"redis_round_trip_ms": rtt * 1e3}
 

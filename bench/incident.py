@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.typing import EncodableT, FieldT
 
 from idverify.audit.checkpoint import TreeHeadSigner
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.flows.audit import AuditFlow
@@ -41,6 +40,7 @@ from idverify.flows.context import RequestInfo
 from idverify.flows.incident import IncidentFlow, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient, connect
 from idverify.store.incident_reads import SCAN_PAGE, RedisIncidentStore
 from idverify.store.keys import TenantKeys
@@ -106,7 +106,7 @@ async def measure(redis: RedisClient, accounts: int, tenants: int, *, quiet: boo
     scripts = Scripts(redis)
     store = AuditStore(redis, scripts)
     key = Ed25519PrivateKey.generate()
-    audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(key), Keyring.generate())
+    audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(key), Keyring.generate())
     flow = IncidentFlow(RedisIncidentStore(redis, scripts), audit, key, IncidentSettings())
 
     began = time.perf_counter()

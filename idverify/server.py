@@ -39,7 +39,8 @@ from idverify.events.streams import EventStreams
 from idverify.events.tail import OutboxTail
 from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
-from idverify.flows.audit import AuditFlow, build_audit_flow, integrate_forever
+from idverify.flows.audit import AuditFlow
+from idverify.flows.audit_setup import build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
@@ -73,6 +74,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -572,7 +574,7 @@ async def _audit_flow(
     Raises:
         ConfigError: when the signing key cannot be read or the heads file is damaged.
     """
-    audit = build_audit_flow(settings, redis, scripts, keyring)
+    audit = build_audit_flow(settings, RedisAuditLog.over(redis, scripts), keyring)
     try:
         await audit.find_rollbacks()
     except StoreUnavailable:

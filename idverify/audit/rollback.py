@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from idverify.audit.checkpoint import SignedHead, TreeHead
-from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore, TreeState
-from idverify.audit.merkle import ProofError, consistency_plan, verify_consistency
+from idverify.audit.log_store import TreeState
+from idverify.audit.merkle import NodeId, ProofError, consistency_plan, verify_consistency
 from idverify.audit.published_heads import PublishedHeads
 from idverify.domain.errors import FailedPrecondition
 
-__all__ = ["ROLLED_BACK", "Rollback", "RollbackGuard"]
+__all__ = ["ROLLED_BACK", "GuardedLog", "LogIntegration", "Rollback", "RollbackGuard"]
 
 ROLLED_BACK = "AUDIT_LOG_ROLLED_BACK"
 
@@ -83,10 +84,34 @@ class Rollback:
         return error
 
 
+class GuardedLog(Protocol):
+    """The reads a guard makes of the logs (``audit.log_store.AuditStore`` is one)."""
+
+    async def size(self, tenant: str) -> int:
+        """Entries in the log."""
+        ...
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree."""
+        ...
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Stored node hashes."""
+        ...
+
+
+class LogIntegration(Protocol):
+    """What brings a tree up to a size (``audit.integrator.TreeIntegrator`` is one)."""
+
+    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
+        """The tree after folding in entries up to ``up_to`` at least."""
+        ...
+
+
 class RollbackGuard:
     """Compares each tenant's log with its published head, and records heads handed out."""
 
-    def __init__(self, store: AuditStore, integrator: TreeIntegrator, heads: PublishedHeads) -> None:
+    def __init__(self, store: GuardedLog, integrator: LogIntegration, heads: PublishedHeads) -> None:
         self._store = store
         self._integrator = integrator
         self._heads = heads

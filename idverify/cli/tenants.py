@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from idverify.config import Settings, load_settings
 from idverify.domain.errors import ConfigError, IdverifyError, StoreUnavailable
-from idverify.store.keys import valid_tenant
+from idverify.domain.tenants import valid_tenant
 
 if TYPE_CHECKING:
     from idverify.audit.checkpoint import SignedHead
@@ -108,9 +108,10 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
-    from idverify.flows.audit import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.flows.audit_setup import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
+    from idverify.store.audit_logs import RedisAuditLog  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
 
@@ -119,7 +120,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         # The log's own key signs its final head: never one generated here by mistake.
         await check_signing_key(settings, redis)
         scripts = Scripts(redis)
-        audit = build_audit_flow(settings, redis, scripts, keyring)
+        audit = build_audit_flow(settings, RedisAuditLog.over(redis, scripts), keyring)
         removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)
         if args.tenants_command == "status":
             return await _status(removal)

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from idverify.domain.errors import NotFound, RateLimited
+from idverify.domain.tenants import valid_tenant
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, Role
 from idverify.security.rate_limits import PrincipalLimiter
 from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys, valid_tenant
+from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
 __all__ = ["CONSOLE_ROLES", "ConsoleSessions", "Session", "SignInLimiter"]

@@ -7,15 +7,18 @@ reversed time range) and a position the log has not reached yet (OUT_OF_RANGE: t
 request may succeed later). A proof costs one round trip, reading its O(log n) nodes, when the
 tree is known to have reached its size (stored nodes never change, so that knowledge keeps), and
 two otherwise: the tree head first.
+
+The flow reads the log through :class:`AuditLog`, the port declared here, in typed values;
+``store.audit_logs.RedisAuditLog`` implements it over ``audit.log_store`` and the integrator.
+``flows.audit_setup`` builds a server's flow from its settings and keeps its trees integrated.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from idverify.audit.checkpoint import (
     CheckpointError,
@@ -28,31 +31,17 @@ from idverify.audit.checkpoint import (
     verify_signed_head,
 )
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
-from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore, StoredHead, TreeState
+from idverify.audit.log_store import StoredHead, TreeState
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
-from idverify.audit.published_heads import PublishedHeads
-from idverify.audit.query import EventFilter, QueryResult, run_query
+from idverify.audit.query import EventFilter, QueryResult
 from idverify.audit.rollback import Rollback, RollbackGuard
-from idverify.audit.signing_key import load_signing_key
-from idverify.config import Settings
-from idverify.data_dir import check_witness_dirs
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
+from idverify.domain.tenants import valid_tenant
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, tenant_for
-from idverify.store.connection import RedisClient
-from idverify.store.keys import valid_tenant
-from idverify.store.scripts import Scripts
 
-__all__ = [
-    "AuditFlow",
-    "InclusionProof",
-    "QueryRequest",
-    "build_audit_flow",
-    "integrate_forever",
-    "origin_of",
-]
+__all__ = ["AuditFlow", "AuditLog", "InclusionProof", "QueryRequest", "origin_of"]
 
 # A head is re-signed when the tree grew, or when the one at hand is older than this, so that
 # an idle log still shows a fresh timestamp.
@@ -61,11 +50,7 @@ HEAD_MAX_AGE_MS = 60_000
 # head meanwhile, which the next round then hands out, so a second round nearly always ends it.
 _HEAD_ATTEMPTS = 8
 MAX_FILTER_VALUES = 64
-# How often each replica folds new entries into the tree.
-INTEGRATION_INTERVAL_SECONDS = 0.5
 _MAX_FILTER_TEXT = 64
-
-log = logging.getLogger("idverify.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +75,50 @@ class QueryRequest:
     limit: int = 0
 
 
+class AuditLog(Protocol):
+    """The tenants' audit logs as stored, and their trees; every method may raise StoreUnavailable."""
+
+    async def exists(self, tenant: str) -> bool:
+        """Whether the tenant's log has any entry."""
+        ...
+
+    async def size(self, tenant: str) -> int:
+        """Entries in the log, integrated or not."""
+        ...
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The stored bytes of entries, in order; None where there is no such entry."""
+        ...
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree, with the last signed head stored."""
+        ...
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Stored node hashes; None for a node not stored (yet)."""
+        ...
+
+    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
+        """Stores a newly signed head if the stored one is still ``previous``; False otherwise.
+
+        Raises:
+            StoreUnavailable: as every method.
+        """
+        ...
+
+    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
+        """Folds appended entries into the tree (all, or at least ``up_to``); the state after.
+
+        Raises:
+            LogCorrupted: when entries are missing from the store.
+        """
+        ...
+
+    def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """The entries matching ``query``, in index order."""
+        ...
+
+
 def origin_of(tenant: str) -> str:
     """The checkpoint origin line of a tenant's log."""
     return f"idverify/{tenant}"
@@ -100,8 +129,7 @@ class AuditFlow:
 
     def __init__(
         self,
-        store: AuditStore,
-        integrator: TreeIntegrator,
+        store: AuditLog,
         signer: TreeHeadSigner,
         keyring: Keyring,
         *,
@@ -110,7 +138,6 @@ class AuditFlow:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._store = store
-        self._integrator = integrator
         self._signer = signer
         self._keyring = keyring
         self._configured = frozenset(configured_tenants)
@@ -165,7 +192,7 @@ class AuditFlow:
             OSError: when the published head cannot be recorded (none is handed out then).
         """
         for _ in range(_HEAD_ATTEMPTS):
-            state = await self._integrator.integrate(tenant)
+            state = await self._store.integrate(tenant)
             if self._guard is not None:
                 await self._guard.require(tenant, state)
             last = self._trusted_head(tenant, state.last_head)
@@ -291,11 +318,11 @@ class AuditFlow:
         Raises:
             InvalidArgument: on a reversed time range, or oversized or malformed filters.
         """
-        return run_query(self._store, tenant, self._filter(tenant, request))
+        return self._store.query(tenant, self._filter(tenant, request))
 
     def entries(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """The entries matching a filter the caller built (no request to check), in index order."""
-        return run_query(self._store, tenant, query)
+        return self._store.query(tenant, query)
 
     def _filter(self, tenant: str, request: QueryRequest) -> EventFilter:
         start, end = request.start_ms, request.end_ms
@@ -337,7 +364,7 @@ class AuditFlow:
             StoreUnavailable: when Redis cannot be reached.
             LogCorrupted: when entries are missing from the store.
         """
-        return await self._integrator.integrate(tenant)
+        return await self._store.integrate(tenant)
 
     async def _read_proof_nodes(
         self, tenant: str, size: int, field: str, nodes: Sequence[NodeId]
@@ -355,7 +382,7 @@ class AuditFlow:
             self._reached_sizes.pop(tenant, None)
         state = await self._store.tree_state(tenant)
         if size > state.size:
-            state = await self._integrator.integrate(tenant, up_to=size)
+            state = await self._store.integrate(tenant, up_to=size)
         if size > state.size:
             raise OutOfRange(f"the log has {state.size} entries", reason="TREE_SIZE_NOT_REACHED", field=field)
         self._reached_sizes[tenant] = state.size
@@ -370,44 +397,3 @@ def _check_texts(values: Sequence[str], field: str, *, indexed: bool = True) -> 
                 reason="BAD_FILTER",
                 field=f"{field}[{index}]" if indexed else field,
             )
-
-
-def build_audit_flow(settings: Settings, redis: RedisClient, scripts: Scripts, keyring: Keyring) -> AuditFlow:
-    """The audit flow of a server: its store, integrator and signing key.
-
-    Raises:
-        ConfigError: when the configured signing key cannot be read, or a witness directory is
-            missing or not writable.
-    """
-    check_witness_dirs(settings.audit_witness_dirs)
-    store = AuditStore(redis, scripts)
-    signer = TreeHeadSigner(load_signing_key(settings.data_dir, settings.audit_signing_key_file))
-    integrator = TreeIntegrator(store)
-    guard = RollbackGuard(store, integrator, PublishedHeads(settings.data_dir, settings.audit_witness_dirs))
-    # Tenants reached only through mapped client certificates have no client records to list.
-    certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
-    configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}
-    return AuditFlow(store, integrator, signer, keyring, configured_tenants=configured, guard=guard)
-
-
-async def integrate_forever(
-    flow: AuditFlow,
-    tenants: Callable[[], Awaitable[Collection[str]]],
-    *,
-    interval_seconds: float = INTEGRATION_INTERVAL_SECONDS,
-) -> None:
-    """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
-
-    Runs in every replica; they share the work through the integrator's check-and-set. Failures
-    are logged and retried at the next round (Redis being down is the health watcher's news).
-    """
-    while True:
-        try:
-            for tenant in sorted({*await tenants(), *flow.configured_tenants}):
-                await flow.integrate(tenant)
-        except StoreUnavailable:
-            pass
-        except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
-            # The type, not the message: a foreign exception's text is not ours to log.
-            log.error("audit integration failed: %s", type(error).__name__)  # noqa: TRY400
-        await asyncio.sleep(interval_seconds)

@@ -55,7 +55,7 @@ DEPLOYMENT_LABEL: Final = "*deployment"
 """The tenant label of deployment-wide pseudonyms (a phone's counters shared by all tenants).
 
 No tenant can have it: tenant names are lower-case letters, digits, ``-`` and ``_``
-(``store.keys.valid_tenant``), so its subkeys are never any tenant's.
+(``domain.tenants.valid_tenant``), so its subkeys are never any tenant's.
 """
 
 PEPPER_MIN_BYTES: Final = 32

@@ -34,8 +34,8 @@ from enum import Enum
 from typing import Protocol
 
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from idverify.domain.tenants import valid_tenant
 from idverify.security.principals import Principal, Role
-from idverify.store.keys import valid_tenant
 from idverify.verifiers.base import Keyed
 
 __all__ = [

@@ -87,13 +87,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from idverify.domain.tenants import valid_tenant
+
 PREFIX = "iv1"
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def valid_tenant(tenant: str) -> bool:
-    """Tenants are short lower-case names so that they can sit inside a hash tag."""
-    return bool(_TENANT.match(tenant))
 
 
 class TenantKeys:

@@ -10,13 +10,13 @@ from redis.asyncio.cluster import RedisCluster
 
 from idverify.audit.checkpoint import TreeHeadSigner, load_public_key
 from idverify.audit.export import verify_export
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.flows.audit import AuditFlow
 from idverify.flows.tenant_removal import TenantRemoval, export_paths
 from idverify.privacy.keyring import Keyring
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster
@@ -48,7 +48,7 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
             for n in range(120):
                 await client.hset(f"iv1:{{t:{tenant}}}:acct:{n:032x}", mapping={"bound": "1"})
         store = AuditStore(client, scripts)
-        audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+        audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
         removal = TenantRemoval(RedisRemovalStore(client, scripts), audit)
         before = await keys_of(client, stayer)
 

@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit import merkle
 from idverify.audit.checkpoint import TreeHeadSigner, checkpoint_bytes, verify_signed_head
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.domain.errors import ConfigError, InvalidArgument, NotFound, OutOfRange, PermissionDenied
 from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, Role
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
@@ -44,8 +44,7 @@ def clock() -> Clock:
 def flow(redis: RedisClient, clock: Clock) -> AuditFlow:
     store = AuditStore(redis, Scripts(redis))
     return AuditFlow(
-        store,
-        TreeIntegrator(store),
+        RedisAuditLog(store),
         TreeHeadSigner(KEY),
         KEYRING,
         configured_tenants={"default"},
@@ -187,7 +186,7 @@ class TestHeadsNeverGoBack:
     @staticmethod
     def replica(redis: RedisClient, clock: Clock) -> AuditFlow:
         store = AuditStore(redis, Scripts(redis))
-        return AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(KEY), KEYRING, clock_ms=clock)
+        return AuditFlow(RedisAuditLog(store), TreeHeadSigner(KEY), KEYRING, clock_ms=clock)
 
     async def test_a_head_is_never_older_than_one_another_replica_gave_out(
         self, redis: RedisClient, tenant: str
@@ -241,7 +240,7 @@ class TestHeadsNeverGoBack:
         clock = Clock()
         store = AuditStore(redis, Scripts(redis))
         other_key = Ed25519PrivateKey.generate()
-        old = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(other_key), KEYRING, clock_ms=clock)
+        old = AuditFlow(RedisAuditLog(store), TreeHeadSigner(other_key), KEYRING, clock_ms=clock)
         await old.signed_head(tenant)
         fresh = await self.replica(redis, clock).signed_head(tenant)
         verify_signed_head(fresh, KEY.public_key())

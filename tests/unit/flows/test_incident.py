@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.events import parse_entry
 from idverify.audit.incident_report import verify_report
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
@@ -29,6 +28,7 @@ from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.store import incident_reads
+from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import TenantKeys
@@ -51,7 +51,7 @@ def tenant() -> str:
 def incidents(redis: RedisClient, threshold: int = 1000) -> IncidentFlow:
     scripts = Scripts(redis)
     store = AuditStore(redis, scripts)
-    audit = AuditFlow(store, TreeIntegrator(store), TreeHeadSigner(KEY), Keyring.generate())
+    audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(KEY), Keyring.generate())
     return IncidentFlow(
         RedisIncidentStore(redis, scripts), audit, KEY, IncidentSettings(threshold_people=threshold)
     )

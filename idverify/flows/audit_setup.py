@@ -1,0 +1,70 @@
+"""A server's audit flow: built from its settings over a log, and its trees kept integrated.
+
+Kept apart from ``flows.audit`` (the auditor's reads): the signing key, the witness directories
+and the rollback guard come from the configuration, and the integration loop runs in every
+replica for as long as the server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from idverify.audit.checkpoint import TreeHeadSigner
+from idverify.audit.published_heads import PublishedHeads
+from idverify.audit.rollback import RollbackGuard
+from idverify.audit.signing_key import load_signing_key
+from idverify.config import Settings
+from idverify.data_dir import check_witness_dirs
+from idverify.domain.errors import StoreUnavailable
+from idverify.domain.tenants import valid_tenant
+from idverify.flows.audit import AuditFlow, AuditLog
+from idverify.privacy.keyring import Keyring
+
+__all__ = ["INTEGRATION_INTERVAL_SECONDS", "build_audit_flow", "integrate_forever"]
+
+# How often each replica folds new entries into the tree.
+INTEGRATION_INTERVAL_SECONDS = 0.5
+
+log = logging.getLogger("idverify.audit")
+
+
+def build_audit_flow(settings: Settings, audit_log: AuditLog, keyring: Keyring) -> AuditFlow:
+    """The audit flow of a server: its log, signing key and rollback guard.
+
+    Raises:
+        ConfigError: when the configured signing key cannot be read, or a witness directory is
+            missing or not writable.
+    """
+    check_witness_dirs(settings.audit_witness_dirs)
+    signer = TreeHeadSigner(load_signing_key(settings.data_dir, settings.audit_signing_key_file))
+    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
+    guard = RollbackGuard(audit_log, audit_log, heads)
+    # Tenants reached only through mapped client certificates have no client records to list.
+    certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
+    configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}
+    return AuditFlow(audit_log, signer, keyring, configured_tenants=configured, guard=guard)
+
+
+async def integrate_forever(
+    flow: AuditFlow,
+    tenants: Callable[[], Awaitable[Collection[str]]],
+    *,
+    interval_seconds: float = INTEGRATION_INTERVAL_SECONDS,
+) -> None:
+    """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
+
+    Runs in every replica; they share the work through the integrator's check-and-set. Failures
+    are logged and retried at the next round (Redis being down is the health watcher's news).
+    """
+    while True:
+        try:
+            for tenant in sorted({*await tenants(), *flow.configured_tenants}):
+                await flow.integrate(tenant)
+        except StoreUnavailable:
+            pass
+        except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
+            # The type, not the message: a foreign exception's text is not ours to log.
+            log.error("audit integration failed: %s", type(error).__name__)  # noqa: TRY400
+        await asyncio.sleep(interval_seconds)

@@ -1,0 +1,126 @@
+"""An in-memory ``flows.audit.AuditLog``: tenants' logs, their trees and last signed heads as plain values.
+
+:meth:`MemoryAuditLog.append` writes an entry as the Lua prelude's ``audit()`` does (the same
+fields in the same order, canonical JSON, a time never before the previous entry's). The tree is
+folded in only when :meth:`~MemoryAuditLog.integrate` is called, as the integrator does, with
+every completed node kept; a query reads the entries in order and filters them, where Redis
+seeks through the index postings. ``lose_nodes`` forgets the stored nodes, as a restore or a
+failover may. ``tests/unit/usecases/test_audit_contract.py`` holds it and
+``store.audit_logs.RedisAuditLog`` to the same assertions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from idverify.audit.events import EntryFormatError, parse_entry
+from idverify.audit.log_store import StoredHead, TreeState
+from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
+from idverify.audit.query import EventFilter, QueryResult
+from idverify.domain.errors import StoreUnavailable
+
+__all__ = ["MemoryAuditLog"]
+
+_TEXT_FIELDS = ("type", "verification_id", "account", "method", "outcome", "reason")
+_REQUEST_FIELDS = ("principal", "request_id", "trace_id")
+
+
+@dataclass(slots=True)
+class _Log:
+    entries: list[bytes] = field(default_factory=list)
+    compact: CompactRange = field(default_factory=CompactRange)
+    nodes: dict[NodeId, bytes] = field(default_factory=dict)
+    head: StoredHead | None = None
+
+
+class MemoryAuditLog:
+    """The audit logs of every tenant, in memory."""
+
+    def __init__(self, now_ms: int = 1_760_000_000_000) -> None:
+        self.now = now_ms
+        self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
+        self._logs: dict[str, _Log] = {}
+
+    def _log(self, tenant: str) -> _Log:
+        if self.down:
+            raise StoreUnavailable("redis unavailable: ConnectionError")
+        return self._logs.setdefault(tenant, _Log())
+
+    def append(self, tenant: str, request: Mapping[str, str], fields: Mapping[str, str]) -> int:
+        """Appends one entry as ``audit()`` does; its index."""
+        log = self._log(tenant)
+        merged = {**request, **fields}
+        previous = parse_entry(log.entries[-1]).time_ms if log.entries else 0
+        document: dict[str, object] = {"v": 1, "seq": len(log.entries), "time_ms": max(self.now, previous)}
+        document |= {name: merged.get(name, "") for name in _TEXT_FIELDS}
+        document["steps"] = []
+        document |= {name: merged.get(name, "") for name in _REQUEST_FIELDS}
+        named = {*_TEXT_FIELDS, *_REQUEST_FIELDS}
+        document["attributes"] = {k: merged[k] for k in sorted(merged) if k not in named}
+        log.entries.append(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+        return len(log.entries) - 1
+
+    def lose_nodes(self, tenant: str) -> None:
+        """Forgets the stored tree nodes (the tree head stays), as a restore may."""
+        self._log(tenant).nodes.clear()
+
+    async def exists(self, tenant: str) -> bool:
+        """Whether the log has an entry."""
+        return bool(self._log(tenant).entries)
+
+    async def size(self, tenant: str) -> int:
+        """Entries appended."""
+        return len(self._log(tenant).entries)
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' bytes."""
+        log = self._log(tenant)
+        return [log.entries[i] if 0 <= i < len(log.entries) else None for i in indices]
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree and the last head stored."""
+        log = self._log(tenant)
+        return TreeState(log.compact.size, log.compact.root(), log.compact, log.head)
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """The stored nodes."""
+        log = self._log(tenant)
+        return [log.nodes.get(node) for node in nodes]
+
+    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
+        """Stores the head if the stored one's checkpoint is still ``previous``'s."""
+        log = self._log(tenant)
+        held = log.head.checkpoint if log.head is not None else b""
+        if held != (previous.checkpoint if previous is not None else b""):
+            return False
+        log.head = signed
+        return True
+
+    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
+        """Folds the appended entries (up to ``up_to`` of them) into the tree, keeping every node."""
+        log = self._log(tenant)
+        target = len(log.entries) if up_to is None else min(len(log.entries), up_to)
+        if log.compact.size < target:
+            log.compact, completed = log.compact.extend(
+                leaf_hash(entry) for entry in log.entries[log.compact.size : target]
+            )
+            log.nodes.update(completed)
+        return await self.tree_state(tenant)
+
+    async def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """The matching entries, read in order from ``query.start_index``."""
+        log = self._log(tenant)
+        sent = 0
+        for index in range(query.start_index, len(log.entries)):
+            leaf = log.entries[index]
+            event = parse_entry(leaf)
+            if event.index != index:
+                raise EntryFormatError(f"audit entry {index} says it is entry {event.index}")
+            if not query.matches(event):
+                continue
+            yield QueryResult(event, leaf, log.nodes.get(NodeId(0, index)))
+            sent += 1
+            if query.limit and sent >= query.limit:
+                return
