@@ -11,21 +11,31 @@ import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
 import redis
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idverify.client import Client
 from idverify.domain.consent import text_version_of
-from idverify.testing import ServerProcess
+from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import account_pb2, common_pb2, verification_pb2
 from idverify.vendors.fakes import FakeTencent
 
+# Rate limits no load test reaches: what such a test measures is the store, not a refusal.
+LOOSE = """
+[rate_limits]
+per_principal_per_minute = 100000000
+per_identity_per_hour = 100000000
+code_sends_per_phone_per_hour = 100000000
+"""
 _RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _counter = itertools.count(1)
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -111,6 +121,27 @@ def start(
     ).verification
 
 
+@contextmanager
+def server_on_own_redis(
+    directory: Path, **redis_options: Any
+) -> Iterator[tuple[RedisProcess, ServerProcess]]:
+    """A server with ``LOOSE`` limits on a redis-server of its own, which the test may kill or fill.
+
+    ``redis_options``: what RedisProcess takes besides its folder, port and binary.
+    """
+    store = RedisProcess(
+        directory / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True), **redis_options
+    )
+    store.start()
+    server = ServerProcess(directory / "server", config=LOOSE, redis_url=store.url)
+    try:
+        server.start()
+        yield store, server
+    finally:
+        server.stop()
+        store.stop()
+
+
 def submit(client: Client, verification_id: str, code: str) -> verification_pb2.Verification:
     """SubmitChallenge."""
     return client.verification.SubmitChallenge(
@@ -125,6 +156,21 @@ def verify(
     started = start(client, identity, account)
     assert started.status == verification_pb2.VERIFICATION_STATUS_CHALLENGE_SENT, started
     return submit(client, started.verification_id, server.sms_code(started.verification_id))
+
+
+def assert_still_serving(server: ServerProcess, account_prefix: str) -> None:
+    """Health/Check answers SERVING within 2 s and three signups verify within 20 s, under load."""
+    with grpc.insecure_channel(server.target) as channel:
+        began = time.monotonic()
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert time.monotonic() - began < 2
+    with server.client() as registrar:
+        began = time.monotonic()
+        for _ in range(3):
+            verified = verify(server, registrar, person(), f"{account_prefix}-{time.monotonic_ns()}")
+            assert verified.status == verification_pb2.VERIFICATION_STATUS_VERIFIED
+        assert time.monotonic() - began < 20
 
 
 def wrong_code(right: str) -> str:

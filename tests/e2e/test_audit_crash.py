@@ -25,19 +25,13 @@ from idverify.audit import merkle
 from idverify.audit.checkpoint import SignedHead, TreeHead, load_public_key, verify_signed_head
 from idverify.audit.events import parse_entry
 from idverify.store.keys import TenantKeys
-from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.testing import RedisProcess, ServerProcess
 from idverify.v1 import audit_pb2, verification_pb2
 
-from .conftest import person, start, submit
+from .conftest import person, server_on_own_redis, start, submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 VERIFIED = verification_pb2.VerificationStatus.Value("VERIFICATION_STATUS_VERIFIED")
-LOOSE = """
-[rate_limits]
-per_principal_per_minute = 100000000
-per_identity_per_hour = 100000000
-code_sends_per_phone_per_hour = 100000000
-"""
 KEYS = TenantKeys("default")
 
 
@@ -70,13 +64,8 @@ def signed(message: audit_pb2.SignedTreeHead) -> SignedHead:
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[tuple[RedisProcess, ServerProcess]]:
-    store = RedisProcess(tmp_path / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True))
-    store.start()
-    server = ServerProcess(tmp_path / "server", config=LOOSE, redis_url=store.url)
-    server.start()
-    yield store, server
-    server.stop()
-    store.stop()
+    with server_on_own_redis(tmp_path) as deployment:
+        yield deployment
 
 
 class TestCrashMidLoad:

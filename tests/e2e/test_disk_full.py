@@ -31,10 +31,9 @@ import redis
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import account_pb2, verification_pb2
 
-from .conftest import person, start, submit
+from .conftest import LOOSE, person, start, submit
 from .test_store_full import (
     AUDIT_SERVICE,
-    LOOSE,
     NOT_SERVING,
     SERVING,
     VERIFICATION_SERVICE,

@@ -20,19 +20,13 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.testing import RedisProcess, ServerProcess
 from idverify.v1 import account_pb2, verification_pb2
 
-from .conftest import person, start, submit
+from .conftest import person, server_on_own_redis, start, submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STATUS = verification_pb2.VerificationStatus
-LOOSE = """
-[rate_limits]
-per_principal_per_minute = 100000000
-per_identity_per_hour = 100000000
-code_sends_per_phone_per_hour = 100000000
-"""
 
 
 def serving(target: str) -> bool:
@@ -46,18 +40,8 @@ def serving(target: str) -> bool:
 
 @pytest.fixture
 def durable(tmp_path: Path) -> Iterator[tuple[RedisProcess, ServerProcess]]:
-    store = RedisProcess(
-        tmp_path / "redis",
-        port=free_port(),
-        appendfsync="always",
-        binary=redis_server_binary(prefer_system=True),
-    )
-    store.start()
-    server = ServerProcess(tmp_path / "server", config=LOOSE, redis_url=store.url)
-    server.start()
-    yield store, server
-    server.stop()
-    store.stop()
+    with server_on_own_redis(tmp_path, appendfsync="always") as deployment:
+        yield deployment
 
 
 class TestRedisCrash:

@@ -25,20 +25,14 @@ import redis
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.testing import ServerProcess
 from idverify.v1 import verification_pb2
 
-from .conftest import person, start, submit
+from .conftest import person, server_on_own_redis, start, submit
 from .test_audit import cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STATUS = verification_pb2.VerificationStatus
-LOOSE = """
-[rate_limits]
-per_principal_per_minute = 100000000
-per_identity_per_hour = 100000000
-code_sends_per_phone_per_hour = 100000000
-"""
 # Room for a hundred or so signups above what the warmed-up server holds: the load fills it in
 # seconds. Measured after a warm-up, so that what a first signup allocates once (a worker's new
 # connections and their buffers, the first read-accounting and event keys) is not what fills it.
@@ -98,19 +92,11 @@ def wait_health(target: str, service: str, wanted: int, within: float) -> None:
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[tuple[redis.Redis, ServerProcess]]:
     """A server on an external Redis that refuses writes, rather than evicting, when full."""
-    store = RedisProcess(
-        tmp_path / "redis",
-        port=free_port(),
-        binary=redis_server_binary(prefer_system=True),
-        extra_args=["--maxmemory-policy", "noeviction"],
-    )
-    store.start()
-    server = ServerProcess(tmp_path / "server", config=LOOSE, redis_url=store.url)
-    server.start()
-    with redis.Redis.from_url(store.url) as admin:
+    with (
+        server_on_own_redis(tmp_path, extra_args=["--maxmemory-policy", "noeviction"]) as (store, server),
+        redis.Redis.from_url(store.url) as admin,
+    ):
         yield admin, server
-    server.stop()
-    store.stop()
 
 
 def signups(server: ServerProcess, load: Load, stop: threading.Event, worker: int) -> None:
