@@ -12,7 +12,6 @@ time of aiohttp.web in a process that already imported the server (the console's
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,9 @@ import time
 from pathlib import Path
 
 from idverify.testing import ServerProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import print_figures, side_by_side
 
 
 def start_seconds(directory: Path, *, console: bool, workers: int) -> float:
@@ -57,16 +59,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    off: list[float] = []
-    on: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         start_seconds(directory, console=False, workers=args.workers)  # the cold start: not counted
-        for round_ in range(args.rounds):
-            order = (False, True) if round_ % 2 == 0 else (True, False)
-            for console in order:
-                took = start_seconds(directory, console=console, workers=args.workers)
-                (on if console else off).append(took)
+        figures = side_by_side(
+            args.rounds,
+            ("off", "on"),
+            lambda _round, side: start_seconds(directory, console=side == "on", workers=args.workers),
+            alternate=True,
+        )
+    off, on = figures["off"], figures["on"]
     result = {
         "rounds": args.rounds,
         "workers": args.workers,
@@ -77,11 +79,7 @@ def main() -> int:
         "off_s": [round(x, 3) for x in off],
         "on_s": [round(x, 3) for x in on],
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_figures(result, as_json=args.json)
     return 0
 
 

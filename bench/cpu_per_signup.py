@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port, redis_serve
 from idverify.v1 import admin_pb2, admin_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import print_figures, ratio_spread, side_by_side
 from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
 
 CONCURRENCY = 16
@@ -97,28 +96,22 @@ def main() -> int:
     if not (options.baseline / "idverify" / "__init__.py").exists():
         print(f"cpu_per_signup: {options.baseline} holds no idverify tree", file=sys.stderr)
         return 2
-    figures: dict[str, list[float]] = {"baseline": [], "this": []}
+    sources = {"baseline": options.baseline.resolve(), "this": None}
     with tempfile.TemporaryDirectory(prefix="idverify-cpu-") as scratch:
-        for turn in range(options.rounds):
+
+        def measure(turn: int, name: str) -> float:
             signups = range(turn * 100_000, turn * 100_000 + options.signups)
-            for name, source in (("baseline", options.baseline.resolve()), ("this", None)):
-                root = Path(scratch) / f"{name}-{turn}"
-                figures[name].append(one_round(root, source, signups))
-    ratios = [this / base for this, base in zip(figures["this"], figures["baseline"], strict=True)]
+            return one_round(Path(scratch) / f"{name}-{turn}", sources[name], signups)
+
+        figures = side_by_side(options.rounds, ("baseline", "this"), measure)
     result = {
         "signups_per_round": options.signups,
         "rounds": options.rounds,
         "baseline_ms_per_signup": [round(v, 2) for v in figures["baseline"]],
         "this_ms_per_signup": [round(v, 2) for v in figures["this"]],
-        "ratio_median": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3),
-        "ratio_max": round(max(ratios), 3),
+        **ratio_spread("ratio", figures["this"], figures["baseline"]),
     }
-    if options.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_figures(result, as_json=options.json)
     return 0
 
 

@@ -28,6 +28,9 @@ import aiohttp
 from idverify.webhooks.destinations import Destination
 from idverify.webhooks.http_client import Poster
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import print_figures, side_by_side
+
 BODY = json.dumps({"type": "verification.verified", "data": {"cursor": "1-0", "pad": "x" * 400}}).encode()
 RECEIVER = """
 import sys, time
@@ -99,10 +102,12 @@ def main() -> int:
     try:
         assert receiver.stdout is not None  # noqa: S101 - piped above
         url = receiver.stdout.readline().strip()
-        figures: dict[str, list[float]] = {"poster": [], "aiohttp": []}
-        for _ in range(options.rounds):
-            figures["poster"].append(cpu_per_post(with_poster, url, options.posts))
-            figures["aiohttp"].append(cpu_per_post(with_aiohttp, url, options.posts))
+        clients = {"poster": with_poster, "aiohttp": with_aiohttp}
+        figures = side_by_side(
+            options.rounds,
+            tuple(clients),
+            lambda _turn, name: cpu_per_post(clients[name], url, options.posts),
+        )
     finally:
         receiver.kill()
         receiver.wait()
@@ -114,11 +119,7 @@ def main() -> int:
             statistics.median(p / a for p, a in zip(figures["poster"], figures["aiohttp"], strict=True)), 3
         ),
     }
-    if options.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_figures(result, as_json=options.json)
     return 0
 
 

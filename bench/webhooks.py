@@ -38,6 +38,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port, redis_serve
 from idverify.v1 import admin_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import print_figures, ratio_spread, side_by_side
 from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
 
 CONCURRENCY = 16
@@ -215,16 +216,15 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    figures: dict[str, list[float]] = {"without": [], "with": []}
     with tempfile.TemporaryDirectory(prefix="idverify-webhooks-") as scratch:
-        for turn in range(options.rounds):
+
+        def measure(turn: int, name: str) -> float:
             signups = range(turn * 100_000, turn * 100_000 + options.signups)
-            for name in ("without", "with"):
-                root = Path(scratch) / f"{name}-{turn}"
-                hooked = name == "with"
-                figures[name].append(cpu_round(root, signups, hooked=hooked, concurrency=options.concurrency))
+            root = Path(scratch) / f"{name}-{turn}"
+            return cpu_round(root, signups, hooked=name == "with", concurrency=options.concurrency)
+
+        figures = side_by_side(options.rounds, ("without", "with"), measure)
         lags, floor = latency_run(Path(scratch) / "latency", options.events)
-    ratios = [hooked / bare for hooked, bare in zip(figures["with"], figures["without"], strict=True)]
     lags.sort()
     result = {
         "signups_per_round": options.signups,
@@ -232,9 +232,7 @@ def main() -> int:
         "rounds": options.rounds,
         "without_ms_per_signup": [round(v, 2) for v in figures["without"]],
         "with_ms_per_signup": [round(v, 2) for v in figures["with"]],
-        "cpu_ratio_median": round(statistics.median(ratios), 3),
-        "cpu_ratio_min": round(min(ratios), 3),
-        "cpu_ratio_max": round(max(ratios), 3),
+        **ratio_spread("cpu_ratio", figures["with"], figures["without"]),
         "latency_events": len(lags),
         "latency_ms_median": round(statistics.median(lags), 1),
         "latency_ms_p10": round(lags[len(lags) // 10], 1),
@@ -242,11 +240,7 @@ def main() -> int:
         "floor_post_ms_median": round(statistics.median(floor), 2),
         "latency_over_floor": round(statistics.median(lags) / statistics.median(floor), 1),
     }
-    if options.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_figures(result, as_json=options.json)
     return 0
 
 
