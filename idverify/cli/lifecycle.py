@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,36 +97,35 @@ def _err(text: str) -> None:
     sys.stderr.write(f"idverify: {text}\n")
 
 
-def _keys(args: argparse.Namespace) -> int:
+def _exit_code(
+    command: Callable[[], int], *, usage_errors: tuple[type[Exception], ...] = (ConfigError,)
+) -> int:
+    """The command's exit code; its failure said on stderr: 2 for ``usage_errors``, 1 for the store's."""
     try:
+        return command()
+    except usage_errors as exc:
+        _err(str(exc))
+        return 2
+    except StoreUnavailable as exc:
+        _err(f"redis: {exc.message}")
+        return 1
+    except RuntimeError as exc:  # the data directory is in use, or the embedded Redis failed
+        _err(str(exc))
+        return 1
+
+
+def _keys(args: argparse.Namespace) -> int:
+    def command() -> int:
         settings = _settings(args)
         if args.keys_command in {"add", "rotate"}:
             return _edit_keyring(settings, args)
         return asyncio.run(_keys_with_store(settings, args))
-    except (ConfigError, UnknownKeyVersion, OSError) as exc:
-        _err(str(exc))
-        return 2
-    except StoreUnavailable as exc:
-        _err(f"redis: {exc.message}")
-        return 1
-    except RuntimeError as exc:  # the data directory is in use, or the embedded Redis failed
-        _err(str(exc))
-        return 1
+
+    return _exit_code(command, usage_errors=(ConfigError, UnknownKeyVersion, OSError))
 
 
 def _erasure(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-        return asyncio.run(_erasure_status(settings))
-    except ConfigError as exc:
-        _err(str(exc))
-        return 2
-    except StoreUnavailable as exc:
-        _err(f"redis: {exc.message}")
-        return 1
-    except RuntimeError as exc:  # the data directory is in use, or the embedded Redis failed
-        _err(str(exc))
-        return 1
+    return _exit_code(lambda: asyncio.run(_erasure_status(_settings(args))))
 
 
 def _keyring_file(settings: Settings) -> Path:
