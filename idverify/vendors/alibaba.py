@@ -44,6 +44,7 @@ from idverify.vendors.alibaba_enterprise_codes import (
 )
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, OrgClaim, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
+from idverify.vendors.pooled import PooledVendor, shown
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
     PreparedRequest,
@@ -103,7 +104,7 @@ _SUPPORTED: Final[Mapping[Check, frozenset[DocumentType]]] = {
 _PROBE_CERTIFY_ID: Final = "0" * 32
 
 
-class AlibabaCloudauth:
+class AlibabaCloudauth(PooledVendor):
     """Speaks to Cloudauth for the vendor-backed verifiers.
 
     Options of its ``[vendors.<name>]`` table: the credential references (``secret_id_*`` holds
@@ -156,18 +157,7 @@ class AlibabaCloudauth:
 
     # The face flow pushes its end to a CallbackUrl (idverify.callbacks.server's /alibaba/ route).
     callback_kind: Final = "alibaba"
-
-    def __repr__(self) -> str:
-        return f"AlibabaCloudauth(name={self.name!r}, endpoint={str(self._url)!r})"
-
-    @property
-    def transport(self) -> VendorTransport:
-        """The pooled link."""
-        return self._transport
-
-    def supports(self, check: Check, document_type: DocumentType) -> bool:
-        """Whether Cloudauth offers ``check`` for this document type."""
-        return document_type in _SUPPORTED[check]
+    _supported = _SUPPORTED
 
     async def check_name_id(self, claim: Claim) -> Verdict:
         """Id2MetaVerify.
@@ -352,13 +342,7 @@ class AlibabaCloudauth:
 
     def dry_run(self) -> str:
         """Sign the probe request without sending it; show what would go out (no secret)."""
-        request = self._prepare("DescribeFaceVerify", {"SceneId": "0", "CertifyId": _PROBE_CERTIFY_ID})
-        headers = "\n".join(f"  {name}: {value}" for name, value in request.headers.items())
-        return f"POST {request.url}\n{headers}\n  body: {request.body.decode()}"
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._transport.aclose()
+        return shown(self._prepare("DescribeFaceVerify", {"SceneId": "0", "CertifyId": _PROBE_CERTIFY_ID}))
 
     # -- internals ----------------------------------------------------------------------------
 

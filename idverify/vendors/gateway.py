@@ -46,6 +46,7 @@ from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, OrgClaim, ProbeReport
 from idverify.vendors.credentials import read_secret
+from idverify.vendors.pooled import PooledVendor, shown
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
     PreparedRequest,
@@ -101,7 +102,7 @@ _DEFAULT_REASONS: Final[Mapping[VerdictKind, str]] = {
 }
 
 
-class HttpGateway:
+class HttpGateway(PooledVendor):
     """Speaks the signed JSON protocol of the module docstring to an operator's gateway.
 
     Options: ``url`` (required; https, or http to loopback), exactly one of ``secret_env`` and
@@ -139,13 +140,7 @@ class HttpGateway:
         self._clock = clock
         self._transport = VendorTransport(name, settings)
 
-    def __repr__(self) -> str:
-        return f"HttpGateway(name={self.name!r}, url={str(self._url)!r})"
-
-    @property
-    def transport(self) -> VendorTransport:
-        """The pooled link."""
-        return self._transport
+    _url_option = "url"
 
     def supports(self, check: Check, document_type: DocumentType) -> bool:
         """Whether the gateway was declared able to check this document type (for any check)."""
@@ -267,13 +262,7 @@ class HttpGateway:
 
     def dry_run(self) -> str:
         """Sign a ping without sending it and show it."""
-        request = self._prepare({"check": "ping", "reference": ""})
-        headers = "\n".join(f"  {name}: {value}" for name, value in request.headers.items())
-        return f"POST {request.url}\n{headers}\n  body: {request.body.decode()}"
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._transport.aclose()
+        return shown(self._prepare({"check": "ping", "reference": ""}))
 
     # -- internals ----------------------------------------------------------------------------
 

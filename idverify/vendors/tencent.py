@@ -21,6 +21,7 @@ from idverify.domain.subjects import DocumentType
 from idverify.vendors import tc3
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
+from idverify.vendors.pooled import PooledVendor, shown
 from idverify.vendors.tencent_codes import (
     BANK_CARD_RESULTS,
     ID_CARD_RESULTS,
@@ -68,7 +69,7 @@ _SUPPORTED: Final[Mapping[Check, frozenset[DocumentType]]] = {
 _PROBE_TOKEN: Final = "00000000-0000-0000-0000-000000000000"  # noqa: S105 - a dummy flow id
 
 
-class TencentFaceId:
+class TencentFaceId(PooledVendor):
     """Speaks to FaceID for the vendor-backed verifiers.
 
     Options of its ``[vendors.<name>]`` table: the credential references (``secret_id_env`` or
@@ -83,6 +84,8 @@ class TencentFaceId:
         ConfigError: an option is unknown or invalid, or a secret cannot be read.
 
     """
+
+    _supported = _SUPPORTED
 
     def __init__(
         self, name: str, options: Mapping[str, Any], *, clock: Callable[[], float] = time.time
@@ -109,18 +112,6 @@ class TencentFaceId:
         self._encryptor = FieldEncryptor.from_file(key_file) if key_file else None
         self._clock = clock
         self._transport = VendorTransport(name, settings)
-
-    def __repr__(self) -> str:
-        return f"TencentFaceId(name={self.name!r}, endpoint={str(self._url)!r})"
-
-    @property
-    def transport(self) -> VendorTransport:
-        """The pooled link (its breaker is visible to tests and the CLI)."""
-        return self._transport
-
-    def supports(self, check: Check, document_type: DocumentType) -> bool:
-        """Whether FaceID offers ``check`` for this document type."""
-        return document_type in _SUPPORTED[check]
 
     async def check_name_id(self, claim: Claim) -> Verdict:
         """IdCardVerification.
@@ -237,15 +228,9 @@ class TencentFaceId:
 
     def dry_run(self) -> str:
         """Sign the probe request without sending it; show what would go out (no secret)."""
-        request = self._prepare(
-            "GetDetectInfoEnhanced", {"BizToken": _PROBE_TOKEN, "RuleId": "0", "InfoType": "1"}
+        return shown(
+            self._prepare("GetDetectInfoEnhanced", {"BizToken": _PROBE_TOKEN, "RuleId": "0", "InfoType": "1"})
         )
-        headers = "\n".join(f"  {name}: {value}" for name, value in request.headers.items())
-        return f"POST {request.url}\n{headers}\n  body: {request.body.decode()}"
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._transport.aclose()
 
     # -- internals ----------------------------------------------------------------------------
 
