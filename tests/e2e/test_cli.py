@@ -14,11 +14,11 @@ import pytest
 
 from idverify.testing import ServerProcess
 
-from .test_tls import Authority, credentials, pki, tls_config
+from .test_tls import Authority, mutual_server, pki
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["pki"]  # the TLS tests' certificate authority, a fixture here too
+__all__ = ["mutual_server", "pki"]  # the TLS tests' authority and mutual-TLS server, fixtures here too
 
 ROW = re.compile(
     r"^(?P<id>\S+)\s+(?P<tenant>\S+)\s+(?P<role>\S+)\s+(?P<state>active|revoked)\s+"
@@ -99,21 +99,7 @@ def test_a_wrong_token_is_one_line(server: ServerProcess) -> None:
     assert len(done.stderr.splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def tls_server(
-    pki: tuple[Authority, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """A server that requires client certificates, mapping cn:admin-svc to an admin."""
-    ca, directory = pki
-    with ServerProcess(
-        tmp_path_factory.mktemp("cli-tls"),
-        config=tls_config(directory, mutual=True),
-        credentials=credentials(ca, directory, "registrar-client"),
-    ) as running:
-        yield running
-
-
-def test_client_commands_speak_tls(pki: tuple[Authority, Path], tls_server: ServerProcess) -> None:
+def test_client_commands_speak_tls(pki: tuple[Authority, Path], mutual_server: ServerProcess) -> None:
     """Clients and audit take --tls-ca/--tls-cert/--tls-key as health does; plaintext cannot pass."""
     _, directory = pki
     tls = ["--tls-ca", str(directory / "ca.pem"), "--tls-server-name", "localhost"]
@@ -123,28 +109,28 @@ def test_client_commands_speak_tls(pki: tuple[Authority, Path], tls_server: Serv
         "--tls-key",
         str(directory / "admin-svc.key"),
     ]
-    listed = idverify("clients", "list", "--server", tls_server.target, *tls, *admin_cert)
+    listed = idverify("clients", "list", "--server", mutual_server.target, *tls, *admin_cert)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("CLIENT ID")
 
     stranger = ["--tls-cert", str(directory / "stranger.pem"), "--tls-key", str(directory / "stranger.key")]
     refused = idverify(
-        "clients", "list", "--server", tls_server.target, *tls, *stranger, "--data-dir", "/nonexistent"
+        "clients", "list", "--server", mutual_server.target, *tls, *stranger, "--data-dir", "/nonexistent"
     )
     assert refused.returncode == 1
     assert refused.stderr.startswith("idverify: UNAUTHENTICATED")
 
-    plain = idverify("clients", "list", "--server", tls_server.target, "--token", "t")
+    plain = idverify("clients", "list", "--server", mutual_server.target, "--token", "t")
     assert plain.returncode == 1
     assert plain.stderr.startswith("idverify: UNAVAILABLE")
     assert len(plain.stderr.splitlines()) == 1
 
-    health = idverify("health", "--server", tls_server.target, *tls, *admin_cert)
+    health = idverify("health", "--server", mutual_server.target, *tls, *admin_cert)
     assert (health.returncode, health.stdout) == (0, "SERVING\n")
 
-    auditor = tls_server.token("auditor")
+    auditor = mutual_server.token("auditor")
     key = idverify(
-        "audit", "public-key", "--server", tls_server.target, "--token", auditor, *tls, *admin_cert
+        "audit", "public-key", "--server", mutual_server.target, "--token", auditor, *tls, *admin_cert
     )
     assert key.returncode == 0, key.stderr
     assert key.stdout.startswith("-----BEGIN PUBLIC KEY-----")
