@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,31 @@ def _info(port: int, section: str) -> dict[str, Any]:
         return dict(client.info(section))
 
 
+class _Topology(ABC):
+    """Started on entering ``with`` and stopped on leaving it; a start that fails stops what it started."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Starts every process and waits until the topology serves."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stops every process (those not started are passed over)."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
 @dataclass
-class LocalCluster:
+class LocalCluster(_Topology):
     """A Redis Cluster of ``primaries`` nodes (and optional replicas) on loopback ports.
 
     Attributes:
@@ -160,17 +184,6 @@ class LocalCluster:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
 
 def _cluster_info(port: int) -> dict[str, str]:
     with _client(port) as client:
@@ -247,7 +260,7 @@ class SentinelProcess:
 
 
 @dataclass
-class LocalSentinel:
+class LocalSentinel(_Topology):
     """A primary, its replicas and the sentinels that watch them, on loopback ports.
 
     Attributes:
@@ -397,14 +410,3 @@ class LocalSentinel:
             watcher.stop()
         for server in self.servers:
             server.stop()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
