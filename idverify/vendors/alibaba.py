@@ -44,13 +44,11 @@ from idverify.vendors.alibaba_enterprise_codes import (
 )
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, OrgClaim, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
-from idverify.vendors.pooled import PooledVendor, shown
+from idverify.vendors.pooled import PooledVendor, liveness_session, shown
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
     PreparedRequest,
-    TransportSettings,
     VendorTransport,
-    check_endpoint,
     fail_on_http_status,
 )
 from idverify.vendors.verdicts import (
@@ -127,16 +125,7 @@ class AlibabaCloudauth(PooledVendor):
         nonce: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
         where = f"vendors.{name}"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown options {unknown}; known: {sorted(_OPTIONS)}")
-        self.name = name
-        settings = TransportSettings.from_options(where, options)
-        self._url = check_endpoint(
-            f"{where}.endpoint",
-            options.get("endpoint", DEFAULT_ENDPOINT),
-            allow_plain_http=settings.allow_plain_http,
-        )
+        settings = self._configure(name, options, where=where, known=_OPTIONS, default_url=DEFAULT_ENDPOINT)
         self._credentials = read_credentials(where, options)
         scene = options.get("liveness_scene_id", 0)
         if isinstance(scene, bool) or not isinstance(scene, int) or scene < 0:
@@ -280,10 +269,9 @@ class AlibabaCloudauth(PooledVendor):
             result = self._result(response, FACE_CODES)
             if isinstance(result, Verdict):
                 return result
-            certify_id, url = result.get("CertifyId"), result.get("CertifyUrl")
-            if not isinstance(certify_id, str) or not certify_id:
-                raise VendorUnavailable("VENDOR_ERROR", "NO_CERTIFY_ID")
-            return LivenessSession(url=url if isinstance(url, str) else "", token=certify_id)
+            return liveness_session(
+                result, id_field="CertifyId", url_field="CertifyUrl", missing="NO_CERTIFY_ID"
+            )
 
         return await self._transport.exchange(
             "InitFaceVerify", lambda: self._prepare("InitFaceVerify", params), interpret

@@ -50,9 +50,7 @@ from idverify.vendors.pooled import PooledVendor, shown
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
     PreparedRequest,
-    TransportSettings,
     VendorTransport,
-    check_endpoint,
     fail_on_http_status,
 )
 from idverify.vendors.verdicts import RetryableAnswer, VendorUnavailable, Verdict, VerdictKind
@@ -123,14 +121,7 @@ class HttpGateway(PooledVendor):
         clock: Callable[[], float] = time.time,
     ) -> None:
         where = where or f"vendors.{name}"
-        unknown = sorted(set(options) - GATEWAY_OPTIONS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown options {unknown}; known: {sorted(GATEWAY_OPTIONS)}")
-        self.name = name
-        settings = TransportSettings.from_options(where, options)
-        self._url = check_endpoint(
-            f"{where}.url", options.get("url"), allow_plain_http=settings.allow_plain_http
-        )
+        settings = self._configure(name, options, where=where, known=GATEWAY_OPTIONS, default_url=None)
         self._secret = read_secret(where, options, "secret", min_length=_MIN_SECRET).encode("utf-8")
         documents = options.get("documents", ["cn_ric"])
         try:

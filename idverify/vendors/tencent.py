@@ -21,7 +21,7 @@ from idverify.domain.subjects import DocumentType
 from idverify.vendors import tc3
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
-from idverify.vendors.pooled import PooledVendor, shown
+from idverify.vendors.pooled import PooledVendor, liveness_session, shown
 from idverify.vendors.tencent_codes import (
     BANK_CARD_RESULTS,
     ID_CARD_RESULTS,
@@ -33,9 +33,7 @@ from idverify.vendors.tencent_encryption import FieldEncryptor
 from idverify.vendors.transport import (
     TRANSPORT_OPTIONS,
     PreparedRequest,
-    TransportSettings,
     VendorTransport,
-    check_endpoint,
     fail_on_http_status,
 )
 from idverify.vendors.verdicts import (
@@ -91,16 +89,7 @@ class TencentFaceId(PooledVendor):
         self, name: str, options: Mapping[str, Any], *, clock: Callable[[], float] = time.time
     ) -> None:
         where = f"vendors.{name}"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown options {unknown}; known: {sorted(_OPTIONS)}")
-        self.name = name
-        settings = TransportSettings.from_options(where, options)
-        self._url = check_endpoint(
-            f"{where}.endpoint",
-            options.get("endpoint", DEFAULT_ENDPOINT),
-            allow_plain_http=settings.allow_plain_http,
-        )
+        settings = self._configure(name, options, where=where, known=_OPTIONS, default_url=DEFAULT_ENDPOINT)
         self._credentials = read_credentials(where, options)
         self._region = _text(where, options, "region")
         self._rule_id = _text(where, options, "liveness_rule_id")
@@ -173,10 +162,7 @@ class TencentFaceId(PooledVendor):
             answer = self._answer(response)
             if isinstance(answer, Verdict):
                 return answer
-            token, url = answer.get("BizToken"), answer.get("Url")
-            if not isinstance(token, str) or not token:
-                raise VendorUnavailable("VENDOR_ERROR", "NO_BIZTOKEN")
-            return LivenessSession(url=url if isinstance(url, str) else "", token=token)
+            return liveness_session(answer, id_field="BizToken", url_field="Url", missing="NO_BIZTOKEN")
 
         return await self._transport.exchange(
             "DetectAuth", lambda: self._prepare("DetectAuth", body), interpret
