@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.accounts import account_hash
+from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
@@ -45,11 +46,9 @@ class RedisAccountExports:
 
     async def account(self, tenant: str, account_ps: str) -> AccountRecord | None:
         """The account record of pseudonym ``account_ps``, or None when there is none."""
-        async with translate_errors():
-            raw = await self._redis.hgetall(TenantKeys(tenant).account(account_ps))
-        if not raw:
+        record = await account_hash(self._redis, tenant, account_ps)
+        if record is None:
             return None
-        record = {as_text(k): as_text(v) for k, v in raw.items()}
         return AccountRecord(
             audit_pseudonym=record.get("audit", ""),
             identity_ref=record.get("identity", ""),

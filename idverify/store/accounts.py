@@ -17,11 +17,18 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAccounts"]
+__all__ = ["RedisAccounts", "account_hash"]
 
 _IP_CATEGORIES = (Category.IP_LOCATION,)
 # A label's parts in ip_labels.lua's reply order, for a label stored before its wire form was.
 _IP_FIELDS = ("ip_display", "ip_display_en", "ip_country", "ip_region", "ip_source", "ip_build", "ip_ms")
+
+
+async def account_hash(redis: RedisClient, tenant: str, account: str) -> dict[str, str] | None:
+    """The fields of the account hash of pseudonym ``account`` as text, or None when there is none."""
+    async with translate_errors():
+        raw = await redis.hgetall(TenantKeys(tenant).account(account))
+    return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
 
 class RedisAccounts:
@@ -35,11 +42,9 @@ class RedisAccounts:
 
     async def account(self, tenant: str, account: str) -> AccountRecord | None:
         """The account hash, or None when the key does not exist."""
-        async with translate_errors():
-            raw = await self._redis.hgetall(TenantKeys(tenant).account(account))
-        if not raw:
+        record = await account_hash(self._redis, tenant, account)
+        if record is None:
             return None
-        record = {as_text(k): as_text(v) for k, v in raw.items()}
         return AccountRecord(
             identity=record.get("identity", ""),
             verified_ms=int(record.get("verified_ms", "0")),
