@@ -94,6 +94,7 @@ from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.store.server_reports import RedisServerReports
 from idverify.store.topology import parse_redis_url
+from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -373,7 +374,11 @@ async def start(
     )
     streams, outbox, tail = _event_services(server, deps, reads)
     webhooks = Subscriptions(
-        redis, scripts, deps.sealer, outbox, settings.webhooks, development=settings.development
+        RedisSubscriptionStore(redis, scripts),
+        deps.sealer,
+        outbox,
+        settings.webhooks,
+        development=settings.development,
     )
     _add_data_services(
         server,

@@ -4,27 +4,36 @@ A subscription names a URL, the event types it wants (none: all), a secret (seal
 form never opens without the keyring; shown once when made) and a cursor: the last event its
 receiver acknowledged with a 2xx. Only the worker holding its lease moves the cursor on
 (``delivery``); a replay moves it back.
+
+The subscriptions are kept through :class:`SubscriptionStore`, the port declared here, in typed
+values; ``store.webhook_subscriptions.RedisSubscriptionStore`` implements it (the tenant's set of ids, each
+subscription's hash, ``webhook_manage.lua`` and its replies).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from idverify.config import WebhookSettings
 from idverify.domain.errors import InvalidArgument, NotFound
-from idverify.events.outbox import Outbox, check_cursor, check_types
+from idverify.events.outbox import check_cursor, check_types
 from idverify.privacy.sealing import Sealer, associated_data, sealed_from_text, sealed_to_text
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 from idverify.webhooks.destinations import check_destination
 from idverify.webhooks.signing import new_secret
 
-__all__ = ["ACTIONS", "WEBHOOK_SECRET", "Subscription", "Subscriptions"]
+__all__ = [
+    "ACTIONS",
+    "WEBHOOK_SECRET",
+    "EventCursors",
+    "NewSubscription",
+    "Subscription",
+    "SubscriptionStore",
+    "Subscriptions",
+]
 
 WEBHOOK_SECRET: Final = "webhook-secret"  # noqa: S105 - a sealing purpose
 """The sealing purpose of a subscription's secret (its id is the further context)."""
@@ -63,6 +72,75 @@ class Subscription:
         return "active" if self.enabled else "disabled"
 
 
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    """A subscription to create, its secret sealed; it starts enabled."""
+
+    webhook_id: str
+    url: str
+    types: frozenset[str]  # none: every type
+    sealed_secret: str
+    timeout_ms: int
+    cursor: str  # deliver the events after this one (empty: from the oldest kept)
+    concurrency: int
+
+
+class SubscriptionStore(Protocol):
+    """Tenants' webhook subscriptions; every change is audited with it, in one step.
+
+    A change the delivering worker must see (all but marking it failing) moves the
+    subscription's generation on. Every method may raise StoreUnavailable.
+    """
+
+    async def count(self, tenant: str) -> int:
+        """How many subscriptions the tenant holds."""
+        ...
+
+    async def read(self, tenant: str, webhook_id: str) -> Subscription | None:
+        """One subscription, or None when the tenant has no such one."""
+        ...
+
+    async def read_all(self, tenant: str) -> list[Subscription]:
+        """The tenant's subscriptions, in no particular order."""
+        ...
+
+    async def create(self, tenant: str, new: NewSubscription, request: Mapping[str, str]) -> None:
+        """Creates the subscription, enabled, at generation 1, created now."""
+        ...
+
+    async def update(
+        self, tenant: str, webhook_id: str, action: str, sealed_secret: str, request: Mapping[str, str]
+    ) -> bool:
+        """Enables (no longer failing), disables or re-keys (``sealed_secret``) it; False: no such one."""
+        ...
+
+    async def delete(self, tenant: str, webhook_id: str, request: Mapping[str, str]) -> bool:
+        """Deletes it; False when there was no such one."""
+        ...
+
+    async def replay(self, tenant: str, webhook_id: str, cursor: str, request: Mapping[str, str]) -> bool:
+        """Moves its cursor to ``cursor``, no longer failing; False when there is no such one."""
+        ...
+
+    async def mark_failing(
+        self, subscription: Subscription, last_error: str, since_ms: int, request: Mapping[str, str]
+    ) -> bool:
+        """Marks it failing since ``since_ms``; False when it changed since it was read, or is failing."""
+        ...
+
+
+class EventCursors(Protocol):
+    """What a subscription's cursor is checked against (``events.outbox.Outbox`` is one)."""
+
+    async def last_cursor(self, tenant: str) -> str:
+        """The newest event's cursor, or empty while there is none."""
+        ...
+
+    async def check_kept(self, tenant: str, after: str) -> None:
+        """Refuses (OutOfRange) a cursor whose successors are no longer kept."""
+        ...
+
+
 def check_webhook_id(webhook_id: str) -> str:
     """The id when it is one this service hands out.
 
@@ -79,16 +157,14 @@ class Subscriptions:
 
     def __init__(
         self,
-        redis: RedisClient,
-        scripts: Scripts,
+        store: SubscriptionStore,
         sealer: Sealer,
-        outbox: Outbox,
+        outbox: EventCursors,
         settings: WebhookSettings,
         *,
         development: bool,
     ) -> None:
-        self._redis = redis
-        self._scripts = scripts
+        self._store = store
         self._sealer = sealer
         self._outbox = outbox
         self._settings = settings
@@ -108,18 +184,6 @@ class Subscriptions:
         return self._sealer.unseal(
             sealed_from_text(subscription.sealed_secret), associated=associated
         ).decode()
-
-    async def _manage(
-        self, op: str, tenant: str, webhook_id: str, request: dict[str, str], *args: str
-    ) -> None:
-        keys = TenantKeys(tenant)
-        reply = await self._scripts.run(
-            "webhook_manage",
-            [keys.webhooks(), keys.webhook(webhook_id), keys.audit_log()],
-            [op, json.dumps(request), webhook_id, *args],
-        )
-        if as_text(reply[0]) == "NOT_FOUND":
-            raise NotFound("no such webhook subscription", field="webhook_id")
 
     async def create(
         self,
@@ -152,9 +216,7 @@ class Subscriptions:
         await check_destination(
             url, development=self._development, allow_private=self._settings.allow_private_destinations
         )
-        async with translate_errors():
-            count = await self._redis.scard(TenantKeys(tenant).webhooks())
-        if int(count) >= MAX_SUBSCRIPTIONS:
+        if await self._store.count(tenant) >= MAX_SUBSCRIPTIONS:
             raise InvalidArgument(
                 f"a tenant holds at most {MAX_SUBSCRIPTIONS} subscriptions: delete one first",
                 reason="TOO_MANY",
@@ -165,18 +227,16 @@ class Subscriptions:
         timeout_ms = int((timeout_seconds or self._settings.timeout_seconds) * 1000)
         # From now on unless asked: the cursor starts at the newest event already there.
         start = "" if from_oldest else await self._outbox.last_cursor(tenant)
-        await self._manage(
-            "create",
-            tenant,
+        new = NewSubscription(
             webhook_id,
-            request,
             url,
-            " ".join(sorted(wanted)),
+            frozenset(wanted),
             self._seal(tenant, webhook_id, secret),
-            str(timeout_ms),
+            timeout_ms,
             start,
-            str(max(concurrency, 1)),
+            max(concurrency, 1),
         )
+        await self._store.create(tenant, new, request)
         return await self.get(tenant, webhook_id), secret
 
     async def get(self, tenant: str, webhook_id: str) -> Subscription:
@@ -185,26 +245,14 @@ class Subscriptions:
         Raises:
             NotFound: the tenant has no such subscription.
         """
-        async with translate_errors():
-            fields = await self._redis.hgetall(TenantKeys(tenant).webhook(check_webhook_id(webhook_id)))
-        if not fields:
-            raise NotFound("no such webhook subscription", field="webhook_id")
-        return _subscription(tenant, webhook_id, {as_text(k): as_text(v) for k, v in fields.items()})
+        subscription = await self._store.read(tenant, check_webhook_id(webhook_id))
+        if subscription is None:
+            raise _not_found()
+        return subscription
 
     async def list(self, tenant: str) -> list[Subscription]:
         """The tenant's subscriptions, oldest first."""
-        keys = TenantKeys(tenant)
-        async with translate_errors():
-            ids = sorted(as_text(i) for i in await self._redis.smembers(keys.webhooks()))
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for webhook_id in ids:
-                    pipe.hgetall(keys.webhook(webhook_id))
-                rows = await pipe.execute()
-        found = [
-            _subscription(tenant, webhook_id, {as_text(k): as_text(v) for k, v in row.items()})
-            for webhook_id, row in zip(ids, rows, strict=True)
-            if row
-        ]
+        found = await self._store.read_all(tenant)
         return sorted(found, key=lambda s: (s.created_ms, s.webhook_id))
 
     async def update(
@@ -221,7 +269,8 @@ class Subscriptions:
             raise InvalidArgument(f"one of {', '.join(ACTIONS)}", reason="UNKNOWN_ACTION", field="action")
         secret = new_secret() if action == "rotate_secret" else ""
         sealed = self._seal(tenant, webhook_id, secret) if secret else ""
-        await self._manage("update", tenant, webhook_id, request, action, sealed)
+        if not await self._store.update(tenant, webhook_id, action, sealed, request):
+            raise _not_found()
         return await self.get(tenant, webhook_id), secret
 
     async def delete(self, tenant: str, webhook_id: str, request: dict[str, str]) -> None:
@@ -230,7 +279,8 @@ class Subscriptions:
         Raises:
             NotFound: the tenant has no such subscription.
         """
-        await self._manage("delete", tenant, check_webhook_id(webhook_id), request)
+        if not await self._store.delete(tenant, check_webhook_id(webhook_id), request):
+            raise _not_found()
 
     async def replay(
         self, tenant: str, webhook_id: str, after: str, since_ms: int, request: dict[str, str]
@@ -250,45 +300,18 @@ class Subscriptions:
         # An event at since_ms or later: every stream id above the last one of the millisecond before.
         cursor = check_cursor(after) if after else f"{since_ms - 1}-18446744073709551615"
         await self._outbox.check_kept(tenant, cursor)
-        await self._manage("replay", tenant, webhook_id, request, cursor)
+        if not await self._store.replay(tenant, webhook_id, cursor, request):
+            raise _not_found()
         return await self.get(tenant, webhook_id)
 
     async def fail(self, subscription: Subscription, last_error: str, since_ms: int) -> bool:
         """Marks a subscription failing (audited), unless it changed since it was loaded."""
-        keys = TenantKeys(subscription.tenant)
         request = {"principal": "service/webhooks", "request_id": "", "trace_id": ""}
-        reply = await self._scripts.run(
-            "webhook_manage",
-            [keys.webhooks(), keys.webhook(subscription.webhook_id), keys.audit_log()],
-            [
-                "fail",
-                json.dumps(request),
-                subscription.webhook_id,
-                subscription.generation,
-                last_error,
-                str(since_ms),
-            ],
-        )
-        return as_text(reply[0]) == "OK"
+        return await self._store.mark_failing(subscription, last_error, since_ms, request)
 
 
-def _subscription(tenant: str, webhook_id: str, fields: dict[str, str]) -> Subscription:
-    return Subscription(
-        webhook_id=webhook_id,
-        tenant=tenant,
-        url=fields.get("url", ""),
-        types=frozenset(fields.get("types", "").split()),
-        sealed_secret=fields.get("secret", ""),
-        enabled=fields.get("enabled") == "1",
-        cursor=fields.get("cursor", ""),
-        created_ms=int(fields.get("created_ms", "0")),
-        generation=fields.get("gen", "0"),
-        timeout_ms=int(fields.get("timeout_ms", "10000")),
-        concurrency=int(fields.get("concurrency", "1")),
-        failing_ms=int(fields.get("failing_ms", "0")),
-        first_failure_ms=int(fields.get("first_failure_ms", "0")),
-        last_error=fields.get("last_error", ""),
-    )
+def _not_found() -> NotFound:
+    return NotFound("no such webhook subscription", field="webhook_id")
 
 
 def now_ms() -> int:
