@@ -88,9 +88,11 @@ from idverify.store.embedded import RedisProcess
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
+from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.read_records import RedisReadRecords
+from idverify.store.schema_versions import RedisSchemaStore
 from idverify.store.scripts import Scripts
 from idverify.store.server_reports import RedisServerReports
 from idverify.store.topology import parse_redis_url
@@ -286,7 +288,7 @@ async def _check_store(settings: Settings, redis: RedisClient) -> LiveKeyring:
     Raises:
         ConfigError: a key does not open the store, or its schema is newer than this release's.
     """
-    await ensure_schema(redis)
+    await ensure_schema(RedisSchemaStore(redis), RedisKeyChecks(redis), RedisServerReports(redis))
     keyring = LiveKeyring(await open_keyring(settings, redis))
     await check_signing_key(settings, redis)
     return keyring

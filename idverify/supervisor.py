@@ -50,9 +50,13 @@ from idverify.config import CallbackSettings, ConsoleSettings, Settings
 from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_keys_before_workers
-from idverify.flows.schema_version import ensure_schema_before_workers
+from idverify.flows.schema_version import ensure_schema
 from idverify.security.file_modes import secure_data_and_keys
+from idverify.store.connection import close_client, connect
 from idverify.store.embedded import RedisProcess
+from idverify.store.key_checks import RedisKeyChecks
+from idverify.store.schema_versions import RedisSchemaStore
+from idverify.store.server_reports import RedisServerReports
 
 log = logging.getLogger("idverify.supervisor")
 
@@ -178,7 +182,7 @@ class Supervisor:
         # Once, before any worker exists, against the store: its schema must not be newer than
         # ours, the keys must open what it holds, and the first start over an empty store
         # creates the keyring and signing key files.
-        ensure_schema_before_workers(url)
+        _ensure_schema_before_workers(url)
         check_keys_before_workers(settings, url)
         self._worker_settings = dataclasses.replace(
             settings, listen=listen, redis_url=url, console=console, callbacks=callbacks
@@ -446,6 +450,25 @@ class Supervisor:
         if started:
             # A start-up refusal stays the one line that says why.
             log.info("stopped")
+
+
+def _ensure_schema_before_workers(url: str) -> None:
+    """``ensure_schema`` from the supervisor, before it forks (a refusal is one line, exit 2).
+
+    The event loop and the Redis client live only for this call: workers create their own.
+
+    Raises:
+        ConfigError: as ``flows.schema_version.ensure_schema``.
+    """
+
+    async def ensure() -> None:
+        redis = connect(url, pool_size=1)
+        try:
+            await ensure_schema(RedisSchemaStore(redis), RedisKeyChecks(redis), RedisServerReports(redis))
+        finally:
+            await close_client(redis)
+
+    asyncio.run(ensure())
 
 
 def _hold_port(host: str, port: int, *, setting: str = "listen") -> socket.socket:

@@ -39,6 +39,7 @@ from idverify.privacy.keyring import (
     save_keyring_file,
 )
 from idverify.store.connection import RedisClient, close_client, connect
+from idverify.store.schema_versions import RedisSchemaStore
 
 _PROGRESS_WIDTH = 30
 # How long a running server's Redis gets to answer PING before the command gives up on it.
@@ -234,7 +235,7 @@ async def _store(settings: Settings) -> AsyncIterator[RedisClient]:
                 raise
     client = connect(url, pool_size=4)
     try:
-        await refuse_newer_schema(client)
+        await refuse_newer_schema(RedisSchemaStore(client))
         yield client
     finally:
         await close_client(client)

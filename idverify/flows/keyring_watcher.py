@@ -166,8 +166,7 @@ class KeyringWatcher:
 
     async def report(self) -> None:
         """Tells the tools which versions this server holds (expires unless repeated)."""
-        # Imported here: schema_version reads the reports through store.server_reports, which
-        # imports this module.
+        # Imported here: schema_version imports this module (the ServerReports it reads).
         from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
 
         report = ServerKeyring(

@@ -10,26 +10,28 @@ overwrite.
 0.1.0 -> 0.2.0 (version 2) rewrites nothing: every change is read lazily from the old records,
 which the code handles where it reads them (docs/ARCHITECTURE.md, "Upgrades"). A release whose
 change cannot be read that way migrates in :func:`ensure_schema` before raising the version.
+
+The version is read and raised through :class:`SchemaStore`, the port declared here;
+``store.schema_versions.RedisSchemaStore`` implements it (the key and ``schema.lua``). Whether a
+store holds data is the key check's rule (``flows.key_check.store_holds_data``), and the servers
+still serving come from their keyring reports (``flows.keyring_watcher.ServerReports``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Protocol
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
-from idverify.flows.key_check import store_holds_data
-from idverify.store.connection import RedisClient, as_text, close_client, connect, translate_errors
-from idverify.store.keys import GlobalKeys
-from idverify.store.scripts import script_source
-from idverify.store.server_reports import RedisServerReports
+from idverify.flows.key_check import KeyCheckStore, store_holds_data
+from idverify.flows.keyring_watcher import ServerReports
 
 __all__ = [
     "FIRST_VERSION",
     "OLDEST_SCHEMA_BESIDE",
     "SCHEMA_VERSION",
+    "SchemaStore",
     "ensure_schema",
-    "ensure_schema_before_workers",
     "refuse_newer_schema",
 ]
 
@@ -50,7 +52,28 @@ under a server that would misread what this release writes.
 log = logging.getLogger("idverify.schema")
 
 
-async def ensure_schema(redis: RedisClient, *, oldest_beside: int = OLDEST_SCHEMA_BESIDE) -> int:
+class SchemaStore(Protocol):
+    """The store's recorded schema version; every method may raise StoreUnavailable."""
+
+    async def recorded(self) -> int | None:
+        """The version recorded, or None when none is."""
+        ...
+
+    async def raise_to(self, version: int) -> int:
+        """Records ``version`` unless a newer one is recorded, in one step; the version held before (0: none).
+
+        A newer server may have raised it since the caller read it: the answer says so.
+        """
+        ...
+
+
+async def ensure_schema(
+    schema: SchemaStore,
+    checks: KeyCheckStore,
+    reports: ServerReports,
+    *,
+    oldest_beside: int = OLDEST_SCHEMA_BESIDE,
+) -> int:
     """Reads the store's schema version, refuses a newer one, and records this release's.
 
     Raising an older version, it looks for servers of an older release still serving the store
@@ -65,21 +88,15 @@ async def ensure_schema(redis: RedisClient, *, oldest_beside: int = OLDEST_SCHEM
             release older than ``oldest_beside`` still serve it.
     """
     try:
-        async with translate_errors():
-            raw = await redis.get(GlobalKeys.schema())
-        held = int(as_text(raw)) if raw is not None else FIRST_VERSION if await store_holds_data(redis) else 0
+        recorded = await schema.recorded()
+        held = recorded if recorded is not None else FIRST_VERSION if await store_holds_data(checks) else 0
         _refuse_newer(held)
         if 0 < held < SCHEMA_VERSION:
             # Only while raising: once raised, an older release restarted refuses by itself (from
             # 0.2.0 on), and a start need not scan the keyspace for reports every time.
-            await _judge_older_servers(redis, oldest_beside)
-        async with translate_errors():
-            # The script answers what the key held as it ran: a newer server may have started meanwhile.
-            raced = int(
-                await redis.register_script(script_source("schema"))(
-                    keys=[GlobalKeys.schema()], args=[SCHEMA_VERSION]
-                )
-            )
+            await _judge_older_servers(reports, oldest_beside)
+        # What the store held as it raised: a newer server may have started meanwhile.
+        raced = await schema.raise_to(SCHEMA_VERSION)
         _refuse_newer(raced)
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the schema version is checked at the next start")
@@ -89,24 +106,7 @@ async def ensure_schema(redis: RedisClient, *, oldest_beside: int = OLDEST_SCHEM
     return held
 
 
-def ensure_schema_before_workers(url: str) -> None:
-    """:func:`ensure_schema` from a supervisor, before it forks (a refusal is one line, exit 2).
-
-    Raises:
-        ConfigError: as :func:`ensure_schema`.
-    """
-
-    async def ensure() -> None:
-        redis = connect(url, pool_size=1)
-        try:
-            await ensure_schema(redis)
-        finally:
-            await close_client(redis)
-
-    asyncio.run(ensure())
-
-
-async def refuse_newer_schema(redis: RedisClient) -> None:
+async def refuse_newer_schema(schema: SchemaStore) -> None:
     """Refuses data newer than this release for a command on the store, writing nothing.
 
     Commands (keys, erasure, tenants, audit, backup) leave raising the version to the servers.
@@ -115,20 +115,19 @@ async def refuse_newer_schema(redis: RedisClient) -> None:
         ConfigError: the store holds a schema newer than this release knows.
         StoreUnavailable: Redis is down.
     """
-    async with translate_errors():
-        raw = await redis.get(GlobalKeys.schema())
-    if raw is not None:
-        _refuse_newer(int(as_text(raw)))
+    recorded = await schema.recorded()
+    if recorded is not None:
+        _refuse_newer(recorded)
 
 
-async def _judge_older_servers(redis: RedisClient, oldest_beside: int) -> None:
+async def _judge_older_servers(reports: ServerReports, oldest_beside: int) -> None:
     """Refuses servers of a release older than ``oldest_beside`` that still report; logs the others.
 
     Raises:
         ConfigError: naming the servers and their schema versions.
         StoreUnavailable: Redis is down.
     """
-    older = [server for server in await RedisServerReports(redis).running() if server.schema < SCHEMA_VERSION]
+    older = [server for server in await reports.running() if server.schema < SCHEMA_VERSION]
     if not older:
         return
     named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)

@@ -18,13 +18,19 @@ from idverify.flows.keyring_watcher import UNREPORTED_SCHEMA, KeyringWatcher
 from idverify.flows.schema_version import FIRST_VERSION, SCHEMA_VERSION, ensure_schema
 from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.store.connection import RedisClient, connect
+from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
+from idverify.store.schema_versions import RedisSchemaStore
 from idverify.store.server_reports import RedisServerReports
 from idverify.testing import RedisProcess, free_port
 
 OLD = "old-0.1.0-report"
 # The report exactly as 0.1.0's KeyringWatcher.report writes it: no schema field.
 LEGACY_REPORT = json.dumps({"wrapping_current": "w1", "wrapping": ["w1"], "pepper_current": "p1"})
+
+
+def ports(redis: RedisClient) -> tuple[RedisSchemaStore, RedisKeyChecks, RedisServerReports]:
+    return RedisSchemaStore(redis), RedisKeyChecks(redis), RedisServerReports(redis)
 
 
 @pytest.fixture
@@ -67,13 +73,13 @@ async def test_a_release_that_cannot_serve_beside_0_1_0_refuses_to_raise_the_ver
     await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
 
     with pytest.raises(ConfigError) as refused:
-        await ensure_schema(store, oldest_beside=SCHEMA_VERSION)
+        await ensure_schema(*ports(store), oldest_beside=SCHEMA_VERSION)
 
     assert f"{OLD} (schema 1)" in str(refused.value)
     assert "stop them, then start this one" in str(refused.value)
     assert await store.get(GlobalKeys.schema()) == str(FIRST_VERSION).encode()
     await store.delete(GlobalKeys.keyring_instance(OLD))
-    assert await ensure_schema(store, oldest_beside=SCHEMA_VERSION) == FIRST_VERSION
+    assert await ensure_schema(*ports(store), oldest_beside=SCHEMA_VERSION) == FIRST_VERSION
     assert await store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
 
 
@@ -84,12 +90,12 @@ async def test_this_release_raises_the_version_beside_0_1_0_and_says_so(
     await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
 
     with caplog.at_level(logging.WARNING, logger="idverify.schema"):
-        assert await ensure_schema(store) == FIRST_VERSION
+        assert await ensure_schema(*ports(store)) == FIRST_VERSION
 
     assert await store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
     assert [record.getMessage() for record in caplog.records if OLD in record.getMessage()], caplog.text
     caplog.clear()
     # Raised once: later starts do not look (an older release restarted refuses by itself).
     with caplog.at_level(logging.WARNING, logger="idverify.schema"):
-        assert await ensure_schema(store) == SCHEMA_VERSION
+        assert await ensure_schema(*ports(store)) == SCHEMA_VERSION
     assert not caplog.records

@@ -1,0 +1,39 @@
+"""The store's schema version in Redis, for ``flows.schema_version``.
+
+``flows.schema_version`` decides (what a missing record means, which versions are refused, which
+servers may serve beside this release); this adapter reads ``iv1:{global}:schema`` and raises it
+with ``schema.lua``, which never lowers it and answers what it held.
+"""
+
+from __future__ import annotations
+
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import GlobalKeys
+from idverify.store.scripts import script_source
+
+__all__ = ["RedisSchemaStore"]
+
+
+class RedisSchemaStore:
+    """``flows.schema_version.SchemaStore`` over one Redis client.
+
+    Every method may raise StoreUnavailable when Redis cannot be reached.
+    """
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+
+    async def recorded(self) -> int | None:
+        """The schema key's value, or None when it is absent."""
+        async with translate_errors():
+            raw = await self._redis.get(GlobalKeys.schema())
+        return int(as_text(raw)) if raw is not None else None
+
+    async def raise_to(self, version: int) -> int:
+        """``schema.lua``: sets the key to ``version`` unless it holds a newer one; what it held (0: none)."""
+        async with translate_errors():
+            return int(
+                await self._redis.register_script(script_source("schema"))(
+                    keys=[GlobalKeys.schema()], args=[version]
+                )
+            )

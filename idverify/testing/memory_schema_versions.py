@@ -1,0 +1,41 @@
+"""An in-memory ``flows.schema_version.SchemaStore``: the recorded schema version as a plain value.
+
+``version`` is what the store records (None: nothing); ``newer_meanwhile`` stands for a server of
+a newer release that raises the record between a start's read and its own raise. ``tests/unit/
+usecases/test_schema_version_contract.py`` holds it and ``store.schema_versions.RedisSchemaStore``
+to the same assertions.
+"""
+
+from __future__ import annotations
+
+from idverify.domain.errors import StoreUnavailable
+
+__all__ = ["MemorySchemaStore"]
+
+
+class MemorySchemaStore:
+    """The schema version of one store, in memory."""
+
+    def __init__(self, version: int | None = None) -> None:
+        self.version = version
+        self.newer_meanwhile: int | None = None
+        self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
+
+    def _reach(self) -> None:
+        if self.down:
+            raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    async def recorded(self) -> int | None:
+        """The version recorded."""
+        self._reach()
+        return self.version
+
+    async def raise_to(self, version: int) -> int:
+        """Raises as ``schema.lua`` does: never lowers; what was held (0: none)."""
+        self._reach()
+        if self.newer_meanwhile is not None:
+            self.version, self.newer_meanwhile = self.newer_meanwhile, None
+        held = self.version or 0
+        if held < version:
+            self.version = version
+        return held
