@@ -95,6 +95,7 @@ from idverify.store.read_records import RedisReadRecords
 from idverify.store.schema_versions import RedisSchemaStore
 from idverify.store.scripts import Scripts
 from idverify.store.server_reports import RedisServerReports
+from idverify.store.stream_leases import RedisStreamLeases
 from idverify.store.topology import parse_redis_url
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.v1 import (
@@ -612,7 +613,7 @@ def _event_services(
     outbox = Outbox(deps.redis, deps.sealer, deps.scripts)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
-    streams = EventStreams(outbox, tail, deps.scripts, settings)
+    streams = EventStreams(outbox, tail, RedisStreamLeases(deps.scripts), settings)
     events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams, reads), server)
     return streams, outbox, tail
 

@@ -4,6 +4,11 @@ A client holds at most ``streams_per_client`` streams at once, over every worker
 lease per stream in Redis, ending on its own at the stream's lifetime plus a margin). A stream
 ends after ``stream_lifetime_seconds`` with DEADLINE_EXCEEDED naming the cursor to resume from,
 so a stream never outlives a token's revocation by more than that, and connections rebalance.
+
+The leases are taken and given back through :class:`StreamLeases`, the port declared here;
+``store.stream_leases.RedisStreamLeases`` implements it (the client's sorted set of leases,
+``event_stream_lease.lua``). Events are read through :class:`EventReads` and waited for through
+:class:`EventWaits` (``events.outbox.Outbox`` and ``events.tail.OutboxTail``).
 """
 
 from __future__ import annotations
@@ -13,18 +18,15 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
 from idverify.config import EventSettings
 from idverify.domain.errors import RateLimited, StreamEnded
-from idverify.events.outbox import Event, Outbox, check_cursor, check_types
-from idverify.events.tail import OutboxTail
+from idverify.events.outbox import Event, check_cursor, check_types
 from idverify.flows.verification import VerificationView
 from idverify.security.principals import Principal
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 
-__all__ = ["FINAL_STATUSES", "EventStreams"]
+__all__ = ["FINAL_STATUSES", "EventReads", "EventStreams", "EventWaits", "StreamLeases"]
 
 FINAL_STATUSES: Final = frozenset({"VERIFIED", "REJECTED", "EXPIRED"})
 _BATCH: Final = 200
@@ -34,25 +36,62 @@ _LEASE_MARGIN_MS: Final = 10_000
 _EXPIRY_MARGIN_SECONDS: Final = 0.05
 
 
+class StreamLeases(Protocol):
+    """Each client's open streams, over every worker and replica; every method may raise StoreUnavailable."""
+
+    async def take(self, tenant: str, client_id: str, token: str, *, limit: int, lease_ms: int) -> bool:
+        """Takes a lease named ``token``, ending by itself after ``lease_ms``; False: ``limit`` are held."""
+        ...
+
+    async def give(self, tenant: str, client_id: str, token: str) -> None:
+        """Gives the lease back (nothing when it ended already)."""
+        ...
+
+
+class EventReads(Protocol):
+    """A tenant's events as read from its outbox (``events.outbox.Outbox``)."""
+
+    async def check_kept(self, tenant: str, after: str) -> None:
+        """Refuses (OutOfRange) a cursor whose successors are no longer kept."""
+        ...
+
+    async def read(
+        self, tenant: str, after: str, count: int, types: frozenset[str] = frozenset()
+    ) -> tuple[list[Event], str]:
+        """Up to ``count`` records after ``after`` as events (of ``types``), and the cursor read to."""
+        ...
+
+    async def last_cursor(self, tenant: str) -> str:
+        """The newest event's cursor, or empty while there is none."""
+        ...
+
+
+class EventWaits(Protocol):
+    """Waits for a tenant's next events (``events.tail.OutboxTail``)."""
+
+    async def wait_past(self, tenant: str, cursor: str, seconds: float) -> bool:
+        """Whether an event after ``cursor`` arrived within ``seconds``."""
+        ...
+
+
 class EventStreams:
     """The streams of one worker."""
 
-    def __init__(self, outbox: Outbox, tail: OutboxTail, scripts: Scripts, settings: EventSettings) -> None:
+    def __init__(
+        self, outbox: EventReads, tail: EventWaits, leases: StreamLeases, settings: EventSettings
+    ) -> None:
         self._outbox = outbox
         self._tail = tail
-        self._scripts = scripts
+        self._leases = leases
         self._settings = settings
 
     @contextlib.asynccontextmanager
     async def _lease(self, principal: Principal) -> AsyncIterator[None]:
-        key = TenantKeys(principal.tenant).event_streams(principal.client_id)
+        tenant, client_id = principal.tenant, principal.client_id
         token = secrets.token_hex(8)
         lease_ms = int(self._settings.stream_lifetime_seconds * 1000) + _LEASE_MARGIN_MS
-        taken = await self._scripts.run(
-            "event_stream_lease", [key], ["take", token, self._settings.streams_per_client, lease_ms]
-        )
-        if not int(taken):
-            limit = self._settings.streams_per_client
+        limit = self._settings.streams_per_client
+        if not await self._leases.take(tenant, client_id, token, limit=limit, lease_ms=lease_ms):
             raise RateLimited(
                 f"this client already holds {limit} open event streams (events.streams_per_client)",
                 reason="STREAM_BUDGET_EXHAUSTED",
@@ -62,7 +101,7 @@ class EventStreams:
             yield
         finally:
             with contextlib.suppress(Exception):
-                await self._scripts.run("event_stream_lease", [key], ["give", token, 0, 0])
+                await self._leases.give(tenant, client_id, token)
 
     async def events(
         self,
