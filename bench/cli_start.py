@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import print_figures
+from report import print_figures, side_by_side
 
 COMMANDS = {
     "floor (python -c pass)": ["-c", "pass"],
@@ -49,12 +49,11 @@ def measure(runs: int, checkout: Path) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="idverify-cli-start-") as cache:
         # The old-database warning's stamp goes to a cache of the run's own.
         env = {**os.environ, "XDG_CACHE_HOME": cache}
-        times: dict[str, list[float]] = {name: [] for name in COMMANDS}
         for arguments in COMMANDS.values():
             seconds(arguments, checkout, env)  # warms the page cache and the stamp
-        for _ in range(runs):
-            for name, arguments in COMMANDS.items():
-                times[name].append(seconds(arguments, checkout, env))
+        times = side_by_side(
+            runs, tuple(COMMANDS), lambda _turn, name: seconds(COMMANDS[name], checkout, env)
+        )
     floor = statistics.median(times["floor (python -c pass)"])
     figures: dict[str, object] = {"runs": runs, "checkout": str(checkout), "load_average": os.getloadavg()}
     for name, values in times.items():

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TypeVar
+
+Side = TypeVar("Side", bound=Hashable)
 
 
 def side_by_side(
-    rounds: int, sides: Sequence[str], measure: Callable[[int, str], float], *, alternate: bool = False
-) -> dict[str, list[float]]:
+    rounds: int, sides: Sequence[Side], measure: Callable[[int, Side], float], *, alternate: bool = False
+) -> dict[Side, list[float]]:
     """Each side's figure of every round, ``measure(round, side)``, the sides taken one after another.
 
     Taking them in turn, round after round, puts the machine's drift over a run on every side alike
     (a ratio of runs taken minutes apart measures the drift). ``alternate`` reverses the order
     every other round, for a side that warms what the next one reads.
     """
-    figures: dict[str, list[float]] = {side: [] for side in sides}
+    figures: dict[Side, list[float]] = {side: [] for side in sides}
     for turn in range(rounds):
         order = sides if not alternate or turn % 2 == 0 else list(reversed(sides))
         for side in order:

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from idverify.testing import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import print_figures
+from report import print_figures, side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_SECONDS = 120.0
@@ -104,11 +104,12 @@ def measure(runs: int, reset_stamp: Path | None) -> dict[str, object]:
             return time_to_serving(command(script=True), log)
 
         time_to_serving(command(script=False), log)  # the first start makes the data directory
-        script: list[float] = []
-        floor: list[float] = []
-        for _ in range(runs):
-            script.append(script_start())
-            floor.append(time_to_serving(command(script=False), log))
+
+        def start(_turn: int, name: str) -> float:
+            return script_start() if name == "script" else time_to_serving(command(script=False), log)
+
+        figures = side_by_side(runs, ("script", "floor"), start)
+        script, floor = figures["script"], figures["floor"]
     ratios = [s / f for s, f in zip(script, floor, strict=True)]
     return {
         "runs": runs,

@@ -51,7 +51,7 @@ from argon2.low_level import Type, hash_secret_raw
 from loop_callbacks import read_window
 from open_loop import latency_summary, run_on_schedule, schedule
 from otlp_sink import OtlpSink
-from report import print_figures
+from report import print_figures, side_by_side
 
 from idverify.domain.consent import text_version_of
 from idverify.privacy.identity_index import DEFAULT
@@ -419,20 +419,21 @@ def compare_telemetry(signups: int, concurrency: int, workers: int | None, round
     speed drifts by tens of percent within a minute. The cost is the median of the rounds' own.
     """
     per_round = max(signups // rounds, 1)
-    plain: list[float] = []
-    traced: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
         OtlpSink() as sink,
         SignupServer(Path(scratch) / "plain", workers) as off,
         SignupServer(Path(scratch) / "traced", workers, TELEMETRY_CONFIG.format(port=sink.port)) as on,
     ):
-        for round_number in range(rounds):
+        servers = {"plain": off, "traced": on}
+
+        def throughput(round_number: int, name: str) -> float:
             numbers = range(round_number * per_round, (round_number + 1) * per_round)
-            pair = [(off, plain), (on, traced)]
-            for server, samples in pair if round_number % 2 == 0 else reversed(pair):
-                samples.append(server.drive(numbers, concurrency)[0])
+            return servers[name].drive(numbers, concurrency)[0]
+
+        samples = side_by_side(rounds, tuple(servers), throughput, alternate=True)
         exports = sink.exports
+    plain, traced = samples["plain"], samples["traced"]
     return {
         "throughput_plain_per_s": round(statistics.median(plain), 1),
         "throughput_traced_per_s": round(statistics.median(traced), 1),
@@ -553,13 +554,14 @@ def compare_workers(options: argparse.Namespace) -> int:
     """
     counts = [int(part) for part in options.compare_workers.split(",")]
     per_round = options.signups // options.rounds
-    samples: dict[int, list[float]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch, contextlib.ExitStack() as stack:
         servers = {n: stack.enter_context(SignupServer(Path(scratch) / f"workers-{n}", n)) for n in counts}
-        for round_number in range(options.rounds):
+
+        def throughput(round_number: int, n: int) -> float:
             signups = range(round_number * per_round, (round_number + 1) * per_round)
-            for n in counts:
-                samples[n].append(servers[n].drive(signups, options.concurrency)[0])
+            return servers[n].drive(signups, options.concurrency)[0]
+
+        samples = side_by_side(options.rounds, counts, throughput)
     first = samples[counts[0]]
     figures = {
         "rounds": options.rounds,
