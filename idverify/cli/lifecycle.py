@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from idverify.config import Settings, load_settings
@@ -40,6 +40,9 @@ from idverify.privacy.keyring import (
 )
 from idverify.store.connection import RedisClient, close_client, connect
 from idverify.store.schema_versions import RedisSchemaStore
+
+if TYPE_CHECKING:
+    from idverify.flows.reindex import KeyUsage
 
 _PROGRESS_WIDTH = 30
 # How long a running server's Redis gets to answer PING before the command gives up on it.
@@ -299,15 +302,7 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
         _out("no records")
     for tenant, counts in sorted(usage.items()):
         _out(f"tenant {tenant}:")
-        kinds = (
-            counts.identities,
-            counts.verifications,
-            counts.forwarding,
-            counts.accounts,
-            counts.event_accounts,
-            counts.webhook_secrets,
-        )
-        for version in sorted(set().union(*kinds)):
+        for version in sorted(_wrapping_versions(counts)):
             _out(
                 f"  {version}: {counts.identities[version]} identities, "
                 f"{counts.verifications[version]} verifications, {counts.forwarding[version]} forwarding, "
@@ -317,6 +312,18 @@ async def _status(redis: RedisClient, keyring: Keyring) -> int:
         for version, count in sorted(counts.peppers.items()):
             _out(f"  {version}: {count} identity indexes")
     return 0
+
+
+def _wrapping_versions(counts: KeyUsage) -> set[str]:
+    """The wrapping-key versions some record of the tenant is sealed under."""
+    return set().union(
+        counts.identities,
+        counts.verifications,
+        counts.forwarding,
+        counts.accounts,
+        counts.event_accounts,
+        counts.webhook_secrets,
+    )
 
 
 async def _wait_for_servers(redis: RedisClient, target: str, seconds: float) -> list[str]:
@@ -352,14 +359,7 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
     total = sum(
         counts.wrapping_total(v)
         for counts in usage.values()
-        for v in set().union(
-            counts.identities,
-            counts.verifications,
-            counts.forwarding,
-            counts.accounts,
-            counts.event_accounts,
-            counts.webhook_secrets,
-        )
+        for v in _wrapping_versions(counts)
         if v != target
     )
     bar = _Progress(total, enabled=not args.no_progress)
