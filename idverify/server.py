@@ -97,6 +97,7 @@ from idverify.store.scripts import Scripts
 from idverify.store.server_reports import RedisServerReports
 from idverify.store.stream_leases import RedisStreamLeases
 from idverify.store.topology import parse_redis_url
+from idverify.store.verifications import redis_verification_flow
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.v1 import (
     account_pb2,
@@ -343,7 +344,7 @@ async def start(
         verifiers=verifiers,
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
-    flow = VerificationFlow(deps)
+    flow = redis_verification_flow(deps)
     reads = ReadLedger(
         RedisReadRecords(redis, scripts),
         keyring,

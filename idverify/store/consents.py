@@ -7,7 +7,7 @@ an account's consent record (``{t}:consent:<account pseudonym>``, a hash of ``<p
 ``consent_start.lua`` and decodes their replies once.
 
 A verification's start reads the record in the pipeline of its other reads and admits it in the
-chain of its other scripts (``flows.verification.admission``): :meth:`RedisConsentStore.queue_read`,
+chain of its other scripts (``store.verifications``): :meth:`RedisConsentStore.queue_read`,
 :meth:`~RedisConsentStore.record_of`, :meth:`~RedisConsentStore.start_step` and
 :meth:`~RedisConsentStore.reply_of` are those pieces, so that the start keeps its round trips.
 """

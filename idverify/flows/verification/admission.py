@@ -1,8 +1,8 @@
 """A start's admission: its request id reserved, its claims, consents and identity window judged.
 
-One chain of scripts in the tenant's slot, sent once the start's reads answered. A repeated
-request id answers with the verification it started (or waits for the attempt still running),
-and a caller who gives up releases the request id for its retry.
+One step of the store (``VerificationStore.admit``), sent once the start's reads answered. A
+repeated request id answers with the verification it started (or waits for the attempt still
+running), and a caller who gives up releases the request id for its retry.
 """
 
 from __future__ import annotations
@@ -11,20 +11,27 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from idverify.domain import consent as consent_rules
-from idverify.domain.errors import ConsentRequired, FailedPrecondition, NotFound, StoreUnavailable
+from idverify.domain.errors import (
+    ConsentRequired,
+    FailedPrecondition,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+)
 from idverify.domain.methods import fallback_methods, steps_reading
-from idverify.flows.consent import ConsentFlow
+from idverify.flows.consent import ConsentFlow, ConsentRecord
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.plan import StartPlan
+from idverify.flows.verification.port import (
+    Admission,
+    ClaimsCheck,
+    Reservation,
+    VerificationStore,
+    WindowCount,
+)
 from idverify.flows.verification.views import VerificationReader, VerificationView
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.consents import RedisConsentStore
-from idverify.store.keys import TenantKeys
-from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
-from idverify.store.scripts import ChainStep
 
 # A reservation holds a request id while its first attempt runs (argon2 + SMS send); a crashed
 # attempt frees it after this long.
@@ -32,23 +39,19 @@ RESERVATION_MS = 30_000
 
 
 @dataclass(slots=True)
-class Admission:
-    """A start's reservation, claim refusals, consents and identity window: one chain of scripts.
+class Reserved:
+    """A start's admission as judged, and whether its request id is ours to release.
 
-    Sent once the start's reads answered. The consents' step checks that the record did not
+    Sent once the start's reads answered. The consents' part checks that the record did not
     change since it was read (its revision) and otherwise answers the record, which is judged
     again (ConsentRequired, FailedPrecondition) and admitted in one more step with the window.
-    A caller who gives up after it answered releases the request id (release_request.lua), and
-    its own steps arriving later find it released and take nothing.
+    A caller who gives up after it answered releases the request id, and its own writes
+    arriving later find it released and take nothing.
     """
 
     plan: StartPlan
-    identity_ps: str
-    reserve: ChainStep
-    claims: ChainStep
-    consent: ChainStep | None = None
-    window: ChainStep | None = None
-    # Whether the request id is ours to release (the chain answered that it reserved it).
+    admission: Admission
+    # Whether the request id is ours to release (the admission answered that it reserved it).
     may_hold: bool = False
 
 
@@ -56,128 +59,105 @@ class StartAdmission:
     """Reserves a start's request id and admits it, or answers for a repeated one."""
 
     def __init__(
-        self, deps: FlowDeps, consent: ConsentFlow, consents: RedisConsentStore, reader: VerificationReader
+        self, deps: FlowDeps, store: VerificationStore, consent: ConsentFlow, reader: VerificationReader
     ) -> None:
         self._d = deps
+        self._store = store
         self._consent = consent
-        # The store's own pieces: the start reads the record in its pipeline and admits in its chain.
-        self._consents = consents
         self._reader = reader
 
-    async def prepare(self, plan: StartPlan) -> Admission | bytes:
-        """The step that reserves a start's request id and admits it: one chain, one round trip.
+    async def prepare(self, plan: StartPlan) -> Reserved | str:
+        """The admission that reserves a start's request id and admits it: one step, one round trip.
 
         The request id and the account's consent record are read first (one round trip): the
         verification id a repeated request id holds is then the answer; otherwise the consents
-        are judged on the record, and the step checks that it did not change since (its
+        are judged on the record, and the admission checks that it did not change since (its
         revision; a changed record is answered and judged again, :meth:`admit`).
 
         Raises:
             ConsentRequired, FailedPrecondition: the consents refuse it (naming other methods).
         """
         d = self._d
-        tenant, keys = plan.tenant, plan.keys
+        tenant = plan.tenant
         limits = d.settings.rate_limits
         request = plan.info.audit_fields()
-        admission = Admission(
-            plan=plan,
-            identity_ps=d.keyring.pseudonym(tenant, "rl-identity", plan.name_tag),
-            reserve=ChainStep(
-                "reserve_request",
-                [plan.request_key, keys.request_released(plan.verification_id)],
-                [plan.verification_id, RESERVATION_MS],
-                proceed_on=("OK",),
-            ),
-            # Every counter that refuses a start counts per (document, name) pair, so that a
-            # squatter's failures under a false name never refuse the owner who presents the true one.
-            claims=counted_step(
-                keys,
-                "claim_refusals",
-                plan.name_tag,
-                limit=limits.claim_refusals_per_day,
-                request={**request, "account": d.keyring.pseudonym(tenant, "audit", plan.account_id)},
-            ),
+        # What the start reads before its admission: one round trip. The admission (its first
+        # write) is sent only once these answered, so a store that stalls on them never runs a
+        # reservation for a caller who gave up.
+        read = await self._store.read_start(
+            tenant, plan.request_pseudonym, d.keyring.pseudonym(tenant, "account", plan.account_id)
         )
-        # What the start reads before its admission, all in the tenant's slot: one round trip.
-        # The admission (its first write) is sent only once these answered, so a Redis that
-        # stalls on them never runs a reservation for a caller who gave up.
-        async with translate_errors(), d.redis.pipeline(transaction=False) as pipe:
-            pipe.get(plan.request_key)
-            self._consents.queue_read(pipe, tenant, d.keyring.pseudonym(tenant, "account", plan.account_id))
-            holder, consent_raw, cancelled = await pipe.execute()
-        if _holder(holder) is not None:
-            return bytes(holder)
+        if read.holder is not None:
+            return read.holder
         with self.offering_fallbacks(plan):
-            judged = await self._consent.judge_start(plan, self._consents.record_of(consent_raw, cancelled))
-            admission.consent = self._consents.start_step(tenant, judged)
-        admission.window = RedisRateWindows.step(
-            keys,
-            "identity",
-            admission.identity_ps,
-            limit=limits.per_identity_per_hour,
-            window_seconds=3600,
-            request=request,
+            judged = await self._consent.judge_start(plan, read.consent)
+        identity_ps = d.keyring.pseudonym(tenant, "rl-identity", plan.name_tag)
+        return Reserved(
+            plan,
+            Admission(
+                tenant=tenant,
+                request_pseudonym=plan.request_pseudonym,
+                verification_id=plan.verification_id,
+                reservation_ms=RESERVATION_MS,
+                # Every counter that refuses a start counts per (document, name) pair, so that a
+                # squatter's failures under a false name never refuse the owner who presents the true one.
+                claims=ClaimsCheck(
+                    plan.name_tag,
+                    limits.claim_refusals_per_day,
+                    {**request, "account": d.keyring.pseudonym(tenant, "audit", plan.account_id)},
+                ),
+                consent=judged,
+                window=WindowCount(identity_ps, limits.per_identity_per_hour, 3600, request)
+                if limits.per_identity_per_hour > 0
+                else None,
+            ),
         )
-        return admission
 
-    async def admit(self, admission: Admission) -> bytes | None:
+    async def admit(self, reserved: Reserved) -> str | None:
         """Runs the admission; None when it reserved and admitted, else the request id's holder.
 
         Raises:
             ConsentRequired, FailedPrecondition, RateLimited, StoreUnavailable: refused, or not
                 run; a reservation it answered stays to be released by the caller (``may_hold``).
         """
-        assert admission.consent is not None  # noqa: S101 - prepare() judged them
-        window = [admission.window] if admission.window else []
-        # A chain that failed unanswered is not released, as a reservation never was: the call
-        # fails at once (a stalled chain that runs later holds the id for its 30 s).
-        replies = await self._d.scripts.run_chain(
-            [admission.reserve, admission.claims, admission.consent, *window]
-        )
-        if replies[0][0] == b"HELD":
-            return bytes(replies[0][1])
-        if replies[0][0] != b"OK":
+        admission = reserved.admission
+        # An admission that failed unanswered is not released, as a reservation never was: the
+        # call fails at once (a stalled one that runs later holds the id for its 30 s).
+        answer = await self._store.admit(admission)
+        if answer.reservation is Reservation.HELD:
+            return answer.holder
+        if answer.reservation is Reservation.RELEASED:
             raise StoreUnavailable("the request was released by its caller; retry")
-        admission.may_hold = True
-        judge_counted(replies[1], purpose="claim_refusals")
-        with self.offering_fallbacks(admission.plan):
-            if not self._consent.admitted(self._consents.reply_of(replies[2])):
-                replies = await self._admit_on_record(admission, replies[2], window)
-        if admission.window is None:
-            return None
-        d = self._d
-        limit = d.settings.rate_limits.per_identity_per_hour
-        if len(replies) > 3:  # noqa: PLR2004 - reservation, claims, consents, window
-            RedisRateWindows.refuse_over_limit(replies[3], purpose="identity", limit=limit)
-        else:
-            await d.window_limiter.hit(
-                admission.plan.tenant,
-                "identity",
-                admission.identity_ps,
-                limit=limit,
-                window_seconds=3600,
-                request=admission.plan.info.audit_fields(),
-            )
+        reserved.may_hold = True
+        if answer.claims_refusal is not None:
+            raise answer.claims_refusal
+        assert answer.consent is not None  # noqa: S101 - the claims said yes, so the consents ran
+        counted, refusal = answer.window_counted, answer.window_refusal
+        with self.offering_fallbacks(reserved.plan):
+            if not self._consent.admitted(answer.consent):
+                counted, refusal = await self._admit_on_record(reserved, answer.consent.record)
+        if refusal is not None:
+            raise refusal
+        if admission.window is not None and not counted:
+            await self._store.count_window(admission.tenant, admission.window)
         return None
 
     async def _admit_on_record(
-        self, admission: Admission, changed: Any, window: list[ChainStep]
-    ) -> list[Any]:
-        """Judges the consents on the record their step answered; the replies as the chain's would be.
+        self, reserved: Reserved, record: ConsentRecord | None
+    ) -> tuple[bool, RateLimited | None]:
+        """Judges the consents on the record the admission answered, then admits them with the window.
 
-        Empty when the record kept changing: then judged and admitted alone, and the window
-        counted after.
+        Whether the window was counted with them, and its refusal. When the record kept changing
+        they are judged and admitted alone, and the window counted after.
         """
-        record = self._consents.reply_of(changed).record
         assert record is not None  # noqa: S101 - a reply not admitted nor refused is CHANGED, with the record
-        again = await self._consent.judge_start(admission.plan, record)
-        replies = await self._d.scripts.run_chain(
-            [self._consents.start_step(admission.plan.tenant, again), *window]
-        )
-        if self._consent.admitted(self._consents.reply_of(replies[0])):
-            return [None, None, *replies]
-        await self._consent.admit_start(admission.plan)
-        return []
+        plan, window = reserved.plan, reserved.admission.window
+        again = await self._consent.judge_start(plan, record)
+        answer = await self._store.readmit(plan.tenant, again, window)
+        if self._consent.admitted(answer.consent):
+            return answer.window_counted, answer.window_refusal
+        await self._consent.admit_start(plan)
+        return False, None
 
     @contextlib.contextmanager
     def offering_fallbacks(self, plan: StartPlan) -> Iterator[None]:
@@ -202,72 +182,56 @@ class StartAdmission:
                 refused.metadata["fallback_method_ids"] = ",".join(fallbacks)
             raise
 
-    async def release(self, admission: Admission) -> None:
+    async def release(self, reserved: Reserved) -> None:
         """Releases the request id so that the caller's retry can run, if the admission holds it.
 
         Called when the start fails after its admission: unless the start committed although its
         caller was told otherwise (a lost reply: the retry must find that verification). The
-        release also turns away this attempt's own steps still on their way
-        (release_request.lua). One lost as well leaves the id to the reservation's TTL.
+        release also turns away this attempt's own writes still on their way. One lost as well
+        leaves the id to the reservation's TTL.
         """
-        if not admission.may_hold:
+        if not reserved.may_hold:
             return
-        plan = admission.plan
-        release = [
-            plan.request_key,
-            plan.keys.verification(plan.verification_id),
-            plan.keys.request_released(plan.verification_id),
-        ]
+        plan = reserved.plan
         with contextlib.suppress(StoreUnavailable):
-            await self._d.scripts.run("release_request", release, [plan.verification_id, RESERVATION_MS])
+            await self._store.release(
+                plan.tenant, plan.request_pseudonym, plan.verification_id, RESERVATION_MS
+            )
 
-    async def repeated(self, plan: StartPlan, holder: bytes) -> VerificationView:
+    async def repeated(self, plan: StartPlan, holder: str) -> VerificationView:
         """A repeated request id: the verification it started, or wait for the attempt running."""
-        existing = await self._verification_for_request(plan.tenant, holder, plan.request_key)
-        return existing or await self._wait_for_request(plan.tenant, plan.keys, plan.request_id)
+        existing = await self._verification_for_request(plan.tenant, holder, plan.request_pseudonym)
+        return existing or await self._wait_for_request(plan.tenant, plan.request_pseudonym)
 
-    async def _existing_for_request(
-        self, tenant: str, keys: TenantKeys, request_id: str
-    ) -> VerificationView | None:
-        d = self._d
-        request_key = keys.request(d.keyring.pseudonym(tenant, "request", request_id))
-        async with translate_errors():
-            current = _holder(await d.redis.get(request_key))
+    async def _existing_for_request(self, tenant: str, request_pseudonym: str) -> VerificationView | None:
+        current = await self._store.holder(tenant, request_pseudonym)
         if current is None:
             return None
-        return await self._verification_for_request(tenant, current, request_key)
+        return await self._verification_for_request(tenant, current, request_pseudonym)
 
     async def _verification_for_request(
-        self, tenant: str, holder: bytes | str, request_key: str
+        self, tenant: str, holder: str, request_pseudonym: str
     ) -> VerificationView | None:
         """The verification whose id holds a request id, if it was started yet.
 
-        Where steps wait for replicas, the answer waits too: the attempt that wrote it may have
+        Where writes wait for replicas, the answer waits too: the attempt that wrote it may have
         been refused for want of replicas, and a failover would take back what it wrote.
 
         Raises:
             StoreUnavailable: the verification has not reached enough replicas in time.
         """
         try:
-            existing = await self._reader.get(tenant, as_text(holder), RequestInfo.internal())
+            existing = await self._reader.get(tenant, holder, RequestInfo.internal())
         except NotFound:
             return None  # reserved by an attempt still running (or crashed: the TTL frees it)
-        if self._d.scripts.acknowledges:
-            await self._d.scripts.run("confirm_request", [request_key], [])
+        await self._store.confirm(tenant, request_pseudonym)
         return existing
 
-    async def _wait_for_request(self, tenant: str, keys: TenantKeys, request_id: str) -> VerificationView:
+    async def _wait_for_request(self, tenant: str, request_pseudonym: str) -> VerificationView:
         """A concurrent call holds the request id: wait briefly for its verification."""
         for _ in range(60):
-            existing = await self._existing_for_request(tenant, keys, request_id)
+            existing = await self._existing_for_request(tenant, request_pseudonym)
             if existing is not None:
                 return existing
             await asyncio.sleep(0.05)
         raise StoreUnavailable("the same request is still in progress; retry", reason="REQUEST_IN_PROGRESS")
-
-
-def _holder(holder: bytes | str | None) -> bytes | None:
-    """The verification id a request id holds; None when free (a released one is: release_request.lua)."""
-    if holder is None:
-        return None
-    return holder.encode() if isinstance(holder, str) else holder

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable
 from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.verification.binding import BindingScripts
+from idverify.flows.verification.binding import BindingPoints
+from idverify.flows.verification.port import AnswerCount, ChallengeAnswer, VerificationStore, WriteOutcome
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
-from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep
 from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Outcome
 
 
@@ -30,9 +27,9 @@ class AnswerFlow:
     """Judges answers to verifications' challenges."""
 
     deps: FlowDeps
-    sends: CodeSendChains
+    store: VerificationStore
     reader: VerificationReader
-    binding: BindingScripts
+    binding: BindingPoints
 
     async def submit(
         self, tenant: str, verification_id: str, code: str, info: RequestInfo
@@ -53,7 +50,6 @@ class AnswerFlow:
         bad_code = InvalidArgument("code: 1-16 digits", reason="BAD_CODE", field="code")
         if code and (len(code) > 16 or not code.strip().isdigit()):  # noqa: PLR2004
             raise bad_code
-        keys = TenantKeys(tenant)
         record = await self.reader.record(tenant, verification_id)
         judged = d.verifiers.get(record.get("step_verifier", ""))
         if isinstance(judged, JudgedChallengeVerifier):
@@ -75,53 +71,37 @@ class AnswerFlow:
         # digest decides there, so a code is wrong here exactly when it is wrong there.
         phone_ps = self._phone_pseudonym(tenant, verification_id, record)
         wrong = not hmac.compare_digest(record.get("digest", ""), digest.hex())
-        count_request = {
-            **info.audit_fields(),
-            "verification_id": verification_id,
-            "account": record.get("acct_audit", ""),
-        }
-        lock_ps = record.get("otp_ps", "")
-        count = self.sends.answer_step(phone_ps, wrong=wrong)
-        if count is not None and not d.scripts.one_node:
-            # On Cluster the phone's slot is another server's: its count is a step of its own.
-            await self.sends.count_answer(
-                phone_ps, wrong=wrong, tenant=tenant, lock_pseudonym=lock_ps, request=count_request
-            )
-            count = None
-
-        async def counted_and_judged(submit_keys: list[str], args: Sequence[str | int | bytes]) -> Any:
-            """The answer's count in the phone's slot and its judgement, one chain on one server."""
-            assert count is not None  # noqa: S101 - only passed with a count to make
-            # A count Redis refused is a count not made: nothing is judged (fail closed).
-            async with counted_or_unavailable():
-                replies = await d.scripts.run_chain([count, ChainStep("submit", submit_keys, args)])
-            await self.sends.judge_answer_count(
-                replies[0], tenant=tenant, lock_pseudonym=lock_ps, request=count_request
-            )
-            return replies[1]
-
-        result = await self.binding.run(
-            "submit",
-            tenant,
-            verification_id,
-            record,
-            keys_for=lambda r: _submit_keys(keys, verification_id, r),
-            args=[
-                digest.hex(),
-                d.settings.verification.binding_limit,
-                d.settings.verification.otp_failure_window_seconds * 1000,
-                json.dumps(info.audit_fields()),
-            ],
-            first=counted_and_judged if count is not None else None,
+        count = AnswerCount(
+            phone_pseudonym=phone_ps,
+            wrong=wrong,
+            lock_pseudonym=record.get("otp_ps", ""),
+            request={
+                **info.audit_fields(),
+                "verification_id": verification_id,
+                "account": record.get("acct_audit", ""),
+            },
         )
-        if result[0] == b"STATE":
-            # Another answer changed the state between our read and the script: same answer as above.
+        written = await self.store.submit(
+            ChallengeAnswer(
+                tenant=tenant,
+                verification_id=verification_id,
+                digest=digest.hex(),
+                binding_limit=d.settings.verification.binding_limit,
+                failure_window_ms=d.settings.verification.otp_failure_window_seconds * 1000,
+                request_json=json.dumps(info.audit_fields()),
+                count=count,
+            ),
+            record,
+            self.binding.point(tenant, verification_id, record),
+        )
+        if written.outcome is WriteOutcome.STATE:
+            # Another answer changed the state between our read and the write: same answer as above.
             raise FailedPrecondition(
                 "verification is no longer awaiting a code",
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
-        return self.reader.script_view(tenant, verification_id, result)
+        return self.reader.written_view(tenant, verification_id, written)
 
     async def finish_by_callback(
         self, tenant: str, verification_id: str, vendor_token: str, info: RequestInfo
@@ -194,30 +174,29 @@ class AnswerFlow:
                 "the vendor judging the challenge is unavailable; retry", reason=result.reason
             )
         verdict = "pass" if result.outcome is Outcome.PASS else "fail"
-        keys = TenantKeys(tenant)
-        outcome = await self.binding.run(
-            "submit",
-            tenant,
-            verification_id,
-            dict(record),
-            keys_for=lambda r: _submit_keys(keys, verification_id, r),
-            args=[
-                "",
-                d.settings.verification.binding_limit,
-                d.settings.verification.otp_failure_window_seconds * 1000,
-                json.dumps(info.audit_fields()),
-                verdict,
-                result.reason or ("" if verdict == "pass" else "STEP_FAILED"),
-                result.vendor_code,
-            ],
+        fresh = dict(record)
+        written = await self.store.submit(
+            ChallengeAnswer(
+                tenant=tenant,
+                verification_id=verification_id,
+                digest="",
+                binding_limit=d.settings.verification.binding_limit,
+                failure_window_ms=d.settings.verification.otp_failure_window_seconds * 1000,
+                request_json=json.dumps(info.audit_fields()),
+                verdict=verdict,
+                verdict_reason=result.reason or ("" if verdict == "pass" else "STEP_FAILED"),
+                vendor_code=result.vendor_code,
+            ),
+            fresh,
+            self.binding.point(tenant, verification_id, fresh),
         )
-        if outcome[0] == b"STATE":
+        if written.outcome is WriteOutcome.STATE:
             raise FailedPrecondition(
                 "verification is no longer awaiting a challenge",
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
-        return self.reader.script_view(tenant, verification_id, outcome)
+        return self.reader.written_view(tenant, verification_id, written)
 
     def _phone_pseudonym(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> str:
         """The phone's deployment-wide pseudonym a verification holds sealed ("" if none)."""
@@ -234,16 +213,3 @@ class AnswerFlow:
             raise StoreUnavailable(
                 "the verification's phone counter cannot be opened", reason="NOT_COUNTED"
             ) from None
-
-
-def _submit_keys(keys: TenantKeys, verification_id: str, record: Mapping[str, str]) -> list[str]:
-    """The keys of the ``submit`` script, for a code and for a vendor's verdict alike."""
-    return [
-        keys.verification(verification_id),
-        keys.audit_log(),
-        keys.account(record["acct"]),
-        keys.identity(record["identity"]),
-        keys.identity_accounts(record["identity"]),
-        keys.otp_failures(record.get("otp_ps", "")),
-        keys.consent(record["acct"]),
-    ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from idverify.domain import birth_dates
 from idverify.domain.age import age_band, is_under_14
@@ -24,16 +23,15 @@ from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import organization_name_hashes
-from idverify.flows.identity_lookup import IdentityLookup, ResolvedIdentity
-from idverify.flows.verification.binding import MOVE_ATTEMPTS
+from idverify.flows.identity_lookup import ResolvedIdentity
+from idverify.flows.verification.identities import Identities
 from idverify.flows.verification.plan import StartPlan
+from idverify.flows.verification.port import NewVerification, VerificationStore, WriteOutcome, Written
 from idverify.flows.verification.steps import IdentityRead, StepRunner, StepsRun
 from idverify.flows.verification.views import VerificationReader, VerificationView, count_start
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.masking import mask_phone
 from idverify.privacy.sealing import associated_data, sealed_to_text
-from idverify.store.connection import as_text
-from idverify.store.scripts import decode_flat
 from idverify.verifiers.base import StepContext
 
 
@@ -42,8 +40,9 @@ class StartCommit:
     """Runs a reserved start's steps, looks its identity up, and stores it in one step."""
 
     deps: FlowDeps
+    store: VerificationStore
     consent: ConsentFlow
-    lookup: IdentityLookup
+    lookup: Identities
     ages: AccountAges
     steps: StepRunner
     reader: VerificationReader
@@ -70,13 +69,13 @@ class StartCommit:
         _point_at(run.record, found)
         mode = self._judge_age(plan, account_ps, run, mode)
         run.record["steps"] = json.dumps(run.steps)
-        result = await self._store(plan, account_ps, run.record, mode, (found, forward_ms))
-        if result[0] == b"RELEASED":
-            # Only after this attempt gave up (release_request.lua): nobody waits for this answer.
+        written = await self._store(plan, account_ps, run.record, mode, (found, forward_ms))
+        if written.outcome is WriteOutcome.RELEASED:
+            # Only after this attempt gave up (its release): nobody waits for this answer.
             raise StoreUnavailable("the request was released by its caller; retry")
-        if result[0] == b"EXISTS":
-            return await self.reader.get(tenant, as_text(result[1]), plan.info)
-        view = self.reader.view(tenant, plan.verification_id, decode_flat(result[1]))
+        if written.outcome is WriteOutcome.EXISTS:
+            return await self.reader.get(tenant, written.detail, plan.info)
+        view = self.reader.view(tenant, plan.verification_id, written.record)
         if view.status == "VERIFIED":
             await self.consent.keep(tenant, account_ps)
         count_start(plan.method.id, view)
@@ -191,44 +190,38 @@ class StartCommit:
         record: dict[str, str],
         mode: str,
         identity: tuple[ResolvedIdentity, int],
-    ) -> Any:
-        """Runs the ``start`` script, looking the identity up again if key rotation moved it.
+    ) -> Written:
+        """Stores the verification, looking the identity up again whenever key rotation moved it.
 
-        ``identity`` is the one found and the lookup's forward window. The binding scripts of a
-        stored verification retry differently (BindingScripts): they re-read a record, while
-        this one is not stored yet and has the document to look up with.
+        ``identity`` is the one found and the lookup's forward window. The writes to a stored
+        verification are pointed differently (BindingPoints): they re-read a record, while this
+        one is not stored yet and has the document to look up with.
         """
-        d, keys = self.deps, plan.keys
+        settings = self.deps.settings.verification
         found, forward_ms = identity
-        for _ in range(MOVE_ATTEMPTS):
-            result = await d.scripts.run(
-                "start",
-                [
-                    plan.request_key,
-                    keys.verification(plan.verification_id),
-                    keys.audit_log(),
-                    keys.account(account_ps),
-                    keys.identity(record["identity"]),
-                    keys.identity_accounts(record["identity"]),
-                    keys.request_released(plan.verification_id),
-                ],
-                [
-                    plan.verification_id,
-                    d.settings.verification.session_ttl_seconds * 1000,
-                    json.dumps(record),
-                    d.settings.verification.binding_limit,
-                    json.dumps(plan.info.audit_fields()),
-                    mode,
-                ],
-            )
-            if result[0] != b"MOVED":
-                return result
-            # Key rotation moved the identity between our lookup and the commit: look again.
-            found = await self.lookup.resolve(
-                plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
-            )
-            _point_at(record, found)
-        raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+
+        async def look_again(moved: bool) -> None:
+            nonlocal found
+            if moved:
+                found = await self.lookup.resolve(
+                    plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
+                )
+                _point_at(record, found)
+
+        return await self.store.commit(
+            NewVerification(
+                tenant=plan.tenant,
+                request_pseudonym=plan.request_pseudonym,
+                verification_id=plan.verification_id,
+                account_pseudonym=account_ps,
+                record=record,
+                ttl_ms=settings.session_ttl_seconds * 1000,
+                binding_limit=settings.binding_limit,
+                request_json=json.dumps(plan.info.audit_fields()),
+                mode=mode,
+            ),
+            look_again,
+        )
 
 
 def _point_at(record: dict[str, str], found: ResolvedIdentity) -> None:

@@ -7,34 +7,58 @@ reads (views.py) work on the stored record, binding through binding.py.
 
 from __future__ import annotations
 
+from idverify.config import Settings
 from idverify.domain.methods import MethodSpec, is_biometric, required_fields
 from idverify.domain.subjects import SubjectKind
 from idverify.flows.account_age import AccountAges
-from idverify.flows.consent import ConsentFlow
+from idverify.flows.consent import ConsentFlow, ConsentStore
 from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.identity_lookup import IdentityLookup
-from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.read_accounting import Reader
 from idverify.flows.verification.admission import RESERVATION_MS, StartAdmission
 from idverify.flows.verification.answers import AnswerFlow
-from idverify.flows.verification.binding import BindingScripts
+from idverify.flows.verification.binding import BindingPoints
 from idverify.flows.verification.commit import StartCommit
 from idverify.flows.verification.guardian import GuardianConsent, GuardianConsents
+from idverify.flows.verification.identities import Identities
 from idverify.flows.verification.plan import StartRequest, plan_start
+from idverify.flows.verification.port import VerificationStore
 from idverify.flows.verification.steps import StepRunner
 from idverify.flows.verification.views import VerificationReader, VerificationView
 from idverify.security.code_sends import SendLimits
-from idverify.store.code_sends import CodeSendChains
-from idverify.store.consents import RedisConsentStore
-from idverify.store.identity_records import RedisIdentityRecords
+
+
+def send_limits(settings: Settings) -> SendLimits:
+    """The windows a verification's code sends and wrong codes are counted against."""
+    limits, verification = settings.rate_limits, settings.verification
+    return SendLimits(
+        per_phone_per_hour=limits.code_sends_per_phone_per_hour,
+        per_phone_all_tenants_per_hour=limits.code_sends_per_phone_all_tenants_per_hour,
+        per_phone_all_tenants_per_day=limits.code_sends_per_phone_all_tenants_per_day,
+        per_principal_per_minute=limits.code_sends_per_principal_per_minute,
+        per_principal_per_day=limits.code_sends_per_principal_per_day,
+        per_tenant_per_minute=limits.code_sends_per_tenant_per_minute,
+        per_tenant_per_day=limits.code_sends_per_tenant_per_day,
+        phone_failure_limit=verification.otp_failures_per_phone,
+        failure_window_ms=verification.otp_failure_window_seconds * 1000,
+    )
 
 
 class VerificationFlow:
     """Runs verifications for every tenant."""
 
-    def __init__(self, deps: FlowDeps) -> None:
+    def __init__(
+        self, deps: FlowDeps, store: VerificationStore, consents: ConsentStore, identities: Identities
+    ) -> None:
+        """Builds the flow.
+
+        Args:
+            deps: settings, keyring, sealer, verifiers (``deps.redis`` and ``deps.scripts`` are
+                not read here).
+            store: the verifications and the requests that start them.
+            consents: the accounts' consent records, which a start admits under.
+            identities: finds a start's identity, and where a stored verification's lives now.
+        """
         self._d = deps
-        consents = RedisConsentStore(deps.redis, deps.scripts)
         self._consent = ConsentFlow(
             consents,
             deps.settings.consent,
@@ -42,36 +66,21 @@ class VerificationFlow:
             deps.sealer,
             lifetime_ms=RESERVATION_MS + deps.settings.verification.session_ttl_seconds * 1000,
         )
-        mover = IdentityMover(RedisIdentityRecords(deps.redis, deps.scripts), deps.sealer)
         ages = AccountAges(deps.sealer)
-        limits, verification = deps.settings.rate_limits, deps.settings.verification
-        sends = CodeSendChains(
-            deps.scripts,
-            SendLimits(
-                per_phone_per_hour=limits.code_sends_per_phone_per_hour,
-                per_phone_all_tenants_per_hour=limits.code_sends_per_phone_all_tenants_per_hour,
-                per_phone_all_tenants_per_day=limits.code_sends_per_phone_all_tenants_per_day,
-                per_principal_per_minute=limits.code_sends_per_principal_per_minute,
-                per_principal_per_day=limits.code_sends_per_principal_per_day,
-                per_tenant_per_minute=limits.code_sends_per_tenant_per_minute,
-                per_tenant_per_day=limits.code_sends_per_tenant_per_day,
-                phone_failure_limit=verification.otp_failures_per_phone,
-                failure_window_ms=verification.otp_failure_window_seconds * 1000,
-            ),
-        )
-        self._reader = VerificationReader(deps)
-        binding = BindingScripts(deps, self._consent, mover, self._reader)
-        self._admission = StartAdmission(deps, self._consent, consents, self._reader)
+        self._reader = VerificationReader(deps, store)
+        binding = BindingPoints(identities, deps.sealer, self._reader)
+        self._admission = StartAdmission(deps, store, self._consent, self._reader)
         self._commit = StartCommit(
             deps,
+            store,
             consent=self._consent,
-            lookup=IdentityLookup(deps.keyring, deps.sealer, deps.indexer, mover),
+            lookup=identities,
             ages=ages,
-            steps=StepRunner(deps, sends),
+            steps=StepRunner(deps, store),
             reader=self._reader,
         )
-        self._answers = AnswerFlow(deps, sends, self._reader, binding)
-        self._guardians = GuardianConsents(deps, ages, self._reader, binding)
+        self._answers = AnswerFlow(deps, store, self._reader, binding)
+        self._guardians = GuardianConsents(deps, store, self._consent, ages, self._reader, binding)
 
     @property
     def consent(self) -> ConsentFlow:
@@ -114,7 +123,7 @@ class VerificationFlow:
         """
         plan = plan_start(self._d, tenant, request, info)
         admission = await self._admission.prepare(plan)
-        if isinstance(admission, bytes):
+        if isinstance(admission, str):
             return await self._admission.repeated(plan, admission)
         try:
             held = await self._admission.admit(admission)

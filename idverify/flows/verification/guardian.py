@@ -16,14 +16,16 @@ from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from idverify.domain.normalize import normalize_identifier
 from idverify.domain.subjects import AgeBand
 from idverify.flows.account_age import AccountAges
+from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
-from idverify.flows.verification.binding import MOVE_ATTEMPTS, BindingScripts
+from idverify.flows.verification.binding import BindingPoints
+from idverify.flows.verification.port import GuardianGrant, VerificationStore, WriteOutcome
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
 
-# What a guardian's qualification is judged on; the consent script checks they did not change.
+# What a guardian's qualification is judged on; the consent's write checks they did not change.
 _GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
+# A guardian's account that keeps changing while it is judged gives up after this many.
+_GUARDIAN_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +47,11 @@ class GuardianConsents:
     """Completes minors' verifications with their guardians' consent."""
 
     deps: FlowDeps
+    store: VerificationStore
+    consent: ConsentFlow
     ages: AccountAges
     reader: VerificationReader
-    binding: BindingScripts
+    binding: BindingPoints
 
     async def grant(self, request: GuardianConsent) -> VerificationView:
         """The consent of a verified person who is an adult today completes a minor's verification.
@@ -67,7 +71,6 @@ class GuardianConsents:
             raise InvalidArgument(
                 "relationship: parent or legal guardian", reason="RELATIONSHIP_REQUIRED", field="relationship"
             )
-        keys = TenantKeys(tenant)
         record = await self.reader.record(tenant, verification_id)
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
         if not record or not hmac.compare_digest(record.get("acct", ""), account_ps):
@@ -79,55 +82,51 @@ class GuardianConsents:
                 field="guardian_account_id",
             )
         guardian_ps = d.keyring.pseudonym(tenant, "account", guardian_id)
-        for _ in range(MOVE_ATTEMPTS):
+        point = self.binding.point(tenant, verification_id, record)
+        for _ in range(_GUARDIAN_ATTEMPTS):
             guardian, refusal = await self._guardian_today(tenant, guardian_ps)
-            result = await self.binding.run(
-                "guardian",
-                tenant,
-                verification_id,
+            written = await self.store.grant_guardian(
+                GuardianGrant(
+                    tenant=tenant,
+                    verification_id=verification_id,
+                    account_pseudonym=account_ps,
+                    guardian_pseudonym=guardian_ps,
+                    binding_limit=d.settings.verification.binding_limit,
+                    request_json=json.dumps(info.audit_fields()),
+                    text_version=request.text_version,
+                    relationship=relationship,
+                    guardian_fields=guardian,
+                    refusal=refusal,
+                ),
                 record,
-                keys_for=lambda r: [
-                    keys.verification(verification_id),
-                    keys.audit_log(),
-                    keys.account(account_ps),
-                    keys.identity(r["identity"]),
-                    keys.identity_accounts(r["identity"]),
-                    keys.account(guardian_ps),
-                ],
-                args=[
-                    d.settings.verification.binding_limit,
-                    json.dumps(info.audit_fields()),
-                    request.text_version,
-                    relationship,
-                    json.dumps(guardian),
-                    refusal,
-                ],
+                point,
             )
             # The guardian's account changed since we judged it (verified again, key rotation).
-            if result[0] != b"CHANGED":
+            if written.outcome is not WriteOutcome.GUARDIAN_CHANGED:
                 break
         else:
             raise StoreUnavailable("the guardian's account kept changing; retry", reason="CONTENDED")
-        if result[0] == b"GUARDIAN":
+        if written.outcome is WriteOutcome.GUARDIAN_REFUSED:
             raise FailedPrecondition(
                 "the guardian account does not qualify",
-                reason=as_text(result[1]),
+                reason=written.detail,
                 field="guardian_account_id",
             )
-        if result[0] == b"STATE":
+        if written.outcome is WriteOutcome.STATE:
             raise FailedPrecondition(
                 "verification is not waiting for guardian consent",
                 reason="NOT_AWAITING_GUARDIAN",
                 field="verification_id",
             )
-        return self.reader.script_view(tenant, verification_id, result)
+        if written.record.get("status") == "VERIFIED":
+            # The consents given with the start last once it bound the account.
+            await self.consent.keep(tenant, record["acct"])
+        return self.reader.written_view(tenant, verification_id, written)
 
     async def _guardian_today(self, tenant: str, guardian_ps: str) -> tuple[dict[str, str], str]:
         """The guardian account's age fields as read, and why it may not consent today ('' if it may)."""
         d = self.deps
-        async with translate_errors():
-            row = await d.redis.hmget(TenantKeys(tenant).account(guardian_ps), list(_GUARDIAN_FIELDS))
-        fields = {name: as_text(value) for name, value in zip(_GUARDIAN_FIELDS, row, strict=True) if value}
+        fields = await self.store.account_fields(tenant, guardian_ps, _GUARDIAN_FIELDS)
         if not fields.get("identity"):
             return fields, "GUARDIAN_NOT_VERIFIED"
         age = self.ages.read(tenant, guardian_ps, fields, d.today())

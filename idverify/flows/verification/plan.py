@@ -22,7 +22,6 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import Subject, SubjectKind
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.privacy.name_binding import claim_tag
-from idverify.store.keys import TenantKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +64,9 @@ class StartPlan:
     """
 
     tenant: str
-    keys: TenantKeys
     request_id: str
-    # The request id's key: its pseudonym, never the id.
-    request_key: str
+    # The request id as the store keeps it: its pseudonym, never the id.
+    request_pseudonym: str
     verification_id: str
     account_id: str
     method: MethodSpec
@@ -123,12 +121,10 @@ def plan_start(deps: FlowDeps, tenant: str, request: StartRequest, info: Request
     _check_client_ip(request.client_ip)
     given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
     purposes = consent_rules.needed_purposes(needed, biometric=is_biometric(method, deps.biometric_steps))
-    keys = TenantKeys(tenant)
     return StartPlan(
         tenant=tenant,
-        keys=keys,
         request_id=request_id,
-        request_key=keys.request(deps.keyring.pseudonym(tenant, "request", request_id)),
+        request_pseudonym=deps.keyring.pseudonym(tenant, "request", request_id),
         verification_id=secrets.token_hex(16),
         account_id=account_id,
         method=method,

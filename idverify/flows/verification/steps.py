@@ -16,12 +16,10 @@ from idverify.domain.methods import fallback_methods
 from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityProbe
 from idverify.flows.verification.plan import StartPlan
+from idverify.flows.verification.port import CodeSend, SendVerdict, VerificationStore
 from idverify.observability import telemetry
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.sealing import associated_data, sealed_to_text
-from idverify.security.code_sends import SendPseudonyms
-from idverify.store.code_sends import CodeSendChains
-from idverify.store.scripts import ChainStep
 from idverify.verifiers.base import (
     Challenge,
     ChallengeVerifier,
@@ -31,6 +29,9 @@ from idverify.verifiers.base import (
     StepResult,
     Verifier,
 )
+
+# The verification's reason when a code may not be sent.
+_SEND_REFUSALS = {SendVerdict.OTP_LOCKED: "OTP_LOCKED", SendVerdict.PHONE_LOCKED: "PHONE_LOCKED"}
 
 
 @dataclass(slots=True)
@@ -58,9 +59,9 @@ class StepsRun:
 class StepRunner:
     """Runs a start's verifier steps into its record."""
 
-    def __init__(self, deps: FlowDeps, sends: CodeSendChains) -> None:
+    def __init__(self, deps: FlowDeps, store: VerificationStore) -> None:
         self._d = deps
-        self._sends = sends
+        self._store = store
 
     async def run(self, plan: StartPlan, context: StepContext, run: StepsRun) -> str:
         """Runs the method's steps: ``bind``, ``challenge`` or ``rejected``.
@@ -167,33 +168,32 @@ class StepRunner:
         """Counts the code about to be sent; a locked account+phone or phone gets none.
 
         Counting comes first and the code is sent only after every count said yes: a count that
-        fails raises, and nothing is sent. On one server the same script reads ``identity``'s
+        fails raises, and nothing is sent. Where the store can, the same step reads ``identity``'s
         record first (whatever the counts say).
         """
         d = self._d
         tenant, phone, info = plan.tenant, plan.phone, plan.info
         max_attempts = int(d.settings.verifiers.get("sms_otp", {}).get("max_attempts", 5))
-        read = None
-        if identity is not None and identity.bindings is None and d.scripts.one_node:
-            read = ChainStep("hget_each", identity.probe.keys, ["name_binding"], proceed_on=("OK",))
-        verdict, failures, read_reply = await self._sends.count_send(
-            tenant,
-            SendPseudonyms(
+        counted = await self._store.count_send(
+            CodeSend(
+                tenant=tenant,
                 account_phone=record["otp_ps"],
                 tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),
                 phone=d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone),
-            ),
-            principal=info.principal,
-            max_attempts=max_attempts,
-            request=info.audit_fields(),
-            before=read,
+                principal=info.principal,
+                max_attempts=max_attempts,
+                request=info.audit_fields(),
+                identity_keys=identity.probe.keys
+                if identity is not None and identity.bindings is None
+                else None,
+            )
         )
-        if identity is not None and read_reply is not None:
-            identity.bindings = list(read_reply[1:])
-        if verdict != "OK":
-            record.update(status="REJECTED", reason=verdict)
+        if identity is not None and counted.bindings is not None:
+            identity.bindings = counted.bindings
+        if counted.verdict is not SendVerdict.OK:
+            record.update(status="REJECTED", reason=_SEND_REFUSALS[counted.verdict])
             return
-        record["attempts_left_now"] = str(max_attempts - failures)
+        record["attempts_left_now"] = str(max_attempts - counted.failures)
 
 
 def _same_provider(verifiers: Mapping[str, Verifier], step_name: str) -> frozenset[str]:

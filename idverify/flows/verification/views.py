@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from idverify.domain.errors import InvalidArgument, NotFound
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.read_accounting import Category, Reader, read_spec
+from idverify.flows.verification.port import VerificationStore, WriteOutcome, Written
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import decode_flat
 
 _VERIFICATION_ID_HEX = 32
 _FINAL = frozenset({"VERIFIED", "REJECTED", "EXPIRED", "NEEDS_GUARDIAN_CONSENT"})
@@ -40,10 +38,11 @@ class VerificationView:
 
 
 class VerificationReader:
-    """Reads verifications, and turns a stored record (or a script's reply) into a view."""
+    """Reads verifications, and turns a stored record (or what a write answered) into a view."""
 
-    def __init__(self, deps: FlowDeps) -> None:
+    def __init__(self, deps: FlowDeps, store: VerificationStore) -> None:
         self._d = deps
+        self._store = store
 
     async def get(
         self, tenant: str, verification_id: str, info: RequestInfo, reader: Reader | None = None
@@ -55,32 +54,33 @@ class VerificationReader:
             NotFound: when the verification does not exist (or has expired away).
         """
         verification_id = check_verification_id(verification_id)
-        keys = TenantKeys(tenant)
-        spec = read_spec(reader, (Category.VERIFICATION,), self._d.settings.reads.retention_days)
-        result = await self._d.scripts.run(
-            "get",
-            [keys.verification(verification_id), keys.audit_log()],
-            [json.dumps(info.audit_fields()), *(spec if reader is not None else ())],
+        spec = (
+            read_spec(reader, (Category.VERIFICATION,), self._d.settings.reads.retention_days)
+            if reader is not None
+            else None
         )
-        return self.script_view(tenant, verification_id, result, count=False)
+        written = await self._store.read(tenant, verification_id, json.dumps(info.audit_fields()), spec)
+        return self.written_view(tenant, verification_id, written, count=False)
 
     async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
         """The verification's stored record as text; empty when there is none.
 
         Raises:
-            StoreUnavailable: when Redis is down.
+            StoreUnavailable: when the store is down.
         """
-        async with translate_errors():
-            raw = await self._d.redis.hgetall(TenantKeys(tenant).verification(verification_id))
-        return {as_text(k): as_text(v) for k, v in raw.items()}
+        return await self._store.record(tenant, verification_id)
 
-    def script_view(
-        self, tenant: str, verification_id: str, result: Sequence[object], *, count: bool = True
+    def written_view(
+        self, tenant: str, verification_id: str, written: Written, *, count: bool = True
     ) -> VerificationView:
-        """The view a script answered with its record; ``count`` feeds the finish metrics."""
-        if result[0] == b"NOT_FOUND":
+        """The view of the record a write answered with; ``count`` feeds the finish metrics.
+
+        Raises:
+            NotFound: the write found no such verification.
+        """
+        if written.outcome is WriteOutcome.NOT_FOUND:
             raise NotFound("no such verification", field="verification_id")
-        view = self.view(tenant, verification_id, decode_flat(result[1]))  # type: ignore[arg-type]
+        view = self.view(tenant, verification_id, written.record)
         if count:
             count_finish(view)
         return view

@@ -39,6 +39,7 @@ from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import ChainStep, Scripts
+from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
 
 TENANT = "default"
@@ -71,7 +72,7 @@ async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[R
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del redis_server
-    yield Rig(VerificationFlow(deps), scripts, keyring, redis)
+    yield Rig(redis_verification_flow(deps), scripts, keyring, redis)
     await scripts.aclose()
 
 

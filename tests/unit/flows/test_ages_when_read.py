@@ -36,6 +36,7 @@ from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import Scripts
 from idverify.store.sealed_records import RedisSealedRecords
+from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
 from idverify.verifiers.base import StepContext, StepResult
 
@@ -138,7 +139,7 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
         today=today,
     )
     return World(
-        VerificationFlow(deps),
+        redis_verification_flow(deps),
         _accounts(deps),
         today,
         authority,

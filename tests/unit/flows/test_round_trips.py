@@ -35,6 +35,7 @@ from idverify.server import build_verifiers
 from idverify.store.connection import RedisClient, connect
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import SCRIPT_NAMES, Scripts, chain_source, script_source
+from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
 
 # StartVerification + SubmitChallenge with the SMS method on a standalone Redis: 15 before issue
@@ -157,7 +158,7 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisCli
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del tmp_path
-    return VerificationFlow(deps), scripts, redis
+    return redis_verification_flow(deps), scripts, redis
 
 
 def _person() -> Subject:

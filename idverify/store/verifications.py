@@ -1,0 +1,414 @@
+"""Verifications in Redis, for ``flows.verification``.
+
+``flows.verification`` decides (what a start stores, which answer is right, who may be a
+guardian); this adapter knows the keys (``{t}:vf:<id>``, ``{t}:req:<request pseudonym>`` and the
+attempt's release marker), runs ``reserve_request``, ``release_request``, ``confirm_request``,
+``start``, ``get``, ``submit`` and ``guardian`` and reads their replies once. A start's reads
+are one pipeline and its admission one chain, with the consent record's pieces from
+``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
+(an answer's count runs in one chain with its judgement), so a signup keeps its round trips
+(``tests/unit/flows/test_round_trips.py``). A script that may bind an identity answers MOVED when
+key rotation moved it; the retry that points the record anew is :meth:`_until_placed`, once for
+all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.flows.consent import ConsentAdmission
+from idverify.flows.context import FlowDeps
+from idverify.flows.identity_lookup import IdentityLookup
+from idverify.flows.identity_mover import IdentityMover
+from idverify.flows.verification.flow import VerificationFlow, send_limits
+from idverify.flows.verification.identities import LookupIdentities
+from idverify.flows.verification.port import (
+    Admission,
+    AdmissionAnswer,
+    ChallengeAnswer,
+    CodeSend,
+    GuardianGrant,
+    NewVerification,
+    Point,
+    Readmission,
+    Reservation,
+    SendCount,
+    SendVerdict,
+    StartRead,
+    WindowCount,
+    WriteOutcome,
+    Written,
+)
+from idverify.security.code_sends import SendPseudonyms
+from idverify.security.rate_limits import WindowLimiter
+from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.consents import RedisConsentStore
+from idverify.store.identity_records import RedisIdentityRecords
+from idverify.store.keys import TenantKeys
+from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
+from idverify.store.scripts import ChainStep, Scripts, decode_flat
+
+__all__ = ["MOVE_ATTEMPTS", "RedisVerificationStore", "redis_verification_flow"]
+
+# A write whose identity keeps moving (key rotation racing it) gives up after this many attempts.
+MOVE_ATTEMPTS = 3
+
+# The replies a write's script answers with, other than {'OK', record} and {'MOVED'}.
+_OUTCOMES = {
+    b"NOT_FOUND": WriteOutcome.NOT_FOUND,
+    b"STATE": WriteOutcome.STATE,
+    b"EXISTS": WriteOutcome.EXISTS,
+    b"RELEASED": WriteOutcome.RELEASED,
+    b"GUARDIAN": WriteOutcome.GUARDIAN_REFUSED,
+    b"CHANGED": WriteOutcome.GUARDIAN_CHANGED,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _keys(tenant: str) -> TenantKeys:
+    return TenantKeys(tenant)
+
+
+def _written(reply: Any) -> Written:
+    """A write script's reply: {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'EXISTS', id} | ..."""
+    head = reply[0]
+    if head == b"OK":
+        return Written(WriteOutcome.DONE, decode_flat(reply[1]))
+    outcome = _OUTCOMES[head]
+    if outcome is WriteOutcome.STATE:
+        return Written(outcome, decode_flat(reply[1]))
+    return Written(outcome, detail=as_text(reply[1]) if len(reply) > 1 else "")
+
+
+def _refusal(judge: Callable[[], None]) -> RateLimited | None:
+    """The refusal a counter's judgement raises, kept for the caller to raise when it is ready."""
+    try:
+        judge()
+    except RateLimited as refused:
+        return refused
+    return None
+
+
+class RedisVerificationStore:
+    """``flows.verification.port.VerificationStore`` over one Redis client, its scripts and counters."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, sends: CodeSendChains) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._sends = sends
+        self._windows = WindowLimiter(RedisRateWindows(scripts))
+
+    # -- a start's admission -----------------------------------------------------------------
+
+    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> StartRead:
+        """The request id's holder and the consent record, one pipeline in the tenant's slot."""
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(_keys(tenant).request(request_pseudonym))
+            RedisConsentStore.queue_read(pipe, tenant, account_pseudonym)
+            holder, consent_raw, cancelled = await pipe.execute()
+        return StartRead(
+            as_text(holder) if holder is not None else None,
+            RedisConsentStore.record_of(consent_raw, cancelled),
+        )
+
+    @staticmethod
+    def _window_step(keys: TenantKeys, window: WindowCount | None) -> list[ChainStep]:
+        if window is None:
+            return []
+        step = RedisRateWindows.step(
+            keys,
+            "identity",
+            window.identity_pseudonym,
+            limit=window.limit,
+            window_seconds=window.window_seconds,
+            request=dict(window.request),
+        )
+        return [step] if step is not None else []
+
+    @staticmethod
+    def _window_refusal(reply: Any, window: WindowCount) -> RateLimited | None:
+        return _refusal(
+            lambda: RedisRateWindows.refuse_over_limit(reply, purpose="identity", limit=window.limit)
+        )
+
+    async def admit(self, admission: Admission) -> AdmissionAnswer:
+        """The reservation, claims, consents and window: one chain, each step only after an OK."""
+        tenant, keys = admission.tenant, _keys(admission.tenant)
+        claims = admission.claims
+        steps = [
+            ChainStep(
+                "reserve_request",
+                [keys.request(admission.request_pseudonym), keys.request_released(admission.verification_id)],
+                [admission.verification_id, admission.reservation_ms],
+                proceed_on=("OK",),
+            ),
+            counted_step(
+                keys, "claim_refusals", claims.name_tag, limit=claims.limit, request=dict(claims.request)
+            ),
+            RedisConsentStore.start_step(tenant, admission.consent),
+            *self._window_step(keys, admission.window),
+        ]
+        replies = await self._scripts.run_chain(steps)
+        reservation = replies[0]
+        if reservation[0] == b"HELD":
+            return AdmissionAnswer(Reservation.HELD, holder=as_text(reservation[1]))
+        if reservation[0] != b"OK":
+            return AdmissionAnswer(Reservation.RELEASED)
+        refused = _refusal(lambda: judge_counted(replies[1], purpose="claim_refusals"))
+        if refused is not None or len(replies) < 3:  # noqa: PLR2004 - reservation, claims, consents
+            return AdmissionAnswer(Reservation.RESERVED, claims_refusal=refused)
+        window = admission.window
+        counted = window is not None and len(replies) > 3  # noqa: PLR2004 - and the window
+        return AdmissionAnswer(
+            Reservation.RESERVED,
+            consent=RedisConsentStore.reply_of(replies[2]),
+            window_counted=counted,
+            window_refusal=self._window_refusal(replies[3], window)
+            if window is not None and counted
+            else None,
+        )
+
+    async def readmit(
+        self, tenant: str, consent: ConsentAdmission, window: WindowCount | None
+    ) -> Readmission:
+        """``consent_start`` and the window's count, one chain."""
+        steps = [RedisConsentStore.start_step(tenant, consent), *self._window_step(_keys(tenant), window)]
+        replies = await self._scripts.run_chain(steps)
+        counted = window is not None and len(replies) > 1
+        return Readmission(
+            RedisConsentStore.reply_of(replies[0]),
+            window_counted=counted,
+            window_refusal=self._window_refusal(replies[1], window)
+            if window is not None and counted
+            else None,
+        )
+
+    async def count_window(self, tenant: str, window: WindowCount) -> None:
+        """The window's ``rate_limit`` step alone."""
+        await self._windows.hit(
+            tenant,
+            "identity",
+            window.identity_pseudonym,
+            limit=window.limit,
+            window_seconds=window.window_seconds,
+            request=dict(window.request),
+        )
+
+    async def release(
+        self, tenant: str, request_pseudonym: str, verification_id: str, reservation_ms: int
+    ) -> None:
+        """``release_request``."""
+        keys = _keys(tenant)
+        await self._scripts.run(
+            "release_request",
+            [
+                keys.request(request_pseudonym),
+                keys.verification(verification_id),
+                keys.request_released(verification_id),
+            ],
+            [verification_id, reservation_ms],
+        )
+
+    async def holder(self, tenant: str, request_pseudonym: str) -> str | None:
+        """The request id's value (a released one is free: release_request.lua deletes it)."""
+        async with translate_errors():
+            holder = await self._redis.get(_keys(tenant).request(request_pseudonym))
+        return as_text(holder) if holder is not None else None
+
+    async def confirm(self, tenant: str, request_pseudonym: str) -> None:
+        """``confirm_request``, a write the replicas acknowledge, where steps wait for them."""
+        if self._scripts.acknowledges:
+            await self._scripts.run("confirm_request", [_keys(tenant).request(request_pseudonym)], [])
+
+    # -- a start's steps and commit ----------------------------------------------------------
+
+    async def count_send(self, send: CodeSend) -> SendCount:
+        """The code send's counts, the identity's name bindings read first in the same chain on one server."""
+        before = None
+        if send.identity_keys is not None and self._scripts.one_node:
+            before = ChainStep("hget_each", list(send.identity_keys), ["name_binding"], proceed_on=("OK",))
+        verdict, failures, read = await self._sends.count_send(
+            send.tenant,
+            SendPseudonyms(
+                account_phone=send.account_phone, tenant_phone=send.tenant_phone, phone=send.phone
+            ),
+            principal=send.principal,
+            max_attempts=send.max_attempts,
+            request=dict(send.request),
+            before=before,
+        )
+        return SendCount(SendVerdict(verdict), failures, list(read[1:]) if read is not None else None)
+
+    async def commit(self, start: NewVerification, point: Point) -> Written:
+        """``start``, pointed anew while the identity moves."""
+        keys, record = _keys(start.tenant), start.record
+
+        def attempt() -> Awaitable[Any]:
+            return self._scripts.run(
+                "start",
+                [
+                    keys.request(start.request_pseudonym),
+                    keys.verification(start.verification_id),
+                    keys.audit_log(),
+                    keys.account(start.account_pseudonym),
+                    keys.identity(record["identity"]),
+                    keys.identity_accounts(record["identity"]),
+                    keys.request_released(start.verification_id),
+                ],
+                [
+                    start.verification_id,
+                    start.ttl_ms,
+                    json.dumps(record),
+                    start.binding_limit,
+                    start.request_json,
+                    start.mode,
+                ],
+            )
+
+        return _written(await self._until_placed(attempt, point, first_pointed=True))
+
+    # -- a stored verification ---------------------------------------------------------------
+
+    async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
+        """HGETALL of the verification."""
+        async with translate_errors():
+            raw = await self._redis.hgetall(_keys(tenant).verification(verification_id))
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+
+    async def read(
+        self, tenant: str, verification_id: str, request_json: str, read_spec: Sequence[str] | None
+    ) -> Written:
+        """``get``."""
+        keys = _keys(tenant)
+        reply = await self._scripts.run(
+            "get",
+            [keys.verification(verification_id), keys.audit_log()],
+            [request_json, *(read_spec or ())],
+        )
+        return _written(reply)
+
+    async def submit(self, answer: ChallengeAnswer, record: dict[str, str], point: Point) -> Written:
+        """``submit``, after the answer's count in the phone's slot (one chain with it on one server)."""
+        keys, verification_id = _keys(answer.tenant), answer.verification_id
+        args: list[str | int | bytes] = [
+            answer.digest,
+            answer.binding_limit,
+            answer.failure_window_ms,
+            answer.request_json,
+        ]
+        if answer.verdict:
+            args += [answer.verdict, answer.verdict_reason, answer.vendor_code]
+        count = answer.count
+        step = (
+            self._sends.answer_step(count.phone_pseudonym, wrong=count.wrong) if count is not None else None
+        )
+        if step is not None and count is not None and not self._scripts.one_node:
+            # On Cluster the phone's slot is another server's: its count is a step of its own.
+            await self._sends.count_answer(
+                count.phone_pseudonym,
+                wrong=count.wrong,
+                tenant=answer.tenant,
+                lock_pseudonym=count.lock_pseudonym,
+                request=dict(count.request),
+            )
+            step = None
+
+        def submit_keys() -> list[str]:
+            return [
+                keys.verification(verification_id),
+                keys.audit_log(),
+                keys.account(record["acct"]),
+                keys.identity(record["identity"]),
+                keys.identity_accounts(record["identity"]),
+                keys.otp_failures(record.get("otp_ps", "")),
+                keys.consent(record["acct"]),
+            ]
+
+        async def attempt() -> Any:
+            nonlocal step
+            if step is None or count is None:
+                return await self._scripts.run("submit", submit_keys(), args)
+            # The answer's count and its judgement, one chain on one server; the count once.
+            first, step = step, None
+            async with counted_or_unavailable():
+                replies = await self._scripts.run_chain([first, ChainStep("submit", submit_keys(), args)])
+            await self._sends.judge_answer_count(
+                replies[0], tenant=answer.tenant, lock_pseudonym=count.lock_pseudonym, request=count.request
+            )
+            return replies[1]
+
+        return _written(await self._until_placed(attempt, point))
+
+    async def account_fields(
+        self, tenant: str, account_pseudonym: str, names: Sequence[str]
+    ) -> dict[str, str]:
+        """HMGET of the account's ``names``."""
+        async with translate_errors():
+            row = await self._redis.hmget(_keys(tenant).account(account_pseudonym), list(names))
+        return {name: as_text(value) for name, value in zip(names, row, strict=True) if value}
+
+    async def grant_guardian(self, grant: GuardianGrant, record: dict[str, str], point: Point) -> Written:
+        """``guardian``."""
+        keys = _keys(grant.tenant)
+        args: list[str | int | bytes] = [
+            grant.binding_limit,
+            grant.request_json,
+            grant.text_version,
+            grant.relationship,
+            json.dumps(dict(grant.guardian_fields)),
+            grant.refusal,
+        ]
+
+        def attempt() -> Awaitable[Any]:
+            return self._scripts.run(
+                "guardian",
+                [
+                    keys.verification(grant.verification_id),
+                    keys.audit_log(),
+                    keys.account(grant.account_pseudonym),
+                    keys.identity(record["identity"]),
+                    keys.identity_accounts(record["identity"]),
+                    keys.account(grant.guardian_pseudonym),
+                ],
+                args,
+            )
+
+        return _written(await self._until_placed(attempt, point))
+
+    @staticmethod
+    async def _until_placed(
+        attempt: Callable[[], Awaitable[Any]], point: Point, *, first_pointed: bool = False
+    ) -> Any:
+        """Runs a script that may bind an identity until it did not answer MOVED.
+
+        Identities move when keys rotate or a new pepper is adopted; a move that races the script
+        makes it answer MOVED instead of binding a stale reference, and ``point`` points the
+        record anew. ``first_pointed``: the record needs no pointing before the first attempt.
+        """
+        moved = False
+        for _ in range(MOVE_ATTEMPTS):
+            if moved or not first_pointed:
+                await point(moved)
+            reply = await attempt()
+            if reply[0] != b"MOVED":
+                return reply
+            moved = True
+        raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
+
+
+def redis_verification_flow(deps: FlowDeps) -> VerificationFlow:
+    """The verification flow over the deps' Redis client and scripts, as the server builds it."""
+    mover = IdentityMover(RedisIdentityRecords(deps.redis, deps.scripts), deps.sealer)
+    return VerificationFlow(
+        deps,
+        RedisVerificationStore(
+            deps.redis, deps.scripts, CodeSendChains(deps.scripts, send_limits(deps.settings))
+        ),
+        RedisConsentStore(deps.redis, deps.scripts),
+        LookupIdentities(IdentityLookup(deps.keyring, deps.sealer, deps.indexer, mover), mover),
+    )
