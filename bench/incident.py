@@ -37,7 +37,8 @@ from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.incident import IncidentFlow, IncidentRequest
+from idverify.flows.incident import IncidentFlow
+from idverify.flows.incident_request import IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog

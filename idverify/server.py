@@ -290,9 +290,10 @@ async def _check_store(settings: Settings, redis: RedisClient) -> LiveKeyring:
     Raises:
         ConfigError: a key does not open the store, or its schema is newer than this release's.
     """
-    await ensure_schema(RedisSchemaStore(redis), RedisKeyChecks(redis), RedisServerReports(redis))
-    keyring = LiveKeyring(await open_keyring(settings, redis))
-    await check_signing_key(settings, redis)
+    checks = RedisKeyChecks(redis)
+    await ensure_schema(RedisSchemaStore(redis), checks, RedisServerReports(redis))
+    keyring = LiveKeyring(await open_keyring(settings, checks))
+    await check_signing_key(settings, checks)
     return keyring
 
 
@@ -642,12 +643,13 @@ def _lifecycle_tasks(
 ) -> list[asyncio.Task[None]]:
     """The keyring file watcher and, unless switched off, the erasure worker."""
     path = keyring_path(settings)
+    checks = RedisKeyChecks(redis)
     watcher = KeyringWatcher(
         keyring,
         path,
         RedisServerReports(redis),
         settings.keyring_reload_seconds,
-        record=lambda candidate: record_key_versions(redis, candidate, f"keyring file {path}"),
+        record=lambda candidate: record_key_versions(checks, candidate, f"keyring file {path}"),
     )
     tasks = [asyncio.create_task(watcher.run())]
     if settings.erasure.worker:

@@ -49,7 +49,7 @@ from idverify import server
 from idverify.config import CallbackSettings, ConsoleSettings, Settings
 from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
 from idverify.domain.errors import ConfigError
-from idverify.flows.key_check import check_keys_before_workers
+from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.schema_version import ensure_schema
 from idverify.security.file_modes import secure_data_and_keys
 from idverify.store.connection import close_client, connect
@@ -183,7 +183,7 @@ class Supervisor:
         # ours, the keys must open what it holds, and the first start over an empty store
         # creates the keyring and signing key files.
         _ensure_schema_before_workers(url)
-        check_keys_before_workers(settings, url)
+        _check_keys_before_workers(settings, url)
         self._worker_settings = dataclasses.replace(
             settings, listen=listen, redis_url=url, console=console, callbacks=callbacks
         )
@@ -469,6 +469,27 @@ def _ensure_schema_before_workers(url: str) -> None:
             await close_client(redis)
 
     asyncio.run(ensure())
+
+
+def _check_keys_before_workers(settings: Settings, url: str) -> None:
+    """``open_keyring`` and ``check_signing_key`` (``flows.key_check``) before the supervisor forks.
+
+    The event loop and the Redis client live only for this call: workers create their own.
+
+    Raises:
+        ConfigError: as ``open_keyring`` and ``check_signing_key``.
+    """
+
+    async def check() -> None:
+        redis = connect(url, pool_size=1)
+        try:
+            checks = RedisKeyChecks(redis)
+            await open_keyring(settings, checks)
+            await check_signing_key(settings, checks)
+        finally:
+            await close_client(redis)
+
+    asyncio.run(check())
 
 
 def _hold_port(host: str, port: int, *, setting: str = "listen") -> socket.socket:

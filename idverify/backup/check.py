@@ -36,6 +36,7 @@ from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import KEYRING_ENV, record_key_versions, recorded_signing_key
 from idverify.privacy.keyring import Keyring, load_keyring
 from idverify.store.connection import RedisClient
+from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.scripts import Scripts
 
 __all__ = ["BackupInconsistent", "VerifiedBackup", "verify_backup"]
@@ -130,8 +131,9 @@ async def _check_snapshot(
         source = KEYRING_FILE if manifest.keyring == "file" else KEYRING_ENV
         # Raises ConfigError naming the versions it cannot open (it records nothing that counts:
         # the throwaway server is gone afterwards).
-        await record_key_versions(redis, keyring, source)
-        recorded = await recorded_signing_key(redis)
+        checks = RedisKeyChecks(redis)
+        await record_key_versions(checks, keyring, source)
+        recorded = await recorded_signing_key(checks)
         if recorded is not None and recorded != manifest.signing_key_id:
             raise BackupInconsistent(
                 f"the snapshot's logs are signed by key {recorded}, not {manifest.signing_key_id}"

@@ -142,6 +142,7 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import record_signing_key, recorded_signing_key  # noqa: PLC0415
+    from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
 
     settings = load_settings(
         Path(args.config) if args.config else None,
@@ -149,12 +150,13 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     )
     key_id = key_id_for(load_signing_key(settings.data_dir, settings.audit_signing_key_file).public_key())
     async with open_store(settings) as redis:
-        previous = await recorded_signing_key(redis)
+        checks = RedisKeyChecks(redis)
+        previous = await recorded_signing_key(checks)
         if previous == key_id:
             print(f"key {key_id} already signs the log; nothing rotated")
             return 0
         tenants = await _audit_rotation(redis, key_id, previous or "")
-        await record_signing_key(redis, key_id)
+        await record_signing_key(checks, key_id)
     print(
         f"the audit log's signing key is now {key_id} (was {previous or 'not recorded'}; recorded in "
         f"the audit log of {tenants} tenant(s)); restart the servers and give auditors the new public "

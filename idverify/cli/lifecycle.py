@@ -378,6 +378,7 @@ async def _reindex(redis: RedisClient, keyring: Keyring, args: argparse.Namespac
 async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, version: str) -> int:
     from idverify.flows.key_check import forget_key_version  # noqa: PLC0415
     from idverify.flows.reindex import count_key_usage  # noqa: PLC0415
+    from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.sealed_records import RedisSealedRecords  # noqa: PLC0415
     from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
@@ -399,7 +400,7 @@ async def _retire(redis: RedisClient, settings: Settings, keyring: Keyring, vers
     updated = keyring.without(version)
     # First the key-check value, then the file: a crash between them leaves a version that the
     # next start records again, never a recorded version that no keyring holds.
-    await forget_key_version(redis, version)
+    await forget_key_version(RedisKeyChecks(redis), version)
     save_keyring_file(updated, _keyring_file(settings))
     _out(f"retired {version}")
     return 0

@@ -112,13 +112,15 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
     from idverify.store.audit_logs import RedisAuditLog  # noqa: PLC0415
+    from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
 
     async with open_store(settings) as redis:
-        keyring = await open_keyring(settings, redis)
+        checks = RedisKeyChecks(redis)
+        keyring = await open_keyring(settings, checks)
         # The log's own key signs its final head: never one generated here by mistake.
-        await check_signing_key(settings, redis)
+        await check_signing_key(settings, checks)
         scripts = Scripts(redis)
         audit = build_audit_flow(settings, RedisAuditLog.over(redis, scripts), keyring)
         removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)

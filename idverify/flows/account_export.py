@@ -7,10 +7,10 @@ The export is audited first, so the head taken after it proves the export's own 
 An account's entries are few; a page holds at most ``MAX_ENTRIES`` (about 1 KiB each with its
 proof), and the caller asks again from ``next_start_index`` for the rest, each page audited.
 
-The flow reads the store through :class:`AccountExportStore`, the port declared here, in typed
-values (``store.account_exports.RedisAccountExports`` implements it over Redis), and the other
-use cases through the narrow ports :class:`AccountViews`, :class:`ConsentLists` and
-:class:`ProvenLog`.
+The flow reads the store through :class:`AccountExportStore`, the port declared here with the
+records it speaks in (``store.account_exports.RedisAccountExports`` implements it over Redis),
+and the other use cases through the narrow ports :class:`AccountViews`, :class:`ConsentLists`
+and :class:`ProvenLog`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,17 @@ from idverify.flows.accounts import AccountView
 from idverify.flows.audit import InclusionProof
 from idverify.flows.context import RequestInfo
 from idverify.privacy.keyring import Keyring
-from idverify.store.account_exports import AccountRecord, HeldRecords
 
 __all__ = [
     "MAX_ENTRIES",
     "AccountBundle",
     "AccountExportFlow",
     "AccountExportStore",
+    "AccountRecord",
     "AccountViews",
     "ConsentLists",
     "ErasureState",
+    "HeldRecords",
     "HeldValue",
     "ProvenEntry",
     "ProvenLog",
@@ -95,6 +96,25 @@ class AccountBundle:
     head: SignedHead
     entries: list[ProvenEntry]
     next_start_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """What an account record says, as far as an export tells of it."""
+
+    audit_pseudonym: str  # the audit pseudonym recorded with the account, or ""
+    identity_ref: str  # the identity record the account is bound to, or ""
+    name_tag: bool  # a keyed hash of the name is held
+    birth_sealed: bool  # the birth date is held sealed
+    erasure_due: bool  # an erasure is scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecords:
+    """Which of the account's other records exist."""
+
+    identity: bool  # the identity record it is bound to
+    verifications: bool  # any verification record not yet expired
 
 
 class AccountExportStore(Protocol):

@@ -19,15 +19,14 @@ Two counts answer "how many people":
 The report is signed with the audit log's key and names the log's signed head, taken after the
 report's own ``incident.reported`` entry was appended.
 
-The flow reads the store through :class:`IncidentStore`, the port declared here, in typed values;
-``store.incident_reads.RedisIncidentStore`` implements it (the key names, PFCOUNT, the lock, the
-holdings script).
+The flow reads the store through :class:`IncidentStore`, the port declared here with the records
+it speaks in; ``store.incident_reads.RedisIncidentStore`` implements it (the key names, PFCOUNT,
+the lock, the holdings script). A request's own checks are in ``flows.incident_request``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,31 +40,76 @@ from idverify.audit.incident_report import render_markdown, sign_report
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows.context import RequestInfo
-from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category, hour_of
-from idverify.store.incident_reads import Holdings, ReadFigure, ReportEntry
+from idverify.flows.incident_request import IncidentRequest, window_hours
+from idverify.flows.read_accounting import HLL_STANDARD_ERROR, HOUR_MS, Category
 
 __all__ = [
-    "MAX_PRINCIPALS",
-    "MAX_WINDOW_HOURS",
+    "HOLDINGS_FIELDS",
     "HeldLock",
+    "Holdings",
     "IncidentFlow",
-    "IncidentRequest",
     "IncidentStore",
+    "ReadFigure",
+    "ReportEntry",
     "SignedHeads",
     "estimate",
 ]
 
 SIGMAS = 3
 _STANDARD_ERROR = Fraction(str(HLL_STANDARD_ERROR))  # exact, so the bounds are the same everywhere
-MAX_WINDOW_HOURS = 366 * 24
-"""A window of at most a year (the reads are kept 180 days by default): bounds one report's work."""
-MAX_PRINCIPALS = 1000
 REPORT_SECONDS = 600.0
 """The longest a report may take (its holdings scan the whole store; docs/PERFORMANCE.md): the
 RPC's own limit, and the lock's, so a crashed worker holds the tenant's reports no longer."""
-# Client ids: a token client's hex id, or a certificate's ``cert:<n>``.
-_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_-]{0,63}")
 _CLOCK_SKEW_MS = 300_000  # the caller's clock may run ahead of the store's by this much
+
+
+HOLDINGS_FIELDS = (
+    "bound_accounts",
+    "accounts_ip_location",
+    "accounts_birth_date",
+    "identities",
+    "identities_name_binding",
+    "vf_document_number",
+    "vf_name_binding",
+    "vf_birth_date",
+    "vf_account_id",
+    "vf_phone",
+    "vf_vendor_challenge",
+)
+"""The counts a Holdings carries, in the order ``incident_holdings.lua`` answers them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFigure:
+    """One distinct count of the reads: of accounts or identities, in one category or in any."""
+
+    category: str  # a Category's value, or "*" for any category
+    kind: str  # "accounts" or "identities"
+    nothing_listed: bool  # no HyperLogLog was counted: nothing was read, exactly
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """The ``incident.reported`` audit entry of one report."""
+
+    request_fields: str  # the request's audit fields, as JSON
+    kind: str  # "reads" or "store_breach"
+    since_ms: int
+    until_ms: int
+    principals: int  # how many clients the report is about
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """Exact counts of what a tenant holds, from one SCAN of its keys."""
+
+    keys_scanned: int
+    accounts: int  # account records
+    verifications: int  # verification records (in progress)
+    consents: int  # consent keys
+    audited: int  # audit pseudonyms with entries
+    fields: Mapping[str, int]  # HOLDINGS_FIELDS' counts, summed over every record
 
 
 class HeldLock(Protocol):
@@ -110,54 +154,6 @@ class IncidentStore(Protocol):
     async def holdings(self, tenant: str) -> Holdings:
         """Exact counts of what the tenant holds."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentRequest:
-    """What a report is asked about (times in ms of the epoch)."""
-
-    principals: tuple[str, ...]
-    since_ms: int
-    until_ms: int
-    detected_ms: int
-    critical_infrastructure: bool = False
-    store_breach: bool = False
-
-    def check(self) -> None:
-        """Refuses a request no report can answer.
-
-        Raises:
-            InvalidArgument: naming the field and why.
-        """
-        if self.since_ms <= 0:
-            raise InvalidArgument("the window's start is required", reason="MISSING_FIELD", field="since")
-        if self.until_ms <= 0:
-            raise InvalidArgument("the window's end is required", reason="MISSING_FIELD", field="until")
-        if self.detected_ms <= 0:
-            raise InvalidArgument(
-                "the detection time is required: the deadline runs from it",
-                reason="MISSING_FIELD",
-                field="detected_at",
-            )
-        if self.until_ms <= self.since_ms:
-            raise InvalidArgument("the window ends after it starts", reason="EMPTY_WINDOW", field="until")
-        if len(_hours(self.since_ms, self.until_ms)) > MAX_WINDOW_HOURS:
-            raise InvalidArgument(
-                f"the window is at most {MAX_WINDOW_HOURS // 24} days",
-                reason="WINDOW_TOO_LONG",
-                field="since",
-            )
-        if len(self.principals) > MAX_PRINCIPALS:
-            raise InvalidArgument(
-                f"at most {MAX_PRINCIPALS} principals", reason="TOO_MANY_PRINCIPALS", field="principals"
-            )
-        for index, principal in enumerate(self.principals):
-            if not _CLIENT_ID.fullmatch(principal):
-                raise InvalidArgument(
-                    "principals are client ids (a token's hex id, or cert:<n>)",
-                    reason="BAD_ID",
-                    field=f"principals[{index}]",
-                )
 
 
 def estimate(count: int, *, exact: bool) -> dict[str, Any]:
@@ -254,7 +250,7 @@ class IncidentFlow:
 
     async def _reads(self, tenant: str, request: IncidentRequest) -> dict[str, Any]:
         """Distinct accounts and identities the clients read in the window's hours, by category."""
-        hours = _hours(request.since_ms, request.until_ms)
+        hours = window_hours(request.since_ms, request.until_ms)
         readers = await self._store.readers(tenant, hours)
         wanted = set(request.principals)
         pairs = [
@@ -348,13 +344,8 @@ class IncidentFlow:
         return {"hours": f"{hours:g}", "basis": basis, "due": _iso(due_ms)}
 
 
-def _hours(since_ms: int, until_ms: int) -> list[int]:
-    """The hour buckets that hold any of [since, until): since's hour up to until's, rounded up."""
-    return list(range(hour_of(since_ms), -(-until_ms // HOUR_MS)))
-
-
 def _window(request: IncidentRequest) -> dict[str, Any]:
-    hours = _hours(request.since_ms, request.until_ms)
+    hours = window_hours(request.since_ms, request.until_ms)
     return {
         "since_requested": _iso(request.since_ms),
         "until_requested": _iso(request.until_ms),

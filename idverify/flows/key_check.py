@@ -10,33 +10,28 @@ record, the bootstrap marker or the client index, or when a bounded SCAN finds a
 (a store written by a build that kept no key-check values).
 
 The guard reads and writes those records through :class:`KeyCheckStore`, the port declared here;
-``store.key_checks.RedisKeyChecks`` implements it over Redis. Each function takes the port or,
-for the callers that hold only a client, a Redis client it wraps.
+``store.key_checks.RedisKeyChecks`` implements it over Redis, and every caller passes the port.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.config import Settings
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.privacy.keyring import Keyring, ensure_keyring_file, load_keyring
-from idverify.store.connection import RedisClient, close_client, connect
-from idverify.store.key_checks import RedisKeyChecks
 
 __all__ = [
     "KEYRING_ENV",
     "KeyCheckStore",
-    "check_keys_before_workers",
     "check_signing_key",
     "forget_key_version",
     "key_check_values",
@@ -61,7 +56,6 @@ _RESTORE = (
 log = logging.getLogger("idverify.keys")
 
 
-@runtime_checkable
 class KeyCheckStore(Protocol):
     """The records the guard keeps: key-check values, the signing key's id, signs of data.
 
@@ -105,11 +99,6 @@ class KeyCheckStore(Protocol):
         ...
 
 
-def _port(store: KeyCheckStore | RedisClient) -> KeyCheckStore:
-    """The port itself, or the Redis implementation over a client."""
-    return store if isinstance(store, KeyCheckStore) else RedisKeyChecks(store)
-
-
 def key_check_values(keyring: Keyring) -> dict[str, str]:
     """The key-check fields of ``keyring``: ``p:<version>``, ``w:<version>`` and ``pseudonym``.
 
@@ -128,13 +117,12 @@ def key_check_values(keyring: Keyring) -> dict[str, str]:
     return values
 
 
-async def store_holds_data(store: KeyCheckStore | RedisClient) -> bool:
+async def store_holds_data(checks: KeyCheckStore) -> bool:
     """Whether the store has idverify data (see the module docstring).
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    checks = _port(store)
     return await checks.holds_markers() or await checks.any_tenant_key()
 
 
@@ -153,7 +141,7 @@ def _keyring_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Ke
 
 
 async def open_keyring(
-    settings: Settings, store: KeyCheckStore | RedisClient, environ: Mapping[str, str] | None = None
+    settings: Settings, checks: KeyCheckStore, environ: Mapping[str, str] | None = None
 ) -> Keyring:
     """The keyring from ``IDVERIFY_KEYRING``, ``keyring_file`` or ``<data_dir>/keyring.json``, checked.
 
@@ -164,7 +152,6 @@ async def open_keyring(
     Raises:
         ConfigError: the keyring cannot be read, is missing over data, or cannot open the data.
     """
-    checks = _port(store)
     env = os.environ if environ is None else environ
     source, keyring, default_path = _keyring_source(settings, env)
     try:
@@ -186,14 +173,13 @@ async def open_keyring(
     return keyring
 
 
-async def record_key_versions(store: KeyCheckStore | RedisClient, keyring: Keyring, source: str) -> None:
+async def record_key_versions(checks: KeyCheckStore, keyring: Keyring, source: str) -> None:
     """Checks ``keyring`` against the recorded key-check values, then records its new versions.
 
     Raises:
         ConfigError: a recorded version is missing from ``keyring`` or has another secret there.
         StoreUnavailable: Redis is down.
     """
-    checks = _port(store)
     expected = key_check_values(keyring)
     recorded = await checks.recorded_values()
     missing = sorted(field for field in recorded if field not in expected)
@@ -213,13 +199,13 @@ async def record_key_versions(store: KeyCheckStore | RedisClient, keyring: Keyri
         await checks.add_values(new)
 
 
-async def forget_key_version(store: KeyCheckStore | RedisClient, version: str) -> None:
+async def forget_key_version(checks: KeyCheckStore, version: str) -> None:
     """Removes a retired version's key-check value (before the keyring file loses the version).
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    await _port(store).forget_version(version)
+    await checks.forget_version(version)
 
 
 def _signing_key_source(settings: Settings, env: Mapping[str, str]) -> tuple[str, Path | None]:
@@ -232,7 +218,7 @@ def _signing_key_source(settings: Settings, env: Mapping[str, str]) -> tuple[str
 
 
 async def check_signing_key(
-    settings: Settings, store: KeyCheckStore | RedisClient, environ: Mapping[str, str] | None = None
+    settings: Settings, checks: KeyCheckStore, environ: Mapping[str, str] | None = None
 ) -> None:
     """Refuses a signing key other than the one that signed the log; records the first one.
 
@@ -240,7 +226,6 @@ async def check_signing_key(
         ConfigError: the generated key is missing while a log exists, or the configured key is
             not the recorded one; a new key is an explicit ``idverify audit rotate-key``.
     """
-    checks = _port(store)
     env = os.environ if environ is None else environ
     source, default_path = _signing_key_source(settings, env)
     rotate = "or make the new key the log's explicitly with `idverify audit rotate-key`"
@@ -270,40 +255,19 @@ async def check_signing_key(
         log.warning("redis not reachable at start-up; the audit signing key is checked at the next start")
 
 
-async def recorded_signing_key(store: KeyCheckStore | RedisClient) -> str | None:
+async def recorded_signing_key(checks: KeyCheckStore) -> str | None:
     """The id of the key recorded as the log's signing key, if one is.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    return await _port(store).signing_key()
+    return await checks.signing_key()
 
 
-async def record_signing_key(store: KeyCheckStore | RedisClient, key_id: str) -> str | None:
+async def record_signing_key(checks: KeyCheckStore, key_id: str) -> str | None:
     """Makes ``key_id`` the log's recorded signing key; returns the one it replaces.
 
     Raises:
         StoreUnavailable: Redis is down.
     """
-    return await _port(store).replace_signing_key(key_id)
-
-
-def check_keys_before_workers(settings: Settings, url: str) -> None:
-    """:func:`open_keyring` and :func:`check_signing_key` from a supervisor, before it forks.
-
-    The event loop and the Redis client live only for this call: workers create their own.
-
-    Raises:
-        ConfigError: as :func:`open_keyring` and :func:`check_signing_key`.
-    """
-
-    async def check() -> None:
-        redis = connect(url, pool_size=1)
-        try:
-            checks = RedisKeyChecks(redis)
-            await open_keyring(settings, checks)
-            await check_signing_key(settings, checks)
-        finally:
-            await close_client(redis)
-
-    asyncio.run(check())
+    return await checks.replace_signing_key(key_id)

@@ -18,6 +18,7 @@ from idverify.config import Settings
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.clients import RedisClientStore
+from idverify.store.key_checks import RedisKeyChecks
 
 
 def break_glass_principal() -> str:
@@ -49,7 +50,7 @@ async def create_operator(settings: Settings, tenant: str, description: str) -> 
     from idverify.flows.key_check import open_keyring  # noqa: PLC0415 - keeps `idverify --help` fast
 
     async with open_store(settings) as redis:
-        keyring = await open_keyring(settings, redis)
+        keyring = await open_keyring(settings, RedisKeyChecks(redis))
         registry = ClientRegistry(RedisClientStore(redis), keyring)
         request = {"principal": break_glass_principal(), "request_id": "", "trace_id": ""}
         return await registry.create(tenant, Role.OPERATOR, description or "break-glass operator", request)

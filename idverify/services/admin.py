@@ -23,7 +23,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from idverify.flows.display_names import DisplayNameFlow
-from idverify.flows.incident import IncidentFlow, IncidentRequest
+from idverify.flows.incident import IncidentFlow
+from idverify.flows.incident_request import IncidentRequest
 from idverify.security.clients import ClientRecord, ClientRegistry
 from idverify.security.principals import CROSS_TENANT, Principal, Role, caller, tenant_for
 from idverify.services.convert import timestamp_ms

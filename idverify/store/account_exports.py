@@ -8,33 +8,13 @@ verification record exist (one round trip for both).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from idverify.flows.account_export import AccountRecord, HeldRecords
 from idverify.store.accounts import account_hash
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["AccountRecord", "HeldRecords", "RedisAccountExports"]
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRecord:
-    """What an account record says, as far as an export tells of it."""
-
-    audit_pseudonym: str  # the audit pseudonym recorded with the account, or ""
-    identity_ref: str  # the identity record the account is bound to, or ""
-    name_tag: bool  # a keyed hash of the name is held
-    birth_sealed: bool  # the birth date is held sealed
-    erasure_due: bool  # an erasure is scheduled
-
-
-@dataclass(frozen=True, slots=True)
-class HeldRecords:
-    """Which of the account's other records exist."""
-
-    identity: bool  # the identity record it is bound to
-    verifications: bool  # any verification record not yet expired
+__all__ = ["RedisAccountExports"]
 
 
 class RedisAccountExports:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from idverify.domain.errors import StoreUnavailable
+from idverify.flows.incident import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import Category
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, TenantKeys
@@ -27,13 +27,9 @@ from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 
 __all__ = [
-    "HOLDINGS_FIELDS",
     "MERGE_CHUNK",
     "SCAN_PAGE",
-    "Holdings",
-    "ReadFigure",
     "RedisIncidentStore",
-    "ReportEntry",
     "ReportLock",
 ]
 
@@ -45,54 +41,7 @@ _MERGE_TTL_MS = 60_000
 SCAN_PAGE = 2000
 """Keys per SCAN page, and so per holdings script: one script call stays well under a millisecond."""
 
-HOLDINGS_FIELDS = (
-    "bound_accounts",
-    "accounts_ip_location",
-    "accounts_birth_date",
-    "identities",
-    "identities_name_binding",
-    "vf_document_number",
-    "vf_name_binding",
-    "vf_birth_date",
-    "vf_account_id",
-    "vf_phone",
-    "vf_vendor_challenge",
-)
-"""The counts ``incident_holdings.lua`` answers, in its reply's order."""
 _KIND_OF_RECORD = {"acct": "a", "id": "i", "vf": "v"}
-
-
-@dataclass(frozen=True, slots=True)
-class ReadFigure:
-    """One distinct count of the reads: of accounts or identities, in one category or in any."""
-
-    category: str  # a Category's value, or "*" for any category
-    kind: str  # "accounts" or "identities"
-    nothing_listed: bool  # no HyperLogLog was counted: nothing was read, exactly
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReportEntry:
-    """The ``incident.reported`` audit entry of one report."""
-
-    request_fields: str  # the request's audit fields, as JSON
-    kind: str  # "reads" or "store_breach"
-    since_ms: int
-    until_ms: int
-    principals: int  # how many clients the report is about
-
-
-@dataclass(frozen=True, slots=True)
-class Holdings:
-    """Exact counts of what a tenant holds, from one SCAN of its keys."""
-
-    keys_scanned: int
-    accounts: int  # account records
-    verifications: int  # verification records (in progress)
-    consents: int  # consent keys
-    audited: int  # audit pseudonyms with entries
-    fields: Mapping[str, int]  # HOLDINGS_FIELDS' counts, summed over every record
 
 
 class ReportLock:

@@ -24,9 +24,9 @@ from idverify.audit.events import AuditEvent, EventType
 from idverify.audit.query import EventFilter, QueryResult
 from idverify.domain.consent import ConsentState
 from idverify.domain.errors import InvalidArgument
+from idverify.flows.account_export import AccountRecord, HeldRecords
 from idverify.flows.accounts import AccountView
 from idverify.flows.audit import InclusionProof, origin_of
-from idverify.store.account_exports import AccountRecord, HeldRecords
 
 __all__ = ["MemoryAccountExports", "MemoryAccountViews", "MemoryAuditLog", "MemoryConsentLists"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from idverify.audit.checkpoint import SignedHead, TreeHead
 from idverify.domain.errors import StoreUnavailable
+from idverify.flows.incident import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import Category
-from idverify.store.incident_reads import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
 
 __all__ = ["FixedHeads", "MemoryIncidentStore", "MemoryLock", "nothing_held"]
 

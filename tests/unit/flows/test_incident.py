@@ -23,7 +23,8 @@ from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
-from idverify.flows.incident import MAX_WINDOW_HOURS, REPORT_SECONDS, IncidentFlow, IncidentRequest
+from idverify.flows.incident import REPORT_SECONDS, IncidentFlow
+from idverify.flows.incident_request import MAX_WINDOW_HOURS, IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor

@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit.events import parse_entry
-from idverify.flows.account_export import AccountExportStore
-from idverify.store.account_exports import AccountRecord, HeldRecords, RedisAccountExports
+from idverify.flows.account_export import AccountExportStore, AccountRecord, HeldRecords
+from idverify.store.account_exports import RedisAccountExports
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts

@@ -21,11 +21,16 @@ from idverify.audit.events import EventType
 from idverify.domain.consent import ConsentState
 from idverify.domain.errors import InvalidArgument
 from idverify.flows import account_export
-from idverify.flows.account_export import AccountBundle, AccountExportFlow, ErasureState, HeldValue
+from idverify.flows.account_export import (
+    AccountBundle,
+    AccountExportFlow,
+    AccountRecord,
+    ErasureState,
+    HeldValue,
+)
 from idverify.flows.accounts import AccountView
 from idverify.flows.context import RequestInfo
 from idverify.privacy.keyring import Keyring
-from idverify.store.account_exports import AccountRecord
 from idverify.testing.memory_account_export import (
     MemoryAccountExports,
     MemoryAccountViews,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import pytest
 
 from idverify.audit.events import parse_entry
-from idverify.flows.incident import IncidentStore
+from idverify.flows.incident import IncidentStore, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import HLL_STANDARD_ERROR, Category
 from idverify.store.connection import RedisClient
-from idverify.store.incident_reads import MERGE_CHUNK, ReadFigure, RedisIncidentStore, ReportEntry
+from idverify.store.incident_reads import MERGE_CHUNK, RedisIncidentStore
 from idverify.store.keys import TenantKeys
 from idverify.store.read_keys import ReadKeys
 from idverify.store.scripts import Scripts

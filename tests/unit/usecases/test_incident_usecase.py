@@ -19,9 +19,9 @@ from idverify.audit.incident_report import verify_report
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailable
 from idverify.flows.context import RequestInfo
-from idverify.flows.incident import IncidentFlow, IncidentRequest
+from idverify.flows.incident import HOLDINGS_FIELDS, Holdings, IncidentFlow
+from idverify.flows.incident_request import IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
-from idverify.store.incident_reads import HOLDINGS_FIELDS, Holdings
 from idverify.testing.memory_incident import FixedHeads, MemoryIncidentStore
 
 KEY = Ed25519PrivateKey.generate()
