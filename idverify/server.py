@@ -90,6 +90,7 @@ from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
+from idverify.store.outbox import RedisOutbox
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.read_records import RedisReadRecords
 from idverify.store.schema_versions import RedisSchemaStore
@@ -457,7 +458,9 @@ async def start(
             )
         ),
         *_lifecycle_tasks(settings, keyring, redis, _erasure_flow(deps)),
-        asyncio.create_task(trim_forever(scripts, clients.tenants, settings.events.retention_days)),
+        asyncio.create_task(
+            trim_forever(RedisOutbox(redis, scripts), clients.tenants, settings.events.retention_days)
+        ),
         asyncio.create_task(dispatcher.run()),
     ]
     log.info("idverify listening on %s:%d (redis: %s)", host, bound, _redis_kind(settings, url))
@@ -612,7 +615,7 @@ def _event_services(
     server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger
 ) -> tuple[EventStreams, Outbox, OutboxTail]:
     """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
-    outbox = Outbox(deps.redis, deps.sealer, deps.scripts)
+    outbox = Outbox(RedisOutbox(deps.redis, deps.scripts), deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
     streams = EventStreams(outbox, tail, RedisStreamLeases(deps.scripts), settings)

@@ -5,6 +5,11 @@ writes the audit entry) names the entry, which says what happened, and holds the
 sealed. A cursor is the record's stream id (``<ms>-<n>``): reading after it returns the
 records Redis ordered behind it, so a client resuming from the last cursor it received misses
 none and sees none twice.
+
+The records are read through :class:`OutboxStore`, the port declared here, as
+:class:`OutboxRecord` values; ``store.outbox.RedisOutbox`` implements it (the stream, its trimmed
+marker, the entries' HMGET, ``events_trim.lua``), and ``store.outbox.outbox_records`` types the
+records webhook delivery reads in its own script.
 """
 
 from __future__ import annotations
@@ -15,25 +20,23 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
 from idverify.domain.errors import InvalidArgument, OutOfRange, StoreUnavailable
 from idverify.events.accounts import open_event_account
 from idverify.privacy.sealing import Sealer
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 
 __all__ = [
     "EVENT_TYPES",
     "Event",
     "Outbox",
+    "OutboxBounds",
+    "OutboxRecord",
+    "OutboxStore",
     "check_cursor",
     "check_types",
     "cursor_key",
-    "records_of",
-    "trim",
     "trim_forever",
 ]
 
@@ -108,15 +111,50 @@ def check_types(types: Collection[str], field_name: str = "types") -> frozenset[
     return frozenset(types)
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One outbox record and the audit entry it names."""
+
+    cursor: str  # the record's stream id
+    entry: bytes | None  # the entry as stored (``audit.events.parse_entry``); None: gone with its log
+    sealed_account: str = ""  # the account's id sealed for its events; empty when it names none
+    span_context: str = ""  # the change's span context; empty for records older than it
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBounds:
+    """What a tenant's outbox keeps: its oldest record, and the newest trimmed (None: never trimmed)."""
+
+    oldest: str  # empty while the outbox is empty
+    trimmed: str | None
+
+
+class OutboxStore(Protocol):
+    """Each tenant's outbox; every method may raise StoreUnavailable."""
+
+    async def last_cursor(self, tenant: str) -> str:
+        """The newest record's cursor, or empty while the outbox is empty."""
+        ...
+
+    async def bounds(self, tenant: str) -> OutboxBounds:
+        """The oldest record kept and the newest trimmed."""
+        ...
+
+    async def records(self, tenant: str, after: str, count: int) -> list[OutboxRecord]:
+        """Up to ``count`` records after the cursor ``after`` (empty: from the oldest), in order."""
+        ...
+
+    async def trim(self, tenant: str, retention_ms: int) -> int:
+        """Drops the records older than ``retention_ms``, remembering the newest dropped; how many."""
+        ...
+
+
 class Outbox:
     """The events of each tenant, read from its outbox."""
 
-    def __init__(self, redis: RedisClient, sealer: Sealer, scripts: Scripts | None = None) -> None:
-        self._redis = redis
+    def __init__(self, store: OutboxStore, sealer: Sealer) -> None:
+        self._store = store
         self._sealer = sealer
-        # The tail polls last_cursor 50 times a second while a subscription or stream waits:
-        # on the scripts' shared connection when given (Scripts.command), not the pool's.
-        self._scripts = scripts
 
     async def last_cursor(self, tenant: str) -> str:
         """The newest record's cursor, or empty while the outbox is empty.
@@ -124,13 +162,7 @@ class Outbox:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        key = TenantKeys(tenant).events_outbox()
-        if self._scripts is not None:
-            newest = records_of(await self._scripts.command("XREVRANGE", key, "+", "-", "COUNT", 1))
-        else:
-            async with translate_errors():
-                newest = records_of(await self._redis.xrevrange(key, count=1))
-        return newest[0][0] if newest else ""
+        return await self._store.last_cursor(tenant)
 
     async def check_kept(self, tenant: str, after: str) -> None:
         """Refuses a cursor whose successors the outbox no longer keeps (trimmed by age).
@@ -141,12 +173,10 @@ class Outbox:
         """
         if not after:
             return
-        async with translate_errors():
-            first = records_of(await self._redis.xrange(TenantKeys(tenant).events_outbox(), count=1))
-            trimmed = await self._redis.get(TenantKeys(tenant).events_trimmed())
+        bounds = await self._store.bounds(tenant)
         # Below the newest record trimmed, some record after the cursor is gone.
-        if isinstance(trimmed, bytes) and cursor_key(after) < cursor_key(as_text(trimmed)):
-            oldest = first[0][0] if first else "none"
+        if bounds.trimmed is not None and cursor_key(after) < cursor_key(bounds.trimmed):
+            oldest = bounds.oldest or "none"
             raise OutOfRange(
                 f"events after {after} are no longer kept (the oldest kept is {oldest}): replay from ''",
                 reason="CURSOR_EXPIRED",
@@ -164,50 +194,33 @@ class Outbox:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        keys = TenantKeys(tenant)
-        lowest = f"({after}" if after else "-"
-        async with translate_errors():
-            raw = await self._redis.xrange(keys.events_outbox(), min=lowest, max="+", count=count)
-        records = records_of(raw)
+        records = await self._store.records(tenant, after, count)
         if not records:
             return [], after
-        numbers = [as_text(fields[b"s"]) for _, fields in records]
-        async with translate_errors():
-            entries = await self._redis.hmget(keys.audit_log(), numbers)
-        return self.events_of(tenant, records, entries, types), records[-1][0]
+        return self.events_of(tenant, records, types), records[-1].cursor
 
     def events_of(
-        self,
-        tenant: str,
-        records: list[tuple[str, dict[bytes, bytes]]],
-        entries: Sequence[object],
-        types: frozenset[str] = frozenset(),
+        self, tenant: str, records: Sequence[OutboxRecord], types: frozenset[str] = frozenset()
     ) -> list[Event]:
-        """The events of outbox records and their audit entries (of ``types`` only, when given)."""
+        """The events of outbox records (of ``types`` only, when given)."""
         wanted = []
-        for (record_id, fields), entry in zip(records, entries, strict=True):
-            if not isinstance(entry, bytes):
+        for record in records:
+            if record.entry is None:
                 continue  # gone with its log: a tenant removal erases the outbox next
             try:
-                parsed = parse_entry(entry)
+                parsed = parse_entry(record.entry)
             except EntryFormatError:
                 continue
             if not types or parsed.type in types:
-                wanted.append((record_id, fields, parsed))
-        return [self._event(tenant, cursor, fields, entry) for cursor, fields, entry in wanted]
+                wanted.append((record, parsed))
+        return [self._event(tenant, record, entry) for record, entry in wanted]
 
-    def _event(
-        self,
-        tenant: str,
-        cursor: str,
-        fields: Mapping[bytes, bytes],
-        entry: AuditEvent,
-    ) -> Event:
+    def _event(self, tenant: str, record: OutboxRecord, entry: AuditEvent) -> Event:
         account_id = ""
-        if entry.account and b"a" in fields:
-            account_id = open_event_account(self._sealer, tenant, entry.account, as_text(fields[b"a"]))
+        if entry.account and record.sealed_account:
+            account_id = open_event_account(self._sealer, tenant, entry.account, record.sealed_account)
         return Event(
-            cursor=cursor,
+            cursor=record.cursor,
             type=entry.type,
             time_ms=entry.time_ms,
             audit_index=entry.index,
@@ -220,23 +233,9 @@ class Outbox:
                 {k: v for k, v in entry.attributes.items() if k not in _NOT_EVENT_ATTRIBUTES}
             ),
             trace_id=entry.trace_id,
-            span_context=as_text(fields.get(b"c", b"")),
+            span_context=record.span_context,
             order_key=entry.account or entry.verification_id,
         )
-
-
-def records_of(raw: object) -> list[tuple[str, dict[bytes, bytes]]]:
-    """XRANGE's reply, typed: (record id, fields) in order (a script's reply: fields flat)."""
-    if not isinstance(raw, list):
-        return []
-    return [(as_text(record_id), _fields(fields)) for record_id, fields in raw]
-
-
-def _fields(fields: object) -> dict[bytes, bytes]:
-    if isinstance(fields, dict):
-        return fields
-    assert isinstance(fields, list)  # noqa: S101 - Redis's reply shape
-    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:
@@ -247,19 +246,8 @@ def cursor_key(cursor: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-async def trim(scripts: Scripts, tenant: str, retention_ms: int) -> int:
-    """Drops the tenant's outbox records older than ``retention_ms``; how many.
-
-    Raises:
-        StoreUnavailable: when Redis cannot be reached.
-    """
-    keys = TenantKeys(tenant)
-    dropped = await scripts.run("events_trim", [keys.events_outbox(), keys.events_trimmed()], [retention_ms])
-    return int(dropped)
-
-
 async def trim_forever(
-    scripts: Scripts,
+    store: OutboxStore,
     tenants: Callable[[], Awaitable[Collection[str]]],
     retention_days: float,
     *,
@@ -270,7 +258,7 @@ async def trim_forever(
     while True:
         try:
             for tenant in sorted(await tenants()):
-                await trim(scripts, tenant, retention_ms)
+                await store.trim(tenant, retention_ms)
         except StoreUnavailable:
             pass
         except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round

@@ -33,12 +33,13 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from idverify.config import WebhookSettings
 from idverify.domain.errors import NotFound, StoreUnavailable
-from idverify.events.outbox import Event, Outbox, records_of
+from idverify.events.outbox import Event, Outbox
 from idverify.events.tail import OutboxTail
 from idverify.observability import telemetry
 from idverify.observability.telemetry import Instruments, instruments
 from idverify.privacy.sealing import SealError
 from idverify.store.keys import TenantKeys
+from idverify.store.outbox import outbox_records
 from idverify.store.scripts import Scripts
 from idverify.webhooks.destinations import DestinationRefused, resolve
 from idverify.webhooks.http_client import Poster, PostError
@@ -309,11 +310,11 @@ class WebhookDispatcher:
         )
         if not isinstance(reply, list) or len(reply) != 2:  # noqa: PLR2004 - records, entries
             return None
-        records = records_of(reply[0])
+        records = outbox_records(reply[0], reply[1])
         if not records:
             return [], after
-        events = self._outbox.events_of(subscription.tenant, records, reply[1], subscription.types)
-        return events, records[-1][0]
+        events = self._outbox.events_of(subscription.tenant, records, subscription.types)
+        return events, records[-1].cursor
 
     async def _deliver_batch(
         self, subscription: Subscription, sign: Signer, token: str, events: list[Event]

@@ -1,4 +1,8 @@
-"""The outbox on a real Redis: events written by the consent script, read, filtered and trimmed."""
+"""The outbox on a real Redis: events written by the consent script, read, filtered and trimmed.
+
+The store's own contract is ``tests/unit/usecases/test_outbox_contract.py``; these run the
+Outbox over ``store.outbox.RedisOutbox`` with records the service's scripts write.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ import pytest
 
 from idverify.domain.errors import InvalidArgument, OutOfRange
 from idverify.events.accounts import event_account_fields
-from idverify.events.outbox import Outbox, check_cursor, check_types, trim
+from idverify.events.outbox import Outbox, check_cursor, check_types
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.outbox import RedisOutbox
 from idverify.store.scripts import Scripts
 
 KEYRING = Keyring.generate()
@@ -44,7 +49,7 @@ async def test_events_name_their_account_and_entry_and_resume_after_a_cursor(
     redis: RedisClient, tenant: str
 ) -> None:
     scripts = Scripts(redis)
-    outbox = Outbox(redis, SEALER)
+    outbox = Outbox(RedisOutbox(redis), SEALER)
     for n in range(5):
         await grant(scripts, tenant, f"acct-{n}")
     events, cursor = await outbox.read(tenant, "", 100)
@@ -63,19 +68,21 @@ async def test_events_name_their_account_and_entry_and_resume_after_a_cursor(
 
 async def test_a_filter_that_matches_nothing_still_moves_the_cursor(redis: RedisClient, tenant: str) -> None:
     await grant(Scripts(redis), tenant, "acct")
-    events, cursor = await Outbox(redis, SEALER).read(tenant, "", 100, frozenset({"account.bound"}))
+    events, cursor = await Outbox(RedisOutbox(redis), SEALER).read(
+        tenant, "", 100, frozenset({"account.bound"})
+    )
     assert events == []
     assert cursor != ""
 
 
 async def test_trimmed_events_refuse_a_cursor_below_them(redis: RedisClient, tenant: str) -> None:
     scripts = Scripts(redis)
-    outbox = Outbox(redis, SEALER)
+    outbox = Outbox(RedisOutbox(redis), SEALER)
     await grant(scripts, tenant, "old-1")
     await grant(scripts, tenant, "old-2")
     old, _ = await outbox.read(tenant, "", 100)
     await asyncio.sleep(0.01)  # the cut is by millisecond: the records must be older than now
-    assert await trim(scripts, tenant, retention_ms=0) == 2
+    assert await RedisOutbox(redis, scripts).trim(tenant, retention_ms=0) == 2
     await grant(scripts, tenant, "new")
     with pytest.raises(OutOfRange) as gone:
         await outbox.check_kept(tenant, old[0].cursor)
@@ -85,7 +92,7 @@ async def test_trimmed_events_refuse_a_cursor_below_them(redis: RedisClient, ten
     await outbox.check_kept(tenant, "")
     events, _ = await outbox.read(tenant, old[1].cursor, 100)
     assert [e.account_id for e in events] == ["new"]
-    assert await trim(scripts, tenant, retention_ms=3_600_000) == 0
+    assert await RedisOutbox(redis, scripts).trim(tenant, retention_ms=3_600_000) == 0
 
 
 def test_bad_cursors_and_types_name_their_field() -> None:
@@ -106,13 +113,13 @@ async def test_the_last_cursor_is_the_newest_records_on_either_connection(
     # The tail polls it on the scripts' shared connection (Scripts.command), a reply parsed by
     # hiredis there rather than by redis-py: both must name the same record.
     scripts = Scripts(redis, share_connection=shared)
-    outbox = Outbox(redis, SEALER, scripts)
+    outbox = Outbox(RedisOutbox(redis, scripts), SEALER)
     try:
         assert await outbox.last_cursor(tenant) == ""
         for n in range(3):
             await grant(scripts, tenant, f"acct-{n}")
-        events, _ = await Outbox(redis, SEALER).read(tenant, "", 100)
+        events, _ = await Outbox(RedisOutbox(redis), SEALER).read(tenant, "", 100)
         assert await outbox.last_cursor(tenant) == events[-1].cursor
-        assert await Outbox(redis, SEALER).last_cursor(tenant) == events[-1].cursor
+        assert await Outbox(RedisOutbox(redis), SEALER).last_cursor(tenant) == events[-1].cursor
     finally:
         await scripts.aclose()

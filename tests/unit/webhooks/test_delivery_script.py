@@ -11,11 +11,12 @@ import itertools
 import json
 
 from idverify.events.accounts import event_account_fields
-from idverify.events.outbox import Outbox, records_of
+from idverify.events.outbox import Outbox
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.outbox import RedisOutbox, outbox_records
 from idverify.store.scripts import Scripts
 
 KEYRING = Keyring.generate()
@@ -51,7 +52,7 @@ async def test_next_records_progress_and_reads_what_outbox_read_reads(redis: Red
     tenant = f"delivery-{next(_tenants)}"
     keys = TenantKeys(tenant)
     scripts = Scripts(redis)
-    outbox = Outbox(redis, SEALER)
+    outbox = Outbox(RedisOutbox(redis), SEALER)
     await redis.hset(keys.webhook(WEBHOOK), mapping={"enabled": "1", "gen": "3", "cursor": ""})
     assert (
         await scripts.run(
@@ -65,11 +66,11 @@ async def test_next_records_progress_and_reads_what_outbox_read_reads(redis: Red
 
     reply = await next_batch(scripts, tenant, "t1", "3", "", "")
     assert isinstance(reply, list)
-    first = outbox.events_of(tenant, records_of(reply[0]), reply[1])
+    first = outbox.events_of(tenant, outbox_records(reply[0], reply[1]))
     assert first == expected[:2]  # the count asked for, decoded as Outbox.read decodes them
     reply = await next_batch(scripts, tenant, "t1", "3", first[-1].cursor, first[-1].cursor)
     assert isinstance(reply, list)
-    assert outbox.events_of(tenant, records_of(reply[0]), reply[1]) == expected[2:]
+    assert outbox.events_of(tenant, outbox_records(reply[0], reply[1])) == expected[2:]
     assert await redis.hget(keys.webhook(WEBHOOK), "cursor") == first[-1].cursor.encode()
     # Caught up: nothing more, and the last batch's progress is stored with the empty read.
     reply = await next_batch(scripts, tenant, "t1", "3", expected[-1].cursor, expected[-1].cursor)
@@ -100,7 +101,7 @@ async def test_the_record_keeps_the_span_of_the_change_and_the_entry_does_not(re
     span = f"{'ab' * 16}-{'cd' * 8}-01"
     await grant(scripts, tenant, "traced", span)
     await grant(scripts, tenant, "untraced")
-    events, _ = await Outbox(redis, SEALER).read(tenant, "", 10)
+    events, _ = await Outbox(RedisOutbox(redis), SEALER).read(tenant, "", 10)
     assert [e.span_context for e in events] == [span, ""]
     entries = await redis.hvals(TenantKeys(tenant).audit_log())
     assert not any(b"cdcdcdcd" in entry or b'"span"' in entry for entry in entries)
