@@ -338,15 +338,13 @@ async def start(
     )
     deps = FlowDeps(
         settings=settings,
-        redis=redis,
-        scripts=scripts,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=indexer,
         verifiers=verifiers,
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
-    flow = redis_verification_flow(deps)
+    flow = redis_verification_flow(deps, redis, scripts)
     reads = ReadLedger(
         RedisReadRecords(redis, scripts),
         keyring,
@@ -378,7 +376,7 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
-    streams, outbox, tail = _event_services(server, deps, reads)
+    streams, outbox, tail = _event_services(server, deps, reads, redis, scripts)
     webhooks = Subscriptions(
         RedisSubscriptionStore(redis, scripts),
         deps.sealer,
@@ -392,6 +390,8 @@ async def start(
         flow,
         audit,
         reads,
+        redis=redis,
+        scripts=scripts,
         accounts=AccountFlow(
             RedisAccounts(redis, scripts, settings.reads.retention_days),
             keyring=deps.keyring,
@@ -406,7 +406,7 @@ async def start(
         AdminServicer(
             clients,
             IncidentFlow(RedisIncidentStore(redis, scripts), audit, _report_key(settings), settings.incident),
-            DisplayNameFlow(RedisDisplayNames(deps.scripts), keyring=deps.keyring, settings=deps.settings),
+            DisplayNameFlow(RedisDisplayNames(scripts), keyring=deps.keyring, settings=deps.settings),
             webhooks,
         ),
         server,
@@ -457,7 +457,7 @@ async def start(
                 reads, clients.tenants, interval_seconds=settings.reads.close_interval_seconds
             )
         ),
-        *_lifecycle_tasks(settings, keyring, redis, _erasure_flow(deps)),
+        *_lifecycle_tasks(settings, keyring, redis, _erasure_flow(deps, redis, scripts)),
         asyncio.create_task(
             trim_forever(RedisOutbox(redis, scripts), clients.tenants, settings.events.retention_days)
         ),
@@ -537,6 +537,8 @@ def _add_data_services(
     audit: AuditFlow,
     reads: ReadLedger,
     *,
+    redis: RedisClient,
+    scripts: Scripts,
     accounts: AccountFlow,
     streams: EventStreams,
 ) -> None:
@@ -545,7 +547,7 @@ def _add_data_services(
         VerificationServicer(
             flow,
             IdentityCheckFlow(
-                RedisIdentityChecks(deps.redis, deps.scripts),
+                RedisIdentityChecks(redis, scripts),
                 keyring=deps.keyring,
                 sealer=deps.sealer,
                 indexer=deps.indexer,
@@ -560,14 +562,14 @@ def _add_data_services(
     account_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(
             accounts,
-            _erasure_flow(deps),
+            _erasure_flow(deps, redis, scripts),
             AccountExportFlow(
-                RedisAccountExports(deps.redis, deps.scripts), deps.keyring, accounts, flow.consent, audit
+                RedisAccountExports(redis, scripts), deps.keyring, accounts, flow.consent, audit
             ),
             reads,
             consent_cooldown_ms=flow.consent.cooldown_ms,
             display_names=DisplayNameFlow(
-                RedisDisplayNames(deps.scripts), keyring=deps.keyring, settings=deps.settings
+                RedisDisplayNames(scripts), keyring=deps.keyring, settings=deps.settings
             ),
         ),
         server,
@@ -612,13 +614,13 @@ def _health_and_reflection(server: grpc.aio.Server, settings: Settings) -> Healt
 
 
 def _event_services(
-    server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger
+    server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger, redis: RedisClient, scripts: Scripts
 ) -> tuple[EventStreams, Outbox, OutboxTail]:
     """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
-    outbox = Outbox(RedisOutbox(deps.redis, deps.scripts), deps.sealer)
+    outbox = Outbox(RedisOutbox(redis, scripts), deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
-    streams = EventStreams(outbox, tail, RedisStreamLeases(deps.scripts), settings)
+    streams = EventStreams(outbox, tail, RedisStreamLeases(scripts), settings)
     events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(streams, reads), server)
     return streams, outbox, tail
 
@@ -634,11 +636,9 @@ def call_limits(settings: Settings) -> CallLimits:
     )
 
 
-def _erasure_flow(deps: FlowDeps) -> ErasureFlow:
+def _erasure_flow(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> ErasureFlow:
     """Cancellation and erasure over the store's erasure queue."""
-    return ErasureFlow(
-        RedisErasureStore(deps.redis, deps.scripts), deps.settings.erasure, deps.keyring, deps.sealer
-    )
+    return ErasureFlow(RedisErasureStore(redis, scripts), deps.settings.erasure, deps.keyring, deps.sealer)
 
 
 def _lifecycle_tasks(

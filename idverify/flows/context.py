@@ -1,4 +1,8 @@
-"""What every flow needs: its dependencies, and the non-personal facts of the current request."""
+"""What every flow needs: its dependencies, and the non-personal facts of the current request.
+
+The store is not among the dependencies: a use case reaches it through its own port, and the
+server hands the Redis client and scripts to each port's implementation in ``store/``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,6 @@ from idverify.privacy.identity_index import IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
-from idverify.store.connection import RedisClient
-from idverify.store.scripts import Scripts
 from idverify.verifiers.base import Verifier
 
 
@@ -23,8 +25,6 @@ class FlowDeps:
     """The services flows share, built once at start-up."""
 
     settings: Settings
-    redis: RedisClient
-    scripts: Scripts
     keyring: Keyring
     sealer: Sealer
     indexer: IdentityIndexer

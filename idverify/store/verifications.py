@@ -401,14 +401,12 @@ class RedisVerificationStore:
         raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
 
 
-def redis_verification_flow(deps: FlowDeps) -> VerificationFlow:
-    """The verification flow over the deps' Redis client and scripts, as the server builds it."""
-    mover = IdentityMover(RedisIdentityRecords(deps.redis, deps.scripts), deps.sealer)
+def redis_verification_flow(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> VerificationFlow:
+    """The verification flow over a Redis client and its scripts, as the server builds it."""
+    mover = IdentityMover(RedisIdentityRecords(redis, scripts), deps.sealer)
     return VerificationFlow(
         deps,
-        RedisVerificationStore(
-            deps.redis, deps.scripts, CodeSendChains(deps.scripts, send_limits(deps.settings))
-        ),
-        RedisConsentStore(deps.redis, deps.scripts),
+        RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits(deps.settings))),
+        RedisConsentStore(redis, scripts),
         LookupIdentities(IdentityLookup(deps.keyring, deps.sealer, deps.indexer, mover), mover),
     )

@@ -52,8 +52,7 @@ class VerificationFlow:
         """Builds the flow.
 
         Args:
-            deps: settings, keyring, sealer, verifiers (``deps.redis`` and ``deps.scripts`` are
-                not read here).
+            deps: settings, keyring, sealer, indexer, verifiers, window limiter and calendar.
             store: the verifications and the requests that start them.
             consents: the accounts' consent records, which a start admits under.
             identities: finds a start's identity, and where a stored verification's lives now.

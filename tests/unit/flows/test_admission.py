@@ -63,8 +63,6 @@ async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[R
     scripts = Scripts(redis, share_connection=True)
     deps = FlowDeps(
         settings=settings,
-        redis=redis,
-        scripts=scripts,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
@@ -72,7 +70,7 @@ async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[R
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del redis_server
-    yield Rig(redis_verification_flow(deps), scripts, keyring, redis)
+    yield Rig(redis_verification_flow(deps, redis, scripts), scripts, keyring, redis)
     await scripts.aclose()
 
 

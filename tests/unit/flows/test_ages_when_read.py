@@ -95,6 +95,7 @@ class World:
     authority: DatedAuthority
     tenant: str
     redis: RedisClient
+    scripts: Scripts
     deps: FlowDeps
 
 
@@ -103,10 +104,10 @@ class _NoLocator:
         raise AssertionError(f"no IP lookups here ({field})", ip)
 
 
-def _accounts(deps: FlowDeps) -> AccountFlow:
+def _accounts(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> AccountFlow:
     """GetAccount over Redis, as the server builds it."""
     return AccountFlow(
-        RedisAccounts(deps.redis, deps.scripts, deps.settings.reads.retention_days),
+        RedisAccounts(redis, scripts, deps.settings.reads.retention_days),
         keyring=deps.keyring,
         sealer=deps.sealer,
         locator=_NoLocator(),
@@ -129,8 +130,6 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
     today = Today()
     deps = FlowDeps(
         settings=settings,
-        redis=redis,
-        scripts=scripts,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
@@ -139,12 +138,13 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
         today=today,
     )
     return World(
-        redis_verification_flow(deps),
-        _accounts(deps),
+        redis_verification_flow(deps, redis, scripts),
+        _accounts(deps, redis, scripts),
         today,
         authority,
         tenant,
         redis,
+        scripts,
         deps,
     )
 
@@ -390,10 +390,10 @@ class TestSealedBirthDates:
             assert needle.encode() not in blob
 
         rotated = world.deps.keyring.with_new_wrapping_key(make_current=True)
-        records = RedisSealedRecords(world.redis, world.deps.scripts)
+        records = RedisSealedRecords(world.redis, world.scripts)
         usage = await count_key_usage(records)
         assert usage[world.tenant].accounts["w1"] == 1
-        mover = IdentityMover(RedisIdentityRecords(world.redis, world.deps.scripts), Sealer(rotated))
+        mover = IdentityMover(RedisIdentityRecords(world.redis, world.scripts), Sealer(rotated))
         report = await Reindexer(records, rotated, mover).run()
         assert report.finished
         usage = await count_key_usage(records)
@@ -402,7 +402,9 @@ class TestSealedBirthDates:
         reader = _accounts(
             FlowDeps(
                 **{**_deps_fields(world.deps), "keyring": rotated, "sealer": Sealer(rotated.without("w1"))}
-            )
+            ),
+            world.redis,
+            world.scripts,
         )
         view = await reader.get_account(world.tenant, "sealed")
         assert (view.age_band, view.age_source) == ("adult", "declared")

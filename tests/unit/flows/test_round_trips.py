@@ -149,8 +149,6 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisCli
     scripts = Scripts(redis, share_connection=True)
     deps = FlowDeps(
         settings=settings,
-        redis=redis,
-        scripts=scripts,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
@@ -158,7 +156,7 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisCli
         window_limiter=WindowLimiter(RedisRateWindows(scripts)),
     )
     del tmp_path
-    return redis_verification_flow(deps), scripts, redis
+    return redis_verification_flow(deps, redis, scripts), scripts, redis
 
 
 def _person() -> Subject:

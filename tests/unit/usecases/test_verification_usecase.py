@@ -4,8 +4,8 @@ Each test shows one decision of the use case: a start bound at once or sent a co
 request id answered with its verification, answers right and wrong, a challenge expired, unknown
 and malformed ids, a start given up releasing its request id, a minor completed by a guardian,
 the binding limit and the claim refusals it counts, consents required, and a start pointed again
-when key rotation moved its identity. No redis-server runs: ``deps.redis`` names a closed port,
-so a stray use would fail. ``tests/unit/flows/test_admission.py``, ``test_round_trips.py`` and
+when key rotation moved its identity. No redis-server runs: the window limiter's scripts name a
+closed port, so a stray use would fail. ``tests/unit/flows/test_admission.py``, ``test_round_trips.py`` and
 ``tests/e2e/test_signup.py`` run the flow over Redis and through the server.
 """
 
@@ -132,8 +132,6 @@ def world(
     scripts = Scripts(nowhere)
     deps = FlowDeps(
         settings=settings,
-        redis=nowhere,
-        scripts=scripts,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
