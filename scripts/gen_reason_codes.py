@@ -14,6 +14,23 @@ Nothing here is a list kept by hand: the codes are found by reading the source.
   (a stored verification's reason), ``return 'REJECTED', 'X'``, a literal in a function's
   ``reason`` parameter, and lists named after reasons.
 
+A call's callees are found by types, the name of a method only as a last resort:
+
+- a value's class comes from annotations (parameters, locals, ``self.x: T``, dataclass fields,
+  a property's return, ``except T as e``), from what is assigned (``self._x = param`` takes the
+  parameter's annotation, ``self._x = Foo(...)`` or ``x = a or Foo()`` the class made), from a
+  called function's return annotation, from a container typed by its elements (``for v in xs``,
+  ``xs.get(k)``), and a class named is itself (``Keys.of(...)``, a static method);
+- a call on a ``Protocol``-typed value runs that method of every class outside NOT_SERVER that
+  defines each of the Protocol's methods (the Redis adapter in store/ is what a server runs);
+- a value known to be no object of idverify's (FOREIGN: a str, a dict literal, a module or an
+  object of a library, what a method none of ours defines gives) runs none of idverify's methods;
+- only a value of unknown type is followed by the method's name, when at most UNTYPED_CANDIDATES
+  functions share it (without it the catalogue is the same today; it is a safety net).
+
+A reason that is a parameter passed on to a helper's template (``judge_counted(reply, purpose)``
+to ``refuse_at_limit``) takes the literals of the outer callers.
+
 Each code's status comes from the exception that carries it (its class's ``status``); a code a
 Lua script hands to Python, which raises it, takes the status of that raise. The RPCs that can
 return a code come from a call graph: every servicer method, the functions it calls (resolved
@@ -27,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import builtins
 import re
 import sys
 from collections import defaultdict
@@ -49,6 +67,24 @@ VERIFICATION_STATUSES = {
 # A method called on an object of unknown type is taken for every function of its name when so
 # few share it: more, and the name is too common (get, run) to say which.
 UNTYPED_CANDIDATES = 2
+# A value known to be no object of idverify's (a str, a dict, a Path, a module of the standard
+# library or a dependency): a method called on it runs none of idverify's functions, however few
+# share its name (``value.encode()`` is no ``Argon2Params.encode``).
+FOREIGN = "<foreign>"
+# A builtin value whose parts are builtin too: a str, a line of bytes, an element of list[str].
+BUILTIN = "<builtin>"
+_BUILTIN_NAMES = frozenset(dir(builtins))  # open, sorted, len...: what they give is no idverify object
+# Annotations that say the value is a builtin one (not ``object`` or an exception: ours may be).
+_BUILTIN_VALUES = frozenset(
+    {BUILTIN, "str", "bytes", "bytearray", "memoryview", "int", "float", "complex", "bool"}
+    | {"dict", "list", "set", "frozenset", "tuple", "range"}
+)
+_LITERALS = (
+    *(ast.Constant, ast.JoinedStr, ast.List, ast.Dict, ast.Set, ast.Tuple),
+    *(ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp),
+)
+# Modules whose names in an annotation say nothing of the value's class (Any, Callable, Protocol).
+_TYPING_MODULES = ("typing", "typing_extensions", "collections.abc", "__future__")
 # The interceptor runs before every RPC that needs a token: what it can raise, every such RPC can.
 INTERCEPTOR_MODULE = "idverify.services.interceptor"
 # Modules that are no part of a running server's answers: local fakes of vendors, test helpers.
@@ -308,29 +344,39 @@ def _literal_codes(node: ast.AST | None) -> list[str]:  # noqa: PLR0911 - a retu
     return []
 
 
-def _type_name(annotation: ast.AST | None) -> str:  # noqa: PLR0911 - a return per kind of node
+def _type_name(annotation: ast.AST | None) -> str:
     """The first class name an annotation mentions (``X | None`` -> X, ``"X"`` -> X)."""
+    node = _type_node(annotation)
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def _type_node(annotation: ast.AST | None) -> ast.Name | ast.Attribute | None:  # noqa: PLR0911 - per kind
+    """The name or dotted name that ``_type_name`` reads the class name from."""
     if annotation is None:
-        return ""
+        return None
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         try:
-            return _type_name(ast.parse(annotation.value, mode="eval").body)
+            return _type_node(ast.parse(annotation.value, mode="eval").body)
         except SyntaxError:
-            return ""
-    if isinstance(annotation, ast.Name):
-        return annotation.id
-    if isinstance(annotation, ast.Attribute):
-        return annotation.attr
+            return None
+    if isinstance(annotation, ast.Name | ast.Attribute):
+        return annotation
     if isinstance(annotation, ast.BinOp):
-        return _type_name(annotation.left) or _type_name(annotation.right)
+        return _type_node(annotation.left) or _type_node(annotation.right)
     if isinstance(annotation, ast.Subscript):
         # Final[X], X | None, and containers: an element of Mapping[str, Verifier] is a Verifier.
-        inner = annotation.slice.elts[-1] if isinstance(annotation.slice, ast.Tuple) else annotation.slice
+        elements = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        if len(elements) > 1 and isinstance(elements[-1], ast.Constant) and elements[-1].value is Ellipsis:
+            elements = elements[:-1]  # tuple[X, ...]
+        inner = elements[-1]
         if _type_name(annotation.value) in _WRAPPERS:
-            return _type_name(inner)
-        return _type_name(annotation.value)
-    return ""
+            return _type_node(inner)
+        return _type_node(annotation.value)
+    return None
 
+
+# A container's methods that give its elements (or, for ``values()``, what iterates over them).
+_ELEMENT_ACCESS = frozenset({"get", "pop", "setdefault", "values", "copy"})
 
 _WRAPPERS = {
     "Final",
@@ -403,9 +449,12 @@ class Source:
         self.classes: dict[str, list[Klass]] = defaultdict(list)  # simple name -> classes
         self.functions: dict[str, Function] = {}
         self.by_name: dict[str, list[Function]] = defaultdict(list)
+        # callee qualname -> the calls that may run it, and the function each is in
+        self.callers: dict[str, list[tuple[Function, ast.Call]]] = defaultdict(list)
         self.sites: list[Site] = []
         self.lua_sites: dict[str, list[Site]] = {}
         self.lua_calls: dict[str, set[str]] = {}
+        self._resolving: set[str] = set()  # module-level names whose type is being found
         self.root = root
         self.lua_dir = root / "idverify" / "store" / "lua"
         self.lua_names = {path.stem for path in self.lua_dir.glob("*.lua")}
@@ -428,7 +477,9 @@ class Source:
 
     # ---- the index
     def _index(self, module: Module) -> None:
-        for node in module.tree.body:
+        # Imports under a top-level ``if`` (``if TYPE_CHECKING:``) name the classes annotations use.
+        guarded = [item for node in module.tree.body if isinstance(node, ast.If) for item in node.body]
+        for node in [*module.tree.body, *guarded]:
             if isinstance(node, ast.ImportFrom) and node.module:
                 module.imports.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
             elif isinstance(node, ast.Import):
@@ -467,10 +518,22 @@ class Source:
         self.by_name[node.name].append(function)
         return function
 
+    def annotation_type(self, annotation: ast.AST | None, module: Module) -> str:
+        """The class name an annotation gives (as ``_type_name``), or FOREIGN for ``asyncio.Event``."""
+        named = _type_node(annotation)
+        root: ast.expr | None = named
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root is not named:
+            target = module.imports.get(root.id, "")  # the module a dotted annotation starts from
+            if target and not target.startswith(("idverify", *_TYPING_MODULES)):
+                return FOREIGN
+        return _type_name(annotation)
+
     def _class_facts(self, klass: Klass) -> None:
         for item in klass.node.body:
             if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                klass.attrs[item.target.id] = _type_name(item.annotation)
+                klass.attrs[item.target.id] = self.annotation_type(item.annotation, klass.module)
                 klass.fields.append(item.target.id)
             names = [t.id for t in _targets(item) if isinstance(t, ast.Name)]
             value = getattr(item, "value", None)
@@ -484,7 +547,10 @@ class Source:
     def _attribute_types(self, klass: Klass, method: Function) -> None:
         """``self.x: T``, ``self.x = param`` (annotated) and ``self.x = T(...)`` in a method."""
         arguments = method.node.args
-        annotations = {a.arg: _type_name(a.annotation) for a in (*arguments.args, *arguments.kwonlyargs)}
+        annotations = {
+            a.arg: self.annotation_type(a.annotation, klass.module)
+            for a in (*arguments.args, *arguments.kwonlyargs)
+        }
         for node in ast.walk(method.node):
             targets = [t for t in _targets(node) if isinstance(t, ast.Attribute) and _is_self_attr(t)]
             if len(targets) != 1:
@@ -493,11 +559,9 @@ class Source:
             assert isinstance(attribute, ast.Attribute)  # noqa: S101 - filtered above
             value = getattr(node, "value", None)
             if isinstance(node, ast.AnnAssign):
-                klass.attrs.setdefault(attribute.attr, _type_name(node.annotation))
-            elif isinstance(value, ast.Name) and annotations.get(value.id):
-                klass.attrs.setdefault(attribute.attr, annotations[value.id])
-            elif isinstance(value, ast.Call):
-                klass.attrs.setdefault(attribute.attr, _made_type(value))
+                klass.attrs.setdefault(attribute.attr, self.annotation_type(node.annotation, klass.module))
+            elif value is not None and (assigned := _assigned_type(value, annotations)):
+                klass.attrs.setdefault(attribute.attr, assigned)
 
     # ---- classes and types
     def klass(self, name: str, module: Module | None = None) -> Klass | None:
@@ -532,7 +596,13 @@ class Source:
 
     def attr_type(self, klass: Klass, attr: str) -> str:
         """The class name an attribute is typed with, here or in a base."""
-        return next((k.attrs[attr] for k in self.ancestry(klass) if attr in k.attrs), "")
+        for k in self.ancestry(klass):
+            if attr in k.attrs:
+                return k.attrs[attr]
+            method = k.methods.get(attr)
+            if method is not None and any(_type_name(d) == "property" for d in method.node.decorator_list):
+                return self.annotation_type(method.node.returns, k.module)
+        return ""
 
     def subclasses(self, klass: Klass) -> list[Klass]:
         """The classes that name it as a base."""
@@ -567,28 +637,135 @@ class Source:
         if isinstance(expr, ast.Name):
             if expr.id == "self" and function.cls is not None:
                 return function.cls
-            name = local_types.get(expr.id, "")
-            return self.klass(name, function.module) if name else None
+            if expr.id in local_types:
+                name = local_types[expr.id]
+                return self.klass(name, function.module) if name else None
+            return self._global_type(expr.id, function)
         if isinstance(expr, ast.Attribute):
             owner = self._type_of(expr.value, function, local_types)
             return self.klass(self.attr_type(owner, expr.attr), owner.module) if owner else None
-        if isinstance(expr, ast.Subscript):  # an element of a container typed by its elements
-            return self._type_of(expr.value, function, local_types)
-        if isinstance(expr, ast.Await):
+        if isinstance(expr, ast.BoolOp | ast.IfExp):
+            operands = expr.values if isinstance(expr, ast.BoolOp) else [expr.body, expr.orelse]
+            return next(
+                (found for v in operands if (found := self._type_of(v, function, local_types)) is not None),
+                None,
+            )
+        if isinstance(expr, ast.Subscript | ast.Await):  # a Subscript: an element of a typed container
             return self._type_of(expr.value, function, local_types)
         if isinstance(expr, ast.Call):
-            made = self.klass(_made_type(expr), function.module)
-            if made is not None:
-                return made
-            for callee in self._callees(expr, function, local_types):
-                returned = (
-                    self.klass(_type_name(callee.node.returns), callee.module)
-                    if isinstance(callee, Function)
-                    else None
-                )
-                if returned is not None:
-                    return returned
+            return self._call_type(expr, function, local_types)
         return None
+
+    def _call_type(self, call: ast.Call, function: Function, local_types: dict[str, str]) -> Klass | None:
+        """What a call gives: the class it makes, an element of a container, a return annotation's."""
+        made = self.klass(_made_type(call), function.module)
+        if made is not None:
+            return made
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in _ELEMENT_ACCESS:
+            # ``self._tenants.get(t)``: a container typed by its elements gives an element
+            # (unless the class has a method of that name: then its return type says).
+            element = self._type_of(func.value, function, local_types)
+            if element is not None and not any(func.attr in k.methods for k in self.ancestry(element)):
+                return element
+        for callee in self._callees(call, function, local_types):
+            returned = (
+                self.klass(_type_name(callee.node.returns), callee.module)
+                if isinstance(callee, Function)
+                else None
+            )
+            if returned is not None:
+                return returned
+        return None
+
+    def _global_type(self, name: str, function: Function) -> Klass | None:
+        """A module-level name's class: a class itself (``Keys.method()``), a module-level object."""
+        module = function.module
+        target = module.imports.get(name, f"{module.name}.{name}")
+        klass = self.klass(name, module)
+        if klass is not None and klass.qualname == target:
+            return klass
+        value = module.tables.get(name)
+        if value is None or name in self._resolving:
+            return None
+        self._resolving.add(name)  # a module-level name defined through itself is left untyped
+        try:
+            return self._type_of(value, function, {})
+        finally:
+            self._resolving.discard(name)
+
+    def _foreign_type(self, name: str, module: Module) -> bool:
+        """Whether a type name (as ``_type_name`` gives it) names no class of idverify's."""
+        if not name or self.klass(name, module) is not None:
+            return False
+        if name in {FOREIGN, *_BUILTIN_VALUES}:
+            return True
+        target = module.imports.get(name, "")
+        home, _, alias = target.rpartition(".")
+        if home in self.modules and alias in self.modules[home].tables:
+            # An alias of a type where it is defined (``RedisClient = aioredis.Redis``).
+            value = self.modules[home].tables[alias]
+            aliased = self.annotation_type(value, self.modules[home])
+            return (
+                isinstance(value, ast.Name | ast.Attribute)
+                and aliased != alias
+                and self._foreign_type(aliased, self.modules[home])
+            )
+        return bool(target) and not target.startswith(_TYPING_MODULES)
+
+    def _foreign(  # noqa: PLR0911 - a return per kind of expression
+        self, expr: ast.AST, function: Function, local_types: dict[str, str]
+    ) -> bool:
+        """Whether an expression's value is surely no object of idverify's (see FOREIGN)."""
+        if isinstance(expr, _LITERALS):
+            return True
+        if isinstance(expr, ast.Await):
+            return self._foreign(expr.value, function, local_types)
+        if isinstance(expr, ast.Subscript):  # ``name[4:]`` of a str; not ``parts[0]`` of a list literal
+            return self._builtin_elements(expr.value, function, local_types)
+        if isinstance(expr, ast.Name):
+            return self._foreign_name(expr.id, function, local_types)
+        if isinstance(expr, ast.Attribute):
+            owner = self._type_of(expr.value, function, local_types)
+            if owner is not None:
+                return self._foreign_type(self.attr_type(owner, expr.attr), owner.module)
+            return self._foreign(expr.value, function, local_types)
+        if isinstance(expr, ast.Call):
+            if self._foreign(expr.func, function, local_types):
+                return True  # made or returned by what is no idverify's
+            func = expr.func
+            if (
+                isinstance(func, ast.Attribute)
+                and not self.by_name.get(func.attr)
+                and self._type_of(func.value, function, local_types) is None
+            ):
+                return True  # a method none of ours has (``value.strip()``): a library's value's
+            callees = self._callees(expr, function, local_types)
+            return bool(callees) and all(
+                isinstance(c, Function)
+                and self._foreign_type(_type_name(c.node.returns), c.module)
+                and not _returns_container(c.node.returns)
+                for c in callees
+            )
+        return False
+
+    def _foreign_name(self, name: str, function: Function, local_types: dict[str, str]) -> bool:
+        """A local typed as foreign, a module or name imported from outside, a builtin function."""
+        module = function.module
+        if name in local_types:
+            return self._foreign_type(local_types[name], module)
+        target = module.imports.get(name)
+        if target is not None:
+            return not target.startswith(("idverify", *_TYPING_MODULES))
+        value = module.tables.get(name)
+        if value is not None and name not in self._resolving:  # ``log = logging.getLogger()``
+            self._resolving.add(name)
+            try:
+                return self._foreign(value, function, {})
+            finally:
+                self._resolving.discard(name)
+        local = f"{module.name}.{name}"
+        return name in _BUILTIN_NAMES and local not in self.functions and not self.classes.get(name)
 
     def _callees(  # noqa: PLR0911 - a return per way of naming a callee
         self, call: ast.Call, function: Function, local_types: dict[str, str]
@@ -616,6 +793,8 @@ class Source:
         owner = self._type_of(func.value, function, local_types)
         if owner is not None:
             return list(self.methods_named(owner, func.attr))
+        if self._foreign(func.value, function, local_types):
+            return []
         candidates = self.by_name.get(func.attr, [])
         unique_enough = 0 < len(candidates) <= UNTYPED_CANDIDATES and not func.attr.startswith("__")
         return list(candidates) if unique_enough else []
@@ -639,22 +818,89 @@ class Source:
 
     def _local_types(self, function: Function) -> dict[str, str]:
         arguments = function.node.args
+        module = function.module
         types = {
-            a.arg: _type_name(a.annotation)
+            a.arg: self.annotation_type(a.annotation, module)
             for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
         }
         for item in ast.walk(function.node):
             if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                types[item.target.id] = _type_name(item.annotation)
+                types[item.target.id] = self.annotation_type(item.annotation, module)
+            elif isinstance(item, ast.For | ast.AsyncFor | ast.comprehension):
+                self._loop_types(item.target, item.iter, function, types)
+            elif isinstance(item, ast.ExceptHandler) and item.name and item.name not in types:
+                types[item.name] = self.annotation_type(item.type, module)
             elif (
                 isinstance(item, ast.Assign)
                 and len(item.targets) == 1
-                and isinstance(item.targets[0], ast.Name)
+                and isinstance(item.targets[0], ast.Tuple)
+                and not isinstance(item.value, ast.Tuple)
             ):
-                name = item.targets[0].id
-                if name not in types and (found := self._type_of(item.value, function, types)) is not None:
-                    types[name] = found.name
+                self._loop_types(item.targets[0], item.value, function, types)  # ``a, _, b = s.partition()``
+            elif isinstance(item, ast.Assign) and len(item.targets) == 1:
+                for target, value in _pairs(item.targets[0], item.value):
+                    name = target.id
+                    if name not in types and (found := self._type_of(value, function, types)) is not None:
+                        types[name] = found.name
+                    elif name not in types and self._foreign(value, function, types):
+                        types[name] = FOREIGN
         return types
+
+    def _loop_types(
+        self, target: ast.expr, iterable: ast.expr, function: Function, types: dict[str, str]
+    ) -> None:
+        """A loop's names: an element of a container typed by its elements, or builtin values."""
+        if isinstance(target, ast.Name) and target.id not in types:
+            element = self._type_of(iterable, function, types)
+            if element is not None:
+                types[target.id] = element.name
+                return
+        if self._builtin_elements(iterable, function, types):
+            for name in (n for n in ast.walk(target) if isinstance(n, ast.Name)):
+                types.setdefault(name.id, BUILTIN)
+
+    def _library_call(self, call: ast.Call, function: Function, types: dict[str, str]) -> bool:
+        """A library's method on a library's value, given only library values: it gives none of ours.
+
+        (``asyncio.gather(*coroutines)`` may give ours: it is given ours.)
+        """
+        func = call.func
+        arguments = [*call.args, *(k.value for k in call.keywords)]
+        return (
+            isinstance(func, ast.Attribute)
+            and not self.by_name.get(func.attr)
+            and self._foreign(func.value, function, types)
+            and all(
+                isinstance(a, ast.Constant | ast.Name | ast.Attribute) and self._foreign(a, function, types)
+                for a in arguments
+            )
+        )
+
+    def _builtin_elements(  # noqa: PLR0911 - a return per kind of expression
+        self, iterable: ast.expr, function: Function, types: dict[str, str]
+    ) -> bool:
+        """Whether a loop's values are builtin ones: of a str, of a container annotated ``list[str]``."""
+        if isinstance(iterable, ast.Constant | ast.JoinedStr):
+            return True
+        if isinstance(iterable, ast.BoolOp):  # ``metadata or ()``
+            return all(
+                self._builtin_elements(v, function, types)
+                or (isinstance(v, ast.Tuple | ast.List) and not v.elts)
+                for v in iterable.values
+            )
+        if isinstance(iterable, ast.Call) and self._library_call(iterable, function, types):
+            return True
+        if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute):
+            if iterable.func.attr in {"split", "splitlines", "findall", "partition", "rpartition"}:
+                return self._foreign(iterable.func.value, function, types)  # a str's or a pattern's
+            if iterable.func.attr in {"items", "values", "keys"}:
+                iterable = iterable.func.value
+        if isinstance(iterable, ast.Name):
+            return types.get(iterable.id, "") in _BUILTIN_VALUES
+        if isinstance(iterable, ast.Attribute):
+            owner = self._type_of(iterable.value, function, types)
+            return owner is not None and self.attr_type(owner, iterable.attr) in _BUILTIN_VALUES
+        return False
 
     def _held_codes(self, function: Function, item: ast.AST, where: str) -> list[Site]:
         """Codes held for a raise elsewhere: names of reasons, returned tags, vendor code tables."""
@@ -716,6 +962,8 @@ class Source:
     def _scan_call(self, function: Function, call: ast.Call, local_types: dict[str, str], where: str) -> None:
         callees = self._callees(call, function, local_types)
         function.calls |= {callee.qualname for callee in callees}
+        for callee in callees:
+            self.callers[callee.qualname].append((function, call))
         first = call.args[0] if call.args else None
         if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value in self.lua_names:
             function.scripts.add(first.value)
@@ -864,6 +1112,38 @@ def _as_function(name: str, statement: ast.stmt) -> ast.FunctionDef:
     return ast.copy_location(function, statement)
 
 
+def _pairs(target: ast.expr, value: ast.expr) -> list[tuple[ast.Name, ast.expr]]:
+    """The names an assignment binds, each with its value (``a, b = x, y`` pairwise)."""
+    if isinstance(target, ast.Name):
+        return [(target, value)]
+    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+        return [pair for t, v in zip(target.elts, value.elts, strict=True) for pair in _pairs(t, v)]
+    return []
+
+
+def _returns_container(annotation: ast.AST | None) -> bool:
+    """Whether a return annotation is a container (``_type_name`` names its elements, maybe ours)."""
+    return isinstance(annotation, ast.Subscript) or (
+        isinstance(annotation, ast.Constant) and "[" in str(annotation.value)
+    )
+
+
+def _assigned_type(value: ast.AST, annotations: dict[str, str]) -> str:
+    """The class name a value assigned to an attribute has: an annotated parameter's, a call's."""
+    if isinstance(value, ast.Name):
+        return annotations.get(value.id, "")
+    if isinstance(value, ast.Call):
+        return _made_type(value)
+    operands = (
+        value.values
+        if isinstance(value, ast.BoolOp)
+        else [value.body, value.orelse]
+        if isinstance(value, ast.IfExp)
+        else []
+    )
+    return next((found for v in operands if (found := _assigned_type(v, annotations))), "")
+
+
 def _made_type(call: ast.Call) -> str:
     """The class a call makes: its callee, or the type a ``cast(T, value)`` names."""
     if _type_name(call.func) == "cast" and call.args:
@@ -963,27 +1243,13 @@ def collect(source: Source | None = None) -> dict[str, Entry]:
     return entries
 
 
-def _callers(source: Source) -> dict[str, list[tuple[Function, ast.Call]]]:
-    found: dict[str, list[tuple[Function, ast.Call]]] = defaultdict(list)
-    for function in source.functions.values():
-        args = function.node.args
-        local_types = {
-            a.arg: _type_name(a.annotation) for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)
-        }
-        for item in ast.walk(function.node):
-            if isinstance(item, ast.Call):
-                for callee in source._callees(item, function, local_types):  # noqa: SLF001 - same module
-                    if isinstance(callee, Function) and callee.templates:
-                        found[callee.qualname].append((function, item))
-    return found
-
-
 def _template_sites(source: Source) -> list[Site]:
     """A reason that is a parameter (``reason=reason``, an f-string over one): what callers pass."""
     sites: list[Site] = []
-    callers = _callers(source)
+    callers = source.callers
+    _forward_templates(source)
     for function in source.functions.values():
-        names = function.params[1:] if function.cls is not None else function.params
+        names = _call_names(function)
         for param, pattern, status, node in function.templates:
             if not param:
                 continue
@@ -1005,6 +1271,35 @@ def _template_sites(source: Source) -> list[Site]:
                         kind = ERROR if status else OUTCOME
                         sites.append(Site(code, kind, status, where, caller.qualname, message))
     return sites
+
+
+def _forward_templates(source: Source) -> None:
+    """A caller that passes its own parameter on to a reason template has the template too.
+
+    ``judge_counted(reply, purpose)`` hands ``purpose`` to ``refuse_at_limit``, whose reason is
+    ``f"{purpose.upper()}_LIMIT_REACHED"``: the literal is at judge_counted's callers.
+    """
+    todo = [f for f in source.functions.values() if any(t[0] for t in f.templates)]
+    while todo:
+        function = todo.pop()
+        names = _call_names(function)
+        for param, pattern, status, node in list(function.templates):
+            if not param:
+                continue
+            for caller, call in source.callers.get(function.qualname, []):
+                argument = _argument(call, names, param)
+                if not isinstance(argument, ast.Name) or argument.id not in caller.params:
+                    continue
+                forwarded = (argument.id, pattern, status, node)
+                if forwarded not in caller.templates:
+                    caller.templates.append(forwarded)
+                    todo.append(caller)
+
+
+def _call_names(function: Function) -> list[str]:
+    """The parameters a call fills, in order: a method's without its self or cls."""
+    bound = function.cls is not None and function.params[:1] in (["self"], ["cls"])
+    return function.params[1:] if bound else function.params
 
 
 def _argument(call: ast.Call, names: list[str], param: str) -> ast.expr | None:

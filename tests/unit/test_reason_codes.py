@@ -166,3 +166,77 @@ def test_a_new_code_is_picked_up_by_regenerating(tmp_path: Path) -> None:
     assert "BRAND_NEW_RULE" in gen.render(found)
     assert "LIVENESS_REFUSED" in found  # only ever a vendors' Verdict(kind, "LIVENESS_REFUSED")
     assert "VerificationService/StartVerification" in found["AUTHORITY_MISMATCH"].rpcs
+
+
+def test_a_port_and_common_method_names_change_no_other_code(
+    tmp_path: Path, entries: dict[str, object]
+) -> None:
+    """A new port is seen through to its Redis implementation; new same-named methods cut no edge.
+
+    The generator follows a call on an object of unknown type by the method's name only when few
+    functions share it; types (annotations, constructors, a Protocol's implementers) must carry
+    the rest, and a method called on a str, a dict or a library's object runs none of ours.
+    """
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "idverify", tree / "idverify", ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "idverify" / "flows" / "widgets.py").write_text(
+        "from typing import Protocol\n\n\n"
+        "class WidgetStore(Protocol):\n"
+        "    async def read(self, widget_id: str) -> str: ...\n\n\n"
+        "class WidgetFlow:\n"
+        "    def __init__(self, store: WidgetStore) -> None:\n"
+        "        self._store = store\n\n"
+        "    async def show(self, widget_id: str) -> str:\n"
+        "        return await self._store.read(widget_id)\n",
+        encoding="utf-8",
+    )
+    (tree / "idverify" / "store" / "widgets.py").write_text(
+        "from idverify.domain.errors import NotFound\n\n\n"
+        "class RedisWidgets:\n"
+        "    async def read(self, widget_id: str) -> str:\n"
+        '        raise NotFound("no such widget", reason="BRAND_NEW_PORT_REFUSAL")\n',
+        encoding="utf-8",
+    )
+    # Common names, more of each than the untyped fallback follows, and one str method of ours.
+    common = ("read", "update", "append", "get", "root", "count", "wait", "encode", "values", "execute")
+    (tree / "idverify" / "domain" / "aaa_common_names.py").write_text(
+        "from idverify.domain.errors import InvalidArgument\n\n\n"
+        + "".join(
+            f"class Common{n}:\n"
+            + "".join(f"    def {name}(self) -> None: ...\n" for name in common)
+            + "\n\n"
+            for n in range(3)
+        )
+        + "class Shouting:\n"
+        "    def lower(self) -> str:\n"
+        '        raise InvalidArgument("never called on a str", reason="BRAND_NEW_NOISE")\n',
+        encoding="utf-8",
+    )
+    servicer = tree / "idverify" / "services" / "account.py"
+    text = "from idverify.flows.widgets import WidgetFlow\nfrom idverify.store.widgets import RedisWidgets\n"
+    text += servicer.read_text(encoding="utf-8")
+    text, replaced = re.subn(
+        r"(    async def GetAccount\([^)]*\)[^:]*:\n)",
+        r"\1        await WidgetFlow(RedisWidgets()).show(request.account_id)\n",
+        text,
+    )
+    assert replaced == 1
+    servicer.write_text(text, encoding="utf-8")
+
+    found = gen.collect(gen.Source(tree))
+    assert found["BRAND_NEW_PORT_REFUSAL"].rpcs == {"AccountService/GetAccount"}
+    assert found["BRAND_NEW_NOISE"].rpcs == set()
+    changed = {
+        code: (entry.rpcs, found[code].rpcs)  # type: ignore[attr-defined]
+        for code, entry in entries.items()
+        if found[code].rpcs != entry.rpcs  # type: ignore[attr-defined]
+    }
+    assert changed == {}
+
+
+def test_a_reason_template_is_followed_through_a_parameter_passed_on() -> None:
+    """``judge_counted(reply, purpose)`` passes ``purpose`` on to ``refuse_at_limit``'s template."""
+    text = CATALOGUE.read_text(encoding="utf-8")
+    rows = {row.split("`")[1]: row for row in text.splitlines() if row.startswith("| `")}
+    assert "VerificationService/StartVerification" in rows["CLAIM_REFUSALS_LIMIT_REACHED"]
+    assert "VerificationService/StartVerification" in rows["IDENTITY_RATE_LIMITED"]
