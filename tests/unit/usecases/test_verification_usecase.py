@@ -4,9 +4,10 @@ Each test shows one decision of the use case: a start bound at once or sent a co
 request id answered with its verification, answers right and wrong, a challenge expired, unknown
 and malformed ids, a start given up releasing its request id, a minor completed by a guardian,
 the binding limit and the claim refusals it counts, consents required, and a start pointed again
-when key rotation moved its identity. No redis-server runs: the window limiter's scripts name a
-closed port, so a stray use would fail. ``tests/unit/flows/test_admission.py``, ``test_round_trips.py`` and
-``tests/e2e/test_signup.py`` run the flow over Redis and through the server.
+when key rotation moved its identity. Nothing here reaches Redis: the flow is given the in-memory
+stores, and its deps an in-memory window limiter. ``tests/unit/flows/test_admission.py``,
+``test_round_trips.py`` and ``tests/e2e/test_signup.py`` run the flow over Redis and through the
+server.
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.server import build_verifiers
-from idverify.store.connection import connect
-from idverify.store.scripts import Scripts
-from idverify.testing import free_port
 from idverify.testing.memory_consents import MemoryConsentStore
+from idverify.testing.memory_rate_limits import MemoryRateWindows
 from idverify.testing.memory_verifications import MemoryVerificationStore
 
 T = "acme"
@@ -128,15 +127,13 @@ def world(
         rate_limits=dataclasses.replace(settings.rate_limits, **limits),
     )
     keyring = Keyring.generate()
-    nowhere = connect(f"redis://127.0.0.1:{free_port()}")
-    scripts = Scripts(nowhere)
     deps = FlowDeps(
         settings=settings,
         keyring=keyring,
         sealer=Sealer(keyring),
         indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
         verifiers=build_verifiers(load_settings(None, environ={}), keyring),
-        window_limiter=WindowLimiter(scripts),
+        window_limiter=WindowLimiter(MemoryRateWindows()),
         today=lambda: TODAY,
     )
     consents = MemoryConsentStore()
