@@ -615,7 +615,7 @@ class Source:
         # Structural: the classes that define every method a Protocol declares, each taking as
         # many parameters (a Verifier's check(context) is not a request's check()).
         if "Protocol" in klass.bases:
-            declared = {m: len(f.params) for k in self.ancestry(klass) for m, f in k.methods.items()}
+            declared = {m: f.node.args for k in self.ancestry(klass) for m, f in k.methods.items()}
             found += [
                 f
                 for f in self.by_name.get(name, [])
@@ -623,11 +623,11 @@ class Source:
             ]
         return found
 
-    def _implements(self, klass: Klass, declared: dict[str, int]) -> bool:
-        """Whether a class has each declared method (its own or inherited) with as many parameters."""
-        for name, count in declared.items():
+    def _implements(self, klass: Klass, declared: dict[str, ast.arguments]) -> bool:
+        """Whether a class has each declared method (its own or inherited), callable as declared."""
+        for name, wanted in declared.items():
             method = next((k.methods[name] for k in self.ancestry(klass) if name in k.methods), None)
-            if method is None or len(method.params) != count:
+            if method is None or not _accepts(method.node.args, wanted):
                 return False
         return True
 
@@ -1110,6 +1110,21 @@ def _as_function(name: str, statement: ast.stmt) -> ast.FunctionDef:
     )
     function = ast.FunctionDef(name=name, args=arguments, body=[statement], decorator_list=[], returns=None)
     return ast.copy_location(function, statement)
+
+
+def _accepts(given: ast.arguments, wanted: ast.arguments) -> bool:
+    """Whether a method with parameters ``given`` takes the calls one with ``wanted`` takes.
+
+    As many positional parameters (a Verifier's check(context) is not a request's check()), and
+    the protocol's keyword-only ones; more of those only with defaults (``mac(..., *,
+    pepper_version=None)`` implements ``mac(...)``).
+    """
+    if len(given.posonlyargs) + len(given.args) != len(wanted.posonlyargs) + len(wanted.args):
+        return False
+    named = {a.arg for a in given.kwonlyargs}
+    optional = {a.arg for a, d in zip(given.kwonlyargs, given.kw_defaults, strict=True) if d is not None}
+    wanted_named = {a.arg for a in wanted.kwonlyargs}
+    return (given.kwarg is not None or wanted_named <= named) and named - optional <= wanted_named
 
 
 def _pairs(target: ast.expr, value: ast.expr) -> list[tuple[ast.Name, ast.expr]]:

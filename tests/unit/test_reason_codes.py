@@ -175,7 +175,8 @@ def test_a_port_and_common_method_names_change_no_other_code(
 
     The generator follows a call on an object of unknown type by the method's name only when few
     functions share it; types (annotations, constructors, a Protocol's implementers) must carry
-    the rest, and a method called on a str, a dict or a library's object runs none of ours.
+    the rest, and a method called on a str, a dict or a library's object runs none of ours. An
+    implementation may take more keyword-only parameters than its Protocol, with defaults.
     """
     tree = tmp_path / "tree"
     shutil.copytree(ROOT / "idverify", tree / "idverify", ignore=shutil.ignore_patterns("__pycache__"))
@@ -193,7 +194,7 @@ def test_a_port_and_common_method_names_change_no_other_code(
     (tree / "idverify" / "store" / "widgets.py").write_text(
         "from idverify.domain.errors import NotFound\n\n\n"
         "class RedisWidgets:\n"
-        "    async def read(self, widget_id: str) -> str:\n"
+        "    async def read(self, widget_id: str, *, fresh: bool = False) -> str:\n"
         '        raise NotFound("no such widget", reason="BRAND_NEW_PORT_REFUSAL")\n',
         encoding="utf-8",
     )
