@@ -99,6 +99,7 @@ from idverify.store.server_reports import RedisServerReports
 from idverify.store.stream_leases import RedisStreamLeases
 from idverify.store.topology import parse_redis_url
 from idverify.store.verifications import redis_verification_flow
+from idverify.store.webhook_deliveries import RedisDeliveryStore
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.v1 import (
     account_pb2,
@@ -415,7 +416,7 @@ async def start(
         webhooks,
         outbox,
         tail,
-        scripts,
+        RedisDeliveryStore(scripts),
         clients.tenants,
         settings=settings.webhooks,
         development=settings.development,

@@ -108,6 +108,13 @@ class MemorySubscriptionStore:
             tenant, webhook_id, "webhook.replayed", "replayed", lambda s: replace(_healthy(s), cursor=cursor)
         )
 
+    def keep(self, subscription: Subscription) -> None:
+        """Stores the subscription as given, as webhook delivery's writes (cursor, failures) do.
+
+        Those move no generation and write no audit entry.
+        """
+        self._of(subscription.tenant)[subscription.webhook_id] = subscription
+
     async def mark_failing(
         self, subscription: Subscription, last_error: str, since_ms: int, request: Mapping[str, str]
     ) -> bool:

@@ -1,7 +1,7 @@
 """Delivering each subscription's events, in order, at least once, from any worker of any replica.
 
-A worker takes a subscription's lease (``webhook_delivery.lua``) and, while it holds it, reads
-the tenant's outbox after the subscription's cursor, posts each event of its types to the URL,
+A worker takes a subscription's lease (``delivery_port.DeliveryStore``) and, while it holds it,
+reads the tenant's outbox after the subscription's cursor, posts each event of its types to the URL,
 and moves the cursor past an event only once the receiver answered it with a 2xx. A failure is
 retried with exponential backoff and jitter, the same event again, so the order is strict per
 subscription (hence per account); after ``webhooks.retry_hours`` without a 2xx the subscription
@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
-from typing import Any, Final, Self
+from typing import Final, Self
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
@@ -38,9 +38,7 @@ from idverify.events.tail import OutboxTail
 from idverify.observability import telemetry
 from idverify.observability.telemetry import Instruments, instruments
 from idverify.privacy.sealing import SealError
-from idverify.store.keys import TenantKeys
-from idverify.store.outbox import outbox_records
-from idverify.store.scripts import Scripts
+from idverify.webhooks.delivery_port import DeliveryStore, Lease
 from idverify.webhooks.destinations import DestinationRefused, resolve
 from idverify.webhooks.http_client import Poster, PostError
 from idverify.webhooks.signing import Signer
@@ -141,7 +139,7 @@ class _Progress:
         while self._prefix < len(self._events) and self._acknowledged[self._prefix]:
             self._prefix += 1
 
-    async def record(self, dispatcher: WebhookDispatcher, subscription: Subscription, token: str) -> bool:
+    async def record(self, dispatcher: WebhookDispatcher, subscription: Subscription, lease: Lease) -> bool:
         """Moves the cursor past the acknowledged prefix, if it grew; False when stale.
 
         One lane at a time: two advances racing could otherwise store the smaller cursor last.
@@ -150,7 +148,7 @@ class _Progress:
             prefix = self._prefix
             if prefix <= self._recorded:
                 return True
-            if not await dispatcher.advance(subscription, token, self._events[prefix - 1].cursor):
+            if not await dispatcher.advance(subscription, lease, self._events[prefix - 1].cursor):
                 return False
             self._recorded = prefix
             return True
@@ -164,7 +162,7 @@ class WebhookDispatcher:
         subscriptions: Subscriptions,
         outbox: Outbox,
         tail: OutboxTail,
-        scripts: Scripts,
+        store: DeliveryStore,
         tenants: Callable[[], Awaitable[Collection[str]]],
         *,
         settings: WebhookSettings,
@@ -173,7 +171,7 @@ class WebhookDispatcher:
         self._subscriptions = subscriptions
         self._outbox = outbox
         self._tail = tail
-        self._scripts = scripts
+        self._store = store
         self._tenants = tenants
         self._settings = settings
         self._development = development
@@ -200,10 +198,10 @@ class WebhookDispatcher:
                 key = (tenant, subscription.webhook_id)
                 if key in self._running or subscription.state != "active":
                     continue
-                token = secrets.token_hex(8)
-                if int(await self._lease(subscription, "take", token)):
+                lease = Lease(tenant, subscription.webhook_id, secrets.token_hex(8))
+                if await self._store.take(lease, self._lease_ms):
                     task = asyncio.create_task(
-                        self._deliver_subscription(tenant, subscription.webhook_id, token),
+                        self._deliver_subscription(lease),
                         name=f"webhook-{subscription.webhook_id}",
                     )
                     self._running[key] = task
@@ -220,27 +218,20 @@ class WebhookDispatcher:
                 type(error).__name__,
             )
 
-    async def _lease(self, subscription: Subscription, op: str, token: str, *more: str) -> Any:
-        keys = TenantKeys(subscription.tenant)
-        return await self._scripts.run(
-            "webhook_delivery",
-            [keys.webhook(subscription.webhook_id), keys.webhook_lease(subscription.webhook_id)],
-            [op, token, *(more or (str(self._lease_ms),))],
-        )
-
-    async def _keep_lease(self, subscription: Subscription, token: str, holder: asyncio.Task[None]) -> None:
+    async def _keep_lease(self, lease: Lease, holder: asyncio.Task[None]) -> None:
         """Renews the lease; when it is lost (another worker took over), stops the holder."""
         while True:
             await asyncio.sleep(self._settings.lease_seconds / 3)
             try:
-                kept = await self._lease(subscription, "renew", token)
+                kept = await self._store.renew(lease, self._lease_ms)
             except StoreUnavailable:
                 continue  # the lease may end meanwhile: then another worker goes on from the cursor
-            if not int(kept):
+            if not kept:
                 holder.cancel()
                 return
 
-    async def _deliver_subscription(self, tenant: str, webhook_id: str, token: str) -> None:
+    async def _deliver_subscription(self, lease: Lease) -> None:
+        tenant, webhook_id = lease.tenant, lease.webhook_id
         current = asyncio.current_task()
         assert current is not None  # noqa: S101 - called as a task
         keeper: asyncio.Task[None] | None = None
@@ -251,11 +242,11 @@ class WebhookDispatcher:
                 except NotFound:
                     return
                 if keeper is None:
-                    keeper = asyncio.create_task(self._keep_lease(subscription, token, current))
+                    keeper = asyncio.create_task(self._keep_lease(lease, current))
                 if subscription.state != "active":
                     return
                 try:
-                    await self._deliver_generation(subscription, token)
+                    await self._deliver_generation(subscription, lease)
                 except StoreUnavailable:
                     await asyncio.sleep(self._settings.retry_initial_seconds)
         except SealError:
@@ -264,13 +255,9 @@ class WebhookDispatcher:
             if keeper is not None:
                 keeper.cancel()
             with contextlib.suppress(Exception):
-                await self._scripts.run(
-                    "webhook_delivery",
-                    [TenantKeys(tenant).webhook(webhook_id), TenantKeys(tenant).webhook_lease(webhook_id)],
-                    ["give", token],
-                )
+                await self._store.give(lease)
 
-    async def _deliver_generation(self, subscription: Subscription, token: str) -> None:
+    async def _deliver_generation(self, subscription: Subscription, lease: Lease) -> None:
         """Delivers batch after batch while the subscription stays as loaded; returns to reload it.
 
         The subscription, its opened secret and its keyed HMAC are kept until the delivery script
@@ -280,7 +267,7 @@ class WebhookDispatcher:
         sign = Signer(self._subscriptions.secret_of(subscription))
         cursor, acknowledged = subscription.cursor, ""
         while True:
-            batch = await self._next(subscription, token, acknowledged, cursor)
+            batch = await self._next(subscription, lease, acknowledged, cursor)
             if batch is None:
                 return  # changed (replayed, disabled, re-keyed, deleted) or the lease lost
             acknowledged = ""
@@ -288,40 +275,35 @@ class WebhookDispatcher:
             if next_cursor == cursor:
                 await self._tail.wait_past(subscription.tenant, cursor, self._settings.lease_seconds / 3)
                 continue
-            if not await self._deliver_batch(subscription, sign, token, events):
+            if not await self._deliver_batch(subscription, sign, lease, events):
                 return
             # Past the records of other types read with them too.
             cursor = acknowledged = next_cursor
 
     async def _next(
-        self, subscription: Subscription, token: str, acknowledged: str, after: str
+        self, subscription: Subscription, lease: Lease, acknowledged: str, after: str
     ) -> tuple[list[Event], str] | None:
         """Records ``acknowledged`` (unless empty) and reads the batch after ``after``; None when stale."""
-        keys = TenantKeys(subscription.tenant)
-        reply = await self._scripts.run(
-            "webhook_delivery",
-            [
-                keys.webhook(subscription.webhook_id),
-                keys.webhook_lease(subscription.webhook_id),
-                keys.events_outbox(),
-                keys.audit_log(),
-            ],
-            ["next", token, subscription.generation, acknowledged, after, str(BATCH)],
+        records = await self._store.next_batch(
+            lease,
+            subscription.generation,
+            acknowledged,
+            after,
+            BATCH,
         )
-        if not isinstance(reply, list) or len(reply) != 2:  # noqa: PLR2004 - records, entries
+        if records is None:
             return None
-        records = outbox_records(reply[0], reply[1])
         if not records:
             return [], after
         events = self._outbox.events_of(subscription.tenant, records, subscription.types)
         return events, records[-1].cursor
 
     async def _deliver_batch(
-        self, subscription: Subscription, sign: Signer, token: str, events: list[Event]
+        self, subscription: Subscription, sign: Signer, lease: Lease, events: list[Event]
     ) -> bool:
         """Delivers a batch in order; False when the subscription changed or failed meanwhile."""
         if subscription.concurrency > 1:
-            return await self._deliver_side_by_side(subscription, sign, token, events)
+            return await self._deliver_side_by_side(subscription, sign, lease, events)
         # The cursor moves once per batch (with the next read), and before any retry: a crash
         # repeats at most one batch.
         acknowledged = ""
@@ -329,16 +311,16 @@ class WebhookDispatcher:
             for event in events:
                 error = await self._attempt(subscription, sign, event)
                 if error:
-                    if acknowledged and not await self.advance(subscription, token, acknowledged):
+                    if acknowledged and not await self.advance(subscription, lease, acknowledged):
                         return False
-                    if not await self._retry(subscription, sign, event, token, error):
+                    if not await self._retry(subscription, sign, event, lease, error):
                         return False
                 acknowledged = event.cursor
                 pending.done()
         return True
 
     async def _deliver_side_by_side(
-        self, subscription: Subscription, sign: Signer, token: str, events: list[Event]
+        self, subscription: Subscription, sign: Signer, lease: Lease, events: list[Event]
     ) -> bool:
         """Delivers a batch ``concurrency`` accounts at a time, each account's events in order.
 
@@ -359,9 +341,9 @@ class WebhookDispatcher:
                     event = events[index]
                     error = await self._attempt(subscription, sign, event)
                     if error:
-                        if not await progress.record(self, subscription, token):
+                        if not await progress.record(self, subscription, lease):
                             raise _Stale
-                        if not await self._retry(subscription, sign, event, token, error):
+                        if not await self._retry(subscription, sign, event, lease, error):
                             raise _Stale
                     progress.acknowledge(index)
                     pending.done()
@@ -379,24 +361,22 @@ class WebhookDispatcher:
                 return False
         return True
 
-    async def advance(self, subscription: Subscription, token: str, cursor: str) -> bool:
+    async def advance(self, subscription: Subscription, lease: Lease, cursor: str) -> bool:
         """Stores the cursor (under the lease and generation loaded); False when stale."""
-        moved = await self._lease(subscription, "advance", token, subscription.generation, cursor)
-        return bool(int(moved))
+        return await self._store.advance(lease, subscription.generation, cursor)
 
     async def _retry(
-        self, subscription: Subscription, sign: Signer, event: Event, token: str, error: str
+        self, subscription: Subscription, sign: Signer, event: Event, lease: Lease, error: str
     ) -> bool:
         """Posts a failed event again until a 2xx (True), or until the subscription changed or failed."""
         retry_ms = self._settings.retry_hours * 3_600_000
         attempt = 0
         while True:
-            failed = await self._lease(subscription, "failed", token, subscription.generation, error)
-            if not failed:
+            failing = await self._store.failed(lease, subscription.generation, error)
+            if failing is None:
                 return False  # changed (replayed, disabled, re-keyed) or lost: reload
-            first_ms, now_ms = int(failed[0]), int(failed[1])
-            if now_ms - first_ms >= retry_ms:
-                if await self._subscriptions.fail(subscription, error, first_ms):
+            if failing.now_ms - failing.first_failure_ms >= retry_ms:
+                if await self._subscriptions.fail(subscription, error, failing.first_failure_ms):
                     Instruments.add(instruments.webhook_failing, tenant=subscription.tenant)
                     log.warning("webhook %s is failing (%s): deliveries stop", subscription.webhook_id, error)
                 return False
