@@ -3,7 +3,8 @@
 Each worker polls the newest cursor of a tenant's outbox, once per interval, only while a stream
 of that tenant waits in it: one small read per tenant, however many streams are open. A blocking
 read would hold a Redis connection per tenant, and the service shares one connection among all
-calls (idverify/store/shared_connection.py).
+calls. The newest cursor is read through :class:`NewestCursors` (``events.outbox.Outbox``, over
+the outbox's port, ``OutboxStore``), so the tail knows nothing of the store.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from idverify.domain.errors import StoreUnavailable
-from idverify.events.outbox import Outbox, cursor_key
+from idverify.events.outbox import cursor_key
 
-__all__ = ["OutboxTail"]
+__all__ = ["NewestCursors", "OutboxTail"]
 
 log = logging.getLogger("idverify.events")
+
+
+class NewestCursors(Protocol):
+    """Where a tenant's outbox ends (``events.outbox.Outbox`` is one)."""
+
+    async def last_cursor(self, tenant: str) -> str:
+        """The newest record's cursor, or empty while the outbox is empty; may raise StoreUnavailable."""
+        ...
 
 
 @dataclass
@@ -31,7 +41,7 @@ class _Tenant:
 class OutboxTail:
     """Tells waiting streams that a tenant's outbox has records past their cursor."""
 
-    def __init__(self, outbox: Outbox, poll_seconds: float) -> None:
+    def __init__(self, outbox: NewestCursors, poll_seconds: float) -> None:
         self._outbox = outbox
         self._poll_seconds = poll_seconds
         self._tenants: dict[str, _Tenant] = {}
