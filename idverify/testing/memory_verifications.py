@@ -286,12 +286,12 @@ class MemoryVerificationStore:
                 self.counters[key] = self.counters.get(key, 0) + 1
         for attempt in range(_MOVE_ATTEMPTS):
             await point(attempt > 0)
-            written = self._judge(answer, record)
+            written = await self._judge(answer, record)
             if written is not None:
                 return written
         raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
 
-    def _judge(self, answer: ChallengeAnswer, record: dict[str, str]) -> Written | None:
+    async def _judge(self, answer: ChallengeAnswer, record: dict[str, str]) -> Written | None:
         """``submit.lua`` on the record; None: the identity moved."""
         tenant = answer.tenant
         vf = self._verification(tenant, answer.verification_id)
@@ -309,10 +309,10 @@ class MemoryVerificationStore:
             vf["attempts_left"] = "0"
             self._finish(vf, "REJECTED", answer.verdict_reason)
         else:
-            self._judge_code(answer, record, vf)
+            await self._judge_code(answer, record, vf)
         return Written(WriteOutcome.DONE, dict(vf))
 
-    def _judge_code(self, answer: ChallengeAnswer, record: dict[str, str], vf: dict[str, str]) -> None:
+    async def _judge_code(self, answer: ChallengeAnswer, record: dict[str, str], vf: dict[str, str]) -> None:
         tenant = answer.tenant
         most, key = int(vf["max_attempts"]), (tenant, "otp", record.get("otp_ps", ""))
         fails = self.counters.get(key, 0)
@@ -336,7 +336,7 @@ class MemoryVerificationStore:
             return
         self._finish(vf, *self._bind(tenant, vf, vf["acct"], answer.binding_limit))
         if vf["status"] == "VERIFIED":
-            self.consents._account(tenant, vf["acct"]).lasting = True  # noqa: SLF001 - the same step
+            await self.consents.keep(tenant, vf["acct"])  # in the same step, as submit.lua does
 
     async def account_fields(
         self, tenant: str, account_pseudonym: str, names: Sequence[str]

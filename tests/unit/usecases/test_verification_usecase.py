@@ -193,8 +193,11 @@ async def test_a_code_answered_wrong_then_right(tmp_path: Path, caplog: pytest.L
     code = code_sent(caplog, sent)
     wrong = await w.flow.submit(T, sent.verification_id, "1" if code != "1" else "2", INFO)
     assert (wrong.status, wrong.reason_code, wrong.attempts_left) == ("CHALLENGE_SENT", "OTP_MISMATCH", 4)
+    account_ps = w.keyring.pseudonym(T, "account", "user-1")
+    assert not w.consents.lasting(T, account_ps)  # the consents given expire with the start until it binds
     right = await w.flow.submit(T, sent.verification_id, code, INFO)
     assert right.status == "VERIFIED"
+    assert w.consents.lasting(T, account_ps)
     with pytest.raises(FailedPrecondition) as late:
         await w.flow.submit(T, sent.verification_id, code, INFO)
     assert late.value.reason == "NOT_AWAITING_CHALLENGE"
