@@ -575,7 +575,9 @@ def _add_data_services(
         ),
         server,
     )
-    consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(flow, reads), server)
+    consent_pb2_grpc.add_ConsentServiceServicer_to_server(
+        ConsentServicer(flow.consent, flow.guardians, reads), server
+    )
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, reads), server)
 
 

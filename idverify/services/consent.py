@@ -6,7 +6,7 @@ from idverify.domain import consent as rules
 from idverify.domain.consent import ConsentState
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
-from idverify.flows.verification import GuardianConsent, VerificationFlow
+from idverify.flows.verification import GuardianConsent, GuardianConsents
 from idverify.security.principals import caller
 from idverify.services.convert import timestamp_ms
 from idverify.services.grpc_types import Context
@@ -24,10 +24,10 @@ _RELATIONSHIPS = {
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     """Consent RPCs for the registrar role."""
 
-    def __init__(self, flow: VerificationFlow, reads: ReadLedger) -> None:
-        self._flow = flow
-        # Typed for the reason-code catalogue, which follows calls by their receivers' types.
-        self._consent: ConsentFlow = flow.consent
+    def __init__(self, consent: ConsentFlow, guardians: GuardianConsents, reads: ReadLedger) -> None:
+        # A guardian's consent is the one part of the verification use case this service reaches.
+        self._consent = consent
+        self._guardians = guardians
         self._reads = reads
 
     async def GrantConsent(
@@ -38,7 +38,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         text_version = rules.check_text_version(request.text_version)
         tenant, info = caller().tenant, request_info(context)
         if purpose == rules.GUARDIAN:
-            await self._flow.grant_guardian_consent(
+            await self._guardians.grant(
                 GuardianConsent(
                     tenant=tenant,
                     account_id=request.account_id,

@@ -8,12 +8,13 @@ hold one concern each.
 """
 
 from idverify.flows.verification.flow import VerificationFlow
-from idverify.flows.verification.guardian import GuardianConsent
+from idverify.flows.verification.guardian import GuardianConsent, GuardianConsents
 from idverify.flows.verification.plan import StartPlan, StartRequest
 from idverify.flows.verification.views import VerificationView
 
 __all__ = [
     "GuardianConsent",
+    "GuardianConsents",
     "StartPlan",
     "StartRequest",
     "VerificationFlow",

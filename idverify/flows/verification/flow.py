@@ -86,6 +86,11 @@ class VerificationFlow:
         """The consent records this flow admits verifications under."""
         return self._consent
 
+    @property
+    def guardians(self) -> GuardianConsents:
+        """Completes minors' verifications with their guardians' consent, as ConsentService asks."""
+        return self._guardians
+
     # -- methods ---------------------------------------------------------------------------
 
     def list_methods(self, tenant: str, kind: SubjectKind) -> list[tuple[MethodSpec, bool, list[str]]]:
