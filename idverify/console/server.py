@@ -49,6 +49,7 @@ from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.security.clients import ClientRegistry
 from idverify.store.connection import RedisClient
+from idverify.store.console_sessions import RedisConsoleSessions
 from idverify.store.scripts import Scripts
 
 __all__ = [
@@ -546,7 +547,7 @@ def build_app(
         settings,
         audit,
         Charts(AuditStore(redis, scripts), redis),
-        ConsoleSessions(redis, scripts, clients, settings.console.session_seconds),
+        ConsoleSessions(RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds),
         clients,
         reads=reads,
         secure=secure,

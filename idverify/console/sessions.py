@@ -1,30 +1,31 @@
-"""Console sign-ins: sessions held server-side in Redis, and the limit on failed sign-ins.
+"""Console sign-ins: sessions held server-side in the store, and the limit on failed sign-ins.
 
 The cookie carries the tenant and a random session id, never the token: a stolen cookie dies
 with its session (expiry, sign-out, or the client's revocation, checked on every request), and a
 Redis dump holds only the SHA-256 of each id, which opens nothing. Every sign-in and sign-out is
 an entry of the tenant's audit log.
+
+Sessions are kept through :class:`SessionStore`, the port declared here, as
+:class:`SessionRecord` values under the id's digest; ``store.console_sessions.RedisConsoleSessions``
+implements it (the session's hash with its TTL, ``console_session.lua`` and its audit entries).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from idverify.domain.errors import NotFound, RateLimited
 from idverify.domain.tenants import valid_tenant
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Principal, Role
 from idverify.security.rate_limits import PrincipalLimiter
-from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
 
-__all__ = ["CONSOLE_ROLES", "ConsoleSessions", "Session", "SignInLimiter"]
+__all__ = ["CONSOLE_ROLES", "ConsoleSessions", "Session", "SessionRecord", "SessionStore", "SignInLimiter"]
 
 CONSOLE_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})
 """The roles that may sign in: the same as AuditService's."""
@@ -44,6 +45,36 @@ class Session:
     expires_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session as stored: who signed in (the client and its role then), and until when."""
+
+    role: str  # the role's value when it signed in
+    client_id: str
+    expires_ms: int  # ms since the epoch
+
+
+class SessionStore(Protocol):
+    """Console sessions, each under the SHA-256 (hex) of its id, in its tenant.
+
+    Every method may raise StoreUnavailable.
+    """
+
+    async def open(
+        self, tenant: str, digest: str, record: SessionRecord, lifetime_ms: int, request: Mapping[str, str]
+    ) -> None:
+        """Keeps the session for ``lifetime_ms`` (then it is gone), audited as a sign-in, in one step."""
+        ...
+
+    async def read(self, tenant: str, digest: str) -> SessionRecord | None:
+        """The session, or None when there is none (never opened, closed, or its lifetime over)."""
+        ...
+
+    async def close(self, tenant: str, digest: str, request: Mapping[str, str]) -> None:
+        """Drops the session, audited as a sign-out, in one step; nothing (no entry) when there is none."""
+        ...
+
+
 class ConsoleSessions:
     """Opens, reads and closes console sessions; every replica and worker sees the same ones.
 
@@ -51,11 +82,8 @@ class ConsoleSessions:
     one script writes it with its audit entry (``console.signed_in``, ``console.signed_out``).
     """
 
-    def __init__(
-        self, redis: RedisClient, scripts: Scripts, clients: ClientRegistry, lifetime_seconds: float
-    ) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, store: SessionStore, clients: ClientRegistry, lifetime_seconds: float) -> None:
+        self._store = store
         self._clients = clients
         self._lifetime_ms = int(lifetime_seconds * 1000)
 
@@ -71,8 +99,8 @@ class ConsoleSessions:
         return tenant, session_id
 
     @staticmethod
-    def _key(tenant: str, session_id: str) -> str:
-        return TenantKeys(tenant).console_session(hashlib.sha256(session_id.encode("ascii")).hexdigest())
+    def _digest(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
     async def open(self, principal: Principal, request: Mapping[str, str]) -> tuple[str, Session]:
         """A new session for the principal (audited), and the value its cookie carries.
@@ -82,19 +110,8 @@ class ConsoleSessions:
         """
         session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
         expires_ms = time.time_ns() // 1_000_000 + self._lifetime_ms
-        keys = TenantKeys(principal.tenant)
-        await self._scripts.run(
-            "console_session",
-            [self._key(principal.tenant, session_id), keys.audit_log()],
-            [
-                "open",
-                json.dumps(dict(request)),
-                principal.role.value,
-                principal.client_id,
-                expires_ms,
-                self._lifetime_ms,
-            ],
-        )
+        record = SessionRecord(principal.role.value, principal.client_id, expires_ms)
+        await self._store.open(principal.tenant, self._digest(session_id), record, self._lifetime_ms, request)
         return f"{principal.tenant}.{session_id}", Session(principal, expires_ms)
 
     async def find(self, cookie: str) -> Session | None:
@@ -107,18 +124,16 @@ class ConsoleSessions:
         if parsed is None:
             return None
         tenant, session_id = parsed
-        async with translate_errors():
-            raw = await self._redis.hgetall(self._key(tenant, session_id))
-        fields = {as_text(k): as_text(v) for k, v in raw.items()}
-        if not fields or int(fields.get("expires_ms", "0")) <= time.time_ns() // 1_000_000:
+        stored = await self._store.read(tenant, self._digest(session_id))
+        if stored is None or stored.expires_ms <= time.time_ns() // 1_000_000:
             return None
         try:
-            record = await self._clients.get(fields["client_id"])
+            record = await self._clients.get(stored.client_id)
         except NotFound:
             return None
-        if record.revoked or record.tenant != tenant or record.role.value != fields["role"]:
+        if record.revoked or record.tenant != tenant or record.role.value != stored.role:
             return None
-        return Session(Principal(record.tenant, record.role, record.client_id), int(fields["expires_ms"]))
+        return Session(Principal(record.tenant, record.role, record.client_id), stored.expires_ms)
 
     async def close(self, cookie: str, request: Mapping[str, str]) -> None:
         """Ends a session (sign-out, audited); an unknown one is no error.
@@ -129,11 +144,7 @@ class ConsoleSessions:
         parsed = self._parse(cookie)
         if parsed is not None:
             tenant, session_id = parsed
-            await self._scripts.run(
-                "console_session",
-                [self._key(tenant, session_id), TenantKeys(tenant).audit_log()],
-                ["close", json.dumps(dict(request))],
-            )
+            await self._store.close(tenant, self._digest(session_id), request)
 
 
 class SignInLimiter:

@@ -1,0 +1,98 @@
+"""The console's SessionStore port's contract, on the in-memory store and on Redis alike.
+
+``testing.memory_console_sessions.MemoryConsoleSessions`` (what
+``test_console_sessions_usecase.py`` runs the sessions on) and
+``store.console_sessions.RedisConsoleSessions`` over a real redis-server (the session's hash and
+TTL, ``console_session.lua`` and its audit entries) answer every assertion here the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytest
+
+from idverify.console.sessions import SessionRecord, SessionStore
+from idverify.store.connection import RedisClient, as_text
+from idverify.store.console_sessions import RedisConsoleSessions
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.testing.memory_console_sessions import MemoryConsoleSessions
+
+REQUEST = {"principal": "acme/auditor/c1", "request_id": "r1", "trace_id": ""}
+D1, D2 = "a" * 64, "b" * 64
+RECORD = SessionRecord("auditor", "c1", 1_900_000_000_000)
+
+
+class World(Protocol):
+    """The audit log the port writes to."""
+
+    async def audited(self, tenant: str) -> list[tuple[str, str, str]]: ...
+
+
+class MemoryWorld:
+    def __init__(self, store: MemoryConsoleSessions) -> None:
+        self._store = store
+
+    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
+        return [(kind, client, role) for t, kind, client, role in self._store.audit if t == tenant]
+
+
+class RedisWorld:
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+
+    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
+        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
+        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        return [(row["type"], row["attributes"]["client_id"], row["attributes"]["role"]) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    store: SessionStore
+    world: World
+
+
+@pytest.fixture(params=["memory", "redis"])
+def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
+    if request.param == "memory":
+        memory = MemoryConsoleSessions()
+        return Port(memory, MemoryWorld(memory))
+    return Port(RedisConsoleSessions(own_client, Scripts(own_client)), RedisWorld(own_client))
+
+
+async def test_contract_an_opened_session_reads_back_until_closed(port: Port) -> None:
+    store = port.store
+    await store.open("acme", D1, RECORD, 60_000, REQUEST)
+    assert await store.read("acme", D1) == RECORD
+    assert await store.read("acme", D2) is None
+    assert await store.read("beta", D1) is None  # another tenant's sessions are not this one's
+    await store.close("acme", D1, REQUEST)
+    assert await store.read("acme", D1) is None
+    assert await port.world.audited("acme") == [
+        ("console.signed_in", "c1", "auditor"),
+        ("console.signed_out", "c1", "auditor"),
+    ]
+
+
+async def test_contract_closing_a_session_that_is_not_there_writes_nothing(port: Port) -> None:
+    await port.store.close("acme", D1, REQUEST)
+    assert await port.world.audited("acme") == []
+
+
+async def test_contract_a_session_is_gone_once_its_lifetime_is_over(port: Port) -> None:
+    store = port.store
+    await store.open("acme", D1, SessionRecord("admin", "c2", 1_900_000_000_000), 50, REQUEST)
+    await store.open("acme", D2, RECORD, 60_000, REQUEST)
+    await asyncio.sleep(0.15)
+    assert await store.read("acme", D1) is None
+    assert await store.read("acme", D2) == RECORD
+    await store.close("acme", D1, REQUEST)  # gone already: no sign-out entry
+    assert await port.world.audited("acme") == [
+        ("console.signed_in", "c2", "admin"),
+        ("console.signed_in", "c1", "auditor"),
+    ]
