@@ -59,7 +59,6 @@ from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.certificates import CertificatePrincipals
 from idverify.security.clients import ClientRegistry
-from idverify.security.principals import Role
 from idverify.security.rate_limits import LockoutAuditor, PrincipalLimiter, WindowLimiter
 from idverify.services.account import AccountServicer
 from idverify.services.admin import AdminServicer
@@ -213,20 +212,14 @@ def _redis_kind(settings: Settings, url: str) -> str:
     return "embedded" if url == RedisProcess.of_data_dir(settings.data_dir).url else "external"
 
 
-async def ensure_bootstrap_token(clients: ClientRegistry, redis: RedisClient, data_dir: Path) -> str | None:
+async def ensure_bootstrap_token(clients: ClientRegistry, data_dir: Path) -> str | None:
     """Creates the bootstrap client on first start; returns its token, or None if it exists.
 
     The token is written to ``<data_dir>/bootstrap-token`` (mode 0600) and returned to be shown
-    once on a terminal; only its keyed hash is stored in Redis. Its record says admin of
-    ``default`` (what earlier versions read); the id in ``GlobalKeys.bootstrap()`` makes it the
-    bootstrap principal, which may only create operators and admins until an operator exists.
+    once on a terminal; only its keyed hash is stored (:meth:`ClientRegistry.create_bootstrap`).
     """
-    if await redis.exists(GlobalKeys.bootstrap()):
-        return None
-    record, token = await clients.create("default", Role.ADMIN, "bootstrap admin")
-    if not await redis.set(GlobalKeys.bootstrap(), record.client_id, nx=True):
-        # Another replica won the race: ours must not stay usable.
-        await clients.revoke(record.client_id)
+    token = await clients.create_bootstrap()
+    if token is None:
         return None
     path = data_dir / BOOTSTRAP_TOKEN_FILE
     with contextlib.suppress(FileNotFoundError):
@@ -355,7 +348,7 @@ async def start(
     audit = await _audit_flow(settings, redis, scripts, keyring)
     try:
         async with failures_as_unavailable():
-            token = await ensure_bootstrap_token(clients, redis, settings.data_dir)
+            token = await ensure_bootstrap_token(clients, settings.data_dir)
     except (OSError, StoreUnavailable):
         # An external Redis may come up after us: the health watcher retries the bootstrap.
         log.warning("redis not reachable at start-up; bootstrap token not checked yet")
@@ -703,7 +696,7 @@ async def _watch_redis(app: Application, bootstrap_pending: bool) -> None:
                 )
             serving = now_serving
         if all(now_serving) and bootstrap_pending:
-            token = await ensure_bootstrap_token(app.clients, app.redis, app.settings.data_dir)
+            token = await ensure_bootstrap_token(app.clients, app.settings.data_dir)
             bootstrap_pending = False
             if token:
                 announce_bootstrap_token(token, app.settings.data_dir)

@@ -143,6 +143,10 @@ class ClientStore(Protocol):
         """The bootstrap client's id, once it was created."""
         ...
 
+    async def claim_bootstrap(self, client_id: str) -> bool:
+        """Records the client as the bootstrap client unless one is recorded; whether it now is."""
+        ...
+
     async def retire_bootstrap(self, operator_id: str) -> None:
         """Records that an operator exists, which retires the bootstrap token for good."""
         ...
@@ -202,6 +206,25 @@ class ClientRegistry:
             await store.retire_bootstrap(client_id)
         record = ClientRecord(client_id, tenant, role, description, created_ms, revoked=False)
         return record, f"{TOKEN_PREFIX}{tenant}.{client_id}.{secret}"
+
+    async def create_bootstrap(self) -> str | None:
+        """Creates the bootstrap client on first start; returns its token, or None if it exists.
+
+        Its record says admin of ``default`` (what earlier versions read); being the recorded
+        bootstrap client makes it the bootstrap principal, which may only create operators and
+        admins until an operator exists.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if await self._store.bootstrap_id() is not None:
+            return None
+        record, token = await self.create("default", Role.ADMIN, "bootstrap admin")
+        if not await self._store.claim_bootstrap(record.client_id):
+            # Another replica won the race: ours must not stay usable.
+            await self.revoke(record.client_id)
+            return None
+        return token
 
     async def bootstrap_retired(self) -> bool:
         """True once an operator client has been created.

@@ -126,6 +126,11 @@ class RedisClientStore:
             found = await self._redis.get(GlobalKeys.bootstrap())
         return None if found is None else as_text(found)
 
+    async def claim_bootstrap(self, client_id: str) -> bool:
+        """Sets ``GlobalKeys.bootstrap()`` to the id unless it exists (SET NX)."""
+        async with translate_errors():
+            return bool(await self._redis.set(GlobalKeys.bootstrap(), client_id, nx=True))
+
     async def retire_bootstrap(self, operator_id: str) -> None:
         """Sets ``GlobalKeys.bootstrap_retired()`` to the operator's id."""
         async with translate_errors():

@@ -121,6 +121,14 @@ class MemoryClientStore:
         self._reach()
         return self.bootstrap
 
+    async def claim_bootstrap(self, client_id: str) -> bool:
+        """Sets ``bootstrap`` unless it is set."""
+        self._reach()
+        if self.bootstrap is not None:
+            return False
+        self.bootstrap = client_id
+        return True
+
     async def retire_bootstrap(self, operator_id: str) -> None:
         """Records the operator that retired the bootstrap token."""
         self._reach()

@@ -156,3 +156,14 @@ async def test_contract_the_bootstrap_id_and_its_retirement(port: Port) -> None:
     assert not await store.bootstrap_retired()
     await store.retire_bootstrap("op1")
     assert await store.bootstrap_retired()
+
+
+async def test_contract_the_bootstrap_is_claimed_once(port: Port) -> None:
+    store, world = port.store, port.world
+    assert await store.claim_bootstrap("b1")
+    assert await store.bootstrap_id() == "b1"
+    assert not await store.claim_bootstrap("b2")  # another replica claimed it first
+    assert await store.bootstrap_id() == "b1"
+    await world.set_bootstrap("b3")
+    assert not await store.claim_bootstrap("b4")
+    assert await store.bootstrap_id() == "b3"

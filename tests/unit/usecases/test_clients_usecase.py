@@ -106,6 +106,37 @@ async def test_the_first_operator_retires_the_bootstrap_token() -> None:
     assert await clients.bootstrap_retired()
 
 
+async def test_the_bootstrap_client_is_created_once_and_is_the_bootstrap_principal() -> None:
+    store = MemoryClientStore()
+    clients = registry(store, cache_seconds=0)
+    token = await clients.create_bootstrap()
+    assert token is not None
+    assert store.bootstrap is not None
+    record = await clients.get(store.bootstrap)
+    assert (record.tenant, record.role, record.description) == ("default", Role.ADMIN, "bootstrap admin")
+    assert await clients.authenticate(token) == Principal("default", Role.BOOTSTRAP, store.bootstrap)
+    assert await clients.create_bootstrap() is None
+    assert [kind for _, kind, _ in store.audit] == ["client.created"]
+
+
+class ClaimedMidway(MemoryClientStore):
+    """Another replica records its bootstrap client between our check and our claim."""
+
+    async def claim_bootstrap(self, client_id: str) -> bool:
+        self.bootstrap = "theirs"
+        return await super().claim_bootstrap(client_id)
+
+
+async def test_a_bootstrap_client_that_lost_the_race_is_revoked() -> None:
+    store = ClaimedMidway()
+    clients = registry(store, cache_seconds=0)
+    assert await clients.create_bootstrap() is None
+    assert store.bootstrap == "theirs"
+    assert [kind for _, kind, _ in store.audit] == ["client.created", "client.revoked"]
+    (ours,) = await clients.list("default")
+    assert ours.revoked
+
+
 async def test_a_revoked_token_stops_at_once_in_this_registry() -> None:
     store = MemoryClientStore()
     clients = registry(store, cache_seconds=60)
