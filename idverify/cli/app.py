@@ -21,9 +21,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from idverify.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from idverify.config import Settings
+    from idverify.security.clients import ClientRecord
 
 #: Every command: name -> (module, function that adds it, its help). Only the module of the
 #: command that runs is imported; ``idverify --help`` shows the others' help from here (a test
@@ -153,12 +157,32 @@ def _serve(args: argparse.Namespace) -> int:
     return supervise(settings)
 
 
+async def _create_operator(settings: Settings, tenant: str, description: str) -> tuple[ClientRecord, str]:
+    """A break-glass operator, created over the store the server's keyring is checked against.
+
+    Raises:
+        ConfigError: no idverify data in the data directory, or a keyring that does not open it.
+        RuntimeError: a server holds the data directory and its Redis does not answer.
+        InvalidArgument: a bad tenant name or description.
+        StoreUnavailable: Redis cannot be reached.
+    """
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.flows.key_check import open_keyring  # noqa: PLC0415
+    from idverify.security.break_glass import create_operator  # noqa: PLC0415
+    from idverify.security.clients import ClientRegistry  # noqa: PLC0415
+    from idverify.store.clients import RedisClientStore  # noqa: PLC0415
+    from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
+
+    async with open_store(settings) as redis:
+        keyring = await open_keyring(settings, RedisKeyChecks(redis))
+        return await create_operator(ClientRegistry(RedisClientStore(redis), keyring), tenant, description)
+
+
 def _break_glass(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
     from idverify.config import load_settings  # noqa: PLC0415
     from idverify.domain.errors import IdverifyError  # noqa: PLC0415
-    from idverify.security.break_glass import create_operator  # noqa: PLC0415
 
     if args.role != "operator":
         print("idverify: --break-glass creates operators only (--role operator)", file=sys.stderr)
@@ -168,7 +192,7 @@ def _break_glass(args: argparse.Namespace) -> int:
             Path(args.config) if args.config else None,
             overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
         )
-        record, token = asyncio.run(create_operator(settings, args.tenant, args.description))
+        record, token = asyncio.run(_create_operator(settings, args.tenant, args.description))
     except ConfigError as exc:
         print(f"idverify: configuration error: {exc}", file=sys.stderr)
         return 2
