@@ -44,7 +44,9 @@ from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_postings import RedisAuditPostings
 from idverify.store.connection import RedisClient, connect
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 from idverify.testing import RedisProcess, free_port, redis_server_binary
@@ -212,7 +214,7 @@ async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, 
 
 async def console_charts(store: AuditStore, redis: RedisClient, rtt: float) -> dict[str, Any]:
     """The console's charts over the whole log, each once (they are not cached), and in round trips."""
-    charts = Charts(store, redis)
+    charts = Charts(RedisAuditPostings(store), RedisAuditLog(store), RedisErasureStore(redis, Scripts(redis)))
     now = time.time_ns() // 1_000_000
     first_day = (now // DAY_MS - 29) * DAY_MS
     timings = {

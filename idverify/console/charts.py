@@ -8,6 +8,11 @@ Only two answers read more: verifications per method (a method's posting holds e
 the method, so it is intersected with the starts' posting, six bytes an entry) and the top
 reason codes (reasons have no posting: the entries that carry one are read, at most
 ``REASON_SAMPLE`` of them, and the chart says when it stopped there).
+
+The postings are read through :class:`AuditPostings`, the port declared here
+(``store.audit_postings.RedisAuditPostings``: ``audit_seek.lua`` and the postings' GETRANGE); the
+entries with a reason through the audit use case's port (``flows.audit.AuditLog.query``), and the
+pending erasures through the erasure use case's (``flows.erasure.ErasureStore.scheduled``).
 """
 
 from __future__ import annotations
@@ -18,15 +23,22 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Protocol
 
 from idverify.audit.events import EventType
-from idverify.audit.log_store import AuditStore
-from idverify.audit.query import EventFilter, run_query
-from idverify.store.connection import RedisClient, translate_errors
-from idverify.store.keys import TenantKeys
+from idverify.audit.query import EventFilter, QueryResult
+from idverify.flows.erasure import ScheduledErasure
 
-__all__ = ["DAY_MS", "REASON_SAMPLE", "ChartData", "Charts", "Series"]
+__all__ = [
+    "DAY_MS",
+    "REASON_SAMPLE",
+    "AuditPostings",
+    "ChartData",
+    "Charts",
+    "Posting",
+    "PostingSeek",
+    "Series",
+]
 
 DAY_MS = 86_400_000
 REASON_SAMPLE = 20_000
@@ -52,6 +64,54 @@ REASON_TYPES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class Posting:
+    """One index posting of a tenant's log: the entry numbers whose ``field`` has ``value``."""
+
+    field: str  # type, outcome, method or acct
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSeek:
+    """Where an entry number falls in a posting: the position of the first at or after it, and its length."""
+
+    position: int
+    length: int
+
+
+class AuditPostings(Protocol):
+    """The audit log's entry times and index postings; every method may raise StoreUnavailable."""
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """For each time, the number of the first entry at or after it (the log's size if none)."""
+        ...
+
+    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
+        """For each posting, where the entry number ``index`` falls in it."""
+        ...
+
+    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
+        """Up to ``count`` entry numbers of a posting from ``position`` on."""
+        ...
+
+
+class ReasonQueries(Protocol):
+    """The log's entries by filter (``flows.audit.AuditLog`` is one)."""
+
+    def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """The entries matching ``query``, in order."""
+        ...
+
+
+class ScheduledErasures(Protocol):
+    """The queued erasures (``flows.erasure.ErasureStore`` is one)."""
+
+    async def scheduled(self, tenant: str) -> list[ScheduledErasure]:
+        """Every queued erasure of ``tenant`` with its due time."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Series:
     """One line of a chart: a label and its counts, one per day (or per bar)."""
 
@@ -73,9 +133,10 @@ class ChartData:
 class Charts:
     """Builds the console's charts of one tenant."""
 
-    def __init__(self, store: AuditStore, redis: RedisClient) -> None:
-        self._store = store
-        self._redis = redis
+    def __init__(self, postings: AuditPostings, log: ReasonQueries, erasures: ScheduledErasures) -> None:
+        self._postings = postings
+        self._log = log
+        self._erasures = erasures
 
     async def daily(
         self, tenant: str, first_day_ms: int, days: int, methods: Sequence[str]
@@ -92,20 +153,19 @@ class Charts:
             StoreUnavailable: when Redis cannot be reached.
         """
         starts = [first_day_ms + day * DAY_MS for day in range(days + 1)]
-        bounds = await self._store.seek_times(tenant, starts)
-        keys = TenantKeys(tenant)
+        bounds = await self._postings.seek_times(tenant, starts)
         postings = {
-            **{label: keys.audit_index("type", kind) for label, kind in OUTCOME_TYPES.items()},
-            "refused": keys.audit_index("type", EventType.BINDING_REFUSED),
-            "limited": keys.audit_index("type", EventType.RATE_LIMIT_HIT),
+            **{label: Posting("type", kind) for label, kind in OUTCOME_TYPES.items()},
+            "refused": Posting("type", EventType.BINDING_REFUSED),
+            "limited": Posting("type", EventType.RATE_LIMIT_HIT),
         }
         names = list(postings)
         # One seek per day boundary, sent together: the shared connection pipelines them.
         seeks = await asyncio.gather(
-            *(self._store.seek_postings(tenant, [postings[n] for n in names], bound) for bound in bounds)
+            *(self._postings.seek_postings(tenant, [postings[n] for n in names], bound) for bound in bounds)
         )
         counts = {
-            name: [seeks[day + 1][i][0] - seeks[day][i][0] for day in range(days)]
+            name: [seeks[day + 1][i].position - seeks[day][i].position for day in range(days)]
             for i, name in enumerate(names)
         }
         labels = [_day_label(start) for start in starts[:-1]]
@@ -122,24 +182,24 @@ class Charts:
         ]
 
     async def _by_method(self, tenant: str, bounds: Sequence[int], methods: Sequence[str]) -> list[Series]:
-        keys = TenantKeys(tenant)
-        started = keys.audit_index("type", EventType.VERIFICATION_STARTED)
+        started = Posting("type", EventType.VERIFICATION_STARTED)
         result = []
         for method in methods:
             per_day = [0] * (len(bounds) - 1)
             both = _intersect(
                 self._posting(tenant, started, bounds[0], bounds[-1]),
-                self._posting(tenant, keys.audit_index("method", method), bounds[0], bounds[-1]),
+                self._posting(tenant, Posting("method", method), bounds[0], bounds[-1]),
             )
             async for index in both:
                 per_day[bisect.bisect_right(bounds, index) - 1] += 1
             result.append(Series(method, per_day))
         return result
 
-    async def _posting(self, tenant: str, key: str, low: int, high: int) -> AsyncIterator[int]:
-        ((position, length),) = await self._store.seek_postings(tenant, [key], low)
-        while position < length:
-            block = await self._store.read_posting(key, position, _POSTING_BLOCK)
+    async def _posting(self, tenant: str, posting: Posting, low: int, high: int) -> AsyncIterator[int]:
+        (seek,) = await self._postings.seek_postings(tenant, [posting], low)
+        position = seek.position
+        while position < seek.length:
+            block = await self._postings.read_posting(tenant, posting, position, _POSTING_BLOCK)
             for index in block:
                 if index >= high:
                     return
@@ -160,7 +220,7 @@ class Charts:
         query = EventFilter(
             start_ms=start_ms, end_ms=end_ms, types=frozenset(REASON_TYPES), limit=REASON_SAMPLE
         )
-        async for found in run_query(self._store, tenant, query):
+        async for found in self._log.query(tenant, query):
             read += 1
             if found.event.reason:
                 reasons[found.event.reason] += 1
@@ -179,18 +239,13 @@ class Charts:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        async with translate_errors():
-            rows = cast(
-                "list[tuple[bytes, float]]",
-                await self._redis.zrange(TenantKeys(tenant).erasure_due(), 0, -1, withscores=True),
-            )
+        rows = await self._erasures.scheduled(tenant)
         due_days: Counter[str] = Counter()
         late_days: Counter[str] = Counter()
-        for member, score in rows:
-            del member  # a pseudonym; the chart counts, it names no one
-            day = _day_label(int(score) // DAY_MS * DAY_MS)
+        for row in rows:  # the chart counts; it names no one
+            day = _day_label(row.due_ms // DAY_MS * DAY_MS)
             due_days[day] += 1
-            if now_ms > int(score) + overdue_after_ms:
+            if now_ms > row.due_ms + overdue_after_ms:
                 late_days[day] += 1
         labels = sorted(due_days)
         return ChartData(

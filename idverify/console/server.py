@@ -48,8 +48,11 @@ from idverify.domain.errors import (
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.security.clients import ClientRegistry
+from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_postings import RedisAuditPostings
 from idverify.store.connection import RedisClient
 from idverify.store.console_sessions import RedisConsoleSessions
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.scripts import Scripts
 
 __all__ = [
@@ -532,6 +535,12 @@ async def follow_certificates(context: ssl.SSLContext, settings: Settings, serve
         log.info("%s: certificate files changed; new handshakes use them", server)
 
 
+def _charts(redis: RedisClient, scripts: Scripts) -> Charts:
+    """The charts over the store behind ``redis``: its postings, audit queries and erasure queue."""
+    store = AuditStore(redis, scripts)
+    return Charts(RedisAuditPostings(store), RedisAuditLog(store), RedisErasureStore(redis, scripts))
+
+
 def build_app(
     settings: Settings,
     audit: AuditFlow,
@@ -546,7 +555,7 @@ def build_app(
     handlers = _Handlers(
         settings,
         audit,
-        Charts(AuditStore(redis, scripts), redis),
+        _charts(redis, scripts),
         ConsoleSessions(RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds),
         clients,
         reads=reads,
