@@ -121,7 +121,9 @@ from idverify.webhooks.delivery import WebhookDispatcher
 from idverify.webhooks.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
+    from idverify.console.charts import Charts
     from idverify.console.server import RunningSite
+    from idverify.console.sessions import ConsoleSessions
 
 log = logging.getLogger("idverify.server")
 
@@ -461,6 +463,27 @@ async def start(
     return app
 
 
+def _console_reads(
+    settings: Settings, redis: RedisClient, scripts: Scripts, clients: ClientRegistry
+) -> tuple[Charts, ConsoleSessions]:
+    """The console's charts and sessions over the store behind ``redis`` (imported only when it is on)."""
+    # Imported here: the console's modules load only when it is on (start-up time).
+    from idverify.console.charts import Charts  # noqa: PLC0415
+    from idverify.console.sessions import ConsoleSessions  # noqa: PLC0415
+    from idverify.store.audit_postings import RedisAuditPostings  # noqa: PLC0415
+    from idverify.store.console_sessions import RedisConsoleSessions  # noqa: PLC0415
+
+    charts = Charts(
+        RedisAuditPostings.over(redis, scripts),
+        RedisAuditLog.over(redis, scripts),
+        RedisErasureStore(redis, scripts),
+    )
+    sessions = ConsoleSessions(
+        RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds
+    )
+    return charts, sessions
+
+
 async def _start_console(
     settings: Settings,
     audit: AuditFlow,
@@ -482,9 +505,10 @@ async def _start_console(
         return None
     from idverify.console.server import start_console  # noqa: PLC0415 - only when the console is on
 
+    charts, sessions = _console_reads(settings, redis, scripts, clients)
     try:
         console = await start_console(
-            settings, audit, redis, scripts, clients, reads=reads, reuse_port=reuse_port
+            settings, audit, charts, sessions, clients, reads=reads, reuse_port=reuse_port
         )
     except RuntimeError as busy:
         if settings.console.enabled.lower() == "auto":

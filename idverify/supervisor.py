@@ -223,6 +223,7 @@ class Supervisor:
         # Imported once here, before the fork: each worker then starts without importing aiohttp
         # (about half a second on a loaded machine), and shares its pages with the others.
         import idverify.console.server  # noqa: F401, PLC0415 - only when the console is on
+        from idverify.store import audit_postings, console_sessions  # noqa: F401, PLC0415 - its stores
 
         bound = self._console_hold.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host

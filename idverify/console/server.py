@@ -33,7 +33,6 @@ from typing import Any
 from aiohttp import web
 
 from idverify.audit.events import EntryFormatError, EventType
-from idverify.audit.log_store import AuditStore
 from idverify.audit.merkle import leaf_hash
 from idverify.config import Settings
 from idverify.console.charts import DAY_MS, ChartData, Charts
@@ -48,12 +47,6 @@ from idverify.domain.errors import (
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.security.clients import ClientRegistry
-from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_postings import RedisAuditPostings
-from idverify.store.connection import RedisClient
-from idverify.store.console_sessions import RedisConsoleSessions
-from idverify.store.erasures import RedisErasureStore
-from idverify.store.scripts import Scripts
 
 __all__ = [
     "COOKIE",
@@ -535,17 +528,11 @@ async def follow_certificates(context: ssl.SSLContext, settings: Settings, serve
         log.info("%s: certificate files changed; new handshakes use them", server)
 
 
-def _charts(redis: RedisClient, scripts: Scripts) -> Charts:
-    """The charts over the store behind ``redis``: its postings, audit queries and erasure queue."""
-    store = AuditStore(redis, scripts)
-    return Charts(RedisAuditPostings(store), RedisAuditLog(store), RedisErasureStore(redis, scripts))
-
-
 def build_app(
     settings: Settings,
     audit: AuditFlow,
-    redis: RedisClient,
-    scripts: Scripts,
+    charts: Charts,
+    sessions: ConsoleSessions,
     clients: ClientRegistry,
     *,
     reads: ReadLedger,
@@ -555,8 +542,8 @@ def build_app(
     handlers = _Handlers(
         settings,
         audit,
-        _charts(redis, scripts),
-        ConsoleSessions(RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds),
+        charts,
+        sessions,
         clients,
         reads=reads,
         secure=secure,
@@ -585,8 +572,8 @@ def build_app(
 async def start_console(
     settings: Settings,
     audit: AuditFlow,
-    redis: RedisClient,
-    scripts: Scripts,
+    charts: Charts,
+    sessions: ConsoleSessions,
     clients: ClientRegistry,
     *,
     reads: ReadLedger,
@@ -599,7 +586,7 @@ async def start_console(
         ConfigError: when the TLS files cannot be read.
     """
     context = tls_context(settings)
-    app = build_app(settings, audit, redis, scripts, clients, reads=reads, secure=context is not None)
+    app = build_app(settings, audit, charts, sessions, clients, reads=reads, secure=context is not None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     return await start_site(
         runner, settings, settings.console_host_port, context, "console", reuse_port=reuse_port

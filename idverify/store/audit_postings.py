@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from idverify.audit.log_store import AuditStore
 from idverify.console.charts import Posting, PostingSeek
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
 
 __all__ = ["RedisAuditPostings"]
 
@@ -24,6 +26,11 @@ class RedisAuditPostings:
 
     def __init__(self, store: AuditStore) -> None:
         self._store = store
+
+    @classmethod
+    def over(cls, redis: RedisClient, scripts: Scripts) -> RedisAuditPostings:
+        """The postings of the store behind ``redis``."""
+        return cls(AuditStore(redis, scripts))
 
     async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
         """``audit_seek.lua`` ``time``."""
