@@ -39,12 +39,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore
 from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_postings import RedisAuditPostings
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.scripts import Scripts

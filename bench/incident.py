@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.typing import EncodableT, FieldT
 
 from idverify.audit.checkpoint import TreeHeadSigner
-from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.flows.audit import AuditFlow
 from idverify.flows.context import RequestInfo
@@ -42,6 +41,7 @@ from idverify.flows.incident_request import IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.incident_reads import SCAN_PAGE, RedisIncidentStore
 from idverify.store.keys import TenantKeys

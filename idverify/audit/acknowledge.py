@@ -7,24 +7,42 @@ that log (the published size, root and time, the lost entries, who ran it; once 
 so a run that stopped part-way is simply run again), then forgets the lost head in the heads
 file. Servers see the file change at their next head request, announce it in their log and sign
 heads again, of the log as it is now.
+
+The entry is appended through :class:`AcknowledgementLog` (``store.audit_rollbacks`` over Redis,
+``audit_rollback.lua``); the command line builds it and the guard.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import Protocol
 
-from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import PublishedHeads
 from idverify.audit.rollback import Rollback, RollbackGuard
-from idverify.config import Settings
 from idverify.security.break_glass import host_principal
-from idverify.store.connection import translate_errors
-from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts, script_source
 
-__all__ = ["Acknowledged", "acknowledge_rollbacks"]
+__all__ = ["Acknowledged", "AcknowledgementEntry", "AcknowledgementLog", "acknowledge_rollbacks"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgementEntry:
+    """Where a rollback's ``audit.rollback_acknowledged`` entry is.
+
+    Attributes:
+        index: the entry's index in the tenant's log.
+        written: False when an entry for the same published head was there already.
+    """
+
+    index: int
+    written: bool
+
+
+class AcknowledgementLog(Protocol):
+    """Appends the entry that records a rollback's acknowledgement (may raise StoreUnavailable)."""
+
+    async def append_acknowledgement(self, rollback: Rollback, principal: str) -> AcknowledgementEntry:
+        """The rollback's entry, appended unless one for its published root is in the log."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,45 +60,31 @@ class Acknowledged:
     written: bool
 
 
-async def acknowledge_rollbacks(settings: Settings, tenant: str = "") -> list[Acknowledged]:
+async def acknowledge_rollbacks(
+    guard: RollbackGuard, log: AcknowledgementLog, heads: PublishedHeads, tenant: str = ""
+) -> list[Acknowledged]:
     """Audits and clears the rollback of every tenant (or of ``tenant``) whose log has one.
 
-    Raises:
-        StoreUnavailable: when Redis cannot be reached.
-        HeadsFileError, OSError: when the heads file cannot be read or written.
-        RuntimeError: when the embedded Redis cannot be reached or started.
-    """
-    from idverify.cli.lifecycle import open_store  # noqa: PLC0415 - it imports the CLI's modules
+    Args:
+        guard: the guard over the logs and ``heads``.
+        log: where the acknowledgements are appended.
+        heads: the heads file the guard reads, where each lost head is forgotten.
+        tenant: only this tenant's rollback (empty: every tenant's).
 
-    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
+    Raises:
+        StoreUnavailable: when the store cannot be reached.
+        HeadsFileError, OSError: when the heads file cannot be read or written.
+    """
+    principal = host_principal("audit-acknowledge-rollback")
     done: list[Acknowledged] = []
-    async with open_store(settings) as redis:
-        store = AuditStore(redis, Scripts(redis))
-        rollbacks = await RollbackGuard(store, TreeIntegrator(store), heads).find_all()
-        script = redis.register_script(script_source("audit_rollback"))
-        request = json.dumps(
-            {"principal": host_principal("audit-acknowledge-rollback"), "request_id": "", "trace_id": ""}
-        )
-        for rollback in rollbacks:
-            if tenant and rollback.tenant != tenant:
-                continue
-            head = rollback.head
-            async with translate_errors():
-                written, entry = await script(
-                    keys=[TenantKeys(rollback.tenant).audit_log()],
-                    args=[
-                        request,
-                        head.size,
-                        head.root_hash.hex(),
-                        head.timestamp_ms,
-                        rollback.lost_range,
-                        rollback.found_size,
-                    ],
-                )
-            # The entry first, then the file: a crash between them leaves the rollback standing,
-            # and the next run finds its entry rather than writing another.
-            record = heads.get(rollback.tenant)
-            if record is not None:
-                heads.acknowledge(rollback.tenant, record.signed.checkpoint)
-            done.append(Acknowledged(rollback, int(entry), bool(written)))
+    for rollback in await guard.find_all():
+        if tenant and rollback.tenant != tenant:
+            continue
+        entry = await log.append_acknowledgement(rollback, principal)
+        # The entry first, then the file: a crash between them leaves the rollback standing,
+        # and the next run finds its entry rather than writing another.
+        record = heads.get(rollback.tenant)
+        if record is not None:
+            heads.acknowledge(rollback.tenant, record.signed.checkpoint)
+        done.append(Acknowledged(rollback, entry.index, entry.written))
     return done

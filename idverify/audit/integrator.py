@@ -7,17 +7,22 @@ new entries, folds them into the compact range (``merkle.CompactRange``), and wr
 completed perfect subtrees with a check-and-set on the tree size. Two integrators racing
 compute the same nodes from the same entries; the loser's write is refused and it starts over
 from the winner's head.
+
+The log is read and the tree written through :class:`IntegratedLog` (``store.audit_store.AuditStore``
+over Redis, ``audit_integrate.lua`` writing each round's nodes and head in one call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from idverify.audit.log_store import AuditStore, TreeState, group_node_writes
 from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
+from idverify.audit.tree_state import TreeState
 
-__all__ = ["BATCH", "FOLD_SLICE", "LogCorrupted", "TreeIntegrator"]
+__all__ = ["BATCH", "FOLD_SLICE", "IntegratedLog", "LogCorrupted", "TreeIntegrator"]
 
 BATCH = 4096
 """Entries hashed per round: a read of a few megabytes at most and two hashes an entry."""
@@ -38,10 +43,36 @@ class LogCorrupted(RuntimeError):
     """An entry below the log's size is missing: the store was altered or lost data."""
 
 
+class IntegratedLog(Protocol):
+    """The reads and the write a round makes (every method may raise StoreUnavailable)."""
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree as stored."""
+        ...
+
+    async def size(self, tenant: str) -> int:
+        """Entries in the log (integrated or not)."""
+        ...
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' bytes, in order; None where there is none."""
+        ...
+
+    async def write_tree(
+        self, tenant: str, old_size: int, state: TreeState, nodes: Mapping[NodeId, bytes]
+    ) -> bool:
+        """Stores the completed nodes and ``state`` as the tree, if it is still at ``old_size``.
+
+        Returns:
+            False when another process moved the tree first (nothing was written).
+        """
+        ...
+
+
 class TreeIntegrator:
     """Brings the stored tree of a tenant's log up to the log's size."""
 
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: IntegratedLog) -> None:
         self._store = store
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -73,9 +104,7 @@ class TreeIntegrator:
                     raise LogCorrupted(f"audit entry {missing[0]} of tenant {tenant} is missing")
                 compact, completed = await _fold(state.compact, [e for e in entries if e is not None])
                 new_state = TreeState(compact.size, compact.root(), compact)
-                written = await self._store.write_tree(
-                    tenant, state.size, new_state, group_node_writes(completed.items())
-                )
+                written = await self._store.write_tree(tenant, state.size, new_state, completed)
                 if not written:
                     log.debug("audit tree of %s moved meanwhile; continuing from its new head", tenant)
 

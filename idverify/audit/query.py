@@ -7,6 +7,9 @@ method); candidates come from the field with the fewest entries in range, as the
 postings of its values, and the other fields filter them. With no filter, every index in range
 is a candidate. Candidates are read ``PAGE`` at a time, decoded and filtered; nothing holds more
 than one page, whatever the size of the log.
+
+The log is read through :class:`IndexedLog` (``store.audit_store.AuditStore`` over Redis, whose
+``audit_seek.lua`` does the binary searches; ``testing.memory_audit_log.MemoryAuditLog`` in memory).
 """
 
 from __future__ import annotations
@@ -14,18 +17,66 @@ from __future__ import annotations
 import heapq
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
-from idverify.audit.log_store import AuditStore
-from idverify.store.keys import TenantKeys
 
-__all__ = ["PAGE", "EventFilter", "QueryResult", "run_query"]
+__all__ = ["PAGE", "EventFilter", "IndexedLog", "Posting", "PostingSeek", "QueryResult", "run_query"]
 
 PAGE = 256
 """Entries read per round trip."""
 
 POSTING_BLOCK = 2048
 """Indices read from one posting per round trip (12 KiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One index posting of a tenant's log: the entry numbers whose ``field`` has ``value``.
+
+    Attributes:
+        field: ``type``, ``outcome``, ``method`` or ``acct`` (the account's audit pseudonym).
+        value: the field's value (an empty value has no posting).
+    """
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSeek:
+    """Where an entry number falls in a posting: the position of the first at or after it, and its length."""
+
+    position: int
+    length: int
+
+
+class IndexedLog(Protocol):
+    """The reads a query makes of a tenant's log (every method may raise StoreUnavailable)."""
+
+    async def size(self, tenant: str) -> int:
+        """Entries in the log."""
+        ...
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' bytes, in order; None where there is none."""
+        ...
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' leaf hashes as stored in the tree; None where not integrated."""
+        ...
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """For each time, the index of the first entry at or after it (the size if none)."""
+        ...
+
+    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
+        """For each posting, where the entry number ``index`` falls in it."""
+        ...
+
+    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
+        """Up to ``count`` indices of a posting from ``position`` on."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +130,7 @@ class QueryResult:
     stored_leaf_hash: bytes | None
 
 
-async def run_query(store: AuditStore, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+async def run_query(store: IndexedLog, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
     """The entries of a tenant's log that match, in index order.
 
     Raises:
@@ -107,7 +158,7 @@ async def run_query(store: AuditStore, tenant: str, query: EventFilter) -> Async
                 return
 
 
-async def _index_range(store: AuditStore, tenant: str, query: EventFilter) -> tuple[int, int]:
+async def _index_range(store: IndexedLog, tenant: str, query: EventFilter) -> tuple[int, int]:
     high = await store.size(tenant)
     low = query.start_index
     times = [t for t in (query.start_ms, query.end_ms) if t is not None]
@@ -121,13 +172,12 @@ async def _index_range(store: AuditStore, tenant: str, query: EventFilter) -> tu
 
 
 async def _candidate_pages(
-    store: AuditStore, tenant: str, query: EventFilter, low: int, high: int
+    store: IndexedLog, tenant: str, query: EventFilter, low: int, high: int
 ) -> AsyncIterator[list[int]]:
-    keys = TenantKeys(tenant)
     # Every filter field has postings; candidates come from the field whose postings hold the
     # fewest indices from ``low`` on (the union of its values), and the others filter them.
     dimensions = [
-        [keys.audit_index(kind, value) for value in sorted(values)]
+        [Posting(kind, value) for value in sorted(values)]
         for kind, values in (
             ("acct", query.accounts),
             ("type", query.types),
@@ -140,10 +190,10 @@ async def _candidate_pages(
         for first in range(low, high, PAGE):
             yield list(range(first, min(first + PAGE, high)))
         return
-    sought = iter(await store.seek_postings(tenant, [key for keys_ in dimensions for key in keys_], low))
-    options = [[(key, *next(sought)) for key in keys_] for keys_ in dimensions]
-    best = min(options, key=lambda postings: sum(length - position for _, position, length in postings))
-    streams = [_posting(store, key, position, high) for key, position, _ in best]
+    sought = iter(await store.seek_postings(tenant, [p for postings in dimensions for p in postings], low))
+    options = [[(p, next(sought)) for p in postings] for postings in dimensions]
+    best = min(options, key=lambda found: sum(seek.length - seek.position for _, seek in found))
+    streams = [_posting(store, tenant, p, seek.position, high) for p, seek in best]
     page: list[int] = []
     async for index in _merge(streams):
         page.append(index)
@@ -154,9 +204,11 @@ async def _candidate_pages(
         yield page
 
 
-async def _posting(store: AuditStore, key: str, position: int, high: int) -> AsyncIterator[int]:
+async def _posting(
+    store: IndexedLog, tenant: str, posting: Posting, position: int, high: int
+) -> AsyncIterator[int]:
     while True:
-        block = await store.read_posting(key, position, POSTING_BLOCK)
+        block = await store.read_posting(tenant, posting, position, POSTING_BLOCK)
         for index in block:
             if index >= high:
                 return

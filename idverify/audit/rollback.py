@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from idverify.audit.checkpoint import SignedHead, TreeHead
-from idverify.audit.log_store import TreeState
 from idverify.audit.merkle import NodeId, ProofError, consistency_plan, verify_consistency
 from idverify.audit.published_heads import PublishedHeads
+from idverify.audit.tree_state import TreeState
 from idverify.domain.errors import FailedPrecondition
 
 __all__ = ["ROLLED_BACK", "GuardedLog", "LogIntegration", "Rollback", "RollbackGuard"]
@@ -85,7 +85,7 @@ class Rollback:
 
 
 class GuardedLog(Protocol):
-    """The reads a guard makes of the logs (``audit.log_store.AuditStore`` is one)."""
+    """The reads a guard makes of the logs (``store.audit_store.AuditStore`` is one)."""
 
     async def size(self, tenant: str) -> int:
         """Entries in the log."""

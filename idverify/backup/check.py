@@ -25,7 +25,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from idverify.audit.checkpoint import KeyFormatError, key_id_for, load_private_key, read_private_key_file
-from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import HEADS_FILE, HeadsFileError, PublishedHead, read_heads_file
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV
 from idverify.backup.logs import LogProblem, audit_tenants, check_log
@@ -35,6 +34,7 @@ from idverify.backup.throwaway import opened_snapshot
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import KEYRING_ENV, record_key_versions, recorded_signing_key
 from idverify.privacy.keyring import Keyring, load_keyring
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.scripts import Scripts

@@ -20,9 +20,10 @@ from idverify.audit.checkpoint import (
     parse_checkpoint,
     verify_signed_head,
 )
-from idverify.audit.log_store import AuditStore, StoredHead
 from idverify.audit.merkle import CompactRange, leaf_hash
+from idverify.audit.tree_state import StoredHead
 from idverify.backup.manifest import LogSummary
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import PREFIX
 from idverify.store.scan import scan_pages

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from idverify.audit.checkpoint import key_id_for
-from idverify.audit.log_store import AuditStore
 from idverify.audit.published_heads import HEADS_FILE
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.backup.logs import audit_tenants, replay
@@ -27,6 +26,7 @@ from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, de
 from idverify.backup.throwaway import opened_snapshot
 from idverify.config import Settings
 from idverify.flows.keyring_watcher import keyring_path
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.embedded import RedisProcess
 from idverify.store.persistence import snapshot_rdb

@@ -188,13 +188,24 @@ async def _audit_rotation(redis: RedisClient, key_id: str, previous: str) -> int
 async def _acknowledge_rollback(args: argparse.Namespace) -> int:
     """Audits and clears every rollback found (``idverify.audit.acknowledge``); prints each."""
     from idverify.audit.acknowledge import acknowledge_rollbacks  # noqa: PLC0415
+    from idverify.audit.integrator import TreeIntegrator  # noqa: PLC0415
+    from idverify.audit.published_heads import PublishedHeads  # noqa: PLC0415
+    from idverify.audit.rollback import RollbackGuard  # noqa: PLC0415
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.store.audit_rollbacks import RedisRollbackAcknowledgements  # noqa: PLC0415
+    from idverify.store.audit_store import AuditStore  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     settings = load_settings(
         Path(args.config) if args.config else None,
         overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
     )
-    done = await acknowledge_rollbacks(settings, args.tenant)
+    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
+    async with open_store(settings) as redis:
+        store = AuditStore(redis, Scripts(redis))
+        guard = RollbackGuard(store, TreeIntegrator(store), heads)
+        done = await acknowledge_rollbacks(guard, RedisRollbackAcknowledgements(redis), heads, args.tenant)
     if not done:
         print("no audit log is behind its published head; nothing to acknowledge")
     for item in done:

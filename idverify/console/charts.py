@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from idverify.audit.events import EventType
-from idverify.audit.query import EventFilter, QueryResult
+from idverify.audit.query import EventFilter, Posting, PostingSeek, QueryResult
 from idverify.flows.erasure import ScheduledErasure
 
 __all__ = [
@@ -35,8 +35,6 @@ __all__ = [
     "AuditPostings",
     "ChartData",
     "Charts",
-    "Posting",
-    "PostingSeek",
     "Series",
 ]
 
@@ -61,22 +59,6 @@ REASON_TYPES = frozenset(
         EventType.RATE_LIMIT_HIT,
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """One index posting of a tenant's log: the entry numbers whose ``field`` has ``value``."""
-
-    field: str  # type, outcome, method or acct
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class PostingSeek:
-    """Where an entry number falls in a posting: the position of the first at or after it, and its length."""
-
-    position: int
-    length: int
 
 
 class AuditPostings(Protocol):

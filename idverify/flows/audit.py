@@ -9,7 +9,7 @@ tree is known to have reached its size (stored nodes never change, so that knowl
 two otherwise: the tree head first.
 
 The flow reads the log through :class:`AuditLog`, the port declared here, in typed values;
-``store.audit_logs.RedisAuditLog`` implements it over ``audit.log_store`` and the integrator.
+``store.audit_logs.RedisAuditLog`` implements it over ``store.audit_store`` and the integrator.
 ``flows.audit_setup`` builds a server's flow from its settings and keeps its trees integrated.
 """
 
@@ -31,10 +31,10 @@ from idverify.audit.checkpoint import (
     verify_signed_head,
 )
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
-from idverify.audit.log_store import StoredHead, TreeState
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
 from idverify.audit.query import EventFilter, QueryResult
 from idverify.audit.rollback import Rollback, RollbackGuard
+from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
 from idverify.domain.tenants import valid_tenant

@@ -1,7 +1,7 @@
 """The tenants' audit logs in Redis, for ``flows.audit``.
 
 ``flows.audit`` decides (which tenant a caller reads, which positions exist, when a head is
-signed afresh); this adapter answers its port over ``audit.log_store.AuditStore`` (the log's
+signed afresh); this adapter answers its port over ``store.audit_store.AuditStore`` (the log's
 hashes, its chunked tree strings and ``audit_nodes.lua``, ``audit_head.lua``), the integrator
 that folds entries into the tree (``audit_integrate.lua``), and the paged queries over the
 index postings (``audit.query``).
@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore, StoredHead, TreeState
 from idverify.audit.merkle import NodeId
 from idverify.audit.query import EventFilter, QueryResult, run_query
+from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from idverify.audit.checkpoint import SignedHead, parse_checkpoint
-from idverify.audit.log_store import AuditStore
 from idverify.flows.tenant_removal import (
     ERASING,
     REMOVED,
@@ -24,6 +23,7 @@ from idverify.flows.tenant_removal import (
     StepOutcome,
     StepReply,
 )
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
 from idverify.store.scan import scan_pages
@@ -141,11 +141,11 @@ class RedisRemovalStore:
             await self._redis.hset(TenantKeys(tenant).removal(), "state", ERASING)
 
     async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The log's entries (``audit.log_store``)."""
+        """The log's entries (``store.audit_store``)."""
         return await self._log.entries(tenant, indices)
 
     async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The log's stored leaf hashes (``audit.log_store``)."""
+        """The log's stored leaf hashes (``store.audit_store``)."""
         return await self._log.leaf_hashes(tenant, indices)
 
     async def count_remaining(self, tenant: str) -> int:

@@ -1,30 +1,40 @@
 """An in-memory ``flows.audit.AuditLog``: tenants' logs, their trees and last signed heads as plain values.
 
+It answers the ports of ``audit/`` as well: the integrator's ``IntegratedLog`` (``write_tree``, a
+check-and-set on the tree's size), the queries' ``IndexedLog`` (postings computed from the entries
+where Redis appends them) and the acknowledgement's ``AcknowledgementLog``.
+
 :meth:`MemoryAuditLog.append` writes an entry as the Lua prelude's ``audit()`` does (the same
 fields in the same order, canonical JSON, a time never before the previous entry's). The tree is
 folded in only when :meth:`~MemoryAuditLog.integrate` is called, as the integrator does, with
 every completed node kept; a query reads the entries in order and filters them, where Redis
 seeks through the index postings. ``lose_nodes`` forgets the stored nodes, as a restore or a
 failover may. ``tests/unit/usecases/test_audit_contract.py`` holds it and
-``store.audit_logs.RedisAuditLog`` to the same assertions.
+``store.audit_logs.RedisAuditLog``, ``store.audit_store.AuditStore`` and
+``store.audit_rollbacks.RedisRollbackAcknowledgements`` to the same assertions.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from idverify.audit.events import EntryFormatError, parse_entry
-from idverify.audit.log_store import StoredHead, TreeState
+from idverify.audit.acknowledge import AcknowledgementEntry
+from idverify.audit.events import AuditEvent, EntryFormatError, EventType, parse_entry
 from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
-from idverify.audit.query import EventFilter, QueryResult
+from idverify.audit.query import EventFilter, Posting, PostingSeek, QueryResult
+from idverify.audit.rollback import ROLLED_BACK, Rollback
+from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.domain.errors import StoreUnavailable
 
 __all__ = ["MemoryAuditLog"]
 
 _TEXT_FIELDS = ("type", "verification_id", "account", "method", "outcome", "reason")
 _REQUEST_FIELDS = ("principal", "request_id", "trace_id")
+# The entry field each posting indexes (the prelude's ``audit()`` appends to them).
+_POSTING_FIELDS = {"acct": "account", "type": "type", "outcome": "outcome", "method": "method"}
 
 
 @dataclass(slots=True)
@@ -124,3 +134,62 @@ class MemoryAuditLog:
             sent += 1
             if query.limit and sent >= query.limit:
                 return
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The stored leaf hashes (None: not integrated)."""
+        return await self.read_nodes(tenant, [NodeId(0, index) for index in indices])
+
+    async def write_tree(
+        self, tenant: str, old_size: int, state: TreeState, nodes: Mapping[NodeId, bytes]
+    ) -> bool:
+        """Stores the nodes and the tree if the tree still holds ``old_size`` entries."""
+        log = self._log(tenant)
+        if log.compact.size != old_size:
+            return False
+        log.compact = state.compact
+        log.nodes.update(nodes)
+        return True
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """For each time, the first entry at or after it (the size if none)."""
+        times = [event.time_ms for event in self._events(tenant)]
+        return [bisect.bisect_left(times, time_ms) for time_ms in times_ms]
+
+    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
+        """Where ``index`` falls in each posting."""
+        found = [self._posting(tenant, posting) for posting in postings]
+        return [PostingSeek(bisect.bisect_left(indices, index), len(indices)) for indices in found]
+
+    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
+        """Up to ``count`` indices of the posting from ``position`` on."""
+        return self._posting(tenant, posting)[position : position + count]
+
+    async def append_acknowledgement(self, rollback: Rollback, principal: str) -> AcknowledgementEntry:
+        """The rollback's entry, appended unless one for the same published root is there."""
+        root = rollback.head.root_hash.hex()
+        for event in self._events(rollback.tenant):
+            acknowledged = event.type == EventType.AUDIT_ROLLBACK_ACKNOWLEDGED
+            if acknowledged and event.attributes.get("published_root") == root:
+                return AcknowledgementEntry(event.index, written=False)
+        head = rollback.head
+        fields = {
+            "type": EventType.AUDIT_ROLLBACK_ACKNOWLEDGED.value,
+            "outcome": "acknowledged",
+            "reason": ROLLED_BACK,
+            "published_size": str(head.size),
+            "published_root": root,
+            "published_time_ms": str(head.timestamp_ms),
+            "lost_entries": rollback.lost_range,
+            "found_size": str(rollback.found_size),
+        }
+        request = {"principal": principal, "request_id": "", "trace_id": ""}
+        return AcknowledgementEntry(self.append(rollback.tenant, request, fields), written=True)
+
+    def _events(self, tenant: str) -> list[AuditEvent]:
+        return [parse_entry(entry) for entry in self._log(tenant).entries]
+
+    def _posting(self, tenant: str, posting: Posting) -> list[int]:
+        name = _POSTING_FIELDS[posting.field]
+        if not posting.value:
+            return []
+        return [e.index for e in self._events(tenant) if getattr(e, name) == posting.value]

@@ -8,10 +8,10 @@ from redis.crc import key_slot
 from idverify.audit import merkle
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore
 from idverify.audit.query import EventFilter, run_query
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store.audit_store import AuditStore
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.keys import TenantKeys

@@ -10,13 +10,13 @@ from redis.asyncio.cluster import RedisCluster
 
 from idverify.audit.checkpoint import TreeHeadSigner, load_public_key
 from idverify.audit.export import verify_export
-from idverify.audit.log_store import AuditStore
 from idverify.flows.audit import AuditFlow
 from idverify.flows.tenant_removal import TenantRemoval, export_paths
 from idverify.privacy.keyring import Keyring
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_store import AuditStore
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster

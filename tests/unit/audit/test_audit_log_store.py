@@ -12,13 +12,15 @@ import pytest
 from redis.exceptions import ResponseError
 
 from idverify.audit import integrator as integrator_module
-from idverify.audit import log_store, merkle, query
+from idverify.audit import merkle, query
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import LogCorrupted, TreeIntegrator
-from idverify.audit.log_store import AuditStore, TreeState, decode_postings
 from idverify.audit.query import EventFilter, run_query
+from idverify.audit.tree_state import TreeState
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
+from idverify.store import audit_store
+from idverify.store.audit_store import AuditStore, decode_postings
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
@@ -200,7 +202,7 @@ class TestIntegration:
         """The check-and-set refuses a write that does not start from the stored tree size."""
         await fill(redis, tenant, 4)
         state = await TreeIntegrator(store).integrate(tenant)
-        assert not await store.write_tree(tenant, 2, TreeState.empty(), [])
+        assert not await store.write_tree(tenant, 2, TreeState.empty(), {})
         assert await store.tree_state(tenant) == state
 
     async def test_a_missing_entry_is_reported(
@@ -216,7 +218,7 @@ class TestIntegration:
         self, redis: RedisClient, store: AuditStore, tenant: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With tiny chunks, nodes land in several strings and proofs still read them right."""
-        monkeypatch.setattr(log_store, "CHUNK_NODES", 4)
+        monkeypatch.setattr(audit_store, "CHUNK_NODES", 4)
         await fill(redis, tenant, 37)
         await TreeIntegrator(store).integrate(tenant)
         assert await redis.exists(TenantKeys(tenant).audit_tree(0, 9)) == 1

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.events import parse_entry
 from idverify.audit.incident_report import verify_report
-from idverify.audit.log_store import AuditStore
 from idverify.config import IncidentSettings
 from idverify.domain.errors import InvalidArgument, RateLimited
 from idverify.flows.audit import AuditFlow
@@ -30,6 +29,7 @@ from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.store import incident_reads
 from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import TenantKeys

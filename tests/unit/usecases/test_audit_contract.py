@@ -17,9 +17,9 @@ import pytest
 
 from idverify.audit import merkle
 from idverify.audit.events import AuditEvent, parse_entry
-from idverify.audit.log_store import StoredHead
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.query import EventFilter
+from idverify.audit.tree_state import StoredHead
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient

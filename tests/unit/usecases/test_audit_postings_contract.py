@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import pytest
 
 from idverify.audit.events import parse_entry
-from idverify.audit.log_store import AuditStore
-from idverify.console.charts import AuditPostings, Posting, PostingSeek
+from idverify.audit.query import Posting, PostingSeek
+from idverify.console.charts import AuditPostings
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_postings import RedisAuditPostings
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender

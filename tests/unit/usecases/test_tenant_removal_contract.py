@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit.checkpoint import TreeHead, TreeHeadSigner
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.log_store import AuditStore
 from idverify.audit.merkle import leaf_hash
 from idverify.flows.tenant_removal import (
     CLOSED,
@@ -29,6 +28,7 @@ from idverify.flows.tenant_removal import (
     StepOutcome,
     StepReply,
 )
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts

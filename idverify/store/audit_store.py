@@ -1,7 +1,9 @@
-"""Reading a tenant's audit log on Redis: entries, index postings, and the stored Merkle tree.
+"""A tenant's audit log on Redis: its entries, index postings, and the stored Merkle tree.
 
 Entries are appended by the Lua prelude in the same step as the change they record; the tree is
-built from them by ``idverify.audit.integrator``. Every key is in the tenant's hash slot
+built from them by ``idverify.audit.integrator``, which writes it through
+:meth:`AuditStore.write_tree` (its ``IntegratedLog`` port); queries read through the ``IndexedLog``
+port of ``idverify.audit.query``. Every key is in the tenant's hash slot
 (``idverify.store.keys`` lists them), and each read here is one round trip: a proof reads its
 O(log n) nodes with one script of ``GETRANGE`` calls (``audit_nodes.lua``), never the whole log.
 
@@ -13,10 +15,12 @@ chunks keep every string far below Redis's 512 MB limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from idverify.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, NodeId
+from idverify.audit.query import Posting, PostingSeek
+from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts, script_source
@@ -26,9 +30,8 @@ __all__ = [
     "POSTING_WIDTH",
     "AuditStore",
     "NodeWrite",
-    "StoredHead",
-    "TreeState",
     "decode_postings",
+    "group_node_writes",
 ]
 
 CHUNK_NODES = 1 << 20
@@ -36,44 +39,6 @@ CHUNK_NODES = 1 << 20
 
 POSTING_WIDTH = 6
 """Bytes per sequence number in an index posting (big-endian; up to 2**48 entries)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHead:
-    """The last signed tree head a replica stored, as stored (not yet checked).
-
-    Attributes:
-        checkpoint: the canonical checkpoint bytes the signature covers.
-        key_id: the id of the key that signed it.
-        signature: the Ed25519 signature over ``checkpoint``.
-    """
-
-    checkpoint: bytes
-    key_id: str
-    signature: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class TreeState:
-    """The integrated part of a log: the tree over its first ``size`` entries.
-
-    Attributes:
-        size: entries hashed into the tree.
-        root: the RFC 6962 root of those entries.
-        compact: the compact range at ``size``, to append from.
-        last_head: the last signed head stored, read with the tree (None: none yet, or a
-            state computed rather than read).
-    """
-
-    size: int
-    root: bytes
-    compact: CompactRange
-    last_head: StoredHead | None = None
-
-    @classmethod
-    def empty(cls) -> TreeState:
-        """The tree of no entries."""
-        return cls(0, EMPTY_ROOT, CompactRange())
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +191,12 @@ class AuditStore:
         return [v if any(v) else None for v in values]
 
     async def write_tree(
-        self, tenant: str, old_size: int, state: TreeState, writes: Sequence[NodeWrite]
+        self, tenant: str, old_size: int, state: TreeState, nodes: Mapping[NodeId, bytes]
     ) -> bool:
         """Stores completed nodes and moves the tree head, if the tree is still at ``old_size``.
+
+        The nodes go out as one ``SETRANGE`` per run of consecutive nodes within a chunk, all in
+        the one ``audit_integrate.lua`` call.
 
         Returns:
             False when another process moved the tree first (nothing was written).
@@ -237,6 +205,7 @@ class AuditStore:
             StoreUnavailable: when Redis cannot be reached.
         """
         keys = TenantKeys(tenant)
+        writes = group_node_writes(nodes.items())
         args: list[str | int | bytes] = [old_size, state.size, state.root, b"".join(state.compact.hashes)]
         for write in writes:
             args += [write.offset, write.hashes]
@@ -276,24 +245,26 @@ class AuditStore:
         )
         return [int(i) for i in found]
 
-    async def seek_postings(self, tenant: str, postings: Sequence[str], index: int) -> list[tuple[int, int]]:
-        """For each posting key, the position of its first index at or after ``index``, and its length.
+    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
+        """For each posting, the position of its first index at or after ``index``, and its length.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
         keys = TenantKeys(tenant)
+        posting_keys = [keys.audit_index(posting.field, posting.value) for posting in postings]
         found = await self._scripts.run(
-            "audit_seek", [keys.audit_log(), keys.audit_head(), *postings], ["posting", index]
+            "audit_seek", [keys.audit_log(), keys.audit_head(), *posting_keys], ["posting", index]
         )
-        return [(int(found[i]), int(found[i + 1])) for i in range(0, len(found), 2)]
+        return [PostingSeek(int(found[i]), int(found[i + 1])) for i in range(0, len(found), 2)]
 
-    async def read_posting(self, key: str, position: int, count: int) -> list[int]:
+    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
         """Up to ``count`` indices of a posting from ``position`` on.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
+        key = TenantKeys(tenant).audit_index(posting.field, posting.value)
         start = position * POSTING_WIDTH
         async with translate_errors():
             data = await self._redis.getrange(key, start, start + count * POSTING_WIDTH - 1)

@@ -1,0 +1,51 @@
+"""The records of a log's stored tree: its integrated state and the last signed head stored.
+
+The integrator, the rollback guard and the auditor's flow read and write them through their
+ports; ``store.audit_store`` keeps them in the tenant's tree head hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idverify.audit.merkle import EMPTY_ROOT, CompactRange
+
+__all__ = ["StoredHead", "TreeState"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """The last signed tree head a replica stored, as stored (not yet checked).
+
+    Attributes:
+        checkpoint: the canonical checkpoint bytes the signature covers.
+        key_id: the id of the key that signed it.
+        signature: the Ed25519 signature over ``checkpoint``.
+    """
+
+    checkpoint: bytes
+    key_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """The integrated part of a log: the tree over its first ``size`` entries.
+
+    Attributes:
+        size: entries hashed into the tree.
+        root: the RFC 6962 root of those entries.
+        compact: the compact range at ``size``, to append from.
+        last_head: the last signed head stored, read with the tree (None: none yet, or a
+            state computed rather than read).
+    """
+
+    size: int
+    root: bytes
+    compact: CompactRange
+    last_head: StoredHead | None = None
+
+    @classmethod
+    def empty(cls) -> TreeState:
+        """The tree of no entries."""
+        return cls(0, EMPTY_ROOT, CompactRange())
