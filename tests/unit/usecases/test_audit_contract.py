@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
-
-import pytest
 
 from idverify.audit import merkle
 from idverify.audit.events import AuditEvent, parse_entry
@@ -26,6 +23,7 @@ from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 from idverify.testing.memory_audit_log import MemoryAuditLog
+from tests.unit.usecases.contract import Contract, port_on_each
 
 Event = tuple[Mapping[str, str], Mapping[str, str]]
 
@@ -53,18 +51,19 @@ class RedisWorld:
         await self._appender.append(tenant, events)
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    log: AuditLog
-    world: World
+Port = Contract[AuditLog, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryAuditLog()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisAuditLog.over(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryAuditLog()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisAuditLog.over(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def events(count: int) -> list[Event]:
@@ -93,7 +92,7 @@ async def indices(log: AuditLog, tenant: str, query: EventFilter) -> list[int]:
 
 
 async def test_contract_a_log_without_entries(port: Port) -> None:
-    log = port.log
+    log = port.store
     assert not await log.exists("acme")
     assert await log.size("acme") == 0
     assert await log.entries("acme", [0]) == [None]
@@ -105,7 +104,7 @@ async def test_contract_a_log_without_entries(port: Port) -> None:
 
 
 async def test_contract_entries_are_read_as_appended_and_integrated_on_demand(port: Port) -> None:
-    log, world = port.log, port.world
+    log, world = port.store, port.world
     await world.append("acme", events(7))
     await world.append("globex", events(2))
     assert await log.exists("acme")
@@ -137,7 +136,7 @@ async def test_contract_entries_are_read_as_appended_and_integrated_on_demand(po
 
 
 async def test_contract_a_signed_head_is_replaced_only_from_the_one_read(port: Port) -> None:
-    log, world = port.log, port.world
+    log, world = port.store, port.world
     await world.append("acme", events(1))
     first = StoredHead(b"checkpoint one\n", "k1", b"s1")
     second = StoredHead(b"checkpoint two\n", "k1", b"s2")
@@ -150,7 +149,7 @@ async def test_contract_a_signed_head_is_replaced_only_from_the_one_read(port: P
 
 
 async def test_contract_queries_filter_in_index_order(port: Port) -> None:
-    log, world = port.log, port.world
+    log, world = port.store, port.world
     await world.append("acme", events(12))
     assert await indices(log, "acme", EventFilter()) == list(range(12))
     assert await indices(log, "acme", EventFilter(types=frozenset({"consent.granted"}))) == [

@@ -8,18 +8,16 @@ hash, the global map and the bootstrap keys) answer every assertion here the sam
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Protocol
-
-import pytest
 
 from idverify.security.clients import ClientCreation, ClientRecord, ClientStore, NewClient, StoredCredentials
 from idverify.security.principals import Role
 from idverify.store.clients import RedisClientStore
-from idverify.store.connection import RedisClient, as_text
+from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_clients import MemoryClientStore
+from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = json.dumps({"principal": "admin01", "request_id": "r1", "trace_id": ""})
 
@@ -59,23 +57,23 @@ class RedisWorld:
         await self._redis.set(GlobalKeys.bootstrap(), client_id)
 
     async def audited(self, tenant: str) -> list[tuple[str, str]]:
-        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        rows = await audit_rows(self._redis, tenant)
         return [(row["type"], row["attributes"]["client_id"]) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: ClientStore
-    world: World
+Port = Contract[ClientStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryClientStore()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisClientStore(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryClientStore()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisClientStore(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def new(client_id: str = "c1", tenant: str = "acme", role: Role = Role.ADMIN) -> NewClient:

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-from dataclasses import dataclass
 from typing import Protocol
-
-import pytest
 
 from idverify.security.code_sends import (
     AnswerCount,
@@ -28,10 +24,11 @@ from idverify.security.code_sends import (
     TenantCount,
 )
 from idverify.store.code_sends import RedisCodeSends
-from idverify.store.connection import RedisClient, as_text
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_code_sends import MemoryCodeSends
+from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = {"principal": "registrar01", "request_id": "r1", "trace_id": ""}
 HOUR_MS = 3_600_000
@@ -84,16 +81,12 @@ class RedisWorld:
         await asyncio.sleep(ms / 1000)
 
     async def audited(self, tenant: str) -> list[str]:
-        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        rows = await audit_rows(self._redis, tenant)
         assert {row["type"] for row in rows} <= {"rate_limit.hit"}
         return [row["attributes"]["limit"] for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    sends: CodeSendStore
-    world: World
+Port = Contract[CodeSendStore, World]
 
 
 class StepByStep(Scripts):
@@ -104,13 +97,16 @@ class StepByStep(Scripts):
         return False
 
 
-@pytest.fixture(params=["memory", "redis", "redis-step-by-step"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryCodeSends(LIMITS)
-        return Port(memory, MemoryWorld(memory))
-    scripts = Scripts(own_client) if request.param == "redis" else StepByStep(own_client)
-    return Port(RedisCodeSends(scripts, LIMITS), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryCodeSends(LIMITS)
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient, scripts: Scripts | None = None) -> Port:
+    return Port(RedisCodeSends(scripts or Scripts(redis), LIMITS), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port, step_by_step=lambda redis: redis_port(redis, StepByStep(redis)))
 
 
 def hexed(phone: str) -> str:
@@ -126,7 +122,7 @@ def send(
 
 
 async def test_contract_a_tenants_per_phone_window_refuses_and_audits_once(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     for _ in range(3):
         assert await sends.count_send(send()) == SendCounts(TenantCount(Count.OK), OK)
     refused = [await sends.count_send(send()) for _ in range(2)]
@@ -139,7 +135,7 @@ async def test_contract_a_tenants_per_phone_window_refuses_and_audits_once(port:
 
 
 async def test_contract_a_principals_budget_spans_phones(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     for n in range(5):
         assert (await sends.count_send(send(phone=f"ph{n}"))).tenant.outcome is Count.OK
     counts = await sends.count_send(send(phone="ph9"))
@@ -150,7 +146,7 @@ async def test_contract_a_principals_budget_spans_phones(port: Port) -> None:
 
 
 async def test_contract_the_account_and_phones_wrong_codes_lock_it(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     await world.fail("acme", "a1:ph1")
     assert await sends.count_send(send()) == SendCounts(TenantCount(Count.OK, failures=1), OK)
     await world.fail("acme", "a1:ph1")
@@ -160,7 +156,7 @@ async def test_contract_the_account_and_phones_wrong_codes_lock_it(port: Port) -
 
 
 async def test_contract_a_phones_shared_window_counts_every_tenant(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     for tenant in ("acme", "acme", "globex", "globex"):
         assert (await sends.count_send(send(tenant))).phone == OK
     counts = await sends.count_send(send("initech"))
@@ -175,7 +171,7 @@ async def test_contract_a_phones_shared_window_counts_every_tenant(port: Port) -
 
 
 async def test_contract_wrong_codes_lock_the_phone_for_a_window(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     for _ in range(3):
         assert await sends.count_answer(hexed("ph1"), wrong=False) == AnswerCount(locked=False)  # right ones
     assert await sends.count_answer("", wrong=True) is None  # no phone: nothing to count
@@ -192,7 +188,7 @@ async def test_contract_wrong_codes_lock_the_phone_for_a_window(port: Port) -> N
 
 
 async def test_contract_a_locked_phones_answers_are_audited_once_per_account(port: Port) -> None:
-    sends, world = port.sends, port.world
+    sends, world = port.store, port.world
     await sends.audit_phone_locked("acme", "a1:ph1", 1000, REQUEST)
     await sends.audit_phone_locked("acme", "a1:ph1", 1000, REQUEST)
     await sends.audit_phone_locked("acme", "a2:ph1", 1000, REQUEST)

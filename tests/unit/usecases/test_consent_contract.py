@@ -8,10 +8,7 @@ and ``store.consents.RedisConsentStore`` over a real redis-server (``consent_gra
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Protocol
-
-import pytest
 
 from idverify.domain.consent import IDENTITY, PHONE, text_version_of
 from idverify.flows.consent import (
@@ -28,6 +25,7 @@ from idverify.store.consents import RedisConsentStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_consents import MemoryConsentStore
+from tests.unit.usecases.contract import Contract, port_on_each
 
 REQUEST = json.dumps(RequestInfo(principal="registrar01").audit_fields())
 V1 = text_version_of("first")
@@ -75,18 +73,19 @@ class RedisWorld:
         ]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: ConsentStore
-    world: World
+Port = Contract[ConsentStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryConsentStore()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisConsentStore(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryConsentStore()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisConsentStore(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def grant(purpose: str, version: str = V1, account_ps: str = "a1", *, audit: bool = True) -> ConsentGrant:

@@ -9,18 +9,14 @@ TTL, ``console_session.lua`` and its audit entries) answer every assertion here 
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
 from typing import Protocol
 
-import pytest
-
 from idverify.console.sessions import SessionRecord, SessionStore
-from idverify.store.connection import RedisClient, as_text
+from idverify.store.connection import RedisClient
 from idverify.store.console_sessions import RedisConsoleSessions
-from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_console_sessions import MemoryConsoleSessions
+from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = {"principal": "acme/auditor/c1", "request_id": "r1", "trace_id": ""}
 D1, D2 = "a" * 64, "b" * 64
@@ -46,23 +42,23 @@ class RedisWorld:
         self._redis = redis
 
     async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        rows = await audit_rows(self._redis, tenant)
         return [(row["type"], row["attributes"]["client_id"], row["attributes"]["role"]) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: SessionStore
-    world: World
+Port = Contract[SessionStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryConsoleSessions()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisConsoleSessions(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryConsoleSessions()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisConsoleSessions(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 async def test_contract_an_opened_session_reads_back_until_closed(port: Port) -> None:

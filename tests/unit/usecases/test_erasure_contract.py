@@ -9,10 +9,7 @@ decides on the other.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Protocol
-
-import pytest
 
 from idverify.flows.context import RequestInfo
 from idverify.flows.erasure import (
@@ -28,6 +25,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_erasures import MemoryErasureStore
+from tests.unit.usecases.contract import Contract, port_on_each
 
 DAY_MS = 86_400_000
 REQUEST = json.dumps(RequestInfo(principal="registrar01").audit_fields())
@@ -74,18 +72,19 @@ class RedisWorld:
         return bool(await self._redis.exists(TenantKeys(tenant).identity(ref)))
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: ErasureStore
-    world: World
+Port = Contract[ErasureStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryErasureStore()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisErasureStore(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryErasureStore()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisErasureStore(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def cancellation(account_ps: str, due_ms: int) -> Cancellation:

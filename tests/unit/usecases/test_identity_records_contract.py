@@ -8,19 +8,16 @@ and ``test_identity_lookup_usecase.py`` run the flows on) and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Protocol
 
-import pytest
-
 from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, IdentityMove, IdentityRecords
-from idverify.store.connection import RedisClient, as_text, connect
+from idverify.store.connection import RedisClient, as_text
 from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_identity_records import MemoryIdentityRecords
+from tests.unit.usecases.contract import Contract, port_on_each
 
 
 class World(Protocol):
@@ -117,30 +114,19 @@ class RedisWorld:
         return {as_text(k): as_text(v) for k, v in (await self._r.hgetall(key)).items()}
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: IdentityRecords
-    world: World
+Port = Contract[IdentityRecords, World]
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("identity-records-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
+def memory_port() -> Port:
+    memory = MemoryIdentityRecords()
+    return Port(memory, MemoryWorld(memory))
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
-    if request.param == "memory":
-        memory = MemoryIdentityRecords()
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    yield Port(RedisIdentityRecords(client, Scripts(client)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisIdentityRecords(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 async def test_contract_bindings_held_and_location(port: Port) -> None:

@@ -8,18 +8,15 @@ limiters on) and ``store.rate_limits.RedisRateWindows`` over a real redis-server
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
 from typing import Protocol
 
-import pytest
-
 from idverify.security.rate_limits import CounterCheck, RateWindows, WindowHit
-from idverify.store.connection import RedisClient, as_text
+from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_rate_limits import MemoryRateWindows
+from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = {"principal": "registrar01", "request_id": "r1", "trace_id": ""}
 HOUR_MS = 3_600_000
@@ -62,24 +59,24 @@ class RedisWorld:
         await asyncio.sleep(ms / 1000)
 
     async def audited(self, tenant: str) -> list[str]:
-        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        rows = await audit_rows(self._redis, tenant)
         assert {row["type"] for row in rows} <= {"rate_limit.hit"}
         return [row["attributes"]["limit"] for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    windows: RateWindows
-    world: World
+Port = Contract[RateWindows, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryRateWindows()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisRateWindows(Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemoryRateWindows()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisRateWindows(Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def hit(limit: int, window_ms: int = HOUR_MS, pseudonym: str = "p1", tenant: str = "acme") -> WindowHit:
@@ -87,7 +84,7 @@ def hit(limit: int, window_ms: int = HOUR_MS, pseudonym: str = "p1", tenant: str
 
 
 async def test_contract_a_window_counts_and_audits_its_first_count_over_the_limit(port: Port) -> None:
-    windows, world = port.windows, port.world
+    windows, world = port.store, port.world
     counts = [await windows.count(hit(2)) for _ in range(4)]
     assert [c.count for c in counts] == [1, 2, 3, 4]
     assert all(0 < c.ttl_ms <= HOUR_MS for c in counts)
@@ -96,7 +93,7 @@ async def test_contract_a_window_counts_and_audits_its_first_count_over_the_limi
 
 
 async def test_contract_a_limit_of_0_audits_the_windows_first_count(port: Port) -> None:
-    windows, world = port.windows, port.world
+    windows, world = port.store, port.world
     lockout = WindowHit("acme", "principal_lockout", "c1", 0, 60_000, {**REQUEST, "limit": "principal"})
     assert (await windows.count(lockout)).count == 1
     assert (await windows.count(lockout)).count == 2
@@ -104,7 +101,7 @@ async def test_contract_a_limit_of_0_audits_the_windows_first_count(port: Port) 
 
 
 async def test_contract_counters_are_per_tenant_purpose_and_pseudonym(port: Port) -> None:
-    windows = port.windows
+    windows = port.store
     await windows.count(hit(5))
     assert (await windows.count(hit(5, pseudonym="p2"))).count == 1
     assert (await windows.count(hit(5, tenant="globex"))).count == 1
@@ -114,7 +111,7 @@ async def test_contract_counters_are_per_tenant_purpose_and_pseudonym(port: Port
 
 
 async def test_contract_a_window_ends(port: Port) -> None:
-    windows, world = port.windows, port.world
+    windows, world = port.store, port.world
     await windows.count(hit(1, window_ms=100))
     assert (await windows.count(hit(1, window_ms=100))).count == 2
     await world.wait(250)
@@ -123,7 +120,7 @@ async def test_contract_a_window_ends(port: Port) -> None:
 
 
 async def test_contract_a_checked_counter_refuses_at_its_limit_and_audits_once(port: Port) -> None:
-    windows, world = port.windows, port.world
+    windows, world = port.store, port.world
     request = {**REQUEST, "limit": "claim_refusals"}
 
     async def check(limit: int) -> CounterCheck:
@@ -143,7 +140,7 @@ async def test_contract_a_checked_counter_refuses_at_its_limit_and_audits_once(p
 
 
 async def test_contract_a_refusal_near_a_windows_end_waits_at_least_a_second(port: Port) -> None:
-    windows, world = port.windows, port.world
+    windows, world = port.store, port.world
     await world.bump("acme", "claim_refusals", "tag", 300)
     check = await windows.check("acme", "claim_refusals", "tag", limit=1, request=REQUEST)
     assert check == CounterCheck(limited=True, ttl_ms=1000)

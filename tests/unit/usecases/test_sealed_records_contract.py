@@ -7,19 +7,16 @@ HSCAN, the pipelined HMGETs, ``reseal_verification.lua``) answer every assertion
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Protocol
 
-import pytest
-
 from idverify.flows.reindex import RecordKind, ReindexCheckpoint, SealedRecord, SealedRecords
-from idverify.store.connection import RedisClient, as_text, connect
+from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.sealed_records import RedisSealedRecords
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_sealed_records import MemorySealedRecords
+from tests.unit.usecases.contract import Contract, port_on_each
 
 VF = SealedRecord(RecordKind.VERIFICATION, "acme", "v1")
 ACCT = SealedRecord(RecordKind.ACCOUNT, "globex", "ps1")
@@ -68,30 +65,19 @@ class RedisWorld:
         return {as_text(k): as_text(v) for k, v in (await self._r.hgetall(key_of(record))).items()}
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: SealedRecords
-    world: World
+Port = Contract[SealedRecords, World]
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("sealed-records-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
+def memory_port() -> Port:
+    memory = MemorySealedRecords(hash_page=3)
+    return Port(memory, MemoryWorld(memory))
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
-    if request.param == "memory":
-        memory = MemorySealedRecords(hash_page=3)
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    yield Port(RedisSealedRecords(client, Scripts(client)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisSealedRecords(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 async def every(store: SealedRecords, kind: RecordKind, count: int = 500) -> list[SealedRecord]:

@@ -9,10 +9,8 @@ assertion here the same way.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Protocol
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit.checkpoint import TreeHead, TreeHeadSigner
@@ -34,6 +32,7 @@ from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.tenant_removals import RedisRemovalStore
 from idverify.testing.memory_tenant_removals import MemoryRemovalStore
+from tests.unit.usecases.contract import Contract, port_on_each
 
 REQUEST = {"principal": "tenants-remove/test@host", "request_id": "", "trace_id": ""}
 DAY_MS = 86_400_000
@@ -119,19 +118,20 @@ class RedisWorld:
         return bool(await self._redis.sismember(GlobalKeys.erasure_tenants(), tenant))
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: RemovalStore
-    world: World
+Port = Contract[RemovalStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryRemovalStore()
-        return Port(memory, MemoryWorld(memory))
-    scripts = Scripts(own_client)
-    return Port(RedisRemovalStore(own_client, scripts), RedisWorld(own_client, scripts))
+def memory_port() -> Port:
+    memory = MemoryRemovalStore()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    scripts = Scripts(redis)
+    return Port(RedisRemovalStore(redis, scripts), RedisWorld(redis, scripts))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 async def types(store: RemovalStore, tenant: str, first: int = 0) -> list[str]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import pytest
@@ -37,13 +36,13 @@ from idverify.flows.verification.port import (
 )
 from idverify.security.code_sends import SendLimits
 from idverify.store.code_sends import CodeSendChains
-from idverify.store.connection import RedisClient, as_text, connect
+from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.verifications import RedisVerificationStore
-from idverify.testing import RedisProcess, free_port, redis_server_binary
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.memory_verifications import MemoryVerificationStore
+from tests.unit.usecases.contract import Contract, port_on_each
 
 T = "acme"
 REQUEST = RequestInfo(principal="registrar01").audit_fields()
@@ -111,31 +110,20 @@ class RedisWorld:
         await asyncio.sleep(ms / 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: VerificationStore
-    world: World
+Port = Contract[VerificationStore, World]
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server of this module's own, emptied before each test."""
-    directory = tmp_path_factory.mktemp("verification-redis")
-    with RedisProcess(directory, port=free_port(), binary=redis_server_binary(prefer_system=True)) as server:
-        yield server
+def memory_port() -> Port:
+    memory = MemoryVerificationStore(MemoryConsentStore(), LIMITS)
+    return Port(memory, MemoryWorld(memory))
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def port(request: pytest.FixtureRequest, own_redis: RedisProcess) -> AsyncIterator[Port]:
-    if request.param == "memory":
-        memory = MemoryVerificationStore(MemoryConsentStore(), LIMITS)
-        yield Port(memory, MemoryWorld(memory))
-        return
-    client = connect(own_redis.url)
-    await client.flushall()
-    scripts = Scripts(client)
-    yield Port(RedisVerificationStore(client, scripts, CodeSendChains(scripts, LIMITS)), RedisWorld(client))
-    await client.aclose(close_connection_pool=True)
+def redis_port(redis: RedisClient) -> Port:
+    scripts = Scripts(redis)
+    return Port(RedisVerificationStore(redis, scripts, CodeSendChains(scripts, LIMITS)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def record(account_ps: str = "a1", identity: str = "id-1", **fields: str) -> dict[str, str]:

@@ -9,18 +9,15 @@ assertion here the same way.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
-import pytest
-
-from idverify.store.connection import RedisClient, as_text
-from idverify.store.keys import TenantKeys
+from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.testing.memory_webhook_subscriptions import MemorySubscriptionStore
 from idverify.webhooks.subscriptions import NewSubscription, Subscription, SubscriptionStore
+from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = {"principal": "admin01", "request_id": "r1", "trace_id": ""}
 W1, W2 = "0123456789abcdef", "fedcba9876543210"
@@ -57,23 +54,23 @@ class RedisWorld:
         self._redis = redis
 
     async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        log = await self._redis.hgetall(TenantKeys(tenant).audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+        rows = await audit_rows(self._redis, tenant)
         return [(row["type"], row["outcome"], row["attributes"]["webhook_id"]) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
-    store: SubscriptionStore
-    world: World
+Port = Contract[SubscriptionStore, World]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemorySubscriptionStore()
-        return Port(memory, MemoryWorld(memory))
-    return Port(RedisSubscriptionStore(own_client, Scripts(own_client)), RedisWorld(own_client))
+def memory_port() -> Port:
+    memory = MemorySubscriptionStore()
+    return Port(memory, MemoryWorld(memory))
+
+
+def redis_port(redis: RedisClient) -> Port:
+    return Port(RedisSubscriptionStore(redis, Scripts(redis)), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 def new(

@@ -1,0 +1,54 @@
+"""What the ports' contract suites share: one fixture running each test on both implementations.
+
+Each suite runs its tests on the in-memory implementation and on Redis's through ``port_on_each``;
+most hand a test the port with a ``World`` beside it (what the port does not write itself, time,
+the audit log) in a ``Contract``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pytest
+
+from idverify.store.connection import RedisClient, as_text
+from idverify.store.keys import TenantKeys
+
+S = TypeVar("S")
+W = TypeVar("W")
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)  # no slots: Contract[S, W](...) sets __orig_class__ on what it builds
+class Contract(Generic[S, W]):
+    """One implementation of a port, and the world a test arranges and inspects around it."""
+
+    store: S
+    world: W
+
+
+def port_on_each(
+    memory: Callable[[], P], redis: Callable[[RedisClient], P], **redis_variants: Callable[[RedisClient], P]
+) -> Any:
+    """A fixture ``port`` giving each test the in-memory port, then Redis's, then each variant's.
+
+    Redis's are built over the module's own server (``own_client``, emptied before each test); a
+    variant ``step_by_step`` runs as ``redis-step-by-step``.
+    """
+    variants = {f"redis-{name.replace('_', '-')}": build for name, build in redis_variants.items()}
+    builds = {"redis": redis} | variants
+
+    @pytest.fixture(name="port", params=["memory", *builds])
+    def port(request: pytest.FixtureRequest, own_client: RedisClient) -> P:
+        return memory() if request.param == "memory" else builds[request.param](own_client)
+
+    return port
+
+
+async def audit_rows(redis: RedisClient, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's audit log entries as stored (JSON), in the order they were appended."""
+    log = await redis.hgetall(TenantKeys(tenant).audit_log())
+    return [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
