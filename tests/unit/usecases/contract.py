@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
+from idverify.audit.events import AuditEvent, parse_entry
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
 
@@ -52,3 +53,14 @@ async def audit_rows(redis: RedisClient, tenant: str) -> list[dict[str, Any]]:
     """The tenant's audit log entries as stored (JSON), in the order they were appended."""
     log = await redis.hgetall(TenantKeys(tenant).audit_log())
     return [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+
+
+async def audit_events(redis: RedisClient, tenant: str) -> list[AuditEvent]:
+    """The tenant's audit log entries decoded as the log's readers decode them (the format checked)."""
+    log = TenantKeys(tenant).audit_log()
+    events = []
+    for index in range(int(await redis.hlen(log))):
+        leaf = await redis.hget(log, str(index))
+        assert isinstance(leaf, bytes)
+        events.append(parse_entry(leaf))
+    return events

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from idverify.audit.events import parse_entry
 from idverify.flows.account_export import AccountExportStore, AccountRecord, HeldRecords
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_account_export import MemoryAccountExports, MemoryAuditLog
+from tests.unit.usecases.contract import audit_events
 
 _tenants = itertools.count()
 HOUR_MS = 3_600_000
@@ -93,16 +93,10 @@ def redis_port(redis: RedisClient) -> tuple[AccountExportStore, Seed]:
         await redis.zadd(TenantKeys(tenant).account_verifications(ps), {vid: now + ms_from_now})
 
     async def entries(tenant: str) -> list[Exported]:
-        log = TenantKeys(tenant).audit_log()
-        found = []
-        for index in range(int(await redis.hlen(log))):
-            leaf = await redis.hget(log, str(index))
-            assert isinstance(leaf, bytes)
-            e = parse_entry(leaf)
-            found.append(
-                (e.type, e.account, e.outcome, e.principal, e.request_id, e.attributes["start_index"])
-            )
-        return found
+        return [
+            (e.type, e.account, e.outcome, e.principal, e.request_id, e.attributes["start_index"])
+            for e in await audit_events(redis, tenant)
+        ]
 
     return RedisAccountExports(redis, scripts), Seed(account, identity, verification, entries)
 

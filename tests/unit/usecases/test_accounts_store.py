@@ -9,7 +9,6 @@ over Redis too. The reads ``ip_labels.lua`` records are the read accounting's, t
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_accounts import MemoryAccounts
+from tests.unit.usecases.contract import audit_rows
 
 _tenants = itertools.count()
 READER = Reader("c1", "platform1", "GetIpLocations")
@@ -102,8 +102,7 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
         await redis.hset(keys.account(account), mapping=fields)  # type: ignore[arg-type]
 
     async def redis_entries() -> list[Entry]:
-        log = await redis.hgetall(keys.audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=int)]
+        rows = await audit_rows(redis, tenant)
         attributes = [(r["attributes"], r) for r in rows]
         return [(a["source"], a["source_build_date"], r["principal"], r["account"]) for a, r in attributes]
 

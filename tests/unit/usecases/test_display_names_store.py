@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from idverify.store.display_names import RedisDisplayNames
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_display_names import MemoryDisplayNames, StoredAccount
+from tests.unit.usecases.contract import audit_rows
 
 _tenants = itertools.count()
 ORG = StoredAccount(
@@ -93,8 +93,7 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
             await redis.hset(keys.organization_own_names(tag), name, "v")
 
     async def redis_entries() -> list[Entry]:
-        log = await redis.hgetall(keys.audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=int)]
+        rows = await audit_rows(redis, tenant)
         return [
             (r["outcome"], r["reason"], r["attributes"].get("approved_count", ""), r["account"]) for r in rows
         ]

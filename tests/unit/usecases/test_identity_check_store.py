@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_identity_checks import MemoryIdentityChecks
+from tests.unit.usecases.contract import audit_rows
 
 WINDOW_MS = 400  # short, so a window's end is waited for
 _tenants = itertools.count()
@@ -85,8 +85,7 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
             await redis.hset(keys.identity(bound.identity_ref), mapping=record)  # type: ignore[arg-type]
 
     async def redis_entries() -> list[Entry]:
-        log = await redis.hgetall(keys.audit_log())
-        rows = [json.loads(log[index]) for index in sorted(log, key=int)]
+        rows = await audit_rows(redis, tenant)
         return [(r["outcome"], r["reason"], r["principal"], r["account"]) for r in rows]
 
     yield Port(RedisIdentityChecks(redis, Scripts(redis)), tenant, bind_redis, redis_entries)

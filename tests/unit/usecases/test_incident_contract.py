@@ -18,15 +18,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from idverify.audit.events import parse_entry
 from idverify.flows.incident import IncidentStore, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import HLL_STANDARD_ERROR, Category
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import MERGE_CHUNK, RedisIncidentStore
-from idverify.store.keys import TenantKeys
 from idverify.store.read_keys import ReadKeys
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_incident import MemoryIncidentStore, nothing_held
+from tests.unit.usecases.contract import audit_events
 
 H0 = 490_000  # an hour bucket (2025-11-24)
 A, B = "c0ffee01", "beef0002"
@@ -82,22 +81,10 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
             await pipe.execute()
 
     async def redis_entries(tenant: str) -> list[Entry]:
-        log = TenantKeys(tenant).audit_log()
-        found = []
-        for index in range(int(await redis.hlen(log))):
-            leaf = await redis.hget(log, str(index))
-            assert isinstance(leaf, bytes)
-            event = parse_entry(leaf)
-            attributes = event.attributes
-            found.append(
-                (
-                    attributes["kind"],
-                    int(attributes["since_ms"]),
-                    int(attributes["until_ms"]),
-                    int(attributes["principals"]),
-                )
-            )
-        return found
+        return [
+            (a["kind"], int(a["since_ms"]), int(a["until_ms"]), int(a["principals"]))
+            for a in (event.attributes for event in await audit_events(redis, tenant))
+        ]
 
     yield Port(RedisIncidentStore(redis, Scripts(redis)), read_redis, redis_entries)
 

@@ -11,14 +11,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import pytest
-
 from idverify.events.outbox import OutboxBounds, OutboxRecord, OutboxStore
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.outbox import RedisOutbox
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_outbox import MemoryOutbox
+from tests.unit.usecases.contract import port_on_each
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +58,11 @@ def redis_port(redis: RedisClient, *, shared: bool) -> Port:
     return Port(RedisOutbox(redis, scripts if shared else None), append, sleep)
 
 
-@pytest.fixture(params=["memory", "redis", "redis-shared-connection"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        return memory_port()
-    return redis_port(own_client, shared=request.param == "redis-shared-connection")
+port = port_on_each(
+    memory_port,
+    lambda redis: redis_port(redis, shared=False),
+    shared_connection=lambda redis: redis_port(redis, shared=True),
+)
 
 
 async def test_contract_an_empty_outbox(port: Port) -> None:

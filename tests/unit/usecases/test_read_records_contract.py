@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from idverify.audit.events import EventType, parse_entry
+from idverify.audit.events import EventType
 from idverify.flows.read_accounting import (
     MINUTE_MS,
     Category,
@@ -28,6 +28,7 @@ from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_read_records import MemoryReadRecords
+from tests.unit.usecases.contract import audit_events
 
 _tenants = itertools.count()
 LEAKED = Reader("c0ffee", "t/platform/c0ffee", "GetAccount")
@@ -77,15 +78,9 @@ def redis_port(redis: RedisClient) -> Port:
         await redis.hset(TenantKeys(tenant).account(ps), field, value)
 
     async def summaries(tenant: str) -> list[Summary]:
-        log = TenantKeys(tenant).audit_log()
-        found = []
-        for index in range(int(await redis.hlen(log))):
-            leaf = await redis.hget(log, str(index))
-            assert isinstance(leaf, bytes)
-            event = parse_entry(leaf)
-            assert event.type == EventType.READS_SUMMARIZED
-            found.append((event.principal, dict(event.attributes)))
-        return found
+        events = await audit_events(redis, tenant)
+        assert {event.type for event in events} <= {EventType.READS_SUMMARIZED}
+        return [(event.principal, dict(event.attributes)) for event in events]
 
     made = Port(RedisReadRecords(redis, Scripts(redis)), clock, account, summaries)
     return made

@@ -11,13 +11,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import pytest
-
 from idverify.events.streams import StreamLeases
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.stream_leases import RedisStreamLeases
 from idverify.testing.memory_stream_leases import MemoryStreamLeases
+from tests.unit.usecases.contract import port_on_each
 
 HOUR_MS = 3_600_000
 
@@ -28,20 +27,23 @@ class Port:
     wait: Callable[[int], Awaitable[None]]  # lets ``ms`` go by
 
 
-@pytest.fixture(params=["memory", "redis"])
-def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
-    if request.param == "memory":
-        memory = MemoryStreamLeases()
+def memory_port() -> Port:
+    memory = MemoryStreamLeases()
 
-        async def advance(ms: int) -> None:
-            memory.advance(ms)
+    async def advance(ms: int) -> None:
+        memory.advance(ms)
 
-        return Port(memory, advance)
+    return Port(memory, advance)
 
+
+def redis_port(redis: RedisClient) -> Port:
     async def sleep(ms: int) -> None:
         await asyncio.sleep(ms / 1000)
 
-    return Port(RedisStreamLeases(Scripts(own_client)), sleep)
+    return Port(RedisStreamLeases(Scripts(redis)), sleep)
+
+
+port = port_on_each(memory_port, redis_port)
 
 
 async def test_contract_a_client_holds_at_most_its_limit(port: Port) -> None:
