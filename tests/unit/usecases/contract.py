@@ -2,13 +2,15 @@
 
 Each suite runs its tests on the in-memory implementation and on Redis's through ``port_on_each``;
 most hand a test the port with a ``World`` beside it (what the port does not write itself, time,
-the audit log) in a ``Contract``.
+the audit log) in a ``Contract``. The rest is what their Redis sides read and write the same way:
+the audit log's entries, the outbox's records, waiting on the wall clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -64,3 +66,29 @@ async def audit_events(redis: RedisClient, tenant: str) -> list[AuditEvent]:
         assert isinstance(leaf, bytes)
         events.append(parse_entry(leaf))
     return events
+
+
+async def sleep_ms(ms: int) -> None:
+    """Lets ``ms`` go by on Redis's side, where the store's own clock moves with the wall clock."""
+    await asyncio.sleep(ms / 1000)
+
+
+def outbox_appender(
+    redis: RedisClient, *, after: int = -1
+) -> Callable[[str, bytes | None, str, str], Awaitable[str]]:
+    """Appends outbox records as the prelude's ``audit()`` does, numbering each tenant's from ``after``.
+
+    A record names its entry (None: one gone with its log, so nothing is stored under its number),
+    the account sealed for subscribers and the span; it answers the record's stream id.
+    """
+    numbers: dict[str, int] = {}
+
+    async def append(tenant: str, entry: bytes | None, sealed: str, span: str) -> str:
+        keys = TenantKeys(tenant)
+        number = numbers[tenant] = numbers.get(tenant, after) + 1
+        if entry is not None:
+            await redis.hset(keys.audit_log(), str(number), entry)
+        fields = {"s": str(number), **({"a": sealed} if sealed else {}), **({"c": span} if span else {})}
+        return as_text(await redis.xadd(keys.events_outbox(), fields))  # type: ignore[arg-type]
+
+    return append

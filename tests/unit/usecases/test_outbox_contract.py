@@ -7,17 +7,15 @@ entries, the trimmed marker, ``events_trim.lua``) answer every assertion here th
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from idverify.events.outbox import OutboxBounds, OutboxRecord, OutboxStore
-from idverify.store.connection import RedisClient, as_text
-from idverify.store.keys import TenantKeys
+from idverify.store.connection import RedisClient
 from idverify.store.outbox import RedisOutbox
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_outbox import MemoryOutbox
-from tests.unit.usecases.contract import port_on_each
+from tests.unit.usecases.contract import outbox_appender, port_on_each, sleep_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +39,8 @@ def memory_port() -> Port:
 
 
 def redis_port(redis: RedisClient, *, shared: bool) -> Port:
-    numbers: dict[str, int] = {}
-
-    async def append(tenant: str, entry: bytes | None, sealed: str, span: str) -> str:
-        keys = TenantKeys(tenant)
-        number = numbers[tenant] = numbers.get(tenant, -1) + 1
-        if entry is not None:
-            await redis.hset(keys.audit_log(), str(number), entry)
-        fields = {"s": str(number), **({"a": sealed} if sealed else {}), **({"c": span} if span else {})}
-        return as_text(await redis.xadd(keys.events_outbox(), fields))  # type: ignore[arg-type]
-
-    async def sleep(ms: int) -> None:
-        await asyncio.sleep(ms / 1000)
-
     scripts = Scripts(redis)
-    return Port(RedisOutbox(redis, scripts if shared else None), append, sleep)
+    return Port(RedisOutbox(redis, scripts if shared else None), outbox_appender(redis), sleep_ms)
 
 
 port = port_on_each(

@@ -7,7 +7,6 @@ runs the streams on) and ``store.stream_leases.RedisStreamLeases`` over a real r
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.stream_leases import RedisStreamLeases
 from idverify.testing.memory_stream_leases import MemoryStreamLeases
-from tests.unit.usecases.contract import port_on_each
+from tests.unit.usecases.contract import port_on_each, sleep_ms
 
 HOUR_MS = 3_600_000
 
@@ -37,10 +36,7 @@ def memory_port() -> Port:
 
 
 def redis_port(redis: RedisClient) -> Port:
-    async def sleep(ms: int) -> None:
-        await asyncio.sleep(ms / 1000)
-
-    return Port(RedisStreamLeases(Scripts(redis)), sleep)
+    return Port(RedisStreamLeases(Scripts(redis)), sleep_ms)
 
 
 port = port_on_each(memory_port, redis_port)

@@ -8,15 +8,13 @@ log's entries) answer every assertion here the same way.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 
 from idverify.events.outbox import OutboxRecord
-from idverify.store.connection import RedisClient, as_text
-from idverify.store.keys import TenantKeys
+from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.webhook_deliveries import RedisDeliveryStore
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
@@ -25,6 +23,7 @@ from idverify.testing.memory_webhook_deliveries import MemoryDeliveryStore
 from idverify.testing.memory_webhook_subscriptions import MemorySubscriptionStore
 from idverify.webhooks.delivery_port import DeliveryStore, Lease
 from idverify.webhooks.subscriptions import NewSubscription, Subscription, SubscriptionStore
+from tests.unit.usecases.contract import outbox_appender, sleep_ms
 
 REQUEST = {"principal": "admin01", "request_id": "r1", "trace_id": ""}
 W1 = "0123456789abcdef"
@@ -54,22 +53,10 @@ def memory_port() -> Port:
 
 
 def redis_port(redis: RedisClient) -> Port:
-    numbers: dict[str, int] = {}
-
-    async def append(tenant: str, entry: bytes | None, sealed: str, span: str) -> str:
-        keys = TenantKeys(tenant)
-        # Past the numbers the subscriptions' own audit entries take.
-        number = numbers[tenant] = numbers.get(tenant, 1000) + 1
-        if entry is not None:
-            await redis.hset(keys.audit_log(), str(number), entry)
-        fields = {"s": str(number), **({"a": sealed} if sealed else {}), **({"c": span} if span else {})}
-        return as_text(await redis.xadd(keys.events_outbox(), fields))  # type: ignore[arg-type]
-
-    async def sleep(ms: int) -> None:
-        await asyncio.sleep(ms / 1000)
-
+    # Numbered past the subscriptions' own audit entries.
+    append = outbox_appender(redis, after=1000)
     scripts = Scripts(redis)
-    return Port(RedisDeliveryStore(scripts), RedisSubscriptionStore(redis, scripts), append, sleep)
+    return Port(RedisDeliveryStore(scripts), RedisSubscriptionStore(redis, scripts), append, sleep_ms)
 
 
 @pytest.fixture(params=["memory", "redis"])
