@@ -27,20 +27,18 @@ from idverify.domain.consent import text_version_of
 from idverify.domain.errors import ConsentRequired, RateLimited
 from idverify.domain.normalize import normalize_name
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
-from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.context import RequestInfo
 from idverify.flows.verification import StartRequest, VerificationFlow
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import claim_tag
-from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
-from idverify.server import build_verifiers
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import ChainStep, Scripts
 from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
+from idverify.testing.flow_deps import flow_deps_for_tests
 
 TENANT = "default"
 INFO = RequestInfo(principal="admission")
@@ -61,14 +59,7 @@ async def rig(redis_server: RedisProcess, redis: RedisClient) -> AsyncIterator[R
     settings = load_settings(None, environ={})
     keyring = Keyring.generate()
     scripts = Scripts(redis, share_connection=True)
-    deps = FlowDeps(
-        settings=settings,
-        keyring=keyring,
-        sealer=Sealer(keyring),
-        indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
-        verifiers=build_verifiers(settings, keyring),
-        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
-    )
+    deps = flow_deps_for_tests(settings, keyring, WindowLimiter(RedisRateWindows(scripts)))
     del redis_server
     yield Rig(redis_verification_flow(deps, redis, scripts), scripts, keyring, redis)
     await scripts.aclose()

@@ -24,11 +24,9 @@ from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.reindex import Reindexer, count_key_usage
 from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
-from idverify.server import build_verifiers
 from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import RedisClient
 from idverify.store.identity_records import RedisIdentityRecords
@@ -38,6 +36,7 @@ from idverify.store.scripts import Scripts
 from idverify.store.sealed_records import RedisSealedRecords
 from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
+from idverify.testing.flow_deps import flow_deps_for_tests
 from idverify.verifiers.base import StepContext, StepResult
 
 CONFIG = """
@@ -123,18 +122,13 @@ def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
     settings = load_settings(config, environ={})
     keyring = Keyring.generate()
     authority = DatedAuthority()
-    # The built-in steps of the default tenant, and the stand-in authority.
-    settings_without_stand_in = load_settings(None, environ={})
-    verifiers = {**build_verifiers(settings_without_stand_in, keyring), authority.name: authority}
     scripts = Scripts(redis)
     today = Today()
-    deps = FlowDeps(
-        settings=settings,
-        keyring=keyring,
-        sealer=Sealer(keyring),
-        indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
-        verifiers=verifiers,  # type: ignore[dict-item]
-        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
+    deps = flow_deps_for_tests(
+        settings,
+        keyring,
+        WindowLimiter(RedisRateWindows(scripts)),
+        stand_ins={authority.name: authority},  # type: ignore[dict-item]
         today=today,
     )
     return World(

@@ -25,18 +25,16 @@ from stdnum.cn import ric
 from idverify.config import load_settings
 from idverify.domain.consent import text_version_of
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
-from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.context import RequestInfo
 from idverify.flows.verification import StartRequest, VerificationFlow
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
 from idverify.privacy.keyring import Keyring
-from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
-from idverify.server import build_verifiers
 from idverify.store.connection import RedisClient, connect
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import SCRIPT_NAMES, Scripts, chain_source, script_source
 from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
+from idverify.testing.flow_deps import flow_deps_for_tests
 
 # StartVerification + SubmitChallenge with the SMS method on a standalone Redis: 15 before issue
 # 25, whose target is 5. The start: its reads (one pipeline: the request id, the consent
@@ -147,14 +145,7 @@ def _flow(url: str, tmp_path: Path) -> tuple[VerificationFlow, Scripts, RedisCli
     redis = connect(url)
     # As the server builds it: scripts on the shared pipelined connection.
     scripts = Scripts(redis, share_connection=True)
-    deps = FlowDeps(
-        settings=settings,
-        keyring=keyring,
-        sealer=Sealer(keyring),
-        indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
-        verifiers=build_verifiers(settings, keyring),
-        window_limiter=WindowLimiter(RedisRateWindows(scripts)),
-    )
+    deps = flow_deps_for_tests(settings, keyring, WindowLimiter(RedisRateWindows(scripts)))
     del tmp_path
     return redis_verification_flow(deps, redis, scripts), scripts, redis
 

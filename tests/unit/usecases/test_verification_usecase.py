@@ -29,16 +29,15 @@ from idverify.domain.consent import IDENTITY, PHONE, text_version_of
 from idverify.domain.documents import Document
 from idverify.domain.errors import ConsentRequired, FailedPrecondition, InvalidArgument, NotFound, RateLimited
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
-from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.context import RequestInfo
 from idverify.flows.identity_lookup import IdentityProbe, ResolvedIdentity
 from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
 from idverify.flows.verification.flow import send_limits
 from idverify.flows.verification.port import NewVerification, Point, Written
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer, IndexValue
+from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import Keyring
-from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
-from idverify.server import build_verifiers
+from idverify.testing.flow_deps import flow_deps_for_tests
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.memory_rate_limits import MemoryRateWindows
 from idverify.testing.memory_verifications import MemoryVerificationStore
@@ -127,15 +126,7 @@ def world(
         rate_limits=dataclasses.replace(settings.rate_limits, **limits),
     )
     keyring = Keyring.generate()
-    deps = FlowDeps(
-        settings=settings,
-        keyring=keyring,
-        sealer=Sealer(keyring),
-        indexer=IdentityIndexer(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1)),
-        verifiers=build_verifiers(load_settings(None, environ={}), keyring),
-        window_limiter=WindowLimiter(MemoryRateWindows()),
-        today=lambda: TODAY,
-    )
+    deps = flow_deps_for_tests(settings, keyring, WindowLimiter(MemoryRateWindows()), today=lambda: TODAY)
     consents = MemoryConsentStore()
     store = store_type(consents, send_limits(settings))
     places = Places()
