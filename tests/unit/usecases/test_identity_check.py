@@ -22,7 +22,7 @@ from idverify.domain.errors import InvalidArgument, RateLimited, StoreUnavailabl
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo
 from idverify.flows.identity_check import CHECK_WINDOW_MS, BoundIdentity, IdentityCheckFlow
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer, IndexValue
+from idverify.privacy.identity_index import TEST_ONLY_FAST, IdentityIndexer, IndexValue
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import claim_tag, name_binding
 from idverify.privacy.sealing import Sealer, associated_data, sealed_to_text
@@ -53,7 +53,7 @@ class CountingIndexer(IdentityIndexer):
     """The real indexer (at a tiny cost), counting the argon2id runs a check pays for."""
 
     def __init__(self, keyring: Keyring) -> None:
-        super().__init__(keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1), max_workers=1)
+        super().__init__(keyring, TEST_ONLY_FAST, max_workers=1)
         self.runs = 0
 
     async def compute_async(self, *args: Any, **kwargs: Any) -> IndexValue:

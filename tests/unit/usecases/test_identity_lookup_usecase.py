@@ -19,7 +19,7 @@ from idverify.domain.documents import DocumentType, validate_document
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.identity_lookup import IdentityLookup, ResolvedIdentity
 from idverify.flows.identity_mover import IdentityMove, IdentityMover
-from idverify.privacy.identity_index import Argon2Params, IdentityIndexer
+from idverify.privacy.identity_index import TEST_ONLY_FAST, IdentityIndexer
 from idverify.privacy.keyring import Keyring, LiveKeyring
 from idverify.privacy.sealing import Sealer, SealError
 from idverify.testing.memory_identity_records import MemoryIdentityRecords
@@ -35,7 +35,7 @@ class World:
     def __init__(self, records: MemoryIdentityRecords | None = None) -> None:
         self.keyring = LiveKeyring(Keyring.generate())
         self.records = records or MemoryIdentityRecords()
-        self.indexer = IdentityIndexer(self.keyring, Argon2Params(memory_kib=8, time_cost=1, parallelism=1))
+        self.indexer = IdentityIndexer(self.keyring, TEST_ONLY_FAST)
         sealer = Sealer(self.keyring)
         self.mover = IdentityMover(self.records, sealer)
         self.lookup = IdentityLookup(self.keyring, sealer, self.indexer, self.mover)
