@@ -33,9 +33,6 @@ INNER = (
     "audit",
     "console",
 )
-# Inner modules that still import the store (none since issue 20 moved the audit log's and the
-# console's behind ports). No module may join them, and each leaves as soon as it no longer does.
-STORE_EXCEPTIONS: frozenset[str] = frozenset()
 
 
 def redis_imports(path: Path) -> list[str]:
@@ -106,10 +103,8 @@ def inner_store_imports(root: Path = REPO) -> dict[str, list[str]]:
 def test_the_inner_layers_import_nothing_from_the_store() -> None:
     assert all(any((PACKAGE / package).rglob("*.py")) for package in INNER)  # no name mistyped
     found = inner_store_imports()
-    new = {module: imports for module, imports in found.items() if module not in STORE_EXCEPTIONS}
-    assert new == {}, "take a port and let server.py, supervisor.py or cli/ build its store implementation"
-    gone = sorted(set(STORE_EXCEPTIONS) - set(found))
-    assert gone == [], "these no longer import the store: remove them from STORE_EXCEPTIONS"
+    # No exceptions: the audit log's and the console's modules, the last ones, moved behind ports.
+    assert found == {}, "take a port and let server.py, supervisor.py or cli/ build its store implementation"
 
 
 def test_the_store_scan_sees_every_form_of_import(tmp_path: Path) -> None:
