@@ -1,7 +1,7 @@
 """Background CPU work at the lowest scheduling priority, so that the calls' event loop preempts it.
 
 A worker is one core (docs/ARCHITECTURE.md, "Workers"): its event loop answers calls of a few
-milliseconds that a caller waits on, while its argon2 hashes (~20 ms of CPU each) and, after a
+milliseconds that a caller waits on, while its argon2 hashes (tens of milliseconds of CPU each) and, after a
 start or a reload, its IP table build run in threads on the same core. At equal priority Linux
 gives each runnable thread an equal share, so a call that lands beside a hash takes about twice
 its time plus the scheduler's slices. At nice 19 a background thread weighs 15 against the event

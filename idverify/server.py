@@ -782,10 +782,10 @@ async def running(
 def freeze_heap() -> None:
     """Moves what start-up allocated out of the garbage collector's reach, once serving.
 
-    A full collection walks every object the process holds (~60 ms of CPU for a worker's 80,000
-    and more) in whichever event-loop callback happens to allocate the one too many, so a call
-    that arrived meanwhile waits for it: under a signup load it was the one callback of 10 ms or
-    more left (``bench/verify.py --rate --loop-callbacks``). Start-up's objects live as long as
+    A full collection walks every object the process holds (tens of thousands after start-up) in
+    whichever event-loop callback happens to allocate the one too many, so a call that arrived
+    meanwhile waits for it: under a signup load it was the longest callback left
+    (``bench/verify.py --rate --loop-callbacks``; docs/PERFORMANCE.md). Start-up's objects live as long as
     the process; frozen, later collections walk only what calls allocate. Not in :func:`start`,
     which tests call over and over in one process: frozen garbage would never be freed.
     """

@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 MERGE_CHUNK = 256
-"""HyperLogLogs merged by one PFMERGE or counted by one PFCOUNT: each holds Redis for ~10 ms at
-most, where one PFCOUNT over a year of hours and clients would hold it for seconds."""
+"""HyperLogLogs merged by one PFMERGE or counted by one PFCOUNT: each holds Redis only briefly,
+where one PFCOUNT over a year of hours and clients would hold it for seconds
+(docs/PERFORMANCE.md, "An incident report on millions of keys")."""
 _MERGES_PER_ROUND_TRIP = 8
 _MERGE_TTL_MS = 60_000
 SCAN_PAGE = 2000

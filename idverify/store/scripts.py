@@ -233,8 +233,8 @@ class Scripts:
         """One plain read command, on the shared connection when there is one.
 
         For a read repeated many times a second (the outbox tail's poll): through redis-py's
-        pool a command costs the worker a checkout, a timer and its stream reader, about 0.5 ms
-        of CPU per poll (docs/PERFORMANCE.md). No span, no clock floor: not a script.
+        pool a command costs the worker a checkout, a timer and its stream reader, several times
+        what the read itself costs (docs/PERFORMANCE.md). No span, no clock floor: not a script.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
