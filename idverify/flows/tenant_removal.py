@@ -312,16 +312,7 @@ class TenantRemoval:
     async def export(
         self, tenant: str, head: SignedHead, directory: Path, progress: Callable[[int], object]
     ) -> Path:
-        """Writes the log up to ``head`` and the public key into ``directory``, and verifies it.
-
-        Returns:
-            The export file.
-
-        Raises:
-            FailedPrecondition: the written export does not verify (``EXPORT_DOES_NOT_VERIFY``).
-            OSError: the directory or files cannot be written.
-            StoreUnavailable: when Redis cannot be reached.
-        """
+        """The leaving tenant's log up to ``head``, written and verified: see ``export_log``."""
         return await export_log(self._store, self._audit, tenant, head, directory, progress=progress)
 
     async def start_erasing(self, tenant: str) -> None:
