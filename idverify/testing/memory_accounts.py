@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.accounts import AccountRecord, LoginLabel, StoredLocation
 from idverify.flows.read_accounting import Reader
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["LabelEntry", "MemoryAccounts", "RecordedRead"]
 
@@ -60,8 +60,7 @@ class MemoryAccounts:
         self.records[(tenant, account)] = record
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     async def account(self, tenant: str, account: str) -> AccountRecord | None:
         """The stored account, if any."""

@@ -27,7 +27,7 @@ from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 from idverify.audit.query import EventFilter, Posting, PostingSeek, QueryResult
 from idverify.audit.rollback import ROLLED_BACK, Rollback
 from idverify.audit.tree_state import StoredHead, TreeState
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryAuditLog"]
 
@@ -54,8 +54,7 @@ class MemoryAuditLog:
         self._logs: dict[str, _Log] = {}
 
     def _log(self, tenant: str) -> _Log:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         return self._logs.setdefault(tenant, _Log())
 
     def append(self, tenant: str, request: Mapping[str, str], fields: Mapping[str, str]) -> int:

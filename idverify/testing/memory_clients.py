@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.security.clients import ClientCreation, ClientRecord, NewClient, StoredCredentials
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryClientStore"]
 
@@ -37,8 +37,7 @@ class MemoryClientStore:
         self._retired_by: str | None = None
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def remove_tenant(self, tenant: str) -> None:
         """Marks the tenant as being removed, as tenant removal's first step does."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.security.code_sends import (
     AnswerCount,
     Count,
@@ -24,6 +23,7 @@ from idverify.security.code_sends import (
     SendToCount,
     TenantCount,
 )
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryCodeSends"]
 
@@ -47,8 +47,7 @@ class MemoryCodeSends:
         self._counters: dict[tuple[str, ...], _Counter] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def advance(self, ms: int) -> None:
         """Moves the clock on; windows that ended are gone."""

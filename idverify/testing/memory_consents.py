@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from idverify.domain.consent import ConsentState
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.consent import (
     AdmitOutcome,
     AdmitReply,
@@ -24,6 +23,7 @@ from idverify.flows.consent import (
     ConsentRecord,
     ConsentWithdrawal,
 )
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryConsentStore"]
 
@@ -48,8 +48,7 @@ class MemoryConsentStore:
         self._accounts: dict[tuple[str, str], _Account] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def _account(self, tenant: str, account_ps: str) -> _Account:
         self._reach()

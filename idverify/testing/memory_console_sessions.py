@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 
 from idverify.console.sessions import SessionRecord
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryConsoleSessions"]
 
@@ -35,8 +35,7 @@ class MemoryConsoleSessions:
         return [digest for (t, digest), (_, gone) in self._sessions.items() if t == tenant and gone > now]
 
     def _live(self, tenant: str, digest: str) -> SessionRecord | None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         held = self._sessions.get((tenant, digest))
         if held is None or held[1] <= _now_ms():
             self._sessions.pop((tenant, digest), None)

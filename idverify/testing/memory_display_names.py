@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.display_names import (
     Approval,
     ChecksLimited,
@@ -21,6 +20,7 @@ from idverify.flows.display_names import (
     NameQuery,
     NamesApproval,
 )
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["ApprovalEntry", "MemoryDisplayNames", "StoredAccount"]
 
@@ -88,8 +88,7 @@ class MemoryDisplayNames:
         self.own.get((tenant, tag), {}).pop(name, None)
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     async def look_up(self, query: NameQuery) -> NameLookup | ChecksLimited:
         """As ``display_name.lua``: the call counted (refused ones too), then the reads."""

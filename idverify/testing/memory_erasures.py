@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind, ScheduledErasure
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryAccount", "MemoryErasureStore"]
 
@@ -45,8 +45,7 @@ class MemoryErasureStore:
         self._tenants: dict[str, _Tenant] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def _tenant(self, tenant: str) -> _Tenant:
         self._reach()

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.identity_check import BoundIdentity, CheckLimited, CheckStep, CheckTally
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["CheckedEntry", "MemoryIdentityChecks"]
 
@@ -59,8 +59,7 @@ class MemoryIdentityChecks:
         return window.count if window else 0
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def _live(self, tenant: str, scope: str, pseudonym: str) -> _Window | None:
         window = self._windows.get((tenant, scope, pseudonym))

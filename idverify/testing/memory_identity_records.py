@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, IdentityMove
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryIdentityRecords"]
 
@@ -38,8 +38,7 @@ class MemoryIdentityRecords:
         self.down = False
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         self.calls += 1
 
     def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:

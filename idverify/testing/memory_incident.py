@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from idverify.audit.checkpoint import SignedHead, TreeHead
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.incident import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import Category
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["FixedHeads", "MemoryIncidentStore", "MemoryLock", "nothing_held"]
 
@@ -121,8 +121,7 @@ class MemoryIncidentStore:
 
     async def holdings(self, tenant: str) -> Holdings:
         """What ``held`` says the tenant holds; nothing when it says nothing."""
-        if self.fail_holdings:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.fail_holdings)
         return self.held.get(tenant, nothing_held())
 
 

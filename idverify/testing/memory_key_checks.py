@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryKeyChecks"]
 
@@ -29,8 +29,7 @@ class MemoryKeyChecks:
         self.down = False
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     async def holds_markers(self) -> bool:
         """Whether a key-check value, the bootstrap marker or the client index is held."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.events.outbox import OutboxBounds, OutboxRecord, cursor_key
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryOutbox"]
 
@@ -33,8 +33,7 @@ class MemoryOutbox:
         self._last = (0, -1)
 
     def _of(self, tenant: str) -> _Tenant:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         return self._tenants.setdefault(tenant, _Tenant())
 
     def advance(self, ms: int) -> None:

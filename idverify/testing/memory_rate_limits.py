@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.security.rate_limits import CounterCheck, WindowCount, WindowHit
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryRateWindows"]
 
@@ -37,8 +37,7 @@ class MemoryRateWindows:
         self._counters: dict[tuple[str, str, str], _Counter] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def advance(self, ms: int) -> None:
         """Moves the clock on; windows that ended are gone."""

@@ -8,7 +8,7 @@ to the same assertions.
 
 from __future__ import annotations
 
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemorySchemaStore"]
 
@@ -22,8 +22,7 @@ class MemorySchemaStore:
         self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     async def recorded(self) -> int | None:
         """The version recorded."""

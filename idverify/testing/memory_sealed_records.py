@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.reindex import RecordKind, ReindexCheckpoint, SealedRecord
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemorySealedRecords"]
 
@@ -29,8 +29,7 @@ class MemorySealedRecords:
         self._hash_page = hash_page
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def put(self, record: SealedRecord, fields: Mapping[str, str]) -> None:
         """Stores the record's fields (the test's arrangement)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.keyring_watcher import ServerKeyring
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryServerReports"]
 
@@ -26,8 +26,7 @@ class MemoryServerReports:
         self._reports: dict[str, tuple[ServerKeyring, float]] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     async def publish(self, report: ServerKeyring, ttl_ms: int) -> None:
         """Keeps the report until ``ttl_ms`` from now."""

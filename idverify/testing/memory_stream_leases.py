@@ -8,7 +8,7 @@ lease is taken, as ``event_stream_lease.lua`` drops them. The clock is a number 
 
 from __future__ import annotations
 
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryStreamLeases"]
 
@@ -22,8 +22,7 @@ class MemoryStreamLeases:
         self._leases: dict[tuple[str, str], dict[str, int]] = {}
 
     def _of(self, tenant: str, client_id: str) -> dict[str, int]:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         return self._leases.setdefault((tenant, client_id), {})
 
     def advance(self, ms: int) -> None:

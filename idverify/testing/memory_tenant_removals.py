@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 
 from idverify.audit.checkpoint import SignedHead, TreeHead, TreeHeadSigner, public_key_pem
 from idverify.audit.merkle import leaf_hash, root
-from idverify.domain.errors import StoreUnavailable
 from idverify.flows.audit import origin_of
 from idverify.flows.tenant_removal import (
     CLOSED,
@@ -32,6 +31,7 @@ from idverify.flows.tenant_removal import (
     StepOutcome,
     StepReply,
 )
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryLogSigner", "MemoryRemovalStore"]
 
@@ -68,8 +68,7 @@ class MemoryRemovalStore:
         self._tenants: dict[str, _Tenant] = {}
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def _tenant(self, tenant: str) -> _Tenant:
         self._reach()

@@ -36,6 +36,7 @@ from idverify.flows.verification.port import (
 )
 from idverify.security.code_sends import SendLimits
 from idverify.testing.memory_consents import MemoryConsentStore
+from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryVerificationStore"]
 
@@ -78,8 +79,7 @@ class MemoryVerificationStore:
         return self.consents.now
 
     def _reach(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
 
     def move_identity(self, tenant: str, ref: str, to: str) -> None:
         """Key rotation moved the identity ``ref`` to ``to``: writes that bind ``ref`` find it moved."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from idverify.domain.errors import StoreUnavailable
 from idverify.events.outbox import OutboxRecord
 from idverify.testing.memory_outbox import MemoryOutbox
 from idverify.testing.memory_webhook_subscriptions import MemorySubscriptionStore
+from idverify.testing.unreachable import refuse_if_down
 from idverify.webhooks.delivery_port import FailingSince, Lease
 from idverify.webhooks.subscriptions import Subscription
 
@@ -38,8 +38,7 @@ class MemoryDeliveryStore:
         self.now += ms
 
     def _holder(self, lease: Lease) -> str | None:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         key = (lease.tenant, lease.webhook_id)
         held = self._leases.get(key)
         if held is None or held[1] <= self.now:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from idverify.domain.errors import StoreUnavailable
+from idverify.testing.unreachable import refuse_if_down
 from idverify.webhooks.subscriptions import NewSubscription, Subscription
 
 __all__ = ["MemorySubscriptionStore"]
@@ -28,8 +28,7 @@ class MemorySubscriptionStore:
         self._tenants: dict[str, dict[str, Subscription]] = {}
 
     def _of(self, tenant: str) -> dict[str, Subscription]:
-        if self.down:
-            raise StoreUnavailable("redis unavailable: ConnectionError")
+        refuse_if_down(self.down)
         return self._tenants.setdefault(tenant, {})
 
     def _changed(
