@@ -37,7 +37,7 @@ return a code come from a call graph: every servicer method, the functions it ca
 through annotations, attributes and imports), and the Lua scripts those run; the interceptor's
 codes reach every RPC that needs a token. Meaning and advice are the raise site's own message
 and field, docs/VENDORS.md's tables of step outcomes for a vendor's reasons, and per-status
-advice, refined by NOTES below where a code needs more than that.
+advice, refined by scripts/reason_code_notes.toml where a code needs more than that.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ import ast
 import builtins
 import re
 import sys
+import tomllib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,7 @@ NOT_CODES = {"OK", "GONE", "CHANGED", "RETRY", "STATE", "MOVED", "LIMITED", "LOC
 # Kinds of place a code appears in, as a caller sees it.
 ERROR, OUTCOME, AUDIT = "error", "outcome", "audit"
 
-# What the caller should do, by gRPC status, unless NOTES says more.
+# What the caller should do, by gRPC status, unless the code's note says more.
 ADVICE = {
     "INVALID_ARGUMENT": "Fix the field named in BadRequest (and ErrorInfo's `field`) and send again; "
     "the same request fails the same way.",
@@ -113,148 +114,19 @@ ADVICE = {
     AUDIT: "Nothing: it explains an audit entry (QueryEvents).",
 }
 
-# Where the code's own words are not enough for a caller, a note on meaning or on what to do.
-# What a caller does with the reason of a display name's verdict.
-_VERDICT = 'None: it explains CheckDisplayName\'s verdict (README "Display names").'
-NOTES: dict[str, tuple[str, str]] = {
-    # Errors whose advice is more than their status says.
-    "REQUEST_IN_PROGRESS": (
-        "",
-        "Retry the same StartVerification, with the same request_id, after a moment.",
-    ),
-    "CONTENDED": ("", "Retry at once: the same request is safe to send again."),
-    "CONSENT_REQUIRED": (
-        "",
-        "Show the consent text, then send its purpose in `consents` with the text's version.",
-    ),
-    "BOOTSTRAP_RETIRED": ("", "Use an operator's token: the bootstrap token made one and retired."),
-    "NOT_COUNTED": ("", "Retry later: nothing was sent, and the counter's store must answer first."),
-    "STORE_FULL": ("", "Retry after RetryInfo's delay; operators must free memory or raise maxmemory."),
-    "STORE_CANNOT_PERSIST": ("", "Retry after RetryInfo's delay; operators must fix the disk."),
-    "BIOMETRIC_COOLDOWN": ("", "Offer a method that is not biometric (ListMethods with the account_id)."),
-    "CURSOR_EXPIRED": ("", "Its events were trimmed: stream again from the empty cursor and re-read state."),
-    "STREAM_LIFETIME_ENDED": ("", "Open the stream again after the `cursor` in ErrorInfo's metadata."),
-    "STREAM_BUDGET_EXHAUSTED": ("", "Close a stream this client no longer reads, or wait and retry."),
-    "PHONE_DESTINATION_NOT_ALLOWED": (
-        "",
-        "Ask for a mainland mobile number, or have the tenant allow the country.",
-    ),
-    # CheckDisplayNameResponse.reason_code: why a display name got its verdict.
-    "VERIFIED_NAME": (
-        "CONSISTENT: the display name contains a form of the organization's verified name.",
-        _VERDICT,
-    ),
-    "APPROVED_NAME": (
-        "CONSISTENT: the display name contains a short name or brand approved for it.",
-        _VERDICT,
-    ),
-    "NAME_NOT_CONTAINED": ("INCONSISTENT: an organization's display name uses none of its names.", _VERDICT),
-    "OTHER_ORGANIZATION_NAME": (
-        "IMPERSONATION: the display name uses another organization's name.",
-        _VERDICT,
-    ),
-    "RESERVED_NAME": ("IMPERSONATION: the display name uses a name on the tenant's reserved list.", _VERDICT),
-    "NO_VERIFIED_IDENTITY": ("UNVERIFIED: the account is bound to no identity.", _VERDICT),
-    "NAME_NOT_ESTABLISHED": (
-        "UNVERIFIED: an organization bound below the tenant's claim assurance, or not indexed yet.",
-        _VERDICT,
-    ),
-    "PERSON_ACCOUNT": ("NOT_APPLICABLE: a person's display name that uses no protected name.", _VERDICT),
-    # Outcomes: Verification.reason_code of a REJECTED or EXPIRED verification.
-    "ACCOUNT_BOUND_TO_OTHER_IDENTITY": ("The account is already bound to another identity.", ""),
-    "BINDING_LIMIT_REACHED": (
-        "The identity already binds as many accounts of this tenant as its policy allows.",
-        "",
-    ),
-    "NAME_MISMATCH": ("The document is established under another name in this tenant.", ""),
-    "CONSENT_WITHDRAWN": ("A consent the verification needed was withdrawn while it ran.", ""),
-    "OTP_MISMATCH": (
-        "The code was wrong; the verification still awaits one (`attempts_left` says how many tries remain).",
-        "Ask the person for the code again.",
-    ),
-    "OTP_ATTEMPTS_EXHAUSTED": ("Too many wrong codes for this verification.", ""),
-    "OTP_EXPIRED": ("The code's time ran out before a right answer.", ""),
-    "OTP_LOCKED": ("Too many wrong codes for this account and phone: no code is sent for a while.", ""),
-    "PHONE_LOCKED": (
-        "Too many wrong codes for this phone, from any tenant: no code is sent for a while.",
-        "",
-    ),
-    "SMS_SEND_FAILED": ("The SMS sender could not send the code.", ""),
-    "STEP_FAILED": ("A verification step failed without a reason of its own.", ""),
-    "GUARDIAN_CONSENT_REQUIRED": (
-        "The person is a minor: the verification waits for a guardian's consent (NEEDS_GUARDIAN_CONSENT).",
-        "Have a verified adult account grant guardian consent (ConsentService.GrantConsent).",
-    ),
-    "CHALLENGE_PENDING": (
-        "The vendor-run challenge (face liveness) is not finished yet.",
-        "Let the person finish at the vendor, then SubmitChallenge again.",
-    ),
-    "AUTHORITY_MISMATCH": ("The name and ID number do not belong together (the authority says so).", ""),
-    "NO_RECORD": ("The authority (or carrier) has no such record.", ""),
-    "CARRIER_MISMATCH": ("The mobile number is registered, but not to this person.", ""),
-    "CARRIER_NAME_MISMATCH": ("The mobile number is registered, but not to this name.", ""),
-    "CARRIER_ID_MISMATCH": ("The mobile number is registered, but not to this ID number.", ""),
-    "CARRIER_NAME_ID_MISMATCH": (
-        "The mobile number is registered, but to neither this name nor this ID.",
-        "",
-    ),
-    "BANK_CARD_MISMATCH": ("The card's holder details disagree.", ""),
-    "BANK_CARD_REJECTED": ("The card exists but cannot be used (lost, expired, restricted).", ""),
-    "INVALID_NAME": ("The vendor refused the name.", ""),
-    "INVALID_DOCUMENT": ("The document number is malformed, or the vendor refused it.", ""),
-    "INVALID_PHONE": ("The vendor refused the phone number.", ""),
-    "INVALID_BANK_CARD": ("The vendor refused the card number.", ""),
-    "INVALID_INPUT": ("The vendor refused a field.", ""),
-    "DEVICE_UNSUPPORTED": ("The person's device cannot run the vendor's liveness check.", ""),
-    "LIVENESS_FAILED": ("The liveness check failed.", ""),
-    "FACE_MISMATCH": ("The face does not match the document's photo.", ""),
-    "LIVENESS_REFUSED": ("The person left or refused the liveness check.", ""),
-    "CHALLENGE_EXPIRED": ("The vendor-run challenge expired.", ""),
-    "CHALLENGE_INVALID": ("The vendor-run challenge's answer does not belong to this verification.", ""),
-    "DOCUMENT_TYPE_UNSUPPORTED": (
-        "The method's vendor cannot check this document type: nothing was sent.",
-        "",
-    ),
-    "PHONE_NOT_SUPPORTED": ("The method cannot check this phone number: nothing was sent.", ""),
-    "PHONE_REQUIRED": ("The method needs a phone number: nothing was sent.", ""),
-    "BANK_CARD_REQUIRED": ("The method needs a bank card number: nothing was sent.", ""),
-    "NAME_REQUIRED": ("The method needs a name: nothing was sent.", ""),
-    "NO_DOCUMENT": ("The method needs a document: nothing was checked.", ""),
-    "LEGAL_REP_REQUIRED": ("The method needs the legal representative's name: nothing was sent.", ""),
-    "LEGAL_REP_DOCUMENT_REQUIRED": (
-        "The method needs the legal representative's document: nothing was sent.",
-        "",
-    ),
-    "INVALID_RETURN_URL": ("challenge_client.return_url is not an https URL the tenant allows.", ""),
-    "VENDOR_UNAVAILABLE": ("The vendor is unreachable (connection, HTTP 5xx, or its circuit is open).", ""),
-    "VENDOR_TIMEOUT": ("The vendor did not answer in time.", ""),
-    "VENDOR_BUSY": ("The vendor throttled, or the local QPS budget for it is spent.", ""),
-    "VENDOR_SOURCE_UNAVAILABLE": ("The authority behind the vendor is down.", ""),
-    "VENDOR_DAILY_LIMIT": ("This identity was checked too often today at the vendor.", ""),
-    "VENDOR_UNSUPPORTED": ("The vendor cannot check this claim (number range, card, document).", ""),
-    "VENDOR_AUTH_FAILED": ("The vendor refused idverify's credentials.", ""),
-    "VENDOR_ACCOUNT_ERROR": ("The vendor account is in arrears or lacks a permission.", ""),
-    "VENDOR_CONFIG_ERROR": ("The vendor's console configuration is incomplete.", ""),
-    "VENDOR_ERROR": (
-        "A vendor error, or a vendor code idverify does not know (never taken for a match).",
-        "",
-    ),
-    # Audit entries only.
-    "CLAIM_ESTABLISHED": (
-        "An account was superseded because another established the claim (binding.superseded).",
-        "",
-    ),
-    "IDENTITY_IN_USE": (
-        "An erased account's identity was kept: other accounts still bind it (identity.erased).",
-        "",
-    ),
-    "RATE_LIMITED": ("A rate limit's first refusal in its window (rate_limit.hit).", ""),
-    "TENANT_REMOVAL": ("The tenant's removal was scheduled, begun or finished.", ""),
-    "AUDIT_LOG_ROLLED_BACK": (
-        "The audit log is behind a tree head the service had published (a restore without --heads?).",
-        "Nothing from a caller: an operator must run `idverify audit acknowledge-rollback` after checking.",
-    ),
-}
+# Where a code's own words are not enough for a caller, a note on its meaning or on what to do:
+# prose kept as data, beside this script, for whoever writes the catalogue's words.
+NOTES_FILE = Path(__file__).with_name("reason_code_notes.toml")
+
+
+def read_notes(path: Path = NOTES_FILE) -> dict[str, tuple[str, str]]:
+    """Each noted code's (meaning, action); an empty string where the note leaves one out."""
+    with path.open("rb") as file:
+        notes = tomllib.load(file)
+    return {code: (note.get("meaning", ""), note.get("action", "")) for code, note in notes.items()}
+
+
+NOTES = read_notes()
 
 # The command line's modules (idverify/cli/): a code only they reach is no caller's concern,
 # but is listed.
@@ -1506,12 +1378,22 @@ def _default_meaning(entry: Entry) -> str:
     return f"A verification step's outcome, as {places} names it."
 
 
+def stray_notes(entries: Mapping[str, object], notes: Mapping[str, object] = NOTES) -> list[str]:
+    """Noted codes the source never gives: a typo, or a code since removed, whose note is lost."""
+    return sorted(set(notes) - set(entries))
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     """Writes the catalogue, or with --check compares it; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--check", action="store_true", help="fail when docs/REASON_CODES.md is stale")
     options = parser.parse_args(list(argv) if argv is not None else None)
-    text = render(collect())
+    entries = collect()
+    stray = stray_notes(entries)
+    if stray:
+        print(f"{NOTES_FILE.name} notes codes the source never gives: {', '.join(stray)}", file=sys.stderr)
+        return 1
+    text = render(entries)
     if options.check:
         if not CATALOGUE.exists() or CATALOGUE.read_text(encoding="utf-8") != text:
             print("docs/REASON_CODES.md is stale; run scripts/gen_reason_codes.py", file=sys.stderr)

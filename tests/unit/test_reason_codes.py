@@ -44,6 +44,18 @@ def test_the_catalogue_is_what_the_code_says_now(entries: dict[str, object]) -> 
     assert gen.render(entries) == CATALOGUE.read_text(encoding="utf-8"), "run scripts/gen_reason_codes.py"
 
 
+def test_a_note_for_a_code_the_source_never_gives_is_refused(entries: dict[str, object]) -> None:
+    """A misspelt code in scripts/reason_code_notes.toml would otherwise drop its note silently."""
+    assert gen.stray_notes(entries) == []
+    assert gen.stray_notes(entries, {**gen.NOTES, "NO_SUCH_CODE": ("", "")}) == ["NO_SUCH_CODE"]
+
+
+def test_a_note_may_leave_out_its_meaning_or_its_action(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.toml"
+    notes.write_text('[A_CODE]\naction = "Retry."\n\n[B_CODE]\nmeaning = "It means B."\n', encoding="utf-8")
+    assert gen.read_notes(notes) == {"A_CODE": ("", "Retry."), "B_CODE": ("It means B.", "")}
+
+
 def _asserted_in_tests() -> set[str]:
     """Codes the tests expect from the server, found by how tests read them (not by the generator)."""
     patterns = (
