@@ -120,7 +120,9 @@ class KeyringWatcher:
         self._interval = interval_seconds
         self._record = record
         self._instance = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._seen = self._stamp()
+        # Nothing seen yet: the first look reads the file again, so that an edit made between
+        # the server's start-up read and this watcher's birth is taken, not missed for good.
+        self._seen: tuple[int, int, int] | None = None
 
     def _stamp(self) -> tuple[int, int, int] | None:
         if self._path is None:
@@ -144,7 +146,7 @@ class KeyringWatcher:
         self._seen = stamp
         try:
             candidate = load_keyring(path=self._path)
-            if self._record is not None:
+            if self._record is not None and self._adds_versions(candidate):
                 await self._record(candidate)
             changed = self._live.replace(candidate)
         except ConfigError as exc:
@@ -163,6 +165,13 @@ class KeyringWatcher:
                 self._live.pepper_current,
             )
         return changed
+
+    def _adds_versions(self, candidate: Keyring) -> bool:
+        """Whether ``candidate`` holds a version the server does not: only those need recording."""
+        return not (
+            set(candidate.wrapping_versions) <= set(self._live.wrapping_versions)
+            and set(candidate.pepper_versions) <= set(self._live.pepper_versions)
+        )
 
     async def report(self) -> None:
         """Tells the tools which versions this server holds (expires unless repeated)."""

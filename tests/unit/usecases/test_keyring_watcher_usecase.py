@@ -49,6 +49,18 @@ async def test_an_unchanged_file_is_not_read_again(tmp_path: Path) -> None:
     assert record.seen == []
 
 
+async def test_an_edit_made_before_the_watcher_was_built_is_taken_at_its_first_look(tmp_path: Path) -> None:
+    """A worker reads the keyring at start and builds its watcher later: an edit in between counts."""
+    keyring, live, path = watched(tmp_path)
+    rotated = keyring.with_new_wrapping_key()
+    save_keyring_file(rotated, path)
+    record = Recorder()
+    watcher = KeyringWatcher(live, path, MemoryServerReports(), 1.0, record=record)
+    assert await watcher.reload_if_changed()
+    assert [k.wrapping_versions for k in record.seen] == [rotated.wrapping_versions]
+    assert live.wrapping_current == rotated.wrapping_current
+
+
 async def test_a_keyring_from_the_environment_is_never_reloaded(tmp_path: Path) -> None:
     keyring, live, _ = watched(tmp_path)
     watcher = KeyringWatcher(live, None, MemoryServerReports(), 1.0)
