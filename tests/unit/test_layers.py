@@ -32,6 +32,8 @@ INNER = (
     "services",
     "audit",
     "console",
+    "callbacks",
+    "observability",
 )
 
 
