@@ -25,7 +25,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,28 +93,23 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@dataclass(eq=False, slots=True)
 class _Handlers:
     """The routes; each reads the session the middleware found."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        audit: AuditFlow,
-        charts: Charts,
-        sessions: ConsoleSessions,
-        clients: ClientRegistry,
-        *,
-        reads: ReadLedger,
-        secure: bool,
-    ) -> None:
-        self._settings = settings
-        self._audit = audit
-        self._reads = reads
-        self._charts = charts
-        self._sessions = sessions
-        self._clients = clients
-        self._limiter = SignInLimiter(settings.console.signin_failures_per_minute)
-        self._secure = secure
+    settings: Settings
+    audit: AuditFlow
+    charts: Charts
+    sessions: ConsoleSessions
+    clients: ClientRegistry
+    _: KW_ONLY
+    reads: ReadLedger
+    secure: bool
+    _limiter: SignInLimiter = field(init=False)
+    _signin_page: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = SignInLimiter(self.settings.console.signin_failures_per_minute)
         self._signin_page = _static("signin.html").decode("utf-8")
 
     # -- sign-in and out ------------------------------------------------------------------------
@@ -135,7 +130,7 @@ class _Handlers:
         form = await request.post()
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
-        principal = await self._clients.authenticate(token) if token else None
+        principal = await self.clients.authenticate(token) if token else None
         if principal is None or principal.role not in CONSOLE_ROLES:
             wait = self._limiter.failed(address)
             if wait:
@@ -144,12 +139,12 @@ class _Handlers:
             if principal is None:
                 return self.signin_form("That token is not valid (or was revoked).", 401)
             return self.signin_form("Only auditor and admin tokens may sign in to the console.", 403)
-        session_id, session = await self._sessions.open(principal, {"principal": principal.label})
+        session_id, session = await self.sessions.open(principal, {"principal": principal.label})
         response = web.HTTPSeeOther("/")
         response.set_cookie(
             COOKIE,
             session_id,
-            max_age=int(self._settings.console.session_seconds),
+            max_age=int(self.settings.console.session_seconds),
             path="/",
             secure=True,
             httponly=True,
@@ -164,9 +159,9 @@ class _Handlers:
         return response
 
     async def post_signout(self, request: web.Request) -> web.StreamResponse:
-        session = await self._sessions.find(request.cookies.get(COOKIE, ""))
+        session = await self.sessions.find(request.cookies.get(COOKIE, ""))
         if session is not None:
-            await self._sessions.close(request.cookies[COOKIE], {"principal": session.principal.label})
+            await self.sessions.close(request.cookies[COOKIE], {"principal": session.principal.label})
         response = web.HTTPSeeOther("/signin")
         response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
         return response
@@ -199,7 +194,7 @@ class _Handlers:
                 "role": principal.role.value,
                 "expires_ms": session.expires_ms,
                 "event_types": [kind.value for kind in EventType],
-                "methods": [m.id for m in self._settings.methods_for(principal.tenant).methods],
+                "methods": [m.id for m in self.settings.methods_for(principal.tenant).methods],
             }
         )
 
@@ -220,7 +215,7 @@ class _Handlers:
         if not await self._has_log(request):
             await self._record(request, "QueryEvents", wanted.account_id)
             return web.json_response({"events": [], "next_index": None})
-        found = [item async for item in self._audit.query(tenant, wanted)]
+        found = [item async for item in self.audit.query(tenant, wanted)]
         await self._record(request, "QueryEvents", wanted.account_id)
         page = found[:limit]
         return web.json_response(
@@ -244,7 +239,7 @@ class _Handlers:
     async def event(self, request: web.Request) -> web.Response:
         tenant = await self._tenant(request)
         index = _path_int(request, "index")
-        _, leaf = await self._audit.event(tenant, index)
+        _, leaf = await self.audit.event(tenant, index)
         await self._record(request, "GetEvent")
         return web.json_response(
             {"index": index, "entry": leaf.decode("utf-8"), "leaf_hash": _b64(leaf_hash(leaf))}
@@ -252,7 +247,7 @@ class _Handlers:
 
     async def head(self, request: web.Request) -> web.Response:
         tenant = await self._tenant(request)
-        signed = await self._audit.signed_head(tenant)
+        signed = await self.audit.signed_head(tenant)
         await self._record(request, "GetTreeHead")
         return web.json_response(
             {
@@ -262,7 +257,7 @@ class _Handlers:
                 "timestamp_ms": signed.head.timestamp_ms,
                 "key_id": signed.key_id,
                 "signature": _b64(signed.signature),
-                "public_key_pem": self._audit.public_key_pem,
+                "public_key_pem": self.audit.public_key_pem,
             }
         )
 
@@ -270,7 +265,7 @@ class _Handlers:
         tenant = await self._tenant(request)
         index = _int(request.query, "index", None)
         size = _int(request.query, "tree_size", None)
-        proof = await self._audit.inclusion_proof(tenant, index, size)
+        proof = await self.audit.inclusion_proof(tenant, index, size)
         await self._record(request, "GetInclusionProof")
         return web.json_response(
             {"hashes": [_b64(h) for h in proof.hashes], "leaf_hash": _b64(proof.leaf_hash)}
@@ -280,11 +275,11 @@ class _Handlers:
         tenant = await self._tenant(request)
         first = _int(request.query, "first", None)
         second = _int(request.query, "second", None)
-        hashes = await self._audit.consistency_proof(tenant, first, second)
+        hashes = await self.audit.consistency_proof(tenant, first, second)
         await self._record(request, "GetConsistencyProof")
         return web.json_response({"hashes": [_b64(h) for h in hashes]})
 
-    async def charts(self, request: web.Request) -> web.Response:
+    async def charts_json(self, request: web.Request) -> web.Response:
         charts = await self._all_charts(request)
         return web.json_response({name: _chart_json(chart) for name, chart in charts.items()})
 
@@ -310,16 +305,16 @@ class _Handlers:
         days = _int(request.query, "days", 30, maximum=MAX_DAYS, minimum=1)
         now_ms = time.time_ns() // 1_000_000
         first_day = (now_ms // DAY_MS - days + 1) * DAY_MS
-        methods = [m.id for m in self._settings.methods_for(tenant).methods]
-        erasures = await self._charts.erasures(
-            tenant, now_ms, int(self._settings.erasure.overdue_after_seconds * 1000)
+        methods = [m.id for m in self.settings.methods_for(tenant).methods]
+        erasures = await self.charts.erasures(
+            tenant, now_ms, int(self.settings.erasure.overdue_after_seconds * 1000)
         )
         if not await self._has_log(request):
             daily: list[ChartData] = []
             reasons = ChartData("Top reason codes", [], [])
         else:
-            daily = await self._charts.daily(tenant, first_day, days, methods)
-            reasons = await self._charts.top_reasons(tenant, first_day, now_ms + 1)
+            daily = await self.charts.daily(tenant, first_day, days, methods)
+            reasons = await self.charts.top_reasons(tenant, first_day, now_ms + 1)
         await self._record(request, "Charts")
         names = ["outcomes", "methods", "refusals", "rate_limits"]
         return {**dict(zip(names, daily, strict=False)), "reasons": reasons, "erasures": erasures}
@@ -333,13 +328,13 @@ class _Handlers:
         principal = request[_SESSION_KEY].principal
         reader = Reader.of(principal, f"Console.{call}")
         if account_id:
-            await self._reads.record(principal.tenant, reader, _AUDIT, [account_id])
+            await self.reads.record(principal.tenant, reader, _AUDIT, [account_id])
         else:
-            await self._reads.record_call(principal.tenant, reader, _AUDIT)
+            await self.reads.record_call(principal.tenant, reader, _AUDIT)
 
     async def _tenant(self, request: web.Request) -> str:
         """The signed-in tenant, once its log is known to exist (NOT_FOUND otherwise)."""
-        return await self._audit.tenant(request[_SESSION_KEY].principal, "")
+        return await self.audit.tenant(request[_SESSION_KEY].principal, "")
 
     async def _has_log(self, request: web.Request) -> bool:
         try:
@@ -380,7 +375,7 @@ class _Handlers:
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         headers["Cross-Origin-Resource-Policy"] = "same-origin"
         headers.setdefault("Cache-Control", "no-store")
-        if self._secure:
+        if self.secure:
             headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
@@ -393,7 +388,7 @@ class _Handlers:
         public = request.path in {"/signin", "/favicon.ico"} or request.path.startswith("/static/")
         if public:
             return await handler(request)
-        session = await self._sessions.find(request.cookies.get(COOKIE, ""))
+        session = await self.sessions.find(request.cookies.get(COOKIE, ""))
         if session is None:
             if request.path.startswith("/api/"):
                 return web.json_response(
@@ -562,7 +557,7 @@ def build_app(
             web.get("/api/head", handlers.head),
             web.get("/api/proof/inclusion", handlers.inclusion),
             web.get("/api/proof/consistency", handlers.consistency),
-            web.get("/api/charts", handlers.charts),
+            web.get("/api/charts", handlers.charts_json),
             web.get("/api/charts/{name}.csv", handlers.chart_csv),
         ]
     )

@@ -185,22 +185,15 @@ _VERIFICATION_RECORD = (
 )
 
 
+@dataclass(eq=False, slots=True)
 class AccountExportFlow:
     """Account data exports for every tenant."""
 
-    def __init__(
-        self,
-        store: AccountExportStore,
-        keyring: Keyring,
-        accounts: AccountViews,
-        consent: ConsentLists,
-        audit: ProvenLog,
-    ) -> None:
-        self._store = store
-        self._keyring = keyring
-        self._accounts = accounts
-        self._consent = consent
-        self._audit = audit
+    store: AccountExportStore
+    keyring: Keyring
+    accounts: AccountViews
+    consent: ConsentLists
+    audit: ProvenLog
 
     async def export(
         self, tenant: str, account_id: str, start_index: int, info: RequestInfo
@@ -217,9 +210,9 @@ class AccountExportFlow:
             StoreUnavailable: when Redis cannot be reached.
         """
         account_id = normalize_identifier(account_id, field="account_id")
-        keyring = self._keyring
+        keyring = self.keyring
         account_ps = keyring.pseudonym(tenant, "account", account_id)
-        record = await self._store.account(tenant, account_ps)
+        record = await self.store.account(tenant, account_ps)
         current = keyring.pseudonym(tenant, "audit", account_id)
         # Entries carry the audit pseudonym of the pepper current when they were written.
         versions = keyring.pepper_versions
@@ -227,11 +220,11 @@ class AccountExportFlow:
         recorded = record.audit_pseudonym if record is not None else ""
         pseudonyms = tuple(dict.fromkeys([current, *older, *([recorded] if recorded else [])]))
         request = json.dumps(info.audit_fields())
-        await self._store.append_export(tenant, request, recorded or current, start_index)
-        head = await self._audit.signed_head(tenant)
+        await self.store.append_export(tenant, request, recorded or current, start_index)
+        head = await self.audit.signed_head(tenant)
         entries, next_start = await self._entries(tenant, pseudonyms, start_index, head.head.size)
-        view = await self._accounts.get_account(tenant, account_id)
-        consents = await self._consent.list(tenant, account_id)
+        view = await self.accounts.get_account(tenant, account_id)
+        consents = await self.consent.list(tenant, account_id)
         return AccountBundle(
             view=view,
             consents=consents,
@@ -250,14 +243,14 @@ class AccountExportFlow:
         found: list[tuple[int, bytes]] = []
         query = EventFilter(accounts=pseudonyms, start_index=start_index, limit=MAX_ENTRIES + 1)
         next_start = 0
-        async for result in self._audit.entries(tenant, query):
+        async for result in self.audit.entries(tenant, query):
             if result.event.index >= size:
                 break
             if len(found) == MAX_ENTRIES:
                 next_start = result.event.index
                 break
             found.append((result.event.index, result.leaf))
-        proofs = await asyncio.gather(*(self._audit.inclusion_proof(tenant, i, size) for i, _ in found))
+        proofs = await asyncio.gather(*(self.audit.inclusion_proof(tenant, i, size) for i, _ in found))
         entries = [
             ProvenEntry(index, leaf, proof.hashes) for (index, leaf), proof in zip(found, proofs, strict=True)
         ]
@@ -269,7 +262,7 @@ class AccountExportFlow:
         if record is not None:
             return ErasureState.SCHEDULED if record.erasure_due else ErasureState.NOT_SCHEDULED
         erased = EventFilter(types=frozenset({EventType.ACCOUNT_ERASED.value}), accounts=pseudonyms, limit=1)
-        async for _ in self._audit.entries(tenant, erased):
+        async for _ in self.audit.entries(tenant, erased):
             return ErasureState.ERASED
         return ErasureState.NOT_SCHEDULED
 
@@ -286,7 +279,7 @@ class AccountExportFlow:
             )
             if present
         ]
-        records = await self._store.held_records(tenant, account_ps, record.identity_ref)
+        records = await self.store.held_records(tenant, account_ps, record.identity_ref)
         if records.identity:
             held += _IDENTITY_RECORD
         if records.verifications:

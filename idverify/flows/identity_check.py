@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -102,25 +102,19 @@ class IdentityCheckStore(Protocol):
         ...
 
 
+@dataclass(eq=False, slots=True)
 class IdentityCheckFlow:
-    """Answers CheckIdentity for every tenant."""
+    """Answers CheckIdentity for every tenant over its store.
 
-    def __init__(
-        self,
-        store: IdentityCheckStore,
-        *,
-        keyring: Keyring,
-        sealer: Sealer,
-        indexer: IdentityIndexer,
-        limits: RateLimitSettings,
-    ) -> None:
-        """Builds the flow over its store; the keys and the indexer are the service's own."""
-        self._store = store
-        self._keyring = keyring
-        self._sealer = sealer
-        self._indexer = indexer
-        self._per_account = limits.check_identity_mismatches_per_account_per_day
-        self._per_principal = limits.check_identity_mismatches_per_principal_per_day
+    The keys and the indexer are the service's own.
+    """
+
+    store: IdentityCheckStore
+    _: KW_ONLY
+    keyring: Keyring
+    sealer: Sealer
+    indexer: IdentityIndexer
+    limits: RateLimitSettings
 
     async def check_identity(self, tenant: str, account_id: str, subject: Subject, info: RequestInfo) -> bool:
         """Whether a claimed name + document match the identity bound to an account.
@@ -138,15 +132,15 @@ class IdentityCheckFlow:
         document = validate_document(
             subject.document_type, subject.document_number, subject.issuing_country, today=today_in_shanghai()
         )
-        account_ps = self._keyring.pseudonym(tenant, "account", account_id)
+        account_ps = self.keyring.pseudonym(tenant, "account", account_id)
         tally = CheckTally(
             tenant=tenant,
             account=account_ps,
-            principal=self._keyring.pseudonym(tenant, "check-principal", info.principal),
-            per_account=self._per_account,
-            per_principal=self._per_principal,
+            principal=self.keyring.pseudonym(tenant, "check-principal", info.principal),
+            per_account=self.limits.check_identity_mismatches_per_account_per_day,
+            per_principal=self.limits.check_identity_mismatches_per_principal_per_day,
             window_ms=CHECK_WINDOW_MS,
-            audit={**info.audit_fields(), "account": self._keyring.pseudonym(tenant, "audit", account_id)},
+            audit={**info.audit_fields(), "account": self.keyring.pseudonym(tenant, "audit", account_id)},
         )
         # Refused before the hash: a refused check costs no argon2id.
         await self._count(tally, CheckStep.ADMIT)
@@ -155,20 +149,20 @@ class IdentityCheckFlow:
         return match
 
     async def _judge(self, tenant: str, account_ps: str, name: str, document: Document) -> bool:
-        bound = await self._store.bound_identity(tenant, account_ps)
+        bound = await self.store.bound_identity(tenant, account_ps)
         # The record's own pepper: it may not have moved to the current one yet (that happens
         # when the identity is next verified), and the cost stays one argon2id either way.
         try:
             pepper_version = parse_index_params(bound.index_params if bound else "")[1]
         except ValueError:
             pepper_version = None
-        if pepper_version not in self._keyring.pepper_versions:
+        if pepper_version not in self.keyring.pepper_versions:
             pepper_version = None
         index = await self._hash_identity(tenant, document, pepper_version=pepper_version)
         if bound is None:
             return False
         try:
-            bound_digest = self._sealer.unseal(
+            bound_digest = self.sealer.unseal(
                 sealed_from_text(bound.identity_ref), associated=associated_data(tenant, "identity-index")
             )
         except SealError:
@@ -178,20 +172,20 @@ class IdentityCheckFlow:
         if bound.name_tag is not None:
             # The name the account bound under, which is the identity's established name once
             # there is one (README "Identity claims"); the identity's first name otherwise.
-            presented = claim_tag(self._keyring, tenant, document.document_type.value, document.number, name)
+            presented = claim_tag(self.keyring, tenant, document.document_type.value, document.number, name)
             return hmac.compare_digest(bound.name_tag, presented)
         try:
-            binding = self._sealer.unseal(
+            binding = self.sealer.unseal(
                 sealed_from_text(bound.name_binding), associated=associated_data(tenant, "name-binding")
             )
         except SealError:
             return False
         return names_match(
-            self._keyring, tenant, index.digest, name, binding, pepper_version=index.pepper_version
+            self.keyring, tenant, index.digest, name, binding, pepper_version=index.pepper_version
         )
 
     async def _count(self, tally: CheckTally, step: CheckStep) -> None:
-        limited = await self._store.tally(tally, step)
+        limited = await self.store.tally(tally, step)
         if limited is not None:
             telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit=limited.reached.lower())
             raise RateLimited(
@@ -205,6 +199,6 @@ class IdentityCheckFlow:
     ) -> IndexValue:
         """The check's one argon2id, off the event loop, traced and timed like a verification's."""
         with telemetry.leaf_span("argon2id.index"), telemetry.timed(telemetry.instruments.argon2_duration):
-            return await self._indexer.compute_async(
+            return await self.indexer.compute_async(
                 tenant, document.document_type, document.number, pepper_version=pepper_version
             )

@@ -164,20 +164,14 @@ def estimate(count: int, *, exact: bool) -> dict[str, Any]:
     return {"estimate": count, "low": max(0, count - margin), "high": count + margin, "exact": False}
 
 
+@dataclass(eq=False, slots=True)
 class IncidentFlow:
     """Incident reports of every tenant, signed with the audit log's key."""
 
-    def __init__(
-        self,
-        store: IncidentStore,
-        audit: SignedHeads,
-        signing_key: Ed25519PrivateKey,
-        settings: IncidentSettings,
-    ) -> None:
-        self._store = store
-        self._audit = audit
-        self._key = signing_key
-        self._settings = settings
+    store: IncidentStore
+    audit: SignedHeads
+    signing_key: Ed25519PrivateKey
+    settings: IncidentSettings
 
     async def create(self, tenant: str, request: IncidentRequest, info: RequestInfo) -> tuple[bytes, str]:
         """The signed report file and its Markdown.
@@ -189,13 +183,13 @@ class IncidentFlow:
             StoreUnavailable: when Redis cannot be reached.
         """
         request.check()
-        now_ms = await self._store.now_ms()
+        now_ms = await self.store.now_ms()
         # A typo in a year would set a deadline years away, or count a window with nothing in it.
         for field, ms in (("detected_at", request.detected_ms), ("since", request.since_ms)):
             if ms > now_ms + _CLOCK_SKEW_MS:
                 raise InvalidArgument("a time in the future", reason="IN_THE_FUTURE", field=field)
         # One report of a tenant at a time: each scans the whole store.
-        lock = await self._store.try_lock(tenant, REPORT_SECONDS)
+        lock = await self.store.try_lock(tenant, REPORT_SECONDS)
         if lock is None:
             raise RateLimited(
                 "an incident report of this tenant is being made; ask again once it is done",
@@ -214,13 +208,13 @@ class IncidentFlow:
         entry = ReportEntry(
             _request_json(info), kind, request.since_ms, request.until_ms, len(request.principals)
         )
-        await self._store.append_report(tenant, entry)
-        head = await self._audit.signed_head(tenant)
-        now_ms = await self._store.now_ms()
+        await self.store.append_report(tenant, entry)
+        head = await self.audit.signed_head(tenant)
+        now_ms = await self.store.now_ms()
         report = {
             "tenant": tenant,
             "generated_at": _iso(now_ms),
-            "signing_key_id": key_id_for(self._key.public_key()),
+            "signing_key_id": key_id_for(self.signing_key.public_key()),
             "incident": {
                 "kind": kind,
                 "kind_description": (
@@ -246,12 +240,12 @@ class IncidentFlow:
             },
             "operator_fills": ["description", "measures_taken", "measures_to_be_taken"],
         }
-        return sign_report(report, self._key), render_markdown(report)
+        return sign_report(report, self.signing_key), render_markdown(report)
 
     async def _reads(self, tenant: str, request: IncidentRequest) -> dict[str, Any]:
         """Distinct accounts and identities the clients read in the window's hours, by category."""
         hours = window_hours(request.since_ms, request.until_ms)
-        readers = await self._store.readers(tenant, hours)
+        readers = await self.store.readers(tenant, hours)
         wanted = set(request.principals)
         pairs = [
             (hour, client)
@@ -259,7 +253,7 @@ class IncidentFlow:
             for client in clients
             if not wanted or client in wanted
         ]
-        figures = await self._store.read_figures(tenant, pairs)
+        figures = await self.store.read_figures(tenant, pairs)
         by_category: dict[str, dict[str, Any]] = {str(category): {} for category in Category}
         every: dict[str, Any] = {}
         for read in figures:
@@ -283,7 +277,7 @@ class IncidentFlow:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        held = await self._store.holdings(tenant)
+        held = await self.store.holdings(tenant)
         totals = held.fields
         return {
             "method": "one SCAN of the tenant's keys when the report was made: exact counts at that moment",
@@ -312,7 +306,7 @@ class IncidentFlow:
     def _threshold(
         self, request: IncidentRequest, reads: Mapping[str, Any], holdings: Mapping[str, Any]
     ) -> dict[str, Any]:
-        people = self._settings.threshold_people
+        people = self.settings.threshold_people
         if request.store_breach:
             affected = estimate(holdings["identities"], exact=True)
             basis = "persons (identities) the tenant holds"
@@ -335,10 +329,10 @@ class IncidentFlow:
 
     def _deadline(self, request: IncidentRequest) -> dict[str, Any]:
         if request.critical_infrastructure:
-            hours = self._settings.critical_report_hours
+            hours = self.settings.critical_report_hours
             basis = "critical information infrastructure: [incident] critical_report_hours"
         else:
-            hours = self._settings.report_hours
+            hours = self.settings.report_hours
             basis = "[incident] report_hours"
         due_ms = request.detected_ms + round(hours * HOUR_MS)
         return {"hours": f"{hours:g}", "basis": basis, "due": _iso(due_ms)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 from idverify.domain.birth_dates import AgeSource
 from idverify.domain.display_names import NameVerdict
 from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
@@ -47,32 +49,24 @@ _VERIFICATION = (Category.VERIFICATION,)
 _HELD_FORMS = {HeldForm.KEYED_HASH: pb.HELD_FORM_KEYED_HASH, HeldForm.SEALED: pb.HELD_FORM_SEALED}
 
 
+@dataclass(eq=False, slots=True)
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     """Platform-facing account RPCs."""
 
-    def __init__(
-        self,
-        flow: AccountFlow,
-        erasure: ErasureFlow,
-        export: AccountExportFlow,
-        reads: ReadLedger,
-        *,
-        consent_cooldown_ms: int,
-        display_names: DisplayNameFlow,
-    ) -> None:
-        self._flow = flow
-        self._reads = reads
-        self._display_names = display_names
-        self._erasure = erasure
-        self._export = export
-        self._cooldown_ms = consent_cooldown_ms
+    flow: AccountFlow
+    erasure: ErasureFlow
+    export: AccountExportFlow
+    reads: ReadLedger
+    _: KW_ONLY
+    consent_cooldown_ms: int
+    display_names: DisplayNameFlow
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         """What a platform may know about an account."""
         del context
         principal = caller()
-        view = await self._flow.get_account(principal.tenant, request.account_id)
-        await self._reads.record(
+        view = await self.flow.get_account(principal.tenant, request.account_id)
+        await self.reads.record(
             principal.tenant, Reader.of(principal, "GetAccount"), _VERIFICATION, [request.account_id]
         )
         return pb.GetAccountResponse(account=account_to_proto(view))
@@ -80,13 +74,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     async def LookupIp(self, request: pb.LookupIpRequest, context: Context) -> pb.LookupIpResponse:
         """Resolves an IP without storing anything."""
         del context
-        return pb.LookupIpResponse(location=location_to_proto(await self._flow.lookup_ip(request.ip)))
+        return pb.LookupIpResponse(location=location_to_proto(await self.flow.lookup_ip(request.ip)))
 
     async def RecordLoginIp(
         self, request: pb.RecordLoginIpRequest, context: Context
     ) -> pb.RecordLoginIpResponse:
         """Stores a login IP's display label on the account."""
-        location = await self._flow.record_login_ip(
+        location = await self.flow.record_login_ip(
             caller().tenant, request.account_id, request.ip, request_info(context)
         )
         return pb.RecordLoginIpResponse(location=location_to_proto(location))
@@ -97,7 +91,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         """Stored labels of many accounts at once, as a reply assembled from their wire forms."""
         del context
         principal = caller()
-        found, unknown = await self._flow.ip_locations(
+        found, unknown = await self.flow.ip_locations(
             principal.tenant, request.account_ids, Reader.of(principal, "GetIpLocations")
         )
         return encode_batch_reply(found, unknown)
@@ -106,7 +100,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         self, request: pb.CancelAccountRequest, context: Context
     ) -> pb.CancelAccountResponse:
         """Unbinds the account now and schedules the erasure of what is stored about it."""
-        due_ms = await self._erasure.cancel(caller().tenant, request.account_id, request_info(context))
+        due_ms = await self.erasure.cancel(caller().tenant, request.account_id, request_info(context))
         return pb.CancelAccountResponse(erasure_due_at=timestamp_ms(due_ms))
 
     async def ExportAccountData(
@@ -114,15 +108,15 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     ) -> pb.ExportAccountDataResponse:
         """A person's copy of their account's data, its audit entries proven; the export is audited."""
         principal = caller()
-        bundle = await self._export.export(
+        bundle = await self.export.export(
             principal.tenant, request.account_id, request.start_index, request_info(context)
         )
-        await self._reads.record(
+        await self.reads.record(
             principal.tenant, Reader.of(principal, "ExportAccountData"), ALL_CATEGORIES, [request.account_id]
         )
         return pb.ExportAccountDataResponse(
             account=account_to_proto(bundle.view),
-            consents=[consent_to_proto(state, self._cooldown_ms) for state in bundle.consents],
+            consents=[consent_to_proto(state, self.consent_cooldown_ms) for state in bundle.consents],
             erasure_state=_ERASURE_STATES[bundle.erasure],
             held_values=[
                 pb.HeldValue(item=held.item, form=_HELD_FORMS[held.form], record=held.record)
@@ -143,11 +137,11 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         """Whether a display name fits the account's verified identity: a verdict, never a name."""
         del context
         principal = caller()
-        judgement = await self._display_names.check(
+        judgement = await self.display_names.check(
             principal.tenant, principal.client_id, request.account_id, request.display_name
         )
         # A verdict against the account's verified identity is a read of it.
-        await self._reads.record(
+        await self.reads.record(
             principal.tenant, Reader.of(principal, "CheckDisplayName"), _VERIFICATION, [request.account_id]
         )
         return pb.CheckDisplayNameResponse(verdict=_VERDICTS[judgement.verdict], reason_code=judgement.reason)

@@ -19,6 +19,8 @@ Who may do what (DESIGN: principals):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.domain.errors import InvalidArgument, NotFound, PermissionDenied
@@ -76,27 +78,21 @@ def _client(record: ClientRecord) -> pb.Client:
     )
 
 
+@dataclass(eq=False, slots=True)
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Client management for admins (own tenant), operators (any tenant) and the bootstrap token."""
 
-    def __init__(
-        self,
-        clients: ClientRegistry,
-        incidents: IncidentFlow,
-        display_names: DisplayNameFlow,
-        webhooks: Subscriptions,
-    ) -> None:
-        self._clients = clients
-        self._incidents = incidents
-        self._display_names = display_names
-        self._webhooks = webhooks
+    clients: ClientRegistry
+    incidents: IncidentFlow
+    display_names: DisplayNameFlow
+    webhooks: Subscriptions
 
     async def CreateWebhook(
         self, request: pb.CreateWebhookRequest, context: Context
     ) -> pb.CreateWebhookResponse:
         """Subscribes a URL to the tenant's events; the secret is in this answer only."""
         tenant = tenant_for(caller(), request.tenant)
-        subscription, secret = await self._webhooks.create(
+        subscription, secret = await self.webhooks.create(
             tenant,
             request.url,
             list(request.event_types),
@@ -113,14 +109,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """The tenant's subscriptions and their state (never a secret)."""
         del context
         tenant = tenant_for(caller(), request.tenant)
-        return pb.ListWebhooksResponse(webhooks=[_webhook(s) for s in await self._webhooks.list(tenant)])
+        return pb.ListWebhooksResponse(webhooks=[_webhook(s) for s in await self.webhooks.list(tenant)])
 
     async def UpdateWebhook(
         self, request: pb.UpdateWebhookRequest, context: Context
     ) -> pb.UpdateWebhookResponse:
         """Enables, disables or re-keys a subscription (a new secret is in this answer only)."""
         tenant = tenant_for(caller(), request.tenant)
-        subscription, secret = await self._webhooks.update(
+        subscription, secret = await self.webhooks.update(
             tenant, request.webhook_id, request.action, request_info(context).audit_fields()
         )
         return pb.UpdateWebhookResponse(webhook=_webhook(subscription), secret=secret)
@@ -130,7 +126,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteWebhookResponse:
         """Deletes a subscription."""
         tenant = tenant_for(caller(), request.tenant)
-        await self._webhooks.delete(tenant, request.webhook_id, request_info(context).audit_fields())
+        await self.webhooks.delete(tenant, request.webhook_id, request_info(context).audit_fields())
         return pb.DeleteWebhookResponse()
 
     async def ReplayWebhook(
@@ -138,7 +134,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.ReplayWebhookResponse:
         """Moves a subscription's cursor so its events after it are delivered again."""
         tenant = tenant_for(caller(), request.tenant)
-        subscription = await self._webhooks.replay(
+        subscription = await self.webhooks.replay(
             tenant,
             request.webhook_id,
             request.after,
@@ -152,7 +148,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.CreateClientResponse:
         """Creates a client and returns its token once."""
         principal = caller()
-        if principal.role is Role.BOOTSTRAP and await self._clients.bootstrap_retired():
+        if principal.role is Role.BOOTSTRAP and await self.clients.bootstrap_retired():
             raise PermissionDenied(
                 "an operator client exists, so the bootstrap token is retired: use an operator token",
                 reason="BOOTSTRAP_RETIRED",
@@ -168,7 +164,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 f"role {principal.role.value} may not create {role.value} clients", reason="ROLE_NOT_GRANTED"
             )
         tenant = tenant_for(principal, request.tenant)
-        record, token = await self._clients.create(
+        record, token = await self.clients.create(
             tenant, role, request.description, request_info(context).audit_fields()
         )
         return pb.CreateClientResponse(client=_client(record), token=token)
@@ -179,7 +175,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         principal = caller()
         # An operator's empty tenant means every tenant; an admin's means its own.
         tenant = request.tenant if principal.role in CROSS_TENANT else tenant_for(principal, request.tenant)
-        return pb.ListClientsResponse(clients=[_client(r) for r in await self._clients.list(tenant)])
+        return pb.ListClientsResponse(clients=[_client(r) for r in await self.clients.list(tenant)])
 
     async def RevokeClient(
         self, request: pb.RevokeClientRequest, context: Context
@@ -187,8 +183,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """Revokes a client's token."""
         if not request.client_id.isalnum() or len(request.client_id) > 32:  # noqa: PLR2004
             raise InvalidArgument("client ids are short hex strings", reason="BAD_ID", field="client_id")
-        _may_revoke(caller(), await self._clients.get(request.client_id))
-        revoked = await self._clients.revoke(request.client_id, request_info(context).audit_fields())
+        _may_revoke(caller(), await self.clients.get(request.client_id))
+        revoked = await self.clients.revoke(request.client_id, request_info(context).audit_fields())
         return pb.RevokeClientResponse(client=_client(revoked))
 
     async def CreateIncidentReport(
@@ -204,7 +200,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             critical_infrastructure=request.critical_infrastructure,
             store_breach=request.store_breach,
         )
-        signed, markdown = await self._incidents.create(tenant, asked, request_info(context))
+        signed, markdown = await self.incidents.create(tenant, asked, request_info(context))
         return pb.CreateIncidentReportResponse(signed_report=signed, markdown=markdown)
 
     async def SetApprovedNames(
@@ -212,7 +208,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.SetApprovedNamesResponse:
         """Records the short names and brands a tenant approves for an organization account."""
         tenant = tenant_for(caller(), request.tenant)
-        count = await self._display_names.set_approved(
+        count = await self.display_names.set_approved(
             tenant, request.account_id, list(request.names), request_info(context)
         )
         return pb.SetApprovedNamesResponse(approved_count=count)

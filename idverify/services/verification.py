@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from idverify.events.streams import EventStreams
 from idverify.flows.context import RequestInfo
@@ -24,31 +25,24 @@ from idverify.v1 import verification_pb2_grpc
 _VERIFICATION = (Category.VERIFICATION,)
 
 
+@dataclass(eq=False, slots=True)
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Signup-flow RPCs for the registrar role."""
 
-    def __init__(
-        self,
-        flow: VerificationFlow,
-        identity_check: IdentityCheckFlow,
-        request_ids: RequestIdPseudonyms,
-        streams: EventStreams,
-        reads: ReadLedger,
-    ) -> None:
-        self._flow = flow
-        self._reads = reads
-        self._identity_check = identity_check
-        self._request_ids = request_ids
-        self._streams = streams
+    flow: VerificationFlow
+    identity_check: IdentityCheckFlow
+    request_ids: RequestIdPseudonyms
+    streams: EventStreams
+    reads: ReadLedger
 
     async def ListMethods(self, request: pb.ListMethodsRequest, context: Context) -> pb.ListMethodsResponse:
         """The methods the caller's tenant offers for a subject kind (and account, if named)."""
         del context
         kind = subject_kind(request.subject_kind)
         offered = (
-            await self._flow.methods_for_account(caller().tenant, kind, request.account_id)
+            await self.flow.methods_for_account(caller().tenant, kind, request.account_id)
             if request.account_id
-            else self._flow.list_methods(caller().tenant, kind)
+            else self.flow.list_methods(caller().tenant, kind)
         )
         methods = [
             pb.Method(
@@ -78,15 +72,15 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
             meta_info=request.challenge_client.meta_info,
             consent_text_versions=dict(request.consent_text_versions),
         )
-        info = self._request_ids.request_info(context, request.request_id)
-        view = await self._flow.start(caller().tenant, start, info)
+        info = self.request_ids.request_info(context, request.request_id)
+        view = await self.flow.start(caller().tenant, start, info)
         return pb.StartVerificationResponse(verification=verification_to_proto(view))
 
     async def SubmitChallenge(
         self, request: pb.SubmitChallengeRequest, context: Context
     ) -> pb.SubmitChallengeResponse:
         """Answers the pending challenge."""
-        view = await self._flow.submit(
+        view = await self.flow.submit(
             caller().tenant, request.verification_id, request.code, request_info(context)
         )
         return pb.SubmitChallengeResponse(verification=verification_to_proto(view))
@@ -96,7 +90,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     ) -> pb.GetVerificationResponse:
         """Reads a verification."""
         principal = caller()
-        view = await self._flow.get(
+        view = await self.flow.get(
             principal.tenant,
             request.verification_id,
             request_info(context),
@@ -114,10 +108,10 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         reader = Reader.of(principal, "WatchVerification")
 
         async def read() -> VerificationView:
-            return await self._flow.get(principal.tenant, request.verification_id, info, reader=reader)
+            return await self.flow.get(principal.tenant, request.verification_id, info, reader=reader)
 
         sent: pb.Verification | None = None
-        async for view in self._streams.watch(principal, read, request.verification_id):
+        async for view in self.streams.watch(principal, read, request.verification_id):
             message = verification_to_proto(view)
             if message != sent:
                 sent = message
@@ -128,11 +122,11 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     ) -> pb.CheckIdentityResponse:
         """Whether a claim matches the identity bound to an account."""
         principal = caller()
-        match = await self._identity_check.check_identity(
+        match = await self.identity_check.check_identity(
             principal.tenant, request.account_id, subject_from_proto(request.subject), request_info(context)
         )
         # Answered, so read: a refused check (its limit reached) told nothing of the account.
-        await self._reads.record(
+        await self.reads.record(
             principal.tenant, Reader.of(principal, "CheckIdentity"), _VERIFICATION, [request.account_id]
         )
         return pb.CheckIdentityResponse(match=match)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Final, Protocol
 
 from idverify.config import WebhookSettings
@@ -152,27 +152,20 @@ def check_webhook_id(webhook_id: str) -> str:
     return webhook_id
 
 
+@dataclass(eq=False, slots=True)
 class Subscriptions:
     """The subscriptions of every tenant."""
 
-    def __init__(
-        self,
-        store: SubscriptionStore,
-        sealer: Sealer,
-        outbox: EventCursors,
-        settings: WebhookSettings,
-        *,
-        development: bool,
-    ) -> None:
-        self._store = store
-        self._sealer = sealer
-        self._outbox = outbox
-        self._settings = settings
-        self._development = development
+    store: SubscriptionStore
+    sealer: Sealer
+    outbox: EventCursors
+    settings: WebhookSettings
+    _: KW_ONLY
+    development: bool
 
     def _seal(self, tenant: str, webhook_id: str, secret: str) -> str:
         associated = associated_data(tenant, WEBHOOK_SECRET, webhook_id)
-        return sealed_to_text(self._sealer.seal(secret.encode("ascii"), associated=associated))
+        return sealed_to_text(self.sealer.seal(secret.encode("ascii"), associated=associated))
 
     def secret_of(self, subscription: Subscription) -> str:
         """The subscription's secret, opened (only to sign; never returned after creation).
@@ -181,7 +174,7 @@ class Subscriptions:
             SealError: the stored value does not open with this keyring.
         """
         associated = associated_data(subscription.tenant, WEBHOOK_SECRET, subscription.webhook_id)
-        return self._sealer.unseal(
+        return self.sealer.unseal(
             sealed_from_text(subscription.sealed_secret), associated=associated
         ).decode()
 
@@ -214,9 +207,9 @@ class Subscriptions:
                 f"at most {MAX_CONCURRENCY} deliveries at once", reason="BAD_CONCURRENCY", field="concurrency"
             )
         await check_destination(
-            url, development=self._development, allow_private=self._settings.allow_private_destinations
+            url, development=self.development, allow_private=self.settings.allow_private_destinations
         )
-        if await self._store.count(tenant) >= MAX_SUBSCRIPTIONS:
+        if await self.store.count(tenant) >= MAX_SUBSCRIPTIONS:
             raise InvalidArgument(
                 f"a tenant holds at most {MAX_SUBSCRIPTIONS} subscriptions: delete one first",
                 reason="TOO_MANY",
@@ -224,9 +217,9 @@ class Subscriptions:
             )
         webhook_id = secrets.token_hex(_ID_LENGTH // 2)
         secret = new_secret()
-        timeout_ms = int((timeout_seconds or self._settings.timeout_seconds) * 1000)
+        timeout_ms = int((timeout_seconds or self.settings.timeout_seconds) * 1000)
         # From now on unless asked: the cursor starts at the newest event already there.
-        start = "" if from_oldest else await self._outbox.last_cursor(tenant)
+        start = "" if from_oldest else await self.outbox.last_cursor(tenant)
         new = NewSubscription(
             webhook_id,
             url,
@@ -236,7 +229,7 @@ class Subscriptions:
             start,
             max(concurrency, 1),
         )
-        await self._store.create(tenant, new, request)
+        await self.store.create(tenant, new, request)
         return await self.get(tenant, webhook_id), secret
 
     async def get(self, tenant: str, webhook_id: str) -> Subscription:
@@ -245,14 +238,14 @@ class Subscriptions:
         Raises:
             NotFound: the tenant has no such subscription.
         """
-        subscription = await self._store.read(tenant, check_webhook_id(webhook_id))
+        subscription = await self.store.read(tenant, check_webhook_id(webhook_id))
         if subscription is None:
             raise _not_found()
         return subscription
 
     async def list(self, tenant: str) -> list[Subscription]:
         """The tenant's subscriptions, oldest first."""
-        found = await self._store.read_all(tenant)
+        found = await self.store.read_all(tenant)
         return sorted(found, key=lambda s: (s.created_ms, s.webhook_id))
 
     async def update(
@@ -269,7 +262,7 @@ class Subscriptions:
             raise InvalidArgument(f"one of {', '.join(ACTIONS)}", reason="UNKNOWN_ACTION", field="action")
         secret = new_secret() if action == "rotate_secret" else ""
         sealed = self._seal(tenant, webhook_id, secret) if secret else ""
-        if not await self._store.update(tenant, webhook_id, action, sealed, request):
+        if not await self.store.update(tenant, webhook_id, action, sealed, request):
             raise _not_found()
         return await self.get(tenant, webhook_id), secret
 
@@ -279,7 +272,7 @@ class Subscriptions:
         Raises:
             NotFound: the tenant has no such subscription.
         """
-        if not await self._store.delete(tenant, check_webhook_id(webhook_id), request):
+        if not await self.store.delete(tenant, check_webhook_id(webhook_id), request):
             raise _not_found()
 
     async def replay(
@@ -299,15 +292,15 @@ class Subscriptions:
             )
         # An event at since_ms or later: every stream id above the last one of the millisecond before.
         cursor = check_cursor(after) if after else f"{since_ms - 1}-18446744073709551615"
-        await self._outbox.check_kept(tenant, cursor)
-        if not await self._store.replay(tenant, webhook_id, cursor, request):
+        await self.outbox.check_kept(tenant, cursor)
+        if not await self.store.replay(tenant, webhook_id, cursor, request):
             raise _not_found()
         return await self.get(tenant, webhook_id)
 
     async def fail(self, subscription: Subscription, last_error: str, since_ms: int) -> bool:
         """Marks a subscription failing (audited), unless it changed since it was loaded."""
         request = {"principal": "service/webhooks", "request_id": "", "trace_id": ""}
-        return await self._store.mark_failing(subscription, last_error, since_ms, request)
+        return await self.store.mark_failing(subscription, last_error, since_ms, request)
 
 
 def _not_found() -> NotFound:
