@@ -12,7 +12,7 @@ holds it and ``store.code_sends.RedisCodeSends`` to the same assertions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from idverify.security.code_sends import (
     AnswerCount,
@@ -25,9 +25,15 @@ from idverify.security.code_sends import (
 )
 from idverify.testing.unreachable import refuse_if_down
 
-__all__ = ["MemoryCodeSends"]
+__all__ = ["MemoryCodeSends", "send_limits"]
 
 _HOUR_MS, _MINUTE_MS, _DAY_MS = 3_600_000, 60_000, 86_400_000
+_ALL_OFF = SendLimits(0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def send_limits(**limits: int) -> SendLimits:
+    """``SendLimits`` with every field 0 (a window off) but those named: a test sets what it counts."""
+    return replace(_ALL_OFF, **limits)
 
 
 @dataclass(slots=True)

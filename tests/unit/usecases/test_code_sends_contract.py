@@ -18,7 +18,6 @@ from idverify.security.code_sends import (
     Count,
     PhoneCount,
     SendCounts,
-    SendLimits,
     SendPseudonyms,
     SendToCount,
     TenantCount,
@@ -27,19 +26,15 @@ from idverify.store.code_sends import RedisCodeSends
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing.memory_code_sends import MemoryCodeSends
+from idverify.testing.memory_code_sends import MemoryCodeSends, send_limits
 from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
 
 REQUEST = {"principal": "registrar01", "request_id": "r1", "trace_id": ""}
 HOUR_MS = 3_600_000
-LIMITS = SendLimits(
+LIMITS = send_limits(
     per_phone_per_hour=3,
     per_phone_all_tenants_per_hour=4,
-    per_phone_all_tenants_per_day=0,
     per_principal_per_minute=5,
-    per_principal_per_day=0,
-    per_tenant_per_minute=0,
-    per_tenant_per_day=0,
     phone_failure_limit=2,
     failure_window_ms=300,
 )

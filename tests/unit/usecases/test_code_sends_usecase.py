@@ -15,17 +15,13 @@ import pytest
 
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.security.code_sends import CodeSendCounter, SendLimits, SendPseudonyms, SendToCount
-from idverify.testing.memory_code_sends import MemoryCodeSends
+from idverify.testing.memory_code_sends import MemoryCodeSends, send_limits
 
 REQUEST = {"principal": "registrar01", "request_id": "r1", "trace_id": ""}
-LIMITS = SendLimits(
+LIMITS = send_limits(
     per_phone_per_hour=2,
     per_phone_all_tenants_per_hour=3,
-    per_phone_all_tenants_per_day=0,
-    per_principal_per_minute=0,
     per_principal_per_day=4,
-    per_tenant_per_minute=0,
-    per_tenant_per_day=0,
     phone_failure_limit=3,
     failure_window_ms=900_000,
 )

@@ -34,12 +34,12 @@ from idverify.flows.verification.port import (
     WindowCount,
     WriteOutcome,
 )
-from idverify.security.code_sends import SendLimits
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.verifications import RedisVerificationStore
+from idverify.testing.memory_code_sends import send_limits
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.memory_verifications import MemoryVerificationStore
 from tests.unit.usecases.contract import Contract, port_on_each
@@ -47,17 +47,7 @@ from tests.unit.usecases.contract import Contract, port_on_each
 T = "acme"
 REQUEST = RequestInfo(principal="registrar01").audit_fields()
 REQUEST_JSON = json.dumps(REQUEST)
-LIMITS = SendLimits(
-    per_phone_per_hour=2,
-    per_phone_all_tenants_per_hour=0,
-    per_phone_all_tenants_per_day=0,
-    per_principal_per_minute=0,
-    per_principal_per_day=0,
-    per_tenant_per_minute=0,
-    per_tenant_per_day=0,
-    phone_failure_limit=2,
-    failure_window_ms=60_000,
-)
+LIMITS = send_limits(per_phone_per_hour=2, phone_failure_limit=2, failure_window_ms=60_000)
 CODE = "ab" * 16
 PHONE = "0123456789abcdef" * 2  # a deployment-wide phone pseudonym
 
