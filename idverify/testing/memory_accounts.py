@@ -16,9 +16,24 @@ from idverify.flows.accounts import AccountRecord, LoginLabel, StoredLocation
 from idverify.flows.read_accounting import Reader
 from idverify.testing.unreachable import refuse_if_down
 
-__all__ = ["LabelEntry", "MemoryAccounts", "RecordedRead"]
+__all__ = ["BOUND_ACCOUNT", "LabelEntry", "MemoryAccounts", "RecordedRead"]
 
 _EMPTY = AccountRecord("", 0, "", "", "", "", None, "", None, 0, 0)
+
+# An account bound by a person's document and phone: no birth date sealed, no login label, nothing due.
+BOUND_ACCOUNT = AccountRecord(
+    identity="v1.ref",
+    verified_ms=1_700_000_000_000,
+    method="ric_phone",
+    assurance="substantial",
+    kind="person",
+    age_band="",
+    age_source="document",
+    birth_sealed="",
+    location=None,
+    erase_due_ms=0,
+    superseded_ms=0,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,25 +20,12 @@ from idverify.flows.context import RequestInfo
 from idverify.flows.read_accounting import Reader
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
-from idverify.testing.memory_accounts import MemoryAccounts
+from idverify.testing.memory_accounts import BOUND_ACCOUNT, MemoryAccounts
 
 TENANT = "acme"
 TODAY = date(2026, 12, 6)
 NOW_MS = 1_800_000_000_000
 READER = Reader("c1", "platform1", "GetIpLocations")
-BOUND = AccountRecord(
-    identity="v1.ref",
-    verified_ms=1_700_000_000_000,
-    method="ric_phone",
-    assurance="substantial",
-    kind="person",
-    age_band="",
-    age_source="document",
-    birth_sealed="",
-    location=None,
-    erase_due_ms=0,
-    superseded_ms=0,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +102,21 @@ async def test_an_unknown_account_reads_as_not_verified(world: World) -> None:
     [(date(2013, 12, 7), "under_14"), (date(2012, 12, 6), "14_to_17"), (date(2008, 12, 6), "adult")],
 )
 async def test_the_age_band_is_the_one_on_the_day_asked(world: World, birth: date, band: str) -> None:
-    world.put("u1", replace(BOUND, birth_sealed=world.born("u1", birth)))
+    world.put("u1", replace(BOUND_ACCOUNT, birth_sealed=world.born("u1", birth)))
     view = await world.flow.get_account(TENANT, "u1")
     assert (view.verified, view.age_band, view.age_source) == (True, band, "document")
     assert (view.method_id, view.assurance, view.subject_kind) == ("ric_phone", "substantial", "person")
 
 
 async def test_a_birth_date_sealed_for_another_account_is_unknown(world: World) -> None:
-    world.put("u1", replace(BOUND, birth_sealed=world.born("u2", date(2000, 1, 1))))
+    world.put("u1", replace(BOUND_ACCOUNT, birth_sealed=world.born("u2", date(2000, 1, 1))))
     view = await world.flow.get_account(TENANT, "u1")
     assert (view.age_band, view.age_source) == ("unknown", "document")
 
 
 async def test_legacy_and_unreadable_sources(world: World) -> None:
-    world.put("old", replace(BOUND, age_source=None, age_band="adult"))
-    world.put("odd", replace(BOUND, age_source="astrology"))
+    world.put("old", replace(BOUND_ACCOUNT, age_source=None, age_band="adult"))
+    world.put("odd", replace(BOUND_ACCOUNT, age_source="astrology"))
     assert (await world.flow.get_account(TENANT, "old")).age_source == "legacy"
     assert (await world.flow.get_account(TENANT, "old")).age_band == "adult"
     odd = await world.flow.get_account(TENANT, "odd")
@@ -137,8 +124,8 @@ async def test_legacy_and_unreadable_sources(world: World) -> None:
 
 
 async def test_superseded_and_cancelled_accounts(world: World) -> None:
-    world.put("lost", replace(BOUND, identity="", superseded_ms=5, erase_due_ms=9))
-    world.put("kept", replace(BOUND, superseded_ms=5))  # bound again since: no longer superseded
+    world.put("lost", replace(BOUND_ACCOUNT, identity="", superseded_ms=5, erase_due_ms=9))
+    world.put("kept", replace(BOUND_ACCOUNT, superseded_ms=5))  # bound again since: no longer superseded
     lost = await world.flow.get_account(TENANT, "lost")
     assert (lost.verified, lost.superseded_ms, lost.erasure_due_ms, lost.age_band) == (False, 5, 9, "")
     assert (await world.flow.get_account(TENANT, "kept")).superseded_ms == 0
@@ -189,10 +176,8 @@ async def test_lookup_ip_stores_nothing(world: World) -> None:
 
 async def test_a_batch_answers_each_labelled_account_once_and_records_the_read(world: World) -> None:
     await world.flow.record_login_ip(TENANT, "a", "10.0.0.1")
-    world.put(
-        "b",
-        replace(BOUND, location=StoredLocation("北京", "Beijing", "CN", "CN-BJ", "mmdb", "2026-01-01", 7)),
-    )
+    beijing = StoredLocation("北京", "Beijing", "CN", "CN-BJ", "mmdb", "2026-01-01", 7)
+    world.put("b", replace(BOUND_ACCOUNT, location=beijing))
     found, unknown = await world.flow.ip_locations(TENANT, ["a", "b", "a", "c"], READER)
     assert found == [("a", b"\xe5\xb9\xbf\xe4\xb8\x9c|xdb"), ("b", "北京|mmdb".encode())]
     assert unknown == ["c"]

@@ -23,25 +23,14 @@ from idverify.store.accounts import RedisAccounts
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
-from idverify.testing.memory_accounts import MemoryAccounts
+from idverify.testing.memory_accounts import BOUND_ACCOUNT, MemoryAccounts
 from tests.unit.usecases.contract import audit_rows
 
 _tenants = itertools.count()
 READER = Reader("c1", "platform1", "GetIpLocations")
 LABEL = LoginLabel("广东", "Guangdong", "CN", "CN-GD", "xdb", "2026-11-01", b"\x0a\x06wire")
-RECORD = AccountRecord(
-    identity="v1.ref",
-    verified_ms=1_700_000_000_000,
-    method="ric_phone",
-    assurance="substantial",
-    kind="person",
-    age_band="adult",
-    age_source="document",
-    birth_sealed="v1.birth",
-    location=None,
-    erase_due_ms=3,
-    superseded_ms=4,
-)
+# Every field a bound account may leave empty set as well, so a round trip shows each one kept.
+RECORD = replace(BOUND_ACCOUNT, age_band="adult", birth_sealed="v1.birth", erase_due_ms=3, superseded_ms=4)
 AUDIT = {"principal": "platform1", "request_id": "r1", "trace_id": "", "span": "", "account": "audit-a"}
 
 Entry = tuple[str, str, str, str]  # source, build date, principal, account
