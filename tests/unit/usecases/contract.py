@@ -2,17 +2,18 @@
 
 Each suite runs its tests on the in-memory implementation and on Redis's through ``port_on_each``;
 most hand a test the port with a ``World`` beside it (what the port does not write itself, time,
-the audit log) in a ``Contract``. The rest is what their Redis sides read and write the same way:
-the audit log's entries, the outbox's records, waiting on the wall clock.
+the audit log) in a ``Contract``, and a world that is only the audit log is an ``AuditTrail``. The
+rest is what their Redis sides read and write the same way: the audit log's entries, the outbox's
+records, waiting on the wall clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
@@ -55,6 +56,33 @@ async def audit_rows(redis: RedisClient, tenant: str) -> list[dict[str, Any]]:
     """The tenant's audit log entries as stored (JSON), in the order they were appended."""
     log = await redis.hgetall(TenantKeys(tenant).audit_log())
     return [json.loads(log[index]) for index in sorted(log, key=lambda i: int(as_text(i)))]
+
+
+class AuditTrail(Protocol):
+    """The audit log a port writes to, each of a tenant's entries cut to the fields a suite checks."""
+
+    async def audited(self, tenant: str) -> list[tuple[str, ...]]: ...
+
+
+@dataclass(frozen=True)
+class MemoryAuditTrail:
+    """An in-memory store's ``audit`` list, whose entries are ``(tenant, *fields)``."""
+
+    audit: Sequence[tuple[str, ...]]
+
+    async def audited(self, tenant: str) -> list[tuple[str, ...]]:
+        return [entry[1:] for entry in self.audit if entry[0] == tenant]
+
+
+@dataclass(frozen=True)
+class RedisAuditTrail:
+    """The tenant's audit log as Redis stores it, each entry (its JSON) cut to ``fields(entry)``."""
+
+    redis: RedisClient
+    fields: Callable[[dict[str, Any]], tuple[str, ...]]
+
+    async def audited(self, tenant: str) -> list[tuple[str, ...]]:
+        return [self.fields(row) for row in await audit_rows(self.redis, tenant)]
 
 
 async def audit_events(redis: RedisClient, tenant: str) -> list[AuditEvent]:

@@ -9,53 +9,34 @@ TTL, ``console_session.lua`` and its audit entries) answer every assertion here 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any
 
 from idverify.console.sessions import SessionRecord, SessionStore
 from idverify.store.connection import RedisClient
 from idverify.store.console_sessions import RedisConsoleSessions
 from idverify.store.scripts import Scripts
 from idverify.testing.memory_console_sessions import MemoryConsoleSessions
-from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
+from tests.unit.usecases.contract import AuditTrail, Contract, MemoryAuditTrail, RedisAuditTrail, port_on_each
 
 REQUEST = {"principal": "acme/auditor/c1", "request_id": "r1", "trace_id": ""}
 D1, D2 = "a" * 64, "b" * 64
 RECORD = SessionRecord("auditor", "c1", 1_900_000_000_000)
 
-
-class World(Protocol):
-    """The audit log the port writes to."""
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]: ...
-
-
-class MemoryWorld:
-    def __init__(self, store: MemoryConsoleSessions) -> None:
-        self._store = store
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        return [(kind, client, role) for t, kind, client, role in self._store.audit if t == tenant]
-
-
-class RedisWorld:
-    def __init__(self, redis: RedisClient) -> None:
-        self._redis = redis
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        rows = await audit_rows(self._redis, tenant)
-        return [(row["type"], row["attributes"]["client_id"], row["attributes"]["role"]) for row in rows]
-
-
-Port = Contract[SessionStore, World]
+Port = Contract[SessionStore, AuditTrail]
 
 
 def memory_port() -> Port:
     memory = MemoryConsoleSessions()
-    return Port(memory, MemoryWorld(memory))
+    return Port(memory, MemoryAuditTrail(memory.audit))
 
 
 def redis_port(redis: RedisClient) -> Port:
-    return Port(RedisConsoleSessions(redis, Scripts(redis)), RedisWorld(redis))
+    return Port(RedisConsoleSessions(redis, Scripts(redis)), RedisAuditTrail(redis, signed_in_or_out))
+
+
+def signed_in_or_out(entry: dict[str, Any]) -> tuple[str, ...]:
+    """A console.signed_in or signed_out entry as the in-memory store keeps it: type, client, role."""
+    return entry["type"], entry["attributes"]["client_id"], entry["attributes"]["role"]
 
 
 port = port_on_each(memory_port, redis_port)

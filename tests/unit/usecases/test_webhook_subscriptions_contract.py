@@ -10,14 +10,14 @@ assertion here the same way.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any
 
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.webhook_subscriptions import RedisSubscriptionStore
 from idverify.testing.memory_webhook_subscriptions import MemorySubscriptionStore
 from idverify.webhooks.subscriptions import NewSubscription, Subscription, SubscriptionStore
-from tests.unit.usecases.contract import Contract, audit_rows, port_on_each
+from tests.unit.usecases.contract import AuditTrail, Contract, MemoryAuditTrail, RedisAuditTrail, port_on_each
 
 REQUEST = {"principal": "admin01", "request_id": "r1", "trace_id": ""}
 W1, W2 = "0123456789abcdef", "fedcba9876543210"
@@ -34,40 +34,21 @@ GHOST = Subscription(
     timeout_ms=1000,
 )
 
-
-class World(Protocol):
-    """The audit log the port writes to."""
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]: ...
-
-
-class MemoryWorld:
-    def __init__(self, store: MemorySubscriptionStore) -> None:
-        self._store = store
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        return [(kind, outcome, w) for t, kind, outcome, w in self._store.audit if t == tenant]
-
-
-class RedisWorld:
-    def __init__(self, redis: RedisClient) -> None:
-        self._redis = redis
-
-    async def audited(self, tenant: str) -> list[tuple[str, str, str]]:
-        rows = await audit_rows(self._redis, tenant)
-        return [(row["type"], row["outcome"], row["attributes"]["webhook_id"]) for row in rows]
-
-
-Port = Contract[SubscriptionStore, World]
+Port = Contract[SubscriptionStore, AuditTrail]
 
 
 def memory_port() -> Port:
     memory = MemorySubscriptionStore()
-    return Port(memory, MemoryWorld(memory))
+    return Port(memory, MemoryAuditTrail(memory.audit))
 
 
 def redis_port(redis: RedisClient) -> Port:
-    return Port(RedisSubscriptionStore(redis, Scripts(redis)), RedisWorld(redis))
+    return Port(RedisSubscriptionStore(redis, Scripts(redis)), RedisAuditTrail(redis, webhook_outcome))
+
+
+def webhook_outcome(entry: dict[str, Any]) -> tuple[str, ...]:
+    """A webhook entry as the in-memory store keeps it: type, outcome, webhook id."""
+    return entry["type"], entry["outcome"], entry["attributes"]["webhook_id"]
 
 
 port = port_on_each(memory_port, redis_port)
