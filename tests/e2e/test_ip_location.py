@@ -17,6 +17,18 @@ from idverify.v1 import account_pb2
 from .conftest import embedded_redis, record_login_ip, rich_error, when_geo_loaded
 
 pytestmark = pytest.mark.e2e
+# An address, what LookupIp displays for it and its country code.
+DISPLAYED = [
+    ("8.8.8.8", "美国", "US"),
+    ("::ffff:8.8.8.8", "美国", "US"),
+    ("10.1.2.3", "未知", ""),
+    ("127.0.0.1", "未知", ""),
+    ("169.254.1.1", "未知", ""),
+    ("192.0.2.1", "未知", ""),
+    ("224.0.0.1", "未知", ""),
+    ("fe80::1", "未知", ""),
+    ("2001:db8::1", "未知", ""),
+]
 
 
 def lookup(server: ServerProcess, ip: str) -> account_pb2.LookupIpResponse:
@@ -26,20 +38,7 @@ def lookup(server: ServerProcess, ip: str) -> account_pb2.LookupIpResponse:
 
 
 class TestLookup:
-    @pytest.mark.parametrize(
-        ("ip", "display", "country"),
-        [
-            ("8.8.8.8", "美国", "US"),
-            ("::ffff:8.8.8.8", "美国", "US"),
-            ("10.1.2.3", "未知", ""),
-            ("127.0.0.1", "未知", ""),
-            ("169.254.1.1", "未知", ""),
-            ("192.0.2.1", "未知", ""),
-            ("224.0.0.1", "未知", ""),
-            ("fe80::1", "未知", ""),
-            ("2001:db8::1", "未知", ""),
-        ],
-    )
+    @pytest.mark.parametrize(("ip", "display", "country"), DISPLAYED)
     def test_display_policy_through_the_api(
         self, server: ServerProcess, ip: str, display: str, country: str
     ) -> None:

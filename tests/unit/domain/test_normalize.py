@@ -112,22 +112,40 @@ class TestNormalizeName:
         assert 0 < len(name) <= 100
 
 
+# Every usual way of writing one mainland mobile, +86 138 0000 0000.
+MAINLAND_MOBILE_FORMS = [
+    "13800000000",
+    "138 0000 0000",
+    "+86 138 0000 0000",
+    "+8613800000000",
+    "0086 138 0000 0000",
+    "0086-13800000000",
+    "86-138-0000-0000",
+    "8613800000000",
+    "(+86) 138.0000.0000",
+    "\uff0b\uff18\uff16\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10",
+]
+# Written with the right characters, yet neither a mainland mobile nor an E.164 number.
+MALFORMED_PHONES = [
+    "1380000000",
+    "138000000000",
+    "12800000000",
+    "23800000000",
+    "+86 010 1234 5678",
+    "+86 1380000000",
+    "0086 10 12345678",
+    "+1234567890123456",
+    "+1234567",
+    "+0123456789",
+    "+",
+    "00",
+    "010-12345678",
+    "+44",
+]
+
+
 class TestNormalizePhone:
-    @pytest.mark.parametrize(
-        "raw",
-        [
-            "13800000000",
-            "138 0000 0000",
-            "+86 138 0000 0000",
-            "+8613800000000",
-            "0086 138 0000 0000",
-            "0086-13800000000",
-            "86-138-0000-0000",
-            "8613800000000",
-            "(+86) 138.0000.0000",
-            "\uff0b\uff18\uff16\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10",
-        ],
-    )
+    @pytest.mark.parametrize("raw", MAINLAND_MOBILE_FORMS)
     def test_mainland_mobile_forms(self, raw: str) -> None:
         """Every usual way of writing a mainland mobile gives the same E.164 number."""
         assert normalize_phone(raw) == "+8613800000000"
@@ -150,25 +168,7 @@ class TestNormalizePhone:
         """Eight and fifteen digits are both accepted."""
         assert normalize_phone(raw) == raw
 
-    @pytest.mark.parametrize(
-        "raw",
-        [
-            "1380000000",
-            "138000000000",
-            "12800000000",
-            "23800000000",
-            "+86 010 1234 5678",
-            "+86 1380000000",
-            "0086 10 12345678",
-            "+1234567890123456",
-            "+1234567",
-            "+0123456789",
-            "+",
-            "00",
-            "010-12345678",
-            "+44",
-        ],
-    )
+    @pytest.mark.parametrize("raw", MALFORMED_PHONES)
     def test_malformed_numbers_are_rejected(self, raw: str) -> None:
         """Short, long, landline, non-mobile +86 and leading-zero country codes are BAD_FORMAT."""
         assert phone_reason(raw) == "BAD_FORMAT"

@@ -8,42 +8,48 @@ from hypothesis import strategies as st
 
 from idverify.privacy.masking import mask_document, mask_phone
 
+# Each row pairs an input with the masked form a test expects of it.
+E164_MASKS = [
+    ("+8613800000000", "138****0000"),
+    ("+8619912345678", "199****5678"),
+    ("+14155550123", "+1 ****0123"),
+    ("+79161234567", "+7 ****4567"),
+    ("+447911123456", "+44 ****3456"),
+    ("+85261234567", "+852 ****4567"),
+    ("+886912345678", "+886 ****5678"),
+    ("+861012345678", "+86 ****5678"),
+    ("+8613800000", "+86 ****0000"),
+]
+MALFORMED_PHONE_MASKS = [
+    ("", ""),
+    ("+", "****"),
+    ("+8", "+8 ****"),
+    ("+86", "+86 ****"),
+    ("+861380", "+86 ****"),
+    ("+3541234567", "+354 ****"),
+    ("13800000000", "****0000"),
+    ("138 0000 0000", "****0000"),
+    ("1234", "****"),
+    ("not a phone", "****"),
+    ("+86\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10", "****"),
+]
+DOCUMENT_MASKS = [
+    ("11010119900307763X", "1****************X"),
+    ("E12345678", "E*******8"),
+    ("123456", "1****6"),
+    ("12345", "*****"),
+    ("1", "*"),
+    ("", ""),
+]
+
 
 class TestMaskPhone:
-    @pytest.mark.parametrize(
-        ("e164", "masked"),
-        [
-            ("+8613800000000", "138****0000"),
-            ("+8619912345678", "199****5678"),
-            ("+14155550123", "+1 ****0123"),
-            ("+79161234567", "+7 ****4567"),
-            ("+447911123456", "+44 ****3456"),
-            ("+85261234567", "+852 ****4567"),
-            ("+886912345678", "+886 ****5678"),
-            ("+861012345678", "+86 ****5678"),
-            ("+8613800000", "+86 ****0000"),
-        ],
-    )
+    @pytest.mark.parametrize(("e164", "masked"), E164_MASKS)
     def test_masks_e164_numbers(self, e164: str, masked: str) -> None:
         """Mainland mobiles keep 3 + 4 digits; others keep the country code and last 4."""
         assert mask_phone(e164) == masked
 
-    @pytest.mark.parametrize(
-        ("value", "masked"),
-        [
-            ("", ""),
-            ("+", "****"),
-            ("+8", "+8 ****"),
-            ("+86", "+86 ****"),
-            ("+861380", "+86 ****"),
-            ("+3541234567", "+354 ****"),
-            ("13800000000", "****0000"),
-            ("138 0000 0000", "****0000"),
-            ("1234", "****"),
-            ("not a phone", "****"),
-            ("+86\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10", "****"),
-        ],
-    )
+    @pytest.mark.parametrize(("value", "masked"), MALFORMED_PHONE_MASKS)
     def test_short_or_malformed_input_stays_masked(self, value: str, masked: str) -> None:
         """Short or non-E.164 input never raises and shows no more than four digits."""
         assert mask_phone(value) == masked
@@ -66,17 +72,7 @@ class TestMaskPhone:
 
 
 class TestMaskDocument:
-    @pytest.mark.parametrize(
-        ("number", "masked"),
-        [
-            ("11010119900307763X", "1****************X"),
-            ("E12345678", "E*******8"),
-            ("123456", "1****6"),
-            ("12345", "*****"),
-            ("1", "*"),
-            ("", ""),
-        ],
-    )
+    @pytest.mark.parametrize(("number", "masked"), DOCUMENT_MASKS)
     def test_keeps_first_and_last_of_long_numbers(self, number: str, masked: str) -> None:
         """Numbers of 6 or more characters keep their ends; shorter ones are fully masked."""
         assert mask_document(number) == masked
