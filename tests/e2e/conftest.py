@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -58,15 +58,20 @@ class Identity:
     phone: str
 
     def subject(self, **changes: object) -> common_pb2.Subject:
-        fields: dict[str, object] = {
-            "kind": common_pb2.SUBJECT_KIND_PERSON,
-            "name": self.name,
-            "document_type": common_pb2.DOCUMENT_TYPE_CN_RIC,
-            "document_number": self.number,
-            "phone_number": self.phone,
-        }
-        fields.update(changes)
-        return common_pb2.Subject(**fields)  # type: ignore[arg-type]
+        person = {"name": self.name, "document_number": self.number, "phone_number": self.phone}
+        return subject_of(common_pb2.SUBJECT_KIND_PERSON, common_pb2.DOCUMENT_TYPE_CN_RIC, person, changes)
+
+
+def subject_of(
+    kind: common_pb2.SubjectKind.ValueType,
+    document_type: common_pb2.DocumentType.ValueType,
+    *fields: Mapping[str, object],
+) -> common_pb2.Subject:
+    """A Subject of ``kind`` named by a document of ``document_type``, each of ``fields`` set in turn."""
+    subject = common_pb2.Subject(kind=kind, document_type=document_type)
+    for field, value in itertools.chain.from_iterable(each.items() for each in fields):
+        setattr(subject, field, value)
+    return subject
 
 
 IDENTITIES: list[Identity] = []

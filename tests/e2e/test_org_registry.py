@@ -24,7 +24,7 @@ from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, audit_pb2, common_pb2, verification_pb2
 from idverify.vendors.fakes import Drop, FakeAlibaba, FakeGateway, Organization, Slow
 
-from .conftest import embedded_redis, everything_stored, person, rich_error, text_versions
+from .conftest import embedded_redis, everything_stored, person, rich_error, subject_of, text_versions
 from .test_binding import LOOSE_LIMITS
 
 pytestmark = pytest.mark.e2e
@@ -83,18 +83,17 @@ class Company:
     address: str
 
     def subject(self, **changes: object) -> common_pb2.Subject:
-        fields: dict[str, object] = {
-            "kind": common_pb2.SUBJECT_KIND_ORGANIZATION,
+        organization = {
             "name": self.name,
-            "document_type": common_pb2.DOCUMENT_TYPE_CN_USCC,
             "document_number": self.code,
             "legal_representative_name": self.rep_name,
             "legal_representative_document_type": common_pb2.DOCUMENT_TYPE_CN_RIC,
             "legal_representative_document_number": self.rep_id,
             "registered_address": self.address,
         }
-        fields.update(changes)
-        return common_pb2.Subject(**fields)  # type: ignore[arg-type]
+        return subject_of(
+            common_pb2.SUBJECT_KIND_ORGANIZATION, common_pb2.DOCUMENT_TYPE_CN_USCC, organization, changes
+        )
 
     def needles(self) -> set[bytes]:
         found: set[bytes] = set()
