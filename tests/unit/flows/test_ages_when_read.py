@@ -37,25 +37,17 @@ from idverify.store.sealed_records import RedisSealedRecords
 from idverify.store.verifications import redis_verification_flow
 from idverify.testing import RedisProcess
 from idverify.testing.flow_deps import flow_deps_for_tests
+from idverify.testing.tenant_config import DOCUMENT_ONLY, Method, tenant_toml
 from idverify.verifiers.base import StepContext, StepResult
 
-CONFIG = """
-[tenants.{tenant}]
-claim_assurance = "low"
-declared_birth_date = "{policy}"
-
-[tenants.{tenant}.methods.doc]
-display_name = "document only"
-assurance = "low"
-subject_kinds = ["person"]
-steps = ["document"]
-
-[tenants.{tenant}.methods.dated]
-display_name = "document and an authority that returns the birth date"
-assurance = "substantial"
-subject_kinds = ["person"]
-steps = ["document", "dated_authority"]
-"""
+METHODS = {
+    "doc": DOCUMENT_ONLY,
+    "dated": Method(
+        display_name="document and an authority that returns the birth date",
+        assurance="substantial",
+        steps=("document", "dated_authority"),
+    ),
+}
 START_DAY = date(2030, 6, 1)
 INFO = RequestInfo(principal="test")
 _n = itertools.count(1)
@@ -118,7 +110,9 @@ def _accounts(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> AccountFl
 def _world(redis: RedisClient, tmp_path: Path, policy: str) -> World:
     tenant = f"ages{next(_n)}"
     config = tmp_path / "idverify.toml"
-    config.write_text(CONFIG.format(tenant=tenant, policy=policy), encoding="utf-8")
+    config.write_text(
+        tenant_toml(tenant, METHODS, claim_assurance="low", declared_birth_date=policy), encoding="utf-8"
+    )
     settings = load_settings(config, environ={})
     keyring = Keyring.generate()
     authority = DatedAuthority()

@@ -41,24 +41,14 @@ from idverify.testing.flow_deps import flow_deps_for_tests
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.memory_rate_limits import MemoryRateWindows
 from idverify.testing.memory_verifications import MemoryVerificationStore
+from idverify.testing.tenant_config import DOCUMENT_ONLY, Method, tenant_toml
 
 T = "acme"
-CONFIG = f"""
-[tenants.{T}]
-claim_assurance = "high"
-
-[tenants.{T}.methods.doc]
-display_name = "document only"
-assurance = "low"
-subject_kinds = ["person"]
-steps = ["document"]
-
-[tenants.{T}.methods.sms]
-display_name = "document and a code"
-assurance = "low"
-subject_kinds = ["person"]
-steps = ["document", "sms_otp"]
-"""
+CONFIG = tenant_toml(
+    T,
+    {"doc": DOCUMENT_ONLY, "sms": Method("document and a code", "low", ("document", "sms_otp"))},
+    claim_assurance="high",
+)
 TODAY = date(2030, 6, 1)
 INFO = RequestInfo(principal="registrar01")
 _n = itertools.count(1)
