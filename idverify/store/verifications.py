@@ -3,7 +3,8 @@
 ``flows.verification`` decides (what a start stores, which answer is right, who may be a
 guardian); this adapter knows the keys (``{t}:vf:<id>``, ``{t}:req:<request pseudonym>`` and the
 attempt's release marker), runs ``reserve_request``, ``release_request``, ``confirm_request``,
-``start``, ``get``, ``submit`` and ``guardian`` and reads their replies once. A start's reads
+``start``, ``get``, ``submit`` and ``guardian`` and reads their replies once (a verification's
+hash to and from its record through ``store.verification_fields``). A start's reads
 are one pipeline and its admission one chain, with the consent record's pieces from
 ``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
 (an answer's count runs in one chain with its judgement), so a signup keeps its round trips
@@ -24,25 +25,10 @@ from idverify.flows.consent import ConsentAdmission
 from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityLookup
 from idverify.flows.identity_mover import IdentityMover
+from idverify.flows.verification import port
 from idverify.flows.verification.flow import VerificationFlow, send_limits
 from idverify.flows.verification.identities import LookupIdentities
-from idverify.flows.verification.port import (
-    Admission,
-    AdmissionAnswer,
-    ChallengeAnswer,
-    CodeSend,
-    GuardianGrant,
-    NewVerification,
-    Point,
-    Readmission,
-    Reservation,
-    SendCount,
-    SendVerdict,
-    StartRead,
-    WindowCount,
-    WriteOutcome,
-    Written,
-)
+from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendPseudonyms
 from idverify.security.rate_limits import WindowLimiter
 from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
@@ -52,6 +38,7 @@ from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
 from idverify.store.scripts import ChainStep, Scripts, decode_flat
+from idverify.store.verification_fields import fields_of, record_of
 
 __all__ = ["MOVE_ATTEMPTS", "RedisVerificationStore", "redis_verification_flow"]
 
@@ -60,12 +47,12 @@ MOVE_ATTEMPTS = 3
 
 # The replies a write's script answers with, other than {'OK', record} and {'MOVED'}.
 _OUTCOMES = {
-    b"NOT_FOUND": WriteOutcome.NOT_FOUND,
-    b"STATE": WriteOutcome.STATE,
-    b"EXISTS": WriteOutcome.EXISTS,
-    b"RELEASED": WriteOutcome.RELEASED,
-    b"GUARDIAN": WriteOutcome.GUARDIAN_REFUSED,
-    b"CHANGED": WriteOutcome.GUARDIAN_CHANGED,
+    b"NOT_FOUND": port.WriteOutcome.NOT_FOUND,
+    b"STATE": port.WriteOutcome.STATE,
+    b"EXISTS": port.WriteOutcome.EXISTS,
+    b"RELEASED": port.WriteOutcome.RELEASED,
+    b"GUARDIAN": port.WriteOutcome.GUARDIAN_REFUSED,
+    b"CHANGED": port.WriteOutcome.GUARDIAN_CHANGED,
 }
 
 
@@ -74,15 +61,15 @@ def _keys(tenant: str) -> TenantKeys:
     return TenantKeys(tenant)
 
 
-def _written(reply: Any) -> Written:
+def _written(reply: Any) -> port.Written:
     """A write script's reply: {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'EXISTS', id} | ..."""
     head = reply[0]
     if head == b"OK":
-        return Written(WriteOutcome.DONE, decode_flat(reply[1]))
+        return port.Written(port.WriteOutcome.DONE, record_of(decode_flat(reply[1])))
     outcome = _OUTCOMES[head]
-    if outcome is WriteOutcome.STATE:
-        return Written(outcome, decode_flat(reply[1]))
-    return Written(outcome, detail=as_text(reply[1]) if len(reply) > 1 else "")
+    if outcome is port.WriteOutcome.STATE:
+        return port.Written(outcome, record_of(decode_flat(reply[1])))
+    return port.Written(outcome, detail=as_text(reply[1]) if len(reply) > 1 else "")
 
 
 def _refusal(judge: Callable[[], None]) -> RateLimited | None:
@@ -105,19 +92,19 @@ class RedisVerificationStore:
 
     # -- a start's admission -----------------------------------------------------------------
 
-    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> StartRead:
+    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> port.StartRead:
         """The request id's holder and the consent record, one pipeline in the tenant's slot."""
         async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             pipe.get(_keys(tenant).request(request_pseudonym))
             RedisConsentStore.queue_read(pipe, tenant, account_pseudonym)
             holder, consent_raw, cancelled = await pipe.execute()
-        return StartRead(
+        return port.StartRead(
             as_text(holder) if holder is not None else None,
             RedisConsentStore.record_of(consent_raw, cancelled),
         )
 
     @staticmethod
-    def _window_step(keys: TenantKeys, window: WindowCount | None) -> list[ChainStep]:
+    def _window_step(keys: TenantKeys, window: port.WindowCount | None) -> list[ChainStep]:
         if window is None:
             return []
         step = RedisRateWindows.step(
@@ -131,12 +118,12 @@ class RedisVerificationStore:
         return [step] if step is not None else []
 
     @staticmethod
-    def _window_refusal(reply: Any, window: WindowCount) -> RateLimited | None:
+    def _window_refusal(reply: Any, window: port.WindowCount) -> RateLimited | None:
         return _refusal(
             lambda: RedisRateWindows.refuse_over_limit(reply, purpose="identity", limit=window.limit)
         )
 
-    async def admit(self, admission: Admission) -> AdmissionAnswer:
+    async def admit(self, admission: port.Admission) -> port.AdmissionAnswer:
         """The reservation, claims, consents and window: one chain, each step only after an OK."""
         tenant, keys = admission.tenant, _keys(admission.tenant)
         claims = admission.claims
@@ -156,16 +143,16 @@ class RedisVerificationStore:
         replies = await self._scripts.run_chain(steps)
         reservation = replies[0]
         if reservation[0] == b"HELD":
-            return AdmissionAnswer(Reservation.HELD, holder=as_text(reservation[1]))
+            return port.AdmissionAnswer(port.Reservation.HELD, holder=as_text(reservation[1]))
         if reservation[0] != b"OK":
-            return AdmissionAnswer(Reservation.RELEASED)
+            return port.AdmissionAnswer(port.Reservation.RELEASED)
         refused = _refusal(lambda: judge_counted(replies[1], purpose="claim_refusals"))
         if refused is not None or len(replies) < 3:  # noqa: PLR2004 - reservation, claims, consents
-            return AdmissionAnswer(Reservation.RESERVED, claims_refusal=refused)
+            return port.AdmissionAnswer(port.Reservation.RESERVED, claims_refusal=refused)
         window = admission.window
         counted = window is not None and len(replies) > 3  # noqa: PLR2004 - and the window
-        return AdmissionAnswer(
-            Reservation.RESERVED,
+        return port.AdmissionAnswer(
+            port.Reservation.RESERVED,
             consent=RedisConsentStore.reply_of(replies[2]),
             window_counted=counted,
             window_refusal=self._window_refusal(replies[3], window)
@@ -174,13 +161,13 @@ class RedisVerificationStore:
         )
 
     async def readmit(
-        self, tenant: str, consent: ConsentAdmission, window: WindowCount | None
-    ) -> Readmission:
+        self, tenant: str, consent: ConsentAdmission, window: port.WindowCount | None
+    ) -> port.Readmission:
         """``consent_start`` and the window's count, one chain."""
         steps = [RedisConsentStore.start_step(tenant, consent), *self._window_step(_keys(tenant), window)]
         replies = await self._scripts.run_chain(steps)
         counted = window is not None and len(replies) > 1
-        return Readmission(
+        return port.Readmission(
             RedisConsentStore.reply_of(replies[0]),
             window_counted=counted,
             window_refusal=self._window_refusal(replies[1], window)
@@ -188,7 +175,7 @@ class RedisVerificationStore:
             else None,
         )
 
-    async def count_window(self, tenant: str, window: WindowCount) -> None:
+    async def count_window(self, tenant: str, window: port.WindowCount) -> None:
         """The window's ``rate_limit`` step alone."""
         await self._windows.hit(
             tenant,
@@ -227,7 +214,7 @@ class RedisVerificationStore:
 
     # -- a start's steps and commit ----------------------------------------------------------
 
-    async def count_send(self, send: CodeSend) -> SendCount:
+    async def count_send(self, send: port.CodeSend) -> port.SendCount:
         """The code send's counts, the identity's name bindings read first in the same chain on one server."""
         before = None
         if send.identity_keys is not None and self._scripts.one_node:
@@ -242,13 +229,15 @@ class RedisVerificationStore:
             request=dict(send.request),
             before=before,
         )
-        return SendCount(SendVerdict(verdict), failures, list(read[1:]) if read is not None else None)
+        return port.SendCount(
+            port.SendVerdict(verdict), failures, list(read[1:]) if read is not None else None
+        )
 
-    async def commit(self, start: NewVerification, point: Point) -> Written:
+    async def commit(self, start: port.NewVerification, point: port.Point) -> port.Written:
         """``start``, pointed anew while the identity moves."""
-        keys, record = _keys(start.tenant), start.record
+        keys = _keys(start.tenant)
 
-        def attempt() -> Awaitable[Any]:
+        def attempt(record: VerificationRecord) -> Awaitable[Any]:
             return self._scripts.run(
                 "start",
                 [
@@ -256,33 +245,33 @@ class RedisVerificationStore:
                     keys.verification(start.verification_id),
                     keys.audit_log(),
                     keys.account(start.account_pseudonym),
-                    keys.identity(record["identity"]),
-                    keys.identity_accounts(record["identity"]),
+                    keys.identity(record.identity),
+                    keys.identity_accounts(record.identity),
                     keys.request_released(start.verification_id),
                 ],
                 [
                     start.verification_id,
                     start.ttl_ms,
-                    json.dumps(record),
+                    json.dumps(fields_of(record)),
                     start.binding_limit,
                     start.request_json,
                     start.mode,
                 ],
             )
 
-        return _written(await self._until_placed(attempt, point, first_pointed=True))
+        return _written(await self._until_placed(attempt, point, first=start.record))
 
     # -- a stored verification ---------------------------------------------------------------
 
-    async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
+    async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
         """HGETALL of the verification."""
         async with translate_errors():
             raw = await self._redis.hgetall(_keys(tenant).verification(verification_id))
-        return {as_text(k): as_text(v) for k, v in raw.items()}
+        return record_of({as_text(k): as_text(v) for k, v in raw.items()}) if raw else None
 
     async def read(
         self, tenant: str, verification_id: str, request_json: str, read_spec: Sequence[str] | None
-    ) -> Written:
+    ) -> port.Written:
         """``get``."""
         keys = _keys(tenant)
         reply = await self._scripts.run(
@@ -292,7 +281,7 @@ class RedisVerificationStore:
         )
         return _written(reply)
 
-    async def submit(self, answer: ChallengeAnswer, record: dict[str, str], point: Point) -> Written:
+    async def submit(self, answer: port.ChallengeAnswer, point: port.Point) -> port.Written:
         """``submit``, after the answer's count in the phone's slot (one chain with it on one server)."""
         keys, verification_id = _keys(answer.tenant), answer.verification_id
         args: list[str | int | bytes] = [
@@ -318,25 +307,27 @@ class RedisVerificationStore:
             )
             step = None
 
-        def submit_keys() -> list[str]:
+        def submit_keys(record: VerificationRecord) -> list[str]:
             return [
                 keys.verification(verification_id),
                 keys.audit_log(),
-                keys.account(record["acct"]),
-                keys.identity(record["identity"]),
-                keys.identity_accounts(record["identity"]),
-                keys.otp_failures(record.get("otp_ps", "")),
-                keys.consent(record["acct"]),
+                keys.account(record.acct),
+                keys.identity(record.identity),
+                keys.identity_accounts(record.identity),
+                keys.otp_failures(record.otp_ps),
+                keys.consent(record.acct),
             ]
 
-        async def attempt() -> Any:
+        async def attempt(record: VerificationRecord) -> Any:
             nonlocal step
             if step is None or count is None:
-                return await self._scripts.run("submit", submit_keys(), args)
+                return await self._scripts.run("submit", submit_keys(record), args)
             # The answer's count and its judgement, one chain on one server; the count once.
             first, step = step, None
             async with counted_or_unavailable():
-                replies = await self._scripts.run_chain([first, ChainStep("submit", submit_keys(), args)])
+                replies = await self._scripts.run_chain(
+                    [first, ChainStep("submit", submit_keys(record), args)]
+                )
             await self._sends.judge_answer_count(
                 replies[0], tenant=answer.tenant, lock_pseudonym=count.lock_pseudonym, request=count.request
             )
@@ -352,7 +343,7 @@ class RedisVerificationStore:
             row = await self._redis.hmget(_keys(tenant).account(account_pseudonym), list(names))
         return {name: as_text(value) for name, value in zip(names, row, strict=True) if value}
 
-    async def grant_guardian(self, grant: GuardianGrant, record: dict[str, str], point: Point) -> Written:
+    async def grant_guardian(self, grant: port.GuardianGrant, point: port.Point) -> port.Written:
         """``guardian``."""
         keys = _keys(grant.tenant)
         args: list[str | int | bytes] = [
@@ -364,15 +355,15 @@ class RedisVerificationStore:
             grant.refusal,
         ]
 
-        def attempt() -> Awaitable[Any]:
+        def attempt(record: VerificationRecord) -> Awaitable[Any]:
             return self._scripts.run(
                 "guardian",
                 [
                     keys.verification(grant.verification_id),
                     keys.audit_log(),
                     keys.account(grant.account_pseudonym),
-                    keys.identity(record["identity"]),
-                    keys.identity_accounts(record["identity"]),
+                    keys.identity(record.identity),
+                    keys.identity_accounts(record.identity),
                     keys.account(grant.guardian_pseudonym),
                 ],
                 args,
@@ -382,19 +373,21 @@ class RedisVerificationStore:
 
     @staticmethod
     async def _until_placed(
-        attempt: Callable[[], Awaitable[Any]], point: Point, *, first_pointed: bool = False
+        attempt: Callable[[VerificationRecord], Awaitable[Any]],
+        point: port.Point,
+        *,
+        first: VerificationRecord | None = None,
     ) -> Any:
         """Runs a script that may bind an identity until it did not answer MOVED.
 
         Identities move when keys rotate or a new pepper is adopted; a move that races the script
-        makes it answer MOVED instead of binding a stale reference, and ``point`` points the
-        record anew. ``first_pointed``: the record needs no pointing before the first attempt.
+        makes it answer MOVED instead of binding a stale reference, and ``point`` answers the
+        record pointed anew. ``first``: the record as it is pointed already, for the first attempt.
         """
         moved = False
         for _ in range(MOVE_ATTEMPTS):
-            if moved or not first_pointed:
-                await point(moved)
-            reply = await attempt()
+            record = first if first is not None and not moved else await point(moved)
+            reply = await attempt(record)
             if reply[0] != b"MOVED":
                 return reply
             moved = True

@@ -1,7 +1,8 @@
 """An in-memory ``flows.verification.port.VerificationStore``: verifications as plain values.
 
 It keeps what the scripts keep, as the port sees it: request ids and their holders (a released
-attempt's marker), verification records with their lifetime, accounts' bindings, identities
+attempt's marker), verifications with their lifetime (their fields as the scripts keep them,
+through ``store.verification_fields``), accounts' bindings, identities
 (their bound accounts, established claim and whether key rotation moved them), and the counters
 that refuse (claim refusals, the identity's window, wrong codes per account + phone and per
 phone, code sends). The consent records are a ``MemoryConsentStore``'s. The clock is a number
@@ -34,7 +35,9 @@ from idverify.flows.verification.port import (
     WriteOutcome,
     Written,
 )
+from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendLimits
+from idverify.store.verification_fields import fields_of, record_of
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.unreachable import refuse_if_down
 
@@ -228,11 +231,11 @@ class MemoryVerificationStore:
         return SendCount(SendVerdict.OK, failures)
 
     async def commit(self, start: NewVerification, point: Point) -> Written:
-        """Stores the verification as ``start.lua`` does."""
+        """Stores the verification as ``start.lua`` does, its fields as Redis keeps them."""
         tenant, verification_id, record = start.tenant, start.verification_id, start.record
         for attempt in range(_MOVE_ATTEMPTS):
             if attempt:
-                await point(True)  # noqa: FBT003 - the port's callback
+                record = await point(True)  # noqa: FBT003 - the port's callback
             self._reach()
             if (tenant, verification_id) in self.released:
                 return Written(WriteOutcome.RELEASED)
@@ -241,9 +244,10 @@ class MemoryVerificationStore:
                 return Written(WriteOutcome.EXISTS, detail=existing)
             if self._verification(tenant, verification_id) is not None:
                 return Written(WriteOutcome.EXISTS, detail=verification_id)
-            if start.mode == "bind" and self._moved(tenant, record):
+            fields = fields_of(record)
+            if start.mode == "bind" and self._moved(tenant, fields):
                 continue
-            vf = {**record, "id": verification_id, "created_ms": str(self.now)}
+            vf = {**fields, "id": verification_id, "created_ms": str(self.now)}
             vf["expires_ms"] = str(self.now + start.ttl_ms)
             if start.mode == "challenge":
                 vf["challenge_expires_ms"] = str(self.now + int(vf["challenge_ttl_ms"]))
@@ -253,14 +257,15 @@ class MemoryVerificationStore:
             elif start.mode == "rejected":
                 self._finish(vf, "REJECTED", vf.get("reason", ""))
             self.requests[(tenant, start.request_pseudonym)] = verification_id
-            return Written(WriteOutcome.DONE, dict(vf))
+            return Written(WriteOutcome.DONE, record_of(vf))
         raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
 
     # -- a stored verification ---------------------------------------------------------------
 
-    async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
+    async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
         """The verification's record."""
-        return dict(self._verification(tenant, verification_id) or {})
+        vf = self._verification(tenant, verification_id)
+        return record_of(vf) if vf is not None else None
 
     async def read(
         self, tenant: str, verification_id: str, request_json: str, read_spec: Sequence[str] | None
@@ -272,9 +277,9 @@ class MemoryVerificationStore:
             return Written(WriteOutcome.NOT_FOUND)
         if vf.get("status") == "CHALLENGE_SENT" and self.now > int(vf["challenge_expires_ms"]):
             self._finish(vf, "EXPIRED", "OTP_EXPIRED")
-        return Written(WriteOutcome.DONE, dict(vf))
+        return Written(WriteOutcome.DONE, record_of(vf))
 
-    async def submit(self, answer: ChallengeAnswer, record: dict[str, str], point: Point) -> Written:
+    async def submit(self, answer: ChallengeAnswer, point: Point) -> Written:
         """Counts the answer for its phone, then judges it as ``submit.lua`` does."""
         count = answer.count
         if count is not None and count.phone_pseudonym and self.limits.phone_failure_limit > 0:
@@ -285,24 +290,24 @@ class MemoryVerificationStore:
             if count.wrong:
                 self.counters[key] = self.counters.get(key, 0) + 1
         for attempt in range(_MOVE_ATTEMPTS):
-            await point(attempt > 0)
+            record = await point(attempt > 0)
             written = await self._judge(answer, record)
             if written is not None:
                 return written
         raise StoreUnavailable("the identity kept moving; retry", reason="CONTENDED")
 
-    async def _judge(self, answer: ChallengeAnswer, record: dict[str, str]) -> Written | None:
+    async def _judge(self, answer: ChallengeAnswer, record: VerificationRecord) -> Written | None:
         """``submit.lua`` on the record; None: the identity moved."""
         tenant = answer.tenant
         vf = self._verification(tenant, answer.verification_id)
         if vf is None:
             return Written(WriteOutcome.NOT_FOUND)
         if vf.get("status") != "CHALLENGE_SENT":
-            return Written(WriteOutcome.STATE, dict(vf))
+            return Written(WriteOutcome.STATE, record_of(vf))
         if self._moved(tenant, vf):
             return None
         if answer.verdict and vf.get("digest"):
-            return Written(WriteOutcome.STATE, dict(vf))
+            return Written(WriteOutcome.STATE, record_of(vf))
         if self.now > int(vf["challenge_expires_ms"]):
             self._finish(vf, "EXPIRED", "OTP_EXPIRED")
         elif answer.verdict == "fail":
@@ -310,11 +315,13 @@ class MemoryVerificationStore:
             self._finish(vf, "REJECTED", answer.verdict_reason)
         else:
             await self._judge_code(answer, record, vf)
-        return Written(WriteOutcome.DONE, dict(vf))
+        return Written(WriteOutcome.DONE, record_of(vf))
 
-    async def _judge_code(self, answer: ChallengeAnswer, record: dict[str, str], vf: dict[str, str]) -> None:
+    async def _judge_code(
+        self, answer: ChallengeAnswer, record: VerificationRecord, vf: dict[str, str]
+    ) -> None:
         tenant = answer.tenant
-        most, key = int(vf["max_attempts"]), (tenant, "otp", record.get("otp_ps", ""))
+        most, key = int(vf["max_attempts"]), (tenant, "otp", record.otp_ps)
         fails = self.counters.get(key, 0)
         if not answer.verdict and fails >= most:
             vf["attempts_left"] = "0"
@@ -346,9 +353,8 @@ class MemoryVerificationStore:
         account = self.accounts.get((tenant, account_pseudonym), {})
         return {name: account[name] for name in names if account.get(name)}
 
-    async def grant_guardian(self, grant: GuardianGrant, record: dict[str, str], point: Point) -> Written:
+    async def grant_guardian(self, grant: GuardianGrant, point: Point) -> Written:
         """Completes the minor's verification as ``guardian.lua`` does."""
-        del record
         for attempt in range(_MOVE_ATTEMPTS):
             await point(attempt > 0)
             written = self._guardian(grant)
@@ -363,7 +369,7 @@ class MemoryVerificationStore:
         if vf is None:
             return Written(WriteOutcome.NOT_FOUND)
         if vf.get("status") != "NEEDS_GUARDIAN_CONSENT":
-            return Written(WriteOutcome.STATE, dict(vf))
+            return Written(WriteOutcome.STATE, record_of(vf))
         if self._moved(tenant, vf):
             return None
         guardian = self.accounts.get((tenant, grant.guardian_pseudonym), {})
@@ -377,7 +383,7 @@ class MemoryVerificationStore:
         if refusal:
             return Written(WriteOutcome.GUARDIAN_REFUSED, detail=refusal)
         self._finish(vf, *self._bind(tenant, vf, grant.account_pseudonym, grant.binding_limit))
-        return Written(WriteOutcome.DONE, dict(vf))
+        return Written(WriteOutcome.DONE, record_of(vf))
 
     # -- binding -----------------------------------------------------------------------------
 

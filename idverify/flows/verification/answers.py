@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.binding import BindingPoints
 from idverify.flows.verification.port import AnswerCount, ChallengeAnswer, VerificationStore, WriteOutcome
+from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
@@ -51,34 +51,35 @@ class AnswerFlow:
         if code and (len(code) > 16 or not code.strip().isdigit()):  # noqa: PLR2004
             raise bad_code
         record = await self.reader.record(tenant, verification_id)
-        judged = d.verifiers.get(record.get("step_verifier", ""))
-        if isinstance(judged, JudgedChallengeVerifier):
-            return await self._submit_judged(tenant, verification_id, record, judged, info)
+        if record is not None:
+            judged = d.verifiers.get(record.step_verifier)
+            if isinstance(judged, JudgedChallengeVerifier):
+                return await self._submit_judged(tenant, verification_id, record, judged, info)
         if not code:
             raise bad_code
-        if not record:
+        if record is None:
             raise NotFound("no such verification", field="verification_id")
-        if record.get("status") != "CHALLENGE_SENT":
+        if record.status is not Status.CHALLENGE_SENT:
             raise FailedPrecondition(
-                f"verification is {record.get('status', 'unknown')}, not awaiting a code",
+                f"verification is {record.status.value}, not awaiting a code",
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
-        verifier = d.verifiers[record["step_verifier"]]
+        verifier = d.verifiers[record.step_verifier]
         assert isinstance(verifier, ChallengeVerifier)  # noqa: S101 - recorded only for challenge steps
-        digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record["salt"]), code.strip())
+        digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record.salt), code.strip())
         # Counted for its phone across tenants before the tenant's step judges it; the same
         # digest decides there, so a code is wrong here exactly when it is wrong there.
         phone_ps = self._phone_pseudonym(tenant, verification_id, record)
-        wrong = not hmac.compare_digest(record.get("digest", ""), digest.hex())
+        wrong = not hmac.compare_digest(record.digest, digest.hex())
         count = AnswerCount(
             phone_pseudonym=phone_ps,
             wrong=wrong,
-            lock_pseudonym=record.get("otp_ps", ""),
+            lock_pseudonym=record.otp_ps,
             request={
                 **info.audit_fields(),
                 "verification_id": verification_id,
-                "account": record.get("acct_audit", ""),
+                "account": record.acct_audit,
             },
         )
         written = await self.store.submit(
@@ -91,7 +92,6 @@ class AnswerFlow:
                 request_json=json.dumps(info.audit_fields()),
                 count=count,
             ),
-            record,
             self.binding.point(tenant, verification_id, record),
         )
         if written.outcome is WriteOutcome.STATE:
@@ -124,10 +124,10 @@ class AnswerFlow:
         """
         verification_id = check_verification_id(verification_id)
         record = await self.reader.record(tenant, verification_id)
-        if not record:
+        if record is None:
             return "unknown"
-        judged = self.deps.verifiers.get(record.get("step_verifier", ""))
-        if record.get("status") != "CHALLENGE_SENT":
+        judged = self.deps.verifiers.get(record.step_verifier)
+        if record.status is not Status.CHALLENGE_SENT:
             return "final"
         if not isinstance(judged, JudgedChallengeVerifier):
             return "mismatch"
@@ -145,20 +145,20 @@ class AnswerFlow:
         self,
         tenant: str,
         verification_id: str,
-        record: Mapping[str, str],
+        record: VerificationRecord,
         verifier: JudgedChallengeVerifier,
         info: RequestInfo,
     ) -> VerificationView:
         """Asks the vendor for the verdict of its challenge and records it like an answer."""
         d = self.deps
-        if record.get("status") != "CHALLENGE_SENT":
+        if record.status is not Status.CHALLENGE_SENT:
             raise FailedPrecondition(
-                f"verification is {record.get('status', 'unknown')}, not awaiting a challenge",
+                f"verification is {record.status.value}, not awaiting a challenge",
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
         _, token = self.reader.vendor_challenge(tenant, verification_id, record)
-        step_name = record["step_verifier"]
+        step_name = record.step_verifier
         with telemetry.span(f"verifier.{step_name}.judge", verifier=step_name) as current:
             result = await verifier.judge(tenant, verification_id, token)
             current.set_attributes(
@@ -174,7 +174,6 @@ class AnswerFlow:
                 "the vendor judging the challenge is unavailable; retry", reason=result.reason
             )
         verdict = "pass" if result.outcome is Outcome.PASS else "fail"
-        fresh = dict(record)
         written = await self.store.submit(
             ChallengeAnswer(
                 tenant=tenant,
@@ -187,8 +186,7 @@ class AnswerFlow:
                 verdict_reason=result.reason or ("" if verdict == "pass" else "STEP_FAILED"),
                 vendor_code=result.vendor_code,
             ),
-            fresh,
-            self.binding.point(tenant, verification_id, fresh),
+            self.binding.point(tenant, verification_id, record),
         )
         if written.outcome is WriteOutcome.STATE:
             raise FailedPrecondition(
@@ -198,9 +196,9 @@ class AnswerFlow:
             )
         return self.reader.written_view(tenant, verification_id, written)
 
-    def _phone_pseudonym(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> str:
+    def _phone_pseudonym(self, tenant: str, verification_id: str, record: VerificationRecord) -> str:
         """The phone's deployment-wide pseudonym a verification holds sealed ("" if none)."""
-        sealed = record.get("phone_ps_sealed", "")
+        sealed = record.phone_ps_sealed
         if not sealed:
             return ""
         try:

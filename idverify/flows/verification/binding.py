@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from idverify.flows.verification.identities import Identities
 from idverify.flows.verification.port import Point
+from idverify.flows.verification.record import VerificationRecord
 from idverify.flows.verification.views import VerificationReader
 from idverify.privacy.sealing import Sealer, text_version
 
@@ -18,26 +19,34 @@ class BindingPoints:
     sealer: Sealer
     reader: VerificationReader
 
-    def point(self, tenant: str, verification_id: str, record: dict[str, str]) -> Point:
-        """Points ``record`` at where its identity lives now, before each attempt of the write.
+    def point(self, tenant: str, verification_id: str, record: VerificationRecord) -> Point:
+        """Answers ``record`` pointed at where its identity lives now, before each attempt of the write.
 
         Identities move when keys rotate or a new pepper is adopted. A reference under an older
         wrapping key is moved on before the write; a move that races it makes the store try again
-        after this pointed the record anew.
+        with the record this read anew.
         """
+        current = record
 
-        async def point(moved: bool) -> None:
+        async def point(moved: bool) -> VerificationRecord:
+            nonlocal current
             if moved:
-                await self._refresh(tenant, verification_id, record)
-            identity = record.get("identity", "")
-            if identity and text_version(identity) != self.sealer.current_version:
-                await self._refresh(tenant, verification_id, record)
+                current = await self._refreshed(tenant, verification_id, current)
+            if current.identity and text_version(current.identity) != self.sealer.current_version:
+                current = await self._refreshed(tenant, verification_id, current)
+            return current
 
         return point
 
-    async def _refresh(self, tenant: str, verification_id: str, record: dict[str, str]) -> None:
-        """Moves the verification's identity reference on, and reads the record as it is now."""
+    async def _refreshed(
+        self, tenant: str, verification_id: str, record: VerificationRecord
+    ) -> VerificationRecord:
+        """Moves the verification's identity reference on, and reads the record as it is now.
+
+        A verification gone meanwhile keeps the record as it was: the write finds it gone.
+        """
         if await self.identities.refresh_verification(tenant, verification_id, record):
             fresh = await self.reader.record(tenant, verification_id)
-            record.clear()
-            record.update(fresh)
+            if fresh is not None:
+                return fresh
+        return record

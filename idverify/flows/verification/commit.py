@@ -11,7 +11,7 @@ oracle).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from idverify.domain import birth_dates
 from idverify.domain.age import age_band, is_under_14
@@ -27,6 +27,7 @@ from idverify.flows.identity_lookup import ResolvedIdentity
 from idverify.flows.verification.identities import Identities
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.port import NewVerification, VerificationStore, WriteOutcome, Written
+from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.flows.verification.steps import IdentityRead, StepRunner, StepsRun
 from idverify.flows.verification.views import VerificationReader, VerificationView, count_start
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
@@ -66,56 +67,48 @@ class StartCommit:
         run = StepsRun(self._stored_record(plan, account_ps), [], [], IdentityRead(probe))
         mode = await self.steps.run(plan, _step_context(plan), run)
         found = await self._identity_found(plan, run.identity, forward_ms)
-        _point_at(run.record, found)
+        run.record = _pointed_at(run.record, found)
         mode = self._judge_age(plan, account_ps, run, mode)
-        run.record["steps"] = json.dumps(run.steps)
-        written = await self._store(plan, account_ps, run.record, mode, (found, forward_ms))
+        record = replace(run.record, steps=tuple(run.steps))
+        written = await self._store(plan, account_ps, record, mode, (found, forward_ms))
         if written.outcome is WriteOutcome.RELEASED:
             # Only after this attempt gave up (its release): nobody waits for this answer.
             raise StoreUnavailable("the request was released by its caller; retry")
         if written.outcome is WriteOutcome.EXISTS:
             return await self.reader.get(tenant, written.detail, plan.info)
-        view = self.reader.view(tenant, plan.verification_id, written.record)
+        view = self.reader.written_view(tenant, plan.verification_id, written, count=False)
         if view.status == "VERIFIED":
             await self.consent.keep(tenant, account_ps)
         count_start(plan.method.id, view)
         return view
 
-    def _stored_record(self, plan: StartPlan, account_ps: str) -> dict[str, str]:
+    def _stored_record(self, plan: StartPlan, account_ps: str) -> VerificationRecord:
         """The verification's record as the start stores it: pseudonyms, sealed values, no personal data."""
         d = self.deps
         tenant, verification_id, account_id = plan.tenant, plan.verification_id, plan.account_id
         method, document, name, phone = plan.method, plan.document, plan.name, plan.phone
         establishes = establishes_claim(method, d.settings.methods_for(tenant))
-        return {
-            "status": "PENDING",
-            "reason": "",
-            "next_step": "",
-            "method": method.id,
-            "assurance": method.assurance.value,
-            "kind": document.subject_kind.value,
-            "acct": account_ps,
-            "acct_audit": d.keyring.pseudonym(tenant, "audit", account_id),
-            # The account id its events name (idverify/events/accounts.py), for as long as it lives.
-            "event_account": event_account_fields(d.keyring, d.sealer, tenant, account_id)["event_account"],
-            "acct_sealed": sealed_to_text(
+        return VerificationRecord(
+            method=method.id,
+            assurance=method.assurance,
+            kind=document.subject_kind,
+            acct=account_ps,
+            acct_audit=d.keyring.pseudonym(tenant, "audit", account_id),
+            event_account=event_account_fields(d.keyring, d.sealer, tenant, account_id)["event_account"],
+            acct_sealed=sealed_to_text(
                 d.sealer.seal(
                     account_id.encode(), associated=associated_data(tenant, "account-id", verification_id)
                 )
             ),
-            "name_tag": plan.name_tag,
-            "establishes": "1" if establishes else "0",
-            # The keyed hashes of the organization's name forms: the index of verified names
-            # takes them in the step that establishes its claim (store/lua/_prelude.lua bind()).
-            "org_names": organization_name_hashes(d.keyring, tenant, name)
+            name_tag=plan.name_tag,
+            establishes=establishes,
+            org_names=organization_name_hashes(d.keyring, tenant, name)
             if establishes and document.subject_kind is SubjectKind.ORGANIZATION
             else "",
-            "purposes": ",".join(sorted(plan.purposes)),
-            "masked_phone": mask_phone(phone) if phone else "",
-            "otp_ps": d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
-            # The phone's deployment-wide pseudonym, sealed to this verification: it counts wrong
-            # codes across tenants, and in the clear it would join tenants' records.
-            "phone_ps_sealed": sealed_to_text(
+            purposes=tuple(sorted(plan.purposes)),
+            masked_phone=mask_phone(phone) if phone else "",
+            otp_ps=d.keyring.pseudonym(tenant, "otp-failures", f"{account_id}|{phone}") if phone else "",
+            phone_ps_sealed=sealed_to_text(
                 d.sealer.seal(
                     d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone).encode(),
                     associated=associated_data(tenant, "phone-pseudonym", verification_id),
@@ -123,13 +116,12 @@ class StartCommit:
             )
             if phone
             else "",
-            "attempts_left": "0",
-            "fallbacks": json.dumps(
+            fallbacks=tuple(
                 fallback_methods(
                     d.settings.methods_for(tenant), method, document.subject_kind, d.biometric_steps
                 )
             ),
-        }
+        )
 
     async def _identity_found(
         self, plan: StartPlan, identity: IdentityRead, forward_ms: int
@@ -162,32 +154,32 @@ class StartCommit:
             birth, source = None, birth_dates.AgeSource.NONE
             if mode != "rejected":
                 mode = "rejected"
-                record.update(status="REJECTED", reason="BIRTH_DATE_MISMATCH", next_step="")
+                record = replace(record, status=Status.REJECTED, reason="BIRTH_DATE_MISMATCH", next_step="")
         else:
             minor = is_under_14(birth, plan.today)
-        record.update(
-            # The band of the start day serves only servers of an older version: one finishing
-            # this verification, and 0.1.0 reading the account it is copied to (bind() in
-            # _prelude.lua). This release computes the band from the sealed date when read.
-            age_band=age_band(birth, plan.today).value,
-            minor="1" if minor else "0",
-            age_source=source.value,
+        record = replace(
+            record,
+            age_band=age_band(birth, plan.today),
+            minor=minor,
+            age_source=source,
             birth_sealed=self.ages.seal(plan.tenant, account_ps, birth) if birth else "",
         )
         if mode == "bind" and minor:
             mode = "guardian"
-            record.update(
-                status="NEEDS_GUARDIAN_CONSENT",
+            record = replace(
+                record,
+                status=Status.NEEDS_GUARDIAN_CONSENT,
                 reason="GUARDIAN_CONSENT_REQUIRED",
                 next_step="guardian_consent",
             )
+        run.record = record
         return mode
 
     async def _store(
         self,
         plan: StartPlan,
         account_ps: str,
-        record: dict[str, str],
+        record: VerificationRecord,
         mode: str,
         identity: tuple[ResolvedIdentity, int],
     ) -> Written:
@@ -200,13 +192,14 @@ class StartCommit:
         settings = self.deps.settings.verification
         found, forward_ms = identity
 
-        async def look_again(moved: bool) -> None:
-            nonlocal found
+        async def look_again(moved: bool) -> VerificationRecord:
+            nonlocal found, record
             if moved:
                 found = await self.lookup.resolve(
                     plan.tenant, plan.document, plan.name, forward_ms=forward_ms, indexes=found.indexes
                 )
-                _point_at(record, found)
+                record = _pointed_at(record, found)
+            return record
 
         return await self.store.commit(
             NewVerification(
@@ -224,10 +217,10 @@ class StartCommit:
         )
 
 
-def _point_at(record: dict[str, str], found: ResolvedIdentity) -> None:
-    """Points the record at the identity found, with its name binding and pepper."""
-    record.update(
-        identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
+def _pointed_at(record: VerificationRecord, found: ResolvedIdentity) -> VerificationRecord:
+    """The record pointed at the identity found, with its name binding and pepper."""
+    return replace(
+        record, identity=found.ref, name_binding=found.binding, name_binding_seen=found.seen, pepper=found.phc
     )
 
 

@@ -20,6 +20,7 @@ from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.binding import BindingPoints
 from idverify.flows.verification.port import GuardianGrant, VerificationStore, WriteOutcome
+from idverify.flows.verification.record import Status
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 
 # What a guardian's qualification is judged on; the consent's write checks they did not change.
@@ -73,7 +74,7 @@ class GuardianConsents:
             )
         record = await self.reader.record(tenant, verification_id)
         account_ps = d.keyring.pseudonym(tenant, "account", account_id)
-        if not record or not hmac.compare_digest(record.get("acct", ""), account_ps):
+        if record is None or not hmac.compare_digest(record.acct, account_ps):
             raise NotFound("no such verification for this account", field="verification_id")
         if guardian_id == account_id:
             raise FailedPrecondition(
@@ -98,7 +99,6 @@ class GuardianConsents:
                     guardian_fields=guardian,
                     refusal=refusal,
                 ),
-                record,
                 point,
             )
             # The guardian's account changed since we judged it (verified again, key rotation).
@@ -118,9 +118,9 @@ class GuardianConsents:
                 reason="NOT_AWAITING_GUARDIAN",
                 field="verification_id",
             )
-        if written.record.get("status") == "VERIFIED":
+        if written.record is not None and written.record.status is Status.VERIFIED:
             # The consents given with the start last once it bound the account.
-            await self.consent.keep(tenant, record["acct"])
+            await self.consent.keep(tenant, record.acct)
         return self.reader.written_view(tenant, verification_id, written)
 
     async def _guardian_today(self, tenant: str, guardian_ps: str) -> tuple[dict[str, str], str]:

@@ -8,13 +8,14 @@ its use-case tests can stand in for them; :class:`LookupIdentities` is them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from idverify.domain.documents import Document
 from idverify.flows.identity_lookup import IdentityLookup, IdentityProbe, ResolvedIdentity
 from idverify.flows.identity_mover import IdentityMover
+from idverify.flows.verification.record import VerificationRecord
 from idverify.privacy.identity_index import IndexValue
 
 __all__ = ["Identities", "LookupIdentities"]
@@ -48,7 +49,7 @@ class Identities(Protocol):
         ...
 
     async def refresh_verification(
-        self, tenant: str, verification_id: str, record: Mapping[str, str]
+        self, tenant: str, verification_id: str, record: VerificationRecord
     ) -> bool:
         """Points the verification's identity reference at where it lives now; True when it changed."""
         ...
@@ -86,7 +87,12 @@ class LookupIdentities:
         return await self.lookup.resolve(tenant, document, name, forward_ms=forward_ms, indexes=indexes)
 
     async def refresh_verification(
-        self, tenant: str, verification_id: str, record: Mapping[str, str]
+        self, tenant: str, verification_id: str, record: VerificationRecord
     ) -> bool:
-        """As ``IdentityMover.refresh_verification``."""
-        return await self.mover.refresh_verification(tenant, verification_id, record)
+        """As ``IdentityMover.refresh_verification``, on the record's reference and name bindings."""
+        references = {
+            "identity": record.identity,
+            "name_binding": record.name_binding,
+            "name_binding_seen": record.name_binding_seen,
+        }
+        return await self.mover.refresh_verification(tenant, verification_id, references)

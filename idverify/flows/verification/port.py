@@ -3,20 +3,21 @@
 ``store.verifications.RedisVerificationStore`` implements it (keys, pipelines, the scripts and
 their replies, the retry when key rotation moved an identity, error translation) and
 ``testing.memory_verifications.MemoryVerificationStore`` in memory; both answer
-``tests/unit/usecases/test_verification_contract.py`` alike. A verification's record stays the
-flat mapping of text fields it is stored as (the flow builds it and reads it field by field);
-what the store answers about it is a :class:`Written`.
+``tests/unit/usecases/test_verification_contract.py`` alike. A verification's record is a
+:class:`~idverify.flows.verification.record.VerificationRecord` (the stores alone know its
+fields as stored); what the store answers about it is a :class:`Written`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from idverify.domain.errors import RateLimited
 from idverify.flows.consent import AdmitReply, ConsentAdmission, ConsentRecord
+from idverify.flows.verification.record import VerificationRecord
 
 __all__ = [
     "Admission",
@@ -40,8 +41,9 @@ __all__ = [
 ]
 
 # Called before each attempt of a write that may bind an identity, with whether the last one
-# found the identity moved (key rotation): it points the record it was given at where it lives now.
-Point = Callable[[bool], Awaitable[None]]
+# found the identity moved (key rotation): the verification's record to write with, pointed at
+# where its identity lives now.
+Point = Callable[[bool], Awaitable[VerificationRecord]]
 
 
 class WriteOutcome(Enum):
@@ -61,7 +63,7 @@ class Written:
     """A write's outcome, with the verification's record or the detail the outcome names."""
 
     outcome: WriteOutcome
-    record: Mapping[str, str] = field(default_factory=dict)
+    record: VerificationRecord | None = None  # DONE and STATE
     detail: str = ""
 
 
@@ -202,15 +204,15 @@ class ChallengeAnswer:
 class NewVerification:
     """A start's verification to store, and the binding its mode asks for, in one step.
 
-    ``mode`` is ``challenge``, ``bind``, ``guardian`` or ``rejected``; ``record`` the fields to
-    store (the :data:`Point` given with it may point it at another identity).
+    ``mode`` is ``challenge``, ``bind``, ``guardian`` or ``rejected``; ``record`` what to store
+    (the :data:`Point` given with it may answer it pointed at another identity).
     """
 
     tenant: str
     request_pseudonym: str
     verification_id: str
     account_pseudonym: str
-    record: dict[str, str]
+    record: VerificationRecord
     ttl_ms: int
     binding_limit: int
     request_json: str
@@ -292,8 +294,8 @@ class VerificationStore(Protocol):
         """
         ...
 
-    async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
-        """The verification's record; empty when there is none."""
+    async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
+        """The verification's record; None when there is none."""
         ...
 
     async def read(
@@ -305,10 +307,10 @@ class VerificationStore(Protocol):
         """
         ...
 
-    async def submit(self, answer: ChallengeAnswer, record: dict[str, str], point: Point) -> Written:
+    async def submit(self, answer: ChallengeAnswer, point: Point) -> Written:
         """Judges an answer (DONE, NOT_FOUND or STATE), binding when it is right.
 
-        ``record`` is the verification as read, which ``point`` may read anew.
+        ``point`` answers the verification as read, or read anew where its identity moved.
 
         Raises:
             RateLimited: ``PHONE_LOCKED``, the answer's phone is locked (nothing was judged).
@@ -322,8 +324,8 @@ class VerificationStore(Protocol):
         """The account's fields of ``names`` that are set."""
         ...
 
-    async def grant_guardian(self, grant: GuardianGrant, record: dict[str, str], point: Point) -> Written:
-        """Completes a minor's verification with a guardian's consent, binding it.
+    async def grant_guardian(self, grant: GuardianGrant, point: Point) -> Written:
+        """Completes a minor's verification with a guardian's consent, binding it (``point`` as for submit).
 
         DONE, NOT_FOUND, STATE, GUARDIAN_REFUSED or GUARDIAN_CHANGED.
         """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from idverify.domain.methods import fallback_methods
@@ -17,6 +17,7 @@ from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityProbe
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.port import CodeSend, SendVerdict, VerificationStore
+from idverify.flows.verification.record import Status, StepOutcome, VerificationRecord
 from idverify.observability import telemetry
 from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.sealing import associated_data, sealed_to_text
@@ -50,8 +51,8 @@ class StepsRun:
     record when it was read with a code send.
     """
 
-    record: dict[str, str]
-    steps: list[dict[str, str]]
+    record: VerificationRecord
+    steps: list[StepOutcome]
     authority: list[date]
     identity: IdentityRead
 
@@ -71,16 +72,13 @@ class StepRunner:
         is made.
         """
         d = self._d
-        tenant, method = plan.tenant, plan.method
-        record, steps = run.record, run.steps
+        tenant, method, steps = plan.tenant, plan.method, run.steps
         for step_name in method.steps:
             verifier = d.verifiers[step_name]
             if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
-                await self._guard_code_send(plan, record, identity=run.identity)
-                if record["status"] == "REJECTED":
-                    steps.append(
-                        {"verifier": step_name, "outcome": Outcome.FAIL.value, "reason": record["reason"]}
-                    )
+                run.record = await self._guard_code_send(plan, run.record, identity=run.identity)
+                if run.record.status is Status.REJECTED:
+                    steps.append(StepOutcome(step_name, Outcome.FAIL, run.record.reason))
                     return "rejected"
             with telemetry.span(f"verifier.{step_name}", verifier=step_name) as current:
                 result: StepResult = await verifier.check(context)
@@ -93,83 +91,89 @@ class StepRunner:
                         }
                     )
                 )
-            step = {"verifier": step_name, "outcome": result.outcome.value, "reason": result.reason}
-            if result.vendor_code:
-                step["vendor_code"] = result.vendor_code
-            steps.append(step)
+            steps.append(StepOutcome(step_name, result.outcome, result.reason, result.vendor_code))
             if result.outcome is Outcome.PASS and result.birth_date is not None:
                 run.authority.append(result.birth_date)
             if result.outcome in {Outcome.PASS, Outcome.NOT_APPLICABLE}:
                 continue
             if result.outcome is Outcome.UNAVAILABLE:
                 # Methods needing the same vendor would fail the same way: offer only the others.
-                record["fallbacks"] = json.dumps(
-                    fallback_methods(
-                        d.settings.methods_for(tenant),
-                        method,
-                        context.subject.kind,
-                        d.biometric_steps,
-                        unavailable_steps=_same_provider(d.verifiers, step_name),
-                    )
+                fallbacks = fallback_methods(
+                    d.settings.methods_for(tenant),
+                    method,
+                    context.subject.kind,
+                    d.biometric_steps,
+                    unavailable_steps=_same_provider(d.verifiers, step_name),
                 )
+                run.record = replace(run.record, fallbacks=tuple(fallbacks))
             if (
                 result.outcome is Outcome.CHALLENGE
                 and result.challenge is not None
                 and isinstance(verifier, JudgedChallengeVerifier)
             ):
-                self._record_vendor_challenge(
-                    tenant, context.verification_id, step_name, result.challenge, record
+                run.record = self._with_vendor_challenge(
+                    tenant, context.verification_id, step_name, result.challenge, run.record
                 )
                 return "challenge"
             if result.outcome is Outcome.CHALLENGE and result.challenge is not None:
-                challenge = result.challenge
-                record.update(
-                    status="CHALLENGE_SENT",
+                challenge, record = result.challenge, run.record
+                run.record = replace(
+                    record,
+                    status=Status.CHALLENGE_SENT,
                     next_step="submit_challenge",
                     step_verifier=step_name,
                     digest=challenge.expected_digest.hex(),
                     salt=challenge.salt.hex(),
-                    challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
-                    max_attempts=str(challenge.max_attempts),
-                    masked_phone=challenge.masked_destination or record["masked_phone"],
-                    attempts_left=record.get("attempts_left_now", str(challenge.max_attempts)),
+                    challenge_ttl_ms=challenge.ttl_seconds * 1000,
+                    max_attempts=challenge.max_attempts,
+                    masked_phone=challenge.masked_destination or record.masked_phone,
+                    attempts_left=challenge.max_attempts
+                    if record.attempts_left_now is None
+                    else record.attempts_left_now,
+                    attempts_left_now=None,
                 )
-                record.pop("attempts_left_now", None)
                 return "challenge"
-            record.update(status="REJECTED", reason=result.reason or "STEP_FAILED")
+            run.record = replace(run.record, status=Status.REJECTED, reason=result.reason or "STEP_FAILED")
             return "rejected"
-        record.update(status="PENDING")
+        run.record = replace(run.record, status=Status.PENDING)
         return "bind"
 
-    def _record_vendor_challenge(
-        self, tenant: str, verification_id: str, step_name: str, challenge: Challenge, record: dict[str, str]
-    ) -> None:
+    def _with_vendor_challenge(
+        self,
+        tenant: str,
+        verification_id: str,
+        step_name: str,
+        challenge: Challenge,
+        record: VerificationRecord,
+    ) -> VerificationRecord:
         """Keeps a vendor-run challenge's page and token, sealed: they are handles on the vendor's record."""
         sealed = self._d.sealer.seal(
             json.dumps({"url": challenge.url, "token": challenge.token}).encode(),
             associated=associated_data(tenant, "vendor-challenge", verification_id),
         )
-        record.update(
-            status="CHALLENGE_SENT",
+        return replace(
+            record,
+            status=Status.CHALLENGE_SENT,
             next_step="vendor_challenge",
             step_verifier=step_name,
             digest="",
             salt="",
             challenge_sealed=sealed_to_text(sealed),
-            challenge_ttl_ms=str(challenge.ttl_seconds * 1000),
-            max_attempts=str(challenge.max_attempts),
-            attempts_left=str(challenge.max_attempts),
+            challenge_ttl_ms=challenge.ttl_seconds * 1000,
+            max_attempts=challenge.max_attempts,
+            attempts_left=challenge.max_attempts,
+            attempts_left_now=None,
         )
-        record.pop("attempts_left_now", None)
 
     async def _guard_code_send(
-        self, plan: StartPlan, record: dict[str, str], *, identity: IdentityRead | None
-    ) -> None:
+        self, plan: StartPlan, record: VerificationRecord, *, identity: IdentityRead | None
+    ) -> VerificationRecord:
         """Counts the code about to be sent; a locked account+phone or phone gets none.
 
         Counting comes first and the code is sent only after every count said yes: a count that
         fails raises, and nothing is sent. Where the store can, the same step reads ``identity``'s
-        record first (whatever the counts say).
+        record first (whatever the counts say). The record answered is rejected, or holds the
+        attempts the code will have.
         """
         d = self._d
         tenant, phone, info = plan.tenant, plan.phone, plan.info
@@ -177,7 +181,7 @@ class StepRunner:
         counted = await self._store.count_send(
             CodeSend(
                 tenant=tenant,
-                account_phone=record["otp_ps"],
+                account_phone=record.otp_ps,
                 tenant_phone=d.keyring.pseudonym(tenant, "rl-phone", phone),
                 phone=d.keyring.pseudonym(DEPLOYMENT_LABEL, "phone", phone),
                 principal=info.principal,
@@ -191,9 +195,8 @@ class StepRunner:
         if identity is not None and counted.bindings is not None:
             identity.bindings = counted.bindings
         if counted.verdict is not SendVerdict.OK:
-            record.update(status="REJECTED", reason=_SEND_REFUSALS[counted.verdict])
-            return
-        record["attempts_left_now"] = str(max_attempts - counted.failures)
+            return replace(record, status=Status.REJECTED, reason=_SEND_REFUSALS[counted.verdict])
+        return replace(record, attempts_left_now=max_attempts - counted.failures)
 
 
 def _same_provider(verifiers: Mapping[str, Verifier], step_name: str) -> frozenset[str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from idverify.domain.errors import InvalidArgument, NotFound
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.flows.verification.port import VerificationStore, WriteOutcome, Written
+from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
 
@@ -62,8 +62,8 @@ class VerificationReader:
         written = await self._store.read(tenant, verification_id, json.dumps(info.audit_fields()), spec)
         return self.written_view(tenant, verification_id, written, count=False)
 
-    async def record(self, tenant: str, verification_id: str) -> dict[str, str]:
-        """The verification's stored record as text; empty when there is none.
+    async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
+        """The verification's stored record; None when there is none.
 
         Raises:
             StoreUnavailable: when the store is down.
@@ -78,47 +78,49 @@ class VerificationReader:
         Raises:
             NotFound: the write found no such verification.
         """
-        if written.outcome is WriteOutcome.NOT_FOUND:
+        if written.outcome is WriteOutcome.NOT_FOUND or written.record is None:
             raise NotFound("no such verification", field="verification_id")
         view = self.view(tenant, verification_id, written.record)
         if count:
             count_finish(view)
         return view
 
-    def view(self, tenant: str, verification_id: str, record: Mapping[str, str]) -> VerificationView:
+    def view(self, tenant: str, verification_id: str, record: VerificationRecord) -> VerificationView:
         """A stored record as its caller may see it (the account id unsealed, nothing personal)."""
         try:
             account_id = self._d.sealer.unseal(
-                sealed_from_text(record["acct_sealed"]),
+                sealed_from_text(record.acct_sealed),
                 associated=associated_data(tenant, "account-id", verification_id),
             ).decode()
-        except (SealError, KeyError):
+        except SealError:
             account_id = ""
-        status = record.get("status", "PENDING")
+        status = record.status
         challenge_url, challenge_token = (
-            self.vendor_challenge(tenant, verification_id, record) if status == "CHALLENGE_SENT" else ("", "")
+            self.vendor_challenge(tenant, verification_id, record)
+            if status is Status.CHALLENGE_SENT
+            else ("", "")
         )
         return VerificationView(
             verification_id=verification_id,
-            status=status,
-            reason_code=record.get("reason", ""),
-            next_step=record.get("next_step", ""),
-            masked_phone=record.get("masked_phone", ""),
-            attempts_left=int(record.get("attempts_left", "0") or 0),
+            status=status.value,
+            reason_code=record.reason,
+            next_step=record.next_step,
+            masked_phone=record.masked_phone,
+            attempts_left=record.attempts_left,
             account_id=account_id,
-            method_id=record.get("method", ""),
-            created_ms=int(record.get("created_ms", "0")),
-            expires_ms=int(record.get("expires_ms", "0")),
-            fallback_method_ids=json.loads(record.get("fallbacks", "[]")) if status == "REJECTED" else [],
+            method_id=record.method,
+            created_ms=record.created_ms,
+            expires_ms=record.expires_ms,
+            fallback_method_ids=list(record.fallbacks) if status is Status.REJECTED else [],
             challenge_url=challenge_url,
             challenge_token=challenge_token,
         )
 
     def vendor_challenge(
-        self, tenant: str, verification_id: str, record: Mapping[str, str]
+        self, tenant: str, verification_id: str, record: VerificationRecord
     ) -> tuple[str, str]:
         """The (url, token) of a pending vendor-run challenge, or empty strings."""
-        sealed = record.get("challenge_sealed", "")
+        sealed = record.challenge_sealed
         if not sealed:
             return "", ""
         try:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
+from idverify.domain.birth_dates import AgeSource
 from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
 from idverify.flows.consent import AdmitOutcome, ConsentAdmission
 from idverify.flows.context import RequestInfo
 from idverify.flows.verification.port import (
@@ -28,12 +30,14 @@ from idverify.flows.verification.port import (
     CodeSend,
     GuardianGrant,
     NewVerification,
+    Point,
     Reservation,
     SendVerdict,
     VerificationStore,
     WindowCount,
     WriteOutcome,
 )
+from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
@@ -116,53 +120,44 @@ def redis_port(redis: RedisClient) -> Port:
 port = port_on_each(memory_port, redis_port)
 
 
-def record(account_ps: str = "a1", identity: str = "id-1", **fields: str) -> dict[str, str]:
+def record(account_ps: str = "a1", identity: str = "id-1", **fields: Any) -> VerificationRecord:
     """A start's record as the flow builds it (pseudonyms and sealed values stand in as names)."""
-    return {
-        "status": "PENDING",
-        "reason": "",
-        "next_step": "",
-        "method": "sms",
-        "assurance": "low",
-        "kind": "person",
-        "acct": account_ps,
-        "acct_audit": f"audit-{account_ps}",
-        "name_tag": "tag-1",
-        "establishes": "0",
-        "otp_ps": f"otp-{account_ps}",
-        "attempts_left": "0",
-        "fallbacks": "[]",
-        "steps": "[]",
-        "identity": identity,
-        "name_binding": "binding-1",
-        "name_binding_seen": "",
-        "pepper": "pepper-1",
-        "age_band": "adult",
-        "minor": "0",
-        "age_source": "document",
-        "birth_sealed": "",
-        **fields,
-    }
+    built = VerificationRecord(
+        method="sms",
+        assurance=AssuranceLevel.LOW,
+        kind=SubjectKind.PERSON,
+        acct=account_ps,
+        acct_audit=f"audit-{account_ps}",
+        name_tag="tag-1",
+        otp_ps=f"otp-{account_ps}",
+        identity=identity,
+        name_binding="binding-1",
+        pepper="pepper-1",
+        age_band=AgeBand.ADULT,
+        age_source=AgeSource.DOCUMENT,
+    )
+    return replace(built, **fields)
 
 
-def challenge(account_ps: str = "a1", ttl_ms: int = 60_000, **fields: str) -> dict[str, str]:
+def challenge(account_ps: str = "a1", ttl_ms: int = 60_000, **fields: Any) -> VerificationRecord:
     """A start's record waiting for an answer (three attempts) to a code or a vendor's verdict."""
     waiting = {
-        "status": "CHALLENGE_SENT",
+        "status": Status.CHALLENGE_SENT,
         "next_step": "submit_challenge",
         "step_verifier": "sms_otp",
         "digest": CODE,
-        "challenge_ttl_ms": str(ttl_ms),
-        "max_attempts": "3",
-        "attempts_left": "3",
+        "challenge_ttl_ms": ttl_ms,
+        "max_attempts": 3,
+        "attempts_left": 3,
     }
     return record(account_ps, **{**waiting, **fields})
 
 
-def new(vid: str, fields: dict[str, str], mode: str, request_ps: str = "", limit: int = 1) -> NewVerification:
-    account_ps = fields["acct"]
+def new(
+    vid: str, fields: VerificationRecord, mode: str, request_ps: str = "", limit: int = 1
+) -> NewVerification:
     return NewVerification(
-        T, request_ps or f"req-{vid}", vid, account_ps, fields, 60_000, limit, REQUEST_JSON, mode
+        T, request_ps or f"req-{vid}", vid, fields.acct, fields, 60_000, limit, REQUEST_JSON, mode
     )
 
 
@@ -170,8 +165,19 @@ def answer(vid: str, digest: str = CODE, **fields: object) -> ChallengeAnswer:
     return replace(ChallengeAnswer(T, vid, digest, 1, 60_000, REQUEST_JSON), **fields)  # type: ignore[arg-type]
 
 
-async def unmoved(moved: bool) -> None:
-    assert not moved, "no identity moved"
+async def unmoved(moved: bool) -> VerificationRecord:
+    """The point of a start whose identity never moves: never called."""
+    raise AssertionError(f"no identity moved, yet pointed ({moved=})")
+
+
+def as_read(read: VerificationRecord) -> Point:
+    """The point of a write whose identity never moves: the record as read."""
+
+    async def point(moved: bool) -> VerificationRecord:
+        assert not moved, "no identity moved"
+        return read
+
+    return point
 
 
 def admission(vid: str, *, request_ps: str = "req-1", claims: int = 0, window: int = 0) -> Admission:
@@ -215,25 +221,25 @@ async def test_contract_a_committed_start_keeps_its_request_id(port: Port) -> No
     assert (await store.admit(admission("v1"))).reservation is Reservation.RESERVED
     stored = await store.commit(new("v1", challenge(), "challenge", "req-1"), unmoved)
     assert stored.outcome is WriteOutcome.DONE
-    assert (stored.record["status"], stored.record["id"]) == ("CHALLENGE_SENT", "v1")
-    created = int(stored.record["created_ms"])
-    assert int(stored.record["expires_ms"]) == created + 60_000
-    assert int(stored.record["challenge_expires_ms"]) == created + 60_000
+    assert (stored.record.status, stored.record.id) == (Status.CHALLENGE_SENT, "v1")
+    created = stored.record.created_ms
+    assert stored.record.expires_ms == created + 60_000
+    assert stored.record.challenge_expires_ms == created + 60_000
     await store.release(T, "req-1", "v1", 30_000)  # a lost reply: the retry must find it
     assert await store.holder(T, "req-1") == "v1"
     again = await store.commit(new("v2", challenge(), "challenge", "req-1"), unmoved)
     assert (again.outcome, again.detail) == (WriteOutcome.EXISTS, "v1")
     assert await store.record(T, "v1") == stored.record
-    assert await store.record(T, "v2") == {}
+    assert await store.record(T, "v2") is None
 
 
 async def test_contract_claims_refused_at_their_limit_and_the_identity_window(port: Port) -> None:
     store = port.store
     bound = await store.commit(new("v1", record("a1"), "bind"), unmoved)
-    assert bound.record["status"] == "VERIFIED"
+    assert bound.record.status == Status.VERIFIED
     # The binding limit (1) refuses a second account, and counts a refused claim for its name.
     refused = await store.commit(new("v2", record("a2"), "bind"), unmoved)
-    assert (refused.record["status"], refused.record["reason"]) == ("REJECTED", "BINDING_LIMIT_REACHED")
+    assert (refused.record.status, refused.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
     limited = await store.admit(admission("v3", claims=1))
     assert limited.reservation is Reservation.RESERVED
     assert limited.claims_refusal is not None
@@ -265,16 +271,16 @@ async def test_contract_a_changed_consent_record_is_answered_and_admitted_again(
 async def test_contract_binding_an_account_and_refusing_another_identity(port: Port) -> None:
     store, world = port.store, port.world
     bound = await store.commit(new("v1", record("a1", "id-1"), "bind"), unmoved)
-    assert (bound.record["status"], bound.record["reason"]) == ("VERIFIED", "")
+    assert (bound.record.status, bound.record.reason) == (Status.VERIFIED, "")
     assert await world.bound("id-1") == {"a1"}
     fields = await store.account_fields(T, "a1", ("identity", "age_source", "nothing"))
     assert fields == {"identity": "id-1", "age_source": "document"}
     other = await store.commit(new("v2", record("a1", "id-2"), "bind"), unmoved)
-    assert (other.record["status"], other.record["reason"]) == ("REJECTED", "ACCOUNT_BOUND_TO_OTHER_IDENTITY")
+    assert (other.record.status, other.record.reason) == (Status.REJECTED, "ACCOUNT_BOUND_TO_OTHER_IDENTITY")
     again = await store.commit(new("v3", record("a1", "id-1"), "bind"), unmoved)
-    assert again.record["status"] == "VERIFIED"
+    assert again.record.status == Status.VERIFIED
     rejected = await store.commit(new("v4", record("a3", reason="DOCUMENT_INVALID"), "rejected"), unmoved)
-    assert (rejected.record["status"], rejected.record["reason"]) == ("REJECTED", "DOCUMENT_INVALID")
+    assert (rejected.record.status, rejected.record.reason) == (Status.REJECTED, "DOCUMENT_INVALID")
     assert await world.bound("id-1") == {"a1"}
 
 
@@ -284,17 +290,18 @@ async def test_contract_a_start_whose_identity_moved_is_pointed_again(port: Port
     fields = record("a1", "id-old")
     calls: list[bool] = []
 
-    async def point(moved: bool) -> None:
+    async def point(moved: bool) -> VerificationRecord:
         calls.append(moved)
-        fields["identity"] = "id-new"
+        return replace(fields, identity="id-new")
 
     bound = await store.commit(new("v1", fields, "bind"), point)
     assert calls == [True]
-    assert (bound.record["status"], bound.record["identity"]) == ("VERIFIED", "id-new")
+    assert (bound.record.status, bound.record.identity) == (Status.VERIFIED, "id-new")
     assert await world.bound("id-new") == {"a1"}
 
-    async def nowhere(moved: bool) -> None:
+    async def nowhere(moved: bool) -> VerificationRecord:
         assert moved
+        return record("a2", "id-old")
 
     with pytest.raises(StoreUnavailable) as kept_moving:
         await store.commit(new("v2", record("a2", "id-old"), "bind"), nowhere)
@@ -304,21 +311,21 @@ async def test_contract_a_start_whose_identity_moved_is_pointed_again(port: Port
 async def test_contract_wrong_codes_count_down_to_a_rejection(port: Port) -> None:
     store = port.store
     await store.commit(new("v1", challenge(), "challenge"), unmoved)
-    wrong = await store.submit(answer("v1", "00" * 16), challenge(), unmoved)
-    assert (wrong.record["status"], wrong.record["attempts_left"], wrong.record["reason"]) == (
-        "CHALLENGE_SENT",
-        "2",
+    wrong = await store.submit(answer("v1", "00" * 16), as_read(challenge()))
+    assert (wrong.record.status, wrong.record.attempts_left, wrong.record.reason) == (
+        Status.CHALLENGE_SENT,
+        2,
         "OTP_MISMATCH",
     )
-    await store.submit(answer("v1", "00" * 16), challenge(), unmoved)
-    last = await store.submit(answer("v1", "00" * 16), challenge(), unmoved)
-    assert (last.record["status"], last.record["reason"], last.record["attempts_left"]) == (
-        "REJECTED",
+    await store.submit(answer("v1", "00" * 16), as_read(challenge()))
+    last = await store.submit(answer("v1", "00" * 16), as_read(challenge()))
+    assert (last.record.status, last.record.reason, last.record.attempts_left) == (
+        Status.REJECTED,
         "OTP_ATTEMPTS_EXHAUSTED",
-        "0",
+        0,
     )
-    late = await store.submit(answer("v1"), challenge(), unmoved)
-    assert (late.outcome, late.record["status"]) == (WriteOutcome.STATE, "REJECTED")
+    late = await store.submit(answer("v1"), as_read(challenge()))
+    assert (late.outcome, late.record.status) == (WriteOutcome.STATE, Status.REJECTED)
     # The account + phone used up its wrong codes: a new code is not sent.
     send = CodeSend(T, "otp-a1", "tphone-1", PHONE, "registrar01", 3, REQUEST)
     locked = await store.count_send(send)
@@ -328,58 +335,58 @@ async def test_contract_wrong_codes_count_down_to_a_rejection(port: Port) -> Non
 async def test_contract_the_right_code_binds_and_only_once(port: Port) -> None:
     store, world = port.store, port.world
     await store.commit(new("v1", challenge(), "challenge"), unmoved)
-    right = await store.submit(answer("v1"), challenge(), unmoved)
-    assert (right.outcome, right.record["status"], right.record["reason"]) == (
+    right = await store.submit(answer("v1"), as_read(challenge()))
+    assert (right.outcome, right.record.status, right.record.reason) == (
         WriteOutcome.DONE,
-        "VERIFIED",
+        Status.VERIFIED,
         "",
     )
-    assert "digest" not in right.record
+    assert right.record.digest == ""
     assert await world.bound("id-1") == {"a1"}
-    again = await store.submit(answer("v1"), challenge(), unmoved)
+    again = await store.submit(answer("v1"), as_read(challenge()))
     assert again.outcome is WriteOutcome.STATE
-    unknown = await store.submit(answer("f" * 32), challenge(), unmoved)
+    unknown = await store.submit(answer("f" * 32), as_read(challenge()))
     assert unknown.outcome is WriteOutcome.NOT_FOUND
     assert (await store.read(T, "f" * 32, REQUEST_JSON, None)).outcome is WriteOutcome.NOT_FOUND
 
 
 async def test_contract_a_minor_waits_for_a_guardian(port: Port) -> None:
     store, world = port.store, port.world
-    minor = challenge(minor="1")
+    minor = challenge(minor=True)
     await store.commit(new("v1", minor, "challenge"), unmoved)
-    waiting = await store.submit(answer("v1"), minor, unmoved)
-    assert (waiting.record["status"], waiting.record["next_step"]) == (
-        "NEEDS_GUARDIAN_CONSENT",
+    waiting = await store.submit(answer("v1"), as_read(minor))
+    assert (waiting.record.status, waiting.record.next_step) == (
+        Status.NEEDS_GUARDIAN_CONSENT,
         "guardian_consent",
     )
     guardian = {"identity": "id-9", "age_source": "document", "age_band": "adult"}
     grant = GuardianGrant(T, "v1", "a1", "g1", 1, REQUEST_JSON, "text-1", "parent", guardian, "")
-    assert (await store.grant_guardian(grant, minor, unmoved)).detail == "GUARDIAN_NOT_VERIFIED"
+    assert (await store.grant_guardian(grant, as_read(minor))).detail == "GUARDIAN_NOT_VERIFIED"
     await world.bind("g1", {**guardian, "birth_sealed": "sealed"})
-    assert (await store.grant_guardian(grant, minor, unmoved)).outcome is WriteOutcome.GUARDIAN_CHANGED
+    assert (await store.grant_guardian(grant, as_read(minor))).outcome is WriteOutcome.GUARDIAN_CHANGED
     grant = replace(grant, guardian_fields={**guardian, "birth_sealed": "sealed"})
-    refused = await store.grant_guardian(replace(grant, refusal="GUARDIAN_NOT_ADULT"), minor, unmoved)
+    refused = await store.grant_guardian(replace(grant, refusal="GUARDIAN_NOT_ADULT"), as_read(minor))
     assert (refused.outcome, refused.detail) == (WriteOutcome.GUARDIAN_REFUSED, "GUARDIAN_NOT_ADULT")
-    granted = await store.grant_guardian(grant, minor, unmoved)
-    assert (granted.outcome, granted.record["status"]) == (WriteOutcome.DONE, "VERIFIED")
+    granted = await store.grant_guardian(grant, as_read(minor))
+    assert (granted.outcome, granted.record.status) == (WriteOutcome.DONE, Status.VERIFIED)
     assert await world.bound("id-1") == {"a1"}
-    assert (await store.grant_guardian(grant, minor, unmoved)).outcome is WriteOutcome.STATE
+    assert (await store.grant_guardian(grant, as_read(minor))).outcome is WriteOutcome.STATE
 
 
 async def test_contract_a_challenge_expires_when_read_or_answered(port: Port) -> None:
     store, world = port.store, port.world
     await store.commit(new("v1", challenge(ttl_ms=50), "challenge"), unmoved)
     await store.commit(new("v2", challenge("a2", ttl_ms=50), "challenge"), unmoved)
-    assert (await store.read(T, "v1", REQUEST_JSON, None)).record["status"] == "CHALLENGE_SENT"
+    assert (await store.read(T, "v1", REQUEST_JSON, None)).record.status is Status.CHALLENGE_SENT
     await world.wait(120)
     read = await store.read(T, "v1", REQUEST_JSON, None)
-    assert (read.outcome, read.record["status"], read.record["reason"]) == (
+    assert (read.outcome, read.record.status, read.record.reason) == (
         WriteOutcome.DONE,
-        "EXPIRED",
+        Status.EXPIRED,
         "OTP_EXPIRED",
     )
-    late = await store.submit(answer("v2"), challenge("a2"), unmoved)
-    assert (late.record["status"], late.record["reason"]) == ("EXPIRED", "OTP_EXPIRED")
+    late = await store.submit(answer("v2"), as_read(challenge("a2")))
+    assert (late.record.status, late.record.reason) == (Status.EXPIRED, "OTP_EXPIRED")
 
 
 async def test_contract_a_vendors_verdict_stands_only_for_a_vendor_run_challenge(port: Port) -> None:
@@ -387,12 +394,12 @@ async def test_contract_a_vendors_verdict_stands_only_for_a_vendor_run_challenge
     vendor = challenge(digest="", step_verifier="face_liveness")
     await store.commit(new("v1", vendor, "challenge"), unmoved)
     await store.commit(new("v2", challenge("a2"), "challenge"), unmoved)
-    refused = await store.submit(answer("v2", "", verdict="pass"), challenge("a2"), unmoved)
-    assert (refused.outcome, refused.record["status"]) == (WriteOutcome.STATE, "CHALLENGE_SENT")
+    refused = await store.submit(answer("v2", "", verdict="pass"), as_read(challenge("a2")))
+    assert (refused.outcome, refused.record.status) == (WriteOutcome.STATE, Status.CHALLENGE_SENT)
     failed = await store.submit(
-        answer("v1", "", verdict="fail", verdict_reason="LIVENESS_FAILED"), vendor, unmoved
+        answer("v1", "", verdict="fail", verdict_reason="LIVENESS_FAILED"), as_read(vendor)
     )
-    assert (failed.record["status"], failed.record["reason"]) == ("REJECTED", "LIVENESS_FAILED")
+    assert (failed.record.status, failed.record.reason) == (Status.REJECTED, "LIVENESS_FAILED")
 
 
 async def test_contract_wrong_codes_lock_the_phone_across_verifications(port: Port) -> None:
@@ -401,12 +408,12 @@ async def test_contract_wrong_codes_lock_the_phone_across_verifications(port: Po
         await store.commit(new(vid, challenge(account_ps), "challenge"), unmoved)
     count = AnswerCount(PHONE, wrong=True, lock_pseudonym="otp-a1", request=REQUEST)
     for _ in range(2):
-        await store.submit(answer("v1", "00" * 16, count=count), challenge("a1"), unmoved)
+        await store.submit(answer("v1", "00" * 16, count=count), as_read(challenge("a1")))
     right = AnswerCount(PHONE, wrong=False, lock_pseudonym="otp-a2", request=REQUEST)
     with pytest.raises(RateLimited) as locked:
-        await store.submit(answer("v2", count=right), challenge("a2"), unmoved)
+        await store.submit(answer("v2", count=right), as_read(challenge("a2")))
     assert locked.value.reason == "PHONE_LOCKED"
-    assert (await store.record(T, "v2"))["status"] == "CHALLENGE_SENT"  # nothing was judged
+    assert (await store.record(T, "v2")).status is Status.CHALLENGE_SENT  # nothing was judged
     send = CodeSend(T, "otp-a3", "tphone-3", PHONE, "registrar01", 3, REQUEST)
     assert (await store.count_send(send)).verdict is SendVerdict.PHONE_LOCKED
 

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from idverify.flows.identity_lookup import IdentityProbe, ResolvedIdentity
 from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
 from idverify.flows.verification.flow import send_limits
 from idverify.flows.verification.port import NewVerification, Point, Written
+from idverify.flows.verification.record import VerificationRecord
 from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import Keyring
 from idverify.security.rate_limits import WindowLimiter
@@ -89,7 +90,7 @@ class Places:
         )
 
     async def refresh_verification(
-        self, tenant: str, verification_id: str, record: Mapping[str, str]
+        self, tenant: str, verification_id: str, record: VerificationRecord
     ) -> bool:
         del tenant, verification_id, record
         return False
