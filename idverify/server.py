@@ -141,7 +141,7 @@ HEALTH_PROBE_SECONDS = 1.0
 WRITE_SERVICE_NAMES = tuple(name for name in SERVICE_NAMES if not name.endswith(".AuditService"))
 # Overwritten in place each probe, so the probe itself never grows the store; it expires ten
 # probes after the last one, so a stopped server leaves nothing behind.
-WRITE_PROBE_KEY = f"{GlobalKeys.base}:health:write-probe"
+WRITE_PROBE_KEY = f"{GlobalKeys.BASE}:health:write-probe"
 BOOTSTRAP_TOKEN_FILE = "bootstrap-token"  # noqa: S105 - a file name
 
 

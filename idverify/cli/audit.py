@@ -176,7 +176,7 @@ async def _audit_rotation(redis: RedisClient, key_id: str, previous: str) -> int
     request = json.dumps({"principal": host_principal("audit-rotate-key"), "request_id": "", "trace_id": ""})
     # Every tenant that has (or had) a client: every tenant with an audit log.
     async with translate_errors():
-        tenants = {as_text(tenant) for tenant in await redis.hvals(GlobalKeys.client_tenants())}
+        tenants = {as_text(tenant) for tenant in await redis.hvals(GlobalKeys.CLIENT_TENANTS)}
     for tenant in sorted(tenants):
         keys = TenantKeys(tenant)
         await scripts.run(

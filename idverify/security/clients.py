@@ -11,9 +11,9 @@ client ids to tenants so that an admin can list and revoke by id; it is written 
 tenant's step, so a crash between the two leaves an id that names no client, which listing
 skips and revoking reports as not found.
 
-The bootstrap token's client is recognised by the id in ``GlobalKeys.bootstrap()`` and
+The bootstrap token's client is recognised by the id in ``GlobalKeys.BOOTSTRAP`` and
 authenticates as ``Role.BOOTSTRAP`` whatever its record says. Creating the first operator sets
-``GlobalKeys.bootstrap_retired()``; from then on the bootstrap token is refused for good
+``GlobalKeys.BOOTSTRAP_RETIRED``; from then on the bootstrap token is refused for good
 (revoking every operator does not bring it back: the break-glass CLI does that job).
 
 The registry decides (the token's form and digest, who may be bootstrap, the cache) and keeps

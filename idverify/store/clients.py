@@ -43,12 +43,12 @@ class RedisClientStore:
     async def map_client(self, client_id: str, tenant: str) -> None:
         """Sets the id's tenant in the global map."""
         async with translate_errors():
-            await self._redis.hset(GlobalKeys.client_tenants(), client_id, tenant)
+            await self._redis.hset(GlobalKeys.CLIENT_TENANTS, client_id, tenant)
 
     async def unmap_client(self, client_id: str) -> None:
         """Deletes the id from the global map."""
         async with translate_errors():
-            await self._redis.hdel(GlobalKeys.client_tenants(), client_id)
+            await self._redis.hdel(GlobalKeys.CLIENT_TENANTS, client_id)
 
     async def create(self, client: NewClient) -> tuple[ClientCreation, int]:
         """Runs ``client.lua``'s creation, which also refuses a tenant being removed."""
@@ -82,7 +82,7 @@ class RedisClientStore:
     async def client(self, client_id: str) -> ClientRecord | None:
         """The id's tenant from the global map, then the client's hash there: two reads."""
         async with translate_errors():
-            tenant = await self._redis.hget(GlobalKeys.client_tenants(), client_id)
+            tenant = await self._redis.hget(GlobalKeys.CLIENT_TENANTS, client_id)
             raw = await self._redis.hgetall(TenantKeys(as_text(tenant)).client(client_id)) if tenant else {}
         if not raw:
             return None
@@ -99,13 +99,13 @@ class RedisClientStore:
     async def owners(self) -> dict[str, str]:
         """The global map."""
         async with translate_errors():
-            raw = await self._redis.hgetall(GlobalKeys.client_tenants())
+            raw = await self._redis.hgetall(GlobalKeys.CLIENT_TENANTS)
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def tenants(self) -> set[str]:
         """The global map's values."""
         async with translate_errors():
-            return {as_text(t) for t in await self._redis.hvals(GlobalKeys.client_tenants())}
+            return {as_text(t) for t in await self._redis.hvals(GlobalKeys.CLIENT_TENANTS)}
 
     async def credentials(self, tenant: str, client_id: str) -> StoredCredentials | None:
         """The client's hash in its tenant's slot: one read, no lookup in the global map."""
@@ -121,22 +121,22 @@ class RedisClientStore:
         )
 
     async def bootstrap_id(self) -> str | None:
-        """``GlobalKeys.bootstrap()``'s value."""
+        """``GlobalKeys.BOOTSTRAP``'s value."""
         async with translate_errors():
-            found = await self._redis.get(GlobalKeys.bootstrap())
+            found = await self._redis.get(GlobalKeys.BOOTSTRAP)
         return None if found is None else as_text(found)
 
     async def claim_bootstrap(self, client_id: str) -> bool:
-        """Sets ``GlobalKeys.bootstrap()`` to the id unless it exists (SET NX)."""
+        """Sets ``GlobalKeys.BOOTSTRAP`` to the id unless it exists (SET NX)."""
         async with translate_errors():
-            return bool(await self._redis.set(GlobalKeys.bootstrap(), client_id, nx=True))
+            return bool(await self._redis.set(GlobalKeys.BOOTSTRAP, client_id, nx=True))
 
     async def retire_bootstrap(self, operator_id: str) -> None:
-        """Sets ``GlobalKeys.bootstrap_retired()`` to the operator's id."""
+        """Sets ``GlobalKeys.BOOTSTRAP_RETIRED`` to the operator's id."""
         async with translate_errors():
-            await self._redis.set(GlobalKeys.bootstrap_retired(), operator_id)
+            await self._redis.set(GlobalKeys.BOOTSTRAP_RETIRED, operator_id)
 
     async def bootstrap_retired(self) -> bool:
-        """Whether ``GlobalKeys.bootstrap_retired()`` exists."""
+        """Whether ``GlobalKeys.BOOTSTRAP_RETIRED`` exists."""
         async with translate_errors():
-            return bool(await self._redis.exists(GlobalKeys.bootstrap_retired()))
+            return bool(await self._redis.exists(GlobalKeys.BOOTSTRAP_RETIRED))

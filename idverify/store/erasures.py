@@ -57,12 +57,12 @@ class RedisErasureStore:
     async def note_tenant(self, tenant: str) -> None:
         """Names ``tenant`` among those the workers visit."""
         async with translate_errors():
-            await self._redis.sadd(GlobalKeys.erasure_tenants(), tenant)
+            await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
 
     async def tenants(self) -> list[str]:
         """Tenants that have had erasures scheduled, sorted."""
         async with translate_errors():
-            return sorted(_texts(await self._redis.smembers(GlobalKeys.erasure_tenants())))
+            return sorted(_texts(await self._redis.smembers(GlobalKeys.ERASURE_TENANTS)))
 
     async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
         """Runs ``cancel.lua`` over the account as read just before; None when it changed meanwhile."""

@@ -38,7 +38,7 @@ class RedisKeyChecks:
         """Whether a key-check record, the bootstrap marker or the client index exists."""
         async with translate_errors():
             found = await self._redis.exists(
-                GlobalKeys.keycheck(), GlobalKeys.bootstrap(), GlobalKeys.client_tenants()
+                GlobalKeys.KEYCHECK, GlobalKeys.BOOTSTRAP, GlobalKeys.CLIENT_TENANTS
             )
         return bool(found)
 
@@ -63,7 +63,7 @@ class RedisKeyChecks:
     async def recorded_values(self) -> dict[str, str]:
         """The key-check fields recorded so far."""
         async with translate_errors():
-            raw = await self._redis.hgetall(GlobalKeys.keycheck())
+            raw = await self._redis.hgetall(GlobalKeys.KEYCHECK)
         return {as_text(field): as_text(value) for field, value in raw.items()}
 
     async def add_values(self, values: Mapping[str, str]) -> None:
@@ -72,27 +72,27 @@ class RedisKeyChecks:
             # Mapping's key type is invariant: str fields are FieldT all the same.
             mapping = cast("Mapping[FieldT, EncodableT]", values)
             async with translate_errors():
-                await self._redis.hset(GlobalKeys.keycheck(), mapping=mapping)
+                await self._redis.hset(GlobalKeys.KEYCHECK, mapping=mapping)
 
     async def forget_version(self, version: str) -> None:
         """Removes a version's pepper and wrapping-key check values."""
         async with translate_errors():
-            await self._redis.hdel(GlobalKeys.keycheck(), f"p:{version}", f"w:{version}")
+            await self._redis.hdel(GlobalKeys.KEYCHECK, f"p:{version}", f"w:{version}")
 
     async def signing_key(self) -> str | None:
         """The id of the key recorded as the audit log's signing key, if one is."""
         async with translate_errors():
-            stored = await self._redis.get(GlobalKeys.audit_key())
+            stored = await self._redis.get(GlobalKeys.AUDIT_KEY)
         return as_text(stored) if stored is not None else None
 
     async def record_first_signing_key(self, key_id: str) -> None:
         """Records ``key_id`` as the signing key unless one is recorded already."""
         async with translate_errors():
-            await self._redis.set(GlobalKeys.audit_key(), key_id, nx=True)
+            await self._redis.set(GlobalKeys.AUDIT_KEY, key_id, nx=True)
 
     async def replace_signing_key(self, key_id: str) -> str | None:
         """Makes ``key_id`` the recorded signing key; returns the one it replaces."""
         async with translate_errors():
-            previous = await self._redis.set(GlobalKeys.audit_key(), key_id, get=True)
+            previous = await self._redis.set(GlobalKeys.AUDIT_KEY, key_id, get=True)
         # SET with GET answers the old value (None when there was none), never a bare OK.
         return as_text(previous) if isinstance(previous, bytes | str) else None

@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from idverify.domain.tenants import valid_tenant
 
@@ -290,61 +291,31 @@ class PhoneKeys:
 
 
 class GlobalKeys:
-    """Keys not owned by a tenant."""
+    """Keys not owned by a tenant: constants, but for the one that names a server."""
 
-    base = f"{PREFIX}:{{global}}"
-
-    @classmethod
-    def client_tenants(cls) -> str:
-        """Client id -> tenant, for every client."""
-        return f"{cls.base}:client-tenant"
-
-    @classmethod
-    def bootstrap(cls) -> str:
-        """Marker that the bootstrap admin token was created."""
-        return f"{cls.base}:bootstrap"
-
-    @classmethod
-    def bootstrap_retired(cls) -> str:
-        """Marker that an operator client was created, which retires the bootstrap token for good."""
-        return f"{cls.base}:bootstrap-retired"
-
-    @classmethod
-    def clock_floor(cls) -> str:
-        """The store time already seen while Redis's clock is behind it (store/clock.py)."""
-        return f"{cls.base}:clock-floor"
-
-    @classmethod
-    def erasure_tenants(cls) -> str:
-        """Tenants whose erasure queues the erasure worker visits."""
-        return f"{cls.base}:erasure:tenants"
-
-    @classmethod
-    def tenant_removals(cls) -> str:
-        """Tenants whose removal is scheduled or under way, by due time (``tenants status``)."""
-        return f"{cls.base}:tenant-removals"
+    BASE: Final = f"{PREFIX}:{{global}}"
+    # Client id -> tenant, for every client.
+    CLIENT_TENANTS: Final = f"{BASE}:client-tenant"
+    # Marker that the bootstrap admin token was created.
+    BOOTSTRAP: Final = f"{BASE}:bootstrap"
+    # Marker that an operator client was created, which retires the bootstrap token for good.
+    BOOTSTRAP_RETIRED: Final = f"{BASE}:bootstrap-retired"
+    # The store time already seen while Redis's clock is behind it (store/clock.py).
+    CLOCK_FLOOR: Final = f"{BASE}:clock-floor"
+    # Tenants whose erasure queues the erasure worker visits.
+    ERASURE_TENANTS: Final = f"{BASE}:erasure:tenants"
+    # Tenants whose removal is scheduled or under way, by due time (``tenants status``).
+    TENANT_REMOVALS: Final = f"{BASE}:tenant-removals"
+    # Key-check values of every key version data was written under (a lost keyring is refused).
+    KEYCHECK: Final = f"{BASE}:keycheck"
+    # The id of the audit log's signing key (another key is an explicit rotation).
+    AUDIT_KEY: Final = f"{BASE}:audit-key"
+    # The schema version of the data (a newer one than a release knows is refused at start).
+    SCHEMA: Final = f"{BASE}:schema"
+    # Where ``idverify keys reindex`` records how far it got.
+    REINDEX_CHECKPOINT: Final = f"{BASE}:keys:reindex"
 
     @classmethod
     def keyring_instance(cls, instance: str) -> str:
         """A running server's report of the keyring versions it holds."""
-        return f"{cls.base}:keyring:{instance}"
-
-    @classmethod
-    def keycheck(cls) -> str:
-        """Key-check values of every key version data was written under (a lost keyring is refused)."""
-        return f"{cls.base}:keycheck"
-
-    @classmethod
-    def audit_key(cls) -> str:
-        """The id of the audit log's signing key (another key is an explicit rotation)."""
-        return f"{cls.base}:audit-key"
-
-    @classmethod
-    def schema(cls) -> str:
-        """The schema version of the data (a newer one than a release knows is refused at start)."""
-        return f"{cls.base}:schema"
-
-    @classmethod
-    def reindex_checkpoint(cls) -> str:
-        """Where ``idverify keys reindex`` records how far it got."""
-        return f"{cls.base}:keys:reindex"
+        return f"{cls.BASE}:keyring:{instance}"

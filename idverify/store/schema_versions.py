@@ -26,7 +26,7 @@ class RedisSchemaStore:
     async def recorded(self) -> int | None:
         """The schema key's value, or None when it is absent."""
         async with translate_errors():
-            raw = await self._redis.get(GlobalKeys.schema())
+            raw = await self._redis.get(GlobalKeys.SCHEMA)
         return int(as_text(raw)) if raw is not None else None
 
     async def raise_to(self, version: int) -> int:
@@ -34,6 +34,6 @@ class RedisSchemaStore:
         async with translate_errors():
             return int(
                 await self._redis.register_script(script_source("schema"))(
-                    keys=[GlobalKeys.schema()], args=[version]
+                    keys=[GlobalKeys.SCHEMA], args=[version]
                 )
             )

@@ -267,7 +267,7 @@ class Scripts:
                 return await script(keys=list(keys), args=list(args))
 
     async def _sample_clock(self, floor_ms: int) -> tuple[int, int]:
-        store_ms, redis_ms = await self._run("clock", [GlobalKeys.clock_floor()], [f"floor_ms={floor_ms}"])
+        store_ms, redis_ms = await self._run("clock", [GlobalKeys.CLOCK_FLOOR], [f"floor_ms={floor_ms}"])
         return int(store_ms), int(redis_ms)
 
     async def aclose(self) -> None:

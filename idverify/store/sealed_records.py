@@ -106,7 +106,7 @@ class RedisSealedRecords:
     async def checkpoint(self) -> ReindexCheckpoint | None:
         """HGETALL of the checkpoint."""
         async with translate_errors():
-            raw = await self._redis.hgetall(GlobalKeys.reindex_checkpoint())
+            raw = await self._redis.hgetall(GlobalKeys.REINDEX_CHECKPOINT)
         saved = {as_text(k): as_text(v) for k, v in raw.items()}
         if not saved:
             return None
@@ -118,6 +118,6 @@ class RedisSealedRecords:
         """HSET of the checkpoint's three fields."""
         async with translate_errors():
             await self._redis.hset(
-                GlobalKeys.reindex_checkpoint(),
+                GlobalKeys.REINDEX_CHECKPOINT,
                 mapping={"target": checkpoint.target, "phase": checkpoint.phase, "cursor": checkpoint.cursor},
             )

@@ -80,18 +80,18 @@ class RedisRemovalStore:
     async def listed(self) -> list[str]:
         """The members of the removal list, by due time."""
         async with translate_errors():
-            listed = await self._redis.zrange(GlobalKeys.tenant_removals(), 0, -1)
+            listed = await self._redis.zrange(GlobalKeys.TENANT_REMOVALS, 0, -1)
         return [as_text(tenant) for tenant in listed if isinstance(tenant, bytes | str)]
 
     async def enlist(self, tenant: str, due_ms: int) -> None:
         """Adds the tenant to the removal list, scored by its due time."""
         async with translate_errors():
-            await self._redis.zadd(GlobalKeys.tenant_removals(), {tenant: due_ms})
+            await self._redis.zadd(GlobalKeys.TENANT_REMOVALS, {tenant: due_ms})
 
     async def unlist(self, tenant: str) -> None:
         """Removes the tenant from the removal list."""
         async with translate_errors():
-            await self._redis.zrem(GlobalKeys.tenant_removals(), tenant)
+            await self._redis.zrem(GlobalKeys.TENANT_REMOVALS, tenant)
 
     async def schedule(
         self, tenant: str, request: Mapping[str, str], due_ms: int, grace_days: int
@@ -184,12 +184,12 @@ class RedisRemovalStore:
     async def forget(self, tenant: str) -> None:
         """Drops the tenant's client ids, erasure and removal listings; the record moves to removed."""
         async with translate_errors():
-            owners = await self._redis.hgetall(GlobalKeys.client_tenants())
+            owners = await self._redis.hgetall(GlobalKeys.CLIENT_TENANTS)
             ids = [client_id for client_id, owner in owners.items() if as_text(owner) == tenant]
             if ids:
-                await self._redis.hdel(GlobalKeys.client_tenants(), *ids)
-            await self._redis.srem(GlobalKeys.erasure_tenants(), tenant)
-            await self._redis.zrem(GlobalKeys.tenant_removals(), tenant)
+                await self._redis.hdel(GlobalKeys.CLIENT_TENANTS, *ids)
+            await self._redis.srem(GlobalKeys.ERASURE_TENANTS, tenant)
+            await self._redis.zrem(GlobalKeys.TENANT_REMOVALS, tenant)
             await self._redis.hset(TenantKeys(tenant).removal(), mapping={"state": REMOVED, "cursor": "0"})
 
     async def _run(self, tenant: str, step: str, request: Mapping[str, str], *args: str) -> Any:

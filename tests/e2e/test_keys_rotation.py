@@ -289,12 +289,12 @@ class TestKeyringFileEdits:
             (added,) = set(grown.wrapping_versions) - set(first.wrapping_versions)
             save_keyring_file(grown, path)
             wait_for_servers(server, lambda report: added in report["wrapping"])  # type: ignore[operator]
-            assert store.hexists(GlobalKeys.keycheck(), f"w:{added}")
+            assert store.hexists(GlobalKeys.KEYCHECK, f"w:{added}")
 
             # Another server recorded the next version with another secret: this file cannot be taken.
             clashing = grown.with_new_wrapping_key(make_current=False)
             (other,) = set(clashing.wrapping_versions) - set(grown.wrapping_versions)
-            store.hset(GlobalKeys.keycheck(), f"w:{other}", "0" * 32)
+            store.hset(GlobalKeys.KEYCHECK, f"w:{other}", "0" * 32)
             save_keyring_file(clashing, path)
             deadline = time.monotonic() + 20
             while "keyring file not taken" not in server.log_text() and time.monotonic() < deadline:

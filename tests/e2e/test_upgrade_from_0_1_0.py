@@ -151,7 +151,7 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgraded]:
 class TestUpgradeFrom010:
     def test_the_schema_version_is_recorded(self, upgraded: Upgraded) -> None:
         """0.1.0's store had no version; it is raised to this release's and the log says from what."""
-        assert upgraded.store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
+        assert upgraded.store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
         assert f"store schema version 1 raised to {SCHEMA_VERSION}" in upgraded.server.log_text()
 
     def test_accounts_read_as_0_1_0_bound_them(self, upgraded: Upgraded) -> None:
@@ -239,7 +239,7 @@ class TestNewerSchema:
         """Exit 2 naming both versions, before anything is written to the store or generated."""
         with RedisProcess(tmp_path / "redis", port=free_port()) as store_process:
             store = redis.Redis.from_url(store_process.url)
-            store.set(GlobalKeys.schema(), SCHEMA_VERSION + 1)
+            store.set(GlobalKeys.SCHEMA, SCHEMA_VERSION + 1)
             env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
             refused = subprocess.run(
                 [
@@ -266,7 +266,7 @@ class TestNewerSchema:
             assert len(lines) == 1, refused.stderr
             assert f"schema version {SCHEMA_VERSION + 1}" in lines[0]
             assert f"this release's {SCHEMA_VERSION}" in lines[0]
-            assert store.get(GlobalKeys.schema()) == str(SCHEMA_VERSION + 1).encode()
+            assert store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION + 1).encode()
             assert store.dbsize() == 1, "nothing was written"
             assert not (tmp_path / "data" / "keyring.json").exists(), "no keyring was generated"
 
@@ -274,7 +274,7 @@ class TestNewerSchema:
     def test_commands_on_the_store_refuse_it_too(self, tmp_path: Path, command: list[str]) -> None:
         """A command run with an older release (keys, erasure, tenants...) refuses it in one line, exit 2."""
         with RedisProcess(tmp_path / "redis", port=free_port()) as store_process:
-            redis.Redis.from_url(store_process.url).set(GlobalKeys.schema(), SCHEMA_VERSION + 1)
+            redis.Redis.from_url(store_process.url).set(GlobalKeys.SCHEMA, SCHEMA_VERSION + 1)
             refused = subprocess.run(
                 [
                     sys.executable,
@@ -299,4 +299,4 @@ class TestNewerSchema:
 
     def test_an_empty_store_starts_at_this_releases_version(self, server: ServerProcess) -> None:
         """A new deployment records the version at its first start."""
-        assert embedded_redis(server).get(GlobalKeys.schema()) == str(SCHEMA_VERSION).encode()
+        assert embedded_redis(server).get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def every_key(keys: object) -> list[str]:
-    """Calls every key method of a key-schema object with a sample argument."""
+    """Every key constant of a key-schema object, and every key method called with a sample argument."""
     names = [name for name, _ in inspect.getmembers(keys, callable) if not name.startswith("_")]
-    made = []
+    made = [value for name, value in inspect.getmembers(keys) if name.isupper() and isinstance(value, str)]
     for name in names:
         method = getattr(keys, name)
         arity = len(inspect.signature(method).parameters)
@@ -85,7 +85,7 @@ class TestOnCluster:
                 assert await pipe.execute() == [[None]] * 20
             # A key of this test's own in the global slot: the cluster is shared with servers
             # that have bootstrapped on it already.
-            probe = f"{GlobalKeys.base}:cluster-check:{time.time_ns()}"
+            probe = f"{GlobalKeys.BASE}:cluster-check:{time.time_ns()}"
             assert await client.set(probe, "x", nx=True, px=60_000)
             assert await client.exists(probe) == 1
         finally:

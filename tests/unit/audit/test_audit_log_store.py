@@ -362,7 +362,7 @@ class TestAuditedSteps:
         ]
         assert dict(events[0].attributes) == {"client_id": record.client_id, "role": "auditor"}
         assert "regulator" not in json.dumps([dict(e.attributes) for e in events])
-        assert await redis.hget(GlobalKeys.client_tenants(), record.client_id) == tenant.encode()
+        assert await redis.hget(GlobalKeys.CLIENT_TENANTS, record.client_id) == tenant.encode()
         assert tenant in await clients.tenants()
 
     @pytest.mark.parametrize(

@@ -42,9 +42,9 @@ OTHER = Reader("beef00", "t/platform/beef00", "GetAccount")
 @pytest.fixture
 async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
     client = connect(redis_server.url)
-    await client.delete(GlobalKeys.clock_floor())
+    await client.delete(GlobalKeys.CLOCK_FLOOR)
     yield client
-    await client.delete(GlobalKeys.clock_floor())
+    await client.delete(GlobalKeys.CLOCK_FLOOR)
     await client.aclose(close_connection_pool=True)
 
 
@@ -77,13 +77,13 @@ async def store_hour(redis: RedisClient) -> int:
 async def later_ledger(redis: RedisClient, minutes: int = 3) -> ReadLedger:
     """A ledger whose scripts run ``minutes`` ahead of Redis's clock."""
     seconds, micros = await redis.time()
-    await redis.set(GlobalKeys.clock_floor(), seconds * 1000 + micros // 1000 + minutes * MINUTE_MS)
+    await redis.set(GlobalKeys.CLOCK_FLOOR, seconds * 1000 + micros // 1000 + minutes * MINUTE_MS)
     return await ledger(redis)
 
 
 async def ledger_at(redis: RedisClient, store_ms: int, **options: float) -> ReadLedger:
     """A ledger whose scripts run at ``store_ms``, a time ahead of Redis's clock."""
-    await redis.set(GlobalKeys.clock_floor(), store_ms)
+    await redis.set(GlobalKeys.CLOCK_FLOOR, store_ms)
     return ReadLedger(RedisReadRecords(redis, Scripts(redis)), KEYRING, RETENTION_DAYS, **options)
 
 

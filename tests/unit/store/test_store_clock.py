@@ -116,9 +116,9 @@ async def test_without_any_sample_a_script_decides_by_redis_alone() -> None:
 @pytest.fixture
 async def redis(redis_server: RedisProcess) -> AsyncIterator[RedisClient]:
     client = connect(redis_server.url)
-    await client.delete(GlobalKeys.clock_floor())
+    await client.delete(GlobalKeys.CLOCK_FLOOR)
     yield client
-    await client.delete(GlobalKeys.clock_floor())
+    await client.delete(GlobalKeys.CLOCK_FLOOR)
     await client.aclose(close_connection_pool=True)
 
 
@@ -153,7 +153,7 @@ async def status_read_by(scripts: Scripts, keys: TenantKeys, verification_id: st
 async def test_a_script_judges_by_the_time_already_seen_when_redis_is_behind(redis: RedisClient) -> None:
     # As a process leaves it that read Redis's clock three hours ahead of where it is now.
     now = await redis_ms(redis)
-    await redis.set(GlobalKeys.clock_floor(), now + 3 * HOUR_MS)
+    await redis.set(GlobalKeys.CLOCK_FLOOR, now + 3 * HOUR_MS)
     keys, verification_id = await pending_code(redis, now + HOUR_MS)
     scripts = Scripts(redis)
     assert await scripts.clock.now_ms() >= now + 3 * HOUR_MS
@@ -167,7 +167,7 @@ async def test_without_a_floor_the_same_code_is_still_pending(redis: RedisClient
     assert await status_read_by(scripts, keys, verification_id) == "CHALLENGE_SENT"
     assert abs(await scripts.clock.now_ms() - await redis_ms(redis)) < 60_000
     # A sound clock costs no write.
-    assert await redis.exists(GlobalKeys.clock_floor()) == 0
+    assert await redis.exists(GlobalKeys.CLOCK_FLOOR) == 0
 
 
 async def test_a_process_ahead_of_redis_leaves_its_time_for_the_others(redis: RedisClient) -> None:
@@ -178,7 +178,7 @@ async def test_a_process_ahead_of_redis_leaves_its_time_for_the_others(redis: Re
     mono.seconds += 3 * 3600
     seen = await ahead.clock.now_ms()
     assert seen >= await redis_ms(redis) + 3 * HOUR_MS - 60_000
-    stored = int(await redis.get(GlobalKeys.clock_floor()) or b"0")
+    stored = int(await redis.get(GlobalKeys.CLOCK_FLOOR) or b"0")
     assert stored == seen
     newcomer = Scripts(redis)
     assert await newcomer.clock.now_ms() >= seen

@@ -54,7 +54,7 @@ class RedisWorld:
         await self._redis.hset(TenantKeys(tenant).removal(), "state", "removing")
 
     async def set_bootstrap(self, client_id: str) -> None:
-        await self._redis.set(GlobalKeys.bootstrap(), client_id)
+        await self._redis.set(GlobalKeys.BOOTSTRAP, client_id)
 
     async def audited(self, tenant: str) -> list[tuple[str, str]]:
         rows = await audit_rows(self._redis, tenant)

@@ -177,7 +177,7 @@ async def port(
         yield memory, seed_memory
         return
     keys = {
-        "markers": GlobalKeys.bootstrap(),
+        "markers": GlobalKeys.BOOTSTRAP,
         "tenant_keys": "iv1:{t:acme}:acct:1",
         "audit_logs": "iv1:{t:acme}:audit:log",
     }

@@ -69,7 +69,7 @@ def memory_port() -> Port:
 def redis_port(redis: RedisClient) -> Port:
     async def clock(ms: int) -> None:
         # A process samples the floor every few seconds: new scripts read the one set here now.
-        await redis.set(GlobalKeys.clock_floor(), ms)
+        await redis.set(GlobalKeys.CLOCK_FLOOR, ms)
         made.store = RedisReadRecords(redis, Scripts(redis))
 
     async def account(tenant: str, ps: str, ref: str) -> None:
@@ -89,7 +89,7 @@ def redis_port(redis: RedisClient) -> Port:
 @pytest.fixture(params=["memory", "redis"])
 async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncIterator[Port]:
     yield memory_port() if request.param == "memory" else redis_port(redis)
-    await redis.delete(GlobalKeys.clock_floor())
+    await redis.delete(GlobalKeys.CLOCK_FLOOR)
 
 
 @pytest.fixture

@@ -93,14 +93,14 @@ class RedisWorld:
             keys.client(client_id), mapping={"role": role, "revoked": "1" if revoked else "0"}
         )
         await self._redis.sadd(keys.clients(), client_id)
-        await self._redis.hset(GlobalKeys.client_tenants(), client_id, tenant)
+        await self._redis.hset(GlobalKeys.CLIENT_TENANTS, client_id, tenant)
 
     async def add_keys(self, tenant: str, *names: str) -> None:
         for name in names:
             await self._redis.hset(f"iv1:{{t:{tenant}}}:{name}", "x", "1")
 
     async def note_erasures(self, tenant: str) -> None:
-        await self._redis.sadd(GlobalKeys.erasure_tenants(), tenant)
+        await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
 
     async def integrate(self, tenant: str) -> None:
         await TreeIntegrator(AuditStore(self._redis, self._scripts)).integrate(tenant)
@@ -111,11 +111,11 @@ class RedisWorld:
         return [i for i in ids if as_text(await self._redis.hget(keys.client(i), "revoked")) == "0"]
 
     async def client_tenant(self, client_id: str) -> str | None:
-        owner = await self._redis.hget(GlobalKeys.client_tenants(), client_id)
+        owner = await self._redis.hget(GlobalKeys.CLIENT_TENANTS, client_id)
         return None if owner is None else as_text(owner)
 
     async def has_erasures(self, tenant: str) -> bool:
-        return bool(await self._redis.sismember(GlobalKeys.erasure_tenants(), tenant))
+        return bool(await self._redis.sismember(GlobalKeys.ERASURE_TENANTS, tenant))
 
 
 Port = Contract[RemovalStore, World]
