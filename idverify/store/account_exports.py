@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from idverify.flows.account_export import AccountRecord, HeldRecords
 from idverify.store.accounts import account_hash
-from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.connection import translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisAccountExports"]
 
 
-class RedisAccountExports:
-    """``flows.account_export.AccountExportStore`` over Redis; every method may raise StoreUnavailable."""
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+class RedisAccountExports(ScriptedStore):
+    """``flows.account_export.AccountExportStore`` over Redis."""
 
     async def account(self, tenant: str, account_ps: str) -> AccountRecord | None:
         """The account record of pseudonym ``account_ps``, or None when there is none."""

@@ -15,6 +15,7 @@ from idverify.flows.accounts import AccountRecord, LoginLabel, StoredLocation
 from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import TenantKeys
+from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
 
 __all__ = ["RedisAccounts", "account_hash"]
@@ -31,13 +32,12 @@ async def account_hash(redis: RedisClient, tenant: str, account: str) -> dict[st
     return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
 
-class RedisAccounts:
-    """``flows.accounts.AccountStore`` over one Redis client and its scripts."""
+class RedisAccounts(ScriptedStore):
+    """``flows.accounts.AccountStore`` over Redis."""
 
     def __init__(self, redis: RedisClient, scripts: Scripts, retention_days: int) -> None:
         """``retention_days``: how long a recorded read is kept (``[reads] retention_days``)."""
-        self._redis = redis
-        self._scripts = scripts
+        super().__init__(redis, scripts)
         self._retention_days = retention_days
 
     async def account(self, tenant: str, account: str) -> AccountRecord | None:

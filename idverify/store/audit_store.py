@@ -23,6 +23,7 @@ from idverify.audit.query import Posting, PostingSeek
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import TenantKeys
+from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts, script_source
 
 __all__ = [
@@ -87,12 +88,11 @@ def group_node_writes(nodes: Iterable[tuple[NodeId, bytes]]) -> list[NodeWrite]:
     return writes
 
 
-class AuditStore:
+class AuditStore(ScriptedStore):
     """Reads of the audit logs of every tenant, and the tree writes of the integrator."""
 
     def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+        super().__init__(redis, scripts)
         # Run directly rather than through Scripts.run: a proof is this one read inside its
         # RPC's span, and a child span of its own would cost half a Redis round trip.
         self._read_nodes_script = redis.register_script(script_source("audit_nodes"))

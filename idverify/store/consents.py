@@ -28,26 +28,16 @@ from idverify.flows.consent import (
     ConsentRecord,
     ConsentWithdrawal,
 )
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, Scripts, decode_flat
+from idverify.store.scripted_store import ScriptedStore
+from idverify.store.scripts import ChainStep, decode_flat
 
 __all__ = ["RedisConsentStore"]
 
 
-class RedisConsentStore:
-    """``flows.consent.ConsentStore`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
-
-    async def now_ms(self) -> int:
-        """The store's clock."""
-        return await self._scripts.clock.now_ms()
+class RedisConsentStore(ScriptedStore):
+    """``flows.consent.ConsentStore`` over Redis."""
 
     @staticmethod
     def queue_read(pipe: Any, tenant: str, account_ps: str) -> None:

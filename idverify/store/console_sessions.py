@@ -11,22 +11,15 @@ import json
 from collections.abc import Mapping
 
 from idverify.console.sessions import SessionRecord
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisConsoleSessions"]
 
 
-class RedisConsoleSessions:
-    """``console.sessions.SessionStore`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+class RedisConsoleSessions(ScriptedStore):
+    """``console.sessions.SessionStore`` over Redis."""
 
     async def open(
         self, tenant: str, digest: str, record: SessionRecord, lifetime_ms: int, request: Mapping[str, str]

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind, ScheduledErasure
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisErasureStore"]
 
@@ -40,19 +40,8 @@ def _texts(values: Iterable[Any]) -> list[str]:
     return [as_text(value) for value in values]
 
 
-class RedisErasureStore:
-    """``flows.erasure.ErasureStore`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
-
-    async def now_ms(self) -> int:
-        """The store's clock."""
-        return await self._scripts.clock.now_ms()
+class RedisErasureStore(ScriptedStore):
+    """``flows.erasure.ErasureStore`` over Redis."""
 
     async def note_tenant(self, tenant: str) -> None:
         """Names ``tenant`` among those the workers visit."""

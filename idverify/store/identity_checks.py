@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 
 from idverify.flows.identity_check import BoundIdentity, CheckLimited, CheckStep, CheckTally
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisIdentityChecks"]
 
 
-class RedisIdentityChecks:
-    """``flows.identity_check.IdentityCheckStore`` over one Redis client and its scripts."""
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+class RedisIdentityChecks(ScriptedStore):
+    """``flows.identity_check.IdentityCheckStore`` over Redis."""
 
     async def bound_identity(self, tenant: str, account: str) -> BoundIdentity | None:
         """The account's binding and its identity record's fields (two reads: the record's key is the ref)."""

@@ -14,22 +14,18 @@ import json
 from collections.abc import Mapping, Sequence
 
 from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, IdentityMove
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisIdentityRecords"]
 
 
-class RedisIdentityRecords:
+class RedisIdentityRecords(ScriptedStore):
     """``flows.identity_mover.IdentityRecords`` over one Redis client and its scripts.
 
     Every method but :meth:`keys` may raise StoreUnavailable when Redis cannot be reached.
     """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
 
     def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:
         """The records' hashes."""

@@ -24,7 +24,7 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, TenantKeys
 from idverify.store.read_keys import ReadKeys
 from idverify.store.scan import scan_pages
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = [
     "MERGE_CHUNK",
@@ -58,16 +58,8 @@ class ReportLock:
                 await self._lock.release()
 
 
-class RedisIncidentStore:
-    """``flows.incident.IncidentStore`` over Redis; every method may raise StoreUnavailable."""
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
-
-    async def now_ms(self) -> int:
-        """The store's clock, in ms of the epoch."""
-        return await self._scripts.clock.now_ms()
+class RedisIncidentStore(ScriptedStore):
+    """``flows.incident.IncidentStore`` over Redis."""
 
     async def try_lock(self, tenant: str, seconds: float) -> ReportLock | None:
         """The tenant's report lock for at most ``seconds``, or None while another report holds it."""

@@ -12,23 +12,15 @@ from collections.abc import Sequence
 from typing import cast
 
 from idverify.flows.read_accounting import Category, MinuteClose, Reader, read_spec
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisReadRecords"]
 
 
-class RedisReadRecords:
-    """``flows.read_accounting.ReadRecords`` over Redis; every method may raise StoreUnavailable."""
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
-
-    async def now_ms(self) -> int:
-        """The store's clock, in ms of the epoch."""
-        return await self._scripts.clock.now_ms()
+class RedisReadRecords(ScriptedStore):
+    """``flows.read_accounting.ReadRecords`` over Redis."""
 
     async def record(
         self,

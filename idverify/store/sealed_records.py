@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 from idverify.flows.reindex import RecordKind, ReindexCheckpoint, SealedRecord
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys
 from idverify.store.scan import scan_pages
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 
 __all__ = ["RedisSealedRecords", "split_key"]
 
@@ -51,15 +51,8 @@ def _key(record: SealedRecord) -> str:
     return f"{PREFIX}:{{t:{record.tenant}}}:{record.kind.value}:{record.name}"
 
 
-class RedisSealedRecords:
-    """``flows.reindex.SealedRecords`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+class RedisSealedRecords(ScriptedStore):
+    """``flows.reindex.SealedRecords`` over Redis."""
 
     async def records(
         self, kind: RecordKind, *, cursor: int = 0, count: int = 500

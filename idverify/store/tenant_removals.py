@@ -27,26 +27,19 @@ from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
 from idverify.store.scan import scan_pages
+from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
 from idverify.store.topology import is_cluster
 
 __all__ = ["RedisRemovalStore"]
 
 
-class RedisRemovalStore:
-    """``flows.tenant_removal.RemovalStore`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
+class RedisRemovalStore(ScriptedStore):
+    """``flows.tenant_removal.RemovalStore`` over Redis."""
 
     def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+        super().__init__(redis, scripts)
         self._log = AuditStore(redis, scripts)
-
-    async def now_ms(self) -> int:
-        """The store's clock."""
-        return await self._scripts.clock.now_ms()
 
     async def known(self, tenant: str) -> bool:
         """Whether the tenant's client set or its log's head exists."""

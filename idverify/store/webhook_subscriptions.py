@@ -13,23 +13,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import Scripts
+from idverify.store.scripted_store import ScriptedStore
 from idverify.webhooks.subscriptions import NewSubscription, Subscription
 
 __all__ = ["RedisSubscriptionStore"]
 
 
-class RedisSubscriptionStore:
-    """``webhooks.subscriptions.SubscriptionStore`` over one Redis client and its scripts.
-
-    Every method may raise StoreUnavailable when Redis cannot be reached.
-    """
-
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
-        self._redis = redis
-        self._scripts = scripts
+class RedisSubscriptionStore(ScriptedStore):
+    """``webhooks.subscriptions.SubscriptionStore`` over Redis."""
 
     async def _manage(
         self, op: str, tenant: str, webhook_id: str, request: Mapping[str, str], *args: str
