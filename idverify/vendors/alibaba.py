@@ -25,7 +25,7 @@ import httpx
 
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
-from idverify.vendors import acs3
+from idverify.vendors import acs3, transport
 from idverify.vendors.alibaba_codes import (
     BANK_SUBCODES,
     CARRIER_SUBCODES,
@@ -45,12 +45,6 @@ from idverify.vendors.alibaba_enterprise_codes import (
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, OrgClaim, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
 from idverify.vendors.pooled import PooledVendor, liveness_session, shown
-from idverify.vendors.transport import (
-    TRANSPORT_OPTIONS,
-    PreparedRequest,
-    VendorTransport,
-    fail_on_http_status,
-)
 from idverify.vendors.verdicts import (
     CodeMeaning,
     Unavailable,
@@ -77,7 +71,7 @@ _SCENE_CODE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DEFAULT_ENDPOINT: Final = "https://cloudauth.aliyuncs.com"
 _FORM: Final = "application/x-www-form-urlencoded"
 _OPTIONS: Final = (
-    TRANSPORT_OPTIONS
+    transport.TRANSPORT_OPTIONS
     | CREDENTIAL_OPTIONS
     | {
         "kind",
@@ -142,7 +136,7 @@ class AlibabaCloudauth(PooledVendor):
         self._enterprise_scene = scene_code
         self._clock = clock
         self._nonce = nonce
-        self._transport = VendorTransport(name, settings)
+        self._transport = transport.VendorTransport(name, settings)
 
     # The face flow pushes its end to a CallbackUrl (idverify.callbacks.server's /alibaba/ route).
     callback_kind: Final = "alibaba"
@@ -221,7 +215,7 @@ class AlibabaCloudauth(PooledVendor):
             try:
                 answer = _json(response)
             except VendorUnavailable:
-                fail_on_http_status(response)
+                transport.fail_on_http_status(response)
                 raise
             code = str(answer.get("Code", ""))
             if code != SUCCESS:
@@ -336,7 +330,7 @@ class AlibabaCloudauth(PooledVendor):
 
     def _prepare(
         self, action: str, params: Mapping[str, str], *, version: str = API_VERSION
-    ) -> PreparedRequest:
+    ) -> transport.PreparedRequest:
         body = acs3.form_body(params)
         date = datetime.fromtimestamp(self._clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         headers = {
@@ -354,7 +348,7 @@ class AlibabaCloudauth(PooledVendor):
             headers=headers,
         )
         headers["Authorization"] = signature.authorization
-        return PreparedRequest(url=str(self._url.copy_with(path="/")), headers=headers, body=body)
+        return transport.PreparedRequest(url=str(self._url.copy_with(path="/")), headers=headers, body=body)
 
     def _result(
         self, response: httpx.Response, codes: Mapping[str, CodeMeaning]
@@ -369,7 +363,7 @@ class AlibabaCloudauth(PooledVendor):
         try:
             answer = _json(response)
         except VendorUnavailable:
-            fail_on_http_status(response)
+            transport.fail_on_http_status(response)
             raise
         code = str(answer.get("Code", ""))
         if code == "200":

@@ -18,7 +18,7 @@ import httpx
 
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
-from idverify.vendors import tc3
+from idverify.vendors import tc3, transport
 from idverify.vendors.api import Check, Claim, LivenessRequest, LivenessSession, ProbeReport
 from idverify.vendors.credentials import CREDENTIAL_OPTIONS, read_credentials
 from idverify.vendors.pooled import PooledVendor, liveness_session, shown
@@ -30,12 +30,6 @@ from idverify.vendors.tencent_codes import (
     error_outcome,
 )
 from idverify.vendors.tencent_encryption import FieldEncryptor
-from idverify.vendors.transport import (
-    TRANSPORT_OPTIONS,
-    PreparedRequest,
-    VendorTransport,
-    fail_on_http_status,
-)
 from idverify.vendors.verdicts import (
     CodeMeaning,
     Unavailable,
@@ -52,7 +46,7 @@ API_VERSION: Final = "2018-03-01"
 DEFAULT_ENDPOINT: Final = "https://faceid.tencentcloudapi.com"
 _CONTENT_TYPE: Final = "application/json; charset=utf-8"
 _OPTIONS: Final = (
-    TRANSPORT_OPTIONS
+    transport.TRANSPORT_OPTIONS
     | CREDENTIAL_OPTIONS
     | {"kind", "endpoint", "region", "encryption_public_key_file", "liveness_rule_id", "phone_verify_mode"}
 )
@@ -100,7 +94,7 @@ class TencentFaceId(PooledVendor):
         key_file = _text(where, options, "encryption_public_key_file")
         self._encryptor = FieldEncryptor.from_file(key_file) if key_file else None
         self._clock = clock
-        self._transport = VendorTransport(name, settings)
+        self._transport = transport.VendorTransport(name, settings)
 
     async def check_name_id(self, claim: Claim) -> Verdict:
         """IdCardVerification.
@@ -192,7 +186,7 @@ class TencentFaceId(PooledVendor):
         body = {"BizToken": _PROBE_TOKEN, "RuleId": self._rule_id or "0", "InfoType": "1"}
 
         def interpret(response: httpx.Response) -> ProbeReport:
-            fail_on_http_status(response)
+            transport.fail_on_http_status(response)
             error = _json(response).get("Response", {}).get("Error") or {}
             code = str(error.get("Code", ""))
             outcome = error_outcome(code) if code else None
@@ -234,7 +228,7 @@ class TencentFaceId(PooledVendor):
             }
         return {**encrypted.fields, "Encryption": dict(encrypted.encryption)}
 
-    def _prepare(self, action: str, body: Mapping[str, Any]) -> PreparedRequest:
+    def _prepare(self, action: str, body: Mapping[str, Any]) -> transport.PreparedRequest:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = int(self._clock())
         signed = {
@@ -258,7 +252,9 @@ class TencentFaceId(PooledVendor):
         }
         if self._region:
             headers["X-TC-Region"] = self._region
-        return PreparedRequest(url=str(self._url.copy_with(path="/")), headers=headers, body=payload)
+        return transport.PreparedRequest(
+            url=str(self._url.copy_with(path="/")), headers=headers, body=payload
+        )
 
     def _answer(self, response: httpx.Response) -> Mapping[str, Any] | Verdict:
         """The Response object of a successful call, or the verdict an error code carries.
@@ -268,7 +264,7 @@ class TencentFaceId(PooledVendor):
             VendorUnavailable: on any other error.
 
         """
-        fail_on_http_status(response)
+        transport.fail_on_http_status(response)
         answer = _json(response).get("Response")
         if not isinstance(answer, Mapping):
             raise VendorUnavailable("VENDOR_ERROR", "MALFORMED_RESPONSE")
