@@ -9,7 +9,9 @@ compute the same nodes from the same entries; the loser's write is refused and i
 from the winner's head.
 
 The log is read and the tree written through :class:`IntegratedLog` (``store.audit_store.AuditStore``
-over Redis, ``audit_integrate.lua`` writing each round's nodes and head in one call).
+over Redis, ``audit_integrate.lua`` writing each round's nodes and head in one call). A round this
+process wrote is then handed to its :class:`RoundListener`, if any (``audit.tile_mirror`` writes
+it to tiles): only after Redis took it, so a listener never holds what the tree does not.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Protocol
 from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 from idverify.audit.tree_state import TreeState
 
-__all__ = ["BATCH", "FOLD_SLICE", "IntegratedLog", "LogCorrupted", "TreeIntegrator"]
+__all__ = ["BATCH", "FOLD_SLICE", "IntegratedLog", "LogCorrupted", "RoundListener", "TreeIntegrator", "fold"]
 
 BATCH = 4096
 """Entries hashed per round: a read of a few megabytes at most and two hashes an entry."""
@@ -69,11 +71,35 @@ class IntegratedLog(Protocol):
         ...
 
 
+class RoundListener(Protocol):
+    """Told of each round this process wrote, once Redis holds it."""
+
+    async def __call__(
+        self,
+        tenant: str,
+        old_size: int,
+        state: TreeState,
+        entries: Sequence[bytes],
+        completed: Mapping[NodeId, bytes],
+    ) -> None:
+        """The round took the tree from ``old_size`` entries to ``state``, folding ``entries``.
+
+        Args:
+            tenant: whose log.
+            old_size: the tree's size before the round.
+            state: the tree after it.
+            entries: the entries folded, from ``old_size`` on.
+            completed: the perfect subtrees the round completed.
+        """
+        ...
+
+
 class TreeIntegrator:
     """Brings the stored tree of a tenant's log up to the log's size."""
 
-    def __init__(self, store: IntegratedLog) -> None:
+    def __init__(self, store: IntegratedLog, *, after_round: RoundListener | None = None) -> None:
         self._store = store
+        self._after_round = after_round
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
@@ -102,14 +128,17 @@ class TreeIntegrator:
                 missing = [i for i, entry in zip(indices, entries, strict=True) if entry is None]
                 if missing:
                     raise LogCorrupted(f"audit entry {missing[0]} of tenant {tenant} is missing")
-                compact, completed = await _fold(state.compact, [e for e in entries if e is not None])
+                folded = [e for e in entries if e is not None]
+                compact, completed = await fold(state.compact, folded)
                 new_state = TreeState(compact.size, compact.root(), compact)
                 written = await self._store.write_tree(tenant, state.size, new_state, completed)
                 if not written:
                     log.debug("audit tree of %s moved meanwhile; continuing from its new head", tenant)
+                elif self._after_round is not None:
+                    await self._after_round(tenant, state.size, new_state, folded, completed)
 
 
-async def _fold(compact: CompactRange, entries: list[bytes]) -> tuple[CompactRange, dict[NodeId, bytes]]:
+async def fold(compact: CompactRange, entries: list[bytes]) -> tuple[CompactRange, dict[NodeId, bytes]]:
     """Entries folded into the range ``FOLD_SLICE`` at a time, letting the loop run in between."""
     completed: dict[NodeId, bytes] = {}
     for start in range(0, len(entries), FOLD_SLICE):

@@ -3,22 +3,29 @@
 ``testing.memory_audit_log.MemoryAuditLog`` (what ``test_audit_usecase.py`` runs the flow on) and
 ``store.audit_logs.RedisAuditLog`` over a real redis-server (the prelude's ``audit()`` appending,
 the integrator and ``audit_integrate.lua``, ``audit_nodes.lua``, ``audit_head.lua``, the queries
-over the index postings) answer every assertion here the same way.
+over the index postings) answer every assertion here the same way; so does
+``audit.tile_mirror.TiledAuditLog`` over Redis with its tiles in a temporary directory, as
+``server.py`` builds it when ``audit_tiles_dir`` is set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from idverify.audit import merkle
 from idverify.audit.events import AuditEvent, parse_entry
+from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.query import EventFilter
+from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
 from idverify.audit.tree_state import StoredHead
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
@@ -63,7 +70,14 @@ def redis_port(redis: RedisClient) -> Port:
     return Port(RedisAuditLog.over(redis, Scripts(redis)), RedisWorld(redis))
 
 
-port = port_on_each(memory_port, redis_port)
+def tiled_port(redis: RedisClient) -> Port:
+    store = AuditStore(redis, Scripts(redis))
+    tiles = TileMirror(Path(tempfile.mkdtemp(prefix="idverify-tiles-")), store)
+    log = RedisAuditLog(store, TreeIntegrator(store, after_round=tiles.record_round))
+    return Port(TiledAuditLog(log, tiles), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port, tiled=tiled_port)
 
 
 def events(count: int) -> list[Event]:

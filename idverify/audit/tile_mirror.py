@@ -1,0 +1,308 @@
+"""The audit log's tiles kept beside Redis: each round written to files too, proofs read from them.
+
+With ``audit_tiles_dir`` set, every tenant's log is also written as tiles and entry bundles
+(``audit/tiles.py``'s layout, ``audit/tile_store.py``'s write-once files) below
+``<audit_tiles_dir>/<tenant>``. Redis still holds every entry and node and stays the log of
+record; the tiles are what the log's bulk moves to once Redis stops keeping it (issue 26).
+
+Writing. :meth:`TileMirror.record_round` is the integrator's ``RoundListener``: a round Redis
+took is appended to the tiles from the entries and nodes the round has in memory, when the tiles
+stand exactly where the round began. Otherwise they lag behind Redis (the process died between
+the two writes, a replica with its own volume won rounds, the directory was switched on for an
+existing log), and a catch-up task brings them up to the integrated tree: Redis's entries a
+batch at a time, folded onto the tiles' own frontier, the nodes so computed compared with the
+nodes Redis holds at the batch's end (and with the tree head at the last) before anything is
+written. A round never waits for a catch-up: one that finds a catch-up running leaves it the
+tiles, and the next integration starts another if they still lag.
+
+Their size. The tiles' size is a small file, ``tiles-size``, replaced after the tiles it counts
+are written (Tessera's checkpoint, without a signature yet). It is not derived from the files
+present: a ``TileStore`` has no listing (an object store's is slow and billed), and the highest
+bundle may have been written by a round whose tiles a crash cut short. Written after them, the
+file is never ahead of the tiles. It can fall behind (a crash just before it is replaced, or two
+processes replacing it in turn), which costs only a rewrite of identical bytes next time.
+
+Failures. A file that exists with other bytes (``TileConflict``) or tiles that disagree with
+Redis stop the tenant's tiles in this process until it restarts: logged as an error naming the
+file, nothing overwritten, proofs read from Redis alone. Any other failure (a full disk, Redis
+away, a tile missing) is logged and retried by the next round or integration. None of them fails
+an integration: Redis still holds everything.
+
+Reading. :class:`TiledAuditLog` is ``flows.audit.AuditLog`` over another: nodes within the tiles'
+size come from tiles, the rest (and any a tile cannot give) from the log beneath, so proofs are
+the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import string
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from idverify.audit.integrator import BATCH, LogCorrupted, fold
+from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes
+from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
+from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.domain.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from idverify.audit.query import EventFilter, QueryResult
+    from idverify.flows.audit import AuditLog
+
+__all__ = ["SIZE_FILE", "TileMirror", "TileSource", "TiledAuditLog", "TilesDisagree", "tenant_directory"]
+
+SIZE_FILE = "tiles-size"
+"""The file, in a tenant's directory, that says how many entries its tiles hold."""
+
+_SAFE = frozenset(string.ascii_lowercase + string.digits + "_-")
+
+log = logging.getLogger("idverify.audit")
+
+
+class TilesDisagree(RuntimeError):
+    """The tiles' tree and the log of record's differ where both hold it."""
+
+
+class TileSource(Protocol):
+    """What a catch-up reads of the log of record (``AuditStore``, ``MemoryAuditLog``)."""
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' bytes, in order; None where there is none."""
+        ...
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Stored node hashes; None for a node not stored."""
+        ...
+
+
+def tenant_directory(tenant: str) -> str:
+    """The name of a tenant's directory: its name, any character but ``[a-z0-9_-]`` as ``%XX``.
+
+    Tenant names are made of those already (``domain.tenants``), so an operator sees them as
+    they are; the escape keeps any other from naming ``..``, a path or a hidden file.
+
+    Raises:
+        ValueError: the name is empty.
+    """
+    if not tenant:
+        raise ValueError("an empty tenant name names no directory")
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in tenant)
+
+
+class TileMirror:
+    """Every tenant's tiles below one directory, kept up with the integrated tree."""
+
+    def __init__(self, root: Path, source: TileSource, *, batch: int = BATCH) -> None:
+        self._root = root
+        self._source = source
+        self._batch = batch
+        self._logs: dict[str, TiledLog] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._catch_ups: dict[str, asyncio.Task[None]] = {}
+        # The largest size this process read or wrote per tenant: tiles never shrink.
+        self._sizes: dict[str, int] = {}
+        self._stopped: set[str] = set()
+
+    def _directory(self, tenant: str) -> Path:
+        return self._root / tenant_directory(tenant)
+
+    def _tiles(self, tenant: str) -> TiledLog:
+        if tenant not in self._logs:
+            self._logs[tenant] = TiledLog(DirectoryTiles(self._directory(tenant)))
+        return self._logs[tenant]
+
+    def stopped(self, tenant: str) -> bool:
+        """Whether the tenant's tiles were found in conflict (neither written nor read since)."""
+        return tenant in self._stopped
+
+    async def size(self, tenant: str) -> int:
+        """Entries the tenant's tiles hold, as their size file says (0: none yet).
+
+        Read on the event loop, as tiles are: a few bytes from the page cache.
+        """
+        try:
+            text = (self._directory(tenant) / SIZE_FILE).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return 0
+        size = int(text) if text.strip().isdigit() else 0  # unreadable: rewrite from the start
+        self._sizes[tenant] = max(size, self._sizes.get(tenant, 0))
+        return size
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Node hashes from the tiles; None for a node past their size or that they cannot give."""
+        size = 0 if tenant in self._stopped else await self.size(tenant)
+        if not size:
+            return [None] * len(nodes)
+        try:
+            return await self._tiles(tenant).read_nodes(size, nodes)
+        except (OSError, ValueError) as error:
+            log.warning("audit tiles of %s not read: %s", tenant, error)
+            return [None] * len(nodes)
+
+    async def record_round(
+        self,
+        tenant: str,
+        old_size: int,
+        state: TreeState,
+        entries: Sequence[bytes],
+        completed: Mapping[NodeId, bytes],
+    ) -> None:
+        """The integrator's ``RoundListener``: appends a round Redis took to the tiles.
+
+        When the tiles do not stand at ``old_size``, a catch-up to ``state`` is started instead.
+        """
+        lock = self._lock(tenant)
+        if tenant in self._stopped or lock.locked():
+            return  # a catch-up is writing the tiles; it or the next integration's covers this round
+        behind = False
+        async with lock, self._reported(tenant):
+            size = await self.size(tenant)
+            if size == old_size:
+                await self._tiles(tenant).append(old_size, entries, completed)
+                await self._write_size(tenant, state.size)
+                return
+            behind = size < state.size
+        if behind:
+            self.keep_up(tenant, state)
+
+    def keep_up(self, tenant: str, state: TreeState) -> None:
+        """Starts a catch-up to ``state`` when the tiles may lag behind it and none is running."""
+        if tenant in self._stopped or self._sizes.get(tenant, 0) >= state.size:
+            return
+        running = self._catch_ups.get(tenant)
+        if running is None or running.done():
+            self._catch_ups[tenant] = asyncio.create_task(self.catch_up(tenant, state))
+
+    async def idle(self) -> None:
+        """Waits for every catch-up running to end."""
+        await asyncio.gather(*self._catch_ups.values())
+
+    async def catch_up(self, tenant: str, target: TreeState) -> None:
+        """Brings the tenant's tiles up to ``target`` from the log of record, a batch at a time.
+
+        Whatever stops it is logged (see the module's docstring), never raised.
+        """
+        async with self._lock(tenant), self._reported(tenant):
+            tiles = self._tiles(tenant)
+            size = await self.size(tenant)
+            while size < target.size:
+                end = min(target.size, size + self._batch)
+                frontier = await tiles.read_nodes(size, frontier_nodes(size))
+                held = [value for value in frontier if value is not None]
+                if len(held) != len(frontier):
+                    raise TileMissing(f"the tiles of {tenant} lack the tree of {size} entries they count")
+                indices = list(range(size, end))
+                read = await self._source.entries(tenant, indices)
+                entries = [entry for entry in read if entry is not None]
+                if len(entries) != len(indices):
+                    raise LogCorrupted(f"audit entries of tenant {tenant} before {end} are missing")
+                compact, completed = await fold(CompactRange(size, tuple(held)), entries)
+                await self._check(tenant, compact, target)
+                await tiles.append(size, entries, completed)
+                await self._write_size(tenant, end)
+                size = end
+
+    async def _check(self, tenant: str, compact: CompactRange, target: TreeState) -> None:
+        """Refuses a batch whose frontier differs from the one the log of record holds."""
+        if compact.size == target.size:
+            expected: Sequence[bytes | None] = target.compact.hashes
+        else:
+            expected = await self._source.read_nodes(tenant, frontier_nodes(compact.size))
+        for theirs, ours in zip(expected, compact.hashes, strict=True):
+            if theirs is not None and theirs != ours:
+                raise TilesDisagree(f"the tiles of {tenant} and the log differ at {compact.size} entries")
+
+    def _lock(self, tenant: str) -> asyncio.Lock:
+        return self._locks.setdefault(tenant, asyncio.Lock())
+
+    async def _write_size(self, tenant: str, size: int) -> None:
+        await asyncio.to_thread(_replace_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size)
+        self._sizes[tenant] = max(size, self._sizes.get(tenant, 0))
+
+    @contextlib.asynccontextmanager
+    async def _reported(self, tenant: str) -> AsyncIterator[None]:
+        """Logs what stops a write, stopping the tenant's tiles on a conflict."""
+        try:
+            yield
+        except (TileConflict, TilesDisagree) as error:
+            self._stopped.add(tenant)
+            log.error(  # noqa: TRY400 - the file and the tenant are the news, not a traceback
+                "audit tiles of %s stopped, nothing overwritten: %s; proofs read Redis alone "
+                "until the tiles are examined and the server restarted",
+                tenant,
+                error,
+            )
+        except (TileMissing, LogCorrupted, StoreUnavailable, OSError, ValueError) as error:
+            log.warning("audit tiles of %s not written yet: %s; retried next integration", tenant, error)
+
+
+def _replace_file(target: Path, data: bytes) -> None:
+    """Replaces the file with ``data`` (0600), synced with its directory."""
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".size-", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(temporary).replace(target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class TiledAuditLog:
+    """``flows.audit.AuditLog`` over another, whose proofs read the tiles as far as they reach."""
+
+    def __init__(self, log: AuditLog, tiles: TileMirror) -> None:
+        self._log = log
+        self._tiles = tiles
+
+    async def exists(self, tenant: str) -> bool:
+        """The log beneath's."""
+        return await self._log.exists(tenant)
+
+    async def size(self, tenant: str) -> int:
+        """The log beneath's."""
+        return await self._log.size(tenant)
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The log beneath's."""
+        return await self._log.entries(tenant, indices)
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The log beneath's."""
+        return await self._log.tree_state(tenant)
+
+    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """From the tiles where they hold the node, else from the log beneath."""
+        hashes = await self._tiles.read_nodes(tenant, nodes)
+        missing = [at for at, value in enumerate(hashes) if value is None]
+        if missing:
+            found = await self._log.read_nodes(tenant, [nodes[at] for at in missing])
+            for at, value in zip(missing, found, strict=True):
+                hashes[at] = value
+        return hashes
+
+    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
+        """The log beneath's."""
+        return await self._log.replace_signed_head(tenant, previous, signed)
+
+    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
+        """The log beneath's integration; then a catch-up if the tiles lag behind its tree."""
+        state = await self._log.integrate(tenant, up_to=up_to)
+        self._tiles.keep_up(tenant, state)
+        return state
+
+    def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """The log beneath's."""
+        return self._log.query(tenant, query)
