@@ -372,6 +372,9 @@ class Settings:
     # heads of every replica where they all mount it (idverify.audit.published_heads). Each must
     # exist and be writable; a witness that cannot be written stops heads from being signed.
     audit_witness_dirs: tuple[str, ...] = ()
+    # Empty: the audit logs live in Redis alone. Else an absolute directory (a volume of its own)
+    # where each tenant's log is also written as tiles, which proofs read (idverify.audit.tile_mirror).
+    audit_tiles_dir: str = ""
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.
     allow_readable_key_files: bool = False
@@ -590,6 +593,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "verifiers": lambda v: _table("verifiers", v),
             "vendors": lambda v: _table("vendors", v),
             "audit_witness_dirs": _witness_dirs,
+            "audit_tiles_dir": _tiles_dir,
         }
         if item.name in sections:
             values[item.name] = _section(item.name, sections[item.name], value)
@@ -655,6 +659,15 @@ def _witness_dirs(value: Any) -> tuple[str, ...]:
         if not Path(item).is_absolute():
             raise ConfigError(f"audit_witness_dirs: {item!r} is not an absolute path")
     return tuple(items)
+
+
+def _tiles_dir(value: Any) -> str:
+    """An absolute path, or empty (the audit logs in Redis alone)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"audit_tiles_dir: expected a directory path, got {value!r}")
+    if value and not Path(value).is_absolute():
+        raise ConfigError(f"audit_tiles_dir: {value!r} is not an absolute path")
+    return value
 
 
 def _table(name: str, value: Any) -> Mapping[str, Mapping[str, Any]]:

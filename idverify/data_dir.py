@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -79,6 +80,29 @@ def check_witness_dirs(witness_dirs: tuple[str, ...]) -> None:
             raise ConfigError(f"audit_witness_dirs: {witness} is not writable by this user")
 
 
+def prepare_tiles_dir(tiles_dir: str) -> None:
+    """Creates the audit tiles directory (0700) unless it exists, and checks it can be written.
+
+    Unlike a witness it may be created: it is this server's own volume, filled from Redis.
+
+    Raises:
+        ConfigError: naming ``audit_tiles_dir`` when the path is a file, cannot be created, or
+            a file cannot be written in it.
+    """
+    if not tiles_dir:
+        return
+    directory = Path(tiles_dir)
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        probe, name = tempfile.mkstemp(dir=directory, prefix=".probe-")
+    except FileExistsError:
+        raise ConfigError(f"audit_tiles_dir: {directory} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"audit_tiles_dir: cannot write in {directory} ({exc.strerror})") from None
+    os.close(probe)
+    Path(name).unlink()
+
+
 def _first_non_directory(path: Path) -> Path | None:
     """The first component of ``path`` that is missing or not a directory, if any."""
     for ancestor in (*reversed(path.parents), path):
@@ -142,4 +166,4 @@ def _read_pid(descriptor: int) -> int:
     return 0
 
 
-__all__ = ["LOCK_FILE", "DataDirInUse", "DataDirLock", "prepare_data_dir"]
+__all__ = ["LOCK_FILE", "DataDirInUse", "DataDirLock", "prepare_data_dir", "prepare_tiles_dir"]

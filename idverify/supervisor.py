@@ -47,7 +47,7 @@ from typing import NoReturn
 
 from idverify import server
 from idverify.config import CallbackSettings, ConsoleSettings, Settings
-from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir
+from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir, prepare_tiles_dir
 from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.schema_version import ensure_schema
@@ -170,6 +170,7 @@ class Supervisor:
         callbacks = self._hold_callbacks_port()
         prepare_data_dir(settings.data_dir)
         check_witness_dirs(settings.audit_witness_dirs)
+        prepare_tiles_dir(settings.audit_tiles_dir)
         # Held until the supervisor has stopped everything; the forked workers share it.
         self._data_lock = DataDirLock.acquire(settings.data_dir)
         secure_data_and_keys(settings)

@@ -290,6 +290,36 @@ class TestUnusableSettings:
         assert problem in line
         assert not (tmp_path / "missing").exists()
 
+    @pytest.mark.parametrize(
+        ("tiles_dir", "problem"),
+        [
+            ("{tmp}/a-file", "is not a directory"),
+            ("{tmp}/a-file/tiles", "cannot write in"),
+            ("/sys/kernel", "cannot write in /sys/kernel (Permission denied)"),
+        ],
+    )
+    def test_an_unusable_audit_tiles_dir_is_a_configuration_error(
+        self, tmp_path: Path, tiles_dir: str, problem: str
+    ) -> None:
+        """Tiles pointed at a file, under one, or at a read-only place: one line, exit 2, no traceback."""
+        (tmp_path / "a-file").write_text("not a directory\n", encoding="utf-8")
+        config = tmp_path / "idverify.toml"
+        config.write_text(f'audit_tiles_dir = "{tiles_dir.format(tmp=tmp_path)}"\n', encoding="utf-8")
+        done = idverify(
+            "serve",
+            "--dev",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--config",
+            str(config),
+        )
+        assert done.returncode == 2
+        [line] = done.stderr.splitlines()
+        assert line.startswith("idverify: configuration error: audit_tiles_dir: ")
+        assert problem in line
+
 
 @pytest.fixture(scope="module")
 def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

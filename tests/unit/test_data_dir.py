@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from idverify.data_dir import LOCK_FILE, DataDirInUse, DataDirLock, check_witness_dirs, prepare_data_dir
+from idverify.data_dir import (
+    LOCK_FILE,
+    DataDirInUse,
+    DataDirLock,
+    check_witness_dirs,
+    prepare_data_dir,
+    prepare_tiles_dir,
+)
 from idverify.domain.errors import ConfigError
 
 
@@ -103,3 +111,29 @@ class TestWitnessDirs:
         with pytest.raises(ConfigError, match=refused):
             check_witness_dirs((str(tmp_path / "gone"),))
         assert not (tmp_path / "gone").exists()
+
+
+class TestTilesDir:
+    def test_a_missing_directory_is_made_for_the_service_alone(self, tmp_path: Path) -> None:
+        prepare_tiles_dir(str(tmp_path / "tiles"))
+        assert stat.S_IMODE((tmp_path / "tiles").stat().st_mode) == 0o700
+        assert list((tmp_path / "tiles").iterdir()) == []  # the write probe left nothing
+
+    def test_off_touches_nothing(self) -> None:
+        prepare_tiles_dir("")
+
+    @pytest.mark.parametrize(
+        ("path", "refused"),
+        [
+            ("{tmp}/file", r"^audit_tiles_dir: .*/file is not a directory$"),
+            ("{tmp}/file/tiles", r"^audit_tiles_dir: cannot write in .*/file/tiles \(Not a directory\)$"),
+            # Root may write anywhere but where nothing may be written, as sysfs or a read-only mount.
+            ("/sys/kernel", r"^audit_tiles_dir: cannot write in /sys/kernel \(Permission denied\)$"),
+        ],
+    )
+    def test_a_careless_path_is_one_line_naming_the_setting(
+        self, tmp_path: Path, path: str, refused: str
+    ) -> None:
+        (tmp_path / "file").write_text("not a directory", encoding="utf-8")
+        with pytest.raises(ConfigError, match=refused):
+            prepare_tiles_dir(path.format(tmp=tmp_path))

@@ -227,15 +227,25 @@ def test_witness_dirs_come_from_a_list_or_the_environment(tmp_path: Path) -> Non
     assert from_env.audit_witness_dirs == ("/mnt/a", "/mnt/c")
 
 
+def test_audit_tiles_are_off_unless_a_directory_is_named(tmp_path: Path) -> None:
+    assert load_settings(environ={}).audit_tiles_dir == ""
+    config = tmp_path / "idverify.toml"
+    config.write_text('audit_tiles_dir = "/srv/tiles"\n', encoding="utf-8")
+    assert load_settings(config, environ={}).audit_tiles_dir == "/srv/tiles"
+    assert load_settings(environ={"IDVERIFY_AUDIT_TILES_DIR": "/mnt/t"}).audit_tiles_dir == "/mnt/t"
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
         ('audit_witness_dirs = ["rel/dir"]', "audit_witness_dirs: 'rel/dir' is not an absolute path"),
         ("audit_witness_dirs = [1]", "audit_witness_dirs: expected a list of directory paths"),
         ("audit_witness_dirs = 3", "audit_witness_dirs: expected a list of directory paths"),
+        ('audit_tiles_dir = "tiles"', "audit_tiles_dir: 'tiles' is not an absolute path"),
+        ("audit_tiles_dir = 3", "audit_tiles_dir: expected a directory path, got 3"),
     ],
 )
-def test_bad_witness_dirs_are_named(tmp_path: Path, toml: str, message: str) -> None:
+def test_bad_audit_directories_are_named(tmp_path: Path, toml: str, message: str) -> None:
     config = tmp_path / "idverify.toml"
     config.write_text(toml + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=f"^{message}$"):
