@@ -70,9 +70,13 @@ def redis_port(redis: RedisClient) -> Port:
     return Port(RedisAuditLog.over(redis, Scripts(redis)), RedisWorld(redis))
 
 
+# The tiled variant's folders, one a test, all removed when the run ends.
+_TILE_FOLDERS = tempfile.TemporaryDirectory(prefix="idverify-tiles-")
+
+
 def tiled_port(redis: RedisClient) -> Port:
     store = AuditStore(redis, Scripts(redis))
-    tiles = TileMirror(Path(tempfile.mkdtemp(prefix="idverify-tiles-")), store)
+    tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), store)
     log = RedisAuditLog(store, TreeIntegrator(store, after_round=tiles.record_round))
     return Port(TiledAuditLog(log, tiles), RedisWorld(redis))
 
