@@ -42,6 +42,16 @@ def config_of(docs: list[dict[str, Any]], tmp_path: Path) -> Any:
     return load_settings(path, environ={})
 
 
+def pod_volumes(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Deployment's pod volumes, by name."""
+    return {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+
+
+def mounts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The container's volume mounts, by volume name."""
+    return {m["name"]: m for m in container(docs)["volumeMounts"]}
+
+
 def secret_value(docs: list[dict[str, Any]], name: str, key: str) -> bytes:
     secret = next(d for d in by_kind(docs, "Secret") if d["metadata"]["name"] == name)
     return base64.b64decode(secret["data"][key])
@@ -175,6 +185,66 @@ class TestRender:
             ]
         }
         assert csi["geoip"]["csi"]["driver"] == "secrets-store.csi.k8s.io"
+
+
+class TestAuditTiles:
+    def test_the_default_install_writes_no_tiles(self, helm: Helm, tmp_path: Path) -> None:
+        """Off by default: no claim, no volume or mount, no audit_tiles_dir, the rolling update."""
+        docs = helm.template(["defaults"])
+        assert by_kind(docs, "PersistentVolumeClaim") == []
+        assert "audit-tiles" not in pod_volumes(docs)
+        assert "audit-tiles" not in mounts(docs)
+        assert config_of(docs, tmp_path).audit_tiles_dir == ""
+        assert one(docs, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+    def test_a_created_claim_is_mounted_writable_and_named_in_the_settings(
+        self, helm: Helm, tmp_path: Path
+    ) -> None:
+        """Without a claim or volume named, the chart creates a ReadWriteMany claim, kept on uninstall."""
+        docs = helm.template(["audit-tiles"])
+        claim = one(docs, "PersistentVolumeClaim")
+        assert claim["metadata"]["name"] == f"{FULLNAME}-audit-tiles"
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert claim["spec"] == {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "cephfs",
+            "resources": {"requests": {"storage": "50Gi"}},
+        }
+        claimed = pod_volumes(docs)["audit-tiles"]["persistentVolumeClaim"]
+        assert claimed == {"claimName": f"{FULLNAME}-audit-tiles"}
+        assert mounts(docs)["audit-tiles"] == {"name": "audit-tiles", "mountPath": "/var/lib/idverify-tiles"}
+        assert config_of(docs, tmp_path).audit_tiles_dir == "/var/lib/idverify-tiles"
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+        # Shared by every node, so pods keep rolling one at a time.
+        assert one(docs, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+    def test_an_existing_claim_is_mounted_and_none_created(self, helm: Helm, tmp_path: Path) -> None:
+        docs = helm.template(
+            ["audit-tiles"], ["auditTiles.existingClaim=idverify-tiles", "auditTiles.mountPath=/srv/tiles"]
+        )
+        assert by_kind(docs, "PersistentVolumeClaim") == []
+        assert pod_volumes(docs)["audit-tiles"]["persistentVolumeClaim"] == {"claimName": "idverify-tiles"}
+        assert "readOnly" not in mounts(docs)["audit-tiles"]
+        assert config_of(docs, tmp_path).audit_tiles_dir == "/srv/tiles"
+
+    def test_any_volume_source_is_mounted_and_none_created(self, helm: Helm) -> None:
+        nfs = ["auditTiles.volume.nfs.server=nfs.data.svc", "auditTiles.volume.nfs.path=/exports/tiles"]
+        docs = helm.template(["audit-tiles"], nfs)
+        assert by_kind(docs, "PersistentVolumeClaim") == []
+        assert pod_volumes(docs)["audit-tiles"] == {
+            "name": "audit-tiles",
+            "nfs": {"server": "nfs.data.svc", "path": "/exports/tiles"},
+        }
+        assert "readOnly" not in mounts(docs)["audit-tiles"]
+
+    def test_one_pod_may_write_a_read_write_once_claim_replaced_not_rolled(self, helm: Helm) -> None:
+        """A claim one node attaches: the old pod stops first, or a surge pod elsewhere waits forever."""
+        one_node = ["auditTiles.persistence.accessModes[0]=ReadWriteOnce"]
+        docs = helm.template(["audit-tiles", "trial"], one_node)
+        assert one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert one(docs, "Deployment")["spec"]["replicas"] == 1
+        assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
 class TestSecurityPosture:
@@ -356,6 +426,29 @@ class TestValuesSchema:
             (
                 ["externalRedis.url=redis://r:6379", "callbacks.publicUrl=http://idv.example.com/cb"],
                 "callbacks.publicUrl",
+            ),
+            (
+                ["externalRedis.url=redis://r:6379", "auditTiles.enabled=true", "auditTiles.mountPath=tiles"],
+                "auditTiles.mountPath",
+            ),
+            (["externalRedis.url=redis://r:6379", "config.audit_tiles_dir=/srv/tiles"], "config"),
+            (
+                [
+                    "externalRedis.url=redis://r:6379",
+                    "auditTiles.enabled=true",
+                    "auditTiles.persistence.accessModes={ReadWriteOnce}",
+                ],
+                "auditTiles.persistence.accessModes [ReadWriteOnce]: up to 10 pods would write the tiles",
+            ),
+            (
+                [
+                    "externalRedis.url=redis://r:6379",
+                    "auditTiles.enabled=true",
+                    "auditTiles.persistence.accessModes={ReadWriteOncePod}",
+                    "autoscaling.enabled=false",
+                    "replicaCount=2",
+                ],
+                "up to 2 pods would write the tiles",
             ),
         ],
     )

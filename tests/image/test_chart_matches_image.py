@@ -104,13 +104,15 @@ class TestTheChartRunsTheImage:
         assert f"{startup['periodSeconds'] * startup['failureThreshold']}s" == options["start-period"]
 
     def test_writing_only_where_the_image_has_volumes(self, helm: Helm, image: Image, values: str) -> None:
-        """The chart's writable mounts are the image's VOLUMEs.
+        """The chart's writable mounts are the image's VOLUMEs, and the audit tiles' when enabled.
 
-        The server's data, home and working directory lie in them.
+        The server's data, home and working directory lie in the VOLUMEs; the tiles' volume is
+        the chart's own, mounted where the settings' audit_tiles_dir points.
         """
         docs = helm.template([values])
         writable = writable_paths(docs)
-        assert writable == image.volumes
+        tiles = {_config(docs)["audit_tiles_dir"]} if "audit_tiles_dir" in _config(docs) else set()
+        assert writable == image.volumes | tiles
         assert _config(docs)["data_dir"] == image.env["IDVERIFY_DATA_DIR"]
         assert _under(image.env["IDVERIFY_DATA_DIR"], writable)
         assert _under(image.env["HOME"], writable)

@@ -96,6 +96,29 @@ clientCa: /var/run/secrets/idverify/client-ca
 geoip: /var/lib/idverify-geoip
 {{- end }}
 
+{{/* The audit tiles' claim the chart creates; empty when tiles are off or live on a named claim or volume. */}}
+{{- define "idverify.auditTilesNewClaim" -}}
+{{- $tiles := .Values.auditTiles }}
+{{- if and $tiles.enabled (not $tiles.existingClaim) (not $tiles.volume) }}
+{{- printf "%s-audit-tiles" (include "idverify.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the chart's tiles claim is not ReadWriteMany: one node at a time attaches it, so
+pods on other nodes cannot mount it. Refused with more than one pod (the autoscaler's maximum
+when it is on).
+*/}}
+{{- define "idverify.auditTilesOneNode" -}}
+{{- if and (include "idverify.auditTilesNewClaim" .) (not (has "ReadWriteMany" .Values.auditTiles.persistence.accessModes)) }}
+{{- $pods := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- if gt (int $pods) 1 }}
+{{- fail (printf "auditTiles.persistence.accessModes %v: up to %d pods would write the tiles, and pods on other nodes cannot mount a claim that is not ReadWriteMany; use ReadWriteMany (NFS, CephFS, EFS, ...), a shared auditTiles.existingClaim or auditTiles.volume, or one pod (replicaCount=1, autoscaling.enabled=false)" .Values.auditTiles.persistence.accessModes (int $pods)) }}
+{{- end }}
+{{- true }}
+{{- end }}
+{{- end }}
+
 {{/* idverify.toml: the chart's settings over the user's `config`. */}}
 {{- define "idverify.config" -}}
 {{- $paths := include "idverify.paths" . | fromYaml }}
@@ -127,6 +150,9 @@ geoip: /var/lib/idverify-geoip
 {{- $_ := set $tls "client_principals" .Values.tls.clientPrincipals }}
 {{- end }}
 {{- $_ := set $chart "tls" $tls }}
+{{- end }}
+{{- if .Values.auditTiles.enabled }}
+{{- $_ := set $chart "audit_tiles_dir" .Values.auditTiles.mountPath }}
 {{- end }}
 {{- if .Values.geoip.enabled }}
 {{- $_ := set $chart "geo" (dict "database" (printf "%s/%s" $paths.geoip .Values.geoip.file) "type" .Values.geoip.type) }}
