@@ -38,13 +38,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit.checkpoint import TreeHeadSigner
-from idverify.audit.integrator import TreeIntegrator
 from idverify.console.charts import DAY_MS, Charts
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_postings import RedisAuditPostings
-from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.scripts import Scripts
@@ -161,16 +159,15 @@ async def run(events: int, *, quiet: bool) -> dict[str, Any]:
 async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, Any]:
     keyring = Keyring.generate()
     scripts = Scripts(redis)
-    store = AuditStore(redis, scripts)
-    integrator = TreeIntegrator(store)
-    flow = AuditFlow(RedisAuditLog(store, integrator), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+    store = RedisAuditLog(redis, scripts)
+    flow = AuditFlow(store, TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
     rtt = await timed(redis.ping, 2000)
     figures: dict[str, Any] = {"redis_round_trip_ms": rtt * 1e3}
 
     signups, fill_seconds = await fill(redis, keyring, events, quiet=quiet)
     figures["fill_entries_per_second_batched"] = events / fill_seconds
     began = time.perf_counter()
-    state = await integrator.integrate(TENANT)
+    state = await store.integrate(TENANT)
     figures["integration_entries_per_second"] = state.size / (time.perf_counter() - began)
 
     figures["append_latency_ms"] = (
@@ -178,7 +175,7 @@ async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, 
         * 1e3
     )
     figures["append_entries_per_second_64_in_flight"] = await appends(redis, 20_000, 64)
-    await integrator.integrate(TENANT)
+    await store.integrate(TENANT)
     size = (await store.tree_state(TENANT)).size
     figures["tree_size"] = size
 
@@ -212,9 +209,9 @@ async def measure(redis: RedisClient, events: int, *, quiet: bool) -> dict[str, 
     return figures
 
 
-async def console_charts(store: AuditStore, redis: RedisClient, rtt: float) -> dict[str, Any]:
+async def console_charts(store: RedisAuditLog, redis: RedisClient, rtt: float) -> dict[str, Any]:
     """The console's charts over the whole log, each once (they are not cached), and in round trips."""
-    charts = Charts(RedisAuditPostings(store), RedisAuditLog(store), RedisErasureStore(redis, Scripts(redis)))
+    charts = Charts(RedisAuditPostings(store), store, RedisErasureStore(redis, Scripts(redis)))
     now = time.time_ns() // 1_000_000
     first_day = (now // DAY_MS - 29) * DAY_MS
     timings = {

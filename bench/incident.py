@@ -41,7 +41,6 @@ from idverify.flows.incident_request import IncidentRequest
 from idverify.flows.read_accounting import HOUR_MS, Category
 from idverify.privacy.keyring import Keyring
 from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.incident_reads import SCAN_PAGE, RedisIncidentStore
 from idverify.store.keys import TenantKeys
@@ -105,9 +104,8 @@ async def measure(redis: RedisClient, accounts: int, tenants: int, *, quiet: boo
         "keys": await redis.dbsize(),
     }
     scripts = Scripts(redis)
-    store = AuditStore(redis, scripts)
     key = Ed25519PrivateKey.generate()
-    audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(key), Keyring.generate())
+    audit = AuditFlow(RedisAuditLog(redis, scripts), TreeHeadSigner(key), Keyring.generate())
     flow = IncidentFlow(RedisIncidentStore(redis, scripts), audit, key, IncidentSettings())
 
     began = time.perf_counter()

@@ -26,7 +26,6 @@ from grpc_health.v1._async import HealthServicer
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from idverify import priority
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
@@ -478,7 +477,7 @@ def _console_reads(
 
     charts = Charts(
         RedisAuditPostings.over(redis, scripts),
-        RedisAuditLog.over(redis, scripts),
+        RedisAuditLog(redis, scripts),
         RedisErasureStore(redis, scripts),
     )
     sessions = ConsoleSessions(
@@ -629,11 +628,10 @@ def _audit_log(settings: Settings, redis: RedisClient, scripts: Scripts) -> Audi
         ConfigError: when the tiles directory cannot be made or written.
     """
     if not settings.audit_tiles_dir:
-        return RedisAuditLog.over(redis, scripts)
+        return RedisAuditLog(redis, scripts)
     prepare_tiles_dir(settings.audit_tiles_dir)
-    store = AuditStore(redis, scripts)
-    tiles = TileMirror(Path(settings.audit_tiles_dir), store)
-    return TiledAuditLog(RedisAuditLog(store, TreeIntegrator(store, after_round=tiles.record_round)), tiles)
+    tiles = TileMirror(Path(settings.audit_tiles_dir), AuditStore(redis, scripts))
+    return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles)
 
 
 def _report_key(settings: Settings) -> Ed25519PrivateKey:

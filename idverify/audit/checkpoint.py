@@ -10,7 +10,6 @@ import binascii
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from idverify.audit.merkle import HASH_SIZE
+from idverify.security.durable_files import write_durable_file
 
 __all__ = [
     "CheckpointError",
@@ -304,7 +304,7 @@ def write_private_key_file(private_key: Ed25519PrivateKey, path: str | os.PathLi
         FileExistsError: ``path`` already exists.
         OSError: the file cannot be written.
     """
-    _write_new_file(Path(path), private_key_pem(private_key), _PRIVATE_KEY_MODE)
+    write_durable_file(Path(path), private_key_pem(private_key), overwrite=False, mode=_PRIVATE_KEY_MODE)
 
 
 def write_public_key_file(public_key: Ed25519PublicKey, path: str | os.PathLike[str]) -> None:
@@ -314,7 +314,7 @@ def write_public_key_file(public_key: Ed25519PublicKey, path: str | os.PathLike[
         FileExistsError: ``path`` already exists.
         OSError: the file cannot be written.
     """
-    _write_new_file(Path(path), public_key_pem(public_key), _PUBLIC_KEY_MODE)
+    write_durable_file(Path(path), public_key_pem(public_key), overwrite=False, mode=_PUBLIC_KEY_MODE)
 
 
 def generate_signing_key_file(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
@@ -330,31 +330,3 @@ def generate_signing_key_file(path: str | os.PathLike[str]) -> Ed25519PrivateKey
     private_key = Ed25519PrivateKey.generate()
     write_private_key_file(private_key, path)
     return private_key
-
-
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a new file at ``path`` atomically, with ``mode`` from the first byte.
-
-    Raises:
-        FileExistsError: ``path`` already exists.
-        OSError: the file cannot be written.
-    """
-    # mkstemp creates the file 0600 whatever the umask, so a private key is never readable by
-    # others, not even half-written.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        # link() publishes the complete file under its name in one step and, unlike
-        # replace(), fails rather than overwrite what is there.
-        os.link(temporary, path)
-    finally:
-        Path(temporary).unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -19,13 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from idverify.audit.checkpoint import CheckpointError, SignedHead, parse_checkpoint
+from idverify.security.durable_files import write_durable_file
 
 __all__ = [
     "HEADS_FILE",
@@ -264,22 +264,7 @@ def write_heads_file(path: Path, records: dict[str, PublishedHead]) -> None:
     text = json.dumps(
         {"format": _FORMAT, "tenants": {t: records[t].to_json() for t in sorted(records)}}, indent=1
     )
-    # mkstemp creates the file 0600 whatever the umask.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_durable_file(path, (text + "\n").encode("utf-8"), overwrite=True)
 
 
 def merge_heads_files(*sources: dict[str, PublishedHead]) -> dict[str, PublishedHead]:

@@ -38,9 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import string
-import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +48,7 @@ from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes
 from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.domain.errors import StoreUnavailable
+from idverify.security.durable_files import write_durable_file
 
 if TYPE_CHECKING:
     from idverify.audit.query import EventFilter, QueryResult
@@ -222,7 +221,9 @@ class TileMirror:
         return self._locks.setdefault(tenant, asyncio.Lock())
 
     async def _write_size(self, tenant: str, size: int) -> None:
-        await asyncio.to_thread(_replace_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size)
+        await asyncio.to_thread(
+            write_durable_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size, overwrite=True
+        )
         self._sizes[tenant] = max(size, self._sizes.get(tenant, 0))
 
     @contextlib.asynccontextmanager
@@ -240,24 +241,6 @@ class TileMirror:
             )
         except (TileMissing, LogCorrupted, StoreUnavailable, OSError, ValueError) as error:
             log.warning("audit tiles of %s not written yet: %s; retried next integration", tenant, error)
-
-
-def _replace_file(target: Path, data: bytes) -> None:
-    """Replaces the file with ``data`` (0600), synced with its directory."""
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".size-", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class TiledAuditLog:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +31,7 @@ from idverify.audit.tiles import (
     tile_appends,
     tile_width,
 )
+from idverify.security.durable_files import write_durable_file
 
 __all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog"]
 
@@ -90,27 +89,13 @@ class DirectoryTiles:
     @staticmethod
     def _write(target: Path, data: bytes) -> None:
         _make_private_dirs(target.parent)
-        # mkstemp makes the file 0600; linking it into place fails if the name exists, so two
-        # writers never replace each other's file.
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tile-", suffix=".tmp")
+        # Linked into place, never replaced: two writers never replace each other's file, and a
+        # tile already there is taken only if it holds the same bytes.
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(temporary, target)
-            except FileExistsError:
-                if target.read_bytes() != data:
-                    raise TileConflict(f"{target} exists with other bytes") from None
-                return
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            write_durable_file(target, data, overwrite=False)
+        except FileExistsError:
+            if target.read_bytes() != data:
+                raise TileConflict(f"{target} exists with other bytes") from None
 
 
 class TiledLog:

@@ -122,7 +122,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         # The log's own key signs its final head: never one generated here by mistake.
         await check_signing_key(settings, checks)
         scripts = Scripts(redis)
-        audit = build_audit_flow(settings, RedisAuditLog.over(redis, scripts), keyring)
+        audit = build_audit_flow(settings, RedisAuditLog(redis, scripts), keyring)
         removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)
         if args.tenants_command == "status":
             return await _status(removal)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from idverify.domain.errors import ConfigError
 from idverify.privacy.hmac_batch import hmac_sha256_each
 from idverify.privacy.pseudonym_memo import MAX_PSEUDONYM_MEMOS, PseudonymMemo
+from idverify.security.durable_files import write_durable_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -677,55 +678,6 @@ def _read_keyring_file(path: Path) -> str:
     return text
 
 
-def _write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` as a complete 0600 file, atomically.
-
-    The bytes go to a fresh ``O_EXCL`` temporary beside the target (so no other file is reused and
-    the secret never sits in a file with wider permissions), are flushed to disk, and then appear
-    under the final name in one step: ``os.replace`` when overwriting, ``os.link`` when the
-    target must not exist yet (link fails instead of replacing, which makes first-start creation
-    safe when several worker processes race for it).
-
-    Raises:
-        FileExistsError: ``overwrite`` is False and ``path`` exists.
-        OSError: the directory is not writable, or the disk is full.
-
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        try:
-            # The umask can only narrow the mode; fchmod pins it to exactly 0600.
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            temporary.replace(path)
-        else:
-            path.hardlink_to(temporary)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the new directory entry durable; not every platform can open a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_keyring_file(keyring: Keyring, path: Path) -> None:
     """Write ``keyring`` to ``path`` (mode 0600), atomically replacing any previous keyring.
 
@@ -733,7 +685,7 @@ def save_keyring_file(keyring: Keyring, path: Path) -> None:
         OSError: the file cannot be written.
 
     """
-    _write_private_file(path, keyring.to_json().encode("utf-8"), overwrite=True)
+    write_durable_file(path, keyring.to_json().encode("utf-8"), overwrite=True)
 
 
 def create_keyring_file(path: Path) -> Keyring:
@@ -748,7 +700,7 @@ def create_keyring_file(path: Path) -> Keyring:
 
     """
     keyring = Keyring.generate()
-    _write_private_file(path, keyring.to_json().encode("utf-8"), overwrite=False)
+    write_durable_file(path, keyring.to_json().encode("utf-8"), overwrite=False)
     return keyring
 
 

@@ -9,12 +9,11 @@ index postings (``audit.query``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.merkle import NodeId
+from idverify.audit.integrator import RoundListener, TreeIntegrator
 from idverify.audit.query import EventFilter, QueryResult, run_query
-from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.audit.tree_state import TreeState
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
@@ -22,44 +21,20 @@ from idverify.store.scripts import Scripts
 __all__ = ["RedisAuditLog"]
 
 
-class RedisAuditLog:
-    """``flows.audit.AuditLog`` over one AuditStore and its integrator.
+class RedisAuditLog(AuditStore):
+    """``flows.audit.AuditLog`` over Redis: an ``AuditStore``, integrated and queried.
+
+    The store answers the port's reads and its signed head; the integrator's rounds run over it
+    and the paged queries over its postings.
 
     Every method may raise StoreUnavailable when Redis cannot be reached.
     """
 
-    def __init__(self, store: AuditStore, integrator: TreeIntegrator | None = None) -> None:
-        self._store = store
-        self._integrator = integrator or TreeIntegrator(store)
-
-    @classmethod
-    def over(cls, redis: RedisClient, scripts: Scripts) -> RedisAuditLog:
-        """The logs of the store behind ``redis``."""
-        return cls(AuditStore(redis, scripts))
-
-    async def exists(self, tenant: str) -> bool:
-        """Whether the log's head hash exists."""
-        return await self._store.exists(tenant)
-
-    async def size(self, tenant: str) -> int:
-        """The head's size."""
-        return await self._store.size(tenant)
-
-    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """One HMGET of the log."""
-        return await self._store.entries(tenant, indices)
-
-    async def tree_state(self, tenant: str) -> TreeState:
-        """The tree head's fields."""
-        return await self._store.tree_state(tenant)
-
-    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
-        """``audit_nodes.lua``."""
-        return await self._store.read_nodes(tenant, nodes)
-
-    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
-        """``audit_head.lua``."""
-        return await self._store.replace_signed_head(tenant, previous, signed)
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, *, after_round: RoundListener | None = None
+    ) -> None:
+        super().__init__(redis, scripts)
+        self._integrator = TreeIntegrator(self, after_round=after_round)
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
         """The integrator's round(s), ``audit_integrate.lua`` writing each."""
@@ -67,4 +42,4 @@ class RedisAuditLog:
 
     def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """``audit.query.run_query`` over the postings."""
-        return run_query(self._store, tenant, query)
+        return run_query(self, tenant, query)

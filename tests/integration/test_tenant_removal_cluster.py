@@ -16,7 +16,6 @@ from idverify.privacy.keyring import Keyring
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_store import AuditStore
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster
@@ -47,8 +46,9 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
             await registry.create(tenant, Role.REGISTRAR, "", REQUEST)
             for n in range(120):
                 await client.hset(f"iv1:{{t:{tenant}}}:acct:{n:032x}", mapping={"bound": "1"})
-        store = AuditStore(client, scripts)
-        audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+        audit = AuditFlow(
+            RedisAuditLog(client, scripts), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring
+        )
         removal = TenantRemoval(RedisRemovalStore(client, scripts), audit)
         before = await keys_of(client, stayer)
 

@@ -17,7 +17,6 @@ from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, Role
 from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
@@ -42,9 +41,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def flow(redis: RedisClient, clock: Clock) -> AuditFlow:
-    store = AuditStore(redis, Scripts(redis))
     return AuditFlow(
-        RedisAuditLog(store),
+        RedisAuditLog(redis, Scripts(redis)),
         TreeHeadSigner(KEY),
         KEYRING,
         configured_tenants={"default"},
@@ -185,8 +183,7 @@ class TestHeadsNeverGoBack:
 
     @staticmethod
     def replica(redis: RedisClient, clock: Clock) -> AuditFlow:
-        store = AuditStore(redis, Scripts(redis))
-        return AuditFlow(RedisAuditLog(store), TreeHeadSigner(KEY), KEYRING, clock_ms=clock)
+        return AuditFlow(RedisAuditLog(redis, Scripts(redis)), TreeHeadSigner(KEY), KEYRING, clock_ms=clock)
 
     async def test_a_head_is_never_older_than_one_another_replica_gave_out(
         self, redis: RedisClient, tenant: str
@@ -238,9 +235,10 @@ class TestHeadsNeverGoBack:
     ) -> None:
         """After a key change, a replica signs afresh with its own key rather than hand out a foreign head."""
         clock = Clock()
-        store = AuditStore(redis, Scripts(redis))
         other_key = Ed25519PrivateKey.generate()
-        old = AuditFlow(RedisAuditLog(store), TreeHeadSigner(other_key), KEYRING, clock_ms=clock)
+        old = AuditFlow(
+            RedisAuditLog(redis, Scripts(redis)), TreeHeadSigner(other_key), KEYRING, clock_ms=clock
+        )
         await old.signed_head(tenant)
         fresh = await self.replica(redis, clock).signed_head(tenant)
         verify_signed_head(fresh, KEY.public_key())

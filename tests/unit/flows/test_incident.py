@@ -29,7 +29,6 @@ from idverify.privacy.keyring import Keyring
 from idverify.services.interceptor import ServiceInterceptor
 from idverify.store import incident_reads
 from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.keys import TenantKeys
@@ -51,8 +50,7 @@ def tenant() -> str:
 
 def incidents(redis: RedisClient, threshold: int = 1000) -> IncidentFlow:
     scripts = Scripts(redis)
-    store = AuditStore(redis, scripts)
-    audit = AuditFlow(RedisAuditLog(store), TreeHeadSigner(KEY), Keyring.generate())
+    audit = AuditFlow(RedisAuditLog(redis, scripts), TreeHeadSigner(KEY), Keyring.generate())
     return IncidentFlow(
         RedisIncidentStore(redis, scripts), audit, KEY, IncidentSettings(threshold_people=threshold)
     )

@@ -18,7 +18,6 @@ from typing import Protocol
 
 from idverify.audit import merkle
 from idverify.audit.events import AuditEvent, parse_entry
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.query import EventFilter
 from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
@@ -67,7 +66,7 @@ def memory_port() -> Port:
 
 
 def redis_port(redis: RedisClient) -> Port:
-    return Port(RedisAuditLog.over(redis, Scripts(redis)), RedisWorld(redis))
+    return Port(RedisAuditLog(redis, Scripts(redis)), RedisWorld(redis))
 
 
 # The tiled variant's folders, one a test, all removed when the run ends.
@@ -75,10 +74,11 @@ _TILE_FOLDERS = tempfile.TemporaryDirectory(prefix="idverify-tiles-")
 
 
 def tiled_port(redis: RedisClient) -> Port:
-    store = AuditStore(redis, Scripts(redis))
-    tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), store)
-    log = RedisAuditLog(store, TreeIntegrator(store, after_round=tiles.record_round))
-    return Port(TiledAuditLog(log, tiles), RedisWorld(redis))
+    scripts = Scripts(redis)
+    tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), AuditStore(redis, scripts))
+    return Port(
+        TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles), RedisWorld(redis)
+    )
 
 
 port = port_on_each(memory_port, redis_port, tiled=tiled_port)

@@ -19,7 +19,6 @@ from idverify.console.charts import AuditPostings
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_postings import RedisAuditPostings
-from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
@@ -58,8 +57,8 @@ def world(request: pytest.FixtureRequest, own_client: RedisClient) -> World:
     if request.param == "memory":
         memory = MemoryAuditLog()
         return World(MemoryAuditPostings(memory), memory, Appender(memory, None))
-    store = AuditStore(own_client, Scripts(own_client))
-    return World(RedisAuditPostings(store), RedisAuditLog(store), Appender(None, own_client))
+    log = RedisAuditLog(own_client, Scripts(own_client))
+    return World(RedisAuditPostings(log), log, Appender(None, own_client))
 
 
 def events(count: int) -> list[Event]:
