@@ -22,6 +22,11 @@ bundle may have been written by a round whose tiles a crash cut short. Written a
 file is never ahead of the tiles. It can fall behind (a crash just before it is replaced, or two
 processes replacing it in turn), which costs only a rewrite of identical bytes next time.
 
+The first look. Before this process first reads or writes a tenant's tiles, they are checked
+against the log of record: tiles ahead of it (a restore from an older backup) or whose tree
+differs from its where both hold it (a failover that lost entries others replaced) are refused
+as below, so a proof never mixes two timelines.
+
 Failures. A file that exists with other bytes (``TileConflict``) or tiles that disagree with
 Redis stop the tenant's tiles in this process until it restarts: logged as an error naming the
 file, nothing overwritten, proofs read from Redis alone. Any other failure (a full disk, Redis
@@ -69,7 +74,11 @@ class TilesDisagree(RuntimeError):
 
 
 class TileSource(Protocol):
-    """What a catch-up reads of the log of record (``AuditStore``, ``MemoryAuditLog``)."""
+    """What a catch-up and the first look read of the log of record (``AuditStore``, ``MemoryAuditLog``)."""
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The integrated tree as stored."""
+        ...
 
     async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
         """The entries' bytes, in order; None where there is none."""
@@ -107,6 +116,8 @@ class TileMirror:
         # The largest size this process read or wrote per tenant: tiles never shrink.
         self._sizes: dict[str, int] = {}
         self._stopped: set[str] = set()
+        # Tenants whose tiles this process found to agree with the log before it first used them.
+        self._vouched: set[str] = set()
 
     def _directory(self, tenant: str) -> Path:
         return self._root / tenant_directory(tenant)
@@ -135,7 +146,10 @@ class TileMirror:
 
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """Node hashes from the tiles; None for a node past their size or that they cannot give."""
-        size = 0 if tenant in self._stopped else await self.size(tenant)
+        if tenant not in self._vouched and tenant not in self._stopped:
+            async with self._lock(tenant), self._reported(tenant):
+                await self._vouch(tenant)
+        size = await self.size(tenant) if tenant in self._vouched and tenant not in self._stopped else 0
         if not size:
             return [None] * len(nodes)
         try:
@@ -161,7 +175,7 @@ class TileMirror:
             return  # a catch-up is writing the tiles; it or the next integration's covers this round
         behind = False
         async with lock, self._reported(tenant):
-            size = await self.size(tenant)
+            size = await self._vouch(tenant)
             if size == old_size:
                 await self._tiles(tenant).append(old_size, entries, completed)
                 await self._write_size(tenant, state.size)
@@ -189,23 +203,52 @@ class TileMirror:
         """
         async with self._lock(tenant), self._reported(tenant):
             tiles = self._tiles(tenant)
-            size = await self.size(tenant)
+            size = await self._vouch(tenant)
             while size < target.size:
                 end = min(target.size, size + self._batch)
-                frontier = await tiles.read_nodes(size, frontier_nodes(size))
-                held = [value for value in frontier if value is not None]
-                if len(held) != len(frontier):
-                    raise TileMissing(f"the tiles of {tenant} lack the tree of {size} entries they count")
+                frontier = await self._frontier(tenant, size)
                 indices = list(range(size, end))
                 read = await self._source.entries(tenant, indices)
                 entries = [entry for entry in read if entry is not None]
                 if len(entries) != len(indices):
                     raise LogCorrupted(f"audit entries of tenant {tenant} before {end} are missing")
-                compact, completed = await fold(CompactRange(size, tuple(held)), entries)
+                compact, completed = await fold(frontier, entries)
                 await self._check(tenant, compact, target)
                 await tiles.append(size, entries, completed)
                 await self._write_size(tenant, end)
                 size = end
+
+    async def _vouch(self, tenant: str) -> int:
+        """The tiles' size, once this process has checked them against the log of record.
+
+        Tiles ahead of the log, or whose tree differs from the log's where both hold it, are
+        refused (``TilesDisagree``): the log was restored from an older backup, or a failover
+        lost entries that others then took the place of. Proofs read through them would be
+        another log's, so until an operator moves the folder aside they come from the log alone.
+        Checked once per process, before the tiles are first read or written; later rounds and
+        catch-ups check each batch they add.
+        """
+        size = await self.size(tenant)
+        if tenant in self._vouched:
+            return size
+        state = await self._source.tree_state(tenant)
+        if size > state.size:
+            raise TilesDisagree(
+                f"the tiles of {tenant} hold {size} entries, more than the log's {state.size} "
+                "(restored from an older backup? move the folder aside)"
+            )
+        if size:
+            await self._check(tenant, await self._frontier(tenant, size), state)
+        self._vouched.add(tenant)
+        return size
+
+    async def _frontier(self, tenant: str, size: int) -> CompactRange:
+        """The tiles' tree of ``size`` entries as a compact range (its frontier's hashes)."""
+        frontier = await self._tiles(tenant).read_nodes(size, frontier_nodes(size))
+        held = tuple(value for value in frontier if value is not None)
+        if len(held) != len(frontier):
+            raise TileMissing(f"the tiles of {tenant} lack the tree of {size} entries they count")
+        return CompactRange(size, held)
 
     async def _check(self, tenant: str, compact: CompactRange, target: TreeState) -> None:
         """Refuses a batch whose frontier differs from the one the log of record holds."""

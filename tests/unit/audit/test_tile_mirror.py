@@ -201,3 +201,50 @@ async def test_tiles_that_would_disagree_with_the_log_are_not_written(
     assert "differ at 10 entries" in caplog.text
     assert not (tmp_path / TENANT).exists()
     assert world.mirror.stopped(TENANT)
+
+
+async def diverge(log: MemoryAuditLog, to: int) -> None:
+    """Appends entries other than ``grow``'s until the log holds ``to``: another timeline."""
+    for n in range(await log.size(TENANT), to):
+        log.append(
+            TENANT, {"principal": "acme/registrar/c2", "request_id": f"x{n}"}, {"type": "client.created"}
+        )
+
+
+async def test_tiles_ahead_of_a_restored_log_are_refused_before_any_proof_reads_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backup restored under tiles of a later log: the entries after it are written anew, other."""
+    before = Tiled(tmp_path)
+    await before.rounds((300,))
+    restored = MemoryAuditLog()  # the backup held the first 100 entries, which grow() repeats
+    await grow(restored, 100)
+    await restored.integrate(TENANT)
+    await diverge(restored, 200)
+    await restored.integrate(TENANT)
+    mirror = TileMirror(tmp_path, restored)  # the server started on the restored store
+    hashes = await leaves(restored)
+    with caplog.at_level(logging.ERROR, logger="idverify.audit"):
+        proof = await flow_over(TiledAuditLog(restored, mirror)).inclusion_proof(TENANT, 150, 200)
+    assert proof.hashes == merkle.inclusion_proof(150, 200, hashes)
+    assert mirror.stopped(TENANT)
+    assert "hold 300 entries, more than the log's 200" in caplog.text
+    assert (tmp_path / TENANT / SIZE_FILE).read_text() == "300\n"  # nothing overwritten
+
+
+async def test_tiles_of_another_timeline_within_the_log_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover that lost entries others then replaced: the tiles' tree differs where both hold it."""
+    before = Tiled(tmp_path)
+    await before.rounds((120,))
+    forked = MemoryAuditLog()
+    await grow(forked, 100)
+    await diverge(forked, 180)
+    await forked.integrate(TENANT)
+    mirror = TileMirror(tmp_path, forked)
+    hashes = await leaves(forked)
+    proof = await flow_over(TiledAuditLog(forked, mirror)).inclusion_proof(TENANT, 110, 180)
+    assert proof.hashes == merkle.inclusion_proof(110, 180, hashes)
+    assert mirror.stopped(TENANT)
+    assert "differ at 120 entries" in caplog.text
