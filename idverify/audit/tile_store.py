@@ -13,7 +13,6 @@ S3-compatible bucket implements the same two calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +30,7 @@ from idverify.audit.tiles import (
     tile_appends,
     tile_width,
 )
-from idverify.security.durable_files import write_durable_file
+from idverify.security.durable_files import make_private_dirs, write_durable_file
 
 __all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog"]
 
@@ -88,7 +87,7 @@ class DirectoryTiles:
 
     @staticmethod
     def _write(target: Path, data: bytes) -> None:
-        _make_private_dirs(target.parent)
+        make_private_dirs(target.parent)
         # Linked into place, never replaced: two writers never replace each other's file, and a
         # tile already there is taken only if it holds the same bytes.
         try:
@@ -225,17 +224,3 @@ class TiledLog:
             )
             data = await self._store.read(full.path)
         return data
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Creates the directory and its missing parents, each 0700.
-
-    ``mkdir(parents=True)`` would give the parents the umask's mode.
-    """
-    missing: list[Path] = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
-            path.mkdir(mode=0o700)

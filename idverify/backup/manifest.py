@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from idverify.security.durable_files import make_private_dirs
+
 __all__ = [
     "FORMAT",
     "MANIFEST",
@@ -151,7 +153,7 @@ def describe_file(path: Path) -> FileEntry:
 
 def copy_private(source: Path, target: Path) -> None:
     """Copies a file readable by its owner only (keys and snapshots are secrets), parents 0700."""
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(target.parent)
     with source.open("rb") as reading, target.open("xb") as writing:
         target.chmod(0o600)
         shutil.copyfileobj(reading, writing, _CHUNK)

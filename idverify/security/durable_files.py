@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["PRIVATE", "sync_directory", "write_durable_file"]
+__all__ = ["PRIVATE", "make_private_dirs", "sync_directory", "write_durable_file"]
 
 PRIVATE = 0o600
 
@@ -63,3 +63,17 @@ def sync_directory(directory: Path) -> None:
             os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Creates the directory and its missing parents, each 0700.
+
+    ``mkdir(parents=True)`` would give the parents the umask's mode.
+    """
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
+            path.mkdir(mode=0o700)
