@@ -28,11 +28,10 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from idverify import priority
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
-from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
 from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
 from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
-from idverify.data_dir import DataDirLock, prepare_data_dir, prepare_tiles_dir
+from idverify.data_dir import DataDirLock, prepare_data_dir
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.domain.methods import check_non_biometric_coverage
 from idverify.events.outbox import Outbox, trim_forever
@@ -40,7 +39,7 @@ from idverify.events.streams import EventStreams
 from idverify.events.tail import OutboxTail
 from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
-from idverify.flows.audit import AuditFlow, AuditLog
+from idverify.flows.audit import AuditFlow
 from idverify.flows.audit_setup import build_audit_flow, integrate_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import DisplayNameFlow
@@ -74,8 +73,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
-from idverify.store.audit_logs import RedisAuditLog
-from idverify.store.audit_store import AuditStore
+from idverify.store.audit_logs import RedisAuditLog, configured_audit_log
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -611,7 +609,9 @@ async def _audit_flow(
     Raises:
         ConfigError: when the signing key cannot be read or the heads file is damaged.
     """
-    audit = build_audit_flow(settings, _audit_log(settings, redis, scripts), keyring)
+    audit = build_audit_flow(
+        settings, configured_audit_log(redis, scripts, settings.audit_tiles_dir), keyring
+    )
     try:
         await audit.find_rollbacks()
     except StoreUnavailable:
@@ -619,19 +619,6 @@ async def _audit_flow(
     except HeadsFileError as error:
         raise ConfigError(str(error)) from None
     return audit
-
-
-def _audit_log(settings: Settings, redis: RedisClient, scripts: Scripts) -> AuditLog:
-    """The tenants' logs in Redis, and in tiles too when ``audit_tiles_dir`` is set.
-
-    Raises:
-        ConfigError: when the tiles directory cannot be made or written.
-    """
-    if not settings.audit_tiles_dir:
-        return RedisAuditLog(redis, scripts)
-    prepare_tiles_dir(settings.audit_tiles_dir)
-    tiles = TileMirror(Path(settings.audit_tiles_dir), AuditStore(redis, scripts))
-    return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles)
 
 
 def _report_key(settings: Settings) -> Ed25519PrivateKey:

@@ -111,7 +111,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.audit_setup import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
-    from idverify.store.audit_logs import RedisAuditLog  # noqa: PLC0415
+    from idverify.store.audit_logs import configured_audit_log  # noqa: PLC0415
     from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
@@ -122,7 +122,8 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         # The log's own key signs its final head: never one generated here by mistake.
         await check_signing_key(settings, checks)
         scripts = Scripts(redis)
-        audit = build_audit_flow(settings, RedisAuditLog(redis, scripts), keyring)
+        audit_log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
+        audit = build_audit_flow(settings, audit_log, keyring)
         removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)
         if args.tenants_command == "status":
             return await _status(removal)

@@ -10,15 +10,18 @@ index postings (``audit.query``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from idverify.audit.integrator import RoundListener, TreeIntegrator
 from idverify.audit.query import EventFilter, QueryResult, run_query
+from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
 from idverify.audit.tree_state import TreeState
+from idverify.data_dir import prepare_tiles_dir
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditLog"]
+__all__ = ["RedisAuditLog", "configured_audit_log"]
 
 
 class RedisAuditLog(AuditStore):
@@ -43,3 +46,21 @@ class RedisAuditLog(AuditStore):
     def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """``audit.query.run_query`` over the postings."""
         return run_query(self, tenant, query)
+
+
+def configured_audit_log(
+    redis: RedisClient, scripts: Scripts, tiles_dir: str
+) -> RedisAuditLog | TiledAuditLog:
+    """The tenants' logs in Redis, and in tiles below ``tiles_dir`` too when it is set.
+
+    The server and ``idverify tenants remove`` both build their logs here (``audit_tiles_dir``),
+    so every process that integrates a log writes its tiles.
+
+    Raises:
+        ConfigError: when the tiles directory cannot be made or written.
+    """
+    if not tiles_dir:
+        return RedisAuditLog(redis, scripts)
+    prepare_tiles_dir(tiles_dir)
+    tiles = TileMirror(Path(tiles_dir), AuditStore(redis, scripts))
+    return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles)

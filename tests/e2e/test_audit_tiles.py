@@ -47,9 +47,9 @@ def auditor(server: ServerProcess) -> Iterator[Client]:
         yield client
 
 
-def tiled_size(tiles: Path, at_least: int) -> int:
+def tiled_size(tiles: Path, at_least: int, tenant: str = "default") -> int:
     """The size the tenant's tiles hold once it reaches ``at_least`` (the integrator runs twice a second)."""
-    size_file = tiles / "default" / SIZE_FILE
+    size_file = tiles / tenant / SIZE_FILE
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if size_file.exists() and int(size_file.read_text()) >= at_least:

@@ -14,11 +14,13 @@ import grpc
 import pytest
 import redis
 
+from idverify.audit.tile_mirror import SIZE_FILE
 from idverify.client import Client
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, admin_pb2, audit_pb2, verification_pb2
 
 from .conftest import embedded_redis, person, rich_error, verify
+from .test_audit_tiles import tiled_size
 
 pytestmark = pytest.mark.e2e
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
@@ -275,3 +277,23 @@ def test_the_grace_period_cancellation_and_refusals(tmp_path: Path) -> None:
         with Client(server.target, created.token) as auditor:
             events = [found.event.type for found in auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest())]
         assert events[-3:] == ["tenant.removal_scheduled", "tenant.removal_cancelled", "client.created"]
+
+
+def test_a_removal_writes_the_audit_tiles_too(tmp_path: Path) -> None:
+    """Run while the server is stopped, the command's own integration writes the closing entries' tiles."""
+    tiles = tmp_path / "tiles"
+    with ServerProcess(tmp_path / "server", config=f'audit_tiles_dir = "{tiles}"\n{CONFIG}') as server:
+        server.token("registrar", "brief")
+        assert "removal due" in ok(server, "remove", "brief", "--grace", "0", "--yes")
+        store = embedded_redis(server)
+        wait_integrated(store, "brief")
+        integrated = int(store.hget("iv1:{t:brief}:audit:treehead", "size") or 0)
+        tiled_size(tiles, integrated, tenant="brief")
+    config = str(server.directory / "idverify.toml")
+    export_dir = tmp_path / "export"
+    assert "removed" in ok(
+        server, "--config", config, "remove", "brief", "--export-dir", str(export_dir), "--yes"
+    )
+    exported = (export_dir / "audit-brief.jsonl").read_text(encoding="utf-8").splitlines()[1:]
+    assert len(exported) > integrated
+    assert (tiles / "brief" / SIZE_FILE).read_text() == f"{len(exported)}\n"
