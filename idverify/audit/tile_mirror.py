@@ -218,6 +218,28 @@ class TileMirror:
                 await self._write_size(tenant, end)
                 size = end
 
+    async def check(self, tenant: str) -> int:
+        """The tiles' size, once they are found to agree with the log of record (the first look).
+
+        ``idverify backup verify`` asks it of a backup's tiles over the backup's snapshot, so a
+        backup whose restore this process would refuse fails verification instead.
+
+        Raises:
+            TilesDisagree: the tiles hold more entries than the log, or their tree differs from
+                the log's at their size.
+            TileMissing: the tiles lack the tree of the size their size file counts.
+            StoreUnavailable: the log of record cannot be read.
+        """
+        size = await self.size(tenant)
+        state = await self._source.tree_state(tenant)
+        if size > state.size:
+            raise TilesDisagree(
+                f"the tiles of {tenant} hold {size} entries, more than the log's {state.size}"
+            )
+        if size:
+            await self._check(tenant, await self._frontier(tenant, size), state)
+        return size
+
     async def _vouch(self, tenant: str) -> int:
         """The tiles' size, once this process has checked them against the log of record.
 
@@ -228,17 +250,12 @@ class TileMirror:
         Checked once per process, before the tiles are first read or written; later rounds and
         catch-ups check each batch they add.
         """
-        size = await self.size(tenant)
         if tenant in self._vouched:
-            return size
-        state = await self._source.tree_state(tenant)
-        if size > state.size:
-            raise TilesDisagree(
-                f"the tiles of {tenant} hold {size} entries, more than the log's {state.size} "
-                "(restored from an older backup? move the folder aside)"
-            )
-        if size:
-            await self._check(tenant, await self._frontier(tenant, size), state)
+            return await self.size(tenant)
+        try:
+            size = await self.check(tenant)
+        except TilesDisagree as error:
+            raise TilesDisagree(f"{error} (restored from an older backup? move the folder aside)") from None
         self._vouched.add(tenant)
         return size
 

@@ -32,6 +32,7 @@ __all__ = [
     "TileId",
     "bundle_entries",
     "encode_index",
+    "is_tile_path",
     "node_from_tile",
     "node_in_tile",
     "parse_path",
@@ -157,6 +158,15 @@ def parse_path(path: str) -> TileId | BundleId:
     if not parts[1].isdigit() or parts[1] != str(int(parts[1])):
         raise ValueError(f"{path!r} has a malformed level")
     return TileId(int(parts[1]), index, width)
+
+
+def is_tile_path(path: str) -> bool:
+    """Whether a relative path is a tile's or bundle's canonical name (``parse_path`` takes it)."""
+    try:
+        parse_path(path)
+    except ValueError:
+        return False
+    return True
 
 
 def tile_width(level: int, index: int, size: int) -> int:

@@ -4,7 +4,10 @@ In order: the manifest; every file it names, present with its size and SHA-256; 
 key being the one the manifest recorded; then, in a throwaway redis-server over the snapshot,
 the keyring opening the data (its key-check values), the snapshot's recorded signing key, and
 every tenant's log replayed from its entries to the manifest's size and root, agreeing with the
-stored tree, the stored signed head and the published head the backup holds.
+stored tree, the stored signed head and the published head the backup holds; and each tenant's
+audit tiles, if the backup holds them, found to agree with its log by the check a server makes
+before it first uses tiles (``TileMirror.check``: no more entries than the log, the same tree at
+their size), so a restored server takes them rather than refusing them.
 
 Keys that came from the environment when the backup was made are taken from it again.
 
@@ -27,9 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from idverify.audit.checkpoint import KeyFormatError, key_id_for, load_private_key, read_private_key_file
 from idverify.audit.published_heads import HEADS_FILE, HeadsFileError, PublishedHead, read_heads_file
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV
+from idverify.audit.tile_mirror import TileMirror, TilesDisagree, tenant_directory
+from idverify.audit.tile_store import TileMissing
 from idverify.backup.logs import LogProblem, audit_tenants, check_log
 from idverify.backup.manifest import RDB, Manifest, ManifestError, describe_file
-from idverify.backup.snapshot import KEYRING_FILE
+from idverify.backup.snapshot import KEYRING_FILE, TILES_DIR
 from idverify.backup.throwaway import opened_snapshot
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import KEYRING_ENV, record_key_versions, recorded_signing_key
@@ -80,7 +85,11 @@ def verify_backup(folder: Path, redis_rdb: Path | None = None) -> VerifiedBackup
             return VerifiedBackup(manifest, 0)
         keyring = _keyring(folder, manifest)
         published = read_heads_file(folder / HEADS_FILE) if HEADS_FILE in manifest.files else {}
-        entries = asyncio.run(_check_snapshot(rdb, manifest, keyring, public_key, published, exact=embedded))
+        entries = asyncio.run(
+            _check_snapshot(
+                rdb, manifest, keyring, public_key, published, tiles=folder / TILES_DIR, exact=embedded
+            )
+        )
     except (ManifestError, KeyFormatError, HeadsFileError, ConfigError, LogProblem) as error:
         raise BackupInconsistent(str(error)) from None
     except (OSError, RuntimeError, StoreUnavailable) as error:
@@ -125,6 +134,7 @@ async def _check_snapshot(
     public_key: Ed25519PublicKey,
     published: dict[str, PublishedHead],
     *,
+    tiles: Path,
     exact: bool,
 ) -> int:
     async with opened_snapshot(rdb) as redis:
@@ -139,8 +149,28 @@ async def _check_snapshot(
                 f"the snapshot's logs are signed by key {recorded}, not {manifest.signing_key_id}"
             )
         if exact:
-            return await _check_logs(redis, manifest, public_key, published)
-        return await _check_later_logs(redis, manifest, public_key, published)
+            entries = await _check_logs(redis, manifest, public_key, published)
+        else:
+            entries = await _check_later_logs(redis, manifest, public_key, published)
+        await _check_tiles(redis, tiles, manifest)
+        return entries
+
+
+async def _check_tiles(redis: RedisClient, tiles: Path, manifest: Manifest) -> None:
+    """Each tenant's tiles in the backup agree with its log in the snapshot (their files were checked)."""
+    directories = sorted({name.split("/")[1] for name in manifest.files if name.startswith(f"{TILES_DIR}/")})
+    if not directories:
+        return
+    store = AuditStore(redis, Scripts(redis))
+    tenants = {tenant_directory(tenant): tenant for tenant in await audit_tenants(redis)}
+    mirror = TileMirror(tiles, store)
+    for directory in directories:
+        if directory not in tenants:
+            raise BackupInconsistent(f"{TILES_DIR}/{directory}: tiles of no audit log in the snapshot")
+        try:
+            await mirror.check(tenants[directory])
+        except (TilesDisagree, TileMissing) as error:
+            raise BackupInconsistent(str(error)) from None
 
 
 async def _check_later_logs(

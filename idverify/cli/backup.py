@@ -45,6 +45,12 @@ def add_backup_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="the newest audit-heads.json you have (the old data directory's): a log restored "
         "behind a head published after the backup is then refused, not forked silently",
     )
+    restore.add_argument(
+        "--audit-tiles-dir",
+        default=None,
+        help="the restored server's audit_tiles_dir (empty or new): the backup's audit tiles go "
+        "there (required when the backup holds tiles)",
+    )
     backup.set_defaults(handler=_run)
 
 
@@ -121,13 +127,15 @@ def _restore(args: argparse.Namespace, folder: Path) -> int:
 
     _require_folder(folder)
     data_dir = Path(args.data_dir)
-    verified = restore_backup(folder, data_dir, Path(args.heads) if args.heads else None)
+    tiles_dir = Path(args.audit_tiles_dir) if args.audit_tiles_dir else None
+    verified = restore_backup(folder, data_dir, Path(args.heads) if args.heads else None, tiles_dir)
     heads = (
         "" if args.heads else "; without --heads, only the heads the backup holds guard against a rollback"
     )
+    tiles = f" and audit_tiles_dir {tiles_dir}" if tiles_dir is not None else ""
     _out(
         f"restored {folder} ({verified.entries} audit entries) into {data_dir}: start the server "
-        f"with --data-dir {data_dir}{heads}"
+        f"with --data-dir {data_dir}{tiles}{heads}"
     )
     return 0
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -18,6 +21,7 @@ import httpx
 import pytest
 import redis
 
+from idverify.audit import merkle
 from idverify.audit.merkle import verify_consistency
 from idverify.client import Client
 from idverify.privacy.keyring import Keyring
@@ -25,6 +29,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import audit_pb2, verification_pb2
 
 from .conftest import error_metadata, person, rich_error, verify
+from .test_audit_tiles import tiled_size
 from .test_console import signed_in
 
 LOAD_THREADS = 3
@@ -398,3 +403,155 @@ def test_a_log_changed_with_its_manifest_is_found(small_backup: Path, tmp_path: 
 def test_verify_usage(tmp_path: Path) -> None:
     assert idverify("backup", "verify", str(tmp_path / "nothing")).returncode == 2
     assert idverify("backup", "verify", str(tmp_path)).returncode == 1
+
+
+@dataclass(frozen=True)
+class TiledBackup:
+    """A server that keeps its audit tiles in ``tiles``, and a backup of it with its tiles."""
+
+    server: ServerProcess
+    tiles: Path
+    backup: Path
+    size: int  # the log's size when the backup was made
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledBackup]:
+    folder = tmp_path_factory.mktemp("tiled")
+    tiles = folder / "tiles"
+    with ServerProcess(folder / "live", config=f'audit_tiles_dir = "{tiles}"\n') as server:
+        with server.client("registrar") as client:
+            signups(server, client, 3, "tiled")
+        size = head(server).tree_size
+        tiled_size(tiles, size)
+        backup = folder / "backup"
+        created = idverify(
+            "backup",
+            "create",
+            str(backup),
+            "--config",
+            str(server.directory / "idverify.toml"),
+            "--data-dir",
+            str(server.data_dir),
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        yield TiledBackup(server, tiles, backup, int(manifest_log(backup)["size"]))  # type: ignore[call-overload]
+
+
+def tile_names(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder``, by its path there."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_backup_holds_the_tiles_and_verifies(tiled: TiledBackup) -> None:
+    files = json.loads((tiled.backup / "manifest.json").read_text())["files"]
+    copied = tile_names(tiled.backup / "audit-tiles")
+    assert {f"audit-tiles/{name}" for name in copied} == {
+        name for name in files if name.startswith("audit-tiles/")
+    }
+    assert "default/tiles-size" in copied
+    assert any(name.startswith("default/tile/0/") for name in copied)
+    assert any(name.startswith("default/tile/entries/") for name in copied)
+    # Copied before the snapshot: never more entries than the backup's log.
+    assert 0 < int(copied["default/tiles-size"]) <= tiled.size
+    for path in (tiled.backup / "audit-tiles", *(tiled.backup / "audit-tiles").rglob("*")):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    checked = idverify("backup", "verify", str(tiled.backup))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_changed_tile_is_found(tiled: TiledBackup, tmp_path: Path) -> None:
+    backup = tampered(tiled.backup, tmp_path / "b")
+    tile = max(
+        path for path in (backup / "audit-tiles" / "default" / "tile" / "0").rglob("*") if path.is_file()
+    )
+    data = bytearray(tile.read_bytes())
+    data[0] ^= 0x01
+    tile.write_bytes(bytes(data))
+    assert f"{tile.relative_to(backup).as_posix()} is not the file backed up" in failed_line(backup)
+
+
+def test_tiles_of_a_later_log_than_the_snapshot_are_found(tiled: TiledBackup, tmp_path: Path) -> None:
+    """The live tiles, grown past the backup, put in its place (the manifest made to agree)."""
+    with tiled.server.client("registrar") as client:
+        signups(tiled.server, client, 1, "later")
+    later = tiled_size(tiled.tiles, head(tiled.server).tree_size)
+    backup = tampered(tiled.backup, tmp_path / "b")
+    shutil.rmtree(backup / "audit-tiles" / "default")
+    shutil.copytree(
+        tiled.tiles / "default", backup / "audit-tiles" / "default", ignore=shutil.ignore_patterns(".*")
+    )
+    manifest = json.loads((backup / "manifest.json").read_text())
+    manifest["files"] = {
+        name: entry for name, entry in manifest["files"].items() if not name.startswith("audit-tiles/")
+    }
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    for name in tile_names(backup / "audit-tiles"):
+        rewrite_manifest_entry(backup, f"audit-tiles/{name}")
+    assert f"the tiles of default hold {later} entries, more than the log's {tiled.size}" in failed_line(
+        backup
+    )
+
+
+def test_a_restore_brings_the_tiles_and_the_restored_server_proves_from_them(
+    tiled: TiledBackup, tmp_path: Path
+) -> None:
+    restored_dir, tiles = tmp_path / "restored", tmp_path / "restored-tiles"
+    restored_dir.mkdir()
+    restored = idverify(
+        "backup",
+        "restore",
+        str(tiled.backup),
+        "--data-dir",
+        str(restored_dir / "data"),
+        "--audit-tiles-dir",
+        str(tiles),
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert f"audit_tiles_dir {tiles}" in restored.stdout
+    assert tile_names(tiles) == tile_names(tiled.backup / "audit-tiles")
+    for path in (tiles, *tiles.rglob("*")):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    with ServerProcess(restored_dir, config=f'audit_tiles_dir = "{tiles}"\n') as server:
+        with server.client("auditor") as auditor:
+            signed = auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head
+            assert signed.tree_size >= tiled.size
+            leaves = [
+                merkle.leaf_hash(auditor.audit.GetEvent(audit_pb2.GetEventRequest(index=index)).leaf)
+                for index in range(signed.tree_size)
+            ]
+            for index in range(signed.tree_size):
+                proof = auditor.audit.GetInclusionProof(
+                    audit_pb2.GetInclusionProofRequest(index=index, tree_size=signed.tree_size)
+                )
+                merkle.verify_inclusion(
+                    leaves[index], index, signed.tree_size, list(proof.hashes), signed.root_hash
+                )
+            proof = auditor.audit.GetConsistencyProof(
+                audit_pb2.GetConsistencyProofRequest(first=tiled.size, second=signed.tree_size)
+            )
+            root = bytes.fromhex(str(manifest_log(tiled.backup)["root"]))
+            verify_consistency(tiled.size, signed.tree_size, list(proof.hashes), root, signed.root_hash)
+        # Taken, not refused: the restored server goes on writing them.
+        with server.client("registrar") as client:
+            signups(server, client, 1, "restored")
+        tiled_size(tiles, head(server).tree_size)
+        assert "audit tiles of" not in server.log_text()
+
+
+def test_a_restore_refuses_a_tiles_directory_in_use(tiled: TiledBackup, tmp_path: Path) -> None:
+    data_dir, tiles = tmp_path / "data", tmp_path / "tiles"
+    missing = idverify("backup", "restore", str(tiled.backup), "--data-dir", str(data_dir))
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "give --audit-tiles-dir" in missing.stderr
+    (tiles / "default").mkdir(parents=True)
+    (tiles / "default" / "tiles-size").write_text("9\n")
+    refused = idverify(
+        "backup", "restore", str(tiled.backup), "--data-dir", str(data_dir), "--audit-tiles-dir", str(tiles)
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip() == (
+        f"idverify: {tiles} is not empty: move the old tiles aside (they may hold entries the restore lost)"
+    )
+    assert not data_dir.exists()
+    assert (tiles / "default" / "tiles-size").read_text() == "9\n"

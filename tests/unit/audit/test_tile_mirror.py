@@ -19,8 +19,8 @@ from idverify.audit import merkle
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.merkle import leaf_hash
-from idverify.audit.tile_mirror import SIZE_FILE, TiledAuditLog, TileMirror, tenant_directory
-from idverify.audit.tile_store import DirectoryTiles, TiledLog
+from idverify.audit.tile_mirror import SIZE_FILE, TiledAuditLog, TileMirror, TilesDisagree, tenant_directory
+from idverify.audit.tile_store import DirectoryTiles, TiledLog, TileMissing
 from idverify.flows.audit import AuditFlow, AuditLog
 from idverify.privacy.keyring import Keyring
 from idverify.testing.memory_audit_log import MemoryAuditLog
@@ -248,3 +248,25 @@ async def test_tiles_of_another_timeline_within_the_log_are_refused(
     assert proof.hashes == merkle.inclusion_proof(110, 180, hashes)
     assert mirror.stopped(TENANT)
     assert "differ at 120 entries" in caplog.text
+
+
+async def test_the_first_look_can_be_asked_for_without_using_the_tiles(tmp_path: Path) -> None:
+    """``check`` (what ``backup verify`` asks of a backup's tiles): their size, or why they are refused."""
+    world = Tiled(tmp_path)
+    await world.rounds((100, 300))
+    assert await TileMirror(tmp_path, world.log).check(TENANT) == 300
+    assert await TileMirror(tmp_path, MemoryAuditLog()).check("nobody") == 0
+    behind = MemoryAuditLog()
+    await grow(behind, 200)
+    await behind.integrate(TENANT)
+    with pytest.raises(TilesDisagree, match=r"^the tiles of acme hold 300 entries, more than the log's 200$"):
+        await TileMirror(tmp_path, behind).check(TENANT)
+    forked = MemoryAuditLog()
+    await diverge(forked, 400)
+    await forked.integrate(TENANT)
+    with pytest.raises(TilesDisagree, match="differ at 300 entries"):
+        await TileMirror(tmp_path, forked).check(TENANT)
+    # The tile holding the first 256 entries' subtree, gone: the tiles cannot give their tree.
+    (tmp_path / TENANT / "tile/1/000.p/1").unlink()
+    with pytest.raises(TileMissing, match="lack the tree of 300 entries"):
+        await TileMirror(tmp_path, world.log).check(TENANT)

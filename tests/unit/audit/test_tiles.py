@@ -31,6 +31,7 @@ from idverify.audit.tiles import (
     TileId,
     bundle_entries,
     encode_index,
+    is_tile_path,
     parse_path,
     read_bundle,
     tile_appends,
@@ -71,6 +72,13 @@ class TestNames:
     def test_other_names_are_refused(self, path: str) -> None:
         with pytest.raises(ValueError, match=r"tile path|index|width|level"):
             parse_path(path)
+
+    def test_only_canonical_names_are_tile_paths(self) -> None:
+        assert is_tile_path(TileId(1, 1234, 7).path)
+        assert is_tile_path(BundleId(0, TILE_WIDTH).path)
+        # What else a writer leaves beside the tiles: its temporaries and the size file.
+        for other in ("tile/0/.000.0123456789abcdef.tmp", "tiles-size", "tile/0/x001/../002"):
+            assert not is_tile_path(other), other
 
     def test_the_tiles_of_a_size_cover_every_level(self) -> None:
         size = TILE_WIDTH * TILE_WIDTH + 3
