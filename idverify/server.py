@@ -73,7 +73,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
-from idverify.store.audit_logs import RedisAuditLog, configured_audit_log
+from idverify.store.audit_logs import RedisAuditLog, configured_audit_log, refuse_trimmed_logs
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -613,6 +613,7 @@ async def _audit_flow(
         settings, configured_audit_log(redis, scripts, settings.audit_tiles_dir), keyring
     )
     try:
+        await refuse_trimmed_logs(redis, settings.audit_tiles_dir)
         await audit.find_rollbacks()
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the audit logs are compared with their heads later")

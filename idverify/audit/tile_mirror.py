@@ -49,17 +49,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from idverify.audit.integrator import BATCH, LogCorrupted, fold
-from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes
+from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes, leaf_hash
+from idverify.audit.query import run_query
 from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
 from idverify.audit.tree_state import StoredHead, TreeState
-from idverify.domain.errors import StoreUnavailable
+from idverify.audit.trimmed_entries import KEPT, TrimmedEntries
+from idverify.domain.errors import FailedPrecondition, StoreUnavailable
 from idverify.security.durable_files import write_durable_file
 
 if TYPE_CHECKING:
-    from idverify.audit.query import EventFilter, QueryResult
+    from idverify.audit.query import EventFilter, IndexedLog, Posting, PostingSeek, QueryResult
+    from idverify.audit.trimmed_entries import TrimmableLog
     from idverify.flows.audit import AuditLog
 
-__all__ = ["SIZE_FILE", "TileMirror", "TileSource", "TiledAuditLog", "TilesDisagree", "tenant_directory"]
+    class LogBeneath(AuditLog, IndexedLog, TrimmableLog, Protocol):
+        """The log of record a ``TiledAuditLog`` wraps: the port, its queries' reads and its trims."""
+
+
+__all__ = [
+    "SIZE_FILE",
+    "EntriesUnreadable",
+    "TileMirror",
+    "TileSource",
+    "TiledAuditLog",
+    "TilesDisagree",
+    "tenant_directory",
+]
 
 SIZE_FILE = "tiles-size"
 """The file, in a tenant's directory, that says how many entries its tiles hold."""
@@ -67,6 +82,16 @@ SIZE_FILE = "tiles-size"
 _SAFE = frozenset(string.ascii_lowercase + string.digits + "_-")
 
 log = logging.getLogger("idverify.audit")
+
+
+class EntriesUnreadable(FailedPrecondition):
+    """Audit entries the log trimmed from Redis cannot be read whole from the tiles.
+
+    The log is intact in its tiles or it is not; either way an operator must look (the message
+    names the tenant and the file or the reason), and no reader gets other bytes.
+    """
+
+    default_reason = "AUDIT_ENTRIES_UNREADABLE"
 
 
 class TilesDisagree(RuntimeError):
@@ -157,6 +182,48 @@ class TileMirror:
         except (OSError, ValueError) as error:
             log.warning("audit tiles of %s not read: %s", tenant, error)
             return [None] * len(nodes)
+
+    async def durable_size(self, tenant: str) -> int:
+        """Entries the tenant's bundles hold durably, once vouched for (0: stopped, or none yet).
+
+        The size file is replaced only after the tiles and bundles it counts are synced, so
+        entries below it may leave Redis (``audit.trimmed_entries``).
+        """
+        if tenant not in self._vouched and tenant not in self._stopped:
+            async with self._lock(tenant), self._reported(tenant):
+                await self._vouch(tenant)
+        if tenant not in self._vouched or tenant in self._stopped:
+            return 0
+        return await self.size(tenant)
+
+    async def read_entries(self, tenant: str, indices: Sequence[int], trimmed: int) -> list[bytes]:
+        """Entries below the log's trim point from their bundles, each checked against its leaf tile.
+
+        Raises:
+            EntriesUnreadable: the tiles were stopped or refused, hold fewer entries than the
+                trim point, or a bundle is missing, short, malformed or differs from its leaves.
+        """
+        size = await self.durable_size(tenant)
+        if size < trimmed:
+            why = "stopped or refused (see the log)" if size == 0 else f"hold only {size}"
+            raise EntriesUnreadable(
+                f"audit entries of {tenant} below {trimmed} are kept in its tiles alone, which are {why}"
+            )
+        tiles = self._tiles(tenant)
+        try:
+            found = await tiles.read_entries(size, indices)
+            leaves = await tiles.read_nodes(size, [NodeId(0, index) for index in indices])
+        except (TileMissing, OSError, ValueError) as error:
+            raise EntriesUnreadable(f"audit entries of {tenant}: {error}") from None
+        checked: list[bytes] = []
+        for index, entry, leaf in zip(indices, found, leaves, strict=True):
+            if entry is None or leaf is None or leaf_hash(entry) != leaf:
+                raise EntriesUnreadable(
+                    f"audit entry {index} of {tenant} in its bundle differs from its leaf tile "
+                    "(the tiles were altered or damaged)"
+                )
+            checked.append(entry)
+        return checked
 
     async def record_round(
         self,
@@ -304,11 +371,16 @@ class TileMirror:
 
 
 class TiledAuditLog:
-    """``flows.audit.AuditLog`` over another, whose proofs read the tiles as far as they reach."""
+    """``flows.audit.AuditLog`` over another, whose proofs read the tiles as far as they reach.
 
-    def __init__(self, log: AuditLog, tiles: TileMirror) -> None:
+    Its entries are the log beneath's at and above the trim point and the bundles' below it
+    (``audit.trimmed_entries``), and each integration trims what the bundles hold durably.
+    """
+
+    def __init__(self, log: LogBeneath, tiles: TileMirror, *, kept: int = KEPT) -> None:
         self._log = log
         self._tiles = tiles
+        self._entries = TrimmedEntries(log, tiles, kept=kept)
 
     async def exists(self, tenant: str) -> bool:
         """The log beneath's."""
@@ -319,8 +391,28 @@ class TiledAuditLog:
         return await self._log.size(tenant)
 
     async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The log beneath's at and above its trim point, the bundles' below it.
+
+        Raises:
+            EntriesUnreadable: an entry below the trim point cannot be read whole from its bundle.
+        """
+        return await self._entries.entries(tenant, indices)
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' leaf hashes, from the tiles where they hold them (``read_nodes``)."""
+        return await self.read_nodes(tenant, [NodeId(0, index) for index in indices])
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """Time seeks over the log beneath and, below its trim point, the bundles."""
+        return await self._entries.seek_times(tenant, times_ms)
+
+    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
+        """The log beneath's (index postings stay in Redis)."""
+        return await self._log.seek_postings(tenant, postings, index)
+
+    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
         """The log beneath's."""
-        return await self._log.entries(tenant, indices)
+        return await self._log.read_posting(tenant, posting, position, count)
 
     async def tree_state(self, tenant: str) -> TreeState:
         """The log beneath's."""
@@ -341,11 +433,24 @@ class TiledAuditLog:
         return await self._log.replace_signed_head(tenant, previous, signed)
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
-        """The log beneath's integration; then a catch-up if the tiles lag behind its tree."""
+        """The log beneath's integration; then a catch-up if the tiles lag behind its tree.
+
+        A trim of what the bundles now hold starts in the background.
+        """
         state = await self._log.integrate(tenant, up_to=up_to)
         self._tiles.keep_up(tenant, state)
+        self._entries.keep_trimming(tenant, state.size)
         return state
 
+    async def trim(self, tenant: str) -> int:
+        """Trims the tenant's log now, as far as the bundles hold it durably; the trim point after."""
+        return await self._entries.trim(tenant, (await self._log.tree_state(tenant)).size)
+
+    async def idle(self) -> None:
+        """Waits for the catch-ups and trims running to end."""
+        await self._tiles.idle()
+        await self._entries.idle()
+
     def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
-        """The log beneath's."""
-        return self._log.query(tenant, query)
+        """``audit.query.run_query`` over this log: entries through the trim point, postings from Redis."""
+        return run_query(self, tenant, query)

@@ -149,9 +149,9 @@ async def _check_snapshot(
                 f"the snapshot's logs are signed by key {recorded}, not {manifest.signing_key_id}"
             )
         if exact:
-            entries = await _check_logs(redis, manifest, public_key, published)
+            entries = await _check_logs(redis, manifest, public_key, published, tiles)
         else:
-            entries = await _check_later_logs(redis, manifest, public_key, published)
+            entries = await _check_later_logs(redis, manifest, public_key, published, tiles)
         await _check_tiles(redis, tiles, manifest)
         return entries
 
@@ -174,7 +174,11 @@ async def _check_tiles(redis: RedisClient, tiles: Path, manifest: Manifest) -> N
 
 
 async def _check_later_logs(
-    redis: RedisClient, manifest: Manifest, public_key: Ed25519PublicKey, published: dict[str, PublishedHead]
+    redis: RedisClient,
+    manifest: Manifest,
+    public_key: Ed25519PublicKey,
+    published: dict[str, PublishedHead],
+    tiles: Path,
 ) -> int:
     """An external Redis's snapshot taken after the backup: every log extends the manifest's."""
     store = AuditStore(redis, Scripts(redis))
@@ -192,7 +196,7 @@ async def _check_later_logs(
         if record is not None:
             must_reach[record.signed.head.size] = record.signed.head.root_hash
         try:
-            checked = await check_log(store, tenant, public_key, must_reach)
+            checked = await check_log(store, tenant, public_key, must_reach, tiles=tiles)
         except LogProblem as problem:
             raise BackupInconsistent(
                 f"{problem} (take Redis's snapshot after `idverify backup create`, not before)"
@@ -202,7 +206,11 @@ async def _check_later_logs(
 
 
 async def _check_logs(
-    redis: RedisClient, manifest: Manifest, public_key: Ed25519PublicKey, published: dict[str, PublishedHead]
+    redis: RedisClient,
+    manifest: Manifest,
+    public_key: Ed25519PublicKey,
+    published: dict[str, PublishedHead],
+    tiles: Path,
 ) -> int:
     store = AuditStore(redis, Scripts(redis))
     tenants = await audit_tenants(redis)
@@ -215,7 +223,7 @@ async def _check_logs(
     for tenant in tenants:
         record = published.get(tenant)
         extra = {record.signed.head.size: record.signed.head.root_hash} if record is not None else {}
-        checked = await check_log(store, tenant, public_key, extra)
+        checked = await check_log(store, tenant, public_key, extra, tiles=tiles)
         if checked.summary != manifest.audit_logs[tenant]:
             expected = manifest.audit_logs[tenant]
             raise BackupInconsistent(

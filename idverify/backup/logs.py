@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -21,7 +22,9 @@ from idverify.audit.checkpoint import (
     verify_signed_head,
 )
 from idverify.audit.merkle import CompactRange, leaf_hash
+from idverify.audit.tile_mirror import EntriesUnreadable, TileMirror
 from idverify.audit.tree_state import StoredHead
+from idverify.audit.trimmed_entries import TrimmableLog, TrimmedEntries
 from idverify.backup.manifest import LogSummary
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
@@ -53,21 +56,33 @@ async def audit_tenants(redis: RedisClient) -> list[str]:
 
 
 async def replay(
-    store: AuditStore, tenant: str, at: Collection[int] = ()
+    store: AuditStore, tenant: str, at: Collection[int] = (), *, tiles: Path | None = None
 ) -> tuple[LogSummary, dict[int, bytes]]:
     """The log's size and root, and its roots at the sizes ``at`` that it reaches.
 
+    Entries below a trimmed log's trim point come from the backup's copy of its bundles
+    (``tiles``, the backup's ``audit-tiles``), checked as a server reads them.
+
     Raises:
-        LogProblem: when an entry below the log's size is missing.
+        LogProblem: when an entry below the log's size is missing or unreadable.
         StoreUnavailable: when Redis cannot be reached.
     """
     size = await store.size(tenant)
+    reader: TrimmableLog | TrimmedEntries = store
+    if tiles is not None:
+        reader = TrimmedEntries(store, TileMirror(tiles, store))
     wanted = {n for n in at if 0 <= n <= size}
     compact = CompactRange()
     roots: dict[int, bytes] = {0: compact.root()} if 0 in wanted else {}
     for first in range(0, size, _PAGE):
         indices = list(range(first, min(size, first + _PAGE)))
-        for index, entry in zip(indices, await store.entries(tenant, indices), strict=True):
+        try:
+            read = await reader.entries(tenant, indices)
+        except EntriesUnreadable as error:
+            raise LogProblem(
+                f"tenant {tenant}: {error} (trimmed past the backup's tiles? take the backup again)"
+            ) from None
+        for index, entry in zip(indices, read, strict=True):
             if entry is None:
                 raise LogProblem(f"tenant {tenant}: audit entry {index} of {size} is missing")
             compact, _ = compact.append(leaf_hash(entry))
@@ -85,7 +100,12 @@ class CheckedLog:
 
 
 async def check_log(
-    store: AuditStore, tenant: str, public_key: Ed25519PublicKey, extra_sizes: dict[int, bytes]
+    store: AuditStore,
+    tenant: str,
+    public_key: Ed25519PublicKey,
+    extra_sizes: dict[int, bytes],
+    *,
+    tiles: Path | None = None,
 ) -> CheckedLog:
     """Replays a log and checks the stored tree, the stored signed head and ``extra_sizes``.
 
@@ -94,6 +114,7 @@ async def check_log(
         tenant: whose log.
         public_key: the backup's signing key (its public half).
         extra_sizes: more (size, root) the log must reach and agree with (published heads).
+        tiles: the backup's audit tiles, which hold a trimmed log's older entries.
 
     Raises:
         LogProblem: naming the first disagreement.
@@ -102,7 +123,7 @@ async def check_log(
     state = await store.tree_state(tenant)
     head = _stored_head(tenant, state.last_head)
     sizes = {state.size, *extra_sizes, *([head.head.size] if head else [])}
-    summary, roots = await replay(store, tenant, sizes)
+    summary, roots = await replay(store, tenant, sizes, tiles=tiles)
     for size, expected in sorted(extra_sizes.items()):
         if size > summary.size:
             raise LogProblem(

@@ -117,14 +117,14 @@ async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]
 
     async with open_store(settings) as redis:
         if settings.redis_url:
-            return await summarize(redis)
+            return await summarize(redis, folder / TILES_DIR)
         await snapshot_rdb(redis)
         copy_private(RedisProcess.of_data_dir(settings.data_dir).directory / "idverify.rdb", folder / RDB)
     async with opened_snapshot(folder / RDB) as snapshot:
-        return await summarize(snapshot)
+        return await summarize(snapshot, folder / TILES_DIR)
 
 
-async def summarize(redis: RedisClient) -> dict[str, LogSummary]:
-    """Every tenant's log size and root, replayed from its entries."""
+async def summarize(redis: RedisClient, tiles: Path) -> dict[str, LogSummary]:
+    """Every tenant's log size and root, replayed from its entries (a trimmed log's from ``tiles`` too)."""
     store = AuditStore(redis, Scripts(redis))
-    return {tenant: (await replay(store, tenant))[0] for tenant in await audit_tenants(redis)}
+    return {tenant: (await replay(store, tenant, tiles=tiles))[0] for tenant in await audit_tenants(redis)}

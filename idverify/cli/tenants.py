@@ -111,7 +111,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.audit_setup import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
-    from idverify.store.audit_logs import configured_audit_log  # noqa: PLC0415
+    from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs  # noqa: PLC0415
     from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
@@ -124,7 +124,8 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         scripts = Scripts(redis)
         audit_log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
         audit = build_audit_flow(settings, audit_log, keyring)
-        removal = TenantRemoval(RedisRemovalStore(redis, scripts), audit)
+        await refuse_trimmed_logs(redis, settings.audit_tiles_dir)
+        removal = TenantRemoval(RedisRemovalStore(redis, scripts, log=audit_log), audit)
         if args.tenants_command == "status":
             return await _status(removal)
         return await _remove(removal, settings, args)

@@ -17,11 +17,13 @@ from idverify.audit.query import EventFilter, QueryResult, run_query
 from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
 from idverify.audit.tree_state import TreeState
 from idverify.data_dir import prepare_tiles_dir
+from idverify.domain.errors import ConfigError
 from idverify.store.audit_store import AuditStore
-from idverify.store.connection import RedisClient
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditLog", "configured_audit_log"]
+__all__ = ["RedisAuditLog", "configured_audit_log", "refuse_trimmed_logs"]
 
 
 class RedisAuditLog(AuditStore):
@@ -64,3 +66,26 @@ def configured_audit_log(
     prepare_tiles_dir(tiles_dir)
     tiles = TileMirror(Path(tiles_dir), AuditStore(redis, scripts))
     return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles)
+
+
+async def refuse_trimmed_logs(redis: RedisClient, tiles_dir: str) -> None:
+    """Refuses to serve trimmed logs without their tiles (``audit_tiles_dir`` empty).
+
+    A trimmed log keeps its older entries in the entry bundles alone
+    (``audit.trimmed_entries``): read from Redis alone, every export, query and backup of it
+    would find entries missing. The trims list each tenant (``AuditStore.mark_trimmed``)
+    before their first deletion, so one read here finds them all.
+
+    Raises:
+        ConfigError: ``tiles_dir`` is empty and some tenant's log is trimmed.
+        StoreUnavailable: when Redis cannot be reached.
+    """
+    if tiles_dir:
+        return
+    async with translate_errors():
+        tenants = sorted(as_text(member) for member in await redis.smembers(GlobalKeys.TRIMMED_AUDIT_LOGS))
+    if tenants:
+        raise ConfigError(
+            f"audit_tiles_dir: the audit logs of {', '.join(tenants)} keep their older entries in "
+            "audit tiles alone; set audit_tiles_dir to the directory that holds them"
+        )

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from idverify.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, NodeId
 from idverify.audit.query import Posting, PostingSeek
 from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.audit.trimmed_entries import RecentSeek
 from idverify.store.connection import RedisClient, translate_errors
-from idverify.store.keys import TenantKeys
+from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts, script_source
 
@@ -236,6 +237,17 @@ class AuditStore(ScriptedStore):
     async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
         """For each time, the index of the first entry at or after it (the size if none).
 
+        Over a log whose entries were never trimmed; ``audit.trimmed_entries`` searches the
+        bundles below a trim point.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        return (await self.seek_recent_times(tenant, times_ms)).indices
+
+    async def seek_recent_times(self, tenant: str, times_ms: Sequence[int]) -> RecentSeek:
+        """For each time, the first entry at or after it among those Redis holds, and the trim point.
+
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
@@ -243,7 +255,46 @@ class AuditStore(ScriptedStore):
         found = await self._scripts.run(
             "audit_seek", [keys.audit_log(), keys.audit_head()], ["time", *times_ms]
         )
-        return [int(i) for i in found]
+        return RecentSeek(int(found[0]), [int(i) for i in found[1:]])
+
+    async def trimmed(self, tenant: str) -> int:
+        """The trim point: entries below it are no longer in Redis, only in the entry bundles.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        async with translate_errors():
+            value = await self._redis.hget(TenantKeys(tenant).audit_head(), "trimmed")
+        return int(value or 0)
+
+    async def trim(self, tenant: str, target: int, batch: int) -> int:
+        """Drops up to ``batch`` entries below ``target`` (and the integrated tree) from Redis.
+
+        ``audit_trim.lua``: the trim point moves forward only, with the deletions it counts.
+
+        Returns:
+            The trim point after the call.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        keys = TenantKeys(tenant)
+        found = await self._scripts.run(
+            "audit_trim", [keys.audit_log(), keys.audit_head(), keys.audit_tree_head()], [target, batch]
+        )
+        return int(found)
+
+    async def mark_trimmed(self, tenant: str) -> None:
+        """Lists the tenant among those whose logs are trimmed, before the first trim.
+
+        A server started without ``audit_tiles_dir`` reads the list and refuses to serve logs
+        it cannot read whole (``store.audit_logs.refuse_trimmed_logs``).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        async with translate_errors():
+            await self._redis.sadd(GlobalKeys.TRIMMED_AUDIT_LOGS, tenant)
 
     async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
         """For each posting, the position of its first index at or after ``index``, and its length.

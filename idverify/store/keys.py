@@ -23,7 +23,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
-| ``iv1:{t:T}:audit:head`` | hash | the log's ``size`` and the ``last_ms`` of its newest entry |
+| ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
 | ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
 | ``iv1:{t:T}:audit:ix:acct:<audit pseudonym>`` | string | an account's entry numbers, likewise |
 | ``iv1:{t:T}:audit:ix:outcome:<outcome>`` | string | the entry numbers of an outcome, likewise |
@@ -64,6 +64,7 @@ personal data or raw account ids.
 | ``iv1:{global}:keycheck`` | hash | ``p:<v>`` / ``w:<v>`` -> key-check HMAC per key version; ``pseudonym`` |
 | ``iv1:{global}:audit-key`` | string | id of the key that signs every tenant's audit log |
 | ``iv1:{global}:schema`` | string | schema version of the data (flows/schema_version.py) |
+| ``iv1:{global}:audit-trimmed`` | set | tenants whose audit logs keep older entries in bundles alone |
 
 ``<hour>`` is the store clock's epoch ms floor-divided by 3 600 000, in decimal; ``<category>``
 is one of ``flows.read_accounting.Category``. A client id may hold a colon (``cert:0``), so a
@@ -314,6 +315,8 @@ class GlobalKeys:
     SCHEMA: Final = f"{BASE}:schema"
     # Where ``idverify keys reindex`` records how far it got.
     REINDEX_CHECKPOINT: Final = f"{BASE}:keys:reindex"
+    # Tenants whose audit logs keep their older entries in the entry bundles alone (trimmed).
+    TRIMMED_AUDIT_LOGS: Final = f"{BASE}:audit-trimmed"
 
     @classmethod
     def keyring_instance(cls, instance: str) -> str:

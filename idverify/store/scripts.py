@@ -75,6 +75,8 @@ SCRIPT_NAMES = (
     "audit_integrate",
     "audit_head",
     "audit_seek",
+    # Drops entries the entry bundles hold from Redis, a bounded batch a call.
+    "audit_trim",
     "audit_key",
     # The personal-data lifecycle: consent, cancellation and erasure, key rotation.
     "consent_start",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from idverify.audit.checkpoint import SignedHead, parse_checkpoint
 from idverify.flows.tenant_removal import (
@@ -35,11 +35,15 @@ __all__ = ["RedisRemovalStore"]
 
 
 class RedisRemovalStore(ScriptedStore):
-    """``flows.tenant_removal.RemovalStore`` over Redis."""
+    """``flows.tenant_removal.RemovalStore`` over Redis.
 
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+    Its log's entries and leaf hashes come from ``log`` when given: the server's configured log
+    (``store.audit_logs.configured_audit_log``), which reads a trimmed log's bundles too.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, *, log: LoggedEntries | None = None) -> None:
         super().__init__(redis, scripts)
-        self._log = AuditStore(redis, scripts)
+        self._log: LoggedEntries = log or AuditStore(redis, scripts)
 
     async def known(self, tenant: str) -> bool:
         """Whether the tenant's client set or its log's head exists."""
@@ -192,6 +196,18 @@ class RedisRemovalStore(ScriptedStore):
             [keys.removal(), keys.clients(), keys.audit_log()],
             [step, json.dumps(request), *args],
         )
+
+
+class LoggedEntries(Protocol):
+    """The reads of a log's export: ``AuditStore``, or a ``TiledAuditLog`` over it."""
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' bytes; None where there is none."""
+        ...
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The entries' leaf hashes; None where not integrated."""
+        ...
 
 
 def _pattern(tenant: str) -> str:

@@ -27,6 +27,7 @@ from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 from idverify.audit.query import EventFilter, Posting, PostingSeek, QueryResult
 from idverify.audit.rollback import ROLLED_BACK, Rollback
 from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.audit.trimmed_entries import RecentSeek
 from idverify.testing.unreachable import refuse_if_down
 
 __all__ = ["MemoryAuditLog"]
@@ -43,6 +44,7 @@ class _Log:
     compact: CompactRange = field(default_factory=CompactRange)
     nodes: dict[NodeId, bytes] = field(default_factory=dict)
     head: StoredHead | None = None
+    trimmed: int = 0
 
 
 class MemoryAuditLog:
@@ -52,6 +54,7 @@ class MemoryAuditLog:
         self.now = now_ms
         self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
         self._logs: dict[str, _Log] = {}
+        self.trimmed_tenants: set[str] = set()
 
     def _log(self, tenant: str) -> _Log:
         refuse_if_down(self.down)
@@ -86,7 +89,7 @@ class MemoryAuditLog:
     async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
         """The entries' bytes."""
         log = self._log(tenant)
-        return [log.entries[i] if 0 <= i < len(log.entries) else None for i in indices]
+        return [log.entries[i] if log.trimmed <= i < len(log.entries) else None for i in indices]
 
     async def tree_state(self, tenant: str) -> TreeState:
         """The integrated tree and the last head stored."""
@@ -151,8 +154,27 @@ class MemoryAuditLog:
 
     async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
         """For each time, the first entry at or after it (the size if none)."""
+        return (await self.seek_recent_times(tenant, times_ms)).indices
+
+    async def seek_recent_times(self, tenant: str, times_ms: Sequence[int]) -> RecentSeek:
+        """For each time, the first entry at or above the trim point at or after it."""
+        trimmed = self._log(tenant).trimmed
         times = [event.time_ms for event in self._events(tenant)]
-        return [bisect.bisect_left(times, time_ms) for time_ms in times_ms]
+        return RecentSeek(trimmed, [bisect.bisect_left(times, t, lo=trimmed) for t in times_ms])
+
+    async def trimmed(self, tenant: str) -> int:
+        """The trim point: entries below it are no longer answered."""
+        return self._log(tenant).trimmed
+
+    async def trim(self, tenant: str, target: int, batch: int) -> int:
+        """Moves the trim point up to ``batch`` entries towards ``target``, never past the tree."""
+        log = self._log(tenant)
+        log.trimmed = max(log.trimmed, min(target, log.compact.size, log.trimmed + batch))
+        return log.trimmed
+
+    async def mark_trimmed(self, tenant: str) -> None:
+        """Lists the tenant among the trimmed logs."""
+        self.trimmed_tenants.add(tenant)
 
     async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
         """Where ``index`` falls in each posting."""

@@ -3,8 +3,10 @@
 -- postings hold ascending sequence numbers.
 -- KEYS: audit log, audit head, then index postings
 -- ARGV: mode, then its targets
---   'time', t1, t2, ...: for each time (ms), the first sequence number whose entry is at or
---     after it (the log's size when there is none)
+--   'time', t1, t2, ...: the trim point first (entries below it are in the bundles alone,
+--     audit_trim.lua), then for each time (ms) the first sequence number at or above the trim
+--     point whose entry is at or after it (the log's size when there is none); an answer equal
+--     to a trim point above 0 means "here or below", for the caller to search the bundles
 --   'posting', seq: for each posting of KEYS[3..], the position (in entries) of the first
 --     sequence number >= seq, and the posting's length (in entries)
 local WIDTH = 6
@@ -23,9 +25,11 @@ end
 local answers = {}
 if ARGV[1] == 'time' then
   local size = tonumber(redis.call('HGET', KEYS[2], 'size') or '0')
+  local trimmed = tonumber(redis.call('HGET', KEYS[2], 'trimmed') or '0')
+  answers[1] = trimmed
   for i = 2, #ARGV do
     local target = tonumber(ARGV[i])
-    local lo, hi = 0, size
+    local lo, hi = trimmed, size
     while lo < hi do
       local mid = math.floor((lo + hi) / 2)
       local t = entry_time(mid)

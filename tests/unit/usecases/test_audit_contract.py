@@ -21,7 +21,7 @@ from idverify.audit.events import AuditEvent, parse_entry
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.query import EventFilter
 from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
-from idverify.audit.tree_state import StoredHead
+from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_store import AuditStore
@@ -81,7 +81,24 @@ def tiled_port(redis: RedisClient) -> Port:
     )
 
 
-port = port_on_each(memory_port, redis_port, tiled=tiled_port)
+class TrimmingNow(TiledAuditLog):
+    """A tiled log that trims every entry its bundles hold at the end of each integration."""
+
+    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
+        state = await super().integrate(tenant, up_to=up_to)
+        await self.idle()
+        await self.trim(tenant)
+        return state
+
+
+def trimmed_port(redis: RedisClient) -> Port:
+    scripts = Scripts(redis)
+    tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), AuditStore(redis, scripts))
+    beneath = RedisAuditLog(redis, scripts, after_round=tiles.record_round)
+    return Port(TrimmingNow(beneath, tiles, kept=0), RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port, tiled=tiled_port, trimmed=trimmed_port)
 
 
 def events(count: int) -> list[Event]:
