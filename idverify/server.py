@@ -73,7 +73,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
-from idverify.store.audit_logs import RedisAuditLog, configured_audit_log, refuse_trimmed_logs
+from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -470,14 +470,11 @@ def _console_reads(
     # Imported here: the console's modules load only when it is on (start-up time).
     from idverify.console.charts import Charts  # noqa: PLC0415
     from idverify.console.sessions import ConsoleSessions  # noqa: PLC0415
-    from idverify.store.audit_postings import RedisAuditPostings  # noqa: PLC0415
     from idverify.store.console_sessions import RedisConsoleSessions  # noqa: PLC0415
 
-    charts = Charts(
-        RedisAuditPostings.over(redis, scripts),
-        RedisAuditLog(redis, scripts),
-        RedisErasureStore(redis, scripts),
-    )
+    # The log as configured: with tiles, a trimmed log's older entries and times are in them.
+    log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
+    charts = Charts(log, log, RedisErasureStore(redis, scripts))
     sessions = ConsoleSessions(
         RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds
     )
