@@ -332,12 +332,12 @@ class SignupServer:
     """
 
     def __init__(
-        self, root: Path, workers: int | None, extra_config: str = "", *, loop_callbacks: bool = False
+        self, root: Path, workers: int | None, extra_config: str = "", *, sitecustomize: Path | None = None
     ) -> None:
         self._root = root
         self._workers = workers
         self._extra_config = extra_config
-        self._loop_callbacks = loop_callbacks
+        self._sitecustomize = sitecustomize
         self._server: ServerProcess | None = None
         self._token = ""
         self._codes = CodeReader(root / "codes.txt")
@@ -345,8 +345,9 @@ class SignupServer:
 
     def __enter__(self) -> Self:
         install_bench_sender(self._root / "site")
-        if self._loop_callbacks:
-            shutil.copy(HERE / "loop_callbacks.py", self._root / "site" / "sitecustomize.py")
+        if self._sitecustomize is not None:
+            # Every server process imports it at start (bench/loop_callbacks.py, bench/overhead_probe.py).
+            shutil.copy(self._sitecustomize, self._root / "site" / "sitecustomize.py")
         extra = ["--workers", str(self._workers)] if self._workers else []
         self._server = ServerProcess(
             self._root / "server",
@@ -364,6 +365,12 @@ class SignupServer:
     def __exit__(self, *_: object) -> None:
         if self._server is not None:
             self._server.stop()
+
+    @property
+    def process(self) -> ServerProcess:
+        """The running ``idverify serve``."""
+        assert self._server is not None  # noqa: S101 - only inside the with block
+        return self._server
 
     @property
     def workers(self) -> int:
@@ -505,7 +512,10 @@ def latency_under_load(options: argparse.Namespace) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="idverify-bench-") as scratch,
         SignupServer(
-            Path(scratch), options.workers, _niceness_config(options), loop_callbacks=options.loop_callbacks
+            Path(scratch),
+            options.workers,
+            _niceness_config(options),
+            sitecustomize=HERE / "loop_callbacks.py" if options.loop_callbacks else None,
         ) as server,
     ):
         capacity, _ = server.drive(range(options.signups), options.concurrency)
