@@ -411,7 +411,7 @@ async def start(
         webhooks,
         outbox,
         tail,
-        RedisDeliveryStore(scripts),
+        RedisDeliveryStore(scripts, log=configured_audit_log(redis, scripts, settings.audit_tiles_dir)),
         clients.tenants,
         settings=settings.webhooks,
         development=settings.development,
@@ -637,7 +637,9 @@ def _event_services(
     server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger, redis: RedisClient, scripts: Scripts
 ) -> tuple[EventStreams, Outbox, OutboxTail]:
     """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
-    outbox = Outbox(RedisOutbox(redis, scripts), deps.sealer)
+    # The log as configured: a trimmed log's older entries are in its tiles.
+    audit_log = configured_audit_log(redis, scripts, deps.settings.audit_tiles_dir)
+    outbox = Outbox(RedisOutbox(redis, scripts, log=audit_log), deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
     streams = EventStreams(outbox, tail, RedisStreamLeases(scripts), settings)

@@ -11,7 +11,7 @@ from typing import Any
 
 from idverify.events.outbox import OutboxRecord
 from idverify.store.keys import TenantKeys
-from idverify.store.outbox import outbox_records
+from idverify.store.outbox import LoggedEntries, outbox_records, records_of, with_trimmed_entries
 from idverify.store.scripts import Scripts
 from idverify.webhooks.delivery_port import FailingSince, Lease
 
@@ -26,8 +26,10 @@ class RedisDeliveryStore:
     Every method may raise StoreUnavailable when Redis cannot be reached.
     """
 
-    def __init__(self, scripts: Scripts) -> None:
+    def __init__(self, scripts: Scripts, *, log: LoggedEntries | None = None) -> None:
         self._scripts = scripts
+        # A trimmed log's older entries, for a subscription further behind than Redis keeps.
+        self._log = log
 
     async def _run(self, lease: Lease, op: str, *args: str) -> Any:
         keys = TenantKeys(lease.tenant)
@@ -74,4 +76,5 @@ class RedisDeliveryStore:
         )
         if not isinstance(reply, list) or len(reply) != 2:  # noqa: PLR2004 - records, entries
             return None
-        return outbox_records(reply[0], reply[1])
+        entries = await with_trimmed_entries(self._log, lease.tenant, records_of(reply[0]), reply[1])
+        return outbox_records(reply[0], entries)

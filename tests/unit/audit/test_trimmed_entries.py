@@ -29,6 +29,7 @@ from idverify.store.audit_logs import RedisAuditLog, refuse_trimmed_logs
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.outbox import RedisOutbox
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 
@@ -185,6 +186,21 @@ class TestTrimPoint:
         await log.integrate(tenant)
         await log.idle()
         assert await AuditStore(redis, Scripts(redis)).trimmed(tenant) == 500
+
+
+async def test_an_event_reader_behind_the_kept_entries_gets_them_from_bundles(
+    redis: RedisClient, tmp_path: Path
+) -> None:
+    """Outbox records whose entries were trimmed still carry their entries' bytes."""
+    tenant = "trim-outbox"
+    entries = await append(redis, tenant, 600)
+    log = tiled_log(redis, tmp_path, kept=0)
+    assert await integrated_and_trimmed(log, tenant) == 600
+    records = await RedisOutbox(redis, Scripts(redis), log=log).records(tenant, "", 1000)
+    events = [entry for entry in entries if parse_entry(entry).type == "consent.granted"]
+    assert [record.entry for record in records] == events
+    unaware = await RedisOutbox(redis, Scripts(redis)).records(tenant, "", 1000)
+    assert all(record.entry is None for record in unaware)
 
 
 class TestAbuse:
