@@ -425,17 +425,22 @@ def tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledBackup]:
         size = head(server).tree_size
         tiled_size(tiles, size)
         backup = folder / "backup"
-        created = idverify(
-            "backup",
-            "create",
-            str(backup),
-            "--config",
-            str(server.directory / "idverify.toml"),
-            "--data-dir",
-            str(server.data_dir),
-        )
-        assert created.returncode == 0, created.stdout + created.stderr
+        create_configured_backup(server, backup)
         yield TiledBackup(server, tiles, backup, int(manifest_log(backup)["size"]))  # type: ignore[call-overload]
+
+
+def create_configured_backup(server: ServerProcess, backup: Path) -> None:
+    """``idverify backup create`` of a server started with a config file (its audit_tiles_dir)."""
+    created = idverify(
+        "backup",
+        "create",
+        str(backup),
+        "--config",
+        str(server.directory / "idverify.toml"),
+        "--data-dir",
+        str(server.data_dir),
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
 
 
 def tile_names(folder: Path) -> dict[str, bytes]:
