@@ -46,12 +46,21 @@ class Trimmed:
     trimmed: int
 
 
-def trim_point(server: ServerProcess) -> int:
-    return int(embedded_redis(server).hget(TenantKeys("default").audit_head(), "trimmed") or 0)
+def trim_point(server: ServerProcess, tenant: str = "default") -> int:
+    return int(embedded_redis(server).hget(TenantKeys(tenant).audit_head(), "trimmed") or 0)
 
 
-async def fill(server: ServerProcess, count: int) -> None:
-    """Appends ``count`` entries as a state change would, a few hundred a call."""
+def trimmed_at_least(server: ServerProcess, point: int, tenant: str = "default") -> int:
+    """The tenant's trim point once it reaches ``point`` (the integrator runs twice a second, then trims)."""
+    deadline = time.monotonic() + 30
+    while trim_point(server, tenant) < point and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert trim_point(server, tenant) >= point
+    return trim_point(server, tenant)
+
+
+async def fill(server: ServerProcess, count: int, tenant: str = "default") -> None:
+    """Appends ``count`` entries to the tenant's log as a state change would, a few hundred a call."""
     redis = connect(f"unix://{server.data_dir / 'redis' / 'redis.sock'}")
     try:
         appender = SyntheticAppender(redis)
@@ -61,7 +70,7 @@ async def fill(server: ServerProcess, count: int) -> None:
                 (request, {"type": "client.created", "outcome": "created", "n": f"{n}"})
                 for n in range(first, min(count, first + 500))
             ]
-            await appender.append("default", events)
+            await appender.append(tenant, events)
     finally:
         await redis.aclose(close_connection_pool=True)
 
@@ -75,11 +84,7 @@ def trimmed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trimmed]:
             verified = verify(server, registrar, person(), ACCOUNT)
             assert verified.status == verification_pb2.VERIFICATION_STATUS_VERIFIED
         asyncio.run(fill(server, FILLER))
-        deadline = time.monotonic() + 30  # the integrator runs twice a second, then trims
-        while trim_point(server) < FILLER - 4096 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert trim_point(server) >= FILLER - 4096
-        yield Trimmed(server, tiles, trim_point(server))
+        yield Trimmed(server, tiles, trimmed_at_least(server, FILLER - 4096))
 
 
 def test_redis_keeps_only_the_recent_entries(trimmed: Trimmed) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from idverify.v1 import account_pb2, admin_pb2, audit_pb2, verification_pb2
 
 from .conftest import embedded_redis, person, rich_error, verify
 from .test_audit_tiles import tiled_size
+from .test_audit_trimmed import FILLER, fill, trimmed_at_least
 
 pytestmark = pytest.mark.e2e
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
@@ -297,3 +299,28 @@ def test_a_removal_writes_the_audit_tiles_too(tmp_path: Path) -> None:
     exported = (export_dir / "audit-brief.jsonl").read_text(encoding="utf-8").splitlines()[1:]
     assert len(exported) > integrated
     assert (tiles / "brief" / SIZE_FILE).read_text() == f"{len(exported)}\n"
+
+
+def test_a_trimmed_log_is_exported_whole_and_its_tiles_stay(tmp_path: Path) -> None:
+    """Older entries in the tiles alone: the removal's export has them all and verifies; the tiles stay."""
+    tiles = tmp_path / "tiles"
+    with ServerProcess(tmp_path / "server", config=f'audit_tiles_dir = "{tiles}"\n{CONFIG}') as server:
+        with server.client("registrar", LEAVING) as leaving:  # its entries are trimmed below
+            assert verify(server, leaving, person(), "trimmed-0").status == VERIFIED
+        asyncio.run(fill(server, FILLER, tenant=LEAVING))
+        trimmed = trimmed_at_least(server, FILLER - 4096, tenant=LEAVING)
+        careless = tenants(server, "remove", LEAVING, "--grace", "0", "--yes")  # no audit_tiles_dir
+        assert careless.returncode == 2
+        assert f"audit logs of {LEAVING} keep their older entries in audit tiles alone" in careless.stderr
+        config = str(server.directory / "idverify.toml")
+        assert "removal due" in ok(server, "--config", config, "remove", LEAVING, "--grace", "0", "--yes")
+        wait_integrated(embedded_redis(server), LEAVING)
+    export_dir = tmp_path / "export"
+    assert "removed" in ok(
+        server, "--config", config, "remove", LEAVING, "--export-dir", str(export_dir), "--yes"
+    )
+    check_export(export_dir)
+    exported = (export_dir / f"audit-{LEAVING}.jsonl").read_text(encoding="utf-8").splitlines()[1:]
+    assert len(exported) > FILLER > trimmed
+    # The log is kept after a removal, and so are the tiles that hold its older entries.
+    assert int((tiles / LEAVING / SIZE_FILE).read_text()) >= trimmed
