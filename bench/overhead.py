@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import pstats
+import shutil
 import signal
 import statistics
 import sys
@@ -139,7 +140,13 @@ def slowlog_by_script(client: redis.Redis, signups: int) -> dict[str, list[float
 
 
 def profile_round(
-    server: SignupServer, client: redis.Redis, signups: range, concurrency: int, site: Path
+    server: SignupServer,
+    client: redis.Redis,
+    signups: range,
+    concurrency: int,
+    site: Path,
+    *,
+    keep: Path | None,
 ) -> dict[str, Any]:
     """One round with worker-1's event loop profiled by CPU and Redis's slow log at 0 µs."""
     worker = roles_of(server)["worker-1"]
@@ -156,6 +163,8 @@ def profile_round(
         if dump.exists():
             break
         time.sleep(0.1)
+    if keep is not None:
+        shutil.copyfile(dump, keep)
     stats = pstats.Stats(str(dump), stream=io.StringIO())
     total = sum(timing[2] for timing in stats.stats.values())  # type: ignore[attr-defined]
     rows = stats.stats.items()  # type: ignore[attr-defined]
@@ -184,6 +193,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="one more round with worker-1 profiled")
+    parser.add_argument("--keep-profile", type=Path, help="with --profile: copy the pstats file here")
     parser.add_argument("--real-argon2", action="store_true", help="keep the default argon2 profile")
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     options = parser.parse_args()
@@ -219,6 +229,7 @@ def main() -> int:
                 range(first, first + options.signups),
                 options.concurrency,
                 Path(scratch) / "site",
+                keep=options.keep_profile,
             )
         client.close()
     print_figures(figures, as_json=options.json)
