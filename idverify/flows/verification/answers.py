@@ -19,7 +19,7 @@ from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 from idverify.observability import telemetry
 from idverify.privacy.sealing import SealError, associated_data, sealed_from_text
-from idverify.verifiers.base import ChallengeVerifier, JudgedChallengeVerifier, Outcome
+from idverify.verifiers.base import JudgedChallengeVerifier, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,8 @@ class AnswerFlow:
             raise bad_code
         record = await self.reader.record(tenant, verification_id)
         if record is not None:
-            judged = d.verifiers.get(record.step_verifier)
-            if isinstance(judged, JudgedChallengeVerifier):
+            judged = d.judged_verifiers.get(record.step_verifier)
+            if judged is not None:
                 return await self._submit_judged(tenant, verification_id, record, judged, info)
         if not code:
             raise bad_code
@@ -65,8 +65,7 @@ class AnswerFlow:
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
-        verifier = d.verifiers[record.step_verifier]
-        assert isinstance(verifier, ChallengeVerifier)  # noqa: S101 - recorded only for challenge steps
+        verifier = d.challenge_verifiers[record.step_verifier]  # recorded only for challenge steps
         digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record.salt), code.strip())
         # Counted for its phone across tenants before the tenant's step judges it; the same
         # digest decides there, so a code is wrong here exactly when it is wrong there.
@@ -126,10 +125,10 @@ class AnswerFlow:
         record = await self.reader.record(tenant, verification_id)
         if record is None:
             return "unknown"
-        judged = self.deps.verifiers.get(record.step_verifier)
+        judged = self.deps.judged_verifiers.get(record.step_verifier)
         if record.status is not Status.CHALLENGE_SENT:
             return "final"
-        if not isinstance(judged, JudgedChallengeVerifier):
+        if judged is None:
             return "mismatch"
         _, token = self.reader.vendor_challenge(tenant, verification_id, record)
         if not token or not hmac.compare_digest(token.encode(), vendor_token.encode("utf-8", "replace")):

@@ -23,8 +23,6 @@ from idverify.privacy.keyring import DEPLOYMENT_LABEL
 from idverify.privacy.sealing import associated_data, sealed_to_text
 from idverify.verifiers.base import (
     Challenge,
-    ChallengeVerifier,
-    JudgedChallengeVerifier,
     Outcome,
     StepContext,
     StepResult,
@@ -75,7 +73,7 @@ class StepRunner:
         tenant, method, steps = plan.tenant, plan.method, run.steps
         for step_name in method.steps:
             verifier = d.verifiers[step_name]
-            if isinstance(verifier, ChallengeVerifier) and context.subject.phone_number:
+            if step_name in d.challenge_verifiers and context.subject.phone_number:
                 run.record = await self._guard_code_send(plan, run.record, identity=run.identity)
                 if run.record.status is Status.REJECTED:
                     steps.append(StepOutcome(step_name, Outcome.FAIL, run.record.reason))
@@ -109,7 +107,7 @@ class StepRunner:
             if (
                 result.outcome is Outcome.CHALLENGE
                 and result.challenge is not None
-                and isinstance(verifier, JudgedChallengeVerifier)
+                and step_name in d.judged_verifiers
             ):
                 run.record = self._with_vendor_challenge(
                     tenant, context.verification_id, step_name, result.challenge, run.record

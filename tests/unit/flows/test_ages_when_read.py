@@ -7,7 +7,7 @@ across its 14th and 18th birthdays without waiting years or touching the process
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -388,9 +388,7 @@ class TestSealedBirthDates:
         assert usage[world.tenant].accounts["w1"] == 0
         assert usage[world.tenant].wrapping_total("w1") == 0
         reader = _accounts(
-            FlowDeps(
-                **{**_deps_fields(world.deps), "keyring": rotated, "sealer": Sealer(rotated.without("w1"))}
-            ),
+            replace(world.deps, keyring=rotated, sealer=Sealer(rotated.without("w1"))),
             world.redis,
             world.scripts,
         )
@@ -400,10 +398,6 @@ class TestSealedBirthDates:
 
 def _fields(subject: Subject) -> dict[str, object]:
     return {name: getattr(subject, name) for name in Subject.__slots__}
-
-
-def _deps_fields(deps: FlowDeps) -> dict[str, object]:
-    return {name: getattr(deps, name) for name in FlowDeps.__slots__}
 
 
 def _everything(store: sync_redis.Redis, tenant: str) -> list[bytes]:
