@@ -1,6 +1,6 @@
 """The figures of docs/CAPACITY.md: start-up, memory per worker, Redis memory per identity and audit event.
 
-    .venv/bin/python bench/capacity.py [--signups 3000] [--workers 2] [--json]
+    .venv/bin/python bench/capacity.py [--signups 3000] [--workers 2] [--audit-tiles] [--json]
 
 It starts a redis-server of its own and ``idverify serve --redis-url`` on it, drives real signups
 (the code path production runs, Lua scripts included), then measures:
@@ -13,6 +13,10 @@ It starts a redis-server of its own and ``idverify serve --redis-url`` on it, dr
 - Redis ``used_memory`` as the key families are deleted one after another: short-lived keys
   (sessions, idempotency, counters), then the per-identity keys (account, identity, its
   accounts), then the audit log, giving bytes per verified identity and per audit event.
+
+``--audit-tiles`` measures twice, on a fresh Redis each time: without tiles, then with
+``audit_tiles_dir`` set, once the servers have trimmed what the tiles hold (Redis keeps each
+tenant's newest ``KEPT`` entries); both side by side, with the tiles' bytes on disk per entry.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import redis
 
+from idverify.audit.trimmed_entries import KEPT
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import account_pb2
 
@@ -116,18 +121,42 @@ def delete_matching(client: redis.Redis, families: frozenset[str]) -> int:
     return len(doomed)
 
 
-def audit_events(client: redis.Redis) -> int:
-    """Entries in the audit log(s): a hash (field per entry) or, in older layouts, a list."""
-    total = 0
-    for key in client.scan_iter(match="*:audit:log", count=1000):
-        kind = client.type(key)
-        total += int(client.hlen(key) if kind == b"hash" else client.llen(key))
-    return total
+def audit_events(client: redis.Redis) -> tuple[int, int]:
+    """Entries in the audit logs, and those Redis holds (fewer once trimmed into tiles)."""
+    total = held = 0
+    for key in client.scan_iter(match="*:audit:head", count=1000):
+        total += int(client.hget(key, "size") or 0)
+        held += int(client.hlen(key[: -len(b"head")] + b"log"))
+    return total, held
 
 
-def measure(signups: int, workers: int) -> dict[str, object]:
+def wait_trimmed(client: redis.Redis, timeout: float = 120.0) -> None:
+    """Until every log is trimmed to its newest ``KEPT`` entries (the servers trim after integrating)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        heads = [client.hmget(key, ["size", "trimmed"]) for key in client.scan_iter(match="*:audit:head")]
+        if all(int(trimmed or 0) >= int(size or 0) - KEPT for size, trimmed in heads):
+            return
+        time.sleep(0.5)
+    msg = "the audit logs were not trimmed in time"
+    raise RuntimeError(msg)
+
+
+def directory_bytes(root: Path, *, full_only: bool = False) -> int:
+    """Bytes of the files below ``root``; with ``full_only``, of no partial tile (``.p/``) among them."""
+    return sum(
+        path.stat().st_size
+        for path in root.rglob("*")
+        if path.is_file()
+        and not (full_only and any(part.endswith(".p") for part in path.relative_to(root).parts))
+    )
+
+
+def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="idverify-capacity-") as scratch:
         root = Path(scratch)
+        tiles = root / "tiles"
+        tiles_setting = f'audit_tiles_dir = "{tiles}"\n' if audit_tiles else ""
         store = RedisProcess(root / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True))
         store.start()
         try:
@@ -138,7 +167,7 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             def server_process() -> ServerProcess:
                 return ServerProcess(
                     root / "server",
-                    config=BENCH_CONFIG.format(codes=codes_path),
+                    config=tiles_setting + BENCH_CONFIG.format(codes=codes_path),
                     redis_url=store.url,
                     extra_args=["--workers", str(workers)],
                     env={"PYTHONPATH": str(root / "site"), "BENCH_CODE_SENDER_ACK": "codes-leave-the-server"},
@@ -157,6 +186,8 @@ def measure(signups: int, workers: int) -> dict[str, object]:
                 empty = used_memory(client)
                 token = server.token("registrar")
                 wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
+                if audit_tiles:
+                    wait_trimmed(client)
                 loaded = process_memory(server)
             finally:
                 server.stop()
@@ -164,7 +195,9 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             transient = delete_matching(client, TRANSIENT)
             without_transient = used_memory(client)
             identities = sum(family(key) == "acct" for key in client.scan_iter(count=5000))
-            events = audit_events(client)
+            events, held_events = audit_events(client)
+            tiles_bytes = directory_bytes(tiles) if audit_tiles else 0
+            full_tiles_bytes = directory_bytes(tiles, full_only=True) if audit_tiles else 0
             identity_keys = delete_matching(client, PER_IDENTITY)
             without_identities = used_memory(client)
             audit_keys = delete_matching(client, AUDIT)
@@ -173,10 +206,12 @@ def measure(signups: int, workers: int) -> dict[str, object]:
             store.stop()
     per_identity = (without_transient - without_identities) / identities
     per_event = (without_identities - without_audit) / max(events, 1)
+    per_signup = (without_transient - empty) / signups
     worker_pss = [figures["pss_mib"] for name, figures in idle.items() if name.startswith("worker_")]
     return {
         "signups": signups,
         "workers": workers,
+        "audit_tiles": audit_tiles,
         "start_up_cold": cold,
         "start_up_warm": warm,
         "worker_pss_idle_mib": worker_pss,
@@ -190,9 +225,16 @@ def measure(signups: int, workers: int) -> dict[str, object]:
         "verified_identities": identities,
         "identity_keys": identity_keys,
         "audit_events": events,
+        "audit_events_held_in_redis": held_events,
         "audit_keys": audit_keys,
         "bytes_per_identity": round(per_identity),
         "bytes_per_audit_event": round(per_event),
+        "redis_bytes_per_signup": round(per_signup),
+        "tiles_bytes_on_disk": tiles_bytes,
+        "tiles_bytes_per_audit_event": round(tiles_bytes / max(events, 1)),
+        # Every round writes its partial tiles anew (a reader of an old head finds them); the
+        # full tiles alone are what a log keeps once its partials are collected.
+        "full_tiles_bytes_per_audit_event": round(full_tiles_bytes / max(events, 1)),
         "gib_per_million_identities": round(per_identity * 1e6 / 2**30, 2),
         "gib_per_million_audit_events": round(per_event * 1e6 / 2**30, 2),
     }
@@ -204,9 +246,17 @@ def main() -> int:
     )
     parser.add_argument("--signups", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--audit-tiles", action="store_true", help="measure without tiles, then with audit_tiles_dir set"
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    figures = measure(options.signups, options.workers)
+    figures: dict[str, object] = measure(options.signups, options.workers)
+    if options.audit_tiles:
+        figures = {
+            "tiles_off": figures,
+            "tiles_on": measure(options.signups, options.workers, audit_tiles=True),
+        }
     print(json.dumps(figures, indent=None if options.json else 2))
     return 0
 

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from idverify.store.connection import connect
 from idverify.store.keys import TenantKeys
 from idverify.store.synthetic_audit import SyntheticAppender
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, audit_pb2, verification_pb2
+from idverify.v1 import account_pb2, admin_pb2, audit_pb2, verification_pb2
 
 from .conftest import embedded_redis, person, verify
 from .test_account_export import as_json, independently_verified, verify_bundle_cli
@@ -158,6 +159,22 @@ def test_a_persons_data_export_over_trimmed_entries_verifies(trimmed: Trimmed, t
     key.write_text(pem)
     checked = verify_bundle_cli(path, key)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_incident_report_over_a_trimmed_log_names_its_signed_head(trimmed: Trimmed) -> None:
+    """The report's head covers the trimmed entries, and its own entry is found where it was appended."""
+    with trimmed.server.client("admin") as admin, trimmed.server.client("auditor") as auditor:
+        request = admin_pb2.CreateIncidentReportRequest(store_breach=True)
+        request.since.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
+        request.until.FromDatetime(datetime.now(UTC))
+        request.detected_at.FromDatetime(datetime.now(UTC))
+        answer = admin.admin.CreateIncidentReport(request)
+        report = json.loads(answer.signed_report)["report"]
+        assert report["audit_log"]["tree_size"] > FILLER
+        reported = list(
+            auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(event_types=["incident.reported"]))
+        )
+        assert len(reported) == 1
 
 
 def test_a_backup_of_a_trimmed_log_verifies(trimmed: Trimmed, tmp_path: Path) -> None:
