@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from idverify import priority
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
+from idverify.audit.tree_state import TreeInTiles
 from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
 from idverify.callbacks.links import CallbackLinks
 from idverify.config import Settings
@@ -614,7 +615,9 @@ async def _audit_flow(
         await audit.find_rollbacks()
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the audit logs are compared with their heads later")
-    except HeadsFileError as error:
+    except (HeadsFileError, TreeInTiles) as error:
+        # A log kept in tiles, found here without audit_tiles_dir, stops start-up in one line;
+        # one found later is refused per request (FAILED_PRECONDITION, AUDIT_TILES_REQUIRED).
         raise ConfigError(str(error)) from None
     return audit
 

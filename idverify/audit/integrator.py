@@ -9,9 +9,13 @@ compute the same nodes from the same entries; the loser's write is refused and i
 from the winner's head.
 
 The log is read and the tree written through :class:`IntegratedLog` (``store.audit_store.AuditStore``
-over Redis, ``audit_integrate.lua`` writing each round's nodes and head in one call). A round this
-process wrote is then handed to its :class:`RoundListener`, if any (``audit.tile_mirror`` writes
-it to tiles): only after Redis took it, so a listener never holds what the tree does not.
+over Redis, ``audit_integrate.lua`` writing each round's nodes and head in one call). With a
+:class:`RoundWriter` (``audit.tile_mirror`` with ``audit_tiles_dir`` set) the order is Tessera's:
+the round's entries and nodes go to the tiles first, and only then does the check-and-set move
+the tree head, carrying no node (``TreeState.tiled``). Racing integrators write the same files;
+the loser's head write is refused as before. So the tiles never lag a head a round moved, and a
+crash between the two leaves tiles ahead of the head, which the next round writes again, byte
+for byte. A writer that fails stops the round before the head moves.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Protocol
 from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 from idverify.audit.tree_state import TreeState
 
-__all__ = ["BATCH", "FOLD_SLICE", "IntegratedLog", "LogCorrupted", "RoundListener", "TreeIntegrator", "fold"]
+__all__ = ["BATCH", "FOLD_SLICE", "IntegratedLog", "LogCorrupted", "RoundWriter", "TreeIntegrator", "fold"]
 
 BATCH = 4096
 """Entries hashed per round: a read of a few megabytes at most and two hashes an entry."""
@@ -65,31 +69,39 @@ class IntegratedLog(Protocol):
     ) -> bool:
         """Stores the completed nodes and ``state`` as the tree, if it is still at ``old_size``.
 
+        A ``state.tiled`` round stores no node: its tiles hold them (and the tree is marked so).
+
         Returns:
             False when another process moved the tree first (nothing was written).
+
+        Raises:
+            TreeInTiles: a round with nodes, of a tree kept in tiles.
         """
         ...
 
 
-class RoundListener(Protocol):
-    """Told of each round this process wrote, once Redis holds it."""
+class RoundWriter(Protocol):
+    """Writes each round where the tree is kept, before the tree head moves."""
 
     async def __call__(
         self,
         tenant: str,
-        old_size: int,
-        state: TreeState,
+        before: TreeState,
+        after: TreeState,
         entries: Sequence[bytes],
         completed: Mapping[NodeId, bytes],
     ) -> None:
-        """The round took the tree from ``old_size`` entries to ``state``, folding ``entries``.
+        """The round takes the tree from ``before`` to ``after``, folding ``entries``.
 
         Args:
             tenant: whose log.
-            old_size: the tree's size before the round.
-            state: the tree after it.
-            entries: the entries folded, from ``old_size`` on.
+            before: the tree head the round read.
+            after: the tree after it.
+            entries: the entries folded, from ``before.size`` on.
             completed: the perfect subtrees the round completed.
+
+        Raises:
+            Exception: whatever stops the round: the head is then not moved.
         """
         ...
 
@@ -97,9 +109,9 @@ class RoundListener(Protocol):
 class TreeIntegrator:
     """Brings the stored tree of a tenant's log up to the log's size."""
 
-    def __init__(self, store: IntegratedLog, *, after_round: RoundListener | None = None) -> None:
+    def __init__(self, store: IntegratedLog, *, write_round: RoundWriter | None = None) -> None:
         self._store = store
-        self._after_round = after_round
+        self._write_round = write_round
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
@@ -111,7 +123,8 @@ class TreeIntegrator:
 
         Raises:
             LogCorrupted: when an entry the log's size promises is missing.
-            StoreUnavailable: when Redis cannot be reached.
+            StoreUnavailable: when Redis cannot be reached (or the tiles cannot be written).
+            TreeInTiles: the tree is kept in tiles and this integrator has no writer for them.
         """
         # One integrator per tenant in this process; other processes are handled by the CAS.
         lock = self._locks.setdefault(tenant, asyncio.Lock())
@@ -130,12 +143,13 @@ class TreeIntegrator:
                     raise LogCorrupted(f"audit entry {missing[0]} of tenant {tenant} is missing")
                 folded = [e for e in entries if e is not None]
                 compact, completed = await fold(state.compact, folded)
-                new_state = TreeState(compact.size, compact.root(), compact)
-                written = await self._store.write_tree(tenant, state.size, new_state, completed)
-                if not written:
+                tiled = self._write_round is not None
+                new_state = TreeState(compact.size, compact.root(), compact, tiled=tiled)
+                if self._write_round is not None:
+                    await self._write_round(tenant, state, new_state, folded, completed)
+                    completed = {}  # the tiles hold them; Redis keeps the head alone
+                if not await self._store.write_tree(tenant, state.size, new_state, completed):
                     log.debug("audit tree of %s moved meanwhile; continuing from its new head", tenant)
-                elif self._after_round is not None:
-                    await self._after_round(tenant, state.size, new_state, folded, completed)
 
 
 async def fold(compact: CompactRange, entries: list[bytes]) -> tuple[CompactRange, dict[NodeId, bytes]]:

@@ -1,41 +1,49 @@
-"""The audit log's tiles kept beside Redis: each round written to files too, proofs read from them.
+"""The audit log's tree kept in tiles: each round written there before Redis's head moves.
 
-With ``audit_tiles_dir`` set, every tenant's log is also written as tiles and entry bundles
-(``audit/tiles.py``'s layout, ``audit/tile_store.py``'s write-once files) below
-``<audit_tiles_dir>/<tenant>``. Redis still holds every entry and node and stays the log of
-record; the tiles are what the log's bulk moves to once Redis stops keeping it (issue 26).
+With ``audit_tiles_dir`` set, every tenant's tree and entries are written as tiles and entry
+bundles (``audit/tiles.py``'s layout, ``audit/tile_store.py``'s write-once files) below
+``<audit_tiles_dir>/<tenant>``, and Redis keeps the tree head alone (size, root, compact range,
+marked ``nodes`` = ``tiles``): no node. Redis still holds every entry (issue 26's next step).
 
-Writing. :meth:`TileMirror.record_round` is the integrator's ``RoundListener``: a round Redis
-took is appended to the tiles from the entries and nodes the round has in memory, when the tiles
-stand exactly where the round began. Otherwise they lag behind Redis (the process died between
-the two writes, a replica with its own volume won rounds, the directory was switched on for an
-existing log), and a catch-up task brings them up to the integrated tree: Redis's entries a
-batch at a time, folded onto the tiles' own frontier, the nodes so computed compared with the
-nodes Redis holds at the batch's end (and with the tree head at the last) before anything is
-written. A round never waits for a catch-up: one that finds a catch-up running leaves it the
-tiles, and the next integration starts another if they still lag.
+Writing. :meth:`TileMirror.write_round` is the integrator's ``RoundWriter``, run before the
+check-and-set that moves Redis's head (Tessera's order). It first checks that the tiles hold
+the tree of the head the round read (the frontier read from the tiles equals the head's compact
+range), then appends the round's entries and completed nodes from memory, then raises the size
+file. Racing integrators write the same bytes and the loser's head write is refused; a crash
+before the head moved leaves tiles ahead of it, which the next round writes again, byte for
+byte. So a head a round moved always has its tiles, at its size's widths.
 
-Their size. The tiles' size is a small file, ``tiles-size``, replaced after the tiles it counts
-are written (Tessera's checkpoint, without a signature yet). It is not derived from the files
-present: a ``TileStore`` has no listing (an object store's is slow and billed), and the highest
-bundle may have been written by a round whose tiles a crash cut short. Written after them, the
-file is never ahead of the tiles. It can fall behind (a crash just before it is replaced, or two
-processes replacing it in turn), which costs only a rewrite of identical bytes next time.
+Catching up. Tiles that do not hold the tree of the round's head (the setting switched on for a
+log whose nodes Redis kept; a tiles folder lost) are brought up to it first, in the same round:
+Redis's entries a batch at a time, folded onto the tiles' own frontier, each batch's nodes
+compared with the nodes Redis holds at its end (while it holds them) and the last with the
+head's compact range, before anything of the batch is written. The round that then moves the
+head marks it kept in tiles and unlinks Redis's nodes (``audit_integrate.lua``).
 
-The first look. Before this process first reads or writes a tenant's tiles, they are checked
-against the log of record: tiles ahead of it (a restore from an older backup) or whose tree
-differs from its where both hold it (a failover that lost entries others replaced) are refused
-as below, so a proof never mixes two timelines.
+Their size. The tiles' size is a small file, ``tiles-size``, raised after the tiles it counts
+are written (Tessera's checkpoint, without a signature yet), never lowered by this process. It
+may be ahead of Redis's head (a crash before the head moved) or, after two processes raised it
+in turn, behind it; readers do not trust it: they read at Redis's head's size.
 
-Failures. A file that exists with other bytes (``TileConflict``) or tiles that disagree with
-Redis stop the tenant's tiles in this process until it restarts: logged as an error naming the
-file, nothing overwritten, proofs read from Redis alone. Any other failure (a full disk, Redis
-away, a tile missing) is logged and retried by the next round or integration. None of them fails
-an integration: Redis still holds everything.
+The first look. Before this process first reads or writes a tenant's tiles, they are compared
+with Redis's head: where they hold the tree of the head's size, it must be the head's (else
+``TilesDisagree``: Redis restored from an older backup beside tiles of a later log, a failover
+that lost integrated entries others then replaced). Tiles ahead of the head that agree at its
+size are normal; should the entries after the head differ from theirs (Redis lost entries the
+tiles hold), the next round meets a file with other bytes (``TileConflict``).
 
-Reading. :class:`TiledAuditLog` is ``flows.audit.AuditLog`` over another: nodes within the tiles'
-size come from tiles, the rest (and any a tile cannot give) from the log beneath, so proofs are
-the same bytes either way.
+Failures. A file that exists with other bytes, or tiles that disagree with Redis, stop the
+tenant's tiles in this process until it restarts: logged as an error naming the file, nothing
+overwritten; the tenant's rounds are refused (``TilesStopped``, FAILED_PRECONDITION), so its
+tree head stays where it is, and proofs at that head still read the tiles when they were found
+to agree with it. The operator examines the files and sets aside those beyond the head
+(:meth:`TileMirror.set_aside`, run by ``idverify audit acknowledge-rollback`` and
+``idverify audit set-aside-tiles``), then restarts. Any other failure (a full disk, Redis away,
+a tile missing) fails the round as ``StoreUnavailable`` and the next one tries again.
+
+Reading. :class:`TiledAuditLog` is ``flows.audit.AuditLog`` over another: it reads Redis's head
+and takes every node of the tree of that size from the tiles; a log whose nodes Redis still
+keeps (not yet switched) falls back to them.
 """
 
 from __future__ import annotations
@@ -52,10 +60,11 @@ from idverify.audit.integrator import BATCH, LogCorrupted, fold
 from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes, leaf_hash
 from idverify.audit.query import run_query
 from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
+from idverify.audit.tiles import TILE_HEIGHT, TILE_WIDTH, BundleId, parse_path, tiles_of
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.audit.trimmed_entries import KEPT, TrimmedEntries
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
-from idverify.security.durable_files import write_durable_file
+from idverify.security.durable_files import make_private_dirs, write_durable_file
 
 if TYPE_CHECKING:
     from idverify.audit.query import EventFilter, IndexedLog, Posting, PostingSeek, QueryResult
@@ -73,7 +82,9 @@ __all__ = [
     "TileSource",
     "TiledAuditLog",
     "TilesDisagree",
+    "TilesStopped",
     "tenant_directory",
+    "tree_files",
 ]
 
 SIZE_FILE = "tiles-size"
@@ -98,6 +109,29 @@ class TilesDisagree(RuntimeError):
     """The tiles' tree and the log of record's differ where both hold it."""
 
 
+class TilesStopped(FailedPrecondition):
+    """A tenant's tiles were stopped in this process (a conflict): its tree cannot grow or be read."""
+
+    default_reason = "AUDIT_TILES_STOPPED"
+
+    @classmethod
+    def of(cls, tenant: str) -> TilesStopped:
+        """The refusal for one tenant, pointing at the server's log and the operator's way out."""
+        return TilesStopped(
+            f"the audit tiles of tenant {tenant} conflict with its log (the server's error log names "
+            "the file); nothing was overwritten: set the tiles beyond the log aside "
+            "(`idverify audit set-aside-tiles`) and restart"
+        )
+
+    @classmethod
+    def lacking(cls, tenant: str, size: int) -> TilesStopped:
+        """The refusal of a read the tiles cannot give, of a tree kept in tiles alone."""
+        return TilesStopped(
+            f"the audit tiles of tenant {tenant} do not give the tree of {size} entries its head "
+            "counts (the server's log says why): check its folder in audit_tiles_dir"
+        )
+
+
 class TileSource(Protocol):
     """What a catch-up and the first look read of the log of record (``AuditStore``, ``MemoryAuditLog``)."""
 
@@ -112,6 +146,18 @@ class TileSource(Protocol):
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """Stored node hashes; None for a node not stored."""
         ...
+
+
+def tree_files(size: int) -> list[str]:
+    """The files that hold the tree and entries of ``size`` entries, at that size's widths.
+
+    What a reader of a head of that size needs, and all a backup of that head copies.
+    """
+    bundles = [
+        BundleId(index, min(TILE_WIDTH, size - index * TILE_WIDTH)).path
+        for index in range((size + TILE_WIDTH - 1) // TILE_WIDTH)
+    ]
+    return bundles + [tile.path for tile in tiles_of(size)]
 
 
 def tenant_directory(tenant: str) -> str:
@@ -129,7 +175,7 @@ def tenant_directory(tenant: str) -> str:
 
 
 class TileMirror:
-    """Every tenant's tiles below one directory, kept up with the integrated tree."""
+    """Every tenant's tiles below one directory, written before Redis's tree head moves."""
 
     def __init__(self, root: Path, source: TileSource, *, batch: int = BATCH) -> None:
         self._root = root
@@ -137,9 +183,6 @@ class TileMirror:
         self._batch = batch
         self._logs: dict[str, TiledLog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._catch_ups: dict[str, asyncio.Task[None]] = {}
-        # The largest size this process read or wrote per tenant: tiles never shrink.
-        self._sizes: dict[str, int] = {}
         self._stopped: set[str] = set()
         # Tenants whose tiles this process found to agree with the log before it first used them.
         self._vouched: set[str] = set()
@@ -153,7 +196,7 @@ class TileMirror:
         return self._logs[tenant]
 
     def stopped(self, tenant: str) -> bool:
-        """Whether the tenant's tiles were found in conflict (neither written nor read since)."""
+        """Whether the tenant's tiles were found in conflict (no round is written since)."""
         return tenant in self._stopped
 
     async def size(self, tenant: str) -> int:
@@ -165,17 +208,19 @@ class TileMirror:
             text = (self._directory(tenant) / SIZE_FILE).read_text(encoding="ascii")
         except FileNotFoundError:
             return 0
-        size = int(text) if text.strip().isdigit() else 0  # unreadable: rewrite from the start
-        self._sizes[tenant] = max(size, self._sizes.get(tenant, 0))
-        return size
+        return int(text) if text.strip().isdigit() else 0  # unreadable: rewritten from the start
 
-    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
-        """Node hashes from the tiles; None for a node past their size or that they cannot give."""
+    async def read_nodes(self, tenant: str, size: int, nodes: Sequence[NodeId]) -> list[bytes | None]:
+        """Node hashes of the tree of ``size`` entries (Redis's head) from the tiles.
+
+        None for a node that tree does not hold, or that the tiles cannot give (their first
+        look refused them, a file is missing).
+        """
         if tenant not in self._vouched and tenant not in self._stopped:
             async with self._lock(tenant), self._reported(tenant):
-                await self._vouch(tenant)
-        size = await self.size(tenant) if tenant in self._vouched and tenant not in self._stopped else 0
-        if not size:
+                with contextlib.suppress(TileMissing):  # read as far as they reach; a round fills them
+                    await self._vouch(tenant)
+        if tenant in self._stopped and tenant not in self._vouched:
             return [None] * len(nodes)
         try:
             return await self._tiles(tenant).read_nodes(size, nodes)
@@ -225,113 +270,167 @@ class TileMirror:
             checked.append(entry)
         return checked
 
-    async def record_round(
+    async def write_round(
         self,
         tenant: str,
-        old_size: int,
-        state: TreeState,
+        before: TreeState,
+        after: TreeState,
         entries: Sequence[bytes],
         completed: Mapping[NodeId, bytes],
     ) -> None:
-        """The integrator's ``RoundListener``: appends a round Redis took to the tiles.
+        """The integrator's ``RoundWriter``: the round's tiles, before Redis's head moves.
 
-        When the tiles do not stand at ``old_size``, a catch-up to ``state`` is started instead.
-        """
-        lock = self._lock(tenant)
-        if tenant in self._stopped or lock.locked():
-            return  # a catch-up is writing the tiles; it or the next integration's covers this round
-        behind = False
-        async with lock, self._reported(tenant):
-            size = await self._vouch(tenant)
-            if size == old_size:
-                await self._tiles(tenant).append(old_size, entries, completed)
-                await self._write_size(tenant, state.size)
-                return
-            behind = size < state.size
-        if behind:
-            self.keep_up(tenant, state)
-
-    def keep_up(self, tenant: str, state: TreeState) -> None:
-        """Starts a catch-up to ``state`` when the tiles may lag behind it and none is running."""
-        if tenant in self._stopped or self._sizes.get(tenant, 0) >= state.size:
-            return
-        running = self._catch_ups.get(tenant)
-        if running is None or running.done():
-            self._catch_ups[tenant] = asyncio.create_task(self.catch_up(tenant, state))
-
-    async def idle(self) -> None:
-        """Waits for every catch-up running to end."""
-        await asyncio.gather(*self._catch_ups.values())
-
-    async def catch_up(self, tenant: str, target: TreeState) -> None:
-        """Brings the tenant's tiles up to ``target`` from the log of record, a batch at a time.
-
-        Whatever stops it is logged (see the module's docstring), never raised.
-        """
-        async with self._lock(tenant), self._reported(tenant):
-            tiles = self._tiles(tenant)
-            size = await self._vouch(tenant)
-            while size < target.size:
-                end = min(target.size, size + self._batch)
-                frontier = await self._frontier(tenant, size)
-                indices = list(range(size, end))
-                read = await self._source.entries(tenant, indices)
-                entries = [entry for entry in read if entry is not None]
-                if len(entries) != len(indices):
-                    raise LogCorrupted(f"audit entries of tenant {tenant} before {end} are missing")
-                compact, completed = await fold(frontier, entries)
-                await self._check(tenant, compact, target)
-                await tiles.append(size, entries, completed)
-                await self._write_size(tenant, end)
-                size = end
-
-    async def check(self, tenant: str) -> int:
-        """The tiles' size, once they are found to agree with the log of record (the first look).
-
-        ``idverify backup verify`` asks it of a backup's tiles over the backup's snapshot, so a
-        backup whose restore this process would refuse fails verification instead.
+        Tiles that lack the tree of ``before`` are caught up to it first.
 
         Raises:
-            TilesDisagree: the tiles hold more entries than the log, or their tree differs from
-                the log's at their size.
-            TileMissing: the tiles lack the tree of the size their size file counts.
+            TilesStopped: the tenant's tiles conflict with the log (logged, naming the file).
+            StoreUnavailable: the tiles cannot be written now, or Redis cannot be read.
+            LogCorrupted: an entry the catch-up needs is missing from Redis.
+        """
+        async with self._lock(tenant):
+            if tenant in self._stopped:
+                raise TilesStopped.of(tenant)
+            async with self._reported(tenant):
+                with contextlib.suppress(TileMissing):  # a catch-up fills what they lack
+                    await self._vouch(tenant)
+                if not await self._holds(tenant, before):
+                    await self._catch_up(tenant, before)
+                await self._tiles(tenant).append(before.size, entries, completed)
+                await self._raise_size(tenant, after.size)
+                self._vouched.add(tenant)
+                return
+            if tenant in self._stopped:
+                raise TilesStopped.of(tenant)
+            raise StoreUnavailable(f"the audit tiles of tenant {tenant} cannot be written now")
+
+    async def check(self, tenant: str) -> int:
+        """The size at which the tiles were found to agree with the log of record (the first look).
+
+        That is the head's size when the tiles hold its tree (whatever they hold beyond it), or,
+        for a log whose nodes Redis still keeps, the tiles' own size when they lag behind.
+        ``idverify backup verify`` asks it of a backup's tiles over the backup's snapshot.
+
+        Raises:
+            TilesDisagree: the tiles' tree differs from the log's where both hold it.
+            TileMissing: the tiles lack the tree of the head (of a log kept in tiles), or of
+                the size their size file counts.
             StoreUnavailable: the log of record cannot be read.
         """
-        size = await self.size(tenant)
         state = await self._source.tree_state(tenant)
-        if size > state.size:
-            raise TilesDisagree(
-                f"the tiles of {tenant} hold {size} entries, more than the log's {state.size}"
-            )
-        if size:
-            await self._check(tenant, await self._frontier(tenant, size), state)
-        return size
+        held = await self.size(tenant)
+        if await self._holds(tenant, state):
+            return state.size
+        if held >= state.size or state.tiled:
+            raise TileMissing(f"the tiles of {tenant} lack the tree of {state.size} entries its head counts")
+        if held:
+            await self._check(tenant, await self._frontier(tenant, held), state)
+        return held
 
-    async def _vouch(self, tenant: str) -> int:
-        """The tiles' size, once this process has checked them against the log of record.
+    async def set_aside(self, tenant: str, keep: int) -> Path | None:
+        """Moves the tenant's files beyond the tree of ``keep`` entries into a folder beside them.
 
-        Tiles ahead of the log, or whose tree differs from the log's where both hold it, are
-        refused (``TilesDisagree``): the log was restored from an older backup, or a failover
-        lost entries that others then took the place of. Proofs read through them would be
-        another log's, so until an operator moves the folder aside they come from the log alone.
-        Checked once per process, before the tiles are first read or written; later rounds and
-        catch-ups check each batch they add.
+        An operator's step after Redis lost entries the tiles hold (a restore, a failover, an
+        acknowledged rollback): the files a later round would give other bytes are kept, not
+        overwritten, in ``<tenant directory>.beyond-<keep>[-n]``; the size file then says
+        ``keep``. Files of widths below ``keep``'s stay: they are prefixes of its tree.
+
+        Returns:
+            The folder the files went to, or None when none was beyond ``keep``.
+        """
+        async with self._lock(tenant):
+            moved = await asyncio.to_thread(self._set_aside, tenant, keep)
+            self._stopped.discard(tenant)
+            self._vouched.discard(tenant)
+            return moved
+
+    def _set_aside(self, tenant: str, keep: int) -> Path | None:
+        directory = self._directory(tenant)
+        if not directory.is_dir():
+            return None
+        kept = set(tree_files(keep))
+        files = (path for path in sorted(directory.rglob("*")) if path.is_file())
+        beyond = [path for path in files if _beyond(path.relative_to(directory).as_posix(), keep, kept)]
+        if not beyond:
+            return None
+        target = directory.with_name(f"{directory.name}.beyond-{keep}")
+        number = 1
+        while target.exists():
+            number += 1
+            target = directory.with_name(f"{directory.name}.beyond-{keep}-{number}")
+        for path in beyond:
+            name = path.relative_to(directory)
+            make_private_dirs((target / name).parent)
+            path.rename(target / name)
+        write_durable_file(directory / SIZE_FILE, b"%d\n" % keep, overwrite=True)
+        return target
+
+    async def _vouch(self, tenant: str) -> None:
+        """Checks the tiles against the log of record once per process (the module's first look).
+
+        Raises:
+            TilesDisagree: their trees differ (the tenant is then stopped by ``_reported``).
+            TileMissing: the tiles cannot give the tree to compare (not vouched: a round fills them).
         """
         if tenant in self._vouched:
-            return await self.size(tenant)
+            return
         try:
-            size = await self.check(tenant)
+            await self.check(tenant)
         except TilesDisagree as error:
-            raise TilesDisagree(f"{error} (restored from an older backup? move the folder aside)") from None
+            raise TilesDisagree(
+                f"{error} (Redis restored from an older backup, or a failover lost entries? "
+                "set the tiles beyond the log aside)"
+            ) from None
         self._vouched.add(tenant)
-        return size
+
+    async def _holds(self, tenant: str, state: TreeState) -> bool:
+        """Whether the tiles hold the tree of ``state`` (False when they lack it).
+
+        Raises:
+            TilesDisagree: they hold a tree of that size, and it is another.
+        """
+        try:
+            frontier = await self._frontier(tenant, state.size)
+        except TileMissing:
+            return False
+        if frontier.hashes != state.compact.hashes:
+            raise TilesDisagree(f"the tiles of {tenant} and the log differ at {state.size} entries")
+        return True
+
+    async def _catch_up(self, tenant: str, target: TreeState) -> None:
+        """Brings the tiles up to ``target`` from Redis's entries, a checked batch at a time."""
+        tiles = self._tiles(tenant)
+        size = min(await self.size(tenant), target.size)
+        try:
+            frontier = await self._frontier(tenant, size)
+        except TileMissing:
+            size, frontier = 0, CompactRange()  # the size file counts tiles that are gone: from the start
+        log.info("audit tiles of %s: catching up from %d to %d entries", tenant, size, target.size)
+        while size < target.size:
+            end = min(target.size, size + self._batch)
+            indices = list(range(size, end))
+            read = await self._source.entries(tenant, indices)
+            entries = [entry for entry in read if entry is not None]
+            if len(entries) != len(indices):
+                raise LogCorrupted(f"audit entries of tenant {tenant} before {end} are missing")
+            compact, completed = await fold(frontier, entries)
+            await self._check(tenant, compact, target)
+            await tiles.append(size, entries, completed)
+            await self._raise_size(tenant, end)
+            size, frontier = end, compact
 
     async def _frontier(self, tenant: str, size: int) -> CompactRange:
-        """The tiles' tree of ``size`` entries as a compact range (its frontier's hashes)."""
-        frontier = await self._tiles(tenant).read_nodes(size, frontier_nodes(size))
+        """The tiles' tree of ``size`` entries as a compact range (its frontier's hashes).
+
+        Raises:
+            TileMissing: the tiles cannot give it.
+        """
+        try:
+            frontier = await self._tiles(tenant).read_nodes(size, frontier_nodes(size))
+        except ValueError as error:
+            raise TileMissing(f"the tiles of {tenant} cannot be read: {error}") from None
         held = tuple(value for value in frontier if value is not None)
         if len(held) != len(frontier):
-            raise TileMissing(f"the tiles of {tenant} lack the tree of {size} entries they count")
+            raise TileMissing(f"the tiles of {tenant} lack the tree of {size} entries")
         return CompactRange(size, held)
 
     async def _check(self, tenant: str, compact: CompactRange, target: TreeState) -> None:
@@ -347,31 +446,45 @@ class TileMirror:
     def _lock(self, tenant: str) -> asyncio.Lock:
         return self._locks.setdefault(tenant, asyncio.Lock())
 
-    async def _write_size(self, tenant: str, size: int) -> None:
-        await asyncio.to_thread(
-            write_durable_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size, overwrite=True
-        )
-        self._sizes[tenant] = max(size, self._sizes.get(tenant, 0))
+    async def _raise_size(self, tenant: str, size: int) -> None:
+        """Raises the size file to ``size`` (never lowers it: another writer may be ahead)."""
+        if await self.size(tenant) < size:
+            await asyncio.to_thread(
+                write_durable_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size, overwrite=True
+            )
 
     @contextlib.asynccontextmanager
     async def _reported(self, tenant: str) -> AsyncIterator[None]:
-        """Logs what stops a write, stopping the tenant's tiles on a conflict."""
+        """Logs what stops a write or a first look, stopping the tenant's tiles on a conflict."""
         try:
             yield
         except (TileConflict, TilesDisagree) as error:
             self._stopped.add(tenant)
             log.error(  # noqa: TRY400 - the file and the tenant are the news, not a traceback
-                "audit tiles of %s stopped, nothing overwritten: %s; proofs read Redis alone "
-                "until the tiles are examined and the server restarted",
+                "audit tiles of %s stopped, nothing overwritten: %s; its tree is not grown until the "
+                "tiles are examined, those beyond the log set aside and the server restarted",
                 tenant,
                 error,
             )
-        except (TileMissing, LogCorrupted, StoreUnavailable, OSError, ValueError) as error:
+        except (TileMissing, OSError, ValueError) as error:
             log.warning("audit tiles of %s not written yet: %s; retried next integration", tenant, error)
 
 
+def _beyond(name: str, keep: int, kept: set[str]) -> bool:
+    """Whether a tile or bundle file holds anything past the tree of ``keep`` entries."""
+    if name in kept:
+        return False
+    try:
+        item = parse_path(name)
+    except ValueError:
+        return False  # not a tile: not ours to move
+    if isinstance(item, BundleId):
+        return item.index * TILE_WIDTH + item.width > keep
+    return ((item.index * TILE_WIDTH + item.width) << (TILE_HEIGHT * item.level)) > keep
+
+
 class TiledAuditLog:
-    """``flows.audit.AuditLog`` over another, whose proofs read the tiles as far as they reach.
+    """``flows.audit.AuditLog`` over another, whose nodes are read from the tiles at its head's size.
 
     Its entries are the log beneath's at and above the trim point and the bundles' below it
     (``audit.trimmed_entries``), and each integration trims what the bundles hold durably.
@@ -398,10 +511,6 @@ class TiledAuditLog:
         """
         return await self._entries.entries(tenant, indices)
 
-    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The entries' leaf hashes, from the tiles where they hold them (``read_nodes``)."""
-        return await self.read_nodes(tenant, [NodeId(0, index) for index in indices])
-
     async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
         """Time seeks over the log beneath and, below its trim point, the bundles."""
         return await self._entries.seek_times(tenant, times_ms)
@@ -419,26 +528,54 @@ class TiledAuditLog:
         return await self._log.tree_state(tenant)
 
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
-        """From the tiles where they hold the node, else from the log beneath."""
-        hashes = await self._tiles.read_nodes(tenant, nodes)
-        missing = [at for at, value in enumerate(hashes) if value is None]
-        if missing:
-            found = await self._log.read_nodes(tenant, [nodes[at] for at in missing])
-            for at, value in zip(missing, found, strict=True):
-                hashes[at] = value
+        """The nodes of the tree of Redis's head, from the tiles (Redis's, for a log not yet switched).
+
+        One round trip (the head), then the tiles; None for a node that tree does not hold.
+
+        Raises:
+            TilesStopped: the tree is kept in tiles and they cannot give a node it holds, even
+                rebuilt from Redis's entries.
+            StoreUnavailable: Redis cannot be reached, or the tiles cannot be rebuilt now.
+        """
+        state = await self._log.tree_state(tenant)
+        hashes = await self._tiles.read_nodes(tenant, state.size, nodes)
+        missing = [at for at, value in enumerate(hashes) if value is None and _within(nodes[at], state.size)]
+        if missing and state.tiled:
+            # Tiles that lack the head's tree (a lost file, a backup of an external Redis's
+            # earlier head) are rebuilt from Redis's entries, checked against the head, at once.
+            try:
+                await self._tiles.write_round(tenant, state, state, (), {})
+            except LogCorrupted:
+                raise TilesStopped.lacking(tenant, state.size) from None
+            hashes = await self._tiles.read_nodes(tenant, state.size, nodes)
+            if any(hashes[at] is None for at in missing):
+                raise TilesStopped.lacking(tenant, state.size)
+            return hashes
+        if not missing:
+            return hashes
+        found = await self._log.read_nodes(tenant, [nodes[at] for at in missing])
+        for at, value in zip(missing, found, strict=True):
+            hashes[at] = value
         return hashes
+
+    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The integrated entries' leaf hashes, as the tree holds them; None for one not integrated.
+
+        Raises:
+            TilesStopped: the tree is kept in tiles and they cannot give one it holds.
+        """
+        return await self.read_nodes(tenant, [NodeId(0, index) for index in indices])
 
     async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
         """The log beneath's."""
         return await self._log.replace_signed_head(tenant, previous, signed)
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
-        """The log beneath's integration; then a catch-up if the tiles lag behind its tree.
+        """The log beneath's integration, whose rounds write the tiles first.
 
         A trim of what the bundles now hold starts in the background.
         """
         state = await self._log.integrate(tenant, up_to=up_to)
-        self._tiles.keep_up(tenant, state)
         self._entries.keep_trimming(tenant, state.size)
         return state
 
@@ -447,10 +584,17 @@ class TiledAuditLog:
         return await self._entries.trim(tenant, (await self._log.tree_state(tenant)).size)
 
     async def idle(self) -> None:
-        """Waits for the catch-ups and trims running to end."""
-        await self._tiles.idle()
+        """Waits for the trims running to end."""
         await self._entries.idle()
 
     def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
-        """``audit.query.run_query`` over this log: entries through the trim point, postings from Redis."""
+        """``audit.query.run_query`` over this log: entries through the trim point, postings from Redis.
+
+        Its leaf hashes are the tiles' (``leaf_hashes``), a level-0 tile per 256 entries.
+        """
         return run_query(self, tenant, query)
+
+
+def _within(node: NodeId, size: int) -> bool:
+    """Whether the tree of ``size`` leaves holds the node completely."""
+    return (node.index + 1) << node.level <= size

@@ -23,6 +23,7 @@ from idverify.audit.tiles import (
     BundleId,
     TileId,
     bundle_entries,
+    cut_to_width,
     node_from_tile,
     node_in_tile,
     parse_path,
@@ -129,13 +130,13 @@ class TiledLog:
             end = min(new_size, (index + 1) * TILE_WIDTH)
             kept = b""
             if start > index * TILE_WIDTH:
-                kept = await self._read_exact(BundleId(index, start - index * TILE_WIDTH).path)
+                kept = await self._at_width(BundleId(index, start - index * TILE_WIDTH))
             added = bundle_entries(entries[start - old_size : end - old_size])
             await self._store.write(BundleId(index, end - index * TILE_WIDTH).path, kept + added)
         for grown in tile_appends(old_size, new_size, completed):
             kept = b""
             if grown.old_width:
-                kept = await self._read_exact(TileId(grown.level, grown.index, grown.old_width).path)
+                kept = await self._at_width(TileId(grown.level, grown.index, grown.old_width))
                 if len(kept) != grown.old_width * HASH_SIZE:
                     raise TileMissing(f"tile {grown.level}/{grown.index} is {len(kept)} bytes")
             await self._store.write(
@@ -207,11 +208,24 @@ class TiledLog:
             found.append(entries[position])
         return found
 
-    async def _read_exact(self, path: str) -> bytes:
-        data = await self._store.read(path)
-        if data is None:
-            raise TileMissing(f"{path} is missing")
-        return data
+    async def _at_width(self, item: TileId | BundleId) -> bytes:
+        """The file's bytes at its width: its own file, or cut from the full one.
+
+        A tree restored or caught up to a size that no round ended at has only the full file.
+
+        Raises:
+            TileMissing: neither is there, or the full one is short.
+        """
+        data = await self._store.read(item.path)
+        if data is not None:
+            return data
+        full = await self._read_at_least(item)
+        if full is None:
+            raise TileMissing(f"{item.path} is missing")
+        try:
+            return cut_to_width(item.path, full)
+        except ValueError as error:
+            raise TileMissing(str(error)) from None
 
     async def _read_at_least(self, tile: TileId | BundleId) -> bytes | None:
         """The file at that width, or the full one: a wider file starts with the same bytes."""

@@ -31,6 +31,7 @@ __all__ = [
     "TileAppend",
     "TileId",
     "bundle_entries",
+    "cut_to_width",
     "encode_index",
     "is_tile_path",
     "node_from_tile",
@@ -296,3 +297,20 @@ def read_bundle(data: bytes) -> Sequence[bytes]:
         entries.append(data[at : at + length])
         at += length
     return entries
+
+
+def cut_to_width(path: str, full: bytes) -> bytes:
+    """The bytes of the file ``path`` names, cut from those of its full tile or bundle.
+
+    Raises:
+        ValueError: ``path`` is not a tile's or bundle's name, or ``full`` holds fewer.
+    """
+    item = parse_path(path)
+    if isinstance(item, BundleId):
+        held = read_bundle(full)
+        if len(held) < item.width:
+            raise ValueError(f"the full bundle of {path} holds {len(held)} entries")
+        return bundle_entries(held[: item.width])
+    if len(full) < item.width * HASH_SIZE:
+        raise ValueError(f"the full tile of {path} is {len(full)} bytes")
+    return full[: item.width * HASH_SIZE]

@@ -5,7 +5,11 @@
 admins only, and reads no log.)
 ``verify`` and ``verify-bundle`` (a person's account data export) are offline: they need only
 the file and the log's public key.
-``rotate-key`` and ``acknowledge-rollback`` run on the server's host, on its data directory and store.
+``rotate-key``, ``acknowledge-rollback`` and ``set-aside-tiles`` run on the server's host, on its
+data directory and store. With ``audit_tiles_dir`` set, an acknowledged rollback also sets the
+tenant's tiles beyond its log aside (``TileMirror.set_aside``): they hold the lost entries, and a
+later round would meet them as conflicts; ``set-aside-tiles`` does that alone (after a restore or
+failover that lost entries without a published head behind it).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
 from idverify.cli.client_options import add_client_options, open_client
 from idverify.client import Client
-from idverify.domain.errors import ConfigError, StoreUnavailable
+from idverify.domain.errors import ConfigError, IdverifyError, StoreUnavailable
 from idverify.v1 import audit_pb2
 
 if TYPE_CHECKING:
+    from idverify.config import Settings
     from idverify.store.connection import RedisClient
 
 __all__ = ["EXPORT_PAGE", "add_audit_commands"]
@@ -98,6 +103,13 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     acknowledge.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
     acknowledge.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+    set_aside = sub.add_parser(
+        "set-aside-tiles",
+        help="move the tenant's audit tiles beyond its log's tree head aside (audit_tiles_dir); "
+        "run on the server's host, then restart the servers",
+    )
+    set_aside.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
+    set_aside.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
     audit.set_defaults(handler=_run)
 
 
@@ -108,9 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             return check(Path(args.file), Path(args.public_key), args.origin)
         if args.audit_command == "public-key":
             return _public_key(args)
-        if args.audit_command in {"rotate-key", "acknowledge-rollback"}:
-            on_host = _rotate_key if args.audit_command == "rotate-key" else _acknowledge_rollback
-            return asyncio.run(on_host(args))
+        if args.audit_command in _ON_HOST:
+            return asyncio.run(_ON_HOST[args.audit_command](args))
         return _export(args)
     except grpc.RpcError as error:
         print(f"idverify: {error.code().name}: {error.details()}", file=sys.stderr)
@@ -124,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
         StoreUnavailable,
     ) as error:
         print(f"idverify: {error}", file=sys.stderr)
+    except IdverifyError as error:  # the tiles stopped, a log kept in tiles without the setting
+        print(f"idverify: {error.reason}: {error.message}", file=sys.stderr)
     except ConfigError as error:
         print(f"idverify: configuration error: {error}", file=sys.stderr)
         return 2
@@ -188,33 +201,80 @@ async def _audit_rotation(redis: RedisClient, key_id: str, previous: str) -> int
 async def _acknowledge_rollback(args: argparse.Namespace) -> int:
     """Audits and clears every rollback found (``idverify.audit.acknowledge``); prints each."""
     from idverify.audit.acknowledge import acknowledge_rollbacks  # noqa: PLC0415
-    from idverify.audit.integrator import TreeIntegrator  # noqa: PLC0415
     from idverify.audit.published_heads import PublishedHeads  # noqa: PLC0415
     from idverify.audit.rollback import RollbackGuard  # noqa: PLC0415
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
-    from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
+    from idverify.store.audit_logs import configured_audit_log  # noqa: PLC0415
     from idverify.store.audit_rollbacks import RedisRollbackAcknowledgements  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
+
+    settings = _host_settings(args)
+    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
+    async with open_store(settings) as redis:
+        # Built as the server builds it: the guard's consistency proofs read the tiles, if any.
+        log = configured_audit_log(redis, Scripts(redis), settings.audit_tiles_dir)
+        guard = RollbackGuard(log, log, heads)
+        done = await acknowledge_rollbacks(guard, RedisRollbackAcknowledgements(redis), heads, args.tenant)
+        if not done:
+            print("no audit log is behind its published head; nothing to acknowledge")
+        for item in done:
+            how = "recorded as" if item.written else "already recorded as"
+            print(
+                f"acknowledged: {item.rollback.describe()}; {how} entry {item.entry} of the log "
+                f"(audit.rollback_acknowledged); servers sign heads of tenant {item.rollback.tenant} again"
+            )
+            await _set_tiles_aside(settings.audit_tiles_dir, redis, item.rollback.tenant)
+    return 0
+
+
+async def _set_aside_tiles(args: argparse.Namespace) -> int:
+    """Sets the tiles of ``--tenant`` beyond its log's tree head aside."""
+    from idverify.cli.lifecycle import open_store  # noqa: PLC0415
+
+    settings = _host_settings(args)
+    if not settings.audit_tiles_dir:
+        raise ConfigError("audit_tiles_dir: not set, so there are no tiles to set aside")
+    if not args.tenant:
+        raise ConfigError("--tenant: name the tenant whose tiles to set aside")
+    async with open_store(settings) as redis:
+        await _set_tiles_aside(settings.audit_tiles_dir, redis, args.tenant)
+    return 0
+
+
+async def _set_tiles_aside(tiles_dir: str, redis: RedisClient, tenant: str) -> None:
+    """Moves the tenant's tiles beyond its stored tree aside (``TileMirror.set_aside``); prints where."""
+    from idverify.audit.tile_mirror import TileMirror  # noqa: PLC0415
     from idverify.store.audit_store import AuditStore  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
-    settings = load_settings(
+    if not tiles_dir:
+        return
+    store = AuditStore(redis, Scripts(redis))
+    keep = (await store.tree_state(tenant)).size
+    moved = await TileMirror(Path(tiles_dir), store).set_aside(tenant, keep)
+    if moved is None:
+        print(f"the audit tiles of tenant {tenant} hold nothing beyond its {keep} entries")
+    else:
+        print(
+            f"the audit tiles of tenant {tenant} beyond its {keep} entries were moved to {moved}; "
+            "restart the servers"
+        )
+
+
+def _host_settings(args: argparse.Namespace) -> Settings:
+    from idverify.config import load_settings  # noqa: PLC0415 - keeps `idverify --help` fast
+
+    return load_settings(
         Path(args.config) if args.config else None,
         overrides={"data_dir": args.data_dir, "redis_url": args.redis_url},
     )
-    heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
-    async with open_store(settings) as redis:
-        store = AuditStore(redis, Scripts(redis))
-        guard = RollbackGuard(store, TreeIntegrator(store), heads)
-        done = await acknowledge_rollbacks(guard, RedisRollbackAcknowledgements(redis), heads, args.tenant)
-    if not done:
-        print("no audit log is behind its published head; nothing to acknowledge")
-    for item in done:
-        how = "recorded as" if item.written else "already recorded as"
-        print(
-            f"acknowledged: {item.rollback.describe()}; {how} entry {item.entry} of the log "
-            f"(audit.rollback_acknowledged); servers sign heads of tenant {item.rollback.tenant} again"
-        )
-    return 0
+
+
+_ON_HOST = {
+    "rotate-key": _rotate_key,
+    "acknowledge-rollback": _acknowledge_rollback,
+    "set-aside-tiles": _set_aside_tiles,
+}
 
 
 def _client(args: argparse.Namespace) -> Client:

@@ -17,7 +17,7 @@ from idverify.audit.rollback import RollbackGuard
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
 from idverify.data_dir import check_witness_dirs
-from idverify.domain.errors import StoreUnavailable
+from idverify.domain.errors import IdverifyError, StoreUnavailable
 from idverify.domain.tenants import valid_tenant
 from idverify.flows.audit import AuditFlow, AuditLog
 from idverify.privacy.keyring import Keyring
@@ -56,12 +56,19 @@ async def integrate_forever(
     """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
 
     Runs in every replica; they share the work through the integrator's check-and-set. Failures
-    are logged and retried at the next round (Redis being down is the health watcher's news).
+    are logged and retried at the next round (Redis being down is the health watcher's news); a
+    tenant whose round is refused (its tiles stopped, its tree kept in tiles this server lacks)
+    does not hold back the others.
     """
     while True:
         try:
             for tenant in sorted({*await tenants(), *flow.configured_tenants}):
-                await flow.integrate(tenant)
+                try:
+                    await flow.integrate(tenant)
+                except IdverifyError as error:
+                    if isinstance(error, StoreUnavailable):
+                        raise
+                    log.warning("audit integration of %s refused: %s", tenant, error.reason)
         except StoreUnavailable:
             pass
         except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round

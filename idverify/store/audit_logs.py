@@ -4,7 +4,9 @@
 signed afresh); this adapter answers its port over ``store.audit_store.AuditStore`` (the log's
 hashes, its chunked tree strings and ``audit_nodes.lua``, ``audit_head.lua``), the integrator
 that folds entries into the tree (``audit_integrate.lua``), and the paged queries over the
-index postings (``audit.query``).
+index postings (``audit.query``). With ``audit_tiles_dir`` set the integrator writes each round's
+tiles first and Redis keeps no node (``audit.tile_mirror``); without it, a log whose tree is kept
+in tiles is refused (``TreeInTiles``, FAILED_PRECONDITION naming the setting).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from idverify.audit.integrator import RoundListener, TreeIntegrator
+from idverify.audit.integrator import RoundWriter, TreeIntegrator
 from idverify.audit.query import EventFilter, QueryResult, run_query
 from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
-from idverify.audit.tree_state import TreeState
+from idverify.audit.tree_state import TreeInTiles, TreeState
 from idverify.data_dir import prepare_tiles_dir
 from idverify.domain.errors import ConfigError
 from idverify.store.audit_store import AuditStore
@@ -30,24 +32,36 @@ class RedisAuditLog(AuditStore):
     """``flows.audit.AuditLog`` over Redis: an ``AuditStore``, integrated and queried.
 
     The store answers the port's reads and its signed head; the integrator's rounds run over it
-    and the paged queries over its postings.
+    (writing the tiles first, given ``write_round``) and the paged queries over its postings.
 
-    Every method may raise StoreUnavailable when Redis cannot be reached.
+    Every method may raise StoreUnavailable when Redis cannot be reached, and, without
+    ``write_round``, TreeInTiles for a log whose tree is kept in tiles.
     """
 
     def __init__(
-        self, redis: RedisClient, scripts: Scripts, *, after_round: RoundListener | None = None
+        self, redis: RedisClient, scripts: Scripts, *, write_round: RoundWriter | None = None
     ) -> None:
         super().__init__(redis, scripts)
-        self._integrator = TreeIntegrator(self, after_round=after_round)
+        self._tiled = write_round is not None
+        self._integrator = TreeIntegrator(self, write_round=write_round)
+
+    async def tree_state(self, tenant: str) -> TreeState:
+        """The stored tree; refused when it is kept in tiles and this log has none."""
+        state = await super().tree_state(tenant)
+        if state.tiled and not self._tiled:
+            raise TreeInTiles.of(tenant)
+        return state
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
         """The integrator's round(s), ``audit_integrate.lua`` writing each."""
         return await self._integrator.integrate(tenant, up_to=up_to)
 
-    def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
-        """``audit.query.run_query`` over the postings."""
-        return run_query(self, tenant, query)
+    async def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
+        """``audit.query.run_query`` over the postings (refused as ``tree_state`` is)."""
+        if not self._tiled:
+            await self.tree_state(tenant)  # no entry is answered as "not integrated" that is
+        async for result in run_query(self, tenant, query):
+            yield result
 
 
 def configured_audit_log(
@@ -65,7 +79,7 @@ def configured_audit_log(
         return RedisAuditLog(redis, scripts)
     prepare_tiles_dir(tiles_dir)
     tiles = TileMirror(Path(tiles_dir), AuditStore(redis, scripts))
-    return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles)
+    return TiledAuditLog(RedisAuditLog(redis, scripts, write_round=tiles.write_round), tiles)
 
 
 async def refuse_trimmed_logs(redis: RedisClient, tiles_dir: str) -> None:

@@ -10,7 +10,9 @@ O(log n) nodes with one script of ``GETRANGE`` calls (``audit_nodes.lua``), neve
 Tree nodes are stored level by level: node ``(level, index)`` is 32 bytes at offset
 ``32 * (index % CHUNK_NODES)`` of the string ``audit:tree:<level>:<index // CHUNK_NODES>``. That
 is 32 bytes per node and no per-node overhead (a hash field costs three times that), and
-chunks keep every string far below Redis's 512 MB limit.
+chunks keep every string far below Redis's 512 MB limit. With ``audit_tiles_dir`` set, a round
+writes its tiles first and no node here (``TreeState.tiled``): the tree head then keeps the size,
+root and compact range alone, marked ``nodes`` = ``tiles`` (``TILED``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from idverify.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, NodeId
 from idverify.audit.query import Posting, PostingSeek
-from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.audit.tree_state import StoredHead, TreeInTiles, TreeState
 from idverify.audit.trimmed_entries import RecentSeek
 from idverify.store.connection import RedisClient, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys
@@ -30,10 +32,12 @@ from idverify.store.scripts import Scripts, script_source
 __all__ = [
     "CHUNK_NODES",
     "POSTING_WIDTH",
+    "TILED",
     "AuditStore",
     "NodeWrite",
     "decode_postings",
     "group_node_writes",
+    "node_chunks",
 ]
 
 CHUNK_NODES = 1 << 20
@@ -41,6 +45,9 @@ CHUNK_NODES = 1 << 20
 
 POSTING_WIDTH = 6
 """Bytes per sequence number in an index posting (big-endian; up to 2**48 entries)."""
+
+TILED = b"tiles"
+"""The tree head's ``nodes`` field once the tree's nodes are kept in tiles (``audit_integrate.lua``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,15 @@ def decode_postings(data: bytes) -> list[int]:
     return [
         int.from_bytes(data[i : i + POSTING_WIDTH], "big")
         for i in range(0, len(data) - len(data) % POSTING_WIDTH, POSTING_WIDTH)
+    ]
+
+
+def node_chunks(size: int) -> list[tuple[int, int]]:
+    """The ``(level, chunk)`` strings that hold the nodes of a tree of ``size`` leaves."""
+    return [
+        (level, chunk)
+        for level in range(size.bit_length())
+        for chunk in range(((size >> level) + CHUNK_NODES - 1) // CHUNK_NODES)
     ]
 
 
@@ -133,11 +149,11 @@ class AuditStore(ScriptedStore):
             ValueError: when the stored head is malformed (the store is corrupt).
         """
         async with translate_errors():
-            size, root, compact, checkpoint, key_id, signature = (
+            size, root, compact, checkpoint, key_id, signature, nodes = (
                 _as_bytes(value)
                 for value in await self._redis.hmget(
                     TenantKeys(tenant).audit_tree_head(),
-                    ["size", "root", "range", "head_checkpoint", "head_key_id", "head_signature"],
+                    ["size", "root", "range", "head_checkpoint", "head_key_id", "head_signature", "nodes"],
                 )
             )
         # Read in the same step as the tree, so that a head request costs no extra round trip.
@@ -146,11 +162,12 @@ class AuditStore(ScriptedStore):
             if checkpoint is not None and key_id is not None and signature is not None
             else None
         )
+        tiled = nodes == TILED
         if size is None or root is None or compact is None:
-            return TreeState(0, EMPTY_ROOT, CompactRange(), last_head)
+            return TreeState(0, EMPTY_ROOT, CompactRange(), last_head, tiled=tiled)
         count = int(size)
         hashes = tuple(compact[i : i + HASH_SIZE] for i in range(0, len(compact), HASH_SIZE))
-        return TreeState(count, root, CompactRange(count, hashes), last_head)
+        return TreeState(count, root, CompactRange(count, hashes), last_head, tiled=tiled)
 
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """Stored node hashes in one round trip; None for a node not stored (yet).
@@ -197,24 +214,31 @@ class AuditStore(ScriptedStore):
         """Stores completed nodes and moves the tree head, if the tree is still at ``old_size``.
 
         The nodes go out as one ``SETRANGE`` per run of consecutive nodes within a chunk, all in
-        the one ``audit_integrate.lua`` call.
+        the one ``audit_integrate.lua`` call. A ``state.tiled`` round (its tiles written) stores
+        no node: the head is marked as kept in tiles, and the round that marks it unlinks the
+        node chunks of the tree of ``old_size`` that an older round left.
 
         Returns:
             False when another process moved the tree first (nothing was written).
 
         Raises:
             StoreUnavailable: when Redis cannot be reached.
+            TreeInTiles: a round with nodes, of a tree kept in tiles.
         """
         keys = TenantKeys(tenant)
-        writes = group_node_writes(nodes.items())
         args: list[str | int | bytes] = [old_size, state.size, state.root, b"".join(state.compact.hashes)]
-        for write in writes:
-            args += [write.offset, write.hashes]
-        result = await self._scripts.run(
-            "audit_integrate",
-            [keys.audit_tree_head(), *(keys.audit_tree(w.level, w.chunk) for w in writes)],
-            args,
-        )
+        if state.tiled:
+            chunks = [keys.audit_tree(level, chunk) for level, chunk in node_chunks(old_size)]
+            args.append(TILED)
+        else:
+            writes = group_node_writes(nodes.items())
+            chunks = [keys.audit_tree(w.level, w.chunk) for w in writes]
+            args.append(b"redis")
+            for write in writes:
+                args += [write.offset, write.hashes]
+        result = await self._scripts.run("audit_integrate", [keys.audit_tree_head(), *chunks], args)
+        if result[0] == b"TILES_KEPT":
+            raise TreeInTiles.of(tenant)
         return bool(result[0] == b"OK")
 
     async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:

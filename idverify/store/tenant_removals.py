@@ -138,11 +138,11 @@ class RedisRemovalStore(ScriptedStore):
             await self._redis.hset(TenantKeys(tenant).removal(), "state", ERASING)
 
     async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The log's entries (``store.audit_store``)."""
+        """The log's entries."""
         return await self._log.entries(tenant, indices)
 
     async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The log's stored leaf hashes (``store.audit_store``)."""
+        """The log's stored leaf hashes."""
         return await self._log.leaf_hashes(tenant, indices)
 
     async def count_remaining(self, tenant: str) -> int:

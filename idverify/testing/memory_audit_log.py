@@ -9,9 +9,15 @@ fields in the same order, canonical JSON, a time never before the previous entry
 folded in only when :meth:`~MemoryAuditLog.integrate` is called, as the integrator does, with
 every completed node kept; a query reads the entries in order and filters them, where Redis
 seeks through the index postings. ``lose_nodes`` forgets the stored nodes, as a restore or a
-failover may. ``tests/unit/usecases/test_audit_contract.py`` holds it and
-``store.audit_logs.RedisAuditLog``, ``store.audit_store.AuditStore`` and
-``store.audit_rollbacks.RedisRollbackAcknowledgements`` to the same assertions.
+failover may.
+
+With ``tiles`` (a process with ``audit_tiles_dir``) and a ``write_round`` (``TileMirror``'s),
+:meth:`~MemoryAuditLog.integrate` is the integrator's tiles-first round over this log: the head
+moves with no node kept, marked as kept in tiles. Without ``tiles`` such a tree is refused
+(``TreeInTiles``), as ``store.audit_logs.RedisAuditLog`` refuses it.
+``tests/unit/usecases/test_audit_contract.py`` holds it and ``store.audit_logs.RedisAuditLog``,
+``store.audit_store.AuditStore`` and ``store.audit_rollbacks.RedisRollbackAcknowledgements`` to
+the same assertions.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from dataclasses import dataclass, field
 
 from idverify.audit.acknowledge import AcknowledgementEntry
 from idverify.audit.events import AuditEvent, EntryFormatError, EventType, parse_entry
+from idverify.audit.integrator import RoundWriter, TreeIntegrator
 from idverify.audit.merkle import CompactRange, NodeId, leaf_hash
 from idverify.audit.query import EventFilter, Posting, PostingSeek, QueryResult
 from idverify.audit.rollback import ROLLED_BACK, Rollback
-from idverify.audit.tree_state import StoredHead, TreeState
+from idverify.audit.tree_state import StoredHead, TreeInTiles, TreeState
 from idverify.audit.trimmed_entries import RecentSeek
 from idverify.testing.unreachable import refuse_if_down
 
@@ -45,14 +52,18 @@ class _Log:
     nodes: dict[NodeId, bytes] = field(default_factory=dict)
     head: StoredHead | None = None
     trimmed: int = 0
+    tiled: bool = False
 
 
 class MemoryAuditLog:
     """The audit logs of every tenant, in memory."""
 
-    def __init__(self, now_ms: int = 1_760_000_000_000) -> None:
+    def __init__(self, now_ms: int = 1_760_000_000_000, *, tiles: bool = False) -> None:
         self.now = now_ms
         self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
+        self.tiles = tiles
+        # The tiles' writer (``TileMirror.write_round``), set once the mirror over this log exists.
+        self.write_round: RoundWriter | None = None
         self._logs: dict[str, _Log] = {}
         self.trimmed_tenants: set[str] = set()
 
@@ -92,9 +103,11 @@ class MemoryAuditLog:
         return [log.entries[i] if log.trimmed <= i < len(log.entries) else None for i in indices]
 
     async def tree_state(self, tenant: str) -> TreeState:
-        """The integrated tree and the last head stored."""
+        """The integrated tree and the last head stored (refused, kept in tiles, without ``tiles``)."""
         log = self._log(tenant)
-        return TreeState(log.compact.size, log.compact.root(), log.compact, log.head)
+        if log.tiled and not self.tiles:
+            raise TreeInTiles.of(tenant)
+        return TreeState(log.compact.size, log.compact.root(), log.compact, log.head, tiled=log.tiled)
 
     async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """The stored nodes."""
@@ -111,8 +124,15 @@ class MemoryAuditLog:
         return True
 
     async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
-        """Folds the appended entries (up to ``up_to`` of them) into the tree, keeping every node."""
+        """Folds the appended entries (up to ``up_to`` of them) into the tree, keeping every node.
+
+        With a ``write_round``, the integrator's rounds instead: tiles first, no node kept.
+        """
+        if self.write_round is not None:
+            return await TreeIntegrator(self, write_round=self.write_round).integrate(tenant, up_to=up_to)
         log = self._log(tenant)
+        if log.tiled:
+            raise TreeInTiles.of(tenant)
         target = len(log.entries) if up_to is None else min(len(log.entries), up_to)
         if log.compact.size < target:
             log.compact, completed = log.compact.extend(
@@ -123,6 +143,7 @@ class MemoryAuditLog:
 
     async def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """The matching entries, read in order from ``query.start_index``."""
+        await self.tree_state(tenant)  # refused as Redis's is
         log = self._log(tenant)
         sent = 0
         for index in range(query.start_index, len(log.entries)):
@@ -144,12 +165,21 @@ class MemoryAuditLog:
     async def write_tree(
         self, tenant: str, old_size: int, state: TreeState, nodes: Mapping[NodeId, bytes]
     ) -> bool:
-        """Stores the nodes and the tree if the tree still holds ``old_size`` entries."""
+        """Stores the nodes and the tree if the tree still holds ``old_size`` entries.
+
+        A ``state.tiled`` round keeps no node, and forgets those an older round kept.
+        """
         log = self._log(tenant)
         if log.compact.size != old_size:
             return False
+        if log.tiled and not state.tiled:
+            raise TreeInTiles.of(tenant)
         log.compact = state.compact
-        log.nodes.update(nodes)
+        if state.tiled:
+            log.tiled = True
+            log.nodes.clear()
+        else:
+            log.nodes.update(nodes)
         return True
 
     async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:

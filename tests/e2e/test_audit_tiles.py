@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from idverify.audit import merkle
@@ -20,7 +21,7 @@ from idverify.client import Client
 from idverify.testing import ServerProcess
 from idverify.v1 import audit_pb2
 
-from .conftest import person, verify
+from .conftest import person, rich_error, verify
 from .test_audit import signed_head
 
 pytestmark = pytest.mark.e2e
@@ -113,3 +114,38 @@ def test_the_tiles_are_files_for_the_service_alone(tiles: Path) -> None:
     assert size > 0
     for path in (tiles, *tiles.rglob("*")):
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_a_server_without_the_setting_refuses_a_log_kept_in_tiles(tmp_path: Path) -> None:
+    """Started without audit_tiles_dir on a tiles-kept log: a precise refusal, never a wrong proof.
+
+    With no head published yet the server starts and refuses each read of the tree
+    (FAILED_PRECONDITION, AUDIT_TILES_REQUIRED); once a head was published, its start-up finds the
+    log and stops in one line.
+    """
+    tiles = tmp_path / "tiles"
+    with ServerProcess(tmp_path / "server", config=f'audit_tiles_dir = "{tiles}"\n') as server:
+        with server.client("registrar") as registrar:
+            verify(server, registrar, person(), "kept-in-tiles")
+        tiled_size(tiles, 1)  # the background integration wrote a round: the tree is kept in tiles
+    plain = ServerProcess(tmp_path / "server")
+    with plain, plain.client("auditor") as auditor:
+        for call, request in (
+            (auditor.audit.GetTreeHead, audit_pb2.GetTreeHeadRequest()),
+            (auditor.audit.GetInclusionProof, audit_pb2.GetInclusionProofRequest(index=0, tree_size=1)),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                call(request)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "audit_tiles_dir" in (refused.value.details() or "")
+            assert rich_error(refused.value)[0] == "AUDIT_TILES_REQUIRED"
+        with pytest.raises(grpc.RpcError) as refused:
+            list(auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest()))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    again = ServerProcess(tmp_path / "server", config=f'audit_tiles_dir = "{tiles}"\n')
+    with again, again.client("auditor") as auditor:
+        head = signed_head(auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head)
+        assert head.head.size >= 1  # published, and recorded in the heads file
+    with pytest.raises(RuntimeError, match="server exited with 2") as stopped:
+        ServerProcess(tmp_path / "server").start()
+    assert "audit_tiles_dir" in str(stopped.value)

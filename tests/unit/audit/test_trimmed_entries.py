@@ -40,7 +40,7 @@ def tiled_log(redis: RedisClient, directory: Path, *, kept: int) -> TiledAuditLo
     """The log a server with ``audit_tiles_dir`` builds (``configured_audit_log``), keeping ``kept``."""
     scripts = Scripts(redis)
     tiles = TileMirror(directory, AuditStore(redis, scripts))
-    return TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles, kept=kept)
+    return TiledAuditLog(RedisAuditLog(redis, scripts, write_round=tiles.write_round), tiles, kept=kept)
 
 
 async def append(redis: RedisClient, tenant: str, count: int, *, batches: int = 10) -> list[bytes]:

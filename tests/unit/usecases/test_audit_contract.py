@@ -77,7 +77,7 @@ def tiled_port(redis: RedisClient) -> Port:
     scripts = Scripts(redis)
     tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), AuditStore(redis, scripts))
     return Port(
-        TiledAuditLog(RedisAuditLog(redis, scripts, after_round=tiles.record_round), tiles), RedisWorld(redis)
+        TiledAuditLog(RedisAuditLog(redis, scripts, write_round=tiles.write_round), tiles), RedisWorld(redis)
     )
 
 
@@ -94,7 +94,7 @@ class TrimmingNow(TiledAuditLog):
 def trimmed_port(redis: RedisClient) -> Port:
     scripts = Scripts(redis)
     tiles = TileMirror(Path(tempfile.mkdtemp(dir=_TILE_FOLDERS.name)), AuditStore(redis, scripts))
-    beneath = RedisAuditLog(redis, scripts, after_round=tiles.record_round)
+    beneath = RedisAuditLog(redis, scripts, write_round=tiles.write_round)
     return Port(TrimmingNow(beneath, tiles, kept=0), RedisWorld(redis))
 
 
