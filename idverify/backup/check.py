@@ -5,9 +5,10 @@ key being the one the manifest recorded; then, in a throwaway redis-server over 
 the keyring opening the data (its key-check values), the snapshot's recorded signing key, and
 every tenant's log replayed from its entries to the manifest's size and root, agreeing with the
 stored tree, the stored signed head and the published head the backup holds; and each tenant's
-audit tiles, if the backup holds them, found to agree with its log by the check a server makes
-before it first uses tiles (``TileMirror.check``: no more entries than the log, the same tree at
-their size), so a restored server takes them rather than refusing them.
+audit tiles, if the backup holds them: their tree at the size their size file says is the tree
+of the snapshot's entries at that size (replayed from the entries: Redis holds no node of a tree
+kept in tiles), no larger than the log, and for the embedded Redis's snapshot the very size of
+its tree head when the tree is kept in tiles, so a restored server proves from them at once.
 
 Keys that came from the environment when the backup was made are taken from it again.
 
@@ -30,9 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from idverify.audit.checkpoint import KeyFormatError, key_id_for, load_private_key, read_private_key_file
 from idverify.audit.published_heads import HEADS_FILE, HeadsFileError, PublishedHead, read_heads_file
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV
-from idverify.audit.tile_mirror import TileMirror, TilesDisagree, tenant_directory
-from idverify.audit.tile_store import TileMissing
-from idverify.backup.logs import LogProblem, audit_tenants, check_log
+from idverify.audit.tile_mirror import TileMirror, tenant_directory
+from idverify.audit.tile_store import DirectoryTiles, TiledLog, TileMissing
+from idverify.backup.logs import LogProblem, audit_tenants, check_log, replay
 from idverify.backup.manifest import RDB, Manifest, ManifestError, describe_file
 from idverify.backup.snapshot import KEYRING_FILE, TILES_DIR
 from idverify.backup.throwaway import opened_snapshot
@@ -152,25 +153,38 @@ async def _check_snapshot(
             entries = await _check_logs(redis, manifest, public_key, published, tiles)
         else:
             entries = await _check_later_logs(redis, manifest, public_key, published, tiles)
-        await _check_tiles(redis, tiles, manifest)
+        await _check_tiles(redis, tiles, manifest, exact=exact)
         return entries
 
 
-async def _check_tiles(redis: RedisClient, tiles: Path, manifest: Manifest) -> None:
-    """Each tenant's tiles in the backup agree with its log in the snapshot (their files were checked)."""
+async def _check_tiles(redis: RedisClient, tiles: Path, manifest: Manifest, *, exact: bool) -> None:
+    """Each tenant's tiles in the backup hold its log's tree in the snapshot (their files were checked)."""
     directories = sorted({name.split("/")[1] for name in manifest.files if name.startswith(f"{TILES_DIR}/")})
     if not directories:
         return
     store = AuditStore(redis, Scripts(redis))
     tenants = {tenant_directory(tenant): tenant for tenant in await audit_tenants(redis)}
-    mirror = TileMirror(tiles, store)
     for directory in directories:
         if directory not in tenants:
             raise BackupInconsistent(f"{TILES_DIR}/{directory}: tiles of no audit log in the snapshot")
+        tenant = tenants[directory]
+        size = await TileMirror(tiles, store).size(tenant)
+        summary, roots = await replay(store, tenant, {size}, tiles=tiles)
+        if size > summary.size:
+            raise BackupInconsistent(
+                f"the tiles of {tenant} hold {size} entries, more than the log's {summary.size}"
+            )
+        state = await store.tree_state(tenant)
+        if exact and state.tiled and size != state.size:
+            raise BackupInconsistent(
+                f"the tiles of {tenant} hold {size} entries, not the {state.size} of its tree head"
+            )
         try:
-            await mirror.check(tenants[directory])
-        except (TilesDisagree, TileMissing) as error:
-            raise BackupInconsistent(str(error)) from None
+            root = await TiledLog(DirectoryTiles(tiles / directory)).root(size)
+        except (TileMissing, ValueError) as error:
+            raise BackupInconsistent(f"the tiles of {tenant}: {error}") from None
+        if root != roots[size]:
+            raise BackupInconsistent(f"the tiles of {tenant} and the log differ at {size} entries")
 
 
 async def _check_later_logs(

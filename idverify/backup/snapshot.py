@@ -4,10 +4,11 @@ The embedded Redis writes an RDB snapshot (``BGSAVE``: a fork, so serving goes o
 copied (Redis renames a finished snapshot into place, so the copy is whole). The published
 heads file is copied *before* the snapshot, so every head it names is in the snapshot's log.
 The keyring and signing key files are copied unless they come from the environment, and the
-bootstrap token file while it exists. With ``audit_tiles_dir`` set, the tiles are copied
-into ``audit-tiles/``, each tenant's size file before its tiles and all of them before the
-snapshot (``_copy_tiles``). The logs' sizes and roots are then computed from the copy itself, in
-a throwaway redis-server.
+bootstrap token file while it exists. The logs' sizes and roots are then computed from the copy
+itself, in a throwaway redis-server. With ``audit_tiles_dir`` set, each tenant's tiles are copied
+into ``audit-tiles/`` *after* the snapshot, only the files of the tree of the snapshot's tree head
+(``_copy_tiles``): a round writes its tiles before the head moves, so they are there, and a
+restore never holds tiles ahead of its log, of entries it lacks.
 
 With an external Redis, the operator backs Redis up (its own RDB or AOF); the backup holds the
 rest, and the logs' sizes and roots as read live.
@@ -23,13 +24,15 @@ from pathlib import Path
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.published_heads import HEADS_FILE
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
-from idverify.audit.tile_mirror import SIZE_FILE
-from idverify.audit.tiles import is_tile_path
+from idverify.audit.tile_mirror import SIZE_FILE, tenant_directory, tree_files
+from idverify.audit.tiles import cut_to_width
+from idverify.audit.tree_state import TreeState
 from idverify.backup.logs import audit_tenants, replay
 from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, describe_file
 from idverify.backup.throwaway import opened_snapshot
 from idverify.config import Settings
 from idverify.flows.keyring_watcher import keyring_path
+from idverify.security.durable_files import write_durable_file
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.embedded import RedisProcess
@@ -70,9 +73,6 @@ def create_backup(settings: Settings, folder: Path) -> Manifest:
     if not from_environment:
         key_file = Path(settings.audit_signing_key_file or settings.data_dir / DEFAULT_KEY_FILE)
         copy_private(key_file, folder / DEFAULT_KEY_FILE)
-    # The tiles before the Redis snapshot (``_copy_store``): what they count is then in its log.
-    if settings.audit_tiles_dir:
-        _copy_tiles(Path(settings.audit_tiles_dir), folder / TILES_DIR)
     manifest = Manifest(
         created_ms=time.time_ns() // 1_000_000,
         redis="external" if settings.redis_url else "embedded",
@@ -90,25 +90,65 @@ def create_backup(settings: Settings, folder: Path) -> Manifest:
     return manifest
 
 
-def _copy_tiles(tiles_dir: Path, target: Path) -> None:
-    """Copies every tenant's tiles, its size file first.
+def _copy_tiles(tiles_dir: Path, target: Path, trees: dict[str, TreeState]) -> None:
+    """Copies the files of each tenant's tree as the snapshot holds it, and a size file saying so.
 
-    Redis takes a round before the tiles are written, and a tiles' size file is replaced after
-    the tiles it counts; so a size file read now counts tiles already written, and a log that
-    Redis snapshots later holds at least that many entries. The backup's tiles are then never
-    ahead of its log (which a restored server would refuse). A tile written after the size file
-    was read may be copied or not: the size file does not count it, and it is the same bytes a
-    later round writes. Only tile and bundle names are copied (no writer's temporary file);
-    a directory without a size file holds nothing counted yet.
+    Taken after the snapshot: every tree head there was moved after its tiles were written
+    (``audit.tile_mirror``), so they are on the volume, at the head's widths (or in a full file
+    that starts with the same bytes). Files of rounds after the snapshot are left out, so the
+    backup's tiles are never ahead of its log. A log whose nodes Redis still keeps may have tiles
+    behind its head: those are copied as far as they reach (the restored server catches them up
+    from the nodes). Only canonical tile and bundle names are copied, never a writer's temporary.
+
+    Raises:
+        RuntimeError: the tiles of a tree kept in tiles lack a file of the snapshot's head.
     """
-    if not tiles_dir.is_dir():
-        return
-    for tenant in sorted(path for path in tiles_dir.iterdir() if (path / SIZE_FILE).is_file()):
-        copy_private(tenant / SIZE_FILE, target / tenant.name / SIZE_FILE)
-        for path in sorted(tenant.rglob("*")):
-            name = path.relative_to(tenant).as_posix()
-            if path.is_file() and is_tile_path(name):
-                copy_private(path, target / tenant.name / name)
+    for tenant, state in sorted(trees.items()):
+        source = tiles_dir / tenant_directory(tenant)
+        if not source.is_dir():
+            if state.tiled and state.size:
+                raise RuntimeError(f"audit_tiles_dir: {source} is missing, and it holds {tenant}'s tree")
+            continue
+        size = state.size
+        names = _held_files(source, size)
+        if names is None and not state.tiled and (source / SIZE_FILE).is_file():
+            size = min(size, int((source / SIZE_FILE).read_text(encoding="ascii").strip() or 0))
+            names = _held_files(source, size)
+        if names is None:
+            if state.tiled:
+                raise RuntimeError(
+                    f"audit_tiles_dir: {source} lacks files of the tree of {state.size} entries "
+                    f"{tenant}'s log holds (let a server catch them up, then back up again)"
+                )
+            continue
+        if not size:
+            continue
+        for name, (path, cut) in names.items():
+            if cut is None:
+                copy_private(path, target / source.name / name)
+            else:
+                write_durable_file(target / source.name / name, cut, overwrite=False)
+        write_durable_file(target / source.name / SIZE_FILE, b"%d\n" % size, overwrite=False)
+
+
+def _held_files(source: Path, size: int) -> dict[str, tuple[Path, bytes | None]] | None:
+    """The files of the tree of ``size`` in ``source`` by name: each file, or its bytes cut.
+
+    A partial file that is missing is cut from the full one (which starts with the same bytes;
+    a tree restored at a size no round ended at has only that), so the backup holds nothing
+    beyond ``size``. None when a file is missing altogether.
+    """
+    found: dict[str, tuple[Path, bytes | None]] = {}
+    for name in tree_files(size):
+        path = source / name
+        if path.is_file():
+            found[name] = (path, None)
+            continue
+        full = source / name.split(".p/", 1)[0]
+        if not full.is_file():
+            return None
+        found[name] = (full, cut_to_width(name, full.read_bytes()))
+    return found
 
 
 async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]:
@@ -117,11 +157,26 @@ async def _copy_store(settings: Settings, folder: Path) -> dict[str, LogSummary]
 
     async with open_store(settings) as redis:
         if settings.redis_url:
-            return await summarize(redis, folder / TILES_DIR)
+            return await _summarize_copying_tiles(settings, redis, folder)
         await snapshot_rdb(redis)
         copy_private(RedisProcess.of_data_dir(settings.data_dir).directory / "idverify.rdb", folder / RDB)
     async with opened_snapshot(folder / RDB) as snapshot:
-        return await summarize(snapshot, folder / TILES_DIR)
+        return await _summarize_copying_tiles(settings, snapshot, folder)
+
+
+async def _summarize_copying_tiles(
+    settings: Settings, redis: RedisClient, folder: Path
+) -> dict[str, LogSummary]:
+    """The tiles of the trees ``redis`` holds copied into the backup, then ``summarize`` over them.
+
+    A trimmed log's older entries are replayed from the copy: it holds the tree of the head,
+    and a trim never passes the head.
+    """
+    if settings.audit_tiles_dir:
+        store = AuditStore(redis, Scripts(redis))
+        trees = {tenant: await store.tree_state(tenant) for tenant in await audit_tenants(redis)}
+        await asyncio.to_thread(_copy_tiles, Path(settings.audit_tiles_dir), folder / TILES_DIR, trees)
+    return await summarize(redis, folder / TILES_DIR)
 
 
 async def summarize(redis: RedisClient, tiles: Path) -> dict[str, LogSummary]:

@@ -23,6 +23,7 @@ import redis
 
 from idverify.audit import merkle
 from idverify.audit.merkle import verify_consistency
+from idverify.audit.tile_mirror import tree_files
 from idverify.client import Client
 from idverify.privacy.keyring import Keyring
 from idverify.testing import RedisProcess, ServerProcess, free_port
@@ -454,11 +455,10 @@ def test_a_backup_holds_the_tiles_and_verifies(tiled: TiledBackup) -> None:
     assert {f"audit-tiles/{name}" for name in copied} == {
         name for name in files if name.startswith("audit-tiles/")
     }
-    assert "default/tiles-size" in copied
-    assert any(name.startswith("default/tile/0/") for name in copied)
-    assert any(name.startswith("default/tile/entries/") for name in copied)
-    # Copied before the snapshot: never more entries than the backup's log.
-    assert 0 < int(copied["default/tiles-size"]) <= tiled.size
+    # Copied after the snapshot, the files of its tree head alone: never more entries than its log.
+    size = int(copied["default/tiles-size"])
+    assert 0 < size <= tiled.size
+    assert set(copied) == {"default/tiles-size", *(f"default/{name}" for name in tree_files(size))}
     for path in (tiled.backup / "audit-tiles", *(tiled.backup / "audit-tiles").rglob("*")):
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     checked = idverify("backup", "verify", str(tiled.backup))
