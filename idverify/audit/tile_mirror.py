@@ -306,24 +306,38 @@ class TileMirror:
     async def check(self, tenant: str) -> int:
         """The size at which the tiles were found to agree with the log of record (the first look).
 
-        That is the head's size when the tiles hold its tree (whatever they hold beyond it), or,
-        for a log whose nodes Redis still keeps, the tiles' own size when they lag behind.
-        ``idverify backup verify`` asks it of a backup's tiles over the backup's snapshot.
+        That is the head's size when the tiles hold its tree (whatever they hold beyond it), or
+        the tiles' own size when they lag behind it: compared with the nodes Redis keeps there,
+        or, for a tree kept in tiles (Redis holds no node), with the head itself after folding
+        Redis's entries from their size to the head's onto their frontier (nothing is written).
+        A server restored from a backup of an external Redis meets such tiles first.
 
         Raises:
             TilesDisagree: the tiles' tree differs from the log's where both hold it.
-            TileMissing: the tiles lack the tree of the head (of a log kept in tiles), or of
-                the size their size file counts.
+            TileMissing: the tiles lack the tree of the size their size file counts (or of the
+                head, when they count as many), or Redis lacks an entry after them.
             StoreUnavailable: the log of record cannot be read.
         """
         state = await self._source.tree_state(tenant)
         held = await self.size(tenant)
         if await self._holds(tenant, state):
             return state.size
-        if held >= state.size or state.tiled:
+        if held >= state.size:
             raise TileMissing(f"the tiles of {tenant} lack the tree of {state.size} entries its head counts")
-        if held:
-            await self._check(tenant, await self._frontier(tenant, held), state)
+        frontier = await self._frontier(tenant, held)
+        if not state.tiled:
+            await self._check(tenant, frontier, state)
+            return held
+        size = held
+        while size < state.size:
+            end = min(state.size, size + self._batch)
+            read = await self._source.entries(tenant, range(size, end))
+            entries = [entry for entry in read if entry is not None]
+            if len(entries) != end - size:
+                raise TileMissing(f"the tiles of {tenant} lag its head, and Redis lacks entries before {end}")
+            frontier, _ = await fold(frontier, entries)
+            size = end
+        await self._check(tenant, frontier, state)
         return held
 
     async def set_aside(self, tenant: str, keep: int) -> Path | None:
