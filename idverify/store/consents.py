@@ -6,8 +6,8 @@ an account's consent record (``{t}:consent:<account pseudonym>``, a hash of ``<p
 ``:v`` and ``:w`` fields and a revision), runs ``consent_grant.lua``, ``consent_withdraw.lua`` and
 ``consent_start.lua`` and decodes their replies once.
 
-A verification's start reads the record in the pipeline of its other reads and admits it in the
-chain of its other scripts (``store.verifications``): :meth:`RedisConsentStore.queue_read`,
+A verification's start reads the record together with its other reads and admits it in the
+chain of its other scripts (``store.verifications``): :meth:`RedisConsentStore.read_commands`,
 :meth:`~RedisConsentStore.record_of`, :meth:`~RedisConsentStore.start_step` and
 :meth:`~RedisConsentStore.reply_of` are those pieces, so that the start keeps its round trips.
 """
@@ -15,7 +15,6 @@ chain of its other scripts (``store.verifications``): :meth:`RedisConsentStore.q
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, cast
 
 from idverify.domain import consent as rules
@@ -31,7 +30,7 @@ from idverify.flows.consent import (
 from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripted_store import ScriptedStore
-from idverify.store.scripts import ChainStep, decode_flat
+from idverify.store.scripts import ChainStep, decode_flat, hash_fields
 
 __all__ = ["RedisConsentStore"]
 
@@ -40,26 +39,23 @@ class RedisConsentStore(ScriptedStore):
     """``flows.consent.ConsentStore`` over Redis."""
 
     @staticmethod
-    def queue_read(pipe: Any, tenant: str, account_ps: str) -> None:
-        """Queues the reads of an account's consent record on ``pipe`` (:meth:`record_of` reads them).
+    def read_commands(tenant: str, account_ps: str) -> list[list[str]]:
+        """The reads of an account's consent record (:meth:`record_of` reads their replies).
 
-        A caller with other reads in the account's tenant makes them all one round trip.
+        A caller with other reads in the account's tenant sends them all together: one round trip.
         """
         keys = TenantKeys(tenant)
-        pipe.hgetall(keys.consent(account_ps))
-        pipe.hexists(keys.account(account_ps), "cancelled_ms")
+        return [["HGETALL", keys.consent(account_ps)], ["HEXISTS", keys.account(account_ps), "cancelled_ms"]]
 
     @staticmethod
-    def record_of(raw: Mapping[Any, Any], cancelled: object) -> ConsentRecord:
-        """The replies of :meth:`queue_read`'s two reads as a record."""
-        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    def record_of(raw: object, cancelled: object) -> ConsentRecord:
+        """The replies of :meth:`read_commands`' two reads as a record."""
+        fields = hash_fields(raw)
         return ConsentRecord(rules.states_from_fields(fields), fields.get("rev", ""), bool(cancelled))
 
     async def read(self, tenant: str, account_ps: str) -> ConsentRecord:
         """The account's consent record, and whether the account is cancelled: one round trip."""
-        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
-            self.queue_read(pipe, tenant, account_ps)
-            raw, cancelled = await pipe.execute()
+        raw, cancelled = await self._scripts.commands(*self.read_commands(tenant, account_ps))
         return self.record_of(raw, cancelled)
 
     async def grant(self, tenant: str, grant: ConsentGrant) -> ConsentState | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.trace import SpanKind
 from redis.commands.core import AsyncScript
@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError
 
 from idverify.observability import telemetry
 from idverify.store.clock import StoreClock
-from idverify.store.connection import RedisClient, translate_errors
+from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys
 from idverify.store.replication import run_acknowledged
 from idverify.store.shared_connection import SharedConnection
@@ -234,7 +234,8 @@ class Scripts:
     async def command(self, *args: str | int | bytes) -> Any:
         """One plain read command, on the shared connection when there is one.
 
-        For a read repeated many times a second (the outbox tail's poll): through redis-py's
+        For a read repeated many times a second (the outbox tail's poll, an answer's record):
+        through redis-py's
         pool a command costs the worker a checkout, a timer and its stream reader, several times
         what the read itself costs (docs/PERFORMANCE.md). No span, no clock floor: not a script.
 
@@ -245,6 +246,26 @@ class Scripts:
             if self._shared is not None:
                 return await self._shared.execute(*args)
             return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def commands(self, *commands: Sequence[str | int | bytes]) -> list[Any]:
+        """Plain commands sent together, one round trip, on the shared connection when there is one.
+
+        For the hot paths' reads (a start's request id and consent record, an answer's record):
+        as for :meth:`command`, redis-py's pipeline costs the worker several times what the
+        shared connection does. Replies come as Redis sends them on the shared connection and as
+        redis-py parses them on its pipeline (Cluster): an HGETALL's is a flat list or a dict,
+        which :func:`hash_fields` reads alike.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        async with translate_errors():
+            if self._shared is not None:
+                return await self._shared.execute_many(commands)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute())
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
         return await self._run_script(
@@ -292,3 +313,10 @@ class Scripts:
 def decode_flat(flat: Sequence[bytes]) -> dict[str, str]:
     """Turns an HGETALL-style flat list of bytes into a dict of str."""
     return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+
+def hash_fields(reply: object) -> dict[str, str]:
+    """An HGETALL's reply as text: a flat list (as Redis sends it) or a dict (redis-py's parse)."""
+    if isinstance(reply, dict):
+        return {as_text(k): as_text(v) for k, v in reply.items()}
+    return decode_flat(cast("Sequence[bytes]", reply))

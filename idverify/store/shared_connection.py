@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
@@ -53,17 +54,18 @@ class _ReplyQueue(asyncio.Protocol):
         transport.set_protocol(self)
         transport.resume_reading()
 
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Writes one packed command; the future gets its reply."""
+    def send(self, *packed: bytes) -> list[asyncio.Future[Any]]:
+        """Writes packed commands in one write; a future per command gets its reply."""
         if self.closed or self._transport is None:
             raise _closed()
         loop = asyncio.get_running_loop()
-        reply = loop.create_future()
-        self._transport.write(packed)
-        self._waiting.append((reply, loop.time() + self._command_timeout))
+        replies = [loop.create_future() for _ in packed]
+        self._transport.write(packed[0] if len(packed) == 1 else b"".join(packed))
+        due = loop.time() + self._command_timeout
+        self._waiting.extend((reply, due) for reply in replies)
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._command_timeout, self._check_oldest)
-        return reply
+        return replies
 
     def data_received(self, data: bytes) -> None:
         """Hands each complete reply to the caller at the head of the queue."""
@@ -150,11 +152,32 @@ class SharedConnection:
             redis.exceptions.TimeoutError: no reply within the command timeout.
             redis.exceptions.ResponseError: Redis answered with an error.
         """
+        queue = await self._open_queue()
+        # hiredis' stubs type the arguments as a 1-tuple; it packs any number.
+        (reply,) = queue.send(hiredis.pack_command(cast("Any", args)))
+        return await reply
+
+    async def execute_many(self, commands: Sequence[Sequence[EncodableT]]) -> list[Any]:
+        """Sends the commands in one write, one round trip as a pipeline, and returns their replies.
+
+        Raises:
+            as :meth:`execute`, the error of the first command that failed (the others may
+            have run).
+        """
+        queue = await self._open_queue()
+        replies = queue.send(*(hiredis.pack_command(cast("Any", tuple(command))) for command in commands))
+        # Every reply is awaited, so that none is left holding an exception nobody retrieved.
+        answers = await asyncio.gather(*replies, return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return answers
+
+    async def _open_queue(self) -> _ReplyQueue:
         queue = self._queue
         if queue is None or queue.closed:
             queue = await self._connect()
-        # hiredis' stubs type the arguments as a 1-tuple; it packs any number.
-        return await queue.send(hiredis.pack_command(cast("Any", args)))
+        return queue
 
     async def aclose(self) -> None:
         """Closes the connection, if one is open."""

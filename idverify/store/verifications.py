@@ -37,7 +37,7 @@ from idverify.store.consents import RedisConsentStore
 from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
-from idverify.store.scripts import ChainStep, Scripts, decode_flat
+from idverify.store.scripts import ChainStep, Scripts, decode_flat, hash_fields
 from idverify.store.verification_fields import fields_of, record_of
 
 __all__ = ["MOVE_ATTEMPTS", "RedisVerificationStore", "redis_verification_flow"]
@@ -93,11 +93,11 @@ class RedisVerificationStore:
     # -- a start's admission -----------------------------------------------------------------
 
     async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> port.StartRead:
-        """The request id's holder and the consent record, one pipeline in the tenant's slot."""
-        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(_keys(tenant).request(request_pseudonym))
-            RedisConsentStore.queue_read(pipe, tenant, account_pseudonym)
-            holder, consent_raw, cancelled = await pipe.execute()
+        """The request id's holder and the consent record, sent together in the tenant's slot."""
+        holder, consent_raw, cancelled = await self._scripts.commands(
+            ["GET", _keys(tenant).request(request_pseudonym)],
+            *RedisConsentStore.read_commands(tenant, account_pseudonym),
+        )
         return port.StartRead(
             as_text(holder) if holder is not None else None,
             RedisConsentStore.record_of(consent_raw, cancelled),
@@ -265,9 +265,9 @@ class RedisVerificationStore:
 
     async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
         """HGETALL of the verification."""
-        async with translate_errors():
-            raw = await self._redis.hgetall(_keys(tenant).verification(verification_id))
-        return record_of({as_text(k): as_text(v) for k, v in raw.items()}) if raw else None
+        raw = await self._scripts.command("HGETALL", _keys(tenant).verification(verification_id))
+        fields = hash_fields(raw)
+        return record_of(fields) if fields else None
 
     async def read(
         self, tenant: str, verification_id: str, request_json: str, read_spec: Sequence[str] | None

@@ -37,7 +37,7 @@ from idverify.testing import RedisProcess
 from idverify.testing.flow_deps import flow_deps_for_tests
 
 # StartVerification + SubmitChallenge with the SMS method on a standalone Redis: 15 before issue
-# 25, whose target is 5. The start: its reads (one pipeline: the request id, the consent
+# 25, whose target is 5. The start: its reads (sent together: the request id, the consent
 # record); its admission (one chain, sent after the reads answered so that a stalled Redis never
 # takes a reservation for a caller who gave up: the reservation, the name and document's refused
 # claims, the consents checked by the record's revision, the identity's window); after the hash,

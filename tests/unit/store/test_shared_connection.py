@@ -15,7 +15,7 @@ from redis import exceptions as redis_errors
 
 from idverify.flows.read_accounting import read_spec
 from idverify.store.connection import RedisClient, connect
-from idverify.store.scripts import Scripts
+from idverify.store.scripts import Scripts, hash_fields
 from idverify.store.shared_connection import SharedConnection
 from idverify.testing import RedisProcess, free_port, redis_server_binary
 from tests.e2e.test_tls import Authority
@@ -90,6 +90,70 @@ class TestReplies:
         await asyncio.gather(*(shared.execute("PING") for _ in range(100)))
 
         assert len(await client_ids(redis) - before) == 1
+
+
+class TestCommandsSentTogether:
+    async def test_replies_come_back_in_order_among_other_callers(self, shared: SharedConnection) -> None:
+        """Commands sent together get their own replies, in order, whatever other callers send meanwhile."""
+        together, *alone = await asyncio.gather(
+            shared.execute_many([["ECHO", "first"], ["ECHO", "second"], ["ECHO", "third"]]),
+            *(shared.execute("ECHO", f"caller-{n}") for n in range(50)),
+        )
+
+        assert together == [b"first", b"second", b"third"]
+        assert alone == [f"caller-{n}".encode() for n in range(50)]
+
+    async def test_an_error_reply_fails_the_call_and_leaves_the_connection_in_step(
+        self, shared: SharedConnection, redis: RedisClient
+    ) -> None:
+        """A failed command fails the call (the others ran); the next caller reads its own reply."""
+        await redis.set("shared:text", "text")
+
+        with pytest.raises(redis_errors.ResponseError, match="not an integer"):
+            await shared.execute_many([["INCR", "shared:counter"], ["INCR", "shared:text"], ["ECHO", "x"]])
+
+        assert await redis.get("shared:counter") == b"1"
+        assert await shared.execute("ECHO", "next") == b"next"
+
+    async def test_they_are_written_at_once(self, shared: SharedConnection) -> None:
+        """The commands leave in one write: a pipeline's one round trip, not one per command."""
+        await shared.execute("PING")  # connected
+        queue = shared._queue
+        assert queue is not None
+        transport = queue._transport
+        assert transport is not None
+        writes: list[bytes] = []
+        write = transport.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        transport.write = counted  # type: ignore[method-assign]
+        try:
+            replies = await shared.execute_many([["ECHO", "a"], ["ECHO", "b"]])
+        finally:
+            transport.write = write  # type: ignore[method-assign]
+
+        assert replies == [b"a", b"b"]
+        assert writes == [b"*2\r\n$4\r\nECHO\r\n$1\r\na\r\n*2\r\n$4\r\nECHO\r\n$1\r\nb\r\n"]
+
+    async def test_a_hash_reads_alike_on_the_shared_connection_and_on_redis_pys_pipeline(
+        self, redis: RedisClient
+    ) -> None:
+        """Scripts.commands answers a hash as a flat list or as redis-py's dict: hash_fields reads both."""
+        await redis.hset("shared:hash", mapping={"a": "1", "b": "2"})
+        pooled, sharing = Scripts(redis), Scripts(redis, share_connection=True)
+        commands = (["HGETALL", "shared:hash"], ["HEXISTS", "shared:hash", "a"], ["HGETALL", "shared:none"])
+        try:
+            on_pool = await pooled.commands(*commands)
+            on_shared = await sharing.commands(*commands)
+        finally:
+            await sharing.aclose()
+
+        assert hash_fields(on_pool[0]) == hash_fields(on_shared[0]) == {"a": "1", "b": "2"}
+        assert bool(on_pool[1]) is bool(on_shared[1]) is True
+        assert hash_fields(on_pool[2]) == hash_fields(on_shared[2]) == {}
 
 
 class TestLostConnections:
