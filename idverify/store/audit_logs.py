@@ -11,13 +11,14 @@ in tiles is refused (``TreeInTiles``, FAILED_PRECONDITION naming the setting).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from idverify.audit.integrator import RoundWriter, TreeIntegrator
 from idverify.audit.query import EventFilter, QueryResult, run_query
-from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
+from idverify.audit.tile_mirror import EntriesUnreadable, TiledAuditLog, TileMirror
 from idverify.audit.tree_state import TreeInTiles, TreeState
+from idverify.audit.trimmed_entries import TrimmedEntries
 from idverify.data_dir import prepare_tiles_dir
 from idverify.domain.errors import ConfigError
 from idverify.store.audit_store import AuditStore
@@ -25,7 +26,7 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditLog", "configured_audit_log", "refuse_trimmed_logs"]
+__all__ = ["RedisAuditLog", "UntiledAuditLog", "configured_audit_log", "refuse_trimmed_logs"]
 
 
 class RedisAuditLog(AuditStore):
@@ -64,6 +65,43 @@ class RedisAuditLog(AuditStore):
             yield result
 
 
+class UntiledAuditLog(RedisAuditLog):
+    """The log of a process without ``audit_tiles_dir``: a trimmed entry is refused, never missing.
+
+    Such a process refuses to start over trimmed logs (:func:`refuse_trimmed_logs`); this is
+    for one that started while Redis was away, or a log trimmed by a replica with tiles since:
+    reads and time seeks that reach below a trim point answer ``AUDIT_ENTRIES_UNREADABLE``
+    rather than an entry missing (INTERNAL) or a query silently cut short.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        super().__init__(redis, scripts)
+        self._through_trim = TrimmedEntries(AuditStore(redis, scripts), _NoTiles())
+
+    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
+        """Redis's; ``EntriesUnreadable`` for an entry below the trim point."""
+        return await self._through_trim.entries(tenant, indices)
+
+    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
+        """Redis's; ``EntriesUnreadable`` for a time at or below the trim point."""
+        return await self._through_trim.seek_times(tenant, times_ms)
+
+
+class _NoTiles:
+    """The bundles of a process without ``audit_tiles_dir``: none to read, none to trim."""
+
+    async def durable_size(self, tenant: str) -> int:
+        del tenant
+        return 0
+
+    async def read_entries(self, tenant: str, indices: Sequence[int], trimmed: int) -> list[bytes]:
+        del indices
+        raise EntriesUnreadable(
+            f"audit entries of {tenant} below {trimmed} are kept in audit tiles alone, "
+            "and this process has no audit_tiles_dir"
+        )
+
+
 def configured_audit_log(
     redis: RedisClient, scripts: Scripts, tiles_dir: str
 ) -> RedisAuditLog | TiledAuditLog:
@@ -76,7 +114,7 @@ def configured_audit_log(
         ConfigError: when the tiles directory cannot be made or written.
     """
     if not tiles_dir:
-        return RedisAuditLog(redis, scripts)
+        return UntiledAuditLog(redis, scripts)
     prepare_tiles_dir(tiles_dir)
     tiles = TileMirror(Path(tiles_dir), AuditStore(redis, scripts))
     return TiledAuditLog(RedisAuditLog(redis, scripts, write_round=tiles.write_round), tiles)

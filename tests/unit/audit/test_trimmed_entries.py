@@ -24,8 +24,8 @@ from idverify.audit.tile_mirror import (
     tenant_directory,
 )
 from idverify.audit.tiles import BundleId
-from idverify.domain.errors import ConfigError, StatusKind
-from idverify.store.audit_logs import RedisAuditLog, refuse_trimmed_logs
+from idverify.domain.errors import ConfigError, FailedPrecondition, StatusKind
+from idverify.store.audit_logs import RedisAuditLog, configured_audit_log, refuse_trimmed_logs
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
@@ -265,3 +265,20 @@ async def test_a_server_without_tiles_refuses_trimmed_logs(own_client: RedisClie
     await refuse_trimmed_logs(own_client, str(tmp_path))
     with pytest.raises(ConfigError, match="audit logs of acme keep their older entries in audit tiles alone"):
         await refuse_trimmed_logs(own_client, "")
+
+
+async def test_a_process_without_tiles_refuses_trimmed_entries_precisely(
+    redis: RedisClient, tmp_path: Path
+) -> None:
+    """Started while Redis was away (no start-up check), it answers AUDIT_ENTRIES_UNREADABLE, never less."""
+    tenant = "trim-untiled"
+    entries = await append(redis, tenant, 400)
+    assert await integrated_and_trimmed(tiled_log(redis, tmp_path, kept=100), tenant) == 300
+    untiled = configured_audit_log(redis, Scripts(redis), "")
+    assert await untiled.entries(tenant, [300, 399]) == [entries[300], entries[399]]
+    with pytest.raises(EntriesUnreadable, match="no audit_tiles_dir"):
+        await untiled.entries(tenant, [0])
+    with pytest.raises(FailedPrecondition):  # TreeInTiles: its tree is in tiles too
+        [r async for r in untiled.query(tenant, EventFilter())]
+    with pytest.raises(EntriesUnreadable):
+        await untiled.seek_times(tenant, [0])
