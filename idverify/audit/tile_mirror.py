@@ -60,7 +60,7 @@ from idverify.audit.integrator import BATCH, LogCorrupted, fold
 from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes, leaf_hash
 from idverify.audit.query import run_query
 from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
-from idverify.audit.tiles import TILE_HEIGHT, TILE_WIDTH, BundleId, parse_path, tiles_of
+from idverify.audit.tiles import TILE_HEIGHT, TILE_WIDTH, BundleId, cut_to_width, parse_path, tiles_of
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.audit.trimmed_entries import KEPT, TrimmedEntries
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
@@ -371,6 +371,14 @@ class TileMirror:
         while target.exists():
             number += 1
             target = directory.with_name(f"{directory.name}.beyond-{keep}-{number}")
+        # A file of the kept tree that only a full file beyond it holds (a restored tree) is cut
+        # from it first, so the tree of ``keep`` stays whole once the full one is moved.
+        for kept_name in kept:
+            full = directory / kept_name.split(".p/", 1)[0]
+            if not (directory / kept_name).is_file() and full.is_file():
+                make_private_dirs((directory / kept_name).parent)
+                cut = cut_to_width(kept_name, full.read_bytes())
+                write_durable_file(directory / kept_name, cut, overwrite=False)
         for path in beyond:
             name = path.relative_to(directory)
             make_private_dirs((target / name).parent)

@@ -560,3 +560,74 @@ def test_a_restore_refuses_a_tiles_directory_in_use(tiled: TiledBackup, tmp_path
     )
     assert not data_dir.exists()
     assert (tiles / "default" / "tiles-size").read_text() == "9\n"
+
+
+def test_an_older_log_restored_beside_newer_tiles_proves_its_own_tree_until_they_are_set_aside(
+    tiled: TiledBackup, tmp_path: Path
+) -> None:
+    """The tiled backup restored, behind a published head, beside the live (newer) tiles volume.
+
+    No proof mixes the two logs: the restored tree is proven from the tiles it agrees with;
+    `acknowledge-rollback` sets the tiles beyond the restored tree aside, and the log goes on.
+    """
+    with tiled.server.client("registrar") as client:
+        signups(tiled.server, client, 2, "newer")
+    newer = head(tiled.server)
+    tiled_size(tiled.tiles, newer.tree_size)
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    restored = idverify(
+        "backup",
+        "restore",
+        str(tiled.backup),
+        "--data-dir",
+        str(restored_dir / "data"),
+        "--audit-tiles-dir",
+        str(tmp_path / "unused"),
+        "--heads",
+        str(tiled.server.data_dir / "audit-heads.json"),
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    tiles = tmp_path / "tiles"  # the operator kept the live volume instead of the backup's tiles
+    shutil.copytree(tiled.tiles, tiles, ignore=shutil.ignore_patterns(".*"))
+    config = f'audit_tiles_dir = "{tiles}"\n'
+    root = bytes.fromhex(str(manifest_log(tiled.backup)["root"]))
+    with ServerProcess(restored_dir, config=config) as server:
+        with pytest.raises(grpc.RpcError) as refused:
+            head(server)
+        assert rich_error(refused.value)[0] == "AUDIT_LOG_ROLLED_BACK"
+        with server.client("auditor") as auditor:
+            leaves = [
+                merkle.leaf_hash(auditor.audit.GetEvent(audit_pb2.GetEventRequest(index=index)).leaf)
+                for index in range(tiled.size)
+            ]
+            assert merkle.root(leaves) == root
+            for index in range(tiled.size):
+                proof = auditor.audit.GetInclusionProof(
+                    audit_pb2.GetInclusionProofRequest(index=index, tree_size=tiled.size)
+                )
+                merkle.verify_inclusion(leaves[index], index, tiled.size, list(proof.hashes), root)
+        host = ("--data-dir", str(server.data_dir))
+        on_host = ("--config", str(restored_dir / "idverify.toml"))
+        acknowledged = idverify("audit", *host, "acknowledge-rollback", *on_host)
+        assert acknowledged.returncode == 0, acknowledged.stdout + acknowledged.stderr
+        assert "the audit tiles of tenant default beyond its" in acknowledged.stdout
+        aside = [path for path in tmp_path.iterdir() if path.name.startswith("tiles")]
+        assert aside == [tiles]
+        [moved] = [path for path in tiles.iterdir() if path.name.startswith("default.beyond-")]
+        assert any(path.is_file() for path in moved.rglob("*"))
+    with ServerProcess(restored_dir, config=config) as server:  # restarted, as the command says
+        with server.client("registrar") as client:
+            signups(server, client, 1, "after")
+        signed = head(server)
+        assert signed.tree_size > tiled.size
+        with server.client("auditor") as auditor:
+            proof = auditor.audit.GetConsistencyProof(
+                audit_pb2.GetConsistencyProofRequest(first=tiled.size, second=signed.tree_size)
+            )
+        verify_consistency(tiled.size, signed.tree_size, list(proof.hashes), root, signed.root_hash)
+        tiled_size(tiles, signed.tree_size)
+        assert "nothing overwritten" not in server.log_text()  # no conflict, before or after
+        again = idverify("audit", *host, "--tenant", "default", "set-aside-tiles", *on_host)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "hold nothing beyond" in again.stdout

@@ -361,7 +361,7 @@ async def test_an_older_redis_restored_beside_newer_tiles_proves_its_own_tree_un
 ) -> None:
     """The backup held the first 100 entries of tiles that went on to 300; the restore appends others."""
     before = Tiled(tmp_path)
-    await before.rounds((100, 300))
+    await before.rounds((300,))
     restored = Tiled(tmp_path, log=MemoryAuditLog(tiles=True))
     await grow(restored.log, 100)
     restored.log.write_round = None
@@ -386,6 +386,7 @@ async def test_an_older_redis_restored_beside_newer_tiles_proves_its_own_tree_un
     assert moved == tmp_path / f"{TENANT}.beyond-200"
     assert {"tile/0/000", "tile/entries/000", "tile/0/001.p/44", "tile/1/000.p/1"} <= set(files(moved))
     assert (tmp_path / TENANT / SIZE_FILE).read_text() == "200\n"
+    assert await restored.tiles.root(200) == (await restored.log.tree_state(TENANT)).root  # still whole
     again = Tiled(tmp_path, log=restored.log)
     assert (await again.tiled.integrate(TENANT)).size == 260
     hashes = await leaves(restored.log)
@@ -434,3 +435,16 @@ async def test_the_first_look_can_be_asked_for_without_using_the_tiles(tmp_path:
     (tmp_path / TENANT / "tile/1/000.p/1").unlink()
     with pytest.raises(TileMissing, match="lack the tree of 300 entries"):
         await TileMirror(tmp_path, world.log).check(TENANT)
+
+
+async def test_setting_aside_beyond_a_size_no_round_ended_at_keeps_its_tree_whole(tmp_path: Path) -> None:
+    """The kept tree's partial files are cut from the full files before these move aside."""
+    world = Tiled(tmp_path)
+    await world.rounds((300,))  # one round: no file of width 100 was ever written
+    hashes = await leaves(world.log)
+    moved = await world.mirror.set_aside(TENANT, 100)
+    assert moved is not None
+    assert {"tile/0/000", "tile/entries/000", "tile/1/000.p/1"} <= set(files(moved))
+    assert set(files(tmp_path / TENANT)) == {SIZE_FILE, *tree_files(100)}
+    assert await world.tiles.root(100) == merkle.root(hashes[:100])
+    assert await world.tiles.read_entries(100, [99]) == await world.log.entries(TENANT, [99])
