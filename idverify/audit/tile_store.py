@@ -5,14 +5,19 @@ width it reaches (``audit/tiles.py`` names them), so a reader holding an old tre
 finds what that head covered, and a crashed integration is repeated by writing the same bytes
 again. A write that would give an existing name other bytes is refused (``TileConflict``): two
 integrators that disagree mean the log or the store is corrupt, and overwriting would hide it.
+Once a tile or bundle is full its partial files are removed (small rounds left several times the
+log's size in them): every reader of a width falls back to the full file, which starts with the
+same bytes.
 
 ``TileStore`` is the seam: ``DirectoryTiles`` keeps the files on a filesystem volume; an
-S3-compatible bucket implements the same two calls.
+S3-compatible bucket implements the same three calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +64,10 @@ class TileStore(Protocol):
         """
         ...
 
+    async def drop_partials(self, full: str) -> None:
+        """Removes the partial files of the full tile or bundle named ``full`` (if any)."""
+        ...
+
 
 class DirectoryTiles:
     """Tiles as files below one directory (a PersistentVolume in the chart).
@@ -86,6 +95,15 @@ class DirectoryTiles:
         """Stores the file unless it exists with the same bytes (then ``TileConflict``)."""
         await asyncio.to_thread(self._write, self._file(path), data)
 
+    async def drop_partials(self, full: str) -> None:
+        """Removes the folder of the partial files of ``full`` (``<path>.p/``)."""
+        await asyncio.to_thread(self._drop, Path(f"{self._file(full)}.p"))
+
+    @staticmethod
+    def _drop(partials: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(partials)
+
     @staticmethod
     def _write(target: Path, data: bytes) -> None:
         make_private_dirs(target.parent)
@@ -110,7 +128,8 @@ class TiledLog:
         """Writes entries ``old_size`` onwards and the tree's growth over them.
 
         Bundles first, then tiles from the leaves up: whatever a crash leaves written is a
-        prefix of what a repeat writes again, byte for byte.
+        prefix of what a repeat writes again, byte for byte. The partial files of what became
+        full are removed at the end.
 
         Args:
             old_size: entries already written.
@@ -125,6 +144,7 @@ class TiledLog:
         """
         new_size = old_size + len(entries)
         first_bundle = old_size // TILE_WIDTH
+        filled: list[str] = []
         for index in range(first_bundle, (new_size + TILE_WIDTH - 1) // TILE_WIDTH):
             start = max(old_size, index * TILE_WIDTH)
             end = min(new_size, (index + 1) * TILE_WIDTH)
@@ -132,16 +152,21 @@ class TiledLog:
             if start > index * TILE_WIDTH:
                 kept = await self._at_width(BundleId(index, start - index * TILE_WIDTH))
             added = bundle_entries(entries[start - old_size : end - old_size])
-            await self._store.write(BundleId(index, end - index * TILE_WIDTH).path, kept + added)
+            bundle = BundleId(index, end - index * TILE_WIDTH)
+            await self._store.write(bundle.path, kept + added)
+            filled += [bundle.path] if bundle.full else []
         for grown in tile_appends(old_size, new_size, completed):
             kept = b""
             if grown.old_width:
                 kept = await self._at_width(TileId(grown.level, grown.index, grown.old_width))
                 if len(kept) != grown.old_width * HASH_SIZE:
                     raise TileMissing(f"tile {grown.level}/{grown.index} is {len(kept)} bytes")
-            await self._store.write(
-                TileId(grown.level, grown.index, grown.new_width).path, kept + grown.hashes
-            )
+            tile = TileId(grown.level, grown.index, grown.new_width)
+            await self._store.write(tile.path, kept + grown.hashes)
+            filled += [tile.path] if tile.full else []
+        # Last, once every file of the round is there: a crash before leaves only garbage.
+        for path in filled:
+            await self._store.drop_partials(path)
 
     async def read_nodes(self, size: int, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """The hashes of perfect subtrees of the tree of ``size`` leaves, one tile read per tile.

@@ -137,10 +137,15 @@ async def test_each_round_writes_its_tiles_and_redis_keeps_the_head_alone(tmp_pa
     assert (tmp_path / TENANT / SIZE_FILE).read_text() == "700\n"
     assert await world.tiles.root(700) == state.root
     assert await world.tiles.read_entries(700, [0, 699]) == await world.log.entries(TENANT, [0, 699])
-    # Every width a round reached is there, so a reader of an older head finds its tiles.
-    assert {"tile/0/000.p/1", "tile/0/000.p/5", "tile/0/000", "tile/0/001.p/44", "tile/0/002.p/188"} <= set(
-        files(tmp_path / TENANT)
-    )
+    # Every width a round reached is there until its tile is full: a reader of an older head
+    # reads its width, or the full file's first hashes.
+    written = set(files(tmp_path / TENANT))
+    assert {"tile/0/000", "tile/0/001", "tile/0/002.p/188", "tile/entries/002.p/188"} <= written
+    assert not [
+        name for name in written if name.startswith(("tile/0/000.p/", "tile/0/001.p/", "tile/entries/000.p/"))
+    ]
+    for size in (1, 5, 256, 300):
+        assert await world.tiles.root(size) == merkle.root((await leaves(world.log))[:size])
     for path in (tmp_path / TENANT).rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600)
 
@@ -239,7 +244,8 @@ async def test_a_log_whose_nodes_redis_kept_is_caught_up_from_them_then_switched
     assert (state.size, state.tiled) == (1010, True)
     assert await log.read_nodes(TENANT, [NodeId(0, 5)]) == [None]  # the nodes left Redis
     assert await world.tiles.root(1010) == state.root
-    assert "tile/0/000.p/100" in files(tmp_path / TENANT)  # one checked batch, then the next
+    # Checked batches of 100: one ended at 1,000 (232 into tile 3), the round at 1,010.
+    assert {"tile/0/003.p/232", "tile/0/003.p/242"} <= set(files(tmp_path / TENANT))
     assert (await flow_over(world.tiled).inclusion_proof(TENANT, 5, 1000)).hashes == merkle.inclusion_proof(
         5, 1000, hashes[:1000]
     )
