@@ -128,17 +128,18 @@ def start(
 
 @contextmanager
 def server_on_own_redis(
-    directory: Path, **redis_options: Any
+    directory: Path, *, config: str = "", **redis_options: Any
 ) -> Iterator[tuple[RedisProcess, ServerProcess]]:
     """A server with ``LOOSE`` limits on a redis-server of its own, which the test may kill or fill.
 
-    ``redis_options``: what RedisProcess takes besides its folder, port and binary.
+    ``config``: top-level settings before ``LOOSE``'s tables; ``redis_options``: what
+    RedisProcess takes besides its folder, port and binary.
     """
     store = RedisProcess(
         directory / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True), **redis_options
     )
     store.start()
-    server = ServerProcess(directory / "server", config=LOOSE, redis_url=store.url)
+    server = ServerProcess(directory / "server", config=config + LOOSE, redis_url=store.url)
     try:
         server.start()
         yield store, server
