@@ -373,7 +373,9 @@ class Settings:
     # exist and be writable; a witness that cannot be written stops heads from being signed.
     audit_witness_dirs: tuple[str, ...] = ()
     # Empty: the audit logs live in Redis alone. Else an absolute directory (a volume of its own)
-    # where each tenant's log is also written as tiles, which proofs read (idverify.audit.tile_mirror).
+    # where each tenant's tree and older entries are kept as tiles, which proofs read, Redis
+    # keeping the tree head and the newest entries (idverify.audit.tile_mirror); a log kept
+    # there is refused by a process without it.
     audit_tiles_dir: str = ""
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.

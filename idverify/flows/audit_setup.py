@@ -60,6 +60,7 @@ async def integrate_forever(
     tenant whose round is refused (its tiles stopped, its tree kept in tiles this server lacks)
     does not hold back the others.
     """
+    refused: dict[str, str] = {}  # tenant: the reason last logged, so a stopped tenant logs once
     while True:
         try:
             for tenant in sorted({*await tenants(), *flow.configured_tenants}):
@@ -68,7 +69,12 @@ async def integrate_forever(
                 except IdverifyError as error:
                     if isinstance(error, StoreUnavailable):
                         raise
-                    log.warning("audit integration of %s refused: %s", tenant, error.reason)
+                    if refused.get(tenant) != error.reason:
+                        log.warning("audit integration of %s refused: %s", tenant, error.reason)
+                    refused[tenant] = error.reason
+                else:
+                    if refused.pop(tenant, None) is not None:
+                        log.info("audit integration of %s goes on", tenant)
         except StoreUnavailable:
             pass
         except Exception as error:  # noqa: BLE001 - the loop must outlive any one bad round
