@@ -283,9 +283,9 @@ class TileMirror:
         Tiles that lack the tree of ``before`` are caught up to it first.
 
         Raises:
-            TilesStopped: the tenant's tiles conflict with the log (logged, naming the file).
+            TilesStopped: the tenant's tiles conflict with the log (logged, naming the file), or
+                they lack its tree and Redis no longer holds the entries to rebuild it.
             StoreUnavailable: the tiles cannot be written now, or Redis cannot be read.
-            LogCorrupted: an entry the catch-up needs is missing from Redis.
         """
         async with self._lock(tenant):
             if tenant in self._stopped:
@@ -294,7 +294,19 @@ class TileMirror:
                 with contextlib.suppress(TileMissing):  # a catch-up fills what they lack
                     await self._vouch(tenant)
                 if not await self._holds(tenant, before):
-                    await self._catch_up(tenant, before)
+                    try:
+                        await self._catch_up(tenant, before)
+                    except LogCorrupted as error:
+                        # Entries trimmed from Redis live in the bundles alone: only a backup's
+                        # tiles bring the tree back, never a guess.
+                        log.error(  # noqa: TRY400 - the tenant and the entries are the news
+                            "audit tiles of %s lack the tree of %d entries, and Redis cannot rebuild it "
+                            "(%s): restore the tenant's tiles from a backup",
+                            tenant,
+                            before.size,
+                            error,
+                        )
+                        raise TilesStopped.lacking(tenant, before.size) from None
                 await self._tiles(tenant).append(before.size, entries, completed)
                 await self._raise_size(tenant, after.size)
                 self._vouched.add(tenant)
@@ -565,10 +577,7 @@ class TiledAuditLog:
         if missing and state.tiled:
             # Tiles that lack the head's tree (a lost file, a backup of an external Redis's
             # earlier head) are rebuilt from Redis's entries, checked against the head, at once.
-            try:
-                await self._tiles.write_round(tenant, state, state, (), {})
-            except LogCorrupted:
-                raise TilesStopped.lacking(tenant, state.size) from None
+            await self._tiles.write_round(tenant, state, state, (), {})
             hashes = await self._tiles.read_nodes(tenant, state.size, nodes)
             if any(hashes[at] is None for at in missing):
                 raise TilesStopped.lacking(tenant, state.size)

@@ -454,3 +454,23 @@ async def test_setting_aside_beyond_a_size_no_round_ended_at_keeps_its_tree_whol
     assert set(files(tmp_path / TENANT)) == {SIZE_FILE, *tree_files(100)}
     assert await world.tiles.root(100) == merkle.root(hashes[:100])
     assert await world.tiles.read_entries(100, [99]) == await world.log.entries(TENANT, [99])
+
+
+async def test_lost_tiles_of_a_trimmed_log_are_refused_precisely_never_guessed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entries trimmed from Redis live in the bundles alone: lost tiles are an operator's restore."""
+    world = Tiled(tmp_path)
+    await world.rounds((300,))
+    await world.log.trim(TENANT, 300, 1000)
+    for path in (tmp_path / TENANT).rglob("*"):
+        if path.is_file():
+            path.unlink()
+    await grow(world.log, 310)
+    restarted = Tiled(tmp_path, log=world.log)
+    with caplog.at_level(logging.ERROR, logger="idverify.audit"), pytest.raises(TilesStopped) as refused:
+        await flow_over(restarted.tiled).signed_head(TENANT)
+    assert refused.value.reason == "AUDIT_TILES_STOPPED"
+    assert "restore the tenant's tiles from a backup" in caplog.text
+    with pytest.raises(TilesStopped, match="do not give the tree of 300 entries"):
+        await flow_over(restarted.tiled).inclusion_proof(TENANT, 1, 300)
