@@ -26,7 +26,7 @@ from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.published_heads import PublishedHeads
 from idverify.audit.query import EventFilter, IndexedLog, Posting, PostingSeek, run_query
 from idverify.audit.rollback import ROLLED_BACK, GuardedLog, Rollback, RollbackGuard
-from idverify.audit.tree_state import TreeState
+from idverify.audit.tree_state import TreeInTiles, TreeState
 from idverify.store.audit_rollbacks import RedisRollbackAcknowledgements
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
@@ -49,7 +49,7 @@ class Port:
 @pytest.fixture(params=["memory", "redis"])
 def port(request: pytest.FixtureRequest, own_client: RedisClient) -> Port:
     if request.param == "memory":
-        memory = MemoryAuditLog()
+        memory = MemoryAuditLog(tiles=True)  # reads a tree kept in tiles as AuditStore does: marked
         return Port(memory, memory, MemoryWorld(memory))
     store = AuditStore(own_client, Scripts(own_client))
     return Port(store, RedisRollbackAcknowledgements(own_client), RedisWorld(own_client))
@@ -81,6 +81,25 @@ async def test_contract_the_integrator_folds_the_entries_and_the_tree_moves_only
     assert await log.write_tree("acme", 9, TreeState(10, compact.root(), compact), completed)
     assert (await log.tree_state("acme")).root == compact.root()
     assert await log.leaf_hashes("acme", [9]) == [leaf_hash(b"ten")]
+
+
+async def test_contract_a_round_kept_in_tiles_leaves_no_node_and_then_refuses_nodes(port: Port) -> None:
+    """The tiles-first round: the head is marked, the older nodes go, a round with nodes is refused."""
+    log = port.log
+    await port.world.append("acme", events(6))
+    leaves = [leaf_hash(entry or b"") for entry in await log.entries("acme", range(6))]
+    compact, completed = merkle.CompactRange().extend(leaves[:3])
+    assert await log.write_tree("acme", 0, TreeState(3, compact.root(), compact), completed)
+    assert await log.read_nodes("acme", [NodeId(0, 2), NodeId(1, 0)]) == [leaves[2], merkle.root(leaves[:2])]
+    bigger, _ = compact.extend(leaves[3:5])
+    assert await log.write_tree("acme", 3, TreeState(5, bigger.root(), bigger, tiled=True), {})
+    state = await log.tree_state("acme")
+    assert (state.size, state.root, state.tiled) == (5, merkle.root(leaves[:5]), True)
+    assert await log.read_nodes("acme", [NodeId(0, 2), NodeId(1, 0), NodeId(0, 4)]) == [None, None, None]
+    assert not await log.write_tree("acme", 3, TreeState(5, bigger.root(), bigger, tiled=True), {})  # lost
+    with pytest.raises(TreeInTiles, match="audit_tiles_dir"):
+        await TreeIntegrator(log).integrate("acme")  # an integrator without tiles: its nodes refused
+    assert (await log.tree_state("acme")).size == 5
 
 
 async def test_contract_seeks_and_postings_find_the_entries_of_a_value(port: Port) -> None:
