@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,9 +289,37 @@ def tracer() -> trace.Tracer:
     return _TRACER
 
 
-@contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[trace.Span]:
+class _Untraced:
+    """A span while none is exported: the current one (an incoming call's context), left current.
+
+    What the no-op tracer's spans amounted to, without starting one, filtering its attributes
+    and attaching a context for it: a few of those on every call were a share of a signup's
+    CPU in the worker's loop with the default settings (docs/PERFORMANCE.md).
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> trace.Span:
+        return trace.get_current_span()
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_UNTRACED = _Untraced()
+
+
+def span(
+    name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any
+) -> AbstractContextManager[trace.Span]:
     """A child span with allow-listed attributes (keys given without the ``idverify.`` prefix)."""
+    if not tracing():
+        return _UNTRACED
+    return _current_span(name, kind, attributes)
+
+
+@contextmanager
+def _current_span(name: str, kind: SpanKind, attributes: Mapping[str, Any]) -> Iterator[trace.Span]:
     with tracer().start_as_current_span(
         name, kind=kind, attributes=safe_attributes({f"idverify.{k}": v for k, v in attributes.items()})
     ) as current:
@@ -315,13 +343,15 @@ class _LeafSpan:
         self._span.end()
 
 
-def leaf_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> _LeafSpan:
+def leaf_span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> _LeafSpan | _Untraced:
     """A child span of the current one that never has children of its own (a script, a hash).
 
     It is not made the current span, and it is a plain class rather than a generator-based
     context manager: on a call that costs a few hundred microseconds, attaching contexts and
     driving generators were a measurable part of what tracing cost.
     """
+    if not tracing():
+        return _UNTRACED
     filtered = (
         cached_safe_attributes({f"idverify.{k}": v for k, v in attributes.items()}) if attributes else None
     )
