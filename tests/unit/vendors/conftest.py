@@ -47,8 +47,13 @@ def fake_gateway() -> Iterator[FakeGateway]:
 
 
 def fast(**extra: Any) -> dict[str, Any]:
-    """Transport options that keep failure tests short."""
-    return {"timeout_seconds": 0.5, "connect_timeout_seconds": 0.5, "backoff_seconds": 0.0, **extra}
+    """Transport options for tests: no backoff between retries, and room for a loaded machine.
+
+    A fake answers on loopback in milliseconds, but a 2048-bit RSA step on a machine running other
+    suites can take longer than a short timeout, and the call then fails as VENDOR_TIMEOUT: a test
+    of a timeout names its own, short one instead.
+    """
+    return {"timeout_seconds": 10.0, "connect_timeout_seconds": 10.0, "backoff_seconds": 0.0, **extra}
 
 
 @pytest.fixture

@@ -296,7 +296,7 @@ class TestCloudauth:
     async def test_a_timeout(self, alibaba, fake_alibaba) -> None:
         fake_alibaba.plan(Slow(1.5))
         with pytest.raises(VendorUnavailable) as raised:
-            await alibaba(max_retries=0).check_organization(org_claim())
+            await alibaba(max_retries=0, timeout_seconds=0.5).check_organization(org_claim())
         assert raised.value.reason == "VENDOR_TIMEOUT"
 
     @pytest.mark.parametrize(
@@ -429,7 +429,7 @@ class TestGateway:
     async def test_a_timeout(self, gateway, fake_gateway: FakeGateway) -> None:
         fake_gateway.plan(Slow(1.5))
         with pytest.raises(VendorUnavailable) as raised:
-            await gateway(max_retries=0).check_organization(org_claim())
+            await gateway(max_retries=0, timeout_seconds=0.5).check_organization(org_claim())
         assert raised.value.reason == "VENDOR_TIMEOUT"
 
     async def test_an_unsigned_match_is_refused(self, gateway, fake_gateway: FakeGateway) -> None:
