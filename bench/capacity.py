@@ -10,6 +10,12 @@ It starts a redis-server of its own and ``idverify serve --redis-url`` on it, dr
   directory again: the workers map the cache);
 - RSS and PSS of the supervisor and each worker, idle and after the load (PSS splits the pages
   the forked workers still share, so it is the honest per-worker figure);
+- Redis memory by key family (``MEMORY USAGE`` of every key, grouped by the patterns of
+  ``store/keys.py``), less the empty store's, each family marked by how it grows: ``of record``
+  (with every signup, forever: the target's "everything kept" counts these per signup),
+  ``expiring`` (every key has a TTL), ``retention`` (trimmed by age or to a fixed window: the
+  outbox, the audit entries a trimmed log keeps; sized by rate and retention, not per signup) or
+  ``fixed`` (a few keys a tenant or deployment);
 - Redis ``used_memory`` as the key families are deleted one after another: short-lived keys
   (sessions, idempotency, counters), then the per-identity keys (account, identity, its
   accounts), then the audit log, giving bytes per verified identity and per audit event.
@@ -42,6 +48,13 @@ from verify import BENCH_CONFIG, CodeReader, drive, install_bench_sender
 TRANSIENT = frozenset({"vf", "req", "rl", "otpfail"})
 PER_IDENTITY = frozenset({"acct", "id", "idacc"})
 AUDIT = frozenset({"audit"})
+# How a family's memory grows when its keys carry no TTL (the rest, unlisted, is of record).
+RETENTION = frozenset({"events:outbox"})
+FIXED = frozenset(
+    {"audit:head", "audit:treehead", "audit:signing-key", "events:trimmed", "client", "clients"}
+)
+# The families of the audit log's query postings, per filter field.
+POSTINGS = ("audit:ix:acct", "audit:ix:type", "audit:ix:outcome", "audit:ix:method")
 # What a worker logs once its IP tables answer (see idverify/flows/ip_locator.py).
 TABLES_READY = "geo: IP tables ready"
 START_TIMEOUT_SECONDS = 120.0
@@ -113,6 +126,86 @@ def family(key: bytes) -> str:
     return key.partition(b"}:")[2].split(b":", 1)[0].decode()
 
 
+def key_group(key: bytes) -> str:
+    """A key's family as ``store/keys.py`` names it: ``acct``, ``audit:ix:type``, ``rl:start``.
+
+    A tenant's keys are named by what follows their hash tag, down to the level that tells one
+    family from another (an index kind, a rate limit's purpose); a phone's and the global keys
+    by theirs, prefixed ``ph:`` and ``global:``.
+    """
+    text = key.decode(errors="replace")
+    tag, _, rest = text.partition("}:")
+    parts = rest.split(":")
+    if tag.endswith("{global"):
+        return "global:" + parts[0]
+    if "{ph:" in tag:
+        return "ph:" + parts[0]
+    if parts[0] == "audit" and len(parts) > 1:
+        depth = 3 if parts[1] == "ix" else 2
+        return ":".join(parts[:depth])
+    if parts[0] in {"events", "rl", "chkfail"} and len(parts) > 1:
+        return ":".join(parts[:2])
+    return parts[0]
+
+
+def growth(group: str, keys: int, expiring: int, *, trimmed: bool) -> str:
+    """How a family grows: ``expiring``, ``retention``, ``fixed`` or ``of record`` (see the module's doc)."""
+    if keys and expiring == keys:
+        return "expiring"
+    if group in RETENTION or (trimmed and group == "audit:log"):
+        return "retention"
+    if group in FIXED or group.startswith("global:"):
+        return "fixed"
+    return "of record"
+
+
+def families(client: redis.Redis) -> dict[str, list[int]]:
+    """Per key family: [keys, bytes by ``MEMORY USAGE`` (every element counted), keys with a TTL]."""
+    found: dict[str, list[int]] = {}
+    keys = list(client.scan_iter(count=5000))
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.memory_usage(key, samples=0)
+            pipe.pttl(key)
+        answers = pipe.execute()
+        for key, size, ttl in zip(batch, answers[::2], answers[1::2], strict=True):
+            counts = found.setdefault(key_group(key), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += size or 0
+            counts[2] += ttl is not None and ttl >= 0
+    return found
+
+
+def breakdown(
+    empty: dict[str, list[int]], loaded: dict[str, list[int]], signups: int, *, trimmed: bool
+) -> dict[str, object]:
+    """The families' memory the signups added, by growth, and the totals per signup of record."""
+    rows: dict[str, dict[str, object]] = {}
+    totals = {"of record": 0, "expiring": 0, "retention": 0, "fixed": 0}
+    for group in sorted(loaded, key=lambda name: -loaded[name][1]):
+        keys, size, expiring = loaded[group]
+        before_keys, before_size, _ = empty.get(group, [0, 0, 0])
+        kind = growth(group, keys, expiring, trimmed=trimmed)
+        added = size - before_size
+        totals[kind] += added
+        rows[group] = {
+            "growth": kind,
+            "keys": keys - before_keys,
+            "bytes": added,
+            "bytes_per_signup": round(added / signups, 1),
+        }
+    return {
+        "families": rows,
+        "bytes_by_growth": totals,
+        "bytes_per_signup_of_record": round(totals["of record"] / signups),
+        "bytes_per_signup_postings": round(
+            sum(int(str(rows[group]["bytes"])) for group in POSTINGS if group in rows) / signups
+        ),
+    }
+
+
 def delete_matching(client: redis.Redis, families: frozenset[str]) -> int:
     """Deletes every key of the given families; returns how many."""
     doomed = [key for key in client.scan_iter(count=5000) if family(key) in families]
@@ -152,6 +245,18 @@ def directory_bytes(root: Path, *, full_only: bool = False) -> int:
     )
 
 
+def tiles_on_disk(tiles: Path | None, events: int) -> dict[str, int]:
+    """The tiles' bytes on disk, in all and per audit entry (none without tiles)."""
+    every = directory_bytes(tiles) if tiles else 0
+    # Partial files of the tiles still filling, beside the full files a log keeps for good.
+    full = directory_bytes(tiles, full_only=True) if tiles else 0
+    return {
+        "tiles_bytes_on_disk": every,
+        "tiles_bytes_per_audit_event": round(every / max(events, 1)),
+        "full_tiles_bytes_per_audit_event": round(full / max(events, 1)),
+    }
+
+
 def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="idverify-capacity-") as scratch:
         root = Path(scratch)
@@ -184,6 +289,7 @@ def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[st
                 server.wait_quiet()
                 idle = process_memory(server)
                 empty = used_memory(client)
+                empty_families = families(client)
                 token = server.token("registrar")
                 wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
                 if audit_tiles:
@@ -192,12 +298,12 @@ def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[st
             finally:
                 server.stop()
             full = used_memory(client)
+            by_family = breakdown(empty_families, families(client), signups, trimmed=audit_tiles)
             transient = delete_matching(client, TRANSIENT)
             without_transient = used_memory(client)
             identities = sum(family(key) == "acct" for key in client.scan_iter(count=5000))
             events, held_events = audit_events(client)
-            tiles_bytes = directory_bytes(tiles) if audit_tiles else 0
-            full_tiles_bytes = directory_bytes(tiles, full_only=True) if audit_tiles else 0
+            on_disk = tiles_on_disk(tiles if audit_tiles else None, events)
             identity_keys = delete_matching(client, PER_IDENTITY)
             without_identities = used_memory(client)
             audit_keys = delete_matching(client, AUDIT)
@@ -230,11 +336,8 @@ def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[st
         "bytes_per_identity": round(per_identity),
         "bytes_per_audit_event": round(per_event),
         "redis_bytes_per_signup": round(per_signup),
-        "tiles_bytes_on_disk": tiles_bytes,
-        "tiles_bytes_per_audit_event": round(tiles_bytes / max(events, 1)),
-        # Every round writes its partial tiles anew (a reader of an old head finds them); the
-        # full tiles alone are what a log keeps once its partials are collected.
-        "full_tiles_bytes_per_audit_event": round(full_tiles_bytes / max(events, 1)),
+        "redis_by_family": by_family,
+        **on_disk,
         "gib_per_million_identities": round(per_identity * 1e6 / 2**30, 2),
         "gib_per_million_audit_events": round(per_event * 1e6 / 2**30, 2),
     }
@@ -249,8 +352,15 @@ def main() -> int:
     parser.add_argument(
         "--audit-tiles", action="store_true", help="measure without tiles, then with audit_tiles_dir set"
     )
+    parser.add_argument(
+        "--tiles-only", action="store_true", help="with --audit-tiles, measure with audit_tiles_dir set alone"
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    if options.audit_tiles and options.tiles_only:
+        tiled = measure(options.signups, options.workers, audit_tiles=True)
+        print(json.dumps({"tiles_on": tiled}, indent=None if options.json else 2))
+        return 0
     figures: dict[str, object] = measure(options.signups, options.workers)
     if options.audit_tiles:
         figures = {
