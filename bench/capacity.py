@@ -178,6 +178,11 @@ def families(client: redis.Redis) -> dict[str, list[int]]:
     return found
 
 
+def hash_value_limit(client: redis.Redis) -> int:
+    """Redis's ``hash-max-listpack-value`` (by the name 6.2 knows too)."""
+    return int(str(client.config_get("hash-max-ziplist-value")["hash-max-ziplist-value"]))
+
+
 def breakdown(
     empty: dict[str, list[int]], loaded: dict[str, list[int]], signups: int, *, trimmed: bool
 ) -> dict[str, object]:
@@ -289,7 +294,7 @@ def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[st
                 server.wait_quiet()
                 idle = process_memory(server)
                 empty = used_memory(client)
-                empty_families = families(client)
+                empty_families, hash_limit = families(client), hash_value_limit(client)
                 token = server.token("registrar")
                 wall, _ = asyncio.run(drive(server.target, token, CodeReader(codes_path), range(signups), 48))
                 if audit_tiles:
@@ -336,6 +341,8 @@ def measure(signups: int, workers: int, *, audit_tiles: bool = False) -> dict[st
         "bytes_per_identity": round(per_identity),
         "bytes_per_audit_event": round(per_event),
         "redis_bytes_per_signup": round(per_signup),
+        # Hashes with values longer than this are hash tables (store/embedded.py says why it matters).
+        "redis_hash_max_listpack_value": hash_limit,
         "redis_by_family": by_family,
         **on_disk,
         "gib_per_million_identities": round(per_identity * 1e6 / 2**30, 2),

