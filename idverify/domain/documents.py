@@ -24,6 +24,7 @@ Decisions worth knowing before changing this module:
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -211,20 +212,35 @@ def _two_digit_year_birth(yymmdd: str, today: date) -> date:
 
 def _region_in_force(code: str, birth_year: int, this_year: int) -> bool:
     """Tell whether a GB/T 2260 code was in force at some time from the birth year to this year."""
+    return any(start <= this_year and end >= birth_year for start, end in _years_in_force(code))
+
+
+# Far enough on either side of any birth year or today: a bound the table leaves open.
+_OPEN_START, _OPEN_END = 0, 100_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _years_in_force(code: str) -> tuple[tuple[int, int], ...]:
+    """The (first, last) years a GB/T 2260 county code was in force; none if it never was one.
+
+    Kept per code: reading python-stdnum's table walks its tree in Python (~35 µs), and every
+    resident ID a start or a CheckIdentity sees asks for its code. The table is the package's
+    own and does not change while the process runs; a caller sending many codes only evicts.
+    """
     props: dict[str, str] = {}
     for _part, part_props in numdb.get("cn/loc").info(code):
         props.update(part_props)
     county = props.get("county")
     if county is None:
-        return False
+        return ()
     # Entries look like "东城区" (always) or "[1983-2010]崇文区" / "[-1991]郊区" / "[1992-]东丽区".
+    spans: list[tuple[int, int]] = []
     for entry in county.split(","):
         if not entry.startswith("["):
-            return True
+            return ((_OPEN_START, _OPEN_END),)
         start, _, end = entry[1 : entry.index("]")].partition("-")
-        if (not start or int(start) <= this_year) and (not end or int(end) >= birth_year):
-            return True
-    return False
+        spans.append((int(start) if start else _OPEN_START, int(end) if end else _OPEN_END))
+    return tuple(spans)
 
 
 def _resident_id(number: str, today: date) -> date:

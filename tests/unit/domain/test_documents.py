@@ -245,6 +245,12 @@ class TestResidentId:
         """Numbers keep the code they were issued with: Chongwen (110103) is fine for a 1990 birth."""
         assert validate_document(DocumentType.CN_RIC, ric(region="110103"), today=TODAY).number
 
+    def test_a_region_read_once_answers_each_birth_year_for_itself(self) -> None:
+        """The years a code was in force are kept per code, never one year's answer for all."""
+        for _ in range(2):
+            assert validate_document(DocumentType.CN_RIC, ric(region="110103"), today=TODAY).number
+            assert reason_of(DocumentType.CN_RIC, ric(region="110103", born="20150101")) == "UNKNOWN_REGION"
+
     def test_region_created_after_birth_passes(self) -> None:
         """Fangshan district (110111, from 1986) is fine for a 1960 birth: the number came later."""
         number = ric(region="110111", born="19600101")
