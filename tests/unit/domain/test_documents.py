@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from idverify.domain import documents
 from idverify.domain.countries import ALPHA2_BY_ALPHA3, ALPHA2_BY_NUMERIC, ALPHA2_CODES, to_alpha2
 from idverify.domain.documents import COUNTRY_FIELD, NUMBER_FIELD, Document, validate_document
 from idverify.domain.errors import ChecksumMismatch, InvalidArgument, InvalidDocument
@@ -250,6 +252,14 @@ class TestResidentId:
         for _ in range(2):
             assert validate_document(DocumentType.CN_RIC, ric(region="110103"), today=TODAY).number
             assert reason_of(DocumentType.CN_RIC, ric(region="110103", born="20150101")) == "UNKNOWN_REGION"
+
+    def test_a_caller_sending_every_region_code_keeps_the_memory_bounded(self) -> None:
+        """Codes kept per code are bounded: a flood of made-up codes evicts, it does not grow."""
+        for code in range(110000, 130000):
+            with contextlib.suppress(InvalidDocument):  # most are made up; some exist
+                validate_document(DocumentType.CN_RIC, ric(region=str(code)), today=TODAY)
+        cached = documents._years_in_force.cache_info()
+        assert cached.currsize <= cached.maxsize == 4096
 
     def test_region_created_after_birth_passes(self) -> None:
         """Fangshan district (110111, from 1986) is fine for a 1960 birth: the number came later."""
