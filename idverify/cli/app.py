@@ -70,6 +70,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_tenant_commands",
         "remove a tenant that leaves (on the server's host)",
     ),
+    "migrate": (
+        "idverify.cli.migrate",
+        "add_migrate_commands",
+        "move an existing deployment's audit logs into tiles, online (on the server's host)",
+    ),
     "backup": (
         "idverify.cli.backup",
         "add_backup_commands",
