@@ -248,7 +248,9 @@ class TilesMove:
                 await self._mirror.write_round(tenant, state, state, (), {})
             switched = TreeState(state.size, state.root, state.compact, tiled=True)
             if await self._log.write_tree(tenant, state.size, switched, {}):
-                break  # else a server's round moved the head meanwhile: again from its head
+                state = switched
+                break
+            # A server's round moved the head meanwhile (and may have switched it): again from there.
         progress(state.size)
         await TrimmedEntries(self._log, self._mirror).trim(tenant, state.size)
         return state
@@ -314,7 +316,8 @@ class TilesMove:
                 if held != completed[node]:
                     level, index, _, _ = node_in_tile(node)
                     where = f"in the tile at level {level}, number {index}"
-                    return [f"node {node.level}/{node.index} differs from the entries' ({where})"]
+                    how = "is missing" if held is None else "differs from the entries'"
+                    return [f"node {node.level}/{node.index} {how} ({where})"]
             if end == moved_from.size and compact.root() != moved_from.root:
                 problems.append(f"the entries' root at {end} differs from the recorded head's")
             progress(end)
