@@ -53,7 +53,8 @@ from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.schema_version import ensure_schema
 from idverify.security.file_modes import secure_data_and_keys
 from idverify.store.connection import close_client, connect
-from idverify.store.embedded import RedisProcess
+from idverify.store.embedded import HASH_MAX_LISTPACK_VALUE, RedisProcess
+from idverify.store.hash_encoding import loose_hash_limit
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.schema_versions import RedisSchemaStore
 from idverify.store.server_reports import RedisServerReports
@@ -185,6 +186,8 @@ class Supervisor:
         # creates the keyring and signing key files.
         _ensure_schema_before_workers(url)
         _check_keys_before_workers(settings, url)
+        if not self.embedded:
+            _warn_of_loose_hash_limit(url)
         self._worker_settings = dataclasses.replace(
             settings, listen=listen, redis_url=url, console=console, callbacks=callbacks
         )
@@ -492,6 +495,26 @@ def _check_keys_before_workers(settings: Settings, url: str) -> None:
             await close_client(redis)
 
     asyncio.run(check())
+
+
+def _warn_of_loose_hash_limit(url: str) -> None:
+    """One warning line when an external Redis keeps the records as hash tables (``store.hash_encoding``)."""
+
+    async def check() -> int | None:
+        redis = connect(url, pool_size=1)
+        try:
+            return await loose_hash_limit(redis)
+        finally:
+            await close_client(redis)
+
+    limit = asyncio.run(check())
+    if limit is not None:
+        log.warning(
+            "redis: hash-max-listpack-value is %d; set it to %d (6.2: hash-max-ziplist-value) or every "
+            "account, identity and consent record takes about twice the memory (README, Scaling out)",
+            limit,
+            HASH_MAX_LISTPACK_VALUE,
+        )
 
 
 def _hold_port(host: str, port: int, *, setting: str = "listen") -> socket.socket:
