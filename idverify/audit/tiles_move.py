@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Protocol
 
 from idverify.audit.integrator import BATCH, fold
-from idverify.audit.merkle import CompactRange, NodeId, ProofError, consistency_plan, verify_consistency
+from idverify.audit.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    NodeId,
+    ProofError,
+    consistency_plan,
+    verify_consistency,
+)
 from idverify.audit.tile_mirror import TileMirror, TilesDisagree, TileSource, tenant_directory
 from idverify.audit.tile_store import DirectoryTiles, TiledLog, TileMissing
 from idverify.audit.tiles import node_in_tile
@@ -41,7 +48,6 @@ from idverify.audit.trimmed_entries import TrimmableLog, TrimmedEntries
 from idverify.security.durable_files import make_private_dirs, write_durable_file
 
 __all__ = [
-    "NOT_COPIED",
     "RECORD_FILE",
     "EntryCounts",
     "MoveRefused",
@@ -53,9 +59,6 @@ __all__ = [
 
 RECORD_FILE = "migrated-from"
 """The file, in a tenant's tiles folder, holding the tree head the move started from."""
-
-NOT_COPIED = "tenant {tenant}: its log was not copied (run `idverify migrate audit-tiles` first)"
-"""The refusal of a finish before a copy."""
 
 _POLL_SECONDS = 0.5
 
@@ -229,17 +232,16 @@ class TilesMove:
         """Copies what is left, switches the head to tiles as a server's round does, and trims.
 
         Run once every server runs with the setting: the switch makes servers without it
-        refuse the log (``AUDIT_TILES_REQUIRED``).
+        refuse the log (``AUDIT_TILES_REQUIRED``). A log never copied (a tenant created since
+        the copy) is copied first, recording its head; one the servers already keep in tiles
+        without a copy is only trimmed.
 
         Raises:
-            MoveRefused: no copy was started for the tenant.
             TilesStopped: the tiles conflict with the log.
             StoreUnavailable: Redis or the tiles cannot be used now (run the command again).
         """
-        if self.moved_from(tenant) is None:
-            raise MoveRefused(
-                f"tenant {tenant}: its log was not copied (run `idverify migrate audit-tiles` first)"
-            )
+        if self.moved_from(tenant) is None and not (await self._log.tree_state(tenant)).tiled:
+            await self.copy(tenant, progress)
         while True:
             state = await self._log.tree_state(tenant)
             if state.tiled:
@@ -267,9 +269,13 @@ class TilesMove:
         report.tree_size, report.root, report.kept_in_tiles = state.size, state.root, state.tiled
         report.counts = await self._log.entry_counts(tenant)
         report.entries_in_bundles = await self._mirror.size(tenant)
-        if report.moved_from is None:
-            report.problems.append(f"tenant {tenant}: no move was recorded in {self._folder(tenant)}")
+        if report.moved_from is None and not state.tiled:
+            report.problems.append(
+                f"tenant {tenant}: its log was not copied (no {RECORD_FILE} in its folder)"
+            )
             return report
+        # A log the servers switched with no copy of this command's: its whole tree is checked.
+        moved_from = report.moved_from or MovedFrom(0, EMPTY_ROOT)
         counts = report.counts
         if counts.trimmed + counts.in_redis != counts.size:
             report.problems.append(
@@ -284,8 +290,8 @@ class TilesMove:
             return report
         tiles = TiledLog(DirectoryTiles(self._folder(tenant)))
         try:
-            report.problems += await self._refold(tenant, tiles, state, report.moved_from, progress=progress)
-            report.problems += await self._prove(tiles, state, report.moved_from)
+            report.problems += await self._refold(tenant, tiles, state, moved_from, progress=progress)
+            report.problems += await self._prove(tiles, state, moved_from)
         except (TileMissing, ValueError, OSError) as error:
             report.problems.append(f"the tiles cannot be read: {error}")
         return report

@@ -17,7 +17,7 @@ from idverify.audit.tiles_move import RECORD_FILE, EntryCounts, MovedFrom, MoveR
 from idverify.audit.trimmed_entries import KEPT
 from idverify.domain.errors import StoreUnavailable
 from idverify.testing.memory_audit_log import MemoryAuditLog
-from tests.unit.audit.test_tile_mirror import TENANT, files, grow
+from tests.unit.audit.test_tile_mirror import TENANT, Tiled, files, grow
 
 BATCH = 100
 
@@ -119,14 +119,31 @@ async def test_a_finish_stopped_before_its_trim_is_finished_by_a_rerun(tmp_path:
     assert (await move.verify(TENANT, ignore)).ok
 
 
-async def test_a_careless_operators_finish_before_a_copy_is_refused_and_writes_nothing(
+async def test_a_log_never_copied_is_copied_by_the_finish_and_one_the_servers_moved_is_checked_whole(
     tmp_path: Path,
 ) -> None:
+    """A log never copied is copied by the finish; one the servers switched is checked whole.
+
+    A tenant created after the copy is copied, recorded and switched; one switched by the
+    servers' own first round (no record) is trimmed and its whole tree checked.
+    """
     log = await served_log(300)
-    with pytest.raises(MoveRefused, match="not copied"):
-        await TilesMove(tmp_path, log).finish(TENANT, ignore)
-    assert files(tmp_path) == {}
-    assert not (await log.tree_state(TENANT)).tiled
+    move = TilesMove(tmp_path, log, batch=BATCH)
+    state = await move.finish(TENANT, ignore)
+    assert state.tiled
+    assert move.moved_from(TENANT) == MovedFrom(300, state.root)
+    assert (await move.verify(TENANT, ignore)).ok
+
+    servers = Tiled(tmp_path / "servers", log=await served_log(300))
+    await grow(servers.log, 5000)
+    await servers.tiled.integrate(TENANT)  # a server's first round with the setting: caught up, switched
+    await servers.tiled.idle()
+    moved = TilesMove(tmp_path / "servers", servers.log, batch=BATCH)
+    assert (await moved.finish(TENANT, ignore)).size == 5000
+    report = await moved.verify(TENANT, ignore)
+    assert report.ok, report.problems
+    assert report.moved_from is None
+    assert (await TilesMove(tmp_path / "empty", await served_log(10)).verify(TENANT, ignore)).problems
 
 
 async def test_another_logs_folder_and_a_forged_record_are_refused(tmp_path: Path) -> None:
