@@ -28,6 +28,8 @@ from idverify.audit import merkle
 from idverify.audit.checkpoint import load_public_key, verify_signed_head
 from idverify.audit.tile_mirror import SIZE_FILE
 from idverify.audit.tiles_move import RECORD_FILE
+from idverify.cli import migrate as migrate_command
+from idverify.cli.app import main
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import connect
 from idverify.store.keys import TenantKeys
@@ -103,6 +105,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
         yield redis
 
 
+def dumped(store: RedisProcess) -> dict[bytes, bytes | None]:
+    """Every key of the store and its serialized value."""
+    with redis.Redis.from_url(store.url) as client:
+        return {key: client.dump(key) for key in client.scan_iter()}
+
+
 def command_of(store: RedisProcess, tiles: Path, data: Path) -> list[str]:
     """The copy's command line, to run and kill."""
     return [
@@ -146,11 +154,12 @@ def test_a_copy_killed_at_any_moment_ends_in_the_same_bytes_and_then_finishes_ve
     The copy writes Redis nothing; the finish switches each log (no node left in Redis) and
     trims its entries, and its report proves the tiles consistent with the head it started from.
     """
+    before = dumped(store)
     once = migrate(store, tmp_path / "once", tmp_path / "data")
     assert once.returncode == 0, once.stderr
-    assert node_chunks(store, "acme")  # the copy left Redis as it was
     killed = tmp_path / "killed"
     assert killed_until_done(store, killed, tmp_path / "data") >= 1
+    assert dumped(store) == before  # copies, whole or killed, leave Redis as it was
     assert files(killed) == files(tmp_path / "once")
     assert (killed / "acme" / SIZE_FILE).read_text() == f"{ENTRIES['acme']}\n"
 
@@ -336,3 +345,23 @@ def proven(server: ServerProcess, verification_ids: list[str]) -> None:
                 merkle.verify_inclusion(
                     merkle.leaf_hash(item.leaf), item.event.index, size, list(proof.hashes), root
                 )
+
+
+def test_a_run_without_a_terminal_prints_its_progress_in_lines_and_a_report(
+    small_store: RedisProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Standard error is no terminal here: no bar, a line of entries and entries a second instead."""
+    monkeypatch.setattr(migrate_command, "_LINE_SECONDS", 0.0)  # every update, not every five seconds
+    common = ["--redis-url", small_store.url, "--audit-tiles-dir", str(tmp_path / "tiles")]
+    common += ["--data-dir", str(tmp_path / "data"), "--tenant", "acme"]
+    assert main(["migrate", "audit-tiles", *common]) == 0
+    copied = capsys.readouterr().err
+    assert "idverify: tenant acme: copy: 700 entries (" in copied
+    assert "\r" not in copied  # no bar drawn
+    assert main(["migrate", "audit-tiles", *common, "--verify", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["tenants"][0]["moved_from"]["size"] == 700
+    assert "tenant acme: verify: 700 entries" in err
