@@ -354,18 +354,7 @@ class CompactRange:
         Raises:
             ValueError: the leaf hash is not ``HASH_SIZE`` bytes long.
         """
-        if len(leaf_hash) != HASH_SIZE:
-            raise ValueError(f"leaf hash is {len(leaf_hash)} bytes, want {HASH_SIZE}")
-        completed = {NodeId(0, self.size): leaf_hash}
-        hashes = list(self.hashes)
-        value, level, index = leaf_hash, 0, self.size
-        # Each trailing one bit of the old size is a left sibling waiting for this subtree.
-        while index & 1:
-            value = node_hash(hashes.pop(), value)
-            level, index = level + 1, index >> 1
-            completed[NodeId(level, index)] = value
-        hashes.append(value)
-        return CompactRange(self.size + 1, tuple(hashes)), completed
+        return self.extend((leaf_hash,))
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> tuple[CompactRange, dict[NodeId, bytes]]:
         """Append several leaves in order.
@@ -376,12 +365,24 @@ class CompactRange:
         Raises:
             ValueError: a leaf hash is not ``HASH_SIZE`` bytes long.
         """
-        current: CompactRange = self
+        # One list grown in place and one range built at the end: a range per leaf (checked in
+        # ``__post_init__``) cost the integrator three times its hashing.
         completed: dict[NodeId, bytes] = {}
-        for value in leaf_hashes:
-            current, new_nodes = current.append(value)
-            completed.update(new_nodes)
-        return current, completed
+        hashes = list(self.hashes)
+        size = self.size
+        for leaf in leaf_hashes:
+            if len(leaf) != HASH_SIZE:
+                raise ValueError(f"leaf hash is {len(leaf)} bytes, want {HASH_SIZE}")
+            completed[NodeId(0, size)] = value = leaf
+            level, index = 0, size
+            # Each trailing one bit of the size so far is a left sibling waiting for this subtree.
+            while index & 1:
+                value = node_hash(hashes.pop(), value)
+                level, index = level + 1, index >> 1
+                completed[NodeId(level, index)] = value
+            hashes.append(value)
+            size += 1
+        return CompactRange(size, tuple(hashes)), completed
 
     def root(self) -> bytes:
         """Return the root hash of the tree of ``size`` leaves, in O(log n) hashes."""
