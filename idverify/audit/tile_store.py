@@ -9,6 +9,12 @@ Once a tile or bundle is full its partial files are removed (small rounds left s
 log's size in them): every reader of a width falls back to the full file, which starts with the
 same bytes.
 
+A round's files are written in one call (``TileStore.write_all``): none is read back before the
+round ends, and no reader trusts a file beyond the size file, which is raised only once they are
+all durable, so the order among them does not matter, and any subset of them that a crash leaves
+is taken again by the repeat. On a directory that spares a thread hop a file, and the directory
+sync of each file: each directory is synced once, after all its new files.
+
 ``TileStore`` is the seam: ``DirectoryTiles`` keeps the files on a filesystem volume; an
 S3-compatible bucket implements the same three calls.
 """
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -36,9 +43,12 @@ from idverify.audit.tiles import (
     tile_appends,
     tile_width,
 )
-from idverify.security.durable_files import make_private_dirs, write_durable_file
+from idverify.security.durable_files import make_private_dirs, sync_directory, write_durable_file
 
 __all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog"]
+
+_WRITERS = 8
+"""Files of a round written (and synced) at once: threads waiting for the disk, not computing."""
 
 
 class TileConflict(RuntimeError):
@@ -56,11 +66,11 @@ class TileStore(Protocol):
         """The file's bytes, or None when there is none."""
         ...
 
-    async def write(self, path: str, data: bytes) -> None:
-        """Stores the file unless it exists with the same bytes.
+    async def write_all(self, files: Sequence[tuple[str, bytes]]) -> None:
+        """Stores each file unless it exists with the same bytes; all durable once it returns.
 
         Raises:
-            TileConflict: it exists with other bytes.
+            TileConflict: one exists with other bytes (those before it may be stored).
         """
         ...
 
@@ -73,8 +83,9 @@ class DirectoryTiles:
     """Tiles as files below one directory (a PersistentVolume in the chart).
 
     Reads run on the event loop: a tile is at most 8 KiB, read from the page cache in
-    microseconds, less than handing it to a thread would cost. Writes go to a thread, as they
-    wait for the disk (each file and its directory are synced before the write returns).
+    microseconds, less than handing it to a thread would cost. A round's writes go to a thread
+    in one call, as they wait for the disk: each file is synced, then each directory that got a
+    new name (or a new folder) once, before the call returns.
     """
 
     def __init__(self, root: Path) -> None:
@@ -92,8 +103,13 @@ class DirectoryTiles:
             return None
 
     async def write(self, path: str, data: bytes) -> None:
-        """Stores the file unless it exists with the same bytes (then ``TileConflict``)."""
-        await asyncio.to_thread(self._write, self._file(path), data)
+        """Stores one file unless it exists with the same bytes (then ``TileConflict``)."""
+        await self.write_all([(path, data)])
+
+    async def write_all(self, files: Sequence[tuple[str, bytes]]) -> None:
+        """Stores each file unless it exists with the same bytes (then ``TileConflict``)."""
+        targets = [(self._file(path), data) for path, data in files]
+        await asyncio.to_thread(self._write_all, targets)
 
     async def drop_partials(self, full: str) -> None:
         """Removes the folder of the partial files of ``full`` (``<path>.p/``)."""
@@ -105,15 +121,26 @@ class DirectoryTiles:
             shutil.rmtree(partials)
 
     @staticmethod
-    def _write(target: Path, data: bytes) -> None:
-        make_private_dirs(target.parent)
+    def _write_all(targets: Sequence[tuple[Path, bytes]]) -> None:
+        # Each file's fsync waits for the disk alone; side by side, the filesystem commits them
+        # together (a round's thirty-odd files took thirty-odd waits one after another).
+        with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="tiles") as pool:
+            named = list(pool.map(DirectoryTiles._write_one, *zip(*targets, strict=True)))
+        for directory in dict.fromkeys(path for paths in named for path in paths):
+            sync_directory(directory)
+
+    @staticmethod
+    def _write_one(target: Path, data: bytes) -> list[Path]:
+        """Writes one file (its bytes synced, not its name); the directories holding new names."""
+        named = [created.parent for created in make_private_dirs(target.parent)]
         # Linked into place, never replaced: two writers never replace each other's file, and a
         # tile already there is taken only if it holds the same bytes.
         try:
-            write_durable_file(target, data, overwrite=False)
+            write_durable_file(target, data, overwrite=False, sync_parent=False)
         except FileExistsError:
             if target.read_bytes() != data:
                 raise TileConflict(f"{target} exists with other bytes") from None
+        return [*named, target.parent]
 
 
 class TiledLog:
@@ -127,9 +154,9 @@ class TiledLog:
     ) -> None:
         """Writes entries ``old_size`` onwards and the tree's growth over them.
 
-        Bundles first, then tiles from the leaves up: whatever a crash leaves written is a
-        prefix of what a repeat writes again, byte for byte. The partial files of what became
-        full are removed at the end.
+        The files it grows are read first, then every new one is written in one call (see
+        the module's docstring: whatever a crash leaves of them, a repeat writes again, byte
+        for byte). The partial files of what became full are removed at the end.
 
         Args:
             old_size: entries already written.
@@ -144,6 +171,7 @@ class TiledLog:
         """
         new_size = old_size + len(entries)
         first_bundle = old_size // TILE_WIDTH
+        files: list[tuple[str, bytes]] = []
         filled: list[str] = []
         for index in range(first_bundle, (new_size + TILE_WIDTH - 1) // TILE_WIDTH):
             start = max(old_size, index * TILE_WIDTH)
@@ -153,7 +181,7 @@ class TiledLog:
                 kept = await self._at_width(BundleId(index, start - index * TILE_WIDTH))
             added = bundle_entries(entries[start - old_size : end - old_size])
             bundle = BundleId(index, end - index * TILE_WIDTH)
-            await self._store.write(bundle.path, kept + added)
+            files.append((bundle.path, kept + added))
             filled += [bundle.path] if bundle.full else []
         for grown in tile_appends(old_size, new_size, completed):
             kept = b""
@@ -162,8 +190,9 @@ class TiledLog:
                 if len(kept) != grown.old_width * HASH_SIZE:
                     raise TileMissing(f"tile {grown.level}/{grown.index} is {len(kept)} bytes")
             tile = TileId(grown.level, grown.index, grown.new_width)
-            await self._store.write(tile.path, kept + grown.hashes)
+            files.append((tile.path, kept + grown.hashes))
             filled += [tile.path] if tile.full else []
+        await self._store.write_all(files)
         # Last, once every file of the round is there: a crash before leaves only garbage.
         for path in filled:
             await self._store.drop_partials(path)

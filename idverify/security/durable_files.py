@@ -21,8 +21,14 @@ __all__ = ["PRIVATE", "make_private_dirs", "sync_directory", "write_durable_file
 PRIVATE = 0o600
 
 
-def write_durable_file(path: Path, data: bytes, *, overwrite: bool, mode: int = PRIVATE) -> None:
+def write_durable_file(
+    path: Path, data: bytes, *, overwrite: bool, mode: int = PRIVATE, sync_parent: bool = True
+) -> None:
     """Writes ``data`` to ``path`` as a complete file of ``mode``, atomically and durably.
+
+    With ``sync_parent`` False the file's bytes are synced but its name is not: the caller
+    syncs the directory (``sync_directory``) before anything relies on the name, once for all
+    the files it wrote there.
 
     Raises:
         FileExistsError: ``overwrite`` is False and ``path`` exists (nothing was changed).
@@ -49,7 +55,8 @@ def write_durable_file(path: Path, data: bytes, *, overwrite: bool, mode: int = 
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
-    sync_directory(path.parent)
+    if sync_parent:
+        sync_directory(path.parent)
 
 
 def sync_directory(directory: Path) -> None:
@@ -65,15 +72,21 @@ def sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> list[Path]:
     """Creates the directory and its missing parents, each 0700.
 
     ``mkdir(parents=True)`` would give the parents the umask's mode.
+
+    Returns:
+        The directories it created, outermost first (their parents hold new names).
     """
     missing: list[Path] = []
     while not directory.is_dir():
         missing.append(directory)
         directory = directory.parent
+    created: list[Path] = []
     for path in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
             path.mkdir(mode=0o700)
+            created.append(path)
+    return created

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import random
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from idverify.audit import tile_store
 from idverify.audit.merkle import (
     CompactRange,
     NodeId,
@@ -197,6 +199,64 @@ class TestWritesOnce:
             "tile/entries/001.p/44",
         ]
 
+    @pytest.mark.parametrize("kept", ["bundles", "tiles", "upper tiles", "every other", "none"])
+    def test_a_round_cut_short_after_any_of_its_files_is_finished_by_the_repeat(
+        self, tmp_path: Path, kept: str
+    ) -> None:
+        # A round's files are written in one call and synced at its end: a crash may leave any
+        # subset of them, in any order. The repeat must finish the tree as an unbroken round does.
+        entries = [b"%d" % i for i in range(TILE_WIDTH * 3 + 40)]
+        first, completed = CompactRange().extend(leaf_hash(e) for e in entries[:300])
+        _, more = first.extend(leaf_hash(e) for e in entries[300:])
+        whole = TiledLog(DirectoryTiles(tmp_path / "whole"))
+        asyncio.run(whole.append(0, entries[:300], completed))
+        asyncio.run(whole.append(300, entries[300:], more))
+
+        class _CutShort(DirectoryTiles):
+            async def write_all(self, files: Sequence[tuple[str, bytes]]) -> None:
+                chosen = {
+                    "bundles": [f for f in files if "entries" in f[0]],
+                    "tiles": [f for f in files if "entries" not in f[0]],
+                    "upper tiles": [f for f in files if f[0].startswith("tile/1/")],
+                    "every other": list(reversed(files))[::2],
+                    "none": [],
+                }[kept]
+                await super().write_all(chosen)
+                raise OSError("killed")
+
+        crashed = tmp_path / "crashed"
+        asyncio.run(TiledLog(DirectoryTiles(crashed)).append(0, entries[:300], completed))
+        with pytest.raises(OSError, match="killed"):
+            asyncio.run(TiledLog(_CutShort(crashed)).append(300, entries[300:], more))
+        asyncio.run(TiledLog(DirectoryTiles(crashed)).append(300, entries[300:], more))
+        assert _files(crashed) == _files(tmp_path / "whole")
+        assert asyncio.run(TiledLog(DirectoryTiles(crashed)).root(len(entries))) == root(
+            [leaf_hash(e) for e in entries]
+        )
+
+    def test_a_round_syncs_each_directory_once_after_its_files(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        synced: list[str] = []
+        monkeypatch.setattr(
+            tile_store, "sync_directory", lambda d: synced.append(str(d.relative_to(tmp_path)))
+        )
+        entries = [b"%d" % i for i in range(TILE_WIDTH * 4 + 3)]
+        _, completed = CompactRange().extend(leaf_hash(e) for e in entries)
+        asyncio.run(TiledLog(DirectoryTiles(tmp_path)).append(0, entries, completed))
+        # Eleven files in five directories, and the parents of the folders made for them.
+        assert len(_files(tmp_path)) == 11
+        assert sorted(synced) == [
+            ".",
+            "tile",
+            "tile/0",
+            "tile/0/004.p",
+            "tile/1",
+            "tile/1/000.p",
+            "tile/entries",
+            "tile/entries/004.p",
+        ]
+
     def test_other_bytes_under_an_existing_name_are_refused(self, tmp_path: Path) -> None:
         store = DirectoryTiles(tmp_path)
         asyncio.run(store.write("tile/0/000.p/1", b"a" * 32))
@@ -224,3 +284,7 @@ class TestWritesOnce:
         _, more = compact.extend(leaf_hash(e) for e in entries[5:])
         with pytest.raises(TileMissing, match=r"tile/0/000\.p/5"):
             asyncio.run(log.append(5, entries[5:], more))
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
