@@ -50,7 +50,7 @@ from idverify.audit.tile_mirror import TiledAuditLog
 from idverify.flows.audit_setup import INTEGRATION_INTERVAL_SECONDS
 from idverify.store.audit_logs import configured_audit_log
 from idverify.store.audit_store import AuditStore
-from idverify.store.connection import connect
+from idverify.store.connection import RedisClient, connect
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 from idverify.testing import RedisProcess, free_port, redis_server_binary
@@ -147,6 +147,12 @@ async def sample(store: AuditStore, tenant: str, started: float) -> Sample:
     return Sample(time.monotonic() - started, appended, integrated)
 
 
+async def command_usec(redis: RedisClient) -> dict[str, int]:
+    """Microseconds Redis spent in each command (``INFO commandstats``; scripts under ``evalsha``)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["usec"]) for name, value in stats.items()}
+
+
 async def start_appenders(url: str, tenant: str, count: int, batch: int, stop: Event) -> list[Any]:
     """The appender processes, once each has appended (their imports take seconds on a busy machine)."""
     ready = _CONTEXT.Value("q", 0)
@@ -230,6 +236,7 @@ async def end_to_end(url: str, tiles: str, redis_pid: int, args: argparse.Namesp
         "redis-server": [redis_pid],
     }
     cpu_before = {name: sum(map(cpu_seconds, ps)) for name, ps in watched.items()}
+    redis_before = await command_usec(redis)
     syncs_before = (fsyncs.value, dir_syncs.value)
     started = time.monotonic()
     samples = [await sample(store, TENANT, started)]
@@ -237,6 +244,7 @@ async def end_to_end(url: str, tiles: str, redis_pid: int, args: argparse.Namesp
         await asyncio.sleep(SAMPLE_SECONDS)
         samples.append(await sample(store, TENANT, started))
     cpu_after = {name: sum(map(cpu_seconds, ps)) for name, ps in watched.items()}
+    redis_after = await command_usec(redis)
     syncs_after = (fsyncs.value, dir_syncs.value)
     first, last = samples[0], samples[-1]
     elapsed = last.seconds - first.seconds
@@ -269,6 +277,11 @@ async def end_to_end(url: str, tiles: str, redis_pid: int, args: argparse.Namesp
         "sustained": late <= early + BATCH,
         "catch_up_after_stop_s": round(catch_up, 2),
         "cpu_ms_per_1000_entries": per_thousand,
+        "redis_ms_per_1000_entries_by_command": {
+            name: round((usec - redis_before.get(name, 0)) / max(appended, 1), 2)
+            for name, usec in sorted(redis_after.items(), key=lambda item: -item[1])
+            if usec - redis_before.get(name, 0) >= max(appended, 1) / 100
+        },
         "file_fsyncs_per_s": round((syncs_after[0] - syncs_before[0]) / elapsed, 1),
         "directory_fsyncs_per_s": round((syncs_after[1] - syncs_before[1]) / elapsed, 1),
         "window_s": round(elapsed, 2),
@@ -328,6 +341,9 @@ def main() -> None:
     )
     cpu = ", ".join(f"{name} {ms} ms" for name, ms in figures["cpu_ms_per_1000_entries"].items())
     print(f"CPU per 1,000 entries: {cpu}")
+    by_command = figures["redis_ms_per_1000_entries_by_command"]
+    redis = ", ".join(f"{name} {ms} ms" for name, ms in by_command.items())
+    print(f"Redis per 1,000 entries, by command: {redis}")
     print(f"fsyncs/s: {figures['file_fsyncs_per_s']} files, {figures['directory_fsyncs_per_s']} directories")
     print(
         f"floors: bare appends {figures['floor_bare_appends_per_s']:,}/s, "
