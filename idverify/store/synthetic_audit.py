@@ -18,7 +18,7 @@ from redis.commands.core import AsyncScript
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
 
-__all__ = ["SyntheticAppender"]
+__all__ = ["SyntheticAppender", "prelude_source"]
 
 # KEYS: audit log. ARGV: a JSON list of [base, fields] pairs, appended in order.
 _BODY = """
@@ -29,9 +29,13 @@ return redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'head', 'size')
 """
 
 
+def prelude_source() -> str:
+    """The Lua prelude every script starts with (its functions, such as ``audit()``, for a body after it)."""
+    return (resources.files("idverify.store") / "lua" / "_prelude.lua").read_text(encoding="utf-8")
+
+
 def _source() -> str:
-    prelude = (resources.files("idverify.store") / "lua" / "_prelude.lua").read_text(encoding="utf-8")
-    return f"{prelude}\n{_BODY}"
+    return f"{prelude_source()}\n{_BODY}"
 
 
 class SyntheticAppender:
