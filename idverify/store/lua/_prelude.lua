@@ -53,18 +53,27 @@ for _, name in ipairs(AUDIT_REQUEST_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true
 
 -- cjson escapes '/' as '\/'; both are JSON, and the plain form keeps principals readable. A '/'
 -- in cjson's output is always preceded by its escaping backslash, so this cannot eat another.
+-- Most texts need no escape at all: cjson's output is then the text and its two quotes, and the
+-- gsub, which costs twice the encoding, is skipped (cjson only ever lengthens what it escapes).
+-- A script's entries repeat most of their texts (its request's fields, a batch's type and
+-- outcome), so each text is encoded once a call; the memo starts afresh past JSON_MEMO_MAX
+-- texts, so that a long batch of distinct texts holds no more.
+local JSON_MEMO_MAX = 512
+local json_memo, json_memo_size = {}, 0
 local function json_text(value)
-  return (string.gsub(cjson.encode(tostring(value)), '\\/', '/'))
+  local text = tostring(value)
+  local encoded = json_memo[text]
+  if encoded then return encoded end
+  encoded = cjson.encode(text)
+  if #encoded ~= #text + 2 then encoded = string.gsub(encoded, '\\/', '/') end
+  if json_memo_size >= JSON_MEMO_MAX then json_memo, json_memo_size = {}, 0 end
+  json_memo[text], json_memo_size = encoded, json_memo_size + 1
+  return encoded
 end
 
 -- A sequence number as 6 big-endian bytes: the entries of an index posting.
 local function u48(n)
-  local b = {}
-  for i = 6, 1, -1 do
-    b[i] = n % 256
-    n = math.floor(n / 256)
-  end
-  return string.char(unpack(b))
+  return struct.pack('>I6', n)
 end
 
 -- Events for platforms (idverify/events): every entry of these types is also added to the
@@ -125,6 +134,45 @@ local function forget_event_account(log_key, account)
   end
 end
 
+-- An entry's fixed fields, each with the JSON text before its value, in the entry's order.
+local AUDIT_TEXT_LABELS, AUDIT_REQUEST_LABELS = {}, {}
+for i, name in ipairs(AUDIT_TEXT_FIELDS) do AUDIT_TEXT_LABELS[i] = ',"' .. name .. '":' end
+for i, name in ipairs(AUDIT_REQUEST_FIELDS) do AUDIT_REQUEST_LABELS[i] = ',"' .. name .. '":' end
+
+local function audit_steps(steps)
+  if not steps or #steps == 0 then return '[]' end
+  local texts = {}
+  for i, step in ipairs(steps) do
+    texts[i] = '{"verifier":' .. json_text(step.verifier or '') .. ',"outcome":'
+      .. json_text(step.outcome or '') .. ',"reason":' .. json_text(step.reason or '') .. '}'
+  end
+  return '[' .. table.concat(texts, ',') .. ']'
+end
+
+local function audit_attributes(ev)
+  local names = {}
+  for k, v in pairs(ev) do
+    if not AUDIT_NOT_ATTRIBUTES[k] then
+      assert(type(v) ~= 'table', 'audit attributes are strings')
+      names[#names + 1] = k
+    end
+  end
+  if #names == 0 then return '{}' end
+  table.sort(names)
+  local attributes = {}
+  for i, k in ipairs(names) do attributes[i] = json_text(k) .. ':' .. json_text(ev[k]) end
+  return '{' .. table.concat(attributes, ',') .. '}'
+end
+
+-- Each filter QueryEvents offers has a posting, so that a query reads only what may match.
+local function add_posting(prefix, name, value, posting)
+  if value and value ~= '' then
+    redis.call('APPEND', prefix .. 'ix:' .. name .. ':' .. tostring(value), posting)
+  end
+end
+
+-- The entry is built as one list of pieces joined once: its cost per entry is what a signup's
+-- scripts and issue 26's append rate pay (bench/audit_append.py measures it).
 local function audit(log_key, base, fields)
   local ev = {}
   for k, v in pairs(base) do ev[k] = v end
@@ -136,41 +184,28 @@ local function audit(log_key, base, fields)
   local seq = tonumber(state[1] or '0')
   -- Time never runs backwards within a log, so a time range is a range of sequence numbers.
   local time_ms = math.max(NOW, tonumber(state[2] or '0'))
-  local parts = {'{"v":1,"seq":', string.format('%d', seq), ',"time_ms":', string.format('%d', time_ms)}
-  for _, name in ipairs(AUDIT_TEXT_FIELDS) do
-    parts[#parts + 1] = ',"' .. name .. '":' .. json_text(ev[name] or '')
+  local index, time_text = string.format('%d', seq), string.format('%d', time_ms)
+  local parts = {'{"v":1,"seq":', index, ',"time_ms":', time_text}
+  local n = 4
+  for i, name in ipairs(AUDIT_TEXT_FIELDS) do
+    parts[n + 1], parts[n + 2] = AUDIT_TEXT_LABELS[i], json_text(ev[name] or '')
+    n = n + 2
   end
-  local steps = {}
-  for _, step in ipairs(ev.steps or {}) do
-    steps[#steps + 1] = '{"verifier":' .. json_text(step.verifier or '') .. ',"outcome":'
-      .. json_text(step.outcome or '') .. ',"reason":' .. json_text(step.reason or '') .. '}'
+  parts[n + 1], parts[n + 2] = ',"steps":', audit_steps(ev.steps)
+  n = n + 2
+  for i, name in ipairs(AUDIT_REQUEST_FIELDS) do
+    parts[n + 1], parts[n + 2] = AUDIT_REQUEST_LABELS[i], json_text(ev[name] or '')
+    n = n + 2
   end
-  parts[#parts + 1] = ',"steps":[' .. table.concat(steps, ',') .. ']'
-  for _, name in ipairs(AUDIT_REQUEST_FIELDS) do
-    parts[#parts + 1] = ',"' .. name .. '":' .. json_text(ev[name] or '')
-  end
-  local names = {}
-  for k, v in pairs(ev) do
-    if not AUDIT_NOT_ATTRIBUTES[k] then
-      assert(type(v) ~= 'table', 'audit attributes are strings')
-      names[#names + 1] = k
-    end
-  end
-  table.sort(names)
-  local attributes = {}
-  for _, k in ipairs(names) do attributes[#attributes + 1] = json_text(k) .. ':' .. json_text(ev[k]) end
-  parts[#parts + 1] = ',"attributes":{' .. table.concat(attributes, ',') .. '}}'
-  local index = string.format('%d', seq)
+  parts[n + 1], parts[n + 2], parts[n + 3] = ',"attributes":', audit_attributes(ev), '}'
   redis.call('HSET', log_key, index, table.concat(parts))
   if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
-  redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', string.format('%d', time_ms))
-  -- Each filter QueryEvents offers has a posting, so that a query reads only what may match.
+  redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', time_text)
   local posting = u48(seq)
-  for _, index in ipairs({{'type', ev.type}, {'outcome', ev.outcome}, {'method', ev.method}, {'acct', ev.account}}) do
-    if index[2] and index[2] ~= '' then
-      redis.call('APPEND', prefix .. 'ix:' .. index[1] .. ':' .. tostring(index[2]), posting)
-    end
-  end
+  add_posting(prefix, 'type', ev.type, posting)
+  add_posting(prefix, 'outcome', ev.outcome, posting)
+  add_posting(prefix, 'method', ev.method, posting)
+  add_posting(prefix, 'acct', ev.account, posting)
 end
 
 local function set_fields(key, t)
