@@ -13,10 +13,12 @@ Every reader of entries goes through :meth:`TrimmedEntries.entries`: one ``HMGET
 then, for what Redis no longer holds, the trim point, then the bundles below it, each entry
 checked against its leaf in the level-0 tile (``TileMirror.read_entries``). The order matters:
 the trim script deletes and moves the point in one step, so an entry found missing is below
-the point read after it. Time seeks (``audit_seek.lua``) search Redis from the trim point up;
-when a time falls at or below it, the bundles are searched by their first entries' times (a few
-bundle reads; no index of times is kept, so trimming adds nothing to Redis). Index postings stay
-in Redis for now.
+the point read after it. A point seen before is asked of Redis again before entries below it
+are taken from the bundles: a failover or a restore that lost a trim moves it back, and the
+entries above it are then Redis's, whose numbers new entries may have taken with other bytes.
+Time seeks (``audit_seek.lua``) search Redis from the trim point up; when a time falls at or
+below it, the bundles are searched by their first entries' times (a few bundle reads; no index
+of times is kept, so trimming adds nothing to Redis). Index postings stay in Redis for now.
 """
 
 from __future__ import annotations
@@ -107,8 +109,7 @@ class TrimmedEntries:
         self._bundles = bundles
         self._kept = kept
         self._batch = batch
-        # The highest trim point seen per tenant: it only moves forward, so entries below it
-        # are read from the bundles without asking Redis first.
+        # The trim point last seen per tenant: entries below it are not asked of Redis's hash.
         self._trimmed: dict[str, int] = {}
         self._marked: set[str] = set()
         self._trims: dict[str, asyncio.Task[None]] = {}
@@ -121,6 +122,10 @@ class TrimmedEntries:
             StoreUnavailable: when Redis cannot be reached.
         """
         known = self._trimmed.get(tenant, 0)
+        if any(index < known for index in indices):
+            # The point holds only while Redis keeps it: a failover that lost a trim moved it
+            # back, and the entries above it then are Redis's, not the bundles' (issue 26).
+            known = await self._trim_point(tenant)
         recent = [index for index in indices if index >= known]
         found: dict[int, bytes | None] = dict(
             zip(recent, await self._log.entries(tenant, recent), strict=True)
@@ -143,7 +148,7 @@ class TrimmedEntries:
             StoreUnavailable: when Redis cannot be reached.
         """
         seek = await self._log.seek_recent_times(tenant, times_ms)
-        self._trimmed[tenant] = max(seek.trimmed, self._trimmed.get(tenant, 0))
+        self._trimmed[tenant] = seek.trimmed
         return [
             await self._seek_bundles(tenant, time_ms, seek.trimmed)
             if index == seek.trimmed and seek.trimmed
@@ -175,7 +180,7 @@ class TrimmedEntries:
         return _time_of(index, entry)
 
     async def _trim_point(self, tenant: str) -> int:
-        trimmed = max(await self._log.trimmed(tenant), self._trimmed.get(tenant, 0))
+        trimmed = await self._log.trimmed(tenant)
         self._trimmed[tenant] = trimmed
         return trimmed
 
