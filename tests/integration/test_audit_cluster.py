@@ -1,6 +1,13 @@
-"""The audit log on Redis Cluster: appends, integration, proofs and queries stay in the tenant's slot."""
+"""The audit log on Redis Cluster: appends, integration, proofs and queries stay in the tenant's slot.
+
+In both layouts: the tree in Redis, and in tiles with the older entries trimmed from Redis
+(``audit_trim.lua`` and ``audit_integrate.lua`` are single-slot scripts, so a key of another
+slot among theirs would be refused by the cluster as CROSSSLOT).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -9,6 +16,7 @@ from idverify.audit import merkle
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.query import EventFilter, run_query
+from idverify.audit.tile_mirror import TiledAuditLog
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.audit_store import AuditStore
@@ -17,6 +25,8 @@ from idverify.store.connection import connect
 from idverify.store.keys import TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
+
+from .conftest import LAYOUTS, tiled_audit_log
 
 pytestmark = pytest.mark.slow
 
@@ -28,33 +38,55 @@ class _Keyed:
 
 
 class TestAuditOnCluster:
-    async def test_tenants_on_several_shards_keep_provable_logs(self, redis_cluster: LocalCluster) -> None:
+    @pytest.mark.parametrize("layout", LAYOUTS)
+    async def test_tenants_on_several_shards_keep_provable_logs(
+        self, redis_cluster: LocalCluster, layout: str, tmp_path: Path
+    ) -> None:
         """Client changes of tenants spread over the shards are logged, integrated and proven per tenant."""
         client = connect(redis_cluster.url)
         try:
             scripts = Scripts(client)
             clients = ClientRegistry(RedisClientStore(client, scripts), _Keyed())
             store = AuditStore(client, scripts)
-            tenants = [f"audit-shard-{n}" for n in range(6)]
+            # With tiles, one entry stays in Redis: the first three are read from the bundles.
+            log = tiled_audit_log(client, tmp_path / "tiles", kept=1) if layout == "tiles" else None
+            tenants = [f"audit-shard-{layout}-{n}" for n in range(6)]
             assert len({key_slot(TenantKeys(t).audit_log().encode()) for t in tenants}) > 1
             for tenant in tenants:
                 for role in (Role.AUDITOR, Role.PLATFORM, Role.REGISTRAR):
                     record, _ = await clients.create(tenant, role, "", {"principal": "test"})
                 await clients.revoke(record.client_id, {"principal": "test"})
             for tenant in tenants:
-                state = await TreeIntegrator(store).integrate(tenant)
-                leaves = [leaf for leaf in await store.entries(tenant, list(range(state.size))) if leaf]
+                if log is None:
+                    state = await TreeIntegrator(store).integrate(tenant)
+                    reader: AuditStore | TiledAuditLog = store
+                else:
+                    state = await log.integrate(tenant)
+                    assert await log.trim(tenant) == 3
+                    assert await store.entries(tenant, [0, 1, 2, 3]) == [
+                        None,
+                        None,
+                        None,
+                        *(await log.entries(tenant, [3])),
+                    ]
+                    assert (await store.tree_state(tenant)).tiled
+                    reader = log
+                leaves = [leaf for leaf in await reader.entries(tenant, list(range(state.size))) if leaf]
                 assert [parse_entry(x).type for x in leaves] == ["client.created"] * 3 + ["client.revoked"]
                 hashes = [merkle.leaf_hash(x) for x in leaves]
                 assert state.root == merkle.root(hashes)
                 plan = merkle.inclusion_plan(2, 4)
-                proof = plan.assemble(await store.read_nodes(tenant, plan.nodes))
+                proof = plan.assemble(await reader.read_nodes(tenant, plan.nodes))
                 merkle.verify_inclusion(hashes[2], 2, 4, proof, state.root)
                 found = [
                     r.event.index
-                    async for r in run_query(store, tenant, EventFilter(outcomes=frozenset({"revoked"})))
+                    async for r in run_query(reader, tenant, EventFilter(outcomes=frozenset({"revoked"})))
                 ]
                 assert found == [3]
-                assert await store.seek_times(tenant, [0]) == [0]
+                first = parse_entry(leaves[1]).time_ms
+                assert await reader.seek_times(tenant, [0, first]) == [
+                    0,
+                    1 if first > parse_entry(leaves[0]).time_ms else 0,
+                ]
         finally:
             await client.aclose()

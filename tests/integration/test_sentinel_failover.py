@@ -6,6 +6,12 @@ that was answered VERIFIED is missing afterwards.
 The setup is the smallest that can fail over: a primary, one replica, one sentinel. The server
 waits for one replica to hold each deciding step (``wait_replicas`` defaults to 1 for sentinel
 URLs), so an answer given by a primary that is being demoted is never one the caller saw.
+
+The crash runs in both audit layouts. With the tree in tiles (``audit_tiles_dir``) the lost
+writes may include an integration round whose tiles are written: afterwards every entry is
+proven in a signed head, or the tenant stops with ``AUDIT_TILES_STOPPED`` until the operator's
+``idverify audit set-aside-tiles`` and a restart (``test_sentinel_tiles.py`` makes that loss
+certain; here it is whatever the kill takes).
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ from pathlib import Path
 import grpc
 import pytest
 
+from idverify.audit import merkle
+from idverify.audit.checkpoint import load_public_key, verify_signed_head
 from idverify.store.local_topologies import LocalSentinel, wait_until
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, verification_pb2
-from tests.e2e.conftest import person, start, submit
+from idverify.v1 import account_pb2, audit_pb2, verification_pb2
+from tests.e2e.conftest import person, rich_error, start, submit
+from tests.e2e.test_audit import signed_head
 from tests.e2e.test_binding import LOOSE_LIMITS
+
+from .conftest import LAYOUTS, set_aside_tiles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
@@ -147,9 +158,10 @@ def sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
         yield setup
 
 
-def run_failover(sentinel: LocalSentinel, tmp_path: Path, switch: object) -> None:
+def run_failover(sentinel: LocalSentinel, tmp_path: Path, switch: object, config: str = "") -> None:
     """Runs the load, switches primaries with ``switch()``, and checks the outcome."""
-    with ServerProcess(tmp_path / "server", config=LOOSE_LIMITS, redis_url=sentinel.url) as server:
+    config += LOOSE_LIMITS
+    with ServerProcess(tmp_path / "server", config=config, redis_url=sentinel.url) as server:
         load = Load(server, CodeFollower(server.log_path))
         threads = [threading.Thread(target=load.run, daemon=True) for _ in range(4)]
         for thread in threads:
@@ -177,6 +189,45 @@ def run_failover(sentinel: LocalSentinel, tmp_path: Path, switch: object) -> Non
             for account, _ in load.acknowledged:
                 answer = platform.account.GetAccount(account_pb2.GetAccountRequest(account_id=account))
                 assert answer.account.verified, f"{account} was answered VERIFIED and then lost"
+        if "audit_tiles_dir" in config:
+            assert_every_entry_proven(server, sentinel)
+
+
+def head_or_refusal(server: ServerProcess) -> audit_pb2.GetTreeHeadResponse | str:
+    """The auditor's signed head, or the reason code it was refused with."""
+    with server.client("auditor") as auditor:
+        try:
+            return auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest())
+        except grpc.RpcError as error:
+            return rich_error(error)[0]
+
+
+def assert_every_entry_proven(server: ServerProcess, sentinel: LocalSentinel) -> None:
+    """Every entry is in a signed head, proven from the tiles, after set-aside-tiles if one stopped."""
+    answer = head_or_refusal(server)
+    if isinstance(answer, str):
+        # The kill took a round whose tiles were written, and a later round met one of them.
+        assert answer == "AUDIT_TILES_STOPPED"
+        server.stop()
+        moved = set_aside_tiles("default", server.directory / "idverify.toml", sentinel.url, server.data_dir)
+        assert "were moved to" in moved
+        server.start()
+        answer = head_or_refusal(server)
+        assert not isinstance(answer, str), answer
+    head = signed_head(answer.head)
+    verify_signed_head(head, load_public_key(answer.public_key.encode()))
+    size = head.head.size
+    with server.client("auditor") as auditor:
+        leaves = [
+            merkle.leaf_hash(auditor.audit.GetEvent(audit_pb2.GetEventRequest(index=index)).leaf)
+            for index in range(size)
+        ]
+        assert merkle.root(leaves) == head.head.root_hash
+        for index in range(size):
+            proof = auditor.audit.GetInclusionProof(
+                audit_pb2.GetInclusionProofRequest(index=index, tree_size=size)
+            )
+            merkle.verify_inclusion(leaves[index], index, size, list(proof.hashes), head.head.root_hash)
 
 
 class TestSentinelFailover:
@@ -186,10 +237,12 @@ class TestSentinelFailover:
         """SENTINEL FAILOVER while signups run: the old primary keeps taking writes for a while."""
         run_failover(sentinel, tmp_path, sentinel.failover)
 
+    @pytest.mark.parametrize("layout", LAYOUTS)
     def test_a_crashed_primary_loses_no_acknowledged_verification(
-        self, sentinel: LocalSentinel, tmp_path: Path
+        self, sentinel: LocalSentinel, tmp_path: Path, layout: str
     ) -> None:
         """A kill -9 of the primary, promotion of the replica, and the old one back as a replica."""
+        config = f'audit_tiles_dir = "{tmp_path / "tiles"}"\n' if layout == "tiles" else ""
 
         def crash_and_return() -> None:
             old = sentinel.primary_port()
@@ -198,4 +251,4 @@ class TestSentinelFailover:
             # As an orchestrator would: the crashed server comes back and Sentinel demotes it.
             sentinel.server_on(old).start()
 
-        run_failover(sentinel, tmp_path, crash_and_return)
+        run_failover(sentinel, tmp_path, crash_and_return, config)

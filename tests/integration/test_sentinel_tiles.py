@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,19 +25,19 @@ import pytest
 import redis
 
 from idverify.audit import merkle
-from idverify.audit.tile_mirror import SIZE_FILE, EntriesUnreadable, TiledAuditLog, TileMirror, TilesStopped
+from idverify.audit.tile_mirror import SIZE_FILE, EntriesUnreadable, TiledAuditLog, TilesStopped
 from idverify.domain.errors import StoreUnavailable
-from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.local_topologies import LocalSentinel
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 
+from .conftest import set_aside_tiles, tiled_audit_log
+
 pytestmark = pytest.mark.slow
 TENANT = "failover-tiles"
 KEPT = 8  # entries a trim leaves in Redis: small, so the lost round moves the trim point too
-SET_ASIDE = ("set-aside-tiles", "--config")
 T = TypeVar("T")
 
 
@@ -48,13 +46,6 @@ def sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
     """A fresh primary + replica + sentinel (the failover changes their roles)."""
     with LocalSentinel(tmp_path / "sentinel", replicas=1, sentinels=1) as setup:
         yield setup
-
-
-def tiled_log(client: RedisClient, tiles: Path) -> TiledAuditLog:
-    """The log as a server builds it (``configured_audit_log``), with a small kept window."""
-    scripts = Scripts(client)
-    mirror = TileMirror(tiles, AuditStore(client, scripts))
-    return TiledAuditLog(RedisAuditLog(client, scripts, write_round=mirror.write_round), mirror, kept=KEPT)
 
 
 async def served(call: Callable[[], Awaitable[T]]) -> T:
@@ -79,7 +70,7 @@ async def append(client: RedisClient, count: int, label: str) -> int:
 
 async def fresh_entries(tiles: Path, client: RedisClient) -> list[bytes]:
     """The integrated entries as a process started now reads them."""
-    log = tiled_log(client, tiles)
+    log = tiled_audit_log(client, tiles, kept=KEPT)
     size = (await log.tree_state(TENANT)).size
     return [entry for entry in await log.entries(TENANT, range(size)) if entry is not None]
 
@@ -142,35 +133,6 @@ async def lose_a_round(
     return lost
 
 
-def set_aside(tiles: Path, url: str, data_dir: Path) -> str:
-    """The operator's ``idverify audit set-aside-tiles``, as documented; its output."""
-    config = data_dir / "idverify.toml"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'audit_tiles_dir = "{tiles}"\nredis_url = "{url}"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "idverify",
-            "audit",
-            "--data-dir",
-            str(data_dir),
-            "--tenant",
-            TENANT,
-            *SET_ASIDE,
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 async def test_a_lost_integrated_round_never_serves_its_entries_or_proofs(
     sentinel: LocalSentinel, tmp_path: Path
 ) -> None:
@@ -178,7 +140,7 @@ async def test_a_lost_integrated_round_never_serves_its_entries_or_proofs(
     tiles.mkdir(mode=0o700)
     client = connect(sentinel.url)
     store = AuditStore(client, Scripts(client))
-    log = tiled_log(client, tiles)  # a server's, up through the failover
+    log = tiled_audit_log(client, tiles, kept=KEPT)  # a server's, up through the failover
     try:
         # The history both primaries hold: 250 entries, integrated, trimmed behind the tiles.
         await append(client, 250, "kept")
@@ -212,13 +174,15 @@ async def test_a_lost_integrated_round_never_serves_its_entries_or_proofs(
         )
         with pytest.raises(EntriesUnreadable):
             await log.entries(TENANT, [0])
-        fresh = tiled_log(client, tiles)  # a server started now reads the same
+        fresh = tiled_audit_log(client, tiles, kept=KEPT)  # a server started now reads the same
         assert await assert_proofs_are_the_logs(fresh, store) == first_root
 
         # The documented step, then a restart: the tree grows over the new timeline alone.
-        moved = set_aside(tiles, sentinel.url, tmp_path / "operator")
+        config = tmp_path / "idverify.toml"
+        config.write_text(f'audit_tiles_dir = "{tiles}"\n', encoding="utf-8")
+        moved = set_aside_tiles(TENANT, config, sentinel.url, tmp_path / "operator")
         assert "beyond its 253 entries were moved" in moved
-        restarted = tiled_log(client, tiles)
+        restarted = tiled_audit_log(client, tiles, kept=KEPT)
         assert (await restarted.integrate(TENANT)).size == 263
         root = await assert_proofs_are_the_logs(restarted, store)
         plan = merkle.consistency_plan(253, 263)

@@ -1,4 +1,8 @@
-"""A tenant's removal on Redis Cluster: its steps stay in its slot, and a stopped erasure resumes."""
+"""A tenant's removal on Redis Cluster: its steps stay in its slot, and a stopped erasure resumes.
+
+In both audit layouts: with tiles, the leaver's older entries were trimmed from Redis, so its
+export reads them from the bundles, and its tiles folder stays with its log.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from idverify.audit.checkpoint import TreeHeadSigner, load_public_key
 from idverify.audit.export import verify_export
+from idverify.audit.tile_mirror import SIZE_FILE, TiledAuditLog
 from idverify.flows.audit import AuditFlow
 from idverify.flows.tenant_removal import TenantRemoval, export_paths
 from idverify.privacy.keyring import Keyring
@@ -21,6 +26,8 @@ from idverify.store.connection import connect
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
 from idverify.store.tenant_removals import RedisRemovalStore
+
+from .conftest import LAYOUTS, tiled_audit_log
 
 pytestmark = pytest.mark.slow
 REQUEST = {"principal": "tenants-remove/test@host", "request_id": "", "trace_id": ""}
@@ -34,10 +41,13 @@ async def keys_of(client: RedisCluster, tenant: str) -> dict[bytes, bytes | None
     }
 
 
-async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_a_tenant_leaves_a_cluster_beside_another(
+    redis_cluster: LocalCluster, layout: str, tmp_path: Path
+) -> None:
     client = connect(redis_cluster.url)
     assert isinstance(client, RedisCluster)
-    leaver, stayer = "cluster-leaver", "cluster-stayer"
+    leaver, stayer = f"cluster-leaver-{layout}", f"cluster-stayer-{layout}"
     try:
         scripts = Scripts(client)
         keyring = Keyring.generate()
@@ -46,10 +56,14 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
             await registry.create(tenant, Role.REGISTRAR, "", REQUEST)
             for n in range(120):
                 await client.hset(f"iv1:{{t:{tenant}}}:acct:{n:032x}", mapping={"bound": "1"})
-        audit = AuditFlow(
-            RedisAuditLog(client, scripts), TreeHeadSigner(Ed25519PrivateKey.generate()), keyring
-        )
-        removal = TenantRemoval(RedisRemovalStore(client, scripts), audit)
+        tiles = tmp_path / "tiles"
+        log = tiled_audit_log(client, tiles, kept=1) if layout == "tiles" else RedisAuditLog(client, scripts)
+        if isinstance(log, TiledAuditLog):
+            await registry.create(leaver, Role.AUDITOR, "", REQUEST)  # a second entry, to trim
+            await log.integrate(leaver)
+            assert await log.trim(leaver) == 1  # the first entry is in its bundle alone
+        audit = AuditFlow(log, TreeHeadSigner(Ed25519PrivateKey.generate()), keyring)
+        removal = TenantRemoval(RedisRemovalStore(client, scripts, log=log), audit)
         before = await keys_of(client, stayer)
 
         await removal.schedule(leaver, 0, REQUEST)
@@ -73,5 +87,8 @@ async def test_a_tenant_leaves_a_cluster_beside_another(redis_cluster: LocalClus
             )
         assert report.ok, report.problem
         assert exported == export_paths(tmp_path, leaver)[0]
+        assert report.entries == report.tree_size == head.head.size
+        if layout == "tiles":
+            assert (tiles / leaver / SIZE_FILE).is_file()  # kept with the log
     finally:
         await client.aclose()
