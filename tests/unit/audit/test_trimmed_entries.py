@@ -110,6 +110,31 @@ class TestTrimmedReads:
 
 
 class TestTrimPoint:
+    async def test_a_point_redis_lost_is_read_again_before_entries_come_from_bundles(
+        self, redis: RedisClient, tmp_path: Path
+    ) -> None:
+        """A failover that lost a trim: the new entries under its numbers, never the lost bundles'.
+
+        The process saw the point before the loss (the promoted replica's keys restored here).
+        """
+        tenant = "trim-lost"
+        keys = TenantKeys(tenant)
+        kept = [keys.audit_log(), keys.audit_head(), keys.audit_tree_head()]
+        log = tiled_log(redis, tmp_path, kept=4)
+        await append(redis, tenant, 20, batches=1)
+        assert await integrated_and_trimmed(log, tenant) == 16
+        older = {key: await redis.dump(key) for key in kept}  # what the promoted replica holds
+        await SyntheticAppender(redis).append(tenant, [(REQUEST, {"type": "t.lost"})] * 20)
+        assert await integrated_and_trimmed(log, tenant) == 36
+        assert [parse_entry(e).type for e in await log.entries(tenant, [20]) if e] == ["t.lost"]
+        for key, value in older.items():
+            await redis.restore(key, 0, value, replace=True)
+        await SyntheticAppender(redis).append(tenant, [(REQUEST, {"type": "t.new"})] * 3)
+        store = AuditStore(redis, Scripts(redis))
+        assert await log.entries(tenant, range(16, 23)) == await store.entries(tenant, range(16, 23))
+        assert [parse_entry(e).type for e in await log.entries(tenant, [20, 22]) if e] == ["t.new"] * 2
+        assert await log.entries(tenant, [23, 30]) == [None, None]
+
     async def test_the_point_never_passes_the_integrated_tree(self, redis: RedisClient) -> None:
         """A trim asked past the tree stops at it: entries not integrated stay in Redis."""
         tenant = "trim-tree"
