@@ -46,7 +46,7 @@ from unittest import mock
 
 from idverify.audit.integrator import BATCH
 from idverify.audit.merkle import CompactRange, leaf_hash
-from idverify.audit.tile_mirror import TiledAuditLog
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.flows.audit_setup import INTEGRATION_INTERVAL_SECONDS
 from idverify.store.audit_logs import configured_audit_log
 from idverify.store.audit_store import AuditStore

@@ -3,7 +3,8 @@
 With ``audit_tiles_dir`` set, every tenant's tree and entries are written as tiles and entry
 bundles (``audit/tiles.py``'s layout, ``audit/tile_store.py``'s write-once files) below
 ``<audit_tiles_dir>/<tenant>``, and Redis keeps the tree head alone (size, root, compact range,
-marked ``nodes`` = ``tiles``): no node. Redis still holds every entry (issue 26's next step).
+marked ``nodes`` = ``tiles``): no node. Entries the bundles hold durably leave Redis too, but for
+the newest (``audit.trimmed_entries``).
 
 Writing. :meth:`TileMirror.write_round` is the integrator's ``RoundWriter``, run before the
 check-and-set that moves Redis's head (Tessera's order). It first checks that the tiles hold
@@ -41,9 +42,9 @@ to agree with it. The operator examines the files and sets aside those beyond th
 ``idverify audit set-aside-tiles``), then restarts. Any other failure (a full disk, Redis away,
 a tile missing) fails the round as ``StoreUnavailable`` and the next one tries again.
 
-Reading. :class:`TiledAuditLog` is ``flows.audit.AuditLog`` over another: it reads Redis's head
-and takes every node of the tree of that size from the tiles; a log whose nodes Redis still
-keeps (not yet switched) falls back to them.
+Reading. ``audit.tiled_audit_log.TiledAuditLog`` is the port over Redis and these tiles: it reads
+Redis's head and takes every node of the tree of that size from the tiles (:meth:`read_nodes`);
+a log whose nodes Redis still keeps (not yet switched) falls back to them.
 """
 
 from __future__ import annotations
@@ -54,33 +55,21 @@ import logging
 import string
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from idverify.audit.integrator import BATCH, LogCorrupted, fold
 from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes, leaf_hash
-from idverify.audit.query import run_query
 from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
 from idverify.audit.tiles import TILE_HEIGHT, TILE_WIDTH, BundleId, cut_to_width, parse_path, tiles_of
-from idverify.audit.tree_state import StoredHead, TreeState
-from idverify.audit.trimmed_entries import KEPT, TrimmedEntries
+from idverify.audit.tree_state import TreeState
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
 from idverify.security.durable_files import make_private_dirs, write_durable_file
-
-if TYPE_CHECKING:
-    from idverify.audit.query import EventFilter, IndexedLog, Posting, PostingSeek, QueryResult
-    from idverify.audit.trimmed_entries import TrimmableLog
-    from idverify.flows.audit import AuditLog
-
-    class LogBeneath(AuditLog, IndexedLog, TrimmableLog, Protocol):
-        """The log of record a ``TiledAuditLog`` wraps: the port, its queries' reads and its trims."""
-
 
 __all__ = [
     "SIZE_FILE",
     "EntriesUnreadable",
     "TileMirror",
     "TileSource",
-    "TiledAuditLog",
     "TilesDisagree",
     "TilesStopped",
     "tenant_directory",
@@ -515,117 +504,3 @@ def _beyond(name: str, keep: int, kept: set[str]) -> bool:
     if isinstance(item, BundleId):
         return item.index * TILE_WIDTH + item.width > keep
     return ((item.index * TILE_WIDTH + item.width) << (TILE_HEIGHT * item.level)) > keep
-
-
-class TiledAuditLog:
-    """``flows.audit.AuditLog`` over another, whose nodes are read from the tiles at its head's size.
-
-    Its entries are the log beneath's at and above the trim point and the bundles' below it
-    (``audit.trimmed_entries``), and each integration trims what the bundles hold durably.
-    """
-
-    def __init__(self, log: LogBeneath, tiles: TileMirror, *, kept: int = KEPT) -> None:
-        self._log = log
-        self._tiles = tiles
-        self._entries = TrimmedEntries(log, tiles, kept=kept)
-
-    async def exists(self, tenant: str) -> bool:
-        """The log beneath's."""
-        return await self._log.exists(tenant)
-
-    async def size(self, tenant: str) -> int:
-        """The log beneath's."""
-        return await self._log.size(tenant)
-
-    async def entries(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The log beneath's at and above its trim point, the bundles' below it.
-
-        Raises:
-            EntriesUnreadable: an entry below the trim point cannot be read whole from its bundle.
-        """
-        return await self._entries.entries(tenant, indices)
-
-    async def seek_times(self, tenant: str, times_ms: Sequence[int]) -> list[int]:
-        """Time seeks over the log beneath and, below its trim point, the bundles."""
-        return await self._entries.seek_times(tenant, times_ms)
-
-    async def seek_postings(self, tenant: str, postings: Sequence[Posting], index: int) -> list[PostingSeek]:
-        """The log beneath's (index postings stay in Redis)."""
-        return await self._log.seek_postings(tenant, postings, index)
-
-    async def read_posting(self, tenant: str, posting: Posting, position: int, count: int) -> list[int]:
-        """The log beneath's."""
-        return await self._log.read_posting(tenant, posting, position, count)
-
-    async def tree_state(self, tenant: str) -> TreeState:
-        """The log beneath's."""
-        return await self._log.tree_state(tenant)
-
-    async def read_nodes(self, tenant: str, nodes: Sequence[NodeId]) -> list[bytes | None]:
-        """The nodes of the tree of Redis's head, from the tiles (Redis's, for a log not yet switched).
-
-        One round trip (the head), then the tiles; None for a node that tree does not hold.
-
-        Raises:
-            TilesStopped: the tree is kept in tiles and they cannot give a node it holds, even
-                rebuilt from Redis's entries.
-            StoreUnavailable: Redis cannot be reached, or the tiles cannot be rebuilt now.
-        """
-        state = await self._log.tree_state(tenant)
-        hashes = await self._tiles.read_nodes(tenant, state.size, nodes)
-        missing = [at for at, value in enumerate(hashes) if value is None and _within(nodes[at], state.size)]
-        if missing and state.tiled:
-            # Tiles that lack the head's tree (a lost file, a backup of an external Redis's
-            # earlier head) are rebuilt from Redis's entries, checked against the head, at once.
-            await self._tiles.write_round(tenant, state, state, (), {})
-            hashes = await self._tiles.read_nodes(tenant, state.size, nodes)
-            if any(hashes[at] is None for at in missing):
-                raise TilesStopped.lacking(tenant, state.size)
-            return hashes
-        if not missing:
-            return hashes
-        found = await self._log.read_nodes(tenant, [nodes[at] for at in missing])
-        for at, value in zip(missing, found, strict=True):
-            hashes[at] = value
-        return hashes
-
-    async def leaf_hashes(self, tenant: str, indices: Sequence[int]) -> list[bytes | None]:
-        """The integrated entries' leaf hashes, as the tree holds them; None for one not integrated.
-
-        Raises:
-            TilesStopped: the tree is kept in tiles and they cannot give one it holds.
-        """
-        return await self.read_nodes(tenant, [NodeId(0, index) for index in indices])
-
-    async def replace_signed_head(self, tenant: str, previous: StoredHead | None, signed: StoredHead) -> bool:
-        """The log beneath's."""
-        return await self._log.replace_signed_head(tenant, previous, signed)
-
-    async def integrate(self, tenant: str, *, up_to: int | None = None) -> TreeState:
-        """The log beneath's integration, whose rounds write the tiles first.
-
-        A trim of what the bundles now hold starts in the background.
-        """
-        state = await self._log.integrate(tenant, up_to=up_to)
-        self._entries.keep_trimming(tenant, state.size)
-        return state
-
-    async def trim(self, tenant: str) -> int:
-        """Trims the tenant's log now, as far as the bundles hold it durably; the trim point after."""
-        return await self._entries.trim(tenant, (await self._log.tree_state(tenant)).size)
-
-    async def idle(self) -> None:
-        """Waits for the trims running to end."""
-        await self._entries.idle()
-
-    def query(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
-        """``audit.query.run_query`` over this log: entries through the trim point, postings from Redis.
-
-        Its leaf hashes are the tiles' (``leaf_hashes``), a level-0 tile per 256 entries.
-        """
-        return run_query(self, tenant, query)
-
-
-def _within(node: NodeId, size: int) -> bool:
-    """Whether the tree of ``size`` leaves holds the node completely."""
-    return (node.index + 1) << node.level <= size

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from idverify.audit.integrator import RoundWriter, TreeIntegrator
 from idverify.audit.query import EventFilter, QueryResult, run_query
-from idverify.audit.tile_mirror import EntriesUnreadable, TiledAuditLog, TileMirror
+from idverify.audit.tile_mirror import EntriesUnreadable, TileMirror
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.audit.tree_state import TreeInTiles, TreeState
 from idverify.audit.trimmed_entries import TrimmedEntries
 from idverify.data_dir import prepare_tiles_dir

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
+from idverify.audit.tile_mirror import TileMirror
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient

@@ -16,7 +16,7 @@ from idverify.audit import merkle
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.query import EventFilter, run_query
-from idverify.audit.tile_mirror import TiledAuditLog
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.audit_store import AuditStore

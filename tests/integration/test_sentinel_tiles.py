@@ -25,7 +25,8 @@ import pytest
 import redis
 
 from idverify.audit import merkle
-from idverify.audit.tile_mirror import SIZE_FILE, EntriesUnreadable, TiledAuditLog, TilesStopped
+from idverify.audit.tile_mirror import SIZE_FILE, EntriesUnreadable, TilesStopped
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.domain.errors import StoreUnavailable
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, connect

@@ -14,7 +14,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from idverify.audit.checkpoint import TreeHeadSigner, load_public_key
 from idverify.audit.export import verify_export
-from idverify.audit.tile_mirror import SIZE_FILE, TiledAuditLog
+from idverify.audit.tile_mirror import SIZE_FILE
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.flows.audit import AuditFlow
 from idverify.flows.tenant_removal import TenantRemoval, export_paths
 from idverify.privacy.keyring import Keyring

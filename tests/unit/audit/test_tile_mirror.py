@@ -22,7 +22,6 @@ from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.tile_mirror import (
     SIZE_FILE,
-    TiledAuditLog,
     TileMirror,
     TilesDisagree,
     TilesStopped,
@@ -30,6 +29,7 @@ from idverify.audit.tile_mirror import (
     tree_files,
 )
 from idverify.audit.tile_store import DirectoryTiles, TiledLog, TileMissing
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.audit.tree_state import TreeInTiles
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.audit import AuditFlow, AuditLog

@@ -16,13 +16,8 @@ import pytest
 
 from idverify.audit.events import parse_entry
 from idverify.audit.query import EventFilter
-from idverify.audit.tile_mirror import (
-    SIZE_FILE,
-    EntriesUnreadable,
-    TiledAuditLog,
-    TileMirror,
-    tenant_directory,
-)
+from idverify.audit.tile_mirror import SIZE_FILE, EntriesUnreadable, TileMirror, tenant_directory
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.audit.tiles import BundleId
 from idverify.domain.errors import ConfigError, FailedPrecondition, StatusKind
 from idverify.store.audit_logs import RedisAuditLog, configured_audit_log, refuse_trimmed_logs

@@ -20,7 +20,8 @@ from idverify.audit import merkle
 from idverify.audit.events import AuditEvent, parse_entry
 from idverify.audit.merkle import NodeId, leaf_hash
 from idverify.audit.query import EventFilter
-from idverify.audit.tile_mirror import TiledAuditLog, TileMirror
+from idverify.audit.tile_mirror import TileMirror
+from idverify.audit.tiled_audit_log import TiledAuditLog
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.flows.audit import AuditLog
 from idverify.store.audit_logs import RedisAuditLog
