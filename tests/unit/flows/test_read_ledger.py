@@ -164,10 +164,15 @@ class TestHourlyEstimates:
         await reads.record(tenant, OTHER, [Category.VERIFICATION], ["a0"])
 
         hour, keys = await store_hour(redis), ReadKeys(tenant)
-        assert await redis.pfcount(keys.accounts(hour, LEAKED.client_id, Category.VERIFICATION)) == 5
+        # A HyperLogLog counts five keyed ids as four when two share a register (about one run in
+        # 1,600, the keys being new each run): an estimate, which is all the counts claim to be.
+        # What this test is about is exact: the other client's single read stays one.
+        assert await redis.pfcount(keys.accounts(hour, LEAKED.client_id, Category.VERIFICATION)) in {4, 5}
         assert await redis.pfcount(keys.accounts(hour, OTHER.client_id, Category.VERIFICATION)) == 1
         both = keys.accounts_over([hour], [LEAKED.client_id, OTHER.client_id], Category.VERIFICATION)
-        assert await redis.pfcount(*both) == 5
+        assert await redis.pfcount(*both) == await redis.pfcount(
+            keys.accounts(hour, LEAKED.client_id, Category.VERIFICATION)
+        )
 
     async def test_a_malformed_account_id_is_refused_and_counts_nothing(
         self, redis: RedisClient, tenant: str

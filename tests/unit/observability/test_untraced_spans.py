@@ -12,8 +12,12 @@ CALLER = (("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-
 
 
 @pytest.fixture(autouse=True)
-def untraced() -> None:
-    """The process-wide tracer is the API's no-op one (telemetry.configure was not asked for spans)."""
+def untraced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracer of a process whose telemetry was not asked for spans: the API's no-op one.
+
+    Set here rather than assumed: a server an earlier test ran in this process installed its own.
+    """
+    monkeypatch.setattr(telemetry, "_TRACER", trace.NoOpTracer())
     assert not telemetry.tracing()
 
 
