@@ -94,23 +94,26 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "rotate-key",
         help="make the configured (or a newly generated) signing key the log's; run on the server's host",
     )
-    rotate.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
-    rotate.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+    _store_options(rotate)
     acknowledge = sub.add_parser(
         "acknowledge-rollback",
         help="accept the entries lost by a restore behind a published head (audited); "
         "run on the server's host",
     )
-    acknowledge.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
-    acknowledge.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+    _store_options(acknowledge)
     set_aside = sub.add_parser(
         "set-aside-tiles",
         help="move the tenant's audit tiles beyond its log's tree head aside (audit_tiles_dir); "
         "run on the server's host, then restart the servers",
     )
-    set_aside.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
-    set_aside.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
+    _store_options(set_aside)
     audit.set_defaults(handler=_run)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a command run on the server's host, over its configuration and store."""
+    parser.add_argument("--config", default=None, help="TOML file (IDVERIFY_CONFIG)")
+    parser.add_argument("--redis-url", default=None, help="IDVERIFY_REDIS_URL; empty for embedded")
 
 
 def _run(args: argparse.Namespace) -> int:
