@@ -1,7 +1,9 @@
 """The Redis key schema, in one place.
 
 Every key starts with the versioned prefix ``iv1:`` and a hash tag: ``{t:<tenant>}`` for
-everything a tenant owns (its API clients too), ``{ph:<phone pseudonym>}`` for the counters of
+everything a tenant owns (its API clients too), ``{t:<tenant>:<bucket>}`` for what one of its
+buckets holds (``BucketKeys``: the audit stage for now, ``audit_stage_buckets``; the records
+spread over buckets are issue 26's next step), ``{ph:<phone pseudonym>}`` for the counters of
 one phone number that all tenants share, ``{global}`` for the few other keys no tenant owns.
 All keys an atomic step touches share
 the tenant's tag, so each step is one Lua script in one hash slot and the same code runs on
@@ -31,6 +33,9 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
 | ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
+| ``iv1:{t:T:B}:audit:stage`` | stream | bucket B's staged entries: ``b`` body, ``ms``, ``ea``/``ef``/``c`` |
+| ``iv1:{t:T}:audit:stage-cursor`` | hash | bucket -> the last staged stream id sequenced into the log |
+| ``iv1:{t:T}:audit:receipts:<bucket>`` | stream | staged id -> ``i`` entry number, ``r`` refused (a day) |
 | ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:i`` | HLL | identity refs of the bound accounts it read |
@@ -162,6 +167,14 @@ class TenantKeys:
         """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""
         return f"{self._base}:audit:log"
 
+    def audit_stage_cursor(self) -> str:
+        """Per bucket, the last staged stream id sequenced into the log."""
+        return f"{self._base}:audit:stage-cursor"
+
+    def audit_receipts(self, bucket: int) -> str:
+        """Per staged stream id of a bucket, the entry number it was given (or its refusal)."""
+        return f"{self._base}:audit:receipts:{bucket}"
+
     def console_session(self, digest: str) -> str:
         """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""
         return f"{self._base}:console:session:{digest}"
@@ -265,6 +278,29 @@ class TenantKeys:
     def clients(self) -> str:
         """The tenant's client ids."""
         return f"{self._base}:clients"
+
+
+class BucketKeys:
+    """Key names of one of a tenant's buckets (issue 26): a hash slot of their own, ``{t:T:B}``.
+
+    A tenant's name holds no colon (``domain.tenants``), so ``{t:<tenant>:<bucket>}`` is never
+    another tenant's tag.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, tenant: str, bucket: int) -> None:
+        if not valid_tenant(tenant):
+            msg = f"invalid tenant name {tenant!r}"
+            raise ValueError(msg)
+        if bucket < 0:
+            msg = f"invalid bucket {bucket!r}"
+            raise ValueError(msg)
+        self._base = f"{PREFIX}:{{t:{tenant}:{bucket}}}"
+
+    def audit_stage(self) -> str:
+        """The bucket's staged audit entries (the prelude's ``audit_stage``), until sequenced."""
+        return f"{self._base}:audit:stage"
 
 
 class PhoneKeys:

@@ -73,6 +73,8 @@ SCRIPT_NAMES = (
     "incident_holdings",
     "incident_report",
     "audit_integrate",
+    # Appends a bucket's staged audit entries to the tenant's log, behind the bucket's cursor.
+    "audit_sequence",
     "audit_head",
     "audit_seek",
     # Drops entries the entry bundles hold from Redis, a bounded batch a call.
@@ -114,6 +116,9 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"console_session"}
     # A subscription the admin was shown a secret for, a replay it was told of.
     | {"webhook_manage"}
+    # Staged audit entries appended: their stage is trimmed once the step is reported done, so
+    # a failover that lost the step would lose the entries too.
+    | {"audit_sequence"}
 )
 
 

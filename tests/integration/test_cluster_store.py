@@ -11,7 +11,7 @@ from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.store.connection import connect, translate_errors
-from idverify.store.keys import GlobalKeys, PhoneKeys, TenantKeys
+from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
@@ -43,6 +43,14 @@ class TestHashSlots:
         """Different tenants land on different slots; the client keys are one slot of their own."""
         assert len({key_slot(TenantKeys(f"tenant-{n}").audit_log().encode()) for n in range(50)}) > 40
         assert len({key_slot(key.encode()) for key in every_key(GlobalKeys)}) == 1
+
+    def test_a_tenants_buckets_spread_over_slots_of_their_own(self) -> None:
+        """Each bucket's keys share a slot; a tenant's 64 buckets take many slots, none the tenant's."""
+        buckets = [BucketKeys("t-2", n) for n in range(64)]
+        assert all(len({key_slot(key.encode()) for key in every_key(bucket)}) == 1 for bucket in buckets)
+        slots = {key_slot(bucket.audit_stage().encode()) for bucket in buckets}
+        assert len(slots) > 55
+        assert key_slot(TenantKeys("t-2").audit_log().encode()) not in slots
 
     def test_a_phones_counters_share_a_slot_of_their_own(self) -> None:
         """A phone's deployment-wide counters are one slot; phones spread over the slots."""

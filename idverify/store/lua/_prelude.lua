@@ -171,22 +171,13 @@ local function add_posting(prefix, name, value, posting)
   end
 end
 
--- The entry is built as one list of pieces joined once: its cost per entry is what a signup's
+-- An entry's bytes after its number and time: ',"type":...,"attributes":{...}}'. audit() writes
+-- '{"v":1,"seq":<n>,"time_ms":<ms>' before it; a stage keeps it alone (audit_stage), so that the
+-- sequencer, which numbers it later, writes the very bytes audit() would have at that number and
+-- time. It is built as one list of pieces joined once: its cost per entry is what a signup's
 -- scripts and issue 26's append rate pay (bench/audit_append.py measures it).
-local function audit(log_key, base, fields)
-  local ev = {}
-  for k, v in pairs(base) do ev[k] = v end
-  for k, v in pairs(fields) do ev[k] = v end
-  assert(ev.type and ev.type ~= '', 'an audit entry needs a type')
-  local prefix = string.sub(log_key, 1, -4)  -- '...:audit:log' -> '...:audit:'
-  local head = prefix .. 'head'
-  local state = redis.call('HMGET', head, 'size', 'last_ms')
-  local seq = tonumber(state[1] or '0')
-  -- Time never runs backwards within a log, so a time range is a range of sequence numbers.
-  local time_ms = math.max(NOW, tonumber(state[2] or '0'))
-  local index, time_text = string.format('%d', seq), string.format('%d', time_ms)
-  local parts = {'{"v":1,"seq":', index, ',"time_ms":', time_text}
-  local n = 4
+local function audit_body(ev)
+  local parts, n = {}, 0
   for i, name in ipairs(AUDIT_TEXT_FIELDS) do
     parts[n + 1], parts[n + 2] = AUDIT_TEXT_LABELS[i], json_text(ev[name] or '')
     n = n + 2
@@ -198,7 +189,30 @@ local function audit(log_key, base, fields)
     n = n + 2
   end
   parts[n + 1], parts[n + 2], parts[n + 3] = ',"attributes":', audit_attributes(ev), '}'
-  redis.call('HSET', log_key, index, table.concat(parts))
+  return table.concat(parts)
+end
+
+-- The request's fields and the event's, as one table (the event's win).
+local function audit_event(base, fields)
+  local ev = {}
+  for k, v in pairs(base) do ev[k] = v end
+  for k, v in pairs(fields) do ev[k] = v end
+  assert(ev.type and ev.type ~= '', 'an audit entry needs a type')
+  return ev
+end
+
+-- Appends an entry of body at the log's next number, at_ms or the log's last time if later
+-- (time never runs backwards within a log, so a time range is a range of sequence numbers),
+-- with its postings and, for an event type, its outbox record. ev gives the postings' and the
+-- outbox's fields. Returns its number.
+local function audit_append(log_key, ev, body, at_ms)
+  local prefix = string.sub(log_key, 1, -4)  -- '...:audit:log' -> '...:audit:'
+  local head = prefix .. 'head'
+  local state = redis.call('HMGET', head, 'size', 'last_ms')
+  local seq = tonumber(state[1] or '0')
+  local time_ms = math.max(at_ms, tonumber(state[2] or '0'))
+  local index, time_text = string.format('%d', seq), string.format('%d', time_ms)
+  redis.call('HSET', log_key, index, '{"v":1,"seq":' .. index .. ',"time_ms":' .. time_text .. body)
   if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
   redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', time_text)
   local posting = u48(seq)
@@ -206,6 +220,35 @@ local function audit(log_key, base, fields)
   add_posting(prefix, 'outcome', ev.outcome, posting)
   add_posting(prefix, 'method', ev.method, posting)
   add_posting(prefix, 'acct', ev.account, posting)
+  return seq
+end
+
+local function audit(log_key, base, fields)
+  local ev = audit_event(base, fields)
+  audit_append(log_key, ev, audit_body(ev), NOW)
+end
+
+-- Staging (issue 26): a script whose slot is a bucket's ({t:<tenant>:<bucket>}) cannot reach
+-- the tenant's log, so it records its change's entry in the bucket's stage stream instead, in the
+-- same step as the change (TenantKeys.audit_stage), and audit_sequence.lua numbers it later.
+-- A staged record holds the body, the time it was staged (NOW) and, for an event type, what
+-- outbox() takes from the request (the sealed account id and whose, the span), which no entry
+-- holds; the postings' fields are in the body, which the sequencer decodes anyway to check it.
+-- Returns the record's stream id: with the bucket, the entry's staged position.
+local STAGED_OUTBOX_FIELDS = {{'ea', 'event_account'}, {'ef', 'event_account_for'}, {'c', 'span'}}
+local function audit_stage(stage_key, base, fields)
+  local ev = audit_event(base, fields)
+  local record = {'b', audit_body(ev), 'ms', string.format('%d', NOW)}
+  if EVENT_TYPES[ev.type] then
+    for _, pair in ipairs(STAGED_OUTBOX_FIELDS) do
+      local value = ev[pair[2]] or ''
+      if value ~= '' then
+        record[#record + 1] = pair[1]
+        record[#record + 1] = value
+      end
+    end
+  end
+  return redis.call('XADD', stage_key, '*', unpack(record))
 end
 
 local function set_fields(key, t)

@@ -96,15 +96,25 @@ def _text(mapping: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in sorted(mapping.items())}
 
 
-async def written(redis: RedisClient) -> dict[str, Any]:
-    """What ``EVENTS`` appended leave in Redis: entries, postings (hex), head, outbox and its map."""
-    keys = TenantKeys(TENANT)
-    prefix = keys.audit_log()[: -len("log")]
-    stale = [key async for key in redis.scan_iter(match=f"iv1:{{t:{TENANT}}}:*")]
+async def emptied(redis: RedisClient) -> None:
+    """The golden tenant's keys gone (its buckets' too), its log's last time set to ``FIXED_MS``."""
+    stale = [key async for key in redis.scan_iter(match=f"iv1:{{t:{TENANT}[:}}]*")]
     if stale:
         await redis.delete(*stale)
-    await redis.hset(prefix + "head", "last_ms", str(FIXED_MS))
+    await redis.hset(TenantKeys(TENANT).audit_head(), "last_ms", str(FIXED_MS))
+
+
+async def written(redis: RedisClient) -> dict[str, Any]:
+    """What ``EVENTS`` appended leave in Redis: entries, postings (hex), head, outbox and its map."""
+    await emptied(redis)
     await SyntheticAppender(redis).append(TENANT, EVENTS)
+    return await stored(redis)
+
+
+async def stored(redis: RedisClient) -> dict[str, Any]:
+    """The golden tenant's log as the golden file has it."""
+    keys = TenantKeys(TENANT)
+    prefix = keys.audit_log()[: -len("log")]
     log = await redis.hgetall(keys.audit_log())
     postings = {
         key.decode(): (await redis.get(key)).hex() async for key in redis.scan_iter(match=f"{prefix}ix:*")

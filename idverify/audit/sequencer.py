@@ -1,0 +1,201 @@
+"""Folds the entries staged in a tenant's bucket streams into its audit log (issue 26).
+
+A script whose keys live in one of a tenant's buckets (``{t:<tenant>:<bucket>}``, its own hash
+slot, maybe another shard) cannot append to the tenant's log; it stages its change's entry in the
+bucket's stream in the same step (the prelude's ``audit_stage``). The sequencer brings each
+bucket's staged entries into the log, in stream order, a batch of at most ``SEQUENCE_BATCH`` per
+call, each call one atomic step in the tenant's slot that appends the batch and moves the
+bucket's cursor past it with a check-and-set (``audit_sequence.lua``). Only after that call
+committed does it trim the bucket's stream up to the cursor. So:
+
+- a batch sequenced twice (a crash after the call, before the trim; two workers racing) is
+  refused by the cursor's check-and-set, and the stream is read again after the new cursor: no
+  entry is appended twice;
+- an entry leaves its stream only below a committed cursor: none is lost;
+- a bucket's entries keep their stream order; every entry's time is at least the log's last, so
+  time never runs backwards across buckets either.
+
+The integrator then hashes the appended entries into the tree as before; a signed head covers
+only integrated entries. A staged position (bucket, stream id) is *pending* while the bucket's
+cursor is below it, and is then given its entry number (``StagedLog.position``); until then it is
+not readable through queries, exports or proofs.
+
+The store is read and written through :class:`StagedLog`, the port declared here
+(``store.audit_stages.RedisAuditStages`` over Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from idverify.audit.integrator import FOLD_SLICE
+
+__all__ = [
+    "SEQUENCE_BATCH",
+    "PositionState",
+    "SequenceReport",
+    "Sequenced",
+    "StageSequencer",
+    "StagedLog",
+    "StagedPosition",
+    "StagedRecord",
+]
+
+SEQUENCE_BATCH = FOLD_SLICE
+"""Staged entries sequenced per call: a Lua step this long holds the tenant's shard for about as
+long as the integrator's fold slice holds a worker's loop (a few milliseconds)."""
+
+log = logging.getLogger("idverify.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRecord:
+    """One staged entry as its stream holds it: its id and fields, passed back unread."""
+
+    stream_id: str
+    fields: dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Sequenced:
+    """What one call made of a batch: ``conflict`` when another process had moved the cursor first."""
+
+    first_index: int = 0
+    appended: int = 0
+    refused: tuple[str, ...] = ()
+    conflict: bool = False
+
+
+class PositionState(Enum):
+    """Where a staged position stands."""
+
+    PENDING = "pending"
+    """In its stream above the bucket's cursor: not in the log yet."""
+    SEQUENCED = "sequenced"
+    """Appended (its number is known while its receipt is kept, a day)."""
+    REFUSED = "refused"
+    """Not what ``audit_stage`` writes: passed over by the sequencer, never appended."""
+    UNKNOWN = "unknown"
+    """Neither staged above the cursor nor below it: never staged there."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedPosition:
+    """A staged entry's state and, once sequenced and while its receipt is kept, its number."""
+
+    state: PositionState
+    index: int | None = None
+
+
+class StagedLog(Protocol):
+    """The stage streams, their cursors and the sequencing step (every method may raise StoreUnavailable)."""
+
+    async def cursor(self, tenant: str, bucket: int) -> str:
+        """The last stream id of ``bucket`` sequenced into the log ('' for none)."""
+        ...
+
+    async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
+        """Up to ``count`` records of ``bucket``'s stream above ``after`` ('' for all), in order."""
+        ...
+
+    async def sequence(
+        self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
+    ) -> Sequenced:
+        """Appends ``records`` and moves the cursor to the last, if it is still at ``after``."""
+        ...
+
+    async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
+        """Drops ``bucket``'s records up to ``cursor`` (a committed cursor) from its stream."""
+        ...
+
+    async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
+        """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not."""
+        ...
+
+    async def drop(self, tenant: str, bucket: int) -> int:
+        """Deletes ``bucket``'s stream; the records it held above the cursor (never sequenced)."""
+        ...
+
+
+@dataclass(slots=True)
+class SequenceReport:
+    """One pass over a tenant's buckets."""
+
+    appended: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    """(bucket, stream id) of each record refused as not what ``audit_stage`` writes."""
+    conflicts: int = 0
+    """Batches another process sequenced first (read again after its cursor)."""
+
+
+class StageSequencer:
+    """Sequences every bucket of a tenant; one pass per tenant at a time in this process."""
+
+    def __init__(self, store: StagedLog, buckets: int) -> None:
+        self._store = store
+        self._buckets = buckets
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def buckets(self) -> int:
+        """How many buckets each tenant's entries are staged in."""
+        return self._buckets
+
+    async def sequence(self, tenant: str) -> SequenceReport:
+        """Sequences what every bucket of ``tenant`` has staged by now.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached (what was sequenced stays so).
+        """
+        report = SequenceReport()
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            for bucket in range(self._buckets):
+                await self._sequence_bucket(tenant, bucket, report)
+        return report
+
+    async def drop_stages(self, tenant: str) -> int:
+        """Deletes every stage stream of a tenant whose log is closed; the records never sequenced.
+
+        A tenant's removal calls it when it erases the tenant's keys: its log took its last
+        entry when it was closed (after a last pass of :meth:`sequence`), so a record staged
+        since cannot be appended.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        dropped = 0
+        for bucket in range(self._buckets):
+            dropped += await self._store.drop(tenant, bucket)
+        if dropped:
+            log.warning(
+                "%d staged audit records of %s dropped: staged after its log was closed", dropped, tenant
+            )
+        return dropped
+
+    async def _sequence_bucket(self, tenant: str, bucket: int, report: SequenceReport) -> None:
+        cursor = await self._store.cursor(tenant, bucket)
+        # A crash after a committed call, before its trim, left records at or below the cursor.
+        if cursor:
+            await self._store.trim(tenant, bucket, cursor)
+        while True:
+            records = await self._store.staged(tenant, bucket, cursor, SEQUENCE_BATCH)
+            if not records:
+                return
+            outcome = await self._store.sequence(tenant, bucket, cursor, records)
+            if outcome.conflict:
+                report.conflicts += 1
+                cursor = await self._store.cursor(tenant, bucket)
+                continue
+            cursor = records[-1].stream_id
+            report.appended += outcome.appended
+            for stream_id in outcome.refused:
+                # The position, never the record's bytes: they may hold whatever was planted.
+                log.warning("staged audit record %s of %s bucket %d refused", stream_id, tenant, bucket)
+                report.refused.append((bucket, stream_id))
+            await self._store.trim(tenant, bucket, cursor)
+            await asyncio.sleep(0)

@@ -1,0 +1,138 @@
+"""The audit stage streams over Redis: ``audit.sequencer.StagedLog``.
+
+A bucket's stream (``TenantKeys.audit_stage``) is in the bucket's slot; its cursor and receipts
+are in the tenant's, beside the log that ``audit_sequence.lua`` appends to. No read or write here
+joins the two slots in one command, so on Cluster each goes to its own shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from idverify.audit.sequencer import PositionState, Sequenced, StagedPosition, StagedRecord, StageSequencer
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.keys import BucketKeys, TenantKeys
+from idverify.store.scripts import Scripts
+
+__all__ = ["RedisAuditStages", "next_stream_id", "stage_sequencer"]
+
+# What audit_stage() writes beside the body and time, for the outbox, in the script's order.
+_OUTBOX_FIELDS = (b"ea", b"ef", b"c")
+
+
+def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
+    """The sequencer of the tenants' staged audit entries (``audit_stage_buckets``), or None for none."""
+    return StageSequencer(RedisAuditStages(redis, scripts), buckets) if buckets else None
+
+
+def next_stream_id(stream_id: str) -> str:
+    """The smallest stream id above ``stream_id`` (XTRIM MINID keeps it and what follows).
+
+    Raises:
+        ValueError: ``stream_id`` is not ``<ms>-<seq>`` (no RPC takes one yet: a caller's bug).
+    """
+    ms, _, seq = stream_id.partition("-")
+    if not (ms.isdigit() and seq.isdigit()):
+        msg = f"a stream id is <ms>-<seq>, not {stream_id!r}"
+        raise ValueError(msg)
+    return f"{ms}-{int(seq) + 1}"
+
+
+class RedisAuditStages:
+    """Stage streams, cursors and receipts of every tenant on one Redis (standalone or Cluster)."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+
+    async def cursor(self, tenant: str, bucket: int) -> str:
+        """The last stream id of ``bucket`` sequenced into the log ('' for none)."""
+        async with translate_errors():
+            value = await self._redis.hget(TenantKeys(tenant).audit_stage_cursor(), str(bucket))
+        return as_text(value) if value is not None else ""
+
+    async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
+        """Up to ``count`` records of ``bucket``'s stream above ``after`` ('' for all), in order."""
+        start = f"({after}" if after else "-"
+        async with translate_errors():
+            raw: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrange(  # type: ignore[assignment]
+                BucketKeys(tenant, bucket).audit_stage(), start, "+", count=count
+            )
+        return [StagedRecord(as_text(stream_id), fields) for stream_id, fields in raw]
+
+    async def sequence(
+        self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
+    ) -> Sequenced:
+        """Appends ``records`` and moves the cursor to the last, if it is still at ``after``."""
+        keys = TenantKeys(tenant)
+        args: list[str | bytes] = [str(bucket), after, records[-1].stream_id]
+        for record in records:
+            args += [
+                record.stream_id,
+                record.fields.get(b"b", b""),
+                record.fields.get(b"ms", b""),
+                *(record.fields.get(name, b"") for name in _OUTBOX_FIELDS),
+            ]
+        reply: list[Any] = await self._scripts.run(
+            "audit_sequence", [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(bucket)], args
+        )
+        status = as_text(reply[0])
+        if status == "CONFLICT":
+            return Sequenced(conflict=True)
+        if status != "OK":
+            # The caller's batch, not the store's data: a bug here, never a record's fault.
+            msg = f"audit_sequence refused the batch: {as_text(reply[1])}"
+            raise RuntimeError(msg)
+        return Sequenced(int(reply[1]), int(reply[2]), tuple(as_text(r) for r in reply[3:]))
+
+    async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
+        """Drops ``bucket``'s records up to ``cursor`` (a committed cursor) from its stream."""
+        async with translate_errors():
+            await self._redis.xtrim(
+                BucketKeys(tenant, bucket).audit_stage(), minid=next_stream_id(cursor), approximate=False
+            )
+
+    async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
+        """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not.
+
+        Raises:
+            ValueError: ``stream_id`` is not ``<ms>-<seq>``.
+        """
+        next_stream_id(stream_id)  # refuses a malformed id before it reaches Redis
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            # The stream first: read after the cursor, an entry sequenced in between is found
+            # below it, never missing from both.
+            staged = await self._redis.xrange(BucketKeys(tenant, bucket).audit_stage(), stream_id, stream_id)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hget(keys.audit_stage_cursor(), str(bucket))
+                pipe.xrange(keys.audit_receipts(bucket), stream_id, stream_id)
+                cursor, receipt = await pipe.execute()
+        if cursor is not None and not _above(stream_id, as_text(cursor)):
+            if not receipt:
+                return StagedPosition(PositionState.SEQUENCED)
+            fields = receipt[0][1]
+            if b"i" in fields:
+                return StagedPosition(PositionState.SEQUENCED, int(fields[b"i"]))
+            return StagedPosition(PositionState.REFUSED)
+        return StagedPosition(PositionState.PENDING if staged else PositionState.UNKNOWN)
+
+    async def drop(self, tenant: str, bucket: int) -> int:
+        """Deletes ``bucket``'s stream; the records it held above the cursor (never sequenced)."""
+        cursor = await self.cursor(tenant, bucket)
+        stage = BucketKeys(tenant, bucket).audit_stage()
+        async with translate_errors():
+            if cursor:
+                await self._redis.xtrim(stage, minid=next_stream_id(cursor), approximate=False)
+            left = await self._redis.xlen(stage)
+            await self._redis.delete(stage)
+        return int(left)
+
+
+def _above(stream_id: str, cursor: str) -> bool:
+    def key(text: str) -> tuple[int, int]:
+        ms, _, seq = text.partition("-")
+        return int(ms), int(seq)
+
+    return key(stream_id) > key(cursor)

@@ -1,0 +1,100 @@
+-- Sequences one bucket's staged audit entries (issue 26): appends them to the tenant's log in
+-- stream order, as audit() would have at their numbers and times, and moves the bucket's cursor
+-- past them, in one step in the tenant's slot. The cursor is a check-and-set: a batch read below
+-- a cursor another process (or this one, before a crash) already moved is refused whole
+-- ('CONFLICT', nothing written), so no entry is appended twice; the caller trims the stage only
+-- up to the cursor once this step committed, so none is lost. A record that is not what
+-- audit_stage() writes (a body other than the canonical one its own fields give, a forged
+-- "seq", a body too long for a bundle, a bad time) is refused alone: not appended, its receipt
+-- says so, and the cursor passes it, so one planted record cannot stop the bucket.
+-- KEYS: the tenant's audit log, its stage cursors (hash: bucket -> last stream id sequenced),
+--   the bucket's receipts (stream: staged stream id -> 'i' its number, or 'r' refused; written
+--   with pcall, since a receipt stream restored or altered beside the cursor may refuse an id,
+--   and a missing receipt only means a position is answered "sequenced" without its number)
+-- ARGV: bucket, the cursor the batch was read after ('' for none), the batch's last stream id,
+--   then per record its stream id, body, staged ms, sealed account id, whose, span
+-- Returns {'OK', first number, entries appended, refused stream ids...} or {'CONFLICT', cursor}
+-- or {'BAD_BATCH', why} (nothing written).
+local RECORD_FIELDS = 6
+-- An entry's length is two bytes in an entry bundle (audit/tiles.py): a body and the longest
+-- '{"v":1,"seq":<n>,"time_ms":<ms>' stay below 65,536 bytes.
+local MAX_STAGED_BODY = 65000
+-- Receipts answer "sequenced as which number" for a day; past that a position below the cursor
+-- is known sequenced, its number found by a query of its content.
+local RECEIPT_KEEP_MS = 86400000
+
+local bucket, expected, last = ARGV[1], ARGV[2], ARGV[3]
+local current = redis.call('HGET', KEYS[2], bucket) or ''
+if current ~= expected then return {'CONFLICT', current} end
+
+local function stream_id(text)
+  local ms, seq = string.match(text or '', '^(%d+)%-(%d+)$')
+  return ms, seq
+end
+-- Decimal strings without leading zeros (Redis writes none) compare by length, then bytes.
+local function decimal_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function id_less(a, b)
+  local a_ms, a_seq = stream_id(a)
+  local b_ms, b_seq = stream_id(b)
+  if a_ms ~= b_ms then return decimal_less(a_ms, b_ms) end
+  return decimal_less(a_seq, b_seq)
+end
+
+local count = (#ARGV - 3) / RECORD_FIELDS
+if count < 1 or count ~= math.floor(count) then return {'BAD_BATCH', 'record fields'} end
+local previous = expected == '' and '0-0' or expected
+if not stream_id(previous) then return {'BAD_BATCH', 'cursor'} end
+for i = 0, count - 1 do
+  local id = ARGV[4 + i * RECORD_FIELDS]
+  if not stream_id(id) then return {'BAD_BATCH', 'stream id'} end
+  if not id_less(previous, id) then return {'BAD_BATCH', 'stream ids not above the cursor, ascending'} end
+  previous = id
+end
+if previous ~= last then return {'BAD_BATCH', 'last stream id'} end
+
+-- The event a body records, or nil unless the body is exactly what audit_body() makes of it.
+local function rebuilt(body)
+  local decoded = cjson.decode('{' .. string.sub(body, 2))
+  if type(decoded) ~= 'table' or type(decoded.attributes) ~= 'table' then return nil end
+  local ev = {}
+  for k, v in pairs(decoded.attributes) do ev[k] = v end
+  for _, name in ipairs(AUDIT_TEXT_FIELDS) do ev[name] = decoded[name] end
+  for _, name in ipairs(AUDIT_REQUEST_FIELDS) do ev[name] = decoded[name] end
+  ev.steps = decoded.steps
+  if type(ev.type) ~= 'string' or ev.type == '' then return nil end
+  if audit_body(ev) ~= body then return nil end
+  return ev
+end
+
+local function staged_event(body, ms)
+  if #body > MAX_STAGED_BODY or string.sub(body, 1, 1) ~= ',' then return nil end
+  if not string.match(ms, '^%d+$') or #ms > 15 then return nil end
+  local ok, ev = pcall(rebuilt, body)
+  if ok then return ev end
+  return nil
+end
+
+local first = tonumber(redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'head', 'size') or '0')
+local appended, reply = 0, {'OK', first, 0}
+for i = 0, count - 1 do
+  local at = 4 + i * RECORD_FIELDS
+  local id, body, ms = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local ev = staged_event(body, ms)
+  if ev then
+    ev.event_account, ev.event_account_for, ev.span = ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
+    -- A stage's clock may run ahead of this shard's: the log's time never passes its own.
+    local seq = audit_append(KEYS[1], ev, body, math.min(tonumber(ms), NOW))
+    redis.pcall('XADD', KEYS[3], id, 'i', string.format('%d', seq))
+    appended = appended + 1
+  else
+    redis.pcall('XADD', KEYS[3], id, 'r', '1')
+    reply[#reply + 1] = id
+  end
+end
+reply[3] = appended
+redis.call('HSET', KEYS[2], bucket, last)
+redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', NOW - RECEIPT_KEEP_MS))
+return reply

@@ -1,0 +1,292 @@
+"""Staged audit entries sequenced into the log (issue 26), on a real redis-server.
+
+The sequencer must write exactly what ``audit()`` would have (the entry bytes are Merkle leaves
+and the golden file pins them), keep each bucket's order and the log's time monotone, append a
+batch once however often it is sent, and refuse records that ``audit_stage`` did not write
+without letting them into the log or stopping the bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+import pytest
+
+from idverify.audit import merkle
+from idverify.audit.events import parse_entry
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.sequencer import SEQUENCE_BATCH, PositionState, StagedPosition, StageSequencer
+from idverify.store.audit_stages import RedisAuditStages
+from idverify.store.audit_store import AuditStore
+from idverify.store.connection import RedisClient
+from idverify.store.keys import BucketKeys, TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticAppender, SyntheticStager
+from tests.unit.store import test_audit_entry_bytes as golden
+
+_tenants = itertools.count()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"stage-{next(_tenants)}"
+
+
+@pytest.fixture
+def scripts(redis: RedisClient) -> Scripts:
+    return Scripts(redis)
+
+
+@pytest.fixture
+def stages(redis: RedisClient, scripts: Scripts) -> RedisAuditStages:
+    return RedisAuditStages(redis, scripts)
+
+
+def event(bucket: int, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A (base, fields) pair whose request id names its bucket and place."""
+    base = {"principal": "t/registrar/c1", "request_id": f"b{bucket}-{n}", "trace_id": ""}
+    return base, {
+        "type": "verification.started",
+        "outcome": "started",
+        "account": f"a{n % 5}",
+        "method": "sms",
+    }
+
+
+async def log_entries(redis: RedisClient, tenant: str) -> list[dict[str, Any]]:
+    """Every entry of the log, parsed, checked to sit at its own number."""
+    raw = await redis.hgetall(TenantKeys(tenant).audit_log())
+    entries = [json.loads(raw[str(i).encode()]) for i in range(len(raw))]
+    assert [e["seq"] for e in entries] == list(range(len(entries)))
+    for i in range(len(raw)):
+        parse_entry(raw[str(i).encode()])
+    return entries
+
+
+class TestBytes:
+    async def test_sequenced_from_one_stage_the_golden_bytes(
+        self, redis: RedisClient, stages: RedisAuditStages
+    ) -> None:
+        """Every golden event staged, then sequenced: the golden entries, postings, head and outbox."""
+        await golden.emptied(redis)
+        await SyntheticStager(redis).stage(golden.TENANT, 0, golden.EVENTS)
+        report = await StageSequencer(stages, 1).sequence(golden.TENANT)
+        assert (report.appended, report.refused) == (len(golden.EVENTS), [])
+        assert await golden.stored(redis) == json.loads(golden.GOLDEN.read_text(encoding="utf-8"))
+
+    async def test_spread_over_buckets_the_bytes_audit_writes_in_the_same_order(
+        self, redis: RedisClient, stages: RedisAuditStages
+    ) -> None:
+        """Staged round-robin in 3 buckets: what audit() writes appending in the sequencer's order."""
+        by_bucket: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {0: [], 1: [], 2: []}
+        for i, pair in enumerate(golden.EVENTS):
+            by_bucket[i % 3].append(pair)
+        await golden.emptied(redis)
+        stager = SyntheticStager(redis)
+        for bucket, pairs in by_bucket.items():
+            await stager.stage(golden.TENANT, bucket, pairs)
+        await StageSequencer(stages, 3).sequence(golden.TENANT)
+        sequenced = await golden.stored(redis)
+        await golden.emptied(redis)
+        await SyntheticAppender(redis).append(golden.TENANT, [p for b in range(3) for p in by_bucket[b]])
+        assert sequenced == await golden.stored(redis)
+        assert len(sequenced["entries"]) == len(golden.EVENTS)
+
+
+class TestOrder:
+    async def test_each_bucket_in_stream_order_and_time_never_back(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """Bucket 1 staged first: sequenced after bucket 0, its entries take bucket 0's later time."""
+        stager = SyntheticStager(redis)
+        for n in range(0, 600, 100):  # several batches of SEQUENCE_BATCH per bucket
+            await stager.stage(tenant, 1, [event(1, i) for i in range(n, n + 100)])
+        await asyncio.sleep(0.02)
+        await stager.stage(tenant, 0, [event(0, i) for i in range(600)])
+        report = await StageSequencer(stages, 2).sequence(tenant)
+        assert report.appended == 1200 > 2 * SEQUENCE_BATCH
+        entries = await log_entries(redis, tenant)
+        assert [e["request_id"] for e in entries] == [f"b0-{i}" for i in range(600)] + [
+            f"b1-{i}" for i in range(600)
+        ]
+        times = [e["time_ms"] for e in entries]
+        assert times == sorted(times)
+        assert set(times[600:]) == {times[599]}
+        assert await redis.xlen(BucketKeys(tenant, 0).audit_stage()) == 0
+        assert await redis.xlen(BucketKeys(tenant, 1).audit_stage()) == 0
+
+    async def test_a_stage_clock_ahead_does_not_move_the_log_time(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """A record staged an hour ahead (a shard's clock, or a planted time) takes the log shard's time."""
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, 0)])
+        ((stream_id, fields),) = await redis.xrange(BucketKeys(tenant, 0).audit_stage())
+        ahead = int(time.time() * 1000) + 3_600_000
+        await redis.xadd(BucketKeys(tenant, 0).audit_stage(), {**fields, b"ms": str(ahead).encode()})
+        await StageSequencer(stages, 1).sequence(tenant)
+        entries = await log_entries(redis, tenant)
+        assert len(entries) == 2
+        assert entries[1]["time_ms"] < ahead - 3_000_000
+        assert stream_id
+
+
+class TestOnce:
+    async def test_a_batch_sent_again_is_a_no_op(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """The replay of a committed batch (a crash before the trim) is refused by the cursor."""
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, i) for i in range(10)])
+        records = await stages.staged(tenant, 0, "", 100)
+        first = await stages.sequence(tenant, 0, "", records)
+        assert (first.first_index, first.appended, first.conflict) == (0, 10, False)
+        again = await stages.sequence(tenant, 0, "", records)
+        assert again.conflict
+        assert len(await log_entries(redis, tenant)) == 10
+        # Not trimmed yet: the next pass trims first and reads after the cursor, so appends nothing.
+        report = await StageSequencer(stages, 1).sequence(tenant)
+        assert report.appended == 0
+        assert len(await log_entries(redis, tenant)) == 10
+        assert await redis.xlen(BucketKeys(tenant, 0).audit_stage()) == 0
+
+    async def test_racing_sequencers_append_each_entry_once(
+        self, redis: RedisClient, scripts: Scripts, tenant: str
+    ) -> None:
+        """Four sequencers of their own (as in four workers) over the same 3 buckets."""
+        stager = SyntheticStager(redis)
+        for bucket in range(3):
+            await stager.stage(tenant, bucket, [event(bucket, i) for i in range(700)])
+        racers = [StageSequencer(RedisAuditStages(redis, scripts), 3) for _ in range(4)]
+        reports = await asyncio.gather(*(r.sequence(tenant) for r in racers))
+        assert sum(r.appended for r in reports) == 2100
+        entries = await log_entries(redis, tenant)
+        assert sorted(e["request_id"] for e in entries) == sorted(
+            f"b{b}-{i}" for b in range(3) for i in range(700)
+        )
+        for bucket in range(3):
+            mine = [e["request_id"] for e in entries if e["request_id"].startswith(f"b{bucket}-")]
+            assert mine == [f"b{bucket}-{i}" for i in range(700)]
+
+
+class TestPositions:
+    async def test_pending_then_its_number(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        await SyntheticAppender(redis).append(tenant, [event(9, 0), event(9, 1)])
+        ids = await SyntheticStager(redis).stage(tenant, 2, [event(2, i) for i in range(3)])
+        assert await stages.position(tenant, 2, ids[1]) == StagedPosition(PositionState.PENDING)
+        await StageSequencer(stages, 3).sequence(tenant)
+        assert [await stages.position(tenant, 2, i) for i in ids] == [
+            StagedPosition(PositionState.SEQUENCED, n) for n in (2, 3, 4)
+        ]
+        entries = await log_entries(redis, tenant)
+        assert entries[3]["request_id"] == "b2-1"
+
+    async def test_unknown_and_malformed_positions(self, stages: RedisAuditStages, tenant: str) -> None:
+        assert await stages.position(tenant, 0, "5-0") == StagedPosition(PositionState.UNKNOWN)
+        with pytest.raises(ValueError, match="stream id"):
+            await stages.position(tenant, 0, "5")
+
+
+class TestHostileRecords:
+    async def test_planted_records_are_refused_alone(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """Forged seq, non-canonical JSON, oversized, no body, a bad time: passed over, receipts say so."""
+        stage = BucketKeys(tenant, 0).audit_stage()
+        (good_id,) = await SyntheticStager(redis).stage(tenant, 0, [event(0, 0)])
+        ((_, good),) = await redis.xrange(stage)
+        body = good[b"b"]
+        now = str(int(time.time() * 1000)).encode()
+        planted = [
+            {b"b": body[:-1] + b',"seq":5}', b"ms": now},  # a second "seq" in the attributes' place
+            {b"b": b',"seq":5' + body, b"ms": now},
+            {b"b": body.replace(b'","', b'", "', 1), b"ms": now},  # JSON, but not the canonical bytes
+            {b"b": body.replace(b'"attributes":{}', b'"attributes":{"type":"x"}'), b"ms": now},
+            {b"b": body.replace(b'"attributes":{}', b'"attributes":{"n":7}'), b"ms": now},
+            {
+                b"b": body.replace(b'"attributes":{}', b'"attributes":{"x":"' + b"y" * 70_000 + b'"}'),
+                b"ms": now,
+            },
+            {b"b": b"", b"ms": now},
+            {b"ms": now},
+            {b"b": body, b"ms": b"soon"},
+            {b"b": body, b"ms": b"9" * 30},
+            {b"b": b'{"v":1,"seq":0,"time_ms":1' + body, b"ms": now},
+        ]
+        planted_ids = [(await redis.xadd(stage, fields)).decode() for fields in planted]
+        (last_id,) = await SyntheticStager(redis).stage(tenant, 0, [event(0, 1)])
+        report = await StageSequencer(stages, 1).sequence(tenant)
+        assert report.appended == 2
+        assert report.refused == [(0, i) for i in planted_ids]
+        entries = await log_entries(redis, tenant)
+        assert [e["request_id"] for e in entries] == ["b0-0", "b0-1"]
+        assert await stages.position(tenant, 0, planted_ids[0]) == StagedPosition(PositionState.REFUSED)
+        assert await stages.position(tenant, 0, last_id) == StagedPosition(PositionState.SEQUENCED, 1)
+        assert await stages.position(tenant, 0, good_id) == StagedPosition(PositionState.SEQUENCED, 0)
+        assert await redis.xlen(stage) == 0
+
+    async def test_a_record_below_the_cursor_is_never_sequenced(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """A stream emptied and refilled below the cursor (its ids restart): ignored, then trimmed."""
+        stage = BucketKeys(tenant, 0).audit_stage()
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, 0)])
+        await StageSequencer(stages, 1).sequence(tenant)
+        ((_, fields),) = await redis.xrange(TenantKeys(tenant).audit_receipts(0))
+        await redis.delete(stage)
+        await redis.xadd(stage, {b"b": b"x", b"ms": b"1"}, id="1-1")
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, 1)])
+        report = await StageSequencer(stages, 1).sequence(tenant)
+        assert (report.appended, report.refused) == (1, [])
+        assert [e["request_id"] for e in await log_entries(redis, tenant)] == ["b0-0", "b0-1"]
+        assert await redis.xlen(stage) == 0
+        assert fields == {b"i": b"0"}
+
+    async def test_a_batch_below_the_cursor_or_out_of_order_writes_nothing(
+        self, redis: RedisClient, scripts: Scripts, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """What the port never sends is refused whole by the script: no entry, the cursor kept."""
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, i) for i in range(3)])
+        records = await stages.staged(tenant, 0, "", 10)
+        await stages.sequence(tenant, 0, "", records[:1])
+        cursor = records[0].stream_id
+        for batch in ([records[0], records[1]], [records[2], records[1]]):
+            with pytest.raises(RuntimeError, match="refused the batch"):
+                await stages.sequence(tenant, 0, cursor, batch)
+        keys = TenantKeys(tenant)
+        script_keys = [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(0)]
+        no_record = await scripts.run("audit_sequence", script_keys, ["0", cursor, cursor])
+        assert no_record[0] == b"BAD_BATCH"
+        wrong_last = await scripts.run(
+            "audit_sequence", script_keys, ["0", cursor, "9-9", records[1].stream_id, b"", b"", b"", b"", b""]
+        )
+        assert wrong_last[0] == b"BAD_BATCH"
+        assert len(await log_entries(redis, tenant)) == 1
+        assert await stages.cursor(tenant, 0) == cursor
+
+
+class TestIntegrated:
+    async def test_sequenced_entries_integrate_and_prove(
+        self, redis: RedisClient, scripts: Scripts, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        store = AuditStore(redis, scripts)
+        stager = SyntheticStager(redis)
+        for bucket in range(3):
+            await stager.stage(tenant, bucket, [event(bucket, i) for i in range(40)])
+        await StageSequencer(stages, 3).sequence(tenant)
+        state = await TreeIntegrator(store).integrate(tenant)
+        leaves = [merkle.leaf_hash(e) for e in await store.entries(tenant, list(range(120))) if e is not None]
+        assert state.size == len(leaves) == 120
+        for index in (0, 41, 119):
+            plan = merkle.inclusion_plan(index, 120)
+            merkle.verify_inclusion(
+                leaves[index],
+                index,
+                120,
+                plan.assemble(await store.read_nodes(tenant, plan.nodes)),
+                state.root,
+            )
