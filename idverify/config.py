@@ -377,6 +377,12 @@ class Settings:
     # keeping the tree head and the newest entries (idverify.audit.tile_mirror); a log kept
     # there is refused by a process without it.
     audit_tiles_dir: str = ""
+    # How many buckets each tenant's audit entries may be staged in (issue 26: the change's
+    # entry written on the change's shard, then sequenced into the tenant's log by every
+    # worker's integration loop; idverify.audit.sequencer). 0 (default): no stage is read, and
+    # today's scripts all append in place. Every server and command of a deployment must agree:
+    # the streams of buckets a sequencer does not know are never read.
+    audit_stage_buckets: int = 0
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.
     allow_readable_key_files: bool = False
@@ -596,6 +602,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             "vendors": lambda v: _table("vendors", v),
             "audit_witness_dirs": _witness_dirs,
             "audit_tiles_dir": _tiles_dir,
+            "audit_stage_buckets": _stage_buckets,
         }
         if item.name in sections:
             values[item.name] = _section(item.name, sections[item.name], value)
@@ -670,6 +677,18 @@ def _tiles_dir(value: Any) -> str:
     if value and not Path(value).is_absolute():
         raise ConfigError(f"audit_tiles_dir: {value!r} is not an absolute path")
     return value
+
+
+MAX_STAGE_BUCKETS = 1024
+"""Ten times the hundred primaries issue 26 spreads a tenant over: room for an even share each."""
+
+
+def _stage_buckets(value: Any) -> int:
+    """0 to ``MAX_STAGE_BUCKETS``."""
+    count = _coerce("audit_stage_buckets", 0, value)
+    if isinstance(value, bool) or not 0 <= count <= MAX_STAGE_BUCKETS:
+        raise ConfigError(f"audit_stage_buckets: expected 0 to {MAX_STAGE_BUCKETS}, got {value!r}")
+    return int(count)
 
 
 def _table(name: str, value: Any) -> Mapping[str, Mapping[str, Any]]:

@@ -75,6 +75,7 @@ from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
 from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs
+from idverify.store.audit_stages import stage_sequencer
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -448,7 +449,13 @@ async def start(
     app.callbacks = await _start_callbacks(settings, flow, keyring, reuse_port=reuse_port, app=app)
     app.tasks += [
         asyncio.create_task(_watch_redis(app, token is None)),
-        asyncio.create_task(integrate_forever(audit, clients.tenants)),
+        asyncio.create_task(
+            integrate_forever(
+                audit,
+                clients.tenants,
+                sequencer=stage_sequencer(redis, scripts, settings.audit_stage_buckets),
+            )
+        ),
         asyncio.create_task(
             close_minutes_forever(
                 reads, clients.tenants, interval_seconds=settings.reads.close_interval_seconds

@@ -112,6 +112,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
     from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs  # noqa: PLC0415
+    from idverify.store.audit_stages import stage_sequencer  # noqa: PLC0415
     from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
@@ -125,7 +126,8 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         audit_log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
         audit = build_audit_flow(settings, audit_log, keyring)
         await refuse_trimmed_logs(redis, settings.audit_tiles_dir)
-        removal = TenantRemoval(RedisRemovalStore(redis, scripts, log=audit_log), audit)
+        sequencer = stage_sequencer(redis, scripts, settings.audit_stage_buckets)
+        removal = TenantRemoval(RedisRemovalStore(redis, scripts, log=audit_log), audit, sequencer=sequencer)
         if args.tenants_command == "status":
             return await _status(removal)
         return await _remove(removal, settings, args)

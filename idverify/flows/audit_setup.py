@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Collection
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.published_heads import PublishedHeads
 from idverify.audit.rollback import RollbackGuard
+from idverify.audit.sequencer import StageSequencer
 from idverify.audit.signing_key import load_signing_key
 from idverify.config import Settings
 from idverify.data_dir import check_witness_dirs
@@ -52,10 +53,13 @@ async def integrate_forever(
     tenants: Callable[[], Awaitable[Collection[str]]],
     *,
     interval_seconds: float = INTEGRATION_INTERVAL_SECONDS,
+    sequencer: StageSequencer | None = None,
 ) -> None:
     """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
 
-    Runs in every replica; they share the work through the integrator's check-and-set. Failures
+    With a ``sequencer`` (``audit_stage_buckets`` set) each tenant's staged entries are folded
+    into its log first, so that the round integrates them too. Runs in every replica; they share
+    the work through the sequencer's and the integrator's check-and-sets. Failures
     are logged and retried at the next round (Redis being down is the health watcher's news); a
     tenant whose round is refused (its tiles stopped, its tree kept in tiles this server lacks)
     does not hold back the others.
@@ -65,7 +69,7 @@ async def integrate_forever(
         try:
             for tenant in sorted({*await tenants(), *flow.configured_tenants}):
                 try:
-                    await flow.integrate(tenant)
+                    await _sequence_and_integrate(flow, sequencer, tenant)
                 except IdverifyError as error:
                     if isinstance(error, StoreUnavailable):
                         raise
@@ -81,3 +85,9 @@ async def integrate_forever(
             # The type, not the message: a foreign exception's text is not ours to log.
             log.error("audit integration failed: %s", type(error).__name__)  # noqa: TRY400
         await asyncio.sleep(interval_seconds)
+
+
+async def _sequence_and_integrate(flow: AuditFlow, sequencer: StageSequencer | None, tenant: str) -> None:
+    if sequencer is not None:
+        await sequencer.sequence(tenant)
+    await flow.integrate(tenant)

@@ -17,7 +17,9 @@ The steps, each safe to repeat, so that a run stopped anywhere is finished by ru
    erased.
 5. ``erase``: SCAN pages of ``iv1:{t:T}:*`` (one hash slot, so one shard on Cluster), deleting
    every key but ``audit:*``, with the SCAN cursor kept in the record after each page; then the
-   tenant's entries in the global maps, and the record moves to ``removed``.
+   tenant's audit stage streams (``iv1:{t:T:<bucket>}:audit:stage``, when it has buckets; the
+   close sequenced them first), the tenant's entries in the global maps, and the record moves
+   to ``removed``.
 
 The record stays with the log (``iv1:{t:T}:audit:removal``): the tenant's name takes no new
 client again, since a new tenant of that name would append to a closed log.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from idverify.audit.checkpoint import SignedHead
+from idverify.audit.sequencer import StageSequencer
 from idverify.domain.errors import FailedPrecondition, NotFound
 from idverify.flows.tenant_log_export import LogSigner, export_log, export_paths
 
@@ -220,9 +223,15 @@ class RemovalStore(Protocol):
 class TenantRemoval:
     """Schedules, cancels and carries out the removal of tenants."""
 
-    def __init__(self, store: RemovalStore, audit: LogSigner) -> None:
+    def __init__(
+        self, store: RemovalStore, audit: LogSigner, *, sequencer: StageSequencer | None = None
+    ) -> None:
         self._store = store
         self._audit = audit
+        # Staged entries (audit_stage_buckets) join the log before its last entry; their
+        # streams, in slots of their own that the erasure's SCAN of the tenant's slot misses,
+        # are deleted with the tenant's keys.
+        self._sequencer = sequencer
 
     async def get(self, tenant: str) -> Removal | None:
         """The tenant's removal record, or None when none is scheduled.
@@ -298,6 +307,8 @@ class TenantRemoval:
         if removal.final_head is not None:
             return removal.final_head
         if removal.state == SCHEDULED:
+            if self._sequencer is not None:
+                await self._sequencer.sequence(tenant)
             reply = await self._store.close(tenant, request)
             if reply.outcome is StepOutcome.NOT_DUE:
                 raise FailedPrecondition(
@@ -355,6 +366,8 @@ class TenantRemoval:
             progress(page.erased)
             if limit and erased >= limit and page.more:
                 return EraseReport(erased, finished=False)
+        if self._sequencer is not None:
+            await self._sequencer.drop_stages(tenant)
         await self._store.forget(tenant)
         return EraseReport(erased, finished=True)
 

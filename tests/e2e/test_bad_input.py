@@ -65,6 +65,11 @@ def snapshot(store: redis.Redis) -> dict[bytes, object]:
             state[key] = store.smembers(key)
         elif kind == b"list":
             state[key] = store.lrange(key, 0, -1)
+        elif kind == b"zset":
+            state[key] = store.zrange(key, 0, -1, withscores=True)
+        elif kind == b"stream":
+            # The outbox, and a bucket's staged audit entries ({t:T:B}): a refused call stages none.
+            state[key] = store.xrange(key)
     return state
 
 

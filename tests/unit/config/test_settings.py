@@ -235,9 +235,21 @@ def test_audit_tiles_are_off_unless_a_directory_is_named(tmp_path: Path) -> None
     assert load_settings(environ={"IDVERIFY_AUDIT_TILES_DIR": "/mnt/t"}).audit_tiles_dir == "/mnt/t"
 
 
+def test_audit_stage_buckets_are_none_unless_counted(tmp_path: Path) -> None:
+    assert load_settings(environ={}).audit_stage_buckets == 0
+    config = tmp_path / "idverify.toml"
+    config.write_text("audit_stage_buckets = 64\n", encoding="utf-8")
+    assert load_settings(config, environ={}).audit_stage_buckets == 64
+    assert load_settings(environ={"IDVERIFY_AUDIT_STAGE_BUCKETS": "1024"}).audit_stage_buckets == 1024
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
+        ("audit_stage_buckets = -1", "audit_stage_buckets: expected 0 to 1024, got -1"),
+        ("audit_stage_buckets = 1025", "audit_stage_buckets: expected 0 to 1024, got 1025"),
+        ("audit_stage_buckets = true", "audit_stage_buckets: expected 0 to 1024, got True"),
+        ('audit_stage_buckets = "many"', "audit_stage_buckets: expected int, got 'many'"),
         ('audit_witness_dirs = ["rel/dir"]', "audit_witness_dirs: 'rel/dir' is not an absolute path"),
         ("audit_witness_dirs = [1]", "audit_witness_dirs: expected a list of directory paths"),
         ("audit_witness_dirs = 3", "audit_witness_dirs: expected a list of directory paths"),
@@ -245,7 +257,7 @@ def test_audit_tiles_are_off_unless_a_directory_is_named(tmp_path: Path) -> None
         ("audit_tiles_dir = 3", "audit_tiles_dir: expected a directory path, got 3"),
     ],
 )
-def test_bad_audit_directories_are_named(tmp_path: Path, toml: str, message: str) -> None:
+def test_bad_audit_settings_are_named(tmp_path: Path, toml: str, message: str) -> None:
     config = tmp_path / "idverify.toml"
     config.write_text(toml + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=f"^{message}$"):
