@@ -6,7 +6,9 @@ server hands the Redis client and scripts to each port's implementation in ``sto
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -81,3 +83,16 @@ class RequestInfo:
             "trace_id": self.trace_id,
             "span": current_span_context(),
         }
+
+
+call_deadline: ContextVar[float | None] = ContextVar("idverify_call_deadline", default=None)
+"""When the current call must have answered, on the event loop's clock: the server's limit of the
+call or the caller's own deadline, whichever is sooner (set by the interceptor; None outside a call)."""
+
+
+def seconds_left(otherwise: float) -> float:
+    """The current call's time left (:data:`call_deadline`), or ``otherwise`` outside a call."""
+    deadline = call_deadline.get()
+    if deadline is None:
+        return otherwise
+    return max(deadline - asyncio.get_running_loop().time(), 0.0)

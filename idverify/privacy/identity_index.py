@@ -7,9 +7,12 @@ from a stolen database costs a full argon2id per guess even with the pepper in h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
@@ -19,6 +22,7 @@ from argon2.low_level import ARGON2_VERSION, Type, hash_secret_raw
 from idverify.domain.errors import ConfigError
 from idverify.domain.subjects import DocumentType
 from idverify.priority import LOWEST, run_in_background
+from idverify.privacy.hash_backlog import HashBacklog, Promise
 
 if TYPE_CHECKING:
     from idverify.privacy.keyring import Keyring
@@ -194,6 +198,7 @@ class IdentityIndexer:
     :meth:`compute_async` keeps the event loop responsive and uses the other cores. The pool's
     threads run at nice ``niceness`` (see :mod:`idverify.priority`), so the event loop's short
     calls preempt a hash on a shared core. Memory in use peaks at ``max_workers x params.memory_kib``.
+    Its hashes are counted in a :class:`HashBacklog`, which a start asks first (:meth:`promise`).
     Call :meth:`close` (or use ``with``) on shutdown.
     """
 
@@ -205,7 +210,7 @@ class IdentityIndexer:
         max_workers: int | None = None,
         niceness: int = 0,
     ) -> None:
-        """Create the indexer and its thread pool.
+        """Create the indexer and its thread pool, and time one hash there (the backlog's first estimate).
 
         Args:
             keyring: the peppers whose index subkeys salt the hashes.
@@ -232,6 +237,10 @@ class IdentityIndexer:
             initializer=run_in_background,
             initargs=(HASH_THREAD_NAME, niceness),
         )
+        # One throwaway hash on the pool, at its priority: the backlog's estimate before any call
+        # hashed (a burst at start-up would otherwise all be let in), and a warm thread.
+        first = self._executor.submit(self._time_one_hash).result()
+        self._backlog = HashBacklog(workers, first)
 
     @property
     def params(self) -> Argon2Params:
@@ -242,6 +251,36 @@ class IdentityIndexer:
     def max_workers(self) -> int:
         """The number of hashing threads."""
         return self._max_workers
+
+    @property
+    def backlog(self) -> HashBacklog:
+        """The hashes queued or running, and how long one takes."""
+        return self._backlog
+
+    @contextlib.contextmanager
+    def promise(self, seconds_left: float) -> Iterator[Promise]:
+        """Counts the hashes a start will ask for (one per readable pepper) before it reserves anything.
+
+        Raises:
+            RateLimited: ``HASH_QUEUE_FULL``: they would not be done within half of ``seconds_left``
+                (:meth:`HashBacklog.promise`).
+        """
+        with self._backlog.promise(len(self._keyring.pepper_versions), seconds_left) as promised:
+            yield promised
+
+    def _time_one_hash(self) -> float:
+        began = time.monotonic()
+        hash_secret_raw(
+            secret=b"idverify/identity-index/calibration",
+            salt=bytes(SALT_BYTES),
+            time_cost=self._params.time_cost,
+            memory_cost=self._params.memory_kib,
+            parallelism=self._params.parallelism,
+            hash_len=self._params.hash_len,
+            type=Type.ID,
+            version=ARGON2_VERSION,
+        )
+        return time.monotonic() - began
 
     def compute(
         self,
@@ -305,7 +344,7 @@ class IdentityIndexer:
         call = functools.partial(
             self.compute, tenant, document_type, normalized_number, pepper_version=pepper_version
         )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await asyncio.wrap_future(self._backlog.submit(self._executor, call))
 
     def candidates(
         self, tenant: str, document_type: DocumentType | str, normalized_number: str

@@ -31,6 +31,7 @@ from idverify.domain.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from idverify.flows.context import call_deadline
 from idverify.flows.incident import REPORT_SECONDS
 from idverify.observability import telemetry
 from idverify.observability.telemetry import request_id_var
@@ -260,10 +261,12 @@ def _wrap_unary(handler: Handler, call: _Call) -> Handler:
                 budgets.enter_call()
                 await call.interceptor.admit(call, context)
                 _refuse_malformed(request)
+                limit = call.interceptor.timeout_of(call.method)
+                call_deadline.set(asyncio.get_running_loop().time() + _seconds_allowed(limit, context))
                 result = inner(request, context)
                 if inspect.isawaitable(result):
                     # asyncio.timeout, unlike wait_for, does not wrap the call in a task of its own.
-                    async with asyncio.timeout(call.interceptor.timeout_of(call.method)):
+                    async with asyncio.timeout(limit):
                         result = await result
             except Exception as exc:
                 code = _code_of(exc)
@@ -310,6 +313,12 @@ def _wrap_stream(handler: Handler, call: _Call) -> Handler:
         request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+def _seconds_allowed(limit: float, context: Context) -> float:
+    """The call's time: the server's limit, or the caller's deadline if that comes first."""
+    remaining = context.time_remaining()
+    return limit if remaining is None else min(limit, remaining)
 
 
 def _code_of(exc: BaseException) -> str:

@@ -7,12 +7,16 @@ reads (views.py) work on the stored record, binding through binding.py.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from idverify.config import Settings
+from idverify.domain.errors import RateLimited
 from idverify.domain.methods import MethodSpec, is_biometric, required_fields
 from idverify.domain.subjects import SubjectKind
 from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow, ConsentStore
-from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.context import FlowDeps, RequestInfo, seconds_left
 from idverify.flows.read_accounting import Reader
 from idverify.flows.verification.admission import RESERVATION_MS, StartAdmission
 from idverify.flows.verification.answers import AnswerFlow
@@ -24,6 +28,7 @@ from idverify.flows.verification.plan import StartRequest, plan_start
 from idverify.flows.verification.port import VerificationStore
 from idverify.flows.verification.steps import StepRunner
 from idverify.flows.verification.views import VerificationReader, VerificationView
+from idverify.observability import telemetry
 from idverify.security.code_sends import SendLimits
 
 
@@ -122,21 +127,38 @@ class VerificationFlow:
         Raises:
             InvalidArgument: on any malformed field (named in the error).
             ConsentRequired: when a purpose the method needs was not consented to.
-            RateLimited: when the identity or phone is over its limit.
+            RateLimited: when the identity or phone is over its limit, or this worker's hashes
+                would not be done in the call's time (HASH_QUEUE_FULL).
             StoreUnavailable: when Redis is down.
         """
         plan = plan_start(self._d, tenant, request, info)
         admission = await self._admission.prepare(plan)
         if isinstance(admission, str):
             return await self._admission.repeated(plan, admission)
-        try:
-            held = await self._admission.admit(admission)
-            if held is None:
-                return await self._commit.run(plan)
-        except BaseException:
-            await self._admission.release(admission)
-            raise
+        # After the reads, which answer a repeated request id without a hash; before the
+        # admission's reservation and counters, so that a start refused here leaves nothing that
+        # would change its retry.
+        with self._hashes_promised():
+            try:
+                held = await self._admission.admit(admission)
+                if held is None:
+                    return await self._commit.run(plan)
+            except BaseException:
+                await self._admission.release(admission)
+                raise
         return await self._admission.repeated(plan, held)
+
+    @contextlib.contextmanager
+    def _hashes_promised(self) -> Iterator[None]:
+        """The start's hashes counted in the worker's backlog, or HASH_QUEUE_FULL (counted in metrics)."""
+        time_left = seconds_left(self._d.settings.grpc.rpc_timeout_seconds)
+        with contextlib.ExitStack() as promised:
+            try:
+                promised.enter_context(self._d.indexer.promise(time_left))
+            except RateLimited:
+                telemetry.Instruments.add(telemetry.instruments.rate_limit_hits, limit="hash_queue_full")
+                raise
+            yield
 
     # -- answers and reads -----------------------------------------------------------------
 

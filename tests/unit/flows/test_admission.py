@@ -5,18 +5,20 @@ start under the account's consents and counts the identity's window.
 
 These tests hold it to what the separate steps guaranteed: a refusal stops the steps after it,
 the account's record (not a stale read of it) is judged, and an attempt that gave up leaves its
-request id to the caller's retry even when its own steps reach Redis after the release. Real
-Redis throughout.
+request id to the caller's retry even when its own steps reach Redis after the release; a start
+whose hash would wait too long is refused before it. Real Redis throughout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,7 +29,7 @@ from idverify.domain.consent import text_version_of
 from idverify.domain.errors import ConsentRequired, RateLimited
 from idverify.domain.normalize import normalize_name
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
-from idverify.flows.context import RequestInfo
+from idverify.flows.context import RequestInfo, call_deadline
 from idverify.flows.verification import StartRequest, VerificationFlow
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import claim_tag
@@ -236,4 +238,56 @@ class TestAnAttemptThatGaveUp:
         request = _start(account, subject)
         first = await rig.flow.start(TENANT, request, INFO)
         again = await rig.flow.start(TENANT, request, INFO)
+        assert again.verification_id == first.verification_id
+
+
+@contextlib.contextmanager
+def _no_time_left() -> Iterator[None]:
+    """The current call's deadline is now: no hash can be done in its time (HASH_QUEUE_FULL)."""
+    token = call_deadline.set(asyncio.get_running_loop().time())
+    try:
+        yield
+    finally:
+        call_deadline.reset(token)
+
+
+class TestAStartWhoseHashWouldWaitTooLong:
+    """Refused before its admission: nothing reserved or counted changes its retry."""
+
+    async def test_it_takes_no_request_id_consent_or_window_and_its_retry_starts(self, rig: Rig) -> None:
+        subject, account = _person(), f"acct-backlog-{next(_n)}"
+        request = _start(account, subject)
+        audited_before = await _audit_types(rig.redis)
+        with _no_time_left():
+            for _ in range(2):
+                with pytest.raises(RateLimited) as refused:
+                    await rig.flow.start(TENANT, request, INFO)
+                assert refused.value.reason == "HASH_QUEUE_FULL"
+                assert refused.value.retry_after > 0
+
+        keys = [KEYS.request(rig.keyring.pseudonym(TENANT, "request", request.request_id))]
+        account_ps = rig.keyring.pseudonym(TENANT, "account", account)
+        keys += [KEYS.consent(account_ps), KEYS.account_verifications(account_ps)]
+        name_tag = claim_tag(
+            rig.keyring,
+            TENANT,
+            DocumentType.CN_RIC.value,
+            subject.document_number,
+            normalize_name(subject.name),
+        )
+        identity_ps = rig.keyring.pseudonym(TENANT, "rl-identity", name_tag)
+        keys += [KEYS.rate_limit("identity", identity_ps), KEYS.rate_limit("claim_refusals", name_tag)]
+        assert await rig.redis.exists(*keys) == 0
+        assert await _audit_types(rig.redis) == audited_before
+        assert rig.flow._d.indexer.backlog.pending == 0
+
+        assert (await rig.flow.start(TENANT, request, INFO)).status == "CHALLENGE_SENT"
+        assert rig.flow._d.indexer.backlog.pending == 0
+
+    async def test_a_repeated_request_is_answered_without_waiting_for_a_hash(self, rig: Rig) -> None:
+        """A retry of a start that went through needs no hash: it is answered even with no time left."""
+        request = _start(f"acct-backlog-{next(_n)}", _person())
+        first = await rig.flow.start(TENANT, request, INFO)
+        with _no_time_left():
+            again = await rig.flow.start(TENANT, request, INFO)
         assert again.verification_id == first.verification_id
