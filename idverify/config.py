@@ -71,9 +71,10 @@ class Argon2Settings:
     parallelism: int = 1
     # Hashing threads; 0 means one per core (argon2-cffi releases the GIL).
     threads: int = 0
-    # The nice value of the hashing threads and the IP table build: 19 lets a worker's event loop
-    # preempt a hash (idverify/priority.py); 0, the default, keeps them at the server's priority.
-    niceness: int = 0
+    # The nice value of the hashing threads and the IP table build: 19, the default, lets a
+    # worker's event loop preempt a hash (idverify/priority.py), and starts that would wait too
+    # long for one are refused (idverify/privacy/hash_backlog.py); 0 keeps them at the server's priority.
+    niceness: int = 19
 
 
 @dataclass(frozen=True, slots=True)

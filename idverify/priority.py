@@ -72,7 +72,12 @@ def run_in_background(name: str, niceness: int | None = None) -> None:
     if not niceness or not hasattr(os, "setpriority"):
         return
     # Lowering a priority needs no privilege. An OS that refuses leaves the thread at the event
-    # loop's priority: correct, only slower for the short calls.
+    # loop's priority: correct, only slower for the short calls. Raising it again does: without
+    # CAP_SYS_NICE a thread's nice value goes down only to 20 - RLIMIT_NICE, and RLIMIT_NICE is 0
+    # by default (as an unprivileged user here, setpriority from 19 back to 18 fails with
+    # EACCES), so a hash stalled behind a busy loop cannot be "aged" back to its priority. What keeps
+    # such a hash from starving is that its loop stops taking in starts it cannot hash in time
+    # (idverify/privacy/hash_backlog.py) and so goes back to waiting, when the hash runs.
     thread = threading.get_native_id()
     with contextlib.suppress(OSError):
         if os.getpriority(os.PRIO_PROCESS, thread) < niceness:

@@ -170,30 +170,32 @@ class TestHashPriority:
         assert len(hashers) == 2
         return hashers
 
-    def test_with_niceness_19_every_workers_hashes_yield_to_its_event_loop(self, tmp_path: Path) -> None:
-        """[argon2] niceness = 19: a worker's argon2 threads at nice 19, its event loop at the server's.
+    def test_by_default_every_workers_hashes_yield_to_its_event_loop(
+        self, two_workers: ServerProcess
+    ) -> None:
+        """[argon2] niceness = 19, the default: its argon2 threads at nice 19, its loop at the server's.
 
         Worker and hash share one core; at equal priority an answer behind a hash gets half the
         core. Each worker leads a session (its own scheduling group where the kernel groups by
         session), so its niced hash is weighed against its own event loop only.
         """
-        with ServerProcess(
-            tmp_path, extra_args=["--workers", "2"], config="[argon2]\nniceness = 19\n"
-        ) as niced:
-            wait_for(lambda: serving_workers(niced) == 2)
-            server_nice = os.getpriority(os.PRIO_PROCESS, niced.server_pids()[0])
-            hashers = self.hashing_nices(niced)
-            assert all(nices == [max(19, server_nice)] for nices in hashers.values()), hashers
-            assert all(threads_of(pid)[pid][1] == server_nice for pid in hashers)
-            assert all(os.getsid(pid) == pid for pid in hashers)
-
-    def test_by_default_hashes_run_at_the_servers_priority(self, two_workers: ServerProcess) -> None:
-        """Without the setting nothing is niced and the workers stay in the supervisor's session."""
-        supervisor = two_workers.server_pids()[0]
-        server_nice = os.getpriority(os.PRIO_PROCESS, supervisor)
+        server_nice = os.getpriority(os.PRIO_PROCESS, two_workers.server_pids()[0])
         hashers = self.hashing_nices(two_workers)
-        assert all(nices == [server_nice] for nices in hashers.values()), hashers
-        assert all(os.getsid(pid) == os.getsid(supervisor) for pid in hashers)
+        assert all(nices == [max(19, server_nice)] for nices in hashers.values()), hashers
+        assert all(threads_of(pid)[pid][1] == server_nice for pid in hashers)
+        assert all(os.getsid(pid) == pid for pid in hashers)
+
+    def test_with_niceness_0_hashes_run_at_the_servers_priority(self, tmp_path: Path) -> None:
+        """[argon2] niceness = 0: nothing is niced and the workers stay in the supervisor's session."""
+        with ServerProcess(
+            tmp_path, extra_args=["--workers", "2"], config="[argon2]\nniceness = 0\n"
+        ) as plain:
+            wait_for(lambda: serving_workers(plain) == 2)
+            supervisor = plain.server_pids()[0]
+            server_nice = os.getpriority(os.PRIO_PROCESS, supervisor)
+            hashers = self.hashing_nices(plain)
+            assert all(nices == [server_nice] for nices in hashers.values()), hashers
+            assert all(os.getsid(pid) == os.getsid(supervisor) for pid in hashers)
 
 
 class TestSupervision:
