@@ -12,8 +12,9 @@ committed does it trim the bucket's stream up to the cursor. So:
   refused by the cursor's check-and-set, and the stream is read again after the new cursor: no
   entry is appended twice;
 - an entry leaves its stream only below a committed cursor: none is lost;
-- a bucket's entries keep their stream order; every entry's time is at least the log's last, so
-  time never runs backwards across buckets either.
+- a bucket's entries keep their stream order (buckets are sequenced side by side, so their
+  entries interleave); every entry's time is at least the log's last, so time never runs
+  backwards across buckets either.
 
 The integrator then hashes the appended entries into the tree as before; a signed head covers
 only integrated entries. A staged position (bucket, stream id) is *pending* while the bucket's
@@ -33,9 +34,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from idverify.audit.integrator import FOLD_SLICE
+from idverify.audit.integrator import BATCH, FOLD_SLICE
 
 __all__ = [
+    "CONCURRENT_BUCKETS",
+    "PASS_LIMIT",
     "SEQUENCE_BATCH",
     "PositionState",
     "SequenceReport",
@@ -49,6 +52,16 @@ __all__ = [
 SEQUENCE_BATCH = FOLD_SLICE
 """Staged entries sequenced per call: a Lua step this long holds the tenant's shard for about as
 long as the integrator's fold slice holds a worker's loop (a few milliseconds)."""
+
+CONCURRENT_BUCKETS = 8
+"""Buckets sequenced side by side in a pass. Each bucket's calls wait on two shards (its stream's
+and the log's) one after the other, so a pass over buckets one at a time is bound by round trips;
+buckets are independent (a cursor each), and their steps interleave in the log."""
+
+PASS_LIMIT = BATCH
+"""Entries sequenced from one bucket in one pass, at most: a bucket staged faster than it is
+sequenced would otherwise keep a pass going, and the tenant would never be integrated (the
+loop integrates between passes; bench/audit_rate.py --stage-buckets showed it)."""
 
 log = logging.getLogger("idverify.audit")
 
@@ -147,15 +160,20 @@ class StageSequencer:
         return self._buckets
 
     async def sequence(self, tenant: str) -> SequenceReport:
-        """Sequences what every bucket of ``tenant`` has staged by now.
+        """Sequences what every bucket of ``tenant`` has staged by now, ``PASS_LIMIT`` a bucket at most.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached (what was sequenced stays so).
         """
         report = SequenceReport()
-        async with self._locks.setdefault(tenant, asyncio.Lock()):
-            for bucket in range(self._buckets):
+        gate = asyncio.Semaphore(CONCURRENT_BUCKETS)
+
+        async def one(bucket: int) -> None:
+            async with gate:
                 await self._sequence_bucket(tenant, bucket, report)
+
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            await asyncio.gather(*(one(bucket) for bucket in range(self._buckets)))
         return report
 
     async def drop_stages(self, tenant: str) -> int:
@@ -182,11 +200,13 @@ class StageSequencer:
         # A crash after a committed call, before its trim, left records at or below the cursor.
         if cursor:
             await self._store.trim(tenant, bucket, cursor)
-        while True:
-            records = await self._store.staged(tenant, bucket, cursor, SEQUENCE_BATCH)
+        read = 0
+        while read < PASS_LIMIT:
+            records = await self._store.staged(tenant, bucket, cursor, min(SEQUENCE_BATCH, PASS_LIMIT - read))
             if not records:
                 return
             outcome = await self._store.sequence(tenant, bucket, cursor, records)
+            read += len(records)
             if outcome.conflict:
                 report.conflicts += 1
                 cursor = await self._store.cursor(tenant, bucket)

@@ -201,26 +201,34 @@ local function audit_event(base, fields)
   return ev
 end
 
+-- Writes the entry of body at number seq and time time_ms, and for an event type its outbox
+-- record (ev gives the outbox's fields): what audit() and the sequencer (audit_sequence.lua)
+-- both write of an entry, in the same bytes. Returns the number as text.
+local function audit_write(log_key, seq, time_ms, ev, body)
+  local index = string.format('%d', seq)
+  redis.call('HSET', log_key, index, '{"v":1,"seq":' .. index .. ',"time_ms":' .. string.format('%d', time_ms) .. body)
+  if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
+  return index
+end
+
 -- Appends an entry of body at the log's next number, at_ms or the log's last time if later
 -- (time never runs backwards within a log, so a time range is a range of sequence numbers),
 -- with its postings and, for an event type, its outbox record. ev gives the postings' and the
--- outbox's fields. Returns its number.
+-- outbox's fields. (The sequencer appends a batch the same way, reading the head and writing
+-- it and each posting key once a batch.)
 local function audit_append(log_key, ev, body, at_ms)
   local prefix = string.sub(log_key, 1, -4)  -- '...:audit:log' -> '...:audit:'
   local head = prefix .. 'head'
   local state = redis.call('HMGET', head, 'size', 'last_ms')
   local seq = tonumber(state[1] or '0')
   local time_ms = math.max(at_ms, tonumber(state[2] or '0'))
-  local index, time_text = string.format('%d', seq), string.format('%d', time_ms)
-  redis.call('HSET', log_key, index, '{"v":1,"seq":' .. index .. ',"time_ms":' .. time_text .. body)
-  if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
-  redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', time_text)
+  audit_write(log_key, seq, time_ms, ev, body)
+  redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', string.format('%d', time_ms))
   local posting = u48(seq)
   add_posting(prefix, 'type', ev.type, posting)
   add_posting(prefix, 'outcome', ev.outcome, posting)
   add_posting(prefix, 'method', ev.method, posting)
   add_posting(prefix, 'acct', ev.account, posting)
-  return seq
 end
 
 local function audit(log_key, base, fields)

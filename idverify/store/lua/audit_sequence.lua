@@ -77,8 +77,27 @@ local function staged_event(body, ms)
   return nil
 end
 
-local first = tonumber(redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'head', 'size') or '0')
-local appended, reply = 0, {'OK', first, 0}
+-- The batch is appended as audit() appends an entry, but the head is read and written, and each
+-- posting key appended to, once a batch: a posting key's bytes come out the same, in order.
+local prefix = string.sub(KEYS[1], 1, -4)
+local head = prefix .. 'head'
+local state = redis.call('HMGET', head, 'size', 'last_ms')
+local size, last_ms = tonumber(state[1] or '0'), tonumber(state[2] or '0')
+local first = size
+local postings, posted = {}, {}
+local function post(name, value, posting)
+  if value and value ~= '' then
+    local key = prefix .. 'ix:' .. name .. ':' .. tostring(value)
+    local had = postings[key]
+    if had then
+      postings[key] = had .. posting
+    else
+      posted[#posted + 1], postings[key] = key, posting
+    end
+  end
+end
+
+local reply = {'OK', first, 0}
 for i = 0, count - 1 do
   local at = 4 + i * RECORD_FIELDS
   local id, body, ms = ARGV[at], ARGV[at + 1], ARGV[at + 2]
@@ -86,15 +105,25 @@ for i = 0, count - 1 do
   if ev then
     ev.event_account, ev.event_account_for, ev.span = ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
     -- A stage's clock may run ahead of this shard's: the log's time never passes its own.
-    local seq = audit_append(KEYS[1], ev, body, math.min(tonumber(ms), NOW))
-    redis.pcall('XADD', KEYS[3], id, 'i', string.format('%d', seq))
-    appended = appended + 1
+    last_ms = math.max(math.min(tonumber(ms), NOW), last_ms)
+    local index = audit_write(KEYS[1], size, last_ms, ev, body)
+    local posting = u48(size)
+    post('type', ev.type, posting)
+    post('outcome', ev.outcome, posting)
+    post('method', ev.method, posting)
+    post('acct', ev.account, posting)
+    redis.pcall('XADD', KEYS[3], id, 'i', index)
+    size = size + 1
   else
     redis.pcall('XADD', KEYS[3], id, 'r', '1')
     reply[#reply + 1] = id
   end
 end
-reply[3] = appended
+if size > first then
+  redis.call('HSET', head, 'size', string.format('%d', size), 'last_ms', string.format('%d', last_ms))
+  for _, key in ipairs(posted) do redis.call('APPEND', key, postings[key]) end
+end
+reply[3] = size - first
 redis.call('HSET', KEYS[2], bucket, last)
 redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', NOW - RECEIPT_KEEP_MS))
 return reply

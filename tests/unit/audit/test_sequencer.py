@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from idverify.audit import merkle
+from idverify.audit import sequencer as sequencer_module
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.sequencer import SEQUENCE_BATCH, PositionState, StagedPosition, StageSequencer
@@ -81,18 +82,26 @@ class TestBytes:
     async def test_spread_over_buckets_the_bytes_audit_writes_in_the_same_order(
         self, redis: RedisClient, stages: RedisAuditStages
     ) -> None:
-        """Staged round-robin in 3 buckets: what audit() writes appending in the sequencer's order."""
+        """Staged round-robin in 3 buckets: what audit() writes appending in the order sequenced."""
         by_bucket: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {0: [], 1: [], 2: []}
         for i, pair in enumerate(golden.EVENTS):
             by_bucket[i % 3].append(pair)
         await golden.emptied(redis)
         stager = SyntheticStager(redis)
-        for bucket, pairs in by_bucket.items():
-            await stager.stage(golden.TENANT, bucket, pairs)
+        positions = {
+            bucket: await stager.stage(golden.TENANT, bucket, pairs) for bucket, pairs in by_bucket.items()
+        }
         await StageSequencer(stages, 3).sequence(golden.TENANT)
         sequenced = await golden.stored(redis)
+        order: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for bucket, ids in positions.items():
+            for stream_id, pair in zip(ids, by_bucket[bucket], strict=True):
+                found = await stages.position(golden.TENANT, bucket, stream_id)
+                assert found.state is PositionState.SEQUENCED
+                assert found.index is not None
+                order[found.index] = pair
         await golden.emptied(redis)
-        await SyntheticAppender(redis).append(golden.TENANT, [p for b in range(3) for p in by_bucket[b]])
+        await SyntheticAppender(redis).append(golden.TENANT, [order[i] for i in range(len(order))])
         assert sequenced == await golden.stored(redis)
         assert len(sequenced["entries"]) == len(golden.EVENTS)
 
@@ -101,7 +110,7 @@ class TestOrder:
     async def test_each_bucket_in_stream_order_and_time_never_back(
         self, redis: RedisClient, stages: RedisAuditStages, tenant: str
     ) -> None:
-        """Bucket 1 staged first: sequenced after bucket 0, its entries take bucket 0's later time."""
+        """Bucket 1 staged 20 ms before bucket 0: interleaved, each in its order, times never back."""
         stager = SyntheticStager(redis)
         for n in range(0, 600, 100):  # several batches of SEQUENCE_BATCH per bucket
             await stager.stage(tenant, 1, [event(1, i) for i in range(n, n + 100)])
@@ -110,14 +119,33 @@ class TestOrder:
         report = await StageSequencer(stages, 2).sequence(tenant)
         assert report.appended == 1200 > 2 * SEQUENCE_BATCH
         entries = await log_entries(redis, tenant)
-        assert [e["request_id"] for e in entries] == [f"b0-{i}" for i in range(600)] + [
-            f"b1-{i}" for i in range(600)
-        ]
+        for bucket in range(2):
+            mine = [e["request_id"] for e in entries if e["request_id"].startswith(f"b{bucket}-")]
+            assert mine == [f"b{bucket}-{i}" for i in range(600)]
         times = [e["time_ms"] for e in entries]
         assert times == sorted(times)
-        assert set(times[600:]) == {times[599]}
+        # Bucket 1's entries sequenced after bucket 0's first took its later time, not their own.
+        after = next(i for i, e in enumerate(entries) if e["request_id"].startswith("b0-"))
+        late_b1 = [e["time_ms"] for e in entries[after:] if e["request_id"].startswith("b1-")]
+        assert late_b1
+        assert all(t >= entries[after]["time_ms"] for t in late_b1)
         assert await redis.xlen(BucketKeys(tenant, 0).audit_stage()) == 0
         assert await redis.xlen(BucketKeys(tenant, 1).audit_stage()) == 0
+
+    async def test_a_pass_takes_at_most_its_limit_from_a_bucket(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bucket staged faster than it is sequenced cannot keep a pass (and its integration) waiting."""
+        monkeypatch.setattr(sequencer_module, "PASS_LIMIT", 300)
+        stager = SyntheticStager(redis)
+        for bucket in range(2):
+            await stager.stage(tenant, bucket, [event(bucket, i) for i in range(700)])
+        sequencer = StageSequencer(stages, 2)
+        assert [(await sequencer.sequence(tenant)).appended for _ in range(4)] == [600, 600, 200, 0]
+        entries = await log_entries(redis, tenant)
+        assert sorted(e["request_id"] for e in entries[:600]) == sorted(
+            [f"b0-{i}" for i in range(300)] + [f"b1-{i}" for i in range(300)]
+        )
 
     async def test_a_stage_clock_ahead_does_not_move_the_log_time(
         self, redis: RedisClient, stages: RedisAuditStages, tenant: str
