@@ -51,6 +51,9 @@ SCRIPT_NAMES = (
     "phone_send",
     # Reads a field of several hashes: a chain's read before its writes.
     "hget_each",
+    # Checks that a verification still holds what a worker remembers of it, before an answer
+    # judged from that memory is counted.
+    "fields_unchanged",
     "phone_guess",
     # CheckIdentity's mismatches per account and principal, and its audit entry.
     "identity_check",

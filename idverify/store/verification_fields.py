@@ -14,7 +14,10 @@ from idverify.domain.subjects import AgeBand, AssuranceLevel, SubjectKind
 from idverify.flows.verification.record import Status, StepOutcome, VerificationRecord
 from idverify.verifiers.base import Outcome
 
-__all__ = ["fields_of", "record_of"]
+__all__ = ["fields_of", "fields_read", "record_of"]
+
+# The fields fields_of leaves out of a record that has none.
+_SOMETIMES = ("attempts_left_now", "step_verifier", "digest", "salt", "challenge_sealed")
 
 
 def fields_of(record: VerificationRecord) -> dict[str, str]:
@@ -62,6 +65,26 @@ def fields_of(record: VerificationRecord) -> dict[str, str]:
         birth_sealed=record.birth_sealed,
         steps=json.dumps([_step_fields(step) for step in record.steps]),
     )
+    return fields
+
+
+def fields_read(record: VerificationRecord) -> dict[str, str]:
+    """Every field :func:`record_of` reads, as a hash read back into ``record`` holds it.
+
+    A field the hash would lack is ``""`` (``fields_unchanged.lua`` reads a missing field so):
+    a hash that holds these values reads back into ``record`` exactly.
+    """
+    fields = dict.fromkeys(_SOMETIMES, "") | fields_of(record)
+    # And those only the scripts write.
+    fields.update(
+        id=record.id,
+        created_ms=str(record.created_ms),
+        expires_ms=str(record.expires_ms),
+        challenge_expires_ms=str(record.challenge_expires_ms),
+    )
+    if not record.step_verifier:
+        # A record without a challenge keeps no challenge's lengths either.
+        fields.update(challenge_ttl_ms="", max_attempts="")
     return fields
 
 

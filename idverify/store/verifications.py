@@ -7,7 +7,8 @@ attempt's release marker), runs ``reserve_request``, ``release_request``, ``conf
 hash to and from its record through ``store.verification_fields``). A start's reads
 are one pipeline and its admission one chain, with the consent record's pieces from
 ``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
-(an answer's count runs in one chain with its judgement), so a signup keeps its round trips
+(an answer's count runs in one chain with its judgement, after ``fields_unchanged`` where the
+answer was judged from a record remembered), so a signup keeps its round trips
 (``tests/unit/flows/test_round_trips.py``). A script that may bind an identity answers MOVED when
 key rotation moved it; the retry that points the record anew is :meth:`_until_placed`, once for
 all of them.
@@ -15,6 +16,7 @@ all of them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,7 +40,7 @@ from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
 from idverify.store.scripts import ChainStep, Scripts, decode_flat, hash_fields
-from idverify.store.verification_fields import fields_of, record_of
+from idverify.store.verification_fields import fields_of, fields_read, record_of
 
 __all__ = ["MOVE_ATTEMPTS", "RedisVerificationStore", "redis_verification_flow"]
 
@@ -53,6 +55,7 @@ _OUTCOMES = {
     b"RELEASED": port.WriteOutcome.RELEASED,
     b"GUARDIAN": port.WriteOutcome.GUARDIAN_REFUSED,
     b"CHANGED": port.WriteOutcome.GUARDIAN_CHANGED,
+    b"STALE": port.WriteOutcome.STALE,
 }
 
 
@@ -70,6 +73,14 @@ def _written(reply: Any) -> port.Written:
     if outcome is port.WriteOutcome.STATE:
         return port.Written(outcome, record_of(decode_flat(reply[1])))
     return port.Written(outcome, detail=as_text(reply[1]) if len(reply) > 1 else "")
+
+
+def _unchanged_step(key: str, expect: VerificationRecord | None) -> ChainStep | None:
+    """``fields_unchanged`` on the verification's hash, for an answer judged from ``expect``."""
+    if expect is None:
+        return None
+    fields = [text for pair in fields_read(expect).items() for text in pair]
+    return ChainStep("fields_unchanged", [key], fields, proceed_on=("OK",))
 
 
 def _refusal(judge: Callable[[], None]) -> RateLimited | None:
@@ -282,7 +293,12 @@ class RedisVerificationStore:
         return _written(reply)
 
     async def submit(self, answer: port.ChallengeAnswer, point: port.Point) -> port.Written:
-        """``submit``, after the answer's count in the phone's slot (one chain with it on one server)."""
+        """``submit``, after the answer's count in the phone's slot (one chain with it on one server).
+
+        An answer judged from a remembered record (``answer.expect``) is checked first
+        (``fields_unchanged``), in the same chain on one server: a record that changed stops it
+        before anything is counted.
+        """
         keys, verification_id = _keys(answer.tenant), answer.verification_id
         args: list[str | int | bytes] = [
             answer.digest,
@@ -292,20 +308,19 @@ class RedisVerificationStore:
         ]
         if answer.verdict:
             args += [answer.verdict, answer.verdict_reason, answer.vendor_code]
+        guard = _unchanged_step(keys.verification(verification_id), answer.expect)
         count = answer.count
         step = (
             self._sends.answer_step(count.phone_pseudonym, wrong=count.wrong) if count is not None else None
         )
-        if step is not None and count is not None and not self._scripts.one_node:
-            # On Cluster the phone's slot is another server's: its count is a step of its own.
-            await self._sends.count_answer(
-                count.phone_pseudonym,
-                wrong=count.wrong,
-                tenant=answer.tenant,
-                lock_pseudonym=count.lock_pseudonym,
-                request=dict(count.request),
-            )
-            step = None
+        if not self._scripts.one_node:
+            # On Cluster the phone's slot is another server's: the check and the count are steps
+            # of their own, in that order.
+            if not await self._unchanged_then_counted(
+                answer.tenant, guard, answer.count if step is not None else None
+            ):
+                return port.Written(port.WriteOutcome.STALE)
+            guard = step = None
 
         def submit_keys(record: VerificationRecord) -> list[str]:
             return [
@@ -319,21 +334,49 @@ class RedisVerificationStore:
             ]
 
         async def attempt(record: VerificationRecord) -> Any:
-            nonlocal step
-            if step is None or count is None:
+            nonlocal step, guard
+            # The check and the count go with the first attempt only, before its judgement.
+            checked, counted = guard, step
+            guard = step = None
+            if checked is None and counted is None:
                 return await self._scripts.run("submit", submit_keys(record), args)
-            # The answer's count and its judgement, one chain on one server; the count once.
-            first, step = step, None
-            async with counted_or_unavailable():
-                replies = await self._scripts.run_chain(
-                    [first, ChainStep("submit", submit_keys(record), args)]
+            chain = [before for before in (checked, counted) if before is not None]
+            chain.append(ChainStep("submit", submit_keys(record), args))
+            async with counted_or_unavailable() if counted is not None else contextlib.nullcontext():
+                replies = await self._scripts.run_chain(chain)
+            if checked is not None:
+                if replies[0][0] != b"OK":
+                    return [b"STALE"]
+                replies = replies[1:]
+            if counted is not None and count is not None:
+                await self._sends.judge_answer_count(
+                    replies[0],
+                    tenant=answer.tenant,
+                    lock_pseudonym=count.lock_pseudonym,
+                    request=count.request,
                 )
-            await self._sends.judge_answer_count(
-                replies[0], tenant=answer.tenant, lock_pseudonym=count.lock_pseudonym, request=count.request
-            )
-            return replies[1]
+            return replies[-1]
 
         return _written(await self._until_placed(attempt, point))
+
+    async def _unchanged_then_counted(
+        self, tenant: str, guard: ChainStep | None, count: port.AnswerCount | None
+    ) -> bool:
+        """The check of a remembered record, then the answer's count, each a step of its own.
+
+        False, with nothing counted, when the record changed.
+        """
+        if guard is not None and (await self._scripts.run(guard.name, guard.keys, guard.args))[0] != b"OK":
+            return False
+        if count is not None:
+            await self._sends.count_answer(
+                count.phone_pseudonym,
+                wrong=count.wrong,
+                tenant=tenant,
+                lock_pseudonym=count.lock_pseudonym,
+                request=dict(count.request),
+            )
+        return True
 
     async def account_fields(
         self, tenant: str, account_pseudonym: str, names: Sequence[str]

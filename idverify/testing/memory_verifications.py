@@ -37,7 +37,7 @@ from idverify.flows.verification.port import (
 )
 from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendLimits
-from idverify.store.verification_fields import fields_of, record_of
+from idverify.store.verification_fields import fields_of, fields_read, record_of
 from idverify.testing.memory_consents import MemoryConsentStore
 from idverify.testing.unreachable import refuse_if_down
 
@@ -280,7 +280,11 @@ class MemoryVerificationStore:
         return Written(WriteOutcome.DONE, record_of(vf))
 
     async def submit(self, answer: ChallengeAnswer, point: Point) -> Written:
-        """Counts the answer for its phone, then judges it as ``submit.lua`` does."""
+        """Checks a remembered record, counts the answer for its phone, judges it as ``submit.lua`` does."""
+        if answer.expect is not None:
+            vf = self._verification(answer.tenant, answer.verification_id) or {}
+            if any(vf.get(name, "") != value for name, value in fields_read(answer.expect).items()):
+                return Written(WriteOutcome.STALE)
         count = answer.count
         if count is not None and count.phone_pseudonym and self.limits.phone_failure_limit > 0:
             self._reach()

@@ -10,11 +10,15 @@ import pytest
 from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
+from idverify.flows.verification.port import AnswerCount, WriteOutcome
+from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import connect, translate_errors
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
+from idverify.store.verifications import RedisVerificationStore
+from tests.unit.usecases import test_verification_contract as contract
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +100,33 @@ class TestOnCluster:
             probe = f"{GlobalKeys.BASE}:cluster-check:{time.time_ns()}"
             assert await client.set(probe, "x", nx=True, px=60_000)
             assert await client.exists(probe) == 1
+        finally:
+            await client.aclose()
+
+    async def test_an_answer_from_a_remembered_record_is_checked_before_its_count(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        """On Cluster the check is a step of its own, still before the count in the phone's slot."""
+        client = connect(redis_cluster.url)
+        try:
+            scripts = Scripts(client)
+            store = RedisVerificationStore(client, scripts, CodeSendChains(scripts, contract.LIMITS))
+            # The verification, its account and phone of this test's own: the cluster is shared.
+            vid, account, phone = f"{time.time_ns():032x}", f"a{time.time_ns()}", f"{time.time_ns():032x}"
+            await store.commit(contract.new(vid, contract.challenge(account), "challenge"), contract.unmoved)
+            remembered = await store.record(contract.T, vid)
+            assert remembered is not None
+            wrong = AnswerCount(phone, wrong=True, lock_pseudonym=f"otp-{account}", request=contract.REQUEST)
+            counted = await store.submit(
+                contract.answer(vid, "00" * 16, count=wrong, expect=remembered), contract.as_read(remembered)
+            )
+            assert (counted.outcome, counted.record.attempts_left) == (WriteOutcome.DONE, 2)
+            stale = await store.submit(
+                contract.answer(vid, "00" * 16, count=wrong, expect=remembered), contract.as_read(remembered)
+            )
+            assert stale.outcome is WriteOutcome.STALE
+            assert await client.get(PhoneKeys(phone).otp_failures()) == b"1"
+            assert await store.record(contract.T, vid) == counted.record
         finally:
             await client.aclose()
 

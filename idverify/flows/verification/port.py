@@ -56,6 +56,7 @@ class WriteOutcome(Enum):
     RELEASED = "released"  # a start whose caller gave up and released its request id
     GUARDIAN_REFUSED = "guardian_refused"  # the guardian does not qualify: ``detail`` says why
     GUARDIAN_CHANGED = "guardian_changed"  # the guardian's account changed since it was read
+    STALE = "stale"  # an answer's ``expect`` no longer holds: nothing was counted or written
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,10 @@ class ChallengeAnswer:
     verdict_reason: str = ""  # a failing verdict's reason, as the vendor's step named it
     vendor_code: str = ""
     count: AnswerCount | None = None
+    # The record as a worker remembers it (ChallengeMemo), when the answer was judged from that
+    # memory instead of a read: the answer is counted and judged only while the stored record
+    # still reads back as this one, checked in the same atomic step.
+    expect: VerificationRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +315,9 @@ class VerificationStore(Protocol):
     async def submit(self, answer: ChallengeAnswer, point: Point) -> Written:
         """Judges an answer (DONE, NOT_FOUND or STATE), binding when it is right.
 
-        ``point`` answers the verification as read, or read anew where its identity moved.
+        ``point`` answers the verification as read, or read anew where its identity moved. An
+        answer with ``expect`` is STALE, with nothing counted or written, when the stored record
+        no longer reads back as ``expect`` (or is gone).
 
         Raises:
             RateLimited: ``PHONE_LOCKED``, the answer's phone is locked (nothing was judged).

@@ -427,3 +427,23 @@ async def test_contract_code_sends_are_counted_per_phone(port: Port) -> None:
     with pytest.raises(RateLimited) as limited:
         await store.count_send(send)
     assert limited.value.reason == "PHONE_RATE_LIMITED"
+
+
+async def test_contract_an_answer_from_a_remembered_record_goes_ahead_only_while_it_holds(port: Port) -> None:
+    store = port.store
+    await store.commit(new("v1", challenge(), "challenge"), unmoved)
+    remembered = await store.record(T, "v1")
+    assert remembered is not None
+    wrong = AnswerCount(PHONE, wrong=True, lock_pseudonym="otp-a1", request=REQUEST)
+    counted = await store.submit(answer("v1", "00" * 16, count=wrong, expect=remembered), as_read(remembered))
+    assert (counted.outcome, counted.record.attempts_left) == (WriteOutcome.DONE, 2)
+    # The wrong code changed the record: what was remembered before it is stale, and not counted
+    # (a second wrong code would lock the phone at its limit of 2, refusing the right one below).
+    stale = await store.submit(answer("v1", "00" * 16, count=wrong, expect=remembered), as_read(remembered))
+    assert (stale.outcome, stale.record) == (WriteOutcome.STALE, None)
+    assert (await store.record(T, "v1")) == counted.record
+    right = AnswerCount(PHONE, wrong=False, lock_pseudonym="otp-a1", request=REQUEST)
+    done = await store.submit(answer("v1", count=right, expect=counted.record), as_read(counted.record))
+    assert (done.outcome, done.record.status) == (WriteOutcome.DONE, Status.VERIFIED)
+    gone = await store.submit(answer("f" * 32, expect=remembered), as_read(remembered))
+    assert gone.outcome is WriteOutcome.STALE
