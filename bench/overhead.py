@@ -46,6 +46,7 @@ CHAINS = (
     ("reserve_request", "refuse_counted", "consent_start", "rate_limit"),
     ("hget_each", "send_budget", "phone_send"),
     ("phone_guess", "submit"),
+    ("fields_unchanged", "phone_guess", "submit"),
 )
 SCRIPT_OF_SHA = {
     **{hashlib.sha1(script_source(name).encode()).hexdigest(): name for name in SCRIPT_NAMES},  # noqa: S324 - Redis names scripts by SHA-1

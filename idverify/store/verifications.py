@@ -8,7 +8,7 @@ hash to and from its record through ``store.verification_fields``). A start's re
 are one pipeline and its admission one chain, with the consent record's pieces from
 ``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
 (an answer's count runs in one chain with its judgement, after ``fields_unchanged`` where the
-answer was judged from a record remembered), so a signup keeps its round trips
+answer was judged from a remembered record), so a signup keeps its round trips
 (``tests/unit/flows/test_round_trips.py``). A script that may bind an identity answers MOVED when
 key rotation moved it; the retry that points the record anew is :meth:`_until_placed`, once for
 all of them.
@@ -28,6 +28,7 @@ from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityLookup
 from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.verification import port
+from idverify.flows.verification.challenge_memo import ChallengeMemo
 from idverify.flows.verification.flow import VerificationFlow, send_limits
 from idverify.flows.verification.identities import LookupIdentities
 from idverify.flows.verification.record import VerificationRecord
@@ -445,4 +446,7 @@ def redis_verification_flow(deps: FlowDeps, redis: RedisClient, scripts: Scripts
         RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits(deps.settings))),
         RedisConsentStore(redis, scripts),
         LookupIdentities(IdentityLookup(deps.keyring, deps.sealer, deps.indexer, mover), mover),
+        # On Cluster the remembered record's check would be a round trip of its own (the phone's
+        # count is on another server), no cheaper than the read it stands in for.
+        memo=ChallengeMemo() if scripts.one_node else None,
     )

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from idverify.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.binding import BindingPoints
-from idverify.flows.verification.port import AnswerCount, ChallengeAnswer, VerificationStore, WriteOutcome
+from idverify.flows.verification.challenge_memo import ChallengeMemo
+from idverify.flows.verification.port import (
+    AnswerCount,
+    ChallengeAnswer,
+    VerificationStore,
+    WriteOutcome,
+    Written,
+)
 from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 from idverify.observability import telemetry
@@ -30,6 +37,8 @@ class AnswerFlow:
     store: VerificationStore
     reader: VerificationReader
     binding: BindingPoints
+    # This worker's code challenges, whose answers need not read them (None: every answer reads).
+    memo: ChallengeMemo | None = None
 
     async def submit(
         self, tenant: str, verification_id: str, code: str, info: RequestInfo
@@ -50,6 +59,11 @@ class AnswerFlow:
         bad_code = InvalidArgument("code: 1-16 digits", reason="BAD_CODE", field="code")
         if code and (len(code) > 16 or not code.strip().isdigit()):  # noqa: PLR2004
             raise bad_code
+        remembered = self._remembered(tenant, verification_id) if code else None
+        if remembered is not None:
+            written = await self._judge_code(tenant, verification_id, remembered, code, info, remembered=True)
+            if written.outcome is not WriteOutcome.STALE:
+                return self._answered(tenant, verification_id, written)
         record = await self.reader.record(tenant, verification_id)
         if record is not None:
             judged = d.judged_verifiers.get(record.step_verifier)
@@ -65,11 +79,48 @@ class AnswerFlow:
                 reason="NOT_AWAITING_CHALLENGE",
                 field="verification_id",
             )
+        written = await self._judge_code(tenant, verification_id, record, code, info, remembered=False)
+        return self._answered(tenant, verification_id, written)
+
+    def _remembered(self, tenant: str, verification_id: str) -> VerificationRecord | None:
+        """The record this worker remembers, where an answer may be judged from it without a read.
+
+        Not when its identity must be pointed on first: that move reads and writes on the
+        record's word, which only a read may give.
+        """
+        if self.memo is None:
+            return None
+        record = self.memo.recall(tenant, verification_id)
+        if record is None or record.step_verifier not in self.deps.challenge_verifiers:
+            return None
+        return record if self.binding.in_place(record) else None
+
+    async def _judge_code(
+        self,
+        tenant: str,
+        verification_id: str,
+        record: VerificationRecord,
+        code: str,
+        info: RequestInfo,
+        *,
+        remembered: bool,
+    ) -> Written:
+        """Counts and judges a code against ``record``, read just now or ``remembered``.
+
+        A remembered record goes to the store as ``expect``: STALE when Redis holds another.
+        """
+        d = self.deps
         verifier = d.challenge_verifiers[record.step_verifier]  # recorded only for challenge steps
         digest = verifier.digest_answer(tenant, verification_id, bytes.fromhex(record.salt), code.strip())
         # Counted for its phone across tenants before the tenant's step judges it; the same
         # digest decides there, so a code is wrong here exactly when it is wrong there.
         phone_ps = self._phone_pseudonym(tenant, verification_id, record)
+        if phone_ps is None:
+            if remembered:
+                # Perhaps resealed under a key this worker no longer has: the record as it is decides.
+                return Written(WriteOutcome.STALE)
+            # Uncounted wrong codes would slip past the phone's limit: judge nothing instead.
+            raise StoreUnavailable("the verification's phone counter cannot be opened", reason="NOT_COUNTED")
         wrong = not hmac.compare_digest(record.digest, digest.hex())
         count = AnswerCount(
             phone_pseudonym=phone_ps,
@@ -81,7 +132,7 @@ class AnswerFlow:
                 "account": record.acct_audit,
             },
         )
-        written = await self.store.submit(
+        return await self.store.submit(
             ChallengeAnswer(
                 tenant=tenant,
                 verification_id=verification_id,
@@ -90,9 +141,18 @@ class AnswerFlow:
                 failure_window_ms=d.settings.verification.otp_failure_window_seconds * 1000,
                 request_json=json.dumps(info.audit_fields()),
                 count=count,
+                expect=record if remembered else None,
             ),
             self.binding.point(tenant, verification_id, record),
         )
+
+    def _answered(self, tenant: str, verification_id: str, written: Written) -> VerificationView:
+        """What a judged code answers the caller; the record it left is remembered while it waits."""
+        if self.memo is not None:
+            if written.record is not None:
+                self.memo.remember(tenant, verification_id, written.record)
+            else:
+                self.memo.forget(tenant, verification_id)
         if written.outcome is WriteOutcome.STATE:
             # Another answer changed the state between our read and the write: same answer as above.
             raise FailedPrecondition(
@@ -195,8 +255,8 @@ class AnswerFlow:
             )
         return self.reader.written_view(tenant, verification_id, written)
 
-    def _phone_pseudonym(self, tenant: str, verification_id: str, record: VerificationRecord) -> str:
-        """The phone's deployment-wide pseudonym a verification holds sealed ("" if none)."""
+    def _phone_pseudonym(self, tenant: str, verification_id: str, record: VerificationRecord) -> str | None:
+        """The phone's deployment-wide pseudonym the record holds sealed ("" if none; None: unopenable)."""
         sealed = record.phone_ps_sealed
         if not sealed:
             return ""
@@ -206,7 +266,4 @@ class AnswerFlow:
                 associated=associated_data(tenant, "phone-pseudonym", verification_id),
             ).decode()
         except SealError:
-            # Uncounted wrong codes would slip past the phone's limit: judge nothing instead.
-            raise StoreUnavailable(
-                "the verification's phone counter cannot be opened", reason="NOT_COUNTED"
-            ) from None
+            return None

@@ -32,11 +32,18 @@ class BindingPoints:
             nonlocal current
             if moved:
                 current = await self._refreshed(tenant, verification_id, current)
-            if current.identity and text_version(current.identity) != self.sealer.current_version:
+            if not self.in_place(current):
                 current = await self._refreshed(tenant, verification_id, current)
             return current
 
         return point
+
+    def in_place(self, record: VerificationRecord) -> bool:
+        """True when ``record``'s identity reference is under the current wrapping key.
+
+        The point's first answer is then ``record`` itself, with nothing read or moved.
+        """
+        return not record.identity or text_version(record.identity) == self.sealer.current_version
 
     async def _refreshed(
         self, tenant: str, verification_id: str, record: VerificationRecord

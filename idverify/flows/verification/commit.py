@@ -24,6 +24,7 @@ from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import organization_name_hashes
 from idverify.flows.identity_lookup import ResolvedIdentity
+from idverify.flows.verification.challenge_memo import ChallengeMemo
 from idverify.flows.verification.identities import Identities
 from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.port import NewVerification, VerificationStore, WriteOutcome, Written
@@ -47,6 +48,8 @@ class StartCommit:
     ages: AccountAges
     steps: StepRunner
     reader: VerificationReader
+    # Where the code challenges this worker starts are remembered for their answers.
+    memo: ChallengeMemo | None = None
 
     async def run(self, plan: StartPlan) -> VerificationView:
         """Runs the method's steps for a start its admission reserved, and commits the verification.
@@ -77,6 +80,8 @@ class StartCommit:
         if written.outcome is WriteOutcome.EXISTS:
             return await self.reader.get(tenant, written.detail, plan.info)
         view = self.reader.written_view(tenant, plan.verification_id, written, count=False)
+        if self.memo is not None and written.record is not None:
+            self.memo.remember(tenant, plan.verification_id, written.record)
         if view.status == "VERIFIED":
             await self.consent.keep(tenant, account_ps)
         count_start(plan.method.id, view)

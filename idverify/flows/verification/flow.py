@@ -21,6 +21,7 @@ from idverify.flows.read_accounting import Reader
 from idverify.flows.verification.admission import RESERVATION_MS, StartAdmission
 from idverify.flows.verification.answers import AnswerFlow
 from idverify.flows.verification.binding import BindingPoints
+from idverify.flows.verification.challenge_memo import ChallengeMemo
 from idverify.flows.verification.commit import StartCommit
 from idverify.flows.verification.guardian import GuardianConsent, GuardianConsents
 from idverify.flows.verification.identities import Identities
@@ -52,7 +53,13 @@ class VerificationFlow:
     """Runs verifications for every tenant."""
 
     def __init__(
-        self, deps: FlowDeps, store: VerificationStore, consents: ConsentStore, identities: Identities
+        self,
+        deps: FlowDeps,
+        store: VerificationStore,
+        consents: ConsentStore,
+        identities: Identities,
+        *,
+        memo: ChallengeMemo | None = None,
     ) -> None:
         """Builds the flow.
 
@@ -61,6 +68,8 @@ class VerificationFlow:
             store: the verifications and the requests that start them.
             consents: the accounts' consent records, which a start admits under.
             identities: finds a start's identity, and where a stored verification's lives now.
+            memo: this worker's code challenges, whose answers are judged without reading them
+                (None: every answer reads its verification).
         """
         self._d = deps
         self._consent = ConsentFlow(
@@ -82,8 +91,9 @@ class VerificationFlow:
             ages=ages,
             steps=StepRunner(deps, store),
             reader=self._reader,
+            memo=memo,
         )
-        self._answers = AnswerFlow(deps, store, self._reader, binding)
+        self._answers = AnswerFlow(deps, store, self._reader, binding, memo)
         self._guardians = GuardianConsents(deps, store, self._consent, ages, self._reader, binding)
 
     @property
