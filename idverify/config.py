@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -378,6 +379,16 @@ class Settings:
     # keeping the tree head and the newest entries (idverify.audit.tile_mirror); a log kept
     # there is refused by a process without it.
     audit_tiles_dir: str = ""
+    # Or the tiles in an S3-compatible bucket: "s3://bucket/prefix" (idverify.audit.bucket_tiles;
+    # needs the s3 extra, which the image has). Not both. Credentials come from the standard AWS
+    # chain alone (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a web identity token, the
+    # instance's role), never from this file. The endpoint is for a store of one's own (MinIO:
+    # "https://minio.example:9000", addressed by path); empty: AWS's, in the region given here or
+    # by AWS_REGION. The store must refuse a PUT with If-None-Match: * over an existing object
+    # (start-up checks it).
+    audit_tiles_url: str = ""
+    audit_tiles_s3_endpoint: str = ""
+    audit_tiles_s3_region: str = ""
     # How many buckets each tenant's audit entries may be staged in (issue 26: the change's
     # entry written on the change's shard, then sequenced into the tenant's log by every
     # worker's integration loop; idverify.audit.sequencer). 0 (default): no stage is read, and
@@ -894,12 +905,41 @@ def _validate(settings: Settings) -> None:
             "verification: otp_failure_window_seconds at most 86400 (a day), otp_failures_per_phone >= 0"
         )
     _validate_rate_limits(settings.rate_limits)
+    _validate_tiles_url(settings)
     _validate_transport(settings)
     _validate_console(settings)
     _validate_callbacks(settings)
     _validate_lifecycle(settings)
     _validate_events(settings.events)
     _validate_webhooks(settings.webhooks, settings.events)
+
+
+def _validate_tiles_url(settings: Settings) -> None:
+    if not settings.audit_tiles_url:
+        if settings.audit_tiles_s3_endpoint or settings.audit_tiles_s3_region:
+            raise ConfigError("audit_tiles_s3_endpoint/region: set only with audit_tiles_url")
+        return
+    from idverify.audit.bucket_tiles import BucketLocation  # noqa: PLC0415 - keeps `--help` fast
+
+    if settings.audit_tiles_dir:
+        raise ConfigError("audit_tiles_url: set either audit_tiles_dir or audit_tiles_url, not both")
+    try:
+        BucketLocation.parse(settings.audit_tiles_url)
+    except ValueError as error:
+        raise ConfigError(f"audit_tiles_url: {error}") from None
+    endpoint = settings.audit_tiles_s3_endpoint
+    scheme, sep, host = endpoint.partition("://")
+    if "@" in host:
+        # Credentials are never in the configuration (nor echoed in this message).
+        raise ConfigError(
+            "audit_tiles_s3_endpoint: no user:password@ here; credentials come from AWS_* variables"
+        )
+    if endpoint and (scheme not in {"http", "https"} or not sep or not host):
+        raise ConfigError(f"audit_tiles_s3_endpoint: expected http(s)://host[:port], got {endpoint!r}")
+    if settings.audit_tiles_s3_region and not re.fullmatch(
+        r"[a-z0-9-]{1,40}", settings.audit_tiles_s3_region
+    ):
+        raise ConfigError(f"audit_tiles_s3_region: {settings.audit_tiles_s3_region!r} is not a region name")
 
 
 def _validate_webhooks(webhooks: WebhookSettings, events: EventSettings) -> None:

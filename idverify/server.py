@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from idverify import priority
 from idverify.audit.published_heads import HeadsFileError
 from idverify.audit.signing_key import load_signing_key
+from idverify.audit.tile_volume import TileVolume
 from idverify.audit.tree_state import TreeInTiles
 from idverify.callbacks.links import EXTRAS_KEY as CALLBACK_LINKS
 from idverify.callbacks.links import CallbackLinks
@@ -74,7 +75,7 @@ from idverify.services.request_info import RequestIdPseudonyms
 from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
-from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs
+from idverify.store.audit_logs import configured_audit_log, configured_tiles, refuse_trimmed_logs
 from idverify.store.audit_stages import stage_sequencer
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
@@ -206,6 +207,7 @@ class Application:
     console: RunningSite | None = None
     callbacks: RunningSite | None = None
     webhooks: WebhookDispatcher | None = None
+    tiles: TileVolume | None = None
 
 
 def _redis_kind(settings: Settings, url: str) -> str:
@@ -349,7 +351,8 @@ async def start(
         settings.reads.retention_days,
         summary_delay_seconds=settings.reads.summary_delay_seconds,
     )
-    audit = await _audit_flow(settings, redis, scripts, keyring)
+    # One tile volume for the worker: a bucket's client (its connections) is shared, and closed by stop().
+    audit = await _audit_flow(settings, redis, scripts, keyring, tiles := configured_tiles(settings))
     try:
         async with failures_as_unavailable():
             token = await ensure_bootstrap_token(clients, settings.data_dir)
@@ -374,7 +377,7 @@ async def start(
         maximum_concurrent_rpcs=interceptor.budgets.limits.grpc_limit + calls_still_arriving(settings.grpc),
         options=server_options(settings.grpc, reuse_port=reuse_port),
     )
-    streams, outbox, tail = _event_services(server, deps, reads, redis, scripts)
+    streams, outbox, tail = _event_services(server, deps, reads, redis, scripts, tiles=tiles)
     webhooks = Subscriptions(
         RedisSubscriptionStore(redis, scripts),
         deps.sealer,
@@ -413,7 +416,7 @@ async def start(
         webhooks,
         outbox,
         tail,
-        RedisDeliveryStore(scripts, log=configured_audit_log(redis, scripts, settings.audit_tiles_dir)),
+        RedisDeliveryStore(scripts, log=configured_audit_log(redis, scripts, tiles)),
         clients.tenants,
         settings=settings.webhooks,
         development=settings.development,
@@ -443,8 +446,17 @@ async def start(
         verifiers=verifiers,
         webhooks=dispatcher,
         console=await _start_console(
-            settings, audit, redis, scripts, clients, reads=reads, reuse_port=reuse_port, server=server
+            settings,
+            audit,
+            redis,
+            scripts,
+            clients,
+            reads=reads,
+            reuse_port=reuse_port,
+            server=server,
+            tiles=tiles,
         ),
+        tiles=tiles,
     )
     app.callbacks = await _start_callbacks(settings, flow, keyring, reuse_port=reuse_port, app=app)
     app.tasks += [
@@ -472,7 +484,11 @@ async def start(
 
 
 def _console_reads(
-    settings: Settings, redis: RedisClient, scripts: Scripts, clients: ClientRegistry
+    settings: Settings,
+    redis: RedisClient,
+    scripts: Scripts,
+    clients: ClientRegistry,
+    tiles: TileVolume | None,
 ) -> tuple[Charts, ConsoleSessions]:
     """The console's charts and sessions over the store behind ``redis`` (imported only when it is on)."""
     # Imported here: the console's modules load only when it is on (start-up time).
@@ -481,7 +497,7 @@ def _console_reads(
     from idverify.store.console_sessions import RedisConsoleSessions  # noqa: PLC0415
 
     # The log as configured: with tiles, a trimmed log's older entries and times are in them.
-    log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
+    log = configured_audit_log(redis, scripts, tiles)
     charts = Charts(log, log, RedisErasureStore(redis, scripts))
     sessions = ConsoleSessions(
         RedisConsoleSessions(redis, scripts), clients, settings.console.session_seconds
@@ -499,6 +515,7 @@ async def _start_console(
     reads: ReadLedger,
     reuse_port: bool,
     server: grpc.aio.Server,
+    tiles: TileVolume | None,
 ) -> RunningSite | None:
     """The auditor's console when it is on (aiohttp is imported only then: start-up time).
 
@@ -510,7 +527,7 @@ async def _start_console(
         return None
     from idverify.console.server import start_console  # noqa: PLC0415 - only when the console is on
 
-    charts, sessions = _console_reads(settings, redis, scripts, clients)
+    charts, sessions = _console_reads(settings, redis, scripts, clients, tiles)
     try:
         console = await start_console(
             settings, audit, charts, sessions, clients, reads=reads, reuse_port=reuse_port
@@ -604,7 +621,7 @@ def _add_data_services(
 
 
 async def _audit_flow(
-    settings: Settings, redis: RedisClient, scripts: Scripts, keyring: Keyring
+    settings: Settings, redis: RedisClient, scripts: Scripts, keyring: Keyring, tiles: TileVolume | None
 ) -> AuditFlow:
     """The audit flow, its logs compared with their published heads before anything is appended.
 
@@ -614,16 +631,14 @@ async def _audit_flow(
     Raises:
         ConfigError: when the signing key cannot be read or the heads file is damaged.
     """
-    audit = build_audit_flow(
-        settings, configured_audit_log(redis, scripts, settings.audit_tiles_dir), keyring
-    )
+    audit = build_audit_flow(settings, configured_audit_log(redis, scripts, tiles), keyring)
     try:
-        await refuse_trimmed_logs(redis, settings.audit_tiles_dir)
+        await refuse_trimmed_logs(redis, tiles)
         await audit.find_rollbacks()
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the audit logs are compared with their heads later")
     except (HeadsFileError, TreeInTiles) as error:
-        # A log kept in tiles, found here without audit_tiles_dir, stops start-up in one line;
+        # A log kept in tiles, found here without audit_tiles_dir or _url, stops start-up in one line;
         # one found later is refused per request (FAILED_PRECONDITION, AUDIT_TILES_REQUIRED).
         raise ConfigError(str(error)) from None
     return audit
@@ -644,11 +659,17 @@ def _health_and_reflection(server: grpc.aio.Server, settings: Settings) -> Healt
 
 
 def _event_services(
-    server: grpc.aio.Server, deps: FlowDeps, reads: ReadLedger, redis: RedisClient, scripts: Scripts
+    server: grpc.aio.Server,
+    deps: FlowDeps,
+    reads: ReadLedger,
+    redis: RedisClient,
+    scripts: Scripts,
+    *,
+    tiles: TileVolume | None,
 ) -> tuple[EventStreams, Outbox, OutboxTail]:
     """EventService on ``server``; the streams it shares with WatchVerification, their outbox and tail."""
     # The log as configured: a trimmed log's older entries are in its tiles.
-    audit_log = configured_audit_log(redis, scripts, deps.settings.audit_tiles_dir)
+    audit_log = configured_audit_log(redis, scripts, tiles)
     outbox = Outbox(RedisOutbox(redis, scripts, log=audit_log), deps.sealer)
     settings = deps.settings.events
     tail = OutboxTail(outbox, settings.poll_milliseconds / 1000)
@@ -764,8 +785,9 @@ async def stop(app: Application) -> None:
         await _cancelled(task)
     if app.webhooks is not None:
         await app.webhooks.aclose()  # gives its leases back: another worker goes on at once
-    for verifier in app.verifiers.values():
-        close = getattr(verifier, "aclose", None)  # optional: verifiers holding connections
+    # Optional: verifiers holding connections, a bucket's client (a directory holds nothing).
+    for holder in [*app.verifiers.values(), app.tiles]:
+        close = getattr(holder, "aclose", None)
         if close is not None:
             await close()
     await app.scripts.aclose()

@@ -52,6 +52,7 @@ from idverify.domain.errors import ConfigError
 from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.schema_version import ensure_schema
 from idverify.security.file_modes import secure_data_and_keys
+from idverify.store.audit_logs import check_tiles_bucket
 from idverify.store.connection import close_client, connect
 from idverify.store.embedded import HASH_MAX_LISTPACK_VALUE, RedisProcess
 from idverify.store.hash_encoding import loose_hash_limit
@@ -172,6 +173,7 @@ class Supervisor:
         prepare_data_dir(settings.data_dir)
         check_witness_dirs(settings.audit_witness_dirs)
         prepare_tiles_dir(settings.audit_tiles_dir)
+        asyncio.run(check_tiles_bucket(settings))
         # Held until the supervisor has stopped everything; the forked workers share it.
         self._data_lock = DataDirLock.acquire(settings.data_dir)
         secure_data_and_keys(settings)

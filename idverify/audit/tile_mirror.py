@@ -2,9 +2,10 @@
 
 With ``audit_tiles_dir`` set, every tenant's tree and entries are written as tiles and entry
 bundles (``audit/tiles.py``'s layout, ``audit/tile_store.py``'s write-once files) below
-``<audit_tiles_dir>/<tenant>``, and Redis keeps the tree head alone (size, root, compact range,
-marked ``nodes`` = ``tiles``): no node. Entries the bundles hold durably leave Redis too, but for
-the newest (``audit.trimmed_entries``).
+``<audit_tiles_dir>/<tenant>`` or, with ``audit_tiles_url``, as objects below
+``<prefix>/<tenant>/`` of a bucket (``audit/tile_volume.py``, ``audit/bucket_tiles.py``), and
+Redis keeps the tree head alone (size, root, compact range, marked ``nodes`` = ``tiles``): no node.
+Entries the bundles hold durably leave Redis too, but for the newest (``audit.trimmed_entries``).
 
 Writing. :meth:`TileMirror.write_round` is the integrator's ``RoundWriter``, run before the
 check-and-set that moves Redis's head (Tessera's order). It first checks that the tiles hold
@@ -52,18 +53,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import string
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from idverify.audit.integrator import BATCH, LogCorrupted, fold
 from idverify.audit.merkle import CompactRange, NodeId, frontier_nodes, leaf_hash
-from idverify.audit.tile_store import DirectoryTiles, TileConflict, TiledLog, TileMissing
-from idverify.audit.tiles import TILE_HEIGHT, TILE_WIDTH, BundleId, cut_to_width, parse_path, tiles_of
+from idverify.audit.tile_store import TileConflict, TiledLog, TileMissing, TilesUnreachable
+from idverify.audit.tile_volume import SIZE_FILE, DirectoryVolume, TileVolume, tenant_directory, tree_files
+from idverify.audit.tiles import TILE_WIDTH, BundleId
 from idverify.audit.tree_state import TreeState
 from idverify.domain.errors import FailedPrecondition, StoreUnavailable
-from idverify.security.durable_files import make_private_dirs, write_durable_file
 
 __all__ = [
     "SIZE_FILE",
@@ -75,11 +75,6 @@ __all__ = [
     "tenant_directory",
     "tree_files",
 ]
-
-SIZE_FILE = "tiles-size"
-"""The file, in a tenant's directory, that says how many entries its tiles hold."""
-
-_SAFE = frozenset(string.ascii_lowercase + string.digits + "_-")
 
 log = logging.getLogger("idverify.audit")
 
@@ -117,7 +112,8 @@ class TilesStopped(FailedPrecondition):
         """The refusal of a read the tiles cannot give, of a tree kept in tiles alone."""
         return TilesStopped(
             f"the audit tiles of tenant {tenant} do not give the tree of {size} entries its head "
-            "counts (the server's log says why): check its folder in audit_tiles_dir"
+            "counts (the server's log says why): check its folder in audit_tiles_dir or its "
+            "prefix in audit_tiles_url"
         )
 
 
@@ -137,37 +133,14 @@ class TileSource(Protocol):
         ...
 
 
-def tree_files(size: int) -> list[str]:
-    """The files that hold the tree and entries of ``size`` entries, at that size's widths.
-
-    What a reader of a head of that size needs, and all a backup of that head copies.
-    """
-    bundles = [
-        BundleId(index, min(TILE_WIDTH, size - index * TILE_WIDTH)).path
-        for index in range((size + TILE_WIDTH - 1) // TILE_WIDTH)
-    ]
-    return bundles + [tile.path for tile in tiles_of(size)]
-
-
-def tenant_directory(tenant: str) -> str:
-    """The name of a tenant's directory: its name, any character but ``[a-z0-9_-]`` as ``%XX``.
-
-    Tenant names are made of those already (``domain.tenants``), so an operator sees them as
-    they are; the escape keeps any other from naming ``..``, a path or a hidden file.
-
-    Raises:
-        ValueError: the name is empty.
-    """
-    if not tenant:
-        raise ValueError("an empty tenant name names no directory")
-    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in tenant)
-
-
 class TileMirror:
-    """Every tenant's tiles below one directory, written before Redis's tree head moves."""
+    """Every tenant's tiles in one volume, written before Redis's tree head moves.
 
-    def __init__(self, root: Path, source: TileSource, *, batch: int = BATCH) -> None:
-        self._root = root
+    ``volume`` is a ``TileVolume``, or the directory of a ``DirectoryVolume``.
+    """
+
+    def __init__(self, volume: TileVolume | Path, source: TileSource, *, batch: int = BATCH) -> None:
+        self._volume = DirectoryVolume(volume) if isinstance(volume, Path) else volume
         self._source = source
         self._batch = batch
         self._logs: dict[str, TiledLog] = {}
@@ -176,12 +149,9 @@ class TileMirror:
         # Tenants whose tiles this process found to agree with the log before it first used them.
         self._vouched: set[str] = set()
 
-    def _directory(self, tenant: str) -> Path:
-        return self._root / tenant_directory(tenant)
-
     def _tiles(self, tenant: str) -> TiledLog:
         if tenant not in self._logs:
-            self._logs[tenant] = TiledLog(DirectoryTiles(self._directory(tenant)))
+            self._logs[tenant] = TiledLog(self._volume.tiles(tenant))
         return self._logs[tenant]
 
     def stopped(self, tenant: str) -> bool:
@@ -189,15 +159,8 @@ class TileMirror:
         return tenant in self._stopped
 
     async def size(self, tenant: str) -> int:
-        """Entries the tenant's tiles hold, as their size file says (0: none yet).
-
-        Read on the event loop, as tiles are: a few bytes from the page cache.
-        """
-        try:
-            text = (self._directory(tenant) / SIZE_FILE).read_text(encoding="ascii")
-        except FileNotFoundError:
-            return 0
-        return int(text) if text.strip().isdigit() else 0  # unreadable: rewritten from the start
+        """Entries the tenant's tiles hold, as their size file says (0: none yet, or unreadable)."""
+        return await self._volume.read_size(tenant)
 
     async def read_nodes(self, tenant: str, size: int, nodes: Sequence[NodeId]) -> list[bytes | None]:
         """Node hashes of the tree of ``size`` entries (Redis's head) from the tiles.
@@ -213,6 +176,8 @@ class TileMirror:
             return [None] * len(nodes)
         try:
             return await self._tiles(tenant).read_nodes(size, nodes)
+        except TilesUnreachable as error:
+            raise _unreachable(tenant, error) from None
         except (OSError, ValueError) as error:
             log.warning("audit tiles of %s not read: %s", tenant, error)
             return [None] * len(nodes)
@@ -247,13 +212,17 @@ class TileMirror:
         try:
             found = await tiles.read_entries(size, indices)
             leaves = await tiles.read_nodes(size, [NodeId(0, index) for index in indices])
+        except TilesUnreachable as error:
+            raise _unreachable(tenant, error) from None
         except (TileMissing, OSError, ValueError) as error:
             raise EntriesUnreadable(f"audit entries of {tenant}: {error}") from None
         checked: list[bytes] = []
         for index, entry, leaf in zip(indices, found, leaves, strict=True):
             if entry is None or leaf is None or leaf_hash(entry) != leaf:
+                bundle = BundleId(index // TILE_WIDTH, TILE_WIDTH).path
                 raise EntriesUnreadable(
-                    f"audit entry {index} of {tenant} in its bundle differs from its leaf tile "
+                    f"audit entry {index} of {tenant} in its bundle ({bundle}[.p/*] in "
+                    f"{self._volume.where(tenant)}) differs from its leaf tile "
                     "(the tiles were altered or damaged)"
                 )
             checked.append(entry)
@@ -341,51 +310,23 @@ class TileMirror:
         await self._check(tenant, frontier, state)
         return held
 
-    async def set_aside(self, tenant: str, keep: int) -> Path | None:
+    async def set_aside(self, tenant: str, keep: int) -> str | None:
         """Moves the tenant's files beyond the tree of ``keep`` entries into a folder beside them.
 
         An operator's step after Redis lost entries the tiles hold (a restore, a failover, an
         acknowledged rollback): the files a later round would give other bytes are kept, not
-        overwritten, in ``<tenant directory>.beyond-<keep>[-n]``; the size file then says
-        ``keep``. Files of widths below ``keep``'s stay: they are prefixes of its tree.
+        overwritten, in ``<tenant directory>.beyond-<keep>[-n]`` (a folder, or a bucket's
+        prefix); the size file then says ``keep``. Files of widths below ``keep``'s stay: they
+        are prefixes of its tree.
 
         Returns:
-            The folder the files went to, or None when none was beyond ``keep``.
+            Where the files went, or None when none was beyond ``keep``.
         """
         async with self._lock(tenant):
-            moved = await asyncio.to_thread(self._set_aside, tenant, keep)
+            moved = await self._volume.set_aside(tenant, keep)
             self._stopped.discard(tenant)
             self._vouched.discard(tenant)
             return moved
-
-    def _set_aside(self, tenant: str, keep: int) -> Path | None:
-        directory = self._directory(tenant)
-        if not directory.is_dir():
-            return None
-        kept = set(tree_files(keep))
-        files = (path for path in sorted(directory.rglob("*")) if path.is_file())
-        beyond = [path for path in files if _beyond(path.relative_to(directory).as_posix(), keep, kept)]
-        if not beyond:
-            return None
-        target = directory.with_name(f"{directory.name}.beyond-{keep}")
-        number = 1
-        while target.exists():
-            number += 1
-            target = directory.with_name(f"{directory.name}.beyond-{keep}-{number}")
-        # A file of the kept tree that only a full file beyond it holds (a restored tree) is cut
-        # from it first, so the tree of ``keep`` stays whole once the full one is moved.
-        for kept_name in kept:
-            full = directory / kept_name.split(".p/", 1)[0]
-            if not (directory / kept_name).is_file() and full.is_file():
-                make_private_dirs((directory / kept_name).parent)
-                cut = cut_to_width(kept_name, full.read_bytes())
-                write_durable_file(directory / kept_name, cut, overwrite=False)
-        for path in beyond:
-            name = path.relative_to(directory)
-            make_private_dirs((target / name).parent)
-            path.rename(target / name)
-        write_durable_file(directory / SIZE_FILE, b"%d\n" % keep, overwrite=True)
-        return target
 
     async def _vouch(self, tenant: str) -> None:
         """Checks the tiles against the log of record once per process (the module's first look).
@@ -472,15 +413,16 @@ class TileMirror:
     async def _raise_size(self, tenant: str, size: int) -> None:
         """Raises the size file to ``size`` (never lowers it: another writer may be ahead)."""
         if await self.size(tenant) < size:
-            await asyncio.to_thread(
-                write_durable_file, self._directory(tenant) / SIZE_FILE, b"%d\n" % size, overwrite=True
-            )
+            await self._volume.write_size(tenant, size)
 
     @contextlib.asynccontextmanager
     async def _reported(self, tenant: str) -> AsyncIterator[None]:
         """Logs what stops a write or a first look, stopping the tenant's tiles on a conflict."""
         try:
             yield
+        except TilesUnreachable as error:
+            log.warning("audit tiles of %s not reached: %s; retried next integration", tenant, error)
+            raise _unreachable(tenant, error) from None
         except (TileConflict, TilesDisagree) as error:
             self._stopped.add(tenant)
             log.error(  # noqa: TRY400 - the file and the tenant are the news, not a traceback
@@ -493,14 +435,6 @@ class TileMirror:
             log.warning("audit tiles of %s not written yet: %s; retried next integration", tenant, error)
 
 
-def _beyond(name: str, keep: int, kept: set[str]) -> bool:
-    """Whether a tile or bundle file holds anything past the tree of ``keep`` entries."""
-    if name in kept:
-        return False
-    try:
-        item = parse_path(name)
-    except ValueError:
-        return False  # not a tile: not ours to move
-    if isinstance(item, BundleId):
-        return item.index * TILE_WIDTH + item.width > keep
-    return ((item.index * TILE_WIDTH + item.width) << (TILE_HEIGHT * item.level)) > keep
+def _unreachable(tenant: str, error: TilesUnreachable) -> StoreUnavailable:
+    """A store of tiles away (a bucket): UNAVAILABLE, as Redis away is; the next try may succeed."""
+    return StoreUnavailable(f"the audit tiles of tenant {tenant} cannot be reached now: {error}")

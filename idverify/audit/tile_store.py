@@ -15,8 +15,9 @@ all durable, so the order among them does not matter, and any subset of them tha
 is taken again by the repeat. On a directory that spares a thread hop a file, and the directory
 sync of each file: each directory is synced once, after all its new files.
 
-``TileStore`` is the seam: ``DirectoryTiles`` keeps the files on a filesystem volume; an
-S3-compatible bucket implements the same three calls.
+``TileStore`` is the seam: ``DirectoryTiles`` keeps the files on a filesystem volume;
+``audit.bucket_tiles.BucketTiles`` keeps them as objects of an S3-compatible bucket, write-once by
+conditional PUTs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from idverify.audit.tiles import (
 )
 from idverify.security.durable_files import make_private_dirs, sync_directory, write_durable_file
 
-__all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog"]
+__all__ = ["DirectoryTiles", "TileConflict", "TileMissing", "TileStore", "TiledLog", "TilesUnreachable"]
 
 _WRITERS = 8
 """Files of a round written (and synced) at once: threads waiting for the disk, not computing."""
@@ -53,6 +54,10 @@ _WRITERS = 8
 
 class TileConflict(RuntimeError):
     """A tile or bundle exists with other bytes than those being written."""
+
+
+class TilesUnreachable(OSError):
+    """The store of the tiles cannot be reached now (a bucket away): the next try may succeed."""
 
 
 class TileMissing(RuntimeError):

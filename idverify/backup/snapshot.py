@@ -5,8 +5,9 @@ copied (Redis renames a finished snapshot into place, so the copy is whole). The
 heads file is copied *before* the snapshot, so every head it names is in the snapshot's log.
 The keyring and signing key files are copied unless they come from the environment, and the
 bootstrap token file while it exists. The logs' sizes and roots are then computed from the copy
-itself, in a throwaway redis-server. With ``audit_tiles_dir`` set, each tenant's tiles are copied
-into ``audit-tiles/`` *after* the snapshot, only the files of the tree of the snapshot's tree head
+itself, in a throwaway redis-server. With ``audit_tiles_dir`` (or ``audit_tiles_url``: the objects
+are read from the bucket) set, each tenant's tiles are copied into ``audit-tiles/`` *after* the
+snapshot, only the files of the tree of the snapshot's tree head
 (``_copy_tiles``): a round writes its tiles before the head moves, so they are there, and a
 restore never holds tiles ahead of its log, of entries it lacks.
 
@@ -24,7 +25,8 @@ from pathlib import Path
 from idverify.audit.checkpoint import key_id_for
 from idverify.audit.published_heads import HEADS_FILE
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
-from idverify.audit.tile_mirror import SIZE_FILE, tenant_directory, tree_files
+from idverify.audit.tile_store import TileStore
+from idverify.audit.tile_volume import SIZE_FILE, TileVolume, tenant_directory, tree_files
 from idverify.audit.tiles import cut_to_width
 from idverify.audit.tree_state import TreeState
 from idverify.backup.logs import audit_tenants, replay
@@ -32,7 +34,8 @@ from idverify.backup.manifest import RDB, LogSummary, Manifest, copy_private, de
 from idverify.backup.throwaway import opened_snapshot
 from idverify.config import Settings
 from idverify.flows.keyring_watcher import keyring_path
-from idverify.security.durable_files import write_durable_file
+from idverify.security.durable_files import make_private_dirs, write_durable_file
+from idverify.store.audit_logs import opened_tiles
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.embedded import RedisProcess
@@ -90,64 +93,65 @@ def create_backup(settings: Settings, folder: Path) -> Manifest:
     return manifest
 
 
-def _copy_tiles(tiles_dir: Path, target: Path, trees: dict[str, TreeState]) -> None:
+async def _copy_tiles(tiles: TileVolume, target: Path, trees: dict[str, TreeState]) -> None:
     """Copies the files of each tenant's tree as the snapshot holds it, and a size file saying so.
 
     Taken after the snapshot: every tree head there was moved after its tiles were written
-    (``audit.tile_mirror``), so they are on the volume, at the head's widths (or in a full file
-    that starts with the same bytes). Files of rounds after the snapshot are left out, so the
-    backup's tiles are never ahead of its log. A log whose nodes Redis still keeps may have tiles
-    behind its head: those are copied as far as they reach (the restored server catches them up
-    from the nodes). Only canonical tile and bundle names are copied, never a writer's temporary.
+    (``audit.tile_mirror``), so they are in the volume (a directory or a bucket), at the head's
+    widths (or in a full file that starts with the same bytes). Files of rounds after the
+    snapshot are left out, so the backup's tiles are never ahead of its log. A log whose nodes
+    Redis still keeps may have tiles behind its head: those are copied as far as they reach (the
+    restored server catches them up from the nodes). Only canonical tile and bundle names are
+    read, never a writer's temporary.
 
     Raises:
         RuntimeError: the tiles of a tree kept in tiles lack a file of the snapshot's head.
+        OSError: a file cannot be read (a bucket not reached: ``BucketUnavailable``) or written.
     """
     for tenant, state in sorted(trees.items()):
-        source = tiles_dir / tenant_directory(tenant)
-        if not source.is_dir():
-            if state.tiled and state.size:
-                raise RuntimeError(f"audit_tiles_dir: {source} is missing, and it holds {tenant}'s tree")
-            continue
+        source = tiles.tiles(tenant)
         size = state.size
-        names = _held_files(source, size)
-        if names is None and not state.tiled and (source / SIZE_FILE).is_file():
-            size = min(size, int((source / SIZE_FILE).read_text(encoding="ascii").strip() or 0))
-            names = _held_files(source, size)
-        if names is None:
+        files = await _held_files(source, size)
+        if files is None and not state.tiled:
+            size = min(size, await tiles.read_size(tenant))
+            files = await _held_files(source, size)
+        if files is None:
             if state.tiled:
                 raise RuntimeError(
-                    f"audit_tiles_dir: {source} lacks files of the tree of {state.size} entries "
+                    f"audit tiles: {tiles.where(tenant)} lacks files of the tree of {state.size} entries "
                     f"{tenant}'s log holds (let a server catch them up, then back up again)"
                 )
             continue
         if not size:
             continue
-        for name, (path, cut) in names.items():
-            if cut is None:
-                copy_private(path, target / source.name / name)
-            else:
-                write_durable_file(target / source.name / name, cut, overwrite=False)
-        write_durable_file(target / source.name / SIZE_FILE, b"%d\n" % size, overwrite=False)
+        folder = target / tenant_directory(tenant)
+        files[SIZE_FILE] = b"%d\n" % size
+        await asyncio.to_thread(_write_copies, folder, files)
 
 
-def _held_files(source: Path, size: int) -> dict[str, tuple[Path, bytes | None]] | None:
-    """The files of the tree of ``size`` in ``source`` by name: each file, or its bytes cut.
+def _write_copies(folder: Path, files: dict[str, bytes]) -> None:
+    """Writes each file below ``folder`` (readable by its owner only, parents 0700)."""
+    for name, data in files.items():
+        make_private_dirs((folder / name).parent)
+        write_durable_file(folder / name, data, overwrite=False)
+
+
+async def _held_files(source: TileStore, size: int) -> dict[str, bytes] | None:
+    """The bytes of the files of the tree of ``size`` by name, or None when one is missing.
 
     A partial file that is missing is cut from the full one (which starts with the same bytes;
     a tree restored at a size no round ended at has only that), so the backup holds nothing
-    beyond ``size``. None when a file is missing altogether.
+    beyond ``size``.
     """
-    found: dict[str, tuple[Path, bytes | None]] = {}
+    found: dict[str, bytes] = {}
     for name in tree_files(size):
-        path = source / name
-        if path.is_file():
-            found[name] = (path, None)
-            continue
-        full = source / name.split(".p/", 1)[0]
-        if not full.is_file():
-            return None
-        found[name] = (full, cut_to_width(name, full.read_bytes()))
+        data = await source.read(name)
+        if data is None:
+            full = await source.read(name.split(".p/", 1)[0])
+            if full is None:
+                return None
+            data = cut_to_width(name, full)
+        found[name] = data
     return found
 
 
@@ -172,10 +176,11 @@ async def _summarize_copying_tiles(
     A trimmed log's older entries are replayed from the copy: it holds the tree of the head,
     and a trim never passes the head.
     """
-    if settings.audit_tiles_dir:
-        store = AuditStore(redis, Scripts(redis))
-        trees = {tenant: await store.tree_state(tenant) for tenant in await audit_tenants(redis)}
-        await asyncio.to_thread(_copy_tiles, Path(settings.audit_tiles_dir), folder / TILES_DIR, trees)
+    async with opened_tiles(settings) as tiles:
+        if tiles is not None:
+            store = AuditStore(redis, Scripts(redis))
+            trees = {tenant: await store.tree_state(tenant) for tenant in await audit_tenants(redis)}
+            await _copy_tiles(tiles, folder / TILES_DIR, trees)
     return await summarize(redis, folder / TILES_DIR)
 
 

@@ -46,6 +46,7 @@ from idverify.domain.errors import ConfigError, IdverifyError, StoreUnavailable
 from idverify.v1 import audit_pb2
 
 if TYPE_CHECKING:
+    from idverify.audit.tile_volume import TileVolume
     from idverify.config import Settings
     from idverify.store.connection import RedisClient
 
@@ -103,7 +104,8 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _store_options(acknowledge)
     set_aside = sub.add_parser(
         "set-aside-tiles",
-        help="move the tenant's audit tiles beyond its log's tree head aside (audit_tiles_dir); "
+        help="move the tenant's audit tiles beyond its log's tree head aside (audit_tiles_dir, or "
+        "a prefix beside the tenant's in audit_tiles_url); "
         "run on the server's host, then restart the servers",
     )
     _store_options(set_aside)
@@ -207,15 +209,15 @@ async def _acknowledge_rollback(args: argparse.Namespace) -> int:
     from idverify.audit.published_heads import PublishedHeads  # noqa: PLC0415
     from idverify.audit.rollback import RollbackGuard  # noqa: PLC0415
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
-    from idverify.store.audit_logs import configured_audit_log  # noqa: PLC0415
+    from idverify.store.audit_logs import configured_audit_log, opened_tiles  # noqa: PLC0415
     from idverify.store.audit_rollbacks import RedisRollbackAcknowledgements  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     settings = _host_settings(args)
     heads = PublishedHeads(settings.data_dir, settings.audit_witness_dirs)
-    async with open_store(settings) as redis:
+    async with open_store(settings) as redis, opened_tiles(settings) as tiles:
         # Built as the server builds it: the guard's consistency proofs read the tiles, if any.
-        log = configured_audit_log(redis, Scripts(redis), settings.audit_tiles_dir)
+        log = configured_audit_log(redis, Scripts(redis), tiles)
         guard = RollbackGuard(log, log, heads)
         done = await acknowledge_rollbacks(guard, RedisRollbackAcknowledgements(redis), heads, args.tenant)
         if not done:
@@ -226,35 +228,38 @@ async def _acknowledge_rollback(args: argparse.Namespace) -> int:
                 f"acknowledged: {item.rollback.describe()}; {how} entry {item.entry} of the log "
                 f"(audit.rollback_acknowledged); servers sign heads of tenant {item.rollback.tenant} again"
             )
-            await _set_tiles_aside(settings.audit_tiles_dir, redis, item.rollback.tenant)
+            await _set_tiles_aside(tiles, redis, item.rollback.tenant)
     return 0
 
 
 async def _set_aside_tiles(args: argparse.Namespace) -> int:
     """Sets the tiles of ``--tenant`` beyond its log's tree head aside."""
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
+    from idverify.store.audit_logs import opened_tiles  # noqa: PLC0415
 
     settings = _host_settings(args)
-    if not settings.audit_tiles_dir:
-        raise ConfigError("audit_tiles_dir: not set, so there are no tiles to set aside")
+    if not settings.audit_tiles_dir and not settings.audit_tiles_url:
+        raise ConfigError(
+            "audit_tiles_dir: not set (nor audit_tiles_url), so there are no tiles to set aside"
+        )
     if not args.tenant:
         raise ConfigError("--tenant: name the tenant whose tiles to set aside")
-    async with open_store(settings) as redis:
-        await _set_tiles_aside(settings.audit_tiles_dir, redis, args.tenant)
+    async with open_store(settings) as redis, opened_tiles(settings) as tiles:
+        await _set_tiles_aside(tiles, redis, args.tenant)
     return 0
 
 
-async def _set_tiles_aside(tiles_dir: str, redis: RedisClient, tenant: str) -> None:
+async def _set_tiles_aside(tiles: TileVolume | None, redis: RedisClient, tenant: str) -> None:
     """Moves the tenant's tiles beyond its stored tree aside (``TileMirror.set_aside``); prints where."""
     from idverify.audit.tile_mirror import TileMirror  # noqa: PLC0415
     from idverify.store.audit_store import AuditStore  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
-    if not tiles_dir:
+    if tiles is None:
         return
     store = AuditStore(redis, Scripts(redis))
     keep = (await store.tree_state(tenant)).size
-    moved = await TileMirror(Path(tiles_dir), store).set_aside(tenant, keep)
+    moved = await TileMirror(tiles, store).set_aside(tenant, keep)
     if moved is None:
         print(f"the audit tiles of tenant {tenant} hold nothing beyond its {keep} entries")
     else:

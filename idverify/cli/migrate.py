@@ -242,6 +242,13 @@ def _tiles_dir(settings: Settings, *, writing: bool) -> Path:
     """
     from idverify.data_dir import prepare_tiles_dir  # noqa: PLC0415
 
+    if settings.audit_tiles_url:
+        # The copy, its record and its check are files of a directory; a bucket gets each log
+        # from the servers' own first rounds (the same catch-up, checked against Redis's nodes).
+        raise ConfigError(
+            "audit_tiles_url: migrate audit-tiles copies into a directory only; with a bucket, restart "
+            "the servers with audit_tiles_url set and their first rounds copy each log into it"
+        )
     if not settings.audit_tiles_dir:
         raise ConfigError("audit_tiles_dir: not set; give --audit-tiles-dir or set it in the config")
     if writing:

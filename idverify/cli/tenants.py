@@ -111,21 +111,21 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.flows.audit_setup import build_audit_flow  # noqa: PLC0415 - keeps `idverify --help` fast
     from idverify.flows.key_check import check_signing_key, open_keyring  # noqa: PLC0415
     from idverify.flows.tenant_removal import TenantRemoval  # noqa: PLC0415
-    from idverify.store.audit_logs import configured_audit_log, refuse_trimmed_logs  # noqa: PLC0415
+    from idverify.store.audit_logs import configured_audit_log, opened_tiles, refuse_trimmed_logs  # noqa: PLC0415
     from idverify.store.audit_stages import stage_sequencer  # noqa: PLC0415
     from idverify.store.key_checks import RedisKeyChecks  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
     from idverify.store.tenant_removals import RedisRemovalStore  # noqa: PLC0415
 
-    async with open_store(settings) as redis:
+    async with open_store(settings) as redis, opened_tiles(settings) as tiles:
         checks = RedisKeyChecks(redis)
         keyring = await open_keyring(settings, checks)
         # The log's own key signs its final head: never one generated here by mistake.
         await check_signing_key(settings, checks)
         scripts = Scripts(redis)
-        audit_log = configured_audit_log(redis, scripts, settings.audit_tiles_dir)
+        audit_log = configured_audit_log(redis, scripts, tiles)
         audit = build_audit_flow(settings, audit_log, keyring)
-        await refuse_trimmed_logs(redis, settings.audit_tiles_dir)
+        await refuse_trimmed_logs(redis, tiles)
         sequencer = stage_sequencer(redis, scripts, settings.audit_stage_buckets)
         removal = TenantRemoval(RedisRemovalStore(redis, scripts, log=audit_log), audit, sequencer=sequencer)
         if args.tenants_command == "status":

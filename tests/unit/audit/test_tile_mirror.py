@@ -389,8 +389,8 @@ async def test_an_older_redis_restored_beside_newer_tiles_proves_its_own_tree_un
     assert proof.hashes == merkle.inclusion_proof(150, 200, hashes)  # its head is still proven right
     # The operator sets the other log's files aside; a restarted server goes on from there.
     moved = await restored.mirror.set_aside(TENANT, 200)
-    assert moved == tmp_path / f"{TENANT}.beyond-200"
-    assert {"tile/0/000", "tile/entries/000", "tile/0/001.p/44", "tile/1/000.p/1"} <= set(files(moved))
+    assert moved == str(tmp_path / f"{TENANT}.beyond-200")
+    assert {"tile/0/000", "tile/entries/000", "tile/0/001.p/44", "tile/1/000.p/1"} <= set(files(Path(moved)))
     assert (tmp_path / TENANT / SIZE_FILE).read_text() == "200\n"
     assert await restored.tiles.root(200) == (await restored.log.tree_state(TENANT)).root  # still whole
     again = Tiled(tmp_path, log=restored.log)
@@ -450,7 +450,7 @@ async def test_setting_aside_beyond_a_size_no_round_ended_at_keeps_its_tree_whol
     hashes = await leaves(world.log)
     moved = await world.mirror.set_aside(TENANT, 100)
     assert moved is not None
-    assert {"tile/0/000", "tile/entries/000", "tile/1/000.p/1"} <= set(files(moved))
+    assert {"tile/0/000", "tile/entries/000", "tile/1/000.p/1"} <= set(files(Path(moved)))
     assert set(files(tmp_path / TENANT)) == {SIZE_FILE, *tree_files(100)}
     assert await world.tiles.root(100) == merkle.root(hashes[:100])
     assert await world.tiles.read_entries(100, [99]) == await world.log.entries(TENANT, [99])

@@ -264,6 +264,69 @@ def test_bad_audit_settings_are_named(tmp_path: Path, toml: str, message: str) -
         load_settings(config, environ={})
 
 
+def test_audit_tiles_in_a_bucket_are_named_by_url_endpoint_and_region(tmp_path: Path) -> None:
+    config = tmp_path / "idverify.toml"
+    config.write_text(
+        'audit_tiles_url = "s3://audit-tiles/prod/eu"\n'
+        'audit_tiles_s3_endpoint = "https://minio.internal:9000"\n'
+        'audit_tiles_s3_region = "eu-west-1"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config, environ={})
+    assert (settings.audit_tiles_url, settings.audit_tiles_dir) == ("s3://audit-tiles/prod/eu", "")
+    assert settings.audit_tiles_s3_endpoint == "https://minio.internal:9000"
+    assert settings.audit_tiles_s3_region == "eu-west-1"
+    environ = {"IDVERIFY_AUDIT_TILES_URL": "s3://tiles"}
+    assert load_settings(environ=environ).audit_tiles_url == "s3://tiles"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('audit_tiles_url = "tiles/x"', "audit_tiles_url: 'tiles/x' is not an s3://bucket/prefix URL"),
+        ('audit_tiles_url = "gs://tiles"', "audit_tiles_url: 'gs://tiles' is not an s3://bucket/prefix URL"),
+        ('audit_tiles_url = "s3://Tiles"', r"audit_tiles_url: 'Tiles' is not an S3 bucket name .*"),
+        ('audit_tiles_url = "s3://tiles/a/../b"', r"audit_tiles_url: the prefix 'a/\.\./b' has a segment .*"),
+        ('audit_tiles_url = "s3://tiles/a//b"', r"audit_tiles_url: the prefix 'a//b' has a segment '' .*"),
+        (
+            'audit_tiles_url = "s3://tiles"\naudit_tiles_dir = "/srv/tiles"',
+            "audit_tiles_url: set either audit_tiles_dir or audit_tiles_url, not both",
+        ),
+        (
+            'audit_tiles_s3_region = "eu-west-1"',
+            "audit_tiles_s3_endpoint/region: set only with audit_tiles_url",
+        ),
+        (
+            'audit_tiles_url = "s3://tiles"\naudit_tiles_s3_endpoint = "minio:9000"',
+            "audit_tiles_s3_endpoint: expected http\\(s\\)://host\\[:port\\], got 'minio:9000'",
+        ),
+        (
+            'audit_tiles_url = "s3://tiles"\naudit_tiles_s3_region = "EU West"',
+            "audit_tiles_s3_region: 'EU West' is not a region name",
+        ),
+    ],
+)
+def test_bad_audit_bucket_settings_are_one_line_naming_the_setting(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    config = tmp_path / "idverify.toml"
+    config.write_text(toml + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        load_settings(config, environ={})
+
+
+def test_an_endpoint_carrying_credentials_is_refused_without_echoing_them(tmp_path: Path) -> None:
+    config = tmp_path / "idverify.toml"
+    config.write_text(
+        'audit_tiles_url = "s3://tiles"\naudit_tiles_s3_endpoint = "https://admin:hunter2@minio:9000"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, environ={})
+    assert "hunter2" not in str(refused.value)
+    assert str(refused.value).startswith("audit_tiles_s3_endpoint: no user:password@ here")
+
+
 class TestIncident:
     def test_defaults_are_100000_people_and_4_hours_1_for_critical_infrastructure(self) -> None:
         incident = load_settings(environ={}).incident
