@@ -246,6 +246,34 @@ class TestAuditTiles:
         assert one(docs, "Deployment")["spec"]["replicas"] == 1
         assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
+    def test_a_bucket_is_named_in_the_settings_with_its_credentials_as_a_file(
+        self, helm: Helm, tmp_path: Path
+    ) -> None:
+        """No volume: the settings name the bucket, the Secret's credentials file is mounted read-only."""
+        docs = helm.template(["audit-bucket"])
+        settings = config_of(docs, tmp_path)
+        assert (settings.audit_tiles_url, settings.audit_tiles_dir) == ("s3://idverify-audit/prod", "")
+        assert settings.audit_tiles_s3_endpoint == "https://minio.storage.svc:9000"
+        assert settings.audit_tiles_s3_region == "eu-west-1"
+        assert by_kind(docs, "PersistentVolumeClaim") == []
+        assert "audit-tiles" not in pod_volumes(docs)
+        assert pod_volumes(docs)["audit-tiles-credentials"]["secret"] == {
+            "secretName": "idverify-audit-s3",
+            "defaultMode": 0o440,
+            "items": [{"key": "credentials", "path": "credentials"}],
+        }
+        assert mounts(docs)["audit-tiles-credentials"]["readOnly"] is True
+        container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/idverify-s3/credentials"
+        assert not [name for name in env if name in {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}]
+
+    def test_a_bucket_without_a_secret_uses_the_pods_identity(self, helm: Helm) -> None:
+        docs = helm.template(["audit-bucket"], ["auditTiles.bucket.existingSecret="])
+        assert "audit-tiles-credentials" not in pod_volumes(docs)
+        container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert "AWS_SHARED_CREDENTIALS_FILE" not in {item["name"] for item in container["env"]}
+
 
 class TestSecurityPosture:
     @pytest.mark.parametrize("values", VALUES_FILES)
@@ -432,6 +460,23 @@ class TestValuesSchema:
                 "auditTiles.mountPath",
             ),
             (["externalRedis.url=redis://r:6379", "config.audit_tiles_dir=/srv/tiles"], "config"),
+            (["externalRedis.url=redis://r:6379", "config.audit_tiles_url=s3://tiles"], "config"),
+            (
+                [
+                    "externalRedis.url=redis://r:6379",
+                    "auditTiles.enabled=true",
+                    "auditTiles.bucket.url=s3://tiles",
+                ],
+                "auditTiles: enabled (a volume) or bucket.url (a bucket), not both",
+            ),
+            (
+                [
+                    "externalRedis.url=redis://r:6379",
+                    "auditTiles.bucket.url=s3://tiles",
+                    "auditTiles.bucket.endpoint=https://key:secret@minio:9000",
+                ],
+                "auditTiles.bucket.endpoint",
+            ),
             (
                 [
                     "externalRedis.url=redis://r:6379",

@@ -152,7 +152,17 @@ when it is on).
 {{- $_ := set $chart "tls" $tls }}
 {{- end }}
 {{- if .Values.auditTiles.enabled }}
+{{- if .Values.auditTiles.bucket.url }}
+{{- fail "auditTiles: enabled (a volume) or bucket.url (a bucket), not both: the server keeps its tiles in one place" }}
+{{- end }}
 {{- $_ := set $chart "audit_tiles_dir" .Values.auditTiles.mountPath }}
+{{- end }}
+{{- with .Values.auditTiles.bucket }}
+{{- if .url }}
+{{- $_ := set $chart "audit_tiles_url" .url }}
+{{- if .endpoint }}{{- $_ := set $chart "audit_tiles_s3_endpoint" .endpoint }}{{- end }}
+{{- if .region }}{{- $_ := set $chart "audit_tiles_s3_region" .region }}{{- end }}
+{{- end }}
 {{- end }}
 {{- if .Values.geoip.enabled }}
 {{- $_ := set $chart "geo" (dict "database" (printf "%s/%s" $paths.geoip .Values.geoip.file) "type" .Values.geoip.type) }}
