@@ -39,7 +39,7 @@ from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from idverify.audit import tile_mirror
+from idverify.audit import tile_volume
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.merkle import CompactRange, leaf_hash
 from idverify.audit.tile_mirror import SIZE_FILE, tenant_directory
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--directory", default=None, help="where Redis and the tiles go (a temporary folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    with mock.patch.object(tile_mirror, "DirectoryTiles", CountedTiles):  # the server's reads, counted
+    with mock.patch.object(tile_volume, "DirectoryTiles", CountedTiles):  # the server's reads, counted
         figures = asyncio.run(run([int(s) for s in args.sizes.split(",")], args.proofs, args.directory))
     if args.json:
         print(json.dumps(figures))
