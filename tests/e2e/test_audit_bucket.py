@@ -64,15 +64,18 @@ def in_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InBucket]:
                 verified = verify(server, registrar, person(), ACCOUNT)
                 assert verified.status == verification_pb2.VERIFICATION_STATUS_VERIFIED
             asyncio.run(fill(server, FILLER))
-            yield InBucket(server, s3, trimmed_at_least(server, FILLER - 4096))
+            yield InBucket(server, s3, trimmed_at_least(server, s3, FILLER - 4096))
 
 
-def trimmed_at_least(server: ServerProcess, point: int) -> int:
+def trimmed_at_least(server: ServerProcess, s3: S3Server, point: int) -> int:
     """The trim point once it reaches ``point``: rounds wait for the bucket too (slower when loaded)."""
     deadline = time.monotonic() + 90
     while trim_point(server, "default") < point and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert trim_point(server, "default") >= point
+    # Should it not get there, what the bucket holds and what the server said about its tiles.
+    said = [line for line in server.log_path.read_text().splitlines() if "idverify.audit" in line]
+    held = s3.get(BUCKET, f"{PREFIX}/default/tiles-size")
+    assert trim_point(server, "default") >= point, (held, said[-10:])
     return trim_point(server, "default")
 
 
