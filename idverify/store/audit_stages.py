@@ -17,9 +17,6 @@ from idverify.store.scripts import Scripts
 
 __all__ = ["RedisAuditStages", "next_stream_id", "stage_sequencer"]
 
-# What audit_stage() writes beside the body and time, for the outbox, in the script's order.
-_OUTBOX_FIELDS = (b"ea", b"ef", b"c")
-
 
 def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
     """The sequencer of the tenants' staged audit entries (``audit_stage_buckets``), or None for none."""
@@ -68,12 +65,11 @@ class RedisAuditStages:
         keys = TenantKeys(tenant)
         args: list[str | bytes] = [str(bucket), after, records[-1].stream_id]
         for record in records:
-            args += [
-                record.stream_id,
-                record.fields.get(b"b", b""),
-                record.fields.get(b"ms", b""),
-                *(record.fields.get(name, b"") for name in _OUTBOX_FIELDS),
-            ]
+            # The body, its staged time, then what audit_stage() keeps for the outbox (sealed
+            # account id, whose, span) in the script's order; one tuple an entry, no generator.
+            field = record.fields.get
+            args += (record.stream_id, field(b"b", b""), field(b"ms", b""))
+            args += (field(b"ea", b""), field(b"ef", b""), field(b"c", b""))
         reply: list[Any] = await self._scripts.run(
             "audit_sequence", [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(bucket)], args
         )

@@ -201,12 +201,17 @@ local function audit_event(base, fields)
   return ev
 end
 
+-- The stored bytes of the entry of body at number index (text) and time time_ms: what audit()
+-- and the sequencer (audit_sequence.lua) both store of an entry, so the same bytes.
+local function audit_entry(index, time_ms, body)
+  return '{"v":1,"seq":' .. index .. ',"time_ms":' .. string.format('%d', time_ms) .. body
+end
+
 -- Writes the entry of body at number seq and time time_ms, and for an event type its outbox
--- record (ev gives the outbox's fields): what audit() and the sequencer (audit_sequence.lua)
--- both write of an entry, in the same bytes. Returns the number as text.
+-- record (ev gives the outbox's fields). Returns the number as text.
 local function audit_write(log_key, seq, time_ms, ev, body)
   local index = string.format('%d', seq)
-  redis.call('HSET', log_key, index, '{"v":1,"seq":' .. index .. ',"time_ms":' .. string.format('%d', time_ms) .. body)
+  redis.call('HSET', log_key, index, audit_entry(index, time_ms, body))
   if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
   return index
 end

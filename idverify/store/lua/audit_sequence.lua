@@ -77,24 +77,24 @@ local function staged_event(body, ms)
   return nil
 end
 
--- The batch is appended as audit() appends an entry, but the head is read and written, and each
--- posting key appended to, once a batch: a posting key's bytes come out the same, in order.
+-- The batch is appended as audit() appends an entry, in the same bytes, but its Redis writes are
+-- made once a batch: the head read and written once, the entries stored by one HSET of
+-- ENTRIES_A_WRITE at a time, and each posting key appended to once with its postings in order.
+-- (A posting key's postings gathered in a list and joined once: appending to a string per entry
+-- copied it whole each time, which cost more than the entry's append.)
+local ENTRIES_A_WRITE = 512
 local prefix = string.sub(KEYS[1], 1, -4)
 local head = prefix .. 'head'
 local state = redis.call('HMGET', head, 'size', 'last_ms')
 local size, last_ms = tonumber(state[1] or '0'), tonumber(state[2] or '0')
 local first = size
+local POSTED_FIELDS = {{'type', 'type'}, {'outcome', 'outcome'}, {'method', 'method'}, {'acct', 'account'}}
 local postings, posted = {}, {}
-local function post(name, value, posting)
-  if value and value ~= '' then
-    local key = prefix .. 'ix:' .. name .. ':' .. tostring(value)
-    local had = postings[key]
-    if had then
-      postings[key] = had .. posting
-    else
-      posted[#posted + 1], postings[key] = key, posting
-    end
-  end
+for i = 1, #POSTED_FIELDS do postings[i] = {} end
+local entries = {}
+local function store_entries()
+  if #entries > 0 then redis.call('HSET', KEYS[1], unpack(entries)) end
+  entries = {}
 end
 
 local reply = {'OK', first, 0}
@@ -106,12 +106,24 @@ for i = 0, count - 1 do
     ev.event_account, ev.event_account_for, ev.span = ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
     -- A stage's clock may run ahead of this shard's: the log's time never passes its own.
     last_ms = math.max(math.min(tonumber(ms), NOW), last_ms)
-    local index = audit_write(KEYS[1], size, last_ms, ev, body)
+    local index = string.format('%d', size)
+    entries[#entries + 1], entries[#entries + 2] = index, audit_entry(index, last_ms, body)
+    if EVENT_TYPES[ev.type] then outbox(KEYS[1], index, ev) end
+    if #entries >= 2 * ENTRIES_A_WRITE then store_entries() end
     local posting = u48(size)
-    post('type', ev.type, posting)
-    post('outcome', ev.outcome, posting)
-    post('method', ev.method, posting)
-    post('acct', ev.account, posting)
+    for f, pair in ipairs(POSTED_FIELDS) do
+      local value = ev[pair[2]]
+      if value and value ~= '' then
+        local lists, text = postings[f], tostring(value)
+        local list = lists[text]
+        if not list then
+          list = {}
+          lists[text] = list
+          posted[#posted + 1] = {pair[1], text, list}
+        end
+        list[#list + 1] = posting
+      end
+    end
     redis.pcall('XADD', KEYS[3], id, 'i', index)
     size = size + 1
   else
@@ -119,9 +131,12 @@ for i = 0, count - 1 do
     reply[#reply + 1] = id
   end
 end
+store_entries()
 if size > first then
   redis.call('HSET', head, 'size', string.format('%d', size), 'last_ms', string.format('%d', last_ms))
-  for _, key in ipairs(posted) do redis.call('APPEND', key, postings[key]) end
+  for _, key in ipairs(posted) do
+    redis.call('APPEND', prefix .. 'ix:' .. key[1] .. ':' .. key[2], table.concat(key[3]))
+  end
 end
 reply[3] = size - first
 redis.call('HSET', KEYS[2], bucket, last)

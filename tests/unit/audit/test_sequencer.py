@@ -105,6 +105,22 @@ class TestBytes:
         assert sequenced == await golden.stored(redis)
         assert len(sequenced["entries"]) == len(golden.EVENTS)
 
+    async def test_a_batch_longer_than_one_write_the_bytes_audit_writes(
+        self, redis: RedisClient, stages: RedisAuditStages
+    ) -> None:
+        """One call of 1,100 entries (the script stores 512 a write, so three writes): audit()'s bytes."""
+        pairs = [event(0, n) for n in range(1100)]
+        await golden.emptied(redis)
+        await SyntheticStager(redis).stage(golden.TENANT, 0, pairs)
+        records = await stages.staged(golden.TENANT, 0, "", len(pairs))
+        outcome = await stages.sequence(golden.TENANT, 0, "", records)
+        assert (outcome.first_index, outcome.appended, outcome.refused) == (0, len(pairs), ())
+        sequenced = await golden.stored(redis)
+        await golden.emptied(redis)
+        await SyntheticAppender(redis).append(golden.TENANT, pairs)
+        assert sequenced == await golden.stored(redis)
+        assert len(sequenced["entries"]) == len(pairs)
+
 
 class TestOrder:
     async def test_each_bucket_in_stream_order_and_time_never_back(
