@@ -1,0 +1,190 @@
+"""Staged audit entries sequenced per second by one process, this tree's sequencer against a revision's.
+
+    .venv/bin/python bench/audit_sequence.py [--against main] [--per-bucket 2048] [--buckets 8]
+        [--rounds 3] [--profile FILE] [--json]
+
+It starts its own redis-server, then for ``--rounds`` rounds runs two processes in turn, one with
+this tree's ``idverify`` and one with ``--against``'s (``git archive`` into a temporary folder,
+put first on the path). Each stages ``--per-bucket`` entries of ``bench/audit_rate.py``'s shape
+into each of ``--buckets`` bucket streams of a fresh tenant (not timed), then runs one pass of
+``audit.sequencer.StageSequencer`` over them, as the server's loop does, and reports the pass's
+entries per second, the process's CPU and Redis's ``evalsha`` time per 1,000 entries (``INFO
+commandstats``). The pass must take every staged entry: ``--per-bucket`` is at most the pass
+limit. It prints each side's median and range and the ratio of the medians.
+
+``--profile FILE`` runs one pass of this tree under cProfile instead and writes its stats to
+FILE (``python -m pstats FILE``). With ``--json`` it prints one JSON object and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from idverify.audit.sequencer import PASS_LIMIT
+from idverify.store.audit_stages import stage_sequencer
+from idverify.store.connection import RedisClient, connect
+from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticStager
+from idverify.store.topology import close_client
+from idverify.testing import RedisProcess, free_port, redis_server_binary
+
+STAGE_CALL = 256
+"""Entries staged a script call while filling the buckets (not measured)."""
+
+
+def staged_pairs(bucket: int, first: int, count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``bench/audit_rate.py``'s entry: a signup's usual shape, distinct per bucket and number."""
+    return [
+        (
+            {"principal": "rate/registrar/c1", "request_id": f"r{bucket}-{n}", "trace_id": ""},
+            {"type": "verification.completed", "outcome": "verified", "account": f"a{n}", "method": "sms"},
+        )
+        for n in range(first, first + count)
+    ]
+
+
+async def evalsha_usec(redis: RedisClient) -> int:
+    stats: dict[str, Any] = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+
+async def one_pass(
+    url: str, tenant: str, buckets: int, per_bucket: int, profile: str | None
+) -> dict[str, float]:
+    """Stages the entries, then times one sequencing pass over them (in this process's ``idverify``)."""
+    redis = connect(url)
+    try:
+        stager = SyntheticStager(redis)
+        for bucket in range(buckets):
+            for first in range(0, per_bucket, STAGE_CALL):
+                await stager.stage(
+                    tenant, bucket, staged_pairs(bucket, first, min(STAGE_CALL, per_bucket - first))
+                )
+        sequencer = stage_sequencer(redis, Scripts(redis), buckets)
+        assert sequencer is not None  # noqa: S101 - buckets >= 1
+        redis_before = await evalsha_usec(redis)
+        profiler = cProfile.Profile() if profile else None
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        report = await sequencer.sequence(tenant)
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        redis_usec = await evalsha_usec(redis) - redis_before
+        if profiler is not None and profile:
+            profiler.dump_stats(profile)
+    finally:
+        await close_client(redis)
+    entries = buckets * per_bucket
+    if report.appended != entries:
+        msg = f"the pass appended {report.appended} of {entries} staged entries"
+        raise RuntimeError(msg)
+    return {
+        "entries_per_second": entries / wall,
+        "cpu_ms_per_1000": cpu * 1e6 / entries,
+        "redis_ms_per_1000": redis_usec / entries,
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def tree_at(revision: str, directory: Path) -> Path:
+    """``revision``'s ``idverify`` package extracted under ``directory`` (the folder to put on the path)."""
+    archive = subprocess.run(["git", "archive", revision, "idverify"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    here = Path(__file__).resolve().parent.parent
+    binary = redis_server_binary(prefer_system=True)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        RedisProcess(Path(directory) / "redis", port=free_port(), binary=binary) as server,
+    ):
+        trees = {"this tree": here, args.against: tree_at(args.against, Path(directory) / "against")}
+        figures: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for round_ in range(args.rounds):
+            for side, (name, tree) in enumerate(trees.items()):
+                environment = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{here}"}
+                worker = [sys.executable, __file__, "--url", server.url, "--tenant", f"seq-{round_}-{side}"]
+                sizes = ["--buckets", str(args.buckets), "--per-bucket", str(args.per_bucket)]
+                done = subprocess.run([*worker, *sizes], check=True, capture_output=True, env=environment)
+                figures[name].append(json.loads(done.stdout))
+    summary = {
+        name: {figure: spread([run[figure] for run in runs]) for figure in runs[0]}
+        for name, runs in figures.items()
+    }
+    rate = {name: summary[name]["entries_per_second"]["median"] for name in trees}
+    return {
+        "entries_a_pass": args.buckets * args.per_bucket,
+        "rounds": args.rounds,
+        "sides": summary,
+        "ratio": round(rate["this tree"] / rate[args.against], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", default="main", help="the git revision whose sequencer is compared")
+    parser.add_argument("--per-bucket", type=int, default=2048, help="entries staged in each bucket")
+    parser.add_argument("--buckets", type=int, default=8, help="bucket streams of the tenant")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--profile", help="profile one pass of this tree into this file instead")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--url", help=argparse.SUPPRESS)  # a worker's: the server to use
+    parser.add_argument("--tenant", default="seq", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.per_bucket > PASS_LIMIT:
+        parser.error(f"--per-bucket is at most the pass limit, {PASS_LIMIT}")
+    if args.url:
+        print(json.dumps(asyncio.run(one_pass(args.url, args.tenant, args.buckets, args.per_bucket, None))))
+        return
+    if args.profile:
+        with (
+            tempfile.TemporaryDirectory() as directory,
+            RedisProcess(
+                Path(directory), port=free_port(), binary=redis_server_binary(prefer_system=True)
+            ) as server,
+        ):
+            profiled = asyncio.run(
+                one_pass(server.url, args.tenant, args.buckets, args.per_bucket, args.profile)
+            )
+        print(json.dumps(profiled))
+        return
+    figures = measure(args)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for name, side in figures["sides"].items():
+        rate, cpu, lua = side["entries_per_second"], side["cpu_ms_per_1000"], side["redis_ms_per_1000"]
+        print(
+            f"{name}: {rate['median']} entries/s ({rate['min']}-{rate['max']}), "
+            f"{cpu['median']} ms CPU and {lua['median']} ms of Redis per 1,000 entries"
+        )
+    print(f"ratio: {figures['ratio']}")
+
+
+if __name__ == "__main__":
+    main()
