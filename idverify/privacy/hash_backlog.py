@@ -13,12 +13,28 @@ a nice-19 hash gets its core only while its event loop waits, and an event loop 
 excess at once, rather than taking in every start, goes back to waiting (docs/ARCHITECTURE.md,
 "The hot paths").
 
-The time of a hash is measured, not configured: the wall time of the hashes that finished (an
-average that follows the machine as its load changes). A hash still running past that time is
-stalled (its thread waiting for a core its event loop or a neighbour holds): every hash behind
-it waits as long again, so its delay so far is added once to every start's wait. While the loop
-is busy the delay grows until starts are refused, the loop goes back to waiting, and the hash
-runs.
+The time of a hash is measured, not configured, and in two parts that a burst affects
+differently: the CPU time a hash needs (its thread's CPU clock, an average of those
+that finished), and the share of a core it gets from the rest of the machine. The share counts
+only what others took: the wall time a hash ran minus the CPU time this worker spent meanwhile
+(its event loop, gRPC's threads, the hash itself; a worker is pinned to a core, so what it spent
+is what its hash waited for). A hash's wall time alone does not tell the two apart: while the
+event loop takes in a burst it holds the core and the nice-19 hash gets nothing, but that ends
+with the intake (a refusal is cheap, and the loop then waits), whereas a neighbour's hold does
+not. Counted as wall time, the intake inflated the estimate of every start in the burst and of
+the hashes after it, and the bound refused most of what the worker could hash in time (7-12 of
+200 let in at load 4 where 49-62 completed in time without it). A hash therefore takes ``cpu / share``,
+and ``rounds`` of them, queueing included, must fit ``DEADLINE_SHARE`` of the call's time left.
+
+A hash still running is late when the others' hold on the core during it passes what the share
+predicted: that delay (a neighbour that came or grew since the last hash finished) is added once
+to every start's wait, so that a core taken away is answered with refusals at once, not only
+after its slow hash finished. The event loop's own intake is not late by this measure, up to
+the other half of the call's time, which is the calls' own work (the admitted starts' Redis
+steps and code send): a loop still busy past it is not taking in a burst that ends but
+overloaded, and what passes that half is added to the wait as a neighbour's delay would be.
+Off a pinned core (a CPU quota narrower than the affinity: workers not pinned) the worker's CPU
+on another core is subtracted too, so the share there reads high: the half left is the margin.
 """
 
 from __future__ import annotations
@@ -36,7 +52,7 @@ from typing import TypeVar
 
 from idverify.domain.errors import RateLimited
 
-__all__ = ["DEADLINE_SHARE", "HashBacklog", "Promise"]
+__all__ = ["DEADLINE_SHARE", "Clocks", "HashBacklog", "HashSample", "Promise"]
 
 log = logging.getLogger("idverify.hashes")
 T = TypeVar("T")
@@ -50,6 +66,36 @@ _SMOOTHING = 0.2
 _MIN_RETRY_SECONDS = 0.05
 # Refusals come in bursts: one log line sums up those of this many seconds.
 _LOG_EVERY_SECONDS = 10.0
+
+
+def _thread_cpu(thread: int) -> float:
+    """The CPU time of a live thread of this process (``threading.get_ident``), read from any thread."""
+    return time.clock_gettime(time.pthread_getcpuclockid(thread))
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """Where the backlog reads time: the wall, a hashing thread's CPU time, the whole process's."""
+
+    wall: Callable[[], float] = time.monotonic
+    thread_cpu: Callable[[int], float] = _thread_cpu
+    process_cpu: Callable[[], float] = time.process_time
+
+
+@dataclass(frozen=True, slots=True)
+class HashSample:
+    """A finished hash: its CPU time, its wall time, and the worker's CPU time meanwhile (its own too)."""
+
+    cpu: float
+    wall: float
+    worker_cpu: float
+
+    def share(self) -> float | None:
+        """The share of a core the hash got of what this worker left free; None without CPU time to judge."""
+        if self.cpu <= 0:
+            return None
+        others_and_hash = self.wall - (self.worker_cpu - self.cpu)
+        return min(self.cpu / max(others_and_hash, self.cpu), 1.0)
 
 
 @dataclass(slots=True)
@@ -69,10 +115,10 @@ class HashBacklog:
     and their start and end are recorded on the hashing threads: one lock guards it all.
     """
 
-    def __init__(
-        self, threads: int, first_estimate: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        """A backlog of ``threads`` hashing threads whose hash takes ``first_estimate`` seconds.
+    def __init__(self, threads: int, first_estimate: float, *, clocks: Clocks = Clocks()) -> None:
+        """A backlog of ``threads`` hashing threads whose hash takes ``first_estimate`` CPU seconds.
+
+        The hashes are taken to get a whole core until one finished (:meth:`calibrate`).
 
         Raises:
             ValueError: ``threads`` is less than 1 or ``first_estimate`` is negative.
@@ -82,11 +128,13 @@ class HashBacklog:
         if first_estimate < 0:
             raise ValueError("first_estimate must not be negative")
         self._threads = threads
-        self._clock = clock
+        self._clocks = clocks
         self._lock = threading.Lock()
-        self._hash_seconds = first_estimate
+        self._cpu_seconds = first_estimate
+        self._share = 1.0
         self._pending = 0
-        self._running: dict[int, float] = {}
+        # A running hash's thread: the wall clock, the worker's CPU time and its own when it began.
+        self._running: dict[int, tuple[float, float, float]] = {}
         self._refused_since_log = 0
         self._last_log = -math.inf
 
@@ -96,21 +144,42 @@ class HashBacklog:
         return self._pending
 
     def hash_seconds(self) -> float:
-        """The wall time one hash is expected to take, from those that finished."""
-        return self._hash_seconds
+        """The wall time one hash is expected to take while this worker leaves its core free."""
+        return self._cpu_seconds / self._share
+
+    def share(self) -> float:
+        """The share of a core the hashes got of what this worker left free, from those that finished."""
+        return self._share
 
     def stalled_seconds(self) -> float:
-        """How far the oldest running hash is past its expected time: a delay all behind it share."""
+        """How much longer others held the core during the oldest running hash than the share predicted.
+
+        The time this worker itself used meanwhile (its event loop taking in calls) is not a stall:
+        it ends with the intake. A delay all the hashes behind share.
+        """
         with self._lock:
             oldest = min(self._running.values(), default=None)
             if oldest is None:
                 return 0.0
-            return max(self._clock() - oldest - self._hash_seconds, 0.0)
+            began, worker_cpu_then, _ = oldest
+            others = (self._clocks.wall() - began) - (self._clocks.process_cpu() - worker_cpu_then)
+            expected = self._cpu_seconds / self._share - self._cpu_seconds
+            return max(others - expected, 0.0)
+
+    def held_seconds(self) -> float:
+        """The CPU time the rest of this worker (its event loop, gRPC) took during the oldest running hash."""
+        with self._lock:
+            oldest = min(self._running.items(), key=lambda item: item[1][0], default=None)
+            if oldest is None:
+                return 0.0
+            thread, (_, worker_cpu_then, hash_cpu_then) = oldest
+            hashed = self._clocks.thread_cpu(thread) - hash_cpu_then
+            return max(self._clocks.process_cpu() - worker_cpu_then - hashed, 0.0)
 
     def wait_seconds(self, hashes: int) -> float:
         """How long ``hashes`` more would take to be done, behind every hash counted now."""
         rounds = math.ceil((self._pending + hashes) / self._threads)
-        return rounds * self._hash_seconds + self.stalled_seconds()
+        return rounds * self.hash_seconds() + self.stalled_seconds()
 
     @contextlib.contextmanager
     def promise(self, hashes: int, seconds_left: float) -> Iterator[Promise]:
@@ -123,7 +192,10 @@ class HashBacklog:
             RateLimited: ``HASH_QUEUE_FULL``, before anything is counted; its ``retry_after`` is
                 how long the hashes counted now take to be done.
         """
-        wait = self.wait_seconds(hashes)
+        # The worker's own hold on the core is the other share's (its calls' work): only what
+        # passes it, a loop that stays busy, delays the hashes as a neighbour's would.
+        overheld = max(self.held_seconds() - seconds_left * (1 - DEADLINE_SHARE), 0.0)
+        wait = self.wait_seconds(hashes) + overheld
         if wait > seconds_left * DEADLINE_SHARE:
             self._refused(wait, seconds_left)
             raise RateLimited(
@@ -167,18 +239,38 @@ class HashBacklog:
         future.add_done_callback(lambda _: self._count_out(1))
         return future
 
-    def _timed(self, work: Callable[[], T]) -> T:
-        thread = threading.get_ident()
+    def calibrate(self, executor: Executor, work: Callable[[], object]) -> HashSample:
+        """Runs ``work`` (a throwaway hash) on ``executor`` and takes its time as the estimate, unsmoothed."""
+        _, sample = executor.submit(self._measured, work).result()
         with self._lock:
-            began = self._clock()
-            self._running[thread] = began
+            self._cpu_seconds = sample.cpu
+            self._share = sample.share() or self._share
+        return sample
+
+    def _timed(self, work: Callable[[], T]) -> T:
+        return self._measured(work)[0]
+
+    def _measured(self, work: Callable[[], T]) -> tuple[T, HashSample]:
+        """Runs ``work`` on this (hashing) thread, counted as running, and moves the estimate."""
+        thread, clocks = threading.get_ident(), self._clocks
+        with self._lock:
+            began, cpu_began, worker_began = clocks.wall(), clocks.thread_cpu(thread), clocks.process_cpu()
+            self._running[thread] = (began, worker_began, cpu_began)
         try:
-            return work()
+            result = work()
         finally:
             with self._lock:
                 del self._running[thread]
-                took = self._clock() - began
-                self._hash_seconds += _SMOOTHING * (took - self._hash_seconds)
+                sample = HashSample(
+                    cpu=clocks.thread_cpu(thread) - cpu_began,
+                    wall=clocks.wall() - began,
+                    worker_cpu=clocks.process_cpu() - worker_began,
+                )
+                self._cpu_seconds += _SMOOTHING * (sample.cpu - self._cpu_seconds)
+                share = sample.share()
+                if share is not None:
+                    self._share += _SMOOTHING * (share - self._share)
+        return result, sample
 
     def _count_out(self, hashes: int) -> None:
         with self._lock:
@@ -187,7 +279,7 @@ class HashBacklog:
     def _refused(self, wait: float, seconds_left: float) -> None:
         """Sums refusals up in a log line at most every few seconds: no request data, only counts."""
         self._refused_since_log += 1
-        now = self._clock()
+        now = self._clocks.wall()
         if now - self._last_log < _LOG_EVERY_SECONDS:
             return
         log.warning(

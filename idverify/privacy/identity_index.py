@@ -11,7 +11,6 @@ import contextlib
 import functools
 import os
 import re
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -239,8 +238,8 @@ class IdentityIndexer:
         )
         # One throwaway hash on the pool, at its priority: the backlog's estimate before any call
         # hashed (a burst at start-up would otherwise all be let in), and a warm thread.
-        first = self._executor.submit(self._time_one_hash).result()
-        self._backlog = HashBacklog(workers, first)
+        self._backlog = HashBacklog(workers, 0.0)
+        self._backlog.calibrate(self._executor, self._throwaway_hash)
 
     @property
     def params(self) -> Argon2Params:
@@ -268,8 +267,7 @@ class IdentityIndexer:
         with self._backlog.promise(len(self._keyring.pepper_versions), seconds_left) as promised:
             yield promised
 
-    def _time_one_hash(self) -> float:
-        began = time.monotonic()
+    def _throwaway_hash(self) -> None:
         hash_secret_raw(
             secret=b"idverify/identity-index/calibration",
             salt=bytes(SALT_BYTES),
@@ -280,7 +278,6 @@ class IdentityIndexer:
             type=Type.ID,
             version=ARGON2_VERSION,
         )
-        return time.monotonic() - began
 
     def compute(
         self,
