@@ -268,9 +268,17 @@ class IdentityIndexer:
             yield promised
 
     def _throwaway_hash(self) -> None:
-        hash_secret_raw(
-            secret=b"idverify/identity-index/calibration",
-            salt=bytes(SALT_BYTES),
+        self._argon2(b"idverify/identity-index/calibration", bytes(SALT_BYTES))
+
+    def _argon2(self, secret: bytes, salt: bytes) -> bytes:
+        """One argon2id hash with the configured profile.
+
+        An index value and the calibration both call it, so the calibration measures exactly
+        an index value's work.
+        """
+        return hash_secret_raw(
+            secret=secret,
+            salt=salt,
             time_cost=self._params.time_cost,
             memory_cost=self._params.memory_kib,
             parallelism=self._params.parallelism,
@@ -310,16 +318,7 @@ class IdentityIndexer:
             raise ValueError("normalized_number must be upper-case without whitespace")
         version = self._keyring.pepper_current if pepper_version is None else pepper_version
         salt = self._keyring.mac(tenant, INDEX_PURPOSE, _SALT_LABEL, pepper_version=version)[:SALT_BYTES]
-        digest = hash_secret_raw(
-            secret=_encode_secret(kind, normalized_number),
-            salt=salt,
-            time_cost=self._params.time_cost,
-            memory_cost=self._params.memory_kib,
-            parallelism=self._params.parallelism,
-            hash_len=self._params.hash_len,
-            type=Type.ID,
-            version=ARGON2_VERSION,
-        )
+        digest = self._argon2(_encode_secret(kind, normalized_number), salt)
         return IndexValue(digest=digest, pepper_version=version, params=self._params)
 
     async def compute_async(
