@@ -16,9 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio.cluster import RedisCluster
 
-from idverify.audit import merkle
 from idverify.audit.checkpoint import TreeHeadSigner
-from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.sequencer import StageSequencer
 from idverify.flows.audit import AuditFlow
 from idverify.flows.tenant_removal import TenantRemoval
@@ -27,7 +25,6 @@ from idverify.security.clients import ClientRegistry
 from idverify.security.principals import Role
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_stages import RedisAuditStages
-from idverify.store.audit_store import AuditStore
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import connect
 from idverify.store.keys import BucketKeys, TenantKeys
@@ -35,7 +32,7 @@ from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticStager
 from idverify.store.tenant_removals import RedisRemovalStore
-from tests.sequencer_crash import assert_sequenced_once, killed_at
+from tests.sequencer_crash import assert_sequenced_once, assert_tree_verifies, event, killed_at
 
 pytestmark = pytest.mark.slow
 BUCKETS = 6
@@ -64,27 +61,14 @@ async def test_stages_on_three_shards_sequenced_once_through_kills(redis_cluster
         for round_, (step, nth) in enumerate((("sequence", 2), ("staged", 5))):
             for bucket in range(BUCKETS):
                 names = [f"r{round_}-b{bucket}-{n}" for n in range(PER_BUCKET)]
-                base = {"principal": "t/registrar/c1", "trace_id": ""}
-                await stager.stage(
-                    tenant,
-                    bucket,
-                    [({**base, "request_id": name}, {"type": "client.created"}) for name in names],
-                )
+                await stager.stage(tenant, bucket, [event(name) for name in names])
                 staged[bucket] += names
             killed_at(redis_cluster.url, tenant, BUCKETS, step, nth)
             report = await StageSequencer(RedisAuditStages(client, scripts), BUCKETS).sequence(tenant)
             assert report.appended > 0
             await assert_sequenced_once(client, tenant, staged)
-        store = AuditStore(client, scripts)
-        state = await TreeIntegrator(store).integrate(tenant)
-        entries = await store.entries(tenant, list(range(state.size)))
-        leaves = [merkle.leaf_hash(e) for e in entries if e is not None]
-        assert state.size == len(leaves) == 2 * BUCKETS * PER_BUCKET
-        assert state.root == merkle.root(leaves)
-        for index in (0, 401, state.size - 1):
-            plan = merkle.inclusion_plan(index, state.size)
-            proof = plan.assemble(await store.read_nodes(tenant, plan.nodes))
-            merkle.verify_inclusion(leaves[index], index, state.size, proof, state.root)
+        size = await assert_tree_verifies(client, tenant, (0, 401, 2 * BUCKETS * PER_BUCKET - 1))
+        assert size == 2 * BUCKETS * PER_BUCKET
     finally:
         for key in [BucketKeys(tenant, b).audit_stage() for b in range(BUCKETS)]:
             await client.delete(key)
