@@ -1,0 +1,292 @@
+"""A Redis primary killed -9 at a sequencer's step boundary, on a Cluster with a replica a primary.
+
+A sequencer process is stopped after a step (``tests.sequencer_crash.paused_at``); the primary
+holding the tenant's slot (its log, cursors and receipts), or one holding a bucket's stream, is
+then killed with SIGKILL, its replica takes over, and a fresh sequencer runs: every staged entry
+is in the log once, each bucket's in stream order, times never backwards, the root RFC 6962's
+and proofs verifying. With ``wait_replicas=1`` in the URL a step is reported done only once the
+replica holds it, so the failover loses no step whose records were trimmed.
+
+The failure table's two rows for a lost step are made certain by cutting the tenant's replica
+off (SIGSTOP, its link killed) before a pass: with ``wait_replicas`` the pass fails UNAVAILABLE
+before any trim, and nothing is lost; without it the pass trims, the primary dies, and exactly
+the records of the lost steps whose streams live on the surviving shards are gone, as an
+``audit()`` entry is lost with its change.
+
+CI runs the fixed cases and ``CI_ROUNDS`` rounds of the loop (the primary and the boundary drawn
+at random); ``IDVERIFY_CRASH_LOOPS=N`` runs N rounds (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from idverify.audit.sequencer import StageSequencer
+from idverify.domain.errors import StoreUnavailable
+from idverify.store.audit_stages import RedisAuditStages
+from idverify.store.connection import connect
+from idverify.store.keys import BucketKeys, TenantKeys
+from idverify.store.local_topologies import LocalCluster, wait_until
+from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticStager
+from idverify.store.topology import ReplicaAck
+from idverify.testing import RedisProcess
+from tests.sequencer_crash import (
+    STEPS,
+    assert_sequenced_once,
+    assert_tree_verifies,
+    calls_at_least,
+    drawn_seed,
+    event,
+    loop_rounds,
+    paused_at,
+    replay_hint,
+)
+
+pytestmark = pytest.mark.slow
+BUCKETS = 6
+PER_BUCKET = 300  # two batches a bucket
+CI_ROUNDS = 2
+ROUNDS = loop_rounds(CI_ROUNDS)
+ROUNDS_A_TENANT = 10  # each check reads the whole log: a new tenant every this many rounds
+FAILOVER_SECONDS = 60.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three primaries with a replica each; a node killed by a test rejoins as a replica before the next."""
+    with LocalCluster(
+        tmp_path_factory.mktemp("failover"), replicas_per_primary=1, node_timeout_ms=1000
+    ) as setup:
+        yield setup
+
+
+async def spread_tenant(url: str) -> str:
+    """A new tenant whose bucket streams sit on all three primaries, its log on one of them."""
+    client = connect(url)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()  # the slot map, which names each key's node
+    try:
+        for n in itertools.count():
+            name = f"failover-{n}-{random.randrange(10**9)}"  # noqa: S311 - a name, not a secret
+            nodes = {client.get_node_from_key(BucketKeys(name, b).audit_stage()).name for b in range(BUCKETS)}
+            if len(nodes) == 3:
+                return name
+        raise AssertionError  # pragma: no cover - itertools.count never ends
+    finally:
+        await client.aclose()
+
+
+def _nodes(port: int) -> dict[str, dict[str, object]]:
+    with redis.Redis(port=port, socket_timeout=2) as client:
+        return dict(client.execute_command("CLUSTER NODES"))
+
+
+def _agreed_primary(cluster: LocalCluster, key: str) -> RedisProcess | None:
+    """The node every live node names as the primary of ``key``'s slot, None while they differ."""
+    slot = key_slot(key.encode())
+    found: set[int] = set()
+    for node in _live(cluster):
+        for address, info in _nodes(node.port).items():
+            ranges = info["slots"]
+            assert isinstance(ranges, list)
+            if "master" in str(info["flags"]) and any(int(r[0]) <= slot <= int(r[-1]) for r in ranges):
+                found.add(int(address.rsplit(":", 1)[1]))
+    if len(found) != 1:
+        return None
+    (port,) = found
+    return next(node for node in cluster.nodes if node.port == port)
+
+
+def serving(cluster: LocalCluster, key: str) -> RedisProcess:
+    """The primary of ``key``'s slot."""
+    node = _agreed_primary(cluster, key)
+    assert node is not None, key
+    return node
+
+
+def _live(cluster: LocalCluster) -> list[RedisProcess]:
+    return [n for n in cluster.nodes if n.process is not None and n.process.poll() is None]
+
+
+def _replica_of(cluster: LocalCluster, primary: RedisProcess) -> RedisProcess:
+    with redis.Redis(port=primary.port, socket_timeout=2) as client:
+        port = int(client.info("replication")["slave0"]["port"])
+    return next(node for node in cluster.nodes if node.port == port)
+
+
+def kill_primary(cluster: LocalCluster, key: str) -> RedisProcess:
+    """SIGKILLs the primary of ``key``'s slot and waits until its replica serves the slot; the dead node."""
+    dead = serving(cluster, key)
+    dead.stop(hard=True)
+    wait_until(lambda: _promoted(cluster, key, dead), "the replica", FAILOVER_SECONDS)
+    return dead
+
+
+def _promoted(cluster: LocalCluster, key: str, dead: RedisProcess) -> bool:
+    serves = _agreed_primary(cluster, key)
+    return serves is not None and serves is not dead and cluster.is_ok()
+
+
+def rejoin(cluster: LocalCluster, dead: RedisProcess) -> None:
+    """Starts a killed node again: it learns it lost its slots and syncs as the new primary's replica."""
+    dead.start()
+
+    def synced() -> bool:
+        with redis.Redis(port=dead.port, socket_timeout=2) as client:
+            info = client.info("replication")
+        return info["role"] == "slave" and info["master_link_status"] == "up" and cluster.is_ok()
+
+    wait_until(synced, "the killed node to rejoin as a replica", FAILOVER_SECONDS)
+
+
+def replicated(cluster: LocalCluster) -> None:
+    """Waits until every primary's replica holds its writes (what an acknowledged staging step would)."""
+    for node in _live(cluster):
+        with redis.Redis(port=node.port, socket_timeout=10) as client:
+            if client.info("replication")["role"] == "master":
+                assert client.wait(1, 5000) == 1
+
+
+async def stage_round(cluster: LocalCluster, tenant: str, label: str, staged: dict[int, list[str]]) -> None:
+    """Stages ``PER_BUCKET`` entries in each bucket, held by the replicas too (as a staging step waits)."""
+    client = connect(cluster.url)
+    try:
+        stager = SyntheticStager(client)
+        for bucket in range(BUCKETS):
+            names = [f"{label}-b{bucket}-{n}" for n in range(PER_BUCKET)]
+            await stager.stage(tenant, bucket, [event(name) for name in names])
+            staged.setdefault(bucket, []).extend(names)
+    finally:
+        await client.aclose()
+    replicated(cluster)
+
+
+async def sequence_pass(cluster: LocalCluster, tenant: str, ack: ReplicaAck) -> None:
+    """A fresh sequencer's pass over the tenant's buckets, on a client that learns the slot map anew."""
+    client = connect(cluster.url)
+    try:
+        await StageSequencer(RedisAuditStages(client, Scripts(client, ack=ack)), BUCKETS).sequence(tenant)
+    finally:
+        await client.aclose()
+
+
+async def check(cluster: LocalCluster, tenant: str, staged: dict[int, list[str]]) -> None:
+    """The invariants: each staged entry once, in its bucket's order, times forward, the tree RFC 6962's."""
+    client = connect(cluster.url)
+    try:
+        size = sum(len(mine) for mine in staged.values())
+        await assert_sequenced_once(client, tenant, staged)
+        if size:
+            assert await assert_tree_verifies(client, tenant, (0, size // 2, size - 1)) == size
+    finally:
+        await client.aclose()
+
+
+async def _log_size(cluster: LocalCluster, tenant: str) -> int:
+    client = connect(cluster.url)
+    try:
+        return int(await client.hlen(TenantKeys(tenant).audit_log()))
+    finally:
+        await client.aclose()
+
+
+async def primary_killed_at(
+    cluster: LocalCluster, tenant: str, staged: dict[int, list[str]], doomed: str, step: str, nth: int
+) -> None:
+    """A sequencer (``wait_replicas=1``) stopped after the ``nth`` ``step``, ``doomed``'s primary killed.
+
+    The killed node rejoins as a replica, a fresh sequencer runs and the invariants are checked.
+    """
+    before = await _log_size(cluster, tenant)
+    with paused_at(f"{cluster.url}?wait_replicas=1", tenant, BUCKETS, step, nth):
+        dead = kill_primary(cluster, doomed)
+    if step == "sequence" and doomed == TenantKeys(tenant).audit_log():
+        # The step stopped after was acknowledged by the replica that now serves the log.
+        assert await _log_size(cluster, tenant) > before
+    rejoin(cluster, dead)
+    await sequence_pass(cluster, tenant, WAITED)
+    await check(cluster, tenant, staged)
+
+
+WAITED = ReplicaAck(replicas=1, timeout_ms=2000)
+# (whose primary dies: the tenant's log or bucket 0's stream, after which call of which step)
+CASES = [("log", "sequence", 3), ("stage", "staged", 2), ("stage", "trim", 3)]
+
+
+@pytest.mark.parametrize(("whose", "step", "nth"), CASES)
+async def test_a_primary_killed_at_a_step_boundary_loses_and_doubles_nothing(
+    cluster: LocalCluster, whose: str, step: str, nth: int
+) -> None:
+    tenant = await spread_tenant(cluster.url)
+    doomed = TenantKeys(tenant).audit_log() if whose == "log" else BucketKeys(tenant, 0).audit_stage()
+    staged: dict[int, list[str]] = {}
+    await stage_round(cluster, tenant, "r0", staged)
+    await primary_killed_at(cluster, tenant, staged, doomed, step, nth)
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["wait_replicas", "no_wait"])
+async def test_a_step_its_replica_never_got_is_lost_only_without_wait_replicas(
+    cluster: LocalCluster, wait: bool
+) -> None:
+    tenant = await spread_tenant(cluster.url)
+    log_key = TenantKeys(tenant).audit_log()
+    staged: dict[int, list[str]] = {}
+    await stage_round(cluster, tenant, "r0", staged)
+    primary = serving(cluster, log_key)
+    on_dead = {b for b in range(BUCKETS) if serving(cluster, BucketKeys(tenant, b).audit_stage()) is primary}
+    replica = _replica_of(cluster, primary)
+    assert replica.process is not None
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
+            direct.client_kill_filter(_type="replica")
+        if wait:
+            # No replica holds the first step: the pass fails before trimming anything.
+            with pytest.raises(StoreUnavailable):
+                await sequence_pass(cluster, tenant, ReplicaAck(replicas=1, timeout_ms=200))
+        else:
+            await sequence_pass(cluster, tenant, ReplicaAck())
+        primary.stop(hard=True)
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
+    wait_until(
+        lambda: cluster.is_ok() and serving(cluster, log_key) is replica, "the replica", FAILOVER_SECONDS
+    )
+    rejoin(cluster, primary)
+    await sequence_pass(cluster, tenant, WAITED)
+    if not wait:
+        # The lost steps' records are gone where their trims survived: on the other shards.
+        staged = {b: mine if b in on_dead else [] for b, mine in staged.items()}
+        assert len(on_dead) < BUCKETS
+    await check(cluster, tenant, staged)
+
+
+@pytest.mark.timeout(300 + 60 * ROUNDS)
+async def test_primaries_killed_at_random_boundaries_lose_and_double_nothing(cluster: LocalCluster) -> None:
+    seed = drawn_seed()
+    rng = random.Random(seed)  # noqa: S311 - a test's draw
+    tenant, staged = "", dict[int, list[str]]()
+    for n in range(ROUNDS):
+        if n % ROUNDS_A_TENANT == 0:
+            tenant, staged = await spread_tenant(cluster.url), {}
+        first = not staged
+        bucket = rng.randrange(BUCKETS)
+        doomed = rng.choice((TenantKeys(tenant).audit_log(), BucketKeys(tenant, bucket).audit_stage()))
+        step = rng.choice(STEPS)
+        nth = rng.randint(1, calls_at_least(step, [PER_BUCKET] * BUCKETS, cursors=not first))
+        try:
+            await stage_round(cluster, tenant, f"r{n}", staged)
+            await primary_killed_at(cluster, tenant, staged, doomed, step, nth)
+        except Exception as exc:
+            msg = f"round {n} of {ROUNDS} ({tenant}, {doomed}'s primary killed after call {nth} of {step}): "
+            raise AssertionError(msg + replay_hint(seed, ROUNDS)) from exc
