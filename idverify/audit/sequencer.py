@@ -76,12 +76,17 @@ class StagedRecord:
 
 @dataclass(frozen=True, slots=True)
 class Sequenced:
-    """What one call made of a batch: ``conflict`` when another process had moved the cursor first."""
+    """What one call made of a batch (nothing written when ``conflict`` or ``closed``).
+
+    ``conflict``: another process had moved the cursor first; ``closed``: the tenant's removal
+    had closed its log.
+    """
 
     first_index: int = 0
     appended: int = 0
     refused: tuple[str, ...] = ()
     conflict: bool = False
+    closed: bool = False
 
 
 class PositionState(Enum):
@@ -119,7 +124,7 @@ class StagedLog(Protocol):
     async def sequence(
         self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
     ) -> Sequenced:
-        """Appends ``records`` and moves the cursor to the last, if it is still at ``after``."""
+        """Appends ``records``, moving the cursor to the last, if still at ``after`` and the log open."""
         ...
 
     async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
@@ -144,6 +149,8 @@ class SequenceReport:
     """(bucket, stream id) of each record refused as not what ``audit_stage`` writes."""
     conflicts: int = 0
     """Batches another process sequenced first (read again after its cursor)."""
+    closed: bool = False
+    """The tenant's removal closed its log: what is staged stays, for the erasure to drop."""
 
 
 class StageSequencer:
@@ -206,6 +213,9 @@ class StageSequencer:
             if not records:
                 return
             outcome = await self._store.sequence(tenant, bucket, cursor, records)
+            if outcome.closed:
+                report.closed = True
+                return
             read += len(records)
             if outcome.conflict:
                 report.conflicts += 1

@@ -61,7 +61,7 @@ class RedisAuditStages:
     async def sequence(
         self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
     ) -> Sequenced:
-        """Appends ``records`` and moves the cursor to the last, if it is still at ``after``."""
+        """Appends ``records``, moving the cursor to the last, if still at ``after`` and the log open."""
         keys = TenantKeys(tenant)
         args: list[str | bytes] = [str(bucket), after, records[-1].stream_id]
         for record in records:
@@ -70,12 +70,18 @@ class RedisAuditStages:
             field = record.fields.get
             args += (record.stream_id, field(b"b", b""), field(b"ms", b""))
             args += (field(b"ea", b""), field(b"ef", b""), field(b"c", b""))
-        reply: list[Any] = await self._scripts.run(
-            "audit_sequence", [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(bucket)], args
-        )
+        script_keys = [
+            keys.audit_log(),
+            keys.audit_stage_cursor(),
+            keys.audit_receipts(bucket),
+            keys.removal(),
+        ]
+        reply: list[Any] = await self._scripts.run("audit_sequence", script_keys, args)
         status = as_text(reply[0])
         if status == "CONFLICT":
             return Sequenced(conflict=True)
+        if status == "CLOSED":
+            return Sequenced(closed=True)
         if status != "OK":
             # The caller's batch, not the store's data: a bug here, never a record's fault.
             msg = f"audit_sequence refused the batch: {as_text(reply[1])}"

@@ -10,11 +10,12 @@
 -- KEYS: the tenant's audit log, its stage cursors (hash: bucket -> last stream id sequenced),
 --   the bucket's receipts (stream: staged stream id -> 'i' its number, or 'r' refused; written
 --   with pcall, since a receipt stream restored or altered beside the cursor may refuse an id,
---   and a missing receipt only means a position is answered "sequenced" without its number)
+--   and a missing receipt only means a position is answered "sequenced" without its number),
+--   the tenant's removal record (tenant_removal.lua)
 -- ARGV: bucket, the cursor the batch was read after ('' for none), the batch's last stream id,
 --   then per record its stream id, body, staged ms, sealed account id, whose, span
 -- Returns {'OK', first number, entries appended, refused stream ids...} or {'CONFLICT', cursor}
--- or {'BAD_BATCH', why} (nothing written).
+-- or {'CLOSED', the removal's state} or {'BAD_BATCH', why} (nothing written).
 local RECORD_FIELDS = 6
 -- An entry's length is two bytes in an entry bundle (audit/tiles.py): a body and the longest
 -- '{"v":1,"seq":<n>,"time_ms":<ms>' stay below 65,536 bytes.
@@ -24,6 +25,11 @@ local MAX_STAGED_BODY = 65000
 local RECEIPT_KEEP_MS = 86400000
 
 local bucket, expected, last = ARGV[1], ARGV[2], ARGV[3]
+-- A log its tenant's removal closed took its last entry ('tenant.removed'): a record staged
+-- after the close is never appended behind it, and stays in its stream for the erasure to
+-- count and drop. Checked in the step, so a pass racing the close lands wholly before it.
+local removal = redis.call('HGET', KEYS[4], 'state')
+if removal and removal ~= 'scheduled' then return {'CLOSED', removal} end
 local current = redis.call('HGET', KEYS[2], bucket) or ''
 if current ~= expected then return {'CONFLICT', current} end
 

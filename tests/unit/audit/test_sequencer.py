@@ -21,12 +21,14 @@ from idverify.audit import sequencer as sequencer_module
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.sequencer import SEQUENCE_BATCH, PositionState, StagedPosition, StageSequencer
+from idverify.flows.tenant_removal import StepOutcome
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender, SyntheticStager
+from idverify.store.tenant_removals import RedisRemovalStore
 from tests.unit.store import test_audit_entry_bytes as golden
 
 _tenants = itertools.count()
@@ -302,7 +304,7 @@ class TestHostileRecords:
             with pytest.raises(RuntimeError, match="refused the batch"):
                 await stages.sequence(tenant, 0, cursor, batch)
         keys = TenantKeys(tenant)
-        script_keys = [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(0)]
+        script_keys = [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(0), keys.removal()]
         no_record = await scripts.run("audit_sequence", script_keys, ["0", cursor, cursor])
         assert no_record[0] == b"BAD_BATCH"
         wrong_last = await scripts.run(
@@ -311,6 +313,33 @@ class TestHostileRecords:
         assert wrong_last[0] == b"BAD_BATCH"
         assert len(await log_entries(redis, tenant)) == 1
         assert await stages.cursor(tenant, 0) == cursor
+
+
+class TestClosedLog:
+    async def test_a_log_its_removal_closed_takes_no_staged_entry_after_its_last(
+        self, redis: RedisClient, scripts: Scripts, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """Staged while the removal is scheduled: before the close. Staged after: left for the erasure.
+
+        A worker's loop sequences every tenant it knows, a closed one too, until it is erased.
+        """
+        request = {"principal": "tenants-remove/test@host", "request_id": "", "trace_id": ""}
+        await SyntheticAppender(redis).append(tenant, [(request, {"type": "client.created"})])
+        removals = RedisRemovalStore(redis, scripts)
+        assert (await removals.schedule(tenant, request, 0, 0)).outcome is StepOutcome.DONE
+        stager = SyntheticStager(redis)
+        sequencer = StageSequencer(stages, 1)
+        await stager.stage(tenant, 0, [event(0, 0)])
+        assert (await sequencer.sequence(tenant)).appended == 1
+        assert (await removals.close(tenant, request)).outcome is StepOutcome.DONE
+        await stager.stage(tenant, 0, [event(0, 1)])
+        report = await sequencer.sequence(tenant)
+        entries = await log_entries(redis, tenant)
+        assert entries[-1]["type"] == "tenant.removed"
+        assert [e["request_id"] for e in entries if e["request_id"].startswith("b0-")] == ["b0-0"]
+        assert report.appended == 0
+        assert report.closed
+        assert await sequencer.drop_stages(tenant) == 1
 
 
 class TestIntegrated:
