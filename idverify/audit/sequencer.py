@@ -180,7 +180,17 @@ class StageSequencer:
                 await self._sequence_bucket(tenant, bucket, report)
 
         async with self._locks.setdefault(tenant, asyncio.Lock()):
-            await asyncio.gather(*(one(bucket) for bucket in range(self._buckets)))
+            tasks = [asyncio.ensure_future(one(bucket)) for bucket in range(self._buckets)]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                # A bucket that failed ends the pass: the others stop where they are (as a crash
+                # would stop them, which every step allows) before the lock is let go, so that
+                # no step of this pass runs on beside the next one, or after a removal's close
+                # that this pass was to precede.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         return report
 
     async def drop_stages(self, tenant: str) -> int:

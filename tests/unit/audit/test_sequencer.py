@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,7 +20,15 @@ from idverify.audit import merkle
 from idverify.audit import sequencer as sequencer_module
 from idverify.audit.events import parse_entry
 from idverify.audit.integrator import TreeIntegrator
-from idverify.audit.sequencer import SEQUENCE_BATCH, PositionState, StagedPosition, StageSequencer
+from idverify.audit.sequencer import (
+    SEQUENCE_BATCH,
+    PositionState,
+    StagedLog,
+    StagedPosition,
+    StagedRecord,
+    StageSequencer,
+)
+from idverify.domain.errors import StoreUnavailable
 from idverify.flows.tenant_removal import StepOutcome
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.audit_store import AuditStore
@@ -313,6 +321,43 @@ class TestHostileRecords:
         assert wrong_last[0] == b"BAD_BATCH"
         assert len(await log_entries(redis, tenant)) == 1
         assert await stages.cursor(tenant, 0) == cursor
+
+
+class _OneBucketFails:
+    """A stage store whose bucket 0 is unreachable and whose bucket 1's read never returns."""
+
+    def __init__(self) -> None:
+        self.reading = asyncio.Event()
+        self.stopped = False
+
+    async def cursor(self, tenant: str, bucket: int) -> str:  # noqa: ARG002 - the port's signature
+        return ""
+
+    async def staged(
+        self,
+        tenant: str,  # noqa: ARG002 - the port's signature
+        bucket: int,
+        after: str,  # noqa: ARG002
+        count: int,  # noqa: ARG002
+    ) -> list[StagedRecord]:
+        if bucket == 0:
+            await self.reading.wait()  # bucket 1 is mid-read when bucket 0 fails
+            raise StoreUnavailable("redis unavailable")
+        self.reading.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.stopped = True
+            raise
+        return []  # pragma: no cover - the wait above ends only by cancellation
+
+
+async def test_a_failed_bucket_ends_the_whole_pass_before_it_returns() -> None:
+    """No step of a failed pass runs on beside the next pass, or after a removal's close it preceded."""
+    store = _OneBucketFails()
+    with pytest.raises(StoreUnavailable):
+        await StageSequencer(cast("StagedLog", store), 2).sequence("t")
+    assert store.stopped
 
 
 class TestClosedLog:
