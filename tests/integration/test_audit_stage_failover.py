@@ -13,6 +13,10 @@ before any trim, and nothing is lost; without it the pass trims, the primary die
 the records of the lost steps whose streams live on the surviving shards are gone, as an
 ``audit()`` entry is lost with its change.
 
+A bucket's primary that dies with records its replica never got, which a pass had already
+sequenced, leaves their entries in the log and the cursor past what the promoted stream holds;
+records staged next are still sequenced (the failure table's row for a bucket's shard).
+
 CI runs the fixed cases and ``CI_ROUNDS`` rounds of the loop (the primary and the boundary drawn
 at random); ``IDVERIFY_CRASH_LOOPS=N`` runs N rounds (docs/RELIABILITY.md).
 """
@@ -33,7 +37,7 @@ from redis.crc import key_slot
 from idverify.audit.sequencer import StageSequencer
 from idverify.domain.errors import StoreUnavailable
 from idverify.store.audit_stages import RedisAuditStages
-from idverify.store.connection import connect
+from idverify.store.connection import as_text, connect
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster, wait_until
 from idverify.store.scripts import Scripts
@@ -55,7 +59,7 @@ from tests.sequencer_crash import (
 pytestmark = pytest.mark.slow
 BUCKETS = 6
 PER_BUCKET = 300  # two batches a bucket
-CI_ROUNDS = 2
+CI_ROUNDS = 1  # the fixed cases below are CI's share; the loop is the long run
 ROUNDS = loop_rounds(CI_ROUNDS)
 ROUNDS_A_TENANT = 10  # each check reads the whole log: a new tenant every this many rounds
 FAILOVER_SECONDS = 60.0
@@ -112,6 +116,11 @@ def serving(cluster: LocalCluster, key: str) -> RedisProcess:
     node = _agreed_primary(cluster, key)
     assert node is not None, key
     return node
+
+
+def _stream_order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
 
 
 def _live(cluster: LocalCluster) -> list[RedisProcess]:
@@ -268,6 +277,58 @@ async def test_a_step_its_replica_never_got_is_lost_only_without_wait_replicas(
         # The lost steps' records are gone where their trims survived: on the other shards.
         staged = {b: mine if b in on_dead else [] for b, mine in staged.items()}
         assert len(on_dead) < BUCKETS
+    await check(cluster, tenant, staged)
+
+
+async def test_a_bucket_primary_that_loses_records_already_sequenced_leaves_their_entries(
+    cluster: LocalCluster,
+) -> None:
+    """The table's row for a bucket's shard: the log keeps what was read; later records still come.
+
+    The bucket's replica is cut off, records are staged on its primary alone and sequenced
+    (the tenant's shard acknowledges the step), then the primary dies: the promoted replica's
+    stream never held them, but their entries stay in the log, and the cursor is above what the
+    stream holds. Records staged next take ids above it (one clock here) and are sequenced.
+    """
+    tenant = await spread_tenant(cluster.url)
+    staged: dict[int, list[str]] = {}
+    await stage_round(cluster, tenant, "r0", staged)
+    await sequence_pass(cluster, tenant, WAITED)
+    replicated(cluster)
+    log_primary = serving(cluster, TenantKeys(tenant).audit_log())
+    bucket = next(
+        b for b in range(BUCKETS) if serving(cluster, BucketKeys(tenant, b).audit_stage()) is not log_primary
+    )
+    stage = BucketKeys(tenant, bucket).audit_stage()
+    primary = serving(cluster, stage)
+    replica = _replica_of(cluster, primary)
+    assert replica.process is not None
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
+            direct.client_kill_filter(_type="replica")
+        client = connect(cluster.url)
+        try:
+            lost = [f"lost-{n}" for n in range(50)]
+            await SyntheticStager(client).stage(tenant, bucket, [event(name) for name in lost])
+        finally:
+            await client.aclose()
+        await sequence_pass(cluster, tenant, WAITED)
+        primary.stop(hard=True)
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
+    wait_until(lambda: _promoted(cluster, stage, primary), "the replica", FAILOVER_SECONDS)
+    rejoin(cluster, primary)
+    client = connect(cluster.url)
+    try:
+        cursor = await RedisAuditStages(client, Scripts(client)).cursor(tenant, bucket)
+        left = (await client.xinfo_stream(stage))["last-generated-id"]
+    finally:
+        await client.aclose()
+    assert _stream_order(cursor) > _stream_order(as_text(left))  # the cursor is past what remains
+    staged[bucket] += lost
+    await stage_round(cluster, tenant, "r1", staged)
+    await sequence_pass(cluster, tenant, WAITED)
     await check(cluster, tenant, staged)
 
 
