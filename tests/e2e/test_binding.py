@@ -12,7 +12,8 @@ from idverify.v1 import verification_pb2
 
 from .conftest import person, start, submit, verify
 
-pytestmark = pytest.mark.e2e
+# Serial: two hundred concurrent verifications must each finish within their deadline.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 STATUS = verification_pb2.VerificationStatus
 # Two accounts per identity; sms establishes names here (claim_assurance = low), so that
 # another name of a bound document is refused.

@@ -16,7 +16,8 @@ from idverify.v1 import admin_pb2, audit_pb2
 
 from .conftest import rich_error
 
-pytestmark = pytest.mark.e2e
+# Serial: the CLI's calls through the server's Redis have a deadline that a loaded machine missed.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from idverify.v1 import audit_pb2, verification_pb2
 
 from .conftest import Identity, person, rich_error, start, submit
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Serial: codes' and sessions' lifetimes of seconds are checked on either side of a step.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 STATUS = verification_pb2.VerificationStatus
 CHALLENGE_SENT = STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT")
 VERIFIED = STATUS.Value("VERIFICATION_STATUS_VERIFIED")

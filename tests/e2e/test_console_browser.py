@@ -37,8 +37,10 @@ DRIVER = shutil.which("chromedriver")
 SCREENSHOTS = os.environ.get("IDVERIFY_CONSOLE_SCREENSHOTS", "")
 WAIT_SECONDS = 20
 
+# Serial: a browser is the heaviest client of the suite, and its page waits are fixed.
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.serial,
     pytest.mark.skipif(
         CHROMIUM is None or DRIVER is None,
         reason="!!! NO BROWSER: the auditor's console is NOT tested in a browser here. Install Debian's "

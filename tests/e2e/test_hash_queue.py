@@ -32,6 +32,8 @@ from idverify.v1 import verification_pb2
 from .conftest import LOOSE, person, rich_error, submit, text_versions
 from .test_workers import serving_workers, wait_for, workers_of
 
+# Serial: what is refused depends on how much of the core the hashes get: the bound under test.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 # The callers' deadline: the server gives a start's hashes half of it.
 DEADLINE_SECONDS = 4.0
 # Starts sent at once, over connections that each carry far fewer than the 100 calls a

@@ -26,7 +26,8 @@ from idverify.v1 import verification_pb2
 from .conftest import assert_still_serving
 from .slow_http2 import SlowSenders
 
-pytestmark = pytest.mark.e2e
+# Serial: an honest burst must never be refused, and signups must go on beside the slow calls.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 STATUS = verification_pb2.VerificationStatus
 SLOW_PATH = "/idverify.v1.VerificationService/ListMethods"
 CONNECTIONS = 8

@@ -34,7 +34,8 @@ from tests.late_relay import LateRelay
 from .conftest import Identity, person, submit, text_versions
 from .test_store_full import SERVING, assert_log_verifies, health, wait_health
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Serial: calls must end within deadlines of a few seconds set against a Redis made late on purpose.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 CHALLENGE_SENT = verification_pb2.VERIFICATION_STATUS_CHALLENGE_SENT
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -26,7 +26,8 @@ from .conftest import person, start, submit
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "150"))
 # The suite's 300 s per-test limit would cut the ten-minute run short.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(SECONDS + 180)]
+# Serial: a fixed signup rate for a fixed time, its memory bounds read against what the CPU let it do.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(SECONDS + 180)]
 WARM_UP = min(60.0, SECONDS / 5)
 RSS_BOUND_KIB = 96 * 1024  # supervisor and both workers together
 FD_BOUND = 32

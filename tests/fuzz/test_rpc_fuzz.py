@@ -21,7 +21,8 @@ from idverify.v1 import account_pb2, admin_pb2, audit_pb2, consent_pb2, verifica
 
 from .proto_strategies import message_strategy
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+# Serial: no request may hang past its deadline, over a fixed volume that fills the CPU by itself.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.serial]
 TOTAL = int(os.environ.get("FUZZ_REQUESTS", "100000"))
 BATCH = 100
 STREAM_READ = 1000

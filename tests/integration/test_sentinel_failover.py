@@ -37,7 +37,8 @@ from tests.e2e.test_binding import LOOSE_LIMITS
 
 from .conftest import LAYOUTS, set_aside_tiles
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Serial: calls must fail fast (seconds) during the switch, under a load of signups.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 VERIFIED = verification_pb2.VERIFICATION_STATUS_VERIFIED
 CHALLENGE_SENT = verification_pb2.VERIFICATION_STATUS_CHALLENGE_SENT
 FAIL_FAST_SECONDS = 3.5
