@@ -173,6 +173,9 @@ async def test_the_recorded_audit_pseudonym_is_searched_and_names_the_export(wor
         (None, AUDIT_PS, ErasureState.ERASED),
         (None, "someone-else", ErasureState.NOT_SCHEDULED),
     ],
+    # Named, not derived from the values: AUDIT_PS comes from a keyring made afresh by each
+    # process, and pytest-xdist's processes must collect the same test ids.
+    ids=["due", "not-due", "its-erasure-logged", "another-accounts-erasure-logged"],
 )
 async def test_the_erasure_state(
     world: World, due: bool | None, erased_of: str | None, state: ErasureState
