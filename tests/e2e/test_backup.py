@@ -259,6 +259,9 @@ def test_a_missing_witness_stops_the_server_at_start(tmp_path: Path) -> None:
     config = tmp_path / "idverify.toml"
     config.write_text(f'audit_witness_dirs = ["{tmp_path / "not-mounted"}"]\n', encoding="utf-8")
     serve = [sys.executable, "-m", "idverify", "serve", "--dev", "--data-dir", str(tmp_path / "data")]
+    # A port of its own: on the default one, any server already there (another test process's,
+    # a developer's) made the start fail on the port before it looked at the witness.
+    serve += ["--listen", f"127.0.0.1:{free_port()}"]
     started = subprocess.run(
         [*serve, "--config", str(config)],
         capture_output=True,
