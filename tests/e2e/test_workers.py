@@ -395,6 +395,10 @@ class TestStartup:
                 str(tmp_path / "stranger"),
                 "--listen",
                 two_workers.target,
+                # A console port of its own: a development server on the default one (another
+                # test process's, a developer's) would add a warning to the one line asserted.
+                "--console-listen",
+                f"127.0.0.1:{free_port()}",
                 "--workers",
                 "1",
             ],
