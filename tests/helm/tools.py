@@ -126,7 +126,8 @@ def ensure_checkov() -> Path:
 
 
 if __name__ == "__main__":
-    # scripts/test calls this so that a CI run installs the tools before the tests time anything.
+    # `python -m tests.helm.tools [--checkov]` installs the tools ahead of a run (a CI image, a
+    # developer's machine); scripts/test does not call it, so the first chart test installs them.
     print(ensure_helm())  # noqa: T201 - the path is the output
     if "--checkov" in sys.argv:
         print(ensure_checkov())  # noqa: T201
