@@ -28,6 +28,7 @@ import os
 import random
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -109,6 +110,24 @@ def _agreed_primary(cluster: LocalCluster, key: str) -> RedisProcess | None:
         return None
     (port,) = found
     return next(node for node in cluster.nodes if node.port == port)
+
+
+@contextmanager
+def replica_cut_off(cluster: LocalCluster, primary: RedisProcess) -> Iterator[RedisProcess]:
+    """Cuts ``primary``'s replica off for the block: nothing written meanwhile reaches it.
+
+    The replica is stopped (SIGSTOP) and its link dropped; it runs on when the block ends, so a
+    failover can then promote it.
+    """
+    replica = _replica_of(cluster, primary)
+    assert replica.process is not None
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
+            direct.client_kill_filter(_type="replica")
+        yield replica
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
 
 
 def serving(cluster: LocalCluster, key: str) -> RedisProcess:
@@ -253,12 +272,7 @@ async def test_a_step_its_replica_never_got_is_lost_only_without_wait_replicas(
     await stage_round(cluster, tenant, "r0", staged)
     primary = serving(cluster, log_key)
     on_dead = {b for b in range(BUCKETS) if serving(cluster, BucketKeys(tenant, b).audit_stage()) is primary}
-    replica = _replica_of(cluster, primary)
-    assert replica.process is not None
-    os.kill(replica.process.pid, signal.SIGSTOP)
-    try:
-        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
-            direct.client_kill_filter(_type="replica")
+    with replica_cut_off(cluster, primary) as replica:
         if wait:
             # No replica holds the first step: the pass fails before trimming anything.
             with pytest.raises(StoreUnavailable):
@@ -266,8 +280,6 @@ async def test_a_step_its_replica_never_got_is_lost_only_without_wait_replicas(
         else:
             await sequence_pass(cluster, tenant, ReplicaAck())
         primary.stop(hard=True)
-    finally:
-        os.kill(replica.process.pid, signal.SIGCONT)
     wait_until(
         lambda: cluster.is_ok() and serving(cluster, log_key) is replica, "the replica", FAILOVER_SECONDS
     )
@@ -301,12 +313,7 @@ async def test_a_bucket_primary_that_loses_records_already_sequenced_leaves_thei
     )
     stage = BucketKeys(tenant, bucket).audit_stage()
     primary = serving(cluster, stage)
-    replica = _replica_of(cluster, primary)
-    assert replica.process is not None
-    os.kill(replica.process.pid, signal.SIGSTOP)
-    try:
-        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
-            direct.client_kill_filter(_type="replica")
+    with replica_cut_off(cluster, primary):
         client = connect(cluster.url)
         try:
             lost = [f"lost-{n}" for n in range(50)]
@@ -315,8 +322,6 @@ async def test_a_bucket_primary_that_loses_records_already_sequenced_leaves_thei
             await client.aclose()
         await sequence_pass(cluster, tenant, WAITED)
         primary.stop(hard=True)
-    finally:
-        os.kill(replica.process.pid, signal.SIGCONT)
     wait_until(lambda: _promoted(cluster, stage, primary), "the replica", FAILOVER_SECONDS)
     rejoin(cluster, primary)
     client = connect(cluster.url)
