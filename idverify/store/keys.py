@@ -17,7 +17,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:released:<verification id>`` | string | a start attempt that released its request id (TTL) |
 | ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding and derived facts |
 | ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding) |
-| ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity |
+| ``iv1:{t:T}:idacc:<identity ref>`` | hash | account pseudonym bound to an identity -> ``b:<claim tag>`` |
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
 | ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
 | ``iv1:{t:T}:chkfail:<scope>:<ps>`` | string | CheckIdentity mismatches per ``acct`` or ``principal`` (TTL) |
@@ -81,6 +81,12 @@ summary entry replaces them (``<minute>``: epoch ms floor-divided by 60 000).
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
 has its own hash slot, so the counters of a busy deployment spread over a Cluster's shards.
 
+An ``idacc`` value is ``b:`` (bound) and the account's claim tag, empty for an account bound
+untagged (0.1.0's, counted under the identity's first name): the binding limit and a claim are
+decided from these values alone. Releases before 0.2.0 kept a set of the pseudonyms; the prelude's
+``identity_members()``, which every script that reads or writes ``idacc`` calls first, turns one
+into the hash (the tags read from the accounts, derived from the ``idacc`` key's prefix).
+
 The prelude's ``index_org_names()`` / ``drop_org_names()`` derive ``orgname`` and ``orgnames:*`` from
 the account key they are given, in the same way.
 
@@ -136,7 +142,7 @@ class TenantKeys:
         return f"{self._base}:id:{identity_ref}"
 
     def identity_accounts(self, identity_ref: str) -> str:
-        """The accounts bound to an identity."""
+        """The accounts bound to an identity, each with its claim tag (a set before 0.2.0)."""
         return f"{self._base}:idacc:{identity_ref}"
 
     def otp_failures(self, pseudonym: str) -> str:

@@ -273,6 +273,37 @@ local function set_fields(key, t)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
+-- An identity's accounts (idacc:<ref>) are a hash: member account pseudonym -> 'b:<claim tag>'
+-- (bound; '' for an account bound untagged, under the identity's first name), so that a limit
+-- and a claim are decided from the identity's keys alone, never from its members' accounts
+-- (which a bucketed store keeps in other slots). Releases before this one kept a set of the
+-- pseudonyms, with the tags in the accounts: the first script that touches such a set turns it
+-- into the hash, the tags read from the accounts once (same slot today), and every script that
+-- reads or writes idacc calls this first. Returns the members, pseudonym -> value.
+local function identity_members(idacc_key)
+  if redis.call('TYPE', idacc_key).ok == 'set' then
+    local at = string.find(idacc_key, ':idacc:', 1, true)
+    local acct_prefix = string.sub(idacc_key, 1, at) .. 'acct:'
+    local flat = {}
+    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
+      flat[#flat + 1] = member
+      flat[#flat + 1] = 'b:' .. (redis.call('HGET', acct_prefix .. member, 'name_tag') or '')
+    end
+    redis.call('DEL', idacc_key)
+    redis.call('HSET', idacc_key, unpack(flat))
+  end
+  return hgetall(idacc_key)
+end
+
+-- The members' pseudonyms in order, so that a script's entries about them come in the same order
+-- whatever the hash's layout.
+local function sorted_members(members)
+  local names = {}
+  for member in pairs(members) do names[#names + 1] = member end
+  table.sort(names)
+  return names
+end
+
 -- Identity claims (README "Identity claims"). An identity's name claim is *established* only by
 -- a verification whose method is at or above the tenant's claim assurance (vf.establishes).
 -- Until then every (document, name) pair has its own places under the binding limit, so
@@ -282,20 +313,15 @@ end
 local ASSURANCE_RANK = {low = 1, substantial = 2, high = 3}
 local CLAIM_REFUSALS_WINDOW_MS = 86400000
 
-local function account_tag(acct_key, first_name_is_ours, vf)
-  local tag = redis.call('HGET', acct_key, 'name_tag')
-  if tag then return tag end
-  if first_name_is_ours then return vf.name_tag end
-  return ''
-end
-
--- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name.
-local function set_tag(acct_key, tag)
+-- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
+-- member value in idacc says the same.
+local function set_tag(acct_key, idacc_key, member, tag)
   if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
+  redis.call('HSET', idacc_key, member, 'b:' .. tag)
 end
 
 local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
-  redis.call('SREM', idacc_key, member)
+  redis.call('HDEL', idacc_key, member)
   local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
   redis.call('HDEL', acct_key, 'identity', 'name_tag', 'verified_ms', 'method', 'assurance',
     'age_band', 'age_source', 'birth_sealed', 'claim')
@@ -387,7 +413,9 @@ local function drop_org_names(acct_key, tag)
   redis.call('DEL', own_key)
 end
 
--- Binds the verification's account to its identity unless a rule forbids it.
+-- Binds the verification's account to its identity unless a rule forbids it. The places are
+-- counted and the claim judged from idacc's values alone: an account's own hash is read for its
+-- binding, a member's only to supersede it or to write the tag it is counted under.
 -- Returns status, reason.
 local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
@@ -395,9 +423,18 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   if current and current ~= vf.identity then
     return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
   end
+  local members = identity_members(idacc_key)
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
   local stored, established, claim_tag = id[1], id[2] == '1', id[3]
   local first_name_is_ours = stored and (stored == vf.name_binding or stored == (vf.name_binding_seen or ''))
+  -- The tag a member counts under: its own, or for an untagged one the identity's first name,
+  -- which is this verification's when its name is the first.
+  local function tag_of(value)
+    local tag = string.sub(value, 3)
+    if tag ~= '' then return tag end
+    if first_name_is_ours then return vf.name_tag end
+    return ''
+  end
   if not vf.name_tag then
     -- Started by 0.1.0, which computed no tag and refused at the start any name but the
     -- identity's first: it binds under the first name, untagged like the accounts 0.1.0 bound
@@ -415,13 +452,16 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   if established and claim_tag ~= vf.name_tag then return refuse('NAME_MISMATCH') end
 
   if vf.establishes == '1' and not established then
-    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
-      local member_key = acct_prefix .. member
-      local tag = account_tag(member_key, first_name_is_ours, vf)
+    for _, member in ipairs(sorted_members(members)) do
+      local value = members[member]
+      local tag = tag_of(value)
       if tag ~= vf.name_tag then
-        unbind_superseded(member_key, idacc_key, member, log_key, base)
-      elseif redis.call('HEXISTS', member_key, 'name_tag') == 0 then
-        redis.call('HSET', member_key, 'name_tag', tag)
+        unbind_superseded(acct_prefix .. member, idacc_key, member, log_key, base)
+        members[member] = nil
+      elseif value == 'b:' and tag ~= '' then
+        redis.call('HSET', acct_prefix .. member, 'name_tag', tag)
+        redis.call('HSET', idacc_key, member, 'b:' .. tag)
+        members[member] = 'b:' .. tag
       end
     end
     redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'established', '1',
@@ -432,24 +472,22 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
     current = redis.call('HGET', acct_key, 'identity')
   end
 
-  local mine = current and account_tag(acct_key, first_name_is_ours, vf) == vf.name_tag
+  local mine = current and members[vf.acct] and tag_of(members[vf.acct]) == vf.name_tag
   if not mine then
     -- A new binding, or this account moving to another name of an unestablished document.
     local taken = 0
-    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
-      if member ~= vf.acct and (established
-          or account_tag(acct_prefix .. member, first_name_is_ours, vf) == vf.name_tag) then
+    for member, value in pairs(members) do
+      if member ~= vf.acct and (established or tag_of(value) == vf.name_tag) then
         taken = taken + 1
       end
     end
     if taken >= tonumber(limit) then return refuse('BINDING_LIMIT_REACHED') end
-    redis.call('SADD', idacc_key, vf.acct)
     if not stored then
       redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
     end
     redis.call('HSET', acct_key, 'identity', vf.identity, 'verified_ms', NOW,
       'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)
-    set_tag(acct_key, vf.name_tag)
+    set_tag(acct_key, idacc_key, vf.acct, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
     if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
@@ -461,7 +499,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local assurance = vf.assurance
   if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
-  set_tag(acct_key, vf.name_tag)
+  set_tag(acct_key, idacc_key, vf.acct, vf.name_tag)
   set_age(acct_key, vf, true)
   if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
   if was[1] ~= assurance or was[2] ~= vf.method then

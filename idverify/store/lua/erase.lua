@@ -1,7 +1,7 @@
 -- Performs one due erasure, once: the queue entry is removed in the same step, so a second
 -- worker racing for it finds it gone. An account's erasure deletes its record (IP label, facts),
 -- consent records, live and finished verifications and their wrong-code counters; an identity's
--- deletes the identity record and its account set, unless an account is bound to it again.
+-- deletes the identity record and its accounts' hash (idacc), unless an account is bound to it again.
 -- KEYS: erasure queue, audit log, account, consent, account verifications, identity, identity
 --   accounts, then the verification keys and wrong-code counters to delete
 -- ARGV: queue member ('a:<account pseudonym>' or 'i:<identity ref>'), request json, verification
@@ -30,7 +30,7 @@ if kind == 'a:' then
   end
   audit(KEYS[2], base, {type = 'account.erased', outcome = 'erased', reason = ''})
   forget_event_account(KEYS[2], base.account)
-elseif redis.call('SCARD', KEYS[7]) == 0 then
+elseif next(identity_members(KEYS[7])) == nil then
   redis.call('DEL', KEYS[6], KEYS[7])
   audit(KEYS[2], base, {type = 'identity.erased', outcome = 'erased', reason = ''})
 else

@@ -1,8 +1,9 @@
 -- Moves an identity record to a new key ref: the same index sealed under the current wrapping key
 -- (key rotation), or the index under a new pepper (lazy pepper migration, with the new name
--- binding). The account set, every bound account's reference and a pending erasure move with it,
--- in one step; when the destination exists already the account sets are merged. A forwarding
--- record can stay behind for verifications that looked the old ref up (pepper migration).
+-- binding). The accounts (idacc, each with its claim tag), every bound account's reference and a
+-- pending erasure move with it, in one step; when the destination exists already the two are
+-- merged. A forwarding record can stay behind for verifications that looked the old ref up
+-- (pepper migration).
 -- KEYS: old identity, old identity accounts, new identity, new identity accounts, erasure queue,
 --   then the account key of each bound account
 -- ARGV: old ref, new ref, new sealed name binding, new pepper parameters ('' keeps them),
@@ -16,9 +17,10 @@ local record = hgetall(KEYS[1])
 local was = record.name_binding or ''
 if was ~= ARGV[7] then return {'RETRY'} end
 local members = cjson.decode(ARGV[6])
-if redis.call('SCARD', KEYS[2]) ~= #members then return {'RETRY'} end
+local held = identity_members(KEYS[2])
+if redis.call('HLEN', KEYS[2]) ~= #members then return {'RETRY'} end
 for _, member in ipairs(members) do
-  if redis.call('SISMEMBER', KEYS[2], member) == 0 then return {'RETRY'} end
+  if not held[member] then return {'RETRY'} end
 end
 if redis.call('HEXISTS', KEYS[3], 'moved_to') == 1 then redis.call('DEL', KEYS[3]) end
 if redis.call('EXISTS', KEYS[3]) == 0 then
@@ -26,7 +28,8 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   if ARGV[4] ~= '' then record.pepper = ARGV[4] end
   set_fields(KEYS[3], record)
 end
-if #members > 0 then redis.call('SADD', KEYS[4], unpack(members)) end
+identity_members(KEYS[4])
+for _, member in ipairs(members) do redis.call('HSET', KEYS[4], member, held[member]) end
 for i = 1, #members do
   if redis.call('HGET', KEYS[5 + i], 'identity') == ARGV[1] then
     redis.call('HSET', KEYS[5 + i], 'identity', ARGV[2])
