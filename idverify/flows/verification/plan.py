@@ -6,13 +6,13 @@ runs; nothing here stores or logs it.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from idverify.domain import birth_dates
 from idverify.domain import consent as consent_rules
+from idverify.domain.buckets import bucket_of
 from idverify.domain.documents import Document, validate_document
 from idverify.domain.errors import InvalidArgument
 from idverify.domain.methods import MethodSpec, is_biometric, required_fields
@@ -22,6 +22,7 @@ from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import Subject, SubjectKind
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.privacy.name_binding import claim_tag
+from idverify.privacy.verification_ids import new_verification_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,10 @@ def plan_start(deps: FlowDeps, tenant: str, request: StartRequest, info: Request
         tenant=tenant,
         request_id=request_id,
         request_pseudonym=deps.keyring.pseudonym(tenant, "request", request_id),
-        verification_id=secrets.token_hex(16),
+        # The id names the account's bucket, where its record is to live (issue 26).
+        verification_id=new_verification_id(
+            deps.keyring, tenant, bucket_of(deps.keyring.pseudonym(tenant, "account", account_id))
+        ),
         account_id=account_id,
         method=method,
         document=document,

@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import logging
 import re
+import secrets
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -25,18 +26,26 @@ import pytest
 from stdnum.cn import ric
 
 from idverify.config import load_settings
+from idverify.domain.buckets import bucket_of
 from idverify.domain.consent import IDENTITY, PHONE, text_version_of
 from idverify.domain.documents import Document
 from idverify.domain.errors import ConsentRequired, FailedPrecondition, InvalidArgument, NotFound, RateLimited
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo
 from idverify.flows.identity_lookup import IdentityProbe, ResolvedIdentity
-from idverify.flows.verification import GuardianConsent, StartRequest, VerificationFlow, VerificationView
+from idverify.flows.verification import (
+    GuardianConsent,
+    StartRequest,
+    VerificationFlow,
+    VerificationView,
+    plan,
+)
 from idverify.flows.verification.flow import send_limits
 from idverify.flows.verification.port import NewVerification, Point, Written
 from idverify.flows.verification.record import VerificationRecord
 from idverify.privacy.identity_index import IndexValue
 from idverify.privacy.keyring import Keyring
+from idverify.privacy.verification_ids import verification_id_bucket
 from idverify.security.rate_limits import WindowLimiter
 from idverify.testing.flow_deps import flow_deps_for_tests
 from idverify.testing.memory_consents import MemoryConsentStore
@@ -196,6 +205,39 @@ async def test_a_challenge_past_its_time_expires(tmp_path: Path, caplog: pytest.
     w.consents.now += 3600_000  # the verification's own lifetime ended: it is gone
     with pytest.raises(NotFound):
         await w.flow.get(T, sent.verification_id, INFO)
+
+
+async def test_a_started_verifications_id_names_its_accounts_bucket(tmp_path: Path) -> None:
+    """Issue 26: the id of a new verification decodes, with the keyring, to its account's bucket."""
+    w = world(tmp_path)
+    for n in range(40):
+        account = f"bucketed-{n}"
+        started = await w.flow.start(T, request(person(), account), INFO)
+        assert re.fullmatch(r"[0-9a-f]{32}", started.verification_id)
+        expected = bucket_of(w.keyring.pseudonym(T, "account", account))
+        assert verification_id_bucket(w.keyring, T, started.verification_id) == expected
+
+
+async def test_a_verification_of_an_old_random_id_is_answered_as_before(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids made before they named a bucket (random 128 bits) are read and answered unchanged."""
+    caplog.set_level(logging.WARNING)
+    old_ids: list[str] = []
+
+    def old_style(keyring: Keyring, tenant: str, bucket: int) -> str:
+        del keyring, tenant, bucket
+        old_ids.append(secrets.token_hex(16))
+        return old_ids[-1]
+
+    monkeypatch.setattr(plan, "new_verification_id", old_style)
+    w = world(tmp_path)
+    started = await w.flow.start(T, request(person(), "user-old", method="sms"), INFO)
+    assert (started.verification_id, started.status) == (old_ids[0], "CHALLENGE_SENT")
+    monkeypatch.undo()
+    done = await w.flow.submit(T, started.verification_id, code_sent(caplog, started), INFO)
+    assert done.status == "VERIFIED"
+    assert (await w.flow.get(T, old_ids[0], INFO)).status == "VERIFIED"
 
 
 async def test_unknown_and_malformed_verifications(tmp_path: Path) -> None:
