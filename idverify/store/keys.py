@@ -2,8 +2,9 @@
 
 Every key starts with the versioned prefix ``iv1:`` and a hash tag: ``{t:<tenant>}`` for
 everything a tenant owns (its API clients too), ``{t:<tenant>:<bucket>}`` for what one of its
-buckets holds (``BucketKeys``: the audit stage for now, ``audit_stage_buckets``; the records
-spread over buckets are issue 26's next step), ``{ph:<phone pseudonym>}`` for the counters of
+buckets holds (``BucketKeys``: the audit stage for now, ``audit_stage_buckets``; a bucket may be
+named by its label in the tenant's stored layout, ``store.buckets``, which is the tag's text; the
+records spread over buckets are issue 26's next step), ``{ph:<phone pseudonym>}`` for the counters of
 one phone number that all tenants share, ``{global}`` for the few other keys no tenant owns.
 All keys an atomic step touches share
 the tenant's tag, so each step is one Lua script in one hash slot and the same code runs on
@@ -36,6 +37,7 @@ personal data or raw account ids.
 | ``iv1:{t:T:B}:audit:stage`` | stream | bucket B's staged entries: ``b`` body, ``ms``, ``ea``/``ef``/``c`` |
 | ``iv1:{t:T}:audit:stage-cursor`` | hash | bucket -> the last staged stream id sequenced into the log |
 | ``iv1:{t:T}:audit:receipts:<bucket>`` | stream | staged id -> ``i`` entry number, ``r`` refused (a day) |
+| ``iv1:{t:T}:buckets`` | hash | its bucket layout, written once: ``count``, ``labels`` (packed), ``state`` |
 | ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:i`` | HLL | identity refs of the bound accounts it read |
@@ -103,6 +105,8 @@ from typing import Final
 from idverify.domain.tenants import valid_tenant
 
 PREFIX = "iv1"
+# A bucket's label: the hash tag's text, ``t:<tenant>:<n>`` with n in decimal, no leading zero.
+_BUCKET_LABEL: Final = re.compile(r"t:([^:]+):(0|[1-9][0-9]{0,9})")
 
 
 class TenantKeys:
@@ -180,6 +184,10 @@ class TenantKeys:
     def audit_receipts(self, bucket: int) -> str:
         """Per staged stream id of a bucket, the entry number it was given (or its refusal)."""
         return f"{self._base}:audit:receipts:{bucket}"
+
+    def buckets(self) -> str:
+        """The tenant's bucket layout (``store.buckets``), written once: a later search moves no data."""
+        return f"{self._base}:buckets"
 
     def console_session(self, digest: str) -> str:
         """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""
@@ -289,16 +297,25 @@ class TenantKeys:
 class BucketKeys:
     """Key names of one of a tenant's buckets (issue 26): a hash slot of their own, ``{t:T:B}``.
 
-    A tenant's name holds no colon (``domain.tenants``), so ``{t:<tenant>:<bucket>}`` is never
-    another tenant's tag.
+    ``bucket`` is a bucket number (the audit stage's ``audit_stage_buckets``: ``{t:T:<number>}``)
+    or a label of the tenant's stored layout (``store.buckets``), whose text ``t:T:<n>`` is the
+    tag itself. A tenant's name holds no colon (``domain.tenants``), so ``{t:<tenant>:<n>}`` is
+    never another tenant's tag.
     """
 
     __slots__ = ("_base",)
 
-    def __init__(self, tenant: str, bucket: int) -> None:
+    def __init__(self, tenant: str, bucket: int | str) -> None:
         if not valid_tenant(tenant):
             msg = f"invalid tenant name {tenant!r}"
             raise ValueError(msg)
+        if isinstance(bucket, str):
+            label = _BUCKET_LABEL.fullmatch(bucket)
+            if label is None or label[1] != tenant:
+                msg = f"invalid bucket label {bucket!r} for tenant {tenant!r}"
+                raise ValueError(msg)
+            self._base = f"{PREFIX}:{{{bucket}}}"
+            return
         if bucket < 0:
             msg = f"invalid bucket {bucket!r}"
             raise ValueError(msg)
