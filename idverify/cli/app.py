@@ -75,6 +75,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_migrate_commands",
         "move an existing deployment's audit logs into tiles, online (on the server's host)",
     ),
+    "buckets": (
+        "idverify.cli.buckets",
+        "add_bucket_commands",
+        "a tenant's bucket layout and its spread over a Cluster",
+    ),
     "backup": (
         "idverify.cli.backup",
         "add_backup_commands",
