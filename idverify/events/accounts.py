@@ -2,8 +2,9 @@
 
 No audit entry holds an account id (only its audit pseudonym), yet a platform needs its own id
 on each event. A step that knows the id passes it sealed, with the pseudonym it belongs to; the
-prelude's ``outbox()`` puts it in the event's outbox record, and keeps it per pseudonym in
-``events:acct`` once the account is bound, for the steps that do not know it, until erasure.
+prelude's ``outbox()`` puts it in the event's outbox record, and keeps it in the account's own
+hash (``event_account``) once the account is bound, for the steps that do not know it, until
+erasure deletes it with the account.
 """
 
 from __future__ import annotations

@@ -53,8 +53,13 @@ VERIFICATION_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
     "birth_sealed": (BIRTH_DATE, "account"),
     "event_account": (EVENT_ACCOUNT, "audit"),
 }
-# The sealed fields of an account, each sealed with the account pseudonym as its context.
-ACCOUNT_FIELDS: Final[Mapping[str, str]] = {"birth_sealed": BIRTH_DATE}
+# The sealed fields of an account, as a verification's: the birth date sealed with the account
+# pseudonym as its context, the account's id for its events with its audit pseudonym (the
+# account's ``audit`` field).
+ACCOUNT_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
+    "birth_sealed": (BIRTH_DATE, "account"),
+    "event_account": (EVENT_ACCOUNT, "audit"),
+}
 
 
 class RecordKind(Enum):
@@ -63,7 +68,7 @@ class RecordKind(Enum):
     IDENTITY = "id"
     VERIFICATION = "vf"
     ACCOUNT = "acct"
-    EVENT_ACCOUNTS = "events"  # each tenant's one hash of account ids sealed for events
+    EVENT_ACCOUNTS = "events"  # each tenant's legacy hash of account ids sealed for events (read until empty)
     WEBHOOK = "webhook"
 
 
@@ -296,8 +301,9 @@ class Reindexer:
         return await self._reseal_fields(record, fields, row)
 
     async def _account(self, record: SealedRecord) -> bool | None:
-        [row] = await self._store.read_fields([record], list(ACCOUNT_FIELDS))
-        fields = {name: (purpose, (record.name,)) for name, purpose in ACCOUNT_FIELDS.items()}
+        [row] = await self._store.read_fields([record], [*ACCOUNT_FIELDS, "audit"])
+        contexts = {"account": (record.name,), "audit": (row[-1] or "",)}
+        fields = {name: (purpose, contexts[context]) for name, (purpose, context) in ACCOUNT_FIELDS.items()}
         return await self._reseal_fields(record, fields, row)
 
     async def _event_accounts(self, record: SealedRecord) -> bool | None:

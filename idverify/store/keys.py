@@ -16,7 +16,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:vf:<verification id>`` | hash | a verification session (TTL) |
 | ``iv1:{t:T}:req:<request pseudonym>`` | string | idempotency: request id -> verification id (TTL) |
 | ``iv1:{t:T}:released:<verification id>`` | string | a start attempt that released its request id (TTL) |
-| ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding and derived facts |
+| ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding, derived facts, sealed id for events |
 | ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding) |
 | ``iv1:{t:T}:idacc:<identity ref>`` | hash | account pseudonym bound to an identity -> ``b:<claim tag>`` |
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
@@ -46,7 +46,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:orgnames:<claim tag>`` | hash | one organization's names there: hash -> ``v``/``a`` (approved) |
 | ``iv1:{t:T}:events:outbox`` | stream | per event: ``s`` its entry's number, ``a`` the sealed account id |
 | ``iv1:{t:T}:events:trimmed`` | string | the cursor below which the outbox was trimmed by age |
-| ``iv1:{t:T}:events:acct`` | hash | audit pseudonym -> a bound account's id, sealed (until erased) |
+| ``iv1:{t:T}:events:acct`` | hash | legacy: audit pseudonym -> sealed id, moved into ``acct`` on touch |
 | ``iv1:{t:T}:events:streams:<client id>`` | zset | a client's open event streams, by lease end (ms) |
 | ``iv1:{t:T}:readmin:<minute>:<client id>:a`` | set | account pseudonyms a client read in a minute |
 | ``iv1:{t:T}:readmin:<minute>:<client id>:n`` | hash | its calls and reads per RPC, its principal |
@@ -250,7 +250,11 @@ class TenantKeys:
         return f"{self._base}:events:outbox"
 
     def events_accounts(self) -> str:
-        """Audit pseudonym -> a bound account's id, sealed, for events of steps that lack it."""
+        """Legacy: audit pseudonym -> a bound account's id, sealed, where older servers kept it.
+
+        This release keeps it in the account (``event_account``); it reads this map as a fallback
+        and empties it as accounts are touched (the prelude's ``event_account_of``).
+        """
         return f"{self._base}:events:acct"
 
     def events_trimmed(self) -> str:

@@ -1,10 +1,11 @@
 """The records holding sealed values in Redis, for ``flows.reindex``.
 
 Each kind of record is found by a SCAN of its key pattern across tenants (``iv1:{t:*}:<kind>:*``;
-a tenant's event account ids are the one hash ``iv1:{t:*}:events:acct``, read by HSCAN, a page
-at a time), its fields read by HMGETs pipelined per page, and its fields re-sealed by
-``reseal_verification.lua``, which writes only if each still holds what was read. The reindex's
-checkpoint is the hash ``iv1:{global}:reindex`` (``target``, ``phase``, ``cursor``).
+the account ids older servers kept for events in a tenant's one hash ``iv1:{t:*}:events:acct``
+are read by HSCAN, a page at a time, until the map is empty), its fields read by HMGETs
+pipelined per page, and its fields re-sealed by ``reseal_verification.lua``, which writes only if
+each still holds what was read. The reindex's checkpoint is the hash ``iv1:{global}:reindex``
+(``target``, ``phase``, ``cursor``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ end
 local AUDIT_TEXT_FIELDS = {'type', 'verification_id', 'account', 'method', 'outcome', 'reason'}
 local AUDIT_REQUEST_FIELDS = {'principal', 'request_id', 'trace_id'}
 local AUDIT_NOT_ATTRIBUTES = {v = true, seq = true, time_ms = true, steps = true, event_account = true,
-  event_account_for = true, span = true}
+  event_account_for = true, event_account_key = true, span = true}
 for _, name in ipairs(AUDIT_TEXT_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 for _, name in ipairs(AUDIT_REQUEST_FIELDS) do AUDIT_NOT_ATTRIBUTES[name] = true end
 
@@ -82,13 +82,15 @@ end
 -- its entry (s = sequence number), which is the event's content, and carries the platform's
 -- account id sealed (a), which no entry holds. A step that knows the id gets it from its request
 -- or its verification as base.event_account, with base.event_account_for (the audit pseudonym it
--- is the id of; neither goes into the entry). Once an account is bound, its id is also kept per
--- audit pseudonym in events:acct (lasting like the account), for the events of steps that do
--- not know it (its erasure; a binding superseded by a claim established elsewhere); erasure
--- drops it (forget_event_account). An account never bound keeps nothing past its verification
--- but outbox records, which are trimmed by age. A record also keeps the span context of the call
--- that made the change (c = '<trace id>-<span id>-<flags>', the request's span; random ids, no
--- data), which the entry does not hold, so that a webhook delivery's span links to it.
+-- is the id of; neither goes into the entry). Once an account is bound, its id is also kept in
+-- the account's own hash (field event_account, lasting like the account and deleted with it),
+-- for the events of steps that do not know it (its erasure; a binding superseded by a claim
+-- established elsewhere): such a step names the account's key as base.event_account_key (not in
+-- the entry either), as every step touching the account does. An account never bound keeps
+-- nothing past its verification but outbox records, which are trimmed by age. A record also
+-- keeps the span context of the call that made the change (c = '<trace id>-<span id>-<flags>',
+-- the request's span; random ids, no data), which the entry does not hold, so that a webhook
+-- delivery's span links to it.
 local EVENT_TYPES = {}
 for _, name in ipairs({
   'verification.started', 'challenge.sent', 'verification.needs_guardian', 'verification.verified',
@@ -101,37 +103,58 @@ local function tenant_prefix_of(log_key)
   return string.sub(log_key, 1, -10)
 end
 
-local function outbox(log_key, index, ev)
-  local prefix = tenant_prefix_of(log_key)
-  local record = {'s', index}
+-- Servers before this one kept the ids in one tenant-wide hash, '<tenant prefix>events:acct'
+-- (audit pseudonym -> sealed id), which a bucket's script cannot reach. It is read as a fallback
+-- and emptied as accounts are touched: a step that has the account's hash moves the account's id
+-- into it (Redis deletes the map with its last field). An older server still running beside
+-- this one writes there at a binding; this one finds it there (docs/ARCHITECTURE.md, "Events").
+-- legacy_map is nil where the tenant's slot is out of reach (a bucket's stage).
+local function legacy_event_accounts(log_key)
+  return tenant_prefix_of(log_key) .. 'events:acct'
+end
+
+-- The sealed id of the account ev names ('' when none is known), keeping it in the account's
+-- hash at its binding. The key ev.event_account_key is used only when its hash is that
+-- account's (its audit field): a step's key never lends its id to an entry about another one.
+local function event_account_of(ev, legacy_map)
   local account = ev.account or ''
-  if account ~= '' then
-    local map = prefix .. 'events:acct'
-    -- The step's sealed id is the request's account's; an entry about another account (one a
-    -- claim superseded) is not given it.
-    local sealed = ev.event_account_for == account and ev.event_account or ''
-    if sealed ~= '' and ev.type == 'account.bound' then
-      redis.call('HSET', map, account, sealed)
-    elseif sealed == '' then
-      sealed = redis.call('HGET', map, account) or ''
-    end
-    if sealed ~= '' then
-      record[#record + 1] = 'a'
-      record[#record + 1] = sealed
-    end
+  if account == '' then return '' end
+  -- The step's sealed id is the request's account's; an entry about another account (one a
+  -- claim superseded) is not given it.
+  local known = ev.event_account_for == account and ev.event_account or ''
+  local key = ev.event_account_key
+  local row = key and redis.call('HMGET', key, 'audit', 'event_account')
+  if not row or row[1] ~= account then
+    if known ~= '' or not legacy_map then return known end
+    return redis.call('HGET', legacy_map, account) or ''
+  end
+  if known ~= '' and ev.type == 'account.bound' then
+    if row[2] ~= known then redis.call('HSET', key, 'event_account', known) end
+    if legacy_map then redis.call('HDEL', legacy_map, account) end
+    return known
+  end
+  if row[2] or not legacy_map then return known ~= '' and known or (row[2] or '') end
+  local kept = redis.call('HGET', legacy_map, account)
+  if kept then
+    redis.call('HSET', key, 'event_account', kept)
+    redis.call('HDEL', legacy_map, account)
+  end
+  return known ~= '' and known or (kept or '')
+end
+
+local function outbox(log_key, index, ev)
+  local record = {'s', index}
+  local sealed = event_account_of(ev, legacy_event_accounts(log_key))
+  if sealed ~= '' then
+    record[#record + 1] = 'a'
+    record[#record + 1] = sealed
   end
   if ev.span and ev.span ~= '' then
     record[#record + 1] = 'c'
     record[#record + 1] = ev.span
   end
   -- '*': Redis orders the ids itself, whatever its clock or a restored log's numbers do.
-  redis.call('XADD', prefix .. 'events:outbox', '*', unpack(record))
-end
-
-local function forget_event_account(log_key, account)
-  if account and account ~= '' then
-    redis.call('HDEL', tenant_prefix_of(log_key) .. 'events:acct', account)
-  end
+  redis.call('XADD', tenant_prefix_of(log_key) .. 'events:outbox', '*', unpack(record))
 end
 
 -- An entry's fixed fields, each with the JSON text before its value, in the entry's order.
@@ -245,21 +268,22 @@ end
 -- the tenant's log, so it records its change's entry in the bucket's stage stream instead, in the
 -- same step as the change (TenantKeys.audit_stage), and audit_sequence.lua numbers it later.
 -- A staged record holds the body, the time it was staged (NOW) and, for an event type, what
--- outbox() takes from the request (the sealed account id and whose, the span), which no entry
--- holds; the postings' fields are in the body, which the sequencer decodes anyway to check it.
+-- outbox() would take from the request or the account (the sealed account id, ea, and whose,
+-- ef; the span, c), which no entry holds; the postings' fields are in the body, which the
+-- sequencer decodes anyway to check it. The account's hash is in the bucket; the tenant's
+-- legacy map is not, and the sequencer's outbox() still falls back to it.
 -- Returns the record's stream id: with the bucket, the entry's staged position.
-local STAGED_OUTBOX_FIELDS = {{'ea', 'event_account'}, {'ef', 'event_account_for'}, {'c', 'span'}}
 local function audit_stage(stage_key, base, fields)
   local ev = audit_event(base, fields)
   local record = {'b', audit_body(ev), 'ms', string.format('%d', NOW)}
   if EVENT_TYPES[ev.type] then
-    for _, pair in ipairs(STAGED_OUTBOX_FIELDS) do
-      local value = ev[pair[2]] or ''
-      if value ~= '' then
-        record[#record + 1] = pair[1]
-        record[#record + 1] = value
-      end
+    local sealed = event_account_of(ev, nil)
+    local n = #record
+    if sealed ~= '' then
+      record[n + 1], record[n + 2], record[n + 3], record[n + 4] = 'ea', sealed, 'ef', ev.account
+      n = n + 4
     end
+    if (ev.span or '') ~= '' then record[n + 1], record[n + 2] = 'c', ev.span end
   end
   return redis.call('XADD', stage_key, '*', unpack(record))
 end
@@ -330,6 +354,7 @@ local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
   for k, v in pairs(base) do event[k] = v end
   -- The superseded account's own pseudonym: its entry belongs to its history, not the caller's.
   event.account = audit_ps
+  event.event_account_key = acct_key
   audit(log_key, event, {type = 'binding.superseded', outcome = 'superseded', reason = 'CLAIM_ESTABLISHED'})
 end
 
@@ -527,11 +552,13 @@ local function finish(vf_key, log_key, base, vf, status, reason, bind_reason_eve
   audit(log_key, base, {type = kind, outcome = string.lower(status), reason = reason})
 end
 
-local function event_base(vf, request)
+-- acct_key: the verification's account's hash, when the step has it.
+local function event_base(vf, request, acct_key)
   local base = cjson.decode(request)
   base.verification_id = vf.id
   base.account = vf.acct_audit
   base.method = vf.method
+  base.event_account_key = acct_key
   if vf.event_account and vf.event_account ~= '' then
     base.event_account = vf.event_account
     base.event_account_for = vf.acct_audit

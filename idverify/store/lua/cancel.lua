@@ -22,7 +22,7 @@ for i, id in ipairs(passed) do
   if redis.call('EXISTS', key) == 1 then
     local vf = hgetall(key)
     if vf.status == 'PENDING' or vf.status == 'CHALLENGE_SENT' or vf.status == 'NEEDS_GUARDIAN_CONSENT' then
-      finish(key, KEYS[4], event_base(vf, ARGV[2]), vf, 'REJECTED', 'ACCOUNT_CANCELLED', false)
+      finish(key, KEYS[4], event_base(vf, ARGV[2], KEYS[1]), vf, 'REJECTED', 'ACCOUNT_CANCELLED', false)
     end
   else
     -- A start still running: its commit finds this record and stops there (start.lua).
@@ -47,6 +47,7 @@ redis.call('HSET', KEYS[1], 'cancelled_ms', NOW, 'erase_due_ms', ARGV[1], 'audit
 redis.call('ZADD', KEYS[3], ARGV[1], 'a:' .. ARGV[3])
 local base = cjson.decode(ARGV[2])
 base.account = audit_ps
+base.event_account_key = KEYS[1]
 audit(KEYS[4], base, {type = 'account.cancelled', outcome = 'cancelled', reason = '',
   erasure_due_ms = ARGV[1]})
 return {'OK', ARGV[1]}

@@ -12,6 +12,7 @@ redis.call('PERSIST', KEYS[2])
 if ARGV[5] == '1' then
   local base = cjson.decode(ARGV[3])
   base.account = ARGV[4]
+  base.event_account_key = KEYS[1]
   audit(KEYS[3], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = purpose,
     text_version = ARGV[2]})
 end

@@ -11,6 +11,7 @@ if (redis.call('HGET', KEYS[2], 'rev') or '') ~= ARGV[3] then return {'CHANGED',
 local base = cjson.decode(ARGV[5])
 base.verification_id = ARGV[1]
 base.account = ARGV[6]
+base.event_account_key = KEYS[1]
 base.method = ARGV[7]
 local grants = cjson.decode(ARGV[4])
 -- Consents given with a request live as long as the verification unless the account has a

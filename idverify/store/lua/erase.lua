@@ -20,6 +20,15 @@ if kind == 'a:' then
     if not listed[id] then return {'RETRY'} end
   end
   base.account = redis.call('HGET', KEYS[3], 'audit') or ''
+  -- The account's id for its account.erased event is read before its hash goes (or from an
+  -- older server's map), and the map's field goes too, even beside the account's own (an older
+  -- server verifying the account again writes one): after this step no sealed copy is left.
+  local legacy_map = legacy_event_accounts(KEYS[2])
+  base.event_account_key = KEYS[3]
+  base.event_account = event_account_of(base, legacy_map)
+  base.event_account_for = base.account
+  base.event_account_key = nil
+  if base.account ~= '' then redis.call('HDEL', legacy_map, base.account) end
   for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   -- Minutes of reads not yet summarized may still list the account: it leaves them now, and
@@ -29,7 +38,6 @@ if kind == 'a:' then
     redis.call('SREM', tenant_base .. 'readmin:' .. open .. ':a', string.sub(ARGV[1], 3))
   end
   audit(KEYS[2], base, {type = 'account.erased', outcome = 'erased', reason = ''})
-  forget_event_account(KEYS[2], base.account)
 elseif next(identity_members(KEYS[7])) == nil then
   redis.call('DEL', KEYS[6], KEYS[7])
   audit(KEYS[2], base, {type = 'identity.erased', outcome = 'erased', reason = ''})

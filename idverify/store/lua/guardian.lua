@@ -20,7 +20,7 @@ for _, name in ipairs({'identity', 'age_source', 'birth_sealed', 'age_band'}) do
 end
 if ARGV[6] ~= '' then return {'GUARDIAN', ARGV[6]} end
 if guardian.identity == vf.identity then return {'GUARDIAN', 'GUARDIAN_IS_SUBJECT'} end
-local base = event_base(vf, ARGV[2])
+local base = event_base(vf, ARGV[2], KEYS[3])
 audit(KEYS[2], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = 'guardian',
   guardian = guardian.audit, text_version = ARGV[3], relationship = ARGV[4]})
 local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[1], KEYS[2], base)

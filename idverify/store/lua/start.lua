@@ -22,7 +22,7 @@ end
 vf.id = ARGV[1]
 vf.created_ms = NOW
 vf.expires_ms = NOW + ttl
-local base = event_base(vf, ARGV[5])
+local base = event_base(vf, ARGV[5], KEYS[4])
 
 audit(KEYS[3], base, {type = 'verification.started', outcome = 'started', reason = ''})
 for _, step in ipairs(cjson.decode(vf.steps)) do

@@ -9,7 +9,7 @@
 local verdict = ARGV[5] or ''
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
-local base = event_base(vf, ARGV[4])
+local base = event_base(vf, ARGV[4], KEYS[3])
 if vf.status ~= 'CHALLENGE_SENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
 -- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
 if redis.call('HEXISTS', KEYS[4], 'moved_to') == 1
