@@ -15,7 +15,7 @@ import pytest
 
 from idverify.client import Client
 from idverify.testing import ServerProcess
-from idverify.v1 import account_pb2, audit_pb2, verification_pb2
+from idverify.v1 import account_pb2, audit_pb2, events_pb2, verification_pb2
 from idverify.vendors.fakes import FakeTencent
 
 from .conftest import Identity, person, rich_error, start, submit, verify
@@ -119,6 +119,12 @@ class TestSquatters:
                 auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(event_types=["binding.superseded"]))
             )
         assert len([e for e in entries if e.event.verification_id == established.verification_id]) == 5
+        # A platform learns of each supersession with the squatter's own account id, which the
+        # owner's step never knew: each read from its account's hash (sealed there at binding).
+        request = events_pb2.StreamEventsRequest(types=["binding.superseded"], until_caught_up=True)
+        events = [reply.event for reply in platform.events.StreamEvents(request, timeout=30)]
+        named = [e.account_id for e in events if e.verification_id == established.verification_id]
+        assert sorted(named) == squatters
 
     def test_a_lower_method_never_supersedes_an_established_claim(
         self, server: ServerProcess, registrar: Client, platform: Client, faceid: FakeTencent

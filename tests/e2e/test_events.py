@@ -191,7 +191,10 @@ class TestStreamEvents:
         assert of_account(later, "events-gone")[-2:] == ["account.cancelled", "account.erased"]
         keyring = load_keyring(path=server.data_dir / "keyring.json")
         audit_ps = keyring.pseudonym("default", "audit", "events-gone")
-        assert not embedded_redis(server).hexists("iv1:{t:default}:events:acct", audit_ps)
+        account_ps = keyring.pseudonym("default", "account", "events-gone")
+        store = embedded_redis(server)
+        assert not store.exists(f"iv1:{{t:default}}:acct:{account_ps}")  # event_account with it
+        assert not store.hexists("iv1:{t:default}:events:acct", audit_ps)
 
     def test_bad_requests_name_the_field(self, server: ServerProcess) -> None:
         with server.client() as registrar:

@@ -218,6 +218,7 @@ class TestTimeToLive:
             assert lasting == [], account
             audit_ps = keyring.pseudonym("default", "audit", account)
             assert not store.hexists("iv1:{t:default}:events:acct", audit_ps), account
+            assert not store.hexists(f"iv1:{{t:default}}:acct:{pseudonym.decode()}", "event_account"), account
         for key in store.scan_iter(match=b"iv1:{t:default}:*"):
             kind = key.split(b"}:", 1)[1].split(b":")[0].decode()
             if kind not in LASTING_KINDS:
