@@ -7,9 +7,8 @@ record is version 1. A server raises the record to its own version first thing a
 before it writes or generates anything: that data may hold records it would misread or
 overwrite.
 
-0.1.0 -> 0.2.0 (version 3) rewrites nothing at start: every change is read lazily from the old
-records, which the code handles where it reads them, and an identity's set of accounts becomes a
-hash in the first script that touches it (docs/ARCHITECTURE.md, "Upgrades"). A release whose
+0.1.0 -> 0.2.0 (version 2) rewrites nothing: every change is read lazily from the old records,
+which the code handles where it reads them (docs/ARCHITECTURE.md, "Upgrades"). A release whose
 change cannot be read that way migrates in :func:`ensure_schema` before raising the version.
 
 The version is read and raised through :class:`SchemaStore`, the port declared here;
@@ -20,48 +19,34 @@ still serving come from their keyring reports (``flows.keyring_watcher.ServerRep
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Protocol
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import KeyCheckStore, store_holds_data
-from idverify.flows.keyring_watcher import ServerKeyring, ServerReports
+from idverify.flows.keyring_watcher import ServerReports
 
 __all__ = [
     "FIRST_VERSION",
     "OLDEST_SCHEMA_BESIDE",
-    "REPORT_LAPSE_S",
     "SCHEMA_VERSION",
     "SchemaStore",
     "ensure_schema",
     "refuse_newer_schema",
 ]
 
-SCHEMA_VERSION = 3
-"""This release's data layout (0.2.0): an identity's accounts are a hash of their claim tags.
-
-2 was the layout of 0.2.0's builds before that change, which kept them in a set as 0.1.0 does;
-its servers also refuse to start on 3, and this release refuses to start beside them.
-"""
+SCHEMA_VERSION = 2
+"""This release's data layout (0.2.0)."""
 FIRST_VERSION = 1
 """0.1.0's layout: what a store with data and no recorded version holds."""
-OLDEST_SCHEMA_BESIDE = SCHEMA_VERSION
+OLDEST_SCHEMA_BESIDE = FIRST_VERSION
 """The oldest release, by schema version, whose servers may go on serving beside this one.
 
-A release that cannot serve beside the previous one sets this to its own version: its first start
-on older data then refuses while a server of an older release still reports in
-(``flows.keyring_watcher.ServerReports``: every release reports, 0.1.0 without a version), naming
-it, rather than raise the version under a server that would misread what this release writes.
-0.2.0 cannot serve beside 0.1.0: 0.1.0's scripts keep an identity's accounts in a set, and would
-fail (WRONGTYPE) on the hash this release turns it into (``tests/e2e/test_rolling_upgrade.py``).
-"""
-REPORT_LAPSE_S = 20.0
-"""How long a start refused by older servers waits for their reports to lapse before it refuses.
-
-0.1.0 leaves its report behind when it stops, for up to three reload intervals (15 s by default):
-an upgrade that stops the old servers and starts this one at once must not be refused for that.
+0.2.0 serves beside 0.1.0 (``tests/e2e/test_rolling_upgrade.py``). A release that cannot serve
+beside the previous one sets this to its own version: its first start on older data then
+refuses while a server of an older release still reports in (``flows.keyring_watcher.ServerReports``:
+every release reports, 0.1.0 without a version), naming it, rather than raise the version
+under a server that would misread what this release writes.
 """
 
 log = logging.getLogger("idverify.schema")
@@ -88,13 +73,11 @@ async def ensure_schema(
     reports: ServerReports,
     *,
     oldest_beside: int = OLDEST_SCHEMA_BESIDE,
-    report_lapse_s: float = REPORT_LAPSE_S,
 ) -> int:
     """Reads the store's schema version, refuses a newer one, and records this release's.
 
     Raising an older version, it looks for servers of an older release still serving the store
-    (a rolling upgrade): below ``oldest_beside`` they stop this start, unless their reports lapse
-    within ``report_lapse_s`` (servers just stopped); otherwise they are logged.
+    (a rolling upgrade): below ``oldest_beside`` they stop this start; otherwise they are logged.
 
     Returns:
         The version the store held before (0 for an empty store; ``FIRST_VERSION`` for 0.1.0's
@@ -111,7 +94,7 @@ async def ensure_schema(
         if 0 < held < SCHEMA_VERSION:
             # Only while raising: once raised, an older release restarted refuses by itself (from
             # 0.2.0 on), and a start need not scan the keyspace for reports every time.
-            await _judge_older_servers(reports, oldest_beside, report_lapse_s)
+            await _judge_older_servers(reports, oldest_beside)
         # What the store held as it raised: a newer server may have started meanwhile.
         raced = await schema.raise_to(SCHEMA_VERSION)
         _refuse_newer(raced)
@@ -137,32 +120,17 @@ async def refuse_newer_schema(schema: SchemaStore) -> None:
         _refuse_newer(recorded)
 
 
-async def _judge_older_servers(reports: ServerReports, oldest_beside: int, lapse_s: float) -> None:
+async def _judge_older_servers(reports: ServerReports, oldest_beside: int) -> None:
     """Refuses servers of a release older than ``oldest_beside`` that still report; logs the others.
-
-    Reports of the refused kind are first given ``lapse_s`` to lapse: a server that stopped just
-    now may have left one (0.1.0 does not withdraw its report).
 
     Raises:
         ConfigError: naming the servers and their schema versions.
         StoreUnavailable: Redis is down.
     """
-    older = await _older_servers(reports)
-    deadline = time.monotonic() + lapse_s
-    waited = False
-    while any(server.schema < oldest_beside for server in older) and time.monotonic() < deadline:
-        if not waited:
-            log.info(
-                "waiting up to %.0f s for the reports of servers of an older release to lapse: %s",
-                lapse_s,
-                _named(older),
-            )
-            waited = True
-        await asyncio.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
-        older = await _older_servers(reports)
+    older = [server for server in await reports.running() if server.schema < SCHEMA_VERSION]
     if not older:
         return
-    named = _named(older)
+    named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)
     if any(server.schema < oldest_beside for server in older):
         msg = (
             f"servers of an older release still serve this Redis: {named}; this release (schema "
@@ -175,14 +143,6 @@ async def _judge_older_servers(reports: ServerReports, oldest_beside: int, lapse
         "their own release's rules until they are replaced (`idverify keys status` lists them)",
         named,
     )
-
-
-async def _older_servers(reports: ServerReports) -> list[ServerKeyring]:
-    return [server for server in await reports.running() if server.schema < SCHEMA_VERSION]
-
-
-def _named(servers: list[ServerKeyring]) -> str:
-    return ", ".join(f"{server.instance} (schema {server.schema})" for server in servers)
 
 
 def _refuse_newer(version: int) -> None:

@@ -1,10 +1,10 @@
 """Identity records in Redis, for ``flows.identity_mover`` and ``flows.identity_lookup``.
 
 A record is the hash ``{t}:id:<ref>`` (its sealed ``name_binding``, ``pepper``, and for a
-forwarding record ``moved_to`` and ``binding_was``) with its bound accounts ``{t}:idacc:<ref>``
-(a hash, account pseudonym -> claim tag; still a set where an older release wrote it and no
-script has touched it since); ``reseal_identity.lua`` moves it with its accounts, their references
-and a pending erasure, and ``reseal_verification.lua`` points a verification at it again. The
+forwarding record ``moved_to`` and ``binding_was``, and each bound account's claim tag as
+``m:<account pseudonym>``) with its set of bound accounts ``{t}:idacc:<ref>``;
+``reseal_identity.lua`` moves it with its accounts, their tags, their references and a pending
+erasure, and ``reseal_verification.lua`` points a verification at it again. The
 flows decide what moves where; this adapter names the keys, reads, runs the scripts and decodes
 their replies.
 """
@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from redis import exceptions as redis_errors
-
 from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, IdentityMove
-from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.connection import as_text, translate_errors
 from idverify.store.keys import TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 
@@ -45,11 +43,11 @@ class RedisIdentityRecords(ScriptedStore):
         return [None if reply is None else as_text(reply) for reply in replies]
 
     async def held(self, tenant: str, ref: str) -> HeldIdentity | None:
-        """The record's ``name_binding`` (HGET), then its accounts (:func:`_identity_members`)."""
+        """The record's ``name_binding`` (HGET), then its accounts (SMEMBERS)."""
         keys = TenantKeys(tenant)
         async with translate_errors():
             stored = await self._redis.hget(keys.identity(ref), "name_binding")
-            members = sorted(await _identity_members(self._redis, keys.identity_accounts(ref)))
+            members = sorted(as_text(m) for m in await self._redis.smembers(keys.identity_accounts(ref)))
         if stored is None:
             return None
         return HeldIdentity(as_text(stored), tuple(members))
@@ -102,23 +100,3 @@ class RedisIdentityRecords(ScriptedStore):
             [json.dumps({name: [old, new] for name, (old, new) in changes.items()})],
         )
         return as_text(result[0]) == "OK"
-
-
-async def _identity_members(redis: RedisClient, key: str) -> list[str]:
-    """The account pseudonyms of an ``idacc`` key, a hash's fields or a set's members.
-
-    A script turns a set into the hash on touch, never back: a read that raced the conversion
-    (WRONGTYPE) reads again and finds the hash.
-    """
-    try:
-        return await _members_as_typed(redis, key)
-    except redis_errors.ResponseError as exc:
-        if not str(exc).startswith("WRONGTYPE"):
-            raise
-    return await _members_as_typed(redis, key)
-
-
-async def _members_as_typed(redis: RedisClient, key: str) -> list[str]:
-    if as_text(await redis.type(key)) == "set":
-        return [as_text(m) for m in await redis.smembers(key)]
-    return [as_text(m) for m in await redis.hkeys(key)]

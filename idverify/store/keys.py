@@ -17,8 +17,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:req:<request pseudonym>`` | string | idempotency: request id -> verification id (TTL) |
 | ``iv1:{t:T}:released:<verification id>`` | string | a start attempt that released its request id (TTL) |
 | ``iv1:{t:T}:acct:<account pseudonym>`` | hash | an account's binding, derived facts, sealed id for events |
-| ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding) |
-| ``iv1:{t:T}:idacc:<identity ref>`` | hash | account pseudonym bound to an identity -> ``b:<claim tag>`` |
+| ``iv1:{t:T}:id:<identity ref>`` | hash | an identity record (sealed name binding; bound accounts' tags) |
+| ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity (kept for 0.1.0) |
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
 | ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
 | ``iv1:{t:T}:chkfail:<scope>:<ps>`` | string | CheckIdentity mismatches per ``acct`` or ``principal`` (TTL) |
@@ -83,11 +83,13 @@ summary entry replaces them (``<minute>``: epoch ms floor-divided by 60 000).
 these counters and appears in no tenant's record, so it joins nothing across tenants. Each phone
 has its own hash slot, so the counters of a busy deployment spread over a Cluster's shards.
 
-An ``idacc`` value is ``b:`` (bound) and the account's claim tag, empty for an account bound
-untagged (0.1.0's, counted under the identity's first name): the binding limit and a claim are
-decided from these values alone. Releases before 0.2.0 kept a set of the pseudonyms; the prelude's
-``identity_members()``, which every script that reads or writes ``idacc`` calls first, turns one
-into the hash (the tags read from the accounts, derived from the ``idacc`` key's prefix).
+An identity record's ``m:<account pseudonym>`` fields hold its bound accounts' claim tags
+(``b:<tag>``, ``b:`` for an account bound untagged, under the identity's first name): the binding
+limit and a claim are decided from the ``idacc`` set and these fields alone. The set stays what
+0.1.0 reads and writes, so that 0.1.0 serves beside this release; a member 0.1.0 bound has no
+field until the prelude's ``identity_members()`` writes it from the account (the account key
+derived from the verification's), and a field whose account left the set is dropped
+(``member_fields()``).
 
 The prelude's ``index_org_names()`` / ``drop_org_names()`` derive ``orgname`` and ``orgnames:*`` from
 the account key they are given, in the same way.
@@ -146,7 +148,7 @@ class TenantKeys:
         return f"{self._base}:id:{identity_ref}"
 
     def identity_accounts(self, identity_ref: str) -> str:
-        """The accounts bound to an identity, each with its claim tag (a set before 0.2.0)."""
+        """The accounts bound to an identity (their claim tags: the identity record's ``m:`` fields)."""
         return f"{self._base}:idacc:{identity_ref}"
 
     def otp_failures(self, pseudonym: str) -> str:

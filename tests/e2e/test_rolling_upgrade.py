@@ -1,105 +1,120 @@
-"""A rollout from 0.1.0: this release refuses to serve beside a 0.1.0 server, and takes over once it stops.
+"""A rolling upgrade: 0.1.0 and this release serve one Redis at the same time, and nothing breaks.
 
-0.1.0 keeps an identity's accounts in a set, and this release turns that set into a hash of their
-claim tags in the first script that touches it: a 0.1.0 server serving beside it would then fail
-(WRONGTYPE) on every identity this release touched. So this release's first start refuses, in
-one line, while a 0.1.0 server still reports in, before it writes anything; once the old servers
-are stopped (their reports left behind lapse within seconds, and the start waits for that), it
-starts on 0.1.0's data and converts the set the next binding touches.
+Servers of both releases share an external Redis, the keyring and the signing key, as replicas
+do while an upgrade replaces them one by one. Each binds, re-binds, reads and completes what the
+other started; afterwards this release's answers are those of a store written by one release,
+and the one audit log both appended to verifies from either's heads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import date
 
 import pytest
 import redis
 
+from idverify.audit import merkle
+from idverify.client import Client
+from idverify.domain.consent import text_version_of
 from idverify.flows.schema_version import SCHEMA_VERSION
 from idverify.privacy.keyring import load_keyring
+from idverify.store.connection import close_client, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.scripts import ChainStep, Scripts
 from idverify.testing import RedisProcess, ServerProcess, free_port
-from idverify.v1 import verification_pb2
+from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
-from .conftest import Identity, person, verify
-from .test_lifecycle_erasure import check, get_account
+from .conftest import Identity, person, start, submit, verify
+from .test_lifecycle_erasure import _erased, cancel, check, get_account, holders, wait_for
 from .test_upgrade_from_0_1_0 import old_code, release_0_1_0
 
 pytestmark = pytest.mark.e2e
 
 STATUS = verification_pb2.VerificationStatus
+# Erasures here are the old release's to do: its worker must erase what the new one bound.
+NEW_CONFIG = "[erasure]\nworking_days = 0\nworker = false\n"
+OLD_WORKER = "[erasure]\nworking_days = 0\npoll_seconds = 0.2\n"
 ROLES = ("registrar", "platform", "auditor")
 
 
 @dataclass
-class OldServing:
-    """A 0.1.0 server on an external Redis, with an identity it bound."""
+class Pair:
+    """A server of each release on one Redis."""
 
     old: ServerProcess
+    new: ServerProcess
     store: redis.Redis
     url: str
-    directory: Path
-    alice: Identity
+
+    def clients(self, server: ServerProcess) -> tuple[Client, Client]:
+        return server.client("registrar"), server.client("platform")
 
 
 @pytest.fixture(scope="module")
-def old_serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OldServing]:
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tree = release_0_1_0(tmp_path_factory.mktemp("idverify-0.1.0"))
     directory = tmp_path_factory.mktemp("rolling")
-    alice = person()
     with RedisProcess(directory / "redis", port=free_port()) as store:
-        old = ServerProcess(directory / "old", redis_url=store.url, env=old_code(tree), console=None)
+        # As a rollout goes: 0.1.0 serves first, and this release joins it on 0.1.0's data.
+        old = ServerProcess(
+            directory / "old", config=OLD_WORKER, redis_url=store.url, env=old_code(tree), console=None
+        )
         with old:
             for role in ROLES:
                 old.token(role)
-            with old.client("registrar") as registrar:
-                assert verify(old, registrar, alice, "rolling-old").status == STATUS.Value(
-                    "VERIFICATION_STATUS_VERIFIED"
-                )
-            yield OldServing(old, redis.Redis(host="127.0.0.1", port=store.port), store.url, directory, alice)
+            # Replicas share the keys: the new one gets the files the old one created.
+            (directory / "new" / "data").mkdir(parents=True, mode=0o700)
+            for name in ("keyring.json", "audit-signing-key.pem"):
+                shutil.copy2(old.data_dir / name, directory / "new" / "data" / name)
+            new = ServerProcess(directory / "new", config=NEW_CONFIG, redis_url=store.url)
+            new._tokens = dict(old._tokens)
+            with new:
+                yield Pair(old, new, redis.Redis(host="127.0.0.1", port=store.port), store.url)
 
 
-def serve(data_dir: Path, url: str) -> subprocess.CompletedProcess[str]:
-    """``idverify serve`` of this release on ``url``, to the end (a refusal ends it at once)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "idverify",
-            "serve",
-            "--dev",
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--data-dir",
-            str(data_dir),
-            "--redis-url",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
-    )
+async def reserve_and_release(url: str, keys: TenantKeys, request: str, verification_id: str) -> None:
+    """What a start of this release whose caller gave up leaves: reserved, then released."""
+    client = connect(url, pool_size=1)
+    scripts = Scripts(client)
+    try:
+        marker = keys.request_released(verification_id)
+        reserve = ChainStep("reserve_request", [request, marker], [verification_id, 30_000])
+        assert await scripts.run_chain([reserve]) == [[b"OK"]]
+        release = [request, keys.verification(verification_id), marker]
+        assert await scripts.run("release_request", release, [verification_id, 30_000]) == 1
+    finally:
+        await scripts.aclose()
+        await close_client(client)
 
 
-class TestRollout:
-    def test_keys_status_names_the_old_release(self, old_serving: OldServing) -> None:
+def bind(server: ServerProcess, identity: Identity, account: str) -> None:
+    with server.client("registrar") as registrar:
+        assert verify(server, registrar, identity, account).status == STATUS.Value(
+            "VERIFICATION_STATUS_VERIFIED"
+        )
+
+
+class TestRollingUpgrade:
+    def test_the_store_keeps_this_releases_schema(self, pair: Pair) -> None:
+        """The new server raised the version of 0.1.0's data, naming the 0.1.0 server it found."""
+        bind(pair.old, person(), "rolling-schema")
+        assert pair.store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
+        log = pair.new.log_text()
+        assert "servers of an older release serve this Redis beside this one" in log
+        assert "(schema 1)" in log
+
+    def test_keys_status_names_the_old_release(self, pair: Pair) -> None:
         """0.1.0 reports its keyring without a schema version, so an operator sees it still serve."""
-        command = [
-            "keys",
-            "status",
-            "--data-dir",
-            str(old_serving.old.data_dir),
-            "--redis-url",
-            old_serving.url,
-        ]
+        command = ["keys", "status", "--data-dir", str(pair.new.data_dir), "--redis-url", pair.url]
         status = subprocess.run(
             [sys.executable, "-m", "idverify", *command],
             capture_output=True,
@@ -109,60 +124,141 @@ class TestRollout:
             env={k: v for k, v in os.environ.items() if not k.startswith("IDVERIFY_")},
         )
         assert status.returncode == 0, status.stderr
+        # One line per worker process that reported in the last few seconds.
         servers = [line for line in status.stdout.splitlines() if line.startswith("server ")]
-        assert servers, status.stdout
-        assert all(": schema 1 (0.1.0: it reports none), " in line for line in servers), servers
-        assert f"{len(servers)} server(s) of an older release" in status.stdout
+        old = [line for line in servers if ": schema 1 (0.1.0: it reports none), " in line]
+        new = [line for line in servers if f": schema {SCHEMA_VERSION}, " in line]
+        assert old, servers
+        assert new, servers
+        assert len(old) + len(new) == len(servers), servers
+        assert f"{len(old)} server(s) of an older release" in status.stdout
 
-    def test_this_release_refuses_to_start_beside_0_1_0_and_writes_nothing(
-        self, old_serving: OldServing, tmp_path: Path
-    ) -> None:
-        store = old_serving.store
-        ref = next(store.scan_iter(match=TenantKeys("default").identity_accounts("*"), count=1000))
-        refused = serve(tmp_path / "data", old_serving.url)
-        assert refused.returncode == 2, refused.stdout + refused.stderr
-        # A line saying it waits for the old servers' reports to lapse, then the refusal's.
-        waiting, refusal = refused.stderr.strip().splitlines()
-        assert "waiting up to 20 s for the reports of servers of an older release to lapse" in waiting
-        assert "(schema 1)" in refusal
-        assert "stop them, then start this one" in refusal
-        assert store.get(GlobalKeys.SCHEMA) is None, "0.1.0's store keeps no version"
-        assert store.type(ref) == b"set", "0.1.0's sets are left as 0.1.0 reads them"
-        # The old server went on serving.
-        with old_serving.old.client("platform") as platform:
-            assert get_account(platform, "rolling-old").verified
+    def test_each_reads_what_the_other_bound(self, pair: Pair) -> None:
+        alice, bob = person(), person()
+        bind(pair.new, alice, "rolling-new")
+        bind(pair.old, bob, "rolling-old")
+        for server in (pair.old, pair.new):
+            with server.client("platform") as platform, server.client("registrar") as registrar:
+                for account, identity, other in (("rolling-new", alice, bob), ("rolling-old", bob, alice)):
+                    found = get_account(platform, account)
+                    assert found.verified, (server.directory.name, account)
+                    # 0.1.0 reads the stored band: 0.2.0 writes its binding day's beside the date.
+                    assert found.age_band == account_pb2.AGE_BAND_ADULT, (server.directory.name, account)
+                    assert check(registrar, account, identity.subject()), (server.directory.name, account)
+                    assert not check(registrar, account, other.subject()), (server.directory.name, account)
 
-    def test_once_0_1_0_stops_this_release_serves_its_data_and_converts_on_touch(
-        self, old_serving: OldServing
+    @pytest.mark.parametrize(("child_on", "guardian_on"), [("old", "new"), ("new", "old")])
+    def test_an_adult_bound_by_one_is_a_guardian_on_the_other(
+        self, pair: Pair, child_on: str, guardian_on: str
     ) -> None:
-        old, store = old_serving.old, old_serving.store
-        keyring = load_keyring(path=old.data_dir / "keyring.json")
+        """0.1.0 judges a guardian by the stored band; an adult 0.2.0 bound is not refused."""
+        guardian, child = f"rolling-guardian-{guardian_on}", f"rolling-child-{child_on}"
+        bind(getattr(pair, guardian_on), person(), guardian)
+        server = getattr(pair, child_on)
+        with server.client("registrar") as registrar:
+            waiting = start(registrar, person(birth=date(2020, 3, 1)), child)
+            waiting = submit(registrar, waiting.verification_id, server.sms_code(waiting.verification_id))
+            assert waiting.status == STATUS.Value("VERIFICATION_STATUS_NEEDS_GUARDIAN_CONSENT")
+            registrar.consent.GrantConsent(
+                consent_pb2.GrantConsentRequest(
+                    account_id=child,
+                    purpose="guardian",
+                    text_version=text_version_of("guardian consent text"),
+                    verification_id=waiting.verification_id,
+                    guardian_account_id=guardian,
+                    relationship=consent_pb2.GUARDIAN_RELATIONSHIP_PARENT,
+                )
+            )
+        with pair.new.client("platform") as platform:
+            assert get_account(platform, child).verified
+            assert get_account(platform, child).age_band == account_pb2.AGE_BAND_UNDER_14
+
+    def test_both_refuse_to_rebind_an_account_to_another_person(self, pair: Pair) -> None:
+        """The rule is the same in both releases, so neither can leave the other's claim on a stranger."""
+        alice, carol = person(), person()
+        bind(pair.new, alice, "rolling-rebound")
+        for server in (pair.old, pair.new):
+            with server.client("registrar") as registrar:
+                refused = verify(server, registrar, carol, "rolling-rebound")
+            assert refused.status == STATUS.Value("VERIFICATION_STATUS_REJECTED"), server.directory.name
+            assert refused.reason_code == "ACCOUNT_BOUND_TO_OTHER_IDENTITY", server.directory.name
+        # The same person again, through the old release: the new release's fields still fit.
+        bind(pair.old, alice, "rolling-rebound")
+        with pair.new.client("registrar") as registrar, pair.new.client("platform") as platform:
+            account = get_account(platform, "rolling-rebound")
+            assert account.verified
+            assert account.age_band == account_pb2.AGE_BAND_ADULT
+            assert check(registrar, "rolling-rebound", alice.subject())
+            assert not check(registrar, "rolling-rebound", carol.subject())
+
+    @pytest.mark.parametrize(("first", "second"), [("old", "new"), ("new", "old")])
+    def test_a_verification_started_by_one_is_completed_by_the_other(
+        self, pair: Pair, first: str, second: str
+    ) -> None:
+        starter, finisher = getattr(pair, first), getattr(pair, second)
+        dave = person()
+        account = f"rolling-{first}-{second}"
+        with starter.client("registrar") as registrar:
+            started = start(registrar, dave, account)
+        code = starter.sms_code(started.verification_id)
+        with finisher.client("registrar") as registrar, finisher.client("platform") as platform:
+            done = submit(registrar, started.verification_id, code)
+            assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+            assert get_account(platform, account).verified
+            assert check(registrar, account, dave.subject())
+
+    def test_a_retry_reaching_the_old_release_after_the_new_one_gave_up_starts_there(
+        self, pair: Pair
+    ) -> None:
+        """A 0.2.0 attempt that gave up leaves the request id free, as 0.1.0 reads it: not BAD_ID.
+
+        The reservation and release are this release's own scripts, as an attempt whose caller
+        gave up runs them; 0.1.0 then gets the caller's retry with the same request id.
+        """
+        keyring = load_keyring(path=pair.new.data_dir / "keyring.json")
         keys = TenantKeys("default")
-        old_account = keyring.pseudonym("default", "account", "rolling-old")
-        ref = store.hget(keys.account(old_account), "identity")
-        assert ref is not None
-        accounts = keys.identity_accounts(ref.decode())
-        assert store.type(accounts) == b"set"
-        old.stop()  # 0.1.0 leaves its report behind: this release's start waits it out
-        new_dir = old_serving.directory / "new"
-        (new_dir / "data").mkdir(parents=True, mode=0o700)
-        for name in ("keyring.json", "audit-signing-key.pem"):
-            shutil.copy2(old.data_dir / name, new_dir / "data" / name)
-        new = ServerProcess(new_dir, redis_url=old_serving.url)
-        new._tokens = dict(old._tokens)
-        with new:
-            assert store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
-            assert "waiting up to" in new.log_text()
-            with new.client("registrar") as registrar, new.client("platform") as platform:
-                assert get_account(platform, "rolling-old").verified
-                assert check(registrar, "rolling-old", old_serving.alice.subject())
-                done = verify(new, registrar, old_serving.alice, "rolling-new")
-                assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED"), done
-            new_account = keyring.pseudonym("default", "account", "rolling-new")
-            assert store.type(accounts) == b"hash"
-            members = {k.decode(): v.decode() for k, v in store.hgetall(accounts).items()}
-            # 0.1.0 bound its account untagged (the identity's first name); this one is tagged.
-            assert members[old_account] == "b:"
-            assert members[new_account].startswith("b:")
-            assert members[new_account] != "b:"
-            assert set(members) == {old_account, new_account}
+        request_id = f"rolling-released-{secrets.token_hex(4)}"
+        request = keys.request(keyring.pseudonym("default", "request", request_id))
+        gave_up = secrets.token_hex(16)
+        asyncio.run(reserve_and_release(pair.url, keys, request, gave_up))
+        assert pair.store.exists(keys.request_released(gave_up))
+
+        with pair.old.client("registrar") as registrar:
+            retried = start(registrar, person(), "rolling-released", request_id=request_id)
+        assert retried.verification_id != gave_up
+        assert pair.store.get(request) == retried.verification_id.encode()
+        code = pair.old.sms_code(retried.verification_id)
+        with pair.new.client("registrar") as registrar:
+            done = submit(registrar, retried.verification_id, code)
+        assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+
+    def test_one_log_verifies_from_both_releases_heads(self, pair: Pair) -> None:
+        heads = []
+        for server in (pair.old, pair.new, pair.old):
+            bind(server, person(), f"rolling-log-{len(heads)}")
+            with server.client("auditor") as auditor:
+                heads.append(auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head)
+        assert [head.tree_size for head in heads] == sorted(head.tree_size for head in heads)
+        with pair.new.client("auditor") as auditor:
+            for older, newer in itertools.pairwise(heads):
+                if older.tree_size == newer.tree_size:
+                    assert older.root_hash == newer.root_hash
+                    continue
+                proof = auditor.audit.GetConsistencyProof(
+                    audit_pb2.GetConsistencyProofRequest(first=older.tree_size, second=newer.tree_size)
+                )
+                merkle.verify_consistency(
+                    older.tree_size, newer.tree_size, list(proof.hashes), older.root_hash, newer.root_hash
+                )
+
+    def test_the_old_worker_erases_an_account_the_new_release_bound(self, pair: Pair) -> None:
+        """Nothing of it is left but audit entries and counters that expire within a day."""
+        erin = person()
+        bind(pair.new, erin, "rolling-erased")
+        keyring = load_keyring(path=pair.new.data_dir / "keyring.json")
+        with pair.new.client("platform") as platform:
+            cancel(platform, "rolling-erased")
+        wait_for(lambda: _erased(pair.store, keyring.pseudonym("default", "audit", "rolling-erased")))
+        account_ps = keyring.pseudonym("default", "account", "rolling-erased").encode()
+        left = [key for key in holders(pair.store, account_ps) if b":audit:" not in key]
+        assert all(pair.store.ttl(key) > 0 for key in left), left

@@ -297,37 +297,6 @@ local function set_fields(key, t)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
--- An identity's accounts (idacc:<ref>) are a hash: member account pseudonym -> 'b:<claim tag>'
--- (bound; '' for an account bound untagged, under the identity's first name), so that a limit
--- and a claim are decided from the identity's keys alone, never from its members' accounts
--- (which a bucketed store keeps in other slots). Releases before this one kept a set of the
--- pseudonyms, with the tags in the accounts: the first script that touches such a set turns it
--- into the hash, the tags read from the accounts once (same slot today), and every script that
--- reads or writes idacc calls this first. Returns the members, pseudonym -> value.
-local function identity_members(idacc_key)
-  if redis.call('TYPE', idacc_key).ok == 'set' then
-    local at = string.find(idacc_key, ':idacc:', 1, true)
-    local acct_prefix = string.sub(idacc_key, 1, at) .. 'acct:'
-    local flat = {}
-    for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do
-      flat[#flat + 1] = member
-      flat[#flat + 1] = 'b:' .. (redis.call('HGET', acct_prefix .. member, 'name_tag') or '')
-    end
-    redis.call('DEL', idacc_key)
-    redis.call('HSET', idacc_key, unpack(flat))
-  end
-  return hgetall(idacc_key)
-end
-
--- The members' pseudonyms in order, so that a script's entries about them come in the same order
--- whatever the hash's layout.
-local function sorted_members(members)
-  local names = {}
-  for member in pairs(members) do names[#names + 1] = member end
-  table.sort(names)
-  return names
-end
-
 -- Identity claims (README "Identity claims"). An identity's name claim is *established* only by
 -- a verification whose method is at or above the tenant's claim assurance (vf.establishes).
 -- Until then every (document, name) pair has its own places under the binding limit, so
@@ -337,15 +306,70 @@ end
 local ASSURANCE_RANK = {low = 1, substantial = 2, high = 3}
 local CLAIM_REFUSALS_WINDOW_MS = 86400000
 
--- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
--- member value in idacc says the same.
-local function set_tag(acct_key, idacc_key, member, tag)
-  if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
-  redis.call('HSET', idacc_key, member, 'b:' .. tag)
+-- Each member of an identity's accounts (the set idacc:<ref>) has its claim tag in the identity
+-- record too, field 'm:<account pseudonym>' of id:<ref>, value 'b:<tag>' (bound; 'b:' for an
+-- account bound untagged, under the identity's first name), so that a limit and a claim are
+-- decided from the identity's keys alone, never from its members' accounts (which a bucketed
+-- store keeps in other slots). The set stays as 0.1.0 reads and writes it, so that 0.1.0 serves
+-- beside this release; 0.1.0 ignores the fields (it reads the record field by field, copies it
+-- whole when it moves it, deletes it whole when it erases it), so a member it bound has none and
+-- a member it cancelled (SREM) leaves its field behind.
+local MEMBER_FIELD = 'm:'
+
+-- The members' fields, pseudonym -> value (false for a member without one). A field whose
+-- account is no longer a member (0.1.0's cancel) is dropped here: it counts for nothing and
+-- must not outlive the binding (the erased account's pseudonym).
+local function member_fields(id_key, idacc_key)
+  local members = {}
+  for _, member in ipairs(redis.call('SMEMBERS', idacc_key)) do members[member] = false end
+  local record = redis.call('HGETALL', id_key)
+  local stale = {}
+  for i = 1, #record, 2 do
+    local field = record[i]
+    if string.sub(field, 1, #MEMBER_FIELD) == MEMBER_FIELD then
+      local member = string.sub(field, #MEMBER_FIELD + 1)
+      if members[member] == false then members[member] = record[i + 1] else stale[#stale + 1] = field end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', id_key, unpack(stale)) end
+  return members
 end
 
-local function unbind_superseded(acct_key, idacc_key, member, log_key, base)
-  redis.call('HDEL', idacc_key, member)
+-- The members with their values. A member without a field (bound by 0.1.0, or before fields
+-- existed) gets it from its account's name_tag, read this once (the accounts share the slot
+-- today; the bucket migration fills what is left), and written, so that no later decision reads
+-- that account again.
+local function identity_members(id_key, idacc_key, acct_prefix)
+  local members = member_fields(id_key, idacc_key)
+  for member, value in pairs(members) do
+    if not value then
+      value = 'b:' .. (redis.call('HGET', acct_prefix .. member, 'name_tag') or '')
+      redis.call('HSET', id_key, MEMBER_FIELD .. member, value)
+      members[member] = value
+    end
+  end
+  return members
+end
+
+-- The members' pseudonyms in order, so that a script's entries about them come in the same order
+-- whatever the set's layout.
+local function sorted_members(members)
+  local names = {}
+  for member in pairs(members) do names[#names + 1] = member end
+  table.sort(names)
+  return names
+end
+
+-- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
+-- member field says the same.
+local function set_tag(acct_key, id_key, member, tag)
+  if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
+  redis.call('HSET', id_key, MEMBER_FIELD .. member, 'b:' .. tag)
+end
+
+local function unbind_superseded(acct_key, id_key, idacc_key, member, log_key, base)
+  redis.call('SREM', idacc_key, member)
+  redis.call('HDEL', id_key, MEMBER_FIELD .. member)
   local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
   redis.call('HDEL', acct_key, 'identity', 'name_tag', 'verified_ms', 'method', 'assurance',
     'age_band', 'age_source', 'birth_sealed', 'claim')
@@ -439,8 +463,9 @@ local function drop_org_names(acct_key, tag)
 end
 
 -- Binds the verification's account to its identity unless a rule forbids it. The places are
--- counted and the claim judged from idacc's values alone: an account's own hash is read for its
--- binding, a member's only to supersede it or to write the tag it is counted under.
+-- counted and the claim judged from the identity's keys alone (the set's members, their 'm:'
+-- fields): an account's own hash is read for its binding, a member's only when it has no field
+-- yet (identity_members), to supersede it or to write the tag it is counted under.
 -- Returns status, reason.
 local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
@@ -448,7 +473,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   if current and current ~= vf.identity then
     return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
   end
-  local members = identity_members(idacc_key)
+  local members = identity_members(id_key, idacc_key, acct_prefix)
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
   local stored, established, claim_tag = id[1], id[2] == '1', id[3]
   local first_name_is_ours = stored and (stored == vf.name_binding or stored == (vf.name_binding_seen or ''))
@@ -481,11 +506,11 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
       local value = members[member]
       local tag = tag_of(value)
       if tag ~= vf.name_tag then
-        unbind_superseded(acct_prefix .. member, idacc_key, member, log_key, base)
+        unbind_superseded(acct_prefix .. member, id_key, idacc_key, member, log_key, base)
         members[member] = nil
       elseif value == 'b:' and tag ~= '' then
         redis.call('HSET', acct_prefix .. member, 'name_tag', tag)
-        redis.call('HSET', idacc_key, member, 'b:' .. tag)
+        redis.call('HSET', id_key, MEMBER_FIELD .. member, 'b:' .. tag)
         members[member] = 'b:' .. tag
       end
     end
@@ -507,12 +532,13 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
       end
     end
     if taken >= tonumber(limit) then return refuse('BINDING_LIMIT_REACHED') end
+    redis.call('SADD', idacc_key, vf.acct)
     if not stored then
       redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
     end
     redis.call('HSET', acct_key, 'identity', vf.identity, 'verified_ms', NOW,
       'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)
-    set_tag(acct_key, idacc_key, vf.acct, vf.name_tag)
+    set_tag(acct_key, id_key, vf.acct, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
     if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
@@ -524,7 +550,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local assurance = vf.assurance
   if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
-  set_tag(acct_key, idacc_key, vf.acct, vf.name_tag)
+  set_tag(acct_key, id_key, vf.acct, vf.name_tag)
   set_age(acct_key, vf, true)
   if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
   if was[1] ~= assurance or was[2] ~= vf.method then

@@ -33,9 +33,11 @@ for i, id in ipairs(passed) do
   end
 end
 if ARGV[5] ~= '' then
-  identity_members(KEYS[6])
-  redis.call('HDEL', KEYS[6], ARGV[3])
-  if redis.call('HLEN', KEYS[6]) == 0 then
+  redis.call('SREM', KEYS[6], ARGV[3])
+  -- Its member field in the identity record goes with it (no longer a member's), and so do any
+  -- fields 0.1.0's cancellations left.
+  member_fields(KEYS[5], KEYS[6])
+  if redis.call('SCARD', KEYS[6]) == 0 then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[1], 'i:' .. ARGV[5])
     -- An organization's names are protected while an account is bound to it.
     drop_org_names(KEYS[1], acct.name_tag)

@@ -1,7 +1,8 @@
 -- Performs one due erasure, once: the queue entry is removed in the same step, so a second
 -- worker racing for it finds it gone. An account's erasure deletes its record (IP label, facts),
 -- consent records, live and finished verifications and their wrong-code counters; an identity's
--- deletes the identity record and its accounts' hash (idacc), unless an account is bound to it again.
+-- deletes the identity record (with its members' claim tags) and its account set, unless an account
+-- is bound to it again; a kept one loses the tags of accounts no longer bound (member_fields).
 -- KEYS: erasure queue, audit log, account, consent, account verifications, identity, identity
 --   accounts, then the verification keys and wrong-code counters to delete
 -- ARGV: queue member ('a:<account pseudonym>' or 'i:<identity ref>'), request json, verification
@@ -38,10 +39,11 @@ if kind == 'a:' then
     redis.call('SREM', tenant_base .. 'readmin:' .. open .. ':a', string.sub(ARGV[1], 3))
   end
   audit(KEYS[2], base, {type = 'account.erased', outcome = 'erased', reason = ''})
-elseif next(identity_members(KEYS[7])) == nil then
+elseif redis.call('SCARD', KEYS[7]) == 0 then
   redis.call('DEL', KEYS[6], KEYS[7])
   audit(KEYS[2], base, {type = 'identity.erased', outcome = 'erased', reason = ''})
 else
+  member_fields(KEYS[6], KEYS[7])
   audit(KEYS[2], base, {type = 'identity.erased', outcome = 'kept', reason = 'IDENTITY_IN_USE'})
 end
 redis.call('ZREM', KEYS[1], ARGV[1])

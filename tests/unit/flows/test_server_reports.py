@@ -73,7 +73,7 @@ async def test_a_release_that_cannot_serve_beside_0_1_0_refuses_to_raise_the_ver
     await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
 
     with pytest.raises(ConfigError) as refused:
-        await ensure_schema(*ports(store), oldest_beside=SCHEMA_VERSION, report_lapse_s=0)
+        await ensure_schema(*ports(store), oldest_beside=SCHEMA_VERSION)
 
     assert f"{OLD} (schema 1)" in str(refused.value)
     assert "stop them, then start this one" in str(refused.value)
@@ -83,14 +83,14 @@ async def test_a_release_that_cannot_serve_beside_0_1_0_refuses_to_raise_the_ver
     assert await store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
 
 
-async def test_a_release_that_serves_beside_0_1_0_raises_the_version_and_says_so(
+async def test_this_release_raises_the_version_beside_0_1_0_and_says_so(
     store: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     await store.set(GlobalKeys.SCHEMA, str(FIRST_VERSION))
     await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
 
     with caplog.at_level(logging.WARNING, logger="idverify.schema"):
-        assert await ensure_schema(*ports(store), oldest_beside=FIRST_VERSION) == FIRST_VERSION
+        assert await ensure_schema(*ports(store)) == FIRST_VERSION
 
     assert await store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
     assert [record.getMessage() for record in caplog.records if OLD in record.getMessage()], caplog.text

@@ -63,7 +63,7 @@ class RedisWorld:
         keys = TenantKeys(tenant)
         await self._redis.hset(keys.account(account_ps), mapping={"identity": ref, "verified_ms": 1})
         await self._redis.hset(keys.identity(ref), mapping={"key_ref": "w1"})
-        await self._redis.hset(keys.identity_accounts(ref), account_ps, "b:")
+        await self._redis.sadd(keys.identity_accounts(ref), account_ps)
 
     async def holds_account(self, tenant: str, account_ps: str) -> bool:
         return bool(await self._redis.exists(TenantKeys(tenant).account(account_ps)))

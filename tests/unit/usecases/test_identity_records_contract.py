@@ -82,14 +82,14 @@ class RedisWorld:
         keys = TenantKeys(tenant)
         await self._r.hset(keys.identity(ref), mapping=dict(fields))
         if accounts:
-            await self._r.hset(keys.identity_accounts(ref), mapping=dict.fromkeys(accounts, "b:"))
+            await self._r.sadd(keys.identity_accounts(ref), *accounts)
 
     async def record(self, tenant: str, ref: str) -> dict[str, str]:
         raw = await self._r.hgetall(TenantKeys(tenant).identity(ref))
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def accounts(self, tenant: str, ref: str) -> set[str]:
-        return {as_text(m) for m in await self._r.hkeys(TenantKeys(tenant).identity_accounts(ref))}
+        return {as_text(m) for m in await self._r.smembers(TenantKeys(tenant).identity_accounts(ref))}
 
     async def bind_account(self, tenant: str, account_ps: str, ref: str) -> None:
         await self._r.hset(TenantKeys(tenant).account(account_ps), "identity", ref)

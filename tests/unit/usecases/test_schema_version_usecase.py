@@ -62,40 +62,19 @@ async def test_an_older_server_stops_a_release_that_cannot_serve_beside_it() -> 
     schema, checks, reports = stores(FIRST_VERSION)
     await reports.publish(OLD, 60_000)
     with pytest.raises(ConfigError, match=re.escape("old-0.1.0 (schema 1)")):
-        await ensure_schema(schema, checks, reports, oldest_beside=SCHEMA_VERSION, report_lapse_s=0)
+        await ensure_schema(schema, checks, reports, oldest_beside=SCHEMA_VERSION)
     assert schema.version == FIRST_VERSION
     await reports.withdraw(OLD.instance)
     assert await ensure_schema(schema, checks, reports, oldest_beside=SCHEMA_VERSION) == FIRST_VERSION
 
 
-async def test_this_release_refuses_to_serve_beside_0_1_0_by_default() -> None:
-    """0.1.0 would fail on the identities' account hashes this release writes (WRONGTYPE)."""
-    schema, checks, reports = stores(FIRST_VERSION)
-    await reports.publish(OLD, 60_000)
-    with pytest.raises(ConfigError, match=re.escape("old-0.1.0 (schema 1)")):
-        await ensure_schema(schema, checks, reports, report_lapse_s=0)
-    assert schema.version == FIRST_VERSION
-
-
-async def test_the_report_of_a_server_just_stopped_is_waited_out(caplog: pytest.LogCaptureFixture) -> None:
-    """0.1.0 leaves its report behind when it stops: the start waits for it to lapse, then goes on."""
-    schema, checks, reports = stores(FIRST_VERSION)
-    await reports.publish(OLD, 300)
-    with caplog.at_level(logging.INFO, logger="idverify.schema"):
-        assert (
-            await ensure_schema(schema, checks, reports, oldest_beside=SCHEMA_VERSION, report_lapse_s=30) == 1
-        )
-    assert schema.version == SCHEMA_VERSION
-    assert "waiting up to 30 s for the reports of servers of an older release to lapse" in caplog.text
-
-
-async def test_an_older_server_beside_a_release_that_serves_beside_it_is_logged_only_while_raising(
+async def test_an_older_server_beside_this_release_is_logged_only_while_raising(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     schema, checks, reports = stores(FIRST_VERSION)
     await reports.publish(OLD, 60_000)
     with caplog.at_level(logging.WARNING, logger="idverify.schema"):
-        assert await ensure_schema(schema, checks, reports, oldest_beside=FIRST_VERSION) == FIRST_VERSION
+        assert await ensure_schema(schema, checks, reports) == FIRST_VERSION
     assert "old-0.1.0 (schema 1)" in caplog.text
     caplog.clear()
     reports.down = True  # not looked at again once raised

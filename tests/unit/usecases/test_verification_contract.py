@@ -98,7 +98,7 @@ class RedisWorld:
         await self._redis.hset(self._keys.identity(ref), "moved_to", to)
 
     async def bound(self, ref: str) -> set[str]:
-        return {as_text(m) for m in await self._redis.hkeys(self._keys.identity_accounts(ref))}
+        return {as_text(m) for m in await self._redis.smembers(self._keys.identity_accounts(ref))}  # type: ignore[misc]
 
     async def wait(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000)
