@@ -289,9 +289,12 @@ class TestErasure:
             keyring = load_keyring(path=eraser.data_dir / "keyring.json")
             store = embedded_redis(eraser)
             account_key = f"iv1:{{t:default}}:acct:{keyring.pseudonym('default', 'account', 'erase-all')}"
-            ref, birth_sealed = store.hmget(account_key, "identity", "birth_sealed")
+            ref, birth_sealed, event_account = store.hmget(
+                account_key, "identity", "birth_sealed", "event_account"
+            )
             assert ref
             assert birth_sealed
+            assert event_account  # the account's id for its events, sealed, kept in the account
             needles = {
                 keyring.pseudonym("default", "account", "erase-all").encode(),
                 keyring.pseudonym("default", "audit", "erase-all").encode(),
@@ -299,6 +302,7 @@ class TestErasure:
                 ref,
                 ref.split(b":", 1)[1],
                 birth_sealed,
+                event_account,
                 store.hget(f"iv1:{{t:default}}:vf:{locked}", "otp_ps") or b"?",
                 b"erase-all",
             }
@@ -316,8 +320,6 @@ class TestErasure:
                 "otpfail",
                 "chkfail:acct",
                 "rl:phone_locked_audited",
-                # The account's id kept for its events (under its audit pseudonym).
-                "events",
                 "audit:log",
             } <= before, before
             cancel(platform, "erase-all")
