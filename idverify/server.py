@@ -43,6 +43,7 @@ from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import AuditFlow
 from idverify.flows.audit_setup import build_audit_flow, integrate_forever
+from idverify.flows.bucket_repair import BucketRepairer, repair_forever
 from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
@@ -90,6 +91,7 @@ from idverify.store.embedded import RedisProcess
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.incident_reads import RedisIncidentStore
+from idverify.store.intent_repairs import RedisIntentRepairs
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
 from idverify.store.outbox import RedisOutbox
@@ -466,6 +468,13 @@ async def start(
                 audit,
                 clients.tenants,
                 sequencer=stage_sequencer(redis, scripts, settings.audit_stage_buckets),
+            )
+        ),
+        # Beside it, the repairer of step sequences left half done (a Cluster's cancellations),
+        # in every tenant that has had one (a cancellation names its tenant there first).
+        asyncio.create_task(
+            repair_forever(
+                BucketRepairer(RedisIntentRepairs(redis, scripts)), RedisErasureStore(redis, scripts).tenants
             )
         ),
         asyncio.create_task(

@@ -329,7 +329,9 @@ class Source:
         self._resolving: set[str] = set()  # module-level names whose type is being found
         self.root = root
         self.lua_dir = root / "idverify" / "store" / "lua"
-        self.lua_names = {path.stem for path in self.lua_dir.glob("*.lua")}
+        # The scripts a call may name: not the prelude and the chain's runner, which every script
+        # and chain is built from (``store.scripts``): naming them reaches no code of their own.
+        self.lua_names = {path.stem for path in self.lua_dir.glob("*.lua") if not path.stem.startswith("_")}
         for path in sorted((root / "idverify").rglob("*.py")):
             relative = path.relative_to(root).with_suffix("")
             name = ".".join(relative.parts).removesuffix(".__init__")

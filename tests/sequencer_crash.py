@@ -125,26 +125,39 @@ class _Stopping(RedisAuditStages):
 
 
 @contextmanager
-def paused_at(url: str, tenant: str, buckets: int, step: str, nth: int) -> Iterator[None]:
-    """Runs a sequencer process until it stopped after the ``nth`` ``step``; SIGKILLs it on leaving.
+def paused_module(arguments: Sequence[str], boundary: str) -> Iterator[None]:
+    """Runs ``python -m <arguments>`` until it prints ``paused``; SIGKILLs it on leaving.
 
     Raises:
-        AssertionError: the process ended (or failed) before reaching that boundary.
+        AssertionError: the process ended (or failed) before pausing (``boundary`` says where it
+            was to pause, for the message).
     """
-    command = [sys.executable, "-m", "tests.sequencer_crash", url, tenant, str(buckets), step, str(nth)]
+    command = [sys.executable, "-m", *arguments]
     env = {**os.environ, "PYTHONPATH": str(_REPO)}
     with subprocess.Popen(command, cwd=_REPO, env=env, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
             if process.stdout.readline().strip() != "paused":
                 process.wait(timeout=60)
-                msg = f"the sequencer ended ({process.returncode}) before the {nth}th {step}"
+                msg = f"the process ended ({process.returncode}) before {boundary}"
                 raise AssertionError(msg)
             yield
         finally:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 assert process.wait(timeout=60) == -signal.SIGKILL
+
+
+@contextmanager
+def paused_at(url: str, tenant: str, buckets: int, step: str, nth: int) -> Iterator[None]:
+    """Runs a sequencer process until it stopped after the ``nth`` ``step``; SIGKILLs it on leaving.
+
+    Raises:
+        AssertionError: the process ended (or failed) before reaching that boundary.
+    """
+    arguments = ["tests.sequencer_crash", url, tenant, str(buckets), step, str(nth)]
+    with paused_module(arguments, f"the sequencer's {nth}th {step}"):
+        yield
 
 
 def killed_at(url: str, tenant: str, buckets: int, step: str, nth: int) -> None:

@@ -4,7 +4,8 @@
 what is overdue); this adapter reads and writes the records in typed values: the global set of
 tenants with erasures (``iv1:{global}:erasure:tenants``), each tenant's queue (a sorted set of
 ``a:<account pseudonym>`` and ``i:<identity ref>`` members scored by their due time, in the
-tenant's slot), and ``cancel.lua`` and ``erase.lua``, whose replies are decoded here once.
+tenant's slot), a cancellation's steps (``store.cancellation_steps``) and ``erase.lua``, whose
+replies are decoded here once.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind, ScheduledErasure
-from idverify.store.connection import as_text, translate_errors
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.cancellation_steps import BoundAccount, CancellationSteps
+from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripted_store import ScriptedStore
+from idverify.store.scripts import Scripts
 
 __all__ = ["RedisErasureStore"]
 
@@ -41,7 +45,16 @@ def _texts(values: Iterable[Any]) -> list[str]:
 
 
 class RedisErasureStore(ScriptedStore):
-    """``flows.erasure.ErasureStore`` over Redis."""
+    """``flows.erasure.ErasureStore`` over Redis.
+
+    Args:
+        steps: the runner of a cancellation's steps (the crash tests pass one that runs them one
+            by one on one node too); by default the scripts' own.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+        super().__init__(redis, scripts)
+        self._cancellation = CancellationSteps(steps or StepRunner(scripts))
 
     async def note_tenant(self, tenant: str) -> None:
         """Names ``tenant`` among those the workers visit."""
@@ -54,38 +67,18 @@ class RedisErasureStore(ScriptedStore):
             return sorted(_texts(await self._redis.smembers(GlobalKeys.ERASURE_TENANTS)))
 
     async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
-        """Runs ``cancel.lua`` over the account as read just before; None when it changed meanwhile."""
+        """Runs a cancellation's steps over the account as read just before; None when it changed."""
         keys = TenantKeys(tenant)
         account_ps = cancellation.account_pseudonym
         async with translate_errors():
-            ref = as_text(await self._redis.hget(keys.account(account_ps), "identity") or b"")
+            ref, tag = await self._redis.hmget(keys.account(account_ps), ["identity", "name_tag"])
             live = _texts(
                 await self._redis.zrangebyscore(
                     keys.account_verifications(account_ps), await self._scripts.clock.now_ms(), "+inf"
                 )
             )
-        result = await self._scripts.run(
-            "cancel",
-            [
-                keys.account(account_ps),
-                keys.account_verifications(account_ps),
-                keys.erasure_due(),
-                keys.audit_log(),
-                keys.identity(ref),
-                keys.identity_accounts(ref),
-                *(keys.verification(v) for v in live),
-            ],
-            [
-                cancellation.due_ms,
-                cancellation.request_json,
-                account_ps,
-                cancellation.audit_pseudonym,
-                ref,
-                json.dumps(live),
-            ],
-        )
-        # {'OK', due ms} once cancelled (now or before); {'RETRY'} when the read above went stale.
-        return int(result[1]) if result[0] == b"OK" else None
+        read = BoundAccount(as_text(ref or b""), as_text(tag or b""), live)
+        return await self._cancellation.cancel(tenant, cancellation, read)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[ErasureItem]:
         """At most ``limit`` queued erasures due by ``until_ms``, soonest first."""
@@ -124,12 +117,14 @@ class RedisErasureStore(ScriptedStore):
                 keys.account_verifications(account_ps),
                 keys.identity(ref),
                 keys.identity_accounts(ref),
+                keys.intents(),
                 *extra,
             ],
             [_member(item), request_json, json.dumps(ids)],
         )
-        # {'OK'} erased (or an identity kept in use), {'GONE'} not queued or not due, {'RETRY'}
-        # the account's verifications changed since they were read.
+        # {'OK'} erased (or an identity kept in use), {'GONE'} not queued or not due (or its
+        # cancellation not finished yet: the next round), {'RETRY'} the account's verifications
+        # changed since they were read.
         if result[0] == b"OK":
             return EraseOutcome.ERASED
         if result[0] == b"GONE":

@@ -25,6 +25,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
+| ``iv1:{t:T}:intents`` | zset | step sequences' durable intents: ``unbind:<account ps>`` -> retry ms |
+| ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject, ref, tag, due_ms, request fields |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
 | ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
 | ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
@@ -91,8 +93,13 @@ field until the prelude's ``identity_members()`` writes it from the account (the
 derived from the verification's), and a field whose account left the set is dropped
 (``member_fields()``).
 
-The prelude's ``index_org_names()`` / ``drop_org_names()`` derive ``orgname`` and ``orgnames:*`` from
-the account key they are given, in the same way.
+The prelude's ``index_org_names()`` derives ``orgname`` and ``orgnames:*`` from the account key
+it is given, in the same way; ``drop_org_names()`` (a cancellation's tenant-wide step,
+``drop_names.lua``) is given both keys.
+
+A step sequence's intents (``store.bucket_steps``) live in the slot of its first step: today the
+tenant's, under the bucket plan the account's bucket. ``intents()`` and ``intent()`` are the one
+place that says so, and the move is theirs alone.
 
 The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys from the
 ``audit:log`` key a script is given (same prefix, same hash tag), so callers pass that one key.
@@ -170,6 +177,14 @@ class TenantKeys:
     def account_verifications(self, account_pseudonym: str) -> str:
         """An account's live verification ids (so erasure and withdrawal find them in O(1))."""
         return f"{self._base}:acctvf:{account_pseudonym}"
+
+    def intents(self) -> str:
+        """The durable intents of step sequences begun in this slot, by the ms they may be repaired at."""
+        return f"{self._base}:intents"
+
+    def intent(self, member: str) -> str:
+        """The record of one intent of :meth:`intents` (``unbind:<account pseudonym>``)."""
+        return f"{self._base}:intent:{member}"
 
     def erasure_due(self) -> str:
         """The tenant's pending erasures, by due time."""

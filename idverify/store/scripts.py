@@ -87,7 +87,13 @@ SCRIPT_NAMES = (
     "consent_start",
     "consent_grant",
     "consent_withdraw",
-    "cancel",
+    # A cancellation's steps (store.cancellation_steps): the account's, the identity's, the
+    # organization's names; a step sequence's intent removed, and taken by the repairer.
+    "cancel_account",
+    "cancel_identity",
+    "drop_names",
+    "intent_done",
+    "intent_take",
     "erase",
     "reseal_identity",
     "reseal_verification",
@@ -111,7 +117,9 @@ SCRIPT_NAMES = (
 # would be a promise broken to the person concerned.
 ACKNOWLEDGED_SCRIPTS = frozenset(
     {"start", "confirm_request", "submit", "guardian", "client", "consent_grant", "consent_withdraw"}
-    | {"cancel", "erase"}
+    # Every step of a cancellation before its reply (store.bucket_steps requires it): a later
+    # step relies on the one before it being kept.
+    | {"cancel_account", "cancel_identity", "drop_names", "erase"}
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
     | {"approved_names"}

@@ -61,7 +61,7 @@ class MemoryConsentStore:
         return False
 
     def cancel(self, tenant: str, account_ps: str) -> None:
-        """Marks the account cancelled, as ``cancel.lua`` does."""
+        """Marks the account cancelled, as ``cancel_account.lua`` does."""
         self._account(tenant, account_ps).cancelled = True
 
     def lasting(self, tenant: str, account_ps: str) -> bool:

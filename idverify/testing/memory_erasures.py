@@ -87,7 +87,7 @@ class MemoryErasureStore:
         return sorted(self.noted)
 
     async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
-        """Unbinds, queues and audits as ``cancel.lua`` does; None while ``stale_reads`` lasts."""
+        """Unbinds, queues and audits as a cancellation's steps do; None while ``stale_reads`` lasts."""
         held = self._tenant(tenant)
         account = held.accounts.setdefault(cancellation.account_pseudonym, MemoryAccount())
         if account.due_ms is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from pathlib import Path
@@ -10,14 +11,18 @@ import pytest
 from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
+from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import connect, translate_errors
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
+from tests import cancel_crash
 from tests.unit.usecases import test_verification_contract as contract
 
 pytestmark = pytest.mark.slow
@@ -170,3 +175,44 @@ class TestClusterOutage:
                 assert failures > 0
             finally:
                 await client.aclose()
+
+
+class TestCancellationOnCluster:
+    """A cancellation's steps run one by one on a Cluster, and a worker killed between them is repaired."""
+
+    async def test_a_cancellation_runs_step_by_step_to_the_same_result(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"cancel-{time.time_ns()}"
+            target, other = cancel_crash.pseudonym(f"{tenant}-a"), cancel_crash.pseudonym(f"{tenant}-b")
+            await cancel_crash.bind_accounts(client, tenant, [target, other])
+            scripts = Scripts(client)
+            store = RedisErasureStore(client, scripts)
+            assert not StepRunner(scripts).chained
+            first = cancel_crash.cancellation(target, "c1")
+            assert await store.cancel(tenant, first) == cancel_crash.DUE_MS
+            await cancel_crash.assert_cancelled_once(client, tenant, first, [other])
+            last = cancel_crash.cancellation(other, "c2")
+            assert await store.cancel(tenant, last) == cancel_crash.DUE_MS
+            queue = await client.zrange(TenantKeys(tenant).erasure_due(), 0, -1)
+            assert f"i:{cancel_crash.REF}".encode() in queue
+            assert not await client.exists(TenantKeys(tenant).organization_own_names(cancel_crash.TAG))
+        finally:
+            await client.aclose()
+
+    async def test_a_worker_killed_between_steps_is_repaired(self, redis_cluster: LocalCluster) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"cancel-kill-{time.time_ns()}"
+            target = cancel_crash.pseudonym(f"{tenant}-a")
+            await cancel_crash.bind_accounts(client, tenant, [target])
+            cancelled = cancel_crash.cancellation(target, "c-killed")
+            await asyncio.to_thread(cancel_crash.killed_after, redis_cluster.url, tenant, cancelled, 2)
+            assert await client.zcard(TenantKeys(tenant).intents()) == 1
+            repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
+            assert await repairer.repair(tenant) == 1
+            await cancel_crash.assert_cancelled_once(client, tenant, cancelled, [])
+        finally:
+            await client.aclose()

@@ -451,11 +451,11 @@ local function index_org_names(acct_key, tag, hashes)
   end
 end
 
--- Its names leave the index with the last account bound to its identity.
-local function drop_org_names(acct_key, tag)
+-- Its names leave the index with the last account bound to its identity (drop_names.lua, a
+-- cancellation's tenant-wide step): index_key is the tenant's orgname, own_key its orgnames:<tag>.
+-- Dropping them again finds nothing to drop.
+local function drop_org_names(index_key, own_key, tag)
   if (tag or '') == '' then return end
-  local index_key, own_prefix = org_name_keys(acct_key)
-  local own_key = own_prefix .. tag
   for _, hash in ipairs(redis.call('HKEYS', own_key)) do
     remove_org_name(index_key, own_key, hash, tag)
   end

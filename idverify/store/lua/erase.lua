@@ -3,8 +3,11 @@
 -- consent records, live and finished verifications and their wrong-code counters; an identity's
 -- deletes the identity record (with its members' claim tags) and its account set, unless an account
 -- is bound to it again; a kept one loses the tags of accounts no longer bound (member_fields).
+-- An account whose cancellation is still being finished (its intent 'unbind:<ps>' pending, a
+-- worker killed between the steps) waits for the repairer: erased first, it would leave its
+-- identity holding a member no repair could then tell from a planted one (intent_take.lua).
 -- KEYS: erasure queue, audit log, account, consent, account verifications, identity, identity
---   accounts, then the verification keys and wrong-code counters to delete
+--   accounts, intents, then the verification keys and wrong-code counters to delete
 -- ARGV: queue member ('a:<account pseudonym>' or 'i:<identity ref>'), request json, verification
 --   ids json (every id of the account's set, as read by the caller, who retries when it changed)
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -12,6 +15,7 @@ if not due or tonumber(due) > NOW then return {'GONE'} end
 local base = cjson.decode(ARGV[2])
 local kind = string.sub(ARGV[1], 1, 2)
 if kind == 'a:' then
+  if redis.call('ZSCORE', KEYS[8], 'unbind:' .. string.sub(ARGV[1], 3)) then return {'GONE'} end
   local ids = redis.call('ZRANGE', KEYS[5], 0, -1)
   local passed = cjson.decode(ARGV[3])
   if #ids ~= #passed then return {'RETRY'} end
@@ -30,7 +34,7 @@ if kind == 'a:' then
   base.event_account_for = base.account
   base.event_account_key = nil
   if base.account ~= '' then redis.call('HDEL', legacy_map, base.account) end
-  for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
+  for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   -- Minutes of reads not yet summarized may still list the account: it leaves them now, and
   -- their summaries count and digest the accounts that are left (record_reads in the prelude).

@@ -5,7 +5,7 @@ binding superseded by a claim established elsewhere, the erasure) read it there;
 deletes it with the account. Accounts an older server bound have it only in the tenant's
 ``events:acct`` map: it is read from there and moved into the account by any step that touches
 the account, and the map goes with its last field. Driven through the service's own stores
-(``start.lua``, ``cancel.lua``, ``erase.lua``), read through the outbox as a subscriber does.
+(``start.lua``, ``cancel_account.lua``, ``erase.lua``), read through the outbox as a subscriber does.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ async def test_a_step_that_touches_an_older_servers_account_moves_its_id_and_emp
     assert await tenant.bind(account, name_tag="tag-1") is Status.VERIFIED
     await tenant.bound_by_an_older_server(account)
     _, sealed = await tenant.kept(account)
-    # Its cancellation (cancel.lua, the account's key at hand) keeps the account until the erasure.
+    # Its cancellation (cancel_account.lua, the account's key at hand) keeps the account until the erasure.
     await tenant.cancel(account)
     assert await tenant.kept(account) == (sealed, "")
     assert not await redis.exists(tenant.keys.events_accounts())

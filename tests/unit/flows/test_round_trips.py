@@ -26,10 +26,13 @@ from idverify.config import load_settings
 from idverify.domain.consent import text_version_of
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo
+from idverify.flows.erasure import ErasureFlow
 from idverify.flows.verification import StartRequest, VerificationFlow
 from idverify.privacy.keyring import Keyring
+from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
 from idverify.store.connection import RedisClient, connect
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import SCRIPT_NAMES, Scripts, chain_source, script_source
 from idverify.store.verifications import redis_verification_flow
@@ -48,6 +51,15 @@ from idverify.testing.flow_deps import flow_deps_for_tests
 # record first (HGETALL: the phone's pseudonym is sealed in it), one more.
 START_ROUND_TRIPS = 4
 SUBMIT_ROUND_TRIPS = 1
+# A cancellation of a bound account: its tenant named for the erasure worker, the account's
+# binding and live verifications read, then its steps (account, identity, the organization's
+# names: store.cancellation_steps) as one chain, as cancel.lua was one script before them.
+CANCEL_TRIPS = [
+    ["SADD"],
+    ["HMGET"],
+    ["ZRANGEBYSCORE"],
+    ["EVALSHA cancel_account+cancel_identity+drop_names"],
+]
 INFO = RequestInfo(principal="round-trips")
 _n = itertools.count(1)
 # The chains a signup runs (Scripts.run_chain), named by their scripts.
@@ -56,6 +68,7 @@ _CHAINS = (
     ("hget_each", "send_budget", "phone_send"),
     ("phone_guess", "submit"),
     ("fields_unchanged", "phone_guess", "submit"),
+    ("cancel_account", "cancel_identity", "drop_names"),
 )
 _SCRIPT_OF_SHA = {
     **{hashlib.sha1(script_source(name).encode()).hexdigest(): name for name in SCRIPT_NAMES},  # noqa: S324 - Redis names scripts by SHA-1
@@ -196,10 +209,12 @@ async def _signup(
     submit_trips = wire.take()
     assert finished.status == "VERIFIED", finished
     _last_trips[:] = [start_trips, submit_trips]
+    _last_accounts.append(start.account_id)
     return len(start_trips), len(submit_trips)
 
 
 _last_trips: list[list[list[str]]] = []
+_last_accounts: list[str] = []
 
 
 async def test_a_signup_makes_few_round_trips(
@@ -235,3 +250,25 @@ async def test_an_answer_on_another_worker_reads_its_record(
     start_calls, submit_calls = _last_trips
     assert start_trips == START_ROUND_TRIPS, start_calls
     assert submit_calls == [["HGETALL"], ["EVALSHA phone_guess+submit"]]
+
+
+async def test_a_cancellation_on_one_node_is_one_script_still(
+    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its steps are chained (store.bucket_steps): no round trip more than the one script it was."""
+    keyring = Keyring.generate()
+    flow, scripts, redis = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path, keyring)
+    settings = load_settings(None, environ={})
+    erasure = ErasureFlow(RedisErasureStore(redis, scripts), settings.erasure, keyring, Sealer(keyring))
+    try:
+        for _ in range(2):
+            await _signup(flow, caplog, proxy.wire)
+        # The first loads the scripts and samples the store's clock; the second is the count.
+        await erasure.cancel("default", _last_accounts[-2], INFO)
+        proxy.wire.take()
+        await erasure.cancel("default", _last_accounts[-1], INFO)
+        trips = proxy.wire.take()
+    finally:
+        await scripts.aclose()
+        await redis.aclose(close_connection_pool=True)
+    assert trips == CANCEL_TRIPS

@@ -1,7 +1,7 @@
 """The ErasureStore port's contract, on the in-memory store and on Redis alike.
 
 ``testing.memory_erasures.MemoryErasureStore`` (what ``test_erasure_usecase.py`` runs the flow on)
-and ``store.erasures.RedisErasureStore`` over a real redis-server (``cancel.lua``, ``erase.lua``)
+and ``store.erasures.RedisErasureStore`` over a real redis-server (a cancellation's steps, ``erase.lua``)
 answer every assertion here the same way, so what the use case is shown to decide on the one it
 decides on the other.
 """

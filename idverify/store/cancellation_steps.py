@@ -1,0 +1,113 @@
+"""A cancellation as a step sequence (docs/ARCHITECTURE.md, "3.2 Cancellation"), and its repair.
+
+The account's step (``cancel_account.lua``: its verifications ended, its binding cleared, its
+erasure queued, ``account.cancelled`` written), the identity's (``cancel_identity.lua``: the
+member removed, the identity queued when it was the last) and, after ``LAST``, the tenant's
+(``drop_names.lua``: the organization's names). The caller is answered after the identity's step,
+or the names' when it runs. Step by step, the account's step writes the intent
+``unbind:<account pseudonym>``, removed last (``store.bucket_steps``); the repairer resumes from
+it with the identity's step, every step after the account's being idempotent.
+
+Every entry of a cancellation is written by the account's step, with the change it records, so a
+repair writes none: the interrupted call's entries are already in the log, once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from idverify.flows.erasure import Cancellation
+from idverify.store.bucket_steps import Intent, StepRunner
+from idverify.store.connection import as_text
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import ChainStep
+
+__all__ = ["INTENT_KIND", "BoundAccount", "CancellationSteps", "intent_member"]
+
+INTENT_KIND = "unbind"
+
+
+def intent_member(account_ps: str) -> str:
+    """The intent a cancellation of a bound account writes: ``unbind:<account pseudonym>``."""
+    return f"{INTENT_KIND}:{account_ps}"
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAccount:
+    """What the caller read of the account just before: its identity ref and claim tag ('' unbound)."""
+
+    ref: str
+    tag: str
+    live: Sequence[str]  # its live verification ids
+
+
+class CancellationSteps:
+    """Builds and runs a cancellation's steps on a :class:`StepRunner`."""
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+
+    async def cancel(self, tenant: str, cancellation: Cancellation, read: BoundAccount) -> int | None:
+        """Cancels the account as read; its erasure's due time, or None when the read went stale."""
+        keys = TenantKeys(tenant)
+        account_ps = cancellation.account_pseudonym
+        member = intent_member(account_ps)
+        tail = self._tail(keys, account_ps, read.ref, read.tag, cancellation.due_ms) if read.ref else []
+        delay = "" if self._runner.chained or not read.ref else self._runner.intent_delay_ms(1 + len(tail))
+        first = ChainStep(
+            "cancel_account",
+            [
+                keys.account(account_ps),
+                keys.account_verifications(account_ps),
+                keys.erasure_due(),
+                keys.audit_log(),
+                keys.intents(),
+                keys.intent(member),
+                *(keys.verification(v) for v in read.live),
+            ],
+            [
+                cancellation.due_ms,
+                cancellation.request_json,
+                account_ps,
+                cancellation.audit_pseudonym,
+                read.ref,
+                read.tag,
+                json.dumps(list(read.live)),
+                delay,
+            ],
+            proceed_on=("OK",),
+        )
+        # An account never bound has no other step, and its one writes no intent.
+        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",)) if tail else None
+        replies = await self._runner.run("cancel", [first, *tail], intent=intent)
+        # {'OK', due ms} cancelled now, {'DONE', first due ms} before (a pending intent is the
+        # repairer's to finish); {'RETRY'} when the read above went stale.
+        status = as_text(replies[0][0])
+        return int(replies[0][1]) if status in {"OK", "DONE"} else None
+
+    async def resume(self, tenant: str, account_ps: str, ref: str, tag: str, due_ms: int) -> None:
+        """Runs the steps after the account's from its intent, then removes the intent."""
+        keys = TenantKeys(tenant)
+        member = intent_member(account_ps)
+        steps = self._tail(keys, account_ps, ref, tag, due_ms)
+        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("KEPT", "LAST", "GONE"))
+        await self._runner.run("cancel-repair", steps, intent=intent, chain=False)
+
+    @staticmethod
+    def _tail(keys: TenantKeys, account_ps: str, ref: str, tag: str, due_ms: int) -> list[ChainStep]:
+        """The identity's step, and the organization's names after ``LAST`` when it has a tag."""
+        steps = [
+            ChainStep(
+                "cancel_identity",
+                [keys.identity(ref), keys.identity_accounts(ref), keys.erasure_due()],
+                [account_ps, ref, due_ms],
+                proceed_on=("LAST",),
+            )
+        ]
+        if tag:
+            steps.append(
+                ChainStep("drop_names", [keys.organization_names(), keys.organization_own_names(tag)], [tag])
+            )
+        return steps

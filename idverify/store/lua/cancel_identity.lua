@@ -1,0 +1,17 @@
+-- A cancellation's second step, in the identity's slot: the account leaves the identity's
+-- members (the idacc set and its m: field in the identity record). Idempotent by the account's
+-- pseudonym: removing an absent member changes nothing, so a repeat answers as the first run did.
+-- When no member is left, the identity's erasure is queued (NX: a first due time stays).
+-- KEYS: identity, identity accounts, erasure queue
+-- ARGV: account pseudonym, identity ref, due ms
+-- Replies: {'KEPT'} other accounts are bound to it; {'LAST'} none is (the organization's names
+--   go next, drop_names.lua); {'GONE'} no such identity record (erased since, or a ref that
+--   never was one: nothing to queue, and no names are dropped on its word).
+redis.call('SREM', KEYS[2], ARGV[1])
+-- Its member field goes with it (no longer a member's), and so do any fields 0.1.0's
+-- cancellations left.
+member_fields(KEYS[1], KEYS[2])
+if redis.call('SCARD', KEYS[2]) > 0 then return {'KEPT'} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
+redis.call('ZADD', KEYS[3], 'NX', ARGV[3], 'i:' .. ARGV[2])
+return {'LAST'}
