@@ -9,7 +9,7 @@ operator with write access to Redis who plants an intent for a bound account can
 garbage intent is logged by its key (never its contents) and removed, and the loop goes on. On one
 node, a cancellation is one atomic EVAL that writes no intent.
 
-CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS=50`` runs the long loop (a
+CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS=20`` runs the long loop (a
 slow test, docs/RELIABILITY.md).
 """
 
