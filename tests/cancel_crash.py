@@ -5,6 +5,8 @@
 test-only path that a Cluster always takes), and stops for good once its NTH step has answered,
 after printing ``paused``. ``killed_after`` runs it and kills it with SIGKILL there: nothing after
 that boundary runs, not even a ``finally``; the intent its first step wrote is what is left.
+With ``erase`` after NTH (``killed_after(..., erase=True)``) it runs the due erasure of the
+cancellation's account instead, by the cancellation's request, and stops alike.
 
 ``bind_accounts`` binds accounts to one identity as a signup does, ``LaterRepairs`` is the
 repairer as it runs once the intents fell due, and ``assert_cancelled_once`` checks what any
@@ -23,7 +25,7 @@ from typing import Any
 
 from idverify.domain.subjects import SubjectKind
 from idverify.flows.context import RequestInfo
-from idverify.flows.erasure import Cancellation
+from idverify.flows.erasure import Cancellation, ErasureItem, ErasureKind
 from idverify.flows.verification.port import NewVerification
 from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.bucket_steps import StepRunner
@@ -171,8 +173,10 @@ class _Stopping(StepRunner):
             time.sleep(3600)  # noqa: ASYNC251
 
 
-def killed_after(url: str, tenant: str, cancellation: Cancellation, nth: int) -> None:
+def killed_after(url: str, tenant: str, cancellation: Cancellation, nth: int, *, erase: bool = False) -> None:
     """Runs a cancellation in a process and SIGKILLs it once its ``nth`` step answered.
+
+    With ``erase``, the due erasure of the cancellation's account instead.
 
     Raises:
         AssertionError: the process ended (or failed) before reaching that boundary.
@@ -185,18 +189,24 @@ def killed_after(url: str, tenant: str, cancellation: Cancellation, nth: int) ->
             "request_json": cancellation.request_json,
         }
     )
-    with paused_module(["tests.cancel_crash", url, tenant, spec, str(nth)], f"its step {nth} answered"):
+    arguments = ["tests.cancel_crash", url, tenant, spec, str(nth), *(["erase"] if erase else [])]
+    with paused_module(arguments, f"its step {nth} answered"):
         pass
 
 
-async def _run(url: str, tenant: str, spec: str, nth: int) -> None:
+async def _run(url: str, tenant: str, spec: str, nth: int, erase: bool) -> None:
     redis = connect(url)
     scripts = Scripts(redis)
     store = RedisErasureStore(redis, scripts, steps=_Stopping(scripts, nth))
-    await store.cancel(tenant, Cancellation(**json.loads(spec)))
+    cancelled = Cancellation(**json.loads(spec))
+    if erase:
+        item = ErasureItem(ErasureKind.ACCOUNT, cancelled.account_pseudonym)
+        await store.erase(tenant, item, cancelled.request_json)
+    else:
+        await store.cancel(tenant, cancelled)
     print("finished", flush=True)  # noqa: T201 - not a pause: the caller says so
 
 
 if __name__ == "__main__":
-    url, tenant, spec, nth = sys.argv[1:]
-    asyncio.run(_run(url, tenant, spec, int(nth)))
+    url, tenant, spec, nth, *mode = sys.argv[1:]
+    asyncio.run(_run(url, tenant, spec, int(nth), mode == ["erase"]))

@@ -8,7 +8,8 @@ sequence died, or lost its store, in between. Every worker runs :func:`repair_fo
 audit integration: every few seconds, for each tenant, it reads the due intents (64 at most a
 round), takes each with a check-and-set on its retry time (so two repairers rarely take the same
 one, and if they do, every step being idempotent, the second changes nothing) and resumes the
-sequence after its first step. The rule is to finish, never undo.
+sequence after its first step (a cancellation's, an account's erasure's). The rule is to finish,
+never undo.
 
 The store checks each intent as the sequence's first step would see it and finishes only what that
 step recorded: an intent planted by someone with write access to Redis (for an account that is not
@@ -48,7 +49,7 @@ REPAIR_INTERVAL_SECONDS = 3.0
 DUE_PAGE = 64
 # An intent's member as this release writes it: its kind and a pseudonym (32 hex digits). Only
 # such a member is shown in a log line.
-_LOGGABLE = re.compile(r"unbind:[0-9a-f]{32}")
+_LOGGABLE = re.compile(r"(?:unbind|erase):[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)

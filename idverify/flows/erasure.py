@@ -11,7 +11,8 @@ events, which hold pseudonyms only and never the identity's key.
 
 The flow reads and writes the store through :class:`ErasureStore`, the port declared here, in
 typed values; ``store.erasures.RedisErasureStore`` implements it (the queue's keys, the snapshot
-each script is given, a cancellation's steps and ``erase.lua`` and their replies).
+each script is given, a cancellation's and an account's erasure's steps, ``erase_identity.lua``,
+and their replies).
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@
 what is overdue); this adapter reads and writes the records in typed values: the global set of
 tenants with erasures (``iv1:{global}:erasure:tenants``), each tenant's queue (a sorted set of
 ``a:<account pseudonym>`` and ``i:<identity ref>`` members scored by their due time, in the
-tenant's slot), a cancellation's steps (``store.cancellation_steps``) and ``erase.lua``, whose
-replies are decoded here once.
+tenant's slot), a cancellation's steps (``store.cancellation_steps``), an account's erasure's
+(``store.erasure_steps``) and ``erase_identity.lua``, whose replies are decoded here once.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -18,6 +17,7 @@ from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, Eras
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.cancellation_steps import BoundAccount, CancellationSteps
 from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.erasure_steps import ErasureSteps
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
@@ -48,13 +48,15 @@ class RedisErasureStore(ScriptedStore):
     """``flows.erasure.ErasureStore`` over Redis.
 
     Args:
-        steps: the runner of a cancellation's steps (the crash tests pass one that runs them one
-            by one on one node too); by default the scripts' own.
+        steps: the runner of a cancellation's and an account's erasure's steps (the crash tests
+            pass one that runs them one by one on one node too); by default the scripts' own.
     """
 
     def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
         super().__init__(redis, scripts)
-        self._cancellation = CancellationSteps(steps or StepRunner(scripts))
+        runner = steps or StepRunner(scripts)
+        self._cancellation = CancellationSteps(runner)
+        self._erasure = ErasureSteps(runner)
 
     async def note_tenant(self, tenant: str) -> None:
         """Names ``tenant`` among those the workers visit."""
@@ -89,45 +91,35 @@ class RedisErasureStore(ScriptedStore):
         return [_item(member) for member in members]
 
     async def erase(self, tenant: str, item: ErasureItem, request_json: str) -> EraseOutcome:
-        """Runs ``erase.lua`` over ``item`` and what it holds as read just before."""
+        """Erases ``item`` as read just before: an account's steps, or ``erase_identity.lua``."""
         keys = TenantKeys(tenant)
-        account_ps = item.subject if item.kind is ErasureKind.ACCOUNT else ""
-        ref = item.subject if item.kind is ErasureKind.IDENTITY else ""
-        ids: list[str] = []
-        extra: list[str] = []
-        if item.kind is ErasureKind.ACCOUNT:
-            # Counters under the account's pseudonyms would outlive it by up to their window
-            # (a day): they go with it.
-            extra.append(keys.check_mismatches("acct", account_ps))
-            async with translate_errors():
-                ids = _texts(await self._redis.zrange(keys.account_verifications(account_ps), 0, -1))
-                for verification_id in ids:
-                    otp_ps = await self._redis.hget(keys.verification(verification_id), "otp_ps")
-                    extra.append(keys.verification(verification_id))
-                    if otp_ps:
-                        extra.append(keys.otp_failures(as_text(otp_ps)))
-                        extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
-        result = await self._scripts.run(
-            "erase",
-            [
-                keys.erasure_due(),
-                keys.audit_log(),
-                keys.account(account_ps),
-                keys.consent(account_ps),
-                keys.account_verifications(account_ps),
-                keys.identity(ref),
-                keys.identity_accounts(ref),
-                keys.intents(),
-                *extra,
-            ],
-            [_member(item), request_json, json.dumps(ids)],
-        )
-        # {'OK'} erased (or an identity kept in use), {'GONE'} not queued or not due (or its
-        # cancellation not finished yet: the next round), {'RETRY'} the account's verifications
-        # changed since they were read.
-        if result[0] == b"OK":
+        if item.kind is ErasureKind.IDENTITY:
+            ref = item.subject
+            result = await self._scripts.run(
+                "erase_identity",
+                [keys.erasure_due(), keys.audit_log(), keys.identity(ref), keys.identity_accounts(ref)],
+                [_member(item), request_json],
+            )
+            # {'OK'} erased or kept in use, {'GONE'} not queued or not due.
+            return EraseOutcome.ERASED if result[0] == b"OK" else EraseOutcome.GONE
+        account_ps = item.subject
+        # Counters under the account's pseudonyms would outlive it by up to their window (a
+        # day): they go with it.
+        extra = [keys.check_mismatches("acct", account_ps)]
+        async with translate_errors():
+            ids = _texts(await self._redis.zrange(keys.account_verifications(account_ps), 0, -1))
+            for verification_id in ids:
+                otp_ps = await self._redis.hget(keys.verification(verification_id), "otp_ps")
+                extra.append(keys.verification(verification_id))
+                if otp_ps:
+                    extra.append(keys.otp_failures(as_text(otp_ps)))
+                    extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
+        status = await self._erasure.erase(tenant, account_ps, request_json, ids, extra)
+        # GONE: not queued or not due, or its cancellation not finished yet (the next round);
+        # RETRY: the account's verifications changed since they were read.
+        if status == "OK":
             return EraseOutcome.ERASED
-        if result[0] == b"GONE":
+        if status == "GONE":
             return EraseOutcome.GONE
         return EraseOutcome.CHANGED
 

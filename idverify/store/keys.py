@@ -25,8 +25,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
-| ``iv1:{t:T}:intents`` | zset | step sequences' durable intents: ``unbind:<account ps>`` -> retry ms |
-| ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject, ref, tag, due_ms, request fields |
+| ``iv1:{t:T}:intents`` | zset | durable intents of step sequences: ``unbind:``/``erase:<ps>`` -> retry ms |
+| ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject (an unbind: ref, tag, due_ms, request) |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
 | ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
 | ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
@@ -183,7 +183,7 @@ class TenantKeys:
         return f"{self._base}:intents"
 
     def intent(self, member: str) -> str:
-        """The record of one intent of :meth:`intents` (``unbind:<account pseudonym>``)."""
+        """The record of one intent of :meth:`intents` (``unbind:``/``erase:<account pseudonym>``)."""
         return f"{self._base}:intent:{member}"
 
     def erasure_due(self) -> str:

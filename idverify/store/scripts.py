@@ -94,7 +94,11 @@ SCRIPT_NAMES = (
     "drop_names",
     "intent_done",
     "intent_take",
-    "erase",
+    # An account's erasure as steps (store.erasure_steps): the account's, then the open minutes
+    # of reads it leaves; an identity's erasure is one script.
+    "erase_account",
+    "erase_minutes",
+    "erase_identity",
     "reseal_identity",
     "reseal_verification",
     # A tenant's removal: scheduled (its clients revoked), cancelled, its log closed.
@@ -118,8 +122,10 @@ SCRIPT_NAMES = (
 ACKNOWLEDGED_SCRIPTS = frozenset(
     {"start", "confirm_request", "submit", "guardian", "client", "consent_grant", "consent_withdraw"}
     # Every step of a cancellation before its reply (store.bucket_steps requires it): a later
-    # step relies on the one before it being kept.
-    | {"cancel_account", "cancel_identity", "drop_names", "erase"}
+    # step relies on the one before it being kept. Both of an account's erasure: the intent's
+    # removal, after the minutes' step, must not outlive a failover that lost that step.
+    | {"cancel_account", "cancel_identity", "drop_names"}
+    | {"erase_account", "erase_minutes", "erase_identity"}
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
     | {"approved_names"}

@@ -113,7 +113,7 @@ class MemoryErasureStore:
         ]
 
     async def erase(self, tenant: str, item: ErasureItem, request_json: str) -> EraseOutcome:
-        """Erases as ``erase.lua`` does; CHANGED while ``stale_reads`` lasts for an account."""
+        """Erases as the store's erasure scripts do; CHANGED while ``stale_reads`` lasts for an account."""
         del request_json
         held = self._tenant(tenant)
         due = held.queue.get(item)

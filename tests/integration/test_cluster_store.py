@@ -12,6 +12,7 @@ from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.bucket_repair import BucketRepairer
+from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
@@ -23,6 +24,7 @@ from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
 from tests import cancel_crash
+from tests.unit.store import test_erasure_steps as erasure_steps
 from tests.unit.usecases import test_verification_contract as contract
 
 pytestmark = pytest.mark.slow
@@ -214,5 +216,43 @@ class TestCancellationOnCluster:
             repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
             assert await repairer.repair(tenant) == 1
             await cancel_crash.assert_cancelled_once(client, tenant, cancelled, [])
+        finally:
+            await client.aclose()
+
+
+class TestErasureOnCluster:
+    """An account's erasure runs its steps one by one on a Cluster; a worker killed between is repaired."""
+
+    async def test_an_erasure_killed_after_the_accounts_step_is_repaired(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"erase-kill-{time.time_ns()}"
+            cancelled, other, _ = await erasure_steps.due_and_read(client, tenant)
+            await asyncio.to_thread(
+                cancel_crash.killed_after, redis_cluster.url, tenant, cancelled, 1, erase=True
+            )
+            keys = TenantKeys(tenant)
+            assert not await client.exists(keys.account(cancelled.account_pseudonym))
+            assert await client.zcard(keys.intents()) == 1
+            repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
+            assert await repairer.repair(tenant) == 1
+            for minute in erasure_steps.MINUTES:
+                assert await client.smembers(keys.reads_minute_accounts(minute)) == {other.encode()}
+            entries = await cancel_crash.entries(client, tenant)
+            assert [e["account"] for e in entries if e["type"] == "account.erased"] == [
+                cancelled.audit_pseudonym
+            ]
+            assert await client.zcard(keys.intents()) == 0
+            # The next one runs to the end in one call, leaving no intent either.
+            again = cancel_crash.cancellation(other, "c-other", due_ms=1)
+            store = RedisErasureStore(client, Scripts(client))
+            assert await store.cancel(tenant, again) == 1
+            item = ErasureItem(ErasureKind.ACCOUNT, other)
+            assert await store.erase(tenant, item, again.request_json) is EraseOutcome.ERASED
+            for minute in erasure_steps.MINUTES:
+                assert await client.smembers(keys.reads_minute_accounts(minute)) == set()
+            assert await client.zcard(keys.intents()) == 0
         finally:
             await client.aclose()

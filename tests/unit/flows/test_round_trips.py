@@ -26,7 +26,7 @@ from idverify.config import load_settings
 from idverify.domain.consent import text_version_of
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo
-from idverify.flows.erasure import ErasureFlow
+from idverify.flows.erasure import ErasureFlow, ErasureItem, ErasureKind
 from idverify.flows.verification import StartRequest, VerificationFlow
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
@@ -60,6 +60,10 @@ CANCEL_TRIPS = [
     ["ZRANGEBYSCORE"],
     ["EVALSHA cancel_account+cancel_identity+drop_names"],
 ]
+# A due account's erasure: its verification ids read, each one's phone pseudonym (for its
+# counters), then its steps (the account's records, the open minutes of reads it leaves:
+# store.erasure_steps) as one chain, as erase.lua was one script before them.
+ERASE_TRIPS = [["ZRANGE"], ["HGET"], ["EVALSHA erase_account+erase_minutes"]]
 INFO = RequestInfo(principal="round-trips")
 _n = itertools.count(1)
 # The chains a signup runs (Scripts.run_chain), named by their scripts.
@@ -69,6 +73,7 @@ _CHAINS = (
     ("phone_guess", "submit"),
     ("fields_unchanged", "phone_guess", "submit"),
     ("cancel_account", "cancel_identity", "drop_names"),
+    ("erase_account", "erase_minutes"),
 )
 _SCRIPT_OF_SHA = {
     **{hashlib.sha1(script_source(name).encode()).hexdigest(): name for name in SCRIPT_NAMES},  # noqa: S324 - Redis names scripts by SHA-1
@@ -252,10 +257,11 @@ async def test_an_answer_on_another_worker_reads_its_record(
     assert submit_calls == [["HGETALL"], ["EVALSHA phone_guess+submit"]]
 
 
-async def test_a_cancellation_on_one_node_is_one_script_still(
+@contextlib.asynccontextmanager
+async def _two_signups(
     proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Its steps are chained (store.bucket_steps): no round trip more than the one script it was."""
+) -> AsyncIterator[tuple[ErasureFlow, RedisClient, Keyring]]:
+    """An erasure flow behind the proxy, after two signups (their account ids in ``_last_accounts``)."""
     keyring = Keyring.generate()
     flow, scripts, redis = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path, keyring)
     settings = load_settings(None, environ={})
@@ -263,12 +269,41 @@ async def test_a_cancellation_on_one_node_is_one_script_still(
     try:
         for _ in range(2):
             await _signup(flow, caplog, proxy.wire)
+        yield erasure, redis, keyring
+    finally:
+        await scripts.aclose()
+        await redis.aclose(close_connection_pool=True)
+
+
+async def test_a_cancellation_on_one_node_is_one_script_still(
+    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its steps are chained (store.bucket_steps): no round trip more than the one script it was."""
+    async with _two_signups(proxy, tmp_path, caplog) as (erasure, _, _):
         # The first loads the scripts and samples the store's clock; the second is the count.
         await erasure.cancel("default", _last_accounts[-2], INFO)
         proxy.wire.take()
         await erasure.cancel("default", _last_accounts[-1], INFO)
         trips = proxy.wire.take()
-    finally:
-        await scripts.aclose()
-        await redis.aclose(close_connection_pool=True)
     assert trips == CANCEL_TRIPS
+
+
+async def test_an_erasure_on_one_node_is_one_script_still(
+    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its steps are chained (store.erasure_steps): no round trip more than the one script it was."""
+    async with _two_signups(proxy, tmp_path, caplog) as (erasure, redis, keyring):
+        items = []
+        for account_id in _last_accounts[-2:]:
+            await erasure.cancel("default", account_id, INFO)
+            items.append(
+                ErasureItem(ErasureKind.ACCOUNT, keyring.pseudonym("default", "account", account_id))
+            )
+            # Due now rather than days out: the queue is the setting, not what is counted.
+            await redis.zadd("iv1:{t:default}:erasure:due", {f"a:{items[-1].subject}": 1})
+        # The first loads the scripts; the second is the count.
+        assert await erasure.erase("default", items[0])
+        proxy.wire.take()
+        assert await erasure.erase("default", items[1])
+        trips = proxy.wire.take()
+    assert trips == ERASE_TRIPS
