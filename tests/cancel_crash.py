@@ -7,6 +7,11 @@ after printing ``paused``. ``killed_after`` runs it and kills it with SIGKILL th
 that boundary runs, not even a ``finally``; the intent its first step wrote is what is left.
 With ``erase`` after NTH (``killed_after(..., erase=True)``) it runs the due erasure of the
 cancellation's account instead, by the cancellation's request, and stops alike.
+With ``flow`` after NTH (``flow_killed_after``) it cancels through CancelAccount's flow
+(``ErasureFlow.cancel``, the tenant noted first) an account id under a server's keyring, for the
+tests of a real server.
+The URL's ``wait_replicas`` holds each acknowledged step until that many replicas have it, as a
+server configured so does.
 
 ``bind_accounts`` binds accounts to one identity as a signup does, ``LaterRepairs`` is the
 repairer as it runs once the intents fell due, and ``assert_cancelled_once`` checks what any
@@ -20,14 +25,18 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+from idverify.config import ErasureSettings
 from idverify.domain.subjects import SubjectKind
 from idverify.flows.context import RequestInfo
-from idverify.flows.erasure import Cancellation, ErasureItem, ErasureKind
+from idverify.flows.erasure import Cancellation, ErasureFlow, ErasureItem, ErasureKind
 from idverify.flows.verification.port import NewVerification
 from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.privacy.keyring import load_keyring
+from idverify.privacy.sealing import Sealer
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient, as_text, connect
@@ -35,6 +44,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.intent_repairs import RedisIntentRepairs
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
+from idverify.store.topology import parse_redis_url
 from idverify.store.verifications import RedisVerificationStore
 from idverify.testing.memory_code_sends import send_limits
 from tests.sequencer_crash import paused_module
@@ -194,9 +204,28 @@ def killed_after(url: str, tenant: str, cancellation: Cancellation, nth: int, *,
         pass
 
 
-async def _run(url: str, tenant: str, spec: str, nth: int, erase: bool) -> None:
+def flow_killed_after(url: str, keyring: Path, tenant: str, account_id: str, request: RequestInfo) -> None:
+    """CancelAccount's flow on ``account_id`` in a process, SIGKILLed once its first step answered.
+
+    The account's step is done (cancelled, unbound, audited, the intent written); the identity's
+    is not: what a server's repairer finds after a worker died between them.
+
+    Raises:
+        AssertionError: the process ended (or failed) before reaching that boundary.
+    """
+    spec = json.dumps({"keyring": str(keyring), "account_id": account_id, "request": asdict(request)})
+    with paused_module(["tests.cancel_crash", url, tenant, spec, "1", "flow"], "its step 1 answered"):
+        pass
+
+
+def _scripts(url: str) -> tuple[RedisClient, Scripts]:
+    """A client of ``url`` and its scripts, acknowledged steps waiting for the URL's replicas."""
     redis = connect(url)
-    scripts = Scripts(redis)
+    return redis, Scripts(redis, ack=parse_redis_url(url).ack)
+
+
+async def _run(url: str, tenant: str, spec: str, nth: int, erase: bool) -> None:
+    redis, scripts = _scripts(url)
     store = RedisErasureStore(redis, scripts, steps=_Stopping(scripts, nth))
     cancelled = Cancellation(**json.loads(spec))
     if erase:
@@ -207,6 +236,19 @@ async def _run(url: str, tenant: str, spec: str, nth: int, erase: bool) -> None:
     print("finished", flush=True)  # noqa: T201 - not a pause: the caller says so
 
 
+async def _run_flow(url: str, tenant: str, spec: str, nth: int) -> None:
+    redis, scripts = _scripts(url)
+    asked = json.loads(spec)
+    keyring = load_keyring(path=Path(asked["keyring"]))
+    store = RedisErasureStore(redis, scripts, steps=_Stopping(scripts, nth))
+    flow = ErasureFlow(store, ErasureSettings(), keyring, Sealer(keyring))
+    await flow.cancel(tenant, asked["account_id"], RequestInfo(**asked["request"]))
+    print("finished", flush=True)  # noqa: T201 - not a pause: the caller says so
+
+
 if __name__ == "__main__":
     url, tenant, spec, nth, *mode = sys.argv[1:]
-    asyncio.run(_run(url, tenant, spec, int(nth), mode == ["erase"]))
+    if mode == ["flow"]:
+        asyncio.run(_run_flow(url, tenant, spec, int(nth)))
+    else:
+        asyncio.run(_run(url, tenant, spec, int(nth), mode == ["erase"]))
