@@ -24,16 +24,11 @@ at random); ``IDVERIFY_CRASH_LOOPS=N`` runs N rounds (docs/RELIABILITY.md).
 from __future__ import annotations
 
 import itertools
-import os
 import random
-import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-import redis
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 
 from idverify.audit.sequencer import StageSequencer
 from idverify.domain.errors import StoreUnavailable
@@ -44,7 +39,16 @@ from idverify.store.local_topologies import LocalCluster, wait_until
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticStager
 from idverify.store.topology import ReplicaAck
-from idverify.testing import RedisProcess
+from tests.cluster_failover import (
+    FAILOVER_SECONDS,
+    failover_cluster,
+    kill_primary,
+    promoted,
+    rejoin,
+    replica_cut_off,
+    replicated,
+    serving,
+)
 from tests.sequencer_crash import (
     STEPS,
     assert_sequenced_once,
@@ -63,15 +67,12 @@ PER_BUCKET = 300  # two batches a bucket
 CI_ROUNDS = 1  # the fixed cases below are CI's share; the loop is the long run
 ROUNDS = loop_rounds(CI_ROUNDS)
 ROUNDS_A_TENANT = 10  # each check reads the whole log: a new tenant every this many rounds
-FAILOVER_SECONDS = 60.0
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """Three primaries with a replica each; a node killed by a test rejoins as a replica before the next."""
-    with LocalCluster(
-        tmp_path_factory.mktemp("failover"), replicas_per_primary=1, node_timeout_ms=1000
-    ) as setup:
+    with failover_cluster(tmp_path_factory.mktemp("failover")) as setup:
         yield setup
 
 
@@ -91,98 +92,9 @@ async def spread_tenant(url: str) -> str:
         await client.aclose()
 
 
-def _nodes(port: int) -> dict[str, dict[str, object]]:
-    with redis.Redis(port=port, socket_timeout=2) as client:
-        return dict(client.execute_command("CLUSTER NODES"))
-
-
-def _agreed_primary(cluster: LocalCluster, key: str) -> RedisProcess | None:
-    """The node every live node names as the primary of ``key``'s slot, None while they differ."""
-    slot = key_slot(key.encode())
-    found: set[int] = set()
-    for node in _live(cluster):
-        for address, info in _nodes(node.port).items():
-            ranges = info["slots"]
-            assert isinstance(ranges, list)
-            if "master" in str(info["flags"]) and any(int(r[0]) <= slot <= int(r[-1]) for r in ranges):
-                found.add(int(address.rsplit(":", 1)[1]))
-    if len(found) != 1:
-        return None
-    (port,) = found
-    return next(node for node in cluster.nodes if node.port == port)
-
-
-@contextmanager
-def replica_cut_off(cluster: LocalCluster, primary: RedisProcess) -> Iterator[RedisProcess]:
-    """Cuts ``primary``'s replica off for the block: nothing written meanwhile reaches it.
-
-    The replica is stopped (SIGSTOP) and its link dropped; it runs on when the block ends, so a
-    failover can then promote it.
-    """
-    replica = _replica_of(cluster, primary)
-    assert replica.process is not None
-    os.kill(replica.process.pid, signal.SIGSTOP)
-    try:
-        with redis.Redis(port=primary.port, socket_timeout=2) as direct:
-            direct.client_kill_filter(_type="replica")
-        yield replica
-    finally:
-        os.kill(replica.process.pid, signal.SIGCONT)
-
-
-def serving(cluster: LocalCluster, key: str) -> RedisProcess:
-    """The primary of ``key``'s slot."""
-    node = _agreed_primary(cluster, key)
-    assert node is not None, key
-    return node
-
-
 def _stream_order(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq)
-
-
-def _live(cluster: LocalCluster) -> list[RedisProcess]:
-    return [n for n in cluster.nodes if n.process is not None and n.process.poll() is None]
-
-
-def _replica_of(cluster: LocalCluster, primary: RedisProcess) -> RedisProcess:
-    with redis.Redis(port=primary.port, socket_timeout=2) as client:
-        port = int(client.info("replication")["slave0"]["port"])
-    return next(node for node in cluster.nodes if node.port == port)
-
-
-def kill_primary(cluster: LocalCluster, key: str) -> RedisProcess:
-    """SIGKILLs the primary of ``key``'s slot and waits until its replica serves the slot; the dead node."""
-    dead = serving(cluster, key)
-    dead.stop(hard=True)
-    wait_until(lambda: _promoted(cluster, key, dead), "the replica", FAILOVER_SECONDS)
-    return dead
-
-
-def _promoted(cluster: LocalCluster, key: str, dead: RedisProcess) -> bool:
-    serves = _agreed_primary(cluster, key)
-    return serves is not None and serves is not dead and cluster.is_ok()
-
-
-def rejoin(cluster: LocalCluster, dead: RedisProcess) -> None:
-    """Starts a killed node again: it learns it lost its slots and syncs as the new primary's replica."""
-    dead.start()
-
-    def synced() -> bool:
-        with redis.Redis(port=dead.port, socket_timeout=2) as client:
-            info = client.info("replication")
-        return info["role"] == "slave" and info["master_link_status"] == "up" and cluster.is_ok()
-
-    wait_until(synced, "the killed node to rejoin as a replica", FAILOVER_SECONDS)
-
-
-def replicated(cluster: LocalCluster) -> None:
-    """Waits until every primary's replica holds its writes (what an acknowledged staging step would)."""
-    for node in _live(cluster):
-        with redis.Redis(port=node.port, socket_timeout=10) as client:
-            if client.info("replication")["role"] == "master":
-                assert client.wait(1, 5000) == 1
 
 
 async def stage_round(cluster: LocalCluster, tenant: str, label: str, staged: dict[int, list[str]]) -> None:
@@ -322,7 +234,7 @@ async def test_a_bucket_primary_that_loses_records_already_sequenced_leaves_thei
             await client.aclose()
         await sequence_pass(cluster, tenant, WAITED)
         primary.stop(hard=True)
-    wait_until(lambda: _promoted(cluster, stage, primary), "the replica", FAILOVER_SECONDS)
+    wait_until(lambda: promoted(cluster, stage, primary), "the replica", FAILOVER_SECONDS)
     rejoin(cluster, primary)
     client = connect(cluster.url)
     try:
