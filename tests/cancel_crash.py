@@ -168,6 +168,18 @@ async def assert_cancelled_once(
     assert not await redis.exists(keys.intent(f"unbind:{account_ps}"))
 
 
+class Watching(StepRunner):
+    """A runner that records each boundary it crosses (none, when its steps run as one EVAL)."""
+
+    def __init__(self, scripts: Scripts) -> None:
+        super().__init__(scripts)
+        self.seen: list[int] = []
+
+    async def _reached(self, sequence: str, done: int) -> None:
+        del sequence
+        self.seen.append(done)
+
+
 class _Stopping(StepRunner):
     """Step by step, but the process stops dead once its ``nth`` step answered."""
 

@@ -24,6 +24,19 @@ local function hgetall(key)
   return t
 end
 
+-- Whether the ids a caller read before its script (a JSON list, decoded) are the stored ones, in
+-- any order: a script that acts on each of them answers RETRY when they changed meanwhile, and the
+-- caller reads again.
+local function same_ids(stored, passed)
+  if #stored ~= #passed then return false end
+  local listed = {}
+  for _, id in ipairs(passed) do listed[id] = true end
+  for _, id in ipairs(stored) do
+    if not listed[id] then return false end
+  end
+  return true
+end
+
 -- Constant-time comparison: the loop runs over the whole string whatever the first difference.
 local function ct_equal(a, b)
   if #a ~= #b then return false end

@@ -18,12 +18,7 @@ if acct.cancelled_ms then return {'DONE', acct.erase_due_ms} end
 if (acct.identity or '') ~= ARGV[5] or (acct.name_tag or '') ~= ARGV[6] then return {'RETRY'} end
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], NOW, '+inf')
 local passed = cjson.decode(ARGV[7])
-if #live ~= #passed then return {'RETRY'} end
-local listed = {}
-for _, id in ipairs(passed) do listed[id] = true end
-for _, id in ipairs(live) do
-  if not listed[id] then return {'RETRY'} end
-end
+if not same_ids(live, passed) then return {'RETRY'} end
 local audit_ps = acct.audit or ARGV[4]
 for i, id in ipairs(passed) do
   local key = KEYS[6 + i]

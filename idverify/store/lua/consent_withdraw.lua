@@ -5,12 +5,7 @@
 --   the caller, who retries when they changed)
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], NOW, '+inf')
 local passed = cjson.decode(ARGV[4])
-if #live ~= #passed then return {'RETRY'} end
-local listed = {}
-for _, id in ipairs(passed) do listed[id] = true end
-for _, id in ipairs(live) do
-  if not listed[id] then return {'RETRY'} end
-end
+if not same_ids(live, passed) then return {'RETRY'} end
 local purpose = ARGV[1]
 local was_granted = redis.call('HEXISTS', KEYS[1], purpose .. ':g') == 1
 redis.call('HSET', KEYS[1], purpose .. ':w', NOW)

@@ -22,12 +22,7 @@ if not due or tonumber(due) > NOW then return {'GONE'} end
 if redis.call('ZSCORE', KEYS[6], 'unbind:' .. ARGV[1]) then return {'GONE'} end
 local ids = redis.call('ZRANGE', KEYS[5], 0, -1)
 local passed = cjson.decode(ARGV[3])
-if #ids ~= #passed then return {'RETRY'} end
-local listed = {}
-for _, id in ipairs(passed) do listed[id] = true end
-for _, id in ipairs(ids) do
-  if not listed[id] then return {'RETRY'} end
-end
+if not same_ids(ids, passed) then return {'RETRY'} end
 local base = cjson.decode(ARGV[2])
 base.account = redis.call('HGET', KEYS[3], 'audit') or ''
 -- The account's id for its account.erased event is read before its hash goes (or from an

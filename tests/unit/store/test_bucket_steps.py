@@ -23,7 +23,7 @@ import logging
 import pytest
 
 from idverify.flows.bucket_repair import BucketRepairer, DueIntent, RepairOutcome, repair_forever
-from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
+from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.erasures import RedisErasureStore
@@ -37,6 +37,7 @@ from tests.cancel_crash import (
     REF,
     TAG,
     LaterRepairs,
+    Watching,
     assert_cancelled_once,
     bind_accounts,
     cancellation,
@@ -60,6 +61,17 @@ def redis(own_client: RedisClient) -> RedisClient:
 
 def _tenant(label: str) -> str:
     return f"steps{pseudonym(label)[:8]}"
+
+
+async def _killed_after_the_account_step(
+    redis: RedisClient, url: str, label: str, request_id: str, *, due_ms: int = DUE_MS
+) -> tuple[str, str, Cancellation]:
+    """A tenant whose one bound account's cancellation was killed -9 after its first step."""
+    tenant, target = _tenant(label), pseudonym(f"{label}-a")
+    await bind_accounts(redis, tenant, [target])
+    cancelled = cancellation(target, request_id, due_ms=due_ms)
+    await asyncio.to_thread(killed_after, url, tenant, cancelled, 1)
+    return tenant, target, cancelled
 
 
 class TestAWorkerKilledBetweenStepsIsRepaired:
@@ -92,11 +104,9 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
     async def test_a_repeat_cancel_during_a_pending_intent_answers_the_first_due_time(
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
-        tenant = _tenant("repeat")
-        target = pseudonym("repeat-a")
-        await bind_accounts(redis, tenant, [target])
-        first = cancellation(target, "cancel-first")
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, first, 1)
+        tenant, target, first = await _killed_after_the_account_step(
+            redis, own_redis.url, "repeat", "cancel-first"
+        )
         scripts = Scripts(redis)
         store = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
         again = cancellation(target, "cancel-again")
@@ -126,10 +136,9 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
         """Erased first, it would leave a member its identity keeps and no repair could tell."""
-        tenant = _tenant("erase-waits")
-        target = pseudonym("erase-waits-a")
-        await bind_accounts(redis, tenant, [target])
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(target, "c1", due_ms=1), 1)
+        tenant, target, _ = await _killed_after_the_account_step(
+            redis, own_redis.url, "erase-waits", "c1", due_ms=1
+        )
         store = RedisErasureStore(redis, Scripts(redis))
         item, request = ErasureItem(ErasureKind.ACCOUNT, target), json.dumps({"principal": "idverify"})
         assert await store.erase(tenant, item, request) is EraseOutcome.GONE
@@ -148,17 +157,11 @@ class TestOneNodeIsOneAtomicStep:
         target = pseudonym("one-node-a")
         await bind_accounts(redis, tenant, [target])
         scripts = Scripts(redis)
-        seen: list[int] = []
-
-        class Watching(StepRunner):
-            async def _reached(self, sequence: str, done: int) -> None:
-                del sequence
-                seen.append(done)
-
-        store = RedisErasureStore(redis, scripts, steps=Watching(scripts))
+        watching = Watching(scripts)
+        store = RedisErasureStore(redis, scripts, steps=watching)
         assert store._cancellation._runner.chained  # the path under test
         assert await store.cancel(tenant, cancellation(target, "c1")) == DUE_MS
-        assert seen == []  # no boundary was crossed
+        assert watching.seen == []  # no boundary was crossed
         await assert_cancelled_once(redis, tenant, cancellation(target, "c1"), [])
 
     async def test_the_runner_refuses_an_unacknowledged_step_before_the_last(
@@ -286,11 +289,7 @@ class TestHostileIntents:
     async def test_two_repairers_take_an_intent_once(
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
-        tenant = _tenant("race")
-        target = pseudonym("race-a")
-        await bind_accounts(redis, tenant, [target])
-        cancelled = cancellation(target, "c-race")
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancelled, 1)
+        tenant, _, cancelled = await _killed_after_the_account_step(redis, own_redis.url, "race", "c-race")
         keys = TenantKeys(tenant)
         ((member, score),) = await redis.zrange(keys.intents(), 0, -1, withscores=True)
         due = DueIntent(as_text(member), int(score))

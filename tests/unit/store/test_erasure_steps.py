@@ -26,7 +26,15 @@ from idverify.store.intent_repairs import RedisIntentRepairs
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
-from tests.cancel_crash import LaterRepairs, bind_accounts, cancellation, entries, killed_after, pseudonym
+from tests.cancel_crash import (
+    LaterRepairs,
+    Watching,
+    bind_accounts,
+    cancellation,
+    entries,
+    killed_after,
+    pseudonym,
+)
 from tests.e2e.test_lifecycle_erasure import tied_keys
 
 # Two clients' minutes of reads not yet summarized, each listing the erased account and another.
@@ -144,17 +152,11 @@ class TestOneNodeIsOneAtomicStep:
         tenant = _tenant("one-node")
         cancelled, other, needles = await due_and_read(redis, tenant)
         scripts = Scripts(redis)
-        seen: list[int] = []
-
-        class Watching(StepRunner):
-            async def _reached(self, sequence: str, done: int) -> None:
-                del sequence
-                seen.append(done)
-
-        store = RedisErasureStore(redis, scripts, steps=Watching(scripts))
+        watching = Watching(scripts)
+        store = RedisErasureStore(redis, scripts, steps=watching)
         assert store._erasure._runner.chained  # the path under test
         assert await store.erase(tenant, _item(cancelled), cancelled.request_json) is EraseOutcome.ERASED
-        assert seen == []  # no boundary was crossed
+        assert watching.seen == []  # no boundary was crossed
         assert [k async for k in redis.scan_iter(match=TenantKeys(tenant).intent("*"))] == []
         await _assert_erased_once(redis, own_redis.url, tenant, cancelled, other, needles)
 
