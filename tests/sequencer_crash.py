@@ -3,7 +3,7 @@
 ``python -m tests.sequencer_crash URL TENANT BUCKETS STEP NTH`` sequences the tenant's buckets
 as a worker does (acknowledging its steps as the URL's ``wait_replicas`` says), but stops for good
 once the NTH call of STEP has returned (``cursor``: a bucket's cursor read, ``staged``: its XRANGE
-read, ``sequence``: the committed append, ``trim``: the stream trimmed), after printing
+read, ``sequence``: the committed append, ``trim``: its records deleted from the stream), after printing
 ``paused``. ``paused_at`` runs it and kills it with SIGKILL when the caller is done with the
 pause (a test kills a Redis primary meanwhile), ``killed_at`` at once: nothing after that
 boundary runs, not even a ``finally``. ``trim_half`` leaves what a trim interrupted halfway would.
@@ -64,19 +64,19 @@ def replay_hint(seed: int, rounds: int) -> str:
     return f"replay with {SEED_ENV}={seed} {LOOPS_ENV}={rounds}"
 
 
-def calls_at_least(step: str, prestaged: Sequence[int], *, cursors: bool) -> int:
+def calls_at_least(step: str, prestaged: Sequence[int]) -> int:
     """How many calls of ``step`` a pass makes at the least, its buckets holding ``prestaged`` (none 0).
 
-    Stagers adding records meanwhile only add calls.
+    Stagers adding records meanwhile, and what a crash left at or below a cursor (a late batch),
+    only add calls.
     """
     batches = sum(math.ceil(n / SEQUENCE_BATCH) for n in prestaged)
-    # A bucket's reads end with an empty one; its trims follow each batch, and come first too
-    # when it has a cursor (what a crash after a step left).
+    # A bucket's reads end with an empty one; a deletion of its records follows each batch.
     return {
         "cursor": len(prestaged),
         "staged": batches + len(prestaged),
         "sequence": batches,
-        "trim": batches + (len(prestaged) if cursors else 0),
+        "trim": batches,
     }[step]
 
 
@@ -119,8 +119,8 @@ class _Stopping(RedisAuditStages):
         self._returned("sequence")
         return outcome
 
-    async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
-        await super().trim(tenant, bucket, cursor)
+    async def trim(self, tenant: str, bucket: int, records: Sequence[StagedRecord]) -> None:
+        await super().trim(tenant, bucket, records)
         self._returned("trim")
 
 
@@ -173,7 +173,7 @@ def killed_at(url: str, tenant: str, buckets: int, step: str, nth: int) -> None:
 async def trim_half(redis: RedisClient, tenant: str, buckets: int) -> int:
     """Deletes half of each bucket's records at or below its cursor, as a trim cut short would leave.
 
-    The trim is one XTRIM, so a crash inside it leaves the stream as before or after it; this is
+    The trim is one XDEL, so a crash inside it leaves the stream as before or after it; this is
     what an XDEL-by-XDEL trim would leave. Returns how many records it deleted.
     """
     halved = 0

@@ -6,12 +6,16 @@ bucket's stream in the same step (the prelude's ``audit_stage``). The sequencer 
 bucket's staged entries into the log, in stream order, a batch of at most ``SEQUENCE_BATCH`` per
 call, each call one atomic step in the tenant's slot that appends the batch and moves the
 bucket's cursor past it with a check-and-set (``audit_sequence.lua``). Only after that call
-committed does it trim the bucket's stream up to the cursor. So:
+committed does it delete the batch's records from the bucket's stream, those and no others. So:
 
-- a batch sequenced twice (a crash after the call, before the trim; two workers racing) is
+- a batch sequenced twice (a crash after the call, before the deletion; two workers racing) is
   refused by the cursor's check-and-set, and the stream is read again after the new cursor: no
   entry is appended twice;
-- an entry leaves its stream only below a committed cursor: none is lost;
+- an entry leaves its stream only once a committed step appended it (or found its receipt):
+  none is lost, whatever the clocks. A record still in the stream at or below the cursor (a crash
+  before the deletion; a failover that rolled the stream back below the cursor, after which a
+  node whose clock is behind staged there) is read before anything above the cursor and sent as
+  a *late* batch, appended unless its receipt (its id and a digest of it) says it was;
 - a bucket's entries keep their stream order (buckets are sequenced side by side, so their
   entries interleave); every entry's time is at least the log's last, so time never runs
   backwards across buckets either.
@@ -47,6 +51,7 @@ __all__ = [
     "StagedLog",
     "StagedPosition",
     "StagedRecord",
+    "stream_order",
 ]
 
 SEQUENCE_BATCH = FOLD_SLICE
@@ -64,6 +69,16 @@ sequenced would otherwise keep a pass going, and the tenant would never be integ
 loop integrates between passes; bench/audit_rate.py --stage-buckets showed it)."""
 
 log = logging.getLogger("idverify.audit")
+
+
+def stream_order(stream_id: str) -> tuple[int, int]:
+    """A stream id ``<ms>-<seq>`` as what it sorts by.
+
+    Raises:
+        ValueError: ``stream_id`` is not ``<ms>-<seq>``.
+    """
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +133,11 @@ class StagedLog(Protocol):
         ...
 
     async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
-        """Up to ``count`` records of ``bucket``'s stream above ``after`` ('' for all), in order."""
+        """Up to ``count`` records of ``bucket``'s stream, in order: at or below ``after`` first.
+
+        Those at or below ``after`` while the stream still holds any (a late batch), else those
+        above it ('' for all).
+        """
         ...
 
     async def sequence(
@@ -127,8 +146,8 @@ class StagedLog(Protocol):
         """Appends ``records``, moving the cursor to the last, if still at ``after`` and the log open."""
         ...
 
-    async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
-        """Drops ``bucket``'s records up to ``cursor`` (a committed cursor) from its stream."""
+    async def trim(self, tenant: str, bucket: int, records: Sequence[StagedRecord]) -> None:
+        """Deletes ``records`` (a committed step's batch) from ``bucket``'s stream, and nothing else."""
         ...
 
     async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
@@ -214,9 +233,6 @@ class StageSequencer:
 
     async def _sequence_bucket(self, tenant: str, bucket: int, report: SequenceReport) -> None:
         cursor = await self._store.cursor(tenant, bucket)
-        # A crash after a committed call, before its trim, left records at or below the cursor.
-        if cursor:
-            await self._store.trim(tenant, bucket, cursor)
         read = 0
         while read < PASS_LIMIT:
             records = await self._store.staged(tenant, bucket, cursor, min(SEQUENCE_BATCH, PASS_LIMIT - read))
@@ -231,11 +247,13 @@ class StageSequencer:
                 report.conflicts += 1
                 cursor = await self._store.cursor(tenant, bucket)
                 continue
-            cursor = records[-1].stream_id
+            # A late batch (records at or below the cursor) leaves the cursor where it was.
+            if not cursor or stream_order(records[0].stream_id) > stream_order(cursor):
+                cursor = records[-1].stream_id
             report.appended += outcome.appended
             for stream_id in outcome.refused:
                 # The position, never the record's bytes: they may hold whatever was planted.
                 log.warning("staged audit record %s of %s bucket %d refused", stream_id, tenant, bucket)
                 report.refused.append((bucket, stream_id))
-            await self._store.trim(tenant, bucket, cursor)
+            await self._store.trim(tenant, bucket, records)
             await asyncio.sleep(0)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from idverify.audit.sequencer import PositionState, Sequenced, StagedPosition, StagedRecord, StageSequencer
+from idverify.audit.sequencer import (
+    PositionState,
+    Sequenced,
+    StagedPosition,
+    StagedRecord,
+    StageSequencer,
+    stream_order,
+)
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
@@ -50,20 +57,33 @@ class RedisAuditStages:
         return as_text(value) if value is not None else ""
 
     async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
-        """Up to ``count`` records of ``bucket``'s stream above ``after`` ('' for all), in order."""
-        start = f"({after}" if after else "-"
+        """Up to ``count`` records of ``bucket``'s stream: those at or below ``after`` if any, else above."""
+        stage = BucketKeys(tenant, bucket).audit_stage()
         async with translate_errors():
-            raw: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrange(  # type: ignore[assignment]
-                BucketKeys(tenant, bucket).audit_stage(), start, "+", count=count
-            )
-        return [StagedRecord(as_text(stream_id), fields) for stream_id, fields in raw]
+            if not after:
+                raw: list[Any] = await self._redis.xrange(stage, "-", "+", count=count)  # type: ignore[assignment]
+                return _records(raw)
+            # Above, then at or below, in that order on one connection. A record a rolled-back
+            # stream takes below the cursor after the first read was staged after all that read
+            # returned, so sequencing those first keeps the bucket's order; one staged before it
+            # is still there for the second read, which then goes first.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(stage, f"({after}", "+", count=count)
+                pipe.xrange(stage, "-", after, count=count)
+                above, below = await pipe.execute()
+        return _records(below or above)
 
     async def sequence(
         self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
     ) -> Sequenced:
-        """Appends ``records``, moving the cursor to the last, if still at ``after`` and the log open."""
+        """Appends ``records``, moving the cursor to the last, if still at ``after`` and the log open.
+
+        Records at or below ``after`` (a late batch) are appended unless their receipts say they
+        were, and leave the cursor where it is.
+        """
         keys = TenantKeys(tenant)
-        args: list[str | bytes] = [str(bucket), after, records[-1].stream_id]
+        late = bool(after) and stream_order(records[0].stream_id) <= stream_order(after)
+        args: list[str | bytes] = [str(bucket), after, after if late else records[-1].stream_id]
         for record in records:
             # The body, its staged time, then what audit_stage() keeps for the outbox (sealed
             # account id, whose, span) in the script's order; one tuple an entry, no generator.
@@ -75,6 +95,7 @@ class RedisAuditStages:
             keys.audit_stage_cursor(),
             keys.audit_receipts(bucket),
             keys.removal(),
+            keys.audit_late_receipts(bucket),
         ]
         reply: list[Any] = await self._scripts.run("audit_sequence", script_keys, args)
         status = as_text(reply[0])
@@ -88,12 +109,10 @@ class RedisAuditStages:
             raise RuntimeError(msg)
         return Sequenced(int(reply[1]), int(reply[2]), tuple(as_text(r) for r in reply[3:]))
 
-    async def trim(self, tenant: str, bucket: int, cursor: str) -> None:
-        """Drops ``bucket``'s records up to ``cursor`` (a committed cursor) from its stream."""
+    async def trim(self, tenant: str, bucket: int, records: Sequence[StagedRecord]) -> None:
+        """Deletes ``records`` (a committed step's batch) from ``bucket``'s stream, and nothing else."""
         async with translate_errors():
-            await self._redis.xtrim(
-                BucketKeys(tenant, bucket).audit_stage(), minid=next_stream_id(cursor), approximate=False
-            )
+            await self._redis.xdel(BucketKeys(tenant, bucket).audit_stage(), *(r.stream_id for r in records))
 
     async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
         """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not.
@@ -110,14 +129,22 @@ class RedisAuditStages:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hget(keys.audit_stage_cursor(), str(bucket))
                 pipe.xrange(keys.audit_receipts(bucket), stream_id, stream_id)
-                cursor, receipt = await pipe.execute()
-        if cursor is not None and not _above(stream_id, as_text(cursor)):
-            if not receipt:
-                return StagedPosition(PositionState.SEQUENCED)
-            fields = receipt[0][1]
-            if b"i" in fields:
-                return StagedPosition(PositionState.SEQUENCED, int(fields[b"i"]))
-            return StagedPosition(PositionState.REFUSED)
+                pipe.hget(keys.audit_late_receipts(bucket), stream_id)
+                cursor, receipt, late_receipt = await pipe.execute()
+        if cursor is not None and stream_order(stream_id) <= stream_order(as_text(cursor)):
+            if late_receipt is not None:
+                number = as_text(late_receipt).split(" ", 1)[0]
+                if number == "r":
+                    return StagedPosition(PositionState.REFUSED)
+                return StagedPosition(PositionState.SEQUENCED, int(number))
+            if receipt:
+                fields = receipt[0][1]
+                if b"i" in fields:
+                    return StagedPosition(PositionState.SEQUENCED, int(fields[b"i"]))
+                return StagedPosition(PositionState.REFUSED)
+            # Still staged below the cursor with no receipt: what a rolled-back stream took
+            # there, which the next pass sequences late.
+            return StagedPosition(PositionState.PENDING if staged else PositionState.SEQUENCED)
         return StagedPosition(PositionState.PENDING if staged else PositionState.UNKNOWN)
 
     async def drop(self, tenant: str, bucket: int) -> int:
@@ -132,9 +159,5 @@ class RedisAuditStages:
         return int(left)
 
 
-def _above(stream_id: str, cursor: str) -> bool:
-    def key(text: str) -> tuple[int, int]:
-        ms, _, seq = text.partition("-")
-        return int(ms), int(seq)
-
-    return key(stream_id) > key(cursor)
+def _records(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StagedRecord]:
+    return [StagedRecord(as_text(stream_id), fields) for stream_id, fields in raw]

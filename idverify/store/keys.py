@@ -38,7 +38,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
 | ``iv1:{t:T:B}:audit:stage`` | stream | bucket B's staged entries: ``b`` body, ``ms``, ``ea``/``ef``/``c`` |
 | ``iv1:{t:T}:audit:stage-cursor`` | hash | bucket -> the last staged stream id sequenced into the log |
-| ``iv1:{t:T}:audit:receipts:<bucket>`` | stream | staged id -> ``i`` entry number, ``r`` refused (a day) |
+| ``iv1:{t:T}:audit:receipts:<bucket>`` | stream | staged id -> ``i`` number or ``r``; ``h`` digest (a day) |
+| ``iv1:{t:T}:audit:late-receipts:<bucket>`` | hash | id below the cursor -> ``<number> <digest>`` (a day) |
 | ``iv1:{t:T}:buckets`` | hash | its bucket layout, written once: ``count``, ``labels`` (packed), ``state`` |
 | ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
@@ -201,6 +202,10 @@ class TenantKeys:
     def audit_receipts(self, bucket: int) -> str:
         """Per staged stream id of a bucket, the entry number it was given (or its refusal)."""
         return f"{self._base}:audit:receipts:{bucket}"
+
+    def audit_late_receipts(self, bucket: int) -> str:
+        """Receipts of a bucket's records sequenced below its cursor (a failover's rolled-back stream)."""
+        return f"{self._base}:audit:late-receipts:{bucket}"
 
     def buckets(self) -> str:
         """The tenant's bucket layout (``store.buckets``), written once: a later search moves no data."""

@@ -2,18 +2,26 @@
 -- stream order, as audit() would have at their numbers and times, and moves the bucket's cursor
 -- past them, in one step in the tenant's slot. The cursor is a check-and-set: a batch read below
 -- a cursor another process (or this one, before a crash) already moved is refused whole
--- ('CONFLICT', nothing written), so no entry is appended twice; the caller trims the stage only
--- up to the cursor once this step committed, so none is lost. A record that is not what
--- audit_stage() writes (a body other than the canonical one its own fields give, a forged
+-- ('CONFLICT', nothing written), so no entry is appended twice; the caller deletes a batch's
+-- records from the stage only once this step committed, so none is lost. A record that is not
+-- what audit_stage() writes (a body other than the canonical one its own fields give, a forged
 -- "seq", a body too long for a bundle, a bad time) is refused alone: not appended, its receipt
 -- says so, and the cursor passes it, so one planted record cannot stop the bucket.
+-- A *late* batch holds records at or below the cursor that the stream still has: what a crash
+-- left between a step and its deletion (sequenced already), or records a promoted node whose
+-- clock is behind staged below the cursor after a failover lost the stream's newest ids (never
+-- sequenced). Each receipt keeps a digest of its record, so the two are told apart even when a
+-- new record takes the id of a lost one: a late record is appended unless a receipt of the same
+-- id and digest says it was, and the cursor stays where it is.
 -- KEYS: the tenant's audit log, its stage cursors (hash: bucket -> last stream id sequenced),
---   the bucket's receipts (stream: staged stream id -> 'i' its number, or 'r' refused; written
---   with pcall, since a receipt stream restored or altered beside the cursor may refuse an id,
---   and a missing receipt only means a position is answered "sequenced" without its number),
---   the tenant's removal record (tenant_removal.lua)
--- ARGV: bucket, the cursor the batch was read after ('' for none), the batch's last stream id,
---   then per record its stream id, body, staged ms, sealed account id, whose, span
+--   the bucket's receipts (stream: staged stream id -> 'i' its number, or 'r' refused, and 'h'
+--   the record's digest; written with pcall, since a receipt stream restored or altered beside
+--   the cursor may refuse an id, and a missing receipt only means a position is answered
+--   "sequenced" without its number), the tenant's removal record (tenant_removal.lua), the
+--   bucket's late receipts (hash: staged stream id -> '<number> <digest>' or 'r <digest>')
+-- ARGV: bucket, the cursor the batch was read after ('' for none), the batch's last stream id
+--   (the cursor itself for a late batch), then per record its stream id, body, staged ms,
+--   sealed account id, whose, span
 -- Returns {'OK', first number, entries appended, refused stream ids...} or {'CONFLICT', cursor}
 -- or {'CLOSED', the removal's state} or {'BAD_BATCH', why} (nothing written).
 local RECORD_FIELDS = 6
@@ -51,15 +59,21 @@ end
 
 local count = (#ARGV - 3) / RECORD_FIELDS
 if count < 1 or count ~= math.floor(count) then return {'BAD_BATCH', 'record fields'} end
-local previous = expected == '' and '0-0' or expected
-if not stream_id(previous) then return {'BAD_BATCH', 'cursor'} end
+if not stream_id(expected == '' and '0-0' or expected) then return {'BAD_BATCH', 'cursor'} end
+local late = expected ~= '' and last == expected
+-- A stream never holds 0-0 (XADD refuses it): below every id a late batch may start with.
+local previous = (late or expected == '') and '0-0' or expected
 for i = 0, count - 1 do
   local id = ARGV[4 + i * RECORD_FIELDS]
   if not stream_id(id) then return {'BAD_BATCH', 'stream id'} end
   if not id_less(previous, id) then return {'BAD_BATCH', 'stream ids not above the cursor, ascending'} end
   previous = id
 end
-if previous ~= last then return {'BAD_BATCH', 'last stream id'} end
+if late then
+  if id_less(expected, previous) then return {'BAD_BATCH', 'a late batch above the cursor'} end
+elseif previous ~= last then
+  return {'BAD_BATCH', 'last stream id'}
+end
 
 -- The event a body records, or nil unless the body is exactly what audit_body() makes of it.
 local function rebuilt(body)
@@ -83,6 +97,25 @@ local function staged_event(body, ms)
   return nil
 end
 
+-- What a receipt keeps of its record, to know it again under an id a new record may reuse.
+local function record_digest(at)
+  return redis.sha1hex(table.concat({ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]}, '\0'))
+end
+
+-- Whether a late record (id, digest) was sequenced before: a receipt of its id and digest.
+local function sequenced_before(id, digest)
+  local late_receipt = redis.call('HGET', KEYS[5], id)
+  if late_receipt and string.sub(late_receipt, -#digest) == digest then return true end
+  local receipt = redis.call('XRANGE', KEYS[3], id, id)[1]
+  if not receipt then return false end
+  local fields = receipt[2]
+  for f = 1, #fields - 1, 2 do
+    if fields[f] == 'h' then return fields[f + 1] == digest end
+  end
+  -- A receipt written before receipts kept digests: its id is all there is to go by.
+  return true
+end
+
 -- The batch is appended as audit() appends an entry, in the same bytes, but its Redis writes are
 -- made once a batch: the head read and written once, the entries stored by one HSET of
 -- ENTRIES_A_WRITE at a time, and each posting key appended to once with its postings in order.
@@ -104,11 +137,26 @@ local function store_entries()
 end
 
 local reply = {'OK', first, 0}
+local late_receipts = 0
+local function receipt(id, digest, number)
+  if late then
+    redis.call('HSET', KEYS[5], id, (number or 'r') .. ' ' .. digest)
+    late_receipts = late_receipts + 1
+  elseif number then
+    redis.pcall('XADD', KEYS[3], id, 'i', number, 'h', digest)
+  else
+    redis.pcall('XADD', KEYS[3], id, 'r', '1', 'h', digest)
+  end
+end
 for i = 0, count - 1 do
   local at = 4 + i * RECORD_FIELDS
   local id, body, ms = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-  local ev = staged_event(body, ms)
-  if ev then
+  local digest = record_digest(at)
+  local ev = nil
+  if not (late and sequenced_before(id, digest)) then ev = staged_event(body, ms) or false end
+  if ev == nil then
+    -- Sequenced before this step: a crash left it in the stream, the caller deletes it now.
+  elseif ev then
     ev.event_account, ev.event_account_for, ev.span = ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
     -- A stage's clock may run ahead of this shard's: the log's time never passes its own.
     last_ms = math.max(math.min(tonumber(ms), NOW), last_ms)
@@ -130,10 +178,10 @@ for i = 0, count - 1 do
         list[#list + 1] = posting
       end
     end
-    redis.pcall('XADD', KEYS[3], id, 'i', index)
+    receipt(id, digest, index)
     size = size + 1
   else
-    redis.pcall('XADD', KEYS[3], id, 'r', '1')
+    receipt(id, digest, nil)
     reply[#reply + 1] = id
   end
 end
@@ -145,6 +193,7 @@ if size > first then
   end
 end
 reply[3] = size - first
-redis.call('HSET', KEYS[2], bucket, last)
+if not late then redis.call('HSET', KEYS[2], bucket, last) end
+if late_receipts > 0 then redis.call('PEXPIRE', KEYS[5], RECEIPT_KEEP_MS) end
 redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', NOW - RECEIPT_KEEP_MS))
 return reply

@@ -288,10 +288,10 @@ class TestHostileRecords:
         assert await stages.position(tenant, 0, good_id) == StagedPosition(PositionState.SEQUENCED, 0)
         assert await redis.xlen(stage) == 0
 
-    async def test_a_record_below_the_cursor_is_never_sequenced(
+    async def test_a_record_planted_below_the_cursor_is_read_and_refused_alone(
         self, redis: RedisClient, stages: RedisAuditStages, tenant: str
     ) -> None:
-        """A stream emptied and refilled below the cursor (its ids restart): ignored, then trimmed."""
+        """A stream emptied and refilled below the cursor (its ids restart): read late, refused, deleted."""
         stage = BucketKeys(tenant, 0).audit_stage()
         await SyntheticStager(redis).stage(tenant, 0, [event(0, 0)])
         await StageSequencer(stages, 1).sequence(tenant)
@@ -300,10 +300,12 @@ class TestHostileRecords:
         await redis.xadd(stage, {b"b": b"x", b"ms": b"1"}, id="1-1")
         await SyntheticStager(redis).stage(tenant, 0, [event(0, 1)])
         report = await StageSequencer(stages, 1).sequence(tenant)
-        assert (report.appended, report.refused) == (1, [])
+        assert (report.appended, report.refused) == (1, [(0, "1-1")])
         assert [e["request_id"] for e in await log_entries(redis, tenant)] == ["b0-0", "b0-1"]
         assert await redis.xlen(stage) == 0
-        assert fields == {b"i": b"0"}
+        assert fields[b"i"] == b"0"
+        assert len(fields[b"h"]) == 40
+        assert await stages.position(tenant, 0, "1-1") == StagedPosition(PositionState.REFUSED)
 
     async def test_a_batch_below_the_cursor_or_out_of_order_writes_nothing(
         self, redis: RedisClient, scripts: Scripts, stages: RedisAuditStages, tenant: str
@@ -317,7 +319,13 @@ class TestHostileRecords:
             with pytest.raises(RuntimeError, match="refused the batch"):
                 await stages.sequence(tenant, 0, cursor, batch)
         keys = TenantKeys(tenant)
-        script_keys = [keys.audit_log(), keys.audit_stage_cursor(), keys.audit_receipts(0), keys.removal()]
+        script_keys = [
+            keys.audit_log(),
+            keys.audit_stage_cursor(),
+            keys.audit_receipts(0),
+            keys.removal(),
+            keys.audit_late_receipts(0),
+        ]
         no_record = await scripts.run("audit_sequence", script_keys, ["0", cursor, cursor])
         assert no_record[0] == b"BAD_BATCH"
         wrong_last = await scripts.run(
@@ -326,6 +334,52 @@ class TestHostileRecords:
         assert wrong_last[0] == b"BAD_BATCH"
         assert len(await log_entries(redis, tenant)) == 1
         assert await stages.cursor(tenant, 0) == cursor
+
+
+class TestStreamRolledBack:
+    """A bucket's shard failed over and lost its newest records; the promoted node's clock is behind.
+
+    The promoted stream holds what its replica had: some records already sequenced (their
+    deletion lost with the rest), its last id below the cursor. Records staged next follow that
+    id, below the cursor, as a clock behind the lost ids makes them: XADD's ``*`` with such a clock
+    takes the next sequence number after the stream's last id, which is the id of a lost record,
+    then the next. Here they are written with those ids (one host, one clock), then one with the
+    real clock, above the cursor.
+    """
+
+    async def test_records_staged_below_the_cursor_reach_the_log_once_in_order(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        stage = BucketKeys(tenant, 0).audit_stage()
+        stager, sequencer = SyntheticStager(redis), StageSequencer(stages, 1)
+        await stager.stage(tenant, 0, [event(0, n) for n in range(5)])
+        await sequencer.sequence(tenant)
+        lost = await stager.stage(tenant, 0, [event(0, n) for n in range(5, 10)])
+        held = await redis.xrange(stage)
+        await sequencer.sequence(tenant)
+        assert await stages.cursor(tenant, 0) == lost[-1]
+        # The promoted node's stream: the first two of them, its last id below the cursor.
+        await redis.delete(stage)
+        for stream_id, fields in held[:2]:
+            await redis.xadd(stage, fields, id=stream_id)
+        # Records as audit_stage writes them, staged for another tenant and copied at the ids
+        # a clock behind gives: those of the lost records 7 and 8, whose receipts the log has.
+        elsewhere = f"{tenant}-elsewhere"
+        await stager.stage(elsewhere, 0, [event(0, n) for n in (10, 11)])
+        new = await redis.xrange(BucketKeys(elsewhere, 0).audit_stage())
+        behind = [lost[2], lost[3]]
+        for stream_id, (_, fields) in zip(behind, new, strict=True):
+            await redis.xadd(stage, fields, id=stream_id)
+        (caught_up,) = await stager.stage(tenant, 0, [event(0, 12)])
+        await sequencer.sequence(tenant)
+        entries = await log_entries(redis, tenant)
+        assert [e["request_id"] for e in entries] == [f"b0-{n}" for n in range(13)]
+        assert await redis.xlen(stage) == 0
+        assert [await stages.position(tenant, 0, i) for i in [*behind, caught_up]] == [
+            StagedPosition(PositionState.SEQUENCED, n) for n in (10, 11, 12)
+        ]
+        # Sequenced once: another pass finds nothing, at or below the cursor or above it.
+        assert (await sequencer.sequence(tenant)).appended == 0
 
 
 class _OneBucketFails:

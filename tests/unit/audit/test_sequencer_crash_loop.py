@@ -99,7 +99,7 @@ async def _round(redis: RedisClient, url: str, tenant: Tenant, rng: random.Rando
         ids = await stager.stage(tenant.name, bucket, [event(name) for name in names])
         tenant.staged[bucket] += zip(ids, names, strict=True)
     step, partial = rng.choice(BOUNDARIES)
-    nth = rng.randint(1, calls_at_least(step, prestaged, cursors=tenant.rounds > 0))
+    nth = rng.randint(1, calls_at_least(step, prestaged))
     tenant.boundary = f"call {nth} of {step}" + (", half trimmed" if partial else "")
     done = asyncio.Event()
     draws = [random.Random(rng.random()) for _ in range(STAGERS)]  # noqa: S311 - a test's draw
