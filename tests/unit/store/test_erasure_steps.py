@@ -7,6 +7,9 @@ it is in no open minute, one ``account.erased`` entry, no intent. A thief or car
 with write access to Redis who plants an ``erase:`` intent for a live account erases nothing; a
 garbage one is logged by its key and removed. On one node, the erasure is one atomic EVAL that
 writes no intent.
+
+CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS=20`` runs the long loop (a
+slow test, docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from tests.cancel_crash import (
     pseudonym,
 )
 from tests.e2e.test_lifecycle_erasure import tied_keys
+from tests.sequencer_crash import loop_rounds
+
+CI_ROUNDS = 1
+ROUNDS = loop_rounds(CI_ROUNDS)
 
 # Two clients' minutes of reads not yet summarized, each listing the erased account and another.
 MINUTES = ("29000000:c1", "29000001:c2")
@@ -114,27 +121,31 @@ async def _assert_erased_once(
 class TestAWorkerKilledMidErasureIsRepaired:
     """The worker killed -9 after each step; the repairer finishes from the minutes' step, once."""
 
-    @pytest.mark.timeout(120)
-    @pytest.mark.parametrize("nth", BOUNDARIES)
-    async def test_each_boundary(self, redis: RedisClient, own_redis: RedisProcess, nth: int) -> None:
-        tenant = _tenant(f"killed-{nth}")
-        cancelled, other, needles = await due_and_read(redis, tenant)
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancelled, nth, erase=True)
-        keys = TenantKeys(tenant)
-        # The account's step is done whatever the boundary: the account is gone.
-        assert not await redis.exists(keys.account(cancelled.account_pseudonym))
-        pending = 0 if nth == 3 else 1
-        assert await redis.zcard(keys.intents()) == pending
-        # Not before its retry time: a live worker would still be finishing it.
-        assert await BucketRepairer(RedisIntentRepairs(redis, Scripts(redis))).repair(tenant) == 0
+    @pytest.mark.timeout(60 + 30 * ROUNDS)
+    async def test_every_boundary_every_round(self, redis: RedisClient, own_redis: RedisProcess) -> None:
+        now = BucketRepairer(RedisIntentRepairs(redis, Scripts(redis)))
         later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
-        assert await later.repair(tenant) == pending
-        await _assert_erased_once(redis, own_redis.url, tenant, cancelled, other, needles)
-        # A second pass, and the erasure worker's next round, find nothing to do.
-        assert await later.repair(tenant) == 0
         store = RedisErasureStore(redis, Scripts(redis))
-        assert await store.erase(tenant, _item(cancelled), cancelled.request_json) is EraseOutcome.GONE
-        await _assert_erased_once(redis, own_redis.url, tenant, cancelled, other, needles)
+        for round_ in range(ROUNDS):
+            for nth in BOUNDARIES:
+                where = f"round {round_}, killed after step {nth}"
+                tenant = _tenant(f"killed-{round_}-{nth}")
+                cancelled, other, needles = await due_and_read(redis, tenant)
+                await asyncio.to_thread(killed_after, own_redis.url, tenant, cancelled, nth, erase=True)
+                keys = TenantKeys(tenant)
+                # The account's step is done whatever the boundary: the account is gone.
+                assert not await redis.exists(keys.account(cancelled.account_pseudonym)), where
+                pending = 0 if nth == 3 else 1
+                assert await redis.zcard(keys.intents()) == pending, where
+                # Not before its retry time: a live worker would still be finishing it.
+                assert await now.repair(tenant) == 0, where
+                assert await later.repair(tenant) == pending, where
+                await _assert_erased_once(redis, own_redis.url, tenant, cancelled, other, needles)
+                # A second pass, and the erasure worker's next round, find nothing to do.
+                assert await later.repair(tenant) == 0, where
+                erased = await store.erase(tenant, _item(cancelled), cancelled.request_json)
+                assert erased is EraseOutcome.GONE, where
+                await _assert_erased_once(redis, own_redis.url, tenant, cancelled, other, needles)
 
     async def test_a_worker_that_lived_leaves_no_intent(
         self, redis: RedisClient, own_redis: RedisProcess
