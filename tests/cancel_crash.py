@@ -180,7 +180,7 @@ class Watching(StepRunner):
         self.seen.append(done)
 
 
-class _Stopping(StepRunner):
+class Stopping(StepRunner):
     """Step by step, but the process stops dead once its ``nth`` step answered."""
 
     def __init__(self, scripts: Scripts, nth: int) -> None:
@@ -238,7 +238,7 @@ def _scripts(url: str) -> tuple[RedisClient, Scripts]:
 
 async def _run(url: str, tenant: str, spec: str, nth: int, erase: bool) -> None:
     redis, scripts = _scripts(url)
-    store = RedisErasureStore(redis, scripts, steps=_Stopping(scripts, nth))
+    store = RedisErasureStore(redis, scripts, steps=Stopping(scripts, nth))
     cancelled = Cancellation(**json.loads(spec))
     if erase:
         item = ErasureItem(ErasureKind.ACCOUNT, cancelled.account_pseudonym)
@@ -252,7 +252,7 @@ async def _run_flow(url: str, tenant: str, spec: str, nth: int) -> None:
     redis, scripts = _scripts(url)
     asked = json.loads(spec)
     keyring = load_keyring(path=Path(asked["keyring"]))
-    store = RedisErasureStore(redis, scripts, steps=_Stopping(scripts, nth))
+    store = RedisErasureStore(redis, scripts, steps=Stopping(scripts, nth))
     flow = ErasureFlow(store, ErasureSettings(), keyring, Sealer(keyring))
     await flow.cancel(tenant, asked["account_id"], RequestInfo(**asked["request"]))
     print("finished", flush=True)  # noqa: T201 - not a pause: the caller says so

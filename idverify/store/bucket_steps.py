@@ -110,6 +110,17 @@ class StepRunner:
             await self._reached(sequence, len(replies) + 1)
         return replies
 
+    async def run_one(self, sequence: str, step: ChainStep, done: int) -> Any:
+        """Runs one step of a sequence whose caller picks each next step from the replies before.
+
+        For a binding (``store.binding_steps``), which supersedes one account a step and only when
+        a claim is established. ``done``: the steps of the sequence run so far, this one included;
+        the boundary after it is :meth:`_reached`'s, as in :meth:`run`.
+        """
+        reply = await self._scripts.run(step.name, step.keys, step.args)
+        await self._reached(sequence, done)
+        return reply
+
     async def _reached(self, sequence: str, done: int) -> None:
         """Called after each step that ran one by one (``done`` of them so far): a boundary.
 

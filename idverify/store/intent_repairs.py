@@ -4,7 +4,8 @@ A tenant's intents are the sorted set ``TenantKeys.intents()`` (member -> the st
 which a repairer may take it) with one record each (``TenantKeys.intent()``). ``intent_take.lua``
 takes one with a check-and-set on its score and checks it as the sequence's first step would;
 the sequence is then resumed after that step: a cancellation's (``unbind``,
-``store.cancellation_steps``) or an account's erasure's (``erase``, ``store.erasure_steps``).
+``store.cancellation_steps``), an account's erasure's (``erase``, ``store.erasure_steps``) or a
+binding's (``bind`` from the identity's step, ``place`` with the confirm: ``store.binding_steps``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import cast
 
 from idverify.flows.bucket_repair import DueIntent, Repair, RepairOutcome
+from idverify.store.binding_steps import BIND_KIND, PLACE_KIND, BindingSteps, PlaceIntent
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.cancellation_steps import INTENT_KIND as UNBIND
 from idverify.store.cancellation_steps import CancellationSteps
@@ -24,9 +26,9 @@ from idverify.store.scripts import Scripts
 
 __all__ = ["RedisIntentRepairs"]
 
-# A cancellation's repair is at most its identity's step, the names' and the intent's removal (an
-# erasure's, the minutes' step and the removal).
-_REPAIR_STEPS = 3
+# A binding's repair is at most its identity's step, a supersession or two, the commit and the
+# confirm (a cancellation's, its identity's step, the names' and the intent's removal).
+_REPAIR_STEPS = 5
 
 
 class RedisIntentRepairs(ScriptedStore):
@@ -37,6 +39,7 @@ class RedisIntentRepairs(ScriptedStore):
         self._runner = steps or StepRunner(scripts)
         self._cancellation = CancellationSteps(self._runner)
         self._erasure = ErasureSteps(self._runner)
+        self._binding = BindingSteps(self._runner, scripts)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:
         """At most ``limit`` intents due by ``until_ms``, soonest first."""
@@ -55,23 +58,41 @@ class RedisIntentRepairs(ScriptedStore):
         kind, _, subject = intent.member.partition(":")
         # The account the intent names, when it names one of a kind this release knows; else any
         # key of the slot, which the take refuses before reading.
-        account = keys.account(subject if kind in {UNBIND, ERASE} else "")
+        if kind in {BIND_KIND, PLACE_KIND}:
+            named = keys.verification(subject)
+        else:
+            named = keys.account(subject if kind in {UNBIND, ERASE} else "")
         taken = await self._scripts.run(
             "intent_take",
-            [keys.intents(), keys.intent(intent.member), account],
+            [keys.intents(), keys.intent(intent.member), named],
             [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(_REPAIR_STEPS)],
         )
         status = as_text(taken[0])
-        if status == "RACED":
+        if status in {"RACED", "PENDING"}:
             return Repair(RepairOutcome.RACED)
         if status == "DROPPED":
             return Repair(RepairOutcome.DROPPED, as_text(taken[1]))
         if kind == ERASE:
             await self._erasure.resume(tenant, subject)
             return Repair(RepairOutcome.REPAIRED)
+        if kind in {BIND_KIND, PLACE_KIND}:
+            await self._resume_binding(tenant, kind, subject, [as_text(value) for value in taken])
+            return Repair(RepairOutcome.REPAIRED)
         ref, tag, due_ms = (as_text(value) for value in taken[1:4])
         await self._cancellation.resume(tenant, subject, ref, tag, int(due_ms))
         return Repair(RepairOutcome.REPAIRED)
+
+    async def _resume_binding(self, tenant: str, kind: str, verification_id: str, taken: list[str]) -> None:
+        """A binding's intent as the take answered it (``intent_take.lua``), finished."""
+        if kind == BIND_KIND and taken[0] == "ENDED":
+            await self._binding.clear_ended(tenant, verification_id, taken[1])
+        elif kind == BIND_KIND:
+            request, limit, *inputs = taken[1:]
+            await self._binding.resume_binding(tenant, request, int(limit), inputs)
+        else:
+            account_ps, status, request, method, ref = taken[1:6]
+            place = PlaceIntent(verification_id, account_ps, ref, method, request, status)
+            await self._binding.resume_place(tenant, place)
 
     def key_of(self, tenant: str, member: str) -> str:
         """The intent's record key."""

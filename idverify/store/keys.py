@@ -25,8 +25,8 @@ personal data or raw account ids.
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
-| ``iv1:{t:T}:intents`` | zset | durable intents of step sequences: ``unbind:``/``erase:<ps>`` -> retry ms |
-| ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject (an unbind: ref, tag, due_ms, request) |
+| ``iv1:{t:T}:intents`` | zset | intents: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>`` -> retry ms |
+| ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject, what the steps after need, request |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
 | ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
 | ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
@@ -87,8 +87,10 @@ these counters and appears in no tenant's record, so it joins nothing across ten
 has its own hash slot, so the counters of a busy deployment spread over a Cluster's shards.
 
 An identity record's ``m:<account pseudonym>`` fields hold its bound accounts' claim tags
-(``b:<tag>``, ``b:`` for an account bound untagged, under the identity's first name): the binding
-limit and a claim are decided from the ``idacc`` set and these fields alone. The set stays what
+(``b:<tag>``, ``b:`` for an account bound untagged, under the identity's first name), or the
+place a binding in flight took (``p:<tag>:<vf id>``, only where a binding runs step by step:
+``store.binding_steps``): the binding limit and a claim are decided from the ``idacc`` set and
+these fields alone, pending places counted. The set stays what
 0.1.0 reads and writes, so that 0.1.0 serves beside this release; a member 0.1.0 bound has no
 field until the prelude's ``identity_members()`` writes it from the account (the account key
 derived from the verification's), and a field whose account left the set is dropped
@@ -184,7 +186,7 @@ class TenantKeys:
         return f"{self._base}:intents"
 
     def intent(self, member: str) -> str:
-        """The record of one intent of :meth:`intents` (``unbind:``/``erase:<account pseudonym>``)."""
+        """An intent's record (:meth:`intents`: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``)."""
         return f"{self._base}:intent:{member}"
 
     def erasure_due(self) -> str:

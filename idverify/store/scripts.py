@@ -32,6 +32,14 @@ from idverify.store.replication import run_acknowledged
 from idverify.store.shared_connection import SharedConnection
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
 
+BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_commit", "bind_confirm")
+"""A right answer's steps (docs/ARCHITECTURE.md, "3.1 Binding"), in order."""
+
+# Scripts whose body calls other scripts' bodies, each defined before it as a local function of
+# its own KEYS and ARGV: on one node an answer runs a binding's steps in one script, under the
+# name (and the chains) it had before them.
+_COMPOSED = {"submit": BINDING_STEPS}
+
 SCRIPT_NAMES = (
     "start",
     # Holds a request id for the attempt that starts its verification.
@@ -41,6 +49,9 @@ SCRIPT_NAMES = (
     # Answers a repeated request id only once its verification is on the replicas.
     "confirm_request",
     "submit",
+    # A binding's steps (store.binding_steps), run one by one on a Cluster; on one node submit's
+    # body runs them in one script.
+    *BINDING_STEPS,
     "get",
     "guardian",
     "rate_limit",
@@ -125,6 +136,9 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     # step relies on the one before it being kept. Both of an account's erasure: the intent's
     # removal, after the minutes' step, must not outlive a failover that lost that step.
     | {"cancel_account", "cancel_identity", "drop_names"}
+    # A binding's steps before its confirm: the commit is the step the caller is answered after,
+    # and the confirm's loss only makes the repairer run it again.
+    | {"bind_judge", "bind_place", "bind_supersede", "bind_commit"}
     | {"erase_account", "erase_minutes", "erase_identity"}
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
@@ -145,9 +159,18 @@ def _lua(name: str) -> str:
 
 
 @cache
+def _body(name: str) -> str:
+    """A script's body, after the functions of the scripts it is composed of (``_COMPOSED``)."""
+    parts = "".join(
+        f"local function {part}(KEYS, ARGV)\n{_lua(part)}\nend\n" for part in _COMPOSED.get(name, ())
+    )
+    return f"{parts}{_lua(name)}"
+
+
+@cache
 def script_source(name: str) -> str:
     """The full source of a script: prelude + body."""
-    return f"{_lua('_prelude')}\n{_lua(name)}"
+    return f"{_lua('_prelude')}\n{_body(name)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +192,7 @@ def chain_source(names: tuple[str, ...]) -> str:
     written and tested alone; the prelude (and the clock floor it takes off ARGV) runs once.
     """
     steps = "".join(
-        f"CHAIN_STEPS[{i}] = function(KEYS, ARGV)\n{_lua(name)}\nend\n" for i, name in enumerate(names, 1)
+        f"CHAIN_STEPS[{i}] = function(KEYS, ARGV)\n{_body(name)}\nend\n" for i, name in enumerate(names, 1)
     )
     return f"{_lua('_prelude')}\nlocal CHAIN_STEPS = {{}}\n{steps}{_lua('_chain')}"
 

@@ -9,9 +9,10 @@ are one pipeline and its admission one chain, with the consent record's pieces f
 ``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
 (an answer's count runs in one chain with its judgement, after ``fields_unchanged`` where the
 answer was judged from a remembered record), so a signup keeps its round trips
-(``tests/unit/flows/test_round_trips.py``). A script that may bind an identity answers MOVED when
-key rotation moved it; the retry that points the record anew is :meth:`_until_placed`, once for
-all of them.
+(``tests/unit/flows/test_round_trips.py``). Where steps run one by one (a Cluster), an answer's
+binding is ``store.binding_steps``'s sequence; on one node ``submit.lua`` runs it in one script.
+A script that may bind an identity answers MOVED when key rotation moved it; the retry that points
+the record anew is :meth:`_until_placed`, once for all of them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from idverify.flows.verification.identities import LookupIdentities
 from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendPseudonyms
 from idverify.security.rate_limits import WindowLimiter
+from idverify.store.binding_steps import Answer, BindingSteps
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.consents import RedisConsentStore
@@ -84,6 +87,24 @@ def _unchanged_step(key: str, expect: VerificationRecord | None) -> ChainStep | 
     return ChainStep("fields_unchanged", [key], fields, proceed_on=("OK",))
 
 
+def _binding_answer(answer: port.ChallengeAnswer, record: VerificationRecord) -> Answer:
+    """The answer as a binding's steps take it, with the keys of ``record`` as read."""
+    return Answer(
+        answer.tenant,
+        answer.verification_id,
+        record.acct,
+        record.identity,
+        record.otp_ps,
+        answer.digest,
+        answer.binding_limit,
+        answer.failure_window_ms,
+        answer.request_json,
+        answer.verdict,
+        answer.verdict_reason,
+        answer.vendor_code,
+    )
+
+
 def _refusal(judge: Callable[[], None]) -> RateLimited | None:
     """The refusal a counter's judgement raises, kept for the caller to raise when it is ready."""
     try:
@@ -96,10 +117,14 @@ def _refusal(judge: Callable[[], None]) -> RateLimited | None:
 class RedisVerificationStore:
     """``flows.verification.port.VerificationStore`` over one Redis client, its scripts and counters."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, sends: CodeSendChains) -> None:
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, sends: CodeSendChains, *, steps: StepRunner | None = None
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._sends = sends
+        self._runner = steps or StepRunner(scripts)
+        self._binding = BindingSteps(self._runner, scripts)
         self._windows = WindowLimiter(RedisRateWindows(scripts))
 
     # -- a start's admission -----------------------------------------------------------------
@@ -314,14 +339,8 @@ class RedisVerificationStore:
         step = (
             self._sends.answer_step(count.phone_pseudonym, wrong=count.wrong) if count is not None else None
         )
-        if not self._scripts.one_node:
-            # On Cluster the phone's slot is another server's: the check and the count are steps
-            # of their own, in that order.
-            if not await self._unchanged_then_counted(
-                answer.tenant, guard, answer.count if step is not None else None
-            ):
-                return port.Written(port.WriteOutcome.STALE)
-            guard = step = None
+        if not self._runner.chained:
+            return await self._submit_stepwise(answer, point, guard)
 
         def submit_keys(record: VerificationRecord) -> list[str]:
             return [
@@ -357,6 +376,22 @@ class RedisVerificationStore:
                     request=count.request,
                 )
             return replies[-1]
+
+        return _written(await self._until_placed(attempt, point))
+
+    async def _submit_stepwise(
+        self, answer: port.ChallengeAnswer, point: port.Point, guard: ChainStep | None
+    ) -> port.Written:
+        """``submit`` where steps run one by one (a Cluster: the phone's slot is another server's).
+
+        The check and the count are steps of their own, in that order, and so is each step of a
+        binding (``store.binding_steps``).
+        """
+        if not await self._unchanged_then_counted(answer.tenant, guard, answer.count):
+            return port.Written(port.WriteOutcome.STALE)
+
+        def attempt(record: VerificationRecord) -> Awaitable[Any]:
+            return self._binding.submit(_binding_answer(answer, record))
 
         return _written(await self._until_placed(attempt, point))
 

@@ -14,6 +14,7 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
+from idverify.flows.verification.record import Status
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import connect, translate_errors
@@ -23,7 +24,7 @@ from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
-from tests import cancel_crash
+from tests import bind_crash, cancel_crash
 from tests.unit.store import test_erasure_steps as erasure_steps
 from tests.unit.usecases import test_verification_contract as contract
 
@@ -254,5 +255,43 @@ class TestErasureOnCluster:
             for minute in erasure_steps.MINUTES:
                 assert await client.smembers(keys.reads_minute_accounts(minute)) == set()
             assert await client.zcard(keys.intents()) == 0
+        finally:
+            await client.aclose()
+
+
+class TestBindingOnCluster:
+    """A right answer's binding runs step by step on a Cluster; a worker killed between is repaired."""
+
+    async def test_an_answer_that_establishes_a_claim_binds_step_by_step(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"bind-{time.time_ns()}"
+            squatter, target = cancel_crash.pseudonym(f"{tenant}-s"), cancel_crash.pseudonym(f"{tenant}-a")
+            await bind_crash.bind(client, tenant, squatter, bind_crash.SQUATTER)
+            vid = await bind_crash.challenge(client, tenant, target, bind_crash.OWNER, establishes=True)
+            written = await bind_crash.answer(bind_crash.store_of(client), tenant, vid)
+            assert written.record.status is Status.VERIFIED, written
+            await bind_crash.assert_bound_once(
+                client, tenant, vid, target, bind_crash.OWNER["name_tag"], types=bind_crash.ESTABLISHING
+            )
+            assert not await client.hexists(TenantKeys(tenant).account(squatter), "identity")
+        finally:
+            await client.aclose()
+
+    async def test_a_worker_killed_after_the_place_is_repaired(self, redis_cluster: LocalCluster) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"bind-kill-{time.time_ns()}"
+            target = cancel_crash.pseudonym(f"{tenant}-a")
+            vid = await bind_crash.challenge(client, tenant, target, bind_crash.OWNER)
+            await asyncio.to_thread(bind_crash.killed_after, redis_cluster.url, tenant, vid, 2)
+            assert await client.zcard(TenantKeys(tenant).intents()) == 2
+            repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
+            assert await repairer.repair(tenant) >= 1
+            await bind_crash.assert_bound_once(
+                client, tenant, vid, target, bind_crash.OWNER["name_tag"], types=bind_crash.PLAIN
+            )
         finally:
             await client.aclose()

@@ -373,24 +373,36 @@ local function sorted_members(members)
   return names
 end
 
--- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
--- member field says the same.
-local function set_tag(acct_key, id_key, member, tag)
-  if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
-  redis.call('HSET', id_key, MEMBER_FIELD .. member, 'b:' .. tag)
+-- A member's value: 'b:<tag>' bound, or 'p:<tag>:<vf id>', the place a binding in flight took for
+-- verification <vf id> and has not confirmed yet (docs/ARCHITECTURE.md, "3.1 Binding": a binding
+-- runs step by step on a Cluster). Returns the tag, and the pending verification's id (nil when
+-- bound).
+local function member_parts(value)
+  if string.sub(value, 1, 2) ~= 'p:' then return string.sub(value, 3), nil end
+  local tag, vf_id = string.match(value, '^p:([^:]*):(.*)$')
+  return tag or '', vf_id or ''
 end
 
-local function unbind_superseded(acct_key, id_key, idacc_key, member, log_key, base)
-  redis.call('SREM', idacc_key, member)
-  redis.call('HDEL', id_key, MEMBER_FIELD .. member)
-  local audit_ps = redis.call('HGET', acct_key, 'audit') or ''
+-- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
+-- member field says the same.
+local function tag_account(acct_key, tag)
+  if tag == '' then redis.call('HDEL', acct_key, 'name_tag') else redis.call('HSET', acct_key, 'name_tag', tag) end
+end
+
+-- The account half of a supersession (the identity's half is place_member's): a member of another
+-- name loses its binding when a claim is established, with its entry under its own audit
+-- pseudonym. Only while it is bound to ref: a repeat (a repaired step) changes nothing and writes
+-- no second entry.
+local function supersede_account(acct_key, ref, log_key, base)
+  local acct = redis.call('HMGET', acct_key, 'identity', 'audit')
+  if acct[1] ~= ref then return end
   redis.call('HDEL', acct_key, 'identity', 'name_tag', 'verified_ms', 'method', 'assurance',
     'age_band', 'age_source', 'birth_sealed', 'claim')
   redis.call('HSET', acct_key, 'superseded_ms', NOW)
   local event = {}
   for k, v in pairs(base) do event[k] = v end
   -- The superseded account's own pseudonym: its entry belongs to its history, not the caller's.
-  event.account = audit_ps
+  event.account = acct[2] or ''
   event.event_account_key = acct_key
   audit(log_key, event, {type = 'binding.superseded', outcome = 'superseded', reason = 'CLAIM_ESTABLISHED'})
 end
@@ -475,17 +487,21 @@ local function drop_org_names(index_key, own_key, tag)
   redis.call('DEL', own_key)
 end
 
--- Binds the verification's account to its identity unless a rule forbids it. The places are
--- counted and the claim judged from the identity's keys alone (the set's members, their 'm:'
--- fields): an account's own hash is read for its binding, a member's only when it has no field
--- yet (identity_members), to supersede it or to write the tag it is counted under.
--- Returns status, reason.
-local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
-  local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
-  local current = redis.call('HGET', acct_key, 'identity')
-  if current and current ~= vf.identity then
-    return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
-  end
+-- The identity half of a binding (bind below, and bind_place.lua when a binding runs as steps),
+-- decided from the identity's keys alone: the claim rules, the places counted from the members'
+-- values ('b:' and 'p:' alike), and, when the verification establishes a claim, the members of
+-- other names removed (d.superseded: their accounts are the caller's to supersede) and the
+-- untagged members of this name tagged (d.tagged: their accounts' tags likewise). A member pending
+-- under another name stays: its own binding's confirm finds the claim and supersedes it then
+-- (bind_confirm.lua), and an established claim does not count it. vf.name_tag and vf.establishes
+-- are settled here for a verification 0.1.0 started. account_bound: whether the account is bound
+-- to this identity, as far as the caller can tell (the caller refused any other identity).
+-- pending_id: the verification whose place a new member takes, pending; nil: bound at once.
+-- Returns d: decision PLACED, AGAIN (bound under this name already: no new place) or REFUSED
+-- (d.reason; d.counted: whether the refusal counts against the name's claim refusals), and
+-- d.established when this verification established the claim.
+local function place_member(id_key, idacc_key, acct_prefix, vf, limit, account_bound, pending_id)
+  local d = {superseded = {}, tagged = {}, established = false, counted = false, reason = ''}
   local members = identity_members(id_key, idacc_key, acct_prefix)
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
   local stored, established, claim_tag = id[1], id[2] == '1', id[3]
@@ -493,65 +509,93 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   -- The tag a member counts under: its own, or for an untagged one the identity's first name,
   -- which is this verification's when its name is the first.
   local function tag_of(value)
-    local tag = string.sub(value, 3)
+    local tag = member_parts(value)
     if tag ~= '' then return tag end
     if first_name_is_ours then return vf.name_tag end
     return ''
+  end
+  local function refused(reason, counted)
+    d.decision, d.reason, d.counted = 'REFUSED', reason, counted
+    return d
   end
   if not vf.name_tag then
     -- Started by 0.1.0, which computed no tag and refused at the start any name but the
     -- identity's first: it binds under the first name, untagged like the accounts 0.1.0 bound
     -- (an established claim's tag when that is the first name), and establishes nothing.
-    if established and not first_name_is_ours then return 'REJECTED', 'NAME_MISMATCH' end
+    if established and not first_name_is_ours then return refused('NAME_MISMATCH', false) end
     vf.name_tag, vf.establishes = established and claim_tag or '', '0'
   end
-  local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
-  local function refuse(reason)
-    if vf.name_tag ~= '' and redis.call('INCR', refusals_key) == 1 then
-      redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
-    end
-    return 'REJECTED', reason
-  end
-  if established and claim_tag ~= vf.name_tag then return refuse('NAME_MISMATCH') end
+  if established and claim_tag ~= vf.name_tag then return refused('NAME_MISMATCH', true) end
 
   if vf.establishes == '1' and not established then
     for _, member in ipairs(sorted_members(members)) do
       local value = members[member]
-      local tag = tag_of(value)
+      local tag, pending = tag_of(value), select(2, member_parts(value))
       if tag ~= vf.name_tag then
-        unbind_superseded(acct_prefix .. member, id_key, idacc_key, member, log_key, base)
-        members[member] = nil
+        if not pending then
+          redis.call('SREM', idacc_key, member)
+          redis.call('HDEL', id_key, MEMBER_FIELD .. member)
+          d.superseded[#d.superseded + 1] = member
+          members[member] = nil
+        end
       elseif value == 'b:' and tag ~= '' then
-        redis.call('HSET', acct_prefix .. member, 'name_tag', tag)
         redis.call('HSET', id_key, MEMBER_FIELD .. member, 'b:' .. tag)
+        d.tagged[#d.tagged + 1] = member
         members[member] = 'b:' .. tag
       end
     end
     redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'established', '1',
       'claim_tag', vf.name_tag, 'claim_ms', NOW, 'claim_assurance', vf.assurance)
     if not stored then redis.call('HSET', id_key, 'pepper', vf.pepper, 'created_ms', NOW) end
-    audit(log_key, base, {type = 'claim.established', outcome = 'established', reason = ''})
     stored, established, first_name_is_ours = vf.name_binding, true, true
-    current = redis.call('HGET', acct_key, 'identity')
+    d.established = true
   end
 
-  local mine = current and members[vf.acct] and tag_of(members[vf.acct]) == vf.name_tag
-  if not mine then
-    -- A new binding, or this account moving to another name of an unestablished document.
-    local taken = 0
-    for member, value in pairs(members) do
-      if member ~= vf.acct and (established or tag_of(value) == vf.name_tag) then
-        taken = taken + 1
+  local own = members[vf.acct]
+  if account_bound and own and not select(2, member_parts(own)) and tag_of(own) == vf.name_tag then
+    redis.call('HSET', id_key, MEMBER_FIELD .. vf.acct, 'b:' .. vf.name_tag)
+    d.decision = 'AGAIN'
+    return d
+  end
+  -- A new binding, or this account moving to another name of an unestablished document.
+  local taken = 0
+  for member, value in pairs(members) do
+    if member ~= vf.acct and (tag_of(value) == vf.name_tag or (established and not select(2, member_parts(value)))) then
+      taken = taken + 1
+    end
+  end
+  if taken >= tonumber(limit) then return refused('BINDING_LIMIT_REACHED', true) end
+  redis.call('SADD', idacc_key, vf.acct)
+  if not stored then
+    redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
+  end
+  local value = pending_id and ('p:' .. vf.name_tag .. ':' .. pending_id) or ('b:' .. vf.name_tag)
+  redis.call('HSET', id_key, MEMBER_FIELD .. vf.acct, value)
+  d.decision = 'PLACED'
+  return d
+end
+
+-- The account half of a binding (bind below, and bind_commit.lua when a binding runs as steps),
+-- after the identity half's decision d, the supersessions it asked for and the claim's entry:
+-- the account bound, or verified again (again: with its account.updated entry), or the refusal
+-- counted. The caller's finish then writes account.bound or binding.refused, and the
+-- verification's entry.
+-- Returns status, reason.
+local function bind_account(acct_key, vf, d, again, log_key, base)
+  if d.decision == 'REFUSED' then
+    if d.counted and vf.name_tag ~= '' then
+      local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
+      local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
+      if redis.call('INCR', refusals_key) == 1 then
+        redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
       end
     end
-    if taken >= tonumber(limit) then return refuse('BINDING_LIMIT_REACHED') end
-    redis.call('SADD', idacc_key, vf.acct)
-    if not stored then
-      redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
-    end
+    return 'REJECTED', d.reason
+  end
+  if not again then
     redis.call('HSET', acct_key, 'identity', vf.identity, 'verified_ms', NOW,
       'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)
-    set_tag(acct_key, id_key, vf.acct, vf.name_tag)
+    tag_account(acct_key, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
     if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
@@ -563,7 +607,7 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
   local assurance = vf.assurance
   if (ASSURANCE_RANK[was[1] or ''] or 0) > (ASSURANCE_RANK[assurance] or 0) then assurance = was[1] end
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
-  set_tag(acct_key, id_key, vf.acct, vf.name_tag)
+  tag_account(acct_key, vf.name_tag)
   set_age(acct_key, vf, true)
   if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
   if was[1] ~= assurance or was[2] ~= vf.method then
@@ -571,6 +615,47 @@ local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
       assurance = assurance, previous_method = was[2] or ''})
   end
   return 'VERIFIED', ''
+end
+
+-- Binds the verification's account to its identity unless a rule forbids it, in one script (a
+-- start in bind mode, a guardian's consent; an answer on one node runs the same halves as
+-- submit.lua's steps). The places are counted and the claim judged from the identity's keys alone
+-- (the set's members, their 'm:' fields): an account's own hash is read for its binding, a
+-- member's only when it has no field yet (identity_members), to supersede it or to write the tag
+-- it is counted under.
+-- Returns status, reason.
+local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
+  local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
+  local current = redis.call('HGET', acct_key, 'identity')
+  if current and current ~= vf.identity then
+    return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
+  end
+  local d = place_member(id_key, idacc_key, acct_prefix, vf, limit, current and true or false, nil)
+  for _, member in ipairs(d.superseded) do
+    supersede_account(acct_prefix .. member, vf.identity, log_key, base)
+  end
+  for _, member in ipairs(d.tagged) do redis.call('HSET', acct_prefix .. member, 'name_tag', vf.name_tag) end
+  if d.established then audit(log_key, base, {type = 'claim.established', outcome = 'established', reason = ''}) end
+  return bind_account(acct_key, vf, d, d.decision == 'AGAIN', log_key, base)
+end
+
+-- What a binding's identity step needs of its verification (bind_place.lua), as the account's
+-- step answers it and the repairer's take reads it back (bind_judge.lua, intent_take.lua): flat
+-- texts, so that a chain passes them on as arguments. name_tag is absent for a verification
+-- 0.1.0 started, which the flag after it keeps apart from an empty tag.
+local function binding_inputs(vf)
+  return {'BINDING', vf.id, vf.acct, vf.identity, vf.name_binding or '', vf.name_binding_seen or '',
+    vf.name_tag or '', vf.name_tag and '1' or '0', vf.establishes or '0', vf.pepper or '',
+    vf.assurance or '', vf.method or ''}
+end
+
+-- What binding_inputs gives, read back from args, from its first text ('BINDING') at index first.
+local function binding_of(args, first)
+  local tagged = args[first + 7] == '1'
+  return {id = args[first + 1], acct = args[first + 2], identity = args[first + 3],
+    name_binding = args[first + 4], name_binding_seen = args[first + 5],
+    name_tag = tagged and args[first + 6] or nil, establishes = args[first + 8],
+    pepper = args[first + 9], assurance = args[first + 10], method = args[first + 11]}
 end
 
 local function finish(vf_key, log_key, base, vf, status, reason, bind_reason_event)

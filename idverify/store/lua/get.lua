@@ -4,7 +4,8 @@
 -- ARGV: request json, then the read spec (READ_SPEC_SIZE values)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
-if vf.status == 'CHALLENGE_SENT' and NOW > tonumber(vf.challenge_expires_ms) then
+-- A right answer whose binding is in flight (store/binding_steps.py) is not expired: it was in time.
+if vf.status == 'CHALLENGE_SENT' and vf.binding ~= '1' and NOW > tonumber(vf.challenge_expires_ms) then
   finish(KEYS[1], KEYS[2], event_base(vf, ARGV[1]), vf, 'EXPIRED', 'OTP_EXPIRED', false)
 end
 if #ARGV > 1 and vf.acct then

@@ -3,11 +3,17 @@
 -- what the sequence's first step recorded, as that step would see it. It only finishes what step
 -- 1 recorded: an intent planted by someone with write access to Redis, or one malformed, is
 -- removed, never acted on. An 'unbind' intent needs its account cancelled and unbound (and so
--- existing); an 'erase' intent needs its account gone, as the erasure's first step left it.
--- KEYS: intents, the intent's record, the account it names (any key of the slot when it names none)
+-- existing); an 'erase' intent needs its account gone, as the erasure's first step left it. A
+-- 'bind' intent needs its verification in flight for its account and identity, as the binding's
+-- account step left it; a 'place' intent is resolved by its verification's outcome (binding_take).
+-- KEYS: intents, the intent's record, the account it names, or for a binding's its verification
+--   (any key of the slot when it names none)
 -- ARGV: intent member, its score as read, the delay in ms before it may be taken again
--- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'RACED'} its score
---   moved (another repairer took it, or its sequence finished); {'DROPPED', why} refused and removed.
+-- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'TAKEN', request,
+--   limit, binding_inputs...} a bind; {'TAKEN', account, 'VERIFIED' or 'REJECTED', request, method,
+--   ref} a place; {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose bind is still to finish (taken, nothing to do yet);
+--   {'RACED'} its score moved (another repairer took it, or its sequence finished); {'DROPPED', why}
+--   refused and removed.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return {'RACED'} end
 local function drop(why)
@@ -16,10 +22,38 @@ local function drop(why)
   return {'DROPPED', why}
 end
 local kind, subject = string.match(ARGV[1], '^([a-z]+):(.+)$')
-if kind ~= 'unbind' and kind ~= 'erase' then return drop('UNKNOWN_KIND') end
+local KINDS = {unbind = true, erase = true, bind = true, place = true}
+if not KINDS[kind] then return drop('UNKNOWN_KIND') end
 local intent = hgetall(KEYS[2])
 if intent.kind ~= kind or intent.subject ~= subject then return drop('MALFORMED') end
 local taken = NOW + tonumber(ARGV[3])
+-- A binding's intents (store/binding_steps.py): 'bind' resumes from the identity's step, only for
+-- a verification its account's step marked; 'place' runs the confirm under how the verification
+-- ended (gone, or not VERIFIED: the place is removed), once its 'bind' is done.
+local function binding_take()
+  if (intent.acct or '') == '' or (intent.ref or '') == '' or string.sub(intent.request or '', 1, 1) ~= '{' then
+    return drop('MALFORMED')
+  end
+  local vf = hgetall(KEYS[3])
+  local in_flight = vf.binding == '1' and vf.status == 'CHALLENGE_SENT' and vf.acct == intent.acct
+    and vf.identity == intent.ref
+  if kind == 'bind' then
+    if not string.match(intent.limit or '', '^%d+$') then return drop('MALFORMED') end
+    -- Ended meanwhile by a cancellation or a withdrawal: the commit only clears the marks.
+    if not in_flight and vf.binding == '1' and vf.acct == intent.acct then
+      redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
+      return {'ENDED', intent.acct}
+    end
+    if not in_flight then return drop('NOT_BINDING') end
+    redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
+    return {'TAKEN', intent.request, intent.limit, unpack(binding_inputs(vf))}
+  end
+  redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
+  if in_flight then return {'PENDING'} end
+  local status = (vf.status == 'VERIFIED' and vf.acct == intent.acct) and 'VERIFIED' or 'REJECTED'
+  return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
+end
+if kind == 'bind' or kind == 'place' then return binding_take() end
 if kind == 'erase' then
   -- The account still there: its erasure's first step never ran, so nothing is to finish.
   if redis.call('EXISTS', KEYS[3]) == 1 then return drop('NOT_ERASED') end

@@ -1,0 +1,250 @@
+"""A right answer's binding as a step sequence (docs/ARCHITECTURE.md, "3.1 Binding"), and its repair.
+
+The account's step (``bind_judge.lua``: the answer judged; a right one marks the verification in
+flight and writes the intent ``bind:<vf id>``), the identity's (``bind_place.lua``: the place taken
+as the pending member ``p:<tag>:<vf id>``, or refused, with the intent ``place:<vf id>`` keeping
+the decision), the superseded accounts' when a claim was established (``bind_supersede.lua``, one
+step per account), the account's commit (``bind_commit.lua``: bound or refused, the verification
+finished, the first intent removed; the caller is answered with its record) and the identity's
+confirm (``bind_confirm.lua``: ``b:<tag>``, or the place removed, and the second intent removed).
+
+These run one by one where the steps are in different slots (a Cluster), or through the crash
+tests' runner. On one node ``submit.lua`` runs the same five scripts in one EVAL and this module is
+not used: no intent, no pending place, the round trips and entries of one script.
+
+The repairer resumes a ``bind:`` intent from the identity's step and a ``place:`` intent with the
+confirm, under the verification's outcome (``store.intent_repairs``): finish, never undo, but for
+the place of an account that was not bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from idverify.domain.errors import StoreUnavailable
+from idverify.flows.context import seconds_left
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.connection import as_text
+from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.scripts import BINDING_STEPS, ChainStep, Scripts
+from idverify.store.topology import COMMAND_TIMEOUT_SECONDS
+
+__all__ = ["BIND_KIND", "PLACE_KIND", "Answer", "BindingSteps", "bind_member", "place_member"]
+
+BIND_KIND = "bind"
+PLACE_KIND = "place"
+BUSY_WAIT_SECONDS = 0.01
+"""How long an answer waits before judging again while another answer of its account is binding."""
+
+
+def bind_member(verification_id: str) -> str:
+    """The account's intent of a binding: ``bind:<verification id>``."""
+    return f"{BIND_KIND}:{verification_id}"
+
+
+def place_member(verification_id: str) -> str:
+    """The identity's intent of a binding: ``place:<verification id>``."""
+    return f"{PLACE_KIND}:{verification_id}"
+
+
+def _texts(reply: Sequence[Any]) -> list[str]:
+    """A step's reply as the next step takes it: its texts, without the record a reply may carry."""
+    return [as_text(part) for part in reply if not isinstance(part, list)]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer to judge and, if right, bind: the keys' names and ``bind_judge.lua``'s arguments."""
+
+    tenant: str
+    verification_id: str
+    account_ps: str
+    ref: str
+    otp_ps: str
+    digest: str
+    binding_limit: int
+    failure_window_ms: int
+    request_json: str
+    verdict: str = ""
+    verdict_reason: str = ""
+    vendor_code: str = ""
+
+
+class _Steps:
+    """One call's steps, counted, so that each boundary has its number (``StepRunner.run_one``)."""
+
+    def __init__(self, runner: StepRunner, sequence: str) -> None:
+        self._runner = runner
+        self._sequence = sequence
+        self._done = 0
+
+    async def __call__(self, step: ChainStep) -> Any:
+        self._done += 1
+        return await self._runner.run_one(self._sequence, step, self._done)
+
+
+class BindingSteps:
+    """Runs a binding's steps one by one on a :class:`StepRunner`, and resumes them from intents."""
+
+    def __init__(self, runner: StepRunner, scripts: Scripts) -> None:
+        self._runner = runner
+        self._scripts = scripts
+        self._noted: set[str] = set()
+
+    async def submit(self, answer: Answer) -> Any:
+        """Judges the answer and binds a right one; the reply ``submit.lua`` would give.
+
+        Raises:
+            StoreUnavailable: Redis is unreachable, the identity moved after the account's step,
+                or another answer of the account kept binding past the call's time; the steps
+                done stay done, and their intent is the repairer's.
+        """
+        keys = TenantKeys(answer.tenant)
+        vid = answer.verification_id
+        await self._note(answer.tenant)
+        judge = ChainStep(
+            "bind_judge",
+            [
+                keys.verification(vid),
+                keys.audit_log(),
+                keys.account(answer.account_ps),
+                keys.identity(answer.ref),
+                keys.otp_failures(answer.otp_ps),
+                keys.intents(),
+                keys.intent(bind_member(vid)),
+            ],
+            [
+                answer.digest,
+                answer.failure_window_ms,
+                answer.request_json,
+                answer.verdict,
+                answer.verdict_reason,
+                answer.vendor_code,
+                self._runner.intent_delay_ms(len(BINDING_STEPS)),
+                answer.binding_limit,
+            ],
+        )
+        step = _Steps(self._runner, "bind")
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + seconds_left(COMMAND_TIMEOUT_SECONDS)
+        while (judged := await step(judge))[0] == b"BUSY":
+            if loop.time() + BUSY_WAIT_SECONDS > give_up:
+                raise StoreUnavailable("another answer of the account is binding; retry", reason="CONTENDED")
+            await asyncio.sleep(BUSY_WAIT_SECONDS)
+        if judged[0] != b"BINDING":
+            return judged
+        return await self._after_judge(
+            step, answer.tenant, _texts(judged), answer.binding_limit, answer.request_json
+        )
+
+    async def resume_binding(self, tenant: str, request_json: str, limit: int, inputs: Sequence[str]) -> None:
+        """The steps after the account's, from a ``bind:`` intent the repairer took."""
+        await self._after_judge(_Steps(self._runner, "bind-repair"), tenant, inputs, limit, request_json)
+
+    async def resume_place(self, tenant: str, intent: PlaceIntent) -> None:
+        """The confirm under the verification's outcome, from a ``place:`` intent the repairer took."""
+        await self._confirm(_Steps(self._runner, "place-repair"), tenant, intent, ["OK", intent.status])
+
+    async def clear_ended(self, tenant: str, verification_id: str, account_ps: str) -> None:
+        """The commit of a verification a cancellation or withdrawal ended after the account's step.
+
+        It answers DONE and only clears the step's marks: the verification's TTL back, the
+        account's ``binding`` and the ``bind:`` intent.
+        """
+        step = _Steps(self._runner, "bind-repair")
+        await step(self._commit(TenantKeys(tenant), verification_id, account_ps, ["{}", *[""] * 8]))
+
+    def _commit(self, keys: TenantKeys, vid: str, account_ps: str, args: Sequence[str]) -> ChainStep:
+        return ChainStep(
+            "bind_commit",
+            [
+                keys.verification(vid),
+                keys.audit_log(),
+                keys.account(account_ps),
+                keys.consent(account_ps),
+                keys.intents(),
+                keys.intent(bind_member(vid)),
+            ],
+            args,
+        )
+
+    async def _after_judge(
+        self, step: _Steps, tenant: str, inputs: Sequence[str], limit: int, request_json: str
+    ) -> Any:
+        keys = TenantKeys(tenant)
+        vid, account_ps, ref, method = inputs[1], inputs[2], inputs[3], inputs[11]
+        place = ChainStep(
+            "bind_place",
+            [keys.identity(ref), keys.identity_accounts(ref), keys.intents(), keys.intent(place_member(vid))],
+            [limit, self._runner.intent_delay_ms(len(BINDING_STEPS)), request_json, *inputs],
+        )
+        placed = _texts(await step(place))
+        if placed[0] == "MOVED":
+            msg = "the identity moved while the account was binding; retry"
+            raise StoreUnavailable(msg, reason="CONTENDED")
+        intent = PlaceIntent(vid, account_ps, ref, method, request_json, "")
+        for member in placed[6].split():
+            await step(self._supersede(tenant, intent, placed[2], superseded=member))
+        for member in placed[7].split():
+            await step(self._supersede(tenant, intent, placed[2], tagged=member))
+        committed = await step(self._commit(keys, vid, account_ps, [request_json, *placed]))
+        await self._confirm(step, tenant, intent, _texts(committed))
+        if committed[0] in {b"OK", b"DONE"}:
+            return [b"OK", committed[1]]
+        return committed
+
+    async def _confirm(
+        self, step: _Steps, tenant: str, intent: PlaceIntent, committed: Sequence[str]
+    ) -> None:
+        """The confirm; a place a claim superseded meanwhile has its account superseded after it."""
+        keys = TenantKeys(tenant)
+        member = place_member(intent.verification_id)
+        confirm = ChainStep(
+            "bind_confirm",
+            [
+                keys.identity(intent.ref),
+                keys.identity_accounts(intent.ref),
+                keys.intents(),
+                keys.intent(member),
+            ],
+            [intent.account_ps, intent.verification_id, *committed],
+        )
+        if (await step(confirm))[0] == b"SUPERSEDED":
+            await step(self._supersede(tenant, intent, "", superseded=intent.account_ps))
+            await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
+
+    @staticmethod
+    def _supersede(
+        tenant: str, intent: PlaceIntent, tag: str, *, superseded: str = "", tagged: str = ""
+    ) -> ChainStep:
+        """The step of one account a claim supersedes (or tags)."""
+        keys = TenantKeys(tenant)
+        return ChainStep(
+            "bind_supersede",
+            [keys.audit_log(), keys.account(superseded or tagged)],
+            [intent.request_json, intent.verification_id, intent.method, intent.ref, tag, superseded, tagged],
+        )
+
+    async def _note(self, tenant: str) -> None:
+        """Names the tenant among those the repairer visits, once a process (one round trip)."""
+        if tenant not in self._noted:
+            await self._scripts.command("SADD", GlobalKeys.ERASURE_TENANTS, tenant)
+            self._noted.add(tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceIntent:
+    """What the confirm of a binding and a supersession after it need, as a ``place:`` intent keeps it.
+
+    ``status``: how the verification ended (``VERIFIED``, or anything else: not bound).
+    """
+
+    verification_id: str
+    account_ps: str
+    ref: str
+    method: str
+    request_json: str
+    status: str

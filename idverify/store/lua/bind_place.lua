@@ -1,0 +1,39 @@
+-- A binding's second step, in the identity's slot (docs/ARCHITECTURE.md, "3.1 Binding"): whether
+-- the account takes a place, decided from the identity's keys alone (place_member in the prelude:
+-- the claim rules, the limit counted over 'b:' and 'p:' members, a claim established). A new
+-- place is the pending member 'p:<tag>:<vf id>' (in the set too, where 0.1.0 counts it), which
+-- the confirm (bind_confirm.lua) turns into 'b:<tag>' or removes. Step by step, the decision is
+-- kept in the intent 'place:<vf id>' (removed by the confirm): a repeat answers it again, so a
+-- repair writes the entries and supersessions of the first decision, and a place whose account's
+-- steps were lost is found and resolved by the repairer.
+-- KEYS: identity, identity accounts, intents, the intent's record
+-- ARGV: binding limit, the intent's delay in ms ('': write none), request json, then the account
+--   step's reply (binding_inputs)
+-- Replies: {decision, reason, name tag, establishes, counted ('1'/''), established ('1'/''),
+--   superseded members, tagged members (each space-separated)}: decision PLACED, AGAIN or
+--   REFUSED (place_member); {'MOVED'} the identity moved since the account's step.
+if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
+  local kept = redis.call('HMGET', KEYS[4], 'decision', 'reason', 'name_tag', 'establishes', 'counted',
+    'established', 'superseded', 'tagged')
+  for i = 1, #kept do kept[i] = kept[i] or '' end
+  return kept
+end
+local vf = binding_of(ARGV, 4)
+if redis.call('HEXISTS', KEYS[1], 'moved_to') == 1
+  or (vf.name_binding_seen ~= '' and redis.call('EXISTS', KEYS[1]) == 0) then
+  return {'MOVED'}
+end
+local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
+local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1], true, vf.id)
+local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, d.counted and '1' or '',
+  d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' ')}
+if ARGV[2] ~= '' then
+  local member = 'place:' .. vf.id
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], 'kind', 'place', 'subject', vf.id, 'acct', vf.acct, 'ref', vf.identity,
+    'request', ARGV[3], 'method', vf.method, 'decision', reply[1], 'reason', reply[2], 'name_tag', reply[3],
+    'establishes', reply[4], 'counted', reply[5], 'established', reply[6], 'superseded', reply[7],
+    'tagged', reply[8])
+  redis.call('ZADD', KEYS[3], NOW + tonumber(ARGV[2]), member)
+end
+return reply

@@ -1,0 +1,283 @@
+"""A right answer's binding as steps (docs/ARCHITECTURE.md, "3.1 Binding"), its intents and repairs.
+
+Abuse first. A worker killed -9 after each step of a binding run one by one (the path a Cluster
+takes, run here on a standalone redis-server through the test-only ``step_by_step`` runner) leaves
+intents that the repairer finishes, never undoes: the verification VERIFIED, the account bound
+once, its member ``b:``, no ``p:`` member and no intent left, each entry once. Many right answers
+for one identity at once take exactly ``limit`` places. A planted ``bind:`` intent binds nothing.
+On one node an answer is one atomic script that writes no intent, and its entries are those of
+the steps, byte for byte.
+
+CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS=20`` runs the long loop (a
+slow test, docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from idverify.flows.bucket_repair import BucketRepairer, DueIntent, RepairOutcome
+from idverify.flows.verification.port import WriteOutcome
+from idverify.flows.verification.record import Status
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.connection import RedisClient, as_text
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.testing import RedisProcess
+from tests.bind_crash import (
+    ESTABLISHING,
+    OWNER,
+    PLAIN,
+    REF,
+    SQUATTER,
+    STARTED,
+    answer,
+    assert_bound_once,
+    assert_nothing_pending,
+    bind,
+    challenge,
+    killed_after,
+    store_of,
+)
+from tests.cancel_crash import LaterRepairs, Watching, entries, pseudonym
+from tests.sequencer_crash import loop_rounds
+
+CI_ROUNDS = 1
+ROUNDS = loop_rounds(CI_ROUNDS)
+# (whether the answer establishes a claim over a squatter, the steps that run before the kill): a
+# plain binding runs judge, place, commit and confirm; an establishing one supersedes between.
+BOUNDARIES = [(False, n) for n in (1, 2, 3)] + [(True, n) for n in (1, 2, 3, 4)]
+
+
+@pytest.fixture
+def redis(own_client: RedisClient) -> RedisClient:
+    return own_client
+
+
+def _tenant(label: str) -> str:
+    return f"bind{pseudonym(label)[:8]}"
+
+
+def _stepwise(redis: RedisClient) -> StepRunner:
+    return StepRunner(Scripts(redis), step_by_step=True)
+
+
+async def _squatted(redis: RedisClient, tenant: str) -> str:
+    """A squatter bound under another name of the document; its account pseudonym."""
+    squatter = pseudonym(f"{tenant}-squatter")
+    await bind(redis, tenant, squatter, SQUATTER)
+    return squatter
+
+
+async def _assert_superseded(redis: RedisClient, tenant: str, squatter: str, vid: str) -> None:
+    keys = TenantKeys(tenant)
+    assert not await redis.hexists(keys.account(squatter), "identity")
+    assert not await redis.sismember(keys.identity_accounts(REF), squatter)
+    assert not await redis.hexists(keys.identity(REF), f"m:{squatter}")
+    superseded = [e for e in await entries(redis, tenant) if e["type"] == "binding.superseded"]
+    assert [(e["account"], e["verification_id"]) for e in superseded] == [(f"audit-{squatter}", vid)]
+
+
+class TestAWorkerKilledBetweenStepsIsRepaired:
+    """The worker killed -9 after each step; the repairer finishes, never undoes, once."""
+
+    @pytest.mark.timeout(60 + 40 * ROUNDS)
+    async def test_every_boundary_every_round(self, redis: RedisClient, own_redis: RedisProcess) -> None:
+        later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
+        for round_ in range(ROUNDS):
+            for establishing, nth in BOUNDARIES:
+                tenant = _tenant(f"{round_}-{establishing}-{nth}")
+                squatter = await _squatted(redis, tenant) if establishing else ""
+                target = pseudonym(f"{tenant}-a")
+                vid = await challenge(redis, tenant, target, OWNER, establishes=establishing)
+                where = f"round {round_}, killed after step {nth}, establishing: {establishing}"
+                await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, nth)
+                assert await redis.zcard(TenantKeys(tenant).intents()) >= 1, where
+                assert await later.repair(tenant) >= 1, where
+                await assert_bound_once(
+                    redis,
+                    tenant,
+                    vid,
+                    target,
+                    OWNER["name_tag"],
+                    types=ESTABLISHING if establishing else PLAIN,
+                )
+                if establishing:
+                    await _assert_superseded(redis, tenant, squatter, vid)
+                # A second pass finds nothing: the repair is done once.
+                assert await later.repair(tenant) == 0, where
+
+    async def test_a_worker_that_lived_leaves_nothing_pending(self, redis: RedisClient) -> None:
+        tenant = _tenant("lived")
+        squatter = await _squatted(redis, tenant)
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER, establishes=True)
+        written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, vid)
+        assert written.record.status is Status.VERIFIED, written
+        await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING)
+        await _assert_superseded(redis, tenant, squatter, vid)
+
+    async def test_a_repeated_answer_during_a_pending_binding_finishes_it(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        tenant = _tenant("repeat")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)
+        written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, vid)
+        assert written.record.status is Status.VERIFIED, written
+        await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=PLAIN)
+
+    async def test_a_cancellation_during_a_pending_binding_takes_the_place_back(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The one undo: the account cancelled after the place was taken leaves no member."""
+        tenant = _tenant("cancelled")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)
+        keys = TenantKeys(tenant)
+        assert await redis.sismember(keys.identity_accounts(REF), target)  # the pending place
+        await redis.hset(keys.account(target), "cancelled_ms", "1")
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        record = await redis.hgetall(keys.verification(vid))
+        assert (record[b"status"], record[b"reason"]) == (b"REJECTED", b"ACCOUNT_CANCELLED")
+        assert not await redis.sismember(keys.identity_accounts(REF), target)
+        assert not await redis.hexists(keys.identity(REF), f"m:{target}")
+        assert not await redis.hexists(keys.account(target), "identity")
+        await assert_nothing_pending(redis, tenant)
+        mine = [e["type"] for e in await entries(redis, tenant) if e["verification_id"] == vid]
+        assert mine[len(STARTED) :] == ["challenge.passed", "binding.refused", "verification.rejected"]
+
+    async def test_a_place_is_left_alone_while_its_binding_is_to_finish(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """Taken first, the identity's intent neither confirms nor frees a place still binding."""
+        tenant = _tenant("place-first")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)
+        keys = TenantKeys(tenant)
+        repairs = LaterRepairs(redis, Scripts(redis))
+        member = f"place:{vid}"
+        score = int(await redis.zscore(keys.intents(), member) or 0)
+        assert (await repairs.repair(tenant, DueIntent(member, score))).outcome is RepairOutcome.RACED
+        pending = f"p:{OWNER['name_tag']}:{vid}".encode()
+        assert await redis.hget(keys.identity(REF), f"m:{target}") == pending
+        assert await BucketRepairer(repairs).repair(tenant) >= 1
+        await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=PLAIN)
+
+
+class TestThePlacesOfOneIdentity:
+    """Concurrent right answers step by step: the limit is counted over bound and pending places."""
+
+    @pytest.mark.timeout(120)
+    async def test_many_answers_at_once_take_exactly_the_limit(self, redis: RedisClient) -> None:
+        tenant, limit, answers = _tenant("race"), 3, 24
+        accounts = [pseudonym(f"race-{n}") for n in range(answers)]
+        vids = [await challenge(redis, tenant, account, OWNER) for account in accounts]
+        stores = [store_of(redis, runner=_stepwise(redis)) for _ in range(4)]
+        written = await asyncio.gather(
+            *(answer(stores[n % 4], tenant, vid, limit=limit) for n, vid in enumerate(vids))
+        )
+        statuses = [w.record.status for w in written]
+        assert statuses.count(Status.VERIFIED) == limit, statuses
+        refused = {w.record.reason for w in written if w.record.status is Status.REJECTED}
+        assert refused == {"BINDING_LIMIT_REACHED"}
+        keys = TenantKeys(tenant)
+        bound = {a for a, w in zip(accounts, written, strict=True) if w.record.status is Status.VERIFIED}
+        assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(REF))} == bound
+        await assert_nothing_pending(redis, tenant)
+
+    async def test_a_pending_place_counts_against_the_limit(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        tenant = _tenant("pending")
+        first, second = pseudonym(f"{tenant}-a"), pseudonym(f"{tenant}-b")
+        vid = await challenge(redis, tenant, first, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2, limit=1)
+        value = await redis.hget(TenantKeys(tenant).identity(REF), f"m:{first}")
+        assert value == f"p:{OWNER['name_tag']}:{vid}".encode()
+        other = await challenge(redis, tenant, second, OWNER)
+        written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, other, limit=1)
+        assert (written.record.status, written.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
+
+
+class TestPlantedIntents:
+    """A thief or operator with write access plants intents; none binds anything."""
+
+    async def test_a_planted_bind_intent_binds_nothing(
+        self, redis: RedisClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant = _tenant("planted")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)  # a code sent, never answered
+        keys = TenantKeys(tenant)
+        member = f"bind:{vid}"
+        fields = {"kind": "bind", "subject": vid, "acct": target, "ref": REF, "limit": "3", "request": "{}"}
+        await redis.hset(keys.intent(member), mapping=fields)
+        await redis.zadd(keys.intents(), {member: 0})
+        before = await entries(redis, tenant)
+        with caplog.at_level(logging.WARNING, logger="idverify.repair"):
+            assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 0
+        assert await redis.hget(keys.verification(vid), "status") == b"CHALLENGE_SENT"
+        assert not await redis.hexists(keys.account(target), "identity")
+        assert not await redis.exists(keys.identity_accounts(REF))
+        assert await entries(redis, tenant) == before
+        await assert_nothing_pending(redis, tenant)
+        assert f"intent {keys.intent(member)} dropped: NOT_BINDING" in caplog.text
+
+    async def test_a_planted_place_intent_removes_no_bound_member(self, redis: RedisClient) -> None:
+        tenant = _tenant("planted-place")
+        target = pseudonym(f"{tenant}-a")
+        await bind(redis, tenant, target, OWNER)
+        keys = TenantKeys(tenant)
+        vid = pseudonym("no-such-verification")
+        member = f"place:{vid}"
+        fields = {"kind": "place", "subject": vid, "acct": target, "ref": REF, "request": "{}"}
+        await redis.hset(keys.intent(member), mapping=fields)
+        await redis.zadd(keys.intents(), {member: 0})
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 1
+        assert await redis.hget(keys.identity(REF), f"m:{target}") == f"b:{OWNER['name_tag']}".encode()
+        assert await redis.sismember(keys.identity_accounts(REF), target)
+        await assert_nothing_pending(redis, tenant)
+
+
+class TestOneNode:
+    """On one node the steps are one script: no boundary, no intent, the entries of the steps."""
+
+    async def test_an_answer_is_atomic_and_writes_no_intent(self, redis: RedisClient) -> None:
+        tenant = _tenant("one-node")
+        squatter = await _squatted(redis, tenant)
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER, establishes=True)
+        watching = Watching(Scripts(redis))
+        written = await answer(store_of(redis, runner=watching), tenant, vid)
+        assert written.outcome is WriteOutcome.DONE
+        assert watching.seen == []
+        await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING)
+        await _assert_superseded(redis, tenant, squatter, vid)
+
+    async def test_the_entries_of_the_chain_and_of_the_steps_are_the_same_bytes(
+        self, redis: RedisClient
+    ) -> None:
+        logs = []
+        for label, runner in (("chained", None), ("stepwise", _stepwise(redis))):
+            tenant = _tenant("bytes")  # the same ids in both, in two databases' worth of keys
+            await redis.flushdb()
+            await _squatted(redis, tenant)
+            vid = await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER, establishes=True)
+            await answer(store_of(redis, runner=runner), tenant, vid)
+            raw = await redis.hgetall(TenantKeys(tenant).audit_log())
+            logs.append([_timeless(raw[str(i).encode()]) for i in range(len(raw))])
+            del label
+        assert logs[0] == logs[1]
+
+
+def _timeless(entry: bytes) -> bytes:
+    """An entry's bytes without its time (the two runs are milliseconds apart)."""
+    head, _, rest = entry.partition(b',"time_ms":')
+    return head + rest[rest.index(b",") :]
