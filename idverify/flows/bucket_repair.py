@@ -8,7 +8,8 @@ sequence died, or lost its store, in between. Every worker runs :func:`repair_fo
 audit integration: every few seconds, for each tenant, it reads the due intents (64 at most a
 round), takes each with a check-and-set on its retry time (so two repairers rarely take the same
 one, and if they do, every step being idempotent, the second changes nothing) and resumes the
-sequence after its first step (a cancellation's, an account's erasure's, a binding's). The rule is to finish,
+sequence after its first step (a cancellation's, an account's erasure's, a binding's, an
+identity's re-indexing's). The rule is to finish,
 never undo.
 
 The store checks each intent as the sequence's first step would see it and finishes only what that
@@ -47,9 +48,9 @@ log = logging.getLogger("idverify.repair")
 
 REPAIR_INTERVAL_SECONDS = 3.0
 DUE_PAGE = 64
-# An intent's member as this release writes it: its kind and a pseudonym (32 hex digits). Only
-# such a member is shown in a log line.
-_LOGGABLE = re.compile(r"(?:unbind|erase|bind|place):[0-9a-f]{32}")
+# An intent's member as this release writes it: its kind and a pseudonym (32 hex digits), or a
+# re-indexing's and the SHA-1 of its old ref (40). Only such a member is shown in a log line.
+_LOGGABLE = re.compile(r"(?:unbind|erase|bind|place):[0-9a-f]{32}|move:[0-9a-f]{40}")
 
 
 @dataclass(frozen=True, slots=True)

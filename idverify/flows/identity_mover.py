@@ -1,35 +1,43 @@
 """Moving an identity record to another key ref, with everything that points at it.
 
 Identity records are named by their sealed index, so re-sealing one renames it: the record, its
-account set, every bound account's reference and a pending erasure move together in one script
-(``reseal_identity.lua``). The same move serves three callers: ``idverify keys reindex`` (every
-record, resumable: flows/reindex.py), a verification that meets an identity under an older key
-(it moves it on the spot), and the lazy pepper migration of a presented identity (both
-flows/identity_lookup.py).
+account set, every bound account's reference and a pending erasure move together (one script on
+one node; on a Cluster, steps that a repairer finishes: ``store.identity_move_steps``). The same
+move serves three callers: ``idverify keys reindex`` (every record, resumable: flows/reindex.py),
+a verification that meets an identity under an older key (it moves it on the spot), and the lazy
+pepper migration of a presented identity (both flows/identity_lookup.py). While a move is in
+flight, another move of the identity answers MOVING and a binding of it RETRY: both wait
+(:func:`wait_for_move`) within the call's deadline.
 
 The records are read and written through :class:`IdentityRecords`, the port declared here, in
 typed values; ``store.identity_records.RedisIdentityRecords`` implements it (the keys, the reads,
-``reseal_identity.lua`` and ``reseal_verification.lua`` and their replies).
+the move's steps and ``reseal_verification.lua`` and their replies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from idverify.domain.errors import StoreUnavailable
+from idverify.flows.context import seconds_left
 from idverify.privacy.sealing import Sealer, SealError, associated_data, sealed_from_text, sealed_to_text
 
 __all__ = [
     "IDENTITY_INDEX",
+    "MOVE_PAUSE_SECONDS",
+    "MOVE_WAIT_SECONDS",
     "NAME_BINDING",
     "HeldIdentity",
     "IdentityLocation",
     "IdentityMove",
     "IdentityMover",
     "IdentityRecords",
+    "move_wait_deadline",
+    "wait_for_move",
 ]
 
 IDENTITY_INDEX: Final = "identity-index"
@@ -37,14 +45,41 @@ NAME_BINDING: Final = "name-binding"
 _ATTEMPTS: Final = 5
 # Forwarding records chain at most once per rotation; more hops than this means a loop.
 _MAX_HOPS: Final = 6
+MOVE_PAUSE_SECONDS: Final = 0.01
+"""How long a write waits before trying again an identity whose move is in flight (a few round trips)."""
+MOVE_WAIT_SECONDS: Final = 5.0
+"""How long, outside a call (its deadline otherwise), a move in flight is waited for before UNAVAILABLE.
+
+A move left half done by a dead worker is finished by the repairer, past its own deadline."""
+
+
+def move_wait_deadline() -> float:
+    """The event loop's time after which a write stops waiting for a move in flight."""
+    return asyncio.get_running_loop().time() + seconds_left(MOVE_WAIT_SECONDS)
+
+
+async def wait_for_move(deadline: float) -> None:
+    """Pauses before a write tries an identity again whose move is in flight.
+
+    Raises:
+        StoreUnavailable: the deadline passed (the move is stuck until the repairer finishes it).
+    """
+    if asyncio.get_running_loop().time() >= deadline:
+        raise StoreUnavailable("an identity is being moved; retry", reason="CONTENDED")
+    await asyncio.sleep(MOVE_PAUSE_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
 class HeldIdentity:
-    """An identity record as a move reads it: its sealed name binding and its bound accounts."""
+    """An identity record as a move reads it: its sealed name binding and its bound accounts.
+
+    ``stored``: the whole record as the store read it, in the store's own form, which its move
+    holds the record to (empty where the store needs none).
+    """
 
     binding: str
     accounts: tuple[str, ...]  # account pseudonyms, sorted
+    stored: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +125,7 @@ class IdentityRecords(Protocol):
         """Moves the record with its accounts, their references and a pending erasure.
 
         'OK'; 'SAME' (the same ref); 'GONE' (no record, or a forwarding one); 'RETRY' (it
-        changed since it was read).
+        changed since it was read); 'MOVING' (another move of it is in flight).
         """
         ...
 
@@ -179,9 +214,12 @@ class IdentityMover:
 
         Raises:
             SealError: the stored name binding cannot be opened to re-seal it.
-            StoreUnavailable: Redis is down, or the record kept changing under us.
+            StoreUnavailable: Redis is down, the record kept changing under us, or another move of
+                it stayed in flight past the deadline.
         """
-        for _ in range(_ATTEMPTS):
+        deadline = move_wait_deadline()
+        attempts = 0
+        while attempts < _ATTEMPTS:
             held = await self._records.held(tenant, old_ref)
             if held is None:
                 return "GONE"
@@ -194,8 +232,12 @@ class IdentityMover:
             outcome = await self._records.move(
                 tenant, IdentityMove(old_ref, new_ref, new_binding, pepper_phc, forward_ms, held)
             )
+            if outcome == "MOVING":
+                await wait_for_move(deadline)
+                continue
             if outcome != "RETRY":
                 return outcome
+            attempts += 1
         raise StoreUnavailable("an identity record kept changing while it moved; retry", reason="CONTENDED")
 
     async def follow(self, tenant: str, ref: str) -> tuple[str, list[bytes]]:

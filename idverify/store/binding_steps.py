@@ -26,6 +26,7 @@ from typing import Any
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.context import seconds_left
+from idverify.flows.identity_mover import move_wait_deadline, wait_for_move
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import as_text
 from idverify.store.keys import GlobalKeys, TenantKeys
@@ -182,6 +183,13 @@ class BindingSteps:
             [limit, self._runner.intent_delay_ms(len(BINDING_STEPS)), request_json, *inputs],
         )
         placed = _texts(await step(place))
+        if placed[0] == "RETRY":
+            # A move of the identity in flight (docs/ARCHITECTURE.md, "3.4 Re-indexing"): placed
+            # again once it is whole, so that no place is counted on half of its members.
+            deadline = move_wait_deadline()
+            while placed[0] == "RETRY":
+                await wait_for_move(deadline)
+                placed = _texts(await step(place))
         if placed[0] == "MOVED":
             msg = "the identity moved while the account was binding; retry"
             raise StoreUnavailable(msg, reason="CONTENDED")

@@ -3,10 +3,10 @@
 A record is the hash ``{t}:id:<ref>`` (its sealed ``name_binding``, ``pepper``, and for a
 forwarding record ``moved_to`` and ``binding_was``, and each bound account's claim tag as
 ``m:<account pseudonym>``) with its set of bound accounts ``{t}:idacc:<ref>``;
-``reseal_identity.lua`` moves it with its accounts, their tags, their references and a pending
-erasure, and ``reseal_verification.lua`` points a verification at it again. The
-flows decide what moves where; this adapter names the keys, reads, runs the scripts and decodes
-their replies.
+``store.identity_move_steps`` moves it with its accounts, their tags, their references and a
+pending erasure (one EVAL on one node, steps with a durable intent on a Cluster), and
+``reseal_verification.lua`` points a verification at it again. The flows decide what moves where;
+this adapter names the keys, reads, runs the scripts and decodes their replies.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import json
 from collections.abc import Mapping, Sequence
 
 from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, IdentityMove
-from idverify.store.connection import as_text, translate_errors
-from idverify.store.keys import TenantKeys
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.connection import RedisClient, as_text, translate_errors
+from idverify.store.identity_move_steps import IdentityMoveSteps, MoveRecord
+from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripted_store import ScriptedStore
+from idverify.store.scripts import Scripts, hash_fields
 
 __all__ = ["RedisIdentityRecords"]
 
@@ -27,6 +30,10 @@ class RedisIdentityRecords(ScriptedStore):
 
     Every method but :meth:`keys` may raise StoreUnavailable when Redis cannot be reached.
     """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+        super().__init__(redis, scripts)
+        self._moves = IdentityMoveSteps(steps or StepRunner(scripts))
 
     def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:
         """The records' hashes."""
@@ -43,40 +50,36 @@ class RedisIdentityRecords(ScriptedStore):
         return [None if reply is None else as_text(reply) for reply in replies]
 
     async def held(self, tenant: str, ref: str) -> HeldIdentity | None:
-        """The record's ``name_binding`` (HGET), then its accounts (SMEMBERS)."""
+        """The record (HGETALL), its accounts (SMEMBERS) and its due erasure (ZSCORE), pipelined.
+
+        The whole of it is kept (``HeldIdentity.stored``): the move's first step goes on only if
+        the record still holds exactly that, which its later steps carry to the new ref.
+        """
         keys = TenantKeys(tenant)
-        async with translate_errors():
-            stored = await self._redis.hget(keys.identity(ref), "name_binding")
-            members = sorted(as_text(m) for m in await self._redis.smembers(keys.identity_accounts(ref)))
-        if stored is None:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.identity(ref))
+            pipe.smembers(keys.identity_accounts(ref))
+            pipe.zscore(keys.erasure_due(), f"i:{ref}")
+            raw, raw_members, due = await pipe.execute()
+        fields = hash_fields(raw)
+        if "name_binding" not in fields:
             return None
-        return HeldIdentity(as_text(stored), tuple(members))
+        members = sorted(as_text(m) for m in raw_members)
+        stored = {"fields": fields, "members": members, "due": "" if due is None else _score(due)}
+        return HeldIdentity(fields["name_binding"], tuple(members), stored=json.dumps(stored))
 
     async def move(self, tenant: str, move: IdentityMove) -> str:
-        """Runs ``reseal_identity.lua``; its reply's first word."""
-        keys = TenantKeys(tenant)
-        members = list(move.read.accounts)
-        result = await self._scripts.run(
-            "reseal_identity",
-            [
-                keys.identity(move.old_ref),
-                keys.identity_accounts(move.old_ref),
-                keys.identity(move.new_ref),
-                keys.identity_accounts(move.new_ref),
-                keys.erasure_due(),
-                *(keys.account(member) for member in members),
-            ],
-            [
-                move.old_ref,
-                move.new_ref,
-                move.binding,
-                move.pepper_phc,
-                move.forward_ms,
-                json.dumps(members),
-                move.read.binding,
-            ],
+        """Runs the move's steps (``store.identity_move_steps``); the first step's reply."""
+        if not move.read.stored:
+            return "RETRY"  # not read by :meth:`held`: nothing to hold the record to
+        if not self._moves.chained:
+            # The repairers visit this list's tenants: a move left half done must be among them.
+            async with translate_errors():
+                await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
+        steps = {"binding": move.binding, "pepper": move.pepper_phc, "forward_ms": move.forward_ms}
+        return await self._moves.move(
+            tenant, MoveRecord(move.old_ref, move.new_ref, move.read.stored, json.dumps(steps))
         )
-        return as_text(result[0])
 
     async def location(self, tenant: str, ref: str) -> IdentityLocation:
         """One HMGET of ``moved_to``, ``binding_was`` and ``name_binding``."""
@@ -100,3 +103,8 @@ class RedisIdentityRecords(ScriptedStore):
             [json.dumps({name: [old, new] for name, (old, new) in changes.items()})],
         )
         return as_text(result[0]) == "OK"
+
+
+def _score(score: float) -> str:
+    """A sorted set's score as Redis writes it back: an integer without its ``.0``."""
+    return str(int(score)) if float(score).is_integer() else repr(float(score))

@@ -4,12 +4,15 @@ A tenant's intents are the sorted set ``TenantKeys.intents()`` (member -> the st
 which a repairer may take it) with one record each (``TenantKeys.intent()``). ``intent_take.lua``
 takes one with a check-and-set on its score and checks it as the sequence's first step would;
 the sequence is then resumed after that step: a cancellation's (``unbind``,
-``store.cancellation_steps``), an account's erasure's (``erase``, ``store.erasure_steps``) or a
-binding's (``bind`` from the identity's step, ``place`` with the confirm: ``store.binding_steps``).
+``store.cancellation_steps``), an account's erasure's (``erase``, ``store.erasure_steps``), a
+binding's (``bind`` from the identity's step, ``place`` with the confirm: ``store.binding_steps``)
+or an identity's re-indexing's (``move``, ``store.identity_move_steps``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import cast
 
 from idverify.flows.bucket_repair import DueIntent, Repair, RepairOutcome
@@ -20,6 +23,8 @@ from idverify.store.cancellation_steps import CancellationSteps
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.erasure_steps import INTENT_KIND as ERASE
 from idverify.store.erasure_steps import ErasureSteps
+from idverify.store.identity_move_steps import INTENT_KIND as MOVE
+from idverify.store.identity_move_steps import IdentityMoveSteps, MoveRecord
 from idverify.store.keys import TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
@@ -27,8 +32,14 @@ from idverify.store.scripts import Scripts
 __all__ = ["RedisIntentRepairs"]
 
 # A binding's repair is at most its identity's step, a supersession or two, the commit and the
-# confirm (a cancellation's, its identity's step, the names' and the intent's removal).
+# confirm (a cancellation's, its identity's step, the names' and the intent's removal); a
+# re-indexing's, its steps after the first.
 _REPAIR_STEPS = 5
+
+
+def _move_repair_steps(members: int) -> int:
+    """A re-indexing's steps after its first: the arrival, each member's, the mark's, the finish."""
+    return 3 + members
 
 
 class RedisIntentRepairs(ScriptedStore):
@@ -40,6 +51,7 @@ class RedisIntentRepairs(ScriptedStore):
         self._cancellation = CancellationSteps(self._runner)
         self._erasure = ErasureSteps(self._runner)
         self._binding = BindingSteps(self._runner, scripts)
+        self._move = IdentityMoveSteps(self._runner)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:
         """At most ``limit`` intents due by ``until_ms``, soonest first."""
@@ -56,22 +68,34 @@ class RedisIntentRepairs(ScriptedStore):
         """Takes ``intent`` and finishes its sequence (see ``intent_take.lua`` for what is refused)."""
         keys = TenantKeys(tenant)
         kind, _, subject = intent.member.partition(":")
-        # The account the intent names, when it names one of a kind this release knows; else any
-        # key of the slot, which the take refuses before reading.
+        # The account the intent names, when it names one of a kind this release knows, or for a
+        # binding's its verification, or a re-indexing's old identity record (its record names
+        # it); else any key of the slot, which the take refuses before reading.
+        steps = _REPAIR_STEPS
         if kind in {BIND_KIND, PLACE_KIND}:
             named = keys.verification(subject)
+        elif kind == MOVE:
+            async with translate_errors():
+                old, read = await self._redis.hmget(keys.intent(intent.member), ["old", "read"])
+            named = keys.identity(as_text(old or b""))
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                steps = _move_repair_steps(len(json.loads(read or b"")["members"]))
         else:
             named = keys.account(subject if kind in {UNBIND, ERASE} else "")
         taken = await self._scripts.run(
             "intent_take",
             [keys.intents(), keys.intent(intent.member), named],
-            [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(_REPAIR_STEPS)],
+            [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(steps)],
         )
         status = as_text(taken[0])
         if status in {"RACED", "PENDING"}:
             return Repair(RepairOutcome.RACED)
         if status == "DROPPED":
             return Repair(RepairOutcome.DROPPED, as_text(taken[1]))
+        if kind == MOVE:
+            old_ref, new_ref, read_json, move_json = (as_text(value) for value in taken[1:5])
+            await self._move.resume(tenant, MoveRecord(old_ref, new_ref, read_json, move_json))
+            return Repair(RepairOutcome.REPAIRED)
         if kind == ERASE:
             await self._erasure.resume(tenant, subject)
             return Repair(RepairOutcome.REPAIRED)

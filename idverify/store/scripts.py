@@ -110,7 +110,13 @@ SCRIPT_NAMES = (
     "erase_account",
     "erase_minutes",
     "erase_identity",
-    "reseal_identity",
+    # An identity's re-indexing as steps (store.identity_move_steps): out of the old ref, into the
+    # new, each member's account pointed anew, the arrival's mark cleared, the old ref finished.
+    "move_out",
+    "move_in",
+    "move_member",
+    "move_settle",
+    "move_finish",
     "reseal_verification",
     # A tenant's removal: scheduled (its clients revoked), cancelled, its log closed.
     "tenant_removal",
@@ -140,6 +146,9 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     # and the confirm's loss only makes the repairer run it again.
     | {"bind_judge", "bind_place", "bind_supersede", "bind_commit"}
     | {"erase_account", "erase_minutes", "erase_identity"}
+    # Every step of a re-indexing before its last (which removes the intent): a later step carries
+    # what the one before it marked.
+    | {"move_out", "move_in", "move_member", "move_settle"}
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
     | {"approved_names"}

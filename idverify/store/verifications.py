@@ -27,7 +27,7 @@ from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.flows.consent import ConsentAdmission
 from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityLookup
-from idverify.flows.identity_mover import IdentityMover
+from idverify.flows.identity_mover import IdentityMover, move_wait_deadline, wait_for_move
 from idverify.flows.verification import port
 from idverify.flows.verification.challenge_memo import ChallengeMemo
 from idverify.flows.verification.flow import VerificationFlow, send_limits
@@ -457,16 +457,23 @@ class RedisVerificationStore:
         *,
         first: VerificationRecord | None = None,
     ) -> Any:
-        """Runs a script that may bind an identity until it did not answer MOVED.
+        """Runs a script that may bind an identity until it did not answer MOVED or RETRY.
 
         Identities move when keys rotate or a new pepper is adopted; a move that races the script
         makes it answer MOVED instead of binding a stale reference, and ``point`` answers the
         record pointed anew. ``first``: the record as it is pointed already, for the first attempt.
+        A move still in flight (step by step, on a Cluster) makes it answer RETRY: the same record
+        is tried again after a pause, until the call's deadline (then UNAVAILABLE), so that no
+        binding limit is counted on half of the identity's members.
         """
         moved = False
+        deadline = move_wait_deadline()
         for _ in range(MOVE_ATTEMPTS):
             record = first if first is not None and not moved else await point(moved)
             reply = await attempt(record)
+            while reply[0] == b"RETRY":
+                await wait_for_move(deadline)
+                reply = await attempt(record)
             if reply[0] != b"MOVED":
                 return reply
             moved = True

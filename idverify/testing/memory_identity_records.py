@@ -2,9 +2,9 @@
 
 A record is its fields (``name_binding``, ``pepper``; ``moved_to`` and ``binding_was`` for a
 forwarding record) and its bound accounts; each account's ``identity`` reference, the pending
-erasures and the verifications' fields sit beside them, as ``reseal_identity.lua`` and
-``reseal_verification.lua`` see them. A forwarding record does not expire here.
-``tests/unit/usecases/test_identity_records_contract.py`` holds it and
+erasures and the verifications' fields sit beside them, as the move's steps
+(``store.identity_move_steps``) and ``reseal_verification.lua`` see them. A forwarding record
+does not expire here. ``tests/unit/usecases/test_identity_records_contract.py`` holds it and
 ``store.identity_records.RedisIdentityRecords`` to the same assertions.
 """
 
@@ -59,7 +59,7 @@ class MemoryIdentityRecords:
         return HeldIdentity(binding, tuple(sorted(self.accounts.get((tenant, ref), set()))))
 
     def _refusal(self, tenant: str, move: IdentityMove) -> str | None:
-        """Why ``reseal_identity.lua`` would not move: GONE, SAME or RETRY; None: it would."""
+        """Why the move's first step (``move_out.lua``) would not move: GONE, SAME, RETRY; None: it would."""
         record = self.identities.get((tenant, move.old_ref))
         if record is None or "moved_to" in record:
             return "GONE"
@@ -71,7 +71,7 @@ class MemoryIdentityRecords:
         return None
 
     async def move(self, tenant: str, move: IdentityMove) -> str:
-        """Moves as ``reseal_identity.lua`` does."""
+        """Moves as the move's steps do, all of them."""
         self._reach()
         refusal = self._refusal(tenant, move)
         if refusal is not None:

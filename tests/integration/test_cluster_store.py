@@ -24,7 +24,7 @@ from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
-from tests import bind_crash, cancel_crash
+from tests import bind_crash, cancel_crash, move_crash
 from tests.unit.store import test_erasure_steps as erasure_steps
 from tests.unit.usecases import test_verification_contract as contract
 
@@ -217,6 +217,39 @@ class TestCancellationOnCluster:
             repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
             assert await repairer.repair(tenant) == 1
             await cancel_crash.assert_cancelled_once(client, tenant, cancelled, [])
+        finally:
+            await client.aclose()
+
+
+class TestReindexOnCluster:
+    """An identity's move runs its steps one by one on a Cluster; a worker killed between is repaired."""
+
+    async def test_a_move_runs_step_by_step_to_the_same_result(self, redis_cluster: LocalCluster) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"move-{time.time_ns()}"
+            accounts = [cancel_crash.pseudonym(f"{tenant}-{n}") for n in range(move_crash.MEMBERS)]
+            await move_crash.bound_identity(client, tenant, accounts)
+            runner = StepRunner(Scripts(client))
+            assert not runner.chained
+            assert await move_crash.move(client, tenant, runner) == "OK"
+            await move_crash.assert_moved_once(client, tenant, accounts)
+        finally:
+            await client.aclose()
+
+    async def test_a_worker_killed_between_steps_is_repaired(self, redis_cluster: LocalCluster) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"move-kill-{time.time_ns()}"
+            accounts = [cancel_crash.pseudonym(f"{tenant}-{n}") for n in range(move_crash.MEMBERS)]
+            await move_crash.bound_identity(client, tenant, accounts)
+            await asyncio.to_thread(move_crash.moved_killed_after, redis_cluster.url, tenant, 3)
+            assert await client.zcard(TenantKeys(tenant).intents()) == 1
+            # The repairers visit the tenant: the move named it first.
+            assert tenant in await RedisErasureStore(client, Scripts(client)).tenants()
+            repairer = BucketRepairer(cancel_crash.LaterRepairs(client, Scripts(client)))
+            assert await repairer.repair(tenant) == 1
+            await move_crash.assert_moved_once(client, tenant, accounts)
         finally:
             await client.aclose()
 

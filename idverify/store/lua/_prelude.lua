@@ -487,6 +487,15 @@ local function drop_org_names(index_key, own_key, tag)
   redis.call('DEL', own_key)
 end
 
+-- A re-indexing of the identity is in flight (docs/ARCHITECTURE.md, "3.4 Re-indexing"): marked
+-- 'moving_to' where it leaves, 'incoming' where it arrives until its members' accounts point
+-- there. A binding then answers RETRY and its caller tries again within its deadline, so that no
+-- place is ever counted on half of the members.
+local function identity_moving(id_key)
+  local marks = redis.call('HMGET', id_key, 'moving_to', 'incoming')
+  return marks[1] ~= false or marks[2] ~= false
+end
+
 -- The identity half of a binding (bind below, and bind_place.lua when a binding runs as steps),
 -- decided from the identity's keys alone: the claim rules, the places counted from the members'
 -- values ('b:' and 'p:' alike), and, when the verification establishes a claim, the members of

@@ -15,7 +15,8 @@
 --   '' for a code), its reason, vendor code (a verdict's only), the intent's delay in ms ('': write none), binding
 --   limit (kept in the intent)
 -- Replies: {'OK', record} final; {'BINDING', binding_inputs(vf)...} a right answer, to place;
---   {'NOT_FOUND'}; {'STATE', record}; {'MOVED'}; {'BUSY'} another answer of the account is binding.
+--   {'NOT_FOUND'}; {'STATE', record}; {'MOVED'}; {'RETRY'} a move of the identity in flight (the
+--   caller waits); {'BUSY'} another answer of the account is binding.
 local verdict = ARGV[4]
 -- Only a verdict's entries name a vendor code (an empty one too), as before the steps.
 local vendor_code = verdict ~= '' and ARGV[6] or nil
@@ -25,6 +26,7 @@ local vf = hgetall(KEYS[1])
 if vf.binding == '1' then return binding_inputs(vf) end
 local base = event_base(vf, ARGV[3], KEYS[3])
 if vf.status ~= 'CHALLENGE_SENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
+if identity_moving(KEYS[4]) then return {'RETRY'} end
 -- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
 if redis.call('HEXISTS', KEYS[4], 'moved_to') == 1
   or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[4]) == 0) then

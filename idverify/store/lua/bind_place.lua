@@ -11,7 +11,8 @@
 --   step's reply (binding_inputs)
 -- Replies: {decision, reason, name tag, establishes, counted ('1'/''), established ('1'/''),
 --   superseded members, tagged members (each space-separated)}: decision PLACED, AGAIN or
---   REFUSED (place_member); {'MOVED'} the identity moved since the account's step.
+--   REFUSED (place_member); {'MOVED'} the identity moved since the account's step; {'RETRY'} a
+--   move of it is in flight (the caller waits, and places again).
 if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   local kept = redis.call('HMGET', KEYS[4], 'decision', 'reason', 'name_tag', 'establishes', 'counted',
     'established', 'superseded', 'tagged')
@@ -19,6 +20,7 @@ if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   return kept
 end
 local vf = binding_of(ARGV, 4)
+if identity_moving(KEYS[1]) then return {'RETRY'} end
 if redis.call('HEXISTS', KEYS[1], 'moved_to') == 1
   or (vf.name_binding_seen ~= '' and redis.call('EXISTS', KEYS[1]) == 0) then
   return {'MOVED'}

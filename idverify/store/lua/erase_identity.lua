@@ -5,9 +5,11 @@
 -- longer bound (member_fields). An account's erasure is erase_account.lua's and erase_minutes.lua's.
 -- KEYS: erasure queue, audit log, identity, identity accounts
 -- ARGV: queue member ('i:<identity ref>'), request json
--- Replies: {'OK'} erased or kept in use; {'GONE'} not queued or not due.
+-- Replies: {'OK'} erased or kept in use; {'GONE'} not queued or not due, or moving out.
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due or tonumber(due) > NOW then return {'GONE'} end
+-- A re-indexing moving it out (move_out.lua): its erasure moves with it, and is due there.
+if redis.call('HEXISTS', KEYS[3], 'moving_to') == 1 then return {'GONE'} end
 local base = cjson.decode(ARGV[2])
 if redis.call('SCARD', KEYS[4]) == 0 then
   redis.call('DEL', KEYS[3], KEYS[4])

@@ -7,6 +7,7 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
 if vf.status ~= 'NEEDS_GUARDIAN_CONSENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
+if identity_moving(KEYS[4]) then return {'RETRY'} end
 -- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
 if redis.call('HEXISTS', KEYS[4], 'moved_to') == 1
   or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[4]) == 0) then

@@ -6,12 +6,14 @@
 -- existing); an 'erase' intent needs its account gone, as the erasure's first step left it. A
 -- 'bind' intent needs its verification in flight for its account and identity, as the binding's
 -- account step left it; a 'place' intent is resolved by its verification's outcome (binding_take).
--- KEYS: intents, the intent's record, the account it names, or for a binding's its verification
---   (any key of the slot when it names none)
+-- A 'move' intent needs its old identity record still marked as moving to the intent's new ref.
+-- KEYS: intents, the intent's record, the account it names, or for a binding's its verification,
+--   or for a move's its old identity record (any key of the slot when it names none)
 -- ARGV: intent member, its score as read, the delay in ms before it may be taken again
 -- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'TAKEN', request,
 --   limit, binding_inputs...} a bind; {'TAKEN', account, 'VERIFIED' or 'REJECTED', request, method,
---   ref} a place; {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose bind is still to finish (taken, nothing to do yet);
+--   ref} a place; {'TAKEN', old ref, new ref, record as read json, move json} a move;
+--   {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose bind is still to finish (taken, nothing to do yet);
 --   {'RACED'} its score moved (another repairer took it, or its sequence finished); {'DROPPED', why}
 --   refused and removed.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -22,7 +24,7 @@ local function drop(why)
   return {'DROPPED', why}
 end
 local kind, subject = string.match(ARGV[1], '^([a-z]+):(.+)$')
-local KINDS = {unbind = true, erase = true, bind = true, place = true}
+local KINDS = {unbind = true, erase = true, bind = true, place = true, move = true}
 if not KINDS[kind] then return drop('UNKNOWN_KIND') end
 local intent = hgetall(KEYS[2])
 if intent.kind ~= kind or intent.subject ~= subject then return drop('MALFORMED') end
@@ -54,6 +56,17 @@ local function binding_take()
   return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
 end
 if kind == 'bind' or kind == 'place' then return binding_take() end
+if kind == 'move' then
+  -- A re-indexing (move_out.lua): its old record must still be marked for this very move, and
+  -- name it by its digest; the reply is what the later steps need, as move_out.lua kept it.
+  if (intent.old or '') == '' or (intent.new or '') == '' or redis.sha1hex(intent.old) ~= subject
+    or not pcall(cjson.decode, intent.read or '') or not pcall(cjson.decode, intent.move or '') then
+    return drop('MALFORMED')
+  end
+  if redis.call('HGET', KEYS[3], 'moving_to') ~= intent.new then return drop('NOT_MOVING') end
+  redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
+  return {'TAKEN', intent.old, intent.new, intent.read, intent.move}
+end
 if kind == 'erase' then
   -- The account still there: its erasure's first step never ran, so nothing is to finish.
   if redis.call('EXISTS', KEYS[3]) == 1 then return drop('NOT_ERASED') end

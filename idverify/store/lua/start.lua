@@ -4,7 +4,8 @@
 --   release marker
 -- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
 --   mode: challenge | bind | guardian | rejected
--- Returns {'OK', record} | {'EXISTS', verification id} | {'MOVED'} | {'RELEASED'}
+-- Returns {'OK', record} | {'EXISTS', verification id} | {'MOVED'} | {'RETRY'} (a move of the
+--   identity in flight) | {'RELEASED'}
 local existing = redis.call('GET', KEYS[1])
 -- This attempt gave up and released its request id before its start arrived (release_request.lua).
 if redis.call('EXISTS', KEYS[7]) == 1 then return {'RELEASED'} end
@@ -14,6 +15,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {'EXISTS', ARGV[1]} end
 local ttl = tonumber(ARGV[2])
 local vf = cjson.decode(ARGV[3])
 local mode = ARGV[6]
+if mode == 'bind' and identity_moving(KEYS[5]) then return {'RETRY'} end
 -- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
 if mode == 'bind' and (redis.call('HEXISTS', KEYS[5], 'moved_to') == 1
   or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[5]) == 0)) then

@@ -11,7 +11,8 @@
 --   [, verdict, reason, vendor code]: a vendor-judged challenge (face liveness) passes the
 --   vendor's verdict ('pass' or 'fail') instead of a digest; it is final either way and never
 --   touches the wrong-code counter.
--- Replies: {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'MOVED'}
+-- Replies: {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'MOVED'} | {'RETRY'} (a move of
+--   the identity in flight: bind_judge.lua)
 local judged = bind_judge({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]},
   {ARGV[1], ARGV[3], ARGV[4], ARGV[5] or '', ARGV[6] or '', ARGV[7] or '', '', ARGV[2]})
 if judged[1] ~= 'BINDING' then return judged end

@@ -1,0 +1,121 @@
+"""An identity's re-indexing as a step sequence (docs/ARCHITECTURE.md, "3.4 Re-indexing"), and its repair.
+
+The old record is marked as moving out (``move_out.lua``, if it still holds what was read), arrives
+at the new ref (``move_in.lua``: created or merged, marked ``incoming``), each member's account is
+pointed at it (``move_member.lua``), the ``incoming`` mark is cleared (``move_settle.lua``) and the
+old record becomes a forwarding record or nothing (``move_finish.lua``, which removes the intent).
+On one node the steps are one EVAL, as the single script they replace was. Step by step (a Cluster), the
+first writes the intent ``move:<sha1 of the old ref>`` with the record as read and the move; the
+repairer resumes from it with the arrival, every step after the first being idempotent: it
+finishes the move, never undoes it. While either mark is there a binding of the identity answers
+RETRY, so no binding limit is ever counted on half of the members.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.connection import as_text
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import ChainStep
+
+__all__ = ["INTENT_KIND", "IdentityMoveSteps", "MoveRecord", "intent_member"]
+
+INTENT_KIND = "move"
+
+
+def intent_member(old_ref: str) -> str:
+    """The intent a re-indexing writes: ``move:<sha1 of the old ref>`` (a ref is long, and sealed)."""
+    return f"{INTENT_KIND}:{hashlib.sha1(old_ref.encode(), usedforsecurity=False).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRecord:
+    """One move's arguments as its steps take them (and its intent keeps them).
+
+    ``read``: the old record as read, json ``{fields, members, due}``; ``move``: json ``{binding,
+    pepper, forward_ms}``, its new name binding and index parameters and how long a forwarding
+    record stays.
+    """
+
+    old_ref: str
+    new_ref: str
+    read: str
+    move: str
+
+    @property
+    def members(self) -> list[str]:
+        """The members' account pseudonyms, as read."""
+        return [str(member) for member in json.loads(self.read)["members"]]
+
+
+class IdentityMoveSteps:
+    """Builds and runs a re-indexing's steps on a :class:`StepRunner`."""
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+
+    @property
+    def chained(self) -> bool:
+        """True when a move is one atomic EVAL (one node)."""
+        return self._runner.chained
+
+    async def move(self, tenant: str, moved: MoveRecord) -> str:
+        """Moves the record as read; the first step's reply: OK, SAME, GONE, MOVING or RETRY."""
+        keys = TenantKeys(tenant)
+        member = intent_member(moved.old_ref)
+        tail = self._tail(keys, moved)
+        delay = "" if self._runner.chained else self._runner.intent_delay_ms(1 + len(tail))
+        first = ChainStep(
+            "move_out",
+            [
+                keys.identity(moved.old_ref),
+                keys.identity_accounts(moved.old_ref),
+                keys.erasure_due(),
+                keys.intents(),
+                keys.intent(member),
+            ],
+            [moved.old_ref, moved.new_ref, moved.read, moved.move, delay],
+            proceed_on=("OK",),
+        )
+        # The last step removes the intent itself: no separate removal.
+        replies = await self._runner.run("move", [first, *tail])
+        return as_text(replies[0][0])
+
+    async def resume(self, tenant: str, moved: MoveRecord) -> None:
+        """Runs the steps after the first from its intent; the last removes the intent."""
+        await self._runner.run("move-repair", self._tail(TenantKeys(tenant), moved), chain=False)
+
+    @staticmethod
+    def _tail(keys: TenantKeys, moved: MoveRecord) -> list[ChainStep]:
+        """The arrival, each member's account, the arrival's mark cleared, the old record finished."""
+        old, new = moved.old_ref, moved.new_ref
+        move = json.loads(moved.move)
+        binding_was = str(json.loads(moved.read)["fields"].get("name_binding", ""))
+        return [
+            ChainStep(
+                "move_in",
+                [keys.identity(new), keys.identity_accounts(new), keys.erasure_due()],
+                [old, new, moved.read, str(move["binding"]), str(move["pepper"])],
+                proceed_on=("OK", "DONE"),
+            ),
+            *(
+                ChainStep("move_member", [keys.account(member)], [old, new], proceed_on=("OK", "SKIP"))
+                for member in moved.members
+            ),
+            ChainStep("move_settle", [keys.identity(new)], [old], proceed_on=("OK",)),
+            ChainStep(
+                "move_finish",
+                [
+                    keys.identity(old),
+                    keys.identity_accounts(old),
+                    keys.erasure_due(),
+                    keys.intents(),
+                    keys.intent(intent_member(old)),
+                ],
+                [old, new, int(move["forward_ms"]), binding_was],
+            ),
+        ]

@@ -1,0 +1,344 @@
+"""An identity's re-indexing as steps (out, in, each member's account, the mark cleared, finished).
+
+Abuse first. A worker killed -9 at each boundary of a move run one by one (the path a Cluster
+takes, run here on a standalone redis-server through the test-only ``step_by_step`` runner) leaves
+an intent that the repairer finishes, never undoes: every member under the new ref once with its
+tag, every account pointing there, the erasure moved, no intent and no mark left, and the binding
+limit counted on the whole set. Until then a binding of the identity, at either ref, answers RETRY
+(never a place counted on half of the members), and a caller waiting on it is answered once the
+move is done, or UNAVAILABLE past its deadline. A planted move intent moves nothing; garbage is
+logged by its key alone; two repairers take an intent once. On one node, a move is one atomic EVAL
+that writes no intent.
+
+CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS`` runs the long loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import replace
+
+import pytest
+
+from idverify.domain.errors import StoreUnavailable
+from idverify.domain.subjects import SubjectKind
+from idverify.flows.bucket_repair import BucketRepairer, DueIntent, RepairOutcome
+from idverify.flows.context import call_deadline
+from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
+from idverify.flows.identity_mover import IdentityMove
+from idverify.flows.verification.port import NewVerification
+from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.code_sends import CodeSendChains
+from idverify.store.connection import RedisClient, as_text
+from idverify.store.erasures import RedisErasureStore
+from idverify.store.identity_move_steps import intent_member
+from idverify.store.identity_records import RedisIdentityRecords
+from idverify.store.intent_repairs import RedisIntentRepairs
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.store.verifications import RedisVerificationStore
+from idverify.testing import RedisProcess
+from idverify.testing.memory_code_sends import send_limits
+from tests.cancel_crash import TAG, LaterRepairs, Watching, pseudonym
+from tests.move_crash import (
+    MEMBERS,
+    NEW,
+    OLD,
+    assert_moved_once,
+    binding_reply,
+    bound_identity,
+    move,
+    moved_killed_after,
+    status_of,
+)
+from tests.sequencer_crash import loop_rounds
+from tests.unit.store.test_identity_accounts import verification
+
+CI_ROUNDS = 1
+ROUNDS = loop_rounds(CI_ROUNDS)
+# Out, in, the three members' accounts, the mark cleared, finished (the intent removed with it).
+STEPS = 4 + MEMBERS
+BOUNDARIES = range(1, STEPS + 1)
+
+
+@pytest.fixture
+def redis(own_client: RedisClient) -> RedisClient:
+    return own_client
+
+
+def _tenant(label: str) -> str:
+    return f"move{pseudonym(label)[:8]}"
+
+
+def _accounts(tenant: str) -> list[str]:
+    return [pseudonym(f"{tenant}-{n}") for n in range(MEMBERS)]
+
+
+async def _marks(redis: RedisClient, tenant: str) -> tuple[bool, bool]:
+    """Whether the old record is marked ``moving_to`` and the new one ``incoming``."""
+    keys = TenantKeys(tenant)
+    return (
+        await redis.hexists(keys.identity(OLD), "moving_to"),
+        await redis.hexists(keys.identity(NEW), "incoming"),
+    )
+
+
+class TestAWorkerKilledMidMoveIsRepaired:
+    """The worker killed -9 after each step; the repairer finishes, never undoes, once."""
+
+    @pytest.mark.timeout(60 + 60 * ROUNDS)
+    async def test_every_boundary_every_round(self, redis: RedisClient, own_redis: RedisProcess) -> None:
+        now = BucketRepairer(RedisIntentRepairs(redis, Scripts(redis)))
+        later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
+        for round_ in range(ROUNDS):
+            for nth in BOUNDARIES:
+                forward_ms = 60_000 if nth % 2 else 0  # a pepper move's forwarding record, or none
+                tenant = _tenant(f"{round_}-{nth}")
+                accounts = _accounts(tenant)
+                await bound_identity(redis, tenant, accounts)
+                where = f"round {round_}, killed after step {nth}"
+                await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+                keys = TenantKeys(tenant)
+                pending = 0 if nth == STEPS else 1
+                assert await redis.zcard(keys.intents()) == pending, where
+                if pending:
+                    await self._no_place_is_counted_on_half(redis, tenant, nth, where)
+                # Not before its retry time: a live worker would still be finishing it.
+                assert await now.repair(tenant) == 0, where
+                assert await redis.zcard(keys.intents()) == pending, where
+                assert await later.repair(tenant) == pending, where
+                await assert_moved_once(redis, tenant, accounts, forward_ms=forward_ms)
+                # A second pass finds nothing: the repair is done once.
+                assert await later.repair(tenant) == 0, where
+                await assert_moved_once(redis, tenant, accounts, forward_ms=forward_ms)
+
+    @staticmethod
+    async def _no_place_is_counted_on_half(redis: RedisClient, tenant: str, nth: int, where: str) -> None:
+        """Between the steps a binding at the old ref waits, and at the new one until it is whole."""
+        moving_out, incoming = await _marks(redis, tenant)
+        assert (moving_out, incoming) == (True, 1 < nth < STEPS - 1), where
+        stranger = pseudonym(f"{tenant}-stranger")
+        assert status_of(await binding_reply(redis, tenant, stranger, OLD, MEMBERS + 1)) == ("RETRY", ""), (
+            where
+        )
+        if incoming:
+            assert status_of(await binding_reply(redis, tenant, stranger, NEW, MEMBERS + 1)) == (
+                "RETRY",
+                "",
+            ), where
+        elif nth == STEPS - 1:
+            # Whole again: the limit counts every member that arrived.
+            assert status_of(await binding_reply(redis, tenant, stranger, NEW, MEMBERS)) == (
+                "REJECTED",
+                "BINDING_LIMIT_REACHED",
+            ), where
+
+    async def test_a_worker_that_lived_leaves_no_intent(self, redis: RedisClient) -> None:
+        tenant = _tenant("lived")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        assert await move(redis, tenant, StepRunner(Scripts(redis), step_by_step=True)) == "OK"
+        await assert_moved_once(redis, tenant, accounts)
+
+    async def test_an_identity_erasure_waits_for_the_move(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """An identity with no member left, due for erasure, killed mid-move: not erased from under it."""
+        tenant = _tenant("erasure")
+        keys = TenantKeys(tenant)
+        await redis.hset(keys.identity(OLD), mapping={"name_binding": "binding-org", "established": "1"})
+        await redis.zadd(keys.erasure_due(), {f"i:{OLD}": 1})
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 2)
+        store = RedisErasureStore(redis, Scripts(redis))
+        item = ErasureItem(ErasureKind.IDENTITY, OLD)
+        assert (
+            await store.erase(tenant, item, json.dumps({"principal": "erasure-worker"})) is EraseOutcome.GONE
+        )
+        assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 1
+        assert await _marks(redis, tenant) == (False, False)
+        assert await redis.zscore(keys.erasure_due(), f"i:{NEW}") == 1
+        assert await redis.exists(keys.identity(OLD)) == 0
+
+
+class TestABindingMidMove:
+    """A signup arriving while the move is between steps waits for it, and is counted on the whole set."""
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("pause_after", range(1, STEPS))
+    async def test_it_waits_and_the_limit_holds(self, redis: RedisClient, pause_after: int) -> None:
+        tenant = _tenant(f"binding-{pause_after}")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        scripts = Scripts(redis)
+        store = RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits()))
+        stranger = pseudonym(f"{tenant}-stranger")
+        record = _stranger(stranger)
+        signups: list[asyncio.Task[object]] = []
+
+        async def pointed(moved: bool) -> VerificationRecord:
+            del moved
+            return _stranger(stranger, NEW)
+
+        class Paused(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == pause_after:
+                    start = NewVerification(
+                        tenant, "req-stranger", "vf-stranger", stranger, record, 60_000, MEMBERS, "{}", "bind"
+                    )
+                    signups.append(asyncio.create_task(store.commit(start, pointed)))
+                    await asyncio.sleep(0.1)
+                    assert not signups[0].done(), "a binding went on while the move was between its steps"
+
+        assert await move(redis, tenant, Paused(scripts, step_by_step=True)) == "OK"
+        written = await signups[0]
+        assert (written.record.status, written.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
+        await assert_moved_once(redis, tenant, accounts)
+
+    async def test_past_its_deadline_a_stuck_move_is_unavailable(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        tenant = _tenant("stuck")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 1)
+        scripts = Scripts(redis)
+        store = RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits()))
+        stranger = pseudonym(f"{tenant}-stranger")
+        start = NewVerification(
+            tenant, "req-stuck", "vf-stuck", stranger, _stranger(stranger), 60_000, MEMBERS + 1, "{}", "bind"
+        )
+
+        async def unmoved(moved: bool) -> VerificationRecord:
+            raise AssertionError(f"the identity has not moved yet ({moved=})")
+
+        token = call_deadline.set(asyncio.get_running_loop().time() + 0.3)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.commit(start, unmoved)
+        finally:
+            call_deadline.reset(token)
+        assert await redis.scard(TenantKeys(tenant).identity_accounts(OLD)) == MEMBERS
+
+
+def _stranger(account_ps: str, ref: str = OLD) -> VerificationRecord:
+    """A verification of an account not yet bound, that found the identity at ``ref``."""
+    name = {"name_tag": TAG, "name_binding": "binding-org", "name_binding_seen": "binding-org"}
+    return replace(verification(account_ps, name), identity=ref, kind=SubjectKind.ORGANIZATION)
+
+
+class TestOneNodeIsOneAtomicStep:
+    async def test_a_move_writes_no_intent(self, redis: RedisClient) -> None:
+        tenant = _tenant("one-node")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        watching = Watching(Scripts(redis))
+        assert watching.chained  # the path under test
+        assert await move(redis, tenant, watching) == "OK"
+        assert watching.seen == []  # no boundary was crossed
+        await assert_moved_once(redis, tenant, accounts)
+
+    async def test_a_merge_keeps_a_binding_over_a_pending_place(self, redis: RedisClient) -> None:
+        """Members are unioned: a ``b:`` member wins over a ``p:`` one, whichever side holds it."""
+        tenant = _tenant("merge")
+        keys = TenantKeys(tenant)
+        await redis.hset(keys.identity(OLD), mapping={"name_binding": "b1", "m:a": "p:t:vf-a", "m:b": "b:t"})
+        await redis.sadd(keys.identity_accounts(OLD), "a", "b")
+        await redis.hset(
+            keys.identity(NEW), mapping={"name_binding": "kept", "m:a": "b:t", "m:b": "p:t:vf-b"}
+        )
+        await redis.sadd(keys.identity_accounts(NEW), "a", "b")
+        records = RedisIdentityRecords(redis, Scripts(redis))
+        held = await records.held(tenant, OLD)
+        assert held is not None
+        assert await records.move(tenant, IdentityMove(OLD, NEW, "b2", "", 0, held)) == "OK"
+        record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+        assert record == {"name_binding": "kept", "m:a": "b:t", "m:b": "b:t"}
+
+
+class TestHostileMoveIntents:
+    """A planted ``move:`` intent moves nothing; garbage is logged by its key alone."""
+
+    async def test_a_planted_intent_for_a_resting_identity_moves_nothing(
+        self, redis: RedisClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant = _tenant("planted")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        keys = TenantKeys(tenant)
+        member = intent_member(OLD)
+        read = {"fields": {"name_binding": "planted", "m:thief": "b:x"}, "members": ["thief"], "due": ""}
+        await redis.hset(
+            keys.intent(member),
+            mapping={
+                "kind": "move",
+                "subject": member.partition(":")[2],
+                "old": OLD,
+                "new": NEW,
+                "read": json.dumps(read),
+                "move": json.dumps({"binding": "planted", "pepper": "", "forward_ms": 0}),
+            },
+        )
+        await redis.zadd(keys.intents(), {member: 0})
+        before = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(OLD))).items()}
+        with caplog.at_level(logging.WARNING, logger="idverify.repair"):
+            assert await BucketRepairer(RedisIntentRepairs(redis, Scripts(redis))).repair(tenant) == 0
+        assert {
+            as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(OLD))).items()
+        } == before
+        assert await redis.exists(keys.identity(NEW), keys.identity_accounts(NEW)) == 0
+        for account_ps in accounts:
+            assert await redis.hget(keys.account(account_ps), "identity") == OLD.encode()
+        assert await redis.zcard(keys.intents()) == 0
+        assert not await redis.exists(keys.intent(member))
+        assert f"intent {keys.intent(member)} dropped: NOT_MOVING" in caplog.text
+
+    async def test_garbage_is_logged_by_key_and_removed(
+        self, redis: RedisClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant = _tenant("garbage")
+        keys = TenantKeys(tenant)
+        personal = "张三 11010519491231002X"
+        other = intent_member("ref-other")
+        await redis.zadd(keys.intents(), {f"move:{personal}": 0, other: 0})
+        # A record naming another ref than the one its member digests.
+        await redis.hset(
+            keys.intent(other),
+            mapping={
+                "kind": "move",
+                "subject": other.partition(":")[2],
+                "old": OLD,
+                "new": NEW,
+                "read": json.dumps({"fields": {}, "members": [], "due": ""}),
+                "move": json.dumps({"binding": "b", "pepper": "", "forward_ms": 0}),
+            },
+        )
+        with caplog.at_level(logging.WARNING, logger="idverify.repair"):
+            assert await BucketRepairer(RedisIntentRepairs(redis, Scripts(redis))).repair(tenant) == 0
+        assert await redis.zcard(keys.intents()) == 0
+        assert [k async for k in redis.scan_iter(match=keys.intent("*"))] == []
+        assert "11010519491231002X" not in caplog.text
+        assert f"intent {keys.intent(other)} dropped: MALFORMED" in caplog.text
+        assert caplog.text.count("a key this release never writes") == 1
+
+    async def test_two_repairers_take_an_intent_once(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        tenant = _tenant("race")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 2)
+        keys = TenantKeys(tenant)
+        ((member, score),) = await redis.zrange(keys.intents(), 0, -1, withscores=True)
+        due = DueIntent(as_text(member), int(score))
+        first, second = LaterRepairs(redis, Scripts(redis)), LaterRepairs(redis, Scripts(redis))
+        repairs = await asyncio.gather(first.repair(tenant, due), second.repair(tenant, due))
+        assert sorted(r.outcome.value for r in repairs) == [
+            RepairOutcome.RACED.value,
+            RepairOutcome.REPAIRED.value,
+        ]
+        await assert_moved_once(redis, tenant, accounts)
