@@ -64,6 +64,15 @@ STEPS = 4 + MEMBERS
 BOUNDARIES = range(1, STEPS + 1)
 
 
+# A binding script's arguments: submit's (a digest, the limit, the wrong codes' window, the
+# request), guardian's (the limit, the request, the consent's text and relationship, the
+# guardian's account as read, no refusal).
+ARGUMENTS: dict[str, list[str | int | bytes]] = {
+    "submit": ["00" * 32, MEMBERS + 1, 60_000, "{}"],
+    "guardian": [MEMBERS + 1, "{}", "v1", "parent", "{}", ""],
+}
+
+
 @pytest.fixture
 def redis(own_client: RedisClient) -> RedisClient:
     return own_client
@@ -198,6 +207,46 @@ class TestABindingMidMove:
         written = await signups[0]
         assert (written.record.status, written.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
         await assert_moved_once(redis, tenant, accounts)
+
+    @pytest.mark.parametrize(
+        ("script", "status"), [("submit", "CHALLENGE_SENT"), ("guardian", "NEEDS_GUARDIAN_CONSENT")]
+    )
+    async def test_an_answer_and_a_guardian_wait_too(
+        self, redis: RedisClient, own_redis: RedisProcess, script: str, status: str
+    ) -> None:
+        """A right answer and a guardian's consent, which bind, answer RETRY at either mark."""
+        tenant = _tenant(f"{script}-waits")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 2)
+        keys = TenantKeys(tenant)
+        stranger = pseudonym(f"{tenant}-stranger")
+        for ref in (OLD, NEW):
+            verification_id = f"vf-{script}-{ref}"
+            await redis.hset(
+                keys.verification(verification_id),
+                mapping={
+                    "id": verification_id,
+                    "status": status,
+                    "acct": stranger,
+                    "identity": ref,
+                    "challenge_expires_ms": 1,  # judged without the wait: expired, a change
+                },
+            )
+            reply = await Scripts(redis).run(
+                script,
+                [
+                    keys.verification(verification_id),
+                    keys.audit_log(),
+                    keys.account(stranger),
+                    keys.identity(ref),
+                    keys.identity_accounts(ref),
+                    keys.account(accounts[0]),
+                ],
+                ARGUMENTS[script],
+            )
+            assert [as_text(word) for word in reply] == ["RETRY"], ref
+            assert await redis.hget(keys.verification(verification_id), "status") == status.encode()
 
     async def test_past_its_deadline_a_stuck_move_is_unavailable(
         self, redis: RedisClient, own_redis: RedisProcess
