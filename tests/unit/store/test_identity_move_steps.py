@@ -42,6 +42,7 @@ from idverify.store.scripts import Scripts
 from idverify.store.verifications import RedisVerificationStore
 from idverify.testing import RedisProcess
 from idverify.testing.memory_code_sends import send_limits
+from tests import bind_crash
 from tests.cancel_crash import TAG, LaterRepairs, Watching, pseudonym
 from tests.move_crash import (
     MEMBERS,
@@ -248,6 +249,71 @@ class TestABindingMidMove:
             assert [as_text(word) for word in reply] == ["RETRY"], ref
             assert await redis.hget(keys.verification(verification_id), "status") == status.encode()
 
+    @pytest.mark.timeout(60)
+    async def test_a_right_answer_judged_before_the_move_places_only_after_it(
+        self, redis: RedisClient
+    ) -> None:
+        """Its place (step by step) waits while the move is in flight, then finds the identity moved.
+
+        Placed at the old ref mid-move, the account would be bound to a record the move then
+        deletes; instead the call is UNAVAILABLE and nothing is placed (the pointing anew of a
+        judged binding is not built: docs/ARCHITECTURE.md, "3.1 Binding").
+        """
+        tenant = _tenant("answer-mid-move")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        scripts = Scripts(redis)
+        challenged = replace(
+            _stranger(stranger),
+            status=Status.CHALLENGE_SENT,
+            step_verifier="sms_otp",
+            digest=bind_crash.DIGEST,
+            challenge_ttl_ms=60_000,
+            max_attempts=5,
+        )
+        start = NewVerification(
+            tenant, "req-answer", "vf-answer", stranger, challenged, 600_000, 9, "{}", "challenge"
+        )
+        assert (
+            await bind_crash.store_of(redis).commit(start, _never_moved)
+        ).record.status is Status.CHALLENGE_SENT
+        moved_out, release = asyncio.Event(), asyncio.Event()
+        moving: list[asyncio.Task[str]] = []
+        tried_mid_move: list[int] = []
+
+        class MovePaused(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 1:
+                    moved_out.set()
+                    await release.wait()
+
+        class JudgedThenMoved(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 1:  # the judge said BINDING: the move begins before the place
+                    moving.append(
+                        asyncio.create_task(move(redis, tenant, MovePaused(scripts, step_by_step=True)))
+                    )
+                    await moved_out.wait()
+                    asyncio.get_running_loop().call_later(0.2, release.set)
+                elif not release.is_set():
+                    tried_mid_move.append(done)
+
+        store = bind_crash.store_of(redis, scripts, JudgedThenMoved(scripts, step_by_step=True))
+        with pytest.raises(StoreUnavailable):
+            await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
+        assert tried_mid_move, "the place was not tried while the move was in flight"
+        assert await moving[0] == "OK"
+        keys = TenantKeys(tenant)
+        record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+        assert {k: v for k, v in record.items() if k.startswith("m:")} == {
+            f"m:{a}": f"b:{TAG}" for a in accounts
+        }
+        assert not await redis.hexists(keys.account(stranger), "identity")
+        assert await redis.exists(keys.identity(OLD), keys.identity_accounts(OLD)) == 0
+
     async def test_past_its_deadline_a_stuck_move_is_unavailable(
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
@@ -272,6 +338,10 @@ class TestABindingMidMove:
         finally:
             call_deadline.reset(token)
         assert await redis.scard(TenantKeys(tenant).identity_accounts(OLD)) == MEMBERS
+
+
+async def _never_moved(moved: bool) -> VerificationRecord:
+    raise AssertionError(f"the identity has not moved yet ({moved=})")
 
 
 def _stranger(account_ps: str, ref: str = OLD) -> VerificationRecord:
