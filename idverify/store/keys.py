@@ -25,7 +25,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
-| ``iv1:{t:T}:intents`` | zset | intents: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>`` -> retry ms |
+| ``iv1:{t:T}:intents`` | zset | ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``, ``move:<sha1>`` -> ms |
 | ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject, what the steps after need, request |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
 | ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
@@ -186,7 +186,10 @@ class TenantKeys:
         return f"{self._base}:intents"
 
     def intent(self, member: str) -> str:
-        """An intent's record (:meth:`intents`: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``)."""
+        """An intent's record (:meth:`intents`: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``).
+
+        Or a re-indexing's, ``move:<sha1 of the old ref>`` (``store.identity_move_steps``).
+        """
         return f"{self._base}:intent:{member}"
 
     def erasure_due(self) -> str:
