@@ -34,6 +34,7 @@ class RedisIdentityRecords(ScriptedStore):
     def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
         super().__init__(redis, scripts)
         self._moves = IdentityMoveSteps(steps or StepRunner(scripts))
+        self._noted: set[str] = set()
 
     def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:
         """The records' hashes."""
@@ -72,10 +73,12 @@ class RedisIdentityRecords(ScriptedStore):
         """Runs the move's steps (``store.identity_move_steps``); the first step's reply."""
         if not move.read.stored:
             return "RETRY"  # not read by :meth:`held`: nothing to hold the record to
-        if not self._moves.chained:
-            # The repairers visit this list's tenants: a move left half done must be among them.
+        if not self._moves.chained and tenant not in self._noted:
+            # The repairers visit this list's tenants: a move left half done must be among them
+            # (once a process: a tenant is never taken off while it has records).
             async with translate_errors():
                 await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
+            self._noted.add(tenant)
         steps = {"binding": move.binding, "pepper": move.pepper_phc, "forward_ms": move.forward_ms}
         return await self._moves.move(
             tenant, MoveRecord(move.old_ref, move.new_ref, move.read.stored, json.dumps(steps))
