@@ -1,7 +1,9 @@
 """Kills a process answering a challenge at a boundary of its binding's steps, for the crash tests.
 
 ``python -m tests.bind_crash URL TENANT VERIFICATION_ID LIMIT NTH`` answers the verification with
-the right code through ``RedisVerificationStore.submit``, its steps run one by one (the test-only
+the right code through ``RedisVerificationStore.submit`` (with ``start ACCOUNT`` after NTH: starts
+it in ``bind`` mode for the account instead, ``RedisVerificationStore.commit``, as a method without
+a challenge does), its steps run one by one (the test-only
 ``StepRunner(step_by_step=True)``, the path a Cluster always takes), and stops for good once its
 NTH step has answered, after printing ``paused`` (``tests.cancel_crash.Stopping``).
 ``killed_after`` runs it and SIGKILLs it there: nothing after that boundary runs, and the intents
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 
 from idverify.flows.context import RequestInfo
@@ -65,16 +68,28 @@ async def _unmoved(moved: bool) -> VerificationRecord:
 
 
 async def bind(
-    redis: RedisClient, tenant: str, account_ps: str, name: dict[str, str], *, limit: int = 3
-) -> None:
-    """Binds ``account_ps`` to ``REF`` under ``name`` at once (a start in ``bind`` mode)."""
+    redis: RedisClient,
+    tenant: str,
+    account_ps: str,
+    name: dict[str, str],
+    *,
+    limit: int = 3,
+    store: RedisVerificationStore | None = None,
+) -> str:
+    """Binds ``account_ps`` to ``REF`` under ``name`` at once (a start in ``bind`` mode); its id."""
+    vid = started_id(tenant, account_ps)
     record = verification(account_ps, name)
-    vid = pseudonym(f"{tenant}-bound-{account_ps}")
     start = NewVerification(
         tenant, f"req-{vid}", vid, account_ps, record, 60_000, limit, REQUEST_JSON, "bind"
     )
-    done = await store_of(redis).commit(start, _unmoved)
+    done = await (store or store_of(redis)).commit(start, _unmoved)
     assert done.record.status is Status.VERIFIED, done.record
+    return vid
+
+
+def started_id(tenant: str, account_ps: str) -> str:
+    """The id of the verification :func:`bind` starts for ``account_ps``."""
+    return pseudonym(f"{tenant}-bound-{account_ps}")
 
 
 async def challenge(
@@ -110,24 +125,37 @@ async def answer(store: RedisVerificationStore, tenant: str, vid: str, *, limit:
     return await store.submit(ChallengeAnswer(tenant, vid, DIGEST, limit, 60_000, REQUEST_JSON), point)
 
 
-def killed_after(url: str, tenant: str, vid: str, nth: int, *, limit: int = 3) -> None:
+def killed_after(url: str, tenant: str, vid: str, nth: int, *, limit: int = 3, start: str = "") -> None:
     """Answers ``vid`` in a process and SIGKILLs it once its ``nth`` step answered.
+
+    With ``start`` (an account pseudonym), starts that account's verification in ``bind`` mode
+    instead (:func:`bind`; ``vid`` is then unused).
 
     Raises:
         AssertionError: the process ended (or failed) before reaching that boundary.
     """
-    with paused_module(["tests.bind_crash", url, tenant, vid, str(limit), str(nth)], f"its step {nth}"):
+    mode = ["start", start] if start else []
+    arguments = ["tests.bind_crash", url, tenant, vid, str(limit), str(nth), *mode]
+    with paused_module(arguments, f"its step {nth}"):
         pass
 
 
 async def assert_bound_once(
-    redis: RedisClient, tenant: str, vid: str, account_ps: str, tag: str, *, types: list[str]
+    redis: RedisClient,
+    tenant: str,
+    vid: str,
+    account_ps: str,
+    tag: str,
+    *,
+    types: list[str],
+    started: Sequence[str] = STARTED,
 ) -> None:
     """What a right answer's binding leaves once finished: ``types`` its entries, in order.
 
     The verification VERIFIED with a TTL and without the in-flight mark, the account bound under
     ``tag``, its member bound (no ``p:`` member anywhere), no intent, and the entries of
-    ``vid`` after its start's (``STARTED``) exactly ``types``, naming the answer's request.
+    ``vid`` after its start's (``started``, the entries of a start that sent a code by default)
+    exactly ``types``, naming the answer's request.
     """
     keys = TenantKeys(tenant)
     record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.verification(vid))).items()}
@@ -141,7 +169,7 @@ async def assert_bound_once(
     assert await redis.hget(keys.identity(REF), f"m:{account_ps}") == f"b:{tag}".encode()
     assert await redis.sismember(keys.identity_accounts(REF), account_ps)
     await assert_nothing_pending(redis, tenant)
-    mine = [e for e in await entries(redis, tenant) if e["verification_id"] == vid][len(STARTED) :]
+    mine = [e for e in await entries(redis, tenant) if e["verification_id"] == vid][len(started) :]
     assert [e["type"] for e in mine] == types, mine
     assert {(e["principal"], e["request_id"]) for e in mine} == {("t/registrar/c1", "answer-1")}
 
@@ -155,13 +183,17 @@ async def assert_nothing_pending(redis: RedisClient, tenant: str) -> None:
     assert not [v for k, v in fields.items() if k.startswith("m:") and v.startswith("p:")], fields
 
 
-async def _run(url: str, tenant: str, vid: str, limit: int, nth: int) -> None:
+async def _run(url: str, tenant: str, vid: str, limit: int, nth: int, start: str) -> None:
     redis = connect(url)
     scripts = Scripts(redis, ack=parse_redis_url(url).ack)
-    await answer(store_of(redis, scripts, Stopping(scripts, nth)), tenant, vid, limit=limit)
+    store = store_of(redis, scripts, Stopping(scripts, nth))
+    if start:
+        await bind(redis, tenant, start, OWNER, limit=limit, store=store)
+    else:
+        await answer(store, tenant, vid, limit=limit)
     print("finished", flush=True)  # noqa: T201 - not a pause: the caller says so
 
 
 if __name__ == "__main__":
-    url, tenant, vid, limit, nth = sys.argv[1:]
-    asyncio.run(_run(url, tenant, vid, int(limit), int(nth)))
+    url, tenant, vid, limit, nth, *mode = sys.argv[1:]
+    asyncio.run(_run(url, tenant, vid, int(limit), int(nth), mode[1] if mode else ""))

@@ -3,7 +3,8 @@
 A binding copies the verification's sealed birth date (``birth_sealed``) and its source
 (``age_source``) onto the account; the band is computed whenever it is read, so a 17-year-old
 becomes an adult on their birthday with nothing rewritten. The date is sealed to the tenant and
-the account pseudonym, once per verification, and copied as sealed by the store's ``bind()``.
+the account pseudonym, once per verification, and copied as sealed by the store's binding
+(``bind_account`` in the scripts' prelude).
 Accounts bound before this carry no source: they keep the band of their binding day (LEGACY).
 """
 
@@ -39,7 +40,7 @@ class AccountAges:
         self._sealer = sealer
 
     def seal(self, tenant: str, account_ps: str, birth: date) -> str:
-        """The birth date sealed for the account (the text form ``bind()`` copies)."""
+        """The birth date sealed for the account (the text form a binding copies)."""
         associated = associated_data(tenant, BIRTH_DATE, account_ps)
         return sealed_to_text(self._sealer.seal(birth.isoformat().encode(), associated=associated))
 

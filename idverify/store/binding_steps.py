@@ -8,9 +8,11 @@ step per account), the account's commit (``bind_commit.lua``: bound or refused, 
 finished, the first intent removed; the caller is answered with its record) and the identity's
 confirm (``bind_confirm.lua``: ``b:<tag>``, or the place removed, and the second intent removed).
 
-These run one by one where the steps are in different slots (a Cluster), or through the crash
-tests' runner. On one node ``submit.lua`` runs the same five scripts in one EVAL and this module is
-not used: no intent, no pending place, the round trips and entries of one script.
+A start in ``bind`` mode (``start.lua``) and a guardian's consent (``guardian.lua``) are the
+account's step of their bindings in place of the judge. These run one by one where the steps are
+in different slots (a Cluster), or through the crash tests' runner. On one node ``submit.lua``,
+``start.lua`` and ``guardian.lua`` run the same scripts in one EVAL and this module is not used:
+no intent, no pending place, the round trips and entries of one script.
 
 The repairer resumes a ``bind:`` intent from the identity's step and a ``place:`` intent with the
 confirm, under the verification's outcome (``store.intent_repairs``): finish, never undo, but for
@@ -95,6 +97,32 @@ class BindingSteps:
         self._scripts = scripts
         self._noted: set[str] = set()
 
+    def intent_keys(self, tenant: str, verification_id: str) -> list[str]:
+        """The keys of the intent an account's step writes: the intents and ``bind:<vf id>``'s record."""
+        keys = TenantKeys(tenant)
+        return [keys.intents(), keys.intent(bind_member(verification_id))]
+
+    def intent_delay_ms(self) -> int:
+        """The account's step's argument: when its intent may be repaired, in ms after it."""
+        return self._runner.intent_delay_ms(len(BINDING_STEPS))
+
+    async def bind(self, tenant: str, first: ChainStep, limit: int, request_json: str) -> Any:
+        """An account's step that may bind (a start in ``bind`` mode, a guardian's consent), then the rest.
+
+        ``first`` is given the intent's keys and delay (:meth:`intent_keys`, :meth:`intent_delay_ms`);
+        it answers ``BINDING`` when the steps after it are to run. The reply is the commit's as
+        ``{'OK', record}``, or the first step's when it answered anything else.
+
+        Raises:
+            StoreUnavailable: as :meth:`submit`.
+        """
+        await self._note(tenant)
+        step = _Steps(self._runner, "bind")
+        reply = await step(first)
+        if reply[0] != b"BINDING":
+            return reply
+        return await self._after_judge(step, tenant, _texts(reply), limit, request_json)
+
     async def submit(self, answer: Answer) -> Any:
         """Judges the answer and binds a right one; the reply ``submit.lua`` would give.
 
@@ -114,8 +142,7 @@ class BindingSteps:
                 keys.account(answer.account_ps),
                 keys.identity(answer.ref),
                 keys.otp_failures(answer.otp_ps),
-                keys.intents(),
-                keys.intent(bind_member(vid)),
+                *self.intent_keys(answer.tenant, vid),
             ],
             [
                 answer.digest,
@@ -124,7 +151,7 @@ class BindingSteps:
                 answer.verdict,
                 answer.verdict_reason,
                 answer.vendor_code,
-                self._runner.intent_delay_ms(len(BINDING_STEPS)),
+                self.intent_delay_ms(),
                 answer.binding_limit,
             ],
         )
@@ -180,7 +207,7 @@ class BindingSteps:
         place = ChainStep(
             "bind_place",
             [keys.identity(ref), keys.identity_accounts(ref), keys.intents(), keys.intent(place_member(vid))],
-            [limit, self._runner.intent_delay_ms(len(BINDING_STEPS)), request_json, *inputs],
+            [limit, self.intent_delay_ms(), request_json, *inputs],
         )
         placed = _texts(await step(place))
         if placed[0] == "RETRY":

@@ -36,9 +36,10 @@ BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_commit", "b
 """A right answer's steps (docs/ARCHITECTURE.md, "3.1 Binding"), in order."""
 
 # Scripts whose body calls other scripts' bodies, each defined before it as a local function of
-# its own KEYS and ARGV: on one node an answer runs a binding's steps in one script, under the
-# name (and the chains) it had before them.
-_COMPOSED = {"submit": BINDING_STEPS}
+# its own KEYS and ARGV, and the function running a binding's steps after the account's
+# (_bind_after.lua): on one node an answer, a start in bind mode and a guardian's consent run a
+# binding's steps in one script, under the names (and in the chains) they had before them.
+_COMPOSED = {"submit": BINDING_STEPS, "start": BINDING_STEPS[1:], "guardian": BINDING_STEPS[1:]}
 
 SCRIPT_NAMES = (
     "start",
@@ -170,10 +171,11 @@ def _lua(name: str) -> str:
 @cache
 def _body(name: str) -> str:
     """A script's body, after the functions of the scripts it is composed of (``_COMPOSED``)."""
-    parts = "".join(
-        f"local function {part}(KEYS, ARGV)\n{_lua(part)}\nend\n" for part in _COMPOSED.get(name, ())
-    )
-    return f"{parts}{_lua(name)}"
+    parts = _COMPOSED.get(name, ())
+    if not parts:
+        return _lua(name)
+    steps = "".join(f"local function {part}(KEYS, ARGV)\n{_lua(part)}\nend\n" for part in parts)
+    return f"{steps}{_lua('_bind_after')}\n{_lua(name)}"
 
 
 @cache

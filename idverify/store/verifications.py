@@ -275,7 +275,7 @@ class RedisVerificationStore:
         keys = _keys(start.tenant)
 
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
-            return self._scripts.run(
+            step = ChainStep(
                 "start",
                 [
                     keys.request(start.request_pseudonym),
@@ -295,6 +295,14 @@ class RedisVerificationStore:
                     start.mode,
                 ],
             )
+            if start.mode == "bind" and not self._runner.chained:
+                return self._binding.bind(
+                    start.tenant,
+                    self._stepwise(start.tenant, start.verification_id, step),
+                    start.binding_limit,
+                    start.request_json,
+                )
+            return self._scripts.run(step.name, step.keys, step.args)
 
         return _written(await self._until_placed(attempt, point, first=start.record))
 
@@ -435,7 +443,7 @@ class RedisVerificationStore:
         ]
 
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
-            return self._scripts.run(
+            step = ChainStep(
                 "guardian",
                 [
                     keys.verification(grant.verification_id),
@@ -447,8 +455,24 @@ class RedisVerificationStore:
                 ],
                 args,
             )
+            if not self._runner.chained:
+                return self._binding.bind(
+                    grant.tenant,
+                    self._stepwise(grant.tenant, grant.verification_id, step),
+                    grant.binding_limit,
+                    grant.request_json,
+                )
+            return self._scripts.run(step.name, step.keys, step.args)
 
         return _written(await self._until_placed(attempt, point))
+
+    def _stepwise(self, tenant: str, verification_id: str, step: ChainStep) -> ChainStep:
+        """A binding's account step given its intent's keys and delay, to run step by step."""
+        return ChainStep(
+            step.name,
+            [*step.keys, *self._binding.intent_keys(tenant, verification_id)],
+            [*step.args, self._binding.intent_delay_ms()],
+        )
 
     @staticmethod
     async def _until_placed(

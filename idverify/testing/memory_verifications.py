@@ -397,7 +397,7 @@ class MemoryVerificationStore:
         vf.pop("digest", None)
 
     def _bind(self, tenant: str, vf: dict[str, str], account_ps: str, limit: int) -> tuple[str, str]:
-        """``bind()`` of the scripts' prelude, for verifications that carry a name tag."""
+        """A binding as the scripts' steps make it (``place_member``, ``bind_account``), tagged ones."""
         account = self.accounts.setdefault((tenant, account_ps), {})
         current = account.get("identity")
         if current and current != vf["identity"]:

@@ -56,7 +56,8 @@ class VerificationRecord:
     name_tag: str = ""  # the (document, name) pair's claim tag
     establishes: bool = False  # a verified binding establishes the identity's name claim
     # The keyed hashes of an organization's name forms: the index of verified names takes them in
-    # the step that establishes its claim (store/lua/_prelude.lua bind()); "" for others.
+    # the step that establishes its claim (its binding's commit, store/lua/bind_commit.lua); ""
+    # for others.
     org_names: str = ""
     purposes: tuple[str, ...] = ()  # the consent purposes the method needs, sorted
     masked_phone: str = ""
@@ -83,7 +84,7 @@ class VerificationRecord:
     name_binding_seen: str = ""
     pepper: str = ""
     # The band of the start day serves only servers of an older version: one finishing this
-    # verification, and 0.1.0 reading the account it is copied to (bind() in _prelude.lua).
+    # verification, and 0.1.0 reading the account it is copied to (bind_account in _prelude.lua).
     # This release computes the band from the sealed date when read.
     age_band: AgeBand = AgeBand.UNKNOWN
     minor: bool = False

@@ -496,20 +496,19 @@ local function identity_moving(id_key)
   return marks[1] ~= false or marks[2] ~= false
 end
 
--- The identity half of a binding (bind below, and bind_place.lua when a binding runs as steps),
+-- The identity half of a binding (bind_place.lua: docs/ARCHITECTURE.md, "3.1 Binding"),
 -- decided from the identity's keys alone: the claim rules, the places counted from the members'
 -- values ('b:' and 'p:' alike), and, when the verification establishes a claim, the members of
 -- other names removed (d.superseded: their accounts are the caller's to supersede) and the
 -- untagged members of this name tagged (d.tagged: their accounts' tags likewise). A member pending
 -- under another name stays: its own binding's confirm finds the claim and supersedes it then
 -- (bind_confirm.lua), and an established claim does not count it. vf.name_tag and vf.establishes
--- are settled here for a verification 0.1.0 started. account_bound: whether the account is bound
--- to this identity, as far as the caller can tell (the caller refused any other identity).
--- pending_id: the verification whose place a new member takes, pending; nil: bound at once.
+-- are settled here for a verification 0.1.0 started. A new member is pending under the
+-- verification's id until the confirm (bind_confirm.lua).
 -- Returns d: decision PLACED, AGAIN (bound under this name already: no new place) or REFUSED
 -- (d.reason; d.counted: whether the refusal counts against the name's claim refusals), and
 -- d.established when this verification established the claim.
-local function place_member(id_key, idacc_key, acct_prefix, vf, limit, account_bound, pending_id)
+local function place_member(id_key, idacc_key, acct_prefix, vf, limit)
   local d = {superseded = {}, tagged = {}, established = false, counted = false, reason = ''}
   local members = identity_members(id_key, idacc_key, acct_prefix)
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
@@ -561,7 +560,7 @@ local function place_member(id_key, idacc_key, acct_prefix, vf, limit, account_b
   end
 
   local own = members[vf.acct]
-  if account_bound and own and not select(2, member_parts(own)) and tag_of(own) == vf.name_tag then
+  if own and not select(2, member_parts(own)) and tag_of(own) == vf.name_tag then
     redis.call('HSET', id_key, MEMBER_FIELD .. vf.acct, 'b:' .. vf.name_tag)
     d.decision = 'AGAIN'
     return d
@@ -578,13 +577,12 @@ local function place_member(id_key, idacc_key, acct_prefix, vf, limit, account_b
   if not stored then
     redis.call('HSET', id_key, 'name_binding', vf.name_binding, 'pepper', vf.pepper, 'created_ms', NOW)
   end
-  local value = pending_id and ('p:' .. vf.name_tag .. ':' .. pending_id) or ('b:' .. vf.name_tag)
-  redis.call('HSET', id_key, MEMBER_FIELD .. vf.acct, value)
+  redis.call('HSET', id_key, MEMBER_FIELD .. vf.acct, 'p:' .. vf.name_tag .. ':' .. vf.id)
   d.decision = 'PLACED'
   return d
 end
 
--- The account half of a binding (bind below, and bind_commit.lua when a binding runs as steps),
+-- The account half of a binding (bind_commit.lua),
 -- after the identity half's decision d, the supersessions it asked for and the claim's entry:
 -- the account bound, or verified again (again: with its account.updated entry), or the refusal
 -- counted. The caller's finish then writes account.bound or binding.refused, and the
@@ -626,28 +624,6 @@ local function bind_account(acct_key, vf, d, again, log_key, base)
   return 'VERIFIED', ''
 end
 
--- Binds the verification's account to its identity unless a rule forbids it, in one script (a
--- start in bind mode, a guardian's consent; an answer on one node runs the same halves as
--- submit.lua's steps). The places are counted and the claim judged from the identity's keys alone
--- (the set's members, their 'm:' fields): an account's own hash is read for its binding, a
--- member's only when it has no field yet (identity_members), to supersede it or to write the tag
--- it is counted under.
--- Returns status, reason.
-local function bind(acct_key, id_key, idacc_key, vf, limit, log_key, base)
-  local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
-  local current = redis.call('HGET', acct_key, 'identity')
-  if current and current ~= vf.identity then
-    return 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY'
-  end
-  local d = place_member(id_key, idacc_key, acct_prefix, vf, limit, current and true or false, nil)
-  for _, member in ipairs(d.superseded) do
-    supersede_account(acct_prefix .. member, vf.identity, log_key, base)
-  end
-  for _, member in ipairs(d.tagged) do redis.call('HSET', acct_prefix .. member, 'name_tag', vf.name_tag) end
-  if d.established then audit(log_key, base, {type = 'claim.established', outcome = 'established', reason = ''}) end
-  return bind_account(acct_key, vf, d, d.decision == 'AGAIN', log_key, base)
-end
-
 -- What a binding's identity step needs of its verification (bind_place.lua), as the account's
 -- step answers it and the repairer's take reads it back (bind_judge.lua, intent_take.lua): flat
 -- texts, so that a chain passes them on as arguments. name_tag is absent for a verification
@@ -656,6 +632,22 @@ local function binding_inputs(vf)
   return {'BINDING', vf.id, vf.acct, vf.identity, vf.name_binding or '', vf.name_binding_seen or '',
     vf.name_tag or '', vf.name_tag and '1' or '0', vf.establishes or '0', vf.pepper or '',
     vf.assurance or '', vf.method or ''}
+end
+
+-- Step by step (store/binding_steps.py), the account's step of a binding (a right answer's judge,
+-- a start in bind mode, a guardian's consent) marks its verification in flight: 'binding' = 1,
+-- kept without its TTL until the commit, and the account's 'binding' = its id, so that another
+-- right answer for the account waits (BUSY); and it writes the durable intent 'bind:<vf id>' with
+-- what the steps after it and a repair need: the account, the identity, the limit and the request
+-- the entries name. No TTL: only the commit or the repairer's refusal removes the intent.
+local function mark_binding(vf_key, acct_key, intents_key, intent_key, vf, delay_ms, limit, request)
+  redis.call('HSET', vf_key, 'binding', '1')
+  redis.call('PERSIST', vf_key)
+  redis.call('HSET', acct_key, 'binding', vf.id)
+  redis.call('DEL', intent_key)
+  redis.call('HSET', intent_key, 'kind', 'bind', 'subject', vf.id, 'acct', vf.acct, 'ref', vf.identity,
+    'limit', limit, 'request', request)
+  redis.call('ZADD', intents_key, NOW + tonumber(delay_ms), 'bind:' .. vf.id)
 end
 
 -- What binding_inputs gives, read back from args, from its first text ('BINDING') at index first.

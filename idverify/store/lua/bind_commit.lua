@@ -9,7 +9,8 @@
 -- the intent 'bind:<vf id>' are removed. Idempotent: a verification no longer in flight (a
 -- repeat, or a cancellation or withdrawal that ended it first) answers DONE and writes nothing
 -- but that clean-up.
--- KEYS: verification, audit log, account, consent record, intents, the intent's record
+-- KEYS: verification, audit log, account, consent record (chained in a start: none), intents, the
+--   intent's record
 -- ARGV: request json, then the identity step's reply (bind_place.lua)
 -- Replies: {'OK', record, status} finished now; {'DONE', record, status} before; {'NOT_FOUND'}.
 local KEPT_AFTER_COMMIT_MS = 86400000
@@ -26,7 +27,10 @@ local function cleared()
   redis.call('ZREM', KEYS[5], 'bind:' .. vf.id)
   redis.call('DEL', KEYS[6])
 end
-if vf.status ~= 'CHALLENGE_SENT' or not (stepwise or KEYS[5] == nil) then
+-- Ended (by this step before, or by a cancellation or a withdrawal), or not in flight as its
+-- account's step left it: nothing to bind.
+local ended = vf.status == 'VERIFIED' or vf.status == 'REJECTED' or vf.status == 'EXPIRED'
+if ended or not (stepwise or KEYS[5] == nil) then
   cleared()
   return {'DONE', redis.call('HGETALL', KEYS[1]), vf.status}
 end
@@ -46,6 +50,6 @@ else
   status, reason = bind_account(KEYS[3], vf, d, d.decision == 'AGAIN' and acct[2] == vf.identity, KEYS[2], base)
 end
 finish(KEYS[1], KEYS[2], base, vf, status, reason, true)
-if status == 'VERIFIED' then redis.call('PERSIST', KEYS[4]) end
+if KEYS[4] and status == 'VERIFIED' then redis.call('PERSIST', KEYS[4]) end
 cleared()
 return {'OK', redis.call('HGETALL', KEYS[1]), status}

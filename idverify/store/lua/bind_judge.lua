@@ -4,10 +4,9 @@
 -- vendor's 'fail', a minor's answer (a guardian must consent) and an account bound to another
 -- identity are final here, as one script made them before the steps. A right code goes on to
 -- the identity's step (bind_place.lua) with what it needs of the verification. Step by step, the
--- verification is then marked in flight ('binding', and the account's 'binding' = its id, so
--- that a second right answer for the account waits: BUSY) and kept without its TTL, and the
--- durable intent 'bind:<vf id>' is written, which the commit removes (bind_commit.lua) and the
--- repairer finishes from (flows/bucket_repair.py). Joined into one script on one node
+-- verification is then marked in flight and the durable intent 'bind:<vf id>' written
+-- (mark_binding in the prelude), which the commit removes (bind_commit.lua) and the repairer
+-- finishes from (flows/bucket_repair.py). Joined into one script on one node
 -- (submit.lua), none of that is written: no step can be lost between them.
 -- KEYS: verification, audit log, account, identity (read: a move answers MOVED), failure
 --   counter, intents, the intent's record
@@ -81,16 +80,5 @@ if current[1] and current[1] ~= vf.identity then
   finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
   return {'OK', redis.call('HGETALL', KEYS[1])}
 end
-if ARGV[7] ~= '' then
-  -- What the later steps and a repair need: the account, the identity, the limit and the request
-  -- the entries name. No TTL: only the commit or the repairer's refusal removes it.
-  local member = 'bind:' .. vf.id
-  redis.call('HSET', KEYS[1], 'binding', '1')
-  redis.call('PERSIST', KEYS[1])
-  redis.call('HSET', KEYS[3], 'binding', vf.id)
-  redis.call('DEL', KEYS[7])
-  redis.call('HSET', KEYS[7], 'kind', 'bind', 'subject', vf.id, 'acct', vf.acct, 'ref', vf.identity,
-    'limit', ARGV[8], 'request', ARGV[3])
-  redis.call('ZADD', KEYS[6], NOW + tonumber(ARGV[7]), member)
-end
+if ARGV[7] ~= '' then mark_binding(KEYS[1], KEYS[3], KEYS[6], KEYS[7], vf, ARGV[7], ARGV[8], ARGV[3]) end
 return binding_inputs(vf)

@@ -26,7 +26,7 @@ if redis.call('HEXISTS', KEYS[1], 'moved_to') == 1
   return {'MOVED'}
 end
 local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
-local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1], true, vf.id)
+local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1])
 local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, d.counted and '1' or '',
   d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' ')}
 if ARGV[2] ~= '' then

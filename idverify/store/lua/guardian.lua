@@ -1,9 +1,17 @@
 -- A verified adult guardian consents for a minor's verification, which completes it. Whether
 -- the guardian is an adult today the caller decided from the guardian's account as it read it
 -- (the birth date is sealed); the script goes on only while the account still holds that.
+-- The binding it completes is that of docs/ARCHITECTURE.md, "3.1 Binding", this script its
+-- account's step: on one node the other steps run here too (bind_after_account); step by step
+-- (the intent's delay given) the verification is marked in flight, the intent 'bind:<vf id>'
+-- written, and the caller runs them (store/binding_steps.py).
 -- KEYS: verification, audit log, account, identity, identity accounts, guardian account
+--   [, intents, the intent's record]
 -- ARGV: binding limit, request json, consent text version, relationship, guardian account fields
 --   as read (json: identity, age_source, birth_sealed, age_band), refusal reason ('' qualifies)
+--   [, the intent's delay in ms]
+-- Returns {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'MOVED'} | {'GUARDIAN', reason} |
+--   {'CHANGED'} | {'BINDING', binding_inputs...} (step by step: the binding's other steps to run)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
 if vf.status ~= 'NEEDS_GUARDIAN_CONSENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
@@ -24,6 +32,13 @@ if guardian.identity == vf.identity then return {'GUARDIAN', 'GUARDIAN_IS_SUBJEC
 local base = event_base(vf, ARGV[2], KEYS[3])
 audit(KEYS[2], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = 'guardian',
   guardian = guardian.audit, text_version = ARGV[3], relationship = ARGV[4]})
-local status, reason = bind(KEYS[3], KEYS[4], KEYS[5], vf, ARGV[1], KEYS[2], base)
-finish(KEYS[1], KEYS[2], base, vf, status, reason, true)
+local current = redis.call('HGET', KEYS[3], 'identity')
+if current and current ~= vf.identity then
+  finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
+elseif (ARGV[7] or '') ~= '' then
+  mark_binding(KEYS[1], KEYS[3], KEYS[7], KEYS[8], vf, ARGV[7], ARGV[1], ARGV[2])
+  return binding_inputs(vf)
+else
+  bind_after_account(binding_inputs(vf), {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}, ARGV[1], ARGV[2])
+end
 return {'OK', redis.call('HGETALL', KEYS[1])}

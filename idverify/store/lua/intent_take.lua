@@ -13,7 +13,8 @@
 -- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'TAKEN', request,
 --   limit, binding_inputs...} a bind; {'TAKEN', account, 'VERIFIED' or 'REJECTED', request, method,
 --   ref} a place; {'TAKEN', old ref, new ref, record as read json, move json} a move;
---   {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose bind is still to finish (taken, nothing to do yet);
+--   {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose
+--   bind is still to finish (taken, nothing to do yet);
 --   {'RACED'} its score moved (another repairer took it, or its sequence finished); {'DROPPED', why}
 --   refused and removed.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -37,12 +38,13 @@ local function binding_take()
     return drop('MALFORMED')
   end
   local vf = hgetall(KEYS[3])
-  local in_flight = vf.binding == '1' and vf.status == 'CHALLENGE_SENT' and vf.acct == intent.acct
+  local ended = vf.status == 'VERIFIED' or vf.status == 'REJECTED' or vf.status == 'EXPIRED'
+  local in_flight = vf.binding == '1' and vf.status and not ended and vf.acct == intent.acct
     and vf.identity == intent.ref
   if kind == 'bind' then
     if not string.match(intent.limit or '', '^%d+$') then return drop('MALFORMED') end
     -- Ended meanwhile by a cancellation or a withdrawal: the commit only clears the marks.
-    if not in_flight and vf.binding == '1' and vf.acct == intent.acct then
+    if ended and vf.binding == '1' and vf.acct == intent.acct then
       redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
       return {'ENDED', intent.acct}
     end

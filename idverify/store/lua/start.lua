@@ -1,11 +1,15 @@
 -- Commits a new verification: its record, the idempotency key, its audit entries and, for a
--- method with no challenge, the binding itself.
+-- method with no challenge, the binding itself (docs/ARCHITECTURE.md, "3.1 Binding": this is its
+-- account's step). On one node the binding's other steps run here too (bind_after_account);
+-- step by step (the intent's delay given), the verification is marked in flight, the intent
+-- 'bind:<vf id>' written, and the caller runs them (store/binding_steps.py).
 -- KEYS: request, verification, audit log, account, identity, identity accounts, this attempt's
---   release marker
+--   release marker [, intents, the intent's record]
 -- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
---   mode: challenge | bind | guardian | rejected
+--   [, the intent's delay in ms]; mode: challenge | bind | guardian | rejected
 -- Returns {'OK', record} | {'EXISTS', verification id} | {'MOVED'} | {'RETRY'} (a move of the
---   identity in flight) | {'RELEASED'}
+--   identity in flight) | {'RELEASED'} | {'BINDING', binding_inputs...} (step by step: the
+--   binding's other steps to run)
 local existing = redis.call('GET', KEYS[1])
 -- This attempt gave up and released its request id before its start arrived (release_request.lua).
 if redis.call('EXISTS', KEYS[7]) == 1 then return {'RELEASED'} end
@@ -38,12 +42,19 @@ elseif mode == 'guardian' then
   audit(KEYS[3], base, {type = 'verification.needs_guardian', outcome = 'pending', reason = ''})
 end
 set_fields(KEYS[2], vf)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 if mode == 'bind' then
-  local status, reason = bind(KEYS[4], KEYS[5], KEYS[6], vf, ARGV[4], KEYS[3], base)
-  finish(KEYS[2], KEYS[3], base, vf, status, reason, true)
+  local current = redis.call('HGET', KEYS[4], 'identity')
+  if current and current ~= vf.identity then
+    finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
+  elseif (ARGV[7] or '') ~= '' then
+    mark_binding(KEYS[2], KEYS[4], KEYS[8], KEYS[9], vf, ARGV[7], ARGV[4], ARGV[5])
+    return binding_inputs(vf)
+  else
+    bind_after_account(binding_inputs(vf), {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[4], ARGV[5])
+  end
 elseif mode == 'rejected' then
   finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', vf.reason, false)
 end
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 return {'OK', redis.call('HGETALL', KEYS[2])}

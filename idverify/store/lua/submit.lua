@@ -3,8 +3,9 @@
 -- run here one after the other, in one atomic script with one round trip, each step's reply
 -- passed to the next as a Cluster's runner passes it (store/binding_steps.py). Scripts.py
 -- defines each step as a function of its own KEYS and ARGV before this body (bind_judge,
--- bind_place, bind_supersede, bind_commit, bind_confirm): nothing can come between them, so the
--- account's step writes no intent and no place is pending past this script.
+-- bind_place, bind_supersede, bind_commit, bind_confirm), and bind_after_account, which runs
+-- those after the account's: nothing can come between them, so the account's step writes no
+-- intent and no place is pending past this script.
 -- KEYS: verification, audit log, account, identity, identity accounts, failure counter, the
 --   account's consent record (made lasting once the account is bound, as ConsentFlow.keep does)
 -- ARGV: answer digest (hex), binding limit, failure window ms, request json
@@ -16,14 +17,5 @@
 local judged = bind_judge({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]},
   {ARGV[1], ARGV[3], ARGV[4], ARGV[5] or '', ARGV[6] or '', ARGV[7] or '', '', ARGV[2]})
 if judged[1] ~= 'BINDING' then return judged end
-local vf_id, acct, ref, method = judged[2], judged[3], judged[4], judged[12]
-local placed = bind_place({KEYS[4], KEYS[5]}, {ARGV[2], '', ARGV[4], unpack(judged)})
-if placed[7] ~= '' or placed[8] ~= '' then
-  local acct_prefix = string.sub(KEYS[3], 1, #KEYS[3] - #acct)
-  local accounts = {KEYS[2]}
-  for member in string.gmatch(placed[7] .. ' ' .. placed[8], '%S+') do accounts[#accounts + 1] = acct_prefix .. member end
-  bind_supersede(accounts, {ARGV[4], vf_id, method, ref, placed[3], placed[7], placed[8]})
-end
-local committed = bind_commit({KEYS[1], KEYS[2], KEYS[3], KEYS[7]}, {ARGV[4], unpack(placed)})
-bind_confirm({KEYS[4], KEYS[5]}, {acct, vf_id, committed[1], committed[3]})
+local committed = bind_after_account(judged, {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]}, ARGV[2], ARGV[4])
 return {'OK', committed[2]}

@@ -24,6 +24,7 @@ from idverify.flows.verification.port import WriteOutcome
 from idverify.flows.verification.record import Status
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, as_text
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
@@ -40,9 +41,10 @@ from tests.bind_crash import (
     bind,
     challenge,
     killed_after,
+    started_id,
     store_of,
 )
-from tests.cancel_crash import LaterRepairs, Watching, entries, pseudonym
+from tests.cancel_crash import DUE_MS, LaterRepairs, Watching, cancellation, entries, pseudonym
 from tests.sequencer_crash import loop_rounds
 
 CI_ROUNDS = 1
@@ -110,6 +112,23 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
                 # A second pass finds nothing: the repair is done once.
                 assert await later.repair(tenant) == 0, where
 
+    async def test_a_start_in_bind_mode_killed_after_each_step_is_repaired(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """A method without a challenge: the start is the account's step."""
+        later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
+        for nth in (1, 2, 3):
+            tenant = _tenant(f"start-{nth}")
+            target = pseudonym(f"{tenant}-a")
+            await asyncio.to_thread(killed_after, own_redis.url, tenant, "", nth, start=target)
+            assert await redis.zcard(TenantKeys(tenant).intents()) >= 1, nth
+            assert await later.repair(tenant) >= 1, nth
+            types = ["account.bound", "verification.verified"]
+            vid = started_id(tenant, target)
+            await assert_bound_once(
+                redis, tenant, vid, target, OWNER["name_tag"], types=types, started=["verification.started"]
+            )
+
     async def test_a_worker_that_lived_leaves_nothing_pending(self, redis: RedisClient) -> None:
         tenant = _tenant("lived")
         squatter = await _squatted(redis, tenant)
@@ -151,6 +170,29 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         await assert_nothing_pending(redis, tenant)
         mine = [e["type"] for e in await entries(redis, tenant) if e["verification_id"] == vid]
         assert mine[len(STARTED) :] == ["challenge.passed", "binding.refused", "verification.rejected"]
+
+    async def test_a_cancel_account_during_a_pending_binding_ends_it_once(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """CancelAccount's own steps end the verification in flight; the repair only clears up."""
+        tenant = _tenant("cancel-account")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        keys = TenantKeys(tenant)
+        # A start's admission lists the account's live verifications, which a cancellation ends.
+        await redis.zadd(keys.account_verifications(target), {vid: DUE_MS})
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)
+        await RedisErasureStore(redis, Scripts(redis)).cancel(tenant, cancellation(target, "cancel-1"))
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 2
+        record = await redis.hgetall(keys.verification(vid))
+        assert (record[b"status"], record[b"reason"]) == (b"REJECTED", b"ACCOUNT_CANCELLED")
+        assert b"binding" not in record
+        assert await redis.pttl(keys.verification(vid)) > 0
+        assert not await redis.hexists(keys.account(target), "binding")
+        assert not await redis.exists(keys.identity_accounts(REF))
+        await assert_nothing_pending(redis, tenant)
+        mine = [e["type"] for e in await entries(redis, tenant) if e["verification_id"] == vid]
+        assert mine[len(STARTED) :] == ["challenge.passed", "verification.rejected"]
 
     async def test_a_place_is_left_alone_while_its_binding_is_to_finish(
         self, redis: RedisClient, own_redis: RedisProcess

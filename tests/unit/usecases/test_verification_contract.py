@@ -38,6 +38,7 @@ from idverify.flows.verification.port import (
     WriteOutcome,
 )
 from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.keys import TenantKeys
@@ -117,7 +118,15 @@ def redis_port(redis: RedisClient) -> Port:
     return Port(RedisVerificationStore(redis, scripts, CodeSendChains(scripts, LIMITS)), RedisWorld(redis))
 
 
-port = port_on_each(memory_port, redis_port)
+def redis_step_by_step_port(redis: RedisClient) -> Port:
+    """Redis's, with a binding's steps run one by one as on a Cluster (store.binding_steps)."""
+    scripts = Scripts(redis)
+    steps = StepRunner(scripts, step_by_step=True)
+    store = RedisVerificationStore(redis, scripts, CodeSendChains(scripts, LIMITS), steps=steps)
+    return Port(store, RedisWorld(redis))
+
+
+port = port_on_each(memory_port, redis_port, step_by_step=redis_step_by_step_port)
 
 
 def record(account_ps: str = "a1", identity: str = "id-1", **fields: Any) -> VerificationRecord:
