@@ -287,6 +287,29 @@ class TestPlantedIntents:
         assert await redis.sismember(keys.identity_accounts(REF), target)
         await assert_nothing_pending(redis, tenant)
 
+    async def test_malformed_binding_intents_are_logged_by_key_and_removed(
+        self, redis: RedisClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant = _tenant("malformed")
+        keys = TenantKeys(tenant)
+        personal = "张三 11010519491231002X"
+        vid = pseudonym("malformed-vf")
+        planted = {
+            f"bind:{vid}": {"kind": "bind", "subject": vid, "acct": personal, "ref": REF, "request": "{}"},
+            f"place:{vid}": {"kind": "place", "subject": vid, "acct": "", "ref": REF, "request": "{}"},
+            f"bind:{personal}": {"kind": "bind", "subject": personal, "acct": personal, "ref": personal},
+        }
+        for member, fields in planted.items():
+            await redis.zadd(keys.intents(), {member: 0})
+            await redis.hset(keys.intent(member), mapping=fields)
+        with caplog.at_level(logging.WARNING, logger="idverify.repair"):
+            assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 0
+        await assert_nothing_pending(redis, tenant)
+        assert "11010519491231002X" not in caplog.text
+        assert f"intent {keys.intent(f'bind:{vid}')} dropped: MALFORMED" in caplog.text
+        assert f"intent {keys.intent(f'place:{vid}')} dropped: MALFORMED" in caplog.text
+        assert caplog.text.count("a key this release never writes") == 1
+
 
 class TestOneNode:
     """On one node the steps are one script: no boundary, no intent, the entries of the steps."""
