@@ -4,8 +4,10 @@
 -- claim established, the account updated, bound or refused, the verification's. The caller is
 -- answered after this step. An account cancelled since the account's step, or bound to another
 -- identity meanwhile, is refused here (the confirm then removes its place: the one undo).
--- Step by step, the verification gets its TTL back (at least a day from now, so that a late
--- repair of the identity's confirm still reads how it ended) and the account's 'binding' and
+-- Step by step, the verification gets its TTL back (its session's end, or a minute from now if
+-- that passed while it was in flight, so that the caller can still read its answer; a repair
+-- of the identity's confirm after it is gone reads the account: intent_take.lua) and the
+-- account's 'binding' and
 -- the intent 'bind:<vf id>' are removed. Idempotent: a verification no longer in flight (a
 -- repeat, or a cancellation or withdrawal that ended it first) answers DONE and writes nothing
 -- but that clean-up.
@@ -13,7 +15,7 @@
 --   intent's record
 -- ARGV: request json, then the identity step's reply (bind_place.lua)
 -- Replies: {'OK', record, status} finished now; {'DONE', record, status} before; {'NOT_FOUND'}.
-local KEPT_AFTER_COMMIT_MS = 86400000
+local READABLE_AFTER_COMMIT_MS = 60000
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
 -- Step by step the account's step marked it (and the intent keys are given); chained, it ran
@@ -22,7 +24,7 @@ local stepwise = vf.binding == '1'
 local function cleared()
   if not stepwise then return end
   redis.call('HDEL', KEYS[1], 'binding')
-  redis.call('PEXPIREAT', KEYS[1], math.max(tonumber(vf.expires_ms), NOW + KEPT_AFTER_COMMIT_MS))
+  redis.call('PEXPIREAT', KEYS[1], math.max(tonumber(vf.expires_ms), NOW + READABLE_AFTER_COMMIT_MS))
   if redis.call('HGET', KEYS[3], 'binding') == vf.id then redis.call('HDEL', KEYS[3], 'binding') end
   redis.call('ZREM', KEYS[5], 'bind:' .. vf.id)
   redis.call('DEL', KEYS[6])

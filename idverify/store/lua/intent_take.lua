@@ -32,7 +32,7 @@ if intent.kind ~= kind or intent.subject ~= subject then return drop('MALFORMED'
 local taken = NOW + tonumber(ARGV[3])
 -- A binding's intents (store/binding_steps.py): 'bind' resumes from the identity's step, only for
 -- a verification its account's step marked; 'place' runs the confirm under how the verification
--- ended (gone, or not VERIFIED: the place is removed), once its 'bind' is done.
+-- ended (not VERIFIED: the place is removed; gone: as its account says), once its 'bind' is done.
 local function binding_take()
   if (intent.acct or '') == '' or (intent.ref or '') == '' or string.sub(intent.request or '', 1, 1) ~= '{' then
     return drop('MALFORMED')
@@ -55,6 +55,13 @@ local function binding_take()
   redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
   if in_flight then return {'PENDING'} end
   local status = (vf.status == 'VERIFIED' and vf.acct == intent.acct) and 'VERIFIED' or 'REJECTED'
+  if not vf.status then
+    -- The verification is gone (its session ended before the repair came): its account, in the
+    -- verification's slot, says how the binding ended. Bound to this identity, the place is its;
+    -- otherwise (refused, cancelled, erased) the place goes.
+    local acct_key = string.match(KEYS[3], '^(.*:)vf:[^:]*$') .. 'acct:' .. intent.acct
+    status = redis.call('HGET', acct_key, 'identity') == intent.ref and 'VERIFIED' or 'REJECTED'
+  end
   return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
 end
 if kind == 'bind' or kind == 'place' then return binding_take() end

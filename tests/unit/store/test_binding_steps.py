@@ -212,6 +212,42 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         assert await BucketRepairer(repairs).repair(tenant) >= 1
         await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=PLAIN)
 
+    async def test_a_confirm_after_its_verification_is_gone_keeps_a_bound_place(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """Killed after the commit, repaired after the session ended: the account says it is bound.
+
+        Reading the vanished verification as refused would free the place of a bound account,
+        one binding over the limit.
+        """
+        tenant = _tenant("gone-bound")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
+        keys = TenantKeys(tenant)
+        assert 0 < await redis.pttl(keys.verification(vid)) <= 1800 * 1000  # its session, not a day
+        await redis.delete(keys.verification(vid))
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        assert await redis.hget(keys.identity(REF), f"m:{target}") == f"b:{OWNER['name_tag']}".encode()
+        assert await redis.sismember(keys.identity_accounts(REF), target)
+        assert await redis.hget(keys.account(target), "identity") == REF.encode()
+        await assert_nothing_pending(redis, tenant)
+
+    async def test_a_place_whose_verification_is_gone_unbound_is_freed(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        tenant = _tenant("gone-unbound")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)  # judge, place
+        keys = TenantKeys(tenant)
+        await redis.delete(keys.verification(vid))
+        await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant)
+        assert not await redis.hexists(keys.identity(REF), f"m:{target}")
+        assert not await redis.sismember(keys.identity_accounts(REF), target)
+        assert not await redis.hexists(keys.account(target), "identity")
+        await assert_nothing_pending(redis, tenant)
+
 
 class TestThePlacesOfOneIdentity:
     """Concurrent right answers step by step: the limit is counted over bound and pending places."""
