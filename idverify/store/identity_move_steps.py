@@ -8,7 +8,9 @@ On one node the steps are one EVAL, as the single script they replace was. Step 
 first writes the intent ``move:<sha1 of the old ref>`` with the record as read and the move; the
 repairer resumes from it with the arrival, every step after the first being idempotent: it
 finishes the move, never undoes it. While either mark is there a binding of the identity answers
-RETRY, so no binding limit is ever counted on half of the members.
+RETRY, so no binding limit is ever counted on half of the members. Step by step, the members
+whose accounts did not follow (cancelled while the move copied them) leave the new record at the
+settling step: their cancellations named the old ref.
 """
 
 from __future__ import annotations
@@ -81,13 +83,52 @@ class IdentityMoveSteps:
             [moved.old_ref, moved.new_ref, moved.read, moved.move, delay],
             proceed_on=("OK",),
         )
-        # The last step removes the intent itself: no separate removal.
-        replies = await self._runner.run("move", [first, *tail])
-        return as_text(replies[0][0])
+        if self._runner.chained:
+            # The last step removes the intent itself: no separate removal.
+            replies = await self._runner.run("move", [first, *tail])
+            return as_text(replies[0][0])
+        status = as_text((await self._runner.run_one("move", first, 1))[0])
+        if status == "OK":
+            await self._after_out("move", keys, moved, done=1)
+        return status
 
     async def resume(self, tenant: str, moved: MoveRecord) -> None:
         """Runs the steps after the first from its intent; the last removes the intent."""
-        await self._runner.run("move-repair", self._tail(TenantKeys(tenant), moved), chain=False)
+        await self._after_out("move-repair", TenantKeys(tenant), moved, done=0)
+
+    async def _after_out(self, sequence: str, keys: TenantKeys, moved: MoveRecord, *, done: int) -> None:
+        """The steps after the first, one by one: the settling step is told whose accounts stayed.
+
+        A member whose account no longer holds the old ref (a cancellation that ran its account's
+        step before the move reached it) would otherwise keep its place in the new record: its
+        cancellation's identity step names the old ref, which the move then deletes.
+        """
+        arrival, *visits, _, finish = self._tail(keys, moved)
+        stayed: list[str] = []
+        dues: list[int] = []
+        for member, step in [("", arrival), *zip(moved.members, visits, strict=True)]:
+            done += 1
+            reply = await self._runner.run_one(sequence, step, done)
+            if as_text(reply[0]) not in step.proceed_on:
+                return
+            if as_text(reply[0]) == "SKIP":
+                stayed.append(member)
+                if due := as_text(reply[1]):
+                    dues.append(int(due))
+        settle = self._settle(keys, moved, str(min(dues)) if dues else "", stayed)
+        for step in (settle, finish):
+            done += 1
+            await self._runner.run_one(sequence, step, done)
+
+    @staticmethod
+    def _settle(keys: TenantKeys, moved: MoveRecord, due: str, stayed: list[str]) -> ChainStep:
+        """The new record's mark cleared, and the members whose accounts did not follow dropped."""
+        return ChainStep(
+            "move_settle",
+            [keys.identity(moved.new_ref), keys.identity_accounts(moved.new_ref), keys.erasure_due()],
+            [moved.old_ref, moved.new_ref, due, *stayed],
+            proceed_on=("OK",),
+        )
 
     @staticmethod
     def _tail(keys: TenantKeys, moved: MoveRecord) -> list[ChainStep]:
@@ -103,10 +144,12 @@ class IdentityMoveSteps:
                 proceed_on=("OK", "DONE"),
             ),
             *(
-                ChainStep("move_member", [keys.account(member)], [old, new], proceed_on=("OK", "SKIP"))
+                ChainStep(
+                    "move_member", [keys.account(member)], [old, new], proceed_on=("OK", "DONE", "SKIP")
+                )
                 for member in moved.members
             ),
-            ChainStep("move_settle", [keys.identity(new)], [old], proceed_on=("OK",)),
+            IdentityMoveSteps._settle(keys, moved, "", []),
             ChainStep(
                 "move_finish",
                 [

@@ -6,12 +6,16 @@
 -- ARGV: account pseudonym, identity ref, due ms
 -- Replies: {'KEPT'} other accounts are bound to it; {'LAST'} none is (the organization's names
 --   go next, drop_names.lua); {'GONE'} no such identity record (erased since, or a ref that
---   never was one: nothing to queue, and no names are dropped on its word).
+--   never was one: nothing to queue, and no names are dropped on its word), or only a move's
+--   forwarding record (the identity lives on at 'moved_to', where the move's settling step
+--   dropped this member: docs/ARCHITECTURE.md, "3.4 Re-indexing").
 redis.call('SREM', KEYS[2], ARGV[1])
 -- Its member field goes with it (no longer a member's), and so do any fields 0.1.0's
 -- cancellations left.
 member_fields(KEYS[1], KEYS[2])
 if redis.call('SCARD', KEYS[2]) > 0 then return {'KEPT'} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'moved_to') == 1 then
+  return {'GONE'}
+end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[3], 'i:' .. ARGV[2])
 return {'LAST'}

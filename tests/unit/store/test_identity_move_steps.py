@@ -6,9 +6,10 @@ an intent that the repairer finishes, never undoes: every member under the new r
 tag, every account pointing there, the erasure moved, no intent and no mark left, and the binding
 limit counted on the whole set. Until then a binding of the identity, at either ref, answers RETRY
 (never a place counted on half of the members), and a caller waiting on it is answered once the
-move is done, or UNAVAILABLE past its deadline. A planted move intent moves nothing; garbage is
-logged by its key alone; two repairers take an intent once. On one node, a move is one atomic EVAL
-that writes no intent.
+move is done, or UNAVAILABLE past its deadline. A member cancelled while the identity moves
+(either sequence between the other's steps, or a killed move repaired) holds no place at either
+ref. A planted move intent moves nothing; garbage is logged by its key alone; two repairers take
+an intent once. On one node, a move is one atomic EVAL that writes no intent.
 
 CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS`` runs the long loop.
 """
@@ -43,7 +44,7 @@ from idverify.store.verifications import RedisVerificationStore
 from idverify.testing import RedisProcess
 from idverify.testing.memory_code_sends import send_limits
 from tests import bind_crash
-from tests.cancel_crash import TAG, LaterRepairs, Watching, pseudonym
+from tests.cancel_crash import DUE_MS, NAME_HASH, TAG, LaterRepairs, Watching, cancellation, pseudonym
 from tests.move_crash import (
     MEMBERS,
     NEW,
@@ -348,6 +349,133 @@ def _stranger(account_ps: str, ref: str = OLD) -> VerificationRecord:
     """A verification of an account not yet bound, that found the identity at ``ref``."""
     name = {"name_tag": TAG, "name_binding": "binding-org", "name_binding_seen": "binding-org"}
     return replace(verification(account_ps, name), identity=ref, kind=SubjectKind.ORGANIZATION)
+
+
+class TestACancellationMidMove:
+    """A member cancelled while its identity moves leaves no place behind, at either ref.
+
+    Its cancellation's identity step names the ref its account held when it was read: the old one,
+    which the move has copied (or will copy) to the new record and then deletes. The move's
+    settling step drops every member whose account did not follow (docs/ARCHITECTURE.md, "3.4
+    Re-indexing"); a forwarding record the cancellation then finds is no identity of its own.
+    """
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", [0, 60_000])
+    async def test_a_move_between_the_cancellations_steps(self, redis: RedisClient, forward_ms: int) -> None:
+        tenant = _tenant(f"cancel-then-move-{forward_ms}")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        scripts = Scripts(redis)
+
+        class MovedBetween(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("cancel", 1):
+                    mover = StepRunner(scripts, step_by_step=True)
+                    assert await move(redis, tenant, mover, forward_ms=forward_ms) == "OK"
+
+        store = RedisErasureStore(redis, scripts, steps=MovedBetween(scripts, step_by_step=True))
+        assert await store.cancel(tenant, cancellation(accounts[0], "req-cancel")) == DUE_MS
+        await _assert_cancelled_mid_move(redis, tenant, accounts[0], accounts[1:])
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("pause_after", range(1, STEPS))
+    async def test_a_cancellation_between_the_moves_steps(self, redis: RedisClient, pause_after: int) -> None:
+        tenant = _tenant(f"move-then-cancel-{pause_after}")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        scripts = Scripts(redis)
+        cancelling = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+
+        class CancelledBetween(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == pause_after:
+                    assert await cancelling.cancel(tenant, cancellation(accounts[0], "req-cancel")) == DUE_MS
+
+        assert await move(redis, tenant, CancelledBetween(scripts, step_by_step=True)) == "OK"
+        await _assert_cancelled_mid_move(redis, tenant, accounts[0], accounts[1:])
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("nth", [1, 2])
+    async def test_the_repair_of_a_killed_move_drops_it_too(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int
+    ) -> None:
+        tenant = _tenant(f"killed-then-cancel-{nth}")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
+        scripts = Scripts(redis)
+        cancelling = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+        assert await cancelling.cancel(tenant, cancellation(accounts[0], "req-cancel")) == DUE_MS
+        assert await BucketRepairer(LaterRepairs(redis, scripts)).repair(tenant) == 1
+        await _assert_cancelled_mid_move(redis, tenant, accounts[0], accounts[1:])
+
+    @pytest.mark.timeout(60)
+    async def test_the_last_member_cancelled_mid_move_queues_the_new_records_erasure(
+        self, redis: RedisClient
+    ) -> None:
+        tenant = _tenant("last-member")
+        [only] = _accounts(tenant)[:1]
+        await bound_identity(redis, tenant, [only], due_ms=0)
+        keys = TenantKeys(tenant)
+        await redis.zrem(keys.erasure_due(), f"i:{OLD}")  # bound: no erasure due
+        scripts = Scripts(redis)
+
+        class MovedBetween(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("cancel", 1):
+                    assert await move(redis, tenant, StepRunner(scripts, step_by_step=True)) == "OK"
+
+        store = RedisErasureStore(redis, scripts, steps=MovedBetween(scripts, step_by_step=True))
+        assert await store.cancel(tenant, cancellation(only, "req-cancel")) == DUE_MS
+        assert await redis.scard(keys.identity_accounts(NEW)) == 0
+        assert not [f for f in await redis.hkeys(keys.identity(NEW)) if f.startswith(b"m:")]
+        assert await redis.zscore(keys.erasure_due(), f"i:{NEW}") == DUE_MS
+
+    async def test_a_pending_place_stays_for_its_binding_to_resolve(self, redis: RedisClient) -> None:
+        """A ``p:`` member's account holds no ref yet: it moves as it is, never taken for a cancelled one."""
+        tenant = _tenant("pending-stays")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts[:2])
+        keys = TenantKeys(tenant)
+        await redis.hset(keys.identity(OLD), f"m:{accounts[2]}", f"p:{TAG}:vf-pending")
+        await redis.sadd(keys.identity_accounts(OLD), accounts[2])
+        assert await move(redis, tenant, StepRunner(Scripts(redis), step_by_step=True)) == "OK"
+        assert await redis.hget(keys.identity(NEW), f"m:{accounts[2]}") == f"p:{TAG}:vf-pending".encode()
+        assert await redis.sismember(keys.identity_accounts(NEW), accounts[2])
+
+
+async def _assert_cancelled_mid_move(
+    redis: RedisClient, tenant: str, cancelled: str, others: list[str]
+) -> None:
+    """The move done and the cancellation too: ``cancelled`` holds no place at either ref.
+
+    The others are members of the new record with their tags, the organization's names kept, no
+    erasure queued for either ref but the one that moved, no intent; the freed place is taken by
+    one more account, and the one after it is refused at the limit.
+    """
+    keys = TenantKeys(tenant)
+    record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+    assert {k: v for k, v in record.items() if k.startswith("m:")} == {f"m:{a}": f"b:{TAG}" for a in others}
+    assert "incoming" not in record, record
+    assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(NEW))} == set(others)
+    assert await redis.exists(keys.identity_accounts(OLD)) == 0
+    assert not await redis.hexists(keys.account(cancelled), "identity")
+    for account_ps in others:
+        assert await redis.hget(keys.account(account_ps), "identity") == NEW.encode()
+    queue = {as_text(m) for m in await redis.zrange(keys.erasure_due(), 0, -1)}
+    assert queue == {f"a:{cancelled}", f"i:{NEW}"}, queue
+    assert await redis.hget(keys.organization_names(), NAME_HASH) == TAG.encode()
+    assert await redis.zcard(keys.intents()) == 0
+    assert status_of(await binding_reply(redis, tenant, f"freed-{cancelled}", NEW, MEMBERS)) == (
+        "VERIFIED",
+        "",
+    )
+    assert status_of(await binding_reply(redis, tenant, f"after-{cancelled}", NEW, MEMBERS)) == (
+        "REJECTED",
+        "BINDING_LIMIT_REACHED",
+    )
 
 
 class TestOneNodeIsOneAtomicStep:
