@@ -48,6 +48,7 @@ from idverify.flows.context import FlowDeps
 from idverify.flows.display_names import DisplayNameFlow
 from idverify.flows.erasure import ErasureFlow, ErasureWorker
 from idverify.flows.identity_check import IdentityCheckFlow
+from idverify.flows.identity_mover import IdentityMover
 from idverify.flows.incident import IncidentFlow
 from idverify.flows.ip_locator import GEO_TABLE_CACHE, open_locator
 from idverify.flows.key_check import check_signing_key, open_keyring, record_key_versions
@@ -90,6 +91,7 @@ from idverify.store.display_names import RedisDisplayNames
 from idverify.store.embedded import RedisProcess
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
+from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.incident_reads import RedisIncidentStore
 from idverify.store.intent_repairs import RedisIntentRepairs
 from idverify.store.key_checks import RedisKeyChecks
@@ -474,7 +476,8 @@ async def start(
         # in every tenant that has had one (a cancellation names its tenant there first).
         asyncio.create_task(
             repair_forever(
-                BucketRepairer(RedisIntentRepairs(redis, scripts)), RedisErasureStore(redis, scripts).tenants
+                BucketRepairer(RedisIntentRepairs(redis, scripts, pointing=_mover(deps, redis, scripts))),
+                RedisErasureStore(redis, scripts).tenants,
             )
         ),
         asyncio.create_task(
@@ -696,6 +699,11 @@ def call_limits(settings: Settings) -> CallLimits:
         public_stream_lifetime_seconds=settings.grpc.public_stream_lifetime_seconds,
         health_checks=settings.grpc.health_checks_per_worker,
     )
+
+
+def _mover(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> IdentityMover:
+    """Where a moved identity lives now, for the repairer of a binding whose identity moved."""
+    return IdentityMover(RedisIdentityRecords(redis, scripts), deps.sealer)
 
 
 def _erasure_flow(deps: FlowDeps, redis: RedisClient, scripts: Scripts) -> ErasureFlow:

@@ -281,9 +281,23 @@ class IdentityMover:
         Raises:
             StoreUnavailable: Redis is down.
         """
+        changes = await self.repointing(tenant, record)
+        if not changes:
+            return False
+        return await self._records.reseal_verification(tenant, verification_id, changes)
+
+    async def repointing(self, tenant: str, record: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """What :meth:`refresh_verification` would write: each changed field as (read, new).
+
+        For a writer that must change more in the same script (a binding in flight points its
+        intent along: ``store.binding_steps``). Empty when nothing changed.
+
+        Raises:
+            StoreUnavailable: Redis is down.
+        """
         old_ref = record.get("identity", "")
         if not old_ref:
-            return False
+            return {}
         ref, before = await self.follow(tenant, old_ref)
         [stored] = await self._records.bindings(tenant, [ref])
         ours, seen = record.get("name_binding", ""), record.get("name_binding_seen", "")
@@ -291,7 +305,7 @@ class IdentityMover:
         if stored is not None and seen:
             opened = {self.open_binding(tenant, ours), self.open_binding(tenant, seen)} - {None}
             new_seen = stored if opened & set(before) else self._quiet_reseal(tenant, seen)
-        changes = {
+        return {
             name: (old, new)
             for name, old, new in (
                 ("identity", old_ref, ref),
@@ -300,9 +314,6 @@ class IdentityMover:
             )
             if old != new
         }
-        if not changes:
-            return False
-        return await self._records.reseal_verification(tenant, verification_id, changes)
 
     def _quiet_reseal(self, tenant: str, text: str) -> str:
         try:

@@ -22,9 +22,10 @@ the place of an account that was not bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.context import seconds_left
@@ -32,15 +33,25 @@ from idverify.flows.identity_mover import move_wait_deadline, wait_for_move
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import as_text
 from idverify.store.keys import GlobalKeys, TenantKeys
-from idverify.store.scripts import BINDING_STEPS, ChainStep, Scripts
+from idverify.store.scripts import BINDING_STEPS, ChainStep, Scripts, hash_fields
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS
 
-__all__ = ["BIND_KIND", "PLACE_KIND", "Answer", "BindingSteps", "bind_member", "place_member"]
+__all__ = ["BIND_KIND", "PLACE_KIND", "Answer", "BindingSteps", "Pointing", "bind_member", "place_member"]
 
 BIND_KIND = "bind"
+MOVE_ATTEMPTS = 3
+"""A binding whose identity keeps moving under its place gives up after this many pointings."""
 PLACE_KIND = "place"
 BUSY_WAIT_SECONDS = 0.01
 """How long an answer waits before judging again while another answer of its account is binding."""
+
+
+class Pointing(Protocol):
+    """Where a verification's identity lives now (``flows.identity_mover.IdentityMover``)."""
+
+    async def repointing(self, tenant: str, record: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """The verification's fields to change, each as (read, new); empty when nothing moved."""
+        ...
 
 
 def bind_member(verification_id: str) -> str:
@@ -92,9 +103,10 @@ class _Steps:
 class BindingSteps:
     """Runs a binding's steps one by one on a :class:`StepRunner`, and resumes them from intents."""
 
-    def __init__(self, runner: StepRunner, scripts: Scripts) -> None:
+    def __init__(self, runner: StepRunner, scripts: Scripts, *, pointing: Pointing | None = None) -> None:
         self._runner = runner
         self._scripts = scripts
+        self._pointing = pointing
         self._noted: set[str] = set()
 
     def intent_keys(self, tenant: str, verification_id: str) -> list[str]:
@@ -204,21 +216,25 @@ class BindingSteps:
     ) -> Any:
         keys = TenantKeys(tenant)
         vid, account_ps, ref, method = inputs[1], inputs[2], inputs[3], inputs[11]
-        place = ChainStep(
-            "bind_place",
-            [keys.identity(ref), keys.identity_accounts(ref), keys.intents(), keys.intent(place_member(vid))],
-            [limit, self.intent_delay_ms(), request_json, *inputs],
-        )
+        place = self._place(keys, inputs, limit, request_json)
+        deadline = move_wait_deadline()
         placed = _texts(await step(place))
-        if placed[0] == "RETRY":
+        for _ in range(MOVE_ATTEMPTS):
             # A move of the identity in flight (docs/ARCHITECTURE.md, "3.4 Re-indexing"): placed
             # again once it is whole, so that no place is counted on half of its members.
-            deadline = move_wait_deadline()
             while placed[0] == "RETRY":
                 await wait_for_move(deadline)
                 placed = _texts(await step(place))
-        if placed[0] == "MOVED":
-            msg = "the identity moved while the account was binding; retry"
+            if placed[0] != "MOVED":
+                break
+            # Moved since the account's step: the verification is pointed where it lives now
+            # and placed there, as a write that may bind is when its script answers MOVED.
+            inputs = await self._repointed(step, tenant, vid)
+            ref = inputs[3]
+            place = self._place(keys, inputs, limit, request_json)
+            placed = _texts(await step(place))
+        if placed[0] in {"MOVED", "RETRY"}:
+            msg = "the identity kept moving while the account was binding; retry"
             raise StoreUnavailable(msg, reason="CONTENDED")
         intent = PlaceIntent(vid, account_ps, ref, method, request_json, "")
         for member in placed[6].split():
@@ -230,6 +246,38 @@ class BindingSteps:
         if committed[0] in {b"OK", b"DONE"}:
             return [b"OK", committed[1]]
         return committed
+
+    def _place(self, keys: TenantKeys, inputs: Sequence[str], limit: int, request_json: str) -> ChainStep:
+        """The identity's step at the ref the account's step (or a pointing anew) answered."""
+        ref, vid = inputs[3], inputs[1]
+        return ChainStep(
+            "bind_place",
+            [keys.identity(ref), keys.identity_accounts(ref), keys.intents(), keys.intent(place_member(vid))],
+            [limit, self.intent_delay_ms(), request_json, *inputs],
+        )
+
+    async def _repointed(self, step: _Steps, tenant: str, vid: str) -> list[str]:
+        """The verification in flight pointed at where its identity lives now: its binding inputs.
+
+        Raises:
+            StoreUnavailable: nothing to point it with, or it changed meanwhile: the caller retries,
+                and the ``bind:`` intent, still naming the ref the verification names, is the
+                repairer's.
+        """
+        keys = TenantKeys(tenant)
+        fields = hash_fields(await self._scripts.command("HGETALL", keys.verification(vid)))
+        changes = await self._pointing.repointing(tenant, fields) if self._pointing is not None else {}
+        if changes:
+            repoint = ChainStep(
+                "bind_repoint",
+                [keys.verification(vid), keys.intent(bind_member(vid))],
+                [json.dumps({name: [old, new] for name, (old, new) in changes.items()})],
+            )
+            pointed = _texts(await step(repoint))
+            if pointed[0] == "BINDING":
+                return pointed
+        msg = "the identity moved while the account was binding; retry"
+        raise StoreUnavailable(msg, reason="CONTENDED")
 
     async def _confirm(
         self, step: _Steps, tenant: str, intent: PlaceIntent, committed: Sequence[str]

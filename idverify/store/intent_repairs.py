@@ -16,7 +16,7 @@ import json
 from typing import cast
 
 from idverify.flows.bucket_repair import DueIntent, Repair, RepairOutcome
-from idverify.store.binding_steps import BIND_KIND, PLACE_KIND, BindingSteps, PlaceIntent
+from idverify.store.binding_steps import BIND_KIND, PLACE_KIND, BindingSteps, PlaceIntent, Pointing
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.cancellation_steps import INTENT_KIND as UNBIND
 from idverify.store.cancellation_steps import CancellationSteps
@@ -45,12 +45,20 @@ def _move_repair_steps(members: int) -> int:
 class RedisIntentRepairs(ScriptedStore):
     """``flows.bucket_repair.IntentRepairs`` over Redis."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        *,
+        steps: StepRunner | None = None,
+        pointing: Pointing | None = None,
+    ) -> None:
+        """``pointing``: where an identity that moved under a binding lives now (``BindingSteps``)."""
         super().__init__(redis, scripts)
         self._runner = steps or StepRunner(scripts)
         self._cancellation = CancellationSteps(self._runner)
         self._erasure = ErasureSteps(self._runner)
-        self._binding = BindingSteps(self._runner, scripts)
+        self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
         self._move = IdentityMoveSteps(self._runner)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:

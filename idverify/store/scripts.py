@@ -53,6 +53,8 @@ SCRIPT_NAMES = (
     # A binding's steps (store.binding_steps), run one by one on a Cluster; on one node submit's
     # body runs them in one script.
     *BINDING_STEPS,
+    # A binding whose identity moved before its place: the verification in flight pointed anew.
+    "bind_repoint",
     "get",
     "guardian",
     "rate_limit",
@@ -145,7 +147,7 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"cancel_account", "cancel_identity", "drop_names"}
     # A binding's steps before its confirm: the commit is the step the caller is answered after,
     # and the confirm's loss only makes the repairer run it again.
-    | {"bind_judge", "bind_place", "bind_supersede", "bind_commit"}
+    | {"bind_judge", "bind_repoint", "bind_place", "bind_supersede", "bind_commit"}
     | {"erase_account", "erase_minutes", "erase_identity"}
     # Every step of a re-indexing before its last (which removes the intent): a later step carries
     # what the one before it marked.

@@ -35,7 +35,7 @@ from idverify.flows.verification.identities import LookupIdentities
 from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendPseudonyms
 from idverify.security.rate_limits import WindowLimiter
-from idverify.store.binding_steps import Answer, BindingSteps
+from idverify.store.binding_steps import Answer, BindingSteps, Pointing
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
 from idverify.store.connection import RedisClient, as_text, translate_errors
@@ -118,13 +118,23 @@ class RedisVerificationStore:
     """``flows.verification.port.VerificationStore`` over one Redis client, its scripts and counters."""
 
     def __init__(
-        self, redis: RedisClient, scripts: Scripts, sends: CodeSendChains, *, steps: StepRunner | None = None
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        sends: CodeSendChains,
+        *,
+        steps: StepRunner | None = None,
+        pointing: Pointing | None = None,
     ) -> None:
+        """A store; ``pointing`` says where an identity that moved under a binding's steps lives now.
+
+        It is the flow's ``IdentityMover``; without it such a binding is UNAVAILABLE, its intent left.
+        """
         self._redis = redis
         self._scripts = scripts
         self._sends = sends
         self._runner = steps or StepRunner(scripts)
-        self._binding = BindingSteps(self._runner, scripts)
+        self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
         self._windows = WindowLimiter(RedisRateWindows(scripts))
 
     # -- a start's admission -----------------------------------------------------------------
@@ -509,7 +519,9 @@ def redis_verification_flow(deps: FlowDeps, redis: RedisClient, scripts: Scripts
     mover = IdentityMover(RedisIdentityRecords(redis, scripts), deps.sealer)
     return VerificationFlow(
         deps,
-        RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits(deps.settings))),
+        RedisVerificationStore(
+            redis, scripts, CodeSendChains(scripts, send_limits(deps.settings)), pointing=mover
+        ),
         RedisConsentStore(redis, scripts),
         LookupIdentities(IdentityLookup(deps.keyring, deps.sealer, deps.indexer, mover), mover),
         # On Cluster the remembered record's check would be a round trip of its own (the phone's

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
@@ -28,9 +29,11 @@ from idverify.domain.subjects import SubjectKind
 from idverify.flows.bucket_repair import BucketRepairer, DueIntent, RepairOutcome
 from idverify.flows.context import call_deadline
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
-from idverify.flows.identity_mover import IdentityMove
+from idverify.flows.identity_mover import IdentityMove, IdentityMover
 from idverify.flows.verification.port import NewVerification
 from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.sealing import Sealer
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient, as_text
@@ -251,34 +254,22 @@ class TestABindingMidMove:
             assert await redis.hget(keys.verification(verification_id), "status") == status.encode()
 
     @pytest.mark.timeout(60)
-    async def test_a_right_answer_judged_before_the_move_places_only_after_it(
-        self, redis: RedisClient
+    @pytest.mark.parametrize("forward_ms", [0, 60_000])
+    async def test_a_right_answer_judged_before_the_move_is_placed_on_the_new_ref(
+        self, redis: RedisClient, forward_ms: int
     ) -> None:
         """Its place (step by step) waits while the move is in flight, then finds the identity moved.
 
         Placed at the old ref mid-move, the account would be bound to a record the move then
-        deletes; instead the call is UNAVAILABLE and nothing is placed (the pointing anew of a
-        judged binding is not built: docs/ARCHITECTURE.md, "3.1 Binding").
+        deletes; instead the verification is pointed where the identity lives now (the forwarding
+        record's ``moved_to``, or the current key's ref) and placed there, within the call.
         """
-        tenant = _tenant("answer-mid-move")
+        tenant = _tenant(f"answer-mid-move-{forward_ms}")
         accounts = _accounts(tenant)
         await bound_identity(redis, tenant, accounts)
         stranger = pseudonym(f"{tenant}-stranger")
         scripts = Scripts(redis)
-        challenged = replace(
-            _stranger(stranger),
-            status=Status.CHALLENGE_SENT,
-            step_verifier="sms_otp",
-            digest=bind_crash.DIGEST,
-            challenge_ttl_ms=60_000,
-            max_attempts=5,
-        )
-        start = NewVerification(
-            tenant, "req-answer", "vf-answer", stranger, challenged, 600_000, 9, "{}", "challenge"
-        )
-        assert (
-            await bind_crash.store_of(redis).commit(start, _never_moved)
-        ).record.status is Status.CHALLENGE_SENT
+        await _challenged(redis, tenant, stranger)
         moved_out, release = asyncio.Event(), asyncio.Event()
         moving: list[asyncio.Task[str]] = []
         tried_mid_move: list[int] = []
@@ -294,26 +285,59 @@ class TestABindingMidMove:
             async def _reached(self, sequence: str, done: int) -> None:
                 del sequence
                 if done == 1:  # the judge said BINDING: the move begins before the place
-                    moving.append(
-                        asyncio.create_task(move(redis, tenant, MovePaused(scripts, step_by_step=True)))
-                    )
+                    mover = MovePaused(scripts, step_by_step=True)
+                    moving.append(asyncio.create_task(move(redis, tenant, mover, forward_ms=forward_ms)))
                     await moved_out.wait()
                     asyncio.get_running_loop().call_later(0.2, release.set)
                 elif not release.is_set():
                     tried_mid_move.append(done)
 
-        store = bind_crash.store_of(redis, scripts, JudgedThenMoved(scripts, step_by_step=True))
-        with pytest.raises(StoreUnavailable):
-            await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
+        runner = JudgedThenMoved(scripts, step_by_step=True)
+        store = RedisVerificationStore(
+            redis, scripts, CodeSendChains(scripts, send_limits()), steps=runner, pointing=_Pointing(redis)
+        )
+        written = await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
         assert tried_mid_move, "the place was not tried while the move was in flight"
         assert await moving[0] == "OK"
-        keys = TenantKeys(tenant)
-        record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
-        assert {k: v for k, v in record.items() if k.startswith("m:")} == {
-            f"m:{a}": f"b:{TAG}" for a in accounts
-        }
-        assert not await redis.hexists(keys.account(stranger), "identity")
-        assert await redis.exists(keys.identity(OLD), keys.identity_accounts(OLD)) == 0
+        assert written.record.status is Status.VERIFIED, written.record
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+
+    @pytest.mark.timeout(60)
+    async def test_the_repairer_places_a_binding_judged_before_the_move_on_the_new_ref(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """A worker killed after the judge, the move done meanwhile: the repair points it anew.
+
+        A repairer dying right after the pointing leaves the intent naming the new ref with the
+        verification, so the next one finishes it there rather than drop it as not binding.
+        """
+        tenant = _tenant("answer-killed-then-moved")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        await _challenged(redis, tenant, stranger)
+        await asyncio.to_thread(
+            bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 1, limit=MEMBERS + 1
+        )
+        assert await move(redis, tenant, StepRunner(Scripts(redis), step_by_step=True)) == "OK"
+        scripts = Scripts(redis)
+
+        class DiesOncePointed(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("bind-repair", 2):  # the place said MOVED, the repoint ran
+                    raise ConnectionError("the repairer's worker died here")
+
+        dying = LaterRepairs(
+            redis, scripts, steps=DiesOncePointed(scripts, step_by_step=True), pointing=_Pointing(redis)
+        )
+        assert await BucketRepairer(dying).repair(tenant) == 0
+        # Its intent names the new ref with the verification: the next repair places it there.
+        repairs = LaterRepairs(redis, scripts, pointing=_Pointing(redis))
+        assert await BucketRepairer(repairs).repair(tenant) == 1
+        record = await Scripts(redis).command("HGET", TenantKeys(tenant).verification("vf-answer"), "status")
+        assert record == b"VERIFIED"
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+        assert await BucketRepairer(repairs).repair(tenant) == 0
 
     async def test_past_its_deadline_a_stuck_move_is_unavailable(
         self, redis: RedisClient, own_redis: RedisProcess
@@ -339,6 +363,51 @@ class TestABindingMidMove:
         finally:
             call_deadline.reset(token)
         assert await redis.scard(TenantKeys(tenant).identity_accounts(OLD)) == MEMBERS
+
+
+class _Pointing:
+    """``IdentityMover.repointing`` for refs that are no sealed texts: ``OLD`` lives at ``NEW`` now."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._mover = IdentityMover(RedisIdentityRecords(redis, Scripts(redis)), Sealer(Keyring.generate()))
+
+    async def repointing(self, tenant: str, record: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        changes = await self._mover.repointing(tenant, record)
+        if record.get("identity") == OLD:
+            changes["identity"] = (OLD, NEW)  # the current key's ref, as a rotation computes it
+        return changes
+
+
+async def _challenged(redis: RedisClient, tenant: str, account_ps: str) -> None:
+    """A verification ``vf-answer`` of ``account_ps`` at ``OLD``, its code sent (``bind_crash.DIGEST``)."""
+    challenged = replace(
+        _stranger(account_ps),
+        status=Status.CHALLENGE_SENT,
+        step_verifier="sms_otp",
+        digest=bind_crash.DIGEST,
+        challenge_ttl_ms=60_000,
+        max_attempts=5,
+    )
+    start = NewVerification(
+        tenant, "req-answer", "vf-answer", account_ps, challenged, 600_000, 9, "{}", "challenge"
+    )
+    assert (
+        await bind_crash.store_of(redis).commit(start, _never_moved)
+    ).record.status is Status.CHALLENGE_SENT
+
+
+async def _bound_on_the_new_ref(redis: RedisClient, tenant: str, accounts: list[str]) -> None:
+    """Every account bound to ``NEW``, its member ``b:``; nothing at ``OLD``, no intent left."""
+    keys = TenantKeys(tenant)
+    record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+    assert {k: v for k, v in record.items() if k.startswith("m:")} == {f"m:{a}": f"b:{TAG}" for a in accounts}
+    assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(NEW))} == set(accounts)
+    for account_ps in accounts:
+        assert await redis.hget(keys.account(account_ps), "identity") == NEW.encode()
+    assert await redis.exists(keys.identity_accounts(OLD)) == 0
+    assert not await redis.hexists(keys.identity(OLD), "m:" + accounts[-1])
+    assert await redis.zcard(keys.intents()) == 0
+    assert [k async for k in redis.scan_iter(match=keys.intent("*"))] == []
 
 
 async def _never_moved(moved: bool) -> VerificationRecord:
