@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from idverify.domain.errors import StoreUnavailable
@@ -282,22 +282,57 @@ class BindingSteps:
     async def _confirm(
         self, step: _Steps, tenant: str, intent: PlaceIntent, committed: Sequence[str]
     ) -> None:
-        """The confirm; a place a claim superseded meanwhile has its account superseded after it."""
+        """The confirm; a place a claim superseded meanwhile has its account superseded after it.
+
+        A place taken just before its identity moved went with the record: the confirm follows
+        it (:meth:`_followed`), waiting while the move is in flight.
+        """
         keys = TenantKeys(tenant)
         member = place_member(intent.verification_id)
-        confirm = ChainStep(
-            "bind_confirm",
-            [
-                keys.identity(intent.ref),
-                keys.identity_accounts(intent.ref),
-                keys.intents(),
-                keys.intent(member),
-            ],
-            [intent.account_ps, intent.verification_id, *committed],
-        )
-        if (await step(confirm))[0] == b"SUPERSEDED":
+        deadline = move_wait_deadline()
+        for _ in range(MOVE_ATTEMPTS):
+            confirm = ChainStep(
+                "bind_confirm",
+                [
+                    keys.identity(intent.ref),
+                    keys.identity_accounts(intent.ref),
+                    keys.intents(),
+                    keys.intent(member),
+                ],
+                [intent.account_ps, intent.verification_id, *committed],
+            )
+            while (confirmed := as_text((await step(confirm))[0])) == "RETRY":
+                await wait_for_move(deadline)
+            if confirmed != "MOVED":
+                break
+            followed = await self._followed(step, tenant, intent)
+            if followed is None:
+                # Gone, and moved nowhere this release can find: no place is left to confirm.
+                await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
+                return
+            intent = followed
+        else:
+            msg = "the identity kept moving while its binding was confirmed; retry"
+            raise StoreUnavailable(msg, reason="CONTENDED")
+        if confirmed == "SUPERSEDED":
             await step(self._supersede(tenant, intent, "", superseded=intent.account_ps))
             await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
+
+    async def _followed(self, step: _Steps, tenant: str, intent: PlaceIntent) -> PlaceIntent | None:
+        """The place's intent at the ref its identity moved to, the account pointed there too.
+
+        The commit may have bound the account to the old ref after the move visited it (a pending
+        member's account holds no ref yet): it follows as the move's own member step moves it
+        (``move_member.lua``: pointed, already there, or not bound at all). None when the record
+        moved nowhere :attr:`_pointing` can find.
+        """
+        changes = await self._pointing.repointing(tenant, {"identity": intent.ref}) if self._pointing else {}
+        if "identity" not in changes:
+            return None
+        new_ref = changes["identity"][1]
+        keys = TenantKeys(tenant)
+        await step(ChainStep("move_member", [keys.account(intent.account_ps)], [intent.ref, new_ref]))
+        return replace(intent, ref=new_ref)
 
     @staticmethod
     def _supersede(

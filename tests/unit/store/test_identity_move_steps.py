@@ -364,6 +364,59 @@ class TestABindingMidMove:
             call_deadline.reset(token)
         assert await redis.scard(TenantKeys(tenant).identity_accounts(OLD)) == MEMBERS
 
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize(("moved_after", "forward_ms"), [(2, 0), (2, 60_000), (3, 0), (3, 60_000)])
+    async def test_a_binding_placed_before_the_move_is_confirmed_on_the_new_ref(
+        self, redis: RedisClient, moved_after: int, forward_ms: int
+    ) -> None:
+        """Placed (``p:``) at the old ref, the move takes the place along; commit, then confirm there.
+
+        The move runs whole after the place (its account, not bound yet, is not pointed) or after
+        the commit (bound to the old ref, and pointed by the move): either way the account ends
+        bound to the new ref and its member ``b:`` there, not ``p:`` for good.
+        """
+        tenant = _tenant(f"placed-then-moved-{moved_after}-{forward_ms}")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        scripts = Scripts(redis)
+        await _challenged(redis, tenant, stranger)
+
+        class MovedBetween(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("bind", moved_after):
+                    mover = StepRunner(scripts, step_by_step=True)
+                    assert await move(redis, tenant, mover, forward_ms=forward_ms) == "OK"
+
+        runner = MovedBetween(scripts, step_by_step=True)
+        store = RedisVerificationStore(
+            redis, scripts, CodeSendChains(scripts, send_limits()), steps=runner, pointing=_Pointing(redis)
+        )
+        written = await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
+        assert written.record.status is Status.VERIFIED, written.record
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+
+    @pytest.mark.timeout(60)
+    async def test_the_repairer_confirms_a_place_that_moved(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """A worker killed after the place, the move done meanwhile: the repair binds on the new ref."""
+        tenant = _tenant("placed-killed-then-moved")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        await _challenged(redis, tenant, stranger)
+        await asyncio.to_thread(
+            bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 2, limit=MEMBERS + 1
+        )
+        assert await move(redis, tenant, StepRunner(Scripts(redis), step_by_step=True)) == "OK"
+        repairs = BucketRepairer(LaterRepairs(redis, Scripts(redis), pointing=_Pointing(redis)))
+        # The bind: intent first (the commit, the confirm followed); the place: intent is gone with it.
+        assert await repairs.repair(tenant) >= 1
+        assert await redis.hget(TenantKeys(tenant).verification("vf-answer"), "status") == b"VERIFIED"
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+        assert await repairs.repair(tenant) == 0
+
 
 class _Pointing:
     """``IdentityMover.repointing`` for refs that are no sealed texts: ``OLD`` lives at ``NEW`` now."""
