@@ -397,6 +397,52 @@ class TestABindingMidMove:
         await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
 
     @pytest.mark.timeout(60)
+    async def test_a_confirm_waits_for_a_move_in_flight(self, redis: RedisClient) -> None:
+        """Committed, then the move marks the old record: the confirm waits rather than confirm there.
+
+        Turned ``b:`` in the old record, which the move then deletes, the place would stay ``p:``
+        in the new one for good.
+        """
+        tenant = _tenant("confirm-mid-move")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        scripts = Scripts(redis)
+        await _challenged(redis, tenant, stranger)
+        moved_out, release = asyncio.Event(), asyncio.Event()
+        moving: list[asyncio.Task[str]] = []
+        tried_mid_move: list[int] = []
+
+        class MovePaused(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 1:
+                    moved_out.set()
+                    await release.wait()
+
+        class CommittedThenMoved(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 3:  # judged, placed, committed: the move begins before the confirm
+                    moving.append(
+                        asyncio.create_task(move(redis, tenant, MovePaused(scripts, step_by_step=True)))
+                    )
+                    await moved_out.wait()
+                    asyncio.get_running_loop().call_later(0.2, release.set)
+                elif done > 3 and not release.is_set():
+                    tried_mid_move.append(done)
+
+        runner = CommittedThenMoved(scripts, step_by_step=True)
+        store = RedisVerificationStore(
+            redis, scripts, CodeSendChains(scripts, send_limits()), steps=runner, pointing=_Pointing(redis)
+        )
+        written = await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
+        assert tried_mid_move, "the confirm was not tried while the move was in flight"
+        assert await moving[0] == "OK"
+        assert written.record.status is Status.VERIFIED, written.record
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+
+    @pytest.mark.timeout(60)
     async def test_the_repairer_confirms_a_place_that_moved(
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
@@ -416,6 +462,30 @@ class TestABindingMidMove:
         assert await redis.hget(TenantKeys(tenant).verification("vf-answer"), "status") == b"VERIFIED"
         await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
         assert await repairs.repair(tenant) == 0
+
+    async def test_a_place_whose_record_moved_nowhere_to_be_found_is_let_go(self, redis: RedisClient) -> None:
+        """Its identity gone without a forwarding record or a newer key: no place is left to confirm.
+
+        The repairer removes the ``place:`` intent rather than fail on it every round.
+        """
+        tenant = _tenant("moved-nowhere")
+        keys = TenantKeys(tenant)
+        member = "place:vf-nowhere"
+        await redis.hset(
+            keys.intent(member),
+            mapping={
+                "kind": "place",
+                "subject": "vf-nowhere",
+                "acct": "acct-x",
+                "ref": "ref-nowhere",
+                "request": "{}",
+            },
+        )
+        await redis.zadd(keys.intents(), {member: 0})
+        repairs = BucketRepairer(LaterRepairs(redis, Scripts(redis), pointing=_Pointing(redis)))
+        assert await repairs.repair(tenant) == 1
+        assert await redis.zcard(keys.intents()) == 0
+        assert not await redis.exists(keys.intent(member), keys.identity("ref-nowhere"))
 
 
 class _Pointing:
