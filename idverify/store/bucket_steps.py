@@ -18,6 +18,7 @@ the only one a repair may have to redo.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +110,27 @@ class StepRunner:
             await self._scripts.run("intent_done", [intent.index_key, intent.record_key], [intent.member])
             await self._reached(sequence, len(replies) + 1)
         return replies
+
+    async def run_at_once(self, sequence: str, steps: Sequence[ChainStep]) -> list[Any]:
+        """Runs steps of different slots at once, one round trip to their nodes; their replies.
+
+        For counters in two slots (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): each step
+        checks its own limits and counts in one script, so no step waits for another's answer;
+        the caller gives a count back when another step refused. No intent: a crash before the
+        give-back leaves a count spent, on the safe side. The boundary after them all is
+        :meth:`_reached`'s, as after each step of :meth:`run`.
+
+        Raises:
+            StoreUnavailable: as ``Scripts.run``, once every step ended (one that ran stays counted).
+        """
+        outcomes = await asyncio.gather(
+            *(self._scripts.run(step.name, step.keys, step.args) for step in steps), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        await self._reached(sequence, len(steps))
+        return list(outcomes)
 
     async def run_one(self, sequence: str, step: ChainStep, done: int) -> Any:
         """Runs one step of a sequence whose caller picks each next step from the replies before.

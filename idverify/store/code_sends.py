@@ -32,7 +32,9 @@ from idverify.security.code_sends import (
     SendToCount,
     TenantCount,
 )
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import refusals_as
+from idverify.store.counter_steps import give_back
 from idverify.store.keys import PhoneKeys, TenantKeys
 from idverify.store.scripts import ChainStep, Scripts
 
@@ -51,9 +53,10 @@ async def counted_or_unavailable() -> AsyncIterator[None]:
 class RedisCodeSends:
     """``security.code_sends.CodeSendStore`` over the scripts of one Redis deployment."""
 
-    def __init__(self, scripts: Scripts, limits: SendLimits) -> None:
+    def __init__(self, scripts: Scripts, limits: SendLimits, *, steps: StepRunner | None = None) -> None:
         self._scripts = scripts
         self._limits = limits
+        self._runner = steps or StepRunner(scripts)
 
     def _tenant_step(self, send: SendToCount) -> ChainStep:
         limits, names, keys = self._limits, send.names, TenantKeys(send.tenant)
@@ -80,6 +83,58 @@ class RedisCodeSends:
             proceed_on=("OK",),
         )
 
+    def _phone_window_step(self, send: SendToCount) -> ChainStep:
+        """The counter's half of ``send_budget``: the lock-out, and the tenant's window for the phone."""
+        keys = TenantKeys(send.tenant)
+        return ChainStep(
+            "send_phone_window",
+            [
+                keys.otp_failures(send.names.account_phone),
+                keys.rate_limit("phone", send.names.tenant_phone),
+                keys.audit_log(),
+            ],
+            [send.max_attempts, self._limits.per_phone_per_hour, json.dumps(dict(send.request))],
+        )
+
+    def _budgets(self, send: SendToCount) -> list[tuple[str, int]]:
+        """The tenant's slot's windows (principal's and tenant's budgets) and their limits, in order."""
+        limits, keys = self._limits, TenantKeys(send.tenant)
+        return [
+            (keys.rate_limit("sends-principal-minute", send.principal), limits.per_principal_per_minute),
+            (keys.rate_limit("sends-principal-day", send.principal), limits.per_principal_per_day),
+            (keys.rate_limit("sends-tenant", "minute"), limits.per_tenant_per_minute),
+            (keys.rate_limit("sends-tenant", "day"), limits.per_tenant_per_day),
+        ]
+
+    def _budgets_step(self, send: SendToCount) -> ChainStep:
+        """The tenant's half of ``send_budget``: the principal's and the tenant's send budgets."""
+        budgets = self._budgets(send)
+        return ChainStep(
+            "send_windows",
+            [*(key for key, _ in budgets), TenantKeys(send.tenant).audit_log()],
+            [*(limit for _, limit in budgets), json.dumps(dict(send.request))],
+        )
+
+    async def _count_in_two_slots(self, send: SendToCount) -> Any:
+        """``send_budget``'s two steps at once (a Cluster); a refusal by one gives the other's count back.
+
+        Answers as ``send_budget.lua`` does: the lock-out first, then the phone's window, then the
+        budgets, whichever refused. A call refused by both leaves both refusals counted.
+        """
+        phone_step, budgets_step = self._phone_window_step(send), self._budgets_step(send)
+        async with counted_or_unavailable():
+            phone, budgets = await self._runner.run_at_once("send_budget", [phone_step, budgets_step])
+        keys = TenantKeys(send.tenant)
+        if phone[0] != b"OK" and budgets[0] == b"OK":
+            spent = [key for key, limit in self._budgets(send) if limit > 0]
+            await give_back(self._scripts, keys, spent)
+            return phone
+        if phone[0] == b"OK" and budgets[0] != b"OK":
+            if self._limits.per_phone_per_hour > 0:
+                await give_back(self._scripts, keys, [phone_step.keys[1]])
+            return budgets
+        return phone
+
     def _phone_step(self, send: SendToCount) -> ChainStep:
         limits, phone = self._limits, PhoneKeys(send.names.phone)
         return ChainStep(
@@ -104,9 +159,10 @@ class RedisCodeSends:
         tenant_step, phone_step = self._tenant_step(send), self._phone_step(send)
         shared: Any = None
         before_reply: Any = None
-        if self._scripts.one_node:
+        if self._runner.chained:
             # One server holds the phone's slot too: both counts in one round trip, the phone's
-            # only after the tenant's said yes, as below.
+            # only after the tenant's said yes, as below; the tenant's two counter steps are one
+            # script there (send_budget.lua).
             first = [before] if before is not None else []
             async with counted_or_unavailable():
                 replies = await self._scripts.run_chain([*first, tenant_step, phone_step])
@@ -116,7 +172,7 @@ class RedisCodeSends:
             if len(replies) > 1:
                 shared = replies[1]
         else:
-            answer = await self._scripts.run(tenant_step.name, tenant_step.keys, tenant_step.args)
+            answer = await self._count_in_two_slots(send)
         # {'OK', failures} | {'LOCKED', failures} | {'LIMITED', window name, ttl ms}
         if answer[0] == b"LOCKED":
             return before_reply, SendCounts(TenantCount(Count.LOCKED, failures=int(answer[1])))
@@ -194,8 +250,8 @@ class CodeSendChains:
     identity's read, an answer's count before its judgement); the judgements are the counter's.
     """
 
-    def __init__(self, scripts: Scripts, limits: SendLimits) -> None:
-        self._store = RedisCodeSends(scripts, limits)
+    def __init__(self, scripts: Scripts, limits: SendLimits, *, steps: StepRunner | None = None) -> None:
+        self._store = RedisCodeSends(scripts, limits, steps=steps)
         self._counter = CodeSendCounter(self._store)
 
     async def count_send(

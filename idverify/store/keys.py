@@ -22,6 +22,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
 | ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
 | ``iv1:{t:T}:chkfail:<scope>:<ps>`` | string | CheckIdentity mismatches per ``acct`` or ``principal`` (TTL) |
+| ``iv1:{t:T}:givenback:<token>`` | string | one call's counts given back (TTL: their window) |
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
 | ``iv1:{t:T}:acctvf:<account pseudonym>`` | zset | the account's live verification ids, by expiry |
 | ``iv1:{t:T}:erasure:due`` | zset | pending erasures by due ms: ``a:<account ps>``, ``i:<identity ref>`` |
@@ -168,6 +169,14 @@ class TenantKeys:
     def rate_limit(self, purpose: str, pseudonym: str) -> str:
         """A fixed-window counter."""
         return f"{self._base}:rl:{purpose}:{pseudonym}"
+
+    def given_back(self, token: str) -> str:
+        """Marks the give-back of one call's counts (``count_give_back.lua``) done: a retry finds it.
+
+        In the counters' slot: a counter's own bucket once counters move (docs/ARCHITECTURE.md,
+        "3.6 Counters in two slots"), the tenant's today.
+        """
+        return f"{self._base}:givenback:{token}"
 
     def check_mismatches(self, scope: str, pseudonym: str) -> str:
         """CheckIdentity's wrong claims against one account (``acct``) or from one caller (``principal``)."""

@@ -40,6 +40,9 @@ BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_commit", "b
 # (_bind_after.lua): on one node an answer, a start in bind mode and a guardian's consent run a
 # binding's steps in one script, under the names (and in the chains) they had before them.
 _COMPOSED = {"submit": BINDING_STEPS, "start": BINDING_STEPS[1:], "guardian": BINDING_STEPS[1:]}
+# A count in two slots (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): on one node its steps,
+# and the give-back of a count the other step refused, run in one script under the name it had.
+_COUNTERS_COMPOSED = {"send_budget": ("send_phone_window", "send_windows", "count_give_back")}
 
 SCRIPT_NAMES = (
     "start",
@@ -60,8 +63,13 @@ SCRIPT_NAMES = (
     "rate_limit",
     # Refuses at a counter's limit that another step counts (a name and document's refused claims).
     "refuse_counted",
-    # A code send is counted in the tenant's slot, then in the phone's (deployment-wide) slot.
+    # A code send is counted in the tenant's slot, then in the phone's (deployment-wide) slot:
+    # on one node in one script; on a Cluster as two counter steps at once, the phone window's and
+    # the tenant's budgets', and a refusal by one gives the other's count back.
     "send_budget",
+    "send_phone_window",
+    "send_windows",
+    "count_give_back",
     "phone_send",
     # Reads a field of several hashes: a chain's read before its writes.
     "hget_each",
@@ -173,11 +181,12 @@ def _lua(name: str) -> str:
 @cache
 def _body(name: str) -> str:
     """A script's body, after the functions of the scripts it is composed of (``_COMPOSED``)."""
-    parts = _COMPOSED.get(name, ())
+    parts = _COMPOSED.get(name) or _COUNTERS_COMPOSED.get(name, ())
     if not parts:
         return _lua(name)
     steps = "".join(f"local function {part}(KEYS, ARGV)\n{_lua(part)}\nend\n" for part in parts)
-    return f"{steps}{_lua('_bind_after')}\n{_lua(name)}"
+    after = _lua("_bind_after") if name in _COMPOSED else ""
+    return f"{steps}{after}\n{_lua(name)}"
 
 
 @cache

@@ -755,3 +755,32 @@ local function record_reads(base, spec, accounts, identities)
   if spec.client == '' then return end
   pcall(record_reads_now, base, spec, accounts, identities)
 end
+
+-- A counter step's windows (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): each checked
+-- against its limit (0: off) before any is spent, so a refused call costs no window; the first
+-- full one counts the refusal, and its first refusal of a window is audited (request.limit names
+-- it). Returns nil once every window counted the call, or {'LIMITED', name, ttl ms}.
+local function count_windows(keys, limits, names, windows_ms, log_key, request_json)
+  for i = 1, #keys do
+    if limits[i] > 0 and tonumber(redis.call('GET', keys[i]) or '0') >= limits[i] then
+      local count = redis.call('INCR', keys[i])
+      local ttl = redis.call('PTTL', keys[i])
+      if ttl < 0 then
+        redis.call('PEXPIRE', keys[i], windows_ms[i])
+        ttl = windows_ms[i]
+      end
+      if count == limits[i] + 1 then
+        local request = cjson.decode(request_json)
+        request.limit = names[i]
+        audit(log_key, request, {type = 'rate_limit.hit', outcome = 'limited', reason = 'RATE_LIMITED'})
+      end
+      return {'LIMITED', names[i], ttl}
+    end
+  end
+  for i = 1, #keys do
+    if limits[i] > 0 and redis.call('INCR', keys[i]) == 1 then
+      redis.call('PEXPIRE', keys[i], windows_ms[i])
+    end
+  end
+  return nil
+end
