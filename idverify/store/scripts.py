@@ -42,7 +42,10 @@ BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_commit", "b
 _COMPOSED = {"submit": BINDING_STEPS, "start": BINDING_STEPS[1:], "guardian": BINDING_STEPS[1:]}
 # A count in two slots (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): on one node its steps,
 # and the give-back of a count the other step refused, run in one script under the name it had.
-_COUNTERS_COMPOSED = {"send_budget": ("send_phone_window", "send_windows", "count_give_back")}
+_COUNTERS_COMPOSED = {
+    "send_budget": ("send_phone_window", "send_windows", "count_give_back"),
+    "identity_check": ("check_count", "count_give_back"),
+}
 
 SCRIPT_NAMES = (
     "start",
@@ -77,8 +80,11 @@ SCRIPT_NAMES = (
     # judged from that memory is counted.
     "fields_unchanged",
     "phone_guess",
-    # CheckIdentity's mismatches per account and principal, and its audit entry.
+    # CheckIdentity's mismatches per account and principal, and its audit entry: on one node in
+    # one script; on a Cluster as each counter's step at once, then the entry.
     "identity_check",
+    "check_count",
+    "check_entry",
     "client",
     # The auditor's console: a session opened or closed, with its audit entry.
     "console_session",

@@ -16,14 +16,16 @@ from dataclasses import replace
 
 import pytest
 
+from idverify.flows.identity_check import CheckStep, CheckTally
 from idverify.security.code_sends import Count, SendLimits
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import RedisCodeSends
 from idverify.store.connection import RedisClient
+from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
-from tests.counter_crash import LIMITS, PRINCIPAL, killed_between, send_to
+from tests.counter_crash import CHECK_LIMITS, LIMITS, PRINCIPAL, check_of, killed_between, send_to
 from tests.unit.usecases.contract import audit_rows
 
 TENANT = "acme"
@@ -178,4 +180,98 @@ async def test_one_node_leaves_the_keys_and_entries_of_the_script_before_the_spl
     assert [(row["type"], row["outcome"], row["reason"], row["attributes"]) for row in rows] == [
         ("rate_limit.hit", "limited", "RATE_LIMITED", {"limit": "phone"}),
         ("rate_limit.hit", "limited", "RATE_LIMITED", {"limit": "principal_sends_minute"}),
+    ]
+
+
+# -- CheckIdentity's wrong claims: the account's counter and the principal's ---------------------
+
+Checks = Callable[[RedisClient], RedisIdentityChecks]
+
+
+def checks_chained(redis: RedisClient) -> RedisIdentityChecks:
+    return RedisIdentityChecks(redis, Scripts(redis))
+
+
+def checks_step_by_step(redis: RedisClient) -> RedisIdentityChecks:
+    scripts = Scripts(redis)
+    return RedisIdentityChecks(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+
+
+@pytest.fixture(params=[checks_chained, checks_step_by_step], ids=["chained", "step-by-step"])
+def checks_of(request: pytest.FixtureRequest) -> Checks:
+    return request.param  # type: ignore[no-any-return]
+
+
+def mismatches(scope: str, pseudonym: str) -> str:
+    return TenantKeys(TENANT).check_mismatches(scope, pseudonym)
+
+
+async def wrong_claims(checks: RedisIdentityChecks, tallies: list[CheckTally]) -> int:
+    """How many of the concurrent wrong claims were counted (not refused)."""
+    refused = await asyncio.gather(*(checks.tally(tally, CheckStep.MISMATCH) for tally in tallies))
+    return sum(limited is None for limited in refused)
+
+
+async def test_concurrent_wrong_claims_on_one_account_take_its_limit_and_no_principal_count_past_it(
+    own_client: RedisClient, checks_of: Checks
+) -> None:
+    per_account, _ = CHECK_LIMITS
+    tally = replace(check_of(TENANT, "acct1"), per_principal=1_000)
+    assert await wrong_claims(checks_of(own_client), [tally] * CALLS) == per_account
+    assert await counter(own_client, mismatches("acct", "acct1")) == per_account
+    assert await counter(own_client, mismatches("principal", PRINCIPAL)) == per_account
+    rows = await audit_rows(own_client, TENANT)
+    assert sorted(row["outcome"] for row in rows) == ["mismatch"] * per_account + ["refused"] * (
+        CALLS - per_account
+    )
+
+
+async def test_concurrent_wrong_claims_on_many_accounts_take_the_principals_limit_and_no_account_past_it(
+    own_client: RedisClient, checks_of: Checks
+) -> None:
+    _, per_principal = CHECK_LIMITS
+    accounts = [f"acct{n}" for n in range(CALLS)]
+    counted = await wrong_claims(checks_of(own_client), [check_of(TENANT, account) for account in accounts])
+    assert counted == per_principal
+    assert await counter(own_client, mismatches("principal", PRINCIPAL)) == per_principal
+    # Each refused claim gave its account's count back: only the counted ones hold one.
+    assert await own_client.exists(*(mismatches("acct", account) for account in accounts)) == per_principal
+
+
+async def test_a_kill_between_the_check_counts_and_the_give_back_spends_one_count_and_lets_nothing_past(
+    own_redis: RedisProcess, own_client: RedisClient
+) -> None:
+    checks = checks_step_by_step(own_client)
+    per_account, per_principal = CHECK_LIMITS
+    assert await wrong_claims(checks, [check_of(TENANT, "acct1")] * per_account) == per_account
+    killed_between(own_redis.url, "check", TENANT, "acct1")  # the account refuses; the principal counted
+    assert await counter(own_client, mismatches("principal", PRINCIPAL)) == per_account + 1
+    assert await counter(own_client, mismatches("acct", "acct1")) == per_account
+    tallies = [check_of(TENANT, f"acct{n}") for n in range(2, 2 + CALLS)]
+    assert await wrong_claims(checks, tallies) == per_principal - per_account - 1
+    assert await counter(own_client, mismatches("principal", PRINCIPAL)) == per_principal
+
+
+async def test_one_node_checks_leave_the_keys_and_entries_of_the_script_before_the_split(
+    own_client: RedisClient,
+) -> None:
+    checks = checks_chained(own_client)
+    tally = replace(check_of(TENANT, "acct1"), per_account=1)
+    assert await checks.tally(tally, CheckStep.ADMIT) is None
+    assert await checks.tally(tally, CheckStep.MISMATCH) is None
+    assert await checks.tally(tally, CheckStep.MISMATCH) is not None
+    assert await checks.tally(replace(tally, per_principal=1), CheckStep.MATCH) is not None
+    assert await checks.tally(check_of(TENANT, "acct2"), CheckStep.MATCH) is None
+    # The refused mismatch counted nothing: the principal holds the one counted claim, acct2 none.
+    stored = {
+        key.decode(): await counter(own_client, key.decode()) for key in await own_client.keys("*chkfail*")
+    }
+    assert stored == {mismatches("acct", "acct1"): 1, mismatches("principal", PRINCIPAL): 1}
+    assert await own_client.keys("*givenback*") == []
+    rows = await audit_rows(own_client, TENANT)
+    assert [(row["type"], row["outcome"], row["reason"], row["account"]) for row in rows] == [
+        ("identity.checked", "mismatch", "", "acct1"),
+        ("identity.checked", "refused", "CHECK_LIMIT_REACHED", "acct1"),
+        ("identity.checked", "refused", "CHECK_LIMIT_REACHED", "acct1"),
+        ("identity.checked", "match", "", "acct2"),
     ]

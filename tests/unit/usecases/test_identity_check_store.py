@@ -24,6 +24,7 @@ from idverify.flows.identity_check import (
     CheckTally,
     IdentityCheckStore,
 )
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, connect
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import TenantKeys
@@ -61,7 +62,7 @@ def tally_of(tenant: str, account: str, principal: str, limits: tuple[int, int])
     return CheckTally(tenant, account, principal, limits[0], limits[1], WINDOW_MS, audit)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-step-by-step"])
 async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncIterator[Port]:
     tenant = f"idcheck{next(_tenants)}"
     if request.param == "memory":
@@ -88,7 +89,10 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
         rows = await audit_rows(redis, tenant)
         return [(r["outcome"], r["reason"], r["principal"], r["account"]) for r in rows]
 
-    yield Port(RedisIdentityChecks(redis, Scripts(redis)), tenant, bind_redis, redis_entries)
+    scripts = Scripts(redis)
+    # Step by step: each counter's step at once, as on a Cluster where they are two slots.
+    steps = StepRunner(scripts, step_by_step=request.param == "redis-step-by-step")
+    yield Port(RedisIdentityChecks(redis, scripts, steps=steps), tenant, bind_redis, redis_entries)
 
 
 BOUND = BoundIdentity(
