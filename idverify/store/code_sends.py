@@ -15,6 +15,7 @@ trips.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -84,16 +85,12 @@ class RedisCodeSends:
         )
 
     def _phone_window_step(self, send: SendToCount) -> ChainStep:
-        """The counter's half of ``send_budget``: the lock-out, and the tenant's window for the phone."""
+        """The counter's half of ``send_budget``: the tenant's window for the phone."""
         keys = TenantKeys(send.tenant)
         return ChainStep(
             "send_phone_window",
-            [
-                keys.otp_failures(send.names.account_phone),
-                keys.rate_limit("phone", send.names.tenant_phone),
-                keys.audit_log(),
-            ],
-            [send.max_attempts, self._limits.per_phone_per_hour, json.dumps(dict(send.request))],
+            [keys.rate_limit("phone", send.names.tenant_phone), keys.audit_log()],
+            [self._limits.per_phone_per_hour, json.dumps(dict(send.request))],
         )
 
     def _budgets(self, send: SendToCount) -> list[tuple[str, int]]:
@@ -116,24 +113,35 @@ class RedisCodeSends:
         )
 
     async def _count_in_two_slots(self, send: SendToCount) -> Any:
-        """``send_budget``'s two steps at once (a Cluster); a refusal by one gives the other's count back.
+        """``send_budget``'s two steps at once (a Cluster), the lock-out read with them in the account's slot.
 
+        A refusal by one step, or a locked account and phone, gives back what the others counted.
         Answers as ``send_budget.lua`` does: the lock-out first, then the phone's window, then the
-        budgets, whichever refused. A call refused by both leaves both refusals counted.
+        budgets, whichever refused. A call refused by both steps leaves both refusals counted.
         """
         phone_step, budgets_step = self._phone_window_step(send), self._budgets_step(send)
-        async with counted_or_unavailable():
-            phone, budgets = await self._runner.run_at_once("send_budget", [phone_step, budgets_step])
         keys = TenantKeys(send.tenant)
-        if phone[0] != b"OK" and budgets[0] == b"OK":
-            spent = [key for key, limit in self._budgets(send) if limit > 0]
-            await give_back(self._scripts, keys, spent)
+        async with counted_or_unavailable():
+            failures, (phone, budgets) = await asyncio.gather(
+                self._scripts.command("GET", keys.otp_failures(send.names.account_phone)),
+                self._runner.run_at_once("send_budget", [phone_step, budgets_step]),
+            )
+        fails = int(failures or 0)
+        locked = fails >= send.max_attempts
+        # Each slot's give-back is its own round trip: both at once, when both are owed.
+        owed: list[list[str]] = []
+        if budgets[0] == b"OK" and (locked or phone[0] != b"OK"):
+            owed.append([key for key, limit in self._budgets(send) if limit > 0])
+        if phone[0] == b"OK" and (locked or budgets[0] != b"OK") and self._limits.per_phone_per_hour > 0:
+            owed.append([phone_step.keys[0]])
+        await asyncio.gather(*(give_back(self._scripts, keys, counters) for counters in owed))
+        if locked:
+            return [b"LOCKED", fails]
+        if phone[0] != b"OK":
             return phone
-        if phone[0] == b"OK" and budgets[0] != b"OK":
-            if self._limits.per_phone_per_hour > 0:
-                await give_back(self._scripts, keys, [phone_step.keys[1]])
+        if budgets[0] != b"OK":
             return budgets
-        return phone
+        return [b"OK", fails]
 
     def _phone_step(self, send: SendToCount) -> ChainStep:
         limits, phone = self._limits, PhoneKeys(send.names.phone)

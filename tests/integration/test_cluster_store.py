@@ -13,18 +13,21 @@ from redis.crc import key_slot
 from idverify.domain.errors import StoreUnavailable
 from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
+from idverify.flows.identity_check import CheckStep
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
 from idverify.flows.verification.record import Status
+from idverify.security.code_sends import Count
 from idverify.store.bucket_steps import StepRunner
-from idverify.store.code_sends import CodeSendChains
+from idverify.store.code_sends import CodeSendChains, RedisCodeSends
 from idverify.store.connection import connect, translate_errors
 from idverify.store.erasures import RedisErasureStore
+from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
-from tests import bind_crash, cancel_crash, move_crash
+from tests import bind_crash, cancel_crash, counter_crash, move_crash
 from tests.unit.store import test_erasure_steps as erasure_steps
 from tests.unit.usecases import test_verification_contract as contract
 
@@ -108,6 +111,33 @@ class TestOnCluster:
             probe = f"{GlobalKeys.BASE}:cluster-check:{time.time_ns()}"
             assert await client.set(probe, "x", nx=True, px=60_000)
             assert await client.exists(probe) == 1
+        finally:
+            await client.aclose()
+
+    async def test_counts_in_two_slots_run_at_once_and_give_back_on_a_cluster(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        """A code send's and a check's two counter steps, at once through the Cluster client."""
+        client = connect(redis_cluster.url)
+        try:
+            scripts = Scripts(client)
+            tenant = f"counters{time.time_ns()}"  # its own: the cluster is shared
+            sends = RedisCodeSends(scripts, counter_crash.LIMITS)
+            outcomes = [
+                (await sends.count_send(counter_crash.send_to(tenant, "ph1"))).tenant.outcome
+                for _ in range(3)
+            ]
+            assert outcomes == [Count.OK, Count.OK, Count.LIMITED]
+            minute = TenantKeys(tenant).rate_limit("sends-principal-minute", counter_crash.PRINCIPAL)
+            assert int(await client.get(minute) or 0) == 2  # the refused send's budget given back
+            checks = RedisIdentityChecks(client, scripts)
+            tally = counter_crash.check_of(tenant, "acct1")
+            assert [await checks.tally(tally, CheckStep.MISMATCH) for _ in range(2)] == [None, None]
+            limited = await checks.tally(tally, CheckStep.MISMATCH)
+            assert limited is not None
+            assert limited.reached == "CHECK_LIMIT_REACHED"
+            principal = TenantKeys(tenant).check_mismatches("principal", counter_crash.PRINCIPAL)
+            assert int(await client.get(principal) or 0) == 2
         finally:
             await client.aclose()
 

@@ -110,6 +110,17 @@ async def test_a_refusal_by_either_slot_gives_the_others_count_back_exactly_once
     assert await counter(own_client, phone_window("ph2")) == LIMITS.per_phone_per_hour + 1
 
 
+async def test_a_locked_account_and_phone_spends_no_count_in_either_slot(
+    own_client: RedisClient, sends_of: Sends
+) -> None:
+    sends = sends_of(own_client)
+    await own_client.set(TenantKeys(TENANT).otp_failures("acct:ph1"), 3)  # its max wrong codes
+    counted = await sends.count_send(send_to(TENANT, "ph1"))
+    assert (counted.tenant.outcome, counted.tenant.failures) == (Count.LOCKED, 3)
+    assert await own_client.exists(phone_window("ph1"), principal_minute()) == 0
+    assert await audit_rows(own_client, TENANT) == []
+
+
 async def test_a_repeated_give_back_gives_nothing_back_twice(own_client: RedisClient) -> None:
     scripts, keys = Scripts(own_client), TenantKeys(TENANT)
     await own_client.set(principal_minute(), 3, px=60_000)
