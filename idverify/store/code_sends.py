@@ -129,11 +129,13 @@ class RedisCodeSends:
         fails = int(failures or 0)
         locked = fails >= send.max_attempts
         # Each slot's give-back is its own round trip: both at once, when both are owed.
-        owed: list[list[str]] = []
+        # An OK names each window's end (0: off), which the give-back checks it still is.
+        owed: list[list[tuple[str, int]]] = []
         if budgets[0] == b"OK" and (locked or phone[0] != b"OK"):
-            owed.append([key for key, limit in self._budgets(send) if limit > 0])
+            windows = zip(self._budgets(send), budgets[1:], strict=True)
+            owed.append([(key, int(end)) for (key, limit), end in windows if limit > 0])
         if phone[0] == b"OK" and (locked or budgets[0] != b"OK") and self._limits.per_phone_per_hour > 0:
-            owed.append([phone_step.keys[0]])
+            owed.append([(phone_step.keys[0], int(phone[1]))])
         await asyncio.gather(*(give_back(self._scripts, keys, counters) for counters in owed))
         if locked:
             return [b"LOCKED", fails]

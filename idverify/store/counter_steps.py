@@ -30,19 +30,22 @@ GIVE_BACK_TRIES = 2
 """A give-back whose reply was lost is sent once more, under the same token."""
 
 
-async def give_back(scripts: Scripts, keys: TenantKeys, counters: Sequence[str]) -> None:
-    """Gives one count back to each of ``counters`` (one slot's), at most once for this call.
+async def give_back(scripts: Scripts, keys: TenantKeys, counted: Sequence[tuple[str, int]]) -> None:
+    """Gives one count back to each counter of ``counted`` (one slot's), at most once for this call.
 
-    A give-back Redis does not answer leaves the counts spent, on the safe side: the call was
-    refused either way, so its refusal is what the caller gets, and the failure is logged.
+    ``counted``: each counter and the end of the window its step counted in, as the step
+    answered it (a counter in a later window by then keeps its counts). A give-back Redis does not
+    answer leaves the counts spent, on the safe side: the call was refused either way, so its
+    refusal is what the caller gets, and the failure is logged.
     """
-    if not counters:
+    if not counted:
         return
     token = uuid.uuid4().hex
     marker = keys.given_back(token)
+    counters, ends = [key for key, _ in counted], [end for _, end in counted]
     for attempt in range(GIVE_BACK_TRIES):
         try:
-            await scripts.run("count_give_back", [marker, *counters], [token])
+            await scripts.run("count_give_back", [marker, *counters], [token, *ends])
         except StoreUnavailable:
             if attempt + 1 == GIVE_BACK_TRIES:
                 _log.warning(

@@ -104,13 +104,18 @@ class RedisIdentityChecks(ScriptedStore):
         entry = [json.dumps(dict(tally.audit))]
         if refused:
             answer = [b"LIMITED", refused[0][1], max(int(reply[2]) for reply in refused)]
-            spent = [c for c, reply in zip(counters, counted, strict=True) if reply[0] == b"OK"]
+            # A counted mismatch's OK names the end of the window it counted in.
+            spent = [
+                (counter, int(reply[1]))
+                for counter, reply in zip(counters, counted, strict=True)
+                if reply[0] == b"OK" and len(reply) > 1
+            ]
             entry += ["refused", as_text(answer[1])]
         else:
             answer, spent = [b"OK"], []
             entry += [step.value, ""]
         writes: list[Awaitable[Any]] = []
-        if step is CheckStep.MISMATCH and spent:
+        if spent:
             writes.append(give_back(self._scripts, keys, spent))
         if refused or step is not CheckStep.ADMIT:
             writes.append(self._scripts.run("check_entry", [keys.audit_log()], entry))

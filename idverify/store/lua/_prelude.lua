@@ -759,7 +759,8 @@ end
 -- A counter step's windows (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): each checked
 -- against its limit (0: off) before any is spent, so a refused call costs no window; the first
 -- full one counts the refusal, and its first refusal of a window is audited (request.limit names
--- it). Returns nil once every window counted the call, or {'LIMITED', name, ttl ms}.
+-- it). Returns {'LIMITED', name, ttl ms}, or nil and each window's end (Redis's ms, 0: off) once
+-- every window counted the call: a give-back names the window it counted in by its end.
 local function count_windows(keys, limits, names, windows_ms, log_key, request_json)
   for i = 1, #keys do
     if limits[i] > 0 and tonumber(redis.call('GET', keys[i]) or '0') >= limits[i] then
@@ -777,10 +778,13 @@ local function count_windows(keys, limits, names, windows_ms, log_key, request_j
       return {'LIMITED', names[i], ttl}
     end
   end
+  local ends = {}
   for i = 1, #keys do
-    if limits[i] > 0 and redis.call('INCR', keys[i]) == 1 then
-      redis.call('PEXPIRE', keys[i], windows_ms[i])
+    ends[i] = 0
+    if limits[i] > 0 then
+      if redis.call('INCR', keys[i]) == 1 then redis.call('PEXPIRE', keys[i], windows_ms[i]) end
+      ends[i] = REDIS_TIME_MS + redis.call('PTTL', keys[i])
     end
   end
-  return nil
+  return nil, ends
 end

@@ -6,7 +6,7 @@
 -- (identity_check.lua on one node, check_entry.lua after the two steps on a Cluster).
 -- KEYS: the counter
 -- ARGV: step ('admit' | 'match' | 'mismatch'), limit, window ms, the counter's scope ('acct' | 'principal')
--- Returns {'OK'} | {'LIMITED', reason, ttl ms}
+-- Returns {'OK'} | {'OK', the window's end (Redis's ms): a mismatch counted} | {'LIMITED', reason, ttl ms}
 local window = tonumber(ARGV[3])
 local reasons = {acct = 'CHECK_LIMIT_REACHED', principal = 'PRINCIPAL_CHECK_LIMIT_REACHED'}
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[2]) then
@@ -17,5 +17,6 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[2]) then
   end
   return {'LIMITED', reasons[ARGV[4]], ttl}
 end
-if ARGV[1] == 'mismatch' and redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], window) end
-return {'OK'}
+if ARGV[1] ~= 'mismatch' then return {'OK'} end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], window) end
+return {'OK', REDIS_TIME_MS + redis.call('PTTL', KEYS[1])}

@@ -5,7 +5,7 @@
 -- slot (send_budget.lua on one node, store/code_sends.py at once with the counts elsewhere).
 -- KEYS: phone (hour), audit log
 -- ARGV: the window's limit (0: off), request json
--- Returns {'OK'} | {'LIMITED', 'phone', ttl ms}
-local limited = count_windows({KEYS[1]}, {tonumber(ARGV[1])}, {'phone'}, {3600000}, KEYS[2], ARGV[2])
+-- Returns {'OK', the window's end (Redis's ms; 0: off)} | {'LIMITED', 'phone', ttl ms}
+local limited, ends = count_windows({KEYS[1]}, {tonumber(ARGV[1])}, {'phone'}, {3600000}, KEYS[2], ARGV[2])
 if limited then return limited end
-return {'OK'}
+return {'OK', ends[1]}

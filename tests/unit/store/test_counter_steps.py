@@ -124,24 +124,42 @@ async def test_a_locked_account_and_phone_spends_no_count_in_either_slot(
 async def test_a_repeated_give_back_gives_nothing_back_twice(own_client: RedisClient) -> None:
     scripts, keys = Scripts(own_client), TenantKeys(TENANT)
     await own_client.set(principal_minute(), 3, px=60_000)
-    marker = keys.given_back("token1")
-    assert await scripts.run("count_give_back", [marker, principal_minute()], ["token1"]) == [b"OK"]
-    assert await scripts.run("count_give_back", [marker, principal_minute()], ["token1"]) == [b"DONE"]
+
+    async def given_back(token: str) -> list[bytes]:
+        reply: list[bytes] = await scripts.run(
+            "count_give_back", [keys.given_back(token), principal_minute()], [token]
+        )
+        return reply
+
+    assert await given_back("token1") == [b"OK"]
+    assert await given_back("token1") == [b"DONE"]
     assert await counter(own_client, principal_minute()) == 2
-    assert 0 < await own_client.pttl(marker) <= 60_000
-    assert await scripts.run(
-        "count_give_back", [keys.given_back("token2"), principal_minute()], ["token2"]
-    ) == [b"OK"]
+    assert 0 < await own_client.pttl(keys.given_back("token1")) <= 60_000
+    assert await given_back("token2") == [b"OK"]
     assert await counter(own_client, principal_minute()) == 1
     # The last count given back leaves no counter: its next count starts a window of its own.
-    assert await scripts.run(
-        "count_give_back", [keys.given_back("token3"), principal_minute()], ["token3"]
-    ) == [b"OK"]
+    assert await given_back("token3") == [b"OK"]
     assert await own_client.exists(principal_minute()) == 0
-    assert await scripts.run(
-        "count_give_back", [keys.given_back("token4"), principal_minute()], ["token4"]
-    ) == [b"OK"]
+    assert await given_back("token4") == [b"OK"]
     assert await own_client.exists(principal_minute()) == 0  # never below zero
+
+
+async def test_a_give_back_meant_for_an_ended_window_leaves_the_next_one_alone(
+    own_client: RedisClient,
+) -> None:
+    scripts, keys = Scripts(own_client), TenantKeys(TENANT)
+    step = step_by_step(own_client)._budgets_step(send_to(TENANT, "ph1"))
+    counted = await scripts.run(step.name, step.keys, step.args)
+    assert counted[0] == b"OK"
+    # The window ended and the next began (its end a whole window later) before the give-back.
+    await own_client.set(principal_minute(), 4, px=120_000)
+    give = [keys.given_back("late"), principal_minute()]
+    assert await scripts.run("count_give_back", give, ["late", counted[1]]) == [b"OK"]
+    assert await counter(own_client, principal_minute()) == 4
+    await own_client.set(principal_minute(), 4, px=60_000)  # the window it counted in, still
+    give = [keys.given_back("timely"), principal_minute()]
+    assert await scripts.run("count_give_back", give, ["timely", counted[1]]) == [b"OK"]
+    assert await counter(own_client, principal_minute()) == 3
 
 
 async def test_a_kill_between_the_counts_and_the_give_back_spends_one_count_and_lets_nothing_past(
