@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 START_TIMEOUT_SECONDS = 30.0
+PORT_ATTEMPTS = 3
 # Bounded waits for the shared IP tables' build (seconds of CPU; minutes on a loaded machine).
 GEO_BUILD_WAITS = 10
 # Bootstrap token -> the operator it created: it creates one only, and replicas share it.
@@ -199,12 +200,40 @@ class ServerProcess:
     def start(self) -> None:
         """Starts the server and waits until its health service answers SERVING.
 
+        A port this object chose (``free_port``) may be taken between the choice and the server's
+        bind: the kernel hands the same range to other processes' outgoing connections, and the
+        suite runs on two processes. Such a start is tried again on new ports, at most
+        ``PORT_ATTEMPTS`` times; a port the caller gave is never changed.
+
         Raises:
             RuntimeError: when it exits or is not serving in time (the log tail is included).
         """
+        chose_port, chose_console = not self.port, not self.console_port
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if chose_port:
+                self.port = free_port()
+            if chose_console:
+                self.console_port = free_port()
+            chosen = [
+                p for p, chose in ((self.port, chose_port), (self.console_port, chose_console)) if chose
+            ]
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._launch()
+            except RuntimeError:
+                said = self.log_path.read_bytes()[offset:].decode("utf-8", "replace")
+                # The supervisor's words for a taken port (idverify/supervisor.py), for one we chose.
+                raced = any(
+                    f"cannot listen on 127.0.0.1:{p}: another process listens" in said for p in chosen
+                )
+                if attempt == PORT_ATTEMPTS or not raced:
+                    raise
+            else:
+                return
+
+    def _launch(self) -> None:
+        """Starts the process on the ports set and waits for SERVING (``start``'s one attempt)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        self.console_port = self.console_port or free_port()
         args = [
             sys.executable,
             "-m",
