@@ -68,6 +68,7 @@ class Topology:
     name: str
     url: str
     flush: Callable[[], None]
+    ports: tuple[int, ...] = ()  # every node holding data, for scans of what was stored
 
 
 @pytest.fixture(scope="module", params=TOPOLOGIES)
@@ -81,13 +82,17 @@ def redis_topology(request: pytest.FixtureRequest) -> Topology:
             with redis.Redis(port=standalone.port) as client:
                 client.flushall()
 
-        topology = Topology(name, standalone.url, flush_standalone)
+        topology = Topology(name, standalone.url, flush_standalone, (standalone.port,))
     elif name == "cluster":
         cluster: LocalCluster = request.getfixturevalue("redis_cluster")
-        topology = Topology(name, cluster.url, cluster.flush)
+        topology = Topology(
+            name, cluster.url, cluster.flush, tuple(node.port for node in cluster.primary_nodes)
+        )
     else:
         sentinel: LocalSentinel = request.getfixturevalue("redis_sentinel")
-        topology = Topology(name, sentinel.url, sentinel.flush)
+        topology = Topology(
+            name, sentinel.url, sentinel.flush, tuple(server.port for server in sentinel.servers)
+        )
     return topology
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from idverify.client import Client
 from idverify.testing import ServerProcess
 from tests.e2e import test_binding as e2e_binding
 from tests.e2e import test_signup as e2e_signup
+from tests.e2e.conftest import IDENTITIES, everything_stored, needles_of
 
 from .conftest import TopologyServers
 
@@ -66,3 +68,23 @@ class TestLimitsOnTopology(e2e_binding.TestLimits):
 
 class TestRaceOnTopology(e2e_binding.TestRace):
     """100 concurrent signups of one identity bind exactly one account."""
+
+
+class TestPrivacyOnTopology:
+    """Runs last in this module: a thief with a dump of every node finds no one.
+
+    On a Cluster a binding, a cancellation, a re-indexing and the counters run step by step,
+    writing durable intents and pending members that one node never writes; this scans them too.
+    """
+
+    def test_nothing_personal_reaches_any_node_or_log(self, topology_servers: TopologyServers) -> None:
+        assert len(IDENTITIES) >= 10
+        assert topology_servers.topology.ports
+        needles = set().union(*(needles_of(identity) for identity in IDENTITIES))
+        haystack = [server.log_text().encode() for server in topology_servers.running]
+        for port in topology_servers.topology.ports:
+            with redis.Redis(port=port) as node:
+                haystack.extend(everything_stored(node))
+        blob = b"\n".join(haystack)
+        assert len(blob) > 10_000
+        assert [needle for needle in needles if needle in blob] == []
