@@ -32,13 +32,7 @@ if guardian.identity == vf.identity then return {'GUARDIAN', 'GUARDIAN_IS_SUBJEC
 local base = event_base(vf, ARGV[2], KEYS[3])
 audit(KEYS[2], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = 'guardian',
   guardian = guardian.audit, text_version = ARGV[3], relationship = ARGV[4]})
-local current = redis.call('HGET', KEYS[3], 'identity')
-if current and current ~= vf.identity then
-  finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
-elseif (ARGV[7] or '') ~= '' then
-  mark_binding(KEYS[1], KEYS[3], KEYS[7], KEYS[8], vf, ARGV[7], ARGV[1], ARGV[2])
-  return binding_inputs(vf)
-else
-  bind_after_account(binding_inputs(vf), {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}, ARGV[1], ARGV[2])
-end
+local steps = bind_from_account({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[8]}, vf, base,
+  ARGV[7], ARGV[1], ARGV[2])
+if steps then return steps end
 return {'OK', redis.call('HGETALL', KEYS[1])}

@@ -45,15 +45,9 @@ set_fields(KEYS[2], vf)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 if mode == 'bind' then
-  local current = redis.call('HGET', KEYS[4], 'identity')
-  if current and current ~= vf.identity then
-    finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
-  elseif (ARGV[7] or '') ~= '' then
-    mark_binding(KEYS[2], KEYS[4], KEYS[8], KEYS[9], vf, ARGV[7], ARGV[4], ARGV[5])
-    return binding_inputs(vf)
-  else
-    bind_after_account(binding_inputs(vf), {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[4], ARGV[5])
-  end
+  local steps = bind_from_account({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8], KEYS[9]}, vf, base,
+    ARGV[7], ARGV[4], ARGV[5])
+  if steps then return steps end
 elseif mode == 'rejected' then
   finish(KEYS[2], KEYS[3], base, vf, 'REJECTED', vf.reason, false)
 end
