@@ -202,6 +202,39 @@ def rich_error(error: grpc.RpcError) -> tuple[str, str]:
     return reason, field
 
 
+def retry_delay_ms(error: grpc.RpcError) -> int:
+    """RetryInfo's delay of a status, 0 without one."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    info = error_details_pb2.RetryInfo()
+                    detail.Unpack(info)
+                    return int(info.retry_delay.ToMilliseconds())
+    return 0
+
+
+def start_as_told(
+    client: Client, identity: Identity, account: str, *, attempts: int = 30, **options: Any
+) -> verification_pb2.Verification:
+    """A start by a caller that waits as told when the worker's hashes are full, then retries.
+
+    A burst of starts larger than a worker can hash within the call's time is refused in part
+    (RESOURCE_EXHAUSTED, ``HASH_QUEUE_FULL``, with a RetryInfo delay) by design; how much is
+    refused depends on the machine's load. A test about something else (a binding race) sends
+    its burst as a well-behaved caller would: the same request id again after the delay.
+    """
+    request_id = options.pop("request_id", None) or f"req-{next(_counter)}"
+    for _ in range(attempts - 1):
+        try:
+            return start(client, identity, account, request_id=request_id, **options)
+        except grpc.RpcError as error:
+            if rich_error(error)[0] != "HASH_QUEUE_FULL":
+                raise
+            time.sleep(max(retry_delay_ms(error), 10) / 1000)
+    return start(client, identity, account, request_id=request_id, **options)
+
+
 def error_metadata(error: grpc.RpcError) -> dict[str, str]:
     """The ErrorInfo metadata of a status (``fallback_method_ids`` of a refused start...)."""
     for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import pytest
 from idverify.testing import ServerProcess
 from idverify.v1 import verification_pb2
 
-from .conftest import person, start, submit, verify
+from .conftest import person, start, start_as_told, submit, verify
 
 # Serial: two hundred concurrent verifications must each finish within their deadline.
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]
@@ -95,8 +95,9 @@ class TestRace:
         identity = person()
         accounts = [f"race-{n}" for n in range(200)]
         with limit_one.client() as registrar, ThreadPoolExecutor(max_workers=32) as pool:
+            phones = [person().phone for _ in accounts]
             started = list(
-                pool.map(lambda a: start(registrar, identity, a, phone_number=person().phone), accounts)
+                pool.map(lambda a, p: start_as_told(registrar, identity, a, phone_number=p), accounts, phones)
             )
             assert all(s.status == STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT") for s in started)
             codes = [limit_one.sms_code(s.verification_id) for s in started]

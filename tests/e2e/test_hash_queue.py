@@ -23,13 +23,12 @@ from concurrent.futures import Future
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from idverify.client import Client
 from idverify.testing import ServerProcess
 from idverify.v1 import verification_pb2
 
-from .conftest import LOOSE, person, rich_error, submit, text_versions
+from .conftest import LOOSE, person, retry_delay_ms, rich_error, submit, text_versions
 from .test_workers import serving_workers, wait_for, workers_of
 
 # Serial: what is refused depends on how much of the core the hashes get: the bound under test.
@@ -67,18 +66,6 @@ def start_request(account: str) -> verification_pb2.StartVerificationRequest:
         consent_text_versions=text_versions(consents),
         client_ip="203.0.113.9",
     )
-
-
-def retry_delay_ms(error: grpc.RpcError) -> int:
-    """RetryInfo's delay of a status, 0 without one."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return int(info.retry_delay.ToMilliseconds())
-    return 0
 
 
 def burst(
