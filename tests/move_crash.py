@@ -77,9 +77,9 @@ async def binding_reply(redis: RedisClient, tenant: str, account_ps: str, ref: s
             keys.verification(verification_id),
             keys.audit_log(),
             keys.account(account_ps),
+            keys.request_released(verification_id),
             keys.identity(ref),
             keys.identity_accounts(ref),
-            keys.request_released(verification_id),
         ],
         [
             verification_id,

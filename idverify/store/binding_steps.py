@@ -76,7 +76,6 @@ class Answer:
     tenant: str
     verification_id: str
     account_ps: str
-    ref: str
     otp_ps: str
     digest: str
     binding_limit: int
@@ -118,12 +117,22 @@ class BindingSteps:
         """The account's step's argument: when its intent may be repaired, in ms after it."""
         return self._runner.intent_delay_ms(len(BINDING_STEPS))
 
-    async def bind(self, tenant: str, first: ChainStep, limit: int, request_json: str) -> Any:
+    async def bind(
+        self,
+        tenant: str,
+        first: ChainStep,
+        limit: int,
+        request_json: str,
+        *,
+        pointing: Pointing | None = None,
+    ) -> Any:
         """An account's step that may bind (a start in ``bind`` mode, a guardian's consent), then the rest.
 
         ``first`` is given the intent's keys and delay (:meth:`intent_keys`, :meth:`intent_delay_ms`);
         it answers ``BINDING`` when the steps after it are to run. The reply is the commit's as
-        ``{'OK', record}``, or the first step's when it answered anything else.
+        ``{'OK', record}``, or the first step's when it answered anything else. ``pointing``: where
+        the identity lives when the place finds it moved, if not this runner's (a start looks its
+        identity up again).
 
         Raises:
             StoreUnavailable: as :meth:`submit`.
@@ -133,15 +142,20 @@ class BindingSteps:
         reply = await step(first)
         if reply[0] != b"BINDING":
             return reply
-        return await self._after_judge(step, tenant, _texts(reply), limit, request_json)
+        return await self._after_judge(step, tenant, _texts(reply), limit, request_json, pointing=pointing)
 
     async def submit(self, answer: Answer) -> Any:
         """Judges the answer and binds a right one; the reply ``submit.lua`` would give.
 
+        The judge reads no identity: a move of it is the place's to answer (RETRY: placed again
+        within the call's time; MOVED: pointed anew and placed there), after the judge marked the
+        verification in flight, so the steps finish where the identity is now.
+
         Raises:
-            StoreUnavailable: Redis is unreachable, the identity moved after the account's step,
-                or another answer of the account kept binding past the call's time; the steps
-                done stay done, and their intent is the repairer's.
+            StoreUnavailable: Redis is unreachable, the identity kept moving or moved where no
+                :class:`Pointing` finds it, or another answer of the account kept binding past the
+                call's time; the steps done stay done, and their intent is the repairer's (a
+                retry of the answer finishes them too).
         """
         keys = TenantKeys(answer.tenant)
         vid = answer.verification_id
@@ -152,7 +166,6 @@ class BindingSteps:
                 keys.verification(vid),
                 keys.audit_log(),
                 keys.account(answer.account_ps),
-                keys.identity(answer.ref),
                 keys.otp_failures(answer.otp_ps),
                 *self.intent_keys(answer.tenant, vid),
             ],
@@ -212,7 +225,14 @@ class BindingSteps:
         )
 
     async def _after_judge(
-        self, step: _Steps, tenant: str, inputs: Sequence[str], limit: int, request_json: str
+        self,
+        step: _Steps,
+        tenant: str,
+        inputs: Sequence[str],
+        limit: int,
+        request_json: str,
+        *,
+        pointing: Pointing | None = None,
     ) -> Any:
         keys = TenantKeys(tenant)
         vid, account_ps, ref, method = inputs[1], inputs[2], inputs[3], inputs[11]
@@ -229,7 +249,7 @@ class BindingSteps:
                 break
             # Moved since the account's step: the verification is pointed where it lives now
             # and placed there, as a write that may bind is when its script answers MOVED.
-            inputs = await self._repointed(step, tenant, vid)
+            inputs = await self._repointed(step, tenant, vid, pointing or self._pointing)
             ref = inputs[3]
             place = self._place(keys, inputs, limit, request_json)
             placed = _texts(await step(place))
@@ -256,7 +276,7 @@ class BindingSteps:
             [limit, self.intent_delay_ms(), request_json, *inputs],
         )
 
-    async def _repointed(self, step: _Steps, tenant: str, vid: str) -> list[str]:
+    async def _repointed(self, step: _Steps, tenant: str, vid: str, pointing: Pointing | None) -> list[str]:
         """The verification in flight pointed at where its identity lives now: its binding inputs.
 
         Raises:
@@ -266,7 +286,7 @@ class BindingSteps:
         """
         keys = TenantKeys(tenant)
         fields = hash_fields(await self._scripts.command("HGETALL", keys.verification(vid)))
-        changes = await self._pointing.repointing(tenant, fields) if self._pointing is not None else {}
+        changes = await pointing.repointing(tenant, fields) if pointing is not None else {}
         if changes:
             repoint = ChainStep(
                 "bind_repoint",

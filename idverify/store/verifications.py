@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from idverify.domain.errors import RateLimited, StoreUnavailable
@@ -93,7 +93,6 @@ def _binding_answer(answer: port.ChallengeAnswer, record: VerificationRecord) ->
         answer.tenant,
         answer.verification_id,
         record.acct,
-        record.identity,
         record.otp_ps,
         answer.digest,
         answer.binding_limit,
@@ -103,6 +102,36 @@ def _binding_answer(answer: port.ChallengeAnswer, record: VerificationRecord) ->
         answer.verdict_reason,
         answer.vendor_code,
     )
+
+
+class _LookedUpAgain:
+    """A start's ``point`` as the :class:`Pointing` of its binding's steps.
+
+    Step by step a start in ``bind`` mode reads no identity (another bucket's): the place finds
+    it moved, after the start stored the verification. It is pointed where the start's own
+    lookup finds the identity now, as :meth:`RedisVerificationStore._until_placed` would have
+    pointed it before storing it. The start's ``point`` reads and writes nothing stored (it looks
+    the document up again), so the fields read before it still hold unless another writer
+    changed them, which ``bind_repoint.lua`` refuses.
+    """
+
+    def __init__(self, point: port.Point) -> None:
+        self._point = point
+
+    async def repointing(self, tenant: str, record: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """The reference and name bindings of the record looked up again, where they changed."""
+        del tenant
+        fresh = await self._point(True)  # noqa: FBT003 - the port's callback
+        new = {
+            "identity": fresh.identity,
+            "name_binding": fresh.name_binding,
+            "name_binding_seen": fresh.name_binding_seen,
+        }
+        return {
+            name: (record.get(name, ""), value)
+            for name, value in new.items()
+            if record.get(name, "") != value
+        }
 
 
 def _refusal(judge: Callable[[], None]) -> RateLimited | None:
@@ -284,6 +313,8 @@ class RedisVerificationStore:
         """``start``, pointed anew while the identity moves."""
         keys = _keys(start.tenant)
 
+        binds = start.mode == "bind"
+
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
             step = ChainStep(
                 "start",
@@ -292,9 +323,8 @@ class RedisVerificationStore:
                     keys.verification(start.verification_id),
                     keys.audit_log(),
                     keys.account(start.account_pseudonym),
-                    keys.identity(record.identity),
-                    keys.identity_accounts(record.identity),
                     keys.request_released(start.verification_id),
+                    *(self._identity_keys(keys, record) if binds else ()),
                 ],
                 [
                     start.verification_id,
@@ -305,12 +335,13 @@ class RedisVerificationStore:
                     start.mode,
                 ],
             )
-            if start.mode == "bind" and not self._runner.chained:
+            if binds and not self._runner.chained:
                 return self._binding.bind(
                     start.tenant,
                     self._stepwise(start.tenant, start.verification_id, step),
                     start.binding_limit,
                     start.request_json,
+                    pointing=_LookedUpAgain(point),
                 )
             return self._scripts.run(step.name, step.keys, step.args)
 
@@ -459,9 +490,8 @@ class RedisVerificationStore:
                     keys.verification(grant.verification_id),
                     keys.audit_log(),
                     keys.account(grant.account_pseudonym),
-                    keys.identity(record.identity),
-                    keys.identity_accounts(record.identity),
                     keys.account(grant.guardian_pseudonym),
+                    *self._identity_keys(keys, record),
                 ],
                 args,
             )
@@ -475,6 +505,17 @@ class RedisVerificationStore:
             return self._scripts.run(step.name, step.keys, step.args)
 
         return _written(await self._until_placed(attempt, point))
+
+    def _identity_keys(self, keys: TenantKeys, record: VerificationRecord) -> tuple[str, ...]:
+        """The identity's keys for an account's step that may bind, on one node only.
+
+        There its script runs the binding's other steps too, in one EVAL. Step by step (a Cluster)
+        the account's step is given no identity key: it is another bucket's, and the place asks
+        it (``bind_place.lua``); :meth:`_stepwise` gives it the intent's keys instead.
+        """
+        if not self._runner.chained:
+            return ()
+        return (keys.identity(record.identity), keys.identity_accounts(record.identity))
 
     def _stepwise(self, tenant: str, verification_id: str, step: ChainStep) -> ChainStep:
         """A binding's account step given its intent's keys and delay, to run step by step."""

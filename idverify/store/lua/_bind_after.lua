@@ -26,16 +26,17 @@ end
 -- identity is refused here; step by step (a delay given) the verification is marked in flight
 -- and the steps after this one are the caller's, whose reply this returns; on one node they run
 -- here, and this returns nil.
--- keys: verification, audit log, account, identity, identity accounts, intents, intent's record
+-- keys: verification, audit log, account, then step by step (delay_ms given) the intents and the
+-- intent's record, or on one node the identity and its accounts
 local function bind_from_account(keys, vf, base, delay_ms, limit, request)
   local current = redis.call('HGET', keys[3], 'identity')
   if current and current ~= vf.identity then
     finish(keys[1], keys[2], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
   elseif (delay_ms or '') ~= '' then
-    mark_binding(keys[1], keys[3], keys[6], keys[7], vf, delay_ms, limit, request)
+    mark_binding(keys[1], keys[3], keys[4], keys[5], vf, delay_ms, limit, request)
     return binding_inputs(vf)
   else
-    bind_after_account(binding_inputs(vf), {keys[1], keys[2], keys[3], keys[4], keys[5]}, limit, request)
+    bind_after_account(binding_inputs(vf), keys, limit, request)
   end
   return nil
 end

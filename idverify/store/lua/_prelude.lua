@@ -496,6 +496,20 @@ local function identity_moving(id_key)
   return marks[1] ~= false or marks[2] ~= false
 end
 
+-- Whether a binding may take its place at the identity its verification found (id_key): {'RETRY'}
+-- while a move of it is in flight (the caller waits and tries again), {'MOVED'} once it moved
+-- since (key rotation, a new pepper: the caller points the verification anew), nil where it rests.
+-- An identity's key, so the identity's step asks it (bind_place.lua); on one node the scripts
+-- that bind ask it first too, before their account's step writes anything.
+local function identity_move_reply(id_key, vf)
+  if identity_moving(id_key) then return {'RETRY'} end
+  if redis.call('HEXISTS', id_key, 'moved_to') == 1
+    or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', id_key) == 0) then
+    return {'MOVED'}
+  end
+  return nil
+end
+
 -- The identity half of a binding (bind_place.lua: docs/ARCHITECTURE.md, "3.1 Binding"),
 -- decided from the identity's keys alone: the claim rules, the places counted from the members'
 -- values ('b:' and 'p:' alike), and, when the verification establishes a claim, the members of

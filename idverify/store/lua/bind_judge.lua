@@ -8,14 +8,15 @@
 -- (mark_binding in the prelude), which the commit removes (bind_commit.lua) and the repairer
 -- finishes from (flows/bucket_repair.py). Joined into one script on one node
 -- (submit.lua), none of that is written: no step can be lost between them.
--- KEYS: verification, audit log, account, identity (read: a move answers MOVED), failure
---   counter, intents, the intent's record
+-- Its keys are all in the account's bucket (and the tenant's log): whether the identity moved
+-- or is moving is the identity's step's to say (bind_place.lua), and on one node submit.lua's,
+-- before this step writes.
+-- KEYS: verification, audit log, account, failure counter, intents, the intent's record
 -- ARGV: answer digest (hex), failure window ms, request json, vendor verdict ('pass', 'fail' or
 --   '' for a code), its reason, vendor code (a verdict's only), the intent's delay in ms ('': write none), binding
 --   limit (kept in the intent)
 -- Replies: {'OK', record} final; {'BINDING', binding_inputs(vf)...} a right answer, to place;
---   {'NOT_FOUND'}; {'STATE', record}; {'MOVED'}; {'RETRY'} a move of the identity in flight (the
---   caller waits); {'BUSY'} another answer of the account is binding.
+--   {'NOT_FOUND'}; {'STATE', record}; {'BUSY'} another answer of the account is binding.
 local verdict = ARGV[4]
 -- Only a verdict's entries name a vendor code (an empty one too), as before the steps.
 local vendor_code = verdict ~= '' and ARGV[6] or nil
@@ -25,12 +26,6 @@ local vf = hgetall(KEYS[1])
 if vf.binding == '1' then return binding_inputs(vf) end
 local base = event_base(vf, ARGV[3], KEYS[3])
 if vf.status ~= 'CHALLENGE_SENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
-if identity_moving(KEYS[4]) then return {'RETRY'} end
--- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
-if redis.call('HEXISTS', KEYS[4], 'moved_to') == 1
-  or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[4]) == 0) then
-  return {'MOVED'}
-end
 -- A verdict stands in for a vendor-run challenge only, never for a code that has a digest.
 if verdict ~= '' and (vf.digest or '') ~= '' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
 if NOW > tonumber(vf.challenge_expires_ms) then
@@ -44,15 +39,15 @@ if verdict == 'fail' then
   return {'OK', redis.call('HGETALL', KEYS[1])}
 end
 local max = tonumber(vf.max_attempts)
-local fails = tonumber(redis.call('GET', KEYS[5]) or '0')
+local fails = tonumber(redis.call('GET', KEYS[4]) or '0')
 if verdict == '' and fails >= max then
   redis.call('HSET', KEYS[1], 'attempts_left', 0)
   finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'OTP_ATTEMPTS_EXHAUSTED', false)
   return {'OK', redis.call('HGETALL', KEYS[1])}
 end
 if verdict == '' and not ct_equal(vf.digest or '', ARGV[1]) then
-  fails = redis.call('INCR', KEYS[5])
-  if redis.call('PTTL', KEYS[5]) < 0 then redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[2])) end
+  fails = redis.call('INCR', KEYS[4])
+  if redis.call('PTTL', KEYS[4]) < 0 then redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[2])) end
   local left = math.max(max - fails, 0)
   redis.call('HSET', KEYS[1], 'attempts_left', left, 'reason', 'OTP_MISMATCH')
   audit(KEYS[2], base, {type = 'challenge.failed', outcome = 'mismatch', reason = 'OTP_MISMATCH'})
@@ -80,5 +75,5 @@ if current[1] and current[1] ~= vf.identity then
   finish(KEYS[1], KEYS[2], base, vf, 'REJECTED', 'ACCOUNT_BOUND_TO_OTHER_IDENTITY', true)
   return {'OK', redis.call('HGETALL', KEYS[1])}
 end
-if ARGV[7] ~= '' then mark_binding(KEYS[1], KEYS[3], KEYS[6], KEYS[7], vf, ARGV[7], ARGV[8], ARGV[3]) end
+if ARGV[7] ~= '' then mark_binding(KEYS[1], KEYS[3], KEYS[5], KEYS[6], vf, ARGV[7], ARGV[8], ARGV[3]) end
 return binding_inputs(vf)

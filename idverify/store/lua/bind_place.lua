@@ -20,11 +20,13 @@ if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   return kept
 end
 local vf = binding_of(ARGV, 4)
-if identity_moving(KEYS[1]) then return {'RETRY'} end
-if redis.call('HEXISTS', KEYS[1], 'moved_to') == 1
-  or (vf.name_binding_seen ~= '' and redis.call('EXISTS', KEYS[1]) == 0) then
-  return {'MOVED'}
-end
+-- The one check of the identity's moves step by step: the account's step before this one reads no
+-- identity (its keys are the account's bucket's alone), so this answers for the whole binding.
+-- Its verification is then marked in flight with its 'bind:' intent: the caller waits and places
+-- again, or points it anew (bind_repoint.lua) and places it there; a caller that gives up leaves
+-- both to a retry of the answer or to the repairer, which finish it the same way.
+local moved = identity_move_reply(KEYS[1], vf)
+if moved then return moved end
 local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
 local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1])
 local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, d.counted and '1' or '',

@@ -5,8 +5,10 @@
 -- account's step: on one node the other steps run here too (bind_after_account); step by step
 -- (the intent's delay given) the verification is marked in flight, the intent 'bind:<vf id>'
 -- written, and the caller runs them (store/binding_steps.py).
--- KEYS: verification, audit log, account, identity, identity accounts, guardian account
---   [, intents, the intent's record]
+-- KEYS: verification, audit log, account, guardian account, then its binding's two: on one node
+--   the identity and its accounts, step by step (the intent's delay given) the intents and the
+--   intent's record. Step by step no identity key is read here: the identity's step says
+--   whether it moved (bind_place.lua).
 -- ARGV: binding limit, request json, consent text version, relationship, guardian account fields
 --   as read (json: identity, age_source, birth_sealed, age_band), refusal reason ('' qualifies)
 --   [, the intent's delay in ms]
@@ -15,13 +17,13 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 local vf = hgetall(KEYS[1])
 if vf.status ~= 'NEEDS_GUARDIAN_CONSENT' then return {'STATE', redis.call('HGETALL', KEYS[1])} end
-if identity_moving(KEYS[4]) then return {'RETRY'} end
--- The identity moved (key rotation, a new pepper) since it was looked up: the caller looks again.
-if redis.call('HEXISTS', KEYS[4], 'moved_to') == 1
-  or ((vf.name_binding_seen or '') ~= '' and redis.call('EXISTS', KEYS[4]) == 0) then
-  return {'MOVED'}
+-- On one node the identity is asked before anything is written (the place would answer the same
+-- after): moving, the caller waits; moved, it looks again.
+if (ARGV[7] or '') == '' then
+  local moved = identity_move_reply(KEYS[5], vf)
+  if moved then return moved end
 end
-local guardian = hgetall(KEYS[6])
+local guardian = hgetall(KEYS[4])
 if not guardian.identity then return {'GUARDIAN', 'GUARDIAN_NOT_VERIFIED'} end
 local read = cjson.decode(ARGV[5])
 for _, name in ipairs({'identity', 'age_source', 'birth_sealed', 'age_band'}) do
@@ -32,7 +34,7 @@ if guardian.identity == vf.identity then return {'GUARDIAN', 'GUARDIAN_IS_SUBJEC
 local base = event_base(vf, ARGV[2], KEYS[3])
 audit(KEYS[2], base, {type = 'consent.granted', outcome = 'granted', reason = '', purpose = 'guardian',
   guardian = guardian.audit, text_version = ARGV[3], relationship = ARGV[4]})
-local steps = bind_from_account({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[8]}, vf, base,
-  ARGV[7], ARGV[1], ARGV[2])
+local steps = bind_from_account({KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]}, vf, base, ARGV[7], ARGV[1],
+  ARGV[2])
 if steps then return steps end
 return {'OK', redis.call('HGETALL', KEYS[1])}

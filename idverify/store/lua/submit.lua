@@ -13,8 +13,16 @@
 --   vendor's verdict ('pass' or 'fail') instead of a digest; it is final either way and never
 --   touches the wrong-code counter.
 -- Replies: {'OK', record} | {'NOT_FOUND'} | {'STATE', record} | {'MOVED'} | {'RETRY'} (a move of
---   the identity in flight: bind_judge.lua)
-local judged = bind_judge({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]},
+--   the identity in flight: identity_move_reply)
+-- Step by step the identity's step answers MOVED or RETRY (bind_place.lua), after the judge; here
+-- nothing can come between the steps, so the identity is asked first, before the judge writes,
+-- where the judge would have gone on to it: a verification waiting for its answer.
+local waiting = hgetall(KEYS[1])
+if waiting.status == 'CHALLENGE_SENT' and waiting.binding ~= '1' then
+  local moved = identity_move_reply(KEYS[4], waiting)
+  if moved then return moved end
+end
+local judged = bind_judge({KEYS[1], KEYS[2], KEYS[3], KEYS[6]},
   {ARGV[1], ARGV[3], ARGV[4], ARGV[5] or '', ARGV[6] or '', ARGV[7] or '', '', ARGV[2]})
 if judged[1] ~= 'BINDING' then return judged end
 local committed = bind_after_account(judged, {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]}, ARGV[2], ARGV[4])

@@ -213,8 +213,6 @@ class TestAnAttemptThatGaveUp:
                 KEYS.verification(gave_up),
                 KEYS.audit_log(),
                 "acct",
-                "identity",
-                "identity-accounts",
                 KEYS.request_released(gave_up),
             ],
             [gave_up, 60_000, json.dumps({"steps": "[]"}), 1, json.dumps(INFO.audit_fields()), "challenge"],

@@ -238,18 +238,13 @@ class TestABindingMidMove:
                     "challenge_expires_ms": 1,  # judged without the wait: expired, a change
                 },
             )
-            reply = await Scripts(redis).run(
-                script,
-                [
-                    keys.verification(verification_id),
-                    keys.audit_log(),
-                    keys.account(stranger),
-                    keys.identity(ref),
-                    keys.identity_accounts(ref),
-                    keys.account(accounts[0]),
-                ],
-                ARGUMENTS[script],
-            )
+            # The one-node scripts, which ask the identity before their account's step writes:
+            # submit's sixth key is the failure counter, guardian's fourth the guardian's account.
+            identity = [keys.identity(ref), keys.identity_accounts(ref)]
+            head = [keys.verification(verification_id), keys.audit_log(), keys.account(stranger)]
+            other = [keys.account(accounts[0])]
+            script_keys = [*head, *identity, *other] if script == "submit" else [*head, *other, *identity]
+            reply = await Scripts(redis).run(script, script_keys, ARGUMENTS[script])
             assert [as_text(word) for word in reply] == ["RETRY"], ref
             assert await redis.hget(keys.verification(verification_id), "status") == status.encode()
 
@@ -363,6 +358,48 @@ class TestABindingMidMove:
         finally:
             call_deadline.reset(token)
         assert await redis.scard(TenantKeys(tenant).identity_accounts(OLD)) == MEMBERS
+
+    @pytest.mark.timeout(60)
+    async def test_step_by_step_an_answer_past_a_stuck_move_is_finished_once_it_moved(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The judge reads no identity: marked, it waits at the place, and is UNAVAILABLE past its time.
+
+        What it marked stays the binding's, never a half: the verification in flight with its
+        ``bind:`` intent and no place taken at the moving record; once the move is done the
+        repairer places it on the new ref.
+        """
+        tenant = _tenant("answer-stuck")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 1)
+        stranger = pseudonym(f"{tenant}-stranger")
+        await _challenged(redis, tenant, stranger)
+        scripts = Scripts(redis)
+        store = RedisVerificationStore(
+            redis,
+            scripts,
+            CodeSendChains(scripts, send_limits()),
+            steps=StepRunner(scripts, step_by_step=True),
+            pointing=_Pointing(redis),
+        )
+        token = call_deadline.set(asyncio.get_running_loop().time() + 0.3)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
+        finally:
+            call_deadline.reset(token)
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.verification("vf-answer"), "binding") == b"1"
+        assert await redis.zscore(keys.intents(), "bind:vf-answer") is not None
+        assert not await redis.hexists(keys.identity(OLD), f"m:{stranger}")
+        repairs = LaterRepairs(redis, scripts, pointing=_Pointing(redis))
+        [moving] = [as_text(m) for m in await redis.zrange(keys.intents(), 0, -1) if m.startswith(b"move:")]
+        score = int(await redis.zscore(keys.intents(), moving) or 0)
+        assert (await repairs.repair(tenant, DueIntent(moving, score))).outcome is RepairOutcome.REPAIRED
+        assert await BucketRepairer(repairs).repair(tenant) == 1
+        assert await redis.hget(keys.verification("vf-answer"), "status") == b"VERIFIED"
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
 
     @pytest.mark.timeout(60)
     @pytest.mark.parametrize(("moved_after", "forward_ms"), [(2, 0), (2, 60_000), (3, 0), (3, 60_000)])
