@@ -80,20 +80,24 @@ class RedisIntentRepairs(ScriptedStore):
         # binding's its verification, or a re-indexing's old identity record (its record names
         # it); else any key of the slot, which the take refuses before reading.
         steps = _REPAIR_STEPS
-        if kind in {BIND_KIND, PLACE_KIND}:
-            named = keys.verification(subject)
+        named: list[str] = []
+        outcome: list[str] = []
+        if kind == PLACE_KIND:
+            outcome = await self._place_outcome(tenant, intent.member, subject)
+        elif kind == BIND_KIND:
+            named = [keys.verification(subject)]
         elif kind == MOVE:
             async with translate_errors():
                 old, read = await self._redis.hmget(keys.intent(intent.member), ["old", "read"])
-            named = keys.identity(as_text(old or b""))
+            named = [keys.identity(as_text(old or b""))]
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 steps = _move_repair_steps(len(json.loads(read or b"")["members"]))
         else:
-            named = keys.account(subject if kind in {UNBIND, ERASE} else "")
+            named = [keys.account(subject if kind in {UNBIND, ERASE} else "")]
         taken = await self._scripts.run(
             "intent_take",
-            [keys.intents(), keys.intent(intent.member), named],
-            [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(steps)],
+            [keys.intents(), keys.intent(intent.member), *named],
+            [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(steps), *outcome],
         )
         status = as_text(taken[0])
         if status in {"RACED", "PENDING"}:
@@ -113,6 +117,27 @@ class RedisIntentRepairs(ScriptedStore):
         ref, tag, due_ms = (as_text(value) for value in taken[1:4])
         await self._cancellation.resume(tenant, subject, ref, tag, int(due_ms))
         return Repair(RepairOutcome.REPAIRED)
+
+    async def _place_outcome(self, tenant: str, member: str, verification_id: str) -> list[str]:
+        """How a ``place:`` intent's verification ended, read in the account's bucket before the take.
+
+        The take runs in the identity's bucket and cannot read it (``intent_take.lua`` says why an
+        answer stale by then is safe). The intent's account and ref are read first (its own
+        bucket); an intent without them is the take's to drop, and nothing is read for it.
+        Returns ``bind_outcome.lua``'s answer, then the account and ref it was read for.
+        """
+        keys = TenantKeys(tenant)
+        async with translate_errors():
+            account_ps, ref = (
+                as_text(value or b"")
+                for value in await self._redis.hmget(keys.intent(member), ["acct", "ref"])
+            )
+        if not account_ps or not ref:
+            return ["", account_ps, ref]
+        read = await self._scripts.run(
+            "bind_outcome", [keys.verification(verification_id), keys.account(account_ps)], [account_ps, ref]
+        )
+        return [as_text(read[0]), account_ps, ref]
 
     async def _resume_binding(self, tenant: str, kind: str, verification_id: str, taken: list[str]) -> None:
         """A binding's intent as the take answered it (``intent_take.lua``), finished."""

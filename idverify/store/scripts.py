@@ -61,6 +61,9 @@ SCRIPT_NAMES = (
     *BINDING_STEPS,
     # A binding whose identity moved before its place: the verification in flight pointed anew.
     "bind_repoint",
+    # How a binding's verification ended, read in the account's bucket before the repairer's take
+    # of its place (in the identity's).
+    "bind_outcome",
     "get",
     "guardian",
     "rate_limit",

@@ -5,18 +5,21 @@
 -- removed, never acted on. An 'unbind' intent needs its account cancelled and unbound (and so
 -- existing); an 'erase' intent needs its account gone, as the erasure's first step left it. A
 -- 'bind' intent needs its verification in flight for its account and identity, as the binding's
--- account step left it; a 'place' intent is resolved by its verification's outcome (binding_take).
--- A 'move' intent needs its old identity record still marked as moving to the intent's new ref.
--- KEYS: intents, the intent's record, the account it names, or for a binding's its verification,
---   or for a move's its old identity record (any key of the slot when it names none)
--- ARGV: intent member, its score as read, the delay in ms before it may be taken again
+-- account step left it; a 'place' intent is resolved by its verification's outcome, read before
+-- in the account's bucket (bind_outcome.lua) and given here (place_take). A 'move' intent needs
+-- its old identity record still marked as moving to the intent's new ref.
+-- KEYS: intents, the intent's record, then the account it names, or for a 'bind' its
+--   verification, or for a move's its old identity record (any key of the slot when it names
+--   none); for a 'place' nothing more: every key here is the identity's bucket's
+-- ARGV: intent member, its score as read, the delay in ms before it may be taken again; for a
+--   'place', then bind_outcome.lua's answer and the account and ref it was read for
 -- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'TAKEN', request,
 --   limit, binding_inputs...} a bind; {'TAKEN', account, 'VERIFIED' or 'REJECTED', request, method,
 --   ref} a place; {'TAKEN', old ref, new ref, record as read json, move json} a move;
 --   {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose
---   bind is still to finish (taken, nothing to do yet);
---   {'RACED'} its score moved (another repairer took it, or its sequence finished); {'DROPPED', why}
---   refused and removed.
+--   verification has not ended (taken, nothing to do yet);
+--   {'RACED'} its score moved (another repairer took it, or its sequence finished), or a place's
+--   intent no longer names what its outcome was read for; {'DROPPED', why} refused and removed.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return {'RACED'} end
 local function drop(why)
@@ -30,39 +33,50 @@ if not KINDS[kind] then return drop('UNKNOWN_KIND') end
 local intent = hgetall(KEYS[2])
 if intent.kind ~= kind or intent.subject ~= subject then return drop('MALFORMED') end
 local taken = NOW + tonumber(ARGV[3])
+-- A 'place' runs the confirm under how its verification ended, once its 'bind' is done: VERIFIED
+-- makes the pending member 'b:', anything else removes it. The outcome was read in the account's
+-- bucket before this script (bind_outcome.lua), so it may be stale here, and more so by the time
+-- the confirm runs (as this script's own read was before the read moved out). It is safe because
+-- an outcome the read acts on never changes for this verification: VERIFIED and REJECTED are a
+-- verification's last statuses (nothing writes one again but its erasure, which deletes it); a
+-- verification gone stays gone (its id is 128 random bits: only a writer to Redis brings it back,
+-- who could write the member too); and an account read as bound to this identity with it gone
+-- was bound by this verification's commit or by another of the same account, whose own place
+-- replaced this one's value. What may still change is only the account leaving the identity (a
+-- cancellation, a supersession), which removes the member itself in the identity's bucket, and
+-- the confirm acts only on 'p:<tag>:<this vf id>' (bind_confirm.lua), so it never re-adds it.
+-- Every live verification waits ('LIVE': PENDING), the marked and the unmarked alike: one not
+-- marked in flight (its account's step lost in a failover) may be answered and marked after the
+-- read, and freeing its place then would let its commit bind the account with no member counted.
+-- It waits at most until it ends or its session's TTL takes it. An intent whose account or ref
+-- changed since the read answers RACED, and the next round reads again.
+local function place_take()
+  if ARGV[5] ~= intent.acct or ARGV[6] ~= intent.ref then return {'RACED'} end
+  redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
+  if ARGV[4] == 'LIVE' then return {'PENDING'} end
+  local status = ARGV[4] == 'VERIFIED' and 'VERIFIED' or 'REJECTED'
+  return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
+end
 -- A binding's intents (store/binding_steps.py): 'bind' resumes from the identity's step, only for
--- a verification its account's step marked; 'place' runs the confirm under how the verification
--- ended (not VERIFIED: the place is removed; gone: as its account says), once its 'bind' is done.
+-- a verification its account's step marked; 'place' is place_take's.
 local function binding_take()
   if (intent.acct or '') == '' or (intent.ref or '') == '' or string.sub(intent.request or '', 1, 1) ~= '{' then
     return drop('MALFORMED')
   end
+  if kind == 'place' then return place_take() end
   local vf = hgetall(KEYS[3])
   local ended = vf.status == 'VERIFIED' or vf.status == 'REJECTED' or vf.status == 'EXPIRED'
   local in_flight = vf.binding == '1' and vf.status and not ended and vf.acct == intent.acct
     and vf.identity == intent.ref
-  if kind == 'bind' then
-    if not string.match(intent.limit or '', '^%d+$') then return drop('MALFORMED') end
-    -- Ended meanwhile by a cancellation or a withdrawal: the commit only clears the marks.
-    if ended and vf.binding == '1' and vf.acct == intent.acct then
-      redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
-      return {'ENDED', intent.acct}
-    end
-    if not in_flight then return drop('NOT_BINDING') end
+  if not string.match(intent.limit or '', '^%d+$') then return drop('MALFORMED') end
+  -- Ended meanwhile by a cancellation or a withdrawal: the commit only clears the marks.
+  if ended and vf.binding == '1' and vf.acct == intent.acct then
     redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
-    return {'TAKEN', intent.request, intent.limit, unpack(binding_inputs(vf))}
+    return {'ENDED', intent.acct}
   end
+  if not in_flight then return drop('NOT_BINDING') end
   redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
-  if in_flight then return {'PENDING'} end
-  local status = (vf.status == 'VERIFIED' and vf.acct == intent.acct) and 'VERIFIED' or 'REJECTED'
-  if not vf.status then
-    -- The verification is gone (its session ended before the repair came): its account, in the
-    -- verification's slot, says how the binding ended. Bound to this identity, the place is its;
-    -- otherwise (refused, cancelled, erased) the place goes.
-    local acct_key = string.match(KEYS[3], '^(.*:)vf:[^:]*$') .. 'acct:' .. intent.acct
-    status = redis.call('HGET', acct_key, 'identity') == intent.ref and 'VERIFIED' or 'REJECTED'
-  end
-  return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
+  return {'TAKEN', intent.request, intent.limit, unpack(binding_inputs(vf))}
 end
 if kind == 'bind' or kind == 'place' then return binding_take() end
 if kind == 'move' then

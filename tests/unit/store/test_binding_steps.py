@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,7 @@ from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
 from tests.bind_crash import (
+    DIGEST,
     ESTABLISHING,
     OWNER,
     PLAIN,
@@ -243,6 +246,98 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         keys = TenantKeys(tenant)
         await redis.delete(keys.verification(vid))
         await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant)
+        assert not await redis.hexists(keys.identity(REF), f"m:{target}")
+        assert not await redis.sismember(keys.identity_accounts(REF), target)
+        assert not await redis.hexists(keys.account(target), "identity")
+        await assert_nothing_pending(redis, tenant)
+
+
+class _ReadThenRaced(Scripts):
+    """Scripts whose first take of a ``place:`` intent runs ``race`` first: after the outcome's read.
+
+    The read is in the account's bucket and the take in the identity's, so another writer may come
+    between them (``intent_take.lua``, ``place_take``); this one always does.
+    """
+
+    def __init__(self, redis: RedisClient, race: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(redis)
+        self._race: Callable[[], Awaitable[None]] | None = race
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
+        if name == "intent_take" and as_text(args[0]).startswith("place:") and self._race is not None:
+            race, self._race = self._race, None
+            await race()
+        return await super().run(name, keys, args)
+
+
+class TestAPlaceTakenOnAStaleRead:
+    """The take of a ``place:`` intent acts on an outcome read before it, in another bucket."""
+
+    async def test_an_answer_between_the_read_and_the_take_keeps_its_place(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The account's step lost in a failover; the answer, repeated, is marked after the read.
+
+        A verification not marked in flight may still bind, so its place waits: freed on the
+        read's word, the answer's commit would bind the account with no member counted (one over
+        the limit), as an outcome read ``REJECTED`` for it would.
+        """
+        tenant = _tenant("stale-live")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)  # judge, place
+        keys = TenantKeys(tenant)
+        # What a failover without replicas leaves of the judge: nothing; the place stays.
+        await redis.hdel(keys.verification(vid), "binding")
+        await redis.hset(keys.verification(vid), "digest", DIGEST)
+        await redis.pexpire(keys.verification(vid), 600_000)
+        await redis.hdel(keys.account(target), "binding")
+        await redis.zrem(keys.intents(), f"bind:{vid}")
+        await redis.delete(keys.intent(f"bind:{vid}"))
+        placed, taken = asyncio.Event(), asyncio.Event()
+        answering: list[asyncio.Task[Any]] = []
+
+        class PausedAfterPlace(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("bind", 2):
+                    placed.set()
+                    await taken.wait()
+
+        async def race() -> None:
+            store = store_of(redis, runner=PausedAfterPlace(Scripts(redis), step_by_step=True))
+            answering.append(asyncio.create_task(answer(store, tenant, vid)))
+            await placed.wait()
+
+        repairs = LaterRepairs(redis, _ReadThenRaced(redis, race))
+        member = f"place:{vid}"
+        score = int(await redis.zscore(keys.intents(), member) or 0)
+        await repairs.repair(tenant, DueIntent(member, score))
+        taken.set()
+        written = await answering[0]
+        assert written.record.status is Status.VERIFIED, written.record
+        assert await redis.hget(keys.account(target), "identity") == REF.encode()
+        assert await redis.hget(keys.identity(REF), f"m:{target}") == f"b:{OWNER['name_tag']}".encode()
+        assert await redis.sismember(keys.identity_accounts(REF), target)
+        await assert_nothing_pending(redis, tenant)
+
+    async def test_an_account_cancelled_between_the_read_and_the_take_is_not_confirmed_back(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """Read VERIFIED, then cancelled: the cancellation removed the member, the stale confirm adds none."""
+        tenant = _tenant("stale-verified")
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.verification(vid), "status") == b"VERIFIED"
+
+        async def race() -> None:
+            await RedisErasureStore(redis, Scripts(redis)).cancel(tenant, cancellation(target, "cancel-1"))
+
+        repairs = LaterRepairs(redis, _ReadThenRaced(redis, race))
+        member = f"place:{vid}"
+        score = int(await redis.zscore(keys.intents(), member) or 0)
+        assert (await repairs.repair(tenant, DueIntent(member, score))).outcome is RepairOutcome.REPAIRED
         assert not await redis.hexists(keys.identity(REF), f"m:{target}")
         assert not await redis.sismember(keys.identity_accounts(REF), target)
         assert not await redis.hexists(keys.account(target), "identity")
