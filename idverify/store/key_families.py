@@ -8,7 +8,8 @@ after them) can check that a step's keys would still share one slot: at most one
 
 A bucket's own indexes (its ``intents``, its ``erasure:due``, its ``audit:stage``) have no family
 of their own: each bucket holds one, so they go wherever the step that names them runs
-(:attr:`Family.LOCAL`). An intent's record goes with the first step of its sequence: a
+(:attr:`Family.LOCAL`), and so does a give-back's marker (``givenback:<token>``), kept in the
+slot of the counters it gives back. An intent's record goes with the first step of its sequence: a
 binding's ``bind:``, a cancellation's ``unbind:`` and an erasure's ``erase:`` with the account, a
 binding's ``place:`` and a re-indexing's ``move:`` with the identity.
 
@@ -57,6 +58,8 @@ _INTENT_FAMILY: Final = {
     "move": Family.IDENTITY,
 }
 _LOCAL: Final = frozenset({"intents", "erasure:due", "audit:stage"})
+# Marks beside what they mark: a give-back's in the slot of the counters it gives back.
+_LOCAL_HEADS: Final = frozenset({"givenback"})
 
 
 def family_of(key: str) -> Family:
@@ -72,9 +75,9 @@ def family_of(key: str) -> Family:
         raise ValueError(msg)
     if not tag.startswith("t:"):
         return Family.GLOBAL if tag == "global" else Family.PHONE
-    if rest in _LOCAL:
-        return Family.LOCAL
     head, _, tail = rest.partition(":")
+    if rest in _LOCAL or head in _LOCAL_HEADS:
+        return Family.LOCAL
     if head in _BY_HEAD:
         return _BY_HEAD[head]
     by_tail = _BY_TAIL.get(head)
@@ -108,7 +111,6 @@ def _window_family(purpose: str, key: str) -> Family:
 _BY_HEAD: Final[dict[str, Family]] = {
     **dict.fromkeys(_ACCOUNT, Family.ACCOUNT),
     **dict.fromkeys(_IDENTITY, Family.IDENTITY),
-    "givenback": Family.COUNTER,  # the give-back of counts goes with the counters (store.keys)
 }
 _BY_TAIL: Final[dict[str, Callable[[str, str], Family]]] = {
     "intent": _intent_family,

@@ -33,10 +33,10 @@ EXPECTED = [
     (T.rate_limit("claim_refusals_audited", "tag"), C),
     (T.rate_limit("phone", "tp1"), C),
     (T.rate_limit("phone_all_tenants_audited", "tp1"), C),
-    (T.given_back("token"), C),
     (T.intents(), Family.LOCAL),
     (T.erasure_due(), Family.LOCAL),
     (BucketKeys("acme", 7).audit_stage(), Family.LOCAL),
+    (T.given_back("token"), Family.LOCAL),
     (T.audit_log(), Family.TENANT),
     (T.audit_index("acct", "audit-a1"), Family.TENANT),
     (T.rate_limit("sends-tenant", "minute"), Family.TENANT),
@@ -82,6 +82,8 @@ def test_an_unknown_form_is_refused_not_guessed(key: str) -> None:
         # A place's take reading the verification.
         ([T.intents(), T.intent("place:v"), T.verification("v")], {A, ID}),
         ([T.account("a"), T.rate_limit("claim_refusals", "tag")], {A, C}),
+        # A give-back of an account's counter: its marker beside it.
+        ([T.given_back("tok"), T.check_mismatches("acct", "a")], set()),
         ([PhoneKeys("0" * 32).otp_failures(), T.audit_log()], {Family.PHONE, Family.TENANT}),
         ([GlobalKeys.SCHEMA, T.account("a")], {Family.GLOBAL, A}),
         # One family, with the tenant's entry and the bucket's own indexes beside it.
