@@ -2,7 +2,9 @@
 
 A tenant's intents are the sorted set ``TenantKeys.intents()`` (member -> the store-clock ms after
 which a repairer may take it) with one record each (``TenantKeys.intent()``). ``intent_take.lua``
-takes one with a check-and-set on its score and checks it as the sequence's first step would;
+takes one with a check-and-set on its score and checks it as the sequence's first step would,
+reading only keys of the intent's own bucket (a ``place:`` intent's verification outcome is read
+in the account's bucket first, ``bind_outcome.lua``, and given to it);
 the sequence is then resumed after that step: a cancellation's (``unbind``,
 ``store.cancellation_steps``), an account's erasure's (``erase``, ``store.erasure_steps``), a
 binding's (``bind`` from the identity's step, ``place`` with the confirm: ``store.binding_steps``)
