@@ -17,9 +17,9 @@
 -- Step by step the identity's step answers MOVED or RETRY (bind_place.lua), after the judge; here
 -- nothing can come between the steps, so the identity is asked first, before the judge writes,
 -- where the judge would have gone on to it: a verification waiting for its answer.
-local waiting = hgetall(KEYS[1])
-if waiting.status == 'CHALLENGE_SENT' and waiting.binding ~= '1' then
-  local moved = identity_move_reply(KEYS[4], waiting)
+local waiting = redis.call('HMGET', KEYS[1], 'status', 'binding', 'name_binding_seen')
+if waiting[1] == 'CHALLENGE_SENT' and waiting[2] ~= '1' then
+  local moved = identity_move_reply(KEYS[4], {name_binding_seen = waiting[3]})
   if moved then return moved end
 end
 local judged = bind_judge({KEYS[1], KEYS[2], KEYS[3], KEYS[6]},
