@@ -301,6 +301,33 @@ local function audit_stage(stage_key, base, fields)
   return redis.call('XADD', stage_key, '*', unpack(record))
 end
 
+-- The sequencer's judgement of a staged record (audit_sequence.lua appends it or refuses it), which
+-- QueryEvents' pending entries share (audit_stage_read.lua): the event a record's body records,
+-- or nil unless the body is exactly what audit_body() makes of that event, at most
+-- MAX_STAGED_BODY bytes, and its staged time a decimal of at most 15 digits.
+-- An entry's length is two bytes in an entry bundle (audit/tiles.py): a body and the longest
+-- '{"v":1,"seq":<n>,"time_ms":<ms>' stay below 65,536 bytes.
+local MAX_STAGED_BODY = 65000
+local function staged_rebuilt(body)
+  local decoded = cjson.decode('{' .. string.sub(body, 2))
+  if type(decoded) ~= 'table' or type(decoded.attributes) ~= 'table' then return nil end
+  local ev = {}
+  for k, v in pairs(decoded.attributes) do ev[k] = v end
+  for _, name in ipairs(AUDIT_TEXT_FIELDS) do ev[name] = decoded[name] end
+  for _, name in ipairs(AUDIT_REQUEST_FIELDS) do ev[name] = decoded[name] end
+  ev.steps = decoded.steps
+  if type(ev.type) ~= 'string' or ev.type == '' then return nil end
+  if audit_body(ev) ~= body then return nil end
+  return ev
+end
+local function staged_event(body, ms)
+  if #body > MAX_STAGED_BODY or string.sub(body, 1, 1) ~= ',' then return nil end
+  if not string.match(ms, '^%d+$') or #ms > 15 then return nil end
+  local ok, ev = pcall(staged_rebuilt, body)
+  if ok then return ev end
+  return nil
+end
+
 local function set_fields(key, t)
   local flat = {}
   for k, v in pairs(t) do

@@ -25,9 +25,6 @@
 -- Returns {'OK', first number, entries appended, refused stream ids...} or {'CONFLICT', cursor}
 -- or {'CLOSED', the removal's state} or {'BAD_BATCH', why} (nothing written).
 local RECORD_FIELDS = 6
--- An entry's length is two bytes in an entry bundle (audit/tiles.py): a body and the longest
--- '{"v":1,"seq":<n>,"time_ms":<ms>' stay below 65,536 bytes.
-local MAX_STAGED_BODY = 65000
 -- Receipts answer "sequenced as which number" for a day; past that a position below the cursor
 -- is known sequenced, its number found by a query of its content.
 local RECEIPT_KEEP_MS = 86400000
@@ -73,28 +70,6 @@ if late then
   if id_less(expected, previous) then return {'BAD_BATCH', 'a late batch above the cursor'} end
 elseif previous ~= last then
   return {'BAD_BATCH', 'last stream id'}
-end
-
--- The event a body records, or nil unless the body is exactly what audit_body() makes of it.
-local function rebuilt(body)
-  local decoded = cjson.decode('{' .. string.sub(body, 2))
-  if type(decoded) ~= 'table' or type(decoded.attributes) ~= 'table' then return nil end
-  local ev = {}
-  for k, v in pairs(decoded.attributes) do ev[k] = v end
-  for _, name in ipairs(AUDIT_TEXT_FIELDS) do ev[name] = decoded[name] end
-  for _, name in ipairs(AUDIT_REQUEST_FIELDS) do ev[name] = decoded[name] end
-  ev.steps = decoded.steps
-  if type(ev.type) ~= 'string' or ev.type == '' then return nil end
-  if audit_body(ev) ~= body then return nil end
-  return ev
-end
-
-local function staged_event(body, ms)
-  if #body > MAX_STAGED_BODY or string.sub(body, 1, 1) ~= ',' then return nil end
-  if not string.match(ms, '^%d+$') or #ms > 15 then return nil end
-  local ok, ev = pcall(rebuilt, body)
-  if ok then return ev end
-  return nil
 end
 
 -- What a receipt keeps of its record, to know it again under an id a new record may reuse: the
