@@ -78,7 +78,7 @@ from idverify.services.verification import VerificationServicer
 from idverify.store.account_exports import RedisAccountExports
 from idverify.store.accounts import RedisAccounts
 from idverify.store.audit_logs import configured_audit_log, configured_tiles, refuse_trimmed_logs
-from idverify.store.audit_stages import stage_sequencer
+from idverify.store.audit_stages import RedisAuditStages, stage_sequencer
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import (
     RedisClient,
@@ -643,7 +643,8 @@ async def _audit_flow(
     Raises:
         ConfigError: when the signing key cannot be read or the heads file is damaged.
     """
-    audit = build_audit_flow(settings, configured_audit_log(redis, scripts, tiles), keyring)
+    audit_log = configured_audit_log(redis, scripts, tiles)
+    audit = build_audit_flow(settings, audit_log, keyring, stages=RedisAuditStages(redis, scripts))
     try:
         await refuse_trimmed_logs(redis, tiles)
         await audit.find_rollbacks()

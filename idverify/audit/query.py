@@ -21,7 +21,16 @@ from typing import Protocol
 
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
 
-__all__ = ["PAGE", "EventFilter", "IndexedLog", "Posting", "PostingSeek", "QueryResult", "run_query"]
+__all__ = [
+    "PAGE",
+    "EventFilter",
+    "IndexedLog",
+    "Posting",
+    "PostingSeek",
+    "QueryResult",
+    "StagedAt",
+    "run_query",
+]
 
 PAGE = 256
 """Entries read per round trip."""
@@ -92,6 +101,8 @@ class EventFilter:
         accounts: the account's audit pseudonyms (one per pepper version still readable).
         start_index: the first index to consider.
         limit: stop after this many events (0: no limit).
+        end_index: the first index not considered, or None for the log's size when the query
+            begins (a caller that read the size itself fixes the cut there).
     """
 
     start_ms: int | None = None
@@ -102,6 +113,7 @@ class EventFilter:
     accounts: tuple[str, ...] = ()
     start_index: int = 0
     limit: int = 0
+    end_index: int | None = None
 
     def matches(self, event: AuditEvent) -> bool:
         """Whether an event passes the filter's non-index conditions."""
@@ -116,18 +128,28 @@ class EventFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class StagedAt:
+    """Where an entry not yet in the log was staged: its tenant's bucket and its stream id there."""
+
+    bucket: int
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueryResult:
     """One matching entry.
 
     Attributes:
-        event: the decoded entry.
-        leaf: its stored bytes, the Merkle leaf.
+        event: the decoded entry (for a pending one: number 0, the time it was staged).
+        leaf: its stored bytes, the Merkle leaf (empty for a pending one: fixed when numbered).
         stored_leaf_hash: its leaf hash as stored in the tree, or None while not integrated.
+        pending: where it was staged, for an entry not yet in the log (``audit.pending``).
     """
 
     event: AuditEvent
     leaf: bytes
     stored_leaf_hash: bytes | None
+    pending: StagedAt | None = None
 
 
 async def run_query(store: IndexedLog, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
@@ -160,6 +182,8 @@ async def run_query(store: IndexedLog, tenant: str, query: EventFilter) -> Async
 
 async def _index_range(store: IndexedLog, tenant: str, query: EventFilter) -> tuple[int, int]:
     high = await store.size(tenant)
+    if query.end_index is not None:
+        high = min(high, query.end_index)
     low = query.start_index
     times = [t for t in (query.start_ms, query.end_ms) if t is not None]
     if times and low < high:

@@ -23,7 +23,7 @@ committed does it delete the batch's records from the bucket's stream, those and
 The integrator then hashes the appended entries into the tree as before; a signed head covers
 only integrated entries. A staged position (bucket, stream id) is *pending* while the bucket's
 cursor is below it, and is then given its entry number (``StagedLog.position``); until then it is
-not readable through queries, exports or proofs.
+in no export, proof or signed head, and a query shows it only when asked to (``audit.pending``).
 
 The store is read and written through :class:`StagedLog`, the port declared here
 (``store.audit_stages.RedisAuditStages`` over Redis).

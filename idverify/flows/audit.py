@@ -15,6 +15,8 @@ The flow reads the log through :class:`AuditLog`, the port declared here, in typ
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -32,8 +34,10 @@ from idverify.audit.checkpoint import (
 )
 from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
+from idverify.audit.pending import PendingStages, not_in_log_part, staged_snapshot
 from idverify.audit.query import EventFilter, QueryResult
 from idverify.audit.rollback import Rollback, RollbackGuard
+from idverify.audit.sequencer import StagedPosition
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
@@ -51,6 +55,9 @@ HEAD_MAX_AGE_MS = 60_000
 _HEAD_ATTEMPTS = 8
 MAX_FILTER_VALUES = 64
 _MAX_FILTER_TEXT = 64
+# A Redis stream id: two unsigned 64-bit decimals (20 digits at most each, checked below).
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_STREAM_ID_PART_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,7 @@ class QueryRequest:
     account_id: str = ""
     start_index: int = 0
     limit: int = 0
+    include_pending: bool = False
 
 
 class AuditLog(Protocol):
@@ -136,8 +144,13 @@ class AuditFlow:
         configured_tenants: Collection[str] = (),
         guard: RollbackGuard | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        stages: PendingStages | None = None,
+        stage_buckets: int = 0,
     ) -> None:
         self._store = store
+        # The tenants' stage streams (audit_stage_buckets), for pending entries; none when 0.
+        self._stages = stages if stage_buckets else None
+        self._stage_buckets = stage_buckets
         self._signer = signer
         self._keyring = keyring
         self._configured = frozenset(configured_tenants)
@@ -315,10 +328,60 @@ class AuditFlow:
     def query(self, tenant: str, request: QueryRequest) -> AsyncIterator[QueryResult]:
         """The matching entries, in index order, read a page at a time.
 
+        With ``include_pending``, when no limit cut the log's entries short, the matching
+        entries staged in the tenant's buckets and not in the log follow (``audit.pending``); a
+        server that stages nowhere has none.
+
         Raises:
             InvalidArgument: on a reversed time range, or oversized or malformed filters.
         """
-        return self._store.query(tenant, self._filter(tenant, request))
+        query = self._filter(tenant, request)
+        if request.include_pending and self._stages is not None:
+            return self._with_pending(self._stages, tenant, query)
+        return self._store.query(tenant, query)
+
+    async def _with_pending(
+        self, stages: PendingStages, tenant: str, query: EventFilter
+    ) -> AsyncIterator[QueryResult]:
+        # The stages first, then the size that ends the log part: an entry sequenced in between
+        # is in the log part, and the pending part leaves it out by its receipt.
+        staged = await staged_snapshot(stages, tenant, self._stage_buckets, query)
+        size = await self._store.size(tenant)
+        sent = 0
+        async for found in self._store.query(tenant, dataclasses.replace(query, end_index=size)):
+            yield found
+            sent += 1
+        if query.limit and sent >= query.limit:
+            return
+        async for entry in not_in_log_part(stages, tenant, staged, size):
+            yield QueryResult(entry.event, b"", None, pending=entry.at)
+            sent += 1
+            if query.limit and sent >= query.limit:
+                return
+
+    async def staged_entry(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
+        """Where the entry staged at ``stream_id`` in the tenant's ``bucket`` stands.
+
+        Raises:
+            InvalidArgument: a bucket this server does not stage in, or a stream id that is not
+                ``<ms>-<seq>`` (two decimals of at most 64 bits).
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        if not 0 <= bucket < self._stage_buckets or self._stages is None:
+            raise InvalidArgument(
+                f"this server stages audit entries in {self._stage_buckets} buckets (0 to "
+                "audit_stage_buckets - 1)",
+                reason="BAD_BUCKET",
+                field="bucket",
+            )
+        parts = _STREAM_ID.fullmatch(stream_id)
+        if parts is None or any(int(part) > _STREAM_ID_PART_MAX for part in parts.groups()):
+            raise InvalidArgument(
+                "a stream id is <ms>-<seq>, two decimals of at most 64 bits",
+                reason="BAD_STREAM_ID",
+                field="stream_id",
+            )
+        return await self._stages.position(tenant, bucket, stream_id)
 
     def entries(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """The entries matching a filter the caller built (no request to check), in index order."""

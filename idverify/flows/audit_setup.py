@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 
 from idverify.audit.checkpoint import TreeHeadSigner
+from idverify.audit.pending import PendingStages
 from idverify.audit.published_heads import PublishedHeads
 from idverify.audit.rollback import RollbackGuard
 from idverify.audit.sequencer import StageSequencer
@@ -31,8 +32,10 @@ INTEGRATION_INTERVAL_SECONDS = 0.5
 log = logging.getLogger("idverify.audit")
 
 
-def build_audit_flow(settings: Settings, audit_log: AuditLog, keyring: Keyring) -> AuditFlow:
-    """The audit flow of a server: its log, signing key and rollback guard.
+def build_audit_flow(
+    settings: Settings, audit_log: AuditLog, keyring: Keyring, *, stages: PendingStages | None = None
+) -> AuditFlow:
+    """The audit flow of a server: its log, signing key and rollback guard, and its stage streams.
 
     Raises:
         ConfigError: when the configured signing key cannot be read, or a witness directory is
@@ -45,7 +48,15 @@ def build_audit_flow(settings: Settings, audit_log: AuditLog, keyring: Keyring) 
     # Tenants reached only through mapped client certificates have no client records to list.
     certificate_tenants = {target.split("/")[0] for target in settings.tls.client_principals.values()}
     configured = {t for t in (*settings.tenants, *certificate_tenants) if valid_tenant(t)}
-    return AuditFlow(audit_log, signer, keyring, configured_tenants=configured, guard=guard)
+    return AuditFlow(
+        audit_log,
+        signer,
+        keyring,
+        configured_tenants=configured,
+        guard=guard,
+        stages=stages,
+        stage_buckets=settings.audit_stage_buckets,
+    )
 
 
 async def integrate_forever(

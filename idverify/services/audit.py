@@ -12,6 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.audit.checkpoint import SignedHead
 from idverify.audit.events import AuditEvent
+from idverify.audit.query import QueryResult
+from idverify.audit.sequencer import PositionState
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
 from idverify.security.principals import Principal, caller
@@ -22,6 +24,12 @@ from idverify.v1 import audit_pb2_grpc
 
 _NANOS_PER_MS = 1_000_000
 _AUDIT = (Category.AUDIT,)
+_STAGED_STATES = {
+    PositionState.PENDING: pb.STAGED_STATE_PENDING,
+    PositionState.SEQUENCED: pb.STAGED_STATE_SEQUENCED,
+    PositionState.REFUSED: pb.STAGED_STATE_REFUSED,
+    PositionState.UNKNOWN: pb.STAGED_STATE_UNKNOWN,
+}
 
 
 def ms_from_timestamp(stamp: Timestamp) -> int:
@@ -51,6 +59,17 @@ def event_to_proto(event: AuditEvent) -> pb.AuditEvent:
         trace_id=event.trace_id,
         attributes=dict(event.attributes),
     )
+
+
+def result_to_proto(found: QueryResult) -> pb.QueryEventsResponse:
+    """The wire form of a query's entry: an entry of the log, or one still staged (``pending``)."""
+    response = pb.QueryEventsResponse(
+        event=event_to_proto(found.event), leaf=found.leaf, leaf_hash=found.stored_leaf_hash or b""
+    )
+    if found.pending is not None:
+        response.pending.bucket = found.pending.bucket
+        response.pending.stream_id = found.pending.stream_id
+    return response
 
 
 def head_to_proto(signed: SignedHead) -> pb.SignedTreeHead:
@@ -100,6 +119,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             account_id=request.account_id,
             start_index=request.start_index,
             limit=request.limit,
+            include_pending=request.include_pending,
         )
         # Recorded before the first entry goes out: a caller that cancels the stream part-way
         # has its read recorded all the same.
@@ -108,9 +128,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             if not recorded:
                 await self._record_query(principal, tenant, request.account_id)
                 recorded = True
-            yield pb.QueryEventsResponse(
-                event=event_to_proto(found.event), leaf=found.leaf, leaf_hash=found.stored_leaf_hash or b""
-            )
+            yield result_to_proto(found)
         if not recorded:
             await self._record_query(principal, tenant, request.account_id)
 
@@ -153,3 +171,17 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         hashes = await self._flow.consistency_proof(tenant, request.first, request.second)
         await self._reads.record_call(tenant, Reader.of(principal, "GetConsistencyProof"), _AUDIT)
         return pb.GetConsistencyProofResponse(hashes=hashes)
+
+    async def GetStagedEntry(
+        self, request: pb.GetStagedEntryRequest, context: Context
+    ) -> pb.GetStagedEntryResponse:
+        """Where an entry staged in one of the tenant's buckets stands, and its number once known."""
+        del context
+        principal = caller()
+        tenant = await self._flow.tenant(principal, request.tenant)
+        position = await self._flow.staged_entry(tenant, request.bucket, request.stream_id)
+        await self._reads.record_call(tenant, Reader.of(principal, "GetStagedEntry"), _AUDIT)
+        response = pb.GetStagedEntryResponse(state=_STAGED_STATES[position.state])
+        if position.index is not None:
+            response.index = position.index
+        return response

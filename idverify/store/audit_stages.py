@@ -1,4 +1,4 @@
-"""The audit stage streams over Redis: ``audit.sequencer.StagedLog``.
+"""The audit stage streams over Redis: ``audit.sequencer.StagedLog`` and ``audit.pending.PendingStages``.
 
 A bucket's stream (``TenantKeys.audit_stage``) is in the bucket's slot; its cursor and receipts
 are in the tenant's, beside the log that ``audit_sequence.lua`` appends to. No read or write here
@@ -7,9 +7,11 @@ joins the two slots in one command, so on Cluster each goes to its own shard.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from idverify.audit.pending import StagedView
 from idverify.audit.sequencer import (
     PositionState,
     Sequenced,
@@ -23,6 +25,8 @@ from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 
 __all__ = ["RedisAuditStages", "next_stream_id", "stage_sequencer"]
+
+_STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
@@ -113,6 +117,35 @@ class RedisAuditStages:
         """Deletes ``records`` (a committed step's batch) from ``bucket``'s stream, and nothing else."""
         async with translate_errors():
             await self._redis.xdel(BucketKeys(tenant, bucket).audit_stage(), *(r.stream_id for r in records))
+
+    async def staged_counts(self, tenant: str, buckets: int) -> list[int]:
+        """How many records each of the first ``buckets`` buckets' streams holds (one pipeline)."""
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            for bucket in range(buckets):
+                pipe.xlen(BucketKeys(tenant, bucket).audit_stage())
+            return [int(count) for count in await pipe.execute()]
+
+    async def read_staged(self, tenant: str, bucket: int, count: int) -> list[StagedView]:
+        """The first ``count`` records of ``bucket``'s stream, judged as the sequencer judges them."""
+        reply: list[Any] = await self._scripts.run(
+            "audit_stage_read", [BucketKeys(tenant, bucket).audit_stage()], [count]
+        )
+        # A record the sequencer would refuse comes back without its time or body.
+        return [
+            StagedView(as_text(i), int(ms), bytes(body)) if body else StagedView(as_text(i), 0, None)
+            for i, ms, body in reply
+        ]
+
+    async def cursors(self, tenant: str) -> dict[int, str]:
+        """Each bucket's cursor: the last stream id sequenced (buckets never sequenced are absent)."""
+        async with translate_errors():
+            raw = await self._redis.hgetall(TenantKeys(tenant).audit_stage_cursor())
+        # Only what the sequencer writes: a field planted beside them names no bucket it reads.
+        return {
+            int(as_text(bucket)): as_text(cursor)
+            for bucket, cursor in raw.items()
+            if as_text(bucket).isdigit() and _STREAM_ID.fullmatch(as_text(cursor))
+        }
 
     async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
         """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not.

@@ -109,6 +109,8 @@ SCRIPT_NAMES = (
     "audit_integrate",
     # Appends a bucket's staged audit entries to the tenant's log, behind the bucket's cursor.
     "audit_sequence",
+    # Reads a bucket's staged entries as the sequencer would judge them: QueryEvents' pending ones.
+    "audit_stage_read",
     "audit_head",
     "audit_seek",
     # Drops entries the entry bundles hold from Redis, a bounded batch a call.

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,35 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StagedState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StagedStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StagedState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STAGED_STATE_UNSPECIFIED: _StagedState.ValueType  # 0
+    STAGED_STATE_PENDING: _StagedState.ValueType  # 1
+    """Staged, not yet in the log."""
+    STAGED_STATE_SEQUENCED: _StagedState.ValueType  # 2
+    """In the log; `index` is its number while the service keeps its receipt (a day)."""
+    STAGED_STATE_REFUSED: _StagedState.ValueType  # 3
+    """Not what the service stages (a record planted or altered in the store): never in the log."""
+    STAGED_STATE_UNKNOWN: _StagedState.ValueType  # 4
+    """Nothing is staged at this position: never staged there, or its tenant was removed."""
+
+class StagedState(_StagedState, metaclass=_StagedStateEnumTypeWrapper): ...
+
+STAGED_STATE_UNSPECIFIED: StagedState.ValueType  # 0
+STAGED_STATE_PENDING: StagedState.ValueType  # 1
+"""Staged, not yet in the log."""
+STAGED_STATE_SEQUENCED: StagedState.ValueType  # 2
+"""In the log; `index` is its number while the service keeps its receipt (a day)."""
+STAGED_STATE_REFUSED: StagedState.ValueType  # 3
+"""Not what the service stages (a record planted or altered in the store): never in the log."""
+STAGED_STATE_UNKNOWN: StagedState.ValueType  # 4
+"""Nothing is staged at this position: never staged there, or its tenant was removed."""
+Global___StagedState: _TypeAlias = StagedState  # noqa: Y015
 
 @_typing.final
 class StepOutcome(_message.Message):
@@ -144,6 +174,7 @@ class QueryEventsRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     START_INDEX_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    INCLUDE_PENDING_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """Admins may name a tenant; for everyone else it is the caller's own."""
     method_id: _builtins.str
@@ -153,6 +184,12 @@ class QueryEventsRequest(_message.Message):
     """Start at this index (inclusive); to resume, pass the last index received plus one."""
     limit: _builtins.int
     """At most this many events; 0 means no limit."""
+    include_pending: _builtins.bool
+    """After the log's entries, when no limit cut them short: the matching entries staged in the
+    tenant's buckets and not yet in the log (its head at the query's start), each with `pending`
+    set, `index` 0 and `leaf` and `leaf_hash` empty, its time the time it was staged. At most
+    1,024 staged records are looked at per query (README, "Pending entries").
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -173,14 +210,39 @@ class QueryEventsRequest(_message.Message):
         account_id: _builtins.str = ...,
         start_index: _builtins.int = ...,
         limit: _builtins.int = ...,
+        include_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "end_time", b"end_time", "event_types", b"event_types", "limit", b"limit", "method_id", b"method_id", "outcomes", b"outcomes", "start_index", b"start_index", "start_time", b"start_time", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "end_time", b"end_time", "event_types", b"event_types", "include_pending", b"include_pending", "limit", b"limit", "method_id", b"method_id", "outcomes", b"outcomes", "start_index", b"start_index", "start_time", b"start_time", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryEventsRequest: _TypeAlias = QueryEventsRequest  # noqa: Y015
+
+@_typing.final
+class StagedPosition(_message.Message):
+    """Where an entry was staged: its tenant's bucket and its id in that bucket's stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.int
+    stream_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.int = ...,
+        stream_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StagedPosition: _TypeAlias = StagedPosition  # noqa: Y015
 
 @_typing.final
 class QueryEventsResponse(_message.Message):
@@ -189,22 +251,31 @@ class QueryEventsResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     LEAF_FIELD_NUMBER: _builtins.int
     LEAF_HASH_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
     leaf: _builtins.bytes
     """The exact bytes that were hashed into the tree."""
     leaf_hash: _builtins.bytes
     """The leaf hash stored in the tree; empty while the entry is not yet integrated."""
     @_builtins.property
     def event(self) -> Global___AuditEvent: ...
+    @_builtins.property
+    def pending(self) -> Global___StagedPosition:
+        """Set for an entry not yet in the log (include_pending): where it was staged. Such an entry
+        has no number, no leaf bytes yet (they are fixed when it is numbered) and is in no head or
+        proof; GetStagedEntry says when it has its number.
+        """
+
     def __init__(
         self,
         *,
         event: Global___AuditEvent | None = ...,
         leaf: _builtins.bytes = ...,
         leaf_hash: _builtins.bytes = ...,
+        pending: Global___StagedPosition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "pending", b"pending"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "leaf", b"leaf", "leaf_hash", b"leaf_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "leaf", b"leaf", "leaf_hash", b"leaf_hash", "pending", b"pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,3 +501,55 @@ class GetConsistencyProofResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetConsistencyProofResponse: _TypeAlias = GetConsistencyProofResponse  # noqa: Y015
+
+@_typing.final
+class GetStagedEntryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    bucket: _builtins.int
+    """A bucket number, 0 to the server's audit_stage_buckets - 1."""
+    stream_id: _builtins.str
+    """The entry's id in the bucket's stream, <ms>-<seq>."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        bucket: _builtins.int = ...,
+        stream_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "stream_id", b"stream_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStagedEntryRequest: _TypeAlias = GetStagedEntryRequest  # noqa: Y015
+
+@_typing.final
+class GetStagedEntryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    state: Global___StagedState.ValueType
+    index: _builtins.int
+    """The entry's number in the log, for SEQUENCED while its receipt is kept."""
+    def __init__(
+        self,
+        *,
+        state: Global___StagedState.ValueType = ...,
+        index: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "index", b"index"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "index", b"index", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
+    _WhichOneofArgType__index: _TypeAlias = _typing.Literal["_index", b"_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__index) -> _WhichOneofReturnType__index | None: ...
+
+Global___GetStagedEntryResponse: _TypeAlias = GetStagedEntryResponse  # noqa: Y015

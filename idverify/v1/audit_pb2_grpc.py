@@ -69,6 +69,11 @@ class AuditServiceStub:
                 request_serializer=idverify_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=idverify_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.GetStagedEntry = channel.unary_unary(
+                '/idverify.v1.AuditService/GetStagedEntry',
+                request_serializer=idverify_dot_v1_dot_audit__pb2.GetStagedEntryRequest.SerializeToString,
+                response_deserializer=idverify_dot_v1_dot_audit__pb2.GetStagedEntryResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -114,6 +119,15 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStagedEntry(self, request, context):
+        """Where an entry staged in one of the tenant's buckets stands (not yet in the log, in it,
+        refused, or unknown there). INVALID_ARGUMENT for a bucket the server does not stage in or a
+        stream id that is not <ms>-<seq>.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +155,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=idverify_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=idverify_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'GetStagedEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStagedEntry,
+                    request_deserializer=idverify_dot_v1_dot_audit__pb2.GetStagedEntryRequest.FromString,
+                    response_serializer=idverify_dot_v1_dot_audit__pb2.GetStagedEntryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -288,6 +307,33 @@ class AuditService:
             '/idverify.v1.AuditService/GetConsistencyProof',
             idverify_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
             idverify_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStagedEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idverify.v1.AuditService/GetStagedEntry',
+            idverify_dot_v1_dot_audit__pb2.GetStagedEntryRequest.SerializeToString,
+            idverify_dot_v1_dot_audit__pb2.GetStagedEntryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,11 @@ class AuditServiceStub:
     GetTreeHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.GetTreeHeadResponse]
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.GetInclusionProofResponse]
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.GetConsistencyProofResponse]
+    GetStagedEntry: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetStagedEntryRequest, _audit_pb2.GetStagedEntryResponse]
+    """Where an entry staged in one of the tenant's buckets stands (not yet in the log, in it,
+    refused, or unknown there). INVALID_ARGUMENT for a bucket the server does not stage in or a
+    stream id that is not <ms>-<seq>.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -69,6 +74,11 @@ class AuditServiceAsyncStub(AuditServiceStub):
     GetTreeHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.GetTreeHeadResponse]  # type: ignore[assignment]
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.GetInclusionProofResponse]  # type: ignore[assignment]
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
+    GetStagedEntry: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetStagedEntryRequest, _audit_pb2.GetStagedEntryResponse]  # type: ignore[assignment]
+    """Where an entry staged in one of the tenant's buckets stands (not yet in the log, in it,
+    refused, or unknown there). INVALID_ARGUMENT for a bucket the server does not stage in or a
+    stream id that is not <ms>-<seq>.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """The tamper-evident verification log (RFC 6962 Merkle tree, Ed25519-signed heads).
@@ -117,5 +127,16 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.GetConsistencyProofRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.GetConsistencyProofResponse, _abc.Awaitable[_audit_pb2.GetConsistencyProofResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStagedEntry(
+        self,
+        request: _audit_pb2.GetStagedEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.GetStagedEntryResponse, _abc.Awaitable[_audit_pb2.GetStagedEntryResponse]]:
+        """Where an entry staged in one of the tenant's buckets stands (not yet in the log, in it,
+        refused, or unknown there). INVALID_ARGUMENT for a bucket the server does not stage in or a
+        stream id that is not <ms>-<seq>.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

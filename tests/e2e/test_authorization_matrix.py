@@ -174,6 +174,20 @@ class TestTenantMatrix:
             code = code_of(lambda: client.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest(tenant=target)))
         assert code is expected(role, tenant == target, admin_call=False)
 
+    def test_staged_positions_stay_in_the_callers_tenant(
+        self, server: ServerProcess, tenant: str, role: str, target: str
+    ) -> None:
+        """GetStagedEntry as the other audit reads, the tenant checked before the request.
+
+        This server stages nowhere, so a caller let in is told its bucket is out of range.
+        """
+        server.token("auditor", tenant="tb")
+        request = audit_pb2.GetStagedEntryRequest(tenant=target, bucket=0, stream_id="1-0")
+        with server.client(role, tenant=tenant) as client:
+            code = code_of(lambda: client.audit.GetStagedEntry(request))
+        want = expected(role, tenant == target, admin_call=False)
+        assert code is (grpc.StatusCode.INVALID_ARGUMENT if want is grpc.StatusCode.OK else want)
+
     def test_client_administration_stays_in_the_callers_tenant(
         self, server: ServerProcess, tenant: str, role: str, target: str
     ) -> None:

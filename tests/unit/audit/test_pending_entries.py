@@ -1,0 +1,349 @@
+"""Staged entries not yet in the log, as QueryEvents' include_pending and GetStagedEntry show them.
+
+At the use-case level (``AuditFlow`` over ``RedisAuditLog`` and ``RedisAuditStages``) on a real
+redis-server: entries staged through the prelude's real ``audit_stage`` (``SyntheticStager``),
+sequenced by the real ``StageSequencer``. A pending entry follows the log's entries, filtered as
+they are, is in no head or proof, and is later in the log with the same content; a query that
+races a sequencer shows each entry once; a record the sequencer would refuse is never shown,
+nor anything of a record that no entry holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from idverify.audit import pending as pending_module
+from idverify.audit.checkpoint import TreeHeadSigner
+from idverify.audit.events import AuditEvent
+from idverify.audit.pending import StagedView
+from idverify.audit.query import QueryResult, StagedAt
+from idverify.audit.sequencer import PositionState, StagedPosition, StageSequencer
+from idverify.domain.errors import InvalidArgument, OutOfRange
+from idverify.flows.audit import AuditFlow, QueryRequest
+from idverify.privacy.keyring import Keyring
+from idverify.store.audit_logs import RedisAuditLog
+from idverify.store.audit_stages import RedisAuditStages
+from idverify.store.connection import RedisClient
+from idverify.store.keys import BucketKeys, TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticAppender, SyntheticStager
+
+KEYRING = Keyring.generate()
+BUCKETS = 4
+_tenants = itertools.count()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"pending-{next(_tenants)}"
+
+
+@pytest.fixture
+def stages(redis: RedisClient) -> RedisAuditStages:
+    return RedisAuditStages(redis, Scripts(redis))
+
+
+@pytest.fixture
+def flow(redis: RedisClient, stages: RedisAuditStages) -> AuditFlow:
+    return AuditFlow(
+        RedisAuditLog(redis, Scripts(redis)),
+        TreeHeadSigner(Ed25519PrivateKey.generate()),
+        KEYRING,
+        stages=stages,
+        stage_buckets=BUCKETS,
+    )
+
+
+def event(tenant: str, name: str, **fields: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A (base, fields) pair: a verification start of account ``acct-<name>`` unless told otherwise."""
+    base = {"principal": f"{tenant}/registrar/c1", "request_id": name, "trace_id": ""}
+    return base, {
+        "type": "verification.started",
+        "outcome": "started",
+        "method": "sms",
+        "account": KEYRING.pseudonym(tenant, "audit", f"acct-{name}"),
+        **fields,
+    }
+
+
+async def query(flow: AuditFlow, tenant: str, **request: Any) -> list[QueryResult]:
+    return [found async for found in flow.query(tenant, QueryRequest(**request))]
+
+
+def names(results: list[QueryResult]) -> list[tuple[str, bool]]:
+    """Each result's request id, and whether it is pending."""
+    return [(r.event.request_id, r.pending is not None) for r in results]
+
+
+def content(found: AuditEvent) -> AuditEvent:
+    """An entry without its number and time: what it records."""
+    return AuditEvent(**{**{f: getattr(found, f) for f in AuditEvent.__slots__}, "index": 0, "time_ms": 0})
+
+
+async def stage(redis: RedisClient, tenant: str, bucket: int, *names_: str) -> list[str]:
+    return await SyntheticStager(redis).stage(tenant, bucket, [event(tenant, n) for n in names_])
+
+
+class TestPendingPart:
+    async def test_after_the_log_in_no_head_then_in_the_log_with_the_same_content(
+        self, redis: RedisClient, flow: AuditFlow, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        await SyntheticAppender(redis).append(tenant, [event(tenant, "log-0"), event(tenant, "log-1")])
+        ids_2 = await stage(redis, tenant, 2, "b2-0", "b2-1")
+        ids_0 = await stage(redis, tenant, 0, "b0-0")
+        assert names(await query(flow, tenant)) == [("log-0", False), ("log-1", False)]
+        found = await query(flow, tenant, include_pending=True)
+        # Buckets in order, each in stream order, after the log's entries.
+        assert names(found) == [
+            ("log-0", False),
+            ("log-1", False),
+            ("b0-0", True),
+            ("b2-0", True),
+            ("b2-1", True),
+        ]
+        pending = found[2:]
+        assert [r.pending for r in pending] == [
+            StagedAt(0, ids_0[0]),
+            StagedAt(2, ids_2[0]),
+            StagedAt(2, ids_2[1]),
+        ]
+        assert all(r.event.index == 0 and r.leaf == b"" and r.stored_leaf_hash is None for r in pending)
+        assert (await flow.signed_head(tenant)).head.size == 2  # a signed head covers the log alone
+        with pytest.raises(OutOfRange):
+            await flow.inclusion_proof(tenant, 2, 3)
+        assert await flow.staged_entry(tenant, 2, ids_2[1]) == StagedPosition(PositionState.PENDING)
+
+        await StageSequencer(stages, BUCKETS).sequence(tenant)
+        assert (await flow.signed_head(tenant)).head.size == 5
+        after = await query(flow, tenant, include_pending=True)
+        assert [r.pending for r in after] == [None] * 5
+        integrated = {r.event.request_id: r for r in after}
+        for was in pending:
+            now = integrated[was.event.request_id]
+            assert content(now.event) == content(was.event)
+            assert now.stored_leaf_hash is not None
+            assert was.pending is not None
+            position = await flow.staged_entry(tenant, was.pending.bucket, was.pending.stream_id)
+            assert position == StagedPosition(PositionState.SEQUENCED, now.event.index)
+            await flow.inclusion_proof(tenant, now.event.index, 5)
+
+    async def test_filtered_as_the_logs_entries_are(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str
+    ) -> None:
+        await SyntheticStager(redis).stage(
+            tenant,
+            1,
+            [
+                event(tenant, "a"),
+                event(tenant, "b", type="verification.verified", outcome="verified"),
+                event(tenant, "c", method="faceid"),
+            ],
+        )
+
+        async def pending(**request: Any) -> list[str]:
+            return [r.event.request_id for r in await query(flow, tenant, include_pending=True, **request)]
+
+        assert await pending() == ["a", "b", "c"]
+        assert await pending(types=["verification.verified"]) == ["b"]
+        assert await pending(outcomes=["started"]) == ["a", "c"]
+        assert await pending(method="faceid") == ["c"]
+        assert await pending(account_id="acct-b") == ["b"]
+        assert await pending(account_id="acct-z") == []
+        now_ms = int(time.time() * 1000)
+        assert await pending(start_ms=now_ms + 60_000) == []
+        assert await pending(end_ms=now_ms - 60_000) == []
+        assert await pending(start_ms=now_ms - 60_000) == ["a", "b", "c"]
+
+    async def test_only_when_no_limit_cut_the_log_part_and_within_it(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str
+    ) -> None:
+        await SyntheticAppender(redis).append(tenant, [event(tenant, "log-0"), event(tenant, "log-1")])
+        await stage(redis, tenant, 3, "p-0", "p-1")
+        assert names(await query(flow, tenant, include_pending=True, limit=2)) == [
+            ("log-0", False),
+            ("log-1", False),
+        ]
+        assert names(await query(flow, tenant, include_pending=True, limit=3))[-1] == ("p-0", True)
+        # Pending entries have no number: a query resumed past the log still ends with them.
+        assert names(await query(flow, tenant, include_pending=True, start_index=2)) == [
+            ("p-0", True),
+            ("p-1", True),
+        ]
+
+    async def test_a_query_reads_at_most_its_bound_of_staged_records(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(pending_module, "PENDING_READ", 5)
+        for bucket in range(3):
+            await stage(redis, tenant, bucket, *(f"b{bucket}-{i}" for i in range(3)))
+        found = await query(flow, tenant, include_pending=True)
+        assert [r.event.request_id for r in found] == ["b0-0", "b0-1", "b0-2", "b1-0", "b1-1"]
+
+    async def test_a_server_that_stages_nowhere_shows_none(self, redis: RedisClient, tenant: str) -> None:
+        unstaged = AuditFlow(
+            RedisAuditLog(redis, Scripts(redis)), TreeHeadSigner(Ed25519PrivateKey.generate()), KEYRING
+        )
+        await SyntheticAppender(redis).append(tenant, [event(tenant, "log-0")])
+        await stage(redis, tenant, 0, "p-0")
+        assert names(await query(unstaged, tenant, include_pending=True)) == [("log-0", False)]
+
+
+class _Racing(RedisAuditStages):
+    """Stage reads that let a sequencer run in a query: after its stage read, or before its cursor read."""
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, tenant: str, *, when: str) -> None:
+        super().__init__(redis, scripts)
+        self._sequencer = StageSequencer(RedisAuditStages(redis, scripts), BUCKETS)
+        self._tenant = tenant
+        self._when = when
+
+    async def read_staged(self, tenant: str, bucket: int, count: int) -> list[StagedView]:
+        views = await super().read_staged(tenant, bucket, count)
+        if self._when == "before the log's size":
+            await self._sequencer.sequence(self._tenant)
+        return views
+
+    async def cursors(self, tenant: str) -> dict[int, str]:
+        if self._when == "after the log's size":
+            await self._sequencer.sequence(self._tenant)
+        return await super().cursors(tenant)
+
+
+@pytest.mark.parametrize("when", ["before the log's size", "after the log's size"])
+async def test_an_entry_sequenced_while_a_query_runs_is_shown_once(
+    redis: RedisClient, tenant: str, when: str
+) -> None:
+    """Sequenced before the log part's cut: in it; after: still pending. Never in both, never in neither."""
+    racing = _Racing(redis, Scripts(redis), tenant, when=when)
+    flow = AuditFlow(
+        RedisAuditLog(redis, Scripts(redis)),
+        TreeHeadSigner(Ed25519PrivateKey.generate()),
+        KEYRING,
+        stages=racing,
+        stage_buckets=BUCKETS,
+    )
+    await SyntheticAppender(redis).append(tenant, [event(tenant, "log-0")])
+    await stage(redis, tenant, 1, "p-0", "p-1")
+    found = names(await query(flow, tenant, include_pending=True))
+    sequenced_first = when == "before the log's size"
+    assert found == [("log-0", False), ("p-0", not sequenced_first), ("p-1", not sequenced_first)]
+
+
+class TestHostileRecords:
+    async def test_records_the_sequencer_refuses_are_never_shown(
+        self, redis: RedisClient, flow: AuditFlow, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """Planted bodies (forged seq, spacing, a number attribute, oversized, bad times) are left out.
+
+        What the query shows is exactly what the sequencer then appends: the same judgement.
+        """
+        stage_key = BucketKeys(tenant, 0).audit_stage()
+        await stage(redis, tenant, 0, "good-0")
+        ((_, good),) = await redis.xrange(stage_key)
+        body = good[b"b"]
+        now = good[b"ms"]
+        planted = [
+            {b"b": body[:-1] + b',"seq":5}', b"ms": now},
+            {b"b": b',"seq":5' + body, b"ms": now},
+            {b"b": body.replace(b'","', b'", "', 1), b"ms": now},
+            {b"b": body.replace(b'"attributes":{}', b'"attributes":{"n":7}'), b"ms": now},
+            {
+                b"b": body.replace(b'"attributes":{}', b'"attributes":{"x":"' + b"y" * 70_000 + b'"}'),
+                b"ms": now,
+            },
+            {b"b": body.replace(b'"request_id":"good-0"', b'"request_id":"planted"'), b"ms": b"soon"},
+            {b"b": b"", b"ms": now},
+            {b"ms": now},
+            {b"b": b'{"v":1,"seq":0,"time_ms":1' + body, b"ms": now},
+        ]
+        for fields in planted:
+            await redis.xadd(stage_key, fields)  # type: ignore[arg-type]
+        # A field repeated: the sequencer takes the last, and so does the query.
+        await redis.execute_command(  # type: ignore[no-untyped-call]
+            "XADD", stage_key, "*", "b", body.replace(b"good-0", b"first"), "ms", now, "b", b"x"
+        )
+        await redis.hset(TenantKeys(tenant).audit_stage_cursor(), "planted", "not a stream id")
+        await stage(redis, tenant, 0, "good-1")
+        found = await query(flow, tenant, include_pending=True)
+        assert names(found) == [("good-0", True), ("good-1", True)]
+        report = await StageSequencer(stages, BUCKETS).sequence(tenant)
+        assert (report.appended, len(report.refused)) == (2, len(planted) + 1)
+
+    async def test_a_pending_entry_carries_only_what_its_log_entry_will(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str
+    ) -> None:
+        """The sealed account id, whose and the span a record keeps for the outbox never leave Redis."""
+        stage_key = BucketKeys(tenant, 0).audit_stage()
+        await stage(redis, tenant, 0, "template")
+        ((_, good),) = await redis.xrange(stage_key)
+        await redis.xadd(
+            stage_key,
+            {
+                b"b": good[b"b"],
+                b"ms": good[b"ms"],
+                b"ea": b"SEALED-ACCT-ID",
+                b"ef": b"WHOSE-ACCT",
+                b"c": b"SPAN-1",
+            },
+        )
+        found = await query(flow, tenant, include_pending=True)
+        assert len(found) == 2
+        shown = repr(found).encode()
+        for secret in (b"SEALED-ACCT-ID", b"WHOSE-ACCT", b"SPAN-1", b"acct-template"):
+            assert secret not in shown
+        assert found[1].event.account == KEYRING.pseudonym(tenant, "audit", "acct-template")
+
+
+class TestStagedEntry:
+    async def test_pending_sequenced_refused_unknown(
+        self, redis: RedisClient, flow: AuditFlow, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        (staged,) = await stage(redis, tenant, 3, "p-0")
+        planted = (await redis.xadd(BucketKeys(tenant, 3).audit_stage(), {b"b": b"x", b"ms": b"1"})).decode()
+        assert await flow.staged_entry(tenant, 3, staged) == StagedPosition(PositionState.PENDING)
+        assert await flow.staged_entry(tenant, 3, planted) == StagedPosition(PositionState.PENDING)
+        assert await flow.staged_entry(tenant, 2, staged) == StagedPosition(PositionState.UNKNOWN)
+        await StageSequencer(stages, BUCKETS).sequence(tenant)
+        assert await flow.staged_entry(tenant, 3, staged) == StagedPosition(PositionState.SEQUENCED, 0)
+        assert await flow.staged_entry(tenant, 3, planted) == StagedPosition(PositionState.REFUSED)
+
+    @pytest.mark.parametrize(
+        ("bucket", "stream_id", "field"),
+        [
+            (BUCKETS, "1-0", "bucket"),
+            (2**32 - 1, "1-0", "bucket"),
+            (0, "", "stream_id"),
+            (0, "5", "stream_id"),
+            (0, "a-b", "stream_id"),
+            (0, "1-2-3", "stream_id"),
+            (0, "-1-0", "stream_id"),
+            (0, " 1-0", "stream_id"),
+            (0, "18446744073709551616-0", "stream_id"),
+            (0, "1-" + "9" * 21, "stream_id"),
+            (0, "١-٠", "stream_id"),  # noqa: RUF001 - digits, but not ASCII ones
+        ],
+    )
+    async def test_bad_positions_are_named(
+        self, flow: AuditFlow, tenant: str, bucket: int, stream_id: str, field: str
+    ) -> None:
+        with pytest.raises(InvalidArgument) as refused:
+            await flow.staged_entry(tenant, bucket, stream_id)
+        assert refused.value.field == field
+        assert refused.value.reason == ("BAD_BUCKET" if field == "bucket" else "BAD_STREAM_ID")
+
+    async def test_the_largest_stream_id_is_a_position(self, flow: AuditFlow, tenant: str) -> None:
+        largest = f"{2**64 - 1}-{2**64 - 1}"
+        assert await flow.staged_entry(tenant, 0, largest) == StagedPosition(PositionState.UNKNOWN)
+
+    async def test_a_server_that_stages_nowhere_has_no_bucket(self, redis: RedisClient, tenant: str) -> None:
+        unstaged = AuditFlow(
+            RedisAuditLog(redis, Scripts(redis)), TreeHeadSigner(Ed25519PrivateKey.generate()), KEYRING
+        )
+        with pytest.raises(InvalidArgument) as refused:
+            await unstaged.staged_entry(tenant, 0, "1-0")
+        assert refused.value.field == "bucket"
