@@ -395,6 +395,10 @@ class Settings:
     # today's scripts all append in place. Every server and command of a deployment must agree:
     # the streams of buckets a sequencer does not know are never read.
     audit_stage_buckets: int = 0
+    # How often every worker sequences the staged entries and integrates the trees (0.05 s to an
+    # hour): how long a staged entry stays pending, and a new entry unproven, at most. Heads and
+    # proofs integrate what they need anyway. Tests that hold entries pending lengthen it.
+    audit_integration_interval_seconds: float = 0.5
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.
     allow_readable_key_files: bool = False
@@ -691,6 +695,11 @@ def _tiles_dir(value: Any) -> str:
     return value
 
 
+MIN_INTEGRATION_INTERVAL = 0.05
+"""A worker's integration loop sleeps at least this long: shorter would spin on an idle log."""
+MAX_INTEGRATION_INTERVAL = 3600.0
+"""An hour: a staged entry pending longer than that is a stopped service, not a setting."""
+
 MAX_STAGE_BUCKETS = 1024
 """Ten times the hundred primaries issue 26 spreads a tenant over: room for an even share each."""
 
@@ -904,6 +913,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "verification: otp_failure_window_seconds at most 86400 (a day), otp_failures_per_phone >= 0"
         )
+    _validate_integration_interval(settings.audit_integration_interval_seconds)
     _validate_rate_limits(settings.rate_limits)
     _validate_tiles_url(settings)
     _validate_transport(settings)
@@ -912,6 +922,12 @@ def _validate(settings: Settings) -> None:
     _validate_lifecycle(settings)
     _validate_events(settings.events)
     _validate_webhooks(settings.webhooks, settings.events)
+
+
+def _validate_integration_interval(seconds: float) -> None:
+    if not MIN_INTEGRATION_INTERVAL <= seconds <= MAX_INTEGRATION_INTERVAL:
+        bounds = f"{MIN_INTEGRATION_INTERVAL} to {MAX_INTEGRATION_INTERVAL:.0f}"
+        raise ConfigError(f"audit_integration_interval_seconds: {bounds}, got {seconds:g}")
 
 
 def _validate_tiles_url(settings: Settings) -> None:

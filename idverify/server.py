@@ -469,6 +469,7 @@ async def start(
             integrate_forever(
                 audit,
                 clients.tenants,
+                interval_seconds=settings.audit_integration_interval_seconds,
                 sequencer=stage_sequencer(redis, scripts, settings.audit_stage_buckets),
             )
         ),

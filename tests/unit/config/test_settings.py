@@ -243,9 +243,22 @@ def test_audit_stage_buckets_are_none_unless_counted(tmp_path: Path) -> None:
     assert load_settings(environ={"IDVERIFY_AUDIT_STAGE_BUCKETS": "1024"}).audit_stage_buckets == 1024
 
 
+INTERVAL = "audit_integration_interval_seconds"
+
+
+def test_the_integration_interval_is_half_a_second_unless_set(tmp_path: Path) -> None:
+    assert load_settings(environ={}).audit_integration_interval_seconds == 0.5
+    config = tmp_path / "idverify.toml"
+    config.write_text("audit_integration_interval_seconds = 2.5\n", encoding="utf-8")
+    assert load_settings(config, environ={}).audit_integration_interval_seconds == 2.5
+    environ = {"IDVERIFY_AUDIT_INTEGRATION_INTERVAL_SECONDS": "3600"}
+    assert load_settings(environ=environ).audit_integration_interval_seconds == 3600
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
+        *((f"{INTERVAL} = {v}", f"{INTERVAL}: 0.05 to 3600, got {v}") for v in ("0", "0.01", "3601")),
         ("audit_stage_buckets = -1", "audit_stage_buckets: expected 0 to 1024, got -1"),
         ("audit_stage_buckets = 1025", "audit_stage_buckets: expected 0 to 1024, got 1025"),
         ("audit_stage_buckets = true", "audit_stage_buckets: expected 0 to 1024, got True"),

@@ -1,0 +1,238 @@
+"""Pending audit entries end to end: QueryEvents' include_pending and GetStagedEntry (issue 26).
+
+A real server (one worker, staging in 4 buckets) on a redis-server of its own, whose integration
+loop runs once an hour (``audit_integration_interval_seconds``): a record staged before a restart
+is sequenced by the loop's first round at start, and the test waits for it, so that every record
+staged afterwards stays pending until the test sequences it itself, as a second worker would
+(the real ``StageSequencer`` against the same Redis). No production step stages yet, so the test
+stages as a bucket's script would, through the prelude's own ``audit_stage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from idverify.audit.sequencer import StageSequencer
+from idverify.client import Client
+from idverify.store.audit_stages import RedisAuditStages
+from idverify.store.connection import connect
+from idverify.store.keys import BucketKeys
+from idverify.store.scripts import Scripts
+from idverify.store.synthetic_audit import SyntheticStager
+from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
+from idverify.v1 import audit_pb2
+
+from .conftest import LOOSE, person, rich_error, verify
+
+pytestmark = pytest.mark.e2e
+BUCKETS = 4
+CONFIG = f"audit_stage_buckets = {BUCKETS}\naudit_integration_interval_seconds = 3600\n"
+STATE = audit_pb2.StagedState
+STARTED = "verification.started"
+
+
+@dataclass
+class Staging:
+    """The server, its Redis, and the staged record its loop sequenced at start."""
+
+    server: ServerProcess
+    store: RedisProcess
+    anchor: str
+
+    def run(self, work: Any) -> Any:
+        """Runs ``work(redis)`` against the server's Redis in a loop of its own."""
+
+        async def with_client() -> Any:
+            client = connect(self.store.url)
+            try:
+                return await work(client)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(with_client())
+
+    def stage(self, bucket: int, *names: str, tenant: str = "default") -> list[str]:
+        """Stages a verification start per name (its request id) in ``bucket``, as a bucket's script would."""
+        events = [
+            (
+                {"principal": f"{tenant}/registrar/e2e", "request_id": name, "trace_id": ""},
+                {"type": "verification.started", "outcome": "started", "method": "sms", "account": "p" * 32},
+            )
+            for name in names
+        ]
+        ids: list[str] = self.run(lambda r: SyntheticStager(r).stage(tenant, bucket, events))
+        return ids
+
+    def sequence(self) -> None:
+        """What a second worker's loop does: sequences the tenant's buckets."""
+        self.run(lambda r: StageSequencer(RedisAuditStages(r, Scripts(r)), BUCKETS).sequence("default"))
+
+
+def position(
+    client: Client, bucket: int, stream_id: str, tenant: str = ""
+) -> audit_pb2.GetStagedEntryResponse:
+    return client.audit.GetStagedEntry(
+        audit_pb2.GetStagedEntryRequest(tenant=tenant, bucket=bucket, stream_id=stream_id)
+    )
+
+
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+    directory = tmp_path_factory.mktemp("pending")
+    store = RedisProcess(
+        directory / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True)
+    )
+    store.start()
+    server = ServerProcess(
+        directory / "server", config=CONFIG + LOOSE, redis_url=store.url, extra_args=["--workers", "1"]
+    )
+    try:
+        server.start()
+        with server.client("registrar") as registrar:
+            verify(server, registrar, person(), "pending-acct")
+        server.token("auditor")
+        server.token("admin")
+        server.token("auditor", tenant="tb")
+        server.stop()
+        staging = Staging(server, store, "")
+        (staging.anchor,) = staging.stage(0, "anchor")
+        server.start()
+        # The loop's first round sequences the anchor; the next is an hour away.
+        with server.client("auditor") as auditor:
+            deadline = time.monotonic() + 120
+            while position(auditor, 0, staging.anchor).state != STATE.STAGED_STATE_SEQUENCED:
+                assert time.monotonic() < deadline, "the integration loop never ran"
+                time.sleep(0.05)
+        yield staging
+    finally:
+        server.stop()
+        store.stop()
+
+
+@pytest.fixture(scope="module")
+def auditor(staging: Staging) -> Iterator[Client]:
+    with staging.server.client("auditor") as client:
+        yield client
+
+
+def query(client: Client, **fields: Any) -> list[audit_pb2.QueryEventsResponse]:
+    return list(client.audit.QueryEvents(audit_pb2.QueryEventsRequest(**fields)))
+
+
+def without_place(event: audit_pb2.AuditEvent) -> audit_pb2.AuditEvent:
+    """An entry without its number and time: what it records."""
+    copy = audit_pb2.AuditEvent()
+    copy.CopyFrom(event)
+    copy.ClearField("index")
+    copy.ClearField("time")
+    return copy
+
+
+def test_a_pending_entry_is_shown_after_the_log_then_is_in_it_with_the_same_content(
+    staging: Staging, auditor: Client
+) -> None:
+    # Started verifications only: the server appends its own entries meanwhile (reads' summaries).
+    before = query(auditor, event_types=[STARTED])
+    assert before
+    assert all(not r.HasField("pending") for r in before)
+    ids = {"e2e-p-1": staging.stage(1, "e2e-p-1")[0], "e2e-p-3": staging.stage(3, "e2e-p-3")[0]}
+    assert len(query(auditor, event_types=[STARTED])) == len(before)
+    found = query(auditor, event_types=[STARTED], include_pending=True)
+    assert [r.event.index for r in found[: len(before)]] == [r.event.index for r in before]
+    pending = found[len(before) :]
+    assert [(r.pending.bucket, r.pending.stream_id) for r in pending] == [
+        (1, ids["e2e-p-1"]),
+        (3, ids["e2e-p-3"]),
+    ]
+    for shown in pending:
+        assert shown.event.index == 0
+        assert (shown.leaf, shown.leaf_hash) == (b"", b"")
+        answer = position(auditor, shown.pending.bucket, shown.pending.stream_id)
+        assert answer.state == STATE.STAGED_STATE_PENDING
+        assert not answer.HasField("index")
+    head = auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head
+
+    staging.sequence()
+    grown = auditor.audit.GetTreeHead(audit_pb2.GetTreeHeadRequest()).head  # integrates
+    logged = {r.event.request_id: r for r in query(auditor, event_types=[STARTED])}
+    for shown in pending:
+        answer = position(auditor, shown.pending.bucket, shown.pending.stream_id)
+        assert answer.state == STATE.STAGED_STATE_SEQUENCED
+        assert answer.index >= head.tree_size  # the head signed while it was pending did not cover it
+        integrated = logged[shown.event.request_id]
+        assert integrated.event.index == answer.index
+        assert integrated.leaf_hash
+        assert without_place(integrated.event) == without_place(shown.event)
+        auditor.audit.GetInclusionProof(
+            audit_pb2.GetInclusionProofRequest(index=answer.index, tree_size=grown.tree_size)
+        )
+    assert all(not r.HasField("pending") for r in query(auditor, include_pending=True))
+
+
+def test_a_planted_record_is_never_shown_and_is_refused(staging: Staging, auditor: Client) -> None:
+    """Someone with Redis write access plants a record that is not what the service stages."""
+    (good,) = staging.stage(2, "e2e-template")
+    stage_key = BucketKeys("default", 2).audit_stage()
+
+    async def plant(redis: Any) -> str:
+        ((_, fields),) = await redis.xrange(stage_key, good, good)
+        body, ms = fields[b"b"], fields[b"ms"]
+        # A copy with what a record keeps for the outbox alone (sealed account id, whose, span).
+        secret = {b"ea": b"SEALED-SECRET", b"ef": b"WHOSE-SECRET", b"c": b"SPAN-SECRET"}
+        await redis.xadd(stage_key, {b"b": body.replace(b"e2e-template", b"e2e-copy"), b"ms": ms, **secret})
+        # Not the canonical bytes (a space): the sequencer refuses it.
+        forged = body.replace(b"e2e-template", b"e2e-forged").replace(b'","', b'", "', 1)
+        return (await redis.xadd(stage_key, {b"b": forged, b"ms": ms})).decode()  # type: ignore[no-any-return]
+
+    planted = staging.run(plant)
+    shown = query(auditor, include_pending=True)
+    requests = [r.event.request_id for r in shown if r.HasField("pending")]
+    assert requests == ["e2e-template", "e2e-copy"]
+    wire = b"".join(r.SerializeToString() for r in shown)
+    for secret in (b"SEALED-SECRET", b"WHOSE-SECRET", b"SPAN-SECRET", b"e2e-forged"):
+        assert secret not in wire
+    assert position(auditor, 2, planted).state == STATE.STAGED_STATE_PENDING
+    staging.sequence()
+    assert position(auditor, 2, planted).state == STATE.STAGED_STATE_REFUSED
+    assert "e2e-forged" not in {r.event.request_id for r in query(auditor)}
+
+
+@pytest.mark.parametrize(
+    ("bucket", "stream_id", "reason", "field"),
+    [
+        (BUCKETS, "1-0", "BAD_BUCKET", "bucket"),
+        (0, "", "BAD_STREAM_ID", "stream_id"),
+        (0, "1-0-0", "BAD_STREAM_ID", "stream_id"),
+        (0, "99999999999999999999-0", "BAD_STREAM_ID", "stream_id"),
+    ],
+)
+def test_a_bad_position_is_invalid_argument_naming_its_field(
+    auditor: Client, bucket: int, stream_id: str, reason: str, field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        position(auditor, bucket, stream_id)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_error(refused.value) == (reason, field)
+
+
+def test_another_tenant_or_role_cannot_ask_where_an_entry_stands(staging: Staging) -> None:
+    """A registrar is not an auditor; another tenant's auditor is refused this tenant's stage."""
+    anchor = staging.anchor
+    with staging.server.client("registrar") as registrar, pytest.raises(grpc.RpcError) as refused:
+        position(registrar, 0, anchor)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    with staging.server.client("auditor", tenant="tb") as theirs:
+        with pytest.raises(grpc.RpcError) as refused:
+            position(theirs, 0, anchor, tenant="default")
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        # Its own tenant's bucket holds nothing at that position.
+        assert position(theirs, 0, anchor).state == STATE.STAGED_STATE_UNKNOWN
+    with staging.server.client("admin") as admin:
+        assert position(admin, 0, anchor).state == STATE.STAGED_STATE_SEQUENCED
