@@ -146,7 +146,8 @@ class MemoryAuditLog:
         await self.tree_state(tenant)  # refused as Redis's is
         log = self._log(tenant)
         sent = 0
-        for index in range(query.start_index, len(log.entries)):
+        end = len(log.entries) if query.end_index is None else min(len(log.entries), query.end_index)
+        for index in range(query.start_index, end):
             leaf = log.entries[index]
             event = parse_entry(leaf)
             if event.index != index:

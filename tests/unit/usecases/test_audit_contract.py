@@ -213,3 +213,14 @@ async def test_contract_queries_filter_in_index_order(port: Port) -> None:
     results = [r async for r in log.query("acme", EventFilter(start_index=11))]
     assert [timeless(r.event) for r in results] == [timeless(parse_entry(results[0].leaf))]
     assert results[0].leaf == (await log.entries("acme", [11]))[0]
+
+
+async def test_contract_a_query_cut_at_an_index_stops_before_it(port: Port) -> None:
+    """``end_index``: the log as it was when a caller read its size (QueryEvents' pending part)."""
+    log, world = port.store, port.world
+    await world.append("acme", events(12))
+    assert await indices(log, "acme", EventFilter(end_index=5)) == list(range(5))
+    granted = frozenset({"consent.granted"})
+    assert await indices(log, "acme", EventFilter(types=granted, end_index=6)) == [1, 3, 5]
+    assert await indices(log, "acme", EventFilter(start_index=4, end_index=4)) == []
+    assert await indices(log, "acme", EventFilter(end_index=40)) == list(range(12))
