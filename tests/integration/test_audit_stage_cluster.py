@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.sequencer import StageSequencer
-from idverify.flows.audit import AuditFlow
+from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.tenant_removal import TenantRemoval
 from idverify.privacy.keyring import Keyring
 from idverify.security.clients import ClientRegistry
@@ -115,6 +115,44 @@ async def test_a_removal_closes_the_log_after_the_staged_entries_and_erases_the_
         for bucket in range(BUCKETS):
             assert not await client.exists(BucketKeys(tenant, bucket).audit_stage())
         assert await client.hlen(keys.audit_log()) == len(entries)
+    finally:
+        for key in [BucketKeys(tenant, b).audit_stage() for b in range(BUCKETS)]:
+            await client.delete(key)
+        async for key in client.scan_iter(match=f"iv1:{{t:{tenant}}}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+async def test_pending_entries_are_read_from_every_shard_then_found_in_the_log(
+    redis_cluster: LocalCluster,
+) -> None:
+    """QueryEvents' pending part on a Cluster: each bucket's XLEN and read script on its own shard."""
+    client = connect(redis_cluster.url)
+    assert isinstance(client, RedisCluster)
+    tenant = await _spread_tenant(client, "pending")
+    try:
+        scripts = Scripts(client)
+        stages = RedisAuditStages(client, scripts)
+        stager = SyntheticStager(client)
+        staged = {
+            bucket: await stager.stage(tenant, bucket, [event(f"p-b{bucket}-{n}") for n in range(2)])
+            for bucket in range(BUCKETS)
+        }
+        audit = AuditFlow(
+            RedisAuditLog(client, scripts),
+            TreeHeadSigner(Ed25519PrivateKey.generate()),
+            Keyring.generate(),
+            stages=stages,
+            stage_buckets=BUCKETS,
+        )
+        pending = [r async for r in audit.query(tenant, QueryRequest(include_pending=True))]
+        assert [(r.pending.bucket, r.pending.stream_id) for r in pending if r.pending] == [
+            (bucket, stream_id) for bucket in range(BUCKETS) for stream_id in staged[bucket]
+        ]
+        await StageSequencer(stages, BUCKETS).sequence(tenant)
+        logged = [r async for r in audit.query(tenant, QueryRequest(include_pending=True))]
+        assert [r.pending for r in logged] == [None] * len(pending)
+        assert sorted(r.event.request_id for r in logged) == sorted(r.event.request_id for r in pending)
     finally:
         for key in [BucketKeys(tenant, b).audit_stage() for b in range(BUCKETS)]:
             await client.delete(key)
