@@ -32,9 +32,10 @@ from idverify.flows.context import seconds_left
 from idverify.flows.identity_mover import move_wait_deadline, wait_for_move
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import as_text
-from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.keys import TenantKeys
 from idverify.store.scripts import BINDING_STEPS, ChainStep, Scripts, hash_fields
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS
+from idverify.store.visited_tenants import VisitedTenants
 
 __all__ = ["BIND_KIND", "PLACE_KIND", "Answer", "BindingSteps", "Pointing", "bind_member", "place_member"]
 
@@ -106,7 +107,7 @@ class BindingSteps:
         self._runner = runner
         self._scripts = scripts
         self._pointing = pointing
-        self._noted: set[str] = set()
+        self._tenants = VisitedTenants(scripts)
 
     def intent_keys(self, tenant: str, verification_id: str) -> list[str]:
         """The keys of the intent an account's step writes: the intents and ``bind:<vf id>``'s record."""
@@ -137,7 +138,7 @@ class BindingSteps:
         Raises:
             StoreUnavailable: as :meth:`submit`.
         """
-        await self._note(tenant)
+        await self._tenants.note(tenant)
         step = _Steps(self._runner, "bind")
         reply = await step(first)
         if reply[0] != b"BINDING":
@@ -159,7 +160,7 @@ class BindingSteps:
         """
         keys = TenantKeys(answer.tenant)
         vid = answer.verification_id
-        await self._note(answer.tenant)
+        await self._tenants.note(answer.tenant)
         judge = ChainStep(
             "bind_judge",
             [
@@ -365,12 +366,6 @@ class BindingSteps:
             [keys.audit_log(), keys.account(superseded or tagged)],
             [intent.request_json, intent.verification_id, intent.method, intent.ref, tag, superseded, tagged],
         )
-
-    async def _note(self, tenant: str) -> None:
-        """Names the tenant among those the repairer visits, once a process (one round trip)."""
-        if tenant not in self._noted:
-            await self._scripts.command("SADD", GlobalKeys.ERASURE_TENANTS, tenant)
-            self._noted.add(tenant)
 
 
 @dataclass(frozen=True, slots=True)

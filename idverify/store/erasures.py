@@ -21,6 +21,7 @@ from idverify.store.erasure_steps import ErasureSteps
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
+from idverify.store.visited_tenants import VisitedTenants
 
 __all__ = ["RedisErasureStore"]
 
@@ -57,11 +58,11 @@ class RedisErasureStore(ScriptedStore):
         runner = steps or StepRunner(scripts)
         self._cancellation = CancellationSteps(runner)
         self._erasure = ErasureSteps(runner)
+        self._tenants = VisitedTenants(scripts)
 
     async def note_tenant(self, tenant: str) -> None:
         """Names ``tenant`` among those the workers visit."""
-        async with translate_errors():
-            await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
+        await self._tenants.note(tenant)
 
     async def tenants(self) -> list[str]:
         """Tenants that have had erasures scheduled, sorted."""

@@ -18,9 +18,10 @@ from idverify.flows.identity_mover import HeldIdentity, IdentityLocation, Identi
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.identity_move_steps import IdentityMoveSteps, MoveRecord
-from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.keys import TenantKeys
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts, hash_fields
+from idverify.store.visited_tenants import VisitedTenants
 
 __all__ = ["RedisIdentityRecords"]
 
@@ -34,7 +35,7 @@ class RedisIdentityRecords(ScriptedStore):
     def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
         super().__init__(redis, scripts)
         self._moves = IdentityMoveSteps(steps or StepRunner(scripts))
-        self._noted: set[str] = set()
+        self._tenants = VisitedTenants(scripts)
 
     def keys(self, tenant: str, refs: Sequence[str]) -> tuple[str, ...]:
         """The records' hashes."""
@@ -73,12 +74,9 @@ class RedisIdentityRecords(ScriptedStore):
         """Runs the move's steps (``store.identity_move_steps``); the first step's reply."""
         if not move.read.stored:
             return "RETRY"  # not read by :meth:`held`: nothing to hold the record to
-        if not self._moves.chained and tenant not in self._noted:
-            # The repairers visit this list's tenants: a move left half done must be among them
-            # (once a process: a tenant is never taken off while it has records).
-            async with translate_errors():
-                await self._redis.sadd(GlobalKeys.ERASURE_TENANTS, tenant)
-            self._noted.add(tenant)
+        if not self._moves.chained:
+            # The repairers visit the noted tenants: a move left half done must be among them.
+            await self._tenants.note(tenant)
         steps = {"binding": move.binding, "pepper": move.pepper_phc, "forward_ms": move.forward_ms}
         return await self._moves.move(
             tenant, MoveRecord(move.old_ref, move.new_ref, move.read.stored, json.dumps(steps))

@@ -33,10 +33,13 @@ from idverify.store.scripts import Scripts
 
 __all__ = ["RedisIntentRepairs"]
 
-# A binding's repair is at most its identity's step, a supersession or two, the commit and the
-# confirm (a cancellation's, its identity's step, the names' and the intent's removal); a
-# re-indexing's, its steps after the first.
-_REPAIR_STEPS = 5
+# How long the repairer holds an intent it took, in steps: a binding's repair is its identity's
+# step, a supersession or two, the commit and the confirm, and when its identity moved under it
+# a read of where it went, the verification pointed anew and the place again (8 in all); a
+# cancellation's is its identity's step, the names' and the intent's removal; a re-indexing's is
+# its steps after the first (counted per intent). Too few only shortens the hold, after which
+# another repairer may run the same idempotent steps.
+_REPAIR_STEPS = 8
 
 
 def _move_repair_steps(members: int) -> int:

@@ -1,0 +1,33 @@
+"""The tenants the erasure workers and the intent repairers visit, named by whoever leaves them work.
+
+A cancellation (its due erasure), a binding and a re-indexing run step by step (their intents)
+each name their tenant in ``iv1:{global}:erasure:tenants`` before they write, so that a worker
+looking for due work finds it. Naming is one SADD; a process names a tenant once: a tenant
+leaves the set only when it is removed, and a removed tenant takes no new writes
+(``TENANT_REMOVED``), so a name noted once stays true for the process's life.
+"""
+
+from __future__ import annotations
+
+from idverify.store.keys import GlobalKeys
+from idverify.store.scripts import Scripts
+
+__all__ = ["VisitedTenants"]
+
+
+class VisitedTenants:
+    """Names tenants in the workers' set, once a process each."""
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
+        self._noted: set[str] = set()
+
+    async def note(self, tenant: str) -> None:
+        """Names ``tenant`` among those the workers visit (one round trip the first time).
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached; the tenant is not taken as noted.
+        """
+        if tenant not in self._noted:
+            await self._scripts.command("SADD", GlobalKeys.ERASURE_TENANTS, tenant)
+            self._noted.add(tenant)
