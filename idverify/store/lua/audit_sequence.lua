@@ -76,9 +76,10 @@ end
 -- first 64 bits of its SHA-1, in hex. A receipt is kept a day for every entry, so its bytes count
 -- (a full digest would triple a receipt); two records at one id are told apart, not an adversary
 -- resisted, since a writer to Redis can plant receipts anyway.
+-- (One concatenation of the fields, no table: a table a record cost a third of the digest.)
 local DIGEST_HEX = 16
 local function record_digest(at)
-  local fields = table.concat({ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]}, '\0')
+  local fields = ARGV[at + 1] .. '\0' .. ARGV[at + 2] .. '\0' .. ARGV[at + 3] .. '\0' .. ARGV[at + 4] .. '\0' .. ARGV[at + 5]
   return string.sub(redis.sha1hex(fields), 1, DIGEST_HEX)
 end
 
