@@ -173,8 +173,9 @@ def killed_at(url: str, tenant: str, buckets: int, step: str, nth: int) -> None:
 async def trim_half(redis: RedisClient, tenant: str, buckets: int) -> int:
     """Deletes half of each bucket's records at or below its cursor, as a trim cut short would leave.
 
-    The trim is one XDEL, so a crash inside it leaves the stream as before or after it; this is
-    what an XDEL-by-XDEL trim would leave. Returns how many records it deleted.
+    The trim is one script (a range, or the batch's records), so a crash inside it leaves the
+    stream as before or after it; this is what an XDEL-by-XDEL trim would leave. Returns how many
+    records it deleted.
     """
     halved = 0
     stages = RedisAuditStages(redis, Scripts(redis))

@@ -136,7 +136,8 @@ class StagedLog(Protocol):
         """Up to ``count`` records of ``bucket``'s stream, in order: at or below ``after`` first.
 
         Those at or below ``after`` while the stream still holds any (a late batch), else those
-        above it ('' for all).
+        above it ('' for all): either way the stream's first records when read (``trim`` may
+        rely on it).
         """
         ...
 

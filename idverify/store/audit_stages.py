@@ -62,20 +62,20 @@ class RedisAuditStages:
 
     async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
         """Up to ``count`` records of ``bucket``'s stream: those at or below ``after`` if any, else above."""
-        stage = BucketKeys(tenant, bucket).audit_stage()
         async with translate_errors():
-            if not after:
-                raw: list[Any] = await self._redis.xrange(stage, "-", "+", count=count)  # type: ignore[assignment]
-                return _records(raw)
-            # Above, then at or below, in that order on one connection. A record a rolled-back
-            # stream takes below the cursor after the first read was staged after all that read
-            # returned, so sequencing those first keeps the bucket's order; one staged before it
-            # is still there for the second read, which then goes first.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(stage, f"({after}", "+", count=count)
-                pipe.xrange(stage, "-", after, count=count)
-                above, below = await pipe.execute()
-        return _records(below or above)
+            raw: list[Any] = await self._redis.xrange(  # type: ignore[assignment]
+                BucketKeys(tenant, bucket).audit_stage(), "-", "+", count=count
+            )
+        # One read from the stream's start: it begins with what the stream holds at or below the
+        # cursor, if anything, and is then that late batch; else it is the records above. A record
+        # a rolled-back stream takes below the cursor after this read was staged after all it
+        # returned, so the next read takes it, after them: the bucket's order is kept. A batch is
+        # always the stream's first records, which trim() relies on.
+        records = _records(raw)
+        if after and records and stream_order(records[0].stream_id) <= stream_order(after):
+            cursor = stream_order(after)
+            return [r for r in records if stream_order(r.stream_id) <= cursor]
+        return records
 
     async def sequence(
         self, tenant: str, bucket: int, after: str, records: Sequence[StagedRecord]
@@ -114,9 +114,25 @@ class RedisAuditStages:
         return Sequenced(int(reply[1]), int(reply[2]), tuple(as_text(r) for r in reply[3:]))
 
     async def trim(self, tenant: str, bucket: int, records: Sequence[StagedRecord]) -> None:
-        """Deletes ``records`` (a committed step's batch) from ``bucket``'s stream, and nothing else."""
-        async with translate_errors():
-            await self._redis.xdel(BucketKeys(tenant, bucket).audit_stage(), *(r.stream_id for r in records))
+        """Deletes ``records`` (a committed step's batch) from ``bucket``'s stream, and nothing else.
+
+        By range when ``audit_stage_trim.lua`` shows the range holds the batch alone (one
+        command for the batch, where an ``XDEL`` finds each id in its stream node), else each
+        record the stream still holds as it was read.
+        """
+        stage = BucketKeys(tenant, bucket).audit_stage()
+        above = _id_above(records[-1].stream_id)
+        if above is not None:
+            last = _flat(records[-1].fields)
+            args: list[str | bytes] = ["range", records[0].stream_id, records[-1].stream_id, above, *last]
+            reply: list[Any] = await self._scripts.run("audit_stage_trim", [stage], args)
+            if as_text(reply[0]) == "RANGE":
+                return
+        each: list[str | bytes] = ["records"]
+        for record in records:
+            fields = _flat(record.fields)
+            each += (record.stream_id, str(len(fields)), *fields)
+        await self._scripts.run("audit_stage_trim", [stage], each)
 
     async def staged_counts(self, tenant: str, buckets: int) -> list[int]:
         """How many records each of the first ``buckets`` buckets' streams holds (one round trip a shard).
@@ -194,6 +210,23 @@ class RedisAuditStages:
             left = await self._redis.xlen(stage)
             await self._redis.delete(stage)
         return int(left)
+
+
+MAX_ID_PART = 2**64 - 1
+"""A stream id's parts are unsigned 64-bit numbers."""
+
+
+def _id_above(stream_id: str) -> str | None:
+    """The least stream id above ``stream_id``, None for the greatest (a planted record may hold it)."""
+    ms, seq = stream_order(stream_id)
+    if seq < MAX_ID_PART:
+        return f"{ms}-{seq + 1}"
+    return f"{ms + 1}-0" if ms < MAX_ID_PART else None
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    """A record's fields and values in a row, in the order the read returned them."""
+    return [part for pair in fields.items() for part in pair]
 
 
 def _records(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StagedRecord]:

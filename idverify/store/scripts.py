@@ -111,6 +111,8 @@ SCRIPT_NAMES = (
     "audit_sequence",
     # Reads a bucket's staged entries as the sequencer would judge them: QueryEvents' pending ones.
     "audit_stage_read",
+    # Deletes a sequenced batch from its stage stream by range, where the stream shows it may.
+    "audit_stage_trim",
     "audit_head",
     "audit_seek",
     # Drops entries the entry bundles hold from Redis, a bounded batch a call.
