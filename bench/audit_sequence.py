@@ -8,9 +8,12 @@ this tree's ``idverify`` and one with ``--against``'s (``git archive`` into a te
 put first on the path). Each stages ``--per-bucket`` entries of ``bench/audit_rate.py``'s shape
 into each of ``--buckets`` bucket streams of a fresh tenant (not timed), then runs one pass of
 ``audit.sequencer.StageSequencer`` over them, as the server's loop does, and reports the pass's
-entries per second, the process's CPU and Redis's ``evalsha`` time per 1,000 entries (``INFO
-commandstats``). The pass must take every staged entry: ``--per-bucket`` is at most the pass
-limit. It prints each side's median and range and the ratio of the medians.
+entries per second, and per 1,000 entries the process's CPU, Redis's ``evalsha`` time and its
+time in every command (``INFO commandstats``) and Redis's CPU (``INFO cpu``: the server runs
+nothing else meanwhile). The pass must take every staged entry: ``--per-bucket`` is at most the
+pass limit. Rounds alternate which side runs first. It prints each side's median and range, the
+ratio of the entries/s medians, the median and range of each round's ratio, and of each round's
+ratio of CPU an entry (the process's and Redis's together).
 
 ``--profile FILE`` runs one pass of this tree under cProfile instead and writes its stats to
 FILE (``python -m pstats FILE``). With ``--json`` it prints one JSON object and nothing else.
@@ -56,9 +59,13 @@ def staged_pairs(bucket: int, first: int, count: int) -> list[tuple[dict[str, An
     ]
 
 
-async def evalsha_usec(redis: RedisClient) -> int:
+async def redis_usec(redis: RedisClient) -> tuple[int, int, float]:
+    """Redis's time so far: in ``evalsha``, in every command but ``info``, and its CPU (user + sys)."""
     stats: dict[str, Any] = await redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    cpu: dict[str, Any] = await redis.info("cpu")
+    commands = sum(int(v["usec"]) for k, v in stats.items() if k != "cmdstat_info")
+    evalsha = int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    return evalsha, commands, (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
 
 
 async def one_pass(
@@ -75,7 +82,7 @@ async def one_pass(
                 )
         sequencer = stage_sequencer(redis, Scripts(redis), buckets)
         assert sequencer is not None  # noqa: S101 - buckets >= 1
-        redis_before = await evalsha_usec(redis)
+        redis_before = await redis_usec(redis)
         profiler = cProfile.Profile() if profile else None
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler is not None:
@@ -84,7 +91,7 @@ async def one_pass(
         if profiler is not None:
             profiler.disable()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        redis_usec = await evalsha_usec(redis) - redis_before
+        redis_after = await redis_usec(redis)
         if profiler is not None and profile:
             profiler.dump_stats(profile)
     finally:
@@ -96,7 +103,9 @@ async def one_pass(
     return {
         "entries_per_second": entries / wall,
         "cpu_ms_per_1000": cpu * 1e6 / entries,
-        "redis_ms_per_1000": redis_usec / entries,
+        "redis_ms_per_1000": (redis_after[0] - redis_before[0]) / entries,
+        "redis_commands_ms_per_1000": (redis_after[1] - redis_before[1]) / entries,
+        "redis_cpu_ms_per_1000": (redis_after[2] - redis_before[2]) / entries,
     }
 
 
@@ -106,6 +115,15 @@ def spread(values: list[float]) -> dict[str, float]:
         "min": round(min(values), 1),
         "max": round(max(values), 1),
     }
+
+
+def cpu_an_entry(run: dict[str, float]) -> float:
+    return run["cpu_ms_per_1000"] + run["redis_cpu_ms_per_1000"]
+
+
+def spread_of(values: list[float]) -> dict[str, float]:
+    """Median, least and greatest, unrounded (for ratios)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def tree_at(revision: str, directory: Path) -> Path:
@@ -126,7 +144,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         trees = {"this tree": here, args.against: tree_at(args.against, Path(directory) / "against")}
         figures: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for round_ in range(args.rounds):
-            for side, (name, tree) in enumerate(trees.items()):
+            # Each round's order the other way round from the last's: a load that rises or falls
+            # through a run weighs on both sides alike.
+            order = list(trees.items()) if round_ % 2 == 0 else list(reversed(trees.items()))
+            for side, (name, tree) in enumerate(order):
                 environment = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{here}"}
                 worker = [sys.executable, __file__, "--url", server.url, "--tenant", f"seq-{round_}-{side}"]
                 sizes = ["--buckets", str(args.buckets), "--per-bucket", str(args.per_bucket)]
@@ -137,11 +158,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for name, runs in figures.items()
     }
     rate = {name: summary[name]["entries_per_second"]["median"] for name in trees}
+    ours, theirs = figures["this tree"], figures[args.against]
+    # Each round's two passes ran back to back: their ratio is the least troubled by the load.
+    paired = [a["entries_per_second"] / b["entries_per_second"] for a, b in zip(ours, theirs, strict=True)]
+    # CPU spent an entry, the process's and Redis's together: what a loaded machine disturbs least.
+    cost = [cpu_an_entry(a) / cpu_an_entry(b) for a, b in zip(ours, theirs, strict=True)]
     return {
         "entries_a_pass": args.buckets * args.per_bucket,
         "rounds": args.rounds,
         "sides": summary,
         "ratio": round(rate["this tree"] / rate[args.against], 3),
+        "round_ratios": {k: round(v, 3) for k, v in spread_of(paired).items()},
+        "cpu_cost_ratios": {k: round(v, 3) for k, v in spread_of(cost).items()},
     }
 
 
@@ -178,12 +206,20 @@ def main() -> None:
         print(json.dumps(figures))
         return
     for name, side in figures["sides"].items():
-        rate, cpu, lua = side["entries_per_second"], side["cpu_ms_per_1000"], side["redis_ms_per_1000"]
-        print(
-            f"{name}: {rate['median']} entries/s ({rate['min']}-{rate['max']}), "
-            f"{cpu['median']} ms CPU and {lua['median']} ms of Redis per 1,000 entries"
+        rate, cpu = side["entries_per_second"], side["cpu_ms_per_1000"]
+        lua, commands, redis_cpu = (
+            side["redis_ms_per_1000"],
+            side["redis_commands_ms_per_1000"],
+            side["redis_cpu_ms_per_1000"],
         )
-    print(f"ratio: {figures['ratio']}")
+        print(
+            f"{name}: {rate['median']} entries/s ({rate['min']}-{rate['max']}), per 1,000 entries "
+            f"{cpu['median']} ms CPU; Redis {lua['median']} ms evalsha, {commands['median']} ms in "
+            f"all commands, {redis_cpu['median']} ms CPU"
+        )
+    paired, cost = figures["round_ratios"], figures["cpu_cost_ratios"]
+    print(f"ratio: {figures['ratio']} (each round's: {paired['median']}, {paired['min']}-{paired['max']})")
+    print(f"CPU an entry, process and Redis: {cost['median']} ({cost['min']}-{cost['max']})")
 
 
 if __name__ == "__main__":
