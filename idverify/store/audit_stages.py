@@ -7,6 +7,7 @@ joins the two slots in one command, so on Cluster each goes to its own shard.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditStages", "next_stream_id", "stage_sequencer"]
+__all__ = ["RedisAuditStages", "next_stream_id", "record_digest", "stage_sequencer"]
 
 _STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
@@ -88,12 +89,15 @@ class RedisAuditStages:
         keys = TenantKeys(tenant)
         late = bool(after) and stream_order(records[0].stream_id) <= stream_order(after)
         args: list[str | bytes] = [str(bucket), after, after if late else records[-1].stream_id]
+        digests: list[str] = []
         for record in records:
             # The body, its staged time, then what audit_stage() keeps for the outbox (sealed
             # account id, whose, span) in the script's order; one tuple an entry, no generator.
-            field = record.fields.get
-            args += (record.stream_id, field(b"b", b""), field(b"ms", b""))
-            args += (field(b"ea", b""), field(b"ef", b""), field(b"c", b""))
+            get = record.fields.get
+            fields = (get(b"b", b""), get(b"ms", b""), get(b"ea", b""), get(b"ef", b""), get(b"c", b""))
+            args += (record.stream_id, *fields)
+            digests.append(record_digest(fields))
+        args.append("".join(digests))  # the receipts' digests, last
         script_keys = [
             keys.audit_log(),
             keys.audit_stage_cursor(),
@@ -222,6 +226,20 @@ def _id_above(stream_id: str) -> str | None:
     if seq < MAX_ID_PART:
         return f"{ms}-{seq + 1}"
     return f"{ms + 1}-0" if ms < MAX_ID_PART else None
+
+
+DIGEST_HEX = 16
+"""Hex digits of a record's digest that its receipt keeps (audit_sequence.lua's ``DIGEST_HEX``)."""
+
+
+def record_digest(fields: Sequence[bytes]) -> str:
+    """What ``audit_sequence.lua``'s receipts keep of a record: the SHA-1 of its fields joined by NULs, cut.
+
+    Computed here, in the worker, rather than by Redis's SHA-1 in the step, which every
+    tenant's steps on the shard wait behind; the same digest, so receipts written either way
+    know their records again.
+    """
+    return hashlib.sha1(b"\0".join(fields), usedforsecurity=False).hexdigest()[:DIGEST_HEX]
 
 
 def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
