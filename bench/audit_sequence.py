@@ -15,6 +15,12 @@ pass limit. Rounds alternate which side runs first. It prints each side's median
 ratio of the entries/s medians, the median and range of each round's ratio, and of each round's
 ratio of CPU an entry (the process's and Redis's together).
 
+``--url URL --tenant T`` runs one pass of the ``idverify`` on the path (``PYTHONPATH``; ``git
+archive REV idverify | tar -x -C DIR`` for a revision's) on a server already running; with
+``--callgrind PID``, that server running under ``valgrind --tool=callgrind`` (pid PID), it
+reports the instructions the server ran for the pass an entry (``callgrind_control -z`` before
+it, ``-e Ir`` after): the same on a loaded machine as on an idle one, where the times are not.
+
 ``--profile FILE`` runs one pass of this tree under cProfile instead and writes its stats to
 FILE (``python -m pstats FILE``). With ``--json`` it prints one JSON object and nothing else.
 """
@@ -68,8 +74,18 @@ async def redis_usec(redis: RedisClient) -> tuple[int, int, float]:
     return evalsha, commands, (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
 
 
+def redis_instructions(callgrind: int | None, zero: bool) -> int:
+    """The instructions the redis-server under callgrind (pid ``callgrind``) ran since zeroed; 0 for none."""
+    if callgrind is None:
+        return 0
+    command = ["callgrind_control", "-z" if zero else "-e", *([] if zero else ["Ir"]), str(callgrind)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    # '-e Ir' answers a total a thread: '   Th 1  310,348,723'.
+    return sum(int(line.split()[2].replace(",", "")) for line in done.stdout.splitlines() if " Th " in line)
+
+
 async def one_pass(
-    url: str, tenant: str, buckets: int, per_bucket: int, profile: str | None
+    url: str, tenant: str, buckets: int, per_bucket: int, profile: str | None, *, callgrind: int | None = None
 ) -> dict[str, float]:
     """Stages the entries, then times one sequencing pass over them (in this process's ``idverify``)."""
     redis = connect(url)
@@ -83,6 +99,7 @@ async def one_pass(
         sequencer = stage_sequencer(redis, Scripts(redis), buckets)
         assert sequencer is not None  # noqa: S101 - buckets >= 1
         redis_before = await redis_usec(redis)
+        redis_instructions(callgrind, zero=True)
         profiler = cProfile.Profile() if profile else None
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler is not None:
@@ -92,6 +109,7 @@ async def one_pass(
             profiler.disable()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         redis_after = await redis_usec(redis)
+        instructions = redis_instructions(callgrind, zero=False)
         if profiler is not None and profile:
             profiler.dump_stats(profile)
     finally:
@@ -100,7 +118,9 @@ async def one_pass(
     if report.appended != entries:
         msg = f"the pass appended {report.appended} of {entries} staged entries"
         raise RuntimeError(msg)
+    instructions_an_entry = {"redis_instructions_per_entry": instructions / entries} if callgrind else {}
     return {
+        **instructions_an_entry,
         "entries_per_second": entries / wall,
         "cpu_ms_per_1000": cpu * 1e6 / entries,
         "redis_ms_per_1000": (redis_after[0] - redis_before[0]) / entries,
@@ -181,13 +201,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--profile", help="profile one pass of this tree into this file instead")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--url", help=argparse.SUPPRESS)  # a worker's: the server to use
-    parser.add_argument("--tenant", default="seq", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help="one pass of this process's idverify on this server, no comparison")
+    parser.add_argument("--tenant", default="seq", help="the tenant of --url's pass (a fresh one each pass)")
+    parser.add_argument(
+        "--callgrind", type=int, help="with --url: the pid of that redis-server under callgrind"
+    )
     args = parser.parse_args()
     if args.per_bucket > PASS_LIMIT:
         parser.error(f"--per-bucket is at most the pass limit, {PASS_LIMIT}")
     if args.url:
-        print(json.dumps(asyncio.run(one_pass(args.url, args.tenant, args.buckets, args.per_bucket, None))))
+        alone = asyncio.run(
+            one_pass(args.url, args.tenant, args.buckets, args.per_bucket, None, callgrind=args.callgrind)
+        )
+        print(json.dumps(alone))
         return
     if args.profile:
         with (
