@@ -210,7 +210,11 @@ class RedisAuditStages:
         stage = BucketKeys(tenant, bucket).audit_stage()
         async with translate_errors():
             if cursor:
-                await self._redis.xtrim(stage, minid=next_stream_id(cursor), approximate=False)
+                above = _id_above(cursor)
+                if above is None:  # a cursor at the greatest id (a record planted there): none above
+                    await self._redis.delete(stage)
+                    return 0
+                await self._redis.xtrim(stage, minid=above, approximate=False)
             left = await self._redis.xlen(stage)
             await self._redis.delete(stage)
         return int(left)

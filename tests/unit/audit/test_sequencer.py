@@ -446,6 +446,21 @@ class TestClosedLog:
         assert report.closed
         assert await sequencer.drop_stages(tenant) == 1
 
+    async def test_a_cursor_at_the_greatest_id_drops_the_stream_without_a_failure(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """A record planted at the greatest stream id, passed by the sequencer: nothing sits above it.
+
+        The least id above the cursor does not exist; computed without a carry it was one past
+        2^64 - 1, which XTRIM refuses, and the tenant's removal could not drop the stage.
+        """
+        greatest = f"{2**64 - 1}-{2**64 - 1}"
+        stage = BucketKeys(tenant, 0).audit_stage()
+        await redis.xadd(stage, {"planted": "1"}, id=greatest)
+        await redis.hset(TenantKeys(tenant).audit_stage_cursor(), "0", greatest)
+        assert await StageSequencer(stages, 1).drop_stages(tenant) == 0
+        assert not await redis.exists(stage)
+
 
 class TestIntegrated:
     async def test_sequenced_entries_integrate_and_prove(
