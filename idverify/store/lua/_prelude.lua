@@ -303,7 +303,7 @@ end
 
 -- The sequencer's judgement of a staged record (audit_sequence.lua appends it or refuses it), which
 -- QueryEvents' pending entries share (audit_stage_read.lua): the event a record's body records,
--- or nil unless the body is exactly what audit_body() makes of that event, at most
+-- or nil unless the body is exactly what audit_body() makes of that event, UTF-8, at most
 -- MAX_STAGED_BODY bytes, and its staged time a decimal of at most 15 digits.
 -- An entry's length is two bytes in an entry bundle (audit/tiles.py): a body and the longest
 -- '{"v":1,"seq":<n>,"time_ms":<ms>' stay below 65,536 bytes.
@@ -320,8 +320,40 @@ local function staged_rebuilt(body)
   if audit_body(ev) ~= body then return nil end
   return ev
 end
+-- Whether text is UTF-8: the log's readers decode every entry as UTF-8 JSON (audit/events.py),
+-- and cjson passes any byte >= 0x80 through, so a planted body could pass the canonical check
+-- and then break every read of the log. Most bodies are ASCII: one find says so; a non-ASCII
+-- byte starts the full check, which refuses what RFC 3629 does (a stray continuation byte, a
+-- truncated sequence, an overlong form, a surrogate, a code point above U+10FFFF).
+local UTF8_SECOND = {[0xE0] = {0xA0, 0xBF}, [0xED] = {0x80, 0x9F}, [0xF0] = {0x90, 0xBF}, [0xF4] = {0x80, 0x8F}}
+local function utf8_valid(text)
+  local i = string.find(text, '[\128-\255]')
+  while i do
+    local lead, more = string.byte(text, i), 0
+    if lead >= 0xC2 and lead <= 0xDF then
+      more = 1
+    elseif lead >= 0xE0 and lead <= 0xEF then
+      more = 2
+    elseif lead >= 0xF0 and lead <= 0xF4 then
+      more = 3
+    else
+      return false
+    end
+    local range = UTF8_SECOND[lead]
+    local low, high = range and range[1] or 0x80, range and range[2] or 0xBF
+    for k = 1, more do
+      local byte = string.byte(text, i + k)
+      if not byte or byte < low or byte > high then return false end
+      low, high = 0x80, 0xBF
+    end
+    i = string.find(text, '[\128-\255]', i + more + 1)
+  end
+  return true
+end
+
 local function staged_event(body, ms)
   if #body > MAX_STAGED_BODY or string.sub(body, 1, 1) ~= ',' then return nil end
+  if not utf8_valid(body) then return nil end
   if not string.match(ms, '^%d+$') or #ms > 15 then return nil end
   local ok, ev = pcall(staged_rebuilt, body)
   if ok then return ev end

@@ -238,7 +238,7 @@ class TestHostileRecords:
     async def test_records_the_sequencer_refuses_are_never_shown(
         self, redis: RedisClient, flow: AuditFlow, stages: RedisAuditStages, tenant: str
     ) -> None:
-        """Planted bodies (forged seq, spacing, a number attribute, oversized, bad times) are left out.
+        """Planted bodies (forged seq, spacing, a number attribute, a surrogate, oversized, bad times) are left out.
 
         What the query shows is exactly what the sequencer then appends: the same judgement.
         """
@@ -252,6 +252,7 @@ class TestHostileRecords:
             {b"b": b',"seq":5' + body, b"ms": now},
             {b"b": body.replace(b'","', b'", "', 1), b"ms": now},
             {b"b": body.replace(b'"attributes":{}', b'"attributes":{"n":7}'), b"ms": now},
+            {b"b": body.replace(b'"attributes":{}', b'"attributes":{"x":"\xed\xa0\x80"}'), b"ms": now},
             {
                 b"b": body.replace(b'"attributes":{}', b'"attributes":{"x":"' + b"y" * 70_000 + b'"}'),
                 b"ms": now,
