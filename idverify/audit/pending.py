@@ -153,8 +153,9 @@ async def not_in_log_part(
 def _pending_event(view: StagedView) -> AuditEvent | None:
     """The entry a staged body will be, numbered 0 and timed when staged; None if it will not be one.
 
-    A body the sequencer takes but this parser refuses (bytes that are not UTF-8 pass Lua's
-    check) is left out: the log's own reads refuse it too once it is appended.
+    A body the sequencer takes but this parser refuses is left out, as the log's own reads
+    would refuse it once appended (none is known: a body that is not UTF-8, the one that was,
+    is refused by the sequencer's judgement since, and the read script never returns it).
     """
     if view.body is None:
         return None

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
 from idverify.audit.integrator import BATCH, FOLD_SLICE
+from idverify.domain.errors import FailedPrecondition
 
 __all__ = [
     "CONCURRENT_BUCKETS",
@@ -47,10 +49,12 @@ __all__ = [
     "PositionState",
     "SequenceReport",
     "Sequenced",
+    "StageCursorDamaged",
     "StageSequencer",
     "StagedLog",
     "StagedPosition",
     "StagedRecord",
+    "is_stream_id",
     "stream_order",
 ]
 
@@ -69,6 +73,35 @@ sequenced would otherwise keep a pass going, and the tenant would never be integ
 loop integrates between passes; bench/audit_rate.py --stage-buckets showed it)."""
 
 log = logging.getLogger("idverify.audit")
+
+
+_STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
+_STREAM_ID_PART_MAX = 2**64 - 1
+
+
+def is_stream_id(text: str) -> bool:
+    """Whether ``text`` is a stream id as Redis writes one: ``<ms>-<seq>``, 64-bit decimals unpadded."""
+    parts = _STREAM_ID.fullmatch(text)
+    return parts is not None and all(int(part) <= _STREAM_ID_PART_MAX for part in parts.groups())
+
+
+class StageCursorDamaged(FailedPrecondition):
+    """A bucket's cursor holds what the sequencer never writes (planted, or a corrupt store).
+
+    Nothing below it can be told sequenced or pending until an operator repairs it
+    (docs/ARCHITECTURE.md, "Audit entries staged, then sequenced"); the sequencer passes the
+    bucket over, and the other buckets are served as usual.
+    """
+
+    default_reason = "STAGE_CURSOR_DAMAGED"
+
+    def __init__(self, tenant: str, bucket: int) -> None:
+        super().__init__(
+            f"the audit stage cursor of bucket {bucket} of tenant {tenant} is not a stream id: "
+            "the store was altered"
+        )
+        self.tenant = tenant
+        self.bucket = bucket
 
 
 def stream_order(stream_id: str) -> tuple[int, int]:
@@ -129,7 +162,11 @@ class StagedLog(Protocol):
     """The stage streams, their cursors and the sequencing step (every method may raise StoreUnavailable)."""
 
     async def cursor(self, tenant: str, bucket: int) -> str:
-        """The last stream id of ``bucket`` sequenced into the log ('' for none)."""
+        """The last stream id of ``bucket`` sequenced into the log ('' for none).
+
+        Raises:
+            StageCursorDamaged: the cursor is not a stream id.
+        """
         ...
 
     async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
@@ -152,7 +189,11 @@ class StagedLog(Protocol):
         ...
 
     async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
-        """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not."""
+        """Whether the entry staged at ``stream_id`` in ``bucket`` is pending, and its number if not.
+
+        Raises:
+            StageCursorDamaged: the bucket's cursor is not a stream id.
+        """
         ...
 
     async def drop(self, tenant: str, bucket: int) -> int:
@@ -171,6 +212,8 @@ class SequenceReport:
     """Batches another process sequenced first (read again after its cursor)."""
     closed: bool = False
     """The tenant's removal closed its log: what is staged stays, for the erasure to drop."""
+    damaged: list[int] = field(default_factory=list)
+    """Buckets passed over because their cursor is not a stream id (``StageCursorDamaged``)."""
 
 
 class StageSequencer:
@@ -180,6 +223,8 @@ class StageSequencer:
         self._store = store
         self._buckets = buckets
         self._locks: dict[str, asyncio.Lock] = {}
+        # Damaged cursors already warned of: a warning when one is found, not every pass.
+        self._damaged: set[tuple[str, int]] = set()
 
     @property
     def buckets(self) -> int:
@@ -232,8 +277,26 @@ class StageSequencer:
             )
         return dropped
 
+    async def _cursor(self, tenant: str, bucket: int, report: SequenceReport) -> str | None:
+        """The bucket's cursor, or None when it is damaged: the bucket is then passed over."""
+        try:
+            cursor = await self._store.cursor(tenant, bucket)
+        except StageCursorDamaged:
+            report.damaged.append(bucket)
+            if (tenant, bucket) not in self._damaged:
+                self._damaged.add((tenant, bucket))
+                # Its records stay staged until an operator repairs the cursor; the others go on.
+                log.warning(
+                    "audit stage cursor of %s bucket %d is not a stream id: bucket skipped", tenant, bucket
+                )
+            return None
+        self._damaged.discard((tenant, bucket))
+        return cursor
+
     async def _sequence_bucket(self, tenant: str, bucket: int, report: SequenceReport) -> None:
-        cursor = await self._store.cursor(tenant, bucket)
+        cursor = await self._cursor(tenant, bucket, report)
+        if cursor is None:
+            return
         read = 0
         while read < PASS_LIMIT:
             records = await self._store.staged(tenant, bucket, cursor, min(SEQUENCE_BATCH, PASS_LIMIT - read))
@@ -246,7 +309,9 @@ class StageSequencer:
             read += len(records)
             if outcome.conflict:
                 report.conflicts += 1
-                cursor = await self._store.cursor(tenant, bucket)
+                cursor = await self._cursor(tenant, bucket, report)
+                if cursor is None:
+                    return
                 continue
             # A late batch (records at or below the cursor) leaves the cursor where it was.
             if not cursor or stream_order(records[0].stream_id) > stream_order(cursor):

@@ -8,7 +8,6 @@ joins the two slots in one command, so on Cluster each goes to its own shard.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +15,11 @@ from idverify.audit.pending import StagedView
 from idverify.audit.sequencer import (
     PositionState,
     Sequenced,
+    StageCursorDamaged,
     StagedPosition,
     StagedRecord,
     StageSequencer,
+    is_stream_id,
     stream_order,
 )
 from idverify.store.connection import RedisClient, as_text, translate_errors
@@ -26,8 +27,6 @@ from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 
 __all__ = ["RedisAuditStages", "next_stream_id", "record_digest", "stage_sequencer"]
-
-_STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
@@ -56,10 +55,14 @@ class RedisAuditStages:
         self._scripts = scripts
 
     async def cursor(self, tenant: str, bucket: int) -> str:
-        """The last stream id of ``bucket`` sequenced into the log ('' for none)."""
+        """The last stream id of ``bucket`` sequenced into the log ('' for none).
+
+        Raises:
+            StageCursorDamaged: the cursor is not a stream id (never sent to Redis or the step).
+        """
         async with translate_errors():
             value = await self._redis.hget(TenantKeys(tenant).audit_stage_cursor(), str(bucket))
-        return as_text(value) if value is not None else ""
+        return _checked_cursor(tenant, bucket, value)
 
     async def staged(self, tenant: str, bucket: int, after: str, count: int) -> list[StagedRecord]:
         """Up to ``count`` records of ``bucket``'s stream: those at or below ``after`` if any, else above."""
@@ -164,11 +167,14 @@ class RedisAuditStages:
         """Each bucket's cursor: the last stream id sequenced (buckets never sequenced are absent)."""
         async with translate_errors():
             raw = await self._redis.hgetall(TenantKeys(tenant).audit_stage_cursor())
-        # Only what the sequencer writes: a field planted beside them names no bucket it reads.
+        # Only what the sequencer writes: a field planted beside them names no bucket it reads,
+        # and a bucket whose cursor is damaged is taken as never sequenced (its records pending,
+        # as they stay until the cursor is repaired).
+        cursors = {_planted_text(bucket): _planted_text(cursor) for bucket, cursor in raw.items()}
         return {
-            int(as_text(bucket)): as_text(cursor)
-            for bucket, cursor in raw.items()
-            if as_text(bucket).isdigit() and _STREAM_ID.fullmatch(as_text(cursor))
+            int(bucket): cursor
+            for bucket, cursor in cursors.items()
+            if bucket.isascii() and bucket.isdigit() and is_stream_id(cursor)
         }
 
     async def position(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
@@ -176,6 +182,7 @@ class RedisAuditStages:
 
         Raises:
             ValueError: ``stream_id`` is not ``<ms>-<seq>``.
+            StageCursorDamaged: the bucket's cursor is not a stream id.
         """
         next_stream_id(stream_id)  # refuses a malformed id before it reaches Redis
         keys = TenantKeys(tenant)
@@ -187,8 +194,9 @@ class RedisAuditStages:
                 pipe.hget(keys.audit_stage_cursor(), str(bucket))
                 pipe.xrange(keys.audit_receipts(bucket), stream_id, stream_id)
                 pipe.hget(keys.audit_late_receipts(bucket), stream_id)
-                cursor, receipt, late_receipt = await pipe.execute()
-        if cursor is not None and stream_order(stream_id) <= stream_order(as_text(cursor)):
+                stored_cursor, receipt, late_receipt = await pipe.execute()
+        cursor = _checked_cursor(tenant, bucket, stored_cursor)
+        if cursor and stream_order(stream_id) <= stream_order(cursor):
             if late_receipt is not None:
                 number = as_text(late_receipt).split(" ", 1)[0]
                 if number == "r":
@@ -205,8 +213,14 @@ class RedisAuditStages:
         return StagedPosition(PositionState.PENDING if staged else PositionState.UNKNOWN)
 
     async def drop(self, tenant: str, bucket: int) -> int:
-        """Deletes ``bucket``'s stream; the records it held above the cursor (never sequenced)."""
-        cursor = await self.cursor(tenant, bucket)
+        """Deletes ``bucket``'s stream; the records it held above the cursor (never sequenced).
+
+        With a damaged cursor, every record it held: none can be told sequenced.
+        """
+        try:
+            cursor = await self.cursor(tenant, bucket)
+        except StageCursorDamaged:
+            cursor = ""
         stage = BucketKeys(tenant, bucket).audit_stage()
         async with translate_errors():
             if cursor:
@@ -249,6 +263,25 @@ def record_digest(fields: Sequence[bytes]) -> str:
 def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
     """A record's fields and values in a row, in the order the read returned them."""
     return [part for pair in fields.items() for part in pair]
+
+
+def _checked_cursor(tenant: str, bucket: int, value: bytes | str | None) -> str:
+    """A stored cursor ('' for none), refused unless it is a stream id as the sequencer writes one.
+
+    Raises:
+        StageCursorDamaged: it is not (planted, or a corrupt store).
+    """
+    if value is None:
+        return ""
+    cursor = _planted_text(value)
+    if not is_stream_id(cursor):
+        raise StageCursorDamaged(tenant, bucket)
+    return cursor
+
+
+def _planted_text(value: bytes | str) -> str:
+    """A stored text anyone with Redis write access may have planted: a byte outside ASCII is U+FFFD."""
+    return value if isinstance(value, str) else value.decode("ascii", errors="replace")
 
 
 def _records(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StagedRecord]:

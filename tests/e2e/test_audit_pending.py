@@ -23,7 +23,7 @@ from idverify.audit.sequencer import StageSequencer
 from idverify.client import Client
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.connection import connect
-from idverify.store.keys import BucketKeys
+from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticStager
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
@@ -202,6 +202,30 @@ def test_a_planted_record_is_never_shown_and_is_refused(staging: Staging, audito
     staging.sequence()
     assert position(auditor, 2, planted).state == STATE.STAGED_STATE_REFUSED
     assert "e2e-forged" not in {r.event.request_id for r in query(auditor)}
+
+
+def test_a_damaged_cursor_is_failed_precondition_and_the_other_buckets_go_on(
+    staging: Staging, auditor: Client
+) -> None:
+    """Someone with Redis write access plants a bucket's cursor that is no stream id."""
+    (damaged,) = staging.stage(3, "e2e-damaged")
+    (beside,) = staging.stage(1, "e2e-beside")
+    cursors = TenantKeys("default").audit_stage_cursor()
+    kept = staging.run(lambda r: r.hget(cursors, "3"))
+    staging.run(lambda r: r.hset(cursors, "3", "planted"))
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            position(auditor, 3, damaged)
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_error(refused.value) == ("STAGE_CURSOR_DAMAGED", "")
+        staging.sequence()  # a second worker's pass: bucket 3 passed over, the others served
+        assert position(auditor, 1, beside).state == STATE.STAGED_STATE_SEQUENCED
+        shown = query(auditor, event_types=[STARTED], include_pending=True)
+        assert [r.event.request_id for r in shown if r.HasField("pending")] == ["e2e-damaged"]
+    finally:
+        staging.run(lambda r: r.hset(cursors, "3", kept) if kept is not None else r.hdel(cursors, "3"))
+    staging.sequence()
+    assert position(auditor, 3, damaged).state == STATE.STAGED_STATE_SEQUENCED
 
 
 @pytest.mark.parametrize(

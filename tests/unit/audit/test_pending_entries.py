@@ -14,6 +14,7 @@ import itertools
 import time
 from typing import Any
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,10 +23,11 @@ from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.events import AuditEvent
 from idverify.audit.pending import StagedView
 from idverify.audit.query import QueryResult, StagedAt
-from idverify.audit.sequencer import PositionState, StagedPosition, StageSequencer
+from idverify.audit.sequencer import PositionState, StageCursorDamaged, StagedPosition, StageSequencer
 from idverify.domain.errors import InvalidArgument, OutOfRange
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.privacy.keyring import Keyring
+from idverify.services.interceptor import status_for
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.connection import RedisClient
@@ -238,7 +240,7 @@ class TestHostileRecords:
     async def test_records_the_sequencer_refuses_are_never_shown(
         self, redis: RedisClient, flow: AuditFlow, stages: RedisAuditStages, tenant: str
     ) -> None:
-        """Planted bodies (forged seq, spacing, a number attribute, a surrogate, oversized, bad times) are left out.
+        """Planted bodies (a forged seq, spacing, a number, not UTF-8, oversized, bad times) are left out.
 
         What the query shows is exactly what the sequencer then appends: the same judgement.
         """
@@ -312,6 +314,27 @@ class TestStagedEntry:
         await StageSequencer(stages, BUCKETS).sequence(tenant)
         assert await flow.staged_entry(tenant, 3, staged) == StagedPosition(PositionState.SEQUENCED, 0)
         assert await flow.staged_entry(tenant, 3, planted) == StagedPosition(PositionState.REFUSED)
+
+    async def test_a_damaged_cursor_is_a_precondition_naming_the_damage(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str
+    ) -> None:
+        """A bucket's cursor planted as no stream id: FAILED_PRECONDITION, never INTERNAL.
+
+        Its bucket's position cannot be told; the other buckets' can, and a query with its
+        pending part still answers, the damaged bucket's records pending (as they stay until
+        the cursor is repaired).
+        """
+        (damaged_id,) = await stage(redis, tenant, 3, "p-3")
+        (other_id,) = await stage(redis, tenant, 1, "p-1")
+        await redis.hset(TenantKeys(tenant).audit_stage_cursor(), "3", "0-0-0")
+        with pytest.raises(StageCursorDamaged) as refused:
+            await flow.staged_entry(tenant, 3, damaged_id)
+        status = status_for(refused.value)
+        assert status.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.reason == "STAGE_CURSOR_DAMAGED"
+        assert "bucket 3" in status.details
+        assert await flow.staged_entry(tenant, 1, other_id) == StagedPosition(PositionState.PENDING)
+        assert names(await query(flow, tenant, include_pending=True)) == [("p-1", True), ("p-3", True)]
 
     @pytest.mark.parametrize(
         ("bucket", "stream_id", "field"),

@@ -24,12 +24,13 @@ from idverify.audit.integrator import TreeIntegrator
 from idverify.audit.sequencer import (
     SEQUENCE_BATCH,
     PositionState,
+    StageCursorDamaged,
     StagedLog,
     StagedPosition,
     StagedRecord,
     StageSequencer,
 )
-from idverify.domain.errors import StoreUnavailable
+from idverify.domain.errors import StatusKind, StoreUnavailable
 from idverify.flows.tenant_removal import StepOutcome
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.audit_store import AuditStore
@@ -292,7 +293,7 @@ class TestHostileRecords:
     async def test_a_body_that_is_not_utf8_is_refused_alone_and_utf8_is_kept(
         self, redis: RedisClient, stages: RedisAuditStages, tenant: str
     ) -> None:
-        """cjson passes bytes >= 0x80 through, so such a body is canonical: UTF-8 is checked too.
+        """A body of bytes >= 0x80 that cjson passes through is canonical: UTF-8 is checked too.
 
         Each refused text would otherwise be an entry no reader decodes (parse_entry); the valid
         ones at each sequence length, the edges of each range included, are appended as staged.
@@ -348,6 +349,82 @@ class TestHostileRecords:
         assert await stages.position(tenant, 0, valid_ids[-1]) == StagedPosition(
             PositionState.SEQUENCED, len(valid) - 1
         )
+
+    @pytest.mark.parametrize(
+        "planted",
+        [
+            b"not a stream id",
+            b"",
+            b"5",
+            b"1-2-3",
+            b"01-0",  # Redis reads it, the step's order of decimals would not
+            b"18446744073709551616-0",  # past 64 bits: Redis refuses it in an XRANGE
+            b"\xff\xfe-1",
+            "١-٠".encode(),  # noqa: RUF001 - digits, but not ASCII ones
+        ],
+    )
+    async def test_a_damaged_cursor_passes_its_bucket_over_and_the_others_are_served(
+        self,
+        redis: RedisClient,
+        stages: RedisAuditStages,
+        tenant: str,
+        planted: bytes,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A bucket's cursor planted as no stream id: that bucket waits, named once in a warning."""
+        stager = SyntheticStager(redis)
+        for bucket in range(3):
+            await stager.stage(tenant, bucket, [event(bucket, 0)])
+        await StageSequencer(stages, 3).sequence(tenant)
+        staged = {bucket: await stager.stage(tenant, bucket, [event(bucket, 1)]) for bucket in range(3)}
+        await redis.hset(TenantKeys(tenant).audit_stage_cursor(), "1", planted)
+        sequencer = StageSequencer(stages, 3)
+        caplog.set_level("WARNING", logger="idverify.audit")
+        first = await sequencer.sequence(tenant)
+        second = await sequencer.sequence(tenant)
+        assert (first.damaged, first.appended, second.damaged, second.appended) == ([1], 2, [1], 0)
+        warnings = [r.getMessage() for r in caplog.records if "cursor" in r.getMessage()]
+        assert warnings == [f"audit stage cursor of {tenant} bucket 1 is not a stream id: bucket skipped"]
+        entries = await log_entries(redis, tenant)
+        assert sorted(e["request_id"] for e in entries[3:]) == ["b0-1", "b2-1"]
+        assert await redis.xlen(BucketKeys(tenant, 1).audit_stage()) == 1  # kept for after the repair
+        with pytest.raises(StageCursorDamaged) as damaged:
+            await stages.position(tenant, 1, staged[1][0])
+        assert (damaged.value.reason, damaged.value.status) == (
+            "STAGE_CURSOR_DAMAGED",
+            StatusKind.FAILED_PRECONDITION,
+        )
+        assert (await stages.position(tenant, 2, staged[2][0])).state is PositionState.SEQUENCED
+        assert await stages.cursors(tenant) == {0: staged[0][0], 2: staged[2][0]}
+        # Repaired (the cursor removed: the stream holds only what was never sequenced).
+        await redis.hdel(TenantKeys(tenant).audit_stage_cursor(), "1")
+        repaired = await sequencer.sequence(tenant)
+        assert (repaired.damaged, repaired.appended) == ([], 1)
+        assert (await log_entries(redis, tenant))[-1]["request_id"] == "b1-1"
+
+    async def test_a_cursor_damaged_during_a_pass_passes_its_bucket_over(
+        self, redis: RedisClient, tenant: str
+    ) -> None:
+        """Planted between the pass's read and its step: the step's CONFLICT, then the bucket is skipped."""
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, 0)])
+
+        class PlantingFirst(RedisAuditStages):
+            async def sequence(self, tenant: str, bucket: int, after: str, records: Any) -> Any:
+                await redis.hset(TenantKeys(tenant).audit_stage_cursor(), str(bucket), "planted")
+                return await super().sequence(tenant, bucket, after, records)
+
+        report = await StageSequencer(PlantingFirst(redis, Scripts(redis)), 1).sequence(tenant)
+        assert (report.conflicts, report.damaged, report.appended) == (1, [0], 0)
+        assert await redis.xlen(BucketKeys(tenant, 0).audit_stage()) == 1
+
+    async def test_a_closed_tenants_stage_with_a_damaged_cursor_is_dropped_whole(
+        self, redis: RedisClient, stages: RedisAuditStages, tenant: str
+    ) -> None:
+        """A removal's erasure drops the stream and counts all it held: none can be told sequenced."""
+        await SyntheticStager(redis).stage(tenant, 0, [event(0, i) for i in range(2)])
+        await redis.hset(TenantKeys(tenant).audit_stage_cursor(), "0", "planted")
+        assert await stages.drop(tenant, 0) == 2
+        assert await redis.exists(BucketKeys(tenant, 0).audit_stage()) == 0
 
     async def test_a_record_planted_below_the_cursor_is_read_and_refused_alone(
         self, redis: RedisClient, stages: RedisAuditStages, tenant: str
