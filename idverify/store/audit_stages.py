@@ -269,7 +269,7 @@ def _checked_cursor(tenant: str, bucket: int, value: bytes | str | None) -> str:
     """A stored cursor ('' for none), refused unless it is a stream id as the sequencer writes one.
 
     Raises:
-        StageCursorDamaged: it is not (planted, or a corrupt store).
+        StageCursorDamaged: it is not (planted, or a corrupt store): "STAGE_CURSOR_DAMAGED".
     """
     if value is None:
         return ""
