@@ -27,7 +27,17 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ENTRY_VERSION", "AuditEvent", "EntryFormatError", "EventType", "StepOutcome", "parse_entry"]
+from idverify.domain.errors import FailedPrecondition
+
+__all__ = [
+    "ENTRY_VERSION",
+    "AuditEvent",
+    "EntryDamaged",
+    "EntryFormatError",
+    "EventType",
+    "StepOutcome",
+    "parse_entry",
+]
 
 ENTRY_VERSION = 1
 
@@ -80,6 +90,23 @@ class EventType(StrEnum):
 
 class EntryFormatError(ValueError):
     """Bytes that are not an audit entry of a known version."""
+
+
+class EntryDamaged(FailedPrecondition, EntryFormatError):
+    """A stored entry of a tenant's log does not decode, is missing, or names another number.
+
+    The store was altered (planted, or restored from a damaged copy): a read that reaches the
+    entry answers this, naming its number (the error's ``index`` metadata), rather than an
+    internal error, so that a caller can read on after it and an operator can look. Still an
+    ``EntryFormatError``, so that what skipped or reported those goes on doing so.
+    """
+
+    default_reason = "AUDIT_ENTRY_DAMAGED"
+
+    def __init__(self, index: int, why: str) -> None:
+        super().__init__(f"audit entry {index} cannot be read: {why}; the store was altered")
+        self.index = index
+        self.metadata["index"] = str(index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +168,9 @@ def parse_entry(leaf: bytes) -> AuditEvent:
         EntryFormatError: the bytes are not UTF-8 JSON with the fields, order and version above.
     """
     try:
-        document = json.loads(leaf, object_pairs_hook=_ordered)
+        # Decoded strictly first: json.loads of bytes lets a surrogate's bytes through
+        # ('surrogatepass'), and the text it makes cannot be sent (protobuf, JSON) or shown.
+        document = json.loads(leaf.decode("utf-8"), object_pairs_hook=_ordered)
     except (UnicodeDecodeError, json.JSONDecodeError, _DuplicateKeyError) as error:
         raise EntryFormatError(f"not a JSON audit entry: {error}") from None
     if not isinstance(document, list) or tuple(name for name, _ in document) != _FIELD_ORDER:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
+from idverify.audit.events import AuditEvent, EntryDamaged, EntryFormatError, parse_entry
 
 __all__ = [
     "PAGE",
@@ -152,11 +152,29 @@ class QueryResult:
     pending: StagedAt | None = None
 
 
+def decoded_entry(index: int, leaf: bytes | None) -> tuple[AuditEvent, bytes]:
+    """Entry ``index`` of a log decoded from its stored bytes (None: none stored), and the bytes.
+
+    Raises:
+        EntryDamaged: it is missing, does not decode, or names another number ("AUDIT_ENTRY_DAMAGED").
+    """
+    if leaf is None:
+        raise EntryDamaged(index, "it is missing")
+    try:
+        event = parse_entry(leaf)
+    except EntryFormatError as error:
+        raise EntryDamaged(index, str(error)) from None
+    if event.index != index:
+        raise EntryDamaged(index, f"it says it is entry {event.index}")
+    return event, leaf
+
+
 async def run_query(store: IndexedLog, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
     """The entries of a tenant's log that match, in index order.
 
     Raises:
-        EntryFormatError: when a stored entry does not decode (the store was altered).
+        EntryDamaged: when a stored entry does not decode (the store was altered); the entries
+            before it were given.
         StoreUnavailable: when Redis cannot be reached.
     """
     low, high = await _index_range(store, tenant, query)
@@ -166,12 +184,8 @@ async def run_query(store: IndexedLog, tenant: str, query: EventFilter) -> Async
     async for page in _candidate_pages(store, tenant, query, low, high):
         leaves = await store.entries(tenant, page)
         stored = await store.leaf_hashes(tenant, page)
-        for index, leaf, stored_hash in zip(page, leaves, stored, strict=True):
-            if leaf is None:
-                raise EntryFormatError(f"audit entry {index} is missing")
-            event = parse_entry(leaf)
-            if event.index != index:
-                raise EntryFormatError(f"audit entry {index} says it is entry {event.index}")
+        for index, stored_leaf, stored_hash in zip(page, leaves, stored, strict=True):
+            event, leaf = decoded_entry(index, stored_leaf)
             if not query.matches(event):
                 continue
             yield QueryResult(event, leaf, stored_hash)

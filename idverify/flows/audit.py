@@ -32,10 +32,10 @@ from idverify.audit.checkpoint import (
     public_key_pem,
     verify_signed_head,
 )
-from idverify.audit.events import AuditEvent, EntryFormatError, parse_entry
+from idverify.audit.events import AuditEvent
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
 from idverify.audit.pending import PendingStages, not_in_log_part, staged_snapshot
-from idverify.audit.query import EventFilter, QueryResult
+from idverify.audit.query import EventFilter, QueryResult, decoded_entry
 from idverify.audit.rollback import Rollback, RollbackGuard
 from idverify.audit.sequencer import StagedPosition
 from idverify.audit.tree_state import StoredHead, TreeState
@@ -315,15 +315,13 @@ class AuditFlow:
         Raises:
             OutOfRange: when the log has no entry ``index`` yet.
             StoreUnavailable: when Redis cannot be reached.
-            EntryFormatError: when the stored entry does not decode (the store was altered).
+            EntryDamaged: when the stored entry is missing or does not decode (the store was altered).
         """
         size = await self._store.size(tenant)
         if index >= size:
             raise OutOfRange(f"the log has {size} entries", reason="INDEX_NOT_REACHED", field="index")
         (leaf,) = await self._store.entries(tenant, [index])
-        if leaf is None:
-            raise EntryFormatError(f"audit entry {index} is missing")
-        return parse_entry(leaf), leaf
+        return decoded_entry(index, leaf)
 
     def query(self, tenant: str, request: QueryRequest) -> AsyncIterator[QueryResult]:
         """The matching entries, in index order, read a page at a time.

@@ -260,3 +260,31 @@ def test_another_tenant_or_role_cannot_ask_where_an_entry_stands(staging: Stagin
         assert position(theirs, 0, anchor).state == STATE.STAGED_STATE_UNKNOWN
     with staging.server.client("admin") as admin:
         assert position(admin, 0, anchor).state == STATE.STAGED_STATE_SEQUENCED
+
+
+def test_an_entry_damaged_in_the_log_is_named_not_internal(staging: Staging, auditor: Client) -> None:
+    """An entry whose bytes are not UTF-8 in the log (planted, or sequenced before the check).
+
+    QueryEvents gives the entries before it, then FAILED_PRECONDITION naming its number; GetEvent
+    of it answers the same, and the others are read as before.
+    """
+    indices = [r.event.index for r in query(auditor)]
+    damaged = indices[len(indices) // 2]
+    log_key = TenantKeys("default").audit_log()
+    kept = staging.run(lambda r: r.hget(log_key, str(damaged)))
+    staging.run(lambda r: r.hset(log_key, str(damaged), kept.replace(b'"principal":"', b'"principal":"\xff')))
+    try:
+        given: list[int] = []
+        with pytest.raises(grpc.RpcError) as refused:
+            given.extend(r.event.index for r in auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest()))
+        assert given == indices[: indices.index(damaged)]
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_error(refused.value) == ("AUDIT_ENTRY_DAMAGED", "")
+        with pytest.raises(grpc.RpcError) as refused:
+            auditor.audit.GetEvent(audit_pb2.GetEventRequest(index=damaged))
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        after = query(auditor, start_index=damaged + 1)
+        assert [r.event.index for r in after] == indices[indices.index(damaged) + 1 :]
+    finally:
+        staging.run(lambda r: r.hset(log_key, str(damaged), kept))
+    assert [r.event.index for r in query(auditor)] == indices

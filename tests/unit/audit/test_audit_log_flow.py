@@ -6,18 +6,22 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from idverify.audit import merkle
 from idverify.audit.checkpoint import TreeHeadSigner, checkpoint_bytes, verify_signed_head
+from idverify.audit.events import EntryDamaged
 from idverify.audit.signing_key import DEFAULT_KEY_FILE, SIGNING_KEY_ENV, load_signing_key
 from idverify.domain.errors import ConfigError, InvalidArgument, NotFound, OutOfRange, PermissionDenied
 from idverify.flows.audit import AuditFlow, QueryRequest, origin_of
 from idverify.privacy.keyring import Keyring
 from idverify.security.principals import Principal, Role
+from idverify.services.interceptor import status_for
 from idverify.store.audit_logs import RedisAuditLog
 from idverify.store.connection import RedisClient
+from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticAppender
 
@@ -287,6 +291,50 @@ class TestQueries:
         with pytest.raises(InvalidArgument) as raised:
             flow.query(tenant, request_)
         assert raised.value.field == field
+
+
+class TestDamagedEntries:
+    """An entry altered in the log: a precise answer naming it, never an internal error.
+
+    Planted by someone with Redis write access, or sequenced before the sequencer checked UTF-8.
+    """
+
+    @staticmethod
+    async def damage(redis: RedisClient, tenant: str, how: str) -> None:
+        log_key = TenantKeys(tenant).audit_log()
+        entry = await redis.hget(log_key, "4")
+        assert entry is not None
+        if how == "missing":
+            await redis.hdel(log_key, "4")
+            return
+        damaged = {
+            "not UTF-8": entry.replace(b'"principal":"p"', b'"principal":"\xff"'),
+            "a surrogate": entry.replace(b'"principal":"p"', b'"principal":"\xed\xa0\x80"'),
+            "not JSON": entry[:-1],
+            "another number": entry.replace(b'"seq":4', b'"seq":5'),
+        }[how]
+        await redis.hset(log_key, "4", damaged)
+
+    @pytest.mark.parametrize("how", ["not UTF-8", "a surrogate", "not JSON", "another number", "missing"])
+    async def test_a_query_gives_the_entries_before_it_then_names_it(
+        self, redis: RedisClient, flow: AuditFlow, tenant: str, how: str
+    ) -> None:
+        await self.damage(redis, tenant, how)
+        results = aiter(flow.query(tenant, QueryRequest()))
+        assert [(await anext(results)).event.index for _ in range(4)] == [0, 1, 2, 3]
+        with pytest.raises(EntryDamaged) as damaged:
+            await anext(results)
+        status = status_for(damaged.value)
+        assert status.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert (damaged.value.reason, damaged.value.metadata) == ("AUDIT_ENTRY_DAMAGED", {"index": "4"})
+        # A caller reads on after it, and one entry at a time the others are there.
+        after = [r.event.index async for r in flow.query(tenant, QueryRequest(start_index=5))]
+        assert after == [5, 6, 7, 8, 9]
+        with pytest.raises(EntryDamaged):
+            await flow.event(tenant, 4)
+        assert (await flow.event(tenant, 5))[0].index == 5
+        # A filter whose postings pass the entry by never reads it.
+        assert [r.event.index async for r in flow.query(tenant, QueryRequest(account_id="alice"))] == [2, 7]
 
 
 class TestSigningKey:
