@@ -336,6 +336,28 @@ class TestReads:
             assert (bad.status_code, bad.json()["field"]) == (400, "index")
             assert client.get("/api/proof/inclusion", params={"index": 0}).json()["field"] == "tree_size"
 
+    def test_a_damaged_entry_is_named_never_a_server_error(self, server: ServerProcess) -> None:
+        """An entry altered in Redis (planted, or a damaged restore): 409 AUDIT_ENTRY_DAMAGED, not a 500.
+
+        Its own tenant, so the module's other reads never meet it.
+        """
+        tenant = "damaged-log"
+        with server.client("registrar", tenant=tenant) as registrar:
+            verify(server, registrar, person(), "damaged-account-1")
+        damaged = 1
+        embedded_redis(server).hset(
+            TenantKeys(tenant).audit_log(), str(damaged), b'{"v":1,"seq":1,"type":"\xff"}'
+        )
+        with signed_in(server, tenant=tenant) as client:
+            for answer in (
+                client.get("/api/events", params={"limit": 200}),
+                client.get(f"/api/events/{damaged}"),
+            ):
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["reason"] == "AUDIT_ENTRY_DAMAGED"
+                assert str(damaged) in answer.json()["message"]
+            assert client.get("/api/events/0").status_code == 200
+
     def test_charts_count_from_the_indexes(self, server: ServerProcess, signup: tuple[object, str]) -> None:
         """Today's bars hold the verifications by outcome and method; erasures show; CSV exports."""
         del signup
