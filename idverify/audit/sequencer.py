@@ -46,6 +46,7 @@ __all__ = [
     "CONCURRENT_BUCKETS",
     "PASS_LIMIT",
     "SEQUENCE_BATCH",
+    "STREAM_ID_PART_MAX",
     "PositionState",
     "SequenceReport",
     "Sequenced",
@@ -76,13 +77,14 @@ log = logging.getLogger("idverify.audit")
 
 
 _STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
-_STREAM_ID_PART_MAX = 2**64 - 1
+STREAM_ID_PART_MAX = 2**64 - 1
+"""A stream id's parts are unsigned 64-bit numbers."""
 
 
 def is_stream_id(text: str) -> bool:
     """Whether ``text`` is a stream id as Redis writes one: ``<ms>-<seq>``, 64-bit decimals unpadded."""
     parts = _STREAM_ID.fullmatch(text)
-    return parts is not None and all(int(part) <= _STREAM_ID_PART_MAX for part in parts.groups())
+    return parts is not None and all(int(part) <= STREAM_ID_PART_MAX for part in parts.groups())
 
 
 class StageCursorDamaged(FailedPrecondition):

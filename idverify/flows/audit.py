@@ -16,7 +16,6 @@ The flow reads the log through :class:`AuditLog`, the port declared here, in typ
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
 from idverify.audit.pending import PendingStages, not_in_log_part, staged_snapshot
 from idverify.audit.query import EventFilter, QueryResult, decoded_entry
 from idverify.audit.rollback import Rollback, RollbackGuard
-from idverify.audit.sequencer import StagedPosition
+from idverify.audit.sequencer import StagedPosition, is_stream_id
 from idverify.audit.tree_state import StoredHead, TreeState
 from idverify.domain.errors import InvalidArgument, NotFound, OutOfRange, StoreUnavailable
 from idverify.domain.normalize import normalize_identifier
@@ -55,9 +54,6 @@ HEAD_MAX_AGE_MS = 60_000
 _HEAD_ATTEMPTS = 8
 MAX_FILTER_VALUES = 64
 _MAX_FILTER_TEXT = 64
-# A Redis stream id: two unsigned 64-bit decimals (20 digits at most each, checked below).
-_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-_STREAM_ID_PART_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +358,7 @@ class AuditFlow:
 
         Raises:
             InvalidArgument: a bucket this server does not stage in, or a stream id that is not
-                ``<ms>-<seq>`` (two decimals of at most 64 bits).
+                ``<ms>-<seq>`` (two decimals of at most 64 bits, without leading zeros).
             StoreUnavailable: when Redis cannot be reached.
         """
         if not 0 <= bucket < self._stage_buckets or self._stages is None:
@@ -372,10 +368,11 @@ class AuditFlow:
                 reason="BAD_BUCKET",
                 field="bucket",
             )
-        parts = _STREAM_ID.fullmatch(stream_id)
-        if parts is None or any(int(part) > _STREAM_ID_PART_MAX for part in parts.groups()):
+        # As Redis writes one: no stored id has a leading zero, and Redis would read '01-0' as
+        # 1-0, answering for a position the caller did not name.
+        if not is_stream_id(stream_id):
             raise InvalidArgument(
-                "a stream id is <ms>-<seq>, two decimals of at most 64 bits",
+                "a stream id is <ms>-<seq>, two decimals of at most 64 bits without leading zeros",
                 reason="BAD_STREAM_ID",
                 field="stream_id",
             )

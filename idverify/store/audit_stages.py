@@ -13,6 +13,7 @@ from typing import Any
 
 from idverify.audit.pending import StagedView
 from idverify.audit.sequencer import (
+    STREAM_ID_PART_MAX,
     PositionState,
     Sequenced,
     StageCursorDamaged,
@@ -234,16 +235,12 @@ class RedisAuditStages:
         return int(left)
 
 
-MAX_ID_PART = 2**64 - 1
-"""A stream id's parts are unsigned 64-bit numbers."""
-
-
 def _id_above(stream_id: str) -> str | None:
     """The least stream id above ``stream_id``, None for the greatest (a planted record may hold it)."""
     ms, seq = stream_order(stream_id)
-    if seq < MAX_ID_PART:
+    if seq < STREAM_ID_PART_MAX:
         return f"{ms}-{seq + 1}"
-    return f"{ms + 1}-0" if ms < MAX_ID_PART else None
+    return f"{ms + 1}-0" if ms < STREAM_ID_PART_MAX else None
 
 
 DIGEST_HEX = 16

@@ -235,6 +235,7 @@ def test_a_damaged_cursor_is_failed_precondition_and_the_other_buckets_go_on(
         (0, "", "BAD_STREAM_ID", "stream_id"),
         (0, "1-0-0", "BAD_STREAM_ID", "stream_id"),
         (0, "99999999999999999999-0", "BAD_STREAM_ID", "stream_id"),
+        (0, "01-0", "BAD_STREAM_ID", "stream_id"),  # a leading zero: Redis writes none
     ],
 )
 def test_a_bad_position_is_invalid_argument_naming_its_field(

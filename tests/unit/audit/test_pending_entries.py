@@ -349,6 +349,10 @@ class TestStagedEntry:
             (0, " 1-0", "stream_id"),
             (0, "18446744073709551616-0", "stream_id"),
             (0, "1-" + "9" * 21, "stream_id"),
+            # Leading zeros: no stored id has them (Redis would read 01-0 as 1-0).
+            (0, "01-0", "stream_id"),
+            (0, "1-00", "stream_id"),
+            (0, "00-0", "stream_id"),
             (0, "١-٠", "stream_id"),  # noqa: RUF001 - digits, but not ASCII ones
         ],
     )
