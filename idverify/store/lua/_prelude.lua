@@ -354,9 +354,11 @@ local function utf8_valid(text)
   return true
 end
 
-local function staged_event(body, ms)
+-- utf8_checked: the caller decoded these very bytes as UTF-8 itself (audit_sequence.lua's marks,
+-- which the sequencer's worker sets from the body it passes), so the check is not repeated here.
+local function staged_event(body, ms, utf8_checked)
   if #body > MAX_STAGED_BODY or string.sub(body, 1, 1) ~= ',' then return nil end
-  if not utf8_valid(body) then return nil end
+  if not (utf8_checked or utf8_valid(body)) then return nil end
   if not string.match(ms, '^%d+$') or #ms > 15 then return nil end
   local ok, ev = pcall(staged_rebuilt, body)
   if ok then return ev end

@@ -22,7 +22,11 @@
 -- ARGV: bucket, the cursor the batch was read after ('' for none), the batch's last stream id
 --   (the cursor itself for a late batch), then per record its stream id, body, staged ms,
 --   sealed account id, whose, span, and last, if the caller gives them, the records' digests in
---   a row (DIGEST_HEX hex digits each, as record_digest computes them; else computed here)
+--   a row (DIGEST_HEX hex digits each, as record_digest computes them; else computed here), then,
+--   if it gives them too, its UTF-8 marks: one character a record, in order, '1' where the caller
+--   decoded that record's body, the bytes it passes here, as UTF-8 itself (the step then skips
+--   its own check), '0' where it did not (the step checks). Each layout is taken (6, 6 + 1 or
+--   6 + 2 arguments a batch past the records'), so a worker of an earlier release is served.
 -- Returns {'OK', first number, entries appended, refused stream ids...} or {'CONFLICT', cursor}
 -- or {'CLOSED', the removal's state} or {'BAD_BATCH', why} (nothing written).
 local RECORD_FIELDS = 6
@@ -64,11 +68,17 @@ end
 -- and the shard is what every tenant's steps share.
 local DIGEST_HEX = 16
 local fields_given = #ARGV - 3
-local digests = nil
-if fields_given % RECORD_FIELDS == 1 then digests, fields_given = ARGV[#ARGV], fields_given - 1 end
+local digests, marks = nil, nil
+local past_records = fields_given % RECORD_FIELDS
+if past_records == 2 then
+  digests, marks, fields_given = ARGV[#ARGV - 1], ARGV[#ARGV], fields_given - 2
+elseif past_records == 1 then
+  digests, fields_given = ARGV[#ARGV], fields_given - 1
+end
 local count = fields_given / RECORD_FIELDS
 if count < 1 or count ~= math.floor(count) then return {'BAD_BATCH', 'record fields'} end
 if digests and #digests ~= count * DIGEST_HEX then return {'BAD_BATCH', 'digests'} end
+if marks and (#marks ~= count or string.find(marks, '[^01]')) then return {'BAD_BATCH', 'marks'} end
 if not stream_id(expected == '' and '0-0' or expected) then return {'BAD_BATCH', 'cursor'} end
 local late = expected ~= '' and last == expected
 -- A stream never holds 0-0 (XADD refuses it): below every id a late batch may start with.
@@ -143,8 +153,11 @@ for i = 0, count - 1 do
   local at = 4 + i * RECORD_FIELDS
   local id, body, ms = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local digest = record_digest(i, at)
+  -- The caller's mark is for the body in ARGV, the bytes it read and passes: the step judges
+  -- those, never the stream's record, which may have changed since the read.
+  local utf8_checked = marks ~= nil and string.byte(marks, i + 1) == 49  -- '1'
   local ev = nil
-  if not (late and sequenced_before(id, digest)) then ev = staged_event(body, ms) or false end
+  if not (late and sequenced_before(id, digest)) then ev = staged_event(body, ms, utf8_checked) or false end
   if ev == nil then
     -- Sequenced before this step: a crash left it in the stream, the caller deletes it now.
   elseif ev then

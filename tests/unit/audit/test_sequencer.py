@@ -70,6 +70,41 @@ def event(bucket: int, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
     }
 
 
+# Texts put in a staged body's attribute: UTF-8 at each sequence length, the edges of each range
+# included, and what RFC 3629 refuses (the step's check and the worker's decoder alike).
+UTF8_TEXTS = [
+    "é".encode(),
+    b"\xc2\x80",  # U+0080, the first two-byte one
+    "中文".encode(),
+    b"\xe0\xa0\x80",  # U+0800, the first three-byte one
+    b"\xed\x9f\xbf",  # U+D7FF, just below the surrogates
+    b"\xee\x80\x80",  # U+E000, just above them
+    "😀".encode(),
+    b"\xf4\x8f\xbf\xbf",  # U+10FFFF, the last code point
+    b"a" * 100 + "é".encode() + b"b" * 100 + "中".encode(),
+]
+NOT_UTF8_TEXTS = [
+    b"\x80",  # a continuation byte alone
+    b"\xbf",
+    b"\xc0\xaf",  # overlong '/'
+    b"\xc1\xbf",  # overlong
+    b"\xe0\x80\xaf",  # overlong '/' in three bytes
+    b"\xe0\x9f\xbf",  # overlong U+07FF
+    b"\xf0\x80\x80\xaf",  # overlong '/' in four bytes
+    b"\xf0\x8f\xbf\xbf",  # overlong U+FFFF
+    b"\xed\xa0\x80",  # U+D800, a surrogate
+    b"\xed\xbf\xbf",  # U+DFFF
+    b"\xf4\x90\x80\x80",  # U+110000
+    b"\xf5\x80\x80\x80",
+    b"\xff",
+    b"\xc3",  # truncated by the closing quote
+    b"\xe4\xb8",
+    b"\xf0\x9f\x98",
+    b"\xc3\xc3\xa9",  # a lead byte where a continuation belongs
+    "é".encode() + b"\x80",  # valid first, then bad
+]
+
+
 async def log_entries(redis: RedisClient, tenant: str) -> list[dict[str, Any]]:
     """Every entry of the log, parsed, checked to sit at its own number."""
     raw = await redis.hgetall(TenantKeys(tenant).audit_log())
@@ -307,47 +342,16 @@ class TestHostileRecords:
             attributes = b'"attributes":{"x":"' + text + b'"}'
             return {b"b": good[b"b"].replace(b'"attributes":{}', attributes), b"ms": good[b"ms"]}
 
-        valid = [
-            "é".encode(),
-            b"\xc2\x80",  # U+0080, the first two-byte one
-            "中文".encode(),
-            b"\xe0\xa0\x80",  # U+0800, the first three-byte one
-            b"\xed\x9f\xbf",  # U+D7FF, just below the surrogates
-            b"\xee\x80\x80",  # U+E000, just above them
-            "😀".encode(),
-            b"\xf4\x8f\xbf\xbf",  # U+10FFFF, the last code point
-            b"a" * 100 + "é".encode() + b"b" * 100 + "中".encode(),
-        ]
-        invalid = [
-            b"\x80",  # a continuation byte alone
-            b"\xbf",
-            b"\xc0\xaf",  # overlong '/'
-            b"\xc1\xbf",  # overlong
-            b"\xe0\x80\xaf",  # overlong '/' in three bytes
-            b"\xe0\x9f\xbf",  # overlong U+07FF
-            b"\xf0\x80\x80\xaf",  # overlong '/' in four bytes
-            b"\xf0\x8f\xbf\xbf",  # overlong U+FFFF
-            b"\xed\xa0\x80",  # U+D800, a surrogate
-            b"\xed\xbf\xbf",  # U+DFFF
-            b"\xf4\x90\x80\x80",  # U+110000
-            b"\xf5\x80\x80\x80",
-            b"\xff",
-            b"\xc3",  # truncated by the closing quote
-            b"\xe4\xb8",
-            b"\xf0\x9f\x98",
-            b"\xc3\xc3\xa9",  # a lead byte where a continuation belongs
-            "é".encode() + b"\x80",  # valid first, then bad
-        ]
-        valid_ids = [(await redis.xadd(stage, with_text(t))).decode() for t in valid]  # type: ignore[arg-type]
-        invalid_ids = [(await redis.xadd(stage, with_text(t))).decode() for t in invalid]  # type: ignore[arg-type]
+        valid_ids = [(await redis.xadd(stage, with_text(t))).decode() for t in UTF8_TEXTS]  # type: ignore[arg-type]
+        invalid_ids = [(await redis.xadd(stage, with_text(t))).decode() for t in NOT_UTF8_TEXTS]  # type: ignore[arg-type]
         report = await StageSequencer(stages, 1).sequence(tenant)
         assert report.refused == [(0, i) for i in invalid_ids]
-        assert report.appended == len(valid)
+        assert report.appended == len(UTF8_TEXTS)
         entries = await log_entries(redis, tenant)
-        assert [e["attributes"]["x"].encode() for e in entries] == valid
+        assert [e["attributes"]["x"].encode() for e in entries] == UTF8_TEXTS
         assert await stages.position(tenant, 0, invalid_ids[0]) == StagedPosition(PositionState.REFUSED)
         assert await stages.position(tenant, 0, valid_ids[-1]) == StagedPosition(
-            PositionState.SEQUENCED, len(valid) - 1
+            PositionState.SEQUENCED, len(UTF8_TEXTS) - 1
         )
 
     @pytest.mark.parametrize(
