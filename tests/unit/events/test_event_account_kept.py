@@ -171,6 +171,8 @@ def ids_of(events: list[Event], event_type: str) -> list[str]:
 async def _values(redis: RedisClient, key: bytes) -> list[bytes]:
     """A key's values (a hash's and a stream's field names too), whatever its type."""
     kind = as_text(await redis.type(key))
+    if kind == "none":  # expired since the scan named it (a rate limit's window): nothing held
+        return []
     if kind == "string":
         return [await redis.get(key) or b""]
     if kind == "hash":
