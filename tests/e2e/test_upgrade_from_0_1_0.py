@@ -250,6 +250,10 @@ class TestNewerSchema:
                     "--dev",
                     "--listen",
                     f"127.0.0.1:{free_port()}",
+                    # A console port of its own: a development server on the default one (another
+                    # test process's, a developer's) added a warning to the one line asserted.
+                    "--console-listen",
+                    f"127.0.0.1:{free_port()}",
                     "--data-dir",
                     str(tmp_path / "data"),
                     "--redis-url",
