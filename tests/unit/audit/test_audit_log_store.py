@@ -49,11 +49,6 @@ def tenant() -> str:
 
 
 @pytest.fixture
-def scripts(redis: RedisClient) -> Scripts:
-    return Scripts(redis)
-
-
-@pytest.fixture
 def store(redis: RedisClient, scripts: Scripts) -> AuditStore:
     return AuditStore(redis, scripts)
 

@@ -46,11 +46,6 @@ def tenant() -> str:
 
 
 @pytest.fixture
-def stages(redis: RedisClient) -> RedisAuditStages:
-    return RedisAuditStages(redis, Scripts(redis))
-
-
-@pytest.fixture
 def flow(redis: RedisClient, stages: RedisAuditStages) -> AuditFlow:
     return AuditFlow(
         RedisAuditLog(redis, Scripts(redis)),

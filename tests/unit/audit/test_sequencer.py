@@ -49,16 +49,6 @@ def tenant() -> str:
     return f"stage-{next(_tenants)}"
 
 
-@pytest.fixture
-def scripts(redis: RedisClient) -> Scripts:
-    return Scripts(redis)
-
-
-@pytest.fixture
-def stages(redis: RedisClient, scripts: Scripts) -> RedisAuditStages:
-    return RedisAuditStages(redis, scripts)
-
-
 def event(bucket: int, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """A (base, fields) pair whose request id names its bucket and place."""
     base = {"principal": "t/registrar/c1", "request_id": f"b{bucket}-{n}", "trace_id": ""}

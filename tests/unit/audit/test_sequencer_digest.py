@@ -30,16 +30,6 @@ def tenant() -> str:
     return f"digest-{next(_tenants)}"
 
 
-@pytest.fixture
-def scripts(redis: RedisClient) -> Scripts:
-    return Scripts(redis)
-
-
-@pytest.fixture
-def stages(redis: RedisClient, scripts: Scripts) -> RedisAuditStages:
-    return RedisAuditStages(redis, scripts)
-
-
 def script_keys(tenant: str) -> list[str]:
     keys = TenantKeys(tenant)
     return [

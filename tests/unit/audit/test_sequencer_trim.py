@@ -18,7 +18,6 @@ from idverify.audit.sequencer import StagedRecord, StageSequencer, stream_order
 from idverify.store.audit_stages import RedisAuditStages
 from idverify.store.connection import RedisClient
 from idverify.store.keys import BucketKeys
-from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticStager
 from tests.unit.audit.test_sequencer import event, log_entries
 
@@ -28,11 +27,6 @@ _tenants = itertools.count()
 @pytest.fixture
 def tenant() -> str:
     return f"trim-{next(_tenants)}"
-
-
-@pytest.fixture
-def stages(redis: RedisClient) -> RedisAuditStages:
-    return RedisAuditStages(redis, Scripts(redis))
 
 
 async def deletions(redis: RedisClient) -> dict[str, int]:

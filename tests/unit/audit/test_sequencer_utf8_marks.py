@@ -30,11 +30,6 @@ def tenant() -> str:
     return f"utf8-{next(_tenants)}"
 
 
-@pytest.fixture
-def stages(redis: RedisClient) -> RedisAuditStages:
-    return RedisAuditStages(redis, Scripts(redis))
-
-
 async def staged_body(redis: RedisClient, tenant: str) -> dict[bytes, bytes]:
     """A record as audit_stage() writes it (staged, read, and deleted again)."""
     stage = BucketKeys(tenant, 0).audit_stage()
