@@ -27,25 +27,12 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditStages", "is_utf8", "next_stream_id", "record_digest", "stage_sequencer"]
+__all__ = ["RedisAuditStages", "is_utf8", "record_digest", "stage_sequencer"]
 
 
 def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
     """The sequencer of the tenants' staged audit entries (``audit_stage_buckets``), or None for none."""
     return StageSequencer(RedisAuditStages(redis, scripts), buckets) if buckets else None
-
-
-def next_stream_id(stream_id: str) -> str:
-    """The smallest stream id above ``stream_id`` (XTRIM MINID keeps it and what follows).
-
-    Raises:
-        ValueError: ``stream_id`` is not ``<ms>-<seq>`` (no RPC takes one yet: a caller's bug).
-    """
-    ms, _, seq = stream_id.partition("-")
-    if not (ms.isdigit() and seq.isdigit()):
-        msg = f"a stream id is <ms>-<seq>, not {stream_id!r}"
-        raise ValueError(msg)
-    return f"{ms}-{int(seq) + 1}"
 
 
 class RedisAuditStages:
@@ -190,7 +177,9 @@ class RedisAuditStages:
             ValueError: ``stream_id`` is not ``<ms>-<seq>``.
             StageCursorDamaged: the bucket's cursor is not a stream id.
         """
-        next_stream_id(stream_id)  # refuses a malformed id before it reaches Redis
+        if not is_stream_id(stream_id):  # refused before it reaches Redis
+            msg = f"a stream id is <ms>-<seq>, not {stream_id!r}"
+            raise ValueError(msg)
         keys = TenantKeys(tenant)
         async with translate_errors():
             # The stream first: read after the cursor, an entry sequenced in between is found
