@@ -13,6 +13,12 @@ slot of the counters it gives back. An intent's record goes with the first step 
 binding's ``bind:``, a cancellation's ``unbind:`` and an erasure's ``erase:`` with the account, a
 binding's ``place:`` and a re-indexing's ``move:`` with the identity.
 
+Two accounts are two buckets too: keys that name an account pseudonym (its ``acct``,
+``consent``, ``acctvf``, ``chkfail:acct:``, its ``unbind:``/``erase:`` intent) must name one
+(:func:`accounts_named`), or a step would reach another account's bucket beside its own.
+Keys named by something else (a ``vf`` by its id, an ``otpfail`` by account and phone) go to
+their account's bucket by a label Python gives them, which the name does not show.
+
 A key of a form this module does not know is refused (``ValueError``), so that a new family is
 placed here before a test can pass over it.
 """
@@ -26,7 +32,7 @@ from typing import Final
 
 from idverify.store.keys import PREFIX
 
-__all__ = ["BUCKETED", "Family", "crossed_families", "family_of"]
+__all__ = ["BUCKETED", "Family", "accounts_named", "crossed_families", "family_of"]
 
 
 class Family(enum.Enum):
@@ -58,6 +64,9 @@ _INTENT_FAMILY: Final = {
     "move": Family.IDENTITY,
 }
 _LOCAL: Final = frozenset({"intents", "erasure:due", "audit:stage"})
+# Account keys whose name ends in the account's pseudonym, and intents whose subject is one.
+_BY_ACCOUNT: Final = frozenset({"acct", "consent", "acctvf"})
+_ACCOUNT_INTENTS: Final = frozenset({"unbind", "erase"})
 # Marks beside what they mark: a give-back's in the slot of the counters it gives back.
 _LOCAL_HEADS: Final = frozenset({"givenback"})
 
@@ -119,15 +128,41 @@ _BY_TAIL: Final[dict[str, Callable[[str, str], Family]]] = {
 }
 
 
+def accounts_named(keys: Iterable[str]) -> set[str]:
+    """The account pseudonyms ``keys`` name (see the module's docstring for which keys name one)."""
+    named = set()
+    for key in keys:
+        matched = _KEY.fullmatch(key)
+        if matched is None or not matched[1].startswith("t:"):
+            continue
+        head, _, tail = matched[2].partition(":")
+        if head == "intent":
+            head, _, tail = tail.partition(":")
+            if head not in _ACCOUNT_INTENTS:
+                continue
+        elif head == "chkfail":
+            scope, _, tail = tail.partition(":")
+            if scope != "acct":
+                continue
+        elif head not in _BY_ACCOUNT:
+            continue
+        named.add(tail)
+    return named
+
+
 def crossed_families(keys: Iterable[str]) -> set[Family]:
     """The families ``keys`` span that would not share one slot under the plan; empty when one would.
 
     One slot is one family of :data:`BUCKETED` with the tenant's keys beside it (a step's audit
     entry, its staging in the bucket later), or the tenant's keys alone, or one phone's, or the
-    global ones: :attr:`Family.LOCAL` goes with any.
+    global ones: :attr:`Family.LOCAL` goes with any. Keys of two accounts are two buckets of
+    :attr:`Family.ACCOUNT` (:func:`accounts_named`), and cross as two families do.
     """
+    keys = list(keys)
     families = {family_of(key) for key in keys} - {Family.LOCAL}
     bucketed = families & BUCKETED
     if len(bucketed) > 1 or (families - BUCKETED - {Family.TENANT} and len(families) > 1):
+        return families
+    if len(accounts_named(keys)) > 1:
         return families
     return set()

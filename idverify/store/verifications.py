@@ -472,7 +472,7 @@ class RedisVerificationStore:
         return {name: as_text(value) for name, value in zip(names, row, strict=True) if value}
 
     async def grant_guardian(self, grant: port.GuardianGrant, point: port.Point) -> port.Written:
-        """``guardian``."""
+        """``guardian``: on one node it reads the guardian's account itself; step by step, see below."""
         keys = _keys(grant.tenant)
         args: list[str | int | bytes] = [
             grant.binding_limit,
@@ -482,29 +482,40 @@ class RedisVerificationStore:
             json.dumps(dict(grant.guardian_fields)),
             grant.refusal,
         ]
+        account_keys = [
+            keys.verification(grant.verification_id),
+            keys.audit_log(),
+            keys.account(grant.account_pseudonym),
+        ]
 
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
-            step = ChainStep(
-                "guardian",
-                [
-                    keys.verification(grant.verification_id),
-                    keys.audit_log(),
-                    keys.account(grant.account_pseudonym),
-                    keys.account(grant.guardian_pseudonym),
-                    *self._identity_keys(keys, record),
-                ],
-                args,
-            )
             if not self._runner.chained:
-                return self._binding.bind(
-                    grant.tenant,
-                    self._stepwise(grant.tenant, grant.verification_id, step),
-                    grant.binding_limit,
-                    grant.request_json,
-                )
-            return self._scripts.run(step.name, step.keys, step.args)
+                return self._grant_stepwise(grant, ChainStep("guardian", account_keys, args))
+            guardian_key = keys.account(grant.guardian_pseudonym)
+            return self._scripts.run(
+                "guardian", [*account_keys, *self._identity_keys(keys, record), guardian_key], args
+            )
 
         return _written(await self._until_placed(attempt, point))
+
+    async def _grant_stepwise(self, grant: port.GuardianGrant, step: ChainStep) -> Any:
+        """A guardian's consent step by step: the guardian's account read, then the minor's steps.
+
+        The guardian's account is another account's bucket (A'), so the minor's step is given no
+        key of it: it is read here, in a round trip of its own right before that step, and the step
+        judges the consent on this read as it would on its own (docs/ARCHITECTURE.md, "3.1
+        Binding": why a change after the read is one after the consent).
+        """
+        read = await self.account_fields(
+            grant.tenant, grant.guardian_pseudonym, (*port.GUARDIAN_FIELDS, "audit")
+        )
+        first = self._stepwise(grant.tenant, grant.verification_id, step)
+        return await self._binding.bind(
+            grant.tenant,
+            ChainStep(first.name, first.keys, [*first.args, json.dumps(read)]),
+            grant.binding_limit,
+            grant.request_json,
+        )
 
     def _identity_keys(self, keys: TenantKeys, record: VerificationRecord) -> tuple[str, ...]:
         """The identity's keys for an account's step that may bind, on one node only.

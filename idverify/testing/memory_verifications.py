@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from idverify.domain.errors import RateLimited, StoreUnavailable
 from idverify.flows.consent import ConsentAdmission
 from idverify.flows.verification.port import (
+    GUARDIAN_FIELDS,
     Admission,
     AdmissionAnswer,
     ChallengeAnswer,
@@ -47,7 +48,6 @@ _MOVE_ATTEMPTS = 3
 _ASSURANCE_RANK = {"low": 1, "substantial": 2, "high": 3}
 _AGE_SOURCE_RANK = {"none": 0, "declared": 1, "authority": 2, "document": 2}
 _DAY_MS = 86_400_000
-_GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
 _AGE_FIELDS = ("age_band", "age_source", "birth_sealed")
 _PRINCIPAL = "PRINCIPAL_SEND_BUDGET_EXCEEDED"
 _TENANT = "TENANT_SEND_BUDGET_EXCEEDED"
@@ -380,7 +380,7 @@ class MemoryVerificationStore:
         refusal = grant.refusal
         if not guardian.get("identity"):
             refusal = "GUARDIAN_NOT_VERIFIED"
-        elif any(guardian.get(name, "") != grant.guardian_fields.get(name, "") for name in _GUARDIAN_FIELDS):
+        elif any(guardian.get(name, "") != grant.guardian_fields.get(name, "") for name in GUARDIAN_FIELDS):
             return Written(WriteOutcome.GUARDIAN_CHANGED)
         elif not refusal and guardian["identity"] == vf.get("identity"):
             refusal = "GUARDIAN_IS_SUBJECT"

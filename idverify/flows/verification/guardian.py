@@ -1,7 +1,9 @@
 """A guardian's consent completes a minor's verification.
 
-The guardian is another account, verified and an adult today; the ``guardian`` script checks that
-the fields it was judged on did not change, and binds the minor's account in the same step.
+The guardian is another account, verified and an adult today, judged on its account as read; the
+store's ``guardian`` step goes on only while that account still holds what was judged (on one
+node in the step itself, step by step on the store's read just before it), and binds the minor's
+account.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ from idverify.flows.account_age import AccountAges
 from idverify.flows.consent import ConsentFlow
 from idverify.flows.context import FlowDeps, RequestInfo
 from idverify.flows.verification.binding import BindingPoints
-from idverify.flows.verification.port import GuardianGrant, VerificationStore, WriteOutcome
+from idverify.flows.verification.port import GUARDIAN_FIELDS, GuardianGrant, VerificationStore, WriteOutcome
 from idverify.flows.verification.record import Status
 from idverify.flows.verification.views import VerificationReader, VerificationView, check_verification_id
 
-# What a guardian's qualification is judged on; the consent's write checks they did not change.
-_GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
 # A guardian's account that keeps changing while it is judged gives up after this many.
 _GUARDIAN_ATTEMPTS = 3
 
@@ -126,7 +126,7 @@ class GuardianConsents:
     async def _guardian_today(self, tenant: str, guardian_ps: str) -> tuple[dict[str, str], str]:
         """The guardian account's age fields as read, and why it may not consent today ('' if it may)."""
         d = self.deps
-        fields = await self.store.account_fields(tenant, guardian_ps, _GUARDIAN_FIELDS)
+        fields = await self.store.account_fields(tenant, guardian_ps, GUARDIAN_FIELDS)
         if not fields.get("identity"):
             return fields, "GUARDIAN_NOT_VERIFIED"
         age = self.ages.read(tenant, guardian_ps, fields, d.today())

@@ -20,6 +20,7 @@ from idverify.flows.consent import AdmitReply, ConsentAdmission, ConsentRecord
 from idverify.flows.verification.record import VerificationRecord
 
 __all__ = [
+    "GUARDIAN_FIELDS",
     "Admission",
     "AdmissionAnswer",
     "AnswerCount",
@@ -39,6 +40,10 @@ __all__ = [
     "WriteOutcome",
     "Written",
 ]
+
+# What a guardian's qualification is judged on, read from the guardian's account; the consent's
+# write goes on only while the account holds them as judged (else GUARDIAN_CHANGED).
+GUARDIAN_FIELDS = ("identity", "age_source", "birth_sealed", "age_band")
 
 # Called before each attempt of a write that may bind an identity, with whether the last one
 # found the identity moved (key rotation): the verification's record to write with, pointed at
@@ -236,7 +241,7 @@ class GuardianGrant:
     request_json: str
     text_version: str
     relationship: str
-    guardian_fields: Mapping[str, str]
+    guardian_fields: Mapping[str, str]  # GUARDIAN_FIELDS as the flow read and judged them
     refusal: str  # why the guardian may not consent today ("" if it may)
 
 
@@ -334,6 +339,7 @@ class VerificationStore(Protocol):
     async def grant_guardian(self, grant: GuardianGrant, point: Point) -> Written:
         """Completes a minor's verification with a guardian's consent, binding it (``point`` as for submit).
 
-        DONE, NOT_FOUND, STATE, GUARDIAN_REFUSED or GUARDIAN_CHANGED.
+        DONE, NOT_FOUND, STATE, GUARDIAN_REFUSED or GUARDIAN_CHANGED (the guardian's account no
+        longer holds ``grant.guardian_fields``, when the store reads it again before it writes).
         """
         ...

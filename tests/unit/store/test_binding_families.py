@@ -9,9 +9,10 @@ answer plain and establishing a claim over a squatter, a start in ``bind`` mode,
 consent, the repairer finishing a binding killed at each boundary, and bindings that meet a
 move of their identity (in flight, and done before them).
 
-A family-level check: two accounts (a guardian's beside the minor's) pass as one family, which
-§3.1 plans as a read before the step. Keys a script derives from another instead of being given
-them are not seen here (docs/ARCHITECTURE.md, §6, lists them).
+Two accounts are two buckets: a call given keys of a second account (``key_families.accounts_named``)
+crosses as two families do. A guardian's consent names the minor's account alone: the guardian's
+is read in a round trip of its own before the step (§3.1). Keys a script derives from another
+instead of being given them are not seen here (docs/ARCHITECTURE.md, §6, lists them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient
-from idverify.store.key_families import crossed_families
+from idverify.store.key_families import accounts_named, crossed_families
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep, Scripts
 from idverify.store.verifications import RedisVerificationStore
@@ -75,9 +76,9 @@ class Recording(Scripts):
         return await super().run_chain(steps)
 
     def assert_one_bucket_each(self, *expected: str) -> None:
-        """Every call named keys of one planned slot; the scripts ``expected`` among those called."""
+        """Every call named keys of one planned slot (of one account); the scripts ``expected`` ran."""
         crossing = [
-            (name, sorted(f.value for f in crossed))
+            (name, sorted(f.value for f in crossed), sorted(accounts_named(keys)))
             for name, keys in self.calls
             if (crossed := crossed_families(keys))
         ]
@@ -159,6 +160,8 @@ class TestEachCallIsOneBucket:
         granted = await store.grant_guardian(grant, _as_read(record))
         assert granted.record.status is Status.VERIFIED, granted
         recording.assert_one_bucket_each("guardian", *STEPS)
+        guardian_keys = {keys.account(guardian), keys.consent(guardian), keys.account_verifications(guardian)}
+        assert not [name for name, named in recording.calls if guardian_keys & set(named)], recording.calls
 
     @pytest.mark.timeout(120)
     async def test_the_repairer_at_each_boundary(self, redis: RedisClient, own_redis: RedisProcess) -> None:

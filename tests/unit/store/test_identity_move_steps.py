@@ -239,11 +239,10 @@ class TestABindingMidMove:
                 },
             )
             # The one-node scripts, which ask the identity before their account's step writes:
-            # submit's sixth key is the failure counter, guardian's fourth the guardian's account.
+            # submit's sixth key is the failure counter, guardian's the guardian's account.
             identity = [keys.identity(ref), keys.identity_accounts(ref)]
             head = [keys.verification(verification_id), keys.audit_log(), keys.account(stranger)]
-            other = [keys.account(accounts[0])]
-            script_keys = [*head, *identity, *other] if script == "submit" else [*head, *other, *identity]
+            script_keys = [*head, *identity, keys.account(accounts[0])]
             reply = await Scripts(redis).run(script, script_keys, ARGUMENTS[script])
             assert [as_text(word) for word in reply] == ["RETRY"], ref
             assert await redis.hget(keys.verification(verification_id), "status") == status.encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idverify.store.key_families import Family, crossed_families, family_of
+from idverify.store.key_families import Family, accounts_named, crossed_families, family_of
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 
 T = TenantKeys("acme")
@@ -90,9 +90,45 @@ def test_an_unknown_form_is_refused_not_guessed(key: str) -> None:
         ([T.verification("v"), T.audit_log(), T.account("a"), T.intents(), T.intent("bind:v")], set()),
         ([T.identity("r"), T.identity_accounts("r"), T.intents(), T.intent("place:v")], set()),
         ([T.audit_log(), T.organization_names()], set()),
+        # A guardian's consent reading the guardian's account beside the minor's: two buckets.
+        ([T.verification("v"), T.audit_log(), T.account("minor"), T.account("guardian")], {A, Family.TENANT}),
+        ([T.account("a"), T.consent("b")], {A}),
+        ([T.intent("unbind:a"), T.account_verifications("b")], {A}),
+        ([T.check_mismatches("acct", "a"), T.account("b")], {A}),
+        # One account's keys, its verification, its intents and counters named otherwise.
+        (
+            [
+                T.account("a"),
+                T.consent("a"),
+                T.account_verifications("a"),
+                T.check_mismatches("acct", "a"),
+                T.intent("erase:a"),
+                T.verification("v"),
+                T.otp_failures("a+phone"),
+            ],
+            set(),
+        ),
         ([PhoneKeys("0" * 32).otp_failures()], set()),
         ([], set()),
     ],
 )
 def test_crossed_families_names_what_would_span_slots(keys: list[str], crossed: set[Family]) -> None:
     assert crossed_families(keys) == crossed
+
+
+def test_accounts_named_reads_the_pseudonym_from_each_account_key() -> None:
+    keys = [
+        T.account("a1"),
+        T.consent("a2"),
+        T.account_verifications("a3"),
+        T.check_mismatches("acct", "a4"),
+        T.intent("unbind:a5"),
+        T.intent("erase:a6"),
+        T.check_mismatches("principal", "p"),
+        T.intent("bind:v1"),
+        T.verification("v1"),
+        T.audit_log(),
+        PhoneKeys("0" * 32).otp_failures(),
+        GlobalKeys.SCHEMA,
+    ]
+    assert accounts_named(keys) == {"a1", "a2", "a3", "a4", "a5", "a6"}
