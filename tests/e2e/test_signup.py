@@ -280,6 +280,54 @@ class TestMinors:
             )
         assert rich_error(refused.value)[0] == "GUARDIAN_NOT_ADULT"
 
+    def test_a_minor_is_not_its_own_guardian(self, server: ServerProcess, registrar: Client) -> None:
+        """A registrar naming the child's own account as its guardian is refused, naming the field."""
+        child = person(birth=date(2016, 2, 1))
+        started = start(registrar, child, "acct-child-self")
+        submit(registrar, started.verification_id, server.sms_code(started.verification_id))
+        with pytest.raises(grpc.RpcError) as refused:
+            registrar.consent.GrantConsent(_guardian_grant("acct-child-self", started, "acct-child-self"))
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_error(refused.value) == ("GUARDIAN_IS_SUBJECT", "guardian_account_id")
+        assert _status_of(registrar, started) == STATUS.Value("VERIFICATION_STATUS_NEEDS_GUARDIAN_CONSENT")
+
+    def test_a_cancelled_guardian_no_longer_consents(self, server: ServerProcess, registrar: Client) -> None:
+        """A verified adult whose account was cancelled is no guardian: the child keeps waiting."""
+        child = person(birth=date(2016, 3, 1))
+        verify(server, registrar, person(), "acct-parent-cancelled")
+        started = start(registrar, child, "acct-child-cancelled")
+        submit(registrar, started.verification_id, server.sms_code(started.verification_id))
+        with server.client("platform") as platform:
+            platform.account.CancelAccount(
+                account_pb2.CancelAccountRequest(account_id="acct-parent-cancelled")
+            )
+        with pytest.raises(grpc.RpcError) as refused:
+            registrar.consent.GrantConsent(
+                _guardian_grant("acct-child-cancelled", started, "acct-parent-cancelled")
+            )
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_error(refused.value) == ("GUARDIAN_NOT_VERIFIED", "guardian_account_id")
+        assert _status_of(registrar, started) == STATUS.Value("VERIFICATION_STATUS_NEEDS_GUARDIAN_CONSENT")
+
+
+def _guardian_grant(
+    account_id: str, started: verification_pb2.Verification, guardian_account_id: str
+) -> consent_pb2.GrantConsentRequest:
+    return consent_pb2.GrantConsentRequest(
+        account_id=account_id,
+        purpose="guardian",
+        text_version=text_version_of("guardian consent"),
+        verification_id=started.verification_id,
+        guardian_account_id=guardian_account_id,
+        relationship=consent_pb2.GUARDIAN_RELATIONSHIP_PARENT,
+    )
+
+
+def _status_of(registrar: Client, started: verification_pb2.Verification) -> int:
+    return registrar.verification.GetVerification(
+        verification_pb2.GetVerificationRequest(verification_id=started.verification_id)
+    ).verification.status
+
 
 class TestDiscovery:
     def test_reflection_lists_every_service(self, server: ServerProcess) -> None:

@@ -28,6 +28,7 @@ from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo
 from idverify.flows.erasure import ErasureFlow, ErasureItem, ErasureKind
 from idverify.flows.verification import StartRequest, VerificationFlow
+from idverify.flows.verification.guardian import GuardianConsent
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.sealing import Sealer
 from idverify.security.rate_limits import WindowLimiter
@@ -64,6 +65,11 @@ CANCEL_TRIPS = [
 # counters), then its steps (the account's records, the open minutes of reads it leaves:
 # store.erasure_steps) as one chain, as erase.lua was one script before them.
 ERASE_TRIPS = [["ZRANGE"], ["HGET"], ["EVALSHA erase_account+erase_minutes"]]
+# A guardian's consent for a minor: the minor's verification read, the guardian's account read
+# and judged, then one script that checks that account again and binds the minor (guardian.lua;
+# on a Cluster the store reads the guardian's account once more right before the minor's steps,
+# docs/ARCHITECTURE.md, "3.1 Binding"), then the consent record made lasting.
+GUARDIAN_TRIPS = [["HGETALL"], ["HMGET"], ["EVALSHA guardian"], ["PERSIST"]]
 INFO = RequestInfo(principal="round-trips")
 _n = itertools.count(1)
 # The chains a signup runs (Scripts.run_chain), named by their scripts.
@@ -173,9 +179,9 @@ def _flow(
     return redis_verification_flow(deps, redis, scripts), scripts, redis
 
 
-def _person() -> Subject:
+def _person(born: str = "1990") -> Subject:
     n = next(_n)
-    body = f"440106199003{n % 28 + 1:02d}{n % 1000:03d}"
+    body = f"440106{born}03{n % 28 + 1:02d}{n % 1000:03d}"
     return Subject(
         SubjectKind.PERSON,
         f"测试{n}",
@@ -190,15 +196,21 @@ async def _signup(
     caplog: pytest.LogCaptureFixture,
     wire: Wire,
     answering: VerificationFlow | None = None,
+    *,
+    born: str = "1990",
 ) -> tuple[int, int]:
-    """One signup, answered on ``answering`` (another worker) if given: its start's and answer's trips."""
+    """One signup, answered on ``answering`` (another worker) if given: its start's and answer's trips.
+
+    ``born``: the person's year of birth; a child's answer leaves the verification waiting for a
+    guardian (its id is then ``_last_waiting``'s).
+    """
     n = next(_n)
     consents = ("identity", "phone")
     start = StartRequest(
         request_id=f"req-{n}",
         account_id=f"acct-{n}",
         method_id="sms",
-        subject=_person(),
+        subject=_person(born),
         consents=consents,
         client_ip="203.0.113.9",
         consent_text_versions={p: text_version_of(f"text of {p}") for p in consents},
@@ -212,7 +224,10 @@ async def _signup(
     assert logged is not None, caplog.text
     finished = await (answering or flow).submit("default", started.verification_id, logged.group(1), INFO)
     submit_trips = wire.take()
-    assert finished.status == "VERIFIED", finished
+    if finished.status == "NEEDS_GUARDIAN_CONSENT":
+        _last_waiting.append(started.verification_id)
+    else:
+        assert finished.status == "VERIFIED", finished
     _last_trips[:] = [start_trips, submit_trips]
     _last_accounts.append(start.account_id)
     return len(start_trips), len(submit_trips)
@@ -220,6 +235,7 @@ async def _signup(
 
 _last_trips: list[list[list[str]]] = []
 _last_accounts: list[str] = []
+_last_waiting: list[str] = []
 
 
 async def test_a_signup_makes_few_round_trips(
@@ -307,3 +323,35 @@ async def test_an_erasure_on_one_node_is_one_script_still(
         assert await erasure.erase("default", items[1])
         trips = proxy.wire.take()
     assert trips == ERASE_TRIPS
+
+
+async def test_a_guardians_consent_on_one_node_is_one_script_still(
+    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guardian's account is read by the flow and again inside the one script, not in a trip more."""
+    flow, scripts, flow_redis = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path)
+    try:
+        await _signup(flow, caplog, proxy.wire)
+        guardian = _last_accounts[-1]
+        trips = []
+        # The first loads the script; the second is the count.
+        for _ in range(2):
+            await _signup(flow, caplog, proxy.wire, born="2016")
+            proxy.wire.take()
+            granted = await flow.grant_guardian_consent(
+                GuardianConsent(
+                    tenant="default",
+                    account_id=_last_accounts[-1],
+                    verification_id=_last_waiting[-1],
+                    guardian_account_id=guardian,
+                    text_version=text_version_of("guardian consent"),
+                    relationship="parent",
+                    info=INFO,
+                )
+            )
+            trips = proxy.wire.take()
+            assert granted.status == "VERIFIED", granted
+    finally:
+        await scripts.aclose()
+        await flow_redis.aclose(close_connection_pool=True)
+    assert trips == GUARDIAN_TRIPS
