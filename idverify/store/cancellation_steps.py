@@ -24,7 +24,7 @@ from idverify.store.connection import as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep
 
-__all__ = ["INTENT_KIND", "BoundAccount", "CancellationSteps", "intent_member"]
+__all__ = ["INTENT_KIND", "BoundAccount", "CancellationSteps", "intent_member", "names_step"]
 
 INTENT_KIND = "unbind"
 
@@ -32,6 +32,15 @@ INTENT_KIND = "unbind"
 def intent_member(account_ps: str) -> str:
     """The intent a cancellation of a bound account writes: ``unbind:<account pseudonym>``."""
     return f"{INTENT_KIND}:{account_ps}"
+
+
+def names_step(keys: TenantKeys, tag: str) -> ChainStep:
+    """The organization's names dropped (``drop_names.lua``), tenant-wide, after an identity step's ``LAST``.
+
+    A cancellation's identity step leads to it, and so does a re-indexing's settling step that
+    left the record without members (``store.identity_move_steps``).
+    """
+    return ChainStep("drop_names", [keys.organization_names(), keys.organization_own_names(tag)], [tag])
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,5 @@ class CancellationSteps:
             )
         ]
         if tag:
-            steps.append(
-                ChainStep("drop_names", [keys.organization_names(), keys.organization_own_names(tag)], [tag])
-            )
+            steps.append(names_step(keys, tag))
         return steps

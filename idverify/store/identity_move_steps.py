@@ -10,7 +10,10 @@ repairer resumes from it with the arrival, every step after the first being idem
 finishes the move, never undoes it. While either mark is there a binding of the identity answers
 RETRY, so no binding limit is ever counted on half of the members. Step by step, the members
 whose accounts did not follow (cancelled while the move copied them) leave the new record at the
-settling step: their cancellations named the old ref.
+settling step: their cancellations named the old ref. When that leaves the record without members
+the settling step answers LAST with their claim tags, and the organization's names are dropped
+(the cancellation's own names step, ``drop_names.lua``) before the old record is finished: the
+intent stays until then, and a repair settles again and answers LAST again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 from dataclasses import dataclass
 
 from idverify.store.bucket_steps import StepRunner
+from idverify.store.cancellation_steps import names_step
 from idverify.store.connection import as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import ChainStep
@@ -70,7 +74,8 @@ class IdentityMoveSteps:
         keys = TenantKeys(tenant)
         member = intent_member(moved.old_ref)
         tail = self._tail(keys, moved)
-        delay = "" if self._runner.chained else self._runner.intent_delay_ms(1 + len(tail))
+        # One step more than the chain's: the names' step of a record its settling left empty.
+        delay = "" if self._runner.chained else self._runner.intent_delay_ms(2 + len(tail))
         first = ChainStep(
             "move_out",
             [
@@ -101,7 +106,10 @@ class IdentityMoveSteps:
 
         A member whose account no longer holds the old ref (a cancellation that ran its account's
         step before the move reached it) would otherwise keep its place in the new record: its
-        cancellation's identity step names the old ref, which the move then deletes.
+        cancellation's identity step names the old ref, which the move then deletes. When the
+        settling step leaves the record without members (``LAST``), the organization's names
+        follow before the finish, which removes the intent: that cancellation's identity step
+        answers ``GONE`` once the old ref is left, and drops nothing on its word.
         """
         arrival, *visits, _, finish = self._tail(keys, moved)
         stayed: list[str] = []
@@ -115,10 +123,14 @@ class IdentityMoveSteps:
                 stayed.append(member)
                 if due := as_text(reply[1]):
                     dues.append(int(due))
+        done += 1
         settle = self._settle(keys, moved, str(min(dues)) if dues else "", stayed)
-        for step in (settle, finish):
-            done += 1
-            await self._runner.run_one(sequence, step, done)
+        settled = await self._runner.run_one(sequence, settle, done)
+        if as_text(settled[0]) == "LAST":
+            for tag in settled[1:]:
+                done += 1
+                await self._runner.run_one(sequence, names_step(keys, as_text(tag)), done)
+        await self._runner.run_one(sequence, finish, done + 1)
 
     @staticmethod
     def _settle(keys: TenantKeys, moved: MoveRecord, due: str, stayed: list[str]) -> ChainStep:
@@ -127,7 +139,7 @@ class IdentityMoveSteps:
             "move_settle",
             [keys.identity(moved.new_ref), keys.identity_accounts(moved.new_ref), keys.erasure_due()],
             [moved.old_ref, moved.new_ref, due, *stayed],
-            proceed_on=("OK",),
+            proceed_on=("OK", "LAST"),
         )
 
     @staticmethod

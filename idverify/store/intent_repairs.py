@@ -43,8 +43,8 @@ _REPAIR_STEPS = 8
 
 
 def _move_repair_steps(members: int) -> int:
-    """A re-indexing's steps after its first: the arrival, each member's, the mark's, the finish."""
-    return 3 + members
+    """A re-indexing's steps after its first: the arrival, each member's, the mark's, the names', the end."""
+    return 4 + members
 
 
 class RedisIntentRepairs(ScriptedStore):

@@ -540,9 +540,10 @@ local function index_org_names(acct_key, tag, hashes)
   end
 end
 
--- Its names leave the index with the last account bound to its identity (drop_names.lua, a
--- cancellation's tenant-wide step): index_key is the tenant's orgname, own_key its orgnames:<tag>.
--- Dropping them again finds nothing to drop.
+-- Its names leave the index with the last account bound to its identity (drop_names.lua, the
+-- tenant-wide step of a cancellation, or of a re-indexing whose settling step dropped the last
+-- members): index_key is the tenant's orgname, own_key its orgnames:<tag>. Dropping them again
+-- finds nothing to drop.
 local function drop_org_names(index_key, own_key, tag)
   if (tag or '') == '' then return end
   for _, hash in ipairs(redis.call('HKEYS', own_key)) do

@@ -4,21 +4,34 @@
 -- it), and the 'incoming' mark of move_in.lua is cleared, so bindings here count the whole set
 -- again. A cancellation's identity step that ran on the old ref after the copy cannot reach the
 -- new record (docs/ARCHITECTURE.md, "3.4 Re-indexing"): this is where its place is freed. A record
--- left without members has its erasure queued (NX: a due time moved with it stays), as the
--- cancellation's identity step queues it. Idempotent: a record no longer marked is left as it is.
+-- this leaves without members has its erasure queued (NX: a due time moved with it stays), and
+-- answers LAST with the claim tags of the members it dropped, as the cancellation's identity step
+-- would have: the organization's names go next (drop_names.lua), which that step, answering GONE
+-- on the old ref, never leads to. Idempotent: a record no longer marked is left as it is; a
+-- repair after this step runs move_in.lua again first, which marks it and copies the dropped
+-- members back, so this step finds them again and answers LAST again.
 -- KEYS: new identity, new identity accounts, erasure queue
 -- ARGV: old ref, new ref, the erasure's due ms for a record left without members ('': now), then
 --   the members whose accounts did not follow (none on one node: the move is one EVAL)
+-- Replies: {'OK'} settled; {'LAST', claim tag...} settled, its last members dropped here (their
+--   distinct tags, sorted; none for members without a field or a tag).
 if redis.call('HGET', KEYS[1], 'incoming') ~= ARGV[1] then return {'OK'} end
+local tags = {}
 for i = 4, #ARGV do
   local field = MEMBER_FIELD .. ARGV[i]
-  if string.sub(redis.call('HGET', KEYS[1], field) or '', 1, 2) ~= 'p:' then
+  local value = redis.call('HGET', KEYS[1], field) or ''
+  if string.sub(value, 1, 2) ~= 'p:' then
     redis.call('SREM', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[1], field)
+    local tag = member_parts(value)
+    if tag ~= '' then tags[tag] = true end
   end
 end
+redis.call('HDEL', KEYS[1], 'incoming')
 if #ARGV > 3 and redis.call('SCARD', KEYS[2]) == 0 then
   redis.call('ZADD', KEYS[3], 'NX', ARGV[3] ~= '' and ARGV[3] or NOW, 'i:' .. ARGV[2])
+  local reply = sorted_members(tags)
+  table.insert(reply, 1, 'LAST')
+  return reply
 end
-redis.call('HDEL', KEYS[1], 'incoming')
 return {'OK'}

@@ -8,8 +8,9 @@ limit counted on the whole set. Until then a binding of the identity, at either 
 (never a place counted on half of the members), and a caller waiting on it is answered once the
 move is done, or UNAVAILABLE past its deadline. A member cancelled while the identity moves
 (either sequence between the other's steps, or a killed move repaired) holds no place at either
-ref. A planted move intent moves nothing; garbage is logged by its key alone; two repairers take
-an intent once. On one node, a move is one atomic EVAL that writes no intent.
+ref (the names of an organization whose last member it was: ``test_identity_move_names.py``). A
+planted move intent moves nothing; garbage is logged by its key alone; two repairers take an
+intent once. On one node, a move is one atomic EVAL that writes no intent.
 
 CI runs ``CI_ROUNDS`` round of every boundary; ``IDVERIFY_CRASH_LOOPS`` runs the long loop.
 """

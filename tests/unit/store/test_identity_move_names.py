@@ -1,0 +1,263 @@
+"""An organization's names when its last member is cancelled while its identity moves.
+
+Abuse first: the registrar of a new organization. The names of an organization are indexed
+tenant-wide while an account is bound to its identity, and the cancellation of the last one drops
+them. When that cancellation races a re-indexing (docs/ARCHITECTURE.md, "3.4 Re-indexing"), its
+identity step may run on the old ref once the move has left it (``GONE``: no names dropped on its
+word), and the move's settling step is then what finds no member left. Whatever the interleaving
+(the cancellation's account step before any step of the move and its identity step after any
+later one, with and without a forwarding record, either sequence killed -9 and repaired in either
+order), the names leave the index: a new organization may approve the name (no ``NAME_TAKEN``) and
+a display-name check finds nothing, as for a name nobody holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from idverify.domain.subjects import AssuranceLevel, SubjectKind
+from idverify.flows.bucket_repair import BucketRepairer, DueIntent
+from idverify.flows.display_names import Approval, ChecksLimited, NameQuery, NamesApproval
+from idverify.flows.verification.port import NewVerification
+from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.store.bucket_steps import StepRunner
+from idverify.store.connection import RedisClient, as_text
+from idverify.store.display_names import RedisDisplayNames
+from idverify.store.erasures import RedisErasureStore
+from idverify.store.keys import TenantKeys
+from idverify.store.scripts import Scripts
+from idverify.testing import RedisProcess
+from tests import bind_crash
+from tests.cancel_crash import DUE_MS, NAME_HASH, TAG, LaterRepairs, cancellation, killed_after, pseudonym
+from tests.move_crash import NEW, OLD, bound_identity, move, moved_killed_after
+from tests.unit.store.test_identity_accounts import verification
+
+# A one-member move's steps: out 1, in 2, the member's account 3, the mark cleared 4 (then, once
+# the record is left without members, the names' step, and the old record finished).
+AFTER_THE_MOVE = None
+# The last member's cancellation across the move: its account's step after the move's step
+# ``account`` (0: before the move reads the record), its identity's after step ``identity``
+# (AFTER_THE_MOVE: once the move is done). Both at 0 is a cancellation before the move.
+INTERLEAVINGS = [
+    (account, identity)
+    for account in range(5)
+    for identity in [*range(account, 5), AFTER_THE_MOVE]
+    if (account, identity) != (0, 0)
+]
+FORWARDING = [0, 60_000]  # no forwarding record (a key rotation), or a pepper move's
+
+
+@pytest.fixture
+def redis(own_client: RedisClient) -> RedisClient:
+    return own_client
+
+
+def _tenant(label: str) -> str:
+    return f"names{pseudonym(label)[:8]}"
+
+
+async def _the_only_member(redis: RedisClient, tenant: str) -> str:
+    """One account bound to ``OLD`` under ``TAG``, the organization's name indexed; no erasure due."""
+    only = pseudonym(f"{tenant}-only")
+    await bound_identity(redis, tenant, [only])
+    await redis.zrem(TenantKeys(tenant).erasure_due(), f"i:{OLD}")  # bound: no erasure due
+    return only
+
+
+async def _cancelled_across_the_move(
+    redis: RedisClient, tenant: str, only: str, account: int, identity: int | None, forward_ms: int
+) -> None:
+    """Moves ``OLD`` to ``NEW`` step by step while ``only`` is cancelled as ``INTERLEAVINGS`` says."""
+    scripts = Scripts(redis)
+    account_done, identity_may_run = asyncio.Event(), asyncio.Event()
+    cancelling: list[asyncio.Task[int | None]] = []
+
+    class IdentityStepHeld(StepRunner):
+        async def _reached(self, sequence: str, done: int) -> None:
+            if (sequence, done) == ("cancel", 1):
+                account_done.set()
+                await identity_may_run.wait()
+
+    store = RedisErasureStore(redis, scripts, steps=IdentityStepHeld(scripts, step_by_step=True))
+
+    async def after(step: int | None) -> None:
+        if step == account:
+            cancelling.append(asyncio.create_task(store.cancel(tenant, cancellation(only, "req-cancel"))))
+            await account_done.wait()
+        if step == identity:
+            identity_may_run.set()
+            assert await cancelling[0] == DUE_MS
+
+    class Interleaved(StepRunner):
+        async def _reached(self, sequence: str, done: int) -> None:
+            del sequence
+            await after(done)
+
+    await after(0)
+    assert await move(redis, tenant, Interleaved(scripts, step_by_step=True), forward_ms=forward_ms) == "OK"
+    await after(AFTER_THE_MOVE)
+
+
+class _InOrder(LaterRepairs):
+    """The repairer once every intent fell due, taking the intents of kind ``first`` before the others.
+
+    As when one sequence was killed long before the other: the repairers take intents by due time.
+    """
+
+    def __init__(self, redis: RedisClient, scripts: Scripts, first: str) -> None:
+        super().__init__(redis, scripts)
+        self._first = f"{first}:"
+
+    async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:
+        intents = await super().due(tenant, until_ms, limit)
+        return sorted(intents, key=lambda intent: not intent.member.startswith(self._first))
+
+
+class TestTheLastMemberCancelledMidMove:
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    @pytest.mark.parametrize(("account", "identity"), INTERLEAVINGS)
+    async def test_every_interleaving_drops_the_names(
+        self, redis: RedisClient, account: int, identity: int | None, forward_ms: int
+    ) -> None:
+        tenant = _tenant(f"across-{account}-{identity}-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        await _cancelled_across_the_move(redis, tenant, only, account, identity, forward_ms)
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    async def test_a_cancellation_killed_after_its_account_step_then_repaired_past_the_move(
+        self, redis: RedisClient, own_redis: RedisProcess, forward_ms: int
+    ) -> None:
+        tenant = _tenant(f"cancel-killed-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
+        scripts = Scripts(redis)
+        assert (
+            await move(redis, tenant, StepRunner(scripts, step_by_step=True), forward_ms=forward_ms) == "OK"
+        )
+        # The cancellation's identity step finds the old ref moved away: GONE, nothing of its own.
+        assert await BucketRepairer(LaterRepairs(redis, scripts)).repair(tenant) == 1
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("first", ["move", "unbind"])
+    @pytest.mark.parametrize("nth", range(1, 6))
+    async def test_both_killed_then_repaired(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, first: str
+    ) -> None:
+        """The cancellation killed after its account step, the move after its ``nth`` (5: the names')."""
+        forward_ms = 60_000 if nth % 2 else 0
+        tenant = _tenant(f"both-killed-{nth}-{first}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        keys = TenantKeys(tenant)
+        assert await redis.zcard(keys.intents()) == 2
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
+        assert await repairer.repair(tenant) == 2
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+        # A second pass finds nothing, and dropping the names again would find none.
+        assert await repairer.repair(tenant) == 0
+
+    @pytest.mark.timeout(60)
+    async def test_the_last_of_two_cancelled_at_the_new_ref(self, redis: RedisClient) -> None:
+        """One member's account step before the move, the other cancelled whole once pointed at ``NEW``.
+
+        The second's identity step there still finds the first, whom the move copied (``KEPT``);
+        the first's runs on the old ref after the move (``GONE``): the settling step finds neither.
+        """
+        tenant = _tenant("two-members")
+        first, second = sorted(pseudonym(f"{tenant}-{n}") for n in range(2))
+        await bound_identity(redis, tenant, [first, second])
+        await redis.zrem(TenantKeys(tenant).erasure_due(), f"i:{OLD}")
+        scripts = Scripts(redis)
+        account_done, identity_may_run = asyncio.Event(), asyncio.Event()
+
+        class IdentityStepHeld(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                if (sequence, done) == ("cancel", 1):
+                    account_done.set()
+                    await identity_may_run.wait()
+
+        held = RedisErasureStore(redis, scripts, steps=IdentityStepHeld(scripts, step_by_step=True))
+        cancelling = asyncio.create_task(held.cancel(tenant, cancellation(first, "req-first")))
+        await account_done.wait()
+        whole = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+
+        class SecondCancelledOnceMoved(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 4:  # out, in, both members' accounts
+                    assert await redis.hget(TenantKeys(tenant).account(second), "identity") == NEW.encode()
+                    assert await whole.cancel(tenant, cancellation(second, "req-second")) == DUE_MS
+
+        assert await move(redis, tenant, SecondCancelledOnceMoved(scripts, step_by_step=True)) == "OK"
+        identity_may_run.set()
+        assert await cancelling == DUE_MS
+        await _assert_last_cancelled(redis, tenant, first, also=[second])
+
+
+async def _assert_last_cancelled(
+    redis: RedisClient, tenant: str, only: str, *, forward_ms: int = 0, also: list[str] | None = None
+) -> None:
+    """The move and the cancellation of its last member (``only``, and ``also``) both done.
+
+    No member at either ref, no ``incoming`` mark, the new record's erasure queued beside the
+    accounts', ``OLD`` gone or a forwarding record, no intent; and the organization's name free.
+    """
+    keys = TenantKeys(tenant)
+    cancelled = [only, *(also or [])]
+    record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+    assert not [field for field in record if field.startswith("m:")], record
+    assert "incoming" not in record, record
+    assert await redis.scard(keys.identity_accounts(NEW)) == 0
+    assert await redis.exists(keys.identity_accounts(OLD)) == 0
+    old = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(OLD))).items()}
+    assert old == ({"moved_to": NEW, "binding_was": "binding-org"} if forward_ms else {}), old
+    for account_ps in cancelled:
+        assert not await redis.hexists(keys.account(account_ps), "identity")
+    queue = {as_text(m): int(s) for m, s in await redis.zrange(keys.erasure_due(), 0, -1, withscores=True)}
+    assert queue == {**{f"a:{a}": DUE_MS for a in cancelled}, f"i:{NEW}": DUE_MS}, queue
+    assert await redis.zcard(keys.intents()) == 0
+    await _assert_the_name_is_free(redis, tenant)
+
+
+async def _assert_the_name_is_free(redis: RedisClient, tenant: str) -> None:
+    """``NAME_HASH`` is nobody's: a check finds nothing, and a new organization approves it."""
+    keys = TenantKeys(tenant)
+    assert not await redis.hexists(keys.organization_names(), NAME_HASH)
+    assert not await redis.exists(keys.organization_own_names(TAG))
+    names = RedisDisplayNames(Scripts(redis))
+    looked = await names.look_up(
+        NameQuery(tenant, pseudonym(f"{tenant}-reader"), "caller", (NAME_HASH,), 100, 86_400_000)
+    )
+    assert not isinstance(looked, ChecksLimited)
+    assert looked.hits == ()
+    newcomer = await _new_organization(redis, tenant)
+    approval = NamesApproval(tenant, newcomer, (NAME_HASH,), (), AssuranceLevel.LOW, {"principal": "t/admin"})
+    assert await names.approve(approval) == (Approval.APPROVED, 1)
+
+
+async def _new_organization(redis: RedisClient, tenant: str) -> str:
+    """An organization of another identity and tag, established with a name of its own; its account."""
+    account_ps = pseudonym(f"{tenant}-newcomer")
+    name = {"name_tag": "tag-newcomer", "name_binding": "binding-newcomer", "org_names": "cd" * 16}
+    record: VerificationRecord = replace(
+        verification(account_ps, name, establishes=True),
+        identity="ref-newcomer",
+        kind=SubjectKind.ORGANIZATION,
+    )
+    vid = f"vf-{account_ps}"
+    start = NewVerification(tenant, f"req-{vid}", vid, account_ps, record, 60_000, 3, "{}", "bind")
+
+    async def unmoved(moved: bool) -> VerificationRecord:
+        raise AssertionError(f"no identity moves here ({moved=})")
+
+    done = await bind_crash.store_of(redis).commit(start, unmoved)
+    assert done.record.status is Status.VERIFIED, done.record
+    return account_ps
