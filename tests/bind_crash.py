@@ -37,6 +37,7 @@ from tests.cancel_crash import Stopping, entries, pseudonym
 from tests.sequencer_crash import paused_module
 from tests.unit.store.test_identity_accounts import REF, verification
 
+CLAIM_REFUSALS_WINDOW_MS = 86_400_000  # a name's claim refusals are counted by the day
 DIGEST = "c0de" * 16
 REQUEST_JSON = json.dumps(RequestInfo(principal="t/registrar/c1", request_id="answer-1").audit_fields())
 STARTED = ("verification.started", "challenge.sent")  # the entries of a start that sent a code
@@ -50,6 +51,8 @@ ESTABLISHING = [
     "account.bound",
     "verification.verified",
 ]
+# The entries of a right answer whose place the binding limit refused.
+REFUSED = ["challenge.passed", "binding.refused", "verification.rejected"]
 # A person's two names of one document (tests.unit.store.test_identity_accounts).
 OWNER = {"name_tag": "tag-owner", "name_binding": "binding-owner"}
 SQUATTER = {"name_tag": "tag-squatter", "name_binding": "binding-squatter"}
@@ -172,6 +175,26 @@ async def assert_bound_once(
     mine = [e for e in await entries(redis, tenant) if e["verification_id"] == vid][len(started) :]
     assert [e["type"] for e in mine] == types, mine
     assert {(e["principal"], e["request_id"]) for e in mine} == {("t/registrar/c1", "answer-1")}
+
+
+async def assert_refused_once(redis: RedisClient, tenant: str, vid: str, tag: str) -> None:
+    """What a right answer refused at the binding limit leaves once finished, however interrupted.
+
+    The verification REJECTED with ``BINDING_LIMIT_REACHED``, the refusal counted once against
+    ``tag``'s claim refusals (with the window's TTL), its marker there, nothing pending, and its
+    entries after the start's (``REFUSED``) once each.
+    """
+    keys = TenantKeys(tenant)
+    record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.verification(vid))).items()}
+    assert (record["status"], record["reason"]) == ("REJECTED", "BINDING_LIMIT_REACHED"), record
+    assert "binding" not in record, record
+    counter = keys.rate_limit("claim_refusals", tag)
+    assert await redis.get(counter) == b"1"
+    assert 0 < await redis.pttl(counter) <= CLAIM_REFUSALS_WINDOW_MS
+    assert 0 < await redis.pttl(keys.claim_refusal_counted(tag, vid)) <= CLAIM_REFUSALS_WINDOW_MS
+    await assert_nothing_pending(redis, tenant)
+    mine = [e for e in await entries(redis, tenant) if e["verification_id"] == vid][len(STARTED) :]
+    assert [e["type"] for e in mine] == REFUSED, mine
 
 
 async def assert_nothing_pending(redis: RedisClient, tenant: str) -> None:

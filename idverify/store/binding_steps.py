@@ -4,7 +4,8 @@ The account's step (``bind_judge.lua``: the answer judged; a right one marks the
 flight and writes the intent ``bind:<vf id>``), the identity's (``bind_place.lua``: the place taken
 as the pending member ``p:<tag>:<vf id>``, or refused, with the intent ``place:<vf id>`` keeping
 the decision), the superseded accounts' when a claim was established (``bind_supersede.lua``, one
-step per account), the account's commit (``bind_commit.lua``: bound or refused, the verification
+step per account), a refused claim's count in its counter's slot (``bind_count.lua``, once per
+verification), the account's commit (``bind_commit.lua``: bound or refused, the verification
 finished, the first intent removed; the caller is answered with its record) and the identity's
 confirm (``bind_confirm.lua``: ``b:<tag>``, or the place removed, and the second intent removed).
 
@@ -262,11 +263,24 @@ class BindingSteps:
             await step(self._supersede(tenant, intent, placed[2], superseded=member))
         for member in placed[7].split():
             await step(self._supersede(tenant, intent, placed[2], tagged=member))
+        if placed[4] == "1":
+            await step(self._count(keys, vid, placed[2]))
         committed = await step(self._commit(keys, vid, account_ps, [request_json, *placed]))
         await self._confirm(step, tenant, intent, _texts(committed))
         if committed[0] in {b"OK", b"DONE"}:
             return [b"OK", committed[1]]
         return committed
+
+    @staticmethod
+    def _count(keys: TenantKeys, vid: str, tag: str) -> ChainStep:
+        """A refused claim counted against its name, once per verification (the counter's slot).
+
+        Before the commit: a refusal the caller is answered was counted (acknowledged) first, and a
+        repair that runs it again finds the verification's marker.
+        """
+        return ChainStep(
+            "bind_count", [keys.rate_limit("claim_refusals", tag), keys.claim_refusal_counted(tag, vid)], []
+        )
 
     def _place(self, keys: TenantKeys, inputs: Sequence[str], limit: int, request_json: str) -> ChainStep:
         """The identity's step at the ref the account's step (or a pointing anew) answered."""

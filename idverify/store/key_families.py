@@ -114,7 +114,9 @@ def _window_family(purpose: str, key: str) -> Family:
     purpose = purpose.partition(":")[0]
     if purpose == "phone_locked_audited":
         return Family.ACCOUNT  # keyed by the account and phone: the account's bucket
-    return Family.COUNTER if purpose.removesuffix("_audited") in _COUNTER_PURPOSES else Family.TENANT
+    # A counter's markers (its refusals audited, a verification's count done) go with it.
+    counter = purpose.removesuffix("_audited").removesuffix("_counted")
+    return Family.COUNTER if counter in _COUNTER_PURPOSES else Family.TENANT
 
 
 _BY_HEAD: Final[dict[str, Family]] = {

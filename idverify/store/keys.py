@@ -21,6 +21,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:idacc:<identity ref>`` | set | account pseudonyms bound to an identity (kept for 0.1.0) |
 | ``iv1:{t:T}:otpfail:<pseudonym>`` | string | wrong codes per account and phone (TTL window) |
 | ``iv1:{t:T}:rl:<purpose>:<pseudonym>`` | string | fixed-window rate-limit counter (TTL) |
+| ``iv1:{t:T}:rl:claim_refusals_counted:<tag>:<vf>`` | string | a refused claim counted (TTL: the window) |
 | ``iv1:{t:T}:chkfail:<scope>:<ps>`` | string | CheckIdentity mismatches per ``acct`` or ``principal`` (TTL) |
 | ``iv1:{t:T}:givenback:<token>`` | string | one call's counts given back (TTL: their window) |
 | ``iv1:{t:T}:consent:<account ps>`` | hash | per purpose ``<p>:v`` text version, ``:g``/``:w`` ms |
@@ -169,6 +170,13 @@ class TenantKeys:
     def rate_limit(self, purpose: str, pseudonym: str) -> str:
         """A fixed-window counter."""
         return f"{self._base}:rl:{purpose}:{pseudonym}"
+
+    def claim_refusal_counted(self, claim_tag: str, verification_id: str) -> str:
+        """Marks a verification's refused claim counted in ``rate_limit("claim_refusals", tag)``.
+
+        Beside the counter, in its slot (``bind_count.lua``): a repaired binding counts it once.
+        """
+        return f"{self._base}:rl:claim_refusals_counted:{claim_tag}:{verification_id}"
 
     def given_back(self, token: str) -> str:
         """Marks the give-back of one call's counts (``count_give_back.lua``) done: a retry finds it.

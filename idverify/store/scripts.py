@@ -32,8 +32,8 @@ from idverify.store.replication import run_acknowledged
 from idverify.store.shared_connection import SharedConnection
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
 
-BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_commit", "bind_confirm")
-"""A right answer's steps (docs/ARCHITECTURE.md, "3.1 Binding"), in order."""
+BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_count", "bind_commit", "bind_confirm")
+"""A right answer's steps (docs/ARCHITECTURE.md, "3.1 Binding"), in order; some run only on some paths."""
 
 # Scripts whose body calls other scripts' bodies, each defined before it as a local function of
 # its own KEYS and ARGV, and the function running a binding's steps after the account's
@@ -168,7 +168,7 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"cancel_account", "cancel_identity", "drop_names"}
     # A binding's steps before its confirm: the commit is the step the caller is answered after,
     # and the confirm's loss only makes the repairer run it again.
-    | {"bind_judge", "bind_repoint", "bind_place", "bind_supersede", "bind_commit"}
+    | {"bind_judge", "bind_repoint", "bind_place", "bind_supersede", "bind_count", "bind_commit"}
     | {"erase_account", "erase_minutes", "erase_identity"}
     # Every step of a re-indexing before its last (which removes the intent): a later step carries
     # what the one before it marked.

@@ -1,20 +1,25 @@
 -- A binding's steps after the account's, on one node (docs/ARCHITECTURE.md, "3.1 Binding"): the
--- identity's step, the supersessions a claim asks for, the commit and the confirm, each given the
--- replies before it as a Cluster's runner gives them (store/binding_steps.py). Scripts.py puts
--- this after the step scripts' functions in the scripts that bind (submit, start, guardian).
+-- identity's step, the supersessions a claim asks for, a refused claim's count, the commit and
+-- the confirm, each given the replies before it as a Cluster's runner gives them
+-- (store/binding_steps.py). Scripts.py puts this after the step scripts' functions in the scripts
+-- that bind (submit, start, guardian). The keys of the steps in other families here (the count's)
+-- are named from the account's key, whose hash tag every key shares on one node.
 -- judged: the account's step's reply (binding_inputs); keys: verification, audit log, account,
 -- identity, identity accounts, the consent record made lasting once bound (nil: none).
 -- Returns the commit's reply.
 local function bind_after_account(judged, keys, limit, request)
   local vf_id, acct, ref, method = judged[2], judged[3], judged[4], judged[12]
   local placed = bind_place({keys[4], keys[5]}, {limit, '', request, unpack(judged)})
+  local acct_prefix = string.sub(keys[3], 1, #keys[3] - #acct)
   if placed[7] ~= '' or placed[8] ~= '' then
-    local acct_prefix = string.sub(keys[3], 1, #keys[3] - #acct)
     local accounts = {keys[2]}
     for member in string.gmatch(placed[7] .. ' ' .. placed[8], '%S+') do
       accounts[#accounts + 1] = acct_prefix .. member
     end
     bind_supersede(accounts, {request, vf_id, method, ref, placed[3], placed[7], placed[8]})
+  end
+  if placed[5] == '1' then
+    bind_count({string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. placed[3]}, {})
   end
   local committed = bind_commit({keys[1], keys[2], keys[3], keys[6]}, {request, unpack(placed)})
   bind_confirm({keys[4], keys[5]}, {acct, vf_id, committed[1], committed[3]})

@@ -663,21 +663,12 @@ end
 
 -- The account half of a binding (bind_commit.lua),
 -- after the identity half's decision d, the supersessions it asked for and the claim's entry:
--- the account bound, or verified again (again: with its account.updated entry), or the refusal
--- counted. The caller's finish then writes account.bound or binding.refused, and the
--- verification's entry.
+-- the account bound, or verified again (again: with its account.updated entry), or refused. The
+-- caller's finish then writes account.bound or binding.refused, and the verification's entry. A
+-- refusal was counted by the step before (bind_count.lua, the counter's slot).
 -- Returns status, reason.
 local function bind_account(acct_key, vf, d, again, log_key, base)
-  if d.decision == 'REFUSED' then
-    if d.counted and vf.name_tag ~= '' then
-      local acct_prefix = string.sub(acct_key, 1, #acct_key - #vf.acct)
-      local refusals_key = string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. vf.name_tag
-      if redis.call('INCR', refusals_key) == 1 then
-        redis.call('PEXPIRE', refusals_key, CLAIM_REFUSALS_WINDOW_MS)
-      end
-    end
-    return 'REJECTED', d.reason
-  end
+  if d.decision == 'REFUSED' then return 'REJECTED', d.reason end
   if not again then
     redis.call('HSET', acct_key, 'identity', vf.identity, 'verified_ms', NOW,
       'method', vf.method, 'assurance', vf.assurance, 'kind', vf.kind, 'audit', vf.acct_audit)

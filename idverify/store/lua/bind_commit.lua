@@ -37,7 +37,7 @@ if ended or not (stepwise or KEYS[5] == nil) then
   return {'DONE', redis.call('HGETALL', KEYS[1]), vf.status}
 end
 local base = event_base(vf, ARGV[1], KEYS[3])
-local d = {decision = ARGV[2], reason = ARGV[3], counted = ARGV[6] == '1', established = ARGV[7] == '1'}
+local d = {decision = ARGV[2], reason = ARGV[3], established = ARGV[7] == '1'}
 vf.name_tag, vf.establishes = ARGV[4], ARGV[5]
 -- The claim the identity's step established stands, whatever becomes of this account.
 if d.established then audit(KEYS[2], base, {type = 'claim.established', outcome = 'established', reason = ''}) end

@@ -9,7 +9,8 @@
 -- KEYS: identity, identity accounts, intents, the intent's record
 -- ARGV: binding limit, the intent's delay in ms ('': write none), request json, then the account
 --   step's reply (binding_inputs)
--- Replies: {decision, reason, name tag, establishes, counted ('1'/''), established ('1'/''),
+-- Replies: {decision, reason, name tag, establishes, counted ('1'/'': the refusal is counted
+--   against the name's claim refusals, bind_count.lua), established ('1'/''),
 --   superseded members, tagged members (each space-separated)}: decision PLACED, AGAIN or
 --   REFUSED (place_member); {'MOVED'} the identity moved since the account's step; {'RETRY'} a
 --   move of it is in flight (the caller waits, and places again).
@@ -29,7 +30,9 @@ local moved = identity_move_reply(KEYS[1], vf)
 if moved then return moved end
 local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
 local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1])
-local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, d.counted and '1' or '',
+-- A refusal counts against its name's claim refusals only under a tag (bind_count.lua).
+local counted = d.counted and vf.name_tag ~= ''
+local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, counted and '1' or '',
   d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' ')}
 if ARGV[2] ~= '' then
   local member = 'place:' .. vf.id

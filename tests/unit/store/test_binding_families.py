@@ -126,6 +126,21 @@ class TestEachCallIsOneBucket:
         superseding = ("bind_supersede",) if establishing else ()
         recording.assert_one_bucket_each("bind_judge", *STEPS, *superseding)
 
+    async def test_a_refused_answer_and_its_repair(self, redis: RedisClient, own_redis: RedisProcess) -> None:
+        """A place the limit refused: its count names the counter's family alone, live and repaired."""
+        tenant = _tenant("refused")
+        await bind_crash.bind(redis, tenant, pseudonym(f"{tenant}-owner"), OWNER, limit=1)
+        vid = await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER)
+        recording, store = _stepwise(redis)
+        written = await bind_crash.answer(store, tenant, vid, limit=1)
+        assert written.record.reason == "BINDING_LIMIT_REACHED", written.record
+        recording.assert_one_bucket_each("bind_judge", "bind_place", "bind_count", *STEPS[1:])
+        other = await challenge(redis, tenant, pseudonym(f"{tenant}-b"), OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, other, 2, limit=1)  # judge, place
+        recording = Recording(redis)
+        assert await BucketRepairer(LaterRepairs(redis, recording)).repair(tenant) >= 1
+        recording.assert_one_bucket_each("intent_take", "bind_place", "bind_count", "bind_commit")
+
     async def test_a_start_in_bind_mode(self, redis: RedisClient) -> None:
         tenant = _tenant("start")
         target = pseudonym(f"{tenant}-a")

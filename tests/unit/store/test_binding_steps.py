@@ -41,6 +41,7 @@ from tests.bind_crash import (
     answer,
     assert_bound_once,
     assert_nothing_pending,
+    assert_refused_once,
     bind,
     challenge,
     killed_after,
@@ -250,6 +251,57 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         assert not await redis.sismember(keys.identity_accounts(REF), target)
         assert not await redis.hexists(keys.account(target), "identity")
         await assert_nothing_pending(redis, tenant)
+
+
+class TestARefusedClaimIsCountedOnce:
+    """A place the binding limit refused counts against its name's claim refusals, in the counter's slot.
+
+    Its count is a step of its own (``bind_count.lua``) before the commit: a worker killed after
+    any step neither loses the count of a refusal it committed nor, repaired, counts it twice.
+    """
+
+    # The steps of a refused answer: judge, place, count, commit (then the confirm).
+    REFUSED_BOUNDARIES = (1, 2, 3, 4)
+
+    async def _refused_answer(self, redis: RedisClient, tenant: str) -> str:
+        """The owner bound at a limit of 1; another account's answer to refuse, its id."""
+        await bind(redis, tenant, pseudonym(f"{tenant}-owner"), OWNER, limit=1)
+        return await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER)
+
+    @pytest.mark.timeout(60 + 20 * ROUNDS)
+    async def test_killed_after_each_step_it_is_counted_once(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
+        for round_ in range(ROUNDS):
+            for nth in self.REFUSED_BOUNDARIES:
+                tenant = _tenant(f"refused-{round_}-{nth}")
+                vid = await self._refused_answer(redis, tenant)
+                await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, nth, limit=1)
+                assert await redis.zcard(TenantKeys(tenant).intents()) >= 1, nth
+                assert await later.repair(tenant) >= 1, nth
+                await assert_refused_once(redis, tenant, vid, OWNER["name_tag"])
+                assert await later.repair(tenant) == 0, nth
+
+    async def test_a_worker_that_lived_counts_it_with_its_marker(self, redis: RedisClient) -> None:
+        tenant = _tenant("refused-lived")
+        vid = await self._refused_answer(redis, tenant)
+        written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, vid, limit=1)
+        assert (written.record.status, written.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
+        await assert_refused_once(redis, tenant, vid, OWNER["name_tag"])
+
+    async def test_the_count_repeated_counts_nothing(self, redis: RedisClient) -> None:
+        """A repair's second run of the step, as after a kill just after it: the marker answers."""
+        tenant = _tenant("refused-again")
+        keys = TenantKeys(tenant)
+        tag, vid = OWNER["name_tag"], pseudonym("refused-again-vf")
+        step = [keys.rate_limit("claim_refusals", tag), keys.claim_refusal_counted(tag, vid)]
+        scripts = Scripts(redis)
+        assert [await scripts.run("bind_count", step, []) for _ in range(2)] == [[b"OK"], [b"DONE"]]
+        assert await redis.get(keys.rate_limit("claim_refusals", tag)) == b"1"
+        other = [keys.rate_limit("claim_refusals", tag), keys.claim_refusal_counted(tag, "another-vf")]
+        assert await scripts.run("bind_count", other, []) == [b"OK"]
+        assert await redis.get(keys.rate_limit("claim_refusals", tag)) == b"2"
 
 
 class _ReadThenRaced(Scripts):
@@ -471,6 +523,25 @@ class TestOneNode:
             logs.append([_timeless(raw[str(i).encode()]) for i in range(len(raw))])
             del label
         assert logs[0] == logs[1]
+
+    async def test_a_refusal_counts_alike_chained_and_step_by_step(self, redis: RedisClient) -> None:
+        """The entries byte for byte and one count either way; only the steps leave the count's marker."""
+        seen = []
+        for runner in (None, _stepwise(redis)):
+            tenant = _tenant("refused-bytes")
+            await redis.flushdb()
+            await bind(redis, tenant, pseudonym(f"{tenant}-owner"), OWNER, limit=1)
+            vid = await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER)
+            written = await answer(store_of(redis, runner=runner), tenant, vid, limit=1)
+            assert written.record.reason == "BINDING_LIMIT_REACHED", written.record
+            keys = TenantKeys(tenant)
+            raw = await redis.hgetall(keys.audit_log())
+            marked = await redis.exists(keys.claim_refusal_counted(OWNER["name_tag"], vid))
+            counted = await redis.get(keys.rate_limit("claim_refusals", OWNER["name_tag"]))
+            seen.append(([_timeless(raw[str(i).encode()]) for i in range(len(raw))], counted, marked))
+        assert seen[0][:2] == seen[1][:2]
+        assert seen[0][1] == b"1"
+        assert (seen[0][2], seen[1][2]) == (0, 1)
 
 
 def _timeless(entry: bytes) -> bytes:

@@ -31,6 +31,7 @@ EXPECTED = [
     (T.rate_limit("identity_audited", "p1"), C),
     (T.rate_limit("claim_refusals", "tag"), C),
     (T.rate_limit("claim_refusals_audited", "tag"), C),
+    (T.claim_refusal_counted("tag", "v1"), C),
     (T.rate_limit("phone", "tp1"), C),
     (T.rate_limit("phone_all_tenants_audited", "tp1"), C),
     (T.intents(), Family.LOCAL),
