@@ -64,6 +64,8 @@ SCRIPT_NAMES = (
     # How a binding's verification ended, read in the account's bucket before the repairer's take
     # of its place (in the identity's).
     "bind_outcome",
+    # Whether an identity moved under a verification, read before a guardian's consent step by step.
+    "identity_rests",
     "get",
     "guardian",
     "rate_limit",

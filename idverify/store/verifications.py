@@ -490,7 +490,7 @@ class RedisVerificationStore:
 
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
             if not self._runner.chained:
-                return self._grant_stepwise(grant, ChainStep("guardian", account_keys, args))
+                return self._grant_stepwise(grant, record, ChainStep("guardian", account_keys, args))
             guardian_key = keys.account(grant.guardian_pseudonym)
             return self._scripts.run(
                 "guardian", [*account_keys, *self._identity_keys(keys, record), guardian_key], args
@@ -498,17 +498,31 @@ class RedisVerificationStore:
 
         return _written(await self._until_placed(attempt, point))
 
-    async def _grant_stepwise(self, grant: port.GuardianGrant, step: ChainStep) -> Any:
+    async def _grant_stepwise(
+        self, grant: port.GuardianGrant, record: VerificationRecord, step: ChainStep
+    ) -> Any:
         """A guardian's consent step by step: the guardian's account read, then the minor's steps.
 
         The guardian's account is another account's bucket (A'), so the minor's step is given no
         key of it: it is read here, in a round trip of its own right before that step, and the step
         judges the consent on this read as it would on its own (docs/ARCHITECTURE.md, "3.1
-        Binding": why a change after the read is one after the consent).
+        Binding": why a change after the read is one after the consent). The verification's
+        identity is asked next (``identity_rests``), as one node's script asks it: moved, the
+        guardian's account may name the new ref of the minor's own identity beside the old ref
+        the verification names, and GUARDIAN_IS_SUBJECT, which compares them, would miss it. It
+        answers RETRY or MOVED then, and :meth:`_until_placed` waits or points the verification
+        anew. After the guardian's read, so that a read naming a move's new ref finds that move.
         """
+        keys = _keys(grant.tenant)
         read = await self.account_fields(
             grant.tenant, grant.guardian_pseudonym, (*port.GUARDIAN_FIELDS, "audit")
         )
+        if record.identity:
+            rests = await self._scripts.run(
+                "identity_rests", [keys.identity(record.identity)], [record.name_binding_seen]
+            )
+            if rests[0] != b"OK":
+                return rests
         first = self._stepwise(grant.tenant, grant.verification_id, step)
         return await self._binding.bind(
             grant.tenant,

@@ -67,8 +67,9 @@ CANCEL_TRIPS = [
 ERASE_TRIPS = [["ZRANGE"], ["HGET"], ["EVALSHA erase_account+erase_minutes"]]
 # A guardian's consent for a minor: the minor's verification read, the guardian's account read
 # and judged, then one script that checks that account again and binds the minor (guardian.lua;
-# on a Cluster the store reads the guardian's account once more right before the minor's steps,
-# docs/ARCHITECTURE.md, "3.1 Binding"), then the consent record made lasting.
+# on a Cluster the store reads the guardian's account once more, and asks the minor's identity
+# whether it moved, before the minor's steps: docs/ARCHITECTURE.md, "3.1 Binding"), then the
+# consent record made lasting.
 GUARDIAN_TRIPS = [["HGETALL"], ["HMGET"], ["EVALSHA guardian"], ["PERSIST"]]
 INFO = RequestInfo(principal="round-trips")
 _n = itertools.count(1)

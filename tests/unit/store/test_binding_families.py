@@ -174,7 +174,7 @@ class TestEachCallIsOneBucket:
         grant = GuardianGrant(tenant, vid, minor, guardian, 3, REQUEST_JSON, "text-1", "parent", adult, "")
         granted = await store.grant_guardian(grant, _as_read(record))
         assert granted.record.status is Status.VERIFIED, granted
-        recording.assert_one_bucket_each("guardian", *STEPS)
+        recording.assert_one_bucket_each("identity_rests", "guardian", *STEPS)
         guardian_keys = {keys.account(guardian), keys.consent(guardian), keys.account_verifications(guardian)}
         assert not [name for name, named in recording.calls if guardian_keys & set(named)], recording.calls
 

@@ -3,19 +3,24 @@
 Step by step (a Cluster's path, run here on a standalone redis-server through the test-only
 ``StepRunner(step_by_step=True)``) the guardian's account is another account's bucket, so the store
 reads it in a round trip of its own right before the minor's step, which is given what was read
-and no key of that account. On one node the step reads the account itself, in the same script.
+and no key of that account; the minor's identity is asked between them (``identity_rests``).
+On one node the step reads the account itself, in the same script.
 
 Abuse first. The guardian's account changed between that read and the step (cancelled, verified
 again with another age): step by step the consent stands, judged on the read, as one given a
 moment before the change; on one node the step sees the change and answers ``GUARDIAN_CHANGED``
 (``GUARDIAN_NOT_VERIFIED`` for a cancelled guardian), and the flow judges again. A change before
 the store's read gets that answer on both paths. A guardian of the minor's own identity is
-``GUARDIAN_IS_SUBJECT``, one never verified ``GUARDIAN_NOT_VERIFIED``, on both paths. The entries
-of a consent are the same bytes either way.
+``GUARDIAN_IS_SUBJECT``, also once a move took the guardian's account to the new ref while the
+verification names the old one (step by step the identity is asked after the guardian's read, as
+one node asks it in the script); one never verified is ``GUARDIAN_NOT_VERIFIED``, on both paths.
+A move in flight makes the consent wait, writing nothing. The entries of a consent are the same
+bytes either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -24,7 +29,9 @@ from typing import Any
 import pytest
 
 from idverify.domain.birth_dates import AgeSource
+from idverify.domain.errors import StoreUnavailable
 from idverify.domain.subjects import AgeBand
+from idverify.flows.context import call_deadline
 from idverify.flows.verification.port import (
     GUARDIAN_FIELDS,
     GuardianGrant,
@@ -38,8 +45,10 @@ from idverify.store.connection import RedisClient, as_text
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
+from idverify.testing import RedisProcess
 from tests.bind_crash import OWNER, REQUEST_JSON, store_of
 from tests.cancel_crash import cancellation, entries, pseudonym
+from tests.move_crash import DUE_MS, NEW, OLD, bound_identity, move, moved_killed_after
 from tests.unit.store.test_binding_steps import _timeless
 from tests.unit.store.test_identity_accounts import REF, verification
 
@@ -92,11 +101,18 @@ def _adult(guardian_ps: str, ref: str = GUARDIAN_REF) -> VerificationRecord:
     return replace(verification(guardian_ps, GUARDIAN_NAME), identity=ref)
 
 
-async def _waiting(redis: RedisClient, tenant: str) -> tuple[str, str, VerificationRecord]:
-    """A minor's verification waiting for a guardian's consent: its account, id and record."""
+async def _waiting(
+    redis: RedisClient, tenant: str, ref: str = REF, *, seen: str = ""
+) -> tuple[str, str, VerificationRecord]:
+    """A minor's verification of ``ref`` waiting for a guardian's consent: its account, id and record.
+
+    ``seen``: the name binding its start found at ``ref`` ('' when it found no record there).
+    """
     minor = pseudonym(f"{tenant}-minor")
     record = replace(
         verification(minor, OWNER),
+        identity=ref,
+        name_binding_seen=seen,
         status=Status.NEEDS_GUARDIAN_CONSENT,
         next_step="guardian_consent",
         minor=True,
@@ -244,6 +260,45 @@ class TestGuardiansThatDoNotQualify:
         assert "identity" not in await _account(redis, tenant, minor)
 
     @pytest.mark.parametrize("path", PATHS)
+    @pytest.mark.parametrize("forward_ms", [0, 60_000])
+    async def test_the_minors_own_identity_moved_under_the_verification(
+        self, redis: RedisClient, path: str, forward_ms: int
+    ) -> None:
+        """Re-indexed after the minor's start: the same person under the new ref, refused.
+
+        The guardian's account names the new ref, the verification still the old one. The
+        identity is asked before the step, as one node's script asks it, and the verification
+        pointed anew.
+        """
+        tenant = _tenant(f"subject-moved-{path}-{forward_ms}")
+        guardian = await _guardian(redis, tenant, ref=OLD)
+        minor, vid, record = await _waiting(redis, tenant, OLD, seen="binding-guardian")
+        keys = TenantKeys(tenant)
+        await redis.zadd(keys.erasure_due(), {f"i:{OLD}": DUE_MS})
+        assert await move(redis, tenant, StepRunner(Scripts(redis)), forward_ms=forward_ms) == "OK"
+        assert (await _account(redis, tenant, guardian))["identity"] == NEW
+        judged = await store_of(redis).account_fields(tenant, guardian, GUARDIAN_FIELDS)
+        pointed: list[bool] = []
+
+        async def point(moved: bool) -> VerificationRecord:
+            """As the flow's BindingPoints: a moved identity's verification re-pointed, then read."""
+            pointed.append(moved)
+            if not moved:
+                return record
+            await redis.hset(keys.verification(vid), "identity", NEW)
+            return replace(record, identity=NEW)
+
+        scripts = Scripts(redis)
+        store = store_of(redis, scripts, StepRunner(scripts, step_by_step=path == "step_by_step"))
+        grant = GuardianGrant(tenant, vid, minor, guardian, 3, REQUEST_JSON, "text-1", "parent", judged, "")
+        written = await store.grant_guardian(grant, point)
+        assert (written.outcome, written.detail) == (WriteOutcome.GUARDIAN_REFUSED, "GUARDIAN_IS_SUBJECT")
+        assert pointed == [False, True]
+        assert "identity" not in await _account(redis, tenant, minor)
+        assert not [e for e in await entries(redis, tenant) if e["type"] == "consent.granted"]
+        assert await redis.zcard(keys.intents()) == 0
+
+    @pytest.mark.parametrize("path", PATHS)
     async def test_an_account_never_verified(self, redis: RedisClient, path: str) -> None:
         tenant = _tenant(f"unverified-{path}")
         guardian = pseudonym(f"{tenant}-nobody")
@@ -265,6 +320,38 @@ class TestGuardiansThatDoNotQualify:
         )
         written = await store.grant_guardian(grant, _as_read(record))
         assert (written.outcome, written.detail) == (WriteOutcome.GUARDIAN_REFUSED, "GUARDIAN_NOT_ADULT")
+
+
+class TestTheMinorsIdentityMoving:
+    @pytest.mark.parametrize("path", PATHS)
+    async def test_past_its_deadline_a_move_in_flight_is_unavailable_and_wrote_nothing(
+        self, redis: RedisClient, own_redis: RedisProcess, path: str
+    ) -> None:
+        """The minor's identity is being moved (killed after its first step): the consent waits.
+
+        Step by step it is asked before the minor's step, as one node's script asks it inside:
+        no consent entry, nothing marked in flight, no intent; the call is UNAVAILABLE past its time.
+        """
+        tenant = _tenant(f"subject-moving-{path}")
+        guardian = await _guardian(redis, tenant)
+        minor, vid, record = await _waiting(redis, tenant, OLD, seen="binding-org")
+        await bound_identity(redis, tenant, [pseudonym(f"{tenant}-member")])
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, 1)
+        judged = await store_of(redis).account_fields(tenant, guardian, GUARDIAN_FIELDS)
+        scripts = Scripts(redis)
+        store = store_of(redis, scripts, StepRunner(scripts, step_by_step=path == "step_by_step"))
+        grant = GuardianGrant(tenant, vid, minor, guardian, 3, REQUEST_JSON, "text-1", "parent", judged, "")
+        token = call_deadline.set(asyncio.get_running_loop().time() + 0.3)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.grant_guardian(grant, _as_read(record))
+        finally:
+            call_deadline.reset(token)
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.verification(vid), "status") == b"NEEDS_GUARDIAN_CONSENT"
+        assert not await redis.hexists(keys.verification(vid), "binding")
+        assert await redis.zscore(keys.intents(), f"bind:{vid}") is None
+        assert not [e for e in await entries(redis, tenant) if e["type"] == "consent.granted"]
 
 
 async def test_the_entries_of_one_node_and_of_the_steps_are_the_same_bytes(redis: RedisClient) -> None:
