@@ -21,18 +21,34 @@ their account's bucket by a label Python gives them, which the name does not sho
 
 A key of a form this module does not know is refused (``ValueError``), so that a new family is
 placed here before a test can pass over it.
+
+:func:`bucket_crossings` is the finer check of one call's keys, those it is given and those its
+Lua derives: one bucket, not one family (another account's, identity's or counter's key is
+another bucket, ``A'``), and of the tenant's own keys only those its audit entry writes
+(:func:`is_entry_key`), which the plan stages in the step's own bucket instead.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from idverify.store.keys import PREFIX
 
-__all__ = ["BUCKETED", "Family", "accounts_named", "crossed_families", "family_of"]
+__all__ = [
+    "BUCKETED",
+    "Crossing",
+    "Family",
+    "accounts_named",
+    "bucket_crossings",
+    "bucket_subject",
+    "crossed_families",
+    "family_of",
+    "is_entry_key",
+]
 
 
 class Family(enum.Enum):
@@ -63,10 +79,14 @@ _INTENT_FAMILY: Final = {
     "place": Family.IDENTITY,
     "move": Family.IDENTITY,
 }
-_LOCAL: Final = frozenset({"intents", "erasure:due", "audit:stage"})
 # Account keys whose name ends in the account's pseudonym, and intents whose subject is one.
 _BY_ACCOUNT: Final = frozenset({"acct", "consent", "acctvf"})
 _ACCOUNT_INTENTS: Final = frozenset({"unbind", "erase"})
+_LOCAL: Final = frozenset({"intents", "erasure:due", "audit:stage"})
+# The tenant's keys an audit entry writes (the prelude's audit(): the log, its head and postings,
+# the outbox's record): the plan stages the entry in the step's own bucket instead (§2's record()).
+_ENTRY_KEYS: Final = frozenset({"audit:log", "audit:head", "events:outbox"})
+_ENTRY_PREFIX: Final = "audit:ix:"
 # Marks beside what they mark: a give-back's in the slot of the counters it gives back.
 _LOCAL_HEADS: Final = frozenset({"givenback"})
 
@@ -131,25 +151,16 @@ _BY_TAIL: Final[dict[str, Callable[[str, str], Family]]] = {
 
 
 def accounts_named(keys: Iterable[str]) -> set[str]:
-    """The account pseudonyms ``keys`` name (see the module's docstring for which keys name one)."""
-    named = set()
-    for key in keys:
-        matched = _KEY.fullmatch(key)
-        if matched is None or not matched[1].startswith("t:"):
-            continue
-        head, _, tail = matched[2].partition(":")
-        if head == "intent":
-            head, _, tail = tail.partition(":")
-            if head not in _ACCOUNT_INTENTS:
-                continue
-        elif head == "chkfail":
-            scope, _, tail = tail.partition(":")
-            if scope != "acct":
-                continue
-        elif head not in _BY_ACCOUNT:
-            continue
-        named.add(tail)
-    return named
+    """The account pseudonyms ``keys`` name (see the module's docstring for which keys name one).
+
+    Raises:
+        ValueError: as :func:`family_of`.
+    """
+    return {
+        subject
+        for key in keys
+        if family_of(key) is Family.ACCOUNT and (subject := bucket_subject(key)) is not None
+    }
 
 
 def crossed_families(keys: Iterable[str]) -> set[Family]:
@@ -168,3 +179,109 @@ def crossed_families(keys: Iterable[str]) -> set[Family]:
     if len(accounts_named(keys)) > 1:
         return families
     return set()
+
+
+def _parts(key: str) -> tuple[str, str]:
+    """A known key's hash tag and what follows it (``family_of`` has checked its form)."""
+    matched = _KEY.fullmatch(key)
+    return (matched[1], matched[2]) if matched is not None else ("", "")
+
+
+def is_entry_key(key: str) -> bool:
+    """Whether ``key`` is one of the tenant's keys a step's audit entry writes.
+
+    The log, its head and its postings (``audit:ix:*``), the outbox. A step of a bucketed family
+    writes them today beside its bucket's keys; the plan stages the entry in that bucket
+    instead, so they are the one tenant-wide thing such a step may touch.
+    """
+    tag, rest = _parts(key)
+    return tag.startswith("t:") and (rest in _ENTRY_KEYS or rest.startswith(_ENTRY_PREFIX))
+
+
+def bucket_subject(key: str) -> str | None:
+    """What the bucket of ``key`` is computed from, when its name says: None when it does not.
+
+    An account's pseudonym for its ``acct``, ``consent``, ``acctvf``, ``chkfail:acct`` and its
+    ``unbind:``/``erase:`` intents; an identity's ref for ``id`` and ``idacc``; a counter's
+    purpose and pseudonym for its ``rl`` keys and their markers; a phone's pseudonym for its keys.
+    A verification's id, a request's or an account and phone's pseudonym, and a binding's or a
+    move's intent do not name their account or identity: such a key passes as the bucket's own.
+
+    Raises:
+        ValueError: as :func:`family_of`.
+    """
+    family = family_of(key)
+    tag, rest = _parts(key)
+    if family is Family.PHONE:
+        return tag
+    head, _, tail = rest.partition(":")
+    if head in _BY_ACCOUNT or head in _IDENTITY:
+        return tail
+    if head == "chkfail" and family is Family.ACCOUNT:
+        return tail.partition(":")[2]
+    if head == "intent":
+        kind, _, subject = tail.partition(":")
+        return subject if kind in _ACCOUNT_INTENTS else None
+    if head == "rl" and family is Family.COUNTER:
+        purpose, _, pseudonym = tail.partition(":")
+        return f"{purpose.removesuffix('_audited')}:{pseudonym}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A key a call touches outside its bucket, and where that key is.
+
+    ``family`` is a family's value (``A``, ``I``, ``C``, ``T``, ``P``, ``global``), with an
+    apostrophe for another bucket of the call's own family (``A'``: another account's, which §1
+    marks with a prime).
+    """
+
+    family: str
+    key: str
+
+
+def _home(given: Sequence[str]) -> tuple[Family | None, str | None]:
+    """The family and subject of the bucket a call given ``given`` runs in.
+
+    Its first bucketed key that names its subject, else its first bucketed key, else its first
+    key of any other family (the tenant's, a phone's, the global keys); none when it is given
+    only a bucket's own indexes.
+    """
+    families = [(key, family_of(key)) for key in given]
+    bucketed = [(key, family) for key, family in families if family in BUCKETED]
+    for key, family in bucketed:
+        if (subject := bucket_subject(key)) is not None:
+            return family, subject
+    if bucketed:
+        return bucketed[0][1], None
+    for key, family in families:
+        if family is not Family.LOCAL:
+            return family, bucket_subject(key)
+    return None, None
+
+
+def bucket_crossings(given: Sequence[str], touched: Iterable[str]) -> list[Crossing]:
+    """The keys of ``touched`` outside the one slot that a call given ``given`` has under the plan.
+
+    The call's bucket is that of its given keys (:func:`_home`). A key is outside it when it is
+    of another family, or of the same bucketed family under another subject
+    (:func:`bucket_subject`), or of the tenant's and not its audit entry's (:func:`is_entry_key`)
+    beside a bucketed family. A bucket's own indexes go with any call.
+
+    Raises:
+        ValueError: as :func:`family_of`.
+    """
+    home, subject = _home(given)
+    crossings: list[Crossing] = []
+    for key in dict.fromkeys(touched):
+        family = family_of(key)
+        if family is Family.LOCAL or (family is Family.TENANT and home is Family.TENANT):
+            continue
+        if family is Family.TENANT and home in BUCKETED and is_entry_key(key):
+            continue
+        if family is not home:
+            crossings.append(Crossing(family.value, key))
+        elif (other := bucket_subject(key)) is not None and subject is not None and other != subject:
+            crossings.append(Crossing(f"{family.value}'", key))
+    return crossings

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from idverify.store.key_families import Family, accounts_named, crossed_families, family_of
+from idverify.store.key_families import (
+    Crossing,
+    Family,
+    accounts_named,
+    bucket_crossings,
+    bucket_subject,
+    crossed_families,
+    family_of,
+    is_entry_key,
+)
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 
 T = TenantKeys("acme")
@@ -133,3 +142,100 @@ def test_accounts_named_reads_the_pseudonym_from_each_account_key() -> None:
         GlobalKeys.SCHEMA,
     ]
     assert accounts_named(keys) == {"a1", "a2", "a3", "a4", "a5", "a6"}
+
+
+@pytest.mark.parametrize(
+    ("key", "entry"),
+    [
+        (T.audit_log(), True),
+        (T.audit_head(), True),
+        (T.audit_index("type", "account.bound"), True),
+        (T.events_outbox(), True),
+        (T.events_accounts(), False),  # the legacy map: not the entry's, though audit() reads it
+        (T.organization_names(), False),
+        (T.audit_tree_head(), False),
+        (BucketKeys("acme", 7).audit_stage(), False),
+    ],
+)
+def test_the_entry_keys_are_the_log_and_its_outbox(key: str, entry: bool) -> None:
+    assert is_entry_key(key) is entry
+
+
+@pytest.mark.parametrize(
+    ("key", "subject"),
+    [
+        (T.account("a1"), "a1"),
+        (T.consent("a1"), "a1"),
+        (T.account_verifications("a1"), "a1"),
+        (T.check_mismatches("acct", "a1"), "a1"),
+        (T.intent("unbind:a1"), "a1"),
+        (T.identity("ref:with:colons"), "ref:with:colons"),
+        (T.identity_accounts("r1"), "r1"),
+        (T.rate_limit("claim_refusals", "tag"), "claim_refusals:tag"),
+        (T.rate_limit("claim_refusals_audited", "tag"), "claim_refusals:tag"),
+        (PhoneKeys("0" * 32).otp_failures(), "ph:" + "0" * 32),
+        # Names that do not say whose bucket they are in.
+        (T.verification("v1"), None),
+        (T.otp_failures("a1p1"), None),
+        (T.rate_limit("phone_locked_audited", "a1p1"), None),
+        (T.intent("bind:v1"), None),
+        (T.intent("move:0123abcd"), None),
+        (T.audit_log(), None),
+    ],
+)
+def test_a_bucketed_key_names_its_subject_where_it_can(key: str, subject: str | None) -> None:
+    assert bucket_subject(key) == subject
+
+
+@pytest.mark.parametrize(
+    ("given", "touched", "crossings"),
+    [
+        # A commit: its account's keys and its entry's, nothing outside.
+        (
+            [T.verification("v"), T.audit_log(), T.account("a"), T.intents()],
+            [
+                T.verification("v"),
+                T.account("a"),
+                T.audit_head(),
+                T.audit_index("acct", "x"),
+                T.events_outbox(),
+            ],
+            [],
+        ),
+        # The commit as it is: a refusal's counter and the legacy map, built inside Lua.
+        (
+            [T.verification("v"), T.audit_log(), T.account("a")],
+            [T.account("a"), T.rate_limit("claim_refusals", "tag"), T.events_accounts()],
+            [Crossing("C", T.rate_limit("claim_refusals", "tag")), Crossing("T", T.events_accounts())],
+        ),
+        # A guardian's account beside the minor's: one family, two buckets.
+        (
+            [T.verification("v"), T.audit_log(), T.account("minor"), T.account("guardian")],
+            [T.account("minor"), T.account("guardian")],
+            [Crossing("A'", T.account("guardian"))],
+        ),
+        # The place reading a member's account.
+        ([T.identity("r"), T.identity_accounts("r")], [T.account("m")], [Crossing("A", T.account("m"))]),
+        # Two identities (a move's old and new refs) are two buckets.
+        (
+            [T.identity("old"), T.identity_accounts("old")],
+            [T.identity("new")],
+            [Crossing("I'", T.identity("new"))],
+        ),
+        # A tenant-wide step may touch any of the tenant's keys, and no bucket's.
+        ([T.organization_names()], [T.organization_own_names("t"), T.audit_head()], []),
+        ([T.reads_open()], [T.account("a")], [Crossing("A", T.account("a"))]),
+        # A phone's counters reach neither the tenant's log nor another phone.
+        (
+            [PhoneKeys("0" * 32).otp_failures()],
+            [T.audit_head(), PhoneKeys("1" * 32).otp_failures()],
+            [Crossing("T", T.audit_head()), Crossing("P'", PhoneKeys("1" * 32).otp_failures())],
+        ),
+        # A bucket's own indexes go with any call.
+        ([T.intents(), T.intent("place:v")], [T.erasure_due(), T.given_back("tok")], []),
+    ],
+)
+def test_bucket_crossings_names_each_key_outside_the_calls_bucket(
+    given: list[str], touched: list[str], crossings: list[Crossing]
+) -> None:
+    assert bucket_crossings(given, touched) == crossings
