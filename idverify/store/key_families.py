@@ -87,6 +87,9 @@ _LOCAL: Final = frozenset({"intents", "erasure:due", "audit:stage"})
 # the outbox's record): the plan stages the entry in the step's own bucket instead (§2's record()).
 _ENTRY_KEYS: Final = frozenset({"audit:log", "audit:head", "events:outbox"})
 _ENTRY_PREFIX: Final = "audit:ix:"
+# A counter's markers, beside it: its refusals audited, a verification's count done.
+_AUDITED: Final = "_audited"
+_COUNTED: Final = "_counted"
 # Marks beside what they mark: a give-back's in the slot of the counters it gives back.
 _LOCAL_HEADS: Final = frozenset({"givenback"})
 
@@ -135,7 +138,7 @@ def _window_family(purpose: str, key: str) -> Family:
     if purpose == "phone_locked_audited":
         return Family.ACCOUNT  # keyed by the account and phone: the account's bucket
     # A counter's markers (its refusals audited, a verification's count done) go with it.
-    counter = purpose.removesuffix("_audited").removesuffix("_counted")
+    counter = purpose.removesuffix(_AUDITED).removesuffix(_COUNTED)
     return Family.COUNTER if counter in _COUNTER_PURPOSES else Family.TENANT
 
 
@@ -224,7 +227,9 @@ def bucket_subject(key: str) -> str | None:
         return subject if kind in _ACCOUNT_INTENTS else None
     if head == "rl" and family is Family.COUNTER:
         purpose, _, pseudonym = tail.partition(":")
-        return f"{purpose.removesuffix('_audited')}:{pseudonym}"
+        if purpose.endswith(_COUNTED):  # a verification's count done: "<pseudonym>:<vf id>"
+            pseudonym = pseudonym.rpartition(":")[0]
+        return f"{purpose.removesuffix(_AUDITED).removesuffix(_COUNTED)}:{pseudonym}"
     return None
 
 

@@ -1,40 +1,44 @@
-"""Each step of a binding names keys of one planned bucket (docs/ARCHITECTURE.md, "Buckets: the plan").
+"""Each step of a binding touches keys of one planned bucket (docs/ARCHITECTURE.md, "Buckets: the plan").
 
 Every key is still in ``{t:T}`` today, so a step that reads a second family runs anyway, on a
 Cluster too, and would fail with ``CROSSSLOT`` only once the families are in their buckets. These
-tests run the bindings step by step (the path a Cluster takes) on a real redis-server, record
-the keys every script call is given, and hold each call to one bucketed family (the account's,
-the identity's or a counter's) plus the tenant's own keys (``store.key_families``): a right
-answer plain and establishing a claim over a squatter, a start in ``bind`` mode, a guardian's
-consent, the repairer finishing a binding killed at each boundary, and bindings that meet a
-move of their identity (in flight, and done before them).
+tests run the bindings step by step (the path a Cluster takes) on a real redis-server: a right
+answer plain and establishing a claim over a squatter, a refusal at the limit, a start in
+``bind`` mode, an organization's claim, a binding beside a member 0.1.0 bound, a guardian's
+consent, the repairer finishing a binding killed at each boundary, and bindings that meet a move
+of their identity (in flight, and done before them).
 
-Two accounts are two buckets: a call given keys of a second account (``key_families.accounts_named``)
-crosses as two families do. A guardian's consent names the minor's account alone: the guardian's
-is read in a round trip of its own before the step (§3.1). Keys a script derives from another
-instead of being given them are not seen here (docs/ARCHITECTURE.md, §6, lists them).
+Each script call is held to two checks (``store.key_families``): the keys it is given are of one
+bucketed family (the account's, the identity's or a counter's) and of one account
+(``accounts_named``) plus the tenant's keys; and every key it touches, given or built inside Lua
+(``tests.touched_keys`` sees them with MONITOR), is in one bucket (one family, one account or
+identity or counter) beside its audit entry's keys alone. The crossings still there are
+:data:`KNOWN_CROSSINGS`, each expected by name by the tests that meet it, so that the list can
+only shrink (docs/ARCHITECTURE.md, §6). A guardian's consent names and touches the minor's
+account alone: the guardian's is read in a round trip of its own before the step (§3.1).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 
 from idverify.domain.birth_dates import AgeSource
-from idverify.domain.subjects import AgeBand
+from idverify.domain.subjects import AgeBand, SubjectKind
 from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.verification.port import ChallengeAnswer, GuardianGrant, NewVerification
 from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient
-from idverify.store.key_families import accounts_named, crossed_families
+from idverify.store.key_families import Crossing, accounts_named, bucket_crossings, crossed_families
 from idverify.store.keys import TenantKeys
-from idverify.store.scripts import ChainStep, Scripts
+from idverify.store.scripts import Scripts
 from idverify.store.verifications import RedisVerificationStore
 from idverify.testing import RedisProcess
 from idverify.testing.memory_code_sends import send_limits
@@ -51,39 +55,109 @@ from tests.bind_crash import (
     killed_after,
     store_of,
 )
-from tests.cancel_crash import LaterRepairs, pseudonym
+from tests.cancel_crash import NAME_HASH, LaterRepairs, pseudonym
 from tests.move_crash import MEMBERS, NEW, OLD, bound_identity, move
+from tests.touched_keys import RecordingScripts, ScriptMonitor
 from tests.unit.store.test_binding_steps import BOUNDARIES
-from tests.unit.store.test_identity_accounts import verification
+from tests.unit.store.test_identity_accounts import REF, verification
 from tests.unit.store.test_identity_move_steps import _bound_on_the_new_ref, _challenged, _Pointing, _stranger
 
 
-class Recording(Scripts):
-    """Scripts that note the keys of every call (a chain's as one call), then run it on the server."""
+@dataclass(frozen=True, slots=True)
+class KnownCrossing:
+    """A crossing of a bucket still there, allowed by name until the change that removes it lands.
 
-    def __init__(self, redis: RedisClient) -> None:
-        super().__init__(redis)
-        self.calls: list[tuple[str, list[str]]] = []
+    ``keys`` is a glob over a key's name after its hash tag; ``why`` says why it is still there
+    and which item of docs/ARCHITECTURE.md ("Buckets: the plan") removes it.
+    """
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> Any:
-        self.calls.append((name, list(keys)))
-        return await super().run(name, keys, args)
+    script: str
+    family: str
+    keys: str
+    why: str
 
-    async def run_chain(self, steps: Sequence[ChainStep]) -> list[Any]:
-        self.calls.append(
-            ("+".join(step.name for step in steps), [key for step in steps for key in step.keys])
-        )
-        return await super().run_chain(steps)
+    def covers(self, script: str, crossing: Crossing) -> bool:
+        """Whether this entry allows ``crossing`` in a call of ``script``."""
+        name = crossing.key.partition("}:")[2]
+        return (script, crossing.family) == (self.script, self.family) and fnmatchcase(name, self.keys)
 
-    def assert_one_bucket_each(self, *expected: str) -> None:
-        """Every call named keys of one planned slot (of one account); the scripts ``expected`` ran."""
-        crossing = [
-            (name, sorted(f.value for f in crossed), sorted(accounts_named(keys)))
-            for name, keys in self.calls
-            if (crossed := crossed_families(keys))
+
+_COMMIT_KEYS = "§6: to be a key the step is given in its own bucket, or a step of its own"
+COMMIT_INDEXES_NAMES = KnownCrossing(
+    "bind_commit",
+    "T",
+    "orgname",
+    "an organization's established claim indexes its names tenant-wide (index_org_names), from "
+    f"the account's key; {_COMMIT_KEYS}",
+)
+COMMIT_INDEXES_OWN_NAMES = KnownCrossing(
+    "bind_commit", "T", "orgnames:*", f"the organization's own names, beside orgname; {_COMMIT_KEYS}"
+)
+PLACE_READS_UNTAGGED_MEMBER = KnownCrossing(
+    "bind_place",
+    "A",
+    "acct:*",
+    "identity_members() reads the name_tag of a member 0.1.0 bound, which has no m: field yet, "
+    "from its account, once (§1's A'); §6 step 2 (move_record.lua) writes every such field "
+    "before identities move",
+)
+_EVENT_MAP_GOES = "§6 step 3 moves what is left of it into the accounts and deletes it before they move"
+LEGACY_EVENT_MAP = {
+    script: KnownCrossing(
+        script,
+        "T",
+        "events:acct",
+        "audit() falls back to older servers' map for an entry's outbox record, and empties it as "
+        f"accounts are touched; {_EVENT_MAP_GOES}",
+    )
+    for script in ("start", "guardian", "bind_supersede", "bind_commit", "cancel_account")
+} | {
+    "erase_account": KnownCrossing(
+        "erase_account",
+        "T",
+        "events:acct",
+        f"an account's erasure reads and deletes its field of the map itself; {_EVENT_MAP_GOES}",
+    )
+}
+KNOWN_CROSSINGS = (
+    COMMIT_INDEXES_NAMES,
+    COMMIT_INDEXES_OWN_NAMES,
+    PLACE_READS_UNTAGGED_MEMBER,
+    *LEGACY_EVENT_MAP.values(),
+)
+"""The crossings still there, each allowed where a test expects it: the list can only shrink."""
+
+
+class Recording(RecordingScripts):
+    """Script calls recorded with the keys each was given and those it touched (``tests.touched_keys``)."""
+
+    def assert_one_bucket_each(self, *expected: str, known: Iterable[KnownCrossing] = ()) -> None:
+        """Each call in one planned bucket, but for the crossings ``known`` (each of them seen).
+
+        Each call was given keys of one planned family (``crossed_families``), and touched,
+        given or derived, keys of one bucket and its entry's (``bucket_crossings``), but for
+        crossings of :data:`KNOWN_CROSSINGS`: exactly those ``known``. The scripts ``expected``
+        were among those called.
+        """
+        given = [
+            (call.name, sorted(f.value for f in crossed), sorted(accounts_named(call.given)))
+            for call in self.calls
+            if (crossed := crossed_families(call.given))
         ]
-        assert crossing == [], crossing
-        called = {name for name, _ in self.calls}
+        assert given == [], given
+        unknown: list[tuple[str, str, str]] = []
+        seen: set[KnownCrossing] = set()
+        for call in self.calls:
+            for crossing in bucket_crossings(call.given, call.touched):
+                allowing = {entry for entry in KNOWN_CROSSINGS if entry.covers(call.name, crossing)}
+                seen |= allowing
+                if not allowing:
+                    unknown.append((call.name, crossing.family, crossing.key))
+        assert unknown == [], f"crossings no entry of KNOWN_CROSSINGS allows: {unknown}"
+        gone, unexpected = set(known) - seen, seen - set(known)
+        assert not gone, f"known crossings that no longer happen (delete their entries): {gone}"
+        assert not unexpected, f"known crossings this test does not expect: {unexpected}"
+        called = {call.name for call in self.calls}
         assert set(expected) <= called, called
 
 
@@ -97,10 +171,14 @@ def _tenant(label: str) -> str:
 
 
 def _stepwise(
-    redis: RedisClient, *, runner: type[StepRunner] = StepRunner, pointing: _Pointing | None = None
+    redis: RedisClient,
+    monitor: ScriptMonitor,
+    *,
+    runner: type[StepRunner] = StepRunner,
+    pointing: _Pointing | None = None,
 ) -> tuple[Recording, RedisVerificationStore]:
     """A store whose steps run one by one on ``runner``, its script calls recorded."""
-    recording = Recording(redis)
+    recording = Recording(redis, monitor)
     sends = CodeSendChains(recording, send_limits())
     steps = runner(recording, step_by_step=True)
     return recording, RedisVerificationStore(redis, recording, sends, steps=steps, pointing=pointing)
@@ -111,44 +189,95 @@ STEPS = ("bind_place", "bind_commit", "bind_confirm")
 
 class TestEachCallIsOneBucket:
     @pytest.mark.parametrize("establishing", [False, True])
-    async def test_a_right_answer(self, redis: RedisClient, establishing: bool) -> None:
+    async def test_a_right_answer(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, establishing: bool
+    ) -> None:
         tenant = _tenant(f"answer-{establishing}")
         if establishing:
             await bind_crash.bind(redis, tenant, pseudonym(f"{tenant}-squatter"), SQUATTER)
         target = pseudonym(f"{tenant}-a")
         vid = await challenge(redis, tenant, target, OWNER, establishes=establishing)
-        recording, store = _stepwise(redis)
+        recording, store = _stepwise(redis, script_monitor)
         written = await bind_crash.answer(store, tenant, vid)
         assert written.record.status is Status.VERIFIED, written.record
         await assert_bound_once(
             redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING if establishing else PLAIN
         )
         superseding = ("bind_supersede",) if establishing else ()
-        recording.assert_one_bucket_each("bind_judge", *STEPS, *superseding)
+        recording.assert_one_bucket_each(
+            "bind_judge", *STEPS, *superseding, known=_event_map_reads("bind_commit", *superseding)
+        )
 
-    async def test_a_refused_answer_and_its_repair(self, redis: RedisClient, own_redis: RedisProcess) -> None:
-        """A place the limit refused: its count names the counter's family alone, live and repaired."""
+    async def test_a_refused_answer_and_its_repair(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+    ) -> None:
+        """A place the limit refused: its count touches the counter's bucket alone, live and repaired."""
         tenant = _tenant("refused")
         await bind_crash.bind(redis, tenant, pseudonym(f"{tenant}-owner"), OWNER, limit=1)
         vid = await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER)
-        recording, store = _stepwise(redis)
+        recording, store = _stepwise(redis, script_monitor)
         written = await bind_crash.answer(store, tenant, vid, limit=1)
         assert written.record.reason == "BINDING_LIMIT_REACHED", written.record
-        recording.assert_one_bucket_each("bind_judge", "bind_place", "bind_count", *STEPS[1:])
+        recording.assert_one_bucket_each(
+            "bind_judge", "bind_place", "bind_count", *STEPS[1:], known=_event_map_reads("bind_commit")
+        )
         other = await challenge(redis, tenant, pseudonym(f"{tenant}-b"), OWNER)
         await asyncio.to_thread(killed_after, own_redis.url, tenant, other, 2, limit=1)  # judge, place
-        recording = Recording(redis)
+        recording = Recording(redis, script_monitor)
         assert await BucketRepairer(LaterRepairs(redis, recording)).repair(tenant) >= 1
-        recording.assert_one_bucket_each("intent_take", "bind_place", "bind_count", "bind_commit")
+        recording.assert_one_bucket_each(
+            "intent_take", "bind_place", "bind_count", "bind_commit", known=_event_map_reads("bind_commit")
+        )
 
-    async def test_a_start_in_bind_mode(self, redis: RedisClient) -> None:
+    async def test_a_start_in_bind_mode(self, redis: RedisClient, script_monitor: ScriptMonitor) -> None:
         tenant = _tenant("start")
         target = pseudonym(f"{tenant}-a")
-        recording, store = _stepwise(redis)
+        recording, store = _stepwise(redis, script_monitor)
         await bind_crash.bind(redis, tenant, target, OWNER, store=store)
-        recording.assert_one_bucket_each("start", *STEPS)
+        recording.assert_one_bucket_each("start", *STEPS, known=_event_map_reads("start", "bind_commit"))
 
-    async def test_a_guardians_consent(self, redis: RedisClient) -> None:
+    async def test_an_organizations_claim(self, redis: RedisClient, script_monitor: ScriptMonitor) -> None:
+        """A start in ``bind`` mode establishing an organization's claim: the commit indexes its names."""
+        tenant = _tenant("organization")
+        target = pseudonym(f"{tenant}-a")
+        record = replace(
+            verification(target, OWNER, establishes=True), kind=SubjectKind.ORGANIZATION, org_names=NAME_HASH
+        )
+        vid = pseudonym(f"{tenant}-org-vf")
+        start = NewVerification(tenant, f"req-{vid}", vid, target, record, 60_000, 3, REQUEST_JSON, "bind")
+        recording, store = _stepwise(redis, script_monitor)
+        assert (await store.commit(start, _unmoved)).record.status is Status.VERIFIED
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.organization_names(), NAME_HASH) == OWNER["name_tag"].encode()
+        recording.assert_one_bucket_each(
+            "start",
+            *STEPS,
+            known=(
+                COMMIT_INDEXES_NAMES,
+                COMMIT_INDEXES_OWN_NAMES,
+                *_event_map_reads("start", "bind_commit"),
+            ),
+        )
+
+    async def test_beside_a_member_bound_by_0_1_0(
+        self, redis: RedisClient, script_monitor: ScriptMonitor
+    ) -> None:
+        """A member 0.1.0 bound has no ``m:`` field: the place reads its tag from its account, once."""
+        tenant = _tenant("legacy-member")
+        keys = TenantKeys(tenant)
+        legacy = pseudonym(f"{tenant}-legacy")
+        await bind_crash.bind(redis, tenant, legacy, OWNER)
+        assert await redis.hdel(keys.identity(REF), f"m:{legacy}") == 1
+        target = pseudonym(f"{tenant}-a")
+        vid = await challenge(redis, tenant, target, OWNER)
+        recording, store = _stepwise(redis, script_monitor)
+        assert (await bind_crash.answer(store, tenant, vid)).record.status is Status.VERIFIED
+        assert await redis.hget(keys.identity(REF), f"m:{legacy}") == f"b:{OWNER['name_tag']}".encode()
+        recording.assert_one_bucket_each(
+            "bind_judge", *STEPS, known=(PLACE_READS_UNTAGGED_MEMBER, *_event_map_reads("bind_commit"))
+        )
+
+    async def test_a_guardians_consent(self, redis: RedisClient, script_monitor: ScriptMonitor) -> None:
         tenant = _tenant("guardian")
         minor, guardian = pseudonym(f"{tenant}-minor"), pseudonym(f"{tenant}-guardian")
         keys = TenantKeys(tenant)
@@ -170,16 +299,22 @@ class TestEachCallIsOneBucket:
         vid = pseudonym(f"{tenant}-minor-vf")
         start = NewVerification(tenant, f"req-{vid}", vid, minor, record, 60_000, 3, REQUEST_JSON, "guardian")
         assert (await store_of(redis).commit(start, _unmoved)).record.status is Status.NEEDS_GUARDIAN_CONSENT
-        recording, store = _stepwise(redis)
+        recording, store = _stepwise(redis, script_monitor)
         grant = GuardianGrant(tenant, vid, minor, guardian, 3, REQUEST_JSON, "text-1", "parent", adult, "")
         granted = await store.grant_guardian(grant, _as_read(record))
         assert granted.record.status is Status.VERIFIED, granted
-        recording.assert_one_bucket_each("identity_rests", "guardian", *STEPS)
+        recording.assert_one_bucket_each(
+            "identity_rests", "guardian", *STEPS, known=_event_map_reads("guardian", "bind_commit")
+        )
         guardian_keys = {keys.account(guardian), keys.consent(guardian), keys.account_verifications(guardian)}
-        assert not [name for name, named in recording.calls if guardian_keys & set(named)], recording.calls
+        assert not [call.name for call in recording.calls if guardian_keys & set(call.touched)], (
+            recording.calls
+        )
 
     @pytest.mark.timeout(120)
-    async def test_the_repairer_at_each_boundary(self, redis: RedisClient, own_redis: RedisProcess) -> None:
+    async def test_the_repairer_at_each_boundary(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+    ) -> None:
         """A worker killed after each step; the repair's calls (the take's among them) are each one bucket."""
         for establishing, nth in BOUNDARIES:
             tenant = _tenant(f"repair-{establishing}-{nth}")
@@ -188,15 +323,19 @@ class TestEachCallIsOneBucket:
             target = pseudonym(f"{tenant}-a")
             vid = await challenge(redis, tenant, target, OWNER, establishes=establishing)
             await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, nth)
-            recording = Recording(redis)
+            recording = Recording(redis, script_monitor)
             assert await BucketRepairer(LaterRepairs(redis, recording)).repair(tenant) >= 1
             await assert_bound_once(
                 redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING if establishing else PLAIN
             )
-            recording.assert_one_bucket_each("intent_take", "bind_confirm")
+            recording.assert_one_bucket_each(
+                "intent_take", "bind_confirm", known=_left_event_map_reads(establishing, nth)
+            )
 
     @pytest.mark.timeout(60)
-    async def test_an_answer_meeting_a_move_in_flight(self, redis: RedisClient) -> None:
+    async def test_an_answer_meeting_a_move_in_flight(
+        self, redis: RedisClient, script_monitor: ScriptMonitor
+    ) -> None:
         """Judged, then the identity's move begins: the binding waits for it and follows it."""
         tenant = _tenant("move-in-flight")
         accounts = await self._moving_identity(redis, tenant)
@@ -223,15 +362,19 @@ class TestEachCallIsOneBucket:
                     await moved_out.wait()
                     asyncio.get_running_loop().call_later(0.2, release.set)
 
-        recording, store = _stepwise(redis, runner=JudgedThenMoved, pointing=_Pointing(redis))
+        recording, store = _stepwise(redis, script_monitor, runner=JudgedThenMoved, pointing=_Pointing(redis))
         written = await bind_crash.answer(store, tenant, "vf-answer", limit=MEMBERS + 1)
         assert await moving[0] == "OK"
         assert written.record.status is Status.VERIFIED, written.record
         await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
-        recording.assert_one_bucket_each("bind_judge", "bind_repoint", *STEPS)
+        recording.assert_one_bucket_each(
+            "bind_judge", "bind_repoint", *STEPS, known=_event_map_reads("bind_commit")
+        )
 
     @pytest.mark.parametrize("script", ["submit", "start"])
-    async def test_a_binding_after_its_identity_moved(self, redis: RedisClient, script: str) -> None:
+    async def test_a_binding_after_its_identity_moved(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, script: str
+    ) -> None:
         """The identity moved before the call, which read it at its old ref: followed to the new one."""
         tenant = _tenant(f"moved-{script}")
         accounts = await self._moving_identity(redis, tenant)
@@ -239,7 +382,7 @@ class TestEachCallIsOneBucket:
         if script == "submit":
             await _challenged(redis, tenant, stranger)
         assert await move(redis, tenant, StepRunner(Scripts(redis))) == "OK"
-        recording, store = _stepwise(redis, pointing=_Pointing(redis))
+        recording, store = _stepwise(redis, script_monitor, pointing=_Pointing(redis))
         pointed: list[bool] = []
 
         async def point(moved: bool) -> VerificationRecord:
@@ -257,13 +400,26 @@ class TestEachCallIsOneBucket:
             written = await store.commit(start, point)
         assert written.record.status is Status.VERIFIED, written.record
         await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
-        recording.assert_one_bucket_each(*STEPS)
+        starting = ("start",) if script == "start" else ()
+        recording.assert_one_bucket_each(*STEPS, known=_event_map_reads(*starting, "bind_commit"))
 
     @staticmethod
     async def _moving_identity(redis: RedisClient, tenant: str) -> list[str]:
         accounts = [pseudonym(f"{tenant}-{n}") for n in range(MEMBERS)]
         await bound_identity(redis, tenant, accounts)
         return accounts
+
+
+def _event_map_reads(*scripts: str) -> tuple[KnownCrossing, ...]:
+    """The reads of the legacy ``events:acct`` map by ``scripts``' entries."""
+    return tuple(LEGACY_EVENT_MAP[script] for script in scripts)
+
+
+def _left_event_map_reads(establishing: bool, nth: int) -> tuple[KnownCrossing, ...]:
+    """The legacy map's reads by the steps a binding killed after its ``nth`` left to the repairer."""
+    superseding = ("bind_supersede",) if establishing else ()
+    steps = ("bind_judge", "bind_place", *superseding, "bind_commit", "bind_confirm")
+    return _event_map_reads(*(step for step in steps[nth:] if step in LEGACY_EVENT_MAP))
 
 
 async def _unmoved(moved: bool) -> VerificationRecord:

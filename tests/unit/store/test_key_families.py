@@ -173,6 +173,7 @@ def test_the_entry_keys_are_the_log_and_its_outbox(key: str, entry: bool) -> Non
         (T.identity_accounts("r1"), "r1"),
         (T.rate_limit("claim_refusals", "tag"), "claim_refusals:tag"),
         (T.rate_limit("claim_refusals_audited", "tag"), "claim_refusals:tag"),
+        (T.claim_refusal_counted("tag", "v1"), "claim_refusals:tag"),
         (PhoneKeys("0" * 32).otp_failures(), "ph:" + "0" * 32),
         # Names that do not say whose bucket they are in.
         (T.verification("v1"), None),

@@ -1,17 +1,21 @@
-"""The other step sequences name keys of one planned bucket a step too (docs/ARCHITECTURE.md, §6).
+"""The other step sequences touch keys of one planned bucket a step too (docs/ARCHITECTURE.md, §6).
 
 As ``test_binding_families.py`` for a binding: a cancellation (the last member's, with its
-names' step), an account's and an identity's erasure, a re-indexing (and one whose last member is
-cancelled meanwhile, with the names' step it leads to), and the counters in two
-slots (a code send and CheckIdentity, past their limits so that a count is given back), each
-run step by step on a real redis-server with every script call's keys recorded and held to one
-bucketed family plus the tenant's keys (``store.key_families``).
+names' step), an account's and an identity's erasure (with the minutes of reads it leaves), a
+re-indexing (and one whose last member is cancelled meanwhile, with the names' step it leads to),
+the repairer finishing a cancellation, an erasure and a re-indexing after a worker killed midway,
+and the counters in two slots (a code send and CheckIdentity, past their limits so that a count is
+given back), each run step by step on a real redis-server with every script call's keys, given
+and derived, recorded and held to one bucket plus its entry's keys, but for the known crossings.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.identity_check import CheckStep
 from idverify.store.bucket_steps import StepRunner
@@ -20,10 +24,14 @@ from idverify.store.connection import RedisClient
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.key_families import Family, family_of
-from tests.cancel_crash import REF, bind_accounts, cancellation, pseudonym
+from idverify.store.keys import TenantKeys
+from idverify.testing import RedisProcess
+from tests.cancel_crash import REF, LaterRepairs, bind_accounts, cancellation, pseudonym
+from tests.cancel_crash import killed_after as cancel_killed_after
 from tests.counter_crash import LIMITS, check_of, send_to
-from tests.move_crash import bound_identity, move
-from tests.unit.store.test_binding_families import Recording
+from tests.move_crash import MEMBERS, bound_identity, move, moved_killed_after
+from tests.touched_keys import ScriptMonitor
+from tests.unit.store.test_binding_families import LEGACY_EVENT_MAP, Recording
 
 
 @pytest.fixture
@@ -35,11 +43,20 @@ def _stepwise(recording: Recording) -> StepRunner:
     return StepRunner(recording, step_by_step=True)
 
 
-async def test_a_cancellation_then_the_erasures(redis: RedisClient) -> None:
+async def _read_in_a_minute(redis: RedisClient, tenant: str, accounts: list[str]) -> None:
+    """``accounts`` read by a client in a minute not summarized yet: an erasure's follow-up removes them."""
+    keys = TenantKeys(tenant)
+    minute = "29000000:c1"
+    await redis.zadd(keys.reads_open(), {minute: 29_000_000})
+    await redis.sadd(keys.reads_minute_accounts(minute), *accounts)
+
+
+async def test_a_cancellation_then_the_erasures(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
     tenant = f"famc{pseudonym('cancel')[:8]}"
     accounts = [pseudonym(f"{tenant}-{n}") for n in range(2)]
     await bind_accounts(redis, tenant, accounts)
-    recording = Recording(redis)
+    await _read_in_a_minute(redis, tenant, accounts)
+    recording = Recording(redis, script_monitor)
     store = RedisErasureStore(redis, recording, steps=_stepwise(recording))
     for n, account in enumerate(accounts):
         await store.cancel(tenant, cancellation(account, f"cancel-{n}", due_ms=1))  # due at once
@@ -51,24 +68,66 @@ async def test_a_cancellation_then_the_erasures(redis: RedisClient) -> None:
         )
     assert await store.erase(tenant, ErasureItem(ErasureKind.IDENTITY, REF), request) is EraseOutcome.ERASED
     recording.assert_one_bucket_each(
-        "cancel_account", "cancel_identity", "drop_names", "intent_done", "erase_account", "erase_identity"
+        "cancel_account",
+        "cancel_identity",
+        "drop_names",
+        "intent_done",
+        "erase_account",
+        "erase_minutes",
+        "erase_identity",
+        known=(LEGACY_EVENT_MAP["cancel_account"], LEGACY_EVENT_MAP["erase_account"]),
     )
 
 
-async def test_a_reindexing(redis: RedisClient) -> None:
+@pytest.mark.timeout(60)
+async def test_the_repairer_after_each_first_step(
+    redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+) -> None:
+    """A worker killed after the first step of a cancellation, an erasure and a re-indexing: the repairs."""
+    tenant = f"famr{pseudonym('repair')[:8]}"
+    account = pseudonym(f"{tenant}-a")
+    await bind_accounts(redis, tenant, [account])
+    await _read_in_a_minute(redis, tenant, [account])
+    cancelled = cancellation(account, "cancel-killed", due_ms=1)
+    await asyncio.to_thread(cancel_killed_after, own_redis.url, tenant, cancelled, 1)
+    recording = Recording(redis, script_monitor)
+    repairer = BucketRepairer(LaterRepairs(redis, recording))
+    assert await repairer.repair(tenant) == 1
+    await asyncio.to_thread(cancel_killed_after, own_redis.url, tenant, cancelled, 1, erase=True)
+    assert await repairer.repair(tenant) == 1
+    moving = f"famr{pseudonym('repair-move')[:8]}"
+    await bound_identity(redis, moving, [pseudonym(f"{moving}-{n}") for n in range(MEMBERS)])
+    await asyncio.to_thread(moved_killed_after, own_redis.url, moving, 1)
+    assert await repairer.repair(moving) == 1
+    recording.assert_one_bucket_each(
+        "intent_take",
+        "cancel_identity",
+        "drop_names",
+        "erase_minutes",
+        "intent_done",
+        "move_in",
+        "move_member",
+        "move_settle",
+        "move_finish",
+    )
+
+
+async def test_a_reindexing(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
     tenant = f"famm{pseudonym('move')[:8]}"
     await bound_identity(redis, tenant, [pseudonym(f"{tenant}-{n}") for n in range(3)])
-    recording = Recording(redis)
+    recording = Recording(redis, script_monitor)
     assert await move(redis, tenant, _stepwise(recording)) == "OK"
     recording.assert_one_bucket_each("move_out", "move_in", "move_member", "move_settle", "move_finish")
 
 
-async def test_a_reindexing_whose_last_member_is_cancelled_meanwhile(redis: RedisClient) -> None:
+async def test_a_reindexing_whose_last_member_is_cancelled_meanwhile(
+    redis: RedisClient, script_monitor: ScriptMonitor
+) -> None:
     """Its settling step leaves no member: the names' step follows it, in the tenant's keys alone."""
     tenant = f"famn{pseudonym('names')[:8]}"
     only = pseudonym(f"{tenant}-only")
     await bound_identity(redis, tenant, [only])
-    recording = Recording(redis)
+    recording = Recording(redis, script_monitor)
 
     class MovedBetween(StepRunner):
         async def _reached(self, sequence: str, done: int) -> None:
@@ -78,17 +137,22 @@ async def test_a_reindexing_whose_last_member_is_cancelled_meanwhile(redis: Redi
     store = RedisErasureStore(redis, recording, steps=MovedBetween(recording, step_by_step=True))
     await store.cancel(tenant, cancellation(only, "cancel"))
     recording.assert_one_bucket_each(
-        "cancel_account", "move_settle", "drop_names", "move_finish", "cancel_identity"
+        "cancel_account",
+        "move_settle",
+        "drop_names",
+        "move_finish",
+        "cancel_identity",
+        known=(LEGACY_EVENT_MAP["cancel_account"],),
     )
-    called = [name for name, _ in recording.calls]
+    called = [call.name for call in recording.calls]
     assert called.index("drop_names") == called.index("move_settle") + 1, called
-    [names_keys] = [keys for name, keys in recording.calls if name == "drop_names"]
+    [names_keys] = [call.touched for call in recording.calls if call.name == "drop_names"]
     assert {family_of(key) for key in names_keys} == {Family.TENANT}
 
 
-async def test_the_counters_in_two_slots(redis: RedisClient) -> None:
+async def test_the_counters_in_two_slots(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
     tenant = "famcounters"
-    recording = Recording(redis)
+    recording = Recording(redis, script_monitor)
     sends = RedisCodeSends(recording, LIMITS, steps=_stepwise(recording))
     for _ in range(4):  # past the phone's window of 2: the budgets' counts are given back
         await sends.count_send(send_to(tenant, "+8613800000000"))
