@@ -33,8 +33,8 @@ from idverify.audit.checkpoint import (
 )
 from idverify.audit.events import AuditEvent
 from idverify.audit.merkle import NodeId, consistency_plan, inclusion_plan
-from idverify.audit.pending import PendingStages, not_in_log_part, staged_snapshot
-from idverify.audit.query import EventFilter, QueryResult, decoded_entry
+from idverify.audit.pending import PendingReadLimit, PendingStages, not_in_log_part, staged_snapshot
+from idverify.audit.query import EventFilter, QueryResult, StagedAt, decoded_entry
 from idverify.audit.rollback import Rollback, RollbackGuard
 from idverify.audit.sequencer import StagedPosition, is_stream_id
 from idverify.audit.tree_state import StoredHead, TreeState
@@ -77,6 +77,7 @@ class QueryRequest:
     start_index: int = 0
     limit: int = 0
     include_pending: bool = False
+    pending_after: StagedAt | None = None
 
 
 class AuditLog(Protocol):
@@ -323,23 +324,36 @@ class AuditFlow:
         """The matching entries, in index order, read a page at a time.
 
         With ``include_pending``, when no limit cut the log's entries short, the matching
-        entries staged in the tenant's buckets and not in the log follow (``audit.pending``); a
-        server that stages nowhere has none.
+        entries staged in the tenant's buckets and not in the log follow (``audit.pending``),
+        those after ``pending_after`` when given; a server that stages nowhere has none.
 
         Raises:
-            InvalidArgument: on a reversed time range, or oversized or malformed filters.
+            InvalidArgument: on a reversed time range, oversized or malformed filters, or a
+                ``pending_after`` without ``include_pending``, in no bucket this server stages
+                in or with a malformed stream id.
+            PendingReadLimit: "PENDING_READ_LIMIT" after the entries, when the pending part read
+                its bound of staged records and more are staged (where to go on: its metadata).
         """
         query = self._filter(tenant, request)
+        after = request.pending_after
+        if after is not None:
+            if not request.include_pending:
+                raise InvalidArgument(
+                    "pending_after walks on through the pending entries: set include_pending too",
+                    reason="PENDING_AFTER_WITHOUT_PENDING",
+                    field="pending_after",
+                )
+            self._check_position(after.bucket, after.stream_id, in_pending_after=True)
         if request.include_pending and self._stages is not None:
-            return self._with_pending(self._stages, tenant, query)
+            return self._with_pending(self._stages, tenant, query, after)
         return self._store.query(tenant, query)
 
     async def _with_pending(
-        self, stages: PendingStages, tenant: str, query: EventFilter
+        self, stages: PendingStages, tenant: str, query: EventFilter, after: StagedAt | None
     ) -> AsyncIterator[QueryResult]:
         # The stages first, then the size that ends the log part: an entry sequenced in between
         # is in the log part, and the pending part leaves it out by its receipt.
-        staged = await staged_snapshot(stages, tenant, self._stage_buckets, query)
+        staged = await staged_snapshot(stages, tenant, self._stage_buckets, query, after)
         size = await self._store.size(tenant)
         sent = 0
         async for found in self._store.query(tenant, dataclasses.replace(query, end_index=size)):
@@ -347,11 +361,14 @@ class AuditFlow:
             sent += 1
         if query.limit and sent >= query.limit:
             return
-        async for entry in not_in_log_part(stages, tenant, staged, size):
+        async for entry in not_in_log_part(stages, tenant, staged.found, size):
             yield QueryResult(entry.event, b"", None, pending=entry.at)
             sent += 1
             if query.limit and sent >= query.limit:
                 return
+        if staged.cut_after is not None:
+            # The log part ended at the size: what was numbered since is in the next query's.
+            raise PendingReadLimit(max(query.start_index, size), staged.cut_after)
 
     async def staged_entry(self, tenant: str, bucket: int, stream_id: str) -> StagedPosition:
         """Where the entry staged at ``stream_id`` in the tenant's ``bucket`` stands.
@@ -361,12 +378,26 @@ class AuditFlow:
                 ``<ms>-<seq>`` (two decimals of at most 64 bits, without leading zeros).
             StoreUnavailable: when Redis cannot be reached.
         """
+        stages = self._check_position(bucket, stream_id)
+        return await stages.position(tenant, bucket, stream_id)
+
+    def _check_position(
+        self, bucket: int, stream_id: str, *, in_pending_after: bool = False
+    ) -> PendingStages:
+        """The stages, once ``bucket`` and ``stream_id`` are known to name a staged position.
+
+        ``in_pending_after``: the position is a query's ``pending_after`` (the field named), not
+        GetStagedEntry's own.
+
+        Raises:
+            InvalidArgument: a bucket this server does not stage in, or a malformed stream id.
+        """
         if not 0 <= bucket < self._stage_buckets or self._stages is None:
             raise InvalidArgument(
                 f"this server stages audit entries in {self._stage_buckets} buckets (0 to "
                 "audit_stage_buckets - 1)",
                 reason="BAD_BUCKET",
-                field="bucket",
+                field="pending_after.bucket" if in_pending_after else "bucket",
             )
         # As Redis writes one: no stored id has a leading zero, and Redis would read '01-0' as
         # 1-0, answering for a position the caller did not name.
@@ -374,9 +405,9 @@ class AuditFlow:
             raise InvalidArgument(
                 "a stream id is <ms>-<seq>, two decimals of at most 64 bits without leading zeros",
                 reason="BAD_STREAM_ID",
-                field="stream_id",
+                field="pending_after.stream_id" if in_pending_after else "stream_id",
             )
-        return await self._stages.position(tenant, bucket, stream_id)
+        return self._stages
 
     def entries(self, tenant: str, query: EventFilter) -> AsyncIterator[QueryResult]:
         """The entries matching a filter the caller built (no request to check), in index order."""

@@ -12,7 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from idverify.audit.checkpoint import SignedHead
 from idverify.audit.events import AuditEvent
-from idverify.audit.query import QueryResult
+from idverify.audit.pending import PendingReadLimit
+from idverify.audit.query import QueryResult, StagedAt
 from idverify.audit.sequencer import PositionState
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.read_accounting import Category, Reader, ReadLedger
@@ -120,15 +121,26 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             start_index=request.start_index,
             limit=request.limit,
             include_pending=request.include_pending,
+            pending_after=(
+                StagedAt(request.pending_after.bucket, request.pending_after.stream_id)
+                if request.HasField("pending_after")
+                else None
+            ),
         )
         # Recorded before the first entry goes out: a caller that cancels the stream part-way
         # has its read recorded all the same.
         recorded = False
-        async for found in self._flow.query(tenant, query):
+        try:
+            async for found in self._flow.query(tenant, query):
+                if not recorded:
+                    await self._record_query(principal, tenant, request.account_id)
+                    recorded = True
+                yield result_to_proto(found)
+        except PendingReadLimit:
+            # A read that answered, if with nothing yet: its caller goes on from where it stopped.
             if not recorded:
                 await self._record_query(principal, tenant, request.account_id)
-                recorded = True
-            yield result_to_proto(found)
+            raise
         if not recorded:
             await self._record_query(principal, tenant, request.account_id)
 

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from idverify.audit.pending import StagedView
+from idverify.audit.pending import StagedRead, StagedView
 from idverify.audit.sequencer import (
     STREAM_ID_PART_MAX,
     PositionState,
@@ -134,27 +134,43 @@ class RedisAuditStages:
             each += (record.stream_id, str(len(fields)), *fields)
         await self._scripts.run("audit_stage_trim", [stage], each)
 
-    async def staged_counts(self, tenant: str, buckets: int) -> list[int]:
-        """How many records each of the first ``buckets`` buckets' streams holds (one round trip a shard).
+    async def staged_counts(self, tenant: str, buckets: Sequence[int]) -> list[int]:
+        """How many records each of ``buckets``' streams holds, in order (one round trip a shard).
 
         On the scripts' shared connection where there is one: 1,024 ``XLEN`` through redis-py's
         pipeline cost a query about four times as much (bench/audit_pending.py).
         """
+        if not buckets:
+            return []
         lengths = await self._scripts.commands(
-            *(("XLEN", BucketKeys(tenant, bucket).audit_stage()) for bucket in range(buckets))
+            *(("XLEN", BucketKeys(tenant, bucket).audit_stage()) for bucket in buckets)
         )
         return [int(count) for count in lengths]
 
-    async def read_staged(self, tenant: str, bucket: int, count: int) -> list[StagedView]:
-        """The first ``count`` records of ``bucket``'s stream, judged as the sequencer judges them."""
-        reply: list[Any] = await self._scripts.run(
-            "audit_stage_read", [BucketKeys(tenant, bucket).audit_stage()], [count]
+    async def read_staged(self, tenant: str, bucket: int, count: int, after: str = "") -> StagedRead:
+        """The first ``count`` records of ``bucket``'s stream after the id ``after`` ('' from its first).
+
+        Each judged as the sequencer judges it.
+
+        Raises:
+            ValueError: ``after`` is neither empty nor ``<ms>-<seq>``.
+        """
+        if after and not is_stream_id(after):  # refused before it reaches Redis
+            msg = f"a stream id is <ms>-<seq>, not {after!r}"
+            raise ValueError(msg)
+        # From the least id above: Redis refuses an exclusive range after the greatest id.
+        start = _id_above(after) if after else ""
+        if start is None:
+            return StagedRead([], more=False)
+        more, reply = await self._scripts.run(
+            "audit_stage_read", [BucketKeys(tenant, bucket).audit_stage()], [count, start]
         )
         # A record the sequencer would refuse comes back without its time or body.
-        return [
+        views = [
             StagedView(as_text(i), int(ms), bytes(body)) if body else StagedView(as_text(i), 0, None)
             for i, ms, body in reply
         ]
+        return StagedRead(views, more=bool(more))
 
     async def cursors(self, tenant: str) -> dict[int, str]:
         """Each bucket's cursor: the last stream id sequenced (buckets never sequenced are absent)."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17idverify/v1/audit.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\x0bStepOutcome\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\"\x92\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63\x63ount_pseudonym\x18\x05 \x01(\t\x12\x11\n\tmethod_id\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12\'\n\x05steps\x18\t \x03(\x0b\x32\x18.idverify.v1.StepOutcome\x12\x11\n\tprincipal\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x10\n\x08trace_id\x18\x0c \x01(\t\x12;\n\nattributes\x18\r \x03(\x0b\x32\'.idverify.v1.AuditEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x02\n\x12QueryEventsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x10\n\x08outcomes\x18\x05 \x03(\t\x12\x11\n\tmethod_id\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x13\n\x0bstart_index\x18\x08 \x01(\x04\x12\r\n\x05limit\x18\t \x01(\x04\x12\x17\n\x0finclude_pending\x18\n \x01(\x08\"3\n\x0eStagedPosition\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x11\n\tstream_id\x18\x02 \x01(\t\"\x8c\x01\n\x13QueryEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.idverify.v1.AuditEvent\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12,\n\x07pending\x18\x04 \x01(\x0b\x32\x1b.idverify.v1.StagedPosition\"0\n\x0fGetEventRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\"H\n\x10GetEventResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.idverify.v1.AuditEvent\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\"\x98\x01\n\x0eSignedTreeHead\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x11\n\troot_hash\x18\x02 \x01(\x0c\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x0e\n\x06origin\x18\x06 \x01(\t\"$\n\x12GetTreeHeadRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"T\n\x13GetTreeHeadResponse\x12)\n\x04head\x18\x01 \x01(\x0b\x32\x1b.idverify.v1.SignedTreeHead\x12\x12\n\npublic_key\x18\x02 \x01(\t\"L\n\x18GetInclusionProofRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\">\n\x19GetInclusionProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\"K\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\x04\x12\x0e\n\x06second\x18\x03 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"J\n\x15GetStagedEntryRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x11\n\tstream_id\x18\x03 \x01(\t\"_\n\x16GetStagedEntryResponse\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.idverify.v1.StagedState\x12\x12\n\x05index\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_index*\x95\x01\n\x0bStagedState\x12\x1c\n\x18STAGED_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14STAGED_STATE_PENDING\x10\x01\x12\x1a\n\x16STAGED_STATE_SEQUENCED\x10\x02\x12\x18\n\x14STAGED_STATE_REFUSED\x10\x03\x12\x18\n\x14STAGED_STATE_UNKNOWN\x10\x04\x32\xa6\x04\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12\x1f.idverify.v1.QueryEventsRequest\x1a .idverify.v1.QueryEventsResponse0\x01\x12G\n\x08GetEvent\x12\x1c.idverify.v1.GetEventRequest\x1a\x1d.idverify.v1.GetEventResponse\x12P\n\x0bGetTreeHead\x12\x1f.idverify.v1.GetTreeHeadRequest\x1a .idverify.v1.GetTreeHeadResponse\x12\x62\n\x11GetInclusionProof\x12%.idverify.v1.GetInclusionProofRequest\x1a&.idverify.v1.GetInclusionProofResponse\x12h\n\x13GetConsistencyProof\x12\'.idverify.v1.GetConsistencyProofRequest\x1a(.idverify.v1.GetConsistencyProofResponse\x12Y\n\x0eGetStagedEntry\x12\".idverify.v1.GetStagedEntryRequest\x1a#.idverify.v1.GetStagedEntryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17idverify/v1/audit.proto\x12\x0bidverify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\x0bStepOutcome\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\"\x92\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63\x63ount_pseudonym\x18\x05 \x01(\t\x12\x11\n\tmethod_id\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12\'\n\x05steps\x18\t \x03(\x0b\x32\x18.idverify.v1.StepOutcome\x12\x11\n\tprincipal\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x10\n\x08trace_id\x18\x0c \x01(\t\x12;\n\nattributes\x18\r \x03(\x0b\x32\'.idverify.v1.AuditEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x02\n\x12QueryEventsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x10\n\x08outcomes\x18\x05 \x03(\t\x12\x11\n\tmethod_id\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x13\n\x0bstart_index\x18\x08 \x01(\x04\x12\r\n\x05limit\x18\t \x01(\x04\x12\x17\n\x0finclude_pending\x18\n \x01(\x08\x12\x32\n\rpending_after\x18\x0b \x01(\x0b\x32\x1b.idverify.v1.StagedPosition\"3\n\x0eStagedPosition\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x11\n\tstream_id\x18\x02 \x01(\t\"\x8c\x01\n\x13QueryEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.idverify.v1.AuditEvent\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12,\n\x07pending\x18\x04 \x01(\x0b\x32\x1b.idverify.v1.StagedPosition\"0\n\x0fGetEventRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\"H\n\x10GetEventResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.idverify.v1.AuditEvent\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\"\x98\x01\n\x0eSignedTreeHead\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x11\n\troot_hash\x18\x02 \x01(\x0c\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x0e\n\x06origin\x18\x06 \x01(\t\"$\n\x12GetTreeHeadRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"T\n\x13GetTreeHeadResponse\x12)\n\x04head\x18\x01 \x01(\x0b\x32\x1b.idverify.v1.SignedTreeHead\x12\x12\n\npublic_key\x18\x02 \x01(\t\"L\n\x18GetInclusionProofRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\">\n\x19GetInclusionProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\"K\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\x04\x12\x0e\n\x06second\x18\x03 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"J\n\x15GetStagedEntryRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x11\n\tstream_id\x18\x03 \x01(\t\"_\n\x16GetStagedEntryResponse\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.idverify.v1.StagedState\x12\x12\n\x05index\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_index*\x95\x01\n\x0bStagedState\x12\x1c\n\x18STAGED_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14STAGED_STATE_PENDING\x10\x01\x12\x1a\n\x16STAGED_STATE_SEQUENCED\x10\x02\x12\x18\n\x14STAGED_STATE_REFUSED\x10\x03\x12\x18\n\x14STAGED_STATE_UNKNOWN\x10\x04\x32\xa6\x04\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12\x1f.idverify.v1.QueryEventsRequest\x1a .idverify.v1.QueryEventsResponse0\x01\x12G\n\x08GetEvent\x12\x1c.idverify.v1.GetEventRequest\x1a\x1d.idverify.v1.GetEventResponse\x12P\n\x0bGetTreeHead\x12\x1f.idverify.v1.GetTreeHeadRequest\x1a .idverify.v1.GetTreeHeadResponse\x12\x62\n\x11GetInclusionProof\x12%.idverify.v1.GetInclusionProofRequest\x1a&.idverify.v1.GetInclusionProofResponse\x12h\n\x13GetConsistencyProof\x12\'.idverify.v1.GetConsistencyProofRequest\x1a(.idverify.v1.GetConsistencyProofResponse\x12Y\n\x0eGetStagedEntry\x12\".idverify.v1.GetStagedEntryRequest\x1a#.idverify.v1.GetStagedEntryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_AUDITEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_STAGEDSTATE']._serialized_start=1860
-  _globals['_STAGEDSTATE']._serialized_end=2009
+  _globals['_STAGEDSTATE']._serialized_start=1912
+  _globals['_STAGEDSTATE']._serialized_end=2061
   _globals['_STEPOUTCOME']._serialized_start=73
   _globals['_STEPOUTCOME']._serialized_end=142
   _globals['_AUDITEVENT']._serialized_start=145
@@ -43,33 +43,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITEVENT_ATTRIBUTESENTRY']._serialized_start=498
   _globals['_AUDITEVENT_ATTRIBUTESENTRY']._serialized_end=547
   _globals['_QUERYEVENTSREQUEST']._serialized_start=550
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=819
-  _globals['_STAGEDPOSITION']._serialized_start=821
-  _globals['_STAGEDPOSITION']._serialized_end=872
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=875
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1015
-  _globals['_GETEVENTREQUEST']._serialized_start=1017
-  _globals['_GETEVENTREQUEST']._serialized_end=1065
-  _globals['_GETEVENTRESPONSE']._serialized_start=1067
-  _globals['_GETEVENTRESPONSE']._serialized_end=1139
-  _globals['_SIGNEDTREEHEAD']._serialized_start=1142
-  _globals['_SIGNEDTREEHEAD']._serialized_end=1294
-  _globals['_GETTREEHEADREQUEST']._serialized_start=1296
-  _globals['_GETTREEHEADREQUEST']._serialized_end=1332
-  _globals['_GETTREEHEADRESPONSE']._serialized_start=1334
-  _globals['_GETTREEHEADRESPONSE']._serialized_end=1418
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1420
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1496
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1498
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1560
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1562
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1637
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1639
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1684
-  _globals['_GETSTAGEDENTRYREQUEST']._serialized_start=1686
-  _globals['_GETSTAGEDENTRYREQUEST']._serialized_end=1760
-  _globals['_GETSTAGEDENTRYRESPONSE']._serialized_start=1762
-  _globals['_GETSTAGEDENTRYRESPONSE']._serialized_end=1857
-  _globals['_AUDITSERVICE']._serialized_start=2012
-  _globals['_AUDITSERVICE']._serialized_end=2562
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=871
+  _globals['_STAGEDPOSITION']._serialized_start=873
+  _globals['_STAGEDPOSITION']._serialized_end=924
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=927
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1067
+  _globals['_GETEVENTREQUEST']._serialized_start=1069
+  _globals['_GETEVENTREQUEST']._serialized_end=1117
+  _globals['_GETEVENTRESPONSE']._serialized_start=1119
+  _globals['_GETEVENTRESPONSE']._serialized_end=1191
+  _globals['_SIGNEDTREEHEAD']._serialized_start=1194
+  _globals['_SIGNEDTREEHEAD']._serialized_end=1346
+  _globals['_GETTREEHEADREQUEST']._serialized_start=1348
+  _globals['_GETTREEHEADREQUEST']._serialized_end=1384
+  _globals['_GETTREEHEADRESPONSE']._serialized_start=1386
+  _globals['_GETTREEHEADRESPONSE']._serialized_end=1470
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1472
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1548
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1550
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1612
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1614
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1689
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1691
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1736
+  _globals['_GETSTAGEDENTRYREQUEST']._serialized_start=1738
+  _globals['_GETSTAGEDENTRYREQUEST']._serialized_end=1812
+  _globals['_GETSTAGEDENTRYRESPONSE']._serialized_start=1814
+  _globals['_GETSTAGEDENTRYRESPONSE']._serialized_end=1909
+  _globals['_AUDITSERVICE']._serialized_start=2064
+  _globals['_AUDITSERVICE']._serialized_end=2614
 # @@protoc_insertion_point(module_scope)

@@ -175,6 +175,7 @@ class QueryEventsRequest(_message.Message):
     START_INDEX_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     INCLUDE_PENDING_FIELD_NUMBER: _builtins.int
+    PENDING_AFTER_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """Admins may name a tenant; for everyone else it is the caller's own."""
     method_id: _builtins.str
@@ -187,8 +188,11 @@ class QueryEventsRequest(_message.Message):
     include_pending: _builtins.bool
     """After the log's entries, when no limit cut them short: the matching entries staged in the
     tenant's buckets and not yet in the log (its head at the query's start), each with `pending`
-    set, `index` 0 and `leaf` and `leaf_hash` empty, its time the time it was staged. At most
-    1,024 staged records are looked at per query (README, "Pending entries").
+    set, `index` 0 and `leaf` and `leaf_hash` empty, its time the time it was staged; buckets in
+    order, each in the order staged. At most 1,024 staged records are looked at per query: when
+    more were staged, the stream ends FAILED_PRECONDITION PENDING_READ_LIMIT after the entries,
+    its ErrorInfo's metadata naming where to go on (`start_index`, `pending_bucket`,
+    `pending_stream_id`): send the same filters again with those (README, "Pending entries").
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -198,6 +202,16 @@ class QueryEventsRequest(_message.Message):
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def outcomes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def pending_after(self) -> Global___StagedPosition:
+        """With include_pending: show only the staged entries after this position (buckets after its
+        bucket, and in its bucket those staged after its stream id; "0-0" is before every record).
+        To go on from a stream that PENDING_READ_LIMIT ended, pass its `pending_bucket` and
+        `pending_stream_id`; from one a limit cut among the pending entries, the last one's `pending`.
+        INVALID_ARGUMENT without include_pending (PENDING_AFTER_WITHOUT_PENDING), for a bucket the
+        server does not stage in (BAD_BUCKET) or a stream id that is not <ms>-<seq> (BAD_STREAM_ID).
+        """
+
     def __init__(
         self,
         *,
@@ -211,10 +225,11 @@ class QueryEventsRequest(_message.Message):
         start_index: _builtins.int = ...,
         limit: _builtins.int = ...,
         include_pending: _builtins.bool = ...,
+        pending_after: Global___StagedPosition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "pending_after", b"pending_after", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "end_time", b"end_time", "event_types", b"event_types", "include_pending", b"include_pending", "limit", b"limit", "method_id", b"method_id", "outcomes", b"outcomes", "start_index", b"start_index", "start_time", b"start_time", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "end_time", b"end_time", "event_types", b"event_types", "include_pending", b"include_pending", "limit", b"limit", "method_id", b"method_id", "outcomes", b"outcomes", "pending_after", b"pending_after", "start_index", b"start_index", "start_time", b"start_time", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

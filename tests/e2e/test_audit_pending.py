@@ -29,7 +29,7 @@ from idverify.store.synthetic_audit import SyntheticStager
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
 from idverify.v1 import audit_pb2
 
-from .conftest import LOOSE, person, rich_error, verify
+from .conftest import LOOSE, error_metadata, person, rich_error, verify
 
 pytestmark = pytest.mark.e2e
 BUCKETS = 4
@@ -289,3 +289,73 @@ def test_an_entry_damaged_in_the_log_is_named_not_internal(staging: Staging, aud
     finally:
         staging.run(lambda r: r.hset(log_key, str(damaged), kept))
     assert [r.event.index for r in query(auditor)] == indices
+
+
+def test_more_staged_than_a_query_reads_is_told_and_the_next_query_goes_on(
+    staging: Staging, auditor: Client
+) -> None:
+    """More staged than the 1,024 records a query reads: the caller is told, and where to go on.
+
+    1,030 entries in bucket 0 and one in bucket 2: the stream ends FAILED_PRECONDITION
+    PENDING_READ_LIMIT after the first 1,024, its metadata naming where the log part ended and
+    the last position read; the next query from there shows the rest, each once.
+    """
+    many = staging.stage(0, *(f"e2e-many-{n}" for n in range(1030)))
+    (last,) = staging.stage(2, "e2e-last")
+    try:
+        shown: list[audit_pb2.QueryEventsResponse] = []
+        with pytest.raises(grpc.RpcError) as cut:
+            shown.extend(auditor.audit.QueryEvents(audit_pb2.QueryEventsRequest(include_pending=True)))
+        assert cut.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_error(cut.value) == ("PENDING_READ_LIMIT", "")
+        where = error_metadata(cut.value)
+        pending = [r for r in shown if r.HasField("pending")]
+        assert [r.pending.stream_id for r in pending] == many[:1024]
+        assert where == {
+            "start_index": str(shown[len(shown) - len(pending) - 1].event.index + 1),
+            "pending_bucket": "0",
+            "pending_stream_id": many[1023],
+        }
+        after = audit_pb2.StagedPosition(bucket=0, stream_id=where["pending_stream_id"])
+        rest = query(
+            auditor, include_pending=True, start_index=int(where["start_index"]), pending_after=after
+        )
+        assert [(r.pending.bucket, r.pending.stream_id) for r in rest if r.HasField("pending")] == [
+            *((0, stream_id) for stream_id in many[1024:]),
+            (2, last),
+        ]
+    finally:
+        staging.sequence()
+
+
+@pytest.mark.parametrize(
+    ("after", "include", "reason", "field"),
+    [
+        (
+            audit_pb2.StagedPosition(bucket=BUCKETS, stream_id="1-0"),
+            True,
+            "BAD_BUCKET",
+            "pending_after.bucket",
+        ),
+        (
+            audit_pb2.StagedPosition(bucket=0, stream_id="1-"),
+            True,
+            "BAD_STREAM_ID",
+            "pending_after.stream_id",
+        ),
+        (audit_pb2.StagedPosition(bucket=0), True, "BAD_STREAM_ID", "pending_after.stream_id"),
+        (
+            audit_pb2.StagedPosition(bucket=0, stream_id="1-0"),
+            False,
+            "PENDING_AFTER_WITHOUT_PENDING",
+            "pending_after",
+        ),
+    ],
+)
+def test_a_bad_place_to_go_on_from_is_invalid_argument_naming_its_field(
+    auditor: Client, after: audit_pb2.StagedPosition, include: bool, reason: str, field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        query(auditor, include_pending=include, pending_after=after)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_error(refused.value) == (reason, field)

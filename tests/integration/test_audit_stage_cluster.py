@@ -16,7 +16,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio.cluster import RedisCluster
 
+from idverify.audit import pending as pending_module
 from idverify.audit.checkpoint import TreeHeadSigner
+from idverify.audit.pending import PendingReadLimit
 from idverify.audit.sequencer import StageSequencer
 from idverify.flows.audit import AuditFlow, QueryRequest
 from idverify.flows.tenant_removal import TenantRemoval
@@ -125,8 +127,12 @@ async def test_a_removal_closes_the_log_after_the_staged_entries_and_erases_the_
 
 async def test_pending_entries_are_read_from_every_shard_then_found_in_the_log(
     redis_cluster: LocalCluster,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """QueryEvents' pending part on a Cluster: each bucket's XLEN and read script on its own shard."""
+    """QueryEvents' pending part on a Cluster: each bucket's XLEN and read script on its own shard.
+
+    Read a few records a query, its pages walk from shard to shard, each position once.
+    """
     client = connect(redis_cluster.url)
     assert isinstance(client, RedisCluster)
     tenant = await _spread_tenant(client, "pending")
@@ -146,9 +152,23 @@ async def test_pending_entries_are_read_from_every_shard_then_found_in_the_log(
             stage_buckets=BUCKETS,
         )
         pending = [r async for r in audit.query(tenant, QueryRequest(include_pending=True))]
-        assert [(r.pending.bucket, r.pending.stream_id) for r in pending if r.pending] == [
-            (bucket, stream_id) for bucket in range(BUCKETS) for stream_id in staged[bucket]
-        ]
+        every = [(bucket, stream_id) for bucket in range(BUCKETS) for stream_id in staged[bucket]]
+        assert [(r.pending.bucket, r.pending.stream_id) for r in pending if r.pending] == every
+        # Read 5 records a query: the walk goes on from shard to shard, each position once.
+        monkeypatch.setattr(pending_module, "PENDING_READ", 5)
+        walked: list[tuple[int, str]] = []
+        after = None
+        for _ in range(BUCKETS * 2):
+            try:
+                async for found in audit.query(
+                    tenant, QueryRequest(include_pending=True, pending_after=after)
+                ):
+                    if found.pending:
+                        walked.append((found.pending.bucket, found.pending.stream_id))  # noqa: PERF401 - kept up to the cut
+                break
+            except PendingReadLimit as cut:
+                after = cut.after
+        assert walked == every
         await StageSequencer(stages, BUCKETS).sequence(tenant)
         logged = [r async for r in audit.query(tenant, QueryRequest(include_pending=True))]
         assert [r.pending for r in logged] == [None] * len(pending)

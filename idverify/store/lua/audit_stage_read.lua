@@ -4,11 +4,20 @@
 -- without its body, and nothing else of a record (its sealed account id, whose, its span: what
 -- the outbox takes and no entry holds) ever leaves the script.
 -- KEYS: the bucket's stage stream
--- ARGV: how many records to read at most, from the stream's first
--- Returns per record {stream id, staged ms, body}, ms and body '' for a record the sequencer
--- would refuse.
+-- ARGV: how many records to read at most; the least stream id to read from ('' from the first)
+-- Returns {more, records}: more 1 when the stream holds a record after the last one returned
+-- (the read was cut by its count), else 0; per record {stream id, staged ms, body}, ms and body
+-- '' for a record the sequencer would refuse.
+local count = tonumber(ARGV[1])
+local start = ARGV[2]
+if start == '' then
+  start = '-'
+end
+-- One record past the count, never judged: whether the stream goes on after what is returned.
+local records = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count + 1)
 local reply = {}
-for i, record in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[1]))) do
+for i = 1, math.min(#records, count) do
+  local record = records[i]
   -- The last of a repeated field, as the sequencer's caller reads a record (a dict of its fields).
   local body, ms = '', ''
   local fields = record[2]
@@ -25,4 +34,4 @@ for i, record in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumbe
     reply[i] = {record[1], '', ''}
   end
 end
-return reply
+return {#records > count and 1 or 0, reply}
