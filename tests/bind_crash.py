@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from idverify.domain.subjects import SubjectKind
 from idverify.flows.context import RequestInfo
 from idverify.flows.verification.port import ChallengeAnswer, NewVerification, Written
 from idverify.flows.verification.record import Status, VerificationRecord
@@ -51,6 +52,10 @@ ESTABLISHING = [
     "account.bound",
     "verification.verified",
 ]
+# The entries of a right answer that establishes its claim with no squatter to supersede.
+ESTABLISHED = ["challenge.passed", "claim.established", "account.bound", "verification.verified"]
+# An organization's names, as the keyed hashes of their folded forms its verification carries.
+ORG_NAMES = ("ab" * 16, "cd" * 16)
 # The entries of a right answer whose place the binding limit refused.
 REFUSED = ["challenge.passed", "binding.refused", "verification.rejected"]
 # A person's two names of one document (tests.unit.store.test_identity_accounts).
@@ -96,11 +101,22 @@ def started_id(tenant: str, account_ps: str) -> str:
 
 
 async def challenge(
-    redis: RedisClient, tenant: str, account_ps: str, name: dict[str, str], *, establishes: bool = False
+    redis: RedisClient,
+    tenant: str,
+    account_ps: str,
+    name: dict[str, str],
+    *,
+    establishes: bool = False,
+    org_names: str = "",
 ) -> str:
-    """A verification of ``account_ps`` under ``name`` whose code was sent; its id."""
+    """A verification of ``account_ps`` under ``name`` whose code was sent; its id.
+
+    ``org_names``: an organization's names (comma-separated hashes) it indexes once bound.
+    """
     record = replace(
         verification(account_ps, name, establishes=establishes),
+        kind=SubjectKind.ORGANIZATION if org_names else SubjectKind.PERSON,
+        org_names=org_names,
         status=Status.CHALLENGE_SENT,
         step_verifier="sms_otp",
         digest=DIGEST,
@@ -195,6 +211,20 @@ async def assert_refused_once(redis: RedisClient, tenant: str, vid: str, tag: st
     await assert_nothing_pending(redis, tenant)
     mine = [e for e in await entries(redis, tenant) if e["verification_id"] == vid][len(STARTED) :]
     assert [e["type"] for e in mine] == REFUSED, mine
+
+
+async def names_indexed(redis: RedisClient, tenant: str, tag: str) -> dict[str, str]:
+    """``tag``'s names in the index of verified organization names: hash -> its owners there.
+
+    Checked against the organization's own list (``orgnames:<tag>``), which must list the same.
+    """
+    keys = TenantKeys(tenant)
+    index = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.organization_names())).items()}
+    own = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.organization_own_names(tag))).items()}
+    held = {name: owners for name, owners in index.items() if tag in owners.split()}
+    assert set(held) == set(own), (held, own)
+    assert set(own.values()) <= {"v"}, own
+    return held
 
 
 async def assert_nothing_pending(redis: RedisClient, tenant: str) -> None:

@@ -6,8 +6,10 @@ as the pending member ``p:<tag>:<vf id>``, or refused, with the intent ``place:<
 the decision), the superseded accounts' when a claim was established (``bind_supersede.lua``, one
 step per account), a refused claim's count in its counter's slot (``bind_count.lua``, once per
 verification), the account's commit (``bind_commit.lua``: bound or refused, the verification
-finished, the first intent removed; the caller is answered with its record) and the identity's
-confirm (``bind_confirm.lua``: ``b:<tag>``, or the place removed, and the second intent removed).
+finished, the first intent removed; the caller is answered with its record), an organization's
+names in the tenant's slot once bound (``bind_names.lua``) and the identity's confirm
+(``bind_confirm.lua``: ``b:<tag>``, or the place removed, and the second intent removed; the
+organization's names dropped after it when its record was left without members).
 
 A start in ``bind`` mode (``start.lua``) and a guardian's consent (``guardian.lua``) are the
 account's step of their bindings in place of the judge. These run one by one where the steps are
@@ -32,6 +34,7 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.flows.context import seconds_left
 from idverify.flows.identity_mover import move_wait_deadline, wait_for_move
 from idverify.store.bucket_steps import StepRunner
+from idverify.store.cancellation_steps import names_step
 from idverify.store.connection import as_text
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import BINDING_STEPS, ChainStep, Scripts, hash_fields
@@ -258,7 +261,7 @@ class BindingSteps:
         if placed[0] in {"MOVED", "RETRY"}:
             msg = "the identity kept moving while the account was binding; retry"
             raise StoreUnavailable(msg, reason="CONTENDED")
-        intent = PlaceIntent(vid, account_ps, ref, method, request_json, "")
+        intent = PlaceIntent(vid, account_ps, ref, method, request_json, "", placed[2], placed[8])
         for member in placed[6].split():
             await step(self._supersede(tenant, intent, placed[2], superseded=member))
         for member in placed[7].split():
@@ -317,13 +320,23 @@ class BindingSteps:
     async def _confirm(
         self, step: _Steps, tenant: str, intent: PlaceIntent, committed: Sequence[str]
     ) -> None:
-        """The confirm; a place a claim superseded meanwhile has its account superseded after it.
+        """The organization's names once bound, then the confirm; what the confirm asks for after it.
 
-        A place taken just before its identity moved went with the record: the confirm follows
-        it (:meth:`_followed`), waiting while the move is in flight.
+        A place a claim superseded meanwhile has its account superseded after it; a record the
+        confirm found without members (``LAST``) has the organization's names dropped. A place
+        taken just before its identity moved went with the record: the confirm follows it
+        (:meth:`_followed`), waiting while the move is in flight.
         """
         keys = TenantKeys(tenant)
         member = place_member(intent.verification_id)
+        if len(committed) > 1 and committed[1] == "VERIFIED" and intent.names:
+            await step(
+                ChainStep(
+                    "bind_names",
+                    [keys.organization_names(), keys.organization_own_names(intent.name_tag)],
+                    [intent.name_tag, intent.names],
+                )
+            )
         deadline = move_wait_deadline()
         for _ in range(MOVE_ATTEMPTS):
             confirm = ChainStep(
@@ -336,7 +349,7 @@ class BindingSteps:
                 ],
                 [intent.account_ps, intent.verification_id, *committed],
             )
-            while (confirmed := as_text((await step(confirm))[0])) == "RETRY":
+            while (confirmed := as_text((reply := await step(confirm))[0])) == "RETRY":
                 await wait_for_move(deadline)
             if confirmed != "MOVED":
                 break
@@ -351,6 +364,9 @@ class BindingSteps:
             raise StoreUnavailable(msg, reason="CONTENDED")
         if confirmed == "SUPERSEDED":
             await step(self._supersede(tenant, intent, "", superseded=intent.account_ps))
+        elif confirmed == "LAST":
+            await step(names_step(keys, as_text(reply[1])))
+        if confirmed in {"SUPERSEDED", "LAST"}:
             await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
 
     async def _followed(self, step: _Steps, tenant: str, intent: PlaceIntent) -> PlaceIntent | None:
@@ -387,6 +403,8 @@ class PlaceIntent:
     """What the confirm of a binding and a supersession after it need, as a ``place:`` intent keeps it.
 
     ``status``: how the verification ended (``VERIFIED``, or anything else: not bound).
+    ``name_tag``, ``names``: the place's tag, and the organization's names to index once bound
+    (``bind_names.lua``; empty: none).
     """
 
     verification_id: str
@@ -395,3 +413,5 @@ class PlaceIntent:
     method: str
     request_json: str
     status: str
+    name_tag: str = ""
+    names: str = ""

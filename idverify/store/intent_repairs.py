@@ -34,12 +34,13 @@ from idverify.store.scripts import Scripts
 __all__ = ["RedisIntentRepairs"]
 
 # How long the repairer holds an intent it took, in steps: a binding's repair is its identity's
-# step, a supersession or two, the commit and the confirm, and when its identity moved under it
-# a read of where it went, the verification pointed anew and the place again (8 in all); a
+# step, a supersession or two, the commit, an organization's names and the confirm, and when its
+# identity moved under it a read of where it went, the verification pointed anew and the place
+# again (9 in all; a refusal's count and a last member's names dropped come on shorter paths); a
 # cancellation's is its identity's step, the names' and the intent's removal; a re-indexing's is
 # its steps after the first (counted per intent). Too few only shortens the hold, after which
 # another repairer may run the same idempotent steps.
-_REPAIR_STEPS = 8
+_REPAIR_STEPS = 9
 
 
 def _move_repair_steps(members: int) -> int:
@@ -152,8 +153,8 @@ class RedisIntentRepairs(ScriptedStore):
             request, limit, *inputs = taken[1:]
             await self._binding.resume_binding(tenant, request, int(limit), inputs)
         else:
-            account_ps, status, request, method, ref = taken[1:6]
-            place = PlaceIntent(verification_id, account_ps, ref, method, request, status)
+            account_ps, status, request, method, ref, name_tag, names = taken[1:8]
+            place = PlaceIntent(verification_id, account_ps, ref, method, request, status, name_tag, names)
             await self._binding.resume_place(tenant, place)
 
     def key_of(self, tenant: str, member: str) -> str:

@@ -98,9 +98,10 @@ field until the prelude's ``identity_members()`` writes it from the account (the
 derived from the verification's), and a field whose account left the set is dropped
 (``member_fields()``).
 
-The prelude's ``index_org_names()`` derives ``orgname`` and ``orgnames:*`` from the account key
-it is given, in the same way; ``drop_org_names()`` (a cancellation's tenant-wide step,
-``drop_names.lua``) is given both keys.
+The prelude's ``index_org_names()`` (a binding's tenant-wide step, ``bind_names.lua``) and
+``drop_org_names()`` (a cancellation's, ``drop_names.lua``) are given ``orgname`` and
+``orgnames:<tag>``; on one node, where a binding's steps are one script, ``org_name_keys()``
+names them from the account's key, in the same way.
 
 A step sequence's intents (``store.bucket_steps``) live in the slot of its first step: today the
 tenant's, under the bucket plan the account's bucket. ``intents()`` and ``intent()`` are the one

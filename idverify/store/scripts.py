@@ -32,7 +32,15 @@ from idverify.store.replication import run_acknowledged
 from idverify.store.shared_connection import SharedConnection
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
 
-BINDING_STEPS = ("bind_judge", "bind_place", "bind_supersede", "bind_count", "bind_commit", "bind_confirm")
+BINDING_STEPS = (
+    "bind_judge",
+    "bind_place",
+    "bind_supersede",
+    "bind_count",
+    "bind_commit",
+    "bind_names",
+    "bind_confirm",
+)
 """A right answer's steps (docs/ARCHITECTURE.md, "3.1 Binding"), in order; some run only on some paths."""
 
 # Scripts whose body calls other scripts' bodies, each defined before it as a local function of
@@ -169,8 +177,10 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     # removal, after the minutes' step, must not outlive a failover that lost that step.
     | {"cancel_account", "cancel_identity", "drop_names"}
     # A binding's steps before its confirm: the commit is the step the caller is answered after,
-    # and the confirm's loss only makes the repairer run it again.
+    # and the confirm's loss only makes the repairer run it again (the names' step before it too:
+    # the confirm removes the intent that would repair it).
     | {"bind_judge", "bind_repoint", "bind_place", "bind_supersede", "bind_count", "bind_commit"}
+    | {"bind_names"}
     | {"erase_account", "erase_minutes", "erase_identity"}
     # Every step of a re-indexing before its last (which removes the intent): a later step carries
     # what the one before it marked.

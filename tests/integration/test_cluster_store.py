@@ -333,13 +333,21 @@ class TestBindingOnCluster:
             tenant = f"bind-{time.time_ns()}"
             squatter, target = cancel_crash.pseudonym(f"{tenant}-s"), cancel_crash.pseudonym(f"{tenant}-a")
             await bind_crash.bind(client, tenant, squatter, bind_crash.SQUATTER)
-            vid = await bind_crash.challenge(client, tenant, target, bind_crash.OWNER, establishes=True)
+            names = ",".join(bind_crash.ORG_NAMES)
+            vid = await bind_crash.challenge(
+                client, tenant, target, bind_crash.OWNER, establishes=True, org_names=names
+            )
             written = await bind_crash.answer(bind_crash.store_of(client), tenant, vid)
             assert written.record.status is Status.VERIFIED, written
+            tag = bind_crash.OWNER["name_tag"]
             await bind_crash.assert_bound_once(
-                client, tenant, vid, target, bind_crash.OWNER["name_tag"], types=bind_crash.ESTABLISHING
+                client, tenant, vid, target, tag, types=bind_crash.ESTABLISHING
             )
             assert not await client.hexists(TenantKeys(tenant).account(squatter), "identity")
+            # The organization's names, indexed by their own step.
+            assert await bind_crash.names_indexed(client, tenant, tag) == dict.fromkeys(
+                bind_crash.ORG_NAMES, tag
+            )
         finally:
             await client.aclose()
 

@@ -1,9 +1,10 @@
 -- A binding's steps after the account's, on one node (docs/ARCHITECTURE.md, "3.1 Binding"): the
--- identity's step, the supersessions a claim asks for, a refused claim's count, the commit and
--- the confirm, each given the replies before it as a Cluster's runner gives them
--- (store/binding_steps.py). Scripts.py puts this after the step scripts' functions in the scripts
--- that bind (submit, start, guardian). The keys of the steps in other families here (the count's)
--- are named from the account's key, whose hash tag every key shares on one node.
+-- identity's step, the supersessions a claim asks for, a refused claim's count, the commit, an
+-- organization's names and the confirm, each given the replies before it as a Cluster's runner
+-- gives them (store/binding_steps.py). Scripts.py puts this after the step scripts' functions in
+-- the scripts that bind (submit, start, guardian). The keys of the steps in other families here
+-- (the count's, the names') are named from the account's key, whose hash tag every key shares on
+-- one node.
 -- judged: the account's step's reply (binding_inputs); keys: verification, audit log, account,
 -- identity, identity accounts, the consent record made lasting once bound (nil: none).
 -- Returns the commit's reply.
@@ -22,6 +23,10 @@ local function bind_after_account(judged, keys, limit, request)
     bind_count({string.gsub(acct_prefix, 'acct:$', 'rl:claim_refusals:') .. placed[3]}, {})
   end
   local committed = bind_commit({keys[1], keys[2], keys[3], keys[6]}, {request, unpack(placed)})
+  if committed[3] == 'VERIFIED' and placed[9] ~= '' then
+    local index_key, own_prefix = org_name_keys(keys[3])
+    bind_names({index_key, own_prefix .. placed[3]}, {placed[3], placed[9]})
+  end
   bind_confirm({keys[4], keys[5]}, {acct, vf_id, committed[1], committed[3]})
   return committed
 end

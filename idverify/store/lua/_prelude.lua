@@ -531,12 +531,13 @@ local function remove_org_name(index_key, own_key, hash, tag)
 end
 
 -- An organization whose claim a verification establishes (or confirms) holds its names'
--- forms (comma-separated hex hashes, computed while its name was in memory).
-local function index_org_names(acct_key, tag, hashes)
+-- forms (comma-separated hex hashes, computed while its name was in memory): bind_names.lua, a
+-- binding's tenant-wide step. index_key is the tenant's orgname, own_key its orgnames:<tag>.
+-- Indexing them again changes nothing.
+local function index_org_names(index_key, own_key, tag, hashes)
   if (hashes or '') == '' or (tag or '') == '' then return end
-  local index_key, own_prefix = org_name_keys(acct_key)
   for hash in string.gmatch(hashes, '[^,]+') do
-    add_org_name(index_key, own_prefix .. tag, hash, tag, 'v')
+    add_org_name(index_key, own_key, hash, tag, 'v')
   end
 end
 
@@ -665,7 +666,8 @@ end
 -- after the identity half's decision d, the supersessions it asked for and the claim's entry:
 -- the account bound, or verified again (again: with its account.updated entry), or refused. The
 -- caller's finish then writes account.bound or binding.refused, and the verification's entry. A
--- refusal was counted by the step before (bind_count.lua, the counter's slot).
+-- refusal was counted by the step before (bind_count.lua, the counter's slot); an organization's
+-- names are indexed by the step after a binding (bind_names.lua, the tenant's slot).
 -- Returns status, reason.
 local function bind_account(acct_key, vf, d, again, log_key, base)
   if d.decision == 'REFUSED' then return 'REJECTED', d.reason end
@@ -675,7 +677,6 @@ local function bind_account(acct_key, vf, d, again, log_key, base)
     tag_account(acct_key, vf.name_tag)
     set_age(acct_key, vf, false)
     redis.call('HDEL', acct_key, 'superseded_ms')
-    if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
     return 'VERIFIED', ''
   end
   -- Verified again: the account shows this verification's method and time, and the highest
@@ -686,7 +687,6 @@ local function bind_account(acct_key, vf, d, again, log_key, base)
   redis.call('HSET', acct_key, 'verified_ms', NOW, 'method', vf.method, 'assurance', assurance)
   tag_account(acct_key, vf.name_tag)
   set_age(acct_key, vf, true)
-  if vf.establishes == '1' then index_org_names(acct_key, vf.name_tag, vf.org_names) end
   if was[1] ~= assurance or was[2] ~= vf.method then
     audit(log_key, base, {type = 'account.updated', outcome = 'updated', reason = '',
       assurance = assurance, previous_method = was[2] or ''})
@@ -697,11 +697,12 @@ end
 -- What a binding's identity step needs of its verification (bind_place.lua), as the account's
 -- step answers it and the repairer's take reads it back (bind_judge.lua, intent_take.lua): flat
 -- texts, so that a chain passes them on as arguments. name_tag is absent for a verification
--- 0.1.0 started, which the flag after it keeps apart from an empty tag.
+-- 0.1.0 started, which the flag after it keeps apart from an empty tag. org_names (an
+-- organization's names, when it establishes) is last: the place keeps it for the names' step.
 local function binding_inputs(vf)
   return {'BINDING', vf.id, vf.acct, vf.identity, vf.name_binding or '', vf.name_binding_seen or '',
     vf.name_tag or '', vf.name_tag and '1' or '0', vf.establishes or '0', vf.pepper or '',
-    vf.assurance or '', vf.method or ''}
+    vf.assurance or '', vf.method or '', vf.org_names or ''}
 end
 
 -- Step by step (store/binding_steps.py), the account's step of a binding (a right answer's judge,
@@ -726,7 +727,8 @@ local function binding_of(args, first)
   return {id = args[first + 1], acct = args[first + 2], identity = args[first + 3],
     name_binding = args[first + 4], name_binding_seen = args[first + 5],
     name_tag = tagged and args[first + 6] or nil, establishes = args[first + 8],
-    pepper = args[first + 9], assurance = args[first + 10], method = args[first + 11]}
+    pepper = args[first + 9], assurance = args[first + 10], method = args[first + 11],
+    org_names = args[first + 12]}
 end
 
 local function finish(vf_key, log_key, base, vf, status, reason, bind_reason_event)

@@ -10,10 +10,20 @@
 -- after the place answers MOVED: its pending member went with the record, and the caller follows it
 -- (store/binding_steps.py); while the move is in flight it answers RETRY, since what it wrote here
 -- would be deleted with the old record.
+-- Step by step, a place taken (or found bound: AGAIN) whose account is no member once this step
+-- is done, in a record left without members, answers LAST with its tag, and the intent stays
+-- until the caller has dropped the organization's names (drop_names.lua) and removes it: the
+-- names leave the index with the last account, as a cancellation's identity step has them do.
+-- Its account was refused at the commit (cancelled meanwhile), or bound and then cancelled before
+-- this step, whose cancellation may have dropped the names before the binding's names step
+-- indexed them again (bind_names.lua). Decided again from the record on a repeat, so a binding
+-- that took a place meanwhile keeps the names. On one node the steps are one script with no
+-- intent, and none of that can come between them.
 -- KEYS: identity, identity accounts, intents, the intent's record
 -- ARGV: account pseudonym, verification id, the commit's reply (bind_commit.lua: its status third)
 -- Replies: {'OK'}; {'SUPERSEDED'} the account is to be superseded, the intent kept until then;
---   {'RETRY'} a move of the record is in flight; {'MOVED'} the record moved (or is gone).
+--   {'LAST', claim tag} the organization's names to drop, the intent kept until then; {'RETRY'} a
+--   move of the record is in flight; {'MOVED'} the record moved (or is gone).
 local field = MEMBER_FIELD .. ARGV[1]
 if KEYS[3] and redis.call('HEXISTS', KEYS[1], 'moving_to') == 1 then return {'RETRY'} end
 local value = redis.call('HGET', KEYS[1], field)
@@ -38,6 +48,11 @@ if not KEYS[3] then return {'OK'} end
 if superseded then
   redis.call('HSET', KEYS[4], 'superseded_after', '1')
   return {'SUPERSEDED'}
+end
+local placed = redis.call('HMGET', KEYS[4], 'decision', 'name_tag')
+if (placed[1] == 'PLACED' or placed[1] == 'AGAIN') and (placed[2] or '') ~= ''
+  and redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('SCARD', KEYS[2]) == 0 then
+  return {'LAST', placed[2]}
 end
 redis.call('ZREM', KEYS[3], 'place:' .. ARGV[2])
 redis.call('DEL', KEYS[4])

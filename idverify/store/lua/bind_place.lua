@@ -11,12 +11,13 @@
 --   step's reply (binding_inputs)
 -- Replies: {decision, reason, name tag, establishes, counted ('1'/'': the refusal is counted
 --   against the name's claim refusals, bind_count.lua), established ('1'/''),
---   superseded members, tagged members (each space-separated)}: decision PLACED, AGAIN or
+--   superseded members, tagged members (each space-separated), names (the organization's names
+--   to index once the commit binds, bind_names.lua; '' none)}: decision PLACED, AGAIN or
 --   REFUSED (place_member); {'MOVED'} the identity moved since the account's step; {'RETRY'} a
 --   move of it is in flight (the caller waits, and places again).
 if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   local kept = redis.call('HMGET', KEYS[4], 'decision', 'reason', 'name_tag', 'establishes', 'counted',
-    'established', 'superseded', 'tagged')
+    'established', 'superseded', 'tagged', 'names')
   for i = 1, #kept do kept[i] = kept[i] or '' end
   return kept
 end
@@ -30,17 +31,21 @@ local moved = identity_move_reply(KEYS[1], vf)
 if moved then return moved end
 local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
 local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1])
--- A refusal counts against its name's claim refusals only under a tag (bind_count.lua).
+-- A refusal counts against its name's claim refusals only under a tag (bind_count.lua). A place
+-- taken by a verification that establishes its claim indexes its organization's names, once
+-- bound (bind_names.lua): kept here, in the intent, so that a repair after the commit has them.
 local counted = d.counted and vf.name_tag ~= ''
+local names = d.decision ~= 'REFUSED' and vf.establishes == '1' and (vf.name_tag or '') ~= ''
+  and vf.org_names or ''
 local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, counted and '1' or '',
-  d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' ')}
+  d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' '), names}
 if ARGV[2] ~= '' then
   local member = 'place:' .. vf.id
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[4], 'kind', 'place', 'subject', vf.id, 'acct', vf.acct, 'ref', vf.identity,
     'request', ARGV[3], 'method', vf.method, 'decision', reply[1], 'reason', reply[2], 'name_tag', reply[3],
     'establishes', reply[4], 'counted', reply[5], 'established', reply[6], 'superseded', reply[7],
-    'tagged', reply[8])
+    'tagged', reply[8], 'names', reply[9])
   redis.call('ZADD', KEYS[3], NOW + tonumber(ARGV[2]), member)
 end
 return reply

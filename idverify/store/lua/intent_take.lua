@@ -15,7 +15,8 @@
 --   'place', then bind_outcome.lua's answer and the account and ref it was read for
 -- Replies: {'TAKEN', ref, claim tag, due ms} an unbind; {'TAKEN'} an erase; {'TAKEN', request,
 --   limit, binding_inputs...} a bind; {'TAKEN', account, 'VERIFIED' or 'REJECTED', request, method,
---   ref} a place; {'TAKEN', old ref, new ref, record as read json, move json} a move;
+--   ref, claim tag, names} a place (names: the organization's names its place kept, '' none);
+--   {'TAKEN', old ref, new ref, record as read json, move json} a move;
 --   {'ENDED', account} a bind whose verification was ended meanwhile; {'PENDING'} a place whose
 --   verification has not ended (taken, nothing to do yet);
 --   {'RACED'} its score moved (another repairer took it, or its sequence finished), or a place's
@@ -44,7 +45,10 @@ local taken = NOW + tonumber(ARGV[3])
 -- was bound by this verification's commit or by another of the same account, whose own place
 -- replaced this one's value. What may still change is only the account leaving the identity (a
 -- cancellation, a supersession), which removes the member itself in the identity's bucket, and
--- the confirm acts only on 'p:<tag>:<this vf id>' (bind_confirm.lua), so it never re-adds it.
+-- the confirm acts only on 'p:<tag>:<this vf id>' (bind_confirm.lua), so it never re-adds it. The
+-- names a VERIFIED place indexes first (bind_names.lua) may so come after that account's
+-- cancellation dropped them: the confirm then finds the record without members and answers LAST,
+-- and they are dropped again.
 -- Every live verification waits ('LIVE': PENDING), the marked and the unmarked alike: one not
 -- marked in flight (its account's step lost in a failover) may be answered and marked after the
 -- read, and freeing its place then would let its commit bind the account with no member counted.
@@ -55,7 +59,8 @@ local function place_take()
   redis.call('ZADD', KEYS[1], 'XX', taken, ARGV[1])
   if ARGV[4] == 'LIVE' then return {'PENDING'} end
   local status = ARGV[4] == 'VERIFIED' and 'VERIFIED' or 'REJECTED'
-  return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref}
+  return {'TAKEN', intent.acct, status, intent.request, intent.method or '', intent.ref,
+    intent.name_tag or '', intent.names or ''}
 end
 -- A binding's intents (store/binding_steps.py): 'bind' resumes from the identity's step, only for
 -- a verification its account's step marked; 'place' is place_take's.

@@ -36,6 +36,7 @@ from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains
 from idverify.store.connection import RedisClient
+from idverify.store.erasures import RedisErasureStore
 from idverify.store.key_families import Crossing, accounts_named, bucket_crossings, crossed_families
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
@@ -55,7 +56,7 @@ from tests.bind_crash import (
     killed_after,
     store_of,
 )
-from tests.cancel_crash import NAME_HASH, LaterRepairs, pseudonym
+from tests.cancel_crash import NAME_HASH, LaterRepairs, cancellation, pseudonym
 from tests.move_crash import MEMBERS, NEW, OLD, bound_identity, move
 from tests.touched_keys import RecordingScripts, ScriptMonitor
 from tests.unit.store.test_binding_steps import BOUNDARIES
@@ -82,17 +83,6 @@ class KnownCrossing:
         return (script, crossing.family) == (self.script, self.family) and fnmatchcase(name, self.keys)
 
 
-_COMMIT_KEYS = "§6: to be a key the step is given in its own bucket, or a step of its own"
-COMMIT_INDEXES_NAMES = KnownCrossing(
-    "bind_commit",
-    "T",
-    "orgname",
-    "an organization's established claim indexes its names tenant-wide (index_org_names), from "
-    f"the account's key; {_COMMIT_KEYS}",
-)
-COMMIT_INDEXES_OWN_NAMES = KnownCrossing(
-    "bind_commit", "T", "orgnames:*", f"the organization's own names, beside orgname; {_COMMIT_KEYS}"
-)
 PLACE_READS_UNTAGGED_MEMBER = KnownCrossing(
     "bind_place",
     "A",
@@ -120,8 +110,6 @@ LEGACY_EVENT_MAP = {
     )
 }
 KNOWN_CROSSINGS = (
-    COMMIT_INDEXES_NAMES,
-    COMMIT_INDEXES_OWN_NAMES,
     PLACE_READS_UNTAGGED_MEMBER,
     *LEGACY_EVENT_MAP.values(),
 )
@@ -237,7 +225,7 @@ class TestEachCallIsOneBucket:
         recording.assert_one_bucket_each("start", *STEPS, known=_event_map_reads("start", "bind_commit"))
 
     async def test_an_organizations_claim(self, redis: RedisClient, script_monitor: ScriptMonitor) -> None:
-        """A start in ``bind`` mode establishing an organization's claim: the commit indexes its names."""
+        """A start in ``bind`` mode establishing an organization's claim: its names' step indexes them (T)."""
         tenant = _tenant("organization")
         target = pseudonym(f"{tenant}-a")
         record = replace(
@@ -250,13 +238,28 @@ class TestEachCallIsOneBucket:
         keys = TenantKeys(tenant)
         assert await redis.hget(keys.organization_names(), NAME_HASH) == OWNER["name_tag"].encode()
         recording.assert_one_bucket_each(
-            "start",
-            *STEPS,
-            known=(
-                COMMIT_INDEXES_NAMES,
-                COMMIT_INDEXES_OWN_NAMES,
-                *_event_map_reads("start", "bind_commit"),
-            ),
+            "start", "bind_names", *STEPS, known=_event_map_reads("start", "bind_commit")
+        )
+
+    async def test_an_organizations_names_repaired_after_a_cancellation(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+    ) -> None:
+        """Killed after the commit, the account then cancelled: the repair's names and their drop are T's.
+
+        The confirm finds the record without members and answers LAST: the names go again
+        (``drop_names``), each call in one bucket.
+        """
+        tenant = _tenant("names-repaired")
+        target = pseudonym(f"{tenant}-a")
+        names = ",".join(bind_crash.ORG_NAMES)
+        vid = await challenge(redis, tenant, target, OWNER, establishes=True, org_names=names)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
+        await RedisErasureStore(redis, Scripts(redis)).cancel(tenant, cancellation(target, "cancel-1"))
+        recording = Recording(redis, script_monitor)
+        assert await BucketRepairer(LaterRepairs(redis, recording)).repair(tenant) >= 1
+        assert not await redis.exists(TenantKeys(tenant).organization_names())
+        recording.assert_one_bucket_each(
+            "intent_take", "bind_outcome", "bind_names", "bind_confirm", "drop_names", "intent_done"
         )
 
     async def test_beside_a_member_bound_by_0_1_0(

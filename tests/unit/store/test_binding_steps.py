@@ -32,7 +32,9 @@ from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
 from tests.bind_crash import (
     DIGEST,
+    ESTABLISHED,
     ESTABLISHING,
+    ORG_NAMES,
     OWNER,
     PLAIN,
     REF,
@@ -45,6 +47,7 @@ from tests.bind_crash import (
     bind,
     challenge,
     killed_after,
+    names_indexed,
     started_id,
     store_of,
 )
@@ -304,6 +307,86 @@ class TestARefusedClaimIsCountedOnce:
         assert await redis.get(keys.rate_limit("claim_refusals", tag)) == b"2"
 
 
+class TestAnOrganizationsNamesAreIndexedOnceBound:
+    """An answer that establishes an organization's claim indexes its names in a step of its own (T).
+
+    After the commit, before the confirm, whose ``place:`` intent keeps the names until the step
+    ran: a worker killed after any step leaves them to the repairer. An account cancelled between
+    the commit and that step leaves no names behind (the confirm finds the record without members
+    and drops them again), and a place removed as the identity's last drops those it kept.
+    """
+
+    # The steps of an establishing answer with nothing to supersede: judge, place, commit, names.
+    NAMES_BOUNDARIES = (1, 2, 3, 4)
+
+    async def _answer(self, redis: RedisClient, tenant: str, account_ps: str) -> str:
+        return await challenge(
+            redis, tenant, account_ps, OWNER, establishes=True, org_names=",".join(ORG_NAMES)
+        )
+
+    @pytest.mark.timeout(60 + 20 * ROUNDS)
+    async def test_killed_after_each_step_its_names_are_indexed(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        later = BucketRepairer(LaterRepairs(redis, Scripts(redis)))
+        tag = OWNER["name_tag"]
+        for round_ in range(ROUNDS):
+            for nth in self.NAMES_BOUNDARIES:
+                tenant = _tenant(f"names-{round_}-{nth}")
+                target = pseudonym(f"{tenant}-a")
+                vid = await self._answer(redis, tenant, target)
+                await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, nth)
+                assert await redis.zcard(TenantKeys(tenant).intents()) >= 1, nth
+                assert await later.repair(tenant) >= 1, nth
+                await assert_bound_once(redis, tenant, vid, target, tag, types=ESTABLISHED)
+                assert await names_indexed(redis, tenant, tag) == dict.fromkeys(ORG_NAMES, tag), nth
+                assert await later.repair(tenant) == 0, nth
+
+    async def test_a_cancellation_between_the_commit_and_the_names_leaves_none(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The cancellation drops the names before the repair's names step indexes them: dropped again."""
+        tenant = _tenant("names-cancelled")
+        target = pseudonym(f"{tenant}-a")
+        vid = await self._answer(redis, tenant, target)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.account(target), "identity") == REF.encode()
+        await RedisErasureStore(redis, Scripts(redis)).cancel(tenant, cancellation(target, "cancel-1"))
+        assert not await redis.sismember(keys.identity_accounts(REF), target)
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        assert await names_indexed(redis, tenant, OWNER["name_tag"]) == {}
+        assert not await redis.exists(keys.organization_names())
+        assert not await redis.hexists(keys.identity(REF), f"m:{target}")
+        await assert_nothing_pending(redis, tenant)
+
+    async def test_a_place_removed_as_the_last_member_drops_the_names(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The bound account's cancellation keeps the names while a place is pending; its undo drops them.
+
+        The pending account is cancelled too (before its commit): its place is the record's last
+        member, and its confirm, not the first cancellation, left the record without members.
+        """
+        tenant = _tenant("names-last-place")
+        keys, tag = TenantKeys(tenant), OWNER["name_tag"]
+        first, second = pseudonym(f"{tenant}-a"), pseudonym(f"{tenant}-b")
+        written = await answer(store_of(redis), tenant, await self._answer(redis, tenant, first))
+        assert written.record.status is Status.VERIFIED, written.record
+        vid = await challenge(redis, tenant, second, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2)  # judge, place
+        assert await redis.hget(keys.identity(REF), f"m:{second}") == f"p:{tag}:{vid}".encode()
+        erasures = RedisErasureStore(redis, Scripts(redis))
+        await erasures.cancel(tenant, cancellation(first, "cancel-1"))
+        assert await names_indexed(redis, tenant, tag) == dict.fromkeys(ORG_NAMES, tag)  # a place is left
+        await erasures.cancel(tenant, cancellation(second, "cancel-2"))
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        assert await redis.hget(keys.verification(vid), "reason") == b"ACCOUNT_CANCELLED"
+        assert await redis.scard(keys.identity_accounts(REF)) == 0
+        assert await names_indexed(redis, tenant, tag) == {}
+        await assert_nothing_pending(redis, tenant)
+
+
 class _ReadThenRaced(Scripts):
     """Scripts whose first take of a ``place:`` intent runs ``race`` first: after the outcome's read.
 
@@ -542,6 +625,31 @@ class TestOneNode:
         assert seen[0][:2] == seen[1][:2]
         assert seen[0][1] == b"1"
         assert (seen[0][2], seen[1][2]) == (0, 1)
+
+    async def test_an_organizations_names_are_indexed_alike_chained_and_step_by_step(
+        self, redis: RedisClient
+    ) -> None:
+        seen = []
+        for runner in (None, _stepwise(redis)):
+            tenant = _tenant("names-bytes")
+            await redis.flushdb()
+            await _squatted(redis, tenant)
+            vid = await challenge(
+                redis,
+                tenant,
+                pseudonym(f"{tenant}-a"),
+                OWNER,
+                establishes=True,
+                org_names=",".join(ORG_NAMES),
+            )
+            assert (
+                await answer(store_of(redis, runner=runner), tenant, vid)
+            ).record.status is Status.VERIFIED
+            raw = await redis.hgetall(TenantKeys(tenant).audit_log())
+            names = await names_indexed(redis, tenant, OWNER["name_tag"])
+            seen.append(([_timeless(raw[str(i).encode()]) for i in range(len(raw))], names))
+        assert seen[0] == seen[1]
+        assert seen[0][1] == dict.fromkeys(ORG_NAMES, OWNER["name_tag"])
 
 
 def _timeless(entry: bytes) -> bytes:
