@@ -68,8 +68,8 @@ def cancellation(account_ps: str, request_id: str, due_ms: int = DUE_MS) -> Canc
     return Cancellation(account_ps, f"audit-{account_ps}", due_ms, json.dumps(request.audit_fields()))
 
 
-async def bind_accounts(redis: RedisClient, tenant: str, accounts: list[str]) -> None:
-    """Binds each account to ``REF`` under ``TAG`` (a start in ``bind`` mode).
+async def bind_accounts(redis: RedisClient, tenant: str, accounts: list[str], *, ref: str = REF) -> None:
+    """Binds each account to ``ref`` under ``TAG`` (a start in ``bind`` mode).
 
     The organization's name is indexed, and the first account has a live verification its
     cancellation must end.
@@ -82,7 +82,7 @@ async def bind_accounts(redis: RedisClient, tenant: str, accounts: list[str]) ->
 
     for account_ps in accounts:
         name = {"name_tag": TAG, "name_binding": "binding-org"}
-        record = replace(verification(account_ps, name), identity=REF, kind=SubjectKind.ORGANIZATION)
+        record = replace(verification(account_ps, name), identity=ref, kind=SubjectKind.ORGANIZATION)
         request = json.dumps(RequestInfo(principal="t/registrar/c1").audit_fields())
         start = NewVerification(
             tenant, f"req-{account_ps}", f"vf-{account_ps}", account_ps, record, 60_000, 5, request, "bind"

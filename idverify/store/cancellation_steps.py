@@ -2,7 +2,8 @@
 
 The account's step (``cancel_account.lua``: its verifications ended, its binding cleared, its
 erasure queued, ``account.cancelled`` written), the identity's (``cancel_identity.lua``: the
-member removed, the identity queued when it was the last) and, after ``LAST``, the tenant's
+member removed, the identity queued when it was the last; ``MOVING`` on a record being moved that
+still holds it, whose move frees the place and decides) and, after ``LAST``, the tenant's
 (``drop_names.lua``: the organization's names). The caller is answered after the identity's step,
 or the names' when it runs. Step by step, the account's step writes the intent
 ``unbind:<account pseudonym>``, removed last (``store.bucket_steps``); the repairer resumes from
@@ -101,7 +102,9 @@ class CancellationSteps:
         keys = TenantKeys(tenant)
         member = intent_member(account_ps)
         steps = self._tail(keys, account_ps, ref, tag, due_ms)
-        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("KEPT", "LAST", "GONE"))
+        intent = Intent(
+            keys.intents(), keys.intent(member), member, removed_after=("KEPT", "LAST", "MOVING", "GONE")
+        )
         await self._runner.run("cancel-repair", steps, intent=intent, chain=False)
 
     @staticmethod

@@ -10,10 +10,12 @@ repairer resumes from it with the arrival, every step after the first being idem
 finishes the move, never undoes it. While either mark is there a binding of the identity answers
 RETRY, so no binding limit is ever counted on half of the members. Step by step, the members
 whose accounts did not follow (cancelled while the move copied them) leave the new record at the
-settling step: their cancellations named the old ref. When that leaves the record without members
-the settling step answers LAST with their claim tags, and the organization's names are dropped
-(the cancellation's own names step, ``drop_names.lua``) before the old record is finished: the
-intent stays until then, and a repair settles again and answers LAST again.
+settling step: their cancellations named the old ref. It alone sees the members of both refs
+after a merge, so the cancellations leave it the decision (MOVING on the marked old record, GONE
+once it is left). When it leaves the record without members it answers LAST with their claim
+tags, and the organization's names are dropped (the cancellation's own names step,
+``drop_names.lua``) before the old record is finished: the intent stays until then, and a
+repair settles again and answers LAST again.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class IdentityMoveSteps:
         cancellation's identity step names the old ref, which the move then deletes. When the
         settling step leaves the record without members (``LAST``), the organization's names
         follow before the finish, which removes the intent: that cancellation's identity step
-        answers ``GONE`` once the old ref is left, and drops nothing on its word.
+        answers ``MOVING`` on the marked old record or ``GONE`` once it is left, and drops nothing
+        on either word (the new record, merged, may hold other members).
         """
         arrival, *visits, _, finish = self._tail(keys, moved)
         stayed: list[str] = []

@@ -2,11 +2,13 @@
 -- members whose accounts did not follow (move_member.lua answered SKIP: cancelled or erased while
 -- the move copied them) leave the record, unless pending ('p:', whose binding's own steps resolve
 -- it), and the 'incoming' mark of move_in.lua is cleared, so bindings here count the whole set
--- again. A cancellation's identity step that ran on the old ref after the copy cannot reach the
--- new record (docs/ARCHITECTURE.md, "3.4 Re-indexing"): this is where its place is freed. A record
--- this leaves without members has its erasure queued (NX: a due time moved with it stays), and
--- answers LAST with the claim tags of the members it dropped, as the cancellation's identity step
--- would have: the organization's names go next (drop_names.lua), which that step, answering GONE
+-- again. A cancellation's identity step on the old ref leaves the marked record as the move read
+-- it (MOVING) or finds it gone (GONE) and cannot reach the new record (docs/ARCHITECTURE.md, "3.4
+-- Re-indexing"): this is where its place is freed, and where the identity's last member is known,
+-- since after a merge only this record holds the members of both refs. A record this leaves
+-- without members has its erasure queued (NX: a due time moved with it stays), and answers LAST
+-- with the claim tags of the members it dropped, as the cancellation's identity step would have:
+-- the organization's names go next (drop_names.lua), which that step, answering MOVING or GONE
 -- on the old ref, never leads to. Idempotent: a record no longer marked is left as it is; a
 -- repair after this step runs move_in.lua again first, which marks it and copies the dropped
 -- members back, so this step finds them again and answers LAST again.

@@ -9,6 +9,13 @@ word), and the move's settling step is then what finds no member left. Whatever 
 later one, with and without a forwarding record, either sequence killed -9 and repaired in either
 order), the names leave the index: a new organization may approve the name (no ``NAME_TAKEN``) and
 a display-name check finds nothing, as for a name nobody holds.
+
+A move may merge into a record already at the new ref (a newer server bound an account of the
+same organization there): then the old record's last member, cancelled at any point of the move
+(and either sequence killed and repaired in either order), leaves the identity bound, and its
+names stay (a new organization is refused ``NAME_TAKEN``) until that account goes too. The
+cancellation's identity step on the old record marked ``moving_to`` leaves the decision to the
+move's settling step (``MOVING``), on its first run and on a repair's, with or without a merge.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import pytest
 
 from idverify.domain.subjects import AssuranceLevel, SubjectKind
 from idverify.flows.bucket_repair import BucketRepairer, DueIntent
-from idverify.flows.display_names import Approval, ChecksLimited, NameQuery, NamesApproval
+from idverify.flows.display_names import Approval, ChecksLimited, NameHit, NameQuery, NamesApproval
 from idverify.flows.verification.port import NewVerification
 from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.store.bucket_steps import StepRunner
@@ -31,7 +38,16 @@ from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess
 from tests import bind_crash
-from tests.cancel_crash import DUE_MS, NAME_HASH, TAG, LaterRepairs, cancellation, killed_after, pseudonym
+from tests.cancel_crash import (
+    DUE_MS,
+    NAME_HASH,
+    TAG,
+    LaterRepairs,
+    bind_accounts,
+    cancellation,
+    killed_after,
+    pseudonym,
+)
 from tests.move_crash import NEW, OLD, bound_identity, move, moved_killed_after
 from tests.unit.store.test_identity_accounts import verification
 
@@ -202,6 +218,223 @@ class TestTheLastMemberCancelledMidMove:
         await _assert_last_cancelled(redis, tenant, first, also=[second])
 
 
+class TestAMergeKeepsTheNames:
+    """The move merges into a record holding ``resident``, of the same organization, at ``NEW``.
+
+    Whenever the old record's last member is cancelled, the identity is still bound at the new
+    ref: the names stay, and leave with ``resident``'s cancellation.
+    """
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    @pytest.mark.parametrize(("account", "identity"), INTERLEAVINGS)
+    async def test_every_interleaving_keeps_them_until_the_last_goes(
+        self, redis: RedisClient, account: int, identity: int | None, forward_ms: int
+    ) -> None:
+        """``only``'s account step after the move's step ``account``, its identity's after ``identity``."""
+        tenant = _tenant(f"merge-across-{account}-{identity}-{forward_ms}")
+        only, resident = await _merging(redis, tenant)
+        await _cancelled_across_the_move(redis, tenant, only, account, identity, forward_ms)
+        await _assert_kept_by(redis, tenant, resident, cancelled=only, forward_ms=forward_ms)
+        await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("first", ["move", "unbind"])
+    @pytest.mark.parametrize("nth", range(1, 5))
+    async def test_both_killed_then_repaired(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, first: str
+    ) -> None:
+        """The cancellation killed after its account step, the move after its ``nth`` (4: settled)."""
+        forward_ms = 60_000 if nth % 2 else 0
+        tenant = _tenant(f"merge-both-killed-{nth}-{first}")
+        only, resident = await _merging(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        assert await redis.zcard(TenantKeys(tenant).intents()) == 2
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
+        assert await repairer.repair(tenant) == 2
+        await _assert_kept_by(redis, tenant, resident, cancelled=only, forward_ms=forward_ms)
+        assert await repairer.repair(tenant) == 0
+        await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("step", [2, 3, 4, AFTER_THE_MOVE])
+    async def test_the_resident_cancelled_at_the_new_ref_once_the_record_arrived(
+        self, redis: RedisClient, step: int | None
+    ) -> None:
+        """Its identity step finds the arrived member beside it (``KEPT``): the names stay with ``only``."""
+        tenant = _tenant(f"resident-{step}")
+        only, resident = await _merging(redis, tenant)
+        scripts = Scripts(redis)
+        cancelling = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+
+        class ResidentCancelled(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == step:
+                    assert await cancelling.cancel(tenant, cancellation(resident, "req-resident")) == DUE_MS
+
+        assert await move(redis, tenant, ResidentCancelled(scripts, step_by_step=True)) == "OK"
+        if step is AFTER_THE_MOVE:
+            assert await cancelling.cancel(tenant, cancellation(resident, "req-resident")) == DUE_MS
+        keys = TenantKeys(tenant)
+        assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(NEW))} == {only}
+        assert await redis.hget(keys.account(only), "identity") == NEW.encode()
+        await _assert_the_name_is_held(redis, tenant)
+        await _the_last_goes(redis, tenant, only, cancelled=resident)
+
+    @pytest.mark.timeout(60)
+    async def test_both_cancelled_mid_move_one_at_each_ref(self, redis: RedisClient) -> None:
+        """``only`` on the marked old record, ``resident`` on the arrived new one: the settling step ends it.
+
+        Neither cancellation's identity step finds the identity without a member; the settling step
+        drops ``only`` from the merged record, finds no one left, and the names go.
+        """
+        tenant = _tenant("merge-both")
+        only, resident = await _merging(redis, tenant)
+        scripts = Scripts(redis)
+        cancelling = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+
+        class BothCancelled(StepRunner):
+            async def _reached(self, sequence: str, done: int) -> None:
+                del sequence
+                if done == 1:
+                    assert await cancelling.cancel(tenant, cancellation(only, "req-only")) == DUE_MS
+                    await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
+                if done == 2:
+                    assert await cancelling.cancel(tenant, cancellation(resident, "req-resident")) == DUE_MS
+
+        assert await move(redis, tenant, BothCancelled(scripts, step_by_step=True)) == "OK"
+        await _assert_last_cancelled(redis, tenant, only, also=[resident])
+
+
+class TestTheIdentityStepOnTheMovingRecord:
+    """A cancellation's identity step on the old record marked ``moving_to``, run again by a repair.
+
+    While the record still holds the member, every run leaves the decision to the move's settling
+    step; once the member left it before the move read it, a run decides from the record as a
+    run before the move did.
+    """
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("merge", [False, True])
+    @pytest.mark.parametrize("nth", range(1, 5))
+    async def test_an_identity_step_run_on_the_moving_record_then_repeated(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, merge: bool
+    ) -> None:
+        """Its worker died after the identity step ran on the marked old record; the repair runs it again.
+
+        Both runs leave the decision to the move's settling step, which finds ``resident`` (the
+        names stay) or, without a merge, no one (they go).
+        """
+        tenant = _tenant(f"repeated-{nth}-{merge}")
+        only = await _the_only_member(redis, tenant)
+        resident = await _resident_at_new(redis, tenant) if merge else None
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
+        ran = await Scripts(redis).run(
+            "cancel_identity",
+            [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
+            [only, OLD, DUE_MS],
+        )
+        assert ran == [b"MOVING"]
+        await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
+        assert await repairer.repair(tenant) == 2
+        if resident is None:
+            await _assert_last_cancelled(redis, tenant, only)
+        else:
+            await _assert_kept_by(redis, tenant, resident, cancelled=only)
+            await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("nth", range(1, 4))
+    async def test_a_last_answered_before_the_move_is_answered_again_on_the_moving_record(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int
+    ) -> None:
+        """The cancellation emptied the old record and died before its names' step; the move read it empty.
+
+        The move carries no member of it, so its settling step drops no one: the repair's identity
+        step on the marked record answers ``LAST`` again, as its first run did, and the names go.
+        A record with no member moves in 3 steps (out, in, settled) and the finish.
+        """
+        tenant = _tenant(f"last-before-{nth}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
+        await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
+        assert await repairer.repair(tenant) == 2
+        await _assert_last_cancelled(redis, tenant, only)
+
+
+async def _merging(redis: RedisClient, tenant: str) -> tuple[str, str]:
+    """``only`` bound to ``OLD`` and ``resident`` to ``NEW``, both of the organization ``TAG``."""
+    only = await _the_only_member(redis, tenant)
+    return only, await _resident_at_new(redis, tenant)
+
+
+async def _resident_at_new(redis: RedisClient, tenant: str) -> str:
+    """An account of the organization bound to ``NEW`` before the move (a newer server's binding)."""
+    resident = pseudonym(f"{tenant}-resident")
+    await bind_accounts(redis, tenant, [resident], ref=NEW)
+    return resident
+
+
+async def _assert_kept_by(
+    redis: RedisClient, tenant: str, resident: str, *, cancelled: str, forward_ms: int = 0
+) -> None:
+    """The move and the cancellation of ``cancelled`` done; ``resident`` alone bound, at ``NEW``.
+
+    No place left to ``cancelled`` at either ref, no erasure queued for the identity, no intent,
+    and the organization's name held.
+    """
+    keys = TenantKeys(tenant)
+    record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
+    assert {k: v for k, v in record.items() if k.startswith("m:")} == {f"m:{resident}": f"b:{TAG}"}, record
+    assert "incoming" not in record, record
+    assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(NEW))} == {resident}
+    assert await redis.exists(keys.identity_accounts(OLD)) == 0
+    old = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(OLD))).items()}
+    assert old == ({"moved_to": NEW, "binding_was": "binding-org"} if forward_ms else {}), old
+    assert not await redis.hexists(keys.account(cancelled), "identity")
+    assert await redis.hget(keys.account(resident), "identity") == NEW.encode()
+    queue = {as_text(m): int(s) for m, s in await redis.zrange(keys.erasure_due(), 0, -1, withscores=True)}
+    assert queue == {f"a:{cancelled}": DUE_MS}, queue
+    assert await redis.zcard(keys.intents()) == 0
+    await _assert_the_name_is_held(redis, tenant)
+
+
+async def _the_last_goes(redis: RedisClient, tenant: str, last: str, *, cancelled: str) -> None:
+    """``last``, the identity's one member left, cancelled at ``NEW``: the names leave with it."""
+    scripts = Scripts(redis)
+    store = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
+    assert await store.cancel(tenant, cancellation(last, "req-last")) == DUE_MS
+    keys = TenantKeys(tenant)
+    assert await redis.scard(keys.identity_accounts(NEW)) == 0
+    queue = {as_text(m): int(s) for m, s in await redis.zrange(keys.erasure_due(), 0, -1, withscores=True)}
+    assert queue == {f"a:{cancelled}": DUE_MS, f"a:{last}": DUE_MS, f"i:{NEW}": DUE_MS}, queue
+    assert await redis.zcard(keys.intents()) == 0
+    await _assert_the_name_is_free(redis, tenant)
+
+
+async def _assert_the_name_is_held(redis: RedisClient, tenant: str, newcomer: str = "refused") -> None:
+    """``NAME_HASH`` is ``TAG``'s: a check finds it, and a new organization (``newcomer``) is refused it."""
+    keys = TenantKeys(tenant)
+    assert await redis.hget(keys.organization_names(), NAME_HASH) == TAG.encode()
+    names = RedisDisplayNames(Scripts(redis))
+    looked = await names.look_up(
+        NameQuery(tenant, pseudonym(f"{tenant}-reader"), "caller", (NAME_HASH,), 100, 86_400_000)
+    )
+    assert not isinstance(looked, ChecksLimited)
+    assert looked.hits == (NameHit(0, frozenset({TAG}), ""),)
+    account = await _new_organization(redis, tenant, newcomer)
+    approval = NamesApproval(tenant, account, (NAME_HASH,), (), AssuranceLevel.LOW, {"principal": "t/admin"})
+    assert await names.approve(approval) == (Approval.NAME_TAKEN, 0)
+
+
 async def _assert_last_cancelled(
     redis: RedisClient, tenant: str, only: str, *, forward_ms: int = 0, also: list[str] | None = None
 ) -> None:
@@ -238,14 +471,14 @@ async def _assert_the_name_is_free(redis: RedisClient, tenant: str) -> None:
     )
     assert not isinstance(looked, ChecksLimited)
     assert looked.hits == ()
-    newcomer = await _new_organization(redis, tenant)
+    newcomer = await _new_organization(redis, tenant, "newcomer")
     approval = NamesApproval(tenant, newcomer, (NAME_HASH,), (), AssuranceLevel.LOW, {"principal": "t/admin"})
     assert await names.approve(approval) == (Approval.APPROVED, 1)
 
 
-async def _new_organization(redis: RedisClient, tenant: str) -> str:
+async def _new_organization(redis: RedisClient, tenant: str, label: str) -> str:
     """An organization of another identity and tag, established with a name of its own; its account."""
-    account_ps = pseudonym(f"{tenant}-newcomer")
+    account_ps = pseudonym(f"{tenant}-{label}")
     name = {"name_tag": "tag-newcomer", "name_binding": "binding-newcomer", "org_names": "cd" * 16}
     record: VerificationRecord = replace(
         verification(account_ps, name, establishes=True),
