@@ -34,6 +34,8 @@ from aiohttp import web
 
 from idverify.audit.events import EntryFormatError, EventType
 from idverify.audit.merkle import leaf_hash
+from idverify.audit.pending import PendingReadLimit
+from idverify.audit.query import QueryResult, StagedAt
 from idverify.config import Settings
 from idverify.console.charts import DAY_MS, ChartData, Charts
 from idverify.console.sessions import CONSOLE_ROLES, ConsoleSessions, Session, SignInLimiter
@@ -202,6 +204,8 @@ class _Handlers:
         tenant = request[_SESSION_KEY].principal.tenant
         query = request.query
         limit = _int(query, "limit", PAGE_SIZE, maximum=MAX_PAGE, minimum=1)
+        from_index = _int(query, "from_index", 0)
+        after = _pending_after(query)
         wanted = QueryRequest(
             start_ms=_optional_int(query, "start_ms"),
             end_ms=_optional_int(query, "end_ms"),
@@ -209,30 +213,46 @@ class _Handlers:
             outcomes=[o for o in query.getall("outcome", []) if o],
             method=query.get("method", ""),
             account_id=query.get("account_id", ""),
-            start_index=_int(query, "from_index", 0),
+            start_index=from_index,
             limit=limit + 1,
+            include_pending=query.get("pending", "") == "1",
+            pending_after=after,
         )
         if not await self._has_log(request):
             await self._record(request, "QueryEvents", wanted.account_id)
-            return web.json_response({"events": [], "next_index": None})
-        found = [item async for item in self.audit.query(tenant, wanted)]
+            return web.json_response({"events": [], "next_index": None, "next_pending_after": None})
+        found: list[QueryResult] = []
+        cut: PendingReadLimit | None = None
+        try:
+            async for item in self.audit.query(tenant, wanted):
+                found.append(item)  # noqa: PERF401 - those before a cut are the page
+        except PendingReadLimit as error:
+            cut = error
         await self._record(request, "QueryEvents", wanted.account_id)
         page = found[:limit]
+        next_index, next_after = _next_page(page, found[limit:], cut, from_index, after)
         return web.json_response(
             {
-                "events": [
-                    {
-                        "index": item.event.index,
-                        "time_ms": item.event.time_ms,
-                        "type": item.event.type,
-                        "outcome": item.event.outcome,
-                        "method": item.event.method,
-                        "reason": item.event.reason,
-                        "account": item.event.account,
-                    }
-                    for item in page
-                ],
-                "next_index": found[limit].event.index if len(found) > limit else None,
+                "events": [_listed(item) for item in page],
+                "next_index": next_index,
+                "next_pending_after": _position_json(next_after),
+                "pending_cut": cut is not None,
+            }
+        )
+
+    async def staged(self, request: web.Request) -> web.Response:
+        """Where a pending entry stands now (GetStagedEntry): pending, its number, refused, unknown."""
+        tenant = await self._tenant(request)
+        bucket = _int(request.query, "bucket", None, maximum=2**32 - 1)
+        stream_id = request.query.get("stream_id", "")
+        position = await self.audit.staged_entry(tenant, bucket, stream_id)
+        await self._record(request, "GetStagedEntry")
+        return web.json_response(
+            {
+                "bucket": bucket,
+                "stream_id": stream_id,
+                "state": position.state.name,
+                "index": position.index,
             }
         )
 
@@ -401,6 +421,58 @@ class _Handlers:
         return await handler(request)
 
 
+def _listed(item: QueryResult) -> dict[str, Any]:
+    """An entry as the event list shows it: a pending one has no index, and says where it was staged."""
+    return {
+        "index": item.event.index if item.pending is None else None,
+        "pending": _position_json(item.pending),
+        "time_ms": item.event.time_ms,
+        "type": item.event.type,
+        "outcome": item.event.outcome,
+        "method": item.event.method,
+        "reason": item.event.reason,
+        "account": item.event.account,
+    }
+
+
+def _position_json(position: StagedAt | None) -> dict[str, Any] | None:
+    return None if position is None else {"bucket": position.bucket, "stream_id": position.stream_id}
+
+
+def _pending_after(query: Any) -> StagedAt | None:
+    """The page's ``pending_after`` (``pending_bucket`` and ``pending_stream_id``), checked by the flow."""
+    if query.get("pending_bucket", "") == "" and "pending_stream_id" not in query:
+        return None
+    return StagedAt(
+        _int(query, "pending_bucket", None, maximum=2**32 - 1), query.get("pending_stream_id", "")
+    )
+
+
+def _next_page(
+    page: list[QueryResult],
+    beyond: list[QueryResult],
+    cut: PendingReadLimit | None,
+    from_index: int,
+    after: StagedAt | None,
+) -> tuple[int | None, StagedAt | None]:
+    """Where the next page starts: its first index and the pending position it goes on after.
+
+    A page that ends in the log part goes on at the next entry, its pending part still to come
+    (after the same position); one that ends among pending entries goes on after the last one
+    shown, its log part from the last numbered one (an entry numbered since is shown there); one
+    the server's bound cut goes on where the cut says. (None, None) on the last page.
+    """
+    if beyond:
+        if beyond[0].pending is None:
+            return beyond[0].event.index, after
+        numbered = [item.event.index for item in page if item.pending is None]
+        last = page[-1].pending if page and page[-1].pending is not None else after
+        return (numbered[-1] + 1 if numbered else from_index), last
+    if cut is not None:
+        return cut.start_index, cut.after
+    return None, None
+
+
 def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
@@ -554,6 +626,7 @@ def build_app(
             web.get("/api/me", handlers.me),
             web.get("/api/events", handlers.events),
             web.get("/api/events/{index}", handlers.event),
+            web.get("/api/staged", handlers.staged),
             web.get("/api/head", handlers.head),
             web.get("/api/proof/inclusion", handlers.inclusion),
             web.get("/api/proof/consistency", handlers.consistency),

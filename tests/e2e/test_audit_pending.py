@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,9 +29,10 @@ from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 from idverify.store.synthetic_audit import SyntheticStager
 from idverify.testing import RedisProcess, ServerProcess, free_port, redis_server_binary
-from idverify.v1 import audit_pb2
+from idverify.v1 import admin_pb2, audit_pb2
 
 from .conftest import LOOSE, error_metadata, person, rich_error, verify
+from .test_console import browser, carrying, session_cookie, signed_in
 
 pytestmark = pytest.mark.e2e
 BUCKETS = 4
@@ -83,28 +86,33 @@ def position(
     )
 
 
-@pytest.fixture(scope="module")
-def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
-    directory = tmp_path_factory.mktemp("pending")
+@contextmanager
+def staging_server(directory: Path, *, console: bool = False) -> Iterator[Staging]:
+    """A server staging in ``BUCKETS`` buckets whose loop has run its first round, with a signup.
+
+    Stopped after the signup, it is started again with a record staged meanwhile (the anchor),
+    which the loop's first round sequences: once that is seen, the next round is an hour away.
+    """
     store = RedisProcess(
         directory / "redis", port=free_port(), binary=redis_server_binary(prefer_system=True)
     )
     store.start()
     server = ServerProcess(
-        directory / "server", config=CONFIG + LOOSE, redis_url=store.url, extra_args=["--workers", "1"]
+        directory / "server",
+        config=CONFIG + LOOSE,
+        redis_url=store.url,
+        extra_args=["--workers", "1"],
+        console=console,
     )
     try:
         server.start()
         with server.client("registrar") as registrar:
             verify(server, registrar, person(), "pending-acct")
         server.token("auditor")
-        server.token("admin")
-        server.token("auditor", tenant="tb")
         server.stop()
         staging = Staging(server, store, "")
         (staging.anchor,) = staging.stage(0, "anchor")
         server.start()
-        # The loop's first round sequences the anchor; the next is an hour away.
         with server.client("auditor") as auditor:
             deadline = time.monotonic() + 120
             while position(auditor, 0, staging.anchor).state != STATE.STAGED_STATE_SEQUENCED:
@@ -114,6 +122,14 @@ def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
     finally:
         server.stop()
         store.stop()
+
+
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+    with staging_server(tmp_path_factory.mktemp("pending"), console=True) as running:
+        running.server.token("admin")
+        running.server.token("auditor", tenant="tb")
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +340,20 @@ def test_more_staged_than_a_query_reads_is_told_and_the_next_query_goes_on(
             *((0, stream_id) for stream_id in many[1024:]),
             (2, last),
         ]
+        # The console's page says so too, and its next page goes on where the cut says.
+        with signed_in(staging.server) as console:
+            wanted = {"pending": "1", "outcome": "none-of-these"}
+            page = console.get("/api/events", params=wanted).json()
+            assert (page["events"], page["pending_cut"]) == ([], True)
+            assert page["next_pending_after"] == {"bucket": 0, "stream_id": many[1023]}
+            after = page["next_pending_after"]
+            more = {
+                "from_index": page["next_index"],
+                "pending_bucket": after["bucket"],
+                "pending_stream_id": after["stream_id"],
+            }
+            page = console.get("/api/events", params={**wanted, **more}).json()
+            assert (page["events"], page["pending_cut"], page["next_index"]) == ([], False, None)
     finally:
         staging.sequence()
 
@@ -359,3 +389,121 @@ def test_a_bad_place_to_go_on_from_is_invalid_argument_naming_its_field(
         query(auditor, include_pending=include, pending_after=after)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert rich_error(refused.value) == (reason, field)
+
+
+def test_the_consoles_pages_walk_the_log_then_the_pending_entries_each_once(staging: Staging) -> None:
+    """Pages of two through the console's list: the log's entries, then the pending ones, once each."""
+    # From the log's last two starts (the signup's and the anchor's at least): earlier tests may
+    # have left a thousand.
+    start = query_of(staging, event_types=[STARTED])[-2].event.index
+    ids = staging.stage(1, *(f"e2e-console-{n}" for n in range(3))) + staging.stage(3, "e2e-console-3")
+    try:
+        with signed_in(staging.server) as console:
+            wanted = {"pending": "1", "type": STARTED, "limit": "2"}
+            shown: list[dict[str, Any]] = []
+            more: dict[str, Any] = {"from_index": start}
+            for _ in range(50):
+                page = console.get("/api/events", params={**wanted, **more}).json()
+                shown += page["events"]
+                if page["next_index"] is None:
+                    break
+                after = page["next_pending_after"]
+                more = {"from_index": page["next_index"]}
+                if after:
+                    more |= {"pending_bucket": after["bucket"], "pending_stream_id": after["stream_id"]}
+            logged = [e["index"] for e in shown if e["pending"] is None]
+            assert logged == [
+                r.event.index for r in query_of(staging, event_types=[STARTED], start_index=start)
+            ]
+            assert len(logged) == 2
+            assert [(e["index"], e["pending"]) for e in shown if e["pending"]] == [
+                (None, {"bucket": 1, "stream_id": ids[0]}),
+                (None, {"bucket": 1, "stream_id": ids[1]}),
+                (None, {"bucket": 1, "stream_id": ids[2]}),
+                (None, {"bucket": 3, "stream_id": ids[3]}),
+            ]
+            where = console.get("/api/staged", params={"bucket": 3, "stream_id": ids[3]}).json()
+            assert (where["state"], where["index"]) == ("PENDING", None)
+            staging.sequence()
+            where = console.get("/api/staged", params={"bucket": 3, "stream_id": ids[3]}).json()
+            assert where["state"] == "SEQUENCED"
+            numbered = console.get("/api/events", params={**wanted, "from_index": start, "limit": 200}).json()
+            assert where["index"] in {e["index"] for e in numbered["events"]}
+            assert [e for e in numbered["events"] if e["pending"]] == []
+    finally:
+        staging.sequence()
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "reason", "field"),
+    [
+        (
+            "/api/events",
+            {"pending": "1", "pending_bucket": str(BUCKETS), "pending_stream_id": "1-0"},
+            "BAD_BUCKET",
+            "pending_after.bucket",
+        ),
+        (
+            "/api/events",
+            {"pending": "1", "pending_bucket": "0", "pending_stream_id": "01-0"},
+            "BAD_STREAM_ID",
+            "pending_after.stream_id",
+        ),
+        ("/api/events", {"pending": "1", "pending_bucket": "0"}, "BAD_STREAM_ID", "pending_after.stream_id"),
+        (
+            "/api/events",
+            {"pending": "1", "pending_bucket": "x", "pending_stream_id": "1-0"},
+            "BAD_PARAMETER",
+            "pending_bucket",
+        ),
+        (
+            "/api/events",
+            {"pending_bucket": "0", "pending_stream_id": "1-0"},
+            "PENDING_AFTER_WITHOUT_PENDING",
+            "pending_after",
+        ),
+        ("/api/staged", {"bucket": str(BUCKETS), "stream_id": "1-0"}, "BAD_BUCKET", "bucket"),
+        ("/api/staged", {"bucket": "0", "stream_id": "1-0-0"}, "BAD_STREAM_ID", "stream_id"),
+        ("/api/staged", {"stream_id": "1-0"}, "BAD_PARAMETER", "bucket"),
+    ],
+)
+def test_the_console_names_a_bad_position(
+    staging: Staging, path: str, params: dict[str, str], reason: str, field: str
+) -> None:
+    """A 400 naming the field, as QueryEvents' INVALID_ARGUMENT does, never a 500."""
+    with signed_in(staging.server) as console:
+        answer = console.get(path, params=params)
+    assert answer.status_code == 400, answer.text
+    assert (answer.json()["reason"], answer.json()["field"]) == (reason, field)
+
+
+def query_of(staging: Staging, **fields: Any) -> list[audit_pb2.QueryEventsResponse]:
+    with staging.server.client("auditor") as auditor:
+        return query(auditor, **fields)
+
+
+def test_asking_the_console_where_an_entry_stands_is_a_recorded_read(staging: Staging) -> None:
+    """Console.GetStagedEntry is accounted to the signed-in client, as every read of the log is."""
+    (staged,) = staging.stage(2, "e2e-recorded")
+    with staging.server.client("admin") as admin:
+        token = admin.admin.CreateClient(admin_pb2.CreateClientRequest(role="auditor")).token
+    client_id = token.split(".")[1]
+    with browser(staging.server) as anonymous:
+        session = session_cookie(anonymous.post("/signin", data={"token": token}))
+    with carrying(staging.server, session) as console:
+        assert (
+            console.get("/api/staged", params={"bucket": 2, "stream_id": staged}).json()["state"] == "PENDING"
+        )
+    staging.sequence()
+
+    async def calls(redis: Any) -> int:
+        keys = TenantKeys("default")
+        counted = 0
+        for member in (m.decode() for m in await redis.zrange(keys.reads_open(), 0, -1)):
+            if member.split(":", 1)[1] == client_id:
+                counted += int(
+                    await redis.hget(keys.reads_minute_counts(member), "calls:Console.GetStagedEntry") or 0
+                )
+        return counted
+
+    assert staging.run(calls) == 1

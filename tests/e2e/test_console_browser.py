@@ -1,7 +1,9 @@
 """The auditor's console in a real browser: Debian's chromium driven by chromium-driver (Selenium).
 
 Sign in, filter the log, open an entry, verify its proof in the page (WebCrypto) and see a
-tampered proof fail, check the head's consistency across visits, read a chart. With
+tampered proof fail, check the head's consistency across visits, read a chart; on a server that
+stages audit entries, see them pending in the list, ask where one stands, and see them numbered
+once sequenced. With
 ``IDVERIFY_CONSOLE_SCREENSHOTS=<dir>`` each page is also saved there as a PNG (the README's
 pictures come from ``docs/console/``, made this way over synthetic data).
 
@@ -31,6 +33,7 @@ from idverify.audit.checkpoint import public_key_pem
 from idverify.testing import ServerProcess
 from idverify.v1 import account_pb2, verification_pb2
 from tests.e2e.conftest import person, start, verify, wrong_code
+from tests.e2e.test_audit_pending import Staging, staging_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -281,3 +284,81 @@ class TestConsoleInBrowser:
         WebDriverWait(driver, WAIT_SECONDS).until(lambda d: d.current_url.endswith("/signin"))
         driver.get(server.console_url)
         assert driver.current_url.endswith("/signin")
+
+
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+    """A server staging audit entries whose integration loop runs once an hour: entries stay pending."""
+    with staging_server(tmp_path_factory.mktemp("console-pending"), console=True) as running:
+        yield running
+
+
+def shown_rows(driver: WebDriver) -> list[tuple[str, str, str]]:
+    """The log's rows as (first cell, type, stream id of a pending row or '')."""
+    return [
+        (
+            row.find_element(By.CSS_SELECTOR, "td").text,
+            row.find_element(By.CSS_SELECTOR, "td:nth-child(3)").text,
+            row.get_attribute("data-stream-id") or "",
+        )
+        for row in driver.find_elements(By.CSS_SELECTOR, "#log-rows tr")
+    ]
+
+
+class TestPendingInBrowser:
+    """Entries staged and not yet in the log, in the event list, then numbered once sequenced."""
+
+    def test_pending_entries_are_marked_then_numbered(self, staging: Staging, driver: WebDriver) -> None:
+        server = staging.server
+        ids = staging.stage(1, "browser-pending-0", "browser-pending-1") + staging.stage(
+            3, "browser-pending-2"
+        )
+        sign_in(driver, server, server.token("auditor"))
+        wait_for(driver, "log-status", "Entries")
+        Select(driver.find_element(By.ID, "f-types")).select_by_value("verification.started")
+        driver.find_element(By.ID, "f-pending").click()
+        driver.find_element(By.ID, "f-apply").click()
+        wait_for(driver, "log-status", "3 pending")
+        rows = shown_rows(driver)
+        pending = [row for row in rows if row[2]]
+        assert [row[2] for row in pending] == ids
+        assert [row[0] for row in pending] == [
+            f"pending\nbucket 1 · {ids[0]}",
+            f"pending\nbucket 1 · {ids[1]}",
+            f"pending\nbucket 3 · {ids[2]}",
+        ]
+        numbered = [row for row in rows if not row[2]]
+        assert numbered
+        assert all(row[0].isdigit() for row in numbered)  # the log's entries keep their number
+        snapshot(driver, "log-pending")
+
+        driver.find_element(By.CSS_SELECTOR, f'#log-rows tr[data-stream-id="{ids[2]}"]').click()
+        assert ids[2] in wait_for(driver, "pending-title", "Pending entry")
+        assert '"type": "verification.started"' in driver.find_element(By.ID, "pending-json").text
+        # No proof to offer: the pending page has no verify button, only the question.
+        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#page-pending button")] == [
+            "Ask where it stands now"
+        ]
+        assert not driver.find_element(By.ID, "verify-entry").is_displayed()
+        driver.find_element(By.ID, "pending-state").click()
+        assert wait_for(driver, "pending-verdict", "PENDING").startswith("PENDING: staged")
+
+        staging.sequence()  # a second worker's pass
+        driver.find_element(By.ID, "pending-state").click()
+        number = (
+            wait_for(driver, "pending-verdict", "SEQUENCED").split("now entry ")[1].split(" ")[0].rstrip(".")
+        )
+        snapshot(driver, "pending-sequenced")
+        driver.find_element(By.ID, "pending-entry-link").click()
+        assert '"request_id"' in wait_for(driver, "entry-json", '"type":"verification.started"')
+        driver.find_element(By.ID, "verify-entry").click()
+        assert wait_for(driver, "entry-verdict", "VERIFIED").startswith(f"VERIFIED: entry {number} ")
+
+        driver.find_element(By.ID, "back-to-log").click()
+        driver.find_element(By.ID, "f-apply").click()  # the same filters, pending included
+        WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: number in {row[0] for row in shown_rows(d)}
+        )
+        rows = shown_rows(driver)
+        assert [row for row in rows if row[2]] == []
+        assert len(rows) == len(numbered) + len(ids)

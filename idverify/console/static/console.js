@@ -7,9 +7,12 @@ import {
 } from "./merkle.js";
 
 const $ = (id) => document.getElementById(id);
-const pages = ["log", "entry", "head", "charts"];
+const pages = ["log", "entry", "pending", "head", "charts"];
 let me = null;
 let pageStart = 0;
+let pageAfter = null; // the staged position the page's pending entries follow
+// Pending entries of the pages shown, by "bucket/stream id": what their detail page shows.
+const pendingShown = new Map();
 
 async function api(path) {
   const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -59,31 +62,58 @@ function filterQuery() {
   for (const o of $("f-outcomes").value.split(",").map((s) => s.trim()).filter(Boolean)) q.append("outcome", o);
   if ($("f-method").value.trim()) q.set("method", $("f-method").value.trim());
   if ($("f-account").value.trim()) q.set("account_id", $("f-account").value.trim());
+  if ($("f-pending").checked) q.set("pending", "1");
   return q;
 }
 
-async function loadLog(fromIndex = 0) {
+const positionKey = (p) => `${p.bucket}/${p.stream_id}`;
+
+function logRow(e) {
+  if (e.pending) {
+    // Not in the log yet: no number, no leaf bytes, no proof; its staged position instead.
+    pendingShown.set(positionKey(e.pending), e);
+    const mark = el("td", { class: "pending-mark" }, "pending",
+      el("span", { class: "position" }, `bucket ${e.pending.bucket} · ${e.pending.stream_id}`));
+    const row = el("tr", { class: "pending", "data-bucket": String(e.pending.bucket), "data-stream-id": e.pending.stream_id },
+      mark, el("td", {}, utc(e.time_ms)), el("td", {}, e.type), el("td", {}, e.outcome), el("td", {}, e.method),
+      el("td", {}, e.reason), el("td", { class: "pseudonym", title: e.account }, e.account));
+    row.addEventListener("click", () => { window.location.hash = `#pending/${positionKey(e.pending)}`; });
+    return row;
+  }
+  const row = el("tr", { "data-index": String(e.index) },
+    el("td", {}, String(e.index)), el("td", {}, utc(e.time_ms)), el("td", {}, e.type),
+    el("td", {}, e.outcome), el("td", {}, e.method), el("td", {}, e.reason),
+    el("td", { class: "pseudonym", title: e.account }, e.account));
+  row.addEventListener("click", () => { window.location.hash = `#entry/${e.index}`; });
+  return row;
+}
+
+function pageStatus(page) {
+  const numbered = page.events.filter((e) => !e.pending);
+  const pending = page.events.length - numbered.length;
+  const parts = [];
+  if (numbered.length) parts.push(`Entries ${numbered[0].index}–${numbered[numbered.length - 1].index}`);
+  if (pending) parts.push(`${pending} pending (not yet in the log)`);
+  if (!parts.length) return page.pending_cut ? "No entries match among the staged records read: Next page reads on." : "No entries match.";
+  let status = `${parts.join(", ")} (${page.events.length} shown${page.next_index === null ? ", last page" : ""})`;
+  if (page.pending_cut) status += ". The server reads 1,024 staged records a page, and more are staged: Next page reads on.";
+  return status;
+}
+
+async function loadLog(fromIndex = 0, after = null) {
   pageStart = fromIndex;
+  pageAfter = after;
   const q = filterQuery();
   q.set("from_index", String(fromIndex));
+  if (after) { q.set("pending_bucket", String(after.bucket)); q.set("pending_stream_id", after.stream_id); }
   $("log-status").textContent = "Loading…";
   try {
     const page = await api(`/api/events?${q}`);
-    const rows = $("log-rows");
-    rows.replaceChildren();
-    for (const e of page.events) {
-      const row = el("tr", { "data-index": String(e.index) },
-        el("td", {}, String(e.index)), el("td", {}, utc(e.time_ms)), el("td", {}, e.type),
-        el("td", {}, e.outcome), el("td", {}, e.method), el("td", {}, e.reason),
-        el("td", { class: "pseudonym", title: e.account }, e.account));
-      row.addEventListener("click", () => { window.location.hash = `#entry/${e.index}`; });
-      rows.append(row);
-    }
+    $("log-rows").replaceChildren(...page.events.map(logRow));
     $("next-page").disabled = page.next_index === null;
     $("next-page").dataset.next = page.next_index ?? "";
-    $("log-status").textContent = page.events.length
-      ? `Entries ${page.events[0].index}–${page.events[page.events.length - 1].index} (${page.events.length} shown${page.next_index === null ? ", last page" : ""})`
-      : "No entries match.";
+    $("next-page").dataset.after = page.next_pending_after ? JSON.stringify(page.next_pending_after) : "";
+    $("log-status").textContent = pageStatus(page);
   } catch (error) {
     $("log-status").textContent = `Cannot read the log: ${error.message}`;
   }
@@ -126,6 +156,45 @@ async function verifyEntry() {
   } catch (error) {
     const why = error instanceof ProofError || error.name === "ProofError" ? error.message : `${error.name}: ${error.message}`;
     verdict("entry-verdict", "bad", `NOT VERIFIED: ${why}`);
+  }
+}
+
+// -- a pending entry: where it stands now ----------------------------------------------------
+
+function showPending(bucket, streamId) {
+  const key = `${bucket}/${streamId}`;
+  $("pending-title").textContent = `Pending entry: bucket ${bucket}, stream id ${streamId}`;
+  $("pending-state").dataset.bucket = bucket;
+  $("pending-state").dataset.streamId = streamId;
+  $("pending-verdict").className = "verdict";
+  $("pending-verdict").replaceChildren();
+  const shown = pendingShown.get(key);
+  $("pending-json").textContent = shown
+    ? JSON.stringify({ staged_ms: shown.time_ms, type: shown.type, outcome: shown.outcome, method: shown.method,
+      reason: shown.reason, account: shown.account }, null, 1)
+    : "(open it from the log's list to see what it records)";
+}
+
+async function askPendingState() {
+  const { bucket, streamId } = $("pending-state").dataset;
+  const box = $("pending-verdict");
+  verdict("pending-verdict", "info", "Asking…");
+  try {
+    const where = await api(`/api/staged?${new URLSearchParams({ bucket, stream_id: streamId })}`);
+    if (where.state === "SEQUENCED" && where.index !== null) {
+      verdict("pending-verdict", "ok", `SEQUENCED: now entry ${where.index} of the log. `);
+      box.append(el("a", { href: `#entry/${where.index}`, id: "pending-entry-link" }, `Open entry ${where.index} and verify its proof`));
+    } else {
+      const said = {
+        PENDING: "PENDING: staged, not yet in the log (no number, no proof yet).",
+        SEQUENCED: "SEQUENCED: in the log; its number is no longer kept (a day after).",
+        REFUSED: "REFUSED: not what the service stages; it will never be in the log.",
+        UNKNOWN: "UNKNOWN: nothing is staged at this position.",
+      };
+      verdict("pending-verdict", where.state === "PENDING" ? "info" : "bad", said[where.state] || where.state);
+    }
+  } catch (error) {
+    verdict("pending-verdict", "bad", `Cannot ask: ${error.message}`);
   }
 }
 
@@ -257,12 +326,13 @@ async function showCharts() {
 
 function route() {
   const hash = window.location.hash || "#log";
-  const [name, arg] = hash.slice(1).split("/");
+  const [name, arg, streamArg] = hash.slice(1).split("/");
   const page = pages.includes(name) ? name : "log";
   for (const p of pages) $(`page-${p}`).hidden = p !== page;
-  for (const p of ["log", "head", "charts"]) $(`nav-${p}`).classList.toggle("current", p === page || (p === "log" && page === "entry"));
-  if (page === "log") loadLog(pageStart);
+  for (const p of ["log", "head", "charts"]) $(`nav-${p}`).classList.toggle("current", p === page || (p === "log" && (page === "entry" || page === "pending")));
+  if (page === "log") loadLog(pageStart, pageAfter);
   if (page === "entry") showEntry(Number(arg));
+  if (page === "pending") showPending(arg, streamArg);
   if (page === "head") showHead();
   if (page === "charts") showCharts();
 }
@@ -274,7 +344,11 @@ async function main() {
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); loadLog(0); });
   $("f-clear").addEventListener("click", () => { $("filters").reset(); loadLog(0); });
   $("first-page").addEventListener("click", () => loadLog(0));
-  $("next-page").addEventListener("click", () => loadLog(Number($("next-page").dataset.next)));
+  $("next-page").addEventListener("click", () => {
+    const { next, after } = $("next-page").dataset;
+    loadLog(Number(next), after ? JSON.parse(after) : null);
+  });
+  $("pending-state").addEventListener("click", askPendingState);
   $("verify-entry").addEventListener("click", verifyEntry);
   $("repin").addEventListener("click", repin);
   window.addEventListener("hashchange", route);
