@@ -193,6 +193,16 @@ async def assert_bound_once(
     assert {(e["principal"], e["request_id"]) for e in mine} == {("t/registrar/c1", "answer-1")}
 
 
+async def assert_superseded_once(redis: RedisClient, tenant: str, squatter: str, vid: str) -> None:
+    """``squatter`` superseded by the claim ``vid`` established: unbound, no member, one entry."""
+    keys = TenantKeys(tenant)
+    assert not await redis.hexists(keys.account(squatter), "identity")
+    assert not await redis.sismember(keys.identity_accounts(REF), squatter)
+    assert not await redis.hexists(keys.identity(REF), f"m:{squatter}")
+    superseded = [e for e in await entries(redis, tenant) if e["type"] == "binding.superseded"]
+    assert [(e["account"], e["verification_id"]) for e in superseded] == [(f"audit-{squatter}", vid)]
+
+
 async def assert_refused_once(redis: RedisClient, tenant: str, vid: str, tag: str) -> None:
     """What a right answer refused at the binding limit leaves once finished, however interrupted.
 

@@ -41,40 +41,53 @@ async def run_acknowledged(
         redis.exceptions.RedisError: whatever the script itself raised.
     """
     for attempt in range(2):
-        result, acked = await _script_then_wait(client, script, keys, args, ack)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        result, acked = await _then_wait(client, keys[0], command, ack)
         if isinstance(result, NoScriptError) and attempt == 0:
             # A restarted or promoted server has an empty script cache; loading is idempotent.
             await client.script_load(script.script)
             continue
-        if isinstance(result, Exception):
-            raise result
-        if acked < ack.replicas:
-            raise StoreUnavailable(
-                f"redis unavailable: {acked} of {ack.replicas} replica(s) acknowledged in time"
-            )
-        return result
+        return _acknowledged(result, acked, ack)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-async def _script_then_wait(
-    client: RedisClient,
-    script: AsyncScript,
-    keys: Sequence[str],
-    args: Sequence[str | int | bytes],
-    ack: ReplicaAck,
+async def command_acknowledged(
+    client: RedisClient, key: str, command: Sequence[str | int | bytes], ack: ReplicaAck
+) -> Any:
+    """Runs one plain write ``command`` on ``key`` and returns its reply once ``ack.replicas`` hold it.
+
+    Raises:
+        StoreUnavailable: as :func:`run_acknowledged`.
+        redis.exceptions.RedisError: whatever the command itself raised.
+    """
+    return _acknowledged(*await _then_wait(client, key, command, ack), ack)
+
+
+def _acknowledged(result: Any, acked: int, ack: ReplicaAck) -> Any:
+    if isinstance(result, Exception):
+        raise result
+    if acked < ack.replicas:
+        raise StoreUnavailable(
+            f"redis unavailable: {acked} of {ack.replicas} replica(s) acknowledged in time"
+        )
+    return result
+
+
+async def _then_wait(
+    client: RedisClient, key: str, command: Sequence[str | int | bytes], ack: ReplicaAck
 ) -> tuple[Any, int]:
     if isinstance(client, RedisCluster):
         await client.initialize()  # a no-op once the slot map is known; needed before the lookup
-        node = client.get_node_from_key(keys[0])
+        node = client.get_node_from_key(key)
         async with client.pipeline() as cluster_pipe:
             # The cluster pipeline refuses its evalsha() method (it cannot know the script's
             # keys in general); given as a command, EVALSHA is routed by its first key.
-            cluster_pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            cluster_pipe.execute_command(*command)
             cluster_pipe.execute_command("WAIT", ack.replicas, ack.timeout_ms, target_nodes=node)
             result, acked = await cluster_pipe.execute(raise_on_error=False)
     else:
         async with client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command(*command)
             pipe.execute_command("WAIT", ack.replicas, ack.timeout_ms)
             result, acked = await pipe.execute(raise_on_error=False)
     return result, int(acked) if isinstance(acked, int) else 0

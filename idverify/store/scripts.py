@@ -28,7 +28,7 @@ from idverify.observability import telemetry
 from idverify.store.clock import StoreClock
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import GlobalKeys
-from idverify.store.replication import run_acknowledged
+from idverify.store.replication import command_acknowledged, run_acknowledged
 from idverify.store.shared_connection import SharedConnection
 from idverify.store.topology import COMMAND_TIMEOUT_SECONDS, ReplicaAck, is_cluster
 
@@ -338,6 +338,21 @@ class Scripts:
             if self._shared is not None:
                 return await self._shared.execute(*args)
             return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def command_acknowledged(self, key: str, *args: str | int | bytes) -> Any:
+        """One plain write on ``key``, reported done once the replicas hold it, as an acknowledged step.
+
+        For a write that a step in another slot relies on after it, as a step does on the one
+        before it (``ACKNOWLEDGED_SCRIPTS``): a failover must not lose it while that step stays.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached, or the write did not reach enough
+                replicas in time.
+        """
+        if not self._ack.replicas:
+            return await self.command(*args)
+        async with translate_errors():
+            return await command_acknowledged(self._client, key, args, self._ack)
 
     async def commands(self, *commands: Sequence[str | int | bytes]) -> list[Any]:
         """Plain commands sent together, one round trip, on the shared connection when there is one.

@@ -2,9 +2,11 @@
 
 A cancellation (its due erasure), a binding and a re-indexing run step by step (their intents)
 each name their tenant in ``iv1:{global}:erasure:tenants`` before they write, so that a worker
-looking for due work finds it. Naming is one SADD; a process names a tenant once: a tenant
-leaves the set only when it is removed, and a removed tenant takes no new writes
-(``TENANT_REMOVED``), so a name noted once stays true for the process's life.
+looking for due work finds it. Naming is one SADD, acknowledged by the replicas as the steps
+after it are: it is in another slot than their intents, and a failover that lost it while they
+stayed would leave them to no one. A process names a tenant once: a tenant leaves the set only
+when it is removed, and a removed tenant takes no new writes (``TENANT_REMOVED``), so a name
+noted once stays true for the process's life.
 """
 
 from __future__ import annotations
@@ -29,5 +31,8 @@ class VisitedTenants:
             StoreUnavailable: when Redis cannot be reached; the tenant is not taken as noted.
         """
         if tenant not in self._noted:
-            await self._scripts.command("SADD", GlobalKeys.ERASURE_TENANTS, tenant)
+            # Acknowledged as the steps after it are: a failover that kept their intent, in the
+            # tenant's slot, and lost the name, in another, would leave the intent to no one.
+            key = GlobalKeys.ERASURE_TENANTS
+            await self._scripts.command_acknowledged(key, "SADD", key, tenant)
             self._noted.add(tenant)

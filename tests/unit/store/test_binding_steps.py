@@ -44,6 +44,7 @@ from tests.bind_crash import (
     assert_bound_once,
     assert_nothing_pending,
     assert_refused_once,
+    assert_superseded_once,
     bind,
     challenge,
     killed_after,
@@ -81,15 +82,6 @@ async def _squatted(redis: RedisClient, tenant: str) -> str:
     return squatter
 
 
-async def _assert_superseded(redis: RedisClient, tenant: str, squatter: str, vid: str) -> None:
-    keys = TenantKeys(tenant)
-    assert not await redis.hexists(keys.account(squatter), "identity")
-    assert not await redis.sismember(keys.identity_accounts(REF), squatter)
-    assert not await redis.hexists(keys.identity(REF), f"m:{squatter}")
-    superseded = [e for e in await entries(redis, tenant) if e["type"] == "binding.superseded"]
-    assert [(e["account"], e["verification_id"]) for e in superseded] == [(f"audit-{squatter}", vid)]
-
-
 class TestAWorkerKilledBetweenStepsIsRepaired:
     """The worker killed -9 after each step; the repairer finishes, never undoes, once."""
 
@@ -115,7 +107,7 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
                     types=ESTABLISHING if establishing else PLAIN,
                 )
                 if establishing:
-                    await _assert_superseded(redis, tenant, squatter, vid)
+                    await assert_superseded_once(redis, tenant, squatter, vid)
                 # A second pass finds nothing: the repair is done once.
                 assert await later.repair(tenant) == 0, where
 
@@ -144,7 +136,7 @@ class TestAWorkerKilledBetweenStepsIsRepaired:
         written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, vid)
         assert written.record.status is Status.VERIFIED, written
         await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING)
-        await _assert_superseded(redis, tenant, squatter, vid)
+        await assert_superseded_once(redis, tenant, squatter, vid)
 
     async def test_a_repeated_answer_during_a_pending_binding_finishes_it(
         self, redis: RedisClient, own_redis: RedisProcess
@@ -590,7 +582,7 @@ class TestOneNode:
         assert written.outcome is WriteOutcome.DONE
         assert watching.seen == []
         await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=ESTABLISHING)
-        await _assert_superseded(redis, tenant, squatter, vid)
+        await assert_superseded_once(redis, tenant, squatter, vid)
 
     async def test_the_entries_of_the_chain_and_of_the_steps_are_the_same_bytes(
         self, redis: RedisClient

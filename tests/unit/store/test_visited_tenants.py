@@ -10,6 +10,7 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.store.connection import RedisClient, as_text, connect
 from idverify.store.keys import GlobalKeys
 from idverify.store.scripts import Scripts
+from idverify.store.topology import ReplicaAck
 from idverify.store.visited_tenants import VisitedTenants
 from idverify.testing import RedisProcess, free_port, redis_server_binary
 
@@ -46,3 +47,16 @@ async def test_a_failed_note_is_tried_again(tmp_path: Path) -> None:
             assert await members(client) == {"acme"}
     finally:
         await client.aclose(close_connection_pool=True)
+
+
+async def test_a_name_no_replica_holds_is_not_done(own_client: RedisClient) -> None:
+    """With replicas to wait for, a name is done once they hold it, as the steps after it wait.
+
+    Those steps keep their intents in the tenant's slot, the name is in another: a failover that
+    lost the name and kept them would leave them to no repairer (tests/integration/
+    test_binding_failover.py). Here no replica exists: the name is refused, and not taken as done.
+    """
+    tenants = VisitedTenants(Scripts(own_client, ack=ReplicaAck(replicas=1, timeout_ms=50)))
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            await tenants.note("acme")
