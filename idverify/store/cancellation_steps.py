@@ -2,8 +2,9 @@
 
 The account's step (``cancel_account.lua``: its verifications ended, its binding cleared, its
 erasure queued, ``account.cancelled`` written), the identity's (``cancel_identity.lua``: the
-member removed, the identity queued when it was the last; ``MOVING`` on a record being moved that
-still holds it, whose move frees the place and decides) and, after ``LAST``, the tenant's
+member removed, the identity queued when it was the last, and step by step that ``LAST`` left in
+the record for a re-indexing to carry; ``MOVING`` on a record being moved that still holds it or
+that ``LAST``, whose move frees the place and decides) and, after ``LAST``, the tenant's
 (``drop_names.lua``: the organization's names). The caller is answered after the identity's step,
 or the names' when it runs. Step by step, the account's step writes the intent
 ``unbind:<account pseudonym>``, removed last (``store.bucket_steps``); the repairer resumes from
@@ -64,8 +65,10 @@ class CancellationSteps:
         keys = TenantKeys(tenant)
         account_ps = cancellation.account_pseudonym
         member = intent_member(account_ps)
-        tail = self._tail(keys, account_ps, read.ref, read.tag, cancellation.due_ms) if read.ref else []
-        delay = "" if self._runner.chained or not read.ref else self._runner.intent_delay_ms(1 + len(tail))
+        chained = self._runner.chained
+        due_ms = cancellation.due_ms
+        tail = self._tail(keys, account_ps, read.ref, read.tag, due_ms, chained=chained) if read.ref else []
+        delay = "" if chained or not read.ref else self._runner.intent_delay_ms(1 + len(tail))
         first = ChainStep(
             "cancel_account",
             [
@@ -101,20 +104,29 @@ class CancellationSteps:
         """Runs the steps after the account's from its intent, then removes the intent."""
         keys = TenantKeys(tenant)
         member = intent_member(account_ps)
-        steps = self._tail(keys, account_ps, ref, tag, due_ms)
+        steps = self._tail(keys, account_ps, ref, tag, due_ms, chained=False)
         intent = Intent(
             keys.intents(), keys.intent(member), member, removed_after=("KEPT", "LAST", "MOVING", "GONE")
         )
         await self._runner.run("cancel-repair", steps, intent=intent, chain=False)
 
     @staticmethod
-    def _tail(keys: TenantKeys, account_ps: str, ref: str, tag: str, due_ms: int) -> list[ChainStep]:
-        """The identity's step, and the organization's names after ``LAST`` when it has a tag."""
+    def _tail(
+        keys: TenantKeys, account_ps: str, ref: str, tag: str, due_ms: int, *, chained: bool
+    ) -> list[ChainStep]:
+        """The identity's step, and the organization's names after ``LAST`` when it has a tag.
+
+        Step by step, the identity's step is given the tag to leave its ``LAST`` in the record:
+        a re-indexing that reads the record before the names' step ran carries it to the new
+        ref, whose settling step drops the names once no member of either ref is left, where a
+        repair of this sequence would find the old ref gone. Chained, the names' step is in the
+        same EVAL, and the record is left as it was.
+        """
         steps = [
             ChainStep(
                 "cancel_identity",
                 [keys.identity(ref), keys.identity_accounts(ref), keys.erasure_due()],
-                [account_ps, ref, due_ms],
+                [account_ps, ref, due_ms, "" if chained else tag],
                 proceed_on=("LAST",),
             )
         ]

@@ -15,7 +15,10 @@ after a merge, so the cancellations leave it the decision (MOVING on the marked 
 once it is left). When it leaves the record without members it answers LAST with their claim
 tags, and the organization's names are dropped (the cancellation's own names step,
 ``drop_names.lua``) before the old record is finished: the intent stays until then, and a
-repair settles again and answers LAST again.
+repair settles again and answers LAST again. A cancellation that emptied the old record before
+the move read it, and was killed before its names' step, left its ``LAST`` in the record
+(``last:<tag>``): the move carries it, and the settling step that finds the merged record
+without members answers LAST with that tag too, where that cancellation's repair finds GONE.
 """
 
 from __future__ import annotations
@@ -112,7 +115,9 @@ class IdentityMoveSteps:
         settling step leaves the record without members (``LAST``), the organization's names
         follow before the finish, which removes the intent: that cancellation's identity step
         answers ``MOVING`` on the marked old record or ``GONE`` once it is left, and drops nothing
-        on either word (the new record, merged, may hold other members).
+        on either word (the new record, merged, may hold other members). So does a record that
+        arrived without members holding a cancellation's ``LAST`` whose names' step may never
+        have run.
         """
         arrival, *visits, _, finish = self._tail(keys, moved)
         stayed: list[str] = []

@@ -447,6 +447,26 @@ local function member_parts(value)
   return tag or '', vf_id or ''
 end
 
+-- A cancellation's identity step that leaves the record without members (LAST) writes the word
+-- in it, step by step: field 'last:<claim tag>' = '1', the tag whose names are to go. The names'
+-- step runs later, in the tenant's slot, and a worker killed in between leaves the word where a
+-- re-indexing reads it: the record moves with it, and the settling step that finds the merged
+-- record without members answers LAST with its tag too (move_settle.lua). The word acts only
+-- there, on a record without members, when the names go anyway; it stays until the record is
+-- erased (docs/ARCHITECTURE.md, "3.2 Cancellation", "3.4 Re-indexing").
+local LAST_FIELD = 'last:'
+
+-- The tags the record's LAST words name (see LAST_FIELD), as a set.
+local function last_tags(id_key)
+  local tags = {}
+  local record = redis.call('HGETALL', id_key)
+  for i = 1, #record, 2 do
+    local field = record[i]
+    if string.sub(field, 1, #LAST_FIELD) == LAST_FIELD then tags[string.sub(field, #LAST_FIELD + 1)] = true end
+  end
+  return tags
+end
+
 -- An account bound by a verification 0.1.0 started (tag '') stays untagged: first name. Its
 -- member field says the same.
 local function tag_account(acct_key, tag)

@@ -1,7 +1,9 @@
 -- A re-indexing's second step, in the new identity's slot: the record moved out (move_out.lua)
 -- arrives. It creates the record, or merges into one already there: the members are unioned with
 -- their 'm:' fields ('b:' wins over 'p:'; a member without a field loses a stale one the
--- destination held), the due erasure moves, and 'incoming = <old ref>' is set, so that a binding
+-- destination held), and so are the LAST words of cancellations that left it without members
+-- ('last:<tag>', LAST_FIELD: their names' step may not have run, and the settling step decides
+-- for them), the due erasure moves, and 'incoming = <old ref>' is set, so that a binding
 -- here answers RETRY until the members' accounts point here (move_settle.lua clears it).
 -- Idempotent by 'incoming': a repeat answers DONE.
 -- KEYS: new identity, new identity accounts, erasure queue
@@ -20,6 +22,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   record.name_binding = ARGV[4]
   if ARGV[5] ~= '' then record.pepper = ARGV[5] end
   set_fields(KEYS[1], record)
+else
+  for field in pairs(read.fields) do
+    if string.sub(field, 1, #LAST_FIELD) == LAST_FIELD then redis.call('HSET', KEYS[1], field, '1') end
+  end
 end
 for _, member in ipairs(read.members) do
   local value = read.fields[MEMBER_FIELD .. member]

@@ -163,6 +163,10 @@ class TestOneNodeIsOneAtomicStep:
         assert await store.cancel(tenant, cancellation(target, "c1")) == DUE_MS
         assert watching.seen == []  # no boundary was crossed
         await assert_cancelled_once(redis, tenant, cancellation(target, "c1"), [])
+        # Nor the LAST word a step-by-step identity step leaves for a re-indexing: the one EVAL
+        # dropped the names itself, and the record is as the one script left it.
+        fields = await redis.hkeys(TenantKeys(tenant).identity(REF))
+        assert not [field for field in fields if field.startswith(b"last:")], fields
 
     async def test_the_runner_refuses_an_unacknowledged_step_before_the_last(
         self, redis: RedisClient

@@ -16,6 +16,15 @@ same organization there): then the old record's last member, cancelled at any po
 names stay (a new organization is refused ``NAME_TAKEN``) until that account goes too. The
 cancellation's identity step on the old record marked ``moving_to`` leaves the decision to the
 move's settling step (``MOVING``), on its first run and on a repair's, with or without a merge.
+
+A cancellation killed after its identity step answered ``LAST`` and before its names' step leaves
+that word in the record (``last:<tag>``); a re-indexing that then reads the record without members
+carries it to the new ref, and the repair on the old ref finds ``GONE``. Moved whole before the
+repair, or killed after each of its steps and repaired before or after the cancellation, with and
+without a forwarding record: the names go when no member of either ref is left (free for a new
+organization), and stay while a member of the organization is at the new ref or was bound to the
+emptied record before the move (``NAME_TAKEN``), as a ``LAST`` repeated on the moving record would
+have dropped them.
 """
 
 from __future__ import annotations
@@ -312,8 +321,8 @@ class TestTheIdentityStepOnTheMovingRecord:
     """A cancellation's identity step on the old record marked ``moving_to``, run again by a repair.
 
     While the record still holds the member, every run leaves the decision to the move's settling
-    step; once the member left it before the move read it, a run decides from the record as a
-    run before the move did.
+    step; once the member left it before the move read it (the first run answered ``LAST``), the
+    word that run left in the record moved with it, and a run leaves the decision there too.
     """
 
     @pytest.mark.timeout(120)
@@ -337,7 +346,7 @@ class TestTheIdentityStepOnTheMovingRecord:
         ran = await Scripts(redis).run(
             "cancel_identity",
             [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
-            [only, OLD, DUE_MS],
+            [only, OLD, DUE_MS, TAG],
         )
         assert ran == [b"MOVING"]
         await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
@@ -349,25 +358,155 @@ class TestTheIdentityStepOnTheMovingRecord:
             await _assert_kept_by(redis, tenant, resident, cancelled=only)
             await _the_last_goes(redis, tenant, resident, cancelled=only)
 
-    @pytest.mark.timeout(60)
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("merge", [False, True])
     @pytest.mark.parametrize("nth", range(1, 4))
-    async def test_a_last_answered_before_the_move_is_answered_again_on_the_moving_record(
-        self, redis: RedisClient, own_redis: RedisProcess, nth: int
+    async def test_a_last_answered_before_the_move_is_left_to_the_settling_step(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, merge: bool
     ) -> None:
         """The cancellation emptied the old record and died before its names' step; the move read it empty.
 
-        The move carries no member of it, so its settling step drops no one: the repair's identity
-        step on the marked record answers ``LAST`` again, as its first run did, and the names go.
-        A record with no member moves in 3 steps (out, in, settled) and the finish.
+        The move carries the record's word (its ``last:`` mark) to the new ref, where only the
+        settling step sees the members of both: the repair's identity step on the marked record
+        answers ``MOVING`` and drops nothing. Without a merge the settling step finds no one and
+        the names go; with one, ``resident`` keeps them (a ``LAST`` here dropped them). The move
+        was killed after its first (marked), second (arrived) or third (settled) step.
         """
-        tenant = _tenant(f"last-before-{nth}")
+        tenant = _tenant(f"last-before-{nth}-{merge}")
         only = await _the_only_member(redis, tenant)
+        resident = await _resident_at_new(redis, tenant) if merge else None
         await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
         await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
+        keys = TenantKeys(tenant)
+        assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
+        ran = await Scripts(redis).run(
+            "cancel_identity",
+            [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
+            [only, OLD, DUE_MS, TAG],
+        )
+        assert ran == [b"MOVING"]
         await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
         repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
         assert await repairer.repair(tenant) == 2
-        await _assert_last_cancelled(redis, tenant, only)
+        if resident is None:
+            await _assert_last_cancelled(redis, tenant, only)
+        else:
+            await _assert_kept_by(redis, tenant, resident, cancelled=only, identity_due=True)
+            await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+
+class TestALastKilledBeforeItsNames:
+    """The last member's cancellation answered ``LAST`` on the old record and died before its names' step.
+
+    A re-indexing then reads the record without members and moves it; the repair's identity step
+    on the old ref finds the forwarding record or nothing (``GONE``). Whatever comes first (the
+    move whole, or killed after each of its steps and repaired before or after the cancellation,
+    with and without a forwarding record), the names go when no member of either ref is left, and
+    stay while one is: an account of the organization already at the new ref (a merge), or one
+    bound to the emptied record before the move read it.
+    """
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    async def test_the_move_finished_before_the_repair(
+        self, redis: RedisClient, own_redis: RedisProcess, forward_ms: int
+    ) -> None:
+        tenant = _tenant(f"last-moved-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        await _assert_the_name_is_held(redis, tenant, "refused-before-the-move")
+        scripts = Scripts(redis)
+        assert (
+            await move(redis, tenant, StepRunner(scripts, step_by_step=True), forward_ms=forward_ms) == "OK"
+        )
+        assert await BucketRepairer(LaterRepairs(redis, scripts)).repair(tenant) == 1
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    @pytest.mark.parametrize("first", ["move", "unbind"])
+    @pytest.mark.parametrize("nth", range(1, 5))
+    async def test_both_killed_then_repaired(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, first: str, forward_ms: int
+    ) -> None:
+        """The move killed after its ``nth`` step: out, in, settled, the names' (the record's ``LAST``)."""
+        tenant = _tenant(f"last-both-{nth}-{first}-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        intents = await redis.zcard(TenantKeys(tenant).intents())
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
+        assert await repairer.repair(tenant) == intents
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+        assert await repairer.repair(tenant) == 0
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    @pytest.mark.parametrize("first", ["move", "unbind"])
+    @pytest.mark.parametrize("nth", range(1, 5))
+    async def test_merged_into_a_member_the_names_stay(
+        self, redis: RedisClient, own_redis: RedisProcess, nth: int, first: str, forward_ms: int
+    ) -> None:
+        """Into a record holding ``resident``: killed after out, in, settled or finished (4: done)."""
+        tenant = _tenant(f"last-merge-{nth}-{first}-{forward_ms}")
+        only, resident = await _merging(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        intents = await redis.zcard(TenantKeys(tenant).intents())
+        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
+        assert await repairer.repair(tenant) == intents
+        await _assert_kept_by(
+            redis, tenant, resident, cancelled=only, forward_ms=forward_ms, identity_due=True
+        )
+        assert await repairer.repair(tenant) == 0
+        await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    async def test_merged_into_a_record_without_members_the_names_go(
+        self, redis: RedisClient, own_redis: RedisProcess, forward_ms: int
+    ) -> None:
+        """``NEW`` holds a record and no member, as a binding whose commit was refused leaves it.
+
+        The old record's word merges into it (the record is not created anew), and the settling
+        step finds neither ref's member.
+        """
+        tenant = _tenant(f"last-merge-empty-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        keys = TenantKeys(tenant)
+        await redis.hset(
+            keys.identity(NEW), mapping={"name_binding": "binding-org", "pepper": "", "created_ms": "1"}
+        )
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        scripts = Scripts(redis)
+        assert (
+            await move(redis, tenant, StepRunner(scripts, step_by_step=True), forward_ms=forward_ms) == "OK"
+        )
+        assert await BucketRepairer(LaterRepairs(redis, scripts)).repair(tenant) == 1
+        await _assert_last_cancelled(redis, tenant, only, forward_ms=forward_ms)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("forward_ms", FORWARDING)
+    async def test_an_account_bound_to_the_emptied_record_keeps_the_names(
+        self, redis: RedisClient, own_redis: RedisProcess, forward_ms: int
+    ) -> None:
+        """``newer`` binds to the emptied old record, indexing the names again, before the move reads it.
+
+        The record's word from the cancellation stays in it and moves with it; the settling step
+        finds ``newer`` and the names stay, as the repair's ``GONE`` leaves them.
+        """
+        tenant = _tenant(f"last-rebound-{forward_ms}")
+        only = await _the_only_member(redis, tenant)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
+        newer = pseudonym(f"{tenant}-newer")
+        await bind_accounts(redis, tenant, [newer])
+        scripts = Scripts(redis)
+        assert (
+            await move(redis, tenant, StepRunner(scripts, step_by_step=True), forward_ms=forward_ms) == "OK"
+        )
+        assert await BucketRepairer(LaterRepairs(redis, scripts)).repair(tenant) == 1
+        await _assert_kept_by(redis, tenant, newer, cancelled=only, forward_ms=forward_ms, identity_due=True)
+        await _the_last_goes(redis, tenant, newer, cancelled=only)
 
 
 async def _merging(redis: RedisClient, tenant: str) -> tuple[str, str]:
@@ -384,12 +523,20 @@ async def _resident_at_new(redis: RedisClient, tenant: str) -> str:
 
 
 async def _assert_kept_by(
-    redis: RedisClient, tenant: str, resident: str, *, cancelled: str, forward_ms: int = 0
+    redis: RedisClient,
+    tenant: str,
+    resident: str,
+    *,
+    cancelled: str,
+    forward_ms: int = 0,
+    identity_due: bool = False,
 ) -> None:
     """The move and the cancellation of ``cancelled`` done; ``resident`` alone bound, at ``NEW``.
 
-    No place left to ``cancelled`` at either ref, no erasure queued for the identity, no intent,
-    and the organization's name held.
+    No place left to ``cancelled`` at either ref, no intent, and the organization's name held. No
+    erasure queued for the identity, unless ``identity_due``: the old record was left without
+    members before the move read it, and its erasure moved with it (the identity's erasure keeps
+    a record in use).
     """
     keys = TenantKeys(tenant)
     record = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.identity(NEW))).items()}
@@ -402,7 +549,7 @@ async def _assert_kept_by(
     assert not await redis.hexists(keys.account(cancelled), "identity")
     assert await redis.hget(keys.account(resident), "identity") == NEW.encode()
     queue = {as_text(m): int(s) for m, s in await redis.zrange(keys.erasure_due(), 0, -1, withscores=True)}
-    assert queue == {f"a:{cancelled}": DUE_MS}, queue
+    assert queue == {f"a:{cancelled}": DUE_MS, **({f"i:{NEW}": DUE_MS} if identity_due else {})}, queue
     assert await redis.zcard(keys.intents()) == 0
     await _assert_the_name_is_held(redis, tenant)
 

@@ -150,6 +150,27 @@ async def test_a_reindexing_whose_last_member_is_cancelled_meanwhile(
     assert {family_of(key) for key in names_keys} == {Family.TENANT}
 
 
+@pytest.mark.timeout(60)
+async def test_a_reindexing_of_a_record_left_by_a_cancellation_killed_before_its_names(
+    redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+) -> None:
+    """The record's ``LAST`` word moves with it: the names' step follows the settling, in T's keys."""
+    tenant = f"famw{pseudonym('word')[:8]}"
+    only = pseudonym(f"{tenant}-only")
+    await bound_identity(redis, tenant, [only])
+    await asyncio.to_thread(cancel_killed_after, own_redis.url, tenant, cancellation(only, "cancel"), 2)
+    recording = Recording(redis, script_monitor)
+    assert await move(redis, tenant, _stepwise(recording)) == "OK"
+    assert await BucketRepairer(LaterRepairs(redis, recording)).repair(tenant) == 1
+    recording.assert_one_bucket_each(
+        "move_out", "move_in", "move_settle", "drop_names", "move_finish", "intent_take", "cancel_identity"
+    )
+    called = [call.name for call in recording.calls]
+    assert called.index("drop_names") == called.index("move_settle") + 1, called
+    [names_keys] = [call.touched for call in recording.calls if call.name == "drop_names"]
+    assert {family_of(key) for key in names_keys} == {Family.TENANT}
+
+
 async def test_the_counters_in_two_slots(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
     tenant = "famcounters"
     recording = Recording(redis, script_monitor)
