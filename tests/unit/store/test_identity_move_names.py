@@ -336,27 +336,9 @@ class TestTheIdentityStepOnTheMovingRecord:
         Both runs leave the decision to the move's settling step, which finds ``resident`` (the
         names stay) or, without a merge, no one (they go).
         """
-        tenant = _tenant(f"repeated-{nth}-{merge}")
-        only = await _the_only_member(redis, tenant)
-        resident = await _resident_at_new(redis, tenant) if merge else None
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
-        keys = TenantKeys(tenant)
-        assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
-        ran = await Scripts(redis).run(
-            "cancel_identity",
-            [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
-            [only, OLD, DUE_MS, TAG],
+        await _identity_step_on_the_moving_record(
+            redis, own_redis, _tenant(f"repeated-{nth}-{merge}"), merge, cancelled_after=1, moved_after=nth
         )
-        assert ran == [b"MOVING"]
-        await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
-        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
-        assert await repairer.repair(tenant) == 2
-        if resident is None:
-            await _assert_last_cancelled(redis, tenant, only)
-        else:
-            await _assert_kept_by(redis, tenant, resident, cancelled=only)
-            await _the_last_goes(redis, tenant, resident, cancelled=only)
 
     @pytest.mark.timeout(120)
     @pytest.mark.parametrize("merge", [False, True])
@@ -372,27 +354,49 @@ class TestTheIdentityStepOnTheMovingRecord:
         the names go; with one, ``resident`` keeps them (a ``LAST`` here dropped them). The move
         was killed after its first (marked), second (arrived) or third (settled) step.
         """
-        tenant = _tenant(f"last-before-{nth}-{merge}")
-        only = await _the_only_member(redis, tenant)
-        resident = await _resident_at_new(redis, tenant) if merge else None
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth)
-        keys = TenantKeys(tenant)
-        assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
-        ran = await Scripts(redis).run(
-            "cancel_identity",
-            [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
-            [only, OLD, DUE_MS, TAG],
+        await _identity_step_on_the_moving_record(
+            redis, own_redis, _tenant(f"last-before-{nth}-{merge}"), merge, cancelled_after=2, moved_after=nth
         )
-        assert ran == [b"MOVING"]
-        await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
-        repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
-        assert await repairer.repair(tenant) == 2
-        if resident is None:
-            await _assert_last_cancelled(redis, tenant, only)
-        else:
-            await _assert_kept_by(redis, tenant, resident, cancelled=only, identity_due=True)
-            await _the_last_goes(redis, tenant, resident, cancelled=only)
+
+
+async def _identity_step_on_the_moving_record(
+    redis: RedisClient,
+    own_redis: RedisProcess,
+    tenant: str,
+    merge: bool,
+    *,
+    cancelled_after: int,
+    moved_after: int,
+) -> None:
+    """The identity step run on the old record a move marked answers ``MOVING``, and so does its repair.
+
+    The only member's cancellation was killed after ``cancelled_after`` steps, the move after
+    ``moved_after``. The repair leaves the names to the settling step: gone without a merge, kept
+    by the resident with one.
+    """
+    only = await _the_only_member(redis, tenant)
+    resident = await _resident_at_new(redis, tenant) if merge else None
+    await asyncio.to_thread(
+        killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), cancelled_after
+    )
+    await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, moved_after)
+    keys = TenantKeys(tenant)
+    assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
+    ran = await Scripts(redis).run(
+        "cancel_identity",
+        [keys.identity(OLD), keys.identity_accounts(OLD), keys.erasure_due()],
+        [only, OLD, DUE_MS, TAG],
+    )
+    assert ran == [b"MOVING"]
+    await _assert_the_name_is_held(redis, tenant, "refused-mid-move")
+    repairer = BucketRepairer(_InOrder(redis, Scripts(redis), "unbind"))
+    assert await repairer.repair(tenant) == 2
+    if resident is None:
+        await _assert_last_cancelled(redis, tenant, only)
+    else:
+        # Emptied before the move read it, the old record had queued its erasure, which moved along.
+        await _assert_kept_by(redis, tenant, resident, cancelled=only, identity_due=cancelled_after == 2)
+        await _the_last_goes(redis, tenant, resident, cancelled=only)
 
 
 class TestALastKilledBeforeItsNames:
