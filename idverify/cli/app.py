@@ -73,7 +73,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "migrate": (
         "idverify.cli.migrate",
         "add_migrate_commands",
-        "move an existing deployment's audit logs into tiles, online (on the server's host)",
+        (
+            "move an existing deployment's audit logs into tiles, or older servers' leftovers into "
+            "this release's form, online (on the server's host)"
+        ),
     ),
     "buckets": (
         "idverify.cli.buckets",

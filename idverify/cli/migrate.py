@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Self
 
 from tqdm import tqdm
 
+from idverify.cli.migrate_legacy import add_legacy_command
 from idverify.domain.errors import ConfigError, IdverifyError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from idverify.config import Settings
     from idverify.store.connection import RedisClient
 
-__all__ = ["add_migrate_commands"]
+__all__ = ["Progress", "add_migrate_commands"]
 
 _LINE_SECONDS = 5.0
 """How often a run without a terminal prints where it is."""
@@ -49,7 +50,9 @@ _FAILED = 1
 def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``migrate`` and its subcommands to the ``idverify`` parser."""
     migrate = commands.add_parser(
-        "migrate", help="move an existing deployment's audit logs into tiles, online (on the server's host)"
+        "migrate",
+        help="move an existing deployment's audit logs into tiles, or older servers' leftovers into "
+        "this release's form, online (on the server's host)",
     )
     sub = migrate.add_subparsers(dest="migrate_command", required=True)
     tiles = sub.add_parser(
@@ -74,7 +77,8 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     step.add_argument("--verify", action="store_true", help="check the moves again; writes nothing")
     tiles.add_argument("--json", action="store_true", help="print a report of every tenant as JSON")
-    migrate.set_defaults(handler=_run)
+    tiles.set_defaults(handler=_run)
+    add_legacy_command(sub)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -120,7 +124,7 @@ async def _move(args: argparse.Namespace) -> int:
             if args.verify:
                 reports.append(await _shown(move, tenant, "verify"))
                 continue
-            with _Progress(tenant, "finish" if args.finish else "copy") as progress:
+            with Progress(tenant, "finish" if args.finish else "copy") as progress:
                 state = await (move.finish if args.finish else move.copy)(tenant, progress.update)
             if args.finish:
                 reports.append(await _shown(move, tenant, "verify"))
@@ -181,22 +185,23 @@ def _reported(reports: list[MoveReport], args: argparse.Namespace) -> int:
 
 async def _shown(move: TilesMove, tenant: str, what: str) -> MoveReport:
     """A tenant's move checked, with its progress shown."""
-    with _Progress(tenant, what) as progress:
+    with Progress(tenant, what) as progress:
         return await move.verify(tenant, progress.update)
 
 
-class _Progress:
+class Progress:
     """A tenant's progress: a bar with entries/s on a terminal, else a line every few seconds.
 
     tqdm draws the bar (already a dependency, for ``audit export``); without a terminal it
     draws nothing, and a log file gets a line at most every ``_LINE_SECONDS``.
     """
 
-    def __init__(self, tenant: str, what: str) -> None:
+    def __init__(self, tenant: str, what: str, unit: tuple[str, str] = ("entry", "entries")) -> None:
         self._label = f"tenant {tenant}: {what}"
+        self._units = unit[1]
         self._terminal = sys.stderr.isatty()
         self._bar = tqdm(
-            desc=self._label, unit="entry", unit_scale=True, file=sys.stderr, disable=not self._terminal
+            desc=self._label, unit=unit[0], unit_scale=True, file=sys.stderr, disable=not self._terminal
         )
         self._began = time.monotonic()
         self._said = self._began
@@ -209,7 +214,7 @@ class _Progress:
         self._bar.close()
 
     def update(self, done: int) -> None:
-        """The tenant's entries done so far."""
+        """The tenant's entries (or other units) done so far."""
         if done <= self._done:
             return
         self._bar.update(done - self._done)
@@ -217,7 +222,8 @@ class _Progress:
         now = time.monotonic()
         if not self._terminal and now - self._said >= _LINE_SECONDS:
             rate = done / max(now - self._began, 1e-9)
-            print(f"idverify: {self._label}: {done:,} entries ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+            said = f"idverify: {self._label}: {done:,} {self._units} ({rate:,.0f}/s)"
+            print(said, file=sys.stderr, flush=True)
             self._said = now
 
 

@@ -30,7 +30,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:intents`` | zset | ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``, ``move:<sha1>`` -> ms |
 | ``iv1:{t:T}:intent:<member>`` | hash | its record: kind, subject, what the steps after need, request |
 | ``iv1:{t:T}:audit:log`` | hash | audit entries: sequence number -> entry bytes (Merkle leaves) |
-| ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed`` (tiles) |
+| ``iv1:{t:T}:audit:head`` | hash | ``size``, ``last_ms`` of the newest entry, ``trimmed``, ``legacy_moved`` |
 | ``iv1:{t:T}:audit:ix:type:<event type>`` | string | the type's entry numbers, 6 bytes each, ascending |
 | ``iv1:{t:T}:audit:ix:acct:<audit pseudonym>`` | string | an account's entry numbers, likewise |
 | ``iv1:{t:T}:audit:ix:outcome:<outcome>`` | string | the entry numbers of an outcome, likewise |
@@ -43,6 +43,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:receipts:<bucket>`` | stream | staged id -> ``i`` number or ``r``; ``h`` digest (a day) |
 | ``iv1:{t:T}:audit:late-receipts:<bucket>`` | hash | id below the cursor -> ``<number> <digest>`` (a day) |
 | ``iv1:{t:T}:buckets`` | hash | its bucket layout, written once: ``count``, ``labels`` (packed), ``state`` |
+| ``iv1:{t:T}:migrate:legacy`` | hash | ``idverify migrate legacy``'s run: ``phase``, ``cursor``, its counts |
 | ``iv1:{t:T}:audit:removal`` | hash | its removal: ``state``, ``due_ms``, final head, erase cursor (kept) |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:a`` | HLL | account pseudonyms a client read in an hour |
 | ``iv1:{t:T}:reads:<hour>:<client id>:<category>:i`` | HLL | identity refs of the bound accounts it read |
@@ -233,6 +234,10 @@ class TenantKeys:
     def buckets(self) -> str:
         """The tenant's bucket layout (``store.buckets``), written once: a later search moves no data."""
         return f"{self._base}:buckets"
+
+    def legacy_move(self) -> str:
+        """``idverify migrate legacy``'s run in this tenant: its phase, scan cursor and counts (kept)."""
+        return f"{self._base}:migrate:legacy"
 
     def console_session(self, digest: str) -> str:
         """One signed-in console session, under the SHA-256 of its cookie (never the cookie itself)."""

@@ -156,6 +156,11 @@ SCRIPT_NAMES = (
     "tenant_removal",
     # Samples the store's time for the clock floor.
     "clock",
+    # `idverify migrate legacy`: a page of identity records' members given their fields, a page of
+    # accounts given their ids from the legacy events map, the map deleted and the head marked.
+    "legacy_members",
+    "legacy_event_ids",
+    "legacy_done",
     # Events: a client's lease on one more open stream; trimming the outbox by age.
     "event_stream_lease",
     "events_trim",

@@ -121,9 +121,26 @@ end
 -- and emptied as accounts are touched: a step that has the account's hash moves the account's id
 -- into it (Redis deletes the map with its last field). An older server still running beside
 -- this one writes there at a binding; this one finds it there (docs/ARCHITECTURE.md, "Events").
--- legacy_map is nil where the tenant's slot is out of reach (a bucket's stage).
-local function legacy_event_accounts(log_key)
+-- legacy_map is nil where the tenant's slot is out of reach (a bucket's stage), and once
+-- `idverify migrate legacy` moved the map's ids into their accounts and deleted it: it marks the
+-- log's head (field LEGACY_MOVED), which every step writing an entry reads anyway, so a migrated
+-- tenant's steps never touch the map's key, a tenant-wide key no bucket's step could reach
+-- (docs/ARCHITECTURE.md, "Buckets: the plan", §6). A head without the mark (a tenant not
+-- migrated) keeps the fallback.
+local LEGACY_MOVED = 'legacy_moved'
+local function legacy_event_accounts(log_key, moved)
+  if moved then return nil end
   return tenant_prefix_of(log_key) .. 'events:acct'
+end
+
+-- The log's head, from its log key: '...:audit:log' -> '...:audit:head'.
+local function audit_head_of(log_key)
+  return string.sub(log_key, 1, -4) .. 'head'
+end
+
+-- legacy_event_accounts() for a step that reads no head otherwise (an account's erasure).
+local function legacy_event_map(log_key)
+  return legacy_event_accounts(log_key, redis.call('HGET', audit_head_of(log_key), LEGACY_MOVED))
 end
 
 -- The sealed id of the account ev names ('' when none is known), keeping it in the account's
@@ -155,9 +172,9 @@ local function event_account_of(ev, legacy_map)
   return known ~= '' and known or (kept or '')
 end
 
-local function outbox(log_key, index, ev)
+local function outbox(log_key, index, ev, legacy_map)
   local record = {'s', index}
-  local sealed = event_account_of(ev, legacy_event_accounts(log_key))
+  local sealed = event_account_of(ev, legacy_map)
   if sealed ~= '' then
     record[#record + 1] = 'a'
     record[#record + 1] = sealed
@@ -244,11 +261,12 @@ local function audit_entry(index, time_ms, body)
 end
 
 -- Writes the entry of body at number seq and time time_ms, and for an event type its outbox
--- record (ev gives the outbox's fields). Returns the number as text.
-local function audit_write(log_key, seq, time_ms, ev, body)
+-- record (ev gives the outbox's fields; legacy_map is legacy_event_accounts()'s). Returns the
+-- number as text.
+local function audit_write(log_key, seq, time_ms, ev, body, legacy_map)
   local index = string.format('%d', seq)
   redis.call('HSET', log_key, index, audit_entry(index, time_ms, body))
-  if EVENT_TYPES[ev.type] then outbox(log_key, index, ev) end
+  if EVENT_TYPES[ev.type] then outbox(log_key, index, ev, legacy_map) end
   return index
 end
 
@@ -260,10 +278,10 @@ end
 local function audit_append(log_key, ev, body, at_ms)
   local prefix = string.sub(log_key, 1, -4)  -- '...:audit:log' -> '...:audit:'
   local head = prefix .. 'head'
-  local state = redis.call('HMGET', head, 'size', 'last_ms')
+  local state = redis.call('HMGET', head, 'size', 'last_ms', LEGACY_MOVED)
   local seq = tonumber(state[1] or '0')
   local time_ms = math.max(at_ms, tonumber(state[2] or '0'))
-  audit_write(log_key, seq, time_ms, ev, body)
+  audit_write(log_key, seq, time_ms, ev, body, legacy_event_accounts(log_key, state[3]))
   redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', string.format('%d', time_ms))
   local posting = u48(seq)
   add_posting(prefix, 'type', ev.type, posting)
@@ -414,18 +432,21 @@ end
 
 -- The members with their values. A member without a field (bound by 0.1.0, or before fields
 -- existed) gets it from its account's name_tag, read this once (the accounts share the slot
--- today; the bucket migration fills what is left), and written, so that no later decision reads
--- that account again.
+-- today), and written, so that no later decision reads that account again. `idverify migrate
+-- legacy` writes every such field ahead (legacy_members.lua, this function per record).
+-- Returns the members, and how many fields it wrote.
 local function identity_members(id_key, idacc_key, acct_prefix)
   local members = member_fields(id_key, idacc_key)
+  local written = 0
   for member, value in pairs(members) do
     if not value then
       value = 'b:' .. (redis.call('HGET', acct_prefix .. member, 'name_tag') or '')
       redis.call('HSET', id_key, MEMBER_FIELD .. member, value)
       members[member] = value
+      written = written + 1
     end
   end
-  return members
+  return members, written
 end
 
 -- The members' pseudonyms in order, so that a script's entries about them come in the same order

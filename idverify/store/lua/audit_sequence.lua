@@ -125,8 +125,9 @@ end
 local ENTRIES_A_WRITE = 512
 local prefix = string.sub(KEYS[1], 1, -4)
 local head = prefix .. 'head'
-local state = redis.call('HMGET', head, 'size', 'last_ms')
+local state = redis.call('HMGET', head, 'size', 'last_ms', LEGACY_MOVED)
 local size, last_ms = tonumber(state[1] or '0'), tonumber(state[2] or '0')
+local legacy_map = legacy_event_accounts(KEYS[1], state[3])
 local first = size
 local POSTED_FIELDS = {{'type', 'type'}, {'outcome', 'outcome'}, {'method', 'method'}, {'acct', 'account'}}
 local postings, posted = {}, {}
@@ -166,7 +167,7 @@ for i = 0, count - 1 do
     last_ms = math.max(math.min(tonumber(ms), NOW), last_ms)
     local index = string.format('%d', size)
     entries[#entries + 1], entries[#entries + 2] = index, audit_entry(index, last_ms, body)
-    if EVENT_TYPES[ev.type] then outbox(KEYS[1], index, ev) end
+    if EVENT_TYPES[ev.type] then outbox(KEYS[1], index, ev, legacy_map) end
     if #entries >= 2 * ENTRIES_A_WRITE then store_entries() end
     local posting = u48(size)
     for f, pair in ipairs(POSTED_FIELDS) do

@@ -28,12 +28,12 @@ base.account = redis.call('HGET', KEYS[3], 'audit') or ''
 -- The account's id for its account.erased event is read before its hash goes (or from an
 -- older server's map), and the map's field goes too, even beside the account's own (an older
 -- server verifying the account again writes one): after this step no sealed copy is left.
-local legacy_map = legacy_event_accounts(KEYS[2])
+local legacy_map = legacy_event_map(KEYS[2])
 base.event_account_key = KEYS[3]
 base.event_account = event_account_of(base, legacy_map)
 base.event_account_for = base.account
 base.event_account_key = nil
-if base.account ~= '' then redis.call('HDEL', legacy_map, base.account) end
+if legacy_map and base.account ~= '' then redis.call('HDEL', legacy_map, base.account) end
 for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 if ARGV[4] ~= '' then
