@@ -88,10 +88,13 @@ PLACE_READS_UNTAGGED_MEMBER = KnownCrossing(
     "A",
     "acct:*",
     "identity_members() reads the name_tag of a member 0.1.0 bound, which has no m: field yet, "
-    "from its account, once (§1's A'); §6 step 2 (move_record.lua) writes every such field "
-    "before identities move",
+    "from its account, once (§1's A'), in a tenant `idverify migrate legacy` has not walked: the "
+    "walk writes every such field (test_legacy_moves: a walked tenant's binding crosses nothing)",
 )
-_EVENT_MAP_GOES = "§6 step 3 moves what is left of it into the accounts and deletes it before they move"
+_EVENT_MAP_GOES = (
+    "only in a tenant `idverify migrate legacy` has not walked: the walk moves the map into the "
+    "accounts, deletes it and marks the log's head, after which no step reads it (test_legacy_moves)"
+)
 LEGACY_EVENT_MAP = {
     script: KnownCrossing(
         script,
