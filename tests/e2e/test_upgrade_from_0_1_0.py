@@ -8,10 +8,12 @@ cannot get it skips the test, saying NOT TESTED and why.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -28,6 +30,7 @@ from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
 from .conftest import Identity, embedded_redis, person, start, submit, text_versions, verify
+from .test_backup import idverify as idverify_command
 from .test_lifecycle_erasure import _erased, cancel, check, get_account, holders, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -153,6 +156,45 @@ class TestUpgradeFrom010:
         """0.1.0's store had no version; it is raised to this release's and the log says from what."""
         assert upgraded.store.get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
         assert f"store schema version 1 raised to {SCHEMA_VERSION}" in upgraded.server.log_text()
+
+    def test_migrate_legacy_gives_0_1_0s_members_their_tags_while_this_release_serves(
+        self, upgraded: Upgraded
+    ) -> None:
+        """Alice's accounts, bound by 0.1.0, have no ``m:`` field until ``idverify migrate legacy``.
+
+        Before any binding touches her identity (the later tests re-verify); refused while 0.1.0's
+        keyring report is still alive (it expires a few seconds after 0.1.0 stopped); no account
+        read changes (``test_accounts_read_as_0_1_0_bound_them`` follows).
+        """
+        data = ("--data-dir", str(upgraded.server.data_dir))
+        unmigrated = idverify_command("migrate", "legacy", "--verify", "--json", *data)
+        assert unmigrated.returncode == 1, unmigrated.stderr
+        before = json.loads(unmigrated.stdout)["tenants"]["default"]
+        assert before["members_without_field"] >= 2, before
+        deadline = time.monotonic() + 30
+        while True:
+            ran = idverify_command("migrate", "legacy", "--json", *data)
+            if ran.returncode == 0 or time.monotonic() > deadline:
+                break
+            assert "(schema 1)" in ran.stderr, ran.stderr
+            assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+            time.sleep(0.5)
+        assert ran.returncode == 0, ran.stderr
+        written = json.loads(ran.stdout)["tenants"]["default"]
+        assert written["fields_written"] == before["members_without_field"], written
+        checked = idverify_command("migrate", "legacy", "--verify", "--json", *data)
+        assert checked.returncode == 0, checked.stderr
+        after = json.loads(checked.stdout)["tenants"]["default"]
+        assert (after["members"], after["members_without_field"]) == (before["members"], 0)
+        keyring = load_keyring(path=upgraded.server.data_dir / "keyring.json")
+        for account in upgraded.before.accounts:  # untagged, as 0.1.0 bound them: the first name
+            member = keyring.pseudonym("default", "account", account)
+            tags = [
+                value
+                for key in upgraded.store.scan_iter(match="iv1:{t:default}:id:*")
+                if (value := upgraded.store.hget(key, f"m:{member}")) is not None
+            ]
+            assert tags == [b"b:"], account
 
     def test_accounts_read_as_0_1_0_bound_them(self, upgraded: Upgraded) -> None:
         """Verified, same method, time and band; the band is LEGACY (no birth date was sealed)."""
