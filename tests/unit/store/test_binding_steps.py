@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from idverify.flows.bucket_repair import BucketRepairer, DueIntent, RepairOutcome
+from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.verification.port import WriteOutcome
 from idverify.flows.verification.record import Status
 from idverify.store.bucket_steps import StepRunner
@@ -350,6 +351,32 @@ class TestAnOrganizationsNamesAreIndexedOnceBound:
         assert await names_indexed(redis, tenant, OWNER["name_tag"]) == {}
         assert not await redis.exists(keys.organization_names())
         assert not await redis.hexists(keys.identity(REF), f"m:{target}")
+        await assert_nothing_pending(redis, tenant)
+
+    async def test_a_repair_after_the_identitys_erasure_leaves_no_names(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """As above, and the identity erased before the repair: the confirm finds no record (MOVED).
+
+        The record moved nowhere, so no confirm can answer ``LAST``; the names the repair's names
+        step indexed again must go with the intent, or they stay in the index with no account
+        bound to their organization and no identity left to drop them.
+        """
+        tenant = _tenant("names-erased")
+        target = pseudonym(f"{tenant}-a")
+        vid = await self._answer(redis, tenant, target)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
+        keys, tag = TenantKeys(tenant), OWNER["name_tag"]
+        erasures = RedisErasureStore(redis, Scripts(redis))
+        await erasures.cancel(tenant, cancellation(target, "cancel-1", due_ms=1))
+        erased = await erasures.erase(
+            tenant, ErasureItem(ErasureKind.IDENTITY, REF), cancellation(target, "erase-1").request_json
+        )
+        assert erased is EraseOutcome.ERASED
+        assert not await redis.exists(keys.identity(REF))
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        assert await names_indexed(redis, tenant, tag) == {}
+        assert not await redis.exists(keys.organization_names())
         await assert_nothing_pending(redis, tenant)
 
     async def test_a_place_removed_as_the_last_member_drops_the_names(
