@@ -146,6 +146,37 @@ async def test_a_member_0_1_0_bound_still_counts_and_a_second_walk_writes_nothin
     assert (check.records, check.members, check.members_without_field) == (1, 2, 0)
 
 
+async def test_a_field_written_after_the_walk_is_dropped_by_a_second_walk(redis: RedisClient) -> None:
+    """A build of main still serving (schema 2: the walk cannot tell) writes the map after the walk.
+
+    The marked tenant's erasure no longer reads or empties the map, so the erased account's sealed
+    id outlives its erasure there: ``--verify`` says so, and a second walk drops it with the map
+    (docs/ARCHITECTURE.md, "Buckets: the plan" §6, the remedy it names).
+    """
+    tenant = "lgafter"
+    keys = TenantKeys(tenant)
+    account = pseudonym(f"{tenant}-a")
+    await bind_accounts(redis, tenant, [account])
+    walk = RedisLegacyMove(redis, Scripts(redis))
+    await walk.run(tenant, lambda _: None)
+    audit_ps = as_text(await redis.hget(keys.account(account), "audit"))
+    await redis.hset(keys.events_accounts(), audit_ps, LEGACY_ID)  # the older build verifying it again
+    erasures = RedisErasureStore(redis, Scripts(redis))
+    await erasures.cancel(tenant, cancellation(account, "cancel", due_ms=1))
+    request = cancellation(account, "erase").request_json
+    assert (
+        await erasures.erase(tenant, ErasureItem(ErasureKind.ACCOUNT, account), request)
+        is EraseOutcome.ERASED
+    )
+    assert await redis.hget(keys.events_accounts(), audit_ps) == LEGACY_ID.encode()  # outlived it
+    check = await walk.check(tenant, lambda _: None)
+    assert (check.ok, check.map_fields) == (False, 1), check
+    again = await walk.run(tenant, lambda _: None)
+    assert (again.ids_moved, again.ids_dropped) == (0, 1), again
+    assert not await redis.exists(keys.events_accounts())
+    assert (await walk.check(tenant, lambda _: None)).ok
+
+
 IDENTITIES = 300
 LIMIT = 2
 
