@@ -323,15 +323,13 @@ class BindingSteps:
         """The organization's names once bound, then the confirm; what the confirm asks for after it.
 
         A place a claim superseded meanwhile has its account superseded after it; a record the
-        confirm found without members (``LAST``) has the organization's names dropped, and so
-        does a record gone and moved nowhere once this sequence indexed them. A place taken just
-        before its identity moved went with the record: the confirm follows it
+        confirm found without members (``LAST``) has the organization's names dropped. A place
+        taken just before its identity moved went with the record: the confirm follows it
         (:meth:`_followed`), waiting while the move is in flight.
         """
         keys = TenantKeys(tenant)
         member = place_member(intent.verification_id)
-        indexed = len(committed) > 1 and committed[1] == "VERIFIED" and bool(intent.names)
-        if indexed:
+        if len(committed) > 1 and committed[1] == "VERIFIED" and intent.names:
             await step(
                 ChainStep(
                     "bind_names",
@@ -357,12 +355,7 @@ class BindingSteps:
                 break
             followed = await self._followed(step, tenant, intent)
             if followed is None:
-                # Gone, and moved nowhere this release can find: no place is left to confirm. A
-                # record is erased only once it has no member, so no account holds the names this
-                # sequence indexed above (a repair after the cancellation's drop and the identity's
-                # erasure indexes them again): they go before the intent that would repeat them.
-                if indexed:
-                    await step(names_step(keys, intent.name_tag))
+                # Gone, and moved nowhere this release can find: no place is left to confirm.
                 await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
                 return
             intent = followed
