@@ -58,6 +58,9 @@ class RedisErasureStore(ScriptedStore):
         runner = steps or StepRunner(scripts)
         self._cancellation = CancellationSteps(runner)
         self._erasure = ErasureSteps(runner)
+        # Step by step an identity's erasure waits for its places being finished (intents); one
+        # node writes no intents, so its erasure reads none.
+        self._step_by_step = not runner.chained
         self._tenants = VisitedTenants(scripts)
 
     async def note_tenant(self, tenant: str) -> None:
@@ -96,12 +99,20 @@ class RedisErasureStore(ScriptedStore):
         keys = TenantKeys(tenant)
         if item.kind is ErasureKind.IDENTITY:
             ref = item.subject
+            intents = [keys.intents()] if self._step_by_step else []
             result = await self._scripts.run(
                 "erase_identity",
-                [keys.erasure_due(), keys.audit_log(), keys.identity(ref), keys.identity_accounts(ref)],
+                [
+                    keys.erasure_due(),
+                    keys.audit_log(),
+                    keys.identity(ref),
+                    keys.identity_accounts(ref),
+                    *intents,
+                ],
                 [_member(item), request_json],
             )
-            # {'OK'} erased or kept in use, {'GONE'} not queued or not due.
+            # {'OK'} erased or kept in use, {'GONE'} not queued or not due, or a place of it
+            # still being finished.
             return EraseOutcome.ERASED if result[0] == b"OK" else EraseOutcome.GONE
         account_ps = item.subject
         # Counters under the account's pseudonyms would outlive it by up to their window (a

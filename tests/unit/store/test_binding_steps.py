@@ -353,35 +353,32 @@ class TestAnOrganizationsNamesAreIndexedOnceBound:
         assert not await redis.hexists(keys.identity(REF), f"m:{target}")
         await assert_nothing_pending(redis, tenant)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known gap (ARCHITECTURE §3.1, 'Not closed'): the confirm cannot tell an erased "
-        "record from a pepper move whose forwarding record is gone, so nothing drops these names",
-    )
-    async def test_a_repair_after_the_identitys_erasure_leaves_no_names(
+    async def test_the_identitys_erasure_waits_for_the_repair_and_leaves_no_names(
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
-        """As above, and the identity erased before the repair: the confirm finds no record (MOVED).
+        """As above, with the identity's erasure due before the repair: it waits for the place.
 
-        The record moved nowhere, so no confirm can answer ``LAST``; the names the repair's names
-        step indexed again should go with the intent, but stay in the index with no account bound
-        to their organization and no identity left to drop them. Dropping them whenever the
-        confirm finds nothing would be wrong after a pepper move whose forwarding record expired,
-        where the identity and its members live on at a ref no repair can find.
+        Erased first, the repair's names step would index the names again and its confirm find no
+        record (``MOVED``, as after a pepper move beyond its forwarding record): nothing would
+        drop them. So the erasure answers ``GONE`` while the ``place:`` intent names the ref (the
+        next round), the repair's confirm answers ``LAST`` on the record without members, and the
+        erasure then goes through. Fails without the wait: the names stay indexed.
         """
         tenant = _tenant("names-erased")
         target = pseudonym(f"{tenant}-a")
         vid = await self._answer(redis, tenant, target)
         await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 3)  # judge, place, commit
         keys, tag = TenantKeys(tenant), OWNER["name_tag"]
-        erasures = RedisErasureStore(redis, Scripts(redis))
+        scripts = Scripts(redis)
+        erasures = RedisErasureStore(redis, scripts, steps=StepRunner(scripts, step_by_step=True))
         await erasures.cancel(tenant, cancellation(target, "cancel-1", due_ms=1))
-        erased = await erasures.erase(
-            tenant, ErasureItem(ErasureKind.IDENTITY, REF), cancellation(target, "erase-1").request_json
-        )
-        assert erased is EraseOutcome.ERASED
-        assert not await redis.exists(keys.identity(REF))
+        identity = ErasureItem(ErasureKind.IDENTITY, REF)
+        request = cancellation(target, "erase-1").request_json
+        assert await erasures.erase(tenant, identity, request) is EraseOutcome.GONE  # waits
+        assert await redis.exists(keys.identity(REF))
         assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) >= 1
+        await erasures.erase(tenant, identity, request)
+        assert not await redis.exists(keys.identity(REF))
         assert await names_indexed(redis, tenant, tag) == {}
         assert not await redis.exists(keys.organization_names())
         await assert_nothing_pending(redis, tenant)
