@@ -321,6 +321,33 @@ class TestErasureOnCluster:
         finally:
             await client.aclose()
 
+    async def test_an_identitys_erasure_waits_for_a_place_being_finished(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        """The intents' key and the place intent's record it reads are in the identity's slot."""
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"erase-place-{time.time_ns()}"
+            keys = TenantKeys(tenant)
+            target = cancel_crash.pseudonym(f"{tenant}-a")
+            await cancel_crash.bind_accounts(client, tenant, [target])
+            store = RedisErasureStore(client, Scripts(client))
+            cancelled = cancel_crash.cancellation(target, "c-place", due_ms=1)
+            assert await store.cancel(tenant, cancelled) == 1
+            # What a binding of the identity killed after its commit leaves: its place's intent.
+            await client.hset(
+                keys.intent("place:vf-killed"), mapping={"kind": "place", "ref": cancel_crash.REF}
+            )
+            await client.zadd(keys.intents(), {"place:vf-killed": 1})
+            item = ErasureItem(ErasureKind.IDENTITY, cancel_crash.REF)
+            assert await store.erase(tenant, item, cancelled.request_json) is EraseOutcome.GONE
+            assert await client.exists(keys.identity(cancel_crash.REF))
+            await client.zrem(keys.intents(), "place:vf-killed")  # its repair done
+            assert await store.erase(tenant, item, cancelled.request_json) is EraseOutcome.ERASED
+            assert not await client.exists(keys.identity(cancel_crash.REF))
+        finally:
+            await client.aclose()
+
 
 class TestBindingOnCluster:
     """A right answer's binding runs step by step on a Cluster; a worker killed between is repaired."""
