@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -43,12 +44,16 @@ from idverify.store.visited_tenants import VisitedTenants
 
 __all__ = ["BIND_KIND", "PLACE_KIND", "Answer", "BindingSteps", "Pointing", "bind_member", "place_member"]
 
+_log = logging.getLogger(__name__)
+
 BIND_KIND = "bind"
 MOVE_ATTEMPTS = 3
 """A binding whose identity keeps moving under its place gives up after this many pointings."""
 PLACE_KIND = "place"
 BUSY_WAIT_SECONDS = 0.01
 """How long an answer waits before judging again while another answer of its account is binding."""
+PLANTED_REPLY = 9
+"""The place's reply element counting the pending members without intents it removed."""
 
 
 class Pointing(Protocol):
@@ -261,6 +266,7 @@ class BindingSteps:
         if placed[0] in {"MOVED", "RETRY"}:
             msg = "the identity kept moving while the account was binding; retry"
             raise StoreUnavailable(msg, reason="CONTENDED")
+        self._note_planted(keys, ref, placed)
         intent = PlaceIntent(vid, account_ps, ref, method, request_json, "", placed[2], placed[8])
         for member in placed[6].split():
             await step(self._supersede(tenant, intent, placed[2], superseded=member))
@@ -273,6 +279,22 @@ class BindingSteps:
         if committed[0] in {b"OK", b"DONE"}:
             return [b"OK", committed[1]]
         return committed
+
+    @staticmethod
+    def _note_planted(keys: TenantKeys, ref: str, placed: Sequence[str]) -> None:
+        """Logs the pending members without their intents the place removed (its tenth reply).
+
+        They were written by no binding (``pending_place_held`` in the prelude): an operator or a
+        writer to Redis put them there. Named by the identity's key and a count alone: a planted
+        pseudonym is any text its writer chose. A kept decision (a repeat) has no tenth reply.
+        """
+        planted = placed[PLANTED_REPLY] if len(placed) > PLANTED_REPLY else ""
+        if planted not in {"", "0"}:
+            _log.warning(
+                "identity %s: %s pending members without their intents removed (written by no binding)",
+                keys.identity(ref),
+                planted,
+            )
 
     @staticmethod
     def _count(keys: TenantKeys, vid: str, tag: str) -> ChainStep:

@@ -93,10 +93,10 @@ An identity record's ``m:<account pseudonym>`` fields hold its bound accounts' c
 (``b:<tag>``, ``b:`` for an account bound untagged, under the identity's first name), or the
 place a binding in flight took (``p:<tag>:<vf id>``, only where a binding runs step by step:
 ``store.binding_steps``): the binding limit and a claim are decided from the ``idacc`` set and
-these fields alone, pending places counted. The set stays what
-0.1.0 reads and writes, so that 0.1.0 serves beside this release; a member 0.1.0 bound has no
-field until the prelude's ``identity_members()`` writes it from the account (the account key
-derived from the verification's), and a field whose account left the set is dropped
+these fields alone, a pending place counted while its ``place:`` intent (same slot) lives. The set
+stays what 0.1.0 reads and writes, so that 0.1.0 serves beside this release; a member 0.1.0 bound
+has no field until the prelude's ``identity_members()`` writes it from the account (the account
+key derived from the verification's), and a field whose account left the set is dropped
 (``member_fields()``).
 
 The prelude's ``index_org_names()`` (a binding's tenant-wide step, ``bind_names.lua``) and

@@ -10,8 +10,11 @@
 -- Returns the commit's reply.
 local function bind_after_account(judged, keys, limit, request)
   local vf_id, acct, ref, method = judged[2], judged[3], judged[4], judged[12]
-  local placed = bind_place({keys[4], keys[5]}, {limit, '', request, unpack(judged)})
   local acct_prefix = string.sub(keys[3], 1, #keys[3] - #acct)
+  -- The intents, only read: a pending member found here is one that no binding took (none is
+  -- pending past this script), unless a step-by-step binding on the same Redis holds its intent.
+  local intents_key = (string.gsub(acct_prefix, 'acct:$', 'intents'))
+  local placed = bind_place({keys[4], keys[5], intents_key}, {limit, '', request, unpack(judged)})
   if placed[7] ~= '' or placed[8] ~= '' then
     local accounts = {keys[2]}
     for member in string.gmatch(placed[7] .. ' ' .. placed[8], '%S+') do

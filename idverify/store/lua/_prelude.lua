@@ -617,6 +617,20 @@ local function identity_move_reply(id_key, vf)
   return nil
 end
 
+-- Whether a pending member 'p:<tag>:<vf id>' of account member is a place a binding took: the place
+-- writes it in one script with its intent 'place:<vf id>' naming the account (bind_place.lua; on
+-- one node no intent, but the member is confirmed in the same script), and the confirm removes
+-- the intent only with the member or after it (bind_confirm.lua). Without that intent it was
+-- written by no binding (half a backup restored, a writer to Redis) and nothing would ever confirm
+-- or remove it. The intent's ref is not compared: a move (move_in.lua) carries the member to its
+-- new record and leaves the intent as the place wrote it, where the confirm follows it. The
+-- intent's record is named as keys.py names it, beside intents_key (the identity's slot).
+local function pending_place_held(intents_key, member, vf_id)
+  local intent = 'place:' .. vf_id
+  if not redis.call('ZSCORE', intents_key, intent) then return false end
+  return redis.call('HGET', string.sub(intents_key, 1, -2) .. ':' .. intent, 'acct') == member
+end
+
 -- The identity half of a binding (bind_place.lua: docs/ARCHITECTURE.md, "3.1 Binding"),
 -- decided from the identity's keys alone: the claim rules, the places counted from the members'
 -- values ('b:' and 'p:' alike), and, when the verification establishes a claim, the members of
@@ -626,12 +640,25 @@ end
 -- (bind_confirm.lua), and an established claim does not count it. vf.name_tag and vf.establishes
 -- are settled here for a verification 0.1.0 started. A new member is pending under the
 -- verification's id until the confirm (bind_confirm.lua).
+-- A pending member without its intent (pending_place_held) is removed first and counts for
+-- nothing, so that members no binding took cannot fill the owner's places (intents_key: the
+-- identity's slot's intents).
 -- Returns d: decision PLACED, AGAIN (bound under this name already: no new place) or REFUSED
--- (d.reason; d.counted: whether the refusal counts against the name's claim refusals), and
--- d.established when this verification established the claim.
-local function place_member(id_key, idacc_key, acct_prefix, vf, limit)
-  local d = {superseded = {}, tagged = {}, established = false, counted = false, reason = ''}
+-- (d.reason; d.counted: whether the refusal counts against the name's claim refusals),
+-- d.established when this verification established the claim, and d.planted, how many pending
+-- members without their intents it removed.
+local function place_member(id_key, idacc_key, intents_key, acct_prefix, vf, limit)
+  local d = {superseded = {}, tagged = {}, established = false, counted = false, reason = '', planted = 0}
   local members = identity_members(id_key, idacc_key, acct_prefix)
+  for member, value in pairs(members) do
+    local vf_id = select(2, member_parts(value))
+    if vf_id and not pending_place_held(intents_key, member, vf_id) then
+      redis.call('SREM', idacc_key, member)
+      redis.call('HDEL', id_key, MEMBER_FIELD .. member)
+      members[member] = nil
+      d.planted = d.planted + 1
+    end
+  end
   local id = redis.call('HMGET', id_key, 'name_binding', 'established', 'claim_tag')
   local stored, established, claim_tag = id[1], id[2] == '1', id[3]
   local first_name_is_ours = stored and (stored == vf.name_binding or stored == (vf.name_binding_seen or ''))

@@ -6,15 +6,17 @@
 -- kept in the intent 'place:<vf id>' (removed by the confirm): a repeat answers it again, so a
 -- repair writes the entries and supersessions of the first decision, and a place whose account's
 -- steps were lost is found and resolved by the repairer.
--- KEYS: identity, identity accounts, intents, the intent's record
+-- KEYS: identity, identity accounts, intents, the intent's record (chained on one node: the intents
+--   alone, read for the pending members' intents, and none is written)
 -- ARGV: binding limit, the intent's delay in ms ('': write none), request json, then the account
 --   step's reply (binding_inputs)
 -- Replies: {decision, reason, name tag, establishes, counted ('1'/'': the refusal is counted
 --   against the name's claim refusals, bind_count.lua), established ('1'/''),
 --   superseded members, tagged members (each space-separated), names (the organization's names
---   to index once the commit binds, bind_names.lua; '' none)}: decision PLACED, AGAIN or
---   REFUSED (place_member); {'MOVED'} the identity moved since the account's step; {'RETRY'} a
---   move of it is in flight (the caller waits, and places again).
+--   to index once the commit binds, bind_names.lua; '' none), planted (how many pending members
+--   without their intents it removed, for the caller to log; absent from a kept decision)}:
+--   decision PLACED, AGAIN or REFUSED (place_member); {'MOVED'} the identity moved since the
+--   account's step; {'RETRY'} a move of it is in flight (the caller waits, and places again).
 if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   local kept = redis.call('HMGET', KEYS[4], 'decision', 'reason', 'name_tag', 'establishes', 'counted',
     'established', 'superseded', 'tagged', 'names')
@@ -30,7 +32,7 @@ local vf = binding_of(ARGV, 4)
 local moved = identity_move_reply(KEYS[1], vf)
 if moved then return moved end
 local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
-local d = place_member(KEYS[1], KEYS[2], acct_prefix, vf, ARGV[1])
+local d = place_member(KEYS[1], KEYS[2], KEYS[3], acct_prefix, vf, ARGV[1])
 -- A refusal counts against its name's claim refusals only under a tag (bind_count.lua). A place
 -- taken by a verification that establishes its claim indexes its organization's names, once
 -- bound (bind_names.lua): kept here, in the intent, so that a repair after the commit has them.
@@ -38,7 +40,8 @@ local counted = d.counted and vf.name_tag ~= ''
 local names = d.decision ~= 'REFUSED' and vf.establishes == '1' and (vf.name_tag or '') ~= ''
   and vf.org_names or ''
 local reply = {d.decision, d.reason, vf.name_tag, vf.establishes, counted and '1' or '',
-  d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' '), names}
+  d.established and '1' or '', table.concat(d.superseded, ' '), table.concat(d.tagged, ' '), names,
+  tostring(d.planted)}
 if ARGV[2] ~= '' then
   local member = 'place:' .. vf.id
   redis.call('DEL', KEYS[4])

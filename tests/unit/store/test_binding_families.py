@@ -220,6 +220,24 @@ class TestEachCallIsOneBucket:
             "intent_take", "bind_place", "bind_count", "bind_commit", known=_event_map_reads("bind_commit")
         )
 
+    async def test_a_place_beside_pending_members(
+        self, redis: RedisClient, script_monitor: ScriptMonitor, own_redis: RedisProcess
+    ) -> None:
+        """The place reads the pending members' intents (one real, one planted without): the identity's."""
+        tenant = _tenant("pending-members")
+        keys = TenantKeys(tenant)
+        pending = await challenge(redis, tenant, pseudonym(f"{tenant}-pending"), OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, pending, 2)  # judge, place
+        planted = pseudonym(f"{tenant}-planted")
+        await redis.sadd(keys.identity_accounts(REF), planted)
+        no_such_place = f"p:{OWNER['name_tag']}:{pseudonym('no-such-vf')}"
+        await redis.hset(keys.identity(REF), f"m:{planted}", no_such_place)
+        vid = await challenge(redis, tenant, pseudonym(f"{tenant}-a"), OWNER)
+        recording, store = _stepwise(redis, script_monitor)
+        assert (await bind_crash.answer(store, tenant, vid)).record.status is Status.VERIFIED
+        assert not await redis.sismember(keys.identity_accounts(REF), planted)
+        recording.assert_one_bucket_each("bind_judge", *STEPS, known=_event_map_reads("bind_commit"))
+
     async def test_a_start_in_bind_mode(self, redis: RedisClient, script_monitor: ScriptMonitor) -> None:
         tenant = _tenant("start")
         target = pseudonym(f"{tenant}-a")

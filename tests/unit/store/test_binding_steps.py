@@ -4,7 +4,8 @@ Abuse first. A worker killed -9 after each step of a binding run one by one (the
 takes, run here on a standalone redis-server through the test-only ``step_by_step`` runner) leaves
 intents that the repairer finishes, never undoes: the verification VERIFIED, the account bound
 once, its member ``b:``, no ``p:`` member and no intent left, each entry once. Many right answers
-for one identity at once take exactly ``limit`` places. A planted ``bind:`` intent binds nothing.
+for one identity at once take exactly ``limit`` places. A planted ``bind:`` intent binds nothing;
+planted ``p:`` members without their intents take no place.
 On one node an answer is one atomic script that writes no intent, and its entries are those of
 the steps, byte for byte.
 
@@ -598,6 +599,61 @@ class TestPlantedIntents:
         assert f"intent {keys.intent(f'bind:{vid}')} dropped: MALFORMED" in caplog.text
         assert f"intent {keys.intent(f'place:{vid}')} dropped: MALFORMED" in caplog.text
         assert caplog.text.count("a key this release never writes") == 1
+
+
+class TestPlantedPendingMembers:
+    """A writer to Redis fills an identity's places with pending members that no binding took.
+
+    A careless operator restoring half a backup, or a thief turned vandal, writes ``p:`` members
+    (set and field, as a place writes them) without the ``place:`` intent a place writes with each:
+    nothing would ever confirm or remove them. The owner's next signup must still bind.
+    """
+
+    @pytest.mark.parametrize("stepwise", [False, True], ids=["chained", "step-by-step"])
+    async def test_pending_members_without_intents_take_no_place(
+        self, redis: RedisClient, caplog: pytest.LogCaptureFixture, stepwise: bool
+    ) -> None:
+        tenant, limit = _tenant(f"planted-pending-{stepwise}"), 2
+        keys = TenantKeys(tenant)
+        planted = [pseudonym(f"{tenant}-planted-{n}") for n in range(limit)]
+        for n, member in enumerate(planted):
+            await redis.sadd(keys.identity_accounts(REF), member)
+            value = f"p:{OWNER['name_tag']}:{pseudonym(f'{tenant}-no-such-verification-{n}')}"
+            await redis.hset(keys.identity(REF), f"m:{member}", value)
+        target = pseudonym(f"{tenant}-owner")
+        vid = await challenge(redis, tenant, target, OWNER)
+        store = store_of(redis, runner=_stepwise(redis) if stepwise else None)
+        with caplog.at_level(logging.WARNING, logger="idverify.store"):
+            written = await answer(store, tenant, vid, limit=limit)
+        assert written.record.status is Status.VERIFIED, written.record
+        await assert_bound_once(redis, tenant, vid, target, OWNER["name_tag"], types=PLAIN)
+        assert {as_text(m) for m in await redis.smembers(keys.identity_accounts(REF))} == {target}
+        if stepwise:
+            # Logged by the identity's key and a count: the planted pseudonyms are a writer's text.
+            line = f"identity {keys.identity(REF)}: 2 pending members without their intents removed"
+            assert line in caplog.text
+            assert planted[0] not in caplog.text
+
+    async def test_a_pending_member_under_another_accounts_intent_takes_no_place(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """Planted under the id of a binding really in flight, for an account that binding is not."""
+        tenant = _tenant("planted-borrowed")
+        keys = TenantKeys(tenant)
+        first, second = pseudonym(f"{tenant}-a"), pseudonym(f"{tenant}-b")
+        vid = await challenge(redis, tenant, first, OWNER)
+        await asyncio.to_thread(killed_after, own_redis.url, tenant, vid, 2, limit=2)
+        borrowed = pseudonym(f"{tenant}-planted")
+        await redis.sadd(keys.identity_accounts(REF), borrowed)
+        await redis.hset(keys.identity(REF), f"m:{borrowed}", f"p:{OWNER['name_tag']}:{vid}")
+        other = await challenge(redis, tenant, second, OWNER)
+        written = await answer(store_of(redis, runner=_stepwise(redis)), tenant, other, limit=2)
+        assert written.record.status is Status.VERIFIED, written.record
+        # The real pending place still counts, and its binding finishes.
+        assert await redis.hget(keys.identity(REF), f"m:{first}") == f"p:{OWNER['name_tag']}:{vid}".encode()
+        assert not await redis.sismember(keys.identity_accounts(REF), borrowed)
+        assert await BucketRepairer(LaterRepairs(redis, Scripts(redis))).repair(tenant) == 1
+        await assert_bound_once(redis, tenant, vid, first, OWNER["name_tag"], types=PLAIN)
 
 
 class TestOneNode:

@@ -500,6 +500,52 @@ class TestABindingMidMove:
         await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
         assert await repairs.repair(tenant) == 0
 
+    @pytest.mark.timeout(60)
+    async def test_a_place_that_moved_still_counts_at_the_new_ref(
+        self, redis: RedisClient, own_redis: RedisProcess
+    ) -> None:
+        """The move carries the ``p:`` member; its ``place:`` intent still names the old ref.
+
+        A binding at the new ref tells a pending member that no binding took (planted) by its
+        intent: one that compared the intent's ref with its own would drop this real place, and
+        bind one account past the limit. Both paths are refused at the limit, and the repair then
+        binds the moved place.
+        """
+        tenant = _tenant("placed-moved-counted")
+        accounts = _accounts(tenant)
+        await bound_identity(redis, tenant, accounts)
+        stranger = pseudonym(f"{tenant}-stranger")
+        await _challenged(redis, tenant, stranger)
+        await asyncio.to_thread(
+            bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 2, limit=MEMBERS + 1
+        )
+        stepwise = StepRunner(Scripts(redis), step_by_step=True)
+        assert await move(redis, tenant, stepwise) == "OK"
+        keys = TenantKeys(tenant)
+        assert (await redis.hget(keys.identity(NEW), f"m:{stranger}") or b"").startswith(b"p:")
+        chained = pseudonym(f"{tenant}-chained")
+        assert status_of(await binding_reply(redis, tenant, chained, NEW, MEMBERS + 1)) == (
+            "REJECTED",
+            "BINDING_LIMIT_REACHED",
+        )
+        latecomer = pseudonym(f"{tenant}-latecomer")
+        start = NewVerification(
+            tenant,
+            "req-late",
+            "vf-late",
+            latecomer,
+            _stranger(latecomer, NEW),
+            600_000,
+            MEMBERS + 1,
+            "{}",
+            "bind",
+        )
+        late = await bind_crash.store_of(redis, runner=stepwise).commit(start, _never_moved)
+        assert (late.record.status, late.record.reason) == (Status.REJECTED, "BINDING_LIMIT_REACHED")
+        repairs = BucketRepairer(LaterRepairs(redis, Scripts(redis), pointing=_Pointing(redis)))
+        assert await repairs.repair(tenant) >= 1
+        await _bound_on_the_new_ref(redis, tenant, [*accounts, stranger])
+
     async def test_a_place_whose_record_moved_nowhere_to_be_found_is_let_go(self, redis: RedisClient) -> None:
         """Its identity gone without a forwarding record or a newer key: no place is left to confirm.
 
