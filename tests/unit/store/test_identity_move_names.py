@@ -179,8 +179,7 @@ class TestTheLastMemberCancelledMidMove:
         forward_ms = 60_000 if nth % 2 else 0
         tenant = _tenant(f"both-killed-{nth}-{first}")
         only = await _the_only_member(redis, tenant)
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        await _both_killed(own_redis, tenant, only, cancelled_after=1, moved_after=nth, forward_ms=forward_ms)
         keys = TenantKeys(tenant)
         assert await redis.zcard(keys.intents()) == 2
         repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
@@ -257,8 +256,7 @@ class TestAMergeKeepsTheNames:
         forward_ms = 60_000 if nth % 2 else 0
         tenant = _tenant(f"merge-both-killed-{nth}-{first}")
         only, resident = await _merging(redis, tenant)
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 1)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        await _both_killed(own_redis, tenant, only, cancelled_after=1, moved_after=nth, forward_ms=forward_ms)
         assert await redis.zcard(TenantKeys(tenant).intents()) == 2
         repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
         assert await repairer.repair(tenant) == 2
@@ -359,6 +357,22 @@ class TestTheIdentityStepOnTheMovingRecord:
         )
 
 
+async def _both_killed(
+    own_redis: RedisProcess,
+    tenant: str,
+    only: str,
+    *,
+    cancelled_after: int,
+    moved_after: int,
+    forward_ms: int = 0,
+) -> None:
+    """``only``'s cancellation killed after its step ``cancelled_after``, the move after ``moved_after``."""
+    await asyncio.to_thread(
+        killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), cancelled_after
+    )
+    await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, moved_after, forward_ms=forward_ms)
+
+
 async def _identity_step_on_the_moving_record(
     redis: RedisClient,
     own_redis: RedisProcess,
@@ -376,10 +390,7 @@ async def _identity_step_on_the_moving_record(
     """
     only = await _the_only_member(redis, tenant)
     resident = await _resident_at_new(redis, tenant) if merge else None
-    await asyncio.to_thread(
-        killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), cancelled_after
-    )
-    await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, moved_after)
+    await _both_killed(own_redis, tenant, only, cancelled_after=cancelled_after, moved_after=moved_after)
     keys = TenantKeys(tenant)
     assert await redis.hget(keys.identity(OLD), "moving_to") == NEW.encode()
     ran = await Scripts(redis).run(
@@ -436,8 +447,7 @@ class TestALastKilledBeforeItsNames:
         """The move killed after its ``nth`` step: out, in, settled, the names' (the record's ``LAST``)."""
         tenant = _tenant(f"last-both-{nth}-{first}-{forward_ms}")
         only = await _the_only_member(redis, tenant)
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        await _both_killed(own_redis, tenant, only, cancelled_after=2, moved_after=nth, forward_ms=forward_ms)
         intents = await redis.zcard(TenantKeys(tenant).intents())
         repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
         assert await repairer.repair(tenant) == intents
@@ -454,8 +464,7 @@ class TestALastKilledBeforeItsNames:
         """Into a record holding ``resident``: killed after out, in, settled or finished (4: done)."""
         tenant = _tenant(f"last-merge-{nth}-{first}-{forward_ms}")
         only, resident = await _merging(redis, tenant)
-        await asyncio.to_thread(killed_after, own_redis.url, tenant, cancellation(only, "req-cancel"), 2)
-        await asyncio.to_thread(moved_killed_after, own_redis.url, tenant, nth, forward_ms=forward_ms)
+        await _both_killed(own_redis, tenant, only, cancelled_after=2, moved_after=nth, forward_ms=forward_ms)
         intents = await redis.zcard(TenantKeys(tenant).intents())
         repairer = BucketRepairer(_InOrder(redis, Scripts(redis), first))
         assert await repairer.repair(tenant) == intents
