@@ -21,7 +21,7 @@ account alone: the guardian's is read in a round trip of its own before the step
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
@@ -58,7 +58,7 @@ from tests.bind_crash import (
 )
 from tests.cancel_crash import NAME_HASH, LaterRepairs, cancellation, pseudonym
 from tests.move_crash import MEMBERS, NEW, OLD, bound_identity, move
-from tests.touched_keys import RecordingScripts, ScriptMonitor
+from tests.touched_keys import Call, RecordingScripts, ScriptMonitor
 from tests.unit.store.test_binding_steps import BOUNDARIES
 from tests.unit.store.test_identity_accounts import REF, verification
 from tests.unit.store.test_identity_move_steps import _bound_on_the_new_ref, _challenged, _Pointing, _stranger
@@ -68,7 +68,9 @@ from tests.unit.store.test_identity_move_steps import _bound_on_the_new_ref, _ch
 class KnownCrossing:
     """A crossing of a bucket still there, allowed by name until the change that removes it lands.
 
-    ``keys`` is a glob over a key's name after its hash tag; ``why`` says why it is still there
+    ``keys`` is a glob over a key's name after its hash tag, ``family`` one over the crossing's
+    family (``*`` for a call given keys of every family in an order it does not choose, so that
+    which of them its bucket is, and so which cross, varies); ``why`` says why it is still there
     and which item of docs/ARCHITECTURE.md ("Buckets: the plan") removes it.
     """
 
@@ -80,7 +82,11 @@ class KnownCrossing:
     def covers(self, script: str, crossing: Crossing) -> bool:
         """Whether this entry allows ``crossing`` in a call of ``script``."""
         name = crossing.key.partition("}:")[2]
-        return (script, crossing.family) == (self.script, self.family) and fnmatchcase(name, self.keys)
+        return (
+            script == self.script
+            and fnmatchcase(crossing.family, self.family)
+            and fnmatchcase(name, self.keys)
+        )
 
 
 PLACE_READS_UNTAGGED_MEMBER = KnownCrossing(
@@ -136,20 +142,37 @@ class Recording(RecordingScripts):
             if (crossed := crossed_families(call.given))
         ]
         assert given == [], given
-        unknown: list[tuple[str, str, str]] = []
-        seen: set[KnownCrossing] = set()
-        for call in self.calls:
-            for crossing in bucket_crossings(call.given, call.touched):
-                allowing = {entry for entry in KNOWN_CROSSINGS if entry.covers(call.name, crossing)}
-                seen |= allowing
-                if not allowing:
-                    unknown.append((call.name, crossing.family, crossing.key))
-        assert unknown == [], f"crossings no entry of KNOWN_CROSSINGS allows: {unknown}"
-        gone, unexpected = set(known) - seen, seen - set(known)
-        assert not gone, f"known crossings that no longer happen (delete their entries): {gone}"
-        assert not unexpected, f"known crossings this test does not expect: {unexpected}"
-        called = {call.name for call in self.calls}
-        assert set(expected) <= called, called
+        assert_only_known_crossings(self.calls, expected, KNOWN_CROSSINGS, "KNOWN_CROSSINGS", known=known)
+
+
+def assert_only_known_crossings(
+    calls: Sequence[Call],
+    expected: Iterable[str],
+    allowed: Iterable[KnownCrossing],
+    listing: str,
+    *,
+    known: Iterable[KnownCrossing],
+) -> None:
+    """Every key each call touched in its bucket (``bucket_crossings``), but for the crossings ``known``.
+
+    ``allowed`` is the allow-list (named ``listing`` in a failure) whose entries may cover a
+    crossing; exactly those ``known`` must have covered one, so that an entry whose crossing is
+    gone fails as a new crossing does. The scripts ``expected`` were among those called.
+    """
+    unknown: list[tuple[str, str, str]] = []
+    seen: set[KnownCrossing] = set()
+    for call in calls:
+        for crossing in bucket_crossings(call.given, call.touched):
+            allowing = {entry for entry in allowed if entry.covers(call.name, crossing)}
+            seen |= allowing
+            if not allowing:
+                unknown.append((call.name, crossing.family, crossing.key))
+    assert unknown == [], f"crossings no entry of {listing} allows: {unknown}"
+    gone, unexpected = set(known) - seen, seen - set(known)
+    assert not gone, f"known crossings that no longer happen (delete their entries): {gone}"
+    assert not unexpected, f"known crossings this test does not expect: {unexpected}"
+    called = {call.name for call in calls}
+    assert set(expected) <= called, called
 
 
 @pytest.fixture
