@@ -68,11 +68,14 @@ def cancellation(account_ps: str, request_id: str, due_ms: int = DUE_MS) -> Canc
     return Cancellation(account_ps, f"audit-{account_ps}", due_ms, json.dumps(request.audit_fields()))
 
 
-async def bind_accounts(redis: RedisClient, tenant: str, accounts: list[str], *, ref: str = REF) -> None:
-    """Binds each account to ``ref`` under ``TAG`` (a start in ``bind`` mode).
+async def bind_accounts(
+    redis: RedisClient, tenant: str, accounts: list[str], *, ref: str = REF, tag: str = TAG, attempt: str = ""
+) -> None:
+    """Binds each account to ``ref`` under ``tag`` (a start in ``bind`` mode).
 
     The organization's name is indexed, and the first account has a live verification its
-    cancellation must end.
+    cancellation must end. ``attempt`` tells the verifications and request ids of a binding of
+    accounts bound before (and since erased) from those of their first.
     """
     scripts = Scripts(redis)
     store = RedisVerificationStore(redis, scripts, CodeSendChains(scripts, send_limits()))
@@ -81,18 +84,26 @@ async def bind_accounts(redis: RedisClient, tenant: str, accounts: list[str], *,
         raise AssertionError(f"no identity moves here ({moved=})")
 
     for account_ps in accounts:
-        name = {"name_tag": TAG, "name_binding": "binding-org"}
+        name = {"name_tag": tag, "name_binding": "binding-org"}
         record = replace(verification(account_ps, name), identity=ref, kind=SubjectKind.ORGANIZATION)
         request = json.dumps(RequestInfo(principal="t/registrar/c1").audit_fields())
         start = NewVerification(
-            tenant, f"req-{account_ps}", f"vf-{account_ps}", account_ps, record, 60_000, 5, request, "bind"
+            tenant,
+            f"req-{attempt}{account_ps}",
+            f"vf-{attempt}{account_ps}",
+            account_ps,
+            record,
+            60_000,
+            5,
+            request,
+            "bind",
         )
         done = await store.commit(start, unmoved)
         assert done.record.status is Status.VERIFIED, done.record
     keys = TenantKeys(tenant)
-    await redis.hset(keys.organization_names(), NAME_HASH, TAG)
-    await redis.hset(keys.organization_own_names(TAG), NAME_HASH, "v")
-    live = f"vf-live-{accounts[0]}"
+    await redis.hset(keys.organization_names(), NAME_HASH, tag)
+    await redis.hset(keys.organization_own_names(tag), NAME_HASH, "v")
+    live = f"vf-live-{attempt}{accounts[0]}"
     await redis.hset(
         keys.verification(live),
         mapping={

@@ -54,6 +54,12 @@ _COUNTERS_COMPOSED = {
     "send_budget": ("send_phone_window", "send_windows", "count_give_back"),
     "identity_check": ("check_count", "count_give_back"),
 }
+# A read followed by one write (docs/ARCHITECTURE.md, "3.5 The reads followed by one write"): on
+# one node the script reads the account and runs the tenant's step on it, under the name it had.
+_READS_COMPOSED = {
+    "display_name": ("display_name_index",),
+    "approved_names": ("approved_names_index",),
+}
 
 SCRIPT_NAMES = (
     "start",
@@ -103,9 +109,13 @@ SCRIPT_NAMES = (
     "console_session",
     "login_ip",
     # CheckDisplayName's lookups in the index of verified organization names, and the
-    # approval of an organization's short names and brands.
+    # approval of an organization's short names and brands: on one node in one script; step by
+    # step the account read in its bucket, then the tenant's step given what was read.
     "display_name",
     "approved_names",
+    "account_facts",
+    "display_name_index",
+    "approved_names_index",
     "ip_labels",
     # Who read which accounts: a read recorded apart from the script that read, and a minute's
     # summary entry.
@@ -192,7 +202,7 @@ ACKNOWLEDGED_SCRIPTS = frozenset(
     | {"move_out", "move_in", "move_member", "move_settle"}
     | {"tenant_removal"}
     # An approval the admin was told of, with its audit entry.
-    | {"approved_names"}
+    | {"approved_names", "approved_names_index"}
     # A console sign-in or sign-out, whose audit entry the auditor was shown.
     | {"console_session"}
     # A subscription the admin was shown a secret for, a replay it was told of.
@@ -211,7 +221,7 @@ def _lua(name: str) -> str:
 @cache
 def _body(name: str) -> str:
     """A script's body, after the functions of the scripts it is composed of (``_COMPOSED``)."""
-    parts = _COMPOSED.get(name) or _COUNTERS_COMPOSED.get(name, ())
+    parts = _COMPOSED.get(name) or _COUNTERS_COMPOSED.get(name) or _READS_COMPOSED.get(name, ())
     if not parts:
         return _lua(name)
     steps = "".join(f"local function {part}(KEYS, ARGV)\n{_lua(part)}\nend\n" for part in parts)

@@ -127,7 +127,7 @@ class MemoryDisplayNames:
         if (
             _RANK.get(account.assurance, 0) < _RANK.get(approval.claim_assurance.value, 99)
             or not tag
-            or not own
+            or "v" not in own.values()  # its verified names, which its last account's cancellation drops
         ):
             return Approval.NOT_ESTABLISHED, 0
         fields = {**approval.audit, "account": account.audit}

@@ -27,6 +27,7 @@ from idverify.flows.display_names import (
     NameQuery,
     NamesApproval,
 )
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, as_text, connect
 from idverify.store.display_names import RedisDisplayNames
 from idverify.store.keys import TenantKeys
@@ -58,7 +59,7 @@ class Port:
         return NamesApproval(self.tenant, account, tuple(names), parts, AssuranceLevel.SUBSTANTIAL, AUDIT)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-steps"])
 async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncIterator[Port]:
     tenant = f"names{next(_tenants)}"
     if request.param == "memory":
@@ -98,7 +99,10 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
             (r["outcome"], r["reason"], r["attributes"].get("approved_count", ""), r["account"]) for r in rows
         ]
 
-    yield Port(RedisDisplayNames(Scripts(redis)), tenant, put_redis, verify_redis, redis_entries)
+    scripts = Scripts(redis)
+    # redis-steps: the account read, then the tenant's step, one by one as on a Cluster (§3.5).
+    steps = StepRunner(scripts, step_by_step=request.param == "redis-steps")
+    yield Port(RedisDisplayNames(scripts, steps=steps), tenant, put_redis, verify_redis, redis_entries)
 
 
 async def test_contract_an_empty_index(port: Port) -> None:
