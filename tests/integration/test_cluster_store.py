@@ -11,7 +11,9 @@ import pytest
 from redis.crc import key_slot
 
 from idverify.domain.errors import StoreUnavailable
+from idverify.domain.subjects import AssuranceLevel
 from idverify.flows.bucket_repair import BucketRepairer
+from idverify.flows.display_names import Approval, NameHit, NameLookup, NameQuery, NamesApproval
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.identity_check import CheckStep
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
@@ -20,6 +22,7 @@ from idverify.security.code_sends import Count
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains, RedisCodeSends
 from idverify.store.connection import connect, translate_errors
+from idverify.store.display_names import RedisDisplayNames
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
@@ -208,6 +211,35 @@ class TestClusterOutage:
                 assert failures > 0
             finally:
                 await client.aclose()
+
+
+class TestDisplayNamesOnCluster:
+    """A lookup and an approval: the account read in its slot, then the tenant's step (§3.5)."""
+
+    async def test_a_lookup_and_an_approval_run_step_by_step(self, redis_cluster: LocalCluster) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"names-{time.time_ns()}"
+            account = cancel_crash.pseudonym(f"{tenant}-a")
+            await cancel_crash.bind_accounts(client, tenant, [account])
+            scripts = Scripts(client)
+            names = RedisDisplayNames(scripts)
+            assert not StepRunner(scripts).chained
+            looked = await names.look_up(
+                NameQuery(tenant, account, "c1", (cancel_crash.NAME_HASH,), 5, 60_000)
+            )
+            assert isinstance(looked, NameLookup)
+            assert looked.hits == (NameHit(0, frozenset({cancel_crash.TAG}), "v"),)
+            audit = {"principal": "p", "request_id": "r", "trace_id": "", "span": "", "account": ""}
+            brand = NamesApproval(tenant, account, ("cd" * 16,), (), AssuranceLevel.LOW, audit)
+            assert await names.approve(brand) == (Approval.APPROVED, 1)
+            own = await client.hgetall(TenantKeys(tenant).organization_own_names(cancel_crash.TAG))
+            assert own == {cancel_crash.NAME_HASH.encode(): b"v", b"cd" * 16: b"a"}
+            await RedisErasureStore(client, scripts).cancel(tenant, cancel_crash.cancellation(account, "c1"))
+            assert await names.approve(brand) == (Approval.NOT_BOUND, 0)
+            assert not await client.exists(TenantKeys(tenant).organization_own_names(cancel_crash.TAG))
+        finally:
+            await client.aclose()
 
 
 class TestCancellationOnCluster:

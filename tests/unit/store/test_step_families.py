@@ -4,8 +4,9 @@ As ``test_binding_families.py`` for a binding: a cancellation (the last member's
 names' step), an account's and an identity's erasure (with the minutes of reads it leaves), a
 re-indexing (and one whose last member is cancelled meanwhile, with the names' step it leads to),
 the repairer finishing a cancellation, an erasure and a re-indexing after a worker killed midway,
-and the counters in two slots (a code send and CheckIdentity, past their limits so that a count is
-given back), each run step by step on a real redis-server with every script call's keys, given
+the counters in two slots (a code send and CheckIdentity, past their limits so that a count is
+given back), and CheckDisplayName's lookup and SetApprovedNames' approval (the account read, then
+the tenant's step: §3.5), each run step by step on a real redis-server with every script call's keys, given
 and derived, recorded and held to one bucket plus its entry's keys, but for the known crossings.
 """
 
@@ -15,18 +16,21 @@ import asyncio
 
 import pytest
 
+from idverify.domain.subjects import AssuranceLevel
 from idverify.flows.bucket_repair import BucketRepairer
+from idverify.flows.display_names import Approval, NameLookup, NameQuery, NamesApproval
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.identity_check import CheckStep
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import RedisCodeSends
 from idverify.store.connection import RedisClient
+from idverify.store.display_names import RedisDisplayNames
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.key_families import Family, family_of
 from idverify.store.keys import TenantKeys
 from idverify.testing import RedisProcess
-from tests.cancel_crash import REF, LaterRepairs, bind_accounts, cancellation, pseudonym
+from tests.cancel_crash import NAME_HASH, REF, LaterRepairs, bind_accounts, cancellation, pseudonym
 from tests.cancel_crash import killed_after as cancel_killed_after
 from tests.counter_crash import LIMITS, check_of, send_to
 from tests.move_crash import MEMBERS, bound_identity, move, moved_killed_after
@@ -183,3 +187,23 @@ async def test_the_counters_in_two_slots(redis: RedisClient, script_monitor: Scr
     recording.assert_one_bucket_each(
         "send_phone_window", "send_windows", "check_count", "check_entry", "count_give_back"
     )
+
+
+async def test_a_display_name_lookup_and_approvals(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
+    """The account read in its bucket, then the lookup, an approval and a NAME_TAKEN refusal in T's keys."""
+    tenant = "famnames"
+    account = pseudonym(f"{tenant}-a")
+    await bind_accounts(redis, tenant, [account])
+    taken = "ef" * 16
+    await redis.hset(TenantKeys(tenant).organization_names(), taken, "tag-another-org")
+    recording = Recording(redis, script_monitor)
+    names = RedisDisplayNames(recording, steps=_stepwise(recording))
+    looked = await names.look_up(NameQuery(tenant, account, "caller", (NAME_HASH, taken), 100, 60_000))
+    assert isinstance(looked, NameLookup)
+    assert len(looked.hits) == 2, looked
+    audit = {"principal": "t/admin/a1", "request_id": "r1", "trace_id": "", "span": "", "account": ""}
+    brand = NamesApproval(tenant, account, ("cd" * 16,), ("ce" * 16,), AssuranceLevel.LOW, audit)
+    assert await names.approve(brand) == (Approval.APPROVED, 1)
+    refused = NamesApproval(tenant, account, ("cf" * 16,), (taken,), AssuranceLevel.LOW, audit)
+    assert await names.approve(refused) == (Approval.NAME_TAKEN, 0)
+    recording.assert_one_bucket_each("account_facts", "display_name_index", "approved_names_index")
