@@ -136,26 +136,6 @@ READS_ACCOUNTS = KnownCrossing("reads", "A'", "acct:*", _READS_ACCOUNTS)
 READS_RECORDED = KnownCrossing("reads", "T", "read*", _READ_RECORDED)
 IP_LABELS_ACCOUNTS = KnownCrossing("ip_labels", "A'", "acct:*", _READS_ACCOUNTS)
 IP_LABELS_RECORDED = KnownCrossing("ip_labels", "T", "read*", _READ_RECORDED)
-DISPLAY_NAME_INDEX = KnownCrossing(
-    "display_name",
-    "T",
-    "orgname*",
-    "reads the account (A) beside the tenant's name index (orgname, and orgnames:<tag> its Lua "
-    "derives from the account's tag); §3.5 reads the account first",
-)
-DISPLAY_NAME_WINDOW = KnownCrossing(
-    "display_name",
-    "T",
-    "rl:display_checks:*",
-    "the same script counts the caller's checks (a tenant-wide window) beside the account",
-)
-APPROVED_NAMES_INDEX = KnownCrossing(
-    "approved_names",
-    "T",
-    "orgname*",
-    "reads the account (A) beside the tenant's name index, which it writes (orgname, "
-    "orgnames:<tag>); §3.5 reads the account first and writes in T",
-)
 HOLDINGS_PAGE = KnownCrossing(
     "incident_holdings",
     "*",
@@ -178,9 +158,6 @@ SERVICE_CROSSINGS = (
     READS_RECORDED,
     IP_LABELS_ACCOUNTS,
     IP_LABELS_RECORDED,
-    DISPLAY_NAME_INDEX,
-    DISPLAY_NAME_WINDOW,
-    APPROVED_NAMES_INDEX,
     HOLDINGS_PAGE,
 )
 """The crossings the service's other calls still make, each allowed where a test expects it."""
@@ -378,17 +355,18 @@ async def test_ip_labels(recording: ServiceRecording) -> None:
 
 async def test_a_display_names_check(recording: ServiceRecording) -> None:
     [account] = await _bound(recording.redis, 1)
-    names = RedisDisplayNames(recording)
+    names = RedisDisplayNames(recording, steps=StepRunner(recording, step_by_step=True))
     await names.look_up(NameQuery(TENANT, account, "caller", (NAME_HASH,), 10, 60_000))
-    recording.assert_one_bucket_each("display_name", known=(DISPLAY_NAME_INDEX, DISPLAY_NAME_WINDOW))
+    recording.assert_one_bucket_each("account_facts", "display_name_index")
 
 
 async def test_an_organizations_approved_names(recording: ServiceRecording) -> None:
     organization = await _organization(recording.redis)
     approval = NamesApproval(TENANT, organization, ("cd" * 16,), ("ef" * 16,), AssuranceLevel.LOW, REQUEST)
-    outcome, approved = await RedisDisplayNames(recording).approve(approval)
+    names = RedisDisplayNames(recording, steps=StepRunner(recording, step_by_step=True))
+    outcome, approved = await names.approve(approval)
     assert (outcome.value, approved) == ("OK", 1)
-    recording.assert_one_bucket_each("approved_names", known=(APPROVED_NAMES_INDEX,))
+    recording.assert_one_bucket_each("account_facts", "approved_names_index")
 
 
 async def test_an_accounts_own_writes(recording: ServiceRecording) -> None:
