@@ -16,8 +16,11 @@ binding's ``place:`` and a re-indexing's ``move:`` with the identity.
 Two accounts are two buckets too: keys that name an account pseudonym (its ``acct``,
 ``consent``, ``acctvf``, ``chkfail:acct:``, its ``unbind:``/``erase:`` intent) must name one
 (:func:`accounts_named`), or a step would reach another account's bucket beside its own.
-Keys named by something else (a ``vf`` by its id, an ``otpfail`` by account and phone) go to
-their account's bucket by a label Python gives them, which the name does not show.
+Keys named by something else (a ``vf`` by its id, a ``req`` by a pseudonym keyed over account
+and request id, an ``otpfail`` by account and phone) go to their account's bucket by a label
+Python gives them, which the name does not show: Python holds the account's pseudonym wherever
+it names such a key (for ``req``, ``RequestRef.account_pseudonym``), and nothing needs the
+account back from the name.
 
 A key of a form this module does not know is refused (``ValueError``), so that a new family is
 placed here before a test can pass over it.
@@ -207,8 +210,9 @@ def bucket_subject(key: str) -> str | None:
     An account's pseudonym for its ``acct``, ``consent``, ``acctvf``, ``chkfail:acct`` and its
     ``unbind:``/``erase:`` intents; an identity's ref for ``id`` and ``idacc``; a counter's
     purpose and pseudonym for its ``rl`` keys and their markers; a phone's pseudonym for its keys.
-    A verification's id, a request's or an account and phone's pseudonym, and a binding's or a
-    move's intent do not name their account or identity: such a key passes as the bucket's own.
+    A verification's id, a request's (keyed over its account) or an account and phone's
+    pseudonym, and a binding's or a move's intent do not name their account or identity: such a
+    key passes as the bucket's own.
 
     Raises:
         ValueError: as :func:`family_of`.

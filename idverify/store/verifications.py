@@ -2,8 +2,9 @@
 
 ``flows.verification`` decides (what a start stores, which answer is right, who may be a
 guardian); this adapter knows the keys (``{t}:vf:<id>``, ``{t}:req:<request pseudonym>`` and the
-attempt's release marker), runs ``reserve_request``, ``release_request``, ``confirm_request``,
-``start``, ``get``, ``submit`` and ``guardian`` and reads their replies once (a verification's
+attempt's release marker; a request's legacy key is read beside its account's, never written),
+runs ``reserve_request``, ``release_request``, ``confirm_request``, ``start``, ``get``,
+``submit`` and ``guardian`` and reads their replies once (a verification's
 hash to and from its record through ``store.verification_fields``). A start's reads
 are one pipeline and its admission one chain, with the consent record's pieces from
 ``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
@@ -77,6 +78,23 @@ def _written(reply: Any) -> port.Written:
     if outcome is port.WriteOutcome.STATE:
         return port.Written(outcome, record_of(decode_flat(reply[1])))
     return port.Written(outcome, detail=as_text(reply[1]) if len(reply) > 1 else "")
+
+
+def _held(current: bytes | None, legacy: bytes | None) -> port.Held | None:
+    """What a request id holds: its account's key first, else its legacy key's (GET replies)."""
+    if current is not None:
+        return port.Held(as_text(current))
+    return port.Held(as_text(legacy), legacy=True) if legacy is not None else None
+
+
+def _request_keys(keys: TenantKeys, request: port.RequestRef) -> list[str]:
+    """The request id's key under its account, then its legacy key (read, never written).
+
+    Both are the tenant's today. When ``req`` moves to the account's bucket (docs/ARCHITECTURE.md
+    §6) the legacy key stays in the tenant's slot; by then its records have expired and the
+    fallback is gone ("Upgrades").
+    """
+    return [keys.request(request.pseudonym), keys.request(request.legacy_pseudonym)]
 
 
 def _unchanged_step(key: str, expect: VerificationRecord | None) -> ChainStep | None:
@@ -168,15 +186,16 @@ class RedisVerificationStore:
 
     # -- a start's admission -----------------------------------------------------------------
 
-    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> port.StartRead:
+    async def read_start(self, tenant: str, request: port.RequestRef) -> port.StartRead:
         """The request id's holder and the consent record, sent together in the tenant's slot."""
-        holder, consent_raw, cancelled = await self._scripts.commands(
-            ["GET", _keys(tenant).request(request_pseudonym)],
-            *RedisConsentStore.read_commands(tenant, account_pseudonym),
+        current, legacy = _request_keys(_keys(tenant), request)
+        holder, legacy_holder, consent_raw, cancelled = await self._scripts.commands(
+            ["GET", current],
+            ["GET", legacy],
+            *RedisConsentStore.read_commands(tenant, request.account_pseudonym),
         )
         return port.StartRead(
-            as_text(holder) if holder is not None else None,
-            RedisConsentStore.record_of(consent_raw, cancelled),
+            _held(holder, legacy_holder), RedisConsentStore.record_of(consent_raw, cancelled)
         )
 
     @staticmethod
@@ -206,7 +225,7 @@ class RedisVerificationStore:
         steps = [
             ChainStep(
                 "reserve_request",
-                [keys.request(admission.request_pseudonym), keys.request_released(admission.verification_id)],
+                [keys.request(admission.request.pseudonym), keys.request_released(admission.verification_id)],
                 [admission.verification_id, admission.reservation_ms],
                 proceed_on=("OK",),
             ),
@@ -263,30 +282,31 @@ class RedisVerificationStore:
         )
 
     async def release(
-        self, tenant: str, request_pseudonym: str, verification_id: str, reservation_ms: int
+        self, tenant: str, request: port.RequestRef, verification_id: str, reservation_ms: int
     ) -> None:
-        """``release_request``."""
+        """``release_request`` on the account's key, the only one this release reserves."""
         keys = _keys(tenant)
         await self._scripts.run(
             "release_request",
             [
-                keys.request(request_pseudonym),
+                keys.request(request.pseudonym),
                 keys.verification(verification_id),
                 keys.request_released(verification_id),
             ],
             [verification_id, reservation_ms],
         )
 
-    async def holder(self, tenant: str, request_pseudonym: str) -> str | None:
-        """The request id's value (a released one is free: release_request.lua deletes it)."""
-        async with translate_errors():
-            holder = await self._redis.get(_keys(tenant).request(request_pseudonym))
-        return as_text(holder) if holder is not None else None
+    async def holder(self, tenant: str, request: port.RequestRef) -> port.Held | None:
+        """The request id's value, both keys read at once (release_request.lua deletes a released one)."""
+        current, legacy = await self._scripts.commands(
+            *(["GET", key] for key in _request_keys(_keys(tenant), request))
+        )
+        return _held(current, legacy)
 
-    async def confirm(self, tenant: str, request_pseudonym: str) -> None:
+    async def confirm(self, tenant: str, request: port.RequestRef) -> None:
         """``confirm_request``, a write the replicas acknowledge, where steps wait for them."""
         if self._scripts.acknowledges:
-            await self._scripts.run("confirm_request", [_keys(tenant).request(request_pseudonym)], [])
+            await self._scripts.run("confirm_request", _request_keys(_keys(tenant), request), [])
 
     # -- a start's steps and commit ----------------------------------------------------------
 

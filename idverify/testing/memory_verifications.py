@@ -25,9 +25,11 @@ from idverify.flows.verification.port import (
     ChallengeAnswer,
     CodeSend,
     GuardianGrant,
+    Held,
     NewVerification,
     Point,
     Readmission,
+    RequestRef,
     Reservation,
     SendCount,
     SendVerdict,
@@ -69,6 +71,8 @@ class MemoryVerificationStore:
         self.consents = consents
         self.limits = limits
         self.down = False
+        # By (tenant, request pseudonym): the account's, or a legacy one a test wrote as older
+        # releases did (this store, like Redis's, never writes one).
         self.requests: dict[tuple[str, str], str] = {}
         self.released: set[tuple[str, str]] = set()
         self.verifications: dict[tuple[str, str], dict[str, str]] = {}
@@ -107,18 +111,24 @@ class MemoryVerificationStore:
 
     # -- a start's admission -----------------------------------------------------------------
 
-    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> StartRead:
-        """The request id's holder and the consent record."""
+    def _held(self, tenant: str, request: RequestRef) -> Held | None:
+        holder = self.requests.get((tenant, request.pseudonym))
+        if holder is not None:
+            return Held(holder)
+        legacy = self.requests.get((tenant, request.legacy_pseudonym))
+        return Held(legacy, legacy=True) if legacy is not None else None
+
+    async def read_start(self, tenant: str, request: RequestRef) -> StartRead:
+        """The request id's holder (the account's key, else the legacy one) and the consent record."""
         self._reach()
         return StartRead(
-            self.requests.get((tenant, request_pseudonym)),
-            await self.consents.read(tenant, account_pseudonym),
+            self._held(tenant, request), await self.consents.read(tenant, request.account_pseudonym)
         )
 
     async def admit(self, admission: Admission) -> AdmissionAnswer:
         """Reserves, checks the claims, admits the consents and counts the window, in that order."""
         self._reach()
-        tenant, request = admission.tenant, (admission.tenant, admission.request_pseudonym)
+        tenant, request = admission.tenant, (admission.tenant, admission.request.pseudonym)
         if (tenant, admission.verification_id) in self.released:
             return AdmissionAnswer(Reservation.RELEASED)
         holder = self.requests.get(request)
@@ -171,26 +181,26 @@ class MemoryVerificationStore:
             raise refused
 
     async def release(
-        self, tenant: str, request_pseudonym: str, verification_id: str, reservation_ms: int
+        self, tenant: str, request: RequestRef, verification_id: str, reservation_ms: int
     ) -> None:
         """Frees the request id unless the verification was stored; marks the attempt released."""
         del reservation_ms
         if self._verification(tenant, verification_id) is not None:
             return
-        holder = self.requests.get((tenant, request_pseudonym))
+        holder = self.requests.get((tenant, request.pseudonym))
         if holder is not None and holder != verification_id:
             return
-        self.requests.pop((tenant, request_pseudonym), None)
+        self.requests.pop((tenant, request.pseudonym), None)
         self.released.add((tenant, verification_id))
 
-    async def holder(self, tenant: str, request_pseudonym: str) -> str | None:
-        """The request id's holder."""
+    async def holder(self, tenant: str, request: RequestRef) -> Held | None:
+        """The request id's holder: the account's key, else the legacy one."""
         self._reach()
-        return self.requests.get((tenant, request_pseudonym))
+        return self._held(tenant, request)
 
-    async def confirm(self, tenant: str, request_pseudonym: str) -> None:
+    async def confirm(self, tenant: str, request: RequestRef) -> None:
         """Nothing waits for replicas here."""
-        del tenant, request_pseudonym
+        del tenant, request
         self._reach()
 
     # -- a start's steps and commit ----------------------------------------------------------

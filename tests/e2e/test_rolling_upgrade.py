@@ -26,6 +26,7 @@ from idverify.audit import merkle
 from idverify.client import Client
 from idverify.domain.consent import text_version_of
 from idverify.flows.schema_version import SCHEMA_VERSION
+from idverify.flows.verification.plan import request_ref
 from idverify.privacy.keyring import load_keyring
 from idverify.store.connection import close_client, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
@@ -210,27 +211,61 @@ class TestRollingUpgrade:
     def test_a_retry_reaching_the_old_release_after_the_new_one_gave_up_starts_there(
         self, pair: Pair
     ) -> None:
-        """A 0.2.0 attempt that gave up leaves the request id free, as 0.1.0 reads it: not BAD_ID.
+        """A 0.2.0 attempt that gave up leaves nothing 0.1.0 misreads: its retry starts there.
 
-        The reservation and release are this release's own scripts, as an attempt whose caller
-        gave up runs them; 0.1.0 then gets the caller's retry with the same request id.
+        The reservation and release are this release's own scripts on the account's key, as an
+        attempt whose caller gave up runs them; 0.1.0 then gets the caller's retry with the same
+        request id, under the key it knows (the request id's alone).
         """
         keyring = load_keyring(path=pair.new.data_dir / "keyring.json")
         keys = TenantKeys("default")
         request_id = f"rolling-released-{secrets.token_hex(4)}"
-        request = keys.request(keyring.pseudonym("default", "request", request_id))
+        account_ps = keyring.pseudonym("default", "account", "rolling-released")
+        ref = request_ref(keyring, "default", account_ps, request_id)
         gave_up = secrets.token_hex(16)
-        asyncio.run(reserve_and_release(pair.url, keys, request, gave_up))
+        asyncio.run(reserve_and_release(pair.url, keys, keys.request(ref.pseudonym), gave_up))
         assert pair.store.exists(keys.request_released(gave_up))
 
         with pair.old.client("registrar") as registrar:
             retried = start(registrar, person(), "rolling-released", request_id=request_id)
         assert retried.verification_id != gave_up
-        assert pair.store.get(request) == retried.verification_id.encode()
+        assert pair.store.get(keys.request(ref.legacy_pseudonym)) == retried.verification_id.encode()
         code = pair.old.sms_code(retried.verification_id)
         with pair.new.client("registrar") as registrar:
             done = submit(registrar, retried.verification_id, code)
         assert done.status == STATUS.Value("VERIFICATION_STATUS_VERIFIED")
+
+    def test_a_retry_reaching_the_new_release_finds_what_the_old_one_started(self, pair: Pair) -> None:
+        """0.1.0 keyed the request id alone: this release reads that key where the account's is absent.
+
+        The account's retry gets 0.1.0's verification (no second code); another account reusing
+        the request id starts its own and gets nothing of it.
+        """
+        request_id, gina = f"rolling-retried-{secrets.token_hex(4)}", person()
+        with pair.old.client("registrar") as registrar:
+            first = start(registrar, gina, "rolling-retried", request_id=request_id)
+        with pair.new.client("registrar") as registrar:
+            again = start(registrar, gina, "rolling-retried", request_id=request_id)
+            other = start(registrar, person(), "rolling-retried-other", request_id=request_id)
+        assert again.verification_id == first.verification_id
+        assert f"(verification {first.verification_id})" not in pair.new.log_text()
+        assert other.verification_id != first.verification_id
+        assert other.account_id == "rolling-retried-other"
+
+    def test_a_retry_reaching_the_old_release_after_the_new_one_started_starts_again(
+        self, pair: Pair
+    ) -> None:
+        """The one thing a rollout costs a retry: 0.1.0 does not read the account's key.
+
+        README ("Upgrading") says so: a start's retry that reaches 0.1.0 starts a second
+        verification, as a retry with a new request id would.
+        """
+        request_id, hank = f"rolling-forward-{secrets.token_hex(4)}", person()
+        with pair.new.client("registrar") as registrar:
+            first = start(registrar, hank, "rolling-forward", request_id=request_id)
+        with pair.old.client("registrar") as registrar:
+            again = start(registrar, hank, "rolling-forward", request_id=request_id)
+        assert again.verification_id != first.verification_id
 
     def test_one_log_verifies_from_both_releases_heads(self, pair: Pair) -> None:
         heads = []

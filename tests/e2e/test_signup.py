@@ -126,6 +126,30 @@ class TestHappyPath:
         assert second.verification_id == first.verification_id
         assert server.log_text().count(f"(verification {first.verification_id})") == 1
 
+    def test_a_request_id_reused_for_another_account_starts_a_second_verification(
+        self, server: ServerProcess, registrar: Client
+    ) -> None:
+        """A request id is its account's: another account's reuse is a start of its own.
+
+        Its answer names nothing of the first (id, account, code), and each account's retry
+        still gets its own verification.
+        """
+        erin, frank = person(), person()
+        first = start(registrar, erin, "acct-reqid-1", request_id="req-shared")
+        other = start(registrar, frank, "acct-reqid-2", request_id="req-shared")
+        assert other.verification_id != first.verification_id
+        assert (other.account_id, other.status) == (
+            "acct-reqid-2",
+            STATUS.Value("VERIFICATION_STATUS_CHALLENGE_SENT"),
+        )
+        assert server.log_text().count(f"(verification {other.verification_id})") == 1  # its own code
+        assert start(registrar, erin, "acct-reqid-1", request_id="req-shared").verification_id == (
+            first.verification_id
+        )
+        assert start(registrar, frank, "acct-reqid-2", request_id="req-shared").verification_id == (
+            other.verification_id
+        )
+
 
 class TestWrongCodes:
     def test_each_wrong_code_costs_an_attempt_until_rejection(

@@ -3,6 +3,12 @@
 One step of the store (``VerificationStore.admit``), sent once the start's reads answered. A
 repeated request id answers with the verification it started (or waits for the attempt still
 running), and a caller who gives up releases the request id for its retry.
+
+A request id is the account's: its key is keyed over the account (``plan.request_ref``), so the
+same id under another account is a new start that reads nothing of the first. Keys of the form
+before (the request id's alone, ``Held.legacy``) are still read until they expired, and answer
+only a retry of their verification's own account (docs/ARCHITECTURE.md, "Buckets: the plan",
+§2 "Request ids").
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from idverify.flows.verification.plan import StartPlan
 from idverify.flows.verification.port import (
     Admission,
     ClaimsCheck,
+    Held,
+    RequestRef,
     Reservation,
     VerificationStore,
     WindowCount,
@@ -36,6 +44,10 @@ from idverify.flows.verification.views import VerificationReader, VerificationVi
 # A reservation holds a request id while its first attempt runs (argon2 + SMS send); a crashed
 # attempt frees it after this long.
 RESERVATION_MS = 30_000
+# A repeated request id whose attempt is still running is asked again this often, this many
+# times (3 s), before the caller is told to retry.
+_WAIT_ROUNDS = 60
+_WAIT_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -84,11 +96,11 @@ class StartAdmission:
         # What the start reads before its admission: one round trip. The admission (its first
         # write) is sent only once these answered, so a store that stalls on them never runs a
         # reservation for a caller who gave up.
-        read = await self._store.read_start(
-            tenant, plan.request_pseudonym, d.keyring.pseudonym(tenant, "account", plan.account_id)
-        )
+        read = await self._store.read_start(tenant, plan.request)
         if read.holder is not None:
-            return read.holder
+            holder = await self._answering(plan.tenant, plan.request, read.holder)
+            if holder is not None:
+                return holder
         with self.offering_fallbacks(plan):
             judged = await self._consent.judge_start(plan, read.consent)
         identity_ps = d.keyring.pseudonym(tenant, "rl-identity", plan.name_tag)
@@ -96,7 +108,7 @@ class StartAdmission:
             plan,
             Admission(
                 tenant=tenant,
-                request_pseudonym=plan.request_pseudonym,
+                request=plan.request,
                 verification_id=plan.verification_id,
                 reservation_ms=RESERVATION_MS,
                 # Every counter that refuses a start counts per (document, name) pair, so that a
@@ -194,23 +206,55 @@ class StartAdmission:
             return
         plan = reserved.plan
         with contextlib.suppress(StoreUnavailable):
-            await self._store.release(
-                plan.tenant, plan.request_pseudonym, plan.verification_id, RESERVATION_MS
-            )
+            await self._store.release(plan.tenant, plan.request, plan.verification_id, RESERVATION_MS)
 
     async def repeated(self, plan: StartPlan, holder: str) -> VerificationView:
         """A repeated request id: the verification it started, or wait for the attempt running."""
-        existing = await self._verification_for_request(plan.tenant, holder, plan.request_pseudonym)
-        return existing or await self._wait_for_request(plan.tenant, plan.request_pseudonym)
+        existing = await self._verification_for_request(plan.tenant, holder, plan.request)
+        return existing or await self._wait_for_request(plan.tenant, plan.request)
 
-    async def _existing_for_request(self, tenant: str, request_pseudonym: str) -> VerificationView | None:
-        current = await self._store.holder(tenant, request_pseudonym)
+    async def _answering(self, tenant: str, request: RequestRef, held: Held) -> str | None:
+        """The verification id that answers a start whose request id holds ``held``; None: start anew.
+
+        The account's own key always answers. A legacy one answers only when its verification is
+        the account's (:meth:`_legacy_accounts`); while it is only a reservation (an older
+        server's attempt still running) the start waits for it as for its own, as the older
+        release did.
+
+        Raises:
+            StoreUnavailable: ``REQUEST_IN_PROGRESS``, the legacy reservation outlived the wait.
+        """
+        for _ in range(_WAIT_ROUNDS):
+            if not held.legacy:
+                return held.verification_id
+            accounts = await self._legacy_accounts(tenant, request, held)
+            if accounts is not None:
+                return held.verification_id if accounts else None
+            await asyncio.sleep(_WAIT_SECONDS)
+            current = await self._store.holder(tenant, request)
+            if current is None:
+                return None  # released or expired: nothing of it to answer
+            held = current
+        raise _in_progress()
+
+    async def _existing_for_request(self, tenant: str, request: RequestRef) -> VerificationView | None:
+        current = await self._store.holder(tenant, request)
         if current is None:
             return None
-        return await self._verification_for_request(tenant, current, request_pseudonym)
+        if current.legacy and not await self._legacy_accounts(tenant, request, current):
+            return None
+        return await self._verification_for_request(tenant, current.verification_id, request)
+
+    async def _legacy_accounts(self, tenant: str, request: RequestRef, held: Held) -> bool | None:
+        """Whether a legacy holder's verification is the request's account's; None: not stored yet.
+
+        Read without a side effect (no expiry, no read recorded), so another account's learns nothing.
+        """
+        record = await self._store.record(tenant, held.verification_id)
+        return None if record is None else record.acct == request.account_pseudonym
 
     async def _verification_for_request(
-        self, tenant: str, holder: str, request_pseudonym: str
+        self, tenant: str, holder: str, request: RequestRef
     ) -> VerificationView | None:
         """The verification whose id holds a request id, if it was started yet.
 
@@ -224,14 +268,18 @@ class StartAdmission:
             existing = await self._reader.get(tenant, holder, RequestInfo.internal())
         except NotFound:
             return None  # reserved by an attempt still running (or crashed: the TTL frees it)
-        await self._store.confirm(tenant, request_pseudonym)
+        await self._store.confirm(tenant, request)
         return existing
 
-    async def _wait_for_request(self, tenant: str, request_pseudonym: str) -> VerificationView:
+    async def _wait_for_request(self, tenant: str, request: RequestRef) -> VerificationView:
         """A concurrent call holds the request id: wait briefly for its verification."""
-        for _ in range(60):
-            existing = await self._existing_for_request(tenant, request_pseudonym)
+        for _ in range(_WAIT_ROUNDS):
+            existing = await self._existing_for_request(tenant, request)
             if existing is not None:
                 return existing
-            await asyncio.sleep(0.05)
-        raise StoreUnavailable("the same request is still in progress; retry", reason="REQUEST_IN_PROGRESS")
+            await asyncio.sleep(_WAIT_SECONDS)
+        raise _in_progress()
+
+
+def _in_progress() -> StoreUnavailable:
+    return StoreUnavailable("the same request is still in progress; retry", reason="REQUEST_IN_PROGRESS")

@@ -209,7 +209,7 @@ class StartCommit:
         return await self.store.commit(
             NewVerification(
                 tenant=plan.tenant,
-                request_pseudonym=plan.request_pseudonym,
+                request_pseudonym=plan.request.pseudonym,
                 verification_id=plan.verification_id,
                 account_pseudonym=account_ps,
                 record=record,

@@ -21,6 +21,8 @@ from idverify.domain.organizations import OrganizationParticulars, organization_
 from idverify.domain.phone_destinations import check_phone_destination
 from idverify.domain.subjects import Subject, SubjectKind
 from idverify.flows.context import FlowDeps, RequestInfo
+from idverify.flows.verification.port import RequestRef
+from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import claim_tag
 from idverify.privacy.verification_ids import new_verification_id
 
@@ -66,8 +68,8 @@ class StartPlan:
 
     tenant: str
     request_id: str
-    # The request id as the store keeps it: its pseudonym, never the id.
-    request_pseudonym: str
+    # The request id as the store keeps it: pseudonyms under its account, never the id.
+    request: RequestRef
     verification_id: str
     account_id: str
     method: MethodSpec
@@ -122,14 +124,13 @@ def plan_start(deps: FlowDeps, tenant: str, request: StartRequest, info: Request
     _check_client_ip(request.client_ip)
     given = consent_rules.check_request_consents(request.consents, request.consent_text_versions)
     purposes = consent_rules.needed_purposes(needed, biometric=is_biometric(method, deps.biometric_steps))
+    account_pseudonym = deps.keyring.pseudonym(tenant, "account", account_id)
     return StartPlan(
         tenant=tenant,
         request_id=request_id,
-        request_pseudonym=deps.keyring.pseudonym(tenant, "request", request_id),
+        request=request_ref(deps.keyring, tenant, account_pseudonym, request_id),
         # The id names the account's bucket, where its record is to live (issue 26).
-        verification_id=new_verification_id(
-            deps.keyring, tenant, bucket_of(deps.keyring.pseudonym(tenant, "account", account_id))
-        ),
+        verification_id=new_verification_id(deps.keyring, tenant, bucket_of(account_pseudonym)),
         account_id=account_id,
         method=method,
         document=document,
@@ -149,6 +150,21 @@ def plan_start(deps: FlowDeps, tenant: str, request: StartRequest, info: Request
             return_url=request.return_url,
             meta_info=request.meta_info,
         ),
+    )
+
+
+def request_ref(keyring: Keyring, tenant: str, account_pseudonym: str, request_id: str) -> RequestRef:
+    """A request id's keys: keyed over its account, so that another account's reuse is another key.
+
+    A retry carries the same account, so the key can live in the account's bucket (issue 26, §2
+    "Request ids"); the price is that the same request id under another account starts a second
+    verification. The account's pseudonym is 32 hex digits, so the pair reads one way only. The
+    legacy pseudonym (the request id's alone) names what older releases wrote.
+    """
+    return RequestRef(
+        account_pseudonym=account_pseudonym,
+        pseudonym=keyring.pseudonym(tenant, "account-request", f"{account_pseudonym}:{request_id}"),
+        legacy_pseudonym=keyring.pseudonym(tenant, "request", request_id),
     )
 
 

@@ -28,9 +28,11 @@ __all__ = [
     "ClaimsCheck",
     "CodeSend",
     "GuardianGrant",
+    "Held",
     "NewVerification",
     "Point",
     "Readmission",
+    "RequestRef",
     "Reservation",
     "SendCount",
     "SendVerdict",
@@ -82,10 +84,38 @@ class Reservation(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRef:
+    """A caller's request id as the store keeps it: under its account (docs/ARCHITECTURE.md §2).
+
+    ``pseudonym`` is keyed over the account's pseudonym and the request id, so the same request
+    id under another account is another key, and the key belongs to the account, whose bucket
+    it is to live in. ``legacy_pseudonym`` is the request id's alone, the key 0.1.0 and builds
+    before this form wrote: read where the account's is absent, never written, until such
+    records expired (their session's TTL; "Upgrades").
+    """
+
+    account_pseudonym: str
+    pseudonym: str
+    legacy_pseudonym: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The verification id a request id holds, and whether under its legacy key.
+
+    A legacy holder may be another account's (that form named no account): it answers only a
+    retry of the account its verification belongs to.
+    """
+
+    verification_id: str
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StartRead:
     """What a start reads before its admission: the request id's holder and the consent record."""
 
-    holder: str | None
+    holder: Held | None
     consent: ConsentRecord
 
 
@@ -116,7 +146,7 @@ class Admission:
     """
 
     tenant: str
-    request_pseudonym: str
+    request: RequestRef
     verification_id: str
     reservation_ms: int
     claims: ClaimsCheck
@@ -219,6 +249,7 @@ class NewVerification:
     """
 
     tenant: str
+    # The request id's key under the account (``RequestRef.pseudonym``): the account's own.
     request_pseudonym: str
     verification_id: str
     account_pseudonym: str
@@ -248,8 +279,11 @@ class GuardianGrant:
 class VerificationStore(Protocol):
     """Verifications and the requests that start them; every method may raise StoreUnavailable."""
 
-    async def read_start(self, tenant: str, request_pseudonym: str, account_pseudonym: str) -> StartRead:
-        """The verification id a request id holds (None: free) and the account's consents: one step."""
+    async def read_start(self, tenant: str, request: RequestRef) -> StartRead:
+        """What the request id holds (None: free) and its account's consents: one step.
+
+        The legacy key is read with the account's, and answered only where the account's is absent.
+        """
         ...
 
     async def admit(self, admission: Admission) -> AdmissionAnswer:
@@ -271,7 +305,7 @@ class VerificationStore(Protocol):
         ...
 
     async def release(
-        self, tenant: str, request_pseudonym: str, verification_id: str, reservation_ms: int
+        self, tenant: str, request: RequestRef, verification_id: str, reservation_ms: int
     ) -> None:
         """Frees the request id this attempt reserved, unless its verification was stored after all.
 
@@ -279,11 +313,11 @@ class VerificationStore(Protocol):
         """
         ...
 
-    async def holder(self, tenant: str, request_pseudonym: str) -> str | None:
-        """The verification id a request id holds; None when free."""
+    async def holder(self, tenant: str, request: RequestRef) -> Held | None:
+        """What a request id holds, under the account's key or else the legacy one; None when free."""
         ...
 
-    async def confirm(self, tenant: str, request_pseudonym: str) -> None:
+    async def confirm(self, tenant: str, request: RequestRef) -> None:
         """Waits until what the request id points at is on enough replicas (where writes wait)."""
         ...
 

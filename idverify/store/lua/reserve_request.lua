@@ -2,7 +2,8 @@
 -- when the start commits (start.lua), and a crashed attempt's reservation expires.
 -- An attempt that gave up leaves its release marker (release_request.lua) and the request id
 -- free: the caller's retry may take it, the released attempt's own late reservation may not.
--- KEYS: request, this attempt's release marker
+-- KEYS: request (the account's key: keyed over account and request id), this attempt's release
+--   marker
 -- ARGV: verification id, reservation ms
 -- Returns {'OK'} | {'HELD', holder} (another attempt holds it, or its verification exists) |
 --   {'RELEASED'} (this attempt gave up before its reservation arrived)

@@ -3,9 +3,10 @@
 -- account's step). On one node the binding's other steps run here too (bind_after_account);
 -- step by step (the intent's delay given), the verification is marked in flight, the intent
 -- 'bind:<vf id>' written, and the caller runs them (store/binding_steps.py).
--- KEYS: request, verification, audit log, account, this attempt's release marker, then in bind
---   mode its binding's two: on one node the identity and its accounts, step by step (the intent's
---   delay given) the intents and the intent's record. Step by step every key is in the account's
+-- KEYS: request (the account's key: keyed over account and request id), verification, audit log,
+--   account, this attempt's release marker, then in bind mode its binding's two: on one node
+--   the identity and its accounts, step by step (the intent's delay given) the intents and the
+--   intent's record. Step by step every key is in the account's
 --   bucket (and the tenant's log): whether the identity moved is the identity's step's to say.
 -- ARGV: verification id, ttl ms, record json, binding limit, request json, mode
 --   [, the intent's delay in ms]; mode: challenge | bind | guardian | rejected

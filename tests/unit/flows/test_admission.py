@@ -31,6 +31,7 @@ from idverify.domain.normalize import normalize_name
 from idverify.domain.subjects import DocumentType, Subject, SubjectKind
 from idverify.flows.context import RequestInfo, call_deadline
 from idverify.flows.verification import StartRequest, VerificationFlow
+from idverify.flows.verification.plan import request_ref
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.name_binding import claim_tag
 from idverify.security.rate_limits import WindowLimiter
@@ -263,8 +264,8 @@ class TestAStartWhoseHashWouldWaitTooLong:
                 assert refused.value.reason == "HASH_QUEUE_FULL"
                 assert refused.value.retry_after > 0
 
-        keys = [KEYS.request(rig.keyring.pseudonym(TENANT, "request", request.request_id))]
         account_ps = rig.keyring.pseudonym(TENANT, "account", account)
+        keys = [KEYS.request(request_ref(rig.keyring, TENANT, account_ps, request.request_id).pseudonym)]
         keys += [KEYS.consent(account_ps), KEYS.account_verifications(account_ps)]
         name_tag = claim_tag(
             rig.keyring,

@@ -242,7 +242,8 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
     wrong = await challenge(redis, TENANT, pseudonym("wrong"), OWNER)
     late = await challenge(redis, TENANT, pseudonym("late"), OWNER)
     store = _verifications(recording)
-    request = pseudonym("req")
+    # The account's key and the legacy one, which the confirmation is given too (both A, no subject).
+    request = port.RequestRef(account, pseudonym("req"), pseudonym("req-legacy"))
     claims = port.ClaimsCheck(OWNER["name_tag"], 3, REQUEST)
     admitted = await store.admit(
         port.Admission(TENANT, request, "vf-new", 60_000, claims, _admission(account, "vf-new"), _window())

@@ -29,8 +29,10 @@ from idverify.flows.verification.port import (
     ClaimsCheck,
     CodeSend,
     GuardianGrant,
+    Held,
     NewVerification,
     Point,
+    RequestRef,
     Reservation,
     SendVerdict,
     VerificationStore,
@@ -55,6 +57,8 @@ REQUEST_JSON = json.dumps(REQUEST)
 LIMITS = send_limits(per_phone_per_hour=2, phone_failure_limit=2, failure_window_ms=60_000)
 CODE = "ab" * 16
 PHONE = "0123456789abcdef" * 2  # a deployment-wide phone pseudonym
+# Account a1's request "req-1", and the key its request id alone named before (legacy).
+REQ = RequestRef("a1", "req-1", "legacy-1")
 
 
 class World(Protocol):
@@ -67,6 +71,10 @@ class World(Protocol):
     async def bound(self, ref: str) -> set[str]: ...
 
     async def wait(self, ms: int) -> None: ...
+
+    async def legacy_request(self, pseudonym: str, verification_id: str) -> None:
+        """A request id's key as older releases wrote it (the request id's pseudonym alone)."""
+        ...
 
 
 class MemoryWorld:
@@ -86,6 +94,9 @@ class MemoryWorld:
     async def wait(self, ms: int) -> None:
         self._store.consents.now += ms
 
+    async def legacy_request(self, pseudonym: str, verification_id: str) -> None:
+        self._store.requests[(T, pseudonym)] = verification_id
+
 
 class RedisWorld:
     def __init__(self, redis: RedisClient) -> None:
@@ -103,6 +114,9 @@ class RedisWorld:
 
     async def wait(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000)
+
+    async def legacy_request(self, pseudonym: str, verification_id: str) -> None:
+        await self._redis.set(self._keys.request(pseudonym), verification_id, px=60_000)
 
 
 Port = Contract[VerificationStore, World]
@@ -189,11 +203,11 @@ def as_read(read: VerificationRecord) -> Point:
     return point
 
 
-def admission(vid: str, *, request_ps: str = "req-1", claims: int = 0, window: int = 0) -> Admission:
+def admission(vid: str, *, request: RequestRef = REQ, claims: int = 0, window: int = 0) -> Admission:
     consent = ConsentAdmission("a1", "audit-a1", vid, 90_000, "", (), REQUEST_JSON, "sms")
     return Admission(
         T,
-        request_ps,
+        request,
         vid,
         30_000,
         ClaimsCheck("tag-1", claims, REQUEST),
@@ -204,25 +218,44 @@ def admission(vid: str, *, request_ps: str = "req-1", claims: int = 0, window: i
 
 async def test_contract_a_request_id_is_reserved_once_and_released_for_its_retry(port: Port) -> None:
     store = port.store
-    read = await store.read_start(T, "req-1", "a1")
+    read = await store.read_start(T, REQ)
     assert (read.holder, dict(read.consent.states), read.consent.cancelled) == (None, {}, False)
     first = await store.admit(admission("v1"))
     assert first.reservation is Reservation.RESERVED
     assert first.consent is not None
     assert first.consent.outcome is AdmitOutcome.ADMITTED
     assert (first.claims_refusal, first.window_counted, first.window_refusal) == (None, False, None)
-    assert (await store.read_start(T, "req-1", "a1")).holder == "v1"
-    assert await store.holder(T, "req-1") == "v1"
+    assert (await store.read_start(T, REQ)).holder == Held("v1")
+    assert await store.holder(T, REQ) == Held("v1")
     held = await store.admit(admission("v2"))
     assert (held.reservation, held.holder) == (Reservation.HELD, "v1")
-    await store.release(T, "req-1", "v1", 30_000)
-    assert await store.holder(T, "req-1") is None
+    await store.release(T, REQ, "v1", 30_000)
+    assert await store.holder(T, REQ) is None
     # The released attempt's own late writes take nothing; the retry's reservation does.
     assert (await store.admit(admission("v1"))).reservation is Reservation.RELEASED
     late = await store.commit(new("v1", challenge(), "challenge", "req-1"), unmoved)
     assert late.outcome is WriteOutcome.RELEASED
     assert (await store.admit(admission("v3"))).reservation is Reservation.RESERVED
-    await store.confirm(T, "req-1")
+    await store.confirm(T, REQ)
+
+
+async def test_contract_a_legacy_key_is_read_where_the_accounts_is_absent_and_never_written(
+    port: Port,
+) -> None:
+    """Older releases keyed a request id alone: read as the fallback, marked, and left as it is."""
+    store, world = port.store, port.world
+    await world.legacy_request(REQ.legacy_pseudonym, "v-old")
+    assert (await store.read_start(T, REQ)).holder == Held("v-old", legacy=True)
+    assert await store.holder(T, REQ) == Held("v-old", legacy=True)
+    await store.confirm(T, REQ)
+    # Another account's request under the same id reads the legacy key too: the flow judges it.
+    other = RequestRef("a2", "req-2", REQ.legacy_pseudonym)
+    assert await store.holder(T, other) == Held("v-old", legacy=True)
+    # The account's own key answers first, and a release frees it alone.
+    assert (await store.admit(admission("v1"))).reservation is Reservation.RESERVED
+    assert (await store.read_start(T, REQ)).holder == Held("v1")
+    await store.release(T, REQ, "v1", 30_000)
+    assert await store.holder(T, REQ) == Held("v-old", legacy=True)
 
 
 async def test_contract_a_committed_start_keeps_its_request_id(port: Port) -> None:
@@ -234,8 +267,8 @@ async def test_contract_a_committed_start_keeps_its_request_id(port: Port) -> No
     created = stored.record.created_ms
     assert stored.record.expires_ms == created + 60_000
     assert stored.record.challenge_expires_ms == created + 60_000
-    await store.release(T, "req-1", "v1", 30_000)  # a lost reply: the retry must find it
-    assert await store.holder(T, "req-1") == "v1"
+    await store.release(T, REQ, "v1", 30_000)  # a lost reply: the retry must find it
+    assert await store.holder(T, REQ) == Held("v1")
     again = await store.commit(new("v2", challenge(), "challenge", "req-1"), unmoved)
     assert (again.outcome, again.detail) == (WriteOutcome.EXISTS, "v1")
     assert await store.record(T, "v1") == stored.record
@@ -254,9 +287,11 @@ async def test_contract_claims_refused_at_their_limit_and_the_identity_window(po
     assert limited.claims_refusal is not None
     assert limited.claims_refusal.reason == "CLAIM_REFUSALS_LIMIT_REACHED"
     assert limited.consent is None
-    counted = await store.admit(admission("v4", request_ps="req-2", claims=2, window=1))
+    counted = await store.admit(
+        admission("v4", request=RequestRef("a1", "req-2", "legacy-2"), claims=2, window=1)
+    )
     assert (counted.window_counted, counted.window_refusal) == (True, None)
-    over = await store.admit(admission("v5", request_ps="req-3", window=1))
+    over = await store.admit(admission("v5", request=RequestRef("a1", "req-3", "legacy-3"), window=1))
     assert over.window_counted
     assert over.window_refusal is not None
     assert over.window_refusal.reason == "IDENTITY_RATE_LIMITED"
