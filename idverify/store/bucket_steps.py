@@ -143,6 +143,17 @@ class StepRunner:
         await self._reached(sequence, done)
         return reply
 
+    async def run_joined(self, sequence: str, steps: Sequence[ChainStep], done: int) -> list[Any]:
+        """Runs steps of one slot as one step of a sequence: one chain (``Scripts.run_chain``).
+
+        For consecutive steps in one bucket (a start's reservation and consents, ``store.admission_steps``):
+        nothing can happen between them, so they are one boundary, :meth:`_reached`'s after them.
+        The replies of those that ran, as ``run_chain`` answers them.
+        """
+        replies = await self._scripts.run_chain(steps)
+        await self._reached(sequence, done)
+        return replies
+
     async def _reached(self, sequence: str, done: int) -> None:
         """Called after each step that ran one by one (``done`` of them so far): a boundary.
 

@@ -6,8 +6,8 @@ attempt's release marker; a request's legacy key is read beside its account's, n
 runs ``reserve_request``, ``release_request``, ``confirm_request``, ``start``, ``get``,
 ``submit`` and ``guardian`` and reads their replies once (a verification's
 hash to and from its record through ``store.verification_fields``). A start's reads
-are one pipeline and its admission one chain, with the consent record's pieces from
-``store.consents`` and the counters' steps from ``store.rate_limits`` and ``store.code_sends``
+are one pipeline and its admission ``store.admission_steps``' (one chain on one node), with the
+consent record's pieces from ``store.consents`` and the counters' steps from ``store.code_sends``
 (an answer's count runs in one chain with its judgement, after ``fields_unchanged`` where the
 answer was judged from a remembered record), so a signup keeps its round trips
 (``tests/unit/flows/test_round_trips.py``). Where steps run one by one (a Cluster), an answer's
@@ -24,7 +24,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from idverify.domain.errors import RateLimited, StoreUnavailable
+from idverify.domain.errors import StoreUnavailable
 from idverify.flows.consent import ConsentAdmission
 from idverify.flows.context import FlowDeps
 from idverify.flows.identity_lookup import IdentityLookup
@@ -36,6 +36,7 @@ from idverify.flows.verification.identities import LookupIdentities
 from idverify.flows.verification.record import VerificationRecord
 from idverify.security.code_sends import SendPseudonyms
 from idverify.security.rate_limits import WindowLimiter
+from idverify.store.admission_steps import AdmissionSteps
 from idverify.store.binding_steps import Answer, BindingSteps, Pointing
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains, counted_or_unavailable
@@ -43,7 +44,7 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.consents import RedisConsentStore
 from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
-from idverify.store.rate_limits import RedisRateWindows, counted_step, judge_counted
+from idverify.store.rate_limits import RedisRateWindows
 from idverify.store.scripts import ChainStep, Scripts, decode_flat, hash_fields
 from idverify.store.verification_fields import fields_of, fields_read, record_of
 
@@ -152,15 +153,6 @@ class _LookedUpAgain:
         }
 
 
-def _refusal(judge: Callable[[], None]) -> RateLimited | None:
-    """The refusal a counter's judgement raises, kept for the caller to raise when it is ready."""
-    try:
-        judge()
-    except RateLimited as refused:
-        return refused
-    return None
-
-
 class RedisVerificationStore:
     """``flows.verification.port.VerificationStore`` over one Redis client, its scripts and counters."""
 
@@ -183,92 +175,41 @@ class RedisVerificationStore:
         self._runner = steps or StepRunner(scripts)
         self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
         self._windows = WindowLimiter(RedisRateWindows(scripts))
+        self._admission = AdmissionSteps(scripts, self._runner)
 
     # -- a start's admission -----------------------------------------------------------------
 
-    async def read_start(self, tenant: str, request: port.RequestRef) -> port.StartRead:
-        """The request id's holder and the consent record, sent together in the tenant's slot."""
-        current, legacy = _request_keys(_keys(tenant), request)
-        holder, legacy_holder, consent_raw, cancelled = await self._scripts.commands(
-            ["GET", current],
-            ["GET", legacy],
+    async def read_start(self, tenant: str, request: port.RequestRef, name_tag: str) -> port.StartRead:
+        """The request id's holder and the consent record, sent together.
+
+        Step by step (a Cluster) the name's refused claims too, in the same round trip: the
+        admission then skips its check below the limit (``store.admission_steps``). One node
+        checks them in the admission's one script, and reads nothing more.
+        """
+        keys = _keys(tenant)
+        reads = [
+            *(["GET", key] for key in _request_keys(keys, request)),
             *RedisConsentStore.read_commands(tenant, request.account_pseudonym),
-        )
+        ]
+        if not self._runner.chained:
+            reads.append(["GET", keys.rate_limit("claim_refusals", name_tag)])
+        replies = await self._scripts.commands(*reads)
+        holder, legacy_holder, consent_raw, cancelled = replies[:4]
         return port.StartRead(
-            _held(holder, legacy_holder), RedisConsentStore.record_of(consent_raw, cancelled)
-        )
-
-    @staticmethod
-    def _window_step(keys: TenantKeys, window: port.WindowCount | None) -> list[ChainStep]:
-        if window is None:
-            return []
-        step = RedisRateWindows.step(
-            keys,
-            "identity",
-            window.identity_pseudonym,
-            limit=window.limit,
-            window_seconds=window.window_seconds,
-            request=dict(window.request),
-        )
-        return [step] if step is not None else []
-
-    @staticmethod
-    def _window_refusal(reply: Any, window: port.WindowCount) -> RateLimited | None:
-        return _refusal(
-            lambda: RedisRateWindows.refuse_over_limit(reply, purpose="identity", limit=window.limit)
+            _held(holder, legacy_holder),
+            RedisConsentStore.record_of(consent_raw, cancelled),
+            int(replies[4] or 0) if len(replies) > 4 else None,  # noqa: PLR2004 - and the claims
         )
 
     async def admit(self, admission: port.Admission) -> port.AdmissionAnswer:
-        """The reservation, claims, consents and window: one chain, each step only after an OK."""
-        tenant, keys = admission.tenant, _keys(admission.tenant)
-        claims = admission.claims
-        steps = [
-            ChainStep(
-                "reserve_request",
-                [keys.request(admission.request.pseudonym), keys.request_released(admission.verification_id)],
-                [admission.verification_id, admission.reservation_ms],
-                proceed_on=("OK",),
-            ),
-            counted_step(
-                keys, "claim_refusals", claims.name_tag, limit=claims.limit, request=dict(claims.request)
-            ),
-            RedisConsentStore.start_step(tenant, admission.consent),
-            *self._window_step(keys, admission.window),
-        ]
-        replies = await self._scripts.run_chain(steps)
-        reservation = replies[0]
-        if reservation[0] == b"HELD":
-            return port.AdmissionAnswer(port.Reservation.HELD, holder=as_text(reservation[1]))
-        if reservation[0] != b"OK":
-            return port.AdmissionAnswer(port.Reservation.RELEASED)
-        refused = _refusal(lambda: judge_counted(replies[1], purpose="claim_refusals"))
-        if refused is not None or len(replies) < 3:  # noqa: PLR2004 - reservation, claims, consents
-            return port.AdmissionAnswer(port.Reservation.RESERVED, claims_refusal=refused)
-        window = admission.window
-        counted = window is not None and len(replies) > 3  # noqa: PLR2004 - and the window
-        return port.AdmissionAnswer(
-            port.Reservation.RESERVED,
-            consent=RedisConsentStore.reply_of(replies[2]),
-            window_counted=counted,
-            window_refusal=self._window_refusal(replies[3], window)
-            if window is not None and counted
-            else None,
-        )
+        """The reservation, claims, consents and window (``store.admission_steps``)."""
+        return await self._admission.admit(admission)
 
     async def readmit(
         self, tenant: str, consent: ConsentAdmission, window: port.WindowCount | None
     ) -> port.Readmission:
-        """``consent_start`` and the window's count, one chain."""
-        steps = [RedisConsentStore.start_step(tenant, consent), *self._window_step(_keys(tenant), window)]
-        replies = await self._scripts.run_chain(steps)
-        counted = window is not None and len(replies) > 1
-        return port.Readmission(
-            RedisConsentStore.reply_of(replies[0]),
-            window_counted=counted,
-            window_refusal=self._window_refusal(replies[1], window)
-            if window is not None and counted
-            else None,
-        )
+        """``consent_start``, then the window's count (``store.admission_steps``)."""
+        return await self._admission.readmit(tenant, consent, window)
 
     async def count_window(self, tenant: str, window: port.WindowCount) -> None:
         """The window's ``rate_limit`` step alone."""

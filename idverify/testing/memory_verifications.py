@@ -118,8 +118,12 @@ class MemoryVerificationStore:
         legacy = self.requests.get((tenant, request.legacy_pseudonym))
         return Held(legacy, legacy=True) if legacy is not None else None
 
-    async def read_start(self, tenant: str, request: RequestRef) -> StartRead:
-        """The request id's holder (the account's key, else the legacy one) and the consent record."""
+    async def read_start(self, tenant: str, request: RequestRef, name_tag: str) -> StartRead:
+        """The request id's holder (the account's key, else the legacy one) and the consent record.
+
+        The claims are checked with the reservation: nothing more is read.
+        """
+        del name_tag
         self._reach()
         return StartRead(
             self._held(tenant, request), await self.consents.read(tenant, request.account_pseudonym)

@@ -30,7 +30,7 @@ from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
-from tests import bind_crash, cancel_crash, counter_crash, move_crash
+from tests import admission_crash, bind_crash, cancel_crash, counter_crash, move_crash
 from tests.unit.store import test_erasure_steps as erasure_steps
 from tests.unit.usecases import test_verification_contract as contract
 
@@ -168,6 +168,46 @@ class TestOnCluster:
             assert stale.outcome is WriteOutcome.STALE
             assert await client.get(PhoneKeys(phone).otp_failures()) == b"1"
             assert await store.record(contract.T, vid) == counted.record
+        finally:
+            await client.aclose()
+
+    async def test_a_starts_admission_runs_step_by_step_and_is_killed_at_a_boundary(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        """The reads with the claims' counter, the account's chain, the window; a kill leaves the TTL.
+
+        Through the Cluster client, which runs it step by step with no argument
+        (``store.admission_steps``): a full window refuses after the consents, the claims at their
+        limit refuse after the reservation, and a process killed after the account's chain leaves
+        the request id to its short TTL and no window count.
+        """
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"admission{time.time_ns()}"  # its own: the cluster is shared
+            keys, store = TenantKeys(tenant), admission_crash.store_of(client)
+            window = keys.rate_limit("identity", admission_crash.IDENTITY)
+            read = await store.read_start(tenant, admission_crash.REQUEST, "tag")
+            assert read.claim_refusals == 0
+            answers = []
+            for n in range(admission_crash.WINDOW_LIMIT + 1):
+                attempt = admission_crash.attempt(
+                    tenant, f"vf-{n}", 0, request=admission_crash.request_of(f"req-{n}")
+                )
+                answers.append(await store.admit(attempt))
+            assert [answer.window_refusal is None for answer in answers] == [True, True, False]
+            assert int(await client.get(window) or 0) == admission_crash.WINDOW_LIMIT + 1
+            claims = keys.rate_limit("claim_refusals", admission_crash.NAME_TAG)
+            await client.set(claims, admission_crash.CLAIMS_LIMIT, px=60_000)
+            limited = await store.admit(
+                admission_crash.attempt(tenant, "vf-c", None, request=admission_crash.request_of("req-c"))
+            )
+            assert limited.claims_refusal is not None
+            assert limited.reservation.value == "reserved"
+            await client.delete(window, claims)
+            admission_crash.killed_after(redis_cluster.url, tenant, "read", 1)
+            assert await client.get(window) is None
+            held = keys.request(admission_crash.REQUEST.pseudonym)
+            assert 0 < await client.pttl(held) <= admission_crash.RESERVATION_MS
         finally:
             await client.aclose()
 

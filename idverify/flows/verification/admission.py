@@ -96,7 +96,7 @@ class StartAdmission:
         # What the start reads before its admission: one round trip. The admission (its first
         # write) is sent only once these answered, so a store that stalls on them never runs a
         # reservation for a caller who gave up.
-        read = await self._store.read_start(tenant, plan.request)
+        read = await self._store.read_start(tenant, plan.request, plan.name_tag)
         if read.holder is not None:
             holder = await self._answering(plan.tenant, plan.request, read.holder)
             if holder is not None:
@@ -117,6 +117,7 @@ class StartAdmission:
                     plan.name_tag,
                     limits.claim_refusals_per_day,
                     {**request, "account": d.keyring.pseudonym(tenant, "audit", plan.account_id)},
+                    refusals_read=read.claim_refusals,
                 ),
                 consent=judged,
                 window=WindowCount(identity_ps, limits.per_identity_per_hour, 3600, request)

@@ -117,6 +117,9 @@ class StartRead:
 
     holder: Held | None
     consent: ConsentRecord
+    # The name's refused claims as read with them, where the admission's check runs apart from
+    # its reservation (step by step, a Cluster: another bucket); None where it was not read.
+    claim_refusals: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,9 @@ class ClaimsCheck:
     name_tag: str
     limit: int
     request: Mapping[str, str]
+    # The refused claims the start's reads found (StartRead.claim_refusals): below ``limit``, a
+    # store whose check is a round trip of its own may skip it; None: check them.
+    refusals_read: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +285,11 @@ class GuardianGrant:
 class VerificationStore(Protocol):
     """Verifications and the requests that start them; every method may raise StoreUnavailable."""
 
-    async def read_start(self, tenant: str, request: RequestRef) -> StartRead:
+    async def read_start(self, tenant: str, request: RequestRef, name_tag: str) -> StartRead:
         """What the request id holds (None: free) and its account's consents: one step.
 
         The legacy key is read with the account's, and answered only where the account's is absent.
+        And the refused claims of ``name_tag``, where the store checks them apart (``claim_refusals``).
         """
         ...
 

@@ -94,40 +94,6 @@ _READ_RECORDED = (
 _READS_ACCOUNTS = "reads up to 1,000 accounts, each another account's bucket; §3.5 reads them in a pipeline"
 
 # One entry a block: the test that meets it names it, and whoever removes the crossing deletes both.
-ADMISSION_REQUEST = KnownCrossing(
-    "reserve_request+refuse_counted+consent_start+rate_limit",
-    "A",
-    "re[ql]*:*",
-    "a start's admission is one chain (one round trip) on every topology: the request id and its "
-    "release marker (A, no subject) beside the name's claim-refusal counter (C), which the chain "
-    "is placed in; the chain must be split by bucket first",
-)
-ADMISSION_ACCOUNT = KnownCrossing(
-    "reserve_request+refuse_counted+consent_start+rate_limit",
-    "A",
-    "acct*:*",
-    "the same chain's consent_start: the account, its live verifications (acct, acctvf) beside the "
-    "claim-refusal counter (C)",
-)
-ADMISSION_CONSENT = KnownCrossing(
-    "reserve_request+refuse_counted+consent_start+rate_limit",
-    "A",
-    "consent:*",
-    "the same chain's consent_start: the account's consent record beside the claim-refusal counter (C)",
-)
-ADMISSION_WINDOW = KnownCrossing(
-    "reserve_request+refuse_counted+consent_start+rate_limit",
-    "C'",
-    "rl:identity:*",
-    "the same chain's rate_limit: the identity's window, another counter's bucket",
-)
-READMISSION_WINDOW = KnownCrossing(
-    "consent_start+rate_limit",
-    "C",
-    "rl:identity:*",
-    "a readmission (the consents changed under the start) is one chain of the account's "
-    "consent_start (A) and the identity's window (C)",
-)
 EXPIRY_LEGACY_MAP = KnownCrossing("bind_judge", "T", "events:acct", _LEGACY_MAP)
 GRANT_LEGACY_MAP = KnownCrossing("consent_grant", "T", "events:acct", _LEGACY_MAP)
 WITHDRAW_LEGACY_MAP = KnownCrossing("consent_withdraw", "T", "events:acct", _LEGACY_MAP)
@@ -145,11 +111,6 @@ HOLDINGS_PAGE = KnownCrossing(
     "per bucket (a SCAN of each bucket's tag, as a tenant's removal needs, §6) will do",
 )
 SERVICE_CROSSINGS = (
-    ADMISSION_REQUEST,
-    ADMISSION_ACCOUNT,
-    ADMISSION_CONSENT,
-    ADMISSION_WINDOW,
-    READMISSION_WINDOW,
     EXPIRY_LEGACY_MAP,
     GRANT_LEGACY_MAP,
     WITHDRAW_LEGACY_MAP,
@@ -232,7 +193,9 @@ def _window() -> port.WindowCount:
 async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -> None:
     """A start's calls but its binding's, and its answers but a right one's.
 
-    The admission's chain, a readmission, the window alone, the release and confirmation, the
+    The admission's steps (the reservation and consents as one chain in the account's bucket, or
+    each alone around the claims' check when the reads found the claims at their limit, then the
+    identity's window), a readmission, the window alone, the release and confirmation, the
     send's counts; a wrong answer judged from a remembered record (its check and its phone's
     count), an expired one. On this path no script reads the identity's bindings (``hget_each``
     runs only in one node's chain).
@@ -244,9 +207,26 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
     store = _verifications(recording)
     # The account's key and the legacy one, which the confirmation is given too (both A, no subject).
     request = port.RequestRef(account, pseudonym("req"), pseudonym("req-legacy"))
-    claims = port.ClaimsCheck(OWNER["name_tag"], 3, REQUEST)
+    read = await store.read_start(TENANT, request, OWNER["name_tag"])
+    assert read.claim_refusals == 0, read  # below the limit: the reservation and consents together
+    claims = port.ClaimsCheck(OWNER["name_tag"], 3, REQUEST, refusals_read=read.claim_refusals)
     admitted = await store.admit(
         port.Admission(TENANT, request, "vf-new", 60_000, claims, _admission(account, "vf-new"), _window())
+    )
+    assert admitted.reservation is port.Reservation.RESERVED, admitted
+    assert admitted.window_counted, admitted
+    # Read at the limit (the counter gone since): the reservation, the check, the consents alone.
+    at_limit = replace(claims, refusals_read=claims.limit)
+    admitted = await store.admit(
+        port.Admission(
+            TENANT,
+            port.RequestRef(account, pseudonym("req2"), pseudonym("req2-legacy")),
+            "vf-2",
+            60_000,
+            at_limit,
+            _admission(account, "vf-2"),
+            _window(),
+        )
     )
     assert admitted.reservation is port.Reservation.RESERVED, admitted
     assert admitted.window_counted, admitted
@@ -277,8 +257,10 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
     assert judged.record.status is Status.EXPIRED, judged
     assert "hget_each" not in {call.name for call in recording.calls}
     recording.assert_one_bucket_each(
-        "reserve_request+refuse_counted+consent_start+rate_limit",
-        "consent_start+rate_limit",
+        "reserve_request+consent_start",
+        "reserve_request",
+        "refuse_counted",
+        "consent_start",
         "rate_limit",
         "release_request",
         "confirm_request",
@@ -289,14 +271,7 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
         "fields_unchanged",
         "phone_guess",
         "bind_judge",
-        known=(
-            ADMISSION_REQUEST,
-            ADMISSION_ACCOUNT,
-            ADMISSION_CONSENT,
-            ADMISSION_WINDOW,
-            READMISSION_WINDOW,
-            EXPIRY_LEGACY_MAP,
-        ),
+        known=(EXPIRY_LEGACY_MAP,),
     )
 
 

@@ -218,14 +218,14 @@ def admission(vid: str, *, request: RequestRef = REQ, claims: int = 0, window: i
 
 async def test_contract_a_request_id_is_reserved_once_and_released_for_its_retry(port: Port) -> None:
     store = port.store
-    read = await store.read_start(T, REQ)
+    read = await store.read_start(T, REQ, "tag-1")
     assert (read.holder, dict(read.consent.states), read.consent.cancelled) == (None, {}, False)
     first = await store.admit(admission("v1"))
     assert first.reservation is Reservation.RESERVED
     assert first.consent is not None
     assert first.consent.outcome is AdmitOutcome.ADMITTED
     assert (first.claims_refusal, first.window_counted, first.window_refusal) == (None, False, None)
-    assert (await store.read_start(T, REQ)).holder == Held("v1")
+    assert (await store.read_start(T, REQ, "tag-1")).holder == Held("v1")
     assert await store.holder(T, REQ) == Held("v1")
     held = await store.admit(admission("v2"))
     assert (held.reservation, held.holder) == (Reservation.HELD, "v1")
@@ -245,7 +245,7 @@ async def test_contract_a_legacy_key_is_read_where_the_accounts_is_absent_and_ne
     """Older releases keyed a request id alone: read as the fallback, marked, and left as it is."""
     store, world = port.store, port.world
     await world.legacy_request(REQ.legacy_pseudonym, "v-old")
-    assert (await store.read_start(T, REQ)).holder == Held("v-old", legacy=True)
+    assert (await store.read_start(T, REQ, "tag-1")).holder == Held("v-old", legacy=True)
     assert await store.holder(T, REQ) == Held("v-old", legacy=True)
     await store.confirm(T, REQ)
     # Another account's request under the same id reads the legacy key too: the flow judges it.
@@ -253,7 +253,7 @@ async def test_contract_a_legacy_key_is_read_where_the_accounts_is_absent_and_ne
     assert await store.holder(T, other) == Held("v-old", legacy=True)
     # The account's own key answers first, and a release frees it alone.
     assert (await store.admit(admission("v1"))).reservation is Reservation.RESERVED
-    assert (await store.read_start(T, REQ)).holder == Held("v1")
+    assert (await store.read_start(T, REQ, "tag-1")).holder == Held("v1")
     await store.release(T, REQ, "v1", 30_000)
     assert await store.holder(T, REQ) == Held("v-old", legacy=True)
 
