@@ -216,6 +216,11 @@ class ScriptMonitor:
         named = await self._questions.keys_of(commands[::step])
         return result, list(dict.fromkeys(key.decode() for keys_of_one in named for key in keys_of_one))
 
+    async def keys_of(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[list[str]]:
+        """The keys each of ``commands`` names, as the server says (``COMMAND GETKEYS``)."""
+        named = await self._questions.keys_of([tuple(map(_encoded, command)) for command in commands])
+        return [[key.decode() for key in keys] for keys in named]
+
     async def _bracketed(self, run: Awaitable[T]) -> tuple[T, list[_Line]]:
         """``run`` between two markers: its result and the lines MONITOR showed between them."""
         start, end = (_MARKER + secrets.token_hex(8).encode() for _ in range(2))
@@ -296,7 +301,11 @@ class Call:
 
 
 class RecordingScripts(Scripts):
-    """Scripts that note each call with the keys it was given and those it touched, and answer as usual."""
+    """Scripts that note each call with the keys it was given and those it touched, and answer as usual.
+
+    Plain commands sent together (:meth:`Scripts.commands`) are noted too, one call each, named
+    after the command in lower case (``hmget``), given and touching the keys it names.
+    """
 
     def __init__(self, redis: RedisClient, monitor: ScriptMonitor) -> None:
         super().__init__(redis)
@@ -318,3 +327,9 @@ class RecordingScripts(Scripts):
         result, touched = await self._monitor.touched(script, keys, args, run)
         self.calls.append(Call(name.replace("/", "+"), tuple(keys), tuple(dict.fromkeys([*keys, *touched]))))
         return result
+
+    async def commands(self, *commands: Sequence[str | int | bytes]) -> list[Any]:
+        replies = await super().commands(*commands)
+        for command, keys in zip(commands, await self._monitor.keys_of(commands), strict=True):
+            self.calls.append(Call(_encoded(command[0]).decode().lower(), tuple(keys), tuple(keys)))
+        return replies

@@ -154,6 +154,22 @@ class StepRunner:
         await self._reached(sequence, done)
         return replies
 
+    async def run_reads(
+        self, sequence: str, commands: Sequence[Sequence[str | int | bytes]], done: int
+    ) -> list[Any]:
+        """Plain reads of records in any buckets, sent together; their replies.
+
+        For the reads followed by one write (docs/ARCHITECTURE.md, "3.5 The reads followed by
+        one write"): one round trip, grouped by node on a Cluster (``Scripts.commands``), whose
+        replies the write is then given. ``done`` as in :meth:`run_one`.
+
+        Raises:
+            StoreUnavailable: as ``Scripts.commands``.
+        """
+        replies = await self._scripts.commands(*commands)
+        await self._reached(sequence, done)
+        return replies
+
     async def _reached(self, sequence: str, done: int) -> None:
         """Called after each step that ran one by one (``done`` of them so far): a boundary.
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from idverify.store.bucket_steps import Intent, StepRunner
 from idverify.store.connection import as_text
 from idverify.store.keys import TenantKeys
+from idverify.store.read_steps import ERASED_KEEP_MS
 from idverify.store.scripts import ChainStep
 
 __all__ = ["INTENT_KIND", "ErasureSteps", "intent_member"]
@@ -62,7 +63,11 @@ class ErasureSteps:
             proceed_on=("OK",),
         )
         intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",))
-        replies = await self._runner.run("erase", [first, self._minutes(keys, account_ps)], intent=intent)
+        # Step by step, a read of the account in flight records after its own read: the erased
+        # account is named for it a while (store.read_steps).
+        keep = "" if self._runner.chained else str(ERASED_KEEP_MS)
+        minutes = self._minutes(keys, account_ps, keep)
+        replies = await self._runner.run("erase", [first, minutes], intent=intent)
         return as_text(replies[0][0])
 
     async def resume(self, tenant: str, account_ps: str) -> None:
@@ -70,8 +75,9 @@ class ErasureSteps:
         keys = TenantKeys(tenant)
         member = intent_member(account_ps)
         intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",))
-        await self._runner.run("erase-repair", [self._minutes(keys, account_ps)], intent=intent, chain=False)
+        minutes = self._minutes(keys, account_ps, str(ERASED_KEEP_MS))
+        await self._runner.run("erase-repair", [minutes], intent=intent, chain=False)
 
     @staticmethod
-    def _minutes(keys: TenantKeys, account_ps: str) -> ChainStep:
-        return ChainStep("erase_minutes", [keys.reads_open()], [account_ps])
+    def _minutes(keys: TenantKeys, account_ps: str, keep: str) -> ChainStep:
+        return ChainStep("erase_minutes", [keys.reads_open(), keys.reads_erased()], [account_ps, keep])

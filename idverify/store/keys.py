@@ -57,6 +57,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:readmin:<minute>:<client id>:a`` | set | account pseudonyms a client read in a minute |
 | ``iv1:{t:T}:readmin:<minute>:<client id>:n`` | hash | its calls and reads per RPC, its principal |
 | ``iv1:{t:T}:readmin:open`` | zset | ``<minute>:<client id>`` not yet summarized, by minute |
+| ``iv1:{t:T}:readmin:erased`` | zset | step by step: accounts erased in the last minute, by ms (TTL) |
 | ``iv1:{t:T}:webhooks`` | set | the tenant's webhook subscription ids |
 | ``iv1:{t:T}:webhook:<id>`` | hash | a subscription: url, types, sealed ``secret``, ``cursor``, ``gen`` |
 | ``iv1:{t:T}:webhooklease:<id>`` | string | the token of the worker delivering it (TTL: its lease) |
@@ -318,6 +319,14 @@ class TenantKeys:
     def reads_open(self) -> str:
         """The minutes of reads not yet summarized, ``<minute>:<client id>`` by minute."""
         return f"{self._base}:readmin:open"
+
+    def reads_erased(self) -> str:
+        """Account pseudonyms erased in the last minute, by ms, that the reads in flight leave out.
+
+        Written only where a read and its accounting are two steps (docs/ARCHITECTURE.md, "3.5
+        The reads followed by one write"), with a TTL of ``store.read_steps.ERASED_KEEP_MS``.
+        """
+        return f"{self._base}:readmin:erased"
 
     def reads_minute_accounts(self, open_member: str) -> str:
         """The account pseudonyms one client read in one minute (``<minute>:<client id>``)."""

@@ -55,10 +55,17 @@ _COUNTERS_COMPOSED = {
     "identity_check": ("check_count", "count_give_back"),
 }
 # A read followed by one write (docs/ARCHITECTURE.md, "3.5 The reads followed by one write"): on
-# one node the script reads the account and runs the tenant's step on it, under the name it had.
+# one node the script reads and runs the tenant's step on what it read, under the name it had:
+# CheckDisplayName and an approval read the account; GetVerification, GetIpLocations and a read
+# recorded apart record it with reads_record.lua. Step by step the read runs first (the
+# account's, GetVerification's in its bucket, the others' as plain reads) and the tenant's step
+# is given what it found.
 _READS_COMPOSED = {
     "display_name": ("display_name_index",),
     "approved_names": ("approved_names_index",),
+    "get": ("get_verification", "reads_record"),
+    "reads": ("reads_record",),
+    "ip_labels": ("reads_record",),
 }
 
 SCRIPT_NAMES = (
@@ -80,7 +87,10 @@ SCRIPT_NAMES = (
     "bind_outcome",
     # Whether an identity moved under a verification, read before a guardian's consent step by step.
     "identity_rests",
+    # GetVerification: on one node its read and accounting in one script; step by step the read
+    # in the verification's bucket, then the accounting in the tenant's slot.
     "get",
+    "get_verification",
     "guardian",
     "rate_limit",
     # Refuses at a counter's limit that another step counts (a name and document's refused claims).
@@ -118,8 +128,10 @@ SCRIPT_NAMES = (
     "approved_names_index",
     "ip_labels",
     # Who read which accounts: a read recorded apart from the script that read, and a minute's
-    # summary entry.
+    # summary entry; a read's accounting given what the read found (step by step, or composed
+    # into get, reads and ip_labels on one node).
     "reads",
+    "reads_record",
     "reads_close",
     # A person's copy of their account's data: the export's own audit entry.
     "account_export",

@@ -45,6 +45,7 @@ from idverify.store.consents import RedisConsentStore
 from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.keys import TenantKeys
 from idverify.store.rate_limits import RedisRateWindows
+from idverify.store.read_steps import record_read, records
 from idverify.store.scripts import ChainStep, Scripts, decode_flat, hash_fields
 from idverify.store.verification_fields import fields_of, fields_read, record_of
 
@@ -319,13 +320,31 @@ class RedisVerificationStore:
     async def read(
         self, tenant: str, verification_id: str, request_json: str, read_spec: Sequence[str] | None
     ) -> port.Written:
-        """``get``."""
+        """``get``: on one node one script, step by step a read and its accounting.
+
+        The read in the verification's bucket (``get_verification``), then its accounting in the
+        tenant's slot (``store.read_steps``).
+        """
         keys = _keys(tenant)
-        reply = await self._scripts.run(
-            "get",
-            [keys.verification(verification_id), keys.audit_log()],
-            [request_json, *(read_spec or ())],
-        )
+        read_keys = [keys.verification(verification_id), keys.audit_log()]
+        if self._runner.chained:
+            return _written(await self._scripts.run("get", read_keys, [request_json, *(read_spec or ())]))
+        recording = records(read_spec)
+        read_ms = await self._scripts.clock.now_ms() if recording else 0
+        step = ChainStep("get_verification", read_keys, [request_json, "1" if recording else "0"])
+        reply = await self._runner.run_one("get", step, 1)
+        if read_spec is not None and recording and reply[0] == b"OK" and reply[2]:
+            account, identity = as_text(reply[2]), as_text(reply[3])
+            await record_read(
+                self._runner,
+                "get",
+                2,
+                keys,
+                read_spec,
+                read_ms=read_ms,
+                accounts=[account],
+                identities=[identity],
+            )
         return _written(reply)
 
     async def submit(self, answer: port.ChallengeAnswer, point: port.Point) -> port.Written:

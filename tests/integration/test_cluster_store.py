@@ -16,9 +16,11 @@ from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.display_names import Approval, NameHit, NameLookup, NameQuery, NamesApproval
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.identity_check import CheckStep
+from idverify.flows.read_accounting import Category, Reader, read_spec
 from idverify.flows.verification.port import AnswerCount, WriteOutcome
 from idverify.flows.verification.record import Status
 from idverify.security.code_sends import Count
+from idverify.store.accounts import RedisAccounts
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.code_sends import CodeSendChains, RedisCodeSends
 from idverify.store.connection import connect, translate_errors
@@ -27,6 +29,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.keys import BucketKeys, GlobalKeys, PhoneKeys, TenantKeys
 from idverify.store.local_topologies import LocalCluster
+from idverify.store.read_records import RedisReadRecords
 from idverify.store.scripts import SCRIPT_NAMES, Scripts
 from idverify.store.topology import ReplicaAck, is_cluster
 from idverify.store.verifications import RedisVerificationStore
@@ -463,5 +466,43 @@ class TestBindingOnCluster:
             await bind_crash.assert_bound_once(
                 client, tenant, vid, target, bind_crash.OWNER["name_tag"], types=bind_crash.PLAIN
             )
+        finally:
+            await client.aclose()
+
+
+class TestReadsOnCluster:
+    """The reads followed by one write run step by step on a Cluster: the reads, then the accounting."""
+
+    async def test_a_verification_labels_and_accounts_read_and_recorded(
+        self, redis_cluster: LocalCluster
+    ) -> None:
+        client = connect(redis_cluster.url)
+        try:
+            tenant = f"reads-{time.time_ns()}"
+            keys = TenantKeys(tenant)
+            accounts = [cancel_crash.pseudonym(f"{tenant}-{n}") for n in range(3)]
+            await cancel_crash.bind_accounts(client, tenant, accounts)
+            await client.hset(keys.account(accounts[0]), "ip_wire", b"wire")
+            scripts = Scripts(client)
+            steps = StepRunner(scripts)
+            assert not steps.chained
+            reader = Reader("c1", "t/platform/c1", "GetVerification")
+            spec = read_spec(reader, (Category.VERIFICATION,), 1)
+            store = RedisVerificationStore(client, scripts, CodeSendChains(scripts, contract.LIMITS))
+            read = await store.read(tenant, f"vf-{accounts[1]}", bind_crash.REQUEST_JSON, spec)
+            assert read.record.status is Status.VERIFIED
+            records = RedisReadRecords(client, scripts)
+            counted = await records.record(
+                tenant, reader, (Category.VERIFICATION,), 1, accounts, only_existing=True
+            )
+            assert counted == len(accounts)
+            labels = await RedisAccounts(client, scripts, 1).ip_labels(tenant, accounts, reader)
+            assert labels == [b"wire", None, None]
+            [minute] = await client.zrange(keys.reads_open(), 0, -1)
+            read_accounts = await client.smembers(keys.reads_minute_accounts(minute.decode()))
+            assert read_accounts == {account.encode() for account in accounts}
+            counts = await client.hgetall(keys.reads_minute_counts(minute.decode()))
+            assert counts[b"calls:GetVerification"] == b"3"
+            assert counts[b"accounts:GetVerification"] == b"5"  # 1 + 3 + the one label
         finally:
             await client.aclose()

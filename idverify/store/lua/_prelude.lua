@@ -845,9 +845,10 @@ local HOUR_MS, MINUTE_MS = 3600000, 60000
 -- unpack() is bounded by Lua's C stack; a batch is added in slices well under it.
 local READ_SLICE = 1000
 
-local function read_spec(first)
-  return {client = ARGV[first], principal = ARGV[first + 1], rpc = ARGV[first + 2],
-    categories = ARGV[first + 3], ttl = ARGV[first + 4]}
+-- args: the arguments holding it (a composed step's own, not the script's ARGV).
+local function read_spec(args, first)
+  return {client = args[first], principal = args[first + 1], rpc = args[first + 2],
+    categories = args[first + 3], ttl = args[first + 4]}
 end
 
 local function add_all(command, key, members, ttl)
@@ -894,6 +895,19 @@ end
 local function record_reads(base, spec, accounts, identities)
   if spec.client == '' then return end
   pcall(record_reads_now, base, spec, accounts, identities)
+end
+
+-- reads_record.lua's arguments from a script that reads and records in one (one node): the read
+-- spec at the script's ARGV[first], no time limit, and no account left out as erased (none can be erased in
+-- between: docs/ARCHITECTURE.md, "3.5 The reads followed by one write").
+local function recorded_args(first, accounts, identities)
+  local args = {unpack(ARGV, first, first + READ_SPEC_SIZE - 1)}
+  args[#args + 1] = ''
+  args[#args + 1] = '0'
+  args[#args + 1] = tostring(#accounts)
+  for _, account in ipairs(accounts) do args[#args + 1] = account end
+  for _, identity in ipairs(identities) do args[#args + 1] = identity end
+  return args
 end
 
 -- A counter step's windows (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): each checked

@@ -1,16 +1,13 @@
--- Reads a verification, expiring a challenge whose time is up (with its audit entry), and
--- records the read of its account (record_reads in the prelude).
+-- GetVerification on one node (docs/ARCHITECTURE.md, "3.5 The reads followed by one write"):
+-- its read (get_verification.lua) and the read's accounting (reads_record.lua) in one script,
+-- each a function composed before this body (scripts.py), as a Cluster runs them one by one.
 -- KEYS: verification, audit log
--- ARGV: request json, then the read spec (READ_SPEC_SIZE values)
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
-local vf = hgetall(KEYS[1])
--- A right answer whose binding is in flight (store/binding_steps.py) is not expired: it was in time.
-if vf.status == 'CHALLENGE_SENT' and vf.binding ~= '1' and NOW > tonumber(vf.challenge_expires_ms) then
-  finish(KEYS[1], KEYS[2], event_base(vf, ARGV[1]), vf, 'EXPIRED', 'OTP_EXPIRED', false)
-end
-if #ARGV > 1 and vf.acct then
+-- ARGV: request json, then the read spec (READ_SPEC_SIZE values; none: no accounting)
+local recording = #ARGV > 1
+local read = get_verification(KEYS, {ARGV[1], recording and '1' or '0'})
+if read[1] ~= 'OK' then return read end
+if recording and read[3] ~= '' then
   local base = string.sub(KEYS[2], 1, -#'audit:log' - 1)
-  local identity = redis.call('HGET', base .. 'acct:' .. vf.acct, 'identity')
-  record_reads(base, read_spec(2), {vf.acct}, identity and {identity} or {})
+  reads_record({base .. 'readmin:open', base .. 'readmin:erased'}, recorded_args(2, {read[3]}, {read[4]}))
 end
-return {'OK', redis.call('HGETALL', KEYS[1])}
+return {'OK', read[2]}

@@ -87,21 +87,11 @@ _LEGACY_MAP = (
     "`idverify migrate legacy` has not walked: the walk moves the map into the accounts and marks the "
     "log's head, after which no step reads it (as KNOWN_CROSSINGS' map entries)"
 )
-_READ_RECORDED = (
-    "the read is recorded in the same script (record_reads: reads:*, readmin:*, tenant-wide), "
-    "which §3.5 makes a write of its own in T after the reads"
-)
-_READS_ACCOUNTS = "reads up to 1,000 accounts, each another account's bucket; §3.5 reads them in a pipeline"
 
 # One entry a block: the test that meets it names it, and whoever removes the crossing deletes both.
 EXPIRY_LEGACY_MAP = KnownCrossing("bind_judge", "T", "events:acct", _LEGACY_MAP)
 GRANT_LEGACY_MAP = KnownCrossing("consent_grant", "T", "events:acct", _LEGACY_MAP)
 WITHDRAW_LEGACY_MAP = KnownCrossing("consent_withdraw", "T", "events:acct", _LEGACY_MAP)
-GET_RECORDS_ITS_READ = KnownCrossing("get", "T", "read*", _READ_RECORDED)
-READS_ACCOUNTS = KnownCrossing("reads", "A'", "acct:*", _READS_ACCOUNTS)
-READS_RECORDED = KnownCrossing("reads", "T", "read*", _READ_RECORDED)
-IP_LABELS_ACCOUNTS = KnownCrossing("ip_labels", "A'", "acct:*", _READS_ACCOUNTS)
-IP_LABELS_RECORDED = KnownCrossing("ip_labels", "T", "read*", _READ_RECORDED)
 HOLDINGS_PAGE = KnownCrossing(
     "incident_holdings",
     "*",
@@ -114,11 +104,6 @@ SERVICE_CROSSINGS = (
     EXPIRY_LEGACY_MAP,
     GRANT_LEGACY_MAP,
     WITHDRAW_LEGACY_MAP,
-    GET_RECORDS_ITS_READ,
-    READS_ACCOUNTS,
-    READS_RECORDED,
-    IP_LABELS_ACCOUNTS,
-    IP_LABELS_RECORDED,
     HOLDINGS_PAGE,
 )
 """The crossings the service's other calls still make, each allowed where a test expects it."""
@@ -308,25 +293,27 @@ async def test_a_verifications_read(recording: ServiceRecording) -> None:
     spec = read_spec(READER, (Category.VERIFICATION,), RETENTION_DAYS)
     read = await _verifications(recording).read(TENANT, vid, REQUEST_JSON, spec)
     assert read.outcome is port.WriteOutcome.DONE, read
-    recording.assert_one_bucket_each("get", known=(GET_RECORDS_ITS_READ,))
+    recording.assert_one_bucket_each("get_verification", "reads_record")
 
 
 async def test_reads_recorded(recording: ServiceRecording) -> None:
     accounts = await _bound(recording.redis, 2)
-    counted = await RedisReadRecords(recording.redis, recording).record(
+    records = RedisReadRecords(recording.redis, recording, steps=StepRunner(recording, step_by_step=True))
+    counted = await records.record(
         TENANT, READER, [Category.VERIFICATION], RETENTION_DAYS, accounts, only_existing=True
     )
     assert counted == len(accounts)
-    recording.assert_one_bucket_each("reads", known=(READS_ACCOUNTS, READS_RECORDED))
+    recording.assert_one_bucket_each("hget", "exists", "reads_record")
 
 
 async def test_ip_labels(recording: ServiceRecording) -> None:
     accounts = await _bound(recording.redis, 2)
-    labels = await RedisAccounts(recording.redis, recording, RETENTION_DAYS).ip_labels(
+    steps = StepRunner(recording, step_by_step=True)
+    labels = await RedisAccounts(recording.redis, recording, RETENTION_DAYS, steps=steps).ip_labels(
         TENANT, accounts, READER
     )
     assert len(labels) == len(accounts)
-    recording.assert_one_bucket_each("ip_labels", known=(IP_LABELS_ACCOUNTS, IP_LABELS_RECORDED))
+    recording.assert_one_bucket_each("hmget", "reads_record")
 
 
 async def test_a_display_names_check(recording: ServiceRecording) -> None:
@@ -500,19 +487,23 @@ class TestTheChecksCanFail:
             recording.assert_one_bucket_each("consent_grant", known=(GRANT_LEGACY_MAP,))
 
     async def test_a_key_derived_in_lua(self, recording: ServiceRecording) -> None:
-        """``get`` recording its read is caught by the keys its Lua derives alone (none is given)."""
+        """One node's ``get`` (its read and accounting one script) is caught by the keys its Lua derives.
+
+        None of them is given: a Cluster runs the two as steps of their own (§3.5).
+        """
         vid = await challenge(recording.redis, TENANT, pseudonym("a"), OWNER)
         spec = read_spec(READER, (Category.VERIFICATION,), RETENTION_DAYS)
-        await _verifications(recording).read(TENANT, vid, REQUEST_JSON, spec)
+        one_node = RedisVerificationStore(recording.redis, recording, CodeSendChains(recording, LIMITS))
+        await one_node.read(TENANT, vid, REQUEST_JSON, spec)
         assert not [key for call in recording.calls for key in call.given if ":read" in key]
         with pytest.raises(AssertionError, match=r"no entry of SERVICE_CROSSINGS allows.*readmin:"):
             assert_only_known_crossings(recording.calls, ["get"], (), "SERVICE_CROSSINGS", known=())
 
     async def test_an_entry_whose_crossing_is_gone(self, recording: ServiceRecording) -> None:
         vid = await challenge(recording.redis, TENANT, pseudonym("a"), OWNER)
-        await _verifications(recording).read(TENANT, vid, REQUEST_JSON, None)  # no reader: nothing recorded
+        await _verifications(recording).read(TENANT, vid, REQUEST_JSON, None)  # no expiry: no entry
         with pytest.raises(AssertionError, match="no longer happen"):
-            recording.assert_one_bucket_each("get", known=(GET_RECORDS_ITS_READ,))
+            recording.assert_one_bucket_each("get_verification", known=(EXPIRY_LEGACY_MAP,))
 
 
 async def _bound(redis: RedisClient, count: int) -> list[str]:

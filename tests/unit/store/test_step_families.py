@@ -5,9 +5,11 @@ names' step), an account's and an identity's erasure (with the minutes of reads 
 re-indexing (and one whose last member is cancelled meanwhile, with the names' step it leads to),
 the repairer finishing a cancellation, an erasure and a re-indexing after a worker killed midway,
 the counters in two slots (a code send and CheckIdentity, past their limits so that a count is
-given back), and CheckDisplayName's lookup and SetApprovedNames' approval (the account read, then
-the tenant's step: §3.5), each run step by step on a real redis-server with every script call's keys, given
-and derived, recorded and held to one bucket plus its entry's keys, but for the known crossings.
+given back), CheckDisplayName's lookup and SetApprovedNames' approval (the account read, then
+the tenant's step: §3.5), and the reads followed by one write (GetVerification expiring a
+challenge, GetIpLocations, a read recorded apart, §3.5), each run step by step on a real
+redis-server with every script call's keys (and every plain command's), given and derived,
+recorded and held to one bucket plus its entry's keys, but for the known crossings.
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ from idverify.flows.bucket_repair import BucketRepairer
 from idverify.flows.display_names import Approval, NameLookup, NameQuery, NamesApproval
 from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.identity_check import CheckStep
+from idverify.flows.read_accounting import Category, Reader, read_spec
+from idverify.flows.verification.record import Status
+from idverify.store.accounts import RedisAccounts
 from idverify.store.bucket_steps import StepRunner
-from idverify.store.code_sends import RedisCodeSends
+from idverify.store.code_sends import CodeSendChains, RedisCodeSends
 from idverify.store.connection import RedisClient
 from idverify.store.display_names import RedisDisplayNames
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.key_families import Family, family_of
 from idverify.store.keys import TenantKeys
+from idverify.store.read_records import RedisReadRecords
+from idverify.store.verifications import RedisVerificationStore
 from idverify.testing import RedisProcess
+from idverify.testing.memory_code_sends import send_limits
+from tests.bind_crash import REQUEST_JSON
 from tests.cancel_crash import NAME_HASH, REF, LaterRepairs, bind_accounts, cancellation, pseudonym
 from tests.cancel_crash import killed_after as cancel_killed_after
 from tests.counter_crash import LIMITS, check_of, send_to
@@ -207,3 +216,57 @@ async def test_a_display_name_lookup_and_approvals(redis: RedisClient, script_mo
     refused = NamesApproval(tenant, account, ("cf" * 16,), (taken,), AssuranceLevel.LOW, audit)
     assert await names.approve(refused) == (Approval.NAME_TAKEN, 0)
     recording.assert_one_bucket_each("account_facts", "display_name_index", "approved_names_index")
+
+
+async def test_the_reads_followed_by_one_write(redis: RedisClient, script_monitor: ScriptMonitor) -> None:
+    """Each read in its records' buckets, then its accounting in the tenant's keys alone.
+
+    The reads are plain commands, or one script for a verification; nothing crosses, not even as
+    an entry. Before the accounting was a step of its own, ``get`` touched the tenant's
+    ``reads:*`` and ``readmin:*`` beside its verification, and ``reads`` was given accounts and
+    the tenant's ``readmin:open`` at once.
+    """
+    tenant = f"famreads{pseudonym('reads')[:8]}"
+    keys = TenantKeys(tenant)
+    accounts = [pseudonym(f"{tenant}-{n}") for n in range(3)]
+    await bind_accounts(redis, tenant, accounts)
+    for account in accounts:
+        await redis.hset(keys.account(account), "ip_wire", b"wire")
+    # A challenge whose time is up: the read expires it, in the verification's bucket. It holds its
+    # account's sealed id for its events, as this release's starts store it (an older one's
+    # falls back to the legacy map: KNOWN_CROSSINGS' events:acct, gone once the tenant is walked).
+    expiring = f"vf-live-{accounts[0]}"
+    await redis.hset(
+        keys.verification(expiring), mapping={"challenge_expires_ms": 1, "event_account": "sealed"}
+    )
+    recording = Recording(redis, script_monitor)
+    steps = _stepwise(recording)
+    verifications = RedisVerificationStore(
+        redis, recording, CodeSendChains(recording, send_limits()), steps=steps
+    )
+    categories = (Category.VERIFICATION,)
+    spec = read_spec(Reader("c1", "platform1", "GetVerification"), categories, 1)
+    read = await verifications.read(tenant, expiring, REQUEST_JSON, spec)
+    assert read.record.status is Status.EXPIRED, read.record
+    reads = RedisReadRecords(redis, recording, steps=steps)
+    reader = Reader("c1", "platform1", "GetAccount")
+    assert await reads.record(tenant, reader, categories, 1, accounts, only_existing=True) == len(accounts)
+    labels = RedisAccounts(redis, recording, 1, steps=steps)
+    reader = Reader("c1", "platform1", "GetIpLocations")
+    assert await labels.ip_labels(tenant, accounts, reader) == [b"wire"] * len(accounts)
+    recording.assert_one_bucket_each("get_verification", "reads_record", "hget", "exists", "hmget")
+    # The store clock's sample (in the global slot) aside, the reads and their accountings alone.
+    assert {call.name for call in recording.calls} - {"clock"} == {
+        "get_verification",
+        "reads_record",
+        "hget",
+        "exists",
+        "hmget",
+    }
+    accounting = ("reads:", "readmin:")
+    for call in recording.calls:
+        if call.name == "reads_record":  # the tenant's keys alone, and no entry among them
+            assert {family_of(key) for key in call.touched} == {Family.TENANT}, call
+            assert all(key.partition("}:")[2].startswith(accounting) for key in call.touched), call
+        else:  # a read writes no accounting
+            assert not [key for key in call.touched if key.partition("}:")[2].startswith(accounting)], call

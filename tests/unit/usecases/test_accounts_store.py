@@ -2,8 +2,9 @@
 
 Each assertion runs on ``idverify.testing.memory_accounts.MemoryAccounts`` and on
 ``store.accounts.RedisAccounts`` over the session's real redis-server (each test under its own
-tenant), so what ``test_accounts.py`` shows the use case doing on the in-memory store it does
-over Redis too. The reads ``ip_labels.lua`` records are the read accounting's, tested with it.
+tenant; in one script and step by step, as on a Cluster), so what ``test_accounts.py`` shows the
+use case doing on the in-memory store it does over Redis too. The reads ``ip_labels.lua``
+records are the read accounting's, tested with it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.flows.accounts import AccountRecord, AccountStore, LoginLabel, StoredLocation
 from idverify.flows.read_accounting import Reader
 from idverify.store.accounts import RedisAccounts
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import TenantKeys
 from idverify.store.scripts import Scripts
@@ -44,7 +46,7 @@ class Port:
     entries: Callable[[], Awaitable[list[Entry]]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-step-by-step"])
 async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncIterator[Port]:
     tenant = f"accounts{next(_tenants)}"
     if request.param == "memory":
@@ -95,7 +97,10 @@ async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncItera
         attributes = [(r["attributes"], r) for r in rows]
         return [(a["source"], a["source_build_date"], r["principal"], r["account"]) for a, r in attributes]
 
-    yield Port(RedisAccounts(redis, Scripts(redis), retention_days=1), tenant, put_redis, redis_entries)
+    scripts = Scripts(redis)
+    steps = StepRunner(scripts, step_by_step=request.param == "redis-step-by-step")
+    store = RedisAccounts(redis, scripts, retention_days=1, steps=steps)
+    yield Port(store, tenant, put_redis, redis_entries)
 
 
 async def test_contract_accounts(port: Port) -> None:

@@ -2,8 +2,9 @@
 
 Each test runs on ``idverify.testing.memory_read_records.MemoryReadRecords`` and on
 ``store.read_records.RedisReadRecords`` over the suite's redis-server (a tenant of its own per
-test). Both clocks are set to the same times, some minutes ahead of Redis's own (the deployment's
-clock floor, ``store/clock.py``), so a minute's closing is judged alike.
+test), in one script and step by step (the accounts read, then the read's accounting). Both
+clocks are set to the same times, some minutes ahead of Redis's own (the deployment's clock
+floor, ``store/clock.py``), so a minute's closing is judged alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from idverify.flows.read_accounting import (
     ReadRecords,
     accounts_digest,
 )
+from idverify.store.bucket_steps import StepRunner
 from idverify.store.connection import RedisClient
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.store.read_records import RedisReadRecords
@@ -66,11 +68,17 @@ def memory_port() -> Port:
     return Port(memory, clock, account, summaries)
 
 
-def redis_port(redis: RedisClient) -> Port:
+def redis_port(redis: RedisClient, *, step_by_step: bool = False) -> Port:
+    """Redis's; ``step_by_step``: the accounts read, then the read's accounting, as on a Cluster."""
+
+    def store() -> RedisReadRecords:
+        scripts = Scripts(redis)
+        return RedisReadRecords(redis, scripts, steps=StepRunner(scripts, step_by_step=step_by_step))
+
     async def clock(ms: int) -> None:
         # A process samples the floor every few seconds: new scripts read the one set here now.
         await redis.set(GlobalKeys.CLOCK_FLOOR, ms)
-        made.store = RedisReadRecords(redis, Scripts(redis))
+        made.store = store()
 
     async def account(tenant: str, ps: str, ref: str) -> None:
         # A bound account names its identity; an unbound one has a record all the same.
@@ -82,13 +90,16 @@ def redis_port(redis: RedisClient) -> Port:
         assert {event.type for event in events} <= {EventType.READS_SUMMARIZED}
         return [(event.principal, dict(event.attributes)) for event in events]
 
-    made = Port(RedisReadRecords(redis, Scripts(redis)), clock, account, summaries)
+    made = Port(store(), clock, account, summaries)
     return made
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-step-by-step"])
 async def port(request: pytest.FixtureRequest, redis: RedisClient) -> AsyncIterator[Port]:
-    yield memory_port() if request.param == "memory" else redis_port(redis)
+    if request.param == "memory":
+        yield memory_port()
+    else:
+        yield redis_port(redis, step_by_step=request.param == "redis-step-by-step")
     await redis.delete(GlobalKeys.CLOCK_FLOOR)
 
 
