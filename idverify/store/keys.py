@@ -3,8 +3,9 @@
 Every key starts with the versioned prefix ``iv1:`` and a hash tag: ``{t:<tenant>}`` for
 everything a tenant owns (its API clients too), ``{t:<tenant>:<bucket>}`` for what one of its
 buckets holds (``BucketKeys``: the audit stage for now, ``audit_stage_buckets``; a bucket may be
-named by its label in the tenant's stored layout, ``store.buckets``, which is the tag's text; the
-records spread over buckets are issue 26's next step), ``{ph:<phone pseudonym>}`` for the counters of
+named by its label in the tenant's stored layout, ``store.buckets``, which is the tag's text; a
+``TenantKeys`` given that layout names each bucketed family in its bucket, which no server does
+yet: issue 26's next step), ``{ph:<phone pseudonym>}`` for the counters of
 one phone number that all tenants share, ``{global}`` for the few other keys no tenant owns.
 All keys an atomic step touches share
 the tenant's tag, so each step is one Lua script in one hash slot and the same code runs on
@@ -116,105 +117,194 @@ The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
 
+from idverify.domain.buckets import bucket_of
 from idverify.domain.tenants import valid_tenant
+
+if TYPE_CHECKING:
+    from idverify.store.buckets import BucketLayout
 
 PREFIX = "iv1"
 # A bucket's label: the hash tag's text, ``t:<tenant>:<n>`` with n in decimal, no leading zero.
 _BUCKET_LABEL: Final = re.compile(r"t:([^:]+):(0|[1-9][0-9]{0,9})")
+# A key's prefix up to and with its hash tag: a bucket's own index is named beside a key of it.
+_TAGGED: Final = re.compile(r"iv1:\{[^}]*\}")
+# Window counters by a person, a name or a phone, and their markers: in their own pseudonym's bucket.
+_COUNTERS: Final = ("identity", "claim_refusals", "phone", "phone_all_tenants")
+_COUNTER_PURPOSES: Final = frozenset(
+    f"{purpose}{mark}" for purpose in _COUNTERS for mark in ("", "_audited", "_counted")
+)
+# Keyed by an account and a phone: the account's bucket.
+_ACCOUNT_PURPOSES: Final = frozenset({"phone_locked_audited"})
 
 
 class TenantKeys:
-    """Key names of one tenant; every one shares the tenant's hash slot."""
+    """Key names of one tenant: every one in the tenant's hash slot, or by its bucket's layout.
 
-    __slots__ = ("_base",)
+    Without a ``layout`` (every server today) every key is in ``{t:T}``, and the arguments that
+    place a key in a bucket (``account``, ``beside``) are not used. With the tenant's
+    ``layout`` (issue 26's buckets, docs/ARCHITECTURE.md "Buckets: the plan", §2; no server
+    names keys so yet) each bucketed family is named in its bucket's tag: an account's keys by
+    its pseudonym's bucket, an identity's by its ref's, a person's, a name's or a phone's counter
+    by its own pseudonym's, a verification's by the bucket its id names
+    (``verification_bucket``: ``privacy.verification_ids.verification_id_bucket`` under the
+    tenant's keyring). A bucket's own indexes (its intents, erasures due and given-back marks;
+    its staged entries are ``BucketKeys``') are named ``beside`` a key of the bucket, the one
+    their step is given. A key whose bucket its arguments do not say is refused
+    (``ValueError``), never guessed.
+    """
 
-    def __init__(self, tenant: str) -> None:
+    __slots__ = ("_base", "_labels", "_verification_bucket")
+
+    def __init__(
+        self,
+        tenant: str,
+        layout: BucketLayout | None = None,
+        *,
+        verification_bucket: Callable[[str], int] | None = None,
+    ) -> None:
         if not valid_tenant(tenant):
             msg = f"invalid tenant name {tenant!r}"
             raise ValueError(msg)
+        if layout is not None and layout.tenant != tenant:
+            msg = f"the bucket layout of tenant {layout.tenant!r} names no key of tenant {tenant!r}"
+            raise ValueError(msg)
         self._base = f"{PREFIX}:{{t:{tenant}}}"
+        self._labels = layout.labels if layout is not None else None
+        self._verification_bucket = verification_bucket
+
+    @property
+    def bucketed(self) -> bool:
+        """Whether the bucketed families are named in their buckets (a layout was given)."""
+        return self._labels is not None
+
+    def _bucket_base(self, name: str) -> str:
+        """The prefix of the bucket of ``name`` (a pseudonym or ref); the tenant's without a layout."""
+        if self._labels is None:
+            return self._base
+        return f"{PREFIX}:{{{self._labels[bucket_of(name)]}}}"
+
+    def _account_base(self, account_pseudonym: str | None, family: str) -> str:
+        if self._labels is None:
+            return self._base
+        if account_pseudonym is None:
+            msg = f"a bucketed tenant's {family} key is named with its account's pseudonym"
+            raise ValueError(msg)
+        return self._bucket_base(account_pseudonym)
+
+    def _verification_base(self, verification_id: str) -> str:
+        if self._labels is None:
+            return self._base
+        if self._verification_bucket is None:
+            msg = "a bucketed tenant's verification keys need the decoder of its ids' buckets"
+            raise ValueError(msg)
+        return f"{PREFIX}:{{{self._labels[self._verification_bucket(verification_id)]}}}"
+
+    def _beside_base(self, beside: str | None, family: str) -> str:
+        """The prefix of the bucket ``beside`` (a key of it) is in: a bucket's own index goes there."""
+        if self._labels is None:
+            return self._base
+        tagged = _TAGGED.match(beside or "")
+        if tagged is None or not (tagged[0] == self._base or tagged[0].startswith(f"{self._base[:-1]}:")):
+            msg = f"a bucketed tenant's {family} is named beside a key of its bucket, not {beside!r}"
+            raise ValueError(msg)
+        return tagged[0]
 
     def verification(self, verification_id: str) -> str:
         """A verification session."""
-        return f"{self._base}:vf:{verification_id}"
+        return f"{self._verification_base(verification_id)}:vf:{verification_id}"
 
-    def request(self, request_pseudonym: str) -> str:
-        """Idempotency record of a caller's request id."""
-        return f"{self._base}:req:{request_pseudonym}"
+    def request(self, request_pseudonym: str, account: str | None = None) -> str:
+        """Idempotency record of a caller's request id (in the bucket of ``account``, its pseudonym)."""
+        return f"{self._account_base(account, 'req')}:req:{request_pseudonym}"
 
     def request_released(self, verification_id: str) -> str:
         """The mark of a start attempt that gave up and released its request id (release_request.lua)."""
-        return f"{self._base}:released:{verification_id}"
+        return f"{self._verification_base(verification_id)}:released:{verification_id}"
 
     def account(self, account_pseudonym: str) -> str:
         """An account's binding."""
-        return f"{self._base}:acct:{account_pseudonym}"
+        return f"{self._bucket_base(account_pseudonym)}:acct:{account_pseudonym}"
 
     def accounts(self, account_pseudonyms: Iterable[str]) -> list[str]:
         """:meth:`account` of each (a batch read names up to a thousand)."""
+        if self._labels is not None:
+            return [self.account(pseudonym) for pseudonym in account_pseudonyms]
         prefix = f"{self._base}:acct:"
         return [prefix + pseudonym for pseudonym in account_pseudonyms]
 
     def identity(self, identity_ref: str) -> str:
         """An identity record."""
-        return f"{self._base}:id:{identity_ref}"
+        return f"{self._bucket_base(identity_ref)}:id:{identity_ref}"
 
     def identity_accounts(self, identity_ref: str) -> str:
         """The accounts bound to an identity (their claim tags: the identity record's ``m:`` fields)."""
-        return f"{self._base}:idacc:{identity_ref}"
+        return f"{self._bucket_base(identity_ref)}:idacc:{identity_ref}"
 
-    def otp_failures(self, pseudonym: str) -> str:
-        """Wrong-code counter for one account and phone."""
-        return f"{self._base}:otpfail:{pseudonym}"
+    def otp_failures(self, pseudonym: str, account: str | None = None) -> str:
+        """Wrong-code counter for one account and phone (in the bucket of ``account``, its pseudonym)."""
+        return f"{self._account_base(account, 'otpfail')}:otpfail:{pseudonym}"
 
-    def rate_limit(self, purpose: str, pseudonym: str) -> str:
-        """A fixed-window counter."""
-        return f"{self._base}:rl:{purpose}:{pseudonym}"
+    def rate_limit(self, purpose: str, pseudonym: str, account: str | None = None) -> str:
+        """A fixed-window counter.
+
+        A person's, a name's or a phone's (and its markers) in its own pseudonym's bucket; an
+        account and phone's lock mark in the bucket of ``account``; a caller's or the tenant's
+        in the tenant's slot.
+        """
+        if purpose in _ACCOUNT_PURPOSES:
+            base = self._account_base(account, f"rl:{purpose}")
+        elif purpose in _COUNTER_PURPOSES:
+            base = self._bucket_base(pseudonym)
+        else:
+            base = self._base
+        return f"{base}:rl:{purpose}:{pseudonym}"
 
     def claim_refusal_counted(self, claim_tag: str, verification_id: str) -> str:
         """Marks a verification's refused claim counted in ``rate_limit("claim_refusals", tag)``.
 
         Beside the counter, in its slot (``bind_count.lua``): a repaired binding counts it once.
         """
-        return f"{self._base}:rl:claim_refusals_counted:{claim_tag}:{verification_id}"
+        return f"{self._bucket_base(claim_tag)}:rl:claim_refusals_counted:{claim_tag}:{verification_id}"
 
-    def given_back(self, token: str) -> str:
+    def given_back(self, token: str, beside: str | None = None) -> str:
         """Marks the give-back of one call's counts (``count_give_back.lua``) done: a retry finds it.
 
-        In the counters' slot: a counter's own bucket once counters move (docs/ARCHITECTURE.md,
-        "3.6 Counters in two slots"), the tenant's today.
+        In the counters' slot: ``beside`` one of the counters it gives back (docs/ARCHITECTURE.md,
+        "3.6 Counters in two slots"), the tenant's without a layout.
         """
-        return f"{self._base}:givenback:{token}"
+        return f"{self._beside_base(beside, 'givenback')}:givenback:{token}"
 
     def check_mismatches(self, scope: str, pseudonym: str) -> str:
         """CheckIdentity's wrong claims against one account (``acct``) or from one caller (``principal``)."""
-        return f"{self._base}:chkfail:{scope}:{pseudonym}"
+        base = self._bucket_base(pseudonym) if scope == "acct" else self._base
+        return f"{base}:chkfail:{scope}:{pseudonym}"
 
     def consent(self, account_pseudonym: str) -> str:
         """An account's consent records, per purpose."""
-        return f"{self._base}:consent:{account_pseudonym}"
+        return f"{self._bucket_base(account_pseudonym)}:consent:{account_pseudonym}"
 
     def account_verifications(self, account_pseudonym: str) -> str:
         """An account's live verification ids (so erasure and withdrawal find them in O(1))."""
-        return f"{self._base}:acctvf:{account_pseudonym}"
+        return f"{self._bucket_base(account_pseudonym)}:acctvf:{account_pseudonym}"
 
-    def intents(self) -> str:
-        """The durable intents of step sequences begun in this slot, by the ms they may be repaired at."""
-        return f"{self._base}:intents"
+    def intents(self, beside: str | None = None) -> str:
+        """The durable intents of step sequences begun in a slot (``beside`` a key of it), by repair ms."""
+        return f"{self._beside_base(beside, 'intents')}:intents"
 
-    def intent(self, member: str) -> str:
+    def intent(self, member: str, beside: str | None = None) -> str:
         """An intent's record (:meth:`intents`: ``unbind:``/``erase:<ps>``, ``bind:``/``place:<vf>``).
 
-        Or a re-indexing's, ``move:<sha1 of the old ref>`` (``store.identity_move_steps``).
+        Or a re-indexing's, ``move:<sha1 of the old ref>`` (``store.identity_move_steps``). In
+        its index's slot, ``beside`` a key of it.
         """
-        return f"{self._base}:intent:{member}"
+        return f"{self._beside_base(beside, 'intent')}:intent:{member}"
 
-    def erasure_due(self) -> str:
-        """The tenant's pending erasures, by due time."""
-        return f"{self._base}:erasure:due"
+    def erasure_due(self, beside: str | None = None) -> str:
+        """The pending erasures of a slot (``beside`` a key of it; else the tenant's), by due ms."""
+        return f"{self._beside_base(beside, 'erasure:due')}:erasure:due"
 
     def audit_log(self) -> str:
         """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""
