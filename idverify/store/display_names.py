@@ -12,7 +12,7 @@ and then ``display_name_index.lua`` or ``approved_names_index.lua``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from idverify.flows.display_names import (
@@ -43,15 +43,24 @@ class RedisDisplayNames:
     Args:
         steps: runs a call's read and its tenant-wide step; its ``step_by_step`` (the tests')
             runs them one by one on one node too, as on a Cluster.
+        keys: names a tenant's keys; ``TenantKeys`` (every key in ``{t:T}``) unless a test of
+            the bucket plan gives it a bucketed tenant's namer (``TenantKeys(T, layout)``).
     """
 
-    def __init__(self, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+    def __init__(
+        self,
+        scripts: Scripts,
+        *,
+        steps: StepRunner | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
         self._scripts = scripts
         self._runner = steps or StepRunner(scripts)
+        self._keys = keys
 
     async def look_up(self, query: NameQuery) -> NameLookup | ChecksLimited:
         """``display_name.lua`` on one node; step by step the account read, then ``display_name_index``."""
-        keys = TenantKeys(query.tenant)
+        keys = self._keys(query.tenant)
         counter = keys.rate_limit("display_checks", query.caller)
         args = [query.limit, query.window_ms]
         if self._runner.chained:
@@ -83,7 +92,7 @@ class RedisDisplayNames:
         Step by step, the approval is judged on the account as read: docs/ARCHITECTURE.md, §3.5,
         argues each change that can come between the read and the write.
         """
-        keys = TenantKeys(approval.tenant)
+        keys = self._keys(approval.tenant)
         request = [json.dumps(dict(approval.audit)), approval.claim_assurance.value]
         names: list[str | int | bytes] = [len(approval.names), *approval.names, *approval.parts]
         if self._runner.chained:
