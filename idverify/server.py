@@ -39,6 +39,7 @@ from idverify.domain.methods import check_non_biometric_coverage
 from idverify.events.outbox import Outbox, trim_forever
 from idverify.events.streams import EventStreams
 from idverify.events.tail import OutboxTail
+from idverify.flows import born_walked
 from idverify.flows.account_export import AccountExportFlow
 from idverify.flows.accounts import AccountFlow
 from idverify.flows.audit import AuditFlow
@@ -285,12 +286,15 @@ async def _release_store(
         data_lock.release()
 
 
-async def _check_store(settings: Settings, redis: RedisClient) -> LiveKeyring:
+async def _check_store(
+    settings: Settings, redis: RedisClient, new_logs_walked: bool | None
+) -> tuple[LiveKeyring, bool]:
     """The keyring, once the store's schema version is recorded and the keys checked against it.
 
     A schema newer than this release's is refused before anything is written or generated; then
     a lost keyring or signing key is refused. One live keyring serves every component, so a new
-    key version in the file reaches them all.
+    key version in the file reaches them all. Also whether new logs are born walked: the
+    supervisor's answer, ``new_logs_walked``, else the reports' (``flows.born_walked``).
 
     Raises:
         ConfigError: a key does not open the store, or its schema is newer than this release's.
@@ -299,13 +303,22 @@ async def _check_store(settings: Settings, redis: RedisClient) -> LiveKeyring:
     await ensure_schema(RedisSchemaStore(redis), checks, RedisServerReports(redis))
     keyring = LiveKeyring(await open_keyring(settings, checks))
     await check_signing_key(settings, checks)
-    return keyring
+    if new_logs_walked is None:
+        new_logs_walked = await born_walked.new_logs_walked(RedisServerReports(redis))
+    return keyring, new_logs_walked
 
 
 async def start(
-    settings: Settings, *, span_exporters: Sequence[SpanExporter] = (), reuse_port: bool = False
+    settings: Settings,
+    *,
+    span_exporters: Sequence[SpanExporter] = (),
+    reuse_port: bool = False,
+    new_logs_walked: bool | None = None,
 ) -> Application:
     """Builds everything and starts listening (sharing the port with ``reuse_port``: workers).
+
+    ``new_logs_walked`` is the supervisor's answer for its workers (``flows.born_walked``); without
+    it, this process asks the reports itself.
 
     Raises:
         ConfigError: on invalid configuration or plugins, or an unusable data directory.
@@ -317,7 +330,7 @@ async def start(
     url, embedded, data_lock = await _redis_url(settings)
     redis = connect(url)
     try:
-        keyring = await _check_store(settings, redis)
+        keyring, walked = await _check_store(settings, redis, new_logs_walked)
         verifiers = build_verifiers(settings, keyring)
         priority.set_background_niceness(settings.argon2.niceness)
         geo = open_locator(
@@ -328,7 +341,7 @@ async def start(
     except BaseException:
         await _release_store(redis, embedded, data_lock)
         raise
-    scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True)
+    scripts = Scripts(redis, ack=parse_redis_url(url).ack, share_connection=True, new_logs_walked=walked)
     clients = ClientRegistry(
         RedisClientStore(redis, scripts), keyring, cache_seconds=settings.token_cache_seconds
     )

@@ -49,6 +49,7 @@ from idverify import server
 from idverify.config import CallbackSettings, ConsoleSettings, Settings
 from idverify.data_dir import DataDirLock, check_witness_dirs, prepare_data_dir, prepare_tiles_dir
 from idverify.domain.errors import ConfigError
+from idverify.flows.born_walked import new_logs_walked
 from idverify.flows.key_check import check_signing_key, open_keyring
 from idverify.flows.schema_version import ensure_schema
 from idverify.security.file_modes import secure_data_and_keys
@@ -139,6 +140,7 @@ class Supervisor:
     _callbacks_hold: socket.socket | None = None
     _data_lock: DataDirLock | None = None
     _worker_settings: Settings | None = None
+    _new_logs_walked: bool = False
     _signals_r: int = -1
     _signals_w: int = -1
     _stopping: bool = False
@@ -188,6 +190,8 @@ class Supervisor:
         # creates the keyring and signing key files.
         _ensure_schema_before_workers(url)
         _check_keys_before_workers(settings, url)
+        # Once a server start, not once a worker: it scans the keyspace for the reports.
+        self._new_logs_walked = _new_logs_walked_before_workers(url)
         if not self.embedded:
             _warn_of_loose_hash_limit(url)
         self._worker_settings = dataclasses.replace(
@@ -404,7 +408,7 @@ class Supervisor:
                 # while the other worker's event loop is busy on the other core. Alone in its
                 # group, the worker weighs as one program, and its hash yields to its loop only.
                 os.setsid()
-            asyncio.run(_serve_worker(settings, channel))
+            asyncio.run(_serve_worker(settings, channel, new_logs_walked=self._new_logs_walked))
             code = 0
         except ConfigError as exc:
             print(f"idverify: configuration error: {exc}", file=sys.stderr, flush=True)  # noqa: T201
@@ -476,6 +480,19 @@ def _ensure_schema_before_workers(url: str) -> None:
             await close_client(redis)
 
     asyncio.run(ensure())
+
+
+def _new_logs_walked_before_workers(url: str) -> bool:
+    """``flows.born_walked.new_logs_walked`` from the supervisor, for every worker it starts."""
+
+    async def ask() -> bool:
+        redis = connect(url, pool_size=1)
+        try:
+            return await new_logs_walked(RedisServerReports(redis))
+        finally:
+            await close_client(redis)
+
+    return asyncio.run(ask())
 
 
 def _check_keys_before_workers(settings: Settings, url: str) -> None:
@@ -568,9 +585,11 @@ def _settings_for_worker(settings: Settings, index: int) -> Settings:
     return dataclasses.replace(settings, argon2=argon2, telemetry=telemetry)
 
 
-async def _serve_worker(settings: Settings, channel: socket.socket) -> None:  # pragma: no cover
+async def _serve_worker(
+    settings: Settings, channel: socket.socket, *, new_logs_walked: bool
+) -> None:  # pragma: no cover
     """A worker's life: start, say ready, serve until SIGTERM or the supervisor's end, drain."""
-    app = await server.start(settings, reuse_port=True)
+    app = await server.start(settings, reuse_port=True, new_logs_walked=new_logs_walked)
     server.freeze_heap()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

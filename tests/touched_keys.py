@@ -307,8 +307,8 @@ class RecordingScripts(Scripts):
     after the command in lower case (``hmget``), given and touching the keys it names.
     """
 
-    def __init__(self, redis: RedisClient, monitor: ScriptMonitor) -> None:
-        super().__init__(redis)
+    def __init__(self, redis: RedisClient, monitor: ScriptMonitor, *, new_logs_walked: bool = False) -> None:
+        super().__init__(redis, new_logs_walked=new_logs_walked)
         self.calls: list[Call] = []
         self._monitor = monitor
 

@@ -101,12 +101,11 @@ async def _refuse_older_servers(redis: RedisClient) -> None:
     Raises:
         ConfigError: naming the servers.
     """
-    from idverify.flows.schema_version import SCHEMA_VERSION  # noqa: PLC0415
+    from idverify.flows.schema_version import older_servers  # noqa: PLC0415
     from idverify.store.server_reports import RedisServerReports  # noqa: PLC0415
 
-    older = [server for server in await RedisServerReports(redis).running() if server.schema < SCHEMA_VERSION]
+    older = await older_servers(RedisServerReports(redis))
     if older:
-        older.sort(key=lambda server: server.instance)
         named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)
         raise ConfigError(
             f"servers of an older release still serve this Redis: {named}; they bind members without "
@@ -142,9 +141,10 @@ def _checked(checks: dict[str, LegacyCheck], *, as_json: bool) -> int:
         print(json.dumps({"tenants": {tenant: c.as_json() for tenant, c in checks.items()}}, indent=2))
     for tenant, c in checks.items():
         if c.ok:
+            born = " (its log born walked: no older server reported in when it was created)" if c.born else ""
             print(
                 f"tenant {tenant}: OK: {c.records} identity records, {c.members} members, each with its "
-                "claim tag; no events:acct map",
+                f"claim tag; no events:acct map{born}",
                 file=sys.stderr,
             )
             continue

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from idverify.domain.errors import ConfigError, StoreUnavailable
 from idverify.flows.key_check import KeyCheckStore, store_holds_data
-from idverify.flows.keyring_watcher import ServerReports
+from idverify.flows.keyring_watcher import ServerKeyring, ServerReports
 
 __all__ = [
     "FIRST_VERSION",
@@ -32,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SchemaStore",
     "ensure_schema",
+    "older_servers",
     "refuse_newer_schema",
 ]
 
@@ -120,6 +121,16 @@ async def refuse_newer_schema(schema: SchemaStore) -> None:
         _refuse_newer(recorded)
 
 
+async def older_servers(reports: ServerReports) -> list[ServerKeyring]:
+    """The running servers of a release older than this one, by their reports, in instance order.
+
+    Raises:
+        StoreUnavailable: Redis is down.
+    """
+    older = [server for server in await reports.running() if server.schema < SCHEMA_VERSION]
+    return sorted(older, key=lambda server: server.instance)
+
+
 async def _judge_older_servers(reports: ServerReports, oldest_beside: int) -> None:
     """Refuses servers of a release older than ``oldest_beside`` that still report; logs the others.
 
@@ -127,7 +138,7 @@ async def _judge_older_servers(reports: ServerReports, oldest_beside: int) -> No
         ConfigError: naming the servers and their schema versions.
         StoreUnavailable: Redis is down.
     """
-    older = [server for server in await reports.running() if server.schema < SCHEMA_VERSION]
+    older = await older_servers(reports)
     if not older:
         return
     named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)

@@ -12,6 +12,9 @@ tenant's, online, in three steps of the tenant's slot:
 3. the map's leftovers deleted with it, and the log's head marked (``legacy_done.lua``), after
    which the tenant's steps no longer touch the map.
 
+A log created by a process that found no older server reporting in is born with the mark
+(``flows.born_walked``; its value :data:`BORN_MARK`, the walk's ``1``): its tenant counts as walked.
+
 Each page's script writes its counts and the cursor after it into the run's record
 (``TenantKeys.legacy_move``), so a walk killed anywhere resumes after its last page and counts
 nothing twice. On Redis Cluster a scan cannot be resumed (``store.scan``) and starts over, which
@@ -30,11 +33,27 @@ from idverify.store.keys import TenantKeys
 from idverify.store.scan import scan_pages
 from idverify.store.scripts import Scripts
 
-__all__ = ["LegacyCheck", "LegacyCounts", "RedisLegacyMove"]
+__all__ = ["BORN_MARK", "LegacyCheck", "LegacyCounts", "LegacyState", "RedisLegacyMove"]
 
 _PAGE = 256
 """Records a page: one script holds the tenant's slot for about a millisecond."""
 _MEMBER_FIELD = "m:"
+_MARK_FIELD = "legacy_moved"
+BORN_MARK = "born"
+"""The head's mark in a log born walked (``_prelude.lua``'s ``LEGACY_BORN``); the walk writes ``1``."""
+
+
+class LegacyState(StrEnum):
+    """Whether a tenant's steps still read the legacy map, by its log's head."""
+
+    NO_LOG = "no log"
+    """Nothing written yet: its first entry decides."""
+    NOT_WALKED = "not walked"
+    """The head is unmarked: ``migrate legacy`` has yet to walk it."""
+    WALKED = "walked"
+    """``migrate legacy`` marked it."""
+    BORN_WALKED = "born walked"
+    """Its log was created marked, with no older server reporting in: nothing to walk."""
 
 
 class _Phase(StrEnum):
@@ -89,6 +108,8 @@ class LegacyCheck:
     """Fields of the legacy ``events:acct`` map still there."""
     head_marked: bool
     """Whether the log's head tells the steps the map is gone."""
+    born: bool = False
+    """Whether the mark was written with the log's first entry (born walked), not by a walk."""
 
     @property
     def ok(self) -> bool:
@@ -104,6 +125,7 @@ class LegacyCheck:
             "members_without_field": self.members_without_field,
             "map_fields": self.map_fields,
             "head_marked": self.head_marked,
+            "born_walked": self.born,
         }
 
 
@@ -173,8 +195,19 @@ class RedisLegacyMove:
             progress(read)
         async with translate_errors():
             map_fields = int(await self._redis.hlen(keys.events_accounts()))
-            marked = await self._redis.hget(keys.audit_head(), "legacy_moved") is not None
-        return LegacyCheck(records, members, without, map_fields, marked)
+        state = await self.state(tenant)
+        marked = state in (LegacyState.WALKED, LegacyState.BORN_WALKED)
+        return LegacyCheck(
+            records, members, without, map_fields, marked, born=state is LegacyState.BORN_WALKED
+        )
+
+    async def state(self, tenant: str) -> LegacyState:
+        """The tenant's log head's mark, one read."""
+        async with translate_errors():
+            size, mark = await self._redis.hmget(TenantKeys(tenant).audit_head(), ["size", _MARK_FIELD])
+        if mark is not None:
+            return LegacyState.BORN_WALKED if as_text(mark) == BORN_MARK else LegacyState.WALKED
+        return LegacyState.NOT_WALKED if size is not None else LegacyState.NO_LOG
 
     async def _begin(self, keys: TenantKeys) -> tuple[_Phase, int, bool]:
         """The phase and cursor to go on from: a killed run's, else a new run's (its counts at zero)."""

@@ -7,7 +7,8 @@ done only once the configured number of replicas hold their writes (``store.repl
 A server's scripts share one pipelined connection (``store.shared_connection``) on a standalone
 or Sentinel-managed Redis; acknowledged steps keep pooled connections, because their WAIT
 blocks the connection it runs on, and Cluster keeps redis-py's client, which routes by slot.
-Every script is given the process's clock floor (``store.clock``) as its last argument.
+Every script is given the process's clock floor (``store.clock``) as its last argument, and, in a
+process whose new logs are born walked (``flows.born_walked``), :data:`NEW_LOGS_WALKED_ARG` before it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ BINDING_STEPS = (
 # its own KEYS and ARGV, and the function running a binding's steps after the account's
 # (_bind_after.lua): on one node an answer, a start in bind mode and a guardian's consent run a
 # binding's steps in one script, under the names (and in the chains) they had before them.
+NEW_LOGS_WALKED_ARG = "new_logs_walked=1"
+"""The argument (before the clock floor) that has a log the call creates born walked (``_prelude.lua``)."""
+
 _COMPOSED = {"submit": BINDING_STEPS, "start": BINDING_STEPS[1:], "guardian": BINDING_STEPS[1:]}
 # A count in two slots (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): on one node its steps,
 # and the give-back of a count the other step refused, run in one script under the name it had.
@@ -280,6 +284,9 @@ class Scripts:
         share_connection: run the other steps on one pipelined connection (not on Cluster);
             its owner calls :meth:`aclose`.
         monotonic: the clock floor's monotonic clock (injected by tests).
+        new_logs_walked: a tenant's log the scripts create is born with ``migrate legacy``'s
+            mark, for a process that found no server of an older release reporting in
+            (``flows.born_walked``); without it, a new log waits for the walk as an old one does.
 
     Attributes:
         clock: the store's time, for Python code that compares with stored times.
@@ -292,8 +299,10 @@ class Scripts:
         ack: ReplicaAck | None = None,
         share_connection: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        new_logs_walked: bool = False,
     ) -> None:
         self._client = client
+        self._process_args: tuple[str, ...] = (NEW_LOGS_WALKED_ARG,) if new_logs_walked else ()
         self._ack = ack or ReplicaAck()
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
@@ -324,7 +333,7 @@ class Scripts:
                 not reach enough replicas in time.
         """
         floor = await self.clock.script_floor_ms()
-        return await self._run(name, keys, [*args, f"floor_ms={floor}"])
+        return await self._run(name, keys, [*args, *self._process_args, f"floor_ms={floor}"])
 
     async def run_chain(self, steps: Sequence[ChainStep]) -> list[Any]:
         """Runs scripts one after the other as one atomic script: one round trip for them all.
@@ -344,7 +353,12 @@ class Scripts:
         layout = [[len(step.keys), len(step.args), list(step.proceed_on)] for step in steps]
         keys = [key for step in steps for key in step.keys]
         floor = await self.clock.script_floor_ms()
-        args = [json.dumps(layout), *(arg for step in steps for arg in step.args), f"floor_ms={floor}"]
+        args = [
+            json.dumps(layout),
+            *(arg for step in steps for arg in step.args),
+            *self._process_args,
+            f"floor_ms={floor}",
+        ]
         # The span is named after the scripts: "/" is exported as it is, "+" would be redacted.
         label = "/".join(names)
         acknowledged = any(name in ACKNOWLEDGED_SCRIPTS for name in names)

@@ -16,6 +16,15 @@ local NOW = (function()
   table.remove(ARGV)
   return math.max(REDIS_TIME_MS, tonumber(floor))
 end)()
+-- Whether a log this call creates is born walked (LEGACY_MOVED below): Scripts.run puts
+-- NEW_LOGS_WALKED_ARG before the floor when its process started with no server of an older
+-- release reporting in (idverify/flows/born_walked.py), taken off here like the floor.
+local NEW_LOGS_WALKED_ARG = 'new_logs_walked=1'
+local NEW_LOGS_WALKED = (function()
+  if ARGV[#ARGV] ~= NEW_LOGS_WALKED_ARG then return false end
+  table.remove(ARGV)
+  return true
+end)()
 
 local function hgetall(key)
   local flat = redis.call('HGETALL', key)
@@ -126,11 +135,34 @@ end
 -- log's head (field LEGACY_MOVED), which every step writing an entry reads anyway, so a migrated
 -- tenant's steps never touch the map's key, a tenant-wide key no bucket's step could reach
 -- (docs/ARCHITECTURE.md, "Buckets: the plan", §6). A head without the mark (a tenant not
--- migrated) keeps the fallback.
+-- migrated) keeps the fallback. A log this release creates, while no older server reported in
+-- when its process started (NEW_LOGS_WALKED), is born with the mark (LEGACY_BORN, in the head's
+-- first write): no older server wrote its tenant's data, so there is nothing to walk.
 local LEGACY_MOVED = 'legacy_moved'
+local LEGACY_BORN = 'born'
 local function legacy_event_accounts(log_key, moved)
   if moved then return nil end
   return tenant_prefix_of(log_key) .. 'events:acct'
+end
+
+-- The head's mark, given its size and mark as read (false when absent), and the mark a new log's
+-- head is to be written with (nil but for a log born walked): a head without a size has no entry
+-- yet, so the step reading it writes the log's first.
+local function legacy_mark(size, moved)
+  if moved then return moved, nil end
+  if not size and NEW_LOGS_WALKED then return LEGACY_BORN, LEGACY_BORN end
+  return nil, nil
+end
+
+-- Writes the head after a step appended up to size at last_ms (numbers), with the mark a new
+-- log is born with (legacy_mark()'s second value) in the same HSET.
+local function write_head(head, size, last_ms, born)
+  local size_text, last_text = string.format('%d', size), string.format('%d', last_ms)
+  if born then
+    redis.call('HSET', head, 'size', size_text, 'last_ms', last_text, LEGACY_MOVED, born)
+  else
+    redis.call('HSET', head, 'size', size_text, 'last_ms', last_text)
+  end
 end
 
 -- The log's head, from its log key: '...:audit:log' -> '...:audit:head'.
@@ -138,9 +170,11 @@ local function audit_head_of(log_key)
   return string.sub(log_key, 1, -4) .. 'head'
 end
 
--- legacy_event_accounts() for a step that reads no head otherwise (an account's erasure).
+-- legacy_event_accounts() for a step that reads no head otherwise (an account's erasure): its
+-- own entry may be the log's first, born walked.
 local function legacy_event_map(log_key)
-  return legacy_event_accounts(log_key, redis.call('HGET', audit_head_of(log_key), LEGACY_MOVED))
+  local state = redis.call('HMGET', audit_head_of(log_key), 'size', LEGACY_MOVED)
+  return legacy_event_accounts(log_key, legacy_mark(state[1], state[2]))
 end
 
 -- The sealed id of the account ev names ('' when none is known), keeping it in the account's
@@ -281,8 +315,9 @@ local function audit_append(log_key, ev, body, at_ms)
   local state = redis.call('HMGET', head, 'size', 'last_ms', LEGACY_MOVED)
   local seq = tonumber(state[1] or '0')
   local time_ms = math.max(at_ms, tonumber(state[2] or '0'))
-  audit_write(log_key, seq, time_ms, ev, body, legacy_event_accounts(log_key, state[3]))
-  redis.call('HSET', head, 'size', string.format('%d', seq + 1), 'last_ms', string.format('%d', time_ms))
+  local moved, born = legacy_mark(state[1], state[3])
+  audit_write(log_key, seq, time_ms, ev, body, legacy_event_accounts(log_key, moved))
+  write_head(head, seq + 1, time_ms, born)
   local posting = u48(seq)
   add_posting(prefix, 'type', ev.type, posting)
   add_posting(prefix, 'outcome', ev.outcome, posting)

@@ -127,7 +127,8 @@ local prefix = string.sub(KEYS[1], 1, -4)
 local head = prefix .. 'head'
 local state = redis.call('HMGET', head, 'size', 'last_ms', LEGACY_MOVED)
 local size, last_ms = tonumber(state[1] or '0'), tonumber(state[2] or '0')
-local legacy_map = legacy_event_accounts(KEYS[1], state[3])
+local moved, born = legacy_mark(state[1], state[3])
+local legacy_map = legacy_event_accounts(KEYS[1], moved)
 local first = size
 local POSTED_FIELDS = {{'type', 'type'}, {'outcome', 'outcome'}, {'method', 'method'}, {'acct', 'account'}}
 local postings, posted = {}, {}
@@ -192,7 +193,7 @@ for i = 0, count - 1 do
 end
 store_entries()
 if size > first then
-  redis.call('HSET', head, 'size', string.format('%d', size), 'last_ms', string.format('%d', last_ms))
+  write_head(head, size, last_ms, born)
   for _, key in ipairs(posted) do
     redis.call('APPEND', prefix .. 'ix:' .. key[1] .. ':' .. key[2], table.concat(key[3]))
   end

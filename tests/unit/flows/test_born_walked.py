@@ -1,0 +1,85 @@
+"""A server's new tenants' logs are born walked only while no server of an older release reports in.
+
+The check is ``migrate legacy``'s refusal (the keyring reports, 0.1.0's without a schema), made
+once a start: with a 0.1.0 report present the logs the server creates are unmarked, as before,
+and wait for the walk; without one they are born with the walk's mark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from idverify.config import load_settings
+from idverify.flows.born_walked import new_logs_walked
+from idverify.security.clients import ClientCreation, NewClient
+from idverify.security.principals import Role
+from idverify.server import running
+from idverify.store.clients import RedisClientStore
+from idverify.store.connection import RedisClient, connect
+from idverify.store.keys import GlobalKeys, TenantKeys
+from idverify.store.server_reports import RedisServerReports
+from idverify.testing import RedisProcess, free_port
+from tests.unit.flows.test_server_reports import LEGACY_REPORT, OLD
+
+THIS_RELEASES_REPORT = '{"wrapping_current": "w1", "wrapping": ["w1"], "pepper_current": "p1", "schema": 2}'
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own: the reports are global keys."""
+    with RedisProcess(tmp_path / "redis", port=free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(own_server: RedisProcess) -> AsyncIterator[RedisClient]:
+    client = connect(own_server.url, pool_size=2)
+    yield client
+    await client.aclose()
+
+
+async def test_born_walked_while_no_older_server_reports(
+    store: RedisClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    reports = RedisServerReports(store)
+    assert await new_logs_walked(reports)
+    await store.set(GlobalKeys.keyring_instance("this-release"), THIS_RELEASES_REPORT, px=60_000)
+    assert await new_logs_walked(reports)
+    await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
+    with caplog.at_level(logging.INFO, logger="idverify.schema"):
+        assert not await new_logs_walked(reports)
+    assert f"{OLD} (schema 1)" in caplog.text
+
+
+async def test_not_born_walked_when_redis_cannot_be_reached(caplog: pytest.LogCaptureFixture) -> None:
+    nobody = connect(f"redis://127.0.0.1:{free_port()}/0", pool_size=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="idverify.schema"):
+            assert not await new_logs_walked(RedisServerReports(nobody))
+    finally:
+        await nobody.aclose()
+    assert "migrate legacy" in caplog.text
+
+
+@pytest.mark.parametrize("beside_0_1_0", [False, True])
+async def test_a_servers_new_tenant(
+    own_server: RedisProcess, store: RedisClient, tmp_path: Path, beside_0_1_0: bool
+) -> None:
+    """A tenant's first client, created by a started server: its log born walked unless 0.1.0 reports in."""
+    if beside_0_1_0:
+        await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
+    settings = load_settings(
+        environ={},
+        overrides={"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"), "redis_url": own_server.url},
+    )
+    request = '{"principal":"t/admin/c1","request_id":"r1","trace_id":""}'
+    async with running(settings) as app:
+        clients = RedisClientStore(app.redis, app.scripts)
+        created, _ = await clients.create(NewClient("acme", "c1", Role.ADMIN, "first", "mac", request))
+    assert created is ClientCreation.CREATED
+    mark = await store.hget(TenantKeys("acme").audit_head(), "legacy_moved")
+    assert mark == (None if beside_0_1_0 else b"born")
