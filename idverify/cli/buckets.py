@@ -7,8 +7,10 @@ Run with the server's configuration (``--config``, ``--redis-url`` or ``--data-d
 
 A tenant without a stored layout is shown with the layout its first planning would store (the
 label search is the same for everyone), so an operator sees the spread before anything moves.
-It reads and writes nothing but the layout record and the Cluster's slot map
-(``store.buckets``; docs/ARCHITECTURE.md, "Buckets: the plan").
+Whether the tenant is walked for older servers' data, which the buckets' move requires, comes
+from its log's head: marked by ``idverify migrate legacy``, or born walked (``flows.born_walked``).
+It reads and writes nothing but the layout record, that mark and the Cluster's slot map
+(``store.buckets``, ``store.legacy_moves``; docs/ARCHITECTURE.md, "Buckets: the plan").
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ __all__ = ["add_bucket_commands"]
 _REFUSED = 2
 _FAILED = 1
 _NOT_PLANNED = "not planned"
+_LEGACY_LINES = {
+    "no log": "no audit log yet: its first entry decides whether it is born walked",
+    "not walked": "older servers' data not walked: run `idverify migrate legacy` before the buckets move",
+    "walked": "walked by `idverify migrate legacy`",
+    "born walked": "born walked: no server of an older release reported in when its log was created",
+}
 
 
 def add_bucket_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,11 +106,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from idverify.cli.lifecycle import open_store  # noqa: PLC0415
     from idverify.store.buckets import RedisBucketLayouts, node_shares, search_layout, worst_deviation  # noqa: PLC0415
+    from idverify.store.legacy_moves import RedisLegacyMove  # noqa: PLC0415
+    from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     async with open_store(settings) as redis:
         layouts = RedisBucketLayouts(redis)
         stored = await layouts.read(args.tenant)
         owners = await layouts.slot_owners()
+        legacy = await RedisLegacyMove(redis, Scripts(redis)).state(args.tenant)
     layout = stored if stored is not None else search_layout(args.tenant)
     state = stored.state if stored is not None else _NOT_PLANNED
     shares = node_shares(layout, owners) if owners is not None else []
@@ -113,11 +124,15 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
         "cluster": owners is not None,
         "primaries": [{"node": share.node, "buckets": share.buckets} for share in shares],
         "worst_deviation": round(worst_deviation(shares), 6),
+        "legacy": legacy.value,
     }
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
         return 0
-    lines = [f"tenant {args.tenant}: {layout.count} buckets, layout {state}"]
+    lines = [
+        f"tenant {args.tenant}: {layout.count} buckets, layout {state}",
+        f"legacy data: {_LEGACY_LINES[legacy.value]}",
+    ]
     if owners is None:
         lines.append(f"a single node: all {layout.count} buckets are on the one node")
     else:

@@ -56,6 +56,7 @@ async def test_buckets_status_reports_each_primarys_share(redis_cluster: LocalCl
     assert (done.returncode, done.stderr) == (0, "")
     report = json.loads(done.stdout)
     assert (report["state"], report["count"], report["cluster"]) == ("planned", 1024, True)
+    assert report["legacy"] == "no log"
     held = {share["node"]: share["buckets"] for share in report["primaries"]}
     assert held == {share.node: share.buckets for share in node_shares(layout, owners)}
     assert sum(held.values()) == 1024
@@ -64,7 +65,7 @@ async def test_buckets_status_reports_each_primarys_share(redis_cluster: LocalCl
     text = idverify("buckets", "--redis-url", redis_cluster.url, "status", "--tenant", "spread-status")
     assert text.returncode == 0
     assert text.stdout.splitlines()[0] == "tenant spread-status: 1024 buckets, layout planned"
-    assert len(text.stdout.splitlines()) == 5  # the head, three primaries, the deviation
+    assert len(text.stdout.splitlines()) == 6  # the head, the legacy data, three primaries, the deviation
 
 
 def port_with_its_bus_port() -> int:

@@ -11,7 +11,13 @@ import struct
 from idverify.store.buckets import RedisBucketLayouts
 from idverify.store.connection import RedisClient
 from idverify.store.keys import TenantKeys
+from idverify.store.legacy_moves import RedisLegacyMove
+from idverify.store.scripts import Scripts
 from idverify.testing import RedisProcess, free_port
+from tests import bind_crash
+from tests.bind_crash import OWNER
+from tests.cancel_crash import pseudonym
+from tests.tenant_births import born_walked
 from tests.unit.test_cli import idverify
 
 
@@ -27,6 +33,7 @@ async def test_one_node_holds_every_bucket_planned_or_not(
     assert (code, err) == (0, "")
     assert out == (
         "tenant cli-unplanned: 1024 buckets, layout not planned\n"
+        "legacy data: no audit log yet: its first entry decides whether it is born walked\n"
         "a single node: all 1024 buckets are on the one node\n"
     )
     await RedisBucketLayouts(redis).plan("cli-planned")
@@ -39,7 +46,26 @@ async def test_one_node_holds_every_bucket_planned_or_not(
         "cluster": False,
         "primaries": [],
         "worst_deviation": 0.0,
+        "legacy": "no log",
     }
+
+
+async def test_the_legacy_data_walked_or_born_walked(redis_server: RedisProcess, redis: RedisClient) -> None:
+    """The log's head says whether the buckets' move may start: unmarked, walked, or born walked."""
+    await bind_crash.bind(redis, "cli-legacy", pseudonym("cli-legacy-a"), OWNER)
+    _, out, _ = status(redis_server.url, "cli-legacy")
+    assert out.splitlines()[1] == (
+        "legacy data: older servers' data not walked: run `idverify migrate legacy` before the buckets move"
+    )
+    await RedisLegacyMove(redis, Scripts(redis)).run("cli-legacy", lambda _: None)
+    code, out, _ = status(redis_server.url, "cli-legacy", "--json")
+    assert (code, json.loads(out)["legacy"]) == (0, "walked")
+    await born_walked(redis, "cli-born")
+    code, out, err = status(redis_server.url, "cli-born")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == (
+        "legacy data: born walked: no server of an older release reported in when its log was created"
+    )
 
 
 async def test_a_tampered_layout_is_refused_in_one_line(
