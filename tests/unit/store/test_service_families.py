@@ -17,6 +17,9 @@ identity or counter where the key's name says which), beside no tenant key but i
 or the tenant's keys alone (T). What still crosses is :data:`SERVICE_CROSSINGS`, each entry
 expected by name by the test that meets it, so that a new crossing fails and so does an entry
 whose crossing is gone: the list only shrinks, and whoever removes a crossing deletes its entry.
+Calls whose entries have outbox records run in a tenant this release made with no older server
+reporting in, its log born walked (``tests.tenant_births``); the legacy map's entries meet a
+tenant with older servers' data that ``migrate legacy`` has not walked.
 """
 
 from __future__ import annotations
@@ -78,14 +81,18 @@ from tests.bind_crash import DIGEST, OWNER, REQUEST_JSON, challenge
 from tests.cancel_crash import NAME_HASH, pseudonym
 from tests.counter_crash import check_of
 from tests.sequencer_crash import event
+from tests.tenant_births import born_walked, made_with_legacy_data
 from tests.touched_keys import RecordingScripts, ScriptMonitor
 from tests.unit.store.test_binding_families import KnownCrossing, assert_only_known_crossings
-from tests.unit.store.test_identity_accounts import verification
+from tests.unit.store.test_identity_accounts import REF, verification
+from tests.unit.store.test_legacy_moves import as_0_1_0_bound
 
 _LEGACY_MAP = (
     "audit() falls back to older servers' events:acct map for an entry's outbox record, in a tenant "
+    "whose log was created unmarked (by 0.1.0, or beside a server of an older release) that "
     "`idverify migrate legacy` has not walked: the walk moves the map into the accounts and marks the "
-    "log's head, after which no step reads it (as KNOWN_CROSSINGS' map entries)"
+    "log's head, after which no step reads it; a log created with no older server reporting in is "
+    "born marked (as KNOWN_CROSSINGS' map entries)"
 )
 
 # One entry a block: the test that meets it names it, and whoever removes the crossing deletes both.
@@ -186,6 +193,7 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
     runs only in one node's chain).
     """
     redis = recording.redis
+    await born_walked(redis, TENANT)
     account = pseudonym("a")
     wrong = await challenge(redis, TENANT, pseudonym("wrong"), OWNER)
     late = await challenge(redis, TENANT, pseudonym("late"), OWNER)
@@ -256,23 +264,31 @@ async def test_a_start_its_counts_and_its_answers(recording: ServiceRecording) -
         "fields_unchanged",
         "phone_guess",
         "bind_judge",
-        known=(EXPIRY_LEGACY_MAP,),
     )
 
 
-@pytest.mark.parametrize("walked", [False, True])
+@pytest.mark.parametrize("tenant", ["born walked", "with legacy data, walked", "with legacy data"])
 async def test_the_legacy_map_is_read_only_in_a_tenant_not_walked(
-    recording: ServiceRecording, walked: bool
+    recording: ServiceRecording, tenant: str
 ) -> None:
-    """A consent granted and withdrawn, an expiry: their entries read no map once ``migrate legacy`` ran.
+    """A consent granted and withdrawn, an expiry: their entries read the map only in a tenant not walked.
 
-    A tenant this release made has no map, but its log's head has no mark either until the walk.
+    A tenant this release made with no older server reporting in is born walked. One with older
+    servers' data (its log unmarked, an older build's map, a member 0.1.0 bound) reads the map
+    until ``migrate legacy`` walks it.
     """
     redis = recording.redis
+    if tenant == "born walked":
+        await born_walked(redis, TENANT)
+    else:
+        await made_with_legacy_data(redis, TENANT)
     [account] = await _bound(redis, 1)
     late = await challenge(redis, TENANT, pseudonym("late"), OWNER)
-    if walked:
-        await RedisLegacyMove(redis, Scripts(redis)).run(TENANT, lambda _: None)
+    if tenant != "born walked":
+        await as_0_1_0_bound(redis, TENANT, REF, account)
+    if tenant == "with legacy data, walked":
+        counts = await RedisLegacyMove(redis, Scripts(redis)).run(TENANT, lambda _: None)
+        assert (counts.fields_written, counts.ids_moved, counts.ids_dropped) == (1, 1, 1), counts
     consents = RedisConsentStore(redis, recording)
     assert await consents.grant(
         TENANT, ConsentGrant(account, f"audit-{account}", "phone", "v1", REQUEST_JSON, audit=True)
@@ -284,7 +300,7 @@ async def test_the_legacy_map_is_read_only_in_a_tenant_not_walked(
     store = _verifications(recording)
     expired = port.ChallengeAnswer(TENANT, late, DIGEST, 3, 60_000, REQUEST_JSON)
     await store.submit(expired, _as_read(await store.record(TENANT, late)))
-    known = () if walked else (GRANT_LEGACY_MAP, WITHDRAW_LEGACY_MAP, EXPIRY_LEGACY_MAP)
+    known = (GRANT_LEGACY_MAP, WITHDRAW_LEGACY_MAP, EXPIRY_LEGACY_MAP) if tenant == "with legacy data" else ()
     recording.assert_one_bucket_each("consent_grant", "consent_withdraw", "bind_judge", known=known)
 
 
@@ -339,6 +355,7 @@ async def test_an_accounts_own_writes(recording: ServiceRecording) -> None:
     export's entry, CheckIdentity's counts, a principal's lock-out audited.
     """
     redis = recording.redis
+    await born_walked(redis, TENANT)
     [account] = await _bound(redis, 1)
     live = [await challenge(redis, TENANT, account, OWNER)]
     consents = RedisConsentStore(redis, recording)
@@ -371,7 +388,6 @@ async def test_an_accounts_own_writes(recording: ServiceRecording) -> None:
         "check_count",
         "check_entry",
         "rate_limit",
-        known=(GRANT_LEGACY_MAP, WITHDRAW_LEGACY_MAP),
     )
 
 
@@ -507,7 +523,7 @@ class TestTheChecksCanFail:
 
 
 async def _bound(redis: RedisClient, count: int) -> list[str]:
-    """``count`` accounts bound to one identity (in a tenant ``migrate legacy`` has not walked)."""
+    """``count`` accounts bound to one identity."""
     accounts = [pseudonym(f"bound-{n}") for n in range(count)]
     for account in accounts:
         await bind_crash.bind(redis, TENANT, account, OWNER, limit=count + 1)
