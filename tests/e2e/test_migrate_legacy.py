@@ -5,12 +5,14 @@ bound (in ``idacc``, no ``m:`` field) and account ids in the legacy ``events:acc
 main before the ids moved into the accounts), with fields of accounts erased since. The command is
 killed with SIGKILL in each of its phases and run again: the run ends complete, each field written
 once (its counts, kept with its checkpoint, are exactly the data's). A second run changes nothing
-and says so; ``--verify`` tells a migrated tenant from one that is not. Bad input and a server of
-an older release still reporting in are refused in one line, with nothing written.
+and says so; ``--verify`` tells a migrated tenant from one that is not, and counts a tenant whose
+log was born walked as walked. Bad input and a server of an older release still reporting in are
+refused in one line, with nothing written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -21,8 +23,12 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from idverify.store.connection import close_client, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.testing import RedisProcess, free_port, redis_server_binary
+from tests import bind_crash
+from tests.bind_crash import OWNER
+from tests.tenant_births import born_walked
 
 from .test_backup import idverify
 from .test_migrate import clean_env, dumped
@@ -172,3 +178,31 @@ def test_bad_input_and_an_older_server_are_refused_in_one_line_writing_nothing(
     ran = migrate(store)
     assert ran.returncode == 0, ran.stderr
     assert "tenant acme: 20 member fields written" in ran.stderr
+
+
+def test_a_tenant_born_walked_verifies_as_walked(store: RedisProcess) -> None:
+    """A tenant whose log this release created with no older server reporting in: nothing to walk."""
+
+    async def born() -> None:
+        client = connect(store.url)
+        try:
+            await born_walked(client, "fresh")
+            await bind_crash.bind(client, "fresh", "acct-fresh", OWNER)
+        finally:
+            await close_client(client)
+
+    asyncio.run(born())
+    verified = migrate(store, "--verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    fresh = json.loads(verified.stdout)["tenants"]["fresh"]
+    assert (fresh["ok"], fresh["head_marked"], fresh["born_walked"], fresh["members"]) == (
+        True,
+        True,
+        True,
+        1,
+    )
+    assert "tenant fresh: OK: 1 identity records, 1 members" in verified.stderr
+    assert "its log born walked" in verified.stderr
+    ran = migrate(store, "--tenant", "fresh")
+    assert ran.returncode == 0, ran.stderr
+    assert "tenant fresh: nothing to change" in ran.stderr
