@@ -25,7 +25,7 @@ import redis
 from idverify.audit import merkle
 from idverify.flows.schema_version import SCHEMA_VERSION
 from idverify.privacy.keyring import load_keyring
-from idverify.store.keys import GlobalKeys
+from idverify.store.keys import GlobalKeys, TenantKeys
 from idverify.testing import RedisProcess, ServerProcess, free_port
 from idverify.v1 import account_pb2, audit_pb2, consent_pb2, verification_pb2
 
@@ -346,3 +346,9 @@ class TestNewerSchema:
     def test_an_empty_store_starts_at_this_releases_version(self, server: ServerProcess) -> None:
         """A new deployment records the version at its first start."""
         assert embedded_redis(server).get(GlobalKeys.SCHEMA) == str(SCHEMA_VERSION).encode()
+
+    def test_a_new_deployments_tenant_is_born_walked(self, server: ServerProcess) -> None:
+        """No older server reported in when it started: a tenant's log is created with the walk's mark."""
+        with server.client("registrar", tenant="born") as registrar:
+            verify(server, registrar, person(), "born-1")
+        assert embedded_redis(server).hget(TenantKeys("born").audit_head(), "legacy_moved") == b"born"
