@@ -168,13 +168,14 @@ async def proxy(redis_server: RedisProcess) -> AsyncIterator[CountingProxy]:
 
 
 def _flow(
-    url: str, tmp_path: Path, keyring: Keyring | None = None
+    url: str, tmp_path: Path, keyring: Keyring | None = None, *, new_logs_walked: bool = True
 ) -> tuple[VerificationFlow, Scripts, RedisClient]:
     settings = load_settings(None, environ={})
     keyring = keyring or Keyring.generate()
     redis = connect(url)
-    # As the server builds it: scripts on the shared pipelined connection.
-    scripts = Scripts(redis, share_connection=True)
+    # As the server builds it: scripts on the shared pipelined connection, a new tenant's log born
+    # walked where no older server reported in (flows.born_walked).
+    scripts = Scripts(redis, share_connection=True, new_logs_walked=new_logs_walked)
     deps = flow_deps_for_tests(settings, keyring, WindowLimiter(RedisRateWindows(scripts)))
     del tmp_path
     return redis_verification_flow(deps, redis, scripts), scripts, redis
@@ -239,10 +240,13 @@ _last_accounts: list[str] = []
 _last_waiting: list[str] = []
 
 
+@pytest.mark.parametrize("new_logs_walked", [False, True])
 async def test_a_signup_makes_few_round_trips(
-    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    proxy: CountingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture, new_logs_walked: bool
 ) -> None:
-    flow, scripts, flow_redis = _flow(f"redis://127.0.0.1:{proxy.port}/0", tmp_path)
+    """As many beside an older server as with new logs born walked: the mark is an argument, not a call."""
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    flow, scripts, flow_redis = _flow(url, tmp_path, new_logs_walked=new_logs_walked)
     try:
         # The first signup makes the connections and loads the scripts; the second is the count.
         await _signup(flow, caplog, proxy.wire)
