@@ -294,7 +294,7 @@ async def _check_store(
     A schema newer than this release's is refused before anything is written or generated; then
     a lost keyring or signing key is refused. One live keyring serves every component, so a new
     key version in the file reaches them all. Also whether new logs are born walked: the
-    supervisor's answer, ``new_logs_walked``, else the reports' (``flows.born_walked``).
+    supervisor's answer, ``new_logs_walked``, else the store's mark (``flows.born_walked``).
 
     Raises:
         ConfigError: a key does not open the store, or its schema is newer than this release's.
@@ -304,7 +304,7 @@ async def _check_store(
     keyring = LiveKeyring(await open_keyring(settings, checks))
     await check_signing_key(settings, checks)
     if new_logs_walked is None:
-        new_logs_walked = await born_walked.new_logs_walked(RedisServerReports(redis))
+        new_logs_walked = await born_walked.new_logs_walked(RedisSchemaStore(redis))
     return keyring, new_logs_walked
 
 
@@ -318,7 +318,7 @@ async def start(
     """Builds everything and starts listening (sharing the port with ``reuse_port``: workers).
 
     ``new_logs_walked`` is the supervisor's answer for its workers (``flows.born_walked``); without
-    it, this process asks the reports itself.
+    it, this process reads the store's mark itself.
 
     Raises:
         ConfigError: on invalid configuration or plugins, or an unusable data directory.

@@ -190,7 +190,8 @@ class Supervisor:
         # creates the keyring and signing key files.
         _ensure_schema_before_workers(url)
         _check_keys_before_workers(settings, url)
-        # Once a server start, not once a worker: it scans the keyspace for the reports.
+        # Once a server start, after the schema check that may record it: every worker it starts
+        # or restarts creates logs alike.
         self._new_logs_walked = _new_logs_walked_before_workers(url)
         if not self.embedded:
             _warn_of_loose_hash_limit(url)
@@ -488,7 +489,7 @@ def _new_logs_walked_before_workers(url: str) -> bool:
     async def ask() -> bool:
         redis = connect(url, pool_size=1)
         try:
-            return await new_logs_walked(RedisServerReports(redis))
+            return await new_logs_walked(RedisSchemaStore(redis))
         finally:
             await close_client(redis)
 

@@ -67,6 +67,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     from idverify.cli.migrate import Progress  # noqa: PLC0415
     from idverify.domain.tenants import valid_tenant  # noqa: PLC0415
     from idverify.store.legacy_moves import RedisLegacyMove  # noqa: PLC0415
+    from idverify.store.schema_versions import RedisSchemaStore  # noqa: PLC0415
     from idverify.store.scripts import Scripts  # noqa: PLC0415
 
     if args.tenant and not valid_tenant(args.tenant):
@@ -86,6 +87,9 @@ async def _migrate(args: argparse.Namespace) -> int:
                     checks[tenant] = await move.check(tenant, progress.update)
             return _checked(checks, as_json=args.json)
         await _refuse_older_servers(redis)
+        # No older server serves (refused above): the logs servers create from their next start
+        # on are born walked (flows.born_walked), as after a start that found none.
+        await RedisSchemaStore(redis).mark_logs_born_walked()
         counts: dict[str, LegacyCounts] = {}
         for tenant in tenants:
             with Progress(tenant, "move", _UNITS) as progress:

@@ -67,6 +67,14 @@ class SchemaStore(Protocol):
         """
         ...
 
+    async def logs_born_walked(self) -> bool:
+        """Whether the logs created from now on are born walked (``flows.born_walked``)."""
+        ...
+
+    async def mark_logs_born_walked(self) -> None:
+        """Records that no server of an older release was found serving: new logs are born walked."""
+        ...
+
 
 async def ensure_schema(
     schema: SchemaStore,
@@ -92,13 +100,19 @@ async def ensure_schema(
         recorded = await schema.recorded()
         held = recorded if recorded is not None else FIRST_VERSION if await store_holds_data(checks) else 0
         _refuse_newer(held)
-        if 0 < held < SCHEMA_VERSION:
-            # Only while raising: once raised, an older release restarted refuses by itself (from
-            # 0.2.0 on), and a start need not scan the keyspace for reports every time.
-            await _judge_older_servers(reports, oldest_beside)
+        # Only while raising (or on an empty store, where the keyspace is the reports): once raised,
+        # an older release restarted refuses by itself (from 0.2.0 on), and a start need not scan
+        # the keyspace for reports every time.
+        older = await older_servers(reports) if held < SCHEMA_VERSION else None
+        if older and held > 0:
+            _judge_older_servers(older, oldest_beside)
         # What the store held as it raised: a newer server may have started meanwhile.
         raced = await schema.raise_to(SCHEMA_VERSION)
         _refuse_newer(raced)
+        if older == [] and raced < SCHEMA_VERSION:
+            # This start raised the store (or found it empty) with no older server beside it: the
+            # logs created from now on are born walked (flows.born_walked), read at every start.
+            await schema.mark_logs_born_walked()
     except StoreUnavailable:
         log.warning("redis not reachable at start-up; the schema version is checked at the next start")
         return -1
@@ -131,16 +145,12 @@ async def older_servers(reports: ServerReports) -> list[ServerKeyring]:
     return sorted(older, key=lambda server: server.instance)
 
 
-async def _judge_older_servers(reports: ServerReports, oldest_beside: int) -> None:
-    """Refuses servers of a release older than ``oldest_beside`` that still report; logs the others.
+def _judge_older_servers(older: list[ServerKeyring], oldest_beside: int) -> None:
+    """Refuses servers of a release older than ``oldest_beside`` among ``older``; logs the others.
 
     Raises:
         ConfigError: naming the servers and their schema versions.
-        StoreUnavailable: Redis is down.
     """
-    older = await older_servers(reports)
-    if not older:
-        return
     named = ", ".join(f"{server.instance} (schema {server.schema})" for server in older)
     if any(server.schema < oldest_beside for server in older):
         msg = (

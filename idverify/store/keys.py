@@ -525,6 +525,8 @@ class GlobalKeys:
     AUDIT_KEY: Final = f"{BASE}:audit-key"
     # The schema version of the data (a newer one than a release knows is refused at start).
     SCHEMA: Final = f"{BASE}:schema"
+    # Set once no server of an older release was found serving: new tenants' logs are born walked.
+    LOGS_BORN_WALKED: Final = f"{BASE}:logs-born-walked"
     # Where ``idverify keys reindex`` records how far it got.
     REINDEX_CHECKPOINT: Final = f"{BASE}:keys:reindex"
     # Tenants whose audit logs keep their older entries in the entry bundles alone (trimmed).

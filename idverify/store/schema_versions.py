@@ -2,7 +2,9 @@
 
 ``flows.schema_version`` decides (what a missing record means, which versions are refused, which
 servers may serve beside this release); this adapter reads ``iv1:{global}:schema`` and raises it
-with ``schema.lua``, which never lowers it and answers what it held.
+with ``schema.lua``, which never lowers it and answers what it held. Beside it,
+``iv1:{global}:logs-born-walked`` records that no older server was found serving
+(``flows.born_walked``).
 """
 
 from __future__ import annotations
@@ -37,3 +39,13 @@ class RedisSchemaStore:
                     keys=[GlobalKeys.SCHEMA], args=[version]
                 )
             )
+
+    async def logs_born_walked(self) -> bool:
+        """Whether the born-walked mark is recorded."""
+        async with translate_errors():
+            return bool(await self._redis.exists(GlobalKeys.LOGS_BORN_WALKED))
+
+    async def mark_logs_born_walked(self) -> None:
+        """Records the born-walked mark (idempotent)."""
+        async with translate_errors():
+            await self._redis.set(GlobalKeys.LOGS_BORN_WALKED, "1")

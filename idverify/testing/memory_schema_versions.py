@@ -19,6 +19,7 @@ class MemorySchemaStore:
     def __init__(self, version: int | None = None) -> None:
         self.version = version
         self.newer_meanwhile: int | None = None
+        self.born_walked = False
         self.down = False  # every call raises StoreUnavailable, as an unreachable Redis would
 
     def _reach(self) -> None:
@@ -38,3 +39,13 @@ class MemorySchemaStore:
         if held < version:
             self.version = version
         return held
+
+    async def logs_born_walked(self) -> bool:
+        """Whether the born-walked mark is recorded."""
+        self._reach()
+        return self.born_walked
+
+    async def mark_logs_born_walked(self) -> None:
+        """Records the born-walked mark."""
+        self._reach()
+        self.born_walked = True

@@ -172,12 +172,15 @@ def test_bad_input_and_an_older_server_are_refused_in_one_line_writing_nothing(
     assert dumped(store) == with_reports
     assert {k: v for k, v in with_reports.items() if b"{global}" not in k} == before
 
-    # Once the older server is gone (its report withdrawn or expired), the run goes ahead.
+    # Once the older server is gone (its report withdrawn or expired), the run goes ahead, and
+    # servers started from now on create their new tenants' logs born walked.
     with redis.Redis.from_url(store.url) as client:
         client.delete(GlobalKeys.keyring_instance("old-worker"))
-    ran = migrate(store)
-    assert ran.returncode == 0, ran.stderr
-    assert "tenant acme: 20 member fields written" in ran.stderr
+        assert not client.exists(GlobalKeys.LOGS_BORN_WALKED)
+        ran = migrate(store)
+        assert ran.returncode == 0, ran.stderr
+        assert "tenant acme: 20 member fields written" in ran.stderr
+        assert client.get(GlobalKeys.LOGS_BORN_WALKED) == b"1"
 
 
 def test_a_tenant_born_walked_verifies_as_walked(store: RedisProcess) -> None:

@@ -1,8 +1,9 @@
-"""A server's new tenants' logs are born walked only while no server of an older release reports in.
+"""A server's new tenants' logs are born walked only while the store records no older server beside it.
 
-The check is ``migrate legacy``'s refusal (the keyring reports, 0.1.0's without a schema), made
-once a start: with a 0.1.0 report present the logs the server creates are unmarked, as before,
-and wait for the walk; without one they are born with the walk's mark.
+The store's mark is recorded by the start that raises the schema (or finds the store empty) with
+no older server reporting in, or by ``migrate legacy`` (``tests/unit/usecases/
+test_schema_version_usecase.py``, ``tests/e2e/test_migrate_legacy.py``); a start reads it with one
+``GET`` and never scans the keyspace for the reports itself.
 """
 
 from __future__ import annotations
@@ -21,16 +22,14 @@ from idverify.server import running
 from idverify.store.clients import RedisClientStore
 from idverify.store.connection import RedisClient, connect
 from idverify.store.keys import GlobalKeys, TenantKeys
-from idverify.store.server_reports import RedisServerReports
+from idverify.store.schema_versions import RedisSchemaStore
 from idverify.testing import RedisProcess, free_port
 from tests.unit.flows.test_server_reports import LEGACY_REPORT, OLD
-
-THIS_RELEASES_REPORT = '{"wrapping_current": "w1", "wrapping": ["w1"], "pepper_current": "p1", "schema": 2}'
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of the test's own: the reports are global keys."""
+    """A redis-server of the test's own: the reports and the mark are global keys."""
     with RedisProcess(tmp_path / "redis", port=free_port()) as server:
         yield server
 
@@ -42,24 +41,18 @@ async def store(own_server: RedisProcess) -> AsyncIterator[RedisClient]:
     await client.aclose()
 
 
-async def test_born_walked_while_no_older_server_reports(
-    store: RedisClient, caplog: pytest.LogCaptureFixture
-) -> None:
-    reports = RedisServerReports(store)
-    assert await new_logs_walked(reports)
-    await store.set(GlobalKeys.keyring_instance("this-release"), THIS_RELEASES_REPORT, px=60_000)
-    assert await new_logs_walked(reports)
-    await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
-    with caplog.at_level(logging.INFO, logger="idverify.schema"):
-        assert not await new_logs_walked(reports)
-    assert f"{OLD} (schema 1)" in caplog.text
+async def test_born_walked_while_the_store_records_the_mark(store: RedisClient) -> None:
+    schema = RedisSchemaStore(store)
+    assert not await new_logs_walked(schema)
+    await schema.mark_logs_born_walked()
+    assert await new_logs_walked(schema)
 
 
 async def test_not_born_walked_when_redis_cannot_be_reached(caplog: pytest.LogCaptureFixture) -> None:
     nobody = connect(f"redis://127.0.0.1:{free_port()}/0", pool_size=1)
     try:
         with caplog.at_level(logging.WARNING, logger="idverify.schema"):
-            assert not await new_logs_walked(RedisServerReports(nobody))
+            assert not await new_logs_walked(RedisSchemaStore(nobody))
     finally:
         await nobody.aclose()
     assert "migrate legacy" in caplog.text
@@ -83,3 +76,4 @@ async def test_a_servers_new_tenant(
     assert created is ClientCreation.CREATED
     mark = await store.hget(TenantKeys("acme").audit_head(), "legacy_moved")
     assert mark == (None if beside_0_1_0 else b"born")
+    assert await store.exists(GlobalKeys.LOGS_BORN_WALKED) == (0 if beside_0_1_0 else 1)

@@ -36,3 +36,10 @@ async def test_contract_a_version_is_never_lowered(store: SchemaStore) -> None:
     await store.raise_to(7)
     assert await store.raise_to(3) == 7
     assert await store.recorded() == 7
+
+
+async def test_contract_the_born_walked_mark_is_absent_then_recorded_for_good(store: SchemaStore) -> None:
+    assert not await store.logs_born_walked()
+    await store.mark_logs_born_walked()
+    await store.mark_logs_born_walked()
+    assert await store.logs_born_walked()

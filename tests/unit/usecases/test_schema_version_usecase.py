@@ -2,8 +2,10 @@
 
 Each test shows one decision: an empty store and 0.1.0's data without a record, a newer schema
 refused before anything is raised, a newer server that raised it meanwhile, servers of an older
-release refused or logged while raising (and not looked for once raised), Redis down left to the
-next start, and a command that refuses a newer schema and writes nothing.
+release refused or logged while raising (and not looked for once raised), the born-walked mark
+recorded only by a start that raised the store (or found it empty) with no older server beside
+it, Redis down left to the next start, and a command that refuses a newer schema and writes
+nothing.
 ``tests/unit/flows/test_server_reports.py`` and ``tests/e2e/test_rolling_upgrade.py`` run it on Redis.
 """
 
@@ -81,6 +83,32 @@ async def test_an_older_server_beside_this_release_is_logged_only_while_raising(
     with caplog.at_level(logging.WARNING, logger="idverify.schema"):
         assert await ensure_schema(schema, checks, reports) == SCHEMA_VERSION
     assert not caplog.records
+
+
+@pytest.mark.parametrize("data", [False, True], ids=["empty store", "0.1.0's data"])
+async def test_a_start_raising_with_no_older_server_beside_it_marks_new_logs_born_walked(data: bool) -> None:
+    schema, checks, reports = stores(data=data)
+    await ensure_schema(schema, checks, reports)
+    assert schema.born_walked
+
+
+@pytest.mark.parametrize("data", [False, True], ids=["empty store", "0.1.0's data"])
+async def test_a_start_beside_an_older_server_leaves_new_logs_to_the_walk_for_good(data: bool) -> None:
+    """Once raised, later starts neither scan for reports nor mark: only the walk records the mark."""
+    schema, checks, reports = stores(data=data)
+    await reports.publish(OLD, 60_000)
+    await ensure_schema(schema, checks, reports)
+    assert not schema.born_walked
+    await reports.withdraw(OLD.instance)
+    reports.down = True  # a later start does not scan the keyspace for reports
+    assert await ensure_schema(schema, checks, reports) == SCHEMA_VERSION
+    assert not schema.born_walked
+
+
+async def test_a_start_on_a_store_raised_before_the_mark_does_not_mark_it() -> None:
+    schema, checks, reports = stores(SCHEMA_VERSION, data=True)
+    assert await ensure_schema(schema, checks, reports) == SCHEMA_VERSION
+    assert not schema.born_walked
 
 
 async def test_redis_down_leaves_the_check_to_the_next_start() -> None:
