@@ -112,6 +112,8 @@ place that says so, and the move is theirs alone.
 
 The Lua prelude's ``audit()`` derives the ``audit:head`` and ``audit:ix:*`` keys from the
 ``audit:log`` key a script is given (same prefix, same hash tag), so callers pass that one key.
+Given a bucket's ``audit:stage`` instead (``TenantKeys.audit_entries`` with a layout), it stages
+the entry there and derives nothing.
 """
 
 from __future__ import annotations
@@ -150,8 +152,8 @@ class TenantKeys:
     its pseudonym's bucket, an identity's by its ref's, a person's, a name's or a phone's counter
     by its own pseudonym's, a verification's by the bucket its id names
     (``verification_bucket``: ``privacy.verification_ids.verification_id_bucket`` under the
-    tenant's keyring). A bucket's own indexes (its intents, erasures due and given-back marks;
-    its staged entries are ``BucketKeys``') are named ``beside`` a key of the bucket, the one
+    tenant's keyring). A bucket's own indexes (its intents, erasures due, given-back marks and
+    staged entries: :meth:`audit_entries`) are named ``beside`` a key of the bucket, the one
     their step is given. A key whose bucket its arguments do not say is refused
     (``ValueError``), never guessed.
     """
@@ -305,6 +307,18 @@ class TenantKeys:
     def erasure_due(self, beside: str | None = None) -> str:
         """The pending erasures of a slot (``beside`` a key of it; else the tenant's), by due ms."""
         return f"{self._beside_base(beside, 'erasure:due')}:erasure:due"
+
+    def audit_entries(self, beside: str | None = None) -> str:
+        """Where a step's audit entry goes: the tenant's log, or with a layout its bucket's stage.
+
+        ``beside`` is a key of the step's slot: a bucket's key stages the entry in that bucket
+        (the prelude's ``audit()`` tells a stage from the log by its name, and stages the bytes
+        the log would hold); a tenant-wide key keeps the log. Without a layout, the log.
+        """
+        if self._labels is None:
+            return self.audit_log()
+        base = self._beside_base(beside, "audit entry")
+        return self.audit_log() if base == self._base else f"{base}:audit:stage"
 
     def audit_log(self) -> str:
         """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""

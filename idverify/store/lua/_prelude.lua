@@ -170,9 +170,18 @@ local function audit_head_of(log_key)
   return string.sub(log_key, 1, -4) .. 'head'
 end
 
+-- Whether a step's entry key is its bucket's stage (TenantKeys.audit_entries with a layout), not
+-- the tenant's log: '...:audit:stage'. Its bucket holds no head and no map to derive.
+local STAGE_SUFFIX = ':audit:stage'
+local function is_stage_key(key)
+  return string.sub(key, -#STAGE_SUFFIX) == STAGE_SUFFIX
+end
+
 -- legacy_event_accounts() for a step that reads no head otherwise (an account's erasure): its
--- own entry may be the log's first, born walked.
+-- own entry may be the log's first, born walked. Nil for a step given its bucket's stage, from
+-- which the tenant's map is out of reach.
 local function legacy_event_map(log_key)
+  if is_stage_key(log_key) then return nil end
   local state = redis.call('HMGET', audit_head_of(log_key), 'size', LEGACY_MOVED)
   return legacy_event_accounts(log_key, legacy_mark(state[1], state[2]))
 end
@@ -325,11 +334,6 @@ local function audit_append(log_key, ev, body, at_ms)
   add_posting(prefix, 'acct', ev.account, posting)
 end
 
-local function audit(log_key, base, fields)
-  local ev = audit_event(base, fields)
-  audit_append(log_key, ev, audit_body(ev), NOW)
-end
-
 -- Staging (issue 26): a script whose slot is a bucket's ({t:<tenant>:<bucket>}) cannot reach
 -- the tenant's log, so it records its change's entry in the bucket's stage stream instead, in the
 -- same step as the change (TenantKeys.audit_stage), and audit_sequence.lua numbers it later.
@@ -352,6 +356,18 @@ local function audit_stage(stage_key, base, fields)
     if (ev.span or '') ~= '' then record[n + 1], record[n + 2] = 'c', ev.span end
   end
   return redis.call('XADD', stage_key, '*', unpack(record))
+end
+
+-- A step's entry: appended to the tenant's log, or staged when the step is given its bucket's
+-- stage instead (§2's record(): docs/ARCHITECTURE.md, "Buckets: the plan"), in the same bytes
+-- once sequenced. Every script today is given the log, so one node's writes are unchanged.
+local function audit(log_key, base, fields)
+  if is_stage_key(log_key) then
+    audit_stage(log_key, base, fields)
+    return
+  end
+  local ev = audit_event(base, fields)
+  audit_append(log_key, ev, audit_body(ev), NOW)
 end
 
 -- The sequencer's judgement of a staged record (audit_sequence.lua appends it or refuses it), which

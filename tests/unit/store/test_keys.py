@@ -114,6 +114,7 @@ class TestWithoutALayout:
             keys.intent("unbind:x"),
             keys.erasure_due(beside),
             keys.erasure_due(),
+            keys.audit_entries(beside),
         ] == [
             f"iv1:{{t:acme}}:vf:{vid}",
             "iv1:{t:acme}:req:rq",
@@ -142,6 +143,7 @@ class TestWithoutALayout:
             "iv1:{t:acme}:intent:unbind:x",
             "iv1:{t:acme}:erasure:due",
             "iv1:{t:acme}:erasure:due",
+            "iv1:{t:acme}:audit:log",
         ]
         assert not keys.bucketed
 
@@ -226,10 +228,10 @@ class TestWithALayout:
             assert {_slot_of(key) for key in named} == {_slot_of(beside)}
             # An intent's record goes with its kind's family (key_families); the indexes with any.
             assert {family_of(key) for key in named if ":intent:" not in key} == {Family.LOCAL}
-            assert _slot_of(BucketKeys(TENANT, beside[5:].partition("}")[0]).audit_stage()) == _slot_of(
-                beside
-            )
+            label = beside[len("iv1:{") :].partition("}")[0]
+            assert keys.audit_entries(beside) == BucketKeys(TENANT, label).audit_stage()
         assert keys.intents(keys.organization_names()) == "iv1:{t:acme}:intents"
+        assert keys.audit_entries(keys.organization_names()) == keys.audit_log()
 
     def test_the_tenant_wide_families_keep_their_names(self, layout: BucketLayout, keyring: Keyring) -> None:
         bucketed, flat = _namers(layout, keyring), TenantKeys(TENANT)
@@ -266,6 +268,7 @@ class TestWithALayout:
             keys.intents,
             lambda: keys.intent("unbind:x"),
             keys.erasure_due,
+            keys.audit_entries,
             lambda: keys.given_back("tok"),
             lambda: keys.intents("iv1:{t:acmex:5}:acct:x"),  # another tenant whose name starts alike
             lambda: keys.intents("iv1:{global}:schema"),
