@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,13 +54,21 @@ async def counted_or_unavailable() -> AsyncIterator[None]:
 class RedisCodeSends:
     """``security.code_sends.CodeSendStore`` over the scripts of one Redis deployment."""
 
-    def __init__(self, scripts: Scripts, limits: SendLimits, *, steps: StepRunner | None = None) -> None:
+    def __init__(
+        self,
+        scripts: Scripts,
+        limits: SendLimits,
+        *,
+        steps: StepRunner | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
         self._scripts = scripts
         self._limits = limits
         self._runner = steps or StepRunner(scripts)
+        self._keys = keys
 
     def _tenant_step(self, send: SendToCount) -> ChainStep:
-        limits, names, keys = self._limits, send.names, TenantKeys(send.tenant)
+        limits, names, keys = self._limits, send.names, self._keys(send.tenant)
         return ChainStep(
             "send_budget",
             [
@@ -86,16 +94,17 @@ class RedisCodeSends:
 
     def _phone_window_step(self, send: SendToCount) -> ChainStep:
         """The counter's half of ``send_budget``: the tenant's window for the phone."""
-        keys = TenantKeys(send.tenant)
+        keys = self._keys(send.tenant)
+        window = keys.rate_limit("phone", send.names.tenant_phone)
         return ChainStep(
             "send_phone_window",
-            [keys.rate_limit("phone", send.names.tenant_phone), keys.audit_log()],
+            [window, keys.audit_entries(window)],
             [self._limits.per_phone_per_hour, json.dumps(dict(send.request))],
         )
 
     def _budgets(self, send: SendToCount) -> list[tuple[str, int]]:
         """The tenant's slot's windows (principal's and tenant's budgets) and their limits, in order."""
-        limits, keys = self._limits, TenantKeys(send.tenant)
+        limits, keys = self._limits, self._keys(send.tenant)
         return [
             (keys.rate_limit("sends-principal-minute", send.principal), limits.per_principal_per_minute),
             (keys.rate_limit("sends-principal-day", send.principal), limits.per_principal_per_day),
@@ -108,7 +117,7 @@ class RedisCodeSends:
         budgets = self._budgets(send)
         return ChainStep(
             "send_windows",
-            [*(key for key, _ in budgets), TenantKeys(send.tenant).audit_log()],
+            [*(key for key, _ in budgets), self._keys(send.tenant).audit_log()],
             [*(limit for _, limit in budgets), json.dumps(dict(send.request))],
         )
 
@@ -120,7 +129,7 @@ class RedisCodeSends:
         budgets, whichever refused. A call refused by both steps leaves both refusals counted.
         """
         phone_step, budgets_step = self._phone_window_step(send), self._budgets_step(send)
-        keys = TenantKeys(send.tenant)
+        keys = self._keys(send.tenant)
         async with counted_or_unavailable():
             failures, (phone, budgets) = await asyncio.gather(
                 self._scripts.command("GET", keys.otp_failures(send.names.account_phone)),
@@ -202,10 +211,11 @@ class RedisCodeSends:
 
     async def audit_phone_limited(self, send: SendToCount, ttl_ms: int) -> None:
         """``rate_limit.lua`` with a limit of 0 on a marker of the tenant's phone: the window's first."""
-        keys = TenantKeys(send.tenant)
+        keys = self._keys(send.tenant)
+        marker = keys.rate_limit("phone_all_tenants_audited", send.names.tenant_phone)
         await self._scripts.run(
             "rate_limit",
-            [keys.rate_limit("phone_all_tenants_audited", send.names.tenant_phone), keys.audit_log()],
+            [marker, keys.audit_entries(marker)],
             [0, ttl_ms, json.dumps({**send.request, "limit": "phone_all_tenants"})],
         )
 
@@ -244,7 +254,7 @@ class RedisCodeSends:
         self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
     ) -> None:
         """``rate_limit.lua`` with a limit of 0 on a marker of the account and phone."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         async with counted_or_unavailable():
             await self._scripts.run(
                 "rate_limit",

@@ -41,7 +41,7 @@ async def give_back(scripts: Scripts, keys: TenantKeys, counted: Sequence[tuple[
     if not counted:
         return
     token = uuid.uuid4().hex
-    marker = keys.given_back(token)
+    marker = keys.given_back(token, beside=counted[0][0])  # in the counters' slot
     counters, ends = [key for key, _ in counted], [end for _, end in counted]
     for attempt in range(GIVE_BACK_TRIES):
         try:

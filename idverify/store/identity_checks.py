@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from idverify.flows.identity_check import BoundIdentity, CheckLimited, CheckStep, CheckTally
@@ -34,13 +34,21 @@ class RedisIdentityChecks(ScriptedStore):
             Cluster on one node too.
     """
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        *,
+        steps: StepRunner | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
         super().__init__(redis, scripts)
         self._runner = steps or StepRunner(scripts)
+        self._keys = keys
 
     async def bound_identity(self, tenant: str, account: str) -> BoundIdentity | None:
         """The account's binding and its identity record's fields (two reads: the record's key is the ref)."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         async with translate_errors():
             ref, name_tag = await self._redis.hmget(keys.account(account), ["identity", "name_tag"])
             if ref is None:
@@ -61,7 +69,7 @@ class RedisIdentityChecks(ScriptedStore):
         if self._runner.chained:
             answer = await self._scripts.run(
                 "identity_check",
-                [*self._counters(tally), TenantKeys(tally.tenant).audit_log()],
+                [*self._counters(tally), self._keys(tally.tenant).audit_log()],
                 [
                     step.value,
                     tally.per_account,
@@ -76,10 +84,9 @@ class RedisIdentityChecks(ScriptedStore):
             return CheckLimited(reached=as_text(answer[1]), retry_after_ms=int(answer[2]))
         return None
 
-    @staticmethod
-    def _counters(tally: CheckTally) -> list[str]:
+    def _counters(self, tally: CheckTally) -> list[str]:
         """The account's counter (its own slot once counters move) and the principal's (the tenant's)."""
-        keys = TenantKeys(tally.tenant)
+        keys = self._keys(tally.tenant)
         return [
             keys.check_mismatches("acct", tally.account),
             keys.check_mismatches("principal", tally.principal),
@@ -91,7 +98,7 @@ class RedisIdentityChecks(ScriptedStore):
         Answers as ``identity_check.lua`` does: the account's limit named first, the later window's
         end to wait for, one entry a check (none for an admitted one).
         """
-        keys = TenantKeys(tally.tenant)
+        keys = self._keys(tally.tenant)
         counters = self._counters(tally)
         steps = [
             ChainStep("check_count", [counter], [step.value, limit, tally.window_ms, scope])
