@@ -2,10 +2,10 @@
 
 GetVerification (``get``), GetIpLocations (``ip_labels``) and a read recorded apart (``reads``)
 read records in the accounts' buckets and record the read (``record_reads``) in the tenant's
-slot. On one node each stays one script (``get.lua``, ``ip_labels.lua``, ``reads.lua``, each
-composed with ``reads_record.lua``). Step by step (a Cluster) the records are read first, and
-``reads_record.lua`` is then given what was read: this module builds that step and reads its
-answer; each store keeps its own reads.
+slot. On one node each stays the one script it was (``get.lua``, its read now
+``get_verification.lua``'s body composed into it; ``ip_labels.lua``; ``reads.lua``). Step by
+step (a Cluster) the records are read first, and ``reads_record.lua`` is then given what was
+read: this module builds that step and reads its answer; each store keeps its own reads.
 
 Between the two steps an account may be erased: its erasure's follow-up (``erase_minutes.lua``)
 names it in ``readmin:erased`` for :data:`ERASED_KEEP_MS`, and the accounting leaves it out. An

@@ -60,16 +60,15 @@ _COUNTERS_COMPOSED = {
 }
 # A read followed by one write (docs/ARCHITECTURE.md, "3.5 The reads followed by one write"): on
 # one node the script reads and runs the tenant's step on what it read, under the name it had:
-# CheckDisplayName and an approval read the account; GetVerification, GetIpLocations and a read
-# recorded apart record it with reads_record.lua. Step by step the read runs first (the
+# CheckDisplayName and an approval read the account; GetVerification reads its verification
+# (get_verification.lua, which expires it when due) and records the read with record_reads, as
+# reads.lua and ip_labels.lua do in their own bodies. Step by step the read runs first (the
 # account's, GetVerification's in its bucket, the others' as plain reads) and the tenant's step
-# is given what it found.
+# (reads_record.lua for the three reads) is given what it found.
 _READS_COMPOSED = {
     "display_name": ("display_name_index",),
     "approved_names": ("approved_names_index",),
-    "get": ("get_verification", "reads_record"),
-    "reads": ("reads_record",),
-    "ip_labels": ("reads_record",),
+    "get": ("get_verification",),
 }
 
 SCRIPT_NAMES = (
@@ -132,8 +131,7 @@ SCRIPT_NAMES = (
     "approved_names_index",
     "ip_labels",
     # Who read which accounts: a read recorded apart from the script that read, and a minute's
-    # summary entry; a read's accounting given what the read found (step by step, or composed
-    # into get, reads and ip_labels on one node).
+    # summary entry; step by step, a read's accounting given what the read found.
     "reads",
     "reads_record",
     "reads_close",

@@ -948,19 +948,6 @@ local function record_reads(base, spec, accounts, identities)
   pcall(record_reads_now, base, spec, accounts, identities)
 end
 
--- reads_record.lua's arguments from a script that reads and records in one (one node): the read
--- spec at the script's ARGV[first], no time limit, and no account left out as erased (none can be erased in
--- between: docs/ARCHITECTURE.md, "3.5 The reads followed by one write").
-local function recorded_args(first, accounts, identities)
-  local args = {unpack(ARGV, first, first + READ_SPEC_SIZE - 1)}
-  args[#args + 1] = ''
-  args[#args + 1] = '0'
-  args[#args + 1] = tostring(#accounts)
-  for _, account in ipairs(accounts) do args[#args + 1] = account end
-  for _, identity in ipairs(identities) do args[#args + 1] = identity end
-  return args
-end
-
 -- A counter step's windows (docs/ARCHITECTURE.md, "3.6 Counters in two slots"): each checked
 -- against its limit (0: off) before any is spent, so a refused call costs no window; the first
 -- full one counts the refusal, and its first refusal of a window is audited (request.limit names

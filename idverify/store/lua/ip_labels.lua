@@ -1,7 +1,6 @@
 -- Reads the stored IP labels of many accounts (a timeline renders hundreds at once), and
--- records the read of those that have one, on one node: the labels read, then the accounting
--- (reads_record.lua, a function composed before this body by scripts.py), as a Cluster runs
--- them in two round trips (docs/ARCHITECTURE.md, "3.5 The reads followed by one write").
+-- records the read of those that have one (record_reads in the prelude), in one script on one node;
+-- step by step the labels are plain reads, then reads_record.lua (store/read_steps.py).
 -- KEYS: accounts (all in the tenant's slot)
 -- ARGV: the read spec (READ_SPEC_SIZE values), then the field names of a label's parts,
 --   ip_display first
@@ -11,6 +10,7 @@
 -- form's time beside it, to catch a label an earlier version updated during a rolling upgrade,
 -- took a large share of this script's time in Redis and no release needs it
 -- (docs/ARCHITECTURE.md, docs/PERFORMANCE.md).
+local spec = read_spec(ARGV, 1)
 local fields = {unpack(ARGV, READ_SPEC_SIZE + 1)}
 local base = string.match(KEYS[1], '^(.-}:)acct:')
 local skip = #base + #'acct:'
@@ -25,8 +25,8 @@ for i, key in ipairs(KEYS) do
   rows[i] = row
   if row then
     accounts[#accounts + 1] = string.sub(key, skip + 1)
-    identities[#identities + 1] = found[2] or ''
+    if found[2] then identities[#identities + 1] = found[2] end
   end
 end
-reads_record({base .. 'readmin:open', base .. 'readmin:erased'}, recorded_args(1, accounts, identities))
+record_reads(base, spec, accounts, identities)
 return rows
