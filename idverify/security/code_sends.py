@@ -72,6 +72,9 @@ class SendPseudonyms:
     account_phone: str  # the tenant's pseudonym of account + phone (its wrong-code counter)
     tenant_phone: str  # the tenant's pseudonym of the phone (its per-phone window)
     phone: str  # the deployment-wide pseudonym of the phone (shared counters)
+    # The account's pseudonym, whose bucket holds the wrong-code counter once a tenant's keys are
+    # bucketed (docs/ARCHITECTURE.md, "Buckets: the plan" §2); "" where none is known.
+    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +156,12 @@ class CodeSendStore(Protocol):
         ...
 
     async def audit_phone_locked(
-        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
+        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str], *, account: str = ""
     ) -> None:
         """Audits in the tenant's log that an answer met a locked phone.
 
         Once a window (``ttl_ms``, at least a second) per ``lock_pseudonym`` (the account and phone).
+        ``account``: the account's pseudonym, whose bucket holds the mark in a bucketed tenant.
         """
         ...
 
@@ -214,6 +218,7 @@ class CodeSendCounter:
         wrong: bool,
         lock_pseudonym: str,
         request: Mapping[str, str],
+        account: str = "",
     ) -> None:
         """Counts a wrong code for its phone across tenants, or checks the phone's lock for a right one.
 
@@ -227,19 +232,29 @@ class CodeSendCounter:
         """
         count = await self._store.count_answer(phone_pseudonym, wrong=wrong)
         if count is not None:
-            await self.judge_answer(count, tenant=tenant, lock_pseudonym=lock_pseudonym, request=request)
+            await self.judge_answer(
+                count, tenant=tenant, lock_pseudonym=lock_pseudonym, request=request, account=account
+            )
 
     async def judge_answer(
-        self, count: AnswerCount, *, tenant: str, lock_pseudonym: str, request: Mapping[str, str]
+        self,
+        count: AnswerCount,
+        *,
+        tenant: str,
+        lock_pseudonym: str,
+        request: Mapping[str, str],
+        account: str = "",
     ) -> None:
-        """Refuses the answer whose count found its phone locked.
+        """Refuses the answer whose count found its phone locked (``account``: the lock mark's bucket).
 
         Raises:
             RateLimited: as :meth:`count_answer`.
             StoreUnavailable: as :meth:`count_answer`.
         """
         if count.locked:
-            await self._store.audit_phone_locked(tenant, lock_pseudonym, max(count.ttl_ms, 1000), request)
+            await self._store.audit_phone_locked(
+                tenant, lock_pseudonym, max(count.ttl_ms, 1000), request, account=account
+            )
             raise _limited("phone_locked", "PHONE_LOCKED", count.ttl_ms)
 
 

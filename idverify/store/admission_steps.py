@@ -82,24 +82,36 @@ def _ok(reply: Any) -> bool:
 class AdmissionSteps:
     """Runs a start's admission and readmission: one chain on one node, steps by bucket elsewhere."""
 
-    def __init__(self, scripts: Scripts, runner: StepRunner) -> None:
+    def __init__(
+        self, scripts: Scripts, runner: StepRunner, *, keys: Callable[[str], TenantKeys] = TenantKeys
+    ) -> None:
+        """Steps on ``runner``; ``keys`` names a tenant's keys (today's ``TenantKeys`` by default).
+
+        The reservation is named in the account's bucket, each counter in its own, and each
+        step's entry beside the key it counts or changes.
+        """
         self._scripts = scripts
         self._runner = runner
+        self._keys = keys
 
     async def admit(self, admission: port.Admission) -> port.AdmissionAnswer:
         """The reservation, claims, consents and window, each only after an OK of the one before."""
-        keys = TenantKeys(admission.tenant)
+        keys = self._keys(admission.tenant)
         claims = admission.claims
+        request = admission.request
         reserve = ChainStep(
             "reserve_request",
-            [keys.request(admission.request.pseudonym), keys.request_released(admission.verification_id)],
+            [
+                keys.request(request.pseudonym, request.account_pseudonym),
+                keys.request_released(admission.verification_id),
+            ],
             [admission.verification_id, admission.reservation_ms],
             proceed_on=("OK",),
         )
         check = counted_step(
             keys, "claim_refusals", claims.name_tag, limit=claims.limit, request=dict(claims.request)
         )
-        consents = RedisConsentStore.start_step(admission.tenant, admission.consent)
+        consents = RedisConsentStore.start_step(admission.tenant, admission.consent, keys)
         window = _window_step(keys, admission.window)
         if self._runner.chained:
             replies = await self._scripts.run_chain(
@@ -146,8 +158,9 @@ class AdmissionSteps:
         self, tenant: str, consent: ConsentAdmission, window: port.WindowCount | None
     ) -> port.Readmission:
         """``consent_start`` (A), then the window's count (C') once it admitted: a chain on one node."""
-        consents = RedisConsentStore.start_step(tenant, consent)
-        count = _window_step(TenantKeys(tenant), window)
+        keys = self._keys(tenant)
+        consents = RedisConsentStore.start_step(tenant, consent, keys)
+        count = _window_step(keys, window)
         if self._runner.chained:
             replies = await self._scripts.run_chain([consents, *([count] if count is not None else [])])
         else:

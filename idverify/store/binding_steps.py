@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -112,16 +112,34 @@ class _Steps:
 class BindingSteps:
     """Runs a binding's steps one by one on a :class:`StepRunner`, and resumes them from intents."""
 
-    def __init__(self, runner: StepRunner, scripts: Scripts, *, pointing: Pointing | None = None) -> None:
+    def __init__(
+        self,
+        runner: StepRunner,
+        scripts: Scripts,
+        *,
+        pointing: Pointing | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
+        """Steps on ``runner``; ``keys`` names a tenant's keys (today's ``TenantKeys`` by default).
+
+        Each step's intents and audit entries are named beside a key of its own bucket: the
+        account's step and the commit beside the account's, the place and the confirm beside the
+        identity's, a supersession beside the superseded account's.
+        """
         self._runner = runner
         self._scripts = scripts
         self._pointing = pointing
+        self._keys = keys
         self._tenants = VisitedTenants(scripts)
 
-    def intent_keys(self, tenant: str, verification_id: str) -> list[str]:
-        """The keys of the intent an account's step writes: the intents and ``bind:<vf id>``'s record."""
-        keys = TenantKeys(tenant)
-        return [keys.intents(), keys.intent(bind_member(verification_id))]
+    def intent_keys(self, tenant: str, verification_id: str, account_ps: str) -> list[str]:
+        """The keys of the intent an account's step writes: the intents and ``bind:<vf id>``'s record.
+
+        In the account's bucket (``account_ps``), beside its key, where the step runs.
+        """
+        keys = self._keys(tenant)
+        account = keys.account(account_ps)
+        return [keys.intents(account), keys.intent(bind_member(verification_id), account)]
 
     def intent_delay_ms(self) -> int:
         """The account's step's argument: when its intent may be repaired, in ms after it."""
@@ -167,17 +185,18 @@ class BindingSteps:
                 call's time; the steps done stay done, and their intent is the repairer's (a
                 retry of the answer finishes them too).
         """
-        keys = TenantKeys(answer.tenant)
+        keys = self._keys(answer.tenant)
         vid = answer.verification_id
+        account = keys.account(answer.account_ps)
         await self._tenants.note(answer.tenant)
         judge = ChainStep(
             "bind_judge",
             [
                 keys.verification(vid),
-                keys.audit_log(),
-                keys.account(answer.account_ps),
-                keys.otp_failures(answer.otp_ps),
-                *self.intent_keys(answer.tenant, vid),
+                keys.audit_entries(account),
+                account,
+                keys.otp_failures(answer.otp_ps, answer.account_ps),
+                *self.intent_keys(answer.tenant, vid, answer.account_ps),
             ],
             [
                 answer.digest,
@@ -218,18 +237,20 @@ class BindingSteps:
         account's ``binding`` and the ``bind:`` intent.
         """
         step = _Steps(self._runner, "bind-repair")
-        await step(self._commit(TenantKeys(tenant), verification_id, account_ps, ["{}", *[""] * 8]))
+        await step(self._commit(self._keys(tenant), verification_id, account_ps, ["{}", *[""] * 8]))
 
-    def _commit(self, keys: TenantKeys, vid: str, account_ps: str, args: Sequence[str]) -> ChainStep:
+    @staticmethod
+    def _commit(keys: TenantKeys, vid: str, account_ps: str, args: Sequence[str]) -> ChainStep:
+        account = keys.account(account_ps)
         return ChainStep(
             "bind_commit",
             [
                 keys.verification(vid),
-                keys.audit_log(),
-                keys.account(account_ps),
+                keys.audit_entries(account),
+                account,
                 keys.consent(account_ps),
-                keys.intents(),
-                keys.intent(bind_member(vid)),
+                keys.intents(account),
+                keys.intent(bind_member(vid), account),
             ],
             args,
         )
@@ -244,7 +265,7 @@ class BindingSteps:
         *,
         pointing: Pointing | None = None,
     ) -> Any:
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         vid, account_ps, ref, method = inputs[1], inputs[2], inputs[3], inputs[11]
         place = self._place(keys, inputs, limit, request_json)
         deadline = move_wait_deadline()
@@ -259,7 +280,7 @@ class BindingSteps:
                 break
             # Moved since the account's step: the verification is pointed where it lives now
             # and placed there, as a write that may bind is when its script answers MOVED.
-            inputs = await self._repointed(step, tenant, vid, pointing or self._pointing)
+            inputs = await self._repointed(step, tenant, vid, account_ps, pointing or self._pointing)
             ref = inputs[3]
             place = self._place(keys, inputs, limit, request_json)
             placed = _texts(await step(place))
@@ -310,13 +331,21 @@ class BindingSteps:
     def _place(self, keys: TenantKeys, inputs: Sequence[str], limit: int, request_json: str) -> ChainStep:
         """The identity's step at the ref the account's step (or a pointing anew) answered."""
         ref, vid = inputs[3], inputs[1]
+        identity = keys.identity(ref)
         return ChainStep(
             "bind_place",
-            [keys.identity(ref), keys.identity_accounts(ref), keys.intents(), keys.intent(place_member(vid))],
+            [
+                identity,
+                keys.identity_accounts(ref),
+                keys.intents(identity),
+                keys.intent(place_member(vid), identity),
+            ],
             [limit, self.intent_delay_ms(), request_json, *inputs],
         )
 
-    async def _repointed(self, step: _Steps, tenant: str, vid: str, pointing: Pointing | None) -> list[str]:
+    async def _repointed(
+        self, step: _Steps, tenant: str, vid: str, account_ps: str, pointing: Pointing | None
+    ) -> list[str]:
         """The verification in flight pointed at where its identity lives now: its binding inputs.
 
         Raises:
@@ -324,13 +353,13 @@ class BindingSteps:
                 and the ``bind:`` intent, still naming the ref the verification names, is the
                 repairer's.
         """
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         fields = hash_fields(await self._scripts.command("HGETALL", keys.verification(vid)))
         changes = await pointing.repointing(tenant, fields) if pointing is not None else {}
         if changes:
             repoint = ChainStep(
                 "bind_repoint",
-                [keys.verification(vid), keys.intent(bind_member(vid))],
+                [keys.verification(vid), keys.intent(bind_member(vid), keys.account(account_ps))],
                 [json.dumps({name: [old, new] for name, (old, new) in changes.items()})],
             )
             pointed = _texts(await step(repoint))
@@ -349,7 +378,7 @@ class BindingSteps:
         taken just before its identity moved went with the record: the confirm follows it
         (:meth:`_followed`), waiting while the move is in flight.
         """
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         member = place_member(intent.verification_id)
         if len(committed) > 1 and committed[1] == "VERIFIED" and intent.names:
             await step(
@@ -361,14 +390,11 @@ class BindingSteps:
             )
         deadline = move_wait_deadline()
         for _ in range(MOVE_ATTEMPTS):
+            identity = keys.identity(intent.ref)
+            intents = [keys.intents(identity), keys.intent(member, identity)]
             confirm = ChainStep(
                 "bind_confirm",
-                [
-                    keys.identity(intent.ref),
-                    keys.identity_accounts(intent.ref),
-                    keys.intents(),
-                    keys.intent(member),
-                ],
+                [identity, keys.identity_accounts(intent.ref), *intents],
                 [intent.account_ps, intent.verification_id, *committed],
             )
             while (confirmed := as_text((reply := await step(confirm))[0])) == "RETRY":
@@ -378,7 +404,7 @@ class BindingSteps:
             followed = await self._followed(step, tenant, intent)
             if followed is None:
                 # Gone, and moved nowhere this release can find: no place is left to confirm.
-                await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
+                await self._scripts.run("intent_done", intents, [member])
                 return
             intent = followed
         else:
@@ -389,7 +415,7 @@ class BindingSteps:
         elif confirmed == "LAST":
             await step(names_step(keys, as_text(reply[1])))
         if confirmed in {"SUPERSEDED", "LAST"}:
-            await self._scripts.run("intent_done", [keys.intents(), keys.intent(member)], [member])
+            await self._scripts.run("intent_done", intents, [member])
 
     async def _followed(self, step: _Steps, tenant: str, intent: PlaceIntent) -> PlaceIntent | None:
         """The place's intent at the ref its identity moved to, the account pointed there too.
@@ -403,19 +429,18 @@ class BindingSteps:
         if "identity" not in changes:
             return None
         new_ref = changes["identity"][1]
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         await step(ChainStep("move_member", [keys.account(intent.account_ps)], [intent.ref, new_ref]))
         return replace(intent, ref=new_ref)
 
-    @staticmethod
     def _supersede(
-        tenant: str, intent: PlaceIntent, tag: str, *, superseded: str = "", tagged: str = ""
+        self, tenant: str, intent: PlaceIntent, tag: str, *, superseded: str = "", tagged: str = ""
     ) -> ChainStep:
-        """The step of one account a claim supersedes (or tags)."""
-        keys = TenantKeys(tenant)
+        """The step of one account a claim supersedes (or tags): its entry staged beside it."""
+        account = self._keys(tenant).account(superseded or tagged)
         return ChainStep(
             "bind_supersede",
-            [keys.audit_log(), keys.account(superseded or tagged)],
+            [self._keys(tenant).audit_entries(account), account],
             [intent.request_json, intent.verification_id, intent.method, intent.ref, tag, superseded, tagged],
         )
 

@@ -72,7 +72,7 @@ class RedisCodeSends:
         return ChainStep(
             "send_budget",
             [
-                keys.otp_failures(names.account_phone),
+                keys.otp_failures(names.account_phone, names.account or None),
                 keys.rate_limit("phone", names.tenant_phone),
                 keys.rate_limit("sends-principal-minute", send.principal),
                 keys.rate_limit("sends-principal-day", send.principal),
@@ -132,7 +132,9 @@ class RedisCodeSends:
         keys = self._keys(send.tenant)
         async with counted_or_unavailable():
             failures, (phone, budgets) = await asyncio.gather(
-                self._scripts.command("GET", keys.otp_failures(send.names.account_phone)),
+                self._scripts.command(
+                    "GET", keys.otp_failures(send.names.account_phone, send.names.account or None)
+                ),
                 self._runner.run_at_once("send_budget", [phone_step, budgets_step]),
             )
         fails = int(failures or 0)
@@ -251,14 +253,18 @@ class RedisCodeSends:
             return self.answer_of(await self._scripts.run(step.name, step.keys, step.args))
 
     async def audit_phone_locked(
-        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
+        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str], *, account: str = ""
     ) -> None:
-        """``rate_limit.lua`` with a limit of 0 on a marker of the account and phone."""
+        """``rate_limit.lua`` with a limit of 0 on a marker of the account and phone.
+
+        The marker is in ``account``'s bucket (its pseudonym) and its entry beside it.
+        """
         keys = self._keys(tenant)
+        marker = keys.rate_limit("phone_locked_audited", lock_pseudonym, account or None)
         async with counted_or_unavailable():
             await self._scripts.run(
                 "rate_limit",
-                [keys.rate_limit("phone_locked_audited", lock_pseudonym), keys.audit_log()],
+                [marker, keys.audit_entries(marker)],
                 [0, ttl_ms, json.dumps({**request, "limit": "phone_locked"})],
             )
 
@@ -270,8 +276,15 @@ class CodeSendChains:
     identity's read, an answer's count before its judgement); the judgements are the counter's.
     """
 
-    def __init__(self, scripts: Scripts, limits: SendLimits, *, steps: StepRunner | None = None) -> None:
-        self._store = RedisCodeSends(scripts, limits, steps=steps)
+    def __init__(
+        self,
+        scripts: Scripts,
+        limits: SendLimits,
+        *,
+        steps: StepRunner | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
+        self._store = RedisCodeSends(scripts, limits, steps=steps, keys=keys)
         self._counter = CodeSendCounter(self._store)
 
     async def count_send(
@@ -312,6 +325,7 @@ class CodeSendChains:
         tenant: str,
         lock_pseudonym: str,
         request: Mapping[str, str],
+        account: str = "",
     ) -> None:
         """``CodeSendCounter.count_answer``, the count a step of its own (the phone's slot is elsewhere).
 
@@ -319,11 +333,16 @@ class CodeSendChains:
             RateLimited, StoreUnavailable: as ``CodeSendCounter.count_answer``.
         """
         await self._counter.count_answer(
-            tenant, phone_pseudonym, wrong=wrong, lock_pseudonym=lock_pseudonym, request=request
+            tenant,
+            phone_pseudonym,
+            wrong=wrong,
+            lock_pseudonym=lock_pseudonym,
+            request=request,
+            account=account,
         )
 
     async def judge_answer_count(
-        self, reply: Any, *, tenant: str, lock_pseudonym: str, request: Mapping[str, str]
+        self, reply: Any, *, tenant: str, lock_pseudonym: str, request: Mapping[str, str], account: str = ""
     ) -> None:
         """Refuses the answer whose count (:meth:`answer_step`, run in a chain) found its phone locked.
 
@@ -331,5 +350,9 @@ class CodeSendChains:
             RateLimited, StoreUnavailable: as ``CodeSendCounter.judge_answer``.
         """
         await self._counter.judge_answer(
-            RedisCodeSends.answer_of(reply), tenant=tenant, lock_pseudonym=lock_pseudonym, request=request
+            RedisCodeSends.answer_of(reply),
+            tenant=tenant,
+            lock_pseudonym=lock_pseudonym,
+            request=request,
+            account=account,
         )

@@ -39,12 +39,13 @@ class RedisConsentStore(ScriptedStore):
     """``flows.consent.ConsentStore`` over Redis."""
 
     @staticmethod
-    def read_commands(tenant: str, account_ps: str) -> list[list[str]]:
+    def read_commands(tenant: str, account_ps: str, keys: TenantKeys | None = None) -> list[list[str]]:
         """The reads of an account's consent record (:meth:`record_of` reads their replies).
 
         A caller with other reads in the account's tenant sends them all together: one round trip.
+        ``keys``: the caller's namer of the tenant's keys (today's ``TenantKeys`` by default).
         """
-        keys = TenantKeys(tenant)
+        keys = keys or TenantKeys(tenant)
         return [["HGETALL", keys.consent(account_ps)], ["HEXISTS", keys.account(account_ps), "cancelled_ms"]]
 
     @staticmethod
@@ -110,17 +111,22 @@ class RedisConsentStore(ScriptedStore):
             await self._redis.persist(TenantKeys(tenant).consent(account_ps))
 
     @staticmethod
-    def start_step(tenant: str, admission: ConsentAdmission) -> ChainStep:
-        """``consent_start.lua`` for ``admission``, as a step a chain goes on from when it answered OK."""
-        keys = TenantKeys(tenant)
+    def start_step(tenant: str, admission: ConsentAdmission, keys: TenantKeys | None = None) -> ChainStep:
+        """``consent_start.lua`` for ``admission``, as a step a chain goes on from when it answered OK.
+
+        ``keys``: as :meth:`read_commands`'; the entry goes beside the account (its bucket's stage,
+        for a bucketed tenant's namer).
+        """
+        keys = keys or TenantKeys(tenant)
         account_ps = admission.account_pseudonym
+        account = keys.account(account_ps)
         return ChainStep(
             "consent_start",
             [
-                keys.account(account_ps),
+                account,
                 keys.consent(account_ps),
                 keys.account_verifications(account_ps),
-                keys.audit_log(),
+                keys.audit_entries(account),
             ],
             [
                 admission.verification_id,

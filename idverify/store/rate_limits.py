@@ -14,7 +14,7 @@ with :meth:`~RedisRateWindows.refuse_over_limit`, and :func:`counted_step` with
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from idverify.security import rate_limits
@@ -31,15 +31,18 @@ class RedisRateWindows:
     Every method may raise StoreUnavailable when Redis cannot be reached.
     """
 
-    def __init__(self, scripts: Scripts) -> None:
+    def __init__(self, scripts: Scripts, *, keys: Callable[[str], TenantKeys] = TenantKeys) -> None:
+        """Windows over ``scripts``; ``keys`` names a tenant's keys (today's ``TenantKeys`` by default)."""
         self._scripts = scripts
+        self._keys = keys
 
     async def count(self, hit: WindowHit) -> WindowCount:
         """Runs ``rate_limit.lua``."""
-        keys = TenantKeys(hit.tenant)
+        keys = self._keys(hit.tenant)
+        counter = keys.rate_limit(hit.purpose, hit.pseudonym)
         reply = await self._scripts.run(
             "rate_limit",
-            [keys.rate_limit(hit.purpose, hit.pseudonym), keys.audit_log()],
+            [counter, keys.audit_entries(counter)],
             [hit.limit, hit.window_ms, json.dumps(dict(hit.request))],
         )
         return self.count_of(reply)
@@ -49,7 +52,7 @@ class RedisRateWindows:
     ) -> CounterCheck:
         """Runs ``refuse_counted.lua``."""
         step = _counted_step(
-            TenantKeys(tenant), purpose, pseudonym, limit=limit, request_json=json.dumps(dict(request))
+            self._keys(tenant), purpose, pseudonym, limit=limit, request_json=json.dumps(dict(request))
         )
         return counted_of(await self._scripts.run(step.name, step.keys, step.args))
 
@@ -69,9 +72,10 @@ class RedisRateWindows:
         """
         if limit <= 0:
             return None
+        counter = keys.rate_limit(purpose, pseudonym)
         return ChainStep(
             "rate_limit",
-            [keys.rate_limit(purpose, pseudonym), keys.audit_log()],
+            [counter, keys.audit_entries(counter)],
             [limit, window_seconds * 1000, json.dumps({**request, "limit": purpose})],
         )
 
@@ -94,13 +98,10 @@ class RedisRateWindows:
 def _counted_step(
     keys: TenantKeys, purpose: str, pseudonym: str, *, limit: int, request_json: str
 ) -> ChainStep:
+    counter = keys.rate_limit(purpose, pseudonym)
     return ChainStep(
         "refuse_counted",
-        [
-            keys.rate_limit(purpose, pseudonym),
-            keys.rate_limit(f"{purpose}_audited", pseudonym),
-            keys.audit_log(),
-        ],
+        [counter, keys.rate_limit(f"{purpose}_audited", pseudonym), keys.audit_entries(counter)],
         [limit, request_json],
         proceed_on=("OK",),
     )

@@ -92,11 +92,13 @@ def _held(current: bytes | None, legacy: bytes | None) -> port.Held | None:
 def _request_keys(keys: TenantKeys, request: port.RequestRef) -> list[str]:
     """The request id's key under its account, then its legacy key (read, never written).
 
-    Both are the tenant's today. When ``req`` moves to the account's bucket (docs/ARCHITECTURE.md
-    §6) the legacy key stays in the tenant's slot; by then its records have expired and the
-    fallback is gone ("Upgrades").
+    Both are the tenant's without a layout. A bucketed tenant's namer names both in the account's
+    bucket, where no release wrote the legacy form: the tenant's records of it had expired before
+    its records moved (docs/ARCHITECTURE.md §2, "Request ids"), so the read finds nothing there,
+    as it would in ``{t:T}``, and keeps the step's keys in one slot.
     """
-    return [keys.request(request.pseudonym), keys.request(request.legacy_pseudonym)]
+    account = request.account_pseudonym
+    return [keys.request(request.pseudonym, account), keys.request(request.legacy_pseudonym, account)]
 
 
 def _unchanged_step(key: str, expect: VerificationRecord | None) -> ChainStep | None:
@@ -165,18 +167,22 @@ class RedisVerificationStore:
         *,
         steps: StepRunner | None = None,
         pointing: Pointing | None = None,
+        keys: Callable[[str], TenantKeys] = _keys,
     ) -> None:
         """A store; ``pointing`` says where an identity that moved under a binding's steps lives now.
 
         It is the flow's ``IdentityMover``; without it such a binding is UNAVAILABLE, its intent left.
+        ``keys`` names a tenant's keys (today's ``TenantKeys(tenant)`` by default; a bucketed
+        tenant's namer in ``tests/integration/test_bucket_probe.py``); ``sends`` names its own.
         """
         self._redis = redis
         self._scripts = scripts
         self._sends = sends
+        self._keys = keys
         self._runner = steps or StepRunner(scripts)
-        self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
-        self._windows = WindowLimiter(RedisRateWindows(scripts))
-        self._admission = AdmissionSteps(scripts, self._runner)
+        self._binding = BindingSteps(self._runner, scripts, pointing=pointing, keys=keys)
+        self._windows = WindowLimiter(RedisRateWindows(scripts, keys=keys))
+        self._admission = AdmissionSteps(scripts, self._runner, keys=keys)
 
     # -- a start's admission -----------------------------------------------------------------
 
@@ -187,10 +193,10 @@ class RedisVerificationStore:
         admission then skips its check below the limit (``store.admission_steps``). One node
         checks them in the admission's one script, and reads nothing more.
         """
-        keys = _keys(tenant)
+        keys = self._keys(tenant)
         reads = [
             *(["GET", key] for key in _request_keys(keys, request)),
-            *RedisConsentStore.read_commands(tenant, request.account_pseudonym),
+            *RedisConsentStore.read_commands(tenant, request.account_pseudonym, keys),
         ]
         if not self._runner.chained:
             reads.append(["GET", keys.rate_limit("claim_refusals", name_tag)])
@@ -227,11 +233,11 @@ class RedisVerificationStore:
         self, tenant: str, request: port.RequestRef, verification_id: str, reservation_ms: int
     ) -> None:
         """``release_request`` on the account's key, the only one this release reserves."""
-        keys = _keys(tenant)
+        keys = self._keys(tenant)
         await self._scripts.run(
             "release_request",
             [
-                keys.request(request.pseudonym),
+                keys.request(request.pseudonym, request.account_pseudonym),
                 keys.verification(verification_id),
                 keys.request_released(verification_id),
             ],
@@ -241,14 +247,14 @@ class RedisVerificationStore:
     async def holder(self, tenant: str, request: port.RequestRef) -> port.Held | None:
         """The request id's value, both keys read at once (release_request.lua deletes a released one)."""
         current, legacy = await self._scripts.commands(
-            *(["GET", key] for key in _request_keys(_keys(tenant), request))
+            *(["GET", key] for key in _request_keys(self._keys(tenant), request))
         )
         return _held(current, legacy)
 
     async def confirm(self, tenant: str, request: port.RequestRef) -> None:
         """``confirm_request``, a write the replicas acknowledge, where steps wait for them."""
         if self._scripts.acknowledges:
-            await self._scripts.run("confirm_request", _request_keys(_keys(tenant), request), [])
+            await self._scripts.run("confirm_request", _request_keys(self._keys(tenant), request), [])
 
     # -- a start's steps and commit ----------------------------------------------------------
 
@@ -260,7 +266,10 @@ class RedisVerificationStore:
         verdict, failures, read = await self._sends.count_send(
             send.tenant,
             SendPseudonyms(
-                account_phone=send.account_phone, tenant_phone=send.tenant_phone, phone=send.phone
+                account_phone=send.account_phone,
+                tenant_phone=send.tenant_phone,
+                phone=send.phone,
+                account=send.account_pseudonym,
             ),
             principal=send.principal,
             max_attempts=send.max_attempts,
@@ -273,7 +282,8 @@ class RedisVerificationStore:
 
     async def commit(self, start: port.NewVerification, point: port.Point) -> port.Written:
         """``start``, pointed anew while the identity moves."""
-        keys = _keys(start.tenant)
+        keys = self._keys(start.tenant)
+        account = keys.account(start.account_pseudonym)
 
         binds = start.mode == "bind"
 
@@ -281,9 +291,9 @@ class RedisVerificationStore:
             step = ChainStep(
                 "start",
                 [
-                    keys.request(start.request_pseudonym),
+                    keys.request(start.request_pseudonym, start.account_pseudonym),
                     keys.verification(start.verification_id),
-                    keys.audit_log(),
+                    keys.audit_entries(account),
                     keys.account(start.account_pseudonym),
                     keys.request_released(start.verification_id),
                     *(self._identity_keys(keys, record) if binds else ()),
@@ -300,7 +310,7 @@ class RedisVerificationStore:
             if binds and not self._runner.chained:
                 return self._binding.bind(
                     start.tenant,
-                    self._stepwise(start.tenant, start.verification_id, step),
+                    self._stepwise(start.tenant, start.verification_id, start.account_pseudonym, step),
                     start.binding_limit,
                     start.request_json,
                     pointing=_LookedUpAgain(point),
@@ -313,7 +323,7 @@ class RedisVerificationStore:
 
     async def record(self, tenant: str, verification_id: str) -> VerificationRecord | None:
         """HGETALL of the verification."""
-        raw = await self._scripts.command("HGETALL", _keys(tenant).verification(verification_id))
+        raw = await self._scripts.command("HGETALL", self._keys(tenant).verification(verification_id))
         fields = hash_fields(raw)
         return record_of(fields) if fields else None
 
@@ -325,8 +335,9 @@ class RedisVerificationStore:
         The read in the verification's bucket (``get_verification``), then its accounting in the
         tenant's slot (``store.read_steps``).
         """
-        keys = _keys(tenant)
-        read_keys = [keys.verification(verification_id), keys.audit_log()]
+        keys = self._keys(tenant)
+        verification = keys.verification(verification_id)
+        read_keys = [verification, keys.audit_entries(verification)]
         if self._runner.chained:
             return _written(await self._scripts.run("get", read_keys, [request_json, *(read_spec or ())]))
         recording = records(read_spec)
@@ -354,7 +365,7 @@ class RedisVerificationStore:
         (``fields_unchanged``), in the same chain on one server: a record that changed stops it
         before anything is counted.
         """
-        keys, verification_id = _keys(answer.tenant), answer.verification_id
+        keys, verification_id = self._keys(answer.tenant), answer.verification_id
         args: list[str | int | bytes] = [
             answer.digest,
             answer.binding_limit,
@@ -378,7 +389,7 @@ class RedisVerificationStore:
                 keys.account(record.acct),
                 keys.identity(record.identity),
                 keys.identity_accounts(record.identity),
-                keys.otp_failures(record.otp_ps),
+                keys.otp_failures(record.otp_ps, record.acct),
                 keys.consent(record.acct),
             ]
 
@@ -403,6 +414,7 @@ class RedisVerificationStore:
                     tenant=answer.tenant,
                     lock_pseudonym=count.lock_pseudonym,
                     request=count.request,
+                    account=count.account_pseudonym,
                 )
             return replies[-1]
 
@@ -440,6 +452,7 @@ class RedisVerificationStore:
                 tenant=tenant,
                 lock_pseudonym=count.lock_pseudonym,
                 request=dict(count.request),
+                account=count.account_pseudonym,
             )
         return True
 
@@ -448,12 +461,12 @@ class RedisVerificationStore:
     ) -> dict[str, str]:
         """HMGET of the account's ``names``."""
         async with translate_errors():
-            row = await self._redis.hmget(_keys(tenant).account(account_pseudonym), list(names))
+            row = await self._redis.hmget(self._keys(tenant).account(account_pseudonym), list(names))
         return {name: as_text(value) for name, value in zip(names, row, strict=True) if value}
 
     async def grant_guardian(self, grant: port.GuardianGrant, point: port.Point) -> port.Written:
         """``guardian``: on one node it reads the guardian's account itself; step by step, see below."""
-        keys = _keys(grant.tenant)
+        keys = self._keys(grant.tenant)
         args: list[str | int | bytes] = [
             grant.binding_limit,
             grant.request_json,
@@ -462,11 +475,8 @@ class RedisVerificationStore:
             json.dumps(dict(grant.guardian_fields)),
             grant.refusal,
         ]
-        account_keys = [
-            keys.verification(grant.verification_id),
-            keys.audit_log(),
-            keys.account(grant.account_pseudonym),
-        ]
+        account = keys.account(grant.account_pseudonym)
+        account_keys = [keys.verification(grant.verification_id), keys.audit_entries(account), account]
 
         def attempt(record: VerificationRecord) -> Awaitable[Any]:
             if not self._runner.chained:
@@ -493,7 +503,7 @@ class RedisVerificationStore:
         answers RETRY or MOVED then, and :meth:`_until_placed` waits or points the verification
         anew. After the guardian's read, so that a read naming a move's new ref finds that move.
         """
-        keys = _keys(grant.tenant)
+        keys = self._keys(grant.tenant)
         read = await self.account_fields(
             grant.tenant, grant.guardian_pseudonym, (*port.GUARDIAN_FIELDS, "audit")
         )
@@ -503,7 +513,7 @@ class RedisVerificationStore:
             )
             if rests[0] != b"OK":
                 return rests
-        first = self._stepwise(grant.tenant, grant.verification_id, step)
+        first = self._stepwise(grant.tenant, grant.verification_id, grant.account_pseudonym, step)
         return await self._binding.bind(
             grant.tenant,
             ChainStep(first.name, first.keys, [*first.args, json.dumps(read)]),
@@ -522,11 +532,11 @@ class RedisVerificationStore:
             return ()
         return (keys.identity(record.identity), keys.identity_accounts(record.identity))
 
-    def _stepwise(self, tenant: str, verification_id: str, step: ChainStep) -> ChainStep:
+    def _stepwise(self, tenant: str, verification_id: str, account_ps: str, step: ChainStep) -> ChainStep:
         """A binding's account step given its intent's keys and delay, to run step by step."""
         return ChainStep(
             step.name,
-            [*step.keys, *self._binding.intent_keys(tenant, verification_id)],
+            [*step.keys, *self._binding.intent_keys(tenant, verification_id, account_ps)],
             [*step.args, self._binding.intent_delay_ms()],
         )
 

@@ -169,9 +169,9 @@ class MemoryCodeSends:
         return AnswerCount(locked=False)
 
     async def audit_phone_locked(
-        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str]
+        self, tenant: str, lock_pseudonym: str, ttl_ms: int, request: Mapping[str, str], *, account: str = ""
     ) -> None:
         """Audits the refusal once a window per account and phone."""
-        del request  # ``audit`` keeps no requests
+        del request, account  # ``audit`` keeps no requests; one memory holds every account
         self._reach()
         self._audit_once((tenant, "phone_locked_audited", lock_pseudonym), ttl_ms, tenant, "phone_locked")

@@ -12,23 +12,42 @@ list only shrinks (the way ``KNOWN_CROSSINGS`` works for the family tests).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
+import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 
 import pytest
 
-from idverify.domain.subjects import AssuranceLevel
+from idverify.domain.birth_dates import AgeSource
+from idverify.domain.buckets import bucket_of
+from idverify.domain.subjects import AgeBand, AssuranceLevel
+from idverify.flows.consent import ConsentAdmission
 from idverify.flows.display_names import Approval, NameLookup, NameQuery, NamesApproval
 from idverify.flows.identity_check import CheckStep
-from idverify.store.admission_steps import AdmissionSteps
-from idverify.store.binding_steps import BindingSteps
+from idverify.flows.verification.port import (
+    GUARDIAN_FIELDS,
+    Admission,
+    ChallengeAnswer,
+    ClaimsCheck,
+    CodeSend,
+    GuardianGrant,
+    NewVerification,
+    RequestRef,
+    WindowCount,
+    Written,
+)
+from idverify.flows.verification.record import Status, VerificationRecord
+from idverify.privacy.keyring import Keyring
+from idverify.privacy.verification_ids import new_verification_id, verification_id_bucket
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.buckets import search_layout
 from idverify.store.cancellation_steps import CancellationSteps
-from idverify.store.code_sends import RedisCodeSends
-from idverify.store.connection import RedisClient, connect
+from idverify.store.code_sends import CodeSendChains, RedisCodeSends
+from idverify.store.connection import RedisClient, as_text, connect
 from idverify.store.display_names import RedisDisplayNames
 from idverify.store.erasure_steps import ErasureSteps
 from idverify.store.erasures import RedisErasureStore
@@ -39,7 +58,12 @@ from idverify.store.keys import TenantKeys
 from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts
 from idverify.store.verifications import RedisVerificationStore
+from idverify.testing.memory_code_sends import send_limits
 from tests import counter_crash
+from tests.bind_crash import DIGEST, OWNER, REQUEST_JSON, SQUATTER
+from tests.cancel_crash import pseudonym
+from tests.unit.store.test_identity_accounts import REF as SIGNUP_REF
+from tests.unit.store.test_identity_accounts import verification
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +86,6 @@ class Blocked:
 
 
 PROBE_BLOCKED: dict[str, Blocked] = {
-    "code_send": Blocked(
-        "a send to count (security.code_sends.SendToCount) carries no account pseudonym, so its "
-        "wrong-code counter (otpfail, A) read beside the two counters' steps, and a lock's "
-        "audited mark, cannot be named in the account's bucket: the namer refuses them"
-    ),
-    "binding": Blocked(
-        "a right answer's binding (plain, and establishing a claim over a squatter) and the "
-        "start in bind mode the other sequences are seeded with: their stores name every key "
-        "in {t:T} and give the tenant's log to each step",
-        (BindingSteps, RedisVerificationStore),
-    ),
     "cancellation": Blocked(
         "the cancellation of the last member: its store names the intents and erasure:due of "
         "{t:T}, not beside the account's key",
@@ -85,11 +98,6 @@ PROBE_BLOCKED: dict[str, Blocked] = {
     "reindexing": Blocked(
         "a re-indexing move: its intent and the two identities' keys are named in {t:T}",
         (IdentityMoveSteps,),
-    ),
-    "admission": Blocked(
-        "a start's admission: its reservation (req, released), consents, claims' count and "
-        "window are named in {t:T} and given the tenant's log",
-        (AdmissionSteps,),
     ),
     "repairer": Blocked(
         "the repairer reads one tenant-wide intents index, not each of 1,024 buckets'",
@@ -227,16 +235,302 @@ async def _checks_past_their_limit(
 
 class TestBlocked:
     @pytest.mark.parametrize("sequence", sorted(PROBE_BLOCKED))
-    async def test_what_is_blocked_is_still_blocked(self, cluster_client: RedisClient, sequence: str) -> None:
+    def test_what_is_blocked_is_still_blocked(self, sequence: str) -> None:
         """Each entry's blocker still happens: once it does not, the entry goes (the list only shrinks)."""
         blocked = PROBE_BLOCKED[sequence]
         taking = [
             store.__name__ for store in blocked.flat_stores if "keys" in inspect.signature(store).parameters
         ]
         assert taking == [], f"{taking} take a namer now: probe {sequence} and shrink its entry"
-        if sequence == "code_send":
-            sends = RedisCodeSends(Scripts(cluster_client), counter_crash.LIMITS, keys=bucketed)
-            with pytest.raises(ValueError, match="otpfail key is named with its account"):
-                await sends.count_send(counter_crash.send_to(f"probesend{time.time_ns()}", PHONE))
-        else:
-            assert blocked.flat_stores, f"{sequence}: an entry says what blocks it"
+        assert blocked.flat_stores, f"{sequence}: an entry says what blocks it"
+
+
+KEYRING = Keyring.generate()
+OWNER_PS = pseudonym("probe-owner")
+SQUATTER_PS = pseudonym("probe-squatter")
+PLAIN_PS = pseudonym("probe-plain")
+WRONG_PS = pseudonym("probe-wrong")
+LATE_PS = pseudonym("probe-late")
+MINOR_PS = pseudonym("probe-minor")
+GUARDIAN_PS = pseudonym("probe-guardian")
+GUARDIAN_REF = "probe-guardian-ref"
+GUARDIAN_NAME = {"name_tag": "tag-guardian", "name_binding": "binding-guardian"}
+SEND_REQUEST = {"principal": "t/registrar/c1", "request_id": "answer-1", "trace_id": "", "span": ""}
+
+
+@functools.cache
+def bucketed_ids(tenant: str) -> TenantKeys:
+    """A bucketed tenant's namer that also names verifications, by the bucket their ids carry."""
+    return TenantKeys(
+        tenant,
+        search_layout(tenant),
+        verification_bucket=functools.partial(verification_id_bucket, KEYRING, tenant),
+    )
+
+
+def _vid(tenant: str, account_ps: str, label: str) -> str:
+    """A verification id of ``account_ps`` in its bucket, as a start mints it (the account's bucket)."""
+    del label  # each id is fresh; the label says which in the caller
+    return new_verification_id(KEYRING, tenant, bucket_of(account_ps))
+
+
+@dataclass
+class _Signups:
+    """One tenant's store step by step on the Cluster, its namer, and what each call answered."""
+
+    client: RedisClient
+    tenant: str
+    namer: Callable[[str], TenantKeys]
+    answers: list[object]
+
+    @property
+    def store(self) -> RedisVerificationStore:
+        scripts = Scripts(self.client)
+        return RedisVerificationStore(
+            self.client,
+            scripts,
+            CodeSendChains(scripts, send_limits(), keys=self.namer),
+            steps=StepRunner(scripts, step_by_step=True),
+            keys=self.namer,
+        )
+
+    def note(self, written: Written) -> Written:
+        """Keeps what a write answered that does not name the tenant's ids: outcome, status, reason."""
+        record = written.record
+        self.answers.append(
+            (written.outcome, record.status, record.reason, record.attempts_left_now) if record else written
+        )
+        return written
+
+    async def start(self, account_ps: str, record: VerificationRecord, mode: str, *, label: str) -> str:
+        """A start of ``record`` in ``mode`` (its admission and reads not included); its id."""
+        vid = _vid(self.tenant, account_ps, label)
+        start = NewVerification(
+            self.tenant, f"req-{vid}", vid, account_ps, record, 600_000, 3, REQUEST_JSON, mode
+        )
+        self.note(await self.store.commit(start, _as_is(record)))
+        return vid
+
+    async def challenged(
+        self,
+        account_ps: str,
+        name: dict[str, str],
+        *,
+        label: str,
+        establishes: bool = False,
+        ttl_ms: int = 60_000,
+    ) -> str:
+        """A start that sent a code (``DIGEST``), its code live for ``ttl_ms``."""
+        record = replace(
+            verification(account_ps, name, establishes=establishes),
+            status=Status.CHALLENGE_SENT,
+            step_verifier="sms_otp",
+            digest=DIGEST,
+            challenge_ttl_ms=ttl_ms,
+            max_attempts=5,
+        )
+        return await self.start(account_ps, record, "challenge", label=label)
+
+    async def answer(self, vid: str, digest: str = DIGEST) -> Written:
+        store = self.store
+
+        async def point(moved: bool) -> VerificationRecord:
+            assert not moved
+            record = await store.record(self.tenant, vid)
+            assert record is not None
+            return record
+
+        answer = ChallengeAnswer(self.tenant, vid, digest, 3, 60_000, REQUEST_JSON)
+        return self.note(await store.submit(answer, point))
+
+
+def _as_is(record: VerificationRecord) -> Callable[[bool], Awaitable[VerificationRecord]]:
+    async def point(moved: bool) -> VerificationRecord:
+        assert not moved, "no identity moves here"
+        return record
+
+    return point
+
+
+async def _admitted_and_sent(probe: _Signups) -> None:
+    """A start's reads, admission (reservation, claims, consents, window), code send and confirmation."""
+    store, tenant = probe.store, probe.tenant
+    request = RequestRef(OWNER_PS, pseudonym(f"{tenant}-req"), pseudonym(f"{tenant}-legacy-req"))
+    read = await store.read_start(tenant, request, OWNER["name_tag"])
+    probe.answers.append((read.holder, read.consent.revision, read.claim_refusals))
+    vid = _vid(tenant, OWNER_PS, "admitted")
+    admitted = await store.admit(
+        Admission(
+            tenant,
+            request,
+            vid,
+            30_000,
+            ClaimsCheck(OWNER["name_tag"], 3, SEND_REQUEST, refusals_read=read.claim_refusals),
+            ConsentAdmission(
+                OWNER_PS,
+                f"audit-{OWNER_PS}",
+                vid,
+                600_000,
+                read.consent.revision,
+                (("identity_verification", "v1"),),
+                REQUEST_JSON,
+                "sms",
+            ),
+            WindowCount(pseudonym(f"{tenant}-person"), 5, 3600, SEND_REQUEST),
+        )
+    )
+    probe.answers.append(
+        (
+            admitted.reservation,
+            admitted.holder,
+            admitted.consent,
+            admitted.window_counted,
+            admitted.window_refusal,
+        )
+    )
+    sent = await store.count_send(
+        CodeSend(
+            tenant,
+            account_phone=f"otp-{OWNER_PS}",
+            tenant_phone=pseudonym(f"{tenant}-phone"),
+            phone=pseudonym("probe-phone"),
+            principal="t/registrar/c1",
+            max_attempts=5,
+            request=SEND_REQUEST,
+            account_pseudonym=OWNER_PS,
+        )
+    )
+    probe.answers.append((sent.verdict, sent.failures))
+    await store.confirm(tenant, request)
+    held = await store.holder(tenant, request)
+    probe.answers.append(held is not None and (held.verification_id, held.legacy) == (vid, False))
+
+
+async def _signups(client: RedisClient, tenant: str, namer: Callable[[str], TenantKeys]) -> _Signups:
+    """Every sequence of a signup, step by step, in ``tenant`` named by ``namer``: what each answered.
+
+    A start's admission and code send; a squatter bound by a start in ``bind`` mode; the owner's
+    right answer establishing its claim over it; a plain right answer of another account; a wrong
+    answer; an expired one; a guardian's consent for a minor.
+    """
+    probe = _Signups(client, tenant, namer, [])
+    await _admitted_and_sent(probe)
+    await probe.start(SQUATTER_PS, verification(SQUATTER_PS, SQUATTER), "bind", label="squatter")
+    establishing = await probe.challenged(OWNER_PS, OWNER, label="owner", establishes=True)
+    await probe.answer(establishing)
+    plain = await probe.challenged(PLAIN_PS, OWNER, label="plain")
+    await probe.answer(plain)
+    wrong = await probe.challenged(WRONG_PS, OWNER, label="wrong")
+    await probe.answer(wrong, "0" * 64)
+    late = await probe.challenged(LATE_PS, OWNER, label="late", ttl_ms=1)
+    await asyncio.sleep(0.01)
+    await probe.answer(late)
+    await _guardians_consent(probe)
+    return probe
+
+
+async def _guardians_consent(probe: _Signups) -> None:
+    """A minor waiting for a guardian's consent, given by an adult bound to another identity."""
+    adult = replace(verification(GUARDIAN_PS, GUARDIAN_NAME), identity=GUARDIAN_REF)
+    await probe.start(GUARDIAN_PS, adult, "bind", label="guardian")
+    minor = replace(
+        verification(MINOR_PS, OWNER),
+        status=Status.NEEDS_GUARDIAN_CONSENT,
+        next_step="guardian_consent",
+        minor=True,
+        age_band=AgeBand.FROM_14_TO_17,
+        age_source=AgeSource.DOCUMENT,
+    )
+    vid = await probe.start(MINOR_PS, minor, "guardian", label="minor")
+    store = probe.store
+    judged = await store.account_fields(probe.tenant, GUARDIAN_PS, GUARDIAN_FIELDS)
+    grant = GuardianGrant(
+        probe.tenant, vid, MINOR_PS, GUARDIAN_PS, 3, REQUEST_JSON, "v1", "parent", judged, ""
+    )
+    probe.note(await store.grant_guardian(grant, _as_is(minor)))
+
+
+async def _stored(client: RedisClient, keys: TenantKeys) -> list[object]:
+    """What the signups leave: each account's binding, the identities' members and claim."""
+    accounts = [
+        {
+            # A supersession's time is the store clock's: only whether it happened is compared.
+            as_text(name): "set" if name == b"superseded_ms" else as_text(value)
+            for name, value in (await client.hgetall(keys.account(ps))).items()
+            if name in {b"identity", b"name_tag", b"binding", b"kind", b"age_band", b"superseded_ms"}
+        }
+        for ps in (OWNER_PS, SQUATTER_PS, PLAIN_PS, WRONG_PS, LATE_PS, MINOR_PS, GUARDIAN_PS)
+    ]
+    identities = [
+        {
+            as_text(name): as_text(value)
+            for name, value in (await client.hgetall(keys.identity(ref))).items()
+            if name.startswith(b"m:") or name in {b"established", b"claim_tag"}
+        }
+        for ref in (SIGNUP_REF, GUARDIAN_REF)
+    ]
+    members = [
+        sorted(as_text(m) for m in await client.smembers(keys.identity_accounts(ref)))
+        for ref in (SIGNUP_REF, GUARDIAN_REF)
+    ]
+    return [accounts, identities, members]
+
+
+async def _entry_types(client: RedisClient, keys: TenantKeys) -> list[str]:
+    """The types of the entries the signups wrote: the log's, or every bucket's stage they went to."""
+    log = await client.hgetall(keys.audit_log())
+    bodies = [as_text(body) for body in log.values()]
+    if keys.bucketed:
+        beside = [
+            keys.account(ps)
+            for ps in (OWNER_PS, SQUATTER_PS, PLAIN_PS, WRONG_PS, LATE_PS, MINOR_PS, GUARDIAN_PS)
+        ]
+        beside += [keys.identity(SIGNUP_REF), keys.identity(GUARDIAN_REF)]
+        for stage in sorted({keys.audit_entries(key) for key in beside}):
+            bodies += ["{" + as_text(record[b"b"])[1:] for _, record in await client.xrange(stage)]
+    return sorted(json.loads(body)["type"] for body in bodies)
+
+
+class TestSignupsRunClean:
+    async def test_a_signups_sequences_answer_and_store_as_on_todays_layout(
+        self, cluster_client: RedisClient
+    ) -> None:
+        """A start's admission and send, right answers, a wrong and a late one, a guardian's: as today."""
+        stamp = time.time_ns()
+        flat_tenant, bucketed_tenant = f"probeflats{stamp}", f"probebkts{stamp}"
+        flat_keys = functools.partial(TenantKeys, verification_bucket=None)
+        today = await _signups(cluster_client, flat_tenant, flat_keys)
+        in_buckets = await _signups(cluster_client, bucketed_tenant, bucketed_ids)
+        assert in_buckets.answers == today.answers
+        statuses = [
+            answer[1]
+            for answer in today.answers
+            if isinstance(answer, tuple) and isinstance(answer[1], Status)
+        ]
+        assert statuses == [
+            Status.VERIFIED,  # the squatter, bound by a start in bind mode
+            Status.CHALLENGE_SENT,
+            Status.VERIFIED,  # the owner's claim established over the squatter
+            Status.CHALLENGE_SENT,
+            Status.VERIFIED,  # a plain right answer
+            Status.CHALLENGE_SENT,
+            Status.CHALLENGE_SENT,  # a wrong answer: one attempt fewer
+            Status.CHALLENGE_SENT,
+            Status.EXPIRED,
+            Status.VERIFIED,  # the guardian, bound by a start in bind mode
+            Status.NEEDS_GUARDIAN_CONSENT,
+            Status.VERIFIED,  # the minor, once its guardian consented
+        ]
+        keys = bucketed_ids(bucketed_tenant)
+        stored = await _stored(cluster_client, TenantKeys(flat_tenant))
+        assert await _stored(cluster_client, keys) == stored
+        _, [claimed, _], [members, _] = stored
+        assert claimed[f"m:{OWNER_PS}"] == "b:tag-owner"
+        assert claimed["claim_tag"] == "tag-owner"
+        assert members == sorted([OWNER_PS, PLAIN_PS, MINOR_PS])  # the squatter superseded
+        assert await _entry_types(cluster_client, keys) == await _entry_types(
+            cluster_client, TenantKeys(flat_tenant)
+        )
+        # Nothing pending in either: every intent went with its sequence, in its bucket.
+        for key in (keys.account(OWNER_PS), keys.identity(SIGNUP_REF), keys.account(MINOR_PS)):
+            assert await cluster_client.zcard(keys.intents(key)) == 0

@@ -126,6 +126,7 @@ class AnswerFlow:
             phone_pseudonym=phone_ps,
             wrong=wrong,
             lock_pseudonym=record.otp_ps,
+            account_pseudonym=record.acct,
             request={
                 **info.audit_fields(),
                 "verification_id": verification_id,

@@ -194,6 +194,7 @@ class CodeSend:
     request: Mapping[str, str]
     # The identity records whose name bindings may be read in the same step (where one step can).
     identity_keys: Sequence[str] | None = None
+    account_pseudonym: str = ""  # whose bucket holds the wrong-code counter (bucketed tenants)
 
 
 class SendVerdict(Enum):
@@ -224,6 +225,7 @@ class AnswerCount:
     wrong: bool
     lock_pseudonym: str  # the account + phone, whose refusals are audited once a window
     request: Mapping[str, str]
+    account_pseudonym: str = ""  # whose bucket holds the lock's audited mark (bucketed tenants)
 
 
 @dataclass(frozen=True, slots=True)

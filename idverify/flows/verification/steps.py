@@ -188,6 +188,7 @@ class StepRunner:
                 identity_keys=identity.probe.keys
                 if identity is not None and identity.bindings is None
                 else None,
+                account_pseudonym=record.acct,
             )
         )
         if identity is not None and counted.bindings is not None:
