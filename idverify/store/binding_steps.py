@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from idverify.domain.errors import StoreUnavailable
+from idverify.domain.errors import FailedPrecondition, StoreUnavailable
 from idverify.flows.context import seconds_left
 from idverify.flows.identity_mover import move_wait_deadline, wait_for_move
 from idverify.store.bucket_steps import StepRunner
@@ -287,6 +287,12 @@ class BindingSteps:
         if placed[0] in {"MOVED", "RETRY"}:
             msg = "the identity kept moving while the account was binding; retry"
             raise StoreUnavailable(msg, reason="CONTENDED")
+        if placed[0] == "UNWALKED":
+            # A bucketed identity holding members an older server bound without their fields:
+            # their accounts are other buckets'. Nothing was placed; the account's step's intent
+            # stays, and the binding finishes once the tenant is walked.
+            msg = "the identity holds members an older server bound: run idverify migrate legacy"
+            raise FailedPrecondition(msg, reason="LEGACY_MEMBERS_NOT_WALKED")
         self._note_planted(keys, ref, placed)
         intent = PlaceIntent(vid, account_ps, ref, method, request_json, "", placed[2], placed[8])
         for member in placed[6].split():

@@ -4,6 +4,10 @@ The family tests (``tests/unit/store/test_*_families.py``) judge each step's key
 on today's layout. This probe names them as a bucketed tenant would (``TenantKeys(T, layout)``),
 so that the Cluster itself says whether a sequence still works: a key derived in Lua from
 another family's prefix, or two families given to one script, is an error here, not a name.
+Each sequence runs in a tenant on today's names and in a bucketed one, and must answer and store
+the same: the display names', CheckIdentity's counters, a counter's staged entry, and a signup's
+(``TestSignupsRunClean``: admission, code send, right answers plain and establishing, a wrong and
+an expired answer, a start in ``bind`` mode, a guardian's consent).
 
 What cannot run so yet is :data:`PROBE_BLOCKED`, each entry with why, and each expected by
 ``test_what_is_blocked_is_still_blocked``: an entry whose blocker is gone fails that test, so the
@@ -24,6 +28,7 @@ import pytest
 
 from idverify.domain.birth_dates import AgeSource
 from idverify.domain.buckets import bucket_of
+from idverify.domain.errors import FailedPrecondition
 from idverify.domain.subjects import AgeBand, AssuranceLevel
 from idverify.flows.consent import ConsentAdmission
 from idverify.flows.display_names import Approval, NameLookup, NameQuery, NamesApproval
@@ -534,3 +539,23 @@ class TestSignupsRunClean:
         # Nothing pending in either: every intent went with its sequence, in its bucket.
         for key in (keys.account(OWNER_PS), keys.identity(SIGNUP_REF), keys.account(MINOR_PS)):
             assert await cluster_client.zcard(keys.intents(key)) == 0
+
+    async def test_a_member_an_older_server_bound_is_refused_in_buckets_not_read_as_absent(
+        self, cluster_client: RedisClient
+    ) -> None:
+        """Its account is another bucket's: the place refuses (FAILED_PRECONDITION), taking no place."""
+        tenant = f"probebktu{time.time_ns()}"
+        probe = _Signups(cluster_client, tenant, bucketed_ids, [])
+        vid = await probe.challenged(OWNER_PS, OWNER, label="unwalked")
+        keys = bucketed_ids(tenant)
+        await cluster_client.sadd(keys.identity_accounts(SIGNUP_REF), SQUATTER_PS)  # 0.1.0's, no field
+        with pytest.raises(FailedPrecondition) as refused:
+            await probe.answer(vid)
+        assert refused.value.reason == "LEGACY_MEMBERS_NOT_WALKED"
+        assert not [
+            name for name in await cluster_client.hkeys(keys.identity(SIGNUP_REF)) if name.startswith(b"m:")
+        ]
+        # The verification stays in flight with its intent, for the repairer once the tenant is walked.
+        assert await cluster_client.hget(keys.verification(vid), "binding") == b"1"
+        account = keys.account(OWNER_PS)
+        assert await cluster_client.zscore(keys.intents(account), f"bind:{vid}") is not None

@@ -16,7 +16,8 @@
 --   to index once the commit binds, bind_names.lua; '' none), planted (how many pending members
 --   without their intents it removed, for the caller to log; absent from a kept decision)}:
 --   decision PLACED, AGAIN or REFUSED (place_member); {'MOVED'} the identity moved since the
---   account's step; {'RETRY'} a move of it is in flight (the caller waits, and places again).
+--   account's step; {'RETRY'} a move of it is in flight (the caller waits, and places again);
+--   {'UNWALKED', n} a bucket's identity has n members without their fields (below).
 if KEYS[4] and redis.call('HGET', KEYS[4], 'kind') == 'place' then
   local kept = redis.call('HMGET', KEYS[4], 'decision', 'reason', 'name_tag', 'establishes', 'counted',
     'established', 'superseded', 'tagged', 'names')
@@ -31,7 +32,22 @@ local vf = binding_of(ARGV, 4)
 -- both to a retry of the answer or to the repairer, which finish it the same way.
 local moved = identity_move_reply(KEYS[1], vf)
 if moved then return moved end
-local acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
+-- A member 0.1.0 bound has no 'm:' field, and identity_members() reads its account's name_tag
+-- to write one: an account key named from the identity's, the tenant's slot while both are there.
+-- In a bucket's tag ('{t:T:<n>}') that name would be the identity's bucket, not the account's, and
+-- read as absent (the member counted untagged): a bucketed tenant was walked before its records
+-- moved (`idverify migrate legacy`, docs/ARCHITECTURE.md §6), so such a member is refused here,
+-- before anything is written, never guessed.
+local acct_prefix = nil
+if string.match(KEYS[1], '^iv1:{t:[^:}]*}:') then
+  acct_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #vf.identity - #'id:') .. 'acct:'
+else
+  local unwalked = 0
+  for _, value in pairs(member_fields(KEYS[1], KEYS[2])) do
+    if not value then unwalked = unwalked + 1 end
+  end
+  if unwalked > 0 then return {'UNWALKED', tostring(unwalked)} end
+end
 local d = place_member(KEYS[1], KEYS[2], KEYS[3], acct_prefix, vf, ARGV[1])
 -- A refusal counts against its name's claim refusals only under a tag (bind_count.lua). A place
 -- taken by a verification that establishes its claim indexes its organization's names, once

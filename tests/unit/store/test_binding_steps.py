@@ -27,6 +27,7 @@ from idverify.flows.erasure import EraseOutcome, ErasureItem, ErasureKind
 from idverify.flows.verification.port import WriteOutcome
 from idverify.flows.verification.record import Status
 from idverify.store.bucket_steps import StepRunner
+from idverify.store.buckets import search_layout
 from idverify.store.connection import RedisClient, as_text
 from idverify.store.erasures import RedisErasureStore
 from idverify.store.keys import TenantKeys
@@ -735,3 +736,43 @@ def _timeless(entry: bytes) -> bytes:
     """An entry's bytes without its time (the two runs are milliseconds apart)."""
     head, _, rest = entry.partition(b',"time_ms":')
     return head + rest[rest.index(b",") :]
+
+
+class TestAMemberWithoutItsFieldInABucket:
+    """The place names a field-less member's account from the identity's key only in the tenant's slot."""
+
+    @staticmethod
+    async def _place(redis: RedisClient, keys: TenantKeys) -> Any:
+        """A place for a new account, beside a member bound (by 0.1.0) without its ``m:`` field."""
+        await redis.sadd(keys.identity_accounts(REF), "old-member")
+        await redis.hset(keys.identity(REF), mapping={"name_binding": "binding-owner", "pepper": "p1"})
+        await redis.hset(f"{keys.identity(REF)[: -len(f'id:{REF}')]}acct:old-member", "name_tag", "tag-owner")
+        inputs = ["BINDING", "vf-new", "new-member", REF, "binding-owner", "", "tag-owner", "1", "0"]
+        identity = keys.identity(REF)
+        return await Scripts(redis).run(
+            "bind_place",
+            [
+                identity,
+                keys.identity_accounts(REF),
+                keys.intents(identity),
+                keys.intent("place:vf-new", identity),
+            ],
+            [3, 60_000, "{}", *inputs, "p1", "low", "sms", ""],
+        )
+
+    async def test_in_a_bucket_it_is_refused_before_anything_is_written(self, redis: RedisClient) -> None:
+        """Its account is another bucket's: UNWALKED, no field written, no place, no intent."""
+        tenant = _tenant("unwalked-bucket")
+        keys = TenantKeys(tenant, search_layout(tenant))
+        assert await self._place(redis, keys) == [b"UNWALKED", b"1"]
+        fields = await redis.hgetall(keys.identity(REF))
+        assert not [name for name in fields if name.startswith(b"m:")], fields
+        assert await redis.smembers(keys.identity_accounts(REF)) == {b"old-member"}
+        assert await redis.zcard(keys.intents(keys.identity(REF))) == 0
+
+    async def test_in_the_tenants_slot_its_account_is_read_as_before(self, redis: RedisClient) -> None:
+        """Today's names: the member's field is written from its account, and the place taken."""
+        keys = TenantKeys(_tenant("unwalked-flat"))
+        assert (await self._place(redis, keys))[0] == b"PLACED"
+        assert await redis.hget(keys.identity(REF), "m:old-member") == b"b:tag-owner"
+        assert await redis.hget(keys.identity(REF), "m:new-member") == b"p:tag-owner:vf-new"
