@@ -273,30 +273,24 @@ def bucketed_ids(tenant: str) -> TenantKeys:
     )
 
 
-def _vid(tenant: str, account_ps: str, label: str) -> str:
-    """A verification id of ``account_ps`` in its bucket, as a start mints it (the account's bucket)."""
-    del label  # each id is fresh; the label says which in the caller
+def _vid(tenant: str, account_ps: str) -> str:
+    """A fresh verification id of ``account_ps``, naming its account's bucket, as a start mints it."""
     return new_verification_id(KEYRING, tenant, bucket_of(account_ps))
 
 
-@dataclass
 class _Signups:
-    """One tenant's store step by step on the Cluster, its namer, and what each call answered."""
+    """One tenant's store step by step on the Cluster, named by ``namer``, and what each call answered."""
 
-    client: RedisClient
-    tenant: str
-    namer: Callable[[str], TenantKeys]
-    answers: list[object]
-
-    @property
-    def store(self) -> RedisVerificationStore:
-        scripts = Scripts(self.client)
-        return RedisVerificationStore(
-            self.client,
+    def __init__(self, client: RedisClient, tenant: str, namer: Callable[[str], TenantKeys]) -> None:
+        self.tenant = tenant
+        self.answers: list[object] = []
+        scripts = Scripts(client)
+        self.store = RedisVerificationStore(
+            client,
             scripts,
-            CodeSendChains(scripts, send_limits(), keys=self.namer),
+            CodeSendChains(scripts, send_limits(), keys=namer),
             steps=StepRunner(scripts, step_by_step=True),
-            keys=self.namer,
+            keys=namer,
         )
 
     def note(self, written: Written) -> Written:
@@ -307,9 +301,9 @@ class _Signups:
         )
         return written
 
-    async def start(self, account_ps: str, record: VerificationRecord, mode: str, *, label: str) -> str:
+    async def start(self, account_ps: str, record: VerificationRecord, mode: str) -> str:
         """A start of ``record`` in ``mode`` (its admission and reads not included); its id."""
-        vid = _vid(self.tenant, account_ps, label)
+        vid = _vid(self.tenant, account_ps)
         start = NewVerification(
             self.tenant, f"req-{vid}", vid, account_ps, record, 600_000, 3, REQUEST_JSON, mode
         )
@@ -321,7 +315,6 @@ class _Signups:
         account_ps: str,
         name: dict[str, str],
         *,
-        label: str,
         establishes: bool = False,
         ttl_ms: int = 60_000,
     ) -> str:
@@ -334,7 +327,7 @@ class _Signups:
             challenge_ttl_ms=ttl_ms,
             max_attempts=5,
         )
-        return await self.start(account_ps, record, "challenge", label=label)
+        return await self.start(account_ps, record, "challenge")
 
     async def answer(self, vid: str, digest: str = DIGEST) -> Written:
         store = self.store
@@ -363,7 +356,7 @@ async def _admitted_and_sent(probe: _Signups) -> None:
     request = RequestRef(OWNER_PS, pseudonym(f"{tenant}-req"), pseudonym(f"{tenant}-legacy-req"))
     read = await store.read_start(tenant, request, OWNER["name_tag"])
     probe.answers.append((read.holder, read.consent.revision, read.claim_refusals))
-    vid = _vid(tenant, OWNER_PS, "admitted")
+    vid = _vid(tenant, OWNER_PS)
     admitted = await store.admit(
         Admission(
             tenant,
@@ -418,16 +411,16 @@ async def _signups(client: RedisClient, tenant: str, namer: Callable[[str], Tena
     right answer establishing its claim over it; a plain right answer of another account; a wrong
     answer; an expired one; a guardian's consent for a minor.
     """
-    probe = _Signups(client, tenant, namer, [])
+    probe = _Signups(client, tenant, namer)
     await _admitted_and_sent(probe)
-    await probe.start(SQUATTER_PS, verification(SQUATTER_PS, SQUATTER), "bind", label="squatter")
-    establishing = await probe.challenged(OWNER_PS, OWNER, label="owner", establishes=True)
+    await probe.start(SQUATTER_PS, verification(SQUATTER_PS, SQUATTER), "bind")
+    establishing = await probe.challenged(OWNER_PS, OWNER, establishes=True)
     await probe.answer(establishing)
-    plain = await probe.challenged(PLAIN_PS, OWNER, label="plain")
+    plain = await probe.challenged(PLAIN_PS, OWNER)
     await probe.answer(plain)
-    wrong = await probe.challenged(WRONG_PS, OWNER, label="wrong")
+    wrong = await probe.challenged(WRONG_PS, OWNER)
     await probe.answer(wrong, "0" * 64)
-    late = await probe.challenged(LATE_PS, OWNER, label="late", ttl_ms=1)
+    late = await probe.challenged(LATE_PS, OWNER, ttl_ms=1)
     await asyncio.sleep(0.01)
     await probe.answer(late)
     await _guardians_consent(probe)
@@ -437,7 +430,7 @@ async def _signups(client: RedisClient, tenant: str, namer: Callable[[str], Tena
 async def _guardians_consent(probe: _Signups) -> None:
     """A minor waiting for a guardian's consent, given by an adult bound to another identity."""
     adult = replace(verification(GUARDIAN_PS, GUARDIAN_NAME), identity=GUARDIAN_REF)
-    await probe.start(GUARDIAN_PS, adult, "bind", label="guardian")
+    await probe.start(GUARDIAN_PS, adult, "bind")
     minor = replace(
         verification(MINOR_PS, OWNER),
         status=Status.NEEDS_GUARDIAN_CONSENT,
@@ -446,7 +439,7 @@ async def _guardians_consent(probe: _Signups) -> None:
         age_band=AgeBand.FROM_14_TO_17,
         age_source=AgeSource.DOCUMENT,
     )
-    vid = await probe.start(MINOR_PS, minor, "guardian", label="minor")
+    vid = await probe.start(MINOR_PS, minor, "guardian")
     store = probe.store
     judged = await store.account_fields(probe.tenant, GUARDIAN_PS, GUARDIAN_FIELDS)
     grant = GuardianGrant(
@@ -503,8 +496,7 @@ class TestSignupsRunClean:
         """A start's admission and send, right answers, a wrong and a late one, a guardian's: as today."""
         stamp = time.time_ns()
         flat_tenant, bucketed_tenant = f"probeflats{stamp}", f"probebkts{stamp}"
-        flat_keys = functools.partial(TenantKeys, verification_bucket=None)
-        today = await _signups(cluster_client, flat_tenant, flat_keys)
+        today = await _signups(cluster_client, flat_tenant, TenantKeys)
         in_buckets = await _signups(cluster_client, bucketed_tenant, bucketed_ids)
         assert in_buckets.answers == today.answers
         statuses = [
@@ -545,8 +537,8 @@ class TestSignupsRunClean:
     ) -> None:
         """Its account is another bucket's: the place refuses (FAILED_PRECONDITION), taking no place."""
         tenant = f"probebktu{time.time_ns()}"
-        probe = _Signups(cluster_client, tenant, bucketed_ids, [])
-        vid = await probe.challenged(OWNER_PS, OWNER, label="unwalked")
+        probe = _Signups(cluster_client, tenant, bucketed_ids)
+        vid = await probe.challenged(OWNER_PS, OWNER)
         keys = bucketed_ids(tenant)
         await cluster_client.sadd(keys.identity_accounts(SIGNUP_REF), SQUATTER_PS)  # 0.1.0's, no field
         with pytest.raises(FailedPrecondition) as refused:
