@@ -94,6 +94,7 @@ from idverify.store.erasures import RedisErasureStore
 from idverify.store.identity_checks import RedisIdentityChecks
 from idverify.store.identity_records import RedisIdentityRecords
 from idverify.store.incident_reads import RedisIncidentStore
+from idverify.store.integration_leases import RedisIntegrationLeases
 from idverify.store.intent_repairs import RedisIntentRepairs
 from idverify.store.key_checks import RedisKeyChecks
 from idverify.store.keys import GlobalKeys
@@ -484,6 +485,7 @@ async def start(
                 clients.tenants,
                 interval_seconds=settings.audit_integration_interval_seconds,
                 sequencer=stage_sequencer(redis, scripts, settings.audit_stage_buckets),
+                leases=RedisIntegrationLeases(scripts),
             )
         ),
         # Beside it, the repairer of step sequences left half done (a Cluster's cancellations),

@@ -2,14 +2,20 @@
 
 Kept apart from ``flows.audit`` (the auditor's reads): the signing key, the witness directories
 and the rollback guard come from the configuration, and the integration loop runs in every
-replica for as long as the server does.
+replica for as long as the server does. Given :class:`IntegrationLeases` (the port declared here;
+``store.integration_leases.RedisIntegrationLeases`` implements it), one worker at a time folds a
+tenant's rounds, and the others only check its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable, Collection
+from typing import Protocol
 
 from idverify.audit.checkpoint import TreeHeadSigner
 from idverify.audit.pending import PendingStages
@@ -24,12 +30,42 @@ from idverify.domain.tenants import valid_tenant
 from idverify.flows.audit import AuditFlow, AuditLog
 from idverify.privacy.keyring import Keyring
 
-__all__ = ["INTEGRATION_INTERVAL_SECONDS", "build_audit_flow", "integrate_forever"]
+__all__ = [
+    "INTEGRATION_INTERVAL_SECONDS",
+    "IntegrationLeases",
+    "build_audit_flow",
+    "integrate_forever",
+    "lease_ms_for",
+]
 
 # How often each replica folds new entries into the tree.
 INTEGRATION_INTERVAL_SECONDS = 0.5
+# A lease outlives this many rounds of its holder, so that a slow round keeps it; at least
+# MIN_LEASE_MS, so that a short interval does not turn a busy loop's lag into a hand-over; at most
+# MAX_LEASE_MS, so that a dead holder of a long interval's lease keeps no one waiting for hours
+# (its lease then ends between two rounds, and whoever comes round next takes it).
+LEASE_ROUNDS = 4
+MIN_LEASE_MS = 2000
+MAX_LEASE_MS = 10_000
 
 log = logging.getLogger("idverify.audit")
+
+
+class IntegrationLeases(Protocol):
+    """Which worker integrates a tenant's log; every method may raise StoreUnavailable."""
+
+    async def hold(self, tenant: str, token: str, lease_ms: int) -> bool:
+        """Takes or renews the tenant's lease for ``token``; False while another token holds it."""
+        ...
+
+    async def give(self, tenant: str, token: str) -> None:
+        """Gives the tenant's lease back, if ``token`` holds it."""
+        ...
+
+
+def lease_ms_for(interval_seconds: float) -> int:
+    """How long an integration lease lasts, in ms, for rounds ``interval_seconds`` apart."""
+    return min(MAX_LEASE_MS, max(MIN_LEASE_MS, round(LEASE_ROUNDS * interval_seconds * 1000)))
 
 
 def build_audit_flow(
@@ -65,25 +101,46 @@ async def integrate_forever(
     *,
     interval_seconds: float = INTEGRATION_INTERVAL_SECONDS,
     sequencer: StageSequencer | None = None,
+    leases: IntegrationLeases | None = None,
 ) -> None:
     """Keeps every tenant's tree close behind its log, so that heads and proofs stay fast.
 
     With a ``sequencer`` (``audit_stage_buckets`` set) each tenant's staged entries are folded
-    into its log first, so that the round integrates them too. Runs in every replica; they share
-    the work through the sequencer's and the integrator's check-and-sets. Failures
-    are logged and retried at the next round (Redis being down is the health watcher's news); a
-    tenant whose round is refused (its tiles stopped, its tree kept in tiles this server lacks)
-    does not hold back the others.
+    into its log first, so that the round integrates them too. Runs in every replica. With
+    ``leases``, a tenant's rounds are run by the worker holding its lease (taken by whoever asks
+    first, renewed every round, lost within ``lease_ms_for(interval_seconds)`` when its holder
+    dies): without one, workers racing each other fold the same entries and all but one lose
+    their round to the check-and-set, CPU spent for nothing. Correctness never rests on the
+    lease: the sequencer's and the integrator's check-and-sets still decide, so a lease that
+    lapsed during a long round, or a replica of a release without leases, only costs a race.
+    Failures are logged and retried at the next round (Redis being down is the health watcher's
+    news); a tenant whose round is refused (its tiles stopped, its tree kept in tiles this server
+    lacks) does not hold back the others, and its lease is given back for a replica that can
+    integrate it: this worker goes on trying without the lease until its rounds pass again.
     """
+    rounds = _TenantRounds(flow, sequencer, leases, lease_ms_for(interval_seconds))
+    try:
+        await _integrate_rounds(flow, tenants, rounds, interval_seconds)
+    finally:
+        await rounds.give_back_all()  # a worker stopped: the next takes over at once
+
+
+async def _integrate_rounds(
+    flow: AuditFlow,
+    tenants: Callable[[], Awaitable[Collection[str]]],
+    rounds: _TenantRounds,
+    interval_seconds: float,
+) -> None:
     refused: dict[str, str] = {}  # tenant: the reason last logged, so a stopped tenant logs once
     while True:
         try:
             for tenant in sorted({*await tenants(), *flow.configured_tenants}):
                 try:
-                    await _sequence_and_integrate(flow, sequencer, tenant)
+                    await rounds.run(tenant, leased=tenant not in refused)
                 except IdverifyError as error:
                     if isinstance(error, StoreUnavailable):
                         raise
+                    await rounds.give_back(tenant)
                     if refused.get(tenant) != error.reason:
                         log.warning("audit integration of %s refused: %s", tenant, error.reason)
                     refused[tenant] = error.reason
@@ -98,7 +155,44 @@ async def integrate_forever(
         await asyncio.sleep(interval_seconds)
 
 
-async def _sequence_and_integrate(flow: AuditFlow, sequencer: StageSequencer | None, tenant: str) -> None:
-    if sequencer is not None:
-        await sequencer.sequence(tenant)
-    await flow.integrate(tenant)
+class _TenantRounds:
+    """One worker's rounds of a tenant: sequenced, then integrated, under its lease if leased."""
+
+    def __init__(
+        self,
+        flow: AuditFlow,
+        sequencer: StageSequencer | None,
+        leases: IntegrationLeases | None,
+        lease_ms: int,
+    ) -> None:
+        self._flow = flow
+        self._sequencer = sequencer
+        self._leases = leases
+        self._lease_ms = lease_ms
+        # The pid tells an operator (and a test) which process holds a lease; the random part
+        # keeps two hosts' equal pids apart.
+        self._token = f"{os.getpid()}:{secrets.token_hex(8)}"
+        self._held: set[str] = set()
+
+    async def run(self, tenant: str, *, leased: bool) -> None:
+        """A round of ``tenant``; with ``leased``, only while this worker holds its lease."""
+        if leased and self._leases is not None:
+            if not await self._leases.hold(tenant, self._token, self._lease_ms):
+                self._held.discard(tenant)
+                return  # another worker integrates it
+            self._held.add(tenant)
+        if self._sequencer is not None:
+            await self._sequencer.sequence(tenant)
+        await self._flow.integrate(tenant)
+
+    async def give_back(self, tenant: str) -> None:
+        """Gives the tenant's lease back (if held), for a worker whose rounds it does not refuse."""
+        if self._leases is not None:
+            self._held.discard(tenant)
+            await self._leases.give(tenant, self._token)
+
+    async def give_back_all(self) -> None:
+        """Gives back every lease this worker holds, as far as Redis answers (it is stopping)."""
+        for tenant in sorted(self._held):
+            with contextlib.suppress(Exception):  # an unanswered give ends with the lease's TTL
+                await self.give_back(tenant)

@@ -38,6 +38,7 @@ personal data or raw account ids.
 | ``iv1:{t:T}:audit:ix:method:<method id>`` | string | the entry numbers of a method, likewise |
 | ``iv1:{t:T}:audit:tree:<level>:<chunk>`` | string | stored Merkle nodes of one level, 32 bytes each |
 | ``iv1:{t:T}:audit:treehead`` | hash | tree ``size``, ``root``, compact ``range``; last signed ``head_*`` |
+| ``iv1:{t:T}:audit:integrating`` | string | the token of the worker integrating the log (TTL: its lease) |
 | ``iv1:{t:T}:audit:signing-key`` | string | the signing key id the log last recorded a rotation to |
 | ``iv1:{t:T:B}:audit:stage`` | stream | bucket B's staged entries: ``b`` body, ``ms``, ``ea``/``ef``/``c`` |
 | ``iv1:{t:T}:audit:stage-cursor`` | hash | bucket -> the last staged stream id sequenced into the log |
@@ -363,6 +364,10 @@ class TenantKeys:
     def audit_tree_head(self) -> str:
         """The integrated tree's size, root and compact range, and the last signed head."""
         return f"{self._base}:audit:treehead"
+
+    def audit_integration_lease(self) -> str:
+        """The token of the worker that integrates the log's tree, while its lease lasts."""
+        return f"{self._base}:audit:integrating"
 
     def audit_signing_key(self) -> str:
         """The signing key id the log last recorded a rotation to (each rotation is one entry)."""

@@ -141,6 +141,8 @@ SCRIPT_NAMES = (
     "incident_holdings",
     "incident_report",
     "audit_integrate",
+    # The lease that lets one worker integrate a tenant's log while the others skip it.
+    "audit_integration_lease",
     # Appends a bucket's staged audit entries to the tenant's log, behind the bucket's cursor.
     "audit_sequence",
     # Reads a bucket's staged entries as the sequencer would judge them: QueryEvents' pending ones.

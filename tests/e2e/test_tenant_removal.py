@@ -37,6 +37,8 @@ PEOPLE = 10
 COPIES = 300  # of each of the leaving tenant's account records: 3,010 accounts
 # Servers rewrite these while they run, whatever any tenant does.
 VOLATILE_GLOBALS = (b"iv1:{global}:keyring:", b"iv1:{global}:clock-floor")
+# A tenant's integration lease: renewed by whichever worker integrates its log, ended by its TTL.
+VOLATILE_TENANT_KEYS = b":audit:integrating"
 
 
 def tenants(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -85,7 +87,7 @@ def snapshot(store: redis.Redis, pattern: bytes) -> dict[bytes, Snapshot]:
     """Every matching key, but those the servers rewrite whatever the tenants do."""
     found: dict[bytes, Snapshot] = {}
     for key in store.scan_iter(match=pattern, count=1000):
-        if not key.startswith(VOLATILE_GLOBALS):
+        if not key.startswith(VOLATILE_GLOBALS) and not key.endswith(VOLATILE_TENANT_KEYS):
             kind = store.type(key)
             value = store.hgetall(key) if kind == b"hash" else store.smembers(key) if kind == b"set" else None
             found[key] = (store.dump(key), store.pttl(key), value)
