@@ -395,9 +395,10 @@ class Settings:
     # today's scripts all append in place. Every server and command of a deployment must agree:
     # the streams of buckets a sequencer does not know are never read.
     audit_stage_buckets: int = 0
-    # How often every worker sequences the staged entries and integrates the trees (0.05 s to an
-    # hour): how long a staged entry stays pending, and a new entry unproven, at most. Heads and
-    # proofs integrate what they need anyway. Tests that hold entries pending lengthen it.
+    # How often the worker holding a tenant's integration lease sequences its staged entries and
+    # integrates its tree (0.05 s to an hour): how long a staged entry stays pending, and a new
+    # entry unproven, at most (a round more when a killed holder's lease has to end first).
+    # Heads and proofs integrate what they need anyway. Tests that hold entries pending lengthen it.
     audit_integration_interval_seconds: float = 0.5
     # A keyring or signing key file that other users can read stops start-up unless this is on
     # (then a warning): for a mount whose mode the operator cannot change.
