@@ -55,10 +55,15 @@ _LOGGABLE = re.compile(r"(?:unbind|erase|bind|place):[0-9a-f]{32}|move:[0-9a-f]{
 
 @dataclass(frozen=True, slots=True)
 class DueIntent:
-    """An intent whose retry time has passed: its member and that time, as read (epoch ms)."""
+    """An intent whose retry time has passed: its member and that time, as read (epoch ms).
+
+    ``index``: the store's name of the index it was read from (a bucketed tenant has one per
+    bucket), so that the repair takes it there; '' for the tenant's one.
+    """
 
     member: str
     retry_after_ms: int
+    index: str = ""
 
 
 class RepairOutcome(Enum):

@@ -17,7 +17,7 @@ repair writes none: the interrupted call's entries are already in the log, once.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from idverify.flows.erasure import Cancellation
@@ -55,15 +55,22 @@ class BoundAccount:
 
 
 class CancellationSteps:
-    """Builds and runs a cancellation's steps on a :class:`StepRunner`."""
+    """Builds and runs a cancellation's steps on a :class:`StepRunner`.
 
-    def __init__(self, runner: StepRunner) -> None:
+    ``keys`` names a tenant's keys (today's by default; a bucketed tenant's puts the account's
+    step, its intent, erasure queue member and entries in the account's bucket, and the
+    identity's step and its queue member in the identity's).
+    """
+
+    def __init__(self, runner: StepRunner, *, keys: Callable[[str], TenantKeys] = TenantKeys) -> None:
         self._runner = runner
+        self._keys = keys
 
     async def cancel(self, tenant: str, cancellation: Cancellation, read: BoundAccount) -> int | None:
         """Cancels the account as read; its erasure's due time, or None when the read went stale."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         account_ps = cancellation.account_pseudonym
+        account = keys.account(account_ps)
         member = intent_member(account_ps)
         chained = self._runner.chained
         due_ms = cancellation.due_ms
@@ -72,12 +79,12 @@ class CancellationSteps:
         first = ChainStep(
             "cancel_account",
             [
-                keys.account(account_ps),
+                account,
                 keys.account_verifications(account_ps),
-                keys.erasure_due(),
-                keys.audit_log(),
-                keys.intents(),
-                keys.intent(member),
+                keys.erasure_due(beside=account),
+                keys.audit_entries(account),
+                keys.intents(beside=account),
+                keys.intent(member, beside=account),
                 *(keys.verification(v) for v in read.live),
             ],
             [
@@ -93,7 +100,16 @@ class CancellationSteps:
             proceed_on=("OK",),
         )
         # An account never bound has no other step, and its one writes no intent.
-        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",)) if tail else None
+        intent = (
+            Intent(
+                keys.intents(beside=account),
+                keys.intent(member, beside=account),
+                member,
+                removed_after=("OK",),
+            )
+            if tail
+            else None
+        )
         replies = await self._runner.run("cancel", [first, *tail], intent=intent)
         # {'OK', due ms} cancelled now, {'DONE', first due ms} before (a pending intent is the
         # repairer's to finish); {'RETRY'} when the read above went stale.
@@ -102,11 +118,15 @@ class CancellationSteps:
 
     async def resume(self, tenant: str, account_ps: str, ref: str, tag: str, due_ms: int) -> None:
         """Runs the steps after the account's from its intent, then removes the intent."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
+        account = keys.account(account_ps)
         member = intent_member(account_ps)
         steps = self._tail(keys, account_ps, ref, tag, due_ms, chained=False)
         intent = Intent(
-            keys.intents(), keys.intent(member), member, removed_after=("KEPT", "LAST", "MOVING", "GONE")
+            keys.intents(beside=account),
+            keys.intent(member, beside=account),
+            member,
+            removed_after=("KEPT", "LAST", "MOVING", "GONE"),
         )
         await self._runner.run("cancel-repair", steps, intent=intent, chain=False)
 
@@ -122,10 +142,11 @@ class CancellationSteps:
         repair of this sequence would find the old ref gone. Chained, the names' step is in the
         same EVAL, and the record is left as it was.
         """
+        identity = keys.identity(ref)
         steps = [
             ChainStep(
                 "cancel_identity",
-                [keys.identity(ref), keys.identity_accounts(ref), keys.erasure_due()],
+                [identity, keys.identity_accounts(ref), keys.erasure_due(beside=identity)],
                 [account_ps, ref, due_ms, "" if chained else tag],
                 proceed_on=("LAST",),
             )

@@ -12,7 +12,7 @@ step is done (the account is gone) and its entry already written, once.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from idverify.store.bucket_steps import Intent, StepRunner
 from idverify.store.connection import as_text
@@ -31,10 +31,15 @@ def intent_member(account_ps: str) -> str:
 
 
 class ErasureSteps:
-    """Builds and runs an account's erasure's steps on a :class:`StepRunner`."""
+    """Builds and runs an account's erasure's steps on a :class:`StepRunner`.
 
-    def __init__(self, runner: StepRunner) -> None:
+    ``keys`` names a tenant's keys (today's by default; a bucketed tenant's puts the account's
+    step, its queue, intent and entry in the account's bucket).
+    """
+
+    def __init__(self, runner: StepRunner, *, keys: Callable[[str], TenantKeys] = TenantKeys) -> None:
         self._runner = runner
+        self._keys = keys
 
     async def erase(
         self, tenant: str, account_ps: str, request_json: str, ids: Sequence[str], extra: Sequence[str]
@@ -44,25 +49,26 @@ class ErasureSteps:
         Its first step's reply: ``OK`` erased now, ``GONE`` not queued or not due (or its
         cancellation not finished yet), ``RETRY`` its verifications changed since they were read.
         """
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
+        account = keys.account(account_ps)
         member = intent_member(account_ps)
         delay = "" if self._runner.chained else self._runner.intent_delay_ms(2)
         first = ChainStep(
             "erase_account",
             [
-                keys.erasure_due(),
-                keys.audit_log(),
-                keys.account(account_ps),
+                keys.erasure_due(beside=account),
+                keys.audit_entries(account),
+                account,
                 keys.consent(account_ps),
                 keys.account_verifications(account_ps),
-                keys.intents(),
-                keys.intent(member),
+                keys.intents(beside=account),
+                keys.intent(member, beside=account),
                 *extra,
             ],
             [account_ps, request_json, json.dumps(list(ids)), delay],
             proceed_on=("OK",),
         )
-        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",))
+        intent = self._intent(keys, account_ps)
         # Step by step, a read of the account in flight records after its own read: the erased
         # account is named for it a while (store.read_steps).
         keep = "" if self._runner.chained else str(ERASED_KEEP_MS)
@@ -72,11 +78,18 @@ class ErasureSteps:
 
     async def resume(self, tenant: str, account_ps: str) -> None:
         """Runs the minutes' step from the intent, then removes the intent."""
-        keys = TenantKeys(tenant)
-        member = intent_member(account_ps)
-        intent = Intent(keys.intents(), keys.intent(member), member, removed_after=("OK",))
+        keys = self._keys(tenant)
+        intent = self._intent(keys, account_ps)
         minutes = self._minutes(keys, account_ps, str(ERASED_KEEP_MS))
         await self._runner.run("erase-repair", [minutes], intent=intent, chain=False)
+
+    @staticmethod
+    def _intent(keys: TenantKeys, account_ps: str) -> Intent:
+        """The intent ``erase:<ps>``, in the account's bucket: removed once the minutes' step is done."""
+        account, member = keys.account(account_ps), intent_member(account_ps)
+        return Intent(
+            keys.intents(beside=account), keys.intent(member, beside=account), member, removed_after=("OK",)
+        )
 
     @staticmethod
     def _minutes(keys: TenantKeys, account_ps: str, keep: str) -> ChainStep:

@@ -4,16 +4,19 @@
 what is overdue); this adapter reads and writes the records in typed values: the global set of
 tenants with erasures (``iv1:{global}:erasure:tenants``), each tenant's queue (a sorted set of
 ``a:<account pseudonym>`` and ``i:<identity ref>`` members scored by their due time, in the
-tenant's slot), a cancellation's steps (``store.cancellation_steps``), an account's erasure's
-(``store.erasure_steps``) and ``erase_identity.lua``, whose replies are decoded here once.
+tenant's slot; a bucketed tenant has one per bucket, each member beside its subject's key, all
+read at once: ``store.bucket_indexes``), a cancellation's steps (``store.cancellation_steps``),
+an account's erasure's (``store.erasure_steps``) and ``erase_identity.lua``, whose replies are
+decoded here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from idverify.flows.erasure import Cancellation, EraseOutcome, ErasureItem, ErasureKind, ScheduledErasure
+from idverify.store.bucket_indexes import due_in_each
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.cancellation_steps import BoundAccount, CancellationSteps
 from idverify.store.connection import RedisClient, as_text, translate_errors
@@ -51,13 +54,24 @@ class RedisErasureStore(ScriptedStore):
     Args:
         steps: the runner of a cancellation's and an account's erasure's steps (the crash tests
             pass one that runs them one by one on one node too); by default the scripts' own.
+        keys: names a tenant's keys: today's by default; a bucketed tenant's has a queue per
+            bucket (an account's member in its account's, an identity's in its ref's), which
+            the worker reads all of.
     """
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, *, steps: StepRunner | None = None) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        *,
+        steps: StepRunner | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
         super().__init__(redis, scripts)
         runner = steps or StepRunner(scripts)
-        self._cancellation = CancellationSteps(runner)
-        self._erasure = ErasureSteps(runner)
+        self._keys = keys
+        self._cancellation = CancellationSteps(runner, keys=keys)
+        self._erasure = ErasureSteps(runner, keys=keys)
         # Step by step an identity's erasure waits for its places being finished (intents); one
         # node writes no intents, so its erasure reads none.
         self._step_by_step = not runner.chained
@@ -74,7 +88,7 @@ class RedisErasureStore(ScriptedStore):
 
     async def cancel(self, tenant: str, cancellation: Cancellation) -> int | None:
         """Runs a cancellation's steps over the account as read just before; None when it changed."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         account_ps = cancellation.account_pseudonym
         async with translate_errors():
             ref, tag = await self._redis.hmget(keys.account(account_ps), ["identity", "name_tag"])
@@ -87,25 +101,28 @@ class RedisErasureStore(ScriptedStore):
         return await self._cancellation.cancel(tenant, cancellation, read)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[ErasureItem]:
-        """At most ``limit`` queued erasures due by ``until_ms``, soonest first."""
-        async with translate_errors():
-            members = await self._redis.zrangebyscore(
-                TenantKeys(tenant).erasure_due(), "-inf", until_ms, start=0, num=limit
-            )
-        return [_item(member) for member in members]
+        """At most ``limit`` queued erasures due by ``until_ms``, soonest first (of every bucket's queue)."""
+        due = await due_in_each(self._redis, self._queues(tenant), until_ms, limit)
+        return [_item(each.member) for each in due]
+
+    def _queues(self, tenant: str) -> list[str]:
+        """The tenant's erasure queues: one per bucket, or today's one."""
+        keys = self._keys(tenant)
+        return [keys.erasure_due(beside=prefix) for prefix in keys.bucket_prefixes()]
 
     async def erase(self, tenant: str, item: ErasureItem, request_json: str) -> EraseOutcome:
         """Erases ``item`` as read just before: an account's steps, or ``erase_identity.lua``."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         if item.kind is ErasureKind.IDENTITY:
             ref = item.subject
-            intents = [keys.intents()] if self._step_by_step else []
+            identity = keys.identity(ref)
+            intents = [keys.intents(beside=identity)] if self._step_by_step else []
             result = await self._scripts.run(
                 "erase_identity",
                 [
-                    keys.erasure_due(),
-                    keys.audit_log(),
-                    keys.identity(ref),
+                    keys.erasure_due(beside=identity),
+                    keys.audit_entries(identity),
+                    identity,
                     keys.identity_accounts(ref),
                     *intents,
                 ],
@@ -124,8 +141,8 @@ class RedisErasureStore(ScriptedStore):
                 otp_ps = await self._redis.hget(keys.verification(verification_id), "otp_ps")
                 extra.append(keys.verification(verification_id))
                 if otp_ps:
-                    extra.append(keys.otp_failures(as_text(otp_ps)))
-                    extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps)))
+                    extra.append(keys.otp_failures(as_text(otp_ps), account=account_ps))
+                    extra.append(keys.rate_limit("phone_locked_audited", as_text(otp_ps), account=account_ps))
         status = await self._erasure.erase(tenant, account_ps, request_json, ids, extra)
         # GONE: not queued or not due, or its cancellation not finished yet (the next round);
         # RETRY: the account's verifications changed since they were read.
@@ -136,15 +153,18 @@ class RedisErasureStore(ScriptedStore):
         return EraseOutcome.CHANGED
 
     async def scheduled(self, tenant: str) -> list[ScheduledErasure]:
-        """Every queued erasure of ``tenant`` with its due time, in the queue's order."""
-        async with translate_errors():
-            rows = cast(
-                "list[tuple[bytes, float]]",
-                await self._redis.zrange(TenantKeys(tenant).erasure_due(), 0, -1, withscores=True),
-            )
-        return [ScheduledErasure(_item(member), int(score)) for member, score in rows]
+        """Every queued erasure of ``tenant`` with its due time, in the queue's order (soonest first)."""
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            for queue in self._queues(tenant):
+                pipe.zrange(queue, 0, -1, withscores=True)
+            queues = cast("list[list[tuple[bytes, float]]]", await pipe.execute())
+        rows = sorted((int(score), member) for queue in queues for member, score in queue)
+        # A sorted set's own order, by due time then member, as today's one queue answers.
+        return [ScheduledErasure(_item(member), due_ms) for due_ms, member in rows]
 
     async def count_due(self, tenant: str, until_ms: int) -> int:
         """How many queued erasures of ``tenant`` are due by ``until_ms``."""
-        async with translate_errors():
-            return int(await self._redis.zcount(TenantKeys(tenant).erasure_due(), "-inf", until_ms))
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            for queue in self._queues(tenant):
+                pipe.zcount(queue, "-inf", until_ms)
+            return sum(int(count) for count in await pipe.execute())

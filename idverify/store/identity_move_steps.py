@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from idverify.store.bucket_steps import StepRunner
@@ -64,10 +65,15 @@ class MoveRecord:
 
 
 class IdentityMoveSteps:
-    """Builds and runs a re-indexing's steps on a :class:`StepRunner`."""
+    """Builds and runs a re-indexing's steps on a :class:`StepRunner`.
 
-    def __init__(self, runner: StepRunner) -> None:
+    ``keys`` names a tenant's keys (today's by default; a bucketed tenant's puts each record's
+    step and its erasure queue member in its ref's bucket, and the intent in the old one's).
+    """
+
+    def __init__(self, runner: StepRunner, *, keys: Callable[[str], TenantKeys] = TenantKeys) -> None:
         self._runner = runner
+        self._keys = keys
 
     @property
     def chained(self) -> bool:
@@ -76,7 +82,8 @@ class IdentityMoveSteps:
 
     async def move(self, tenant: str, moved: MoveRecord) -> str:
         """Moves the record as read; the first step's reply: OK, SAME, GONE, MOVING or RETRY."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
+        old = keys.identity(moved.old_ref)
         member = intent_member(moved.old_ref)
         tail = self._tail(keys, moved)
         # One step more than the chain's: the names' step of a record its settling left empty.
@@ -84,11 +91,11 @@ class IdentityMoveSteps:
         first = ChainStep(
             "move_out",
             [
-                keys.identity(moved.old_ref),
+                old,
                 keys.identity_accounts(moved.old_ref),
-                keys.erasure_due(),
-                keys.intents(),
-                keys.intent(member),
+                keys.erasure_due(beside=old),
+                keys.intents(beside=old),
+                keys.intent(member, beside=old),
             ],
             [moved.old_ref, moved.new_ref, moved.read, moved.move, delay],
             proceed_on=("OK",),
@@ -104,7 +111,7 @@ class IdentityMoveSteps:
 
     async def resume(self, tenant: str, moved: MoveRecord) -> None:
         """Runs the steps after the first from its intent; the last removes the intent."""
-        await self._after_out("move-repair", TenantKeys(tenant), moved, done=0)
+        await self._after_out("move-repair", self._keys(tenant), moved, done=0)
 
     async def _after_out(self, sequence: str, keys: TenantKeys, moved: MoveRecord, *, done: int) -> None:
         """The steps after the first, one by one: the settling step is told whose accounts stayed.
@@ -143,9 +150,10 @@ class IdentityMoveSteps:
     @staticmethod
     def _settle(keys: TenantKeys, moved: MoveRecord, due: str, stayed: list[str]) -> ChainStep:
         """The new record's mark cleared, and the members whose accounts did not follow dropped."""
+        new = keys.identity(moved.new_ref)
         return ChainStep(
             "move_settle",
-            [keys.identity(moved.new_ref), keys.identity_accounts(moved.new_ref), keys.erasure_due()],
+            [new, keys.identity_accounts(moved.new_ref), keys.erasure_due(beside=new)],
             [moved.old_ref, moved.new_ref, due, *stayed],
             proceed_on=("OK", "LAST"),
         )
@@ -154,12 +162,13 @@ class IdentityMoveSteps:
     def _tail(keys: TenantKeys, moved: MoveRecord) -> list[ChainStep]:
         """The arrival, each member's account, the arrival's mark cleared, the old record finished."""
         old, new = moved.old_ref, moved.new_ref
+        old_record, new_record = keys.identity(old), keys.identity(new)
         move = json.loads(moved.move)
         binding_was = str(json.loads(moved.read)["fields"].get("name_binding", ""))
         return [
             ChainStep(
                 "move_in",
-                [keys.identity(new), keys.identity_accounts(new), keys.erasure_due()],
+                [new_record, keys.identity_accounts(new), keys.erasure_due(beside=new_record)],
                 [old, new, moved.read, str(move["binding"]), str(move["pepper"])],
                 proceed_on=("OK", "DONE"),
             ),
@@ -173,11 +182,11 @@ class IdentityMoveSteps:
             ChainStep(
                 "move_finish",
                 [
-                    keys.identity(old),
+                    old_record,
                     keys.identity_accounts(old),
-                    keys.erasure_due(),
-                    keys.intents(),
-                    keys.intent(intent_member(old)),
+                    keys.erasure_due(beside=old_record),
+                    keys.intents(beside=old_record),
+                    keys.intent(intent_member(old), beside=old_record),
                 ],
                 [old, new, int(move["forward_ms"]), binding_was],
             ),

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import cast
+from collections.abc import Callable
 
 from idverify.flows.bucket_repair import DueIntent, Repair, RepairOutcome
 from idverify.store.binding_steps import BIND_KIND, PLACE_KIND, BindingSteps, PlaceIntent, Pointing
+from idverify.store.bucket_indexes import due_in_each
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.cancellation_steps import INTENT_KIND as UNBIND
 from idverify.store.cancellation_steps import CancellationSteps
@@ -49,7 +50,13 @@ def _move_repair_steps(members: int) -> int:
 
 
 class RedisIntentRepairs(ScriptedStore):
-    """``flows.bucket_repair.IntentRepairs`` over Redis."""
+    """``flows.bucket_repair.IntentRepairs`` over Redis.
+
+    ``keys`` names a tenant's keys: today's by default, one index of intents; a bucketed tenant's
+    has one in each bucket, read all at once (pipelined per node), each intent taken and its
+    record read beside the index it was found in. A binding's intents are still named as
+    today's (``BindingSteps`` takes no namer yet).
+    """
 
     def __init__(
         self,
@@ -58,30 +65,41 @@ class RedisIntentRepairs(ScriptedStore):
         *,
         steps: StepRunner | None = None,
         pointing: Pointing | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
     ) -> None:
         """``pointing``: where an identity that moved under a binding lives now (``BindingSteps``)."""
         super().__init__(redis, scripts)
         self._runner = steps or StepRunner(scripts)
-        self._cancellation = CancellationSteps(self._runner)
-        self._erasure = ErasureSteps(self._runner)
+        self._keys = keys
+        self._cancellation = CancellationSteps(self._runner, keys=keys)
+        self._erasure = ErasureSteps(self._runner, keys=keys)
         self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
-        self._move = IdentityMoveSteps(self._runner)
+        self._move = IdentityMoveSteps(self._runner, keys=keys)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:
-        """At most ``limit`` intents due by ``until_ms``, soonest first."""
-        async with translate_errors():
-            rows = cast(
-                "list[tuple[bytes, float]]",
-                await self._redis.zrangebyscore(
-                    TenantKeys(tenant).intents(), "-inf", until_ms, start=0, num=limit, withscores=True
-                ),
-            )
-        return [DueIntent(as_text(member), int(score)) for member, score in rows]
+        """At most ``limit`` intents due by ``until_ms``, soonest first, of every bucket's index."""
+        keys = self._keys(tenant)
+        indexes = [keys.intents(beside=prefix) for prefix in keys.bucket_prefixes()]
+        due = await due_in_each(self._redis, indexes, until_ms, limit)
+        return [DueIntent(each.member, each.score, each.index) for each in due]
+
+    def _index_of(self, keys: TenantKeys, kind: str, subject: str, intent: DueIntent) -> str:
+        """The index the intent was read from; one not said is an account's (``unbind``, ``erase``).
+
+        Without a layout, the tenant's one index whatever is said.
+        """
+        if not keys.bucketed:
+            return keys.intents()
+        if intent.index:
+            return intent.index
+        return keys.intents(beside=keys.account(subject if kind in {UNBIND, ERASE} else ""))
 
     async def repair(self, tenant: str, intent: DueIntent) -> Repair:
         """Takes ``intent`` and finishes its sequence (see ``intent_take.lua`` for what is refused)."""
-        keys = TenantKeys(tenant)
+        keys = self._keys(tenant)
         kind, _, subject = intent.member.partition(":")
+        index = self._index_of(keys, kind, subject, intent)
+        record = keys.intent(intent.member, beside=index)
         # The account the intent names, when it names one of a kind this release knows, or for a
         # binding's its verification, or a re-indexing's old identity record (its record names
         # it); else any key of the slot, which the take refuses before reading.
@@ -94,7 +112,7 @@ class RedisIntentRepairs(ScriptedStore):
             named = [keys.verification(subject)]
         elif kind == MOVE:
             async with translate_errors():
-                old, read = await self._redis.hmget(keys.intent(intent.member), ["old", "read"])
+                old, read = await self._redis.hmget(record, ["old", "read"])
             named = [keys.identity(as_text(old or b""))]
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 steps = _move_repair_steps(len(json.loads(read or b"")["members"]))
@@ -102,7 +120,7 @@ class RedisIntentRepairs(ScriptedStore):
             named = [keys.account(subject if kind in {UNBIND, ERASE} else "")]
         taken = await self._scripts.run(
             "intent_take",
-            [keys.intents(), keys.intent(intent.member), *named],
+            [index, record, *named],
             [intent.member, intent.retry_after_ms, self._runner.intent_delay_ms(steps), *outcome],
         )
         status = as_text(taken[0])
@@ -158,5 +176,12 @@ class RedisIntentRepairs(ScriptedStore):
             await self._binding.resume_place(tenant, place)
 
     def key_of(self, tenant: str, member: str) -> str:
-        """The intent's record key."""
-        return TenantKeys(tenant).intent(member)
+        """The intent's record key (a bucketed tenant's: its bucket's, when its member says it)."""
+        keys = self._keys(tenant)
+        kind, _, subject = member.partition(":")
+        if not keys.bucketed:
+            return keys.intent(member)
+        if kind in {UNBIND, ERASE}:
+            return keys.intent(member, beside=keys.account(subject))
+        # A binding's or a move's bucket is not in its member: named by the member alone.
+        return f"intent {member} of tenant {tenant}"

@@ -183,6 +183,16 @@ class TenantKeys:
         """Whether the bucketed families are named in their buckets (a layout was given)."""
         return self._labels is not None
 
+    def bucket_prefixes(self) -> list[str]:
+        """Each bucket's key prefix with its tag (``iv1:{t:T:<label>}``), in bucket order.
+
+        A reader of every bucket's own index (its intents, erasures due) names each ``beside``
+        one of these. Without a layout, the tenant's one prefix: today's one index.
+        """
+        if self._labels is None:
+            return [self._base]
+        return [f"{PREFIX}:{{{label}}}" for label in self._labels]
+
     def _bucket_base(self, name: str) -> str:
         """The prefix of the bucket of ``name`` (a pseudonym or ref); the tenant's without a layout."""
         if self._labels is None:

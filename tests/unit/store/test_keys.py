@@ -82,6 +82,13 @@ def _slot_of(key: str) -> int:
 class TestWithoutALayout:
     """Every server today: the names are the ones the data holds, whatever places a key in a bucket."""
 
+    def test_the_tenant_has_one_index_of_intents_and_of_erasures(self, keyring: Keyring) -> None:
+        """A reader of every bucket's index reads today's one key of each."""
+        keys = _namers(None, keyring)
+        [prefix] = keys.bucket_prefixes()
+        assert keys.intents(beside=prefix) == keys.intents() == f"iv1:{{t:{TENANT}}}:intents"
+        assert keys.erasure_due(beside=prefix) == f"iv1:{{t:{TENANT}}}:erasure:due"
+
     def test_every_bucketed_family_keeps_its_name_byte_for_byte(self, keyring: Keyring) -> None:
         """The names are pinned as text, so a namer that moved any of them fails here."""
         keys = _namers(None, keyring)
@@ -150,6 +157,20 @@ class TestWithoutALayout:
 
 class TestWithALayout:
     """A bucketed tenant: each family of §2's table in its bucket's slot, the tenant-wide ones in T's."""
+
+    def test_each_buckets_index_is_named_beside_its_prefix_in_its_slot(
+        self, layout: BucketLayout, keyring: Keyring
+    ) -> None:
+        """A reader of every bucket's intents and erasures due names 1,024 keys, bucket b's in b's slot."""
+        keys = _namers(layout, keyring)
+        prefixes = keys.bucket_prefixes()
+        assert len(prefixes) == BUCKETS
+        for bucket, prefix in enumerate(prefixes):
+            assert {_slot_of(keys.intents(beside=prefix)), _slot_of(keys.erasure_due(beside=prefix))} == {
+                bucket_slot(TENANT, bucket)
+            }
+        # An account's index is the one of its bucket's prefix.
+        assert keys.intents(beside=keys.account(ACCOUNT)) == keys.intents(beside=prefixes[bucket_of(ACCOUNT)])
 
     def test_an_accounts_families_are_in_its_pseudonyms_bucket(
         self, layout: BucketLayout, keyring: Keyring
