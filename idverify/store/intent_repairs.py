@@ -54,8 +54,7 @@ class RedisIntentRepairs(ScriptedStore):
 
     ``keys`` names a tenant's keys: today's by default, one index of intents; a bucketed tenant's
     has one in each bucket, read all at once (pipelined per node), each intent taken and its
-    record read beside the index it was found in. A binding's intents are still named as
-    today's (``BindingSteps`` takes no namer yet).
+    record read beside the index it was found in, and its sequence resumed with the same namer.
     """
 
     def __init__(
@@ -73,7 +72,7 @@ class RedisIntentRepairs(ScriptedStore):
         self._keys = keys
         self._cancellation = CancellationSteps(self._runner, keys=keys)
         self._erasure = ErasureSteps(self._runner, keys=keys)
-        self._binding = BindingSteps(self._runner, scripts, pointing=pointing)
+        self._binding = BindingSteps(self._runner, scripts, pointing=pointing, keys=keys)
         self._move = IdentityMoveSteps(self._runner, keys=keys)
 
     async def due(self, tenant: str, until_ms: int, limit: int) -> list[DueIntent]:
@@ -107,7 +106,7 @@ class RedisIntentRepairs(ScriptedStore):
         named: list[str] = []
         outcome: list[str] = []
         if kind == PLACE_KIND:
-            outcome = await self._place_outcome(tenant, intent.member, subject)
+            outcome = await self._place_outcome(keys, record, subject)
         elif kind == BIND_KIND:
             named = [keys.verification(subject)]
         elif kind == MOVE:
@@ -142,7 +141,7 @@ class RedisIntentRepairs(ScriptedStore):
         await self._cancellation.resume(tenant, subject, ref, tag, int(due_ms))
         return Repair(RepairOutcome.REPAIRED)
 
-    async def _place_outcome(self, tenant: str, member: str, verification_id: str) -> list[str]:
+    async def _place_outcome(self, keys: TenantKeys, record: str, verification_id: str) -> list[str]:
         """How a ``place:`` intent's verification ended, read in the account's bucket before the take.
 
         The take runs in the identity's bucket and cannot read it (``intent_take.lua`` says why an
@@ -150,11 +149,9 @@ class RedisIntentRepairs(ScriptedStore):
         bucket); an intent without them is the take's to drop, and nothing is read for it.
         Returns ``bind_outcome.lua``'s answer, then the account and ref it was read for.
         """
-        keys = TenantKeys(tenant)
         async with translate_errors():
             account_ps, ref = (
-                as_text(value or b"")
-                for value in await self._redis.hmget(keys.intent(member), ["acct", "ref"])
+                as_text(value or b"") for value in await self._redis.hmget(record, ["acct", "ref"])
             )
         if not account_ps or not ref:
             return ["", account_ps, ref]
