@@ -245,11 +245,16 @@ async def _run_or_repair(
 ) -> Any:
     """``call``'s answer; when its worker died, None once a later repairer pass finished its sequence."""
     try:
-        return await call
+        answer = await call
     except Killed:
         assert killed_after is not None
+    else:
+        assert killed_after is None, f"no step {killed_after} to be killed after"
+        return answer
     repairs = cancel_crash.LaterRepairs(client, Scripts(client), keys=namer)
-    assert await BucketRepairer(repairs).repair(tenant) == 1
+    finished = await BucketRepairer(repairs).repair(tenant)
+    left = await _intents_left(client, tenant, namer)
+    assert (finished, left) == (1, 0)
     return None
 
 
@@ -332,8 +337,15 @@ async def _erasures(
     due = await store.due(tenant, await scripts.clock.now_ms(), 64)
     assert due == [ErasureItem(ErasureKind.ACCOUNT, ACCOUNT), ErasureItem(ErasureKind.IDENTITY, REF)]
     request = json.dumps(AUDIT)
+    # An identity's erasure is one script: only the account's has steps to be killed after.
     outcomes = [
-        await _run_or_repair(client, tenant, namer, store.erase(tenant, item, request), killed_after)
+        await _run_or_repair(
+            client,
+            tenant,
+            namer,
+            store.erase(tenant, item, request),
+            killed_after if item.kind is ErasureKind.ACCOUNT else None,
+        )
         for item in due
     ]
     return outcomes, await _outcome(client, tenant, namer)
@@ -737,3 +749,52 @@ class TestSignupsRunClean:
         assert await cluster_client.hget(keys.verification(vid), "binding") == b"1"
         account = keys.account(OWNER_PS)
         assert await cluster_client.zscore(keys.intents(account), f"bind:{vid}") is not None
+
+
+async def _bound_in_bind_mode(
+    client: RedisClient, tenant: str, namer: Callable[[str], TenantKeys], killed_after: int | None
+) -> dict[str, Any]:
+    """A start in ``bind`` mode step by step, whole or killed after a step and repaired: what it leaves."""
+    scripts = Scripts(client)
+    store = RedisVerificationStore(
+        client,
+        scripts,
+        CodeSendChains(scripts, send_limits(), keys=namer),
+        steps=KilledAfter(scripts, killed_after),
+        keys=namer,
+    )
+    vid = _vid(tenant, SQUATTER_PS)
+    record = verification(SQUATTER_PS, SQUATTER)
+    start = NewVerification(tenant, f"req-{vid}", vid, SQUATTER_PS, record, 600_000, 3, REQUEST_JSON, "bind")
+    written = await _run_or_repair(client, tenant, namer, store.commit(start, _as_is(record)), killed_after)
+    keys = namer(tenant)
+    ref = as_text(await client.hget(keys.account(SQUATTER_PS), "identity") or b"")
+    return {
+        "answer": written is None or written.record.status,
+        "status": await client.hget(keys.verification(vid), "status"),
+        "bound_to": ref,
+        "member": await client.hget(keys.identity(ref), f"m:{SQUATTER_PS}") if ref else None,
+        "members": sorted(as_text(m) for m in await client.smembers(keys.identity_accounts(ref)))
+        if ref
+        else [],
+        "intents": await _intents_left(client, tenant, namer),
+    }
+
+
+class TestABindingRepairedInBuckets:
+    # Its last step removes the intent: killed after it, nothing is left to finish.
+    @pytest.mark.parametrize("killed_after", [1, 2, 3])
+    async def test_a_start_in_bind_mode_killed_after_a_step_is_finished_as_on_todays_layout(
+        self, cluster_client: RedisClient, killed_after: int
+    ) -> None:
+        """The repairer takes the intent in its bucket and ends the binding: bound, a member, none left."""
+        flat_tenant, bucketed_tenant = _tenants(f"bind{killed_after}")
+        whole = await _bound_in_bind_mode(cluster_client, f"{flat_tenant}w", TenantKeys, None)
+        today = await _bound_in_bind_mode(cluster_client, flat_tenant, TenantKeys, killed_after)
+        in_buckets = await _bound_in_bind_mode(cluster_client, bucketed_tenant, bucketed_ids, killed_after)
+        assert in_buckets == today
+        assert {**today, "answer": True} == {**whole, "answer": True}
+        assert whole["status"] == b"VERIFIED"
+        assert whole["bound_to"] == SIGNUP_REF
+        assert whole["members"] == [SQUATTER_PS]
+        assert whole["intents"] == 0
