@@ -44,6 +44,11 @@ __all__ = ["RedisIntentRepairs"]
 _REPAIR_STEPS = 9
 
 
+def _same_tag(key: str, other: str) -> bool:
+    """Whether two keys share their hash tag, so their slot (today every key of a tenant does)."""
+    return key.partition("}")[0] == other.partition("}")[0]
+
+
 def _move_repair_steps(members: int) -> int:
     """A re-indexing's steps after its first: the arrival, each member's, the mark's, the names', the end."""
     return 4 + members
@@ -117,6 +122,11 @@ class RedisIntentRepairs(ScriptedStore):
                 steps = _move_repair_steps(len(json.loads(read or b"")["members"]))
         else:
             named = [keys.account(subject if kind in {UNBIND, ERASE} else "")]
+        if any(not _same_tag(key, index) for key in named):
+            # An intent whose member or record names another bucket's key than its own was planted
+            # there: its record stands in (a key of the slot the take reads as no such subject, so
+            # it is dropped), where the other key would be a cross-slot call failing every round.
+            named = [record]
         taken = await self._scripts.run(
             "intent_take",
             [index, record, *named],

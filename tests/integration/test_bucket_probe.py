@@ -781,6 +781,27 @@ async def _bound_in_bind_mode(
     }
 
 
+class TestAPlantedIntent:
+    @pytest.mark.parametrize("kind", ["unbind", "erase", "move", "bind"])
+    async def test_an_intent_naming_another_buckets_key_is_dropped_not_failing_the_round(
+        self, cluster_client: RedisClient, kind: str
+    ) -> None:
+        """Written into a bucket its subject is not in: the take drops it, and the pass goes on."""
+        _, tenant = _tenants(f"plant{kind}")
+        keys = bucketed_ids(tenant)
+        subject = ACCOUNT if kind in {"unbind", "erase"} else _vid(tenant, ACCOUNT)
+        member = f"{kind}:{subject}"
+        elsewhere = keys.bucket_prefixes()[(bucket_of(ACCOUNT) + 1) % len(keys.bucket_prefixes())]
+        record = {"kind": kind, "subject": subject, "ref": REF, "due_ms": "1", "old": REF, "new": NEW_REF}
+        await cluster_client.hset(
+            keys.intent(member, beside=elsewhere), mapping={**record, "read": "{}", "move": "{}"}
+        )
+        await cluster_client.zadd(keys.intents(beside=elsewhere), {member: 1})
+        repairs = cancel_crash.LaterRepairs(cluster_client, Scripts(cluster_client), keys=bucketed_ids)
+        assert await BucketRepairer(repairs).repair(tenant) == 0
+        assert await _intents_left(cluster_client, tenant, bucketed_ids) == 0
+
+
 class TestABindingRepairedInBuckets:
     # Its last step removes the intent: killed after it, nothing is left to finish.
     @pytest.mark.parametrize("killed_after", [1, 2, 3])
