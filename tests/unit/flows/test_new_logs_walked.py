@@ -9,7 +9,6 @@ test_schema_version_usecase.py``, ``tests/e2e/test_migrate_legacy.py``); a start
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,9 @@ from idverify.testing import RedisProcess, free_port
 from tests.unit.flows.test_server_reports import LEGACY_REPORT, OLD
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of the test's own: the reports and the mark are global keys."""
-    with RedisProcess(tmp_path / "redis", port=free_port()) as server:
-        yield server
-
-
-@pytest.fixture
-async def store(own_server: RedisProcess) -> AsyncIterator[RedisClient]:
-    client = connect(own_server.url, pool_size=2)
-    yield client
-    await client.aclose()
-
-
-async def test_born_walked_while_the_store_records_the_mark(store: RedisClient) -> None:
-    schema = RedisSchemaStore(store)
+async def test_born_walked_while_the_store_records_the_mark(own_client: RedisClient) -> None:
+    """The mark and the reports are global keys: the module's own redis-server, emptied first."""
+    schema = RedisSchemaStore(own_client)
     assert not await new_logs_walked(schema)
     await schema.mark_logs_born_walked()
     assert await new_logs_walked(schema)
@@ -60,20 +46,20 @@ async def test_not_born_walked_when_redis_cannot_be_reached(caplog: pytest.LogCa
 
 @pytest.mark.parametrize("beside_0_1_0", [False, True])
 async def test_a_servers_new_tenant(
-    own_server: RedisProcess, store: RedisClient, tmp_path: Path, beside_0_1_0: bool
+    own_redis: RedisProcess, own_client: RedisClient, tmp_path: Path, beside_0_1_0: bool
 ) -> None:
     """A tenant's first client, created by a started server: its log born walked unless 0.1.0 reports in."""
     if beside_0_1_0:
-        await store.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
+        await own_client.set(GlobalKeys.keyring_instance(OLD), LEGACY_REPORT, px=60_000)
     settings = load_settings(
         environ={},
-        overrides={"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"), "redis_url": own_server.url},
+        overrides={"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"), "redis_url": own_redis.url},
     )
     request = '{"principal":"t/admin/c1","request_id":"r1","trace_id":""}'
     async with running(settings) as app:
         clients = RedisClientStore(app.redis, app.scripts)
         created, _ = await clients.create(NewClient("acme", "c1", Role.ADMIN, "first", "mac", request))
     assert created is ClientCreation.CREATED
-    mark = await store.hget(TenantKeys("acme").audit_head(), "legacy_moved")
+    mark = await own_client.hget(TenantKeys("acme").audit_head(), "legacy_moved")
     assert mark == (None if beside_0_1_0 else b"born")
-    assert await store.exists(GlobalKeys.LOGS_BORN_WALKED) == (0 if beside_0_1_0 else 1)
+    assert await own_client.exists(GlobalKeys.LOGS_BORN_WALKED) == (0 if beside_0_1_0 else 1)
