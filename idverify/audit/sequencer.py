@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -221,9 +221,13 @@ class SequenceReport:
 class StageSequencer:
     """Sequences every bucket of a tenant; one pass per tenant at a time in this process."""
 
-    def __init__(self, store: StagedLog, buckets: int) -> None:
+    def __init__(
+        self, store: StagedLog, buckets: int, *, bucket_count: Callable[[str], int] | None = None
+    ) -> None:
+        """``bucket_count`` says how many buckets a tenant has when not ``buckets`` (its layout's)."""
         self._store = store
         self._buckets = buckets
+        self._bucket_count = bucket_count
         self._locks: dict[str, asyncio.Lock] = {}
         # Damaged cursors already warned of: a warning when one is found, not every pass.
         self._damaged: set[tuple[str, int]] = set()
@@ -232,6 +236,10 @@ class StageSequencer:
     def buckets(self) -> int:
         """How many buckets each tenant's entries are staged in."""
         return self._buckets
+
+    def buckets_of(self, tenant: str) -> int:
+        """How many buckets ``tenant``'s entries are staged in: its layout's, else :attr:`buckets`."""
+        return self._buckets if self._bucket_count is None else self._bucket_count(tenant)
 
     async def sequence(self, tenant: str) -> SequenceReport:
         """Sequences what every bucket of ``tenant`` has staged by now, ``PASS_LIMIT`` a bucket at most.
@@ -247,7 +255,7 @@ class StageSequencer:
                 await self._sequence_bucket(tenant, bucket, report)
 
         async with self._locks.setdefault(tenant, asyncio.Lock()):
-            tasks = [asyncio.ensure_future(one(bucket)) for bucket in range(self._buckets)]
+            tasks = [asyncio.ensure_future(one(bucket)) for bucket in range(self.buckets_of(tenant))]
             try:
                 await asyncio.gather(*tasks)
             finally:
@@ -271,7 +279,7 @@ class StageSequencer:
             StoreUnavailable: when Redis cannot be reached.
         """
         dropped = 0
-        for bucket in range(self._buckets):
+        for bucket in range(self.buckets_of(tenant)):
             dropped += await self._store.drop(tenant, bucket)
         if dropped:
             log.warning(

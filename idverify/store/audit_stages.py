@@ -8,7 +8,7 @@ joins the two slots in one command, so on Cluster each goes to its own shard.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from idverify.audit.pending import StagedRead, StagedView
@@ -27,20 +27,56 @@ from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import BucketKeys, TenantKeys
 from idverify.store.scripts import Scripts
 
-__all__ = ["RedisAuditStages", "is_utf8", "record_digest", "stage_sequencer"]
+__all__ = ["RedisAuditStages", "is_utf8", "record_digest", "stage_sequencer", "stage_streams"]
 
 
-def stage_sequencer(redis: RedisClient, scripts: Scripts, buckets: int) -> StageSequencer | None:
-    """The sequencer of the tenants' staged audit entries (``audit_stage_buckets``), or None for none."""
-    return StageSequencer(RedisAuditStages(redis, scripts), buckets) if buckets else None
+def stage_sequencer(
+    redis: RedisClient, scripts: Scripts, buckets: int, *, keys: Callable[[str], TenantKeys] = TenantKeys
+) -> StageSequencer | None:
+    """The sequencer of the tenants' staged audit entries (``audit_stage_buckets``), or None for none.
+
+    A tenant that ``keys`` names in a layout has its layout's buckets read, in their labels;
+    every other tenant has ``buckets`` numbered ones (today's namer: every tenant).
+    """
+    if not buckets:
+        return None
+
+    def bucket_count(tenant: str) -> int:
+        return keys(tenant).bucket_count or buckets
+
+    return StageSequencer(RedisAuditStages(redis, scripts, keys=keys), buckets, bucket_count=bucket_count)
+
+
+def stage_streams(tenant: str, keys: TenantKeys) -> Callable[[int], str]:
+    """Names ``tenant``'s stage stream by bucket, as ``keys`` names the tenant.
+
+    With a layout, the bucket's label's stream, where a step given a key of the bucket stages
+    its entry (``TenantKeys.audit_entries``); without one, today's numbered ``{t:T:<bucket>}``
+    (``audit_stage_buckets``). Kept out of ``TenantKeys``, whose keys without a layout are all
+    in the tenant's slot.
+    """
+    if not keys.bucketed:
+        return lambda bucket: BucketKeys(tenant, bucket).audit_stage()
+    prefixes = keys.bucket_prefixes()
+    return lambda bucket: keys.audit_entries(prefixes[bucket])
 
 
 class RedisAuditStages:
     """Stage streams, cursors and receipts of every tenant on one Redis (standalone or Cluster)."""
 
-    def __init__(self, redis: RedisClient, scripts: Scripts) -> None:
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, *, keys: Callable[[str], TenantKeys] = TenantKeys
+    ) -> None:
+        """``keys`` names a tenant's keys: a bucketed tenant's namer reads its labelled buckets' stages.
+
+        The default, today's namer, reads the numbered stages ``{t:T:<bucket>}``.
+        """
         self._redis = redis
         self._scripts = scripts
+        self._keys = keys
+
+    def _stage(self, tenant: str, bucket: int) -> str:
+        return stage_streams(tenant, self._keys(tenant))(bucket)
 
     async def cursor(self, tenant: str, bucket: int) -> str:
         """The last stream id of ``bucket`` sequenced into the log ('' for none).
@@ -56,7 +92,7 @@ class RedisAuditStages:
         """Up to ``count`` records of ``bucket``'s stream: those at or below ``after`` if any, else above."""
         async with translate_errors():
             raw: list[Any] = await self._redis.xrange(  # type: ignore[assignment]
-                BucketKeys(tenant, bucket).audit_stage(), "-", "+", count=count
+                self._stage(tenant, bucket), "-", "+", count=count
             )
         # One read from the stream's start: it begins with what the stream holds at or below the
         # cursor, if anything, and is then that late batch; else it is the records above. A record
@@ -120,7 +156,7 @@ class RedisAuditStages:
         command for the batch, where an ``XDEL`` finds each id in its stream node), else each
         record the stream still holds as it was read.
         """
-        stage = BucketKeys(tenant, bucket).audit_stage()
+        stage = self._stage(tenant, bucket)
         above = _id_above(records[-1].stream_id)
         if above is not None:
             last = _flat(records[-1].fields)
@@ -142,9 +178,8 @@ class RedisAuditStages:
         """
         if not buckets:
             return []
-        lengths = await self._scripts.commands(
-            *(("XLEN", BucketKeys(tenant, bucket).audit_stage()) for bucket in buckets)
-        )
+        stage = stage_streams(tenant, self._keys(tenant))
+        lengths = await self._scripts.commands(*(("XLEN", stage(bucket)) for bucket in buckets))
         return [int(count) for count in lengths]
 
     async def read_staged(self, tenant: str, bucket: int, count: int, after: str = "") -> StagedRead:
@@ -163,7 +198,7 @@ class RedisAuditStages:
         if start is None:
             return StagedRead([], more=False)
         more, reply = await self._scripts.run(
-            "audit_stage_read", [BucketKeys(tenant, bucket).audit_stage()], [count, start]
+            "audit_stage_read", [self._stage(tenant, bucket)], [count, start]
         )
         # A record the sequencer would refuse comes back without its time or body.
         views = [
@@ -200,7 +235,7 @@ class RedisAuditStages:
         async with translate_errors():
             # The stream first: read after the cursor, an entry sequenced in between is found
             # below it, never missing from both.
-            staged = await self._redis.xrange(BucketKeys(tenant, bucket).audit_stage(), stream_id, stream_id)
+            staged = await self._redis.xrange(self._stage(tenant, bucket), stream_id, stream_id)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hget(keys.audit_stage_cursor(), str(bucket))
                 pipe.xrange(keys.audit_receipts(bucket), stream_id, stream_id)
@@ -232,7 +267,7 @@ class RedisAuditStages:
             cursor = await self.cursor(tenant, bucket)
         except StageCursorDamaged:
             cursor = ""
-        stage = BucketKeys(tenant, bucket).audit_stage()
+        stage = self._stage(tenant, bucket)
         async with translate_errors():
             if cursor:
                 above = _id_above(cursor)

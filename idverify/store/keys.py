@@ -331,6 +331,11 @@ class TenantKeys:
         base = self._beside_base(beside, "audit entry")
         return self.audit_log() if base == self._base else f"{base}:audit:stage"
 
+    @property
+    def bucket_count(self) -> int | None:
+        """How many buckets the layout has; None without one (``audit_stage_buckets`` applies)."""
+        return None if self._labels is None else len(self._labels)
+
     def audit_log(self) -> str:
         """The tenant's audit entries (the key a script passes to the prelude's ``audit()``)."""
         return f"{self._base}:audit:log"

@@ -13,7 +13,9 @@ The sequences of several buckets run step by step (``TestRunsCleanStepByStep``: 
 cancellation, the erasures after it, a re-indexing), whole and with their worker stopped dead
 after each step, then finished by the repairer reading every bucket's intents. The list of what
 could not run so yet (``PROBE_BLOCKED``) is gone, its last entries with the stores that now take
-a namer; what the probe does not meet yet is in docs/ARCHITECTURE.md, §6.
+a namer. A signup's staged entries are folded into the log by one pass of a sequencer given the
+namer, which reads the labels' stages (``TestSignupsSequenced``); what the probe does not meet
+yet is in docs/ARCHITECTURE.md, §6.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from idverify.audit import merkle
+from idverify.audit.checkpoint import TreeHead, TreeHeadSigner, verify_signed_head
+from idverify.audit.integrator import TreeIntegrator
+from idverify.audit.sequencer import PositionState
 from idverify.domain.birth_dates import AgeSource
 from idverify.domain.buckets import bucket_of
 from idverify.domain.errors import FailedPrecondition
@@ -53,6 +60,8 @@ from idverify.flows.verification.port import (
 from idverify.flows.verification.record import Status, VerificationRecord
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.verification_ids import new_verification_id, verification_id_bucket
+from idverify.store.audit_stages import RedisAuditStages, stage_sequencer
+from idverify.store.audit_store import AuditStore
 from idverify.store.bucket_steps import StepRunner
 from idverify.store.buckets import search_layout
 from idverify.store.code_sends import CodeSendChains, RedisCodeSends
@@ -66,7 +75,7 @@ from idverify.store.local_topologies import LocalCluster
 from idverify.store.scripts import Scripts, hash_fields
 from idverify.store.verifications import RedisVerificationStore
 from idverify.testing.memory_code_sends import send_limits
-from tests import cancel_crash, counter_crash
+from tests import cancel_crash, counter_crash, rfc6962
 from tests.bind_crash import DIGEST, OWNER, REQUEST_JSON, SQUATTER
 from tests.cancel_crash import pseudonym
 from tests.unit.store.test_identity_accounts import REF as SIGNUP_REF
@@ -685,6 +694,89 @@ async def _entry_types(client: RedisClient, keys: TenantKeys) -> list[str]:
         for stage in sorted({keys.audit_entries(key) for key in beside}):
             bodies += ["{" + as_text(record[b"b"])[1:] for _, record in await client.xrange(stage)]
     return sorted(json.loads(body)["type"] for body in bodies)
+
+
+async def _staged_bodies(client: RedisClient, keys: TenantKeys) -> list[list[bytes]]:
+    """Each labelled bucket's staged bodies, in stream order (buckets that staged nothing left out)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for prefix in keys.bucket_prefixes():
+            pipe.xrange(keys.audit_entries(prefix))
+        stages = await pipe.execute()
+    return [[record[b"b"] for _, record in stage] for stage in stages if stage]
+
+
+def _in_order(wanted: list[bytes], bodies: list[bytes]) -> bool:
+    """Whether ``wanted`` appears in ``bodies`` in its own order (a subsequence)."""
+    rest = iter(bodies)
+    return all(any(body == one for one in rest) for body in wanted)
+
+
+async def _signed_head_proves_each(client: RedisClient, tenant: str) -> int:
+    """Integrates the log, signs its head and checks every entry's inclusion proof against it; the size."""
+    store = AuditStore(client, Scripts(client))
+    state = await TreeIntegrator(store).integrate(tenant)
+    signer = TreeHeadSigner(Ed25519PrivateKey.generate())
+    signed = signer.sign(TreeHead(f"idverify/{tenant}", state.size, state.root, int(time.time() * 1000)))
+    verify_signed_head(signed, signer.public_key)
+    entries = await store.entries(tenant, list(range(state.size)))
+    leaves = [rfc6962.leaf(entry) for entry in entries if entry is not None]
+    assert len(leaves) == state.size
+    for index, leaf in enumerate(leaves):
+        plan = merkle.inclusion_plan(index, state.size)
+        proof = plan.assemble(await store.read_nodes(tenant, plan.nodes))
+        assert rfc6962.proves_inclusion(leaf, index, state.size, proof, signed.head.root_hash), index
+        assert not rfc6962.proves_inclusion(
+            rfc6962.leaf(b"forged"), index, state.size, proof, signed.head.root_hash
+        )
+    return state.size
+
+
+class TestSignupsSequenced:
+    async def test_one_pass_folds_every_entry_a_signup_staged_in_labelled_buckets(
+        self, cluster_client: RedisClient
+    ) -> None:
+        """The sequencer given the tenant's namer reads its labels' stages: every entry once, in order.
+
+        Without the namer it reads the numbered ``{t:T:<n>}`` streams, which hold nothing here.
+        """
+        tenant = f"probeseq{time.time_ns()}"
+        keys = bucketed_ids(tenant)
+        await _signups(cluster_client, tenant, bucketed_ids)
+        logged_before = await cluster_client.hlen(keys.audit_log())
+        staged = await _staged_bodies(cluster_client, keys)
+        assert len(staged) > 1, "the signup's entries are staged in several buckets"
+        # A staged position is answered pending from its label's stream (GetStagedEntry's read).
+        stages = RedisAuditStages(cluster_client, Scripts(cluster_client), keys=bucketed_ids)
+        bucket = bucket_of(OWNER_PS)
+        [(first_id, first), *_] = await cluster_client.xrange(keys.audit_entries(keys.account(OWNER_PS)))
+        assert (await stages.position(tenant, bucket, as_text(first_id))).state is PositionState.PENDING
+        read = await stages.read_staged(tenant, bucket, 100)
+        assert read.views[0].stream_id == as_text(first_id)
+        assert read.views[0].body == first[b"b"]
+        sequencer = stage_sequencer(cluster_client, Scripts(cluster_client), 16, keys=bucketed_ids)
+        assert sequencer is not None
+        assert sequencer.buckets_of(tenant) == _layout_of(tenant).count
+        report = await sequencer.sequence(tenant)
+        assert report.appended == sum(map(len, staged))
+        assert not report.refused
+        assert not report.damaged
+        assert await _staged_bodies(cluster_client, keys) == []
+        raw = await cluster_client.hgetall(keys.audit_log())
+        entries = [raw[str(i).encode()] for i in range(len(raw))]
+        appended = entries[logged_before:]
+        parsed = [json.loads(entry) for entry in entries]
+        assert [entry["seq"] for entry in parsed] == list(range(len(entries)))
+        times = [entry["time_ms"] for entry in parsed]
+        assert times == sorted(times)
+        bodies = [_ENTRY_HEAD.sub(b"", entry) for entry in appended]
+        assert sorted(bodies) == sorted(body for stage in staged for body in stage)
+        for stage in staged:  # each bucket's entries in its stream's order
+            assert _in_order(stage, bodies)
+        sequenced = await stages.position(tenant, bucket, as_text(first_id))
+        assert sequenced.state is PositionState.SEQUENCED
+        assert sequenced.index is not None
+        assert _ENTRY_HEAD.sub(b"", entries[sequenced.index]) == first[b"b"]
+        assert await _signed_head_proves_each(cluster_client, tenant) == len(entries)
 
 
 class TestSignupsRunClean:

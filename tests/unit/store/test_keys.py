@@ -11,6 +11,7 @@ from redis.crc import key_slot
 from idverify.domain.buckets import BUCKETS, bucket_of
 from idverify.privacy.keyring import Keyring
 from idverify.privacy.verification_ids import new_verification_id, verification_id_bucket
+from idverify.store.audit_stages import stage_streams
 from idverify.store.buckets import BucketLayout, bucket_slot, search_layout
 from idverify.store.key_families import Family, family_of
 from idverify.store.keys import BucketKeys, TenantKeys
@@ -253,6 +254,25 @@ class TestWithALayout:
             assert keys.audit_entries(beside) == BucketKeys(TENANT, label).audit_stage()
         assert keys.intents(keys.organization_names()) == "iv1:{t:acme}:intents"
         assert keys.audit_entries(keys.organization_names()) == keys.audit_log()
+
+    def test_a_buckets_stage_is_read_where_its_steps_stage_entries(
+        self, layout: BucketLayout, keyring: Keyring
+    ) -> None:
+        """Bucket b's stage is its label's, where ``audit_entries`` stages; else the numbered one."""
+        keys = _namers(layout, keyring)
+        assert keys.bucket_count == layout.count
+        stage = stage_streams(TENANT, keys)
+        assert stage(bucket_of(ACCOUNT)) == keys.audit_entries(keys.account(ACCOUNT))
+        assert [stage(b) for b in range(layout.count)] == [
+            BucketKeys(TENANT, label).audit_stage() for label in layout.labels
+        ]
+        flat = TenantKeys(TENANT)
+        assert flat.bucket_count is None
+        assert (
+            stage_streams(TENANT, flat)(3)
+            == BucketKeys(TENANT, 3).audit_stage()
+            == "iv1:{t:acme:3}:audit:stage"
+        )
 
     def test_the_tenant_wide_families_keep_their_names(self, layout: BucketLayout, keyring: Keyring) -> None:
         bucketed, flat = _namers(layout, keyring), TenantKeys(TENANT)
