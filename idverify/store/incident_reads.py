@@ -3,8 +3,9 @@
 ``flows.incident`` decides what a report says; this adapter answers its questions in typed
 values. Reads: PFCOUNT over the HyperLogLogs of every hour and client concerned, merged first
 into scratch keys by chunks of ``MERGE_CHUNK`` so no single command holds Redis for long.
-Holdings: one SCAN of the tenant's keys, classified by key name, and for each page one read-only
-script (``incident_holdings.lua``) that looks at the records' fields. One report of a tenant at a
+Holdings: one SCAN of the tenant's keys (with a bucketed tenant's namer, its buckets' too:
+``scan.tenant_pages``), classified by key name, and for each page one read-only script
+(``incident_holdings.lua``) per hash tag that looks at the records' fields. One report of a tenant at a
 time holds a Redis lock, released when the report is done and expiring if its worker crashes.
 """
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
@@ -21,10 +23,11 @@ from idverify.domain.errors import StoreUnavailable
 from idverify.flows.incident import HOLDINGS_FIELDS, Holdings, ReadFigure, ReportEntry
 from idverify.flows.read_accounting import Category
 from idverify.store.connection import RedisClient, as_text, translate_errors
-from idverify.store.keys import PREFIX, TenantKeys
+from idverify.store.keys import TenantKeys
 from idverify.store.read_keys import ReadKeys
-from idverify.store.scan import scan_pages
+from idverify.store.scan import tenant_pages
 from idverify.store.scripted_store import ScriptedStore
+from idverify.store.scripts import Scripts
 
 __all__ = [
     "MERGE_CHUNK",
@@ -59,7 +62,17 @@ class ReportLock:
 
 
 class RedisIncidentStore(ScriptedStore):
-    """``flows.incident.IncidentStore`` over Redis."""
+    """``flows.incident.IncidentStore`` over Redis.
+
+    Its holdings walk the keys ``keys`` names: today's by default (the tenant's slot); a bucketed
+    tenant's namer adds every bucket's keys (docs/ARCHITECTURE.md "Buckets: the plan", §6).
+    """
+
+    def __init__(
+        self, redis: RedisClient, scripts: Scripts, *, keys: Callable[[str], TenantKeys] = TenantKeys
+    ) -> None:
+        super().__init__(redis, scripts)
+        self._keys = keys
 
     async def try_lock(self, tenant: str, seconds: float) -> ReportLock | None:
         """The tenant's report lock for at most ``seconds``, or None while another report holds it."""
@@ -133,27 +146,28 @@ class RedisIncidentStore(ScriptedStore):
 
     async def holdings(self, tenant: str) -> Holdings:
         """Exact counts of what the tenant holds, from one SCAN of its keys."""
-        base = f"{PREFIX}:{{t:{tenant}}}:"
         totals = dict.fromkeys(HOLDINGS_FIELDS, 0)
         records_of = dict.fromkeys(_KIND_OF_RECORD.values(), 0)
         consents = audited = scanned = 0
-        async for _, page in scan_pages(self._redis, base + "*", count=SCAN_PAGE):
+        async for _, page in tenant_pages(self._redis, tenant, self._keys(tenant), count=SCAN_PAGE):
             scanned += len(page)
-            records: list[str] = []
-            kinds: list[str] = []
+            # One script a hash tag: a bucketed tenant's page holds many buckets' records.
+            records: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
             for raw in page:
-                rest = as_text(raw)[len(base) :]
+                key = as_text(raw)
+                tag, _, rest = key.partition("}:")
                 record = rest.split(":", 1)[0]
                 if record in _KIND_OF_RECORD:
-                    records.append(base + rest)
+                    names, kinds = records[tag]
+                    names.append(key)
                     kinds.append(_KIND_OF_RECORD[record])
                     records_of[_KIND_OF_RECORD[record]] += 1
                 elif record == "consent":
                     consents += 1
                 elif rest.startswith("audit:ix:acct:"):
                     audited += 1
-            if records:
-                counted = await self._scripts.run("incident_holdings", records, ["".join(kinds)])
+            for names, kinds in records.values():
+                counted = await self._scripts.run("incident_holdings", names, ["".join(kinds)])
                 for name, value in zip(HOLDINGS_FIELDS, counted, strict=True):
                     totals[name] += int(value)
         return Holdings(

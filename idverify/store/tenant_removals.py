@@ -4,13 +4,14 @@
 run stops); this adapter reads and writes the removal record (``iv1:{t:T}:audit:removal``, a hash
 of its state, due time, final head and erasure cursor), the global list of removals (a sorted
 set by due time), runs ``tenant_removal.lua`` and decodes its replies once, and erases the
-tenant's keys a SCAN page at a time: every key of its slot but the audit log's.
+tenant's keys a SCAN page at a time: every key of its slot but the audit log's and, named by a
+bucketed tenant's namer, every key of its buckets (``scan.tenant_pages``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from idverify.audit.checkpoint import SignedHead, parse_checkpoint
@@ -26,7 +27,7 @@ from idverify.flows.tenant_removal import (
 from idverify.store.audit_store import AuditStore
 from idverify.store.connection import RedisClient, as_text, translate_errors
 from idverify.store.keys import PREFIX, GlobalKeys, TenantKeys
-from idverify.store.scan import scan_pages
+from idverify.store.scan import tenant_pages
 from idverify.store.scripted_store import ScriptedStore
 from idverify.store.scripts import Scripts
 from idverify.store.topology import is_cluster
@@ -38,12 +39,22 @@ class RedisRemovalStore(ScriptedStore):
     """``flows.tenant_removal.RemovalStore`` over Redis.
 
     Its log's entries and leaf hashes come from ``log`` when given: the server's configured log
-    (``store.audit_logs.configured_audit_log``), which reads a trimmed log's bundles too.
+    (``store.audit_logs.configured_audit_log``), which reads a trimmed log's bundles too. Its
+    erasure walks the keys ``keys`` names: today's by default (the tenant's slot); a bucketed
+    tenant's namer adds every bucket's keys (docs/ARCHITECTURE.md "Buckets: the plan", §6).
     """
 
-    def __init__(self, redis: RedisClient, scripts: Scripts, *, log: LoggedEntries | None = None) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        *,
+        log: LoggedEntries | None = None,
+        keys: Callable[[str], TenantKeys] = TenantKeys,
+    ) -> None:
         super().__init__(redis, scripts)
         self._log: LoggedEntries = log or AuditStore(redis, scripts)
+        self._keys = keys
 
     async def known(self, tenant: str) -> bool:
         """Whether the tenant's client set or its log's head exists."""
@@ -146,9 +157,9 @@ class RedisRemovalStore(ScriptedStore):
         return await self._log.leaf_hashes(tenant, indices)
 
     async def count_remaining(self, tenant: str) -> int:
-        """One SCAN over the tenant's slot, counting every key but the audit log's."""
+        """One SCAN over the tenant's keys, counting every key but the audit log's."""
         count = 0
-        async for _, page in scan_pages(self._redis, _pattern(tenant)):
+        async for _, page in tenant_pages(self._redis, tenant, self._keys(tenant)):
             count += sum(not key.startswith(_kept_prefix(tenant)) for key in page)
         return count
 
@@ -165,8 +176,8 @@ class RedisRemovalStore(ScriptedStore):
         """UNLINKs each SCAN page's keys but the audit log's, then records the cursor and count."""
         record = TenantKeys(tenant).removal()
         kept = _kept_prefix(tenant)
-        async for next_cursor, page in scan_pages(
-            self._redis, _pattern(tenant), cursor=cursor, count=page_size
+        async for next_cursor, page in tenant_pages(
+            self._redis, tenant, self._keys(tenant), cursor=cursor, count=page_size
         ):
             doomed = [key for key in page if not key.startswith(kept)]
             async with translate_errors():
@@ -210,10 +221,9 @@ class LoggedEntries(Protocol):
         ...
 
 
-def _pattern(tenant: str) -> str:
-    return f"{PREFIX}:{{t:{tenant}}}:*"
-
-
 def _kept_prefix(tenant: str) -> bytes:
-    """What stays: the audit log's keys (its entries, indexes, tree and this removal record)."""
+    """What stays: the audit log's keys (its entries, indexes, tree and this removal record).
+
+    A bucket's stage (``iv1:{t:T:<label>}:audit:stage``) goes: the close sequenced it first.
+    """
     return f"{PREFIX}:{{t:{tenant}}}:audit:".encode()
