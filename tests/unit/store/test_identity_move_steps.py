@@ -259,12 +259,8 @@ class TestABindingMidMove:
         deletes; instead the verification is pointed where the identity lives now (the forwarding
         record's ``moved_to``, or the current key's ref) and placed there, within the call.
         """
-        tenant = _tenant(f"answer-mid-move-{forward_ms}")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
+        tenant, accounts, stranger = await _stranger_challenged(redis, f"answer-mid-move-{forward_ms}")
         scripts = Scripts(redis)
-        await _challenged(redis, tenant, stranger)
         moved_out, release = asyncio.Event(), asyncio.Event()
         moving: list[asyncio.Task[str]] = []
         tried_mid_move: list[int] = []
@@ -306,11 +302,7 @@ class TestABindingMidMove:
         A repairer dying right after the pointing leaves the intent naming the new ref with the
         verification, so the next one finishes it there rather than drop it as not binding.
         """
-        tenant = _tenant("answer-killed-then-moved")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
-        await _challenged(redis, tenant, stranger)
+        tenant, accounts, stranger = await _stranger_challenged(redis, "answer-killed-then-moved")
         await asyncio.to_thread(
             bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 1, limit=MEMBERS + 1
         )
@@ -412,12 +404,10 @@ class TestABindingMidMove:
         the commit (bound to the old ref, and pointed by the move): either way the account ends
         bound to the new ref and its member ``b:`` there, not ``p:`` for good.
         """
-        tenant = _tenant(f"placed-then-moved-{moved_after}-{forward_ms}")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
+        tenant, accounts, stranger = await _stranger_challenged(
+            redis, f"placed-then-moved-{moved_after}-{forward_ms}"
+        )
         scripts = Scripts(redis)
-        await _challenged(redis, tenant, stranger)
 
         class MovedBetween(StepRunner):
             async def _reached(self, sequence: str, done: int) -> None:
@@ -440,12 +430,8 @@ class TestABindingMidMove:
         Turned ``b:`` in the old record, which the move then deletes, the place would stay ``p:``
         in the new one for good.
         """
-        tenant = _tenant("confirm-mid-move")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
+        tenant, accounts, stranger = await _stranger_challenged(redis, "confirm-mid-move")
         scripts = Scripts(redis)
-        await _challenged(redis, tenant, stranger)
         moved_out, release = asyncio.Event(), asyncio.Event()
         moving: list[asyncio.Task[str]] = []
         tried_mid_move: list[int] = []
@@ -484,11 +470,7 @@ class TestABindingMidMove:
         self, redis: RedisClient, own_redis: RedisProcess
     ) -> None:
         """A worker killed after the place, the move done meanwhile: the repair binds on the new ref."""
-        tenant = _tenant("placed-killed-then-moved")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
-        await _challenged(redis, tenant, stranger)
+        tenant, accounts, stranger = await _stranger_challenged(redis, "placed-killed-then-moved")
         await asyncio.to_thread(
             bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 2, limit=MEMBERS + 1
         )
@@ -511,11 +493,7 @@ class TestABindingMidMove:
         bind one account past the limit. Both paths are refused at the limit, and the repair then
         binds the moved place.
         """
-        tenant = _tenant("placed-moved-counted")
-        accounts = _accounts(tenant)
-        await bound_identity(redis, tenant, accounts)
-        stranger = pseudonym(f"{tenant}-stranger")
-        await _challenged(redis, tenant, stranger)
+        tenant, accounts, stranger = await _stranger_challenged(redis, "placed-moved-counted")
         await asyncio.to_thread(
             bind_crash.killed_after, own_redis.url, tenant, "vf-answer", 2, limit=MEMBERS + 1
         )
@@ -582,6 +560,19 @@ class _Pointing:
         if record.get("identity") == OLD:
             changes["identity"] = (OLD, NEW)  # the current key's ref, as a rotation computes it
         return changes
+
+
+async def _stranger_challenged(redis: RedisClient, label: str) -> tuple[str, list[str], str]:
+    """A tenant whose identity at ``OLD`` holds its bound accounts, and a stranger's challenge of it.
+
+    Returns the tenant, its bound accounts and the stranger's account pseudonym (``vf-answer``).
+    """
+    tenant = _tenant(label)
+    accounts = _accounts(tenant)
+    await bound_identity(redis, tenant, accounts)
+    stranger = pseudonym(f"{tenant}-stranger")
+    await _challenged(redis, tenant, stranger)
+    return tenant, accounts, stranger
 
 
 async def _challenged(redis: RedisClient, tenant: str, account_ps: str) -> None:
